@@ -1,0 +1,84 @@
+# Parley's interface: README, CI and people all call these targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .local/tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+RUN := $(UV) run --frozen --no-sync
+PYTEST := $(RUN) pytest
+
+.PHONY: help setup infra-install infra-up infra-down infra-reset infra-status run demo test test-unit \
+        test-integration test-e2e lint fmt typecheck docs bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(UV):
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required"'
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml shared/*/pyproject.toml services/*/pyproject.toml
+	$(UV) sync --frozen --all-packages --python $(PYTHON)
+	@touch $@
+
+setup: $(VENV)/.synced infra-install ## install Python deps (uv), Kafka jars and FerretDB
+
+infra-install:
+	@scripts/infra.sh install
+
+infra-up: $(VENV)/.synced ## start Kafka and FerretDB as local processes, create topics
+	@scripts/infra.sh up
+	@$(RUN) parley topics create --wait 60 >/dev/null && echo "infra: topics ready"
+
+infra-down: ## stop the local Kafka and FerretDB (data kept)
+	@scripts/infra.sh down
+
+infra-reset: ## stop them and wipe their data
+	@scripts/infra.sh reset
+
+infra-status:
+	@scripts/infra.sh status
+
+run: setup infra-up ## start infrastructure and every service in the foreground (Ctrl-C stops)
+	@$(RUN) python scripts/run_stack.py
+
+demo: $(VENV)/.synced ## send sample signed webhooks to a running stack and print the events
+	@$(RUN) python scripts/demo.py
+
+test: setup infra-up ## run every test tier (unit, integration, e2e)
+	$(PYTEST) tests
+
+test-unit: $(VENV)/.synced ## pure tests, no I/O
+	$(PYTEST) tests/unit
+
+test-integration: setup infra-up ## against the real broker and store
+	$(PYTEST) tests/integration
+
+test-e2e: setup infra-up ## services as processes
+	$(PYTEST) tests/e2e
+
+lint: $(VENV)/.synced ## ruff lint and format check
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+fmt: $(VENV)/.synced ## format and fix what ruff can
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+typecheck: $(VENV)/.synced ## mypy strict on shared/ and every domain/
+	$(RUN) mypy
+
+docs: $(VENV)/.synced ## write AsyncAPI documents and JSON Schemas under docs/
+	$(RUN) python scripts/gen_docs.py
+
+bench: setup infra-up ## benchmarks (not part of make test)
+	@if [ -d bench ]; then $(RUN) python -m bench; else echo "no benchmarks yet (issue 9)"; fi
+
+clean: ## remove the virtualenv and caches (keeps infra data)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,69 @@
+"""Kafka administration: create the catalog's topics idempotently, describe them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from parley_events import TopicSpec, all_topics
+
+
+@dataclass(frozen=True, slots=True)
+class TopicState:
+    """A topic as the broker reports it."""
+
+    name: str
+    partitions: int
+
+
+async def ensure_topics(
+    bootstrap_servers: str,
+    namespace: str = "",
+    specs: Iterable[TopicSpec] | None = None,
+    replication_factor: int = 1,
+) -> list[str]:
+    """Create every missing topic; return the names created (existing ones are left alone)."""
+    wanted = {spec.qualified(namespace): spec for spec in (specs or all_topics())}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="parley-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in wanted if name not in existing]
+        created: list[str] = []
+        for name in missing:
+            spec = wanted[name]
+            try:
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            name=name,
+                            num_partitions=spec.partitions,
+                            replication_factor=replication_factor,
+                            topic_configs=spec.kafka_config(),
+                        )
+                    ]
+                )
+                created.append(name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        await admin.close()
+
+
+async def describe_topics(bootstrap_servers: str, namespace: str = "") -> list[TopicState]:
+    """The catalog's topics as they exist on the broker."""
+    names = [spec.qualified(namespace) for spec in all_topics()]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="parley-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        present = [n for n in names if n in existing]
+        described = await admin.describe_topics(present) if present else []
+        return [
+            TopicState(name=t["topic"], partitions=len(t["partitions"])) for t in described
+        ]
+    finally:
+        await admin.close()

@@ -1,0 +1,69 @@
+"""``parley``: the ops CLI (topics now; replay, DLQ and channels come with their issues)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from parley_shared.admin import describe_topics, ensure_topics
+from parley_shared.settings import ServiceSettings, load_settings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _topics_create(settings: ServiceSettings, args: argparse.Namespace) -> int:
+    created = asyncio.run(
+        ensure_topics(
+            settings.kafka_bootstrap_servers,
+            settings.topic_namespace,
+            replication_factor=args.replication_factor,
+        )
+    )
+    for name in created:
+        print(f"created {name}")
+    print(f"{len(created)} topic(s) created; the rest already existed")
+    return EXIT_OK
+
+
+def _topics_describe(settings: ServiceSettings, _args: argparse.Namespace) -> int:
+    states = asyncio.run(
+        describe_topics(settings.kafka_bootstrap_servers, settings.topic_namespace)
+    )
+    for state in states:
+        print(f"{state.name}\tpartitions={state.partitions}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="parley",
+        description="Operate a Parley deployment. Reads PARLEY_* settings from the environment.",
+        epilog="Exit codes: 0 success, 1 the operation failed, 2 usage error.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    topics = commands.add_parser("topics", help="Kafka topics of the catalog")
+    topic_commands = topics.add_subparsers(dest="action", required=True)
+    create = topic_commands.add_parser("create", help="create missing topics (idempotent)")
+    create.add_argument("--replication-factor", type=int, default=1)
+    create.set_defaults(run=_topics_create)
+    describe = topic_commands.add_parser("describe", help="list the catalog's topics")
+    describe.set_defaults(run=_topics_describe)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings(ServiceSettings)
+    try:
+        code: int = args.run(settings, args)
+    except Exception as exc:
+        print(f"parley {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

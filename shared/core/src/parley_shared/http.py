@@ -1,0 +1,96 @@
+"""The HTTP surface every process has: /healthz, /readyz and /metrics, and how it is served."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import Lifespan
+
+Check = Callable[[], Awaitable[object]]
+
+
+@dataclass
+class Readiness:
+    """What /readyz checks; ``draining`` makes it fail first thing on shutdown."""
+
+    checks: dict[str, Check] = field(default_factory=dict)
+    timeout_s: float = 2.0
+    draining: bool = False
+    started: bool = False
+
+    async def evaluate(self) -> tuple[bool, dict[str, str]]:
+        if self.draining:
+            return False, {"process": "draining"}
+        if not self.started:
+            return False, {"process": "starting"}
+        results: dict[str, str] = {}
+
+        async def run(name: str, check: Check) -> None:
+            try:
+                await asyncio.wait_for(check(), timeout=self.timeout_s)
+                results[name] = "ok"
+            except Exception as exc:  # every failure is a "not ready" answer, never a 500
+                results[name] = f"unavailable: {type(exc).__name__}"
+
+        await asyncio.gather(*(run(n, c) for n, c in self.checks.items()))
+        return all(v == "ok" for v in results.values()), results
+
+
+def ops_routes(readiness: Readiness) -> list[BaseRoute]:
+    """Liveness (the loop answers), readiness (dependencies answer) and Prometheus metrics."""
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        ok, results = await readiness.evaluate()
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": results},
+            status_code=200 if ok else 503,
+        )
+
+    async def metrics(_: Request) -> Response:
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+
+
+def build_app(
+    routes: Sequence[BaseRoute], readiness: Readiness, lifespan: Lifespan[Starlette]
+) -> Starlette:
+    """A Starlette app with the service's routes and the ops routes."""
+    return Starlette(routes=[*routes, *ops_routes(readiness)], lifespan=lifespan)
+
+
+def serve(
+    app_factory: str,
+    *,
+    host: str,
+    port: int,
+    shutdown_timeout_s: float,
+    extra: Mapping[str, object] | None = None,
+) -> None:
+    """Run an app factory ("module:function") under uvicorn until SIGTERM or Ctrl-C."""
+    uvicorn.run(
+        app_factory,
+        factory=True,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(shutdown_timeout_s),
+        lifespan="on",
+        **dict(extra or {}),
+    )

@@ -1,0 +1,67 @@
+"""Settings: one pydantic-settings class per service, all read from ``PARLEY_*`` variables.
+
+Nothing else in Parley reads the environment. Defaults match ``make infra-up``; secrets have
+no default, so a service without them refuses to start with a one-line error naming them.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Literal, NoReturn, TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "PARLEY_"
+
+
+class ServiceSettings(BaseSettings):
+    """What every Parley process needs: where Kafka and the store are, and how to serve."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    mongodb_url: str = "mongodb://127.0.0.1:27017/parley"
+    topic_namespace: str = Field(
+        default="",
+        description="Prefix for every topic name (shared clusters, isolated test runs).",
+    )
+    consumer_group_prefix: str = Field(default="parley", description="Prefix of group ids.")
+    http_host: str = "0.0.0.0"
+    http_port: int = 8080
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    kafka_ack_timeout_s: float = Field(default=5.0, gt=0)
+    shutdown_timeout_s: float = Field(default=20.0, gt=0)
+    consumer_max_attempts: int = Field(
+        default=5, ge=1, description="Attempts for a failing record before it goes to its DLQ."
+    )
+    consumer_retry_backoff_s: float = Field(default=0.2, ge=0)
+    consumer_retry_backoff_max_s: float = Field(default=10.0, ge=0)
+
+    def group_id(self, name: str) -> str:
+        """The consumer group id of one of this service's subscribers."""
+        return f"{self.consumer_group_prefix}.{name}"
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def _die(message: str) -> NoReturn:
+    print(message, file=sys.stderr)  # noqa: T201 - logging is not configured yet
+    raise SystemExit(2)
+
+
+def load_settings(cls: type[S]) -> S:
+    """Build a settings object or stop the process with one clear line per bad variable."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ENV_PREFIX + "_".join(str(part) for part in error["loc"][:1]).upper()
+            if error["type"] == "missing":
+                problems.append(f"{name} is required but not set")
+            else:
+                problems.append(f"{name} is invalid: {error['msg']}")
+        _die(f"{cls.__name__}: " + "; ".join(problems))

@@ -1,0 +1,144 @@
+"""The topic catalog: every Kafka topic Parley owns, its key, sizing and who reads it.
+
+Public topics are a contract with outside consumers: their names never change within a
+major version. A deployment can prefix every name with a namespace (``PARLEY_TOPIC_NAMESPACE``)
+to share one cluster between environments or isolate a test run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+DAY_MS = 24 * 60 * 60 * 1000
+
+Cleanup = Literal["delete", "compact"]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """One topic: its name, what its records are keyed by, sizing and ownership."""
+
+    name: str
+    key: str
+    partitions: int
+    cleanup: Cleanup
+    retention_ms: int | None
+    owner: str
+    consumers: tuple[str, ...]
+    public: bool
+    description: str
+    has_dlq: bool = False
+    extra_config: dict[str, str] = field(default_factory=dict)
+
+    def qualified(self, namespace: str = "") -> str:
+        """The topic's name inside a namespace ("" means the plain public name)."""
+        return qualify(self.name, namespace)
+
+    def dlq(self) -> TopicSpec:
+        """The dead-letter topic for records of this topic that could not be processed."""
+        return TopicSpec(
+            name=dlq_name(self.name),
+            key=self.key,
+            partitions=self.partitions,
+            cleanup="delete",
+            retention_ms=30 * DAY_MS,
+            owner=", ".join(self.consumers),
+            consumers=("operators (parley dlq)",),
+            public=False,
+            description=f"Records of {self.name} that failed processing after all retries.",
+        )
+
+    def kafka_config(self) -> dict[str, str]:
+        """Topic-level configuration to create it with."""
+        config = {"cleanup.policy": self.cleanup, **self.extra_config}
+        if self.retention_ms is not None:
+            config["retention.ms"] = str(self.retention_ms)
+        return config
+
+
+def qualify(name: str, namespace: str = "") -> str:
+    """Prefix a topic name with a namespace, if there is one."""
+    return f"{namespace}.{name}" if namespace else name
+
+
+def dlq_name(topic: str) -> str:
+    """The DLQ of a topic is ``<topic>.dlq``."""
+    return f"{topic}.dlq"
+
+
+WEBHOOKS_RAW = TopicSpec(
+    name="parley.webhooks.raw.v1",
+    key="provider account id (page, IG account, phone_number_id, X user id) or delivery id",
+    partitions=12,
+    cleanup="delete",
+    retention_ms=14 * DAY_MS,
+    owner="ingest",
+    consumers=("normalizer",),
+    public=True,
+    description="Every verified webhook delivery, archived byte for byte before the 200.",
+    has_dlq=True,
+)
+MESSAGES_INBOUND = TopicSpec(
+    name="parley.messages.inbound.v1",
+    key="conversation id",
+    partitions=12,
+    cleanup="delete",
+    retention_ms=7 * DAY_MS,
+    owner="normalizer",
+    consumers=("routing", "policy"),
+    public=True,
+    description="Normalized messages and status events, one record per provider event.",
+    has_dlq=True,
+)
+CONVERSATIONS = TopicSpec(
+    name="parley.conversations.v1",
+    key="conversation id",
+    partitions=12,
+    cleanup="delete",
+    retention_ms=7 * DAY_MS,
+    owner="routing",
+    consumers=("agent tools", "analytics", "policy"),
+    public=True,
+    description="Conversation lifecycle: created, message added, status and owner changes.",
+    has_dlq=False,
+)
+CHANNELS = TopicSpec(
+    name="parley.channels.v1",
+    key="channel id",
+    partitions=3,
+    cleanup="compact",
+    retention_ms=None,
+    owner="onboarding",
+    consumers=("normalizer", "routing", "policy"),
+    public=True,
+    description="Full channel snapshots (no secrets), compacted: the latest per channel id.",
+    has_dlq=False,
+    extra_config={"min.cleanable.dirty.ratio": "0.1", "segment.ms": str(DAY_MS)},
+)
+REPLIES = TopicSpec(
+    name="parley.replies.v1",
+    key="conversation id",
+    partitions=12,
+    cleanup="delete",
+    retention_ms=7 * DAY_MS,
+    owner="policy",
+    consumers=("routing", "agent tools"),
+    public=True,
+    description="Outbound reply outcomes: requested, approved, rejected, sent, failed.",
+    has_dlq=True,
+)
+
+PRIMARY_TOPICS: tuple[TopicSpec, ...] = (
+    WEBHOOKS_RAW,
+    MESSAGES_INBOUND,
+    CONVERSATIONS,
+    CHANNELS,
+    REPLIES,
+)
+
+
+def all_topics() -> tuple[TopicSpec, ...]:
+    """Every topic to create: the primary topics and the DLQs of those that have one."""
+    dlqs = tuple(t.dlq() for t in PRIMARY_TOPICS if t.has_dlq)
+    return PRIMARY_TOPICS + dlqs
