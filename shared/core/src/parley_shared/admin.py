@@ -62,8 +62,6 @@ async def describe_topics(bootstrap_servers: str, namespace: str = "") -> list[T
         existing = set(await admin.list_topics())
         present = [n for n in names if n in existing]
         described = await admin.describe_topics(present) if present else []
-        return [
-            TopicState(name=t["topic"], partitions=len(t["partitions"])) for t in described
-        ]
+        return [TopicState(name=t["topic"], partitions=len(t["partitions"])) for t in described]
     finally:
         await admin.close()

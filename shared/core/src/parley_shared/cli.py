@@ -29,9 +29,7 @@ def _topics_create(settings: ServiceSettings, args: argparse.Namespace) -> int:
 
 
 def _topics_describe(settings: ServiceSettings, _args: argparse.Namespace) -> int:
-    states = asyncio.run(
-        describe_topics(settings.kafka_bootstrap_servers, settings.topic_namespace)
-    )
+    states = asyncio.run(describe_topics(settings.kafka_bootstrap_servers, settings.topic_namespace))
     for state in states:
         print(f"{state.name}\tpartitions={state.partitions}")
     return EXIT_OK

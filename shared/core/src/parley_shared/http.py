@@ -14,6 +14,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Lifespan
 
+from parley_shared.settings import ServiceSettings, load_settings
+
 Check = Callable[[], Awaitable[object]]
 
 
@@ -67,9 +69,7 @@ def ops_routes(readiness: Readiness) -> list[BaseRoute]:
     ]
 
 
-def build_app(
-    routes: Sequence[BaseRoute], readiness: Readiness, lifespan: Lifespan[Starlette]
-) -> Starlette:
+def build_app(routes: Sequence[BaseRoute], readiness: Readiness, lifespan: Lifespan[Starlette]) -> Starlette:
     """A Starlette app with the service's routes and the ops routes."""
     return Starlette(routes=[*routes, *ops_routes(readiness)], lifespan=lifespan)
 
@@ -93,4 +93,15 @@ def serve(
         timeout_graceful_shutdown=int(shutdown_timeout_s),
         lifespan="on",
         **dict(extra or {}),
+    )
+
+
+def run_service(settings_cls: type[ServiceSettings], app_factory: str) -> None:
+    """A console entry point: load settings (or stop with a clear line), then serve."""
+    settings = load_settings(settings_cls)
+    serve(
+        app_factory,
+        host=settings.http_host,
+        port=settings.http_port,
+        shutdown_timeout_s=settings.shutdown_timeout_s,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -35,7 +35,9 @@ CONSUMER_ACK_POLICY = AckPolicy.NACK_ON_ERROR
 """Every Parley subscriber commits after its effects, and rewinds on an escaped error."""
 
 
-def make_broker(settings: ServiceSettings, client_id: str) -> KafkaBroker:
+def make_broker(
+    settings: ServiceSettings, client_id: str, middlewares: Sequence[Any] = ()
+) -> KafkaBroker:
     """A broker whose producer waits for all in-sync replicas and never duplicates on retry."""
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
@@ -44,6 +46,7 @@ def make_broker(settings: ServiceSettings, client_id: str) -> KafkaBroker:
         enable_idempotence=True,
         request_timeout_ms=int(settings.kafka_ack_timeout_s * 1000) + 5000,
         graceful_timeout=settings.shutdown_timeout_s,
+        middlewares=tuple(middlewares),
         logger=None,
     )
 
@@ -80,9 +83,7 @@ class EventPublisher:
 
     async def publish(self, event: Event, *, event_id: str, time: datetime | None = None) -> None:
         """Publish and wait for the broker's acks=all acknowledgement (or raise)."""
-        headers = event_headers(
-            event, event_id=event_id, source=self.source, time=time or datetime.now(UTC)
-        )
+        headers = event_headers(event, event_id=event_id, source=self.source, time=time or datetime.now(UTC))
         await asyncio.wait_for(
             self.broker.publish(
                 encode_event(event),
@@ -188,11 +189,15 @@ def kafka_dead_letter_sink(broker: KafkaBroker, timeout_s: float = 10.0) -> Dead
 
 
 class RetryThenDeadLetter:
-    """Subscriber middleware factory: retry a failing record, then send it to its DLQ."""
+    """Broker middleware factory: retry a failing record, then send it to its DLQ.
+
+    The sink may be set after construction, since the broker that publishes to the DLQ is
+    built with this middleware.
+    """
 
     def __init__(
         self,
-        sink: DeadLetterSink,
+        sink: DeadLetterSink | None,
         policy: RetryPolicy,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -242,5 +247,7 @@ class _RetryThenDeadLetter(BaseMiddleware):
                     continue
                 log.error("record failed after all attempts, dead-lettering", error=repr(exc), **where)
                 # If this raises, the record is not committed and comes back: never lost.
+                if self.owner.sink is None:
+                    raise RuntimeError("no dead-letter sink configured") from exc
                 await self.owner.sink(record, exc, attempt)
                 return None

@@ -48,7 +48,7 @@ S = TypeVar("S", bound=ServiceSettings)
 
 
 def _die(message: str) -> NoReturn:
-    print(message, file=sys.stderr)  # noqa: T201 - logging is not configured yet
+    print(message, file=sys.stderr)
     raise SystemExit(2)
 
 

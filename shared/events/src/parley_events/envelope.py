@@ -54,11 +54,7 @@ class CloudEventAttributes(BaseModel):
     ) -> CloudEventAttributes:
         """Read the attributes back from Kafka headers; raise if a required one is missing."""
         items = headers.items() if isinstance(headers, Mapping) else headers
-        values = {
-            k: (v.decode() if isinstance(v, bytes) else v)
-            for k, v in items
-            if k.startswith("ce_")
-        }
+        values = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in items if k.startswith("ce_")}
         for required in ("ce_id", "ce_source", "ce_type", "ce_specversion", "ce_time"):
             if required not in values:
                 raise MissingCloudEventHeader(required)

@@ -71,9 +71,7 @@ class WebhookReceived(Event):
         description="Deterministic id of the delivery: sha256 of provider and body.",
         examples=["3f1c0a7e5b..."],
     )
-    provider: str = Field(
-        description="Which webhook endpoint received it: meta or x.", examples=["meta"]
-    )
+    provider: str = Field(description="Which webhook endpoint received it: meta or x.", examples=["meta"])
     received_at: datetime = Field(description="When ingest received it (UTC).")
     headers: dict[str, str] = Field(
         default_factory=dict,

@@ -1,0 +1,52 @@
+"""What ingest records about a delivery before answering 200 (pure)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from parley_events import WebhookReceived
+
+# Headers worth keeping for replay and audit; signatures are deliberately not among them.
+KEPT_HEADERS = ("content-type", "user-agent", "x-forwarded-for", "traceparent")
+
+
+def delivery_id(provider: str, body: bytes) -> str:
+    """The same bytes re-sent by the provider give the same id."""
+    return hashlib.sha256(provider.encode() + b"\x00" + body).hexdigest()
+
+
+def partition_key(payload: Any, fallback: str) -> str:
+    """Key raw records by the first business account id so one account's deliveries stay in order."""
+    if isinstance(payload, Mapping):
+        entries = payload.get("entry")
+        if isinstance(entries, list) and entries and isinstance(entries[0], Mapping):
+            account = entries[0].get("id")
+            if isinstance(account, str | int):
+                return str(account)
+        for_user = payload.get("for_user_id")
+        if isinstance(for_user, str | int):
+            return str(for_user)
+    return fallback
+
+
+def archive_record(
+    provider: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    received_at: datetime,
+    payload: Any,
+) -> WebhookReceived:
+    """The raw record archived on the raw topic for one verified delivery."""
+    did = delivery_id(provider, body)
+    return WebhookReceived(
+        delivery_id=did,
+        provider=provider,
+        received_at=received_at,
+        headers={k: v for k, v in headers.items() if k.lower() in KEPT_HEADERS},
+        body_b64=base64.b64encode(body).decode(),
+        partition_key=partition_key(payload, did),
+    )

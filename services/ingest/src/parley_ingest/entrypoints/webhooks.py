@@ -1,0 +1,86 @@
+"""HTTP routes for provider webhooks: verify, archive durably, answer.
+
+The path is lean and stateless: check method, size and content type, verify the signature on
+the raw bytes, publish the raw record with acks=all, and only then answer 200. A broker that
+does not acknowledge in time gets the provider a 503, so the provider retries.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import orjson
+from parley_shared.kafka import EventPublisher
+from parley_shared.logging import get_logger
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from parley_ingest import metrics
+from parley_ingest.domain import deliveries, signatures
+from parley_ingest.settings import IngestSettings
+
+log = get_logger(__name__)
+
+
+class BodyTooLarge(Exception):
+    """The request body is over the configured limit."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def meta_routes(settings: IngestSettings, publisher: EventPublisher) -> list[Route]:
+    secrets = settings.meta_secrets()
+    verify_token = settings.meta_verify_token.get_secret_value()
+
+    async def handshake(request: Request) -> Response:
+        params = request.query_params
+        if params.get("hub.mode") == "subscribe" and signatures.hmac.compare_digest(
+            params.get("hub.verify_token", "").encode(), verify_token.encode()
+        ):
+            return PlainTextResponse(params.get("hub.challenge", ""))
+        metrics.HANDSHAKES.labels(provider="meta", outcome="refused").inc()
+        return Response(status_code=403)
+
+    async def receive(request: Request) -> Response:
+        started = time.perf_counter()
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return metrics.outcome("meta", "unsupported_media_type", Response(status_code=415))
+        try:
+            body = await read_body(request, settings.max_body_bytes)
+        except BodyTooLarge:
+            return metrics.outcome("meta", "too_large", Response(status_code=413))
+        if not signatures.verify_meta(body, request.headers.get("x-hub-signature-256"), secrets):
+            metrics.SIGNATURE_FAILURES.labels(provider="meta").inc()
+            return metrics.outcome("meta", "bad_signature", Response(status_code=401))
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            payload = None  # archived all the same: the normalizer dead-letters it with a reason
+        record = deliveries.archive_record("meta", body, dict(request.headers), datetime.now(UTC), payload)
+        try:
+            await publisher.publish(record, event_id=record.delivery_id, time=record.received_at)
+        except Exception as exc:
+            log.error("raw archive not acknowledged, asking the provider to retry", error=repr(exc))
+            return metrics.outcome("meta", "broker_unavailable", Response(status_code=503))
+        metrics.ACK_SECONDS.labels(provider="meta").observe(time.perf_counter() - started)
+        return metrics.outcome("meta", "accepted", Response(status_code=200))
+
+    return [
+        Route("/webhooks/meta", handshake, methods=["GET"]),
+        Route("/webhooks/meta", receive, methods=["POST"]),
+    ]

@@ -1,0 +1,41 @@
+"""Ingest's Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+from starlette.responses import Response
+
+DELIVERIES = Counter(
+    "parley_ingest_deliveries_total",
+    "Webhook deliveries by provider and outcome.",
+    ["provider", "outcome"],
+)
+SIGNATURE_FAILURES = Counter(
+    "parley_ingest_signature_failures_total",
+    "Deliveries refused for a missing or wrong signature.",
+    ["provider"],
+)
+HANDSHAKES = Counter(
+    "parley_ingest_handshakes_total", "Subscription handshakes by outcome.", ["provider", "outcome"]
+)
+ACK_SECONDS = Histogram(
+    "parley_ingest_broker_ack_seconds",
+    "From request received to the raw record acknowledged.",
+    ["provider"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+NORMALIZED = Counter("parley_normalizer_messages_total", "Normalized message events published.", ["provider"])
+SKIPPED = Counter(
+    "parley_normalizer_skipped_events_total", "Provider events not normalized, by kind.", ["kind"]
+)
+UNKNOWN_ACCOUNTS = Counter(
+    "parley_normalizer_unknown_accounts_total",
+    "Events for accounts no channel claims.",
+    ["provider"],
+)
+
+
+def outcome(provider: str, name: str, response: Response) -> Response:
+    """Count a delivery's outcome and pass its response through."""
+    DELIVERIES.labels(provider=provider, outcome=name).inc()
+    return response

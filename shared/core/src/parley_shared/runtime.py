@@ -1,0 +1,140 @@
+"""The lifespan every Parley process shares: clients created on start-up, closed on shutdown.
+
+A service's bootstrap builds a :class:`ServiceSpec` (its routes, its subscribers, its start-up
+work) and gets back a Starlette app; uvicorn runs it from a factory. Nothing connects at
+import time, and every client belongs to the event loop that runs the app.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+from parley_shared import mongo
+from parley_shared.http import Readiness, build_app
+from parley_shared.kafka import (
+    EventPublisher,
+    RetryPolicy,
+    RetryThenDeadLetter,
+    kafka_dead_letter_sink,
+    make_broker,
+)
+from parley_shared.logging import configure_logging, get_logger
+from parley_shared.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    """The live clients of one process, handed to the service's wiring code."""
+
+    settings: ServiceSettings
+    service: str
+    broker: KafkaBroker
+    publisher: EventPublisher
+    retry: RetryThenDeadLetter
+    readiness: Readiness
+    mongo_client: AsyncMongoClient[dict[str, Any]] | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def db(self) -> AsyncDatabase[dict[str, Any]]:
+        if self.mongo_client is None:
+            raise RuntimeError(f"{self.service} was started without a store")
+        return mongo.database(self.mongo_client, self.settings.mongodb_url)
+
+    def topic(self, name: str) -> str:
+        """A catalog topic's name in this deployment's namespace."""
+        return f"{self.settings.topic_namespace}.{name}" if self.settings.topic_namespace else name
+
+
+Hook = Callable[[Runtime], Awaitable[None]]
+
+
+@dataclass
+class ServiceSpec:
+    """What makes one process: its name, whether it uses the store, and its wiring hooks."""
+
+    name: str
+    settings: ServiceSettings
+    uses_store: bool = True
+    routes: Callable[[Runtime], Sequence[BaseRoute]] = lambda _rt: ()
+    register: Hook | None = None
+    """Adds subscribers to the broker; runs before the broker starts."""
+    on_start: Hook | None = None
+    """Runs after the broker started (ensure indexes, load read models)."""
+    on_stop: Hook | None = None
+    """Runs first on shutdown, while the clients are still open."""
+
+
+def create_app(spec: ServiceSpec) -> Starlette:
+    """Build the process's ASGI app; all connections happen in its lifespan."""
+    settings = spec.settings
+    configure_logging(spec.name, settings.log_level, settings.log_format)
+    readiness = Readiness()
+    retry = RetryThenDeadLetter(None, RetryPolicy.from_settings(settings))
+    broker = make_broker(settings, client_id=f"parley-{spec.name}", middlewares=[retry])
+    retry.sink = kafka_dead_letter_sink(broker)
+    runtime = Runtime(
+        settings=settings,
+        service=spec.name,
+        broker=broker,
+        publisher=EventPublisher(
+            broker,
+            source=f"/parley/{spec.name}",
+            namespace=settings.topic_namespace,
+            ack_timeout_s=settings.kafka_ack_timeout_s,
+        ),
+        retry=RetryThenDeadLetter(kafka_dead_letter_sink(broker), RetryPolicy.from_settings(settings)),
+        readiness=readiness,
+    )
+
+    async def kafka_ready() -> None:
+        if not await broker.ping(timeout=readiness.timeout_s):
+            raise ConnectionError("kafka did not answer")
+
+    readiness.checks["kafka"] = kafka_ready
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        if spec.uses_store:
+            runtime.mongo_client = mongo.open_client(settings.mongodb_url)
+            client = runtime.mongo_client
+
+            async def store_ready() -> None:
+                await mongo.ping(client)
+
+            readiness.checks["store"] = store_ready
+        if spec.register is not None:
+            await spec.register(runtime)
+        await broker.start()
+        if spec.on_start is not None:
+            await spec.on_start(runtime)
+        readiness.started = True
+        log.info("started", port=settings.http_port)
+        try:
+            yield
+        finally:
+            readiness.draining = True
+            log.info("stopping: draining in-flight work")
+            try:
+                if spec.on_stop is not None:
+                    await spec.on_stop(runtime)
+                await broker.stop()
+            finally:
+                if runtime.mongo_client is not None:
+                    await runtime.mongo_client.close()
+            log.info("stopped")
+
+    app = build_app(spec.routes(runtime), readiness, lifespan)
+    app.state.runtime = runtime
+    return app
