@@ -23,8 +23,12 @@ async def ensure_topics(
     namespace: str = "",
     specs: Iterable[TopicSpec] | None = None,
     replication_factor: int = 1,
+    partitions: int | None = None,
 ) -> list[str]:
-    """Create every missing topic; return the names created (existing ones are left alone)."""
+    """Create every missing topic; return the names created (existing ones are left alone).
+
+    ``partitions`` overrides the catalog's counts (small test namespaces).
+    """
     wanted = {spec.qualified(namespace): spec for spec in (specs or all_topics())}
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="parley-admin")
     await admin.start()
@@ -39,7 +43,7 @@ async def ensure_topics(
                     [
                         NewTopic(
                             name=name,
-                            num_partitions=spec.partitions,
+                            num_partitions=partitions or spec.partitions,
                             replication_factor=replication_factor,
                             topic_configs=spec.kafka_config(),
                         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 
 from parley_shared.admin import describe_topics, ensure_topics
 from parley_shared.settings import ServiceSettings, load_settings
@@ -14,14 +15,23 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
+async def _create_with_wait(settings: ServiceSettings, args: argparse.Namespace) -> list[str]:
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            return await ensure_topics(
+                settings.kafka_bootstrap_servers,
+                settings.topic_namespace,
+                replication_factor=args.replication_factor,
+            )
+        except Exception:
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(1)
+
+
 def _topics_create(settings: ServiceSettings, args: argparse.Namespace) -> int:
-    created = asyncio.run(
-        ensure_topics(
-            settings.kafka_bootstrap_servers,
-            settings.topic_namespace,
-            replication_factor=args.replication_factor,
-        )
-    )
+    created = asyncio.run(_create_with_wait(settings, args))
     for name in created:
         print(f"created {name}")
     print(f"{len(created)} topic(s) created; the rest already existed")
@@ -46,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     topic_commands = topics.add_subparsers(dest="action", required=True)
     create = topic_commands.add_parser("create", help="create missing topics (idempotent)")
     create.add_argument("--replication-factor", type=int, default=1)
+    create.add_argument(
+        "--wait", type=float, default=0, help="seconds to keep retrying while the broker starts"
+    )
     create.set_defaults(run=_topics_create)
     describe = topic_commands.add_parser("describe", help="list the catalog's topics")
     describe.set_defaults(run=_topics_describe)

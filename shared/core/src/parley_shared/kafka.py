@@ -122,7 +122,7 @@ class TransientError(Exception):
 
 def is_transient(exc: BaseException) -> bool:
     """An unreachable dependency: the record is fine, so wait instead of dead-lettering it."""
-    return isinstance(exc, TransientError | TRANSIENT_ERRORS)
+    return isinstance(exc, (TransientError, *TRANSIENT_ERRORS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +247,14 @@ class _RetryThenDeadLetter(BaseMiddleware):
                     continue
                 log.error("record failed after all attempts, dead-lettering", error=repr(exc), **where)
                 # If this raises, the record is not committed and comes back: never lost.
-                if self.owner.sink is None:
-                    raise RuntimeError("no dead-letter sink configured") from exc
-                await self.owner.sink(record, exc, attempt)
+                try:
+                    if self.owner.sink is None:
+                        raise RuntimeError("no dead-letter sink configured") from exc
+                    await self.owner.sink(record, exc, attempt)
+                except Exception as sink_error:
+                    log.error("dead-letter publish failed; record will be redelivered",
+                              error=repr(sink_error), **where)
+                    # the subscriber rewinds to this record: pause so that is not a hot loop
+                    await self.owner.sleep(policy.delay(policy.max_attempts))
+                    raise
                 return None

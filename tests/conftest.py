@@ -1,0 +1,113 @@
+"""Fixtures shared by every tier.
+
+Integration and e2e tests need the real Apache Kafka and a MongoDB-wire store. They come from,
+in order: ``PARLEY_KAFKA_BOOTSTRAP_SERVERS`` / ``PARLEY_MONGODB_URL`` when set; testcontainers
+(apache/kafka and mongo images) when a Docker engine answers; otherwise the local processes of
+``scripts/infra.sh`` (Kafka from Maven Central, FerretDB built with go install). If none of
+them works the tests fail with the reason: they never skip.
+
+Every test isolates itself: its own topic namespace, database and consumer groups.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Infra:
+    """Where the broker and the store are, and how they were provided."""
+
+    kafka: str
+    mongodb_url: str
+    mode: str  # "env", "testcontainers" or "local"
+
+    def mongodb_url_for(self, database: str) -> str:
+        base, _, rest = self.mongodb_url.partition("://")
+        hosts = rest.split("/", 1)[0]
+        query = rest.split("?", 1)[1] if "?" in rest else ""
+        return f"{base}://{hosts}/{database}" + (f"?{query}" if query else "")
+
+
+def _docker_available() -> bool:
+    try:
+        import docker  # noqa: PLC0415 - optional
+
+        docker.from_env(timeout=3).ping()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    kafka = os.environ.get("PARLEY_KAFKA_BOOTSTRAP_SERVERS")
+    mongo = os.environ.get("PARLEY_MONGODB_URL")
+    if kafka and mongo:
+        yield Infra(kafka, mongo, "env")
+        return
+    if _docker_available():
+        from testcontainers.kafka import KafkaContainer  # noqa: PLC0415
+        from testcontainers.mongodb import MongoDbContainer  # noqa: PLC0415
+
+        with (
+            KafkaContainer("apache/kafka:4.1.1").with_kraft() as k,
+            MongoDbContainer("mongo:8.0") as m,
+        ):
+            yield Infra(k.get_bootstrap_server(), m.get_connection_url(), "testcontainers")
+        return
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "infra.sh"), "up"], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        pytest.fail(
+            "could not start the local Kafka and FerretDB (scripts/infra.sh up):\n"
+            + result.stdout
+            + result.stderr
+        )
+    yield Infra("127.0.0.1:9092", "mongodb://127.0.0.1:27017/parley", "local")
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique token for names (topics, databases, groups, ids)."""
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+async def namespace(infra: Infra, unique: str) -> str:
+    """A topic namespace of this test's own, with every catalog topic created (3 partitions)."""
+    from parley_shared.admin import ensure_topics  # noqa: PLC0415
+
+    ns = f"test{unique}"
+    await ensure_topics(infra.kafka, ns, partitions=3)
+    return ns
+
+
+@pytest.fixture
+def database_url(infra: Infra, unique: str) -> str:
+    return infra.mongodb_url_for(f"test_{unique}")
+
+
+@pytest.fixture
+async def mongo_db(database_url: str) -> AsyncIterator[Any]:
+    """A database of this test's own, on a client bound to this test's event loop."""
+    from parley_shared import mongo  # noqa: PLC0415
+
+    client = mongo.open_client(database_url)
+    db = mongo.database(client, database_url)
+    try:
+        yield db
+    finally:
+        await client.drop_database(db.name)
+        await client.close()
