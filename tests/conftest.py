@@ -41,7 +41,7 @@ class Infra:
 
 def _docker_available() -> bool:
     try:
-        import docker  # noqa: PLC0415 - optional
+        import docker
 
         docker.from_env(timeout=3).ping()
     except Exception:
@@ -57,8 +57,8 @@ def infra() -> Iterator[Infra]:
         yield Infra(kafka, mongo, "env")
         return
     if _docker_available():
-        from testcontainers.kafka import KafkaContainer  # noqa: PLC0415
-        from testcontainers.mongodb import MongoDbContainer  # noqa: PLC0415
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.mongodb import MongoDbContainer
 
         with (
             KafkaContainer("apache/kafka:4.1.1").with_kraft() as k,
@@ -87,7 +87,7 @@ def unique() -> str:
 @pytest.fixture
 async def namespace(infra: Infra, unique: str) -> str:
     """A topic namespace of this test's own, with every catalog topic created (3 partitions)."""
-    from parley_shared.admin import ensure_topics  # noqa: PLC0415
+    from parley_shared.admin import ensure_topics
 
     ns = f"test{unique}"
     await ensure_topics(infra.kafka, ns, partitions=3)
@@ -102,7 +102,7 @@ def database_url(infra: Infra, unique: str) -> str:
 @pytest.fixture
 async def mongo_db(database_url: str) -> AsyncIterator[Any]:
     """A database of this test's own, on a client bound to this test's event loop."""
-    from parley_shared import mongo  # noqa: PLC0415
+    from parley_shared import mongo
 
     client = mongo.open_client(database_url)
     db = mongo.database(client, database_url)

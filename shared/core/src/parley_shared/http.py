@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -69,6 +70,10 @@ def ops_routes(readiness: Readiness) -> list[BaseRoute]:
     ]
 
 
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
 def build_app(routes: Sequence[BaseRoute], readiness: Readiness, lifespan: Lifespan[Starlette]) -> Starlette:
     """A Starlette app with the service's routes and the ops routes."""
     return Starlette(routes=[*routes, *ops_routes(readiness)], lifespan=lifespan)
@@ -82,7 +87,13 @@ def serve(
     shutdown_timeout_s: float,
     extra: Mapping[str, object] | None = None,
 ) -> None:
-    """Run an app factory ("module:function") under uvicorn until SIGTERM or Ctrl-C."""
+    """Run an app factory ("module:function") under uvicorn until SIGTERM or Ctrl-C.
+
+    uvicorn drains and runs the lifespan shutdown, then re-raises the signal it caught; the
+    handlers installed here turn that into exit status 0 for a clean, complete shutdown.
+    """
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_cleanly)
     uvicorn.run(
         app_factory,
         factory=True,

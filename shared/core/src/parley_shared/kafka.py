@@ -35,9 +35,7 @@ CONSUMER_ACK_POLICY = AckPolicy.NACK_ON_ERROR
 """Every Parley subscriber commits after its effects, and rewinds on an escaped error."""
 
 
-def make_broker(
-    settings: ServiceSettings, client_id: str, middlewares: Sequence[Any] = ()
-) -> KafkaBroker:
+def make_broker(settings: ServiceSettings, client_id: str, middlewares: Sequence[Any] = ()) -> KafkaBroker:
     """A broker whose producer waits for all in-sync replicas and never duplicates on retry."""
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
@@ -252,8 +250,11 @@ class _RetryThenDeadLetter(BaseMiddleware):
                         raise RuntimeError("no dead-letter sink configured") from exc
                     await self.owner.sink(record, exc, attempt)
                 except Exception as sink_error:
-                    log.error("dead-letter publish failed; record will be redelivered",
-                              error=repr(sink_error), **where)
+                    log.error(
+                        "dead-letter publish failed; record will be redelivered",
+                        error=repr(sink_error),
+                        **where,
+                    )
                     # the subscriber rewinds to this record: pause so that is not a hot loop
                     await self.owner.sleep(policy.delay(policy.max_attempts))
                     raise

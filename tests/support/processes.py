@@ -1,0 +1,83 @@
+"""Run Parley's console entry points as real processes for e2e tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServiceProcess:
+    """One service process: its port, its log file, and how to stop it."""
+
+    name: str
+    port: int
+    log_path: Path
+    process: subprocess.Popen[bytes] = field(repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                response = httpx.get(f"{self.url}/readyz", timeout=2)
+                if response.status_code == 200:
+                    return
+                last = response.text
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            time.sleep(0.25)
+        raise AssertionError(f"{self.name} not ready in {timeout}s ({last}):\n{self.log()}")
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_service(command: str, env: dict[str, str], log_dir: Path) -> ServiceProcess:
+    """Start ``command`` (a console script) with PARLEY_* settings on a free port."""
+    port = free_port()
+    log_path = log_dir / f"{command}.log"
+    full_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")},
+        **env,
+        "PARLEY_HTTP_PORT": str(port),
+        "PARLEY_HTTP_HOST": "127.0.0.1",
+        "PARLEY_LOG_FORMAT": "json",
+    }
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(BIN / command)], env=full_env, stdout=log, stderr=subprocess.STDOUT
+        )
+    return ServiceProcess(command, port, log_path, process)

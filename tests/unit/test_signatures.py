@@ -1,0 +1,128 @@
+"""Webhook signatures: Meta's hex form and X's base64 form, with secret rotation."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+import pytest
+from parley_ingest.domain.signatures import meta_signature, verify_meta, verify_x, x_signature
+
+pytestmark = pytest.mark.unit
+
+BODY = b'{"object":"page","entry":[{"id":"104512345678901","time":1700000000000}]}'
+OLD = "old-app-secret"
+NEW = "new-app-secret"
+
+
+def hex_header(body: bytes, secret: str) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def b64_header(body: bytes, secret: str) -> str:
+    return "sha256=" + base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def one_byte_changed(body: bytes) -> bytes:
+    return body[:-1] + bytes([body[-1] ^ 0x01])
+
+
+# --- Meta ------------------------------------------------------------------------------
+
+
+def test_meta_signature_is_the_prefixed_hex_hmac_sha256_of_the_body() -> None:
+    assert meta_signature(BODY, NEW) == hex_header(BODY, NEW)
+
+
+def test_meta_accepts_a_body_signed_with_the_only_secret() -> None:
+    assert verify_meta(BODY, hex_header(BODY, NEW), [NEW])
+
+
+@pytest.mark.parametrize("signing_secret", [OLD, NEW])
+def test_meta_accepts_either_secret_while_rotating(signing_secret: str) -> None:
+    assert verify_meta(BODY, hex_header(BODY, signing_secret), [OLD, NEW])
+
+
+def test_meta_accepts_the_second_secret_given_as_a_generator() -> None:
+    assert verify_meta(BODY, hex_header(BODY, NEW), (s for s in [OLD, NEW]))
+
+
+def test_meta_rejects_a_body_signed_with_another_secret() -> None:
+    assert not verify_meta(BODY, hex_header(BODY, "attacker-secret"), [OLD, NEW])
+
+
+def test_meta_rejects_when_no_secret_is_configured() -> None:
+    assert not verify_meta(BODY, hex_header(BODY, NEW), [])
+
+
+@pytest.mark.parametrize("header", [None, ""])
+def test_meta_rejects_a_missing_header(header: str | None) -> None:
+    assert not verify_meta(BODY, header, [NEW])
+
+
+def test_meta_rejects_a_header_without_the_sha256_prefix() -> None:
+    bare_hex = hmac.new(NEW.encode(), BODY, hashlib.sha256).hexdigest()
+    assert not verify_meta(BODY, bare_hex, [NEW])
+
+
+def test_meta_rejects_a_body_changed_by_one_byte() -> None:
+    header = hex_header(BODY, NEW)
+    assert verify_meta(BODY, header, [NEW])
+    assert not verify_meta(one_byte_changed(BODY), header, [NEW])
+
+
+def test_meta_accepts_uppercase_hex() -> None:
+    digest = hmac.new(NEW.encode(), BODY, hashlib.sha256).hexdigest().upper()
+    assert verify_meta(BODY, "sha256=" + digest, [NEW])
+
+
+def test_meta_rejects_the_base64_form_x_uses() -> None:
+    assert not verify_meta(BODY, b64_header(BODY, NEW), [NEW])
+
+
+def test_meta_rejects_a_truncated_signature() -> None:
+    assert not verify_meta(BODY, hex_header(BODY, NEW)[:-2], [NEW])
+
+
+# --- X ---------------------------------------------------------------------------------
+
+
+def test_x_signature_is_the_prefixed_base64_hmac_sha256_of_the_body() -> None:
+    assert x_signature(BODY, NEW) == b64_header(BODY, NEW)
+
+
+@pytest.mark.parametrize("signing_secret", [OLD, NEW])
+def test_x_accepts_either_secret_while_rotating(signing_secret: str) -> None:
+    assert verify_x(BODY, b64_header(BODY, signing_secret), [OLD, NEW])
+
+
+def test_x_rejects_a_body_signed_with_another_secret() -> None:
+    assert not verify_x(BODY, b64_header(BODY, "attacker-secret"), [OLD, NEW])
+
+
+@pytest.mark.parametrize("header", [None, ""])
+def test_x_rejects_a_missing_header(header: str | None) -> None:
+    assert not verify_x(BODY, header, [NEW])
+
+
+def test_x_rejects_a_header_without_the_sha256_prefix() -> None:
+    bare = base64.b64encode(hmac.new(NEW.encode(), BODY, hashlib.sha256).digest()).decode()
+    assert not verify_x(BODY, bare, [NEW])
+
+
+def test_x_rejects_a_body_changed_by_one_byte() -> None:
+    header = b64_header(BODY, NEW)
+    assert verify_x(BODY, header, [NEW])
+    assert not verify_x(one_byte_changed(BODY), header, [NEW])
+
+
+def test_x_rejects_the_hex_form_meta_uses() -> None:
+    assert not verify_x(BODY, hex_header(BODY, NEW), [NEW])
+
+
+def test_x_treats_base64_as_case_sensitive() -> None:
+    header = b64_header(BODY, NEW)
+    swapped = "sha256=" + header.removeprefix("sha256=").swapcase()
+    assert swapped != header
+    assert not verify_x(BODY, swapped, [NEW])
