@@ -77,7 +77,5 @@ def start_service(command: str, env: dict[str, str], log_dir: Path) -> ServicePr
         "PARLEY_LOG_FORMAT": "json",
     }
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(BIN / command)], env=full_env, stdout=log, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen([str(BIN / command)], env=full_env, stdout=log, stderr=subprocess.STDOUT)
     return ServiceProcess(command, port, log_path, process)

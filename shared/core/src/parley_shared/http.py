@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import uvicorn
@@ -85,7 +85,6 @@ def serve(
     host: str,
     port: int,
     shutdown_timeout_s: float,
-    extra: Mapping[str, object] | None = None,
 ) -> None:
     """Run an app factory ("module:function") under uvicorn until SIGTERM or Ctrl-C.
 
@@ -103,7 +102,6 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=int(shutdown_timeout_s),
         lifespan="on",
-        **dict(extra or {}),
     )
 
 

@@ -133,7 +133,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Exponential backoff with jitter, capped."""
-        base = min(self.backoff_max_s, self.backoff_s * (2 ** (attempt - 1)))
+        base: float = min(self.backoff_max_s, self.backoff_s * 2.0 ** (attempt - 1))
         return base * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
 
     @classmethod

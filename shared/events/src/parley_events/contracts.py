@@ -1,0 +1,51 @@
+"""Who publishes and who consumes which event types: the source of the AsyncAPI documents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from parley_events.models import (
+    ChannelSnapshot,
+    ConversationCreated,
+    ConversationMessageAdded,
+    Event,
+    MessageReceived,
+    WebhookReceived,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceContract:
+    """One Parley process's place on the bus."""
+
+    service: str
+    description: str
+    publishes: tuple[type[Event], ...] = ()
+    consumes: tuple[type[Event], ...] = ()
+
+
+SERVICES: tuple[ServiceContract, ...] = (
+    ServiceContract(
+        "ingest",
+        "Receives provider webhooks, verifies them and archives each delivery raw.",
+        publishes=(WebhookReceived,),
+    ),
+    ServiceContract(
+        "normalizer",
+        "Turns archived deliveries into one normalized event per provider message.",
+        publishes=(MessageReceived,),
+        consumes=(WebhookReceived, ChannelSnapshot),
+    ),
+    ServiceContract(
+        "routing",
+        "Keeps conversations, queues and ownership; announces every change.",
+        publishes=(ConversationCreated, ConversationMessageAdded),
+        consumes=(MessageReceived,),
+    ),
+    ServiceContract(
+        "onboarding",
+        "Connects channels and holds their settings (snapshots on the channels topic).",
+        publishes=(ChannelSnapshot,),
+    ),
+    ServiceContract("policy", "Gates and delivers outbound replies (contracts land with policy)."),
+)

@@ -1,0 +1,331 @@
+"""Normalization of Meta (Messenger) deliveries into Parley's message schema."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from parley_events import Attachment, Direction, Provider
+from parley_ingest.domain.normalize import (
+    MalformedPayload,
+    conversation_id,
+    message_event_id,
+    parse_meta,
+    to_event,
+)
+
+from tests.unit.factories import (
+    CUSTOMER_ID,
+    PAGE_ID,
+    channel,
+    messaging_text,
+    page_delivery,
+    page_entry,
+)
+
+pytestmark = pytest.mark.unit
+
+
+# --- messages ---------------------------------------------------------------------------
+
+
+def test_a_customer_text_message_becomes_one_inbound_message() -> None:
+    result = parse_meta(page_delivery(page_entry([messaging_text("m_1", "Where is my order?")])))
+
+    assert result.skipped == ()
+    [msg] = result.messages
+    assert msg.provider is Provider.MESSENGER
+    assert msg.account_id == PAGE_ID
+    assert msg.customer_id == CUSTOMER_ID
+    assert msg.conversation_key == f"dm:{CUSTOMER_ID}"
+    assert msg.direction is Direction.INBOUND
+    assert msg.author.id == CUSTOMER_ID
+    assert msg.content.text == "Where is my order?"
+    assert msg.content.attachments == ()
+    assert msg.provider_message_id == "m_1"
+
+
+def test_an_echo_is_outbound_in_the_customers_conversation_and_authored_by_the_page() -> None:
+    echo = messaging_text("m_echo", "On its way!", sender=PAGE_ID, recipient=CUSTOMER_ID, echo=True)
+
+    [msg] = parse_meta(page_delivery(page_entry([echo]))).messages
+
+    assert msg.direction is Direction.OUTBOUND
+    assert msg.customer_id == CUSTOMER_ID
+    assert msg.conversation_key == f"dm:{CUSTOMER_ID}"
+    assert msg.author.id == PAGE_ID
+
+
+def test_an_echo_and_the_customers_message_share_one_conversation_key() -> None:
+    inbound = messaging_text("m_in")
+    echo = messaging_text("m_out", sender=PAGE_ID, recipient=CUSTOMER_ID, echo=True)
+
+    a, b = parse_meta(page_delivery(page_entry([inbound, echo]))).messages
+
+    assert a.conversation_key == b.conversation_key
+    assert (a.direction, b.direction) == (Direction.INBOUND, Direction.OUTBOUND)
+
+
+def test_every_messaging_item_of_a_batch_becomes_its_own_message() -> None:
+    delivery = page_delivery(
+        page_entry(
+            [messaging_text("m_1", sender="c1"), messaging_text("m_2", sender="c2")],
+            page_id="page_a",
+        ),
+        page_entry(
+            [
+                messaging_text("m_3", sender="c3", recipient="page_b"),
+                messaging_text("m_4", sender="c3", recipient="page_b"),
+                messaging_text("m_5", sender="c4", recipient="page_b"),
+            ],
+            page_id="page_b",
+        ),
+    )
+
+    messages = parse_meta(delivery).messages
+
+    assert [m.provider_message_id for m in messages] == ["m_1", "m_2", "m_3", "m_4", "m_5"]
+    assert [m.account_id for m in messages] == ["page_a", "page_a", "page_b", "page_b", "page_b"]
+    assert [m.customer_id for m in messages] == ["c1", "c2", "c3", "c3", "c4"]
+
+
+def test_attachments_keep_their_type_and_url() -> None:
+    item = messaging_text("m_att")
+    item["message"] = {
+        "mid": "m_att",
+        "attachments": [
+            {"type": "image", "payload": {"url": "https://cdn.example/a.jpg"}},
+            {"type": "file", "payload": {"url": "https://cdn.example/b.pdf"}},
+            {"type": "fallback", "payload": None},
+        ],
+    }
+
+    [msg] = parse_meta(page_delivery(page_entry([item]))).messages
+
+    assert msg.content.text is None
+    assert msg.content.attachments == (
+        Attachment(type="image", url="https://cdn.example/a.jpg"),
+        Attachment(type="file", url="https://cdn.example/b.pdf"),
+        Attachment(type="fallback", url=None),
+    )
+
+
+def test_text_and_attachment_in_one_message_are_both_kept() -> None:
+    item = messaging_text("m_both", "see picture")
+    item["message"]["attachments"] = [{"type": "image", "payload": {"url": "https://cdn.example/c.png"}}]
+
+    [msg] = parse_meta(page_delivery(page_entry([item]))).messages
+
+    assert msg.content.text == "see picture"
+    assert [a.url for a in msg.content.attachments] == ["https://cdn.example/c.png"]
+
+
+def test_the_millisecond_timestamp_becomes_a_utc_datetime() -> None:
+    ts_ms = 1_714_564_800_123
+    expected = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ts_ms)
+
+    [msg] = parse_meta(page_delivery(page_entry([messaging_text("m_t", ts_ms=ts_ms)]))).messages
+
+    assert msg.provider_timestamp == expected
+    assert msg.provider_timestamp.utcoffset() == timedelta(0)
+
+
+def test_a_numeric_mid_and_sender_are_read_as_strings() -> None:
+    item = messaging_text("x", sender=123)  # type: ignore[arg-type]
+    item["message"]["mid"] = 987
+
+    [msg] = parse_meta(page_delivery(page_entry([item]))).messages
+
+    assert (msg.provider_message_id, msg.customer_id) == ("987", "123")
+
+
+# --- skipped kinds ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("item", "kind"),
+    [
+        ({"delivery": {"mids": ["m_1"], "watermark": 1}}, "messenger.delivery"),
+        ({"read": {"watermark": 1}}, "messenger.read"),
+        ({"postback": {"title": "Start", "payload": "GET_STARTED"}}, "messenger.postback"),
+        ({"reaction": {"mid": "m_1", "action": "react", "emoji": "x"}}, "messenger.reaction"),
+        ({"optin": {"ref": "r"}}, "messenger.optin"),
+        ({"referral": {"ref": "r", "source": "SHORTLINK"}}, "messenger.referral"),
+        ({"something_new": {}}, "messenger.unknown"),
+    ],
+)
+def test_non_message_items_are_skipped_with_their_kind(item: dict[str, Any], kind: str) -> None:
+    event = {"sender": {"id": CUSTOMER_ID}, "recipient": {"id": PAGE_ID}, "timestamp": 1, **item}
+
+    result = parse_meta(page_delivery(page_entry([event])))
+
+    assert result.messages == ()
+    assert result.skipped == (kind,)
+
+
+def test_skipped_items_do_not_hide_the_messages_next_to_them() -> None:
+    read = {"sender": {"id": CUSTOMER_ID}, "recipient": {"id": PAGE_ID}, "read": {"watermark": 1}}
+
+    result = parse_meta(page_delivery(page_entry([read, messaging_text("m_1"), read])))
+
+    assert [m.provider_message_id for m in result.messages] == ["m_1"]
+    assert result.skipped == ("messenger.read", "messenger.read")
+
+
+def test_changes_entries_are_skipped_by_field() -> None:
+    entry = {"id": PAGE_ID, "time": 1, "changes": [{"field": "feed", "value": {"item": "comment"}}]}
+
+    result = parse_meta(page_delivery(entry))
+
+    assert result.messages == ()
+    assert result.skipped == ("page.changes.feed",)
+
+
+def test_entries_of_objects_other_than_page_are_skipped() -> None:
+    payload = {
+        "object": "instagram",
+        "entry": [page_entry([messaging_text("m_ig_1")]), page_entry([messaging_text("m_ig_2")])],
+    }
+
+    result = parse_meta(payload)
+
+    assert result.messages == ()
+    assert result.skipped == ("instagram.entry", "instagram.entry")
+
+
+def test_an_entry_without_messaging_yields_nothing() -> None:
+    result = parse_meta(page_delivery({"id": PAGE_ID, "time": 1}))
+    assert (result.messages, result.skipped) == ((), ())
+
+
+# --- malformed --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [None, [], "page", {}, {"object": "page"}, {"object": "page", "entry": {"id": PAGE_ID}}],
+)
+def test_a_payload_without_an_entry_list_is_malformed(payload: Any) -> None:
+    with pytest.raises(MalformedPayload, match="entry"):
+        parse_meta(payload)
+
+
+def test_an_entry_that_is_not_an_object_is_malformed() -> None:
+    with pytest.raises(MalformedPayload, match="entry"):
+        parse_meta({"object": "page", "entry": ["104512345678901"]})
+
+
+def test_a_message_without_mid_is_malformed() -> None:
+    item = messaging_text("m_1")
+    del item["message"]["mid"]
+    with pytest.raises(MalformedPayload, match="mid"):
+        parse_meta(page_delivery(page_entry([item])))
+
+
+def test_a_message_with_an_empty_mid_is_malformed() -> None:
+    with pytest.raises(MalformedPayload, match="mid"):
+        parse_meta(page_delivery(page_entry([messaging_text("")])))
+
+
+@pytest.mark.parametrize("timestamp", ["1714564800000", None, [1], {"ms": 1}])
+def test_a_non_numeric_timestamp_is_malformed(timestamp: Any) -> None:
+    item = messaging_text("m_1")
+    item["timestamp"] = timestamp
+    with pytest.raises(MalformedPayload, match="timestamp"):
+        parse_meta(page_delivery(page_entry([item])))
+
+
+def test_a_message_without_sender_is_malformed() -> None:
+    item = messaging_text("m_1")
+    del item["sender"]
+    with pytest.raises(MalformedPayload):
+        parse_meta(page_delivery(page_entry([item])))
+
+
+def test_a_page_entry_without_id_is_malformed() -> None:
+    entry = page_entry([messaging_text("m_1")])
+    del entry["id"]
+    with pytest.raises(MalformedPayload, match="id"):
+        parse_meta(page_delivery(entry))
+
+
+def test_a_messaging_item_that_is_not_an_object_is_malformed() -> None:
+    with pytest.raises(MalformedPayload, match="messaging"):
+        parse_meta(page_delivery(page_entry(["m_1"])))  # type: ignore[list-item]
+
+
+def test_malformed_payload_is_a_value_error() -> None:
+    assert issubclass(MalformedPayload, ValueError)
+
+
+# --- ids and events ---------------------------------------------------------------------
+
+
+def test_message_event_id_is_deterministic() -> None:
+    assert message_event_id(Provider.MESSENGER, PAGE_ID, "m_1") == message_event_id(
+        Provider.MESSENGER, PAGE_ID, "m_1"
+    )
+
+
+def test_message_event_id_differs_across_provider_account_and_message() -> None:
+    ids = {
+        message_event_id(Provider.MESSENGER, "a", "m_1"),
+        message_event_id(Provider.INSTAGRAM, "a", "m_1"),
+        message_event_id(Provider.MESSENGER, "b", "m_1"),
+        message_event_id(Provider.MESSENGER, "a", "m_2"),
+        # the parts are delimited: shifting a character between them is another message
+        message_event_id(Provider.MESSENGER, "am", "_1"),
+    }
+    assert len(ids) == 5
+    assert all(i.startswith("msg_") for i in ids)
+
+
+def test_conversation_id_is_deterministic_and_distinct_per_tenant_channel_and_thread() -> None:
+    base = conversation_id("ten_a", "chn_1", "dm:1")
+    assert base == conversation_id("ten_a", "chn_1", "dm:1")
+    others = {
+        conversation_id("ten_b", "chn_1", "dm:1"),
+        conversation_id("ten_a", "chn_2", "dm:1"),
+        conversation_id("ten_a", "chn_1", "dm:2"),
+        conversation_id("ten_a", "chn_1dm:1", ""),
+    }
+    assert base not in others
+    assert len(others) == 4
+    assert base.startswith("conv_")
+
+
+def test_to_event_takes_tenant_and_channel_from_the_channel_snapshot() -> None:
+    [parsed] = parse_meta(page_delivery(page_entry([messaging_text("m_1", "hi")]))).messages
+    snapshot = channel(tenant_id="ten_acme", channel_id="chn_42")
+
+    event = to_event(parsed, snapshot, "delivery_abc")
+
+    assert (event.tenant_id, event.channel_id) == ("ten_acme", "chn_42")
+    assert event.event_id == message_event_id(Provider.MESSENGER, PAGE_ID, "m_1")
+    assert event.conversation_id == conversation_id("ten_acme", "chn_42", f"dm:{CUSTOMER_ID}")
+    assert event.key() == event.conversation_id
+    assert event.delivery_id == "delivery_abc"
+    assert event.content.text == "hi"
+    assert event.direction is Direction.INBOUND
+    assert event.provider_timestamp == parsed.provider_timestamp
+
+
+def test_the_same_thread_on_two_tenants_makes_two_conversations() -> None:
+    [parsed] = parse_meta(page_delivery(page_entry([messaging_text("m_1")]))).messages
+
+    a = to_event(parsed, channel(tenant_id="ten_a", channel_id="chn_a"), "d")
+    b = to_event(parsed, channel(tenant_id="ten_b", channel_id="chn_b"), "d")
+
+    assert a.conversation_id != b.conversation_id
+
+
+def test_a_redelivered_message_gets_the_same_ids() -> None:
+    payload = page_delivery(page_entry([messaging_text("m_1")]))
+    [first] = parse_meta(payload).messages
+    [again] = parse_meta(payload).messages
+
+    a = to_event(first, channel(), "delivery_1")
+    b = to_event(again, channel(), "delivery_2")
+
+    assert (a.event_id, a.conversation_id) == (b.event_id, b.conversation_id)
