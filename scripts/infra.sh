@@ -75,11 +75,19 @@ start_kafka() {
       >>"$LOGS/kafka.log" 2>&1 || { tail -20 "$LOGS/kafka.log" >&2; die "kafka storage format failed"; }
   fi
   say "starting kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT"
+  local log_start; log_start=$(( $(stat -c %s "$LOGS/kafka.log" 2>/dev/null || echo 0) + 1 ))
   nohup java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$ROOT/deploy/local/kafka/log4j2.properties" \
     -cp "$cp" kafka.Kafka "$LOCAL/kafka/server.properties" >>"$LOGS/kafka.log" 2>&1 </dev/null &
   echo $! >"$RUN/kafka.pid"
   wait_port kafka $KAFKA_PORT
+  # the port opens before the broker has joined its controller: wait for the started line
+  local deadline=$((SECONDS + WAIT_S))
+  until tail -c +"$log_start" "$LOGS/kafka.log" | grep -q "Kafka Server started"; do
+    alive kafka || { tail -30 "$LOGS/kafka.log" >&2; die "kafka exited during start-up"; }
+    (( SECONDS > deadline )) && die "kafka did not finish starting within ${WAIT_S}s (log: $LOGS/kafka.log)"
+    sleep 0.3
+  done
 }
 
 start_ferretdb() {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -69,7 +70,7 @@ def test_redacting_text_keeps_the_words_around_the_secret() -> None:
 
 
 def test_query_redaction_keeps_the_other_parameters() -> None:
-    out = redact({"url": f"https://graph.facebook.com/me?fields=id&access_token=abc123&limit=1"})
+    out = redact({"url": "https://graph.facebook.com/me?fields=id&access_token=abc123&limit=1"})
     assert out["url"] == f"https://graph.facebook.com/me?fields=id&{REDACTED}&limit=1"
 
 
@@ -101,6 +102,15 @@ def test_secrets_in_nested_dicts_and_lists_are_redacted() -> None:
 def test_secrets_in_bytes_values_are_redacted() -> None:
     out = redact({"body": f"sig={SIGNATURE}".encode()})
     assert SIGNATURE not in str(out["body"])
+
+
+def test_secrets_in_read_only_mappings_are_redacted() -> None:
+    headers = MappingProxyType({"x-hub-signature-256": SIGNATURE, "authorization": "Basic dXNlcjpwYXNz"})
+
+    out = redact({"event": "webhook rejected", "headers": headers})
+
+    assert SIGNATURE not in repr(out)
+    assert "dXNlcjpwYXNz" not in repr(out)
 
 
 def test_ordinary_fields_are_left_intact() -> None:

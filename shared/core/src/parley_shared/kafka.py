@@ -219,9 +219,9 @@ class _RetryThenDeadLetter(BaseMiddleware):
     ) -> Any:
         policy = self.owner.policy
         record = msg.raw_message
-        attempt = 0
+        failures = 0  # only failures of the record itself count towards max_attempts
+        outages = 0  # an unreachable dependency is waited out, however long it takes
         while True:
-            attempt += 1
             try:
                 return await call_next(msg)
             except asyncio.CancelledError:
@@ -231,19 +231,28 @@ class _RetryThenDeadLetter(BaseMiddleware):
                     "topic": getattr(record, "topic", None),
                     "partition": getattr(record, "partition", None),
                     "offset": getattr(record, "offset", None),
-                    "attempt": attempt,
                 }
                 if is_transient(exc):
+                    outages += 1
                     metrics.CONSUMER_RETRIES.labels(kind="transient").inc()
-                    log.warning("dependency unavailable, will retry", error=repr(exc), **where)
-                    await self.owner.sleep(policy.delay(min(attempt, 16)))
+                    log.warning(
+                        "dependency unavailable, will retry", error=repr(exc), outages=outages, **where
+                    )
+                    await self.owner.sleep(policy.delay(min(outages, 16)))
                     continue
+                failures += 1
+                attempt = failures
                 metrics.CONSUMER_RETRIES.labels(kind="failure").inc()
                 if attempt < policy.max_attempts:
-                    log.warning("record failed, will retry", error=repr(exc), **where)
+                    log.warning("record failed, will retry", error=repr(exc), attempt=attempt, **where)
                     await self.owner.sleep(policy.delay(attempt))
                     continue
-                log.error("record failed after all attempts, dead-lettering", error=repr(exc), **where)
+                log.error(
+                    "record failed after all attempts, dead-lettering",
+                    error=repr(exc),
+                    attempt=attempt,
+                    **where,
+                )
                 # If this raises, the record is not committed and comes back: never lost.
                 try:
                     if self.owner.sink is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import structlog
@@ -33,7 +33,7 @@ def redact_value(value: Any) -> Any:
         return _SECRET_VALUE.sub(REDACTED, value)
     if isinstance(value, bytes):
         return redact_value(value.decode("utf-8", errors="replace"))
-    if isinstance(value, MutableMapping):
+    if isinstance(value, Mapping):
         return {
             k: (REDACTED if isinstance(k, str) and _SECRET_KEY.search(k) else redact_value(v))
             for k, v in value.items()
