@@ -36,6 +36,8 @@ class Infra:
         base, _, rest = self.mongodb_url.partition("://")
         hosts = rest.split("/", 1)[0]
         query = rest.split("?", 1)[1] if "?" in rest else ""
+        if "@" in hosts and "authSource" not in query:  # credentials live in the admin database
+            query = "&".join(filter(None, [query, "authSource=admin"]))
         return f"{base}://{hosts}/{database}" + (f"?{query}" if query else "")
 
 

@@ -330,3 +330,18 @@ async def test_transient_failures_do_not_use_up_the_attempts_of_a_failing_record
     [(_, error, attempts)] = sink.calls
     assert isinstance(error, ValueError)
     assert attempts == 3
+
+
+def test_log_context_of_a_record_comes_from_its_cloudevents_headers() -> None:
+    from parley_shared.kafka import record_log_context  # noqa: PLC0415
+
+    record = SimpleNamespace(
+        headers=[
+            ("ce_id", b"msg_1"),
+            ("ce_tenantid", b"tenant-a"),
+            ("ce_subject", b"conv_9"),
+            ("other", b"x"),
+        ]
+    )
+    assert record_log_context(record) == {"event_id": "msg_1", "tenant_id": "tenant-a", "subject": "conv_9"}
+    assert record_log_context(SimpleNamespace(headers=None)) == {}

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import aiokafka.errors
 import orjson
 import pymongo.errors
+import structlog
 from faststream import AckPolicy, BaseMiddleware, StreamMessage
 from faststream.kafka import KafkaBroker
 from parley_events import CloudEventAttributes, Event, dlq_name, qualify
@@ -186,6 +187,21 @@ def kafka_dead_letter_sink(broker: KafkaBroker, timeout_s: float = 10.0) -> Dead
     return sink
 
 
+def record_log_context(record: Any) -> dict[str, str]:
+    """Log context of a consumed record: its event id, tenant and subject from the ce_* headers."""
+    wanted = {
+        "ce_id": "event_id",
+        "ce_tenantid": "tenant_id",
+        "ce_subject": "subject",
+        "ce_type": "event_type",
+    }
+    context: dict[str, str] = {}
+    for key, value in getattr(record, "headers", None) or ():
+        if key in wanted:
+            context[wanted[key]] = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    return context
+
+
 class RetryThenDeadLetter:
     """Broker middleware factory: retry a failing record, then send it to its DLQ.
 
@@ -219,6 +235,16 @@ class _RetryThenDeadLetter(BaseMiddleware):
     ) -> Any:
         policy = self.owner.policy
         record = msg.raw_message
+        with structlog.contextvars.bound_contextvars(**record_log_context(record)):
+            return await self._consume(call_next, msg, policy, record)
+
+    async def _consume(
+        self,
+        call_next: Callable[[StreamMessage[Any]], Awaitable[Any]],
+        msg: StreamMessage[Any],
+        policy: RetryPolicy,
+        record: Any,
+    ) -> Any:
         failures = 0  # only failures of the record itself count towards max_attempts
         outages = 0  # an unreachable dependency is waited out, however long it takes
         while True:

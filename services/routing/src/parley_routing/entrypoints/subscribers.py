@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import structlog
 from faststream.kafka.annotations import KafkaMessage
 from parley_events import MessageReceived
 from parley_shared.kafka import EventPublisher, decode_event
@@ -19,5 +20,8 @@ class OnMessageReceived:
 
     async def __call__(self, message: KafkaMessage) -> None:
         event = decode_event(MessageReceived, message.body)
-        for out in await record_message(event, self.repository):
-            await self.publisher.publish(out, event_id=out.event_id, time=out.occurred_at)
+        with structlog.contextvars.bound_contextvars(
+            tenant_id=event.tenant_id, channel_id=event.channel_id, conversation_id=event.conversation_id
+        ):
+            for out in await record_message(event, self.repository):
+                await self.publisher.publish(out, event_id=out.event_id, time=out.occurred_at)
