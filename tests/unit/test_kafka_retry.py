@@ -333,7 +333,7 @@ async def test_transient_failures_do_not_use_up_the_attempts_of_a_failing_record
 
 
 def test_log_context_of_a_record_comes_from_its_cloudevents_headers() -> None:
-    from parley_shared.kafka import record_log_context  # noqa: PLC0415
+    from parley_shared.kafka import record_log_context
 
     record = SimpleNamespace(
         headers=[
