@@ -10,9 +10,9 @@ from parley_events import Attachment, Direction, Provider
 from parley_ingest.domain.normalize import (
     MalformedPayload,
     conversation_id,
+    message_event,
     message_event_id,
     parse_meta,
-    to_event,
 )
 
 from tests.unit.factories import (
@@ -37,7 +37,7 @@ def test_a_customer_text_message_becomes_one_inbound_message() -> None:
     [msg] = result.messages
     assert msg.provider is Provider.MESSENGER
     assert msg.account_id == PAGE_ID
-    assert msg.customer_id == CUSTOMER_ID
+    assert msg.conversation_key == f"dm:{CUSTOMER_ID}"
     assert msg.conversation_key == f"dm:{CUSTOMER_ID}"
     assert msg.direction is Direction.INBOUND
     assert msg.author.id == CUSTOMER_ID
@@ -52,7 +52,7 @@ def test_an_echo_is_outbound_in_the_customers_conversation_and_authored_by_the_p
     [msg] = parse_meta(page_delivery(page_entry([echo]))).messages
 
     assert msg.direction is Direction.OUTBOUND
-    assert msg.customer_id == CUSTOMER_ID
+    assert msg.conversation_key == f"dm:{CUSTOMER_ID}"
     assert msg.conversation_key == f"dm:{CUSTOMER_ID}"
     assert msg.author.id == PAGE_ID
 
@@ -87,7 +87,7 @@ def test_every_messaging_item_of_a_batch_becomes_its_own_message() -> None:
 
     assert [m.provider_message_id for m in messages] == ["m_1", "m_2", "m_3", "m_4", "m_5"]
     assert [m.account_id for m in messages] == ["page_a", "page_a", "page_b", "page_b", "page_b"]
-    assert [m.customer_id for m in messages] == ["c1", "c2", "c3", "c3", "c4"]
+    assert [m.conversation_key for m in messages] == ["dm:c1", "dm:c2", "dm:c3", "dm:c3", "dm:c4"]
 
 
 def test_attachments_keep_their_type_and_url() -> None:
@@ -137,7 +137,7 @@ def test_a_numeric_mid_and_sender_are_read_as_strings() -> None:
 
     [msg] = parse_meta(page_delivery(page_entry([item]))).messages
 
-    assert (msg.provider_message_id, msg.customer_id) == ("987", "123")
+    assert (msg.provider_message_id, msg.conversation_key) == ("987", "dm:123")
 
 
 # --- skipped kinds ----------------------------------------------------------------------
@@ -146,10 +146,6 @@ def test_a_numeric_mid_and_sender_are_read_as_strings() -> None:
 @pytest.mark.parametrize(
     ("item", "kind"),
     [
-        ({"delivery": {"mids": ["m_1"], "watermark": 1}}, "messenger.delivery"),
-        ({"read": {"watermark": 1}}, "messenger.read"),
-        ({"postback": {"title": "Start", "payload": "GET_STARTED"}}, "messenger.postback"),
-        ({"reaction": {"mid": "m_1", "action": "react", "emoji": "x"}}, "messenger.reaction"),
         ({"optin": {"ref": "r"}}, "messenger.optin"),
         ({"referral": {"ref": "r", "source": "SHORTLINK"}}, "messenger.referral"),
         ({"something_new": {}}, "messenger.unknown"),
@@ -165,33 +161,35 @@ def test_non_message_items_are_skipped_with_their_kind(item: dict[str, Any], kin
 
 
 def test_skipped_items_do_not_hide_the_messages_next_to_them() -> None:
-    read = {"sender": {"id": CUSTOMER_ID}, "recipient": {"id": PAGE_ID}, "read": {"watermark": 1}}
+    optin = {
+        "sender": {"id": CUSTOMER_ID},
+        "recipient": {"id": PAGE_ID},
+        "timestamp": 1,
+        "optin": {"ref": "r"},
+    }
 
-    result = parse_meta(page_delivery(page_entry([read, messaging_text("m_1"), read])))
+    result = parse_meta(page_delivery(page_entry([optin, messaging_text("m_1"), optin])))
 
     assert [m.provider_message_id for m in result.messages] == ["m_1"]
-    assert result.skipped == ("messenger.read", "messenger.read")
+    assert result.skipped == ("messenger.optin", "messenger.optin")
 
 
-def test_changes_entries_are_skipped_by_field() -> None:
-    entry = {"id": PAGE_ID, "time": 1, "changes": [{"field": "feed", "value": {"item": "comment"}}]}
+def test_changes_of_unknown_fields_are_skipped_by_field() -> None:
+    entry = {"id": PAGE_ID, "time": 1, "changes": [{"field": "ratings", "value": {"item": "rating"}}]}
 
     result = parse_meta(page_delivery(entry))
 
     assert result.messages == ()
-    assert result.skipped == ("page.changes.feed",)
+    assert result.skipped == ("messenger.changes.ratings",)
 
 
-def test_entries_of_objects_other_than_page_are_skipped() -> None:
-    payload = {
-        "object": "instagram",
-        "entry": [page_entry([messaging_text("m_ig_1")]), page_entry([messaging_text("m_ig_2")])],
-    }
+def test_entries_of_unknown_objects_are_skipped() -> None:
+    payload = {"object": "permissions", "entry": [page_entry([messaging_text("m_1")])]}
 
     result = parse_meta(payload)
 
     assert result.messages == ()
-    assert result.skipped == ("instagram.entry", "instagram.entry")
+    assert result.skipped == ("meta.permissions",)
 
 
 def test_an_entry_without_messaging_yields_nothing() -> None:
@@ -228,7 +226,7 @@ def test_a_message_with_an_empty_mid_is_malformed() -> None:
         parse_meta(page_delivery(page_entry([messaging_text("")])))
 
 
-@pytest.mark.parametrize("timestamp", ["1714564800000", None, [1], {"ms": 1}])
+@pytest.mark.parametrize("timestamp", ["yesterday", None, [1], {"ms": 1}, True])
 def test_a_non_numeric_timestamp_is_malformed(timestamp: Any) -> None:
     item = messaging_text("m_1")
     item["timestamp"] = timestamp
@@ -299,7 +297,7 @@ def test_to_event_takes_tenant_and_channel_from_the_channel_snapshot() -> None:
     [parsed] = parse_meta(page_delivery(page_entry([messaging_text("m_1", "hi")]))).messages
     snapshot = channel(tenant_id="ten_acme", channel_id="chn_42")
 
-    event = to_event(parsed, snapshot, "delivery_abc")
+    event = message_event(parsed, snapshot, "delivery_abc")
 
     assert (event.tenant_id, event.channel_id) == ("ten_acme", "chn_42")
     assert event.event_id == message_event_id(Provider.MESSENGER, PAGE_ID, "m_1")
@@ -314,8 +312,8 @@ def test_to_event_takes_tenant_and_channel_from_the_channel_snapshot() -> None:
 def test_the_same_thread_on_two_tenants_makes_two_conversations() -> None:
     [parsed] = parse_meta(page_delivery(page_entry([messaging_text("m_1")]))).messages
 
-    a = to_event(parsed, channel(tenant_id="ten_a", channel_id="chn_a"), "d")
-    b = to_event(parsed, channel(tenant_id="ten_b", channel_id="chn_b"), "d")
+    a = message_event(parsed, channel(tenant_id="ten_a", channel_id="chn_a"), "d")
+    b = message_event(parsed, channel(tenant_id="ten_b", channel_id="chn_b"), "d")
 
     assert a.conversation_id != b.conversation_id
 
@@ -325,7 +323,7 @@ def test_a_redelivered_message_gets_the_same_ids() -> None:
     [first] = parse_meta(payload).messages
     [again] = parse_meta(payload).messages
 
-    a = to_event(first, channel(), "delivery_1")
-    b = to_event(again, channel(), "delivery_2")
+    a = message_event(first, channel(), "delivery_1")
+    b = message_event(again, channel(), "delivery_2")
 
     assert (a.event_id, a.conversation_id) == (b.event_id, b.conversation_id)

@@ -10,8 +10,8 @@ from parley_shared.runtime import Runtime, ServiceSpec, create_app
 from parley_shared.settings import load_settings
 from starlette.applications import Starlette
 
-from parley_ingest.entrypoints.normalizer import NormalizerHandler
-from parley_ingest.entrypoints.webhooks import meta_routes
+from parley_ingest.entrypoints.normalizer import normalizer_subscriber
+from parley_ingest.entrypoints.webhooks import webhook_routes
 from parley_ingest.settings import IngestSettings, NormalizerSettings
 
 
@@ -23,7 +23,7 @@ def create_ingest_app(settings: IngestSettings | None = None) -> Starlette:
             name="ingest",
             settings=settings,
             uses_store=False,
-            routes=lambda rt: meta_routes(settings, rt.publisher),
+            routes=lambda rt: webhook_routes(settings, rt.publisher),
         )
     )
 
@@ -35,7 +35,9 @@ def create_normalizer_app(settings: NormalizerSettings | None = None) -> Starlet
     async def register(rt: Runtime) -> None:
         directory = KafkaChannelDirectory(settings.kafka_bootstrap_servers, rt.topic(topics.CHANNELS.name))
         rt.state["directory"] = directory
-        handler = NormalizerHandler(directory, rt.publisher, settings.channel_catch_up_timeout_s)
+        handler = normalizer_subscriber(
+            directory, rt.publisher, settings.channel_catch_up_timeout_s, settings.dedupe_window
+        )
 
         @rt.broker.subscriber(
             rt.topic(topics.WEBHOOKS_RAW.name),

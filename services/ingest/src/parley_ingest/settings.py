@@ -14,10 +14,24 @@ class IngestSettings(ServiceSettings):
         description="Comma-separated Meta app secrets; more than one while rotating."
     )
     meta_verify_token: SecretStr = Field(description="The hub.verify_token of the subscription.")
+    x_consumer_secrets: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated X consumer secrets (first one answers CRC checks); "
+        "unset means the X endpoints are not served.",
+    )
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
 
     def meta_secrets(self) -> list[str]:
-        return [s.strip() for s in self.meta_app_secrets.get_secret_value().split(",") if s.strip()]
+        return _split(self.meta_app_secrets)
+
+    def x_secrets(self) -> list[str]:
+        return _split(self.x_consumer_secrets)
+
+
+def _split(secret: SecretStr | None) -> list[str]:
+    if secret is None:
+        return []
+    return [s.strip() for s in secret.get_secret_value().split(",") if s.strip()]
 
 
 class NormalizerSettings(ServiceSettings):
@@ -25,3 +39,6 @@ class NormalizerSettings(ServiceSettings):
 
     http_port: int = 8084
     channel_catch_up_timeout_s: float = Field(default=5.0, gt=0)
+    dedupe_window: int = Field(
+        default=100_000, ge=0, description="How many recent event ids a normalizer remembers."
+    )

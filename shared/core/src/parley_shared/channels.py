@@ -28,6 +28,7 @@ class KafkaChannelDirectory:
         self.topic = topic
         self.by_id: dict[str, ChannelSnapshot] = {}
         self.by_account: dict[tuple[Provider, str], ChannelSnapshot] = {}
+        self.by_business: dict[tuple[Provider, str], ChannelSnapshot] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._partitions: list[TopicPartition] = []
         self._task: asyncio.Task[None] | None = None
@@ -40,7 +41,7 @@ class KafkaChannelDirectory:
             if key is not None:
                 old = self.by_id.pop(key.decode(), None)
                 if old is not None:
-                    self.by_account.pop((old.provider, old.account_id), None)
+                    self._unindex(old)
             return
         try:
             snap = ChannelSnapshot.model_validate_json(value)
@@ -51,12 +52,26 @@ class KafkaChannelDirectory:
         if current is not None and current.revision > snap.revision:
             return
         if current is not None:
-            self.by_account.pop((current.provider, current.account_id), None)
+            self._unindex(current)
         self.by_id[snap.channel_id] = snap
         self.by_account[(snap.provider, snap.account_id)] = snap
+        if snap.business_account_id:
+            self.by_business[(snap.provider, snap.business_account_id)] = snap
+
+    def _unindex(self, snap: ChannelSnapshot) -> None:
+        if self.by_account.get((snap.provider, snap.account_id)) is snap:
+            del self.by_account[(snap.provider, snap.account_id)]
+        key = (snap.provider, snap.business_account_id or "")
+        if self.by_business.get(key) is snap:
+            del self.by_business[key]
 
     def lookup(self, provider: Provider, account_id: str) -> ChannelSnapshot | None:
+        """The channel that receives webhooks for this provider account id."""
         return self.by_account.get((provider, account_id))
+
+    def lookup_business(self, provider: Provider, business_account_id: str) -> ChannelSnapshot | None:
+        """A channel of this business account (a WhatsApp WABA id, an Instagram profile's page)."""
+        return self.by_business.get((provider, business_account_id))
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(

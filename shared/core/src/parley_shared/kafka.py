@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import aiokafka.errors
 import orjson
+import pydantic
 import pymongo.errors
 import structlog
 from faststream import AckPolicy, BaseMiddleware, StreamMessage
@@ -113,6 +114,15 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     aiokafka.errors.RequestTimedOutError,
     TimeoutError,
 )
+
+
+class PermanentError(Exception):
+    """Raise (or subclass) to say: this record can never succeed, dead-letter it at once."""
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Bad data (unparseable, invalid against its model): retrying cannot help."""
+    return isinstance(exc, PermanentError | pydantic.ValidationError)
 
 
 class TransientError(Exception):
@@ -269,7 +279,7 @@ class _RetryThenDeadLetter(BaseMiddleware):
                 failures += 1
                 attempt = failures
                 metrics.CONSUMER_RETRIES.labels(kind="failure").inc()
-                if attempt < policy.max_attempts:
+                if attempt < policy.max_attempts and not is_permanent(exc):
                     log.warning("record failed, will retry", error=repr(exc), attempt=attempt, **where)
                     await self.owner.sleep(policy.delay(attempt))
                     continue

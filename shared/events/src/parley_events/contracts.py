@@ -10,6 +10,8 @@ from parley_events.models import (
     ConversationMessageAdded,
     Event,
     MessageReceived,
+    MessageStatusChanged,
+    TemplateStatusChanged,
     WebhookReceived,
 )
 
@@ -33,7 +35,7 @@ SERVICES: tuple[ServiceContract, ...] = (
     ServiceContract(
         "normalizer",
         "Turns archived deliveries into one normalized event per provider message.",
-        publishes=(MessageReceived,),
+        publishes=(MessageReceived, MessageStatusChanged, TemplateStatusChanged),
         consumes=(WebhookReceived, ChannelSnapshot),
     ),
     ServiceContract(
@@ -46,6 +48,7 @@ SERVICES: tuple[ServiceContract, ...] = (
         "onboarding",
         "Connects channels and holds their settings (snapshots on the channels topic).",
         publishes=(ChannelSnapshot,),
+        consumes=(TemplateStatusChanged,),
     ),
     ServiceContract("policy", "Gates and delivers outbound replies (contracts land with policy)."),
 )

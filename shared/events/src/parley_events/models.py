@@ -50,6 +50,16 @@ class Direction(StrEnum):
     OUTBOUND = "outbound"
 
 
+class MessageKind(StrEnum):
+    """Where a message was written: privately, or in public."""
+
+    DIRECT = "direct"
+    COMMENT = "comment"
+    MENTION = "mention"
+    POSTBACK = "postback"
+    REACTION = "reaction"
+
+
 class Queue(StrEnum):
     """A conversation's queue."""
 
@@ -106,6 +116,57 @@ class Attachment(BaseModel):
     media_id: str | None = None
 
 
+class Location(BaseModel):
+    """A shared location."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+
+
+class SharedContact(BaseModel):
+    """A contact card the customer shared (WhatsApp)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    name: str | None = None
+    phones: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+
+
+class Choice(BaseModel):
+    """A button, quick reply, list row or postback the customer picked."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    kind: str = Field(examples=["quick_reply", "postback", "button", "button_reply", "list_reply"])
+    payload: str | None = Field(default=None, description="The developer-defined payload or id.")
+    title: str | None = Field(default=None, description="What the customer saw and tapped.")
+
+
+class Reaction(BaseModel):
+    """A reaction to an earlier message."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    emoji: str | None = Field(default=None, description="Empty or None when removed.")
+    action: str = Field(default="react", examples=["react", "unreact"])
+    target_message_id: str | None = None
+
+
+class StoryRef(BaseModel):
+    """An Instagram story the message mentions or replies to."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    kind: str = Field(examples=["mention", "reply"])
+    story_id: str | None = None
+    url: str | None = None
+
+
 class Content(BaseModel):
     """What a message carries. Every field is optional; providers fill what they have."""
 
@@ -113,6 +174,15 @@ class Content(BaseModel):
 
     text: str | None = Field(default=None, examples=["Where is my order?"])
     attachments: tuple[Attachment, ...] = ()
+    location: Location | None = None
+    contacts: tuple[SharedContact, ...] = ()
+    choice: Choice | None = None
+    reaction: Reaction | None = None
+    story: StoryRef | None = None
+    reply_to: str | None = Field(
+        default=None, description="Provider id of the message or comment this one answers."
+    )
+    deleted: bool = Field(default=False, description="The customer deleted the message.")
 
 
 class MessageReceived(Event):
@@ -142,9 +212,81 @@ class MessageReceived(Event):
     provider_message_id: str = Field(examples=["m_AG5Hz2Uq7tuwNEhXfYYKj8mJEM"])
     provider_timestamp: datetime = Field(description="The provider's own timestamp, UTC.")
     delivery_id: str = Field(description="The archived delivery this came from.")
+    kind: MessageKind = Field(
+        default=MessageKind.DIRECT, description="Private message, public comment, mention, ..."
+    )
 
     def key(self) -> str:
         return self.conversation_id
+
+
+class DeliveryStatus(StrEnum):
+    """What the provider says happened to a message the business sent."""
+
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+
+
+class ProviderError(BaseModel):
+    """An error the provider reported, by code (never matched by text)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    code: int | None = None
+    subcode: int | None = None
+    title: str | None = None
+    message: str | None = None
+
+
+class MessageStatusChanged(Event):
+    """Delivery or read receipt for the business's messages (Messenger watermarks, WhatsApp)."""
+
+    event_type: ClassVar[str] = "parley.message.status_changed.v1"
+    topic: ClassVar[topics.TopicSpec] = topics.MESSAGES_INBOUND
+
+    event_id: str = Field(description="Deterministic: provider, account, message ids, status, time.")
+    tenant_id: str
+    channel_id: str
+    provider: Provider
+    account_id: str
+    conversation_id: str
+    conversation_key: str
+    status: DeliveryStatus
+    provider_message_ids: tuple[str, ...] = Field(
+        default=(), description="The messages concerned; empty for a watermark-only receipt."
+    )
+    watermark: datetime | None = Field(
+        default=None, description="Messenger: every message sent before this time is covered."
+    )
+    errors: tuple[ProviderError, ...] = ()
+    provider_timestamp: datetime
+    delivery_id: str
+
+    def key(self) -> str:
+        return self.conversation_id
+
+
+class TemplateStatusChanged(Event):
+    """Meta approved, rejected, paused or disabled a WhatsApp message template."""
+
+    event_type: ClassVar[str] = "parley.template.status_changed.v1"
+    topic: ClassVar[topics.TopicSpec] = topics.MESSAGES_INBOUND
+
+    event_id: str
+    tenant_id: str
+    business_account_id: str = Field(description="The WhatsApp Business Account (WABA) id.")
+    template_id: str | None = None
+    template_name: str | None = None
+    language: str | None = None
+    status: str = Field(examples=["APPROVED", "REJECTED", "PAUSED", "DISABLED"])
+    reason: str | None = None
+    provider_timestamp: datetime
+    delivery_id: str
+
+    def key(self) -> str:
+        return self.business_account_id
 
 
 # --- onboarding ---------------------------------------------------------------------------
@@ -176,6 +318,10 @@ class ChannelSnapshot(Event):
     status: ChannelStatus
     display_name: str | None = Field(default=None, max_length=255)
     auto_ownership: bool = True
+    business_account_id: str | None = Field(
+        default=None,
+        description="WhatsApp: the WABA id; Instagram: the linked Facebook Page id.",
+    )
     revision: int = Field(ge=1, description="Increases by one with every change.")
 
     def key(self) -> str:
@@ -229,6 +375,8 @@ class ConversationMessageAdded(ConversationEvent):
 EVENT_TYPES: tuple[type[Event], ...] = (
     WebhookReceived,
     MessageReceived,
+    MessageStatusChanged,
+    TemplateStatusChanged,
     ChannelSnapshot,
     ConversationCreated,
     ConversationMessageAdded,

@@ -1,51 +1,118 @@
-"""Subscriber: archived deliveries in, normalized message events out."""
+"""Subscriber: archived deliveries in, normalized events out (one per provider event)."""
 
 from __future__ import annotations
 
 import base64
+import binascii
+from collections.abc import Awaitable, Callable
 
 import orjson
+import structlog
 from faststream.kafka.annotations import KafkaMessage
-from parley_events import WebhookReceived
+from parley_events import ChannelSnapshot, Event, Provider, WebhookReceived
 from parley_shared.channels import KafkaChannelDirectory
-from parley_shared.kafka import EventPublisher, decode_event
+from parley_shared.kafka import EventPublisher, PermanentError, decode_event
 from parley_shared.logging import get_logger
 
 from parley_ingest import metrics
-from parley_ingest.domain.normalize import parse_meta, to_event
+from parley_ingest.domain.dedupe import RecentIds
+from parley_ingest.domain.normalize import (
+    MalformedPayload,
+    message_event,
+    parse_delivery,
+    status_event,
+    template_event,
+)
 
 log = get_logger(__name__)
 
 
-class NormalizerHandler:
-    """Parse the raw record, normalize it, look up channels, publish one event per message."""
+class UnprocessableDelivery(PermanentError):
+    """The archived delivery cannot be normalized as it is; it goes to the DLQ for a fix and replay."""
+
+
+Lookup = Callable[[Provider, str], ChannelSnapshot | None]
+
+
+class Normalizer:
+    """Normalize one archived delivery and publish its events, skipping recent repeats."""
 
     def __init__(
-        self, directory: KafkaChannelDirectory, publisher: EventPublisher, catch_up_s: float
+        self,
+        directory: KafkaChannelDirectory,
+        publish: Callable[[Event, str], Awaitable[None]],
+        catch_up_s: float,
+        recent: RecentIds,
     ) -> None:
         self.directory = directory
-        self.publisher = publisher
+        self.publish = publish
         self.catch_up_s = catch_up_s
+        self.recent = recent
 
-    async def __call__(self, message: KafkaMessage) -> None:
-        raw = decode_event(WebhookReceived, message.body)
-        result = parse_meta(orjson.loads(base64.b64decode(raw.body_b64)))
+    async def channel(self, lookup: Lookup, provider: Provider, account_id: str) -> ChannelSnapshot | None:
+        found = lookup(provider, account_id)
+        if found is None:
+            # it may have been registered a moment ago: read the channels topic up to now
+            await self.directory.catch_up(timeout=self.catch_up_s)
+            found = lookup(provider, account_id)
+        if found is None:
+            metrics.UNKNOWN_ACCOUNTS.labels(provider=provider.value).inc()
+            log.warning(
+                "no channel claims this account; archived, not normalized",
+                provider=provider.value,
+                account_id=account_id,
+            )
+        return found
+
+    async def emit(self, event: Event, event_id: str, provider: str) -> None:
+        if event_id in self.recent:
+            metrics.DUPLICATES.labels(provider=provider).inc()
+            return
+        await self.publish(event, event_id)
+        self.recent.add(event_id)
+        metrics.NORMALIZED.labels(provider=provider, event_type=event.event_type).inc()
+
+    async def normalize(self, raw: WebhookReceived) -> None:
+        try:
+            payload = orjson.loads(base64.b64decode(raw.body_b64, validate=True))
+            result = parse_delivery(raw.provider, payload)
+        except (MalformedPayload, orjson.JSONDecodeError, binascii.Error) as exc:
+            metrics.NORMALIZATION_FAILURES.labels(provider=raw.provider).inc()
+            raise UnprocessableDelivery(f"{raw.provider} delivery {raw.delivery_id}: {exc}") from exc
         for kind in result.skipped:
             metrics.SKIPPED.labels(kind=kind).inc()
         for parsed in result.messages:
-            channel = self.directory.lookup(parsed.provider, parsed.account_id)
-            if channel is None:
-                await self.directory.catch_up(timeout=self.catch_up_s)
-                channel = self.directory.lookup(parsed.provider, parsed.account_id)
-            if channel is None:
-                metrics.UNKNOWN_ACCOUNTS.labels(provider=parsed.provider.value).inc()
-                log.warning(
-                    "no channel claims this account; archived, not normalized",
-                    provider=parsed.provider.value,
-                    account_id=parsed.account_id,
-                    delivery_id=raw.delivery_id,
-                )
-                continue
-            event = to_event(parsed, channel, raw.delivery_id)
-            await self.publisher.publish(event, event_id=event.event_id, time=event.provider_timestamp)
-            metrics.NORMALIZED.labels(provider=parsed.provider.value).inc()
+            channel = await self.channel(self.directory.lookup, parsed.provider, parsed.account_id)
+            if channel is not None:
+                event = message_event(parsed, channel, raw.delivery_id)
+                await self.emit(event, event.event_id, parsed.provider.value)
+        for status in result.statuses:
+            channel = await self.channel(self.directory.lookup, status.provider, status.account_id)
+            if channel is not None:
+                receipt = status_event(status, channel, raw.delivery_id)
+                await self.emit(receipt, receipt.event_id, status.provider.value)
+        for template in result.templates:
+            channel = await self.channel(
+                self.directory.lookup_business, Provider.WHATSAPP, template.business_account_id
+            )
+            if channel is not None:
+                update = template_event(template, channel.tenant_id, raw.delivery_id)
+                await self.emit(update, update.event_id, Provider.WHATSAPP.value)
+
+
+def normalizer_subscriber(
+    directory: KafkaChannelDirectory, publisher: EventPublisher, catch_up_s: float, dedupe_window: int
+) -> Callable[[KafkaMessage], Awaitable[None]]:
+    """The handler the raw topic's subscriber calls."""
+
+    async def publish(event: Event, event_id: str) -> None:
+        await publisher.publish(event, event_id=event_id)
+
+    normalizer = Normalizer(directory, publish, catch_up_s, RecentIds(dedupe_window))
+
+    async def handle(message: KafkaMessage) -> None:
+        raw = decode_event(WebhookReceived, message.body)
+        with structlog.contextvars.bound_contextvars(delivery_id=raw.delivery_id, provider=raw.provider):
+            await normalizer.normalize(raw)
+
+    return handle

@@ -7,14 +7,16 @@ does not acknowledge in time gets the provider a 503, so the provider retries.
 
 from __future__ import annotations
 
+import hmac
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import orjson
 from parley_shared.kafka import EventPublisher
 from parley_shared.logging import get_logger
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from parley_ingest import metrics
@@ -42,45 +44,100 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def meta_routes(settings: IngestSettings, publisher: EventPublisher) -> list[Route]:
-    secrets = settings.meta_secrets()
-    verify_token = settings.meta_verify_token.get_secret_value()
+Verifier = Callable[[bytes, str | None], bool]
 
-    async def handshake(request: Request) -> Response:
-        params = request.query_params
-        if params.get("hub.mode") == "subscribe" and signatures.hmac.compare_digest(
-            params.get("hub.verify_token", "").encode(), verify_token.encode()
-        ):
-            return PlainTextResponse(params.get("hub.challenge", ""))
-        metrics.HANDSHAKES.labels(provider="meta", outcome="refused").inc()
-        return Response(status_code=403)
+
+def receive_route(
+    provider: str,
+    signature_header: str,
+    verify: Verifier,
+    settings: IngestSettings,
+    publisher: EventPublisher,
+) -> Callable[[Request], Awaitable[Response]]:
+    """The POST handler shared by every provider: checks in order, archive, then 200."""
 
     async def receive(request: Request) -> Response:
         started = time.perf_counter()
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
-            return metrics.outcome("meta", "unsupported_media_type", Response(status_code=415))
+            return metrics.outcome(provider, "unsupported_media_type", Response(status_code=415))
         try:
             body = await read_body(request, settings.max_body_bytes)
         except BodyTooLarge:
-            return metrics.outcome("meta", "too_large", Response(status_code=413))
-        if not signatures.verify_meta(body, request.headers.get("x-hub-signature-256"), secrets):
-            metrics.SIGNATURE_FAILURES.labels(provider="meta").inc()
-            return metrics.outcome("meta", "bad_signature", Response(status_code=401))
+            return metrics.outcome(provider, "too_large", Response(status_code=413))
+        if not verify(body, request.headers.get(signature_header)):
+            metrics.SIGNATURE_FAILURES.labels(provider=provider).inc()
+            return metrics.outcome(provider, "bad_signature", Response(status_code=401))
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
             payload = None  # archived all the same: the normalizer dead-letters it with a reason
-        record = deliveries.archive_record("meta", body, dict(request.headers), datetime.now(UTC), payload)
+        record = deliveries.archive_record(provider, body, dict(request.headers), datetime.now(UTC), payload)
         try:
             await publisher.publish(record, event_id=record.delivery_id, time=record.received_at)
         except Exception as exc:
             log.error("raw archive not acknowledged, asking the provider to retry", error=repr(exc))
-            return metrics.outcome("meta", "broker_unavailable", Response(status_code=503))
-        metrics.ACK_SECONDS.labels(provider="meta").observe(time.perf_counter() - started)
-        return metrics.outcome("meta", "accepted", Response(status_code=200))
+            return metrics.outcome(provider, "broker_unavailable", Response(status_code=503))
+        metrics.ACK_SECONDS.labels(provider=provider).observe(time.perf_counter() - started)
+        return metrics.outcome(provider, "accepted", Response(status_code=200))
+
+    return receive
+
+
+def meta_routes(settings: IngestSettings, publisher: EventPublisher) -> list[Route]:
+    """GET: the subscription handshake. POST: Pages, Instagram and WhatsApp deliveries."""
+    secrets = settings.meta_secrets()
+    verify_token = settings.meta_verify_token.get_secret_value().encode()
+
+    async def handshake(request: Request) -> Response:
+        params = request.query_params
+        if params.get("hub.mode") == "subscribe" and hmac.compare_digest(
+            params.get("hub.verify_token", "").encode(), verify_token
+        ):
+            metrics.HANDSHAKES.labels(provider="meta", outcome="accepted").inc()
+            return PlainTextResponse(params.get("hub.challenge", ""))
+        metrics.HANDSHAKES.labels(provider="meta", outcome="refused").inc()
+        return Response(status_code=403)
+
+    def verify(body: bytes, header: str | None) -> bool:
+        return signatures.verify_meta(body, header, secrets)
 
     return [
         Route("/webhooks/meta", handshake, methods=["GET"]),
-        Route("/webhooks/meta", receive, methods=["POST"]),
+        Route(
+            "/webhooks/meta",
+            receive_route("meta", "x-hub-signature-256", verify, settings, publisher),
+            methods=["POST"],
+        ),
     ]
+
+
+def x_routes(settings: IngestSettings, publisher: EventPublisher) -> list[Route]:
+    """GET: the CRC check (answered with the current secret). POST: account activity."""
+    secrets = settings.x_secrets()
+    if not secrets:
+        return []
+
+    async def crc(request: Request) -> Response:
+        token = request.query_params.get("crc_token")
+        if not token:
+            metrics.HANDSHAKES.labels(provider="x", outcome="refused").inc()
+            return JSONResponse({"error": "crc_token is required"}, status_code=400)
+        metrics.HANDSHAKES.labels(provider="x", outcome="accepted").inc()
+        return JSONResponse({"response_token": signatures.x_signature(token.encode(), secrets[0])})
+
+    def verify(body: bytes, header: str | None) -> bool:
+        return signatures.verify_x(body, header, secrets)
+
+    return [
+        Route("/webhooks/x", crc, methods=["GET"]),
+        Route(
+            "/webhooks/x",
+            receive_route("x", "x-twitter-webhooks-signature", verify, settings, publisher),
+            methods=["POST"],
+        ),
+    ]
+
+
+def webhook_routes(settings: IngestSettings, publisher: EventPublisher) -> list[Route]:
+    return [*meta_routes(settings, publisher), *x_routes(settings, publisher)]

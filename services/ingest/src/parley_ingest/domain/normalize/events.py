@@ -1,0 +1,100 @@
+"""Parsed provider events become Parley events once their channel is known (pure)."""
+
+from __future__ import annotations
+
+from parley_events import (
+    ChannelSnapshot,
+    MessageReceived,
+    MessageStatusChanged,
+    Provider,
+    TemplateStatusChanged,
+)
+
+from parley_ingest.domain.normalize.common import (
+    ParsedMessage,
+    ParsedStatus,
+    ParsedTemplateStatus,
+    digest,
+)
+
+
+def message_event_id(provider: Provider, account_id: str, provider_message_id: str) -> str:
+    """Deterministic: the same provider message always gets the same id."""
+    return "msg_" + digest(provider.value, account_id, provider_message_id)
+
+
+def conversation_id(tenant_id: str, channel_id: str, conversation_key: str) -> str:
+    """Deterministic: one id per thread within a channel."""
+    return "conv_" + digest(tenant_id, channel_id, conversation_key)
+
+
+def message_event(parsed: ParsedMessage, channel: ChannelSnapshot, delivery_id: str) -> MessageReceived:
+    """Attach tenant and channel to a parsed message and give it its deterministic ids."""
+    return MessageReceived(
+        event_id=message_event_id(parsed.provider, parsed.account_id, parsed.provider_message_id),
+        tenant_id=channel.tenant_id,
+        channel_id=channel.channel_id,
+        provider=parsed.provider,
+        account_id=parsed.account_id,
+        conversation_id=conversation_id(channel.tenant_id, channel.channel_id, parsed.conversation_key),
+        conversation_key=parsed.conversation_key,
+        direction=parsed.direction,
+        author=parsed.author,
+        content=parsed.content,
+        provider_message_id=parsed.provider_message_id,
+        provider_timestamp=parsed.provider_timestamp,
+        delivery_id=delivery_id,
+        kind=parsed.kind,
+    )
+
+
+def status_event(parsed: ParsedStatus, channel: ChannelSnapshot, delivery_id: str) -> MessageStatusChanged:
+    """A receipt for the business's messages, with a deterministic id."""
+    watermark = parsed.watermark.isoformat() if parsed.watermark else ""
+    return MessageStatusChanged(
+        event_id="sts_"
+        + digest(
+            parsed.provider.value,
+            parsed.account_id,
+            parsed.conversation_key,
+            parsed.status.value,
+            ",".join(parsed.provider_message_ids),
+            watermark,
+            parsed.provider_timestamp.isoformat(),
+        ),
+        tenant_id=channel.tenant_id,
+        channel_id=channel.channel_id,
+        provider=parsed.provider,
+        account_id=parsed.account_id,
+        conversation_id=conversation_id(channel.tenant_id, channel.channel_id, parsed.conversation_key),
+        conversation_key=parsed.conversation_key,
+        status=parsed.status,
+        provider_message_ids=parsed.provider_message_ids,
+        watermark=parsed.watermark,
+        errors=parsed.errors,
+        provider_timestamp=parsed.provider_timestamp,
+        delivery_id=delivery_id,
+    )
+
+
+def template_event(parsed: ParsedTemplateStatus, tenant_id: str, delivery_id: str) -> TemplateStatusChanged:
+    """A template review outcome for the tenant that owns the WhatsApp Business Account."""
+    return TemplateStatusChanged(
+        event_id="tpl_"
+        + digest(
+            parsed.business_account_id,
+            parsed.template_id or parsed.template_name or "",
+            parsed.language or "",
+            parsed.status,
+            parsed.provider_timestamp.isoformat(),
+        ),
+        tenant_id=tenant_id,
+        business_account_id=parsed.business_account_id,
+        template_id=parsed.template_id,
+        template_name=parsed.template_name,
+        language=parsed.language,
+        status=parsed.status,
+        reason=parsed.reason,
+        provider_timestamp=parsed.provider_timestamp,
+        delivery_id=delivery_id,
+    )

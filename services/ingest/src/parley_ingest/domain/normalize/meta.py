@@ -1,0 +1,345 @@
+"""Meta Graph API webhooks (pure): Facebook Pages, Instagram, and the WhatsApp dispatch.
+
+One delivery is ``{object, entry: [...]}``; each entry carries ``messaging`` (private messages,
+postbacks, reactions, receipts), ``standby`` (the same, while another app owns the thread) or
+``changes`` (Page feed comments, Instagram comments and mentions, WhatsApp). Unknown kinds are
+skipped and named, never an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from parley_events import (
+    Attachment,
+    Author,
+    Choice,
+    Content,
+    DeliveryStatus,
+    Direction,
+    MessageKind,
+    Provider,
+    Reaction,
+    StoryRef,
+)
+
+from parley_ingest.domain.normalize.common import (
+    EMPTY,
+    MalformedPayload,
+    ParsedMessage,
+    ParsedStatus,
+    ParseResult,
+    from_iso,
+    from_ms,
+    from_seconds,
+    mapping,
+    mappings,
+    optional_str,
+    require_str,
+)
+from parley_ingest.domain.normalize.whatsapp import parse_whatsapp_entry
+
+MESSAGING_PROVIDERS = {"page": Provider.MESSENGER, "instagram": Provider.INSTAGRAM}
+
+
+def parse_meta(payload: Any) -> ParseResult:
+    """Split a Meta delivery (possibly a batch of up to 1000 updates) into Parley's events."""
+    entries = payload.get("entry") if isinstance(payload, Mapping) else None
+    if not isinstance(payload, Mapping) or not isinstance(entries, list):
+        raise MalformedPayload("not a Meta webhook delivery (no entry list)")
+    obj = payload.get("object")
+    result = EMPTY
+    for raw_entry in entries:
+        entry = mapping(raw_entry, "entry")
+        if obj == "whatsapp_business_account":
+            result += parse_whatsapp_entry(entry)
+        elif obj in MESSAGING_PROVIDERS:
+            result += _parse_messaging_entry(MESSAGING_PROVIDERS[obj], entry)
+        else:
+            result += ParseResult(skipped=(f"meta.{obj}",))
+    return result
+
+
+def _parse_messaging_entry(provider: Provider, entry: Mapping[str, Any]) -> ParseResult:
+    account_id = require_str(entry, "id")
+    result = EMPTY
+    for key in ("messaging", "standby"):
+        for event in mappings(entry.get(key), key):
+            result += _messaging_event(provider, account_id, event)
+    for change in mappings(entry.get("changes"), "changes"):
+        result += _change(provider, account_id, entry, change)
+    return result
+
+
+def _prefix(provider: Provider) -> str:
+    return "messenger" if provider is Provider.MESSENGER else "instagram"
+
+
+def _messaging_event(provider: Provider, account_id: str, event: Mapping[str, Any]) -> ParseResult:
+    sender = mapping(event.get("sender"), "sender")
+    recipient = mapping(event.get("recipient"), "recipient")
+    sender_id = require_str(sender, "id")
+    timestamp = from_ms(event.get("timestamp"))
+    if "message" in event:
+        return _message(
+            provider, account_id, sender_id, recipient, timestamp, mapping(event["message"], "message")
+        )
+    customer_key = f"dm:{sender_id}"
+    if "postback" in event:
+        postback = mapping(event["postback"], "postback")
+        mid = optional_str(postback, "mid") or f"postback:{sender_id}:{int(timestamp.timestamp() * 1000)}"
+        return ParseResult(
+            messages=(
+                ParsedMessage(
+                    provider=provider,
+                    account_id=account_id,
+                    conversation_key=customer_key,
+                    direction=Direction.INBOUND,
+                    author=Author(id=sender_id),
+                    content=Content(
+                        text=optional_str(postback, "title"),
+                        choice=Choice(
+                            kind="postback",
+                            payload=optional_str(postback, "payload"),
+                            title=optional_str(postback, "title"),
+                        ),
+                    ),
+                    provider_message_id=mid,
+                    provider_timestamp=timestamp,
+                    kind=MessageKind.POSTBACK,
+                ),
+            )
+        )
+    if "reaction" in event:
+        reaction = mapping(event["reaction"], "reaction")
+        target = optional_str(reaction, "mid")
+        action = optional_str(reaction, "action") or "react"
+        emoji = optional_str(reaction, "emoji")
+        stamp = int(timestamp.timestamp() * 1000)
+        return ParseResult(
+            messages=(
+                ParsedMessage(
+                    provider=provider,
+                    account_id=account_id,
+                    conversation_key=customer_key,
+                    direction=Direction.INBOUND,
+                    author=Author(id=sender_id),
+                    content=Content(
+                        reaction=Reaction(
+                            emoji=emoji or optional_str(reaction, "reaction"),
+                            action=action,
+                            target_message_id=target,
+                        )
+                    ),
+                    provider_message_id=f"reaction:{target}:{sender_id}:{action}:{stamp}",
+                    provider_timestamp=timestamp,
+                    kind=MessageKind.REACTION,
+                ),
+            )
+        )
+    if "delivery" in event or "read" in event:
+        status = DeliveryStatus.DELIVERED if "delivery" in event else DeliveryStatus.READ
+        receipt = mapping(event.get("delivery") or event.get("read"), status.value)
+        mids = receipt.get("mids") or ()
+        if not isinstance(mids, list | tuple) or not all(isinstance(m, str) for m in mids):
+            raise MalformedPayload("delivery mids is not a list of ids")
+        watermark = receipt.get("watermark")
+        return ParseResult(
+            statuses=(
+                ParsedStatus(
+                    provider=provider,
+                    account_id=account_id,
+                    conversation_key=customer_key,
+                    status=status,
+                    provider_message_ids=tuple(mids),
+                    provider_timestamp=timestamp,
+                    watermark=from_ms(watermark) if watermark is not None else None,
+                ),
+            )
+        )
+    for kind in (
+        "optin",
+        "referral",
+        "account_linking",
+        "pass_thread_control",
+        "take_thread_control",
+        "request_thread_control",
+        "app_roles",
+        "policy_enforcement",
+        "message_edit",
+    ):
+        if kind in event:
+            return ParseResult(skipped=(f"{_prefix(provider)}.{kind}",))
+    return ParseResult(skipped=(f"{_prefix(provider)}.unknown",))
+
+
+def _attachments(message: Mapping[str, Any]) -> tuple[tuple[Attachment, ...], StoryRef | None]:
+    attachments: list[Attachment] = []
+    story: StoryRef | None = None
+    for item in mappings(message.get("attachments"), "attachments"):
+        kind = optional_str(item, "type") or "file"
+        raw_payload = item.get("payload")
+        payload: Mapping[str, Any] = raw_payload if isinstance(raw_payload, Mapping) else {}
+        url = optional_str(payload, "url")
+        if kind == "story_mention":
+            story = StoryRef(kind="mention", story_id=optional_str(payload, "id"), url=url)
+        attachments.append(Attachment(type=kind, url=url, media_id=optional_str(payload, "id")))
+    return tuple(attachments), story
+
+
+def _message(
+    provider: Provider,
+    account_id: str,
+    sender_id: str,
+    recipient: Mapping[str, Any],
+    timestamp: datetime,
+    message: Mapping[str, Any],
+) -> ParseResult:
+    echo = bool(message.get("is_echo"))
+    # In an echo the business is the sender and the customer the recipient.
+    customer_id = require_str(recipient, "id") if echo else sender_id
+    attachments, story = _attachments(message)
+    reply_to: str | None = None
+    if isinstance(message.get("reply_to"), Mapping):
+        reply = message["reply_to"]
+        reply_to = optional_str(reply, "mid")
+        if isinstance(reply.get("story"), Mapping):
+            story = StoryRef(
+                kind="reply",
+                story_id=optional_str(reply["story"], "id"),
+                url=optional_str(reply["story"], "url"),
+            )
+    choice = None
+    if isinstance(message.get("quick_reply"), Mapping):
+        choice = Choice(
+            kind="quick_reply",
+            payload=optional_str(message["quick_reply"], "payload"),
+            title=optional_str(message, "text"),
+        )
+    text = message.get("text")
+    return ParseResult(
+        messages=(
+            ParsedMessage(
+                provider=provider,
+                account_id=account_id,
+                conversation_key=f"dm:{customer_id}",
+                direction=Direction.OUTBOUND if echo else Direction.INBOUND,
+                author=Author(id=sender_id),
+                content=Content(
+                    text=text if isinstance(text, str) else None,
+                    attachments=attachments,
+                    story=story,
+                    choice=choice,
+                    reply_to=reply_to,
+                    deleted=bool(message.get("is_deleted")),
+                ),
+                provider_message_id=require_str(message, "mid"),
+                provider_timestamp=timestamp,
+            ),
+        )
+    )
+
+
+def _change_time(value: Mapping[str, Any], entry: Mapping[str, Any]) -> datetime:
+    created = value.get("created_time", entry.get("time"))
+    if isinstance(created, str) and not created.isdigit():
+        return from_iso(created)
+    if isinstance(created, str):
+        created = int(created)
+    if isinstance(created, int | float) and not isinstance(created, bool):
+        # Graph sends seconds here, but some senders use milliseconds: tell them apart by size.
+        return from_ms(created) if created > 100_000_000_000 else from_seconds(created)
+    raise MalformedPayload("change has no time")
+
+
+def _change(
+    provider: Provider, account_id: str, entry: Mapping[str, Any], change: Mapping[str, Any]
+) -> ParseResult:
+    field = change.get("field")
+    value = mapping(change.get("value"), "change value")
+    if provider is Provider.MESSENGER and field == "feed":
+        return _page_feed(account_id, entry, value)
+    if provider is Provider.INSTAGRAM and field in ("comments", "live_comments"):
+        return _instagram_comment(account_id, entry, value)
+    if provider is Provider.INSTAGRAM and field == "mentions":
+        return _instagram_mention(account_id, entry, value)
+    return ParseResult(skipped=(f"{_prefix(provider)}.changes.{field}",))
+
+
+def _page_feed(page_id: str, entry: Mapping[str, Any], value: Mapping[str, Any]) -> ParseResult:
+    item = value.get("item")
+    verb = value.get("verb")
+    if item != "comment":
+        return ParseResult(skipped=(f"messenger.feed.{item}",))
+    if verb not in ("add", None):
+        # edits and removals need their own event type; counted until then
+        return ParseResult(skipped=(f"messenger.feed.comment.{verb}",))
+    author = mapping(value.get("from"), "comment from")
+    author_id = require_str(author, "id")
+    post_id = require_str(value, "post_id")
+    parent_id = optional_str(value, "parent_id")
+    return ParseResult(
+        messages=(
+            ParsedMessage(
+                provider=Provider.MESSENGER,
+                account_id=page_id,
+                conversation_key=f"post:{post_id}",
+                direction=Direction.OUTBOUND if author_id == page_id else Direction.INBOUND,
+                author=Author(id=author_id, name=optional_str(author, "name")),
+                content=Content(
+                    text=optional_str(value, "message"),
+                    reply_to=parent_id if parent_id and parent_id != post_id else None,
+                    attachments=(Attachment(type="photo", url=optional_str(value, "photo")),)
+                    if value.get("photo")
+                    else (),
+                ),
+                provider_message_id=require_str(value, "comment_id"),
+                provider_timestamp=_change_time(value, entry),
+                kind=MessageKind.COMMENT,
+            ),
+        )
+    )
+
+
+def _instagram_comment(account_id: str, entry: Mapping[str, Any], value: Mapping[str, Any]) -> ParseResult:
+    author = mapping(value.get("from"), "comment from")
+    author_id = require_str(author, "id")
+    media = mapping(value.get("media"), "comment media")
+    return ParseResult(
+        messages=(
+            ParsedMessage(
+                provider=Provider.INSTAGRAM,
+                account_id=account_id,
+                conversation_key=f"media:{require_str(media, 'id')}",
+                direction=Direction.OUTBOUND if author_id == account_id else Direction.INBOUND,
+                author=Author(id=author_id, name=optional_str(author, "username")),
+                content=Content(text=optional_str(value, "text"), reply_to=optional_str(value, "parent_id")),
+                provider_message_id=require_str(value, "id"),
+                provider_timestamp=_change_time(value, entry),
+                kind=MessageKind.COMMENT,
+            ),
+        )
+    )
+
+
+def _instagram_mention(account_id: str, entry: Mapping[str, Any], value: Mapping[str, Any]) -> ParseResult:
+    """A mention carries only ids; its text and author are fetched from the Graph API later."""
+    media_id = require_str(value, "media_id")
+    comment_id = optional_str(value, "comment_id")
+    return ParseResult(
+        messages=(
+            ParsedMessage(
+                provider=Provider.INSTAGRAM,
+                account_id=account_id,
+                conversation_key=f"media:{media_id}",
+                direction=Direction.INBOUND,
+                author=Author(id="unknown"),
+                content=Content(),
+                provider_message_id=f"mention:{comment_id or media_id}",
+                provider_timestamp=_change_time(value, entry),
+                kind=MessageKind.MENTION,
+            ),
+        )
+    )
