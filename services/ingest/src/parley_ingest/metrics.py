@@ -24,7 +24,17 @@ ACK_SECONDS = Histogram(
     ["provider"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
-NORMALIZED = Counter("parley_normalizer_messages_total", "Normalized message events published.", ["provider"])
+NORMALIZED = Counter(
+    "parley_normalizer_events_total", "Normalized events published.", ["provider", "event_type"]
+)
+DUPLICATES = Counter(
+    "parley_normalizer_duplicates_total",
+    "Events not republished: seen within the dedupe window.",
+    ["provider"],
+)
+NORMALIZATION_FAILURES = Counter(
+    "parley_normalizer_failures_total", "Archived deliveries that could not be normalized.", ["provider"]
+)
 SKIPPED = Counter(
     "parley_normalizer_skipped_events_total", "Provider events not normalized, by kind.", ["kind"]
 )

@@ -1,4 +1,9 @@
-"""``parley``: the ops CLI (topics now; replay, DLQ and channels come with their issues)."""
+"""``parley``: the ops CLI.
+
+Core commands live here; a service contributes more by exposing a ``register(subparsers)``
+function in the ``parley.cli`` entry-point group (ingest adds ``replay``). Each command's
+``run(settings, args)`` returns the exit code: 0 success, 1 the operation failed, 2 usage.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import argparse
 import asyncio
 import sys
 import time
+from importlib.metadata import entry_points
 
 from parley_shared.admin import describe_topics, ensure_topics
 from parley_shared.settings import ServiceSettings, load_settings
@@ -62,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.set_defaults(run=_topics_create)
     describe = topic_commands.add_parser("describe", help="list the catalog's topics")
     describe.set_defaults(run=_topics_describe)
+    # services add their own commands (replay, dlq, channels) through this entry-point group
+    for plugin in sorted(entry_points(group="parley.cli"), key=lambda ep: ep.name):
+        plugin.load()(commands)
     return parser
 
 

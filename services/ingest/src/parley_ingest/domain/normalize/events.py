@@ -30,8 +30,12 @@ def conversation_id(tenant_id: str, channel_id: str, conversation_key: str) -> s
 
 def message_event(parsed: ParsedMessage, channel: ChannelSnapshot, delivery_id: str) -> MessageReceived:
     """Attach tenant and channel to a parsed message and give it its deterministic ids."""
+    # a deletion names the deleted message's id: it is a new event about that message
+    id_source = (
+        f"deleted:{parsed.provider_message_id}" if parsed.content.deleted else parsed.provider_message_id
+    )
     return MessageReceived(
-        event_id=message_event_id(parsed.provider, parsed.account_id, parsed.provider_message_id),
+        event_id=message_event_id(parsed.provider, parsed.account_id, id_source),
         tenant_id=channel.tenant_id,
         channel_id=channel.channel_id,
         provider=parsed.provider,

@@ -81,7 +81,12 @@ def _messaging_event(provider: Provider, account_id: str, event: Mapping[str, An
     sender = mapping(event.get("sender"), "sender")
     recipient = mapping(event.get("recipient"), "recipient")
     sender_id = require_str(sender, "id")
-    timestamp = from_ms(event.get("timestamp"))
+    receipt_body = event.get("delivery") or event.get("read")
+    if event.get("timestamp") is None and isinstance(receipt_body, Mapping) and "watermark" in receipt_body:
+        # receipts may carry only their watermark
+        timestamp = from_ms(receipt_body["watermark"])
+    else:
+        timestamp = from_ms(event.get("timestamp"))
     if "message" in event:
         return _message(
             provider, account_id, sender_id, recipient, timestamp, mapping(event["message"], "message")
@@ -142,7 +147,8 @@ def _messaging_event(provider: Provider, account_id: str, event: Mapping[str, An
     if "delivery" in event or "read" in event:
         status = DeliveryStatus.DELIVERED if "delivery" in event else DeliveryStatus.READ
         receipt = mapping(event.get("delivery") or event.get("read"), status.value)
-        mids = receipt.get("mids") or ()
+        # Messenger lists mids; Instagram read receipts name the one message read
+        mids = receipt.get("mids") or ([receipt["mid"]] if isinstance(receipt.get("mid"), str) else ())
         if not isinstance(mids, list | tuple) or not all(isinstance(m, str) for m in mids):
             raise MalformedPayload("delivery mids is not a list of ids")
         watermark = receipt.get("watermark")
@@ -182,7 +188,8 @@ def _attachments(message: Mapping[str, Any]) -> tuple[tuple[Attachment, ...], St
         kind = optional_str(item, "type") or "file"
         raw_payload = item.get("payload")
         payload: Mapping[str, Any] = raw_payload if isinstance(raw_payload, Mapping) else {}
-        url = optional_str(payload, "url")
+        # fallback attachments (shared links) carry their url on the attachment itself
+        url = optional_str(payload, "url") or optional_str(item, "url")
         if kind == "story_mention":
             story = StoryRef(kind="mention", story_id=optional_str(payload, "id"), url=url)
         attachments.append(Attachment(type=kind, url=url, media_id=optional_str(payload, "id")))

@@ -1,0 +1,427 @@
+"""Normalization of WhatsApp Cloud API deliveries (fixtures in tests/fixtures/providers/whatsapp)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from parley_events import (
+    Attachment,
+    Choice,
+    DeliveryStatus,
+    Direction,
+    Location,
+    MessageKind,
+    Provider,
+    ProviderError,
+    Reaction,
+    SharedContact,
+)
+from parley_ingest.domain.normalize import MalformedPayload, ParsedMessage, ParseResult, parse_delivery
+from parley_ingest.domain.normalize.whatsapp import parse_whatsapp_entry
+
+pytestmark = pytest.mark.unit
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "providers" / "whatsapp"
+WABA_ID = "900000000000001"
+PHONE_NUMBER_ID = "900000000000101"
+CUSTOMER = "15550123456"
+SENT_AT = datetime(2024, 6, 10, 6, 13, 20, tzinfo=UTC)  # "1718000000"
+
+
+def load(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
+    return data
+
+
+def parse(delivery: dict[str, Any]) -> ParseResult:
+    result = ParseResult()
+    for entry in delivery["entry"]:
+        result += parse_whatsapp_entry(entry)
+    return result
+
+
+def only_message(name: str) -> ParsedMessage:
+    result = parse(load(name))
+    assert result.skipped == ()
+    assert result.statuses == ()
+    [message] = result.messages
+    return message
+
+
+def first_value(delivery: dict[str, Any]) -> dict[str, Any]:
+    value: dict[str, Any] = delivery["entry"][0]["changes"][0]["value"]
+    return value
+
+
+# --- messages ---------------------------------------------------------------------------
+
+
+def test_a_text_message_is_an_inbound_direct_message_in_the_customers_thread() -> None:
+    message = only_message("text")
+
+    assert message.provider is Provider.WHATSAPP
+    assert message.account_id == PHONE_NUMBER_ID
+    assert message.conversation_key == f"dm:{CUSTOMER}"
+    assert message.direction is Direction.INBOUND
+    assert message.kind is MessageKind.DIRECT
+    assert message.author.id == CUSTOMER
+    assert message.author.name == "Ana Example"
+    assert message.content.text == "Hi, where is my order #1042?"
+    assert message.content.attachments == ()
+    assert message.content.reply_to is None
+    assert message.provider_message_id == "wamid.TEXT0001"
+    assert message.provider_timestamp == SENT_AT
+
+
+def test_an_image_becomes_an_attachment_and_its_caption_the_text() -> None:
+    message = only_message("image_with_caption")
+
+    assert message.content.attachments == (Attachment(type="image", media_id="7000000000000001"),)
+    assert message.content.text == "The box arrived like this"
+    assert message.provider_message_id == "wamid.IMAGE0001"
+
+
+def test_a_voice_note_is_an_audio_attachment_without_text() -> None:
+    message = only_message("audio")
+
+    assert message.content.attachments == (Attachment(type="audio", media_id="7000000000000002"),)
+    assert message.content.text is None
+
+
+def test_a_video_keeps_its_media_id_and_caption() -> None:
+    message = only_message("video")
+
+    assert message.content.attachments == (Attachment(type="video", media_id="7000000000000003"),)
+    assert message.content.text == "Unboxing"
+
+
+def test_a_document_is_an_attachment_and_its_caption_the_text() -> None:
+    message = only_message("document")
+
+    assert message.content.attachments == (Attachment(type="document", media_id="7000000000000004"),)
+    assert message.content.text == "My invoice"
+
+
+def test_a_sticker_is_a_sticker_attachment() -> None:
+    message = only_message("sticker")
+
+    assert message.content.attachments == (Attachment(type="sticker", media_id="7000000000000005"),)
+    assert message.content.text is None
+
+
+def test_a_shared_location_keeps_coordinates_name_and_address() -> None:
+    message = only_message("location")
+
+    assert message.content.location == Location(
+        latitude=38.7223, longitude=-9.1393, name="Example Store", address="1 Sample Street, Lisbon"
+    )
+    assert message.content.text is None
+
+
+def test_shared_contact_cards_keep_names_phones_and_emails() -> None:
+    message = only_message("contacts")
+
+    assert message.content.contacts == (
+        SharedContact(
+            name="Bruno Sample",
+            phones=("+1 555 0100 200", "+1 555 0100 201"),
+            emails=("bruno@example.com",),
+        ),
+        SharedContact(name="Carla Sample", phones=("+1 555 0100 300",)),
+    )
+
+
+def test_a_tapped_reply_button_is_a_button_reply_choice() -> None:
+    message = only_message("interactive_button_reply")
+
+    assert message.content.choice == Choice(
+        kind="button_reply", payload="track-order", title="Track my order"
+    )
+    assert message.content.text == "Track my order"
+    assert message.content.reply_to == "wamid.OUT0001"
+    assert message.kind is MessageKind.DIRECT
+
+
+def test_a_picked_list_row_is_a_list_reply_choice() -> None:
+    message = only_message("interactive_list_reply")
+
+    assert message.content.choice == Choice(kind="list_reply", payload="size-m", title="Medium")
+    assert message.content.reply_to == "wamid.OUT0002"
+
+
+def test_a_template_quick_reply_button_is_a_button_choice() -> None:
+    message = only_message("button")
+
+    assert message.content.choice == Choice(
+        kind="button", payload="CONFIRM_DELIVERY", title="Yes, deliver tomorrow"
+    )
+    assert message.content.reply_to == "wamid.OUT0003"
+
+
+def test_a_reaction_is_a_reaction_message_aimed_at_the_reacted_message() -> None:
+    message = only_message("reaction")
+
+    assert message.kind is MessageKind.REACTION
+    assert message.content.reaction == Reaction(
+        emoji="\N{THUMBS UP SIGN}", action="react", target_message_id="wamid.OUT0004"
+    )
+    assert message.provider_message_id == "wamid.REACTION0001"
+    assert message.conversation_key == f"dm:{CUSTOMER}"
+
+
+def test_a_reaction_with_an_empty_emoji_is_a_removed_reaction() -> None:
+    message = only_message("reaction_removed")
+
+    assert message.kind is MessageKind.REACTION
+    assert message.content.reaction == Reaction(
+        emoji=None, action="unreact", target_message_id="wamid.OUT0004"
+    )
+
+
+def test_a_reply_names_the_message_it_answers() -> None:
+    message = only_message("reply_with_context")
+
+    assert message.content.reply_to == "wamid.OUT0005"
+    assert message.content.text == "Thanks, that works"
+
+
+def test_an_unsupported_message_type_is_skipped_and_named() -> None:
+    result = parse(load("unknown_type"))
+
+    assert result.messages == ()
+    assert result.skipped == ("whatsapp.message.unsupported",)
+
+
+def test_any_unknown_message_type_is_skipped_and_named() -> None:
+    delivery = load("text")
+    first_value(delivery)["messages"][0]["type"] = "order"
+
+    assert parse(delivery).skipped == ("whatsapp.message.order",)
+
+
+def test_the_author_name_comes_from_the_matching_contact_only() -> None:
+    delivery = load("text")
+    first_value(delivery)["contacts"][0]["wa_id"] = "15550999999"
+
+    [message] = parse(delivery).messages
+
+    assert message.author.id == CUSTOMER
+    assert message.author.name is None
+
+
+# --- statuses ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "seconds"),
+    [
+        ("status_sent", DeliveryStatus.SENT, 1718000100),
+        ("status_delivered", DeliveryStatus.DELIVERED, 1718000105),
+        ("status_read", DeliveryStatus.READ, 1718000160),
+    ],
+)
+def test_a_status_is_a_receipt_for_the_business_message_in_the_recipients_thread(
+    name: str, status: DeliveryStatus, seconds: int
+) -> None:
+    result = parse(load(name))
+
+    assert result.messages == ()
+    [receipt] = result.statuses
+    assert receipt.provider is Provider.WHATSAPP
+    assert receipt.account_id == PHONE_NUMBER_ID
+    assert receipt.conversation_key == f"dm:{CUSTOMER}"
+    assert receipt.status is status
+    assert receipt.provider_message_ids == ("wamid.OUT0001",)
+    assert receipt.provider_timestamp == datetime.fromtimestamp(seconds, tz=UTC)
+    assert receipt.watermark is None
+    assert receipt.errors == ()
+
+
+def test_a_failed_status_carries_the_providers_error_codes() -> None:
+    [receipt] = parse(load("status_failed")).statuses
+
+    assert receipt.status is DeliveryStatus.FAILED
+    assert receipt.provider_message_ids == ("wamid.OUT0006",)
+    assert receipt.errors == (
+        ProviderError(code=131047, title="Re-engagement message", message="Re-engagement message"),
+    )
+
+
+def test_a_status_error_without_a_message_falls_back_to_its_details() -> None:
+    delivery = load("status_failed")
+    del first_value(delivery)["statuses"][0]["errors"][0]["message"]
+
+    [receipt] = parse(delivery).statuses
+
+    assert receipt.errors[0].code == 131047
+    assert receipt.errors[0].message is not None
+    assert receipt.errors[0].message.startswith("Message failed to send because more than 24 hours")
+
+
+def test_an_unknown_status_value_is_skipped_and_named() -> None:
+    delivery = load("status_read")
+    first_value(delivery)["statuses"][0]["status"] = "deleted"
+
+    result = parse(delivery)
+
+    assert result.statuses == ()
+    assert result.skipped == ("whatsapp.status.deleted",)
+
+
+# --- batches ----------------------------------------------------------------------------
+
+
+def test_a_batch_yields_every_message_and_status_of_every_entry() -> None:
+    result = parse(load("batch"))
+
+    assert result.skipped == ()
+    assert [m.provider_message_id for m in result.messages] == [
+        "wamid.BATCH0001",
+        "wamid.BATCH0002",
+        "wamid.BATCH0003",
+        "wamid.BATCH0004",
+    ]
+    assert [m.account_id for m in result.messages] == [PHONE_NUMBER_ID] * 3 + ["900000000000202"]
+    assert [m.conversation_key for m in result.messages] == [
+        f"dm:{CUSTOMER}",
+        "dm:15550177777",
+        f"dm:{CUSTOMER}",
+        "dm:15550188888",
+    ]
+    assert [m.author.name for m in result.messages] == [
+        "Ana Example",
+        "Dan Placeholder",
+        "Ana Example",
+        "Eve Placeholder",
+    ]
+    assert [m.provider_timestamp.timestamp() for m in result.messages] == [
+        1718000300,
+        1718000301,
+        1718000302,
+        1718000304,
+    ]
+    assert result.messages[2].content.attachments == (Attachment(type="image", media_id="7000000000000009"),)
+    [receipt] = result.statuses
+    assert (receipt.status, receipt.provider_message_ids) == (DeliveryStatus.DELIVERED, ("wamid.OUT0007",))
+
+
+def test_the_meta_endpoint_dispatches_whatsapp_deliveries_here() -> None:
+    assert parse_delivery("meta", load("batch")) == parse(load("batch"))
+
+
+# --- templates --------------------------------------------------------------------------
+
+
+def test_an_approved_template_is_a_template_status_for_the_business_account() -> None:
+    result = parse(load("template_approved"))
+
+    assert (result.messages, result.statuses, result.skipped) == ((), (), ())
+    [template] = result.templates
+    assert template.business_account_id == WABA_ID
+    assert template.status == "APPROVED"
+    assert template.template_id == "8000000000000001"
+    assert template.template_name == "order_update"
+    assert template.language == "en_US"
+    assert template.reason is None  # Meta sends the string "NONE"
+    assert template.provider_timestamp == datetime.fromtimestamp(1718001000, tz=UTC)
+
+
+def test_a_rejected_template_keeps_the_reason() -> None:
+    [template] = parse(load("template_rejected")).templates
+
+    assert template.status == "REJECTED"
+    assert template.template_id == "8000000000000002"
+    assert template.template_name == "spring_promo"
+    assert template.language == "pt_BR"
+    assert template.reason == "INCORRECT_CATEGORY"
+    assert template.provider_timestamp == datetime.fromtimestamp(1718002000, tz=UTC)
+
+
+def test_other_fields_are_skipped_and_named() -> None:
+    entry = {
+        "id": WABA_ID,
+        "time": 1718003000,
+        "changes": [
+            {
+                "field": "account_update",
+                "value": {"phone_number": "15550001111", "event": "VERIFIED_ACCOUNT"},
+            },
+            {"field": "phone_number_quality_update", "value": {"event": "FLAGGED"}},
+        ],
+    }
+
+    result = parse_whatsapp_entry(entry)
+
+    assert result.skipped == ("whatsapp.account_update", "whatsapp.phone_number_quality_update")
+    assert (result.messages, result.statuses, result.templates) == ((), (), ())
+
+
+# --- malformed deliveries ---------------------------------------------------------------
+
+
+def _break(name: str, path: tuple[str | int, ...], new: Any = ..., *, delete: bool = False) -> dict[str, Any]:
+    """The fixture with the value at ``path`` (below the first change's value) replaced or removed."""
+    delivery = copy.deepcopy(load(name))
+    target: Any = first_value(delivery)
+    for key in path[:-1]:
+        target = target[key]
+    if delete:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = new
+    return delivery
+
+
+@pytest.mark.parametrize(
+    "delivery",
+    [
+        pytest.param(_break("text", ("messages", 0, "from"), delete=True), id="message-without-from"),
+        pytest.param(_break("text", ("messages", 0, "id"), delete=True), id="message-without-id"),
+        pytest.param(
+            _break("text", ("messages", 0, "timestamp"), delete=True), id="message-without-timestamp"
+        ),
+        pytest.param(_break("text", ("messages", 0, "timestamp"), "yesterday"), id="non-numeric-timestamp"),
+        pytest.param(_break("text", ("messages", 0, "type"), delete=True), id="message-without-type"),
+        pytest.param(_break("text", ("messages", 0, "text"), "hello"), id="text-not-an-object"),
+        pytest.param(_break("text", ("messages",), {"from": CUSTOMER}), id="messages-not-a-list"),
+        pytest.param(_break("text", ("metadata",), delete=True), id="no-metadata"),
+        pytest.param(_break("location", ("messages", 0, "location", "latitude"), "north"), id="bad-latitude"),
+        pytest.param(
+            _break("contacts", ("messages", 0, "contacts"), {"name": "x"}), id="contacts-not-a-list"
+        ),
+        pytest.param(
+            _break("status_read", ("statuses", 0, "recipient_id"), delete=True), id="status-no-recipient"
+        ),
+        pytest.param(_break("status_read", ("statuses", 0, "timestamp"), "soon"), id="status-bad-timestamp"),
+        pytest.param(_break("status_read", ("statuses", 0, "id"), delete=True), id="status-without-id"),
+    ],
+)
+def test_shapes_whatsapp_does_not_document_are_malformed(delivery: dict[str, Any]) -> None:
+    with pytest.raises(MalformedPayload):
+        parse(delivery)
+
+
+def test_a_change_value_that_is_not_an_object_is_malformed() -> None:
+    delivery = load("text")
+    delivery["entry"][0]["changes"][0]["value"] = ["not", "an", "object"]
+
+    with pytest.raises(MalformedPayload, match="change value"):
+        parse(delivery)
+
+
+def test_changes_that_are_not_a_list_are_malformed() -> None:
+    with pytest.raises(MalformedPayload, match="changes"):
+        parse_whatsapp_entry({"id": WABA_ID, "changes": {"field": "messages"}})
+
+
+def test_a_template_update_without_the_entry_time_is_malformed() -> None:
+    delivery = load("template_approved")
+    del delivery["entry"][0]["time"]
+
+    with pytest.raises(MalformedPayload, match="time"):
+        parse(delivery)
