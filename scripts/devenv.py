@@ -8,6 +8,7 @@ DEV_DEFAULTS = {
     # Obviously fake values for a laptop stack; production sets real ones from its secret store.
     "PARLEY_META_APP_SECRETS": "dev-meta-app-secret",
     "PARLEY_META_VERIFY_TOKEN": "dev-verify-token",
+    "PARLEY_X_CONSUMER_SECRETS": "dev-x-consumer-secret",
 }
 
 SERVICES = {

@@ -13,9 +13,10 @@ from starlette.applications import Starlette
 @asynccontextmanager
 async def running(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     """Start the app's lifespan, hand out a client for it, and shut it down afterwards."""
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://service"
-    ) as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service") as client,
+    ):
         yield client
 
 
