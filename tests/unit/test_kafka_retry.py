@@ -345,3 +345,22 @@ def test_log_context_of_a_record_comes_from_its_cloudevents_headers() -> None:
     )
     assert record_log_context(record) == {"event_id": "msg_1", "tenant_id": "tenant-a", "subject": "conv_9"}
     assert record_log_context(SimpleNamespace(headers=None)) == {}
+
+
+async def test_bad_data_is_dead_lettered_at_once_without_retries() -> None:
+    import pydantic
+    from parley_shared.kafka import PermanentError
+
+    class Model(pydantic.BaseModel):
+        n: int
+
+    try:
+        Model.model_validate({"n": "not a number"})
+    except pydantic.ValidationError as exc:
+        invalid = exc
+    for error in (invalid, PermanentError("cannot be normalized")):
+        sink, sleep = FakeSink(), FakeSleep()
+        handler = ScriptedHandler(error, "never reached")
+        assert await consume(handler, sink, sleep) is None
+        assert handler.calls == 1
+        assert [attempts for _, _, attempts in sink.calls] == [1]
