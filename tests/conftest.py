@@ -87,13 +87,15 @@ def unique() -> str:
 
 
 @pytest.fixture
-async def namespace(infra: Infra, unique: str) -> str:
-    """A topic namespace of this test's own, with every catalog topic created (3 partitions)."""
-    from parley_shared.admin import ensure_topics
+async def namespace(infra: Infra, unique: str) -> AsyncIterator[str]:
+    """A topic namespace of this test's own: every catalog topic (2 partitions), deleted after."""
+    from parley_shared.admin import delete_namespace, ensure_topics
 
     ns = f"test{unique}"
-    await ensure_topics(infra.kafka, ns, partitions=3)
-    return ns
+    await ensure_topics(infra.kafka, ns, partitions=2)
+    yield ns
+    # keep the broker small: thousands of leftover partitions slow every later test
+    await delete_namespace(infra.kafka, ns)
 
 
 @pytest.fixture

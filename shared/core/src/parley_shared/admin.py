@@ -69,3 +69,18 @@ async def describe_topics(bootstrap_servers: str, namespace: str = "") -> list[T
         return [TopicState(name=t["topic"], partitions=len(t["partitions"])) for t in described]
     finally:
         await admin.close()
+
+
+async def delete_namespace(bootstrap_servers: str, namespace: str) -> list[str]:
+    """Delete every topic of a namespace (test clean-up); the plain public names are refused."""
+    if not namespace:
+        raise ValueError("refusing to delete the topics of the default namespace")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="parley-admin")
+    await admin.start()
+    try:
+        names = [n for n in await admin.list_topics() if n.startswith(f"{namespace}.")]
+        if names:
+            await admin.delete_topics(names)
+        return names
+    finally:
+        await admin.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,8 @@ from parley_shared.settings import ServiceSettings, load_settings
 from parley_ingest.domain.dedupe import RecentIds
 from parley_ingest.entrypoints.normalizer import Normalizer, UnprocessableDelivery
 from parley_ingest.settings import NormalizerSettings
+
+STALL_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -88,24 +91,22 @@ async def replay(
             if start.offset < ends[tp]:
                 pending.add(tp)
         until_ms = int(until.timestamp() * 1000) if until else None
+        last_progress = time.monotonic()
         while pending:
             batches = await consumer.getmany(*pending, timeout_ms=1000)
+            if any(batches.values()):
+                last_progress = time.monotonic()
+            elif time.monotonic() - last_progress > STALL_TIMEOUT_S:
+                raise RuntimeError(
+                    f"no records from {sorted(str(tp) for tp in pending)} for {STALL_TIMEOUT_S}s"
+                )
             for tp, records in batches.items():
                 for record in records:
                     if record.offset >= ends[tp] or (until_ms is not None and record.timestamp >= until_ms):
                         pending.discard(tp)
                         break
                     report.read += 1
-                    raw = WebhookReceived.model_validate_json(record.value)
-                    if provider and raw.provider != provider:
-                        report.skipped_provider += 1
-                        continue
-                    try:
-                        await normalizer.normalize(raw)
-                        report.replayed += 1
-                    except UnprocessableDelivery as exc:
-                        report.failed += 1
-                        print(f"cannot normalize {raw.delivery_id}: {exc}")
+                    await _replay_one(normalizer, record.value, provider, report)
                     if record.offset + 1 >= ends[tp]:
                         pending.discard(tp)
     finally:
@@ -113,6 +114,21 @@ async def replay(
         await directory.stop()
         await broker.stop()
     return report
+
+
+async def _replay_one(
+    normalizer: Normalizer, value: bytes, provider: str | None, report: ReplayReport
+) -> None:
+    raw = WebhookReceived.model_validate_json(value)
+    if provider and raw.provider != provider:
+        report.skipped_provider += 1
+        return
+    try:
+        await normalizer.normalize(raw)
+        report.replayed += 1
+    except UnprocessableDelivery as exc:
+        report.failed += 1
+        print(f"cannot normalize {raw.delivery_id}: {exc}")
 
 
 def _run(_settings: ServiceSettings, args: argparse.Namespace) -> int:
