@@ -9,6 +9,7 @@ DEV_DEFAULTS = {
     "PARLEY_META_APP_SECRETS": "dev-meta-app-secret",
     "PARLEY_META_VERIFY_TOKEN": "dev-verify-token",
     "PARLEY_X_CONSUMER_SECRETS": "dev-x-consumer-secret",
+    "PARLEY_JWT_HS256_SECRET": "dev-jwt-secret-change-me-in-production",
 }
 
 SERVICES = {

@@ -162,16 +162,26 @@ def test_last_activity_is_the_latest_message_time_even_out_of_order() -> None:
     assert conversation.created_at == T0
 
 
-def test_recent_is_bounded_and_drops_the_oldest_messages() -> None:
+def test_recent_is_bounded_and_drops_the_oldest_published_messages() -> None:
     conversation = opened()
     total = RECENT_LIMIT + 5
     for n in range(1, total + 1):
         conversation.receive(message(n))
+        conversation.published_sequence = conversation.sequence
 
     assert len(conversation.recent) == RECENT_LIMIT
     assert list(conversation.recent) == [message(n).event_id for n in range(6, total + 1)]
     assert not any(conversation.has_applied(message(n).event_id) for n in range(1, 6))
     assert conversation.has_applied(message(total).event_id)
+
+
+def test_recent_keeps_causes_whose_events_are_not_published_yet() -> None:
+    conversation = opened()
+    for n in range(1, RECENT_LIMIT + 6):
+        conversation.receive(message(n))
+    # nothing was published: forgetting any cause could lose its events
+    assert len(conversation.recent) == RECENT_LIMIT + 5
+    assert [e.sequence for e in conversation.unpublished()] == list(range(1, conversation.sequence + 1))
 
 
 def test_recent_remembers_the_events_of_each_message() -> None:
@@ -206,7 +216,7 @@ def test_the_stored_document_keeps_recent_as_an_ordered_list() -> None:
     doc = conversation.to_document()
 
     assert doc["_id"] == conversation.id
-    assert [r["message_event_id"] for r in doc["recent"]] == [message(n).event_id for n in (3, 1, 2)]
+    assert [r["cause"] for r in doc["recent"]] == [message(n).event_id for n in (3, 1, 2)]
     assert list(Conversation.from_document(doc).recent) == [message(n).event_id for n in (3, 1, 2)]
 
 

@@ -13,6 +13,7 @@ PUBLIC_NAMES = {
     "parley.conversations.v1",
     "parley.channels.v1",
     "parley.replies.v1",
+    "parley.teams.v1",
 }
 
 
@@ -70,8 +71,9 @@ def test_the_channels_topic_is_compacted_and_kept_forever() -> None:
     assert "retention.ms" not in config
 
 
-def test_only_the_channels_topic_is_compacted() -> None:
-    assert [t.name for t in all_topics() if t.cleanup == "compact"] == ["parley.channels.v1"]
+def test_only_the_state_topics_are_compacted() -> None:
+    compacted = sorted(t.name for t in all_topics() if t.cleanup == "compact")
+    assert compacted == ["parley.channels.v1", "parley.teams.v1"]
 
 
 def test_delete_topics_carry_their_retention() -> None:

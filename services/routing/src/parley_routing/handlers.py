@@ -1,13 +1,36 @@
-"""Service layer: load the aggregate, apply the command, save, return the events to publish."""
+"""Service layer: load the aggregate, apply a change, save it, publish what it caused.
+
+Every change goes through :meth:`ConversationService.apply`: optimistic concurrency with retries,
+events recorded in the document with the change (so nothing is lost if the publish fails), then
+published, appended to the history and marked published.
+"""
 
 from __future__ import annotations
 
-from parley_events import ConversationEvent, MessageReceived
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
-from parley_routing.adapters.repository import ConcurrentUpdate, ConversationRepository
+from parley_events import ChannelSnapshot, ConversationEvent, MessageReceived, Queue, ReplySent
+
+from parley_routing.adapters.repository import (
+    ConcurrentUpdate,
+    ConversationRepository,
+    MongoConversationRepository,
+)
 from parley_routing.domain.model import Conversation
 
 MAX_CONFLICT_RETRIES = 10
+
+Publish = Callable[[ConversationEvent], Awaitable[None]]
+Clock = Callable[[], datetime]
+
+
+class ConversationNotFound(LookupError):
+    """No conversation with that id (or not visible to the caller)."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 async def record_message(
@@ -27,3 +50,104 @@ async def record_message(
             continue
         return events
     raise ConcurrentUpdate(message.conversation_id)
+
+
+class ConversationService:
+    """Applies changes to conversations and publishes the events they cause."""
+
+    def __init__(
+        self, repository: MongoConversationRepository, publish: Publish, clock: Clock = utcnow
+    ) -> None:
+        self.repository = repository
+        self.publish = publish
+        self.clock = clock
+
+    async def apply(
+        self,
+        conversation_id: str,
+        change: Callable[[Conversation], list[ConversationEvent]],
+        opening: MessageReceived | None = None,
+    ) -> tuple[Conversation, list[ConversationEvent]]:
+        """Apply ``change`` (which must be idempotent on its cause) and publish its events."""
+        for _ in range(MAX_CONFLICT_RETRIES):
+            conversation = await self.repository.get(conversation_id)
+            if conversation is None:
+                if opening is None:
+                    raise ConversationNotFound(conversation_id)
+                conversation = Conversation.open(opening)
+            before = conversation.sequence
+            events = change(conversation)
+            if conversation.sequence != before:
+                try:
+                    await self.repository.save(conversation)
+                except ConcurrentUpdate:
+                    continue
+            await self._publish(conversation, events)
+            return conversation, events
+        raise ConcurrentUpdate(conversation_id)
+
+    async def _publish(self, conversation: Conversation, events: list[ConversationEvent]) -> None:
+        fresh = [e for e in events if e.sequence > conversation.published_sequence]
+        if not fresh:
+            return
+        for event in fresh:
+            await self.publish(event)
+        await self.repository.record_history(fresh)
+        await self.repository.mark_published(conversation.id, max(e.sequence for e in fresh))
+
+    # --- from the streams -----------------------------------------------------------------------
+
+    async def on_message(self, message: MessageReceived) -> list[ConversationEvent]:
+        _, events = await self.apply(message.conversation_id, lambda c: c.receive(message), opening=message)
+        return events
+
+    async def on_reply_sent(
+        self, reply: ReplySent, channel: ChannelSnapshot | None
+    ) -> list[ConversationEvent]:
+        auto_ownership = channel.auto_ownership if channel is not None else False
+        try:
+            _, events = await self.apply(
+                reply.conversation_id, lambda c: c.record_reply(reply, auto_ownership)
+            )
+        except ConversationNotFound:
+            return []  # a reply to a conversation routing never saw (another deployment's data)
+        return events
+
+    # --- background work ---------------------------------------------------------------------------
+
+    async def relay_outbox(self) -> int:
+        """Publish events that were saved but may not have reached Kafka (after a crash)."""
+        published = 0
+        for conversation in await self.repository.pending_outbox():
+            events = conversation.unpublished()
+            await self._publish(conversation, events)
+            published += len(events)
+        return published
+
+    async def auto_resolve(self, channels: list[ChannelSnapshot]) -> int:
+        """Resolve idle New and Pending conversations, per channel and queue threshold.
+
+        Safe with several replicas: each resolution is a conditional write on the version that
+        was read, so only one replica wins it; the others see a conflict and move on.
+        """
+        now = self.clock()
+        resolved = 0
+        for channel in channels:
+            for queue, seconds in (
+                (Queue.NEW, channel.auto_resolve_new_s),
+                (Queue.PENDING, channel.auto_resolve_pending_s),
+            ):
+                if seconds is None:
+                    continue
+                threshold = timedelta(seconds=seconds)
+                for candidate in await self.repository.idle(channel.channel_id, queue, now - threshold):
+                    events = candidate.auto_resolve(now, threshold)
+                    if not events:
+                        continue
+                    try:
+                        await self.repository.save(candidate)
+                    except ConcurrentUpdate:
+                        continue  # changed or resolved elsewhere since it was read
+                    await self._publish(candidate, events)
+                    resolved += 1
+        return resolved

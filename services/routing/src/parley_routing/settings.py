@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from parley_shared.settings import ServiceSettings
+from parley_shared.auth import ApiSettings
+from pydantic import Field
 
 
-class RoutingSettings(ServiceSettings):
+class RoutingSettings(ApiSettings):
     """``parley-routing``: conversations, queues, ownership and access."""
 
     http_port: int = 8083
+    auto_resolve_interval_s: float = Field(
+        default=60.0, gt=0, description="How often idle conversations are swept."
+    )
+    outbox_relay_interval_s: float = Field(
+        default=10.0, gt=0, description="How often unpublished events are retried."
+    )

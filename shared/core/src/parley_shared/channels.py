@@ -1,4 +1,4 @@
-"""A channel read model built from onboarding's compacted ``parley.channels.v1`` topic.
+"""Read models built from onboarding's compacted topics (``parley.channels.v1``, ``parley.teams.v1``).
 
 Every process that needs channels (normalizer, routing, policy) keeps them in memory: no store
 round trip per message. The reader has no consumer group: it assigns every partition, reads
@@ -13,27 +13,108 @@ import asyncio
 import contextlib
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from parley_events import ChannelSnapshot, Provider
+from parley_events import ChannelSnapshot, Provider, TeamSnapshot
 
 from parley_shared.logging import get_logger
 
 log = get_logger(__name__)
 
 
-class KafkaChannelDirectory:
-    """In-memory channels by id and by (provider, account id), fed by the channels topic."""
+class CompactedTopicReader:
+    """Reads a compacted topic from the beginning and follows it, applying every record."""
+
+    name = "compacted-topic-reader"
 
     def __init__(self, bootstrap_servers: str, topic: str) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
-        self.by_id: dict[str, ChannelSnapshot] = {}
-        self.by_account: dict[tuple[Provider, str], ChannelSnapshot] = {}
-        self.by_business: dict[tuple[Provider, str], ChannelSnapshot] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._partitions: list[TopicPartition] = []
         self._task: asyncio.Task[None] | None = None
         self._progress = asyncio.Condition()
         self.loaded = asyncio.Event()
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        """Apply one record (a tombstone has no value)."""
+        raise NotImplementedError
+
+    def size(self) -> int:
+        return 0
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            enable_auto_commit=False,
+            group_id=None,
+            client_id=f"parley-{self.name}",
+        )
+        await consumer.start()
+        partitions = consumer.partitions_for_topic(self.topic)
+        if partitions is None:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(self.topic) or set()
+        if not partitions:
+            await consumer.stop()
+            raise RuntimeError(f"topic {self.topic} does not exist: run `parley topics create`")
+        self._partitions = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        consumer.assign(self._partitions)
+        await consumer.seek_to_beginning(*self._partitions)
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._follow(), name=self.name)
+        await self.catch_up(timeout=60)
+        self.loaded.set()
+        log.info("read model loaded", reader=self.name, topic=self.topic, items=self.size())
+
+    async def _follow(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    self.apply(record.key, record.value)
+            async with self._progress:
+                self._progress.notify_all()
+
+    async def catch_up(self, timeout: float = 5.0) -> None:
+        """Return once every record published before this call has been applied."""
+        assert self._consumer is not None
+        ends = await self._consumer.end_offsets(self._partitions)
+
+        async def reached() -> None:
+            assert self._consumer is not None
+            async with self._progress:
+                while True:
+                    positions = [await self._consumer.position(tp) for tp in self._partitions]
+                    if all(pos >= ends[tp] for pos, tp in zip(positions, self._partitions, strict=True)):
+                        return
+                    if self._task is not None and self._task.done():
+                        self._task.result()  # surface why following stopped
+                    await self._progress.wait()
+
+        await asyncio.wait_for(reached(), timeout=timeout)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+
+class KafkaChannelDirectory(CompactedTopicReader):
+    """In-memory channels by id and by (provider, account id), fed by the channels topic."""
+
+    name = "channel-directory"
+
+    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+        super().__init__(bootstrap_servers, topic)
+        self.by_id: dict[str, ChannelSnapshot] = {}
+        self.by_account: dict[tuple[Provider, str], ChannelSnapshot] = {}
+        self.by_business: dict[tuple[Provider, str], ChannelSnapshot] = {}
+
+    def size(self) -> int:
+        return len(self.by_id)
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         """Apply one record: a snapshot replaces the channel, a tombstone removes it."""
@@ -73,62 +154,36 @@ class KafkaChannelDirectory:
         """A channel of this business account (a WhatsApp WABA id, an Instagram profile's page)."""
         return self.by_business.get((provider, business_account_id))
 
-    async def start(self) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers,
-            enable_auto_commit=False,
-            group_id=None,
-            client_id="parley-channel-directory",
-        )
-        await consumer.start()
-        partitions = consumer.partitions_for_topic(self.topic)
-        if partitions is None:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(self.topic) or set()
-        if not partitions:
-            await consumer.stop()
-            raise RuntimeError(f"topic {self.topic} does not exist: run `parley topics create`")
-        self._partitions = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        consumer.assign(self._partitions)
-        await consumer.seek_to_beginning(*self._partitions)
-        self._consumer = consumer
-        self._task = asyncio.create_task(self._follow(), name="channel-directory")
-        await self.catch_up(timeout=60)
-        self.loaded.set()
-        log.info("channel directory loaded", channels=len(self.by_id))
+    def channels_of(self, tenant_id: str) -> list[ChannelSnapshot]:
+        return [c for c in self.by_id.values() if c.tenant_id == tenant_id]
 
-    async def _follow(self) -> None:
-        assert self._consumer is not None
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=200)
-            for records in batches.values():
-                for record in records:
-                    self.apply(record.key, record.value)
-            async with self._progress:
-                self._progress.notify_all()
 
-    async def catch_up(self, timeout: float = 5.0) -> None:
-        """Return once every record published before this call has been applied."""
-        assert self._consumer is not None
-        ends = await self._consumer.end_offsets(self._partitions)
+class KafkaTeamDirectory(CompactedTopicReader):
+    """In-memory teams and each user's teams, fed by the teams topic."""
 
-        async def reached() -> None:
-            assert self._consumer is not None
-            async with self._progress:
-                while True:
-                    positions = [await self._consumer.position(tp) for tp in self._partitions]
-                    if all(pos >= ends[tp] for pos, tp in zip(positions, self._partitions, strict=True)):
-                        return
-                    if self._task is not None and self._task.done():
-                        self._task.result()  # surface why following stopped
-                    await self._progress.wait()
+    name = "team-directory"
 
-        await asyncio.wait_for(reached(), timeout=timeout)
+    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+        super().__init__(bootstrap_servers, topic)
+        self.by_id: dict[str, TeamSnapshot] = {}
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        if self._consumer is not None:
-            await self._consumer.stop()
+    def size(self) -> int:
+        return len(self.by_id)
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        if value is None:
+            if key is not None:
+                self.by_id.pop(key.decode(), None)
+            return
+        try:
+            team = TeamSnapshot.model_validate_json(value)
+        except ValueError as exc:
+            log.error("unreadable team snapshot skipped", error=str(exc))
+            return
+        current = self.by_id.get(team.team_id)
+        if current is None or current.revision <= team.revision:
+            self.by_id[team.team_id] = team
+
+    def teams_of(self, tenant_id: str, user_id: str) -> set[str]:
+        """The teams of a tenant the user belongs to."""
+        return {t.team_id for t in self.by_id.values() if t.tenant_id == tenant_id and user_id in t.members}

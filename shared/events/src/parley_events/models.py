@@ -292,6 +292,18 @@ class TemplateStatusChanged(Event):
 # --- onboarding ---------------------------------------------------------------------------
 
 
+class ChannelRole(StrEnum):
+    """A user's role on a channel, lowest first."""
+
+    VIEWER = "viewer"
+    CONTRIBUTOR = "contributor"
+    SUPERVISOR = "supervisor"
+
+    @property
+    def rank(self) -> int:
+        return ("viewer", "contributor", "supervisor").index(self.value) + 1
+
+
 class ChannelStatus(StrEnum):
     """Where a channel is in its life."""
 
@@ -323,9 +335,83 @@ class ChannelSnapshot(Event):
         description="WhatsApp: the WABA id; Instagram: the linked Facebook Page id.",
     )
     revision: int = Field(ge=1, description="Increases by one with every change.")
+    auto_resolve_new_s: int | None = Field(
+        default=30 * 24 * 3600,
+        ge=1,
+        description="Seconds of inactivity after which New conversations are resolved; null is off.",
+    )
+    auto_resolve_pending_s: int | None = Field(
+        default=30 * 24 * 3600,
+        ge=1,
+        description="Seconds of inactivity after which Pending conversations are resolved; null is off.",
+    )
+    user_access: dict[str, ChannelRole] = Field(
+        default_factory=dict, description="User id -> the role given to that user directly."
+    )
+    team_access: dict[str, ChannelRole] = Field(
+        default_factory=dict, description="Team id -> the role every member of that team gets."
+    )
+    all_users_role: ChannelRole | None = Field(
+        default=None, description="The role every user of the tenant gets (the 'All Users' toggle)."
+    )
+    all_teams_role: ChannelRole | None = Field(
+        default=None, description="The role every member of any team gets (the 'All Teams' toggle)."
+    )
+    human_agent_tag: bool = Field(
+        default=False, description="Messenger/Instagram: human agents may use the 7-day HUMAN_AGENT tag."
+    )
+    text_limit: int | None = Field(
+        default=None, ge=1, description="A stricter per-channel text limit than the provider's."
+    )
 
     def key(self) -> str:
         return self.channel_id
+
+
+class TeamSnapshot(Event):
+    """A team and its members; compacted by team id (a tombstone deletes it)."""
+
+    event_type: ClassVar[str] = "parley.team.snapshot.v1"
+    topic: ClassVar[topics.TopicSpec] = topics.TEAMS
+
+    team_id: str
+    tenant_id: str
+    name: str
+    members: tuple[str, ...] = Field(default=(), description="User ids; a user may be in several teams.")
+    revision: int = Field(ge=1)
+
+    def key(self) -> str:
+        return self.team_id
+
+
+# --- policy ----------------------------------------------------------------------------
+
+
+class SenderType(StrEnum):
+    """Who sent a reply: a person, or an automation (bots never get the human-agent tag)."""
+
+    HUMAN = "human"
+    AUTOMATED = "automated"
+
+
+class ReplySent(Event):
+    """The provider accepted an outbound reply."""
+
+    event_type: ClassVar[str] = "parley.reply.sent.v1"
+    topic: ClassVar[topics.TopicSpec] = topics.REPLIES
+
+    reply_id: str = Field(description="Policy's id of the reply (the decision id).")
+    conversation_id: str
+    tenant_id: str
+    channel_id: str
+    sender_type: SenderType
+    agent_id: str | None = Field(default=None, description="The user who wrote it, for human replies.")
+    provider_message_id: str
+    text: str | None = None
+    sent_at: datetime
+
+    def key(self) -> str:
+        return self.conversation_id
 
 
 # --- routing ---------------------------------------------------------------------------
@@ -372,14 +458,92 @@ class ConversationMessageAdded(ConversationEvent):
     provider_timestamp: datetime
 
 
+class StatusChangeReason(StrEnum):
+    """Why a conversation changed queue."""
+
+    AGENT = "agent"
+    AUTO_RESOLVE = "auto_resolve"
+    REOPENED = "reopened"
+
+
+class ConversationStatusChanged(ConversationEvent):
+    """The conversation moved between New, Pending and Resolved."""
+
+    event_type: ClassVar[str] = "parley.conversation.status_changed.v1"
+
+    from_queue: Queue
+    to_queue: Queue
+    reason: StatusChangeReason
+    actor_id: str | None = Field(default=None, description="The agent, for reason agent.")
+
+
+class OwnerChangeReason(StrEnum):
+    """Why ownership changed."""
+
+    AUTO_OWNERSHIP = "auto_ownership"
+    ASSIGNED = "assigned"
+    UNASSIGNED = "unassigned"
+    RESOLVED = "resolved"
+
+
+class ConversationOwnerAssigned(ConversationEvent):
+    """The conversation has a new owner."""
+
+    event_type: ClassVar[str] = "parley.conversation.owner_assigned.v1"
+
+    owner_id: str
+    previous_owner_id: str | None = None
+    reason: OwnerChangeReason
+    actor_id: str | None = None
+
+
+class ConversationOwnerCleared(ConversationEvent):
+    """The conversation has no owner any more."""
+
+    event_type: ClassVar[str] = "parley.conversation.owner_cleared.v1"
+
+    previous_owner_id: str
+    reason: OwnerChangeReason
+    actor_id: str | None = None
+
+
+class ConversationLabelsChanged(ConversationEvent):
+    """Tags or topics were added or removed; carries the full set after the change."""
+
+    event_type: ClassVar[str] = "parley.conversation.labels_changed.v1"
+
+    kind: str = Field(examples=["tags", "topics"])
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    current: tuple[str, ...] = ()
+    actor_id: str | None = None
+
+
+class ConversationNoteAdded(ConversationEvent):
+    """An agent added an internal note (never sent to the customer)."""
+
+    event_type: ClassVar[str] = "parley.conversation.note_added.v1"
+
+    note_id: str
+    text: str
+    author_id: str
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     WebhookReceived,
     MessageReceived,
     MessageStatusChanged,
     TemplateStatusChanged,
     ChannelSnapshot,
+    TeamSnapshot,
+    ReplySent,
     ConversationCreated,
     ConversationMessageAdded,
+    ConversationStatusChanged,
+    ConversationOwnerAssigned,
+    ConversationOwnerCleared,
+    ConversationLabelsChanged,
+    ConversationNoteAdded,
 )
 
 

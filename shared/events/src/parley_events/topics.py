@@ -116,6 +116,19 @@ CHANNELS = TopicSpec(
     has_dlq=False,
     extra_config={"min.cleanable.dirty.ratio": "0.1", "segment.ms": str(DAY_MS)},
 )
+TEAMS = TopicSpec(
+    name="parley.teams.v1",
+    key="team id",
+    partitions=3,
+    cleanup="compact",
+    retention_ms=None,
+    owner="onboarding",
+    consumers=("routing", "policy"),
+    public=True,
+    description="Teams and their members, compacted: the latest per team id.",
+    has_dlq=False,
+    extra_config={"min.cleanable.dirty.ratio": "0.1", "segment.ms": str(DAY_MS)},
+)
 REPLIES = TopicSpec(
     name="parley.replies.v1",
     key="conversation id",
@@ -134,6 +147,7 @@ PRIMARY_TOPICS: tuple[TopicSpec, ...] = (
     MESSAGES_INBOUND,
     CONVERSATIONS,
     CHANNELS,
+    TEAMS,
     REPLIES,
 )
 

@@ -1,18 +1,37 @@
-"""Where conversations are kept: a port and its MongoDB adapter (optimistic concurrency)."""
+"""Where conversations are kept: a port and its MongoDB adapter (optimistic concurrency).
+
+One document per conversation; every write is conditional on the version that was read, so
+concurrent writers (two routing replicas, the API and a consumer) never overwrite each other.
+Events are recorded in the document with the change (an in-document outbox); ``mark_published``
+records how far they were published, and ``pending_outbox`` finds conversations whose events
+may not have reached Kafka (a crash between the write and the publish).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
+from parley_events import ConversationEvent, Queue
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from parley_routing.domain.model import Conversation
 
 
 class ConcurrentUpdate(Exception):
     """Someone else changed the conversation since it was read: reload and try again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a conversation listing, newest activity first."""
+
+    items: list[Conversation]
+    next_cursor: tuple[datetime, str] | None
 
 
 class ConversationRepository(Protocol):
@@ -24,10 +43,15 @@ class ConversationRepository(Protocol):
 
 
 class MongoConversationRepository:
-    """Conversations as one document each; writes are conditional on the version read."""
+    """Conversations and their event history in MongoDB (or FerretDB)."""
 
-    def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        collection: AsyncCollection[dict[str, Any]],
+        history: AsyncCollection[dict[str, Any]] | None = None,
+    ) -> None:
         self.collection = collection
+        self.history = history
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index(
@@ -39,6 +63,15 @@ class MongoConversationRepository:
             ],
             name="queue_by_activity",
         )
+        await self.collection.create_index(
+            [("tenant_id", ASCENDING), ("owner_id", ASCENDING), ("last_activity_at", DESCENDING)],
+            name="owner_by_activity",
+        )
+        await self.collection.create_index([("outbox_pending", ASCENDING)], name="outbox")
+        if self.history is not None:
+            await self.history.create_index(
+                [("conversation_id", ASCENDING), ("sequence", ASCENDING)], name="history_by_sequence"
+            )
 
     async def get(self, conversation_id: str) -> Conversation | None:
         doc = await self.collection.find_one({"_id": conversation_id})
@@ -59,3 +92,93 @@ class MongoConversationRepository:
         if result.matched_count != 1:
             conversation.version = expected
             raise ConcurrentUpdate(conversation.id)
+
+    async def record_history(self, events: Sequence[ConversationEvent]) -> None:
+        """Append published events to the queryable history (idempotent on event ids)."""
+        if self.history is None or not events:
+            return
+        docs = [
+            {
+                "_id": e.event_id,
+                "conversation_id": e.conversation_id,
+                "sequence": e.sequence,
+                "type": e.event_type,
+                "data": e.model_dump(mode="json"),
+            }
+            for e in events
+        ]
+        try:
+            await self.history.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
+                raise
+
+    async def history_of(self, conversation_id: str, limit: int = 500) -> list[dict[str, Any]]:
+        if self.history is None:
+            return []
+        cursor = (
+            self.history.find({"conversation_id": conversation_id}).sort("sequence", ASCENDING).limit(limit)
+        )
+        return [{"type": d["type"], **d["data"]} async for d in cursor]
+
+    async def mark_published(self, conversation_id: str, sequence: int) -> None:
+        """Record that every event up to ``sequence`` reached Kafka (never moves backwards)."""
+        await self.collection.update_one(
+            {"_id": conversation_id, "published_sequence": {"$lt": sequence}},
+            {"$set": {"published_sequence": sequence}},
+        )
+        # the flag is cleared only if nothing newer was written meanwhile
+        await self.collection.update_one(
+            {"_id": conversation_id, "sequence": sequence, "published_sequence": sequence},
+            {"$set": {"outbox_pending": False}},
+        )
+
+    async def pending_outbox(self, limit: int = 100) -> list[Conversation]:
+        cursor = self.collection.find({"outbox_pending": True}).limit(limit)
+        return [Conversation.from_document(d) async for d in cursor]
+
+    async def idle(
+        self, channel_id: str, queue: Queue, before: datetime, limit: int = 200
+    ) -> list[Conversation]:
+        """Conversations of a channel in a queue whose last activity is before ``before``."""
+        cursor = (
+            self.collection.find(
+                {"channel_id": channel_id, "queue": queue.value, "last_activity_at": {"$lte": before}}
+            )
+            .sort("last_activity_at", ASCENDING)
+            .limit(limit)
+        )
+        return [Conversation.from_document(d) async for d in cursor]
+
+    async def list_visible(
+        self,
+        tenant_id: str,
+        channel_ids: Sequence[str],
+        *,
+        queue: Queue | None = None,
+        owner_id: str | None = None,
+        limit: int = 50,
+        after: tuple[datetime, str] | None = None,
+    ) -> Page:
+        """Conversations on the given channels, newest activity first, keyset-paginated."""
+        query: dict[str, Any] = {"tenant_id": tenant_id, "channel_id": {"$in": list(channel_ids)}}
+        if queue is not None:
+            query["queue"] = queue.value
+        if owner_id is not None:
+            query["owner_id"] = owner_id
+        if after is not None:
+            at, last_id = after
+            query["$or"] = [
+                {"last_activity_at": {"$lt": at}},
+                {"last_activity_at": at, "_id": {"$lt": last_id}},
+            ]
+        cursor = (
+            self.collection.find(query)
+            .sort([("last_activity_at", DESCENDING), ("_id", DESCENDING)])
+            .limit(limit + 1)
+        )
+        items = [Conversation.from_document(d) async for d in cursor]
+        more = len(items) > limit
+        items = items[:limit]
+        next_cursor = (items[-1].last_activity_at, items[-1].id) if more and items else None
+        return Page(items=items, next_cursor=next_cursor)

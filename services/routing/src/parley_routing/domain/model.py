@@ -1,37 +1,84 @@
-"""The conversation aggregate (pure): queues, sequence numbers and the events it causes.
+"""The conversation aggregate (pure): queues, ownership, labels, notes and the events it causes.
 
-Walking-skeleton rules: a customer's first message opens a conversation in New; every message
-(inbound, or the business's outbound echo) is added with the next sequence number. A message
-the conversation already applied changes nothing and yields the events it caused the first
-time, so a redelivery can republish them (consumers deduplicate on the deterministic ids).
+Rules:
+- A customer's first message opens the conversation in New.
+- Every message (inbound, or the business's own outbound echo or sent reply) is added with the
+  next sequence number; ``last_activity_at`` follows the newest message.
+- Reopening: an inbound customer message (any kind but a reaction) on a Pending or Resolved
+  conversation moves it back to New (reason ``reopened``). Echoes, replies and reactions do not.
+- Agents move conversations to Pending or Resolved. Resolving clears the owner.
+- Auto-ownership: when the channel has it on, the human agent whose reply was sent becomes the
+  owner if there is none. An existing owner is kept (the reply does not take the conversation
+  from a colleague). Automated senders never become owners. With it off, only assignment changes
+  ownership.
+- Auto-resolve: a New or Pending conversation idle for longer than its channel's threshold is
+  resolved (reason ``auto_resolve``) and loses its owner.
+
+Every change is recorded under a *cause* id (a message event id, a reply id, a command's
+idempotency key, an auto-resolve run): applying the same cause again changes nothing and returns
+the events it caused the first time.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from parley_events import (
+    Author,
+    Content,
     ConversationCreated,
     ConversationEvent,
+    ConversationLabelsChanged,
     ConversationMessageAdded,
+    ConversationNoteAdded,
+    ConversationOwnerAssigned,
+    ConversationOwnerCleared,
+    ConversationStatusChanged,
+    Direction,
+    MessageKind,
     MessageReceived,
+    OwnerChangeReason,
     Provider,
     Queue,
+    ReplySent,
+    SenderType,
+    StatusChangeReason,
     model_for,
 )
 
 RECENT_LIMIT = 50
-"""How many applied messages a conversation remembers with the events they caused."""
+"""How many causes a conversation remembers with the events they caused."""
+SEEN_MESSAGES_LIMIT = 200
+"""How many provider message ids a conversation remembers (echo of a sent reply = one message)."""
+LABEL_KINDS = ("tags", "topics")
+
+
+class InvalidCommand(ValueError):
+    """A command that cannot apply to this conversation; ``code`` is machine-readable."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def conversation_event_id(conversation_id: str, sequence: int) -> str:
     """Deterministic: one id per (conversation, sequence number)."""
     digest = hashlib.sha256(f"{conversation_id}\x1f{sequence}".encode()).hexdigest()[:32]
     return f"cev_{digest}"
+
+
+@dataclass
+class Note:
+    """An internal note on a conversation."""
+
+    note_id: str
+    author_id: str
+    text: str
+    created_at: datetime
 
 
 @dataclass
@@ -48,9 +95,16 @@ class Conversation:
     last_activity_at: datetime
     sequence: int = 0
     version: int = 0
+    published_sequence: int = 0
     owner_id: str | None = None
+    tags: list[str] = field(default_factory=list)
+    topics: list[str] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+    seen_messages: list[str] = field(default_factory=list)
     recent: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    """Message event id -> the events it caused (JSON), oldest first, bounded."""
+    """Cause id -> the events it caused (JSON), oldest cause first, bounded."""
+
+    # --- creation and idempotency ---------------------------------------------------------
 
     @classmethod
     def open(cls, message: MessageReceived) -> Conversation:
@@ -66,21 +120,22 @@ class Conversation:
             last_activity_at=message.provider_timestamp,
         )
 
-    def has_applied(self, message_event_id: str) -> bool:
-        return message_event_id in self.recent
+    def has_applied(self, cause_id: str) -> bool:
+        return cause_id in self.recent
 
-    def events_of(self, message_event_id: str) -> list[ConversationEvent]:
-        """The events a message caused when it was first applied."""
-        events: list[ConversationEvent] = []
-        for data in self.recent.get(message_event_id, []):
-            model = model_for(data["type"])
-            event = model.model_validate(data["data"])
-            assert isinstance(event, ConversationEvent)
-            events.append(event)
-        return events
+    def events_of(self, cause_id: str) -> list[ConversationEvent]:
+        """The events a cause produced when it was first applied."""
+        return [_event_from_json(data) for data in self.recent.get(cause_id, [])]
+
+    def unpublished(self) -> list[ConversationEvent]:
+        """Recorded events with a sequence above the last one known to be published."""
+        events = [e for data in self.recent.values() for e in map(_event_from_json, data)]
+        return sorted((e for e in events if e.sequence > self.published_sequence), key=lambda e: e.sequence)
+
+    # --- messages ---------------------------------------------------------------------------
 
     def receive(self, message: MessageReceived) -> list[ConversationEvent]:
-        """Apply a message; idempotent on the message's event id."""
+        """Apply a normalized message; idempotent on its event id."""
         if self.has_applied(message.event_id):
             return self.events_of(message.event_id)
         events: list[ConversationEvent] = []
@@ -93,20 +148,170 @@ class Conversation:
                     queue=self.queue,
                 )
             )
-        events.append(
-            ConversationMessageAdded(
-                **self._next(message.provider_timestamp),
-                message_event_id=message.event_id,
-                direction=message.direction,
-                author=message.author,
-                content=message.content,
-                provider_message_id=message.provider_message_id,
-                provider_timestamp=message.provider_timestamp,
+        if message.provider_message_id not in self.seen_messages or message.content.deleted:
+            events.append(
+                ConversationMessageAdded(
+                    **self._next(message.provider_timestamp),
+                    message_event_id=message.event_id,
+                    direction=message.direction,
+                    author=message.author,
+                    content=message.content,
+                    provider_message_id=message.provider_message_id,
+                    provider_timestamp=message.provider_timestamp,
+                )
             )
-        )
+            self._saw(message.provider_message_id)
         self.last_activity_at = max(self.last_activity_at, message.provider_timestamp)
-        self._remember(message.event_id, events)
-        return events
+        reopens = message.direction is Direction.INBOUND and message.kind is not MessageKind.REACTION
+        if reopens and self.queue is not Queue.NEW:
+            events.append(self._status(Queue.NEW, StatusChangeReason.REOPENED, message.provider_timestamp))
+        return self._remember(message.event_id, events)
+
+    def record_reply(self, reply: ReplySent, auto_ownership: bool) -> list[ConversationEvent]:
+        """A reply was sent: add it as an outbound message and apply auto-ownership."""
+        cause = f"reply:{reply.reply_id}"
+        if self.has_applied(cause):
+            return self.events_of(cause)
+        events: list[ConversationEvent] = []
+        if reply.provider_message_id not in self.seen_messages:
+            events.append(
+                ConversationMessageAdded(
+                    **self._next(reply.sent_at),
+                    message_event_id=cause,
+                    direction=Direction.OUTBOUND,
+                    author=Author(id=reply.agent_id or "automation"),
+                    content=Content(text=reply.text),
+                    provider_message_id=reply.provider_message_id,
+                    provider_timestamp=reply.sent_at,
+                )
+            )
+            self._saw(reply.provider_message_id)
+            self.last_activity_at = max(self.last_activity_at, reply.sent_at)
+        human = reply.sender_type is SenderType.HUMAN and reply.agent_id is not None
+        if auto_ownership and human and self.owner_id is None and self.queue is not Queue.RESOLVED:
+            assert reply.agent_id is not None
+            events.append(self._assign(reply.agent_id, OwnerChangeReason.AUTO_OWNERSHIP, None, reply.sent_at))
+        return self._remember(cause, events)
+
+    # --- agent commands -----------------------------------------------------------------
+
+    def move(self, to: Queue, actor_id: str, cause: str, at: datetime) -> list[ConversationEvent]:
+        """Move to Pending or Resolved; moving to the queue it is in changes nothing."""
+        if self.has_applied(cause):
+            return self.events_of(cause)
+        if to is Queue.NEW:
+            raise InvalidCommand("INVALID_TRANSITION", "agents move conversations to pending or resolved")
+        events: list[ConversationEvent] = []
+        if to is not self.queue:
+            events.append(self._status(to, StatusChangeReason.AGENT, at, actor_id))
+            if to is Queue.RESOLVED and self.owner_id is not None:
+                events.append(self._clear_owner(OwnerChangeReason.RESOLVED, actor_id, at))
+        return self._remember(cause, events)
+
+    def assign(self, owner_id: str, actor_id: str, cause: str, at: datetime) -> list[ConversationEvent]:
+        if self.has_applied(cause):
+            return self.events_of(cause)
+        events: list[ConversationEvent] = []
+        if self.owner_id != owner_id:
+            events.append(self._assign(owner_id, OwnerChangeReason.ASSIGNED, actor_id, at))
+        return self._remember(cause, events)
+
+    def unassign(self, actor_id: str, cause: str, at: datetime) -> list[ConversationEvent]:
+        if self.has_applied(cause):
+            return self.events_of(cause)
+        events: list[ConversationEvent] = []
+        if self.owner_id is not None:
+            events.append(self._clear_owner(OwnerChangeReason.UNASSIGNED, actor_id, at))
+        return self._remember(cause, events)
+
+    def change_labels(
+        self, kind: str, add: Iterable[str], remove: Iterable[str], actor_id: str, cause: str, at: datetime
+    ) -> list[ConversationEvent]:
+        """Add and remove tags or topics; labels are trimmed, deduplicated and kept in order."""
+        if self.has_applied(cause):
+            return self.events_of(cause)
+        if kind not in LABEL_KINDS:
+            raise InvalidCommand("INVALID_LABEL_KIND", f"labels are tags or topics, not {kind!r}")
+        current: list[str] = getattr(self, kind)
+        to_add = [x for x in dict.fromkeys(s.strip() for s in add) if x and x not in current]
+        to_remove = [x for x in dict.fromkeys(s.strip() for s in remove) if x in current and x not in to_add]
+        events: list[ConversationEvent] = []
+        if to_add or to_remove:
+            current[:] = [x for x in current if x not in to_remove] + to_add
+            events.append(
+                ConversationLabelsChanged(
+                    **self._next(at),
+                    kind=kind,
+                    added=tuple(to_add),
+                    removed=tuple(to_remove),
+                    current=tuple(current),
+                    actor_id=actor_id,
+                )
+            )
+        return self._remember(cause, events)
+
+    def add_note(self, text: str, author_id: str, cause: str, at: datetime) -> list[ConversationEvent]:
+        if self.has_applied(cause):
+            return self.events_of(cause)
+        if not text.strip():
+            raise InvalidCommand("EMPTY_NOTE", "a note needs some text")
+        note_id = "note_" + hashlib.sha256(f"{self.id}\x1f{cause}".encode()).hexdigest()[:24]
+        self.notes.append(Note(note_id=note_id, author_id=author_id, text=text, created_at=at))
+        event = ConversationNoteAdded(**self._next(at), note_id=note_id, text=text, author_id=author_id)
+        return self._remember(cause, [event])
+
+    # --- auto-resolve ------------------------------------------------------------------------
+
+    def is_idle(self, now: datetime, threshold: timedelta | None) -> bool:
+        return (
+            threshold is not None
+            and self.queue in (Queue.NEW, Queue.PENDING)
+            and self.last_activity_at <= now - threshold
+        )
+
+    def auto_resolve(self, now: datetime, threshold: timedelta | None) -> list[ConversationEvent]:
+        """Resolve an idle New or Pending conversation and clear its owner."""
+        if not self.is_idle(now, threshold):
+            return []
+        cause = f"auto_resolve:{self.sequence}"
+        events: list[ConversationEvent] = [self._status(Queue.RESOLVED, StatusChangeReason.AUTO_RESOLVE, now)]
+        if self.owner_id is not None:
+            events.append(self._clear_owner(OwnerChangeReason.RESOLVED, None, now))
+        return self._remember(cause, events)
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _status(
+        self, to: Queue, reason: StatusChangeReason, at: datetime, actor_id: str | None = None
+    ) -> ConversationStatusChanged:
+        event = ConversationStatusChanged(
+            **self._next(at), from_queue=self.queue, to_queue=to, reason=reason, actor_id=actor_id
+        )
+        self.queue = to
+        return event
+
+    def _assign(
+        self, owner_id: str, reason: OwnerChangeReason, actor_id: str | None, at: datetime
+    ) -> ConversationOwnerAssigned:
+        event = ConversationOwnerAssigned(
+            **self._next(at),
+            owner_id=owner_id,
+            previous_owner_id=self.owner_id,
+            reason=reason,
+            actor_id=actor_id,
+        )
+        self.owner_id = owner_id
+        return event
+
+    def _clear_owner(
+        self, reason: OwnerChangeReason, actor_id: str | None, at: datetime
+    ) -> ConversationOwnerCleared:
+        assert self.owner_id is not None
+        event = ConversationOwnerCleared(
+            **self._next(at), previous_owner_id=self.owner_id, reason=reason, actor_id=actor_id
+        )
+        self.owner_id = None
+        return event
 
     def _next(self, at: datetime) -> dict[str, Any]:
         self.sequence += 1
@@ -119,28 +324,20 @@ class Conversation:
             "occurred_at": at,
         }
 
-    def _remember(self, message_event_id: str, events: list[ConversationEvent]) -> None:
-        self.recent[message_event_id] = [
-            {"type": e.event_type, "data": e.model_dump(mode="json")} for e in events
-        ]
-        while len(self.recent) > RECENT_LIMIT:
-            del self.recent[next(iter(self.recent))]
+    def _saw(self, provider_message_id: str) -> None:
+        self.seen_messages.append(provider_message_id)
+        del self.seen_messages[:-SEEN_MESSAGES_LIMIT]
 
-    @staticmethod
-    def snapshot_fields() -> tuple[str, ...]:
-        return (
-            "tenant_id",
-            "channel_id",
-            "provider",
-            "conversation_key",
-            "queue",
-            "created_at",
-            "last_activity_at",
-            "sequence",
-            "version",
-            "owner_id",
-            "recent",
-        )
+    def _remember(self, cause: str, events: list[ConversationEvent]) -> list[ConversationEvent]:
+        self.recent[cause] = [{"type": e.event_type, "data": e.model_dump(mode="json")} for e in events]
+        while len(self.recent) > RECENT_LIMIT:
+            oldest = next(iter(self.recent))
+            if any(d["data"]["sequence"] > self.published_sequence for d in self.recent[oldest]):
+                break  # never forget events that may still need publishing
+            del self.recent[oldest]
+        return events
+
+    # --- persistence mapping -------------------------------------------------------------------
 
     def to_document(self) -> dict[str, Any]:
         return {
@@ -154,9 +351,18 @@ class Conversation:
             "last_activity_at": self.last_activity_at,
             "sequence": self.sequence,
             "version": self.version,
+            "published_sequence": self.published_sequence,
+            "outbox_pending": self.sequence > self.published_sequence,
             "owner_id": self.owner_id,
+            "tags": list(self.tags),
+            "topics": list(self.topics),
+            "notes": [
+                {"note_id": n.note_id, "author_id": n.author_id, "text": n.text, "created_at": n.created_at}
+                for n in self.notes
+            ],
+            "seen_messages": list(self.seen_messages),
             # a list keeps insertion order on every store
-            "recent": [{"message_event_id": k, "events": v} for k, v in self.recent.items()],
+            "recent": [{"cause": k, "events": v} for k, v in self.recent.items()],
         }
 
     @classmethod
@@ -172,6 +378,17 @@ class Conversation:
             last_activity_at=doc["last_activity_at"],
             sequence=doc["sequence"],
             version=doc["version"],
+            published_sequence=doc.get("published_sequence", 0),
             owner_id=doc.get("owner_id"),
-            recent={r["message_event_id"]: r["events"] for r in doc.get("recent", [])},
+            tags=list(doc.get("tags", [])),
+            topics=list(doc.get("topics", [])),
+            notes=[Note(**n) for n in doc.get("notes", [])],
+            seen_messages=list(doc.get("seen_messages", [])),
+            recent={r["cause"]: r["events"] for r in doc.get("recent", [])},
         )
+
+
+def _event_from_json(data: Mapping[str, Any]) -> ConversationEvent:
+    event = model_for(data["type"]).model_validate(data["data"])
+    assert isinstance(event, ConversationEvent)
+    return event

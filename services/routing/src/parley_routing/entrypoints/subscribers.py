@@ -4,24 +4,34 @@ from __future__ import annotations
 
 import structlog
 from faststream.kafka.annotations import KafkaMessage
-from parley_events import MessageReceived
-from parley_shared.kafka import EventPublisher, decode_event
+from parley_events import MessageReceived, ReplySent
+from parley_shared.channels import KafkaChannelDirectory
+from parley_shared.kafka import decode_event
 
-from parley_routing.adapters.repository import ConversationRepository
-from parley_routing.handlers import record_message
+from parley_routing.handlers import ConversationService
 
 
-class OnMessageReceived:
-    """parley.messages.inbound.v1 -> conversation stored -> parley.conversations.v1."""
+class RoutingSubscribers:
+    """parley.messages.inbound.v1 and parley.replies.v1 -> conversations -> parley.conversations.v1."""
 
-    def __init__(self, repository: ConversationRepository, publisher: EventPublisher) -> None:
-        self.repository = repository
-        self.publisher = publisher
+    def __init__(self, service: ConversationService, channels: KafkaChannelDirectory) -> None:
+        self.service = service
+        self.channels = channels
 
-    async def __call__(self, message: KafkaMessage) -> None:
+    async def on_inbound(self, message: KafkaMessage) -> None:
+        if message.headers.get("ce_type") != MessageReceived.event_type:
+            return  # receipts and template updates are not conversation changes (yet)
         event = decode_event(MessageReceived, message.body)
         with structlog.contextvars.bound_contextvars(
             tenant_id=event.tenant_id, channel_id=event.channel_id, conversation_id=event.conversation_id
         ):
-            for out in await record_message(event, self.repository):
-                await self.publisher.publish(out, event_id=out.event_id, time=out.occurred_at)
+            await self.service.on_message(event)
+
+    async def on_reply(self, message: KafkaMessage) -> None:
+        if message.headers.get("ce_type") != ReplySent.event_type:
+            return  # requested, approved, rejected and failed replies change no conversation
+        reply = decode_event(ReplySent, message.body)
+        with structlog.contextvars.bound_contextvars(
+            tenant_id=reply.tenant_id, channel_id=reply.channel_id, conversation_id=reply.conversation_id
+        ):
+            await self.service.on_reply_sent(reply, self.channels.by_id.get(reply.channel_id))

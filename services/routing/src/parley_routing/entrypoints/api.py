@@ -1,0 +1,340 @@
+"""Routing's agent API (``/v1``): queries and commands on conversations, scoped to the caller."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Header, Query
+from parley_events import ChannelRole, ConversationEvent, Queue
+from parley_shared.api import ApiError, install_error_handlers, principal_dependency
+from parley_shared.auth import Principal, TokenVerifier
+from parley_shared.channels import KafkaChannelDirectory, KafkaTeamDirectory
+from pydantic import BaseModel, Field
+
+from parley_routing.domain.access import (
+    Actor,
+    ChannelAccess,
+    Forbidden,
+    acting_role,
+    check_assign,
+    check_unassign,
+    effective_role,
+)
+from parley_routing.domain.model import Conversation, InvalidCommand
+from parley_routing.handlers import ConversationNotFound, ConversationService
+
+
+class NoteOut(BaseModel):
+    note_id: str
+    author_id: str
+    text: str
+    created_at: datetime
+
+
+class ConversationOut(BaseModel):
+    """A conversation as agents see it."""
+
+    id: str
+    tenant_id: str
+    channel_id: str
+    provider: str
+    conversation_key: str
+    queue: Queue
+    owner_id: str | None
+    tags: list[str]
+    topics: list[str]
+    notes: list[NoteOut]
+    created_at: datetime
+    last_activity_at: datetime
+    sequence: int
+    your_role: ChannelRole | None = None
+
+
+class ConversationDetail(ConversationOut):
+    history: list[dict[str, Any]] = Field(description="Every event of the conversation, by sequence.")
+
+
+class ConversationPage(BaseModel):
+    items: list[ConversationOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
+
+
+class CommandResult(BaseModel):
+    conversation: ConversationOut
+    events: list[dict[str, Any]] = Field(description="What the command caused (empty if nothing changed).")
+
+
+class MoveCommand(BaseModel):
+    queue: Literal["pending", "resolved"]
+
+
+class AssignCommand(BaseModel):
+    owner_id: str = Field(min_length=1)
+
+
+class LabelsCommand(BaseModel):
+    add: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=50
+    )
+    remove: list[str] = Field(default_factory=list, max_length=50)
+
+
+class NoteCommand(BaseModel):
+    text: str = Field(min_length=1, max_length=10_000)
+
+
+IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
+
+
+def _encode_cursor(cursor: tuple[datetime, str] | None) -> str | None:
+    if cursor is None:
+        return None
+    return base64.urlsafe_b64encode(f"{cursor[0].isoformat()}|{cursor[1]}".encode()).decode()
+
+
+def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    if not cursor:
+        return None
+    try:
+        at, _, conversation_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(at), conversation_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(422, "INVALID_CURSOR", "cursor is not one this API returned") from exc
+
+
+def create_api(
+    service: ConversationService,
+    channels: KafkaChannelDirectory,
+    teams: KafkaTeamDirectory,
+    verifier: TokenVerifier,
+    clock: Callable[[], datetime],
+) -> FastAPI:
+    api = FastAPI(
+        title="Parley routing API",
+        version="1.0.0",
+        description="Conversations, queues and ownership for agents. Bearer JWT on every route.",
+    )
+    install_error_handlers(api)
+    caller = Depends(principal_dependency(verifier))
+
+    def role_on(principal: Principal, channel_id: str) -> ChannelRole | None:
+        channel = channels.by_id.get(channel_id)
+        if channel is None or channel.tenant_id != principal.tenant_id:
+            return None
+        access = ChannelAccess(
+            channel.user_access, channel.team_access, channel.all_users_role, channel.all_teams_role
+        )
+        role = effective_role(
+            principal.user_id, teams.teams_of(principal.tenant_id, principal.user_id), access
+        )
+        return acting_role(Actor(principal.user_id, principal.tenant_id, principal.is_admin), role)
+
+    def user_role(tenant_id: str, user_id: str, channel_id: str) -> ChannelRole | None:
+        channel = channels.by_id.get(channel_id)
+        if channel is None or channel.tenant_id != tenant_id:
+            return None
+        access = ChannelAccess(
+            channel.user_access, channel.team_access, channel.all_users_role, channel.all_teams_role
+        )
+        return effective_role(user_id, teams.teams_of(tenant_id, user_id), access)
+
+    def out(conversation: Conversation, role: ChannelRole | None) -> ConversationOut:
+        return ConversationOut(
+            id=conversation.id,
+            tenant_id=conversation.tenant_id,
+            channel_id=conversation.channel_id,
+            provider=conversation.provider.value,
+            conversation_key=conversation.conversation_key,
+            queue=conversation.queue,
+            owner_id=conversation.owner_id,
+            tags=conversation.tags,
+            topics=conversation.topics,
+            notes=[NoteOut(**n.__dict__) for n in conversation.notes],
+            created_at=conversation.created_at,
+            last_activity_at=conversation.last_activity_at,
+            sequence=conversation.sequence,
+            your_role=role,
+        )
+
+    async def visible(principal: Principal, conversation_id: str) -> tuple[Conversation, ChannelRole]:
+        conversation = await service.repository.get(conversation_id)
+        # another tenant's or an invisible conversation is indistinguishable from a missing one
+        if conversation is None or conversation.tenant_id != principal.tenant_id:
+            raise ApiError(404, "CONVERSATION_NOT_FOUND", "no such conversation")
+        role = role_on(principal, conversation.channel_id)
+        if role is None:
+            raise ApiError(404, "CONVERSATION_NOT_FOUND", "no such conversation")
+        return conversation, role
+
+    def result(
+        conversation: Conversation, role: ChannelRole, events: list[ConversationEvent]
+    ) -> CommandResult:
+        return CommandResult(
+            conversation=out(conversation, role),
+            events=[{"type": e.event_type, **e.model_dump(mode="json")} for e in events],
+        )
+
+    async def command(
+        principal: Principal,
+        conversation_id: str,
+        key: str,
+        check: Callable[[Conversation, ChannelRole], None],
+        change: Callable[[Conversation, str], list[ConversationEvent]],
+    ) -> CommandResult:
+        conversation, role = await visible(principal, conversation_id)
+        check(conversation, role)
+        cause = f"cmd:{principal.user_id}:{key}"
+        try:
+            updated, events = await service.apply(conversation_id, lambda c: change(c, cause))
+        except InvalidCommand as exc:
+            raise ApiError(422, exc.code, str(exc)) from exc
+        except ConversationNotFound as exc:
+            raise ApiError(404, "CONVERSATION_NOT_FOUND", "no such conversation") from exc
+        return result(updated, role, events)
+
+    def forbid(exc: Forbidden) -> ApiError:
+        return ApiError(403, exc.code, exc.message)
+
+    @api.get("/conversations", response_model=ConversationPage)
+    async def list_conversations(
+        principal: Annotated[Principal, caller],
+        queue: Queue | None = None,
+        channel_id: str | None = None,
+        owner_id: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        cursor: str | None = None,
+    ) -> ConversationPage:
+        """The conversations the caller may see, newest activity first."""
+        roles = {
+            c.channel_id: role_on(principal, c.channel_id) for c in channels.channels_of(principal.tenant_id)
+        }
+        visible_ids = [cid for cid, role in roles.items() if role is not None]
+        if channel_id is not None:
+            visible_ids = [cid for cid in visible_ids if cid == channel_id]
+        page = await service.repository.list_visible(
+            principal.tenant_id,
+            visible_ids,
+            queue=queue,
+            owner_id=owner_id,
+            limit=limit,
+            after=_decode_cursor(cursor),
+        )
+        return ConversationPage(
+            items=[out(c, roles[c.channel_id]) for c in page.items],
+            next_cursor=_encode_cursor(page.next_cursor),
+        )
+
+    @api.get("/conversations/{conversation_id}", response_model=ConversationDetail)
+    async def get_conversation(
+        principal: Annotated[Principal, caller], conversation_id: str
+    ) -> ConversationDetail:
+        """One conversation with its whole history."""
+        conversation, role = await visible(principal, conversation_id)
+        history = await service.repository.history_of(conversation_id)
+        return ConversationDetail(**out(conversation, role).model_dump(), history=history)
+
+    @api.post("/conversations/{conversation_id}/status", response_model=CommandResult)
+    async def move(
+        principal: Annotated[Principal, caller], conversation_id: str, body: MoveCommand, key: IdempotencyKey
+    ) -> CommandResult:
+        """Move to Pending or Resolved (any role). Resolving clears the owner."""
+        return await command(
+            principal,
+            conversation_id,
+            key,
+            lambda c, r: None,
+            lambda c, cause: c.move(Queue(body.queue), principal.user_id, cause, clock()),
+        )
+
+    @api.post("/conversations/{conversation_id}/owner", response_model=CommandResult)
+    async def assign(
+        principal: Annotated[Principal, caller],
+        conversation_id: str,
+        body: AssignCommand,
+        key: IdempotencyKey,
+    ) -> CommandResult:
+        """Make someone the owner: yourself as a Contributor, anyone who can reply as a Supervisor."""
+        actor = Actor(principal.user_id, principal.tenant_id, principal.is_admin)
+
+        def check(conversation: Conversation, role: ChannelRole) -> None:
+            try:
+                check_assign(
+                    actor,
+                    role,
+                    body.owner_id,
+                    user_role(principal.tenant_id, body.owner_id, conversation.channel_id),
+                )
+            except Forbidden as exc:
+                raise forbid(exc) from exc
+
+        return await command(
+            principal,
+            conversation_id,
+            key,
+            check,
+            lambda c, cause: c.assign(body.owner_id, principal.user_id, cause, clock()),
+        )
+
+    @api.post("/conversations/{conversation_id}/owner:clear", response_model=CommandResult)
+    async def unassign(
+        principal: Annotated[Principal, caller], conversation_id: str, key: IdempotencyKey
+    ) -> CommandResult:
+        """Clear the owner: your own ownership as a Contributor, anyone's as a Supervisor."""
+        actor = Actor(principal.user_id, principal.tenant_id, principal.is_admin)
+
+        def check(conversation: Conversation, role: ChannelRole) -> None:
+            try:
+                check_unassign(actor, role, conversation.owner_id)
+            except Forbidden as exc:
+                raise forbid(exc) from exc
+
+        return await command(
+            principal,
+            conversation_id,
+            key,
+            check,
+            lambda c, cause: c.unassign(principal.user_id, cause, clock()),
+        )
+
+    def labels_route(kind: str) -> None:
+        async def change_labels(
+            principal: Annotated[Principal, caller],
+            conversation_id: str,
+            body: LabelsCommand,
+            key: IdempotencyKey,
+        ) -> CommandResult:
+            return await command(
+                principal,
+                conversation_id,
+                key,
+                lambda c, r: None,
+                lambda c, cause: c.change_labels(
+                    kind, body.add, body.remove, principal.user_id, cause, clock()
+                ),
+            )
+
+        change_labels.__doc__ = f"Add and remove {kind} (any role)."
+        api.post(
+            f"/conversations/{{conversation_id}}/{kind}", response_model=CommandResult, name=f"change_{kind}"
+        )(change_labels)
+
+    labels_route("tags")
+    labels_route("topics")
+
+    @api.post("/conversations/{conversation_id}/notes", response_model=CommandResult)
+    async def add_note(
+        principal: Annotated[Principal, caller], conversation_id: str, body: NoteCommand, key: IdempotencyKey
+    ) -> CommandResult:
+        """Add an internal note (any role)."""
+        return await command(
+            principal,
+            conversation_id,
+            key,
+            lambda c, r: None,
+            lambda c, cause: c.add_note(body.text, principal.user_id, cause, clock()),
+        )
+
+    return api
