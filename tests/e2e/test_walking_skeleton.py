@@ -35,7 +35,7 @@ def stack(
         "PARLEY_CONSUMER_GROUP_PREFIX": namespace,
         "PARLEY_META_APP_SECRETS": APP_SECRET,
         "PARLEY_META_VERIFY_TOKEN": "e2e-verify-token",
-        "PARLEY_JWT_HS256_SECRET": "e2e-jwt-secret",
+        "PARLEY_JWT_HS256_SECRET": "e2e-jwt-secret-of-at-least-32-bytes",
         "PARLEY_SHUTDOWN_TIMEOUT_S": "10",
     }
     services = {

@@ -102,3 +102,25 @@ async def eventually(check: Callable[[], Any], timeout: float = 20.0, interval: 
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+async def publish_events(bootstrap: str, namespace: str, *events: Any, source: str = "/parley/test") -> None:
+    """Publish events as Parley does: on their catalog topic, CloudEvents headers, keyed."""
+    from datetime import UTC, datetime
+
+    from parley_shared.kafka import encode_event, event_headers
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for event in events:
+            event_id = getattr(event, "event_id", None) or getattr(event, "reply_id", None) or event.key()
+            headers = event_headers(event, event_id=event_id, source=source, time=datetime.now(UTC))
+            await producer.send_and_wait(
+                qualify(event.topic.name, namespace),
+                encode_event(event),
+                key=event.key().encode(),
+                headers=[(k, v.encode()) for k, v in headers.items()],
+            )
+    finally:
+        await producer.stop()

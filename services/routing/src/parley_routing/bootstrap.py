@@ -58,6 +58,7 @@ def create_routing_app(
 
         service = ConversationService(repository, publish, clock)
         holder["service"] = service
+        rt.state["service"] = service
         subscribers = RoutingSubscribers(service, channels)
 
         @rt.broker.subscriber(

@@ -28,6 +28,8 @@ class ApiSettings(ServiceSettings):
     def _one_key_source(self) -> ApiSettings:
         if self.jwt_hs256_secret is None and self.jwt_jwks_url is None:
             raise ValueError("set PARLEY_JWT_HS256_SECRET (development) or PARLEY_JWT_JWKS_URL (production)")
+        if self.jwt_hs256_secret is not None and len(self.jwt_hs256_secret.get_secret_value()) < 32:
+            raise ValueError("PARLEY_JWT_HS256_SECRET must be at least 32 characters (RFC 7518 3.2)")
         return self
 
 

@@ -13,11 +13,11 @@ from parley_events.models import (
     ConversationOwnerAssigned,
     ConversationOwnerCleared,
     ConversationStatusChanged,
-    ReplySent,
-    TeamSnapshot,
     Event,
     MessageReceived,
     MessageStatusChanged,
+    ReplySent,
+    TeamSnapshot,
     TemplateStatusChanged,
     WebhookReceived,
 )

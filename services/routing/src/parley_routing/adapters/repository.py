@@ -1,10 +1,18 @@
 """Where conversations are kept: a port and its MongoDB adapter (optimistic concurrency).
 
-One document per conversation; every write is conditional on the version that was read, so
-concurrent writers (two routing replicas, the API and a consumer) never overwrite each other.
+Concurrency control is a *version claim*: saving version N+1 of a conversation first inserts
+``<conversation id>:<N+1>`` into ``conversations_commits``, whose unique ``_id`` lets exactly one
+writer win. The winner's commit holds the full new document, and the winner then writes it to
+the ``conversations`` collection (the projection that queries read). A conditional
+``replace_one`` on the version would be simpler, but FerretDB 1.24 does not apply conditional
+updates atomically (two concurrent writers both match), while a unique-key insert is atomic on
+every store (docs/storage.md). A writer that crashes between its commit and the projection write
+leaves a commit ahead of the projection: every ``get`` rolls forward to the newest commit and
+repairs the projection, so nobody is stuck.
+
 Events are recorded in the document with the change (an in-document outbox); ``mark_published``
-records how far they were published, and ``pending_outbox`` finds conversations whose events
-may not have reached Kafka (a crash between the write and the publish).
+records how far they were published, and ``pending_outbox`` finds conversations whose events may
+not have reached Kafka (a crash between the write and the publish).
 """
 
 from __future__ import annotations
@@ -45,13 +53,18 @@ class ConversationRepository(Protocol):
 class MongoConversationRepository:
     """Conversations and their event history in MongoDB (or FerretDB)."""
 
+    KEEP_COMMITS = 20
+    """Commits kept per conversation behind the newest (older ones are pruned after a save)."""
+
     def __init__(
         self,
         collection: AsyncCollection[dict[str, Any]],
         history: AsyncCollection[dict[str, Any]] | None = None,
+        commits: AsyncCollection[dict[str, Any]] | None = None,
     ) -> None:
         self.collection = collection
         self.history = history
+        self.commits = commits if commits is not None else collection.database[f"{collection.name}_commits"]
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index(
@@ -68,6 +81,9 @@ class MongoConversationRepository:
             name="owner_by_activity",
         )
         await self.collection.create_index([("outbox_pending", ASCENDING)], name="outbox")
+        await self.commits.create_index(
+            [("conversation_id", ASCENDING), ("version", ASCENDING)], name="commits_by_version"
+        )
         if self.history is not None:
             await self.history.create_index(
                 [("conversation_id", ASCENDING), ("sequence", ASCENDING)], name="history_by_sequence"
@@ -75,6 +91,14 @@ class MongoConversationRepository:
 
     async def get(self, conversation_id: str) -> Conversation | None:
         doc = await self.collection.find_one({"_id": conversation_id})
+        version = 0 if doc is None else int(doc["version"])
+        # roll forward over commits whose projection write did not happen (yet)
+        while (
+            commit := await self.commits.find_one({"_id": f"{conversation_id}:{version + 1}"})
+        ) is not None:
+            doc = commit["doc"]
+            version += 1
+            await self.collection.replace_one({"_id": conversation_id}, doc, upsert=True)
         return None if doc is None else Conversation.from_document(doc)
 
     async def save(self, conversation: Conversation) -> None:
@@ -82,16 +106,25 @@ class MongoConversationRepository:
         conversation.version = expected + 1
         doc = conversation.to_document()
         try:
-            if expected == 0:
-                await self.collection.insert_one(doc)
-                return
-            result = await self.collection.replace_one({"_id": conversation.id, "version": expected}, doc)
+            await self.commits.insert_one(
+                {
+                    "_id": f"{conversation.id}:{conversation.version}",
+                    "conversation_id": conversation.id,
+                    "version": conversation.version,
+                    "doc": doc,
+                }
+            )
         except DuplicateKeyError as exc:
             conversation.version = expected
             raise ConcurrentUpdate(conversation.id) from exc
-        if result.matched_count != 1:
-            conversation.version = expected
-            raise ConcurrentUpdate(conversation.id)
+        await self.collection.replace_one({"_id": conversation.id}, doc, upsert=True)
+        if conversation.version > self.KEEP_COMMITS:
+            await self.commits.delete_many(
+                {
+                    "conversation_id": conversation.id,
+                    "version": {"$lt": conversation.version - self.KEEP_COMMITS},
+                }
+            )
 
     async def record_history(self, events: Sequence[ConversationEvent]) -> None:
         """Append published events to the queryable history (idempotent on event ids)."""

@@ -1,6 +1,8 @@
-"""Routing's agent API (``/v1``): queries and commands on conversations, scoped to the caller."""
+"""Routing's agent API (``/v1``): queries and commands on conversations, scoped to the caller.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: FastAPI must see the dependency objects built
+inside ``create_api`` when it reads the route signatures.
+"""
 
 import base64
 from collections.abc import Callable

@@ -1,0 +1,394 @@
+"""Routing against the real broker and store: streams in, rules applied, events out, API scoped."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from parley_events import (
+    Author,
+    ChannelRole,
+    ChannelSnapshot,
+    ChannelStatus,
+    Content,
+    Direction,
+    MessageReceived,
+    Provider,
+    ReplySent,
+    SenderType,
+    TeamSnapshot,
+    qualify,
+    topics,
+)
+from parley_routing.adapters.repository import MongoConversationRepository
+from parley_routing.bootstrap import create_routing_app
+from parley_routing.handlers import ConversationService
+from parley_routing.settings import RoutingSettings
+from parley_shared import mongo
+from parley_shared.auth import issue_dev_token
+
+from tests.conftest import Infra
+from tests.support.apps import running
+from tests.support.kafka import publish_events, read_records
+
+pytestmark = pytest.mark.integration
+
+JWT = "routing-test-secret-of-at-least-32-bytes"
+T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+
+
+def token(user: str, tenant: str = "tenant-a", roles: list[str] | None = None) -> dict[str, str]:
+    return {"authorization": f"Bearer {issue_dev_token(JWT, user, tenant, roles or [])}"}
+
+
+def settings(infra: Infra, namespace: str, database_url: str, **extra: Any) -> RoutingSettings:
+    return RoutingSettings(
+        kafka_bootstrap_servers=infra.kafka,
+        mongodb_url=database_url,
+        topic_namespace=namespace,
+        consumer_group_prefix=namespace,
+        jwt_hs256_secret=JWT,
+        **extra,
+    )
+
+
+def channel(channel_id: str, tenant: str = "tenant-a", **access: Any) -> ChannelSnapshot:
+    return ChannelSnapshot(
+        channel_id=channel_id,
+        tenant_id=tenant,
+        provider=Provider.MESSENGER,
+        account_id=f"page-{channel_id}",
+        status=ChannelStatus.ACTIVE,
+        revision=1,
+        **access,
+    )
+
+
+def message(
+    n: int, conversation: str, channel_id: str = "ch-1", tenant: str = "tenant-a", **extra: Any
+) -> MessageReceived:
+    return MessageReceived(
+        event_id=f"msg_{conversation}_{n}",
+        tenant_id=tenant,
+        channel_id=channel_id,
+        provider=Provider.MESSENGER,
+        account_id=f"page-{channel_id}",
+        conversation_id=conversation,
+        conversation_key=f"dm:{conversation}",
+        direction=extra.pop("direction", Direction.INBOUND),
+        author=Author(id="customer"),
+        content=Content(text=f"message {n}"),
+        provider_message_id=f"m_{conversation}_{n}",
+        provider_timestamp=extra.pop("at", T0 + timedelta(minutes=n)),
+        delivery_id=f"d{n}",
+    )
+
+
+async def wait_for_sequence(
+    infra: Infra, namespace: str, conversation: str, sequence: int
+) -> list[dict[str, Any]]:
+    records = await read_records(
+        infra.kafka,
+        qualify(topics.CONVERSATIONS.name, namespace),
+        until=lambda rs: any(
+            json.loads(r.value)["conversation_id"] == conversation
+            and json.loads(r.value)["sequence"] >= sequence
+            for r in rs
+        ),
+    )
+    return [
+        {"type": dict(r.headers)["ce_type"].decode(), **json.loads(r.value)}
+        for r in records
+        if json.loads(r.value)["conversation_id"] == conversation
+    ]
+
+
+async def test_a_duplicated_inbound_event_changes_the_conversation_once(
+    infra: Infra, namespace: str, database_url: str
+) -> None:
+    await publish_events(infra.kafka, namespace, channel("ch-1", all_users_role=ChannelRole.VIEWER))
+    async with running(create_routing_app(settings(infra, namespace, database_url))) as api:
+        first = message(1, "conv-dup")
+        await publish_events(infra.kafka, namespace, first, first, message(2, "conv-dup"), first)
+        events = await wait_for_sequence(infra, namespace, "conv-dup", 3)
+        response = await api.get("/v1/conversations/conv-dup", headers=token("anyone"))
+        assert response.status_code == 200, response.text
+        detail = response.json()
+    assert detail["sequence"] == 3
+    assert [h["type"] for h in detail["history"]] == [
+        "parley.conversation.created.v1",
+        "parley.conversation.message_added.v1",
+        "parley.conversation.message_added.v1",
+    ]
+    # duplicates may be republished with the same ids, never with new sequence numbers
+    assert {e["sequence"] for e in events} == {1, 2, 3}
+    assert len({e["event_id"] for e in events}) == 3
+
+
+async def test_auto_ownership_on_and_off_and_resolving_clears_the_owner(
+    infra: Infra, namespace: str, database_url: str
+) -> None:
+    await publish_events(
+        infra.kafka,
+        namespace,
+        channel("ch-on", auto_ownership=True, user_access={"ana": ChannelRole.CONTRIBUTOR}),
+        channel("ch-off", auto_ownership=False, user_access={"ana": ChannelRole.CONTRIBUTOR}),
+    )
+
+    def reply(conversation: str, channel_id: str, n: int) -> ReplySent:
+        return ReplySent(
+            reply_id=f"r-{conversation}-{n}",
+            conversation_id=conversation,
+            tenant_id="tenant-a",
+            channel_id=channel_id,
+            sender_type=SenderType.HUMAN,
+            agent_id="ana",
+            provider_message_id=f"sent-{conversation}-{n}",
+            text="on it",
+            sent_at=T0 + timedelta(hours=1),
+        )
+
+    async with running(create_routing_app(settings(infra, namespace, database_url))) as api:
+        await publish_events(
+            infra.kafka, namespace, message(1, "conv-on", "ch-on"), message(1, "conv-off", "ch-off")
+        )
+        await wait_for_sequence(infra, namespace, "conv-on", 2)
+        await wait_for_sequence(infra, namespace, "conv-off", 2)
+        await publish_events(
+            infra.kafka, namespace, reply("conv-on", "ch-on", 1), reply("conv-off", "ch-off", 1)
+        )
+        on_events = await wait_for_sequence(infra, namespace, "conv-on", 4)
+        off_events = await wait_for_sequence(infra, namespace, "conv-off", 3)
+        assert [e["type"] for e in on_events][-2:] == [
+            "parley.conversation.message_added.v1",
+            "parley.conversation.owner_assigned.v1",
+        ]
+        assert on_events[-1]["owner_id"] == "ana"
+        assert on_events[-1]["reason"] == "auto_ownership"
+        assert "parley.conversation.owner_assigned.v1" not in [e["type"] for e in off_events]
+        off = (await api.get("/v1/conversations/conv-off", headers=token("ana"))).json()
+        assert off["owner_id"] is None
+
+        resolved = await api.post(
+            "/v1/conversations/conv-on/status",
+            json={"queue": "resolved"},
+            headers={**token("ana"), "Idempotency-Key": "k1"},
+        )
+        assert resolved.status_code == 200, resolved.text
+        body = resolved.json()
+        assert body["conversation"]["queue"] == "resolved"
+        assert body["conversation"]["owner_id"] is None
+        assert [e["type"] for e in body["events"]] == [
+            "parley.conversation.status_changed.v1",
+            "parley.conversation.owner_cleared.v1",
+        ]
+        # the same command retried with its key applies once and answers the same
+        again = await api.post(
+            "/v1/conversations/conv-on/status",
+            json={"queue": "resolved"},
+            headers={**token("ana"), "Idempotency-Key": "k1"},
+        )
+        assert again.json()["events"] == body["events"]
+        assert again.json()["conversation"]["sequence"] == body["conversation"]["sequence"]
+
+
+async def test_visibility_follows_direct_team_and_toggle_roles(
+    infra: Infra, namespace: str, database_url: str
+) -> None:
+    await publish_events(
+        infra.kafka,
+        namespace,
+        TeamSnapshot(team_id="team-a", tenant_id="tenant-a", name="A", members=("two-teams",), revision=1),
+        TeamSnapshot(
+            team_id="team-b", tenant_id="tenant-a", name="B", members=("two-teams", "b-only"), revision=1
+        ),
+        channel("ch-team-a", team_access={"team-a": ChannelRole.VIEWER}),
+        channel("ch-team-b", team_access={"team-b": ChannelRole.CONTRIBUTOR}),
+        channel("ch-everyone", all_users_role=ChannelRole.VIEWER),
+        channel("ch-teams", all_teams_role=ChannelRole.VIEWER),
+        channel("ch-direct", user_access={"direct": ChannelRole.SUPERVISOR}),
+        channel("ch-other-tenant", tenant="tenant-b", all_users_role=ChannelRole.SUPERVISOR),
+    )
+    async with running(create_routing_app(settings(infra, namespace, database_url))) as api:
+        for ch in ("ch-team-a", "ch-team-b", "ch-everyone", "ch-teams", "ch-direct"):
+            await publish_events(infra.kafka, namespace, message(1, f"conv-{ch}", ch))
+        await publish_events(
+            infra.kafka, namespace, message(1, "conv-b", "ch-other-tenant", tenant="tenant-b")
+        )
+        for conversation in (
+            "conv-ch-team-a",
+            "conv-ch-team-b",
+            "conv-ch-everyone",
+            "conv-ch-teams",
+            "conv-ch-direct",
+            "conv-b",
+        ):
+            await wait_for_sequence(infra, namespace, conversation, 2)
+
+        async def visible(user: str) -> set[str]:
+            response = await api.get("/v1/conversations", headers=token(user))
+            assert response.status_code == 200, response.text
+            return {c["channel_id"] for c in response.json()["items"]}
+
+        assert await visible("two-teams") == {"ch-team-a", "ch-team-b", "ch-everyone", "ch-teams"}
+        assert await visible("b-only") == {"ch-team-b", "ch-everyone", "ch-teams"}
+        assert await visible("no-team") == {"ch-everyone"}
+        assert await visible("direct") == {"ch-everyone", "ch-direct"}
+        assert await visible("admin-user") == {"ch-everyone"}
+        admin = await api.get("/v1/conversations", headers=token("admin-user", roles=["admin"]))
+        assert {c["channel_id"] for c in admin.json()["items"]} == {
+            "ch-team-a",
+            "ch-team-b",
+            "ch-everyone",
+            "ch-teams",
+            "ch-direct",
+        }
+        # roles as seen on each conversation: the highest wins
+        items = (await api.get("/v1/conversations", headers=token("two-teams"))).json()["items"]
+        assert {c["channel_id"]: c["your_role"] for c in items}["ch-team-b"] == "contributor"
+
+        # no role, or another tenant: the conversation does not exist for you
+        assert (
+            await api.get("/v1/conversations/conv-ch-direct", headers=token("no-team"))
+        ).status_code == 404
+        assert (await api.get("/v1/conversations/conv-b", headers=token("direct"))).status_code == 404
+        assert (
+            await api.get("/v1/conversations/conv-b", headers=token("x", tenant="tenant-b"))
+        ).status_code == 200
+        assert (await api.get("/v1/conversations")).status_code == 401
+
+        # Viewer vs Contributor: a Viewer may move and tag but not take ownership
+        viewer = {**token("no-team"), "Idempotency-Key": "v1"}
+        assert (
+            await api.post(
+                "/v1/conversations/conv-ch-everyone/status", json={"queue": "pending"}, headers=viewer
+            )
+        ).status_code == 200
+        assert (
+            await api.post(
+                "/v1/conversations/conv-ch-everyone/tags",
+                json={"add": ["vip"]},
+                headers={**viewer, "Idempotency-Key": "v2"},
+            )
+        ).status_code == 200
+        refused = await api.post(
+            "/v1/conversations/conv-ch-everyone/owner",
+            json={"owner_id": "no-team"},
+            headers={**viewer, "Idempotency-Key": "v3"},
+        )
+        assert refused.status_code == 403
+        assert refused.json()["code"] == "OWNER_CANNOT_REPLY"
+        contributor = {**token("b-only"), "Idempotency-Key": "c1"}
+        took = await api.post(
+            "/v1/conversations/conv-ch-team-b/owner", json={"owner_id": "b-only"}, headers=contributor
+        )
+        assert took.status_code == 200, took.text
+        assert took.json()["conversation"]["owner_id"] == "b-only"
+        other = await api.post(
+            "/v1/conversations/conv-ch-team-b/owner",
+            json={"owner_id": "two-teams"},
+            headers={**contributor, "Idempotency-Key": "c2"},
+        )
+        assert other.status_code == 403
+        assert other.json()["code"] == "ROLE_FORBIDDEN"
+        missing_key = await api.post(
+            "/v1/conversations/conv-ch-team-b/tags", json={"add": ["x"]}, headers=token("b-only")
+        )
+        assert missing_key.status_code == 422
+        assert missing_key.json()["code"] == "VALIDATION_ERROR"
+        assert "Idempotency-Key" in missing_key.json()["message"]
+
+
+async def test_pagination_is_newest_first_and_complete(
+    infra: Infra, namespace: str, database_url: str
+) -> None:
+    await publish_events(infra.kafka, namespace, channel("ch-1", all_users_role=ChannelRole.VIEWER))
+    async with running(create_routing_app(settings(infra, namespace, database_url))) as api:
+        await publish_events(infra.kafka, namespace, *[message(n, f"conv-p{n}") for n in range(1, 8)])
+        for n in range(1, 8):
+            await wait_for_sequence(infra, namespace, f"conv-p{n}", 2)
+        seen: list[str] = []
+        cursor = None
+        while True:
+            params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+            page = (await api.get("/v1/conversations", params=params, headers=token("u"))).json()
+            seen.extend(c["id"] for c in page["items"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+    assert seen == [f"conv-p{n}" for n in range(7, 0, -1)]
+
+
+async def test_two_routing_replicas_never_resolve_the_same_conversation_twice(
+    infra: Infra, namespace: str, database_url: str
+) -> None:
+    client: Any = mongo.open_client(database_url)
+    db = mongo.database(client, database_url)
+    published: list[Any] = []
+
+    async def publish(event: Any) -> None:
+        published.append(event)
+
+    later = T0 + timedelta(days=31)
+    replicas = [
+        ConversationService(
+            MongoConversationRepository(db["conversations"], db["history"]), publish, lambda: later
+        )
+        for _ in range(2)
+    ]
+    try:
+        for n in range(1, 11):
+            await replicas[0].on_message(message(1, f"conv-idle-{n}"))
+        await replicas[0].on_message(message(1, "conv-fresh", at=later - timedelta(days=1)))
+        snapshot = channel("ch-1")  # default thresholds: 30 days for New and Pending
+        published.clear()
+        counts = await asyncio.gather(*(r.auto_resolve([snapshot]) for r in replicas))
+        assert sum(counts) == 10
+        resolutions = defaultdict(int)
+        for event in published:
+            if event.event_type == "parley.conversation.status_changed.v1":
+                assert event.reason.value == "auto_resolve"
+                resolutions[event.conversation_id] += 1
+        assert resolutions == {f"conv-idle-{n}": 1 for n in range(1, 11)}
+        fresh = await replicas[1].repository.get("conv-fresh")
+        assert fresh is not None
+        assert fresh.queue.value == "new"
+        # a second sweep finds nothing left to do
+        assert await replicas[1].auto_resolve([snapshot]) == 0
+    finally:
+        await client.close()
+
+
+async def test_sequence_numbers_are_gap_free_per_conversation(
+    infra: Infra, namespace: str, database_url: str
+) -> None:
+    await publish_events(infra.kafka, namespace, channel("ch-1", user_access={"sup": ChannelRole.SUPERVISOR}))
+    async with running(create_routing_app(settings(infra, namespace, database_url))) as api:
+        await publish_events(infra.kafka, namespace, message(1, "conv-g"))
+        await wait_for_sequence(infra, namespace, "conv-g", 2)
+        headers = token("sup")
+        steps = [
+            ("status", {"queue": "pending"}),
+            ("tags", {"add": ["a", "b"]}),
+            ("owner", {"owner_id": "sup"}),
+            ("notes", {"text": "call back"}),
+            ("topics", {"add": ["refund"]}),
+            ("status", {"queue": "resolved"}),
+        ]
+        for i, (path, body) in enumerate(steps):
+            response = await api.post(
+                f"/v1/conversations/conv-g/{path}", json=body, headers={**headers, "Idempotency-Key": f"s{i}"}
+            )
+            assert response.status_code == 200, response.text
+        await publish_events(infra.kafka, namespace, message(2, "conv-g"))  # reopens
+        events = await wait_for_sequence(infra, namespace, "conv-g", 11)
+    by_sequence = {e["sequence"]: e for e in events}
+    # created, message, pending, tags, owner, note, topics, resolved, owner cleared, message, reopened
+    assert sorted(by_sequence) == list(range(1, 12))
+    assert by_sequence[9]["type"] == "parley.conversation.owner_cleared.v1"
+    assert by_sequence[11]["type"] == "parley.conversation.status_changed.v1"
+    assert by_sequence[11]["reason"] == "reopened"

@@ -1,0 +1,597 @@
+"""ConversationService against an in-memory repository: publish, outbox relay, auto-resolve."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from parley_events import (
+    ChannelSnapshot,
+    ConversationCreated,
+    ConversationEvent,
+    ConversationMessageAdded,
+    ConversationOwnerAssigned,
+    ConversationOwnerCleared,
+    ConversationStatusChanged,
+    Direction,
+    OwnerChangeReason,
+    Queue,
+    ReplySent,
+    SenderType,
+    StatusChangeReason,
+)
+from parley_routing.adapters.repository import ConcurrentUpdate
+from parley_routing.domain.model import Conversation
+from parley_routing.handlers import ConversationNotFound, ConversationService
+
+from tests.unit.factories import T0, channel, message
+
+pytestmark = pytest.mark.unit
+
+HOUR = timedelta(hours=1)
+NOW = T0 + timedelta(days=1)
+
+
+class FakeRepository:
+    """Conversations as documents in a dict, with the Mongo adapter's contract.
+
+    Reads yield to the event loop once after taking their snapshot, so concurrent tasks really
+    interleave between a read and a write; the version check and the write are atomic.
+    ``before_save`` (async, run once) plays a competing writer getting in before a save.
+    """
+
+    def __init__(self) -> None:
+        self.documents: dict[str, dict[str, Any]] = {}
+        self.history: list[ConversationEvent] = []
+        self.save_attempts = 0
+        self.saves = 0
+        self.idle_reads: list[tuple[str, int]] = []
+        self.before_save: Callable[[Conversation], Awaitable[None]] | None = None
+
+    def _load(self, doc: dict[str, Any]) -> Conversation:
+        return Conversation.from_document(copy.deepcopy(doc))
+
+    def stored(self, conversation_id: str) -> Conversation:
+        return self._load(self.documents[conversation_id])
+
+    async def get(self, conversation_id: str) -> Conversation | None:
+        doc = self.documents.get(conversation_id)
+        conversation = None if doc is None else self._load(doc)
+        await asyncio.sleep(0)
+        return conversation
+
+    async def save(self, conversation: Conversation) -> None:
+        self.save_attempts += 1
+        if self.before_save is not None:
+            hook, self.before_save = self.before_save, None
+            await hook(conversation)
+        expected = conversation.version
+        stored = self.documents.get(conversation.id)
+        if (expected == 0 and stored is not None) or (
+            expected > 0 and (stored is None or stored["version"] != expected)
+        ):
+            raise ConcurrentUpdate(conversation.id)
+        conversation.version = expected + 1
+        self.documents[conversation.id] = copy.deepcopy(conversation.to_document())
+        self.saves += 1
+
+    async def record_history(self, events: Sequence[ConversationEvent]) -> None:
+        known = {e.event_id for e in self.history}
+        self.history.extend(e for e in events if e.event_id not in known)
+
+    async def mark_published(self, conversation_id: str, sequence: int) -> None:
+        doc = self.documents.get(conversation_id)
+        if doc is None:
+            return
+        doc["published_sequence"] = max(doc["published_sequence"], sequence)
+        doc["outbox_pending"] = doc["sequence"] > doc["published_sequence"]
+
+    async def pending_outbox(self, limit: int = 100) -> list[Conversation]:
+        pending = [self._load(d) for d in self.documents.values() if d["sequence"] > d["published_sequence"]]
+        await asyncio.sleep(0)
+        return pending[:limit]
+
+    async def idle(
+        self, channel_id: str, queue: Queue, before: datetime, limit: int = 200
+    ) -> list[Conversation]:
+        docs = sorted(
+            (
+                d
+                for d in self.documents.values()
+                if d["channel_id"] == channel_id
+                and d["queue"] == queue.value
+                and d["last_activity_at"] <= before
+            ),
+            key=lambda d: d["last_activity_at"],
+        )
+        found = [self._load(d) for d in docs[:limit]]
+        self.idle_reads.extend((c.id, c.version) for c in found)
+        await asyncio.sleep(0)
+        return found
+
+
+class Publisher:
+    """Collects what is published; ``failures`` makes the next that many publishes raise."""
+
+    def __init__(self) -> None:
+        self.published: list[ConversationEvent] = []
+        self.failures = 0
+
+    async def __call__(self, event: ConversationEvent) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("broker unavailable")
+        self.published.append(event)
+
+
+def reply(
+    n: int,
+    *,
+    conversation_id: str = "conv_1",
+    agent_id: str | None = "agent_a",
+    sender_type: SenderType = SenderType.HUMAN,
+) -> ReplySent:
+    return ReplySent(
+        reply_id=f"rpl_{n}",
+        conversation_id=conversation_id,
+        tenant_id="ten_acme",
+        channel_id="chn_1",
+        sender_type=sender_type,
+        agent_id=agent_id,
+        provider_message_id=f"m_reply_{n}",
+        text=f"reply {n}",
+        sent_at=T0 + timedelta(minutes=n),
+    )
+
+
+def snapshot(**update: Any) -> ChannelSnapshot:
+    return channel().model_copy(update=update)
+
+
+def sequences(events: Sequence[ConversationEvent]) -> list[int]:
+    return [e.sequence for e in events]
+
+
+@pytest.fixture
+def repo() -> FakeRepository:
+    return FakeRepository()
+
+
+@pytest.fixture
+def publisher() -> Publisher:
+    return Publisher()
+
+
+@pytest.fixture
+def service(repo: FakeRepository, publisher: Publisher) -> ConversationService:
+    return ConversationService(repo, publisher, clock=lambda: NOW)  # type: ignore[arg-type]
+
+
+# --- the fake keeps the adapter's contract ------------------------------------------------------
+
+
+async def test_the_fake_rejects_a_stale_write_and_a_second_insert(repo: FakeRepository) -> None:
+    await repo.save(Conversation.open(message(1)))
+    with pytest.raises(ConcurrentUpdate):
+        await repo.save(Conversation.open(message(1)))
+    a, b = await repo.get("conv_1"), await repo.get("conv_1")
+    assert a is not None
+    assert b is not None
+    a.receive(message(1))
+    await repo.save(a)
+    b.receive(message(2))
+    with pytest.raises(ConcurrentUpdate):
+        await repo.save(b)
+    assert b.version == 1
+
+
+async def test_the_fake_never_moves_published_sequence_backwards(
+    repo: FakeRepository, service: ConversationService
+) -> None:
+    await service.on_message(message(1))
+    await repo.mark_published("conv_1", 1)
+    assert repo.stored("conv_1").published_sequence == 2
+
+
+# --- apply ---------------------------------------------------------------------------------------
+
+
+async def test_apply_opens_a_conversation_publishes_in_order_and_marks_published(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    first = message(1)
+
+    conversation, events = await service.apply(first.conversation_id, lambda c: c.receive(first), first)
+
+    assert [type(e) for e in events] == [ConversationCreated, ConversationMessageAdded]
+    assert sequences(events) == [1, 2]
+    assert publisher.published == events
+    assert repo.history == events
+    stored = repo.stored("conv_1")
+    assert (stored.sequence, stored.version, stored.published_sequence) == (2, 1, 2)
+    assert stored.unpublished() == []
+    assert conversation.sequence == 2
+
+
+async def test_apply_publishes_every_later_change_in_sequence_order(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    await service.on_message(message(1))
+    await service.apply("conv_1", lambda c: c.assign("agent_a", "sup", "cmd_1", T0))
+    await service.apply("conv_1", lambda c: c.move(Queue.RESOLVED, "sup", "cmd_2", T0))
+    await service.on_message(message(2))
+
+    assert sequences(publisher.published) == [1, 2, 3, 4, 5, 6, 7]
+    assert [type(e) for e in publisher.published[2:]] == [
+        ConversationOwnerAssigned,
+        ConversationStatusChanged,
+        ConversationOwnerCleared,
+        ConversationMessageAdded,
+        ConversationStatusChanged,
+    ]
+    assert repo.history == publisher.published
+    assert repo.stored("conv_1").published_sequence == 7
+
+
+async def test_apply_to_an_unknown_conversation_without_an_opening_message_is_not_found(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    with pytest.raises(ConversationNotFound):
+        await service.apply("conv_none", lambda c: c.move(Queue.PENDING, "sup", "cmd", T0))
+    assert repo.documents == {}
+    assert publisher.published == []
+
+
+async def test_a_change_that_changes_nothing_is_not_saved_nor_published(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    await service.on_message(message(1))
+    saves, published = repo.saves, len(publisher.published)
+
+    _, events = await service.apply("conv_1", lambda c: c.unassign("sup", "cmd_1", T0))
+
+    assert events == []
+    assert repo.saves == saves
+    assert len(publisher.published) == published
+
+
+async def test_a_conflict_on_the_first_save_is_retried_with_gap_free_sequences(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    await service.on_message(message(1))  # 1, 2
+    competitor = ConversationService(repo, publisher, clock=lambda: NOW)  # type: ignore[arg-type]
+
+    async def competing(_: Conversation) -> None:
+        await competitor.on_message(message(2))  # takes 3
+
+    repo.before_save = competing
+    attempts = repo.save_attempts
+
+    events = await service.on_message(message(3))
+
+    assert sequences(events) == [4]
+    assert repo.save_attempts == attempts + 3  # ours (conflict), the competitor's, our retry
+    assert sequences(publisher.published) == [1, 2, 3, 4]
+    assert [e.event_id for e in publisher.published] == [e.event_id for e in repo.history]
+    stored = repo.stored("conv_1")
+    assert (stored.sequence, stored.published_sequence) == (4, 4)
+    assert stored.has_applied(message(2).event_id)
+    assert stored.has_applied(message(3).event_id)
+
+
+async def test_two_services_opening_the_same_conversation_create_it_once(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    competitor = ConversationService(repo, publisher, clock=lambda: NOW)  # type: ignore[arg-type]
+
+    async def competing(_: Conversation) -> None:
+        await competitor.on_message(message(1))
+
+    repo.before_save = competing
+
+    events = await service.on_message(message(2))
+
+    assert [type(e) for e in events] == [ConversationMessageAdded]
+    assert sequences(publisher.published) == [1, 2, 3]
+    assert sum(isinstance(e, ConversationCreated) for e in publisher.published) == 1
+
+
+async def test_a_command_conflict_is_retried_against_the_fresh_state(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    await service.on_message(message(1))
+    competitor = ConversationService(repo, publisher, clock=lambda: NOW)  # type: ignore[arg-type]
+
+    async def competing(_: Conversation) -> None:
+        await competitor.apply("conv_1", lambda c: c.assign("agent_b", "sup", "cmd_other", T0))
+
+    repo.before_save = competing
+
+    _, events = await service.apply("conv_1", lambda c: c.move(Queue.RESOLVED, "sup", "cmd_resolve", T0))
+
+    # the retry sees the competitor's owner and clears it
+    assert [type(e) for e in events] == [ConversationStatusChanged, ConversationOwnerCleared]
+    cleared = events[1]
+    assert isinstance(cleared, ConversationOwnerCleared)
+    assert cleared.previous_owner_id == "agent_b"
+    assert sequences(publisher.published) == [1, 2, 3, 4, 5]
+
+
+# --- publish failures and the outbox --------------------------------------------------------------
+
+
+async def test_a_failed_publish_leaves_the_events_unpublished_and_the_relay_publishes_exactly_those(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    await service.on_message(message(1))  # 1, 2 published
+    await service.apply("conv_1", lambda c: c.move(Queue.PENDING, "sup", "cmd_pending", T0))  # 3
+    publisher.failures = 1
+
+    with pytest.raises(RuntimeError):
+        await service.on_message(message(2))  # 4 (message), 5 (reopened)
+
+    stored = repo.stored("conv_1")
+    assert (stored.sequence, stored.published_sequence) == (5, 3)
+    unpublished = stored.unpublished()
+    assert sequences(unpublished) == [4, 5]
+    assert [type(e) for e in unpublished] == [ConversationMessageAdded, ConversationStatusChanged]
+    assert sequences(repo.history) == [1, 2, 3]
+    before = len(publisher.published)
+
+    relayed = await service.relay_outbox()
+
+    assert relayed == 2
+    assert publisher.published[before:] == unpublished
+    assert sequences(publisher.published) == [1, 2, 3, 4, 5]
+    assert sequences(repo.history) == [1, 2, 3, 4, 5]
+    assert repo.stored("conv_1").published_sequence == 5
+    assert await repo.pending_outbox() == []
+    assert await service.relay_outbox() == 0
+    assert len(publisher.published) == 5
+
+
+async def test_the_relay_publishes_events_stored_by_a_writer_that_crashed_before_publishing(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    await service.on_message(message(1))
+    events = await service.on_message(message(2))
+    assert sequences(events) == [3]
+
+    # a crash between save and publish: the next two events are stored but never published
+    stored = repo.stored("conv_1")
+    stored.receive(message(3))
+    stored.receive(message(4))
+    await repo.save(stored)
+
+    assert await service.relay_outbox() == 2
+    assert sequences(publisher.published) == [1, 2, 3, 4, 5]
+    assert repo.stored("conv_1").published_sequence == 5
+
+
+async def test_the_relay_handles_several_conversations(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    publisher.failures = 10
+    for conversation_id in ("conv_a", "conv_b"):
+        with pytest.raises(RuntimeError):
+            await service.on_message(message(1, conversation_id=conversation_id))
+    publisher.failures = 0
+
+    assert await service.relay_outbox() == 4
+    by_conversation = {
+        cid: sequences([e for e in publisher.published if e.conversation_id == cid])
+        for cid in ("conv_a", "conv_b")
+    }
+    assert by_conversation == {"conv_a": [1, 2], "conv_b": [1, 2]}
+
+
+async def test_a_redelivered_cause_whose_publish_failed_publishes_the_recorded_events(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    publisher.failures = 1
+    with pytest.raises(RuntimeError):
+        await service.on_message(message(1))
+    saves = repo.saves
+
+    events = await service.on_message(message(1))
+
+    assert sequences(events) == [1, 2]
+    assert publisher.published == events
+    assert repo.saves == saves  # nothing new to store
+    assert repo.stored("conv_1").published_sequence == 2
+
+
+async def test_a_duplicate_cause_publishes_nothing_new_when_already_published(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    first_time = await service.on_message(message(1))
+    _, moved = await service.apply("conv_1", lambda c: c.move(Queue.PENDING, "sup", "cmd_1", T0))
+    published, saves = list(publisher.published), repo.saves
+
+    again = await service.on_message(message(1))
+    _, moved_again = await service.apply("conv_1", lambda c: c.move(Queue.PENDING, "sup", "cmd_1", T0))
+
+    assert again == first_time
+    assert moved_again == moved
+    assert publisher.published == published
+    assert repo.saves == saves
+    assert sequences(repo.history) == [1, 2, 3]
+
+
+# --- replies -------------------------------------------------------------------------------------
+
+
+async def test_on_reply_sent_for_an_unknown_conversation_returns_nothing(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    assert await service.on_reply_sent(reply(1, conversation_id="conv_unknown"), snapshot()) == []
+    assert await service.on_reply_sent(reply(2, conversation_id="conv_unknown"), None) == []
+    assert repo.documents == {}
+    assert publisher.published == []
+
+
+@pytest.mark.parametrize(
+    ("channel_snapshot", "owner"),
+    [
+        pytest.param(snapshot(auto_ownership=True), "agent_a", id="on"),
+        pytest.param(snapshot(auto_ownership=False), None, id="off"),
+        pytest.param(None, None, id="unknown-channel"),
+    ],
+)
+async def test_on_reply_sent_applies_the_channel_auto_ownership(
+    repo: FakeRepository,
+    publisher: Publisher,
+    service: ConversationService,
+    channel_snapshot: ChannelSnapshot | None,
+    owner: str | None,
+) -> None:
+    await service.on_message(message(1))
+
+    events = await service.on_reply_sent(reply(1), channel_snapshot)
+
+    assert isinstance(events[0], ConversationMessageAdded)
+    assert events[0].direction is Direction.OUTBOUND
+    assigned = [e for e in events if isinstance(e, ConversationOwnerAssigned)]
+    if owner is None:
+        assert assigned == []
+    else:
+        assert [(e.owner_id, e.reason) for e in assigned] == [(owner, OwnerChangeReason.AUTO_OWNERSHIP)]
+    assert repo.stored("conv_1").owner_id == owner
+    assert publisher.published[2:] == events
+
+
+# --- auto-resolve -----------------------------------------------------------------------------------
+
+
+async def seed_idle_conversations(service: ConversationService) -> None:
+    """conv_1 idle in New, conv_2 idle in Pending and owned, conv_3 recently active in New."""
+    await service.on_message(message(1, conversation_id="conv_1", at=NOW - 3 * HOUR))
+    await service.on_message(message(1, conversation_id="conv_2", at=NOW - 3 * HOUR))
+    await service.apply("conv_2", lambda c: c.move(Queue.PENDING, "sup", "cmd_pending", NOW - 3 * HOUR))
+    await service.apply("conv_2", lambda c: c.assign("agent_a", "sup", "cmd_assign", NOW - 3 * HOUR))
+    await service.on_message(message(1, conversation_id="conv_3", at=NOW - HOUR / 2))
+
+
+def auto_resolutions(events: Sequence[ConversationEvent]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for e in events:
+        if isinstance(e, ConversationStatusChanged) and e.reason is StatusChangeReason.AUTO_RESOLVE:
+            counts[e.conversation_id] = counts.get(e.conversation_id, 0) + 1
+    return counts
+
+
+async def test_auto_resolve_resolves_idle_new_and_pending_conversations(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    await seed_idle_conversations(service)
+    before = len(publisher.published)
+
+    resolved = await service.auto_resolve([snapshot(auto_resolve_new_s=3600, auto_resolve_pending_s=3600)])
+
+    assert resolved == 2
+    fresh = publisher.published[before:]
+    assert auto_resolutions(fresh) == {"conv_1": 1, "conv_2": 1}
+    cleared = [e for e in fresh if isinstance(e, ConversationOwnerCleared)]
+    assert [(e.conversation_id, e.previous_owner_id, e.reason) for e in cleared] == [
+        ("conv_2", "agent_a", OwnerChangeReason.RESOLVED)
+    ]
+    for cid in ("conv_1", "conv_2"):
+        stored = repo.stored(cid)
+        assert (stored.queue, stored.owner_id) == (Queue.RESOLVED, None)
+        assert stored.published_sequence == stored.sequence
+    assert repo.stored("conv_3").queue is Queue.NEW
+    assert await service.auto_resolve([snapshot(auto_resolve_new_s=3600, auto_resolve_pending_s=3600)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("new_s", "pending_s", "resolved"),
+    [
+        pytest.param(None, None, set(), id="both-off"),
+        pytest.param(3600, None, {"conv_1"}, id="new-only"),
+        pytest.param(None, 3600, {"conv_2"}, id="pending-only"),
+        pytest.param(3 * 3600, 3 * 3600, {"conv_1", "conv_2"}, id="exactly-at-threshold"),
+        pytest.param(3 * 3600 + 1, 3 * 3600 + 1, set(), id="one-second-short"),
+        pytest.param(60, 60, {"conv_1", "conv_2", "conv_3"}, id="short-threshold"),
+    ],
+)
+async def test_auto_resolve_follows_the_channel_thresholds(
+    repo: FakeRepository,
+    publisher: Publisher,
+    service: ConversationService,
+    new_s: int | None,
+    pending_s: int | None,
+    resolved: set[str],
+) -> None:
+    await seed_idle_conversations(service)
+    before = len(publisher.published)
+
+    count = await service.auto_resolve([snapshot(auto_resolve_new_s=new_s, auto_resolve_pending_s=pending_s)])
+
+    assert count == len(resolved)
+    assert set(auto_resolutions(publisher.published[before:])) == resolved
+    assert {cid for cid in repo.documents if repo.stored(cid).queue is Queue.RESOLVED} == resolved
+
+
+async def test_auto_resolve_ignores_other_channels(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    await seed_idle_conversations(service)
+    assert await service.auto_resolve([snapshot(channel_id="chn_other", auto_resolve_new_s=60)]) == 0
+    assert all(repo.stored(cid).queue is not Queue.RESOLVED for cid in repo.documents)
+
+
+async def test_two_replicas_auto_resolving_at_once_resolve_each_conversation_once(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    await seed_idle_conversations(service)
+    replica = ConversationService(repo, publisher, clock=lambda: NOW)  # type: ignore[arg-type]
+    channels = [snapshot(auto_resolve_new_s=3600, auto_resolve_pending_s=3600)]
+    before = len(publisher.published)
+    repo.idle_reads.clear()
+
+    counts = await asyncio.gather(service.auto_resolve(channels), replica.auto_resolve(channels))
+
+    # both replicas read each conversation at the same version: the race really happened
+    assert sorted(repo.idle_reads) == sorted([("conv_1", 1), ("conv_1", 1), ("conv_2", 3), ("conv_2", 3)])
+    assert sum(counts) == 2
+    fresh = publisher.published[before:]
+    assert auto_resolutions(fresh) == {"conv_1": 1, "conv_2": 1}
+    assert sum(isinstance(e, ConversationOwnerCleared) for e in fresh) == 1
+    for cid in ("conv_1", "conv_2"):
+        mine = [e for e in fresh if e.conversation_id == cid]
+        stored = repo.stored(cid)
+        assert sequences(mine) == list(range(stored.sequence - len(mine) + 1, stored.sequence + 1))
+        assert stored.published_sequence == stored.sequence
+
+
+async def test_a_replica_running_after_another_finds_nothing_to_resolve(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    await seed_idle_conversations(service)
+    replica = ConversationService(repo, publisher, clock=lambda: NOW)  # type: ignore[arg-type]
+    channels = [snapshot(auto_resolve_new_s=3600, auto_resolve_pending_s=3600)]
+    before = len(publisher.published)
+
+    assert await service.auto_resolve(channels) == 2
+    assert await replica.auto_resolve(channels) == 0
+    assert auto_resolutions(publisher.published[before:]) == {"conv_1": 1, "conv_2": 1}
+
+
+async def test_a_conversation_changed_between_the_read_and_the_write_is_left_alone(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    await service.on_message(message(1, at=NOW - 3 * HOUR))
+    other = ConversationService(repo, publisher, clock=lambda: NOW)  # type: ignore[arg-type]
+
+    async def customer_writes_again(_: Conversation) -> None:
+        await other.on_message(message(2, at=NOW))
+
+    repo.before_save = customer_writes_again
+
+    assert await service.auto_resolve([snapshot(auto_resolve_new_s=3600)]) == 0
+    assert repo.stored("conv_1").queue is Queue.NEW
+    assert auto_resolutions(publisher.published) == {}
