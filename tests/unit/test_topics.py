@@ -14,6 +14,7 @@ PUBLIC_NAMES = {
     "parley.channels.v1",
     "parley.replies.v1",
     "parley.teams.v1",
+    "parley.channel-events.v1",
 }
 
 

@@ -384,6 +384,99 @@ class TeamSnapshot(Event):
         return self.team_id
 
 
+class ChannelLifecycleEvent(Event):
+    """Fields every channel lifecycle event carries."""
+
+    topic: ClassVar[topics.TopicSpec] = topics.CHANNEL_EVENTS
+
+    event_id: str = Field(description="Deterministic: channel id and revision (or step).")
+    channel_id: str
+    tenant_id: str
+    provider: Provider
+    occurred_at: datetime
+    actor_id: str | None = Field(default=None, description="The admin who acted, if a person did.")
+
+    def key(self) -> str:
+        return self.channel_id
+
+
+class ChannelConnected(ChannelLifecycleEvent):
+    """A channel was activated (OAuth, X authorization, WhatsApp verification or the ops CLI)."""
+
+    event_type: ClassVar[str] = "parley.channel.connected.v1"
+
+    account_id: str
+    display_name: str | None = None
+
+
+class ChannelSettingsChanged(ChannelLifecycleEvent):
+    """Settings or access changed; ``changed`` names the fields (the snapshot has the values)."""
+
+    event_type: ClassVar[str] = "parley.channel.settings_changed.v1"
+
+    changed: tuple[str, ...]
+
+
+class ChannelTokenExpiring(ChannelLifecycleEvent):
+    """The channel's access token expires soon: an admin should reconnect it."""
+
+    event_type: ClassVar[str] = "parley.channel.token_expiring.v1"
+
+    expires_at: datetime
+
+
+class ChannelReauthRequired(ChannelLifecycleEvent):
+    """The provider rejected the token, or the connecting admin lost access: reconnect needed."""
+
+    event_type: ClassVar[str] = "parley.channel.reauth_required.v1"
+
+    reason: str = Field(examples=["token_expired", "password_changed", "app_removed", "page_access_lost"])
+    provider_code: int | None = None
+    provider_subcode: int | None = None
+
+
+class ChannelReconnected(ChannelLifecycleEvent):
+    """A reconnect restored the channel, settings and history intact."""
+
+    event_type: ClassVar[str] = "parley.channel.reconnected.v1"
+
+
+class ChannelDisconnected(ChannelLifecycleEvent):
+    """An admin removed the channel."""
+
+    event_type: ClassVar[str] = "parley.channel.disconnected.v1"
+
+
+class WhatsAppStepChanged(Event):
+    """A WhatsApp onboarding moved to its next step."""
+
+    event_type: ClassVar[str] = "parley.whatsapp.step_changed.v1"
+    topic: ClassVar[topics.TopicSpec] = topics.CHANNEL_EVENTS
+
+    event_id: str
+    onboarding_id: str
+    tenant_id: str
+    step: str = Field(examples=["details_submitted", "code_sent", "phone_verified", "activated"])
+    next_actor: str = Field(examples=["customer", "platform", "meta", "none"])
+    expected_wait: str | None = Field(default=None, examples=["24-48 hours"])
+    occurred_at: datetime
+    channel_id: str | None = None
+
+    def key(self) -> str:
+        return self.channel_id or self.onboarding_id
+
+
+class ChannelTemplateStatusChanged(ChannelLifecycleEvent):
+    """A WhatsApp template of the channel was approved, rejected, paused or disabled."""
+
+    event_type: ClassVar[str] = "parley.channel.template_status_changed.v1"
+
+    template_name: str | None = None
+    language: str | None = None
+    status: str
+    reason: str | None = None
+
+
 # --- policy ----------------------------------------------------------------------------
 
 
@@ -535,6 +628,14 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     MessageStatusChanged,
     TemplateStatusChanged,
     ChannelSnapshot,
+    ChannelConnected,
+    ChannelSettingsChanged,
+    ChannelTokenExpiring,
+    ChannelReauthRequired,
+    ChannelReconnected,
+    ChannelDisconnected,
+    ChannelTemplateStatusChanged,
+    WhatsAppStepChanged,
     TeamSnapshot,
     ReplySent,
     ConversationCreated,

@@ -116,6 +116,19 @@ CHANNELS = TopicSpec(
     has_dlq=False,
     extra_config={"min.cleanable.dirty.ratio": "0.1", "segment.ms": str(DAY_MS)},
 )
+CHANNEL_EVENTS = TopicSpec(
+    name="parley.channel-events.v1",
+    key="channel id (or onboarding id before the channel exists)",
+    partitions=3,
+    cleanup="delete",
+    retention_ms=30 * DAY_MS,
+    owner="onboarding",
+    consumers=("admin tools", "notifications", "policy"),
+    public=True,
+    description="Channel lifecycle: connected, settings changed, token expiring, reauth required, "
+    "reconnected, disconnected, WhatsApp verification steps and template reviews.",
+    has_dlq=False,
+)
 TEAMS = TopicSpec(
     name="parley.teams.v1",
     key="team id",
@@ -147,6 +160,7 @@ PRIMARY_TOPICS: tuple[TopicSpec, ...] = (
     MESSAGES_INBOUND,
     CONVERSATIONS,
     CHANNELS,
+    CHANNEL_EVENTS,
     TEAMS,
     REPLIES,
 )

@@ -1,0 +1,271 @@
+"""The channel aggregate (pure): identity, settings, access, token lifecycle, and its events.
+
+Every change bumps ``revision`` and returns the events to publish: the full snapshot for the
+compacted ``parley.channels.v1`` and a lifecycle event for ``parley.channel-events.v1``.
+Credentials are not part of the aggregate: only their expiry and scopes are (the adapter keeps
+the encrypted token beside it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from parley_events import (
+    ChannelConnected,
+    ChannelDisconnected,
+    ChannelLifecycleEvent,
+    ChannelReauthRequired,
+    ChannelReconnected,
+    ChannelRole,
+    ChannelSettingsChanged,
+    ChannelSnapshot,
+    ChannelStatus,
+    ChannelTokenExpiring,
+    Event,
+    Provider,
+)
+
+from parley_onboarding.domain.errors import DomainError
+
+DISPLAY_NAME_MAX = 255
+DEFAULT_AUTO_RESOLVE_S = 30 * 24 * 3600
+SETTING_FIELDS = (
+    "display_name",
+    "auto_ownership",
+    "auto_resolve_new_s",
+    "auto_resolve_pending_s",
+    "human_agent_tag",
+    "text_limit",
+)
+ACCESS_FIELDS = ("user_access", "team_access", "all_users_role", "all_teams_role")
+
+# Graph API error 190 subcodes (Graph API error handling): what a reconnect prompt should say.
+REAUTH_REASONS = {
+    458: "app_removed",
+    459: "checkpoint",
+    460: "password_changed",
+    463: "token_expired",
+    464: "unconfirmed_user",
+    467: "token_invalid",
+    492: "page_access_lost",
+}
+
+
+def reauth_reason(code: int | None, subcode: int | None) -> str:
+    """Why a reconnect is needed, from the provider's error code and subcode (never its text)."""
+    if code == 190:
+        return REAUTH_REASONS.get(subcode or 0, "token_invalid")
+    if code == 10 or (code is not None and 200 <= code <= 299):
+        return "permission_revoked"
+    return "provider_rejected_token"
+
+
+def channel_id_for(tenant_id: str, provider: Provider, account_id: str) -> str:
+    """Deterministic: reconnecting the same account in the same tenant finds the same channel."""
+    digest = hashlib.sha256(f"{tenant_id}\x1f{provider.value}\x1f{account_id}".encode()).hexdigest()[:24]
+    return f"ch_{digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What admins set per channel."""
+
+    display_name: str | None = None
+    auto_ownership: bool = True
+    auto_resolve_new_s: int | None = DEFAULT_AUTO_RESOLVE_S
+    auto_resolve_pending_s: int | None = DEFAULT_AUTO_RESOLVE_S
+    human_agent_tag: bool = False
+    text_limit: int | None = None
+
+    def validated(self) -> Settings:
+        if self.display_name is not None:
+            name = self.display_name.strip()
+            if not name:
+                raise DomainError(
+                    "INVALID_DISPLAY_NAME", "display_name cannot be blank", field="display_name"
+                )
+            if len(name) > DISPLAY_NAME_MAX:
+                raise DomainError(
+                    "INVALID_DISPLAY_NAME",
+                    f"display_name is at most {DISPLAY_NAME_MAX} characters",
+                    field="display_name",
+                )
+        for name, value in (
+            ("auto_resolve_new_s", self.auto_resolve_new_s),
+            ("auto_resolve_pending_s", self.auto_resolve_pending_s),
+        ):
+            if value is not None and value < 60:
+                raise DomainError(
+                    "INVALID_SETTING", f"{name} is at least 60 seconds, or null for off", field=name
+                )
+        if self.text_limit is not None and self.text_limit < 1:
+            raise DomainError("INVALID_SETTING", "text_limit must be positive", field="text_limit")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Who may use the channel."""
+
+    user_access: Mapping[str, ChannelRole] = field(default_factory=dict)
+    team_access: Mapping[str, ChannelRole] = field(default_factory=dict)
+    all_users_role: ChannelRole | None = None
+    all_teams_role: ChannelRole | None = None
+
+
+@dataclass
+class Channel:
+    """One connected account: a Facebook Page, an Instagram profile, an X handle or a WhatsApp number."""
+
+    id: str
+    tenant_id: str
+    provider: Provider
+    account_id: str
+    status: ChannelStatus
+    connected_by: str | None
+    business_account_id: str | None = None
+    settings: Settings = field(default_factory=Settings)
+    access: Access = field(default_factory=Access)
+    token_expires_at: datetime | None = None
+    scopes: tuple[str, ...] = ()
+    expiry_warned_for: datetime | None = None
+    revision: int = 0
+
+    @classmethod
+    def connect(
+        cls,
+        *,
+        tenant_id: str,
+        provider: Provider,
+        account_id: str,
+        actor_id: str | None,
+        at: datetime,
+        display_name: str | None = None,
+        business_account_id: str | None = None,
+        token_expires_at: datetime | None = None,
+        scopes: tuple[str, ...] = (),
+    ) -> tuple[Channel, list[Event]]:
+        channel = cls(
+            id=channel_id_for(tenant_id, provider, account_id),
+            tenant_id=tenant_id,
+            provider=provider,
+            account_id=account_id,
+            status=ChannelStatus.ACTIVE,
+            connected_by=actor_id,
+            business_account_id=business_account_id,
+            settings=Settings(display_name=display_name).validated(),
+            token_expires_at=token_expires_at,
+            scopes=scopes,
+        )
+        channel.revision = 1
+        event = ChannelConnected(
+            **channel._base(at, actor_id), account_id=account_id, display_name=channel.settings.display_name
+        )
+        return channel, [channel.snapshot(), event]
+
+    def update_settings(self, changes: Mapping[str, Any], actor_id: str, at: datetime) -> list[Event]:
+        unknown = set(changes) - set(SETTING_FIELDS)
+        if unknown:
+            raise DomainError("UNKNOWN_SETTING", f"unknown settings: {', '.join(sorted(unknown))}")
+        updated = replace(self.settings, **changes).validated()
+        changed = tuple(f for f in SETTING_FIELDS if getattr(updated, f) != getattr(self.settings, f))
+        if not changed:
+            return []
+        self.settings = updated
+        return self._changed(changed, actor_id, at)
+
+    def set_access(self, access: Access, actor_id: str, at: datetime) -> list[Event]:
+        changed = tuple(f for f in ACCESS_FIELDS if getattr(access, f) != getattr(self.access, f))
+        if not changed:
+            return []
+        self.access = access
+        return self._changed(changed, actor_id, at)
+
+    def check_token_expiry(self, now: datetime, lead: timedelta) -> list[Event]:
+        """Warn once per expiry date when the token expires within ``lead``."""
+        expires = self.token_expires_at
+        if self.status is not ChannelStatus.ACTIVE or expires is None or expires - now > lead:
+            return []
+        if self.expiry_warned_for == expires:
+            return []
+        self.expiry_warned_for = expires
+        self.revision += 1
+        return [ChannelTokenExpiring(**self._base(now, None), expires_at=expires)]
+
+    def require_reauth(self, code: int | None, subcode: int | None, at: datetime) -> list[Event]:
+        """The provider rejected the token: the channel waits for a reconnect (idempotent)."""
+        if self.status in (ChannelStatus.REAUTH_REQUIRED, ChannelStatus.DISCONNECTED):
+            return []
+        self.status = ChannelStatus.REAUTH_REQUIRED
+        self.revision += 1
+        return [
+            self.snapshot(),
+            ChannelReauthRequired(
+                **self._base(at, None),
+                reason=reauth_reason(code, subcode),
+                provider_code=code,
+                provider_subcode=subcode,
+            ),
+        ]
+
+    def reconnect(
+        self, actor_id: str, at: datetime, token_expires_at: datetime | None, scopes: tuple[str, ...]
+    ) -> list[Event]:
+        """A fresh token restores the channel; settings, access and history are untouched."""
+        self.status = ChannelStatus.ACTIVE
+        self.token_expires_at = token_expires_at
+        self.scopes = scopes
+        self.expiry_warned_for = None
+        self.connected_by = actor_id
+        self.revision += 1
+        return [self.snapshot(), ChannelReconnected(**self._base(at, actor_id))]
+
+    def disconnect(self, actor_id: str, at: datetime) -> list[Event]:
+        if self.status is ChannelStatus.DISCONNECTED:
+            return []
+        self.status = ChannelStatus.DISCONNECTED
+        self.revision += 1
+        return [self.snapshot(), ChannelDisconnected(**self._base(at, actor_id))]
+
+    def snapshot(self) -> ChannelSnapshot:
+        return ChannelSnapshot(
+            channel_id=self.id,
+            tenant_id=self.tenant_id,
+            provider=self.provider,
+            account_id=self.account_id,
+            status=self.status,
+            display_name=self.settings.display_name,
+            auto_ownership=self.settings.auto_ownership,
+            business_account_id=self.business_account_id,
+            revision=self.revision,
+            auto_resolve_new_s=self.settings.auto_resolve_new_s,
+            auto_resolve_pending_s=self.settings.auto_resolve_pending_s,
+            user_access=dict(self.access.user_access),
+            team_access=dict(self.access.team_access),
+            all_users_role=self.access.all_users_role,
+            all_teams_role=self.access.all_teams_role,
+            human_agent_tag=self.settings.human_agent_tag,
+            text_limit=self.settings.text_limit,
+        )
+
+    def _changed(self, changed: tuple[str, ...], actor_id: str, at: datetime) -> list[Event]:
+        self.revision += 1
+        return [self.snapshot(), ChannelSettingsChanged(**self._base(at, actor_id), changed=changed)]
+
+    def _base(self, at: datetime, actor_id: str | None) -> dict[str, Any]:
+        return {
+            "event_id": f"chev_{self.id}_{self.revision}",
+            "channel_id": self.id,
+            "tenant_id": self.tenant_id,
+            "provider": self.provider,
+            "occurred_at": at,
+            "actor_id": actor_id,
+        }
+
+
+def lifecycle_events(events: list[Event]) -> list[ChannelLifecycleEvent]:
+    return [e for e in events if isinstance(e, ChannelLifecycleEvent)]

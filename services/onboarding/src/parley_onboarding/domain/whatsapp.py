@@ -1,0 +1,276 @@
+"""The WhatsApp number onboarding as a state machine (pure).
+
+Steps follow the product's help-center article: agreement signed, WhatsApp Business terms
+accepted, details submitted (E.164 number, landline or mobile, Business Manager id, display name),
+account created, the Business Manager request approved, business verification completed in the
+Security Center, the number verified with a 6-digit code (SMS for mobiles, a voice call for
+landlines, valid 10 minutes), activation, business profile and logo, the verified badge, and
+message templates. Every step records who acts next and how long Meta usually takes.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from parley_onboarding.domain.errors import Conflict, DomainError
+
+CODE_VALIDITY = timedelta(minutes=10)
+RESEND_COOLDOWN = timedelta(seconds=60)
+MAX_CODE_ATTEMPTS = 5
+META_REVIEW_WAIT = "24-48 hours"
+
+
+class Step(StrEnum):
+    """Where an onboarding is; each value is the last step completed."""
+
+    STARTED = "started"
+    AGREEMENT_SIGNED = "agreement_signed"
+    TERMS_ACCEPTED = "terms_accepted"
+    DETAILS_SUBMITTED = "details_submitted"
+    ACCOUNT_CREATED = "account_created"
+    BM_REQUEST_APPROVED = "business_manager_request_approved"
+    BUSINESS_VERIFIED = "business_verified"
+    CODE_SENT = "code_sent"
+    PHONE_VERIFIED = "phone_verified"
+    ACTIVATED = "activated"
+    PROFILE_COMPLETED = "profile_completed"
+    BADGE_REQUESTED = "badge_requested"
+    BADGE_DECIDED = "badge_decided"
+    TEMPLATES_SUBMITTED = "templates_submitted"
+
+
+class Actor(StrEnum):
+    """Who must act for the onboarding to move on."""
+
+    CUSTOMER = "customer"
+    PLATFORM = "platform"
+    META = "meta"
+    NONE = "none"
+
+
+# step completed -> (who acts next, usual wait)
+NEXT: dict[Step, tuple[Actor, str | None]] = {
+    Step.STARTED: (Actor.CUSTOMER, None),
+    Step.AGREEMENT_SIGNED: (Actor.CUSTOMER, None),
+    Step.TERMS_ACCEPTED: (Actor.CUSTOMER, None),
+    Step.DETAILS_SUBMITTED: (Actor.PLATFORM, None),
+    Step.ACCOUNT_CREATED: (Actor.CUSTOMER, None),
+    Step.BM_REQUEST_APPROVED: (Actor.META, META_REVIEW_WAIT),
+    Step.BUSINESS_VERIFIED: (Actor.PLATFORM, None),
+    Step.CODE_SENT: (Actor.CUSTOMER, "10 minutes"),
+    Step.PHONE_VERIFIED: (Actor.PLATFORM, None),
+    Step.ACTIVATED: (Actor.CUSTOMER, None),
+    Step.PROFILE_COMPLETED: (Actor.CUSTOMER, None),
+    Step.BADGE_REQUESTED: (Actor.META, META_REVIEW_WAIT),
+    Step.BADGE_DECIDED: (Actor.CUSTOMER, None),
+    Step.TEMPLATES_SUBMITTED: (Actor.META, META_REVIEW_WAIT),
+}
+
+# the step a transition requires -> the step it completes
+ORDER: list[Step] = list(Step)
+
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_URL = re.compile(r"(https?://|www\.|\.[a-z]{2,}(/|$))", re.IGNORECASE)
+_SYMBOLS_RUN = re.compile(r"[^\w\s]{2,}")
+
+
+def check_display_name(name: str) -> str:
+    """A subset of WhatsApp's display-name rules that can be checked without Meta's review.
+
+    Meta reviews every name; these refuse what it always refuses: empty or very short names,
+    leading or trailing spaces, URLs, the word WhatsApp, emoji and pictographs, runs of symbols,
+    and all-capital names longer than an acronym.
+    """
+    if name != name.strip():
+        raise DomainError("INVALID_DISPLAY_NAME", "no leading or trailing spaces", field="display_name")
+    if len(name) < 3:
+        raise DomainError("INVALID_DISPLAY_NAME", "at least 3 characters", field="display_name")
+    if _URL.search(name):
+        raise DomainError("INVALID_DISPLAY_NAME", "a display name cannot contain a URL", field="display_name")
+    if "whatsapp" in name.lower():
+        raise DomainError(
+            "INVALID_DISPLAY_NAME", "a display name cannot contain 'WhatsApp'", field="display_name"
+        )
+    if any(unicodedata.category(ch) == "So" for ch in name):
+        raise DomainError("INVALID_DISPLAY_NAME", "no emoji or symbols", field="display_name")
+    if _SYMBOLS_RUN.search(name):
+        raise DomainError("INVALID_DISPLAY_NAME", "no runs of punctuation", field="display_name")
+    letters = [ch for ch in name if ch.isalpha()]
+    if len(letters) > 5 and all(ch.isupper() for ch in letters):
+        raise DomainError(
+            "INVALID_DISPLAY_NAME",
+            "not all capitals (acronyms of up to 5 letters are fine)",
+            field="display_name",
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One completed step: when, by whom, and what comes next."""
+
+    step: Step
+    at: datetime
+    by: str | None
+    next_actor: Actor
+    expected_wait: str | None
+
+
+@dataclass
+class WhatsAppOnboarding:
+    """One number's way from agreement to an active channel with approved templates."""
+
+    id: str
+    tenant_id: str
+    step: Step = Step.STARTED
+    history: list[StepRecord] = field(default_factory=list)
+    phone_number: str | None = None
+    landline: bool = False
+    business_manager_id: str | None = None
+    display_name: str | None = None
+    phone_number_id: str | None = None
+    waba_id: str | None = None
+    code_sent_at: datetime | None = None
+    code_attempts: int = 0
+    badge_approved: bool | None = None
+    channel_id: str | None = None
+    revision: int = 0
+
+    @property
+    def next_actor(self) -> Actor:
+        return NEXT[self.step][0]
+
+    @property
+    def code_method(self) -> str:
+        """Meta calls landlines (their IVR must be off) and texts mobiles."""
+        return "VOICE" if self.landline else "SMS"
+
+    def _require(self, *allowed: Step) -> None:
+        if self.step not in allowed:
+            expected = " or ".join(s.value for s in allowed)
+            raise Conflict(
+                "INVALID_TRANSITION",
+                f"this step needs the onboarding at {expected}; it is at {self.step.value}",
+                current_step=self.step.value,
+            )
+
+    def _complete(self, step: Step, at: datetime, by: str | None) -> StepRecord:
+        self.step = step
+        actor, wait = NEXT[step]
+        record = StepRecord(step=step, at=at, by=by, next_actor=actor, expected_wait=wait)
+        self.history.append(record)
+        self.revision += 1
+        return record
+
+    def sign_agreement(self, by: str, at: datetime) -> StepRecord:
+        self._require(Step.STARTED)
+        return self._complete(Step.AGREEMENT_SIGNED, at, by)
+
+    def accept_terms(self, by: str, at: datetime) -> StepRecord:
+        self._require(Step.AGREEMENT_SIGNED)
+        return self._complete(Step.TERMS_ACCEPTED, at, by)
+
+    def submit_details(
+        self,
+        *,
+        phone_number: str,
+        landline: bool,
+        business_manager_id: str,
+        display_name: str,
+        by: str,
+        at: datetime,
+    ) -> StepRecord:
+        self._require(Step.TERMS_ACCEPTED)
+        if not _E164.match(phone_number):
+            raise DomainError(
+                "INVALID_PHONE_NUMBER", "phone_number must be E.164, e.g. +14155550123", field="phone_number"
+            )
+        if not business_manager_id.isdigit():
+            raise DomainError(
+                "INVALID_BUSINESS_MANAGER_ID", "business_manager_id is numeric", field="business_manager_id"
+            )
+        self.display_name = check_display_name(display_name)
+        self.phone_number = phone_number
+        self.landline = landline
+        self.business_manager_id = business_manager_id
+        return self._complete(Step.DETAILS_SUBMITTED, at, by)
+
+    def account_created(self, *, phone_number_id: str, waba_id: str, by: str, at: datetime) -> StepRecord:
+        self._require(Step.DETAILS_SUBMITTED)
+        self.phone_number_id = phone_number_id
+        self.waba_id = waba_id
+        return self._complete(Step.ACCOUNT_CREATED, at, by)
+
+    def approve_business_manager_request(self, by: str, at: datetime) -> StepRecord:
+        self._require(Step.ACCOUNT_CREATED)
+        return self._complete(Step.BM_REQUEST_APPROVED, at, by)
+
+    def business_verified(self, by: str, at: datetime) -> StepRecord:
+        self._require(Step.BM_REQUEST_APPROVED)
+        return self._complete(Step.BUSINESS_VERIFIED, at, by)
+
+    def code_requested(self, by: str, at: datetime) -> StepRecord:
+        """A code is (re)sent; resending waits for a cooldown and resets the attempts."""
+        self._require(Step.BUSINESS_VERIFIED, Step.CODE_SENT)
+        if self.code_sent_at is not None and at - self.code_sent_at < RESEND_COOLDOWN:
+            wait = int((RESEND_COOLDOWN - (at - self.code_sent_at)).total_seconds()) + 1
+            raise DomainError(
+                "RESEND_TOO_SOON", f"wait {wait} seconds before asking for another code", retry_after_s=wait
+            )
+        self.code_sent_at = at
+        self.code_attempts = 0
+        return self._complete(Step.CODE_SENT, at, by)
+
+    def check_code_attempt(self, code: str, at: datetime) -> None:
+        """Refuse an attempt before asking Meta: bad format, expired code, or too many tries."""
+        self._require(Step.CODE_SENT)
+        assert self.code_sent_at is not None
+        if at - self.code_sent_at > CODE_VALIDITY:
+            raise DomainError("CODE_EXPIRED", "the code is valid for 10 minutes; ask for a new one")
+        if self.code_attempts >= MAX_CODE_ATTEMPTS:
+            raise DomainError("TOO_MANY_ATTEMPTS", f"{MAX_CODE_ATTEMPTS} wrong codes; ask for a new one")
+        if not (len(code) == 6 and code.isdigit()):
+            raise DomainError("INVALID_CODE_FORMAT", "the code has 6 digits", field="code")
+
+    def code_rejected(self) -> int:
+        """Meta said the code was wrong; return the attempts left."""
+        self.code_attempts += 1
+        self.revision += 1
+        return MAX_CODE_ATTEMPTS - self.code_attempts
+
+    def phone_verified(self, by: str, at: datetime) -> StepRecord:
+        self._require(Step.CODE_SENT)
+        return self._complete(Step.PHONE_VERIFIED, at, by)
+
+    def activated(self, channel_id: str, by: str, at: datetime) -> StepRecord:
+        self._require(Step.PHONE_VERIFIED)
+        self.channel_id = channel_id
+        return self._complete(Step.ACTIVATED, at, by)
+
+    def profile_completed(self, by: str, at: datetime) -> StepRecord:
+        self._require(Step.ACTIVATED)
+        return self._complete(Step.PROFILE_COMPLETED, at, by)
+
+    def badge_requested(self, by: str, at: datetime) -> StepRecord:
+        self._require(Step.PROFILE_COMPLETED)
+        return self._complete(Step.BADGE_REQUESTED, at, by)
+
+    def badge_decided(self, approved: bool, by: str, at: datetime) -> StepRecord:
+        self._require(Step.BADGE_REQUESTED)
+        self.badge_approved = approved
+        return self._complete(Step.BADGE_DECIDED, at, by)
+
+    def templates_submitted(self, by: str, at: datetime) -> StepRecord:
+        # templates may be submitted once the number is active, badge or not
+        self._require(
+            Step.ACTIVATED,
+            Step.PROFILE_COMPLETED,
+            Step.BADGE_REQUESTED,
+            Step.BADGE_DECIDED,
+            Step.TEMPLATES_SUBMITTED,
+        )
+        return self._complete(Step.TEMPLATES_SUBMITTED, at, by)
