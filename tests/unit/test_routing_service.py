@@ -26,7 +26,7 @@ from parley_events import (
 )
 from parley_routing.adapters.repository import ConcurrentUpdate
 from parley_routing.domain.model import Conversation
-from parley_routing.handlers import ConversationNotFound, ConversationService
+from parley_routing.handlers import MAX_CONFLICT_RETRIES, ConversationNotFound, ConversationService
 
 from tests.unit.factories import T0, channel, message
 
@@ -246,17 +246,53 @@ async def test_apply_to_an_unknown_conversation_without_an_opening_message_is_no
     assert publisher.published == []
 
 
-async def test_a_change_that_changes_nothing_is_not_saved_nor_published(
+async def test_a_change_that_changes_nothing_publishes_nothing(
     repo: FakeRepository, publisher: Publisher, service: ConversationService
 ) -> None:
     await service.on_message(message(1))
-    saves, published = repo.saves, len(publisher.published)
+    published = list(publisher.published)
 
     _, events = await service.apply("conv_1", lambda c: c.unassign("sup", "cmd_1", T0))
 
     assert events == []
-    assert repo.saves == saves
-    assert len(publisher.published) == published
+    assert publisher.published == published
+    stored = repo.stored("conv_1")
+    assert (stored.sequence, stored.published_sequence, stored.owner_id) == (2, 2, None)
+
+
+async def test_a_replayed_command_that_changed_nothing_still_changes_nothing(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    await service.on_message(message(1))
+    await service.apply("conv_1", lambda c: c.move(Queue.PENDING, "agent_a", "cmd_a", T0))
+    # a second agent asks for the same: a no-op
+    _, first_time = await service.apply("conv_1", lambda c: c.move(Queue.PENDING, "agent_b", "cmd_b", T0))
+    assert first_time == []
+    await service.on_message(message(2))  # the customer writes: back to New
+    published = list(publisher.published)
+
+    # the second agent's client retries its command with the same idempotency key
+    _, again = await service.apply("conv_1", lambda c: c.move(Queue.PENDING, "agent_b", "cmd_b", T0))
+
+    assert again == first_time
+    assert repo.stored("conv_1").queue is Queue.NEW
+    assert publisher.published == published
+
+
+async def test_apply_gives_up_after_too_many_conflicts(publisher: Publisher) -> None:
+    class AlwaysConflicting(FakeRepository):
+        async def save(self, conversation: Conversation) -> None:
+            self.save_attempts += 1
+            raise ConcurrentUpdate(conversation.id)
+
+    repo = AlwaysConflicting()
+    service = ConversationService(repo, publisher, clock=lambda: NOW)  # type: ignore[arg-type]
+
+    with pytest.raises(ConcurrentUpdate):
+        await service.on_message(message(1))
+
+    assert repo.save_attempts == MAX_CONFLICT_RETRIES
+    assert publisher.published == []
 
 
 async def test_a_conflict_on_the_first_save_is_retried_with_gap_free_sequences(
@@ -352,6 +388,21 @@ async def test_a_failed_publish_leaves_the_events_unpublished_and_the_relay_publ
     assert await repo.pending_outbox() == []
     assert await service.relay_outbox() == 0
     assert len(publisher.published) == 5
+
+
+async def test_events_whose_publish_failed_are_not_lost_when_a_later_change_is_published(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    await service.on_message(message(1))  # 1, 2
+    publisher.failures = 1
+    with pytest.raises(RuntimeError):  # an agent's command: 3 is stored, its publish fails
+        await service.apply("conv_1", lambda c: c.move(Queue.PENDING, "sup", "cmd_pending", T0))
+    await service.on_message(message(2))  # 4 (message), 5 (reopened): published fine
+
+    await service.relay_outbox()
+
+    assert sorted(sequences(publisher.published)) == [1, 2, 3, 4, 5]
+    assert sorted(sequences(repo.history)) == [1, 2, 3, 4, 5]
 
 
 async def test_the_relay_publishes_events_stored_by_a_writer_that_crashed_before_publishing(

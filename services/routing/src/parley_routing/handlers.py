@@ -75,9 +75,11 @@ class ConversationService:
                 if opening is None:
                     raise ConversationNotFound(conversation_id)
                 conversation = Conversation.open(opening)
-            before = conversation.sequence
+            before, causes_before = conversation.sequence, set(conversation.recent)
             events = change(conversation)
-            if conversation.sequence != before:
+            # save when something changed, or when a cause that changed nothing is new: a retry
+            # of that command must keep changing nothing, whatever happened in between
+            if conversation.sequence != before or set(conversation.recent) - causes_before:
                 try:
                     await self.repository.save(conversation)
                 except ConcurrentUpdate:
@@ -87,7 +89,9 @@ class ConversationService:
         raise ConcurrentUpdate(conversation_id)
 
     async def _publish(self, conversation: Conversation, events: list[ConversationEvent]) -> None:
-        fresh = [e for e in events if e.sequence > conversation.published_sequence]
+        # everything not yet known to be published, in order: an earlier change whose publish
+        # failed goes out before this one, and is never marked published without being sent
+        fresh = conversation.unpublished()
         if not fresh:
             return
         for event in fresh:
