@@ -1,18 +1,129 @@
-"""The one wiring point of the onboarding process.
-
-Foundation scope: the process runs with its health, readiness and metrics endpoints and its
-broker and store clients; its rules and subscribers arrive with the onboarding issue.
-"""
+"""The one wiring point of the onboarding process."""
 
 from __future__ import annotations
 
-from parley_shared.runtime import ServiceSpec, create_app
-from parley_shared.settings import load_settings
-from starlette.applications import Starlette
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
+import httpx
+from faststream.kafka.annotations import KafkaMessage
+from parley_events import Event, TemplateStatusChanged, topics
+from parley_shared.auth import TokenVerifier
+from parley_shared.kafka import CONSUMER_ACK_POLICY, decode_event
+from parley_shared.logging import get_logger
+from parley_shared.providers import GraphClient, XClient
+from parley_shared.runtime import Runtime, ServiceSpec, create_app
+from parley_shared.settings import load_settings
+from parley_shared.vault import TokenVault, parse_keys
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Mount
+
+from parley_onboarding.adapters.stores import OnboardingStores
+from parley_onboarding.entrypoints.api import create_api
+from parley_onboarding.handlers import OnboardingService, utcnow
 from parley_onboarding.settings import OnboardingSettings
 
+log = get_logger(__name__)
 
-def create_onboarding_app(settings: OnboardingSettings | None = None) -> Starlette:
+
+def build_service(
+    rt: Runtime, settings: OnboardingSettings, http: httpx.AsyncClient, clock: Callable[[], datetime]
+) -> OnboardingService:
+    """The service with its production adapters (also used by the ops CLI)."""
+    graph = GraphClient(
+        http,
+        settings.graph_base_url,
+        settings.meta_app_id,
+        settings.meta_app_secret.get_secret_value(),
+        settings.graph_api_version,
+    )
+    x = (
+        XClient(
+            http, settings.x_api_base_url, settings.x_client_id, settings.x_client_secret.get_secret_value()
+        )
+        if settings.x_client_id and settings.x_client_secret
+        else None
+    )
+
+    async def publish(event: Event, event_id: str) -> None:
+        await rt.publisher.publish(event, event_id=event_id)
+
+    vault = TokenVault(parse_keys(settings.encryption_keys.get_secret_value()))
+    return OnboardingService(OnboardingStores(rt.db), vault, graph, x, publish, settings, clock)
+
+
+def create_onboarding_app(
+    settings: OnboardingSettings | None = None, clock: Callable[[], datetime] = utcnow
+) -> Starlette:
     settings = settings or load_settings(OnboardingSettings)
-    return create_app(ServiceSpec(name="onboarding", settings=settings))
+    verifier = TokenVerifier(settings)
+    holder: dict[str, Any] = {}
+
+    async def register(rt: Runtime) -> None:
+        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), headers={"user-agent": "parley-onboarding"})
+        holder["http"] = http
+        service = build_service(rt, settings, http, clock)
+        holder["service"] = service
+        rt.state["service"] = service
+
+        @rt.broker.subscriber(
+            rt.topic(topics.MESSAGES_INBOUND.name),
+            group_id=settings.group_id("onboarding-templates"),
+            ack_policy=CONSUMER_ACK_POLICY,
+            auto_offset_reset="earliest",
+            title="template-reviews",
+            description="WhatsApp template reviews seen by ingest -> channel template events.",
+        )
+        async def on_inbound(message: KafkaMessage) -> None:
+            if message.headers.get("ce_type") == TemplateStatusChanged.event_type:
+                await service.on_template_status(decode_event(TemplateStatusChanged, message.body))
+
+    async def expiry_loop(service: OnboardingService) -> None:
+        while True:
+            try:
+                warned = await service.check_token_expiry()
+                if warned:
+                    log.info("token expiry warnings published", count=warned)
+            except Exception as exc:
+                log.warning("token expiry check failed; will try again", error=repr(exc))
+            await asyncio.sleep(settings.token_check_interval_s)
+
+    async def on_start(rt: Runtime) -> None:
+        service: OnboardingService = holder["service"]
+        await service.stores.ensure_indexes()
+        rt.state["tasks"] = [asyncio.create_task(expiry_loop(service), name="token-expiry")]
+
+    async def on_stop(rt: Runtime) -> None:
+        for task in rt.state.get("tasks", []):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await holder["http"].aclose()
+
+    def routes(rt: Runtime) -> list[BaseRoute]:
+        class LazyApi:
+            """The API needs the service, which exists once the lifespan has started."""
+
+            def __init__(self) -> None:
+                self.app: Any = None
+
+            async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+                if self.app is None:
+                    self.app = create_api(holder["service"], verifier)
+                await self.app(scope, receive, send)
+
+        return [Mount("/v1", app=LazyApi())]
+
+    return create_app(
+        ServiceSpec(
+            name="onboarding",
+            settings=settings,
+            register=register,
+            on_start=on_start,
+            on_stop=on_stop,
+            routes=routes,
+        )
+    )

@@ -2,10 +2,50 @@
 
 from __future__ import annotations
 
-from parley_shared.settings import ServiceSettings
+from parley_shared.auth import ApiSettings
+from pydantic import Field, SecretStr
+
+DEFAULT_META_PERMISSIONS = (
+    "pages_show_list",  # list the Pages the admin manages
+    "pages_manage_metadata",  # subscribe the app to the Page's webhooks
+    "pages_messaging",  # Messenger conversations
+    "pages_read_engagement",  # read posts and comments
+    "pages_manage_engagement",  # answer comments
+)
+DEFAULT_INSTAGRAM_PERMISSIONS = (
+    "instagram_basic",
+    "instagram_manage_messages",
+    "instagram_manage_comments",
+)
+DEFAULT_PAGE_FIELDS = (
+    "messages",
+    "messaging_postbacks",
+    "message_echoes",
+    "message_deliveries",
+    "message_reads",
+    "message_reactions",
+    "feed",
+)
 
 
-class OnboardingSettings(ServiceSettings):
-    """``parley-onboarding``: connects channels and holds their settings."""
+class OnboardingSettings(ApiSettings):
+    """``parley-onboarding``: connects channels and holds their settings, teams and access."""
 
     http_port: int = 8081
+    encryption_keys: SecretStr = Field(
+        description="'<key id>:<base64 32 bytes>,...'; the first encrypts, all decrypt (rotation)."
+    )
+    graph_base_url: str = "https://graph.facebook.com"
+    graph_api_version: str = "v21.0"
+    meta_app_id: str = Field(description="The Meta app that Pages and Instagram profiles connect to.")
+    meta_app_secret: SecretStr
+    x_api_base_url: str = "https://api.x.com"
+    x_client_id: str | None = None
+    x_client_secret: SecretStr | None = None
+    x_webhook_id: str | None = Field(default=None, description="The registered Account Activity webhook id.")
+    meta_permissions: tuple[str, ...] = DEFAULT_META_PERMISSIONS
+    instagram_permissions: tuple[str, ...] = DEFAULT_INSTAGRAM_PERMISSIONS
+    page_subscribed_fields: tuple[str, ...] = DEFAULT_PAGE_FIELDS
+    token_expiry_lead_s: int = Field(default=7 * 24 * 3600, gt=0, description="Warn this long before expiry.")
+    token_check_interval_s: float = Field(default=3600.0, gt=0)
+    connection_ttl_s: int = Field(default=3600, gt=0, description="How long a started Meta connection lasts.")

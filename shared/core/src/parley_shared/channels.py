@@ -186,4 +186,8 @@ class KafkaTeamDirectory(CompactedTopicReader):
 
     def teams_of(self, tenant_id: str, user_id: str) -> set[str]:
         """The teams of a tenant the user belongs to."""
-        return {t.team_id for t in self.by_id.values() if t.tenant_id == tenant_id and user_id in t.members}
+        return {
+            t.team_id
+            for t in self.by_id.values()
+            if t.tenant_id == tenant_id and user_id in t.members and not t.deleted
+        }

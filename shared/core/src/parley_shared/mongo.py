@@ -75,3 +75,50 @@ class MongoIdempotencyStore:
         except DuplicateKeyError:
             return False
         return True
+
+
+class VersionConflict(Exception):
+    """Another writer saved this version first: reload and try again."""
+
+
+class MongoVersionedDocuments:
+    """Documents saved by version claims (see docs/storage.md).
+
+    ``save(doc, version)`` first inserts ``<id>:<version>`` into ``<collection>_commits`` with the
+    full document; the unique ``_id`` lets exactly one writer win each version on MongoDB and
+    FerretDB alike (whose conditional updates are not atomic). The winner then writes the
+    document itself. ``get`` rolls forward over any commit whose document write was interrupted.
+    """
+
+    def __init__(self, collection: AsyncCollection[dict[str, Any]], keep: int = 20) -> None:
+        self.collection = collection
+        self.commits = collection.database[f"{collection.name}_commits"]
+        self.keep = keep
+
+    async def ensure_indexes(self) -> None:
+        await self.commits.create_index([("doc_id", 1), ("version", 1)], name="commits_by_version")
+
+    async def get(self, doc_id: str) -> dict[str, Any] | None:
+        doc = await self.collection.find_one({"_id": doc_id})
+        version = 0 if doc is None else int(doc.get("version", 0))
+        while (commit := await self.commits.find_one({"_id": f"{doc_id}:{version + 1}"})) is not None:
+            doc = commit["doc"]
+            version += 1
+            await self.collection.replace_one({"_id": doc_id}, doc, upsert=True)
+        return doc
+
+    async def save(self, doc: dict[str, Any]) -> None:
+        """Save ``doc`` (with ``_id`` and its new ``version``); VersionConflict if that version exists."""
+        doc_id, version = doc["_id"], int(doc["version"])
+        try:
+            await self.commits.insert_one(
+                {"_id": f"{doc_id}:{version}", "doc_id": doc_id, "version": version, "doc": doc}
+            )
+        except DuplicateKeyError as exc:
+            raise VersionConflict(doc_id) from exc
+        await self.collection.replace_one({"_id": doc_id}, doc, upsert=True)
+        if version > self.keep:
+            await self.commits.delete_many({"doc_id": doc_id, "version": {"$lt": version - self.keep}})
+
+    async def find(self, query: dict[str, Any], limit: int = 500) -> list[dict[str, Any]]:
+        return [d async for d in self.collection.find(query).limit(limit)]

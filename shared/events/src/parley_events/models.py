@@ -379,6 +379,7 @@ class TeamSnapshot(Event):
     name: str
     members: tuple[str, ...] = Field(default=(), description="User ids; a user may be in several teams.")
     revision: int = Field(ge=1)
+    deleted: bool = Field(default=False, description="The team was deleted; it grants nothing.")
 
     def key(self) -> str:
         return self.team_id

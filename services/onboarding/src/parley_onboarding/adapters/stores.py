@@ -1,0 +1,142 @@
+"""MongoDB storage of onboarding's aggregates (version claims, see docs/storage.md)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from parley_events import ChannelRole, ChannelStatus, Provider
+from parley_shared.mongo import MongoVersionedDocuments
+
+from parley_onboarding.domain.channels import Access, Channel, Settings
+from parley_onboarding.domain.teams import Team
+from parley_onboarding.domain.whatsapp import Actor, Step, StepRecord, WhatsAppOnboarding
+
+
+def channel_to_doc(channel: Channel) -> dict[str, Any]:
+    return {
+        "_id": channel.id,
+        "version": channel.revision,
+        "tenant_id": channel.tenant_id,
+        "provider": channel.provider.value,
+        "account_id": channel.account_id,
+        "business_account_id": channel.business_account_id,
+        "status": channel.status.value,
+        "connected_by": channel.connected_by,
+        "settings": asdict(channel.settings),
+        "access": {
+            "user_access": {k: v.value for k, v in channel.access.user_access.items()},
+            "team_access": {k: v.value for k, v in channel.access.team_access.items()},
+            "all_users_role": channel.access.all_users_role.value if channel.access.all_users_role else None,
+            "all_teams_role": channel.access.all_teams_role.value if channel.access.all_teams_role else None,
+        },
+        "token_expires_at": channel.token_expires_at,
+        "scopes": list(channel.scopes),
+        "expiry_warned_for": channel.expiry_warned_for,
+    }
+
+
+def channel_from_doc(doc: dict[str, Any]) -> Channel:
+    access = doc.get("access", {})
+    return Channel(
+        id=doc["_id"],
+        tenant_id=doc["tenant_id"],
+        provider=Provider(doc["provider"]),
+        account_id=doc["account_id"],
+        business_account_id=doc.get("business_account_id"),
+        status=ChannelStatus(doc["status"]),
+        connected_by=doc.get("connected_by"),
+        settings=Settings(**doc.get("settings", {})),
+        access=Access(
+            user_access={k: ChannelRole(v) for k, v in access.get("user_access", {}).items()},
+            team_access={k: ChannelRole(v) for k, v in access.get("team_access", {}).items()},
+            all_users_role=ChannelRole(access["all_users_role"]) if access.get("all_users_role") else None,
+            all_teams_role=ChannelRole(access["all_teams_role"]) if access.get("all_teams_role") else None,
+        ),
+        token_expires_at=doc.get("token_expires_at"),
+        scopes=tuple(doc.get("scopes", [])),
+        expiry_warned_for=doc.get("expiry_warned_for"),
+        revision=doc["version"],
+    )
+
+
+def team_to_doc(team: Team) -> dict[str, Any]:
+    return {
+        "_id": team.id,
+        "version": team.revision,
+        "tenant_id": team.tenant_id,
+        "name": team.name,
+        "members": list(team.members),
+        "deleted": team.deleted,
+    }
+
+
+def team_from_doc(doc: dict[str, Any]) -> Team:
+    return Team(
+        id=doc["_id"],
+        tenant_id=doc["tenant_id"],
+        name=doc["name"],
+        members=list(doc["members"]),
+        revision=doc["version"],
+        deleted=doc.get("deleted", False),
+    )
+
+
+def onboarding_to_doc(onboarding: WhatsAppOnboarding) -> dict[str, Any]:
+    doc = {k: v for k, v in asdict(onboarding).items() if k not in ("id", "history", "revision", "step")}
+    doc.update(
+        _id=onboarding.id,
+        version=onboarding.revision,
+        step=onboarding.step.value,
+        history=[
+            {
+                "step": r.step.value,
+                "at": r.at,
+                "by": r.by,
+                "next_actor": r.next_actor.value,
+                "expected_wait": r.expected_wait,
+            }
+            for r in onboarding.history
+        ],
+    )
+    return doc
+
+
+def onboarding_from_doc(doc: dict[str, Any]) -> WhatsAppOnboarding:
+    fields = {k: v for k, v in doc.items() if k not in ("_id", "version", "step", "history")}
+    return WhatsAppOnboarding(
+        id=doc["_id"],
+        step=Step(doc["step"]),
+        revision=doc["version"],
+        history=[
+            StepRecord(
+                step=Step(r["step"]),
+                at=r["at"],
+                by=r["by"],
+                next_actor=Actor(r["next_actor"]),
+                expected_wait=r["expected_wait"],
+            )
+            for r in doc.get("history", [])
+        ],
+        **fields,
+    )
+
+
+class OnboardingStores:
+    """The collections onboarding owns."""
+
+    def __init__(self, db: Any) -> None:
+        self.channels = MongoVersionedDocuments(db["channels"])
+        self.teams = MongoVersionedDocuments(db["teams"])
+        self.whatsapp = MongoVersionedDocuments(db["whatsapp_onboardings"])
+        self.connections = db["meta_connections"]
+        self.credentials = db["channel_credentials"]
+
+    async def ensure_indexes(self) -> None:
+        for store in (self.channels, self.teams, self.whatsapp):
+            await store.ensure_indexes()
+        await self.channels.collection.create_index(
+            [("tenant_id", 1), ("provider", 1)], name="channels_by_tenant"
+        )
+        await self.teams.collection.create_index([("tenant_id", 1)], name="teams_by_tenant")
+        await self.connections.create_index([("created_at", 1)], name="connections_by_age")

@@ -1,0 +1,326 @@
+"""Onboarding's admin API (``/v1``): channels, connection flows, WhatsApp onboarding, teams.
+
+Every route needs a bearer token; every read and write is scoped to the token's tenant, and only
+admins change anything. Another tenant's objects answer 404. No credential is ever returned.
+
+No ``from __future__ import annotations`` here: FastAPI must see the dependency objects built
+inside ``create_api`` when it reads the route signatures.
+"""
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI
+from parley_events import ChannelRole, ChannelStatus, Provider
+from parley_shared.api import ApiError, install_error_handlers, principal_dependency
+from parley_shared.auth import Principal, TokenVerifier
+from parley_shared.providers import ProviderError
+from pydantic import BaseModel, ConfigDict, Field
+
+from parley_onboarding.domain.channels import Access, Channel
+from parley_onboarding.domain.errors import DomainError
+from parley_onboarding.domain.teams import Team
+from parley_onboarding.domain.whatsapp import WhatsAppOnboarding
+from parley_onboarding.handlers import OnboardingService
+
+
+class ChannelOut(BaseModel):
+    """A channel as admins and agents see it (never its credentials)."""
+
+    id: str
+    provider: Provider
+    account_id: str
+    business_account_id: str | None
+    status: ChannelStatus
+    display_name: str | None
+    settings: dict[str, Any]
+    access: dict[str, Any]
+    token_expires_at: datetime | None
+    revision: int
+
+
+class SettingsPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    display_name: str | None = Field(default=None, max_length=255)
+    auto_ownership: bool | None = None
+    auto_resolve_new_s: int | None = Field(default=None, description="Seconds; send 0 to turn off.")
+    auto_resolve_pending_s: int | None = Field(default=None, description="Seconds; send 0 to turn off.")
+    human_agent_tag: bool | None = None
+    text_limit: int | None = Field(default=None, description="Characters; send 0 to remove the override.")
+
+
+class AccessIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_access: dict[str, ChannelRole] = Field(default_factory=dict)
+    team_access: dict[str, ChannelRole] = Field(default_factory=dict)
+    all_users_role: ChannelRole | None = None
+    all_teams_role: ChannelRole | None = None
+
+
+class MetaStart(BaseModel):
+    code: str = Field(min_length=1)
+    redirect_uri: str = Field(min_length=1)
+
+
+class MetaActivate(BaseModel):
+    page_ids: list[str] = Field(default_factory=list)
+    instagram_account_ids: list[str] = Field(default_factory=list)
+
+
+class XConnect(BaseModel):
+    code: str = Field(min_length=1)
+    redirect_uri: str = Field(min_length=1)
+    code_verifier: str = Field(min_length=1)
+
+
+class TeamIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class TeamOut(BaseModel):
+    id: str
+    name: str
+    members: list[str]
+
+
+class OnboardingOut(BaseModel):
+    id: str
+    step: str
+    next_actor: str
+    history: list[dict[str, Any]]
+    phone_number: str | None
+    display_name: str | None
+    landline: bool
+    code_attempts: int
+    channel_id: str | None
+
+
+def channel_out(channel: Channel) -> ChannelOut:
+    return ChannelOut(
+        id=channel.id,
+        provider=channel.provider,
+        account_id=channel.account_id,
+        business_account_id=channel.business_account_id,
+        status=channel.status,
+        display_name=channel.settings.display_name,
+        settings={
+            "auto_ownership": channel.settings.auto_ownership,
+            "auto_resolve_new_s": channel.settings.auto_resolve_new_s,
+            "auto_resolve_pending_s": channel.settings.auto_resolve_pending_s,
+            "human_agent_tag": channel.settings.human_agent_tag,
+            "text_limit": channel.settings.text_limit,
+        },
+        access={
+            "user_access": dict(channel.access.user_access),
+            "team_access": dict(channel.access.team_access),
+            "all_users_role": channel.access.all_users_role,
+            "all_teams_role": channel.access.all_teams_role,
+        },
+        token_expires_at=channel.token_expires_at,
+        revision=channel.revision,
+    )
+
+
+def team_out(team: Team) -> TeamOut:
+    return TeamOut(id=team.id, name=team.name, members=list(team.members))
+
+
+def onboarding_out(o: WhatsAppOnboarding) -> OnboardingOut:
+    return OnboardingOut(
+        id=o.id,
+        step=o.step.value,
+        next_actor=o.next_actor.value,
+        history=[
+            {
+                "step": r.step.value,
+                "at": r.at,
+                "by": r.by,
+                "next_actor": r.next_actor.value,
+                "expected_wait": r.expected_wait,
+            }
+            for r in o.history
+        ],
+        phone_number=o.phone_number,
+        display_name=o.display_name,
+        landline=o.landline,
+        code_attempts=o.code_attempts,
+        channel_id=o.channel_id,
+    )
+
+
+def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
+    api = FastAPI(
+        title="Parley onboarding API",
+        version="1.0.0",
+        description="Channels, connection flows, settings, teams and access. Bearer JWT on every route.",
+    )
+    install_error_handlers(api)
+
+    async def domain_error(_: Any, exc: Exception) -> Any:
+        assert isinstance(exc, DomainError)
+        from fastapi.responses import JSONResponse
+
+        return JSONResponse({"code": exc.code, "message": exc.message, **exc.details}, status_code=exc.status)
+
+    async def provider_error(_: Any, exc: Exception) -> Any:
+        assert isinstance(exc, ProviderError)
+        from fastapi.responses import JSONResponse
+
+        return JSONResponse(
+            {
+                "code": f"PROVIDER_{exc.kind.value.upper()}",
+                "message": f"{exc.provider} refused the request",
+                "provider_code": exc.code,
+                "provider_subcode": exc.subcode,
+            },
+            status_code=502 if exc.status >= 500 else 422,
+        )
+
+    api.add_exception_handler(DomainError, domain_error)
+    api.add_exception_handler(ProviderError, provider_error)
+    caller = Depends(principal_dependency(verifier))
+
+    def admin(principal: Principal) -> Principal:
+        if not principal.is_admin:
+            raise ApiError(403, "ADMIN_REQUIRED", "only administrators change channels, teams and access")
+        return principal
+
+    @api.get("/channels", response_model=list[ChannelOut])
+    async def list_channels(principal: Annotated[Principal, caller]) -> list[ChannelOut]:
+        """Every channel of the caller's tenant (names are visible to everyone choosing a channel)."""
+        return [channel_out(c) for c in await service.channels(principal.tenant_id)]
+
+    @api.get("/channels/{channel_id}", response_model=ChannelOut)
+    async def get_channel(principal: Annotated[Principal, caller], channel_id: str) -> ChannelOut:
+        return channel_out(await service.channel(principal.tenant_id, channel_id))
+
+    @api.patch("/channels/{channel_id}/settings", response_model=ChannelOut)
+    async def patch_settings(
+        principal: Annotated[Principal, caller], channel_id: str, body: SettingsPatch
+    ) -> ChannelOut:
+        """Change settings; 0 turns an auto-resolve threshold or text limit off."""
+        admin(principal)
+        changes = body.model_dump(exclude_unset=True)
+        for key in ("auto_resolve_new_s", "auto_resolve_pending_s", "text_limit"):
+            if changes.get(key) == 0:
+                changes[key] = None
+        return channel_out(
+            await service.update_settings(principal.tenant_id, channel_id, changes, principal.user_id)
+        )
+
+    @api.put("/channels/{channel_id}/access", response_model=ChannelOut)
+    async def put_access(
+        principal: Annotated[Principal, caller], channel_id: str, body: AccessIn
+    ) -> ChannelOut:
+        """Replace who may use the channel: users, teams, and the All Users / All Teams roles."""
+        admin(principal)
+        access = Access(body.user_access, body.team_access, body.all_users_role, body.all_teams_role)
+        return channel_out(
+            await service.set_access(principal.tenant_id, channel_id, access, principal.user_id)
+        )
+
+    @api.post("/channels/{channel_id}/check", response_model=ChannelOut)
+    async def check_channel(principal: Annotated[Principal, caller], channel_id: str) -> ChannelOut:
+        """Ask the provider whether the channel's token still works; marks it for reconnect if not."""
+        admin(principal)
+        return channel_out(await service.check_channel_token(principal.tenant_id, channel_id))
+
+    @api.delete("/channels/{channel_id}", response_model=ChannelOut)
+    async def disconnect(principal: Annotated[Principal, caller], channel_id: str) -> ChannelOut:
+        admin(principal)
+        return channel_out(await service.disconnect(principal.tenant_id, channel_id, principal.user_id))
+
+    @api.post("/connections/meta")
+    async def start_meta(principal: Annotated[Principal, caller], body: MetaStart) -> dict[str, Any]:
+        """Exchange Facebook Login's code; list Pages and linked Instagram profiles; name missing
+        permissions."""
+        admin(principal)
+        return await service.start_meta_connection(
+            principal.tenant_id, principal.user_id, body.code, body.redirect_uri
+        )
+
+    @api.post("/connections/meta/{connection_id}/activate", response_model=list[ChannelOut])
+    async def activate_meta(
+        principal: Annotated[Principal, caller], connection_id: str, body: MetaActivate
+    ) -> list[ChannelOut]:
+        """Activate the chosen Pages and Instagram profiles (a channel each); reconnects keep settings."""
+        admin(principal)
+        channels = await service.activate_meta(
+            principal.tenant_id, principal.user_id, connection_id, body.page_ids, body.instagram_account_ids
+        )
+        return [channel_out(c) for c in channels]
+
+    @api.post("/connections/x", response_model=ChannelOut)
+    async def connect_x(principal: Annotated[Principal, caller], body: XConnect) -> ChannelOut:
+        """Authorize one X handle (OAuth 2.0 with PKCE); each handle is its own channel."""
+        admin(principal)
+        return channel_out(
+            await service.connect_x(
+                principal.tenant_id, principal.user_id, body.code, body.redirect_uri, body.code_verifier
+            )
+        )
+
+    @api.post("/whatsapp/onboardings", response_model=OnboardingOut, status_code=201)
+    async def start_whatsapp(principal: Annotated[Principal, caller]) -> OnboardingOut:
+        admin(principal)
+        return onboarding_out(await service.start_whatsapp(principal.tenant_id))
+
+    @api.get("/whatsapp/onboardings/{onboarding_id}", response_model=OnboardingOut)
+    async def get_whatsapp(principal: Annotated[Principal, caller], onboarding_id: str) -> OnboardingOut:
+        return onboarding_out(await service.whatsapp(principal.tenant_id, onboarding_id))
+
+    @api.post("/whatsapp/onboardings/{onboarding_id}/{action}", response_model=OnboardingOut)
+    async def whatsapp_step(
+        principal: Annotated[Principal, caller],
+        onboarding_id: str,
+        action: str,
+        body: dict[str, Any] | None = None,
+    ) -> OnboardingOut:
+        """One step: sign-agreement, accept-terms, submit-details, account-created, approve-business-manager,
+        business-verified, request-code, verify-code, profile-completed, request-badge, badge-decided,
+        submit-templates."""
+        admin(principal)
+        return onboarding_out(
+            await service.whatsapp_step(
+                principal.tenant_id, onboarding_id, action, body or {}, principal.user_id
+            )
+        )
+
+    @api.get("/teams", response_model=list[TeamOut])
+    async def list_teams(principal: Annotated[Principal, caller]) -> list[TeamOut]:
+        return [team_out(t) for t in await service.teams(principal.tenant_id)]
+
+    @api.post("/teams", response_model=TeamOut, status_code=201)
+    async def create_team(principal: Annotated[Principal, caller], body: TeamIn) -> TeamOut:
+        admin(principal)
+        return team_out(await service.create_team(principal.tenant_id, body.name))
+
+    @api.patch("/teams/{team_id}", response_model=TeamOut)
+    async def rename_team(principal: Annotated[Principal, caller], team_id: str, body: TeamIn) -> TeamOut:
+        admin(principal)
+        return team_out(
+            await service.change_team(principal.tenant_id, team_id, lambda t: t.rename(body.name))
+        )
+
+    @api.delete("/teams/{team_id}", status_code=204)
+    async def delete_team(principal: Annotated[Principal, caller], team_id: str) -> None:
+        admin(principal)
+        await service.delete_team(principal.tenant_id, team_id)
+
+    @api.put("/teams/{team_id}/members/{user_id}", response_model=TeamOut)
+    async def add_member(principal: Annotated[Principal, caller], team_id: str, user_id: str) -> TeamOut:
+        admin(principal)
+        return team_out(
+            await service.change_team(principal.tenant_id, team_id, lambda t: t.add_member(user_id))
+        )
+
+    @api.delete("/teams/{team_id}/members/{user_id}", response_model=TeamOut)
+    async def remove_member(principal: Annotated[Principal, caller], team_id: str, user_id: str) -> TeamOut:
+        admin(principal)
+        return team_out(
+            await service.change_team(principal.tenant_id, team_id, lambda t: t.remove_member(user_id))
+        )
+
+    return api

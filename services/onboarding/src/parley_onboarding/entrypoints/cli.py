@@ -1,0 +1,82 @@
+"""``parley channels register``: create an active channel without OAuth (migrations, test set-up).
+
+It goes through the same domain rules and publishes the same events as a connect flow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from parley_events import Provider
+from parley_shared import mongo
+from parley_shared.kafka import EventPublisher, make_broker
+from parley_shared.runtime import Runtime
+from parley_shared.settings import ServiceSettings, load_settings
+
+from parley_onboarding.bootstrap import build_service
+from parley_onboarding.settings import OnboardingSettings
+
+
+async def register_channel(settings: OnboardingSettings, args: argparse.Namespace) -> str:
+    broker = make_broker(settings, client_id="parley-cli")
+    client = mongo.open_client(settings.mongodb_url)
+    http = httpx.AsyncClient()
+    runtime = Runtime(
+        settings=settings,
+        service="cli",
+        broker=broker,
+        publisher=EventPublisher(
+            broker,
+            source="/parley/onboarding",
+            namespace=settings.topic_namespace,
+            ack_timeout_s=settings.kafka_ack_timeout_s,
+        ),
+        retry=None,  # type: ignore[arg-type]  # the CLI consumes nothing
+        readiness=None,  # type: ignore[arg-type]
+        mongo_client=client,
+    )
+    await broker.connect()
+    try:
+        service = build_service(runtime, settings, http, lambda: datetime.now(UTC))
+        await service.stores.ensure_indexes()
+        channel = await service.register(
+            tenant_id=args.tenant,
+            provider=Provider(args.provider),
+            account_id=args.account_id,
+            display_name=args.display_name,
+            business_account_id=args.business_account_id,
+            access_token=args.access_token,
+            actor_id="parley-cli",
+        )
+        return channel.id
+    finally:
+        await broker.stop()
+        await client.close()
+        await http.aclose()
+
+
+def _run(_settings: ServiceSettings, args: argparse.Namespace) -> int:
+    settings = load_settings(OnboardingSettings)
+    channel_id = asyncio.run(register_channel(settings, args))
+    print(channel_id)
+    return 0
+
+
+def register(commands: Any) -> None:
+    """Add ``parley channels register`` to the ops CLI."""
+    channels = commands.add_parser("channels", help="channels (onboarding)")
+    actions = channels.add_subparsers(dest="action", required=True)
+    reg = actions.add_parser("register", help="create an active channel without OAuth", description=__doc__)
+    reg.add_argument("--tenant", required=True)
+    reg.add_argument("--provider", required=True, choices=[p.value for p in Provider])
+    reg.add_argument(
+        "--account-id", required=True, help="page id, IG account id, phone_number_id or X user id"
+    )
+    reg.add_argument("--display-name", default=None)
+    reg.add_argument("--business-account-id", default=None, help="WhatsApp WABA id / Instagram's page id")
+    reg.add_argument("--access-token", default=None, help="stored encrypted; never printed")
+    reg.set_defaults(run=_run)

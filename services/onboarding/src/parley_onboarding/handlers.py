@@ -1,0 +1,613 @@
+"""Service layer: the connection flows, settings, teams and token lifecycle.
+
+Each operation loads aggregates, applies domain rules, saves with a version claim, then
+publishes the events (snapshot on the compacted channels topic first, then the lifecycle event).
+Provider calls go through the httpx clients in ``parley_shared.providers``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from parley_events import (
+    ChannelSnapshot,
+    ChannelTemplateStatusChanged,
+    Event,
+    Provider,
+    TeamSnapshot,
+    TemplateStatusChanged,
+    WhatsAppStepChanged,
+)
+from parley_shared.mongo import VersionConflict
+from parley_shared.providers import ErrorKind, GraphClient, ProviderError, XClient
+from parley_shared.vault import Credential, MongoCredentialStore, TokenVault
+
+from parley_onboarding.adapters.stores import (
+    OnboardingStores,
+    channel_from_doc,
+    channel_to_doc,
+    onboarding_from_doc,
+    onboarding_to_doc,
+    team_from_doc,
+    team_to_doc,
+)
+from parley_onboarding.domain.channels import Access, Channel, channel_id_for
+from parley_onboarding.domain.errors import Conflict, DomainError
+from parley_onboarding.domain.teams import Team
+from parley_onboarding.domain.whatsapp import StepRecord, WhatsAppOnboarding
+from parley_onboarding.settings import OnboardingSettings
+
+Publish = Callable[[Event, str], Awaitable[None]]
+Clock = Callable[[], datetime]
+
+# WhatsApp Cloud API: the code the customer typed does not match (verify_code).
+WRONG_CODE_ERRORS = {136025}
+
+
+class NotFound(DomainError):
+    """No such object in the caller's tenant."""
+
+    status = 404
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class OnboardingService:
+    """Everything onboarding does, independent of HTTP."""
+
+    def __init__(
+        self,
+        stores: OnboardingStores,
+        vault: TokenVault,
+        graph: GraphClient,
+        x: XClient | None,
+        publish: Publish,
+        settings: OnboardingSettings,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.stores = stores
+        self.credentials = MongoCredentialStore(stores.credentials, vault)
+        self.vault = vault
+        self.graph = graph
+        self.x = x
+        self.publish = publish
+        self.settings = settings
+        self.clock = clock
+
+    # --- publishing ---------------------------------------------------------------------------
+
+    async def _emit(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, ChannelSnapshot):
+                await self.publish(event, f"{event.channel_id}:{event.revision}")
+            elif isinstance(event, TeamSnapshot):
+                await self.publish(event, f"{event.team_id}:{event.revision}")
+            else:
+                await self.publish(event, str(getattr(event, "event_id", uuid.uuid4().hex)))
+
+    # --- channels ------------------------------------------------------------------------------
+
+    async def channel(self, tenant_id: str, channel_id: str) -> Channel:
+        doc = await self.stores.channels.get(channel_id)
+        if doc is None or doc["tenant_id"] != tenant_id:
+            raise NotFound("CHANNEL_NOT_FOUND", "no such channel")
+        return channel_from_doc(doc)
+
+    async def channels(self, tenant_id: str) -> list[Channel]:
+        docs = await self.stores.channels.find({"tenant_id": tenant_id})
+        return sorted((channel_from_doc(d) for d in docs), key=lambda c: c.id)
+
+    async def _change_channel(
+        self, tenant_id: str, channel_id: str, change: Callable[[Channel], list[Event]]
+    ) -> Channel:
+        for _ in range(10):
+            channel = await self.channel(tenant_id, channel_id)
+            events = change(channel)
+            if not events:
+                return channel
+            try:
+                await self.stores.channels.save(channel_to_doc(channel))
+            except VersionConflict:
+                continue
+            await self._emit(events)
+            return channel
+        raise Conflict("CONCURRENT_UPDATE", "the channel keeps changing; try again")
+
+    async def _upsert_connected(
+        self,
+        *,
+        tenant_id: str,
+        provider: Provider,
+        account_id: str,
+        actor_id: str | None,
+        credential: Credential | None,
+        display_name: str | None = None,
+        business_account_id: str | None = None,
+    ) -> Channel:
+        """Connect a new channel, or reconnect the existing one for the same account."""
+        now = self.clock()
+        channel_id = channel_id_for(tenant_id, provider, account_id)
+        expires = credential.expires_at if credential else None
+        scopes = credential.scopes if credential else ()
+        for _ in range(10):
+            doc = await self.stores.channels.get(channel_id)
+            if doc is None:
+                channel, events = Channel.connect(
+                    tenant_id=tenant_id,
+                    provider=provider,
+                    account_id=account_id,
+                    actor_id=actor_id,
+                    at=now,
+                    display_name=display_name,
+                    business_account_id=business_account_id,
+                    token_expires_at=expires,
+                    scopes=scopes,
+                )
+            else:
+                channel = channel_from_doc(doc)
+                events = channel.reconnect(actor_id or "system", now, expires, scopes)
+            try:
+                await self.stores.channels.save(channel_to_doc(channel))
+            except VersionConflict:
+                continue
+            if credential is not None:
+                await self.credentials.put(
+                    Credential(channel.id, credential.access_token, expires, scopes, credential.refresh_token)
+                )
+            await self._emit(events)
+            return channel
+        raise Conflict("CONCURRENT_UPDATE", "the channel keeps changing; try again")
+
+    async def register(
+        self,
+        *,
+        tenant_id: str,
+        provider: Provider,
+        account_id: str,
+        display_name: str | None,
+        business_account_id: str | None,
+        access_token: str | None,
+        actor_id: str | None,
+    ) -> Channel:
+        """Create an active channel without OAuth (migrations, test set-up): `parley channels register`."""
+        credential = Credential("", access_token, None) if access_token else None
+        return await self._upsert_connected(
+            tenant_id=tenant_id,
+            provider=provider,
+            account_id=account_id,
+            actor_id=actor_id,
+            credential=credential,
+            display_name=display_name,
+            business_account_id=business_account_id,
+        )
+
+    async def update_settings(
+        self, tenant_id: str, channel_id: str, changes: dict[str, Any], actor_id: str
+    ) -> Channel:
+        return await self._change_channel(
+            tenant_id, channel_id, lambda c: c.update_settings(changes, actor_id, self.clock())
+        )
+
+    async def set_access(self, tenant_id: str, channel_id: str, access: Access, actor_id: str) -> Channel:
+        teams = {t.id for t in await self.teams(tenant_id)}
+        unknown = set(access.team_access) - teams
+        if unknown:
+            raise DomainError(
+                "UNKNOWN_TEAM", f"no such team: {', '.join(sorted(unknown))}", field="team_access"
+            )
+        return await self._change_channel(
+            tenant_id, channel_id, lambda c: c.set_access(access, actor_id, self.clock())
+        )
+
+    async def disconnect(self, tenant_id: str, channel_id: str, actor_id: str) -> Channel:
+        channel = await self._change_channel(
+            tenant_id, channel_id, lambda c: c.disconnect(actor_id, self.clock())
+        )
+        await self.credentials.delete(channel_id)
+        return channel
+
+    # --- Meta: Facebook Pages and Instagram ----------------------------------------------------------
+
+    async def start_meta_connection(
+        self, tenant_id: str, actor_id: str, code: str, redirect_uri: str
+    ) -> dict[str, Any]:
+        """Exchange the OAuth code, check permissions and list what can be connected."""
+        short = await self.graph.exchange_code(code, redirect_uri)
+        user_token = await self.graph.long_lived_token(short.access_token)
+        permissions = await self.graph.permissions(user_token.access_token)
+        granted = {name for name, status in permissions.items() if status == "granted"}
+        pages = await self.graph.pages(user_token.access_token)
+        connection_id = f"conn_{uuid.uuid4().hex}"
+        await self.stores.connections.insert_one(
+            {
+                "_id": connection_id,
+                "tenant_id": tenant_id,
+                "actor_id": actor_id,
+                "created_at": self.clock(),
+                "user_token": self.vault.encrypt(user_token.access_token, connection_id),
+                "user_token_expires_at": user_token.expires_at,
+                "granted": sorted(granted),
+                "pages": [
+                    {
+                        "id": p.id,
+                        "name": p.name,
+                        "tasks": list(p.tasks),
+                        "token": self.vault.encrypt(p.access_token, connection_id),
+                        "instagram_id": p.instagram_business_account_id,
+                        "instagram_username": p.instagram_username,
+                    }
+                    for p in pages
+                ],
+            }
+        )
+        existing = {c.account_id for c in await self.channels(tenant_id) if c.status.value != "disconnected"}
+        return {
+            "connection_id": connection_id,
+            "missing_permissions": sorted(set(self.settings.meta_permissions) - granted),
+            "missing_instagram_permissions": sorted(set(self.settings.instagram_permissions) - granted),
+            "pages": [
+                {
+                    "page_id": p.id,
+                    "name": p.name,
+                    "tasks": list(p.tasks),
+                    "connected": p.id in existing,
+                    "instagram": (
+                        {
+                            "id": p.instagram_business_account_id,
+                            "username": p.instagram_username,
+                            "connected": p.instagram_business_account_id in existing,
+                        }
+                        if p.instagram_business_account_id
+                        else None
+                    ),
+                }
+                for p in pages
+            ],
+        }
+
+    async def activate_meta(
+        self, tenant_id: str, actor_id: str, connection_id: str, page_ids: list[str], instagram_ids: list[str]
+    ) -> list[Channel]:
+        """Activate the selected Pages and Instagram profiles: one channel each."""
+        session = await self.stores.connections.find_one({"_id": connection_id, "tenant_id": tenant_id})
+        if session is None:
+            raise NotFound("CONNECTION_NOT_FOUND", "no such connection; start again")
+        if self.clock() - session["created_at"] > timedelta(seconds=self.settings.connection_ttl_s):
+            raise DomainError("CONNECTION_EXPIRED", "this connection expired; start again")
+        granted = set(session["granted"])
+        missing = sorted(set(self.settings.meta_permissions) - granted)
+        if page_ids and missing:
+            raise DomainError(
+                "PERMISSIONS_MISSING", f"grant these permissions: {', '.join(missing)}", missing=missing
+            )
+        missing_ig = sorted(set(self.settings.instagram_permissions) - granted)
+        if instagram_ids and missing_ig:
+            raise DomainError(
+                "PERMISSIONS_MISSING", f"grant these permissions: {', '.join(missing_ig)}", missing=missing_ig
+            )
+        pages = {p["id"]: p for p in session["pages"]}
+        by_instagram = {p["instagram_id"]: p for p in session["pages"] if p.get("instagram_id")}
+        for page_id in page_ids:
+            page = pages.get(page_id)
+            if page is None:
+                raise DomainError(
+                    "PAGE_NOT_GRANTED", f"page {page_id} was not granted to Parley", field="page_ids"
+                )
+            if "MANAGE" not in page["tasks"] and "MODERATE" not in page["tasks"]:
+                raise DomainError(
+                    "PAGE_ACCESS_INSUFFICIENT",
+                    f"you need full admin access on page {page['name']}",
+                    field="page_ids",
+                )
+        for instagram_id in instagram_ids:
+            if instagram_id not in by_instagram:
+                raise DomainError(
+                    "INSTAGRAM_NOT_LINKED",
+                    f"Instagram account {instagram_id} is not linked to a Facebook Page you granted; "
+                    "link it to a Page in Instagram's settings first",
+                    field="instagram_account_ids",
+                )
+        activated: list[Channel] = []
+        expires = session.get("user_token_expires_at")
+        for page_id in page_ids:
+            page = pages[page_id]
+            token = self.vault.decrypt(page["token"], connection_id)
+            await self.graph.subscribe_page(page_id, token, list(self.settings.page_subscribed_fields))
+            activated.append(
+                await self._upsert_connected(
+                    tenant_id=tenant_id,
+                    provider=Provider.MESSENGER,
+                    account_id=page_id,
+                    actor_id=actor_id,
+                    credential=Credential("", token, expires, tuple(sorted(granted))),
+                    display_name=page["name"],
+                )
+            )
+        for instagram_id in instagram_ids:
+            page = by_instagram[instagram_id]
+            token = self.vault.decrypt(page["token"], connection_id)
+            await self.graph.subscribe_page(page["id"], token, list(self.settings.page_subscribed_fields))
+            activated.append(
+                await self._upsert_connected(
+                    tenant_id=tenant_id,
+                    provider=Provider.INSTAGRAM,
+                    account_id=instagram_id,
+                    actor_id=actor_id,
+                    credential=Credential("", token, expires, tuple(sorted(granted))),
+                    display_name=page.get("instagram_username"),
+                    business_account_id=page["id"],
+                )
+            )
+        return activated
+
+    # --- X ---------------------------------------------------------------------------------
+
+    async def connect_x(
+        self, tenant_id: str, actor_id: str, code: str, redirect_uri: str, verifier: str
+    ) -> Channel:
+        """One handle per authorization: each X account is its own channel."""
+        if self.x is None or not self.settings.x_webhook_id:
+            raise DomainError("X_NOT_CONFIGURED", "X is not configured on this deployment")
+        token = await self.x.exchange_code(code, redirect_uri, verifier)
+        user = await self.x.me(token.access_token)
+        await self.x.subscribe_account_activity(token.access_token, self.settings.x_webhook_id)
+        return await self._upsert_connected(
+            tenant_id=tenant_id,
+            provider=Provider.X,
+            account_id=user.id,
+            actor_id=actor_id,
+            credential=Credential(
+                "", token.access_token, token.expires_at, token.scopes, token.refresh_token
+            ),
+            display_name=f"@{user.username}",
+        )
+
+    # --- WhatsApp --------------------------------------------------------------------------------------
+
+    async def whatsapp(self, tenant_id: str, onboarding_id: str) -> WhatsAppOnboarding:
+        doc = await self.stores.whatsapp.get(onboarding_id)
+        if doc is None or doc["tenant_id"] != tenant_id:
+            raise NotFound("ONBOARDING_NOT_FOUND", "no such WhatsApp onboarding")
+        return onboarding_from_doc(doc)
+
+    async def start_whatsapp(self, tenant_id: str) -> WhatsAppOnboarding:
+        onboarding = WhatsAppOnboarding(id=f"wa_{uuid.uuid4().hex[:20]}", tenant_id=tenant_id, revision=1)
+        await self.stores.whatsapp.save(onboarding_to_doc(onboarding))
+        return onboarding
+
+    async def _save_step(self, onboarding: WhatsAppOnboarding, record: StepRecord | None) -> None:
+        try:
+            await self.stores.whatsapp.save(onboarding_to_doc(onboarding))
+        except VersionConflict as exc:
+            raise Conflict("CONCURRENT_UPDATE", "the onboarding changed meanwhile; reload it") from exc
+        if record is not None:
+            await self.publish(
+                WhatsAppStepChanged(
+                    event_id=f"wastep_{onboarding.id}_{onboarding.revision}",
+                    onboarding_id=onboarding.id,
+                    tenant_id=onboarding.tenant_id,
+                    step=record.step.value,
+                    next_actor=record.next_actor.value,
+                    expected_wait=record.expected_wait,
+                    occurred_at=record.at,
+                    channel_id=onboarding.channel_id,
+                ),
+                f"wastep_{onboarding.id}_{onboarding.revision}",
+            )
+
+    async def whatsapp_step(
+        self, tenant_id: str, onboarding_id: str, action: str, body: dict[str, Any], actor_id: str
+    ) -> WhatsAppOnboarding:
+        """Apply one step of the onboarding; provider calls happen where Meta is involved."""
+        onboarding = await self.whatsapp(tenant_id, onboarding_id)
+        now = self.clock()
+        if action == "verify-code":
+            return await self._verify_code(onboarding, str(body.get("code", "")), actor_id, now)
+        if action == "request-code":
+            record = onboarding.code_requested(actor_id, now)
+            token = await self._whatsapp_token(onboarding)
+            assert onboarding.phone_number_id is not None
+            await self.graph.whatsapp_request_code(onboarding.phone_number_id, token, onboarding.code_method)
+            await self._save_step(onboarding, record)
+            return onboarding
+        steps: dict[str, Callable[[], StepRecord]] = {
+            "sign-agreement": lambda: onboarding.sign_agreement(actor_id, now),
+            "accept-terms": lambda: onboarding.accept_terms(actor_id, now),
+            "submit-details": lambda: onboarding.submit_details(
+                phone_number=str(body.get("phone_number", "")),
+                landline=bool(body.get("landline", False)),
+                business_manager_id=str(body.get("business_manager_id", "")),
+                display_name=str(body.get("display_name", "")),
+                by=actor_id,
+                at=now,
+            ),
+            "account-created": lambda: onboarding.account_created(
+                phone_number_id=str(body.get("phone_number_id", "")),
+                waba_id=str(body.get("waba_id", "")),
+                by=actor_id,
+                at=now,
+            ),
+            "approve-business-manager": lambda: onboarding.approve_business_manager_request(actor_id, now),
+            "business-verified": lambda: onboarding.business_verified(actor_id, now),
+            "profile-completed": lambda: onboarding.profile_completed(actor_id, now),
+            "request-badge": lambda: onboarding.badge_requested(actor_id, now),
+            "badge-decided": lambda: onboarding.badge_decided(bool(body.get("approved")), actor_id, now),
+            "submit-templates": lambda: onboarding.templates_submitted(actor_id, now),
+        }
+        if action not in steps:
+            raise NotFound("UNKNOWN_STEP", f"no step {action!r}")
+        required = ("phone_number_id", "waba_id", "access_token")
+        if action == "account-created" and not all(body.get(k) for k in required):
+            raise DomainError("MISSING_FIELDS", "phone_number_id, waba_id and access_token are required")
+        record = steps[action]()
+        if action == "account-created":
+            await self.stores.credentials.replace_one(
+                {"_id": f"whatsapp:{onboarding.id}"},
+                {
+                    "_id": f"whatsapp:{onboarding.id}",
+                    "token": self.vault.encrypt(str(body["access_token"]), f"whatsapp:{onboarding.id}"),
+                },
+                upsert=True,
+            )
+        await self._save_step(onboarding, record)
+        return onboarding
+
+    async def _whatsapp_token(self, onboarding: WhatsAppOnboarding) -> str:
+        doc = await self.stores.credentials.find_one({"_id": f"whatsapp:{onboarding.id}"})
+        if doc is None:
+            raise DomainError("MISSING_CREDENTIALS", "the account-created step did not store a token")
+        return self.vault.decrypt(doc["token"], f"whatsapp:{onboarding.id}")
+
+    async def _verify_code(
+        self, onboarding: WhatsAppOnboarding, code: str, actor_id: str, now: datetime
+    ) -> WhatsAppOnboarding:
+        onboarding.check_code_attempt(code, now)
+        token = await self._whatsapp_token(onboarding)
+        assert onboarding.phone_number_id is not None
+        assert onboarding.waba_id is not None
+        try:
+            await self.graph.whatsapp_verify_code(onboarding.phone_number_id, token, code)
+        except ProviderError as exc:
+            if exc.code in WRONG_CODE_ERRORS:
+                left = onboarding.code_rejected()
+                await self._save_step(onboarding, None)
+                raise DomainError("WRONG_CODE", "that code is not right", attempts_left=left) from exc
+            raise
+        verified = onboarding.phone_verified(actor_id, now)
+        await self._save_step(onboarding, verified)
+        channel = await self._upsert_connected(
+            tenant_id=onboarding.tenant_id,
+            provider=Provider.WHATSAPP,
+            account_id=onboarding.phone_number_id,
+            actor_id=actor_id,
+            credential=Credential("", token, None),
+            display_name=onboarding.display_name,
+            business_account_id=onboarding.waba_id,
+        )
+        activated = onboarding.activated(channel.id, actor_id, now)
+        await self._save_step(onboarding, activated)
+        return onboarding
+
+    async def on_template_status(self, update: TemplateStatusChanged) -> None:
+        """Ingest saw Meta's template review: tell the channel's consumers."""
+        docs = await self.stores.channels.find(
+            {
+                "tenant_id": update.tenant_id,
+                "provider": Provider.WHATSAPP.value,
+                "business_account_id": update.business_account_id,
+            }
+        )
+        for doc in docs:
+            await self.publish(
+                ChannelTemplateStatusChanged(
+                    event_id=f"tplch_{doc['_id']}_{update.event_id}",
+                    channel_id=doc["_id"],
+                    tenant_id=doc["tenant_id"],
+                    provider=Provider.WHATSAPP,
+                    occurred_at=update.provider_timestamp,
+                    template_name=update.template_name,
+                    language=update.language,
+                    status=update.status,
+                    reason=update.reason,
+                ),
+                f"tplch_{doc['_id']}_{update.event_id}",
+            )
+
+    # --- token lifecycle --------------------------------------------------------------------------
+
+    async def check_token_expiry(self) -> int:
+        """Publish token_expiring for channels whose token expires within the lead time."""
+        lead = timedelta(seconds=self.settings.token_expiry_lead_s)
+        horizon = self.clock() + lead
+        warned = 0
+        for doc in await self.stores.channels.find(
+            {"status": "active", "token_expires_at": {"$lte": horizon}}
+        ):
+            before = warned
+            channel_id = doc["_id"]
+            channel = await self._change_channel(
+                doc["tenant_id"], channel_id, lambda c: c.check_token_expiry(self.clock(), lead)
+            )
+            warned = before + (1 if channel.expiry_warned_for is not None else 0)
+        return warned
+
+    async def provider_rejected(self, channel_id: str, code: int | None, subcode: int | None) -> None:
+        """A provider call failed with a token or permission error: the channel needs a reconnect."""
+        doc = await self.stores.channels.get(channel_id)
+        if doc is None:
+            return
+        await self._change_channel(
+            doc["tenant_id"], channel_id, lambda c: c.require_reauth(code, subcode, self.clock())
+        )
+
+    async def check_channel_token(self, tenant_id: str, channel_id: str) -> Channel:
+        """Ask the provider whether the channel's token still works (Meta channels)."""
+        channel = await self.channel(tenant_id, channel_id)
+        credential = await self.credentials.get(channel_id)
+        if credential is None or channel.provider is Provider.X:
+            return channel
+        try:
+            valid, _expires_at, _scopes = await self.graph.debug_token(credential.access_token)
+        except ProviderError as exc:
+            if exc.kind in (ErrorKind.REAUTH_REQUIRED, ErrorKind.PERMISSION_MISSING):
+                await self.provider_rejected(channel_id, exc.code, exc.subcode)
+                return await self.channel(tenant_id, channel_id)
+            raise
+        if not valid:
+            await self.provider_rejected(channel_id, 190, None)
+        return await self.channel(tenant_id, channel_id)
+
+    # --- teams ------------------------------------------------------------------------------------
+
+    async def teams(self, tenant_id: str) -> list[Team]:
+        docs = await self.stores.teams.find({"tenant_id": tenant_id, "deleted": False})
+        return sorted((team_from_doc(d) for d in docs), key=lambda t: t.name)
+
+    async def team(self, tenant_id: str, team_id: str) -> Team:
+        doc = await self.stores.teams.get(team_id)
+        if doc is None or doc["tenant_id"] != tenant_id or doc.get("deleted"):
+            raise NotFound("TEAM_NOT_FOUND", "no such team")
+        return team_from_doc(doc)
+
+    async def create_team(self, tenant_id: str, name: str) -> Team:
+        team = Team.create(tenant_id, name)
+        await self.stores.teams.save(team_to_doc(team))
+        await self._emit([team.snapshot()])
+        return team
+
+    async def change_team(self, tenant_id: str, team_id: str, change: Callable[[Team], bool]) -> Team:
+        for _ in range(10):
+            team = await self.team(tenant_id, team_id)
+            if not change(team):
+                return team
+            try:
+                await self.stores.teams.save(team_to_doc(team))
+            except VersionConflict:
+                continue
+            await self._emit([team.snapshot()])
+            return team
+        raise Conflict("CONCURRENT_UPDATE", "the team keeps changing; try again")
+
+    async def delete_team(self, tenant_id: str, team_id: str) -> None:
+        def delete(team: Team) -> bool:
+            team.delete()
+            return True
+
+        await self.change_team(tenant_id, team_id, delete)
+        # channels that granted access to the team lose that grant
+        for channel in await self.channels(tenant_id):
+            if team_id in channel.access.team_access:
+                access = Access(
+                    user_access=channel.access.user_access,
+                    team_access={k: v for k, v in channel.access.team_access.items() if k != team_id},
+                    all_users_role=channel.access.all_users_role,
+                    all_teams_role=channel.access.all_teams_role,
+                )
+                await self._change_channel(
+                    tenant_id, channel.id, lambda c, a=access: c.set_access(a, "system", self.clock())
+                )
