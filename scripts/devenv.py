@@ -10,10 +10,21 @@ DEV_DEFAULTS = {
     "PARLEY_META_VERIFY_TOKEN": "dev-verify-token",
     "PARLEY_X_CONSUMER_SECRETS": "dev-x-consumer-secret",
     "PARLEY_JWT_HS256_SECRET": "dev-jwt-secret-change-me-in-production",
+    # AES-256 key for channel credentials: 32 zero bytes, development only
+    "PARLEY_ENCRYPTION_KEYS": "dev:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    "PARLEY_META_APP_ID": "dev-meta-app",
+    "PARLEY_META_APP_SECRET": "dev-meta-app-secret",
+    "PARLEY_X_CLIENT_ID": "dev-x-client",
+    "PARLEY_X_CLIENT_SECRET": "dev-x-client-secret",
+    "PARLEY_X_WEBHOOK_ID": "dev-x-webhook",
+    # the provider sandbox stands in for Meta and X on a laptop
+    "PARLEY_GRAPH_BASE_URL": "http://127.0.0.1:8090",
+    "PARLEY_X_API_BASE_URL": "http://127.0.0.1:8090",
 }
 
 SERVICES = {
     # console script: port
+    "parley-sandbox": 8090,
     "parley-ingest": 8080,
     "parley-normalizer": 8084,
     "parley-routing": 8083,

@@ -594,11 +594,7 @@ class OnboardingService:
         raise Conflict("CONCURRENT_UPDATE", "the team keeps changing; try again")
 
     async def delete_team(self, tenant_id: str, team_id: str) -> None:
-        def delete(team: Team) -> bool:
-            team.delete()
-            return True
-
-        await self.change_team(tenant_id, team_id, delete)
+        await self.change_team(tenant_id, team_id, lambda team: team.delete())
         # channels that granted access to the team lose that grant
         for channel in await self.channels(tenant_id):
             if team_id in channel.access.team_access:

@@ -608,8 +608,9 @@ def x_error(response: httpx.Response) -> ProviderError:
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
             first = errors[0]
             code = _int_or_none(first.get("code"))
-            if not (data.get("detail") or data.get("title")) and first.get("message"):
-                message = str(first["message"])
+            if first.get("message"):
+                detail = data.get("detail") or data.get("title")
+                message = f"{detail} ({first['message']})" if detail else str(first["message"])
             if problem_type is None and isinstance(first.get("type"), str):
                 problem_type = first["type"]
     return ProviderError(

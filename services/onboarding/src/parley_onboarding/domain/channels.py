@@ -84,6 +84,8 @@ class Settings:
     def validated(self) -> Settings:
         if self.display_name is not None:
             name = self.display_name.strip()
+            if name != self.display_name:
+                return replace(self, display_name=name).validated()
             if not name:
                 raise DomainError(
                     "INVALID_DISPLAY_NAME", "display_name cannot be blank", field="display_name"

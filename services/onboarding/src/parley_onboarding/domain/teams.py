@@ -49,9 +49,12 @@ class Team:
         self.revision += 1
         return True
 
-    def delete(self) -> None:
+    def delete(self) -> bool:
+        if self.deleted:
+            return False
         self.deleted = True
         self.revision += 1
+        return True
 
     def snapshot(self) -> TeamSnapshot:
         return TeamSnapshot(
@@ -60,6 +63,7 @@ class Team:
             name=self.name,
             members=tuple(self.members),
             revision=self.revision,
+            deleted=self.deleted,
         )
 
 

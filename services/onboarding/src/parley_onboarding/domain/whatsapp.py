@@ -73,9 +73,14 @@ NEXT: dict[Step, tuple[Actor, str | None]] = {
 # the step a transition requires -> the step it completes
 ORDER: list[Step] = list(Step)
 
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}", re.ASCII)
 _URL = re.compile(r"(https?://|www\.|\.[a-z]{2,}(/|$))", re.IGNORECASE)
 _SYMBOLS_RUN = re.compile(r"[^\w\s]{2,}")
+
+
+def _ascii_digits(text: str) -> bool:
+    """Only 0-9 (``str.isdigit`` also accepts superscripts and other scripts' digits)."""
+    return bool(text) and all("0" <= ch <= "9" for ch in text)
 
 
 def check_display_name(name: str) -> str:
@@ -185,11 +190,11 @@ class WhatsAppOnboarding:
         at: datetime,
     ) -> StepRecord:
         self._require(Step.TERMS_ACCEPTED)
-        if not _E164.match(phone_number):
+        if not _E164.fullmatch(phone_number):
             raise DomainError(
                 "INVALID_PHONE_NUMBER", "phone_number must be E.164, e.g. +14155550123", field="phone_number"
             )
-        if not business_manager_id.isdigit():
+        if not _ascii_digits(business_manager_id):
             raise DomainError(
                 "INVALID_BUSINESS_MANAGER_ID", "business_manager_id is numeric", field="business_manager_id"
             )
@@ -233,7 +238,7 @@ class WhatsAppOnboarding:
             raise DomainError("CODE_EXPIRED", "the code is valid for 10 minutes; ask for a new one")
         if self.code_attempts >= MAX_CODE_ATTEMPTS:
             raise DomainError("TOO_MANY_ATTEMPTS", f"{MAX_CODE_ATTEMPTS} wrong codes; ask for a new one")
-        if not (len(code) == 6 and code.isdigit()):
+        if not (len(code) == 6 and _ascii_digits(code)):
             raise DomainError("INVALID_CODE_FORMAT", "the code has 6 digits", field="code")
 
     def code_rejected(self) -> int:
