@@ -236,8 +236,8 @@ def _int_or_none(value: object) -> int | None:
 
 def _segment(value: str) -> str:
     """One path segment, percent-encoded so an id can never reach another endpoint."""
-    if not value:
-        raise ValueError("an id in a provider path must not be empty")
+    if not value or value in (".", ".."):
+        raise ValueError("an id in a provider path must be a non-empty name")
     return quote(value, safe="")
 
 
@@ -482,7 +482,7 @@ class GraphClient:
             if isinstance(paging, dict) and paging.get("next"):
                 cursors = paging.get("cursors")
                 after = cursors.get("after") if isinstance(cursors, dict) else None
-            if not isinstance(after, str) or not after:
+            if not isinstance(after, str) or not after or after == params.get("after"):
                 return pages
             params = {**params, "after": after}
 
@@ -646,7 +646,7 @@ class XClient:
             method,
             f"{self._base}/{path}",
             json=json_body,
-            headers={"Authorization": f"Bearer {token}"},
+            headers={"Authorization": f"Bearer {token}"} if token else {},
         )
         if not response.is_success:
             raise x_error(response)

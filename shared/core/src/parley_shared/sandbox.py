@@ -10,9 +10,10 @@ Test set-up and inspection go through ``/_sandbox/...`` (JSON), or directly thro
 :class:`SandboxState` object when the test runs the app in-process.
 
 Run it with ``parley-sandbox --host 127.0.0.1 --port 8090`` (or ``python -m
-parley_shared.sandbox``), then point the services' Graph and X base URLs at it. Default
-credentials: Meta app ``sandbox-app-id`` / ``sandbox-app-secret``, X client ``sandbox-x-client``
-/ ``sandbox-x-secret`` (see ``--help``). The clock is the wall clock plus ``clock_offset_s``.
+parley_shared.sandbox``), then point the services' Graph and X base URLs at it. The default
+credentials are the development ones of ``scripts/devenv.py`` (Meta app ``dev-meta-app`` /
+``dev-meta-app-secret``, X client ``dev-x-client`` / ``dev-x-client-secret``, Account Activity
+webhook ``dev-x-webhook``); see ``--help``. The clock is the wall clock plus ``clock_offset_s``.
 """
 
 from __future__ import annotations
@@ -277,10 +278,11 @@ _CREDENTIAL_FIELDS = ("meta_app_id", "meta_app_secret", "x_client_id", "x_client
 class SandboxState:
     """Everything the sandbox knows; tests may read and change it directly."""
 
-    meta_app_id: str = "sandbox-app-id"
-    meta_app_secret: str = "sandbox-app-secret"  # noqa: S105 - a fake credential of the fake provider
-    x_client_id: str = "sandbox-x-client"
-    x_client_secret: str = "sandbox-x-secret"  # noqa: S105 - a fake credential of the fake provider
+    # the development values of scripts/devenv.py, so a laptop stack works without flags
+    meta_app_id: str = "dev-meta-app"
+    meta_app_secret: str = "dev-meta-app-secret"  # noqa: S105 - a fake credential of the fake provider
+    x_client_id: str = "dev-x-client"
+    x_client_secret: str = "dev-x-client-secret"  # noqa: S105 - a fake credential of the fake provider
     app_name: str = "Parley sandbox"
     clock_offset_s: float = 0.0
     meta_users: dict[str, MetaUser] = field(default_factory=dict)
@@ -312,8 +314,12 @@ class SandboxState:
         return str(1_850_000_000_000_000_000 + self.id_counter * 4096 + secrets.randbelow(4096))
 
     def reset(self) -> None:
-        """Forget everything but the app credentials."""
+        """Forget everything but the app's configuration: credentials and registered webhooks.
+
+        The webhooks stay registered, without subscriptions.
+        """
         fresh = SandboxState(**{name: getattr(self, name) for name in _CREDENTIAL_FIELDS})
+        fresh.x_webhooks = {webhook_id: [] for webhook_id in self.x_webhooks}
         self.__dict__.update(fresh.__dict__)
 
     def take_fault(self, method: str, path: str) -> Fault | None:
@@ -742,7 +748,11 @@ class _Providers:
                 if name not in full:
                     continue
                 value = full[name]
-                row[name] = {k: v for k, v in value.items() if k in sub or k == "id"} if sub else value
+                row[name] = (
+                    {k: v for k, v in value.items() if k in sub or k == "id"}
+                    if sub and isinstance(value, dict)
+                    else value
+                )
             row.setdefault("id", page.id)
             rows.append(row)
         body: dict[str, Any] = {"data": rows}
@@ -1724,9 +1734,14 @@ async def serve_sandbox(
 
     ``port=0`` picks a free port. For tests and local tools; ``main`` is the long-running form.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets whose proto says TCP, and
+    # without it every keep-alive request waits out a 40 ms delayed ACK
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )[0]
+    sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    sock.bind(address)
     config = uvicorn.Config(create_sandbox_app(state), log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -1737,7 +1752,11 @@ async def serve_sandbox(
                 raise RuntimeError("the sandbox server stopped during start-up")
             await asyncio.sleep(0.01)
         bound_host, bound_port = sock.getsockname()[:2]
-        yield f"http://{bound_host}:{bound_port}"
+        yield (
+            f"http://[{bound_host}]:{bound_port}"
+            if ":" in bound_host
+            else f"http://{bound_host}:{bound_port}"
+        )
     finally:
         server.should_exit = True
         await task
@@ -1755,6 +1774,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--meta-app-secret", default=SandboxState.meta_app_secret)
     parser.add_argument("--x-client-id", default=SandboxState.x_client_id)
     parser.add_argument("--x-client-secret", default=SandboxState.x_client_secret)
+    parser.add_argument(
+        "--x-webhook-id",
+        action="append",
+        help="an Account Activity webhook id to register (repeatable; default: dev-x-webhook)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument(
         "--access-log", action="store_true", help="log each request line (may show query-string tokens)"
@@ -1762,16 +1786,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+def state_from_args(args: argparse.Namespace) -> SandboxState:
     state = SandboxState(
         meta_app_id=args.meta_app_id,
         meta_app_secret=args.meta_app_secret,
         x_client_id=args.x_client_id,
         x_client_secret=args.x_client_secret,
     )
+    for webhook_id in args.x_webhook_id or ["dev-x-webhook"]:
+        state.x_webhooks.setdefault(webhook_id, [])
+    return state
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``parley-sandbox``: serve the sandbox until SIGINT/SIGTERM."""
+    args = build_parser().parse_args(argv)
     uvicorn.run(
-        create_sandbox_app(state),
+        create_sandbox_app(state_from_args(args)),
         host=args.host,
         port=args.port,
         log_level=args.log_level,
