@@ -1,0 +1,223 @@
+"""The reply decision (pure): may this reply be sent now, and how?
+
+Inputs are what policy knows from the streams (the customer's last message time, the channel's
+settings, approved templates, the caller's role); the output is a decision with machine-readable
+reasons, the windows' closing times, and the messaging type or tag a send would use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from parley_events import ChannelRole, ChannelSnapshot, ChannelStatus, Provider, SenderType
+
+from parley_policy.domain.length import measure
+from parley_policy.domain.rules import MESSAGE_TAGS, PRIVATE_REPLY_WINDOW, ReplyRule, rule_for
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A WhatsApp template reply."""
+
+    name: str
+    language: str
+    parameters: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateInfo:
+    """What policy knows about a template: Meta's review status and, if registered, its parameters."""
+
+    status: str
+    parameter_count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyRequest:
+    """An agent's (or an automation's) reply to a conversation."""
+
+    kind: str = "direct"  # direct, comment (public reply), private_reply (to a comment), mention (X)
+    text: str | None = None
+    template: Template | None = None
+    tag: str | None = None
+    sender_type: SenderType = SenderType.HUMAN
+    comment_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationFacts:
+    """What the streams say about the conversation."""
+
+    provider: Provider
+    last_customer_message_at: datetime | None
+    private_replied_comments: frozenset[str] = frozenset()
+    comment_times: Mapping[str, datetime] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome, with everything an agent tool needs to explain it."""
+
+    approved: bool
+    reasons: tuple[Reason, ...]
+    messaging_type: str | None
+    tag: str | None
+    window_closes_at: datetime | None
+    human_agent_window_closes_at: datetime | None
+    length: int | None
+    limit: int | None
+
+
+def window_closes(facts: ConversationFacts, rule: ReplyRule) -> tuple[datetime | None, datetime | None]:
+    last = facts.last_customer_message_at
+    if last is None or rule.window is None:
+        return None, None
+    human = last + rule.human_agent_window if rule.human_agent_window else None
+    return last + rule.window, human
+
+
+def decide(
+    request: ReplyRequest,
+    facts: ConversationFacts,
+    channel: ChannelSnapshot | None,
+    role: ChannelRole | None,
+    now: datetime,
+    templates: Mapping[tuple[str, str], TemplateInfo] | None = None,
+) -> Decision:
+    reasons: list[Reason] = []
+    try:
+        rule = rule_for(facts.provider, request.kind)
+    except ValueError:
+        return Decision(
+            False,
+            (Reason("UNSUPPORTED_REPLY", f"{facts.provider.value} has no {request.kind} replies"),),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+    closes, human_closes = window_closes(facts, rule)
+
+    if channel is None or channel.status is not ChannelStatus.ACTIVE:
+        reasons.append(Reason("CHANNEL_INACTIVE", "the channel is not active (reconnect it?)"))
+    if request.sender_type is SenderType.HUMAN and (role is None or role is ChannelRole.VIEWER):
+        reasons.append(Reason("ROLE_FORBIDDEN", "Viewers cannot reply; Contributors and Supervisors can"))
+
+    # content
+    length: int | None = None
+    limit = rule.text_limit
+    if channel is not None and channel.text_limit is not None:
+        limit = min(limit, channel.text_limit)
+    if request.template is None:
+        if not request.text or not request.text.strip():
+            reasons.append(Reason("EMPTY", "a reply needs text or a template"))
+        else:
+            length = measure(request.text, rule.counting)
+            if length > limit:
+                reasons.append(
+                    Reason("TOO_LONG", f"{length} {rule.counting.value} over the limit of {limit}")
+                )
+    elif facts.provider is not Provider.WHATSAPP:
+        reasons.append(Reason("TEMPLATE_UNSUPPORTED", "templates are for WhatsApp"))
+    else:
+        info = (templates or {}).get((request.template.name, request.template.language))
+        if info is None or info.status != "APPROVED":
+            reasons.append(
+                Reason("TEMPLATE_NOT_APPROVED", f"template {request.template.name} is not approved")
+            )
+        elif info.parameter_count is not None and info.parameter_count != len(request.template.parameters):
+            reasons.append(
+                Reason(
+                    "TEMPLATE_PARAMETERS",
+                    f"template {request.template.name} takes {info.parameter_count} parameters, "
+                    f"got {len(request.template.parameters)}",
+                )
+            )
+
+    # windows and tags
+    messaging_type: str | None = None
+    tag: str | None = None
+    if request.kind == "private_reply":
+        comment_at = facts.comment_times.get(request.comment_id or "")
+        if request.comment_id is None or comment_at is None:
+            reasons.append(
+                Reason("COMMENT_NOT_FOUND", "a private reply names a comment of this conversation")
+            )
+        elif request.comment_id in facts.private_replied_comments:
+            reasons.append(Reason("PRIVATE_REPLY_USED", "a comment gets at most one private reply"))
+        elif now > comment_at + PRIVATE_REPLY_WINDOW:
+            reasons.append(Reason("PRIVATE_REPLY_EXPIRED", "private replies are possible for 7 days"))
+        messaging_type = "RESPONSE"
+    elif rule.window is not None:
+        in_window = closes is not None and now <= closes
+        if facts.last_customer_message_at is None:
+            if request.template is None or not rule.template_outside_window:
+                reasons.append(Reason("NO_CUSTOMER_MESSAGE", "the business cannot start this conversation"))
+        elif request.template is not None and rule.template_outside_window:
+            messaging_type = "TEMPLATE"
+        elif in_window and request.tag is None:
+            messaging_type = "RESPONSE"
+        elif request.tag is not None:
+            messaging_type, tag = "MESSAGE_TAG", request.tag
+            reasons.extend(_tag_problems(request, rule, channel, human_closes, now))
+        elif rule.template_outside_window:
+            reasons.append(
+                Reason("TEMPLATE_REQUIRED", "outside the 24-hour window only an approved template")
+            )
+        else:
+            reasons.append(
+                Reason(
+                    "WINDOW_CLOSED",
+                    "the 24-hour window closed; a human agent may use the "
+                    "HUMAN_AGENT tag within 7 days where the channel allows it",
+                )
+            )
+    else:
+        messaging_type = "RESPONSE" if facts.provider is not Provider.X else None
+
+    return Decision(
+        approved=not reasons,
+        reasons=tuple(reasons),
+        messaging_type=messaging_type,
+        tag=tag,
+        window_closes_at=closes,
+        human_agent_window_closes_at=human_closes,
+        length=length,
+        limit=limit,
+    )
+
+
+def _tag_problems(
+    request: ReplyRequest,
+    rule: ReplyRule,
+    channel: ChannelSnapshot | None,
+    human_closes: datetime | None,
+    now: datetime,
+) -> list[Reason]:
+    tag = request.tag or ""
+    if rule.provider is Provider.INSTAGRAM and tag != "HUMAN_AGENT":
+        return [Reason("TAG_NOT_ALLOWED", "Instagram allows only the HUMAN_AGENT tag")]
+    if tag not in MESSAGE_TAGS:
+        return [Reason("TAG_NOT_ALLOWED", f"{tag} is not a tag Parley sends")]
+    if tag != "HUMAN_AGENT":
+        return []  # non-promotional update tags: the agent vouches for their purpose
+    problems = []
+    if request.sender_type is not SenderType.HUMAN:
+        problems.append(
+            Reason("HUMAN_AGENT_FOR_HUMANS_ONLY", "automated senders never use the HUMAN_AGENT tag")
+        )
+    if channel is None or not channel.human_agent_tag:
+        problems.append(Reason("HUMAN_AGENT_NOT_ENABLED", "this channel does not allow the HUMAN_AGENT tag"))
+    if human_closes is None or now > human_closes:
+        problems.append(Reason("WINDOW_CLOSED", "the 7-day human agent window closed too"))
+    return problems
