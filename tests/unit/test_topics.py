@@ -15,6 +15,7 @@ PUBLIC_NAMES = {
     "parley.replies.v1",
     "parley.teams.v1",
     "parley.channel-events.v1",
+    "parley.reply-windows.v1",
 }
 
 

@@ -1,18 +1,221 @@
-"""The one wiring point of the policy process.
-
-Foundation scope: the process runs with its health, readiness and metrics endpoints and its
-broker and store clients; its rules and subscribers arrive with the policy issue.
-"""
+"""The one wiring point of the policy process."""
 
 from __future__ import annotations
 
-from parley_shared.runtime import ServiceSpec, create_app
-from parley_shared.settings import load_settings
-from starlette.applications import Starlette
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
 
+import httpx
+from faststream.kafka.annotations import KafkaMessage
+from parley_events import (
+    ChannelReauthRequired,
+    ChannelRole,
+    ChannelTemplateStatusChanged,
+    Event,
+    MessageReceived,
+    ReplyApproved,
+    topics,
+)
+from parley_shared.access import access_of, effective_role
+from parley_shared.auth import TokenVerifier
+from parley_shared.channels import KafkaChannelDirectory, KafkaTeamDirectory
+from parley_shared.kafka import CONSUMER_ACK_POLICY, decode_event
+from parley_shared.logging import get_logger
+from parley_shared.providers import GraphClient, XClient
+from parley_shared.runtime import Runtime, ServiceSpec, create_app
+from parley_shared.settings import load_settings
+from parley_shared.vault import MongoCredentialStore, TokenVault, parse_keys
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Mount
+
+from parley_policy.adapters.stores import PolicyStore
+from parley_policy.domain.decision import TemplateInfo
+from parley_policy.entrypoints.api import create_api
+from parley_policy.handlers import Delivery, PolicyService, utcnow
 from parley_policy.settings import PolicySettings
 
+log = get_logger(__name__)
 
-def create_policy_app(settings: PolicySettings | None = None) -> Starlette:
+
+def create_policy_app(
+    settings: PolicySettings | None = None, clock: Callable[[], datetime] = utcnow
+) -> Starlette:
     settings = settings or load_settings(PolicySettings)
-    return create_app(ServiceSpec(name="policy", settings=settings))
+    verifier = TokenVerifier(settings)
+    channels = KafkaChannelDirectory(settings.kafka_bootstrap_servers, "")
+    teams = KafkaTeamDirectory(settings.kafka_bootstrap_servers, "")
+    templates: dict[str, dict[tuple[str, str], TemplateInfo]] = {}
+    holder: dict[str, Any] = {}
+
+    def role_of(tenant_id: str, user_id: str, channel_id: str) -> ChannelRole | None:
+        channel = channels.by_id.get(channel_id)
+        if channel is None or channel.tenant_id != tenant_id:
+            return None
+        return effective_role(user_id, teams.teams_of(tenant_id, user_id), access_of(channel))
+
+    async def register(rt: Runtime) -> None:
+        channels.topic = rt.topic(topics.CHANNELS.name)
+        teams.topic = rt.topic(topics.TEAMS.name)
+        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), headers={"user-agent": "parley-policy"})
+        holder["http"] = http
+        store = PolicyStore(rt.db)
+
+        async def publish(event: Event, event_id: str) -> None:
+            await rt.publisher.publish(event, event_id=event_id)
+
+        service = PolicyService(
+            store,
+            channels.by_id.get,
+            role_of,
+            lambda cid: templates.get(cid, {}),
+            publish,
+            clock,
+            settings.whatsapp_throughput_per_s,
+        )
+        graph = GraphClient(
+            http,
+            settings.graph_base_url,
+            settings.meta_app_id,
+            settings.meta_app_secret.get_secret_value(),
+            settings.graph_api_version,
+        )
+        x = (
+            XClient(
+                http,
+                settings.x_api_base_url,
+                settings.x_client_id,
+                settings.x_client_secret.get_secret_value(),
+            )
+            if settings.x_client_id and settings.x_client_secret
+            else None
+        )
+        vault = TokenVault(parse_keys(settings.encryption_keys.get_secret_value()))
+        delivery = Delivery(
+            store,
+            MongoCredentialStore(rt.db["channel_credentials"], vault),
+            graph,
+            x,
+            publish,
+            clock,
+            settings.delivery_max_attempts,
+            settings.delivery_backoff_s,
+        )
+        holder.update(service=service, store=store, delivery=delivery)
+        rt.state.update(service=service, delivery=delivery)
+
+        @rt.broker.subscriber(
+            rt.topic(topics.MESSAGES_INBOUND.name),
+            group_id=settings.group_id("policy-windows"),
+            ack_policy=CONSUMER_ACK_POLICY,
+            auto_offset_reset="earliest",
+            title="track-reply-windows",
+            description="Customer messages open and restart reply windows.",
+        )
+        async def on_inbound(message: KafkaMessage) -> None:
+            if message.headers.get("ce_type") == MessageReceived.event_type:
+                await service.on_inbound(decode_event(MessageReceived, message.body))
+
+        @rt.broker.subscriber(
+            rt.topic(topics.REPLIES.name),
+            group_id=settings.group_id("policy-delivery"),
+            ack_policy=CONSUMER_ACK_POLICY,
+            auto_offset_reset="earliest",
+            title="deliver-replies",
+            description="Approved replies are sent to the provider; sent or failed is announced.",
+        )
+        async def on_reply(message: KafkaMessage) -> None:
+            if message.headers.get("ce_type") == ReplyApproved.event_type:
+                await delivery.deliver(decode_event(ReplyApproved, message.body))
+
+        @rt.broker.subscriber(
+            rt.topic(topics.CHANNEL_EVENTS.name),
+            group_id=settings.group_id("policy-templates"),
+            ack_policy=CONSUMER_ACK_POLICY,
+            auto_offset_reset="earliest",
+            title="template-reviews",
+            description="Approved WhatsApp templates become sendable.",
+        )
+        async def on_channel_event(message: KafkaMessage) -> None:
+            if message.headers.get("ce_type") == ChannelTemplateStatusChanged.event_type:
+                update = decode_event(ChannelTemplateStatusChanged, message.body)
+                await store.conversations.database["policy_templates"].replace_one(
+                    {"_id": f"{update.channel_id}:{update.template_name}:{update.language}"},
+                    {
+                        "channel_id": update.channel_id,
+                        "name": update.template_name,
+                        "language": update.language,
+                        "status": update.status,
+                    },
+                    upsert=True,
+                )
+                templates.setdefault(update.channel_id, {})[
+                    (update.template_name or "", update.language or "")
+                ] = TemplateInfo(status=update.status)
+            elif message.headers.get("ce_type") == ChannelReauthRequired.event_type:
+                log.info(
+                    "channel needs a reconnect",
+                    channel_id=decode_event(ChannelReauthRequired, message.body).channel_id,
+                )
+
+    async def sweep_loop(service: PolicyService) -> None:
+        while True:
+            await asyncio.sleep(settings.window_sweep_interval_s)
+            try:
+                await service.sweep_windows(timedelta(seconds=settings.window_closing_lead_s))
+                await service.store.forget_slots_before(int(clock().timestamp()) - 60)
+            except Exception as exc:
+                log.warning("window sweep failed; will try again", error=repr(exc))
+
+    async def on_start(rt: Runtime) -> None:
+        store: PolicyStore = holder["store"]
+        await store.ensure_indexes()
+        async for doc in store.conversations.database["policy_templates"].find({}):
+            templates.setdefault(doc["channel_id"], {})[(doc["name"] or "", doc["language"] or "")] = (
+                TemplateInfo(status=doc["status"])
+            )
+        await channels.start()
+        await teams.start()
+        rt.state["tasks"] = [asyncio.create_task(sweep_loop(holder["service"]), name="window-sweep")]
+
+        async def read_models_loaded() -> None:
+            if not (channels.loaded.is_set() and teams.loaded.is_set()):
+                raise RuntimeError("read models still loading")
+
+        rt.readiness.checks["read_models"] = read_models_loaded
+
+    async def on_stop(rt: Runtime) -> None:
+        for task in rt.state.get("tasks", []):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await channels.stop()
+        await teams.stop()
+        await holder["http"].aclose()
+
+    def routes(rt: Runtime) -> list[BaseRoute]:
+        class LazyApi:
+            """The API needs the service, which exists once the lifespan has started."""
+
+            def __init__(self) -> None:
+                self.app: Any = None
+
+            async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+                if self.app is None:
+                    self.app = create_api(holder["service"], verifier)
+                await self.app(scope, receive, send)
+
+        return [Mount("/v1", app=LazyApi())]
+
+    return create_app(
+        ServiceSpec(
+            name="policy",
+            settings=settings,
+            register=register,
+            on_start=on_start,
+            on_stop=on_stop,
+            routes=routes,
+        )
+    )

@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
-from parley_shared.settings import ServiceSettings
+from parley_shared.auth import ApiSettings
+from pydantic import Field, SecretStr
 
 
-class PolicySettings(ServiceSettings):
-    """``parley-policy``: gates and delivers outbound replies."""
+class PolicySettings(ApiSettings):
+    """``parley-policy``: gates every outbound reply and delivers it."""
 
     http_port: int = 8082
+    encryption_keys: SecretStr = Field(
+        description="The same keys as onboarding: policy reads channel tokens."
+    )
+    graph_base_url: str = "https://graph.facebook.com"
+    graph_api_version: str = "v21.0"
+    meta_app_id: str
+    meta_app_secret: SecretStr
+    x_api_base_url: str = "https://api.x.com"
+    x_client_id: str | None = None
+    x_client_secret: SecretStr | None = None
+    window_closing_lead_s: int = Field(
+        default=3600, gt=0, description="reply_window.closing this long before."
+    )
+    window_sweep_interval_s: float = Field(default=30.0, gt=0)
+    whatsapp_throughput_per_s: int = Field(
+        default=80, ge=1, le=1000, description="80 by default, up to 1000."
+    )
+    delivery_max_attempts: int = Field(default=5, ge=1)
+    delivery_backoff_s: float = Field(default=0.5, ge=0)

@@ -103,4 +103,6 @@ def check_unassign(actor: Actor, actor_role: ChannelRole | None, owner: str | No
 
 def access_of(channel: ChannelSnapshot) -> ChannelAccess:
     """The access settings carried by a channel snapshot."""
-    return ChannelAccess(channel.user_access, channel.team_access, channel.all_users_role, channel.all_teams_role)
+    return ChannelAccess(
+        channel.user_access, channel.team_access, channel.all_users_role, channel.all_teams_role
+    )

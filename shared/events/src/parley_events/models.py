@@ -488,6 +488,129 @@ class SenderType(StrEnum):
     AUTOMATED = "automated"
 
 
+class TemplateRef(BaseModel):
+    """A WhatsApp template and the values of its parameters."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    name: str
+    language: str
+    parameters: tuple[str, ...] = ()
+
+
+class ReplyEvent(Event):
+    """Fields every reply outcome carries."""
+
+    topic: ClassVar[topics.TopicSpec] = topics.REPLIES
+
+    event_id: str = Field(description="Deterministic: reply id and outcome.")
+    reply_id: str
+    conversation_id: str
+    tenant_id: str
+    channel_id: str
+    sender_type: SenderType
+    agent_id: str | None = None
+    occurred_at: datetime
+
+    def key(self) -> str:
+        return self.conversation_id
+
+
+class ReplyRequested(ReplyEvent):
+    """Someone asked to send a reply."""
+
+    event_type: ClassVar[str] = "parley.reply.requested.v1"
+
+    kind: str = Field(examples=["direct", "comment", "private_reply", "mention"])
+    text: str | None = None
+    template: TemplateRef | None = None
+    tag: str | None = None
+
+
+class ReplyApproved(ReplyEvent):
+    """Policy approved the reply; delivery follows."""
+
+    event_type: ClassVar[str] = "parley.reply.approved.v1"
+
+    provider: Provider
+    account_id: str
+    recipient_id: str = Field(description="Who receives it: PSID, IGSID, wa_id, X user id or a comment id.")
+    kind: str
+    text: str | None = None
+    template: TemplateRef | None = None
+    messaging_type: str | None = Field(default=None, examples=["RESPONSE", "MESSAGE_TAG", "TEMPLATE"])
+    tag: str | None = None
+
+
+class RejectionReason(BaseModel):
+    """Why a reply may not be sent, as a stable code and a sentence."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    code: str = Field(examples=["WINDOW_CLOSED", "TOO_LONG", "ROLE_FORBIDDEN"])
+    message: str
+
+
+class ReplyRejected(ReplyEvent):
+    """Policy refused the reply; the reasons say why."""
+
+    event_type: ClassVar[str] = "parley.reply.rejected.v1"
+
+    reasons: tuple[RejectionReason, ...]
+
+
+class ReplyFailed(ReplyEvent):
+    """The provider did not accept the reply (after retries for temporary errors)."""
+
+    event_type: ClassVar[str] = "parley.reply.failed.v1"
+
+    error: ProviderError
+    error_kind: str = Field(examples=["rate_limited", "window_closed", "reauth_required", "retryable"])
+    attempts: int
+
+
+class ReplyWindowEvent(Event):
+    """A reply window changed; agent tools show countdowns from these."""
+
+    topic: ClassVar[topics.TopicSpec] = topics.REPLY_WINDOWS
+
+    event_id: str
+    conversation_id: str
+    tenant_id: str
+    channel_id: str
+    provider: Provider
+    last_customer_message_at: datetime
+    closes_at: datetime
+    occurred_at: datetime
+
+    def key(self) -> str:
+        return self.conversation_id
+
+
+class ReplyWindowOpened(ReplyWindowEvent):
+    """A customer message opened (or restarted) the standard reply window."""
+
+    event_type: ClassVar[str] = "parley.reply_window.opened.v1"
+
+
+class ReplyWindowClosing(ReplyWindowEvent):
+    """The standard window closes within the configured lead time."""
+
+    event_type: ClassVar[str] = "parley.reply_window.closing.v1"
+
+
+class ReplyWindowClosed(ReplyWindowEvent):
+    """The standard window closed: only tags or templates now."""
+
+    event_type: ClassVar[str] = "parley.reply_window.closed.v1"
+
+
+class HumanAgentWindowClosed(ReplyWindowEvent):
+    """The 7-day human agent window closed too."""
+
+    event_type: ClassVar[str] = "parley.human_agent_window.closed.v1"
+
+
 class ReplySent(Event):
     """The provider accepted an outbound reply."""
 
@@ -638,7 +761,15 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ChannelTemplateStatusChanged,
     WhatsAppStepChanged,
     TeamSnapshot,
+    ReplyRequested,
+    ReplyApproved,
+    ReplyRejected,
     ReplySent,
+    ReplyFailed,
+    ReplyWindowOpened,
+    ReplyWindowClosing,
+    ReplyWindowClosed,
+    HumanAgentWindowClosed,
     ConversationCreated,
     ConversationMessageAdded,
     ConversationStatusChanged,

@@ -155,6 +155,19 @@ REPLIES = TopicSpec(
     has_dlq=True,
 )
 
+REPLY_WINDOWS = TopicSpec(
+    name="parley.reply-windows.v1",
+    key="conversation id",
+    partitions=12,
+    cleanup="delete",
+    retention_ms=7 * DAY_MS,
+    owner="policy",
+    consumers=("agent tools",),
+    public=True,
+    description="Reply windows opening, closing soon and closed, for agent countdowns.",
+    has_dlq=False,
+)
+
 PRIMARY_TOPICS: tuple[TopicSpec, ...] = (
     WEBHOOKS_RAW,
     MESSAGES_INBOUND,
@@ -163,6 +176,7 @@ PRIMARY_TOPICS: tuple[TopicSpec, ...] = (
     CHANNEL_EVENTS,
     TEAMS,
     REPLIES,
+    REPLY_WINDOWS,
 )
 
 

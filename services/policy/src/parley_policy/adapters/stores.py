@@ -1,0 +1,122 @@
+"""Policy's store: conversation facts, idempotent decisions, deliveries, rate slots, window notices.
+
+Every "exactly once" here is a unique-key insert, which is atomic on MongoDB and FerretDB alike
+(docs/storage.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime
+from typing import Any
+
+from parley_events import MessageKind, MessageReceived, Provider
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from parley_policy.domain.decision import ConversationFacts
+
+
+class PolicyStore:
+    """The collections policy owns."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self.conversations = db["policy_conversations"]
+        self.decisions = db["policy_decisions"]
+        self.deliveries = db["policy_deliveries"]
+        self.rate_slots = db["policy_rate_slots"]
+        self.notices = db["policy_window_notices"]
+
+    async def ensure_indexes(self) -> None:
+        await self.conversations.create_index([("last_customer_message_at", 1)], name="windows_by_time")
+        await self.rate_slots.create_index([("second", 1)], name="slots_by_second")
+
+    async def record_inbound(self, message: MessageReceived) -> bool:
+        """Remember the customer's last message (and comments for private replies); True if newer."""
+        doc = await self.conversations.find_one({"_id": message.conversation_id}) or {}
+        recipient = message.conversation_key.split(":", 1)[1] if ":" in message.conversation_key else ""
+        comments = dict(doc.get("comments", {}))
+        if message.kind is MessageKind.COMMENT:
+            comments[message.provider_message_id] = message.provider_timestamp
+        last = doc.get("last_customer_message_at")
+        opens = message.kind is MessageKind.DIRECT  # comments and mentions open no messaging window
+        newer = opens and (last is None or message.provider_timestamp > last)
+        await self.conversations.replace_one(
+            {"_id": message.conversation_id},
+            {
+                "_id": message.conversation_id,
+                "tenant_id": message.tenant_id,
+                "channel_id": message.channel_id,
+                "provider": message.provider.value,
+                "account_id": message.account_id,
+                "conversation_key": message.conversation_key,
+                "recipient_id": doc.get("recipient_id") or recipient,
+                "last_customer_message_at": message.provider_timestamp if newer else last,
+                "comments": comments,
+                "private_replied": doc.get("private_replied", []),
+            },
+            upsert=True,
+        )
+        return newer
+
+    async def conversation(self, conversation_id: str) -> dict[str, Any] | None:
+        return await self.conversations.find_one({"_id": conversation_id})
+
+    @staticmethod
+    def facts(doc: dict[str, Any]) -> ConversationFacts:
+        return ConversationFacts(
+            provider=Provider(doc["provider"]),
+            last_customer_message_at=doc.get("last_customer_message_at"),
+            private_replied_comments=frozenset(doc.get("private_replied", [])),
+            comment_times=dict(doc.get("comments", {})),
+        )
+
+    async def mark_private_replied(self, conversation_id: str, comment_id: str) -> None:
+        await self.conversations.update_one(
+            {"_id": conversation_id}, {"$addToSet": {"private_replied": comment_id}}
+        )
+
+    async def claim_decision(self, key: str, result: dict[str, Any]) -> dict[str, Any] | None:
+        """Store a decision under its idempotency key; return the earlier one if there was one."""
+        try:
+            await self.decisions.insert_one({"_id": key, **result})
+        except DuplicateKeyError:
+            found = await self.decisions.find_one({"_id": key})
+            return found
+        return None
+
+    async def delivered(self, reply_id: str) -> str | None:
+        doc = await self.deliveries.find_one({"_id": reply_id})
+        return None if doc is None else doc.get("provider_message_id")
+
+    async def record_delivery(self, reply_id: str, provider_message_id: str) -> None:
+        with contextlib.suppress(DuplicateKeyError):
+            await self.deliveries.insert_one({"_id": reply_id, "provider_message_id": provider_message_id})
+
+    async def take_rate_slot(self, channel_id: str, second: int, limit: int, hint: int = 0) -> int | None:
+        """Claim one of ``limit`` slots of this channel-second; the slot number, or None if all are taken."""
+        for offset in range(limit):
+            slot = (hint + offset) % limit
+            try:
+                await self.rate_slots.insert_one({"_id": f"{channel_id}:{second}:{slot}", "second": second})
+            except DuplicateKeyError:
+                continue
+            return slot
+        return None
+
+    async def forget_slots_before(self, second: int) -> None:
+        await self.rate_slots.delete_many({"second": {"$lt": second}})
+
+    async def claim_notice(self, notice_id: str, at: datetime) -> bool:
+        """True the first time a window notice is claimed, across every replica."""
+        try:
+            await self.notices.insert_one({"_id": notice_id, "at": at})
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def windows_closing_before(self, before: datetime, since: datetime) -> list[dict[str, Any]]:
+        cursor = self.conversations.find({"last_customer_message_at": {"$gte": since, "$lte": before}}).limit(
+            1000
+        )
+        return [d async for d in cursor]

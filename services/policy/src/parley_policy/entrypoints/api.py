@@ -1,0 +1,159 @@
+"""Policy's API (``/v1``): send a reply, check one without sending, read the reply window.
+
+No ``from __future__ import annotations`` here: FastAPI must see the dependency objects built
+inside ``create_api`` when it reads the route signatures.
+"""
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header
+from fastapi.responses import JSONResponse
+from parley_events import SenderType
+from parley_shared.api import ApiError, install_error_handlers, principal_dependency
+from parley_shared.auth import Principal, TokenVerifier
+from pydantic import BaseModel, Field, model_validator
+
+from parley_policy.domain.decision import Decision, ReplyRequest, Template
+from parley_policy.handlers import ConversationUnknown, PolicyService
+
+
+class TemplateIn(BaseModel):
+    name: str = Field(min_length=1)
+    language: str = Field(min_length=2, examples=["en_US"])
+    parameters: list[str] = Field(default_factory=list)
+
+
+class ReplyIn(BaseModel):
+    """A reply: text, or (WhatsApp) a template with its parameters."""
+
+    kind: str = Field(default="direct", pattern="^(direct|comment|private_reply|mention)$")
+    text: str | None = None
+    template: TemplateIn | None = None
+    tag: str | None = Field(default=None, examples=["HUMAN_AGENT"])
+    sender_type: SenderType = SenderType.HUMAN
+    comment_id: str | None = Field(default=None, description="The comment or post answered (comments, X).")
+
+    @model_validator(mode="after")
+    def _text_or_template(self) -> "ReplyIn":
+        if (self.text is None) == (self.template is None):
+            raise ValueError("send exactly one of text or template")
+        return self
+
+    def to_request(self) -> ReplyRequest:
+        template = (
+            Template(self.template.name, self.template.language, tuple(self.template.parameters))
+            if self.template
+            else None
+        )
+        return ReplyRequest(
+            kind=self.kind,
+            text=self.text,
+            template=template,
+            tag=self.tag,
+            sender_type=self.sender_type,
+            comment_id=self.comment_id,
+        )
+
+
+class DecisionOut(BaseModel):
+    approved: bool
+    reasons: list[dict[str, str]]
+    messaging_type: str | None
+    tag: str | None
+    window_closes_at: datetime | None
+    human_agent_window_closes_at: datetime | None
+    length: int | None
+    limit: int | None
+
+
+def decision_out(decision: Decision) -> DecisionOut:
+    return DecisionOut(
+        approved=decision.approved,
+        reasons=[{"code": r.code, "message": r.message} for r in decision.reasons],
+        messaging_type=decision.messaging_type,
+        tag=decision.tag,
+        window_closes_at=decision.window_closes_at,
+        human_agent_window_closes_at=decision.human_agent_window_closes_at,
+        length=decision.length,
+        limit=decision.limit,
+    )
+
+
+def create_api(service: PolicyService, verifier: TokenVerifier) -> FastAPI:
+    api = FastAPI(
+        title="Parley policy API",
+        version="1.0.0",
+        description="Every outbound reply is decided here. Bearer JWT on every route.",
+    )
+    install_error_handlers(api)
+    caller = Depends(principal_dependency(verifier))
+
+    def not_found() -> ApiError:
+        return ApiError(404, "CONVERSATION_NOT_FOUND", "no such conversation")
+
+    @api.post("/conversations/{conversation_id}/replies", status_code=202)
+    async def send_reply(
+        principal: Annotated[Principal, caller],
+        conversation_id: str,
+        body: ReplyIn,
+        key: Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200)],
+    ) -> Any:
+        """202 with the decision id when approved (delivery follows); 422 with reason codes otherwise."""
+        try:
+            outcome = await service.request_reply(
+                principal.tenant_id,
+                principal.user_id,
+                principal.is_admin,
+                conversation_id,
+                body.to_request(),
+                key,
+            )
+        except ConversationUnknown as exc:
+            raise not_found() from exc
+        if outcome.decision.approved:
+            return {
+                "decision_id": outcome.reply_id,
+                "status": "approved",
+                "messaging_type": outcome.decision.messaging_type,
+                "tag": outcome.decision.tag,
+            }
+        reasons = [{"code": r.code, "message": r.message} for r in outcome.decision.reasons]
+        headers = (
+            {"Retry-After": str(max(1, round(outcome.retry_after_s)))} if outcome.retry_after_s else None
+        )
+        return JSONResponse(
+            {
+                "code": reasons[0]["code"],
+                "message": reasons[0]["message"],
+                "decision_id": outcome.reply_id,
+                "reasons": reasons,
+            },
+            status_code=422,
+            headers=headers,
+        )
+
+    @api.post("/conversations/{conversation_id}/replies:check", response_model=DecisionOut)
+    async def check_reply(
+        principal: Annotated[Principal, caller], conversation_id: str, body: ReplyIn
+    ) -> DecisionOut:
+        """The same decision without sending: reasons, closing times and the messaging type or tag."""
+        try:
+            decision = await service.check(
+                principal.tenant_id, principal.user_id, principal.is_admin, conversation_id, body.to_request()
+            )
+        except ConversationUnknown as exc:
+            raise not_found() from exc
+        return decision_out(decision)
+
+    @api.get("/conversations/{conversation_id}/reply-window")
+    async def reply_window(principal: Annotated[Principal, caller], conversation_id: str) -> dict[str, Any]:
+        """When the standard and the human-agent windows close."""
+        try:
+            return await service.window(
+                principal.tenant_id, principal.user_id, principal.is_admin, conversation_id
+            )
+        except ConversationUnknown as exc:
+            raise not_found() from exc
+
+    return api

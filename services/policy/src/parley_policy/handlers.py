@@ -1,0 +1,479 @@
+"""Policy's service layer: decide, publish outcomes, deliver, and announce reply windows."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from parley_events import (
+    ChannelReauthRequired,
+    ChannelRole,
+    ChannelSnapshot,
+    Event,
+    HumanAgentWindowClosed,
+    MessageReceived,
+    Provider,
+    RejectionReason,
+    ReplyApproved,
+    ReplyFailed,
+    ReplyRejected,
+    ReplyRequested,
+    ReplySent,
+    ReplyWindowClosed,
+    ReplyWindowClosing,
+    ReplyWindowOpened,
+    SenderType,
+    TemplateRef,
+)
+from parley_events import (
+    ProviderError as ProviderErrorModel,
+)
+from parley_shared.providers import ErrorKind, GraphClient, ProviderError, XClient
+from parley_shared.vault import MongoCredentialStore
+
+from parley_policy.adapters.stores import PolicyStore
+from parley_policy.domain.decision import Decision, Reason, ReplyRequest, TemplateInfo, decide
+from parley_policy.domain.rules import RULES, rule_for
+
+Publish = Callable[[Event, str], Awaitable[None]]
+Clock = Callable[[], datetime]
+RETRYABLE = {ErrorKind.RATE_LIMITED, ErrorKind.RETRYABLE}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def reply_id_for(tenant_id: str, user_id: str, key: str) -> str:
+    """Deterministic: the same idempotency key from the same user is the same reply."""
+    return "rpl_" + hashlib.sha256(f"{tenant_id}\x1f{user_id}\x1f{key}".encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the API answers for a reply request."""
+
+    reply_id: str
+    decision: Decision
+    retry_after_s: float | None = None
+
+
+class ConversationUnknown(LookupError):
+    """Policy has seen no message of this conversation (or it is not the caller's)."""
+
+
+class PolicyService:
+    """Everything policy does, independent of HTTP and Kafka."""
+
+    def __init__(
+        self,
+        store: PolicyStore,
+        channels: Callable[[str], ChannelSnapshot | None],
+        role_of: Callable[[str, str, str], ChannelRole | None],
+        templates: Callable[[str], dict[tuple[str, str], TemplateInfo]],
+        publish: Publish,
+        clock: Clock = utcnow,
+        whatsapp_throughput: int = 80,
+    ) -> None:
+        self.store = store
+        self.channels = channels
+        self.role_of = role_of
+        self.templates = templates
+        self.publish = publish
+        self.clock = clock
+        self.whatsapp_throughput = whatsapp_throughput
+        self._slot_hint: dict[str, int] = {}
+
+    # --- facts from the streams ---------------------------------------------------------------
+
+    async def on_inbound(self, message: MessageReceived) -> None:
+        if message.direction.value != "inbound":
+            return
+        if await self.store.record_inbound(message):
+            rule = RULES.get((message.provider, "direct"))
+            if rule is not None and rule.window is not None:
+                opened = ReplyWindowOpened(
+                    event_id=f"win_{message.conversation_id}_{message.event_id}_opened",
+                    conversation_id=message.conversation_id,
+                    tenant_id=message.tenant_id,
+                    channel_id=message.channel_id,
+                    provider=message.provider,
+                    last_customer_message_at=message.provider_timestamp,
+                    closes_at=message.provider_timestamp + rule.window,
+                    occurred_at=message.provider_timestamp,
+                )
+                await self.publish(opened, opened.event_id)
+
+    # --- deciding ------------------------------------------------------------------------------
+
+    async def _context(
+        self, tenant_id: str, conversation_id: str
+    ) -> tuple[dict[str, Any], ChannelSnapshot | None]:
+        doc = await self.store.conversation(conversation_id)
+        if doc is None or doc["tenant_id"] != tenant_id:
+            raise ConversationUnknown(conversation_id)
+        return doc, self.channels(doc["channel_id"])
+
+    async def check(
+        self, tenant_id: str, user_id: str, is_admin: bool, conversation_id: str, request: ReplyRequest
+    ) -> Decision:
+        doc, channel = await self._context(tenant_id, conversation_id)
+        role = self._role(tenant_id, user_id, is_admin, doc["channel_id"])
+        if role is None and request.sender_type is SenderType.HUMAN:
+            raise ConversationUnknown(conversation_id)  # invisible to this user
+        return decide(
+            request, self.store.facts(doc), channel, role, self.clock(), self.templates(doc["channel_id"])
+        )
+
+    def _role(self, tenant_id: str, user_id: str, is_admin: bool, channel_id: str) -> ChannelRole | None:
+        return ChannelRole.SUPERVISOR if is_admin else self.role_of(tenant_id, user_id, channel_id)
+
+    async def window(
+        self, tenant_id: str, user_id: str, is_admin: bool, conversation_id: str
+    ) -> dict[str, Any]:
+        doc, channel = await self._context(tenant_id, conversation_id)
+        if self._role(tenant_id, user_id, is_admin, doc["channel_id"]) is None:
+            raise ConversationUnknown(conversation_id)
+        decision = decide(
+            ReplyRequest(text="x"), self.store.facts(doc), channel, ChannelRole.SUPERVISOR, self.clock(), {}
+        )
+        now = self.clock()
+        return {
+            "conversation_id": conversation_id,
+            "provider": doc["provider"],
+            "last_customer_message_at": doc.get("last_customer_message_at"),
+            "window_closes_at": decision.window_closes_at,
+            "window_open": decision.window_closes_at is not None and now <= decision.window_closes_at,
+            "human_agent_window_closes_at": decision.human_agent_window_closes_at,
+            "human_agent_tag_enabled": bool(channel and channel.human_agent_tag),
+        }
+
+    async def request_reply(
+        self,
+        tenant_id: str,
+        user_id: str,
+        is_admin: bool,
+        conversation_id: str,
+        request: ReplyRequest,
+        key: str,
+    ) -> Outcome:
+        """Decide once per idempotency key, publish the outcome, and queue the delivery."""
+        reply_id = reply_id_for(tenant_id, user_id, key)
+        doc, channel = await self._context(tenant_id, conversation_id)
+        role = self._role(tenant_id, user_id, is_admin, doc["channel_id"])
+        if role is None and request.sender_type is SenderType.HUMAN:
+            raise ConversationUnknown(conversation_id)
+        now = self.clock()
+        decision = decide(
+            request, self.store.facts(doc), channel, role, now, self.templates(doc["channel_id"])
+        )
+        retry_after: float | None = None
+        if decision.approved:
+            retry_after = await self._rate_check(doc, request)
+            if retry_after is not None:
+                decision = Decision(
+                    False,
+                    (Reason("RATE_LIMITED", "the channel's send rate is used up"),),
+                    decision.messaging_type,
+                    decision.tag,
+                    decision.window_closes_at,
+                    decision.human_agent_window_closes_at,
+                    decision.length,
+                    decision.limit,
+                )
+        earlier = await self.store.claim_decision(
+            reply_id, {"approved": decision.approved, "reasons": [r.code for r in decision.reasons]}
+        )
+        if earlier is not None:
+            # a retried request: answer as the first time, send nothing new
+            reasons = tuple(Reason(code, code) for code in earlier.get("reasons", []))
+            return Outcome(
+                reply_id,
+                Decision(
+                    earlier["approved"],
+                    reasons,
+                    decision.messaging_type,
+                    decision.tag,
+                    decision.window_closes_at,
+                    decision.human_agent_window_closes_at,
+                    decision.length,
+                    decision.limit,
+                ),
+            )
+        base = {
+            "reply_id": reply_id,
+            "conversation_id": conversation_id,
+            "tenant_id": tenant_id,
+            "channel_id": doc["channel_id"],
+            "sender_type": request.sender_type,
+            "agent_id": user_id if request.sender_type is SenderType.HUMAN else None,
+            "occurred_at": now,
+        }
+        template = (
+            TemplateRef(
+                name=request.template.name,
+                language=request.template.language,
+                parameters=request.template.parameters,
+            )
+            if request.template
+            else None
+        )
+        await self.publish(
+            ReplyRequested(
+                event_id=f"{reply_id}:requested",
+                **base,
+                kind=request.kind,
+                text=request.text,
+                template=template,
+                tag=request.tag,
+            ),
+            f"{reply_id}:requested",
+        )
+        if not decision.approved:
+            await self.publish(
+                ReplyRejected(
+                    event_id=f"{reply_id}:rejected",
+                    **base,
+                    reasons=tuple(RejectionReason(code=r.code, message=r.message) for r in decision.reasons),
+                ),
+                f"{reply_id}:rejected",
+            )
+            return Outcome(reply_id, decision, retry_after)
+        recipient = (
+            request.comment_id
+            if request.kind in ("comment", "private_reply", "mention")
+            else doc["recipient_id"]
+        )
+        await self.publish(
+            ReplyApproved(
+                event_id=f"{reply_id}:approved",
+                **base,
+                provider=Provider(doc["provider"]),
+                account_id=doc["account_id"],
+                recipient_id=recipient or "",
+                kind=request.kind,
+                text=request.text,
+                template=template,
+                messaging_type=decision.messaging_type,
+                tag=decision.tag,
+            ),
+            f"{reply_id}:approved",
+        )
+        return Outcome(reply_id, decision)
+
+    async def _rate_check(self, doc: dict[str, Any], request: ReplyRequest) -> float | None:
+        """A per-channel, per-second budget shared by every policy replica through the store."""
+        provider = Provider(doc["provider"])
+        limit = rule_for(provider, request.kind).rate_per_second
+        if provider is Provider.WHATSAPP:
+            limit = self.whatsapp_throughput
+        if limit is None:
+            return None
+        now = self.clock()
+        second = int(now.timestamp())
+        channel_id = doc["channel_id"]
+        slot = await self.store.take_rate_slot(channel_id, second, limit, self._slot_hint.get(channel_id, 0))
+        if slot is None:
+            return round(1 - (now.timestamp() - second), 3) or 0.001
+        self._slot_hint[channel_id] = slot + 1
+        return None
+
+    # --- windows --------------------------------------------------------------------------------
+
+    async def sweep_windows(self, closing_lead: timedelta) -> int:
+        """Announce windows closing soon, closed, and human-agent windows closed (once each)."""
+        now = self.clock()
+        announced = 0
+        oldest = now - timedelta(days=7, hours=1)
+        for doc in await self.store.windows_closing_before(now + closing_lead, oldest):
+            rule = RULES.get((Provider(doc["provider"]), "direct"))
+            last = doc.get("last_customer_message_at")
+            if rule is None or rule.window is None or last is None:
+                continue
+            closes = last + rule.window
+            notices: list[tuple[str, datetime, type[Any]]] = [
+                ("closing", closes - closing_lead, ReplyWindowClosing),
+                ("closed", closes, ReplyWindowClosed),
+            ]
+            if rule.human_agent_window is not None:
+                notices.append(("human_closed", last + rule.human_agent_window, HumanAgentWindowClosed))
+            for name, due, event_type in notices:
+                if due > now:
+                    continue
+                notice_id = f"win_{doc['_id']}_{int(last.timestamp() * 1000)}_{name}"
+                if not await self.store.claim_notice(notice_id, now):
+                    continue
+                event = event_type(
+                    event_id=notice_id,
+                    conversation_id=doc["_id"],
+                    tenant_id=doc["tenant_id"],
+                    channel_id=doc["channel_id"],
+                    provider=Provider(doc["provider"]),
+                    last_customer_message_at=last,
+                    closes_at=last + rule.human_agent_window
+                    if name == "human_closed" and rule.human_agent_window
+                    else closes,
+                    occurred_at=now,
+                )
+                await self.publish(event, notice_id)
+                announced += 1
+        return announced
+
+
+class Delivery:
+    """Sends approved replies to the providers, at most once per reply."""
+
+    def __init__(
+        self,
+        store: PolicyStore,
+        credentials: MongoCredentialStore,
+        graph: GraphClient,
+        x: XClient | None,
+        publish: Publish,
+        clock: Clock = utcnow,
+        max_attempts: int = 5,
+        backoff_s: float = 0.5,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.store = store
+        self.credentials = credentials
+        self.graph = graph
+        self.x = x
+        self.publish = publish
+        self.clock = clock
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+        self.sleep = sleep
+
+    async def deliver(self, reply: ReplyApproved) -> None:
+        base = {
+            "reply_id": reply.reply_id,
+            "conversation_id": reply.conversation_id,
+            "tenant_id": reply.tenant_id,
+            "channel_id": reply.channel_id,
+            "sender_type": reply.sender_type,
+            "agent_id": reply.agent_id,
+        }
+        already = await self.store.delivered(reply.reply_id)
+        if already is not None:
+            # sent before a crash or a redelivery: announce it again, never send it again
+            await self._sent(reply, already)
+            return
+        credential = await self.credentials.get(reply.channel_id)
+        if credential is None:
+            await self._failed(
+                reply,
+                base,
+                ProviderError(
+                    "parley", 0, None, None, "no credentials for the channel", ErrorKind.REAUTH_REQUIRED
+                ),
+                0,
+            )
+            return
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                message_id = await self._send(reply, credential.access_token)
+            except ProviderError as exc:
+                if exc.kind in RETRYABLE and attempt < self.max_attempts:
+                    delay = exc.retry_after_s if exc.retry_after_s else self.backoff_s * 2 ** (attempt - 1)
+                    await self.sleep(min(delay, 30.0))
+                    continue
+                await self._failed(reply, base, exc, attempt)
+                return
+            await self.store.record_delivery(reply.reply_id, message_id)
+            if reply.kind == "private_reply":
+                await self.store.mark_private_replied(reply.conversation_id, reply.recipient_id)
+            await self._sent(reply, message_id)
+            return
+
+    async def _sent(self, reply: ReplyApproved, message_id: str) -> None:
+        sent = ReplySent(
+            reply_id=reply.reply_id,
+            conversation_id=reply.conversation_id,
+            tenant_id=reply.tenant_id,
+            channel_id=reply.channel_id,
+            sender_type=reply.sender_type,
+            agent_id=reply.agent_id,
+            provider_message_id=message_id,
+            text=reply.text,
+            sent_at=self.clock(),
+        )
+        await self.publish(sent, f"{reply.reply_id}:sent")
+
+    async def _failed(
+        self, reply: ReplyApproved, base: dict[str, Any], exc: ProviderError, attempts: int
+    ) -> None:
+        failed = ReplyFailed(
+            event_id=f"{reply.reply_id}:failed",
+            **base,
+            occurred_at=self.clock(),
+            error=ProviderErrorModel(code=exc.code, subcode=exc.subcode, message=str(exc.message)[:500]),
+            error_kind=exc.kind.value,
+            attempts=attempts,
+        )
+        await self.publish(failed, failed.event_id)
+        if exc.kind is ErrorKind.REAUTH_REQUIRED:
+            reason = "token_expired" if exc.subcode == 463 else "provider_rejected_token"
+            reauth = ChannelReauthRequired(
+                event_id=f"{reply.reply_id}:reauth",
+                channel_id=reply.channel_id,
+                tenant_id=reply.tenant_id,
+                provider=reply.provider,
+                occurred_at=self.clock(),
+                reason=reason,
+                provider_code=exc.code,
+                provider_subcode=exc.subcode,
+            )
+            await self.publish(reauth, reauth.event_id)
+
+    async def _send(self, reply: ReplyApproved, token: str) -> str:
+        text = reply.text or ""
+        if reply.provider in (Provider.MESSENGER, Provider.INSTAGRAM):
+            if reply.kind == "comment":
+                if reply.provider is Provider.INSTAGRAM:
+                    return await self.graph.reply_to_instagram_comment(reply.recipient_id, token, text)
+                return await self.graph.reply_to_comment(reply.recipient_id, token, text)
+            if reply.kind == "private_reply":
+                return await self.graph.send_private_reply(reply.account_id, token, reply.recipient_id, text)
+            payload: dict[str, Any] = {
+                "recipient": {"id": reply.recipient_id},
+                "messaging_type": reply.messaging_type or "RESPONSE",
+                "message": {"text": text},
+            }
+            if reply.tag:
+                payload["tag"] = reply.tag
+            return await self.graph.send_message(reply.account_id, token, payload)
+        if reply.provider is Provider.WHATSAPP:
+            body: dict[str, Any] = {"messaging_product": "whatsapp", "to": reply.recipient_id}
+            if reply.template is not None:
+                body.update(
+                    type="template",
+                    template={
+                        "name": reply.template.name,
+                        "language": {"code": reply.template.language},
+                        "components": [
+                            {
+                                "type": "body",
+                                "parameters": [
+                                    {"type": "text", "text": p} for p in reply.template.parameters
+                                ],
+                            }
+                        ]
+                        if reply.template.parameters
+                        else [],
+                    },
+                )
+            else:
+                body.update(type="text", text={"body": text})
+            return await self.graph.whatsapp_send(reply.account_id, token, body)
+        if self.x is None:
+            raise ProviderError("x", 0, None, None, "X is not configured", ErrorKind.INVALID_REQUEST)
+        if reply.kind == "mention":
+            return await self.x.post_reply(token, text, reply.recipient_id)
+        return await self.x.send_dm(token, reply.recipient_id, text)
