@@ -163,6 +163,8 @@ def decide(
         if facts.last_customer_message_at is None:
             if request.template is None or not rule.template_outside_window:
                 reasons.append(Reason("NO_CUSTOMER_MESSAGE", "the business cannot start this conversation"))
+            else:
+                messaging_type = "TEMPLATE"  # WhatsApp: a template may open a conversation
         elif request.template is not None and rule.template_outside_window:
             messaging_type = "TEMPLATE"
         elif in_window and request.tag is None:
@@ -205,6 +207,11 @@ def _tag_problems(
     now: datetime,
 ) -> list[Reason]:
     tag = request.tag or ""
+    if rule.provider is Provider.WHATSAPP:
+        return [
+            Reason("TAG_NOT_ALLOWED", "WhatsApp has no message tags"),
+            Reason("TEMPLATE_REQUIRED", "outside the 24-hour window only an approved template"),
+        ]
     if rule.provider is Provider.INSTAGRAM and tag != "HUMAN_AGENT":
         return [Reason("TAG_NOT_ALLOWED", "Instagram allows only the HUMAN_AGENT tag")]
     if tag not in MESSAGE_TAGS:

@@ -18,9 +18,16 @@ _ZWJ = "\u200d"
 _VARIATION_SELECTORS = {"\ufe0e", "\ufe0f"}
 
 
+_EMOJI_RANGES = ((0x1F000, 0x1FAFF), (0x2600, 0x27BF), (0x2B00, 0x2BFF), (0x2300, 0x23FF))
+_KEYCAP = "\u20e3"
+_KEYCAP_BASES = set("0123456789#*")
+_URL_TRAILING = ".,;:!?)]}'\""
+
+
 def _is_emoji(ch: str) -> bool:
+    """Pictographs (not every symbol: a degree sign is no emoji)."""
     cp = ord(ch)
-    return unicodedata.category(ch) == "So" or 0x1F000 <= cp <= 0x1FAFF or 0x1F1E6 <= cp <= 0x1F1FF
+    return any(lo <= cp <= hi for lo, hi in _EMOJI_RANGES)
 
 
 def x_weighted_length(text: str) -> int:
@@ -29,9 +36,12 @@ def x_weighted_length(text: str) -> int:
     position = 0
     text = unicodedata.normalize("NFC", text)
     for match in _URL.finditer(text):
+        end = match.end()
+        while end > match.start() and text[end - 1] in _URL_TRAILING:
+            end -= 1  # punctuation after a URL is not part of it (twitter-text)
         total += _weigh(text[position : match.start()])
         total += URL_WEIGHT
-        position = match.end()
+        position = end
     return total + _weigh(text[position:])
 
 
@@ -48,6 +58,15 @@ def _weigh(segment: str) -> int:
     i, n = 0, len(segment)
     while i < n:
         ch = segment[i]
+        if ch in _KEYCAP_BASES:
+            # a keycap (1️⃣): the base, an optional variation selector and U+20E3 are one emoji
+            j = i + 1
+            if j < n and segment[j] in _VARIATION_SELECTORS:
+                j += 1
+            if j < n and segment[j] == _KEYCAP:
+                total += 2
+                i = j + 1
+                continue
         if _is_emoji(ch):
             # one emoji, with its modifiers, ZWJ-joined parts and a flag's second half, weighs 2
             total += 2
