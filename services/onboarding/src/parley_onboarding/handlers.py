@@ -7,6 +7,7 @@ Provider calls go through the httpx clients in ``parley_shared.providers``.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -132,6 +133,20 @@ class OnboardingService:
         """Connect a new channel, or reconnect the existing one for the same account."""
         now = self.clock()
         channel_id = channel_id_for(tenant_id, provider, account_id)
+        elsewhere = await self.stores.channels.find(
+            {
+                "provider": provider.value,
+                "account_id": account_id,
+                "tenant_id": {"$ne": tenant_id},
+                "status": {"$ne": "disconnected"},
+            }
+        )
+        if elsewhere:
+            # webhooks for an account can reach only one tenant
+            raise Conflict(
+                "ACCOUNT_CONNECTED_ELSEWHERE",
+                f"this {provider.value} account is connected to another Parley tenant",
+            )
         expires = credential.expires_at if credential else None
         scopes = credential.scopes if credential else ()
         for _ in range(10):
@@ -407,7 +422,12 @@ class OnboardingService:
         onboarding = await self.whatsapp(tenant_id, onboarding_id)
         now = self.clock()
         if action == "verify-code":
-            return await self._verify_code(onboarding, str(body.get("code", "")), actor_id, now)
+            pin = body.get("pin")
+            if pin is not None and not (
+                isinstance(pin, str) and len(pin) == 6 and pin.isascii() and pin.isdigit()
+            ):
+                raise DomainError("INVALID_PIN", "the two-step verification PIN has 6 digits", field="pin")
+            return await self._verify_code(onboarding, str(body.get("code", "")), actor_id, now, pin)
         if action == "request-code":
             record = onboarding.code_requested(actor_id, now)
             token = await self._whatsapp_token(onboarding)
@@ -464,7 +484,12 @@ class OnboardingService:
         return self.vault.decrypt(doc["token"], f"whatsapp:{onboarding.id}")
 
     async def _verify_code(
-        self, onboarding: WhatsAppOnboarding, code: str, actor_id: str, now: datetime
+        self,
+        onboarding: WhatsAppOnboarding,
+        code: str,
+        actor_id: str,
+        now: datetime,
+        pin_given: str | None = None,
     ) -> WhatsAppOnboarding:
         onboarding.check_code_attempt(code, now)
         token = await self._whatsapp_token(onboarding)
@@ -480,6 +505,17 @@ class OnboardingService:
             raise
         verified = onboarding.phone_verified(actor_id, now)
         await self._save_step(onboarding, verified)
+        # register the number for Cloud API messaging with its two-step verification PIN
+        pin = str(pin_given) if pin_given else f"{secrets.randbelow(1_000_000):06d}"
+        await self.graph.whatsapp_register(onboarding.phone_number_id, token, pin)
+        await self.stores.credentials.replace_one(
+            {"_id": f"whatsapp-pin:{onboarding.id}"},
+            {
+                "_id": f"whatsapp-pin:{onboarding.id}",
+                "pin": self.vault.encrypt(pin, f"whatsapp-pin:{onboarding.id}"),
+            },
+            upsert=True,
+        )
         channel = await self._upsert_connected(
             tenant_id=onboarding.tenant_id,
             provider=Provider.WHATSAPP,
@@ -521,19 +557,21 @@ class OnboardingService:
     # --- token lifecycle --------------------------------------------------------------------------
 
     async def check_token_expiry(self) -> int:
-        """Publish token_expiring for channels whose token expires within the lead time."""
+        """Publish token_expiring for channels whose token expires within the lead time (once each)."""
         lead = timedelta(seconds=self.settings.token_expiry_lead_s)
         horizon = self.clock() + lead
         warned = 0
         for doc in await self.stores.channels.find(
             {"status": "active", "token_expires_at": {"$lte": horizon}}
         ):
-            before = warned
-            channel_id = doc["_id"]
-            channel = await self._change_channel(
-                doc["tenant_id"], channel_id, lambda c: c.check_token_expiry(self.clock(), lead)
-            )
-            warned = before + (1 if channel.expiry_warned_for is not None else 0)
+            emitted: list[Event] = []
+
+            def check(channel: Channel, out: list[Event] = emitted) -> list[Event]:
+                out[:] = channel.check_token_expiry(self.clock(), lead)
+                return out
+
+            await self._change_channel(doc["tenant_id"], doc["_id"], check)
+            warned += 1 if emitted else 0
         return warned
 
     async def provider_rejected(self, channel_id: str, code: int | None, subcode: int | None) -> None:
@@ -559,7 +597,13 @@ class OnboardingService:
                 return await self.channel(tenant_id, channel_id)
             raise
         if not valid:
-            await self.provider_rejected(channel_id, 190, None)
+            code, subcode = 190, None
+            try:
+                # debug_token says only "invalid": a call with the token itself says why (code, subcode)
+                await self.graph.permissions(credential.access_token)
+            except ProviderError as exc:
+                code, subcode = exc.code or 190, exc.subcode
+            await self.provider_rejected(channel_id, code, subcode)
         return await self.channel(tenant_id, channel_id)
 
     # --- teams ------------------------------------------------------------------------------------

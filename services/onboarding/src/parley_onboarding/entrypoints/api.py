@@ -203,6 +203,14 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
         """Change settings; 0 turns an auto-resolve threshold or text limit off."""
         admin(principal)
         changes = body.model_dump(exclude_unset=True)
+        nulls = [k for k in ("auto_ownership", "human_agent_tag") if k in changes and changes[k] is None]
+        if nulls:
+            raise ApiError(
+                422,
+                "VALIDATION_ERROR",
+                f"invalid: body.{nulls[0]}",
+                fields=[{"field": f"body.{k}", "message": "must be true or false"} for k in nulls],
+            )
         for key in ("auto_resolve_new_s", "auto_resolve_pending_s", "text_limit"):
             if changes.get(key) == 0:
                 changes[key] = None

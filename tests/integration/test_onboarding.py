@@ -1,0 +1,868 @@
+"""Onboarding against the real broker and store, with the provider sandbox served over HTTP.
+
+Every flow goes through the admin API (``/v1``); outcomes are checked in API answers, in what
+onboarding published on ``parley.channels.v1``, ``parley.channel-events.v1`` and
+``parley.teams.v1`` in the test's namespace, and in the sandbox's state (page subscriptions,
+Account Activity subscriptions, WhatsApp codes and the requests it received).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from parley_events import Provider, topics
+from parley_onboarding.domain.channels import channel_id_for
+from parley_onboarding.settings import DEFAULT_PAGE_FIELDS
+from parley_shared.auth import issue_dev_token
+from parley_shared.sandbox import DEFAULT_META_PERMISSIONS
+
+from tests.conftest import Infra
+from tests.support.onboarding import (
+    ADMIN,
+    OTHER_TENANT,
+    REDIRECT,
+    TENANT,
+    X_REDIRECT,
+    X_WEBHOOK,
+    Stack,
+    of_type,
+    onboarding_stack,
+)
+
+pytestmark = pytest.mark.integration
+
+PAGE_A = "104512345678901"
+PAGE_B = "104512345678902"
+PAGE_C = "104512345678903"
+PAGE_D = "104512345678904"
+IG_A = "17841400000000001"
+IG_ELSEWHERE = "17841400000000009"
+PHONE_ID = "106540352242922"
+WABA_ID = "102290129340398"
+DETAILS: dict[str, Any] = {
+    "phone_number": "+14155550123",
+    "landline": False,
+    "business_manager_id": "1234567890",
+    "display_name": "Acme Support",
+}
+# every WhatsApp step completed: (step, who acts next, the usual wait)
+STEPS = [
+    ("agreement_signed", "customer", None),
+    ("terms_accepted", "customer", None),
+    ("details_submitted", "platform", None),
+    ("account_created", "customer", None),
+    ("business_manager_request_approved", "meta", "24-48 hours"),
+    ("business_verified", "platform", None),
+    ("code_sent", "customer", "10 minutes"),
+    ("phone_verified", "platform", None),
+    ("activated", "customer", None),
+    ("profile_completed", "customer", None),
+    ("badge_requested", "meta", "24-48 hours"),
+    ("badge_decided", "customer", None),
+    ("templates_submitted", "meta", "24-48 hours"),
+]
+
+CONNECTED = "parley.channel.connected.v1"
+SNAPSHOT = "parley.channel.snapshot.v1"
+SETTINGS_CHANGED = "parley.channel.settings_changed.v1"
+TOKEN_EXPIRING = "parley.channel.token_expiring.v1"
+REAUTH = "parley.channel.reauth_required.v1"
+RECONNECTED = "parley.channel.reconnected.v1"
+WA_STEP = "parley.whatsapp.step_changed.v1"
+TEAM = "parley.team.snapshot.v1"
+
+
+def acme_pages() -> list[dict[str, Any]]:
+    return [
+        {"id": PAGE_A, "name": "Acme", "instagram": {"id": IG_A, "username": "acme"}},
+        {"id": PAGE_B, "name": "Acme Outlet"},
+    ]
+
+
+@pytest.fixture
+async def stack(infra: Infra, namespace: str, database_url: str, mongo_db: Any) -> AsyncIterator[Stack]:
+    """The running stack; ``mongo_db`` only drops the test's database afterwards."""
+    async with onboarding_stack(infra, namespace, database_url) as s:
+        yield s
+
+
+# --------------------------------------------------------------------------- Facebook and Instagram
+
+
+async def test_facebook_pages_and_instagram_connect_end_to_end(stack: Stack) -> None:
+    code = await stack.meta_user("meta-user-1", acme_pages())
+    started = await stack.start_meta(code)
+    assert started["missing_permissions"] == []
+    assert started["missing_instagram_permissions"] == []
+    assert {p["page_id"]: (p["name"], p["connected"]) for p in started["pages"]} == {
+        PAGE_A: ("Acme", False),
+        PAGE_B: ("Acme Outlet", False),
+    }
+    by_page = {p["page_id"]: p for p in started["pages"]}
+    assert by_page[PAGE_A]["instagram"] == {"id": IG_A, "username": "acme", "connected": False}
+    assert by_page[PAGE_B]["instagram"] is None
+
+    activated = await stack.activate(started["connection_id"], [PAGE_A, PAGE_B], [IG_A])
+    channels = {(c["provider"], c["account_id"]): c for c in activated}
+    assert set(channels) == {("messenger", PAGE_A), ("messenger", PAGE_B), ("instagram", IG_A)}
+    for (provider, account), channel in channels.items():
+        assert channel["id"] == channel_id_for(TENANT, Provider(provider), account)
+        assert channel["status"] == "active"
+        assert channel["revision"] == 1
+    assert channels[("messenger", PAGE_A)]["display_name"] == "Acme"
+    assert channels[("instagram", IG_A)]["display_name"] == "acme"
+    assert channels[("instagram", IG_A)]["business_account_id"] == PAGE_A
+    listed = await stack.call("GET", "/channels")
+    assert {c["id"] for c in listed} == {c["id"] for c in activated}
+
+    # the app is subscribed to both Pages' webhooks with the configured fields
+    for page_id in (PAGE_A, PAGE_B):
+        page = await stack.sandbox_admin("GET", f"/meta/pages/{page_id}")
+        assert page["subscribed_fields"] == list(DEFAULT_PAGE_FIELDS)
+
+    snapshots = of_type(await stack.events(topics.CHANNELS), SNAPSHOT)
+    assert len(snapshots) == 3
+    for snapshot in snapshots:
+        channel = next(c for c in activated if c["id"] == snapshot["channel_id"])
+        assert snapshot["_key"] == channel["id"]
+        assert snapshot["tenant_id"] == TENANT
+        assert (snapshot["provider"], snapshot["account_id"]) == (channel["provider"], channel["account_id"])
+        assert snapshot["business_account_id"] == channel["business_account_id"]
+        assert snapshot["status"] == "active"
+        assert snapshot["revision"] == 1
+    connected = of_type(await stack.events(topics.CHANNEL_EVENTS), CONNECTED)
+    assert {(e["_key"], e["channel_id"], e["account_id"], e["actor_id"]) for e in connected} == {
+        (c["id"], c["id"], c["account_id"], ADMIN) for c in activated
+    }
+
+    # a setting changed meanwhile, then a further Page added through a second connection
+    page_a = channels[("messenger", PAGE_A)]
+    patched = await stack.call("PATCH", f"/channels/{page_a['id']}/settings", {"display_name": "Acme Care"})
+    before = {c["id"]: c for c in await stack.call("GET", "/channels")}
+    code = await stack.meta_user("meta-user-1", [*acme_pages(), {"id": PAGE_C, "name": "Acme Labs"}])
+    again = await stack.start_meta(code)
+    seen = {p["page_id"]: p for p in again["pages"]}
+    assert {k: p["connected"] for k, p in seen.items()} == {PAGE_A: True, PAGE_B: True, PAGE_C: False}
+    assert seen[PAGE_A]["instagram"]["connected"] is True
+    [added] = await stack.activate(again["connection_id"], [PAGE_C])
+    assert (added["account_id"], added["revision"], added["status"]) == (PAGE_C, 1, "active")
+    after = {c["id"]: c for c in await stack.call("GET", "/channels")}
+    assert set(after) == {*before, added["id"]}
+    for channel_id, channel in before.items():
+        assert after[channel_id] == channel
+    assert after[page_a["id"]]["display_name"] == "Acme Care"
+    assert after[page_a["id"]]["revision"] == patched["revision"] == 2
+    snapshots = of_type(await stack.events(topics.CHANNELS), SNAPSHOT)
+    assert len(snapshots) == 5  # three connects, the rename, the new Page
+    assert max(s["revision"] for s in snapshots if s["channel_id"] == page_a["id"]) == 2
+    assert not of_type(await stack.events(topics.CHANNEL_EVENTS), RECONNECTED)
+
+
+async def test_meta_connect_names_missing_permissions_and_refuses_what_was_not_granted(stack: Stack) -> None:
+    granted = [p for p in DEFAULT_META_PERMISSIONS if p != "pages_messaging"]
+    code = await stack.meta_user("meta-user-2", acme_pages(), granted=granted, declined=["pages_messaging"])
+    started = await stack.start_meta(code)
+    assert started["missing_permissions"] == ["pages_messaging"]
+    assert started["missing_instagram_permissions"] == []
+    refused = await stack.activate(started["connection_id"], [PAGE_A], status=422)
+    assert refused["code"] == "PERMISSIONS_MISSING"
+    assert refused["missing"] == ["pages_messaging"]
+    assert "pages_messaging" in refused["message"]
+
+    # an Instagram profile linked to a Page of somebody else's, and that Page itself
+    await stack.meta_user(
+        "meta-user-3",
+        [{"id": PAGE_C, "name": "Globex", "instagram": {"id": IG_ELSEWHERE, "username": "globex"}}],
+    )
+    code = await stack.meta_user(
+        "meta-user-2", [*acme_pages(), {"id": PAGE_D, "name": "Acme Ads", "tasks": ["ANALYZE", "MESSAGING"]}]
+    )
+    started = await stack.start_meta(code)
+    assert started["missing_permissions"] == []
+    unlinked = await stack.activate(started["connection_id"], [], [IG_ELSEWHERE], status=422)
+    assert (unlinked["code"], unlinked["field"]) == ("INSTAGRAM_NOT_LINKED", "instagram_account_ids")
+    not_granted = await stack.activate(started["connection_id"], [PAGE_C], status=422)
+    assert (not_granted["code"], not_granted["field"]) == ("PAGE_NOT_GRANTED", "page_ids")
+    weak = await stack.activate(started["connection_id"], [PAGE_D], status=422)
+    assert weak["code"] == "PAGE_ACCESS_INSUFFICIENT"
+    # a refused request activates nothing, not even its valid part
+    mixed = await stack.activate(started["connection_id"], [PAGE_A], [IG_ELSEWHERE], status=422)
+    assert mixed["code"] == "INSTAGRAM_NOT_LINKED"
+
+    assert await stack.call("GET", "/channels") == []
+    for page_id in (PAGE_A, PAGE_C, PAGE_D):
+        assert (await stack.sandbox_admin("GET", f"/meta/pages/{page_id}"))["subscribed_fields"] == []
+    assert await stack.events(topics.CHANNELS) == []
+    assert await stack.events(topics.CHANNEL_EVENTS) == []
+    # another tenant cannot use this tenant's connection
+    other = await stack.activate(
+        started["connection_id"], [PAGE_A], status=404, headers=stack.admin("usr-other", OTHER_TENANT)
+    )
+    assert other["code"] == "CONNECTION_NOT_FOUND"
+    # a started connection lasts an hour
+    stack.clock.advance(seconds=stack.settings.connection_ttl_s + 1)
+    expired = await stack.activate(started["connection_id"], [PAGE_A], status=422)
+    assert expired["code"] == "CONNECTION_EXPIRED"
+    assert await stack.call("GET", "/channels") == []
+
+
+# --------------------------------------------------------------------------- X
+
+
+async def test_x_connect_makes_one_channel_per_handle(stack: Stack) -> None:
+    handles = {"1500000000000000001": "acme", "1500000000000000002": "acme_help"}
+    connected = {}
+    for user_id, username in handles.items():
+        code, verifier = await stack.x_code(user_id, username)
+        body = {"code": code, "redirect_uri": X_REDIRECT, "code_verifier": verifier}
+        connected[user_id] = await stack.call("POST", "/connections/x", body)
+    for user_id, channel in connected.items():
+        assert channel["id"] == channel_id_for(TENANT, Provider.X, user_id)
+        assert (channel["provider"], channel["account_id"]) == ("x", user_id)
+        assert channel["display_name"] == f"@{handles[user_id]}"
+        assert channel["status"] == "active"
+        assert channel["token_expires_at"] is not None
+    assert len({c["id"] for c in connected.values()}) == 2
+    webhook = await stack.sandbox_admin("GET", f"/x/webhooks/{X_WEBHOOK}")
+    assert sorted(webhook["subscriptions"]) == sorted(handles)
+
+    # the same handle authorized again is the same channel; a code with the wrong verifier is refused
+    code, verifier = await stack.x_code("1500000000000000001", "acme")
+    again = await stack.call(
+        "POST", "/connections/x", {"code": code, "redirect_uri": X_REDIRECT, "code_verifier": verifier}
+    )
+    assert (again["id"], again["revision"]) == (connected["1500000000000000001"]["id"], 2)
+    code, _ = await stack.x_code("1500000000000000003", "acme_jobs")
+    refused = await stack.call(
+        "POST",
+        "/connections/x",
+        {"code": code, "redirect_uri": X_REDIRECT, "code_verifier": "not-the-verifier"},
+        status=422,
+    )
+    assert refused["code"] == "PROVIDER_INVALID_REQUEST"
+    assert {c["account_id"] for c in await stack.call("GET", "/channels")} == set(handles)
+    assert sorted((await stack.sandbox_admin("GET", f"/x/webhooks/{X_WEBHOOK}"))["subscriptions"]) == sorted(
+        handles
+    )
+
+    snapshots = of_type(await stack.events(topics.CHANNELS), SNAPSHOT)
+    assert {(s["_key"], s["provider"], s["account_id"], s["revision"]) for s in snapshots} == {
+        (connected[u]["id"], "x", u, 1) for u in handles
+    } | {(again["id"], "x", "1500000000000000001", 2)}
+    events = await stack.events(topics.CHANNEL_EVENTS)
+    assert {e["account_id"] for e in of_type(events, CONNECTED)} == set(handles)
+    assert [e["channel_id"] for e in of_type(events, RECONNECTED)] == [again["id"]]
+
+
+# --------------------------------------------------------------------------- WhatsApp
+
+
+async def whatsapp_number(stack: Stack) -> str:
+    token = f"wa-system-user-{secrets.token_hex(24)}"
+    await stack.whatsapp_number(PHONE_ID, WABA_ID, token)
+    return token
+
+
+async def last_code(stack: Stack) -> str:
+    return str((await stack.sandbox_admin("GET", f"/whatsapp/numbers/{PHONE_ID}/last-code"))["code"])
+
+
+class WhatsApp:
+    """One onboarding driven through the API."""
+
+    def __init__(self, stack: Stack, onboarding_id: str) -> None:
+        self.stack = stack
+        self.id = onboarding_id
+
+    @classmethod
+    async def start(cls, stack: Stack) -> WhatsApp:
+        created = await stack.call("POST", "/whatsapp/onboardings", status=201)
+        assert (created["step"], created["next_actor"], created["history"]) == ("started", "customer", [])
+        return cls(stack, created["id"])
+
+    async def step(self, action: str, body: dict[str, Any] | None = None, status: int = 200) -> Any:
+        return await self.stack.call("POST", f"/whatsapp/onboardings/{self.id}/{action}", body, status=status)
+
+    async def get(self) -> Any:
+        return await self.stack.call("GET", f"/whatsapp/onboardings/{self.id}")
+
+    async def to_business_verified(self, token: str, **details: Any) -> None:
+        await self.step("sign-agreement")
+        await self.step("accept-terms")
+        await self.step("submit-details", {**DETAILS, **details})
+        await self.step(
+            "account-created", {"phone_number_id": PHONE_ID, "waba_id": WABA_ID, "access_token": token}
+        )
+        await self.step("approve-business-manager")
+        await self.step("business-verified")
+
+
+def wrong(code: str) -> str:
+    return f"{(int(code) + 1) % 10**6:06d}"
+
+
+async def test_whatsapp_onboarding_through_every_step(stack: Stack) -> None:
+    token = await whatsapp_number(stack)
+    wa = await WhatsApp.start(stack)
+    answers = []
+    for action, body in [
+        ("sign-agreement", None),
+        ("accept-terms", None),
+        ("submit-details", DETAILS),
+        ("account-created", {"phone_number_id": PHONE_ID, "waba_id": WABA_ID, "access_token": token}),
+        ("approve-business-manager", None),
+        ("business-verified", None),
+        ("request-code", None),
+    ]:
+        answers.append(await wa.step(action, body))
+    verified = await wa.step("verify-code", {"code": await last_code(stack)})
+    answers.append(verified)
+    channel_id = verified["channel_id"]
+    assert channel_id == channel_id_for(TENANT, Provider.WHATSAPP, PHONE_ID)
+    for action, body in [
+        ("profile-completed", None),
+        ("request-badge", None),
+        ("badge-decided", {"approved": True}),
+        ("submit-templates", None),
+    ]:
+        answers.append(await wa.step(action, body))
+    assert [(a["step"], a["next_actor"]) for a in answers] == [
+        (step, actor) for step, actor, _ in STEPS if step != "phone_verified"
+    ]
+
+    final = await wa.get()
+    assert [(h["step"], h["next_actor"], h["expected_wait"]) for h in final["history"]] == list(STEPS)
+    assert all(h["by"] == ADMIN for h in final["history"])
+    assert (final["phone_number"], final["display_name"], final["landline"]) == (
+        "+14155550123",
+        "Acme Support",
+        False,
+    )
+    channel = await stack.call("GET", f"/channels/{channel_id}")
+    assert (channel["provider"], channel["account_id"], channel["business_account_id"]) == (
+        "whatsapp",
+        PHONE_ID,
+        WABA_ID,
+    )
+    assert (channel["status"], channel["display_name"]) == ("active", "Acme Support")
+    assert (await stack.sandbox_admin("GET", f"/whatsapp/numbers/{PHONE_ID}"))["verified"] is True
+    [requested] = stack.recorder.matching(f"/{PHONE_ID}/request_code")
+    assert requested.json()["code_method"] == "SMS"
+
+    events = await stack.events(topics.CHANNEL_EVENTS)
+    steps = sorted(
+        of_type(events, WA_STEP, onboarding_id=wa.id), key=lambda e: int(e["event_id"].rsplit("_", 1)[1])
+    )
+    assert [(e["step"], e["next_actor"], e["expected_wait"]) for e in steps] == list(STEPS)
+    assert all(e["tenant_id"] == TENANT for e in steps)
+    # once the channel exists the steps name it (and are keyed by it)
+    activated_at = [e["step"] for e in steps].index("activated")
+    assert all(e["channel_id"] is None and e["_key"] == wa.id for e in steps[:activated_at])
+    assert all(e["channel_id"] == channel_id == e["_key"] for e in steps[activated_at:])
+    [connected] = of_type(events, CONNECTED, channel_id=channel_id)
+    assert (connected["provider"], connected["account_id"]) == ("whatsapp", PHONE_ID)
+    [snapshot] = of_type(await stack.events(topics.CHANNELS), SNAPSHOT)
+    assert (snapshot["_key"], snapshot["provider"], snapshot["status"], snapshot["business_account_id"]) == (
+        channel_id,
+        "whatsapp",
+        "active",
+        WABA_ID,
+    )
+
+
+async def test_an_activated_whatsapp_number_is_registered_for_messaging(stack: Stack) -> None:
+    token = await whatsapp_number(stack)
+    wa = await WhatsApp.start(stack)
+    await wa.to_business_verified(token)
+    await wa.step("request-code")
+    assert (await wa.step("verify-code", {"code": await last_code(stack)}))["step"] == "activated"
+    assert (await stack.sandbox_admin("GET", f"/whatsapp/numbers/{PHONE_ID}"))["registered"] is True
+
+
+async def test_whatsapp_code_wrong_expired_resent_too_soon_and_too_many_attempts(stack: Stack) -> None:
+    token = await whatsapp_number(stack)
+    wa = await WhatsApp.start(stack)
+    await wa.to_business_verified(token)
+    await wa.step("request-code")
+    code = await last_code(stack)
+
+    for left in (4, 3):
+        refused = await wa.step("verify-code", {"code": wrong(code)}, status=422)
+        assert (refused["code"], refused["attempts_left"]) == ("WRONG_CODE", left)
+    asked = len(stack.recorder.matching("/verify_code"))
+    for malformed in ("12345", "12a456", "\u0661\u0662\u0663\u0664\u0665\u0666"):
+        refused = await wa.step("verify-code", {"code": malformed}, status=422)
+        assert (refused["code"], refused["field"]) == ("INVALID_CODE_FORMAT", "code")
+    assert len(stack.recorder.matching("/verify_code")) == asked
+    current = await wa.get()
+    assert (current["step"], current["code_attempts"]) == ("code_sent", 2)
+    too_soon = await wa.step("request-code", status=422)
+    assert too_soon["code"] == "RESEND_TOO_SOON"
+    assert 0 < too_soon["retry_after_s"] <= 60
+
+    # ten minutes later the right code is refused before Meta is asked
+    asked = len(stack.recorder.matching("/verify_code"))
+    stack.clock.advance(minutes=10, seconds=1)
+    expired = await wa.step("verify-code", {"code": code}, status=422)
+    assert expired["code"] == "CODE_EXPIRED"
+    assert len(stack.recorder.matching("/verify_code")) == asked
+
+    # a new code resets the attempts; the sixth attempt is refused even with the right code
+    resent = await wa.step("request-code")
+    assert (resent["step"], resent["code_attempts"]) == ("code_sent", 0)
+    code = await last_code(stack)
+    for left in (4, 3, 2, 1, 0):
+        refused = await wa.step("verify-code", {"code": wrong(code)}, status=422)
+        assert (refused["code"], refused["attempts_left"]) == ("WRONG_CODE", left)
+    asked = len(stack.recorder.matching("/verify_code"))
+    blocked = await wa.step("verify-code", {"code": code}, status=422)
+    assert blocked["code"] == "TOO_MANY_ATTEMPTS"
+    assert len(stack.recorder.matching("/verify_code")) == asked
+    assert await stack.call("GET", "/channels") == []
+
+    # after the cooldown another code works
+    stack.clock.advance(seconds=61)
+    await wa.step("request-code")
+    done = await wa.step("verify-code", {"code": await last_code(stack)})
+    assert done["step"] == "activated"
+    assert [c["account_id"] for c in await stack.call("GET", "/channels")] == [PHONE_ID]
+    steps = of_type(await stack.events(topics.CHANNEL_EVENTS), WA_STEP, onboarding_id=wa.id)
+    assert [e["step"] for e in steps].count("code_sent") == 3
+
+
+async def test_whatsapp_details_are_checked_steps_keep_order_and_landlines_get_a_call(stack: Stack) -> None:
+    token = await whatsapp_number(stack)
+    wa = await WhatsApp.start(stack)
+    for action, body in [
+        ("business-verified", None),
+        ("accept-terms", None),
+        ("verify-code", {"code": "123456"}),
+    ]:
+        refused = await wa.step(action, body, status=409)
+        assert (refused["code"], refused["current_step"]) == ("INVALID_TRANSITION", "started")
+    unknown = await wa.step("skip-to-the-end", status=404)
+    assert unknown["code"] == "UNKNOWN_STEP"
+    await wa.step("sign-agreement")
+    await wa.step("accept-terms")
+    for name in ("WhatsApp Deals", "Visit acme.com", "ACME SUPPORT DESK", "Acme!!"):
+        refused = await wa.step("submit-details", {**DETAILS, "display_name": name}, status=422)
+        assert (refused["code"], refused["field"]) == ("INVALID_DISPLAY_NAME", "display_name"), name
+    refused = await wa.step("submit-details", {**DETAILS, "phone_number": "4155550123"}, status=422)
+    assert (refused["code"], refused["field"]) == ("INVALID_PHONE_NUMBER", "phone_number")
+    assert (await wa.get())["step"] == "terms_accepted"
+    await wa.step("submit-details", {**DETAILS, "phone_number": "+14155550199", "landline": True})
+    missing = await wa.step("account-created", {"phone_number_id": PHONE_ID, "waba_id": WABA_ID}, status=422)
+    assert missing["code"] == "MISSING_FIELDS"
+    await wa.step("account-created", {"phone_number_id": PHONE_ID, "waba_id": WABA_ID, "access_token": token})
+    out_of_order = await wa.step("request-code", status=409)
+    assert (out_of_order["code"], out_of_order["current_step"]) == ("INVALID_TRANSITION", "account_created")
+    await wa.step("approve-business-manager")
+    await wa.step("business-verified")
+    sent = await wa.step("request-code")
+    assert (sent["step"], sent["landline"]) == ("code_sent", True)
+    [requested] = stack.recorder.matching(f"/{PHONE_ID}/request_code")
+    assert requested.json()["code_method"] == "VOICE"
+
+    steps = of_type(await stack.events(topics.CHANNEL_EVENTS), WA_STEP, onboarding_id=wa.id)
+    assert sorted(e["step"] for e in steps) == sorted(step for step, _, _ in STEPS[:7])
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+async def test_token_expiry_warns_once_and_a_rejected_token_is_reconnected_with_settings_intact(
+    stack: Stack,
+) -> None:
+    channels = await stack.connect_pages("meta-user-4", [{"id": PAGE_A, "name": "Acme"}])
+    channel = channels[PAGE_A]
+    channel_id = channel["id"]
+    expires = datetime.fromisoformat(channel["token_expires_at"])
+    assert timedelta(days=59) < expires - datetime.now(UTC) <= timedelta(days=60)
+    await stack.call(
+        "PATCH", f"/channels/{channel_id}/settings", {"display_name": "Acme Support", "auto_ownership": False}
+    )
+    assert await stack.service.check_token_expiry() == 0
+
+    # six days before the token expires: one warning, however often the check runs
+    stack.clock.advance(days=54)
+    stack.sandbox.advance(54 * 86400)
+    assert await stack.service.check_token_expiry() == 1
+    await stack.service.check_token_expiry()
+    warnings = of_type(await stack.events(topics.CHANNEL_EVENTS), TOKEN_EXPIRING)
+    assert len(warnings) == 1
+    assert (warnings[0]["channel_id"], warnings[0]["_key"]) == (channel_id, channel_id)
+    assert datetime.fromisoformat(warnings[0]["expires_at"]) == expires
+
+    # the Page token is revoked at Meta: the check marks the channel for a reconnect
+    await stack.sandbox_admin("POST", f"/meta/tokens/{stack.page_token(PAGE_A)}/revoke", {"subcode": 460})
+    checked = await stack.call("POST", f"/channels/{channel_id}/check")
+    assert checked["status"] == "reauth_required"
+    assert (await stack.call("GET", f"/channels/{channel_id}"))["status"] == "reauth_required"
+    assert (await stack.call("POST", f"/channels/{channel_id}/check"))["revision"] == checked["revision"]
+    events = await stack.events(topics.CHANNEL_EVENTS)
+    [reauth] = of_type(events, REAUTH)
+    assert (reauth["channel_id"], reauth["_key"], reauth["provider_code"]) == (channel_id, channel_id, 190)
+    assert reauth["reason"]
+    snapshots = of_type(await stack.events(topics.CHANNELS), SNAPSHOT, channel_id=channel_id)
+    assert max(snapshots, key=lambda s: s["revision"])["status"] == "reauth_required"
+
+    # the reconnect is the same flow: same channel, active again, settings as they were
+    started = await stack.start_meta(await stack.meta_code("meta-user-4"))
+    [page] = started["pages"]
+    assert page["page_id"] == PAGE_A
+    [restored] = await stack.activate(started["connection_id"], [PAGE_A])
+    assert restored["id"] == channel_id
+    assert restored["status"] == "active"
+    assert restored["display_name"] == "Acme Support"
+    assert restored["settings"]["auto_ownership"] is False
+    assert restored["revision"] > checked["revision"]
+    assert (await stack.call("POST", f"/channels/{channel_id}/check"))["status"] == "active"
+    assert [c["id"] for c in await stack.call("GET", "/channels")] == [channel_id]
+
+    events = await stack.events(topics.CHANNEL_EVENTS)
+    [reconnected] = of_type(events, RECONNECTED)
+    assert (reconnected["channel_id"], reconnected["actor_id"]) == (channel_id, ADMIN)
+    assert len(of_type(events, TOKEN_EXPIRING)) == 1
+    assert len(of_type(events, CONNECTED)) == 1
+    latest = max(
+        of_type(await stack.events(topics.CHANNELS), SNAPSHOT, channel_id=channel_id),
+        key=lambda s: s["revision"],
+    )
+    assert (latest["revision"], latest["status"], latest["display_name"], latest["auto_ownership"]) == (
+        restored["revision"],
+        "active",
+        "Acme Support",
+        False,
+    )
+
+
+async def test_a_second_expiry_check_reports_no_new_warning(stack: Stack) -> None:
+    await stack.connect_pages("meta-user-6", [{"id": PAGE_A, "name": "Acme"}])
+    stack.clock.advance(days=54)
+    assert await stack.service.check_token_expiry() == 1
+    assert await stack.service.check_token_expiry() == 0
+
+
+async def test_reauth_required_names_the_providers_code_and_subcode(stack: Stack) -> None:
+    channels = await stack.connect_pages("meta-user-7", [{"id": PAGE_A, "name": "Acme"}])
+    await stack.sandbox_admin("POST", f"/meta/tokens/{stack.page_token(PAGE_A)}/revoke", {"subcode": 460})
+    await stack.call("POST", f"/channels/{channels[PAGE_A]['id']}/check")
+    [reauth] = of_type(await stack.events(topics.CHANNEL_EVENTS), REAUTH)
+    assert (reauth["provider_code"], reauth["provider_subcode"], reauth["reason"]) == (
+        190,
+        460,
+        "password_changed",
+    )
+
+
+# --------------------------------------------------------------------------- settings, access, teams
+
+
+async def test_settings_access_and_teams(stack: Stack) -> None:
+    channels = await stack.connect_pages("meta-user-5", [{"id": PAGE_A, "name": "Acme"}])
+    channel_id = channels[PAGE_A]["id"]
+    path = f"/channels/{channel_id}/settings"
+
+    too_long = await stack.call("PATCH", path, {"display_name": "x" * 256}, status=422)
+    assert too_long["code"] == "VALIDATION_ERROR"
+    assert [f["field"] for f in too_long["fields"]] == ["body.display_name"]
+    blank = await stack.call("PATCH", path, {"display_name": "   "}, status=422)
+    assert (blank["code"], blank["field"]) == ("INVALID_DISPLAY_NAME", "display_name")
+    short = await stack.call("PATCH", path, {"auto_resolve_new_s": 30}, status=422)
+    assert (short["code"], short["field"]) == ("INVALID_SETTING", "auto_resolve_new_s")
+    unknown = await stack.call("PATCH", path, {"colour": "red"}, status=422)
+    assert unknown["code"] == "VALIDATION_ERROR"
+    assert (await stack.call("GET", f"/channels/{channel_id}"))["revision"] == 1
+
+    changes = {
+        "display_name": "N" * 255,
+        "auto_ownership": False,
+        "auto_resolve_new_s": 0,
+        "auto_resolve_pending_s": 3600,
+        "human_agent_tag": True,
+        "text_limit": 500,
+    }
+    patched = await stack.call("PATCH", path, changes)
+    assert patched["display_name"] == "N" * 255
+    assert patched["settings"] == {
+        "auto_ownership": False,
+        "auto_resolve_new_s": None,
+        "auto_resolve_pending_s": 3600,
+        "human_agent_tag": True,
+        "text_limit": 500,
+    }
+    assert patched["revision"] == 2
+
+    team = await stack.call("POST", "/teams", {"name": "Billing"}, status=201)
+    access = {
+        "user_access": {"usr-ana": "viewer"},
+        "team_access": {team["id"]: "contributor"},
+        "all_users_role": "viewer",
+    }
+    granted = await stack.call("PUT", f"/channels/{channel_id}/access", access)
+    assert granted["access"] == {**access, "all_teams_role": None}
+    unknown_team = await stack.call(
+        "PUT", f"/channels/{channel_id}/access", {"team_access": {"team_nope": "viewer"}}, status=422
+    )
+    assert (unknown_team["code"], unknown_team["field"]) == ("UNKNOWN_TEAM", "team_access")
+
+    await stack.call("PATCH", f"/teams/{team['id']}", {"name": "Billing EU"})
+    await stack.call("PUT", f"/teams/{team['id']}/members/usr-ana")
+    await stack.call("PUT", f"/teams/{team['id']}/members/usr-ben")
+    await stack.call("PUT", f"/teams/{team['id']}/members/usr-ana")  # already a member: no change
+    removed = await stack.call("DELETE", f"/teams/{team['id']}/members/usr-ben")
+    assert (removed["name"], removed["members"]) == ("Billing EU", ["usr-ana"])
+    assert await stack.call("GET", "/teams", headers=stack.agent()) == [removed]
+    assert await stack.call("DELETE", f"/teams/{team['id']}", status=204) is None
+    assert await stack.call("GET", "/teams") == []
+    gone = await stack.call("PATCH", f"/teams/{team['id']}", {"name": "Back"}, status=404)
+    assert gone["code"] == "TEAM_NOT_FOUND"
+    after = await stack.call("GET", f"/channels/{channel_id}")
+    assert after["access"] == {**access, "team_access": {}, "all_teams_role": None}
+    assert after["display_name"] == "N" * 255
+
+    teams = of_type(await stack.events(topics.TEAMS), TEAM)
+    assert all(t["_key"] == team["id"] and t["tenant_id"] == TENANT for t in teams)
+    assert [(t["revision"], t["name"], t["members"], t["deleted"]) for t in teams] == [
+        (1, "Billing", [], False),
+        (2, "Billing EU", [], False),
+        (3, "Billing EU", ["usr-ana"], False),
+        (4, "Billing EU", ["usr-ana", "usr-ben"], False),
+        (5, "Billing EU", ["usr-ana"], False),
+        (6, "Billing EU", ["usr-ana"], True),
+    ]
+    snapshots = sorted(
+        of_type(await stack.events(topics.CHANNELS), SNAPSHOT, channel_id=channel_id),
+        key=lambda s: s["revision"],
+    )
+    assert [s["revision"] for s in snapshots] == [1, 2, 3, 4]
+    assert (snapshots[1]["display_name"], snapshots[1]["auto_resolve_new_s"], snapshots[1]["text_limit"]) == (
+        "N" * 255,
+        None,
+        500,
+    )
+    assert snapshots[2]["team_access"] == {team["id"]: "contributor"}
+    assert snapshots[2]["user_access"] == {"usr-ana": "viewer"}
+    assert snapshots[2]["all_users_role"] == "viewer"
+    assert snapshots[3]["team_access"] == {}
+    assert snapshots[3]["user_access"] == {"usr-ana": "viewer"}
+    changed = sorted(
+        of_type(await stack.events(topics.CHANNEL_EVENTS), SETTINGS_CHANGED), key=lambda e: e["event_id"]
+    )
+    assert [sorted(e["changed"]) for e in changed] == [
+        sorted(changes),
+        ["all_users_role", "team_access", "user_access"],
+        ["team_access"],
+    ]
+
+
+async def test_null_for_a_yes_no_setting_is_refused_naming_the_field(stack: Stack) -> None:
+    channels = await stack.connect_pages("meta-user-10", [{"id": PAGE_A, "name": "Acme"}])
+    channel_id = channels[PAGE_A]["id"]
+    for name in ("auto_ownership", "human_agent_tag"):
+        refused = await stack.api.patch(
+            f"/v1/channels/{channel_id}/settings", json={name: None}, headers=stack.admin()
+        )
+        assert refused.status_code == 422, refused.text
+        assert name in refused.text
+    assert (await stack.call("GET", f"/channels/{channel_id}"))["revision"] == 1
+
+
+# --------------------------------------------------------------------------- tenancy and roles
+
+
+def sample(schema: dict[str, Any], spec: dict[str, Any]) -> Any:
+    """A minimal valid value for a JSON schema of the OpenAPI document."""
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[1]
+        return sample(spec["components"]["schemas"][name], spec)
+    if "anyOf" in schema:
+        return sample(next(s for s in schema["anyOf"] if s.get("type") != "null"), spec)
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {name: sample(props[name], spec) for name in schema.get("required", [])}
+    if kind == "string":
+        return "x" * max(1, schema.get("minLength", 1))
+    if kind in ("integer", "number"):
+        return schema.get("minimum", 1)
+    if kind == "boolean":
+        return False
+    if kind == "array":
+        return []
+    return {}
+
+
+async def test_every_route_is_tenant_scoped_admin_only_for_writes_and_needs_a_token(stack: Stack) -> None:
+    code = await stack.meta_user("meta-user-8", acme_pages())
+    started = await stack.start_meta(code)
+    [channel] = await stack.activate(started["connection_id"], [PAGE_A])
+    team = await stack.call("POST", "/teams", {"name": "Support"}, status=201)
+    await stack.call("PUT", f"/teams/{team['id']}/members/usr-ana")
+    onboarding = await stack.call("POST", "/whatsapp/onboardings", status=201)
+    ids = {
+        "channel_id": channel["id"],
+        "connection_id": started["connection_id"],
+        "team_id": team["id"],
+        "user_id": "usr-ana",
+        "onboarding_id": onboarding["id"],
+        "action": "sign-agreement",
+    }
+    object_ids = {"channel_id", "connection_id", "team_id", "onboarding_id"}
+    spec = (await stack.api.get("/v1/openapi.json")).json()
+    prefix = spec.get("servers", [{"url": ""}])[0]["url"]
+    outsider_admin = stack.admin("usr-globex-admin", OTHER_TENANT)
+    outsider = stack.agent("usr-globex", OTHER_TENANT)
+    checked = []
+    for template, operations in spec["paths"].items():
+        names = re.findall(r"{(\w+)}", template)
+        unknown = set(names) - set(ids)
+        assert not unknown, f"no test value for {unknown} in {template}: add one to `ids`"
+        url = prefix + template.format(**ids)
+        for method, operation in operations.items():
+            body_schema = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+            body = sample(body_schema["schema"], spec) if "schema" in body_schema else None
+            route = f"{method.upper()} {template}"
+
+            async def call(
+                headers: dict[str, str] | None, *, m: str = method, u: str = url, b: Any = body
+            ) -> Any:
+                return await stack.api.request(m, u, json=b, headers=headers or {})
+
+            anonymous = await call(None)
+            assert anonymous.status_code == 401, route
+            assert anonymous.json()["code"] == "UNAUTHORIZED", route
+            forged = await call(
+                {"authorization": f"Bearer {issue_dev_token('x' * 32, ADMIN, TENANT, ['admin'])}"}
+            )
+            assert forged.status_code == 401, route
+            if set(names) & object_ids:
+                for headers in (outsider_admin, outsider):
+                    response = await call(headers)
+                    if method != "get" and headers is outsider:
+                        assert response.status_code in (403, 404), (route, response.text)
+                    else:
+                        assert response.status_code == 404, (route, response.text)
+            if method == "get":
+                assert (await call(stack.agent())).status_code == 200, route
+            else:
+                refused = await call(stack.agent())
+                assert refused.status_code == 403, (route, refused.text)
+                assert refused.json()["code"] == "ADMIN_REQUIRED", route
+            checked.append(route)
+    assert len(checked) >= 17
+
+    # lists are the caller's tenant's only; nothing above changed this tenant's objects
+    assert await stack.call("GET", "/channels", headers=outsider) == []
+    assert await stack.call("GET", "/teams", headers=outsider) == []
+    assert await stack.call("GET", f"/channels/{channel['id']}") == channel
+    assert await stack.call("GET", "/teams") == [{**team, "members": ["usr-ana"]}]
+    assert (await stack.call("GET", f"/whatsapp/onboardings/{onboarding['id']}"))["step"] == "started"
+    assert (await stack.sandbox_admin("GET", f"/meta/pages/{PAGE_B}"))["subscribed_fields"] == []
+
+
+async def test_a_page_active_in_one_tenant_cannot_be_activated_in_another(stack: Stack) -> None:
+    await stack.connect_pages("meta-user-11", [{"id": PAGE_A, "name": "Acme"}])
+    outsider = stack.admin("usr-globex-admin", OTHER_TENANT)
+    started = await stack.start_meta(await stack.meta_code("meta-user-11"), headers=outsider)
+    response = await stack.api.post(
+        f"/v1/connections/meta/{started['connection_id']}/activate",
+        json={"page_ids": [PAGE_A], "instagram_account_ids": []},
+        headers=outsider,
+    )
+    assert response.status_code in (409, 422), response.text
+    assert await stack.call("GET", "/channels", headers=outsider) == []
+    snapshots = of_type(await stack.events(topics.CHANNELS), SNAPSHOT, account_id=PAGE_A)
+    assert {s["tenant_id"] for s in snapshots} == {TENANT}
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+async def test_no_credential_leaks_into_answers_events_or_logs(
+    infra: Infra,
+    namespace: str,
+    database_url: str,
+    mongo_db: Any,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with onboarding_stack(
+        infra, namespace, database_url, log_format="json", log_level="debug"
+    ) as stack:
+        # Meta: connect, a refused reuse of the code, a provider failure, revoke, check, reconnect
+        code = await stack.meta_user("meta-user-9", acme_pages())
+        started = await stack.start_meta(code)
+        reused = await stack.call(
+            "POST", "/connections/meta", {"code": code, "redirect_uri": REDIRECT}, status=422
+        )
+        assert reused["code"] == "PROVIDER_INVALID_REQUEST"
+        await stack.sandbox_admin(
+            "POST", "/faults", {"path_contains": f"/{PAGE_B}/subscribed_apps", "status": 500, "times": 1}
+        )
+        failed = await stack.activate(started["connection_id"], [PAGE_B], status=502)
+        assert failed["code"] == "PROVIDER_RETRYABLE"
+        channels = await stack.activate(started["connection_id"], [PAGE_A, PAGE_B], [IG_A])
+        page_a = next(c for c in channels if c["account_id"] == PAGE_A)
+        stack.clock.advance(days=55)
+        assert await stack.service.check_token_expiry() >= 1
+        await stack.sandbox_admin("POST", f"/meta/tokens/{stack.page_token(PAGE_A)}/revoke", {"subcode": 463})
+        assert (await stack.call("POST", f"/channels/{page_a['id']}/check"))["status"] == "reauth_required"
+        again = await stack.start_meta(await stack.meta_code("meta-user-9"))
+        await stack.activate(again["connection_id"], [PAGE_A])
+        # X
+        x_code, verifier = await stack.x_code("1500000000000000009", "acme")
+        body = {"code": x_code, "redirect_uri": X_REDIRECT, "code_verifier": verifier}
+        await stack.call("POST", "/connections/x", body)
+        await stack.call("POST", "/connections/x", body, status=422)  # the code works once
+        # WhatsApp up to an active channel, with a wrong code on the way
+        token = await whatsapp_number(stack)
+        wa = await WhatsApp.start(stack)
+        await wa.to_business_verified(token)
+        await wa.step("request-code")
+        await wa.step("verify-code", {"code": wrong(await last_code(stack))}, status=422)
+        await wa.step("verify-code", {"code": await last_code(stack)})
+        for channel in await stack.call("GET", "/channels"):
+            await stack.call("POST", f"/channels/{channel['id']}/check")
+            await stack.call("GET", f"/channels/{channel['id']}", headers=stack.agent())
+        await stack.call("GET", f"/whatsapp/onboardings/{wa.id}")
+
+        issued = [*stack.sandbox.tokens, *stack.sandbox.x_refresh_tokens]
+        kinds = {t.kind for t in stack.sandbox.tokens.values()}
+        assert kinds == {"user", "page", "system", "x"}
+        assert token in issued
+        secret_values = {
+            **{f"token {value[:8]}...": value for value in issued},
+            "meta app secret": stack.sandbox.meta_app_secret,
+            "x client secret": stack.sandbox.x_client_secret,
+            "encryption key": stack.encryption_key,
+            "jwt secret": stack.jwt_secret,
+        }
+        answers = list(stack.responses)
+        events = await stack.raw_events()
+        stored = []
+        for name in await stack.db.list_collection_names():
+            stored += [json.dumps(doc, default=str) for doc in await stack.db[name].find().to_list()]
+    assert len(answers) > 30
+    assert len(events) > 20
+    captured = capsys.readouterr()
+    logs = captured.out + captured.err + caplog.text
+    assert '"event": "started"' in logs or '"event":"started"' in logs  # the JSON log was captured
+    places = {"API answers": answers, "events": events, "logs": [logs], "the store": stored}
+    leaks = [
+        f"{what} in {where}"
+        for where, texts in places.items()
+        for what, value in secret_values.items()
+        if any(value in text for text in texts)
+    ]
+    assert leaks == []
