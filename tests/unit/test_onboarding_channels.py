@@ -366,8 +366,10 @@ def test_warns_once_within_the_lead_time() -> None:
     channel = connect(token_expires_at=expires)
     at = expires - LEAD  # exactly at the lead
     events = channel.check_token_expiry(at, LEAD)
-    assert len(events) == 1
-    warning = events[0]
+    assert len(events) == 2
+    assert isinstance(events[0], ChannelSnapshot)
+    assert events[0].revision == channel.revision
+    warning = events[1]
     assert isinstance(warning, ChannelTokenExpiring)
     assert warning.expires_at == expires
     assert warning.occurred_at == at
@@ -384,7 +386,7 @@ def test_warns_once_within_the_lead_time() -> None:
 
 def test_already_expired_token_warns() -> None:
     channel = connect(token_expires_at=T0 - timedelta(days=1))
-    assert len(channel.check_token_expiry(T0, LEAD)) == 1
+    assert len(channel.check_token_expiry(T0, LEAD)) == 2
 
 
 def test_no_warning_without_expiry() -> None:
@@ -409,13 +411,15 @@ def test_no_warning_when_not_active(make_inactive: str) -> None:
 def test_new_expiry_after_reconnect_warns_again() -> None:
     first_expiry = T0 + timedelta(days=3)
     channel = connect(token_expires_at=first_expiry)
-    assert len(channel.check_token_expiry(T0, LEAD)) == 1
+    assert len(channel.check_token_expiry(T0, LEAD)) == 2
     channel.reconnect(ADMIN, T0 + timedelta(days=1), first_expiry + timedelta(days=60), ("pages_messaging",))
     assert channel.expiry_warned_for is None
     later = first_expiry + timedelta(days=60) - timedelta(days=2)
     events = channel.check_token_expiry(later, LEAD)
-    assert len(events) == 1
-    warning = events[0]
+    assert len(events) == 2
+    assert isinstance(events[0], ChannelSnapshot)
+    assert events[0].revision == channel.revision
+    warning = events[1]
     assert isinstance(warning, ChannelTokenExpiring)
     assert warning.expires_at == first_expiry + timedelta(days=60)
     assert channel.check_token_expiry(later, LEAD) == []
@@ -424,9 +428,9 @@ def test_new_expiry_after_reconnect_warns_again() -> None:
 def test_reconnect_with_same_expiry_warns_again() -> None:
     expires = T0 + timedelta(days=3)
     channel = connect(token_expires_at=expires)
-    assert len(channel.check_token_expiry(T0, LEAD)) == 1
+    assert len(channel.check_token_expiry(T0, LEAD)) == 2
     channel.reconnect(ADMIN, T0, expires, ())
-    assert len(channel.check_token_expiry(T0, LEAD)) == 1
+    assert len(channel.check_token_expiry(T0, LEAD)) == 2
 
 
 # --- reauth -------------------------------------------------------------------------------------

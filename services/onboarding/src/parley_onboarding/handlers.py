@@ -328,6 +328,7 @@ class OnboardingService:
                     field="instagram_account_ids",
                 )
         activated: list[Channel] = []
+        # tracked: the long-lived user token's expiry (the admin's grant); see the onboarding note
         expires = session.get("user_token_expires_at")
         for page_id in page_ids:
             page = pages[page_id]

@@ -196,7 +196,8 @@ class Channel:
             return []
         self.expiry_warned_for = expires
         self.revision += 1
-        return [ChannelTokenExpiring(**self._base(now, None), expires_at=expires)]
+        # the snapshot goes out too, so consumers see every revision
+        return [self.snapshot(), ChannelTokenExpiring(**self._base(now, None), expires_at=expires)]
 
     def require_reauth(self, code: int | None, subcode: int | None, at: datetime) -> list[Event]:
         """The provider rejected the token: the channel waits for a reconnect (idempotent)."""
