@@ -167,15 +167,18 @@ class PolicyService:
         role = self._role(tenant_id, user_id, is_admin, doc["channel_id"])
         if role is None and request.sender_type is SenderType.HUMAN:
             raise ConversationUnknown(conversation_id)
+        earlier = await self.store.decision(reply_id)
+        if earlier is not None:
+            return self._replay(reply_id, earlier)  # a retried request: same answer, nothing sent again
         now = self.clock()
         decision = decide(
             request, self.store.facts(doc), channel, role, now, self.templates(doc["channel_id"])
         )
-        retry_after: float | None = None
         if decision.approved:
             retry_after = await self._rate_check(doc, request)
             if retry_after is not None:
-                decision = Decision(
+                # not recorded under the key: the same request may be retried after Retry-After
+                limited = Decision(
                     False,
                     (Reason("RATE_LIMITED", "the channel's send rate is used up"),),
                     decision.messaging_type,
@@ -185,25 +188,16 @@ class PolicyService:
                     decision.length,
                     decision.limit,
                 )
-        earlier = await self.store.claim_decision(
-            reply_id, {"approved": decision.approved, "reasons": [r.code for r in decision.reasons]}
-        )
-        if earlier is not None:
-            # a retried request: answer as the first time, send nothing new
-            reasons = tuple(Reason(code, code) for code in earlier.get("reasons", []))
-            return Outcome(
-                reply_id,
-                Decision(
-                    earlier["approved"],
-                    reasons,
-                    decision.messaging_type,
-                    decision.tag,
-                    decision.window_closes_at,
-                    decision.human_agent_window_closes_at,
-                    decision.length,
-                    decision.limit,
-                ),
-            )
+                return Outcome(reply_id, limited, retry_after)
+        record = {
+            "approved": decision.approved,
+            "messaging_type": decision.messaging_type,
+            "tag": decision.tag,
+            "reasons": [{"code": r.code, "message": r.message} for r in decision.reasons],
+        }
+        raced = await self.store.claim_decision(reply_id, record)
+        if raced is not None:
+            return self._replay(reply_id, raced)
         base = {
             "reply_id": reply_id,
             "conversation_id": conversation_id,
@@ -242,7 +236,7 @@ class PolicyService:
                 ),
                 f"{reply_id}:rejected",
             )
-            return Outcome(reply_id, decision, retry_after)
+            return Outcome(reply_id, decision)
         recipient = (
             request.comment_id
             if request.kind in ("comment", "private_reply", "mention")
@@ -264,6 +258,23 @@ class PolicyService:
             f"{reply_id}:approved",
         )
         return Outcome(reply_id, decision)
+
+    @staticmethod
+    def _replay(reply_id: str, earlier: dict[str, Any]) -> Outcome:
+        reasons = tuple(Reason(r["code"], r["message"]) for r in earlier.get("reasons", []))
+        return Outcome(
+            reply_id,
+            Decision(
+                earlier["approved"],
+                reasons,
+                earlier.get("messaging_type"),
+                earlier.get("tag"),
+                None,
+                None,
+                None,
+                None,
+            ),
+        )
 
     async def _rate_check(self, doc: dict[str, Any], request: ReplyRequest) -> float | None:
         """A per-channel, per-second budget shared by every policy replica through the store."""
@@ -289,7 +300,12 @@ class PolicyService:
         now = self.clock()
         announced = 0
         oldest = now - timedelta(days=7, hours=1)
-        for doc in await self.store.windows_closing_before(now + closing_lead, oldest):
+        # only windows with something due: the closing notice is the earliest of them
+        shortest = min(
+            (r.window for r in RULES.values() if r.kind == "direct" and r.window is not None),
+            default=timedelta(hours=24),
+        )
+        for doc in await self.store.windows_due(now - shortest + closing_lead, oldest):
             rule = RULES.get((Provider(doc["provider"]), "direct"))
             last = doc.get("last_customer_message_at")
             if rule is None or rule.window is None or last is None:

@@ -115,8 +115,34 @@ class PolicyStore:
             return False
         return True
 
-    async def windows_closing_before(self, before: datetime, since: datetime) -> list[dict[str, Any]]:
-        cursor = self.conversations.find({"last_customer_message_at": {"$gte": since, "$lte": before}}).limit(
-            1000
-        )
-        return [d async for d in cursor]
+    async def windows_due(
+        self, due_before: datetime, since: datetime, page: int = 500
+    ) -> list[dict[str, Any]]:
+        """Conversations whose last customer message falls in [since, due_before], all of them."""
+        found: list[dict[str, Any]] = []
+        after: tuple[datetime, str] | None = None
+        while True:
+            query: dict[str, Any] = {"last_customer_message_at": {"$gte": since, "$lte": due_before}}
+            if after is not None:
+                query = {
+                    "$and": [
+                        query,
+                        {
+                            "$or": [
+                                {"last_customer_message_at": {"$gt": after[0]}},
+                                {"last_customer_message_at": after[0], "_id": {"$gt": after[1]}},
+                            ]
+                        },
+                    ]
+                }
+            cursor = (
+                self.conversations.find(query).sort([("last_customer_message_at", 1), ("_id", 1)]).limit(page)
+            )
+            batch = [d async for d in cursor]
+            found.extend(batch)
+            if len(batch) < page:
+                return found
+            after = (batch[-1]["last_customer_message_at"], batch[-1]["_id"])
+
+    async def decision(self, key: str) -> dict[str, Any] | None:
+        return await self.decisions.find_one({"_id": key})
