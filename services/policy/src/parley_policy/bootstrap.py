@@ -74,6 +74,7 @@ def create_policy_app(
             publish,
             clock,
             settings.whatsapp_throughput_per_s,
+            settings.whatsapp_messaging_tier,
         )
         graph = GraphClient(
             http,

@@ -37,7 +37,7 @@ from parley_shared.vault import MongoCredentialStore
 
 from parley_policy.adapters.stores import PolicyStore
 from parley_policy.domain.decision import Decision, Reason, ReplyRequest, TemplateInfo, decide
-from parley_policy.domain.rules import RULES, rule_for
+from parley_policy.domain.rules import RULES, messaging_limit, rule_for
 
 Publish = Callable[[Event, str], Awaitable[None]]
 Clock = Callable[[], datetime]
@@ -78,6 +78,7 @@ class PolicyService:
         publish: Publish,
         clock: Clock = utcnow,
         whatsapp_throughput: int = 80,
+        messaging_tier: int = 0,
     ) -> None:
         self.store = store
         self.channels = channels
@@ -86,6 +87,7 @@ class PolicyService:
         self.publish = publish
         self.clock = clock
         self.whatsapp_throughput = whatsapp_throughput
+        self.messaging_tier = messaging_tier
         self._slot_hint: dict[str, int] = {}
 
     # --- facts from the streams ---------------------------------------------------------------
@@ -174,6 +176,25 @@ class PolicyService:
         decision = decide(
             request, self.store.facts(doc), channel, role, now, self.templates(doc["channel_id"])
         )
+        outside = decision.window_closes_at is None or now > decision.window_closes_at
+        business_initiated = decision.approved and decision.messaging_type == "TEMPLATE" and outside
+        if business_initiated and not await self._within_messaging_limit(doc, now):
+            decision = Decision(
+                False,
+                (
+                    Reason(
+                        "MESSAGING_LIMIT",
+                        "this number reached its tier's unique "
+                        "customers outside the window in the last 24 hours",
+                    ),
+                ),
+                decision.messaging_type,
+                decision.tag,
+                decision.window_closes_at,
+                decision.human_agent_window_closes_at,
+                decision.length,
+                decision.limit,
+            )
         if decision.approved:
             retry_after = await self._rate_check(doc, request)
             if retry_after is not None:
@@ -198,6 +219,8 @@ class PolicyService:
         raced = await self.store.claim_decision(reply_id, record)
         if raced is not None:
             return self._replay(reply_id, raced)
+        if business_initiated and decision.approved:
+            await self.store.record_business_initiated(doc["channel_id"], doc["recipient_id"], now)
         base = {
             "reply_id": reply_id,
             "conversation_id": conversation_id,
@@ -258,6 +281,14 @@ class PolicyService:
             f"{reply_id}:approved",
         )
         return Outcome(reply_id, decision)
+
+    async def _within_messaging_limit(self, doc: dict[str, Any], now: datetime) -> bool:
+        """WhatsApp messaging limits: unique customers reached outside the window per rolling 24 h."""
+        limit = messaging_limit(self.messaging_tier)
+        if limit is None:
+            return True
+        reached = await self.store.business_initiated_recipients(doc["channel_id"], now - timedelta(hours=24))
+        return doc["recipient_id"] in reached or len(reached) < limit
 
     @staticmethod
     def _replay(reply_id: str, earlier: dict[str, Any]) -> Outcome:

@@ -27,5 +27,12 @@ class PolicySettings(ApiSettings):
     whatsapp_throughput_per_s: int = Field(
         default=80, ge=1, le=1000, description="80 by default, up to 1000."
     )
+    whatsapp_messaging_tier: int = Field(
+        default=0,
+        ge=0,
+        le=4,
+        description="Messaging limit tier: 0=250, 1=2,000, 2=10,000, 3=100,000, 4=unlimited unique "
+        "customers reached outside the window per rolling 24 h.",
+    )
     delivery_max_attempts: int = Field(default=5, ge=1)
     delivery_backoff_s: float = Field(default=0.5, ge=0)

@@ -26,6 +26,7 @@ class PolicyStore:
         self.deliveries = db["policy_deliveries"]
         self.rate_slots = db["policy_rate_slots"]
         self.notices = db["policy_window_notices"]
+        self.reached = db["policy_business_initiated"]
 
     async def ensure_indexes(self) -> None:
         await self.conversations.create_index([("last_customer_message_at", 1)], name="windows_by_time")
@@ -143,6 +144,23 @@ class PolicyStore:
             if len(batch) < page:
                 return found
             after = (batch[-1]["last_customer_message_at"], batch[-1]["_id"])
+
+    async def business_initiated_recipients(self, channel_id: str, since: datetime) -> set[str]:
+        """Customers this WhatsApp number reached outside the window since ``since``."""
+        cursor = self.reached.find({"channel_id": channel_id, "at": {"$gte": since}})
+        return {d["recipient_id"] async for d in cursor}
+
+    async def record_business_initiated(self, channel_id: str, recipient_id: str, at: datetime) -> None:
+        await self.reached.replace_one(
+            {"_id": f"{channel_id}:{recipient_id}"},
+            {
+                "_id": f"{channel_id}:{recipient_id}",
+                "channel_id": channel_id,
+                "recipient_id": recipient_id,
+                "at": at,
+            },
+            upsert=True,
+        )
 
     async def decision(self, key: str) -> dict[str, Any] | None:
         return await self.decisions.find_one({"_id": key})

@@ -147,3 +147,8 @@ def rule_for(provider: Provider, kind: str) -> ReplyRule:
         return RULES[(provider, kind)]
     except KeyError as exc:
         raise ValueError(f"no reply rule for {provider.value} {kind}") from exc
+
+
+def messaging_limit(tier: int) -> int | None:
+    """Unique customers a WhatsApp number may reach outside the window per rolling 24 h."""
+    return WHATSAPP_TIER_LIMITS[min(max(tier, 0), len(WHATSAPP_TIER_LIMITS) - 1)]

@@ -1,0 +1,106 @@
+"""WhatsApp messaging limits against the real store: unique customers outside the window per 24 h."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from parley_events import (
+    Author,
+    ChannelRole,
+    ChannelSnapshot,
+    ChannelStatus,
+    Content,
+    Direction,
+    MessageReceived,
+    Provider,
+)
+from parley_policy.adapters.stores import PolicyStore
+from parley_policy.domain.decision import ReplyRequest, Template, TemplateInfo
+from parley_policy.handlers import PolicyService
+from parley_shared import mongo
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+CHANNEL = ChannelSnapshot(
+    channel_id="ch-wa",
+    tenant_id="t",
+    provider=Provider.WHATSAPP,
+    account_id="phone-1",
+    status=ChannelStatus.ACTIVE,
+    revision=1,
+)
+
+
+def inbound(customer: str) -> MessageReceived:
+    return MessageReceived(
+        event_id=f"msg-{customer}",
+        tenant_id="t",
+        channel_id="ch-wa",
+        provider=Provider.WHATSAPP,
+        account_id="phone-1",
+        conversation_id=f"conv-{customer}",
+        conversation_key=f"dm:{customer}",
+        direction=Direction.INBOUND,
+        author=Author(id=customer),
+        content=Content(text="hi"),
+        provider_message_id=f"wamid-{customer}",
+        provider_timestamp=T0,
+        delivery_id="d",
+    )
+
+
+async def test_the_tier_caps_unique_customers_reached_outside_the_window(database_url: str) -> None:
+    client: Any = mongo.open_client(database_url)
+    published: list[Any] = []
+    now = {"at": T0 + timedelta(days=2)}  # every window is closed: templates only
+
+    async def publish(event: Any, _id: str) -> None:
+        published.append(event)
+
+    store = PolicyStore(mongo.database(client, database_url))
+    templates = {("order_update", "en_US"): TemplateInfo(status="APPROVED", parameter_count=1)}
+    service = PolicyService(
+        store,
+        {"ch-wa": CHANNEL}.get,
+        lambda *_: ChannelRole.CONTRIBUTOR,
+        lambda _cid: templates,
+        publish,
+        clock=lambda: now["at"],
+        messaging_tier=0,
+    )
+    try:
+        customers = [f"c{i}" for i in range(251)]
+        for customer in customers:
+            await service.on_inbound(inbound(customer))
+        request = ReplyRequest(template=Template("order_update", "en_US", ("#42",)))
+        outcomes = []
+        for customer in customers:
+            now["at"] += timedelta(seconds=1)  # stay under the per-second throughput
+            outcomes.append(
+                await service.request_reply(
+                    "t", "agent", False, f"conv-{customer}", request, f"key-{customer}"
+                )
+            )
+        approved = [o for o in outcomes if o.decision.approved]
+        assert len(approved) == 250  # tier 0: 250 unique customers per rolling 24 h
+        assert [r.code for r in outcomes[-1].decision.reasons] == ["MESSAGING_LIMIT"]
+        # a customer already reached counts once: another template to them is fine
+        again = await service.request_reply("t", "agent", False, "conv-c0", request, "key-c0-again")
+        assert again.decision.approved
+        # 24 hours after the first ones, the rolling window has room again
+        now["at"] += timedelta(hours=24)
+        later = await service.request_reply("t", "agent", False, "conv-c250", request, "key-c250-later")
+        assert later.decision.approved
+        assert "c250" in await store.business_initiated_recipients("ch-wa", now["at"] - timedelta(hours=24))
+        # inside the customer's 24-hour window a template is not business-initiated: it does not count
+        fresh = inbound("fresh").model_copy(update={"provider_timestamp": now["at"]})
+        await service.on_inbound(fresh)
+        inside = await service.request_reply("t", "agent", False, "conv-fresh", request, "key-fresh")
+        assert inside.decision.approved
+        assert "fresh" not in await store.business_initiated_recipients("ch-wa", T0)
+    finally:
+        await client.drop_database(mongo.database_name(database_url))
+        await client.close()
