@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -15,7 +13,7 @@ from parley_shared.auth import TokenVerifier
 from parley_shared.kafka import CONSUMER_ACK_POLICY, decode_event
 from parley_shared.logging import get_logger
 from parley_shared.providers import GraphClient, XClient
-from parley_shared.runtime import Runtime, ServiceSpec, create_app
+from parley_shared.runtime import LazyApp, Runtime, ServiceSpec, cancel_tasks, create_app, periodic
 from parley_shared.settings import load_settings
 from parley_shared.vault import TokenVault, parse_keys
 from starlette.applications import Starlette
@@ -81,41 +79,20 @@ def create_onboarding_app(
             if message.headers.get("ce_type") == TemplateStatusChanged.event_type:
                 await service.on_template_status(decode_event(TemplateStatusChanged, message.body))
 
-    async def expiry_loop(service: OnboardingService) -> None:
-        while True:
-            try:
-                warned = await service.check_token_expiry()
-                if warned:
-                    log.info("token expiry warnings published", count=warned)
-            except Exception as exc:
-                log.warning("token expiry check failed; will try again", error=repr(exc))
-            await asyncio.sleep(settings.token_check_interval_s)
-
     async def on_start(rt: Runtime) -> None:
         service: OnboardingService = holder["service"]
         await service.stores.ensure_indexes()
-        rt.state["tasks"] = [asyncio.create_task(expiry_loop(service), name="token-expiry")]
+        rt.state["tasks"] = [
+            periodic("token-expiry", settings.token_check_interval_s, service.check_token_expiry)
+        ]
 
     async def on_stop(rt: Runtime) -> None:
-        for task in rt.state.get("tasks", []):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_tasks(rt.state.get("tasks", []))
         await holder["http"].aclose()
 
     def routes(rt: Runtime) -> list[BaseRoute]:
-        class LazyApi:
-            """The API needs the service, which exists once the lifespan has started."""
-
-            def __init__(self) -> None:
-                self.app: Any = None
-
-            async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-                if self.app is None:
-                    self.app = create_api(holder["service"], verifier)
-                await self.app(scope, receive, send)
-
-        return [Mount("/v1", app=LazyApi())]
+        # the API needs the service, which exists once the lifespan has started
+        return [Mount("/v1", app=LazyApp(lambda: create_api(holder["service"], verifier)))]
 
     return create_app(
         ServiceSpec(

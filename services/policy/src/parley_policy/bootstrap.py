@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +23,7 @@ from parley_shared.channels import KafkaChannelDirectory, KafkaTeamDirectory
 from parley_shared.kafka import CONSUMER_ACK_POLICY, decode_event
 from parley_shared.logging import get_logger
 from parley_shared.providers import GraphClient, XClient
-from parley_shared.runtime import Runtime, ServiceSpec, create_app
+from parley_shared.runtime import LazyApp, Runtime, ServiceSpec, cancel_tasks, create_app, loaded, periodic
 from parley_shared.settings import load_settings
 from parley_shared.vault import MongoCredentialStore, TokenVault, parse_keys
 from starlette.applications import Starlette
@@ -161,14 +159,10 @@ def create_policy_app(
                     channel_id=decode_event(ChannelReauthRequired, message.body).channel_id,
                 )
 
-    async def sweep_loop(service: PolicyService) -> None:
-        while True:
-            await asyncio.sleep(settings.window_sweep_interval_s)
-            try:
-                await service.sweep_windows(timedelta(seconds=settings.window_closing_lead_s))
-                await service.store.forget_slots_before(int(clock().timestamp()) - 60)
-            except Exception as exc:
-                log.warning("window sweep failed; will try again", error=repr(exc))
+    async def sweep(service: PolicyService) -> int:
+        announced = await service.sweep_windows(timedelta(seconds=settings.window_closing_lead_s))
+        await service.store.forget_slots_before(int(clock().timestamp()) - 60)
+        return announced
 
     async def on_start(rt: Runtime) -> None:
         store: PolicyStore = holder["store"]
@@ -179,36 +173,21 @@ def create_policy_app(
             )
         await channels.start()
         await teams.start()
-        rt.state["tasks"] = [asyncio.create_task(sweep_loop(holder["service"]), name="window-sweep")]
-
-        async def read_models_loaded() -> None:
-            if not (channels.loaded.is_set() and teams.loaded.is_set()):
-                raise RuntimeError("read models still loading")
-
-        rt.readiness.checks["read_models"] = read_models_loaded
+        service = holder["service"]
+        rt.state["tasks"] = [
+            periodic("window-sweep", settings.window_sweep_interval_s, lambda: sweep(service))
+        ]
+        rt.readiness.checks["read_models"] = loaded(channels, teams)
 
     async def on_stop(rt: Runtime) -> None:
-        for task in rt.state.get("tasks", []):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_tasks(rt.state.get("tasks", []))
         await channels.stop()
         await teams.stop()
         await holder["http"].aclose()
 
     def routes(rt: Runtime) -> list[BaseRoute]:
-        class LazyApi:
-            """The API needs the service, which exists once the lifespan has started."""
-
-            def __init__(self) -> None:
-                self.app: Any = None
-
-            async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-                if self.app is None:
-                    self.app = create_api(holder["service"], verifier)
-                await self.app(scope, receive, send)
-
-        return [Mount("/v1", app=LazyApi())]
+        # the API needs the service, which exists once the lifespan has started
+        return [Mount("/v1", app=LazyApp(lambda: create_api(holder["service"], verifier)))]
 
     return create_app(
         ServiceSpec(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 
 from faststream.kafka.annotations import KafkaMessage
@@ -13,7 +11,7 @@ from parley_shared.auth import TokenVerifier
 from parley_shared.channels import KafkaChannelDirectory, KafkaTeamDirectory
 from parley_shared.kafka import CONSUMER_ACK_POLICY
 from parley_shared.logging import get_logger
-from parley_shared.runtime import Runtime, ServiceSpec, create_app
+from parley_shared.runtime import LazyApp, Runtime, ServiceSpec, cancel_tasks, create_app, loaded, periodic
 from parley_shared.settings import load_settings
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount
@@ -25,18 +23,6 @@ from parley_routing.handlers import ConversationService, utcnow
 from parley_routing.settings import RoutingSettings
 
 log = get_logger(__name__)
-
-
-async def _every(seconds: float, name: str, work: Callable[[], Awaitable[int]]) -> None:
-    """Run ``work`` periodically until cancelled; a failing round is logged, not fatal."""
-    while True:
-        await asyncio.sleep(seconds)
-        try:
-            done = await work()
-            if done:
-                log.info(f"{name} round", count=done)
-        except Exception as exc:
-            log.warning(f"{name} round failed; will try again", error=repr(exc))
 
 
 def create_routing_app(
@@ -89,47 +75,25 @@ def create_routing_app(
         await teams.start()
         service = holder["service"]
         rt.state["tasks"] = [
-            asyncio.create_task(
-                _every(
-                    settings.auto_resolve_interval_s,
-                    "auto-resolve",
-                    lambda: service.auto_resolve(list(channels.by_id.values())),
-                ),
-                name="auto-resolve",
+            periodic(
+                "auto-resolve",
+                settings.auto_resolve_interval_s,
+                lambda: service.auto_resolve(list(channels.by_id.values())),
             ),
-            asyncio.create_task(
-                _every(settings.outbox_relay_interval_s, "outbox relay", service.relay_outbox),
-                name="outbox-relay",
-            ),
+            periodic("outbox-relay", settings.outbox_relay_interval_s, service.relay_outbox),
         ]
-
-        async def read_models_loaded() -> None:
-            if not (channels.loaded.is_set() and teams.loaded.is_set()):
-                raise RuntimeError("read models still loading")
-
-        rt.readiness.checks["read_models"] = read_models_loaded
+        rt.readiness.checks["read_models"] = loaded(channels, teams)
 
     async def on_stop(rt: Runtime) -> None:
-        for task in rt.state.get("tasks", []):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_tasks(rt.state.get("tasks", []))
         await channels.stop()
         await teams.stop()
 
     def routes(rt: Runtime) -> list[BaseRoute]:
-        class LazyApi:
-            """The API needs the service, which exists once the lifespan has started."""
-
-            def __init__(self) -> None:
-                self.app: Starlette | None = None
-
-            async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
-                if self.app is None:
-                    self.app = create_api(holder["service"], channels, teams, verifier, clock)
-                await self.app(scope, receive, send)
-
-        return [Mount("/v1", app=LazyApi())]
+        # the API needs the service, which exists once the lifespan has started
+        return [
+            Mount("/v1", app=LazyApp(lambda: create_api(holder["service"], channels, teams, verifier, clock)))
+        ]
 
     return create_app(
         ServiceSpec(

@@ -7,6 +7,7 @@ import time, and every client belongs to the event loop that runs the app.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -138,3 +139,51 @@ def create_app(spec: ServiceSpec) -> Starlette:
     app = build_app(spec.routes(runtime), readiness, lifespan)
     app.state.runtime = runtime
     return app
+
+
+class LazyApp:
+    """An ASGI app built on its first request: it needs clients that exist once the lifespan ran."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self.build = build
+        self.app: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.app is None:
+            self.app = self.build()
+        await self.app(scope, receive, send)
+
+
+def periodic(name: str, interval_s: float, work: Callable[[], Awaitable[object]]) -> asyncio.Task[None]:
+    """Run ``work`` every ``interval_s`` until cancelled; a failing round is logged, not fatal."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                done = await work()
+                if done:
+                    log.info("periodic round", task=name, count=done)
+            except Exception as exc:
+                log.warning("periodic round failed; will try again", task=name, error=repr(exc))
+
+    return asyncio.create_task(loop(), name=name)
+
+
+async def cancel_tasks(tasks: list[asyncio.Task[None]]) -> None:
+    """Stop background tasks and wait until they have."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def loaded(*readers: Any) -> Callable[[], Awaitable[None]]:
+    """A readiness check: every read model has caught up with its topic once."""
+
+    async def check() -> None:
+        if not all(reader.loaded.is_set() for reader in readers):
+            raise RuntimeError("read models still loading")
+
+    return check
