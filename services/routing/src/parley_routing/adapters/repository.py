@@ -23,9 +23,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from parley_events import ConversationEvent, Queue
+from parley_shared.mongo import MongoVersionedDocuments, VersionConflict
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from parley_routing.domain.model import Conversation
 
@@ -53,18 +54,14 @@ class ConversationRepository(Protocol):
 class MongoConversationRepository:
     """Conversations and their event history in MongoDB (or FerretDB)."""
 
-    KEEP_COMMITS = 20
-    """Commits kept per conversation behind the newest (older ones are pruned after a save)."""
-
     def __init__(
         self,
         collection: AsyncCollection[dict[str, Any]],
         history: AsyncCollection[dict[str, Any]] | None = None,
-        commits: AsyncCollection[dict[str, Any]] | None = None,
     ) -> None:
         self.collection = collection
         self.history = history
-        self.commits = commits if commits is not None else collection.database[f"{collection.name}_commits"]
+        self.documents = MongoVersionedDocuments(collection)
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index(
@@ -81,50 +78,24 @@ class MongoConversationRepository:
             name="owner_by_activity",
         )
         await self.collection.create_index([("outbox_pending", ASCENDING)], name="outbox")
-        await self.commits.create_index(
-            [("conversation_id", ASCENDING), ("version", ASCENDING)], name="commits_by_version"
-        )
+        await self.documents.ensure_indexes()
         if self.history is not None:
             await self.history.create_index(
                 [("conversation_id", ASCENDING), ("sequence", ASCENDING)], name="history_by_sequence"
             )
 
     async def get(self, conversation_id: str) -> Conversation | None:
-        doc = await self.collection.find_one({"_id": conversation_id})
-        version = 0 if doc is None else int(doc["version"])
-        # roll forward over commits whose projection write did not happen (yet)
-        while (
-            commit := await self.commits.find_one({"_id": f"{conversation_id}:{version + 1}"})
-        ) is not None:
-            doc = commit["doc"]
-            version += 1
-            await self.collection.replace_one({"_id": conversation_id}, doc, upsert=True)
+        doc = await self.documents.get(conversation_id)
         return None if doc is None else Conversation.from_document(doc)
 
     async def save(self, conversation: Conversation) -> None:
         expected = conversation.version
         conversation.version = expected + 1
-        doc = conversation.to_document()
         try:
-            await self.commits.insert_one(
-                {
-                    "_id": f"{conversation.id}:{conversation.version}",
-                    "conversation_id": conversation.id,
-                    "version": conversation.version,
-                    "doc": doc,
-                }
-            )
-        except DuplicateKeyError as exc:
+            await self.documents.save(conversation.to_document())
+        except VersionConflict as exc:
             conversation.version = expected
             raise ConcurrentUpdate(conversation.id) from exc
-        await self.collection.replace_one({"_id": conversation.id}, doc, upsert=True)
-        if conversation.version > self.KEEP_COMMITS:
-            await self.commits.delete_many(
-                {
-                    "conversation_id": conversation.id,
-                    "version": {"$lt": conversation.version - self.KEEP_COMMITS},
-                }
-            )
 
     async def record_history(self, events: Sequence[ConversationEvent]) -> None:
         """Append published events to the queryable history (idempotent on event ids)."""
