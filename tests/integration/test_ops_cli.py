@@ -80,6 +80,23 @@ async def test_channels_register_creates_an_active_channel_and_publishes_it(
         stored = client.get_default_database()["channel_credentials"].find_one({"_id": channel_id})
         assert stored is not None
         assert token not in str(stored)  # encrypted at rest
+        assert stored["token"]["key_id"] == "k1"
+
+        # key rotation: a new key first, the old one still listed, then rotate
+        rotated_env = {
+            **env,
+            "PARLEY_ENCRYPTION_KEYS": "k2:"
+            + base64.b64encode(os.urandom(32)).decode()
+            + ","
+            + env["PARLEY_ENCRYPTION_KEYS"],
+        }
+        rotated = run(["credentials", "rotate"], rotated_env)
+        assert rotated.returncode == 0, rotated.stderr
+        assert "re-encrypted 1 channel credential(s) with key k2" in rotated.stdout
+        again = client.get_default_database()["channel_credentials"].find_one({"_id": channel_id})
+        assert again is not None
+        assert again["token"]["key_id"] == "k2"
+        assert again["token"]["ciphertext"] != stored["token"]["ciphertext"]
         client.drop_database(client.get_default_database().name)
     finally:
         client.close()

@@ -1,8 +1,9 @@
 """Channel credentials, encrypted at rest with AES-256-GCM and a key id so keys can rotate.
 
 Keys come from settings as ``PARLEY_ENCRYPTION_KEYS="k2:<base64 32 bytes>,k1:<base64 32 bytes>"``;
-the first is used to encrypt, every listed key can decrypt. Rotation: put a new key first, run
-``parley credentials rotate`` (re-encrypts everything), then drop the old key. The channel id is
+the first is used to encrypt, every listed key can decrypt. Rotation: put a new key first in
+every service's settings, run ``parley credentials rotate`` (re-encrypts everything), then drop
+the old key. The channel id is
 bound as associated data, so a ciphertext copied onto another channel does not decrypt.
 Credentials are never returned by an API, published in an event or logged.
 """

@@ -16,6 +16,7 @@ from parley_shared import mongo
 from parley_shared.kafka import EventPublisher, make_broker
 from parley_shared.runtime import Runtime
 from parley_shared.settings import ServiceSettings, load_settings
+from parley_shared.vault import MongoCredentialStore, TokenVault, parse_keys
 
 from parley_onboarding.bootstrap import build_service
 from parley_onboarding.settings import OnboardingSettings
@@ -66,8 +67,34 @@ def _run(_settings: ServiceSettings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def rotate_credentials(settings: OnboardingSettings) -> int:
+    client = mongo.open_client(settings.mongodb_url)
+    try:
+        vault = TokenVault(parse_keys(settings.encryption_keys.get_secret_value()))
+        store = MongoCredentialStore(
+            mongo.database(client, settings.mongodb_url)["channel_credentials"], vault
+        )
+        return await store.rotate()
+    finally:
+        await client.close()
+
+
+def _rotate(_settings: ServiceSettings, _args: argparse.Namespace) -> int:
+    settings = load_settings(OnboardingSettings)
+    changed = asyncio.run(rotate_credentials(settings))
+    current = settings.encryption_keys.get_secret_value().split(":", 1)[0]  # the key id, not the key
+    print(f"re-encrypted {changed} channel credential(s) with key {current}")
+    return 0
+
+
 def register(commands: Any) -> None:
-    """Add ``parley channels register`` to the ops CLI."""
+    """Add ``parley channels register`` and ``parley credentials rotate`` to the ops CLI."""
+    credentials = commands.add_parser("credentials", help="channel credentials (onboarding)")
+    credential_actions = credentials.add_subparsers(dest="action", required=True)
+    rotate = credential_actions.add_parser(
+        "rotate", help="re-encrypt every channel credential with the first key of PARLEY_ENCRYPTION_KEYS"
+    )
+    rotate.set_defaults(run=_rotate)
     channels = commands.add_parser("channels", help="channels (onboarding)")
     actions = channels.add_subparsers(dest="action", required=True)
     reg = actions.add_parser("register", help="create an active channel without OAuth", description=__doc__)
