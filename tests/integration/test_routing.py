@@ -33,7 +33,7 @@ from parley_shared.auth import issue_dev_token
 
 from tests.conftest import Infra
 from tests.support.apps import running
-from tests.support.kafka import publish_events, read_records
+from tests.support.kafka import eventually, publish_events, read_records
 
 pytestmark = pytest.mark.integration
 
@@ -115,9 +115,20 @@ async def test_a_duplicated_inbound_event_changes_the_conversation_once(
         first = message(1, "conv-dup")
         await publish_events(infra.kafka, namespace, first, first, message(2, "conv-dup"), first)
         events = await wait_for_sequence(infra, namespace, "conv-dup", 3)
-        response = await api.get("/v1/conversations/conv-dup", headers=token("anyone"))
-        assert response.status_code == 200, response.text
-        detail = response.json()
+
+        async def history_complete() -> dict[str, Any] | None:
+            # the history is appended right after the publish: wait for it, not only for Kafka
+            response = await api.get("/v1/conversations/conv-dup", headers=token("anyone"))
+            assert response.status_code == 200, response.text
+            body: dict[str, Any] = response.json()
+            return body if len(body["history"]) >= 3 else None
+
+        detail = await eventually(history_complete)
+        await publish_events(infra.kafka, namespace, first)  # one more duplicate, after everything settled
+        await asyncio.sleep(1)
+        settled = (await api.get("/v1/conversations/conv-dup", headers=token("anyone"))).json()
+        assert settled["sequence"] == 3
+        assert len(settled["history"]) == 3
     assert detail["sequence"] == 3
     assert [h["type"] for h in detail["history"]] == [
         "parley.conversation.created.v1",
