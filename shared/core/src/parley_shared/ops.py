@@ -148,4 +148,3 @@ async def consumer_lag(bootstrap: str, prefix: str = "parley") -> list[GroupLag]
     finally:
         await consumer.stop()
         await admin.close()
-

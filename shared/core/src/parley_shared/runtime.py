@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faststream.kafka import KafkaBroker
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from opentelemetry.sdk.trace import TracerProvider
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from starlette.applications import Starlette
@@ -30,6 +32,7 @@ from parley_shared.kafka import (
 )
 from parley_shared.logging import configure_logging, get_logger
 from parley_shared.settings import ServiceSettings
+from parley_shared.tracing import tracer_provider
 
 log = get_logger(__name__)
 
@@ -45,6 +48,7 @@ class Runtime:
     retry: RetryThenDeadLetter
     readiness: Readiness
     mongo_client: AsyncMongoClient[dict[str, Any]] | None = None
+    tracing: TracerProvider | None = None
     state: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -83,7 +87,10 @@ def create_app(spec: ServiceSpec) -> Starlette:
     configure_logging(spec.name, settings.log_level, settings.log_format)
     readiness = Readiness()
     retry = RetryThenDeadLetter(None, RetryPolicy.from_settings(settings))
-    broker = make_broker(settings, client_id=f"parley-{spec.name}", middlewares=[retry])
+    tracing = tracer_provider(spec.name, settings.otlp_endpoint)
+    telemetry = KafkaTelemetryMiddleware(tracer_provider=tracing, include_messages_counters=False)
+    # telemetry outermost: one consume span covers every retry of a record
+    broker = make_broker(settings, client_id=f"parley-{spec.name}", middlewares=[telemetry, retry])
     retry.sink = kafka_dead_letter_sink(broker)
     runtime = Runtime(
         settings=settings,
@@ -97,6 +104,7 @@ def create_app(spec: ServiceSpec) -> Starlette:
         ),
         retry=RetryThenDeadLetter(kafka_dead_letter_sink(broker), RetryPolicy.from_settings(settings)),
         readiness=readiness,
+        tracing=tracing,
     )
 
     async def kafka_ready() -> None:
@@ -134,6 +142,7 @@ def create_app(spec: ServiceSpec) -> Starlette:
             finally:
                 if runtime.mongo_client is not None:
                     await runtime.mongo_client.close()
+            tracing.shutdown()
             log.info("stopped")
 
     app = build_app(spec.routes(runtime), readiness, lifespan)

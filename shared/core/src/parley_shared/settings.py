@@ -38,6 +38,10 @@ class ServiceSettings(BaseSettings):
     )
     consumer_retry_backoff_s: float = Field(default=0.2, ge=0)
     consumer_retry_backoff_max_s: float = Field(default=10.0, ge=0)
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP traces endpoint, e.g. http://collector:4318/v1/traces; unset = off.",
+    )
 
     def group_id(self, name: str) -> str:
         """The consumer group id of one of this service's subscribers."""

@@ -10,11 +10,14 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from datetime import UTC, datetime
 
 import orjson
+from opentelemetry.sdk.trace import TracerProvider
 from parley_shared.kafka import EventPublisher
 from parley_shared.logging import get_logger
+from parley_shared.tracing import span_from_headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -53,6 +56,7 @@ def receive_route(
     verify: Verifier,
     settings: IngestSettings,
     publisher: EventPublisher,
+    tracing: TracerProvider | None = None,
 ) -> Callable[[Request], Awaitable[Response]]:
     """The POST handler shared by every provider: checks in order, archive, then 200."""
 
@@ -74,7 +78,13 @@ def receive_route(
             payload = None  # archived all the same: the normalizer dead-letters it with a reason
         record = deliveries.archive_record(provider, body, dict(request.headers), datetime.now(UTC), payload)
         try:
-            await publisher.publish(record, event_id=record.delivery_id, time=record.received_at)
+            # the trace starts here (or continues the caller's traceparent) and travels in Kafka headers
+            with (
+                span_from_headers(tracing, f"webhook {provider}", request.headers)
+                if tracing
+                else nullcontext()
+            ):
+                await publisher.publish(record, event_id=record.delivery_id, time=record.received_at)
         except Exception as exc:
             log.error("raw archive not acknowledged, asking the provider to retry", error=repr(exc))
             return metrics.outcome(provider, "broker_unavailable", Response(status_code=503))
@@ -84,7 +94,9 @@ def receive_route(
     return receive
 
 
-def meta_routes(settings: IngestSettings, publisher: EventPublisher) -> list[Route]:
+def meta_routes(
+    settings: IngestSettings, publisher: EventPublisher, tracing: TracerProvider | None = None
+) -> list[Route]:
     """GET: the subscription handshake. POST: Pages, Instagram and WhatsApp deliveries."""
     secrets = settings.meta_secrets()
     verify_token = settings.meta_verify_token.get_secret_value().encode()
@@ -106,13 +118,15 @@ def meta_routes(settings: IngestSettings, publisher: EventPublisher) -> list[Rou
         Route("/webhooks/meta", handshake, methods=["GET"]),
         Route(
             "/webhooks/meta",
-            receive_route("meta", "x-hub-signature-256", verify, settings, publisher),
+            receive_route("meta", "x-hub-signature-256", verify, settings, publisher, tracing),
             methods=["POST"],
         ),
     ]
 
 
-def x_routes(settings: IngestSettings, publisher: EventPublisher) -> list[Route]:
+def x_routes(
+    settings: IngestSettings, publisher: EventPublisher, tracing: TracerProvider | None = None
+) -> list[Route]:
     """GET: the CRC check (answered with the current secret). POST: account activity."""
     secrets = settings.x_secrets()
     if not secrets:
@@ -133,11 +147,13 @@ def x_routes(settings: IngestSettings, publisher: EventPublisher) -> list[Route]
         Route("/webhooks/x", crc, methods=["GET"]),
         Route(
             "/webhooks/x",
-            receive_route("x", "x-twitter-webhooks-signature", verify, settings, publisher),
+            receive_route("x", "x-twitter-webhooks-signature", verify, settings, publisher, tracing),
             methods=["POST"],
         ),
     ]
 
 
-def webhook_routes(settings: IngestSettings, publisher: EventPublisher) -> list[Route]:
-    return [*meta_routes(settings, publisher), *x_routes(settings, publisher)]
+def webhook_routes(
+    settings: IngestSettings, publisher: EventPublisher, tracing: TracerProvider | None = None
+) -> list[Route]:
+    return [*meta_routes(settings, publisher, tracing), *x_routes(settings, publisher, tracing)]
