@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,7 @@ from parley_events import (
 from parley_shared.providers import ErrorKind, GraphClient, ProviderError, XClient
 from parley_shared.vault import MongoCredentialStore
 
+from parley_policy import metrics
 from parley_policy.adapters.stores import PolicyStore
 from parley_policy.domain.decision import Decision, Reason, ReplyRequest, TemplateInfo, decide
 from parley_policy.domain.rules import RULES, messaging_limit, rule_for
@@ -209,7 +211,11 @@ class PolicyService:
                     decision.length,
                     decision.limit,
                 )
+                metrics.DECISIONS.labels(provider=doc["provider"], outcome="RATE_LIMITED").inc()
                 return Outcome(reply_id, limited, retry_after)
+        metrics.DECISIONS.labels(
+            provider=doc["provider"], outcome="approved" if decision.approved else decision.reasons[0].code
+        ).inc()
         record = {
             "approved": decision.approved,
             "messaging_type": decision.messaging_type,
@@ -422,6 +428,7 @@ class Delivery:
             )
             return
         attempt = 0
+        started = time.perf_counter()
         while True:
             attempt += 1
             try:
@@ -431,8 +438,16 @@ class Delivery:
                     delay = exc.retry_after_s if exc.retry_after_s else self.backoff_s * 2 ** (attempt - 1)
                     await self.sleep(min(delay, 30.0))
                     continue
+                metrics.DELIVERY_SECONDS.labels(provider=reply.provider.value).observe(
+                    time.perf_counter() - started
+                )
+                metrics.DELIVERIES.labels(provider=reply.provider.value, outcome=exc.kind.value).inc()
                 await self._failed(reply, base, exc, attempt)
                 return
+            metrics.DELIVERY_SECONDS.labels(provider=reply.provider.value).observe(
+                time.perf_counter() - started
+            )
+            metrics.DELIVERIES.labels(provider=reply.provider.value, outcome="sent").inc()
             await self.store.record_delivery(reply.reply_id, message_id)
             if reply.kind == "private_reply":
                 await self.store.mark_private_replied(reply.conversation_id, reply.recipient_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -233,6 +234,10 @@ class RetryThenDeadLetter:
         return _RetryThenDeadLetter(msg, context=context, owner=self)
 
 
+_DEAD_LETTERED = object()
+"""What a record sent to its DLQ leaves behind (the handler's own result is None)."""
+
+
 class _RetryThenDeadLetter(BaseMiddleware):
     __slots__ = ("owner",)
 
@@ -245,8 +250,18 @@ class _RetryThenDeadLetter(BaseMiddleware):
     ) -> Any:
         policy = self.owner.policy
         record = msg.raw_message
-        with structlog.contextvars.bound_contextvars(**record_log_context(record)):
-            return await self._consume(call_next, msg, policy, record)
+        context = record_log_context(record)
+        event_type = context.get("event_type", "unknown")
+        started = time.perf_counter()
+        outcome = "failed"
+        try:
+            with structlog.contextvars.bound_contextvars(**context):
+                result = await self._consume(call_next, msg, policy, record)
+            outcome = "dead_lettered" if result is _DEAD_LETTERED else "ok"
+            return None if result is _DEAD_LETTERED else result
+        finally:
+            metrics.HANDLER_SECONDS.labels(event_type=event_type).observe(time.perf_counter() - started)
+            metrics.EVENTS_CONSUMED.labels(event_type=event_type, outcome=outcome).inc()
 
     async def _consume(
         self,
@@ -303,4 +318,4 @@ class _RetryThenDeadLetter(BaseMiddleware):
                     # the subscriber rewinds to this record: pause so that is not a hot loop
                     await self.owner.sleep(policy.delay(policy.max_attempts))
                     raise
-                return None
+                return _DEAD_LETTERED

@@ -1,0 +1,22 @@
+"""Policy's Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+DECISIONS = Counter(
+    "parley_policy_decisions_total",
+    "Reply decisions by provider and outcome (approved or the first reason).",
+    ["provider", "outcome"],
+)
+DELIVERIES = Counter(
+    "parley_policy_deliveries_total",
+    "Replies delivered to providers, by provider and outcome.",
+    ["provider", "outcome"],
+)
+DELIVERY_SECONDS = Histogram(
+    "parley_policy_delivery_duration_seconds",
+    "From the start of a delivery to the provider's answer (retries included).",
+    ["provider"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
