@@ -77,6 +77,10 @@ typecheck: $(VENV)/.synced ## mypy strict on shared/ and every domain/
 docs: $(VENV)/.synced ## write AsyncAPI documents and JSON Schemas under docs/
 	$(RUN) python scripts/gen_docs.py
 
+.PHONY: chart-check
+chart-check: ## helm lint, render the chart with each ci/ value set, validate the manifests offline
+	@scripts/k8s-tools.sh chart-check
+
 bench: setup infra-up ## benchmarks (not part of make test)
 	@if [ -d bench ]; then $(RUN) python -m bench; else echo "no benchmarks yet (issue 9)"; fi
 
