@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,12 @@ async def test_a_signed_messenger_message_becomes_a_stored_conversation_and_an_e
     payload = messenger_text("page-e2e", "customer-42", "Where is my order?", mid="m_e2e_1")
     body = body_of(payload)
     signature = "sha256=" + hmac.new(APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    headers = {"content-type": "application/json", "x-hub-signature-256": signature}
+    trace_id = secrets.token_hex(16)
+    headers = {
+        "content-type": "application/json",
+        "x-hub-signature-256": signature,
+        "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
+    }
 
     response = httpx.post(f"{stack['parley-ingest'].url}/webhooks/meta", content=body, headers=headers)
     assert response.status_code == 200
@@ -97,6 +103,9 @@ async def test_a_signed_messenger_message_becomes_a_stored_conversation_and_an_e
     assert ce["ce_tenantid"] == "tenant-e2e"
     assert ce["ce_subject"] == created.conversation_id
     assert by_type["parley.conversation.created.v1"].key == created.conversation_id.encode()
+    # one trace across the processes: the webhook's trace id rides the Kafka headers to routing
+    for record in by_type.values():
+        assert dict(record.headers)["traceparent"].decode().split("-")[1] == trace_id
 
     client: MongoClient[dict[str, Any]] = MongoClient(database_url)
     try:

@@ -102,6 +102,21 @@ async def test_channels_register_creates_an_active_channel_and_publishes_it(
         client.close()
 
 
+async def test_topics_create_and_describe_work_as_the_runbook_says(infra: Infra, unique: str) -> None:
+    env = {"PARLEY_KAFKA_BOOTSTRAP_SERVERS": infra.kafka, "PARLEY_TOPIC_NAMESPACE": f"ops{unique}"}
+    created = run(["topics", "create", "--wait", "30"], env)
+    assert created.returncode == 0, created.stderr
+    assert f"created ops{unique}.parley.conversations.v1" in created.stdout
+    again = run(["topics", "create"], env)
+    assert "0 topic(s) created" in again.stdout
+    described = run(["topics", "describe"], env)
+    assert described.returncode == 0, described.stderr
+    assert f"ops{unique}.parley.webhooks.raw.v1\tpartitions=12" in described.stdout.splitlines()
+    from parley_shared.admin import delete_namespace
+
+    await delete_namespace(infra.kafka, f"ops{unique}")
+
+
 def test_usage_errors_exit_2_and_every_command_has_help() -> None:
     assert run(["channels", "register"], {}).returncode == 2
     assert run(["no-such-command"], {}).returncode == 2
