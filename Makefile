@@ -12,7 +12,7 @@ VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 PYTEST := $(RUN) pytest
 
-.PHONY: help setup infra-install infra-up infra-down infra-reset infra-status run demo test test-unit \
+.PHONY: help setup infra-install infra-up infra-down infra-reset infra-status run demo test test-unit fault \
         test-integration test-e2e lint fmt typecheck docs bench clean
 
 help: ## list the targets
@@ -52,7 +52,10 @@ demo: $(VENV)/.synced ## send sample signed webhooks to a running stack and prin
 	@$(RUN) python scripts/demo.py
 
 test: setup infra-up ## run every test tier (unit, integration, e2e)
-	$(PYTEST) tests
+	$(PYTEST) tests --ignore=tests/fault
+
+fault: setup infra-up ## the fault suite: Kafka, store and consumer failures (writes docs/reliability.md)
+	$(PYTEST) tests/fault -v
 
 test-unit: $(VENV)/.synced ## pure tests, no I/O
 	$(PYTEST) tests/unit
