@@ -183,3 +183,26 @@ async def test_normalizer_killed_mid_batch_and_restarted(
     assert_clean(
         await run_fault("normalizer SIGKILL, restarted", infra, namespace, database_url, stack, fault)
     )
+
+
+async def test_two_routing_replicas_with_rebalances_in_between(
+    infra: Infra, namespace: str, database_url: str, stack: dict[str, ServiceProcess]
+) -> None:
+    """A second replica joins (rebalance), then the first is killed (rebalance again)."""
+
+    async def fault() -> None:
+        directory: Path = stack["_dir"] / "parley-routing-b"  # type: ignore[operator]
+        await asyncio.to_thread(directory.mkdir)
+        second = start_service("parley-routing", stack["_env"], directory)  # type: ignore[arg-type]
+        await asyncio.to_thread(second.wait_ready)
+        await asyncio.sleep(3)  # both replicas consume for a while
+        first = stack["parley-routing"]
+        first.process.kill()
+        first.process.wait()
+        stack["parley-routing"] = second
+
+    assert_clean(
+        await run_fault(
+            "routing: replica joins, first SIGKILLed", infra, namespace, database_url, stack, fault
+        )
+    )
