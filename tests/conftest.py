@@ -80,6 +80,20 @@ def infra() -> Iterator[Infra]:
     yield Infra("127.0.0.1:9092", "mongodb://127.0.0.1:27017/parley", "local")
 
 
+def require_local_infra(infra: Infra, why: str) -> None:
+    """Tests that stop or kill the infrastructure need the local processes of scripts/infra.sh.
+
+    On a laptop with Docker or external infrastructure they are skipped; under CI=true they
+    must run, so a CI run on other infrastructure fails instead of silently skipping them.
+    """
+    if infra.mode == "local":
+        return
+    message = f"{why}: the infrastructure is {infra.mode}-managed, not ours to stop"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{message}; CI must run these tests on the local processes of scripts/infra.sh")
+    pytest.skip(message)
+
+
 @pytest.fixture
 def unique() -> str:
     """A short unique token for names (topics, databases, groups, ids)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Infra
+from tests.conftest import ROOT, Infra, require_local_infra
 from tests.fault.checker import SECRET, Report, drive, now, verify
 from tests.support.kafka import publish_channel
 from tests.support.processes import ServiceProcess, start_service
@@ -72,8 +72,7 @@ def write_table() -> Iterator[None]:
 def stack(
     infra: Infra, namespace: str, database_url: str, tmp_path: Path
 ) -> Iterator[dict[str, ServiceProcess]]:
-    if infra.mode != "local":
-        pytest.skip("faults are injected into the local processes of scripts/infra.sh")
+    require_local_infra(infra, "faults are injected into local processes")
     env = {
         "PARLEY_KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
         "PARLEY_MONGODB_URL": database_url,

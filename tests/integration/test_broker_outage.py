@@ -12,7 +12,7 @@ from parley_events import WebhookReceived, qualify, topics
 from parley_ingest.bootstrap import create_ingest_app
 from parley_ingest.settings import IngestSettings
 
-from tests.conftest import ROOT, Infra
+from tests.conftest import ROOT, Infra, require_local_infra
 from tests.support.apps import running
 from tests.support.kafka import read_records
 from tests.support.payloads import body_of, messenger_text
@@ -37,8 +37,7 @@ def signed(body: bytes) -> dict[str, str]:
 
 
 async def test_a_stopped_broker_gets_503s_and_every_200_is_archived(infra: Infra, namespace: str) -> None:
-    if infra.mode != "local":
-        pytest.skip(f"the broker is {infra.mode}-managed, not ours to stop")
+    require_local_infra(infra, "this test stops the broker")
     settings = IngestSettings(
         kafka_bootstrap_servers=infra.kafka,
         topic_namespace=namespace,

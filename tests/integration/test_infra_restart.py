@@ -13,7 +13,7 @@ from parley_routing.handlers import record_message
 from parley_shared import mongo
 from parley_shared.admin import describe_topics
 
-from tests.conftest import ROOT, Infra
+from tests.conftest import ROOT, Infra, require_local_infra
 
 pytestmark = pytest.mark.integration
 
@@ -28,8 +28,7 @@ def run_infra(command: str) -> None:
 async def test_conversations_and_topics_survive_infra_down_and_up(
     infra: Infra, namespace: str, database_url: str
 ) -> None:
-    if infra.mode != "local":
-        pytest.skip(f"the infrastructure is {infra.mode}-managed, not ours to restart")
+    require_local_infra(infra, "this test restarts the infrastructure")
     message = MessageReceived(
         event_id="msg_restart",
         tenant_id="tenant-r",

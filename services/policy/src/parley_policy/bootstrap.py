@@ -17,9 +17,8 @@ from parley_events import (
     ReplyApproved,
     topics,
 )
-from parley_shared.access import access_of, effective_role
 from parley_shared.auth import TokenVerifier
-from parley_shared.channels import KafkaChannelDirectory, KafkaTeamDirectory
+from parley_shared.channels import KafkaChannelDirectory, KafkaTeamDirectory, role_on_channel
 from parley_shared.kafka import CONSUMER_ACK_POLICY, decode_event
 from parley_shared.logging import get_logger
 from parley_shared.providers import GraphClient, XClient
@@ -49,10 +48,7 @@ def create_policy_app(
     holder: dict[str, Any] = {}
 
     def role_of(tenant_id: str, user_id: str, channel_id: str) -> ChannelRole | None:
-        channel = channels.by_id.get(channel_id)
-        if channel is None or channel.tenant_id != tenant_id:
-            return None
-        return effective_role(user_id, teams.teams_of(tenant_id, user_id), access_of(channel))
+        return role_on_channel(channels, teams, tenant_id, user_id, channel_id)
 
     async def register(rt: Runtime) -> None:
         channels.topic = rt.topic(topics.CHANNELS.name)

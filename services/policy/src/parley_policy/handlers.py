@@ -33,6 +33,7 @@ from parley_events import (
 from parley_events import (
     ProviderError as ProviderErrorModel,
 )
+from parley_shared.logging import redact_value
 from parley_shared.providers import ErrorKind, GraphClient, ProviderError, XClient
 from parley_shared.vault import MongoCredentialStore
 
@@ -475,7 +476,9 @@ class Delivery:
             event_id=f"{reply.reply_id}:failed",
             **base,
             occurred_at=self.clock(),
-            error=ProviderErrorModel(code=exc.code, subcode=exc.subcode, message=str(exc.message)[:500]),
+            error=ProviderErrorModel(
+                code=exc.code, subcode=exc.subcode, message=redact_value(str(exc.message))[:500]
+            ),
             error_kind=exc.kind.value,
             attempts=attempts,
         )

@@ -10,11 +10,11 @@ before the call has been applied, which closes the race between "channel registe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from parley_events import ChannelSnapshot, Provider, TeamSnapshot
+from parley_events import ChannelRole, ChannelSnapshot, Provider, TeamSnapshot
 
+from parley_shared.access import access_of, effective_role
 from parley_shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -96,8 +96,12 @@ class CompactedTopicReader:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                pass
+            except Exception as exc:  # following had already failed: say so, the process is stopping
+                log.error("read model stopped with an error", reader=self.name, error=repr(exc))
         if self._consumer is not None:
             await self._consumer.stop()
 
@@ -191,3 +195,13 @@ class KafkaTeamDirectory(CompactedTopicReader):
             for t in self.by_id.values()
             if t.tenant_id == tenant_id and user_id in t.members and not t.deleted
         }
+
+
+def role_on_channel(
+    channels: KafkaChannelDirectory, teams: KafkaTeamDirectory, tenant_id: str, user_id: str, channel_id: str
+) -> ChannelRole | None:
+    """A user's effective role on a channel of their tenant, from the read models (None: no access)."""
+    channel = channels.by_id.get(channel_id)
+    if channel is None or channel.tenant_id != tenant_id:
+        return None
+    return effective_role(user_id, teams.teams_of(tenant_id, user_id), access_of(channel))

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from parley_events import MessageKind, MessageReceived, Provider
+from parley_shared.mongo import MongoIdempotencyStore
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -22,7 +23,7 @@ class PolicyStore:
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self.conversations = db["policy_conversations"]
-        self.decisions = db["policy_decisions"]
+        self.decisions = MongoIdempotencyStore(db["policy_decisions"])
         self.deliveries = db["policy_deliveries"]
         self.rate_slots = db["policy_rate_slots"]
         self.notices = db["policy_window_notices"]
@@ -30,6 +31,7 @@ class PolicyStore:
 
     async def ensure_indexes(self) -> None:
         await self.conversations.create_index([("last_customer_message_at", 1)], name="windows_by_time")
+        await self.decisions.ensure_indexes()
         await self.rate_slots.create_index([("second", 1)], name="slots_by_second")
 
     async def record_inbound(self, message: MessageReceived) -> bool:
@@ -79,12 +81,9 @@ class PolicyStore:
 
     async def claim_decision(self, key: str, result: dict[str, Any]) -> dict[str, Any] | None:
         """Store a decision under its idempotency key; return the earlier one if there was one."""
-        try:
-            await self.decisions.insert_one({"_id": key, **result})
-        except DuplicateKeyError:
-            found = await self.decisions.find_one({"_id": key})
-            return found
-        return None
+        if await self.decisions.record(key, result):
+            return None
+        return await self.decision(key)
 
     async def delivered(self, reply_id: str) -> str | None:
         doc = await self.deliveries.find_one({"_id": reply_id})
@@ -163,4 +162,5 @@ class PolicyStore:
         )
 
     async def decision(self, key: str) -> dict[str, Any] | None:
-        return await self.decisions.find_one({"_id": key})
+        earlier = await self.decisions.result(key)
+        return None if earlier is None else dict(earlier)

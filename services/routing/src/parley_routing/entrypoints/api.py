@@ -13,17 +13,15 @@ from fastapi import Depends, FastAPI, Header, Query
 from parley_events import ChannelRole, ConversationEvent, Queue
 from parley_shared.api import ApiError, install_error_handlers, principal_dependency
 from parley_shared.auth import Principal, TokenVerifier
-from parley_shared.channels import KafkaChannelDirectory, KafkaTeamDirectory
+from parley_shared.channels import KafkaChannelDirectory, KafkaTeamDirectory, role_on_channel
 from pydantic import BaseModel, Field
 
 from parley_routing.domain.access import (
     Actor,
-    ChannelAccess,
     Forbidden,
     acting_role,
     check_assign,
     check_unassign,
-    effective_role,
 )
 from parley_routing.domain.model import Conversation, InvalidCommand
 from parley_routing.handlers import ConversationNotFound, ConversationService
@@ -123,25 +121,16 @@ def create_api(
     caller = Depends(principal_dependency(verifier))
 
     def role_on(principal: Principal, channel_id: str) -> ChannelRole | None:
-        channel = channels.by_id.get(channel_id)
-        if channel is None or channel.tenant_id != principal.tenant_id:
+        role = role_on_channel(channels, teams, principal.tenant_id, principal.user_id, channel_id)
+        if (
+            channels.by_id.get(channel_id) is None
+            or channels.by_id[channel_id].tenant_id != principal.tenant_id
+        ):
             return None
-        access = ChannelAccess(
-            channel.user_access, channel.team_access, channel.all_users_role, channel.all_teams_role
-        )
-        role = effective_role(
-            principal.user_id, teams.teams_of(principal.tenant_id, principal.user_id), access
-        )
         return acting_role(Actor(principal.user_id, principal.tenant_id, principal.is_admin), role)
 
     def user_role(tenant_id: str, user_id: str, channel_id: str) -> ChannelRole | None:
-        channel = channels.by_id.get(channel_id)
-        if channel is None or channel.tenant_id != tenant_id:
-            return None
-        access = ChannelAccess(
-            channel.user_access, channel.team_access, channel.all_users_role, channel.all_teams_role
-        )
-        return effective_role(user_id, teams.teams_of(tenant_id, user_id), access)
+        return role_on_channel(channels, teams, tenant_id, user_id, channel_id)
 
     def out(conversation: Conversation, role: ChannelRole | None) -> ConversationOut:
         return ConversationOut(
