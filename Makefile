@@ -13,7 +13,7 @@ RUN := $(UV) run --frozen --no-sync
 PYTEST := $(RUN) pytest
 
 .PHONY: help setup infra-install infra-up infra-down infra-reset infra-status run demo test test-unit fault \
-        test-integration test-e2e lint fmt typecheck docs bench clean
+        fuzz test-integration test-e2e lint fmt typecheck docs bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -56,6 +56,14 @@ test: setup infra-up ## run every test tier (unit, integration, e2e)
 
 fault: setup infra-up ## the fault suite: Kafka, store and consumer failures (writes docs/reliability.md)
 	$(PYTEST) tests/fault -v
+
+FUZZ_SECONDS ?= 300
+FUZZ_DIR := .local/fuzz
+fuzz: $(VENV)/.synced ## fuzz the webhook normalizers and signature checks (FUZZ_SECONDS=300; crashes in .local/fuzz/crashes)
+	@mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/crashes
+	$(RUN) python tests/fuzz/fuzz_normalizers.py -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		-dict=tests/fuzz/normalizers.dict -artifact_prefix=$(FUZZ_DIR)/crashes/ \
+		$(FUZZ_DIR)/corpus tests/fuzz/corpus
 
 test-unit: $(VENV)/.synced ## pure tests, no I/O
 	$(PYTEST) tests/unit

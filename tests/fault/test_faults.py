@@ -65,7 +65,11 @@ def write_table() -> Iterator[None]:
         f"{r.out_of_order} | {r.recovery_s} | {now()} |"
         for r in REPORTS
     ]
-    (ROOT / "docs" / "reliability.md").write_text("\n".join(lines) + "\n")
+    doc = ROOT / "docs" / "reliability.md"
+    # sections written by hand after the generated part ("## Fuzzing", ...) are kept
+    previous = doc.read_text() if doc.exists() else ""
+    kept = previous[previous.find("\n## ") :] if "\n## " in previous else ""
+    doc.write_text("\n".join(lines) + "\n" + kept)
 
 
 @pytest.fixture

@@ -86,22 +86,42 @@ class ParseResult:
 EMPTY = ParseResult()
 
 
-def from_ms(value: Any) -> datetime:
-    """Milliseconds since the epoch (Messenger, Instagram, X DMs) as UTC."""
-    if isinstance(value, str) and value.isdigit():
+def is_digits(value: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts superscripts such as ``²``, which ``int`` refuses."""
+    return value.isascii() and value.isdigit()
+
+
+def epoch_number(value: Any) -> int | float:
+    """A number, or a string of digits (WhatsApp and X send times as strings)."""
+    if isinstance(value, str) and is_digits(value):
+        if len(value) > 20:  # no time Parley can hold, and int() refuses 4300 digits
+            raise MalformedPayload("timestamp is out of range")
         value = int(value)
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise MalformedPayload("timestamp is not a number")
-    return datetime.fromtimestamp(value / 1000, tz=UTC)
+    return value
+
+
+def _from_epoch(seconds: Any) -> datetime:
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError) as exc:  # beyond year 1..9999, or NaN
+        raise MalformedPayload("timestamp is out of range") from exc
+
+
+def from_ms(value: Any) -> datetime:
+    """Milliseconds since the epoch (Messenger, Instagram, X DMs) as UTC."""
+    number = epoch_number(value)
+    try:
+        seconds = number / 1000
+    except OverflowError as exc:  # an int too large for a float
+        raise MalformedPayload("timestamp is out of range") from exc
+    return _from_epoch(seconds)
 
 
 def from_seconds(value: Any) -> datetime:
     """Seconds since the epoch (WhatsApp sends them as strings) as UTC."""
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise MalformedPayload("timestamp is not a number")
-    return datetime.fromtimestamp(value, tz=UTC)
+    return _from_epoch(epoch_number(value))
 
 
 def from_iso(value: Any) -> datetime:
@@ -113,9 +133,11 @@ def from_iso(value: Any) -> datetime:
         text = text[:-2] + ":" + text[-2:]
     try:
         parsed = datetime.fromisoformat(text)
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     except ValueError as exc:
         raise MalformedPayload(f"time {value!r} is not ISO 8601") from exc
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except OverflowError as exc:  # year 1 east of UTC, year 9999 west of it
+        raise MalformedPayload(f"time {value!r} is out of range") from exc
 
 
 def require_str(obj: Mapping[str, Any], key: str) -> str:

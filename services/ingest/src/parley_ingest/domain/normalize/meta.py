@@ -31,9 +31,11 @@ from parley_ingest.domain.normalize.common import (
     ParsedMessage,
     ParsedStatus,
     ParseResult,
+    epoch_number,
     from_iso,
     from_ms,
     from_seconds,
+    is_digits,
     mapping,
     mappings,
     optional_str,
@@ -55,7 +57,7 @@ def parse_meta(payload: Any) -> ParseResult:
         entry = mapping(raw_entry, "entry")
         if obj == "whatsapp_business_account":
             result += parse_whatsapp_entry(entry)
-        elif obj in MESSAGING_PROVIDERS:
+        elif isinstance(obj, str) and obj in MESSAGING_PROVIDERS:
             result += _parse_messaging_entry(MESSAGING_PROVIDERS[obj], entry)
         else:
             result += ParseResult(skipped=(f"meta.{obj}",))
@@ -251,10 +253,10 @@ def _message(
 
 def _change_time(value: Mapping[str, Any], entry: Mapping[str, Any]) -> datetime:
     created = value.get("created_time", entry.get("time"))
-    if isinstance(created, str) and not created.isdigit():
+    if isinstance(created, str) and not is_digits(created):
         return from_iso(created)
     if isinstance(created, str):
-        created = int(created)
+        created = epoch_number(created)
     if isinstance(created, int | float) and not isinstance(created, bool):
         # Graph sends seconds here, but some senders use milliseconds: tell them apart by size.
         return from_ms(created) if created > 100_000_000_000 else from_seconds(created)

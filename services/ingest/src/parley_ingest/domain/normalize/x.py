@@ -189,3 +189,5 @@ def _tweet_time(value: Any) -> datetime:
         return datetime.strptime(value, TWEET_TIME_FORMAT).astimezone(UTC)
     except ValueError as exc:
         raise MalformedPayload(f"tweet created_at {value!r} is not a tweet time") from exc
+    except OverflowError as exc:  # year 1 east of UTC, year 9999 west of it
+        raise MalformedPayload(f"tweet created_at {value!r} is out of range") from exc
