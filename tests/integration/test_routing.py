@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from parley_events import (
     Author,
     ChannelRole,
@@ -30,10 +31,11 @@ from parley_routing.handlers import ConversationService
 from parley_routing.settings import RoutingSettings
 from parley_shared import mongo
 from parley_shared.auth import issue_dev_token
+from parley_shared.kafka import dlq_name, encode_event
 
 from tests.conftest import Infra
 from tests.support.apps import running
-from tests.support.kafka import eventually, publish_events, read_records
+from tests.support.kafka import count_records, eventually, publish_events, read_records
 
 pytestmark = pytest.mark.integration
 
@@ -138,6 +140,38 @@ async def test_a_duplicated_inbound_event_changes_the_conversation_once(
     # duplicates may be republished with the same ids, never with new sequence numbers
     assert {e["sequence"] for e in events} == {1, 2, 3}
     assert len({e["event_id"] for e in events}) == 3
+
+
+async def test_a_poison_record_in_a_batch_is_dead_lettered_alone_and_the_rest_is_applied(
+    infra: Infra, namespace: str, database_url: str
+) -> None:
+    await publish_events(infra.kafka, namespace, channel("ch-1", all_users_role=ChannelRole.VIEWER))
+    inbound = qualify(topics.MESSAGES_INBOUND.name, namespace)
+    poison_value = b'{"event_id": "broken", "tenant_id": 42}'
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka, acks="all")
+    await producer.start()
+    try:
+        # same key (so same partition and same batch) as the good messages around it
+        for event in (message(1, "conv-p"), None, message(2, "conv-p"), message(1, "conv-q")):
+            value = poison_value if event is None else encode_event(event)
+            headers = [("ce_type", MessageReceived.event_type.encode())]
+            await producer.send(inbound, value, key=b"conv-p", headers=headers)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    async with running(create_routing_app(settings(infra, namespace, database_url, consumer_max_attempts=2))):
+        p_events = await wait_for_sequence(infra, namespace, "conv-p", 3)
+        q_events = await wait_for_sequence(infra, namespace, "conv-q", 2)
+        dead = await read_records(infra.kafka, dlq_name(inbound), until=lambda rs: len(rs) >= 1)
+        await asyncio.sleep(1)
+        dead_count = await count_records(infra.kafka, dlq_name(inbound))
+
+    assert dead_count == 1
+    assert [r.value for r in dead] == [poison_value]
+    assert dict(dead[0].headers)["parley_dlq_error"].decode().startswith("ValidationError")
+    assert sorted(e["sequence"] for e in p_events) == [1, 2, 3]
+    assert sorted(e["sequence"] for e in q_events) == [1, 2]
 
 
 async def test_auto_ownership_on_and_off_and_resolving_clears_the_owner(

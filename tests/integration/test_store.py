@@ -91,3 +91,49 @@ async def test_idempotency_store_keeps_the_first_result(mongo_db: Any) -> None:
     assert await store.record("cmd-1", {"status": "applied", "n": 1}) is True
     assert await store.record("cmd-1", {"status": "other", "n": 2}) is False
     assert await store.result("cmd-1") == {"status": "applied", "n": 1}
+
+
+async def test_a_batch_save_claims_each_version_once_and_reports_who_lost(mongo_db: Any) -> None:
+    repo = MongoConversationRepository(mongo_db["conversations"])
+    await repo.ensure_indexes()
+    await record_message(message(1, "conv_a"), repo)
+    await record_message(message(1, "conv_b"), repo)
+    batch = await repo.get_many(["conv_a", "conv_b", "conv_new"])
+    assert sorted(batch) == ["conv_a", "conv_b"]
+    stale_b = await repo.get("conv_b")
+    assert stale_b is not None
+    stale_b.receive(message(7, "conv_b"))
+    await repo.save(stale_b)  # someone else moves conv_b on first
+
+    fresh = Conversation.open(message(3, "conv_new"))
+    fresh.receive(message(3, "conv_new"))
+    batch["conv_a"].receive(message(2, "conv_a"))
+    batch["conv_b"].receive(message(2, "conv_b"))
+    lost = await repo.save_many([batch["conv_a"], batch["conv_b"], fresh])
+
+    assert lost == {"conv_b"}
+    assert batch["conv_b"].version == 1  # left as read, ready to be reloaded
+    stored = await repo.get_many(["conv_a", "conv_b", "conv_new"])
+    assert (stored["conv_a"].version, list(stored["conv_a"].recent)) == (2, ["msg_1", "msg_2"])
+    assert (stored["conv_b"].version, list(stored["conv_b"].recent)) == (2, ["msg_1", "msg_7"])
+    assert (stored["conv_new"].version, list(stored["conv_new"].recent)) == (1, ["msg_3"])
+
+
+async def test_a_batch_read_rolls_forward_a_commit_whose_projection_write_was_lost(mongo_db: Any) -> None:
+    repo = MongoConversationRepository(mongo_db["conversations"])
+    await repo.ensure_indexes()
+    await record_message(message(1), repo)
+    conversation = await repo.get("conv_1")
+    assert conversation is not None
+    conversation.receive(message(2))
+    conversation.version += 1
+    # a writer that died after its version claim, before writing the document itself
+    await repo.documents.commits.insert_one(
+        {"_id": "conv_1:2", "doc_id": "conv_1", "version": 2, "doc": conversation.to_document()}
+    )
+
+    stored = (await repo.get_many(["conv_1"]))["conv_1"]
+
+    assert (stored.version, list(stored.recent)) == (2, ["msg_1", "msg_2"])
+    projection = await mongo_db["conversations"].find_one({"_id": "conv_1"})
+    assert projection["version"] == 2

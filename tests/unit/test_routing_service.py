@@ -79,6 +79,20 @@ class FakeRepository:
         self.documents[conversation.id] = copy.deepcopy(conversation.to_document())
         self.saves += 1
 
+    async def get_many(self, conversation_ids: Sequence[str]) -> dict[str, Conversation]:
+        found = {i: self._load(self.documents[i]) for i in conversation_ids if i in self.documents}
+        await asyncio.sleep(0)
+        return found
+
+    async def save_many(self, conversations: Sequence[Conversation]) -> set[str]:
+        lost: set[str] = set()
+        for conversation in conversations:
+            try:
+                await self.save(conversation)
+            except ConcurrentUpdate:
+                lost.add(conversation.id)
+        return lost
+
     async def record_history(self, events: Sequence[ConversationEvent]) -> None:
         known = {e.event_id for e in self.history}
         self.history.extend(e for e in events if e.event_id not in known)
@@ -89,6 +103,10 @@ class FakeRepository:
             return
         doc["published_sequence"] = max(doc["published_sequence"], sequence)
         doc["outbox_pending"] = doc["sequence"] > doc["published_sequence"]
+
+    async def mark_published_many(self, published: Sequence[tuple[str, int]]) -> None:
+        for conversation_id, sequence in published:
+            await self.mark_published(conversation_id, sequence)
 
     async def pending_outbox(self, limit: int = 100) -> list[Conversation]:
         pending = [self._load(d) for d in self.documents.values() if d["sequence"] > d["published_sequence"]]
@@ -317,6 +335,115 @@ async def test_a_conflict_on_the_first_save_is_retried_with_gap_free_sequences(
     assert (stored.sequence, stored.published_sequence) == (4, 4)
     assert stored.has_applied(message(2).event_id)
     assert stored.has_applied(message(3).event_id)
+
+
+# --- batches ------------------------------------------------------------------------------------
+
+
+def mixed_batch() -> list[Any]:
+    """Messages of three conversations, interleaved, with a redelivered duplicate."""
+    batch = []
+    for n in range(1, 7):
+        for conversation_id in ("conv_a", "conv_b", "conv_c"):
+            batch.append(message(n, conversation_id=conversation_id))
+    batch.insert(5, message(1, conversation_id="conv_b"))  # the same cause again
+    return batch
+
+
+def as_published(events: Sequence[ConversationEvent]) -> list[tuple[str, int, str]]:
+    return [(e.conversation_id, e.sequence, e.event_type) for e in events]
+
+
+async def test_a_batch_has_the_same_effect_as_its_messages_one_by_one(publisher: Publisher) -> None:
+    one_by_one, batched = FakeRepository(), FakeRepository()
+    sequential_publisher = Publisher()
+    sequential = ConversationService(one_by_one, sequential_publisher, clock=lambda: NOW)  # type: ignore[arg-type]
+    for m in mixed_batch():
+        await sequential.on_message(m)
+
+    service = ConversationService(batched, publisher, clock=lambda: NOW)  # type: ignore[arg-type]
+    await service.on_messages(mixed_batch())
+
+    def without_version(docs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {i: {k: v for k, v in d.items() if k != "version"} for i, d in docs.items()}
+
+    assert without_version(batched.documents) == without_version(one_by_one.documents)
+    assert sorted(as_published(publisher.published)) == sorted(as_published(sequential_publisher.published))
+    for conversation_id in ("conv_a", "conv_b", "conv_c"):
+        # per conversation: published in order, gap-free, and one message_added per message
+        mine = [e for e in publisher.published if e.conversation_id == conversation_id]
+        assert sequences(mine) == list(range(1, 8))
+        assert sum(isinstance(e, ConversationMessageAdded) for e in mine) == 6
+    # one save per conversation for the whole batch
+    assert batched.saves == 3
+    assert {d["version"] for d in batched.documents.values()} == {1}
+
+
+async def test_a_redelivered_batch_changes_and_publishes_nothing(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    await service.on_messages(mixed_batch())
+    published, saves = len(publisher.published), repo.saves
+
+    await service.on_messages(mixed_batch())
+
+    assert len(publisher.published) == published
+    assert repo.saves == saves
+
+
+async def test_a_conflict_in_a_batch_retries_only_that_conversation(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    await service.on_messages([message(1, conversation_id="conv_a"), message(1, conversation_id="conv_b")])
+    competitor = ConversationService(repo, publisher, clock=lambda: NOW)  # type: ignore[arg-type]
+
+    async def competing(_: Conversation) -> None:
+        await competitor.on_message(message(9, conversation_id="conv_a"))
+
+    repo.before_save = competing  # gets in before the batch's first save (conv_a)
+    saves = repo.saves
+
+    await service.on_messages([message(2, conversation_id="conv_a"), message(2, conversation_id="conv_b")])
+
+    # the competitor's save, conv_b once, conv_a again after reloading
+    assert repo.saves == saves + 3
+    a = [e for e in publisher.published if e.conversation_id == "conv_a"]
+    assert sequences(a) == [1, 2, 3, 4]
+    stored = repo.stored("conv_a")
+    assert stored.has_applied(message(9, conversation_id="conv_a").event_id)
+    assert stored.has_applied(message(2, conversation_id="conv_a").event_id)
+    assert repo.stored("conv_b").sequence == 3
+
+
+async def test_a_batch_whose_publish_fails_leaves_its_events_for_the_relay(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    publisher.failures = 1
+    with pytest.raises(RuntimeError):
+        await service.on_messages(
+            [message(1, conversation_id="conv_a"), message(1, conversation_id="conv_b")]
+        )
+    assert all(
+        d["outbox_pending"] or d["published_sequence"] == d["sequence"] for d in repo.documents.values()
+    )
+
+    await service.relay_outbox()
+
+    for conversation_id in ("conv_a", "conv_b"):
+        mine = [e for e in publisher.published if e.conversation_id == conversation_id]
+        assert sequences(mine) == [1, 2]
+        assert repo.stored(conversation_id).published_sequence == 2
+
+
+async def test_a_batch_gives_up_after_too_many_conflicts(publisher: Publisher) -> None:
+    class AlwaysConflicting(FakeRepository):
+        async def save_many(self, conversations: Sequence[Conversation]) -> set[str]:
+            return {c.id for c in conversations}
+
+    service = ConversationService(AlwaysConflicting(), publisher, clock=lambda: NOW)  # type: ignore[arg-type]
+    with pytest.raises(ConcurrentUpdate):
+        await service.on_messages([message(1)])
+    assert publisher.published == []
 
 
 async def test_two_services_opening_the_same_conversation_create_it_once(

@@ -13,6 +13,7 @@ from parley_shared.kafka import CONSUMER_ACK_POLICY
 from parley_shared.logging import get_logger
 from parley_shared.runtime import LazyApp, Runtime, ServiceSpec, cancel_tasks, create_app, loaded, periodic
 from parley_shared.settings import load_settings
+from parley_shared.tracing import trace_of
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount
 
@@ -40,23 +41,28 @@ def create_routing_app(
         repository = MongoConversationRepository(rt.db["conversations"], rt.db["conversation_history"])
 
         async def publish(event: ConversationEvent) -> None:
-            await rt.publisher.publish(event, event_id=event.event_id, time=event.occurred_at)
+            # in a batch, each conversation's events continue the trace of its own message
+            with trace_of(event.conversation_id):
+                await rt.publisher.publish(event, event_id=event.event_id, time=event.occurred_at)
 
         service = ConversationService(repository, publish, clock)
         holder["service"] = service
         rt.state["service"] = service
-        subscribers = RoutingSubscribers(service, channels)
+        subscribers = RoutingSubscribers(service, channels, rt.retry)
 
         @rt.broker.subscriber(
             rt.topic(topics.MESSAGES_INBOUND.name),
             group_id=settings.group_id("routing"),
             ack_policy=CONSUMER_ACK_POLICY,
             auto_offset_reset="earliest",
+            batch=True,
+            max_records=settings.batch_max_records,
             title="route-messages",
-            description="Normalized messages in; conversation events out.",
+            description="Normalized messages in, in batches; conversation events out.",
         )
         async def on_inbound(message: KafkaMessage) -> None:
-            await subscribers.on_inbound(message)
+            records = message.raw_message
+            await subscribers.on_inbound_batch(records if isinstance(records, tuple) else (records,))
 
         @rt.broker.subscriber(
             rt.topic(topics.REPLIES.name),

@@ -7,7 +7,8 @@ published, appended to the history and marked published.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from parley_events import ChannelSnapshot, ConversationEvent, MessageReceived, Queue, ReplySent
@@ -89,21 +90,70 @@ class ConversationService:
         raise ConcurrentUpdate(conversation_id)
 
     async def _publish(self, conversation: Conversation, events: list[ConversationEvent]) -> None:
+        await self._publish_many([conversation])
+
+    async def _publish_many(self, conversations: Sequence[Conversation]) -> None:
         # everything not yet known to be published, in order: an earlier change whose publish
-        # failed goes out before this one, and is never marked published without being sent
-        fresh = conversation.unpublished()
-        if not fresh:
+        # failed goes out before this one, and is never marked published without being sent.
+        # Conversations are independent (each is its own Kafka key), so they go out concurrently
+        # and the producer batches them; within one conversation, one event after the other.
+        pending = [(c, fresh) for c in conversations if (fresh := c.unpublished())]
+        if not pending:
             return
-        for event in fresh:
-            await self.publish(event)
-        await self.repository.record_history(fresh)
-        await self.repository.mark_published(conversation.id, max(e.sequence for e in fresh))
+
+        async def send_in_order(events: list[ConversationEvent]) -> None:
+            for event in events:
+                await self.publish(event)
+
+        if len(pending) == 1:
+            outcomes: list[BaseException | None] = [await send_in_order(pending[0][1])]
+        else:
+            outcomes = await asyncio.gather(*(send_in_order(f) for _, f in pending), return_exceptions=True)
+        # record what did reach Kafka even if another conversation's publish failed, so the relay
+        # re-sends only what is really missing
+        sent = [(c, fresh) for (c, fresh), outcome in zip(pending, outcomes, strict=True) if outcome is None]
+        await self.repository.record_history([e for _, fresh in sent for e in fresh])
+        await self.repository.mark_published_many([(c.id, fresh[-1].sequence) for c, fresh in sent])
+        for outcome in outcomes:
+            if outcome is not None:
+                raise outcome
 
     # --- from the streams -----------------------------------------------------------------------
 
     async def on_message(self, message: MessageReceived) -> list[ConversationEvent]:
         _, events = await self.apply(message.conversation_id, lambda c: c.receive(message), opening=message)
         return events
+
+    async def on_messages(self, messages: Sequence[MessageReceived]) -> None:
+        """Apply a batch of messages with a few store round trips for the whole batch.
+
+        Messages are grouped by conversation (keeping their order); every conversation is read
+        in one query, changed in memory, saved with one bulk version claim and one bulk write,
+        and its events published concurrently with the others. A conversation someone else
+        changed meanwhile is reloaded and retried on its own; the rest stay saved. Same result,
+        event for event, as calling :meth:`on_message` for each message in order.
+        """
+        pending: dict[str, list[MessageReceived]] = {}
+        for message in messages:
+            pending.setdefault(message.conversation_id, []).append(message)
+        for _ in range(MAX_CONFLICT_RETRIES):
+            stored = await self.repository.get_many(list(pending))
+            touched: list[Conversation] = []
+            changed: list[Conversation] = []
+            for conversation_id, batch in pending.items():
+                conversation = stored.get(conversation_id) or Conversation.open(batch[0])
+                before, causes_before = conversation.sequence, set(conversation.recent)
+                for message in batch:
+                    conversation.receive(message)
+                if conversation.sequence != before or set(conversation.recent) - causes_before:
+                    changed.append(conversation)
+                touched.append(conversation)
+            lost = await self.repository.save_many(changed)
+            await self._publish_many([c for c in touched if c.id not in lost])
+            if not lost:
+                return
+            pending = {i: pending[i] for i in pending if i in lost}
+        raise ConcurrentUpdate(", ".join(pending))
 
     async def on_reply_sent(
         self, reply: ReplySent, channel: ChannelSnapshot | None

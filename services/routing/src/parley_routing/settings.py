@@ -16,3 +16,9 @@ class RoutingSettings(ApiSettings):
     outbox_relay_interval_s: float = Field(
         default=10.0, gt=0, description="How often unpublished events are retried."
     )
+    batch_max_records: int = Field(
+        default=200,
+        ge=1,
+        le=5000,
+        description="Most normalized messages applied together (one store round per batch).",
+    )

@@ -45,6 +45,7 @@ def make_broker(settings: ServiceSettings, client_id: str, middlewares: Sequence
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
+        max_batch_size=settings.kafka_max_batch_bytes,
         request_timeout_ms=int(settings.kafka_ack_timeout_s * 1000) + 5000,
         graceful_timeout=settings.shutdown_timeout_s,
         middlewares=tuple(middlewares),
@@ -233,48 +234,19 @@ class RetryThenDeadLetter:
     def __call__(self, msg: Any, /, *, context: Any) -> BaseMiddleware:
         return _RetryThenDeadLetter(msg, context=context, owner=self)
 
+    async def run(self, work: Callable[[], Awaitable[Any]], record: Any) -> Any:
+        """Run ``work`` for one record: wait out outages, retry failures, then dead-letter it.
 
-_DEAD_LETTERED = object()
-"""What a record sent to its DLQ leaves behind (the handler's own result is None)."""
-
-
-class _RetryThenDeadLetter(BaseMiddleware):
-    __slots__ = ("owner",)
-
-    def __init__(self, msg: Any, /, *, context: Any, owner: RetryThenDeadLetter) -> None:
-        super().__init__(msg, context=context)
-        self.owner = owner
-
-    async def consume_scope(
-        self, call_next: Callable[[StreamMessage[Any]], Awaitable[Any]], msg: StreamMessage[Any]
-    ) -> Any:
-        policy = self.owner.policy
-        record = msg.raw_message
-        context = record_log_context(record)
-        event_type = context.get("event_type", "unknown")
-        started = time.perf_counter()
-        outcome = "failed"
-        try:
-            with structlog.contextvars.bound_contextvars(**context):
-                result = await self._consume(call_next, msg, policy, record)
-            outcome = "dead_lettered" if result is _DEAD_LETTERED else "ok"
-            return None if result is _DEAD_LETTERED else result
-        finally:
-            metrics.HANDLER_SECONDS.labels(event_type=event_type).observe(time.perf_counter() - started)
-            metrics.EVENTS_CONSUMED.labels(event_type=event_type, outcome=outcome).inc()
-
-    async def _consume(
-        self,
-        call_next: Callable[[StreamMessage[Any]], Awaitable[Any]],
-        msg: StreamMessage[Any],
-        policy: RetryPolicy,
-        record: Any,
-    ) -> Any:
+        Returns what ``work`` returned, or ``DEAD_LETTERED``. Batch handlers call this for each
+        record when a batch must be taken apart, so a poison record is isolated as it would be
+        by a per-record subscriber.
+        """
+        policy = self.policy
         failures = 0  # only failures of the record itself count towards max_attempts
         outages = 0  # an unreachable dependency is waited out, however long it takes
         while True:
             try:
-                return await call_next(msg)
+                return await work()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -289,14 +261,14 @@ class _RetryThenDeadLetter(BaseMiddleware):
                     log.warning(
                         "dependency unavailable, will retry", error=repr(exc), outages=outages, **where
                     )
-                    await self.owner.sleep(policy.delay(min(outages, 16)))
+                    await self.sleep(policy.delay(min(outages, 16)))
                     continue
                 failures += 1
                 attempt = failures
                 metrics.CONSUMER_RETRIES.labels(kind="failure").inc()
                 if attempt < policy.max_attempts and not is_permanent(exc):
                     log.warning("record failed, will retry", error=repr(exc), attempt=attempt, **where)
-                    await self.owner.sleep(policy.delay(attempt))
+                    await self.sleep(policy.delay(attempt))
                     continue
                 log.error(
                     "record failed after all attempts, dead-lettering",
@@ -306,9 +278,9 @@ class _RetryThenDeadLetter(BaseMiddleware):
                 )
                 # If this raises, the record is not committed and comes back: never lost.
                 try:
-                    if self.owner.sink is None:
+                    if self.sink is None:
                         raise RuntimeError("no dead-letter sink configured") from exc
-                    await self.owner.sink(record, exc, attempt)
+                    await self.sink(record, exc, attempt)
                 except Exception as sink_error:
                     log.error(
                         "dead-letter publish failed; record will be redelivered",
@@ -316,6 +288,67 @@ class _RetryThenDeadLetter(BaseMiddleware):
                         **where,
                     )
                     # the subscriber rewinds to this record: pause so that is not a hot loop
-                    await self.owner.sleep(policy.delay(policy.max_attempts))
+                    await self.sleep(policy.delay(policy.max_attempts))
                     raise
-                return _DEAD_LETTERED
+                return DEAD_LETTERED
+
+    async def run_batch(self, work: Callable[[], Awaitable[Any]], records: tuple[Any, ...]) -> Any:
+        """Run a batch handler until it succeeds: a batch is never dead-lettered as a whole.
+
+        Batch handlers isolate bad records themselves (with :meth:`run`); an error that still
+        escapes them is a dependency or a bug, so the batch is retried with backoff, uncommitted.
+        """
+        attempts = 0
+        while True:
+            try:
+                return await work()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                attempts += 1
+                kind = "transient" if is_transient(exc) else "failure"
+                metrics.CONSUMER_RETRIES.labels(kind=kind).inc()
+                first = records[0] if records else None
+                log.warning(
+                    "batch failed, will retry",
+                    error=repr(exc),
+                    attempts=attempts,
+                    records=len(records),
+                    topic=getattr(first, "topic", None),
+                )
+                await self.sleep(self.policy.delay(min(attempts, 16)))
+
+
+DEAD_LETTERED = object()
+"""What a record sent to its DLQ leaves behind (the handler's own result is None)."""
+
+
+class _RetryThenDeadLetter(BaseMiddleware):
+    __slots__ = ("owner",)
+
+    def __init__(self, msg: Any, /, *, context: Any, owner: RetryThenDeadLetter) -> None:
+        super().__init__(msg, context=context)
+        self.owner = owner
+
+    async def consume_scope(
+        self, call_next: Callable[[StreamMessage[Any]], Awaitable[Any]], msg: StreamMessage[Any]
+    ) -> Any:
+        record = msg.raw_message
+        if isinstance(record, tuple):  # a batch subscriber
+            started = time.perf_counter()
+            try:
+                return await self.owner.run_batch(lambda: call_next(msg), record)
+            finally:
+                metrics.HANDLER_SECONDS.labels(event_type="batch").observe(time.perf_counter() - started)
+        context = record_log_context(record)
+        event_type = context.get("event_type", "unknown")
+        started = time.perf_counter()
+        outcome = "failed"
+        try:
+            with structlog.contextvars.bound_contextvars(**context):
+                result = await self.owner.run(lambda: call_next(msg), record)
+            outcome = "dead_lettered" if result is DEAD_LETTERED else "ok"
+            return None if result is DEAD_LETTERED else result
+        finally:
+            metrics.HANDLER_SECONDS.labels(event_type=event_type).observe(time.perf_counter() - started)
+            metrics.EVENTS_CONSUMED.labels(event_type=event_type, outcome=outcome).inc()

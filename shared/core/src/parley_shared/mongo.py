@@ -7,15 +7,18 @@ transactions and no change streams.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.uri_parser import parse_uri
+
+DUPLICATE_KEY = 11000
+"""The server's error code for a unique-key violation (MongoDB and FerretDB alike)."""
 
 DEFAULT_DATABASE = "parley"
 
@@ -81,6 +84,12 @@ class VersionConflict(Exception):
     """Another writer saved this version first: reload and try again."""
 
 
+def _commit_of(doc: dict[str, Any]) -> dict[str, Any]:
+    """The version claim of a document: unique ``<id>:<version>``, carrying the document."""
+    version = int(doc["version"])
+    return {"_id": f"{doc['_id']}:{version}", "doc_id": doc["_id"], "version": version, "doc": doc}
+
+
 class MongoVersionedDocuments:
     """Documents saved by version claims (see docs/storage.md).
 
@@ -111,14 +120,61 @@ class MongoVersionedDocuments:
         """Save ``doc`` (with ``_id`` and its new ``version``); VersionConflict if that version exists."""
         doc_id, version = doc["_id"], int(doc["version"])
         try:
-            await self.commits.insert_one(
-                {"_id": f"{doc_id}:{version}", "doc_id": doc_id, "version": version, "doc": doc}
-            )
+            await self.commits.insert_one(_commit_of(doc))
         except DuplicateKeyError as exc:
             raise VersionConflict(doc_id) from exc
         await self.collection.replace_one({"_id": doc_id}, doc, upsert=True)
         if version > self.keep:
             await self.commits.delete_many({"doc_id": doc_id, "version": {"$lt": version - self.keep}})
+
+    async def get_many(self, doc_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Several documents in two round trips (rolling any interrupted commit forward)."""
+        if not doc_ids:
+            return {}
+        found = {d["_id"]: d async for d in self.collection.find({"_id": {"$in": list(doc_ids)}})}
+        versions = {i: int(found[i].get("version", 0)) if i in found else 0 for i in doc_ids}
+        ahead = [
+            c["doc_id"]
+            async for c in self.commits.find(
+                {"_id": {"$in": [f"{i}:{v + 1}" for i, v in versions.items()]}}, {"doc_id": 1}
+            )
+        ]
+        for doc_id in ahead:  # rare: a writer died between its commit and its projection write
+            doc = await self.get(doc_id)
+            if doc is not None:
+                found[doc_id] = doc
+        return found
+
+    async def save_many(self, docs: Sequence[dict[str, Any]]) -> set[str]:
+        """Save several documents (each with its new ``version``) in a few round trips.
+
+        Returns the ids whose version was claimed by someone else (nothing of theirs is written;
+        reload and retry them); every other document is saved, as by :meth:`save`.
+        """
+        if not docs:
+            return set()
+        commits = [_commit_of(d) for d in docs]
+        lost: set[str] = set()
+        try:
+            await self.commits.insert_many(commits, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            lost = {commits[e["index"]]["doc_id"] for e in errors}
+        won = [d for d in docs if d["_id"] not in lost]
+        if won:
+            await self.collection.bulk_write(
+                [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in won], ordered=False
+            )
+        old = [
+            {"doc_id": d["_id"], "version": {"$lt": int(d["version"]) - self.keep}}
+            for d in won
+            if int(d["version"]) > self.keep
+        ]
+        if old:
+            await self.commits.delete_many({"$or": old})
+        return lost
 
     async def find(self, query: dict[str, Any], limit: int = 500) -> list[dict[str, Any]]:
         return [d async for d in self.collection.find(query).limit(limit)]

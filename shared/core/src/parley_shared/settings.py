@@ -32,6 +32,14 @@ class ServiceSettings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     kafka_ack_timeout_s: float = Field(default=5.0, gt=0)
+    kafka_max_batch_bytes: int = Field(
+        default=512 * 1024,
+        ge=16 * 1024,
+        le=1024 * 1024,
+        description="Producer batch size per partition. aiokafka keeps one open batch per "
+        "partition and makes every other send wait for it to drain, so small batches throttle "
+        "a hot partition (benchmarks: docs/performance.md). At most the broker's message.max.bytes.",
+    )
     shutdown_timeout_s: float = Field(default=20.0, gt=0)
     consumer_max_attempts: int = Field(
         default=5, ge=1, description="Attempts for a failing record before it goes to its DLQ."

@@ -1,7 +1,9 @@
 """OpenTelemetry tracing: one trace from the webhook request through every consumer.
 
 Trace context travels in Kafka headers (W3C ``traceparent``), injected on publish and extracted
-on consume by FastStream's telemetry middleware; ingest starts the trace from the webhook
+on consume by FastStream's telemetry middleware (for batch subscribers, which FastStream gives
+a trace of their own linked to each record's, :func:`record_traces` and :func:`trace_of` carry
+each record's trace on to what is published because of it); ingest starts the trace from the webhook
 request's own ``traceparent`` when the provider or a proxy sends one. Spans are exported over
 OTLP/HTTP only when ``PARLEY_OTLP_ENDPOINT`` is set; otherwise they are created (so the context
 propagates) and dropped.
@@ -9,9 +11,12 @@ propagates) and dropped.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -35,3 +40,39 @@ def span_from_headers(provider: TracerProvider, name: str, headers: Mapping[str,
     tracer = provider.get_tracer("parley")
     with tracer.start_as_current_span(name, context=context, kind=trace.SpanKind.SERVER):
         yield
+
+
+_RECORD_TRACES: ContextVar[dict[str, otel_context.Context] | None] = ContextVar("record_traces", default=None)
+
+
+@contextmanager
+def record_traces(records: Iterable[Any]) -> Iterator[None]:
+    """Remember the trace context of each consumed record by its key (the latest record wins)."""
+    traces: dict[str, otel_context.Context] = {}
+    for record in records:
+        headers = {
+            k: v.decode(errors="replace") if isinstance(v, bytes) else str(v) for k, v in record.headers or ()
+        }
+        if "traceparent" in headers and record.key is not None:
+            key = record.key.decode(errors="replace") if isinstance(record.key, bytes) else str(record.key)
+            traces[key] = propagate.extract(headers)
+    token = _RECORD_TRACES.set(traces)
+    try:
+        yield
+    finally:
+        _RECORD_TRACES.reset(token)
+
+
+@contextmanager
+def trace_of(key: str) -> Iterator[None]:
+    """Within :func:`record_traces`: make the trace of the record with this key the current one."""
+    traces = _RECORD_TRACES.get()
+    found = traces.get(key) if traces else None
+    if found is None:
+        yield
+        return
+    token = otel_context.attach(found)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)

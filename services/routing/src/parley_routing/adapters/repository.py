@@ -23,8 +23,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from parley_events import ConversationEvent, Queue
-from parley_shared.mongo import MongoVersionedDocuments, VersionConflict
-from pymongo import ASCENDING, DESCENDING
+from parley_shared.mongo import DUPLICATE_KEY, MongoVersionedDocuments, VersionConflict
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
@@ -97,6 +97,20 @@ class MongoConversationRepository:
             conversation.version = expected
             raise ConcurrentUpdate(conversation.id) from exc
 
+    async def get_many(self, conversation_ids: Sequence[str]) -> dict[str, Conversation]:
+        docs = await self.documents.get_many(conversation_ids)
+        return {i: Conversation.from_document(d) for i, d in docs.items()}
+
+    async def save_many(self, conversations: Sequence[Conversation]) -> set[str]:
+        """Save each at its next version; returns the ids someone else changed first (not saved)."""
+        for conversation in conversations:
+            conversation.version += 1
+        lost = await self.documents.save_many([c.to_document() for c in conversations])
+        for conversation in conversations:
+            if conversation.id in lost:
+                conversation.version -= 1
+        return lost
+
     async def record_history(self, events: Sequence[ConversationEvent]) -> None:
         """Append published events to the queryable history (idempotent on event ids)."""
         if self.history is None or not events:
@@ -114,7 +128,7 @@ class MongoConversationRepository:
         try:
             await self.history.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
-            if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
+            if any(err.get("code") != DUPLICATE_KEY for err in exc.details.get("writeErrors", [])):
                 raise
 
     async def history_of(self, conversation_id: str, limit: int = 500) -> list[dict[str, Any]]:
@@ -127,15 +141,31 @@ class MongoConversationRepository:
 
     async def mark_published(self, conversation_id: str, sequence: int) -> None:
         """Record that every event up to ``sequence`` reached Kafka (never moves backwards)."""
-        await self.collection.update_one(
-            {"_id": conversation_id, "published_sequence": {"$lt": sequence}},
-            {"$set": {"published_sequence": sequence}},
-        )
-        # the flag is cleared only if nothing newer was written meanwhile
-        await self.collection.update_one(
-            {"_id": conversation_id, "sequence": sequence, "published_sequence": sequence},
-            {"$set": {"outbox_pending": False}},
-        )
+        await self.mark_published_many([(conversation_id, sequence)])
+
+    async def mark_published_many(self, published: Sequence[tuple[str, int]]) -> None:
+        """Record, in one round trip, how far each conversation's events reached Kafka.
+
+        Per conversation: raise ``published_sequence`` (never backwards), then clear the outbox
+        flag only if nothing newer was written meanwhile.
+        """
+        if not published:
+            return
+        operations: list[UpdateOne] = []
+        for conversation_id, sequence in published:
+            operations.append(
+                UpdateOne(
+                    {"_id": conversation_id, "published_sequence": {"$lt": sequence}},
+                    {"$set": {"published_sequence": sequence}},
+                )
+            )
+            operations.append(
+                UpdateOne(
+                    {"_id": conversation_id, "sequence": sequence, "published_sequence": sequence},
+                    {"$set": {"outbox_pending": False}},
+                )
+            )
+        await self.collection.bulk_write(operations, ordered=True)
 
     async def pending_outbox(self, limit: int = 100) -> list[Conversation]:
         cursor = self.collection.find({"outbox_pending": True}).limit(limit)
