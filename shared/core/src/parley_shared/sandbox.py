@@ -1595,6 +1595,16 @@ class _Admin:
         contains = request.query_params.get("path_contains", "")
         return {"data": [asdict(s) for s in self.state.sent if contains in s.path]}
 
+    async def tokens(self, _: Request) -> dict[str, Any]:
+        """Every token issued (Meta, X access, X refresh): tests that run the sandbox as a process
+        look for them where they must never appear."""
+        issued = [asdict(t) for t in self.state.tokens.values()]
+        issued += [
+            {"value": r.value, "provider": "x", "kind": "x_refresh"}
+            for r in self.state.x_refresh_tokens.values()
+        ]
+        return {"data": issued}
+
     async def calls(self, request: Request) -> dict[str, Any]:
         if request.method == "DELETE":
             self.state.calls.clear()
@@ -1682,6 +1692,7 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         _admin_route("/_sandbox/clock", admin.clock, get_post),
         _admin_route("/_sandbox/sent", admin.sent, ["GET", "DELETE"]),
         _admin_route("/_sandbox/calls", admin.calls, ["GET", "DELETE"]),
+        _admin_route("/_sandbox/tokens", admin.tokens, get),
         _admin_route("/_sandbox/faults", admin.faults, get_post_delete),
         _admin_route("/_sandbox/windows", admin.windows, post),
         _admin_route("/_sandbox/meta/users", admin.meta_users, post),
