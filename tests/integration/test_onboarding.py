@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -35,6 +34,7 @@ from tests.support.onboarding import (
     of_type,
     onboarding_stack,
 )
+from tests.support.openapi import assert_auth_enforced, request_for
 
 pytestmark = pytest.mark.integration
 
@@ -678,30 +678,6 @@ async def test_null_for_a_yes_no_setting_is_refused_naming_the_field(stack: Stac
 # --------------------------------------------------------------------------- tenancy and roles
 
 
-def sample(schema: dict[str, Any], spec: dict[str, Any]) -> Any:
-    """A minimal valid value for a JSON schema of the OpenAPI document."""
-    if "$ref" in schema:
-        name = schema["$ref"].rsplit("/", 1)[1]
-        return sample(spec["components"]["schemas"][name], spec)
-    if "anyOf" in schema:
-        return sample(next(s for s in schema["anyOf"] if s.get("type") != "null"), spec)
-    if "enum" in schema:
-        return schema["enum"][0]
-    kind = schema.get("type")
-    if kind == "object":
-        props = schema.get("properties", {})
-        return {name: sample(props[name], spec) for name in schema.get("required", [])}
-    if kind == "string":
-        return "x" * max(1, schema.get("minLength", 1))
-    if kind in ("integer", "number"):
-        return schema.get("minimum", 1)
-    if kind == "boolean":
-        return False
-    if kind == "array":
-        return []
-    return {}
-
-
 async def test_every_route_is_tenant_scoped_admin_only_for_writes_and_needs_a_token(stack: Stack) -> None:
     code = await stack.meta_user("meta-user-8", acme_pages())
     started = await stack.start_meta(code)
@@ -719,46 +695,32 @@ async def test_every_route_is_tenant_scoped_admin_only_for_writes_and_needs_a_to
     }
     object_ids = {"channel_id", "connection_id", "team_id", "onboarding_id"}
     spec = (await stack.api.get("/v1/openapi.json")).json()
-    prefix = spec.get("servers", [{"url": ""}])[0]["url"]
+    forged = {"authorization": f"Bearer {issue_dev_token('x' * 32, ADMIN, TENANT, ['admin'])}"}
+    checked = await assert_auth_enforced(stack.api, spec, ids, forged)
     outsider_admin = stack.admin("usr-globex-admin", OTHER_TENANT)
     outsider = stack.agent("usr-globex", OTHER_TENANT)
-    checked = []
-    for template, operations in spec["paths"].items():
-        names = re.findall(r"{(\w+)}", template)
-        unknown = set(names) - set(ids)
-        assert not unknown, f"no test value for {unknown} in {template}: add one to `ids`"
-        url = prefix + template.format(**ids)
-        for method, operation in operations.items():
-            body_schema = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
-            body = sample(body_schema["schema"], spec) if "schema" in body_schema else None
-            route = f"{method.upper()} {template}"
+    for operation in checked:
+        method, url, required, body = request_for(spec, operation, ids)
+        route = operation.label
 
-            async def call(
-                headers: dict[str, str] | None, *, m: str = method, u: str = url, b: Any = body
-            ) -> Any:
-                return await stack.api.request(m, u, json=b, headers=headers or {})
+        async def call(
+            headers: dict[str, str], *, m: str = method, u: str = url, b: Any = body, h: Any = required
+        ) -> Any:
+            return await stack.api.request(m, u, json=b, headers={**h, **headers})
 
-            anonymous = await call(None)
-            assert anonymous.status_code == 401, route
-            assert anonymous.json()["code"] == "UNAUTHORIZED", route
-            forged = await call(
-                {"authorization": f"Bearer {issue_dev_token('x' * 32, ADMIN, TENANT, ['admin'])}"}
-            )
-            assert forged.status_code == 401, route
-            if set(names) & object_ids:
-                for headers in (outsider_admin, outsider):
-                    response = await call(headers)
-                    if method != "get" and headers is outsider:
-                        assert response.status_code in (403, 404), (route, response.text)
-                    else:
-                        assert response.status_code == 404, (route, response.text)
-            if method == "get":
-                assert (await call(stack.agent())).status_code == 200, route
-            else:
-                refused = await call(stack.agent())
-                assert refused.status_code == 403, (route, refused.text)
-                assert refused.json()["code"] == "ADMIN_REQUIRED", route
-            checked.append(route)
+        if set(operation.path_names) & object_ids:
+            for headers in (outsider_admin, outsider):
+                response = await call(headers)
+                if method != "GET" and headers is outsider:
+                    assert response.status_code in (403, 404), (route, response.text)
+                else:
+                    assert response.status_code == 404, (route, response.text)
+        if method == "GET":
+            assert (await call(stack.agent())).status_code == 200, route
+        else:
+            refused = await call(stack.agent())
+            assert refused.status_code == 403, (route, refused.text)
+            assert refused.json()["code"] == "ADMIN_REQUIRED", route
     assert len(checked) >= 17
 
     # lists are the caller's tenant's only; nothing above changed this tenant's objects

@@ -137,3 +137,27 @@ async def test_a_batch_read_rolls_forward_a_commit_whose_projection_write_was_lo
     assert (stored.version, list(stored.recent)) == (2, ["msg_1", "msg_2"])
     projection = await mongo_db["conversations"].find_one({"_id": "conv_1"})
     assert projection["version"] == 2
+
+
+@pytest.mark.timeout(60)
+async def test_a_batch_of_a_hundred_and_fifty_conversations_is_saved_and_marked_published(
+    mongo_db: Any,
+) -> None:
+    # FerretDB 1.24 never answers a write command of 100+ statements: the writes go out in chunks
+    repo = MongoConversationRepository(mongo_db["conversations"], mongo_db["conversation_history"])
+    await repo.ensure_indexes()
+    conversations = []
+    for n in range(150):
+        conversation = Conversation.open(message(1, f"conv_{n}"))
+        conversation.receive(message(1, f"conv_{n}"))
+        conversations.append(conversation)
+
+    assert await repo.save_many(conversations) == set()
+    await repo.record_history([e for c in conversations for e in c.unpublished()])
+    await repo.mark_published_many([(c.id, c.sequence) for c in conversations])
+
+    stored = await repo.get_many([c.id for c in conversations])
+    assert len(stored) == 150
+    assert all(c.published_sequence == 2 and c.version == 1 for c in stored.values())
+    assert await mongo_db["conversation_history"].count_documents({}) == 300
+    assert await mongo_db["conversations"].count_documents({"outbox_pending": True}) == 0

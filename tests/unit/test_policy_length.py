@@ -45,7 +45,7 @@ def reply(
     provider: Provider, text: str | None, kind: str = "direct", text_limit: int | None = None
 ) -> Decision:
     return decide(
-        ReplyRequest(kind=kind, text=text),
+        ReplyRequest(kind=kind, text=text, comment_id="c"),  # the comment or post a public reply answers
         ConversationFacts(provider=provider, last_customer_message_at=LAST),
         channel(provider, text_limit),
         ChannelRole.CONTRIBUTOR,

@@ -545,7 +545,8 @@ def comment_facts(
 def test_public_comment_reply_has_no_window(
     provider: Provider, age: timedelta, last: datetime | None
 ) -> None:
-    decision = run(provider, ReplyRequest(kind="comment", text="Thanks!"), last=last, now=COMMENT_AT + age)
+    request = ReplyRequest(kind="comment", text="Thanks!", comment_id="c_1")
+    decision = run(provider, request, last=last, now=COMMENT_AT + age)
     assert_approved(decision)
     assert decision.window_closes_at is None
     assert decision.human_agent_window_closes_at is None
@@ -619,6 +620,19 @@ def test_private_reply_to_unknown_comment(comment_id: str | None) -> None:
     assert_refused(decision, "COMMENT_NOT_FOUND")
 
 
+@pytest.mark.parametrize(
+    ("provider", "kind"),
+    [(Provider.MESSENGER, "comment"), (Provider.INSTAGRAM, "comment"), (Provider.X, "mention")],
+)
+@pytest.mark.parametrize("comment_id", [None, "", "  ", ".", ".."])
+def test_a_public_reply_names_the_comment_or_post_it_answers(
+    provider: Provider, kind: str, comment_id: str | None
+) -> None:
+    """Without a usable id there is nothing to answer: refused now, not approved and never delivered."""
+    decision = run(provider, ReplyRequest(kind=kind, text="Thanks!", comment_id=comment_id))
+    assert_refused(decision, "COMMENT_REQUIRED")
+
+
 def test_private_reply_is_not_bound_to_the_dm_window() -> None:
     """A private reply depends on the comment's age, not on the customer's last direct message."""
     decision = run(
@@ -638,9 +652,10 @@ def test_private_reply_is_not_bound_to_the_dm_window() -> None:
     "last", [None, LAST, LAST - timedelta(days=365)], ids=["never", "recent", "a-year-ago"]
 )
 def test_x_has_no_window(kind: str, last: datetime | None) -> None:
-    decision = run(
-        Provider.X, ReplyRequest(kind=kind, text="On it!"), last=last, now=LAST + timedelta(days=30)
+    request = ReplyRequest(
+        kind=kind, text="On it!", comment_id="1790000000000000001" if kind == "mention" else None
     )
+    decision = run(Provider.X, request, last=last, now=LAST + timedelta(days=30))
     assert_approved(decision)
     assert decision.window_closes_at is None
     assert decision.human_agent_window_closes_at is None

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -74,9 +75,26 @@ def _exit_cleanly(_signum: int, _frame: object) -> None:
     raise SystemExit(0)
 
 
+async def http_error_as_json(_: Request, exc: Exception) -> Response:
+    """Errors Starlette raises itself (no such path, wrong method) as ``{"code", "message"}``.
+
+    A path no route matches never reaches a service's API (a percent-encoded newline in an id
+    does not match the ``/v1`` mount, say), so the process answers it here in the same shape.
+    """
+    assert isinstance(exc, HTTPException)
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+    return JSONResponse(
+        {"code": code, "message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
 def build_app(routes: Sequence[BaseRoute], readiness: Readiness, lifespan: Lifespan[Starlette]) -> Starlette:
     """A Starlette app with the service's routes and the ops routes."""
-    return Starlette(routes=[*routes, *ops_routes(readiness)], lifespan=lifespan)
+    return Starlette(
+        routes=[*routes, *ops_routes(readiness)],
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error_as_json},
+    )
 
 
 def serve(

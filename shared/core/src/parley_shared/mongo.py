@@ -20,6 +20,28 @@ from pymongo.uri_parser import parse_uri
 DUPLICATE_KEY = 11000
 """The server's error code for a unique-key violation (MongoDB and FerretDB alike)."""
 
+MAX_WRITE_STATEMENTS = 50
+"""Most statements sent in one write command. FerretDB 1.24 never answers an update command of
+100 or more statements, and later writes to that database then hang too (docs/storage.md), so
+bulk writes go out in chunks well under that."""
+
+
+async def bulk_write_chunked(
+    collection: AsyncCollection[dict[str, Any]], operations: Sequence[Any], *, ordered: bool
+) -> int:
+    """``bulk_write`` in chunks of at most :data:`MAX_WRITE_STATEMENTS` (in order when ``ordered``).
+
+    Returns how many documents the statements matched (upserts included).
+    """
+    matched = 0
+    for start in range(0, len(operations), MAX_WRITE_STATEMENTS):
+        result = await collection.bulk_write(
+            list(operations[start : start + MAX_WRITE_STATEMENTS]), ordered=ordered
+        )
+        matched += result.matched_count + result.upserted_count
+    return matched
+
+
 DEFAULT_DATABASE = "parley"
 
 
@@ -155,18 +177,19 @@ class MongoVersionedDocuments:
             return set()
         commits = [_commit_of(d) for d in docs]
         lost: set[str] = set()
-        try:
-            await self.commits.insert_many(commits, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            lost = {commits[e["index"]]["doc_id"] for e in errors}
+        for start in range(0, len(commits), MAX_WRITE_STATEMENTS):
+            chunk = commits[start : start + MAX_WRITE_STATEMENTS]
+            try:
+                await self.commits.insert_many(chunk, ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
+                lost |= {chunk[e["index"]]["doc_id"] for e in errors}
         won = [d for d in docs if d["_id"] not in lost]
         if won:
-            await self.collection.bulk_write(
-                [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in won], ordered=False
-            )
+            replacements = [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in won]
+            await bulk_write_chunked(self.collection, replacements, ordered=False)
         old = [
             {"doc_id": d["_id"], "version": {"$lt": int(d["version"]) - self.keep}}
             for d in won

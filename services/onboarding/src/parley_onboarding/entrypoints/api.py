@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
 from parley_events import ChannelRole, ChannelStatus, Provider
-from parley_shared.api import ApiError, install_error_handlers, principal_dependency
+from parley_shared.api import ApiError, error_responses, install_error_handlers, principal_dependency
 from parley_shared.auth import Principal, TokenVerifier
 from parley_shared.providers import ProviderError
 from pydantic import BaseModel, ConfigDict, Field
@@ -155,6 +155,7 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
         title="Parley onboarding API",
         version="1.0.0",
         description="Channels, connection flows, settings, teams and access. Bearer JWT on every route.",
+        responses=error_responses(401, 422),
     )
     install_error_handlers(api)
 
@@ -181,6 +182,12 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
     api.add_exception_handler(DomainError, domain_error)
     api.add_exception_handler(ProviderError, provider_error)
     caller = Depends(principal_dependency(verifier))
+    # what each kind of route may answer besides 401 and 422 (see parley_shared.api.ERRORS)
+    read_one = error_responses(404)
+    create = error_responses(403)
+    change = error_responses(403, 404, 409)
+    connect = error_responses(403, 409, 502)
+    ask_provider = error_responses(403, 404, 409, 502)
 
     def admin(principal: Principal) -> Principal:
         if not principal.is_admin:
@@ -192,11 +199,11 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
         """Every channel of the caller's tenant (names are visible to everyone choosing a channel)."""
         return [channel_out(c) for c in await service.channels(principal.tenant_id)]
 
-    @api.get("/channels/{channel_id}", response_model=ChannelOut)
+    @api.get("/channels/{channel_id}", response_model=ChannelOut, responses=read_one)
     async def get_channel(principal: Annotated[Principal, caller], channel_id: str) -> ChannelOut:
         return channel_out(await service.channel(principal.tenant_id, channel_id))
 
-    @api.patch("/channels/{channel_id}/settings", response_model=ChannelOut)
+    @api.patch("/channels/{channel_id}/settings", response_model=ChannelOut, responses=change)
     async def patch_settings(
         principal: Annotated[Principal, caller], channel_id: str, body: SettingsPatch
     ) -> ChannelOut:
@@ -218,7 +225,7 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
             await service.update_settings(principal.tenant_id, channel_id, changes, principal.user_id)
         )
 
-    @api.put("/channels/{channel_id}/access", response_model=ChannelOut)
+    @api.put("/channels/{channel_id}/access", response_model=ChannelOut, responses=change)
     async def put_access(
         principal: Annotated[Principal, caller], channel_id: str, body: AccessIn
     ) -> ChannelOut:
@@ -229,18 +236,18 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
             await service.set_access(principal.tenant_id, channel_id, access, principal.user_id)
         )
 
-    @api.post("/channels/{channel_id}/check", response_model=ChannelOut)
+    @api.post("/channels/{channel_id}/check", response_model=ChannelOut, responses=ask_provider)
     async def check_channel(principal: Annotated[Principal, caller], channel_id: str) -> ChannelOut:
         """Ask the provider whether the channel's token still works; marks it for reconnect if not."""
         admin(principal)
         return channel_out(await service.check_channel_token(principal.tenant_id, channel_id))
 
-    @api.delete("/channels/{channel_id}", response_model=ChannelOut)
+    @api.delete("/channels/{channel_id}", response_model=ChannelOut, responses=change)
     async def disconnect(principal: Annotated[Principal, caller], channel_id: str) -> ChannelOut:
         admin(principal)
         return channel_out(await service.disconnect(principal.tenant_id, channel_id, principal.user_id))
 
-    @api.post("/connections/meta")
+    @api.post("/connections/meta", responses=connect)
     async def start_meta(principal: Annotated[Principal, caller], body: MetaStart) -> dict[str, Any]:
         """Exchange Facebook Login's code; list Pages and linked Instagram profiles; name missing
         permissions."""
@@ -249,7 +256,9 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
             principal.tenant_id, principal.user_id, body.code, body.redirect_uri
         )
 
-    @api.post("/connections/meta/{connection_id}/activate", response_model=list[ChannelOut])
+    @api.post(
+        "/connections/meta/{connection_id}/activate", response_model=list[ChannelOut], responses=ask_provider
+    )
     async def activate_meta(
         principal: Annotated[Principal, caller], connection_id: str, body: MetaActivate
     ) -> list[ChannelOut]:
@@ -260,7 +269,7 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
         )
         return [channel_out(c) for c in channels]
 
-    @api.post("/connections/x", response_model=ChannelOut)
+    @api.post("/connections/x", response_model=ChannelOut, responses=connect)
     async def connect_x(principal: Annotated[Principal, caller], body: XConnect) -> ChannelOut:
         """Authorize one X handle (OAuth 2.0 with PKCE); each handle is its own channel."""
         admin(principal)
@@ -270,16 +279,18 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
             )
         )
 
-    @api.post("/whatsapp/onboardings", response_model=OnboardingOut, status_code=201)
+    @api.post("/whatsapp/onboardings", response_model=OnboardingOut, status_code=201, responses=create)
     async def start_whatsapp(principal: Annotated[Principal, caller]) -> OnboardingOut:
         admin(principal)
         return onboarding_out(await service.start_whatsapp(principal.tenant_id))
 
-    @api.get("/whatsapp/onboardings/{onboarding_id}", response_model=OnboardingOut)
+    @api.get("/whatsapp/onboardings/{onboarding_id}", response_model=OnboardingOut, responses=read_one)
     async def get_whatsapp(principal: Annotated[Principal, caller], onboarding_id: str) -> OnboardingOut:
         return onboarding_out(await service.whatsapp(principal.tenant_id, onboarding_id))
 
-    @api.post("/whatsapp/onboardings/{onboarding_id}/{action}", response_model=OnboardingOut)
+    @api.post(
+        "/whatsapp/onboardings/{onboarding_id}/{action}", response_model=OnboardingOut, responses=ask_provider
+    )
     async def whatsapp_step(
         principal: Annotated[Principal, caller],
         onboarding_id: str,
@@ -300,31 +311,31 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
     async def list_teams(principal: Annotated[Principal, caller]) -> list[TeamOut]:
         return [team_out(t) for t in await service.teams(principal.tenant_id)]
 
-    @api.post("/teams", response_model=TeamOut, status_code=201)
+    @api.post("/teams", response_model=TeamOut, status_code=201, responses=create)
     async def create_team(principal: Annotated[Principal, caller], body: TeamIn) -> TeamOut:
         admin(principal)
         return team_out(await service.create_team(principal.tenant_id, body.name))
 
-    @api.patch("/teams/{team_id}", response_model=TeamOut)
+    @api.patch("/teams/{team_id}", response_model=TeamOut, responses=change)
     async def rename_team(principal: Annotated[Principal, caller], team_id: str, body: TeamIn) -> TeamOut:
         admin(principal)
         return team_out(
             await service.change_team(principal.tenant_id, team_id, lambda t: t.rename(body.name))
         )
 
-    @api.delete("/teams/{team_id}", status_code=204)
+    @api.delete("/teams/{team_id}", status_code=204, responses=change)
     async def delete_team(principal: Annotated[Principal, caller], team_id: str) -> None:
         admin(principal)
         await service.delete_team(principal.tenant_id, team_id)
 
-    @api.put("/teams/{team_id}/members/{user_id}", response_model=TeamOut)
+    @api.put("/teams/{team_id}/members/{user_id}", response_model=TeamOut, responses=change)
     async def add_member(principal: Annotated[Principal, caller], team_id: str, user_id: str) -> TeamOut:
         admin(principal)
         return team_out(
             await service.change_team(principal.tenant_id, team_id, lambda t: t.add_member(user_id))
         )
 
-    @api.delete("/teams/{team_id}/members/{user_id}", response_model=TeamOut)
+    @api.delete("/teams/{team_id}/members/{user_id}", response_model=TeamOut, responses=change)
     async def remove_member(principal: Annotated[Principal, caller], team_id: str, user_id: str) -> TeamOut:
         admin(principal)
         return team_out(

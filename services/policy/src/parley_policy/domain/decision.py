@@ -76,6 +76,15 @@ class Decision:
     limit: int | None
 
 
+ANSWERS_A_POST = frozenset({"comment", "mention"})
+"""Public replies: to a comment (Facebook, Instagram) or a post (X), named by ``comment_id``."""
+
+
+def _names_an_item(item_id: str | None) -> bool:
+    """A provider's id for a comment or post: not blank, and never "." or ".." (a path, not a name)."""
+    return item_id is not None and item_id.strip() not in ("", ".", "..")
+
+
 def window_closes(facts: ConversationFacts, rule: ReplyRule) -> tuple[datetime | None, datetime | None]:
     last = facts.last_customer_message_at
     if last is None or rule.window is None:
@@ -147,6 +156,10 @@ def decide(
     # windows and tags
     messaging_type: str | None = None
     tag: str | None = None
+    if request.kind in ANSWERS_A_POST and not _names_an_item(request.comment_id):
+        reasons.append(
+            Reason("COMMENT_REQUIRED", f"a {request.kind} reply names the comment or post in comment_id")
+        )
     if request.kind == "private_reply":
         comment_at = facts.comment_times.get(request.comment_id or "")
         if request.comment_id is None or comment_at is None:

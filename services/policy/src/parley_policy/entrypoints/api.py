@@ -5,14 +5,20 @@ inside ``create_api`` when it reads the route signatures.
 """
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header
 from fastapi.responses import JSONResponse
 from parley_events import SenderType
-from parley_shared.api import ApiError, install_error_handlers, principal_dependency
+from parley_shared.api import (
+    ApiError,
+    ErrorOut,
+    error_responses,
+    install_error_handlers,
+    principal_dependency,
+)
 from parley_shared.auth import Principal, TokenVerifier
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from parley_policy.domain.decision import Decision, ReplyRequest, Template
 from parley_policy.handlers import ConversationUnknown, PolicyService
@@ -26,6 +32,22 @@ class TemplateIn(BaseModel):
 
 class ReplyIn(BaseModel):
     """A reply: text, or (WhatsApp) a template with its parameters."""
+
+    # the document says what _text_or_template checks: exactly one of the two, not null
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "required": ["text"],
+                    "properties": {"text": {"type": "string"}, "template": {"type": "null"}},
+                },
+                {
+                    "required": ["template"],
+                    "properties": {"template": {"type": "object"}, "text": {"type": "null"}},
+                },
+            ]
+        }
+    )
 
     kind: str = Field(default="direct", pattern="^(direct|comment|private_reply|mention)$")
     text: str | None = None
@@ -67,6 +89,37 @@ class DecisionOut(BaseModel):
     limit: int | None
 
 
+class ReplyAccepted(BaseModel):
+    """An approved reply: delivery follows on parley.replies.v1."""
+
+    decision_id: str
+    status: Literal["approved"]
+    messaging_type: str | None
+    tag: str | None
+
+
+class Reason(BaseModel):
+    code: str
+    message: str
+
+
+class ReplyRefused(ErrorOut):
+    """Invalid input (`VALIDATION_ERROR`), or a refused reply: `code` is the first of `reasons`."""
+
+    decision_id: str | None = Field(default=None, description="A refused reply's decision.")
+    reasons: list[Reason] | None = Field(default=None, description="Every rule that refused the reply.")
+
+
+class ReplyWindowOut(BaseModel):
+    conversation_id: str
+    provider: str
+    last_customer_message_at: datetime | None
+    window_closes_at: datetime | None
+    window_open: bool
+    human_agent_window_closes_at: datetime | None
+    human_agent_tag_enabled: bool
+
+
 def decision_out(decision: Decision) -> DecisionOut:
     return DecisionOut(
         approved=decision.approved,
@@ -85,6 +138,7 @@ def create_api(service: PolicyService, verifier: TokenVerifier) -> FastAPI:
         title="Parley policy API",
         version="1.0.0",
         description="Every outbound reply is decided here. Bearer JWT on every route.",
+        responses=error_responses(401, 422),
     )
     install_error_handlers(api)
     caller = Depends(principal_dependency(verifier))
@@ -92,7 +146,25 @@ def create_api(service: PolicyService, verifier: TokenVerifier) -> FastAPI:
     def not_found() -> ApiError:
         return ApiError(404, "CONVERSATION_NOT_FOUND", "no such conversation")
 
-    @api.post("/conversations/{conversation_id}/replies", status_code=202)
+    refused = {
+        422: {
+            "model": ReplyRefused,
+            "description": "Invalid input, or the reply was refused.",
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds until a refusal for throughput may pass.",
+                    "schema": {"type": "integer"},
+                }
+            },
+        }
+    }
+
+    @api.post(
+        "/conversations/{conversation_id}/replies",
+        status_code=202,
+        response_model=ReplyAccepted,
+        responses={**error_responses(404), **refused},
+    )
     async def send_reply(
         principal: Annotated[Principal, caller],
         conversation_id: str,
@@ -133,7 +205,11 @@ def create_api(service: PolicyService, verifier: TokenVerifier) -> FastAPI:
             headers=headers,
         )
 
-    @api.post("/conversations/{conversation_id}/replies:check", response_model=DecisionOut)
+    @api.post(
+        "/conversations/{conversation_id}/replies:check",
+        response_model=DecisionOut,
+        responses=error_responses(404),
+    )
     async def check_reply(
         principal: Annotated[Principal, caller], conversation_id: str, body: ReplyIn
     ) -> DecisionOut:
@@ -146,12 +222,18 @@ def create_api(service: PolicyService, verifier: TokenVerifier) -> FastAPI:
             raise not_found() from exc
         return decision_out(decision)
 
-    @api.get("/conversations/{conversation_id}/reply-window")
-    async def reply_window(principal: Annotated[Principal, caller], conversation_id: str) -> dict[str, Any]:
+    @api.get(
+        "/conversations/{conversation_id}/reply-window",
+        response_model=ReplyWindowOut,
+        responses=error_responses(404),
+    )
+    async def reply_window(principal: Annotated[Principal, caller], conversation_id: str) -> ReplyWindowOut:
         """When the standard and the human-agent windows close."""
         try:
-            return await service.window(
-                principal.tenant_id, principal.user_id, principal.is_admin, conversation_id
+            return ReplyWindowOut(
+                **await service.window(
+                    principal.tenant_id, principal.user_id, principal.is_admin, conversation_id
+                )
             )
         except ConversationUnknown as exc:
             raise not_found() from exc

@@ -23,7 +23,13 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from parley_events import ConversationEvent, Queue
-from parley_shared.mongo import DUPLICATE_KEY, MongoVersionedDocuments, VersionConflict
+from parley_shared.mongo import (
+    DUPLICATE_KEY,
+    MAX_WRITE_STATEMENTS,
+    MongoVersionedDocuments,
+    VersionConflict,
+    bulk_write_chunked,
+)
 from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
@@ -125,11 +131,12 @@ class MongoConversationRepository:
             }
             for e in events
         ]
-        try:
-            await self.history.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            if any(err.get("code") != DUPLICATE_KEY for err in exc.details.get("writeErrors", [])):
-                raise
+        for start in range(0, len(docs), MAX_WRITE_STATEMENTS):
+            try:
+                await self.history.insert_many(docs[start : start + MAX_WRITE_STATEMENTS], ordered=False)
+            except BulkWriteError as exc:
+                if any(err.get("code") != DUPLICATE_KEY for err in exc.details.get("writeErrors", [])):
+                    raise
 
     async def history_of(self, conversation_id: str, limit: int = 500) -> list[dict[str, Any]]:
         if self.history is None:
@@ -144,28 +151,37 @@ class MongoConversationRepository:
         await self.mark_published_many([(conversation_id, sequence)])
 
     async def mark_published_many(self, published: Sequence[tuple[str, int]]) -> None:
-        """Record, in one round trip, how far each conversation's events reached Kafka.
+        """Record how far each conversation's events reached Kafka, in one round trip as a rule.
 
-        Per conversation: raise ``published_sequence`` (never backwards), then clear the outbox
-        flag only if nothing newer was written meanwhile.
+        Usually nothing newer was written since (``sequence`` is still the last published one):
+        one update per conversation raises ``published_sequence`` to it and clears the outbox
+        flag. Only if some did not match (a newer change is saved and will publish its own
+        events) a second round raises their ``published_sequence`` alone, never backwards, so
+        the newer change does not publish these again.
         """
         if not published:
             return
-        operations: list[UpdateOne] = []
-        for conversation_id, sequence in published:
-            operations.append(
-                UpdateOne(
-                    {"_id": conversation_id, "published_sequence": {"$lt": sequence}},
-                    {"$set": {"published_sequence": sequence}},
-                )
+        settled = [
+            UpdateOne(
+                {"_id": conversation_id, "sequence": sequence},
+                {"$set": {"published_sequence": sequence, "outbox_pending": False}},
             )
-            operations.append(
-                UpdateOne(
-                    {"_id": conversation_id, "sequence": sequence, "published_sequence": sequence},
-                    {"$set": {"outbox_pending": False}},
-                )
+            for conversation_id, sequence in published
+        ]
+        if await bulk_write_chunked(self.collection, settled, ordered=False) >= len(published):
+            return
+        moved_on = [
+            UpdateOne(
+                {
+                    "_id": conversation_id,
+                    "sequence": {"$gt": sequence},
+                    "published_sequence": {"$lt": sequence},
+                },
+                {"$set": {"published_sequence": sequence}},
             )
-        await self.collection.bulk_write(operations, ordered=True)
+            for conversation_id, sequence in published
+        ]
+        await bulk_write_chunked(self.collection, moved_on, ordered=False)
 
     async def pending_outbox(self, limit: int = 100) -> list[Conversation]:
         cursor = self.collection.find({"outbox_pending": True}).limit(limit)

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Query
 from parley_events import ChannelRole, ConversationEvent, Queue
-from parley_shared.api import ApiError, install_error_handlers, principal_dependency
+from parley_shared.api import ApiError, error_responses, install_error_handlers, principal_dependency
 from parley_shared.auth import Principal, TokenVerifier
 from parley_shared.channels import KafkaChannelDirectory, KafkaTeamDirectory, role_on_channel
 from pydantic import BaseModel, Field
@@ -116,6 +116,7 @@ def create_api(
         title="Parley routing API",
         version="1.0.0",
         description="Conversations, queues and ownership for agents. Bearer JWT on every route.",
+        responses=error_responses(401, 422),
     )
     install_error_handlers(api)
     caller = Depends(principal_dependency(verifier))
@@ -218,7 +219,10 @@ def create_api(
             next_cursor=_encode_cursor(page.next_cursor),
         )
 
-    @api.get("/conversations/{conversation_id}", response_model=ConversationDetail)
+    not_found = error_responses(404)
+    forbidden_or_not_found = error_responses(403, 404)
+
+    @api.get("/conversations/{conversation_id}", response_model=ConversationDetail, responses=not_found)
     async def get_conversation(
         principal: Annotated[Principal, caller], conversation_id: str
     ) -> ConversationDetail:
@@ -227,7 +231,7 @@ def create_api(
         history = await service.repository.history_of(conversation_id)
         return ConversationDetail(**out(conversation, role).model_dump(), history=history)
 
-    @api.post("/conversations/{conversation_id}/status", response_model=CommandResult)
+    @api.post("/conversations/{conversation_id}/status", response_model=CommandResult, responses=not_found)
     async def move(
         principal: Annotated[Principal, caller], conversation_id: str, body: MoveCommand, key: IdempotencyKey
     ) -> CommandResult:
@@ -240,7 +244,11 @@ def create_api(
             lambda c, cause: c.move(Queue(body.queue), principal.user_id, cause, clock()),
         )
 
-    @api.post("/conversations/{conversation_id}/owner", response_model=CommandResult)
+    @api.post(
+        "/conversations/{conversation_id}/owner",
+        response_model=CommandResult,
+        responses=forbidden_or_not_found,
+    )
     async def assign(
         principal: Annotated[Principal, caller],
         conversation_id: str,
@@ -269,7 +277,11 @@ def create_api(
             lambda c, cause: c.assign(body.owner_id, principal.user_id, cause, clock()),
         )
 
-    @api.post("/conversations/{conversation_id}/owner:clear", response_model=CommandResult)
+    @api.post(
+        "/conversations/{conversation_id}/owner:clear",
+        response_model=CommandResult,
+        responses=forbidden_or_not_found,
+    )
     async def unassign(
         principal: Annotated[Principal, caller], conversation_id: str, key: IdempotencyKey
     ) -> CommandResult:
@@ -309,13 +321,16 @@ def create_api(
 
         change_labels.__doc__ = f"Add and remove {kind} (any role)."
         api.post(
-            f"/conversations/{{conversation_id}}/{kind}", response_model=CommandResult, name=f"change_{kind}"
+            f"/conversations/{{conversation_id}}/{kind}",
+            response_model=CommandResult,
+            responses=not_found,
+            name=f"change_{kind}",
         )(change_labels)
 
     labels_route("tags")
     labels_route("topics")
 
-    @api.post("/conversations/{conversation_id}/notes", response_model=CommandResult)
+    @api.post("/conversations/{conversation_id}/notes", response_model=CommandResult, responses=not_found)
     async def add_note(
         principal: Annotated[Principal, caller], conversation_id: str, body: NoteCommand, key: IdempotencyKey
     ) -> CommandResult:
