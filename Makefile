@@ -54,7 +54,7 @@ demo: $(VENV)/.synced ## send sample signed webhooks to a running stack and prin
 test: setup infra-up ## run every test tier (unit, integration, e2e)
 	$(PYTEST) tests --ignore=tests/fault
 
-fault: setup infra-up ## the fault suite: Kafka, store and consumer failures (writes docs/reliability.md)
+fault: setup infra-up ## the fault suite: Kafka, store, process and provider failures (writes docs/reliability.md)
 	$(PYTEST) tests/fault -v
 
 FUZZ_SECONDS ?= 300

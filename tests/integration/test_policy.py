@@ -498,6 +498,55 @@ async def test_a_retried_request_and_a_redelivered_approval_send_once(
         assert calls[0]["result_id"] == sent["provider_message_id"]
 
 
+async def test_a_decision_stored_but_not_announced_is_announced_when_the_request_is_retried(
+    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+) -> None:
+    """A crash (or a broker timeout) between storing the decision and publishing the approval.
+
+    The client's retry with the same key must not answer 202 for a reply nobody will deliver.
+    """
+    t0 = start_time()
+    messenger = channel("ch-m", Provider.MESSENGER, PAGE, user_access={"ana": CONTRIBUTOR})
+
+    async def setup(sandbox: Sandbox) -> list[Any]:
+        return [(messenger, await sandbox.page(PAGE))]
+
+    async with policy_stack(
+        infra, namespace, database_url, mongo_db, setup, now=t0 + timedelta(minutes=1)
+    ) as stack:
+        await stack.customer_message(inbound(messenger, "conv-1", PSID, t0))
+        service = stack.service()
+        publish = service.publish
+
+        async def broker_gone_after_the_request(event: Any, event_id: str) -> None:
+            if event_id.endswith(":approved"):
+                raise TimeoutError("the broker did not acknowledge")
+            await publish(event, event_id)
+
+        service.publish = broker_gone_after_the_request
+        with pytest.raises(TimeoutError):
+            await stack.reply("conv-1", {"text": "announce me"}, "ana", idempotency_key="k-1")
+        service.publish = publish
+
+        retried = await stack.reply("conv-1", {"text": "announce me"}, "ana", idempotency_key="k-1")
+        assert retried.status_code == 202, retried.text
+        reply_id = retried.json()["decision_id"]
+        events = await wait_sent(stack, reply_id)
+        # the first attempt got as far as "requested": announced again under the same event id
+        assert {e["ce_id"] for e in of_reply(events, reply_id, REQUESTED)} == {f"{reply_id}:requested"}
+        assert len(of_reply(events, reply_id, APPROVED)) == 1
+        (sent,) = of_reply(events, reply_id, SENT)
+        calls = await stack.sandbox.accepted(f"/{PAGE}/messages")
+        assert [c["result_id"] for c in calls] == [sent["provider_message_id"]]
+        assert calls[0]["body"]["message"]["text"] == "announce me"
+
+        # once announced, a further retry announces nothing
+        again = await stack.reply("conv-1", {"text": "announce me"}, "ana", idempotency_key="k-1")
+        assert again.status_code == 202
+        await asyncio.sleep(1)
+        assert await stack.count(topics.REPLIES) == len(events)
+
+
 # --------------------------------------------------------------------------- send rates
 
 

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,7 @@ class ServiceProcess:
     port: int
     log_path: Path
     process: subprocess.Popen[bytes] = field(repr=False)
+    ready_path: str = "/readyz"
 
     @property
     def url(self) -> str:
@@ -45,7 +47,7 @@ class ServiceProcess:
             if self.process.poll() is not None:
                 raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
             try:
-                response = httpx.get(f"{self.url}/readyz", timeout=2)
+                response = httpx.get(f"{self.url}{self.ready_path}", timeout=2)
                 if response.status_code == 200:
                     return
                 last = response.text
@@ -65,9 +67,21 @@ class ServiceProcess:
         return self.process.returncode
 
 
-def start_service(command: str, env: dict[str, str], log_dir: Path) -> ServiceProcess:
-    """Start ``command`` (a console script) with PARLEY_* settings on a free port."""
-    port = free_port()
+def start_service(
+    command: str,
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    port: int | None = None,
+    args: Sequence[str] = (),
+    ready_path: str = "/readyz",
+) -> ServiceProcess:
+    """Start ``command`` (a console script) with PARLEY_* settings on ``port`` (default: a free one).
+
+    ``args`` go on its command line (the sandbox takes its address there); ``ready_path`` is
+    what :meth:`ServiceProcess.wait_ready` polls.
+    """
+    port = free_port() if port is None else port
     log_path = log_dir / f"{command}.log"
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")},
@@ -77,5 +91,7 @@ def start_service(command: str, env: dict[str, str], log_dir: Path) -> ServicePr
         "PARLEY_LOG_FORMAT": "json",
     }
     with log_path.open("wb") as log:
-        process = subprocess.Popen([str(BIN / command)], env=full_env, stdout=log, stderr=subprocess.STDOUT)
-    return ServiceProcess(command, port, log_path, process)
+        process = subprocess.Popen(
+            [str(BIN / command), *args], env=full_env, stdout=log, stderr=subprocess.STDOUT
+        )
+    return ServiceProcess(command, port, log_path, process, ready_path)

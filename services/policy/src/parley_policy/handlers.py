@@ -43,8 +43,14 @@ from parley_policy.domain.decision import Decision, Reason, ReplyRequest, Templa
 from parley_policy.domain.rules import RULES, messaging_limit, rule_for
 
 Publish = Callable[[Event, str], Awaitable[None]]
+ReplyEvent = ReplyRequested | ReplyApproved | ReplyRejected
 Clock = Callable[[], datetime]
 RETRYABLE = {ErrorKind.RATE_LIMITED, ErrorKind.RETRYABLE}
+
+
+_OUTBOX_TYPES: dict[str, type[ReplyEvent]] = {
+    t.event_type: t for t in (ReplyRequested, ReplyApproved, ReplyRejected)
+}
 
 
 def utcnow() -> datetime:
@@ -174,7 +180,7 @@ class PolicyService:
             raise ConversationUnknown(conversation_id)
         earlier = await self.store.decision(reply_id)
         if earlier is not None:
-            return self._replay(reply_id, earlier)  # a retried request: same answer, nothing sent again
+            return await self._replay(reply_id, earlier)  # same answer, nothing sent again
         now = self.clock()
         decision = decide(
             request, self.store.facts(doc), channel, role, now, self.templates(doc["channel_id"])
@@ -217,20 +223,41 @@ class PolicyService:
         metrics.DECISIONS.labels(
             provider=doc["provider"], outcome="approved" if decision.approved else decision.reasons[0].code
         ).inc()
+        if business_initiated and decision.approved:
+            # before the decision is stored: a crash in between counts a customer never reached,
+            # which errs on the side of the limit (an upsert, so a retry records nothing twice)
+            await self.store.record_business_initiated(doc["channel_id"], doc["recipient_id"], now)
+        outbox = self._announcements(reply_id, tenant_id, user_id, doc, request, decision, now)
         record = {
             "approved": decision.approved,
             "messaging_type": decision.messaging_type,
             "tag": decision.tag,
             "reasons": [{"code": r.code, "message": r.message} for r in decision.reasons],
+            # the events this decision announces, stored with it and marked once published: a
+            # retried request publishes them if a crash or a broker timeout came in between
+            "outbox": [{"type": e.event_type, "data": e.model_dump(mode="json")} for e in outbox],
+            "published": False,
         }
         raced = await self.store.claim_decision(reply_id, record)
         if raced is not None:
-            return self._replay(reply_id, raced)
-        if business_initiated and decision.approved:
-            await self.store.record_business_initiated(doc["channel_id"], doc["recipient_id"], now)
+            return await self._replay(reply_id, raced)
+        await self._publish_outbox(reply_id, record)
+        return Outcome(reply_id, decision)
+
+    @staticmethod
+    def _announcements(
+        reply_id: str,
+        tenant_id: str,
+        user_id: str,
+        doc: dict[str, Any],
+        request: ReplyRequest,
+        decision: Decision,
+        now: datetime,
+    ) -> list[ReplyEvent]:
+        """What a decision publishes: requested, then approved (delivery follows) or rejected."""
         base = {
             "reply_id": reply_id,
-            "conversation_id": conversation_id,
+            "conversation_id": doc["_id"],
             "tenant_id": tenant_id,
             "channel_id": doc["channel_id"],
             "sender_type": request.sender_type,
@@ -246,48 +273,46 @@ class PolicyService:
             if request.template
             else None
         )
-        await self.publish(
-            ReplyRequested(
-                event_id=f"{reply_id}:requested",
-                **base,
-                kind=request.kind,
-                text=request.text,
-                template=template,
-                tag=request.tag,
-            ),
-            f"{reply_id}:requested",
+        requested = ReplyRequested(
+            event_id=f"{reply_id}:requested",
+            **base,
+            kind=request.kind,
+            text=request.text,
+            template=template,
+            tag=request.tag,
         )
         if not decision.approved:
-            await self.publish(
-                ReplyRejected(
-                    event_id=f"{reply_id}:rejected",
-                    **base,
-                    reasons=tuple(RejectionReason(code=r.code, message=r.message) for r in decision.reasons),
-                ),
-                f"{reply_id}:rejected",
+            rejected = ReplyRejected(
+                event_id=f"{reply_id}:rejected",
+                **base,
+                reasons=tuple(RejectionReason(code=r.code, message=r.message) for r in decision.reasons),
             )
-            return Outcome(reply_id, decision)
+            return [requested, rejected]
         recipient = (
             request.comment_id
             if request.kind in ("comment", "private_reply", "mention")
             else doc["recipient_id"]
         )
-        await self.publish(
-            ReplyApproved(
-                event_id=f"{reply_id}:approved",
-                **base,
-                provider=Provider(doc["provider"]),
-                account_id=doc["account_id"],
-                recipient_id=recipient or "",
-                kind=request.kind,
-                text=request.text,
-                template=template,
-                messaging_type=decision.messaging_type,
-                tag=decision.tag,
-            ),
-            f"{reply_id}:approved",
+        approved = ReplyApproved(
+            event_id=f"{reply_id}:approved",
+            **base,
+            provider=Provider(doc["provider"]),
+            account_id=doc["account_id"],
+            recipient_id=recipient or "",
+            kind=request.kind,
+            text=request.text,
+            template=template,
+            messaging_type=decision.messaging_type,
+            tag=decision.tag,
         )
-        return Outcome(reply_id, decision)
+        return [requested, approved]
+
+    async def _publish_outbox(self, reply_id: str, record: dict[str, Any]) -> None:
+        """Publish a stored decision's events (same ids every time), then mark them published."""
+        for entry in record.get("outbox", []):
+            event = _OUTBOX_TYPES[entry["type"]].model_validate(entry["data"])
+            await self.publish(event, event.event_id)
+        await self.store.mark_published(reply_id)
 
     async def _within_messaging_limit(self, doc: dict[str, Any], now: datetime) -> bool:
         """WhatsApp messaging limits: unique customers reached outside the window per rolling 24 h."""
@@ -297,8 +322,10 @@ class PolicyService:
         reached = await self.store.business_initiated_recipients(doc["channel_id"], now - timedelta(hours=24))
         return doc["recipient_id"] in reached or len(reached) < limit
 
-    @staticmethod
-    def _replay(reply_id: str, earlier: dict[str, Any]) -> Outcome:
+    async def _replay(self, reply_id: str, earlier: dict[str, Any]) -> Outcome:
+        """A retried request: the same answer, and its events if they never went out."""
+        if earlier.get("published") is False:
+            await self._publish_outbox(reply_id, earlier)
         reasons = tuple(Reason(r["code"], r["message"]) for r in earlier.get("reasons", []))
         return Outcome(
             reply_id,

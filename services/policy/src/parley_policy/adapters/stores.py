@@ -85,6 +85,10 @@ class PolicyStore:
             return None
         return await self.decision(key)
 
+    async def mark_published(self, key: str) -> None:
+        """The decision's events are on the broker: a retried request publishes nothing again."""
+        await self.decisions.collection.update_one({"_id": key}, {"$set": {"result.published": True}})
+
     async def delivered(self, reply_id: str) -> str | None:
         doc = await self.deliveries.find_one({"_id": reply_id})
         return None if doc is None else doc.get("provider_message_id")
