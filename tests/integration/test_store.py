@@ -9,7 +9,7 @@ import pytest
 from parley_events import Author, Content, Direction, MessageReceived, Provider
 from parley_routing.adapters.repository import ConcurrentUpdate, MongoConversationRepository
 from parley_routing.domain.model import Conversation
-from parley_routing.handlers import record_message
+from parley_routing.handlers import ConversationService, record_message
 from parley_shared.mongo import MongoIdempotencyStore
 
 pytestmark = pytest.mark.integration
@@ -154,10 +154,43 @@ async def test_a_batch_of_a_hundred_and_fifty_conversations_is_saved_and_marked_
 
     assert await repo.save_many(conversations) == set()
     await repo.record_history([e for c in conversations for e in c.unpublished()])
-    await repo.mark_published_many([(c.id, c.sequence) for c in conversations])
+    await repo.mark_published_many([(c.id, c.sequence, c.version) for c in conversations])
 
     stored = await repo.get_many([c.id for c in conversations])
     assert len(stored) == 150
     assert all(c.published_sequence == 2 and c.version == 1 for c in stored.values())
     assert await mongo_db["conversation_history"].count_documents({}) == 300
     assert await mongo_db["conversations"].count_documents({"outbox_pending": True}) == 0
+
+
+async def test_marking_published_keeps_the_outbox_open_for_a_newer_change(mongo_db: Any) -> None:
+    repo = MongoConversationRepository(mongo_db["conversations"])
+    await repo.ensure_indexes()
+    await record_message(message(1), repo)  # version 1, events 1-2, not yet published
+    newer = await repo.get("conv_1")
+    assert newer is not None
+    newer.receive(message(2))
+    await repo.save(newer)  # version 2 (event 3) saved before version 1's publish is marked
+
+    await repo.mark_published_many([("conv_1", 2, 1)])
+
+    stored = await mongo_db["conversations"].find_one({"_id": "conv_1"})
+    assert (stored["published_sequence"], stored["outbox_pending"]) == (2, True)
+    assert [c.id for c in await repo.pending_outbox()] == ["conv_1"]
+
+    await repo.mark_published_many([("conv_1", 3, 2)])
+    assert await repo.pending_outbox() == []
+
+    await repo.mark_published_many([("conv_1", 2, 1)])  # a late, older mark moves nothing back
+    stored = await mongo_db["conversations"].find_one({"_id": "conv_1"})
+    assert stored["published_sequence"] == 3
+    # ...though it may reopen the outbox (it cannot tell the newer change was published): the
+    # relay then finds nothing to publish and settles it
+    published: list[Any] = []
+
+    async def publish(event: Any) -> None:
+        published.append(event)
+
+    await ConversationService(repo, publish).relay_outbox()
+    assert published == []
+    assert await repo.pending_outbox() == []

@@ -104,8 +104,8 @@ class FakeRepository:
         doc["published_sequence"] = max(doc["published_sequence"], sequence)
         doc["outbox_pending"] = doc["sequence"] > doc["published_sequence"]
 
-    async def mark_published_many(self, published: Sequence[tuple[str, int]]) -> None:
-        for conversation_id, sequence in published:
+    async def mark_published_many(self, published: Sequence[tuple[str, int, int]]) -> None:
+        for conversation_id, sequence, _ in published:
             await self.mark_published(conversation_id, sequence)
 
     async def pending_outbox(self, limit: int = 100) -> list[Conversation]:

@@ -113,7 +113,9 @@ class ConversationService:
         # re-sends only what is really missing
         sent = [(c, fresh) for (c, fresh), outcome in zip(pending, outcomes, strict=True) if outcome is None]
         await self.repository.record_history([e for _, fresh in sent for e in fresh])
-        await self.repository.mark_published_many([(c.id, fresh[-1].sequence) for c, fresh in sent])
+        await self.repository.mark_published_many(
+            [(c.id, fresh[-1].sequence, c.version) for c, fresh in sent]
+        )
         for outcome in outcomes:
             if outcome is not None:
                 raise outcome
@@ -171,12 +173,14 @@ class ConversationService:
 
     async def relay_outbox(self) -> int:
         """Publish events that were saved but may not have reached Kafka (after a crash)."""
-        published = 0
-        for conversation in await self.repository.pending_outbox():
-            events = conversation.unpublished()
-            await self._publish(conversation, events)
-            published += len(events)
-        return published
+        pending = await self.repository.pending_outbox()
+        count = sum(len(c.unpublished()) for c in pending)
+        # a flag left open with nothing to publish (a late mark cannot tell whether a newer
+        # change was published meanwhile) is settled here
+        settled = [(c.id, c.sequence, c.version) for c in pending if not c.unpublished()]
+        await self._publish_many(pending)
+        await self.repository.mark_published_many(settled)
+        return count
 
     async def auto_resolve(self, channels: list[ChannelSnapshot]) -> int:
         """Resolve idle New and Pending conversations, per channel and queue threshold.

@@ -149,6 +149,10 @@ class MongoVersionedDocuments:
         if version > self.keep:
             await self.commits.delete_many({"doc_id": doc_id, "version": {"$lt": version - self.keep}})
 
+    async def claimed(self, doc_id: str, version: int) -> bool:
+        """Whether some writer has claimed ``version`` of the document (a lookup by ``_id``)."""
+        return await self.commits.find_one({"_id": f"{doc_id}:{version}"}, {"_id": 1}) is not None
+
     async def get_many(self, doc_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Several documents in two round trips (rolling any interrupted commit forward)."""
         if not doc_ids:

@@ -10,13 +10,14 @@ every store (docs/storage.md). A writer that crashes between its commit and the 
 leaves a commit ahead of the projection: every ``get`` rolls forward to the newest commit and
 repairs the projection, so nobody is stuck.
 
-Events are recorded in the document with the change (an in-document outbox); ``mark_published``
+Events are recorded in the document with the change (an in-document outbox); ``mark_published_many``
 records how far they were published, and ``pending_outbox`` finds conversations whose events may
 not have reached Kafka (a crash between the write and the publish).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -146,42 +147,39 @@ class MongoConversationRepository:
         )
         return [{"type": d["type"], **d["data"]} async for d in cursor]
 
-    async def mark_published(self, conversation_id: str, sequence: int) -> None:
-        """Record that every event up to ``sequence`` reached Kafka (never moves backwards)."""
-        await self.mark_published_many([(conversation_id, sequence)])
+    async def mark_published_many(self, published: Sequence[tuple[str, int, int]]) -> None:
+        """Record how far each conversation's events reached Kafka: ``(id, sequence, version)``.
 
-    async def mark_published_many(self, published: Sequence[tuple[str, int]]) -> None:
-        """Record how far each conversation's events reached Kafka, in one round trip as a rule.
-
-        Usually nothing newer was written since (``sequence`` is still the last published one):
-        one update per conversation raises ``published_sequence`` to it and clears the outbox
-        flag. Only if some did not match (a newer change is saved and will publish its own
-        events) a second round raises their ``published_sequence`` alone, never backwards, so
-        the newer change does not publish these again.
+        Filters are on ``_id`` alone (FerretDB reads the whole collection for anything more,
+        docs/storage.md): ``published_sequence`` only ever rises (``$max``) and the outbox flag
+        is cleared. A newer change saved meanwhile must keep the flag until it publishes its own
+        events; every save claims ``<id>:<version>`` before writing the document, so a claim
+        above ``version`` found *after* clearing the flag means a newer change exists, and the
+        flag is set again for it (its own document write, if still to come, sets it too).
         """
         if not published:
             return
-        settled = [
+        marks = [
             UpdateOne(
-                {"_id": conversation_id, "sequence": sequence},
-                {"$set": {"published_sequence": sequence, "outbox_pending": False}},
+                {"_id": conversation_id},
+                {"$max": {"published_sequence": sequence}, "$set": {"outbox_pending": False}},
             )
-            for conversation_id, sequence in published
+            for conversation_id, sequence, _ in published
         ]
-        if await bulk_write_chunked(self.collection, settled, ordered=False) >= len(published):
-            return
-        moved_on = [
-            UpdateOne(
-                {
-                    "_id": conversation_id,
-                    "sequence": {"$gt": sequence},
-                    "published_sequence": {"$lt": sequence},
-                },
-                {"$set": {"published_sequence": sequence}},
+        await bulk_write_chunked(self.collection, marks, ordered=False)
+        newer = await asyncio.gather(
+            *(
+                self.documents.claimed(conversation_id, version + 1)
+                for conversation_id, _, version in published
             )
-            for conversation_id, sequence in published
+        )
+        reopened = [
+            UpdateOne({"_id": conversation_id}, {"$set": {"outbox_pending": True}})
+            for (conversation_id, _, _), claimed in zip(published, newer, strict=True)
+            if claimed
         ]
-        await bulk_write_chunked(self.collection, moved_on, ordered=False)
+        if reopened:
+            await bulk_write_chunked(self.collection, reopened, ordered=False)
 
     async def pending_outbox(self, limit: int = 100) -> list[Conversation]:
         cursor = self.collection.find({"outbox_pending": True}).limit(limit)
