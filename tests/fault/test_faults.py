@@ -101,34 +101,45 @@ def write_table() -> Iterator[None]:
         "*Lost*: acknowledged, no effect. *Duplicated*: effects beyond the first. *Out of order*:",
         "conversations whose first effects do not follow the send order. Every run also checks that",
         "nothing took effect without an acknowledgement. *Recovery*: from the last acknowledgement",
-        "(and the end of the fault) until every effect was there.",
+        "(and the end of the fault) until every effect was there. A run of some of the faults",
+        "(`pytest tests/fault -k ...`) rewrites their rows and notes only; *run* dates each row.",
         "",
         "| fault | sent | acknowledged | sender retries | lost | duplicated | out of order "
         "| recovery (s) | run |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    lines += [
-        f"| {r.fault} | {r.sent} | {r.acknowledged} | {r.retried} | {r.lost} | {r.duplicated} | "
-        f"{r.out_of_order} | {r.recovery_s} | {now()} |"
-        for r in REPORTS
-    ]
-    notes = [
-        f"- {r.fault}: {note}"
-        for r in REPORTS
-        for note in [
-            *r.details,
-            *(
-                [f"a sender waited up to {r.longest_wait_s} s for an acknowledgement"]
-                if r.longest_wait_s >= 1
-                else []
-            ),
-        ]
-    ]
+    doc = ROOT / "docs" / "reliability.md"
+    previous = doc.read_text() if doc.exists() else ""
+    generated = previous[: previous.find("\n## ")] if "\n## " in previous else previous
+    # a run of some faults (pytest -k) rewrites their rows and notes; the other rows stay as they were
+    rows: dict[str, str] = {}
+    for line in generated.splitlines():
+        cells = line.split(" | ")
+        if line.startswith("| ") and len(cells) == 9 and not line.startswith("| fault |"):
+            rows[cells[0].removeprefix("| ")] = line
+    old_notes = [line for line in generated.splitlines() if line.startswith("- ")]
+    for r in REPORTS:
+        rows[r.fault] = (
+            f"| {r.fault} | {r.sent} | {r.acknowledged} | {r.retried} | {r.lost} | {r.duplicated} | "
+            f"{r.out_of_order} | {r.recovery_s} | {now()} |"
+        )
+    lines += rows.values()
+    rerun = {r.fault for r in REPORTS}
+    notes: list[str] = []
+    for fault in rows:
+        if fault not in rerun:
+            notes += [n for n in old_notes if n.startswith(f"- {fault}: ")]
+            continue
+        r = next(r for r in REPORTS if r.fault == fault)
+        waited = (
+            [f"a sender waited up to {r.longest_wait_s} s for an acknowledgement"]
+            if r.longest_wait_s >= 1
+            else []
+        )
+        notes += [f"- {r.fault}: {note}" for note in [*r.details, *waited]]
     if notes:
         lines += ["", "Notes from the runs:", "", *notes]
-    doc = ROOT / "docs" / "reliability.md"
     # sections written by hand after the generated part ("## Fuzzing", ...) are kept
-    previous = doc.read_text() if doc.exists() else ""
     kept = previous[previous.find("\n## ") :] if "\n## " in previous else ""
     doc.write_text("\n".join(lines) + "\n" + kept)
 
@@ -453,8 +464,10 @@ async def test_provider_answering_429_then_500_for_16_seconds(
     """Sends get HTTP 429 (Graph code 4) for 8 s, then HTTP 500 (code 2) for 8 s, then succeed.
 
     Graph sends no Retry-After header: its usage headers give the time to regain access in whole
-    minutes (parsed in tests/unit/test_provider_errors.py), which policy caps at 30 s a wait. With
-    one, policy would sleep through both phases, so these 429s carry none and policy backs off.
+    minutes (parsed in tests/unit/test_provider_errors.py), which policy honours within its retry
+    budget. With one, policy would sleep through both phases, so these 429s carry none and policy
+    backs off. Every reply must still be sent once: delivery retries for
+    PARLEY_DELIVERY_RETRY_BUDGET_S (600 s), far beyond the outage (docs/policy.md, Delivery).
     """
     sends = {"path_contains": "/messages", "method": "POST", "times": 1_000_000}
 
@@ -473,10 +486,5 @@ async def test_provider_answering_429_then_500_for_16_seconds(
         f"the provider answered {statuses.count(429)} send(s) with 429 and {statuses.count(500)} with 500"
     )
     assert statuses.count(429) and statuses.count(500), "the fault never reached a send"
-    if report.lost and report.lost == report.announced_failed:
-        assert_replies_clean(report, lost=report.lost)
-        pytest.xfail(
-            f"{report.lost} accepted replies announced failed: policy gives up on a transient provider "
-            "error after PARLEY_DELIVERY_MAX_ATTEMPTS (5) tries, about 7.5 s (docs/policy.md, Delivery)"
-        )
+    assert report.announced_failed == 0, report
     assert_replies_clean(report)

@@ -10,13 +10,17 @@ in API answers, on ``parley.replies.v1``, ``parley.reply-windows.v1`` and
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from parley_events import ChannelRole, Provider, topics
+from parley_policy.bootstrap import create_policy_app
 from parley_routing.bootstrap import create_routing_app
 from parley_routing.settings import RoutingSettings
+from starlette.applications import Starlette
 
 from tests.conftest import Infra
 from tests.support.apps import running
@@ -41,6 +45,7 @@ from tests.support.policy import (
     event_of,
     inbound,
     of_type,
+    policy_settings,
     policy_stack,
 )
 
@@ -454,6 +459,134 @@ async def test_throttling_is_retried_and_permanent_errors_are_not(
         assert reauth["provider"] == "messenger"
         assert reauth["provider_code"] == 190
         assert reauth["provider_subcode"] == 460
+
+
+def conversations_on_both_partitions(prefix: str) -> tuple[str, str]:
+    """Two conversation ids whose replies land on different partitions (the tests' topics have 2)."""
+    partitioner = DefaultPartitioner()
+    by_partition: dict[int, str] = {}
+    n = 0
+    while len(by_partition) < 2:
+        conversation = f"{prefix}-{n}"
+        by_partition.setdefault(partitioner(conversation.encode(), [0, 1], [0, 1]), conversation)
+        n += 1
+    return by_partition[0], by_partition[1]
+
+
+async def test_a_provider_outage_longer_than_a_few_tries_delays_the_reply_and_no_other_partition(
+    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+) -> None:
+    """429 for 6 s, then 500 for 6 s: the reply goes out once when the provider is back.
+
+    Twelve seconds is beyond the five tries (about 7.5 s) delivery once gave up after. Meanwhile a
+    reply in a conversation on the other partition is sent at once: it has a consumer of its own.
+    """
+    t0 = start_time()
+    access = {"ana": CONTRIBUTOR}
+    down = channel("ch-down", Provider.MESSENGER, PAGE, user_access=access)
+    up = channel("ch-up", Provider.MESSENGER, PAGE_2, user_access=access)
+    held, other = conversations_on_both_partitions("conv-outage")
+
+    async def setup(sandbox: Sandbox) -> list[Any]:
+        return [(down, await sandbox.page(PAGE)), (up, await sandbox.page(PAGE_2))]
+
+    async with policy_stack(
+        infra,
+        namespace,
+        database_url,
+        mongo_db,
+        setup,
+        now=t0 + timedelta(minutes=1),
+        delivery_backoff_s=0.2,
+        delivery_backoff_max_s=1.0,
+    ) as stack:
+        await stack.customer_message(inbound(down, held, PSID, t0))
+        await stack.customer_message(inbound(up, other, PSID, t0))
+        sandbox = stack.sandbox
+        sends = f"/{PAGE}/messages"
+        await sandbox.fault(path_contains=sends, status=429, code=4, times=1_000_000)
+        outage_started = time.monotonic()
+        response = await stack.reply(held, {"text": "through the outage"}, "ana")
+        assert response.status_code == 202, response.text
+        reply_id = response.json()["decision_id"]
+        await eventually(lambda: sandbox.sent(sends))
+
+        response = await stack.reply(other, {"text": "not held back"}, "ana")
+        assert response.status_code == 202, response.text
+        other_id = response.json()["decision_id"]
+        events = await wait_sent(stack, other_id)
+        assert of_reply(events, other_id, SENT)
+        assert not of_reply(events, reply_id, SENT) and not of_reply(events, reply_id, FAILED)
+
+        await asyncio.sleep(max(0.0, outage_started + 6 - time.monotonic()))
+        await sandbox.admin("DELETE", "/faults")
+        await sandbox.fault(path_contains=sends, status=500, code=2, times=1_000_000)
+        await asyncio.sleep(max(0.0, outage_started + 12 - time.monotonic()))
+        await sandbox.admin("DELETE", "/faults")
+
+        events = await wait_sent(stack, reply_id)
+        assert not of_reply(events, reply_id, FAILED)
+        (sent,) = of_reply(events, reply_id, SENT)
+        calls = await sandbox.sent(sends)
+        statuses = [c["status"] for c in calls]
+        assert statuses[-1] == 200 and statuses.count(200) == 1, statuses
+        assert 429 in statuses and 500 in statuses
+        assert len(statuses) - 1 > 5  # more failed tries than the old bound
+        assert sent["provider_message_id"] == calls[-1]["result_id"]
+        assert len({str(c["body"]) for c in calls}) == 1
+
+
+async def test_a_stop_during_a_retry_wait_is_prompt_and_the_successor_sends_once(
+    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+) -> None:
+    """The provider asks for a minute; policy stops meanwhile, well within its shutdown timeout.
+
+    The approval was not committed, so the next policy process delivers it: one send in all.
+    """
+    t0 = start_time()
+    messenger = channel("ch-m", Provider.MESSENGER, PAGE, user_access={"ana": CONTRIBUTOR})
+
+    async def setup(sandbox: Sandbox) -> list[Any]:
+        return [(messenger, await sandbox.page(PAGE))]
+
+    async with policy_stack(
+        infra, namespace, database_url, mongo_db, setup, now=t0 + timedelta(minutes=1), replicas=0
+    ) as stack:
+        sandbox = stack.sandbox
+        sends = f"/{PAGE}/messages"
+
+        def policy_app() -> Starlette:
+            settings = policy_settings(infra, namespace, database_url, sandbox.url, shutdown_timeout_s=30)
+            return create_policy_app(settings, clock=stack.clock)
+
+        first = policy_app()
+        async with running(first) as client:
+            stack.apps.append(first)
+            stack.clients.append(client)
+            await stack.customer_message(inbound(messenger, "conv-1", PSID, t0))
+            # Meta's usage header: access regained in a minute
+            await sandbox.fault(path_contains=sends, status=429, code=4, times=1_000, retry_after_s=60)
+            response = await stack.reply("conv-1", {"text": "after a restart"}, "ana")
+            assert response.status_code == 202, response.text
+            reply_id = response.json()["decision_id"]
+            await eventually(lambda: sandbox.sent(sends))
+            await asyncio.sleep(0.5)  # waiting out the provider's minute now
+            stopping = time.monotonic()
+        assert time.monotonic() - stopping < 5  # not the minute, nor the 30 s shutdown timeout
+        assert [c["status"] for c in await sandbox.sent(sends)] == [429]
+        events = await stack.events(topics.REPLIES, lambda evs: bool(of_reply(evs, reply_id, APPROVED)))
+        assert not of_reply(events, reply_id, SENT) and not of_reply(events, reply_id, FAILED)
+
+        await sandbox.admin("DELETE", "/faults")
+        second = policy_app()
+        async with running(second) as client:
+            stack.clients[0] = client
+            events = await wait_sent(stack, reply_id)
+            assert not of_reply(events, reply_id, FAILED)
+            (sent,) = of_reply(events, reply_id, SENT)
+            calls = await sandbox.sent(sends)
+            assert [c["status"] for c in calls] == [429, 200]
+            assert sent["provider_message_id"] == calls[1]["result_id"]
 
 
 # --------------------------------------------------------------------------- idempotency

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+from aiokafka import TopicPartition
 from faststream.kafka.annotations import KafkaMessage
 from parley_events import (
     ChannelReauthRequired,
@@ -30,11 +31,25 @@ from starlette.routing import BaseRoute, Mount
 
 from parley_policy.adapters.stores import PolicyStore
 from parley_policy.domain.decision import TemplateInfo
+from parley_policy.domain.retry import RetryBudget
 from parley_policy.entrypoints.api import create_api
 from parley_policy.handlers import Delivery, PolicyService, utcnow
 from parley_policy.settings import PolicySettings
 
 log = get_logger(__name__)
+
+DELIVERY_POLL_MARGIN_S = 120.0
+"""Beyond the retry budget: the last try, loading the token and announcing the outcome."""
+
+
+def still_assigned(message: KafkaMessage) -> Callable[[], bool]:
+    """Whether the consumer that fetched ``message`` still owns its partition."""
+    record = message.raw_message
+    assignment = getattr(getattr(message, "consumer", None), "assignment", None)
+    if assignment is None or isinstance(record, tuple):
+        return lambda: True
+    partition = TopicPartition(record.topic, record.partition)
+    return lambda: partition in assignment()
 
 
 def create_policy_app(
@@ -95,8 +110,11 @@ def create_policy_app(
             x,
             publish,
             clock,
-            settings.delivery_max_attempts,
-            settings.delivery_backoff_s,
+            RetryBudget(
+                settings.delivery_retry_budget_s,
+                settings.delivery_backoff_s,
+                settings.delivery_backoff_max_s,
+            ),
         )
         holder.update(service=service, store=store, delivery=delivery)
         rt.state.update(service=service, delivery=delivery)
@@ -120,10 +138,16 @@ def create_policy_app(
             auto_offset_reset="earliest",
             title="deliver-replies",
             description="Approved replies are sent to the provider; sent or failed is announced.",
+            # consumers of their own partitions: a reply retried through one channel's outage
+            # holds back the partitions of its consumer only (docs/policy.md, Delivery)
+            max_workers=settings.delivery_consumers,
+            # a delivery may retry for the whole budget between two polls; past this interval the
+            # consumer would leave the group and its partitions move while it still retries
+            max_poll_interval_ms=int((settings.delivery_retry_budget_s + DELIVERY_POLL_MARGIN_S) * 1000),
         )
         async def on_reply(message: KafkaMessage) -> None:
             if message.headers.get("ce_type") == ReplyApproved.event_type:
-                await delivery.deliver(decode_event(ReplyApproved, message.body))
+                await delivery.deliver(decode_event(ReplyApproved, message.body), still_assigned(message))
 
         @rt.broker.subscriber(
             rt.topic(topics.CHANNEL_EVENTS.name),
@@ -176,6 +200,9 @@ def create_policy_app(
         rt.readiness.checks["read_models"] = loaded(channels, teams)
 
     async def on_stop(rt: Runtime) -> None:
+        # first: retry waits end at once (uncommitted, redelivered), sends in flight finish while
+        # the HTTP client and the consumers are still open
+        await holder["delivery"].stop(settings.shutdown_timeout_s)
         await cancel_tasks(rt.state.get("tasks", []))
         await channels.stop()
         await teams.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
@@ -33,19 +34,22 @@ from parley_events import (
 from parley_events import (
     ProviderError as ProviderErrorModel,
 )
-from parley_shared.logging import redact_value
+from parley_shared.logging import get_logger, redact_value
 from parley_shared.providers import ErrorKind, GraphClient, ProviderError, XClient
 from parley_shared.vault import MongoCredentialStore
 
 from parley_policy import metrics
 from parley_policy.adapters.stores import PolicyStore
 from parley_policy.domain.decision import Decision, Reason, ReplyRequest, TemplateInfo, decide
+from parley_policy.domain.retry import RetryBudget
 from parley_policy.domain.rules import RULES, messaging_limit, rule_for
 
 Publish = Callable[[Event, str], Awaitable[None]]
 ReplyEvent = ReplyRequested | ReplyApproved | ReplyRejected
 Clock = Callable[[], datetime]
 RETRYABLE = {ErrorKind.RATE_LIMITED, ErrorKind.RETRYABLE}
+
+log = get_logger(__name__)
 
 
 _OUTBOX_TYPES: dict[str, type[ReplyEvent]] = {
@@ -405,8 +409,25 @@ class PolicyService:
         return announced
 
 
+class DeliveryInterrupted(asyncio.CancelledError):
+    """Delivery stopped (shutdown) before the reply was settled: its record stays uncommitted.
+
+    A ``CancelledError`` on purpose: the consumer's retry middleware passes it on instead of
+    retrying or dead-lettering, and no acknowledgement commits the record, so the partition's
+    next owner delivers the reply (and the provider-id record keeps that to one send).
+    """
+
+
+FAILED_PERMANENT = "permanent_error"
+FAILED_BUDGET = "retry_budget_exhausted"
+
+
 class Delivery:
-    """Sends approved replies to the providers, at most once per reply."""
+    """Sends approved replies to the providers, at most once per reply.
+
+    Transient provider errors are retried until ``retry`` (a :class:`RetryBudget`) is spent;
+    permanent ones fail the reply at once. :meth:`stop` wakes every retry wait on shutdown.
+    """
 
     def __init__(
         self,
@@ -416,9 +437,9 @@ class Delivery:
         x: XClient | None,
         publish: Publish,
         clock: Clock = utcnow,
-        max_attempts: int = 5,
-        backoff_s: float = 0.5,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        retry: RetryBudget | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.credentials = credentials
@@ -426,11 +447,48 @@ class Delivery:
         self.x = x
         self.publish = publish
         self.clock = clock
-        self.max_attempts = max_attempts
-        self.backoff_s = backoff_s
-        self.sleep = sleep
+        self.retry = retry or RetryBudget()
+        self.sleep = sleep or self._wait_unless_stopping
+        self.monotonic = monotonic
+        self._stopping = asyncio.Event()
+        self._busy: set[asyncio.Task[Any]] = set()  # tasks inside deliver()
+        self._idle = asyncio.Event()
+        self._idle.set()
 
-    async def deliver(self, reply: ReplyApproved) -> None:
+    async def deliver(self, reply: ReplyApproved, owned: Callable[[], bool] = lambda: True) -> None:
+        """Send one approved reply and announce the outcome; ``owned`` says whether the record's
+        partition is still this consumer's (after a rebalance its new owner delivers it)."""
+        if self._stopping.is_set():
+            raise DeliveryInterrupted("policy is stopping")
+        task = asyncio.current_task()
+        if task is not None:
+            self._busy.add(task)
+            self._idle.clear()
+        try:
+            await self._deliver(reply, owned)
+        finally:
+            if task is not None:
+                self._busy.discard(task)
+                if not self._busy:
+                    self._idle.set()
+
+    async def stop(self, timeout_s: float) -> None:
+        """Shutdown: wake retry waits (their records stay uncommitted), let sends in flight end.
+
+        Deliveries still running after ``timeout_s`` are cancelled, as the broker would.
+        """
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            for task in list(self._busy):
+                task.cancel()
+
+    async def _wait_unless_stopping(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _deliver(self, reply: ReplyApproved, owned: Callable[[], bool]) -> None:
         base = {
             "reply_id": reply.reply_id,
             "conversation_id": reply.conversation_id,
@@ -453,29 +511,55 @@ class Delivery:
                     "parley", 0, None, None, "no credentials for the channel", ErrorKind.REAUTH_REQUIRED
                 ),
                 0,
+                FAILED_PERMANENT,
             )
             return
+        provider = reply.provider.value
         attempt = 0
         started = time.perf_counter()
+        first_try = self.monotonic()
         while True:
             attempt += 1
             try:
                 message_id = await self._send(reply, credential.access_token)
             except ProviderError as exc:
-                if exc.kind in RETRYABLE and attempt < self.max_attempts:
-                    delay = exc.retry_after_s if exc.retry_after_s else self.backoff_s * 2 ** (attempt - 1)
-                    await self.sleep(min(delay, 30.0))
-                    continue
-                metrics.DELIVERY_SECONDS.labels(provider=reply.provider.value).observe(
-                    time.perf_counter() - started
+                wait = (
+                    self.retry.next_wait(attempt, self.monotonic() - first_try, exc.retry_after_s)
+                    if exc.kind in RETRYABLE
+                    else None
                 )
-                metrics.DELIVERIES.labels(provider=reply.provider.value, outcome=exc.kind.value).inc()
-                await self._failed(reply, base, exc, attempt)
+                if wait is not None:
+                    metrics.DELIVERY_RETRIES.labels(provider=provider, error_kind=exc.kind.value).inc()
+                    log.warning(
+                        "provider send failed, will retry",
+                        reply_id=reply.reply_id,
+                        channel_id=reply.channel_id,
+                        attempt=attempt,
+                        error_kind=exc.kind.value,
+                        code=exc.code,
+                        wait_s=round(wait, 3),
+                    )
+                    await self.sleep(wait)
+                    if self._stopping.is_set():
+                        raise DeliveryInterrupted("policy is stopping") from None
+                    if not owned():
+                        # a rebalance gave the partition to another consumer, which redelivers
+                        # the reply: sending it here as well could send it twice
+                        log.warning(
+                            "partition reassigned, leaving the reply to its new owner",
+                            reply_id=reply.reply_id,
+                        )
+                        return
+                    continue
+                reason = FAILED_PERMANENT if exc.kind not in RETRYABLE else FAILED_BUDGET
+                metrics.DELIVERY_SECONDS.labels(provider=provider).observe(time.perf_counter() - started)
+                metrics.DELIVERIES.labels(
+                    provider=provider, outcome=FAILED_BUDGET if reason == FAILED_BUDGET else exc.kind.value
+                ).inc()
+                await self._failed(reply, base, exc, attempt, reason)
                 return
-            metrics.DELIVERY_SECONDS.labels(provider=reply.provider.value).observe(
-                time.perf_counter() - started
-            )
-            metrics.DELIVERIES.labels(provider=reply.provider.value, outcome="sent").inc()
+            metrics.DELIVERY_SECONDS.labels(provider=provider).observe(time.perf_counter() - started)
+            metrics.DELIVERIES.labels(provider=provider, outcome="sent").inc()
             await self.store.record_delivery(reply.reply_id, message_id)
             if reply.kind == "private_reply":
                 await self.store.mark_private_replied(reply.conversation_id, reply.recipient_id)
@@ -497,7 +581,7 @@ class Delivery:
         await self.publish(sent, f"{reply.reply_id}:sent")
 
     async def _failed(
-        self, reply: ReplyApproved, base: dict[str, Any], exc: ProviderError, attempts: int
+        self, reply: ReplyApproved, base: dict[str, Any], exc: ProviderError, attempts: int, reason: str
     ) -> None:
         failed = ReplyFailed(
             event_id=f"{reply.reply_id}:failed",
@@ -508,6 +592,7 @@ class Delivery:
             ),
             error_kind=exc.kind.value,
             attempts=attempts,
+            reason=reason,
         )
         await self.publish(failed, failed.event_id)
         if exc.kind is ErrorKind.REAUTH_REQUIRED:

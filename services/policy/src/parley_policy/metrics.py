@@ -18,5 +18,10 @@ DELIVERY_SECONDS = Histogram(
     "parley_policy_delivery_duration_seconds",
     "From the start of a delivery to the provider's answer (retries included).",
     ["provider"],
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200),
+)
+DELIVERY_RETRIES = Counter(
+    "parley_policy_delivery_retries_total",
+    "Sends retried after a transient provider error, by provider and error kind.",
+    ["provider", "error_kind"],
 )

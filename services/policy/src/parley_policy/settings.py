@@ -34,5 +34,20 @@ class PolicySettings(ApiSettings):
         description="Messaging limit tier: 0=250, 1=2,000, 2=10,000, 3=100,000, 4=unlimited unique "
         "customers reached outside the window per rolling 24 h.",
     )
-    delivery_max_attempts: int = Field(default=5, ge=1)
-    delivery_backoff_s: float = Field(default=0.5, ge=0)
+    delivery_retry_budget_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long a reply is retried through transient provider errors (429, 5xx, "
+        "throttling codes, no answer) before it fails with reason retry_budget_exhausted.",
+    )
+    delivery_backoff_s: float = Field(default=0.5, ge=0, description="The first wait between tries.")
+    delivery_backoff_max_s: float = Field(
+        default=30.0, gt=0, description="The longest wait between tries unless the provider asks longer."
+    )
+    delivery_consumers: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Kafka consumers delivering replies in each process, each with its own "
+        "partitions: a reply retried through an outage holds back only its consumer's partitions.",
+    )

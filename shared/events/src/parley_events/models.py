@@ -567,6 +567,12 @@ class ReplyFailed(ReplyEvent):
     error: ProviderError
     error_kind: str = Field(examples=["rate_limited", "window_closed", "reauth_required", "retryable"])
     attempts: int
+    reason: str | None = Field(
+        default=None,
+        description="Why delivery gave up: permanent_error (the provider refused the reply for good), "
+        "or retry_budget_exhausted (transient errors outlasted the delivery retry budget).",
+        examples=["permanent_error", "retry_budget_exhausted"],
+    )
 
 
 class ReplyWindowEvent(Event):
