@@ -92,8 +92,10 @@ docs: $(VENV)/.synced ## write AsyncAPI documents and JSON Schemas under docs/
 chart-check: ## helm lint, render the chart with each ci/ value set, validate the manifests offline
 	@scripts/k8s-tools.sh chart-check
 
-bench: setup infra-up ## benchmarks (not part of make test)
-	@if [ -d bench ]; then $(RUN) python -m bench; else echo "no benchmarks yet (issue 9)"; fi
+BENCH ?= ingest_http,e2e,consumers,store,profiles
+bench: setup infra-up ## benchmarks, ~15 min (not part of make test): bench/results/, docs/performance.md
+	@scripts/bench-tools.sh install
+	$(RUN) python -m bench --only $(BENCH)
 
 clean: ## remove the virtualenv and caches (keeps infra data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

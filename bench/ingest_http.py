@@ -1,0 +1,198 @@
+"""Ingest over HTTP against a bare ASGI app, with vegeta's open-loop load at fixed rates.
+
+Both servers run one uvicorn process pinned to core 0 (same settings: ``parley_shared.http.serve``);
+vegeta runs pinned to core 1. For each server: the highest rate it sustains with every answer a
+200, p99 at or under 10 ms and the offered rate achieved, then p50/p99/p99.9 at fixed rates.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import (
+    CLIENT_CORE,
+    ROOT,
+    SERVER_CORE,
+    namespace_of,
+    pin,
+    python,
+    say,
+    sign,
+    stack_env,
+    summary_ms,
+    whatsapp_delivery,
+)
+from tests.support.processes import ServiceProcess, free_port, start_service
+
+VEGETA = ROOT / ".local" / "bin" / "vegeta"
+P99_BOUND_MS = 10.0
+STEP_S = 5
+FIXED_S = 10
+DISTINCT_BODIES = 2000
+
+
+def write_targets(url: str, path: Path) -> None:
+    with path.open("w") as out:
+        for i in range(DISTINCT_BODIES):
+            body = whatsapp_delivery("bench-phone", f"1555{i % 97:07d}")
+            target = {
+                "method": "POST",
+                "url": url,
+                "body": base64.b64encode(body).decode(),
+                "header": {"Content-Type": ["application/json"], "X-Hub-Signature-256": [sign(body)]},
+            }
+            out.write(json.dumps(target) + "\n")
+
+
+def attack(targets: Path, rate: int, seconds: int) -> dict[str, Any]:
+    """One vegeta run at a fixed arrival rate; latencies of every request, all statuses counted."""
+    attack_cmd = [
+        "taskset", "-c", str(CLIENT_CORE), str(VEGETA), "attack", "-format=json",
+        f"-targets={targets}", f"-rate={rate}/1s", f"-duration={seconds}s", "-timeout=5s",
+    ]  # fmt: skip
+    raw = subprocess.run(attack_cmd, capture_output=True, check=True).stdout
+    encoded = subprocess.run(
+        [str(VEGETA), "encode", "--to", "csv"], input=raw, capture_output=True, check=True
+    ).stdout.decode()
+    latencies: list[float] = []
+    codes: dict[str, int] = {}
+    first = last = None
+    for row in csv.reader(io.StringIO(encoded)):
+        started_ns, code, latency_ns = int(row[0]), row[1], int(row[2])
+        codes[code] = codes.get(code, 0) + 1
+        latencies.append(latency_ns / 1e9)
+        finished = started_ns + latency_ns
+        first = started_ns if first is None else min(first, started_ns)
+        last = finished if last is None else max(last, finished)
+    ok = codes.get("200", 0)
+    span = (last - first) / 1e9 if first is not None and last is not None else float("inf")
+    return {
+        "rate": rate,
+        "requests": len(latencies),
+        "ok": ok,
+        "codes": codes,
+        "achieved_per_s": round(ok / span, 1) if span else 0.0,
+        **summary_ms(latencies),
+    }
+
+
+def sustained(step: dict[str, Any]) -> bool:
+    return (
+        step["ok"] == step["requests"]
+        and step["p99_ms"] <= P99_BOUND_MS
+        and step["achieved_per_s"] >= 0.95 * step["rate"]
+    )
+
+
+def max_rate(targets: Path, start: int = 250) -> tuple[int, list[dict[str, Any]]]:
+    """Raise the rate until a step fails, then bisect between the last pass and the first failure."""
+    steps: list[dict[str, Any]] = []
+    passed, failed, rate = 0, 0, start
+    while rate <= 40_000:
+        step = attack(targets, rate, STEP_S)
+        steps.append(step)
+        say(f"  {rate}/s: p99 {step['p99_ms']} ms, ok {step['ok']}/{step['requests']}")
+        time.sleep(1)
+        if not sustained(step):
+            failed = rate
+            break
+        passed, rate = rate, rate * 2 if rate < 2000 else int(rate * 1.5)
+    while failed and failed - passed > max(50, passed // 20):
+        rate = (passed + failed) // 2
+        step = attack(targets, rate, STEP_S)
+        steps.append(step)
+        say(f"  {rate}/s: p99 {step['p99_ms']} ms, ok {step['ok']}/{step['requests']}")
+        time.sleep(1)
+        passed, failed = (rate, failed) if sustained(step) else (passed, rate)
+    return passed, steps
+
+
+@contextmanager
+def baseline_server(log_dir: Path) -> Iterator[str]:
+    port = free_port()
+    with (log_dir / "baseline.log").open("wb") as log:
+        process = subprocess.Popen(
+            [python(), "-m", "bench.baseline_app", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
+    server = ServiceProcess("baseline", port, log_dir / "baseline.log", process)
+    try:
+        server.wait_ready(30)
+        pin(process.pid, SERVER_CORE)
+        yield server.url
+    finally:
+        server.terminate()
+
+
+@contextmanager
+def ingest_server(log_dir: Path) -> Iterator[str]:
+    with namespace_of("http") as ns:
+        server = start_service("parley-ingest", stack_env(ns, ns), log_dir)
+        try:
+            server.wait_ready(60)
+            pin(server.process.pid, SERVER_CORE)
+            yield server.url
+        finally:
+            server.terminate()
+
+
+def measure(name: str, url: str, work: Path, fixed: list[int]) -> dict[str, Any]:
+    targets = work / f"{name}.targets"
+    write_targets(f"{url}/webhooks/meta", targets)
+    body = base64.b64decode(json.loads(targets.read_text().splitlines()[0])["body"])
+    check = httpx.post(
+        f"{url}/webhooks/meta",
+        content=body,
+        headers={"content-type": "application/json", "x-hub-signature-256": sign(body)},
+    )
+    check.raise_for_status()
+    attack(targets, 200, 3)  # warm-up: connections, JIT-free but caches and the producer's metadata
+    say(f"{name}: searching the highest rate with p99 <= {P99_BOUND_MS} ms")
+    best, steps = max_rate(targets)
+    say(f"{name}: {best}/s")
+    at_fixed = {}
+    for rate in sorted(set([*fixed, max(best // 2, 50)])):
+        at_fixed[str(rate)] = attack(targets, rate, FIXED_S)
+        say(f"  fixed {rate}/s: {at_fixed[str(rate)]}")
+        time.sleep(1)
+    return {"max_rate_per_s": best, "search": steps, "fixed": at_fixed, "payload_bytes": len(body)}
+
+
+def run(work: Path | None = None) -> dict[str, Any]:
+    subprocess.run([str(ROOT / "scripts" / "bench-tools.sh"), "install"], check=True)
+    work = work or Path(tempfile.mkdtemp(prefix="parley-bench-http-"))
+    fixed = [100, 500, 1000]
+    with baseline_server(work) as url:
+        baseline = measure("baseline", url, work, fixed)
+    with ingest_server(work) as url:
+        ingest = measure("ingest", url, work, fixed)
+    half = str(max(ingest["max_rate_per_s"] // 2, 50))
+    ratio = ingest["max_rate_per_s"] / baseline["max_rate_per_s"] if baseline["max_rate_per_s"] else 0.0
+    return {
+        "setup": {
+            "payload": "signed WhatsApp Cloud API delivery, one text message",
+            "generator": "vegeta attack (open loop, fixed rate), pinned to core 1",
+            "servers": "one uvicorn process each (parley_shared.http.serve), pinned to core 0",
+            "step_s": STEP_S,
+            "fixed_s": FIXED_S,
+            "p99_bound_ms": P99_BOUND_MS,
+        },
+        "baseline": baseline,
+        "ingest": ingest,
+        "ratio": round(ratio, 3),
+        "targets": {
+            "ratio_at_least_0.25": ratio >= 0.25,
+            "p99_at_half_max_within_10ms": ingest["fixed"][half]["p99_ms"] <= P99_BOUND_MS,
+        },
+    }
