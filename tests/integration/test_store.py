@@ -119,8 +119,8 @@ async def test_a_batch_save_claims_each_version_once_and_reports_who_lost(mongo_
     assert (stored["conv_new"].version, list(stored["conv_new"].recent)) == (1, ["msg_3"])
 
 
-async def test_a_batch_read_rolls_forward_a_commit_whose_projection_write_was_lost(mongo_db: Any) -> None:
-    repo = MongoConversationRepository(mongo_db["conversations"])
+async def test_a_batch_rolls_forward_a_claim_whose_document_write_was_lost(mongo_db: Any) -> None:
+    repo = MongoConversationRepository(mongo_db["conversations"], mongo_db["conversation_history"])
     await repo.ensure_indexes()
     await record_message(message(1), repo)
     conversation = await repo.get("conv_1")
@@ -132,11 +132,17 @@ async def test_a_batch_read_rolls_forward_a_commit_whose_projection_write_was_lo
         {"_id": "conv_1:2", "doc_id": "conv_1", "version": 2, "doc": conversation.to_document()}
     )
 
-    stored = (await repo.get_many(["conv_1"]))["conv_1"]
+    async def publish(_: Any) -> None:
+        return None
 
-    assert (stored.version, list(stored.recent)) == (2, ["msg_1", "msg_2"])
+    # the batch reads the stale document, loses the claim of version 2, reloads rolling forward
+    await ConversationService(repo, publish).on_messages([message(3)])
+
+    stored = await repo.get("conv_1")
+    assert stored is not None
+    assert (stored.version, list(stored.recent)) == (3, ["msg_1", "msg_2", "msg_3"])
     projection = await mongo_db["conversations"].find_one({"_id": "conv_1"})
-    assert projection["version"] == 2
+    assert projection["version"] == 3
 
 
 @pytest.mark.timeout(60)

@@ -138,8 +138,12 @@ class ConversationService:
         pending: dict[str, list[MessageReceived]] = {}
         for message in messages:
             pending.setdefault(message.conversation_id, []).append(message)
-        for _ in range(MAX_CONFLICT_RETRIES):
-            stored = await self.repository.get_many(list(pending))
+        for attempt in range(MAX_CONFLICT_RETRIES):
+            if attempt == 0:
+                stored = await self.repository.get_many(list(pending))
+            else:  # one at a time, rolling forward any claim a crashed writer left behind
+                found = {i: await self.repository.get(i) for i in pending}
+                stored = {i: c for i, c in found.items() if c is not None}
             touched: list[Conversation] = []
             changed: list[Conversation] = []
             for conversation_id, batch in pending.items():

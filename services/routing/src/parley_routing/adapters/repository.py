@@ -17,7 +17,6 @@ not have reached Kafka (a crash between the write and the publish).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -167,12 +166,8 @@ class MongoConversationRepository:
             for conversation_id, sequence, _ in published
         ]
         await bulk_write_chunked(self.collection, marks, ordered=False)
-        newer = await asyncio.gather(
-            *(
-                self.documents.claimed(conversation_id, version + 1)
-                for conversation_id, _, version in published
-            )
-        )
+        # one after the other on one connection: concurrent lookups would each take a connection
+        newer = [await self.documents.claimed(i, version + 1) for i, _, version in published]
         reopened = [
             UpdateOne({"_id": conversation_id}, {"$set": {"outbox_pending": True}})
             for (conversation_id, _, _), claimed in zip(published, newer, strict=True)
