@@ -52,7 +52,7 @@ def machine() -> dict[str, Any]:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
     ).stdout.strip()
-    ferret = re.search(r"ferretdb/v\d+ v([\d.]+)", _read(str(ROOT / "deploy/local/ferretdb/go.mod")))
+    ferret = re.search(r"FerretDB/FerretDB v([\d.]+)", _read(str(ROOT / "deploy/local/ferretdb/go.mod")))
     return {
         "cpu": cpu.group(1).strip() if cpu else platform.processor(),
         "cores": os.cpu_count(),

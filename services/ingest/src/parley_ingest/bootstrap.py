@@ -23,6 +23,7 @@ def create_ingest_app(settings: IngestSettings | None = None) -> Starlette:
             name="ingest",
             settings=settings,
             uses_store=False,
+            consumes=False,
             routes=lambda rt: webhook_routes(settings, rt.publisher, rt.tracing),
         )
     )

@@ -24,6 +24,7 @@ import pymongo.errors
 import structlog
 from faststream import AckPolicy, BaseMiddleware, StreamMessage
 from faststream.kafka import KafkaBroker
+from opentelemetry import propagate
 from parley_events import CloudEventAttributes, Event, dlq_name, qualify
 
 from parley_shared import metrics
@@ -79,6 +80,9 @@ class EventPublisher:
     source: str
     namespace: str = ""
     ack_timeout_s: float = 5.0
+    inject_trace: bool = False
+    """Write the current trace context (``traceparent``) into the headers here, for a broker
+    without the telemetry middleware that would otherwise do it."""
 
     def topic_for(self, event: Event) -> str:
         return qualify(event.topic.name, self.namespace)
@@ -86,6 +90,8 @@ class EventPublisher:
     async def publish(self, event: Event, *, event_id: str, time: datetime | None = None) -> None:
         """Publish and wait for the broker's acks=all acknowledgement (or raise)."""
         headers = event_headers(event, event_id=event_id, source=self.source, time=time or datetime.now(UTC))
+        if self.inject_trace:
+            propagate.inject(headers)
         await asyncio.wait_for(
             self.broker.publish(
                 encode_event(event),

@@ -72,6 +72,10 @@ class ServiceSpec:
     name: str
     settings: ServiceSettings
     uses_store: bool = True
+    consumes: bool = True
+    """False for a process that only produces (ingest): no consume/publish telemetry middleware;
+    its publishes carry the current trace context in their headers directly, without a span
+    per record (measured in docs/performance.md: about a quarter of ingest's time per request)."""
     routes: Callable[[Runtime], Sequence[BaseRoute]] = lambda _rt: ()
     register: Hook | None = None
     """Adds subscribers to the broker; runs before the broker starts."""
@@ -90,7 +94,8 @@ def create_app(spec: ServiceSpec) -> Starlette:
     tracing = tracer_provider(spec.name, settings.otlp_endpoint)
     telemetry = KafkaTelemetryMiddleware(tracer_provider=tracing, include_messages_counters=False)
     # telemetry outermost: one consume span covers every retry of a record
-    broker = make_broker(settings, client_id=f"parley-{spec.name}", middlewares=[telemetry, retry])
+    middlewares = [telemetry, retry] if spec.consumes else []
+    broker = make_broker(settings, client_id=f"parley-{spec.name}", middlewares=middlewares)
     retry.sink = kafka_dead_letter_sink(broker)
     runtime = Runtime(
         settings=settings,
@@ -101,6 +106,7 @@ def create_app(spec: ServiceSpec) -> Starlette:
             source=f"/parley/{spec.name}",
             namespace=settings.topic_namespace,
             ack_timeout_s=settings.kafka_ack_timeout_s,
+            inject_trace=not spec.consumes,
         ),
         retry=RetryThenDeadLetter(kafka_dead_letter_sink(broker), RetryPolicy.from_settings(settings)),
         readiness=readiness,
