@@ -32,6 +32,8 @@ from pymongo import AsyncMongoClient
 SECRET = "fault-app-secret"
 RETRY_S = 0.5  # a sender's pause before retrying a request that got no acknowledgement
 GRACE_S = 3.0  # after the last effect arrived, how long to keep looking for late duplicates
+FRESH_BOUND_S = 15.0  # after recovery, a fresh request must take effect within this
+SETTLE_S = 60.0  # after recovery, every consumer group must have committed to the end within this
 SENT = "parley.reply.sent.v1"
 FAILED = "parley.reply.failed.v1"
 
@@ -59,6 +61,9 @@ class Report:
     known_gap: int = 0  # of the duplicates, sends again after a crash lost the first send's id
     longest_wait_s: float = 0.0  # the longest a sender waited for one acknowledgement
     recovery_s: float = 0.0
+    fresh_s: float | None = None  # after recovery: a fresh request's time to its effect
+    lag_left: int = 0  # records no consumer group had committed past, SETTLE_S after recovery
+    dead_lettered: int = 0  # records in the run's DLQs (a fault is not a reason to dead-letter)
     details: list[str] = field(default_factory=list)
 
 
@@ -118,6 +123,7 @@ async def verify(
     report: Report,
     timeout_s: float,
     settled: Callable[[], Awaitable[set[str]]] | None = None,
+    fresh: Requests | None = None,
 ) -> list[Effect]:
     """Every acknowledged item has exactly one effect, in its thread's order, and nothing else has.
 
@@ -154,7 +160,52 @@ async def verify(
         if positions != sorted(positions):
             report.out_of_order += 1
             report.details.append(f"{thread} out of order: {positions}")
+    if fresh is not None and sent_order:
+        await fresh_effect(fresh, next(iter(sent_order)), effects, report)
     return seen
+
+
+async def fresh_effect(
+    request: Requests, thread: str, effects: Callable[[], Awaitable[list[Effect]]], report: Report
+) -> None:
+    """After recovery: one more request on a known thread, timed from sending to its effect."""
+    item, attempt = request(thread, 10_000)
+    started = time.monotonic()
+    async with httpx.AsyncClient(timeout=15) as client:
+        while True:
+            wait = await attempt(client)
+            if wait is None:
+                break
+            await asyncio.sleep(wait)
+    while time.monotonic() - started < FRESH_BOUND_S * 4:
+        if any(e.item == item for e in await effects()):
+            report.fresh_s = round(time.monotonic() - started, 2)
+            return
+        await asyncio.sleep(0.1)
+    report.details.append(f"a fresh request took no effect within {FRESH_BOUND_S * 4} s")
+
+
+async def settle_consumers(bootstrap: str, namespace: str, report: Report) -> None:
+    """Every record produced was processed or dead-lettered: each consumer group of the run
+    commits to the end of its topics (lag zero) within ``SETTLE_S``, and nothing was
+    dead-lettered (none of these faults makes a record bad, so a DLQ entry would be a record
+    given up on)."""
+    from parley_shared.ops import consumer_lag, dlq_sizes
+
+    started = time.monotonic()
+    left: dict[str, int] = {}
+    while True:
+        left = {f"{g.group} on {g.topic}": g.lag for g in await consumer_lag(bootstrap, namespace) if g.lag}
+        if not left or time.monotonic() - started > SETTLE_S:
+            break
+        await asyncio.sleep(1)
+    report.lag_left = sum(left.values())
+    if left:
+        report.details.append(f"lag left after {SETTLE_S:.0f} s: {left}")
+    dead = {topic: n for topic, n in (await dlq_sizes(bootstrap, namespace)).items() if n}
+    report.dead_lettered = sum(dead.values())
+    if dead:
+        report.details.append(f"dead-lettered: {dead}")
 
 
 def now() -> str:
@@ -222,7 +273,11 @@ def webhooks(ingest_url: str) -> Requests:
 
 
 async def verify_history(
-    database_url: str, sent_order: dict[str, list[str]], report: Report, timeout_s: float
+    database_url: str,
+    sent_order: dict[str, list[str]],
+    report: Report,
+    timeout_s: float,
+    fresh: Requests | None = None,
 ) -> None:
     """The effect of a webhook: one ``message_added`` in routing's history, in sequence order."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(database_url, tz_aware=True)
@@ -233,7 +288,7 @@ async def verify_history(
         return [Effect(h["data"]["provider_message_id"], h["sequence"]) async for h in found]
 
     try:
-        await verify(effects, sent_order, report, timeout_s)
+        await verify(effects, sent_order, report, timeout_s, fresh=fresh)
     finally:
         await client.close()
 
@@ -316,6 +371,7 @@ async def verify_replies(
     sent_order: dict[str, list[str]],
     report: Report,
     timeout_s: float,
+    fresh: Requests | None = None,
 ) -> None:
     """The effect of a reply: one send the provider accepted, and policy announcing that send.
 
@@ -341,7 +397,7 @@ async def verify_replies(
             events = await replies_topic.read()
             return {item_of.get(e["reply_id"], e["reply_id"]) for e in events if e["type"] == FAILED}
 
-        seen = await verify(effects, sent_order, report, timeout_s, settled=failed)
+        seen = await verify(effects, sent_order, report, timeout_s, settled=failed, fresh=fresh)
     events = await replies_topic.read()
     for e in events:
         if e["type"] == FAILED:

@@ -29,12 +29,15 @@ from parley_shared.sandbox import SandboxState
 
 from tests.conftest import ROOT, Infra, require_local_infra
 from tests.fault.checker import (
+    FRESH_BOUND_S,
     SECRET,
+    SETTLE_S,
     Report,
     TopicTail,
     drive,
     now,
     replies,
+    settle_consumers,
     verify_history,
     verify_replies,
     webhook_threads,
@@ -101,12 +104,17 @@ def write_table() -> Iterator[None]:
         "*Lost*: acknowledged, no effect. *Duplicated*: effects beyond the first. *Out of order*:",
         "conversations whose first effects do not follow the send order. Every run also checks that",
         "nothing took effect without an acknowledgement. *Recovery*: from the last acknowledgement",
-        "(and the end of the fault) until every effect was there. A run of some of the faults",
+        "(and the end of the fault) until every effect was there. *Fresh*: after that, one more",
+        "request on a known thread, from sending to its effect (must be within "
+        f"{FRESH_BOUND_S:.0f} s). Every run",
+        "also requires each consumer group of the run to have committed to the end of its topics",
+        f"within {SETTLE_S:.0f} s (every record processed) and no record in a DLQ. A run of some of "
+        "the faults",
         "(`pytest tests/fault -k ...`) rewrites their rows and notes only; *run* dates each row.",
         "",
         "| fault | sent | acknowledged | sender retries | lost | duplicated | out of order "
-        "| recovery (s) | run |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| recovery (s) | fresh (s) | run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     doc = ROOT / "docs" / "reliability.md"
     previous = doc.read_text() if doc.exists() else ""
@@ -115,13 +123,13 @@ def write_table() -> Iterator[None]:
     rows: dict[str, str] = {}
     for line in generated.splitlines():
         cells = line.split(" | ")
-        if line.startswith("| ") and len(cells) == 9 and not line.startswith("| fault |"):
+        if line.startswith("| ") and len(cells) == 10 and not line.startswith("| fault |"):
             rows[cells[0].removeprefix("| ")] = line
     old_notes = [line for line in generated.splitlines() if line.startswith("- ")]
     for r in REPORTS:
         rows[r.fault] = (
             f"| {r.fault} | {r.sent} | {r.acknowledged} | {r.retried} | {r.lost} | {r.duplicated} | "
-            f"{r.out_of_order} | {r.recovery_s} | {now()} |"
+            f"{r.out_of_order} | {r.recovery_s} | {r.fresh_s} | {now()} |"
         )
     lines += rows.values()
     rerun = {r.fault for r in REPORTS}
@@ -199,13 +207,23 @@ async def run_fault(
         MESSAGES // 3,
         report,
     )
-    await verify_history(database_url, sent, report, timeout_s=180)
+    await verify_history(
+        database_url, sent, report, timeout_s=180, fresh=webhooks(stack["parley-ingest"].url)
+    )
+    await settle_consumers(infra.kafka, namespace, report)
     REPORTS.append(report)
     return report
 
 
+def assert_settled(report: Report) -> None:
+    """After recovery: lag zero everywhere, no DLQ entry, a fresh request in effect within the bound."""
+    assert (report.lag_left, report.dead_lettered) == (0, 0), report
+    assert report.fresh_s is not None and report.fresh_s <= FRESH_BOUND_S, report
+
+
 def assert_clean(report: Report) -> None:
     assert (report.lost, report.duplicated, report.out_of_order, report.unexpected) == (0, 0, 0, 0), report
+    assert_settled(report)
 
 
 async def test_kafka_killed_and_restarted(
@@ -413,7 +431,16 @@ async def run_reply_fault(
             REPLIES // 3,
             report,
         )
-        await verify_replies(stack.sandbox.url, replies_topic, stack.decisions, sent, report, timeout_s=180)
+        await verify_replies(
+            stack.sandbox.url,
+            replies_topic,
+            stack.decisions,
+            sent,
+            report,
+            timeout_s=180,
+            fresh=replies(lambda: stack.policy.url, AGENT, stack.decisions),
+        )
+    await settle_consumers(infra.kafka, namespace, report)
     REPORTS.append(report)
     return report
 
@@ -428,6 +455,7 @@ def assert_replies_clean(report: Report, lost: int = 0) -> None:
         report
     )
     assert report.duplicated == report.known_gap, report
+    assert_settled(report)
 
 
 async def test_policy_killed_mid_batch_and_restarted(
