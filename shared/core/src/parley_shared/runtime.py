@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,6 +135,10 @@ def create_app(spec: ServiceSpec) -> Starlette:
         await broker.start()
         if spec.on_start is not None:
             await spec.on_start(runtime)
+        # what exists now (modules, clients, read models) lives as long as the process: keep it
+        # out of the collector's full passes, whose pauses showed up in ingest's p99.9
+        gc.collect()
+        gc.freeze()
         readiness.started = True
         log.info("started", port=settings.http_port)
         try:
