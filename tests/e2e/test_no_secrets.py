@@ -42,7 +42,7 @@ from pymongo import MongoClient
 
 from tests.conftest import Infra
 from tests.support.kafka import eventually, read_records
-from tests.support.processes import BIN, ServiceProcess, free_port, start_service
+from tests.support.processes import ServiceProcess, free_port, start_service
 
 pytestmark = pytest.mark.e2e
 
@@ -160,24 +160,16 @@ class Run:
 def start_sandbox(log_dir: Path, *args: str) -> ServiceProcess:
     """The provider sandbox takes its address on the command line and answers /_sandbox/health."""
     port = free_port()
-    log_path = log_dir / "parley-sandbox.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(BIN / "parley-sandbox"), "--host", "127.0.0.1", "--port", str(port), *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    sandbox = ServiceProcess("parley-sandbox", port, log_path, process)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, sandbox.log()
-        try:
-            if httpx.get(f"{sandbox.url}/_sandbox/health", timeout=2).status_code == 200:
-                return sandbox
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"the sandbox did not answer in 30 s:\n{sandbox.log()}")
+    sandbox = start_service(
+        "parley-sandbox",
+        {},
+        log_dir,
+        port=port,
+        args=["--host", "127.0.0.1", "--port", str(port), *args],
+        ready_path="/_sandbox/health",
+    )
+    sandbox.wait_ready(30)
+    return sandbox
 
 
 def stop(process: ServiceProcess) -> int:

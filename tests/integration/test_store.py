@@ -200,3 +200,31 @@ async def test_marking_published_keeps_the_outbox_open_for_a_newer_change(mongo_
     await ConversationService(repo, publish).relay_outbox()
     assert published == []
     assert await repo.pending_outbox() == []
+
+
+async def test_the_relay_publishes_a_claim_whose_writer_died_and_settles_its_flag(mongo_db: Any) -> None:
+    repo = MongoConversationRepository(mongo_db["conversations"], mongo_db["conversation_history"])
+    await repo.ensure_indexes()
+    published: list[Any] = []
+
+    async def publish(event: Any) -> None:
+        published.append(event)
+
+    service = ConversationService(repo, publish)
+    await service.on_messages([message(1)])  # version 1, events 1-2, published and marked
+    conversation = await repo.get("conv_1")
+    assert conversation is not None
+    conversation.receive(message(2))
+    conversation.version += 1
+    # a writer that claimed version 2 and died before writing the document or publishing
+    await repo.documents.commits.insert_one(
+        {"_id": "conv_1:2", "doc_id": "conv_1", "version": 2, "doc": conversation.to_document()}
+    )
+    await repo.mark_published_many([("conv_1", 2, 1)])  # a late mark sees the claim: reopens
+    assert [c.id for c in await repo.pending_outbox()] == ["conv_1"]
+    published.clear()
+
+    assert await service.relay_outbox() == 1
+
+    assert [e.sequence for e in published] == [3]
+    assert await repo.pending_outbox() == []

@@ -85,12 +85,9 @@ class ConversationService:
                     await self.repository.save(conversation)
                 except ConcurrentUpdate:
                     continue
-            await self._publish(conversation, events)
+            await self._publish_many([conversation])
             return conversation, events
         raise ConcurrentUpdate(conversation_id)
-
-    async def _publish(self, conversation: Conversation, events: list[ConversationEvent]) -> None:
-        await self._publish_many([conversation])
 
     async def _publish_many(self, conversations: Sequence[Conversation]) -> None:
         # everything not yet known to be published, in order: an earlier change whose publish
@@ -177,7 +174,11 @@ class ConversationService:
 
     async def relay_outbox(self) -> int:
         """Publish events that were saved but may not have reached Kafka (after a crash)."""
-        pending = await self.repository.pending_outbox()
+        # each candidate as its newest claim says (rolling forward a claim whose writer died
+        # before writing the document), so the relay also publishes that claim's events and a
+        # flag reopened because of it settles once they are out
+        candidates = await self.repository.pending_outbox()
+        pending = [await self.repository.get(c.id) or c for c in candidates]
         count = sum(len(c.unpublished()) for c in pending)
         # a flag left open with nothing to publish (a late mark cannot tell whether a newer
         # change was published meanwhile) is settled here
@@ -210,6 +211,6 @@ class ConversationService:
                         await self.repository.save(candidate)
                     except ConcurrentUpdate:
                         continue  # changed or resolved elsewhere since it was read
-                    await self._publish(candidate, events)
+                    await self._publish_many([candidate])
                     resolved += 1
         return resolved
