@@ -1,8 +1,11 @@
 """Bearer JWT authentication for Parley's HTTP APIs.
 
-Tokens carry ``sub`` (the user id), ``tenant_id`` and ``roles`` (``admin`` for administrators).
-Development signs them with an HS256 secret; production verifies them against a JWKS URL. Every
-read and write is scoped to the token's tenant.
+Tokens carry ``sub`` (the user id), ``tenant_id`` and ``roles`` (``admin`` for a tenant's
+administrators, ``operator`` for the platform operator who records the provider-side steps of an
+onboarding), and may carry ``scope`` (space-separated, RFC 9068): ``parley:automation`` marks a
+service principal (a bot or integration) that may send automated replies; a person's token never
+carries it. Development signs them with an HS256 secret; production verifies them against a JWKS
+URL. Every read and write is scoped to the token's tenant.
 """
 
 from __future__ import annotations
@@ -33,6 +36,12 @@ class ApiSettings(ServiceSettings):
         return self
 
 
+AUTOMATION_SCOPE = "parley:automation"
+"""The scope of a service principal: automated replies need it (docs/security.md)."""
+OPERATOR_ROLE = "operator"
+"""The platform operator's role: provider-side onboarding steps need it, a tenant admin lacks it."""
+
+
 class Unauthorized(Exception):
     """No valid bearer token."""
 
@@ -44,10 +53,21 @@ class Principal:
     user_id: str
     tenant_id: str
     roles: frozenset[str]
+    scopes: frozenset[str] = frozenset()
 
     @property
     def is_admin(self) -> bool:
         return "admin" in self.roles
+
+    @property
+    def is_operator(self) -> bool:
+        """The platform operator (not a tenant admin): records steps only Meta or the platform can."""
+        return OPERATOR_ROLE in self.roles
+
+    @property
+    def is_automation(self) -> bool:
+        """A service principal that may send automated replies; a person's token lacks the scope."""
+        return AUTOMATION_SCOPE in self.scopes
 
 
 class TokenVerifier:
@@ -85,16 +105,30 @@ class TokenVerifier:
         roles = claims.get("roles") or []
         if not isinstance(roles, list):
             raise Unauthorized("roles must be a list")
-        return Principal(user_id=str(claims["sub"]), tenant_id=tenant, roles=frozenset(map(str, roles)))
+        scope = claims.get("scope") or ""
+        if not isinstance(scope, str):
+            raise Unauthorized("scope must be a space-separated string")
+        return Principal(
+            user_id=str(claims["sub"]),
+            tenant_id=tenant,
+            roles=frozenset(map(str, roles)),
+            scopes=frozenset(scope.split()),
+        )
 
 
-def issue_dev_token(secret: str, user_id: str, tenant_id: str, roles: list[str], ttl_s: int = 3600) -> str:
+def issue_dev_token(
+    secret: str,
+    user_id: str,
+    tenant_id: str,
+    roles: list[str],
+    ttl_s: int = 3600,
+    scopes: list[str] | None = None,
+) -> str:
     """An HS256 token for development and tests (never used by the services themselves)."""
     import time
 
     now = int(time.time())
-    return jwt.encode(
-        {"sub": user_id, "tenant_id": tenant_id, "roles": roles, "iat": now, "exp": now + ttl_s},
-        secret,
-        algorithm="HS256",
-    )
+    claims: dict[str, Any] = {"sub": user_id, "tenant_id": tenant_id, "roles": roles, "iat": now, "exp": now + ttl_s}
+    if scopes:
+        claims["scope"] = " ".join(scopes)
+    return jwt.encode(claims, secret, algorithm="HS256")
