@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from parley_events import ChannelRole, ChannelSnapshot, Provider, TeamSnapshot
+from parley_events import ChannelRole, ChannelSnapshot, ChannelStatus, Provider, TeamSnapshot
 
 from parley_shared.access import access_of, effective_role
 from parley_shared.logging import get_logger
@@ -106,16 +106,37 @@ class CompactedTopicReader:
             await self._consumer.stop()
 
 
+CLAIMING_STATUSES = frozenset({ChannelStatus.ACTIVE, ChannelStatus.REAUTH_REQUIRED})
+"""The statuses in which a channel holds its account: webhooks for the account are attributed to it.
+
+A channel waiting for a reconnect keeps its account (onboarding keeps its claim, nobody else can
+connect the account meanwhile); a disconnected or pending channel claims nothing."""
+
+
+def claims_account(snap: ChannelSnapshot) -> bool:
+    """Whether this snapshot's channel is the one webhooks for its account belong to."""
+    return snap.status in CLAIMING_STATUSES
+
+
 class KafkaChannelDirectory(CompactedTopicReader):
-    """In-memory channels by id and by (provider, account id), fed by the channels topic."""
+    """In-memory channels by id and by (provider, account id), fed by the channels topic.
+
+    ``by_id`` keeps every channel, disconnected ones too (their conversations still exist). Only
+    a channel whose status claims its account (:data:`CLAIMING_STATUSES`) is attributed webhooks:
+    a disconnected channel's snapshot withdraws it from the account, whatever it says otherwise.
+    Onboarding lets one channel at a time claim an account; if two channels of different tenants
+    ever claim the same one here (the topic read half-way, a legacy duplicate), the lookup answers
+    nobody rather than a winner chosen by the order partitions were read in.
+    """
 
     name = "channel-directory"
 
     def __init__(self, bootstrap_servers: str, topic: str) -> None:
         super().__init__(bootstrap_servers, topic)
         self.by_id: dict[str, ChannelSnapshot] = {}
-        self.by_account: dict[tuple[Provider, str], ChannelSnapshot] = {}
-        self.by_business: dict[tuple[Provider, str], ChannelSnapshot] = {}
+        # (provider, account id) -> the claiming channels, by channel id
+        self._claims: dict[tuple[Provider, str], dict[str, ChannelSnapshot]] = {}
+        self._business: dict[tuple[Provider, str], dict[str, ChannelSnapshot]] = {}
 
     def size(self) -> int:
         return len(self.by_id)
@@ -139,24 +160,47 @@ class KafkaChannelDirectory(CompactedTopicReader):
         if current is not None:
             self._unindex(current)
         self.by_id[snap.channel_id] = snap
-        self.by_account[(snap.provider, snap.account_id)] = snap
-        if snap.business_account_id:
-            self.by_business[(snap.provider, snap.business_account_id)] = snap
+        if claims_account(snap):
+            self._claims.setdefault((snap.provider, snap.account_id), {})[snap.channel_id] = snap
+            if snap.business_account_id:
+                key_ = (snap.provider, snap.business_account_id)
+                self._business.setdefault(key_, {})[snap.channel_id] = snap
 
     def _unindex(self, snap: ChannelSnapshot) -> None:
-        if self.by_account.get((snap.provider, snap.account_id)) is snap:
-            del self.by_account[(snap.provider, snap.account_id)]
-        key = (snap.provider, snap.business_account_id or "")
-        if self.by_business.get(key) is snap:
-            del self.by_business[key]
+        for index, key in (
+            (self._claims, (snap.provider, snap.account_id)),
+            (self._business, (snap.provider, snap.business_account_id or "")),
+        ):
+            holders = index.get(key)
+            if holders is not None and holders.pop(snap.channel_id, None) is not None and not holders:
+                del index[key]
+
+    @staticmethod
+    def _one_tenant(
+        holders: dict[str, ChannelSnapshot] | None, provider: Provider, what: str, account_id: str
+    ) -> ChannelSnapshot | None:
+        if not holders:
+            return None
+        tenants = {c.tenant_id for c in holders.values()}
+        if len(tenants) > 1:
+            log.error(
+                "channels of several tenants claim one account; attributed to none",
+                provider=provider.value,
+                id_kind=what,
+                account_id=account_id,
+                channels=sorted(holders),
+            )
+            return None
+        return holders[min(holders)]
 
     def lookup(self, provider: Provider, account_id: str) -> ChannelSnapshot | None:
-        """The channel that receives webhooks for this provider account id."""
-        return self.by_account.get((provider, account_id))
+        """The channel that receives webhooks for this provider account id (None: no claiming channel)."""
+        return self._one_tenant(self._claims.get((provider, account_id)), provider, "account", account_id)
 
     def lookup_business(self, provider: Provider, business_account_id: str) -> ChannelSnapshot | None:
-        """A channel of this business account (a WhatsApp WABA id, an Instagram profile's page)."""
-        return self.by_business.get((provider, business_account_id))
+        """A claiming channel of this business account (a WhatsApp WABA id, an Instagram profile's page)."""
+        holders = self._business.get((provider, business_account_id))
+        return self._one_tenant(holders, provider, "business", business_account_id)
 
     def channels_of(self, tenant_id: str) -> list[ChannelSnapshot]:
         return [c for c in self.by_id.values() if c.tenant_id == tenant_id]
