@@ -213,6 +213,31 @@ async def test_meta_connect_names_missing_permissions_and_refuses_what_was_not_g
     assert await stack.call("GET", "/channels") == []
 
 
+async def test_a_page_moderator_cannot_activate_the_page_or_its_instagram_profile(stack: Stack) -> None:
+    """Security #13 finding 14b: MODERATE alone is not enough to run a Page (or its profile) as a channel."""
+    moderated = {
+        "id": PAGE_D,
+        "name": "Acme Forum",
+        "tasks": ["ANALYZE", "MODERATE"],
+        "instagram": {"id": IG_A, "username": "acme"},
+    }
+    code = await stack.meta_user("meta-moderator", [moderated, {"id": PAGE_B, "name": "Acme Outlet"}])
+    started = await stack.start_meta(code)
+    for pages, profiles, field in (([PAGE_D], [], "page_ids"), ([], [IG_A], "instagram_account_ids")):
+        refused = await stack.activate(started["connection_id"], pages, profiles, status=422)
+        assert (refused["code"], refused["field"], refused["missing_tasks"]) == (
+            "PAGE_ACCESS_INSUFFICIENT",
+            field,
+            ["MESSAGING"],
+        )
+        assert "MESSAGING and MODERATE" in refused["message"]
+    assert await stack.call("GET", "/channels") == []
+    assert (await stack.sandbox_admin("GET", f"/meta/pages/{PAGE_D}"))["subscribed_fields"] == []
+    # the same admin's Page with every task is accepted
+    [channel] = await stack.activate(started["connection_id"], [PAGE_B])
+    assert channel["account_id"] == PAGE_B
+
+
 # --------------------------------------------------------------------------- X
 
 

@@ -37,6 +37,7 @@ from parley_onboarding.adapters.stores import (
 )
 from parley_onboarding.domain.channels import Access, Channel, channel_id_for
 from parley_onboarding.domain.errors import Conflict, DomainError
+from parley_onboarding.domain.meta import REQUIRED_PAGE_TASKS, missing_page_tasks
 from parley_onboarding.domain.teams import Team
 from parley_onboarding.domain.whatsapp import StepRecord, WhatsAppOnboarding
 from parley_onboarding.settings import OnboardingSettings
@@ -313,11 +314,14 @@ class OnboardingService:
                 raise DomainError(
                     "PAGE_NOT_GRANTED", f"page {page_id} was not granted to Parley", field="page_ids"
                 )
-            if "MANAGE" not in page["tasks"] and "MODERATE" not in page["tasks"]:
+            missing_tasks = missing_page_tasks(page["tasks"])
+            if missing_tasks:
                 raise DomainError(
                     "PAGE_ACCESS_INSUFFICIENT",
-                    f"you need full admin access on page {page['name']}",
+                    f"on page {page['name']} you need full control, or the "
+                    f"{' and '.join(REQUIRED_PAGE_TASKS)} tasks (missing: {', '.join(missing_tasks)})",
                     field="page_ids",
+                    missing_tasks=missing_tasks,
                 )
         for instagram_id in instagram_ids:
             if instagram_id not in by_instagram:
@@ -326,6 +330,17 @@ class OnboardingService:
                     f"Instagram account {instagram_id} is not linked to a Facebook Page you granted; "
                     "link it to a Page in Instagram's settings first",
                     field="instagram_account_ids",
+                )
+            linked = by_instagram[instagram_id]
+            missing_tasks = missing_page_tasks(linked["tasks"])
+            if missing_tasks:
+                raise DomainError(
+                    "PAGE_ACCESS_INSUFFICIENT",
+                    f"on page {linked['name']}, linked to Instagram account {instagram_id}, you need full "
+                    f"control, or the {' and '.join(REQUIRED_PAGE_TASKS)} tasks "
+                    f"(missing: {', '.join(missing_tasks)})",
+                    field="instagram_account_ids",
+                    missing_tasks=missing_tasks,
                 )
         activated: list[Channel] = []
         # tracked: the long-lived user token's expiry (the admin's grant); see the onboarding note
