@@ -29,7 +29,7 @@ from parley_onboarding.domain.channels import (
     lifecycle_events,
     reauth_reason,
 )
-from parley_onboarding.domain.errors import DomainError
+from parley_onboarding.domain.errors import Conflict, DomainError
 
 pytestmark = pytest.mark.unit
 
@@ -567,6 +567,37 @@ def test_disconnect_is_idempotent() -> None:
     assert channel.disconnect(ADMIN, at + timedelta(hours=1)) == []
     assert channel.revision == 2
     assert channel.status is ChannelStatus.DISCONNECTED
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda c: c.update_settings({"display_name": "Taken over"}, ADMIN, T0),
+        lambda c: c.update_settings({"auto_ownership": False}, ADMIN, T0),
+        lambda c: c.set_access(Access(all_users_role=ChannelRole.CONTRIBUTOR), ADMIN, T0),
+        lambda c: c.set_access(Access(), ADMIN, T0),  # even a change that changes nothing
+    ],
+    ids=["display_name", "auto_ownership", "access", "access-unchanged"],
+)
+def test_a_disconnected_channel_refuses_settings_and_access_changes(change: Any) -> None:
+    channel = connect()
+    channel.disconnect(ADMIN, T0)
+    before = channel.snapshot()
+    with pytest.raises(Conflict) as refused:
+        change(channel)
+    assert (refused.value.code, refused.value.status) == ("CHANNEL_DISCONNECTED", 409)
+    # nothing changed, so nothing would be published
+    assert channel.snapshot() == before
+
+
+def test_a_reconnected_channel_accepts_changes_again() -> None:
+    channel = connect()
+    channel.disconnect(ADMIN, T0)
+    channel.reconnect(ADMIN, T0, None, ())
+    assert [type(e) for e in channel.update_settings({"display_name": "Back"}, ADMIN, T0)] == [
+        ChannelSnapshot,
+        ChannelSettingsChanged,
+    ]
 
 
 def test_disconnect_from_reauth_required() -> None:

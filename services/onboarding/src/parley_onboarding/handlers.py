@@ -15,6 +15,7 @@ from typing import Any
 
 from parley_events import (
     ChannelSnapshot,
+    ChannelStatus,
     ChannelTemplateStatusChanged,
     Event,
     Provider,
@@ -655,9 +656,10 @@ class OnboardingService:
 
     async def delete_team(self, tenant_id: str, team_id: str) -> None:
         await self.change_team(tenant_id, team_id, lambda team: team.delete())
-        # channels that granted access to the team lose that grant
+        # channels that granted access to the team lose that grant (a disconnected channel refuses
+        # changes; its grant names a deleted team, which gives nobody anything)
         for channel in await self.channels(tenant_id):
-            if team_id in channel.access.team_access:
+            if team_id in channel.access.team_access and channel.status is not ChannelStatus.DISCONNECTED:
                 access = Access(
                     user_access=channel.access.user_access,
                     team_access={k: v for k, v in channel.access.team_access.items() if k != team_id},

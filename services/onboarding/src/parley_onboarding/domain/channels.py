@@ -29,7 +29,7 @@ from parley_events import (
     Provider,
 )
 
-from parley_onboarding.domain.errors import DomainError
+from parley_onboarding.domain.errors import Conflict, DomainError
 
 DISPLAY_NAME_MAX = 255
 DEFAULT_AUTO_RESOLVE_S = 30 * 24 * 3600
@@ -170,6 +170,7 @@ class Channel:
         return channel, [channel.snapshot(), event]
 
     def update_settings(self, changes: Mapping[str, Any], actor_id: str, at: datetime) -> list[Event]:
+        self._require_connected()
         unknown = set(changes) - set(SETTING_FIELDS)
         if unknown:
             raise DomainError("UNKNOWN_SETTING", f"unknown settings: {', '.join(sorted(unknown))}")
@@ -181,6 +182,7 @@ class Channel:
         return self._changed(changed, actor_id, at)
 
     def set_access(self, access: Access, actor_id: str, at: datetime) -> list[Event]:
+        self._require_connected()
         changed = tuple(f for f in ACCESS_FIELDS if getattr(access, f) != getattr(self.access, f))
         if not changed:
             return []
@@ -233,6 +235,14 @@ class Channel:
         self.status = ChannelStatus.DISCONNECTED
         self.revision += 1
         return [self.snapshot(), ChannelDisconnected(**self._base(at, actor_id))]
+
+    def _require_connected(self) -> None:
+        """A disconnected channel is history: changing it would republish a channel nobody owns."""
+        if self.status is ChannelStatus.DISCONNECTED:
+            raise Conflict(
+                "CHANNEL_DISCONNECTED",
+                "this channel is disconnected; reconnect the account before changing it",
+            )
 
     def snapshot(self) -> ChannelSnapshot:
         return ChannelSnapshot(
