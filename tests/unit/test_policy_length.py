@@ -4,12 +4,24 @@ Instagram 1000 UTF-8 bytes, WhatsApp 4096 characters, X DM 10,000 characters, X 
 
 from __future__ import annotations
 
+import re
+import time
+import unicodedata
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from parley_events import ChannelRole, ChannelSnapshot, ChannelStatus, Provider
 from parley_policy.domain.decision import ConversationFacts, Decision, ReplyRequest, decide
-from parley_policy.domain.length import URL_WEIGHT, measure, x_weighted_length
+from parley_policy.domain.length import (
+    _URL_TRAILING,
+    MAX_TEXT_CHARACTERS,
+    URL_WEIGHT,
+    _weigh,
+    measure,
+    x_weighted_length,
+)
 from parley_policy.domain.rules import Counting
 
 pytestmark = pytest.mark.unit
@@ -295,3 +307,109 @@ def test_x_keycap_emoji_weighs_two(keycap: str) -> None:
 )
 def test_x_url_trailing_punctuation_is_not_part_of_the_url(text: str, expected: int) -> None:
     assert x_weighted_length(text) == expected
+
+
+# --- counting in linear time (security #13, finding 4) ---------------------------------------------
+
+# The pattern X length counting used to run: right, but quadratic on "a.a.a..." (81 s at 40,000
+# characters). It stays here as the reference the linear scan must agree with on short text.
+_REFERENCE_URL = re.compile(
+    r"https?://\S+|\b(?:[a-z0-9-]+\.)+(?:com|org|net|io|co|dev|app|ly|me|info|biz|edu|gov)\b\S*",
+    re.IGNORECASE,
+)
+
+
+def reference_x_weighted_length(text: str) -> int:
+    total, position = 0, 0
+    text = unicodedata.normalize("NFC", text)
+    for match in _REFERENCE_URL.finditer(text):
+        end = match.end()
+        while end > match.start() and text[end - 1] in _URL_TRAILING:
+            end -= 1
+        total += _weigh(text[position : match.start()]) + URL_WEIGHT
+        position = end
+    return total + _weigh(text[position:])
+
+
+URLISH = st.text(
+    alphabet=st.sampled_from(
+        [
+            *"aAcCoOmMiIhHtTpPsSnNgG0-9._/:?#()!, \n",
+            "\u212a",
+            "\u0130",
+            "\u0131",
+            "\u017f",
+            "\u00e9",
+            CJK,
+            GRIN,
+        ]
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            URLISH, st.sampled_from(["http://", "https://", ".com", ".co", ".io", "www.", "..", "example"])
+        ),
+        max_size=8,
+    ).map("".join)
+)
+def test_the_linear_scan_counts_urls_as_the_old_pattern_did(text: str) -> None:
+    assert x_weighted_length(text) == reference_x_weighted_length(text)
+
+
+def adversarial(n: int) -> list[str]:
+    """Inputs of ``n`` characters that made the old pattern backtrack, and their neighbours."""
+    return [
+        ("a." * n)[:n],
+        ("a-" * n)[:n],
+        "." * n,
+        "-" * n,
+        "a" * n,
+        ("http://" + "a" * n)[:n],
+        ("http://" * n)[:n],
+        ("a.a." * n)[: n - 3] + "com",
+        ("ab." * n)[: n - 4] + ".com",
+        ("a.com" * n)[:n],
+        ("a.comm" * n)[:n],
+        ("1.-" * n)[:n],
+        ("\u212a." * n)[:n],
+        ("x." * n)[: n - 1] + "\u00e9",
+        (CJK + ".") * (n // 2),
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(range(15)),
+    st.integers(min_value=0, max_value=MAX_TEXT_CHARACTERS),
+    st.text(max_size=20),
+)
+def test_counting_any_text_up_to_the_cap_takes_under_50_ms(which: int, n: int, noise: str) -> None:
+    text = (adversarial(n)[which] + noise)[:MAX_TEXT_CHARACTERS]
+    started = time.perf_counter()
+    x_weighted_length(text)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 0.05, f"{elapsed * 1000:.1f} ms for {len(text)} characters: {text[:40]!r}..."
+
+
+@pytest.mark.parametrize("text", adversarial(MAX_TEXT_CHARACTERS), ids=lambda t: repr(t[:8]))
+def test_the_worst_known_inputs_at_the_cap_are_counted_quickly(text: str) -> None:
+    for counting in Counting:
+        started = time.perf_counter()
+        measure(text, counting)
+        assert time.perf_counter() - started < 0.05
+    assert reply(Provider.X, text, "mention").length is not None
+
+
+def test_text_past_the_cap_is_refused_without_being_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(text: str, counting: Counting) -> int:
+        raise AssertionError("counted")
+
+    monkeypatch.setattr("parley_policy.domain.decision.measure", never)
+    decision = reply(Provider.X, "a." * MAX_TEXT_CHARACTERS, "mention")
+    assert codes(decision) == ["TOO_LONG"]
+    assert decision.length is None

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from parley_events import ChannelRole, ChannelSnapshot, ChannelStatus, Provider, SenderType
 
-from parley_policy.domain.length import measure
+from parley_policy.domain.length import MAX_TEXT_CHARACTERS, measure
 from parley_policy.domain.rules import MESSAGE_TAGS, PRIVATE_REPLY_WINDOW, ReplyRule, rule_for
 
 
@@ -130,6 +130,9 @@ def decide(
     if request.template is None:
         if not request.text or not request.text.strip():
             reasons.append(Reason("EMPTY", "a reply needs text or a template"))
+        elif len(request.text) > MAX_TEXT_CHARACTERS:
+            # past every provider's limit: refused without counting it (the API refuses it sooner)
+            reasons.append(Reason("TOO_LONG", f"over {MAX_TEXT_CHARACTERS} characters, every limit"))
         else:
             length = measure(request.text, rule.counting)
             if length > limit:

@@ -21,6 +21,7 @@ from parley_shared.auth import Principal, TokenVerifier
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from parley_policy.domain.decision import Decision, ReplyRequest, Template
+from parley_policy.domain.length import MAX_TEXT_CHARACTERS
 from parley_policy.handlers import ConversationUnknown, PolicyService
 
 
@@ -50,7 +51,12 @@ class ReplyIn(BaseModel):
     )
 
     kind: str = Field(default="direct", pattern="^(direct|comment|private_reply|mention)$")
-    text: str | None = None
+    text: str | None = Field(
+        default=None,
+        max_length=MAX_TEXT_CHARACTERS,
+        description="At most 16,384 characters (past every provider's limit): longer text is invalid "
+        "input, refused before anything counts it.",
+    )
     template: TemplateIn | None = None
     tag: str | None = Field(default=None, examples=["HUMAN_AGENT"])
     sender_type: SenderType = SenderType.HUMAN
