@@ -7,7 +7,15 @@ import hashlib
 import hmac
 
 import pytest
-from parley_ingest.domain.signatures import meta_signature, verify_meta, verify_x, x_signature
+from parley_ingest.domain.ratelimit import TokenBucket
+from parley_ingest.domain.signatures import (
+    crc_response,
+    is_crc_token,
+    meta_signature,
+    verify_meta,
+    verify_x,
+    x_signature,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -126,3 +134,46 @@ def test_x_treats_base64_as_case_sensitive() -> None:
     swapped = "sha256=" + header.removeprefix("sha256=").swapcase()
     assert swapped != header
     assert not verify_x(BODY, swapped, [NEW])
+
+
+# --- the X CRC check (security #13, finding 1) ------------------------------------------------
+
+
+def test_the_crc_answer_for_a_token_of_x_shape_is_the_base64_hmac_of_the_token() -> None:
+    token = "qR3_8bZ-v0c4dW2tYfG1hJ6kL9mN0pQ7sT5uV8xY1z="
+    assert crc_response(token, NEW) == b64_header(token.encode(), NEW)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "a" * 129,
+        BODY.decode(),  # a whole delivery: answering it would sign it
+        '{"for_user_id":"1"}',
+        "two words",
+        "ünïcode",
+        "x\x00y",
+    ],
+    ids=["empty", "too-long", "meta-body", "x-body", "space", "non-ascii", "nul"],
+)
+def test_a_crc_token_not_of_the_documented_shape_is_never_signed(token: str) -> None:
+    assert not is_crc_token(token)
+    with pytest.raises(ValueError, match="crc_token"):
+        crc_response(token, NEW)
+
+
+def test_no_json_object_has_the_shape_of_a_crc_token() -> None:
+    # the oracle needs a body that parses as a delivery: every such body has a brace
+    assert all(not is_crc_token(body) for body in ("{}", "[]", '{"a":"b"}'))
+    assert is_crc_token("a" * 128)
+
+
+def test_the_token_bucket_allows_its_capacity_at_once_then_its_rate() -> None:
+    bucket = TokenBucket(capacity=2, per_second=1.0, now=100.0)
+    assert [bucket.take(100.0) for _ in range(3)] == [True, True, False]
+    assert bucket.retry_after() == 1
+    assert not bucket.take(100.5)
+    assert bucket.take(101.6)  # refilled by the elapsed time
+    assert not bucket.take(101.6)
+    assert [bucket.take(1000.0), bucket.take(1000.0), bucket.take(1000.0)] == [True, True, False]

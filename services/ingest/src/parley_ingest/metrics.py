@@ -18,6 +18,11 @@ SIGNATURE_FAILURES = Counter(
 HANDSHAKES = Counter(
     "parley_ingest_handshakes_total", "Subscription handshakes by outcome.", ["provider", "outcome"]
 )
+CRC_REFUSALS = Counter(
+    "parley_ingest_crc_refusals_total",
+    "X CRC checks not answered: reason missing, malformed (not a crc_token's shape) or rate_limited.",
+    ["reason"],
+)
 ACK_SECONDS = Histogram(
     "parley_ingest_broker_ack_seconds",
     "From request received to the raw record acknowledged.",

@@ -20,6 +20,12 @@ class IngestSettings(ServiceSettings):
         "unset means the X endpoints are not served.",
     )
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    x_crc_per_minute: int = Field(
+        default=60,
+        gt=0,
+        description="CRC checks answered per minute by one process (a burst of as many, then "
+        "refilled evenly); more get 429. X re-checks hourly and on demand.",
+    )
 
     def meta_secrets(self) -> list[str]:
         return _split(self.meta_app_secrets)

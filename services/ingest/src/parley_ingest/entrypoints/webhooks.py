@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from parley_ingest import metrics
 from parley_ingest.domain import deliveries, signatures
+from parley_ingest.domain.ratelimit import TokenBucket
 from parley_ingest.settings import IngestSettings
 
 log = get_logger(__name__)
@@ -132,13 +133,34 @@ def x_routes(
     if not secrets:
         return []
 
+    bucket = TokenBucket(settings.x_crc_per_minute, settings.x_crc_per_minute / 60, time.monotonic())
+
+    def refuse(reason: str, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+        metrics.CRC_REFUSALS.labels(reason=reason).inc()
+        metrics.HANDSHAKES.labels(provider="x", outcome="refused").inc()
+        body = {"code": f"crc_token_{reason}", "message": message}
+        return JSONResponse(body, status_code=status, headers=headers)
+
     async def crc(request: Request) -> Response:
+        # the CRC answer is the HMAC that signs POST bodies: answer only tokens of X's shape, and few
+        if not bucket.take(time.monotonic()):
+            return refuse(
+                "rate_limited",
+                429,
+                "too many CRC checks; try again later",
+                {"retry-after": str(bucket.retry_after())},
+            )
         token = request.query_params.get("crc_token")
         if not token:
-            metrics.HANDSHAKES.labels(provider="x", outcome="refused").inc()
-            return JSONResponse({"error": "crc_token is required"}, status_code=400)
+            return refuse("missing", 400, "crc_token is required")
+        if not signatures.is_crc_token(token):
+            return refuse(
+                "malformed",
+                400,
+                f"crc_token must be 1-{signatures.CRC_TOKEN_MAX_CHARS} characters of A-Z a-z 0-9 + / = _ -",
+            )
         metrics.HANDSHAKES.labels(provider="x", outcome="accepted").inc()
-        return JSONResponse({"response_token": signatures.x_signature(token.encode(), secrets[0])})
+        return JSONResponse({"response_token": signatures.crc_response(token, secrets[0])})
 
     def verify(body: bytes, header: str | None) -> bool:
         return signatures.verify_x(body, header, secrets)
