@@ -261,6 +261,32 @@ async def test_subscribe_page_sets_the_webhook_fields(sandbox: Sandbox) -> None:
     assert sandbox.state.pages["555000111"].subscribed_fields == []
 
 
+async def test_unsubscribe_page_removes_the_apps_subscription(sandbox: Sandbox) -> None:
+    _, long, pages = await sandbox.connect_meta(pages=acme_pages())
+    acme, outlet = pages
+    await sandbox.graph.subscribe_page(acme.id, acme.access_token, ["messages", "feed"])
+    await sandbox.graph.subscribe_page(outlet.id, outlet.access_token, ["messages"])
+
+    await sandbox.graph.unsubscribe_page(acme.id, acme.access_token)
+    assert sandbox.state.pages[acme.id].subscribed_fields == []
+    assert (await sandbox.admin("GET", f"/meta/pages/{acme.id}"))["subscribed_fields"] == []
+    assert sandbox.state.pages[outlet.id].subscribed_fields == ["messages"]  # other Pages untouched
+    await sandbox.graph.unsubscribe_page(acme.id, acme.access_token)  # again: still success
+
+    error = await fails(sandbox.graph.unsubscribe_page(outlet.id, long))  # a user token
+    assert (error.code, error.kind) == (210, ErrorKind.PERMISSION_MISSING)
+    error = await fails(sandbox.graph.unsubscribe_page(outlet.id, acme.access_token))  # another Page's token
+    assert (error.code, error.subcode, error.kind) == (100, 33, ErrorKind.INVALID_REQUEST)
+    assert sandbox.state.pages[outlet.id].subscribed_fields == ["messages"]
+
+    await sandbox.admin(
+        "POST", "/faults", {"path_contains": "/subscribed_apps", "method": "DELETE", "status": 500}
+    )
+    error = await fails(sandbox.graph.unsubscribe_page(outlet.id, outlet.access_token))
+    assert error.kind is ErrorKind.RETRYABLE
+    assert sandbox.state.pages[outlet.id].subscribed_fields == ["messages"]
+
+
 # --------------------------------------------------------------------------- Messenger & Instagram
 
 

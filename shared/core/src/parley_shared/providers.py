@@ -497,6 +497,16 @@ class GraphClient:
         if data.get("success") is not True:
             raise ProviderError("meta", 200, None, None, "subscription was not confirmed")
 
+    async def unsubscribe_page(self, page_id: str, page_token: str) -> None:
+        """Remove this app's webhook subscription from the Page (``DELETE /{page-id}/subscribed_apps``).
+
+        Graph API reference, Page Subscribed Apps: a Page access token of someone with the MODERATE
+        task or above and ``pages_manage_metadata``; the answer is ``{"success": true}``.
+        """
+        data = await self._call("DELETE", f"{_segment(page_id)}/subscribed_apps", token=page_token)
+        if data.get("success") is not True:
+            raise ProviderError("meta", 200, None, None, "unsubscription was not confirmed")
+
     async def debug_token(self, token: str) -> tuple[bool, datetime | None, tuple[str, ...]]:
         """Whether ``token`` is valid, when it expires (None: never) and its scopes."""
         data = await self._call("GET", "debug_token", token=self._app_token(), params={"input_token": token})

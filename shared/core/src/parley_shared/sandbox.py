@@ -798,6 +798,12 @@ class _Providers:
                 )
             return Reply({"data": apps})
         self.require_permission(user, "pages_manage_metadata")
+        if call.request.method == "DELETE":
+            # removes this app's subscription (Graph API: Page Subscribed Apps, Deleting)
+            if not {"MANAGE", "MODERATE"} & set(page.tasks):
+                raise GraphFailure(403, 10, None, "(#10) The user needs the MODERATE task on this Page")
+            page.subscribed_fields = []
+            return Reply({"success": True})
         raw = _json_param(call.params.get("subscribed_fields"))
         fields = raw if isinstance(raw, list) else [f.strip() for f in str(raw or "").split(",") if f.strip()]
         if not fields:
@@ -1723,7 +1729,7 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         graph("/debug_token", api.debug_token, get),
         graph("/me/permissions", api.me_permissions, get),
         graph("/me/accounts", api.me_accounts, get),
-        graph("/{node}/subscribed_apps", api.subscribed_apps, get_post),
+        graph("/{node}/subscribed_apps", api.subscribed_apps, get_post_delete),
         graph("/{node}/messages", api.messages, post, send=True),
         graph("/{node}/comments", api.comments, post, send=True),
         graph("/{node}/replies", api.replies, post, send=True),
