@@ -688,6 +688,27 @@ async def test_settings_access_and_teams(stack: Stack) -> None:
     ]
 
 
+async def test_teams_per_tenant_are_capped(
+    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+) -> None:
+    """Security #13 finding 14c: team creation is bounded per tenant; deleted teams free their place."""
+    async with onboarding_stack(infra, namespace, database_url, max_teams_per_tenant=3) as stack:
+        made = [await stack.call("POST", "/teams", {"name": f"Team {n}"}, status=201) for n in range(3)]
+        refused = await stack.call("POST", "/teams", {"name": "One too many"}, status=409)
+        assert (refused["code"], refused["limit"]) == ("TEAM_LIMIT_REACHED", 3)
+        assert "3 teams" in refused["message"]
+        assert len(await stack.call("GET", "/teams")) == 3
+        # another tenant has its own allowance
+        other = stack.admin("usr-other", OTHER_TENANT)
+        await stack.call("POST", "/teams", {"name": "Globex"}, headers=other, status=201)
+        # deleting a team frees its place
+        await stack.call("DELETE", f"/teams/{made[0]['id']}", status=204)
+        await stack.call("POST", "/teams", {"name": "Replacement"}, status=201)
+        await stack.call("POST", "/teams", {"name": "Again too many"}, status=409)
+        names = [e["name"] for e in await stack.events(topics.TEAMS) if e.get("tenant_id") == TENANT]
+        assert "One too many" not in names and "Again too many" not in names
+
+
 async def test_null_for_a_yes_no_setting_is_refused_naming_the_field(stack: Stack) -> None:
     channels = await stack.connect_pages("meta-user-10", [{"id": PAGE_A, "name": "Acme"}])
     channel_id = channels[PAGE_A]["id"]

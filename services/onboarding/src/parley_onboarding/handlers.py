@@ -637,6 +637,11 @@ class OnboardingService:
 
     async def create_team(self, tenant_id: str, name: str) -> Team:
         team = Team.create(tenant_id, name)
+        limit = self.settings.max_teams_per_tenant
+        if await self.stores.count_teams(tenant_id) >= limit:
+            raise Conflict(
+                "TEAM_LIMIT_REACHED", f"a tenant may have {limit} teams; delete one first", limit=limit
+            )
         await self.stores.teams.save(team_to_doc(team))
         await self._emit([team.snapshot()])
         return team

@@ -132,6 +132,10 @@ class OnboardingStores:
         self.connections = db["meta_connections"]
         self.credentials = db["channel_credentials"]
 
+    async def count_teams(self, tenant_id: str) -> int:
+        """The tenant's teams that are not deleted (uses ``teams_by_tenant``)."""
+        return int(await self.teams.collection.count_documents({"tenant_id": tenant_id, "deleted": False}))
+
     async def ensure_indexes(self) -> None:
         for store in (self.channels, self.teams, self.whatsapp):
             await store.ensure_indexes()

@@ -311,8 +311,9 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
     async def list_teams(principal: Annotated[Principal, caller]) -> list[TeamOut]:
         return [team_out(t) for t in await service.teams(principal.tenant_id)]
 
-    @api.post("/teams", response_model=TeamOut, status_code=201, responses=create)
+    @api.post("/teams", response_model=TeamOut, status_code=201, responses=error_responses(403, 409))
     async def create_team(principal: Annotated[Principal, caller], body: TeamIn) -> TeamOut:
+        """A new team; a tenant may have ``PARLEY_MAX_TEAMS_PER_TENANT`` (500): more is 409."""
         admin(principal)
         return team_out(await service.create_team(principal.tenant_id, body.name))
 
