@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TypeVar
 
+import bson
 import pytest
 from parley_events import (
     ConversationCreated,
@@ -24,7 +25,19 @@ from parley_events import (
     SenderType,
     StatusChangeReason,
 )
-from parley_routing.domain.model import Conversation, InvalidCommand, conversation_event_id
+from parley_routing.domain.model import (
+    MAX_LABEL_LENGTH,
+    MAX_LABELS,
+    MAX_NOTE_LENGTH,
+    MAX_NOTES,
+    MAX_TAGS,
+    MAX_TOPICS,
+    RECENT_LIMIT,
+    Conversation,
+    InvalidCommand,
+    command_cause,
+    conversation_event_id,
+)
 
 from tests.unit.factories import T0, message
 
@@ -81,7 +94,8 @@ def opened() -> Conversation:
 def in_queue(queue: Queue, owner: str | None = None) -> Conversation:
     conversation = opened()
     if queue is not Queue.NEW:
-        conversation.move(queue, AGENT, "setup:move", AT)
+        # moved when the first message arrived: every later message is newer than a resolution
+        conversation.move(queue, AGENT, "setup:move", message(1).provider_timestamp)
     if owner is not None:
         conversation.assign(owner, AGENT, "setup:assign", AT)
     assert conversation.queue is queue
@@ -320,7 +334,7 @@ def test_the_same_unassign_cause_twice_returns_the_same_events_and_changes_nothi
 def test_the_same_move_cause_twice_returns_the_same_events_and_changes_nothing() -> None:
     conversation = in_queue(Queue.NEW, owner=AGENT)
     first_time = conversation.move(Queue.RESOLVED, AGENT, "cmd_1", AT)
-    conversation.receive(message(5))  # reopens
+    conversation.receive(message(5, at=AT + timedelta(minutes=1)))  # reopens
     before = conversation.sequence
 
     again = conversation.move(Queue.RESOLVED, AGENT, "cmd_1", AT)
@@ -534,7 +548,7 @@ def test_the_same_label_cause_twice_is_applied_once() -> None:
     assert conversation.sequence == before
 
 
-def test_add_note_emits_note_added_and_stores_the_note() -> None:
+def test_add_note_emits_note_added_and_counts_the_note() -> None:
     conversation = opened()
     before = conversation.sequence
 
@@ -545,9 +559,9 @@ def test_add_note_emits_note_added_and_stores_the_note() -> None:
     assert event.author_id == "agent_x"
     assert event.sequence == before + 1
     assert event.occurred_at == AT
-    [note] = conversation.notes
-    assert note.note_id == event.note_id
-    assert (note.author_id, note.text, note.created_at) == ("agent_x", "Customer is a VIP", AT)
+    assert conversation.note_count == 1
+    # the note lives outside the document: the event carries it, the document only counts it
+    assert "notes" not in conversation.to_document()
 
 
 def test_note_ids_are_deterministic_per_conversation_and_cause() -> None:
@@ -568,7 +582,7 @@ def test_the_same_note_cause_twice_stores_one_note() -> None:
     before = conversation.sequence
 
     assert conversation.add_note("hello", AGENT, "cmd_note", AT) == first_time
-    assert len(conversation.notes) == 1
+    assert conversation.note_count == 1
     assert conversation.sequence == before
 
 
@@ -581,7 +595,7 @@ def test_an_empty_note_is_invalid(text: str) -> None:
         conversation.add_note(text, AGENT, "cmd_note", AT)
 
     assert caught.value.code == "EMPTY_NOTE"
-    assert conversation.notes == []
+    assert conversation.note_count == 0
     assert conversation.sequence == before
     assert not conversation.has_applied("cmd_note")
 
@@ -721,3 +735,129 @@ def test_event_ids_are_deterministic() -> None:
     assert conversation_event_id("conv_1", 1) == conversation_event_id("conv_1", 1)
     assert conversation_event_id("conv_1", 1) != conversation_event_id("conv_1", 2)
     assert conversation_event_id("conv_1", 1) != conversation_event_id("conv_2", 1)
+
+
+# --- 6. caps and replays (security #13) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "cap"), [("tags", MAX_TAGS), ("topics", MAX_TOPICS)])
+def test_labels_are_capped_per_conversation(kind: str, cap: int) -> None:
+    conversation = opened()
+    for n in range(cap):
+        conversation.change_labels(kind, [f"label-{n}"], [], AGENT, f"cmd_{n}", AT)
+    before = conversation.sequence
+
+    with pytest.raises(InvalidCommand) as caught:
+        conversation.change_labels(kind, ["one-too-many"], [], AGENT, "cmd_over", AT)
+
+    assert caught.value.code == f"TOO_MANY_{kind.upper()}"
+    assert len(getattr(conversation, kind)) == cap
+    assert conversation.sequence == before
+    assert not conversation.has_applied("cmd_over")
+    # at the cap, removing (or swapping one for another) still works
+    [event] = conversation.change_labels(kind, ["swapped"], ["label-0"], AGENT, "cmd_swap", AT)
+    assert isinstance(event, ConversationLabelsChanged)
+    assert len(event.current) == cap
+
+
+def test_a_label_longer_than_the_cap_is_refused() -> None:
+    conversation = opened()
+    conversation.change_labels("tags", ["x" * MAX_LABEL_LENGTH], [], AGENT, "cmd_ok", AT)
+
+    with pytest.raises(InvalidCommand) as caught:
+        conversation.change_labels("tags", ["y" * (MAX_LABEL_LENGTH + 1)], [], AGENT, "cmd_long", AT)
+
+    assert caught.value.code == "LABEL_TOO_LONG"
+    assert conversation.tags == ["x" * MAX_LABEL_LENGTH]
+
+
+def test_notes_are_capped_in_length_and_number() -> None:
+    conversation = opened()
+    with pytest.raises(InvalidCommand) as caught:
+        conversation.add_note("n" * (MAX_NOTE_LENGTH + 1), AGENT, "cmd_long", AT)
+    assert caught.value.code == "NOTE_TOO_LONG"
+
+    for n in range(MAX_NOTES):
+        conversation.add_note("n" * MAX_NOTE_LENGTH if n == 0 else "short", AGENT, f"cmd_{n}", AT)
+    with pytest.raises(InvalidCommand) as caught:
+        conversation.add_note("one more", AGENT, "cmd_over", AT)
+
+    assert caught.value.code == "TOO_MANY_NOTES"
+    assert conversation.note_count == MAX_NOTES
+
+
+def test_a_flood_of_published_label_changes_keeps_the_document_small() -> None:
+    conversation = opened()
+    for n in range(500):
+        kind = ("tags", "topics")[n % 2]
+        label = f"{n:04d}" + "x" * (MAX_LABEL_LENGTH - 4)
+        current = getattr(conversation, kind)
+        remove = current[:1] if len(current) == MAX_LABELS[kind] else []
+        conversation.change_labels(kind, [label], remove, AGENT, f"cmd_{n}", AT)
+        conversation.published_sequence = conversation.sequence
+
+    assert len(conversation.recent) <= RECENT_LIMIT
+    assert len(bson.encode(conversation.to_document())) < 1024 * 1024
+
+
+def test_notes_embedded_by_an_older_version_are_loaded_as_legacy_notes() -> None:
+    conversation = opened()
+    doc = conversation.to_document()
+    del doc["note_count"]  # as an older version wrote it
+    doc["notes"] = [{"note_id": "note_old", "author_id": AGENT, "text": "from before", "created_at": AT}]
+
+    loaded = Conversation.from_document(doc)
+
+    assert [n.note_id for n in loaded.legacy_notes] == ["note_old"]
+    assert loaded.note_count == 1
+    assert "notes" not in loaded.to_document()
+
+
+def test_a_message_sent_before_the_resolution_is_recorded_but_does_not_reopen() -> None:
+    conversation = opened()
+    conversation.receive(message(2, at=AT - timedelta(minutes=5)))
+    conversation.move(Queue.RESOLVED, AGENT, "cmd_resolve", AT)
+    assert conversation.resolved_at == AT
+
+    late = conversation.receive(message(3, at=AT - timedelta(minutes=1)))  # replayed old delivery
+
+    assert [type(e) for e in late] == [ConversationMessageAdded]
+    assert conversation.queue is Queue.RESOLVED
+
+    fresh = conversation.receive(message(4, at=AT + timedelta(minutes=1)))
+
+    assert [type(e) for e in fresh] == [ConversationMessageAdded, ConversationStatusChanged]
+    assert conversation.queue is Queue.NEW
+    assert conversation.resolved_at is None
+
+
+def test_a_message_the_store_has_seen_is_a_duplicate_and_does_not_reopen() -> None:
+    conversation = in_queue(Queue.RESOLVED)
+    before = conversation.sequence
+    replay = message(7, at=AT + timedelta(minutes=1)).model_copy(update={"event_id": "evt_replayed"})
+
+    assert conversation.receive(replay, seen_before=True) == []
+    assert conversation.queue is Queue.RESOLVED
+    assert conversation.sequence == before
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        pytest.param(("a:b", "c"), ("a", "b:c"), id="colon-in-user-or-key"),
+        pytest.param(("a%3Ab", "c"), ("a:b", "c"), id="escape-lookalike"),
+        pytest.param(("a", ":c"), ("a:", "c"), id="colon-at-the-edges"),
+    ],
+)
+def test_command_causes_of_different_users_and_keys_never_collide(
+    first: tuple[str, str], second: tuple[str, str]
+) -> None:
+    assert command_cause(*first) != command_cause(*second)
+    conversation = opened()
+    conversation.change_labels("tags", ["first"], [], first[0], command_cause(*first), AT)
+
+    # the second user's command applies: it is not mistaken for a retry of the first
+    [event] = conversation.change_labels("tags", ["second"], [], second[0], command_cause(*second), AT)
+
+    assert isinstance(event, ConversationLabelsChanged)
+    assert conversation.tags == ["first", "second"]

@@ -14,6 +14,7 @@ from parley_events import (
     ConversationCreated,
     ConversationEvent,
     ConversationMessageAdded,
+    ConversationNoteAdded,
     ConversationOwnerAssigned,
     ConversationOwnerCleared,
     ConversationStatusChanged,
@@ -25,7 +26,7 @@ from parley_events import (
     StatusChangeReason,
 )
 from parley_routing.adapters.repository import ConcurrentUpdate
-from parley_routing.domain.model import Conversation
+from parley_routing.domain.model import SEEN_MESSAGES_LIMIT, Conversation
 from parley_routing.handlers import MAX_CONFLICT_RETRIES, ConversationNotFound, ConversationService
 
 from tests.unit.factories import T0, channel, message
@@ -33,6 +34,7 @@ from tests.unit.factories import T0, channel, message
 pytestmark = pytest.mark.unit
 
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 NOW = T0 + timedelta(days=1)
 
 
@@ -47,6 +49,9 @@ class FakeRepository:
     def __init__(self) -> None:
         self.documents: dict[str, dict[str, Any]] = {}
         self.history: list[ConversationEvent] = []
+        self.notes: dict[str, ConversationNoteAdded] = {}
+        self.seen: dict[tuple[str, str], datetime] = {}  # (conversation, provider message id) -> expiry
+        self.seen_lookups: list[str] = []
         self.save_attempts = 0
         self.saves = 0
         self.idle_reads: list[tuple[str, int]] = []
@@ -92,6 +97,23 @@ class FakeRepository:
             except ConcurrentUpdate:
                 lost.add(conversation.id)
         return lost
+
+    async def record_projections(self, events: Sequence[ConversationEvent], now: datetime) -> None:
+        for event in events:
+            if isinstance(event, ConversationNoteAdded):
+                self.notes.setdefault(event.note_id, event)
+            elif isinstance(event, ConversationMessageAdded):
+                self.seen.setdefault((event.conversation_id, event.provider_message_id), now + 8 * DAY)
+
+    async def seen_before(self, conversation_id: str, provider_message_ids: Sequence[str]) -> set[str]:
+        self.seen_lookups.extend(provider_message_ids)
+        return {i for i in provider_message_ids if (conversation_id, i) in self.seen}
+
+    async def prune_seen(self, now: datetime) -> int:
+        expired = [k for k, expires_at in self.seen.items() if expires_at < now]
+        for key in expired:
+            del self.seen[key]
+        return len(expired)
 
     async def record_history(self, events: Sequence[ConversationEvent]) -> None:
         known = {e.event_id for e in self.history}
@@ -773,3 +795,58 @@ async def test_a_conversation_changed_between_the_read_and_the_write_is_left_alo
     assert await service.auto_resolve([snapshot(auto_resolve_new_s=3600)]) == 0
     assert repo.stored("conv_1").queue is Queue.NEW
     assert auto_resolutions(publisher.published) == {}
+
+
+# --- late redeliveries (security #13) --------------------------------------------------------------
+
+
+def replayed(n: int) -> Any:
+    """Message n delivered again after ingest's dedupe window: a new event id, same provider id."""
+    return message(n).model_copy(update={"event_id": f"msg_conv_1_{n}_again"})
+
+
+@pytest.mark.parametrize("path", ["batch", "one-by-one"])
+async def test_a_redelivery_the_conversation_forgot_is_a_duplicate_and_does_not_reopen(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService, path: str
+) -> None:
+    # more messages than the conversation remembers provider ids of
+    await service.on_messages([message(n) for n in range(1, SEEN_MESSAGES_LIMIT + 11)])
+    assert "m_1" not in repo.stored("conv_1").seen_messages
+    assert repo.seen_lookups == []  # messages in order cost no lookup
+    await service.apply("conv_1", lambda c: c.move(Queue.RESOLVED, "agent_a", "cmd_resolve", NOW))
+    publisher.published.clear()
+
+    if path == "batch":
+        await service.on_messages([replayed(1)])
+    else:
+        await service.on_message(replayed(1))
+
+    assert repo.seen_lookups == ["m_1"]
+    assert publisher.published == []
+    assert repo.stored("conv_1").queue is Queue.RESOLVED
+
+
+async def test_seen_provider_message_ids_are_forgotten_after_the_retention(
+    repo: FakeRepository, service: ConversationService
+) -> None:
+    await service.on_messages([message(1), message(2)])
+    assert len(repo.seen) == 2
+
+    assert await ConversationService(repo, service.publish, lambda: NOW).prune_seen_messages() == 0
+    later = ConversationService(repo, service.publish, lambda: NOW + 9 * DAY)
+    assert await later.prune_seen_messages() == 2
+    assert repo.seen == {}
+
+
+async def test_a_note_is_written_to_the_notes_store_before_it_is_published(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    await service.on_message(message(1))
+    publisher.failures = 1
+
+    with pytest.raises(RuntimeError):
+        await service.apply("conv_1", lambda c: c.add_note("call back", "agent_a", "cmd_note", NOW))
+
+    [note] = repo.notes.values()
+    assert note.text == "call back"
+    assert repo.stored("conv_1").note_count == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from faststream.kafka.annotations import KafkaMessage
 from parley_events import ConversationEvent, topics
@@ -25,6 +25,9 @@ from parley_routing.settings import RoutingSettings
 
 log = get_logger(__name__)
 
+SEEN_PRUNE_INTERVAL_S = 3600.0
+"""How often expired provider message ids are deleted (FerretDB has no TTL indexes)."""
+
 
 def create_routing_app(
     settings: RoutingSettings | None = None, clock: Callable[[], datetime] = utcnow
@@ -38,7 +41,13 @@ def create_routing_app(
     async def register(rt: Runtime) -> None:
         channels.topic = rt.topic(topics.CHANNELS.name)
         teams.topic = rt.topic(topics.TEAMS.name)
-        repository = MongoConversationRepository(rt.db["conversations"], rt.db["conversation_history"])
+        repository = MongoConversationRepository(
+            rt.db["conversations"],
+            rt.db["conversation_history"],
+            notes=rt.db["conversation_notes"],
+            seen=rt.db["conversation_seen_messages"],
+            seen_retention=timedelta(seconds=settings.seen_message_retention_s),
+        )
 
         async def publish(event: ConversationEvent) -> None:
             # in a batch, each conversation's events continue the trace of its own message
@@ -87,6 +96,7 @@ def create_routing_app(
                 lambda: service.auto_resolve(list(channels.by_id.values())),
             ),
             periodic("outbox-relay", settings.outbox_relay_interval_s, service.relay_outbox),
+            periodic("seen-messages-prune", SEEN_PRUNE_INTERVAL_S, service.prune_seen_messages),
         ]
         rt.readiness.checks["read_models"] = loaded(channels, teams)
 

@@ -97,6 +97,9 @@ class ConversationService:
         pending = [(c, fresh) for c in conversations if (fresh := c.unpublished())]
         if not pending:
             return
+        # notes and seen provider message ids, before the events go out: a crash in between
+        # leaves the events unpublished, and the relay writes these again (idempotent)
+        await self.repository.record_projections([e for _, fresh in pending for e in fresh], self.clock())
 
         async def send_in_order(events: list[ConversationEvent]) -> None:
             for event in events:
@@ -120,8 +123,33 @@ class ConversationService:
     # --- from the streams -----------------------------------------------------------------------
 
     async def on_message(self, message: MessageReceived) -> list[ConversationEvent]:
-        _, events = await self.apply(message.conversation_id, lambda c: c.receive(message), opening=message)
+        stored = await self.repository.get(message.conversation_id)
+        seen = set() if stored is None else await self._seen_before(stored, [message])
+        _, events = await self.apply(
+            message.conversation_id,
+            lambda c: c.receive(message, seen_before=message.provider_message_id in seen),
+            opening=message,
+        )
         return events
+
+    async def _seen_before(self, conversation: Conversation, messages: Sequence[MessageReceived]) -> set[str]:
+        """Provider message ids of ``messages`` the store remembers for this conversation.
+
+        Only a message older than the conversation's last activity, and not among the ids the
+        conversation itself remembers, can be a late redelivery the document has forgotten; the
+        store is asked about those alone, so the usual message costs no extra read.
+        """
+        candidates = [
+            m.provider_message_id
+            for m in messages
+            if conversation.sequence > 0
+            and not conversation.has_applied(m.event_id)
+            and m.provider_message_id not in conversation.seen_messages
+            and m.provider_timestamp <= conversation.last_activity_at
+        ]
+        if not candidates:
+            return set()
+        return await self.repository.seen_before(conversation.id, candidates)
 
     async def on_messages(self, messages: Sequence[MessageReceived]) -> None:
         """Apply a batch of messages with a few store round trips for the whole batch.
@@ -145,9 +173,10 @@ class ConversationService:
             changed: list[Conversation] = []
             for conversation_id, batch in pending.items():
                 conversation = stored.get(conversation_id) or Conversation.open(batch[0])
+                seen = await self._seen_before(conversation, batch)
                 before, causes_before = conversation.sequence, set(conversation.recent)
                 for message in batch:
-                    conversation.receive(message)
+                    conversation.receive(message, seen_before=message.provider_message_id in seen)
                 if conversation.sequence != before or set(conversation.recent) - causes_before:
                     changed.append(conversation)
                 touched.append(conversation)
@@ -186,6 +215,10 @@ class ConversationService:
         await self._publish_many(pending)
         await self.repository.mark_published_many(settled)
         return count
+
+    async def prune_seen_messages(self) -> int:
+        """Forget provider message ids older than the retention (no TTL indexes on FerretDB)."""
+        return await self.repository.prune_seen(self.clock())
 
     async def auto_resolve(self, channels: list[ChannelSnapshot]) -> int:
         """Resolve idle New and Pending conversations, per channel and queue threshold.

@@ -16,6 +16,14 @@ class RoutingSettings(ApiSettings):
     outbox_relay_interval_s: float = Field(
         default=10.0, gt=0, description="How often unpublished events are retried."
     )
+    seen_message_retention_s: float = Field(
+        default=8 * 24 * 3600.0,
+        gt=0,
+        description=(
+            "How long the provider message ids of recorded messages are remembered, so a provider's"
+            " late redelivery (Meta retries for 36 hours, WhatsApp for 7 days) is a duplicate."
+        ),
+    )
     batch_max_records: int = Field(
         default=200,
         ge=1,

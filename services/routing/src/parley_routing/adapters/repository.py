@@ -13,16 +13,25 @@ repairs the projection, so nobody is stuck.
 Events are recorded in the document with the change (an in-document outbox); ``mark_published_many``
 records how far they were published, and ``pending_outbox`` finds conversations whose events may
 not have reached Kafka (a crash between the write and the publish).
+
+Bounded (security #13): a conversation document is refused above :data:`MAX_DOCUMENT_BYTES` of
+BSON (:class:`DocumentTooLarge`, a clear error instead of the store's 16 MiB failure). Notes live
+in their own collection (``conversation_notes``, one document per note, written from the
+``note_added`` events before they are published, so a crash leaves them to the outbox relay), and
+the provider message ids of recorded messages in ``conversation_seen_messages`` for
+``seen_retention`` (FerretDB has no TTL indexes: each entry carries ``expires_at`` and
+:meth:`MongoConversationRepository.prune_seen` deletes the expired ones periodically).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from parley_events import ConversationEvent, Queue
+import bson
+from parley_events import ConversationEvent, ConversationMessageAdded, ConversationNoteAdded, Queue
 from parley_shared.mongo import (
     DUPLICATE_KEY,
     MAX_WRITE_STATEMENTS,
@@ -34,11 +43,60 @@ from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
-from parley_routing.domain.model import Conversation
+from parley_routing.domain.model import Conversation, Note, key_of
+
+MAX_DOCUMENT_BYTES = 1024 * 1024
+"""Largest conversation document saved (BSON bytes), far below MongoDB's 16 MiB: with the
+domain's caps a conversation stays well under it; above it a save is refused."""
+DEFAULT_SEEN_RETENTION = timedelta(days=8)
+"""How long a recorded provider message id is remembered: longer than the providers' retries
+(Meta's 36 hours, WhatsApp's 7 days), so a late redelivery is recognised as a duplicate."""
 
 
 class ConcurrentUpdate(Exception):
     """Someone else changed the conversation since it was read: reload and try again."""
+
+
+class DocumentTooLarge(Exception):
+    """The conversation would exceed :data:`MAX_DOCUMENT_BYTES`: nothing was saved."""
+
+    code = "CONVERSATION_TOO_LARGE"
+
+    def __init__(self, conversation_id: str, size: int) -> None:
+        super().__init__(
+            f"conversation {conversation_id} would be {size} bytes, above the {MAX_DOCUMENT_BYTES} allowed"
+        )
+        self.conversation_id = conversation_id
+        self.size = size
+
+
+def _checked(conversation: Conversation) -> dict[str, Any]:
+    doc = conversation.to_document()
+    size = len(bson.encode(doc))
+    if size > MAX_DOCUMENT_BYTES:
+        raise DocumentTooLarge(conversation.id, size)
+    return doc
+
+
+async def _insert_new(collection: AsyncCollection[dict[str, Any]], docs: Sequence[dict[str, Any]]) -> None:
+    """Insert documents by ``_id``, ignoring those already there (idempotent)."""
+    for start in range(0, len(docs), MAX_WRITE_STATEMENTS):
+        try:
+            await collection.insert_many(list(docs[start : start + MAX_WRITE_STATEMENTS]), ordered=False)
+        except BulkWriteError as exc:
+            if any(err.get("code") != DUPLICATE_KEY for err in exc.details.get("writeErrors", [])):
+                raise
+
+
+def _note_document(conversation_id: str, tenant_id: str, note: Note) -> dict[str, Any]:
+    return {
+        "_id": note.note_id,
+        "conversation_id": conversation_id,
+        "tenant_id": tenant_id,
+        "author_id": note.author_id,
+        "text": note.text,
+        "created_at": note.created_at,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +122,16 @@ class MongoConversationRepository:
         self,
         collection: AsyncCollection[dict[str, Any]],
         history: AsyncCollection[dict[str, Any]] | None = None,
+        notes: AsyncCollection[dict[str, Any]] | None = None,
+        seen: AsyncCollection[dict[str, Any]] | None = None,
+        seen_retention: timedelta = DEFAULT_SEEN_RETENTION,
     ) -> None:
         self.collection = collection
         self.history = history
+        # never optional: notes moved out of a document must land somewhere
+        self.notes = notes if notes is not None else collection.database["conversation_notes"]
+        self.seen = seen if seen is not None else collection.database["conversation_seen_messages"]
+        self.seen_retention = seen_retention
         self.documents = MongoVersionedDocuments(collection)
 
     async def ensure_indexes(self) -> None:
@@ -85,6 +150,10 @@ class MongoConversationRepository:
         )
         await self.collection.create_index([("outbox_pending", ASCENDING)], name="outbox")
         await self.documents.ensure_indexes()
+        await self.notes.create_index(
+            [("conversation_id", ASCENDING), ("created_at", ASCENDING)], name="notes_by_conversation"
+        )
+        await self.seen.create_index([("expires_at", ASCENDING)], name="seen_by_expiry")
         if self.history is not None:
             await self.history.create_index(
                 [("conversation_id", ASCENDING), ("sequence", ASCENDING)], name="history_by_sequence"
@@ -98,10 +167,15 @@ class MongoConversationRepository:
         expected = conversation.version
         conversation.version = expected + 1
         try:
-            await self.documents.save(conversation.to_document())
+            doc = _checked(conversation)
+            await self._move_legacy_notes([conversation])
+            await self.documents.save(doc)
         except VersionConflict as exc:
             conversation.version = expected
             raise ConcurrentUpdate(conversation.id) from exc
+        except DocumentTooLarge:
+            conversation.version = expected
+            raise
 
     async def get_many(self, conversation_ids: Sequence[str]) -> dict[str, Conversation]:
         docs = await self.documents.get_many(conversation_ids)
@@ -111,11 +185,81 @@ class MongoConversationRepository:
         """Save each at its next version; returns the ids someone else changed first (not saved)."""
         for conversation in conversations:
             conversation.version += 1
-        lost = await self.documents.save_many([c.to_document() for c in conversations])
+        try:
+            docs = [_checked(c) for c in conversations]
+        except DocumentTooLarge:
+            for conversation in conversations:
+                conversation.version -= 1
+            raise
+        await self._move_legacy_notes(conversations)
+        lost = await self.documents.save_many(docs)
         for conversation in conversations:
             if conversation.id in lost:
                 conversation.version -= 1
         return lost
+
+    async def _move_legacy_notes(self, conversations: Sequence[Conversation]) -> None:
+        """Notes an older version embedded in the document go to the notes collection first (the
+        document is then written without them); idempotent, so a lost claim moves them again."""
+        docs = [_note_document(c.id, c.tenant_id, n) for c in conversations for n in c.legacy_notes]
+        if docs:
+            await _insert_new(self.notes, docs)
+
+    async def record_projections(self, events: Sequence[ConversationEvent], now: datetime) -> None:
+        """Write what the events add outside the document: notes, and the provider message ids
+        of recorded messages (remembered for ``seen_retention``). Idempotent; called before the
+        events are published, so the outbox relay redoes it after a crash."""
+        notes = [
+            _note_document(
+                e.conversation_id,
+                e.tenant_id,
+                Note(note_id=e.note_id, author_id=e.author_id, text=e.text, created_at=e.occurred_at),
+            )
+            for e in events
+            if isinstance(e, ConversationNoteAdded)
+        ]
+        expires_at = now + self.seen_retention
+        seen = [
+            {
+                "_id": key_of(e.conversation_id, e.provider_message_id),
+                "conversation_id": e.conversation_id,
+                "expires_at": expires_at,
+            }
+            for e in events
+            if isinstance(e, ConversationMessageAdded)
+        ]
+        if notes:
+            await _insert_new(self.notes, notes)
+        if seen:
+            await _insert_new(self.seen, seen)
+
+    async def seen_before(self, conversation_id: str, provider_message_ids: Sequence[str]) -> set[str]:
+        """Which of these provider message ids were recorded on the conversation (one lookup by
+        ``_id`` each: FerretDB reads the whole collection for an ``$in``)."""
+        found: set[str] = set()
+        for provider_message_id in dict.fromkeys(provider_message_ids):
+            key = key_of(conversation_id, provider_message_id)
+            if await self.seen.find_one({"_id": key}, {"_id": 1}) is not None:
+                found.add(provider_message_id)
+        return found
+
+    async def prune_seen(self, now: datetime) -> int:
+        """Forget provider message ids past their retention; returns how many."""
+        result = await self.seen.delete_many({"expires_at": {"$lt": now}})
+        return result.deleted_count
+
+    async def notes_of(self, conversation: Conversation) -> list[Note]:
+        """The conversation's notes, oldest first (including any still embedded in its document)."""
+        cursor = self.notes.find({"conversation_id": conversation.id}).sort("created_at", ASCENDING)
+        stored = {
+            d["_id"]: Note(
+                note_id=d["_id"], author_id=d["author_id"], text=d["text"], created_at=d["created_at"]
+            )
+            async for d in cursor
+        }
+        for note in conversation.legacy_notes:
+            stored.setdefault(note.note_id, note)
+        return sorted(stored.values(), key=lambda n: (n.created_at, n.note_id))
 
     async def record_history(self, events: Sequence[ConversationEvent]) -> None:
         """Append published events to the queryable history (idempotent on event ids)."""
@@ -131,12 +275,7 @@ class MongoConversationRepository:
             }
             for e in events
         ]
-        for start in range(0, len(docs), MAX_WRITE_STATEMENTS):
-            try:
-                await self.history.insert_many(docs[start : start + MAX_WRITE_STATEMENTS], ordered=False)
-            except BulkWriteError as exc:
-                if any(err.get("code") != DUPLICATE_KEY for err in exc.details.get("writeErrors", [])):
-                    raise
+        await _insert_new(self.history, docs)
 
     async def history_of(self, conversation_id: str, limit: int = 500) -> list[dict[str, Any]]:
         if self.history is None:

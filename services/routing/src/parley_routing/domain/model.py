@@ -5,7 +5,10 @@ Rules:
 - Every message (inbound, or the business's own outbound echo or sent reply) is added with the
   next sequence number; ``last_activity_at`` follows the newest message.
 - Reopening: an inbound customer message (any kind but a reaction) on a Pending or Resolved
-  conversation moves it back to New (reason ``reopened``). Echoes, replies and reactions do not.
+  conversation moves it back to New (reason ``reopened``). Echoes, replies and reactions do not,
+  nor does a duplicate (a provider message id already seen), nor a message sent before the
+  conversation was resolved (a replayed old delivery): those are recorded, or ignored as
+  duplicates, and the conversation stays resolved.
 - Agents move conversations to Pending or Resolved. Resolving clears the owner.
 - Auto-ownership: when the channel has it on, the human agent whose reply was sent becomes the
   owner if there is none. An existing owner is kept (the reply does not take the conversation
@@ -13,6 +16,10 @@ Rules:
   ownership.
 - Auto-resolve: a New or Pending conversation idle for longer than its channel's threshold is
   resolved (reason ``auto_resolve``) and loses its owner.
+- Caps (security #13): at most :data:`MAX_TAGS` tags, :data:`MAX_TOPICS` topics, labels of at
+  most :data:`MAX_LABEL_LENGTH` characters, :data:`MAX_NOTES` notes of at most
+  :data:`MAX_NOTE_LENGTH` characters. Notes live outside the conversation document (the
+  conversation counts them; the note itself travels in its ``note_added`` event).
 
 Every change is recorded under a *cause* id (a message event id, a reply id, a command's
 idempotency key, an auto-resolve run): applying the same cause again changes nothing and returns
@@ -51,10 +58,32 @@ from parley_events import (
 )
 
 RECENT_LIMIT = 50
-"""How many causes a conversation remembers with the events they caused."""
+"""How many causes a conversation remembers with the events they caused (published ones; causes
+whose events are not yet published are kept until they are, within the document size bound)."""
 SEEN_MESSAGES_LIMIT = 200
 """How many provider message ids a conversation remembers (echo of a sent reply = one message)."""
 LABEL_KINDS = ("tags", "topics")
+MAX_LABELS = {"tags": 50, "topics": 20}
+"""Most tags and topics one conversation carries."""
+MAX_TAGS = MAX_LABELS["tags"]
+MAX_TOPICS = MAX_LABELS["topics"]
+MAX_LABEL_LENGTH = 64
+"""Most characters in one tag or topic (after trimming)."""
+MAX_NOTES = 200
+"""Most notes on one conversation."""
+MAX_NOTE_LENGTH = 4000
+"""Most characters in one note."""
+
+
+def key_of(*parts: str) -> str:
+    """Join ids into one key, injectively: ``%`` and ``:`` inside a part are percent-encoded, so
+    ``("a:b", "c")`` and ``("a", "b:c")`` give different keys (ids may contain ``:``)."""
+    return ":".join(p.replace("%", "%25").replace(":", "%3A") for p in parts)
+
+
+def command_cause(user_id: str, idempotency_key: str) -> str:
+    """The cause id of an agent's command: one per (user, idempotency key), never shared."""
+    return "cmd:" + key_of(user_id, idempotency_key)
 
 
 class InvalidCommand(ValueError):
@@ -97,9 +126,15 @@ class Conversation:
     version: int = 0
     published_sequence: int = 0
     owner_id: str | None = None
+    resolved_at: datetime | None = None
+    """When the conversation was last resolved (None while it is open, or resolved before this
+    was recorded)."""
     tags: list[str] = field(default_factory=list)
     topics: list[str] = field(default_factory=list)
-    notes: list[Note] = field(default_factory=list)
+    note_count: int = 0
+    legacy_notes: list[Note] = field(default_factory=list)
+    """Notes an older version embedded in the document: the repository moves them to the notes
+    collection when it next saves the conversation (they are no longer written here)."""
     seen_messages: list[str] = field(default_factory=list)
     recent: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """Cause id -> the events it caused (JSON), oldest cause first, bounded."""
@@ -134,8 +169,12 @@ class Conversation:
 
     # --- messages ---------------------------------------------------------------------------
 
-    def receive(self, message: MessageReceived) -> list[ConversationEvent]:
-        """Apply a normalized message; idempotent on its event id."""
+    def receive(self, message: MessageReceived, seen_before: bool = False) -> list[ConversationEvent]:
+        """Apply a normalized message; idempotent on its event id.
+
+        ``seen_before``: the store remembers this provider message id (a redelivery older than
+        the ids the conversation itself remembers): it is a duplicate.
+        """
         if self.has_applied(message.event_id):
             return self.events_of(message.event_id)
         events: list[ConversationEvent] = []
@@ -148,7 +187,10 @@ class Conversation:
                     queue=self.queue,
                 )
             )
-        if message.provider_message_id not in self.seen_messages or message.content.deleted:
+        duplicate = (seen_before or message.provider_message_id in self.seen_messages) and (
+            not message.content.deleted
+        )
+        if not duplicate:
             events.append(
                 ConversationMessageAdded(
                     **self._next(message.provider_timestamp),
@@ -162,7 +204,13 @@ class Conversation:
             )
             self._saw(message.provider_message_id)
         self.last_activity_at = max(self.last_activity_at, message.provider_timestamp)
-        reopens = message.direction is Direction.INBOUND and message.kind is not MessageKind.REACTION
+        reopens = (
+            message.direction is Direction.INBOUND
+            and message.kind is not MessageKind.REACTION
+            and not duplicate
+            # a message sent before the resolution (a replayed old delivery) does not reopen
+            and (self.resolved_at is None or message.provider_timestamp >= self.resolved_at)
+        )
         if reopens and self.queue is not Queue.NEW:
             events.append(self._status(Queue.NEW, StatusChangeReason.REOPENED, message.provider_timestamp))
         return self._remember(message.event_id, events)
@@ -235,9 +283,20 @@ class Conversation:
         current: list[str] = getattr(self, kind)
         to_add = [x for x in dict.fromkeys(s.strip() for s in add) if x and x not in current]
         to_remove = [x for x in dict.fromkeys(s.strip() for s in remove) if x in current and x not in to_add]
+        if too_long := [x for x in to_add if len(x) > MAX_LABEL_LENGTH]:
+            raise InvalidCommand(
+                "LABEL_TOO_LONG",
+                f"a label has at most {MAX_LABEL_LENGTH} characters ({too_long[0][:20]!r}...)",
+            )
+        after = [x for x in current if x not in to_remove] + to_add
+        if to_add and len(after) > MAX_LABELS[kind]:
+            raise InvalidCommand(
+                f"TOO_MANY_{kind.upper()}",
+                f"a conversation has at most {MAX_LABELS[kind]} {kind} ({len(after)} after this change)",
+            )
         events: list[ConversationEvent] = []
         if to_add or to_remove:
-            current[:] = [x for x in current if x not in to_remove] + to_add
+            current[:] = after
             events.append(
                 ConversationLabelsChanged(
                     **self._next(at),
@@ -255,8 +314,13 @@ class Conversation:
             return self.events_of(cause)
         if not text.strip():
             raise InvalidCommand("EMPTY_NOTE", "a note needs some text")
+        if len(text) > MAX_NOTE_LENGTH:
+            raise InvalidCommand("NOTE_TOO_LONG", f"a note has at most {MAX_NOTE_LENGTH} characters")
+        if self.note_count >= MAX_NOTES:
+            raise InvalidCommand("TOO_MANY_NOTES", f"a conversation has at most {MAX_NOTES} notes")
         note_id = "note_" + hashlib.sha256(f"{self.id}\x1f{cause}".encode()).hexdigest()[:24]
-        self.notes.append(Note(note_id=note_id, author_id=author_id, text=text, created_at=at))
+        # the note itself is kept in the notes collection (from this event), not in the document
+        self.note_count += 1
         event = ConversationNoteAdded(**self._next(at), note_id=note_id, text=text, author_id=author_id)
         return self._remember(cause, [event])
 
@@ -288,6 +352,7 @@ class Conversation:
             **self._next(at), from_queue=self.queue, to_queue=to, reason=reason, actor_id=actor_id
         )
         self.queue = to
+        self.resolved_at = at if to is Queue.RESOLVED else None
         return event
 
     def _assign(
@@ -354,12 +419,10 @@ class Conversation:
             "published_sequence": self.published_sequence,
             "outbox_pending": self.sequence > self.published_sequence,
             "owner_id": self.owner_id,
+            "resolved_at": self.resolved_at,
             "tags": list(self.tags),
             "topics": list(self.topics),
-            "notes": [
-                {"note_id": n.note_id, "author_id": n.author_id, "text": n.text, "created_at": n.created_at}
-                for n in self.notes
-            ],
+            "note_count": self.note_count,
             "seen_messages": list(self.seen_messages),
             # a list keeps insertion order on every store
             "recent": [{"cause": k, "events": v} for k, v in self.recent.items()],
@@ -380,9 +443,11 @@ class Conversation:
             version=doc["version"],
             published_sequence=doc.get("published_sequence", 0),
             owner_id=doc.get("owner_id"),
+            resolved_at=doc.get("resolved_at"),
             tags=list(doc.get("tags", [])),
             topics=list(doc.get("topics", [])),
-            notes=[Note(**n) for n in doc.get("notes", [])],
+            note_count=doc.get("note_count", len(doc.get("notes", []))),
+            legacy_notes=[Note(**n) for n in doc.get("notes", [])],
             seen_messages=list(doc.get("seen_messages", [])),
             recent={r["cause"]: r["events"] for r in doc.get("recent", [])},
         )

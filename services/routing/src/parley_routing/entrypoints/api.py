@@ -16,6 +16,7 @@ from parley_shared.auth import Principal, TokenVerifier
 from parley_shared.channels import KafkaChannelDirectory, KafkaTeamDirectory, role_on_channel
 from pydantic import BaseModel, Field
 
+from parley_routing.adapters.repository import DocumentTooLarge
 from parley_routing.domain.access import (
     Actor,
     Forbidden,
@@ -23,7 +24,14 @@ from parley_routing.domain.access import (
     check_assign,
     check_unassign,
 )
-from parley_routing.domain.model import Conversation, InvalidCommand
+from parley_routing.domain.model import (
+    MAX_LABEL_LENGTH,
+    MAX_NOTE_LENGTH,
+    MAX_TAGS,
+    Conversation,
+    InvalidCommand,
+    command_cause,
+)
 from parley_routing.handlers import ConversationNotFound, ConversationService
 
 
@@ -46,7 +54,7 @@ class ConversationOut(BaseModel):
     owner_id: str | None
     tags: list[str]
     topics: list[str]
-    notes: list[NoteOut]
+    note_count: int = Field(description="How many notes it has (`GET .../notes` lists them).")
     created_at: datetime
     last_activity_at: datetime
     sequence: int
@@ -54,7 +62,12 @@ class ConversationOut(BaseModel):
 
 
 class ConversationDetail(ConversationOut):
+    notes: list[NoteOut] = Field(description="Its internal notes, oldest first.")
     history: list[dict[str, Any]] = Field(description="Every event of the conversation, by sequence.")
+
+
+class NoteList(BaseModel):
+    items: list[NoteOut] = Field(description="The conversation's internal notes, oldest first.")
 
 
 class ConversationPage(BaseModel):
@@ -76,14 +89,14 @@ class AssignCommand(BaseModel):
 
 
 class LabelsCommand(BaseModel):
-    add: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
-        default_factory=list, max_length=50
+    add: list[Annotated[str, Field(min_length=1, max_length=MAX_LABEL_LENGTH)]] = Field(
+        default_factory=list, max_length=MAX_TAGS
     )
-    remove: list[str] = Field(default_factory=list, max_length=50)
+    remove: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=MAX_TAGS)
 
 
 class NoteCommand(BaseModel):
-    text: str = Field(min_length=1, max_length=10_000)
+    text: str = Field(min_length=1, max_length=MAX_NOTE_LENGTH)
 
 
 IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
@@ -144,7 +157,7 @@ def create_api(
             owner_id=conversation.owner_id,
             tags=conversation.tags,
             topics=conversation.topics,
-            notes=[NoteOut(**n.__dict__) for n in conversation.notes],
+            note_count=conversation.note_count,
             created_at=conversation.created_at,
             last_activity_at=conversation.last_activity_at,
             sequence=conversation.sequence,
@@ -178,10 +191,12 @@ def create_api(
     ) -> CommandResult:
         conversation, role = await visible(principal, conversation_id)
         check(conversation, role)
-        cause = f"cmd:{principal.user_id}:{key}"
+        cause = command_cause(principal.user_id, key)
         try:
             updated, events = await service.apply(conversation_id, lambda c: change(c, cause))
         except InvalidCommand as exc:
+            raise ApiError(422, exc.code, str(exc)) from exc
+        except DocumentTooLarge as exc:
             raise ApiError(422, exc.code, str(exc)) from exc
         except ConversationNotFound as exc:
             raise ApiError(404, "CONVERSATION_NOT_FOUND", "no such conversation") from exc
@@ -229,7 +244,16 @@ def create_api(
         """One conversation with its whole history."""
         conversation, role = await visible(principal, conversation_id)
         history = await service.repository.history_of(conversation_id)
-        return ConversationDetail(**out(conversation, role).model_dump(), history=history)
+        notes = [NoteOut(**n.__dict__) for n in await service.repository.notes_of(conversation)]
+        return ConversationDetail(**out(conversation, role).model_dump(), notes=notes, history=history)
+
+    @api.get("/conversations/{conversation_id}/notes", response_model=NoteList, responses=not_found)
+    async def list_notes(principal: Annotated[Principal, caller], conversation_id: str) -> NoteList:
+        """The conversation's internal notes, oldest first (at most 200 per conversation)."""
+        conversation, _ = await visible(principal, conversation_id)
+        return NoteList(
+            items=[NoteOut(**n.__dict__) for n in await service.repository.notes_of(conversation)]
+        )
 
     @api.post("/conversations/{conversation_id}/status", response_model=CommandResult, responses=not_found)
     async def move(
