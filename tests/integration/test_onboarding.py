@@ -8,6 +8,7 @@ Account Activity subscriptions, WhatsApp codes and the requests it received).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -15,6 +16,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from parley_events import Provider, topics
 from parley_onboarding.domain.channels import channel_id_for
@@ -439,9 +441,10 @@ async def test_whatsapp_code_wrong_expired_resent_too_soon_and_too_many_attempts
     assert expired["code"] == "CODE_EXPIRED"
     assert len(stack.recorder.matching("/verify_code")) == asked
 
-    # a new code resets the attempts; the sixth attempt is refused even with the right code
+    # a new code keeps the count (two so far) and gets five tries of its own; the sixth attempt on
+    # it is refused even with the right code
     resent = await wa.step("request-code")
-    assert (resent["step"], resent["code_attempts"]) == ("code_sent", 0)
+    assert (resent["step"], resent["code_attempts"]) == ("code_sent", 2)
     code = await last_code(stack)
     for left in (4, 3, 2, 1, 0):
         refused = await wa.step("verify-code", {"code": wrong(code)}, status=422)
@@ -460,6 +463,39 @@ async def test_whatsapp_code_wrong_expired_resent_too_soon_and_too_many_attempts
     assert [c["account_id"] for c in await stack.call("GET", "/channels")] == [PHONE_ID]
     steps = of_type(await stack.events(topics.CHANNEL_EVENTS), WA_STEP, onboarding_id=wa.id)
     assert [e["step"] for e in steps].count("code_sent") == 3
+
+
+async def test_concurrent_wrong_codes_reach_meta_at_most_five_times_and_a_resend_keeps_the_count(
+    stack: Stack,
+) -> None:
+    """Security #13 finding 12: each attempt is counted (a unique insert) before Meta is asked."""
+    token = await whatsapp_number(stack)
+    wa = await WhatsApp.start(stack)
+    await wa.to_business_verified(token)
+    await wa.step("request-code")
+    code = await last_code(stack)
+
+    async def attempt() -> httpx.Response:
+        return await stack.api.post(
+            f"/v1/whatsapp/onboardings/{wa.id}/verify-code", json={"code": wrong(code)}, headers=stack.admin()
+        )
+
+    answers = await asyncio.gather(*(attempt() for _ in range(10)))
+    assert len(stack.recorder.matching("/verify_code")) == 5
+    assert sorted(a.json()["code"] for a in answers) == ["TOO_MANY_ATTEMPTS"] * 5 + ["WRONG_CODE"] * 5
+    assert all(a.status_code == 422 for a in answers)
+    assert (await wa.get())["code_attempts"] == 5
+
+    # a resend keeps the count; the new code has five tries of its own, and the right one works
+    stack.clock.advance(seconds=61)
+    resent = await wa.step("request-code")
+    assert (resent["step"], resent["code_attempts"]) == ("code_sent", 5)
+    code = await last_code(stack)
+    refused = await wa.step("verify-code", {"code": wrong(code)}, status=422)
+    assert (refused["code"], refused["attempts_left"]) == ("WRONG_CODE", 4)
+    assert (await wa.get())["code_attempts"] == 6
+    assert (await wa.step("verify-code", {"code": code}))["step"] == "activated"
+    assert len(stack.recorder.matching("/verify_code")) == 7
 
 
 async def test_whatsapp_details_are_checked_steps_keep_order_and_landlines_get_a_call(stack: Stack) -> None:

@@ -11,6 +11,7 @@ from parley_onboarding.domain.errors import Conflict, DomainError
 from parley_onboarding.domain.whatsapp import (
     CODE_VALIDITY,
     MAX_CODE_ATTEMPTS,
+    MAX_TOTAL_CODE_ATTEMPTS,
     META_REVIEW_WAIT,
     RESEND_COOLDOWN,
     Actor,
@@ -591,7 +592,8 @@ def test_resend_refused_within_cooldown(elapsed: timedelta) -> None:
     assert retry_after >= (RESEND_COOLDOWN - elapsed).total_seconds()
 
 
-def test_resend_after_cooldown_resets_attempts_and_validity() -> None:
+def test_resend_after_cooldown_keeps_the_count_and_renews_validity() -> None:
+    """Security #13 finding 12: a resend does not reset the attempt count to zero."""
     onboarding = with_code_sent()
     onboarding.code_rejected()
     onboarding.code_rejected()
@@ -599,7 +601,9 @@ def test_resend_after_cooldown_resets_attempts_and_validity() -> None:
     record = onboarding.code_requested(CUSTOMER, resent_at)
     assert record.step is Step.CODE_SENT
     assert record.at == resent_at
-    assert onboarding.code_attempts == 0
+    assert onboarding.code_attempts == 2
+    # the new code has its own allowance, numbered after the attempts already made
+    assert onboarding.attempt_numbers == range(3, 3 + MAX_CODE_ATTEMPTS)
     assert onboarding.code_sent_at == resent_at
     assert [r.step for r in onboarding.history[-2:]] == [Step.CODE_SENT, Step.CODE_SENT]
     # the new code is valid 10 minutes from the resend
@@ -617,3 +621,38 @@ def test_resend_after_too_many_attempts_allows_trying_again() -> None:
         onboarding.check_code_attempt("123456", T0)
     onboarding.code_requested(CUSTOMER, T0 + timedelta(minutes=2))
     onboarding.check_code_attempt("123456", T0 + timedelta(minutes=2))
+
+
+def test_attempt_numbers_of_the_first_code() -> None:
+    onboarding = with_code_sent()
+    assert onboarding.attempt_numbers == range(1, MAX_CODE_ATTEMPTS + 1)
+
+
+def test_a_claimed_attempt_number_counts_once_whatever_the_order() -> None:
+    """Concurrent attempts record the numbers they claimed; a late, lower number changes nothing."""
+    onboarding = with_code_sent()
+    assert onboarding.code_rejected(3) == MAX_CODE_ATTEMPTS - 3
+    assert onboarding.code_rejected(1) == MAX_CODE_ATTEMPTS - 3
+    assert onboarding.code_attempts == 3
+
+
+def test_attempts_over_every_code_are_capped() -> None:
+    """Resending cannot buy unlimited guesses: MAX_TOTAL_CODE_ATTEMPTS over the whole onboarding."""
+    assert MAX_TOTAL_CODE_ATTEMPTS == 15
+    onboarding = with_code_sent()
+    at = T0
+    for _ in range(MAX_TOTAL_CODE_ATTEMPTS // MAX_CODE_ATTEMPTS):
+        for _ in range(MAX_CODE_ATTEMPTS):
+            onboarding.check_code_attempt("123456", at)
+            onboarding.code_rejected()
+        with pytest.raises(DomainError) as exc:
+            onboarding.check_code_attempt("123456", at)
+        assert exc.value.code == "TOO_MANY_ATTEMPTS"
+        at += RESEND_COOLDOWN
+        if onboarding.code_attempts < MAX_TOTAL_CODE_ATTEMPTS:
+            onboarding.code_requested(CUSTOMER, at)
+    assert onboarding.code_attempts == MAX_TOTAL_CODE_ATTEMPTS
+    with pytest.raises(DomainError) as exc:
+        onboarding.code_requested(CUSTOMER, at)
+    assert exc.value.code == "TOO_MANY_ATTEMPTS"
+    assert "contact support" in exc.value.message

@@ -512,14 +512,21 @@ class OnboardingService:
         token = await self._whatsapp_token(onboarding)
         assert onboarding.phone_number_id is not None
         assert onboarding.waba_id is not None
+        # count the attempt before Meta is asked: claiming a number is a unique insert, so
+        # concurrent attempts cannot exceed the allowance (conditional updates are no lock on
+        # FerretDB, docs/storage.md)
+        attempt = await self.stores.claim_code_attempt(onboarding.id, onboarding.attempt_numbers, now)
+        if attempt is None:
+            raise DomainError("TOO_MANY_ATTEMPTS", "every attempt on this code was used; ask for a new one")
         try:
             await self.graph.whatsapp_verify_code(onboarding.phone_number_id, token, code)
         except ProviderError as exc:
             if exc.code in WRONG_CODE_ERRORS:
-                left = onboarding.code_rejected()
-                await self._save_step(onboarding, None)
+                left = await self._code_rejected(onboarding, attempt)
                 raise DomainError("WRONG_CODE", "that code is not right", attempts_left=left) from exc
             raise
+        # reload: concurrent wrong attempts may have saved the onboarding meanwhile
+        onboarding = await self.whatsapp(onboarding.tenant_id, onboarding.id)
         verified = onboarding.phone_verified(actor_id, now)
         await self._save_step(onboarding, verified)
         # register the number for Cloud API messaging with its two-step verification PIN
@@ -545,6 +552,18 @@ class OnboardingService:
         activated = onboarding.activated(channel.id, actor_id, now)
         await self._save_step(onboarding, activated)
         return onboarding
+
+    async def _code_rejected(self, onboarding: WhatsAppOnboarding, attempt: int) -> int:
+        """Record a wrong code under the attempt number claimed for it; the attempts left."""
+        for _ in range(10):
+            current = await self.whatsapp(onboarding.tenant_id, onboarding.id)
+            left = current.code_rejected(attempt)
+            try:
+                await self.stores.whatsapp.save(onboarding_to_doc(current))
+            except VersionConflict:
+                continue
+            return left
+        raise Conflict("CONCURRENT_UPDATE", "the onboarding changed meanwhile; reload it")
 
     async def on_template_status(self, update: TemplateStatusChanged) -> None:
         """Ingest saw Meta's template review: tell the channel's consumers."""

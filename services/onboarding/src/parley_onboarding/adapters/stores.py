@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 from parley_events import ChannelRole, ChannelStatus, Provider
 from parley_shared.mongo import MongoVersionedDocuments
+from pymongo.errors import DuplicateKeyError
 
 from parley_onboarding.domain.channels import Access, Channel, Settings
 from parley_onboarding.domain.teams import Team
@@ -131,10 +133,25 @@ class OnboardingStores:
         self.whatsapp = MongoVersionedDocuments(db["whatsapp_onboardings"])
         self.connections = db["meta_connections"]
         self.credentials = db["channel_credentials"]
+        # one document per WhatsApp code attempt, "<onboarding id>:<n>": the unique _id counts it
+        self.code_attempts = db["whatsapp_code_attempts"]
 
     async def count_teams(self, tenant_id: str) -> int:
         """The tenant's teams that are not deleted (uses ``teams_by_tenant``)."""
         return int(await self.teams.collection.count_documents({"tenant_id": tenant_id, "deleted": False}))
+
+    async def claim_code_attempt(self, onboarding_id: str, numbers: range, at: datetime) -> int | None:
+        """Claim the first free attempt number of ``numbers`` (a unique insert each: atomic on
+        MongoDB and FerretDB alike); None when every one is taken."""
+        for n in numbers:
+            try:
+                await self.code_attempts.insert_one(
+                    {"_id": f"{onboarding_id}:{n}", "onboarding_id": onboarding_id, "n": n, "at": at}
+                )
+            except DuplicateKeyError:
+                continue
+            return n
+        return None
 
     async def ensure_indexes(self) -> None:
         for store in (self.channels, self.teams, self.whatsapp):

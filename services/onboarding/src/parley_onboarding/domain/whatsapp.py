@@ -21,6 +21,9 @@ from parley_onboarding.domain.errors import Conflict, DomainError
 CODE_VALIDITY = timedelta(minutes=10)
 RESEND_COOLDOWN = timedelta(seconds=60)
 MAX_CODE_ATTEMPTS = 5
+# across every code of one onboarding: a resend gives a new code MAX_CODE_ATTEMPTS more tries but
+# never resets the count, so guessing is bounded however often a code is asked for
+MAX_TOTAL_CODE_ATTEMPTS = 3 * MAX_CODE_ATTEMPTS
 META_REVIEW_WAIT = "24-48 hours"
 
 
@@ -140,7 +143,8 @@ class WhatsAppOnboarding:
     phone_number_id: str | None = None
     waba_id: str | None = None
     code_sent_at: datetime | None = None
-    code_attempts: int = 0
+    code_attempts: int = 0  # attempts on every code so far (a resend does not reset it)
+    code_attempts_before: int = 0  # the count when the current code was sent
     badge_approved: bool | None = None
     channel_id: str | None = None
     revision: int = 0
@@ -218,17 +222,37 @@ class WhatsAppOnboarding:
         self._require(Step.BM_REQUEST_APPROVED)
         return self._complete(Step.BUSINESS_VERIFIED, at, by)
 
+    def _out_of_attempts(self) -> DomainError:
+        return DomainError(
+            "TOO_MANY_ATTEMPTS",
+            f"{MAX_TOTAL_CODE_ATTEMPTS} codes tried on this onboarding; contact support",
+            attempts=self.code_attempts,
+        )
+
     def code_requested(self, by: str, at: datetime) -> StepRecord:
-        """A code is (re)sent; resending waits for a cooldown and resets the attempts."""
+        """A code is (re)sent; resending waits for a cooldown. The attempt count is kept: the new
+        code gets up to MAX_CODE_ATTEMPTS tries within the onboarding's MAX_TOTAL_CODE_ATTEMPTS."""
         self._require(Step.BUSINESS_VERIFIED, Step.CODE_SENT)
+        if self.code_attempts >= MAX_TOTAL_CODE_ATTEMPTS:
+            raise self._out_of_attempts()
         if self.code_sent_at is not None and at - self.code_sent_at < RESEND_COOLDOWN:
             wait = int((RESEND_COOLDOWN - (at - self.code_sent_at)).total_seconds()) + 1
             raise DomainError(
                 "RESEND_TOO_SOON", f"wait {wait} seconds before asking for another code", retry_after_s=wait
             )
         self.code_sent_at = at
-        self.code_attempts = 0
+        self.code_attempts_before = self.code_attempts
         return self._complete(Step.CODE_SENT, at, by)
+
+    @property
+    def attempt_numbers(self) -> range:
+        """The attempt numbers (1-based, over the whole onboarding) the current code may use.
+
+        The service claims one of them (a unique insert) before each call to Meta, so concurrent
+        attempts cannot exceed the allowance whatever the order of their saves.
+        """
+        last = min(self.code_attempts_before + MAX_CODE_ATTEMPTS, MAX_TOTAL_CODE_ATTEMPTS)
+        return range(self.code_attempts_before + 1, last + 1)
 
     def check_code_attempt(self, code: str, at: datetime) -> None:
         """Refuse an attempt before asking Meta: bad format, expired code, or too many tries."""
@@ -236,16 +260,19 @@ class WhatsAppOnboarding:
         assert self.code_sent_at is not None
         if at - self.code_sent_at > CODE_VALIDITY:
             raise DomainError("CODE_EXPIRED", "the code is valid for 10 minutes; ask for a new one")
-        if self.code_attempts >= MAX_CODE_ATTEMPTS:
+        if self.code_attempts >= MAX_TOTAL_CODE_ATTEMPTS:
+            raise self._out_of_attempts()
+        if self.code_attempts >= self.attempt_numbers.stop - 1:
             raise DomainError("TOO_MANY_ATTEMPTS", f"{MAX_CODE_ATTEMPTS} wrong codes; ask for a new one")
         if not (len(code) == 6 and _ascii_digits(code)):
             raise DomainError("INVALID_CODE_FORMAT", "the code has 6 digits", field="code")
 
-    def code_rejected(self) -> int:
-        """Meta said the code was wrong; return the attempts left."""
-        self.code_attempts += 1
+    def code_rejected(self, attempt: int | None = None) -> int:
+        """Meta said the code was wrong (``attempt``: the number claimed for it); the attempts left
+        on the current code."""
+        self.code_attempts = max(self.code_attempts + 1 if attempt is None else attempt, self.code_attempts)
         self.revision += 1
-        return MAX_CODE_ATTEMPTS - self.code_attempts
+        return max(0, self.attempt_numbers.stop - 1 - self.code_attempts)
 
     def phone_verified(self, by: str, at: datetime) -> StepRecord:
         self._require(Step.CODE_SENT)
