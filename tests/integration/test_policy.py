@@ -20,6 +20,7 @@ from parley_events import ChannelRole, Provider, topics
 from parley_policy.bootstrap import create_policy_app
 from parley_routing.bootstrap import create_routing_app
 from parley_routing.settings import RoutingSettings
+from parley_shared.auth import AUTOMATION_SCOPE, issue_dev_token
 from starlette.applications import Starlette
 
 from tests.conftest import Infra
@@ -38,6 +39,7 @@ from tests.support.policy import (
     REJECTED,
     REQUESTED,
     SENT,
+    TENANT,
     Sandbox,
     Stack,
     auth,
@@ -189,7 +191,12 @@ async def test_the_24_hour_window_and_the_human_agent_tag_at_their_boundaries(
         not_enabled = await stack.check("conv-plain", human, "ana")
         assert not_enabled.json()["approved"] is False
         assert "HUMAN_AGENT_NOT_ENABLED" in [r["code"] for r in not_enabled.json()["reasons"]]
-        bot = await stack.check("conv-tag", {**human, "sender_type": "automated"}, "ana")
+        service_token = issue_dev_token(JWT, "bot-1", TENANT, [], scopes=[AUTOMATION_SCOPE])
+        bot = await stack.api.post(
+            "/v1/conversations/conv-tag/replies:check",
+            json={**human, "sender_type": "automated"},
+            headers={"authorization": f"Bearer {service_token}"},
+        )
         assert "HUMAN_AGENT_FOR_HUMANS_ONLY" in [r["code"] for r in bot.json()["reasons"]]
 
         stack.clock.now = t0 + timedelta(days=7, seconds=-1)

@@ -75,16 +75,20 @@ def run(
     role: ChannelRole | None = ChannelRole.CONTRIBUTOR,
     chan: ChannelSnapshot | str | None = "default",
     facts: ConversationFacts | None = None,
+    automation: bool | None = None,
 ) -> Decision:
+    """``automation`` (a service principal asks) defaults to whether the request is automated."""
     snapshot = channel(provider, human_agent_tag=human_agent_tag) if chan == "default" else chan
     assert not isinstance(snapshot, str)
+    request = request or ReplyRequest(text="Thanks, we are on it.")
     return decide(
-        request or ReplyRequest(text="Thanks, we are on it."),
+        request,
         facts or ConversationFacts(provider=provider, last_customer_message_at=last),
         snapshot,
         role,
         now,
         APPROVED_TEMPLATES,
+        automation=request.sender_type is SenderType.AUTOMATED if automation is None else automation,
     )
 
 
@@ -491,11 +495,36 @@ def test_contributors_and_supervisors_can_reply(role: ChannelRole, provider: Pro
 
 
 @pytest.mark.parametrize("role", [None, ChannelRole.VIEWER])
-def test_automated_sender_needs_no_role(role: ChannelRole | None) -> None:
+def test_a_service_principal_needs_no_channel_role(role: ChannelRole | None) -> None:
     decision = run(
-        Provider.MESSENGER, ReplyRequest(text="Auto reply", sender_type=SenderType.AUTOMATED), role=role
+        Provider.MESSENGER,
+        ReplyRequest(text="Auto reply", sender_type=SenderType.AUTOMATED),
+        role=role,
+        automation=True,
     )
     assert_approved(decision)
+
+
+@pytest.mark.parametrize("role", [None, ChannelRole.VIEWER, ChannelRole.CONTRIBUTOR, ChannelRole.SUPERVISOR])
+@pytest.mark.parametrize("provider", [*META, Provider.X])
+def test_a_person_declaring_automated_is_refused_whatever_their_role(
+    role: ChannelRole | None, provider: Provider
+) -> None:
+    """Security #13: a Viewer (or anyone) once got replies approved by declaring sender_type automated."""
+    decision = run(
+        provider,
+        ReplyRequest(text="Auto reply", sender_type=SenderType.AUTOMATED),
+        role=role,
+        automation=False,
+    )
+    assert_refused(decision, "AUTOMATION_SCOPE_REQUIRED")
+
+
+def test_a_requester_who_may_not_reply_gets_no_content_checks() -> None:
+    """Who may reply is settled first: a Viewer's text is not even measured."""
+    decision = run(Provider.X, ReplyRequest(text="x" * 20_000), role=ChannelRole.VIEWER)
+    assert_refused(decision, "ROLE_FORBIDDEN")
+    assert decision.length is None
 
 
 @pytest.mark.parametrize(
@@ -517,10 +546,17 @@ def test_all_problems_are_reported_together() -> None:
         Provider.MESSENGER,
         ReplyRequest(text="x" * 2001),
         now=LAST + timedelta(days=2),
+        chan=channel(Provider.MESSENGER, status=ChannelStatus.REAUTH_REQUIRED),
+    )
+    assert_refused(decision, "CHANNEL_INACTIVE", "TOO_LONG", "WINDOW_CLOSED")
+    viewer = run(
+        Provider.MESSENGER,
+        ReplyRequest(text="x" * 2001),
+        now=LAST + timedelta(days=2),
         role=ChannelRole.VIEWER,
         chan=channel(Provider.MESSENGER, status=ChannelStatus.REAUTH_REQUIRED),
     )
-    assert_refused(decision, "CHANNEL_INACTIVE", "ROLE_FORBIDDEN", "TOO_LONG", "WINDOW_CLOSED")
+    assert_refused(viewer, "CHANNEL_INACTIVE", "ROLE_FORBIDDEN")
 
 
 # --- comments --------------------------------------------------------------------------------------

@@ -79,6 +79,10 @@ class ConversationUnknown(LookupError):
     """Policy has seen no message of this conversation (or it is not the caller's)."""
 
 
+class AutomationScopeRequired(PermissionError):
+    """A person's token asked to send as ``automated``: only service principals may."""
+
+
 class PolicyService:
     """Everything policy does, independent of HTTP and Kafka."""
 
@@ -133,25 +137,60 @@ class PolicyService:
             raise ConversationUnknown(conversation_id)
         return doc, self.channels(doc["channel_id"])
 
-    async def check(
-        self, tenant_id: str, user_id: str, is_admin: bool, conversation_id: str, request: ReplyRequest
-    ) -> Decision:
+    async def _requester(
+        self,
+        tenant_id: str,
+        user_id: str,
+        is_admin: bool,
+        conversation_id: str,
+        request: ReplyRequest,
+        automation: bool,
+    ) -> tuple[dict[str, Any], ChannelSnapshot | None, ChannelRole | None]:
+        """The conversation, its channel and the requester's role, once the requester may see it.
+
+        The automated-sender rule comes first, whatever the conversation, so its 403 says nothing
+        about whether the conversation exists; a conversation the requester has no role on is as
+        unknown as one that does not exist (the same 404).
+        """
+        if request.sender_type is SenderType.AUTOMATED and not automation:
+            raise AutomationScopeRequired(conversation_id)
         doc, channel = await self._context(tenant_id, conversation_id)
         role = self._role(tenant_id, user_id, is_admin, doc["channel_id"])
-        if role is None and request.sender_type is SenderType.HUMAN:
+        if role is None and not automation:
             raise ConversationUnknown(conversation_id)  # invisible to this user
+        return doc, channel, role
+
+    async def check(
+        self,
+        tenant_id: str,
+        user_id: str,
+        is_admin: bool,
+        conversation_id: str,
+        request: ReplyRequest,
+        *,
+        automation: bool = False,
+    ) -> Decision:
+        doc, channel, role = await self._requester(
+            tenant_id, user_id, is_admin, conversation_id, request, automation
+        )
         return decide(
-            request, self.store.facts(doc), channel, role, self.clock(), self.templates(doc["channel_id"])
+            request,
+            self.store.facts(doc),
+            channel,
+            role,
+            self.clock(),
+            self.templates(doc["channel_id"]),
+            automation=automation,
         )
 
     def _role(self, tenant_id: str, user_id: str, is_admin: bool, channel_id: str) -> ChannelRole | None:
         return ChannelRole.SUPERVISOR if is_admin else self.role_of(tenant_id, user_id, channel_id)
 
     async def window(
-        self, tenant_id: str, user_id: str, is_admin: bool, conversation_id: str
+        self, tenant_id: str, user_id: str, is_admin: bool, conversation_id: str, *, automation: bool = False
     ) -> dict[str, Any]:
         doc, channel = await self._context(tenant_id, conversation_id)
-        if self._role(tenant_id, user_id, is_admin, doc["channel_id"]) is None:
+        if self._role(tenant_id, user_id, is_admin, doc["channel_id"]) is None and not automation:
             raise ConversationUnknown(conversation_id)
         decision = decide(
             ReplyRequest(text="x"), self.store.facts(doc), channel, ChannelRole.SUPERVISOR, self.clock(), {}
@@ -175,19 +214,29 @@ class PolicyService:
         conversation_id: str,
         request: ReplyRequest,
         key: str,
+        *,
+        automation: bool = False,
     ) -> Outcome:
-        """Decide once per idempotency key, publish the outcome, and queue the delivery."""
+        """Decide once per idempotency key, publish the outcome, and queue the delivery.
+
+        ``automation``: the requester is a service principal (the ``parley:automation`` scope).
+        """
         reply_id = reply_id_for(tenant_id, user_id, key)
-        doc, channel = await self._context(tenant_id, conversation_id)
-        role = self._role(tenant_id, user_id, is_admin, doc["channel_id"])
-        if role is None and request.sender_type is SenderType.HUMAN:
-            raise ConversationUnknown(conversation_id)
+        doc, channel, role = await self._requester(
+            tenant_id, user_id, is_admin, conversation_id, request, automation
+        )
         earlier = await self.store.decision(reply_id)
         if earlier is not None:
             return await self._replay(reply_id, earlier)  # same answer, nothing sent again
         now = self.clock()
         decision = decide(
-            request, self.store.facts(doc), channel, role, now, self.templates(doc["channel_id"])
+            request,
+            self.store.facts(doc),
+            channel,
+            role,
+            now,
+            self.templates(doc["channel_id"]),
+            automation=automation,
         )
         outside = decision.window_closes_at is None or now > decision.window_closes_at
         business_initiated = decision.approved and decision.messaging_type == "TEMPLATE" and outside
@@ -233,6 +282,7 @@ class PolicyService:
             await self.store.record_business_initiated(doc["channel_id"], doc["recipient_id"], now)
         outbox = self._announcements(reply_id, tenant_id, user_id, doc, request, decision, now)
         record = {
+            "requested_by": user_id,
             "approved": decision.approved,
             "messaging_type": decision.messaging_type,
             "tag": decision.tag,
@@ -266,6 +316,7 @@ class PolicyService:
             "channel_id": doc["channel_id"],
             "sender_type": request.sender_type,
             "agent_id": user_id if request.sender_type is SenderType.HUMAN else None,
+            "requested_by": user_id,  # the person or service principal whose token asked
             "occurred_at": now,
         }
         template = (
@@ -496,6 +547,7 @@ class Delivery:
             "channel_id": reply.channel_id,
             "sender_type": reply.sender_type,
             "agent_id": reply.agent_id,
+            "requested_by": reply.requested_by,
         }
         already = await self.store.delivered(reply.reply_id)
         if already is not None:
@@ -574,6 +626,7 @@ class Delivery:
             channel_id=reply.channel_id,
             sender_type=reply.sender_type,
             agent_id=reply.agent_id,
+            requested_by=reply.requested_by,
             provider_message_id=message_id,
             text=reply.text,
             sent_at=self.clock(),

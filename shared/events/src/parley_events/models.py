@@ -510,6 +510,11 @@ class ReplyEvent(Event):
     channel_id: str
     sender_type: SenderType
     agent_id: str | None = None
+    requested_by: str | None = Field(
+        default=None,
+        description="Who asked for the reply: the user id of the person or service principal whose "
+        "token made the request (also for automated replies, which have no agent).",
+    )
     occurred_at: datetime
 
     def key(self) -> str:
@@ -629,6 +634,11 @@ class ReplySent(Event):
     channel_id: str
     sender_type: SenderType
     agent_id: str | None = Field(default=None, description="The user who wrote it, for human replies.")
+    requested_by: str | None = Field(
+        default=None,
+        description="Who asked for the reply: the user id of the person or service principal whose "
+        "token made the request.",
+    )
     provider_message_id: str
     text: str | None = None
     sent_at: datetime

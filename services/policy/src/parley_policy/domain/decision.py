@@ -85,6 +85,16 @@ def _names_an_item(item_id: str | None) -> bool:
     return item_id is not None and item_id.strip() not in ("", ".", "..")
 
 
+AUTOMATION_SCOPE_REQUIRED = Reason(
+    "AUTOMATION_SCOPE_REQUIRED", "automated replies are sent by service principals (parley:automation)"
+)
+
+
+def may_reply(role: ChannelRole | None, automation: bool) -> bool:
+    """Contributors and Supervisors reply; so do service principals, on their tenant's channels."""
+    return automation or (role is not None and role.rank >= ChannelRole.CONTRIBUTOR.rank)
+
+
 def window_closes(facts: ConversationFacts, rule: ReplyRule) -> tuple[datetime | None, datetime | None]:
     last = facts.last_customer_message_at
     if last is None or rule.window is None:
@@ -100,7 +110,12 @@ def decide(
     role: ChannelRole | None,
     now: datetime,
     templates: Mapping[tuple[str, str], TemplateInfo] | None = None,
+    *,
+    automation: bool = False,
 ) -> Decision:
+    """``role`` is the requester's role on the channel; ``automation`` says whether the requester
+    is a service principal (the ``parley:automation`` scope), the only one who may send as
+    ``automated``. Who may reply is settled before any work on the content."""
     reasons: list[Reason] = []
     try:
         rule = rule_for(facts.provider, request.kind)
@@ -119,8 +134,13 @@ def decide(
 
     if channel is None or channel.status is not ChannelStatus.ACTIVE:
         reasons.append(Reason("CHANNEL_INACTIVE", "the channel is not active (reconnect it?)"))
-    if request.sender_type is SenderType.HUMAN and (role is None or role is ChannelRole.VIEWER):
+    if request.sender_type is SenderType.AUTOMATED and not automation:
+        reasons.append(AUTOMATION_SCOPE_REQUIRED)
+    elif not may_reply(role, automation):
         reasons.append(Reason("ROLE_FORBIDDEN", "Viewers cannot reply; Contributors and Supervisors can"))
+    if reasons and reasons[-1].code in ("AUTOMATION_SCOPE_REQUIRED", "ROLE_FORBIDDEN"):
+        # a requester who may not reply learns only that: the content is not even measured
+        return Decision(False, tuple(reasons), None, None, closes, human_closes, None, None)
 
     # content
     length: int | None = None

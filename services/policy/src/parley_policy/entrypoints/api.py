@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from parley_policy.domain.decision import Decision, ReplyRequest, Template
 from parley_policy.domain.length import MAX_TEXT_CHARACTERS
-from parley_policy.handlers import ConversationUnknown, PolicyService
+from parley_policy.handlers import AutomationScopeRequired, ConversationUnknown, PolicyService
 
 
 class TemplateIn(BaseModel):
@@ -59,7 +59,11 @@ class ReplyIn(BaseModel):
     )
     template: TemplateIn | None = None
     tag: str | None = Field(default=None, examples=["HUMAN_AGENT"])
-    sender_type: SenderType = SenderType.HUMAN
+    sender_type: SenderType = Field(
+        default=SenderType.HUMAN,
+        description="`automated` only with a service principal's token (scope `parley:automation`); "
+        "a person's token gets 403 `AUTOMATION_SCOPE_REQUIRED`.",
+    )
     comment_id: str | None = Field(default=None, description="The comment or post answered (comments, X).")
 
     @model_validator(mode="after")
@@ -152,7 +156,14 @@ def create_api(service: PolicyService, verifier: TokenVerifier) -> FastAPI:
     def not_found() -> ApiError:
         return ApiError(404, "CONVERSATION_NOT_FOUND", "no such conversation")
 
-    refused = {
+    def automation_only() -> ApiError:
+        return ApiError(
+            403,
+            "AUTOMATION_SCOPE_REQUIRED",
+            "sender_type automated needs a service principal's token (scope parley:automation)",
+        )
+
+    refused: dict[int | str, dict[str, Any]] = {
         422: {
             "model": ReplyRefused,
             "description": "Invalid input, or the reply was refused.",
@@ -169,7 +180,7 @@ def create_api(service: PolicyService, verifier: TokenVerifier) -> FastAPI:
         "/conversations/{conversation_id}/replies",
         status_code=202,
         response_model=ReplyAccepted,
-        responses={**error_responses(404), **refused},
+        responses={**error_responses(403, 404), **refused},
     )
     async def send_reply(
         principal: Annotated[Principal, caller],
@@ -186,7 +197,10 @@ def create_api(service: PolicyService, verifier: TokenVerifier) -> FastAPI:
                 conversation_id,
                 body.to_request(),
                 key,
+                automation=principal.is_automation,
             )
+        except AutomationScopeRequired as exc:
+            raise automation_only() from exc
         except ConversationUnknown as exc:
             raise not_found() from exc
         if outcome.decision.approved:
@@ -214,7 +228,7 @@ def create_api(service: PolicyService, verifier: TokenVerifier) -> FastAPI:
     @api.post(
         "/conversations/{conversation_id}/replies:check",
         response_model=DecisionOut,
-        responses=error_responses(404),
+        responses=error_responses(403, 404),
     )
     async def check_reply(
         principal: Annotated[Principal, caller], conversation_id: str, body: ReplyIn
@@ -222,8 +236,15 @@ def create_api(service: PolicyService, verifier: TokenVerifier) -> FastAPI:
         """The same decision without sending: reasons, closing times and the messaging type or tag."""
         try:
             decision = await service.check(
-                principal.tenant_id, principal.user_id, principal.is_admin, conversation_id, body.to_request()
+                principal.tenant_id,
+                principal.user_id,
+                principal.is_admin,
+                conversation_id,
+                body.to_request(),
+                automation=principal.is_automation,
             )
+        except AutomationScopeRequired as exc:
+            raise automation_only() from exc
         except ConversationUnknown as exc:
             raise not_found() from exc
         return decision_out(decision)
@@ -238,7 +259,11 @@ def create_api(service: PolicyService, verifier: TokenVerifier) -> FastAPI:
         try:
             return ReplyWindowOut(
                 **await service.window(
-                    principal.tenant_id, principal.user_id, principal.is_admin, conversation_id
+                    principal.tenant_id,
+                    principal.user_id,
+                    principal.is_admin,
+                    conversation_id,
+                    automation=principal.is_automation,
                 )
             )
         except ConversationUnknown as exc:
