@@ -82,6 +82,8 @@ def create_onboarding_app(
     async def on_start(rt: Runtime) -> None:
         service: OnboardingService = holder["service"]
         await service.stores.ensure_indexes()
+        # channels that predate account claims get theirs before the API takes a connect
+        await service.ensure_account_claims()
         rt.state["tasks"] = [
             periodic("token-expiry", settings.token_check_interval_s, service.check_token_expiry)
         ]

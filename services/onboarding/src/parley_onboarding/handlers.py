@@ -7,6 +7,7 @@ Provider calls go through the httpx clients in ``parley_shared.providers``.
 
 from __future__ import annotations
 
+import inspect
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
@@ -23,10 +24,13 @@ from parley_events import (
     TemplateStatusChanged,
     WhatsAppStepChanged,
 )
+from parley_shared.channels import CLAIMING_STATUSES
+from parley_shared.logging import get_logger
 from parley_shared.mongo import VersionConflict
 from parley_shared.providers import ErrorKind, GraphClient, ProviderError, XClient
 from parley_shared.vault import Credential, MongoCredentialStore, TokenVault
 
+from parley_onboarding import metrics
 from parley_onboarding.adapters.stores import (
     OnboardingStores,
     channel_from_doc,
@@ -45,6 +49,12 @@ from parley_onboarding.settings import OnboardingSettings
 
 Publish = Callable[[Event, str], Awaitable[None]]
 Clock = Callable[[], datetime]
+
+log = get_logger(__name__)
+
+STALE_CLAIM_AFTER = timedelta(minutes=10)
+"""How old an account claim must be before a claim whose channel does not hold the account is
+released for another tenant (younger ones may belong to a connect still saving its channel)."""
 
 # WhatsApp Cloud API: the code the customer typed does not match (verify_code).
 WRONG_CODE_ERRORS = {136025}
@@ -135,20 +145,7 @@ class OnboardingService:
         """Connect a new channel, or reconnect the existing one for the same account."""
         now = self.clock()
         channel_id = channel_id_for(tenant_id, provider, account_id)
-        elsewhere = await self.stores.channels.find(
-            {
-                "provider": provider.value,
-                "account_id": account_id,
-                "tenant_id": {"$ne": tenant_id},
-                "status": {"$ne": "disconnected"},
-            }
-        )
-        if elsewhere:
-            # webhooks for an account can reach only one tenant
-            raise Conflict(
-                "ACCOUNT_CONNECTED_ELSEWHERE",
-                f"this {provider.value} account is connected to another Parley tenant",
-            )
+        await self._claim_account(tenant_id, provider, account_id)
         expires = credential.expires_at if credential else None
         scopes = credential.scopes if credential else ()
         for _ in range(10):
@@ -179,6 +176,71 @@ class OnboardingService:
             await self._emit(events)
             return channel
         raise Conflict("CONCURRENT_UPDATE", "the channel keeps changing; try again")
+
+    async def _claim_account(self, tenant_id: str, provider: Provider, account_id: str) -> bool:
+        """Make this tenant's channel the one holder of the account, or refuse (409).
+
+        Webhooks for an account can reach only one tenant. The claim is a unique ``_id`` insert,
+        the one write FerretDB makes atomic, so of two tenants connecting an account at once
+        exactly one wins. A claim whose channel no longer holds the account (a disconnect that
+        stopped before releasing it, a connect that stopped before saving its channel) is
+        released once it is older than :data:`STALE_CLAIM_AFTER`. Returns whether this call
+        inserted the claim (False: the channel held it already).
+        """
+        channel_id = channel_id_for(tenant_id, provider, account_id)
+        for _ in range(3):
+            inserted, holder = await self.stores.claim_account(
+                provider, account_id, channel_id, tenant_id, self.clock()
+            )
+            if holder is None:
+                return inserted
+            if not await self._stale_claim(holder):
+                raise Conflict(
+                    "ACCOUNT_CONNECTED_ELSEWHERE",
+                    f"this {provider.value} account is connected to another Parley tenant",
+                )
+            log.warning(
+                "stale account claim released",
+                provider=provider.value,
+                account_id=account_id,
+                holder=holder["channel_id"],
+            )
+            await self.stores.release_account(provider, account_id, holder["channel_id"])
+        raise Conflict("CONCURRENT_UPDATE", "the account's connection keeps changing; try again")
+
+    async def _stale_claim(self, claim: dict[str, Any]) -> bool:
+        doc = await self.stores.channels.get(claim["channel_id"])
+        if doc is not None and ChannelStatus(doc["status"]) in CLAIMING_STATUSES:
+            return False
+        claimed_at = claim.get("claimed_at")
+        # young claims may belong to a connect or reconnect still saving its channel
+        return not isinstance(claimed_at, datetime) or self.clock() - claimed_at > STALE_CLAIM_AFTER
+
+    async def ensure_account_claims(self) -> int:
+        """Claim the accounts of channels that hold one but predate claims (run on start-up).
+
+        Returns how many claims were created. Two channels holding one account (possible before
+        claims) are logged: the first keeps the claim, the directory attributes the account to
+        neither until one of them is disconnected.
+        """
+        created = 0
+        statuses = [s.value for s in CLAIMING_STATUSES]
+        async for doc in self.stores.channels.collection.find({"status": {"$in": statuses}}):
+            provider = Provider(doc["provider"])
+            inserted, holder = await self.stores.claim_account(
+                provider, doc["account_id"], doc["_id"], doc["tenant_id"], self.clock()
+            )
+            created += int(inserted)
+            if holder is not None:
+                log.error(
+                    "two channels hold one account; disconnect one of them",
+                    provider=provider.value,
+                    account_id=doc["account_id"],
+                    channels=sorted([doc["_id"], holder["channel_id"]]),
+                )
+        if created:
+            log.info("account claims created for existing channels", created=created)
+        return created
 
     async def register(
         self,
@@ -222,11 +284,68 @@ class OnboardingService:
         )
 
     async def disconnect(self, tenant_id: str, channel_id: str, actor_id: str) -> Channel:
-        channel = await self._change_channel(
-            tenant_id, channel_id, lambda c: c.disconnect(actor_id, self.clock())
-        )
+        """Disconnect: the snapshot withdraws the channel from its account in every directory, the
+        app leaves the Page (Meta), then the account's claim is released and the credentials go.
+
+        Repeating it finishes a disconnect that stopped half-way (the snapshot is published again).
+        """
+        emitted: list[Event] = []
+
+        def change(channel: Channel) -> list[Event]:
+            emitted[:] = channel.disconnect(actor_id, self.clock())
+            return emitted
+
+        channel = await self._change_channel(tenant_id, channel_id, change)
+        if not emitted:
+            await self._emit([channel.snapshot()])
+        # unsubscribe before releasing the claim: once released, another tenant may subscribe the Page
+        await self._unsubscribe(channel)
+        await self.stores.release_account(channel.provider, channel.account_id, channel.id)
         await self.credentials.delete(channel_id)
         return channel
+
+    async def _unsubscribe(self, channel: Channel) -> None:
+        """Remove the app from the channel's Page unless another channel still needs the Page.
+
+        A failure never stops the disconnect (the channel is already withdrawn everywhere): it is
+        logged and counted, and the Page's webhooks then reach ingest and are attributed to nobody.
+        """
+        if channel.provider is Provider.MESSENGER:
+            page_id: str | None = channel.account_id
+        elif channel.provider is Provider.INSTAGRAM:
+            page_id = channel.business_account_id
+        else:
+            return  # X and WhatsApp: see docs/onboarding.md
+        if not page_id:
+            return
+        statuses = {"$in": [s.value for s in CLAIMING_STATUSES]}
+        users = await self.stores.channels.find(
+            {"provider": Provider.MESSENGER.value, "account_id": page_id, "status": statuses}, limit=1
+        ) or await self.stores.channels.find(
+            {"provider": Provider.INSTAGRAM.value, "business_account_id": page_id, "status": statuses},
+            limit=1,
+        )
+        if users:
+            log.info("page still serves another channel; app stays subscribed", channel_id=channel.id)
+            return
+        credential = await self.credentials.get(channel.id)
+        outcome = "no_credential"
+        if credential is not None:
+            try:
+                await self.graph.unsubscribe_page(page_id, credential.access_token)
+                outcome = "unsubscribed"
+            except ProviderError as exc:
+                outcome = "failed"
+                log.warning(
+                    "could not unsubscribe the app from the page; disconnected anyway",
+                    channel_id=channel.id,
+                    provider_status=exc.status,
+                    provider_code=exc.code,
+                    kind=exc.kind.value,
+                )
+        if outcome == "no_credential":
+            log.warning("no credential to unsubscribe the app from the page", channel_id=channel.id)
+        metrics.PAGE_UNSUBSCRIBES.labels(provider=channel.provider.value, outcome=outcome).inc()
 
     # --- Meta: Facebook Pages and Instagram ----------------------------------------------------------
 
@@ -349,7 +468,12 @@ class OnboardingService:
         for page_id in page_ids:
             page = pages[page_id]
             token = self.vault.decrypt(page["token"], connection_id)
-            await self.graph.subscribe_page(page_id, token, list(self.settings.page_subscribed_fields))
+            await self._claimed_then(
+                tenant_id,
+                Provider.MESSENGER,
+                page_id,
+                self.graph.subscribe_page(page_id, token, list(self.settings.page_subscribed_fields)),
+            )
             activated.append(
                 await self._upsert_connected(
                     tenant_id=tenant_id,
@@ -363,7 +487,12 @@ class OnboardingService:
         for instagram_id in instagram_ids:
             page = by_instagram[instagram_id]
             token = self.vault.decrypt(page["token"], connection_id)
-            await self.graph.subscribe_page(page["id"], token, list(self.settings.page_subscribed_fields))
+            await self._claimed_then(
+                tenant_id,
+                Provider.INSTAGRAM,
+                instagram_id,
+                self.graph.subscribe_page(page["id"], token, list(self.settings.page_subscribed_fields)),
+            )
             activated.append(
                 await self._upsert_connected(
                     tenant_id=tenant_id,
@@ -376,6 +505,25 @@ class OnboardingService:
                 )
             )
         return activated
+
+    async def _claimed_then(
+        self, tenant_id: str, provider: Provider, account_id: str, subscribe: Awaitable[None]
+    ) -> None:
+        """Claim the account, then subscribe: a tenant that does not hold the account never
+        subscribes the Page, so a disconnect elsewhere cannot unsubscribe it from under it."""
+        try:
+            inserted = await self._claim_account(tenant_id, provider, account_id)
+        except BaseException:
+            if inspect.iscoroutine(subscribe):
+                subscribe.close()  # never awaited
+            raise
+        try:
+            await subscribe
+        except BaseException:
+            if inserted:  # the claim was made for this connect only
+                channel_id = channel_id_for(tenant_id, provider, account_id)
+                await self.stores.release_account(provider, account_id, channel_id)
+            raise
 
     # --- X ---------------------------------------------------------------------------------
 
@@ -690,6 +838,8 @@ class OnboardingService:
                     all_users_role=channel.access.all_users_role,
                     all_teams_role=channel.access.all_teams_role,
                 )
-                await self._change_channel(
-                    tenant_id, channel.id, lambda c, a=access: c.set_access(a, "system", self.clock())
-                )
+
+                def drop_grant(c: Channel, a: Access = access) -> list[Event]:
+                    return c.set_access(a, "system", self.clock())
+
+                await self._change_channel(tenant_id, channel.id, drop_grant)

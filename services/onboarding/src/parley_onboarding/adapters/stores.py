@@ -124,6 +124,11 @@ def onboarding_from_doc(doc: dict[str, Any]) -> WhatsAppOnboarding:
     )
 
 
+def account_claim_id(provider: Provider, account_id: str) -> str:
+    """The ``_id`` of an account's claim: one per (provider, account id), whatever the tenant."""
+    return f"{provider.value}:{account_id}"
+
+
 class OnboardingStores:
     """The collections onboarding owns."""
 
@@ -135,6 +140,8 @@ class OnboardingStores:
         self.credentials = db["channel_credentials"]
         # one document per WhatsApp code attempt, "<onboarding id>:<n>": the unique _id counts it
         self.code_attempts = db["whatsapp_code_attempts"]
+        # one document per claimed account: its unique _id lets exactly one channel hold an account
+        self.account_claims = db["account_claims"]
 
     async def count_teams(self, tenant_id: str) -> int:
         """The tenant's teams that are not deleted (uses ``teams_by_tenant``)."""
@@ -161,3 +168,33 @@ class OnboardingStores:
         )
         await self.teams.collection.create_index([("tenant_id", 1)], name="teams_by_tenant")
         await self.connections.create_index([("created_at", 1)], name="connections_by_age")
+
+    async def claim_account(
+        self, provider: Provider, account_id: str, channel_id: str, tenant_id: str, at: datetime
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """Claim an account for a channel by inserting its claim (a unique ``_id``: atomic on MongoDB
+        and FerretDB alike, docs/storage.md).
+
+        Returns ``(inserted, holder)``: ``holder`` is None when the channel holds the claim now
+        (``inserted`` says whether this call made it), else the claim of the channel holding it.
+        """
+        claim_id = account_claim_id(provider, account_id)
+        for _ in range(5):
+            try:
+                await self.account_claims.insert_one(
+                    {"_id": claim_id, "channel_id": channel_id, "tenant_id": tenant_id, "claimed_at": at}
+                )
+                return True, None
+            except DuplicateKeyError:
+                holder = await self.account_claims.find_one({"_id": claim_id})
+            if holder is None:
+                continue  # released in between: try again
+            return False, (None if holder["channel_id"] == channel_id else holder)
+        raise RuntimeError(f"the claim of {claim_id} keeps changing")
+
+    async def release_account(self, provider: Provider, account_id: str, channel_id: str) -> bool:
+        """Give up an account's claim if this channel holds it; whether a claim was deleted."""
+        result = await self.account_claims.delete_one(
+            {"_id": account_claim_id(provider, account_id), "channel_id": channel_id}
+        )
+        return bool(result.deleted_count)

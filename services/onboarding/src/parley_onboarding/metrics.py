@@ -1,0 +1,12 @@
+"""Onboarding's Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+PAGE_UNSUBSCRIBES = Counter(
+    "parley_onboarding_page_unsubscribes",
+    "Disconnects that removed the app from a Page: unsubscribed, failed (the provider refused or did "
+    "not answer; the disconnect went on) or no_credential.",
+    ["provider", "outcome"],
+)
