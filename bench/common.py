@@ -192,6 +192,7 @@ def stack_env(namespace: str, database: str, **extra: str) -> dict[str, str]:
         "PARLEY_JWT_HS256_SECRET": JWT_SECRET,
         "PARLEY_SHUTDOWN_TIMEOUT_S": "10",
         "PARLEY_LOG_LEVEL": "warning",
+        "PARLEY_METRICS_PORT": "0",
         **extra,
     }
 

@@ -45,7 +45,8 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     for i, (name, port) in enumerate(SERVICES.items()):
-        proc_env = {**env, "PARLEY_HTTP_PORT": str(port)}
+        # /metrics has a port of its own: the API's port plus 1000 (ingest's at :9080)
+        proc_env = {**env, "PARLEY_HTTP_PORT": str(port), "PARLEY_METRICS_PORT": str(port + 1000)}
         # the sandbox takes its address as arguments; the services read PARLEY_HTTP_PORT
         argv = [str(BIN / name), "--port", str(port)] if name == "parley-sandbox" else [str(BIN / name)]
         proc = subprocess.Popen(
@@ -59,7 +60,8 @@ def main() -> int:
         threading.Thread(target=pump, args=(name, COLORS[i % len(COLORS)], proc.stdout), daemon=True).start()
     print(
         "Parley is starting: ingest :8080, onboarding :8081, policy :8082, routing :8083, "
-        "normalizer :8084, provider sandbox :8090. Try `make demo` in another terminal. Ctrl-C stops.",
+        "normalizer :8084, provider sandbox :8090; each /metrics at its port + 1000. "
+        "Try `make demo` in another terminal. Ctrl-C stops.",
         flush=True,
     )
     while not stopping:

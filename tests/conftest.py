@@ -23,6 +23,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# every app a test starts in this process serves /metrics on a port of its own: let the OS pick
+os.environ.setdefault("PARLEY_METRICS_PORT", "0")
+os.environ.setdefault("PARLEY_METRICS_HOST", "127.0.0.1")
+
 
 @dataclass(frozen=True)
 class Infra:

@@ -15,6 +15,7 @@ from parley_ingest.bootstrap import create_ingest_app
 from parley_ingest.settings import IngestSettings
 
 from tests.conftest import Infra
+from tests.support.apps import app_of, scrape_metrics
 from tests.support.kafka import count_records, read_records
 from tests.support.payloads import body_of, messenger_text
 
@@ -191,5 +192,5 @@ async def test_health_readiness_and_metrics_answer(ingest: Any) -> None:
     ready = await client.get("/readyz")
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"] == {"kafka": "ok"}
-    metrics = await client.get("/metrics")
-    assert "parley_ingest_deliveries_total" in metrics.text
+    assert (await client.get("/metrics")).status_code == 404  # not on the public port
+    assert "parley_ingest_deliveries_total" in await scrape_metrics(app_of(client))

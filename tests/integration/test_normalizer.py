@@ -17,7 +17,7 @@ from parley_ingest.entrypoints.cli import replay
 from parley_ingest.settings import IngestSettings, NormalizerSettings
 
 from tests.conftest import Infra
-from tests.support.apps import running
+from tests.support.apps import app_of, running, scrape_metrics
 from tests.support.kafka import count_records, publish_channel, read_records
 from tests.support.payloads import body_of, messenger_text
 
@@ -185,7 +185,7 @@ async def test_unknown_accounts_are_archived_but_not_normalized(infra: Infra, na
         ).status_code == 200
         await ingest.post("/webhooks/meta", content=known, headers=meta_headers(known))
         records = await read_records(infra.kafka, inbound(namespace), until=lambda rs: len(rs) >= 1)
-        metrics = (await normalizer.get("/metrics")).text
+        metrics = await scrape_metrics(app_of(normalizer))
     assert [json.loads(r.value)["provider_message_id"] for r in records] == ["m.known"]
     assert 'parley_normalizer_unknown_accounts_total{provider="messenger"}' in metrics
     assert await count_records(infra.kafka, dlq_name(qualify(topics.WEBHOOKS_RAW.name, namespace))) == 0

@@ -85,6 +85,8 @@ def start_service(
     log_path = log_dir / f"{command}.log"
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")},
+        "PARLEY_METRICS_PORT": "0",
+        "PARLEY_METRICS_HOST": "127.0.0.1",
         **env,
         "PARLEY_HTTP_PORT": str(port),
         "PARLEY_HTTP_HOST": "127.0.0.1",

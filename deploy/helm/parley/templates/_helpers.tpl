@@ -173,6 +173,11 @@ PARLEY_KAFKA_ACK_TIMEOUT_S: {{ include "parley.number" $c.kafkaAckTimeoutSeconds
 PARLEY_CONSUMER_MAX_ATTEMPTS: {{ include "parley.number" $c.consumerMaxAttempts | quote }}
 PARLEY_CONSUMER_RETRY_BACKOFF_S: {{ include "parley.number" $c.consumerRetryBackoffSeconds | quote }}
 PARLEY_CONSUMER_RETRY_BACKOFF_MAX_S: {{ include "parley.number" $c.consumerRetryBackoffMaxSeconds | quote }}
+PARLEY_METRICS_PORT: {{ $c.metricsPort | toString | quote }}
+PARLEY_HTTP_MAX_BODY_BYTES: {{ include "parley.number" $c.httpMaxBodyBytes | quote }}
+PARLEY_HTTP_LIMIT_CONCURRENCY: {{ include "parley.number" $c.httpLimitConcurrency | quote }}
+PARLEY_HTTP_KEEP_ALIVE_TIMEOUT_S: {{ include "parley.number" $c.httpKeepAliveTimeoutSeconds | quote }}
+PARLEY_HTTP_MAX_HEADER_BYTES: {{ include "parley.number" $c.httpMaxHeaderBytes | quote }}
 {{- if $facts.api }}
 {{- with $root.Values.auth.jwksUrl }}
 PARLEY_JWT_JWKS_URL: {{ . | quote }}

@@ -24,6 +24,7 @@ def create_ingest_app(settings: IngestSettings | None = None) -> Starlette:
             settings=settings,
             uses_store=False,
             consumes=False,
+            limit_bodies=False,  # the webhook routes cap bodies themselves and count the refusals
             routes=lambda rt: webhook_routes(settings, rt.publisher, rt.tracing),
         )
     )

@@ -1,20 +1,25 @@
-"""The HTTP surface every process has: /healthz, /readyz and /metrics, and how it is served."""
+"""The HTTP surface every process has: /healthz and /readyz on the API port, /metrics on a port
+of its own, the request-body limit, and how it is served."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from wsgiref.simple_server import WSGIServer
 
 import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import start_wsgi_server
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Lifespan
+from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 from parley_shared.settings import ServiceSettings, load_settings
 
@@ -49,7 +54,7 @@ class Readiness:
 
 
 def ops_routes(readiness: Readiness) -> list[BaseRoute]:
-    """Liveness (the loop answers), readiness (dependencies answer) and Prometheus metrics."""
+    """Liveness (the loop answers) and readiness (dependencies answer); metrics have their own port."""
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -61,14 +66,101 @@ def ops_routes(readiness: Readiness) -> list[BaseRoute]:
             status_code=200 if ok else 503,
         )
 
-    async def metrics(_: Request) -> Response:
-        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
     return [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
     ]
+
+
+@dataclass
+class MetricsServer:
+    """Prometheus's own exposition server on a thread, apart from the API's port and event loop."""
+
+    server: WSGIServer
+    thread: threading.Thread
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    @classmethod
+    def start(cls, host: str, port: int) -> MetricsServer:
+        server, thread = start_wsgi_server(port, addr=host)
+        return cls(server, thread)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+class BodyTooLarge(HTTPException):
+    """The request body passed the process's limit while it streamed in."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit} bytes")
+
+
+class BodySizeLimit:
+    """Refuses a body over ``limit`` bytes with 413 before anything reads it whole.
+
+    A declared Content-Length over the limit is answered at once; a chunked or understated body
+    is counted as it arrives and cut off at the limit. FastAPI reads the body before it runs any
+    dependency, authentication included, so this has to sit in front of every API.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
+                await self._refuse(send)
+                return
+        received = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except BodyTooLarge:
+            if started:
+                raise
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps(
+            {"code": "PAYLOAD_TOO_LARGE", "message": f"the request body is larger than {self.limit} bytes"}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:
@@ -82,18 +174,26 @@ async def http_error_as_json(_: Request, exc: Exception) -> Response:
     does not match the ``/v1`` mount, say), so the process answers it here in the same shape.
     """
     assert isinstance(exc, HTTPException)
-    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}.get(
+        exc.status_code, "HTTP_ERROR"
+    )
     return JSONResponse(
         {"code": code, "message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
     )
 
 
-def build_app(routes: Sequence[BaseRoute], readiness: Readiness, lifespan: Lifespan[Starlette]) -> Starlette:
-    """A Starlette app with the service's routes and the ops routes."""
+def build_app(
+    routes: Sequence[BaseRoute],
+    readiness: Readiness,
+    lifespan: Lifespan[Starlette],
+    max_body_bytes: int | None = None,
+) -> Starlette:
+    """A Starlette app with the service's routes and the ops routes, bodies capped at the limit."""
     return Starlette(
         routes=[*routes, *ops_routes(readiness)],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error_as_json},
+        middleware=[Middleware(BodySizeLimit, limit=max_body_bytes)] if max_body_bytes else [],
     )
 
 
@@ -103,12 +203,16 @@ def serve(
     host: str,
     port: int,
     shutdown_timeout_s: float,
+    settings: ServiceSettings | None = None,
 ) -> None:
     """Run an app factory ("module:function") under uvicorn until SIGTERM or Ctrl-C.
 
     uvicorn drains and runs the lifespan shutdown, then re-raises the signal it caught; the
-    handlers installed here turn that into exit status 0 for a clean, complete shutdown.
+    handlers installed here turn that into exit status 0 for a clean, complete shutdown. The
+    connection limits come from ``settings`` (docs/security.md says which ones the front proxy
+    must add: uvicorn has no timeout for a request's headers or body).
     """
+    limits = settings or ServiceSettings()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
     uvicorn.run(
@@ -120,6 +224,10 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=int(shutdown_timeout_s),
         lifespan="on",
+        limit_concurrency=limits.http_limit_concurrency,
+        timeout_keep_alive=limits.http_keep_alive_timeout_s,
+        h11_max_incomplete_event_size=limits.http_max_header_bytes,
+        server_header=False,
     )
 
 
@@ -131,4 +239,5 @@ def run_service(settings_cls: type[ServiceSettings], app_factory: str) -> None:
         host=settings.http_host,
         port=settings.http_port,
         shutdown_timeout_s=settings.shutdown_timeout_s,
+        settings=settings,
     )

@@ -23,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from parley_shared import mongo
-from parley_shared.http import Readiness, build_app
+from parley_shared.http import MetricsServer, Readiness, build_app
 from parley_shared.kafka import (
     EventPublisher,
     RetryPolicy,
@@ -50,7 +50,15 @@ class Runtime:
     readiness: Readiness
     mongo_client: AsyncMongoClient[dict[str, Any]] | None = None
     tracing: TracerProvider | None = None
+    metrics: MetricsServer | None = None
     state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metrics_url(self) -> str:
+        """Where this process serves /metrics (its own port, not the API's)."""
+        if self.metrics is None:
+            raise RuntimeError(f"{self.service} is not serving metrics (not started)")
+        return f"http://127.0.0.1:{self.metrics.port}/metrics"
 
     @property
     def db(self) -> AsyncDatabase[dict[str, Any]]:
@@ -78,12 +86,55 @@ class ServiceSpec:
     its publishes carry the current trace context in their headers directly, without a span
     per record (measured in docs/performance.md: about a quarter of ingest's time per request)."""
     routes: Callable[[Runtime], Sequence[BaseRoute]] = lambda _rt: ()
+    limit_bodies: bool = True
+    """False only where every route that takes a body enforces its own limit (ingest's webhooks,
+    which count refusals in their own metric)."""
     register: Hook | None = None
     """Adds subscribers to the broker; runs before the broker starts."""
     on_start: Hook | None = None
     """Runs after the broker started (ensure indexes, load read models)."""
     on_stop: Hook | None = None
     """Runs first on shutdown, while the clients are still open."""
+
+
+@contextlib.asynccontextmanager
+async def _clients(spec: ServiceSpec, runtime: Runtime) -> AsyncIterator[None]:
+    """Open the store and the broker, run the service's hooks, and close it all in order."""
+    settings, readiness = runtime.settings, runtime.readiness
+    if spec.uses_store:
+        runtime.mongo_client = mongo.open_client(settings.mongodb_url)
+        client = runtime.mongo_client
+
+        async def store_ready() -> None:
+            await mongo.ping(client)
+
+        readiness.checks["store"] = store_ready
+    if spec.register is not None:
+        await spec.register(runtime)
+    await runtime.broker.start()
+    if spec.on_start is not None:
+        await spec.on_start(runtime)
+    # what exists now (modules, clients, read models) lives as long as the process: keep it
+    # out of the collector's full passes, whose pauses showed up in ingest's p99.9
+    gc.collect()
+    gc.freeze()
+    readiness.started = True
+    log.info("started", port=settings.http_port)
+    try:
+        yield
+    finally:
+        readiness.draining = True
+        log.info("stopping: draining in-flight work")
+        try:
+            if spec.on_stop is not None:
+                await spec.on_stop(runtime)
+            await runtime.broker.stop()
+        finally:
+            if runtime.mongo_client is not None:
+                await runtime.mongo_client.close()
+        if runtime.tracing is not None:
+            runtime.tracing.shutdown()
+        log.info("stopped")
 
 
 def create_app(spec: ServiceSpec) -> Starlette:
@@ -122,41 +173,20 @@ def create_app(spec: ServiceSpec) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        if spec.uses_store:
-            runtime.mongo_client = mongo.open_client(settings.mongodb_url)
-            client = runtime.mongo_client
-
-            async def store_ready() -> None:
-                await mongo.ping(client)
-
-            readiness.checks["store"] = store_ready
-        if spec.register is not None:
-            await spec.register(runtime)
-        await broker.start()
-        if spec.on_start is not None:
-            await spec.on_start(runtime)
-        # what exists now (modules, clients, read models) lives as long as the process: keep it
-        # out of the collector's full passes, whose pauses showed up in ingest's p99.9
-        gc.collect()
-        gc.freeze()
-        readiness.started = True
-        log.info("started", port=settings.http_port)
+        metrics = runtime.metrics = MetricsServer.start(settings.metrics_host, settings.metrics_port)
+        log.info("metrics served", port=metrics.port)
         try:
-            yield
+            async with _clients(spec, runtime):
+                yield
         finally:
-            readiness.draining = True
-            log.info("stopping: draining in-flight work")
-            try:
-                if spec.on_stop is not None:
-                    await spec.on_stop(runtime)
-                await broker.stop()
-            finally:
-                if runtime.mongo_client is not None:
-                    await runtime.mongo_client.close()
-            tracing.shutdown()
-            log.info("stopped")
+            metrics.stop()
 
-    app = build_app(spec.routes(runtime), readiness, lifespan)
+    app = build_app(
+        spec.routes(runtime),
+        readiness,
+        lifespan,
+        max_body_bytes=settings.http_max_body_bytes if spec.limit_bodies else None,
+    )
     app.state.runtime = runtime
     return app
 

@@ -29,6 +29,33 @@ class ServiceSettings(BaseSettings):
     consumer_group_prefix: str = Field(default="parley", description="Prefix of group ids.")
     http_host: str = "0.0.0.0"
     http_port: int = 8080
+    http_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        gt=0,
+        description="Largest request body any API accepts, counted while it streams in and before "
+        "anything parses it or authenticates the caller; larger ones get 413 (docs/security.md).",
+    )
+    http_limit_concurrency: int = Field(
+        default=1000,
+        gt=0,
+        description="Connections and requests served at once by this process; past it uvicorn answers 503.",
+    )
+    http_keep_alive_timeout_s: int = Field(
+        default=5, gt=0, description="An idle keep-alive connection is closed after this many seconds."
+    )
+    http_max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        description="Largest request line plus headers (h11's incomplete-event limit); larger gets 400.",
+    )
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = Field(
+        default=9464,
+        ge=0,
+        le=65535,
+        description="/metrics is served here, on its own port apart from the API (0: any free port, "
+        "for tests), so a network policy can open it to the monitoring system alone.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     kafka_ack_timeout_s: float = Field(default=5.0, gt=0)
