@@ -675,6 +675,7 @@ class OnboardingService:
             raise
         # reload: concurrent wrong attempts may have saved the onboarding meanwhile
         onboarding = await self.whatsapp(onboarding.tenant_id, onboarding.id)
+        assert onboarding.phone_number_id is not None
         verified = onboarding.phone_verified(actor_id, now)
         await self._save_step(onboarding, verified)
         # register the number for Cloud API messaging with its two-step verification PIN
