@@ -8,6 +8,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import bson
 import pytest
 from aiokafka import AIOKafkaProducer
 from parley_events import (
@@ -19,14 +20,27 @@ from parley_events import (
     Direction,
     MessageReceived,
     Provider,
+    Queue,
     ReplySent,
     SenderType,
     TeamSnapshot,
     qualify,
     topics,
 )
-from parley_routing.adapters.repository import MongoConversationRepository
+from parley_routing.adapters.repository import (
+    MAX_DOCUMENT_BYTES,
+    DocumentTooLarge,
+    MongoConversationRepository,
+)
 from parley_routing.bootstrap import create_routing_app
+from parley_routing.domain.model import (
+    MAX_LABEL_LENGTH,
+    MAX_NOTE_LENGTH,
+    MAX_NOTES,
+    MAX_TAGS,
+    MAX_TOPICS,
+    SEEN_MESSAGES_LIMIT,
+)
 from parley_routing.handlers import ConversationService
 from parley_routing.settings import RoutingSettings
 from parley_shared import mongo
@@ -437,3 +451,198 @@ async def test_sequence_numbers_are_gap_free_per_conversation(
     assert by_sequence[9]["type"] == "parley.conversation.owner_cleared.v1"
     assert by_sequence[11]["type"] == "parley.conversation.status_changed.v1"
     assert by_sequence[11]["reason"] == "reopened"
+
+
+# --- security #13 ---------------------------------------------------------------------------------
+
+
+async def test_a_viewer_flooding_labels_and_notes_is_stopped_at_the_caps_and_messages_still_land(
+    infra: Infra, namespace: str, database_url: str
+) -> None:
+    await publish_events(infra.kafka, namespace, channel("ch-1", all_users_role=ChannelRole.VIEWER))
+    async with running(create_routing_app(settings(infra, namespace, database_url))) as api:
+        await publish_events(infra.kafka, namespace, message(1, "conv-flood"))
+        await wait_for_sequence(infra, namespace, "conv-flood", 2)
+        headers = token("viewer")
+        calls = 0
+
+        async def post(path: str, body: dict[str, Any]) -> Any:
+            nonlocal calls
+            calls += 1
+            return await api.post(
+                f"/v1/conversations/conv-flood/{path}",
+                json=body,
+                headers={**headers, "Idempotency-Key": f"flood-{calls}"},
+            )
+
+        # as the attack did: every request adds the longest labels and notes allowed
+        for kind, cap in (("tags", MAX_TAGS), ("topics", MAX_TOPICS)):
+            answers = [
+                await post(kind, {"add": [f"{n:03d}".ljust(MAX_LABEL_LENGTH, "x")]}) for n in range(cap + 3)
+            ]
+            assert [a.status_code for a in answers] == [200] * cap + [422] * 3, answers[-1].text
+            assert {a.json()["code"] for a in answers[cap:]} == {f"TOO_MANY_{kind.upper()}"}
+        too_long = await post("tags", {"add": ["y" * (MAX_LABEL_LENGTH + 1)]})
+        assert too_long.status_code == 422
+        assert too_long.json()["code"] == "VALIDATION_ERROR"
+        notes = [
+            await post("notes", {"text": f"{n} ".ljust(MAX_NOTE_LENGTH, "n")}) for n in range(MAX_NOTES + 2)
+        ]
+        assert [a.status_code for a in notes] == [200] * MAX_NOTES + [422] * 2, notes[-1].text
+        assert notes[-1].json()["code"] == "TOO_MANY_NOTES"
+        listed = await api.get("/v1/conversations/conv-flood/notes", headers=headers)
+        assert listed.status_code == 200
+        assert len(listed.json()["items"]) == MAX_NOTES
+
+        # the customer's next message is still applied (and reopens nothing: it is New)
+        await publish_events(infra.kafka, namespace, message(2, "conv-flood"))
+        last = 2 + MAX_TAGS + MAX_TOPICS + MAX_NOTES + 1
+        events = await wait_for_sequence(infra, namespace, "conv-flood", last)
+        assert [e["type"] for e in events if e["sequence"] == last] == [
+            "parley.conversation.message_added.v1"
+        ]
+        assert (
+            await count_records(infra.kafka, dlq_name(qualify(topics.MESSAGES_INBOUND.name, namespace))) == 0
+        )
+
+    client: Any = mongo.open_client(database_url)
+    try:
+        db = mongo.database(client, database_url)
+        doc = await db["conversations"].find_one({"_id": "conv-flood"})
+        assert doc is not None
+        assert "notes" not in doc
+        assert doc["note_count"] == MAX_NOTES
+        assert len(bson.encode(doc)) < MAX_DOCUMENT_BYTES
+    finally:
+        await client.close()
+
+
+async def test_a_conversation_document_above_the_bound_is_refused_and_nothing_is_written(
+    database_url: str,
+) -> None:
+    client: Any = mongo.open_client(database_url)
+    db = mongo.database(client, database_url)
+    repository = MongoConversationRepository(db["conversations"], db["history"])
+    try:
+        service = ConversationService(repository, _ignore)
+        await service.on_message(message(1, "conv-big"))
+        conversation = await repository.get("conv-big")
+        assert conversation is not None
+        conversation.tags = ["x" * MAX_DOCUMENT_BYTES]  # past every cap: only the guard is left
+
+        with pytest.raises(DocumentTooLarge):
+            await repository.save(conversation)
+        with pytest.raises(DocumentTooLarge):
+            await repository.save_many([conversation])
+
+        stored = await repository.get("conv-big")
+        assert stored is not None
+        assert (stored.version, stored.tags) == (1, [])
+        assert conversation.version == 1
+        assert await db["conversations_commits"].count_documents({"doc_id": "conv-big"}) == 1
+    finally:
+        await client.close()
+
+
+async def test_notes_embedded_by_an_older_version_are_listed_and_moved_out_on_the_next_save(
+    database_url: str,
+) -> None:
+    client: Any = mongo.open_client(database_url)
+    db = mongo.database(client, database_url)
+    repository = MongoConversationRepository(db["conversations"], db["history"])
+    try:
+        service = ConversationService(repository, _ignore)
+        await service.on_message(message(1, "conv-old"))
+        # the document as the previous version wrote it: notes inside, no count
+        old_note = {"note_id": "note_old", "author_id": "sup", "text": "from before", "created_at": T0}
+        await db["conversations"].update_one(
+            {"_id": "conv-old"}, {"$set": {"notes": [old_note]}, "$unset": {"note_count": ""}}
+        )
+        conversation = await repository.get("conv-old")
+        assert conversation is not None
+        assert conversation.note_count == 1
+        assert [n.note_id for n in await repository.notes_of(conversation)] == ["note_old"]
+
+        later = T0 + timedelta(hours=1)
+        await service.apply("conv-old", lambda c: c.add_note("new one", "sup", "cmd-n", later))
+
+        doc = await db["conversations"].find_one({"_id": "conv-old"})
+        assert doc is not None
+        assert "notes" not in doc
+        assert doc["note_count"] == 2
+        assert await db["conversation_notes"].count_documents({"conversation_id": "conv-old"}) == 2
+        reloaded = await repository.get("conv-old")
+        assert reloaded is not None
+        assert [n.text for n in await repository.notes_of(reloaded)] == ["from before", "new one"]
+    finally:
+        await client.close()
+
+
+async def test_a_late_redelivery_is_a_duplicate_and_an_old_message_does_not_reopen(database_url: str) -> None:
+    client: Any = mongo.open_client(database_url)
+    db = mongo.database(client, database_url)
+    published: list[Any] = []
+
+    async def publish(event: Any) -> None:
+        published.append(event)
+
+    resolved_at = T0 + timedelta(days=1)
+    repository = MongoConversationRepository(db["conversations"], db["history"])
+    service = ConversationService(repository, publish, lambda: resolved_at)
+    try:
+        # more messages than the document remembers provider ids of
+        await service.on_messages([message(n, "conv-replay") for n in range(1, SEEN_MESSAGES_LIMIT + 11)])
+        await service.apply("conv-replay", lambda c: c.move(Queue.RESOLVED, "sup", "cmd-r", resolved_at))
+        published.clear()
+
+        # Meta redelivers message 1 days later, after ingest's dedupe window: a new event id
+        replay = message(1, "conv-replay").model_copy(update={"event_id": "msg_conv-replay_1_again"})
+        await service.on_messages([replay])
+        await service.on_message(replay.model_copy(update={"event_id": "msg_conv-replay_1_again_2"}))
+
+        assert published == []
+        conversation = await repository.get("conv-replay")
+        assert conversation is not None
+        assert conversation.queue is Queue.RESOLVED
+
+        # a message never seen but sent before the resolution is recorded and reopens nothing
+        await service.on_messages([message(0, "conv-replay", at=resolved_at - timedelta(hours=1))])
+        assert [e.event_type for e in published] == ["parley.conversation.message_added.v1"]
+        conversation = await repository.get("conv-replay")
+        assert conversation is not None
+        assert conversation.queue is Queue.RESOLVED
+
+        # the ids are forgotten after the retention
+        expired = ConversationService(repository, publish, lambda: resolved_at + timedelta(days=9))
+        assert await expired.prune_seen_messages() == SEEN_MESSAGES_LIMIT + 11
+        assert await db["conversation_seen_messages"].count_documents({}) == 0
+    finally:
+        await client.close()
+
+
+async def test_commands_of_users_and_keys_with_colons_never_share_a_cause(
+    infra: Infra, namespace: str, database_url: str
+) -> None:
+    await publish_events(infra.kafka, namespace, channel("ch-1", all_users_role=ChannelRole.VIEWER))
+    async with running(create_routing_app(settings(infra, namespace, database_url))) as api:
+        await publish_events(infra.kafka, namespace, message(1, "conv-colon"))
+        await wait_for_sequence(infra, namespace, "conv-colon", 2)
+
+        first = await api.post(
+            "/v1/conversations/conv-colon/tags",
+            json={"add": ["first"]},
+            headers={**token("a:b"), "Idempotency-Key": "c"},
+        )
+        second = await api.post(
+            "/v1/conversations/conv-colon/tags",
+            json={"add": ["second"]},
+            headers={**token("a"), "Idempotency-Key": "b:c"},
+        )
+
+    assert first.status_code == second.status_code == 200
+    assert [e["actor_id"] for e in second.json()["events"]] == ["a"]
+    assert second.json()["conversation"]["tags"] == ["first", "second"]
+
+
+async def _ignore(event: Any) -> None:
+    return None
