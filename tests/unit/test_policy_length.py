@@ -58,7 +58,12 @@ def reply(
 ) -> Decision:
     return decide(
         ReplyRequest(kind=kind, text=text, comment_id="c"),  # the comment or post a public reply answers
-        ConversationFacts(provider=provider, last_customer_message_at=LAST),
+        ConversationFacts(
+            provider=provider,
+            last_customer_message_at=LAST,
+            comment_times={"c": LAST},
+            mention_ids=frozenset({"c"}),
+        ),
         channel(provider, text_limit),
         ChannelRole.CONTRIBUTOR,
         NOW,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 
@@ -18,12 +19,15 @@ the API refuses longer text before anything counts it (docs/policy.md)."""
 # host of dot-separated labels ending in a known top-level domain; either runs to the next
 # whitespace. It used to be one regular expression, ``https?://\S+|\b(?:[a-z0-9-]+\.)+(?:com|..)
 # \b\S*``, whose nested repetition backtracks quadratically on text such as "a.a.a.a..." (81 s
-# for 40,000 characters, inside the event loop). The scan below finds the same matches in one
-# pass per whitespace-free run; only bounded patterns are matched at a fixed position.
+# for 40,000 characters, inside the event loop). The scan below finds the same matches in linear
+# time: its patterns match single characters or bounded prefixes, nothing nested.
 _TLDS = ("com", "org", "net", "io", "co", "dev", "app", "ly", "me", "info", "biz", "edu", "gov")
 _SCHEME = re.compile(r"https?://\S", re.IGNORECASE)
-_TLD_AT = re.compile(r"(?:" + "|".join(_TLDS) + r")\b", re.IGNORECASE)
-_LABEL_CHAR = re.compile(r"[a-z0-9-]", re.IGNORECASE)  # as the old pattern's class (Unicode case folding)
+_LABEL = r"[a-z0-9-]"  # IGNORECASE: also the four non-ASCII letters that fold into a-z, as before
+_HOST_START = re.compile(r"\b" + _LABEL, re.IGNORECASE)
+_CHAIN = re.compile(r"(?:" + _LABEL + r"|\.(?!\.))*\.?", re.IGNORECASE)
+"""Dot-separated labels from a position: one pass of single characters, nothing to backtrack."""
+_DOT_BEFORE_TLD = re.compile(r"\.(?=(?:" + "|".join(_TLDS) + r")\b)", re.IGNORECASE)
 _RUN = re.compile(r"\S+")
 URL_WEIGHT = 23
 _ZWJ = "\u200d"
@@ -50,31 +54,26 @@ def _is_word(ch: str) -> bool:
 def _url_start(run: str) -> int | None:
     """Where the first URL of a whitespace-free run starts (it then runs to the run's end), or None.
 
-    Linear: right to left, ``chain_end[p]`` is how far dot-separated labels (no empty label)
-    reach from ``p``, and ``next_tld[p]`` the first position at or after ``p`` that follows a dot
-    and starts a known top-level domain; a host starts at ``p`` if such a position lies within
-    its labels' reach.
+    Linear: every pattern used matches single characters or a bounded prefix, and each host
+    candidate's labels are read once (every later candidate inside them reaches the same end, so
+    it cannot do better and is skipped).
     """
-    n = len(run)
-    label = [_LABEL_CHAR.match(ch) is not None for ch in run]
-    chain_end = [n] * (n + 1)
-    next_tld = [n + 1] * (n + 2)
-    for p in range(n - 1, -1, -1):
-        if not (label[p] or run[p] == "."):
-            chain_end[p] = p
-        elif run[p] == "." and p + 1 < n and run[p + 1] == ".":
-            chain_end[p] = p + 1
-        else:
-            chain_end[p] = chain_end[p + 1]
-        tld_here = p > 0 and run[p - 1] == "." and _TLD_AT.match(run, p) is not None
-        next_tld[p] = p if tld_here else next_tld[p + 1]
-    for p in range(n):
-        if _SCHEME.match(run, p):
+    scheme = _SCHEME.search(run)
+    limit = scheme.start() if scheme else len(run)
+    tlds = [m.start() + 1 for m in _DOT_BEFORE_TLD.finditer(run)]  # where a top-level domain starts
+    position = 0
+    while tlds:
+        start = _HOST_START.search(run, position, limit)
+        if start is None:
+            break
+        p = start.start()
+        chain = _CHAIN.match(run, p)
+        end = chain.end() if chain else p
+        after = bisect.bisect_right(tlds, p)
+        if after < len(tlds) and tlds[after] <= end:
             return p
-        boundary = _is_word(run[p]) != (p > 0 and _is_word(run[p - 1]))
-        if boundary and label[p] and next_tld[p + 1] <= chain_end[p]:
-            return p
-    return None
+        position = end
+    return scheme.start() if scheme else None
 
 
 def x_weighted_length(text: str) -> int:
@@ -103,10 +102,31 @@ def _is_modifier(ch: str) -> bool:
     return ch in _VARIATION_SELECTORS or 0x1F3FB <= ord(ch) <= 0x1F3FF
 
 
+# Runs of characters whose weight needs no look at their neighbours are weighed at C speed: light
+# ones weigh 1 (a digit, # or * only when no keycap follows), others 2 (an emoji only when nothing
+# joins or modifies it, and no flag half); the loop below takes the rest one by one.
+_LIGHT_CLASS = "\x00-\u10ff\u2000-\u200d\u2010-\u201f\u2032-\u2037"  # _LIGHT_RANGES
+_EMOJI_CLASS = "\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff"  # _EMOJI_RANGES
+_SIMPLE = re.compile(
+    "(?:[\x00-\x22\x24-\x29\x2b-\x2f\x3a-\u10ff\u2000-\u200d\u2010-\u201f\u2032-\u2037]"
+    "|[0-9#*](?![\ufe0e\ufe0f]?\u20e3)"
+    "|[^" + _LIGHT_CLASS + _EMOJI_CLASS + "]"
+    "|[\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\U0001f000-\U0001f1e5\U0001f200-\U0001faff]"
+    "(?![\ufe0e\ufe0f\u200d\U0001f3fb-\U0001f3ff]))+"
+)
+_LIGHT = re.compile("[" + _LIGHT_CLASS + "]")
+
+
 def _weigh(segment: str) -> int:
     total = 0
     i, n = 0, len(segment)
     while i < n:
+        simple = _SIMPLE.match(segment, i)
+        if simple is not None:
+            light = len(_LIGHT.findall(segment, i, simple.end()))
+            total += light + 2 * (simple.end() - i - light)
+            i = simple.end()
+            continue
         ch = segment[i]
         if ch in _KEYCAP_BASES:
             # a keycap (1️⃣): the base, an optional variation selector and U+20E3 are one emoji
