@@ -20,6 +20,7 @@ import httpx
 import pytest
 from parley_events import Provider, topics
 from parley_onboarding.domain.channels import channel_id_for
+from parley_onboarding.domain.whatsapp import OPERATOR_STEPS
 from parley_onboarding.settings import DEFAULT_PAGE_FIELDS
 from parley_shared.auth import issue_dev_token
 from parley_shared.sandbox import DEFAULT_META_PERMISSIONS
@@ -27,6 +28,7 @@ from parley_shared.sandbox import DEFAULT_META_PERMISSIONS
 from tests.conftest import Infra
 from tests.support.onboarding import (
     ADMIN,
+    OPERATOR,
     OTHER_TENANT,
     REDIRECT,
     TENANT,
@@ -314,8 +316,19 @@ class WhatsApp:
         assert (created["step"], created["next_actor"], created["history"]) == ("started", "customer", [])
         return cls(stack, created["id"])
 
-    async def step(self, action: str, body: dict[str, Any] | None = None, status: int = 200) -> Any:
-        return await self.stack.call("POST", f"/whatsapp/onboardings/{self.id}/{action}", body, status=status)
+    async def step(
+        self,
+        action: str,
+        body: dict[str, Any] | None = None,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """One step, as the platform operator for the operator's steps and the admin otherwise."""
+        if headers is None:
+            headers = self.stack.operator() if action in OPERATOR_STEPS else self.stack.admin()
+        return await self.stack.call(
+            "POST", f"/whatsapp/onboardings/{self.id}/{action}", body, status=status, headers=headers
+        )
 
     async def get(self) -> Any:
         return await self.stack.call("GET", f"/whatsapp/onboardings/{self.id}")
@@ -366,7 +379,10 @@ async def test_whatsapp_onboarding_through_every_step(stack: Stack) -> None:
 
     final = await wa.get()
     assert [(h["step"], h["next_actor"], h["expected_wait"]) for h in final["history"]] == list(STEPS)
-    assert all(h["by"] == ADMIN for h in final["history"])
+    assert [h["by"] for h in final["history"]] == [
+        OPERATOR if step in ("account_created", "business_verified", "badge_decided") else ADMIN
+        for step, _, _ in STEPS
+    ]
     assert (final["phone_number"], final["display_name"], final["landline"]) == (
         "+14155550123",
         "Acme Support",
@@ -463,6 +479,110 @@ async def test_whatsapp_code_wrong_expired_resent_too_soon_and_too_many_attempts
     assert [c["account_id"] for c in await stack.call("GET", "/channels")] == [PHONE_ID]
     steps = of_type(await stack.events(topics.CHANNEL_EVENTS), WA_STEP, onboarding_id=wa.id)
     assert [e["step"] for e in steps].count("code_sent") == 3
+
+
+async def test_provider_side_whatsapp_steps_need_the_platform_operator(stack: Stack) -> None:
+    """Security #13 finding 7: a tenant admin cannot record what the platform or Meta did."""
+    token = await whatsapp_number(stack)
+    wa = await WhatsApp.start(stack)
+    await wa.step("sign-agreement")
+    await wa.step("accept-terms")
+    await wa.step("submit-details", DETAILS)
+    account = {"phone_number_id": PHONE_ID, "waba_id": WABA_ID, "access_token": token}
+    refused = await wa.step("account-created", account, status=403, headers=stack.admin())
+    assert refused["code"] == "OPERATOR_REQUIRED"
+    assert (await wa.get())["step"] == "details_submitted"
+    assert await stack.db["channel_credentials"].find_one({"_id": f"whatsapp:{wa.id}"}) is None
+    assert await stack.db["waba_claims"].find_one({"_id": WABA_ID}) is None
+    await wa.step("account-created", account)
+    await wa.step("approve-business-manager")
+    for action in ("business-verified",):
+        refused = await wa.step(action, status=403, headers=stack.admin())
+        assert refused["code"] == "OPERATOR_REQUIRED"
+    # the customer's own steps stay the tenant admin's: the operator's token is no admin's
+    refused = await wa.step("approve-business-manager", status=403, headers=stack.operator())
+    assert refused["code"] == "ADMIN_REQUIRED"
+    # another tenant's operator token does not reach this tenant's onboarding
+    other = await wa.step("business-verified", status=404, headers=stack.operator(tenant=OTHER_TENANT))
+    assert other["code"] == "ONBOARDING_NOT_FOUND"
+    await wa.step("business-verified")
+    await wa.step("request-code")
+    await wa.step("verify-code", {"code": await last_code(stack)})
+    await wa.step("profile-completed")
+    await wa.step("request-badge")
+    refused = await wa.step("badge-decided", {"approved": True}, status=403, headers=stack.admin())
+    assert refused["code"] == "OPERATOR_REQUIRED"
+    assert (await wa.step("badge-decided", {"approved": True}))["step"] == "badge_decided"
+
+
+async def test_an_account_whose_number_is_not_in_the_waba_is_refused_and_nothing_is_kept(
+    stack: Stack,
+) -> None:
+    """Security #13 finding 7: Meta must list the number under the WABA for the token given."""
+    token = await whatsapp_number(stack)
+    other_token = f"wa-system-user-{secrets.token_hex(24)}"
+    await stack.whatsapp_number("106540352249999", "102290129349999", other_token)
+    wa = await WhatsApp.start(stack)
+    await wa.step("sign-agreement")
+    await wa.step("accept-terms")
+    await wa.step("submit-details", DETAILS)
+    # the victim's WABA with a number of the caller's (and the caller's own token)
+    mismatch = await wa.step(
+        "account-created",
+        {"phone_number_id": "106540352249999", "waba_id": WABA_ID, "access_token": token},
+        status=422,
+    )
+    assert (mismatch["code"], mismatch["field"]) == ("WABA_NUMBER_MISMATCH", "phone_number_id")
+    # a WABA the token cannot manage
+    foreign = await wa.step(
+        "account-created",
+        {"phone_number_id": PHONE_ID, "waba_id": WABA_ID, "access_token": other_token},
+        status=422,
+    )
+    assert (foreign["code"], foreign["field"]) == ("WABA_NOT_ACCESSIBLE", "waba_id")
+    [listed, *_] = stack.recorder.matching(f"/{WABA_ID}/phone_numbers")
+    assert listed.method == "GET"
+    assert (await wa.get())["step"] == "details_submitted"
+    assert await stack.db["channel_credentials"].find_one({"_id": f"whatsapp:{wa.id}"}) is None
+    assert await stack.db["waba_claims"].count_documents({}) == 0
+    assert await stack.call("GET", "/channels") == []
+    accepted = await wa.step(
+        "account-created", {"phone_number_id": PHONE_ID, "waba_id": WABA_ID, "access_token": token}
+    )
+    assert accepted["step"] == "account_created"
+
+
+async def test_a_waba_claimed_by_one_tenant_cannot_be_claimed_by_another(stack: Stack) -> None:
+    """Security #13 finding 7: one WABA belongs to one tenant (a unique claim document)."""
+    token = await whatsapp_number(stack)
+    account = {"phone_number_id": PHONE_ID, "waba_id": WABA_ID, "access_token": token}
+    first = await WhatsApp.start(stack)
+    for action in ("sign-agreement", "accept-terms"):
+        await first.step(action)
+    await first.step("submit-details", DETAILS)
+    await first.step("account-created", account)
+
+    created = await stack.call(
+        "POST", "/whatsapp/onboardings", status=201, headers=stack.admin("usr-globex-admin", OTHER_TENANT)
+    )
+    second = WhatsApp(stack, created["id"])
+    globex_admin = stack.admin("usr-globex-admin", OTHER_TENANT)
+    for action in ("sign-agreement", "accept-terms"):
+        await second.step(action, headers=globex_admin)
+    await second.step("submit-details", DETAILS, headers=globex_admin)
+    refused = await second.step(
+        "account-created", account, status=409, headers=stack.operator(tenant=OTHER_TENANT)
+    )
+    assert (refused["code"], refused["field"]) == ("WABA_CLAIMED_ELSEWHERE", "waba_id")
+    stored = await stack.db["channel_credentials"].find_one({"_id": f"whatsapp:{second.id}"})
+    assert stored is None
+    assert (await stack.db["waba_claims"].find_one({"_id": WABA_ID}))["tenant_id"] == TENANT
+    # the same tenant may onboard the WABA again (a second onboarding, or a retry)
+    again = await WhatsApp.start(stack)
+    for action in ("sign-agreement", "accept-terms"):
+        await again.step(action)
+    await again.step("submit-details", DETAILS)
+    assert (await again.step("account-created", account))["step"] == "account_created"
 
 
 async def test_concurrent_wrong_codes_reach_meta_at_most_five_times_and_a_resend_keeps_the_count(

@@ -521,6 +521,25 @@ async def test_whatsapp_tokens_are_checked(sandbox: Sandbox) -> None:
     assert (error.code, error.subcode, error.kind) == (190, 467, ErrorKind.REAUTH_REQUIRED)
 
 
+async def test_a_wabas_phone_numbers_are_listed_for_a_token_that_manages_it(sandbox: Sandbox) -> None:
+    """GET /{waba-id}/phone_numbers (security #13 finding 7): every page, only for the WABA's token."""
+    waba = "102290129340398"
+    numbers = [f"10654035224{n:04d}" for n in range(130)]
+    for number_id in numbers:
+        await sandbox.whatsapp_number(phone_number_id=number_id, verified_name="Acme")
+    await sandbox.whatsapp_number(phone_number_id="2222", waba_id="other-waba", token="other-token")
+    listed = await sandbox.graph.whatsapp_phone_numbers(waba, WA_TOKEN)
+    assert [n.id for n in listed] == numbers  # 130 numbers: two result pages
+    assert (listed[0].display_phone_number, listed[0].verified_name) == ("+1 555 010 0001", "Acme")
+    assert [n.id for n in await sandbox.graph.whatsapp_phone_numbers("other-waba", "other-token")] == ["2222"]
+    error = await fails(sandbox.graph.whatsapp_phone_numbers(waba, "other-token"))
+    assert (error.provider, error.code, error.kind) == ("whatsapp", 200, ErrorKind.PERMISSION_MISSING)
+    error = await fails(sandbox.graph.whatsapp_phone_numbers("no-such-waba", WA_TOKEN))
+    assert (error.code, error.subcode) == (100, 33)
+    error = await fails(sandbox.graph.whatsapp_phone_numbers(waba, "not-a-token"))
+    assert (error.code, error.kind) == (190, ErrorKind.REAUTH_REQUIRED)
+
+
 # --------------------------------------------------------------------------- customer-service windows
 
 

@@ -38,6 +38,7 @@ TENANT = "tenant-acme"
 OTHER_TENANT = "tenant-globex"
 ADMIN = "usr-admin"
 AGENT = "usr-agent"
+OPERATOR = "usr-operator"  # the platform operator (role ``operator``): records provider-side steps
 REDIRECT = "https://app.parley.test/oauth/meta/callback"
 X_REDIRECT = "https://app.parley.test/oauth/x/callback"
 X_WEBHOOK = "x-webhook-test"
@@ -170,6 +171,10 @@ class Stack:
 
     def agent(self, user: str = AGENT, tenant: str = TENANT) -> dict[str, str]:
         return auth(user, tenant, admin=False, secret=self.jwt_secret)
+
+    def operator(self, user: str = OPERATOR, tenant: str = TENANT) -> dict[str, str]:
+        """The platform operator's token (role ``operator``, not ``admin``) in ``tenant``."""
+        return {"authorization": f"Bearer {issue_dev_token(self.jwt_secret, user, tenant, ['operator'])}"}
 
     async def call(
         self,

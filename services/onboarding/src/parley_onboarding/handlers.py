@@ -631,6 +631,7 @@ class OnboardingService:
             raise DomainError("MISSING_FIELDS", "phone_number_id, waba_id and access_token are required")
         record = steps[action]()
         if action == "account-created":
+            await self._confirm_waba(onboarding, str(body["access_token"]), now)
             await self.stores.credentials.replace_one(
                 {"_id": f"whatsapp:{onboarding.id}"},
                 {
@@ -641,6 +642,45 @@ class OnboardingService:
             )
         await self._save_step(onboarding, record)
         return onboarding
+
+    async def _confirm_waba(self, onboarding: WhatsAppOnboarding, token: str, now: datetime) -> None:
+        """Before anything is stored: Meta must list the number under the WABA for this token, and
+        the WABA must belong to no other tenant (security #13 finding 7)."""
+        waba_id, number_id = onboarding.waba_id, onboarding.phone_number_id
+        assert waba_id is not None
+        assert number_id is not None
+        try:
+            numbers = await self.graph.whatsapp_phone_numbers(waba_id, token)
+        except ProviderError as exc:
+            if exc.status >= 500 or exc.kind in (ErrorKind.RATE_LIMITED, ErrorKind.RETRYABLE):
+                raise
+            raise DomainError(
+                "WABA_NOT_ACCESSIBLE",
+                f"Meta refused to list the phone numbers of WhatsApp Business Account {waba_id} "
+                "with this token",
+                field="waba_id",
+                provider_code=exc.code,
+            ) from exc
+        if number_id not in {n.id for n in numbers}:
+            raise DomainError(
+                "WABA_NUMBER_MISMATCH",
+                f"phone number {number_id} is not a number of WhatsApp Business Account {waba_id}",
+                field="phone_number_id",
+            )
+        elsewhere = await self.stores.channels.find(
+            {
+                "provider": Provider.WHATSAPP.value,
+                "business_account_id": waba_id,
+                "tenant_id": {"$ne": onboarding.tenant_id},
+                "status": {"$ne": "disconnected"},
+            }
+        )
+        if elsewhere or await self.stores.claim_waba(waba_id, onboarding.tenant_id, onboarding.id, now):
+            raise Conflict(
+                "WABA_CLAIMED_ELSEWHERE",
+                f"WhatsApp Business Account {waba_id} belongs to another Parley tenant",
+                field="waba_id",
+            )
 
     async def _whatsapp_token(self, onboarding: WhatsAppOnboarding) -> str:
         doc = await self.stores.credentials.find_one({"_id": f"whatsapp:{onboarding.id}"})

@@ -215,6 +215,15 @@ class PageInfo:
 
 
 @dataclass(frozen=True)
+class WhatsAppPhoneNumber:
+    """One business phone number of a WhatsApp Business Account, as the Graph API lists it."""
+
+    id: str
+    display_phone_number: str
+    verified_name: str
+
+
+@dataclass(frozen=True)
 class XUser:
     id: str
     username: str
@@ -576,6 +585,39 @@ class GraphClient:
         )
         if data.get("success") is not True:
             raise ProviderError("whatsapp", 200, None, None, f"{action} was not confirmed")
+
+    async def whatsapp_phone_numbers(self, waba_id: str, token: str) -> list[WhatsAppPhoneNumber]:
+        """The business phone numbers of a WhatsApp Business Account, every page of them.
+
+        ``GET /{whatsapp-business-account-id}/phone_numbers`` with a token that can manage the WABA
+        (Graph API reference: WhatsApp Business Account > Phone Numbers; WhatsApp Business
+        Management API, "Manage phone numbers"): ``{"data": [{"id", "display_phone_number",
+        "verified_name", ...}], "paging": {"cursors": {"after"}, "next"}}``. A token without access
+        to the WABA answers a permission error (code 200 or 10), an unknown WABA code 100.
+        """
+        params = {"fields": "id,display_phone_number,verified_name", "limit": "100"}
+        numbers: list[WhatsAppPhoneNumber] = []
+        while True:
+            data = await self._call(
+                "GET", f"{_segment(waba_id)}/phone_numbers", token=token, params=params, provider="whatsapp"
+            )
+            for item in data.get("data") or []:
+                if isinstance(item, dict):
+                    numbers.append(
+                        WhatsAppPhoneNumber(
+                            id=_require_str("whatsapp", 200, item, "id"),
+                            display_phone_number=str(item.get("display_phone_number", "")),
+                            verified_name=str(item.get("verified_name", "")),
+                        )
+                    )
+            paging = data.get("paging")
+            after = None
+            if isinstance(paging, dict) and paging.get("next"):
+                cursors = paging.get("cursors")
+                after = cursors.get("after") if isinstance(cursors, dict) else None
+            if not isinstance(after, str) or not after or after == params.get("after"):
+                return numbers
+            params = {**params, "after": after}
 
     async def whatsapp_request_code(
         self, phone_number_id: str, token: str, method: str, language: str = "en_US"

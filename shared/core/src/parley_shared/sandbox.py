@@ -167,6 +167,7 @@ class WhatsAppNumber:
     display_phone_number: str
     waba_id: str
     token: str
+    verified_name: str = "Parley sandbox business"
     verified: bool = False
     registered: bool = False
     pin: str | None = None
@@ -934,6 +935,45 @@ class _Providers:
             )
         return number
 
+    def waba_phone_numbers(self, call: Incoming) -> Reply:
+        """``GET /{waba-id}/phone_numbers``: the WABA's numbers, for a token that can manage it."""
+        token = self.meta_token(call)
+        waba_id = call.path("node")
+        numbers = [n for n in self.state.whatsapp_numbers.values() if n.waba_id == waba_id]
+        if not numbers:
+            raise _unknown_object(waba_id)
+        if token.kind != "system" or waba_id not in token.waba_ids:
+            raise GraphFailure(
+                403, 200, None, "(#200) You do not have permission to access this WhatsApp Business Account"
+            )
+        fields = _split_fields(str(call.params.get("fields") or "verified_name,display_phone_number,id"))
+        try:
+            limit = max(1, min(100, int(call.params.get("limit") or 25)))
+        except ValueError:
+            raise GraphFailure(400, 100, None, "(#100) Param limit must be a number") from None
+        start = _uncursor(str(call.params["after"])) + 1 if call.params.get("after") else 0
+        rows = []
+        for number in numbers[start : start + limit]:
+            full = {
+                "id": number.id,
+                "display_phone_number": number.display_phone_number,
+                "verified_name": number.verified_name,
+                "code_verification_status": "VERIFIED" if number.verified else "NOT_VERIFIED",
+                "quality_rating": "GREEN",
+                "platform_type": "CLOUD_API" if number.registered else "NOT_APPLICABLE",
+            }
+            row = {name: full[name] for name in fields if name in full}
+            row.setdefault("id", number.id)
+            rows.append(row)
+        body: dict[str, Any] = {"data": rows}
+        if rows:
+            last = start + len(rows) - 1
+            paging: dict[str, Any] = {"cursors": {"before": _cursor(start), "after": _cursor(last)}}
+            if last + 1 < len(numbers):
+                paging["next"] = str(call.request.url.include_query_params(after=_cursor(last), limit=limit))
+            body["paging"] = paging
+        return Reply(body)
+
     def whatsapp_send(self, call: Incoming) -> Reply:
         number = self.whatsapp_context(call)
         params = call.params
@@ -1502,6 +1542,7 @@ class _Admin:
             display_phone_number=_opt_str(data, "display_phone_number") or "+1 555 0100",
             waba_id=_req_str(data, "waba_id"),
             token=_req_str(data, "token"),
+            verified_name=_opt_str(data, "verified_name") or "Parley sandbox business",
             verified=_flag(data, "verified"),
             registered=_flag(data, "registered"),
             pin=_opt_str(data, "pin"),
@@ -1733,6 +1774,7 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         graph("/{node}/messages", api.messages, post, send=True),
         graph("/{node}/comments", api.comments, post, send=True),
         graph("/{node}/replies", api.replies, post, send=True),
+        graph("/{node}/phone_numbers", api.waba_phone_numbers, get),
         graph("/{node}/request_code", api.request_code, post),
         graph("/{node}/verify_code", api.verify_code, post),
         graph("/{node}/register", api.register, post),

@@ -140,12 +140,28 @@ class OnboardingStores:
         self.credentials = db["channel_credentials"]
         # one document per WhatsApp code attempt, "<onboarding id>:<n>": the unique _id counts it
         self.code_attempts = db["whatsapp_code_attempts"]
+        # one document per WhatsApp Business Account, _id = the WABA id: one tenant per WABA
+        self.waba_claims = db["waba_claims"]
         # one document per claimed account: its unique _id lets exactly one channel hold an account
         self.account_claims = db["account_claims"]
 
     async def count_teams(self, tenant_id: str) -> int:
         """The tenant's teams that are not deleted (uses ``teams_by_tenant``)."""
         return int(await self.teams.collection.count_documents({"tenant_id": tenant_id, "deleted": False}))
+
+    async def claim_waba(
+        self, waba_id: str, tenant_id: str, onboarding_id: str, at: datetime
+    ) -> dict[str, Any] | None:
+        """Claim a WABA for a tenant (a unique ``_id`` insert); None when the tenant holds it now,
+        else the claim of the tenant that does."""
+        try:
+            await self.waba_claims.insert_one(
+                {"_id": waba_id, "tenant_id": tenant_id, "onboarding_id": onboarding_id, "claimed_at": at}
+            )
+            return None
+        except DuplicateKeyError:
+            holder = await self.waba_claims.find_one({"_id": waba_id})
+        return None if holder is None or holder["tenant_id"] == tenant_id else dict(holder)
 
     async def claim_code_attempt(self, onboarding_id: str, numbers: range, at: datetime) -> int | None:
         """Claim the first free attempt number of ``numbers`` (a unique insert each: atomic on

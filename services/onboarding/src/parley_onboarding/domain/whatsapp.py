@@ -73,6 +73,14 @@ NEXT: dict[Step, tuple[Actor, str | None]] = {
     Step.TEMPLATES_SUBMITTED: (Actor.META, META_REVIEW_WAIT),
 }
 
+# The steps only the platform operator (role ``operator``) may record: what the platform or Meta
+# did, which a tenant admin could otherwise claim. Creating the account names the WABA, the number
+# and the token (security #13 finding 7); business verification and the badge are Meta's verdicts.
+# Activation is never recorded by hand: it follows from Meta accepting the code. The customer keeps
+# the agreement, terms, details, the Business Manager approval, the code, profile, badge request
+# and templates.
+OPERATOR_STEPS = frozenset({"account-created", "business-verified", "badge-decided"})
+
 # the step a transition requires -> the step it completes
 ORDER: list[Step] = list(Step)
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from parley_onboarding.domain.channels import Access, Channel
 from parley_onboarding.domain.errors import DomainError
 from parley_onboarding.domain.teams import Team
-from parley_onboarding.domain.whatsapp import WhatsAppOnboarding
+from parley_onboarding.domain.whatsapp import OPERATOR_STEPS, WhatsAppOnboarding
 from parley_onboarding.handlers import OnboardingService
 
 
@@ -299,8 +299,17 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
     ) -> OnboardingOut:
         """One step: sign-agreement, accept-terms, submit-details, account-created, approve-business-manager,
         business-verified, request-code, verify-code, profile-completed, request-badge, badge-decided,
-        submit-templates."""
-        admin(principal)
+        submit-templates. account-created, business-verified and badge-decided record what the platform
+        or Meta did: only the platform operator (role ``operator``) may record them, 403 otherwise."""
+        if action in OPERATOR_STEPS:
+            if not principal.is_operator:
+                raise ApiError(
+                    403,
+                    "OPERATOR_REQUIRED",
+                    f"only the platform operator records the {action} step; a tenant admin cannot",
+                )
+        else:
+            admin(principal)
         return onboarding_out(
             await service.whatsapp_step(
                 principal.tenant_id, onboarding_id, action, body or {}, principal.user_id
