@@ -12,12 +12,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from parley_events import ChannelRole, Provider, topics
+from parley_events import ChannelRole, MessageKind, Provider, topics
 from parley_shared.auth import AUTOMATION_SCOPE, issue_dev_token
 
 from tests.conftest import Infra
+from tests.support.kafka import eventually
 from tests.support.policy import (
     APPROVED,
+    GRAPH,
     JWT,
     OTHER_TENANT,
     REQUESTED,
@@ -162,3 +164,55 @@ async def test_check_answers_no_access_exactly_as_no_such_conversation(
         assert all(a == answers[0] for a in answers), answers
         # the same conversation is there for a Contributor
         assert (await stack.check("conv-1", text, "ana")).json()["approved"] is True
+
+
+async def test_a_public_reply_answers_only_a_comment_or_post_of_its_conversation(
+    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+) -> None:
+    """Finding 9: any comment_id was accepted, so a Contributor could post as the brand anywhere."""
+    t0 = start_time()
+    messenger = channel("ch-m", Provider.MESSENGER, PAGE, user_access={"ana": ChannelRole.CONTRIBUTOR})
+    x = channel("ch-x", Provider.X, "1500000000000000001", user_access={"ana": ChannelRole.CONTRIBUTOR})
+
+    async def setup(sandbox: Sandbox) -> list[Any]:
+        return [(messenger, await sandbox.page(PAGE)), (x, None)]
+
+    def public(snapshot: Any, conversation: str, item: str, kind: MessageKind) -> Any:
+        message = inbound(snapshot, conversation, "2400000000000009", t0)
+        return message.model_copy(
+            update={"kind": kind, "provider_message_id": item, "event_id": f"msg_{item}"}
+        )
+
+    async with policy_stack(
+        infra, namespace, database_url, mongo_db, setup, now=t0 + timedelta(minutes=1)
+    ) as stack:
+        await stack.publish(
+            public(messenger, "conv-post-1", "post1_c1", MessageKind.COMMENT),
+            public(messenger, "conv-post-2", "post2_c9", MessageKind.COMMENT),
+            public(x, "conv-x-1", "1790000000000000001", MessageKind.MENTION),
+        )
+        answer = {"kind": "comment", "text": "Thanks!", "comment_id": "post1_c1"}
+        mention = {"kind": "mention", "text": "On it!", "comment_id": "1790000000000000001"}
+
+        async def recorded() -> bool:
+            comment = await stack.check("conv-post-1", answer, "ana")
+            tweet = await stack.check("conv-x-1", mention, "ana")
+            other = await stack.check("conv-post-2", {**answer, "comment_id": "post2_c9"}, "ana")
+            return all(r.status_code == 200 and r.json()["approved"] for r in (comment, tweet, other))
+
+        await eventually(recorded)
+
+        for conversation, body in [
+            ("conv-post-1", {**answer, "comment_id": "post2_c9"}),  # another conversation's comment
+            ("conv-post-1", {**answer, "comment_id": "1234567890_987654321"}),  # any post on Facebook
+            ("conv-x-1", {**mention, "comment_id": "1790000000000000999"}),  # any tweet
+        ]:
+            refused = await stack.reply(conversation, body, "ana")
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["code"] == "COMMENT_NOT_FOUND"
+        accepted = await stack.reply("conv-post-1", answer, "ana")
+        assert accepted.status_code == 202, accepted.text
+        reply_id = accepted.json()["decision_id"]
+        await stack.events(topics.REPLIES, lambda evs: bool(of_type(evs, SENT, reply_id=reply_id)))
+        calls = await stack.sandbox.accepted("/comments")
+        assert [c["path"] for c in calls] == [f"/{GRAPH}/post1_c1/comments"], calls

@@ -582,7 +582,8 @@ def test_public_comment_reply_has_no_window(
     provider: Provider, age: timedelta, last: datetime | None
 ) -> None:
     request = ReplyRequest(kind="comment", text="Thanks!", comment_id="c_1")
-    decision = run(provider, request, last=last, now=COMMENT_AT + age)
+    facts = ConversationFacts(provider, last, comment_times={"c_1": COMMENT_AT})
+    decision = run(provider, request, facts=facts, now=COMMENT_AT + age)
     assert_approved(decision)
     assert decision.window_closes_at is None
     assert decision.human_agent_window_closes_at is None
@@ -669,6 +670,48 @@ def test_a_public_reply_names_the_comment_or_post_it_answers(
     assert_refused(decision, "COMMENT_REQUIRED")
 
 
+@pytest.mark.parametrize(
+    ("provider", "kind", "comment_id"),
+    [
+        (Provider.MESSENGER, "comment", "c_elsewhere"),  # a comment under some other post
+        (Provider.INSTAGRAM, "comment", "c_elsewhere"),
+        (Provider.X, "mention", "1790000000000000999"),  # any tweet at all
+        (Provider.X, "mention", "c_1"),  # ids are not shared across conversations' kinds by accident
+    ],
+)
+def test_a_public_reply_answers_only_an_item_of_its_own_conversation(
+    provider: Provider, kind: str, comment_id: str
+) -> None:
+    """Security #13: a Contributor could post as the brand under any post or tweet by naming it."""
+    facts = ConversationFacts(
+        provider, LAST, comment_times={"c_1": COMMENT_AT}, mention_ids=frozenset({"1790000000000000001"})
+    )
+    if comment_id == "c_1":
+        facts = ConversationFacts(provider, LAST, mention_ids=frozenset({"1790000000000000001"}))
+    decision = run(provider, ReplyRequest(kind=kind, text="Thanks!", comment_id=comment_id), facts=facts)
+    assert_refused(decision, "COMMENT_NOT_FOUND")
+
+
+@pytest.mark.parametrize(
+    ("provider", "kind", "comment_id"),
+    [
+        (Provider.MESSENGER, "comment", "c_1"),
+        (Provider.INSTAGRAM, "comment", "c_1"),
+        (Provider.INSTAGRAM, "comment", "1790000000000000001"),  # a mention in a comment
+        (Provider.X, "mention", "1790000000000000001"),
+    ],
+)
+def test_a_public_reply_to_an_item_of_its_own_conversation_is_approved(
+    provider: Provider, kind: str, comment_id: str
+) -> None:
+    facts = ConversationFacts(
+        provider, LAST, comment_times={"c_1": COMMENT_AT}, mention_ids=frozenset({"1790000000000000001"})
+    )
+    assert_approved(
+        run(provider, ReplyRequest(kind=kind, text="Thanks!", comment_id=comment_id), facts=facts)
+    )
+
+
 def test_private_reply_is_not_bound_to_the_dm_window() -> None:
     """A private reply depends on the comment's age, not on the customer's last direct message."""
     decision = run(
@@ -691,7 +734,8 @@ def test_x_has_no_window(kind: str, last: datetime | None) -> None:
     request = ReplyRequest(
         kind=kind, text="On it!", comment_id="1790000000000000001" if kind == "mention" else None
     )
-    decision = run(Provider.X, request, last=last, now=LAST + timedelta(days=30))
+    facts = ConversationFacts(Provider.X, last, mention_ids=frozenset({"1790000000000000001"}))
+    decision = run(Provider.X, request, facts=facts, now=LAST + timedelta(days=30))
     assert_approved(decision)
     assert decision.window_closes_at is None
     assert decision.human_agent_window_closes_at is None

@@ -41,6 +41,9 @@ class PolicyStore:
         comments = dict(doc.get("comments", {}))
         if message.kind is MessageKind.COMMENT:
             comments[message.provider_message_id] = message.provider_timestamp
+        mentions = list(doc.get("mentions", []))
+        if message.kind is MessageKind.MENTION and message.provider_message_id not in mentions:
+            mentions.append(message.provider_message_id)  # public replies may answer only these
         last = doc.get("last_customer_message_at")
         opens = message.kind is MessageKind.DIRECT  # comments and mentions open no messaging window
         newer = opens and (last is None or message.provider_timestamp > last)
@@ -56,6 +59,7 @@ class PolicyStore:
                 "recipient_id": doc.get("recipient_id") or recipient,
                 "last_customer_message_at": message.provider_timestamp if newer else last,
                 "comments": comments,
+                "mentions": mentions,
                 "private_replied": doc.get("private_replied", []),
             },
             upsert=True,
@@ -72,6 +76,7 @@ class PolicyStore:
             last_customer_message_at=doc.get("last_customer_message_at"),
             private_replied_comments=frozenset(doc.get("private_replied", [])),
             comment_times=dict(doc.get("comments", {})),
+            mention_ids=frozenset(doc.get("mentions", [])),
         )
 
     async def mark_private_replied(self, conversation_id: str, comment_id: str) -> None:

@@ -54,6 +54,12 @@ class ConversationFacts:
     last_customer_message_at: datetime | None
     private_replied_comments: frozenset[str] = frozenset()
     comment_times: Mapping[str, datetime] = field(default_factory=dict)
+    mention_ids: frozenset[str] = frozenset()
+    """The customers' posts of this conversation that mention the account (X, Instagram)."""
+
+    def has_item(self, item_id: str) -> bool:
+        """Is this comment or post one of the conversation's own (a public reply may answer it)?"""
+        return item_id in self.comment_times or item_id in self.mention_ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,10 +185,16 @@ def decide(
     # windows and tags
     messaging_type: str | None = None
     tag: str | None = None
-    if request.kind in ANSWERS_A_POST and not _names_an_item(request.comment_id):
-        reasons.append(
-            Reason("COMMENT_REQUIRED", f"a {request.kind} reply names the comment or post in comment_id")
-        )
+    if request.kind in ANSWERS_A_POST:
+        if not _names_an_item(request.comment_id):
+            reasons.append(
+                Reason("COMMENT_REQUIRED", f"a {request.kind} reply names the comment or post in comment_id")
+            )
+        elif not facts.has_item(request.comment_id or ""):
+            # the brand answers only what was said in this conversation, never any post it can name
+            reasons.append(
+                Reason("COMMENT_NOT_FOUND", "a public reply answers a comment or post of this conversation")
+            )
     if request.kind == "private_reply":
         comment_at = facts.comment_times.get(request.comment_id or "")
         if request.comment_id is None or comment_at is None:
