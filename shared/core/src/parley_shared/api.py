@@ -133,6 +133,6 @@ def principal_dependency(verifier: TokenVerifier) -> Callable[..., Awaitable[Pri
     async def principal(
         request: Request, _credentials: HTTPAuthorizationCredentials | None = scheme
     ) -> Principal:
-        return verifier.verify(request.headers.get("authorization"))
+        return await verifier.verify(request.headers.get("authorization"))
 
     return principal

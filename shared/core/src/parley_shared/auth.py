@@ -10,9 +10,13 @@ URL. Every read and write is scoped to the token's tenant.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import jwt
 from pydantic import Field, SecretStr, model_validator
 
@@ -24,13 +28,34 @@ class ApiSettings(ServiceSettings):
 
     jwt_hs256_secret: SecretStr | None = Field(default=None, description="Development signing secret.")
     jwt_jwks_url: str | None = Field(default=None, description="Production: where the signing keys are.")
-    jwt_audience: str | None = None
-    jwt_issuer: str | None = None
+    jwt_audience: str | None = Field(default=None, description="Required with a JWKS URL.")
+    jwt_issuer: str | None = Field(default=None, description="Required with a JWKS URL.")
+    jwt_jwks_cache_s: float = Field(
+        default=300.0, gt=0, description="How long fetched signing keys are used before a refetch."
+    )
+    jwt_jwks_min_refetch_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="A token naming an unknown key id refetches the keys at most once per this many seconds.",
+    )
 
     @model_validator(mode="after")
     def _one_key_source(self) -> ApiSettings:
         if self.jwt_hs256_secret is None and self.jwt_jwks_url is None:
             raise ValueError("set PARLEY_JWT_HS256_SECRET (development) or PARLEY_JWT_JWKS_URL (production)")
+        if self.jwt_jwks_url is not None:
+            missing = [
+                name
+                for name, value in (
+                    ("PARLEY_JWT_AUDIENCE", self.jwt_audience),
+                    ("PARLEY_JWT_ISSUER", self.jwt_issuer),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(
+                    f"PARLEY_JWT_JWKS_URL needs {' and '.join(missing)}: tokens are checked against both"
+                )
         if self.jwt_hs256_secret is not None and len(self.jwt_hs256_secret.get_secret_value()) < 32:
             raise ValueError("PARLEY_JWT_HS256_SECRET must be at least 32 characters (RFC 7518 3.2)")
         return self
@@ -70,25 +95,98 @@ class Principal:
         return AUTOMATION_SCOPE in self.scopes
 
 
+ASYMMETRIC = frozenset({"RS256", "ES256", "EdDSA"})
+
+
+class JwksKeys:
+    """The signing keys at a JWKS URL, fetched without blocking the event loop and cached.
+
+    Keys are used for ``cache_s``, then refetched on the next use (the old keys stay in use if
+    the fetch fails). A token naming a key id the cache lacks refetches at most once per
+    ``min_refetch_s``, so forged key ids cannot make Parley hammer the identity provider; until
+    then such a token is refused. One fetch at a time (a lock), each with its own short-lived
+    client: fetches are rare, and nothing is left open.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        cache_s: float = 300.0,
+        min_refetch_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.cache_s = cache_s
+        self.min_refetch_s = min_refetch_s
+        self.clock = clock
+        self.timeout_s = timeout_s
+        self.fetches = 0
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at: float | None = None
+        self._lock = asyncio.Lock()
+
+    async def key(self, kid: str) -> jwt.PyJWK | None:
+        async with self._lock:
+            now = self.clock()
+            stale = self._fetched_at is None or now - self._fetched_at >= self.cache_s
+            unknown = kid not in self._keys
+            may_refetch = self._fetched_at is None or now - self._fetched_at >= self.min_refetch_s
+            if stale or (unknown and may_refetch):
+                await self._fetch(now)
+            return self._keys.get(kid)
+
+    async def _fetch(self, now: float) -> None:
+        self.fetches += 1
+        self._fetched_at = now  # a failed fetch also waits for the next interval
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+                response = await client.get(self.url)
+                response.raise_for_status()
+                document = response.json()
+        except (httpx.HTTPError, ValueError):
+            return  # keep the keys we have
+        keys: dict[str, jwt.PyJWK] = {}
+        for entry in document.get("keys", []) if isinstance(document, dict) else []:
+            try:
+                key = jwt.PyJWK(entry)
+            except (jwt.PyJWTError, TypeError, ValueError):
+                continue  # a key of a type or algorithm Parley does not use
+            if isinstance(entry.get("kid"), str) and key.algorithm_name in ASYMMETRIC:
+                keys[entry["kid"]] = key
+        if keys:
+            self._keys = keys
+
+
 class TokenVerifier:
     """Checks signature, expiry, audience and issuer, then reads Parley's claims."""
 
     def __init__(self, settings: ApiSettings) -> None:
         self.settings = settings
-        self._jwks = jwt.PyJWKClient(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
+        self.jwks = (
+            JwksKeys(settings.jwt_jwks_url, settings.jwt_jwks_cache_s, settings.jwt_jwks_min_refetch_s)
+            if settings.jwt_jwks_url
+            else None
+        )
 
-    def _key(self, token: str) -> tuple[Any, list[str]]:
-        if self._jwks is not None:
-            return self._jwks.get_signing_key_from_jwt(token).key, ["RS256", "ES256", "EdDSA"]
+    async def _key(self, token: str) -> tuple[Any, list[str]]:
+        if self.jwks is not None:
+            kid = jwt.get_unverified_header(token).get("kid")
+            if not isinstance(kid, str):
+                raise jwt.InvalidTokenError("the token names no key id")
+            key = await self.jwks.key(kid)
+            if key is None:
+                raise jwt.InvalidTokenError("unknown key id")
+            return key.key, [key.algorithm_name]
         assert self.settings.jwt_hs256_secret is not None
         return self.settings.jwt_hs256_secret.get_secret_value(), ["HS256"]
 
-    def verify(self, authorization: str | None) -> Principal:
+    async def verify(self, authorization: str | None) -> Principal:
         if not authorization or not authorization.lower().startswith("bearer "):
             raise Unauthorized("a bearer token is required")
         token = authorization.split(" ", 1)[1].strip()
         try:
-            key, algorithms = self._key(token)
+            key, algorithms = await self._key(token)
             claims = jwt.decode(
                 token,
                 key,
@@ -128,7 +226,13 @@ def issue_dev_token(
     import time
 
     now = int(time.time())
-    claims: dict[str, Any] = {"sub": user_id, "tenant_id": tenant_id, "roles": roles, "iat": now, "exp": now + ttl_s}
+    claims: dict[str, Any] = {
+        "sub": user_id,
+        "tenant_id": tenant_id,
+        "roles": roles,
+        "iat": now,
+        "exp": now + ttl_s,
+    }
     if scopes:
         claims["scope"] = " ".join(scopes)
     return jwt.encode(claims, secret, algorithm="HS256")
