@@ -513,6 +513,10 @@ async def test_a_viewer_flooding_labels_and_notes_is_stopped_at_the_caps_and_mes
         assert "notes" not in doc
         assert doc["note_count"] == MAX_NOTES
         assert len(bson.encode(doc)) < MAX_DOCUMENT_BYTES
+        # the claims do not keep a full copy per version: only the newest ones carry the document
+        claims = db["conversations_commits"]
+        assert await claims.count_documents({"doc_id": "conv-flood"}) >= 20
+        assert await claims.count_documents({"doc_id": "conv-flood", "doc": {"$exists": True}}) <= 11
     finally:
         await client.close()
 
@@ -646,3 +650,38 @@ async def test_commands_of_users_and_keys_with_colons_never_share_a_cause(
 
 async def _ignore(event: Any) -> None:
     return None
+
+
+async def test_only_the_newest_claims_keep_a_copy_and_a_crashed_writer_still_rolls_forward(
+    database_url: str,
+) -> None:
+    client: Any = mongo.open_client(database_url)
+    db = mongo.database(client, database_url)
+    repository = MongoConversationRepository(db["conversations"], db["history"])
+    service = ConversationService(repository, _ignore)
+    claims = db["conversations_commits"]
+    try:
+        await service.on_messages([message(1, "conv-claims")])
+        for n in range(2, 36):  # one save per batch
+            await service.on_messages([message(n, "conv-claims")])
+        await service.apply("conv-claims", lambda c: c.change_labels("tags", ["x"], [], "sup", "cmd-x", T0))
+
+        assert await claims.count_documents({"doc_id": "conv-claims", "doc": {"$exists": True}}) <= 11
+        # a writer that claimed the next version and died before the projection write
+        conversation = await repository.get("conv-claims")
+        assert conversation is not None
+        conversation.change_labels("tags", ["y"], [], "sup", "cmd-y", T0)
+        conversation.version += 1
+        await claims.insert_one(
+            {
+                "_id": f"conv-claims:{conversation.version}",
+                "doc_id": "conv-claims",
+                "version": conversation.version,
+                "doc": conversation.to_document(),
+            }
+        )
+        rolled = await repository.get("conv-claims")
+        assert rolled is not None
+        assert (rolled.version, rolled.tags) == (conversation.version, ["x", "y"])
+    finally:
+        await client.close()

@@ -119,6 +119,11 @@ class MongoVersionedDocuments:
     full document; the unique ``_id`` lets exactly one writer win each version on MongoDB and
     FerretDB alike (whose conditional updates are not atomic). The winner then writes the
     document itself. ``get`` rolls forward over any commit whose document write was interrupted.
+
+    Only the newest claims need their copy of the document (to roll forward); older claims need
+    only their ``_id`` (to refuse a stale writer). So every ``keep // 2`` versions the copies in
+    claims older than the version just written are dropped: a document has at most
+    ``keep // 2 + 1`` full copies among its claims, not ``1.5 * keep``.
     """
 
     def __init__(self, collection: AsyncCollection[dict[str, Any]], keep: int = 20) -> None:
@@ -133,15 +138,24 @@ class MongoVersionedDocuments:
         """Old claims are deleted every ``keep // 2`` versions rather than on every save: each
         delete reads the claims collection on FerretDB. Between ``keep`` and ``1.5 * keep``
         claims are kept per document."""
-        return version > self.keep and version % max(1, self.keep // 2) == 0
+        return version > self.keep and self._strips(version)
+
+    def _strips(self, version: int) -> bool:
+        """Copies of the document in older claims are dropped every ``keep // 2`` versions."""
+        return version % max(1, self.keep // 2) == 0
+
+    @staticmethod
+    def _older_copies(doc_id: Any, version: int) -> dict[str, Any]:
+        return {"doc_id": doc_id, "version": {"$lt": version}, "doc": {"$exists": True}}
 
     async def get(self, doc_id: str) -> dict[str, Any] | None:
         doc = await self.collection.find_one({"_id": doc_id})
         version = 0 if doc is None else int(doc.get("version", 0))
         while (commit := await self.commits.find_one({"_id": f"{doc_id}:{version + 1}"})) is not None:
-            doc = commit["doc"]
             version += 1
-            await self.collection.replace_one({"_id": doc_id}, doc, upsert=True)
+            if "doc" in commit:  # an older claim without its copy: a newer one has it
+                doc = commit["doc"]
+                await self.collection.replace_one({"_id": doc_id}, doc, upsert=True)
         return doc
 
     async def save(self, doc: dict[str, Any]) -> None:
@@ -152,6 +166,8 @@ class MongoVersionedDocuments:
         except DuplicateKeyError as exc:
             raise VersionConflict(doc_id) from exc
         await self.collection.replace_one({"_id": doc_id}, doc, upsert=True)
+        if self._strips(version):
+            await self.commits.update_many(self._older_copies(doc_id, version), {"$unset": {"doc": ""}})
         if self._prunes(version):
             await self.commits.delete_many({"doc_id": doc_id, "version": {"$lt": version - self.keep}})
 
@@ -194,6 +210,11 @@ class MongoVersionedDocuments:
         if won:
             replacements = [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in won]
             await bulk_write_chunked(self.collection, replacements, ordered=False)
+        copies = [
+            self._older_copies(d["_id"], int(d["version"])) for d in won if self._strips(int(d["version"]))
+        ]
+        if copies:
+            await self.commits.update_many({"$or": copies}, {"$unset": {"doc": ""}})
         old = [
             {"doc_id": d["_id"], "version": {"$lt": int(d["version"]) - self.keep}}
             for d in won
