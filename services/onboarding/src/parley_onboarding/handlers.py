@@ -209,12 +209,13 @@ class OnboardingService:
         raise Conflict("CONCURRENT_UPDATE", "the account's connection keeps changing; try again")
 
     async def _stale_claim(self, claim: dict[str, Any]) -> bool:
-        doc = await self.stores.channels.get(claim["channel_id"])
-        if doc is not None and ChannelStatus(doc["status"]) in CLAIMING_STATUSES:
-            return False
         claimed_at = claim.get("claimed_at")
-        # young claims may belong to a connect or reconnect still saving its channel
-        return not isinstance(claimed_at, datetime) or self.clock() - claimed_at > STALE_CLAIM_AFTER
+        if isinstance(claimed_at, datetime) and self.clock() - claimed_at <= STALE_CLAIM_AFTER:
+            # young claims may belong to a connect still saving its channel: never read it here
+            # (reading rolls a half-saved channel forward, racing the writer's own save)
+            return False
+        doc = await self.stores.channels.get(claim["channel_id"])
+        return doc is None or ChannelStatus(doc["status"]) not in CLAIMING_STATUSES
 
     async def ensure_account_claims(self) -> int:
         """Claim the accounts of channels that hold one but predate claims (run on start-up).
