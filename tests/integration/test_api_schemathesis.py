@@ -117,9 +117,9 @@ def routing_admin() -> dict[str, str]:
 async def test_routing_api_refuses_bad_input_and_answers_as_documented(routing: httpx.AsyncClient) -> None:
     spec = await document(routing)
     ids = {"conversation_id": "conv-1"}
-    assert len(await assert_auth_enforced(routing, spec, ids, FORGED)) == 8
+    assert len(await assert_auth_enforced(routing, spec, ids, FORGED)) == 9
     run = await fuzz(routing, spec, routing_admin(), ids, max_examples=MAX_EXAMPLES)
-    assert_clean(run, 8)
+    assert_clean(run, 9)
 
 
 # --------------------------------------------------------------------------- policy
