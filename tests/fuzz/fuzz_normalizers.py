@@ -9,7 +9,8 @@ One input goes the way a real delivery goes:
 3. the normalizer's entry point, ``Normalizer.normalize``, on that record (an in-memory channel
    directory claims every account whose id does not end in 9): it publishes events or raises
    ``UnprocessableDelivery``, the documented bad-input error that dead-letters the delivery with
-   its reason. Anything else escaping is a crash;
+   its reason; the items it could not normalize come back with their positions and reasons (each
+   is dead-lettered alone). Anything else escaping is a crash;
 4. every published event survives its wire encoding and validates against its published JSON
    Schema (docs/schemas), carries the delivery's id, a UTC time and a provider of its endpoint;
    ids are deterministic: the same bytes re-sent and archived at another time give the same
@@ -67,7 +68,13 @@ with atheris.instrument_imports(include=["parley_ingest", "parley_events", "parl
     from parley_ingest import metrics
     from parley_ingest.domain import deliveries, signatures
     from parley_ingest.domain.dedupe import RecentIds
-    from parley_ingest.domain.normalize import MalformedPayload, ParseResult, parse_delivery
+    from parley_ingest.domain.normalize import (
+        SKIP_KINDS,
+        ItemFailure,
+        MalformedPayload,
+        ParseResult,
+        parse_delivery,
+    )
     from parley_ingest.entrypoints import normalizer as normalizer_module
     from parley_ingest.entrypoints.normalizer import Normalizer, UnprocessableDelivery
     from parley_shared.kafka import decode_event, encode_event
@@ -80,6 +87,7 @@ SIGNATURE_HEADERS = {"meta": "x-hub-signature-256", "x": "x-twitter-webhooks-sig
 APP_SECRET = "fuzz-app-secret-3b1f"
 OTHER_SECRET = "fuzz-other-secret-9c2d"
 RECEIVED_AT = datetime(2024, 6, 10, 9, 0, tzinfo=UTC)
+NOW = RECEIVED_AT + timedelta(minutes=1)  # the normalizer's clock: provider times are checked against it
 
 MODE_RAW, MODE_RAW_TOO, MODE_MUTATE, MODE_GENERATE = range(4)
 SIGNATURE_RIGHT, SIGNATURE_TAMPERED, SIGNATURE_OTHER_SECRET, SIGNATURE_NONE = range(4)
@@ -279,7 +287,7 @@ def dumps(value: Any) -> bytes:
 
 # --- the parts under test, and the stand-ins that prove the harness catches bugs ------------
 
-Parse = Callable[[str, Any], ParseResult]
+Parse = Callable[[str, Any, datetime | None], ParseResult]
 
 
 def planted_bug(kind: str | None) -> Parse:
@@ -288,20 +296,20 @@ def planted_bug(kind: str | None) -> Parse:
         return parse_delivery
     if kind == "crash":
 
-        def careless(provider: str, payload: Any) -> ParseResult:
+        def careless(provider: str, payload: Any, now: datetime | None = None) -> ParseResult:
             # trusts the shape instead of checking it: X deliveries have no entry list
             _ = payload["entry"][0]["id"]
-            return parse_delivery(provider, payload)
+            return parse_delivery(provider, payload, now)
 
         return careless
     if kind == "nondeterministic":
         calls = iter(range(1 << 62))
 
-        def forgetful(provider: str, payload: Any) -> ParseResult:
+        def forgetful(provider: str, payload: Any, now: datetime | None = None) -> ParseResult:
             # a message id made from a counter: a re-send is no longer recognised
-            result = parse_delivery(provider, payload)
+            result = parse_delivery(provider, payload, now)
             renamed = tuple(replace(m, provider_message_id=f"m{next(calls)}") for m in result.messages)
-            return ParseResult(renamed, result.statuses, result.templates, result.skipped)
+            return ParseResult(renamed, result.statuses, result.templates, result.skipped, result.failures)
 
         return forgetful
     raise SystemExit(f"PARLEY_FUZZ_PLANTED_BUG={kind!r}: expected crash or nondeterministic")
@@ -346,18 +354,22 @@ class InMemoryChannels:
         return None
 
 
-def run_to_end(coroutine: Coroutine[Any, Any, None]) -> None:
+def run_to_end(coroutine: Coroutine[Any, Any, Any]) -> Any:
     """Drive a coroutine that never waits on I/O (everything it awaits here is in memory)."""
     try:
         coroutine.send(None)
-    except StopIteration:
-        return
+    except StopIteration as done:
+        return done.value
     coroutine.close()
     raise AssertionError("the normalizer waited on something outside memory")
 
 
-def normalize(record: WebhookReceived) -> list[tuple[str, bytes]] | UnprocessableDelivery:
-    """What the normalizer publishes for one archived record, or the bad-input error it raises."""
+Outcome = tuple[list[tuple[str, bytes]], tuple[ItemFailure, ...]]
+
+
+def normalize(record: WebhookReceived) -> Outcome | UnprocessableDelivery:
+    """What the normalizer publishes for one archived record and the items it refuses (each one
+    dead-lettered alone), or the bad-input error it raises for the whole delivery."""
     published: list[tuple[str, bytes]] = []
 
     async def publish(event: Event, event_id: str) -> None:
@@ -365,12 +377,20 @@ def normalize(record: WebhookReceived) -> list[tuple[str, bytes]] | Unprocessabl
         check_event(event, record)
         published.append((event_id, encode_event(event)))
 
-    worker = Normalizer(InMemoryChannels(), publish, catch_up_s=0.0, recent=RecentIds(1024))  # type: ignore[arg-type]
+    worker = Normalizer(
+        InMemoryChannels(),  # type: ignore[arg-type]
+        publish,
+        catch_up_s=0.0,
+        recent=RecentIds(1024),
+        clock=lambda: NOW,
+    )
     try:
-        run_to_end(worker.normalize(record))
+        failures = run_to_end(worker.normalize(record))
     except UnprocessableDelivery as refused:
         return refused
-    return published
+    assert isinstance(failures, tuple), failures
+    assert all(isinstance(f, ItemFailure) and f.position and f.reason for f in failures), failures
+    return published, failures
 
 
 def check_event(event: Event, record: WebhookReceived) -> None:
@@ -395,12 +415,13 @@ def check_event(event: Event, record: WebhookReceived) -> None:
 def parse_or_refuse(endpoint: str, payload: Any) -> ParseResult | None:
     """The domain contract: a result, or MalformedPayload (None); the same answer twice."""
     try:
-        first = PARSE(endpoint, payload)
+        first = PARSE(endpoint, payload, NOW)
     except MalformedPayload:
         return None
     assert isinstance(first, ParseResult), first
-    assert all(isinstance(kind, str) and kind for kind in first.skipped), first.skipped
-    assert PARSE(endpoint, payload) == first, "parsing the same delivery twice gave two results"
+    # skipped kinds become metric labels: a payload must never mint one (security #13, finding 10)
+    assert all(kind in SKIP_KINDS for kind in first.skipped), first.skipped
+    assert PARSE(endpoint, payload, NOW) == first, "parsing the same delivery twice gave two results"
     return first
 
 

@@ -217,6 +217,74 @@ async def test_a_signed_delivery_that_cannot_be_normalized_is_archived_and_dead_
     assert all(dict(r.headers)["parley_dlq_attempts"] == b"1" for r in dead)
 
 
+async def test_a_bad_message_is_dead_lettered_alone_and_its_neighbours_are_published(
+    infra: Infra, namespace: str
+) -> None:
+    """Security #13, finding 15: one message Parley cannot read costs nothing to the others."""
+    await publish_channel(
+        infra.kafka,
+        namespace,
+        channel_id="ch-wa",
+        tenant_id="t-wa",
+        account_id="wa-phone",
+        provider=Provider.WHATSAPP,
+    )
+    started = datetime.now(UTC) - timedelta(seconds=5)
+    now = str(int(datetime.now(UTC).timestamp()))
+
+    def text(message_id: str, **sender: str) -> dict[str, Any]:
+        fields = {"id": message_id, "timestamp": now, "type": "text", "text": {"body": message_id}}
+        return {**(sender or {"from": "15550123456"}), **fields}
+
+    # Meta since 2026: a customer who withholds the phone number has only from_user_id
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"phone_number_id": "wa-phone"},
+        "messages": [text("wamid.good1"), text("wamid.nofrom", from_user_id="US.123"), text("wamid.good2")],
+        "statuses": [{"id": "wamid.out", "status": "read", "timestamp": "1718", "recipient_id": "1555"}],
+    }
+    body = json.dumps(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "waba-1", "changes": [{"field": "messages", "value": value}]}],
+        }
+    ).encode()
+    async with (
+        running(create_normalizer_app(normalizer_settings(infra, namespace))),
+        running(create_ingest_app(ingest_settings(infra, namespace))) as ingest,
+    ):
+        assert (
+            await ingest.post("/webhooks/meta", content=body, headers=meta_headers(body))
+        ).status_code == 200
+        dead = await read_records(
+            infra.kafka, dlq_name(qualify(topics.WEBHOOKS_RAW.name, namespace)), until=lambda rs: len(rs) >= 2
+        )
+        published = await read_records(infra.kafka, inbound(namespace), until=lambda rs: len(rs) >= 2)
+    assert sorted(json.loads(r.value)["provider_message_id"] for r in published) == [
+        "wamid.good1",
+        "wamid.good2",
+    ]
+    raw = await read_records(
+        infra.kafka, qualify(topics.WEBHOOKS_RAW.name, namespace), until=lambda rs: len(rs) >= 1
+    )
+    delivery_id = json.loads(raw[0].value)["delivery_id"]
+    letters = {dict(r.headers)["parley_dlq_item"].decode(): dict(r.headers) for r in dead}
+    assert set(letters) == {"entry[0].changes[0].value.messages[1]", "entry[0].changes[0].value.statuses[0]"}
+    for position, headers in letters.items():
+        assert headers["parley_dlq_delivery_id"].decode() == delivery_id
+        error = headers["parley_dlq_error"].decode()
+        assert error.startswith(f"UnprocessableDelivery: meta delivery {delivery_id} at {position}: "), error
+        assert headers["parley_dlq_attempts"] == b"1"
+    assert letters["entry[0].changes[0].value.messages[1]"]["parley_dlq_error"].endswith(b"from is missing")
+    assert b"before 2006" in letters["entry[0].changes[0].value.statuses[0]"]["parley_dlq_error"]
+    # each dead letter is the archived delivery as it is: a redrive re-normalizes it after a fix
+    assert all(r.value == raw[0].value for r in dead)
+    assert len(dead) == 2
+    # a replay publishes the good ones again and reports the bad ones, item by item
+    report = await replay(normalizer_settings(infra, namespace), started, None, None)
+    assert (report.read, report.replayed, report.failed, report.failed_items) == (1, 1, 0, 2)
+
+
 async def test_x_crc_and_signatures(infra: Infra, namespace: str) -> None:
     async with running(create_ingest_app(ingest_settings(infra, namespace))) as ingest:
         crc = await ingest.get("/webhooks/x", params={"crc_token": "challenge-123"})

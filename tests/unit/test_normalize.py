@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 from parley_events import Attachment, Direction, Provider
 from parley_ingest.domain.normalize import (
+    ItemFailure,
     MalformedPayload,
+    ParseResult,
     conversation_id,
     message_event,
     message_event_id,
@@ -209,48 +211,54 @@ def test_a_payload_without_an_entry_list_is_malformed(payload: Any) -> None:
         parse_meta(payload)
 
 
+def refusal(result: ParseResult) -> ItemFailure:
+    """The one item a delivery's parse refused (and nothing normalized beside it)."""
+    assert (result.messages, result.statuses) == ((), ())
+    [failure] = result.failures
+    return failure
+
+
 def test_an_entry_that_is_not_an_object_is_malformed() -> None:
-    with pytest.raises(MalformedPayload, match="entry"):
-        parse_meta({"object": "page", "entry": ["104512345678901"]})
+    failure = refusal(parse_meta({"object": "page", "entry": ["104512345678901"]}))
+    assert failure.position == "entry[0]"
+    assert "entry" in failure.reason
 
 
 def test_a_message_without_mid_is_malformed() -> None:
     item = messaging_text("m_1")
     del item["message"]["mid"]
-    with pytest.raises(MalformedPayload, match="mid"):
-        parse_meta(page_delivery(page_entry([item])))
+    failure = refusal(parse_meta(page_delivery(page_entry([item]))))
+    assert (failure.position, failure.reason) == ("entry[0].messaging[0]", "mid is missing")
 
 
 def test_a_message_with_an_empty_mid_is_malformed() -> None:
-    with pytest.raises(MalformedPayload, match="mid"):
-        parse_meta(page_delivery(page_entry([messaging_text("")])))
+    assert "mid" in refusal(parse_meta(page_delivery(page_entry([messaging_text("")])))).reason
 
 
 @pytest.mark.parametrize("timestamp", ["yesterday", None, [1], {"ms": 1}, True])
 def test_a_non_numeric_timestamp_is_malformed(timestamp: Any) -> None:
     item = messaging_text("m_1")
     item["timestamp"] = timestamp
-    with pytest.raises(MalformedPayload, match="timestamp"):
-        parse_meta(page_delivery(page_entry([item])))
+    assert "timestamp" in refusal(parse_meta(page_delivery(page_entry([item])))).reason
 
 
 def test_a_message_without_sender_is_malformed() -> None:
     item = messaging_text("m_1")
     del item["sender"]
-    with pytest.raises(MalformedPayload):
-        parse_meta(page_delivery(page_entry([item])))
+    assert "sender" in refusal(parse_meta(page_delivery(page_entry([item])))).reason
 
 
 def test_a_page_entry_without_id_is_malformed() -> None:
     entry = page_entry([messaging_text("m_1")])
     del entry["id"]
-    with pytest.raises(MalformedPayload, match="id"):
-        parse_meta(page_delivery(entry))
+    failure = refusal(parse_meta(page_delivery(entry)))
+    assert (failure.position, failure.reason) == ("entry[0]", "id is missing")
 
 
 def test_a_messaging_item_that_is_not_an_object_is_malformed() -> None:
-    with pytest.raises(MalformedPayload, match="messaging"):
-        parse_meta(page_delivery(page_entry(["m_1"])))  # type: ignore[list-item]
+    failure = refusal(parse_meta(page_delivery(page_entry(["m_1"]))))  # type: ignore[list-item]
+    assert failure.position == "entry[0].messaging[0]"
+    assert "messaging" in failure.reason
 
 
 def test_malformed_payload_is_a_value_error() -> None:

@@ -1,6 +1,7 @@
 """Property tests: any bytes and any JSON get a clear answer from the verifiers and normalizers.
 
-A normalizer returns a result or raises MalformedPayload (which dead-letters the delivery with its
+A normalizer returns a result (its bad items listed with their positions and reasons, its skipped
+kinds from a fixed set) or raises MalformedPayload (which dead-letters the delivery with its
 reason); nothing else may escape. A verifier answers True or False, and True only for the right
 secret.
 """
@@ -15,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from parley_ingest.domain import signatures
-from parley_ingest.domain.normalize import MalformedPayload, parse_delivery
+from parley_ingest.domain.normalize import SKIP_KINDS, MalformedPayload, parse_delivery
 
 pytestmark = pytest.mark.unit
 
@@ -114,7 +115,10 @@ shaped = st.recursive(
 
 def normalizes_or_refuses_clearly(provider: str, payload: Any) -> None:
     with contextlib.suppress(MalformedPayload):
-        parse_delivery(provider, payload)
+        result = parse_delivery(provider, payload)
+        # skipped kinds become metric labels: only ever from the fixed set (security #13, finding 10)
+        assert set(result.skipped) <= SKIP_KINDS, result.skipped
+        assert all(failure.position and failure.reason for failure in result.failures), result.failures
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -159,6 +163,6 @@ def test_the_strategies_reach_real_messages() -> None:
     """Guard: a provider-shaped example does parse into messages (the fuzzing is not all refusals)."""
     payload = json.loads(
         '{"object":"page","entry":[{"id":"1","messaging":[{"sender":{"id":"2"},"recipient":{"id":"1"},'
-        '"timestamp":1,"message":{"mid":"m","text":"hi"}}]}]}'
+        '"timestamp":1718000000000,"message":{"mid":"m","text":"hi"}}]}]}'
     )
     assert parse_delivery("meta", payload).messages

@@ -21,7 +21,8 @@ from parley_events import (
     Reaction,
     SharedContact,
 )
-from parley_ingest.domain.normalize import MalformedPayload, ParsedMessage, ParseResult, parse_delivery
+from parley_ingest.domain.normalize import ItemFailure, ParsedMessage, ParseResult, parse_delivery
+from parley_ingest.domain.normalize.common import ResultBuilder
 from parley_ingest.domain.normalize.whatsapp import parse_whatsapp_entry
 
 pytestmark = pytest.mark.unit
@@ -31,6 +32,7 @@ WABA_ID = "900000000000001"
 PHONE_NUMBER_ID = "900000000000101"
 CUSTOMER = "15550123456"
 SENT_AT = datetime(2024, 6, 10, 6, 13, 20, tzinfo=UTC)  # "1718000000"
+NOW = datetime(2024, 6, 10, 9, 0, tzinfo=UTC)
 
 
 def load(name: str) -> dict[str, Any]:
@@ -39,10 +41,17 @@ def load(name: str) -> dict[str, Any]:
 
 
 def parse(delivery: dict[str, Any]) -> ParseResult:
-    result = ParseResult()
-    for entry in delivery["entry"]:
-        result += parse_whatsapp_entry(entry)
-    return result
+    out = ResultBuilder(NOW)
+    for index, entry in enumerate(delivery["entry"]):
+        parse_whatsapp_entry(out, f"entry[{index}]", entry)
+    return out.build()
+
+
+def refusal(result: ParseResult) -> ItemFailure:
+    """The one item a delivery's parse refused (and nothing normalized beside it)."""
+    assert (result.messages, result.statuses, result.templates) == ((), (), ())
+    [failure] = result.failures
+    return failure
 
 
 def only_message(name: str) -> ParsedMessage:
@@ -355,7 +364,7 @@ def test_other_fields_are_skipped_and_named() -> None:
         ],
     }
 
-    result = parse_whatsapp_entry(entry)
+    result = parse({"entry": [entry]})
 
     assert result.skipped == ("whatsapp.account_update", "whatsapp.phone_number_quality_update")
     assert (result.messages, result.statuses, result.templates) == ((), (), ())
@@ -402,26 +411,27 @@ def _break(name: str, path: tuple[str | int, ...], new: Any = ..., *, delete: bo
     ],
 )
 def test_shapes_whatsapp_does_not_document_are_malformed(delivery: dict[str, Any]) -> None:
-    with pytest.raises(MalformedPayload):
-        parse(delivery)
+    failure = refusal(parse(delivery))
+    assert failure.position.startswith("entry[0].changes[0]"), failure
+    assert failure.reason
 
 
 def test_a_change_value_that_is_not_an_object_is_malformed() -> None:
     delivery = load("text")
     delivery["entry"][0]["changes"][0]["value"] = ["not", "an", "object"]
 
-    with pytest.raises(MalformedPayload, match="change value"):
-        parse(delivery)
+    failure = refusal(parse(delivery))
+    assert (failure.position, failure.reason) == ("entry[0].changes[0]", "change value is not an object")
 
 
 def test_changes_that_are_not_a_list_are_malformed() -> None:
-    with pytest.raises(MalformedPayload, match="changes"):
-        parse_whatsapp_entry({"id": WABA_ID, "changes": {"field": "messages"}})
+    delivery = {"entry": [{"id": WABA_ID, "changes": {"field": "messages"}}]}
+    failure = refusal(parse(delivery))
+    assert (failure.position, failure.reason) == ("entry[0].changes", "changes is not a list")
 
 
 def test_a_template_update_without_the_entry_time_is_malformed() -> None:
     delivery = load("template_approved")
     del delivery["entry"][0]["time"]
 
-    with pytest.raises(MalformedPayload, match="time"):
-        parse(delivery)
+    assert "time" in refusal(parse(delivery)).reason

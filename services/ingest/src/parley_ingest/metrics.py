@@ -40,6 +40,11 @@ DUPLICATES = Counter(
 NORMALIZATION_FAILURES = Counter(
     "parley_normalizer_failures_total", "Archived deliveries that could not be normalized.", ["provider"]
 )
+ITEM_FAILURES = Counter(
+    "parley_normalizer_item_failures_total",
+    "Items of a delivery not normalized (each dead-lettered alone with its position and reason).",
+    ["provider"],
+)
 SKIPPED = Counter(
     "parley_normalizer_skipped_events_total", "Provider events not normalized, by kind.", ["kind"]
 )

@@ -4,19 +4,31 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
+from collections import Counter
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import structlog
 from faststream.kafka.annotations import KafkaMessage
 from parley_events import ChannelSnapshot, Event, Provider, WebhookReceived
 from parley_shared.channels import KafkaChannelDirectory
-from parley_shared.kafka import EventPublisher, PermanentError, decode_event
+from parley_shared.kafka import (
+    DeadLetterSink,
+    EventPublisher,
+    PermanentError,
+    decode_event,
+    kafka_dead_letter_sink,
+)
 from parley_shared.logging import get_logger
 
 from parley_ingest import metrics
 from parley_ingest.domain.dedupe import RecentIds
 from parley_ingest.domain.normalize import (
+    SKIP_KINDS,
+    ItemFailure,
     MalformedPayload,
     message_event,
     parse_delivery,
@@ -43,11 +55,13 @@ class Normalizer:
         publish: Callable[[Event, str], Awaitable[None]],
         catch_up_s: float,
         recent: RecentIds,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.directory = directory
         self.publish = publish
         self.catch_up_s = catch_up_s
         self.recent = recent
+        self.clock = clock
 
     async def channel(self, lookup: Lookup, provider: Provider, account_id: str) -> ChannelSnapshot | None:
         found = lookup(provider, account_id)
@@ -72,15 +86,28 @@ class Normalizer:
         self.recent.add(event_id)
         metrics.NORMALIZED.labels(provider=provider, event_type=event.event_type).inc()
 
-    async def normalize(self, raw: WebhookReceived) -> None:
+    async def normalize(self, raw: WebhookReceived) -> tuple[ItemFailure, ...]:
+        """Publish the delivery's events; return the items that could not be normalized.
+
+        A delivery that is not the endpoint's shape at all raises :class:`UnprocessableDelivery`.
+        """
         try:
             payload = orjson.loads(base64.b64decode(raw.body_b64, validate=True))
-            result = parse_delivery(raw.provider, payload)
+            result = parse_delivery(raw.provider, payload, self.clock())
         except (MalformedPayload, orjson.JSONDecodeError, binascii.Error) as exc:
             metrics.NORMALIZATION_FAILURES.labels(provider=raw.provider).inc()
             raise UnprocessableDelivery(f"{raw.provider} delivery {raw.delivery_id}: {exc}") from exc
-        for kind in result.skipped:
-            metrics.SKIPPED.labels(kind=kind).inc()
+        for kind, count in Counter(result.skipped).items():
+            # the domain names kinds from a fixed set; the label is checked against it all the same
+            metrics.SKIPPED.labels(kind=kind if kind in SKIP_KINDS else "other").inc(count)
+        if result.failures:
+            metrics.ITEM_FAILURES.labels(provider=raw.provider).inc(len(result.failures))
+            for failure in result.failures:
+                log.warning(
+                    "item not normalized, dead-lettering it alone",
+                    position=failure.position,
+                    reason=failure.reason,
+                )
         for parsed in result.messages:
             channel = await self.channel(self.directory.lookup, parsed.provider, parsed.account_id)
             if channel is not None:
@@ -98,12 +125,43 @@ class Normalizer:
             if channel is not None:
                 update = template_event(template, channel.tenant_id, raw.delivery_id)
                 await self.emit(update, update.event_id, Provider.WHATSAPP.value)
+        return result.failures
+
+
+def item_error(raw: WebhookReceived, failure: ItemFailure) -> UnprocessableDelivery:
+    """The error a bad item is dead-lettered with: the delivery, the item's position, the reason."""
+    return UnprocessableDelivery(
+        f"{raw.provider} delivery {raw.delivery_id} at {failure.position}: {failure.reason}"
+    )
+
+
+async def dead_letter_items(
+    sink: DeadLetterSink, record: Any, raw: WebhookReceived, failures: tuple[ItemFailure, ...]
+) -> None:
+    """One DLQ record per bad item: the archived record as it is (``parley dlq redrive`` replays
+    the delivery; its good events come out again under the same ids), with the item's position
+    and the delivery id in ``parley_dlq_item`` and ``parley_dlq_delivery_id``."""
+    for failure in failures:
+        marked = dataclasses.replace(
+            record,
+            headers=(
+                *(record.headers or ()),
+                ("parley_dlq_delivery_id", raw.delivery_id.encode()),
+                ("parley_dlq_item", failure.position.encode()),
+            ),
+        )
+        await sink(marked, item_error(raw, failure), 1)
 
 
 def normalizer_subscriber(
-    directory: KafkaChannelDirectory, publisher: EventPublisher, catch_up_s: float, dedupe_window: int
+    directory: KafkaChannelDirectory,
+    publisher: EventPublisher,
+    catch_up_s: float,
+    dedupe_window: int,
+    dead_letter: DeadLetterSink | None = None,
 ) -> Callable[[KafkaMessage], Awaitable[None]]:
-    """The handler the raw topic's subscriber calls."""
+    """The handler the raw topic's subscriber calls; bad items go to the raw topic's DLQ one by one."""
+    sink = dead_letter or kafka_dead_letter_sink(publisher.broker)
 
     async def publish(event: Event, event_id: str) -> None:
         await publisher.publish(event, event_id=event_id)
@@ -113,6 +171,8 @@ def normalizer_subscriber(
     async def handle(message: KafkaMessage) -> None:
         raw = decode_event(WebhookReceived, message.body)
         with structlog.contextvars.bound_contextvars(delivery_id=raw.delivery_id, provider=raw.provider):
-            await normalizer.normalize(raw)
+            failures = await normalizer.normalize(raw)
+            # after the good events: a crash in between redelivers the record, and ids dedupe
+            await dead_letter_items(sink, message.raw_message, raw, failures)
 
     return handle

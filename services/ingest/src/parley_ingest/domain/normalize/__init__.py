@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from parley_ingest.domain.normalize.common import (
+    SKIP_KINDS,
+    ItemFailure,
     MalformedPayload,
     ParsedMessage,
     ParsedStatus,
@@ -22,16 +25,22 @@ from parley_ingest.domain.normalize.meta import parse_meta
 from parley_ingest.domain.normalize.x import parse_x
 
 
-def parse_delivery(provider: str, payload: Any) -> ParseResult:
-    """Dispatch on the webhook endpoint the delivery came through (``meta`` or ``x``)."""
+def parse_delivery(provider: str, payload: Any, now: datetime | None = None) -> ParseResult:
+    """Dispatch on the webhook endpoint the delivery came through (``meta`` or ``x``).
+
+    Items that cannot be normalized are in ``failures``; a delivery that is not the endpoint's
+    shape at all raises :class:`MalformedPayload`.
+    """
     if provider == "meta":
-        return parse_meta(payload)
+        return parse_meta(payload, now)
     if provider == "x":
-        return parse_x(payload)
+        return parse_x(payload, now)
     raise MalformedPayload(f"unknown webhook provider {provider!r}")
 
 
 __all__ = [
+    "SKIP_KINDS",
+    "ItemFailure",
     "MalformedPayload",
     "ParseResult",
     "ParsedMessage",

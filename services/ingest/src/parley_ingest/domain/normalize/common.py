@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from parley_events import (
@@ -66,13 +67,30 @@ class ParsedTemplateStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ItemFailure:
+    """One item of a delivery that could not be normalized; its neighbours still are.
+
+    ``position`` says where it is in the delivery, JSON-pointer-like
+    (``entry[0].changes[1].value.messages[2]``); ``reason`` says what is wrong with it.
+    """
+
+    position: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class ParseResult:
-    """Everything found in one delivery; ``skipped`` names the event kinds left out."""
+    """Everything found in one delivery.
+
+    ``skipped`` names the event kinds left out (from :data:`SKIP_KINDS` only); ``failures`` the
+    items that could not be normalized.
+    """
 
     messages: tuple[ParsedMessage, ...] = ()
     statuses: tuple[ParsedStatus, ...] = ()
     templates: tuple[ParsedTemplateStatus, ...] = ()
     skipped: tuple[str, ...] = ()
+    failures: tuple[ItemFailure, ...] = ()
 
     def __add__(self, other: ParseResult) -> ParseResult:
         return ParseResult(
@@ -80,10 +98,198 @@ class ParseResult:
             self.statuses + other.statuses,
             self.templates + other.templates,
             self.skipped + other.skipped,
+            self.failures + other.failures,
         )
 
 
 EMPTY = ParseResult()
+
+# --- skipped kinds: a fixed set, whatever a payload says ----------------------------------------
+
+_MESSAGING_SKIPS = (
+    "optin",
+    "referral",
+    "account_linking",
+    "pass_thread_control",
+    "take_thread_control",
+    "request_thread_control",
+    "app_roles",
+    "policy_enforcement",
+    "message_edit",
+    "unknown",
+)
+# Kinds named after a payload value: the value is kept only when it is one of these, else the
+# kind is "<family>.other". A payload can thus never mint a new kind (a metric label, a string
+# held per item): one forged body once made 1,400 label values, a Meta ``object`` one of 1 MB.
+_NAMED = {
+    "meta": ("user", "permissions", "application", "certificate_transparency", "payment_subscriptions"),
+    "messenger.changes": ("ratings", "mention", "leadgen", "live_videos", "videos", "name", "picture"),
+    "instagram.changes": ("story_insights", "messages", "message_reactions", "messaging_seen"),
+    "messenger.feed": (
+        "status",
+        "post",
+        "photo",
+        "video",
+        "share",
+        "reaction",
+        "like",
+        "album",
+        "event",
+        "story",
+    ),
+    "messenger.feed.comment": ("edited", "remove", "hide", "unhide"),
+    "whatsapp": (
+        "account_update",
+        "account_review_update",
+        "account_alerts",
+        "phone_number_quality_update",
+        "phone_number_name_update",
+        "business_capability_update",
+        "template_category_update",
+        "message_template_quality_update",
+        "message_template_components_update",
+        "security",
+        "history",
+        "flows",
+        "smb_message_echoes",
+        "smb_app_state_sync",
+        "user_preferences",
+    ),
+    "whatsapp.message": ("unsupported", "system", "order", "request_welcome", "ephemeral", "unknown"),
+    "whatsapp.status": ("deleted", "warning", "played"),
+    "x": (
+        "favorite_events",
+        "follow_events",
+        "unfollow_events",
+        "block_events",
+        "unblock_events",
+        "mute_events",
+        "unmute_events",
+        "user_event",
+        "direct_message_indicate_typing_events",
+        "direct_message_mark_read_events",
+        "tweet_delete_events",
+    ),
+    "x.dm": ("welcome_message_rule", "welcome_message", "unknown"),
+}
+SKIP_KINDS: frozenset[str] = frozenset(
+    {
+        *(f"{prefix}.{kind}" for prefix in ("messenger", "instagram") for kind in _MESSAGING_SKIPS),
+        *(f"{family}.{name}" for family, names in _NAMED.items() for name in names),
+        *(f"{family}.other" for family in _NAMED),
+        "whatsapp.errors",
+        "x.tweet.retweet",
+        "x.tweet.own_post",
+        "other",
+    }
+)
+
+
+def skip_kind(family: str, value: Any) -> str:
+    """``<family>.<value>`` if that is a known kind, else ``<family>.other``; never a new string."""
+    if isinstance(value, str) and len(value) <= 64:
+        kind = f"{family}.{value}"
+        if kind in SKIP_KINDS:
+            return kind
+    return f"{family}.other" if f"{family}.other" in SKIP_KINDS else "other"
+
+
+# --- per-item parsing -------------------------------------------------------------------------
+
+# Provider times outside this range are a sender's mistake (a seconds value read as milliseconds
+# lands in 1970), not a time to sort a conversation by.
+EARLIEST_TIME = datetime(2006, 1, 1, tzinfo=UTC)
+FUTURE_SLACK = timedelta(days=1)
+MAX_REASON_CHARS = 500
+
+
+def check_time(value: datetime, now: datetime, what: str = "timestamp") -> None:
+    """Refuse a provider time before 2006 or more than a day after ``now``."""
+    if value < EARLIEST_TIME:
+        raise MalformedPayload(f"{what} {value.isoformat()} is before {EARLIEST_TIME.year}")
+    if value > now + FUTURE_SLACK:
+        raise MalformedPayload(f"{what} {value.isoformat()} is more than a day in the future")
+
+
+def check_times(result: ParseResult, now: datetime) -> None:
+    """Every time an item carries is within the sane range."""
+    for message in result.messages:
+        check_time(message.provider_timestamp, now)
+    for status in result.statuses:
+        check_time(status.provider_timestamp, now)
+        if status.watermark is not None:
+            check_time(status.watermark, now, "watermark")
+    for template in result.templates:
+        check_time(template.provider_timestamp, now)
+
+
+class ResultBuilder:
+    """Collects one delivery's results item by item, in linear time (no tuple concatenation).
+
+    Each item is parsed on its own: one the provider did not shape as documented becomes an
+    :class:`ItemFailure` with its position and reason, and costs nothing to its neighbours.
+    """
+
+    __slots__ = ("_failures", "_messages", "_skipped", "_statuses", "_templates", "now")
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self._messages: list[ParsedMessage] = []
+        self._statuses: list[ParsedStatus] = []
+        self._templates: list[ParsedTemplateStatus] = []
+        self._skipped: list[str] = []
+        self._failures: list[ItemFailure] = []
+
+    def add(self, result: ParseResult) -> None:
+        self._messages.extend(result.messages)
+        self._statuses.extend(result.statuses)
+        self._templates.extend(result.templates)
+        self._skipped.extend(result.skipped)
+        self._failures.extend(result.failures)
+
+    def skip(self, kind: str, count: int = 1) -> None:
+        self._skipped.extend([kind] * count)
+
+    def fail(self, position: str, reason: str) -> None:
+        self._failures.append(ItemFailure(position, reason[:MAX_REASON_CHARS]))
+
+    def item(self, position: str, parse: Callable[[], ParseResult | None]) -> None:
+        """Parse one item; a malformed one (or one with an insane time) becomes a failure."""
+        try:
+            result = parse()
+            if result is not None:
+                check_times(result, self.now)
+        except MalformedPayload as exc:
+            self.fail(position, str(exc))
+            return
+        if result is not None:
+            self.add(result)
+
+    def items(
+        self,
+        position: str,
+        value: Any,
+        what: str,
+        parse: Callable[[str, Mapping[str, Any]], ParseResult | None],
+    ) -> None:
+        """Every object of an optional list, each on its own (``parse`` gets its position)."""
+        if value is None:
+            return
+        if not isinstance(value, list):
+            self.fail(position, f"{what} is not a list")
+            return
+        for index, raw in enumerate(value):
+            where = f"{position}[{index}]"
+            self.item(where, partial(_parse_one, parse, where, raw, what))
+
+    def build(self) -> ParseResult:
+        return ParseResult(
+            tuple(self._messages),
+            tuple(self._statuses),
+            tuple(self._templates),
+            tuple(self._skipped),
+            tuple(self._failures),
+        )
 
 
 def is_digits(value: str) -> bool:
@@ -173,3 +379,9 @@ def mappings(value: Any, what: str) -> list[Mapping[str, Any]]:
 
 def digest(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+def _parse_one(
+    parse: Callable[[str, Mapping[str, Any]], ParseResult | None], position: str, raw: Any, what: str
+) -> ParseResult | None:
+    return parse(position, mapping(raw, f"{what} item"))

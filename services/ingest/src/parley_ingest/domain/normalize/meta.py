@@ -3,13 +3,15 @@
 One delivery is ``{object, entry: [...]}``; each entry carries ``messaging`` (private messages,
 postbacks, reactions, receipts), ``standby`` (the same, while another app owns the thread) or
 ``changes`` (Page feed comments, Instagram comments and mentions, WhatsApp). Unknown kinds are
-skipped and named, never an error.
+skipped and named (from a fixed set of names), never an error. Every item is parsed on its own:
+one Parley cannot read is a failure with its position, and costs nothing to the others.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from parley_events import (
@@ -26,11 +28,11 @@ from parley_events import (
 )
 
 from parley_ingest.domain.normalize.common import (
-    EMPTY,
     MalformedPayload,
     ParsedMessage,
     ParsedStatus,
     ParseResult,
+    ResultBuilder,
     epoch_number,
     from_iso,
     from_ms,
@@ -40,39 +42,53 @@ from parley_ingest.domain.normalize.common import (
     mappings,
     optional_str,
     require_str,
+    skip_kind,
 )
 from parley_ingest.domain.normalize.whatsapp import parse_whatsapp_entry
 
 MESSAGING_PROVIDERS = {"page": Provider.MESSENGER, "instagram": Provider.INSTAGRAM}
 
 
-def parse_meta(payload: Any) -> ParseResult:
-    """Split a Meta delivery (possibly a batch of up to 1000 updates) into Parley's events."""
+def parse_meta(payload: Any, now: datetime | None = None) -> ParseResult:
+    """Split a Meta delivery (possibly a batch of up to 1000 updates) into Parley's events.
+
+    Each entry, messaging item and change is parsed on its own: a bad one is a failure with its
+    position, its neighbours are normalized. Only a delivery that is not Meta's shape at all
+    raises :class:`MalformedPayload`. ``now`` (default: the current time) bounds provider times.
+    """
     entries = payload.get("entry") if isinstance(payload, Mapping) else None
     if not isinstance(payload, Mapping) or not isinstance(entries, list):
         raise MalformedPayload("not a Meta webhook delivery (no entry list)")
     obj = payload.get("object")
-    result = EMPTY
-    for raw_entry in entries:
-        entry = mapping(raw_entry, "entry")
+    out = ResultBuilder(now or datetime.now(UTC))
+    for index, raw_entry in enumerate(entries):
+        position = f"entry[{index}]"
         if obj == "whatsapp_business_account":
-            result += parse_whatsapp_entry(entry)
+            out.item(position, partial(parse_whatsapp_entry, out, position, raw_entry))
         elif isinstance(obj, str) and obj in MESSAGING_PROVIDERS:
-            result += _parse_messaging_entry(MESSAGING_PROVIDERS[obj], entry)
+            provider = MESSAGING_PROVIDERS[obj]
+            out.item(position, partial(_parse_messaging_entry, out, position, provider, raw_entry))
         else:
-            result += ParseResult(skipped=(f"meta.{obj}",))
-    return result
+            out.skip(skip_kind("meta", obj))
+    return out.build()
 
 
-def _parse_messaging_entry(provider: Provider, entry: Mapping[str, Any]) -> ParseResult:
+def _parse_messaging_entry(out: ResultBuilder, position: str, provider: Provider, raw: Any) -> None:
+    entry = mapping(raw, "entry")
     account_id = require_str(entry, "id")
-    result = EMPTY
     for key in ("messaging", "standby"):
-        for event in mappings(entry.get(key), key):
-            result += _messaging_event(provider, account_id, event)
-    for change in mappings(entry.get("changes"), "changes"):
-        result += _change(provider, account_id, entry, change)
-    return result
+        out.items(
+            f"{position}.{key}",
+            entry.get(key),
+            key,
+            lambda _at, event: _messaging_event(provider, account_id, event),
+        )
+    out.items(
+        f"{position}.changes",
+        entry.get("changes"),
+        "changes",
+        lambda _at, change: _change(provider, account_id, entry, change),
+    )
 
 
 def _prefix(provider: Provider) -> str:
@@ -179,7 +195,7 @@ def _messaging_event(provider: Provider, account_id: str, event: Mapping[str, An
         "message_edit",
     ):
         if kind in event:
-            return ParseResult(skipped=(f"{_prefix(provider)}.{kind}",))
+            return ParseResult(skipped=(f"{_prefix(provider)}.{kind}",))  # all in SKIP_KINDS
     return ParseResult(skipped=(f"{_prefix(provider)}.unknown",))
 
 
@@ -274,17 +290,17 @@ def _change(
         return _instagram_comment(account_id, entry, value)
     if provider is Provider.INSTAGRAM and field == "mentions":
         return _instagram_mention(account_id, entry, value)
-    return ParseResult(skipped=(f"{_prefix(provider)}.changes.{field}",))
+    return ParseResult(skipped=(skip_kind(f"{_prefix(provider)}.changes", field),))
 
 
 def _page_feed(page_id: str, entry: Mapping[str, Any], value: Mapping[str, Any]) -> ParseResult:
     item = value.get("item")
     verb = value.get("verb")
     if item != "comment":
-        return ParseResult(skipped=(f"messenger.feed.{item}",))
+        return ParseResult(skipped=(skip_kind("messenger.feed", item),))
     if verb not in ("add", None):
         # edits and removals need their own event type; counted until then
-        return ParseResult(skipped=(f"messenger.feed.comment.{verb}",))
+        return ParseResult(skipped=(skip_kind("messenger.feed.comment", verb),))
     author = mapping(value.get("from"), "comment from")
     author_id = require_str(author, "id")
     post_id = require_str(value, "post_id")

@@ -5,7 +5,8 @@ customers' messages and the receipts for the business's own (``statuses``), addr
 number (``metadata.phone_number_id``, the channel's account id); ``message_template_status_update``
 carries template reviews, addressed to the WABA. Every customer has one thread, ``dm:<wa_id>``.
 Message types, status values and fields Parley does not handle are skipped and named, never an
-error; only a shape the provider does not document raises :class:`MalformedPayload`.
+error; a change, message or status the provider did not shape as documented is a failure of that
+item alone (with its position), never of its neighbours.
 """
 
 from __future__ import annotations
@@ -30,17 +31,18 @@ from parley_events import (
 )
 
 from parley_ingest.domain.normalize.common import (
-    EMPTY,
     MalformedPayload,
     ParsedMessage,
     ParsedStatus,
     ParsedTemplateStatus,
     ParseResult,
+    ResultBuilder,
     from_seconds,
     mapping,
     mappings,
     optional_str,
     require_str,
+    skip_kind,
 )
 
 MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
@@ -48,49 +50,66 @@ HANDLED_TYPES = MEDIA_TYPES | {"text", "location", "contacts", "interactive", "b
 STATUSES = {status.value: status for status in DeliveryStatus}
 
 
-def parse_whatsapp_entry(entry: Mapping[str, Any]) -> ParseResult:
-    """One ``entry`` of a ``whatsapp_business_account`` delivery."""
-    result = EMPTY
-    for change in mappings(entry.get("changes"), "changes"):
-        field = change.get("field")
-        if field == "messages":
-            result += _messages_value(mapping(change.get("value"), "change value"))
-        elif field == "message_template_status_update":
-            result += _template_status(entry, mapping(change.get("value"), "change value"))
-        else:
-            result += ParseResult(skipped=(f"whatsapp.{field}",))
-    return result
+def parse_whatsapp_entry(out: ResultBuilder, position: str, raw: Any) -> None:
+    """One ``entry`` of a ``whatsapp_business_account`` delivery, each change, message and status
+    on its own (``position`` is the entry's, e.g. ``entry[0]``)."""
+    entry = mapping(raw, "entry")
+    out.items(
+        f"{position}.changes",
+        entry.get("changes"),
+        "changes",
+        lambda at, change: _change(out, at, entry, change),
+    )
+
+
+def _change(
+    out: ResultBuilder, position: str, entry: Mapping[str, Any], change: Mapping[str, Any]
+) -> ParseResult | None:
+    field = change.get("field")
+    if field == "messages":
+        _messages_value(out, f"{position}.value", mapping(change.get("value"), "change value"))
+        return None
+    if field == "message_template_status_update":
+        return _template_status(entry, mapping(change.get("value"), "change value"))
+    return ParseResult(skipped=(skip_kind("whatsapp", field),))
 
 
 # --- messages and statuses ------------------------------------------------------------------
 
 
-def _messages_value(value: Mapping[str, Any]) -> ParseResult:
+def _messages_value(out: ResultBuilder, position: str, value: Mapping[str, Any]) -> None:
     metadata = mapping(value.get("metadata"), "metadata")
     account_id = require_str(metadata, "phone_number_id")
     names: dict[str, str] = {}
-    for contact in mappings(value.get("contacts"), "contacts"):
+    contacts = value.get("contacts")
+    # contacts only lend their names to the messages: a malformed one costs a name, not a message
+    for contact in contacts if isinstance(contacts, list) else ():
+        if not isinstance(contact, Mapping):
+            continue
         wa_id = optional_str(contact, "wa_id")
         profile = contact.get("profile")
         name = optional_str(profile, "name") if isinstance(profile, Mapping) else None
         if wa_id and name:
             names[wa_id] = name
-    result = EMPTY
-    for message in mappings(value.get("messages"), "messages"):
-        result += _message(account_id, names, message)
-    for status in mappings(value.get("statuses"), "statuses"):
-        result += _status(account_id, status)
+    out.items(
+        f"{position}.messages",
+        value.get("messages"),
+        "messages",
+        lambda _at, m: _message(account_id, names, m),
+    )
+    out.items(
+        f"{position}.statuses", value.get("statuses"), "statuses", lambda _at, st: _status(account_id, st)
+    )
     if value.get("errors"):
         # errors Meta could not tie to a message (e.g. a webhook it could not deliver in full)
-        result += ParseResult(skipped=("whatsapp.errors",))
-    return result
+        out.skip("whatsapp.errors")
 
 
 def _message(account_id: str, names: Mapping[str, str], message: Mapping[str, Any]) -> ParseResult:
     kind = require_str(message, "type")
     if kind not in HANDLED_TYPES:
         # "unsupported", "system" (number changed), "order", "request_welcome", ...
-        return ParseResult(skipped=(f"whatsapp.message.{kind}",))
+        return ParseResult(skipped=(skip_kind("whatsapp.message", kind),))
     sender = require_str(message, "from")
     message_id = require_str(message, "id")
     timestamp = from_seconds(message.get("timestamp"))
@@ -188,7 +207,7 @@ def _status(account_id: str, status: Mapping[str, Any]) -> ParseResult:
     value = require_str(status, "status")
     if value not in STATUSES:
         # "deleted", "warning", ...: not a delivery outcome Parley tracks
-        return ParseResult(skipped=(f"whatsapp.status.{value}",))
+        return ParseResult(skipped=(skip_kind("whatsapp.status", value),))
     return ParseResult(
         statuses=(
             ParsedStatus(

@@ -15,7 +15,7 @@ the channel's account id), with one array per event kind. Two kinds become messa
   skipped, as are retweets.
 
 Every other array (favourites, follows, deletions, typing and read indicators, ``user_event`` ...)
-is skipped and named ``x.<key>``, never an error.
+is skipped and named ``x.<key>`` (``x.other`` for a key X does not document), never an error.
 """
 
 from __future__ import annotations
@@ -27,15 +27,16 @@ from typing import Any
 from parley_events import Attachment, Author, Choice, Content, Direction, MessageKind, Provider
 
 from parley_ingest.domain.normalize.common import (
-    EMPTY,
     MalformedPayload,
     ParsedMessage,
     ParseResult,
+    ResultBuilder,
     from_ms,
     mapping,
     mappings,
     optional_str,
     require_str,
+    skip_kind,
 )
 
 # Top-level keys that describe the delivery rather than carry events.
@@ -43,23 +44,34 @@ METADATA_KEYS = frozenset({"for_user_id", "users", "apps", "user_has_blocked"})
 TWEET_TIME_FORMAT = "%a %b %d %H:%M:%S %z %Y"
 
 
-def parse_x(payload: Any) -> ParseResult:
-    """One X delivery: ``direct_message_events`` and ``tweet_create_events`` for ``for_user_id``."""
+def parse_x(payload: Any, now: datetime | None = None) -> ParseResult:
+    """One X delivery: ``direct_message_events`` and ``tweet_create_events`` for ``for_user_id``.
+
+    Each event is parsed on its own: a bad one is a failure with its position, the others are
+    normalized. ``now`` (default: the current time) bounds provider times.
+    """
     body = mapping(payload, "X delivery")
     account_id = require_str(body, "for_user_id")
     raw_users = body.get("users")
     users: Mapping[str, Any] = raw_users if isinstance(raw_users, Mapping) else {}
-    result = EMPTY
-    for event in mappings(body.get("direct_message_events"), "direct_message_events"):
-        result += _direct_message(account_id, users, event)
-    for tweet in mappings(body.get("tweet_create_events"), "tweet_create_events"):
-        result += _tweet(account_id, tweet)
+    out = ResultBuilder(now or datetime.now(UTC))
+    out.items(
+        "direct_message_events",
+        body.get("direct_message_events"),
+        "direct_message_events",
+        lambda _at, event: _direct_message(account_id, users, event),
+    )
+    out.items(
+        "tweet_create_events",
+        body.get("tweet_create_events"),
+        "tweet_create_events",
+        lambda _at, tweet: _tweet(account_id, tweet),
+    )
     for key, value in body.items():
         if key in METADATA_KEYS or key in ("direct_message_events", "tweet_create_events"):
             continue
-        count = len(value) if isinstance(value, list) else 1
-        result += ParseResult(skipped=(f"x.{key}",) * count)
-    return result
+        out.skip(skip_kind("x", key), len(value) if isinstance(value, list) else 1)
+    return out.build()
 
 
 # --- direct messages ------------------------------------------------------------------------
@@ -68,7 +80,7 @@ def parse_x(payload: Any) -> ParseResult:
 def _direct_message(account_id: str, users: Mapping[str, Any], event: Mapping[str, Any]) -> ParseResult:
     kind = optional_str(event, "type") or "unknown"
     if kind != "message_create":
-        return ParseResult(skipped=(f"x.dm.{kind}",))
+        return ParseResult(skipped=(skip_kind("x.dm", kind),))
     create = mapping(event.get("message_create"), "message_create")
     sender_id = require_str(create, "sender_id")
     recipient_id = require_str(mapping(create.get("target"), "message_create target"), "recipient_id")
