@@ -505,6 +505,13 @@ def test_a_service_principal_needs_no_channel_role(role: ChannelRole | None) -> 
     assert_approved(decision)
 
 
+@pytest.mark.parametrize("role", [None, ChannelRole.VIEWER])
+def test_a_service_principal_without_a_role_cannot_pass_for_a_person(role: ChannelRole | None) -> None:
+    """The scope covers automated replies only: a human reply (and its human-agent tag) needs a role."""
+    decision = run(Provider.MESSENGER, ReplyRequest(text="Hi, Ada here"), role=role, automation=True)
+    assert_refused(decision, "ROLE_FORBIDDEN")
+
+
 @pytest.mark.parametrize("role", [None, ChannelRole.VIEWER, ChannelRole.CONTRIBUTOR, ChannelRole.SUPERVISOR])
 @pytest.mark.parametrize("provider", [*META, Provider.X])
 def test_a_person_declaring_automated_is_refused_whatever_their_role(

@@ -96,9 +96,13 @@ AUTOMATION_SCOPE_REQUIRED = Reason(
 )
 
 
-def may_reply(role: ChannelRole | None, automation: bool) -> bool:
-    """Contributors and Supervisors reply; so do service principals, on their tenant's channels."""
-    return automation or (role is not None and role.rank >= ChannelRole.CONTRIBUTOR.rank)
+def may_reply(role: ChannelRole | None, automation: bool, sender_type: SenderType = SenderType.HUMAN) -> bool:
+    """Contributors and Supervisors reply; service principals send automated replies on their
+    tenant's channels. A human reply needs the role whoever asks: the scope does not let a bot
+    pass for a person (nor reach the human-agent tag)."""
+    if sender_type is SenderType.AUTOMATED:
+        return automation
+    return role is not None and role.rank >= ChannelRole.CONTRIBUTOR.rank
 
 
 def window_closes(facts: ConversationFacts, rule: ReplyRule) -> tuple[datetime | None, datetime | None]:
@@ -142,7 +146,7 @@ def decide(
         reasons.append(Reason("CHANNEL_INACTIVE", "the channel is not active (reconnect it?)"))
     if request.sender_type is SenderType.AUTOMATED and not automation:
         reasons.append(AUTOMATION_SCOPE_REQUIRED)
-    elif not may_reply(role, automation):
+    elif not may_reply(role, automation, request.sender_type):
         reasons.append(Reason("ROLE_FORBIDDEN", "Viewers cannot reply; Contributors and Supervisors can"))
     if reasons and reasons[-1].code in ("AUTOMATION_SCOPE_REQUIRED", "ROLE_FORBIDDEN"):
         # a requester who may not reply learns only that: the content is not even measured
