@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,12 @@ from parley_events import ChannelSnapshot, ChannelStatus, Event, Provider
 from parley_ingest.domain import deliveries
 from parley_ingest.domain.dedupe import RecentIds
 from parley_ingest.domain.normalize import SKIP_KINDS, ItemFailure, ParseResult, parse_delivery
-from parley_ingest.entrypoints.normalizer import Normalizer, item_error
+from parley_ingest.entrypoints.normalizer import (
+    MAX_ITEM_DEAD_LETTERS,
+    Normalizer,
+    dead_letter_items,
+    item_error,
+)
 from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.unit
@@ -412,3 +418,54 @@ def test_a_forged_body_adds_no_metric_label_outside_the_fixed_set() -> None:
 
     assert skipped_labels() <= SKIP_KINDS
     assert len(skipped_labels()) <= len(SKIP_KINDS)
+
+
+# --- the dead letters of one delivery -------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Record:
+    """The consumed record the normalizer's subscriber dead-letters (as aiokafka's, a dataclass)."""
+
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = (("traceparent", b"00-abc-def-01"),)
+
+
+def letters_for(failures: tuple[ItemFailure, ...]) -> list[tuple[dict[str, bytes], str]]:
+    sent: list[tuple[dict[str, bytes], str]] = []
+
+    async def sink(record: Any, error: BaseException, attempts: int) -> None:
+        assert attempts == 1  # bad data: no retries
+        sent.append((dict(record.headers), str(error)))
+
+    delivery = wa_delivery(wa_change([no_from(f"wamid.{i}") for i in range(len(failures))]))
+    raw = deliveries.archive_record("meta", orjson.dumps(delivery), {}, NOW, delivery)
+    run(dead_letter_items(sink, Record(orjson.dumps(delivery)), raw, failures))
+    return sent
+
+
+def test_each_bad_item_gets_a_dead_letter_naming_its_delivery_and_position() -> None:
+    failures = tuple(
+        ItemFailure(f"entry[0].changes[0].value.messages[{i}]", "from is missing") for i in range(3)
+    )
+
+    sent = letters_for(failures)
+
+    assert [headers["parley_dlq_item"].decode() for headers, _ in sent] == [f.position for f in failures]
+    assert all(headers["traceparent"] == b"00-abc-def-01" for headers, _ in sent)
+    assert len({headers["parley_dlq_delivery_id"] for headers, _ in sent}) == 1
+    assert all(error.endswith("from is missing") for _, error in sent)
+
+
+def test_a_delivery_of_many_bad_items_writes_a_bounded_number_of_dead_letters() -> None:
+    failures = tuple(
+        ItemFailure(f"entry[0].changes[0].value.messages[{i}]", "from is missing") for i in range(50)
+    )
+
+    sent = letters_for(failures)
+
+    assert len(sent) == MAX_ITEM_DEAD_LETTERS
+    last_headers, last_error = sent[-1]
+    assert "and 30 more bad items" in last_error
+    more = last_headers["parley_dlq_more_items"].decode().split()
+    assert more == [f.position for f in failures[MAX_ITEM_DEAD_LETTERS:]]

@@ -135,22 +135,33 @@ def item_error(raw: WebhookReceived, failure: ItemFailure) -> UnprocessableDeliv
     )
 
 
+MAX_ITEM_DEAD_LETTERS = 20
+"""Dead letters per delivery: each carries the whole archived delivery (up to the body limit), so a
+delivery of a thousand bad items must not write a thousand copies of itself."""
+
+
 async def dead_letter_items(
     sink: DeadLetterSink, record: Any, raw: WebhookReceived, failures: tuple[ItemFailure, ...]
 ) -> None:
     """One DLQ record per bad item: the archived record as it is (``parley dlq redrive`` replays
     the delivery; its good events come out again under the same ids), with the item's position
-    and the delivery id in ``parley_dlq_item`` and ``parley_dlq_delivery_id``."""
-    for failure in failures:
-        marked = dataclasses.replace(
-            record,
-            headers=(
-                *(record.headers or ()),
-                ("parley_dlq_delivery_id", raw.delivery_id.encode()),
-                ("parley_dlq_item", failure.position.encode()),
-            ),
-        )
-        await sink(marked, item_error(raw, failure), 1)
+    and the delivery id in ``parley_dlq_item`` and ``parley_dlq_delivery_id``.
+
+    Beyond :data:`MAX_ITEM_DEAD_LETTERS` bad items, the last record stands for the rest too: its
+    ``parley_dlq_more_items`` header lists their positions (the delivery it carries holds them all).
+    """
+    for index, failure in enumerate(failures[:MAX_ITEM_DEAD_LETTERS]):
+        extra = [
+            ("parley_dlq_delivery_id", raw.delivery_id.encode()),
+            ("parley_dlq_item", failure.position.encode()),
+        ]
+        error = item_error(raw, failure)
+        rest = failures[MAX_ITEM_DEAD_LETTERS:] if index == MAX_ITEM_DEAD_LETTERS - 1 else ()
+        if rest:
+            extra.append(("parley_dlq_more_items", " ".join(f.position for f in rest)[:4000].encode()))
+            error = UnprocessableDelivery(f"{error}; and {len(rest)} more bad items (parley_dlq_more_items)")
+        marked = dataclasses.replace(record, headers=(*(record.headers or ()), *extra))
+        await sink(marked, error, 1)
 
 
 def normalizer_subscriber(
