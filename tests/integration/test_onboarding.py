@@ -9,6 +9,7 @@ Account Activity subscriptions, WhatsApp codes and the requests it received).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import secrets
@@ -19,11 +20,15 @@ from typing import Any
 import httpx
 import pytest
 from parley_events import Provider, topics
+from parley_onboarding.adapters.stores import SEALED_FIELDS
 from parley_onboarding.domain.channels import channel_id_for
 from parley_onboarding.domain.whatsapp import OPERATOR_STEPS
+from parley_onboarding.entrypoints.cli import rotate_credentials
 from parley_onboarding.settings import DEFAULT_PAGE_FIELDS
 from parley_shared.auth import issue_dev_token
 from parley_shared.sandbox import DEFAULT_META_PERMISSIONS
+from parley_shared.vault import TokenVault, parse_keys
+from pydantic import SecretStr
 
 from tests.conftest import Infra
 from tests.support.onboarding import (
@@ -1030,3 +1035,118 @@ async def test_no_credential_leaks_into_answers_events_or_logs(
         if any(value in text for text in texts)
     ]
     assert leaks == []
+
+
+# ------------------------------------------------------------- secrets at rest (security #13 finding 8)
+
+
+async def sealed_values(db: Any) -> list[tuple[str, str, dict[str, str]]]:
+    """Every ciphertext at the fields SEALED_FIELDS names: (collection, document id, sealed value)."""
+    found: list[tuple[str, str, dict[str, str]]] = []
+
+    def walk(value: Any, path: list[str], collection: str, doc_id: str) -> None:
+        if isinstance(value, list):
+            for item in value:
+                walk(item, path, collection, doc_id)
+        elif not path:
+            if isinstance(value, dict) and "ciphertext" in value:
+                found.append((collection, doc_id, value))
+        elif isinstance(value, dict) and value.get(path[0]) is not None:
+            walk(value[path[0]], path[1:], collection, doc_id)
+
+    for collection, dotted in SEALED_FIELDS:
+        async for doc in db[collection].find({}):
+            walk(doc, dotted.split("."), collection, doc["_id"])
+    return found
+
+
+async def onboard_whatsapp(stack: Stack) -> WhatsApp:
+    token = await whatsapp_number(stack)
+    wa = await WhatsApp.start(stack)
+    await wa.to_business_verified(token)
+    await wa.step("request-code")
+    assert (await wa.step("verify-code", {"code": await last_code(stack)}))["step"] == "activated"
+    return wa
+
+
+async def test_rotation_re_encrypts_every_kind_of_secret(stack: Stack) -> None:
+    """Channel tokens, X refresh tokens, WhatsApp tokens and PINs, and started connections' Page
+    tokens all move to the new key; none is left on the old one and all decrypt with it alone."""
+    await stack.connect_pages("meta-user-rotate", acme_pages())
+    code, verifier = await stack.x_code("1500000000000000009", "acme_rotate")
+    await stack.call(
+        "POST", "/connections/x", {"code": code, "redirect_uri": X_REDIRECT, "code_verifier": verifier}
+    )
+    wa = await onboard_whatsapp(stack)
+    started = await stack.start_meta(await stack.meta_code("meta-user-rotate"))  # left unactivated
+    before = await sealed_values(stack.db)
+    assert {collection for collection, _, _ in before} == {"channel_credentials", "meta_connections"}
+    ids = {doc_id for _, doc_id, _ in before}
+    assert {f"whatsapp:{wa.id}", f"whatsapp-pin:{wa.id}", started["connection_id"]} <= ids
+    x_channel = channel_id_for(TENANT, Provider.X, "1500000000000000009")
+    assert (await stack.db["channel_credentials"].find_one({"_id": x_channel}))["refresh"]["key_id"] == "k1"
+    assert {sealed["key_id"] for _, _, sealed in before} == {"k1"}
+
+    new_key = base64.b64encode(secrets.token_bytes(32)).decode()
+    keys = f"k2:{new_key},k1:{stack.encryption_key}"
+    rotated, documents = await rotate_credentials(
+        stack.settings.model_copy(update={"encryption_keys": SecretStr(keys)})
+    )
+    after = await sealed_values(stack.db)
+    assert (rotated, len(after)) == (len(before), len(before))
+    assert documents == len(ids)
+    only_new = TokenVault(parse_keys(f"k2:{new_key}"))
+    for collection, doc_id, sealed in after:
+        assert sealed["key_id"] == "k2", (collection, doc_id)
+        assert only_new.decrypt(sealed, doc_id)
+    # nothing left to do: a second run changes nothing
+    assert await rotate_credentials(
+        stack.settings.model_copy(update={"encryption_keys": SecretStr(keys)})
+    ) == (
+        0,
+        0,
+    )
+
+
+async def test_a_disconnect_purges_the_channels_secrets_everywhere(stack: Stack) -> None:
+    wa = await onboard_whatsapp(stack)
+    channel_id = (await wa.get())["channel_id"]
+    credentials = stack.db["channel_credentials"]
+    for doc_id in (channel_id, f"whatsapp:{wa.id}", f"whatsapp-pin:{wa.id}"):
+        assert await credentials.find_one({"_id": doc_id}) is not None
+    await stack.call("DELETE", f"/channels/{channel_id}")
+    for doc_id in (channel_id, f"whatsapp:{wa.id}", f"whatsapp-pin:{wa.id}"):
+        assert await credentials.find_one({"_id": doc_id}) is None, doc_id
+    assert await stack.db["whatsapp_code_attempts"].count_documents({"onboarding_id": wa.id}) == 0
+
+    # a started connection still holding the Page's token goes with the Page's channel
+    channels = await stack.connect_pages("meta-user-purge", acme_pages())
+    pending = await stack.start_meta(await stack.meta_code("meta-user-purge"))
+    assert await stack.db["meta_connections"].find_one({"_id": pending["connection_id"]}) is not None
+    await stack.call("DELETE", f"/channels/{channels[PAGE_A]['id']}")
+    assert await stack.db["meta_connections"].find_one({"_id": pending["connection_id"]}) is None
+    assert await credentials.find_one({"_id": channels[PAGE_B]["id"]}) is not None  # others stay
+
+
+async def test_meta_connections_keep_no_user_token_and_go_on_activation_or_expiry(stack: Stack) -> None:
+    code = await stack.meta_user("meta-user-ttl", acme_pages())
+    started = await stack.start_meta(code)
+    connections = stack.db["meta_connections"]
+    doc = await connections.find_one({"_id": started["connection_id"]})
+    assert "user_token" not in doc
+    assert doc["expires_at"] - doc["created_at"] == timedelta(seconds=stack.settings.connection_ttl_s)
+    await stack.activate(started["connection_id"], [PAGE_B])
+    assert await connections.find_one({"_id": started["connection_id"]}) is None
+    gone = await stack.activate(started["connection_id"], [PAGE_A], status=404)
+    assert gone["code"] == "CONNECTION_NOT_FOUND"
+
+    # an expired one is refused and deleted on read, and the timer deletes those nobody reads
+    read = (await stack.start_meta(await stack.meta_code("meta-user-ttl")))["connection_id"]
+    unread = (await stack.start_meta(await stack.meta_code("meta-user-ttl")))["connection_id"]
+    stack.clock.advance(seconds=stack.settings.connection_ttl_s + 1)
+    expired = await stack.activate(read, [PAGE_A], status=422)
+    assert expired["code"] == "CONNECTION_EXPIRED"
+    assert await connections.find_one({"_id": read}) is None
+    assert await connections.find_one({"_id": unread}) is not None
+    assert await stack.service.prune_connections() == 1
+    assert await connections.count_documents({}) == 0

@@ -92,7 +92,7 @@ async def test_channels_register_creates_an_active_channel_and_publishes_it(
         }
         rotated = run(["credentials", "rotate"], rotated_env)
         assert rotated.returncode == 0, rotated.stderr
-        assert "re-encrypted 1 channel credential(s) with key k2" in rotated.stdout
+        assert "re-encrypted 1 secret(s) in 1 document(s) with key k2" in rotated.stdout
         again = client.get_default_database()["channel_credentials"].find_one({"_id": channel_id})
         assert again is not None
         assert again["token"]["key_id"] == "k2"

@@ -85,7 +85,8 @@ def create_onboarding_app(
         # channels that predate account claims get theirs before the API takes a connect
         await service.ensure_account_claims()
         rt.state["tasks"] = [
-            periodic("token-expiry", settings.token_check_interval_s, service.check_token_expiry)
+            periodic("token-expiry", settings.token_check_interval_s, service.check_token_expiry),
+            periodic("connection-prune", settings.connection_prune_interval_s, service.prune_connections),
         ]
 
     async def on_stop(rt: Runtime) -> None:

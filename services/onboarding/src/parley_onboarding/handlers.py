@@ -303,7 +303,15 @@ class OnboardingService:
         await self._unsubscribe(channel)
         await self.stores.release_account(channel.provider, channel.account_id, channel.id)
         await self.credentials.delete(channel_id)
+        # and every other secret the channel leaves: WhatsApp token and PIN, connections' Page tokens
+        await self.stores.purge_channel_secrets(tenant_id, channel_id, channel.account_id)
         return channel
+
+    async def prune_connections(self) -> int:
+        """Delete expired Meta connections (run on a timer: FerretDB has no TTL indexes)."""
+        return await self.stores.prune_connections(
+            self.clock(), timedelta(seconds=self.settings.connection_ttl_s)
+        )
 
     async def _unsubscribe(self, channel: Channel) -> None:
         """Remove the app from the channel's Page unless another channel still needs the Page.
@@ -366,7 +374,9 @@ class OnboardingService:
                 "tenant_id": tenant_id,
                 "actor_id": actor_id,
                 "created_at": self.clock(),
-                "user_token": self.vault.encrypt(user_token.access_token, connection_id),
+                # kept only until activation or expiry (then deleted); the user token itself is
+                # never stored: activation needs only its expiry and the Page tokens
+                "expires_at": self.clock() + timedelta(seconds=self.settings.connection_ttl_s),
                 "user_token_expires_at": user_token.expires_at,
                 "granted": sorted(granted),
                 "pages": [
@@ -414,7 +424,11 @@ class OnboardingService:
         session = await self.stores.connections.find_one({"_id": connection_id, "tenant_id": tenant_id})
         if session is None:
             raise NotFound("CONNECTION_NOT_FOUND", "no such connection; start again")
-        if self.clock() - session["created_at"] > timedelta(seconds=self.settings.connection_ttl_s):
+        expires_at = session.get("expires_at") or session["created_at"] + timedelta(
+            seconds=self.settings.connection_ttl_s
+        )
+        if self.clock() > expires_at:
+            await self.stores.connections.delete_one({"_id": connection_id})
             raise DomainError("CONNECTION_EXPIRED", "this connection expired; start again")
         granted = set(session["granted"])
         missing = sorted(set(self.settings.meta_permissions) - granted)
@@ -505,6 +519,8 @@ class OnboardingService:
                     business_account_id=page["id"],
                 )
             )
+        # the Page tokens now live in the channels' credentials: the connection's copies go
+        await self.stores.connections.delete_one({"_id": connection_id})
         return activated
 
     async def _claimed_then(

@@ -49,6 +49,11 @@ class OnboardingSettings(ApiSettings):
     token_expiry_lead_s: int = Field(default=7 * 24 * 3600, gt=0, description="Warn this long before expiry.")
     token_check_interval_s: float = Field(default=3600.0, gt=0)
     connection_ttl_s: int = Field(default=3600, gt=0, description="How long a started Meta connection lasts.")
+    connection_prune_interval_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="How often expired Meta connections (and their Page tokens) are deleted.",
+    )
     max_teams_per_tenant: int = Field(
         default=500, gt=0, description="Teams a tenant may have (deleted ones do not count); more is a 409."
     )

@@ -2,9 +2,10 @@
 
 Keys come from settings as ``PARLEY_ENCRYPTION_KEYS="k2:<base64 32 bytes>,k1:<base64 32 bytes>"``;
 the first is used to encrypt, every listed key can decrypt. Rotation: put a new key first in
-every service's settings, run ``parley credentials rotate`` (re-encrypts everything), then drop
-the old key. The channel id is
-bound as associated data, so a ciphertext copied onto another channel does not decrypt.
+every service's settings, run ``parley credentials rotate`` (re-encrypts every field named in the
+owner's list of sealed fields, :func:`rotate_sealed`), then drop the old key. The document's
+``_id`` (the channel id for a channel's credential) is bound as associated data, so a ciphertext
+copied onto another document does not decrypt.
 Credentials are never returned by an API, published in an event or logged.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -120,12 +121,58 @@ class MongoCredentialStore:
     async def delete(self, channel_id: str) -> None:
         await self.collection.delete_one({"_id": channel_id})
 
-    async def rotate(self) -> int:
-        """Re-encrypt every credential with the current key; returns how many changed."""
-        changed = 0
-        async for doc in self.collection.find({"token.key_id": {"$ne": self.vault.current}}):
-            credential = await self.get(doc["_id"])
-            if credential is not None:
-                await self.put(credential)
-                changed += 1
-        return changed
+
+def _is_sealed(value: object) -> bool:
+    return isinstance(value, dict) and "key_id" in value and "nonce" in value and "ciphertext" in value
+
+
+def _reseal(value: Any, path: list[str], vault: TokenVault, context: str) -> tuple[Any, int]:
+    """``value`` with every ciphertext at ``path`` under the current key; how many were re-sealed.
+
+    A list on the way is walked element by element; a missing field or ``None`` is left alone.
+    """
+    if isinstance(value, list):
+        count = 0
+        items = []
+        for item in value:
+            new, n = _reseal(item, path, vault, context)
+            items.append(new)
+            count += n
+        return items, count
+    if not path:
+        if not _is_sealed(value) or value.get("key_id") == vault.current:
+            return value, 0
+        return vault.encrypt(vault.decrypt(value, context), context), 1
+    if not isinstance(value, dict) or value.get(path[0]) is None:
+        return value, 0
+    new, n = _reseal(value[path[0]], path[1:], vault, context)
+    return ({**value, path[0]: new} if n else value), n
+
+
+async def rotate_sealed(db: Any, vault: TokenVault, fields: Iterable[tuple[str, str]]) -> tuple[int, int]:
+    """Re-encrypt, with the current key, every ciphertext at the given (collection, dotted path)
+    fields (a list on the path is walked element by element; the document's ``_id`` is the
+    associated data). Returns (ciphertexts re-encrypted, documents rewritten).
+
+    Every document of each collection is read, so a field missing from some documents (a PIN
+    document has no token) is simply skipped; a ciphertext that does not decrypt raises
+    :class:`VaultError` naming its collection and document.
+    """
+    by_collection: dict[str, list[list[str]]] = {}
+    for collection, dotted in fields:
+        by_collection.setdefault(collection, []).append(dotted.split("."))
+    sealed = rewritten = 0
+    for collection, paths in by_collection.items():
+        async for doc in db[collection].find({}):
+            new, count = doc, 0
+            for path in paths:
+                try:
+                    new, n = _reseal(new, path, vault, str(doc["_id"]))
+                except VaultError as exc:
+                    raise VaultError(f"{collection} {doc['_id']!r} {'.'.join(path)}: {exc}") from exc
+                count += n
+            if count:
+                await db[collection].replace_one({"_id": doc["_id"]}, new)
+                sealed += count
+                rewritten += 1
+    return sealed, rewritten

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from parley_events import ChannelRole, ChannelStatus, Provider
@@ -129,6 +129,19 @@ def account_claim_id(provider: Provider, account_id: str) -> str:
     return f"{provider.value}:{account_id}"
 
 
+# Every field that holds a vault ciphertext, as (collection, dotted path; a list on the path is
+# walked element by element), the document's _id being the associated data of each. This is the one
+# list `parley credentials rotate` walks (parley_shared.vault.rotate_sealed): a new kind of secret
+# is added here or it is not rotated.
+SEALED_FIELDS: tuple[tuple[str, str], ...] = (
+    ("channel_credentials", "token"),  # channels' tokens; WhatsApp system-user tokens (whatsapp:<id>)
+    ("channel_credentials", "refresh"),  # X refresh tokens
+    ("channel_credentials", "pin"),  # WhatsApp two-step verification PINs (whatsapp-pin:<id>)
+    ("meta_connections", "pages.token"),  # the Page tokens of a started Meta connection
+    ("meta_connections", "user_token"),  # the user token (connections written before it was dropped)
+)
+
+
 class OnboardingStores:
     """The collections onboarding owns."""
 
@@ -184,6 +197,32 @@ class OnboardingStores:
         )
         await self.teams.collection.create_index([("tenant_id", 1)], name="teams_by_tenant")
         await self.connections.create_index([("created_at", 1)], name="connections_by_age")
+        await self.connections.create_index([("expires_at", 1)], name="connections_by_expiry")
+
+    async def prune_connections(self, now: datetime, ttl: timedelta) -> int:
+        """Delete started Meta connections that expired (FerretDB 1.24 has no TTL indexes, so this
+        runs on a timer and expired ones are refused on read); how many went."""
+        expired = await self.connections.delete_many({"expires_at": {"$lte": now}})
+        # documents written before connections carried expires_at
+        legacy = await self.connections.delete_many(
+            {"expires_at": {"$exists": False}, "created_at": {"$lte": now - ttl}}
+        )
+        return int(expired.deleted_count) + int(legacy.deleted_count)
+
+    async def purge_channel_secrets(self, tenant_id: str, channel_id: str, account_id: str) -> int:
+        """Delete every secret a disconnected channel leaves (its own credential is deleted by the
+        credential store): the WhatsApp onboarding's system-user token, two-step PIN and code
+        attempts, and the tenant's started Meta connections listing the account's Page token.
+        How many documents went."""
+        deleted = 0
+        for doc in await self.whatsapp.find({"tenant_id": tenant_id, "channel_id": channel_id}):
+            ids = [f"whatsapp:{doc['_id']}", f"whatsapp-pin:{doc['_id']}"]
+            deleted += int((await self.credentials.delete_many({"_id": {"$in": ids}})).deleted_count)
+            await self.code_attempts.delete_many({"onboarding_id": doc["_id"]})
+        for field in ("pages.id", "pages.instagram_id"):
+            result = await self.connections.delete_many({"tenant_id": tenant_id, field: account_id})
+            deleted += int(result.deleted_count)
+        return deleted
 
     async def claim_account(
         self, provider: Provider, account_id: str, channel_id: str, tenant_id: str, at: datetime

@@ -16,8 +16,9 @@ from parley_shared import mongo
 from parley_shared.kafka import EventPublisher, make_broker
 from parley_shared.runtime import Runtime
 from parley_shared.settings import ServiceSettings, load_settings
-from parley_shared.vault import MongoCredentialStore, TokenVault, parse_keys
+from parley_shared.vault import TokenVault, parse_keys, rotate_sealed
 
+from parley_onboarding.adapters.stores import SEALED_FIELDS
 from parley_onboarding.bootstrap import build_service
 from parley_onboarding.settings import OnboardingSettings
 
@@ -67,23 +68,22 @@ def _run(_settings: ServiceSettings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def rotate_credentials(settings: OnboardingSettings) -> int:
+async def rotate_credentials(settings: OnboardingSettings) -> tuple[int, int]:
+    """Re-encrypt every secret onboarding keeps (SEALED_FIELDS) with the first key; (secrets,
+    documents) re-encrypted."""
     client = mongo.open_client(settings.mongodb_url)
     try:
         vault = TokenVault(parse_keys(settings.encryption_keys.get_secret_value()))
-        store = MongoCredentialStore(
-            mongo.database(client, settings.mongodb_url)["channel_credentials"], vault
-        )
-        return await store.rotate()
+        return await rotate_sealed(mongo.database(client, settings.mongodb_url), vault, SEALED_FIELDS)
     finally:
         await client.close()
 
 
 def _rotate(_settings: ServiceSettings, _args: argparse.Namespace) -> int:
     settings = load_settings(OnboardingSettings)
-    changed = asyncio.run(rotate_credentials(settings))
+    secrets, documents = asyncio.run(rotate_credentials(settings))
     current = settings.encryption_keys.get_secret_value().split(":", 1)[0]  # the key id, not the key
-    print(f"re-encrypted {changed} channel credential(s) with key {current}")
+    print(f"re-encrypted {secrets} secret(s) in {documents} document(s) with key {current}")
     return 0
 
 
