@@ -443,7 +443,10 @@ async def test_sequence_numbers_are_gap_free_per_conversation(
                 f"/v1/conversations/conv-g/{path}", json=body, headers={**headers, "Idempotency-Key": f"s{i}"}
             )
             assert response.status_code == 200, response.text
-        await publish_events(infra.kafka, namespace, message(2, "conv-g"))  # reopens
+        # reopens: sent after the resolution (a message sent before it would not reopen)
+        await publish_events(
+            infra.kafka, namespace, message(2, "conv-g", at=datetime.now(UTC) + timedelta(minutes=1))
+        )
         events = await wait_for_sequence(infra, namespace, "conv-g", 11)
     by_sequence = {e["sequence"]: e for e in events}
     # created, message, pending, tags, owner, note, topics, resolved, owner cleared, message, reopened

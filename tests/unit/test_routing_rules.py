@@ -861,3 +861,19 @@ def test_command_causes_of_different_users_and_keys_never_collide(
 
     assert isinstance(event, ConversationLabelsChanged)
     assert conversation.tags == ["first", "second"]
+
+
+def test_long_customer_messages_make_the_document_forget_old_causes_not_refuse_the_save() -> None:
+    conversation = opened()
+    for n in range(2, RECENT_LIMIT + 2):  # the longest DMs (X allows 10,000 characters), emoji only
+        conversation.receive(message(n, text="\U0001f600" * 10_000))
+    conversation.published_sequence = conversation.sequence
+    unpublished = conversation.receive(message(99, text="\U0001f600" * 10_000))
+    assert len(bson.encode(conversation.to_document())) > 1024 * 1024
+
+    doc, size = conversation.bounded_document(lambda d: len(bson.encode(d)), 1024 * 1024)
+
+    assert size == len(bson.encode(doc)) <= 1024 * 1024
+    assert conversation.has_applied(message(99).event_id)  # unpublished events are never forgotten
+    assert conversation.unpublished() == unpublished
+    assert len(conversation.recent) >= 2

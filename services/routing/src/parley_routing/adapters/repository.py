@@ -70,9 +70,12 @@ class DocumentTooLarge(Exception):
         self.size = size
 
 
+def _bson_size(doc: dict[str, Any]) -> int:
+    return len(bson.encode(doc))
+
+
 def _checked(conversation: Conversation) -> dict[str, Any]:
-    doc = conversation.to_document()
-    size = len(bson.encode(doc))
+    doc, size = conversation.bounded_document(_bson_size, MAX_DOCUMENT_BYTES)
     if size > MAX_DOCUMENT_BYTES:
         raise DocumentTooLarge(conversation.id, size)
     return doc

@@ -29,7 +29,7 @@ the events it caused the first time.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -402,7 +402,36 @@ class Conversation:
             del self.recent[oldest]
         return events
 
+    def _forget_published(self, keep: int) -> bool:
+        """Forget the oldest causes whose events are all published until ``keep`` remain (causes
+        with unpublished events stay); whether any was forgotten."""
+        published = [
+            cause
+            for cause, events in self.recent.items()
+            if all(d["data"]["sequence"] <= self.published_sequence for d in events)
+        ]
+        drop = published[: max(0, len(self.recent) - keep)]
+        for cause in drop:
+            del self.recent[cause]
+        return bool(drop)
+
     # --- persistence mapping -------------------------------------------------------------------
+
+    def bounded_document(
+        self, size_of: Callable[[dict[str, Any]], int], max_bytes: int
+    ) -> tuple[dict[str, Any], int]:
+        """The document and its size, remembering fewer published causes (halving them) while it
+        would be larger than ``max_bytes``: long customer messages must not make a conversation
+        unwritable. The size may still exceed ``max_bytes`` (the caller refuses the save)."""
+        doc = self.to_document()
+        size = size_of(doc)
+        keep = len(self.recent)
+        while size > max_bytes and keep > 0:
+            keep //= 2
+            if self._forget_published(keep):
+                doc = self.to_document()
+                size = size_of(doc)
+        return doc, size
 
     def to_document(self) -> dict[str, Any]:
         return {
