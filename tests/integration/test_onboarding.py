@@ -623,6 +623,37 @@ async def test_concurrent_wrong_codes_reach_meta_at_most_five_times_and_a_resend
     assert len(stack.recorder.matching("/verify_code")) == 7
 
 
+async def test_a_meta_outage_does_not_use_up_the_whatsapp_code_attempts(stack: Stack) -> None:
+    """Review P2-3: an attempt Meta did not judge (a 500) is given back, and a resend numbers the
+    new code after every claimed attempt, so failures cannot block the onboarding for good."""
+    token = await whatsapp_number(stack)
+    wa = await WhatsApp.start(stack)
+    await wa.to_business_verified(token)
+    await wa.step("request-code")
+    code = await last_code(stack)
+    await stack.sandbox_admin(
+        "POST", "/faults", {"path_contains": f"/{PHONE_ID}/verify_code", "status": 500, "times": 6}
+    )
+    for _ in range(6):
+        failed = await wa.step("verify-code", {"code": code}, status=502)
+        assert failed["code"] == "PROVIDER_RETRYABLE"
+    assert len(stack.recorder.matching("/verify_code")) == 6
+    assert await stack.db["whatsapp_code_attempts"].count_documents({"onboarding_id": wa.id}) == 0
+    assert (await wa.get())["code_attempts"] == 0
+
+    # claims left behind by a service that stopped while Meta was asked: the code's five numbers
+    attempts = stack.db["whatsapp_code_attempts"]
+    now = stack.clock()
+    for n in range(1, 6):
+        await attempts.insert_one({"_id": f"{wa.id}:{n}", "onboarding_id": wa.id, "n": n, "at": now})
+    blocked = await wa.step("verify-code", {"code": code}, status=422)
+    assert blocked["code"] == "TOO_MANY_ATTEMPTS"
+    # a new code gets numbers after them and works
+    stack.clock.advance(seconds=61)
+    await wa.step("request-code")
+    assert (await wa.step("verify-code", {"code": await last_code(stack)}))["step"] == "activated"
+
+
 async def test_whatsapp_details_are_checked_steps_keep_order_and_landlines_get_a_call(stack: Stack) -> None:
     token = await whatsapp_number(stack)
     wa = await WhatsApp.start(stack)

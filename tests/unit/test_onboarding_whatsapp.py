@@ -623,6 +623,24 @@ def test_resend_after_too_many_attempts_allows_trying_again() -> None:
     onboarding.check_code_attempt("123456", T0 + timedelta(minutes=2))
 
 
+def test_a_resend_numbers_the_new_code_after_the_highest_claimed_attempt() -> None:
+    """Review P2-3: a claim never released (the service stopped while Meta was asked) must not
+    make the new code's numbers taken already; it counts toward the onboarding's total."""
+    onboarding = with_code_sent()
+    onboarding.code_rejected(1)
+    resent_at = T0 + RESEND_COOLDOWN
+    onboarding.code_requested(CUSTOMER, resent_at, highest_claimed=4)
+    assert onboarding.attempt_numbers == range(5, 5 + MAX_CODE_ATTEMPTS)
+    onboarding.check_code_attempt("123456", resent_at)  # the new code may be tried
+    # lower than the count: the count decides
+    onboarding.code_requested(CUSTOMER, resent_at + RESEND_COOLDOWN, highest_claimed=0)
+    assert onboarding.attempt_numbers == range(2, 2 + MAX_CODE_ATTEMPTS)
+    # claims up to the onboarding's total: no code is sent
+    with pytest.raises(DomainError) as exc:
+        onboarding.code_requested(CUSTOMER, resent_at + 2 * RESEND_COOLDOWN, MAX_TOTAL_CODE_ATTEMPTS)
+    assert exc.value.code == "TOO_MANY_ATTEMPTS"
+
+
 def test_attempt_numbers_of_the_first_code() -> None:
     onboarding = with_code_sent()
     assert onboarding.attempt_numbers == range(1, MAX_CODE_ATTEMPTS + 1)

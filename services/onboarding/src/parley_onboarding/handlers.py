@@ -611,7 +611,8 @@ class OnboardingService:
                 raise DomainError("INVALID_PIN", "the two-step verification PIN has 6 digits", field="pin")
             return await self._verify_code(onboarding, str(body.get("code", "")), actor_id, now, pin)
         if action == "request-code":
-            record = onboarding.code_requested(actor_id, now)
+            highest = await self.stores.highest_code_attempt(onboarding.id)
+            record = onboarding.code_requested(actor_id, now, highest)
             token = await self._whatsapp_token(onboarding)
             assert onboarding.phone_number_id is not None
             await self.graph.whatsapp_request_code(onboarding.phone_number_id, token, onboarding.code_method)
@@ -729,6 +730,10 @@ class OnboardingService:
             if exc.code in WRONG_CODE_ERRORS:
                 left = await self._code_rejected(onboarding, attempt)
                 raise DomainError("WRONG_CODE", "that code is not right", attempts_left=left) from exc
+            # Meta did not judge the code (an outage, a timeout, a refused token): the attempt is
+            # given back, or a few failures would use up the code and, through the resends, the
+            # whole onboarding
+            await self.stores.release_code_attempt(onboarding.id, attempt)
             raise
         # reload: concurrent wrong attempts may have saved the onboarding meanwhile
         onboarding = await self.whatsapp(onboarding.tenant_id, onboarding.id)

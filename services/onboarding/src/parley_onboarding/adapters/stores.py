@@ -189,6 +189,15 @@ class OnboardingStores:
             return n
         return None
 
+    async def release_code_attempt(self, onboarding_id: str, n: int) -> None:
+        """Give back an attempt number Meta did not judge (it failed or was unreachable)."""
+        await self.code_attempts.delete_one({"_id": f"{onboarding_id}:{n}"})
+
+    async def highest_code_attempt(self, onboarding_id: str) -> int:
+        """The highest attempt number claimed on the onboarding so far (0 when none)."""
+        docs = self.code_attempts.find({"onboarding_id": onboarding_id}, {"n": 1})
+        return max([int(doc["n"]) async for doc in docs], default=0)
+
     async def ensure_indexes(self) -> None:
         for store in (self.channels, self.teams, self.whatsapp):
             await store.ensure_indexes()

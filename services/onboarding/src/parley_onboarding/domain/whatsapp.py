@@ -237,11 +237,17 @@ class WhatsAppOnboarding:
             attempts=self.code_attempts,
         )
 
-    def code_requested(self, by: str, at: datetime) -> StepRecord:
+    def code_requested(self, by: str, at: datetime, highest_claimed: int = 0) -> StepRecord:
         """A code is (re)sent; resending waits for a cooldown. The attempt count is kept: the new
-        code gets up to MAX_CODE_ATTEMPTS tries within the onboarding's MAX_TOTAL_CODE_ATTEMPTS."""
+        code gets up to MAX_CODE_ATTEMPTS tries within the onboarding's MAX_TOTAL_CODE_ATTEMPTS.
+
+        ``highest_claimed`` is the highest attempt number claimed so far: the new code's numbers
+        come after it, so a claim that was never released (the service stopped while Meta was
+        asked) cannot make the new code's numbers taken already.
+        """
         self._require(Step.BUSINESS_VERIFIED, Step.CODE_SENT)
-        if self.code_attempts >= MAX_TOTAL_CODE_ATTEMPTS:
+        used = max(self.code_attempts, highest_claimed)
+        if used >= MAX_TOTAL_CODE_ATTEMPTS:
             raise self._out_of_attempts()
         if self.code_sent_at is not None and at - self.code_sent_at < RESEND_COOLDOWN:
             wait = int((RESEND_COOLDOWN - (at - self.code_sent_at)).total_seconds()) + 1
@@ -249,7 +255,7 @@ class WhatsAppOnboarding:
                 "RESEND_TOO_SOON", f"wait {wait} seconds before asking for another code", retry_after_s=wait
             )
         self.code_sent_at = at
-        self.code_attempts_before = self.code_attempts
+        self.code_attempts_before = used
         return self._complete(Step.CODE_SENT, at, by)
 
     @property
