@@ -39,6 +39,7 @@ from parley_routing.domain.model import (
     MAX_NOTES,
     MAX_TAGS,
     MAX_TOPICS,
+    REOPEN_GRACE,
     SEEN_MESSAGES_LIMIT,
 )
 from parley_routing.handlers import ConversationService
@@ -443,9 +444,9 @@ async def test_sequence_numbers_are_gap_free_per_conversation(
                 f"/v1/conversations/conv-g/{path}", json=body, headers={**headers, "Idempotency-Key": f"s{i}"}
             )
             assert response.status_code == 200, response.text
-        # reopens: sent after the resolution (a message sent before it would not reopen)
+        # reopens: written a minute before the resolution, delivered after it (pipeline lag)
         await publish_events(
-            infra.kafka, namespace, message(2, "conv-g", at=datetime.now(UTC) + timedelta(minutes=1))
+            infra.kafka, namespace, message(2, "conv-g", at=datetime.now(UTC) - timedelta(minutes=1))
         )
         events = await wait_for_sequence(infra, namespace, "conv-g", 11)
     by_sequence = {e["sequence"]: e for e in events}
@@ -612,8 +613,9 @@ async def test_a_late_redelivery_is_a_duplicate_and_an_old_message_does_not_reop
         assert conversation is not None
         assert conversation.queue is Queue.RESOLVED
 
-        # a message never seen but sent before the resolution is recorded and reopens nothing
-        await service.on_messages([message(0, "conv-replay", at=resolved_at - timedelta(hours=1))])
+        # a message never seen but sent well before the resolution is recorded and reopens nothing
+        old = resolved_at - REOPEN_GRACE - timedelta(minutes=1)
+        await service.on_messages([message(0, "conv-replay", at=old)])
         assert [e.event_type for e in published] == ["parley.conversation.message_added.v1"]
         conversation = await repository.get("conv-replay")
         assert conversation is not None

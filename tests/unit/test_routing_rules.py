@@ -33,6 +33,7 @@ from parley_routing.domain.model import (
     MAX_TAGS,
     MAX_TOPICS,
     RECENT_LIMIT,
+    REOPEN_GRACE,
     Conversation,
     InvalidCommand,
     command_cause,
@@ -813,13 +814,13 @@ def test_notes_embedded_by_an_older_version_are_loaded_as_legacy_notes() -> None
     assert "notes" not in loaded.to_document()
 
 
-def test_a_message_sent_before_the_resolution_is_recorded_but_does_not_reopen() -> None:
+def test_a_message_sent_well_before_the_resolution_is_recorded_but_does_not_reopen() -> None:
     conversation = opened()
-    conversation.receive(message(2, at=AT - timedelta(minutes=5)))
     conversation.move(Queue.RESOLVED, AGENT, "cmd_resolve", AT)
     assert conversation.resolved_at == AT
 
-    late = conversation.receive(message(3, at=AT - timedelta(minutes=1)))  # replayed old delivery
+    # a replayed old delivery: sent just over the grace before the resolution
+    late = conversation.receive(message(3, at=AT - REOPEN_GRACE - timedelta(seconds=1)))
 
     assert [type(e) for e in late] == [ConversationMessageAdded]
     assert conversation.queue is Queue.RESOLVED
@@ -827,6 +828,29 @@ def test_a_message_sent_before_the_resolution_is_recorded_but_does_not_reopen() 
     fresh = conversation.receive(message(4, at=AT + timedelta(minutes=1)))
 
     assert [type(e) for e in fresh] == [ConversationMessageAdded, ConversationStatusChanged]
+    assert conversation.queue is Queue.NEW
+    assert conversation.resolved_at is None
+
+
+@pytest.mark.parametrize(
+    "sent_before",
+    [
+        pytest.param(timedelta(seconds=1), id="a-second-before"),
+        pytest.param(timedelta(minutes=5), id="five-minutes-before"),
+        pytest.param(REOPEN_GRACE, id="exactly-the-grace-before"),
+    ],
+)
+def test_a_message_sent_shortly_before_the_resolution_and_delivered_after_it_reopens(
+    sent_before: timedelta,
+) -> None:
+    # the customer wrote while the agent (or auto-resolve) was closing the conversation; the
+    # message reached routing after the resolution (pipeline lag): the agents must see it
+    conversation = opened()
+    conversation.move(Queue.RESOLVED, AGENT, "cmd_resolve", AT)
+
+    lagged = conversation.receive(message(3, at=AT - sent_before))
+
+    assert [type(e) for e in lagged] == [ConversationMessageAdded, ConversationStatusChanged]
     assert conversation.queue is Queue.NEW
     assert conversation.resolved_at is None
 

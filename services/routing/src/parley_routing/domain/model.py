@@ -6,9 +6,11 @@ Rules:
   next sequence number; ``last_activity_at`` follows the newest message.
 - Reopening: an inbound customer message (any kind but a reaction) on a Pending or Resolved
   conversation moves it back to New (reason ``reopened``). Echoes, replies and reactions do not,
-  nor does a duplicate (a provider message id already seen), nor a message sent before the
-  conversation was resolved (a replayed old delivery): those are recorded, or ignored as
-  duplicates, and the conversation stays resolved.
+  nor does a duplicate (a provider message id already seen), nor a message sent more than
+  :data:`REOPEN_GRACE` before the conversation was resolved (a replayed old delivery): those are
+  recorded, or ignored as duplicates, and the conversation stays resolved. A message sent shortly
+  before the resolution but delivered after it (pipeline lag) does reopen: the customer wrote
+  after the agent last looked.
 - Agents move conversations to Pending or Resolved. Resolving clears the owner.
 - Auto-ownership: when the channel has it on, the human agent whose reply was sent becomes the
   owner if there is none. An existing owner is kept (the reply does not take the conversation
@@ -62,6 +64,11 @@ RECENT_LIMIT = 50
 whose events are not yet published are kept until they are, within the document size bound)."""
 SEEN_MESSAGES_LIMIT = 200
 """How many provider message ids a conversation remembers (echo of a sent reply = one message)."""
+REOPEN_GRACE = timedelta(hours=1)
+"""How long before a resolution a message may have been sent and still reopen the conversation:
+longer than any pipeline lag (a message written just before an agent or auto-resolve closed the
+conversation, delivered just after), far shorter than the providers' replay windows (Meta's
+36 hours, WhatsApp's 7 days), whose redeliveries the seen message ids catch anyway."""
 LABEL_KINDS = ("tags", "topics")
 MAX_LABELS = {"tags": 50, "topics": 20}
 """Most tags and topics one conversation carries."""
@@ -208,8 +215,9 @@ class Conversation:
             message.direction is Direction.INBOUND
             and message.kind is not MessageKind.REACTION
             and not duplicate
-            # a message sent before the resolution (a replayed old delivery) does not reopen
-            and (self.resolved_at is None or message.provider_timestamp >= self.resolved_at)
+            # a message sent well before the resolution (a replayed old delivery) does not reopen;
+            # one sent just before it and delivered late (pipeline lag) does
+            and (self.resolved_at is None or message.provider_timestamp >= self.resolved_at - REOPEN_GRACE)
         )
         if reopens and self.queue is not Queue.NEW:
             events.append(self._status(Queue.NEW, StatusChangeReason.REOPENED, message.provider_timestamp))
