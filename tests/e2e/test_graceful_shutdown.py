@@ -64,6 +64,9 @@ async def test_sigterm_mid_stream_loses_nothing_and_applies_nothing_twice(
         "PARLEY_CONSUMER_GROUP_PREFIX": namespace,
         "PARLEY_JWT_HS256_SECRET": "shutdown-test-secret-of-32-bytes-at-least",
         "PARLEY_SHUTDOWN_TIMEOUT_S": "10",
+        # small batches: the stream spans many of them, so the signal lands mid-stream (with the
+        # default of 200 one batch could hold the whole stream and the drain would finish it)
+        "PARLEY_BATCH_MAX_RECORDS": "10",
     }
     await publish_events(
         infra.kafka,
