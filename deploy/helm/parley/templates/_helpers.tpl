@@ -178,6 +178,7 @@ PARLEY_HTTP_MAX_BODY_BYTES: {{ include "parley.number" $c.httpMaxBodyBytes | quo
 PARLEY_HTTP_LIMIT_CONCURRENCY: {{ include "parley.number" $c.httpLimitConcurrency | quote }}
 PARLEY_HTTP_KEEP_ALIVE_TIMEOUT_S: {{ include "parley.number" $c.httpKeepAliveTimeoutSeconds | quote }}
 PARLEY_HTTP_MAX_HEADER_BYTES: {{ include "parley.number" $c.httpMaxHeaderBytes | quote }}
+PARLEY_HTTP_FORWARDED_ALLOW_IPS: {{ $c.httpForwardedAllowIps | quote }}
 {{- if $facts.api }}
 {{- with $root.Values.auth.jwksUrl }}
 PARLEY_JWT_JWKS_URL: {{ . | quote }}

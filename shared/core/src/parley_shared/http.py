@@ -224,6 +224,11 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=int(shutdown_timeout_s),
         lifespan="on",
+        # h11 explicitly: its incomplete-event limit is the request-head cap the settings promise,
+        # and httptools (uvicorn[standard]) would ignore it
+        http="h11",
+        proxy_headers=True,
+        forwarded_allow_ips=limits.http_forwarded_allow_ips,
         limit_concurrency=limits.http_limit_concurrency,
         timeout_keep_alive=limits.http_keep_alive_timeout_s,
         h11_max_incomplete_event_size=limits.http_max_header_bytes,

@@ -48,6 +48,12 @@ class ServiceSettings(BaseSettings):
         ge=1024,
         description="Largest request line plus headers (h11's incomplete-event limit); larger gets 400.",
     )
+    http_forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="Comma-separated addresses (or *) of the proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto uvicorn trusts; the client address every per-client limit uses comes "
+        "from there (docs/security.md).",
+    )
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(
         default=9464,
