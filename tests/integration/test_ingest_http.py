@@ -13,6 +13,7 @@ import pytest
 from parley_events import WebhookReceived, qualify, topics
 from parley_ingest.bootstrap import create_ingest_app
 from parley_ingest.settings import IngestSettings
+from prometheus_client import REGISTRY
 
 from tests.conftest import Infra
 from tests.support.apps import app_of, scrape_metrics
@@ -141,6 +142,25 @@ async def test_a_missing_or_wrong_signature_gets_401_and_nothing_is_archived(
     assert response.status_code == 401
     assert response.content == b""
     assert await count_records(infra.kafka, raw_topic(namespace)) == 0
+
+
+@pytest.mark.parametrize("body", [b"null", b"[]", b'"text"', b"42", b" "])
+async def test_a_signed_body_that_is_not_a_json_object_gets_400_and_nothing_is_archived(
+    ingest: Any, infra: Infra, namespace: str, body: bytes
+) -> None:
+    # Meta only ever delivers an object; whatever else is signed is not a delivery (review P1-1)
+    client = await ingest()
+    labels = {"provider": "meta", "outcome": "not_json_object"}
+    refused_before = REGISTRY.get_sample_value("parley_ingest_deliveries_total", labels) or 0.0
+    response = await client.post(
+        "/webhooks/meta",
+        content=body,
+        headers={"content-type": "application/json", "x-hub-signature-256": sign(body, NEW_SECRET)},
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "body_not_json_object"
+    assert await count_records(infra.kafka, raw_topic(namespace)) == 0
+    assert REGISTRY.get_sample_value("parley_ingest_deliveries_total", labels) == refused_before + 1
 
 
 async def test_a_body_signed_with_another_apps_secret_is_refused(ingest: Any) -> None:

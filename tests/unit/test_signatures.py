@@ -7,7 +7,8 @@ import hashlib
 import hmac
 
 import pytest
-from parley_ingest.domain.ratelimit import TokenBucket
+from parley_ingest.domain.deliveries import is_json_object
+from parley_ingest.domain.ratelimit import ClientBuckets, TokenBucket
 from parley_ingest.domain.signatures import (
     crc_response,
     is_crc_token,
@@ -167,6 +168,58 @@ def test_no_json_object_has_the_shape_of_a_crc_token() -> None:
     # the oracle needs a body that parses as a delivery: every such body has a brace
     assert all(not is_crc_token(body) for body in ("{}", "[]", '{"a":"b"}'))
     assert is_crc_token("a" * 128)
+
+
+@pytest.mark.parametrize("scalar", ["null", "true", "123", "-1e5", "c2lnbiBtZQ=="])
+def test_json_scalars_have_a_crc_tokens_shape_so_only_the_object_check_stops_their_replay(
+    scalar: str,
+) -> None:
+    # the CRC answer for a scalar is a valid POST signature of the same bytes (review P1-1)
+    assert is_crc_token(scalar)
+    assert verify_x(scalar.encode(), crc_response(scalar, NEW), [NEW])
+    assert not is_json_object(scalar.encode())
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (BODY, True),
+        (b'{"for_user_id":"1"}', True),
+        (b" \t\r\n{}", True),
+        (b"{not json", True),  # a broken object is archived and dead-lettered with its reason
+        (b"", False),
+        (b"   ", False),
+        (b"[]", False),
+        (b'"a string"', False),
+        (b"null", False),
+        (b"\xef\xbb\xbf{}", False),  # a byte-order mark is not JSON whitespace
+        (b"\x0c{}", False),  # nor is a form feed
+    ],
+)
+def test_a_delivery_body_must_open_a_json_object(body: bytes, expected: bool) -> None:
+    assert is_json_object(body) is expected
+
+
+def test_every_client_has_its_own_crc_bucket() -> None:
+    buckets = ClientBuckets(capacity=2, per_second=1.0)
+    assert [buckets.take("flooder", 100.0) for _ in range(3)] == [True, True, False]
+    assert buckets.take("x", 100.0)  # X's check is not spent by the flooder's
+    assert buckets.take("x", 100.0)
+    assert not buckets.take("x", 100.0)
+    assert buckets.take("flooder", 101.1)  # each refills at its own rate
+
+
+def test_the_least_recently_seen_client_is_forgotten_past_the_bound() -> None:
+    buckets = ClientBuckets(capacity=1, per_second=0.001, max_clients=3)
+    for client in ("a", "b", "c"):
+        assert buckets.take(client, 0.0)
+    assert not buckets.take("a", 0.0)  # "a" is now the most recently seen, "b" the least
+    assert buckets.take("d", 0.0)
+    assert len(buckets) == 3
+    assert not buckets.take("a", 0.0)  # kept (and still empty)
+    assert not buckets.take("c", 0.0)
+    assert buckets.take("b", 0.0)  # forgotten: a full bucket again
+    assert len(buckets) == 3
 
 
 def test_the_token_bucket_allows_its_capacity_at_once_then_its_rate() -> None:

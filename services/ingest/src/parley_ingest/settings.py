@@ -21,11 +21,11 @@ class IngestSettings(ServiceSettings):
     )
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     x_crc_per_minute: int = Field(
-        default=600,
+        default=60,
         gt=0,
-        description="CRC checks answered per minute by one process (a burst of as many, then "
-        "refilled evenly); more get 429. X re-checks hourly and on demand. The bucket is shared "
-        "by every caller: the ingress should limit per client too (docs/security.md).",
+        description="CRC checks answered per minute to one client address, by one process (a "
+        "burst of as many, then refilled evenly); more get 429. X re-checks hourly and on demand. "
+        "Behind a proxy the address is the proxy's unless uvicorn trusts its X-Forwarded-For.",
     )
 
     def meta_secrets(self) -> list[str]:

@@ -14,6 +14,19 @@ from parley_events import WebhookReceived
 KEPT_HEADERS = ("content-type", "user-agent", "x-forwarded-for", "traceparent")
 
 
+_JSON_WHITESPACE = b" \t\r\n"
+
+
+def is_json_object(body: bytes) -> bool:
+    """True if the body opens a JSON object (its first non-whitespace byte is ``{``).
+
+    Meta and X always deliver an object. X's CRC answer is the HMAC that signs POST bodies, so
+    every string of a crc_token's shape (``null``, ``true``, ``123``, ...) has a valid signature
+    for the asking; no crc_token can contain ``{``, so no such body passes this check.
+    """
+    return body.lstrip(_JSON_WHITESPACE)[:1] == b"{"
+
+
 def delivery_id(provider: str, body: bytes) -> str:
     """The same bytes re-sent by the provider give the same id."""
     return hashlib.sha256(provider.encode() + b"\x00" + body).hexdigest()

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from parley_ingest import metrics
 from parley_ingest.domain import deliveries, signatures
-from parley_ingest.domain.ratelimit import TokenBucket
+from parley_ingest.domain.ratelimit import ClientBuckets
 from parley_ingest.settings import IngestSettings
 
 log = get_logger(__name__)
@@ -73,10 +73,21 @@ def receive_route(
         if not verify(body, request.headers.get(signature_header)):
             metrics.SIGNATURE_FAILURES.labels(provider=provider).inc()
             return metrics.outcome(provider, "bad_signature", Response(status_code=401))
+        if not deliveries.is_json_object(body):
+            # signed but not a delivery: for X, a CRC answer replayed as a POST signature
+            log.warning("signed body is not a JSON object, refused", provider=provider, size=len(body))
+            return metrics.outcome(
+                provider,
+                "not_json_object",
+                JSONResponse(
+                    {"code": "body_not_json_object", "message": "a delivery is a JSON object"},
+                    status_code=400,
+                ),
+            )
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
-            payload = None  # archived all the same: the normalizer dead-letters it with a reason
+            payload = None  # a broken object, archived all the same: the normalizer dead-letters it
         record = deliveries.archive_record(provider, body, dict(request.headers), datetime.now(UTC), payload)
         try:
             # the trace starts here (or continues the caller's traceparent) and travels in Kafka headers
@@ -133,7 +144,8 @@ def x_routes(
     if not secrets:
         return []
 
-    bucket = TokenBucket(settings.x_crc_per_minute, settings.x_crc_per_minute / 60, time.monotonic())
+    # one bucket per client address: a caller spending its own checks cannot starve X's hourly one
+    buckets = ClientBuckets(settings.x_crc_per_minute, settings.x_crc_per_minute / 60)
 
     def refuse(reason: str, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
         metrics.CRC_REFUSALS.labels(reason=reason).inc()
@@ -142,12 +154,15 @@ def x_routes(
         return JSONResponse(body, status_code=status, headers=headers)
 
     async def crc(request: Request) -> Response:
-        # the CRC answer is the HMAC that signs POST bodies: answer only tokens of X's shape, and few
-        if not bucket.take(time.monotonic()):
+        # the CRC answer is the HMAC that signs POST bodies: answer only tokens of X's shape, few
+        # per client (POST refuses what is not a JSON object, which no token is)
+        now = time.monotonic()
+        bucket = buckets.bucket(request.client.host if request.client else "", now)
+        if not bucket.take(now):
             return refuse(
                 "rate_limited",
                 429,
-                "too many CRC checks; try again later",
+                "too many CRC checks from this client; try again later",
                 {"retry-after": str(bucket.retry_after())},
             )
         token = request.query_params.get("crc_token")
