@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 import unicodedata
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -384,29 +385,52 @@ def adversarial(n: int) -> list[str]:
         ("\u212a." * n)[:n],
         ("x." * n)[: n - 1] + "\u00e9",
         (CJK + ".") * (n // 2),
+        # emoji, flags and ZWJ sequences (X counts each as 2 whatever its code points)
+        (GRIN * n)[:n],
+        ((GRIN + ".") * n)[:n],
+        (THUMBS_MEDIUM * n)[:n],
+        (FLAG_FR * n)[:n],
+        ("\U0001f1eb" * n)[:n],  # an odd run of regional indicators: a flag never closes
+        (FAMILY * n)[:n],
+        (RAINBOW_FLAG * n)[:n],
+        (TECHNOLOGIST * n)[:n],
+        ("\u200d" * n)[:n],  # joiners with nothing to join
+        ((GRIN + "\u200d") * n)[:n],  # a ZWJ chain that never ends
+        ((RED_HEART + "a.") * n)[:n],
     ]
+
+
+ADVERSARIAL_KINDS = len(adversarial(0))
+
+
+def fastest(work: Callable[[], object], runs: int = 3) -> float:
+    """The best of ``runs`` timings of ``work``, in seconds: one slow run is the machine, not
+    the code (a quadratic path is slow every time)."""
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        work()
+        timings.append(time.perf_counter() - started)
+    return min(timings)
 
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.sampled_from(range(15)),
+    st.sampled_from(range(ADVERSARIAL_KINDS)),
     st.integers(min_value=0, max_value=MAX_TEXT_CHARACTERS),
     st.text(max_size=20),
 )
 def test_counting_any_text_up_to_the_cap_takes_under_50_ms(which: int, n: int, noise: str) -> None:
     text = (adversarial(n)[which] + noise)[:MAX_TEXT_CHARACTERS]
-    started = time.perf_counter()
-    x_weighted_length(text)
-    elapsed = time.perf_counter() - started
+    elapsed = fastest(lambda: x_weighted_length(text))
     assert elapsed < 0.05, f"{elapsed * 1000:.1f} ms for {len(text)} characters: {text[:40]!r}..."
 
 
 @pytest.mark.parametrize("text", adversarial(MAX_TEXT_CHARACTERS), ids=lambda t: repr(t[:8]))
 def test_the_worst_known_inputs_at_the_cap_are_counted_quickly(text: str) -> None:
     for counting in Counting:
-        started = time.perf_counter()
-        measure(text, counting)
-        assert time.perf_counter() - started < 0.05
+        elapsed = fastest(lambda counting=counting: measure(text, counting))
+        assert elapsed < 0.05, f"{counting}: {elapsed * 1000:.1f} ms"
     assert reply(Provider.X, text, "mention").length is not None
 
 
