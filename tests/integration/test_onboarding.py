@@ -654,6 +654,72 @@ async def test_a_meta_outage_does_not_use_up_the_whatsapp_code_attempts(stack: S
     assert (await wa.step("verify-code", {"code": await last_code(stack)}))["step"] == "activated"
 
 
+async def onboard_number(
+    stack: Stack, phone_id: str, token: str, tenant: str, *, verify: bool = True
+) -> WhatsApp:
+    """One onboarding of ``phone_id`` (under WABA_ID) in ``tenant``: to activation, or to business
+    verified when not ``verify``."""
+    admin = stack.admin("usr-wa-admin", tenant)
+    created = await stack.call("POST", "/whatsapp/onboardings", status=201, headers=admin)
+    wa = WhatsApp(stack, created["id"])
+    for action, body in [
+        ("sign-agreement", None),
+        ("accept-terms", None),
+        ("submit-details", DETAILS),
+        ("account-created", {"phone_number_id": phone_id, "waba_id": WABA_ID, "access_token": token}),
+        ("approve-business-manager", None),
+        ("business-verified", None),
+    ]:
+        await wa.step(
+            action, body, headers=stack.operator(tenant=tenant) if action in OPERATOR_STEPS else admin
+        )
+    if verify:
+        await wa.step("request-code", headers=admin)
+        code = await stack.sandbox_admin("GET", f"/whatsapp/numbers/{phone_id}/last-code")
+        assert (await wa.step("verify-code", {"code": code["code"]}, headers=admin))["step"] == "activated"
+    return wa
+
+
+async def test_a_waba_is_released_when_its_tenants_last_channel_on_it_disconnects(stack: Stack) -> None:
+    """Review P2-6: the WABA claim goes with the tenant's last channel on the WABA, so the WABA can
+    move to another tenant; an onboarding of the old tenant still under way claims it again at
+    verify-code and is refused once another tenant holds it."""
+    token = await whatsapp_number(stack)
+    second_phone = "106540352242923"
+    await stack.whatsapp_number(second_phone, WABA_ID, token)
+    claims = stack.db["waba_claims"]
+    first = await onboard_number(stack, PHONE_ID, token, TENANT)
+    second = await onboard_number(stack, second_phone, token, TENANT)
+    pending_phone = "106540352242925"
+    await stack.whatsapp_number(pending_phone, WABA_ID, token)
+    pending = await onboard_number(stack, pending_phone, token, TENANT, verify=False)
+    admin = stack.admin("usr-wa-admin", TENANT)
+
+    # another channel of the tenant still uses the WABA: the claim stays
+    await stack.call("DELETE", f"/channels/{(await first.get())['channel_id']}", headers=admin)
+    assert (await claims.find_one({"_id": WABA_ID}))["tenant_id"] == TENANT
+    await stack.call("DELETE", f"/channels/{(await second.get())['channel_id']}", headers=admin)
+    assert await claims.find_one({"_id": WABA_ID}) is None
+
+    # another tenant may now onboard the WABA (a number Parley never registered: a registered
+    # one keeps its two-step PIN at Meta)
+    third_phone = "106540352242924"
+    await stack.whatsapp_number(third_phone, WABA_ID, token)
+    moved = await onboard_number(stack, third_phone, token, OTHER_TENANT)
+    assert (await claims.find_one({"_id": WABA_ID}))["tenant_id"] == OTHER_TENANT
+    other_admin = stack.admin("usr-wa-admin", OTHER_TENANT)
+    onboarded = await stack.call("GET", f"/whatsapp/onboardings/{moved.id}", headers=other_admin)
+    assert onboarded["step"] == "activated"
+    # and the old tenant's onboarding under way cannot activate on it
+    await pending.step("request-code", headers=admin)
+    asked = len(stack.recorder.matching("/verify_code"))
+    code = await stack.sandbox_admin("GET", f"/whatsapp/numbers/{pending_phone}/last-code")
+    refused = await pending.step("verify-code", {"code": code["code"]}, status=409, headers=admin)
+    assert (refused["code"], refused["field"]) == ("WABA_CLAIMED_ELSEWHERE", "waba_id")
+    assert len(stack.recorder.matching("/verify_code")) == asked
+    assert (await pending.get())["channel_id"] is None
+
+
 async def test_whatsapp_details_are_checked_steps_keep_order_and_landlines_get_a_call(stack: Stack) -> None:
     token = await whatsapp_number(stack)
     wa = await WhatsApp.start(stack)

@@ -305,6 +305,9 @@ class OnboardingService:
         await self.credentials.delete(channel_id)
         # and every other secret the channel leaves: WhatsApp token and PIN, connections' Page tokens
         await self.stores.purge_channel_secrets(tenant_id, channel_id, channel.account_id)
+        if channel.provider is Provider.WHATSAPP and channel.business_account_id:
+            # the WABA may move to another tenant once no channel of this one uses it
+            await self.stores.release_waba(channel.business_account_id, tenant_id)
         return channel
 
     async def prune_connections(self) -> int:
@@ -718,6 +721,14 @@ class OnboardingService:
         token = await self._whatsapp_token(onboarding)
         assert onboarding.phone_number_id is not None
         assert onboarding.waba_id is not None
+        # the WABA claimed at account-created may have been released since (a disconnect of the
+        # tenant's last channel on it): claim it again, or refuse if another tenant took it
+        if await self.stores.claim_waba(onboarding.waba_id, onboarding.tenant_id, onboarding.id, now):
+            raise Conflict(
+                "WABA_CLAIMED_ELSEWHERE",
+                f"WhatsApp Business Account {onboarding.waba_id} belongs to another Parley tenant",
+                field="waba_id",
+            )
         # count the attempt before Meta is asked: claiming a number is a unique insert, so
         # concurrent attempts cannot exceed the allowance (conditional updates are no lock on
         # FerretDB, docs/storage.md)

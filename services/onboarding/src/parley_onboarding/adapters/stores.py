@@ -176,6 +176,23 @@ class OnboardingStores:
             holder = await self.waba_claims.find_one({"_id": waba_id})
         return None if holder is None or holder["tenant_id"] == tenant_id else dict(holder)
 
+    async def release_waba(self, waba_id: str, tenant_id: str) -> bool:
+        """Give up a WABA's claim unless a channel of the tenant that is not disconnected still
+        uses the WABA; whether a claim was deleted."""
+        in_use = await self.channels.collection.find_one(
+            {
+                "tenant_id": tenant_id,
+                "provider": Provider.WHATSAPP.value,
+                "business_account_id": waba_id,
+                "status": {"$ne": "disconnected"},
+            },
+            {"_id": 1},
+        )
+        if in_use is not None:
+            return False
+        result = await self.waba_claims.delete_one({"_id": waba_id, "tenant_id": tenant_id})
+        return bool(result.deleted_count)
+
     async def claim_code_attempt(self, onboarding_id: str, numbers: range, at: datetime) -> int | None:
         """Claim the first free attempt number of ``numbers`` (a unique insert each: atomic on
         MongoDB and FerretDB alike); None when every one is taken."""
