@@ -149,6 +149,29 @@ def _reseal(value: Any, path: list[str], vault: TokenVault, context: str) -> tup
     return ({**value, path[0]: new} if n else value), n
 
 
+ROTATE_RETRIES = 5  # re-reads of a document that changed between its read and its rewrite
+
+
+def _reseal_doc(
+    doc: Mapping[str, Any], paths: list[list[str]], vault: TokenVault, collection: str
+) -> tuple[dict[str, Any], int]:
+    """The top-level fields of ``doc`` holding a ciphertext to re-encrypt, with their new values
+    (a field is rewritten whole: a list on the path cannot be ``$set`` element by element), and
+    how many ciphertexts they re-encrypt."""
+    changed: dict[str, Any] = {}
+    count = 0
+    for path in paths:
+        top = path[0]
+        try:
+            new, n = _reseal(changed.get(top, doc.get(top)), path[1:], vault, str(doc["_id"]))
+        except VaultError as exc:
+            raise VaultError(f"{collection} {doc['_id']!r} {'.'.join(path)}: {exc}") from exc
+        if n:
+            changed[top] = new
+            count += n
+    return changed, count
+
+
 async def rotate_sealed(db: Any, vault: TokenVault, fields: Iterable[tuple[str, str]]) -> tuple[int, int]:
     """Re-encrypt, with the current key, every ciphertext at the given (collection, dotted path)
     fields (a list on the path is walked element by element; the document's ``_id`` is the
@@ -157,6 +180,14 @@ async def rotate_sealed(db: Any, vault: TokenVault, fields: Iterable[tuple[str, 
     Every document of each collection is read, so a field missing from some documents (a PIN
     document has no token) is simply skipped; a ciphertext that does not decrypt raises
     :class:`VaultError` naming its collection and document.
+
+    Each document is rewritten by an update conditional on the fields it rewrites still holding
+    the values read, and ``$set`` touches only those fields: a token refreshed or reconnected
+    between the read and the write is never replaced by the old one re-encrypted (X refresh
+    tokens are single-use). A document that changed is read again and retried, at most
+    ROTATE_RETRIES times (then :class:`VaultError`: run the rotation again). FerretDB 1.24 does
+    not apply the condition atomically (docs/storage.md), so there rotation should run while
+    connects and refreshes are quiet; it can always be re-run.
     """
     by_collection: dict[str, list[list[str]]] = {}
     for collection, dotted in fields:
@@ -164,15 +195,20 @@ async def rotate_sealed(db: Any, vault: TokenVault, fields: Iterable[tuple[str, 
     sealed = rewritten = 0
     for collection, paths in by_collection.items():
         async for doc in db[collection].find({}):
-            new, count = doc, 0
-            for path in paths:
-                try:
-                    new, n = _reseal(new, path, vault, str(doc["_id"]))
-                except VaultError as exc:
-                    raise VaultError(f"{collection} {doc['_id']!r} {'.'.join(path)}: {exc}") from exc
-                count += n
-            if count:
-                await db[collection].replace_one({"_id": doc["_id"]}, new)
-                sealed += count
-                rewritten += 1
+            current: Mapping[str, Any] | None = doc
+            for _ in range(ROTATE_RETRIES):
+                if current is None:
+                    break  # deleted meanwhile: nothing to rotate
+                changed, count = _reseal_doc(current, paths, vault, collection)
+                if not count:
+                    break
+                condition = {"_id": current["_id"], **{key: current[key] for key in changed}}
+                result = await db[collection].update_one(condition, {"$set": changed})
+                if result.matched_count:
+                    sealed += count
+                    rewritten += 1
+                    break
+                current = await db[collection].find_one({"_id": doc["_id"]})
+            else:
+                raise VaultError(f"{collection} {doc['_id']!r} kept changing during rotation; run it again")
     return sealed, rewritten
