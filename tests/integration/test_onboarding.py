@@ -1138,22 +1138,25 @@ async def test_no_credential_leaks_into_answers_events_or_logs(
 
 
 async def sealed_values(db: Any) -> list[tuple[str, str, dict[str, str]]]:
-    """Every ciphertext at the fields SEALED_FIELDS names: (collection, document id, sealed value)."""
+    """Every ciphertext anywhere in the database, whatever the collection or the field: each
+    nested ``{key_id, nonce, ciphertext}`` as (collection, document id, sealed value). Review
+    P3-11: the test looks everywhere, not only where rotation looks (SEALED_FIELDS)."""
     found: list[tuple[str, str, dict[str, str]]] = []
 
-    def walk(value: Any, path: list[str], collection: str, doc_id: str) -> None:
-        if isinstance(value, list):
-            for item in value:
-                walk(item, path, collection, doc_id)
-        elif not path:
-            if isinstance(value, dict) and "ciphertext" in value:
+    def walk(value: Any, collection: str, doc_id: str) -> None:
+        if isinstance(value, dict):
+            if {"key_id", "nonce", "ciphertext"} <= value.keys():
                 found.append((collection, doc_id, value))
-        elif isinstance(value, dict) and value.get(path[0]) is not None:
-            walk(value[path[0]], path[1:], collection, doc_id)
+                return
+            for item in value.values():
+                walk(item, collection, doc_id)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, collection, doc_id)
 
-    for collection, dotted in SEALED_FIELDS:
+    for collection in await db.list_collection_names():
         async for doc in db[collection].find({}):
-            walk(doc, dotted.split("."), collection, doc["_id"])
+            walk(doc, collection, doc["_id"])
     return found
 
 
@@ -1178,6 +1181,7 @@ async def test_rotation_re_encrypts_every_kind_of_secret(stack: Stack) -> None:
     started = await stack.start_meta(await stack.meta_code("meta-user-rotate"))  # left unactivated
     before = await sealed_values(stack.db)
     assert {collection for collection, _, _ in before} == {"channel_credentials", "meta_connections"}
+    assert {collection for collection, _, _ in before} <= {collection for collection, _ in SEALED_FIELDS}
     ids = {doc_id for _, doc_id, _ in before}
     assert {f"whatsapp:{wa.id}", f"whatsapp-pin:{wa.id}", started["connection_id"]} <= ids
     x_channel = channel_id_for(TENANT, Provider.X, "1500000000000000009")
