@@ -20,7 +20,10 @@ import httpx
 import jwt
 from pydantic import Field, SecretStr, model_validator
 
+from parley_shared.logging import get_logger
 from parley_shared.settings import ServiceSettings
+
+log = get_logger(__name__)
 
 
 class ApiSettings(ServiceSettings):
@@ -101,11 +104,15 @@ ASYMMETRIC = frozenset({"RS256", "ES256", "EdDSA"})
 class JwksKeys:
     """The signing keys at a JWKS URL, fetched without blocking the event loop and cached.
 
-    Keys are used for ``cache_s``, then refetched on the next use (the old keys stay in use if
-    the fetch fails). A token naming a key id the cache lacks refetches at most once per
-    ``min_refetch_s``, so forged key ids cannot make Parley hammer the identity provider; until
-    then such a token is refused. One fetch at a time (a lock), each with its own short-lived
-    client: fetches are rare, and nothing is left open.
+    A known key id is answered from the cache at once, even when the keys are older than
+    ``cache_s``: stale keys are refreshed by a background fetch (the old keys stay in use until
+    it succeeds, and if it fails), so no request waits for the identity provider because the
+    cache aged. A request waits only when it needs a fetch to be answered at all: the first one
+    (no keys yet) and a token naming a key id the cache lacks; such a key id refetches at most
+    once per ``min_refetch_s``, so forged key ids cannot make Parley hammer the identity
+    provider, and until then such a token is refused. At most one fetch is in flight: every
+    waiter and every background refresh shares it. Each fetch has its own short-lived client:
+    fetches are rare, and nothing is left open.
     """
 
     def __init__(
@@ -124,30 +131,58 @@ class JwksKeys:
         self.fetches = 0
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at: float | None = None
-        self._lock = asyncio.Lock()
+        self._fetching: asyncio.Task[None] | None = None
 
     async def key(self, kid: str) -> jwt.PyJWK | None:
-        async with self._lock:
-            now = self.clock()
-            stale = self._fetched_at is None or now - self._fetched_at >= self.cache_s
-            unknown = kid not in self._keys
+        if self._fetching is not None and self._fetching.get_loop() is not asyncio.get_running_loop():
+            self._fetching = None  # left behind by an event loop that is gone (tests run several)
+        now = self.clock()
+        known = self._keys.get(kid)
+        if known is not None:
+            if self._fetched_at is None or now - self._fetched_at >= self.cache_s:
+                self._start_fetch(now)  # refresh in the background; answer from the cache now
+            return known
+        if self._fetching is None:
             may_refetch = self._fetched_at is None or now - self._fetched_at >= self.min_refetch_s
-            if stale or (unknown and may_refetch):
-                await self._fetch(now)
-            return self._keys.get(kid)
+            if not may_refetch:
+                return None
+            self._start_fetch(now)
+        await self.wait_for_fetch()
+        return self._keys.get(kid)
 
-    async def _fetch(self, now: float) -> None:
+    async def wait_for_fetch(self) -> None:
+        """Wait for the fetch in flight, if any (shared: one caller's cancellation stops no one)."""
+        fetching = self._fetching
+        if fetching is not None:
+            await asyncio.shield(fetching)
+
+    def _start_fetch(self, now: float) -> None:
+        if self._fetching is not None:
+            return  # one fetch at a time: this one is shared
         self.fetches += 1
         self._fetched_at = now  # a failed fetch also waits for the next interval
+        self._fetching = asyncio.get_running_loop().create_task(self._fetch())
+        self._fetching.add_done_callback(self._fetched)
+
+    def _fetched(self, task: asyncio.Task[None]) -> None:
+        self._fetching = None
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("jwks_fetch_failed", url=self.url, error=repr(task.exception()))
+
+    async def _fetch(self) -> None:
         try:
             async with httpx.AsyncClient(timeout=self.timeout_s) as client:
                 response = await client.get(self.url)
                 response.raise_for_status()
                 document = response.json()
-        except (httpx.HTTPError, ValueError):
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("jwks_fetch_failed", url=self.url, error=type(exc).__name__)
             return  # keep the keys we have
+        entries = document.get("keys") if isinstance(document, dict) else None
         keys: dict[str, jwt.PyJWK] = {}
-        for entry in document.get("keys", []) if isinstance(document, dict) else []:
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict):
+                continue
             try:
                 key = jwt.PyJWK(entry)
             except (jwt.PyJWTError, TypeError, ValueError):
