@@ -887,6 +887,23 @@ def test_command_causes_of_different_users_and_keys_never_collide(
     assert conversation.tags == ["first", "second"]
 
 
+def test_a_document_forgets_message_causes_before_an_agents_command() -> None:
+    conversation = opened()
+    note_cause = command_cause(AGENT, "note-1")
+    [note] = conversation.add_note("call back", AGENT, note_cause, AT)
+    for n in range(2, RECENT_LIMIT + 1):  # long customer messages after the note
+        conversation.receive(message(n, text="\U0001f600" * 10_000))
+    conversation.published_sequence = conversation.sequence
+    assert len(bson.encode(conversation.to_document())) > 1024 * 1024
+
+    conversation.bounded_document(lambda d: len(bson.encode(d)), 1024 * 1024)
+
+    # the agent's retry (same idempotency key) answers the same and adds no second note
+    assert conversation.has_applied(note_cause)
+    assert conversation.add_note("call back", AGENT, note_cause, AT) == [note]
+    assert conversation.note_count == 1
+
+
 def test_long_customer_messages_make_the_document_forget_old_causes_not_refuse_the_save() -> None:
     conversation = opened()
     for n in range(2, RECENT_LIMIT + 2):  # the longest DMs (X allows 10,000 characters), emoji only

@@ -412,12 +412,16 @@ class Conversation:
 
     def _forget_published(self, keep: int) -> bool:
         """Forget the oldest causes whose events are all published until ``keep`` remain (causes
-        with unpublished events stay); whether any was forgotten."""
+        with unpublished events stay); whether any was forgotten. Agents' commands are forgotten
+        last: a retried command whose cause is forgotten would apply again (a second note), while
+        a forgotten message is still recognised by its provider message id. What makes documents
+        large is customer messages; commands' events are small and capped (labels, notes)."""
         published = [
             cause
             for cause, events in self.recent.items()
             if all(d["data"]["sequence"] <= self.published_sequence for d in events)
         ]
+        published.sort(key=lambda cause: cause.startswith("cmd:"))  # stable: oldest first in each
         drop = published[: max(0, len(self.recent) - keep)]
         for cause in drop:
             del self.recent[cause]
