@@ -173,9 +173,12 @@ async def test_a_public_reply_answers_only_a_comment_or_post_of_its_conversation
     t0 = start_time()
     messenger = channel("ch-m", Provider.MESSENGER, PAGE, user_access={"ana": ChannelRole.CONTRIBUTOR})
     x = channel("ch-x", Provider.X, "1500000000000000001", user_access={"ana": ChannelRole.CONTRIBUTOR})
+    ig = channel(
+        "ch-ig", Provider.INSTAGRAM, "17841400000000001", user_access={"ana": ChannelRole.CONTRIBUTOR}
+    )
 
     async def setup(sandbox: Sandbox) -> list[Any]:
-        return [(messenger, await sandbox.page(PAGE)), (x, None)]
+        return [(messenger, await sandbox.page(PAGE)), (x, None), (ig, None)]
 
     def public(snapshot: Any, conversation: str, item: str, kind: MessageKind) -> Any:
         message = inbound(snapshot, conversation, "2400000000000009", t0)
@@ -190,6 +193,8 @@ async def test_a_public_reply_answers_only_a_comment_or_post_of_its_conversation
             public(messenger, "conv-post-1", "post1_c1", MessageKind.COMMENT),
             public(messenger, "conv-post-2", "post2_c9", MessageKind.COMMENT),
             public(x, "conv-x-1", "1790000000000000001", MessageKind.MENTION),
+            # ingest names an Instagram mention "mention:<comment id>"; the reply names the comment
+            public(ig, "conv-ig-1", "mention:17900000000000042", MessageKind.MENTION),
         )
         answer = {"kind": "comment", "text": "Thanks!", "comment_id": "post1_c1"}
         mention = {"kind": "mention", "text": "On it!", "comment_id": "1790000000000000001"}
@@ -198,7 +203,10 @@ async def test_a_public_reply_answers_only_a_comment_or_post_of_its_conversation
             comment = await stack.check("conv-post-1", answer, "ana")
             tweet = await stack.check("conv-x-1", mention, "ana")
             other = await stack.check("conv-post-2", {**answer, "comment_id": "post2_c9"}, "ana")
-            return all(r.status_code == 200 and r.json()["approved"] for r in (comment, tweet, other))
+            instagram = await stack.check("conv-ig-1", {**answer, "comment_id": "17900000000000042"}, "ana")
+            return all(
+                r.status_code == 200 and r.json()["approved"] for r in (comment, tweet, other, instagram)
+            )
 
         await eventually(recorded)
 

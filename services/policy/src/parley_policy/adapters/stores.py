@@ -17,6 +17,9 @@ from pymongo.errors import DuplicateKeyError
 
 from parley_policy.domain.decision import ConversationFacts
 
+MAX_MENTIONS = 200
+"""Mentions remembered per conversation (X keys one conversation per customer): the newest."""
+
 
 class PolicyStore:
     """The collections policy owns."""
@@ -42,8 +45,11 @@ class PolicyStore:
         if message.kind is MessageKind.COMMENT:
             comments[message.provider_message_id] = message.provider_timestamp
         mentions = list(doc.get("mentions", []))
-        if message.kind is MessageKind.MENTION and message.provider_message_id not in mentions:
-            mentions.append(message.provider_message_id)  # public replies may answer only these
+        # public replies may answer only these; Instagram's mention ids carry ingest's "mention:"
+        # prefix (the reply names the bare comment or media id), X's are the post ids themselves
+        mentioned = message.provider_message_id.removeprefix("mention:")
+        if message.kind is MessageKind.MENTION and mentioned not in mentions:
+            mentions = [*mentions, mentioned][-MAX_MENTIONS:]  # one customer's many posts: bounded
         last = doc.get("last_customer_message_at")
         opens = message.kind is MessageKind.DIRECT  # comments and mentions open no messaging window
         newer = opens and (last is None or message.provider_timestamp > last)
