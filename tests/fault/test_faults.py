@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 from parley_events import Provider, qualify, topics
-from parley_shared.sandbox import SandboxState
+from parley_sandbox import SandboxState
 
 from tests.conftest import ROOT, Infra, require_local_infra
 from tests.fault.checker import (

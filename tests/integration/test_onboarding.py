@@ -25,8 +25,8 @@ from parley_onboarding.domain.channels import channel_id_for
 from parley_onboarding.domain.whatsapp import OPERATOR_STEPS
 from parley_onboarding.entrypoints.cli import rotate_credentials
 from parley_onboarding.settings import DEFAULT_PAGE_FIELDS
+from parley_sandbox import DEFAULT_META_PERMISSIONS
 from parley_shared.auth import issue_dev_token
-from parley_shared.sandbox import DEFAULT_META_PERMISSIONS
 from parley_shared.vault import TokenVault, parse_keys
 from pydantic import SecretStr
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
-from parley_shared.providers import ErrorKind, GraphClient, PageInfo, ProviderError, XClient, XUser
-from parley_shared.sandbox import SandboxState, build_parser, serve_sandbox, state_from_args
+from parley_providers import ErrorKind, GraphClient, PageInfo, ProviderError, XClient, XUser
+from parley_sandbox import SandboxState, build_parser, serve_sandbox, state_from_args
 
 from tests.conftest import ROOT
 

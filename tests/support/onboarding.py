@@ -27,8 +27,8 @@ from parley_events import qualify, topics
 from parley_onboarding.bootstrap import create_onboarding_app
 from parley_onboarding.handlers import OnboardingService
 from parley_onboarding.settings import OnboardingSettings
+from parley_sandbox import SandboxState, create_sandbox_app
 from parley_shared.auth import issue_dev_token
-from parley_shared.sandbox import SandboxState, create_sandbox_app
 from starlette.applications import Starlette
 
 from tests.conftest import Infra

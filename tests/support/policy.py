@@ -37,8 +37,8 @@ from parley_events import (
 from parley_policy.bootstrap import create_policy_app
 from parley_policy.handlers import PolicyService
 from parley_policy.settings import PolicySettings
+from parley_sandbox import SandboxState, serve_sandbox
 from parley_shared.auth import issue_dev_token
-from parley_shared.sandbox import SandboxState, serve_sandbox
 from parley_shared.vault import Credential, MongoCredentialStore, TokenVault, parse_keys
 from starlette.applications import Starlette
 

@@ -100,3 +100,28 @@ def test_the_image_is_built_from_the_lock_file_and_runs_unprivileged_without_bui
     assert not user[-1].startswith("0") and user[-1] != "root"
     cmd = [line for line in final.splitlines() if line.startswith("CMD ")][-1]
     assert yaml.safe_load(cmd.removeprefix("CMD "))[0] in console_scripts()
+
+
+def production_closure() -> set[str]:
+    """The packages the image installs without groups: the workspace root's dependencies, closed."""
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    packages = {p["name"]: p for p in lock["package"]}
+    todo = [d["name"] for d in packages["parley-workspace"].get("dependencies", [])]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(d["name"] for d in packages[name].get("dependencies", []))
+    return seen
+
+
+def test_the_production_image_leaves_the_provider_sandbox_out() -> None:
+    closure = production_closure()
+    assert {"parley-ingest", "parley-routing", "parley-policy", "parley-onboarding"} <= closure
+    assert "parley-sandbox" not in closure
+    build = [s for s in (ROOT / "Dockerfile").read_text().split("\nFROM ") if s.strip()][-2]
+    assert "--all-packages" not in build and "--no-dev" in build
+    assert "ARG WITH_SANDBOX=false" in build
+    # the laptop's Compose file runs the sandbox, so it builds the image with it
+    assert compose()["x-parley-service"]["build"]["args"]["WITH_SANDBOX"] == "true"

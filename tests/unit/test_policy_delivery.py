@@ -20,7 +20,7 @@ from parley_events import Event, Provider, ReplyApproved, ReplyFailed, ReplySent
 from parley_policy.bootstrap import still_assigned
 from parley_policy.domain.retry import RetryBudget
 from parley_policy.handlers import FAILED_BUDGET, FAILED_PERMANENT, Delivery, DeliveryInterrupted
-from parley_shared.providers import ErrorKind, ProviderError
+from parley_providers import ErrorKind, ProviderError, meta_error
 
 pytestmark = pytest.mark.unit
 
@@ -29,15 +29,15 @@ BUDGET = RetryBudget(budget_s=600.0, backoff_s=0.5, backoff_max_s=30.0)
 
 
 def throttled(retry_after_s: float | None = None) -> ProviderError:
-    return ProviderError("meta", 429, 4, None, "too many calls", retry_after_s=retry_after_s)
+    return meta_error("meta", 429, 4, None, "too many calls", retry_after_s=retry_after_s)
 
 
 def server_error() -> ProviderError:
-    return ProviderError("meta", 500, 2, None, "service unavailable")
+    return meta_error("meta", 500, 2, None, "service unavailable")
 
 
 def revoked() -> ProviderError:
-    return ProviderError("meta", 400, 190, 460, "token revoked")
+    return meta_error("meta", 400, 190, 460, "token revoked")
 
 
 def approved(reply_id: str = "rpl_1") -> ReplyApproved:
@@ -293,7 +293,7 @@ async def test_permanent_errors_fail_at_once_whatever_the_budget() -> None:
 
 
 async def test_a_permanent_error_after_transient_ones_fails_at_once() -> None:
-    window = ProviderError("whatsapp", 400, 131047, None, "outside the window")
+    window = meta_error("whatsapp", 400, 131047, None, "outside the window")
     h = harness(Graph(errors=[server_error(), server_error(), window]))
     await deliver(h)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from parley_shared.providers import (
+from parley_providers import (
     ErrorKind,
     GraphClient,
     ProviderError,
@@ -18,6 +18,7 @@ from parley_shared.providers import (
     classify_graph_error,
     classify_x_error,
     graph_error,
+    meta_error,
     x_error,
 )
 
@@ -126,7 +127,7 @@ def test_classify_x_error(
 
 
 def test_provider_error_carries_its_fields_and_pickles() -> None:
-    error = ProviderError("meta", 400, 190, 463, "Session has expired", trace_id="AbC", retry_after_s=None)
+    error = meta_error("meta", 400, 190, 463, "Session has expired", trace_id="AbC", retry_after_s=None)
     assert (error.provider, error.status, error.code, error.subcode) == ("meta", 400, 190, 463)
     assert error.kind is ErrorKind.REAUTH_REQUIRED  # classified when not given
     assert str(error) == "meta HTTP 400 code=190 subcode=463 [reauth_required]: Session has expired"

@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 from faststream.kafka.annotations import KafkaMessage
 from parley_events import Event, TemplateStatusChanged, topics
+from parley_providers import GraphClient, XClient
 from parley_shared.auth import TokenVerifier
 from parley_shared.kafka import CONSUMER_ACK_POLICY, decode_event
 from parley_shared.logging import get_logger
-from parley_shared.providers import GraphClient, XClient
 from parley_shared.runtime import LazyApp, Runtime, ServiceSpec, cancel_tasks, create_app, periodic
 from parley_shared.settings import load_settings
 from parley_shared.vault import TokenVault, parse_keys

@@ -2,7 +2,7 @@
 
 Each operation loads aggregates, applies domain rules, saves with a version claim, then
 publishes the events (snapshot on the compacted channels topic first, then the lifecycle event).
-Provider calls go through the httpx clients in ``parley_shared.providers``.
+Provider calls go through the httpx clients in ``parley_providers``.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from parley_events import (
     TemplateStatusChanged,
     WhatsAppStepChanged,
 )
+from parley_providers import ErrorKind, GraphClient, ProviderError, XClient
 from parley_shared.channels import CLAIMING_STATUSES
 from parley_shared.logging import get_logger
 from parley_shared.mongo import VersionConflict
-from parley_shared.providers import ErrorKind, GraphClient, ProviderError, XClient
 from parley_shared.vault import Credential, MongoCredentialStore, TokenVault
 
 from parley_onboarding import metrics

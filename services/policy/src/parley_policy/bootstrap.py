@@ -18,11 +18,11 @@ from parley_events import (
     ReplyApproved,
     topics,
 )
+from parley_providers import GraphClient, XClient
 from parley_shared.auth import TokenVerifier
 from parley_shared.channels import KafkaChannelDirectory, KafkaTeamDirectory, role_on_channel
 from parley_shared.kafka import CONSUMER_ACK_POLICY, decode_event
 from parley_shared.logging import get_logger
-from parley_shared.providers import GraphClient, XClient
 from parley_shared.runtime import LazyApp, Runtime, ServiceSpec, cancel_tasks, create_app, loaded, periodic
 from parley_shared.settings import load_settings
 from parley_shared.vault import MongoCredentialStore, TokenVault, parse_keys

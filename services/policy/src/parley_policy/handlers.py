@@ -34,8 +34,8 @@ from parley_events import (
 from parley_events import (
     ProviderError as ProviderErrorModel,
 )
+from parley_providers import ErrorKind, GraphClient, ProviderError, XClient
 from parley_shared.logging import get_logger, redact_value
-from parley_shared.providers import ErrorKind, GraphClient, ProviderError, XClient
 from parley_shared.vault import MongoCredentialStore
 
 from parley_policy import metrics

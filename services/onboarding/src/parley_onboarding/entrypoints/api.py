@@ -12,9 +12,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
 from parley_events import ChannelRole, ChannelStatus, Provider
+from parley_providers import ProviderError
 from parley_shared.api import ApiError, error_responses, install_error_handlers, principal_dependency
 from parley_shared.auth import Principal, TokenVerifier
-from parley_shared.providers import ProviderError
 from pydantic import BaseModel, ConfigDict, Field
 
 from parley_onboarding.domain.channels import Access, Channel

@@ -1,6 +1,6 @@
 """The provider sandbox: a local HTTP server that plays Meta's Graph API and the X API.
 
-It answers the calls Parley's clients (:mod:`parley_shared.providers`) make, with the same
+It answers the calls Parley's clients (:mod:`parley_providers`) make, with the same
 paths, success bodies and error shapes, and keeps enough state to behave like the real thing:
 OAuth codes that work once, tokens that expire and can be revoked, Pages a user can lose
 access to, WhatsApp numbers to verify and register, customer-service windows, and a record of
@@ -10,7 +10,7 @@ Test set-up and inspection go through ``/_sandbox/...`` (JSON), or directly thro
 :class:`SandboxState` object when the test runs the app in-process.
 
 Run it with ``parley-sandbox --host 127.0.0.1 --port 8090`` (or ``python -m
-parley_shared.sandbox``), then point the services' Graph and X base URLs at it. The default
+parley_sandbox``), then point the services' Graph and X base URLs at it. The default
 credentials are the development ones of ``scripts/devenv.py`` (Meta app ``dev-meta-app`` /
 ``dev-meta-app-secret``, X client ``dev-x-client`` / ``dev-x-client-secret``, Account Activity
 webhook ``dev-x-webhook``); see ``--help``. The clock is the wall clock plus ``clock_offset_s``.
@@ -1868,7 +1868,3 @@ def main(argv: Sequence[str] | None = None) -> None:
         access_log=args.access_log,
         lifespan="off",
     )
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,307 @@
+"""The Graph API client: Facebook Login, Pages and their webhooks, Messenger and Instagram
+sends, comment replies, and the WhatsApp Cloud API.
+
+Tokens travel in the ``Authorization`` header wherever Graph allows it, so they stay out of URLs
+(and out of any access log). Only the OAuth code exchanges and ``debug_token``'s ``input_token``
+are query parameters, because that is the only form Graph accepts for them. Nothing here logs,
+and no :class:`ProviderError` text ever contains a token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from parley_providers.errors import ProviderError
+from parley_providers.http import expiry, int_or_none, json_object, require_str, segment, send
+from parley_providers.meta.errors import graph_error
+from parley_providers.oauth import UserToken
+
+__all__ = ["GraphClient", "PageInfo", "WhatsAppPhoneNumber"]
+
+
+@dataclass(frozen=True)
+class PageInfo:
+    id: str
+    name: str
+    access_token: str
+    tasks: tuple[str, ...]
+    instagram_business_account_id: str | None
+    instagram_username: str | None
+
+    def __repr__(self) -> str:
+        return (
+            f"PageInfo(id={self.id!r}, name={self.name!r}, tasks={self.tasks!r}, "
+            f"instagram_business_account_id={self.instagram_business_account_id!r}, "
+            f"instagram_username={self.instagram_username!r})"
+        )
+
+
+@dataclass(frozen=True)
+class WhatsAppPhoneNumber:
+    """One business phone number of a WhatsApp Business Account, as the Graph API lists it."""
+
+    id: str
+    display_phone_number: str
+    verified_name: str
+
+
+class GraphClient:
+    """Meta's Graph API: Facebook Login, Pages, Messenger, Instagram and the WhatsApp Cloud API."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        app_id: str,
+        app_secret: str,
+        api_version: str = "v21.0",
+    ) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        self._app_id = app_id
+        self._app_secret = app_secret
+        self._version = api_version.strip("/")
+
+    def __repr__(self) -> str:
+        return f"GraphClient(base_url={self._base!r}, app_id={self._app_id!r}, version={self._version!r})"
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        params: dict[str, str] | None = None,
+        json_body: dict[str, Any] | None = None,
+        provider: str = "meta",
+    ) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        url = f"{self._base}/{self._version}/{path}"
+        response = await send(
+            self._http, provider, method, url, params=params, json=json_body, headers=headers
+        )
+        if not response.is_success:
+            raise graph_error(provider, response)
+        return json_object(provider, response)
+
+    def _app_token(self) -> str:
+        return f"{self._app_id}|{self._app_secret}"
+
+    # ---- Facebook Login
+
+    async def exchange_code(self, code: str, redirect_uri: str) -> UserToken:
+        """Trade a Login dialog ``code`` for a short-lived user token."""
+        data = await self._call(
+            "GET",
+            "oauth/access_token",
+            params={
+                "client_id": self._app_id,
+                "client_secret": self._app_secret,
+                "redirect_uri": redirect_uri,
+                "code": code,
+            },
+        )
+        token = require_str("meta", 200, data, "access_token")
+        return UserToken(access_token=token, expires_at=expiry(data.get("expires_in")))
+
+    async def long_lived_token(self, short_lived: str) -> UserToken:
+        """Trade a short-lived user token for a long-lived one (about 60 days)."""
+        data = await self._call(
+            "GET",
+            "oauth/access_token",
+            params={
+                "grant_type": "fb_exchange_token",
+                "client_id": self._app_id,
+                "client_secret": self._app_secret,
+                "fb_exchange_token": short_lived,
+            },
+        )
+        token = require_str("meta", 200, data, "access_token")
+        return UserToken(access_token=token, expires_at=expiry(data.get("expires_in")))
+
+    async def permissions(self, user_token: str) -> dict[str, str]:
+        """Every permission the user was asked for: ``{"pages_messaging": "granted", ...}``."""
+        data = await self._call("GET", "me/permissions", token=user_token)
+        result: dict[str, str] = {}
+        for item in data.get("data") or []:
+            if isinstance(item, dict) and isinstance(item.get("permission"), str):
+                result[item["permission"]] = str(item.get("status", ""))
+        return result
+
+    async def pages(self, user_token: str) -> list[PageInfo]:
+        """The Pages the user granted, each with its Page token and linked Instagram account."""
+        params = {
+            "fields": "id,name,access_token,tasks,instagram_business_account{id,username}",
+            "limit": "100",
+        }
+        pages: list[PageInfo] = []
+        while True:
+            data = await self._call("GET", "me/accounts", token=user_token, params=params)
+            for item in data.get("data") or []:
+                if not isinstance(item, dict):
+                    continue
+                ig = item.get("instagram_business_account")
+                ig = ig if isinstance(ig, dict) else {}
+                pages.append(
+                    PageInfo(
+                        id=require_str("meta", 200, item, "id"),
+                        name=str(item.get("name", "")),
+                        access_token=require_str("meta", 200, item, "access_token"),
+                        tasks=tuple(str(t) for t in item.get("tasks") or ()),
+                        instagram_business_account_id=str(ig["id"]) if ig.get("id") else None,
+                        instagram_username=str(ig["username"]) if ig.get("username") else None,
+                    )
+                )
+            paging = data.get("paging")
+            after = None
+            if isinstance(paging, dict) and paging.get("next"):
+                cursors = paging.get("cursors")
+                after = cursors.get("after") if isinstance(cursors, dict) else None
+            if not isinstance(after, str) or not after or after == params.get("after"):
+                return pages
+            params = {**params, "after": after}
+
+    async def subscribe_page(self, page_id: str, page_token: str, fields: list[str]) -> None:
+        """Subscribe this app to the Page's webhooks for ``fields``."""
+        data = await self._call(
+            "POST",
+            f"{segment(page_id)}/subscribed_apps",
+            token=page_token,
+            params={"subscribed_fields": ",".join(fields)},
+        )
+        if data.get("success") is not True:
+            raise ProviderError("meta", 200, None, None, "subscription was not confirmed")
+
+    async def unsubscribe_page(self, page_id: str, page_token: str) -> None:
+        """Remove this app's webhook subscription from the Page (``DELETE /{page-id}/subscribed_apps``).
+
+        Graph API reference, Page Subscribed Apps: a Page access token of someone with the MODERATE
+        task or above and ``pages_manage_metadata``; the answer is ``{"success": true}``.
+        """
+        data = await self._call("DELETE", f"{segment(page_id)}/subscribed_apps", token=page_token)
+        if data.get("success") is not True:
+            raise ProviderError("meta", 200, None, None, "unsubscription was not confirmed")
+
+    async def debug_token(self, token: str) -> tuple[bool, datetime | None, tuple[str, ...]]:
+        """Whether ``token`` is valid, when it expires (None: never) and its scopes."""
+        data = await self._call("GET", "debug_token", token=self._app_token(), params={"input_token": token})
+        info = data.get("data")
+        info = info if isinstance(info, dict) else {}
+        expires = int_or_none(info.get("expires_at"))
+        expires_at = datetime.fromtimestamp(expires, UTC) if expires else None
+        scopes = tuple(str(s) for s in info.get("scopes") or ())
+        return info.get("is_valid") is True, expires_at, scopes
+
+    # ---- Messenger, Instagram messaging and comments
+
+    async def send_message(self, page_id: str, page_token: str, payload: dict[str, Any]) -> str:
+        """Send through the Messenger Platform (Messenger and Instagram); the message id.
+
+        Sender actions (``typing_on``, ``mark_seen``) have no message id: "" is returned.
+        """
+        data = await self._call("POST", f"{segment(page_id)}/messages", token=page_token, json_body=payload)
+        if "message_id" not in data and "sender_action" in payload:
+            return ""
+        return require_str("meta", 200, data, "message_id")
+
+    async def send_private_reply(self, page_id: str, page_token: str, comment_id: str, text: str) -> str:
+        """Answer a public comment with a private message to its author; the message id."""
+        payload = {"recipient": {"comment_id": comment_id}, "message": {"text": text}}
+        return await self.send_message(page_id, page_token, payload)
+
+    async def reply_to_comment(self, comment_id: str, page_token: str, text: str) -> str:
+        """Reply publicly under a Facebook comment (or post); the new comment's id."""
+        data = await self._call(
+            "POST", f"{segment(comment_id)}/comments", token=page_token, json_body={"message": text}
+        )
+        return require_str("meta", 200, data, "id")
+
+    async def reply_to_instagram_comment(self, comment_id: str, page_token: str, text: str) -> str:
+        """Reply publicly under an Instagram comment (``/replies``); the new comment's id."""
+        data = await self._call(
+            "POST", f"{segment(comment_id)}/replies", token=page_token, json_body={"message": text}
+        )
+        return require_str("meta", 200, data, "id")
+
+    # ---- WhatsApp Cloud API
+
+    async def whatsapp_send(self, phone_number_id: str, token: str, payload: dict[str, Any]) -> str:
+        """Send a WhatsApp message; the ``wamid``. ``messaging_product`` is added when absent."""
+        body = {"messaging_product": "whatsapp", **payload}
+        data = await self._call(
+            "POST",
+            f"{segment(phone_number_id)}/messages",
+            token=token,
+            json_body=body,
+            provider="whatsapp",
+        )
+        messages = data.get("messages")
+        first = messages[0] if isinstance(messages, list) and messages else None
+        return require_str("whatsapp", 200, {"message": first}, "message", "id")
+
+    async def _whatsapp_success(
+        self, phone_number_id: str, action: str, token: str, body: dict[str, Any]
+    ) -> None:
+        data = await self._call(
+            "POST",
+            f"{segment(phone_number_id)}/{action}",
+            token=token,
+            json_body=body,
+            provider="whatsapp",
+        )
+        if data.get("success") is not True:
+            raise ProviderError("whatsapp", 200, None, None, f"{action} was not confirmed")
+
+    async def whatsapp_phone_numbers(self, waba_id: str, token: str) -> list[WhatsAppPhoneNumber]:
+        """The business phone numbers of a WhatsApp Business Account, every page of them.
+
+        ``GET /{whatsapp-business-account-id}/phone_numbers`` with a token that can manage the WABA
+        (Graph API reference: WhatsApp Business Account > Phone Numbers; WhatsApp Business
+        Management API, "Manage phone numbers"): ``{"data": [{"id", "display_phone_number",
+        "verified_name", ...}], "paging": {"cursors": {"after"}, "next"}}``. A token without access
+        to the WABA answers a permission error (code 200 or 10), an unknown WABA code 100.
+        """
+        params = {"fields": "id,display_phone_number,verified_name", "limit": "100"}
+        numbers: list[WhatsAppPhoneNumber] = []
+        while True:
+            data = await self._call(
+                "GET", f"{segment(waba_id)}/phone_numbers", token=token, params=params, provider="whatsapp"
+            )
+            for item in data.get("data") or []:
+                if isinstance(item, dict):
+                    numbers.append(
+                        WhatsAppPhoneNumber(
+                            id=require_str("whatsapp", 200, item, "id"),
+                            display_phone_number=str(item.get("display_phone_number", "")),
+                            verified_name=str(item.get("verified_name", "")),
+                        )
+                    )
+            paging = data.get("paging")
+            after = None
+            if isinstance(paging, dict) and paging.get("next"):
+                cursors = paging.get("cursors")
+                after = cursors.get("after") if isinstance(cursors, dict) else None
+            if not isinstance(after, str) or not after or after == params.get("after"):
+                return numbers
+            params = {**params, "after": after}
+
+    async def whatsapp_request_code(
+        self, phone_number_id: str, token: str, method: str, language: str = "en_US"
+    ) -> None:
+        """Have WhatsApp send a verification code by ``SMS`` or ``VOICE``."""
+        await self._whatsapp_success(
+            phone_number_id, "request_code", token, {"code_method": method.upper(), "language": language}
+        )
+
+    async def whatsapp_verify_code(self, phone_number_id: str, token: str, code: str) -> None:
+        await self._whatsapp_success(phone_number_id, "verify_code", token, {"code": code})
+
+    async def whatsapp_register(self, phone_number_id: str, token: str, pin: str) -> None:
+        """Register the number for Cloud API messaging with its two-step verification PIN."""
+        await self._whatsapp_success(
+            phone_number_id, "register", token, {"messaging_product": "whatsapp", "pin": pin}
+        )

@@ -1,0 +1,82 @@
+"""Graph API errors (Facebook, Instagram, WhatsApp Cloud API) and what each number means."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from parley_providers.errors import ErrorKind, ProviderError
+from parley_providers.http import body_of, int_or_none, retry_after, snippet
+
+__all__ = ["classify_graph_error", "graph_error", "meta_error"]
+
+_REAUTH_CODES = frozenset({102, 190})
+_RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, 130429, 131048, 131056, *range(80001, 80010)})
+_RETRYABLE_CODES = frozenset({1, 2, 131000, 131016})
+_WINDOW_CODES = frozenset({131047})
+# Messenger and Instagram report a closed 24-hour window as code 10 with these subcodes; without
+# this, a closed window would look like a lost permission.
+_WINDOW_SUBCODES = frozenset({2018278, 2534022})
+
+
+def classify_graph_error(status: int, code: int | None, subcode: int | None) -> ErrorKind:
+    """Classify a Graph API (Facebook, Instagram, WhatsApp Cloud API) error by its numbers."""
+    if code is not None:
+        if code in _REAUTH_CODES:
+            return ErrorKind.REAUTH_REQUIRED
+        if code == 10 and subcode in _WINDOW_SUBCODES:
+            return ErrorKind.WINDOW_CLOSED
+        if code == 10 or 200 <= code <= 299:
+            return ErrorKind.PERMISSION_MISSING
+        if code in _RATE_LIMIT_CODES:
+            return ErrorKind.RATE_LIMITED
+        if code in _WINDOW_CODES:
+            return ErrorKind.WINDOW_CLOSED
+        if code in _RETRYABLE_CODES:
+            return ErrorKind.RETRYABLE
+    if status == 429:
+        return ErrorKind.RATE_LIMITED
+    if status >= 500:
+        return ErrorKind.RETRYABLE
+    return ErrorKind.INVALID_REQUEST
+
+
+def meta_error(
+    provider: str, status: int, code: int | None, subcode: int | None, message: str, **details: Any
+) -> ProviderError:
+    """A :class:`ProviderError` for a Graph answer, its kind read from Graph's numbers."""
+    return ProviderError(
+        provider, status, code, subcode, message, classify_graph_error(status, code, subcode), **details
+    )
+
+
+def graph_error(provider: str, response: httpx.Response) -> ProviderError:
+    """The :class:`ProviderError` for a non-2xx Graph answer."""
+    data = body_of(response)
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        return ProviderError(
+            provider,
+            response.status_code,
+            None,
+            None,
+            snippet(response),
+            retry_after_s=retry_after(response),
+        )
+    code = int_or_none(error.get("code"))
+    subcode = int_or_none(error.get("error_subcode"))
+    message = error.get("error_user_msg") or error.get("message") or f"HTTP {response.status_code}"
+    details = error.get("error_data")
+    if isinstance(details, dict) and isinstance(details.get("details"), str):
+        message = f"{message} ({details['details']})"
+    return meta_error(
+        provider,
+        response.status_code,
+        code,
+        subcode,
+        str(message),
+        error_type=str(error["type"]) if error.get("type") is not None else None,
+        trace_id=str(error["fbtrace_id"]) if error.get("fbtrace_id") is not None else None,
+        retry_after_s=retry_after(response),
+    )

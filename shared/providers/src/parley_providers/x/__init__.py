@@ -1,0 +1,1 @@
+"""X: direct messages and posts through the X API v2."""

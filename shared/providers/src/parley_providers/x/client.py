@@ -1,0 +1,133 @@
+"""The X API v2 client with OAuth 2.0 user tokens (authorization code with PKCE)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from parley_providers.errors import ErrorKind, ProviderError
+from parley_providers.http import expiry, json_object, require_str, segment, send
+from parley_providers.oauth import UserToken
+from parley_providers.x.errors import x_error
+
+__all__ = ["XClient", "XUser"]
+
+
+@dataclass(frozen=True)
+class XUser:
+    id: str
+    username: str
+    name: str
+
+
+class XClient:
+    """The X API v2 with OAuth 2.0 user tokens (authorization code with PKCE)."""
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str, client_id: str, client_secret: str) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        self._client_id = client_id
+        self._client_secret = client_secret
+
+    def __repr__(self) -> str:
+        return f"XClient(base_url={self._base!r}, client_id={self._client_id!r})"
+
+    async def _call(
+        self, method: str, path: str, token: str, json_body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        response = await send(
+            self._http,
+            "x",
+            method,
+            f"{self._base}/{path}",
+            json=json_body,
+            headers={"Authorization": f"Bearer {token}"} if token else {},
+        )
+        if not response.is_success:
+            raise x_error(response)
+        return json_object("x", response)
+
+    async def _token(self, form: dict[str, str]) -> UserToken:
+        response = await send(
+            self._http,
+            "x",
+            "POST",
+            f"{self._base}/2/oauth2/token",
+            data={**form, "client_id": self._client_id},
+            auth=(self._client_id, self._client_secret),
+        )
+        if not response.is_success:
+            raise x_error(response)
+        data = json_object("x", response)
+        refresh = data.get("refresh_token")
+        return UserToken(
+            access_token=require_str("x", response.status_code, data, "access_token"),
+            expires_at=expiry(data.get("expires_in")),
+            refresh_token=refresh if isinstance(refresh, str) and refresh else None,
+            scopes=tuple(str(data.get("scope") or "").split()),
+        )
+
+    async def exchange_code(self, code: str, redirect_uri: str, code_verifier: str) -> UserToken:
+        return await self._token(
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": redirect_uri,
+                "code_verifier": code_verifier,
+            }
+        )
+
+    async def refresh(self, refresh_token: str) -> UserToken:
+        """A new access token (and the next refresh token: X rotates them on every use).
+
+        A refused refresh token means the user must authorize again, so a 400 or 401 answer is
+        REAUTH_REQUIRED here unless it says our client credentials are wrong.
+        """
+        try:
+            return await self._token({"grant_type": "refresh_token", "refresh_token": refresh_token})
+        except ProviderError as exc:
+            if exc.status in (400, 401) and exc.error_type not in ("invalid_client", "unauthorized_client"):
+                raise ProviderError(
+                    exc.provider,
+                    exc.status,
+                    exc.code,
+                    exc.subcode,
+                    exc.message,
+                    ErrorKind.REAUTH_REQUIRED,
+                    error_type=exc.error_type,
+                    retry_after_s=exc.retry_after_s,
+                ) from exc
+            raise
+
+    async def me(self, token: str) -> XUser:
+        data = await self._call("GET", "2/users/me", token)
+        return XUser(
+            id=require_str("x", 200, data, "data", "id"),
+            username=require_str("x", 200, data, "data", "username"),
+            name=str((data.get("data") or {}).get("name", "")),
+        )
+
+    async def subscribe_account_activity(self, token: str, webhook_id: str) -> None:
+        """Subscribe the token's user to Account Activity events on ``webhook_id``."""
+        await self._call(
+            "POST", f"2/account_activity/webhooks/{segment(webhook_id)}/subscriptions/all", token
+        )
+
+    async def send_dm(self, token: str, participant_id: str, text: str) -> str:
+        """Send a direct message in the one-to-one conversation; the ``dm_event_id``."""
+        data = await self._call(
+            "POST", f"2/dm_conversations/with/{segment(participant_id)}/messages", token, {"text": text}
+        )
+        return require_str("x", 201, data, "data", "dm_event_id")
+
+    async def post_reply(self, token: str, text: str, in_reply_to_tweet_id: str) -> str:
+        """Post a public reply to a post; the new post's id."""
+        data = await self._call(
+            "POST",
+            "2/tweets",
+            token,
+            {"text": text, "reply": {"in_reply_to_tweet_id": in_reply_to_tweet_id}},
+        )
+        return require_str("x", 201, data, "data", "id")
