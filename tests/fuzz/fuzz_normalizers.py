@@ -66,7 +66,7 @@ with atheris.instrument_imports(include=["parley_ingest", "parley_events", "parl
         WebhookReceived,
     )
     from parley_ingest import metrics
-    from parley_ingest.domain import deliveries, signatures
+    from parley_ingest.domain import deliveries
     from parley_ingest.domain.dedupe import RecentIds
     from parley_ingest.domain.normalize import (
         SKIP_KINDS,
@@ -77,6 +77,8 @@ with atheris.instrument_imports(include=["parley_ingest", "parley_events", "parl
     )
     from parley_ingest.entrypoints import normalizer as normalizer_module
     from parley_ingest.entrypoints.normalizer import Normalizer, UnprocessableDelivery
+    from parley_providers.meta import webhook as meta_webhook
+    from parley_providers.x import webhook as x_webhook
     from parley_shared.kafka import decode_event, encode_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -428,8 +430,8 @@ def parse_or_refuse(endpoint: str, payload: Any) -> ParseResult | None:
 def check_signatures(endpoint: str, body: bytes, signature: int, header: str | None) -> dict[str, str]:
     """The verifier's answers for this body; returns the request headers ingest would see."""
     sign, verify = {
-        "meta": (signatures.meta_signature, signatures.verify_meta),
-        "x": (signatures.x_signature, signatures.verify_x),
+        "meta": (meta_webhook.meta_signature, meta_webhook.verify_meta),
+        "x": (x_webhook.x_signature, x_webhook.verify_x),
     }[endpoint]
     right = sign(body, APP_SECRET)
     assert verify(body, right, [OTHER_SECRET, APP_SECRET]), "the right signature was refused"

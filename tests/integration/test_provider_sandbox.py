@@ -872,7 +872,7 @@ async def test_parley_sandbox_command_serves_with_its_arguments() -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "parley_shared.sandbox",
+        "parley_sandbox",
         "--host",
         "127.0.0.1",
         "--port",

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from parley_ingest.domain import signatures
 from parley_ingest.domain.normalize import SKIP_KINDS, MalformedPayload, parse_delivery
+from parley_providers.meta import webhook as meta_webhook
+from parley_providers.x import webhook as x_webhook
 
 pytestmark = pytest.mark.unit
 
@@ -145,18 +146,18 @@ def test_provider_shaped_json_gets_a_result_or_a_malformed_payload_error(payload
     secret=st.text(min_size=1),
 )
 def test_verifiers_answer_true_or_false_for_any_input(body: bytes, header: str | None, secret: str) -> None:
-    assert signatures.verify_meta(body, header, [secret]) in (True, False)
-    assert signatures.verify_x(body, header, [secret]) in (True, False)
+    assert meta_webhook.verify_meta(body, header, [secret]) in (True, False)
+    assert x_webhook.verify_x(body, header, [secret]) in (True, False)
 
 
 @settings(max_examples=200)
 @given(body=st.binary(max_size=512), secret=st.text(min_size=1), other=st.text(min_size=1))
 def test_only_the_right_secret_verifies(body: bytes, secret: str, other: str) -> None:
-    assert signatures.verify_meta(body, signatures.meta_signature(body, secret), [secret])
-    assert signatures.verify_x(body, signatures.x_signature(body, secret), [secret])
+    assert meta_webhook.verify_meta(body, meta_webhook.meta_signature(body, secret), [secret])
+    assert x_webhook.verify_x(body, x_webhook.x_signature(body, secret), [secret])
     if other != secret:
-        assert not signatures.verify_meta(body, signatures.meta_signature(body, secret), [other])
-        assert not signatures.verify_x(body, signatures.x_signature(body, secret), [other])
+        assert not meta_webhook.verify_meta(body, meta_webhook.meta_signature(body, secret), [other])
+        assert not x_webhook.verify_x(body, x_webhook.x_signature(body, secret), [other])
 
 
 def test_the_strategies_reach_real_messages() -> None:

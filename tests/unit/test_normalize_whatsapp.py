@@ -22,8 +22,8 @@ from parley_events import (
     SharedContact,
 )
 from parley_ingest.domain.normalize import ItemFailure, ParsedMessage, ParseResult, parse_delivery
-from parley_ingest.domain.normalize.common import ResultBuilder
-from parley_ingest.domain.normalize.whatsapp import parse_whatsapp_entry
+from parley_providers.inbound import ResultBuilder
+from parley_providers.whatsapp.inbound import parse_whatsapp_entry
 
 pytestmark = pytest.mark.unit
 

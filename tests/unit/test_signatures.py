@@ -9,14 +9,8 @@ import hmac
 import pytest
 from parley_ingest.domain.deliveries import is_json_object
 from parley_ingest.domain.ratelimit import ClientBuckets, TokenBucket
-from parley_ingest.domain.signatures import (
-    crc_response,
-    is_crc_token,
-    meta_signature,
-    verify_meta,
-    verify_x,
-    x_signature,
-)
+from parley_providers.meta.webhook import meta_signature, verify_meta
+from parley_providers.x.webhook import crc_response, is_crc_token, verify_x, x_signature
 
 pytestmark = pytest.mark.unit
 

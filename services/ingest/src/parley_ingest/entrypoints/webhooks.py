@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 
 import orjson
 from opentelemetry.sdk.trace import TracerProvider
+from parley_providers.meta import webhook as meta_webhook
+from parley_providers.x import webhook as x_webhook
 from parley_shared.kafka import EventPublisher
 from parley_shared.logging import get_logger
 from parley_shared.tracing import span_from_headers
@@ -23,7 +25,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from parley_ingest import metrics
-from parley_ingest.domain import deliveries, signatures
+from parley_ingest.domain import deliveries
 from parley_ingest.domain.ratelimit import ClientBuckets
 from parley_ingest.settings import IngestSettings
 
@@ -124,7 +126,7 @@ def meta_routes(
         return Response(status_code=403)
 
     def verify(body: bytes, header: str | None) -> bool:
-        return signatures.verify_meta(body, header, secrets)
+        return meta_webhook.verify_meta(body, header, secrets)
 
     return [
         Route("/webhooks/meta", handshake, methods=["GET"]),
@@ -168,17 +170,17 @@ def x_routes(
         token = request.query_params.get("crc_token")
         if not token:
             return refuse("missing", 400, "crc_token is required")
-        if not signatures.is_crc_token(token):
+        if not x_webhook.is_crc_token(token):
             return refuse(
                 "malformed",
                 400,
-                f"crc_token must be 1-{signatures.CRC_TOKEN_MAX_CHARS} characters of A-Z a-z 0-9 + / = _ -",
+                f"crc_token must be 1-{x_webhook.CRC_TOKEN_MAX_CHARS} characters of A-Z a-z 0-9 + / = _ -",
             )
         metrics.HANDSHAKES.labels(provider="x", outcome="accepted").inc()
-        return JSONResponse({"response_token": signatures.crc_response(token, secrets[0])})
+        return JSONResponse({"response_token": x_webhook.crc_response(token, secrets[0])})
 
     def verify(body: bytes, header: str | None) -> bool:
-        return signatures.verify_x(body, header, secrets)
+        return x_webhook.verify_x(body, header, secrets)
 
     return [
         Route("/webhooks/x", crc, methods=["GET"]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from parley_ingest.domain.normalize.common import (
+from parley_providers.inbound import (
     SKIP_KINDS,
     ItemFailure,
     MalformedPayload,
@@ -14,6 +14,9 @@ from parley_ingest.domain.normalize.common import (
     ParsedTemplateStatus,
     ParseResult,
 )
+from parley_providers.meta.inbound import parse_meta
+from parley_providers.x.inbound import parse_x
+
 from parley_ingest.domain.normalize.events import (
     conversation_id,
     message_event,
@@ -21,8 +24,6 @@ from parley_ingest.domain.normalize.events import (
     status_event,
     template_event,
 )
-from parley_ingest.domain.normalize.meta import parse_meta
-from parley_ingest.domain.normalize.x import parse_x
 
 
 def parse_delivery(provider: str, payload: Any, now: datetime | None = None) -> ParseResult:

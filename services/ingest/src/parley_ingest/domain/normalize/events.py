@@ -9,8 +9,7 @@ from parley_events import (
     Provider,
     TemplateStatusChanged,
 )
-
-from parley_ingest.domain.normalize.common import (
+from parley_providers.inbound import (
     ParsedMessage,
     ParsedStatus,
     ParsedTemplateStatus,

@@ -27,7 +27,7 @@ from parley_events import (
     StoryRef,
 )
 
-from parley_ingest.domain.normalize.common import (
+from parley_providers.inbound import (
     MalformedPayload,
     ParsedMessage,
     ParsedStatus,
@@ -44,7 +44,7 @@ from parley_ingest.domain.normalize.common import (
     require_str,
     skip_kind,
 )
-from parley_ingest.domain.normalize.whatsapp import parse_whatsapp_entry
+from parley_providers.whatsapp.inbound import parse_whatsapp_entry
 
 MESSAGING_PROVIDERS = {"page": Provider.MESSENGER, "instagram": Provider.INSTAGRAM}
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from parley_events import Attachment, Author, Choice, Content, Direction, MessageKind, Provider
 
-from parley_ingest.domain.normalize.common import (
+from parley_providers.inbound import (
     MalformedPayload,
     ParsedMessage,
     ParseResult,

@@ -30,7 +30,7 @@ from parley_events import (
     SharedContact,
 )
 
-from parley_ingest.domain.normalize.common import (
+from parley_providers.inbound import (
     MalformedPayload,
     ParsedMessage,
     ParsedStatus,
