@@ -27,9 +27,9 @@ from parley_onboarding.domain.channels import (
     Channel,
     channel_id_for,
     lifecycle_events,
-    reauth_reason,
 )
 from parley_onboarding.domain.errors import Conflict, DomainError
+from parley_providers.meta.errors import reauth_reason
 
 pytestmark = pytest.mark.unit
 

@@ -15,15 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from parley_events import ChannelRole, ChannelSnapshot, ChannelStatus, Provider
 from parley_policy.domain.decision import ConversationFacts, Decision, ReplyRequest, decide
-from parley_policy.domain.length import (
-    _URL_TRAILING,
-    MAX_TEXT_CHARACTERS,
-    URL_WEIGHT,
-    _weigh,
-    measure,
-    x_weighted_length,
-)
+from parley_policy.domain.length import MAX_TEXT_CHARACTERS, measure
 from parley_policy.domain.rules import Counting
+from parley_providers.x.length import _URL_TRAILING, URL_WEIGHT, _weigh, x_weighted_length
 
 pytestmark = pytest.mark.unit
 

@@ -25,6 +25,8 @@ from parley_events import (
     WhatsAppStepChanged,
 )
 from parley_providers import ErrorKind, GraphClient, ProviderError, XClient
+from parley_providers.meta.errors import INVALID_TOKEN
+from parley_providers.whatsapp import errors as whatsapp_errors
 from parley_shared.channels import CLAIMING_STATUSES
 from parley_shared.logging import get_logger
 from parley_shared.mongo import VersionConflict
@@ -55,9 +57,6 @@ log = get_logger(__name__)
 STALE_CLAIM_AFTER = timedelta(minutes=10)
 """How old an account claim must be before a claim whose channel does not hold the account is
 released for another tenant (younger ones may belong to a connect still saving its channel)."""
-
-# WhatsApp Cloud API: the code the customer typed does not match (verify_code).
-WRONG_CODE_ERRORS = {136025}
 
 
 class NotFound(DomainError):
@@ -738,7 +737,7 @@ class OnboardingService:
         try:
             await self.graph.whatsapp_verify_code(onboarding.phone_number_id, token, code)
         except ProviderError as exc:
-            if exc.code in WRONG_CODE_ERRORS:
+            if exc.code == whatsapp_errors.WRONG_CODE:
                 left = await self._code_rejected(onboarding, attempt)
                 raise DomainError("WRONG_CODE", "that code is not right", attempts_left=left) from exc
             # Meta did not judge the code (an outage, a timeout, a refused token): the attempt is
@@ -855,12 +854,12 @@ class OnboardingService:
                 return await self.channel(tenant_id, channel_id)
             raise
         if not valid:
-            code, subcode = 190, None
+            code, subcode = INVALID_TOKEN, None
             try:
                 # debug_token says only "invalid": a call with the token itself says why (code, subcode)
                 await self.graph.permissions(credential.access_token)
             except ProviderError as exc:
-                code, subcode = exc.code or 190, exc.subcode
+                code, subcode = exc.code or INVALID_TOKEN, exc.subcode
             await self.provider_rejected(channel_id, code, subcode)
         return await self.channel(tenant_id, channel_id)
 

@@ -35,6 +35,7 @@ from parley_events import (
     ProviderError as ProviderErrorModel,
 )
 from parley_providers import ErrorKind, GraphClient, ProviderError, XClient
+from parley_providers.meta.errors import reauth_reason
 from parley_shared.logging import get_logger, redact_value
 from parley_shared.vault import MongoCredentialStore
 
@@ -649,7 +650,9 @@ class Delivery:
         )
         await self.publish(failed, failed.event_id)
         if exc.kind is ErrorKind.REAUTH_REQUIRED:
-            reason = "token_expired" if exc.subcode == 463 else "provider_rejected_token"
+            reason = (
+                reauth_reason(exc.code, exc.subcode) if exc.provider != "x" else "provider_rejected_token"
+            )
             reauth = ChannelReauthRequired(
                 event_id=f"{reply.reply_id}:reauth",
                 channel_id=reply.channel_id,

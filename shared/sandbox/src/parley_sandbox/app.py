@@ -39,6 +39,11 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 import uvicorn
+from parley_providers.meta.rules import MESSENGER_TEXT_MAX, SEND_API_TAGS
+from parley_providers.rules import DAYS_7, HOURS_24
+from parley_providers.whatsapp.errors import WRONG_CODE
+from parley_providers.whatsapp.rules import WHATSAPP_TEXT_MAX
+from parley_providers.x.rules import X_DM_MAX, X_POST_MAX
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -60,12 +65,9 @@ SHORT_LIVED_S = 5400  # Login tokens live one to two hours
 LONG_LIVED_S = 60 * 86400
 CODE_TTL_S = 600
 X_ACCESS_S = 7200
-WINDOW_S = 24 * 3600
-HUMAN_AGENT_WINDOW_S = 7 * 86400
-MESSENGER_TEXT_MAX = 2000
-WHATSAPP_TEXT_MAX = 4096
-X_DM_MAX = 10000
-X_POST_MAX = 280
+# the providers' limits are Parley's provider packages' (one place for each fact)
+WINDOW_S = HOURS_24.total_seconds()
+HUMAN_AGENT_WINDOW_S = DAYS_7.total_seconds()
 
 DEFAULT_META_PERMISSIONS = (
     "public_profile",
@@ -101,9 +103,7 @@ PAGE_WEBHOOK_FIELDS = frozenset(
         "inbox_labels",
     }
 )
-MESSAGE_TAGS = frozenset(
-    {"HUMAN_AGENT", "ACCOUNT_UPDATE", "CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE", "CUSTOMER_FEEDBACK"}
-)
+MESSAGE_TAGS = SEND_API_TAGS
 WHATSAPP_TYPES = frozenset(
     {
         "text",
@@ -1073,7 +1073,7 @@ class _Providers:
         if number.last_code is None or number.code_used or not secrets.compare_digest(code, number.last_code):
             raise GraphFailure(
                 400,
-                136025,
+                WRONG_CODE,
                 None,
                 "Verify code error",
                 details="Code couldn't be verified, You have entered the wrong code or it has expired.",

@@ -28,6 +28,7 @@ from parley_events import (
     Event,
     Provider,
 )
+from parley_providers.meta.errors import reauth_reason
 
 from parley_onboarding.domain.errors import Conflict, DomainError
 
@@ -42,26 +43,6 @@ SETTING_FIELDS = (
     "text_limit",
 )
 ACCESS_FIELDS = ("user_access", "team_access", "all_users_role", "all_teams_role")
-
-# Graph API error 190 subcodes (Graph API error handling): what a reconnect prompt should say.
-REAUTH_REASONS = {
-    458: "app_removed",
-    459: "checkpoint",
-    460: "password_changed",
-    463: "token_expired",
-    464: "unconfirmed_user",
-    467: "token_invalid",
-    492: "page_access_lost",
-}
-
-
-def reauth_reason(code: int | None, subcode: int | None) -> str:
-    """Why a reconnect is needed, from the provider's error code and subcode (never its text)."""
-    if code == 190:
-        return REAUTH_REASONS.get(subcode or 0, "token_invalid")
-    if code == 10 or (code is not None and 200 <= code <= 299):
-        return "permission_revoked"
-    return "provider_rejected_token"
 
 
 def channel_id_for(tenant_id: str, provider: Provider, account_id: str) -> str:

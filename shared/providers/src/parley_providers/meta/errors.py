@@ -8,13 +8,44 @@ import httpx
 
 from parley_providers.errors import ErrorKind, ProviderError
 from parley_providers.http import body_of, int_or_none, retry_after, snippet
+from parley_providers.whatsapp.errors import WINDOW_CLOSED as WHATSAPP_WINDOW_CLOSED
 
-__all__ = ["classify_graph_error", "graph_error", "meta_error"]
+__all__ = [
+    "INVALID_TOKEN",
+    "REAUTH_REASONS",
+    "classify_graph_error",
+    "graph_error",
+    "meta_error",
+    "reauth_reason",
+]
 
-_REAUTH_CODES = frozenset({102, 190})
+INVALID_TOKEN = 190
+"""Graph's "invalid OAuth access token": the subcode says why (Graph API error handling)."""
+REAUTH_REASONS = {
+    458: "app_removed",
+    459: "checkpoint",
+    460: "password_changed",
+    463: "token_expired",
+    464: "unconfirmed_user",
+    467: "token_invalid",
+    492: "page_access_lost",
+}
+"""Code 190's subcodes: what a reconnect prompt should say."""
+
+
+def reauth_reason(code: int | None, subcode: int | None) -> str:
+    """Why a reconnect is needed, from Graph's error code and subcode (never its text)."""
+    if code == INVALID_TOKEN:
+        return REAUTH_REASONS.get(subcode or 0, "token_invalid")
+    if code == 10 or (code is not None and 200 <= code <= 299):
+        return "permission_revoked"
+    return "provider_rejected_token"
+
+
+_REAUTH_CODES = frozenset({102, INVALID_TOKEN})
 _RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, 130429, 131048, 131056, *range(80001, 80010)})
 _RETRYABLE_CODES = frozenset({1, 2, 131000, 131016})
-_WINDOW_CODES = frozenset({131047})
+_WINDOW_CODES = frozenset({WHATSAPP_WINDOW_CLOSED})
 # Messenger and Instagram report a closed 24-hour window as code 10 with these subcodes; without
 # this, a closed window would look like a lost permission.
 _WINDOW_SUBCODES = frozenset({2018278, 2534022})

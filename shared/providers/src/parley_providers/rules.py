@@ -1,0 +1,45 @@
+"""What a provider allows for a reply, as data every provider package fills in (pure).
+
+Each provider's ``rules.py`` lists its rows with the document each number comes from; policy
+assembles them into one table. Every number is also in ../shared/PLATFORM-RULES.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from parley_events import Provider
+
+__all__ = ["DAYS_7", "HOURS_24", "Counting", "ReplyRule"]
+
+
+class Counting(StrEnum):
+    """How a provider measures text length."""
+
+    CHARACTERS = "characters"  # Unicode code points
+    UTF8_BYTES = "utf8_bytes"
+    X_WEIGHTED = "x_weighted"  # twitter-text: URLs count 23, CJK and emoji count 2
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyRule:
+    """What a provider allows for one kind of reply."""
+
+    provider: Provider
+    kind: str
+    window: timedelta | None
+    """Free-form replies are allowed this long after the customer's last message (None: no window)."""
+    human_agent_window: timedelta | None
+    """The HUMAN_AGENT tag extends the window to this, for human senders, where the channel allows it."""
+    text_limit: int
+    counting: Counting
+    template_outside_window: bool
+    """Outside the window only an approved template may be sent (WhatsApp)."""
+    rate_per_second: int | None
+    source: str
+
+
+HOURS_24 = timedelta(hours=24)
+DAYS_7 = timedelta(days=7)
