@@ -70,7 +70,8 @@ X_SECRET = "x-consumer-secret"
 
 
 def crc_refusals(reason: str) -> float:
-    return REGISTRY.get_sample_value("parley_ingest_crc_refusals_total", {"reason": reason}) or 0.0
+    labels = {"provider": "x", "reason": reason}
+    return REGISTRY.get_sample_value("parley_ingest_handshake_refusals_total", labels) or 0.0
 
 
 def deliveries(outcome: str) -> float:

@@ -21,7 +21,9 @@ from typing import Any
 
 import httpx
 import pytest
-from parley_providers import ErrorKind, GraphClient, PageInfo, ProviderError, XClient, XUser
+from parley_providers import ErrorKind, ProviderError
+from parley_providers.meta.client import GraphClient, PageInfo
+from parley_providers.x.client import XClient, XUser
 from parley_sandbox import SandboxState, build_parser, serve_sandbox, state_from_args
 
 from tests.conftest import ROOT

@@ -14,8 +14,8 @@ from parley_ingest.domain.normalize import (
     conversation_id,
     message_event,
     message_event_id,
-    parse_meta,
 )
+from parley_providers.meta.inbound import parse_meta
 
 from tests.unit.factories import (
     CUSTOMER_ID,

@@ -29,9 +29,9 @@ from parley_ingest.domain.normalize import (
     ParsedStatus,
     ParseResult,
     message_event,
-    parse_meta,
     status_event,
 )
+from parley_providers.meta.inbound import parse_meta
 
 pytestmark = pytest.mark.unit
 

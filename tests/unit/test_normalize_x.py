@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from parley_events import Attachment, Choice, Direction, MessageKind, Provider
-from parley_ingest.domain.normalize import MalformedPayload, ParsedMessage, parse_delivery, parse_x
+from parley_ingest.domain.normalize import MalformedPayload, ParsedMessage, parse_delivery
+from parley_providers.x.inbound import parse_x
 
 pytestmark = pytest.mark.unit
 

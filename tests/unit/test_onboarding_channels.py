@@ -29,6 +29,7 @@ from parley_onboarding.domain.channels import (
     lifecycle_events,
 )
 from parley_onboarding.domain.errors import Conflict, DomainError
+from parley_providers import registry
 from parley_providers.meta.errors import reauth_reason
 
 pytestmark = pytest.mark.unit
@@ -399,7 +400,7 @@ def test_no_warning_without_expiry() -> None:
 def test_no_warning_when_not_active(make_inactive: str) -> None:
     channel = connect(token_expires_at=T0 + timedelta(days=1))
     if make_inactive == "reauth":
-        channel.require_reauth(190, 463, T0)
+        channel.require_reauth(190, 463, T0, registry.reauth_reason(channel.provider, 190, 463))
     else:
         channel.disconnect(ADMIN, T0)
     revision = channel.revision
@@ -467,7 +468,9 @@ def test_reauth_reason(code: int | None, subcode: int | None, reason: str) -> No
 def test_require_reauth(code: int | None, subcode: int | None, reason: str) -> None:
     channel = connect()
     at = T0 + timedelta(hours=1)
-    events = channel.require_reauth(code, subcode, at)
+    events = channel.require_reauth(
+        code, subcode, at, registry.reauth_reason(channel.provider, code, subcode)
+    )
     assert channel.status is ChannelStatus.REAUTH_REQUIRED
     assert channel.revision == 2
     assert [type(e) for e in events] == [ChannelSnapshot, ChannelReauthRequired]
@@ -486,8 +489,8 @@ def test_require_reauth(code: int | None, subcode: int | None, reason: str) -> N
 
 def test_require_reauth_is_idempotent() -> None:
     channel = connect()
-    channel.require_reauth(190, 463, T0)
-    assert channel.require_reauth(190, 460, T0) == []
+    channel.require_reauth(190, 463, T0, registry.reauth_reason(channel.provider, 190, 463))
+    assert channel.require_reauth(190, 460, T0, registry.reauth_reason(channel.provider, 190, 460)) == []
     assert channel.status is ChannelStatus.REAUTH_REQUIRED
     assert channel.revision == 2
 
@@ -495,7 +498,7 @@ def test_require_reauth_is_idempotent() -> None:
 def test_require_reauth_on_disconnected_channel_is_ignored() -> None:
     channel = connect()
     channel.disconnect(ADMIN, T0)
-    assert channel.require_reauth(190, 463, T0) == []
+    assert channel.require_reauth(190, 463, T0, registry.reauth_reason(channel.provider, 190, 463)) == []
     assert channel.status is ChannelStatus.DISCONNECTED
     assert channel.revision == 2
 
@@ -510,7 +513,7 @@ def test_reconnect_keeps_settings_and_access_and_restores_active() -> None:
     )
     channel.set_access(FULL_ACCESS, ADMIN, T0)
     channel.check_token_expiry(T0, LEAD)
-    channel.require_reauth(190, 463, T0)
+    channel.require_reauth(190, 463, T0, registry.reauth_reason(channel.provider, 190, 463))
     settings, access, revision = channel.settings, channel.access, channel.revision
 
     at = T0 + timedelta(days=1)
@@ -602,7 +605,7 @@ def test_a_reconnected_channel_accepts_changes_again() -> None:
 
 def test_disconnect_from_reauth_required() -> None:
     channel = connect()
-    channel.require_reauth(190, 460, T0)
+    channel.require_reauth(190, 460, T0, registry.reauth_reason(channel.provider, 190, 460))
     assert len(channel.disconnect(ADMIN, T0)) == 2
     assert channel.status is ChannelStatus.DISCONNECTED
 
@@ -662,7 +665,7 @@ def test_event_ids_deterministic_per_revision() -> None:
             *channel.update_settings({"display_name": "Two"}, ADMIN, T0),
             *channel.set_access(FULL_ACCESS, ADMIN, T0),
             *channel.check_token_expiry(T0, LEAD),
-            *channel.require_reauth(190, 463, T0),
+            *channel.require_reauth(190, 463, T0, registry.reauth_reason(channel.provider, 190, 463)),
             *channel.reconnect(ADMIN, T0, None, ()),
             *channel.disconnect(ADMIN, T0),
         ]

@@ -9,18 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
-from parley_providers import (
-    ErrorKind,
-    GraphClient,
-    ProviderError,
-    UserToken,
-    XClient,
-    classify_graph_error,
-    classify_x_error,
-    graph_error,
-    meta_error,
-    x_error,
-)
+from parley_providers import ErrorKind, ProviderError, UserToken
+from parley_providers.meta.client import GraphClient
+from parley_providers.meta.errors import classify_graph_error, graph_error, meta_error
+from parley_providers.x.client import XClient
+from parley_providers.x.errors import classify_x_error, x_error
 
 pytestmark = pytest.mark.unit
 

@@ -18,10 +18,11 @@ SIGNATURE_FAILURES = Counter(
 HANDSHAKES = Counter(
     "parley_ingest_handshakes_total", "Subscription handshakes by outcome.", ["provider", "outcome"]
 )
-CRC_REFUSALS = Counter(
-    "parley_ingest_crc_refusals_total",
-    "X CRC checks not answered: reason missing, malformed (not a crc_token's shape) or rate_limited.",
-    ["reason"],
+HANDSHAKE_REFUSALS = Counter(
+    "parley_ingest_handshake_refusals_total",
+    "Webhook handshakes not answered, by provider and reason: refused (Meta: wrong verify token), "
+    "missing or malformed (X: no crc_token, or not a crc_token's shape), rate_limited.",
+    ["provider", "reason"],
 )
 ACK_SECONDS = Histogram(
     "parley_ingest_broker_ack_seconds",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from parley_providers.base import WebhookSecrets
 from parley_shared.settings import ServiceSettings
 from pydantic import Field, SecretStr
 
@@ -33,6 +34,18 @@ class IngestSettings(ServiceSettings):
 
     def x_secrets(self) -> list[str]:
         return _split(self.x_consumer_secrets)
+
+    def webhook_secrets(self, endpoint: str) -> WebhookSecrets | None:
+        """What ``/webhooks/<endpoint>`` checks with; None: not configured, not served."""
+        if endpoint == "meta":
+            return WebhookSecrets(tuple(self.meta_secrets()), self.meta_verify_token.get_secret_value())
+        if endpoint == "x" and self.x_secrets():
+            return WebhookSecrets(tuple(self.x_secrets()))
+        return None
+
+    def handshakes_per_minute(self, endpoint: str) -> int:
+        """Handshakes one client address gets a minute, where the endpoint limits them (X's CRC)."""
+        return self.x_crc_per_minute
 
 
 def _split(secret: SecretStr | None) -> list[str]:

@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 from faststream.kafka.annotations import KafkaMessage
 from parley_events import Event, TemplateStatusChanged, topics
-from parley_providers import GraphClient, XClient
+from parley_providers.meta.client import GraphClient
+from parley_providers.x.client import XClient
 from parley_shared.auth import TokenVerifier
 from parley_shared.kafka import CONSUMER_ACK_POLICY, decode_event
 from parley_shared.logging import get_logger

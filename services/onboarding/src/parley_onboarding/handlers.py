@@ -24,9 +24,11 @@ from parley_events import (
     TemplateStatusChanged,
     WhatsAppStepChanged,
 )
-from parley_providers import ErrorKind, GraphClient, ProviderError, XClient
+from parley_providers import ErrorKind, ProviderError, registry
+from parley_providers.meta.client import GraphClient
 from parley_providers.meta.errors import INVALID_TOKEN
 from parley_providers.whatsapp import errors as whatsapp_errors
+from parley_providers.x.client import XClient
 from parley_shared.channels import CLAIMING_STATUSES
 from parley_shared.logging import get_logger
 from parley_shared.mongo import VersionConflict
@@ -837,7 +839,11 @@ class OnboardingService:
         if doc is None:
             return
         await self._change_channel(
-            doc["tenant_id"], channel_id, lambda c: c.require_reauth(code, subcode, self.clock())
+            doc["tenant_id"],
+            channel_id,
+            lambda c: c.require_reauth(
+                code, subcode, self.clock(), registry.reauth_reason(c.provider, code, subcode)
+            ),
         )
 
     async def check_channel_token(self, tenant_id: str, channel_id: str) -> Channel:

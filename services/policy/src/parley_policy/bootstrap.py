@@ -18,7 +18,8 @@ from parley_events import (
     ReplyApproved,
     topics,
 )
-from parley_providers import GraphClient, XClient
+from parley_providers.meta.client import GraphClient
+from parley_providers.x.client import XClient
 from parley_shared.auth import TokenVerifier
 from parley_shared.channels import KafkaChannelDirectory, KafkaTeamDirectory, role_on_channel
 from parley_shared.kafka import CONSUMER_ACK_POLICY, decode_event

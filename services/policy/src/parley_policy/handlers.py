@@ -34,8 +34,9 @@ from parley_events import (
 from parley_events import (
     ProviderError as ProviderErrorModel,
 )
-from parley_providers import ErrorKind, GraphClient, ProviderError, XClient
-from parley_providers.meta.errors import reauth_reason
+from parley_providers import ErrorKind, ProviderError, registry
+from parley_providers.meta.client import GraphClient
+from parley_providers.x.client import XClient
 from parley_shared.logging import get_logger, redact_value
 from parley_shared.vault import MongoCredentialStore
 
@@ -650,9 +651,7 @@ class Delivery:
         )
         await self.publish(failed, failed.event_id)
         if exc.kind is ErrorKind.REAUTH_REQUIRED:
-            reason = (
-                reauth_reason(exc.code, exc.subcode) if exc.provider != "x" else "provider_rejected_token"
-            )
+            reason = registry.reauth_reason(reply.provider, exc.code, exc.subcode)
             reauth = ChannelReauthRequired(
                 event_id=f"{reply.reply_id}:reauth",
                 channel_id=reply.channel_id,

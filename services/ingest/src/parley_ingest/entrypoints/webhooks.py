@@ -7,7 +7,6 @@ does not acknowledge in time gets the provider a 503, so the provider retries.
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
@@ -15,8 +14,8 @@ from datetime import UTC, datetime
 
 import orjson
 from opentelemetry.sdk.trace import TracerProvider
-from parley_providers.meta import webhook as meta_webhook
-from parley_providers.x import webhook as x_webhook
+from parley_providers import registry
+from parley_providers.base import WebhookEndpoint, WebhookSecrets
 from parley_shared.kafka import EventPublisher
 from parley_shared.logging import get_logger
 from parley_shared.tracing import span_from_headers
@@ -108,85 +107,57 @@ def receive_route(
     return receive
 
 
-def meta_routes(
-    settings: IngestSettings, publisher: EventPublisher, tracing: TracerProvider | None = None
+def endpoint_routes(
+    endpoint: WebhookEndpoint,
+    secrets: WebhookSecrets,
+    settings: IngestSettings,
+    publisher: EventPublisher,
+    tracing: TracerProvider | None = None,
 ) -> list[Route]:
-    """GET: the subscription handshake. POST: Pages, Instagram and WhatsApp deliveries."""
-    secrets = settings.meta_secrets()
-    verify_token = settings.meta_verify_token.get_secret_value().encode()
+    """GET: the provider's handshake. POST: its deliveries, verified and archived."""
+    name = endpoint.name
+    per_minute = settings.handshakes_per_minute(name)
+    # one bucket per client address: a caller spending its own checks cannot starve the provider's
+    buckets = ClientBuckets(per_minute, per_minute / 60) if endpoint.rate_limited_code else None
+
+    def refused(reason: str) -> None:
+        metrics.HANDSHAKE_REFUSALS.labels(provider=name, reason=reason).inc()
+        metrics.HANDSHAKES.labels(provider=name, outcome="refused").inc()
 
     async def handshake(request: Request) -> Response:
-        params = request.query_params
-        if params.get("hub.mode") == "subscribe" and hmac.compare_digest(
-            params.get("hub.verify_token", "").encode(), verify_token
-        ):
-            metrics.HANDSHAKES.labels(provider="meta", outcome="accepted").inc()
-            return PlainTextResponse(params.get("hub.challenge", ""))
-        metrics.HANDSHAKES.labels(provider="meta", outcome="refused").inc()
-        return Response(status_code=403)
+        if buckets is not None and endpoint.rate_limited_code is not None:
+            now = time.monotonic()
+            bucket = buckets.bucket(request.client.host if request.client else "", now)
+            if not bucket.take(now):
+                refused("rate_limited")
+                return JSONResponse(
+                    {
+                        "code": endpoint.rate_limited_code,
+                        "message": "too many handshakes from this client; try again later",
+                    },
+                    status_code=429,
+                    headers={"retry-after": str(bucket.retry_after())},
+                )
+        answer = endpoint.handshake(request.query_params, secrets)
+        if answer.status != 200:
+            refused(answer.refusal or "refused")
+        else:
+            metrics.HANDSHAKES.labels(provider=name, outcome="accepted").inc()
+        if answer.json is not None:
+            return JSONResponse(dict(answer.json), status_code=answer.status)
+        if answer.text is not None:
+            return PlainTextResponse(answer.text, status_code=answer.status)
+        return Response(status_code=answer.status)
 
     def verify(body: bytes, header: str | None) -> bool:
-        return meta_webhook.verify_meta(body, header, secrets)
+        return endpoint.verify(body, header, secrets)
 
+    path = f"/webhooks/{name}"
     return [
-        Route("/webhooks/meta", handshake, methods=["GET"]),
+        Route(path, handshake, methods=["GET"]),
         Route(
-            "/webhooks/meta",
-            receive_route("meta", "x-hub-signature-256", verify, settings, publisher, tracing),
-            methods=["POST"],
-        ),
-    ]
-
-
-def x_routes(
-    settings: IngestSettings, publisher: EventPublisher, tracing: TracerProvider | None = None
-) -> list[Route]:
-    """GET: the CRC check (answered with the current secret). POST: account activity."""
-    secrets = settings.x_secrets()
-    if not secrets:
-        return []
-
-    # one bucket per client address: a caller spending its own checks cannot starve X's hourly one
-    buckets = ClientBuckets(settings.x_crc_per_minute, settings.x_crc_per_minute / 60)
-
-    def refuse(reason: str, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-        metrics.CRC_REFUSALS.labels(reason=reason).inc()
-        metrics.HANDSHAKES.labels(provider="x", outcome="refused").inc()
-        body = {"code": f"crc_token_{reason}", "message": message}
-        return JSONResponse(body, status_code=status, headers=headers)
-
-    async def crc(request: Request) -> Response:
-        # the CRC answer is the HMAC that signs POST bodies: answer only tokens of X's shape, few
-        # per client (POST refuses what is not a JSON object, which no token is)
-        now = time.monotonic()
-        bucket = buckets.bucket(request.client.host if request.client else "", now)
-        if not bucket.take(now):
-            return refuse(
-                "rate_limited",
-                429,
-                "too many CRC checks from this client; try again later",
-                {"retry-after": str(bucket.retry_after())},
-            )
-        token = request.query_params.get("crc_token")
-        if not token:
-            return refuse("missing", 400, "crc_token is required")
-        if not x_webhook.is_crc_token(token):
-            return refuse(
-                "malformed",
-                400,
-                f"crc_token must be 1-{x_webhook.CRC_TOKEN_MAX_CHARS} characters of A-Z a-z 0-9 + / = _ -",
-            )
-        metrics.HANDSHAKES.labels(provider="x", outcome="accepted").inc()
-        return JSONResponse({"response_token": x_webhook.crc_response(token, secrets[0])})
-
-    def verify(body: bytes, header: str | None) -> bool:
-        return x_webhook.verify_x(body, header, secrets)
-
-    return [
-        Route("/webhooks/x", crc, methods=["GET"]),
-        Route(
-            "/webhooks/x",
-            receive_route("x", "x-twitter-webhooks-signature", verify, settings, publisher, tracing),
+            path,
+            receive_route(name, endpoint.signature_header, verify, settings, publisher, tracing),
             methods=["POST"],
         ),
     ]
@@ -195,4 +166,10 @@ def x_routes(
 def webhook_routes(
     settings: IngestSettings, publisher: EventPublisher, tracing: TracerProvider | None = None
 ) -> list[Route]:
-    return [*meta_routes(settings, publisher, tracing), *x_routes(settings, publisher, tracing)]
+    """Every provider's endpoint from the registry; one without secrets configured is not served."""
+    routes: list[Route] = []
+    for name, endpoint in registry.webhook_endpoints().items():
+        secrets = settings.webhook_secrets(name)
+        if secrets is not None:
+            routes += endpoint_routes(endpoint, secrets, settings, publisher, tracing)
+    return routes

@@ -28,7 +28,6 @@ from parley_events import (
     Event,
     Provider,
 )
-from parley_providers.meta.errors import reauth_reason
 
 from parley_onboarding.domain.errors import Conflict, DomainError
 
@@ -182,8 +181,10 @@ class Channel:
         # the snapshot goes out too, so consumers see every revision
         return [self.snapshot(), ChannelTokenExpiring(**self._base(now, None), expires_at=expires)]
 
-    def require_reauth(self, code: int | None, subcode: int | None, at: datetime) -> list[Event]:
-        """The provider rejected the token: the channel waits for a reconnect (idempotent)."""
+    def require_reauth(self, code: int | None, subcode: int | None, at: datetime, reason: str) -> list[Event]:
+        """The provider rejected the token: the channel waits for a reconnect (idempotent).
+
+        ``reason`` is the provider's reading of its code and subcode (its plugin's reauth_reason)."""
         if self.status in (ChannelStatus.REAUTH_REQUIRED, ChannelStatus.DISCONNECTED):
             return []
         self.status = ChannelStatus.REAUTH_REQUIRED
@@ -192,7 +193,7 @@ class Channel:
             self.snapshot(),
             ChannelReauthRequired(
                 **self._base(at, None),
-                reason=reauth_reason(code, subcode),
+                reason=reason,
                 provider_code=code,
                 provider_subcode=subcode,
             ),

@@ -1,15 +1,17 @@
-"""The providers' reply rules as one table (pure), assembled from each provider's ``rules.py``.
+"""The providers' reply rules as one table (pure), assembled from every provider plugin's rows.
 
 Sources: docs/policy.md and each provider package; every number is in ../shared/PLATFORM-RULES.md.
+Message tags and WhatsApp's messaging tiers are Meta's and WhatsApp's own rules, which policy's
+decision applies by name.
 """
 
 from __future__ import annotations
 
 from parley_events import Provider
+from parley_providers import registry
 from parley_providers.meta import rules as meta_rules
 from parley_providers.rules import Counting, ReplyRule
 from parley_providers.whatsapp import rules as whatsapp_rules
-from parley_providers.x import rules as x_rules
 
 __all__ = [
     "MESSAGE_TAGS",
@@ -22,7 +24,7 @@ __all__ = [
     "rule_for",
 ]
 
-RULES: dict[tuple[Provider, str], ReplyRule] = {**meta_rules.RULES, **whatsapp_rules.RULES, **x_rules.RULES}
+RULES: dict[tuple[Provider, str], ReplyRule] = registry.reply_rules()
 MESSAGE_TAGS = meta_rules.MESSAGE_TAGS
 PRIVATE_REPLY_WINDOW = meta_rules.PRIVATE_REPLY_WINDOW
 WHATSAPP_TIER_LIMITS = whatsapp_rules.WHATSAPP_TIER_LIMITS

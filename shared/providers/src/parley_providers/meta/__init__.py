@@ -1,1 +1,18 @@
 """Meta: Facebook Pages (Messenger, comments), Instagram and the WhatsApp Cloud API, all on Graph."""
+
+from __future__ import annotations
+
+from parley_providers.base import ProviderPlugin
+
+
+def plugin() -> ProviderPlugin:
+    """The ``meta`` entry point of ``parley.providers``."""
+    from parley_events import Provider
+
+    from parley_providers.meta.errors import reauth_reason
+    from parley_providers.meta.rules import RULES
+    from parley_providers.meta.webhook import MetaWebhook
+
+    return ProviderPlugin(
+        "meta", MetaWebhook(), RULES, (Provider.MESSENGER, Provider.INSTAGRAM), reauth_reason=reauth_reason
+    )

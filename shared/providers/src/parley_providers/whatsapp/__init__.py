@@ -1,1 +1,16 @@
-"""WhatsApp: the Cloud API on Graph (its client calls live in meta.client; its webhooks and rules here)."""
+"""WhatsApp: the Cloud API on Graph. Its deliveries arrive through Meta's webhook endpoint (parsed
+in ``whatsapp.inbound``), its calls go through ``meta.client``; its rules and codes are here."""
+
+from __future__ import annotations
+
+from parley_providers.base import ProviderPlugin
+
+
+def plugin() -> ProviderPlugin:
+    """The ``whatsapp`` entry point of ``parley.providers``."""
+    from parley_events import Provider
+
+    from parley_providers.meta.errors import reauth_reason  # WhatsApp's errors are Graph errors
+    from parley_providers.whatsapp.rules import RULES
+
+    return ProviderPlugin("whatsapp", None, RULES, (Provider.WHATSAPP,), reauth_reason=reauth_reason)

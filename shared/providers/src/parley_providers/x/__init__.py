@@ -1,1 +1,19 @@
 """X: direct messages and posts through the X API v2."""
+
+from __future__ import annotations
+
+from parley_providers.base import ProviderPlugin
+
+
+def plugin() -> ProviderPlugin:
+    """The ``x`` entry point of ``parley.providers``."""
+    from parley_events import Provider
+
+    from parley_providers.rules import Counting
+    from parley_providers.x.length import x_weighted_length
+    from parley_providers.x.rules import RULES
+    from parley_providers.x.webhook import XWebhook
+
+    return ProviderPlugin(
+        "x", XWebhook(), RULES, (Provider.X,), length_counters={Counting.X_WEIGHTED: x_weighted_length}
+    )

@@ -11,9 +11,14 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
 
+from parley_providers.base import HandshakeAnswer, WebhookSecrets
+from parley_providers.inbound import ParseResult
 from parley_providers.webhook import PREFIX, any_match
+from parley_providers.x.inbound import parse_x
 
 SIGNATURE_HEADER = "x-twitter-webhooks-signature"
 CRC_TOKEN_MAX_CHARS = 128
@@ -44,3 +49,31 @@ def verify_x(body: bytes, header: str | None, secrets: Iterable[str]) -> bool:
         return False
     given = header.strip().encode()
     return any_match(given, (x_signature(body, s).encode() for s in secrets))
+
+
+class XWebhook:
+    """``/webhooks/x``: account activity (direct messages, posts)."""
+
+    name = "x"
+    signature_header = SIGNATURE_HEADER
+    rate_limited_code: str | None = "crc_token_rate_limited"  # the CRC answer is a signature
+
+    def handshake(self, query: Mapping[str, str], secrets: WebhookSecrets) -> HandshakeAnswer:
+        """X's CRC: the response token for a crc_token of X's shape, with the current secret."""
+        token = query.get("crc_token")
+        if not token:
+            return HandshakeAnswer(
+                400, json={"code": "crc_token_missing", "message": "crc_token is required"}, refusal="missing"
+            )
+        if not is_crc_token(token):
+            message = f"crc_token must be 1-{CRC_TOKEN_MAX_CHARS} characters of A-Z a-z 0-9 + / = _ -"
+            return HandshakeAnswer(
+                400, json={"code": "crc_token_malformed", "message": message}, refusal="malformed"
+            )
+        return HandshakeAnswer(200, json={"response_token": crc_response(token, secrets.signing[0])})
+
+    def verify(self, body: bytes, header: str | None, secrets: WebhookSecrets) -> bool:
+        return verify_x(body, header, secrets.signing)
+
+    def parse(self, payload: Any, now: datetime | None = None) -> ParseResult:
+        return parse_x(payload, now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from parley_providers import registry
 from parley_providers.inbound import (
     SKIP_KINDS,
     ItemFailure,
@@ -14,8 +15,6 @@ from parley_providers.inbound import (
     ParsedTemplateStatus,
     ParseResult,
 )
-from parley_providers.meta.inbound import parse_meta
-from parley_providers.x.inbound import parse_x
 
 from parley_ingest.domain.normalize.events import (
     conversation_id,
@@ -27,16 +26,15 @@ from parley_ingest.domain.normalize.events import (
 
 
 def parse_delivery(provider: str, payload: Any, now: datetime | None = None) -> ParseResult:
-    """Dispatch on the webhook endpoint the delivery came through (``meta`` or ``x``).
+    """Parse with the parser of the webhook endpoint the delivery came through (the registry's).
 
     Items that cannot be normalized are in ``failures``; a delivery that is not the endpoint's
     shape at all raises :class:`MalformedPayload`.
     """
-    if provider == "meta":
-        return parse_meta(payload, now)
-    if provider == "x":
-        return parse_x(payload, now)
-    raise MalformedPayload(f"unknown webhook provider {provider!r}")
+    endpoint = registry.webhook_endpoint(provider)
+    if endpoint is None:
+        raise MalformedPayload(f"unknown webhook provider {provider!r}")
+    return endpoint.parse(payload, now)
 
 
 __all__ = [
@@ -51,8 +49,6 @@ __all__ = [
     "message_event",
     "message_event_id",
     "parse_delivery",
-    "parse_meta",
-    "parse_x",
     "status_event",
     "template_event",
 ]

@@ -1,0 +1,89 @@
+"""Provider name -> plugin, loaded from the ``parley.providers`` entry-point group.
+
+Like the ``parley`` CLI's plugins: installing a package that declares an entry point in that group
+adds a provider; nothing in the services names one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from importlib.metadata import entry_points
+
+from parley_events import Provider
+
+from parley_providers.base import ProviderPlugin, WebhookEndpoint
+from parley_providers.rules import Counting, ReplyRule
+
+GROUP = "parley.providers"
+
+__all__ = [
+    "GROUP",
+    "length_counter",
+    "plugin_for",
+    "plugins",
+    "reauth_reason",
+    "reply_rules",
+    "webhook_endpoint",
+    "webhook_endpoints",
+]
+
+
+@cache
+def plugins() -> dict[str, ProviderPlugin]:
+    """Every installed provider plugin by name."""
+    found: dict[str, ProviderPlugin] = {}
+    for entry in entry_points(group=GROUP):
+        plugin = entry.load()()
+        if not isinstance(plugin, ProviderPlugin):
+            raise TypeError(f"entry point {entry.name} of {GROUP} did not give a ProviderPlugin")
+        if plugin.name in found:
+            raise ValueError(f"two provider plugins are named {plugin.name!r}")
+        found[plugin.name] = plugin
+    return dict(sorted(found.items()))
+
+
+def webhook_endpoints() -> dict[str, WebhookEndpoint]:
+    """The webhook endpoints by path name (``/webhooks/<name>``)."""
+    return {p.webhook.name: p.webhook for p in plugins().values() if p.webhook is not None}
+
+
+def webhook_endpoint(name: str) -> WebhookEndpoint | None:
+    return webhook_endpoints().get(name)
+
+
+def reply_rules() -> dict[tuple[Provider, str], ReplyRule]:
+    """Every provider's reply rows in one table; a row two plugins both claim is an error."""
+    table: dict[tuple[Provider, str], ReplyRule] = {}
+    for plugin in plugins().values():
+        for key, rule in plugin.reply_rules.items():
+            if key in table:
+                raise ValueError(f"two provider plugins give the reply rule {key}")
+            table[key] = rule
+    return table
+
+
+def plugin_for(provider: Provider | str) -> ProviderPlugin:
+    """The plugin of a conversation provider (``messenger`` is Meta's) or of a plugin name."""
+    name = provider.value if isinstance(provider, Provider) else provider
+    for plugin in plugins().values():
+        if plugin.name == name or any(p.value == name for p in plugin.providers):
+            return plugin
+    raise LookupError(f"no provider plugin for {name!r}")
+
+
+def reauth_reason(provider: Provider | str, code: int | None, subcode: int | None) -> str:
+    """Why a reconnect is needed, in the words of the provider whose call was refused."""
+    try:
+        plugin = plugin_for(provider)
+    except LookupError:
+        return "provider_rejected_token"
+    return plugin.reauth_reason(code, subcode)
+
+
+def length_counter(counting: Counting) -> Callable[[str], int]:
+    """The provider's own way of counting text, for a counting no generic rule covers."""
+    for plugin in plugins().values():
+        if counting in plugin.length_counters:
+            return plugin.length_counters[counting]
+    raise LookupError(f"no provider plugin counts {counting.value}")

@@ -1,0 +1,120 @@
+"""The provider registry: plugins found by entry point, and what services read through it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from importlib.metadata import EntryPoint
+
+import pytest
+from parley_events import Provider
+from parley_providers import registry
+from parley_providers.base import ProviderPlugin, WebhookSecrets
+from parley_providers.meta.webhook import meta_signature
+from parley_providers.rules import Counting
+from parley_providers.x.webhook import x_signature
+
+pytestmark = pytest.mark.unit
+
+
+def test_every_provider_package_is_a_plugin_and_every_conversation_provider_has_one() -> None:
+    plugins = registry.plugins()
+    assert set(plugins) == {"meta", "whatsapp", "x"}
+    covered = {p for plugin in plugins.values() for p in plugin.providers}
+    assert covered == set(Provider)
+    assert {registry.plugin_for(p).name for p in Provider} == {"meta", "whatsapp", "x"}
+
+
+def test_the_webhook_endpoints_are_meta_and_x_and_whatsapp_arrives_through_meta() -> None:
+    assert set(registry.webhook_endpoints()) == {"meta", "x"}
+    assert registry.plugins()["whatsapp"].webhook is None
+    assert registry.webhook_endpoint("nobody") is None
+
+
+def test_the_reply_table_is_every_plugins_rows_and_each_row_names_its_own_provider() -> None:
+    table = registry.reply_rules()
+    assert len(table) == sum(len(p.reply_rules) for p in registry.plugins().values())
+    for (provider, kind), rule in table.items():
+        assert (rule.provider, rule.kind) == (provider, kind)
+        assert registry.plugin_for(provider).reply_rules[(provider, kind)] is rule
+
+
+def test_two_plugins_giving_the_same_row_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    meta = registry.plugins()["meta"]
+    twin = replace(meta, name="meta-twin", webhook=None, providers=())
+    monkeypatch.setattr(registry, "plugins", lambda: {"meta": meta, "meta-twin": twin})
+    with pytest.raises(ValueError, match="reply rule"):
+        registry.reply_rules()
+
+
+def test_an_entry_point_that_is_no_plugin_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    bogus = EntryPoint(name="bogus", value="builtins:dict", group=registry.GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [bogus])
+    registry.plugins.cache_clear()
+    try:
+        with pytest.raises(TypeError, match="bogus"):
+            registry.plugins()
+    finally:
+        monkeypatch.undo()
+        registry.plugins.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("provider", "code", "subcode", "reason"),
+    [
+        (Provider.MESSENGER, 190, 463, "token_expired"),
+        (Provider.INSTAGRAM, 190, 460, "password_changed"),
+        (Provider.WHATSAPP, 190, None, "token_invalid"),
+        (Provider.WHATSAPP, 10, None, "permission_revoked"),
+        (Provider.X, 89, None, "provider_rejected_token"),
+        (Provider.X, 190, 463, "provider_rejected_token"),  # X's numbers are not Graph's
+    ],
+)
+def test_each_provider_reads_its_own_error_numbers(
+    provider: Provider, code: int, subcode: int | None, reason: str
+) -> None:
+    assert registry.reauth_reason(provider, code, subcode) == reason
+
+
+def test_x_counts_its_own_weighted_length() -> None:
+    count = registry.length_counter(Counting.X_WEIGHTED)
+    assert count("https://example.com/a/long/path") == 23
+    assert count("日本") == 4
+    with pytest.raises(LookupError):
+        registry.length_counter(Counting.CHARACTERS)  # generic: no provider owns it
+
+
+def test_the_meta_endpoint_checks_its_verify_token_and_signature() -> None:
+    meta = registry.webhook_endpoints()["meta"]
+    secrets = WebhookSecrets(("new", "old"), verify_token="verify-me")
+    ok = meta.handshake(
+        {"hub.mode": "subscribe", "hub.verify_token": "verify-me", "hub.challenge": "42"}, secrets
+    )
+    assert (ok.status, ok.text) == (200, "42")
+    wrong = meta.handshake(
+        {"hub.mode": "subscribe", "hub.verify_token": "guess", "hub.challenge": "42"}, secrets
+    )
+    assert (wrong.status, wrong.refusal) == (403, "refused")
+    # an endpoint configured without a verify token accepts no handshake, not even an empty one
+    empty = meta.handshake({"hub.mode": "subscribe", "hub.verify_token": ""}, WebhookSecrets(("s",)))
+    assert empty.status == 403
+    body = b'{"object":"page"}'
+    assert meta.verify(body, meta_signature(body, "old"), secrets)
+    assert not meta.verify(body, meta_signature(body, "other"), secrets)
+
+
+def test_the_x_endpoint_answers_only_crc_tokens_of_xs_shape_and_limits_them() -> None:
+    x = registry.webhook_endpoints()["x"]
+    secrets = WebhookSecrets(("current", "previous"))
+    answer = x.handshake({"crc_token": "abc123"}, secrets)
+    assert answer.status == 200 and answer.json == {"response_token": x_signature(b"abc123", "current")}
+    assert x.handshake({}, secrets).refusal == "missing"
+    forged = x.handshake({"crc_token": '{"for_user_id":"1"}'}, secrets)
+    assert (forged.status, forged.refusal) == (400, "malformed")
+    assert x.rate_limited_code == "crc_token_rate_limited"
+    assert registry.webhook_endpoints()["meta"].rate_limited_code is None
+
+
+def test_a_plugin_is_plain_data() -> None:
+    plugin = registry.plugins()["x"]
+    assert isinstance(plugin, ProviderPlugin)
+    assert plugin.reauth_reason(401, None) == "provider_rejected_token"
