@@ -22,6 +22,7 @@ from parley_policy.domain.retry import RetryBudget
 from parley_policy.handlers import FAILED_BUDGET, FAILED_PERMANENT, Delivery, DeliveryInterrupted
 from parley_providers import ErrorKind, ProviderError
 from parley_providers.meta.errors import meta_error
+from parley_providers.meta.outbound import MetaSender
 
 pytestmark = pytest.mark.unit
 
@@ -157,8 +158,7 @@ def harness(
     h.delivery = Delivery(
         h.store,  # type: ignore[arg-type]
         Credentials(),  # type: ignore[arg-type]
-        graph,  # type: ignore[arg-type]
-        None,
+        {Provider.MESSENGER: MetaSender(graph)},  # type: ignore[arg-type]
         publish,
         lambda: NOW,
         budget,

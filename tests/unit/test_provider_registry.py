@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from importlib.metadata import EntryPoint
+from types import SimpleNamespace
 
 import pytest
 from parley_events import Provider
@@ -118,3 +119,67 @@ def test_a_plugin_is_plain_data() -> None:
     plugin = registry.plugins()["x"]
     assert isinstance(plugin, ProviderPlugin)
     assert plugin.reauth_reason(401, None) == "provider_rejected_token"
+
+
+def test_senders_are_built_for_the_providers_the_settings_configure() -> None:
+    import httpx
+    from parley_providers.meta.outbound import MetaSender
+    from parley_providers.whatsapp.outbound import WhatsAppSender
+    from parley_providers.x.outbound import XSender
+    from pydantic import SecretStr
+
+    meta_only = SimpleNamespace(
+        graph_base_url="http://graph.test",
+        graph_api_version="v25.0",
+        meta_app_id="app",
+        meta_app_secret=SecretStr("secret"),
+        x_api_base_url="http://x.test",
+        x_client_id=None,
+        x_client_secret=None,
+    )
+    http = httpx.AsyncClient()
+    senders = registry.senders(http, meta_only)
+    assert set(senders) == {Provider.MESSENGER, Provider.INSTAGRAM, Provider.WHATSAPP}
+    assert isinstance(senders[Provider.MESSENGER], MetaSender)
+    assert isinstance(senders[Provider.WHATSAPP], WhatsAppSender)
+    with_x = SimpleNamespace(**{**vars(meta_only), "x_client_id": "cid", "x_client_secret": SecretStr("s")})
+    assert isinstance(registry.senders(http, with_x)[Provider.X], XSender)
+
+
+def test_a_whatsapp_template_reply_names_its_template_and_parameters() -> None:
+    from datetime import UTC, datetime
+
+    from parley_events import ReplyApproved, SenderType, TemplateRef
+    from parley_providers.whatsapp.outbound import message_body
+
+    base = {
+        "event_id": "r:approved",
+        "reply_id": "r",
+        "tenant_id": "t",
+        "channel_id": "ch",
+        "conversation_id": "c",
+        "provider": Provider.WHATSAPP,
+        "account_id": "pn",
+        "recipient_id": "15551234567",
+        "kind": "direct",
+        "sender_type": SenderType.HUMAN,
+        "occurred_at": datetime(2026, 11, 30, 9, 0, tzinfo=UTC),
+    }
+    text = message_body(ReplyApproved(**base, text="Hello"))
+    assert text == {
+        "messaging_product": "whatsapp",
+        "to": "15551234567",
+        "type": "text",
+        "text": {"body": "Hello"},
+    }
+    template = message_body(
+        ReplyApproved(
+            **base, template=TemplateRef(name="order_update", language="en_US", parameters=("Ada",))
+        )
+    )
+    assert template["type"] == "template"
+    assert template["template"] == {
+        "name": "order_update",
+        "language": {"code": "en_US"},
+        "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ada"}]}],
+    }

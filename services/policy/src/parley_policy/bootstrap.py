@@ -18,8 +18,7 @@ from parley_events import (
     ReplyApproved,
     topics,
 )
-from parley_providers.meta.client import GraphClient
-from parley_providers.x.client import XClient
+from parley_providers import registry
 from parley_shared.auth import TokenVerifier
 from parley_shared.channels import KafkaChannelDirectory, KafkaTeamDirectory, role_on_channel
 from parley_shared.kafka import CONSUMER_ACK_POLICY, decode_event
@@ -86,29 +85,11 @@ def create_policy_app(
             settings.whatsapp_throughput_per_s,
             settings.whatsapp_messaging_tier,
         )
-        graph = GraphClient(
-            http,
-            settings.graph_base_url,
-            settings.meta_app_id,
-            settings.meta_app_secret.get_secret_value(),
-            settings.graph_api_version,
-        )
-        x = (
-            XClient(
-                http,
-                settings.x_api_base_url,
-                settings.x_client_id,
-                settings.x_client_secret.get_secret_value(),
-            )
-            if settings.x_client_id and settings.x_client_secret
-            else None
-        )
         vault = TokenVault(parse_keys(settings.encryption_keys.get_secret_value()))
         delivery = Delivery(
             store,
             MongoCredentialStore(rt.db["channel_credentials"], vault),
-            graph,
-            x,
+            registry.senders(http, settings),
             publish,
             clock,
             RetryBudget(

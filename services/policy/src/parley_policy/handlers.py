@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,8 +35,7 @@ from parley_events import (
     ProviderError as ProviderErrorModel,
 )
 from parley_providers import ErrorKind, ProviderError, registry
-from parley_providers.meta.client import GraphClient
-from parley_providers.x.client import XClient
+from parley_providers.base import Sender
 from parley_shared.logging import get_logger, redact_value
 from parley_shared.vault import MongoCredentialStore
 
@@ -486,8 +485,7 @@ class Delivery:
         self,
         store: PolicyStore,
         credentials: MongoCredentialStore,
-        graph: GraphClient,
-        x: XClient | None,
+        senders: Mapping[Provider, Sender],
         publish: Publish,
         clock: Clock = utcnow,
         retry: RetryBudget | None = None,
@@ -496,8 +494,7 @@ class Delivery:
     ) -> None:
         self.store = store
         self.credentials = credentials
-        self.graph = graph
-        self.x = x
+        self.senders = senders
         self.publish = publish
         self.clock = clock
         self.retry = retry or RetryBudget()
@@ -665,47 +662,9 @@ class Delivery:
             await self.publish(reauth, reauth.event_id)
 
     async def _send(self, reply: ReplyApproved, token: str) -> str:
-        text = reply.text or ""
-        if reply.provider in (Provider.MESSENGER, Provider.INSTAGRAM):
-            if reply.kind == "comment":
-                if reply.provider is Provider.INSTAGRAM:
-                    return await self.graph.reply_to_instagram_comment(reply.recipient_id, token, text)
-                return await self.graph.reply_to_comment(reply.recipient_id, token, text)
-            if reply.kind == "private_reply":
-                return await self.graph.send_private_reply(reply.account_id, token, reply.recipient_id, text)
-            payload: dict[str, Any] = {
-                "recipient": {"id": reply.recipient_id},
-                "messaging_type": reply.messaging_type or "RESPONSE",
-                "message": {"text": text},
-            }
-            if reply.tag:
-                payload["tag"] = reply.tag
-            return await self.graph.send_message(reply.account_id, token, payload)
-        if reply.provider is Provider.WHATSAPP:
-            body: dict[str, Any] = {"messaging_product": "whatsapp", "to": reply.recipient_id}
-            if reply.template is not None:
-                body.update(
-                    type="template",
-                    template={
-                        "name": reply.template.name,
-                        "language": {"code": reply.template.language},
-                        "components": [
-                            {
-                                "type": "body",
-                                "parameters": [
-                                    {"type": "text", "text": p} for p in reply.template.parameters
-                                ],
-                            }
-                        ]
-                        if reply.template.parameters
-                        else [],
-                    },
-                )
-            else:
-                body.update(type="text", text={"body": text})
-            return await self.graph.whatsapp_send(reply.account_id, token, body)
-        if self.x is None:
-            raise ProviderError("x", 0, None, None, "X is not configured", ErrorKind.INVALID_REQUEST)
-        if reply.kind == "mention":
-            return await self.x.post_reply(token, text, reply.recipient_id)
-        return await self.x.send_dm(token, reply.recipient_id, text)
+        """Hand the reply to its provider's sender (from the registry's plugins)."""
+        sender = self.senders.get(reply.provider)
+        if sender is None:
+            message = f"{reply.provider.value} is not configured"
+            raise ProviderError(reply.provider.value, 0, None, None, message, ErrorKind.INVALID_REQUEST)
+        return await sender.send(reply, token)

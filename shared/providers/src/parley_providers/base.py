@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from parley_events import Provider
+import httpx
+from parley_events import Provider, ReplyApproved
 
 from parley_providers.inbound import ParseResult
 from parley_providers.rules import Counting, ReplyRule
 
-__all__ = ["HandshakeAnswer", "ProviderPlugin", "WebhookEndpoint", "WebhookSecrets"]
+__all__ = ["HandshakeAnswer", "ProviderPlugin", "Sender", "WebhookEndpoint", "WebhookSecrets"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,17 @@ class WebhookEndpoint(Protocol):
     def parse(self, payload: Any, now: datetime | None = None) -> ParseResult: ...
 
 
+class Sender(Protocol):
+    """Delivers an approved reply; answers the provider's id of what it sent, raises ProviderError."""
+
+    async def send(self, reply: ReplyApproved, token: str) -> str: ...
+
+
+SenderFactory = Callable[[httpx.AsyncClient, Any], "Sender | None"]
+"""Builds a provider's sender from a service's settings (each provider reads its own; None: the
+provider is not configured there)."""
+
+
 @dataclass(frozen=True)
 class ProviderPlugin:
     """Everything one provider package offers the services through the registry."""
@@ -73,3 +85,5 @@ class ProviderPlugin:
     """Why a reconnect is needed, from the provider's error code and subcode (never its text)."""
     length_counters: Mapping[Counting, Callable[[str], int]] = field(default_factory=dict)
     """How this provider counts text where no generic counting fits (X's weighted length)."""
+    make_sender: SenderFactory | None = None
+    """How this provider's replies are sent."""

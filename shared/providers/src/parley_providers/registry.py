@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import cache
 from importlib.metadata import entry_points
+from typing import Any
 
+import httpx
 from parley_events import Provider
 
-from parley_providers.base import ProviderPlugin, WebhookEndpoint
+from parley_providers.base import ProviderPlugin, Sender, WebhookEndpoint
 from parley_providers.rules import Counting, ReplyRule
 
 GROUP = "parley.providers"
@@ -24,6 +26,7 @@ __all__ = [
     "plugins",
     "reauth_reason",
     "reply_rules",
+    "senders",
     "webhook_endpoint",
     "webhook_endpoints",
 ]
@@ -87,3 +90,13 @@ def length_counter(counting: Counting) -> Callable[[str], int]:
         if counting in plugin.length_counters:
             return plugin.length_counters[counting]
     raise LookupError(f"no provider plugin counts {counting.value}")
+
+
+def senders(http: httpx.AsyncClient, settings: Any) -> dict[Provider, Sender]:
+    """A sender for every conversation provider whose plugin the service's settings configure."""
+    found: dict[Provider, Sender] = {}
+    for plugin in plugins().values():
+        made = plugin.make_sender(http, settings) if plugin.make_sender is not None else None
+        if made is not None:
+            found.update({provider: made for provider in plugin.providers})
+    return found

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from parley_providers.base import ProviderPlugin
+from typing import Any
+
+import httpx
+
+from parley_providers.base import ProviderPlugin, Sender
+
+
+def sender(http: httpx.AsyncClient, settings: Any) -> Sender:
+    """Messenger and Instagram replies, with the Graph client the settings describe."""
+    from parley_providers.meta.client import graph_client
+    from parley_providers.meta.outbound import MetaSender
+
+    return MetaSender(graph_client(http, settings))
 
 
 def plugin() -> ProviderPlugin:
@@ -14,5 +26,10 @@ def plugin() -> ProviderPlugin:
     from parley_providers.meta.webhook import MetaWebhook
 
     return ProviderPlugin(
-        "meta", MetaWebhook(), RULES, (Provider.MESSENGER, Provider.INSTAGRAM), reauth_reason=reauth_reason
+        "meta",
+        MetaWebhook(),
+        RULES,
+        (Provider.MESSENGER, Provider.INSTAGRAM),
+        reauth_reason=reauth_reason,
+        make_sender=sender,
     )

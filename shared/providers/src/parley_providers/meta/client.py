@@ -11,16 +11,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
+from pydantic import SecretStr
 
 from parley_providers.errors import ProviderError
 from parley_providers.http import expiry, int_or_none, json_object, require_str, segment, send
 from parley_providers.meta.errors import graph_error
 from parley_providers.oauth import UserToken
 
-__all__ = ["GraphClient", "PageInfo", "WhatsAppPhoneNumber"]
+__all__ = ["GraphClient", "GraphSettings", "PageInfo", "WhatsAppPhoneNumber", "graph_client"]
+
+
+class GraphSettings(Protocol):
+    """The settings a service gives Meta's clients (policy's and onboarding's have them)."""
+
+    graph_base_url: str
+    graph_api_version: str
+    meta_app_id: str
+    meta_app_secret: SecretStr
 
 
 @dataclass(frozen=True)
@@ -305,3 +315,14 @@ class GraphClient:
         await self._whatsapp_success(
             phone_number_id, "register", token, {"messaging_product": "whatsapp", "pin": pin}
         )
+
+
+def graph_client(http: httpx.AsyncClient, settings: GraphSettings) -> GraphClient:
+    """The Graph API client a service's settings describe."""
+    return GraphClient(
+        http,
+        settings.graph_base_url,
+        settings.meta_app_id,
+        settings.meta_app_secret.get_secret_value(),
+        settings.graph_api_version,
+    )

@@ -3,7 +3,19 @@ in ``whatsapp.inbound``), its calls go through ``meta.client``; its rules and co
 
 from __future__ import annotations
 
-from parley_providers.base import ProviderPlugin
+from typing import Any
+
+import httpx
+
+from parley_providers.base import ProviderPlugin, Sender
+
+
+def sender(http: httpx.AsyncClient, settings: Any) -> Sender:
+    """WhatsApp replies through the Cloud API, with the Graph client the settings describe."""
+    from parley_providers.meta.client import graph_client
+    from parley_providers.whatsapp.outbound import WhatsAppSender
+
+    return WhatsAppSender(graph_client(http, settings))
 
 
 def plugin() -> ProviderPlugin:
@@ -13,4 +25,6 @@ def plugin() -> ProviderPlugin:
     from parley_providers.meta.errors import reauth_reason  # WhatsApp's errors are Graph errors
     from parley_providers.whatsapp.rules import RULES
 
-    return ProviderPlugin("whatsapp", None, RULES, (Provider.WHATSAPP,), reauth_reason=reauth_reason)
+    return ProviderPlugin(
+        "whatsapp", None, RULES, (Provider.WHATSAPP,), reauth_reason=reauth_reason, make_sender=sender
+    )

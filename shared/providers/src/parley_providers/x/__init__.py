@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from parley_providers.base import ProviderPlugin
+from typing import Any
+
+import httpx
+
+from parley_providers.base import ProviderPlugin, Sender
+
+
+def sender(http: httpx.AsyncClient, settings: Any) -> Sender | None:
+    """X replies, when the settings configure X's client."""
+    from parley_providers.x.client import x_client
+    from parley_providers.x.outbound import XSender
+
+    client = x_client(http, settings)
+    return XSender(client) if client is not None else None
 
 
 def plugin() -> ProviderPlugin:
@@ -15,5 +28,10 @@ def plugin() -> ProviderPlugin:
     from parley_providers.x.webhook import XWebhook
 
     return ProviderPlugin(
-        "x", XWebhook(), RULES, (Provider.X,), length_counters={Counting.X_WEIGHTED: x_weighted_length}
+        "x",
+        XWebhook(),
+        RULES,
+        (Provider.X,),
+        length_counters={Counting.X_WEIGHTED: x_weighted_length},
+        make_sender=sender,
     )

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
+from pydantic import SecretStr
 
 from parley_providers.errors import ErrorKind, ProviderError
 from parley_providers.http import expiry, json_object, require_str, segment, send
 from parley_providers.oauth import UserToken
 from parley_providers.x.errors import x_error
 
-__all__ = ["XClient", "XUser"]
+__all__ = ["XClient", "XSettings", "XUser", "x_client"]
+
+
+class XSettings(Protocol):
+    """The settings a service gives X's client (optional: X is served only when they are set)."""
+
+    x_api_base_url: str
+    x_client_id: str | None
+    x_client_secret: SecretStr | None
 
 
 @dataclass(frozen=True)
@@ -131,3 +140,12 @@ class XClient:
             {"text": text, "reply": {"in_reply_to_tweet_id": in_reply_to_tweet_id}},
         )
         return require_str("x", 201, data, "data", "id")
+
+
+def x_client(http: httpx.AsyncClient, settings: XSettings) -> XClient | None:
+    """The X API client a service's settings describe; None when X is not configured."""
+    if not settings.x_client_id or settings.x_client_secret is None:
+        return None
+    return XClient(
+        http, settings.x_api_base_url, settings.x_client_id, settings.x_client_secret.get_secret_value()
+    )

@@ -1,0 +1,34 @@
+"""Sending an approved reply to Messenger or Instagram: Send API, comment replies, private replies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from parley_events import Provider, ReplyApproved
+
+from parley_providers.meta.client import GraphClient
+
+
+class MetaSender:
+    """Messenger and Instagram replies through the Graph API."""
+
+    def __init__(self, graph: GraphClient) -> None:
+        self.graph = graph
+
+    async def send(self, reply: ReplyApproved, token: str) -> str:
+        """The provider's message (or comment) id of the sent reply."""
+        text = reply.text or ""
+        if reply.kind == "comment":
+            if reply.provider is Provider.INSTAGRAM:
+                return await self.graph.reply_to_instagram_comment(reply.recipient_id, token, text)
+            return await self.graph.reply_to_comment(reply.recipient_id, token, text)
+        if reply.kind == "private_reply":
+            return await self.graph.send_private_reply(reply.account_id, token, reply.recipient_id, text)
+        payload: dict[str, Any] = {
+            "recipient": {"id": reply.recipient_id},
+            "messaging_type": reply.messaging_type or "RESPONSE",
+            "message": {"text": text},
+        }
+        if reply.tag:
+            payload["tag"] = reply.tag
+        return await self.graph.send_message(reply.account_id, token, payload)
