@@ -82,7 +82,7 @@ fmt: $(VENV)/.synced ## format and fix what ruff can
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
-typecheck: $(VENV)/.synced ## mypy strict on shared/ and every domain/
+typecheck: $(VENV)/.synced ## mypy strict on every package's src/
 	$(RUN) mypy
 
 docs: $(VENV)/.synced ## write AsyncAPI documents and JSON Schemas under docs/

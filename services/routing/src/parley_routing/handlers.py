@@ -105,8 +105,10 @@ class ConversationService:
             for event in events:
                 await self.publish(event)
 
+        outcomes: list[BaseException | None]
         if len(pending) == 1:
-            outcomes: list[BaseException | None] = [await send_in_order(pending[0][1])]
+            await send_in_order(pending[0][1])
+            outcomes = [None]
         else:
             outcomes = await asyncio.gather(*(send_in_order(f) for _, f in pending), return_exceptions=True)
         # record what did reach Kafka even if another conversation's publish failed, so the relay

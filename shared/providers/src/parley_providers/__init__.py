@@ -5,7 +5,8 @@ Only httpx and parley-events: no Kafka, no store. Services reach a provider thro
 provider shares (the error kinds, the token type) is re-exported here.
 """
 
+from parley_providers import registry
 from parley_providers.errors import ErrorKind, ProviderError, classify_status
 from parley_providers.oauth import UserToken
 
-__all__ = ["ErrorKind", "ProviderError", "UserToken", "classify_status"]
+__all__ = ["ErrorKind", "ProviderError", "UserToken", "classify_status", "registry"]

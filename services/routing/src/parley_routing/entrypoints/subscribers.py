@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import structlog
@@ -47,7 +48,7 @@ class RoutingSubscribers:
             try:
                 decoded.append((record, decode_event(MessageReceived, record.value)))
             except Exception:  # the retry policy decides: a record that does not decode is permanent
-                await self.retry.run(lambda record=record: self.on_inbound_record(record), record)
+                await self.retry.run(partial(self.on_inbound_record, record), record)
         try:
             with record_traces(record for record, _ in decoded):
                 await self.service.on_messages([event for _, event in decoded])
@@ -55,7 +56,7 @@ class RoutingSubscribers:
             if is_transient(exc):
                 raise
             for record, _ in decoded:
-                await self.retry.run(lambda record=record: self.on_inbound_record(record), record)
+                await self.retry.run(partial(self.on_inbound_record, record), record)
 
     async def on_inbound_record(self, record: Any) -> None:
         event = decode_event(MessageReceived, record.value)
