@@ -1,0 +1,371 @@
+"""The sandbox's own API for tests: set-up, faults and inspection under /_sandbox/."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any, Literal
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from parley_sandbox.state import (
+    CODE_TTL_S,
+    DEFAULT_META_PERMISSIONS,
+    DEFAULT_PAGE_TASKS,
+    DEFAULT_X_SCOPES,
+    AuthCode,
+    Fault,
+    MetaPage,
+    MetaUser,
+    SandboxState,
+    Token,
+    WhatsAppNumber,
+    XAccount,
+)
+from parley_sandbox.wire import AdminError, _parse_body
+
+
+async def _admin_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    body = _parse_body(raw, "application/json")
+    if body is None:
+        raise AdminError(400, "the body must be a JSON object")
+    return body
+
+
+def _opt_str(data: dict[str, Any], key: str, default: str | None = None) -> str | None:
+    value = data.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise AdminError(400, f"{key} must be a string")
+    return str(value)
+
+
+def _req_str(data: dict[str, Any], key: str) -> str:
+    value = _opt_str(data, key)
+    if not value:
+        raise AdminError(400, f"{key} is required")
+    return value
+
+
+def _str_list(data: dict[str, Any], key: str, default: Sequence[str]) -> list[str]:
+    value = data.get(key)
+    if value is None:
+        return list(default)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise AdminError(400, f"{key} must be a list of strings")
+    return list(value)
+
+
+def _opt_int(data: dict[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise AdminError(400, f"{key} must be an integer")
+    return value
+
+
+def _number(data: dict[str, Any], key: str, default: float) -> float:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AdminError(400, f"{key} must be a number")
+    return float(value)
+
+
+def _flag(data: dict[str, Any], key: str, default: bool = False) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise AdminError(400, f"{key} must be true or false")
+    return value
+
+
+class _Admin:
+    """``/_sandbox/...``: set up accounts, read what was sent, flip fault switches."""
+
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+
+    def _code(self, provider: Literal["meta", "x"], user_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        code = AuthCode(
+            code=("AQ" if provider == "meta" else "") + secrets.token_urlsafe(48),
+            provider=provider,
+            user_id=user_id,
+            expires_at=self.state.now() + CODE_TTL_S,
+            redirect_uri=_opt_str(data, "redirect_uri"),
+            code_challenge=_opt_str(data, "code_challenge"),
+            code_challenge_method=_opt_str(data, "code_challenge_method") or "S256",
+        )
+        self.state.codes[code.code] = code
+        return {"user_id": user_id, "code": code.code, "expires_in": CODE_TTL_S}
+
+    async def meta_users(self, request: Request) -> dict[str, Any]:
+        data = await _admin_body(request)
+        user_id = _opt_str(data, "user_id") or self.state.next_id()[:16]
+        page_specs = data.get("pages") or []
+        if not isinstance(page_specs, list) or not all(isinstance(p, dict) for p in page_specs):
+            raise AdminError(400, "pages must be a list of objects")
+        page_ids: list[str] = []
+        for spec in page_specs:
+            instagram = spec.get("instagram")
+            if instagram is not None and not isinstance(instagram, dict):
+                raise AdminError(400, "instagram must be an object or null")
+            page = MetaPage(
+                id=_req_str(spec, "id"),
+                name=_opt_str(spec, "name") or "Sandbox Page",
+                tasks=_str_list(spec, "tasks", DEFAULT_PAGE_TASKS),
+                instagram_id=_opt_str(instagram, "id") if instagram else None,
+                instagram_username=_opt_str(instagram, "username") if instagram else None,
+                enforce_window=_flag(spec, "enforce_window"),
+            )
+            old = self.state.pages.get(page.id)
+            if old is not None:
+                page.subscribed_fields = old.subscribed_fields
+            self.state.pages[page.id] = page
+            page_ids.append(page.id)
+        self.state.meta_users[user_id] = MetaUser(
+            id=user_id,
+            name=_opt_str(data, "name") or "Sandbox User",
+            granted=_str_list(data, "granted", DEFAULT_META_PERMISSIONS),
+            declined=_str_list(data, "declined", ()),
+            page_ids=page_ids,
+        )
+        return self._code("meta", user_id, data)
+
+    def _meta_user(self, user_id: str) -> MetaUser:
+        user = self.state.meta_users.get(user_id)
+        if user is None:
+            raise AdminError(404, f"no Meta user {user_id}")
+        return user
+
+    async def meta_codes(self, request: Request) -> dict[str, Any]:
+        data = await _admin_body(request)
+        user = self._meta_user(_req_str(data, "user_id"))
+        return self._code("meta", user.id, data)
+
+    async def meta_permissions(self, request: Request) -> dict[str, Any]:
+        user = self._meta_user(request.path_params["user_id"])
+        data = await _admin_body(request)
+        user.granted = _str_list(data, "granted", user.granted)
+        user.declined = _str_list(data, "declined", user.declined)
+        return {"granted": user.granted, "declined": user.declined}
+
+    async def meta_revoke(self, request: Request) -> dict[str, Any]:
+        token = self.state.tokens.get(request.path_params["token"])
+        if token is None or token.provider != "meta":
+            raise AdminError(404, "no such Meta token")
+        data = await _admin_body(request)
+        token.revoked_subcode = _opt_int(data, "subcode") or 460
+        return {"revoked": True, "subcode": token.revoked_subcode}
+
+    async def meta_deauthorize(self, request: Request) -> dict[str, Any]:
+        user = self._meta_user(request.path_params["user_id"])
+        count = 0
+        for token in self.state.tokens.values():
+            if token.provider == "meta" and token.user_id == user.id and token.revoked_subcode is None:
+                token.revoked_subcode = 458
+                count += 1
+        return {"revoked": count, "subcode": 458}
+
+    async def meta_remove_page(self, request: Request) -> dict[str, Any]:
+        user = self._meta_user(request.path_params["user_id"])
+        page_id = request.path_params["page_id"]
+        if page_id not in user.page_ids:
+            raise AdminError(404, f"user {user.id} has no access to page {page_id}")
+        user.page_ids.remove(page_id)
+        return {"user_id": user.id, "page_ids": user.page_ids}
+
+    async def meta_page(self, request: Request) -> dict[str, Any]:
+        page = self.state.pages.get(request.path_params["page_id"])
+        if page is None:
+            raise AdminError(404, "no such page")
+        return asdict(page)
+
+    async def clock(self, request: Request) -> dict[str, Any]:
+        if request.method == "POST":
+            data = await _admin_body(request)
+            self.state.advance(_number(data, "advance_s", 0.0))
+        return {"now": self.state.now(), "offset_s": self.state.clock_offset_s}
+
+    async def windows(self, request: Request) -> dict[str, Any]:
+        data = await _admin_body(request)
+        account, customer = _req_str(data, "account_id"), _req_str(data, "customer_id")
+        self.state.open_window(account, customer, _number(data, "ago_s", 0.0))
+        return {
+            "account_id": account,
+            "customer_id": customer,
+            "last_inbound_at": self.state.windows[(account, customer)],
+        }
+
+    async def whatsapp_numbers(self, request: Request) -> dict[str, Any]:
+        data = await _admin_body(request)
+        number = WhatsAppNumber(
+            id=_req_str(data, "phone_number_id"),
+            display_phone_number=_opt_str(data, "display_phone_number") or "+1 555 0100",
+            waba_id=_req_str(data, "waba_id"),
+            token=_req_str(data, "token"),
+            verified_name=_opt_str(data, "verified_name") or "Parley sandbox business",
+            verified=_flag(data, "verified"),
+            registered=_flag(data, "registered"),
+            pin=_opt_str(data, "pin"),
+            enforce_window=_flag(data, "enforce_window"),
+        )
+        token = self.state.tokens.get(number.token)
+        if token is None:
+            token = Token(
+                number.token,
+                "meta",
+                "system",
+                None,
+                self.state.now(),
+                None,
+                ["whatsapp_business_messaging", "whatsapp_business_management"],
+            )
+            self.state.tokens[number.token] = token
+        elif token.kind != "system":
+            raise AdminError(409, "that token already belongs to a user or page")
+        if number.waba_id not in token.waba_ids:
+            token.waba_ids.append(number.waba_id)
+        self.state.whatsapp_numbers[number.id] = number
+        return self._number_view(number)
+
+    @staticmethod
+    def _number_view(number: WhatsAppNumber) -> dict[str, Any]:
+        view = asdict(number)
+        view.pop("token")
+        view["phone_number_id"] = view.pop("id")
+        return view
+
+    def _wa_number(self, number_id: str) -> WhatsAppNumber:
+        number = self.state.whatsapp_numbers.get(number_id)
+        if number is None:
+            raise AdminError(404, f"no WhatsApp number {number_id}")
+        return number
+
+    async def whatsapp_number(self, request: Request) -> dict[str, Any]:
+        return self._number_view(self._wa_number(request.path_params["number_id"]))
+
+    async def whatsapp_last_code(self, request: Request) -> dict[str, Any]:
+        number = self._wa_number(request.path_params["number_id"])
+        if number.last_code is None:
+            raise AdminError(404, "no code was requested for this number")
+        return {"code": number.last_code}
+
+    async def x_users(self, request: Request) -> dict[str, Any]:
+        data = await _admin_body(request)
+        account = XAccount(
+            id=_req_str(data, "id"),
+            username=_req_str(data, "username"),
+            name=_opt_str(data, "name") or _req_str(data, "username"),
+            scopes=_str_list(data, "scopes", DEFAULT_X_SCOPES),
+            accepts_dms=_flag(data, "accepts_dms", True),
+        )
+        if not account.id.isdigit():
+            raise AdminError(400, "X user ids are numeric strings")
+        self.state.x_users[account.id] = account
+        return self._code("x", account.id, data)
+
+    async def x_codes(self, request: Request) -> dict[str, Any]:
+        data = await _admin_body(request)
+        user_id = _req_str(data, "user_id")
+        if user_id not in self.state.x_users:
+            raise AdminError(404, f"no X user {user_id}")
+        return self._code("x", user_id, data)
+
+    async def x_webhooks(self, request: Request) -> dict[str, Any]:
+        data = await _admin_body(request)
+        webhook_id = _opt_str(data, "webhook_id") or self.state.next_id()
+        self.state.x_webhooks.setdefault(webhook_id, [])
+        return {"webhook_id": webhook_id, "subscriptions": self.state.x_webhooks[webhook_id]}
+
+    async def x_webhook(self, request: Request) -> dict[str, Any]:
+        webhook_id = request.path_params["webhook_id"]
+        if webhook_id not in self.state.x_webhooks:
+            raise AdminError(404, "no such webhook")
+        return {"webhook_id": webhook_id, "subscriptions": self.state.x_webhooks[webhook_id]}
+
+    async def x_revoke(self, request: Request) -> dict[str, Any]:
+        value = request.path_params["token"]
+        token = self.state.tokens.get(value)
+        refresh = self.state.x_refresh_tokens.get(value)
+        if token is not None and token.provider == "x":
+            token.revoked = True
+        elif refresh is not None:
+            refresh.used = True
+        else:
+            raise AdminError(404, "no such X token")
+        return {"revoked": True}
+
+    async def sent(self, request: Request) -> dict[str, Any]:
+        if request.method == "DELETE":
+            count = len(self.state.sent)
+            self.state.sent.clear()
+            return {"deleted": count}
+        contains = request.query_params.get("path_contains", "")
+        return {"data": [asdict(s) for s in self.state.sent if contains in s.path]}
+
+    async def tokens(self, _: Request) -> dict[str, Any]:
+        """Every token issued (Meta, X access, X refresh): tests that run the sandbox as a process
+        look for them where they must never appear."""
+        issued = [asdict(t) for t in self.state.tokens.values()]
+        issued += [
+            {"value": r.value, "provider": "x", "kind": "x_refresh"}
+            for r in self.state.x_refresh_tokens.values()
+        ]
+        return {"data": issued}
+
+    async def calls(self, request: Request) -> dict[str, Any]:
+        if request.method == "DELETE":
+            self.state.calls.clear()
+        return {"data": [asdict(c) for c in self.state.calls]}
+
+    async def faults(self, request: Request) -> dict[str, Any]:
+        if request.method == "DELETE":
+            count = len(self.state.faults)
+            self.state.faults.clear()
+            return {"deleted": count}
+        if request.method == "POST":
+            data = await _admin_body(request)
+            status = _opt_int(data, "status") or 500
+            if not 400 <= status <= 599:
+                raise AdminError(400, "status must be 4xx or 5xx")
+            times = _opt_int(data, "times")
+            fault = Fault(
+                id=secrets.token_hex(6),
+                path_contains=_opt_str(data, "path_contains") or "",
+                status=status,
+                code=_opt_int(data, "code"),
+                subcode=_opt_int(data, "subcode"),
+                message=_opt_str(data, "message"),
+                times=1 if times is None else times,
+                method=_opt_str(data, "method"),
+                retry_after_s=_number(data, "retry_after_s", -1.0) if "retry_after_s" in data else None,
+                plain=_flag(data, "plain"),
+            )
+            if fault.times < 1:
+                raise AdminError(400, "times must be at least 1")
+            self.state.faults.append(fault)
+            return asdict(fault)
+        return {"data": [asdict(f) for f in self.state.faults]}
+
+    async def reset(self, _: Request) -> dict[str, Any]:
+        self.state.reset()
+        return {"reset": True}
+
+    async def health(self, _: Request) -> dict[str, Any]:
+        return {"status": "ok", "now": self.state.now()}
+
+
+def _admin_route(path: str, handler: Callable[[Request], Any], methods: list[str]) -> Route:
+    async def endpoint(request: Request) -> Response:
+        try:
+            result = await handler(request)
+        except AdminError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        return JSONResponse(result)
+
+    return Route(path, endpoint, methods=methods)

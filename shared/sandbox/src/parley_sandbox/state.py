@@ -1,0 +1,319 @@
+"""The sandbox's state: what the imitated providers know (users, Pages, numbers, tokens,
+faults, everything sent) and the limits they enforce, which come from Parley's provider packages."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from parley_providers.meta.rules import SEND_API_TAGS
+from parley_providers.rules import DAYS_7, HOURS_24
+
+SHORT_LIVED_S = 5400  # Login tokens live one to two hours
+
+
+LONG_LIVED_S = 60 * 86400
+
+
+CODE_TTL_S = 600
+
+
+X_ACCESS_S = 7200
+
+
+# the providers' limits are Parley's provider packages' (one place for each fact)
+WINDOW_S = HOURS_24.total_seconds()
+
+
+HUMAN_AGENT_WINDOW_S = DAYS_7.total_seconds()
+
+
+DEFAULT_META_PERMISSIONS = (
+    "public_profile",
+    "pages_show_list",
+    "pages_messaging",
+    "pages_manage_metadata",
+    "pages_read_engagement",
+    "pages_manage_engagement",
+    "instagram_basic",
+    "instagram_manage_messages",
+    "instagram_manage_comments",
+    "business_management",
+)
+
+
+DEFAULT_PAGE_TASKS = ("ADVERTISE", "ANALYZE", "CREATE_CONTENT", "MESSAGING", "MODERATE", "MANAGE")
+
+
+DEFAULT_X_SCOPES = ("tweet.read", "tweet.write", "users.read", "dm.read", "dm.write", "offline.access")
+
+
+PAGE_WEBHOOK_FIELDS = frozenset(
+    {
+        "messages",
+        "messaging_postbacks",
+        "messaging_optins",
+        "messaging_referrals",
+        "messaging_handovers",
+        "messaging_policy_enforcement",
+        "message_deliveries",
+        "message_reads",
+        "message_echoes",
+        "message_reactions",
+        "message_edits",
+        "messaging_seen",
+        "standby",
+        "feed",
+        "mention",
+        "inbox_labels",
+    }
+)
+
+
+MESSAGE_TAGS = SEND_API_TAGS
+
+
+WHATSAPP_TYPES = frozenset(
+    {
+        "text",
+        "template",
+        "image",
+        "audio",
+        "video",
+        "document",
+        "sticker",
+        "interactive",
+        "reaction",
+        "location",
+        "contacts",
+    }
+)
+
+
+WHATSAPP_MEDIA = frozenset({"image", "audio", "video", "document", "sticker"})
+
+
+_GRAPH_VERSION = re.compile(r"^v\d+\.\d+$")
+
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+_REVOKED_MESSAGES = {
+    458: "Error validating access token: The user has not authorized application {app}.",
+    460: (
+        "Error validating access token: The session has been invalidated because the user changed "
+        "their password or Facebook has changed the session for security reasons."
+    ),
+    463: "Error validating access token: Session has expired.",
+    467: "Error validating access token: The access token is invalid.",
+}
+
+
+_UNKNOWN_OBJECT = (
+    "Unsupported post request. Object with ID '{id}' does not exist, cannot be loaded due to missing "
+    "permissions, or does not support this operation."
+)
+
+
+Provider = Literal["graph", "x"]
+
+
+@dataclass
+class MetaPage:
+    id: str
+    name: str
+    tasks: list[str]
+    instagram_id: str | None = None
+    instagram_username: str | None = None
+    subscribed_fields: list[str] = field(default_factory=list)
+    enforce_window: bool = False  # refuse sends outside the 24-hour window (code 10/2018278)
+
+
+@dataclass
+class MetaUser:
+    id: str
+    name: str
+    granted: list[str]
+    declined: list[str]
+    page_ids: list[str]
+
+
+@dataclass
+class WhatsAppNumber:
+    id: str
+    display_phone_number: str
+    waba_id: str
+    token: str
+    verified_name: str = "Parley sandbox business"
+    verified: bool = False
+    registered: bool = False
+    pin: str | None = None
+    last_code: str | None = None
+    code_used: bool = False
+    enforce_window: bool = False  # refuse non-template sends outside the window (131047)
+
+
+@dataclass
+class XAccount:
+    id: str
+    username: str
+    name: str
+    scopes: list[str]
+    accepts_dms: bool = True
+
+
+@dataclass
+class AuthCode:
+    code: str
+    provider: Literal["meta", "x"]
+    user_id: str
+    expires_at: float
+    redirect_uri: str | None = None
+    code_challenge: str | None = None
+    code_challenge_method: str = "S256"
+    used: bool = False
+
+
+@dataclass
+class Token:
+    """A Meta user/page/system token or an X access token."""
+
+    value: str
+    provider: Literal["meta", "x"]
+    kind: Literal["user", "page", "system", "x"]
+    user_id: str | None
+    issued_at: float
+    expires_at: float | None
+    scopes: list[str]
+    long_lived: bool = False
+    page_id: str | None = None
+    waba_ids: list[str] = field(default_factory=list)
+    parent: str | None = None  # a page token's user token: revoking that revokes this
+    revoked_subcode: int | None = None  # Meta: the 190 subcode calls now fail with
+    revoked: bool = False  # X
+
+
+@dataclass
+class XRefreshToken:
+    value: str
+    user_id: str
+    scopes: list[str]
+    used: bool = False
+
+
+@dataclass
+class Fault:
+    """Answer the next ``times`` matching provider calls with this error."""
+
+    id: str
+    path_contains: str
+    status: int
+    code: int | None = None
+    subcode: int | None = None
+    message: str | None = None
+    times: int = 1
+    method: str | None = None
+    retry_after_s: float | None = None
+    plain: bool = False  # a bare text body (a proxy's error page) instead of the provider's JSON
+
+    def matches(self, method: str, path: str) -> bool:
+        return (
+            self.times > 0
+            and self.path_contains in path
+            and (self.method is None or self.method.upper() == method.upper())
+        )
+
+
+@dataclass
+class SentRequest:
+    """One call to a send endpoint, accepted or not (``status``), without its credentials."""
+
+    provider: Literal["meta", "whatsapp", "x"]
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: dict[str, Any]
+    status: int
+    result_id: str | None
+    at: float
+
+
+@dataclass
+class Call:
+    """Any provider call (sends included): what tests use to check what was asked."""
+
+    method: str
+    path: str
+    status: int
+    at: float
+
+
+_CREDENTIAL_FIELDS = ("meta_app_id", "meta_app_secret", "x_client_id", "x_client_secret", "app_name")
+
+
+@dataclass
+class SandboxState:
+    """Everything the sandbox knows; tests may read and change it directly."""
+
+    # the development values of scripts/devenv.py, so a laptop stack works without flags
+    meta_app_id: str = "dev-meta-app"
+    meta_app_secret: str = "dev-meta-app-secret"  # noqa: S105 - a fake credential of the fake provider
+    x_client_id: str = "dev-x-client"
+    x_client_secret: str = "dev-x-client-secret"  # noqa: S105 - a fake credential of the fake provider
+    app_name: str = "Parley sandbox"
+    clock_offset_s: float = 0.0
+    meta_users: dict[str, MetaUser] = field(default_factory=dict)
+    pages: dict[str, MetaPage] = field(default_factory=dict)
+    codes: dict[str, AuthCode] = field(default_factory=dict)
+    tokens: dict[str, Token] = field(default_factory=dict)
+    page_tokens: dict[tuple[str, str], str] = field(default_factory=dict)
+    whatsapp_numbers: dict[str, WhatsAppNumber] = field(default_factory=dict)
+    x_users: dict[str, XAccount] = field(default_factory=dict)
+    x_refresh_tokens: dict[str, XRefreshToken] = field(default_factory=dict)
+    x_webhooks: dict[str, list[str]] = field(default_factory=dict)  # webhook id -> subscribed users
+    x_posts: list[dict[str, str]] = field(default_factory=list)
+    private_replies: set[str] = field(default_factory=set)
+    windows: dict[tuple[str, str], float] = field(default_factory=dict)  # (account, customer) -> last in
+    sent: list[SentRequest] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    id_counter: int = 0
+
+    def now(self) -> float:
+        return time.time() + self.clock_offset_s
+
+    def advance(self, seconds: float) -> None:
+        self.clock_offset_s += seconds
+
+    def next_id(self) -> str:
+        """A unique, snowflake-sized numeric id."""
+        self.id_counter += 1
+        return str(1_850_000_000_000_000_000 + self.id_counter * 4096 + secrets.randbelow(4096))
+
+    def reset(self) -> None:
+        """Forget everything but the app's configuration: credentials and registered webhooks.
+
+        The webhooks stay registered, without subscriptions.
+        """
+        fresh = SandboxState(**{name: getattr(self, name) for name in _CREDENTIAL_FIELDS})
+        fresh.x_webhooks = {webhook_id: [] for webhook_id in self.x_webhooks}
+        self.__dict__.update(fresh.__dict__)
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.matches(method, path):
+                fault.times -= 1
+                if fault.times <= 0:
+                    self.faults.remove(fault)
+                return fault
+        return None
+
+    def open_window(self, account_id: str, customer_id: str, ago_s: float = 0.0) -> None:
+        """Record an inbound message from ``customer_id`` (a PSID/IGSID or wa_id)."""
+        self.windows[(account_id, customer_id)] = self.now() - ago_s

@@ -1,0 +1,218 @@
+"""The WhatsApp Cloud API as the sandbox plays it: numbers, messages, code verification."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from typing import Any
+
+from parley_providers.whatsapp.errors import WRONG_CODE
+from parley_providers.whatsapp.rules import WHATSAPP_TEXT_MAX
+
+from parley_sandbox.meta import MetaApi
+from parley_sandbox.state import WHATSAPP_MEDIA, WHATSAPP_TYPES, WINDOW_S, WhatsAppNumber
+from parley_sandbox.wire import (
+    GraphFailure,
+    Incoming,
+    Reply,
+    _cursor,
+    _digits,
+    _json_param,
+    _param_required,
+    _split_fields,
+    _uncursor,
+    _unknown_object,
+)
+
+
+class WhatsAppApi(MetaApi):
+    """The WhatsApp Cloud API on Graph (Meta's tokens): numbers, messages, verification."""
+
+    def messages(self, call: Incoming) -> Reply:
+        """``POST /{node}/messages``: a WhatsApp number's Cloud API send, or a Page's Send API."""
+        node = call.path("node")
+        if node in self.state.whatsapp_numbers:
+            return self.whatsapp_send(call)
+        return self.messenger_send(call, node)
+
+    # ---- WhatsApp Cloud API
+
+    def whatsapp_context(self, call: Incoming) -> WhatsAppNumber:
+        token = self.meta_token(call)
+        node = call.path("node")
+        number = self.state.whatsapp_numbers.get(node)
+        if number is None:
+            raise _unknown_object(node)
+        if token.kind != "system" or number.waba_id not in token.waba_ids:
+            raise GraphFailure(
+                403, 200, None, "(#200) You do not have permission to access this phone number"
+            )
+        return number
+
+    def waba_phone_numbers(self, call: Incoming) -> Reply:
+        """``GET /{waba-id}/phone_numbers``: the WABA's numbers, for a token that can manage it."""
+        token = self.meta_token(call)
+        waba_id = call.path("node")
+        numbers = [n for n in self.state.whatsapp_numbers.values() if n.waba_id == waba_id]
+        if not numbers:
+            raise _unknown_object(waba_id)
+        if token.kind != "system" or waba_id not in token.waba_ids:
+            raise GraphFailure(
+                403, 200, None, "(#200) You do not have permission to access this WhatsApp Business Account"
+            )
+        fields = _split_fields(str(call.params.get("fields") or "verified_name,display_phone_number,id"))
+        try:
+            limit = max(1, min(100, int(call.params.get("limit") or 25)))
+        except ValueError:
+            raise GraphFailure(400, 100, None, "(#100) Param limit must be a number") from None
+        start = _uncursor(str(call.params["after"])) + 1 if call.params.get("after") else 0
+        rows = []
+        for number in numbers[start : start + limit]:
+            full = {
+                "id": number.id,
+                "display_phone_number": number.display_phone_number,
+                "verified_name": number.verified_name,
+                "code_verification_status": "VERIFIED" if number.verified else "NOT_VERIFIED",
+                "quality_rating": "GREEN",
+                "platform_type": "CLOUD_API" if number.registered else "NOT_APPLICABLE",
+            }
+            row = {name: full[name] for name in fields if name in full}
+            row.setdefault("id", number.id)
+            rows.append(row)
+        body: dict[str, Any] = {"data": rows}
+        if rows:
+            last = start + len(rows) - 1
+            paging: dict[str, Any] = {"cursors": {"before": _cursor(start), "after": _cursor(last)}}
+            if last + 1 < len(numbers):
+                paging["next"] = str(call.request.url.include_query_params(after=_cursor(last), limit=limit))
+            body["paging"] = paging
+        return Reply(body)
+
+    def whatsapp_send(self, call: Incoming) -> Reply:
+        number = self.whatsapp_context(call)
+        params = call.params
+        if params.get("messaging_product") != "whatsapp":
+            raise _param_required("messaging_product")
+        to = params.get("to")
+        if not isinstance(to, str) or not _digits(to):
+            raise _param_required("to")
+        if not number.registered:
+            raise GraphFailure(
+                400, 133010, None, "Account not registered", details="The phone number is not registered"
+            )
+        kind = params.get("type", "text")
+        if kind not in WHATSAPP_TYPES:
+            raise GraphFailure(
+                400, 100, None, f"(#100) Param type must be one of {{{', '.join(sorted(WHATSAPP_TYPES))}}}"
+            )
+        content = _json_param(params.get(kind))
+        if not isinstance(content, dict):
+            raise GraphFailure(
+                400,
+                131008,
+                None,
+                "Required parameter is missing",
+                details=f"The parameter {kind} is required.",
+            )
+        if kind == "text":
+            body = content.get("body")
+            if not isinstance(body, str) or not body:
+                raise GraphFailure(
+                    400, 131008, None, "Required parameter is missing", details="text['body'] is required."
+                )
+            if len(body) > WHATSAPP_TEXT_MAX:
+                raise GraphFailure(
+                    400,
+                    131009,
+                    None,
+                    "(#131009) Parameter value is not valid",
+                    details=f"text['body'] must be at most {WHATSAPP_TEXT_MAX} characters.",
+                )
+        elif kind == "template":
+            language = content.get("language")
+            if not content.get("name") or not isinstance(language, dict) or not language.get("code"):
+                raise GraphFailure(
+                    400,
+                    131008,
+                    None,
+                    "Required parameter is missing",
+                    details="template name and language.code are required.",
+                )
+        elif kind in WHATSAPP_MEDIA and not (content.get("id") or content.get("link")):
+            raise GraphFailure(
+                400, 131008, None, "Required parameter is missing", details=f"{kind} needs an id or a link."
+            )
+        wa_id = _digits(to)
+        if number.enforce_window and kind != "template":
+            last = self.state.windows.get((number.id, wa_id))
+            if last is None or self.state.now() - last > WINDOW_S:
+                raise GraphFailure(
+                    400,
+                    131047,
+                    None,
+                    "Re-engagement message",
+                    details=(
+                        "Message failed to send because more than 24 hours have passed since the "
+                        "customer last replied to this number."
+                    ),
+                )
+        wamid = "wamid." + base64.b64encode(secrets.token_bytes(30)).decode()
+        message: dict[str, Any] = {"id": wamid}
+        if kind == "template":
+            message["message_status"] = "accepted"
+        return Reply(
+            {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": to, "wa_id": wa_id}],
+                "messages": [message],
+            },
+            result_id=wamid,
+        )
+
+    def request_code(self, call: Incoming) -> Reply:
+        number = self.whatsapp_context(call)
+        if call.params.get("code_method") not in ("SMS", "VOICE"):
+            raise GraphFailure(400, 100, None, "(#100) Param code_method must be one of {SMS, VOICE}")
+        if not call.params.get("language"):
+            raise _param_required("language")
+        number.last_code = f"{secrets.randbelow(10**6):06d}"
+        number.code_used = False
+        return Reply({"success": True})
+
+    def verify_code(self, call: Incoming) -> Reply:
+        number = self.whatsapp_context(call)
+        code = str(call.params.get("code") or "")
+        if not code:
+            raise _param_required("code")
+        if number.last_code is None or number.code_used or not secrets.compare_digest(code, number.last_code):
+            raise GraphFailure(
+                400,
+                WRONG_CODE,
+                None,
+                "Verify code error",
+                details="Code couldn't be verified, You have entered the wrong code or it has expired.",
+            )
+        number.code_used = True
+        number.verified = True
+        return Reply({"success": True})
+
+    def register(self, call: Incoming) -> Reply:
+        number = self.whatsapp_context(call)
+        if call.params.get("messaging_product") != "whatsapp":
+            raise _param_required("messaging_product")
+        pin = str(call.params.get("pin") or "")
+        if len(pin) != 6 or not pin.isdigit():
+            raise GraphFailure(400, 100, None, "(#100) Param pin must be a 6-digit number")
+        if not number.verified:
+            raise GraphFailure(
+                400,
+                133006,
+                None,
+                "Phone number re-verification needed",
+                details="Verify the number before registering it.",
+            )
+        if number.pin is not None and number.pin != pin:
+            raise GraphFailure(400, 133005, None, "Two step verification PIN Mismatch")
+        number.pin = pin
+        number.registered = True
+        return Reply({"success": True})
