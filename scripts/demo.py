@@ -1,7 +1,9 @@
 """`make demo`: send sample signed webhooks to a running stack and print the resulting events.
 
-Until onboarding's connect flow lands, the demo registers its sample Facebook Page itself by
-publishing a channel snapshot on parley.channels.v1, exactly as onboarding will.
+The demo registers its sample Facebook Page itself by publishing a channel snapshot on
+parley.channels.v1 exactly as onboarding does: the catalog's topic and key, the same JSON data
+and the CloudEvents headers every Parley record carries (a consumer built on a CloudEvents SDK
+would refuse a record without them).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import json
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from devenv import dev_env
 from parley_events import ChannelSnapshot, ChannelStatus, Provider, qualify, topics
+from parley_shared.kafka import encode_event, event_headers
 
 INGEST = "http://127.0.0.1:8080"
 PAGE_ID = "104500000000001"
@@ -49,10 +53,14 @@ async def main() -> int:
             display_name="Demo Page",
             revision=1,
         )
+        headers = event_headers(
+            snapshot, event_id=f"{CHANNEL_ID}:1", source="/parley/demo", time=datetime.now(UTC)
+        )
         await producer.send_and_wait(
-            qualify(topics.CHANNELS.name, namespace),
-            snapshot.model_dump_json().encode(),
-            key=CHANNEL_ID.encode(),
+            qualify(snapshot.topic.name, namespace),
+            encode_event(snapshot),
+            key=snapshot.key().encode(),
+            headers=[(k, v.encode()) for k, v in headers.items()],
         )
     finally:
         await producer.stop()

@@ -98,3 +98,36 @@ def test_qualify_with_namespace_prefixes_the_name() -> None:
 def test_a_qualified_dlq_is_the_dlq_of_the_qualified_topic() -> None:
     raw = topics.WEBHOOKS_RAW
     assert raw.dlq().qualified("ns") == dlq_name(raw.qualified("ns"))
+
+
+# which bootstrap wires each consuming process (the normalizer is wired in ingest's)
+CONSUMER_BOOTSTRAPS = {
+    "normalizer": "services/ingest/src/parley_ingest/bootstrap.py",
+    "routing": "services/routing/src/parley_routing/bootstrap.py",
+    "policy": "services/policy/src/parley_policy/bootstrap.py",
+    "onboarding": "services/onboarding/src/parley_onboarding/bootstrap.py",
+}
+
+
+def topics_read_by(bootstrap: str) -> set[str]:
+    """The catalog topics a bootstrap names: it names a topic only to subscribe to it or to read it
+    into a read model (publishing goes by each event's own topic)."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse((Path(__file__).resolve().parents[2] / bootstrap).read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "topics":
+            spec = getattr(topics, node.attr)
+            found.add(spec.name)
+    return found
+
+
+def test_the_catalog_names_every_parley_consumer_and_only_those() -> None:
+    """The catalog once had policy reading conversations.v1 (it never did) and lacked policy on
+    replies.v1 and onboarding on messages.inbound.v1."""
+    for service, bootstrap in CONSUMER_BOOTSTRAPS.items():
+        declared = {t.name for t in topics.PRIMARY_TOPICS if service in t.consumers}
+        assert declared == topics_read_by(bootstrap), service
+    assert not any("ingest" in t.consumers for t in topics.PRIMARY_TOPICS)
