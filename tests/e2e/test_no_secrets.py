@@ -35,7 +35,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
-from parley_events import Provider, qualify, topics
+from jsonschema import Draft202012Validator
+from parley_events import CloudEventAttributes, Provider, qualify, topics
 from parley_ingest.domain.normalize import conversation_id
 from parley_shared.auth import issue_dev_token
 from pymongo import MongoClient
@@ -529,8 +530,8 @@ async def reply_everywhere(run: Run, admin: dict[str, str], channels: dict[Provi
     )
 
 
-async def every_record(bootstrap: str, namespace: str) -> dict[str, list[str]]:
-    """Topic -> the text of every record on it (value, key, each header), from the beginning."""
+async def every_record(bootstrap: str, namespace: str) -> dict[str, list[Any]]:
+    """Topic -> every record on it, from the beginning."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -545,20 +546,89 @@ async def every_record(bootstrap: str, namespace: str) -> dict[str, list[str]]:
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
-        texts: dict[str, list[str]] = {n: [] for n in names}
+        found: dict[str, list[Any]] = {n: [] for n in names}
         deadline = time.monotonic() + 30
         left = set(partitions)
         while left:
             assert time.monotonic() < deadline, "could not read the namespace's topics to their end"
             for tp, records in (await consumer.getmany(timeout_ms=300)).items():
-                for record in records:
-                    parts = [record.value or b"", record.key or b""] + [v for _, v in record.headers]
-                    texts[tp.topic].append(" ".join(p.decode(errors="replace") for p in parts))
-                    texts[tp.topic] += [k for k, _ in record.headers]
+                found[tp.topic] += records
             left = {tp for tp in left if await consumer.position(tp) < ends[tp]}
-        return texts
+        return found
     finally:
         await consumer.stop()
+
+
+def texts_of(records: list[Any]) -> list[str]:
+    """The text of each record (value, key, each header) and its header names."""
+    texts: list[str] = []
+    for record in records:
+        parts = [record.value or b"", record.key or b""] + [v for _, v in record.headers]
+        texts.append(" ".join(p.decode(errors="replace") for p in parts))
+        texts += [k for k, _ in record.headers]
+    return texts
+
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
+
+
+def cloud_event_problems(records: dict[str, list[Any]], namespace: str) -> list[str]:
+    """What keeps a record of a public topic from being a CloudEvent (binary mode) whose data is
+    valid against its type's committed JSON Schema: what a consumer built on a CloudEvents SDK and
+    the published contract alone would refuse."""
+    problems: list[str] = []
+    for spec in topics.PRIMARY_TOPICS:
+        if not spec.public:
+            continue
+        for record in records.get(qualify(spec.name, namespace), []):
+            where = f"{spec.name}@{record.partition}:{record.offset}"
+            try:
+                attributes = CloudEventAttributes.from_headers(record.headers)
+            except Exception as exc:
+                problems.append(f"{where}: not a CloudEvent ({exc!r})")
+                continue
+            schema_file = SCHEMAS / f"{attributes.type}.json"
+            if not schema_file.exists():
+                problems.append(f"{where}: no committed schema for {attributes.type}")
+                continue
+            errors = sorted(
+                Draft202012Validator(json.loads(schema_file.read_text())).iter_errors(
+                    json.loads(record.value)
+                ),
+                key=str,
+            )
+            problems += [f"{where} ({attributes.type}): {e.message}" for e in errors[:3]]
+    return problems
+
+
+def test_the_contract_check_refuses_what_a_cloud_events_consumer_would() -> None:
+    """The check at the end of the run can fail: a record without headers (as make demo once wrote
+    on parley.channels.v1), an unknown type, and data its schema refuses are each reported."""
+
+    @dataclass
+    class Record:
+        headers: list[tuple[str, bytes]]
+        value: bytes
+        partition: int = 0
+        offset: int = 0
+
+    def headers(event_type: str) -> list[tuple[str, bytes]]:
+        ce = {"ce_id": "1", "ce_source": "/t", "ce_type": event_type, "ce_specversion": "1.0"}
+        return [(k, v.encode()) for k, v in {**ce, "ce_time": "2026-11-30T00:00:00Z"}.items()]
+
+    channels = qualify(topics.CHANNELS.name, "ns")
+    records = {
+        channels: [
+            Record([], b'{"channel_id": "ch"}'),
+            Record(headers("parley.nothing.v1"), b"{}"),
+            Record(headers("parley.channel.snapshot.v1"), b'{"channel_id": 7}'),
+        ]
+    }
+    problems = cloud_event_problems(records, "ns")
+    assert len(problems) >= 3, problems
+    assert "not a CloudEvent" in problems[0]
+    assert "no committed schema for parley.nothing.v1" in problems[1]
+    assert all("parley.channel.snapshot.v1" in p for p in problems[2:])
 
 
 async def stored_documents(database_url: str) -> list[str]:
@@ -617,12 +687,14 @@ async def test_no_secret_reaches_a_log_line_an_event_or_the_store(
         assert records[qualify(spec.name, namespace)], f"nothing on {spec.name}: the run did not happen"
     places: dict[str, list[str]] = {
         **logs,
-        **{f"records of {topic}": texts for topic, texts in records.items()},
+        **{f"records of {topic}": texts_of(found) for topic, found in records.items()},
         "the store": await stored_documents(database_url),
     }
 
     leaks = find_leaks(run.secrets, places, run.codes)
     assert leaks == []
+    # and everything on the public topics keeps the published contract (docs/events.md)
+    assert cloud_event_problems(records, namespace) == []
     # the scan does look at this material: one planted line is found, and only it
     planted = {
         **places,

@@ -29,8 +29,7 @@ from parley_shared.vault import MongoCredentialStore, TokenVault, parse_keys
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount
 
-from parley_policy.adapters.stores import PolicyStore
-from parley_policy.domain.decision import TemplateInfo
+from parley_policy.adapters.stores import PolicyStore, PolicyTemplates
 from parley_policy.domain.retry import RetryBudget
 from parley_policy.entrypoints.api import create_api
 from parley_policy.handlers import Delivery, PolicyService, utcnow
@@ -59,7 +58,6 @@ def create_policy_app(
     verifier = TokenVerifier(settings)
     channels = KafkaChannelDirectory(settings.kafka_bootstrap_servers, "")
     teams = KafkaTeamDirectory(settings.kafka_bootstrap_servers, "")
-    templates: dict[str, dict[tuple[str, str], TemplateInfo]] = {}
     holder: dict[str, Any] = {}
 
     def role_of(tenant_id: str, user_id: str, channel_id: str) -> ChannelRole | None:
@@ -71,6 +69,7 @@ def create_policy_app(
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), headers={"user-agent": "parley-policy"})
         holder["http"] = http
         store = PolicyStore(rt.db)
+        templates = PolicyTemplates(rt.db)
 
         async def publish(event: Event, event_id: str) -> None:
             await rt.publisher.publish(event, event_id=event_id)
@@ -79,7 +78,7 @@ def create_policy_app(
             store,
             channels.by_id.get,
             role_of,
-            lambda cid: templates.get(cid, {}),
+            templates.of,
             publish,
             clock,
             settings.whatsapp_throughput_per_s,
@@ -98,7 +97,7 @@ def create_policy_app(
                 settings.delivery_backoff_max_s,
             ),
         )
-        holder.update(service=service, store=store, delivery=delivery)
+        holder.update(service=service, store=store, delivery=delivery, templates=templates)
         rt.state.update(service=service, delivery=delivery)
 
         @rt.broker.subscriber(
@@ -141,20 +140,7 @@ def create_policy_app(
         )
         async def on_channel_event(message: KafkaMessage) -> None:
             if message.headers.get("ce_type") == ChannelTemplateStatusChanged.event_type:
-                update = decode_event(ChannelTemplateStatusChanged, message.body)
-                await store.conversations.database["policy_templates"].replace_one(
-                    {"_id": f"{update.channel_id}:{update.template_name}:{update.language}"},
-                    {
-                        "channel_id": update.channel_id,
-                        "name": update.template_name,
-                        "language": update.language,
-                        "status": update.status,
-                    },
-                    upsert=True,
-                )
-                templates.setdefault(update.channel_id, {})[
-                    (update.template_name or "", update.language or "")
-                ] = TemplateInfo(status=update.status)
+                await templates.record(decode_event(ChannelTemplateStatusChanged, message.body))
             elif message.headers.get("ce_type") == ChannelReauthRequired.event_type:
                 log.info(
                     "channel needs a reconnect",
@@ -169,10 +155,7 @@ def create_policy_app(
     async def on_start(rt: Runtime) -> None:
         store: PolicyStore = holder["store"]
         await store.ensure_indexes()
-        async for doc in store.conversations.database["policy_templates"].find({}):
-            templates.setdefault(doc["channel_id"], {})[(doc["name"] or "", doc["language"] or "")] = (
-                TemplateInfo(status=doc["status"])
-            )
+        await holder["templates"].load()
         await channels.start()
         await teams.start()
         service = holder["service"]

@@ -10,12 +10,12 @@ import contextlib
 from datetime import datetime
 from typing import Any
 
-from parley_events import MessageKind, MessageReceived, Provider
+from parley_events import ChannelTemplateStatusChanged, MessageKind, MessageReceived, Provider
 from parley_shared.mongo import MongoIdempotencyStore
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from parley_policy.domain.decision import ConversationFacts
+from parley_policy.domain.decision import ConversationFacts, TemplateInfo
 
 MAX_MENTIONS = 200
 """Mentions remembered per conversation (X keys one conversation per customer): the newest."""
@@ -179,3 +179,36 @@ class PolicyStore:
     async def decision(self, key: str) -> dict[str, Any] | None:
         earlier = await self.decisions.result(key)
         return None if earlier is None else dict(earlier)
+
+
+class PolicyTemplates:
+    """WhatsApp templates Meta approved, by channel: kept in the store and in memory for decisions."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self.collection = db["policy_templates"]
+        self._by_channel: dict[str, dict[tuple[str, str], TemplateInfo]] = {}
+
+    def of(self, channel_id: str) -> dict[tuple[str, str], TemplateInfo]:
+        return self._by_channel.get(channel_id, {})
+
+    async def load(self) -> None:
+        async for doc in self.collection.find({}):
+            self._remember(doc["channel_id"], doc["name"], doc["language"], doc["status"])
+
+    async def record(self, update: ChannelTemplateStatusChanged) -> None:
+        await self.collection.replace_one(
+            {"_id": f"{update.channel_id}:{update.template_name}:{update.language}"},
+            {
+                "channel_id": update.channel_id,
+                "name": update.template_name,
+                "language": update.language,
+                "status": update.status,
+            },
+            upsert=True,
+        )
+        self._remember(update.channel_id, update.template_name, update.language, update.status)
+
+    def _remember(self, channel_id: str, name: str | None, language: str | None, status: str) -> None:
+        self._by_channel.setdefault(channel_id, {})[(name or "", language or "")] = TemplateInfo(
+            status=status
+        )
