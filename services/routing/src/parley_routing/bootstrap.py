@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from faststream.kafka.annotations import KafkaMessage
 from parley_events import ConversationEvent, topics
@@ -36,7 +37,7 @@ def create_routing_app(
     channels = KafkaChannelDirectory(settings.kafka_bootstrap_servers, "")
     teams = KafkaTeamDirectory(settings.kafka_bootstrap_servers, "")
     verifier = TokenVerifier(settings)
-    holder: dict[str, ConversationService] = {}
+    holder: dict[str, Any] = {}
 
     async def register(rt: Runtime) -> None:
         channels.topic = rt.topic(topics.CHANNELS.name)
@@ -55,7 +56,7 @@ def create_routing_app(
                 await rt.publisher.publish(event, event_id=event.event_id, time=event.occurred_at)
 
         service = ConversationService(repository, publish, clock)
-        holder["service"] = service
+        holder.update(service=service, repository=repository)
         rt.state["service"] = service
         subscribers = RoutingSubscribers(service, channels, rt.retry)
 
@@ -85,7 +86,7 @@ def create_routing_app(
             await subscribers.on_reply(message)
 
     async def on_start(rt: Runtime) -> None:
-        await holder["service"].repository.ensure_indexes()
+        await holder["repository"].ensure_indexes()
         await channels.start()
         await teams.start()
         service = holder["service"]

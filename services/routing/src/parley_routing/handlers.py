@@ -16,7 +16,6 @@ from parley_events import ChannelSnapshot, ConversationEvent, MessageReceived, Q
 from parley_routing.adapters.repository import (
     ConcurrentUpdate,
     ConversationRepository,
-    MongoConversationRepository,
 )
 from parley_routing.domain.model import Conversation
 
@@ -56,9 +55,7 @@ async def record_message(
 class ConversationService:
     """Applies changes to conversations and publishes the events they cause."""
 
-    def __init__(
-        self, repository: MongoConversationRepository, publish: Publish, clock: Clock = utcnow
-    ) -> None:
+    def __init__(self, repository: ConversationRepository, publish: Publish, clock: Clock = utcnow) -> None:
         self.repository = repository
         self.publish = publish
         self.clock = clock

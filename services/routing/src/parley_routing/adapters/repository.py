@@ -111,11 +111,52 @@ class Page:
 
 
 class ConversationRepository(Protocol):
-    """Load and save conversations; ``save`` fails if the stored version moved on."""
+    """Every store operation the conversation service and the agent API use (one port).
+
+    ``save`` fails with :class:`ConcurrentUpdate` if the stored version moved on; ``save_many``
+    returns the ids it could not save for that reason. :class:`MongoConversationRepository` is
+    the production adapter; tests/support/fakes/routing.py keeps an in-memory one to the same
+    contract (a unit test compares their signatures with this one).
+    """
 
     async def get(self, conversation_id: str) -> Conversation | None: ...
 
     async def save(self, conversation: Conversation) -> None: ...
+
+    async def get_many(self, conversation_ids: Sequence[str]) -> dict[str, Conversation]: ...
+
+    async def save_many(self, conversations: Sequence[Conversation]) -> set[str]: ...
+
+    async def record_projections(self, events: Sequence[ConversationEvent], now: datetime) -> None: ...
+
+    async def seen_before(self, conversation_id: str, provider_message_ids: Sequence[str]) -> set[str]: ...
+
+    async def prune_seen(self, now: datetime) -> int: ...
+
+    async def notes_of(self, conversation: Conversation) -> list[Note]: ...
+
+    async def record_history(self, events: Sequence[ConversationEvent]) -> None: ...
+
+    async def history_of(self, conversation_id: str, limit: int = 500) -> list[dict[str, Any]]: ...
+
+    async def mark_published_many(self, published: Sequence[tuple[str, int, int]]) -> None: ...
+
+    async def pending_outbox(self, limit: int = 100) -> list[Conversation]: ...
+
+    async def idle(
+        self, channel_id: str, queue: Queue, before: datetime, limit: int = 200
+    ) -> list[Conversation]: ...
+
+    async def list_visible(
+        self,
+        tenant_id: str,
+        channel_ids: Sequence[str],
+        *,
+        queue: Queue | None = None,
+        owner_id: str | None = None,
+        limit: int = 50,
+        after: tuple[datetime, str] | None = None,
+    ) -> Page: ...
 
 
 class MongoConversationRepository:
