@@ -7,13 +7,18 @@ from __future__ import annotations
 import inspect
 
 import pytest
+from parley_policy.adapters.stores import PolicyStore, PolicyStorePort
 from parley_routing.adapters.repository import ConversationRepository, MongoConversationRepository
 
+from tests.support.fakes.policy import FakePolicyStore
 from tests.support.fakes.routing import FakeRepository
 
 pytestmark = pytest.mark.unit
 
-PORTS = [(ConversationRepository, FakeRepository, MongoConversationRepository)]
+PORTS = [
+    (ConversationRepository, FakeRepository, MongoConversationRepository),
+    (PolicyStorePort, FakePolicyStore, PolicyStore),
+]
 
 
 def protocol_methods(protocol: type) -> dict[str, inspect.Signature]:

@@ -40,7 +40,7 @@ from parley_shared.logging import get_logger, redact_value
 from parley_shared.vault import MongoCredentialStore
 
 from parley_policy import metrics
-from parley_policy.adapters.stores import PolicyStore
+from parley_policy.adapters.stores import PolicyStorePort
 from parley_policy.domain.decision import Decision, Reason, ReplyRequest, TemplateInfo, decide
 from parley_policy.domain.retry import RetryBudget
 from parley_policy.domain.rules import RULES, messaging_limit, rule_for
@@ -89,7 +89,7 @@ class PolicyService:
 
     def __init__(
         self,
-        store: PolicyStore,
+        store: PolicyStorePort,
         channels: Callable[[str], ChannelSnapshot | None],
         role_of: Callable[[str, str, str], ChannelRole | None],
         templates: Callable[[str], dict[tuple[str, str], TemplateInfo]],
@@ -483,7 +483,7 @@ class Delivery:
 
     def __init__(
         self,
-        store: PolicyStore,
+        store: PolicyStorePort,
         credentials: MongoCredentialStore,
         senders: Mapping[Provider, Sender],
         publish: Publish,

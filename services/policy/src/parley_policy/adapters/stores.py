@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from parley_events import ChannelTemplateStatusChanged, MessageKind, MessageReceived, Provider
 from parley_shared.mongo import MongoIdempotencyStore
@@ -19,6 +19,85 @@ from parley_policy.domain.decision import ConversationFacts, TemplateInfo
 
 MAX_MENTIONS = 200
 """Mentions remembered per conversation (X keys one conversation per customer): the newest."""
+
+
+def inbound_document(doc: dict[str, Any], message: MessageReceived) -> tuple[dict[str, Any], bool]:
+    """A conversation's document after a customer message, and whether it restarts the window
+    (pure: the Mongo adapter and the unit tests' fake build the same document)."""
+    recipient = message.conversation_key.split(":", 1)[1] if ":" in message.conversation_key else ""
+    comments = dict(doc.get("comments", {}))
+    if message.kind is MessageKind.COMMENT:
+        comments[message.provider_message_id] = message.provider_timestamp
+    mentions = list(doc.get("mentions", []))
+    # public replies may answer only these; Instagram's mention ids carry ingest's "mention:"
+    # prefix (the reply names the bare comment or media id), X's are the post ids themselves
+    mentioned = message.provider_message_id.removeprefix("mention:")
+    if message.kind is MessageKind.MENTION and mentioned not in mentions:
+        mentions = [*mentions, mentioned][-MAX_MENTIONS:]  # one customer's many posts: bounded
+    last = doc.get("last_customer_message_at")
+    opens = message.kind is MessageKind.DIRECT  # comments and mentions open no messaging window
+    newer = opens and (last is None or message.provider_timestamp > last)
+    return {
+        "_id": message.conversation_id,
+        "tenant_id": message.tenant_id,
+        "channel_id": message.channel_id,
+        "provider": message.provider.value,
+        "account_id": message.account_id,
+        "conversation_key": message.conversation_key,
+        "recipient_id": doc.get("recipient_id") or recipient,
+        "last_customer_message_at": message.provider_timestamp if newer else last,
+        "comments": comments,
+        "mentions": mentions,
+        "private_replied": doc.get("private_replied", []),
+    }, newer
+
+
+def conversation_facts(doc: dict[str, Any]) -> ConversationFacts:
+    """What a decision needs to know of a conversation, from its document (pure)."""
+    return ConversationFacts(
+        provider=Provider(doc["provider"]),
+        last_customer_message_at=doc.get("last_customer_message_at"),
+        private_replied_comments=frozenset(doc.get("private_replied", [])),
+        comment_times=dict(doc.get("comments", {})),
+        mention_ids=frozenset(doc.get("mentions", [])),
+    )
+
+
+class PolicyStorePort(Protocol):
+    """Every store operation policy's service and delivery use (one port). The Mongo adapter is
+    :class:`PolicyStore`; tests/support/fakes/policy.py keeps an in-memory one to the same contract."""
+
+    async def record_inbound(self, message: MessageReceived) -> bool: ...
+
+    async def conversation(self, conversation_id: str) -> dict[str, Any] | None: ...
+
+    def facts(self, doc: dict[str, Any]) -> ConversationFacts: ...
+
+    async def mark_private_replied(self, conversation_id: str, comment_id: str) -> None: ...
+
+    async def claim_decision(self, key: str, result: dict[str, Any]) -> dict[str, Any] | None: ...
+
+    async def mark_published(self, key: str) -> None: ...
+
+    async def delivered(self, reply_id: str) -> str | None: ...
+
+    async def record_delivery(self, reply_id: str, provider_message_id: str) -> None: ...
+
+    async def take_rate_slot(self, channel_id: str, second: int, limit: int, hint: int = 0) -> int | None: ...
+
+    async def forget_slots_before(self, second: int) -> None: ...
+
+    async def claim_notice(self, notice_id: str, at: datetime) -> bool: ...
+
+    async def windows_due(
+        self, due_before: datetime, since: datetime, page: int = 500
+    ) -> list[dict[str, Any]]: ...
+
+    async def business_initiated_recipients(self, channel_id: str, since: datetime) -> set[str]: ...
+
+    async def record_business_initiated(self, channel_id: str, recipient_id: str, at: datetime) -> None: ...
+
+    async def decision(self, key: str) -> dict[str, Any] | None: ...
 
 
 class PolicyStore:
@@ -39,51 +118,17 @@ class PolicyStore:
 
     async def record_inbound(self, message: MessageReceived) -> bool:
         """Remember the customer's last message (and comments for private replies); True if newer."""
-        doc = await self.conversations.find_one({"_id": message.conversation_id}) or {}
-        recipient = message.conversation_key.split(":", 1)[1] if ":" in message.conversation_key else ""
-        comments = dict(doc.get("comments", {}))
-        if message.kind is MessageKind.COMMENT:
-            comments[message.provider_message_id] = message.provider_timestamp
-        mentions = list(doc.get("mentions", []))
-        # public replies may answer only these; Instagram's mention ids carry ingest's "mention:"
-        # prefix (the reply names the bare comment or media id), X's are the post ids themselves
-        mentioned = message.provider_message_id.removeprefix("mention:")
-        if message.kind is MessageKind.MENTION and mentioned not in mentions:
-            mentions = [*mentions, mentioned][-MAX_MENTIONS:]  # one customer's many posts: bounded
-        last = doc.get("last_customer_message_at")
-        opens = message.kind is MessageKind.DIRECT  # comments and mentions open no messaging window
-        newer = opens and (last is None or message.provider_timestamp > last)
-        await self.conversations.replace_one(
-            {"_id": message.conversation_id},
-            {
-                "_id": message.conversation_id,
-                "tenant_id": message.tenant_id,
-                "channel_id": message.channel_id,
-                "provider": message.provider.value,
-                "account_id": message.account_id,
-                "conversation_key": message.conversation_key,
-                "recipient_id": doc.get("recipient_id") or recipient,
-                "last_customer_message_at": message.provider_timestamp if newer else last,
-                "comments": comments,
-                "mentions": mentions,
-                "private_replied": doc.get("private_replied", []),
-            },
-            upsert=True,
+        doc, newer = inbound_document(
+            await self.conversations.find_one({"_id": message.conversation_id}) or {}, message
         )
+        await self.conversations.replace_one({"_id": message.conversation_id}, doc, upsert=True)
         return newer
 
     async def conversation(self, conversation_id: str) -> dict[str, Any] | None:
         return await self.conversations.find_one({"_id": conversation_id})
 
-    @staticmethod
-    def facts(doc: dict[str, Any]) -> ConversationFacts:
-        return ConversationFacts(
-            provider=Provider(doc["provider"]),
-            last_customer_message_at=doc.get("last_customer_message_at"),
-            private_replied_comments=frozenset(doc.get("private_replied", [])),
-            comment_times=dict(doc.get("comments", {})),
-            mention_ids=frozenset(doc.get("mentions", [])),
-        )
+    def facts(self, doc: dict[str, Any]) -> ConversationFacts:
+        return conversation_facts(doc)
 
     async def mark_private_replied(self, conversation_id: str, comment_id: str) -> None:
         await self.conversations.update_one(

@@ -1,0 +1,101 @@
+"""The in-memory adapter of policy's one store port, ``PolicyStorePort``.
+
+Documents are built by the same pure function as the Mongo adapter's (``inbound_document``);
+unique inserts (decisions, rate slots, notices, deliveries) keep the first writer, as the store's
+unique ``_id`` does. tests/unit/test_fakes.py keeps the signatures equal to the port's.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime
+from typing import Any
+
+from parley_events import MessageReceived
+from parley_policy.adapters.stores import conversation_facts, inbound_document
+from parley_policy.domain.decision import ConversationFacts
+
+
+class FakePolicyStore:
+    def __init__(self) -> None:
+        self.conversations: dict[str, dict[str, Any]] = {}
+        self.decisions: dict[str, dict[str, Any]] = {}
+        self.deliveries: dict[str, str] = {}
+        self.slots: dict[str, int] = {}  # "<channel>:<second>:<slot>" -> second
+        self.notices: dict[str, datetime] = {}
+        self.reached: dict[tuple[str, str], datetime] = {}
+
+    async def record_inbound(self, message: MessageReceived) -> bool:
+        doc, newer = inbound_document(
+            copy.deepcopy(self.conversations.get(message.conversation_id, {})), message
+        )
+        self.conversations[message.conversation_id] = doc
+        return newer
+
+    async def conversation(self, conversation_id: str) -> dict[str, Any] | None:
+        doc = self.conversations.get(conversation_id)
+        return None if doc is None else copy.deepcopy(doc)
+
+    def facts(self, doc: dict[str, Any]) -> ConversationFacts:
+        return conversation_facts(doc)
+
+    async def mark_private_replied(self, conversation_id: str, comment_id: str) -> None:
+        replied = self.conversations[conversation_id]["private_replied"]
+        if comment_id not in replied:
+            replied.append(comment_id)
+
+    async def claim_decision(self, key: str, result: dict[str, Any]) -> dict[str, Any] | None:
+        if key in self.decisions:
+            return copy.deepcopy(self.decisions[key])
+        self.decisions[key] = copy.deepcopy(result)
+        return None
+
+    async def mark_published(self, key: str) -> None:
+        self.decisions[key]["published"] = True
+
+    async def delivered(self, reply_id: str) -> str | None:
+        return self.deliveries.get(reply_id)
+
+    async def record_delivery(self, reply_id: str, provider_message_id: str) -> None:
+        self.deliveries.setdefault(reply_id, provider_message_id)
+
+    async def take_rate_slot(self, channel_id: str, second: int, limit: int, hint: int = 0) -> int | None:
+        for offset in range(limit):
+            slot = (hint + offset) % limit
+            key = f"{channel_id}:{second}:{slot}"
+            if key not in self.slots:
+                self.slots[key] = second
+                return slot
+        return None
+
+    async def forget_slots_before(self, second: int) -> None:
+        self.slots = {k: s for k, s in self.slots.items() if s >= second}
+
+    async def claim_notice(self, notice_id: str, at: datetime) -> bool:
+        if notice_id in self.notices:
+            return False
+        self.notices[notice_id] = at
+        return True
+
+    async def windows_due(
+        self, due_before: datetime, since: datetime, page: int = 500
+    ) -> list[dict[str, Any]]:
+        due = [
+            d
+            for d in self.conversations.values()
+            if d.get("last_customer_message_at") is not None
+            and since <= d["last_customer_message_at"] <= due_before
+        ]
+        return [
+            copy.deepcopy(d) for d in sorted(due, key=lambda d: (d["last_customer_message_at"], d["_id"]))
+        ]
+
+    async def business_initiated_recipients(self, channel_id: str, since: datetime) -> set[str]:
+        return {r for (c, r), at in self.reached.items() if c == channel_id and at >= since}
+
+    async def record_business_initiated(self, channel_id: str, recipient_id: str, at: datetime) -> None:
+        self.reached[(channel_id, recipient_id)] = at
+
+    async def decision(self, key: str) -> dict[str, Any] | None:
+        found = self.decisions.get(key)
+        return None if found is None else copy.deepcopy(found)

@@ -1,0 +1,139 @@
+"""PolicyService against the in-memory store: windows, decisions once per key, the outbox of a
+decision, roles, the send rate and window notices. No broker, no store, no provider."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from parley_events import (
+    ChannelRole,
+    ChannelSnapshot,
+    ChannelStatus,
+    Event,
+    Provider,
+    ReplyApproved,
+    ReplyRejected,
+    ReplyRequested,
+    ReplyWindowClosed,
+    ReplyWindowClosing,
+    ReplyWindowOpened,
+    SenderType,
+)
+from parley_policy.domain.decision import ReplyRequest
+from parley_policy.handlers import AutomationScopeRequired, ConversationUnknown, PolicyService
+
+from tests.support.fakes.policy import FakePolicyStore
+from tests.unit.factories import CUSTOMER_ID, T0, channel, message
+
+pytestmark = pytest.mark.unit
+
+ROLES = {"ana": ChannelRole.CONTRIBUTOR, "vic": ChannelRole.VIEWER}
+
+
+class Harness:
+    def __init__(self, *, snapshot: ChannelSnapshot | None = None, whatsapp_throughput: int = 80) -> None:
+        self.store = FakePolicyStore()
+        self.published: list[Event] = []
+        self.now = T0 + timedelta(minutes=5)
+        chan = snapshot or channel().model_copy(update={"status": ChannelStatus.ACTIVE})
+        self.service = PolicyService(
+            self.store,
+            lambda cid: chan if cid == chan.channel_id else None,
+            lambda tenant, user, cid: ROLES.get(user),
+            lambda cid: {},
+            self.publish,
+            lambda: self.now,
+            whatsapp_throughput,
+        )
+
+    async def publish(self, event: Event, event_id: str) -> None:
+        assert event.event_id == event_id
+        self.published.append(event)
+
+    def of(self, kind: type[Event]) -> list[Any]:
+        return [e for e in self.published if isinstance(e, kind)]
+
+    async def reply(self, user: str, key: str, text: str = "On it", **extra: Any) -> Any:
+        return await self.service.request_reply(
+            "ten_acme", user, False, "conv_1", ReplyRequest(text=text, **extra), key
+        )
+
+
+async def test_a_customer_message_opens_the_window_once_and_an_older_one_changes_nothing() -> None:
+    h = Harness()
+    await h.service.on_inbound(message(2))
+    await h.service.on_inbound(message(1))  # sent earlier, delivered later
+    [opened] = h.of(ReplyWindowOpened)
+    assert opened.closes_at == message(2).provider_timestamp + timedelta(hours=24)
+    assert h.store.conversations["conv_1"]["last_customer_message_at"] == message(2).provider_timestamp
+
+
+async def test_an_approved_reply_is_announced_once_and_a_retry_answers_the_same_without_a_send() -> None:
+    h = Harness()
+    await h.service.on_inbound(message(1))
+    first = await h.reply("ana", "key-1")
+    assert first.decision.approved
+    assert first.decision.messaging_type == "RESPONSE"  # inside 24 hours: no tag
+    [requested], [approved] = h.of(ReplyRequested), h.of(ReplyApproved)
+    assert requested.requested_by == "ana"
+    assert (approved.recipient_id, approved.requested_by, approved.agent_id) == (CUSTOMER_ID, "ana", "ana")
+    assert h.store.decisions[first.reply_id]["published"] is True
+    again = await h.reply("ana", "key-1")
+    assert (again.reply_id, again.decision.approved) == (first.reply_id, True)
+    assert len(h.of(ReplyApproved)) == 1 and len(h.of(ReplyRequested)) == 1
+
+
+async def test_a_decision_stored_but_never_announced_is_announced_by_the_retry() -> None:
+    h = Harness()
+    await h.service.on_inbound(message(1))
+    first = await h.reply("ana", "key-1")
+    announced = [e.event_id for e in h.published if not isinstance(e, ReplyWindowOpened)]
+    # as if the process died between storing the decision and publishing its events
+    h.store.decisions[first.reply_id]["published"] = False
+    h.published.clear()
+    again = await h.reply("ana", "key-1")
+    assert again.decision.approved
+    assert [e.event_id for e in h.published] == announced  # the same events, the same ids
+    assert h.store.decisions[first.reply_id]["published"] is True
+
+
+async def test_who_may_reply() -> None:
+    h = Harness()
+    await h.service.on_inbound(message(1))
+    refused = await h.reply("vic", "key-v")
+    assert [r.code for r in refused.decision.reasons] == ["ROLE_FORBIDDEN"]
+    [rejected] = h.of(ReplyRejected)
+    assert rejected.requested_by == "vic"
+    with pytest.raises(ConversationUnknown):
+        await h.reply("stranger", "key-s")  # no role: the conversation does not exist for them
+    with pytest.raises(AutomationScopeRequired):
+        await h.reply("ana", "key-a", sender_type=SenderType.AUTOMATED)
+    assert not h.of(ReplyApproved)
+
+
+async def test_the_send_rate_is_shared_per_channel_second_and_a_limited_request_can_be_retried() -> None:
+    snapshot = channel().model_copy(update={"provider": Provider.WHATSAPP, "status": ChannelStatus.ACTIVE})
+    h = Harness(snapshot=snapshot, whatsapp_throughput=1)
+    wa = message(1).model_copy(update={"provider": Provider.WHATSAPP, "conversation_key": "wa:15551234567"})
+    await h.service.on_inbound(wa)
+    assert (await h.reply("ana", "key-1")).decision.approved
+    limited = await h.reply("ana", "key-2")
+    assert [r.code for r in limited.decision.reasons] == ["RATE_LIMITED"]
+    assert limited.retry_after_s is not None and 0 < limited.retry_after_s <= 1
+    assert limited.reply_id not in h.store.decisions  # not recorded: the same key may try again
+    h.now += timedelta(seconds=1)
+    assert (await h.reply("ana", "key-2")).decision.approved
+
+
+async def test_window_notices_go_out_once_each_across_sweeps() -> None:
+    h = Harness()
+    await h.service.on_inbound(message(1))
+    h.now = message(1).provider_timestamp + timedelta(hours=23, minutes=30)
+    assert await h.service.sweep_windows(timedelta(hours=1)) == 1
+    assert await h.service.sweep_windows(timedelta(hours=1)) == 0  # a second replica, or a rerun
+    h.now = message(1).provider_timestamp + timedelta(hours=24, seconds=1)
+    await h.service.sweep_windows(timedelta(hours=1))
+    assert len(h.of(ReplyWindowClosing)) == 1
+    assert len(h.of(ReplyWindowClosed)) == 1
