@@ -291,6 +291,8 @@ async def test_permanent_errors_fail_at_once_whatever_the_budget() -> None:
     (failed,) = h.of(ReplyFailed)
     assert (failed.reason, failed.error_kind, failed.attempts) == (FAILED_PERMANENT, "reauth_required", 1)
     assert [type(e).__name__ for e in h.published] == ["ReplyFailed", "ChannelReauthRequired"]
+    # Meta's reading of 190/460, the same reason onboarding gives a reconnect prompt
+    assert h.published[1].reason == "password_changed"  # type: ignore[attr-defined]
 
 
 async def test_a_permanent_error_after_transient_ones_fails_at_once() -> None:

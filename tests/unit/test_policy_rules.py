@@ -22,10 +22,10 @@ from parley_policy.domain.decision import (
 from parley_policy.domain.rules import (
     MESSAGE_TAGS,
     PRIVATE_REPLY_WINDOW,
-    RULES,
     WHATSAPP_TIER_LIMITS,
     Counting,
     rule_for,
+    rules,
 )
 
 pytestmark = pytest.mark.unit
@@ -111,7 +111,7 @@ def assert_refused(decision: Decision, *expected: str) -> None:
 
 
 def test_every_rule_names_its_source() -> None:
-    for key, rule in RULES.items():
+    for key, rule in rules().items():
         assert rule.source.strip(), key
         assert (rule.provider, rule.kind) == key
 

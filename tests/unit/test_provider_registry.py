@@ -59,6 +59,34 @@ def test_an_entry_point_that_is_no_plugin_is_refused(monkeypatch: pytest.MonkeyP
         registry.plugins.cache_clear()
 
 
+def test_an_install_without_plugins_refuses_to_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without plugins ingest would serve no webhook and policy would send nothing, quietly."""
+    monkeypatch.setattr(registry, "entry_points", lambda group: [])
+    registry.plugins.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="no provider plugins"):
+            registry.plugins()
+    finally:
+        monkeypatch.undo()
+        registry.plugins.cache_clear()
+
+
+def test_an_empty_x_secret_configures_no_x_sender() -> None:
+    import httpx
+    from pydantic import SecretStr
+
+    settings = SimpleNamespace(
+        graph_base_url="http://graph.test",
+        graph_api_version="v25.0",
+        meta_app_id="app",
+        meta_app_secret=SecretStr("secret"),
+        x_api_base_url="http://x.test",
+        x_client_id="cid",
+        x_client_secret=SecretStr(""),
+    )
+    assert Provider.X not in registry.senders(httpx.AsyncClient(), settings)
+
+
 @pytest.mark.parametrize(
     ("provider", "code", "subcode", "reason"),
     [

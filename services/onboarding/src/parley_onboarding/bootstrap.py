@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 from faststream.kafka.annotations import KafkaMessage
 from parley_events import Event, TemplateStatusChanged, topics
-from parley_providers.meta.client import GraphClient
-from parley_providers.x.client import XClient
+from parley_providers.meta.client import graph_client  # noqa: TID251 (connect flows: #14)
+from parley_providers.x.client import x_client  # noqa: TID251 (connect flows: #14)
 from parley_shared.auth import TokenVerifier
 from parley_shared.kafka import CONSUMER_ACK_POLICY, decode_event
 from parley_shared.logging import get_logger
@@ -32,20 +32,8 @@ def build_service(
     rt: Runtime, settings: OnboardingSettings, http: httpx.AsyncClient, clock: Callable[[], datetime]
 ) -> OnboardingService:
     """The service with its production adapters (also used by the ops CLI)."""
-    graph = GraphClient(
-        http,
-        settings.graph_base_url,
-        settings.meta_app_id,
-        settings.meta_app_secret.get_secret_value(),
-        settings.graph_api_version,
-    )
-    x = (
-        XClient(
-            http, settings.x_api_base_url, settings.x_client_id, settings.x_client_secret.get_secret_value()
-        )
-        if settings.x_client_id and settings.x_client_secret
-        else None
-    )
+    graph = graph_client(http, settings)
+    x = x_client(http, settings)
 
     async def publish(event: Event, event_id: str) -> None:
         await rt.publisher.publish(event, event_id=event_id)

@@ -25,10 +25,10 @@ from parley_events import (
     WhatsAppStepChanged,
 )
 from parley_providers import ErrorKind, ProviderError, registry
-from parley_providers.meta.client import GraphClient
-from parley_providers.meta.errors import INVALID_TOKEN
-from parley_providers.whatsapp import errors as whatsapp_errors
-from parley_providers.x.client import XClient
+from parley_providers.meta.client import GraphClient  # noqa: TID251 (connect flows: #14)
+from parley_providers.meta.errors import INVALID_TOKEN  # noqa: TID251 (connect flows: #14)
+from parley_providers.whatsapp import errors as whatsapp_errors  # noqa: TID251 (connect flows: #14)
+from parley_providers.x.client import XClient  # noqa: TID251 (connect flows: #14)
 from parley_shared.channels import CLAIMING_STATUSES
 from parley_shared.logging import get_logger
 from parley_shared.mongo import VersionConflict

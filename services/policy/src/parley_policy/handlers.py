@@ -43,7 +43,7 @@ from parley_policy import metrics
 from parley_policy.adapters.stores import PolicyStorePort
 from parley_policy.domain.decision import Decision, Reason, ReplyRequest, TemplateInfo, decide
 from parley_policy.domain.retry import RetryBudget
-from parley_policy.domain.rules import RULES, messaging_limit, rule_for
+from parley_policy.domain.rules import messaging_limit, rule_for, rules
 
 Publish = Callable[[Event, str], Awaitable[None]]
 ReplyEvent = ReplyRequested | ReplyApproved | ReplyRejected
@@ -114,7 +114,7 @@ class PolicyService:
         if message.direction.value != "inbound":
             return
         if await self.store.record_inbound(message):
-            rule = RULES.get((message.provider, "direct"))
+            rule = rules().get((message.provider, "direct"))
             if rule is not None and rule.window is not None:
                 opened = ReplyWindowOpened(
                     event_id=f"win_{message.conversation_id}_{message.event_id}_opened",
@@ -423,11 +423,11 @@ class PolicyService:
         oldest = now - timedelta(days=7, hours=1)
         # only windows with something due: the closing notice is the earliest of them
         shortest = min(
-            (r.window for r in RULES.values() if r.kind == "direct" and r.window is not None),
+            (r.window for r in rules().values() if r.kind == "direct" and r.window is not None),
             default=timedelta(hours=24),
         )
         for doc in await self.store.windows_due(now - shortest + closing_lead, oldest):
-            rule = RULES.get((Provider(doc["provider"]), "direct"))
+            rule = rules().get((Provider(doc["provider"]), "direct"))
             last = doc.get("last_customer_message_at")
             if rule is None or rule.window is None or last is None:
                 continue

@@ -43,6 +43,10 @@ def plugins() -> dict[str, ProviderPlugin]:
         if plugin.name in found:
             raise ValueError(f"two provider plugins are named {plugin.name!r}")
         found[plugin.name] = plugin
+    if not found:
+        # without them ingest would serve no webhook and policy would approve and send nothing:
+        # an install without package metadata (or a stale environment) must not start quietly
+        raise RuntimeError(f"no provider plugins installed (entry points {GROUP}): run `make setup`")
     return dict(sorted(found.items()))
 
 

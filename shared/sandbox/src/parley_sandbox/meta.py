@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from typing import Any, Literal
 
+from parley_providers.meta.errors import INVALID_TOKEN
 from parley_providers.meta.rules import MESSENGER_TEXT_MAX
 
 from parley_sandbox.state import (
@@ -79,13 +80,15 @@ class MetaApi:
         while current is not None:
             if current.revoked_subcode is not None:
                 template = _REVOKED_MESSAGES.get(current.revoked_subcode, _REVOKED_MESSAGES[467])
-                raise GraphFailure(400, 190, current.revoked_subcode, template.format(app=state.meta_app_id))
+                raise GraphFailure(
+                    400, INVALID_TOKEN, current.revoked_subcode, template.format(app=state.meta_app_id)
+                )
             current = state.tokens.get(current.parent) if current.parent else None
         now = state.now()
         if token.expires_at is not None and now >= token.expires_at:
             raise GraphFailure(
                 400,
-                190,
+                INVALID_TOKEN,
                 463,
                 f"Error validating access token: Session has expired on {_utc(token.expires_at)}. "
                 f"The current time is {_utc(now)}.",
@@ -110,7 +113,7 @@ class MetaApi:
             message = "Invalid OAuth access token - Cannot parse access token"
             if not value:
                 message = "An active access token must be used to query information about the current user."
-            raise GraphFailure(400, 190, None, message)
+            raise GraphFailure(400, INVALID_TOKEN, None, message)
         self.validate_meta(token)
         return token
 
@@ -151,7 +154,9 @@ class MetaApi:
         if params.get("grant_type") == "fb_exchange_token":
             call_token = self.state.tokens.get(str(params.get("fb_exchange_token") or ""))
             if call_token is None or call_token.kind != "user" or call_token.provider != "meta":
-                raise GraphFailure(400, 190, None, "Invalid OAuth access token - Cannot parse access token")
+                raise GraphFailure(
+                    400, INVALID_TOKEN, None, "Invalid OAuth access token - Cannot parse access token"
+                )
             self.validate_meta(call_token)
             token = self._new_meta_token(
                 "user", call_token.user_id or "", call_token.scopes, LONG_LIVED_S, long_lived=True
@@ -190,7 +195,7 @@ class MetaApi:
         app_token = value.strip() if scheme.lower() in ("bearer", "oauth") else ""
         app_token = app_token or str(call.params.get("access_token") or "")
         if app_token != f"{state.meta_app_id}|{state.meta_app_secret}":
-            raise GraphFailure(400, 190, None, "Invalid OAuth access token signature.")
+            raise GraphFailure(400, INVALID_TOKEN, None, "Invalid OAuth access token signature.")
         input_token = str(call.params.get("input_token") or "")
         if not input_token:
             raise _param_required("input_token")
@@ -201,7 +206,7 @@ class MetaApi:
                     "data": {
                         "is_valid": False,
                         "error": {
-                            "code": 190,
+                            "code": INVALID_TOKEN,
                             "message": "Invalid OAuth access token - Cannot parse access token",
                         },
                         "scopes": [],

@@ -6,7 +6,7 @@ import base64
 import secrets
 from typing import Any
 
-from parley_providers.whatsapp.errors import WRONG_CODE
+from parley_providers.whatsapp.errors import WINDOW_CLOSED, WRONG_CODE
 from parley_providers.whatsapp.rules import WHATSAPP_TEXT_MAX
 
 from parley_sandbox.meta import MetaApi
@@ -148,7 +148,7 @@ class WhatsAppApi(MetaApi):
             if last is None or self.state.now() - last > WINDOW_S:
                 raise GraphFailure(
                     400,
-                    131047,
+                    WINDOW_CLOSED,
                     None,
                     "Re-engagement message",
                     details=(

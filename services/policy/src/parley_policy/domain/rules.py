@@ -7,24 +7,32 @@ decision applies by name.
 
 from __future__ import annotations
 
+from functools import cache
+
 from parley_events import Provider
 from parley_providers import registry
-from parley_providers.meta import rules as meta_rules
+from parley_providers.meta import rules as meta_rules  # noqa: TID251 (Meta's tags by name)
 from parley_providers.rules import Counting, ReplyRule
-from parley_providers.whatsapp import rules as whatsapp_rules
+from parley_providers.whatsapp import rules as whatsapp_rules  # noqa: TID251 (WhatsApp's tiers)
 
 __all__ = [
     "MESSAGE_TAGS",
     "PRIVATE_REPLY_WINDOW",
-    "RULES",
     "WHATSAPP_TIER_LIMITS",
     "Counting",
     "ReplyRule",
     "messaging_limit",
     "rule_for",
+    "rules",
 ]
 
-RULES: dict[tuple[Provider, str], ReplyRule] = registry.reply_rules()
+
+@cache
+def rules() -> dict[tuple[Provider, str], ReplyRule]:
+    """Every provider plugin's reply rows (read from the registry once, on first use)."""
+    return registry.reply_rules()
+
+
 MESSAGE_TAGS = meta_rules.MESSAGE_TAGS
 PRIVATE_REPLY_WINDOW = meta_rules.PRIVATE_REPLY_WINDOW
 WHATSAPP_TIER_LIMITS = whatsapp_rules.WHATSAPP_TIER_LIMITS
@@ -33,6 +41,6 @@ messaging_limit = whatsapp_rules.messaging_limit
 
 def rule_for(provider: Provider, kind: str) -> ReplyRule:
     try:
-        return RULES[(provider, kind)]
+        return rules()[(provider, kind)]
     except KeyError as exc:
         raise ValueError(f"no reply rule for {provider.value} {kind}") from exc

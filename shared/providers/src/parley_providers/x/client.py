@@ -144,8 +144,7 @@ class XClient:
 
 def x_client(http: httpx.AsyncClient, settings: XSettings) -> XClient | None:
     """The X API client a service's settings describe; None when X is not configured."""
-    if not settings.x_client_id or settings.x_client_secret is None:
-        return None
-    return XClient(
-        http, settings.x_api_base_url, settings.x_client_id, settings.x_client_secret.get_secret_value()
-    )
+    secret = settings.x_client_secret.get_secret_value() if settings.x_client_secret is not None else ""
+    if not settings.x_client_id or not secret:
+        return None  # an empty secret (a Helm key present but empty) is no configuration
+    return XClient(http, settings.x_api_base_url, settings.x_client_id, secret)
