@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 from parley_events import TopicSpec, all_topics
 
 
@@ -16,6 +16,34 @@ class TopicState:
 
     name: str
     partitions: int
+
+
+TOPIC_ALREADY_EXISTS = 36
+CREATE_ATTEMPTS = 3
+
+
+async def _create(admin: AIOKafkaAdminClient, topic: NewTopic) -> bool:
+    """Create one topic: True if this call created it, False if it existed already.
+
+    aiokafka answers a CreateTopics request with an error code per topic instead of raising, so
+    the codes are read here: an existing topic (a broker whose metadata lagged behind our
+    ``list_topics``, or another process creating it too) is not "created", and any other error is
+    retried, then raised with its name (it used to be counted as created).
+    """
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        response = await admin.create_topics([topic])
+        codes = {
+            entry[0]: (entry[1], entry[2] if len(entry) > 2 else None) for entry in response.topic_errors
+        }
+        code, message = codes.get(topic.name, (0, None))
+        if code == 0:
+            return True
+        if code == TOPIC_ALREADY_EXISTS:
+            return False
+        if attempt == CREATE_ATTEMPTS:
+            raise RuntimeError(f"could not create topic {topic.name}: Kafka error {code} ({message})")
+        await asyncio.sleep(0.5 * attempt)
+    return False
 
 
 async def ensure_topics(
@@ -38,20 +66,14 @@ async def ensure_topics(
         created: list[str] = []
         for name in missing:
             spec = wanted[name]
-            try:
-                await admin.create_topics(
-                    [
-                        NewTopic(
-                            name=name,
-                            num_partitions=partitions or spec.partitions,
-                            replication_factor=replication_factor,
-                            topic_configs=spec.kafka_config(),
-                        )
-                    ]
-                )
+            topic = NewTopic(
+                name=name,
+                num_partitions=partitions or spec.partitions,
+                replication_factor=replication_factor,
+                topic_configs=spec.kafka_config(),
+            )
+            if await _create(admin, topic):
                 created.append(name)
-            except TopicAlreadyExistsError:
-                pass
         return created
     finally:
         await admin.close()
