@@ -190,9 +190,10 @@ class PolicyService:
     async def window(
         self, tenant_id: str, user_id: str, is_admin: bool, conversation_id: str, *, automation: bool = False
     ) -> dict[str, Any]:
-        doc, channel = await self._context(tenant_id, conversation_id)
-        if self._role(tenant_id, user_id, is_admin, doc["channel_id"]) is None and not automation:
-            raise ConversationUnknown(conversation_id)
+        # the same visibility rule as a reply's: no role, no conversation (the same 404)
+        doc, channel, _ = await self._requester(
+            tenant_id, user_id, is_admin, conversation_id, ReplyRequest(text="x"), automation
+        )
         decision = decide(
             ReplyRequest(text="x"), self.store.facts(doc), channel, ChannelRole.SUPERVISOR, self.clock(), {}
         )
