@@ -22,7 +22,7 @@ from typing import Any
 
 from parley_routing.adapters.repository import MongoConversationRepository
 from parley_routing.domain.model import Conversation
-from parley_routing.handlers import ConversationService
+from parley_routing.service import ConversationService
 from parley_shared.mongo import open_client
 
 from bench.common import MONGO, say

@@ -18,7 +18,7 @@ from parley_events import (
 )
 from parley_policy.adapters.stores import PolicyStore
 from parley_policy.domain.decision import ReplyRequest, Template, TemplateInfo
-from parley_policy.handlers import PolicyService
+from parley_policy.service import PolicyService
 from parley_shared import mongo
 
 pytestmark = pytest.mark.integration

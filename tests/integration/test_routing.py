@@ -42,7 +42,7 @@ from parley_routing.domain.model import (
     REOPEN_GRACE,
     SEEN_MESSAGES_LIMIT,
 )
-from parley_routing.handlers import ConversationService
+from parley_routing.service import ConversationService
 from parley_routing.settings import RoutingSettings
 from parley_shared import mongo
 from parley_shared.auth import issue_dev_token

@@ -9,7 +9,7 @@ import pytest
 from parley_events import Author, Content, Direction, MessageReceived, Provider
 from parley_routing.adapters.repository import ConcurrentUpdate, MongoConversationRepository
 from parley_routing.domain.model import Conversation
-from parley_routing.handlers import ConversationService, record_message
+from parley_routing.service import ConversationService, record_message
 from parley_shared.mongo import MongoIdempotencyStore
 
 pytestmark = pytest.mark.integration

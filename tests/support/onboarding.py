@@ -25,7 +25,7 @@ import httpx
 import uvicorn
 from parley_events import qualify, topics
 from parley_onboarding.bootstrap import create_onboarding_app
-from parley_onboarding.handlers import OnboardingService
+from parley_onboarding.service import OnboardingService
 from parley_onboarding.settings import OnboardingSettings
 from parley_sandbox import SandboxState, create_sandbox_app
 from parley_shared.auth import issue_dev_token

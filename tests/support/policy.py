@@ -35,7 +35,7 @@ from parley_events import (
     topics,
 )
 from parley_policy.bootstrap import create_policy_app
-from parley_policy.handlers import PolicyService
+from parley_policy.service import PolicyService
 from parley_policy.settings import PolicySettings
 from parley_sandbox import SandboxState, serve_sandbox
 from parley_shared.auth import issue_dev_token

@@ -53,7 +53,7 @@ def test_the_port_declares_every_repository_method_the_service_and_the_api_call(
 
     root = Path(__file__).resolve().parents[2] / "services/routing/src/parley_routing"
     called: set[str] = set()
-    for path in (root / "handlers.py", root / "entrypoints/api.py"):
+    for path in (root / "service.py", root / "entrypoints/api.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if (
                 isinstance(node, ast.Attribute)

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from parley_policy.domain.length import MAX_TEXT_CHARACTERS
 from parley_policy.entrypoints.api import create_api
-from parley_policy.handlers import ConversationUnknown, PolicyService
+from parley_policy.service import ConversationUnknown, PolicyService
 from parley_shared.auth import ApiSettings, TokenVerifier, issue_dev_token
 
 pytestmark = pytest.mark.unit

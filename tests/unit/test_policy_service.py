@@ -22,7 +22,7 @@ from parley_events import (
     SenderType,
 )
 from parley_policy.domain.decision import ReplyRequest
-from parley_policy.handlers import AutomationScopeRequired, ConversationUnknown, PolicyService
+from parley_policy.service import AutomationScopeRequired, ConversationUnknown, PolicyService
 
 from tests.support.fakes.policy import FakePolicyStore
 from tests.unit.factories import CUSTOMER_ID, T0, channel, message

@@ -10,7 +10,7 @@ import pytest
 from parley_events import ConversationCreated, ConversationEvent, ConversationMessageAdded, MessageReceived
 from parley_routing.adapters.repository import ConcurrentUpdate
 from parley_routing.domain.model import Conversation
-from parley_routing.handlers import MAX_CONFLICT_RETRIES, record_message
+from parley_routing.service import MAX_CONFLICT_RETRIES, record_message
 
 from tests.unit.factories import message
 

@@ -25,7 +25,7 @@ from parley_events import (
 )
 from parley_routing.adapters.repository import ConcurrentUpdate
 from parley_routing.domain.model import SEEN_MESSAGES_LIMIT, Conversation
-from parley_routing.handlers import MAX_CONFLICT_RETRIES, ConversationNotFound, ConversationService
+from parley_routing.service import MAX_CONFLICT_RETRIES, ConversationNotFound, ConversationService
 
 from tests.support.fakes.routing import FakeRepository
 from tests.unit.factories import T0, channel, message

@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Mount
 
 from parley_onboarding.adapters.stores import OnboardingStores
 from parley_onboarding.entrypoints.api import create_api
-from parley_onboarding.handlers import OnboardingService, utcnow
+from parley_onboarding.service import OnboardingService, utcnow
 from parley_onboarding.settings import OnboardingSettings
 
 log = get_logger(__name__)

@@ -32,7 +32,7 @@ from starlette.routing import BaseRoute, Mount
 from parley_policy.adapters.stores import PolicyStore, PolicyTemplates
 from parley_policy.domain.retry import RetryBudget
 from parley_policy.entrypoints.api import create_api
-from parley_policy.handlers import Delivery, PolicyService, utcnow
+from parley_policy.service import Delivery, PolicyService, utcnow
 from parley_policy.settings import PolicySettings
 
 log = get_logger(__name__)

@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Mount
 from parley_routing.adapters.repository import MongoConversationRepository
 from parley_routing.entrypoints.api import create_api
 from parley_routing.entrypoints.subscribers import RoutingSubscribers
-from parley_routing.handlers import ConversationService, utcnow
+from parley_routing.service import ConversationService, utcnow
 from parley_routing.settings import RoutingSettings
 
 log = get_logger(__name__)

@@ -21,7 +21,7 @@ from parley_onboarding.domain.channels import Access, Channel
 from parley_onboarding.domain.errors import DomainError
 from parley_onboarding.domain.teams import Team
 from parley_onboarding.domain.whatsapp import OPERATOR_STEPS, WhatsAppOnboarding
-from parley_onboarding.handlers import OnboardingService
+from parley_onboarding.service import OnboardingService
 
 
 class ChannelOut(BaseModel):

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from parley_policy.domain.decision import Decision, ReplyRequest, Template
 from parley_policy.domain.length import MAX_TEXT_CHARACTERS
-from parley_policy.handlers import AutomationScopeRequired, ConversationUnknown, PolicyService
+from parley_policy.service import AutomationScopeRequired, ConversationUnknown, PolicyService
 
 
 class TemplateIn(BaseModel):

@@ -32,7 +32,7 @@ from parley_routing.domain.model import (
     InvalidCommand,
     command_cause,
 )
-from parley_routing.handlers import ConversationNotFound, ConversationService
+from parley_routing.service import ConversationNotFound, ConversationService
 
 
 class NoteOut(BaseModel):

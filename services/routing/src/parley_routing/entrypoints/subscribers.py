@@ -13,7 +13,7 @@ from parley_shared.channels import KafkaChannelDirectory
 from parley_shared.kafka import RetryThenDeadLetter, decode_event, is_transient
 from parley_shared.tracing import record_traces
 
-from parley_routing.handlers import ConversationService
+from parley_routing.service import ConversationService
 
 
 def _event_type(record: Any) -> str | None:
