@@ -9,15 +9,18 @@ import inspect
 import pytest
 from parley_policy.adapters.stores import PolicyStore, PolicyStorePort
 from parley_routing.adapters.repository import ConversationRepository, MongoConversationRepository
+from parley_routing.service import ChannelRoles
+from parley_shared.channels import DirectoryRoles
 
 from tests.support.fakes.policy import FakePolicyStore
-from tests.support.fakes.routing import FakeRepository
+from tests.support.fakes.routing import FakeChannelRoles, FakeRepository
 
 pytestmark = pytest.mark.unit
 
 PORTS = [
     (ConversationRepository, FakeRepository, MongoConversationRepository),
     (PolicyStorePort, FakePolicyStore, PolicyStore),
+    (ChannelRoles, FakeChannelRoles, DirectoryRoles),
 ]
 
 
