@@ -599,16 +599,7 @@ async def test_deleting_a_team_withdraws_its_grants_and_an_unknown_team_cannot_b
 
 async def test_a_template_review_is_published_for_each_channel_of_the_tenant_on_that_waba() -> None:
     h = Harness()
-    mine = await h.service.register(
-        tenant_id=ACME,
-        provider=Provider.WHATSAPP,
-        account_id=NUMBER,
-        display_name=None,
-        business_account_id=WABA,
-        access_token=None,
-        actor_id=None,
-    )
-    for tenant, number, waba in ((ACME, "pn_2", "waba_2"), (GLOBEX, "pn_3", WABA)):
+    registered = [
         await h.service.register(
             tenant_id=tenant,
             provider=Provider.WHATSAPP,
@@ -618,6 +609,9 @@ async def test_a_template_review_is_published_for_each_channel_of_the_tenant_on_
             access_token=None,
             actor_id=None,
         )
+        for tenant, number, waba in ((ACME, NUMBER, WABA), (ACME, "pn_2", "waba_2"), (GLOBEX, "pn_3", WABA))
+    ]
+    mine = registered[0]  # the other WABA of the tenant, and the other tenant, hear nothing
     review = TemplateStatusChanged(
         event_id="tpl_1",
         tenant_id=ACME,
