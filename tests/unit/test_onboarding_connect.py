@@ -3,6 +3,7 @@ settings configure, and the provider facts each flow owns (no HTTP: nothing here
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -81,3 +82,13 @@ def test_whatsapps_number_rules_are_its_codes_pins_and_display_names() -> None:
     assert NUMBER_RULES.display_name_problem is display_name_problem
     assert display_name_problem("Acme Support") is None
     assert display_name_problem("Acme WhatsApp Desk") == "a display name cannot contain 'WhatsApp'"
+
+
+def test_onboarding_reaches_no_provider_module_and_carries_no_exemption_from_the_rule() -> None:
+    """The lint rule (TID251) bans provider modules from services; onboarding needs no noqa."""
+    root = Path(__file__).resolve().parents[2] / "services/onboarding/src/parley_onboarding"
+    sources = {path: path.read_text() for path in root.rglob("*.py")}
+    assert sources
+    assert not [path for path, text in sources.items() if "noqa: TID251" in text]
+    banned = ("parley_providers.meta", "parley_providers.whatsapp", "parley_providers.x")
+    assert not [path for path, text in sources.items() if any(name in text for name in banned)]
