@@ -68,20 +68,19 @@ def page(
 
 
 class Harness:
-    def __init__(self, *, connectors: dict[Provider, Connector] | None = None, **settings: Any) -> None:
+    def __init__(self, **settings: Any) -> None:
         self.store = FakeOnboardingStore()
         self.pages = FakePageConnector()
         self.accounts = FakeAccountConnector()
         self.numbers = FakeNumberConnector()
         self.now = T0
         self.published: list[tuple[Event, str]] = []
-        if connectors is None:
-            connectors = {
-                Provider.MESSENGER: self.pages,
-                Provider.INSTAGRAM: self.pages,
-                Provider.X: self.accounts,
-                Provider.WHATSAPP: self.numbers,
-            }
+        connectors: dict[Provider, Connector] = {
+            Provider.MESSENGER: self.pages,  # Meta's connector serves Pages and profiles alike
+            Provider.INSTAGRAM: self.pages,
+            Provider.X: self.accounts,
+            Provider.WHATSAPP: self.numbers,
+        }
         self.settings = OnboardingSettings(
             encryption_keys="k1:" + "A" * 43 + "=",
             meta_app_id="parley-test-app",
