@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 
 import httpx
@@ -18,7 +18,14 @@ from parley_events import Provider, ReplyApproved
 from parley_providers.inbound import ParseResult
 from parley_providers.rules import Counting, ReplyRule
 
-__all__ = ["HandshakeAnswer", "ProviderPlugin", "Sender", "WebhookEndpoint", "WebhookSecrets"]
+__all__ = [
+    "ApiVersionStatus",
+    "HandshakeAnswer",
+    "ProviderPlugin",
+    "Sender",
+    "WebhookEndpoint",
+    "WebhookSecrets",
+]
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,23 @@ class Sender(Protocol):
     async def send(self, reply: ReplyApproved, token: str) -> str: ...
 
 
+@dataclass(frozen=True)
+class ApiVersionStatus:
+    """The provider API version a process is configured to call, and how long the provider keeps
+    answering it."""
+
+    provider: str
+    api: str
+    """Which of the provider's APIs (``graph`` for Meta's Graph API)."""
+    version: str
+    ends_on: date | None
+    """The last day the provider answers this version; None: not announced, or not known."""
+    days_left: int | None
+    """Days from today to ``ends_on`` (negative once it has passed)."""
+    warning: str | None = None
+    """What a process should log at start (the end is near or past, or the version is unknown)."""
+
+
 SenderFactory = Callable[[httpx.AsyncClient, Any], "Sender | None"]
 """Builds a provider's sender from a service's settings (each provider reads its own; None: the
 provider is not configured there)."""
@@ -87,3 +111,5 @@ class ProviderPlugin:
     """How this provider counts text where no generic counting fits (X's weighted length)."""
     make_sender: SenderFactory | None = None
     """How this provider's replies are sent."""
+    api_versions: Callable[[Any, date], Sequence[ApiVersionStatus]] | None = None
+    """The API versions a service's settings configure for this provider, and their end of life."""

@@ -242,6 +242,8 @@ class SentRequest:
     status: int
     result_id: str | None
     at: float
+    version: str | None = None
+    """The Graph API version the call named in its path (None: an X call)."""
 
 
 @dataclass
@@ -252,6 +254,8 @@ class Call:
     path: str
     status: int
     at: float
+    version: str | None = None
+    """The Graph API version the call named in its path (None: an X call)."""
 
 
 _CREDENTIAL_FIELDS = ("meta_app_id", "meta_app_secret", "x_client_id", "x_client_secret", "app_name")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
 import httpx
 
-from parley_providers.base import ProviderPlugin, Sender
+from parley_providers.base import ApiVersionStatus, ProviderPlugin, Sender
 
 
 def sender(http: httpx.AsyncClient, settings: Any) -> Sender:
@@ -15,6 +17,15 @@ def sender(http: httpx.AsyncClient, settings: Any) -> Sender:
     from parley_providers.meta.outbound import MetaSender
 
     return MetaSender(graph_client(http, settings))
+
+
+def api_versions(settings: Any, today: date) -> Sequence[ApiVersionStatus]:
+    """The Graph API version the settings configure (WhatsApp's calls use the same one)."""
+    from parley_providers.meta.versions import DEFAULT_GRAPH_API_VERSION, graph_version_status
+
+    if not hasattr(settings, "graph_api_version"):
+        return ()
+    return (graph_version_status(settings.graph_api_version or DEFAULT_GRAPH_API_VERSION, today),)
 
 
 def plugin() -> ProviderPlugin:
@@ -32,4 +43,5 @@ def plugin() -> ProviderPlugin:
         (Provider.MESSENGER, Provider.INSTAGRAM),
         reauth_reason=reauth_reason,
         make_sender=sender,
+        api_versions=api_versions,
     )
