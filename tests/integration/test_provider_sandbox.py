@@ -22,8 +22,10 @@ from typing import Any
 
 import httpx
 import pytest
+from parley_events import Provider, ReplyApproved, SenderType
 from parley_providers import ErrorKind, ProviderError
 from parley_providers.meta.client import GraphClient, PageInfo, graph_client
+from parley_providers.meta.outbound import MetaSender
 from parley_providers.meta.versions import DEFAULT_GRAPH_API_VERSION as GRAPH
 from parley_providers.x.client import XClient, XUser
 from parley_sandbox import SandboxState, build_parser, serve_sandbox, state_from_args
@@ -623,9 +625,50 @@ async def test_messenger_window_and_the_human_agent_tag(sandbox: Sandbox) -> Non
     bad_tag = {**human, "tag": "PROMOTION"}
     error = await fails(sandbox.graph.send_message(page.id, page.access_token, bad_tag))
     assert (error.code, error.kind) == (100, ErrorKind.INVALID_REQUEST)
+    for retired in ("ACCOUNT_UPDATE", "CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE"):
+        error = await fails(sandbox.graph.send_message(page.id, page.access_token, {**human, "tag": retired}))
+        assert (error.code, error.kind) == (100, ErrorKind.INVALID_REQUEST)
     sandbox.state.advance(5 * 86400)
     error = await fails(sandbox.graph.send_message(page.id, page.access_token, human))
     assert error.kind is ErrorKind.WINDOW_CLOSED
+
+
+def approved(page_id: str, psid: str, messaging_type: str, tag: str | None) -> ReplyApproved:
+    return ReplyApproved(
+        event_id="r:approved",
+        reply_id="r",
+        tenant_id="t",
+        channel_id="ch",
+        conversation_id="c",
+        sender_type=SenderType.HUMAN,
+        occurred_at=datetime(2026, 11, 30, 9, 0, tzinfo=UTC),
+        provider=Provider.MESSENGER,
+        account_id=page_id,
+        recipient_id=psid,
+        kind="direct",
+        text="A person here",
+        messaging_type=messaging_type,
+        tag=tag,
+    )
+
+
+async def test_the_sender_sends_the_decisions_messaging_type_and_tag_and_nothing_else(
+    sandbox: Sandbox,
+) -> None:
+    pages_spec = [{"id": "104512345678909", "name": "Strict", "enforce_window": True}]
+    _, _, pages = await sandbox.connect_meta(pages=pages_spec)
+    page, psid = pages[0], "6900000000000009"
+    sender = MetaSender(sandbox.graph)
+    sandbox.state.open_window(page.id, psid, ago_s=3600)
+
+    await sender.send(approved(page.id, psid, "RESPONSE", None), page.access_token)
+    sandbox.state.advance(2 * 86400)
+    await sender.send(approved(page.id, psid, "MESSAGE_TAG", "HUMAN_AGENT"), page.access_token)
+
+    inside, after = sandbox.state.sent
+    assert (inside.status, after.status) == (200, 200)
+    assert inside.body["messaging_type"] == "RESPONSE" and "tag" not in inside.body
+    assert (after.body["messaging_type"], after.body["tag"]) == ("MESSAGE_TAG", "HUMAN_AGENT")
 
 
 # --------------------------------------------------------------------------- fault switches

@@ -7,7 +7,7 @@ import secrets
 from typing import Any, Literal
 
 from parley_providers.meta.errors import INVALID_TOKEN
-from parley_providers.meta.rules import MESSENGER_TEXT_MAX
+from parley_providers.meta.rules import MESSENGER_TEXT_MAX, RETIRED_TAGS
 
 from parley_sandbox.state import (
     _REVOKED_MESSAGES,
@@ -394,6 +394,9 @@ class MetaApi:
                 400, 100, None, "(#100) Param messaging_type must be one of {RESPONSE, UPDATE, MESSAGE_TAG}"
             )
         tag = params.get("tag")
+        if messaging_type == "MESSAGE_TAG" and tag in RETIRED_TAGS:
+            # retired on 2026-04-27: Meta answers a plain "invalid parameter" (chatwoot#14674)
+            raise GraphFailure(400, 100, None, "(#100) Invalid parameter")
         if messaging_type == "MESSAGE_TAG" and tag not in MESSAGE_TAGS:
             raise GraphFailure(
                 400, 100, None, f"(#100) Param tag must be one of {{{', '.join(sorted(MESSAGE_TAGS))}}}"
