@@ -633,6 +633,27 @@ async def test_messenger_window_and_the_human_agent_tag(sandbox: Sandbox) -> Non
     assert error.kind is ErrorKind.WINDOW_CLOSED
 
 
+async def test_a_page_restricted_from_sending_answers_10_1893063_until_meta_lifts_it(
+    sandbox: Sandbox,
+) -> None:
+    pages_spec = [{"id": "104512345678908", "name": "Held", "sending_restricted": True}]
+    _, _, pages = await sandbox.connect_meta(pages=pages_spec)
+    page = pages[0]
+    response = {
+        "recipient": {"id": "6900000000000008"},
+        "messaging_type": "RESPONSE",
+        "message": {"text": "Hi"},
+    }
+
+    error = await fails(sandbox.graph.send_message(page.id, page.access_token, response))
+
+    assert (error.status, error.code, error.subcode) == (400, 10, 1893063)
+    assert error.kind is ErrorKind.SENDING_RESTRICTED
+    assert (await sandbox.admin("GET", f"/meta/pages/{page.id}"))["sending_restricted"] is True
+    sandbox.state.pages[page.id].sending_restricted = False
+    assert (await sandbox.graph.send_message(page.id, page.access_token, response)).startswith("m_")
+
+
 def approved(page_id: str, psid: str, messaging_type: str, tag: str | None) -> ReplyApproved:
     return ReplyApproved(
         event_id="r:approved",

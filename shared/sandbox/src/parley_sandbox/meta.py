@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from typing import Any, Literal
 
-from parley_providers.meta.errors import INVALID_TOKEN
+from parley_providers.meta.errors import INVALID_TOKEN, PAGE_SENDING_RESTRICTED
 from parley_providers.meta.rules import MESSENGER_TEXT_MAX, RETIRED_TAGS
 
 from parley_sandbox.state import (
@@ -350,6 +350,13 @@ class MetaApi:
         self.require_permission(user, "pages_messaging", code=230)
         if not {"MESSAGING", "MANAGE"} & set(page.tasks):
             raise GraphFailure(403, 10, None, "(#10) The user needs the MESSAGING task on this Page")
+        if page.sending_restricted:
+            raise GraphFailure(
+                400,
+                10,
+                PAGE_SENDING_RESTRICTED,
+                "(#10) This Page is temporarily restricted from sending messages",
+            )
         params = call.params
         recipient = _json_param(params.get("recipient"))
         if not isinstance(recipient, dict) or not any(

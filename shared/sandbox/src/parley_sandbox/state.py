@@ -132,6 +132,7 @@ class MetaPage:
     instagram_username: str | None = None
     subscribed_fields: list[str] = field(default_factory=list)
     enforce_window: bool = False  # refuse sends outside the 24-hour window (code 10/2018278)
+    sending_restricted: bool = False  # Meta holds the Page's sends for a while (code 10/1893063)
 
 
 @dataclass
