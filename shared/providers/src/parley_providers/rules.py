@@ -42,7 +42,7 @@ class ReplyRule:
     source: str
     human_agent_tag: str | None = None
     """The message tag that extends the window to ``human_agent_window`` (None: no tags at all)."""
-    retired_tags: Mapping[str, date] = field(default_factory=dict)
+    retired_tags: Mapping[str, date] = field(default_factory=dict, hash=False)
     """Tags the provider accepted once, and the day it stopped: a reply asking one is refused."""
     messaging_tiers: tuple[int | None, ...] = ()
     """Business-initiated conversations allowed per rolling 24 h, by tier (None: unlimited)."""
