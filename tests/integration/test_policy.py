@@ -31,6 +31,7 @@ from tests.support.policy import (
     CLOSED,
     CLOSING,
     FAILED,
+    GRAPH,
     HUMAN_CLOSED,
     JWT,
     OPENED,
@@ -172,6 +173,19 @@ async def test_the_24_hour_window_and_the_human_agent_tag_at_their_boundaries(
         stack.clock.now = t0 + timedelta(hours=24)  # exactly 24 hours is still inside
         assert (await stack.check("conv-tag", text, "ana")).json()["approved"] is True
 
+        # inside the window the human-agent tag is dropped: the reply goes as a plain RESPONSE
+        in_day = await stack.reply("conv-tag", {"text": "A person, same day", "tag": "HUMAN_AGENT"}, "ana")
+        assert in_day.status_code == 202, in_day.text
+        assert (in_day.json()["messaging_type"], in_day.json()["tag"]) == ("RESPONSE", None)
+        await wait_sent(stack, in_day.json()["decision_id"])
+        (plain,) = await stack.sandbox.sent(f"/{PAGE}/messages")
+        assert plain["body"]["messaging_type"] == "RESPONSE"
+        assert "tag" not in plain["body"]
+        assert plain["version"] == GRAPH
+        retired = await stack.reply("conv-tag", {"text": "Shipped", "tag": "POST_PURCHASE_UPDATE"}, "ana")
+        assert retired.status_code == 422, retired.text
+        assert retired.json()["code"] == "TAG_RETIRED"
+
         stack.clock.now = t0 + timedelta(hours=24, seconds=1)
         window = await stack.window("conv-tag", t0)
         assert window["window_open"] is False
@@ -207,7 +221,7 @@ async def test_the_24_hour_window_and_the_human_agent_tag_at_their_boundaries(
         reply_id = tagged_reply.json()["decision_id"]
         events = await wait_sent(stack, reply_id)
         (sent,) = of_reply(events, reply_id, SENT)
-        (call,) = await stack.sandbox.sent(f"/{PAGE}/messages")
+        _, call = await stack.sandbox.sent(f"/{PAGE}/messages")
         assert call["status"] == 200
         assert call["result_id"] == sent["provider_message_id"]
         assert call["body"]["messaging_type"] == "MESSAGE_TAG"

@@ -17,14 +17,19 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
+from parley_events import Provider, ReplyApproved, SenderType
 from parley_providers import ErrorKind, ProviderError
-from parley_providers.meta.client import GraphClient, PageInfo
+from parley_providers.meta.client import GraphClient, PageInfo, graph_client
+from parley_providers.meta.outbound import MetaSender
+from parley_providers.meta.versions import DEFAULT_GRAPH_API_VERSION as GRAPH
 from parley_providers.x.client import XClient, XUser
 from parley_sandbox import SandboxState, build_parser, serve_sandbox, state_from_args
+from pydantic import SecretStr
 
 from tests.conftest import ROOT
 
@@ -307,7 +312,7 @@ async def test_send_message_records_each_request_without_credentials(sandbox: Sa
     sent = sandbox.state.sent
     assert [s.result_id for s in sent] == [first, second]
     assert all(s.status == 200 and s.provider == "meta" for s in sent)
-    assert sent[0].path == f"/v21.0/{acme.id}/messages"
+    assert sent[0].path == f"/{GRAPH}/{acme.id}/messages"
     assert sent[0].body == payload
     assert "authorization" not in {h.lower() for h in sent[0].headers}
     assert sent[0].headers["content-type"] == "application/json"
@@ -359,14 +364,14 @@ async def test_private_replies_and_public_comment_replies(sandbox: Sandbox) -> N
 
     reply_id = await sandbox.graph.reply_to_comment(comment, acme.access_token, "Thanks for asking!")
     assert reply_id.startswith("104512345678901_") and reply_id != comment
-    assert sandbox.state.sent[-1].path == f"/v21.0/{comment}/comments"
+    assert sandbox.state.sent[-1].path == f"/{GRAPH}/{comment}/comments"
     assert sandbox.state.sent[-1].body == {"message": "Thanks for asking!"}
     another = await sandbox.graph.reply_to_comment(comment, acme.access_token, "And more")
     assert another != reply_id
 
     ig_reply = await sandbox.graph.reply_to_instagram_comment("17858893269000001", acme.access_token, "Hi!")
     assert ig_reply.isdigit()
-    assert sandbox.state.sent[-1].path == "/v21.0/17858893269000001/replies"
+    assert sandbox.state.sent[-1].path == f"/{GRAPH}/17858893269000001/replies"
     error = await fails(
         sandbox.graph.reply_to_instagram_comment("17858893269000002", outlet.access_token, "Hi")
     )
@@ -428,9 +433,43 @@ async def test_missing_and_unknown_tokens_are_190(sandbox: Sandbox) -> None:
     assert "EAAmadeUpToken" not in str(error)
     # Graph also takes the token as the access_token query parameter
     _, long, _ = await sandbox.connect_meta(pages=acme_pages())
-    response = await sandbox.http.get(f"{sandbox.url}/v21.0/me/permissions", params={"access_token": long})
+    response = await sandbox.http.get(f"{sandbox.url}/{GRAPH}/me/permissions", params={"access_token": long})
     assert response.status_code == 200
     assert {"permission": "pages_messaging", "status": "granted"} in response.json()["data"]
+
+
+async def test_every_graph_call_names_the_version_the_settings_give(sandbox: Sandbox) -> None:
+    settings = SimpleNamespace(
+        graph_base_url=sandbox.url,
+        graph_api_version="v27.0",
+        meta_app_id=sandbox.state.meta_app_id,
+        meta_app_secret=SecretStr(sandbox.state.meta_app_secret),
+    )
+    graph = graph_client(sandbox.http, settings)
+    code = await sandbox.meta_user(pages=acme_pages())
+    short = await graph.exchange_code(code, REDIRECT)
+    long = await graph.long_lived_token(short.access_token)
+    acme = (await graph.pages(long.access_token))[0]
+    await graph.permissions(long.access_token)
+    await graph.debug_token(long.access_token)
+    await graph.subscribe_page(acme.id, acme.access_token, ["messages"])
+    payload = {
+        "recipient": {"id": "6900000000000001"},
+        "messaging_type": "RESPONSE",
+        "message": {"text": "Hi"},
+    }
+    await graph.send_message(acme.id, acme.access_token, payload)
+    await graph.reply_to_comment(f"{acme.id}_1", acme.access_token, "Thanks")
+
+    assert len(sandbox.state.calls) == 8
+    assert {call.version for call in sandbox.state.calls} == {"v27.0"}
+    assert [s.version for s in sandbox.state.sent] == ["v27.0", "v27.0"]
+    listed = await sandbox.admin("GET", "/calls")
+    assert {row["version"] for row in listed["data"]} == {"v27.0"}
+
+    sandbox.state.calls.clear()
+    await sandbox.graph.permissions(long.access_token)  # no version configured: the default
+    assert [call.version for call in sandbox.state.calls] == [GRAPH]
 
 
 async def test_unknown_versions_and_paths_answer_in_graph_shape(sandbox: Sandbox) -> None:
@@ -438,7 +477,7 @@ async def test_unknown_versions_and_paths_answer_in_graph_shape(sandbox: Sandbox
     unversioned = GraphClient(sandbox.http, sandbox.url, "a", "b", api_version="21.0")
     error = await fails(unversioned.permissions(long))
     assert (error.code, error.kind) == (2500, ErrorKind.INVALID_REQUEST)
-    response = await sandbox.http.get(f"{sandbox.url}/v21.0/me/friends/of/friends")
+    response = await sandbox.http.get(f"{sandbox.url}/{GRAPH}/me/friends/of/friends")
     assert response.json()["error"]["code"] == 2500
 
 
@@ -490,7 +529,7 @@ async def test_whatsapp_number_verification_registration_and_send(sandbox: Sandb
     record = sandbox.state.sent[0]
     assert (record.provider, record.path, record.result_id) == (
         "whatsapp",
-        f"/v21.0/{number}/messages",
+        f"/{GRAPH}/{number}/messages",
         wamid,
     )
     assert record.body == {"messaging_product": "whatsapp", **text}
@@ -586,9 +625,71 @@ async def test_messenger_window_and_the_human_agent_tag(sandbox: Sandbox) -> Non
     bad_tag = {**human, "tag": "PROMOTION"}
     error = await fails(sandbox.graph.send_message(page.id, page.access_token, bad_tag))
     assert (error.code, error.kind) == (100, ErrorKind.INVALID_REQUEST)
+    for retired in ("ACCOUNT_UPDATE", "CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE"):
+        error = await fails(sandbox.graph.send_message(page.id, page.access_token, {**human, "tag": retired}))
+        assert (error.code, error.kind) == (100, ErrorKind.INVALID_REQUEST)
     sandbox.state.advance(5 * 86400)
     error = await fails(sandbox.graph.send_message(page.id, page.access_token, human))
     assert error.kind is ErrorKind.WINDOW_CLOSED
+
+
+async def test_a_page_restricted_from_sending_answers_10_1893063_until_meta_lifts_it(
+    sandbox: Sandbox,
+) -> None:
+    pages_spec = [{"id": "104512345678908", "name": "Held", "sending_restricted": True}]
+    _, _, pages = await sandbox.connect_meta(pages=pages_spec)
+    page = pages[0]
+    response = {
+        "recipient": {"id": "6900000000000008"},
+        "messaging_type": "RESPONSE",
+        "message": {"text": "Hi"},
+    }
+
+    error = await fails(sandbox.graph.send_message(page.id, page.access_token, response))
+
+    assert (error.status, error.code, error.subcode) == (400, 10, 1893063)
+    assert error.kind is ErrorKind.SENDING_RESTRICTED
+    assert (await sandbox.admin("GET", f"/meta/pages/{page.id}"))["sending_restricted"] is True
+    sandbox.state.pages[page.id].sending_restricted = False
+    assert (await sandbox.graph.send_message(page.id, page.access_token, response)).startswith("m_")
+
+
+def approved(page_id: str, psid: str, messaging_type: str, tag: str | None) -> ReplyApproved:
+    return ReplyApproved(
+        event_id="r:approved",
+        reply_id="r",
+        tenant_id="t",
+        channel_id="ch",
+        conversation_id="c",
+        sender_type=SenderType.HUMAN,
+        occurred_at=datetime(2026, 11, 30, 9, 0, tzinfo=UTC),
+        provider=Provider.MESSENGER,
+        account_id=page_id,
+        recipient_id=psid,
+        kind="direct",
+        text="A person here",
+        messaging_type=messaging_type,
+        tag=tag,
+    )
+
+
+async def test_the_sender_sends_the_decisions_messaging_type_and_tag_and_nothing_else(
+    sandbox: Sandbox,
+) -> None:
+    pages_spec = [{"id": "104512345678909", "name": "Strict", "enforce_window": True}]
+    _, _, pages = await sandbox.connect_meta(pages=pages_spec)
+    page, psid = pages[0], "6900000000000009"
+    sender = MetaSender(sandbox.graph)
+    sandbox.state.open_window(page.id, psid, ago_s=3600)
+
+    await sender.send(approved(page.id, psid, "RESPONSE", None), page.access_token)
+    sandbox.state.advance(2 * 86400)
+    await sender.send(approved(page.id, psid, "MESSAGE_TAG", "HUMAN_AGENT"), page.access_token)
+
+    inside, after = sandbox.state.sent
+    assert (inside.status, after.status) == (200, 200)
+    assert inside.body["messaging_type"] == "RESPONSE" and "tag" not in inside.body
+    assert (after.body["messaging_type"], after.body["tag"]) == ("MESSAGE_TAG", "HUMAN_AGENT")
 
 
 # --------------------------------------------------------------------------- fault switches

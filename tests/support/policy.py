@@ -37,6 +37,7 @@ from parley_events import (
 from parley_policy.bootstrap import create_policy_app
 from parley_policy.service import PolicyService
 from parley_policy.settings import PolicySettings
+from parley_providers.meta.versions import DEFAULT_GRAPH_API_VERSION
 from parley_sandbox import SandboxState, serve_sandbox
 from parley_shared.auth import issue_dev_token
 from parley_shared.vault import Credential, MongoCredentialStore, TokenVault, parse_keys
@@ -51,7 +52,7 @@ KEYS = "k1:" + base64.b64encode(secrets.token_bytes(32)).decode()
 TENANT = "tenant-a"
 OTHER_TENANT = "tenant-b"
 REDIRECT = "https://app.parley.test/oauth/meta/callback"
-GRAPH = "v21.0"
+GRAPH = DEFAULT_GRAPH_API_VERSION
 
 REQUESTED = "parley.reply.requested.v1"
 APPROVED = "parley.reply.approved.v1"

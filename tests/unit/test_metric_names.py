@@ -6,6 +6,7 @@ import re
 
 import parley_ingest.metrics  # noqa: F401 - registers ingest's metrics
 import parley_onboarding.metrics  # noqa: F401 - registers onboarding's metrics
+import parley_providers.metrics  # noqa: F401 - registers the provider packages' metrics
 import parley_shared.metrics  # noqa: F401 - registers the shared metrics
 import pytest
 from prometheus_client import REGISTRY

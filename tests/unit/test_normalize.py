@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from parley_events import Attachment, Direction, Provider
+from parley_events import Attachment, Direction, Provider, Referral
 from parley_ingest.domain.normalize import (
     ItemFailure,
     MalformedPayload,
@@ -149,7 +149,7 @@ def test_a_numeric_mid_and_sender_are_read_as_strings() -> None:
     ("item", "kind"),
     [
         ({"optin": {"ref": "r"}}, "messenger.optin"),
-        ({"referral": {"ref": "r", "source": "SHORTLINK"}}, "messenger.referral"),
+        ({"account_linking": {"status": "linked"}}, "messenger.account_linking"),
         ({"something_new": {}}, "messenger.unknown"),
     ],
 )
@@ -160,6 +160,35 @@ def test_non_message_items_are_skipped_with_their_kind(item: dict[str, Any], kin
 
     assert result.messages == ()
     assert result.skipped == (kind,)
+
+
+def test_a_referral_riding_on_a_message_or_a_postback_is_kept_with_it() -> None:
+    ad = {"ref": "boots", "ad_id": "120210987654321098", "source": "ADS", "type": "OPEN_THREAD"}
+    with_message = messaging_text("m_ad", "is this in stock?")
+    with_message["message"]["referral"] = ad
+    postback = {
+        "sender": {"id": CUSTOMER_ID},
+        "recipient": {"id": PAGE_ID},
+        "timestamp": 1_714_564_800_000,
+        "postback": {"title": "Get Started", "payload": "GET_STARTED", "referral": {"ref": "qr-door"}},
+    }
+
+    message, started = parse_meta(page_delivery(page_entry([with_message, postback]))).messages
+
+    assert message.content.text == "is this in stock?"
+    assert message.content.referral == Referral(
+        source="ADS", type="OPEN_THREAD", ref="boots", ad_id="120210987654321098"
+    )
+    assert started.content.referral == Referral(ref="qr-door")
+
+
+def test_a_referral_that_is_not_an_object_fails_alone() -> None:
+    bad = {"sender": {"id": CUSTOMER_ID}, "recipient": {"id": PAGE_ID}, "timestamp": 1, "referral": "ADS"}
+
+    result = parse_meta(page_delivery(page_entry([bad, messaging_text("m_ok")])))
+
+    assert [m.provider_message_id for m in result.messages] == ["m_ok"]
+    assert [f.position for f in result.failures] == ["entry[0].messaging[0]"]
 
 
 def test_skipped_items_do_not_hide_the_messages_next_to_them() -> None:

@@ -17,11 +17,13 @@ from parley_events import (
     ChannelSnapshot,
     ChannelStatus,
     Choice,
+    Content,
     DeliveryStatus,
     Direction,
     MessageKind,
     Provider,
     Reaction,
+    Referral,
     StoryRef,
 )
 from parley_ingest.domain.normalize import (
@@ -121,9 +123,23 @@ MESSAGE_FIXTURES = [
     "instagram_comment",
     "instagram_comment_reply",
     "instagram_mention",
+    "messenger_sticker",
+    "messenger_sticker_legacy",
+    "messenger_referral",
+    "instagram_ig_post",
+    "instagram_reel",
+    "instagram_reaction",
+    "instagram_unsupported",
+    "instagram_referral",
 ]
-STATUS_FIXTURES = ["messenger_delivery", "messenger_read"]
-SKIPPED_FIXTURES = ["page_feed_edited", "page_feed_post", "unknown_object", "unknown_field"]
+STATUS_FIXTURES = ["messenger_delivery", "messenger_read", "instagram_seen"]
+SKIPPED_FIXTURES = [
+    "page_feed_edited",
+    "page_feed_post",
+    "unknown_object",
+    "unknown_field",
+    "instagram_live_comment",
+]
 
 
 def test_every_fixture_file_is_exercised_here() -> None:
@@ -455,8 +471,11 @@ def test_a_story_mention_keeps_the_story_url() -> None:
     assert msg.author.id == IGSID
     assert msg.kind is MessageKind.DIRECT
     assert msg.content.text is None
-    assert msg.content.story == StoryRef(kind="mention", story_id=None, url=url)
-    assert msg.content.attachments == (Attachment(type="story_mention", url=url),)
+    # the payload has only the CDN URL; its asset_id is the story's media id
+    assert msg.content.story == StoryRef(kind="mention", story_id="18033331234567890", url=url)
+    assert msg.content.attachments == (
+        Attachment(type="story_mention", url=url, media_id="18033331234567890"),
+    )
     assert msg.provider_message_id.endswith("MDAwMDAwMDAwMDAwMDAwMwZDZD")
     assert msg.provider_timestamp == at(7, 5, 0, 125)
 
@@ -556,6 +575,161 @@ def test_an_instagram_mention_is_a_mention_in_the_medias_thread() -> None:
     assert msg.provider_timestamp == at(7, 13, 20)
 
 
+# --- 2026 payloads: stickers, shared posts and reels, referrals, reactions, seen, unsupported ----
+
+STICKER_URL = "https://scontent.example-cdn.net/v/t39.1997-6/851557_369239263222822_thumbs_up.png"
+
+
+def test_a_sticker_is_one_sticker_attachment_during_the_transition_and_after() -> None:
+    result = parse("messenger_sticker")
+
+    assert result.skipped == ()
+    transition, new_only = result.messages
+    assert transition.content.attachments == (
+        Attachment(type="sticker", url=STICKER_URL, sticker_id="369239263222822"),
+    )
+    assert new_only.content.attachments == (
+        Attachment(
+            type="sticker",
+            url="https://scontent.example-cdn.net/v/t39.1997-6/767226160478561_happy_cat.webp",
+            sticker_id="767226160478561",
+        ),
+    )
+    for msg in (transition, new_only):
+        assert (msg.provider, msg.direction, msg.kind) == (
+            Provider.MESSENGER,
+            Direction.INBOUND,
+            MessageKind.DIRECT,
+        )
+        assert msg.conversation_key == f"dm:{CUSTOMER}"
+        assert msg.content.text is None
+    assert transition.provider_message_id == "m_Stk1Transition8Qw2Er4Ty6Ui8Op0As2Df"
+    assert transition.provider_timestamp == at(7, 20, 0, 100)
+    assert new_only.provider_timestamp == at(7, 21, 0, 200)
+
+
+def test_the_old_sticker_form_an_image_with_a_sticker_id_is_still_a_sticker() -> None:
+    msg = only_message("messenger_sticker_legacy")
+
+    assert msg.content.attachments == (
+        Attachment(type="sticker", url=STICKER_URL, sticker_id="369239263222822"),
+    )
+    assert msg.provider_message_id == "m_Stk3Legacy4Rt6Yu8Io0Pa2Sd4Fg6Hj8Kl0Z"
+
+
+def test_a_link_referral_and_an_ad_referral_are_the_customers_turn_with_what_brought_them() -> None:
+    result = parse("messenger_referral")
+
+    assert result.skipped == ()
+    link, ad = result.messages
+    for msg in (link, ad):
+        assert (msg.provider, msg.account_id) == (Provider.MESSENGER, PAGE_ID)
+        assert msg.conversation_key == f"dm:{CUSTOMER}"
+        assert msg.direction is Direction.INBOUND
+        assert msg.author.id == CUSTOMER
+        assert msg.kind is MessageKind.DIRECT  # it restarts the 24-hour window, as a message does
+        assert (msg.content.text, msg.content.attachments) == (None, ())
+    assert link.content == Content(
+        referral=Referral(source="SHORTLINK", type="OPEN_THREAD", ref="summer-sale-newsletter")
+    )
+    assert ad.content.referral == Referral(
+        source="ADS",
+        type="OPEN_THREAD",
+        ref="boots-campaign",
+        ad_id="120210987654321098",
+        ad_title="Winter boots, 20% off",
+    )
+    assert link.provider_message_id == f"referral:{CUSTOMER}:1718004180400"
+    assert ad.provider_message_id == f"referral:{CUSTOMER}:1718004240500"
+    assert ad.provider_timestamp == at(7, 24, 0, 500)
+
+
+def test_an_instagram_link_referral_is_read_the_same_way() -> None:
+    msg = only_message("instagram_referral")
+
+    assert (msg.provider, msg.conversation_key) == (Provider.INSTAGRAM, f"dm:{IGSID}")
+    assert msg.content.referral == Referral(source="SHORTLINK", type="OPEN_THREAD", ref="bio-link")
+    assert msg.provider_message_id == f"referral:{IGSID}:1718004720500"
+
+
+def test_a_shared_post_is_an_ig_post_with_its_media_id_and_caption() -> None:
+    result = parse("instagram_ig_post")
+
+    assert result.skipped == ()
+    shared, transition = result.messages
+    assert shared.content.attachments == (
+        Attachment(
+            type="ig_post",
+            url="https://lookaside.example-cdn.com/ig_messaging_cdn/?asset_id=18139494541428835&signature=MnOpQr",
+            media_id="18139494541428835",
+            title="New season: the red trail runners are in.",
+        ),
+    )
+    # a legacy share next to its ig_post (Meta sent both until 2026-04-27) is one attachment
+    assert [(a.type, a.media_id, a.title) for a in transition.content.attachments] == [
+        ("ig_post", "18139494541428836", "Which colour next?")
+    ]
+    assert shared.conversation_key == f"dm:{IGSID}"
+    assert shared.provider_timestamp == at(7, 25, 0, 600)
+
+
+def test_a_shared_reel_keeps_its_video_id() -> None:
+    msg = only_message("instagram_reel")
+
+    assert msg.content.attachments == (
+        Attachment(
+            type="ig_reel",
+            url="https://lookaside.example-cdn.com/ig_messaging_cdn/?asset_id=18222333444555666&signature=YzAbCd",
+            media_id="18222333444555666",
+            title="How we make the soles",
+        ),
+    )
+
+
+def test_instagram_reactions_are_reaction_messages_on_the_message_they_target() -> None:
+    result = parse("instagram_reaction")
+
+    assert result.skipped == ()
+    react, unreact = result.messages
+    target = IG_DM_MID.replace("MQZDZD", "MgZDZD")
+    assert react.content.reaction == Reaction(emoji="\u2764\ufe0f", action="react", target_message_id=target)
+    assert unreact.content.reaction == Reaction(emoji=None, action="unreact", target_message_id=target)
+    assert {m.kind for m in result.messages} == {MessageKind.REACTION}
+    assert {m.provider for m in result.messages} == {Provider.INSTAGRAM}
+    assert react.provider_message_id == f"reaction:{target}:{IGSID}:react:1718004480100"
+
+
+def test_instagram_seen_is_a_read_receipt_naming_the_message_read() -> None:
+    status = only_status("instagram_seen")
+
+    assert (status.provider, status.account_id) == (Provider.INSTAGRAM, IG_ID)
+    assert status.conversation_key == f"dm:{IGSID}"
+    assert status.status is DeliveryStatus.READ
+    assert status.provider_message_ids == (IG_DM_MID.replace("MQZDZD", "MgZDZD"),)
+    assert status.watermark is None
+    assert status.provider_timestamp == at(7, 30, 0, 300)
+
+
+def test_an_unsupported_instagram_message_is_marked_so_the_agent_sees_it() -> None:
+    msg = only_message("instagram_unsupported")
+
+    assert msg.content.unsupported is True
+    assert (msg.content.text, msg.content.attachments) == (None, ())
+    assert msg.direction is Direction.INBOUND
+    assert msg.kind is MessageKind.DIRECT
+    assert msg.provider_message_id.endswith("MDAwOAZDZD")
+
+
+def test_an_ordinary_message_is_not_marked_unsupported_and_has_no_referral() -> None:
+    msg = only_message("instagram_dm")
+    assert msg.content.unsupported is False
+    assert msg.content.referral is None
+
+
+def test_live_comments_are_skipped_by_name() -> None:
+    assert parse("instagram_live_comment") == ParseResult(skipped=("instagram.changes.live_comments",))
+
+
 # --- skipped -------------------------------------------------------------------------------
 
 
@@ -588,7 +762,7 @@ def test_a_fixture_parsed_twice_gives_identical_message_events(name: str) -> Non
 @pytest.mark.parametrize("name", STATUS_FIXTURES)
 def test_a_receipt_parsed_twice_gives_identical_status_events(name: str) -> None:
     [a], [b] = parse(name).statuses, parse(name).statuses
-    channel = snapshot(Provider.MESSENGER, PAGE_ID)
+    channel = snapshot(a.provider, a.account_id)
 
     event_a, event_b = status_event(a, channel, "dlv_first"), status_event(b, channel, "dlv_again")
 

@@ -295,6 +295,19 @@ async def test_permanent_errors_fail_at_once_whatever_the_budget() -> None:
     assert h.published[1].reason == "password_changed"  # type: ignore[attr-defined]
 
 
+async def test_a_page_restricted_from_sending_fails_at_once_without_retries_or_a_reconnect_prompt() -> None:
+    restricted = meta_error("meta", 400, 10, 1893063, "(#10) This Page is temporarily restricted")
+    h = harness(Graph(errors=[restricted]))
+    await deliver(h)
+
+    assert len(h.graph.calls) == 1
+    assert h.waits == []
+    (failed,) = h.of(ReplyFailed)
+    assert (failed.reason, failed.error_kind, failed.attempts) == (FAILED_PERMANENT, "sending_restricted", 1)
+    assert (failed.error.code, failed.error.subcode) == (10, 1893063)
+    assert [type(e).__name__ for e in h.published] == ["ReplyFailed"]
+
+
 async def test_a_permanent_error_after_transient_ones_fails_at_once() -> None:
     window = meta_error("whatsapp", 400, 131047, None, "outside the window")
     h = harness(Graph(errors=[server_error(), server_error(), window]))

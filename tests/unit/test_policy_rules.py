@@ -6,7 +6,7 @@ window boundaries are tested to the second.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from parley_events import ChannelRole, ChannelSnapshot, ChannelStatus, Provider, SenderType
@@ -19,14 +19,7 @@ from parley_policy.domain.decision import (
     decide,
     window_closes,
 )
-from parley_policy.domain.rules import (
-    MESSAGE_TAGS,
-    PRIVATE_REPLY_WINDOW,
-    WHATSAPP_TIER_LIMITS,
-    Counting,
-    rule_for,
-    rules,
-)
+from parley_policy.domain.rules import Counting, messaging_limit, messaging_tiers, rule_for, rules
 
 pytestmark = pytest.mark.unit
 
@@ -38,6 +31,8 @@ D7 = timedelta(days=7)
 
 META = (Provider.MESSENGER, Provider.INSTAGRAM, Provider.WHATSAPP)
 TAGGABLE = (Provider.MESSENGER, Provider.INSTAGRAM)
+RETIRED = ("ACCOUNT_UPDATE", "CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE")
+"""Retired by Meta on 2026-04-27 (../shared/PLATFORM-RULES.md, docs/policy.md)."""
 APPROVED_TEMPLATES = {
     ("order_update", "en_US"): TemplateInfo("APPROVED", 2),
     ("any_params", "en_US"): TemplateInfo("APPROVED", None),
@@ -161,7 +156,6 @@ def test_windows_match_platform_rules(
 
 
 def test_private_replies_last_seven_days() -> None:
-    assert timedelta(days=7) == PRIVATE_REPLY_WINDOW
     assert rule_for(Provider.MESSENGER, "private_reply").window == timedelta(days=7)
     assert "750/h" in rule_for(Provider.MESSENGER, "private_reply").source
 
@@ -171,12 +165,28 @@ def test_send_rates_match_platform_rules(provider: Provider, rate: int) -> None:
     assert rule_for(provider, "direct").rate_per_second == rate
 
 
-def test_whatsapp_messaging_tiers() -> None:
-    assert WHATSAPP_TIER_LIMITS == (250, 2_000, 10_000, 100_000, None)
+def test_whatsapp_messaging_tiers_come_from_its_row() -> None:
+    assert messaging_tiers() == (250, 2_000, 10_000, 100_000, None)
+    assert rule_for(Provider.WHATSAPP, "direct").messaging_tiers == messaging_tiers()
+    assert [messaging_limit(t) for t in (-1, 0, 1, 2, 3, 4, 9)] == [
+        250,
+        250,
+        2_000,
+        10_000,
+        100_000,
+        None,
+        None,
+    ]
+    assert messaging_tiers(Provider.MESSENGER) == ()
+    assert messaging_limit(0, Provider.MESSENGER) is None
 
 
-def test_message_tags_are_the_documented_ones() -> None:
-    assert {"HUMAN_AGENT", "ACCOUNT_UPDATE", "CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE"} == MESSAGE_TAGS
+@pytest.mark.parametrize("provider", TAGGABLE)
+def test_human_agent_is_the_one_tag_and_three_are_retired(provider: Provider) -> None:
+    rule = rule_for(provider, "direct")
+    assert rule.human_agent_tag == "HUMAN_AGENT"
+    assert dict(rule.retired_tags) == {tag: date(2026, 4, 27) for tag in RETIRED}
+    assert rule_for(Provider.WHATSAPP, "direct").human_agent_tag is None
 
 
 @pytest.mark.parametrize(("provider", "kind"), [(Provider.WHATSAPP, "comment"), (Provider.X, "comment")])
@@ -282,17 +292,32 @@ def test_whatsapp_template_starting_a_conversation_is_sent_as_template() -> None
 # --- the HUMAN_AGENT tag ---------------------------------------------------------------------------
 
 
+HUMAN = ReplyRequest(text="Sorry for the wait.", tag="HUMAN_AGENT")
+
+
 @pytest.mark.parametrize("provider", TAGGABLE)
 @pytest.mark.parametrize(
-    "offset", [timedelta(hours=1), H24 + SECOND, D7 - SECOND, D7], ids=["1h", "24h+1s", "7d-1s", "7d"]
+    "offset",
+    [timedelta(hours=1), timedelta(hours=23, minutes=59), H24],
+    ids=["1h", "23h59", "24h"],
 )
-def test_human_agent_tag_for_a_human_within_seven_days(provider: Provider, offset: timedelta) -> None:
-    decision = run(
-        provider,
-        ReplyRequest(text="Sorry for the wait.", tag="HUMAN_AGENT"),
-        now=LAST + offset,
-        human_agent_tag=True,
-    )
+@pytest.mark.parametrize("enabled", [True, False], ids=["enabled", "not-enabled"])
+def test_inside_24_hours_the_tag_is_dropped_and_the_reply_is_a_response(
+    provider: Provider, offset: timedelta, enabled: bool
+) -> None:
+    decision = run(provider, HUMAN, now=LAST + offset, human_agent_tag=enabled)
+    assert_approved(decision)
+    assert (decision.messaging_type, decision.tag) == ("RESPONSE", None)
+
+
+@pytest.mark.parametrize("provider", TAGGABLE)
+@pytest.mark.parametrize(
+    "offset", [H24 + SECOND, timedelta(days=3), D7 - SECOND, D7], ids=["24h+1s", "3d", "7d-1s", "7d"]
+)
+def test_human_agent_tag_for_a_human_between_24_hours_and_seven_days(
+    provider: Provider, offset: timedelta
+) -> None:
+    decision = run(provider, HUMAN, now=LAST + offset, human_agent_tag=True)
     assert_approved(decision)
     assert decision.messaging_type == "MESSAGE_TAG"
     assert decision.tag == "HUMAN_AGENT"
@@ -301,17 +326,14 @@ def test_human_agent_tag_for_a_human_within_seven_days(provider: Provider, offse
 
 @pytest.mark.parametrize("provider", TAGGABLE)
 def test_human_agent_tag_after_seven_days_is_refused(provider: Provider) -> None:
-    decision = run(
-        provider,
-        ReplyRequest(text="Sorry for the wait.", tag="HUMAN_AGENT"),
-        now=LAST + D7 + SECOND,
-        human_agent_tag=True,
-    )
+    decision = run(provider, HUMAN, now=LAST + D7 + SECOND, human_agent_tag=True)
     assert_refused(decision, "WINDOW_CLOSED")
 
 
 @pytest.mark.parametrize("provider", TAGGABLE)
-@pytest.mark.parametrize("offset", [timedelta(hours=1), timedelta(days=3)], ids=["in-24h", "after-24h"])
+@pytest.mark.parametrize(
+    "offset", [timedelta(hours=1), H24, H24 + SECOND, timedelta(days=3)], ids=["1h", "24h", "24h+1s", "3d"]
+)
 def test_human_agent_tag_is_for_humans_only(provider: Provider, offset: timedelta) -> None:
     decision = run(
         provider,
@@ -324,24 +346,15 @@ def test_human_agent_tag_is_for_humans_only(provider: Provider, offset: timedelt
 
 
 @pytest.mark.parametrize("provider", TAGGABLE)
-def test_human_agent_tag_needs_the_channel_setting(provider: Provider) -> None:
-    decision = run(
-        provider,
-        ReplyRequest(text="Sorry for the wait.", tag="HUMAN_AGENT"),
-        now=LAST + timedelta(days=3),
-        human_agent_tag=False,
-    )
+@pytest.mark.parametrize("offset", [H24 + SECOND, timedelta(days=3), D7], ids=["24h+1s", "3d", "7d"])
+def test_human_agent_tag_needs_the_channel_setting(provider: Provider, offset: timedelta) -> None:
+    decision = run(provider, HUMAN, now=LAST + offset, human_agent_tag=False)
     assert_refused(decision, "HUMAN_AGENT_NOT_ENABLED")
 
 
 @pytest.mark.parametrize("provider", TAGGABLE)
 def test_human_agent_tag_with_no_channel(provider: Provider) -> None:
-    decision = run(
-        provider,
-        ReplyRequest(text="Sorry for the wait.", tag="HUMAN_AGENT"),
-        now=LAST + timedelta(days=3),
-        chan=None,
-    )
+    decision = run(provider, HUMAN, now=LAST + timedelta(days=3), chan=None)
     assert_refused(decision, "CHANNEL_INACTIVE", "HUMAN_AGENT_NOT_ENABLED")
 
 
@@ -354,34 +367,58 @@ def test_the_tag_is_never_added_on_its_own(provider: Provider) -> None:
         assert (decision.messaging_type, decision.tag) == ("RESPONSE", None)
 
 
-@pytest.mark.parametrize("tag", ["ACCOUNT_UPDATE", "CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE"])
-def test_instagram_allows_only_human_agent(tag: str) -> None:
+@pytest.mark.parametrize("provider", TAGGABLE)
+def test_after_24_hours_a_reply_without_the_tag_is_refused_even_where_the_channel_allows_it(
+    provider: Provider,
+) -> None:
+    decision = run(provider, ReplyRequest(text="hi"), now=LAST + H24 + SECOND, human_agent_tag=True)
+    assert_refused(decision, "WINDOW_CLOSED")
+    assert "HUMAN_AGENT" in decision.reasons[0].message
+
+
+@pytest.mark.parametrize("provider", TAGGABLE)
+@pytest.mark.parametrize("tag", RETIRED)
+@pytest.mark.parametrize(
+    ("offset", "expected"),
+    [
+        (timedelta(hours=1), ("TAG_RETIRED",)),
+        (timedelta(days=2), ("TAG_RETIRED", "WINDOW_CLOSED")),
+        (timedelta(days=30), ("TAG_RETIRED", "WINDOW_CLOSED")),
+    ],
+    ids=["1h", "2d", "30d"],
+)
+def test_retired_tags_are_refused_naming_the_day_they_ended(
+    provider: Provider, tag: str, offset: timedelta, expected: tuple[str, ...]
+) -> None:
     decision = run(
-        Provider.INSTAGRAM,
-        ReplyRequest(text="Update", tag=tag),
-        now=LAST + timedelta(days=2),
-        human_agent_tag=True,
+        provider, ReplyRequest(text="Your order shipped.", tag=tag), now=LAST + offset, human_agent_tag=True
     )
-    assert_refused(decision, "TAG_NOT_ALLOWED")
+    assert_refused(decision, *expected)
+    assert decision.tag is None
+    assert decision.messaging_type is None
+    assert "2026-04-27" in decision.reasons[0].message
+    assert tag in decision.reasons[0].message
 
 
-@pytest.mark.parametrize("tag", ["ACCOUNT_UPDATE", "CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE"])
-@pytest.mark.parametrize("offset", [timedelta(hours=1), timedelta(days=2), timedelta(days=30)])
-def test_messenger_update_tags_are_allowed(tag: str, offset: timedelta) -> None:
-    decision = run(Provider.MESSENGER, ReplyRequest(text="Your order shipped.", tag=tag), now=LAST + offset)
-    assert_approved(decision)
-    assert (decision.messaging_type, decision.tag) == ("MESSAGE_TAG", tag)
+@pytest.mark.parametrize("tag", RETIRED)
+def test_a_retired_tag_with_no_customer_message_is_refused_for_both(tag: str) -> None:
+    decision = run(Provider.MESSENGER, ReplyRequest(text="Update", tag=tag), last=None)
+    assert_refused(decision, "TAG_RETIRED", "NO_CUSTOMER_MESSAGE")
 
 
 @pytest.mark.parametrize("tag", ["CUSTOMER_FEEDBACK", "human_agent", "PROMOTION", ""])
-def test_messenger_unknown_tags_are_refused(tag: str) -> None:
+@pytest.mark.parametrize(
+    ("offset", "expected"),
+    [(timedelta(hours=1), ("TAG_NOT_ALLOWED",)), (timedelta(days=2), ("TAG_NOT_ALLOWED", "WINDOW_CLOSED"))],
+)
+def test_messenger_unknown_tags_are_refused(tag: str, offset: timedelta, expected: tuple[str, ...]) -> None:
     decision = run(
         Provider.MESSENGER,
         ReplyRequest(text="Hi", tag=tag),
-        now=LAST + timedelta(days=2),
+        now=LAST + offset,
         human_agent_tag=True,
     )
-    assert_refused(decision, "TAG_NOT_ALLOWED")
+    assert_refused(decision, *expected)
 
 
 @pytest.mark.parametrize("tag", ["ACCOUNT_UPDATE", "CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE"])

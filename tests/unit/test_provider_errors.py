@@ -12,6 +12,7 @@ import pytest
 from parley_providers import ErrorKind, ProviderError, UserToken
 from parley_providers.meta.client import GraphClient
 from parley_providers.meta.errors import classify_graph_error, graph_error, meta_error
+from parley_providers.meta.errors import reauth_reason as meta_reauth_reason
 from parley_providers.x.client import XClient
 from parley_providers.x.errors import classify_x_error, x_error
 
@@ -63,6 +64,10 @@ K = ErrorKind
         (500, 2, None, K.RETRYABLE),
         (500, 131000, None, K.RETRYABLE),
         (400, 131016, None, K.RETRYABLE),
+        # a Page temporarily restricted from sending: neither a lost permission nor transient
+        (400, 10, 1893063, K.SENDING_RESTRICTED),
+        (403, 10, 1893063, K.SENDING_RESTRICTED),
+        (500, 10, 1893063, K.SENDING_RESTRICTED),
         # the codes win over the status
         (500, 190, 463, K.REAUTH_REQUIRED),
         (429, 131047, None, K.WINDOW_CLOSED),
@@ -117,6 +122,11 @@ def test_classify_x_error(
     status: int, code: int | None, problem: str | None, oauth: str | None, expected: ErrorKind
 ) -> None:
     assert classify_x_error(status, code, problem, oauth) is expected
+
+
+def test_a_restricted_page_is_never_read_as_a_revoked_permission() -> None:
+    assert meta_reauth_reason(10, 1893063) == "sending_restricted"
+    assert meta_reauth_reason(10, None) == "permission_revoked"
 
 
 def test_provider_error_carries_its_fields_and_pickles() -> None:

@@ -196,6 +196,9 @@ PARLEY_JWT_ISSUER: {{ . | quote }}
 PARLEY_META_APP_ID: {{ . | quote }}
 {{- end }}
 PARLEY_GRAPH_BASE_URL: {{ $p.graphBaseUrl | quote }}
+{{- with $p.graphApiVersion }}
+PARLEY_GRAPH_API_VERSION: {{ . | quote }}
+{{- end }}
 PARLEY_X_API_BASE_URL: {{ $p.xApiBaseUrl | quote }}
 {{- with $p.xClientId }}
 PARLEY_X_CLIENT_ID: {{ . | quote }}

@@ -14,7 +14,13 @@ class OnboardingSettings(ApiSettings):
         description="'<key id>:<base64 32 bytes>,...'; the first encrypts, all decrypt (rotation)."
     )
     graph_base_url: str = "https://graph.facebook.com"
-    graph_api_version: str = "v21.0"
+    graph_api_version: str = Field(
+        default="",
+        pattern=r"^(v\d+\.\d+)?$",
+        description="The Graph API version Meta's calls use (vNN.N); empty: the version parley-providers "
+        "is tested against. A version within 90 days of its end is warned about at start "
+        "(docs/operations.md, moving the Graph API version).",
+    )
     meta_app_id: str = Field(description="The Meta app that Pages and Instagram profiles connect to.")
     meta_app_secret: SecretStr
     x_api_base_url: str = "https://api.x.com"

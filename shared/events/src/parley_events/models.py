@@ -111,9 +111,15 @@ class Attachment(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    type: str = Field(examples=["image", "video", "audio", "file", "story_mention"])
+    type: str = Field(
+        examples=["image", "video", "audio", "file", "sticker", "ig_post", "ig_reel", "story_mention"]
+    )
     url: str | None = None
-    media_id: str | None = None
+    media_id: str | None = Field(
+        default=None, description="The provider's id of the media: a shared post's or reel's media id."
+    )
+    title: str | None = Field(default=None, description="A shared post's or reel's caption, when given.")
+    sticker_id: str | None = Field(default=None, description="The provider's sticker id (type sticker).")
 
 
 class Location(BaseModel):
@@ -167,6 +173,18 @@ class StoryRef(BaseModel):
     url: str | None = None
 
 
+class Referral(BaseModel):
+    """How the customer came to the conversation: an ad, or a link with a ``ref`` parameter."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    source: str | None = Field(default=None, examples=["ADS", "SHORTLINK"])
+    type: str | None = Field(default=None, examples=["OPEN_THREAD"])
+    ref: str | None = Field(default=None, description="The ref parameter of the link or the ad.")
+    ad_id: str | None = Field(default=None, description="The ad the customer clicked.")
+    ad_title: str | None = None
+
+
 class Content(BaseModel):
     """What a message carries. Every field is optional; providers fill what they have."""
 
@@ -183,6 +201,14 @@ class Content(BaseModel):
         default=None, description="Provider id of the message or comment this one answers."
     )
     deleted: bool = Field(default=False, description="The customer deleted the message.")
+    referral: Referral | None = Field(
+        default=None, description="The customer arrived through an ad or a link (alone or with a message)."
+    )
+    unsupported: bool = Field(
+        default=False,
+        description="The customer sent something the provider's API cannot show (Instagram "
+        "is_unsupported): the agent sees that a message arrived and can ask for it again.",
+    )
 
 
 class MessageReceived(Event):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
@@ -21,6 +21,7 @@ from parley_providers.rules import Counting, ReplyRule
 
 __all__ = [
     "AccountConnector",
+    "ApiVersionStatus",
     "AuthorizedAccount",
     "Connector",
     "ConnectorFactory",
@@ -82,6 +83,23 @@ class Sender(Protocol):
     """Delivers an approved reply; answers the provider's id of what it sent, raises ProviderError."""
 
     async def send(self, reply: ReplyApproved, token: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class ApiVersionStatus:
+    """The provider API version a process is configured to call, and how long the provider keeps
+    answering it."""
+
+    provider: str
+    api: str
+    """Which of the provider's APIs (``graph`` for Meta's Graph API)."""
+    version: str
+    ends_on: date | None
+    """The last day the provider answers this version; None: not announced, or not known."""
+    days_left: int | None
+    """Days from today to ``ends_on`` (negative once it has passed)."""
+    warning: str | None = None
+    """What a process should log at start (the end is near or past, or the version is unknown)."""
 
 
 SenderFactory = Callable[[httpx.AsyncClient, Any], "Sender | None"]
@@ -248,3 +266,5 @@ class ProviderPlugin:
     """How this provider's replies are sent."""
     make_connector: ConnectorFactory | None = None
     """How this provider's accounts are connected (onboarding's connect flows)."""
+    api_versions: Callable[[Any, date], Sequence[ApiVersionStatus]] | None = None
+    """The API versions a service's settings configure for this provider, and their end of life."""

@@ -22,6 +22,8 @@ class ErrorKind(StrEnum):
     RETRYABLE = "retryable"  # transient: the same call may succeed later
     WINDOW_CLOSED = "window_closed"  # outside the customer-service window: needs a template/tag
     INVALID_REQUEST = "invalid_request"  # this request will never succeed as it is
+    SENDING_RESTRICTED = "sending_restricted"  # the provider holds the account's sends for a while:
+    # no retry (each one would fail the same); the account must wait, or appeal, before sending again
 
 
 def classify_status(status: int) -> ErrorKind:

@@ -108,7 +108,7 @@ EMPTY = ParseResult()
 
 _MESSAGING_SKIPS = (
     "optin",
-    "referral",
+    "referral",  # no longer skipped (normalized), kept so a label once counted stays valid
     "account_linking",
     "pass_thread_control",
     "take_thread_control",
@@ -124,7 +124,13 @@ _MESSAGING_SKIPS = (
 _NAMED = {
     "meta": ("user", "permissions", "application", "certificate_transparency", "payment_subscriptions"),
     "messenger.changes": ("ratings", "mention", "leadgen", "live_videos", "videos", "name", "picture"),
-    "instagram.changes": ("story_insights", "messages", "message_reactions", "messaging_seen"),
+    "instagram.changes": (
+        "story_insights",
+        "messages",
+        "message_reactions",
+        "messaging_seen",
+        "live_comments",
+    ),
     "messenger.feed": (
         "status",
         "post",

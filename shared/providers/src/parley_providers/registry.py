@@ -6,7 +6,9 @@ adds a provider; nothing in the services names one.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from datetime import UTC, date, datetime
 from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
@@ -14,19 +16,21 @@ from typing import Any
 import httpx
 from parley_events import Provider
 
-from parley_providers.base import Connector, ProviderPlugin, Sender, WebhookEndpoint
+from parley_providers.base import ApiVersionStatus, Connector, ProviderPlugin, Sender, WebhookEndpoint
 from parley_providers.rules import Counting, ReplyRule
 
 GROUP = "parley.providers"
 
 __all__ = [
     "GROUP",
+    "api_versions",
     "connectors",
     "length_counter",
     "plugin_for",
     "plugins",
     "reauth_reason",
     "reply_rules",
+    "report_api_versions",
     "senders",
     "webhook_endpoint",
     "webhook_endpoints",
@@ -116,3 +120,43 @@ def connectors(http: httpx.AsyncClient, settings: Any) -> dict[Provider, Connect
         if made is not None:
             found.update({provider: made for provider in plugin.providers})
     return found
+
+
+def api_versions(settings: Any, today: date) -> list[ApiVersionStatus]:
+    """The provider API versions a service's settings configure, each with its end of life."""
+    found: list[ApiVersionStatus] = []
+    for plugin in plugins().values():
+        if plugin.api_versions is not None:
+            found.extend(plugin.api_versions(settings, today))
+    return found
+
+
+def report_api_versions(
+    settings: Any, warn: Callable[..., object] | None = None, today: date | None = None
+) -> list[ApiVersionStatus]:
+    """At a process's start: export the days left of each configured API version (a gauge) and
+    warn about a version near or past its end, or one Parley does not know.
+
+    ``warn`` is called as ``warn(message, provider=..., api=..., version=..., ends_on=...,
+    days_left=...)`` (a structlog logger's ``warning``); by default the standard library logs it.
+    """
+    from parley_providers.metrics import API_VERSION_DAYS_LEFT
+
+    statuses = api_versions(settings, today or datetime.now(UTC).date())
+    for status in statuses:
+        if status.days_left is not None:
+            API_VERSION_DAYS_LEFT.labels(status.provider, status.api, status.version).set(status.days_left)
+        if status.warning is None:
+            continue
+        if warn is None:
+            logging.getLogger("parley_providers").warning(status.warning)
+        else:
+            warn(
+                status.warning,
+                provider=status.provider,
+                api=status.api,
+                version=status.version,
+                ends_on=status.ends_on.isoformat() if status.ends_on else None,
+                days_left=status.days_left,
+            )
+    return statuses

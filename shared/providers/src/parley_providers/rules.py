@@ -6,8 +6,9 @@ assembles them into one table. Every number is also in ../shared/PLATFORM-RULES.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from enum import StrEnum
 
 from parley_events import Provider
@@ -39,6 +40,12 @@ class ReplyRule:
     """Outside the window only an approved template may be sent (WhatsApp)."""
     rate_per_second: int | None
     source: str
+    human_agent_tag: str | None = None
+    """The message tag that extends the window to ``human_agent_window`` (None: no tags at all)."""
+    retired_tags: Mapping[str, date] = field(default_factory=dict, hash=False)
+    """Tags the provider accepted once, and the day it stopped: a reply asking one is refused."""
+    messaging_tiers: tuple[int | None, ...] = ()
+    """Business-initiated conversations allowed per rolling 24 h, by tier (None: unlimited)."""
 
 
 HOURS_24 = timedelta(hours=24)

@@ -121,6 +121,7 @@ class _Admin:
                 instagram_id=_opt_str(instagram, "id") if instagram else None,
                 instagram_username=_opt_str(instagram, "username") if instagram else None,
                 enforce_window=_flag(spec, "enforce_window"),
+                sending_restricted=_flag(spec, "sending_restricted"),
             )
             old = self.state.pages.get(page.id)
             if old is not None:

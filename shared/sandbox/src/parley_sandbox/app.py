@@ -143,7 +143,8 @@ def _provider_route(
             except (GraphFailure, XFailure) as failure:
                 response = failure.response()
         now = state.now()
-        state.calls.append(Call(request.method, request.url.path, response.status_code, now))
+        version = str(request.path_params["version"]) if provider == "graph" else None
+        state.calls.append(Call(request.method, request.url.path, response.status_code, now, version))
         if send is not None:
             kind: Literal["meta", "whatsapp", "x"] = send
             if send == "meta" and request.path_params.get("node") in state.whatsapp_numbers:
@@ -159,6 +160,7 @@ def _provider_route(
                     status=response.status_code,
                     result_id=result_id,
                     at=now,
+                    version=version,
                 )
             )
         return response

@@ -6,8 +6,8 @@ import hashlib
 import secrets
 from typing import Any, Literal
 
-from parley_providers.meta.errors import INVALID_TOKEN
-from parley_providers.meta.rules import MESSENGER_TEXT_MAX
+from parley_providers.meta.errors import INVALID_TOKEN, PAGE_SENDING_RESTRICTED
+from parley_providers.meta.rules import MESSENGER_TEXT_MAX, RETIRED_TAGS
 
 from parley_sandbox.state import (
     _REVOKED_MESSAGES,
@@ -350,6 +350,13 @@ class MetaApi:
         self.require_permission(user, "pages_messaging", code=230)
         if not {"MESSAGING", "MANAGE"} & set(page.tasks):
             raise GraphFailure(403, 10, None, "(#10) The user needs the MESSAGING task on this Page")
+        if page.sending_restricted:
+            raise GraphFailure(
+                400,
+                10,
+                PAGE_SENDING_RESTRICTED,
+                "(#10) This Page is temporarily restricted from sending messages",
+            )
         params = call.params
         recipient = _json_param(params.get("recipient"))
         if not isinstance(recipient, dict) or not any(
@@ -394,6 +401,9 @@ class MetaApi:
                 400, 100, None, "(#100) Param messaging_type must be one of {RESPONSE, UPDATE, MESSAGE_TAG}"
             )
         tag = params.get("tag")
+        if messaging_type == "MESSAGE_TAG" and tag in RETIRED_TAGS:
+            # retired on 2026-04-27: Meta answers a plain "invalid parameter" (chatwoot#14674)
+            raise GraphFailure(400, 100, None, "(#100) Invalid parameter")
         if messaging_type == "MESSAGE_TAG" and tag not in MESSAGE_TAGS:
             raise GraphFailure(
                 400, 100, None, f"(#100) Param tag must be one of {{{', '.join(sorted(MESSAGE_TAGS))}}}"

@@ -132,6 +132,7 @@ class MetaPage:
     instagram_username: str | None = None
     subscribed_fields: list[str] = field(default_factory=list)
     enforce_window: bool = False  # refuse sends outside the 24-hour window (code 10/2018278)
+    sending_restricted: bool = False  # Meta holds the Page's sends for a while (code 10/1893063)
 
 
 @dataclass
@@ -242,6 +243,8 @@ class SentRequest:
     status: int
     result_id: str | None
     at: float
+    version: str | None = None
+    """The Graph API version the call named in its path (None: an X call)."""
 
 
 @dataclass
@@ -252,6 +255,8 @@ class Call:
     path: str
     status: int
     at: float
+    version: str | None = None
+    """The Graph API version the call named in its path (None: an X call)."""
 
 
 _CREDENTIAL_FIELDS = ("meta_app_id", "meta_app_secret", "x_client_id", "x_client_secret", "app_name")

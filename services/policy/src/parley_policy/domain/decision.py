@@ -14,7 +14,7 @@ from datetime import datetime
 from parley_events import ChannelRole, ChannelSnapshot, ChannelStatus, Provider, SenderType
 
 from parley_policy.domain.length import MAX_TEXT_CHARACTERS, measure
-from parley_policy.domain.rules import MESSAGE_TAGS, PRIVATE_REPLY_WINDOW, ReplyRule, rule_for
+from parley_policy.domain.rules import ReplyRule, rule_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,11 +207,14 @@ def decide(
             )
         elif request.comment_id in facts.private_replied_comments:
             reasons.append(Reason("PRIVATE_REPLY_USED", "a comment gets at most one private reply"))
-        elif now > comment_at + PRIVATE_REPLY_WINDOW:
+        elif rule.window is not None and now > comment_at + rule.window:
             reasons.append(Reason("PRIVATE_REPLY_EXPIRED", "private replies are possible for 7 days"))
         messaging_type = "RESPONSE"
     elif rule.window is not None:
         in_window = closes is not None and now <= closes
+        refused_tag = _tag_refusals(request.tag, rule) if request.tag is not None else []
+        reasons.extend(refused_tag)
+        human_agent = request.tag is not None and request.tag == rule.human_agent_tag
         if facts.last_customer_message_at is None:
             if request.template is None or not rule.template_outside_window:
                 reasons.append(Reason("NO_CUSTOMER_MESSAGE", "the business cannot start this conversation"))
@@ -219,11 +222,15 @@ def decide(
                 messaging_type = "TEMPLATE"  # WhatsApp: a template may open a conversation
         elif request.template is not None and rule.template_outside_window:
             messaging_type = "TEMPLATE"
-        elif in_window and request.tag is None:
-            messaging_type = "RESPONSE"
-        elif request.tag is not None:
+        elif in_window:
+            # inside the window no tag is ever sent, whatever the channel allows: a tag asked for
+            # here is dropped (the provider's tags are for replies after the window only)
+            if human_agent and request.sender_type is not SenderType.HUMAN:
+                reasons.append(HUMAN_AGENT_FOR_HUMANS_ONLY)
+            messaging_type = "RESPONSE" if not refused_tag else None
+        elif human_agent:
             messaging_type, tag = "MESSAGE_TAG", request.tag
-            reasons.extend(_tag_problems(request, rule, channel, human_closes, now))
+            reasons.extend(_human_agent_problems(request, channel, human_closes, now))
         elif rule.template_outside_window:
             reasons.append(
                 Reason("TEMPLATE_REQUIRED", "outside the 24-hour window only an approved template")
@@ -233,7 +240,8 @@ def decide(
                 Reason(
                     "WINDOW_CLOSED",
                     "the 24-hour window closed; a human agent may use the "
-                    "HUMAN_AGENT tag within 7 days where the channel allows it",
+                    f"{rule.human_agent_tag or 'human agent'} tag within 7 days where the channel "
+                    "allows it",
                 )
             )
     else:
@@ -251,30 +259,31 @@ def decide(
     )
 
 
-def _tag_problems(
-    request: ReplyRequest,
-    rule: ReplyRule,
-    channel: ChannelSnapshot | None,
-    human_closes: datetime | None,
-    now: datetime,
+HUMAN_AGENT_FOR_HUMANS_ONLY = Reason(
+    "HUMAN_AGENT_FOR_HUMANS_ONLY", "automated senders never use the HUMAN_AGENT tag"
+)
+
+
+def _tag_refusals(tag: str, rule: ReplyRule) -> list[Reason]:
+    """A tag the provider retired or never had; the human-agent tag itself is never refused here."""
+    if tag == rule.human_agent_tag:
+        return []
+    retired = rule.retired_tags.get(tag)
+    if retired is not None:
+        remains = f"; only {rule.human_agent_tag} remains" if rule.human_agent_tag else ""
+        return [Reason("TAG_RETIRED", f"the {tag} tag was retired on {retired.isoformat()}{remains}")]
+    if rule.human_agent_tag is None:
+        return [Reason("TAG_NOT_ALLOWED", f"{rule.provider.value} has no message tags")]
+    return [Reason("TAG_NOT_ALLOWED", f"{tag} is not a tag Parley sends (only {rule.human_agent_tag})")]
+
+
+def _human_agent_problems(
+    request: ReplyRequest, channel: ChannelSnapshot | None, human_closes: datetime | None, now: datetime
 ) -> list[Reason]:
-    tag = request.tag or ""
-    if rule.provider is Provider.WHATSAPP:
-        return [
-            Reason("TAG_NOT_ALLOWED", "WhatsApp has no message tags"),
-            Reason("TEMPLATE_REQUIRED", "outside the 24-hour window only an approved template"),
-        ]
-    if rule.provider is Provider.INSTAGRAM and tag != "HUMAN_AGENT":
-        return [Reason("TAG_NOT_ALLOWED", "Instagram allows only the HUMAN_AGENT tag")]
-    if tag not in MESSAGE_TAGS:
-        return [Reason("TAG_NOT_ALLOWED", f"{tag} is not a tag Parley sends")]
-    if tag != "HUMAN_AGENT":
-        return []  # non-promotional update tags: the agent vouches for their purpose
+    """The human-agent tag after the window: a person, a channel that allows it, within its window."""
     problems = []
     if request.sender_type is not SenderType.HUMAN:
-        problems.append(
-            Reason("HUMAN_AGENT_FOR_HUMANS_ONLY", "automated senders never use the HUMAN_AGENT tag")
-        )
+        problems.append(HUMAN_AGENT_FOR_HUMANS_ONLY)
     if channel is None or not channel.human_agent_tag:
         problems.append(Reason("HUMAN_AGENT_NOT_ENABLED", "this channel does not allow the HUMAN_AGENT tag"))
     if human_closes is None or now > human_closes:

@@ -1,8 +1,8 @@
 """The providers' reply rules as one table (pure), assembled from every provider plugin's rows.
 
 Sources: docs/policy.md and each provider package; every number is in ../shared/PLATFORM-RULES.md.
-Message tags and WhatsApp's messaging tiers are Meta's and WhatsApp's own rules, which policy's
-decision applies by name.
+A provider's message tags (the one that extends its window, the ones it retired) and its messaging
+tiers are fields of its rows: policy names no provider module.
 """
 
 from __future__ import annotations
@@ -11,20 +11,9 @@ from functools import cache
 
 from parley_events import Provider
 from parley_providers import registry
-from parley_providers.meta import rules as meta_rules  # noqa: TID251 (Meta's tags by name)
 from parley_providers.rules import Counting, ReplyRule
-from parley_providers.whatsapp import rules as whatsapp_rules  # noqa: TID251 (WhatsApp's tiers)
 
-__all__ = [
-    "MESSAGE_TAGS",
-    "PRIVATE_REPLY_WINDOW",
-    "WHATSAPP_TIER_LIMITS",
-    "Counting",
-    "ReplyRule",
-    "messaging_limit",
-    "rule_for",
-    "rules",
-]
+__all__ = ["Counting", "ReplyRule", "messaging_limit", "messaging_tiers", "rule_for", "rules"]
 
 
 @cache
@@ -33,14 +22,22 @@ def rules() -> dict[tuple[Provider, str], ReplyRule]:
     return registry.reply_rules()
 
 
-MESSAGE_TAGS = meta_rules.MESSAGE_TAGS
-PRIVATE_REPLY_WINDOW = meta_rules.PRIVATE_REPLY_WINDOW
-WHATSAPP_TIER_LIMITS = whatsapp_rules.WHATSAPP_TIER_LIMITS
-messaging_limit = whatsapp_rules.messaging_limit
-
-
 def rule_for(provider: Provider, kind: str) -> ReplyRule:
     try:
         return rules()[(provider, kind)]
     except KeyError as exc:
         raise ValueError(f"no reply rule for {provider.value} {kind}") from exc
+
+
+def messaging_tiers(provider: Provider = Provider.WHATSAPP) -> tuple[int | None, ...]:
+    """Business-initiated reach per rolling 24 h by tier, from the provider's direct-reply row."""
+    rule = rules().get((provider, "direct"))
+    return rule.messaging_tiers if rule is not None else ()
+
+
+def messaging_limit(tier: int, provider: Provider = Provider.WHATSAPP) -> int | None:
+    """Unique customers a number may reach outside the window per rolling 24 h (None: no limit)."""
+    tiers = messaging_tiers(provider)
+    if not tiers:
+        return None
+    return tiers[min(max(tier, 0), len(tiers) - 1)]

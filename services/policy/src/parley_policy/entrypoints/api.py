@@ -58,7 +58,14 @@ class ReplyIn(BaseModel):
         "input, refused before anything counts it.",
     )
     template: TemplateIn | None = None
-    tag: str | None = Field(default=None, examples=["HUMAN_AGENT"])
+    tag: str | None = Field(
+        default=None,
+        examples=["HUMAN_AGENT"],
+        description="Messenger and Instagram: HUMAN_AGENT, for a person's reply between 24 hours and "
+        "7 days after the customer's last message, on a channel that allows it; inside 24 hours the "
+        "reply is sent as RESPONSE without a tag. ACCOUNT_UPDATE, CONFIRMED_EVENT_UPDATE and "
+        "POST_PURCHASE_UPDATE were retired on 2026-04-27: 422 `TAG_RETIRED`.",
+    )
     sender_type: SenderType = Field(
         default=SenderType.HUMAN,
         description="`automated` only with a service principal's token (scope `parley:automation`); "

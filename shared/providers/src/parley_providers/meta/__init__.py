@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
 import httpx
 
-from parley_providers.base import Connector, ProviderPlugin, Sender
+from parley_providers.base import ApiVersionStatus, Connector, ProviderPlugin, Sender
 
 
 def sender(http: httpx.AsyncClient, settings: Any) -> Sender:
@@ -25,6 +27,15 @@ def connector(http: httpx.AsyncClient, settings: Any) -> Connector:
     return meta_connector(graph_client(http, settings), settings)
 
 
+def api_versions(settings: Any, today: date) -> Sequence[ApiVersionStatus]:
+    """The Graph API version the settings configure (WhatsApp's calls use the same one)."""
+    from parley_providers.meta.versions import DEFAULT_GRAPH_API_VERSION, graph_version_status
+
+    if not hasattr(settings, "graph_api_version"):
+        return ()
+    return (graph_version_status(settings.graph_api_version or DEFAULT_GRAPH_API_VERSION, today),)
+
+
 def plugin() -> ProviderPlugin:
     """The ``meta`` entry point of ``parley.providers``."""
     from parley_events import Provider
@@ -41,4 +52,5 @@ def plugin() -> ProviderPlugin:
         reauth_reason=reauth_reason,
         make_sender=sender,
         make_connector=connector,
+        api_versions=api_versions,
     )

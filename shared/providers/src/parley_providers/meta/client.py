@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from parley_providers.errors import ProviderError
 from parley_providers.http import expiry, int_or_none, json_object, require_str, segment, send
 from parley_providers.meta.errors import graph_error
+from parley_providers.meta.versions import DEFAULT_GRAPH_API_VERSION
 from parley_providers.oauth import UserToken
 
 __all__ = ["GraphClient", "GraphSettings", "PageInfo", "WhatsAppPhoneNumber", "graph_client"]
@@ -29,6 +30,7 @@ class GraphSettings(Protocol):
 
     graph_base_url: str
     graph_api_version: str
+    """The Graph API version every path starts with; empty: :data:`DEFAULT_GRAPH_API_VERSION`."""
     meta_app_id: str
     meta_app_secret: SecretStr
 
@@ -68,16 +70,21 @@ class GraphClient:
         base_url: str,
         app_id: str,
         app_secret: str,
-        api_version: str = "v21.0",
+        api_version: str | None = None,
     ) -> None:
         self._http = http
         self._base = base_url.rstrip("/")
         self._app_id = app_id
         self._app_secret = app_secret
-        self._version = api_version.strip("/")
+        self._version = (api_version or DEFAULT_GRAPH_API_VERSION).strip("/")
 
     def __repr__(self) -> str:
         return f"GraphClient(base_url={self._base!r}, app_id={self._app_id!r}, version={self._version!r})"
+
+    @property
+    def api_version(self) -> str:
+        """The Graph API version every call's path starts with."""
+        return self._version
 
     async def _call(
         self,
@@ -324,5 +331,5 @@ def graph_client(http: httpx.AsyncClient, settings: GraphSettings) -> GraphClien
         settings.graph_base_url,
         settings.meta_app_id,
         settings.meta_app_secret.get_secret_value(),
-        settings.graph_api_version,
+        settings.graph_api_version or None,
     )

@@ -12,6 +12,7 @@ from parley_providers.whatsapp.errors import WINDOW_CLOSED as WHATSAPP_WINDOW_CL
 
 __all__ = [
     "INVALID_TOKEN",
+    "PAGE_SENDING_RESTRICTED",
     "REAUTH_REASONS",
     "classify_graph_error",
     "graph_error",
@@ -37,6 +38,8 @@ def reauth_reason(code: int | None, subcode: int | None) -> str:
     """Why a reconnect is needed, from Graph's error code and subcode (never its text)."""
     if code == INVALID_TOKEN:
         return REAUTH_REASONS.get(subcode or 0, "token_invalid")
+    if code == 10 and subcode == PAGE_SENDING_RESTRICTED:
+        return "sending_restricted"  # no reconnect helps; named so that a prompt never says revoked
     if code == 10 or (code is not None and 200 <= code <= 299):
         return "permission_revoked"
     return "provider_rejected_token"
@@ -49,6 +52,10 @@ _WINDOW_CODES = frozenset({WHATSAPP_WINDOW_CLOSED})
 # Messenger and Instagram report a closed 24-hour window as code 10 with these subcodes; without
 # this, a closed window would look like a lost permission.
 _WINDOW_SUBCODES = frozenset({2018278, 2534022})
+PAGE_SENDING_RESTRICTED = 1893063
+"""Code 10's subcode for a Page temporarily restricted from sending messages (Messenger Platform
+changelog, 2026-06-25: https://developers.facebook.com/documentation/business-messaging/messenger-platform/changelog/).
+Not a lost permission and not transient: every send fails the same until Meta lifts it."""
 
 
 def classify_graph_error(status: int, code: int | None, subcode: int | None) -> ErrorKind:
@@ -58,6 +65,8 @@ def classify_graph_error(status: int, code: int | None, subcode: int | None) -> 
             return ErrorKind.REAUTH_REQUIRED
         if code == 10 and subcode in _WINDOW_SUBCODES:
             return ErrorKind.WINDOW_CLOSED
+        if code == 10 and subcode == PAGE_SENDING_RESTRICTED:
+            return ErrorKind.SENDING_RESTRICTED
         if code == 10 or 200 <= code <= 299:
             return ErrorKind.PERMISSION_MISSING
         if code in _RATE_LIMIT_CODES:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from parley_events import (
     Attachment,
@@ -24,6 +25,7 @@ from parley_events import (
     MessageKind,
     Provider,
     Reaction,
+    Referral,
     StoryRef,
 )
 
@@ -128,6 +130,7 @@ def _messaging_event(provider: Provider, account_id: str, event: Mapping[str, An
                             payload=optional_str(postback, "payload"),
                             title=optional_str(postback, "title"),
                         ),
+                        referral=_referral(postback.get("referral")),
                     ),
                     provider_message_id=mid,
                     provider_timestamp=timestamp,
@@ -183,9 +186,28 @@ def _messaging_event(provider: Provider, account_id: str, event: Mapping[str, An
                 ),
             )
         )
+    if "referral" in event:
+        # messaging_referral(s): the customer came back to an existing thread through an ad or an
+        # m.me / ig.me link; Meta says this restarts the 24-hour window, so it is the customer's
+        # turn in the conversation, with no text (m.me Links; messaging_referrals reference)
+        referral = _referral(mapping(event["referral"], "referral"))
+        stamp = int(timestamp.timestamp() * 1000)
+        return ParseResult(
+            messages=(
+                ParsedMessage(
+                    provider=provider,
+                    account_id=account_id,
+                    conversation_key=customer_key,
+                    direction=Direction.INBOUND,
+                    author=Author(id=sender_id),
+                    content=Content(referral=referral),
+                    provider_message_id=f"referral:{sender_id}:{stamp}",
+                    provider_timestamp=timestamp,
+                ),
+            )
+        )
     for kind in (
         "optin",
-        "referral",
         "account_linking",
         "pass_thread_control",
         "take_thread_control",
@@ -199,19 +221,68 @@ def _messaging_event(provider: Provider, account_id: str, event: Mapping[str, An
     return ParseResult(skipped=(f"{_prefix(provider)}.unknown",))
 
 
+# a shared post's or reel's media id, by attachment type (Messenger and Instagram webhooks)
+_MEDIA_ID_KEYS = ("id", "ig_post_media_id", "reel_video_id")
+
+
 def _attachments(message: Mapping[str, Any]) -> tuple[tuple[Attachment, ...], StoryRef | None]:
     attachments: list[Attachment] = []
     story: StoryRef | None = None
-    for item in mappings(message.get("attachments"), "attachments"):
+    items = mappings(message.get("attachments"), "attachments")
+    kinds = {item.get("type") for item in items}
+    for item in items:
         kind = optional_str(item, "type") or "file"
         raw_payload = item.get("payload")
         payload: Mapping[str, Any] = raw_payload if isinstance(raw_payload, Mapping) else {}
         # fallback attachments (shared links) carry their url on the attachment itself
         url = optional_str(payload, "url") or optional_str(item, "url")
+        sticker_id = optional_str(payload, "sticker_id")
+        if kind == "image" and sticker_id is not None:
+            # the old sticker form: an image with a sticker_id. Until 2026-08-30 Meta sends it next
+            # to the new sticker attachment (one sticker, two attachments); after, only the new one
+            if "sticker" in kinds:
+                continue
+            kind = "sticker"
+        if kind == "share" and "ig_post" in kinds:
+            continue  # Instagram sent both for a shared post until the legacy share went (2026-04-27)
+        media_id = next((v for k in _MEDIA_ID_KEYS if (v := optional_str(payload, k)) is not None), None)
         if kind == "story_mention":
-            story = StoryRef(kind="mention", story_id=optional_str(payload, "id"), url=url)
-        attachments.append(Attachment(type=kind, url=url, media_id=optional_str(payload, "id")))
+            media_id = media_id or _asset_id(url)
+            story = StoryRef(kind="mention", story_id=media_id, url=url)
+        attachments.append(
+            Attachment(
+                type=kind,
+                url=url,
+                media_id=media_id,
+                title=optional_str(payload, "title"),
+                sticker_id=sticker_id,
+            )
+        )
     return tuple(attachments), story
+
+
+def _asset_id(url: str | None) -> str | None:
+    """The media id in a Meta messaging CDN URL (``asset_id=...``), as in Meta's own examples where
+    it equals the shared post's ``ig_post_media_id``; a story mention's payload has only the URL."""
+    if not url or len(url) > 4096:
+        return None
+    values = parse_qs(urlsplit(url).query).get("asset_id", [])
+    return values[0] if len(values) == 1 and is_digits(values[0]) and len(values[0]) <= 32 else None
+
+
+def _referral(value: Any) -> Referral | None:
+    """An ad's or a link's referral (``source``, ``type``, ``ref``, ``ad_id``, the ad's title)."""
+    if not isinstance(value, Mapping):
+        return None
+    context = value.get("ads_context_data")
+    context = context if isinstance(context, Mapping) else {}
+    return Referral(
+        source=optional_str(value, "source"),
+        type=optional_str(value, "type"),
+        ref=optional_str(value, "ref"),
+        ad_id=optional_str(value, "ad_id"),
+        ad_title=optional_str(context, "ad_title"),
+    )
 
 
 def _message(
@@ -259,6 +330,8 @@ def _message(
                     choice=choice,
                     reply_to=reply_to,
                     deleted=bool(message.get("is_deleted")),
+                    referral=_referral(message.get("referral")),
+                    unsupported=message.get("is_unsupported") is True,
                 ),
                 provider_message_id=require_str(message, "mid"),
                 provider_timestamp=timestamp,
@@ -286,8 +359,11 @@ def _change(
     value = mapping(change.get("value"), "change value")
     if provider is Provider.MESSENGER and field == "feed":
         return _page_feed(account_id, entry, value)
-    if provider is Provider.INSTAGRAM and field in ("comments", "live_comments"):
+    if provider is Provider.INSTAGRAM and field == "comments":
         return _instagram_comment(account_id, entry, value)
+    # live_comments are skipped on purpose (instagram.changes.live_comments): they can be answered
+    # only while the broadcast lasts, which nothing in the delivery says, so a conversation made of
+    # them would offer replies Meta refuses
     if provider is Provider.INSTAGRAM and field == "mentions":
         return _instagram_mention(account_id, entry, value)
     return ParseResult(skipped=(skip_kind(f"{_prefix(provider)}.changes", field),))

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from parley_events import Provider
 
 from parley_providers.rules import DAYS_7, HOURS_24, Counting, ReplyRule
 
 MESSENGER_TEXT_MAX = 2000
 INSTAGRAM_TEXT_MAX_BYTES = 1000
+
+HUMAN_AGENT = "HUMAN_AGENT"
+"""The one message tag left: a person's reply between 24 hours and 7 days after the customer's last
+message (Message Tags, https://developers.facebook.com/docs/messenger-platform/send-messages/message-tags/)."""
+
+TAGS_RETIRED_ON = date(2026, 4, 27)
+RETIRED_TAGS = {
+    "ACCOUNT_UPDATE": TAGS_RETIRED_ON,
+    "CONFIRMED_EVENT_UPDATE": TAGS_RETIRED_ON,
+    "POST_PURCHASE_UPDATE": TAGS_RETIRED_ON,
+}
+"""Meta stopped accepting these tags on 2026-04-27: a send with one fails with error 100 ("Invalid
+parameter"). Meta's own pages reachable to us do not state the date; it is the one reported by
+integrators hit by it (chatwoot/chatwoot#14674) and in ../shared/PLATFORM-RULES.md."""
+
+SEND_API_TAGS = frozenset({HUMAN_AGENT})
+"""The ``tag`` values Messenger's Send API accepts with ``messaging_type: MESSAGE_TAG``."""
 
 RULES: dict[tuple[Provider, str], ReplyRule] = {
     (Provider.MESSENGER, "direct"): ReplyRule(
@@ -20,7 +39,9 @@ RULES: dict[tuple[Provider, str], ReplyRule] = {
         False,
         300,
         "Messenger Platform policy (24 h window), Send API reference (tags, 2000 characters), "
-        "Messenger rate limiting (300 calls/s per Page)",
+        "Messenger rate limiting (300 calls/s per Page); HUMAN_AGENT the only tag since 2026-04-27",
+        human_agent_tag=HUMAN_AGENT,
+        retired_tags=RETIRED_TAGS,
     ),
     (Provider.MESSENGER, "private_reply"): ReplyRule(
         Provider.MESSENGER,
@@ -54,6 +75,8 @@ RULES: dict[tuple[Provider, str], ReplyRule] = {
         False,
         None,
         "Instagram Messaging overview (24 h, HUMAN_AGENT 7 days), Instagram Messaging API (1000 bytes)",
+        human_agent_tag=HUMAN_AGENT,
+        retired_tags=RETIRED_TAGS,
     ),
     (Provider.INSTAGRAM, "comment"): ReplyRule(
         Provider.INSTAGRAM,
@@ -67,13 +90,3 @@ RULES: dict[tuple[Provider, str], ReplyRule] = {
         "Instagram comment replies: public, no messaging window",
     ),
 }
-
-MESSAGE_TAGS = {"HUMAN_AGENT", "ACCOUNT_UPDATE", "CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE"}
-"""Messenger message tags Parley lets agents use (Send API reference); others are refused."""
-
-PRIVATE_REPLY_WINDOW = DAYS_7
-
-SEND_API_TAGS = frozenset(
-    {"HUMAN_AGENT", "ACCOUNT_UPDATE", "CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE", "CUSTOMER_FEEDBACK"}
-)
-"""The ``tag`` values Messenger's Send API accepts with ``messaging_type: MESSAGE_TAG``."""

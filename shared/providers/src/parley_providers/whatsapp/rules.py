@@ -8,6 +8,9 @@ from parley_providers.rules import HOURS_24, Counting, ReplyRule
 
 WHATSAPP_TEXT_MAX = 4096
 
+WHATSAPP_TIER_LIMITS = (250, 2_000, 10_000, 100_000, None)
+"""Unique customers reached outside the window per rolling 24 h, by messaging tier (None: unlimited)."""
+
 RULES: dict[tuple[Provider, str], ReplyRule] = {
     (Provider.WHATSAPP, "direct"): ReplyRule(
         Provider.WHATSAPP,
@@ -19,14 +22,7 @@ RULES: dict[tuple[Provider, str], ReplyRule] = {
         True,
         80,
         "WhatsApp Cloud API (24 h customer service window, templates outside it, 4096 characters), "
-        "WhatsApp throughput (80 messages/s per number by default)",
+        "WhatsApp throughput (80 messages/s per number by default), WhatsApp messaging limits (tiers)",
+        messaging_tiers=WHATSAPP_TIER_LIMITS,
     ),
 }
-
-WHATSAPP_TIER_LIMITS = (250, 2_000, 10_000, 100_000, None)
-"""Unique customers reached outside the window per rolling 24 h, by messaging tier (None: unlimited)."""
-
-
-def messaging_limit(tier: int) -> int | None:
-    """Unique customers a WhatsApp number may reach outside the window per rolling 24 h."""
-    return WHATSAPP_TIER_LIMITS[min(max(tier, 0), len(WHATSAPP_TIER_LIMITS) - 1)]
