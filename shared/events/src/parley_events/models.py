@@ -183,6 +183,13 @@ class Content(BaseModel):
         default=None, description="Provider id of the message or comment this one answers."
     )
     deleted: bool = Field(default=False, description="The customer deleted the message.")
+    encrypted: bool = Field(
+        default=False,
+        description=(
+            "The message is end-to-end encrypted (X's XChat) and Parley cannot read it: no text or "
+            "attachments, only that it arrived. Agents answer it in the provider's own app."
+        ),
+    )
 
 
 class MessageReceived(Event):
