@@ -242,13 +242,22 @@ async def test_unauthorized_calls(sandbox: XSandbox) -> None:
         sandbox.x.create_activity_subscription(sandbox.app_token, "dm.received", HANDLE, WEBHOOK)
     )
     assert (app_only.status, app_only.kind) == (403, ErrorKind.PERMISSION_MISSING)
-    # listing and deleting take the app's token, not a user's
+    # listing takes the app's token, or a user's with like.read, which Parley's login does not ask
     listing = await fails(sandbox.x.activity_subscriptions(token))
     assert (listing.status, listing.kind) == (403, ErrorKind.PERMISSION_MISSING)
+    assert "like.read" in listing.message
+    # deleting takes the app's token only
     created = await sandbox.x.create_activity_subscription(token, "dm.received", HANDLE, WEBHOOK)
     deleting = await fails(sandbox.x.delete_activity_subscription(token, created.subscription_id))
     assert (deleting.status, deleting.kind) == (403, ErrorKind.PERMISSION_MISSING)
     assert list(sandbox.state.x_activity) == [created.subscription_id]
+
+
+async def test_a_user_token_with_like_read_and_tweet_read_may_list(sandbox: XSandbox) -> None:
+    token = await sandbox.user_token(scopes=["tweet.read", "like.read", "dm.read", "users.read"])
+    created = await sandbox.x.create_activity_subscription(token, "dm.sent", HANDLE, WEBHOOK)
+
+    assert await sandbox.x.activity_subscriptions(token) == [created]
 
 
 async def test_a_public_event_may_be_subscribed_with_the_app_token(sandbox: XSandbox) -> None:

@@ -280,7 +280,9 @@ class XApi:
         )
 
     def _x_activity_list(self, call: Incoming) -> Reply:
-        self._x_app_only(call)
+        if self._x_caller(call) is not None:
+            # X's OpenAPI: the app's Bearer token, or a user token holding both scopes
+            self.x_account(call, "tweet.read", "like.read")
         every = list(self.state.x_activity.values())
         size = call.query.get("max_results", "100")
         if not size.isdigit() or not 1 <= int(size) <= 1000:
