@@ -285,13 +285,15 @@ class XApi:
             self.x_account(call, "tweet.read", "like.read")
         every = list(self.state.x_activity.values())
         size = call.query.get("max_results", "100")
-        if not size.isdigit() or not 1 <= int(size) <= 1000:
+        if not (size.isascii() and size.isdigit()) or not 1 <= int(size) <= 1000:
             raise _x_invalid("The `max_results` query parameter must be between 1 and 1000", "max_results")
         start = 0
         cursor = call.query.get("pagination_token")
         if cursor is not None:
             try:
                 start = int(base64.b32hexdecode(cursor.encode()).decode())
+                if start < 0:
+                    raise ValueError(cursor)
             except (ValueError, binascii.Error):
                 raise _x_invalid(
                     "The `pagination_token` query parameter is not valid", "pagination_token"
