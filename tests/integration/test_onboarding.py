@@ -24,7 +24,7 @@ from parley_onboarding.adapters.stores import SEALED_FIELDS
 from parley_onboarding.domain.channels import channel_id_for
 from parley_onboarding.domain.whatsapp import OPERATOR_STEPS
 from parley_onboarding.entrypoints.cli import rotate_credentials
-from parley_onboarding.settings import DEFAULT_PAGE_FIELDS
+from parley_providers.meta.connect import DEFAULT_PAGE_FIELDS
 from parley_sandbox import DEFAULT_META_PERMISSIONS
 from parley_shared.auth import issue_dev_token
 from parley_shared.vault import TokenVault, parse_keys

@@ -7,17 +7,37 @@ from __future__ import annotations
 import inspect
 
 import pytest
+from parley_onboarding.adapters.stores import MongoOnboardingStore, OnboardingStore
 from parley_policy.adapters.stores import PolicyStore, PolicyStorePort
+from parley_providers.base import AccountConnector, NumberConnector, PageConnector, TokenCheck
+from parley_providers.meta.connect import MetaConnector
+from parley_providers.whatsapp.connect import WhatsAppConnector
+from parley_providers.x.connect import XConnector
 from parley_routing.adapters.repository import ConversationRepository, MongoConversationRepository
+from parley_routing.service import ChannelRoles
+from parley_shared.channels import DirectoryRoles
 
+from tests.support.fakes.onboarding import (
+    FakeAccountConnector,
+    FakeNumberConnector,
+    FakeOnboardingStore,
+    FakePageConnector,
+)
 from tests.support.fakes.policy import FakePolicyStore
-from tests.support.fakes.routing import FakeRepository
+from tests.support.fakes.routing import FakeChannelRoles, FakeRepository
 
 pytestmark = pytest.mark.unit
 
 PORTS = [
     (ConversationRepository, FakeRepository, MongoConversationRepository),
     (PolicyStorePort, FakePolicyStore, PolicyStore),
+    (ChannelRoles, FakeChannelRoles, DirectoryRoles),
+    (OnboardingStore, FakeOnboardingStore, MongoOnboardingStore),
+    (PageConnector, FakePageConnector, MetaConnector),
+    (AccountConnector, FakeAccountConnector, XConnector),
+    (NumberConnector, FakeNumberConnector, WhatsAppConnector),
+    (TokenCheck, FakePageConnector, MetaConnector),
+    (TokenCheck, FakeNumberConnector, WhatsAppConnector),
 ]
 
 
@@ -47,22 +67,57 @@ def test_the_fake_and_the_adapter_have_every_method_of_the_port_with_its_paramet
             assert parameters(inspect.signature(member)) == parameters(signature), (implementation, name)
 
 
-def test_the_port_declares_every_repository_method_the_service_and_the_api_call() -> None:
+def calls_through(attribute: str, *paths: str) -> set[str]:
+    """The names called on ``self.<attribute>`` (or ``<x>.<attribute>``) in these source files."""
     import ast
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2] / "services/routing/src/parley_routing"
+    root = Path(__file__).resolve().parents[2]
     called: set[str] = set()
-    for path in (root / "service.py", root / "entrypoints/api.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
+    for path in paths:
+        for node in ast.walk(ast.parse((root / path).read_text())):
             if (
                 isinstance(node, ast.Attribute)
                 and isinstance(node.value, ast.Attribute)
-                and node.value.attr == "repository"
+                and node.value.attr == attribute
             ):
                 called.add(node.attr)
+    return called
+
+
+def test_the_port_declares_every_repository_method_the_service_and_the_api_call() -> None:
+    routing = "services/routing/src/parley_routing"
+    called = calls_through("repository", f"{routing}/service.py", f"{routing}/entrypoints/api.py")
     assert called
     assert called <= set(protocol_methods(ConversationRepository))
+
+
+def test_the_onboarding_port_declares_every_store_method_the_service_and_the_ops_cli_call() -> None:
+    onboarding = "services/onboarding/src/parley_onboarding"
+    called = calls_through(
+        "stores", f"{onboarding}/service.py", f"{onboarding}/bootstrap.py", f"{onboarding}/entrypoints/cli.py"
+    )
+    assert {"save_channel", "claim_account", "save_connection", "ensure_indexes"} <= called
+    assert called <= set(protocol_methods(OnboardingStore))
+
+
+@pytest.mark.parametrize(
+    ("fake", "adapter", "flow"),
+    [
+        (FakePageConnector, MetaConnector, PageConnector),
+        (FakeAccountConnector, XConnector, AccountConnector),
+        (FakeNumberConnector, WhatsAppConnector, NumberConnector),
+    ],
+    ids=lambda c: c.__name__,
+)
+def test_each_connector_is_recognized_as_its_flow_and_as_no_other(
+    fake: type, adapter: type, flow: type
+) -> None:
+    """The service picks a provider's flow with isinstance: each connector passes for its own only."""
+    flows = {PageConnector, AccountConnector, NumberConnector}
+    for connector in (fake(), object.__new__(adapter)):
+        assert isinstance(connector, flow), connector
+        assert not any(isinstance(connector, other) for other in flows - {flow}), connector
 
 
 async def test_the_fake_lists_newest_activity_first_in_keyset_pages_like_the_adapter() -> None:

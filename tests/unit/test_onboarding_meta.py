@@ -1,9 +1,10 @@
-"""Which Page tasks let Parley run a Page as a channel (domain/meta.py, security #13 finding 14b)."""
+"""Which Page tasks let Parley run a Page as a channel (providers/meta/connect.py, security #13
+finding 14b)."""
 
 from __future__ import annotations
 
 import pytest
-from parley_onboarding.domain.meta import missing_page_tasks
+from parley_providers.meta.connect import missing_page_tasks
 
 
 @pytest.mark.parametrize(

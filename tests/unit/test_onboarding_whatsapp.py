@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from parley_onboarding.domain.errors import Conflict, DomainError
 from parley_onboarding.domain.whatsapp import (
-    CODE_VALIDITY,
     MAX_CODE_ATTEMPTS,
     MAX_TOTAL_CODE_ATTEMPTS,
     META_REVIEW_WAIT,
@@ -19,7 +18,10 @@ from parley_onboarding.domain.whatsapp import (
     StepRecord,
     WhatsAppOnboarding,
     check_display_name,
+    check_pin,
 )
+from parley_providers.whatsapp.connect import CODE_VALIDITY
+from parley_providers.whatsapp.connect import NUMBER_RULES as RULES
 
 pytestmark = pytest.mark.unit
 
@@ -58,7 +60,7 @@ def to_business_verified(**details: Any) -> WhatsAppOnboarding:
     onboarding = fresh()
     onboarding.sign_agreement(CUSTOMER, T0)
     onboarding.accept_terms(CUSTOMER, T0)
-    onboarding.submit_details(**{**DETAILS, **details}, by=CUSTOMER, at=T0)
+    onboarding.submit_details(**{**DETAILS, **details}, by=CUSTOMER, at=T0, rules=RULES)
     onboarding.account_created(phone_number_id="pn_1", waba_id="waba_1", by=PLATFORM, at=T0)
     onboarding.approve_business_manager_request(CUSTOMER, T0)
     onboarding.business_verified(META, T0)
@@ -67,7 +69,7 @@ def to_business_verified(**details: Any) -> WhatsAppOnboarding:
 
 def with_code_sent(at: datetime = T0) -> WhatsAppOnboarding:
     onboarding = to_business_verified()
-    onboarding.code_requested(CUSTOMER, at)
+    onboarding.code_requested(CUSTOMER, at, RULES)
     return onboarding
 
 
@@ -100,7 +102,7 @@ def test_happy_path_in_order() -> None:
             None,
         ),
         (
-            lambda: onboarding.submit_details(**DETAILS, by=CUSTOMER, at=t(3)),
+            lambda: onboarding.submit_details(**DETAILS, by=CUSTOMER, at=t(3), rules=RULES),
             Step.DETAILS_SUBMITTED,
             CUSTOMER,
             Actor.PLATFORM,
@@ -130,7 +132,7 @@ def test_happy_path_in_order() -> None:
             None,
         ),
         (
-            lambda: onboarding.code_requested(CUSTOMER, t(7)),
+            lambda: onboarding.code_requested(CUSTOMER, t(7), RULES),
             Step.CODE_SENT,
             CUSTOMER,
             Actor.CUSTOMER,
@@ -181,7 +183,7 @@ def test_happy_path_in_order() -> None:
     ]
     for index, (action, step, by, next_actor, wait) in enumerate(steps, start=1):
         if step is Step.PHONE_VERIFIED:
-            onboarding.check_code_attempt("123456", t(7) + timedelta(minutes=1))
+            onboarding.check_code_attempt("123456", t(7) + timedelta(minutes=1), RULES)
         record = action()
         assert record == StepRecord(step=step, at=t(index), by=by, next_actor=next_actor, expected_wait=wait)
         assert onboarding.step is step
@@ -253,7 +255,10 @@ def test_templates_may_be_submitted_again() -> None:
 ACTIONS: dict[str, tuple[Callable[[WhatsAppOnboarding], object], tuple[Step, ...]]] = {
     "sign_agreement": (lambda o: o.sign_agreement(CUSTOMER, T0), (Step.STARTED,)),
     "accept_terms": (lambda o: o.accept_terms(CUSTOMER, T0), (Step.AGREEMENT_SIGNED,)),
-    "submit_details": (lambda o: o.submit_details(**DETAILS, by=CUSTOMER, at=T0), (Step.TERMS_ACCEPTED,)),
+    "submit_details": (
+        lambda o: o.submit_details(**DETAILS, by=CUSTOMER, at=T0, rules=RULES),
+        (Step.TERMS_ACCEPTED,),
+    ),
     "account_created": (
         lambda o: o.account_created(phone_number_id="pn", waba_id="waba", by=PLATFORM, at=T0),
         (Step.DETAILS_SUBMITTED,),
@@ -263,8 +268,11 @@ ACTIONS: dict[str, tuple[Callable[[WhatsAppOnboarding], object], tuple[Step, ...
         (Step.ACCOUNT_CREATED,),
     ),
     "business_verified": (lambda o: o.business_verified(META, T0), (Step.BM_REQUEST_APPROVED,)),
-    "code_requested": (lambda o: o.code_requested(CUSTOMER, T0), (Step.BUSINESS_VERIFIED, Step.CODE_SENT)),
-    "check_code_attempt": (lambda o: o.check_code_attempt("123456", T0), (Step.CODE_SENT,)),
+    "code_requested": (
+        lambda o: o.code_requested(CUSTOMER, T0, RULES),
+        (Step.BUSINESS_VERIFIED, Step.CODE_SENT),
+    ),
+    "check_code_attempt": (lambda o: o.check_code_attempt("123456", T0, RULES), (Step.CODE_SENT,)),
     "phone_verified": (lambda o: o.phone_verified(CUSTOMER, T0), (Step.CODE_SENT,)),
     "activated": (lambda o: o.activated("ch_1", PLATFORM, T0), (Step.PHONE_VERIFIED,)),
     "profile_completed": (lambda o: o.profile_completed(CUSTOMER, T0), (Step.ACTIVATED,)),
@@ -329,7 +337,7 @@ def test_a_step_cannot_be_repeated() -> None:
 
 def submit(**overrides: Any) -> WhatsAppOnboarding:
     onboarding = at_step(Step.TERMS_ACCEPTED)
-    onboarding.submit_details(**{**DETAILS, **overrides}, by=CUSTOMER, at=T0)
+    onboarding.submit_details(**{**DETAILS, **overrides}, by=CUSTOMER, at=T0, rules=RULES)
     return onboarding
 
 
@@ -357,7 +365,7 @@ def test_e164_numbers_accepted(phone: str) -> None:
 def test_non_e164_numbers_refused(phone: str) -> None:
     onboarding = at_step(Step.TERMS_ACCEPTED)
     with pytest.raises(DomainError) as exc:
-        onboarding.submit_details(**{**DETAILS, "phone_number": phone}, by=CUSTOMER, at=T0)
+        onboarding.submit_details(**{**DETAILS, "phone_number": phone}, by=CUSTOMER, at=T0, rules=RULES)
     assert not isinstance(exc.value, Conflict)
     assert exc.value.code == "INVALID_PHONE_NUMBER"
     assert exc.value.details == {"field": "phone_number"}
@@ -383,7 +391,9 @@ def test_e164_refuses_trailing_newline_and_non_ascii_digits(phone: str) -> None:
 def test_business_manager_id_must_be_numeric(bm_id: str) -> None:
     onboarding = at_step(Step.TERMS_ACCEPTED)
     with pytest.raises(DomainError) as exc:
-        onboarding.submit_details(**{**DETAILS, "business_manager_id": bm_id}, by=CUSTOMER, at=T0)
+        onboarding.submit_details(
+            **{**DETAILS, "business_manager_id": bm_id}, by=CUSTOMER, at=T0, rules=RULES
+        )
     assert exc.value.code == "INVALID_BUSINESS_MANAGER_ID"
     assert exc.value.details == {"field": "business_manager_id"}
     assert onboarding.step is Step.TERMS_ACCEPTED
@@ -402,18 +412,34 @@ def test_business_manager_id_refuses_non_ascii_digits(bm_id: str) -> None:
 def test_bad_display_name_refused_on_submit() -> None:
     onboarding = at_step(Step.TERMS_ACCEPTED)
     with pytest.raises(DomainError) as exc:
-        onboarding.submit_details(**{**DETAILS, "display_name": "WhatsApp Shop"}, by=CUSTOMER, at=T0)
+        onboarding.submit_details(
+            **{**DETAILS, "display_name": "WhatsApp Shop"}, by=CUSTOMER, at=T0, rules=RULES
+        )
     assert exc.value.code == "INVALID_DISPLAY_NAME"
     assert onboarding.display_name is None
     assert onboarding.phone_number is None
     assert onboarding.step is Step.TERMS_ACCEPTED
 
 
-@pytest.mark.parametrize(("landline", "method"), [(False, "SMS"), (True, "VOICE")])
-def test_code_method(landline: bool, method: str) -> None:
-    onboarding = submit(landline=landline)
-    assert onboarding.landline is landline
-    assert onboarding.code_method == method
+@pytest.mark.parametrize("landline", [False, True])
+def test_landline_is_kept_for_the_code_request(landline: bool) -> None:
+    assert submit(landline=landline).landline is landline
+
+
+# --- the two-step verification PIN --------------------------------------------------------------
+
+
+def test_a_pin_of_the_providers_digits_is_taken_and_none_means_one_is_generated() -> None:
+    assert check_pin("012345", RULES) == "012345"
+    assert check_pin(None, RULES) is None
+
+
+@pytest.mark.parametrize("pin", ["12345", "1234567", "12345a", arabic_indic("123456"), 123456, ""])
+def test_a_pin_that_is_not_six_ascii_digits_is_refused(pin: object) -> None:
+    with pytest.raises(DomainError) as exc:
+        check_pin(pin, RULES)
+    assert (exc.value.code, exc.value.details) == ("INVALID_PIN", {"field": "pin"})
+    assert exc.value.message == "the two-step verification PIN has 6 digits"
 
 
 # --- display names ------------------------------------------------------------------------------
@@ -440,7 +466,7 @@ def test_code_method(landline: bool, method: str) -> None:
     ],
 )
 def test_good_display_names_pass(name: str) -> None:
-    assert check_display_name(name) == name
+    assert check_display_name(name, RULES) == name
 
 
 @pytest.mark.parametrize(
@@ -475,21 +501,21 @@ def test_good_display_names_pass(name: str) -> None:
 )
 def test_bad_display_names_refused(name: str) -> None:
     with pytest.raises(DomainError) as exc:
-        check_display_name(name)
+        check_display_name(name, RULES)
     assert exc.value.code == "INVALID_DISPLAY_NAME"
     assert exc.value.details == {"field": "display_name"}
 
 
 def test_acronym_limit_is_five_letters() -> None:
-    assert check_display_name("ABCDE") == "ABCDE"
+    assert check_display_name("ABCDE", RULES) == "ABCDE"
     with pytest.raises(DomainError):
-        check_display_name("ABCDEF")
+        check_display_name("ABCDEF", RULES)
 
 
 def test_shortest_name_is_three_characters() -> None:
-    assert check_display_name("Abc") == "Abc"
+    assert check_display_name("Abc", RULES) == "Abc"
     with pytest.raises(DomainError):
-        check_display_name("Ab")
+        check_display_name("Ab", RULES)
 
 
 # --- the code -----------------------------------------------------------------------------------
@@ -497,7 +523,7 @@ def test_shortest_name_is_three_characters() -> None:
 
 def test_code_request_records_time_and_resets_attempts() -> None:
     onboarding = to_business_verified()
-    record = onboarding.code_requested(CUSTOMER, T0)
+    record = onboarding.code_requested(CUSTOMER, T0, RULES)
     assert onboarding.code_sent_at == T0
     assert onboarding.code_attempts == 0
     assert record.expected_wait == "10 minutes"
@@ -506,9 +532,9 @@ def test_code_request_records_time_and_resets_attempts() -> None:
 def test_code_attempt_within_validity_allowed() -> None:
     onboarding = with_code_sent()
     assert timedelta(minutes=10) == CODE_VALIDITY
-    onboarding.check_code_attempt("123456", T0)
-    onboarding.check_code_attempt("000000", T0 + timedelta(minutes=5))
-    onboarding.check_code_attempt("123456", T0 + timedelta(minutes=10))  # exactly 10 minutes
+    onboarding.check_code_attempt("123456", T0, RULES)
+    onboarding.check_code_attempt("000000", T0 + timedelta(minutes=5), RULES)
+    onboarding.check_code_attempt("123456", T0 + timedelta(minutes=10), RULES)  # exactly 10 minutes
     assert onboarding.revision == 7  # checking changes nothing
 
 
@@ -516,7 +542,7 @@ def test_code_attempt_within_validity_allowed() -> None:
 def test_code_attempt_after_validity_refused(late: timedelta) -> None:
     onboarding = with_code_sent()
     with pytest.raises(DomainError) as exc:
-        onboarding.check_code_attempt("123456", T0 + late)
+        onboarding.check_code_attempt("123456", T0 + late, RULES)
     assert exc.value.code == "CODE_EXPIRED"
 
 
@@ -524,7 +550,7 @@ def test_code_attempt_after_validity_refused(late: timedelta) -> None:
 def test_code_must_be_six_digits(code: str) -> None:
     onboarding = with_code_sent()
     with pytest.raises(DomainError) as exc:
-        onboarding.check_code_attempt(code, T0)
+        onboarding.check_code_attempt(code, T0, RULES)
     assert exc.value.code == "INVALID_CODE_FORMAT"
     assert exc.value.details == {"field": "code"}
 
@@ -536,7 +562,7 @@ def test_code_must_be_six_digits(code: str) -> None:
 def test_code_refuses_non_ascii_digits(code: str) -> None:
     onboarding = with_code_sent()
     with pytest.raises(DomainError) as exc:
-        onboarding.check_code_attempt(code, T0)
+        onboarding.check_code_attempt(code, T0, RULES)
     assert exc.value.code == "INVALID_CODE_FORMAT"
 
 
@@ -554,12 +580,12 @@ def test_too_many_attempts() -> None:
     assert MAX_CODE_ATTEMPTS == 5
     onboarding = with_code_sent()
     for _ in range(MAX_CODE_ATTEMPTS - 1):
-        onboarding.check_code_attempt("123456", T0)
+        onboarding.check_code_attempt("123456", T0, RULES)
         onboarding.code_rejected()
-    onboarding.check_code_attempt("123456", T0)  # the fifth attempt is still allowed
+    onboarding.check_code_attempt("123456", T0, RULES)  # the fifth attempt is still allowed
     onboarding.code_rejected()
     with pytest.raises(DomainError) as exc:
-        onboarding.check_code_attempt("123456", T0)  # the sixth is not
+        onboarding.check_code_attempt("123456", T0, RULES)  # the sixth is not
     assert exc.value.code == "TOO_MANY_ATTEMPTS"
 
 
@@ -567,7 +593,7 @@ def test_resend_too_soon() -> None:
     onboarding = with_code_sent()
     revision = onboarding.revision
     with pytest.raises(DomainError) as exc:
-        onboarding.code_requested(CUSTOMER, T0 + timedelta(seconds=10))
+        onboarding.code_requested(CUSTOMER, T0 + timedelta(seconds=10), RULES)
     assert exc.value.code == "RESEND_TOO_SOON"
     retry_after = exc.value.details["retry_after_s"]
     assert isinstance(retry_after, int)
@@ -575,7 +601,7 @@ def test_resend_too_soon() -> None:
     assert onboarding.code_sent_at == T0
     assert onboarding.revision == revision
     # waiting as told is enough
-    onboarding.code_requested(CUSTOMER, T0 + timedelta(seconds=10 + retry_after))
+    onboarding.code_requested(CUSTOMER, T0 + timedelta(seconds=10 + retry_after), RULES)
 
 
 @pytest.mark.parametrize(
@@ -584,7 +610,7 @@ def test_resend_too_soon() -> None:
 def test_resend_refused_within_cooldown(elapsed: timedelta) -> None:
     onboarding = with_code_sent()
     with pytest.raises(DomainError) as exc:
-        onboarding.code_requested(CUSTOMER, T0 + elapsed)
+        onboarding.code_requested(CUSTOMER, T0 + elapsed, RULES)
     assert exc.value.code == "RESEND_TOO_SOON"
     retry_after = exc.value.details["retry_after_s"]
     assert isinstance(retry_after, int)
@@ -598,7 +624,7 @@ def test_resend_after_cooldown_keeps_the_count_and_renews_validity() -> None:
     onboarding.code_rejected()
     onboarding.code_rejected()
     resent_at = T0 + RESEND_COOLDOWN  # exactly the cooldown
-    record = onboarding.code_requested(CUSTOMER, resent_at)
+    record = onboarding.code_requested(CUSTOMER, resent_at, RULES)
     assert record.step is Step.CODE_SENT
     assert record.at == resent_at
     assert onboarding.code_attempts == 2
@@ -607,9 +633,9 @@ def test_resend_after_cooldown_keeps_the_count_and_renews_validity() -> None:
     assert onboarding.code_sent_at == resent_at
     assert [r.step for r in onboarding.history[-2:]] == [Step.CODE_SENT, Step.CODE_SENT]
     # the new code is valid 10 minutes from the resend
-    onboarding.check_code_attempt("123456", resent_at + CODE_VALIDITY)
+    onboarding.check_code_attempt("123456", resent_at + CODE_VALIDITY, RULES)
     with pytest.raises(DomainError) as exc:
-        onboarding.check_code_attempt("123456", resent_at + CODE_VALIDITY + timedelta(seconds=1))
+        onboarding.check_code_attempt("123456", resent_at + CODE_VALIDITY + timedelta(seconds=1), RULES)
     assert exc.value.code == "CODE_EXPIRED"
 
 
@@ -618,9 +644,9 @@ def test_resend_after_too_many_attempts_allows_trying_again() -> None:
     for _ in range(MAX_CODE_ATTEMPTS):
         onboarding.code_rejected()
     with pytest.raises(DomainError):
-        onboarding.check_code_attempt("123456", T0)
-    onboarding.code_requested(CUSTOMER, T0 + timedelta(minutes=2))
-    onboarding.check_code_attempt("123456", T0 + timedelta(minutes=2))
+        onboarding.check_code_attempt("123456", T0, RULES)
+    onboarding.code_requested(CUSTOMER, T0 + timedelta(minutes=2), RULES)
+    onboarding.check_code_attempt("123456", T0 + timedelta(minutes=2), RULES)
 
 
 def test_a_resend_numbers_the_new_code_after_the_highest_claimed_attempt() -> None:
@@ -629,15 +655,15 @@ def test_a_resend_numbers_the_new_code_after_the_highest_claimed_attempt() -> No
     onboarding = with_code_sent()
     onboarding.code_rejected(1)
     resent_at = T0 + RESEND_COOLDOWN
-    onboarding.code_requested(CUSTOMER, resent_at, highest_claimed=4)
+    onboarding.code_requested(CUSTOMER, resent_at, RULES, highest_claimed=4)
     assert onboarding.attempt_numbers == range(5, 5 + MAX_CODE_ATTEMPTS)
-    onboarding.check_code_attempt("123456", resent_at)  # the new code may be tried
+    onboarding.check_code_attempt("123456", resent_at, RULES)  # the new code may be tried
     # lower than the count: the count decides
-    onboarding.code_requested(CUSTOMER, resent_at + RESEND_COOLDOWN, highest_claimed=0)
+    onboarding.code_requested(CUSTOMER, resent_at + RESEND_COOLDOWN, RULES, highest_claimed=0)
     assert onboarding.attempt_numbers == range(2, 2 + MAX_CODE_ATTEMPTS)
     # claims up to the onboarding's total: no code is sent
     with pytest.raises(DomainError) as exc:
-        onboarding.code_requested(CUSTOMER, resent_at + 2 * RESEND_COOLDOWN, MAX_TOTAL_CODE_ATTEMPTS)
+        onboarding.code_requested(CUSTOMER, resent_at + 2 * RESEND_COOLDOWN, RULES, MAX_TOTAL_CODE_ATTEMPTS)
     assert exc.value.code == "TOO_MANY_ATTEMPTS"
 
 
@@ -661,16 +687,16 @@ def test_attempts_over_every_code_are_capped() -> None:
     at = T0
     for _ in range(MAX_TOTAL_CODE_ATTEMPTS // MAX_CODE_ATTEMPTS):
         for _ in range(MAX_CODE_ATTEMPTS):
-            onboarding.check_code_attempt("123456", at)
+            onboarding.check_code_attempt("123456", at, RULES)
             onboarding.code_rejected()
         with pytest.raises(DomainError) as exc:
-            onboarding.check_code_attempt("123456", at)
+            onboarding.check_code_attempt("123456", at, RULES)
         assert exc.value.code == "TOO_MANY_ATTEMPTS"
         at += RESEND_COOLDOWN
         if onboarding.code_attempts < MAX_TOTAL_CODE_ATTEMPTS:
-            onboarding.code_requested(CUSTOMER, at)
+            onboarding.code_requested(CUSTOMER, at, RULES)
     assert onboarding.code_attempts == MAX_TOTAL_CODE_ATTEMPTS
     with pytest.raises(DomainError) as exc:
-        onboarding.code_requested(CUSTOMER, at)
+        onboarding.code_requested(CUSTOMER, at, RULES)
     assert exc.value.code == "TOO_MANY_ATTEMPTS"
     assert "contact support" in exc.value.message

@@ -234,3 +234,16 @@ def test_rotation_keeps_the_channel_binding() -> None:
     rotated = TokenVault({"k2": NEW, "k1": OLD})
     with pytest.raises(VaultError):
         rotated.decrypt(sealed_old, "ch_another_channel")
+
+
+def test_a_credential_keeps_its_tokens_out_of_its_repr() -> None:
+    from datetime import UTC, datetime
+
+    from parley_shared.vault import Credential
+
+    credential = Credential(
+        "chn_1", "EAAG-secret-token", datetime(2027, 1, 1, tzinfo=UTC), ("a",), "refresh-secret"
+    )
+    text = repr(credential) + str(credential)
+    assert "chn_1" in text
+    assert "EAAG-secret-token" not in text and "refresh-secret" not in text

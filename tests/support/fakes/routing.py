@@ -12,7 +12,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from parley_events import ConversationEvent, ConversationMessageAdded, ConversationNoteAdded, Queue
+from parley_events import (
+    ChannelRole,
+    ConversationEvent,
+    ConversationMessageAdded,
+    ConversationNoteAdded,
+    Queue,
+)
 from parley_routing.adapters.repository import ConcurrentUpdate, Page
 from parley_routing.domain.model import Conversation, Note
 
@@ -174,3 +180,23 @@ class FakeRepository:
         items = [self._load(d) for d in ordered[:limit]]
         more = len(ordered) > limit
         return Page(items, (items[-1].last_activity_at, items[-1].id) if more and items else None)
+
+
+class FakeChannelRoles:
+    """Channel roles as a plain table: ``channels`` maps channel id to tenant, ``roles`` maps
+    (tenant, user, channel) to the user's own role (the read models' answer, teams included)."""
+
+    def __init__(self) -> None:
+        self.channels: dict[str, str] = {}
+        self.roles: dict[tuple[str, str, str], ChannelRole] = {}
+
+    def role_of(self, tenant_id: str, user_id: str, channel_id: str) -> ChannelRole | None:
+        if self.channels.get(channel_id) != tenant_id:
+            return None
+        return self.roles.get((tenant_id, user_id, channel_id))
+
+    def channel_ids_of(self, tenant_id: str) -> list[str]:
+        return [c for c, tenant in self.channels.items() if tenant == tenant_id]
+
+    def has_channel(self, tenant_id: str, channel_id: str) -> bool:
+        return self.channels.get(channel_id) == tenant_id

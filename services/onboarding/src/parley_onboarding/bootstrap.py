@@ -9,8 +9,7 @@ from typing import Any
 import httpx
 from faststream.kafka.annotations import KafkaMessage
 from parley_events import Event, TemplateStatusChanged, topics
-from parley_providers.meta.client import graph_client  # noqa: TID251 (connect flows: #14)
-from parley_providers.x.client import x_client  # noqa: TID251 (connect flows: #14)
+from parley_providers import registry
 from parley_shared.auth import TokenVerifier
 from parley_shared.kafka import CONSUMER_ACK_POLICY, decode_event
 from parley_shared.logging import get_logger
@@ -20,7 +19,7 @@ from parley_shared.vault import TokenVault, parse_keys
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount
 
-from parley_onboarding.adapters.stores import OnboardingStores
+from parley_onboarding.adapters.stores import MongoOnboardingStore
 from parley_onboarding.entrypoints.api import create_api
 from parley_onboarding.service import OnboardingService, utcnow
 from parley_onboarding.settings import OnboardingSettings
@@ -32,14 +31,13 @@ def build_service(
     rt: Runtime, settings: OnboardingSettings, http: httpx.AsyncClient, clock: Callable[[], datetime]
 ) -> OnboardingService:
     """The service with its production adapters (also used by the ops CLI)."""
-    graph = graph_client(http, settings)
-    x = x_client(http, settings)
 
     async def publish(event: Event, event_id: str) -> None:
         await rt.publisher.publish(event, event_id=event_id)
 
     vault = TokenVault(parse_keys(settings.encryption_keys.get_secret_value()))
-    return OnboardingService(OnboardingStores(rt.db), vault, graph, x, publish, settings, clock)
+    store = MongoOnboardingStore(rt.db, vault)
+    return OnboardingService(store, registry.connectors(http, settings), publish, settings, clock)
 
 
 def create_onboarding_app(

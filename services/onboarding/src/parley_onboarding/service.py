@@ -2,7 +2,9 @@
 
 Each operation loads aggregates, applies domain rules, saves with a version claim, then
 publishes the events (snapshot on the compacted channels topic first, then the lifecycle event).
-Provider calls go through the httpx clients in ``parley_providers``.
+The store is the :class:`OnboardingStore` port; provider calls go through each provider's connect
+flow (``parley_providers.base``: a PageConnector, AccountConnector or NumberConnector by provider,
+from the registry), so nothing here names a provider's API.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import inspect
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,30 +27,26 @@ from parley_events import (
     WhatsAppStepChanged,
 )
 from parley_providers import ErrorKind, ProviderError, registry
-from parley_providers.meta.client import GraphClient  # noqa: TID251 (connect flows: #14)
-from parley_providers.meta.errors import INVALID_TOKEN  # noqa: TID251 (connect flows: #14)
-from parley_providers.whatsapp import errors as whatsapp_errors  # noqa: TID251 (connect flows: #14)
-from parley_providers.x.client import XClient  # noqa: TID251 (connect flows: #14)
+from parley_providers.base import (
+    AccountConnector,
+    Connector,
+    GrantedPage,
+    NumberConnector,
+    PageConnector,
+    TokenCheck,
+)
 from parley_shared.channels import CLAIMING_STATUSES
 from parley_shared.logging import get_logger
 from parley_shared.mongo import VersionConflict
-from parley_shared.vault import Credential, MongoCredentialStore, TokenVault
+from parley_shared.vault import Credential
 
 from parley_onboarding import metrics
-from parley_onboarding.adapters.stores import (
-    OnboardingStores,
-    channel_from_doc,
-    channel_to_doc,
-    onboarding_from_doc,
-    onboarding_to_doc,
-    team_from_doc,
-    team_to_doc,
-)
+from parley_onboarding.adapters.stores import AccountClaim, OnboardingStore
 from parley_onboarding.domain.channels import Access, Channel, channel_id_for
+from parley_onboarding.domain.connections import PageConnection
 from parley_onboarding.domain.errors import Conflict, DomainError
-from parley_onboarding.domain.meta import REQUIRED_PAGE_TASKS, missing_page_tasks
 from parley_onboarding.domain.teams import Team
-from parley_onboarding.domain.whatsapp import StepRecord, WhatsAppOnboarding
+from parley_onboarding.domain.whatsapp import StepRecord, WhatsAppOnboarding, check_pin
 from parley_onboarding.settings import OnboardingSettings
 
 Publish = Callable[[Event, str], Awaitable[None]]
@@ -76,22 +74,33 @@ class OnboardingService:
 
     def __init__(
         self,
-        stores: OnboardingStores,
-        vault: TokenVault,
-        graph: GraphClient,
-        x: XClient | None,
+        stores: OnboardingStore,
+        connectors: Mapping[Provider, Connector],
         publish: Publish,
         settings: OnboardingSettings,
         clock: Clock = utcnow,
     ) -> None:
         self.stores = stores
-        self.credentials = MongoCredentialStore(stores.credentials, vault)
-        self.vault = vault
-        self.graph = graph
-        self.x = x
+        self.connectors = dict(connectors)
         self.publish = publish
         self.settings = settings
         self.clock = clock
+
+    def _pages(self) -> PageConnector:
+        """Meta's connect flow (Pages and their Instagram profiles)."""
+        connector = self.connectors.get(Provider.MESSENGER)
+        if not isinstance(connector, PageConnector):
+            raise DomainError(
+                "META_NOT_CONFIGURED", "Facebook and Instagram are not configured on this deployment"
+            )
+        return connector
+
+    def _numbers(self) -> NumberConnector:
+        """WhatsApp's connect flow (business numbers)."""
+        connector = self.connectors.get(Provider.WHATSAPP)
+        if not isinstance(connector, NumberConnector):
+            raise DomainError("WHATSAPP_NOT_CONFIGURED", "WhatsApp is not configured on this deployment")
+        return connector
 
     # --- publishing ---------------------------------------------------------------------------
 
@@ -107,14 +116,13 @@ class OnboardingService:
     # --- channels ------------------------------------------------------------------------------
 
     async def channel(self, tenant_id: str, channel_id: str) -> Channel:
-        doc = await self.stores.channels.get(channel_id)
-        if doc is None or doc["tenant_id"] != tenant_id:
+        channel = await self.stores.channel(channel_id)
+        if channel is None or channel.tenant_id != tenant_id:
             raise NotFound("CHANNEL_NOT_FOUND", "no such channel")
-        return channel_from_doc(doc)
+        return channel
 
     async def channels(self, tenant_id: str) -> list[Channel]:
-        docs = await self.stores.channels.find({"tenant_id": tenant_id})
-        return sorted((channel_from_doc(d) for d in docs), key=lambda c: c.id)
+        return sorted(await self.stores.tenant_channels(tenant_id), key=lambda c: c.id)
 
     async def _change_channel(
         self, tenant_id: str, channel_id: str, change: Callable[[Channel], list[Event]]
@@ -125,7 +133,7 @@ class OnboardingService:
             if not events:
                 return channel
             try:
-                await self.stores.channels.save(channel_to_doc(channel))
+                await self.stores.save_channel(channel)
             except VersionConflict:
                 continue
             await self._emit(events)
@@ -150,8 +158,8 @@ class OnboardingService:
         expires = credential.expires_at if credential else None
         scopes = credential.scopes if credential else ()
         for _ in range(10):
-            doc = await self.stores.channels.get(channel_id)
-            if doc is None:
+            existing = await self.stores.channel(channel_id)
+            if existing is None:
                 channel, events = Channel.connect(
                     tenant_id=tenant_id,
                     provider=provider,
@@ -164,14 +172,14 @@ class OnboardingService:
                     scopes=scopes,
                 )
             else:
-                channel = channel_from_doc(doc)
+                channel = existing
                 events = channel.reconnect(actor_id or "system", now, expires, scopes)
             try:
-                await self.stores.channels.save(channel_to_doc(channel))
+                await self.stores.save_channel(channel)
             except VersionConflict:
                 continue
             if credential is not None:
-                await self.credentials.put(
+                await self.stores.put_credential(
                     Credential(channel.id, credential.access_token, expires, scopes, credential.refresh_token)
                 )
             await self._emit(events)
@@ -204,19 +212,19 @@ class OnboardingService:
                 "stale account claim released",
                 provider=provider.value,
                 account_id=account_id,
-                holder=holder["channel_id"],
+                holder=holder.channel_id,
             )
-            await self.stores.release_account(provider, account_id, holder["channel_id"])
+            await self.stores.release_account(provider, account_id, holder.channel_id)
         raise Conflict("CONCURRENT_UPDATE", "the account's connection keeps changing; try again")
 
-    async def _stale_claim(self, claim: dict[str, Any]) -> bool:
-        claimed_at = claim.get("claimed_at")
-        if isinstance(claimed_at, datetime) and self.clock() - claimed_at <= STALE_CLAIM_AFTER:
+    async def _stale_claim(self, claim: AccountClaim) -> bool:
+        claimed_at = claim.claimed_at
+        if claimed_at is not None and self.clock() - claimed_at <= STALE_CLAIM_AFTER:
             # young claims may belong to a connect still saving its channel: never read it here
             # (reading rolls a half-saved channel forward, racing the writer's own save)
             return False
-        doc = await self.stores.channels.get(claim["channel_id"])
-        return doc is None or ChannelStatus(doc["status"]) not in CLAIMING_STATUSES
+        holder = await self.stores.channel(claim.channel_id)
+        return holder is None or holder.status not in CLAIMING_STATUSES
 
     async def ensure_account_claims(self) -> int:
         """Claim the accounts of channels that hold one but predate claims (run on start-up).
@@ -226,19 +234,17 @@ class OnboardingService:
         neither until one of them is disconnected.
         """
         created = 0
-        statuses = [s.value for s in CLAIMING_STATUSES]
-        async for doc in self.stores.channels.collection.find({"status": {"$in": statuses}}):
-            provider = Provider(doc["provider"])
+        async for channel in self.stores.channels_with_status(CLAIMING_STATUSES):
             inserted, holder = await self.stores.claim_account(
-                provider, doc["account_id"], doc["_id"], doc["tenant_id"], self.clock()
+                channel.provider, channel.account_id, channel.id, channel.tenant_id, self.clock()
             )
             created += int(inserted)
             if holder is not None:
                 log.error(
                     "two channels hold one account; disconnect one of them",
-                    provider=provider.value,
-                    account_id=doc["account_id"],
-                    channels=sorted([doc["_id"], holder["channel_id"]]),
+                    provider=channel.provider.value,
+                    account_id=channel.account_id,
+                    channels=sorted([channel.id, holder.channel_id]),
                 )
         if created:
             log.info("account claims created for existing channels", created=created)
@@ -303,7 +309,7 @@ class OnboardingService:
         # unsubscribe before releasing the claim: once released, another tenant may subscribe the Page
         await self._unsubscribe(channel)
         await self.stores.release_account(channel.provider, channel.account_id, channel.id)
-        await self.credentials.delete(channel_id)
+        await self.stores.delete_credential(channel_id)
         # and every other secret the channel leaves: WhatsApp token and PIN, connections' Page tokens
         await self.stores.purge_channel_secrets(tenant_id, channel_id, channel.account_id)
         if channel.provider is Provider.WHATSAPP and channel.business_account_id:
@@ -323,29 +329,23 @@ class OnboardingService:
         A failure never stops the disconnect (the channel is already withdrawn everywhere): it is
         logged and counted, and the Page's webhooks then reach ingest and are attributed to nobody.
         """
-        if channel.provider is Provider.MESSENGER:
-            page_id: str | None = channel.account_id
-        elif channel.provider is Provider.INSTAGRAM:
-            page_id = channel.business_account_id
-        else:
+        pages = self.connectors.get(channel.provider)
+        if not isinstance(pages, PageConnector):
             return  # X and WhatsApp: see docs/onboarding.md
+        # a Messenger channel is its Page; an Instagram profile's channel keeps its Page's id
+        page_id = (
+            channel.account_id if channel.provider is Provider.MESSENGER else channel.business_account_id
+        )
         if not page_id:
             return
-        statuses = {"$in": [s.value for s in CLAIMING_STATUSES]}
-        users = await self.stores.channels.find(
-            {"provider": Provider.MESSENGER.value, "account_id": page_id, "status": statuses}, limit=1
-        ) or await self.stores.channels.find(
-            {"provider": Provider.INSTAGRAM.value, "business_account_id": page_id, "status": statuses},
-            limit=1,
-        )
-        if users:
+        if await self.stores.page_in_use(page_id):
             log.info("page still serves another channel; app stays subscribed", channel_id=channel.id)
             return
-        credential = await self.credentials.get(channel.id)
+        credential = await self.stores.credential(channel.id)
         outcome = "no_credential"
         if credential is not None:
             try:
-                await self.graph.unsubscribe_page(page_id, credential.access_token)
+                await pages.unsubscribe_page(page_id, credential.access_token)
                 outcome = "unsubscribed"
             except ProviderError as exc:
                 outcome = "failed"
@@ -366,41 +366,27 @@ class OnboardingService:
         self, tenant_id: str, actor_id: str, code: str, redirect_uri: str
     ) -> dict[str, Any]:
         """Exchange the OAuth code, check permissions and list what can be connected."""
-        short = await self.graph.exchange_code(code, redirect_uri)
-        user_token = await self.graph.long_lived_token(short.access_token)
-        permissions = await self.graph.permissions(user_token.access_token)
-        granted = {name for name, status in permissions.items() if status == "granted"}
-        pages = await self.graph.pages(user_token.access_token)
-        connection_id = f"conn_{uuid.uuid4().hex}"
-        await self.stores.connections.insert_one(
-            {
-                "_id": connection_id,
-                "tenant_id": tenant_id,
-                "actor_id": actor_id,
-                "created_at": self.clock(),
-                # kept only until activation or expiry (then deleted); the user token itself is
-                # never stored: activation needs only its expiry and the Page tokens
-                "expires_at": self.clock() + timedelta(seconds=self.settings.connection_ttl_s),
-                "user_token_expires_at": user_token.expires_at,
-                "granted": sorted(granted),
-                "pages": [
-                    {
-                        "id": p.id,
-                        "name": p.name,
-                        "tasks": list(p.tasks),
-                        "token": self.vault.encrypt(p.access_token, connection_id),
-                        "instagram_id": p.instagram_business_account_id,
-                        "instagram_username": p.instagram_username,
-                    }
-                    for p in pages
-                ],
-            }
+        pages = self._pages()
+        grant = await pages.grant(code, redirect_uri)
+        now = self.clock()
+        connection = PageConnection(
+            id=f"conn_{uuid.uuid4().hex}",
+            tenant_id=tenant_id,
+            actor_id=actor_id,
+            created_at=now,
+            # kept only until activation or expiry (then deleted); the user token itself is never
+            # stored: activation needs only its expiry and the Page tokens
+            expires_at=now + timedelta(seconds=self.settings.connection_ttl_s),
+            user_token_expires_at=grant.expires_at,
+            granted=grant.granted,
+            pages=grant.pages,
         )
+        await self.stores.save_connection(connection)
         existing = {c.account_id for c in await self.channels(tenant_id) if c.status.value != "disconnected"}
         return {
-            "connection_id": connection_id,
-            "missing_permissions": sorted(set(self.settings.meta_permissions) - granted),
-            "missing_instagram_permissions": sorted(set(self.settings.instagram_permissions) - granted),
+            "connection_id": connection.id,
+            "missing_permissions": pages.missing_permissions(grant.granted, instagram=False),
+            "missing_instagram_permissions": pages.missing_permissions(grant.granted, instagram=True),
             "pages": [
                 {
                     "page_id": p.id,
@@ -409,108 +395,101 @@ class OnboardingService:
                     "connected": p.id in existing,
                     "instagram": (
                         {
-                            "id": p.instagram_business_account_id,
+                            "id": p.instagram_id,
                             "username": p.instagram_username,
-                            "connected": p.instagram_business_account_id in existing,
+                            "connected": p.instagram_id in existing,
                         }
-                        if p.instagram_business_account_id
+                        if p.instagram_id
                         else None
                     ),
                 }
-                for p in pages
+                for p in grant.pages
             ],
         }
+
+    def _page_access(self, pages: PageConnector, page: GrantedPage, what: str, field: str) -> None:
+        """Refuse a Page on which the admin lacks the tasks Parley needs."""
+        missing_tasks = pages.missing_page_tasks(page.tasks)
+        if missing_tasks:
+            raise DomainError(
+                "PAGE_ACCESS_INSUFFICIENT",
+                f"on page {what} you need full control, or the "
+                f"{' and '.join(pages.required_page_tasks)} tasks (missing: {', '.join(missing_tasks)})",
+                field=field,
+                missing_tasks=missing_tasks,
+            )
 
     async def activate_meta(
         self, tenant_id: str, actor_id: str, connection_id: str, page_ids: list[str], instagram_ids: list[str]
     ) -> list[Channel]:
         """Activate the selected Pages and Instagram profiles: one channel each."""
-        session = await self.stores.connections.find_one({"_id": connection_id, "tenant_id": tenant_id})
-        if session is None:
+        pages = self._pages()
+        connection = await self.stores.connection(tenant_id, connection_id)
+        if connection is None:
             raise NotFound("CONNECTION_NOT_FOUND", "no such connection; start again")
-        expires_at = session.get("expires_at") or session["created_at"] + timedelta(
-            seconds=self.settings.connection_ttl_s
-        )
-        if self.clock() > expires_at:
-            await self.stores.connections.delete_one({"_id": connection_id})
+        if connection.expired(self.clock(), timedelta(seconds=self.settings.connection_ttl_s)):
+            await self.stores.delete_connection(connection_id)
             raise DomainError("CONNECTION_EXPIRED", "this connection expired; start again")
-        granted = set(session["granted"])
-        missing = sorted(set(self.settings.meta_permissions) - granted)
+        granted = connection.granted
+        missing = pages.missing_permissions(granted, instagram=False)
         if page_ids and missing:
             raise DomainError(
                 "PERMISSIONS_MISSING", f"grant these permissions: {', '.join(missing)}", missing=missing
             )
-        missing_ig = sorted(set(self.settings.instagram_permissions) - granted)
+        missing_ig = pages.missing_permissions(granted, instagram=True)
         if instagram_ids and missing_ig:
             raise DomainError(
                 "PERMISSIONS_MISSING", f"grant these permissions: {', '.join(missing_ig)}", missing=missing_ig
             )
-        pages = {p["id"]: p for p in session["pages"]}
-        by_instagram = {p["instagram_id"]: p for p in session["pages"] if p.get("instagram_id")}
+        chosen: list[GrantedPage] = []
         for page_id in page_ids:
-            page = pages.get(page_id)
+            page = connection.page(page_id)
             if page is None:
                 raise DomainError(
                     "PAGE_NOT_GRANTED", f"page {page_id} was not granted to Parley", field="page_ids"
                 )
-            missing_tasks = missing_page_tasks(page["tasks"])
-            if missing_tasks:
-                raise DomainError(
-                    "PAGE_ACCESS_INSUFFICIENT",
-                    f"on page {page['name']} you need full control, or the "
-                    f"{' and '.join(REQUIRED_PAGE_TASKS)} tasks (missing: {', '.join(missing_tasks)})",
-                    field="page_ids",
-                    missing_tasks=missing_tasks,
-                )
+            self._page_access(pages, page, page.name, "page_ids")
+            chosen.append(page)
+        linked: list[GrantedPage] = []
         for instagram_id in instagram_ids:
-            if instagram_id not in by_instagram:
+            page = connection.page_of_instagram(instagram_id)
+            if page is None:
                 raise DomainError(
                     "INSTAGRAM_NOT_LINKED",
                     f"Instagram account {instagram_id} is not linked to a Facebook Page you granted; "
                     "link it to a Page in Instagram's settings first",
                     field="instagram_account_ids",
                 )
-            linked = by_instagram[instagram_id]
-            missing_tasks = missing_page_tasks(linked["tasks"])
-            if missing_tasks:
-                raise DomainError(
-                    "PAGE_ACCESS_INSUFFICIENT",
-                    f"on page {linked['name']}, linked to Instagram account {instagram_id}, you need full "
-                    f"control, or the {' and '.join(REQUIRED_PAGE_TASKS)} tasks "
-                    f"(missing: {', '.join(missing_tasks)})",
-                    field="instagram_account_ids",
-                    missing_tasks=missing_tasks,
-                )
+            what = f"{page.name}, linked to Instagram account {instagram_id},"
+            self._page_access(pages, page, what, "instagram_account_ids")
+            linked.append(page)
         activated: list[Channel] = []
         # tracked: the long-lived user token's expiry (the admin's grant); see the onboarding note
-        expires = session.get("user_token_expires_at")
-        for page_id in page_ids:
-            page = pages[page_id]
-            token = self.vault.decrypt(page["token"], connection_id)
+        expires = connection.user_token_expires_at
+        scopes = tuple(sorted(granted))
+        for page in chosen:
             await self._claimed_then(
                 tenant_id,
                 Provider.MESSENGER,
-                page_id,
-                self.graph.subscribe_page(page_id, token, list(self.settings.page_subscribed_fields)),
+                page.id,
+                pages.subscribe_page(page.id, page.access_token),
             )
             activated.append(
                 await self._upsert_connected(
                     tenant_id=tenant_id,
                     provider=Provider.MESSENGER,
-                    account_id=page_id,
+                    account_id=page.id,
                     actor_id=actor_id,
-                    credential=Credential("", token, expires, tuple(sorted(granted))),
-                    display_name=page["name"],
+                    credential=Credential("", page.access_token, expires, scopes),
+                    display_name=page.name,
                 )
             )
-        for instagram_id in instagram_ids:
-            page = by_instagram[instagram_id]
-            token = self.vault.decrypt(page["token"], connection_id)
+        for instagram_id, page in zip(instagram_ids, linked, strict=True):
             await self._claimed_then(
                 tenant_id,
                 Provider.INSTAGRAM,
                 instagram_id,
-                self.graph.subscribe_page(page["id"], token, list(self.settings.page_subscribed_fields)),
+                pages.subscribe_page(page.id, page.access_token),
             )
             activated.append(
                 await self._upsert_connected(
@@ -518,13 +497,13 @@ class OnboardingService:
                     provider=Provider.INSTAGRAM,
                     account_id=instagram_id,
                     actor_id=actor_id,
-                    credential=Credential("", token, expires, tuple(sorted(granted))),
-                    display_name=page.get("instagram_username"),
-                    business_account_id=page["id"],
+                    credential=Credential("", page.access_token, expires, scopes),
+                    display_name=page.instagram_username,
+                    business_account_id=page.id,
                 )
             )
         # the Page tokens now live in the channels' credentials: the connection's copies go
-        await self.stores.connections.delete_one({"_id": connection_id})
+        await self.stores.delete_connection(connection_id)
         return activated
 
     async def _claimed_then(
@@ -552,38 +531,39 @@ class OnboardingService:
         self, tenant_id: str, actor_id: str, code: str, redirect_uri: str, verifier: str
     ) -> Channel:
         """One handle per authorization: each X account is its own channel."""
-        if self.x is None or not self.settings.x_webhook_id:
+        accounts = self.connectors.get(Provider.X)
+        if not isinstance(accounts, AccountConnector):
             raise DomainError("X_NOT_CONFIGURED", "X is not configured on this deployment")
-        token = await self.x.exchange_code(code, redirect_uri, verifier)
-        user = await self.x.me(token.access_token)
-        await self.x.subscribe_account_activity(token.access_token, self.settings.x_webhook_id)
+        account = await accounts.authorize(code, redirect_uri, verifier)
+        await accounts.subscribe(account)
+        token = account.token
         return await self._upsert_connected(
             tenant_id=tenant_id,
             provider=Provider.X,
-            account_id=user.id,
+            account_id=account.id,
             actor_id=actor_id,
             credential=Credential(
                 "", token.access_token, token.expires_at, token.scopes, token.refresh_token
             ),
-            display_name=f"@{user.username}",
+            display_name=account.display_name,
         )
 
     # --- WhatsApp --------------------------------------------------------------------------------------
 
     async def whatsapp(self, tenant_id: str, onboarding_id: str) -> WhatsAppOnboarding:
-        doc = await self.stores.whatsapp.get(onboarding_id)
-        if doc is None or doc["tenant_id"] != tenant_id:
+        onboarding = await self.stores.onboarding(onboarding_id)
+        if onboarding is None or onboarding.tenant_id != tenant_id:
             raise NotFound("ONBOARDING_NOT_FOUND", "no such WhatsApp onboarding")
-        return onboarding_from_doc(doc)
+        return onboarding
 
     async def start_whatsapp(self, tenant_id: str) -> WhatsAppOnboarding:
         onboarding = WhatsAppOnboarding(id=f"wa_{uuid.uuid4().hex[:20]}", tenant_id=tenant_id, revision=1)
-        await self.stores.whatsapp.save(onboarding_to_doc(onboarding))
+        await self.stores.save_onboarding(onboarding)
         return onboarding
 
     async def _save_step(self, onboarding: WhatsAppOnboarding, record: StepRecord | None) -> None:
         try:
-            await self.stores.whatsapp.save(onboarding_to_doc(onboarding))
+            await self.stores.save_onboarding(onboarding)
         except VersionConflict as exc:
             raise Conflict("CONCURRENT_UPDATE", "the onboarding changed meanwhile; reload it") from exc
         if record is not None:
@@ -606,20 +586,18 @@ class OnboardingService:
     ) -> WhatsAppOnboarding:
         """Apply one step of the onboarding; provider calls happen where Meta is involved."""
         onboarding = await self.whatsapp(tenant_id, onboarding_id)
+        numbers = self._numbers()
         now = self.clock()
         if action == "verify-code":
-            pin = body.get("pin")
-            if pin is not None and not (
-                isinstance(pin, str) and len(pin) == 6 and pin.isascii() and pin.isdigit()
-            ):
-                raise DomainError("INVALID_PIN", "the two-step verification PIN has 6 digits", field="pin")
-            return await self._verify_code(onboarding, str(body.get("code", "")), actor_id, now, pin)
+            pin = check_pin(body.get("pin"), numbers.rules)
+            code = str(body.get("code", ""))
+            return await self._verify_code(numbers, onboarding, code, actor_id, now, pin)
         if action == "request-code":
             highest = await self.stores.highest_code_attempt(onboarding.id)
-            record = onboarding.code_requested(actor_id, now, highest)
+            record = onboarding.code_requested(actor_id, now, numbers.rules, highest)
             token = await self._whatsapp_token(onboarding)
             assert onboarding.phone_number_id is not None
-            await self.graph.whatsapp_request_code(onboarding.phone_number_id, token, onboarding.code_method)
+            await numbers.request_code(onboarding.phone_number_id, token, voice=onboarding.landline)
             await self._save_step(onboarding, record)
             return onboarding
         steps: dict[str, Callable[[], StepRecord]] = {
@@ -632,6 +610,7 @@ class OnboardingService:
                 display_name=str(body.get("display_name", "")),
                 by=actor_id,
                 at=now,
+                rules=numbers.rules,
             ),
             "account-created": lambda: onboarding.account_created(
                 phone_number_id=str(body.get("phone_number_id", "")),
@@ -653,26 +632,21 @@ class OnboardingService:
             raise DomainError("MISSING_FIELDS", "phone_number_id, waba_id and access_token are required")
         record = steps[action]()
         if action == "account-created":
-            await self._confirm_waba(onboarding, str(body["access_token"]), now)
-            await self.stores.credentials.replace_one(
-                {"_id": f"whatsapp:{onboarding.id}"},
-                {
-                    "_id": f"whatsapp:{onboarding.id}",
-                    "token": self.vault.encrypt(str(body["access_token"]), f"whatsapp:{onboarding.id}"),
-                },
-                upsert=True,
-            )
+            await self._confirm_waba(numbers, onboarding, str(body["access_token"]), now)
+            await self.stores.save_whatsapp_token(onboarding.id, str(body["access_token"]))
         await self._save_step(onboarding, record)
         return onboarding
 
-    async def _confirm_waba(self, onboarding: WhatsAppOnboarding, token: str, now: datetime) -> None:
+    async def _confirm_waba(
+        self, numbers: NumberConnector, onboarding: WhatsAppOnboarding, token: str, now: datetime
+    ) -> None:
         """Before anything is stored: Meta must list the number under the WABA for this token, and
         the WABA must belong to no other tenant (security #13 finding 7)."""
         waba_id, number_id = onboarding.waba_id, onboarding.phone_number_id
         assert waba_id is not None
         assert number_id is not None
         try:
-            numbers = await self.graph.whatsapp_phone_numbers(waba_id, token)
+            listed = await numbers.number_ids(waba_id, token)
         except ProviderError as exc:
             if exc.status >= 500 or exc.kind in (ErrorKind.RATE_LIMITED, ErrorKind.RETRYABLE):
                 raise
@@ -683,20 +657,13 @@ class OnboardingService:
                 field="waba_id",
                 provider_code=exc.code,
             ) from exc
-        if number_id not in {n.id for n in numbers}:
+        if number_id not in listed:
             raise DomainError(
                 "WABA_NUMBER_MISMATCH",
                 f"phone number {number_id} is not a number of WhatsApp Business Account {waba_id}",
                 field="phone_number_id",
             )
-        elsewhere = await self.stores.channels.find(
-            {
-                "provider": Provider.WHATSAPP.value,
-                "business_account_id": waba_id,
-                "tenant_id": {"$ne": onboarding.tenant_id},
-                "status": {"$ne": "disconnected"},
-            }
-        )
+        elsewhere = await self.stores.waba_connected_elsewhere(waba_id, onboarding.tenant_id)
         if elsewhere or await self.stores.claim_waba(waba_id, onboarding.tenant_id, onboarding.id, now):
             raise Conflict(
                 "WABA_CLAIMED_ELSEWHERE",
@@ -705,20 +672,21 @@ class OnboardingService:
             )
 
     async def _whatsapp_token(self, onboarding: WhatsAppOnboarding) -> str:
-        doc = await self.stores.credentials.find_one({"_id": f"whatsapp:{onboarding.id}"})
-        if doc is None:
+        token = await self.stores.whatsapp_token(onboarding.id)
+        if token is None:
             raise DomainError("MISSING_CREDENTIALS", "the account-created step did not store a token")
-        return self.vault.decrypt(doc["token"], f"whatsapp:{onboarding.id}")
+        return token
 
     async def _verify_code(
         self,
+        numbers: NumberConnector,
         onboarding: WhatsAppOnboarding,
         code: str,
         actor_id: str,
         now: datetime,
         pin_given: str | None = None,
     ) -> WhatsAppOnboarding:
-        onboarding.check_code_attempt(code, now)
+        onboarding.check_code_attempt(code, now, numbers.rules)
         token = await self._whatsapp_token(onboarding)
         assert onboarding.phone_number_id is not None
         assert onboarding.waba_id is not None
@@ -737,32 +705,26 @@ class OnboardingService:
         if attempt is None:
             raise DomainError("TOO_MANY_ATTEMPTS", "every attempt on this code was used; ask for a new one")
         try:
-            await self.graph.whatsapp_verify_code(onboarding.phone_number_id, token, code)
-        except ProviderError as exc:
-            if exc.code == whatsapp_errors.WRONG_CODE:
-                left = await self._code_rejected(onboarding, attempt)
-                raise DomainError("WRONG_CODE", "that code is not right", attempts_left=left) from exc
+            accepted = await numbers.verify_code(onboarding.phone_number_id, token, code)
+        except ProviderError:
             # Meta did not judge the code (an outage, a timeout, a refused token): the attempt is
             # given back, or a few failures would use up the code and, through the resends, the
             # whole onboarding
             await self.stores.release_code_attempt(onboarding.id, attempt)
             raise
+        if not accepted:
+            left = await self._code_rejected(onboarding, attempt)
+            raise DomainError("WRONG_CODE", "that code is not right", attempts_left=left)
         # reload: concurrent wrong attempts may have saved the onboarding meanwhile
         onboarding = await self.whatsapp(onboarding.tenant_id, onboarding.id)
         assert onboarding.phone_number_id is not None
         verified = onboarding.phone_verified(actor_id, now)
         await self._save_step(onboarding, verified)
         # register the number for Cloud API messaging with its two-step verification PIN
-        pin = str(pin_given) if pin_given else f"{secrets.randbelow(1_000_000):06d}"
-        await self.graph.whatsapp_register(onboarding.phone_number_id, token, pin)
-        await self.stores.credentials.replace_one(
-            {"_id": f"whatsapp-pin:{onboarding.id}"},
-            {
-                "_id": f"whatsapp-pin:{onboarding.id}",
-                "pin": self.vault.encrypt(pin, f"whatsapp-pin:{onboarding.id}"),
-            },
-            upsert=True,
-        )
+        digits = numbers.rules.pin_digits
+        pin = pin_given or f"{secrets.randbelow(10**digits):0{digits}d}"
+        await numbers.register(onboarding.phone_number_id, token, pin)
+        await self.stores.save_whatsapp_pin(onboarding.id, pin)
         channel = await self._upsert_connected(
             tenant_id=onboarding.tenant_id,
             provider=Provider.WHATSAPP,
@@ -782,7 +744,7 @@ class OnboardingService:
             current = await self.whatsapp(onboarding.tenant_id, onboarding.id)
             left = current.code_rejected(attempt)
             try:
-                await self.stores.whatsapp.save(onboarding_to_doc(current))
+                await self.stores.save_onboarding(current)
             except VersionConflict:
                 continue
             return left
@@ -790,19 +752,15 @@ class OnboardingService:
 
     async def on_template_status(self, update: TemplateStatusChanged) -> None:
         """Ingest saw Meta's template review: tell the channel's consumers."""
-        docs = await self.stores.channels.find(
-            {
-                "tenant_id": update.tenant_id,
-                "provider": Provider.WHATSAPP.value,
-                "business_account_id": update.business_account_id,
-            }
+        channels = await self.stores.channels_of_business_account(
+            update.tenant_id, Provider.WHATSAPP, update.business_account_id
         )
-        for doc in docs:
+        for channel in channels:
             await self.publish(
                 ChannelTemplateStatusChanged(
-                    event_id=f"tplch_{doc['_id']}_{update.event_id}",
-                    channel_id=doc["_id"],
-                    tenant_id=doc["tenant_id"],
+                    event_id=f"tplch_{channel.id}_{update.event_id}",
+                    channel_id=channel.id,
+                    tenant_id=channel.tenant_id,
                     provider=Provider.WHATSAPP,
                     occurred_at=update.provider_timestamp,
                     template_name=update.template_name,
@@ -810,7 +768,7 @@ class OnboardingService:
                     status=update.status,
                     reason=update.reason,
                 ),
-                f"tplch_{doc['_id']}_{update.event_id}",
+                f"tplch_{channel.id}_{update.event_id}",
             )
 
     # --- token lifecycle --------------------------------------------------------------------------
@@ -820,26 +778,24 @@ class OnboardingService:
         lead = timedelta(seconds=self.settings.token_expiry_lead_s)
         horizon = self.clock() + lead
         warned = 0
-        for doc in await self.stores.channels.find(
-            {"status": "active", "token_expires_at": {"$lte": horizon}}
-        ):
+        for expiring in await self.stores.channels_expiring_by(horizon):
             emitted: list[Event] = []
 
             def check(channel: Channel, out: list[Event] = emitted) -> list[Event]:
                 out[:] = channel.check_token_expiry(self.clock(), lead)
                 return out
 
-            await self._change_channel(doc["tenant_id"], doc["_id"], check)
+            await self._change_channel(expiring.tenant_id, expiring.id, check)
             warned += 1 if emitted else 0
         return warned
 
     async def provider_rejected(self, channel_id: str, code: int | None, subcode: int | None) -> None:
         """A provider call failed with a token or permission error: the channel needs a reconnect."""
-        doc = await self.stores.channels.get(channel_id)
-        if doc is None:
+        channel = await self.stores.channel(channel_id)
+        if channel is None:
             return
         await self._change_channel(
-            doc["tenant_id"],
+            channel.tenant_id,
             channel_id,
             lambda c: c.require_reauth(
                 code, subcode, self.clock(), registry.reauth_reason(c.provider, code, subcode)
@@ -847,39 +803,28 @@ class OnboardingService:
         )
 
     async def check_channel_token(self, tenant_id: str, channel_id: str) -> Channel:
-        """Ask the provider whether the channel's token still works (Meta channels)."""
+        """Ask the provider whether the channel's token still works (where its connector can tell:
+        Meta's and WhatsApp's, not X's)."""
         channel = await self.channel(tenant_id, channel_id)
-        credential = await self.credentials.get(channel_id)
-        if credential is None or channel.provider is Provider.X:
+        credential = await self.stores.credential(channel_id)
+        checker = self.connectors.get(channel.provider)
+        if credential is None or not isinstance(checker, TokenCheck):
             return channel
-        try:
-            valid, _expires_at, _scopes = await self.graph.debug_token(credential.access_token)
-        except ProviderError as exc:
-            if exc.kind in (ErrorKind.REAUTH_REQUIRED, ErrorKind.PERMISSION_MISSING):
-                await self.provider_rejected(channel_id, exc.code, exc.subcode)
-                return await self.channel(tenant_id, channel_id)
-            raise
-        if not valid:
-            code, subcode = INVALID_TOKEN, None
-            try:
-                # debug_token says only "invalid": a call with the token itself says why (code, subcode)
-                await self.graph.permissions(credential.access_token)
-            except ProviderError as exc:
-                code, subcode = exc.code or INVALID_TOKEN, exc.subcode
-            await self.provider_rejected(channel_id, code, subcode)
+        refusal = await checker.token_refusal(credential.access_token)
+        if refusal is not None:
+            await self.provider_rejected(channel_id, refusal.code, refusal.subcode)
         return await self.channel(tenant_id, channel_id)
 
     # --- teams ------------------------------------------------------------------------------------
 
     async def teams(self, tenant_id: str) -> list[Team]:
-        docs = await self.stores.teams.find({"tenant_id": tenant_id, "deleted": False})
-        return sorted((team_from_doc(d) for d in docs), key=lambda t: t.name)
+        return sorted(await self.stores.tenant_teams(tenant_id), key=lambda t: t.name)
 
     async def team(self, tenant_id: str, team_id: str) -> Team:
-        doc = await self.stores.teams.get(team_id)
-        if doc is None or doc["tenant_id"] != tenant_id or doc.get("deleted"):
+        team = await self.stores.team(team_id)
+        if team is None or team.tenant_id != tenant_id or team.deleted:
             raise NotFound("TEAM_NOT_FOUND", "no such team")
-        return team_from_doc(doc)
+        return team
 
     async def create_team(self, tenant_id: str, name: str) -> Team:
         team = Team.create(tenant_id, name)
@@ -888,7 +833,7 @@ class OnboardingService:
             raise Conflict(
                 "TEAM_LIMIT_REACHED", f"a tenant may have {limit} teams; delete one first", limit=limit
             )
-        await self.stores.teams.save(team_to_doc(team))
+        await self.stores.save_team(team)
         await self._emit([team.snapshot()])
         return team
 
@@ -898,7 +843,7 @@ class OnboardingService:
             if not change(team):
                 return team
             try:
-                await self.stores.teams.save(team_to_doc(team))
+                await self.stores.save_team(team)
             except VersionConflict:
                 continue
             await self._emit([team.snapshot()])

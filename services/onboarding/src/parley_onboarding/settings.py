@@ -5,28 +5,6 @@ from __future__ import annotations
 from parley_shared.auth import ApiSettings
 from pydantic import Field, SecretStr
 
-DEFAULT_META_PERMISSIONS = (
-    "pages_show_list",  # list the Pages the admin manages
-    "pages_manage_metadata",  # subscribe the app to the Page's webhooks
-    "pages_messaging",  # Messenger conversations
-    "pages_read_engagement",  # read posts and comments
-    "pages_manage_engagement",  # answer comments
-)
-DEFAULT_INSTAGRAM_PERMISSIONS = (
-    "instagram_basic",
-    "instagram_manage_messages",
-    "instagram_manage_comments",
-)
-DEFAULT_PAGE_FIELDS = (
-    "messages",
-    "messaging_postbacks",
-    "message_echoes",
-    "message_deliveries",
-    "message_reads",
-    "message_reactions",
-    "feed",
-)
-
 
 class OnboardingSettings(ApiSettings):
     """``parley-onboarding``: connects channels and holds their settings, teams and access."""
@@ -43,9 +21,16 @@ class OnboardingSettings(ApiSettings):
     x_client_id: str | None = None
     x_client_secret: SecretStr | None = None
     x_webhook_id: str | None = Field(default=None, description="The registered Account Activity webhook id.")
-    meta_permissions: tuple[str, ...] = DEFAULT_META_PERMISSIONS
-    instagram_permissions: tuple[str, ...] = DEFAULT_INSTAGRAM_PERMISSIONS
-    page_subscribed_fields: tuple[str, ...] = DEFAULT_PAGE_FIELDS
+    meta_permissions: tuple[str, ...] | None = Field(
+        default=None, description="Permissions a Page needs granted; unset: Meta's connector's own list."
+    )
+    instagram_permissions: tuple[str, ...] | None = Field(
+        default=None,
+        description="Permissions an Instagram profile needs granted; unset: Meta's connector's own list.",
+    )
+    page_subscribed_fields: tuple[str, ...] | None = Field(
+        default=None, description="Page webhook fields the app subscribes to; unset: Meta's connector's own."
+    )
     token_expiry_lead_s: int = Field(default=7 * 24 * 3600, gt=0, description="Warn this long before expiry.")
     token_check_interval_s: float = Field(default=3600.0, gt=0)
     connection_ttl_s: int = Field(default=3600, gt=0, description="How long a started Meta connection lasts.")

@@ -9,7 +9,7 @@ from typing import Any
 from faststream.kafka.annotations import KafkaMessage
 from parley_events import ConversationEvent, topics
 from parley_shared.auth import TokenVerifier
-from parley_shared.channels import KafkaChannelDirectory, KafkaTeamDirectory
+from parley_shared.channels import DirectoryRoles, KafkaChannelDirectory, KafkaTeamDirectory
 from parley_shared.kafka import CONSUMER_ACK_POLICY
 from parley_shared.logging import get_logger
 from parley_shared.runtime import LazyApp, Runtime, ServiceSpec, cancel_tasks, create_app, loaded, periodic
@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Mount
 from parley_routing.adapters.repository import MongoConversationRepository
 from parley_routing.entrypoints.api import create_api
 from parley_routing.entrypoints.subscribers import RoutingSubscribers
-from parley_routing.service import ConversationService, utcnow
+from parley_routing.service import AgentService, ConversationService, utcnow
 from parley_routing.settings import RoutingSettings
 
 log = get_logger(__name__)
@@ -109,7 +109,14 @@ def create_routing_app(
     def routes(rt: Runtime) -> list[BaseRoute]:
         # the API needs the service, which exists once the lifespan has started
         return [
-            Mount("/v1", app=LazyApp(lambda: create_api(holder["service"], channels, teams, verifier, clock)))
+            Mount(
+                "/v1",
+                app=LazyApp(
+                    lambda: create_api(
+                        AgentService(holder["service"], DirectoryRoles(channels, teams)), verifier
+                    )
+                ),
+            )
         ]
 
     return create_app(

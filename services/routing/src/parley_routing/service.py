@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
-from parley_events import ChannelSnapshot, ConversationEvent, MessageReceived, Queue, ReplySent
+from parley_events import ChannelRole, ChannelSnapshot, ConversationEvent, MessageReceived, Queue, ReplySent
 
 from parley_routing.adapters.repository import (
     ConcurrentUpdate,
     ConversationRepository,
 )
-from parley_routing.domain.model import Conversation
+from parley_routing.domain.access import Actor, acting_role, check_assign, check_unassign
+from parley_routing.domain.model import Conversation, Note, command_cause
 
 MAX_CONFLICT_RETRIES = 10
 
@@ -246,3 +249,177 @@ class ConversationService:
                     await self._publish_many([candidate])
                     resolved += 1
         return resolved
+
+
+# --- the agents' side: what a caller may see and do ------------------------------------------------
+
+
+class ChannelRoles(Protocol):
+    """Who has which role on which channel (the channel and team read models)."""
+
+    def role_of(self, tenant_id: str, user_id: str, channel_id: str) -> ChannelRole | None:
+        """The user's own role on a channel of their tenant; None: no access or not their tenant's."""
+        ...
+
+    def channel_ids_of(self, tenant_id: str) -> list[str]:
+        """Every channel of the tenant."""
+        ...
+
+    def has_channel(self, tenant_id: str, channel_id: str) -> bool:
+        """Whether the channel exists and is the tenant's."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Visible:
+    """A conversation as one caller may see it, with the role the caller acts with."""
+
+    conversation: Conversation
+    role: ChannelRole
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutcome:
+    """A command's result: the conversation after it, the caller's role and what it caused."""
+
+    conversation: Conversation
+    role: ChannelRole
+    events: list[ConversationEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class VisiblePage:
+    """One page of the conversations a caller may see, each with the caller's role."""
+
+    items: list[Visible]
+    next_cursor: tuple[datetime, str] | None
+
+
+class AgentService:
+    """The agent API's use cases: every read and command scoped to what the caller may see and do.
+
+    A conversation of another tenant, or on a channel where the caller has no role, is answered
+    exactly like a missing one (:class:`ConversationNotFound`); the role rules themselves are
+    :mod:`parley_shared.access` (shared with policy).
+    """
+
+    def __init__(self, conversations: ConversationService, roles: ChannelRoles) -> None:
+        self.conversations = conversations
+        self.repository = conversations.repository
+        self.roles = roles
+
+    @property
+    def clock(self) -> Clock:
+        return self.conversations.clock
+
+    def role_on(self, actor: Actor, channel_id: str) -> ChannelRole | None:
+        """The role ``actor`` acts with on a channel (administrators as Supervisors on their own)."""
+        if not self.roles.has_channel(actor.tenant_id, channel_id):
+            return None
+        return acting_role(actor, self.roles.role_of(actor.tenant_id, actor.user_id, channel_id))
+
+    async def visible(self, actor: Actor, conversation_id: str) -> Visible:
+        conversation = await self.repository.get(conversation_id)
+        if conversation is None or conversation.tenant_id != actor.tenant_id:
+            raise ConversationNotFound(conversation_id)
+        role = self.role_on(actor, conversation.channel_id)
+        if role is None:
+            raise ConversationNotFound(conversation_id)
+        return Visible(conversation, role)
+
+    async def list_visible(
+        self,
+        actor: Actor,
+        *,
+        queue: Queue | None = None,
+        channel_id: str | None = None,
+        owner_id: str | None = None,
+        limit: int = 50,
+        after: tuple[datetime, str] | None = None,
+    ) -> VisiblePage:
+        """The caller's conversations, newest activity first (only channels they have a role on)."""
+        roles = {cid: self.role_on(actor, cid) for cid in self.roles.channel_ids_of(actor.tenant_id)}
+        seen = {cid: role for cid, role in roles.items() if role is not None}
+        wanted = [cid for cid in seen if channel_id is None or cid == channel_id]
+        page = await self.repository.list_visible(
+            actor.tenant_id, wanted, queue=queue, owner_id=owner_id, limit=limit, after=after
+        )
+        return VisiblePage([Visible(c, seen[c.channel_id]) for c in page.items], page.next_cursor)
+
+    async def detail(
+        self, actor: Actor, conversation_id: str
+    ) -> tuple[Visible, list[dict[str, Any]], list[Note]]:
+        """A conversation with its history and its notes."""
+        found = await self.visible(actor, conversation_id)
+        history = await self.repository.history_of(conversation_id)
+        return found, history, await self.repository.notes_of(found.conversation)
+
+    async def notes(self, actor: Actor, conversation_id: str) -> tuple[Visible, list[Note]]:
+        found = await self.visible(actor, conversation_id)
+        return found, await self.repository.notes_of(found.conversation)
+
+    async def _command(
+        self,
+        actor: Actor,
+        conversation_id: str,
+        key: str,
+        change: Callable[[Conversation, str, datetime], list[ConversationEvent]],
+        check: Callable[[Visible], None] = lambda _found: None,
+    ) -> CommandOutcome:
+        found = await self.visible(actor, conversation_id)
+        check(found)
+        cause = command_cause(actor.user_id, key)
+        updated, events = await self.conversations.apply(
+            conversation_id, lambda c: change(c, cause, self.clock())
+        )
+        return CommandOutcome(updated, found.role, events)
+
+    async def move(self, actor: Actor, conversation_id: str, to: Queue, key: str) -> CommandOutcome:
+        """Move to Pending or Resolved (any role); resolving clears the owner."""
+        return await self._command(
+            actor, conversation_id, key, lambda c, cause, now: c.move(to, actor.user_id, cause, now)
+        )
+
+    async def assign(self, actor: Actor, conversation_id: str, owner_id: str, key: str) -> CommandOutcome:
+        """Make someone the owner: themselves as a Contributor, anyone who can reply as a Supervisor."""
+
+        def check(found: Visible) -> None:
+            channel_id = found.conversation.channel_id
+            check_assign(
+                actor, found.role, owner_id, self.roles.role_of(actor.tenant_id, owner_id, channel_id)
+            )
+
+        return await self._command(
+            actor,
+            conversation_id,
+            key,
+            lambda c, cause, now: c.assign(owner_id, actor.user_id, cause, now),
+            check,
+        )
+
+    async def unassign(self, actor: Actor, conversation_id: str, key: str) -> CommandOutcome:
+        """Clear the owner: one's own ownership as a Contributor, anyone's as a Supervisor."""
+        return await self._command(
+            actor,
+            conversation_id,
+            key,
+            lambda c, cause, now: c.unassign(actor.user_id, cause, now),
+            lambda found: check_unassign(actor, found.role, found.conversation.owner_id),
+        )
+
+    async def change_labels(
+        self, actor: Actor, conversation_id: str, kind: str, add: list[str], remove: list[str], key: str
+    ) -> CommandOutcome:
+        """Add and remove tags or topics (any role)."""
+        return await self._command(
+            actor,
+            conversation_id,
+            key,
+            lambda c, cause, now: c.change_labels(kind, add, remove, actor.user_id, cause, now),
+        )
+
+    async def add_note(self, actor: Actor, conversation_id: str, text: str, key: str) -> CommandOutcome:
+        """Add an internal note (any role)."""
+        return await self._command(
+            actor, conversation_id, key, lambda c, cause, now: c.add_note(text, actor.user_id, cause, now)
+        )

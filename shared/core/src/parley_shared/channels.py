@@ -265,3 +265,21 @@ def role_on_channel(
     if channel is None or channel.tenant_id != tenant_id:
         return None
     return effective_role(user_id, teams.teams_of(tenant_id, user_id), access_of(channel))
+
+
+class DirectoryRoles:
+    """Channel roles as the channel and team read models give them (the services' ``ChannelRoles``)."""
+
+    def __init__(self, channels: KafkaChannelDirectory, teams: KafkaTeamDirectory) -> None:
+        self.channels = channels
+        self.teams = teams
+
+    def role_of(self, tenant_id: str, user_id: str, channel_id: str) -> ChannelRole | None:
+        return role_on_channel(self.channels, self.teams, tenant_id, user_id, channel_id)
+
+    def channel_ids_of(self, tenant_id: str) -> list[str]:
+        return [c.channel_id for c in self.channels.channels_of(tenant_id)]
+
+    def has_channel(self, tenant_id: str, channel_id: str) -> bool:
+        channel = self.channels.by_id.get(channel_id)
+        return channel is not None and channel.tenant_id == tenant_id

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -82,10 +82,10 @@ class Credential:
     """A channel's access token and what is known about it."""
 
     channel_id: str
-    access_token: str
+    access_token: str = field(repr=False)
     expires_at: datetime | None
     scopes: tuple[str, ...] = ()
-    refresh_token: str | None = None
+    refresh_token: str | None = field(default=None, repr=False)
 
 
 class MongoCredentialStore:

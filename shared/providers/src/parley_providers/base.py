@@ -7,18 +7,36 @@ and never import a provider's modules for what the plugin offers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol
+from datetime import datetime, timedelta
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 from parley_events import Provider, ReplyApproved
 
 from parley_providers.inbound import ParseResult
+from parley_providers.oauth import UserToken
 from parley_providers.rules import Counting, ReplyRule
 
-__all__ = ["HandshakeAnswer", "ProviderPlugin", "Sender", "WebhookEndpoint", "WebhookSecrets"]
+__all__ = [
+    "AccountConnector",
+    "AuthorizedAccount",
+    "Connector",
+    "ConnectorFactory",
+    "GrantedPage",
+    "HandshakeAnswer",
+    "NumberConnector",
+    "NumberRules",
+    "PageConnector",
+    "PageGrant",
+    "ProviderPlugin",
+    "Sender",
+    "TokenCheck",
+    "TokenRefusal",
+    "WebhookEndpoint",
+    "WebhookSecrets",
+]
 
 
 @dataclass(frozen=True)
@@ -71,6 +89,147 @@ SenderFactory = Callable[[httpx.AsyncClient, Any], "Sender | None"]
 provider is not configured there)."""
 
 
+# --- connect flows: the provider side of connecting an account (onboarding calls them) ----------
+#
+# A provider's connector implements the flow its accounts are connected by: a person's login that
+# grants Pages (PageConnector: Facebook Login), an OAuth authorization per account
+# (AccountConnector: X), or a business phone number verified by a code (NumberConnector: WhatsApp).
+# Onboarding keeps what is Parley's (claims, channels, stored secrets, the steps); the connector
+# makes the calls and knows the provider's codes, limits and names. Errors are ProviderError.
+
+
+@dataclass(frozen=True)
+class TokenRefusal:
+    """The provider refuses a channel's token: its error code and subcode, which the plugin's
+    ``reauth_reason`` reads."""
+
+    code: int | None
+    subcode: int | None
+
+
+@runtime_checkable
+class TokenCheck(Protocol):
+    """Asks the provider whether a channel's token still works."""
+
+    async def token_refusal(self, token: str) -> TokenRefusal | None:
+        """None while the token works; why it is refused otherwise. A failure that says nothing
+        about the token (an outage) raises ProviderError."""
+        ...
+
+
+@dataclass(frozen=True)
+class GrantedPage:
+    """A Page a person granted, with its Page token, the tasks they may perform on it, and the
+    Instagram business profile linked to it (if any)."""
+
+    id: str
+    name: str
+    access_token: str = field(repr=False)
+    tasks: tuple[str, ...]
+    instagram_id: str | None = None
+    instagram_username: str | None = None
+
+
+@dataclass(frozen=True)
+class PageGrant:
+    """What one login granted: the permissions, the Pages, and when the person's grant expires."""
+
+    granted: frozenset[str]
+    pages: tuple[GrantedPage, ...]
+    expires_at: datetime | None
+
+
+@runtime_checkable
+class PageConnector(Protocol):
+    """A person logs in and grants Pages, each possibly with a linked Instagram profile; every
+    chosen Page is subscribed to the app's webhooks with its Page token (Meta)."""
+
+    required_page_tasks: tuple[str, ...]
+    """The tasks on a Page that are enough without full control (for people: what to ask for)."""
+
+    async def grant(self, code: str, redirect_uri: str) -> PageGrant:
+        """Trade the login dialog's code for the person's grant."""
+        ...
+
+    def missing_permissions(self, granted: Iterable[str], *, instagram: bool) -> list[str]:
+        """The permissions Parley needs for Pages (or, ``instagram``, for profiles) that were not
+        granted, sorted; [] when none is missing."""
+        ...
+
+    def missing_page_tasks(self, tasks: Iterable[str]) -> list[str]:
+        """The tasks still needed on a Page with these tasks ([] when they are enough)."""
+        ...
+
+    async def subscribe_page(self, page_id: str, page_token: str) -> None: ...
+
+    async def unsubscribe_page(self, page_id: str, page_token: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class AuthorizedAccount:
+    """The account an OAuth authorization was given for, and its token."""
+
+    id: str
+    display_name: str
+    token: UserToken
+
+
+@runtime_checkable
+class AccountConnector(Protocol):
+    """Each account authorizes on its own (OAuth 2.0 with PKCE) and is one channel (X)."""
+
+    async def authorize(self, code: str, redirect_uri: str, code_verifier: str) -> AuthorizedAccount:
+        """Trade the authorization code for a token and say whose it is."""
+        ...
+
+    async def subscribe(self, account: AuthorizedAccount) -> None:
+        """Have the account's events delivered to Parley's webhook."""
+        ...
+
+
+@dataclass(frozen=True)
+class NumberRules:
+    """What a provider that verifies a business phone number by a code asks of it (WhatsApp)."""
+
+    code_digits: int
+    code_validity: timedelta
+    pin_digits: int
+    display_name_problem: Callable[[str], str | None]
+    """Why the provider would refuse a display name (for people), or None; only what can be
+    checked without the provider's review."""
+
+
+@runtime_checkable
+class NumberConnector(Protocol):
+    """A business phone number of a business account is checked, verified by a code sent by text
+    or voice call, and registered for messaging (WhatsApp)."""
+
+    rules: NumberRules
+
+    async def number_ids(self, business_account_id: str, token: str) -> frozenset[str]:
+        """The ids of every phone number of the business account this token can manage."""
+        ...
+
+    async def request_code(self, number_id: str, token: str, *, voice: bool) -> None:
+        """Have a code sent by voice call (``voice``, landlines) or by text."""
+        ...
+
+    async def verify_code(self, number_id: str, token: str, code: str) -> bool:
+        """Whether the provider accepted the code (False: a wrong code; other failures raise)."""
+        ...
+
+    async def register(self, number_id: str, token: str, pin: str) -> None:
+        """Register the verified number for messaging with its two-step verification PIN."""
+        ...
+
+
+Connector = PageConnector | AccountConnector | NumberConnector
+"""A provider's connect flow; a connector may also be a :class:`TokenCheck`."""
+
+ConnectorFactory = Callable[[httpx.AsyncClient, Any], "Connector | None"]
+"""Builds a provider's connector from onboarding's settings (None: not configured there)."""
+
+
 @dataclass(frozen=True)
 class ProviderPlugin:
     """Everything one provider package offers the services through the registry."""
@@ -87,3 +246,5 @@ class ProviderPlugin:
     """How this provider counts text where no generic counting fits (X's weighted length)."""
     make_sender: SenderFactory | None = None
     """How this provider's replies are sent."""
+    make_connector: ConnectorFactory | None = None
+    """How this provider's accounts are connected (onboarding's connect flows)."""

@@ -14,13 +14,14 @@ from typing import Any
 import httpx
 from parley_events import Provider
 
-from parley_providers.base import ProviderPlugin, Sender, WebhookEndpoint
+from parley_providers.base import Connector, ProviderPlugin, Sender, WebhookEndpoint
 from parley_providers.rules import Counting, ReplyRule
 
 GROUP = "parley.providers"
 
 __all__ = [
     "GROUP",
+    "connectors",
     "length_counter",
     "plugin_for",
     "plugins",
@@ -101,6 +102,17 @@ def senders(http: httpx.AsyncClient, settings: Any) -> dict[Provider, Sender]:
     found: dict[Provider, Sender] = {}
     for plugin in plugins().values():
         made = plugin.make_sender(http, settings) if plugin.make_sender is not None else None
+        if made is not None:
+            found.update({provider: made for provider in plugin.providers})
+    return found
+
+
+def connectors(http: httpx.AsyncClient, settings: Any) -> dict[Provider, Connector]:
+    """The connect flow of every conversation provider whose plugin onboarding's settings
+    configure (Meta's serves Messenger and Instagram alike)."""
+    found: dict[Provider, Connector] = {}
+    for plugin in plugins().values():
+        made = plugin.make_connector(http, settings) if plugin.make_connector is not None else None
         if made is not None:
             found.update({provider: made for provider in plugin.providers})
     return found

@@ -1,16 +1,27 @@
-"""MongoDB storage of onboarding's aggregates (version claims, see docs/storage.md)."""
+"""Onboarding's store: the port its service is typed against, and its MongoDB adapter.
+
+Channels, teams and WhatsApp onboardings are saved by version claims (docs/storage.md); every
+"one holder" (an account, a WABA, a code attempt) is a unique ``_id`` insert, atomic on MongoDB and
+FerretDB alike. Secrets (channel credentials, WhatsApp tokens and PINs, the Page tokens of a
+started connection) are encrypted by the adapter with the vault before they are written.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import AsyncIterator, Collection
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from parley_events import ChannelRole, ChannelStatus, Provider
+from parley_providers.base import GrantedPage
+from parley_shared.channels import CLAIMING_STATUSES
 from parley_shared.mongo import MongoVersionedDocuments
+from parley_shared.vault import Credential, MongoCredentialStore, TokenVault
 from pymongo.errors import DuplicateKeyError
 
 from parley_onboarding.domain.channels import Access, Channel, Settings
+from parley_onboarding.domain.connections import PageConnection
 from parley_onboarding.domain.teams import Team
 from parley_onboarding.domain.whatsapp import Actor, Step, StepRecord, WhatsAppOnboarding
 
@@ -142,15 +153,179 @@ SEALED_FIELDS: tuple[tuple[str, str], ...] = (
 )
 
 
-class OnboardingStores:
+def connection_to_doc(connection: PageConnection, vault: TokenVault) -> dict[str, Any]:
+    """A started connection's document; each Page token sealed with the connection id."""
+    return {
+        "_id": connection.id,
+        "tenant_id": connection.tenant_id,
+        "actor_id": connection.actor_id,
+        "created_at": connection.created_at,
+        "expires_at": connection.expires_at,
+        "user_token_expires_at": connection.user_token_expires_at,
+        "granted": sorted(connection.granted),
+        "pages": [
+            {
+                "id": p.id,
+                "name": p.name,
+                "tasks": list(p.tasks),
+                "token": vault.encrypt(p.access_token, connection.id),
+                "instagram_id": p.instagram_id,
+                "instagram_username": p.instagram_username,
+            }
+            for p in connection.pages
+        ],
+    }
+
+
+def connection_from_doc(doc: dict[str, Any], vault: TokenVault) -> PageConnection:
+    return PageConnection(
+        id=doc["_id"],
+        tenant_id=doc["tenant_id"],
+        actor_id=doc["actor_id"],
+        created_at=doc["created_at"],
+        expires_at=doc.get("expires_at"),
+        user_token_expires_at=doc.get("user_token_expires_at"),
+        granted=frozenset(doc["granted"]),
+        pages=tuple(
+            GrantedPage(
+                id=p["id"],
+                name=p["name"],
+                access_token=vault.decrypt(p["token"], doc["_id"]),
+                tasks=tuple(p["tasks"]),
+                instagram_id=p.get("instagram_id"),
+                instagram_username=p.get("instagram_username"),
+            )
+            for p in doc["pages"]
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class AccountClaim:
+    """The channel holding an account: webhooks for the account reach this channel's tenant."""
+
+    channel_id: str
+    tenant_id: str
+    claimed_at: datetime | None
+
+
+def _claim_from_doc(doc: dict[str, Any]) -> AccountClaim:
+    claimed_at = doc.get("claimed_at")
+    return AccountClaim(
+        doc["channel_id"], doc["tenant_id"], claimed_at if isinstance(claimed_at, datetime) else None
+    )
+
+
+class OnboardingStore(Protocol):
+    """Every store operation onboarding's service uses (one port). The Mongo adapter is
+    :class:`MongoOnboardingStore`; tests/support/fakes/onboarding.py keeps an in-memory one to the
+    same contract. ``save_*`` of a version another writer saved first raises
+    ``parley_shared.mongo.VersionConflict``."""
+
+    # --- channels
+    async def channel(self, channel_id: str) -> Channel | None: ...
+
+    async def tenant_channels(self, tenant_id: str) -> list[Channel]: ...
+
+    async def save_channel(self, channel: Channel) -> None: ...
+
+    def channels_with_status(self, statuses: Collection[ChannelStatus]) -> AsyncIterator[Channel]:
+        """Every channel in one of ``statuses``, of every tenant (read as it goes)."""
+        ...
+
+    async def channels_expiring_by(self, horizon: datetime) -> list[Channel]:
+        """Active channels whose token expires at ``horizon`` or before."""
+        ...
+
+    async def channels_of_business_account(
+        self, tenant_id: str, provider: Provider, business_account_id: str
+    ) -> list[Channel]: ...
+
+    async def page_in_use(self, page_id: str) -> bool:
+        """Whether an active or reauth_required channel runs on the Page: its Messenger channel or
+        an Instagram profile linked to it."""
+        ...
+
+    async def waba_connected_elsewhere(self, waba_id: str, tenant_id: str) -> bool:
+        """Whether a WhatsApp channel of another tenant, not disconnected, is on the WABA."""
+        ...
+
+    # --- who holds an account, a WABA
+    async def claim_account(
+        self, provider: Provider, account_id: str, channel_id: str, tenant_id: str, at: datetime
+    ) -> tuple[bool, AccountClaim | None]:
+        """Claim an account for a channel; ``(inserted, holder)``: ``holder`` is None when the
+        channel holds the claim now (``inserted``: this call made it), else the claim holding it."""
+        ...
+
+    async def release_account(self, provider: Provider, account_id: str, channel_id: str) -> bool: ...
+
+    async def claim_waba(self, waba_id: str, tenant_id: str, onboarding_id: str, at: datetime) -> str | None:
+        """Claim a WABA for a tenant; None when the tenant holds it now, else the tenant that does."""
+        ...
+
+    async def release_waba(self, waba_id: str, tenant_id: str) -> bool: ...
+
+    # --- teams
+    async def team(self, team_id: str) -> Team | None: ...
+
+    async def tenant_teams(self, tenant_id: str) -> list[Team]:
+        """The tenant's teams that are not deleted."""
+        ...
+
+    async def save_team(self, team: Team) -> None: ...
+
+    async def count_teams(self, tenant_id: str) -> int: ...
+
+    # --- WhatsApp onboardings
+    async def onboarding(self, onboarding_id: str) -> WhatsAppOnboarding | None: ...
+
+    async def save_onboarding(self, onboarding: WhatsAppOnboarding) -> None: ...
+
+    async def claim_code_attempt(self, onboarding_id: str, numbers: range, at: datetime) -> int | None: ...
+
+    async def release_code_attempt(self, onboarding_id: str, n: int) -> None: ...
+
+    async def highest_code_attempt(self, onboarding_id: str) -> int: ...
+
+    # --- secrets
+    async def put_credential(self, credential: Credential) -> None: ...
+
+    async def credential(self, channel_id: str) -> Credential | None: ...
+
+    async def delete_credential(self, channel_id: str) -> None: ...
+
+    async def save_whatsapp_token(self, onboarding_id: str, token: str) -> None: ...
+
+    async def whatsapp_token(self, onboarding_id: str) -> str | None: ...
+
+    async def save_whatsapp_pin(self, onboarding_id: str, pin: str) -> None: ...
+
+    async def purge_channel_secrets(self, tenant_id: str, channel_id: str, account_id: str) -> int: ...
+
+    # --- started Page connections
+    async def save_connection(self, connection: PageConnection) -> None: ...
+
+    async def connection(self, tenant_id: str, connection_id: str) -> PageConnection | None: ...
+
+    async def delete_connection(self, connection_id: str) -> None: ...
+
+    async def prune_connections(self, now: datetime, ttl: timedelta) -> int: ...
+
+    async def ensure_indexes(self) -> None: ...
+
+
+class MongoOnboardingStore:
     """The collections onboarding owns."""
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Any, vault: TokenVault) -> None:
+        self.vault = vault
         self.channels = MongoVersionedDocuments(db["channels"])
         self.teams = MongoVersionedDocuments(db["teams"])
         self.whatsapp = MongoVersionedDocuments(db["whatsapp_onboardings"])
         self.connections = db["meta_connections"]
         self.credentials = db["channel_credentials"]
+        self.channel_credentials = MongoCredentialStore(self.credentials, vault)
         # one document per WhatsApp code attempt, "<onboarding id>:<n>": the unique _id counts it
         self.code_attempts = db["whatsapp_code_attempts"]
         # one document per WhatsApp Business Account, _id = the WABA id: one tenant per WABA
@@ -158,15 +333,94 @@ class OnboardingStores:
         # one document per claimed account: its unique _id lets exactly one channel hold an account
         self.account_claims = db["account_claims"]
 
-    async def count_teams(self, tenant_id: str) -> int:
-        """The tenant's teams that are not deleted (uses ``teams_by_tenant``)."""
-        return int(await self.teams.collection.count_documents({"tenant_id": tenant_id, "deleted": False}))
+    # --- channels
 
-    async def claim_waba(
-        self, waba_id: str, tenant_id: str, onboarding_id: str, at: datetime
-    ) -> dict[str, Any] | None:
+    async def channel(self, channel_id: str) -> Channel | None:
+        doc = await self.channels.get(channel_id)
+        return None if doc is None else channel_from_doc(doc)
+
+    async def tenant_channels(self, tenant_id: str) -> list[Channel]:
+        return [channel_from_doc(d) for d in await self.channels.find({"tenant_id": tenant_id})]
+
+    async def save_channel(self, channel: Channel) -> None:
+        await self.channels.save(channel_to_doc(channel))
+
+    async def channels_with_status(self, statuses: Collection[ChannelStatus]) -> AsyncIterator[Channel]:
+        query = {"status": {"$in": [s.value for s in statuses]}}
+        async for doc in self.channels.collection.find(query):
+            yield channel_from_doc(doc)
+
+    async def channels_expiring_by(self, horizon: datetime) -> list[Channel]:
+        docs = await self.channels.find({"status": "active", "token_expires_at": {"$lte": horizon}})
+        return [channel_from_doc(d) for d in docs]
+
+    async def channels_of_business_account(
+        self, tenant_id: str, provider: Provider, business_account_id: str
+    ) -> list[Channel]:
+        docs = await self.channels.find(
+            {"tenant_id": tenant_id, "provider": provider.value, "business_account_id": business_account_id}
+        )
+        return [channel_from_doc(d) for d in docs]
+
+    async def page_in_use(self, page_id: str) -> bool:
+        statuses = {"$in": [s.value for s in CLAIMING_STATUSES]}
+        return bool(
+            await self.channels.find(
+                {"provider": Provider.MESSENGER.value, "account_id": page_id, "status": statuses}, limit=1
+            )
+            or await self.channels.find(
+                {"provider": Provider.INSTAGRAM.value, "business_account_id": page_id, "status": statuses},
+                limit=1,
+            )
+        )
+
+    async def waba_connected_elsewhere(self, waba_id: str, tenant_id: str) -> bool:
+        return bool(
+            await self.channels.find(
+                {
+                    "provider": Provider.WHATSAPP.value,
+                    "business_account_id": waba_id,
+                    "tenant_id": {"$ne": tenant_id},
+                    "status": {"$ne": "disconnected"},
+                }
+            )
+        )
+
+    # --- who holds an account, a WABA
+
+    async def claim_account(
+        self, provider: Provider, account_id: str, channel_id: str, tenant_id: str, at: datetime
+    ) -> tuple[bool, AccountClaim | None]:
+        """Claim an account for a channel by inserting its claim (a unique ``_id``: atomic on MongoDB
+        and FerretDB alike, docs/storage.md).
+
+        Returns ``(inserted, holder)``: ``holder`` is None when the channel holds the claim now
+        (``inserted`` says whether this call made it), else the claim of the channel holding it.
+        """
+        claim_id = account_claim_id(provider, account_id)
+        for _ in range(5):
+            try:
+                await self.account_claims.insert_one(
+                    {"_id": claim_id, "channel_id": channel_id, "tenant_id": tenant_id, "claimed_at": at}
+                )
+                return True, None
+            except DuplicateKeyError:
+                holder = await self.account_claims.find_one({"_id": claim_id})
+            if holder is None:
+                continue  # released in between: try again
+            return False, (None if holder["channel_id"] == channel_id else _claim_from_doc(holder))
+        raise RuntimeError(f"the claim of {claim_id} keeps changing")
+
+    async def release_account(self, provider: Provider, account_id: str, channel_id: str) -> bool:
+        """Give up an account's claim if this channel holds it; whether a claim was deleted."""
+        result = await self.account_claims.delete_one(
+            {"_id": account_claim_id(provider, account_id), "channel_id": channel_id}
+        )
+        return bool(result.deleted_count)
+
+    async def claim_waba(self, waba_id: str, tenant_id: str, onboarding_id: str, at: datetime) -> str | None:
         """Claim a WABA for a tenant (a unique ``_id`` insert); None when the tenant holds it now,
-        else the claim of the tenant that does."""
+        else the tenant that does."""
         try:
             await self.waba_claims.insert_one(
                 {"_id": waba_id, "tenant_id": tenant_id, "onboarding_id": onboarding_id, "claimed_at": at}
@@ -174,7 +428,7 @@ class OnboardingStores:
             return None
         except DuplicateKeyError:
             holder = await self.waba_claims.find_one({"_id": waba_id})
-        return None if holder is None or holder["tenant_id"] == tenant_id else dict(holder)
+        return None if holder is None or holder["tenant_id"] == tenant_id else str(holder["tenant_id"])
 
     async def release_waba(self, waba_id: str, tenant_id: str) -> bool:
         """Give up a WABA's claim unless a channel of the tenant that is not disconnected still
@@ -192,6 +446,31 @@ class OnboardingStores:
             return False
         result = await self.waba_claims.delete_one({"_id": waba_id, "tenant_id": tenant_id})
         return bool(result.deleted_count)
+
+    # --- teams
+
+    async def team(self, team_id: str) -> Team | None:
+        doc = await self.teams.get(team_id)
+        return None if doc is None else team_from_doc(doc)
+
+    async def tenant_teams(self, tenant_id: str) -> list[Team]:
+        return [team_from_doc(d) for d in await self.teams.find({"tenant_id": tenant_id, "deleted": False})]
+
+    async def save_team(self, team: Team) -> None:
+        await self.teams.save(team_to_doc(team))
+
+    async def count_teams(self, tenant_id: str) -> int:
+        """The tenant's teams that are not deleted (uses ``teams_by_tenant``)."""
+        return int(await self.teams.collection.count_documents({"tenant_id": tenant_id, "deleted": False}))
+
+    # --- WhatsApp onboardings
+
+    async def onboarding(self, onboarding_id: str) -> WhatsAppOnboarding | None:
+        doc = await self.whatsapp.get(onboarding_id)
+        return None if doc is None else onboarding_from_doc(doc)
+
+    async def save_onboarding(self, onboarding: WhatsAppOnboarding) -> None:
+        await self.whatsapp.save(onboarding_to_doc(onboarding))
 
     async def claim_code_attempt(self, onboarding_id: str, numbers: range, at: datetime) -> int | None:
         """Claim the first free attempt number of ``numbers`` (a unique insert each: atomic on
@@ -215,30 +494,38 @@ class OnboardingStores:
         docs = self.code_attempts.find({"onboarding_id": onboarding_id}, {"n": 1})
         return max([int(doc["n"]) async for doc in docs], default=0)
 
-    async def ensure_indexes(self) -> None:
-        for store in (self.channels, self.teams, self.whatsapp):
-            await store.ensure_indexes()
-        await self.channels.collection.create_index(
-            [("tenant_id", 1), ("provider", 1)], name="channels_by_tenant"
-        )
-        await self.teams.collection.create_index([("tenant_id", 1)], name="teams_by_tenant")
-        await self.connections.create_index([("created_at", 1)], name="connections_by_age")
-        await self.connections.create_index([("expires_at", 1)], name="connections_by_expiry")
+    # --- secrets
 
-    async def prune_connections(self, now: datetime, ttl: timedelta) -> int:
-        """Delete started Meta connections that expired (FerretDB 1.24 has no TTL indexes, so this
-        runs on a timer and expired ones are refused on read); how many went."""
-        expired = await self.connections.delete_many({"expires_at": {"$lte": now}})
-        # documents written before connections carried expires_at
-        legacy = await self.connections.delete_many(
-            {"expires_at": {"$exists": False}, "created_at": {"$lte": now - ttl}}
-        )
-        return int(expired.deleted_count) + int(legacy.deleted_count)
+    async def put_credential(self, credential: Credential) -> None:
+        await self.channel_credentials.put(credential)
+
+    async def credential(self, channel_id: str) -> Credential | None:
+        return await self.channel_credentials.get(channel_id)
+
+    async def delete_credential(self, channel_id: str) -> None:
+        await self.channel_credentials.delete(channel_id)
+
+    async def _seal(self, doc_id: str, field: str, secret: str) -> None:
+        doc = {"_id": doc_id, field: self.vault.encrypt(secret, doc_id)}
+        await self.credentials.replace_one({"_id": doc_id}, doc, upsert=True)
+
+    async def save_whatsapp_token(self, onboarding_id: str, token: str) -> None:
+        """The system user's token given at account-created (``whatsapp:<onboarding id>``)."""
+        await self._seal(f"whatsapp:{onboarding_id}", "token", token)
+
+    async def whatsapp_token(self, onboarding_id: str) -> str | None:
+        doc_id = f"whatsapp:{onboarding_id}"
+        doc = await self.credentials.find_one({"_id": doc_id})
+        return None if doc is None else self.vault.decrypt(doc["token"], doc_id)
+
+    async def save_whatsapp_pin(self, onboarding_id: str, pin: str) -> None:
+        """The number's two-step verification PIN (``whatsapp-pin:<onboarding id>``)."""
+        await self._seal(f"whatsapp-pin:{onboarding_id}", "pin", pin)
 
     async def purge_channel_secrets(self, tenant_id: str, channel_id: str, account_id: str) -> int:
-        """Delete every secret a disconnected channel leaves (its own credential is deleted by the
-        credential store): the WhatsApp onboarding's system-user token, two-step PIN and code
-        attempts, and the tenant's started Meta connections listing the account's Page token.
+        """Delete every secret a disconnected channel leaves (its own credential is deleted by
+        :meth:`delete_credential`): the WhatsApp onboarding's system-user token, two-step PIN and
+        code attempts, and the tenant's started Meta connections listing the account's Page token.
         How many documents went."""
         deleted = 0
         for doc in await self.whatsapp.find({"tenant_id": tenant_id, "channel_id": channel_id}):
@@ -250,32 +537,34 @@ class OnboardingStores:
             deleted += int(result.deleted_count)
         return deleted
 
-    async def claim_account(
-        self, provider: Provider, account_id: str, channel_id: str, tenant_id: str, at: datetime
-    ) -> tuple[bool, dict[str, Any] | None]:
-        """Claim an account for a channel by inserting its claim (a unique ``_id``: atomic on MongoDB
-        and FerretDB alike, docs/storage.md).
+    # --- started Page connections
 
-        Returns ``(inserted, holder)``: ``holder`` is None when the channel holds the claim now
-        (``inserted`` says whether this call made it), else the claim of the channel holding it.
-        """
-        claim_id = account_claim_id(provider, account_id)
-        for _ in range(5):
-            try:
-                await self.account_claims.insert_one(
-                    {"_id": claim_id, "channel_id": channel_id, "tenant_id": tenant_id, "claimed_at": at}
-                )
-                return True, None
-            except DuplicateKeyError:
-                holder = await self.account_claims.find_one({"_id": claim_id})
-            if holder is None:
-                continue  # released in between: try again
-            return False, (None if holder["channel_id"] == channel_id else holder)
-        raise RuntimeError(f"the claim of {claim_id} keeps changing")
+    async def save_connection(self, connection: PageConnection) -> None:
+        await self.connections.insert_one(connection_to_doc(connection, self.vault))
 
-    async def release_account(self, provider: Provider, account_id: str, channel_id: str) -> bool:
-        """Give up an account's claim if this channel holds it; whether a claim was deleted."""
-        result = await self.account_claims.delete_one(
-            {"_id": account_claim_id(provider, account_id), "channel_id": channel_id}
+    async def connection(self, tenant_id: str, connection_id: str) -> PageConnection | None:
+        doc = await self.connections.find_one({"_id": connection_id, "tenant_id": tenant_id})
+        return None if doc is None else connection_from_doc(doc, self.vault)
+
+    async def delete_connection(self, connection_id: str) -> None:
+        await self.connections.delete_one({"_id": connection_id})
+
+    async def prune_connections(self, now: datetime, ttl: timedelta) -> int:
+        """Delete started Meta connections that expired (FerretDB 1.24 has no TTL indexes, so this
+        runs on a timer and expired ones are refused on read); how many went."""
+        expired = await self.connections.delete_many({"expires_at": {"$lte": now}})
+        # documents written before connections carried expires_at
+        legacy = await self.connections.delete_many(
+            {"expires_at": {"$exists": False}, "created_at": {"$lte": now - ttl}}
         )
-        return bool(result.deleted_count)
+        return int(expired.deleted_count) + int(legacy.deleted_count)
+
+    async def ensure_indexes(self) -> None:
+        for store in (self.channels, self.teams, self.whatsapp):
+            await store.ensure_indexes()
+        await self.channels.collection.create_index(
+            [("tenant_id", 1), ("provider", 1)], name="channels_by_tenant"
+        )
+        await self.teams.collection.create_index([("tenant_id", 1)], name="teams_by_tenant")
+        await self.connections.create_index([("created_at", 1)], name="connections_by_age")
+        await self.connections.create_index([("expires_at", 1)], name="connections_by_expiry")

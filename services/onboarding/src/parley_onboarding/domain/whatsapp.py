@@ -3,22 +3,26 @@
 Steps follow the product's help-center article: agreement signed, WhatsApp Business terms
 accepted, details submitted (E.164 number, landline or mobile, Business Manager id, display name),
 account created, the Business Manager request approved, business verification completed in the
-Security Center, the number verified with a 6-digit code (SMS for mobiles, a voice call for
-landlines, valid 10 minutes), activation, business profile and logo, the verified badge, and
-message templates. Every step records who acts next and how long Meta usually takes.
+Security Center, the number verified with a code (SMS for mobiles, a voice call for landlines),
+activation, business profile and logo, the verified badge, and message templates. Every step
+records who acts next and how long Meta usually takes.
+
+What WhatsApp itself asks of the code, the PIN and the display name (digits, validity, naming
+rules) is the provider's: the service passes its connector's :class:`NumberRules`. The attempt
+allowance and the resend cooldown are Parley's.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from parley_providers.base import NumberRules
+
 from parley_onboarding.domain.errors import Conflict, DomainError
 
-CODE_VALIDITY = timedelta(minutes=10)
 RESEND_COOLDOWN = timedelta(seconds=60)
 MAX_CODE_ATTEMPTS = 5
 # across every code of one onboarding: a resend gives a new code MAX_CODE_ATTEMPTS more tries but
@@ -64,7 +68,7 @@ NEXT: dict[Step, tuple[Actor, str | None]] = {
     Step.ACCOUNT_CREATED: (Actor.CUSTOMER, None),
     Step.BM_REQUEST_APPROVED: (Actor.META, META_REVIEW_WAIT),
     Step.BUSINESS_VERIFIED: (Actor.PLATFORM, None),
-    Step.CODE_SENT: (Actor.CUSTOMER, "10 minutes"),
+    Step.CODE_SENT: (Actor.CUSTOMER, None),  # the code's validity: the provider's rules say it
     Step.PHONE_VERIFIED: (Actor.PLATFORM, None),
     Step.ACTIVATED: (Actor.CUSTOMER, None),
     Step.PROFILE_COMPLETED: (Actor.CUSTOMER, None),
@@ -85,8 +89,6 @@ OPERATOR_STEPS = frozenset({"account-created", "business-verified", "badge-decid
 ORDER: list[Step] = list(Step)
 
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}", re.ASCII)
-_URL = re.compile(r"(https?://|www\.|\.[a-z]{2,}(/|$))", re.IGNORECASE)
-_SYMBOLS_RUN = re.compile(r"[^\w\s]{2,}")
 
 
 def _ascii_digits(text: str) -> bool:
@@ -94,35 +96,27 @@ def _ascii_digits(text: str) -> bool:
     return bool(text) and all("0" <= ch <= "9" for ch in text)
 
 
-def check_display_name(name: str) -> str:
-    """A subset of WhatsApp's display-name rules that can be checked without Meta's review.
+def _minutes(delta: timedelta) -> str:
+    return f"{int(delta.total_seconds() // 60)} minutes"
 
-    Meta reviews every name; these refuse what it always refuses: empty or very short names,
-    leading or trailing spaces, URLs, the word WhatsApp, emoji and pictographs, runs of symbols,
-    and all-capital names longer than an acronym.
-    """
-    if name != name.strip():
-        raise DomainError("INVALID_DISPLAY_NAME", "no leading or trailing spaces", field="display_name")
-    if len(name) < 3:
-        raise DomainError("INVALID_DISPLAY_NAME", "at least 3 characters", field="display_name")
-    if _URL.search(name):
-        raise DomainError("INVALID_DISPLAY_NAME", "a display name cannot contain a URL", field="display_name")
-    if "whatsapp" in name.lower():
-        raise DomainError(
-            "INVALID_DISPLAY_NAME", "a display name cannot contain 'WhatsApp'", field="display_name"
-        )
-    if any(unicodedata.category(ch) == "So" for ch in name):
-        raise DomainError("INVALID_DISPLAY_NAME", "no emoji or symbols", field="display_name")
-    if _SYMBOLS_RUN.search(name):
-        raise DomainError("INVALID_DISPLAY_NAME", "no runs of punctuation", field="display_name")
-    letters = [ch for ch in name if ch.isalpha()]
-    if len(letters) > 5 and all(ch.isupper() for ch in letters):
-        raise DomainError(
-            "INVALID_DISPLAY_NAME",
-            "not all capitals (acronyms of up to 5 letters are fine)",
-            field="display_name",
-        )
+
+def check_display_name(name: str, rules: NumberRules) -> str:
+    """The name, unless the provider's display-name rules refuse it without a review."""
+    problem = rules.display_name_problem(name)
+    if problem is not None:
+        raise DomainError("INVALID_DISPLAY_NAME", problem, field="display_name")
     return name
+
+
+def check_pin(pin: object, rules: NumberRules) -> str | None:
+    """A two-step verification PIN given by the customer (None: none given, one is generated)."""
+    if pin is None:
+        return None
+    if not (isinstance(pin, str) and len(pin) == rules.pin_digits and _ascii_digits(pin)):
+        raise DomainError(
+            "INVALID_PIN", f"the two-step verification PIN has {rules.pin_digits} digits", field="pin"
+        )
+    return pin
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,11 +155,6 @@ class WhatsAppOnboarding:
     def next_actor(self) -> Actor:
         return NEXT[self.step][0]
 
-    @property
-    def code_method(self) -> str:
-        """Meta calls landlines (their IVR must be off) and texts mobiles."""
-        return "VOICE" if self.landline else "SMS"
-
     def _require(self, *allowed: Step) -> None:
         if self.step not in allowed:
             expected = " or ".join(s.value for s in allowed)
@@ -175,10 +164,10 @@ class WhatsAppOnboarding:
                 current_step=self.step.value,
             )
 
-    def _complete(self, step: Step, at: datetime, by: str | None) -> StepRecord:
+    def _complete(self, step: Step, at: datetime, by: str | None, wait: str | None = None) -> StepRecord:
         self.step = step
-        actor, wait = NEXT[step]
-        record = StepRecord(step=step, at=at, by=by, next_actor=actor, expected_wait=wait)
+        actor, usual = NEXT[step]
+        record = StepRecord(step=step, at=at, by=by, next_actor=actor, expected_wait=wait or usual)
         self.history.append(record)
         self.revision += 1
         return record
@@ -200,6 +189,7 @@ class WhatsAppOnboarding:
         display_name: str,
         by: str,
         at: datetime,
+        rules: NumberRules,
     ) -> StepRecord:
         self._require(Step.TERMS_ACCEPTED)
         if not _E164.fullmatch(phone_number):
@@ -210,7 +200,7 @@ class WhatsAppOnboarding:
             raise DomainError(
                 "INVALID_BUSINESS_MANAGER_ID", "business_manager_id is numeric", field="business_manager_id"
             )
-        self.display_name = check_display_name(display_name)
+        self.display_name = check_display_name(display_name, rules)
         self.phone_number = phone_number
         self.landline = landline
         self.business_manager_id = business_manager_id
@@ -237,9 +227,12 @@ class WhatsAppOnboarding:
             attempts=self.code_attempts,
         )
 
-    def code_requested(self, by: str, at: datetime, highest_claimed: int = 0) -> StepRecord:
+    def code_requested(
+        self, by: str, at: datetime, rules: NumberRules, highest_claimed: int = 0
+    ) -> StepRecord:
         """A code is (re)sent; resending waits for a cooldown. The attempt count is kept: the new
         code gets up to MAX_CODE_ATTEMPTS tries within the onboarding's MAX_TOTAL_CODE_ATTEMPTS.
+        The customer then has the code's validity to type it.
 
         ``highest_claimed`` is the highest attempt number claimed so far: the new code's numbers
         come after it, so a claim that was never released (the service stopped while Meta was
@@ -256,7 +249,7 @@ class WhatsAppOnboarding:
             )
         self.code_sent_at = at
         self.code_attempts_before = used
-        return self._complete(Step.CODE_SENT, at, by)
+        return self._complete(Step.CODE_SENT, at, by, wait=_minutes(rules.code_validity))
 
     @property
     def attempt_numbers(self) -> range:
@@ -268,18 +261,20 @@ class WhatsAppOnboarding:
         last = min(self.code_attempts_before + MAX_CODE_ATTEMPTS, MAX_TOTAL_CODE_ATTEMPTS)
         return range(self.code_attempts_before + 1, last + 1)
 
-    def check_code_attempt(self, code: str, at: datetime) -> None:
+    def check_code_attempt(self, code: str, at: datetime, rules: NumberRules) -> None:
         """Refuse an attempt before asking Meta: bad format, expired code, or too many tries."""
         self._require(Step.CODE_SENT)
         assert self.code_sent_at is not None
-        if at - self.code_sent_at > CODE_VALIDITY:
-            raise DomainError("CODE_EXPIRED", "the code is valid for 10 minutes; ask for a new one")
+        if at - self.code_sent_at > rules.code_validity:
+            raise DomainError(
+                "CODE_EXPIRED", f"the code is valid for {_minutes(rules.code_validity)}; ask for a new one"
+            )
         if self.code_attempts >= MAX_TOTAL_CODE_ATTEMPTS:
             raise self._out_of_attempts()
         if self.code_attempts >= self.attempt_numbers.stop - 1:
             raise DomainError("TOO_MANY_ATTEMPTS", f"{MAX_CODE_ATTEMPTS} wrong codes; ask for a new one")
-        if not (len(code) == 6 and _ascii_digits(code)):
-            raise DomainError("INVALID_CODE_FORMAT", "the code has 6 digits", field="code")
+        if not (len(code) == rules.code_digits and _ascii_digits(code)):
+            raise DomainError("INVALID_CODE_FORMAT", f"the code has {rules.code_digits} digits", field="code")
 
     def code_rejected(self, attempt: int | None = None) -> int:
         """Meta said the code was wrong (``attempt``: the number claimed for it); the attempts left

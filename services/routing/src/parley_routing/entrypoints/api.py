@@ -5,34 +5,26 @@ inside ``create_api`` when it reads the route signatures.
 """
 
 import base64
-from collections.abc import Callable
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Query
-from parley_events import ChannelRole, ConversationEvent, Queue
+from parley_events import ChannelRole, Queue
 from parley_shared.api import ApiError, error_responses, install_error_handlers, principal_dependency
 from parley_shared.auth import Principal, TokenVerifier
-from parley_shared.channels import KafkaChannelDirectory, KafkaTeamDirectory, role_on_channel
 from pydantic import BaseModel, Field
 
 from parley_routing.adapters.repository import DocumentTooLarge
-from parley_routing.domain.access import (
-    Actor,
-    Forbidden,
-    acting_role,
-    check_assign,
-    check_unassign,
-)
+from parley_routing.domain.access import Actor, Forbidden
 from parley_routing.domain.model import (
     MAX_LABEL_LENGTH,
     MAX_NOTE_LENGTH,
     MAX_TAGS,
     Conversation,
     InvalidCommand,
-    command_cause,
 )
-from parley_routing.service import ConversationNotFound, ConversationService
+from parley_routing.service import AgentService, CommandOutcome, ConversationNotFound, Visible
 
 
 class NoteOut(BaseModel):
@@ -118,13 +110,53 @@ def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
         raise ApiError(422, "INVALID_CURSOR", "cursor is not one this API returned") from exc
 
 
-def create_api(
-    service: ConversationService,
-    channels: KafkaChannelDirectory,
-    teams: KafkaTeamDirectory,
-    verifier: TokenVerifier,
-    clock: Callable[[], datetime],
-) -> FastAPI:
+def _actor(principal: Principal) -> Actor:
+    return Actor(principal.user_id, principal.tenant_id, principal.is_admin)
+
+
+def _out(found: Visible) -> ConversationOut:
+    conversation: Conversation = found.conversation
+    return ConversationOut(
+        id=conversation.id,
+        tenant_id=conversation.tenant_id,
+        channel_id=conversation.channel_id,
+        provider=conversation.provider.value,
+        conversation_key=conversation.conversation_key,
+        queue=conversation.queue,
+        owner_id=conversation.owner_id,
+        tags=conversation.tags,
+        topics=conversation.topics,
+        note_count=conversation.note_count,
+        created_at=conversation.created_at,
+        last_activity_at=conversation.last_activity_at,
+        sequence=conversation.sequence,
+        your_role=found.role,
+    )
+
+
+def _not_found() -> ApiError:
+    # missing, another tenant's and invisible conversations are answered the same way
+    return ApiError(404, "CONVERSATION_NOT_FOUND", "no such conversation")
+
+
+async def _answer(outcome: Awaitable[CommandOutcome]) -> CommandResult:
+    """A command's outcome as the API answers it; the service's refusals as HTTP errors."""
+    try:
+        done = await outcome
+    except ConversationNotFound as exc:
+        raise _not_found() from exc
+    except Forbidden as exc:
+        raise ApiError(403, exc.code, exc.message) from exc
+    except (InvalidCommand, DocumentTooLarge) as exc:
+        raise ApiError(422, exc.code, str(exc)) from exc
+    return CommandResult(
+        conversation=_out(Visible(done.conversation, done.role)),
+        events=[{"type": e.event_type, **e.model_dump(mode="json")} for e in done.events],
+    )
+
+
+def create_api(agents: AgentService, verifier: TokenVerifier) -> FastAPI:
+    """HTTP only: authentication, request and answer shapes; the rules are the service's."""
     api = FastAPI(
         title="Parley routing API",
         version="1.0.0",
@@ -133,77 +165,6 @@ def create_api(
     )
     install_error_handlers(api)
     caller = Depends(principal_dependency(verifier))
-
-    def role_on(principal: Principal, channel_id: str) -> ChannelRole | None:
-        role = role_on_channel(channels, teams, principal.tenant_id, principal.user_id, channel_id)
-        if (
-            channels.by_id.get(channel_id) is None
-            or channels.by_id[channel_id].tenant_id != principal.tenant_id
-        ):
-            return None
-        return acting_role(Actor(principal.user_id, principal.tenant_id, principal.is_admin), role)
-
-    def user_role(tenant_id: str, user_id: str, channel_id: str) -> ChannelRole | None:
-        return role_on_channel(channels, teams, tenant_id, user_id, channel_id)
-
-    def out(conversation: Conversation, role: ChannelRole | None) -> ConversationOut:
-        return ConversationOut(
-            id=conversation.id,
-            tenant_id=conversation.tenant_id,
-            channel_id=conversation.channel_id,
-            provider=conversation.provider.value,
-            conversation_key=conversation.conversation_key,
-            queue=conversation.queue,
-            owner_id=conversation.owner_id,
-            tags=conversation.tags,
-            topics=conversation.topics,
-            note_count=conversation.note_count,
-            created_at=conversation.created_at,
-            last_activity_at=conversation.last_activity_at,
-            sequence=conversation.sequence,
-            your_role=role,
-        )
-
-    async def visible(principal: Principal, conversation_id: str) -> tuple[Conversation, ChannelRole]:
-        conversation = await service.repository.get(conversation_id)
-        # another tenant's or an invisible conversation is indistinguishable from a missing one
-        if conversation is None or conversation.tenant_id != principal.tenant_id:
-            raise ApiError(404, "CONVERSATION_NOT_FOUND", "no such conversation")
-        role = role_on(principal, conversation.channel_id)
-        if role is None:
-            raise ApiError(404, "CONVERSATION_NOT_FOUND", "no such conversation")
-        return conversation, role
-
-    def result(
-        conversation: Conversation, role: ChannelRole, events: list[ConversationEvent]
-    ) -> CommandResult:
-        return CommandResult(
-            conversation=out(conversation, role),
-            events=[{"type": e.event_type, **e.model_dump(mode="json")} for e in events],
-        )
-
-    async def command(
-        principal: Principal,
-        conversation_id: str,
-        key: str,
-        check: Callable[[Conversation, ChannelRole], None],
-        change: Callable[[Conversation, str], list[ConversationEvent]],
-    ) -> CommandResult:
-        conversation, role = await visible(principal, conversation_id)
-        check(conversation, role)
-        cause = command_cause(principal.user_id, key)
-        try:
-            updated, events = await service.apply(conversation_id, lambda c: change(c, cause))
-        except InvalidCommand as exc:
-            raise ApiError(422, exc.code, str(exc)) from exc
-        except DocumentTooLarge as exc:
-            raise ApiError(422, exc.code, str(exc)) from exc
-        except ConversationNotFound as exc:
-            raise ApiError(404, "CONVERSATION_NOT_FOUND", "no such conversation") from exc
-        return result(updated, role, events)
-
-    def forbid(exc: Forbidden) -> ApiError:
-        return ApiError(403, exc.code, exc.message)
 
     @api.get("/conversations", response_model=ConversationPage)
     async def list_conversations(
@@ -215,23 +176,16 @@ def create_api(
         cursor: str | None = None,
     ) -> ConversationPage:
         """The conversations the caller may see, newest activity first."""
-        roles = {
-            c.channel_id: role_on(principal, c.channel_id) for c in channels.channels_of(principal.tenant_id)
-        }
-        visible_ids = [cid for cid, role in roles.items() if role is not None]
-        if channel_id is not None:
-            visible_ids = [cid for cid in visible_ids if cid == channel_id]
-        page = await service.repository.list_visible(
-            principal.tenant_id,
-            visible_ids,
+        page = await agents.list_visible(
+            _actor(principal),
             queue=queue,
+            channel_id=channel_id,
             owner_id=owner_id,
             limit=limit,
             after=_decode_cursor(cursor),
         )
         return ConversationPage(
-            items=[out(c, roles[c.channel_id]) for c in page.items],
-            next_cursor=_encode_cursor(page.next_cursor),
+            items=[_out(found) for found in page.items], next_cursor=_encode_cursor(page.next_cursor)
         )
 
     not_found = error_responses(404)
@@ -242,31 +196,29 @@ def create_api(
         principal: Annotated[Principal, caller], conversation_id: str
     ) -> ConversationDetail:
         """One conversation with its whole history."""
-        conversation, role = await visible(principal, conversation_id)
-        history = await service.repository.history_of(conversation_id)
-        notes = [NoteOut(**n.__dict__) for n in await service.repository.notes_of(conversation)]
-        return ConversationDetail(**out(conversation, role).model_dump(), notes=notes, history=history)
+        try:
+            found, history, notes = await agents.detail(_actor(principal), conversation_id)
+        except ConversationNotFound as exc:
+            raise _not_found() from exc
+        return ConversationDetail(
+            **_out(found).model_dump(), notes=[NoteOut(**n.__dict__) for n in notes], history=history
+        )
 
     @api.get("/conversations/{conversation_id}/notes", response_model=NoteList, responses=not_found)
     async def list_notes(principal: Annotated[Principal, caller], conversation_id: str) -> NoteList:
         """The conversation's internal notes, oldest first (at most 200 per conversation)."""
-        conversation, _ = await visible(principal, conversation_id)
-        return NoteList(
-            items=[NoteOut(**n.__dict__) for n in await service.repository.notes_of(conversation)]
-        )
+        try:
+            _found, notes = await agents.notes(_actor(principal), conversation_id)
+        except ConversationNotFound as exc:
+            raise _not_found() from exc
+        return NoteList(items=[NoteOut(**n.__dict__) for n in notes])
 
     @api.post("/conversations/{conversation_id}/status", response_model=CommandResult, responses=not_found)
     async def move(
         principal: Annotated[Principal, caller], conversation_id: str, body: MoveCommand, key: IdempotencyKey
     ) -> CommandResult:
         """Move to Pending or Resolved (any role). Resolving clears the owner."""
-        return await command(
-            principal,
-            conversation_id,
-            key,
-            lambda c, r: None,
-            lambda c, cause: c.move(Queue(body.queue), principal.user_id, cause, clock()),
-        )
+        return await _answer(agents.move(_actor(principal), conversation_id, Queue(body.queue), key))
 
     @api.post(
         "/conversations/{conversation_id}/owner",
@@ -280,26 +232,7 @@ def create_api(
         key: IdempotencyKey,
     ) -> CommandResult:
         """Make someone the owner: yourself as a Contributor, anyone who can reply as a Supervisor."""
-        actor = Actor(principal.user_id, principal.tenant_id, principal.is_admin)
-
-        def check(conversation: Conversation, role: ChannelRole) -> None:
-            try:
-                check_assign(
-                    actor,
-                    role,
-                    body.owner_id,
-                    user_role(principal.tenant_id, body.owner_id, conversation.channel_id),
-                )
-            except Forbidden as exc:
-                raise forbid(exc) from exc
-
-        return await command(
-            principal,
-            conversation_id,
-            key,
-            check,
-            lambda c, cause: c.assign(body.owner_id, principal.user_id, cause, clock()),
-        )
+        return await _answer(agents.assign(_actor(principal), conversation_id, body.owner_id, key))
 
     @api.post(
         "/conversations/{conversation_id}/owner:clear",
@@ -310,21 +243,7 @@ def create_api(
         principal: Annotated[Principal, caller], conversation_id: str, key: IdempotencyKey
     ) -> CommandResult:
         """Clear the owner: your own ownership as a Contributor, anyone's as a Supervisor."""
-        actor = Actor(principal.user_id, principal.tenant_id, principal.is_admin)
-
-        def check(conversation: Conversation, role: ChannelRole) -> None:
-            try:
-                check_unassign(actor, role, conversation.owner_id)
-            except Forbidden as exc:
-                raise forbid(exc) from exc
-
-        return await command(
-            principal,
-            conversation_id,
-            key,
-            check,
-            lambda c, cause: c.unassign(principal.user_id, cause, clock()),
-        )
+        return await _answer(agents.unassign(_actor(principal), conversation_id, key))
 
     def labels_route(kind: str) -> None:
         async def change_labels(
@@ -333,14 +252,8 @@ def create_api(
             body: LabelsCommand,
             key: IdempotencyKey,
         ) -> CommandResult:
-            return await command(
-                principal,
-                conversation_id,
-                key,
-                lambda c, r: None,
-                lambda c, cause: c.change_labels(
-                    kind, body.add, body.remove, principal.user_id, cause, clock()
-                ),
+            return await _answer(
+                agents.change_labels(_actor(principal), conversation_id, kind, body.add, body.remove, key)
             )
 
         change_labels.__doc__ = f"Add and remove {kind} (any role)."
@@ -359,12 +272,6 @@ def create_api(
         principal: Annotated[Principal, caller], conversation_id: str, body: NoteCommand, key: IdempotencyKey
     ) -> CommandResult:
         """Add an internal note (any role)."""
-        return await command(
-            principal,
-            conversation_id,
-            key,
-            lambda c, r: None,
-            lambda c, cause: c.add_note(body.text, principal.user_id, cause, clock()),
-        )
+        return await _answer(agents.add_note(_actor(principal), conversation_id, body.text, key))
 
     return api

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from parley_providers.base import ProviderPlugin, Sender
+from parley_providers.base import Connector, ProviderPlugin, Sender
 
 
 def sender(http: httpx.AsyncClient, settings: Any) -> Sender:
@@ -15,6 +15,14 @@ def sender(http: httpx.AsyncClient, settings: Any) -> Sender:
     from parley_providers.meta.outbound import MetaSender
 
     return MetaSender(graph_client(http, settings))
+
+
+def connector(http: httpx.AsyncClient, settings: Any) -> Connector:
+    """Connecting Pages and Instagram profiles (Facebook Login), with onboarding's settings."""
+    from parley_providers.meta.client import graph_client
+    from parley_providers.meta.connect import meta_connector
+
+    return meta_connector(graph_client(http, settings), settings)
 
 
 def plugin() -> ProviderPlugin:
@@ -32,4 +40,5 @@ def plugin() -> ProviderPlugin:
         (Provider.MESSENGER, Provider.INSTAGRAM),
         reauth_reason=reauth_reason,
         make_sender=sender,
+        make_connector=connector,
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from parley_providers.base import ProviderPlugin, Sender
+from parley_providers.base import Connector, ProviderPlugin, Sender
 
 
 def sender(http: httpx.AsyncClient, settings: Any) -> Sender:
@@ -18,6 +18,14 @@ def sender(http: httpx.AsyncClient, settings: Any) -> Sender:
     return WhatsAppSender(graph_client(http, settings))
 
 
+def connector(http: httpx.AsyncClient, settings: Any) -> Connector:
+    """Verifying and registering a business number, over the Graph client the settings describe."""
+    from parley_providers.meta.client import graph_client
+    from parley_providers.whatsapp.connect import WhatsAppConnector
+
+    return WhatsAppConnector(graph_client(http, settings))
+
+
 def plugin() -> ProviderPlugin:
     """The ``whatsapp`` entry point of ``parley.providers``."""
     from parley_events import Provider
@@ -26,5 +34,11 @@ def plugin() -> ProviderPlugin:
     from parley_providers.whatsapp.rules import RULES
 
     return ProviderPlugin(
-        "whatsapp", None, RULES, (Provider.WHATSAPP,), reauth_reason=reauth_reason, make_sender=sender
+        "whatsapp",
+        None,
+        RULES,
+        (Provider.WHATSAPP,),
+        reauth_reason=reauth_reason,
+        make_sender=sender,
+        make_connector=connector,
     )

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from parley_providers.base import ProviderPlugin, Sender
+from parley_providers.base import Connector, ProviderPlugin, Sender
 
 
 def sender(http: httpx.AsyncClient, settings: Any) -> Sender | None:
@@ -16,6 +16,13 @@ def sender(http: httpx.AsyncClient, settings: Any) -> Sender | None:
 
     client = x_client(http, settings)
     return XSender(client) if client is not None else None
+
+
+def connector(http: httpx.AsyncClient, settings: Any) -> Connector | None:
+    """Connecting X accounts, when the settings configure X's client and its webhook."""
+    from parley_providers.x.connect import x_connector
+
+    return x_connector(http, settings)
 
 
 def plugin() -> ProviderPlugin:
@@ -34,4 +41,5 @@ def plugin() -> ProviderPlugin:
         (Provider.X,),
         length_counters={Counting.X_WEIGHTED: x_weighted_length},
         make_sender=sender,
+        make_connector=connector,
     )

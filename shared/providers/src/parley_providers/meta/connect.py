@@ -1,0 +1,184 @@
+"""Connecting Facebook Pages and their Instagram profiles: Facebook Login, the grant, Page tasks,
+the Page's webhook subscription, and whether a token still works.
+
+What a Page admin must be able to do for Parley to run the Page as a channel: ``/me/accounts``
+lists, per Page, the ``tasks`` the person who logged in can perform, and Meta's documentation names
+the task each call Parley makes needs:
+
+- the Send API (Messenger replies) and the webhook subscription for message fields need a Page
+  token "requested by a person who can perform the MESSAGING task on the Page"
+  (developers.facebook.com/docs/messenger-platform/reference/send-api, /get-started,
+  /documentation/pages-api/webhooks-for-pages);
+- the ``feed`` webhook field and replying to or hiding comments need one from a person who can
+  perform CREATE_CONTENT, MANAGE or MODERATE (/docs/graph-api/reference/page/subscribed_apps,
+  /documentation/pages-api/webhooks-for-pages).
+
+So a Page is accepted with MANAGE (full control), or with both MESSAGING and MODERATE; MODERATE
+alone (a moderator) or MESSAGING alone is refused before anything is subscribed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from parley_providers.base import GrantedPage, PageGrant, TokenRefusal
+from parley_providers.errors import ErrorKind, ProviderError
+from parley_providers.meta.client import GraphClient, GraphSettings
+from parley_providers.meta.errors import INVALID_TOKEN
+
+__all__ = [
+    "DEFAULT_INSTAGRAM_PERMISSIONS",
+    "DEFAULT_PAGE_FIELDS",
+    "DEFAULT_PAGE_PERMISSIONS",
+    "FULL_CONTROL_TASK",
+    "REQUIRED_PAGE_TASKS",
+    "ConnectSettings",
+    "MetaConnector",
+    "graph_token_refusal",
+    "meta_connector",
+    "missing_page_tasks",
+]
+
+FULL_CONTROL_TASK = "MANAGE"
+REQUIRED_PAGE_TASKS = ("MESSAGING", "MODERATE")
+
+DEFAULT_PAGE_PERMISSIONS = (
+    "pages_show_list",  # list the Pages the admin manages
+    "pages_manage_metadata",  # subscribe the app to the Page's webhooks
+    "pages_messaging",  # Messenger conversations
+    "pages_read_engagement",  # read posts and comments
+    "pages_manage_engagement",  # answer comments
+)
+DEFAULT_INSTAGRAM_PERMISSIONS = (
+    "instagram_basic",
+    "instagram_manage_messages",
+    "instagram_manage_comments",
+)
+DEFAULT_PAGE_FIELDS = (
+    "messages",
+    "messaging_postbacks",
+    "message_echoes",
+    "message_deliveries",
+    "message_reads",
+    "message_reactions",
+    "feed",
+)
+"""The Page webhook fields the app subscribes to (Messenger's message fields and the Page feed)."""
+
+
+def missing_page_tasks(tasks: Iterable[str]) -> list[str]:
+    """The tasks still needed on a Page for Parley's channel ([] when the admin has enough)."""
+    have = {str(t).upper() for t in tasks}
+    if FULL_CONTROL_TASK in have:
+        return []
+    return [task for task in REQUIRED_PAGE_TASKS if task not in have]
+
+
+async def graph_token_refusal(graph: GraphClient, token: str) -> TokenRefusal | None:
+    """Whether Graph still takes ``token`` (``debug_token``); why not, by Graph's numbers.
+
+    ``debug_token`` says only "invalid": a call with the token itself then says why (code,
+    subcode). An answer refusing the app's own check for the token's sake (reauth, permission)
+    is a refusal too; any other failure raises.
+    """
+    try:
+        valid, _expires_at, _scopes = await graph.debug_token(token)
+    except ProviderError as exc:
+        if exc.kind in (ErrorKind.REAUTH_REQUIRED, ErrorKind.PERMISSION_MISSING):
+            return TokenRefusal(exc.code, exc.subcode)
+        raise
+    if valid:
+        return None
+    code, subcode = INVALID_TOKEN, None
+    try:
+        await graph.permissions(token)
+    except ProviderError as exc:
+        code, subcode = exc.code or INVALID_TOKEN, exc.subcode
+    return TokenRefusal(code, subcode)
+
+
+class ConnectSettings(GraphSettings, Protocol):
+    """Onboarding's settings for Meta's connect flow (None: Meta's defaults above)."""
+
+    meta_permissions: tuple[str, ...] | None
+    instagram_permissions: tuple[str, ...] | None
+    page_subscribed_fields: tuple[str, ...] | None
+
+
+class MetaConnector:
+    """Facebook Login for Pages and their linked Instagram profiles (a ``PageConnector``)."""
+
+    required_page_tasks: tuple[str, ...] = REQUIRED_PAGE_TASKS
+
+    def __init__(
+        self,
+        graph: GraphClient,
+        *,
+        page_permissions: Iterable[str] = DEFAULT_PAGE_PERMISSIONS,
+        instagram_permissions: Iterable[str] = DEFAULT_INSTAGRAM_PERMISSIONS,
+        page_fields: Iterable[str] = DEFAULT_PAGE_FIELDS,
+    ) -> None:
+        self._graph = graph
+        self._page_permissions = frozenset(page_permissions)
+        self._instagram_permissions = frozenset(instagram_permissions)
+        self._page_fields = list(page_fields)
+
+    def __repr__(self) -> str:
+        return f"MetaConnector({self._graph!r})"
+
+    async def grant(self, code: str, redirect_uri: str) -> PageGrant:
+        """Code -> short-lived user token -> long-lived one; its permissions and Pages.
+
+        The user token itself is not kept: a channel runs on its Page token, and only the
+        long-lived token's expiry (the person's grant) is tracked.
+        """
+        short = await self._graph.exchange_code(code, redirect_uri)
+        user_token = await self._graph.long_lived_token(short.access_token)
+        permissions = await self._graph.permissions(user_token.access_token)
+        pages = await self._graph.pages(user_token.access_token)
+        return PageGrant(
+            granted=frozenset(name for name, status in permissions.items() if status == "granted"),
+            pages=tuple(
+                GrantedPage(
+                    id=p.id,
+                    name=p.name,
+                    access_token=p.access_token,
+                    tasks=p.tasks,
+                    instagram_id=p.instagram_business_account_id,
+                    instagram_username=p.instagram_username,
+                )
+                for p in pages
+            ),
+            expires_at=user_token.expires_at,
+        )
+
+    def missing_permissions(self, granted: Iterable[str], *, instagram: bool) -> list[str]:
+        needed = self._instagram_permissions if instagram else self._page_permissions
+        return sorted(needed - set(granted))
+
+    def missing_page_tasks(self, tasks: Iterable[str]) -> list[str]:
+        return missing_page_tasks(tasks)
+
+    async def subscribe_page(self, page_id: str, page_token: str) -> None:
+        await self._graph.subscribe_page(page_id, page_token, self._page_fields)
+
+    async def unsubscribe_page(self, page_id: str, page_token: str) -> None:
+        await self._graph.unsubscribe_page(page_id, page_token)
+
+    async def token_refusal(self, token: str) -> TokenRefusal | None:
+        return await graph_token_refusal(self._graph, token)
+
+
+def meta_connector(graph: GraphClient, settings: ConnectSettings) -> MetaConnector:
+    """Meta's connector with the permissions and webhook fields onboarding's settings name."""
+
+    def given(value: tuple[str, ...] | None, default: tuple[str, ...]) -> tuple[str, ...]:
+        return default if value is None else value
+
+    return MetaConnector(
+        graph,
+        page_permissions=given(settings.meta_permissions, DEFAULT_PAGE_PERMISSIONS),
+        instagram_permissions=given(settings.instagram_permissions, DEFAULT_INSTAGRAM_PERMISSIONS),
+        page_fields=given(settings.page_subscribed_fields, DEFAULT_PAGE_FIELDS),
+    )

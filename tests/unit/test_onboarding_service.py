@@ -1,0 +1,631 @@
+"""OnboardingService against its in-memory store and fake connectors: Meta's login and activation,
+X's authorization, WhatsApp's steps, disconnects, token checks, teams and template reviews. No
+broker, no store, no provider sandbox (tests/integration/test_onboarding.py runs the same flows
+against them)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from parley_events import (
+    ChannelConnected,
+    ChannelDisconnected,
+    ChannelReauthRequired,
+    ChannelReconnected,
+    ChannelRole,
+    ChannelSnapshot,
+    ChannelStatus,
+    ChannelTemplateStatusChanged,
+    ChannelTokenExpiring,
+    Event,
+    Provider,
+    TeamSnapshot,
+    TemplateStatusChanged,
+    WhatsAppStepChanged,
+)
+from parley_onboarding.adapters.stores import AccountClaim, account_claim_id
+from parley_onboarding.domain.channels import Access, Channel, channel_id_for
+from parley_onboarding.domain.errors import Conflict, DomainError
+from parley_onboarding.domain.whatsapp import MAX_CODE_ATTEMPTS, Step
+from parley_onboarding.service import STALE_CLAIM_AFTER, NotFound, OnboardingService
+from parley_onboarding.settings import OnboardingSettings
+from parley_providers import ErrorKind, ProviderError
+from parley_providers.base import Connector, GrantedPage, PageGrant, TokenRefusal
+from parley_providers.meta.connect import DEFAULT_INSTAGRAM_PERMISSIONS, DEFAULT_PAGE_PERMISSIONS
+
+from tests.support.fakes.onboarding import (
+    FakeAccountConnector,
+    FakeNumberConnector,
+    FakeOnboardingStore,
+    FakePageConnector,
+    refused,
+)
+from tests.unit.factories import T0
+
+pytestmark = pytest.mark.unit
+
+ACME, GLOBEX = "ten_acme", "ten_globex"
+ADMIN = "usr_admin"
+REDIRECT = "https://app.parley.test/oauth/callback"
+PAGE, OTHER_PAGE, IG = "104500000000001", "104500000000002", "178400000000001"
+EVERY_PERMISSION = frozenset(DEFAULT_PAGE_PERMISSIONS + DEFAULT_INSTAGRAM_PERMISSIONS)
+WABA, NUMBER, WA_TOKEN = "waba_1", "pn_1", "system-user-token"
+
+
+def page(
+    page_id: str = PAGE, *, tasks: tuple[str, ...] = ("MANAGE",), instagram: str | None = None
+) -> GrantedPage:
+    return GrantedPage(
+        id=page_id,
+        name=f"Page {page_id[-1]}",
+        access_token=f"page-token-{page_id}",
+        tasks=tasks,
+        instagram_id=instagram,
+        instagram_username=f"profile{instagram[-1]}" if instagram else None,
+    )
+
+
+class Harness:
+    def __init__(self, **settings: Any) -> None:
+        self.store = FakeOnboardingStore()
+        self.pages = FakePageConnector()
+        self.accounts = FakeAccountConnector()
+        self.numbers = FakeNumberConnector()
+        self.now = T0
+        self.published: list[tuple[Event, str]] = []
+        connectors: dict[Provider, Connector] = {
+            Provider.MESSENGER: self.pages,  # Meta's connector serves Pages and profiles alike
+            Provider.INSTAGRAM: self.pages,
+            Provider.X: self.accounts,
+            Provider.WHATSAPP: self.numbers,
+        }
+        self.settings = OnboardingSettings(
+            encryption_keys="k1:" + "A" * 43 + "=",
+            meta_app_id="parley-test-app",
+            meta_app_secret="app-secret",
+            jwt_hs256_secret="jwt-secret-for-unit-tests-only-32b",
+            **settings,
+        )
+        self.service = OnboardingService(
+            self.store, connectors, self.publish, self.settings, lambda: self.now
+        )
+
+    async def publish(self, event: Event, key: str) -> None:
+        self.published.append((event, key))
+
+    def of(self, kind: type[Event]) -> list[Any]:
+        return [e for e, _ in self.published if isinstance(e, kind)]
+
+    def login(self, code: str, *pages: GrantedPage, granted: frozenset[str] = EVERY_PERMISSION) -> None:
+        self.pages.logins[code] = PageGrant(granted, pages, expires_at=T0 + timedelta(days=60))
+
+    async def start(self, code: str, tenant: str = ACME) -> dict[str, Any]:
+        return await self.service.start_meta_connection(tenant, ADMIN, code, REDIRECT)
+
+    async def connect(
+        self, *pages: GrantedPage, tenant: str = ACME, instagram: bool = True, code: str = "code"
+    ) -> dict[str, Any]:
+        """Log in with ``pages`` and activate all of them (and their profiles); channels by account."""
+        self.login(code, *pages)
+        started = await self.start(code, tenant)
+        ig = [p.instagram_id for p in pages if p.instagram_id and instagram]
+        channels = await self.service.activate_meta(
+            tenant, ADMIN, started["connection_id"], [p.id for p in pages], [i for i in ig if i]
+        )
+        return {c.account_id: c for c in channels}
+
+
+# --- Meta: login and activation ----------------------------------------------------------------
+
+
+async def test_a_login_lists_pages_and_profiles_names_missing_permissions_and_keeps_no_user_token() -> None:
+    h = Harness()
+    h.login("code", page(instagram=IG), page(OTHER_PAGE), granted=EVERY_PERMISSION - {"pages_messaging"})
+    started = await h.start("code")
+    assert started["missing_permissions"] == ["pages_messaging"]
+    assert started["missing_instagram_permissions"] == []
+    assert [(p["page_id"], p["connected"]) for p in started["pages"]] == [(PAGE, False), (OTHER_PAGE, False)]
+    assert started["pages"][0]["instagram"] == {"id": IG, "username": "profile1", "connected": False}
+    assert started["pages"][1]["instagram"] is None
+    [connection] = h.store.connections.values()
+    assert connection.id == started["connection_id"]
+    assert connection.expires_at == T0 + timedelta(seconds=h.settings.connection_ttl_s)
+    assert connection.user_token_expires_at == T0 + timedelta(days=60)
+    assert {p.access_token for p in connection.pages} == {f"page-token-{PAGE}", f"page-token-{OTHER_PAGE}"}
+    assert h.pages.made("grant") == [("code", REDIRECT)]
+
+
+async def test_activation_subscribes_each_page_and_makes_a_channel_per_page_and_profile() -> None:
+    h = Harness()
+    channels = await h.connect(page(instagram=IG))
+    messenger, instagram = channels[PAGE], channels[IG]
+    assert (messenger.provider, messenger.settings.display_name) == (Provider.MESSENGER, "Page 1")
+    assert (instagram.provider, instagram.business_account_id) == (Provider.INSTAGRAM, PAGE)
+    assert instagram.settings.display_name == "profile1"
+    # the profile's webhooks come through its Page: the Page is subscribed for each
+    assert h.pages.made("subscribe_page") == [(PAGE, f"page-token-{PAGE}")] * 2
+    credential = h.store.credentials[messenger.id]
+    assert (credential.access_token, credential.expires_at) == (f"page-token-{PAGE}", T0 + timedelta(days=60))
+    assert credential.scopes == tuple(sorted(EVERY_PERMISSION))
+    assert set(h.store.account_claims) == {
+        account_claim_id(Provider.MESSENGER, PAGE),
+        account_claim_id(Provider.INSTAGRAM, IG),
+    }
+    assert h.store.connections == {}  # the Page tokens now live in the channels' credentials
+    assert [e.channel_id for e in h.of(ChannelConnected)] == [messenger.id, instagram.id]
+    # snapshots are keyed by channel and revision, lifecycle events by their own id
+    assert (ChannelSnapshot, f"{messenger.id}:1") in [(type(e), k) for e, k in h.published]
+    h.login("code", page(instagram=IG))
+    started = await h.start("code")
+    assert started["pages"][0]["connected"] and started["pages"][0]["instagram"]["connected"]
+
+
+async def test_activating_again_is_a_reconnect_that_keeps_the_channels_settings() -> None:
+    h = Harness()
+    first = (await h.connect(page()))[PAGE]
+    await h.service.update_settings(ACME, first.id, {"auto_ownership": False}, ADMIN)
+    again = (await h.connect(page(), code="code-2"))[PAGE]
+    assert again.id == first.id
+    assert again.settings.auto_ownership is False
+    assert [e.channel_id for e in h.of(ChannelReconnected)] == [first.id]
+
+
+async def test_missing_permissions_refuse_the_pages_they_concern_and_nothing_is_subscribed() -> None:
+    h = Harness()
+    h.login("code", page(instagram=IG), granted=frozenset(DEFAULT_PAGE_PERMISSIONS))
+    connection_id = (await h.start("code"))["connection_id"]
+    with pytest.raises(DomainError) as refused_ig:
+        await h.service.activate_meta(ACME, ADMIN, connection_id, [PAGE], [IG])
+    assert refused_ig.value.code == "PERMISSIONS_MISSING"
+    assert refused_ig.value.details["missing"] == sorted(DEFAULT_INSTAGRAM_PERMISSIONS)
+    assert h.pages.subscribed == set() and h.store.channels == {}
+    # the Page alone needs only the Page permissions, which were granted
+    [channel] = await h.service.activate_meta(ACME, ADMIN, connection_id, [PAGE], [])
+    assert channel.provider is Provider.MESSENGER
+
+
+async def test_a_page_without_the_tasks_parley_needs_is_refused_naming_them() -> None:
+    h = Harness()
+    h.login("code", page(tasks=("MODERATE", "ANALYZE"), instagram=IG))
+    connection_id = (await h.start("code"))["connection_id"]
+    for page_ids, instagram_ids, field in (([PAGE], [], "page_ids"), ([], [IG], "instagram_account_ids")):
+        with pytest.raises(DomainError) as exc:
+            await h.service.activate_meta(ACME, ADMIN, connection_id, page_ids, instagram_ids)
+        assert exc.value.code == "PAGE_ACCESS_INSUFFICIENT"
+        assert exc.value.details == {"field": field, "missing_tasks": ["MESSAGING"]}
+        assert "MESSAGING and MODERATE" in exc.value.message
+    assert h.pages.made("subscribe_page") == [] and h.store.account_claims == {}
+
+
+async def test_pages_not_granted_and_profiles_not_linked_are_refused() -> None:
+    h = Harness()
+    h.login("code", page())
+    connection_id = (await h.start("code"))["connection_id"]
+    with pytest.raises(DomainError) as not_granted:
+        await h.service.activate_meta(ACME, ADMIN, connection_id, [OTHER_PAGE], [])
+    with pytest.raises(DomainError) as not_linked:
+        await h.service.activate_meta(ACME, ADMIN, connection_id, [], [IG])
+    assert (not_granted.value.code, not_linked.value.code) == ("PAGE_NOT_GRANTED", "INSTAGRAM_NOT_LINKED")
+
+
+async def test_a_connection_is_refused_and_deleted_once_expired_and_another_tenants_is_not_found() -> None:
+    h = Harness()
+    h.login("code", page())
+    connection_id = (await h.start("code"))["connection_id"]
+    with pytest.raises(NotFound):
+        await h.service.activate_meta(GLOBEX, ADMIN, connection_id, [PAGE], [])
+    h.now += timedelta(seconds=h.settings.connection_ttl_s + 1)
+    with pytest.raises(DomainError) as exc:
+        await h.service.activate_meta(ACME, ADMIN, connection_id, [PAGE], [])
+    assert exc.value.code == "CONNECTION_EXPIRED"
+    assert h.store.connections == {}
+
+
+async def test_expired_connections_are_pruned_and_live_ones_kept() -> None:
+    h = Harness()
+    h.login("old", page())
+    await h.start("old")
+    h.now += timedelta(seconds=h.settings.connection_ttl_s)
+    h.login("new", page())
+    live = (await h.start("new"))["connection_id"]
+    assert await h.service.prune_connections() == 1
+    assert set(h.store.connections) == {live}
+
+
+async def test_an_account_another_tenant_holds_is_refused_before_its_page_is_subscribed() -> None:
+    h = Harness()
+    await h.connect(page())
+    with pytest.raises(Conflict) as exc:
+        await h.connect(page(), tenant=GLOBEX, code="globex")
+    assert (exc.value.code, exc.value.status) == ("ACCOUNT_CONNECTED_ELSEWHERE", 409)
+    assert len(h.pages.made("subscribe_page")) == 1  # only Acme's activation subscribed the Page
+    assert h.store.account_claims[account_claim_id(Provider.MESSENGER, PAGE)].tenant_id == ACME
+    assert await h.service.channels(GLOBEX) == []
+
+
+async def test_a_claim_made_for_a_subscription_that_fails_is_given_back() -> None:
+    h = Harness()
+    h.pages.fail("subscribe_page", refused("meta", 500, 2, ErrorKind.RETRYABLE))
+    with pytest.raises(ProviderError):
+        await h.connect(page())
+    assert h.store.account_claims == {} and h.store.channels == {}
+    # another tenant may connect the Page now
+    assert PAGE in await h.connect(page(), tenant=GLOBEX, code="globex")
+
+
+async def test_a_stale_claim_whose_channel_does_not_hold_the_account_is_released_for_another_tenant() -> None:
+    h = Harness()
+    claim = account_claim_id(Provider.MESSENGER, PAGE)
+    ghost = channel_id_for(ACME, Provider.MESSENGER, PAGE)  # a connect that stopped before saving
+    h.store.account_claims[claim] = AccountClaim(ghost, ACME, T0 - STALE_CLAIM_AFTER + timedelta(minutes=1))
+    with pytest.raises(Conflict):  # young: it may belong to a connect still saving its channel
+        await h.connect(page(), tenant=GLOBEX, code="young")
+    h.now += timedelta(minutes=2)
+    channels = await h.connect(page(), tenant=GLOBEX, code="stale")
+    assert h.store.account_claims[claim].channel_id == channels[PAGE].id
+
+
+async def test_channels_that_predate_claims_get_them_and_a_second_holder_of_an_account_does_not() -> None:
+    h = Harness()
+    acme = (await h.connect(page()))[PAGE]
+    # before claims existed, another tenant could connect the same Page
+    globex, _ = Channel.connect(
+        tenant_id=GLOBEX, provider=Provider.MESSENGER, account_id=PAGE, actor_id=ADMIN, at=T0
+    )
+    await h.store.save_channel(globex)
+    h.store.account_claims.clear()
+    assert await h.service.ensure_account_claims() == 1
+    assert h.store.account_claims[account_claim_id(Provider.MESSENGER, PAGE)].channel_id == acme.id
+    assert await h.service.ensure_account_claims() == 0  # idempotent
+
+
+# --- X -------------------------------------------------------------------------------------
+
+
+async def test_x_authorizes_subscribes_and_makes_one_channel_per_handle() -> None:
+    h = Harness()
+    h.accounts.authorizes("code-1", "42", "acme", refresh_token="refresh-1", scopes=("dm.read",))
+    channel = await h.service.connect_x(ACME, ADMIN, "code-1", REDIRECT, "verifier")
+    assert (channel.provider, channel.account_id, channel.settings.display_name) == (
+        Provider.X,
+        "42",
+        "@acme",
+    )
+    assert [c[0] for c in h.accounts.calls] == ["authorize", "subscribe"]
+    assert h.accounts.made("authorize") == [("code-1", REDIRECT, "verifier")]
+    credential = h.store.credentials[channel.id]
+    assert (credential.access_token, credential.refresh_token, credential.scopes) == (
+        "tok-42",
+        "refresh-1",
+        ("dm.read",),
+    )
+    h.accounts.authorizes("code-2", "43", "acme_help")
+    other = await h.service.connect_x(ACME, ADMIN, "code-2", REDIRECT, "verifier")
+    assert other.id != channel.id and h.accounts.subscribed == {"42", "43"}
+
+
+async def test_an_x_account_whose_subscription_fails_is_not_connected() -> None:
+    h = Harness()
+    h.accounts.authorizes("code", "42", "acme")
+    h.accounts.fail("subscribe", refused("x", 403, None, ErrorKind.PERMISSION_MISSING))
+    with pytest.raises(ProviderError):
+        await h.service.connect_x(ACME, ADMIN, "code", REDIRECT, "verifier")
+    assert h.store.channels == {} and h.store.account_claims == {} and h.store.credentials == {}
+
+
+async def test_x_without_a_connector_is_not_configured() -> None:
+    h = Harness()
+    h.service.connectors.pop(Provider.X)
+    with pytest.raises(DomainError) as exc:
+        await h.service.connect_x(ACME, ADMIN, "code", REDIRECT, "verifier")
+    assert exc.value.code == "X_NOT_CONFIGURED"
+
+
+# --- WhatsApp --------------------------------------------------------------------------------
+
+
+DETAILS = {
+    "phone_number": "+14155550123",
+    "landline": True,
+    "business_manager_id": "1234567890",
+    "display_name": "Acme Support",
+}
+ACCOUNT = {"phone_number_id": NUMBER, "waba_id": WABA, "access_token": WA_TOKEN}
+
+
+async def whatsapp_to(h: Harness, last: str, tenant: str = ACME) -> str:
+    """A new onboarding taken through the steps up to and including ``last``; its id."""
+    onboarding = await h.service.start_whatsapp(tenant)
+    steps = [
+        ("sign-agreement", {}),
+        ("accept-terms", {}),
+        ("submit-details", DETAILS),
+        ("account-created", ACCOUNT),
+        ("approve-business-manager", {}),
+        ("business-verified", {}),
+        ("request-code", {}),
+    ]
+    for action, body in steps:
+        await h.service.whatsapp_step(tenant, onboarding.id, action, body, ADMIN)
+        if action == last:
+            break
+    return onboarding.id
+
+
+async def test_a_verified_number_is_registered_with_its_pin_and_becomes_an_active_channel() -> None:
+    h = Harness()
+    h.numbers.waba(WABA, WA_TOKEN, NUMBER, "pn_other")
+    onboarding_id = await whatsapp_to(h, "request-code")
+    assert h.numbers.made("request_code") == [(NUMBER, WA_TOKEN, True)]  # a landline gets a call
+    assert h.store.whatsapp_tokens[onboarding_id] == WA_TOKEN
+    done = await h.service.whatsapp_step(ACME, onboarding_id, "verify-code", {"code": "123456"}, ADMIN)
+    assert done.step is Step.ACTIVATED
+    pin = h.numbers.registered[NUMBER]
+    assert len(pin) == 6 and pin.isdigit() and h.store.whatsapp_pins[onboarding_id] == pin
+    channel = await h.service.channel(ACME, done.channel_id or "")
+    assert (channel.provider, channel.account_id, channel.business_account_id) == (
+        Provider.WHATSAPP,
+        NUMBER,
+        WABA,
+    )
+    assert h.store.credentials[channel.id].access_token == WA_TOKEN
+    steps = [e.step for e in h.of(WhatsAppStepChanged)]
+    assert steps[-3:] == ["code_sent", "phone_verified", "activated"]
+    [code_sent] = [e for e in h.of(WhatsAppStepChanged) if e.step == "code_sent"]
+    assert code_sent.expected_wait == "10 minutes"  # the code's validity, from WhatsApp's rules
+
+
+async def test_a_pin_given_is_the_one_registered_and_a_malformed_one_is_refused_before_meta() -> None:
+    h = Harness()
+    h.numbers.waba(WABA, WA_TOKEN, NUMBER)
+    onboarding_id = await whatsapp_to(h, "request-code")
+    with pytest.raises(DomainError) as exc:
+        await h.service.whatsapp_step(
+            ACME, onboarding_id, "verify-code", {"code": "123456", "pin": "12ab56"}, ADMIN
+        )
+    assert exc.value.code == "INVALID_PIN" and h.numbers.made("verify_code") == []
+    await h.service.whatsapp_step(
+        ACME, onboarding_id, "verify-code", {"code": "123456", "pin": "024680"}, ADMIN
+    )
+    assert h.numbers.registered[NUMBER] == h.store.whatsapp_pins[onboarding_id] == "024680"
+
+
+async def test_wrong_codes_count_and_the_sixth_attempt_is_refused_without_asking_meta() -> None:
+    h = Harness()
+    h.numbers.waba(WABA, WA_TOKEN, NUMBER)
+    onboarding_id = await whatsapp_to(h, "request-code")
+    left = []
+    for _ in range(MAX_CODE_ATTEMPTS):
+        with pytest.raises(DomainError) as exc:
+            await h.service.whatsapp_step(ACME, onboarding_id, "verify-code", {"code": "999999"}, ADMIN)
+        assert exc.value.code == "WRONG_CODE"
+        left.append(exc.value.details["attempts_left"])
+    assert left == [4, 3, 2, 1, 0]
+    with pytest.raises(DomainError) as exc:
+        await h.service.whatsapp_step(ACME, onboarding_id, "verify-code", {"code": "123456"}, ADMIN)
+    assert exc.value.code == "TOO_MANY_ATTEMPTS"
+    assert len(h.numbers.made("verify_code")) == MAX_CODE_ATTEMPTS
+    assert (await h.service.whatsapp(ACME, onboarding_id)).code_attempts == MAX_CODE_ATTEMPTS
+
+
+async def test_an_attempt_meta_did_not_judge_is_given_back() -> None:
+    h = Harness()
+    h.numbers.waba(WABA, WA_TOKEN, NUMBER)
+    onboarding_id = await whatsapp_to(h, "request-code")
+    h.numbers.fail(
+        "verify_code", refused("whatsapp", 503, None, ErrorKind.RETRYABLE), times=MAX_CODE_ATTEMPTS + 1
+    )
+    for _ in range(MAX_CODE_ATTEMPTS + 1):
+        with pytest.raises(ProviderError):
+            await h.service.whatsapp_step(ACME, onboarding_id, "verify-code", {"code": "123456"}, ADMIN)
+    assert h.store.code_attempts == {}
+    done = await h.service.whatsapp_step(ACME, onboarding_id, "verify-code", {"code": "123456"}, ADMIN)
+    assert done.step is Step.ACTIVATED
+
+
+async def test_account_created_checks_the_waba_before_anything_is_kept() -> None:
+    h = Harness()
+    h.numbers.waba(WABA, "another-token", NUMBER)
+    onboarding_id = await whatsapp_to(h, "submit-details")
+    with pytest.raises(DomainError) as not_accessible:
+        await h.service.whatsapp_step(ACME, onboarding_id, "account-created", ACCOUNT, ADMIN)
+    assert (not_accessible.value.code, not_accessible.value.details["provider_code"]) == (
+        "WABA_NOT_ACCESSIBLE",
+        200,
+    )
+    h.numbers.waba(WABA, WA_TOKEN)
+    with pytest.raises(DomainError) as mismatch:
+        await h.service.whatsapp_step(
+            ACME, onboarding_id, "account-created", {**ACCOUNT, "phone_number_id": "pn_x"}, ADMIN
+        )
+    assert mismatch.value.code == "WABA_NUMBER_MISMATCH"
+    assert h.store.whatsapp_tokens == {} and h.store.waba_claims == {}
+    assert (await h.service.whatsapp(ACME, onboarding_id)).step is Step.DETAILS_SUBMITTED
+
+
+async def test_an_outage_listing_the_numbers_is_the_providers_error_not_a_refusal() -> None:
+    h = Harness()
+    onboarding_id = await whatsapp_to(h, "submit-details")
+    h.numbers.fail("number_ids", refused("whatsapp", 500, 2, ErrorKind.RETRYABLE))
+    with pytest.raises(ProviderError):
+        await h.service.whatsapp_step(ACME, onboarding_id, "account-created", ACCOUNT, ADMIN)
+
+
+async def test_a_waba_claimed_by_another_tenant_is_refused_at_account_created_and_at_verify_code() -> None:
+    h = Harness()
+    h.numbers.waba(WABA, WA_TOKEN, NUMBER)
+    onboarding_id = await whatsapp_to(h, "request-code")
+    # meanwhile Acme's claim went (as after a disconnect of its last channel) and Globex took the WABA
+    h.store.waba_claims[WABA] = GLOBEX
+    with pytest.raises(Conflict) as at_verify:
+        await h.service.whatsapp_step(ACME, onboarding_id, "verify-code", {"code": "123456"}, ADMIN)
+    assert at_verify.value.code == "WABA_CLAIMED_ELSEWHERE"
+    assert h.numbers.made("verify_code") == [] and h.store.code_attempts == {}
+    other = await whatsapp_to(h, "submit-details")
+    with pytest.raises(Conflict) as at_created:
+        await h.service.whatsapp_step(ACME, other, "account-created", ACCOUNT, ADMIN)
+    assert at_created.value.code == "WABA_CLAIMED_ELSEWHERE"
+    assert other not in h.store.whatsapp_tokens
+
+
+# --- disconnect ------------------------------------------------------------------------------
+
+
+async def test_disconnecting_a_page_unsubscribes_it_releases_its_claim_and_purges_its_secrets() -> None:
+    h = Harness()
+    channel = (await h.connect(page()))[PAGE]
+    h.login("pending", page())
+    await h.start("pending")  # a started connection holding the Page's token
+    disconnected = await h.service.disconnect(ACME, channel.id, ADMIN)
+    assert disconnected.status is ChannelStatus.DISCONNECTED
+    assert h.pages.made("unsubscribe_page") == [(PAGE, f"page-token-{PAGE}")]
+    assert h.pages.subscribed == set()
+    assert h.store.account_claims == {} and h.store.credentials == {} and h.store.connections == {}
+    assert [e.channel_id for e in h.of(ChannelDisconnected)] == [channel.id]
+    assert PAGE in await h.connect(page(), tenant=GLOBEX, code="globex")
+
+
+async def test_a_page_that_still_serves_its_instagram_profile_stays_subscribed() -> None:
+    h = Harness()
+    channels = await h.connect(page(instagram=IG))
+    await h.service.disconnect(ACME, channels[PAGE].id, ADMIN)
+    assert h.pages.made("unsubscribe_page") == []
+    await h.service.disconnect(ACME, channels[IG].id, ADMIN)
+    assert h.pages.made("unsubscribe_page") == [(PAGE, f"page-token-{PAGE}")]
+
+
+async def test_a_failed_unsubscribe_does_not_stop_the_disconnect_and_repeating_it_finishes() -> None:
+    h = Harness()
+    channel = (await h.connect(page()))[PAGE]
+    h.pages.fail("unsubscribe_page", refused("meta", 500, 1, ErrorKind.RETRYABLE))
+    await h.service.disconnect(ACME, channel.id, ADMIN)
+    assert h.store.account_claims == {} and h.store.credentials == {}
+    snapshots = len(h.of(ChannelSnapshot))
+    await h.service.disconnect(ACME, channel.id, ADMIN)
+    assert len(h.of(ChannelSnapshot)) == snapshots + 1  # the snapshot is published again
+    assert len(h.of(ChannelDisconnected)) == 1
+
+
+async def test_a_whatsapp_disconnect_purges_its_token_and_pin_and_frees_the_waba() -> None:
+    h = Harness()
+    h.numbers.waba(WABA, WA_TOKEN, NUMBER)
+    onboarding_id = await whatsapp_to(h, "request-code")
+    done = await h.service.whatsapp_step(ACME, onboarding_id, "verify-code", {"code": "123456"}, ADMIN)
+    await h.service.disconnect(ACME, done.channel_id or "", ADMIN)
+    assert h.store.whatsapp_tokens == {} and h.store.whatsapp_pins == {} and h.store.code_attempts == {}
+    assert h.store.waba_claims == {}
+    assert h.pages.made("unsubscribe_page") == []  # no Page behind a number
+    globex = await whatsapp_to(h, "account-created", tenant=GLOBEX)
+    assert (await h.service.whatsapp(GLOBEX, globex)).step is Step.ACCOUNT_CREATED
+
+
+# --- tokens ---------------------------------------------------------------------------------
+
+
+async def test_an_expiring_token_is_announced_once_per_expiry_date() -> None:
+    h = Harness()
+    h.accounts.authorizes("code", "42", "acme", expires_at=T0 + timedelta(days=10))
+    channel = await h.service.connect_x(ACME, ADMIN, "code", REDIRECT, "verifier")
+    assert await h.service.check_token_expiry() == 0  # 10 days out, the lead is 7
+    h.now += timedelta(days=4)
+    assert await h.service.check_token_expiry() == 1
+    assert await h.service.check_token_expiry() == 0
+    [expiring] = h.of(ChannelTokenExpiring)
+    assert (expiring.channel_id, expiring.expires_at) == (channel.id, T0 + timedelta(days=10))
+    h.accounts.authorizes("again", "42", "acme", expires_at=T0 + timedelta(days=11))
+    await h.service.connect_x(ACME, ADMIN, "again", REDIRECT, "verifier")
+    assert await h.service.check_token_expiry() == 1  # a new expiry date is announced again
+
+
+async def test_a_token_the_provider_refuses_marks_the_channel_for_reconnect_with_the_providers_reason() -> (
+    None
+):
+    h = Harness()
+    channel = (await h.connect(page()))[PAGE]
+    assert (await h.service.check_channel_token(ACME, channel.id)).status is ChannelStatus.ACTIVE
+    h.pages.refusals[f"page-token-{PAGE}"] = TokenRefusal(190, 460)
+    checked = await h.service.check_channel_token(ACME, channel.id)
+    assert checked.status is ChannelStatus.REAUTH_REQUIRED
+    [reauth] = h.of(ChannelReauthRequired)
+    assert (reauth.reason, reauth.provider_code, reauth.provider_subcode) == ("password_changed", 190, 460)
+
+
+async def test_a_channel_whose_connector_cannot_check_tokens_is_left_as_it_is() -> None:
+    h = Harness()
+    h.accounts.authorizes("code", "42", "acme")
+    channel = await h.service.connect_x(ACME, ADMIN, "code", REDIRECT, "verifier")
+    assert (await h.service.check_channel_token(ACME, channel.id)).status is ChannelStatus.ACTIVE
+    assert h.pages.made("token_refusal") == h.numbers.made("token_refusal") == []
+
+
+# --- teams and access -----------------------------------------------------------------------
+
+
+async def test_a_tenant_may_have_the_configured_number_of_teams_and_deleted_ones_do_not_count() -> None:
+    h = Harness(max_teams_per_tenant=2)
+    first = await h.service.create_team(ACME, "Support")
+    await h.service.create_team(ACME, "Sales")
+    with pytest.raises(Conflict) as exc:
+        await h.service.create_team(ACME, "Billing")
+    assert (exc.value.code, exc.value.details) == ("TEAM_LIMIT_REACHED", {"limit": 2})
+    await h.service.create_team(GLOBEX, "Support")  # another tenant has its own allowance
+    await h.service.delete_team(ACME, first.id)
+    await h.service.create_team(ACME, "Billing")
+    assert [t.name for t in await h.service.teams(ACME)] == ["Billing", "Sales"]
+    assert all(k == f"{e.team_id}:{e.revision}" for e, k in h.published if isinstance(e, TeamSnapshot))
+
+
+async def test_deleting_a_team_withdraws_its_grants_and_an_unknown_team_cannot_be_granted() -> None:
+    h = Harness()
+    channel = (await h.connect(page()))[PAGE]
+    team = await h.service.create_team(ACME, "Support")
+    with pytest.raises(DomainError) as unknown:
+        await h.service.set_access(
+            ACME, channel.id, Access(team_access={"team_nope": ChannelRole.VIEWER}), ADMIN
+        )
+    assert unknown.value.code == "UNKNOWN_TEAM"
+    await h.service.set_access(
+        ACME, channel.id, Access(team_access={team.id: ChannelRole.CONTRIBUTOR}), ADMIN
+    )
+    await h.service.delete_team(ACME, team.id)
+    assert (await h.service.channel(ACME, channel.id)).access.team_access == {}
+
+
+# --- template reviews -----------------------------------------------------------------------
+
+
+async def test_a_template_review_is_published_for_each_channel_of_the_tenant_on_that_waba() -> None:
+    h = Harness()
+    registered = [
+        await h.service.register(
+            tenant_id=tenant,
+            provider=Provider.WHATSAPP,
+            account_id=number,
+            display_name=None,
+            business_account_id=waba,
+            access_token=None,
+            actor_id=None,
+        )
+        for tenant, number, waba in ((ACME, NUMBER, WABA), (ACME, "pn_2", "waba_2"), (GLOBEX, "pn_3", WABA))
+    ]
+    mine = registered[0]  # the other WABA of the tenant, and the other tenant, hear nothing
+    review = TemplateStatusChanged(
+        event_id="tpl_1",
+        tenant_id=ACME,
+        business_account_id=WABA,
+        template_name="order_update",
+        language="en_US",
+        status="APPROVED",
+        provider_timestamp=T0,
+        delivery_id="dlv_1",
+    )
+    await h.service.on_template_status(review)
+    [published] = h.of(ChannelTemplateStatusChanged)
+    assert (published.channel_id, published.template_name, published.status) == (
+        mine.id,
+        "order_update",
+        "APPROVED",
+    )
+    assert published.event_id == f"tplch_{mine.id}_tpl_1"
