@@ -143,6 +143,10 @@ FIELDS = [
     "screen_name", "user", "id_str", "created_at", "created_timestamp", "extended_tweet",
     "full_text", "extended_entities", "media_url_https", "in_reply_to_user_id_str",
     "in_reply_to_status_id_str", "retweeted_status", "favorite_events",
+    # X Activity API
+    "data", "event_uuid", "filter", "user_id", "event_type", "tag", "includes", "author_id",
+    "conversation_id", "referenced_tweets", "in_reply_to_tweet_id", "in_reply_to_user_id",
+    "note_tweet", "media_keys", "media_key", "tweets", "encoded_event", "created_at_msec",
 ]  # fmt: skip
 WORDS = [
     "page", "instagram", "whatsapp_business_account", "feed", "comments", "live_comments",
@@ -152,7 +156,9 @@ WORDS = [
     "delivered", "read", "failed", "deleted", "APPROVED", "REJECTED", "NONE", "message_create",
     "story_mention", "fallback", "1718000000", "1718000000123", "2024-06-10T09:15:00+0000",
     "2024-06-10T09:15:00Z", "Mon Jun 10 09:15:00 +0000 2024", "104512345678901",
-    "3000000000000000001",
+    "3000000000000000001", "dm.received", "dm.sent", "post.mention.create", "post.reply.create",
+    "post.quote.create", "post.create", "chat.received", "chat.sent", "replied_to", "quoted",
+    "retweeted", "2026-11-20T09:00:00.000Z", "3000000000000000777-3000000000000000001",
 ]  # fmt: skip
 # values at the edges of what the parsers convert: digit-like strings, huge and tiny times
 EDGES: list[Any] = [
@@ -197,7 +203,7 @@ def fuzz_object(fdp: atheris.FuzzedDataProvider, depth: int) -> dict[str, Any]:
 
 def fuzz_delivery(fdp: atheris.FuzzedDataProvider, endpoint: str) -> Any:
     """A delivery shaped like one of the providers', with fuzzed fields inside."""
-    shape = fdp.ConsumeIntInRange(0, 5)
+    shape = fdp.ConsumeIntInRange(0, 6)
     if shape == 0:
         return fuzz_value(fdp)
     if shape in (1, 2):  # Pages and Instagram: messaging or changes entries
@@ -216,6 +222,18 @@ def fuzz_delivery(fdp: atheris.FuzzedDataProvider, endpoint: str) -> Any:
         field = fdp.PickValueInList(["messages", "message_template_status_update", "account_update"])
         entry = {"id": "2001", "time": fuzz_value(fdp, 3), "changes": [{"field": field, "value": value}]}
         return {"object": "whatsapp_business_account", "entry": [entry]}
+    if shape == 6:  # X Activity API: one event in data, for the filter's user
+        event = fuzz_object(fdp, 1)
+        event["event_type"] = fdp.PickValueInList(
+            ["dm.received", "dm.sent", "post.mention.create", "post.create", "chat.received", "like.create"]
+        )
+        event.setdefault("filter", {"user_id": fdp.PickValueInList(["3000000000000000001", 30, ""])})
+        event["payload"] = fuzz_object(fdp, 2)
+        if fdp.ConsumeBool():
+            event["payload"]["direct_message_events"] = [
+                fuzz_object(fdp, 3) for _ in range(fdp.ConsumeIntInRange(0, 2))
+            ]
+        return {"data": event}
     # X: direct messages, tweets and the arrays Parley skips
     body: dict[str, Any] = {"for_user_id": fdp.PickValueInList(["3000000000000000001", 30, ""])}
     key = fdp.PickValueInList(["direct_message_events", "tweet_create_events", "favorite_events"])

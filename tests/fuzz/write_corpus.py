@@ -53,7 +53,7 @@ def seeds() -> dict[str, bytes]:
     found["signature-tampered.raw"] = raw_input("meta", text, SIGNATURE_TAMPERED)
     found["signature-other-secret.raw"] = raw_input("meta", text, SIGNATURE_OTHER_SECRET)
     found["not-json.raw"] = raw_input("meta", b'{"object":"page","entry":[')
-    for shape in range(6):
+    for shape in range(7):
         for endpoint in ("meta", "x"):
             found[f"generate-{endpoint}-{shape}.gen"] = generate_input(
                 endpoint, bytes([shape, 3, 1, 4, 1, 5, 9, 2, 6])

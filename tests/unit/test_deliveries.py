@@ -57,6 +57,17 @@ def test_partition_key_uses_for_user_id_for_x_deliveries() -> None:
     assert partition_key(payload, "fallback") == "2244994945"
 
 
+def test_partition_key_uses_the_filter_user_for_x_activity_api_deliveries() -> None:
+    payload = {"data": {"event_uuid": "-1", "filter": {"user_id": "2244994945"}, "event_type": "dm.received"}}
+    assert partition_key(payload, "fallback") == "2244994945"
+
+
+def test_an_x_activity_api_delivery_without_a_filter_user_falls_back() -> None:
+    assert partition_key({"data": {"filter": {}, "event_type": "oauth.revoke"}}, "fallback") == "fallback"
+    assert partition_key({"data": {"filter": {"user_id": True}}}, "fallback") == "fallback"
+    assert partition_key({"data": ["x"]}, "fallback") == "fallback"
+
+
 def test_partition_key_prefers_the_entry_id_over_for_user_id() -> None:
     assert partition_key({"entry": [{"id": "111"}], "for_user_id": "999"}, "fallback") == "111"
 

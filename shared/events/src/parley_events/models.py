@@ -209,6 +209,13 @@ class Content(BaseModel):
         description="The customer sent something the provider's API cannot show (Instagram "
         "is_unsupported): the agent sees that a message arrived and can ask for it again.",
     )
+    encrypted: bool = Field(
+        default=False,
+        description=(
+            "The message is end-to-end encrypted (X's XChat) and Parley cannot read it: no text or "
+            "attachments, only that it arrived. Agents answer it in the provider's own app."
+        ),
+    )
 
 
 class MessageReceived(Event):

@@ -177,6 +177,46 @@ _NAMED = {
         "tweet_delete_events",
     ),
     "x.dm": ("welcome_message_rule", "welcome_message", "unknown"),
+    # X Activity API event types Parley subscribes to but makes no message of, or that reach a
+    # shared webhook from another subscription (docs.x.com/x-api/activity/introduction)
+    "x.activity": (
+        "post.delete",
+        "post.repost.create",
+        "like.create",
+        "follow.follow",
+        "follow.unfollow",
+        "profile.update.bio",
+        "profile.update.profile_picture",
+        "profile.update.banner_picture",
+        "profile.update.screenname",
+        "profile.update.handle",
+        "profile.update.geo",
+        "profile.update.url",
+        "profile.update.verified_badge",
+        "profile.update.affiliate_badge",
+        "chat.conversation_join",
+        "chat.conversation.join",
+        "chat.conversation.member_added",
+        "chat.conversation.member_removed",
+        "chat.conversation.admin_added",
+        "chat.conversation.admin_removed",
+        "chat.update.group_name",
+        "chat.update.restrictions",
+        "dm.read",
+        "dm.indicate_typing",
+        "news.new",
+        "spaces.start",
+        "spaces.end",
+        "mute.mute",
+        "mute.unmute",
+        "block.block",
+        "block.unblock",
+        "broadcast.start",
+        "broadcast.end",
+        "broadcast.chat",
+        "oauth.revoke",
+        "errors",
+    ),
 }
 SKIP_KINDS: frozenset[str] = frozenset(
     {
@@ -186,6 +226,8 @@ SKIP_KINDS: frozenset[str] = frozenset(
         "whatsapp.errors",
         "x.tweet.retweet",
         "x.tweet.own_post",
+        # an XChat message is published (flagged encrypted); its ciphertext is what is left out
+        "x.chat.ciphertext",
         "other",
     }
 )

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any, Literal
 
+import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -26,6 +27,7 @@ from parley_sandbox.state import (
     XAccount,
 )
 from parley_sandbox.wire import AdminError, _parse_body
+from parley_sandbox.x import check_crc, deliver_activity, deliver_dm, direct_message
 
 
 async def _admin_body(request: Request) -> dict[str, Any]:
@@ -278,10 +280,65 @@ class _Admin:
         return self._code("x", user_id, data)
 
     async def x_webhooks(self, request: Request) -> dict[str, Any]:
+        """Register a webhook (as ``POST /2/webhooks`` would), with the URL deliveries go to."""
         data = await _admin_body(request)
         webhook_id = _opt_str(data, "webhook_id") or self.state.next_id()
         self.state.x_webhooks.setdefault(webhook_id, [])
+        url = _opt_str(data, "url")
+        if url is not None:
+            if not url.startswith(("http://", "https://")):
+                raise AdminError(400, "url must be an http(s) URL")
+            self.state.x_webhook_urls[webhook_id] = url
+            self.state.x_webhook_valid.pop(webhook_id, None)
+            return {"webhook_id": webhook_id, "subscriptions": self.state.x_webhooks[webhook_id], "url": url}
         return {"webhook_id": webhook_id, "subscriptions": self.state.x_webhooks[webhook_id]}
+
+    async def x_webhook_crc(self, request: Request) -> dict[str, Any]:
+        """POST: send the CRC GET X sends hourly, now, and record the answer; GET: the checks so far."""
+        webhook_id = request.path_params["webhook_id"]
+        if webhook_id not in self.state.x_webhook_urls:
+            raise AdminError(404, "no webhook with a URL by that id")
+        if request.method == "POST":
+            async with httpx.AsyncClient() as http:
+                return asdict(await check_crc(self.state, http, webhook_id))
+        checks = [asdict(c) for c in self.state.x_crc_checks if c.webhook_id == webhook_id]
+        return {"data": checks, "valid": self.state.x_webhook_valid.get(webhook_id)}
+
+    async def x_activity(self, _: Request) -> dict[str, Any]:
+        return {"data": [s.view() for s in self.state.x_activity.values()]}
+
+    async def x_activity_deliver(self, request: Request) -> dict[str, Any]:
+        """Deliver one X Activity API event (any payload) to the subscriptions it matches."""
+        data = await _admin_body(request)
+        event_type = _req_str(data, "event_type")
+        payload = data.get("payload")
+        includes = data.get("includes")
+        if not isinstance(payload, dict):
+            raise AdminError(400, "payload must be an object")
+        if includes is not None and not isinstance(includes, dict):
+            raise AdminError(400, "includes must be an object")
+        async with httpx.AsyncClient(timeout=10) as http:
+            made = await deliver_activity(
+                self.state, http, event_type, _opt_str(data, "user_id"), payload, includes
+            )
+        return {"data": [asdict(d) for d in made]}
+
+    async def x_dms(self, request: Request) -> dict[str, Any]:
+        """A DM between two X users: delivered in both APIs' forms to whoever subscribed."""
+        data = await _admin_body(request)
+        dm = direct_message(
+            self.state, _req_str(data, "sender_id"), _req_str(data, "recipient_id"), _req_str(data, "text")
+        )
+        async with httpx.AsyncClient(timeout=10) as http:
+            made = await deliver_dm(self.state, http, dm)
+        return {"id": dm.event["id"], "data": [asdict(d) for d in made]}
+
+    async def x_deliveries(self, request: Request) -> dict[str, Any]:
+        if request.method == "DELETE":
+            count = len(self.state.x_deliveries)
+            self.state.x_deliveries.clear()
+            return {"deleted": count}
+        return {"data": [asdict(d) for d in self.state.x_deliveries]}
 
     async def x_webhook(self, request: Request) -> dict[str, Any]:
         webhook_id = request.path_params["webhook_id"]

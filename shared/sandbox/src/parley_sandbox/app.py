@@ -12,8 +12,9 @@ Test set-up and inspection go through ``/_sandbox/...`` (JSON), or directly thro
 Run it with ``parley-sandbox --host 127.0.0.1 --port 8090`` (or ``python -m
 parley_sandbox``), then point the services' Graph and X base URLs at it. The default
 credentials are the development ones of ``scripts/devenv.py`` (Meta app ``dev-meta-app`` /
-``dev-meta-app-secret``, X client ``dev-x-client`` / ``dev-x-client-secret``, Account Activity
-webhook ``dev-x-webhook``); see ``--help``. The clock is the wall clock plus ``clock_offset_s``.
+``dev-meta-app-secret``, X client ``dev-x-client`` / ``dev-x-client-secret``, X consumer secret
+``dev-x-consumer-secret``, Account Activity webhook ``dev-x-webhook``) and an app-only X Bearer
+token ``dev-x-bearer-token``; see ``--help``. The clock is the wall clock plus ``clock_offset_s``.
 """
 
 from __future__ import annotations
@@ -219,10 +220,17 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         _admin_route("/_sandbox/x/webhooks", admin.x_webhooks, post),
         _admin_route("/_sandbox/x/webhooks/{webhook_id}", admin.x_webhook, get),
         _admin_route("/_sandbox/x/tokens/{token}/revoke", admin.x_revoke, post),
+        _admin_route("/_sandbox/x/webhooks/{webhook_id}/crc", admin.x_webhook_crc, get_post),
+        _admin_route("/_sandbox/x/activity", admin.x_activity, get),
+        _admin_route("/_sandbox/x/activity/deliver", admin.x_activity_deliver, post),
+        _admin_route("/_sandbox/x/dms", admin.x_dms, post),
+        _admin_route("/_sandbox/x/deliveries", admin.x_deliveries, ["GET", "DELETE"]),
         # X API v2
         x("/oauth2/token", api.x_token_endpoint, post),
         x("/users/me", api.x_me, get),
         x("/account_activity/webhooks/{webhook_id}/subscriptions/all", api.x_subscribe, post),
+        x("/activity/subscriptions", api.x_activity_subscriptions, get_post),
+        x("/activity/subscriptions/{subscription_id}", api.x_activity_subscription, ["DELETE"]),
         x("/dm_conversations/with/{participant_id}/messages", api.x_send_dm, post, send=True),
         x("/tweets", api.x_post, post, send=True),
         # Graph API
@@ -298,6 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="an Account Activity webhook id to register (repeatable; default: dev-x-webhook)",
     )
+    parser.add_argument(
+        "--x-webhook-url",
+        help="where the registered X webhooks receive deliveries (e.g. ingest's /webhooks/x; default: none)",
+    )
+    parser.add_argument("--x-consumer-secret", default=SandboxState.x_consumer_secret)
+    parser.add_argument("--x-bearer-token", default=SandboxState.x_bearer_token)
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument(
         "--access-log", action="store_true", help="log each request line (may show query-string tokens)"
@@ -311,9 +325,13 @@ def state_from_args(args: argparse.Namespace) -> SandboxState:
         meta_app_secret=args.meta_app_secret,
         x_client_id=args.x_client_id,
         x_client_secret=args.x_client_secret,
+        x_consumer_secret=args.x_consumer_secret,
+        x_bearer_token=args.x_bearer_token,
     )
     for webhook_id in args.x_webhook_id or ["dev-x-webhook"]:
         state.x_webhooks.setdefault(webhook_id, [])
+        if args.x_webhook_url:
+            state.x_webhook_urls[webhook_id] = args.x_webhook_url
     return state
 
 

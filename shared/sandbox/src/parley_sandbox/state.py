@@ -169,6 +169,60 @@ class XAccount:
 
 
 @dataclass
+class XActivitySubscription:
+    """An X Activity API subscription: an event type, its filter, the webhook it delivers to."""
+
+    subscription_id: str
+    event_type: str
+    filter: dict[str, str]
+    created_at: str
+    webhook_id: str | None = None
+    tag: str | None = None
+
+    def view(self) -> dict[str, Any]:
+        """As X answers it (docs.x.com/x-api/activity/quickstart)."""
+        body: dict[str, Any] = {
+            "subscription_id": self.subscription_id,
+            "event_type": self.event_type,
+            "filter": dict(self.filter),
+            "created_at": self.created_at,
+            "updated_at": self.created_at,
+        }
+        if self.tag is not None:
+            body["tag"] = self.tag
+        if self.webhook_id is not None:
+            body["webhook_id"] = self.webhook_id
+        return body
+
+
+@dataclass
+class XCrcCheck:
+    """One CRC GET the sandbox sent to a webhook, as X re-checks them, and how it was answered."""
+
+    webhook_id: str
+    url: str
+    at: float
+    status: int | None
+    valid: bool
+    elapsed_s: float
+    reason: str
+
+
+@dataclass
+class XDelivery:
+    """One webhook POST the sandbox made, in Account Activity (``aaa``) or X Activity (``xaa``) form."""
+
+    api: Literal["aaa", "xaa"]
+    webhook_id: str
+    url: str
+    for_user_id: str
+    event_type: str
+    status: int | None
+    at: float
+    subscription_id: str | None = None
+
+
+@dataclass
 class AuthCode:
     code: str
     provider: Literal["meta", "x"]
@@ -259,7 +313,16 @@ class Call:
     """The Graph API version the call named in its path (None: an X call)."""
 
 
-_CREDENTIAL_FIELDS = ("meta_app_id", "meta_app_secret", "x_client_id", "x_client_secret", "app_name")
+_CREDENTIAL_FIELDS = (
+    "meta_app_id",
+    "meta_app_secret",
+    "x_client_id",
+    "x_client_secret",
+    "x_consumer_secret",
+    "x_bearer_token",
+    "x_crc_timeout_s",
+    "app_name",
+)
 
 
 @dataclass
@@ -271,6 +334,12 @@ class SandboxState:
     meta_app_secret: str = "dev-meta-app-secret"  # noqa: S105 - a fake credential of the fake provider
     x_client_id: str = "dev-x-client"
     x_client_secret: str = "dev-x-client-secret"  # noqa: S105 - a fake credential of the fake provider
+    # signs X's webhook deliveries and CRC answers (ingest's PARLEY_X_CONSUMER_SECRETS)
+    x_consumer_secret: str = "dev-x-consumer-secret"  # noqa: S105 - a fake credential of the fake provider
+    # the app-only Bearer token X's developer portal gives (X Activity API listing and deleting)
+    x_bearer_token: str = "dev-x-bearer-token"  # noqa: S105 - a fake credential of the fake provider
+    # how long the sandbox waits for a CRC answer before calling the check failed
+    x_crc_timeout_s: float = 3.0
     app_name: str = "Parley sandbox"
     clock_offset_s: float = 0.0
     meta_users: dict[str, MetaUser] = field(default_factory=dict)
@@ -282,6 +351,11 @@ class SandboxState:
     x_users: dict[str, XAccount] = field(default_factory=dict)
     x_refresh_tokens: dict[str, XRefreshToken] = field(default_factory=dict)
     x_webhooks: dict[str, list[str]] = field(default_factory=dict)  # webhook id -> subscribed users
+    x_webhook_urls: dict[str, str] = field(default_factory=dict)  # webhook id -> its URL
+    x_webhook_valid: dict[str, bool] = field(default_factory=dict)  # after its last CRC check
+    x_activity: dict[str, XActivitySubscription] = field(default_factory=dict)  # by subscription id
+    x_crc_checks: list[XCrcCheck] = field(default_factory=list)
+    x_deliveries: list[XDelivery] = field(default_factory=list)
     x_posts: list[dict[str, str]] = field(default_factory=list)
     private_replies: set[str] = field(default_factory=set)
     windows: dict[tuple[str, str], float] = field(default_factory=dict)  # (account, customer) -> last in
@@ -304,10 +378,11 @@ class SandboxState:
     def reset(self) -> None:
         """Forget everything but the app's configuration: credentials and registered webhooks.
 
-        The webhooks stay registered, without subscriptions.
+        The webhooks stay registered (with their URLs), without subscriptions.
         """
         fresh = SandboxState(**{name: getattr(self, name) for name in _CREDENTIAL_FIELDS})
         fresh.x_webhooks = {webhook_id: [] for webhook_id in self.x_webhooks}
+        fresh.x_webhook_urls = dict(self.x_webhook_urls)
         self.__dict__.update(fresh.__dict__)
 
     def take_fault(self, method: str, path: str) -> Fault | None:

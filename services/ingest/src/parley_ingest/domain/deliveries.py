@@ -33,7 +33,11 @@ def delivery_id(provider: str, body: bytes) -> str:
 
 
 def partition_key(payload: Any, fallback: str) -> str:
-    """Key raw records by the first business account id so one account's deliveries stay in order."""
+    """Key raw records by the first business account id so one account's deliveries stay in order.
+
+    Meta: the first entry's id; X's Account Activity API: ``for_user_id``; X Activity API: the
+    subscription filter's ``user_id`` (``data.filter.user_id``).
+    """
     if isinstance(payload, Mapping):
         entries = payload.get("entry")
         if isinstance(entries, list) and entries and isinstance(entries[0], Mapping):
@@ -43,6 +47,11 @@ def partition_key(payload: Any, fallback: str) -> str:
         for_user = payload.get("for_user_id")
         if isinstance(for_user, str | int):
             return str(for_user)
+        data = payload.get("data")
+        selector = data.get("filter") if isinstance(data, Mapping) else None
+        user = selector.get("user_id") if isinstance(selector, Mapping) else None
+        if isinstance(user, str | int) and not isinstance(user, bool):
+            return str(user)
     return fallback
 
 

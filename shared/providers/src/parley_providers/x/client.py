@@ -13,7 +13,11 @@ from parley_providers.http import expiry, json_object, require_str, segment, sen
 from parley_providers.oauth import UserToken
 from parley_providers.x.errors import x_error
 
-__all__ = ["XClient", "XSettings", "XUser", "x_client"]
+__all__ = ["ActivitySubscription", "XClient", "XSettings", "XUser", "x_client"]
+
+MAX_SUBSCRIPTION_PAGES = 100
+"""Pages of ``GET /2/activity/subscriptions`` read at most (1,000 each): far beyond X's largest
+tier (150,000 subscriptions), so a cursor that never ends cannot loop forever."""
 
 
 class XSettings(Protocol):
@@ -31,6 +35,38 @@ class XUser:
     name: str
 
 
+@dataclass(frozen=True)
+class ActivitySubscription:
+    """One X Activity API subscription: an event type, filtered on a user, delivered to a webhook."""
+
+    subscription_id: str
+    event_type: str
+    user_id: str | None
+    webhook_id: str | None = None
+    tag: str | None = None
+    direction: str | None = None
+
+    @classmethod
+    def from_api(cls, status: int, data: Any) -> ActivitySubscription:
+        """Read one subscription object; an answer without its id is a provider fault (retryable)."""
+        raw_filter = data.get("filter") if isinstance(data, dict) else None
+        selector: dict[str, Any] = raw_filter if isinstance(raw_filter, dict) else {}
+        return cls(
+            subscription_id=require_str("x", status, data, "subscription_id"),
+            event_type=require_str("x", status, data, "event_type"),
+            user_id=_text(selector.get("user_id")),
+            webhook_id=_text(data.get("webhook_id")),
+            tag=_text(data.get("tag")),
+            direction=_text(selector.get("direction")),
+        )
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value if isinstance(value, str) and value else None
+
+
 class XClient:
     """The X API v2 with OAuth 2.0 user tokens (authorization code with PKCE)."""
 
@@ -44,7 +80,12 @@ class XClient:
         return f"XClient(base_url={self._base!r}, client_id={self._client_id!r})"
 
     async def _call(
-        self, method: str, path: str, token: str, json_body: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        token: str,
+        json_body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         response = await send(
             self._http,
@@ -52,6 +93,7 @@ class XClient:
             method,
             f"{self._base}/{path}",
             json=json_body,
+            params=params,
             headers={"Authorization": f"Bearer {token}"} if token else {},
         )
         if not response.is_success:
@@ -123,6 +165,55 @@ class XClient:
         await self._call(
             "POST", f"2/account_activity/webhooks/{segment(webhook_id)}/subscriptions/all", token
         )
+
+    # --- X Activity API subscriptions (docs.x.com/x-api/activity/quickstart) ---------------
+
+    async def create_activity_subscription(
+        self, token: str, event_type: str, user_id: str, webhook_id: str, tag: str | None = None
+    ) -> ActivitySubscription:
+        """Subscribe ``webhook_id`` to ``event_type`` filtered on ``user_id``.
+
+        Private events (DMs, chats, mentions, replies, quotes) need the user's own OAuth 2.0 token
+        with the event's scope (``dm.read`` for dm.* and chat.*, ``tweet.read`` for post.*).
+        X's answer is ``data.subscription`` in its OpenAPI description and the subscription
+        itself under ``data`` (or a one-item list) in its quickstart: all three are read.
+        """
+        body: dict[str, Any] = {
+            "event_type": event_type,
+            "filter": {"user_id": user_id},
+            "webhook_id": webhook_id,
+        }
+        if tag is not None:
+            body["tag"] = tag
+        data = await self._call("POST", "2/activity/subscriptions", token, body)
+        found = data.get("data")
+        if isinstance(found, list) and found:
+            found = found[0]
+        if isinstance(found, dict) and isinstance(found.get("subscription"), dict):
+            found = found["subscription"]
+        return ActivitySubscription.from_api(200, found)
+
+    async def activity_subscriptions(self, token: str) -> list[ActivitySubscription]:
+        """Every X Activity API subscription of the app, all pages (an app-only Bearer token)."""
+        found: list[ActivitySubscription] = []
+        params = {"max_results": "1000"}
+        for _ in range(MAX_SUBSCRIPTION_PAGES):
+            data = await self._call("GET", "2/activity/subscriptions", token, params=params)
+            items = data.get("data")
+            for item in items if isinstance(items, list) else ():
+                found.append(ActivitySubscription.from_api(200, item))
+            meta = data.get("meta")
+            cursor = meta.get("next_token") if isinstance(meta, dict) else None
+            if not isinstance(cursor, str) or not cursor:
+                break
+            params = {"max_results": "1000", "pagination_token": cursor}
+        return found
+
+    async def delete_activity_subscription(self, token: str, subscription_id: str) -> bool:
+        """Delete one subscription (X accepts only an app-only Bearer token here); True if deleted."""
+        data = await self._call("DELETE", f"2/activity/subscriptions/{segment(subscription_id)}", token)
+        found = data.get("data")
+        return bool(found.get("deleted")) if isinstance(found, dict) else False
 
     async def send_dm(self, token: str, participant_id: str, text: str) -> str:
         """Send a direct message in the one-to-one conversation; the ``dm_event_id``."""

@@ -88,6 +88,13 @@ def x_weighted_length(text: str) -> int:
     return total + _weigh(text[position:])
 
 
+def has_url(text: str) -> bool:
+    """True if X would count a URL in ``text`` (the same scan as :func:`x_weighted_length`)."""
+    return any(
+        _url_start(run.group()) is not None for run in _RUN.finditer(unicodedata.normalize("NFC", text))
+    )
+
+
 def _is_regional(ch: str) -> bool:
     return 0x1F1E6 <= ord(ch) <= 0x1F1FF
 
