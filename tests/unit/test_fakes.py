@@ -7,10 +7,11 @@ from __future__ import annotations
 import inspect
 
 import pytest
-from parley_policy.adapters.stores import PolicyStore, PolicyStorePort
+from parley_policy.adapters.stores import PolicyStore, PolicyStorePort, PolicyTemplates, TemplatesPort
 from parley_routing.adapters.repository import ConversationRepository, MongoConversationRepository
+from parley_shared.vault import MongoCredentialStore
 
-from tests.support.fakes.policy import FakePolicyStore
+from tests.support.fakes.policy import FakeCredentials, FakePolicyStore, FakeTemplates
 from tests.support.fakes.routing import FakeRepository
 
 pytestmark = pytest.mark.unit
@@ -18,6 +19,8 @@ pytestmark = pytest.mark.unit
 PORTS = [
     (ConversationRepository, FakeRepository, MongoConversationRepository),
     (PolicyStorePort, FakePolicyStore, PolicyStore),
+    (TemplatesPort, FakeTemplates, PolicyTemplates),
+    (MongoCredentialStore, FakeCredentials, MongoCredentialStore),  # no Protocol: the adapter is the port
 ]
 
 

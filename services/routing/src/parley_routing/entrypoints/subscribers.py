@@ -80,8 +80,8 @@ def routing_router(
         batch: SkipValidation[list[MessageReceived]],
         message: KafkaMessage,
     ) -> None:
-        records = message.raw_message
-        await on_inbound_batch(service, retry, records if isinstance(records, tuple) else (records,))
+        records = message.raw_message  # a tuple from the broker (a list from the test broker)
+        await on_inbound_batch(service, retry, records if isinstance(records, tuple | list) else (records,))
 
     replies = router.subscriber(
         topics.REPLIES.name,
