@@ -1,24 +1,143 @@
-"""Write docs/schemas/<event type>.json and docs/asyncapi/<service>.json from the contracts.
+"""Write docs/schemas/<event type>.json from the event models and docs/asyncapi/<process>.json
+from the processes' routers.
 
 Run by `make docs`. The committed schemas are what tests/unit/test_schema_compatibility.py
-compares the models against, so regenerate and commit them with every contract change.
+compares the models against, so regenerate and commit them with every contract change;
+tests/unit/test_asyncapi.py fails while a committed document differs from a generated one.
+
+Each process is wired by its own ``build(settings, adapters)`` with placeholder adapters (no
+connection is opened): its router gives the subscribers and the event types it publishes, and
+FastStream's AsyncAPI generation describes them. The read models a process keeps (the channel
+and team directories, which are not consumers of the broker) are added as receive operations.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from parley_events import EVENT_TYPES, Event
+from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
+from parley_events import EVENT_TYPES, Event, topics
 from parley_events import __name__ as _pkg
-from parley_events.contracts import SERVICES
 from parley_events.envelope import CloudEventAttributes
+from parley_ingest.bootstrap import IngestAdapters, NormalizerAdapters, build_ingest, build_normalizer
+from parley_ingest.settings import IngestSettings, NormalizerSettings
+from parley_onboarding.bootstrap import OnboardingAdapters
+from parley_onboarding.bootstrap import build as build_onboarding
+from parley_onboarding.settings import OnboardingSettings
+from parley_policy.bootstrap import PolicyAdapters
+from parley_policy.bootstrap import build as build_policy
+from parley_policy.settings import PolicySettings
+from parley_routing.bootstrap import RoutingAdapters
+from parley_routing.bootstrap import build as build_routing
+from parley_routing.settings import RoutingSettings
+from parley_shared.channels import KafkaChannelDirectory, KafkaTeamDirectory
+from parley_shared.runtime import ReadModel, Wiring
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "docs" / "schemas"
 ASYNCAPI = ROOT / "docs" / "asyncapi"
 VERSION = "1.0.0"
+BROKER = "127.0.0.1:9092"
+
+# settings as a deployment without a namespace has them (the environment does not leak in)
+COMMON: dict[str, Any] = {
+    "kafka_bootstrap_servers": BROKER,
+    "topic_namespace": "",
+    "consumer_group_prefix": "parley",
+}
+# required settings no document depends on
+NOT_A_SECRET = "placeholder-of-the-documents-only"  # noqa: S105 - no document reads it
+API: dict[str, Any] = {"jwt_hs256_secret": NOT_A_SECRET}
+PROVIDERS: dict[str, Any] = {
+    **API,
+    "encryption_keys": f"k1:{NOT_A_SECRET}",
+    "meta_app_id": "app",
+    "meta_app_secret": NOT_A_SECRET,
+}
+
+
+class Placeholder:
+    """Stands in for an adapter the documents do not need: it may be named, never used."""
+
+    def __getattr__(self, name: str) -> Placeholder:
+        return Placeholder()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a placeholder adapter was used: the documents need no connection")
+
+
+def channels() -> KafkaChannelDirectory:
+    return KafkaChannelDirectory(BROKER, topics.CHANNELS.name)  # never started
+
+
+def teams() -> KafkaTeamDirectory:
+    return KafkaTeamDirectory(BROKER, topics.TEAMS.name)  # never started
+
+
+@dataclass(frozen=True)
+class Process:
+    """One Parley process: what it does, and its wiring with placeholder adapters."""
+
+    description: str
+    wire: Callable[[], Wiring]
+
+
+P: Any = Placeholder()
+PROCESSES: dict[str, Process] = {
+    "ingest": Process(
+        "Receives provider webhooks, verifies them and archives each delivery raw.",
+        lambda: build_ingest(
+            IngestSettings(**COMMON, meta_app_secrets=NOT_A_SECRET, meta_verify_token=NOT_A_SECRET),
+            IngestAdapters(publisher=P),
+        ),
+    ),
+    "normalizer": Process(
+        "Turns archived deliveries into one normalized event per provider message, receipt or "
+        "template review.",
+        lambda: build_normalizer(
+            NormalizerSettings(**COMMON), NormalizerAdapters(channels=channels(), publisher=P, dead_letter=P)
+        ),
+    ),
+    "routing": Process(
+        "Keeps conversations, queues and ownership; announces every change.",
+        lambda: build_routing(
+            RoutingSettings(**COMMON, **API),
+            RoutingAdapters(repository=P, channels=channels(), teams=teams(), publisher=P, retry=P),
+        ),
+    ),
+    "policy": Process(
+        "Gates and delivers outbound replies; announces their outcomes and the reply windows.",
+        lambda: build_policy(
+            PolicySettings(**COMMON, **PROVIDERS),
+            PolicyAdapters(
+                store=P,
+                templates=P,
+                credentials=P,
+                senders={},
+                channels=channels(),
+                teams=teams(),
+                publisher=P,
+            ),
+        ),
+    ),
+    "onboarding": Process(
+        "Connects channels and holds their settings and teams (snapshots on compacted topics).",
+        lambda: build_onboarding(
+            OnboardingSettings(**COMMON, **PROVIDERS),
+            OnboardingAdapters(store=P, connectors={}, publisher=P),
+        ),
+    ),
+}
+
+
+def wirings() -> dict[str, Wiring]:
+    """Every process's wiring, from its own build with placeholder adapters."""
+    return {name: process.wire() for name, process in PROCESSES.items()}
 
 
 def event_schema(model: type[Event]) -> dict[str, Any]:
@@ -30,70 +149,80 @@ def event_schema(model: type[Event]) -> dict[str, Any]:
     return schema
 
 
-def message_ref(model: type[Event]) -> dict[str, str]:
-    return {"$ref": f"#/components/messages/{model.event_type}"}
-
-
-def asyncapi(service: str) -> dict[str, Any]:
-    contract = next(c for c in SERVICES if c.service == service)
-    models = {m.event_type: m for m in (*contract.publishes, *contract.consumes)}
-    channels: dict[str, Any] = {}
-    operations: dict[str, Any] = {}
-    for model in models.values():
-        channel = channels.setdefault(
-            model.topic.name.replace(".", "_"),
-            {"address": model.topic.name, "description": model.topic.description, "messages": {}},
-        )
-        channel["messages"][model.event_type] = message_ref(model)
-    for verb, group in (("send", contract.publishes), ("receive", contract.consumes)):
-        for model in group:
-            name = f"{verb}_{model.event_type}".replace(".", "_")
-            operations[name] = {
-                "action": verb,
-                "channel": {"$ref": f"#/channels/{model.topic.name.replace('.', '_')}"},
-                "messages": [
-                    {"$ref": f"#/channels/{model.topic.name.replace('.', '_')}/messages/{model.event_type}"}
-                ],
-            }
-    headers = CloudEventAttributes.model_json_schema()
-    return {
-        "asyncapi": "3.0.0",
-        "info": {"title": f"parley-{service}", "version": VERSION, "description": contract.description},
-        "defaultContentType": "application/json",
-        "servers": {"kafka": {"host": "127.0.0.1:9092", "protocol": "kafka", "description": "make infra-up"}},
-        "channels": channels,
-        "operations": operations,
-        "components": {
-            "messages": {
-                m.event_type: {
-                    "name": m.event_type,
-                    "title": m.__name__,
-                    "summary": (m.__doc__ or "").strip().splitlines()[0],
-                    "contentType": "application/json",
-                    "headers": {
-                        "description": "CloudEvents 1.0 binary mode: ce_* Kafka headers",
-                        **{k: v for k, v in headers.items() if k in ("type", "properties")},
-                    },
-                    "payload": {"$ref": f"../schemas/{m.event_type}.json"},
-                    "bindings": {"kafka": {"key": {"type": "string", "description": m.topic.key}}},
-                }
-                for m in models.values()
-            }
-        },
+def cloudevents_headers() -> dict[str, Any]:
+    """The Kafka headers of every Parley record: CloudEvents 1.0 in binary mode."""
+    attributes = CloudEventAttributes.model_json_schema()
+    properties = {
+        f"ce_{name}": {k: v for k, v in schema.items() if k in ("description", "examples")}
+        | {"type": "string"}
+        for name, schema in attributes["properties"].items()
     }
+    properties["content-type"] = {"type": "string", "const": "application/json"}
+    return {
+        "type": "object",
+        "description": "CloudEvents 1.0, Kafka binary mode: the attributes travel as ce_* headers "
+        "(docs/events.md); ce_type names the event type of the value",
+        "properties": properties,
+        "required": sorted(f"ce_{name}" for name in {*attributes["required"], "specversion"}),
+    }
+
+
+def add_read_model(broker: KafkaBroker, model: ReadModel) -> None:
+    """A read model as a receive operation: what it reads, with the event type of its records."""
+    entry = broker.subscriber(
+        model.source.name,
+        title=model.name,
+        description=f"Read model: the whole of {model.source.name} kept in memory, read from the "
+        "beginning and followed (no consumer group).",
+    )
+
+    async def read(snapshot: Any) -> None:
+        """Each record replaces the entry of its key."""
+
+    read.__annotations__ = {"snapshot": model.event, "return": None}
+    entry(read)
+
+
+def asyncapi(name: str, wiring: Wiring | None = None) -> dict[str, Any]:
+    """The AsyncAPI 3.0 document of one process, from its router (FastStream's generation)."""
+    process = PROCESSES[name]
+    wiring = wiring or process.wire()
+    broker = KafkaBroker(BROKER, description="make infra-up", logger=None)
+    broker.include_router(wiring.router)
+    for model in wiring.read_models:
+        add_read_model(broker, model)
+    spec = AsyncAPI(
+        broker,
+        title=f"parley-{name}",
+        version=VERSION,
+        description=process.description,
+        schema_version="3.0.0",
+    )
+    document: dict[str, Any] = json.loads(spec.to_specification().to_json())
+    headers = cloudevents_headers()
+    for message in document.get("components", {}).get("messages", {}).values():
+        message["headers"] = headers
+    return document
+
+
+def render(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def write(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    path.write_text(render(data))
 
 
 def main() -> None:
     for model in EVENT_TYPES:
         write(SCHEMAS / f"{model.event_type}.json", event_schema(model))
-    for contract in SERVICES:
-        write(ASYNCAPI / f"{contract.service}.json", asyncapi(contract.service))
-    print(f"wrote {len(EVENT_TYPES)} schemas and {len(SERVICES)} AsyncAPI documents ({_pkg})")
+    for stale in ASYNCAPI.glob("*.json"):
+        if stale.stem not in PROCESSES:
+            stale.unlink()
+    for name in PROCESSES:
+        write(ASYNCAPI / f"{name}.json", asyncapi(name))
+    print(f"wrote {len(EVENT_TYPES)} schemas and {len(PROCESSES)} AsyncAPI documents ({_pkg})")
 
 
 if __name__ == "__main__":

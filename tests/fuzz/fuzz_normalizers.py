@@ -66,6 +66,7 @@ with atheris.instrument_imports(include=["parley_ingest", "parley_events", "parl
         WebhookReceived,
     )
     from parley_ingest import metrics
+    from parley_ingest import service as normalizer_module
     from parley_ingest.domain import deliveries
     from parley_ingest.domain.dedupe import RecentIds
     from parley_ingest.domain.normalize import (
@@ -75,8 +76,7 @@ with atheris.instrument_imports(include=["parley_ingest", "parley_events", "parl
         ParseResult,
         parse_delivery,
     )
-    from parley_ingest.entrypoints import normalizer as normalizer_module
-    from parley_ingest.entrypoints.normalizer import Normalizer, UnprocessableDelivery
+    from parley_ingest.service import Normalizer, UnprocessableDelivery
     from parley_providers.meta import webhook as meta_webhook
     from parley_providers.x import webhook as x_webhook
     from parley_shared.kafka import decode_event, encode_event

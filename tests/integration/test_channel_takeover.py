@@ -26,7 +26,7 @@ from parley_events import (
     topics,
 )
 from parley_ingest.domain.dedupe import RecentIds
-from parley_ingest.entrypoints.normalizer import Normalizer
+from parley_ingest.service import Normalizer
 from parley_onboarding.adapters.stores import account_claim_id, channel_to_doc
 from parley_onboarding.domain.channels import Channel
 from parley_shared.channels import KafkaChannelDirectory

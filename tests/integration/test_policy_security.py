@@ -224,3 +224,36 @@ async def test_a_public_reply_answers_only_a_comment_or_post_of_its_conversation
         await stack.events(topics.REPLIES, lambda evs: bool(of_type(evs, SENT, reply_id=reply_id)))
         calls = await stack.sandbox.accepted("/comments")
         assert [c["path"] for c in calls] == [f"/{GRAPH}/post1_c1/comments"], calls
+
+
+async def test_a_policy_started_on_a_graph_version_near_its_end_exports_the_days_left_and_warns(
+    infra: Infra, namespace: str, database_url: str, mongo_db: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from parley_providers.meta.versions import GRAPH_API_VERSIONS
+
+    from tests.support.apps import scrape_metrics
+
+    ends_on = GRAPH_API_VERSIONS["v21.0"].available_until
+    assert ends_on is not None
+
+    async def setup(sandbox: Sandbox) -> list[Any]:
+        return []
+
+    async with policy_stack(
+        infra,
+        namespace,
+        database_url,
+        mongo_db,
+        setup,
+        now=start_time(),
+        graph_api_version="v21.0",
+        log_level="info",
+    ) as stack:
+        metrics = await scrape_metrics(stack.apps[0])
+    days_left = (ends_on - datetime.now(UTC).date()).days
+    line = (
+        f'parley_provider_api_version_days_left{{api="graph",provider="meta",version="v21.0"}} {days_left}.0'
+    )
+    assert line in metrics
+    if days_left <= 90:  # within the warning's reach (or past the end): said at start
+        assert "v21.0" in capsys.readouterr().out

@@ -159,7 +159,7 @@ class Stack:
 
     @property
     def service(self) -> OnboardingService:
-        service: OnboardingService = self.app.state.runtime.state["service"]
+        service: OnboardingService = self.app.state.runtime.wiring.service
         return service
 
     @property

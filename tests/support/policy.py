@@ -218,7 +218,7 @@ class Stack:
         return self.clients[0]
 
     def service(self, index: int = 0) -> PolicyService:
-        service: PolicyService = self.apps[index].state.runtime.state["service"]
+        service: PolicyService = self.apps[index].state.runtime.wiring.service
         return service
 
     async def publish(self, *events: Any) -> None:

@@ -8,7 +8,7 @@ import inspect
 
 import pytest
 from parley_onboarding.adapters.stores import MongoOnboardingStore, OnboardingStore
-from parley_policy.adapters.stores import PolicyStore, PolicyStorePort
+from parley_policy.adapters.stores import PolicyStore, PolicyStorePort, PolicyTemplates, TemplatesPort
 from parley_providers.base import AccountConnector, NumberConnector, PageConnector, TokenCheck
 from parley_providers.meta.connect import MetaConnector
 from parley_providers.whatsapp.connect import WhatsAppConnector
@@ -16,6 +16,7 @@ from parley_providers.x.connect import XConnector
 from parley_routing.adapters.repository import ConversationRepository, MongoConversationRepository
 from parley_routing.service import ChannelRoles
 from parley_shared.channels import DirectoryRoles
+from parley_shared.vault import MongoCredentialStore
 
 from tests.support.fakes.onboarding import (
     FakeAccountConnector,
@@ -23,7 +24,7 @@ from tests.support.fakes.onboarding import (
     FakeOnboardingStore,
     FakePageConnector,
 )
-from tests.support.fakes.policy import FakePolicyStore
+from tests.support.fakes.policy import FakeCredentials, FakePolicyStore, FakeTemplates
 from tests.support.fakes.routing import FakeChannelRoles, FakeRepository
 
 pytestmark = pytest.mark.unit
@@ -38,6 +39,8 @@ PORTS = [
     (NumberConnector, FakeNumberConnector, WhatsAppConnector),
     (TokenCheck, FakePageConnector, MetaConnector),
     (TokenCheck, FakeNumberConnector, WhatsAppConnector),
+    (TemplatesPort, FakeTemplates, PolicyTemplates),
+    (MongoCredentialStore, FakeCredentials, MongoCredentialStore),  # no Protocol: the adapter is the port
 ]
 
 

@@ -7,7 +7,6 @@ topics, each topic's partitions) and values.yaml (commands, ports, PARLEY_* vari
 
 from __future__ import annotations
 
-import ast
 import json
 import math
 import re
@@ -37,13 +36,6 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
     "policy": PolicySettings,
     "onboarding": OnboardingSettings,
 }
-# Which bootstrap module wires each service's subscribers (the normalizer lives in ingest's).
-BOOTSTRAP = {
-    "normalizer": "services/ingest/src/parley_ingest/bootstrap.py",
-    "routing": "services/routing/src/parley_routing/bootstrap.py",
-    "policy": "services/policy/src/parley_policy/bootstrap.py",
-    "onboarding": "services/onboarding/src/parley_onboarding/bootstrap.py",
-}
 KEDA_SCALED = {"normalizer", "routing", "policy"}
 
 
@@ -64,22 +56,18 @@ def setting_names(cls: type[ServiceSettings]) -> set[str]:
     return {f"PARLEY_{name.upper()}" for name in cls.model_fields}
 
 
-def subscribers_in_code(path: str) -> set[tuple[str, str]]:
-    """(group suffix, topic) of every ``broker.subscriber(rt.topic(topics.X.name), group_id=...)``."""
-    found: set[tuple[str, str]] = set()
-    for node in ast.walk(ast.parse((ROOT / path).read_text())):
-        if not (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "subscriber"):
-            continue
-        topic_call = node.args[0]
-        assert isinstance(topic_call, ast.Call)
-        topic_attr = topic_call.args[0]
-        assert isinstance(topic_attr, ast.Attribute)
-        assert isinstance(topic_attr.value, ast.Attribute)
-        topic = getattr(topics, topic_attr.value.attr).name
-        group = next(k.value for k in node.keywords if k.arg == "group_id")
-        assert isinstance(group, ast.Call)
-        assert isinstance(group.args[0], ast.Constant)
-        found.add((str(group.args[0].value), topic))
+def subscribers_in_code() -> dict[str, set[tuple[str, str]]]:
+    """(group suffix, topic) of every subscriber on each process's router."""
+    from faststream.kafka.subscriber.usecase import LogicSubscriber
+
+    from scripts.gen_docs import wirings
+
+    found: dict[str, set[tuple[str, str]]] = {}
+    for name, wiring in wirings().items():
+        subscribers = [s for s in wiring.router.subscribers if isinstance(s, LogicSubscriber)]
+        found[name] = {
+            (str(s.group_id).removeprefix("parley."), topic) for s in subscribers for topic in s.topic_names
+        }
     return found
 
 
@@ -90,10 +78,11 @@ def test_the_catalog_partitions_are_the_topic_catalogs() -> None:
 def test_the_catalog_subscribers_are_the_consumer_groups_the_code_runs() -> None:
     services = catalog()["services"]
     assert set(services) == set(SETTINGS)
-    assert services["ingest"]["subscribers"] == []
-    for name, path in BOOTSTRAP.items():
+    in_code = subscribers_in_code()
+    assert set(in_code) == set(SETTINGS)
+    for name, subscribers in in_code.items():
         declared = {(s["name"], s["topic"]) for s in services[name]["subscribers"]}
-        assert declared == subscribers_in_code(path), name
+        assert declared == subscribers, name
 
 
 def test_the_catalog_facts_match_the_settings_classes() -> None:

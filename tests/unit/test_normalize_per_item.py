@@ -24,12 +24,8 @@ from parley_events import ChannelSnapshot, ChannelStatus, Event, Provider
 from parley_ingest.domain import deliveries
 from parley_ingest.domain.dedupe import RecentIds
 from parley_ingest.domain.normalize import SKIP_KINDS, ItemFailure, ParseResult, parse_delivery
-from parley_ingest.entrypoints.normalizer import (
-    MAX_ITEM_DEAD_LETTERS,
-    Normalizer,
-    dead_letter_items,
-    item_error,
-)
+from parley_ingest.entrypoints.subscribers import MAX_ITEM_DEAD_LETTERS, dead_letter_items, item_error
+from parley_ingest.service import Normalizer
 from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.unit

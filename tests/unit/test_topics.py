@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from parley_events import all_topics, dlq_name, qualify, topics
+from parley_events import EVENT_TYPES, Event, all_topics, dlq_name, qualify, topics
+from parley_shared.kafka import declared_events, subscribed_topics
 
 pytestmark = pytest.mark.unit
 
@@ -100,34 +101,46 @@ def test_a_qualified_dlq_is_the_dlq_of_the_qualified_topic() -> None:
     assert raw.dlq().qualified("ns") == dlq_name(raw.qualified("ns"))
 
 
-# which bootstrap wires each consuming process (the normalizer is wired in ingest's)
-CONSUMER_BOOTSTRAPS = {
-    "normalizer": "services/ingest/src/parley_ingest/bootstrap.py",
-    "routing": "services/routing/src/parley_routing/bootstrap.py",
-    "policy": "services/policy/src/parley_policy/bootstrap.py",
-    "onboarding": "services/onboarding/src/parley_onboarding/bootstrap.py",
-}
+# --- the catalog against the routers ----------------------------------------------------------
+# Every process wired by its own build (placeholder adapters, as scripts/gen_docs.py does): what
+# its router publishes and subscribes to, and the topics its read models keep in memory.
 
 
-def topics_read_by(bootstrap: str) -> set[str]:
-    """The catalog topics a bootstrap names: it names a topic only to subscribe to it or to read it
-    into a read model (publishing goes by each event's own topic)."""
-    import ast
-    from pathlib import Path
+def bus() -> dict[str, tuple[set[str], set[str]]]:
+    """Process -> (topics it publishes on, topics it consumes: subscribers and read models)."""
+    from scripts.gen_docs import wirings
 
-    tree = ast.parse((Path(__file__).resolve().parents[2] / bootstrap).read_text())
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "topics":
-            spec = getattr(topics, node.attr)
-            found.add(spec.name)
+    found: dict[str, tuple[set[str], set[str]]] = {}
+    for name, wiring in wirings().items():
+        published = {model.topic.name for model in declared_events(wiring.router).values()}
+        consumed = subscribed_topics(wiring.router) | {model.source.name for model in wiring.read_models}
+        found[name] = (published, consumed)
     return found
+
+
+def test_every_topic_is_published_by_exactly_its_owner_and_co_publishers() -> None:
+    """channel-events once named onboarding alone, while policy publishes reconnect prompts on it."""
+    routers = bus()
+    for topic in topics.PRIMARY_TOPICS:
+        publishing = {name for name, (published, _) in routers.items() if topic.name in published}
+        assert publishing == set(topic.publishers), topic.name
 
 
 def test_the_catalog_names_every_parley_consumer_and_only_those() -> None:
     """The catalog once had policy reading conversations.v1 (it never did) and lacked policy on
     replies.v1 and onboarding on messages.inbound.v1."""
-    for service, bootstrap in CONSUMER_BOOTSTRAPS.items():
-        declared = {t.name for t in topics.PRIMARY_TOPICS if service in t.consumers}
-        assert declared == topics_read_by(bootstrap), service
-    assert not any("ingest" in t.consumers for t in topics.PRIMARY_TOPICS)
+    routers = bus()
+    for topic in topics.PRIMARY_TOPICS:
+        consuming = {name for name, (_, consumed) in routers.items() if topic.name in consumed}
+        assert consuming == {c for c in topic.consumers if c in routers}, topic.name
+    consumed_anywhere = set().union(*(consumed for _, consumed in routers.values()))
+    assert consumed_anywhere <= {t.name for t in topics.PRIMARY_TOPICS}
+
+
+def test_every_event_type_is_published_by_some_process_on_its_own_topic() -> None:
+    from scripts.gen_docs import wirings
+
+    declared: dict[str, type[Event]] = {}
+    for wiring in wirings().values():
+        declared |= declared_events(wiring.router)
+    assert sorted(declared) == sorted(model.event_type for model in EVENT_TYPES)

@@ -1,4 +1,5 @@
-"""The in-memory adapter of policy's one store port, ``PolicyStorePort``.
+"""The in-memory adapters of policy's ports: ``PolicyStorePort``, ``TemplatesPort`` and the
+credential store.
 
 Documents are built by the same pure function as the Mongo adapter's (``inbound_document``);
 unique inserts (decisions, rate slots, notices, deliveries) keep the first writer, as the store's
@@ -11,9 +12,10 @@ import copy
 from datetime import datetime
 from typing import Any
 
-from parley_events import MessageReceived
+from parley_events import ChannelTemplateStatusChanged, MessageReceived
 from parley_policy.adapters.stores import conversation_facts, inbound_document
-from parley_policy.domain.decision import ConversationFacts
+from parley_policy.domain.decision import ConversationFacts, TemplateInfo
+from parley_shared.vault import Credential
 
 
 class FakePolicyStore:
@@ -24,6 +26,10 @@ class FakePolicyStore:
         self.slots: dict[str, int] = {}  # "<channel>:<second>:<slot>" -> second
         self.notices: dict[str, datetime] = {}
         self.reached: dict[tuple[str, str], datetime] = {}
+        self.indexed = False
+
+    async def ensure_indexes(self) -> None:
+        self.indexed = True
 
     async def record_inbound(self, message: MessageReceived) -> bool:
         doc, newer = inbound_document(
@@ -99,3 +105,38 @@ class FakePolicyStore:
     async def decision(self, key: str) -> dict[str, Any] | None:
         found = self.decisions.get(key)
         return None if found is None else copy.deepcopy(found)
+
+
+class FakeTemplates:
+    """Approved templates by channel, in memory; ``stored`` plays what :meth:`load` reads back."""
+
+    def __init__(self, stored: dict[str, dict[tuple[str, str], TemplateInfo]] | None = None) -> None:
+        self.stored = stored or {}
+        self.by_channel: dict[str, dict[tuple[str, str], TemplateInfo]] = {}
+
+    def of(self, channel_id: str) -> dict[tuple[str, str], TemplateInfo]:
+        return self.by_channel.get(channel_id, {})
+
+    async def load(self) -> None:
+        self.by_channel = copy.deepcopy(self.stored)
+
+    async def record(self, update: ChannelTemplateStatusChanged) -> None:
+        key = (update.template_name or "", update.language or "")
+        for templates in (self.stored, self.by_channel):
+            templates.setdefault(update.channel_id, {})[key] = TemplateInfo(status=update.status)
+
+
+class FakeCredentials:
+    """Channel tokens in memory, as the credential store hands them out (decrypted)."""
+
+    def __init__(self, *credentials: Credential) -> None:
+        self.credentials = {c.channel_id: c for c in credentials}
+
+    async def put(self, credential: Credential) -> None:
+        self.credentials[credential.channel_id] = credential
+
+    async def get(self, channel_id: str) -> Credential | None:
+        return self.credentials.get(channel_id)
+
+    async def delete(self, channel_id: str) -> None:
+        self.credentials.pop(channel_id, None)

@@ -43,12 +43,16 @@ class FakeRepository:
         self.saves = 0
         self.idle_reads: list[tuple[str, int]] = []
         self.before_save: Callable[[Conversation], Awaitable[None]] | None = None
+        self.indexed = False
 
     def _load(self, doc: dict[str, Any]) -> Conversation:
         return Conversation.from_document(copy.deepcopy(doc))
 
     def stored(self, conversation_id: str) -> Conversation:
         return self._load(self.documents[conversation_id])
+
+    async def ensure_indexes(self) -> None:
+        self.indexed = True
 
     async def get(self, conversation_id: str) -> Conversation | None:
         doc = self.documents.get(conversation_id)

@@ -2,17 +2,47 @@
 
 from __future__ import annotations
 
-from faststream.kafka.annotations import KafkaMessage
-from parley_events import topics
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from functools import partial
+
+from opentelemetry.sdk.trace import TracerProvider
+from parley_events import Event, topics
 from parley_shared.channels import KafkaChannelDirectory
-from parley_shared.kafka import CONSUMER_ACK_POLICY
-from parley_shared.runtime import Runtime, ServiceSpec, create_app
+from parley_shared.kafka import DeadLetterSink, Publishes, kafka_dead_letter_sink
+from parley_shared.runtime import Runtime, ServiceSpec, Wiring, create_app
 from parley_shared.settings import load_settings
 from starlette.applications import Starlette
 
-from parley_ingest.entrypoints.normalizer import normalizer_subscriber
+from parley_ingest.domain.dedupe import RecentIds
+from parley_ingest.entrypoints.subscribers import normalizer_router, webhook_router
 from parley_ingest.entrypoints.webhooks import webhook_routes
+from parley_ingest.service import Normalizer
 from parley_ingest.settings import IngestSettings, NormalizerSettings
+
+# --- parley-ingest: the webhook edge ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IngestAdapters:
+    """What the webhook routes need: the broker (through the publisher) and the tracer."""
+
+    publisher: Publishes
+    tracing: TracerProvider | None = None
+
+
+@contextlib.asynccontextmanager
+async def ingest_adapters(rt: Runtime) -> AsyncIterator[IngestAdapters]:
+    yield IngestAdapters(publisher=rt.publisher, tracing=rt.tracing)
+
+
+def build_ingest(settings: IngestSettings, adapters: IngestAdapters) -> Wiring:
+    """The webhook routes, and the router that declares what they publish."""
+    return Wiring(
+        router=webhook_router(settings),
+        routes=webhook_routes(settings, adapters.publisher, adapters.tracing),
+    )
 
 
 def create_ingest_app(settings: IngestSettings | None = None) -> Starlette:
@@ -22,56 +52,68 @@ def create_ingest_app(settings: IngestSettings | None = None) -> Starlette:
         ServiceSpec(
             name="ingest",
             settings=settings,
+            adapters=ingest_adapters,
+            build=partial(build_ingest, settings),
             uses_store=False,
             consumes=False,
             limit_bodies=False,  # the webhook routes cap bodies themselves and count the refusals
-            routes=lambda rt: webhook_routes(settings, rt.publisher, rt.tracing),
         )
+    )
+
+
+# --- parley-normalizer -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NormalizerAdapters:
+    """What the normalizer needs: the channel read model, the broker and the raw topic's DLQ."""
+
+    channels: KafkaChannelDirectory
+    publisher: Publishes
+    dead_letter: DeadLetterSink
+
+
+@dataclass(kw_only=True)
+class NormalizerWiring(Wiring):
+    """The normalizer, wired."""
+
+    normalizer: Normalizer
+
+
+@contextlib.asynccontextmanager
+async def normalizer_adapters(settings: NormalizerSettings, rt: Runtime) -> AsyncIterator[NormalizerAdapters]:
+    yield NormalizerAdapters(
+        channels=KafkaChannelDirectory(settings.kafka_bootstrap_servers, rt.topic(topics.CHANNELS.name)),
+        publisher=rt.publisher,
+        dead_letter=kafka_dead_letter_sink(rt.broker),
+    )
+
+
+def build_normalizer(settings: NormalizerSettings, adapters: NormalizerAdapters) -> NormalizerWiring:
+    """The normalizer and its subscriber, from its adapters."""
+
+    async def publish(event: Event, event_id: str) -> None:
+        await adapters.publisher.publish(event, event_id=event_id)
+
+    normalizer = Normalizer(
+        adapters.channels, publish, settings.channel_catch_up_timeout_s, RecentIds(settings.dedupe_window)
+    )
+    return NormalizerWiring(
+        normalizer=normalizer,
+        router=normalizer_router(settings, normalizer, adapters.dead_letter),
+        read_models=[adapters.channels],
     )
 
 
 def create_normalizer_app(settings: NormalizerSettings | None = None) -> Starlette:
     """``parley-normalizer``: consumes the raw topic, publishes normalized messages."""
     settings = settings or load_settings(NormalizerSettings)
-
-    async def register(rt: Runtime) -> None:
-        directory = KafkaChannelDirectory(settings.kafka_bootstrap_servers, rt.topic(topics.CHANNELS.name))
-        rt.state["directory"] = directory
-        handler = normalizer_subscriber(
-            directory, rt.publisher, settings.channel_catch_up_timeout_s, settings.dedupe_window
-        )
-
-        @rt.broker.subscriber(
-            rt.topic(topics.WEBHOOKS_RAW.name),
-            group_id=settings.group_id("normalizer"),
-            ack_policy=CONSUMER_ACK_POLICY,
-            auto_offset_reset="earliest",
-            title="normalize-webhooks",
-            description="Archived webhook deliveries in; one MessageReceived per message out.",
-        )
-        async def normalize_webhook(message: KafkaMessage) -> None:
-            await handler(message)
-
-    async def on_start(rt: Runtime) -> None:
-        directory: KafkaChannelDirectory = rt.state["directory"]
-        await directory.start()
-
-        async def directory_loaded() -> None:
-            if not directory.loaded.is_set():
-                raise RuntimeError("channel directory still loading")
-
-        rt.readiness.checks["channels"] = directory_loaded
-
-    async def on_stop(rt: Runtime) -> None:
-        await rt.state["directory"].stop()
-
     return create_app(
         ServiceSpec(
             name="normalizer",
             settings=settings,
+            adapters=partial(normalizer_adapters, settings),
+            build=partial(build_normalizer, settings),
             uses_store=False,
-            register=register,
-            on_start=on_start,
-            on_stop=on_stop,
         )
     )

@@ -1,96 +1,109 @@
-"""The one wiring point of the onboarding process."""
+"""The one wiring point of the onboarding process: ``build(settings, adapters)``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import partial
 
 import httpx
-from faststream.kafka.annotations import KafkaMessage
-from parley_events import Event, TemplateStatusChanged, topics
+from parley_events import Event, Provider
 from parley_providers import registry
+from parley_providers.base import Connector
 from parley_shared.auth import TokenVerifier
-from parley_shared.kafka import CONSUMER_ACK_POLICY, decode_event
+from parley_shared.kafka import Publishes
 from parley_shared.logging import get_logger
-from parley_shared.runtime import LazyApp, Runtime, ServiceSpec, cancel_tasks, create_app, periodic
+from parley_shared.runtime import Periodic, Runtime, ServiceSpec, Wiring, create_app
 from parley_shared.settings import load_settings
 from parley_shared.vault import TokenVault, parse_keys
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import Mount
 
-from parley_onboarding.adapters.stores import MongoOnboardingStore
+from parley_onboarding.adapters.stores import MongoOnboardingStore, OnboardingStore
 from parley_onboarding.entrypoints.api import create_api
+from parley_onboarding.entrypoints.subscribers import onboarding_router
 from parley_onboarding.service import OnboardingService, utcnow
 from parley_onboarding.settings import OnboardingSettings
 
 log = get_logger(__name__)
 
 
+@dataclass(frozen=True)
+class OnboardingAdapters:
+    """What onboarding's service needs from the outside world."""
+
+    store: OnboardingStore
+    connectors: Mapping[Provider, Connector]
+    """Each conversation provider's connect flow (from the registry in production)."""
+    publisher: Publishes
+
+
+@dataclass(kw_only=True)
+class OnboardingWiring(Wiring):
+    """Onboarding, wired."""
+
+    service: OnboardingService
+
+    async def start(self) -> None:
+        await self.service.stores.ensure_indexes()
+        # channels that predate account claims get theirs before the API takes a connect
+        await self.service.ensure_account_claims()
+
+
+@contextlib.asynccontextmanager
+async def production_adapters(settings: OnboardingSettings, rt: Runtime) -> AsyncIterator[OnboardingAdapters]:
+    """The store, the providers' clients and the broker of a running process (or of the ops CLI)."""
+    # the provider API versions this process calls: a gauge of the days left, a warning near the end
+    registry.report_api_versions(settings, log.warning)
+    async with httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0), headers={"user-agent": "parley-onboarding"}
+    ) as http:
+        vault = TokenVault(parse_keys(settings.encryption_keys.get_secret_value()))
+        yield OnboardingAdapters(
+            store=MongoOnboardingStore(rt.db, vault),
+            connectors=registry.connectors(http, settings),
+            publisher=rt.publisher,
+        )
+
+
 def build_service(
-    rt: Runtime, settings: OnboardingSettings, http: httpx.AsyncClient, clock: Callable[[], datetime]
+    settings: OnboardingSettings, adapters: OnboardingAdapters, clock: Callable[[], datetime] = utcnow
 ) -> OnboardingService:
-    """The service with its production adapters (also used by the ops CLI)."""
+    """The service from its adapters: the one place it is constructed (the ops CLI uses it too)."""
 
     async def publish(event: Event, event_id: str) -> None:
-        await rt.publisher.publish(event, event_id=event_id)
+        await adapters.publisher.publish(event, event_id=event_id)
 
-    vault = TokenVault(parse_keys(settings.encryption_keys.get_secret_value()))
-    store = MongoOnboardingStore(rt.db, vault)
-    return OnboardingService(store, registry.connectors(http, settings), publish, settings, clock)
+    return OnboardingService(adapters.store, adapters.connectors, publish, settings, clock)
+
+
+def build(
+    settings: OnboardingSettings, adapters: OnboardingAdapters, clock: Callable[[], datetime] = utcnow
+) -> OnboardingWiring:
+    """Onboarding's service, its subscriber, its API and its background work, from its adapters."""
+    service = build_service(settings, adapters, clock)
+    return OnboardingWiring(
+        service=service,
+        router=onboarding_router(settings, service),
+        routes=[Mount("/v1", app=create_api(service, TokenVerifier(settings)))],
+        periodic=[
+            Periodic("token-expiry", settings.token_check_interval_s, service.check_token_expiry),
+            Periodic("connection-prune", settings.connection_prune_interval_s, service.prune_connections),
+        ],
+    )
 
 
 def create_onboarding_app(
     settings: OnboardingSettings | None = None, clock: Callable[[], datetime] = utcnow
 ) -> Starlette:
     settings = settings or load_settings(OnboardingSettings)
-    verifier = TokenVerifier(settings)
-    holder: dict[str, Any] = {}
-
-    async def register(rt: Runtime) -> None:
-        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), headers={"user-agent": "parley-onboarding"})
-        holder["http"] = http
-        service = build_service(rt, settings, http, clock)
-        holder["service"] = service
-        rt.state["service"] = service
-
-        @rt.broker.subscriber(
-            rt.topic(topics.MESSAGES_INBOUND.name),
-            group_id=settings.group_id("onboarding-templates"),
-            ack_policy=CONSUMER_ACK_POLICY,
-            auto_offset_reset="earliest",
-            title="template-reviews",
-            description="WhatsApp template reviews seen by ingest -> channel template events.",
-        )
-        async def on_inbound(message: KafkaMessage) -> None:
-            if message.headers.get("ce_type") == TemplateStatusChanged.event_type:
-                await service.on_template_status(decode_event(TemplateStatusChanged, message.body))
-
-    async def on_start(rt: Runtime) -> None:
-        service: OnboardingService = holder["service"]
-        await service.stores.ensure_indexes()
-        # channels that predate account claims get theirs before the API takes a connect
-        await service.ensure_account_claims()
-        rt.state["tasks"] = [
-            periodic("token-expiry", settings.token_check_interval_s, service.check_token_expiry),
-            periodic("connection-prune", settings.connection_prune_interval_s, service.prune_connections),
-        ]
-
-    async def on_stop(rt: Runtime) -> None:
-        await cancel_tasks(rt.state.get("tasks", []))
-        await holder["http"].aclose()
-
-    def routes(rt: Runtime) -> list[BaseRoute]:
-        # the API needs the service, which exists once the lifespan has started
-        return [Mount("/v1", app=LazyApp(lambda: create_api(holder["service"], verifier)))]
-
     return create_app(
         ServiceSpec(
             name="onboarding",
             settings=settings,
-            register=register,
-            on_start=on_start,
-            on_stop=on_stop,
-            routes=routes,
+            adapters=partial(production_adapters, settings),
+            build=partial(build, settings, clock=clock),
         )
     )

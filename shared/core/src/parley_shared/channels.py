@@ -10,9 +10,19 @@ before the call has been applied, which closes the race between "channel registe
 from __future__ import annotations
 
 import asyncio
+from typing import ClassVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from parley_events import ChannelRole, ChannelSnapshot, ChannelStatus, Provider, TeamSnapshot
+from parley_events import (
+    ChannelRole,
+    ChannelSnapshot,
+    ChannelStatus,
+    Event,
+    Provider,
+    TeamSnapshot,
+    TopicSpec,
+    topics,
+)
 
 from parley_shared.access import access_of, effective_role
 from parley_shared.logging import get_logger
@@ -130,6 +140,8 @@ class KafkaChannelDirectory(CompactedTopicReader):
     """
 
     name = "channel-directory"
+    source: ClassVar[TopicSpec] = topics.CHANNELS
+    event: ClassVar[type[Event]] = ChannelSnapshot
 
     def __init__(self, bootstrap_servers: str, topic: str) -> None:
         super().__init__(bootstrap_servers, topic)
@@ -214,6 +226,8 @@ class KafkaTeamDirectory(CompactedTopicReader):
     """
 
     name = "team-directory"
+    source: ClassVar[TopicSpec] = topics.TEAMS
+    event: ClassVar[type[Event]] = TeamSnapshot
 
     def __init__(self, bootstrap_servers: str, topic: str) -> None:
         super().__init__(bootstrap_servers, topic)

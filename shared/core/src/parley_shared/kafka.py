@@ -1,10 +1,16 @@
-"""Kafka plumbing: a durable broker, CloudEvents publishing, and retry-then-DLQ consumption.
+"""Kafka plumbing: a durable broker, routers, CloudEvents publishing, and retry-then-DLQ consumption.
 
 Producers always use ``acks="all"`` with idempotence. Subscribers use ``NACK_ON_ERROR``: an
 offset is committed only after the handler returned, so effects are durable first. A failing
 record is retried in place with backoff (the partition waits, so per-key order holds); a record
 that keeps failing for a reason other than an unreachable dependency is published to the
 topic's DLQ with the error and its coordinates, and then committed so the partition flows on.
+
+Each service declares its place on the bus on one ``KafkaRouter`` (:func:`service_router`):
+subscribers with typed event bodies, chosen by the ``ce_type`` header (:func:`of_type`, with
+:func:`acknowledge_other_types` last), and the event types it publishes (:func:`publishes`).
+:class:`EventPublisher` refuses an event type its router does not declare, and the AsyncAPI
+documents are generated from the routers, so the description of the bus follows the code.
 """
 
 from __future__ import annotations
@@ -13,9 +19,9 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar, Union, get_args, get_origin
 
 import aiokafka.errors
 import orjson
@@ -23,9 +29,12 @@ import pydantic
 import pymongo.errors
 import structlog
 from faststream import AckPolicy, BaseMiddleware, StreamMessage
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaBroker, KafkaRouter
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.subscriber.usecase import LogicSubscriber
 from opentelemetry import propagate
 from parley_events import CloudEventAttributes, Event, dlq_name, qualify
+from pydantic import Field
 
 from parley_shared import metrics
 from parley_shared.logging import get_logger
@@ -72,9 +81,24 @@ def event_headers(event: Event, *, event_id: str, source: str, time: datetime) -
     ).to_headers()
 
 
-@dataclass(frozen=True, slots=True)
+class UndeclaredEvent(TypeError):
+    """A service published an event type its router does not declare (a bug, not bad data)."""
+
+
+class Publishes(Protocol):
+    """What a service's code publishes through: :class:`EventPublisher`, or a test's fake."""
+
+    async def publish(self, event: Event, *, event_id: str, time: datetime | None = None) -> None: ...
+
+
+@dataclass(slots=True)
 class EventPublisher:
-    """Publishes events on their catalog topic, in a namespace, with CloudEvents headers."""
+    """Publishes events on their catalog topic, in a namespace, with CloudEvents headers.
+
+    It publishes only the event types its service's router declares (:meth:`declare`, done by
+    the runtime when it includes the router): the AsyncAPI document, generated from the router,
+    cannot leave out an event type the service sends.
+    """
 
     broker: KafkaBroker
     source: str
@@ -83,12 +107,23 @@ class EventPublisher:
     inject_trace: bool = False
     """Write the current trace context (``traceparent``) into the headers here, for a broker
     without the telemetry middleware that would otherwise do it."""
+    declared: frozenset[str] = field(default_factory=frozenset)
+    """The event types this publisher may publish (none until :meth:`declare`)."""
+
+    def declare(self, router: KafkaRouter) -> None:
+        """Publish exactly the event types ``router`` declares from now on."""
+        self.declared = frozenset(declared_events(router))
 
     def topic_for(self, event: Event) -> str:
         return qualify(event.topic.name, self.namespace)
 
     async def publish(self, event: Event, *, event_id: str, time: datetime | None = None) -> None:
         """Publish and wait for the broker's acks=all acknowledgement (or raise)."""
+        if event.event_type not in self.declared:
+            raise UndeclaredEvent(
+                f"{self.source} publishes {event.event_type}, which its router does not declare: "
+                "add it to the service's publishes(...) in entrypoints/subscribers.py"
+            )
         headers = event_headers(event, event_id=event_id, source=self.source, time=time or datetime.now(UTC))
         if self.inject_trace:
             propagate.inject(headers)
@@ -108,6 +143,101 @@ def decode_event(model: type[E], body: bytes) -> E:
     return model.model_validate_json(body)
 
 
+# --- routers: typed subscribers and declared publications -------------------------------------
+
+
+def service_router(namespace: str) -> KafkaRouter:
+    """A service's router: catalog topic names in the deployment's namespace, JSON record values."""
+    return KafkaRouter(prefix=f"{namespace}." if namespace else "", decoder=decode_json)
+
+
+def decode_json(message: StreamMessage[Any]) -> Any:
+    """The decoder of typed subscribers: a record's value is its event's JSON data.
+
+    A value that is not JSON can never be processed, so it is a :class:`PermanentError` (as a
+    body its model refuses is): the retry middleware dead-letters it at once.
+    """
+    try:
+        return orjson.loads(message.body)
+    except orjson.JSONDecodeError as exc:
+        raise UndecodableRecord(f"the record's value is not JSON: {exc}") from exc
+
+
+def undecoded(message: StreamMessage[Any]) -> Any:
+    """A decoder that leaves the value as it is (bytes, or a batch's list of bytes)."""
+    return message.body
+
+
+def of_type(*events: type[Event]) -> Callable[[StreamMessage[Any]], Awaitable[bool]]:
+    """A subscriber filter: the record's ``ce_type`` header names one of these event types."""
+    wanted = frozenset(e.event_type for e in events)
+
+    async def matches(message: StreamMessage[Any]) -> bool:
+        return message.headers.get("ce_type") in wanted
+
+    matches.__name__ = "ce_type_is_" + "_or_".join(sorted(wanted))
+    return matches
+
+
+OtherEventType = Annotated[
+    Any,
+    Field(
+        title="OtherEventType",
+        description="A record of any other event type on this topic: acknowledged, not processed.",
+    ),
+]
+
+
+def acknowledge_other_types(subscriber: LogicSubscriber[Any]) -> None:
+    """Add a subscriber's last handler: a record no typed handler took is acknowledged as it is.
+
+    A topic carries several event types and a subscriber handles some of them, so a record of
+    another type is normal. Without this handler FastStream 0.7 raises ``SubscriberNotFound``
+    outside the consume middlewares, the NACK_ON_ERROR policy seeks back to the record, and the
+    partition stalls on it for ever. Call it after the typed handlers: handlers are tried in
+    the order they were added.
+    """
+
+    @subscriber(decoder=undecoded)
+    async def other_event_types(record: OtherEventType, message: KafkaMessage) -> None:
+        """Any other event type on this topic is acknowledged and left alone."""
+        if "ce_type" not in message.headers:
+            log.warning("a record without a ce_type header: acknowledged, not processed")
+
+
+def publishes(router: KafkaRouter, *events: type[Event], title: str, description: str) -> None:
+    """Declare that the router's service publishes these event types (all on one catalog topic).
+
+    The declaration is what :class:`EventPublisher` allows and what the AsyncAPI document lists.
+    """
+    topics = {e.topic.name for e in events}
+    if len(topics) != 1:
+        raise ValueError(f"declare the event types of one topic at a time, not of {sorted(topics)}")
+    schema: Any = events[0] if len(events) == 1 else Union[events]  # noqa: UP007 - a runtime union
+    router.publisher(topics.pop(), schema=schema, title=title, description=description)
+
+
+def declared_events(router: KafkaRouter) -> dict[str, type[Event]]:
+    """The event types a router declares it publishes, by type name."""
+    declared: dict[str, type[Event]] = {}
+    for publisher in router.publishers:
+        schema = publisher.specification.config.schema_
+        for model in get_args(schema) if get_origin(schema) is Union else (schema,):
+            if isinstance(model, type) and issubclass(model, Event):
+                declared[model.event_type] = model
+    return declared
+
+
+def subscribed_topics(router: KafkaRouter) -> set[str]:
+    """The topics a router's subscribers read, as named in the broker (with the namespace)."""
+    return {
+        topic
+        for subscriber in router.subscribers
+        if isinstance(subscriber, LogicSubscriber)
+        for topic in subscriber.topic_names
+    }
+
+
 # --- retry then dead-letter ------------------------------------------------------------
 
 
@@ -125,6 +255,10 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 class PermanentError(Exception):
     """Raise (or subclass) to say: this record can never succeed, dead-letter it at once."""
+
+
+class UndecodableRecord(PermanentError):
+    """A record's value is not JSON."""
 
 
 def is_permanent(exc: BaseException) -> bool:

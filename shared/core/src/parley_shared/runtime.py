@@ -1,8 +1,11 @@
 """The lifespan every Parley process shares: clients created on start-up, closed on shutdown.
 
-A service's bootstrap builds a :class:`ServiceSpec` (its routes, its subscribers, its start-up
-work) and gets back a Starlette app; uvicorn runs it from a factory. Nothing connects at
-import time, and every client belongs to the event loop that runs the app.
+A service's bootstrap hands :func:`create_app` a :class:`ServiceSpec`: how to open its production
+adapters from the runtime's clients (``adapters``, an async context manager), and how to wire the
+service from them (``build``, which returns a :class:`Wiring`: the service's router, its HTTP
+routes, its read models, its periodic work, and what it does on start and stop). Both run in the
+lifespan, where the clients exist; a test calls the service's ``build`` with fakes instead.
+Nothing connects at import time, and every client belongs to the event loop that runs the app.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from opentelemetry.sdk.trace import TracerProvider
+from parley_events import Event, TopicSpec
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from starlette.applications import Starlette
@@ -38,20 +43,66 @@ from parley_shared.tracing import tracer_provider
 log = get_logger(__name__)
 
 
+class ReadModel(Protocol):
+    """A topic kept in memory by a process (the channel and team directories)."""
+
+    source: ClassVar[TopicSpec]
+    """The catalog topic it reads (the AsyncAPI documents and the topic catalog's check use it)."""
+    event: ClassVar[type[Event]]
+    """The event type its records carry."""
+    name: str
+    loaded: asyncio.Event
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Periodic:
+    """Work a service repeats in the background (sweeps, relays, pruning)."""
+
+    name: str
+    interval_s: float
+    work: Callable[[], Awaitable[object]]
+
+
+@dataclass(kw_only=True)
+class Wiring:
+    """What a service's ``build(settings, adapters)`` returns: its place on the bus and the web,
+    and its own start-up and shutdown work. Services subclass it to expose their objects."""
+
+    router: KafkaRouter
+    """Its subscribers and the event types it publishes (entrypoints/subscribers.py)."""
+    routes: Sequence[BaseRoute] = ()
+    read_models: Sequence[ReadModel] = ()
+    """Started after :meth:`start`, stopped after :meth:`stop`; readiness waits until they loaded."""
+    periodic: Sequence[Periodic] = ()
+    """Started once the read models loaded, cancelled right after :meth:`stop`."""
+
+    async def start(self) -> None:
+        """Runs once the broker started, before the read models load (indexes, loaded state)."""
+
+    async def stop(self) -> None:
+        """Runs first on shutdown, while every client is still open."""
+
+
 @dataclass
 class Runtime:
-    """The live clients of one process, handed to the service's wiring code."""
+    """The live clients of one process, handed to the service's production adapters."""
 
     settings: ServiceSettings
     service: str
     broker: KafkaBroker
     publisher: EventPublisher
     retry: RetryThenDeadLetter
+    """The consumers' retry-then-dead-letter middleware (batch handlers isolate records with it)."""
     readiness: Readiness
     mongo_client: AsyncMongoClient[dict[str, Any]] | None = None
     tracing: TracerProvider | None = None
     metrics: MetricsServer | None = None
-    state: dict[str, Any] = field(default_factory=dict)
+    wiring: Wiring | None = None
+    """What the service's build returned, once the lifespan started."""
 
     @property
     def metrics_url(self) -> str:
@@ -71,73 +122,94 @@ class Runtime:
         return f"{self.settings.topic_namespace}.{name}" if self.settings.topic_namespace else name
 
 
-Hook = Callable[[Runtime], Awaitable[None]]
+A = TypeVar("A")
 
 
 @dataclass
-class ServiceSpec:
-    """What makes one process: its name, whether it uses the store, and its wiring hooks."""
+class ServiceSpec(Generic[A]):
+    """What makes one process: its name and settings, its production adapters and its wiring."""
 
     name: str
     settings: ServiceSettings
+    adapters: Callable[[Runtime], AbstractAsyncContextManager[A]]
+    """Opens the adapters the service needs from the runtime's clients, and closes what it opened."""
+    build: Callable[[A], Wiring]
+    """The service's ``build`` with its settings bound: adapters in, wiring out."""
     uses_store: bool = True
     consumes: bool = True
     """False for a process that only produces (ingest): no consume/publish telemetry middleware;
     its publishes carry the current trace context in their headers directly, without a span
     per record (measured in docs/performance.md: about a quarter of ingest's time per request)."""
-    routes: Callable[[Runtime], Sequence[BaseRoute]] = lambda _rt: ()
     limit_bodies: bool = True
     """False only where every route that takes a body enforces its own limit (ingest's webhooks,
     which count refusals in their own metric)."""
-    register: Hook | None = None
-    """Adds subscribers to the broker; runs before the broker starts."""
-    on_start: Hook | None = None
-    """Runs after the broker started (ensure indexes, load read models)."""
-    on_stop: Hook | None = None
-    """Runs first on shutdown, while the clients are still open."""
 
 
 @contextlib.asynccontextmanager
-async def _clients(spec: ServiceSpec, runtime: Runtime) -> AsyncIterator[None]:
-    """Open the store and the broker, run the service's hooks, and close it all in order."""
-    settings, readiness = runtime.settings, runtime.readiness
-    if spec.uses_store:
-        runtime.mongo_client = mongo.open_client(settings.mongodb_url)
-        client = runtime.mongo_client
+async def _serving(spec: ServiceSpec[A], runtime: Runtime, app: Starlette) -> AsyncIterator[None]:
+    """Open the clients, wire the service, start it, and take it all down in reverse order."""
+    settings, readiness, broker = runtime.settings, runtime.readiness, runtime.broker
+    async with contextlib.AsyncExitStack() as stack:
+        if spec.uses_store:
+            client = runtime.mongo_client = mongo.open_client(settings.mongodb_url)
+            stack.push_async_callback(client.close)
 
-        async def store_ready() -> None:
-            await mongo.ping(client)
+            async def store_ready() -> None:
+                await mongo.ping(client)
 
-        readiness.checks["store"] = store_ready
-    if spec.register is not None:
-        await spec.register(runtime)
-    await runtime.broker.start()
-    if spec.on_start is not None:
-        await spec.on_start(runtime)
-    # what exists now (modules, clients, read models) lives as long as the process: keep it
-    # out of the collector's full passes, whose pauses showed up in ingest's p99.9
-    gc.collect()
-    gc.freeze()
-    readiness.started = True
-    log.info("started", port=settings.http_port)
-    try:
-        yield
-    finally:
-        readiness.draining = True
-        log.info("stopping: draining in-flight work")
+            readiness.checks["store"] = store_ready
+        adapters = await stack.enter_async_context(spec.adapters(runtime))
+        wiring = runtime.wiring = spec.build(adapters)
+        broker.include_router(wiring.router)
+        runtime.publisher.declare(wiring.router)
+        # the service's routes need its objects, which exist from here on: they join the app now
+        routes = app.router.routes
+        routes[:0] = wiring.routes
+
+        def unmount() -> None:  # the app leaves its lifespan with the routes it entered with
+            for route in wiring.routes:
+                routes.remove(route)
+
+        stack.callback(unmount)
+
+        read_models: list[ReadModel] = []
+        tasks: list[asyncio.Task[None]] = []
+
+        async def shutdown() -> None:
+            try:
+                await wiring.stop()
+                await cancel_tasks(tasks)
+                for model in read_models:
+                    await model.stop()
+            finally:
+                await broker.stop()
+
+        await broker.start()
+        stack.push_async_callback(shutdown)
+        await wiring.start()
+        for model in wiring.read_models:
+            await model.start()
+            read_models.append(model)
+        if read_models:
+            readiness.checks["read_models"] = loaded(*read_models)
+        tasks.extend(periodic(p.name, p.interval_s, p.work) for p in wiring.periodic)
+        # what exists now (modules, clients, read models) lives as long as the process: keep it
+        # out of the collector's full passes, whose pauses showed up in ingest's p99.9
+        gc.collect()
+        gc.freeze()
+        readiness.started = True
+        log.info("started", port=settings.http_port)
         try:
-            if spec.on_stop is not None:
-                await spec.on_stop(runtime)
-            await runtime.broker.stop()
+            yield
         finally:
-            if runtime.mongo_client is not None:
-                await runtime.mongo_client.close()
-        if runtime.tracing is not None:
-            runtime.tracing.shutdown()
-        log.info("stopped")
+            readiness.draining = True
+            log.info("stopping: draining in-flight work")
+    if runtime.tracing is not None:
+        runtime.tracing.shutdown()
+    log.info("stopped")
 
 
-def create_app(spec: ServiceSpec) -> Starlette:
+def create_app(spec: ServiceSpec[A]) -> Starlette:
     """Build the process's ASGI app; all connections happen in its lifespan."""
     settings = spec.settings
     configure_logging(spec.name, settings.log_level, settings.log_format)
@@ -160,7 +232,7 @@ def create_app(spec: ServiceSpec) -> Starlette:
             ack_timeout_s=settings.kafka_ack_timeout_s,
             inject_trace=not spec.consumes,
         ),
-        retry=RetryThenDeadLetter(kafka_dead_letter_sink(broker), RetryPolicy.from_settings(settings)),
+        retry=retry,
         readiness=readiness,
         tracing=tracing,
     )
@@ -172,36 +244,23 @@ def create_app(spec: ServiceSpec) -> Starlette:
     readiness.checks["kafka"] = kafka_ready
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         metrics = runtime.metrics = MetricsServer.start(settings.metrics_host, settings.metrics_port)
         log.info("metrics served", port=metrics.port)
         try:
-            async with _clients(spec, runtime):
+            async with _serving(spec, runtime, app):
                 yield
         finally:
             metrics.stop()
 
     app = build_app(
-        spec.routes(runtime),
+        (),
         readiness,
         lifespan,
         max_body_bytes=settings.http_max_body_bytes if spec.limit_bodies else None,
     )
     app.state.runtime = runtime
     return app
-
-
-class LazyApp:
-    """An ASGI app built on its first request: it needs clients that exist once the lifespan ran."""
-
-    def __init__(self, build: Callable[[], Any]) -> None:
-        self.build = build
-        self.app: Any = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if self.app is None:
-            self.app = self.build()
-        await self.app(scope, receive, send)
 
 
 def periodic(name: str, interval_s: float, work: Callable[[], Awaitable[object]]) -> asyncio.Task[None]:

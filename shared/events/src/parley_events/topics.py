@@ -30,6 +30,13 @@ class TopicSpec:
     description: str
     has_dlq: bool = False
     extra_config: dict[str, str] = field(default_factory=dict)
+    co_publishers: tuple[str, ...] = ()
+    """Other Parley processes that publish some of its event types (the owner keeps the rest)."""
+
+    @property
+    def publishers(self) -> tuple[str, ...]:
+        """Every Parley process that publishes on it: the owner first."""
+        return (self.owner, *self.co_publishers)
 
     def qualified(self, namespace: str = "") -> str:
         """The topic's name inside a namespace ("" means the plain public name)."""
@@ -128,6 +135,7 @@ CHANNEL_EVENTS = TopicSpec(
     description="Channel lifecycle: connected, settings changed, token expiring, reauth required, "
     "reconnected, disconnected, WhatsApp verification steps and template reviews.",
     has_dlq=False,
+    co_publishers=("policy",),  # reauth_required when a send is refused for the channel's token
 )
 TEAMS = TopicSpec(
     name="parley.teams.v1",

@@ -18,11 +18,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from parley_events import WebhookReceived, qualify, topics
 from parley_shared.channels import KafkaChannelDirectory
-from parley_shared.kafka import EventPublisher, make_broker
+from parley_shared.kafka import EventPublisher, kafka_dead_letter_sink, make_broker
 from parley_shared.settings import ServiceSettings, load_settings
 
 from parley_ingest.domain.dedupe import RecentIds
-from parley_ingest.entrypoints.normalizer import Normalizer, UnprocessableDelivery
+from parley_ingest.entrypoints.subscribers import normalizer_router
+from parley_ingest.service import Normalizer, UnprocessableDelivery
 from parley_ingest.settings import NormalizerSettings
 
 STALL_TIMEOUT_S = 30.0
@@ -48,7 +49,7 @@ def _when(text: str) -> datetime:
 
 
 async def replay(
-    settings: ServiceSettings, since: datetime, until: datetime | None, provider: str | None
+    settings: NormalizerSettings, since: datetime, until: datetime | None, provider: str | None
 ) -> ReplayReport:
     raw_topic = qualify(topics.WEBHOOKS_RAW.name, settings.topic_namespace)
     directory = KafkaChannelDirectory(
@@ -67,6 +68,8 @@ async def replay(
 
     # an empty dedupe memory: replaying means publishing again, with the same ids
     normalizer = Normalizer(directory, publish, catch_up_s=5.0, recent=RecentIds(0))
+    # it publishes as the normalizer does: what the normalizer's router declares
+    publisher.declare(normalizer_router(settings, normalizer, kafka_dead_letter_sink(broker)))
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None, enable_auto_commit=False
     )

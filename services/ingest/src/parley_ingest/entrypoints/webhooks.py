@@ -16,7 +16,7 @@ import orjson
 from opentelemetry.sdk.trace import TracerProvider
 from parley_providers import registry
 from parley_providers.base import WebhookEndpoint, WebhookSecrets
-from parley_shared.kafka import EventPublisher
+from parley_shared.kafka import Publishes
 from parley_shared.logging import get_logger
 from parley_shared.tracing import span_from_headers
 from starlette.requests import Request
@@ -57,7 +57,7 @@ def receive_route(
     signature_header: str,
     verify: Verifier,
     settings: IngestSettings,
-    publisher: EventPublisher,
+    publisher: Publishes,
     tracing: TracerProvider | None = None,
 ) -> Callable[[Request], Awaitable[Response]]:
     """The POST handler shared by every provider: checks in order, archive, then 200."""
@@ -111,7 +111,7 @@ def endpoint_routes(
     endpoint: WebhookEndpoint,
     secrets: WebhookSecrets,
     settings: IngestSettings,
-    publisher: EventPublisher,
+    publisher: Publishes,
     tracing: TracerProvider | None = None,
 ) -> list[Route]:
     """GET: the provider's handshake. POST: its deliveries, verified and archived."""
@@ -164,7 +164,7 @@ def endpoint_routes(
 
 
 def webhook_routes(
-    settings: IngestSettings, publisher: EventPublisher, tracing: TracerProvider | None = None
+    settings: IngestSettings, publisher: Publishes, tracing: TracerProvider | None = None
 ) -> list[Route]:
     """Every provider's endpoint from the registry; one without secrets configured is not served."""
     routes: list[Route] = []

@@ -10,7 +10,6 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from parley_events import Provider
 from parley_shared import mongo
 from parley_shared.kafka import EventPublisher, make_broker
@@ -19,14 +18,14 @@ from parley_shared.settings import ServiceSettings, load_settings
 from parley_shared.vault import TokenVault, parse_keys, rotate_sealed
 
 from parley_onboarding.adapters.stores import SEALED_FIELDS
-from parley_onboarding.bootstrap import build_service
+from parley_onboarding.bootstrap import build_service, production_adapters
+from parley_onboarding.entrypoints.subscribers import onboarding_router
 from parley_onboarding.settings import OnboardingSettings
 
 
 async def register_channel(settings: OnboardingSettings, args: argparse.Namespace) -> str:
     broker = make_broker(settings, client_id="parley-cli")
     client = mongo.open_client(settings.mongodb_url)
-    http = httpx.AsyncClient()
     runtime = Runtime(
         settings=settings,
         service="cli",
@@ -43,22 +42,24 @@ async def register_channel(settings: OnboardingSettings, args: argparse.Namespac
     )
     await broker.connect()
     try:
-        service = build_service(runtime, settings, http, lambda: datetime.now(UTC))
-        await service.stores.ensure_indexes()
-        channel = await service.register(
-            tenant_id=args.tenant,
-            provider=Provider(args.provider),
-            account_id=args.account_id,
-            display_name=args.display_name,
-            business_account_id=args.business_account_id,
-            access_token=args.access_token,
-            actor_id="parley-cli",
-        )
-        return channel.id
+        async with production_adapters(settings, runtime) as adapters:
+            service = build_service(settings, adapters, lambda: datetime.now(UTC))
+            # it publishes as onboarding does: what onboarding's router declares
+            runtime.publisher.declare(onboarding_router(settings, service))
+            await service.stores.ensure_indexes()
+            channel = await service.register(
+                tenant_id=args.tenant,
+                provider=Provider(args.provider),
+                account_id=args.account_id,
+                display_name=args.display_name,
+                business_account_id=args.business_account_id,
+                access_token=args.access_token,
+                actor_id="parley-cli",
+            )
+            return channel.id
     finally:
         await broker.stop()
         await client.close()
-        await http.aclose()
 
 
 def _run(_settings: ServiceSettings, args: argparse.Namespace) -> int:

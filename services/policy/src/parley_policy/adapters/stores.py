@@ -67,6 +67,8 @@ class PolicyStorePort(Protocol):
     """Every store operation policy's service and delivery use (one port). The Mongo adapter is
     :class:`PolicyStore`; tests/support/fakes/policy.py keeps an in-memory one to the same contract."""
 
+    async def ensure_indexes(self) -> None: ...
+
     async def record_inbound(self, message: MessageReceived) -> bool: ...
 
     async def conversation(self, conversation_id: str) -> dict[str, Any] | None: ...
@@ -224,6 +226,17 @@ class PolicyStore:
     async def decision(self, key: str) -> dict[str, Any] | None:
         earlier = await self.decisions.result(key)
         return None if earlier is None else dict(earlier)
+
+
+class TemplatesPort(Protocol):
+    """The approved WhatsApp templates policy decides with: :class:`PolicyTemplates` in production,
+    an in-memory fake in tests/support/fakes/policy.py."""
+
+    def of(self, channel_id: str) -> dict[tuple[str, str], TemplateInfo]: ...
+
+    async def load(self) -> None: ...
+
+    async def record(self, update: ChannelTemplateStatusChanged) -> None: ...
 
 
 class PolicyTemplates:

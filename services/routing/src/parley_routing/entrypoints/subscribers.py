@@ -1,4 +1,4 @@
-"""Routing's subscribers: thin adapters from Kafka records to the service layer."""
+"""Routing on the bus: normalized messages and sent replies in, conversation events out."""
 
 from __future__ import annotations
 
@@ -7,13 +7,102 @@ from functools import partial
 from typing import Any
 
 import structlog
+from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
-from parley_events import MessageReceived, ReplySent
+from parley_events import (
+    ConversationCreated,
+    ConversationLabelsChanged,
+    ConversationMessageAdded,
+    ConversationNoteAdded,
+    ConversationOwnerAssigned,
+    ConversationOwnerCleared,
+    ConversationStatusChanged,
+    MessageReceived,
+    ReplySent,
+    topics,
+)
 from parley_shared.channels import KafkaChannelDirectory
-from parley_shared.kafka import RetryThenDeadLetter, decode_event, is_transient
+from parley_shared.kafka import (
+    CONSUMER_ACK_POLICY,
+    RetryThenDeadLetter,
+    acknowledge_other_types,
+    decode_event,
+    is_transient,
+    of_type,
+    publishes,
+    service_router,
+    undecoded,
+)
 from parley_shared.tracing import record_traces
+from pydantic import SkipValidation
 
 from parley_routing.service import ConversationService
+from parley_routing.settings import RoutingSettings
+
+
+def routing_router(
+    settings: RoutingSettings,
+    service: ConversationService,
+    channels: KafkaChannelDirectory,
+    retry: RetryThenDeadLetter,
+) -> KafkaRouter:
+    """Routing's subscribers and publications."""
+    router = service_router(settings.topic_namespace)
+    publishes(
+        router,
+        ConversationCreated,
+        ConversationMessageAdded,
+        ConversationStatusChanged,
+        ConversationOwnerAssigned,
+        ConversationOwnerCleared,
+        ConversationLabelsChanged,
+        ConversationNoteAdded,
+        title="conversation-events",
+        description="Every change of a conversation, in order per conversation (its sequence).",
+    )
+
+    @router.subscriber(
+        topics.MESSAGES_INBOUND.name,
+        group_id=settings.group_id("routing"),
+        ack_policy=CONSUMER_ACK_POLICY,
+        auto_offset_reset="earliest",
+        batch=True,
+        max_records=settings.batch_max_records,
+        title="route-messages",
+        description="Normalized messages in, in batches; conversation events out. Receipts and "
+        "template reviews on the same topic are skipped.",
+        decoder=undecoded,
+    )
+    async def route_messages(
+        # what the AsyncAPI document shows: the batch's message.received data. The records
+        # themselves are selected and decoded one by one below (a type filter chooses whole
+        # batches, not records, and one bad record must not fail the batch's validation)
+        batch: SkipValidation[list[MessageReceived]],
+        message: KafkaMessage,
+    ) -> None:
+        records = message.raw_message  # a tuple from the broker (a list from the test broker)
+        await on_inbound_batch(service, retry, records if isinstance(records, tuple | list) else (records,))
+
+    replies = router.subscriber(
+        topics.REPLIES.name,
+        group_id=settings.group_id("routing-replies"),
+        ack_policy=CONSUMER_ACK_POLICY,
+        auto_offset_reset="earliest",
+        title="apply-sent-replies",
+        description="Sent replies in: outbound messages and auto-ownership. Requested, approved, "
+        "rejected and failed replies change no conversation.",
+    )
+
+    @replies(filter=of_type(ReplySent))
+    async def apply_sent_reply(reply: ReplySent) -> None:
+        """A reply the provider accepted joins its conversation."""
+        with structlog.contextvars.bound_contextvars(
+            tenant_id=reply.tenant_id, channel_id=reply.channel_id, conversation_id=reply.conversation_id
+        ):
+            await service.on_reply_sent(reply, channels.by_id.get(reply.channel_id))
+
+    acknowledge_other_types(replies)
+    return router
 
 
 def _event_type(record: Any) -> str | None:
@@ -23,53 +112,37 @@ def _event_type(record: Any) -> str | None:
     return None
 
 
-class RoutingSubscribers:
-    """parley.messages.inbound.v1 and parley.replies.v1 -> conversations -> parley.conversations.v1."""
+async def on_inbound_batch(
+    service: ConversationService, retry: RetryThenDeadLetter, records: Sequence[Any]
+) -> None:
+    """A batch of normalized messages, applied together; bad records are taken out one by one.
 
-    def __init__(
-        self, service: ConversationService, channels: KafkaChannelDirectory, retry: RetryThenDeadLetter
-    ) -> None:
-        self.service = service
-        self.channels = channels
-        self.retry = retry
-
-    async def on_inbound_batch(self, records: Sequence[Any]) -> None:
-        """A batch of normalized messages, applied together; bad records are taken out one by one.
-
-        A record that does not decode is dead-lettered on its own (the rest of the batch goes on).
-        If the batch as a whole fails for a reason other than an outage, each record is retried
-        alone, so a poison record ends in the DLQ exactly as with a per-record consumer. Outages
-        propagate: the whole batch is retried, uncommitted (applying a message is idempotent).
-        """
-        # receipts and template updates are not conversation changes (yet)
-        wanted = [r for r in records if _event_type(r) == MessageReceived.event_type]
-        decoded: list[tuple[Any, MessageReceived]] = []
-        for record in wanted:
-            try:
-                decoded.append((record, decode_event(MessageReceived, record.value)))
-            except Exception:  # the retry policy decides: a record that does not decode is permanent
-                await self.retry.run(partial(self.on_inbound_record, record), record)
+    A record that does not decode is dead-lettered on its own (the rest of the batch goes on).
+    If the batch as a whole fails for a reason other than an outage, each record is retried
+    alone, so a poison record ends in the DLQ exactly as with a per-record consumer. Outages
+    propagate: the whole batch is retried, uncommitted (applying a message is idempotent).
+    """
+    # receipts and template updates are not conversation changes (yet)
+    wanted = [r for r in records if _event_type(r) == MessageReceived.event_type]
+    decoded: list[tuple[Any, MessageReceived]] = []
+    for record in wanted:
         try:
-            with record_traces(record for record, _ in decoded):
-                await self.service.on_messages([event for _, event in decoded])
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            for record, _ in decoded:
-                await self.retry.run(partial(self.on_inbound_record, record), record)
+            decoded.append((record, decode_event(MessageReceived, record.value)))
+        except Exception:  # the retry policy decides: a record that does not decode is permanent
+            await retry.run(partial(on_inbound_record, service, record), record)
+    try:
+        with record_traces(record for record, _ in decoded):
+            await service.on_messages([event for _, event in decoded])
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        for record, _ in decoded:
+            await retry.run(partial(on_inbound_record, service, record), record)
 
-    async def on_inbound_record(self, record: Any) -> None:
-        event = decode_event(MessageReceived, record.value)
-        with structlog.contextvars.bound_contextvars(
-            tenant_id=event.tenant_id, channel_id=event.channel_id, conversation_id=event.conversation_id
-        ):
-            await self.service.on_message(event)
 
-    async def on_reply(self, message: KafkaMessage) -> None:
-        if message.headers.get("ce_type") != ReplySent.event_type:
-            return  # requested, approved, rejected and failed replies change no conversation
-        reply = decode_event(ReplySent, message.body)
-        with structlog.contextvars.bound_contextvars(
-            tenant_id=reply.tenant_id, channel_id=reply.channel_id, conversation_id=reply.conversation_id
-        ):
-            await self.service.on_reply_sent(reply, self.channels.by_id.get(reply.channel_id))
+async def on_inbound_record(service: ConversationService, record: Any) -> None:
+    event = decode_event(MessageReceived, record.value)
+    with structlog.contextvars.bound_contextvars(
+        tenant_id=event.tenant_id, channel_id=event.channel_id, conversation_id=event.conversation_id
+    ):
+        await service.on_message(event)

@@ -1,27 +1,22 @@
-"""Subscriber: archived deliveries in, normalized events out (one per provider event)."""
+"""The normalizer's application service: an archived delivery in, Parley's events out.
+
+Parsing is the provider's (``domain/normalize`` asks the registry); this layer finds the channel
+that holds each account in the channel read model, turns parsed items into events, skips recent
+repeats and publishes. ``entrypoints/subscribers.py`` feeds it the raw topic's records.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import orjson
-import structlog
-from faststream.kafka.annotations import KafkaMessage
 from parley_events import ChannelSnapshot, Event, Provider, WebhookReceived
 from parley_shared.channels import KafkaChannelDirectory
-from parley_shared.kafka import (
-    DeadLetterSink,
-    EventPublisher,
-    PermanentError,
-    decode_event,
-    kafka_dead_letter_sink,
-)
+from parley_shared.kafka import PermanentError
 from parley_shared.logging import get_logger
 
 from parley_ingest import metrics
@@ -126,64 +121,3 @@ class Normalizer:
                 update = template_event(template, channel.tenant_id, raw.delivery_id)
                 await self.emit(update, update.event_id, Provider.WHATSAPP.value)
         return result.failures
-
-
-def item_error(raw: WebhookReceived, failure: ItemFailure) -> UnprocessableDelivery:
-    """The error a bad item is dead-lettered with: the delivery, the item's position, the reason."""
-    return UnprocessableDelivery(
-        f"{raw.provider} delivery {raw.delivery_id} at {failure.position}: {failure.reason}"
-    )
-
-
-MAX_ITEM_DEAD_LETTERS = 20
-"""Dead letters per delivery: each carries the whole archived delivery (up to the body limit), so a
-delivery of a thousand bad items must not write a thousand copies of itself."""
-
-
-async def dead_letter_items(
-    sink: DeadLetterSink, record: Any, raw: WebhookReceived, failures: tuple[ItemFailure, ...]
-) -> None:
-    """One DLQ record per bad item: the archived record as it is (``parley dlq redrive`` replays
-    the delivery; its good events come out again under the same ids), with the item's position
-    and the delivery id in ``parley_dlq_item`` and ``parley_dlq_delivery_id``.
-
-    Beyond :data:`MAX_ITEM_DEAD_LETTERS` bad items, the last record stands for the rest too: its
-    ``parley_dlq_more_items`` header lists their positions (the delivery it carries holds them all).
-    """
-    for index, failure in enumerate(failures[:MAX_ITEM_DEAD_LETTERS]):
-        extra = [
-            ("parley_dlq_delivery_id", raw.delivery_id.encode()),
-            ("parley_dlq_item", failure.position.encode()),
-        ]
-        error = item_error(raw, failure)
-        rest = failures[MAX_ITEM_DEAD_LETTERS:] if index == MAX_ITEM_DEAD_LETTERS - 1 else ()
-        if rest:
-            extra.append(("parley_dlq_more_items", " ".join(f.position for f in rest)[:4000].encode()))
-            error = UnprocessableDelivery(f"{error}; and {len(rest)} more bad items (parley_dlq_more_items)")
-        marked = dataclasses.replace(record, headers=(*(record.headers or ()), *extra))
-        await sink(marked, error, 1)
-
-
-def normalizer_subscriber(
-    directory: KafkaChannelDirectory,
-    publisher: EventPublisher,
-    catch_up_s: float,
-    dedupe_window: int,
-    dead_letter: DeadLetterSink | None = None,
-) -> Callable[[KafkaMessage], Awaitable[None]]:
-    """The handler the raw topic's subscriber calls; bad items go to the raw topic's DLQ one by one."""
-    sink = dead_letter or kafka_dead_letter_sink(publisher.broker)
-
-    async def publish(event: Event, event_id: str) -> None:
-        await publisher.publish(event, event_id=event_id)
-
-    normalizer = Normalizer(directory, publish, catch_up_s, RecentIds(dedupe_window))
-
-    async def handle(message: KafkaMessage) -> None:
-        raw = decode_event(WebhookReceived, message.body)
-        with structlog.contextvars.bound_contextvars(delivery_id=raw.delivery_id, provider=raw.provider):
-            failures = await normalizer.normalize(raw)
-            # after the good events: a crash in between redelivers the record, and ids dedupe
-            await dead_letter_items(sink, message.raw_message, raw, failures)
-
-    return handle

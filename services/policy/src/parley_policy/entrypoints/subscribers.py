@@ -1,0 +1,144 @@
+"""Policy on the bus: customer messages, approved replies and template reviews in; reply
+outcomes, reply windows and reconnect prompts out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiokafka import TopicPartition
+from faststream.kafka import KafkaRouter
+from faststream.kafka.annotations import KafkaMessage
+from parley_events import (
+    ChannelReauthRequired,
+    ChannelTemplateStatusChanged,
+    HumanAgentWindowClosed,
+    MessageReceived,
+    ReplyApproved,
+    ReplyFailed,
+    ReplyRejected,
+    ReplyRequested,
+    ReplySent,
+    ReplyWindowClosed,
+    ReplyWindowClosing,
+    ReplyWindowOpened,
+    topics,
+)
+from parley_shared.kafka import (
+    CONSUMER_ACK_POLICY,
+    acknowledge_other_types,
+    of_type,
+    publishes,
+    service_router,
+)
+from parley_shared.logging import get_logger
+
+from parley_policy.adapters.stores import TemplatesPort
+from parley_policy.service import Delivery, PolicyService
+from parley_policy.settings import PolicySettings
+
+log = get_logger(__name__)
+
+DELIVERY_POLL_MARGIN_S = 120.0
+"""Beyond the retry budget: the last try, loading the token and announcing the outcome."""
+
+
+def still_assigned(message: KafkaMessage) -> Callable[[], bool]:
+    """Whether the consumer that fetched ``message`` still owns its partition."""
+    record = message.raw_message
+    assignment = getattr(getattr(message, "consumer", None), "assignment", None)
+    if assignment is None or isinstance(record, tuple):
+        return lambda: True
+    partition = TopicPartition(record.topic, record.partition)
+    return lambda: partition in assignment()
+
+
+def policy_router(
+    settings: PolicySettings, service: PolicyService, delivery: Delivery, templates: TemplatesPort
+) -> KafkaRouter:
+    """Policy's subscribers and publications."""
+    router = service_router(settings.topic_namespace)
+    publishes(
+        router,
+        ReplyRequested,
+        ReplyApproved,
+        ReplyRejected,
+        ReplySent,
+        ReplyFailed,
+        title="reply-outcomes",
+        description="Every reply request's decision, and the provider's answer to an approved one.",
+    )
+    publishes(
+        router,
+        ReplyWindowOpened,
+        ReplyWindowClosing,
+        ReplyWindowClosed,
+        HumanAgentWindowClosed,
+        title="reply-windows",
+        description="Reply windows opening, closing soon and closed, for agents' countdowns.",
+    )
+    publishes(
+        router,
+        ChannelReauthRequired,
+        title="reconnect-prompts",
+        description="A send refused for the channel's token: the channel must be reconnected.",
+    )
+
+    windows = router.subscriber(
+        topics.MESSAGES_INBOUND.name,
+        group_id=settings.group_id("policy-windows"),
+        ack_policy=CONSUMER_ACK_POLICY,
+        auto_offset_reset="earliest",
+        title="track-reply-windows",
+        description="Customer messages open and restart reply windows.",
+    )
+
+    @windows(filter=of_type(MessageReceived))
+    async def track_reply_window(message: MessageReceived) -> None:
+        """A customer message opens or restarts its conversation's reply window."""
+        await service.on_inbound(message)
+
+    acknowledge_other_types(windows)
+
+    replies = router.subscriber(
+        topics.REPLIES.name,
+        group_id=settings.group_id("policy-delivery"),
+        ack_policy=CONSUMER_ACK_POLICY,
+        auto_offset_reset="earliest",
+        title="deliver-replies",
+        description="Approved replies are sent to the provider; sent or failed is announced.",
+        # consumers of their own partitions: a reply retried through one channel's outage
+        # holds back the partitions of its consumer only (docs/policy.md, Delivery)
+        max_workers=settings.delivery_consumers,
+        # a delivery may retry for the whole budget between two polls; past this interval the
+        # consumer would leave the group and its partitions move while it still retries
+        max_poll_interval_ms=int((settings.delivery_retry_budget_s + DELIVERY_POLL_MARGIN_S) * 1000),
+    )
+
+    @replies(filter=of_type(ReplyApproved))
+    async def deliver_reply(reply: ReplyApproved, message: KafkaMessage) -> None:
+        """An approved reply goes to its provider's sender."""
+        await delivery.deliver(reply, still_assigned(message))
+
+    acknowledge_other_types(replies)
+
+    channel_events = router.subscriber(
+        topics.CHANNEL_EVENTS.name,
+        group_id=settings.group_id("policy-templates"),
+        ack_policy=CONSUMER_ACK_POLICY,
+        auto_offset_reset="earliest",
+        title="template-reviews",
+        description="Approved WhatsApp templates become sendable.",
+    )
+
+    @channel_events(filter=of_type(ChannelTemplateStatusChanged))
+    async def record_template_review(review: ChannelTemplateStatusChanged) -> None:
+        """Meta's review of a WhatsApp template decides whether policy lets it be sent."""
+        await templates.record(review)
+
+    @channel_events(filter=of_type(ChannelReauthRequired))
+    async def note_reconnect_needed(prompt: ChannelReauthRequired) -> None:
+        """Sends through the channel will fail until it is reconnected: say so in the log."""
+        log.info("channel needs a reconnect", channel_id=prompt.channel_id)
+
+    acknowledge_other_types(channel_events)
+    return router
