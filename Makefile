@@ -22,7 +22,6 @@ LOCAL_STORE_URLS_both := $(LOCAL_STORE_URLS_ferretdb),$(LOCAL_STORE_URLS_postgre
 PARLEY_STORE_URLS ?= $(LOCAL_STORE_URLS_$(STORE))
 export PARLEY_STORE_URLS
 
-
 .PHONY: help setup infra-install infra-up infra-down infra-reset infra-status run demo test test-unit test-store fault \
         fuzz test-integration test-e2e lint fmt typecheck docs bench clean
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import inspect
 
 import pytest
+from parley_policy.adapters.postgres import PostgresPolicyStore
 from parley_policy.adapters.stores import PolicyStore, PolicyStorePort
+from parley_routing.adapters.postgres import PostgresConversationRepository
 from parley_routing.adapters.repository import ConversationRepository, MongoConversationRepository
 from parley_routing.service import ChannelRoles
 from parley_shared.channels import DirectoryRoles
@@ -19,7 +21,9 @@ pytestmark = pytest.mark.unit
 
 PORTS = [
     (ConversationRepository, FakeRepository, MongoConversationRepository),
+    (ConversationRepository, FakeRepository, PostgresConversationRepository),
     (PolicyStorePort, FakePolicyStore, PolicyStore),
+    (PolicyStorePort, FakePolicyStore, PostgresPolicyStore),
     (ChannelRoles, FakeChannelRoles, DirectoryRoles),
 ]
 
