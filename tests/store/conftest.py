@@ -12,6 +12,7 @@ the right to create (and drop) a database, or a schema in the URL's database.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -38,12 +39,13 @@ def store_urls() -> list[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "store_url" in metafunc.fixturenames:
-        urls = store_urls()
-        # ids name the kind only: a URL may carry a password
-        kinds = [store_kind(u) for u in urls]
-        ids = [k if kinds.count(k) == 1 else f"{k}{i}" for i, k in enumerate(kinds)]
-        metafunc.parametrize("store_url", urls, ids=ids)
+    for fixture, kinds in (("store_url", ("mongodb", "postgresql")), ("postgres_url", ("postgresql",))):
+        if fixture in metafunc.fixturenames:
+            urls = [u for u in store_urls() if store_kind(u) in kinds]
+            # ids name the kind only: a URL may carry a password
+            named = [store_kind(u) for u in urls]
+            ids = [k if named.count(k) == 1 else f"{k}{i}" for i, k in enumerate(named)]
+            metafunc.parametrize(fixture, urls, ids=ids)
 
 
 def in_schema(url: str, schema: str) -> str:
@@ -58,25 +60,39 @@ def in_schema(url: str, schema: str) -> str:
 async def store(store_url: str) -> AsyncIterator[Store]:
     """The store of ``store_url``, in a database or schema of this test's own."""
     name = f"store_{uuid.uuid4().hex[:12]}"
-    if store_kind(store_url) == "mongodb":
-        opened = await open_store(Infra("", store_url, "env").mongodb_url_for(name))
-        try:
-            yield opened
-        finally:
-            assert opened.mongo_client is not None
-            await opened.mongo_client.drop_database(name)
-            await opened.close()
-        return
-    async with await psycopg.AsyncConnection.connect(store_url, autocommit=True) as admin:
-        await admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-        try:
-            opened = await open_store(in_schema(store_url, name))
+    if store_kind(store_url) == "postgresql":
+        async with schema_of_its_own(store_url, name) as url:
+            opened = await open_store(url)
             try:
                 yield opened
             finally:
                 await opened.close()
+        return
+    opened = await open_store(Infra("", store_url, "env").mongodb_url_for(name))
+    try:
+        yield opened
+    finally:
+        assert opened.mongo_client is not None
+        await opened.mongo_client.drop_database(name)
+        await opened.close()
+
+
+@contextlib.asynccontextmanager
+async def schema_of_its_own(url: str, name: str) -> AsyncIterator[str]:
+    """A new schema on the PostgreSQL of ``url``, dropped after; yields the URL that works in it."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+        await admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+        try:
+            yield in_schema(url, name)
         finally:
             await admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+async def postgres_schema(postgres_url: str) -> AsyncIterator[str]:
+    """A PostgreSQL URL whose tables go to a schema of this test's own."""
+    async with schema_of_its_own(postgres_url, f"store_{uuid.uuid4().hex[:12]}") as url:
+        yield url
 
 
 @pytest.fixture

@@ -12,9 +12,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from parley_events import ConversationMessageAdded, MessageReceived, Queue
+from parley_events import ConversationEvent, ConversationMessageAdded, MessageReceived, Queue
 from parley_routing.adapters.repository import MAX_DOCUMENT_BYTES, ConcurrentUpdate, DocumentTooLarge
 from parley_routing.domain.model import Conversation
+from parley_routing.service import ConversationService
 
 from tests.unit.factories import T0, message
 
@@ -341,3 +342,34 @@ async def test_long_messages_forget_published_causes_rather_than_stop_the_conver
     ]
     assert added and added[-1].content.text == "y" * 150_000
     assert len(stored.recent) < 12  # older causes, all published, were forgotten to fit
+
+
+async def test_through_the_service_a_batch_is_applied_once_and_every_event_published_once(
+    conversations: Any,
+) -> None:
+    published: list[str] = []
+    failing = {"conv_b"}
+
+    async def publish(event: ConversationEvent) -> None:
+        if event.conversation_id in failing:
+            raise ConnectionError("the broker did not answer")
+        published.append(event.event_id)
+
+    service = ConversationService(conversations, publish, lambda: T0)
+    batch = [msg(1, "conv_a"), msg(2, "conv_a"), msg(1, "conv_b")]
+
+    with pytest.raises(ConnectionError):
+        await service.on_messages(batch)
+    assert [c.id for c in await conversations.pending_outbox()] == ["conv_b"]
+    failing.clear()
+    await service.on_messages(batch)  # the redelivered batch changes nothing, publishes b's events
+    assert await service.relay_outbox() == 0
+
+    assert len(published) == len(set(published)) == 5  # a: created and two messages; b: created and one
+    assert await conversations.pending_outbox() == []
+    assert [h["type"] for h in await conversations.history_of("conv_b")] == [
+        "parley.conversation.created.v1",
+        "parley.conversation.message_added.v1",
+    ]
+    stored = await conversations.get_many(["conv_a", "conv_b"])
+    assert {i: (c.version, c.sequence) for i, c in stored.items()} == {"conv_a": (1, 3), "conv_b": (1, 2)}

@@ -134,8 +134,8 @@ class PostgresPolicyStore:
         """Claim one of ``limit`` slots of this channel-second; the slot number, or None if all are taken.
 
         One counter per channel-second, raised only while below ``limit`` (the row lock orders
-        concurrent takers). The n-th taker gets slot ``(hint + n - 1) % limit``, so slots are
-        distinct within the second, and the first taker gets ``hint``, as with MongoDB.
+        concurrent takers): the n-th taker gets slot ``n - 1``. ``hint`` is where the MongoDB
+        adapter starts trying its inserts; a counter needs none.
         """
         if limit < 1:
             return None
@@ -147,7 +147,7 @@ class PostgresPolicyStore:
                 (channel_id, second, limit),
             )
             row = await cursor.fetchone()
-        return None if row is None else (hint + int(row[0]) - 1) % limit
+        return None if row is None else int(row[0]) - 1
 
     async def forget_slots_before(self, second: int) -> None:
         async with self.pool.connection() as conn:
