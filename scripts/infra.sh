@@ -153,7 +153,8 @@ pg_prepare_root() {
   for dir in "$(dirname "$bin")" "$PG_HOME"; do
     while [[ "$dir" != / ]]; do
       dir="$(dirname "$dir")"
-      if [[ "$(stat -c %A "$dir")" != *x ]]; then
+      local mode; mode="$(stat -c %a "$dir")"
+      if (( (${mode: -1} & 1) == 0 )); then
         say "letting $PG_OS_USER pass through $dir (chmod o+x)"
         chmod o+x "$dir"
       fi
