@@ -297,8 +297,9 @@ class PostgresConversationRepository:
         for conversation_id, sequence, _ in published:
             highest[conversation_id] = max(sequence, highest.get(conversation_id, 0))
         ids = sorted(highest)
-        async with self.pool.connection() as conn, conn.transaction():
-            if len(ids) > 1:
+        async with self.pool.connection() as conn, contextlib.AsyncExitStack() as atomic:
+            if len(ids) > 1:  # lock in id order first: a racing batch waits instead of deadlocking
+                await atomic.enter_async_context(conn.transaction())
                 await conn.execute(_LOCK, (ids,))
             await conn.execute(
                 "UPDATE conversations AS c"
