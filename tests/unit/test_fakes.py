@@ -8,11 +8,13 @@ import inspect
 
 import pytest
 from parley_onboarding.adapters.stores import MongoOnboardingStore, OnboardingStore
+from parley_policy.adapters.postgres import PostgresPolicyStore, PostgresPolicyTemplates
 from parley_policy.adapters.stores import PolicyStore, PolicyStorePort, PolicyTemplates, TemplatesPort
 from parley_providers.base import AccountConnector, NumberConnector, PageConnector, TokenCheck
 from parley_providers.meta.connect import MetaConnector
 from parley_providers.whatsapp.connect import WhatsAppConnector
 from parley_providers.x.connect import XConnector
+from parley_routing.adapters.postgres import PostgresConversationRepository
 from parley_routing.adapters.repository import ConversationRepository, MongoConversationRepository
 from parley_routing.service import ChannelRoles
 from parley_shared.channels import DirectoryRoles
@@ -31,7 +33,9 @@ pytestmark = pytest.mark.unit
 
 PORTS = [
     (ConversationRepository, FakeRepository, MongoConversationRepository),
+    (ConversationRepository, FakeRepository, PostgresConversationRepository),
     (PolicyStorePort, FakePolicyStore, PolicyStore),
+    (PolicyStorePort, FakePolicyStore, PostgresPolicyStore),
     (ChannelRoles, FakeChannelRoles, DirectoryRoles),
     (OnboardingStore, FakeOnboardingStore, MongoOnboardingStore),
     (PageConnector, FakePageConnector, MetaConnector),
@@ -40,6 +44,7 @@ PORTS = [
     (TokenCheck, FakePageConnector, MetaConnector),
     (TokenCheck, FakeNumberConnector, WhatsAppConnector),
     (TemplatesPort, FakeTemplates, PolicyTemplates),
+    (TemplatesPort, FakeTemplates, PostgresPolicyTemplates),
     (MongoCredentialStore, FakeCredentials, MongoCredentialStore),  # no Protocol: the adapter is the port
 ]
 

@@ -102,6 +102,16 @@ class MongoIdempotencyStore:
         return True
 
 
+async def _replace_or_insert(collection: AsyncCollection[dict[str, Any]], doc: dict[str, Any]) -> None:
+    """``replace_one`` by ``_id`` with upsert. Two concurrent upserts of the same new ``_id`` (a
+    writer and a reader rolling its claim forward) may both try the insert: MongoDB retries the
+    loser as an update, FerretDB reports a duplicate key. The document exists then: replace it."""
+    try:
+        await collection.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+    except DuplicateKeyError:
+        await collection.replace_one({"_id": doc["_id"]}, doc)
+
+
 class VersionConflict(Exception):
     """Another writer saved this version first: reload and try again."""
 
@@ -155,7 +165,7 @@ class MongoVersionedDocuments:
             version += 1
             if "doc" in commit:  # an older claim without its copy: a newer one has it
                 doc = commit["doc"]
-                await self.collection.replace_one({"_id": doc_id}, doc, upsert=True)
+                await _replace_or_insert(self.collection, doc)
         return doc
 
     async def save(self, doc: dict[str, Any]) -> None:
@@ -165,7 +175,7 @@ class MongoVersionedDocuments:
             await self.commits.insert_one(_commit_of(doc))
         except DuplicateKeyError as exc:
             raise VersionConflict(doc_id) from exc
-        await self.collection.replace_one({"_id": doc_id}, doc, upsert=True)
+        await _replace_or_insert(self.collection, doc)
         if self._strips(version):
             await self.commits.update_many(self._older_copies(doc_id, version), {"$unset": {"doc": ""}})
         if self._prunes(version):
@@ -209,7 +219,14 @@ class MongoVersionedDocuments:
         won = [d for d in docs if d["_id"] not in lost]
         if won:
             replacements = [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in won]
-            await bulk_write_chunked(self.collection, replacements, ordered=False)
+            try:
+                await bulk_write_chunked(self.collection, replacements, ordered=False)
+            except BulkWriteError as exc:  # see _replace_or_insert: those exist now
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
+                for d in won:  # replacements are idempotent: redo them one by one
+                    await _replace_or_insert(self.collection, d)
         copies = [
             self._older_copies(d["_id"], int(d["version"])) for d in won if self._strips(int(d["version"]))
         ]

@@ -1,0 +1,376 @@
+"""Where conversations are kept, on PostgreSQL: the ``ConversationRepository`` port's second adapter.
+
+One row per conversation: the document (``jsonb``, as :meth:`Conversation.to_document` gives it)
+and, beside it, the columns queries filter and sort on (migrations/0001_conversations.sql).
+
+Concurrency control is the version column itself: saving version N+1 is
+``UPDATE ... WHERE id = ... AND version = N`` (or an insert that finds no row, for version 1).
+PostgreSQL re-checks the condition on the newest row after waiting for a concurrent writer, so
+exactly one writer wins each version, and the document and its version change in one write: no
+version claims, no roll-forward (the MongoDB adapter needs both because FerretDB's conditional
+updates are not atomic, docs/storage.md). A batch is one transaction of a few statements whatever
+its size: the rows it updates are locked in id order first, so two batches sharing conversations
+wait for each other instead of deadlocking.
+
+The outbox flag is a generated column, ``sequence > published_sequence``: marking events published
+raises ``published_sequence`` (never lowers it), and a newer change raised ``sequence`` already,
+so a late mark cannot close the outbox over a newer change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from parley_events import ConversationEvent, ConversationMessageAdded, ConversationNoteAdded, Queue
+from parley_shared.postgres import Pool, dumps, jsonb, migrate, migrations_in
+from psycopg import AsyncConnection, sql
+from psycopg.rows import TupleRow
+
+from parley_routing.adapters.repository import (
+    DEFAULT_SEEN_RETENTION,
+    MAX_DOCUMENT_BYTES,
+    ConcurrentUpdate,
+    DocumentTooLarge,
+    Page,
+)
+from parley_routing.domain.model import Conversation, Note
+
+MIGRATIONS = migrations_in("parley_routing.adapters", "routing")
+
+_UNNEST = sql.SQL(
+    "unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[],"
+    " %s::bigint[], %s::bigint[], %s::bigint[], %s::jsonb[])"
+    " AS i(id, tenant_id, channel_id, queue, owner_id, last_activity_at, version, sequence,"
+    " published_sequence, doc)"
+)
+_UPDATE = sql.SQL(
+    "UPDATE conversations AS c SET tenant_id = i.tenant_id, channel_id = i.channel_id, queue = i.queue,"
+    " owner_id = i.owner_id, last_activity_at = i.last_activity_at, version = i.version,"
+    " sequence = i.sequence, published_sequence = GREATEST(c.published_sequence, i.published_sequence),"
+    " doc = i.doc FROM {unnest} WHERE c.id = i.id AND c.version = i.version - 1 RETURNING c.id"
+).format(unnest=_UNNEST)
+_INSERT = sql.SQL(
+    "INSERT INTO conversations (id, tenant_id, channel_id, queue, owner_id, last_activity_at, version,"
+    " sequence, published_sequence, doc) SELECT * FROM {unnest}"
+    # in id order: concurrent inserts of the same new ids wait for each other, never in a cycle
+    " ORDER BY i.id ON CONFLICT (id) DO NOTHING RETURNING id"
+).format(unnest=_UNNEST)
+_LOCK = "SELECT id FROM conversations WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
+_NEWEST_FIRST = sql.SQL("ORDER BY last_activity_at DESC, id DESC LIMIT %s")
+_SELECT = "SELECT doc, published_sequence FROM conversations"
+
+
+def _encoded(conversation: Conversation) -> bytes:
+    """The conversation's document as JSON, within :data:`MAX_DOCUMENT_BYTES` (published causes
+    forgotten if needed, as on MongoDB), or :class:`DocumentTooLarge`."""
+    encoded = b""
+
+    def size_of(doc: dict[str, Any]) -> int:
+        nonlocal encoded
+        encoded = dumps(doc)
+        return len(encoded)
+
+    _, size = conversation.bounded_document(size_of, MAX_DOCUMENT_BYTES)
+    if size > MAX_DOCUMENT_BYTES:
+        raise DocumentTooLarge(conversation.id, size)
+    return encoded
+
+
+def _loaded(doc: dict[str, Any], published_sequence: int) -> Conversation:
+    """A conversation from its row: the document's datetimes back from JSON, and how far its
+    events were published from the column (a published mark does not rewrite the document)."""
+    doc["created_at"] = datetime.fromisoformat(doc["created_at"])
+    doc["last_activity_at"] = datetime.fromisoformat(doc["last_activity_at"])
+    if doc.get("resolved_at") is not None:
+        doc["resolved_at"] = datetime.fromisoformat(doc["resolved_at"])
+    doc["published_sequence"] = published_sequence
+    return Conversation.from_document(doc)
+
+
+def _rows(rows: Sequence[tuple[Conversation, bytes]]) -> tuple[list[Any], ...]:
+    """The parameters of :data:`_UNNEST`: one array per column."""
+    return (
+        [c.id for c, _ in rows],
+        [c.tenant_id for c, _ in rows],
+        [c.channel_id for c, _ in rows],
+        [c.queue.value for c, _ in rows],
+        [c.owner_id for c, _ in rows],
+        [c.last_activity_at for c, _ in rows],
+        [c.version for c, _ in rows],
+        [c.sequence for c, _ in rows],
+        [c.published_sequence for c, _ in rows],
+        [jsonb(e) for _, e in rows],
+    )
+
+
+def _note_row(conversation_id: str, tenant_id: str, note: Note) -> tuple[str, str, str, str, str, datetime]:
+    return (note.note_id, conversation_id, tenant_id, note.author_id, note.text, note.created_at)
+
+
+async def _insert_notes(
+    conn: AsyncConnection[TupleRow], notes: Sequence[tuple[str, str, str, str, str, datetime]]
+) -> None:
+    """Insert notes by id, keeping any already there (idempotent), in id order."""
+    if not notes:
+        return
+    ordered = sorted(notes)
+    await conn.execute(
+        "INSERT INTO conversation_notes (note_id, conversation_id, tenant_id, author_id, text, created_at)"
+        " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[])"
+        " ON CONFLICT (note_id) DO NOTHING",
+        tuple(list(column) for column in zip(*ordered, strict=True)),
+    )
+
+
+class PostgresConversationRepository:
+    """Conversations, their notes, seen message ids and event history in PostgreSQL."""
+
+    def __init__(self, pool: Pool, seen_retention: timedelta = DEFAULT_SEEN_RETENTION) -> None:
+        self.pool = pool
+        self.seen_retention = seen_retention
+
+    async def ensure_indexes(self) -> None:
+        """Create the tables and indexes (the migrations not yet applied)."""
+        await migrate(self.pool, MIGRATIONS)
+
+    async def get(self, conversation_id: str) -> Conversation | None:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(_SELECT + " WHERE id = %s", (conversation_id,))
+            row = await cursor.fetchone()
+        return None if row is None else _loaded(row[0], row[1])
+
+    async def save(self, conversation: Conversation) -> None:
+        if await self.save_many([conversation]):
+            raise ConcurrentUpdate(conversation.id)
+
+    async def get_many(self, conversation_ids: Sequence[str]) -> dict[str, Conversation]:
+        if not conversation_ids:
+            return {}
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(_SELECT + " WHERE id = ANY(%s)", (list(conversation_ids),))
+            rows = await cursor.fetchall()
+        conversations = [_loaded(doc, published) for doc, published in rows]
+        return {c.id: c for c in conversations}
+
+    async def save_many(self, conversations: Sequence[Conversation]) -> set[str]:
+        """Save each at its next version in one transaction; returns the ids someone else changed
+        first (nothing of theirs is written, and their version is left as it was)."""
+        if not conversations:
+            return set()
+        for conversation in conversations:
+            conversation.version += 1
+        try:
+            encoded = [(c, _encoded(c)) for c in conversations]
+        except DocumentTooLarge:
+            for conversation in conversations:
+                conversation.version -= 1
+            raise
+        updated = [(c, e) for c, e in encoded if c.version > 1]
+        created = [(c, e) for c, e in encoded if c.version == 1]
+        notes = [_note_row(c.id, c.tenant_id, n) for c in conversations for n in c.legacy_notes]
+        saved: set[str] = set()
+        try:
+            async with self.pool.connection() as conn, contextlib.AsyncExitStack() as atomic:
+                if len(updated) + bool(created) + bool(notes) > 1:  # one statement is atomic alone
+                    await atomic.enter_async_context(conn.transaction())
+                # notes an older version embedded in the document move to their table with it
+                await _insert_notes(conn, notes)
+                if len(updated) > 1:
+                    await conn.execute(_LOCK, (sorted(c.id for c, _ in updated),))
+                if updated:
+                    cursor = await conn.execute(_UPDATE, _rows(updated))
+                    saved |= {row[0] for row in await cursor.fetchall()}
+                if created:
+                    cursor = await conn.execute(_INSERT, _rows(created))
+                    saved |= {row[0] for row in await cursor.fetchall()}
+        except BaseException:
+            for conversation in conversations:
+                conversation.version -= 1
+            raise
+        lost = {c.id for c in conversations} - saved
+        for conversation in conversations:
+            if conversation.id in lost:
+                conversation.version -= 1
+        return lost
+
+    async def record_projections(self, events: Sequence[ConversationEvent], now: datetime) -> None:
+        """Write what the events add outside the document: notes, and the provider message ids of
+        recorded messages (remembered for ``seen_retention``). Idempotent; the first expiry stays."""
+        notes = [
+            _note_row(e.conversation_id, e.tenant_id, Note(e.note_id, e.author_id, e.text, e.occurred_at))
+            for e in events
+            if isinstance(e, ConversationNoteAdded)
+        ]
+        seen = sorted(
+            {
+                (e.conversation_id, e.provider_message_id)
+                for e in events
+                if isinstance(e, ConversationMessageAdded)
+            }
+        )
+        if not notes and not seen:
+            return
+        async with self.pool.connection() as conn:
+            await _insert_notes(conn, notes)
+            if seen:
+                await conn.execute(
+                    "INSERT INTO conversation_seen_messages"
+                    " (conversation_id, provider_message_id, expires_at)"
+                    " SELECT c, m, %s FROM unnest(%s::text[], %s::text[]) AS s(c, m)"
+                    " ON CONFLICT DO NOTHING",
+                    (now + self.seen_retention, [c for c, _ in seen], [m for _, m in seen]),
+                )
+
+    async def seen_before(self, conversation_id: str, provider_message_ids: Sequence[str]) -> set[str]:
+        """Which of these provider message ids were recorded on the conversation (one query)."""
+        if not provider_message_ids:
+            return set()
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT provider_message_id FROM conversation_seen_messages"
+                " WHERE conversation_id = %s AND provider_message_id = ANY(%s)",
+                (conversation_id, list(dict.fromkeys(provider_message_ids))),
+            )
+            return {row[0] for row in await cursor.fetchall()}
+
+    async def prune_seen(self, now: datetime) -> int:
+        """Forget provider message ids past their retention; returns how many."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                "DELETE FROM conversation_seen_messages WHERE expires_at < %s", (now,)
+            )
+            return cursor.rowcount
+
+    async def notes_of(self, conversation: Conversation) -> list[Note]:
+        """The conversation's notes, oldest first (including any still embedded in its document)."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT note_id, author_id, text, created_at FROM conversation_notes"
+                " WHERE conversation_id = %s ORDER BY created_at, note_id",
+                (conversation.id,),
+            )
+            stored = {row[0]: Note(*row) for row in await cursor.fetchall()}
+        for note in conversation.legacy_notes:
+            stored.setdefault(note.note_id, note)
+        return sorted(stored.values(), key=lambda n: (n.created_at, n.note_id))
+
+    async def record_history(self, events: Sequence[ConversationEvent]) -> None:
+        """Append published events to the queryable history (idempotent on event ids)."""
+        if not events:
+            return
+        ordered = sorted({e.event_id: e for e in events}.values(), key=lambda e: e.event_id)
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO conversation_history (event_id, conversation_id, sequence, type, data)"
+                " SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::jsonb[])"
+                " ON CONFLICT (event_id) DO NOTHING",
+                (
+                    [e.event_id for e in ordered],
+                    [e.conversation_id for e in ordered],
+                    [e.sequence for e in ordered],
+                    [e.event_type for e in ordered],
+                    [jsonb(dumps(e.model_dump(mode="json"))) for e in ordered],
+                ),
+            )
+
+    async def history_of(self, conversation_id: str, limit: int = 500) -> list[dict[str, Any]]:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT type, data FROM conversation_history WHERE conversation_id = %s"
+                " ORDER BY sequence LIMIT %s",
+                (conversation_id, limit),
+            )
+            return [{"type": kind, **data} for kind, data in await cursor.fetchall()]
+
+    async def mark_published_many(self, published: Sequence[tuple[str, int, int]]) -> None:
+        """Record how far each conversation's events reached Kafka: ``(id, sequence, version)``.
+
+        ``published_sequence`` only ever rises; the outbox flag follows from it (a generated
+        column), so the version needs no check here.
+        """
+        if not published:
+            return
+        highest: dict[str, int] = {}
+        for conversation_id, sequence, _ in published:
+            highest[conversation_id] = max(sequence, highest.get(conversation_id, 0))
+        ids = sorted(highest)
+        async with self.pool.connection() as conn, contextlib.AsyncExitStack() as atomic:
+            if len(ids) > 1:  # lock in id order first: a racing batch waits instead of deadlocking
+                await atomic.enter_async_context(conn.transaction())
+                await conn.execute(_LOCK, (ids,))
+            await conn.execute(
+                "UPDATE conversations AS c"
+                " SET published_sequence = GREATEST(c.published_sequence, i.sequence)"
+                " FROM unnest(%s::text[], %s::bigint[]) AS i(id, sequence) WHERE c.id = i.id",
+                (ids, [highest[i] for i in ids]),
+            )
+
+    async def pending_outbox(self, limit: int = 100) -> list[Conversation]:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(_SELECT + " WHERE outbox_pending LIMIT %s", (limit,))
+            return [_loaded(doc, published) for doc, published in await cursor.fetchall()]
+
+    async def idle(
+        self, channel_id: str, queue: Queue, before: datetime, limit: int = 200
+    ) -> list[Conversation]:
+        """Conversations of a channel in a queue whose last activity is before ``before``."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                _SELECT + " WHERE channel_id = %s AND queue = %s AND last_activity_at <= %s"
+                " ORDER BY last_activity_at, id LIMIT %s",
+                (channel_id, queue.value, before, limit),
+            )
+            return [_loaded(doc, published) for doc, published in await cursor.fetchall()]
+
+    async def list_visible(
+        self,
+        tenant_id: str,
+        channel_ids: Sequence[str],
+        *,
+        queue: Queue | None = None,
+        owner_id: str | None = None,
+        limit: int = 50,
+        after: tuple[datetime, str] | None = None,
+    ) -> Page:
+        """Conversations on the given channels, newest activity first, keyset-paginated.
+
+        Without an owner, each channel's newest ``limit + 1`` come from its own index range and
+        are merged, so a page costs ``channels * (limit + 1)`` index entries at most whatever the
+        number of conversations; with an owner, the owner's index is read in order.
+        """
+        channels = list(dict.fromkeys(channel_ids))
+        if not channels:
+            return Page(items=[], next_cursor=None)
+        filters: list[sql.Composable] = []
+        params: list[Any] = []
+        if queue is not None:
+            filters.append(sql.SQL("AND c.queue = %s"))
+            params.append(queue.value)
+        if after is not None:
+            filters.append(sql.SQL("AND (c.last_activity_at, c.id) < (%s, %s)"))
+            params.extend(after)
+        conditions = sql.SQL(" ").join(filters)
+        if owner_id is None:
+            query = sql.SQL(
+                "SELECT v.doc, v.published_sequence FROM unnest(%s::text[]) AS ch(channel_id)"
+                " CROSS JOIN LATERAL (SELECT c.doc, c.published_sequence, c.last_activity_at, c.id"
+                " FROM conversations AS c WHERE c.channel_id = ch.channel_id AND c.tenant_id = %s"
+                " {conditions} {order}) AS v {order}"
+            ).format(conditions=conditions, order=_NEWEST_FIRST)
+            args = [channels, tenant_id, *params, limit + 1, limit + 1]
+        else:
+            query = sql.SQL(
+                "SELECT c.doc, c.published_sequence FROM conversations AS c"
+                " WHERE c.tenant_id = %s AND c.owner_id = %s AND c.channel_id = ANY(%s) {conditions} {order}"
+            ).format(conditions=conditions, order=_NEWEST_FIRST)
+            args = [tenant_id, owner_id, channels, *params, limit + 1]
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(query, args)
+            items = [_loaded(doc, published) for doc, published in await cursor.fetchall()]
+        more = len(items) > limit
+        items = items[:limit]
+        next_cursor = (items[-1].last_activity_at, items[-1].id) if more and items else None
+        return Page(items=items, next_cursor=next_cursor)
