@@ -295,7 +295,7 @@ async def test_permanent_errors_fail_at_once_whatever_the_budget() -> None:
     assert h.published[1].reason == "password_changed"  # type: ignore[attr-defined]
 
 
-async def test_a_page_restricted_from_sending_fails_at_once_without_retries_or_a_reconnect_prompt() -> None:
+async def test_a_page_restricted_from_sending_fails_at_once_and_announces_the_restriction() -> None:
     restricted = meta_error("meta", 400, 10, 1893063, "(#10) This Page is temporarily restricted")
     h = harness(Graph(errors=[restricted]))
     await deliver(h)
@@ -305,7 +305,13 @@ async def test_a_page_restricted_from_sending_fails_at_once_without_retries_or_a
     (failed,) = h.of(ReplyFailed)
     assert (failed.reason, failed.error_kind, failed.attempts) == (FAILED_PERMANENT, "sending_restricted", 1)
     assert (failed.error.code, failed.error.subcode) == (10, 1893063)
-    assert [type(e).__name__ for e in h.published] == ["ReplyFailed"]
+    assert [type(e).__name__ for e in h.published] == ["ReplyFailed", "ChannelSendingRestricted"]
+    announced = h.published[1]
+    assert (announced.channel_id, announced.provider_code, announced.provider_subcode) == (  # type: ignore[attr-defined]
+        failed.channel_id,
+        10,
+        1893063,
+    )
 
 
 async def test_a_permanent_error_after_transient_ones_fails_at_once() -> None:

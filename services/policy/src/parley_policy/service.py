@@ -14,6 +14,7 @@ from typing import Any
 from parley_events import (
     ChannelReauthRequired,
     ChannelRole,
+    ChannelSendingRestricted,
     ChannelSnapshot,
     Event,
     HumanAgentWindowClosed,
@@ -661,6 +662,17 @@ class Delivery:
                 provider_subcode=exc.subcode,
             )
             await self.publish(reauth, reauth.event_id)
+        elif exc.kind is ErrorKind.SENDING_RESTRICTED:
+            restricted = ChannelSendingRestricted(
+                event_id=f"{reply.reply_id}:restricted",
+                channel_id=reply.channel_id,
+                tenant_id=reply.tenant_id,
+                provider=reply.provider,
+                occurred_at=self.clock(),
+                provider_code=exc.code,
+                provider_subcode=exc.subcode,
+            )
+            await self.publish(restricted, restricted.event_id)
 
     async def _send(self, reply: ReplyApproved, token: str) -> str:
         """Hand the reply to its provider's sender (from the registry's plugins)."""

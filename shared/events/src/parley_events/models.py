@@ -481,6 +481,41 @@ class ChannelDisconnected(ChannelLifecycleEvent):
     event_type: ClassVar[str] = "parley.channel.disconnected.v1"
 
 
+class ChannelSubscriptionRepaired(ChannelLifecycleEvent):
+    """A periodic check found the channel's webhook subscriptions incomplete and restored them."""
+
+    event_type: ClassVar[str] = "parley.channel.subscription_repaired.v1"
+
+    restored: list[str] = Field(
+        description="What was missing and is subscribed again: provider field or event type names.",
+        examples=[["messages", "feed"], ["dm.received"]],
+    )
+
+
+class ChannelSubscriptionLost(ChannelLifecycleEvent):
+    """The channel's webhook subscriptions are incomplete and could not be restored: until an
+    admin acts (often a reconnect), the missing kinds of messages do not reach Parley."""
+
+    event_type: ClassVar[str] = "parley.channel.subscription_lost.v1"
+
+    missing: list[str] = Field(
+        description="What is not subscribed: provider field or event type names.", examples=[["messages"]]
+    )
+    reason: str = Field(examples=["provider_refused", "token_invalid"])
+    provider_code: int | None = None
+    provider_subcode: int | None = None
+
+
+class ChannelSendingRestricted(ChannelLifecycleEvent):
+    """The provider refused a send because the account may not send for now (Meta's 10/1893063:
+    the Page is temporarily restricted); replies fail with that reason until it lifts."""
+
+    event_type: ClassVar[str] = "parley.channel.sending_restricted.v1"
+
+    provider_code: int | None = None
+    provider_subcode: int | None = None
+
+
 class WhatsAppStepChanged(Event):
     """A WhatsApp onboarding moved to its next step."""
 
@@ -807,6 +842,9 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ChannelReauthRequired,
     ChannelReconnected,
     ChannelDisconnected,
+    ChannelSubscriptionRepaired,
+    ChannelSubscriptionLost,
+    ChannelSendingRestricted,
     ChannelTemplateStatusChanged,
     WhatsAppStepChanged,
     TeamSnapshot,

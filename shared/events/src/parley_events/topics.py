@@ -135,7 +135,7 @@ CHANNEL_EVENTS = TopicSpec(
     description="Channel lifecycle: connected, settings changed, token expiring, reauth required, "
     "reconnected, disconnected, WhatsApp verification steps and template reviews.",
     has_dlq=False,
-    co_publishers=("policy",),  # reauth_required when a send is refused for the channel's token
+    co_publishers=("policy",),  # reauth_required and sending_restricted when a send is refused
 )
 TEAMS = TopicSpec(
     name="parley.teams.v1",

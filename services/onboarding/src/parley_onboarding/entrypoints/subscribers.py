@@ -10,6 +10,8 @@ from parley_events import (
     ChannelReconnected,
     ChannelSettingsChanged,
     ChannelSnapshot,
+    ChannelSubscriptionLost,
+    ChannelSubscriptionRepaired,
     ChannelTemplateStatusChanged,
     ChannelTokenExpiring,
     TeamSnapshot,
@@ -54,6 +56,8 @@ def onboarding_router(settings: OnboardingSettings, service: OnboardingService) 
         ChannelDisconnected,
         WhatsAppStepChanged,
         ChannelTemplateStatusChanged,
+        ChannelSubscriptionRepaired,
+        ChannelSubscriptionLost,
         title="channel-lifecycle",
         description="Channels connected, changed, expiring, reconnected and disconnected; WhatsApp "
         "verification steps and template reviews.",

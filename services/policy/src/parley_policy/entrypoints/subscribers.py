@@ -10,6 +10,7 @@ from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 from parley_events import (
     ChannelReauthRequired,
+    ChannelSendingRestricted,
     ChannelTemplateStatusChanged,
     HumanAgentWindowClosed,
     MessageReceived,
@@ -79,8 +80,10 @@ def policy_router(
     publishes(
         router,
         ChannelReauthRequired,
-        title="reconnect-prompts",
-        description="A send refused for the channel's token: the channel must be reconnected.",
+        ChannelSendingRestricted,
+        title="channel-send-problems",
+        description="A send refused for the channel's token (the channel must be reconnected) or "
+        "because the provider restricts the account's sends for now.",
     )
 
     windows = router.subscriber(
