@@ -5,6 +5,8 @@ from __future__ import annotations
 from parley_shared.auth import ApiSettings
 from pydantic import Field, SecretStr
 
+from parley_policy.domain.rules import WHATSAPP_THROUGHPUT_MAX_PER_S, WHATSAPP_THROUGHPUT_PER_S
+
 
 class PolicySettings(ApiSettings):
     """``parley-policy``: gates every outbound reply and delivers it."""
@@ -25,7 +27,10 @@ class PolicySettings(ApiSettings):
     )
     window_sweep_interval_s: float = Field(default=30.0, gt=0)
     whatsapp_throughput_per_s: int = Field(
-        default=80, ge=1, le=1000, description="80 by default, up to 1000."
+        default=WHATSAPP_THROUGHPUT_PER_S,
+        ge=1,
+        le=WHATSAPP_THROUGHPUT_MAX_PER_S,
+        description=f"{WHATSAPP_THROUGHPUT_PER_S} by default, up to {WHATSAPP_THROUGHPUT_MAX_PER_S}.",
     )
     whatsapp_messaging_tier: int = Field(
         default=0,

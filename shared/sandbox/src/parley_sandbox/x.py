@@ -8,6 +8,7 @@ import hashlib
 import secrets
 from typing import Any
 
+from parley_providers.x.errors import CLIENT_FORBIDDEN, RESOURCE_NOT_FOUND
 from parley_providers.x.rules import X_DM_MAX, X_POST_MAX
 
 from parley_sandbox.state import X_ACCESS_S, SandboxState, Token, XAccount, XRefreshToken
@@ -103,7 +104,7 @@ class XApi:
                 raise _x_problem(
                     403,
                     f"Missing required OAuth 2.0 scope: {scope}",
-                    "https://api.twitter.com/2/problems/client-forbidden",
+                    CLIENT_FORBIDDEN,
                     reason="missing-scope",
                 )
         return account
@@ -120,7 +121,7 @@ class XApi:
             raise _x_problem(
                 404,
                 f"Could not find webhook with id: [{webhook_id}]",
-                "https://api.twitter.com/2/problems/resource-not-found",
+                RESOURCE_NOT_FOUND,
             )
         if account.id not in subscribers:
             subscribers.append(account.id)

@@ -13,11 +13,14 @@ from parley_events import Provider
 from parley_providers import registry
 from parley_providers.meta import rules as meta_rules  # noqa: TID251 (Meta's tags by name)
 from parley_providers.rules import Counting, ReplyRule
-from parley_providers.whatsapp import rules as whatsapp_rules  # noqa: TID251 (WhatsApp's tiers)
+from parley_providers.whatsapp import rules as whatsapp_rules  # noqa: TID251 (WhatsApp's tiers, throughput)
 
 __all__ = [
     "MESSAGE_TAGS",
+    "MESSAGING_LIMIT_PERIOD",
     "PRIVATE_REPLY_WINDOW",
+    "WHATSAPP_THROUGHPUT_MAX_PER_S",
+    "WHATSAPP_THROUGHPUT_PER_S",
     "WHATSAPP_TIER_LIMITS",
     "Counting",
     "ReplyRule",
@@ -36,7 +39,10 @@ def rules() -> dict[tuple[Provider, str], ReplyRule]:
 MESSAGE_TAGS = meta_rules.MESSAGE_TAGS
 PRIVATE_REPLY_WINDOW = meta_rules.PRIVATE_REPLY_WINDOW
 WHATSAPP_TIER_LIMITS = whatsapp_rules.WHATSAPP_TIER_LIMITS
+MESSAGING_LIMIT_PERIOD = whatsapp_rules.MESSAGING_LIMIT_PERIOD
 messaging_limit = whatsapp_rules.messaging_limit
+WHATSAPP_THROUGHPUT_PER_S = whatsapp_rules.THROUGHPUT_PER_S
+WHATSAPP_THROUGHPUT_MAX_PER_S = whatsapp_rules.THROUGHPUT_MAX_PER_S
 
 
 def rule_for(provider: Provider, kind: str) -> ReplyRule:
