@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from parley_events import Provider
+from parley_events import Provider, ReplyApproved, SenderType
 from parley_providers import ProviderError, registry
 from parley_providers.base import Sender
 from parley_providers.meta.client import GraphClient, PageInfo
@@ -50,6 +50,27 @@ def near(actual: datetime | None, expected: timedelta, slack_s: float = 30) -> b
     """True if ``actual`` is ``expected`` from now, give or take ``slack_s``."""
     assert actual is not None
     return abs((actual - datetime.now(UTC) - expected).total_seconds()) < slack_s
+
+
+def approved(
+    provider: Provider, account_id: str, recipient_id: str, kind: str, **fields: Any
+) -> ReplyApproved:
+    """A reply as policy approves it for delivery (``fields``: text, template, messaging_type, tag)."""
+    return ReplyApproved(
+        event_id="rpl_contract:approved",
+        reply_id="rpl_contract",
+        conversation_id="conv_contract",
+        tenant_id="ten_contract",
+        channel_id="chn_contract",
+        sender_type=SenderType.HUMAN,
+        agent_id="ana",
+        occurred_at=datetime(2026, 11, 30, 9, 0, tzinfo=UTC),
+        provider=provider,
+        account_id=account_id,
+        recipient_id=recipient_id,
+        kind=kind,
+        **fields,
+    )
 
 
 def pkce_challenge(verifier: str = PKCE_VERIFIER) -> str:
