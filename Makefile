@@ -13,7 +13,7 @@ RUN := $(UV) run --frozen --no-sync
 PYTEST := $(RUN) pytest
 
 .PHONY: help setup infra-install infra-up infra-down infra-reset infra-status run demo test test-unit fault \
-        fuzz test-integration test-e2e lint fmt typecheck docs bench clean
+        fuzz test-integration test-contract test-e2e lint fmt typecheck docs bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -65,8 +65,11 @@ fuzz: $(VENV)/.synced ## fuzz the webhook normalizers and signature checks (FUZZ
 		-dict=tests/fuzz/normalizers.dict -artifact_prefix=$(FUZZ_DIR)/crashes/ \
 		$(FUZZ_DIR)/corpus tests/fuzz/corpus
 
-test-unit: $(VENV)/.synced ## pure tests, no I/O
-	$(PYTEST) tests/unit
+test-unit: $(VENV)/.synced ## pure tests, no I/O (the parser and signature contract tests included)
+	$(PYTEST) tests/unit tests/providers -m "not integration"
+
+test-contract: $(VENV)/.synced ## each provider's client and sender against the sandbox, parser against fixtures (no broker, no store)
+	$(PYTEST) tests/providers
 
 test-integration: setup infra-up ## against the real broker and store
 	$(PYTEST) tests/integration
