@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import socket
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -71,6 +72,13 @@ def approved(
         kind=kind,
         **fields,
     )
+
+
+def nobody_listening() -> str:
+    """The URL of a 127.0.0.1 port nothing listens on: a provider that does not answer at all."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def pkce_challenge(verifier: str = PKCE_VERIFIER) -> str:

@@ -10,7 +10,6 @@ a closed messaging window and requests that can never succeed.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,7 +20,7 @@ import pytest
 from parley_providers import ErrorKind, registry
 from parley_providers.meta.client import GraphClient, PageInfo
 
-from tests.support.sandbox import GRAPH_VERSION, REDIRECT, Sandbox, acme_pages, fails, near
+from tests.support.sandbox import GRAPH_VERSION, REDIRECT, Sandbox, acme_pages, fails, near, nobody_listening
 
 pytestmark = [pytest.mark.integration, pytest.mark.contract]
 
@@ -602,11 +601,8 @@ async def test_a_page_token_whose_user_lost_the_page_is_a_missing_permission(
 
 @pytest.mark.parametrize("call", CALLS, ids=str)
 async def test_no_answer_at_all_is_retryable(call: GraphCall, connected: Connected) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     async with httpx.AsyncClient(timeout=2) as http:
-        nobody = GraphClient(http, f"http://127.0.0.1:{port}", "app", "secret", GRAPH_VERSION)
+        nobody = GraphClient(http, nobody_listening(), "app", "secret", GRAPH_VERSION)
 
         error = await fails(call.run(nobody, connected))
 

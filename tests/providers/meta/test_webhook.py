@@ -7,16 +7,15 @@ stored, with secret rotation: any secret valid now verifies, no other does.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 
 import pytest
-from parley_providers import registry
 from parley_providers.base import WebhookEndpoint, WebhookSecrets
 from parley_providers.meta.webhook import meta_signature, verify_meta
 
-from tests.support import fixtures
+from tests.support import fixtures, webhooks
+from tests.support.webhooks import b64_header, hex_header, one_byte_changed
 
 pytestmark = [pytest.mark.unit, pytest.mark.contract]
 
@@ -26,25 +25,11 @@ NEW = "new-app-secret"
 
 
 def endpoint() -> WebhookEndpoint:
-    meta = registry.webhook_endpoint("meta")
-    assert meta is not None
-    return meta
+    return webhooks.endpoint("meta")
 
 
 def verify(body: bytes, header: str | None, *secrets: str) -> bool:
-    return endpoint().verify(body, header, WebhookSecrets(secrets))
-
-
-def hex_header(body: bytes, secret: str) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def b64_header(body: bytes, secret: str) -> str:
-    return "sha256=" + base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
-
-
-def one_byte_changed(body: bytes) -> bytes:
-    return body[:-1] + bytes([body[-1] ^ 0x01])
+    return webhooks.verifies("meta", body, header, *secrets)
 
 
 def test_the_endpoint_reads_the_x_hub_signature_256_header() -> None:

@@ -9,7 +9,6 @@ no answer, the closed customer-service window (131047) and requests that can nev
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 from parley_providers import ErrorKind, registry
 from parley_providers.meta.client import GraphClient
 
-from tests.support.sandbox import GRAPH_VERSION, WA_TOKEN, WABA_ID, Sandbox, fails
+from tests.support.sandbox import GRAPH_VERSION, WA_TOKEN, WABA_ID, Sandbox, fails, nobody_listening
 
 pytestmark = [pytest.mark.integration, pytest.mark.contract]
 
@@ -339,11 +338,8 @@ async def test_a_token_without_access_to_the_number_is_a_missing_permission(
 
 @pytest.mark.parametrize("call", CALLS, ids=str)
 async def test_no_answer_at_all_is_retryable(call: CloudCall, number: Number) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     async with httpx.AsyncClient(timeout=2) as http:
-        nobody = GraphClient(http, f"http://127.0.0.1:{port}", "app", "secret", GRAPH_VERSION)
+        nobody = GraphClient(http, nobody_listening(), "app", "secret", GRAPH_VERSION)
 
         error = await fails(call.run(nobody, number))
 

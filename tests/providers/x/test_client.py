@@ -8,7 +8,6 @@ with x-rate-limit-reset), server faults, no answer and requests that can never s
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,6 +25,7 @@ from tests.support.sandbox import (
     Sandbox,
     fails,
     near,
+    nobody_listening,
     pkce_challenge,
 )
 
@@ -375,11 +375,8 @@ async def test_a_refused_refresh_token_needs_a_reconnect(handle: Handle) -> None
 
 @pytest.mark.parametrize("call", CALLS, ids=str)
 async def test_no_answer_at_all_is_retryable(call: XCall, handle: Handle) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     async with httpx.AsyncClient(timeout=2) as http:
-        nobody = XClient(http, f"http://127.0.0.1:{port}", "id", "secret")
+        nobody = XClient(http, nobody_listening(), "id", "secret")
 
         error = await fails(call.run(nobody, handle))
 

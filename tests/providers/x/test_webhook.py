@@ -14,11 +14,11 @@ import hashlib
 import hmac
 
 import pytest
-from parley_providers import registry
 from parley_providers.base import WebhookEndpoint, WebhookSecrets
 from parley_providers.x.webhook import crc_response, is_crc_token, x_signature
 
-from tests.support import fixtures
+from tests.support import fixtures, webhooks
+from tests.support.webhooks import b64_header, hex_header, one_byte_changed
 
 pytestmark = [pytest.mark.unit, pytest.mark.contract]
 
@@ -28,25 +28,11 @@ NEW = "new-consumer-secret"
 
 
 def endpoint() -> WebhookEndpoint:
-    x = registry.webhook_endpoint("x")
-    assert x is not None
-    return x
+    return webhooks.endpoint("x")
 
 
 def verify(body: bytes, header: str | None, *secrets: str) -> bool:
-    return endpoint().verify(body, header, WebhookSecrets(secrets))
-
-
-def hex_header(body: bytes, secret: str) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def b64_header(body: bytes, secret: str) -> str:
-    return "sha256=" + base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
-
-
-def one_byte_changed(body: bytes) -> bytes:
-    return body[:-1] + bytes([body[-1] ^ 0x01])
+    return webhooks.verifies("x", body, header, *secrets)
 
 
 def test_the_endpoint_reads_the_x_twitter_webhooks_signature_header() -> None:
