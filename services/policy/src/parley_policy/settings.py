@@ -5,7 +5,15 @@ from __future__ import annotations
 from parley_shared.auth import ApiSettings
 from pydantic import Field, SecretStr
 
-from parley_policy.domain.rules import WHATSAPP_THROUGHPUT_MAX_PER_S, WHATSAPP_THROUGHPUT_PER_S
+from parley_policy.domain.rules import (
+    WHATSAPP_THROUGHPUT_MAX_PER_S,
+    WHATSAPP_THROUGHPUT_PER_S,
+    WHATSAPP_TIER_LIMITS,
+)
+
+_TIERS = ", ".join(
+    f"{i}={'unlimited' if n is None else f'{n:,}'}" for i, n in enumerate(WHATSAPP_TIER_LIMITS)
+)
 
 
 class PolicySettings(ApiSettings):
@@ -35,9 +43,9 @@ class PolicySettings(ApiSettings):
     whatsapp_messaging_tier: int = Field(
         default=0,
         ge=0,
-        le=4,
-        description="Messaging limit tier: 0=250, 1=2,000, 2=10,000, 3=100,000, 4=unlimited unique "
-        "customers reached outside the window per rolling 24 h.",
+        le=len(WHATSAPP_TIER_LIMITS) - 1,
+        description=f"Messaging limit tier: {_TIERS} unique customers reached outside the window per "
+        "rolling 24 h.",
     )
     delivery_retry_budget_s: float = Field(
         default=600.0,
