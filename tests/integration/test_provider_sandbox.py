@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -19,15 +18,9 @@ from parley_providers.meta.client import GraphClient
 from parley_sandbox import build_parser, state_from_args
 
 from tests.conftest import ROOT
-from tests.support.sandbox import GRAPH_VERSION, REDIRECT, Sandbox, acme_pages, running_sandbox
+from tests.support.sandbox import GRAPH_VERSION, REDIRECT, Sandbox, acme_pages
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    async with running_sandbox() as running:
-        yield running
 
 
 async def test_reset_forgets_all_but_credentials_and_admin_validates(sandbox: Sandbox) -> None:
