@@ -23,7 +23,7 @@ PARLEY_STORE_URLS ?= $(LOCAL_STORE_URLS_$(STORE))
 export PARLEY_STORE_URLS
 
 .PHONY: help setup infra-install infra-up infra-down infra-reset infra-status run demo test test-unit test-store fault \
-        fuzz test-integration test-e2e lint fmt typecheck docs bench clean
+        fuzz test-integration test-contract test-e2e lint fmt typecheck docs bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -75,8 +75,11 @@ fuzz: $(VENV)/.synced ## fuzz the webhook normalizers and signature checks (FUZZ
 		-dict=tests/fuzz/normalizers.dict -artifact_prefix=$(FUZZ_DIR)/crashes/ \
 		$(FUZZ_DIR)/corpus tests/fuzz/corpus
 
-test-unit: $(VENV)/.synced ## pure tests, no I/O
-	$(PYTEST) tests/unit
+test-unit: $(VENV)/.synced ## pure tests, no I/O (the parser and signature contract tests included)
+	$(PYTEST) tests/unit tests/providers -m "not integration"
+
+test-contract: $(VENV)/.synced ## each provider's client and sender against the sandbox, parser against fixtures (no broker, no store)
+	$(PYTEST) tests/providers
 
 test-store: setup infra-up ## the store contract suite on every store of PARLEY_STORE_URLS (default: the local ones)
 	$(PYTEST) tests/store

@@ -133,3 +133,13 @@ async def mongo_db(database_url: str) -> AsyncIterator[Any]:
     finally:
         await client.drop_database(db.name)
         await client.close()
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Any]:
+    """A fresh provider sandbox over HTTP, with Parley's clients and the registry's senders on it
+    (``tests.support.sandbox.Sandbox``): the contract tests' fixture, shared by every tier."""
+    from tests.support.sandbox import running_sandbox
+
+    async with running_sandbox() as running:
+        yield running

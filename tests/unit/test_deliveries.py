@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from parley_ingest.domain.deliveries import archive_record, delivery_id, partition_key
+from parley_ingest.domain.deliveries import archive_record, delivery_id, is_json_object, partition_key
+from parley_providers.x.webhook import crc_response, is_crc_token, verify_x
 
 pytestmark = pytest.mark.unit
 
@@ -149,3 +150,36 @@ def test_archive_record_is_keyed_by_the_business_account() -> None:
 def test_archive_record_of_an_unrecognised_payload_is_keyed_by_its_delivery_id() -> None:
     record = archive_record("meta", BODY, {}, RECEIVED_AT, ["not", "a", "delivery"])
     assert record.partition_key == delivery_id("meta", BODY)
+
+
+# --- is_json_object: what ingest accepts as a delivery body -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (BODY, True),
+        (b'{"for_user_id":"1"}', True),
+        (b" \t\r\n{}", True),
+        (b"{not json", True),  # a broken object is archived and dead-lettered with its reason
+        (b"", False),
+        (b"   ", False),
+        (b"[]", False),
+        (b'"a string"', False),
+        (b"null", False),
+        (b"\xef\xbb\xbf{}", False),  # a byte-order mark is not JSON whitespace
+        (b"\x0c{}", False),  # nor is a form feed
+    ],
+)
+def test_a_delivery_body_must_open_a_json_object(body: bytes, expected: bool) -> None:
+    assert is_json_object(body) is expected
+
+
+@pytest.mark.parametrize("scalar", ["null", "true", "123", "-1e5", "c2lnbiBtZQ=="])
+def test_json_scalars_have_a_crc_tokens_shape_so_only_the_object_check_stops_their_replay(
+    scalar: str,
+) -> None:
+    # the CRC answer for a scalar is a valid POST signature of the same bytes (review P1-1)
+    assert is_crc_token(scalar)
+    assert verify_x(scalar.encode(), crc_response(scalar, "consumer-secret"), ["consumer-secret"])
+    assert not is_json_object(scalar.encode())

@@ -56,6 +56,10 @@ def test_values_under_secret_keys_are_removed(key: str) -> None:
             f"{META_TOKEN}x",
         ),
         ("GET /webhooks/meta?hub.mode=subscribe&hub.verify_token=verify-me-please", "verify-me-please"),
+        # any query parameter named like a token or a secret, whichever provider names it so
+        ("GET /v21.0/debug_token?input_token=opaque-token-value", "opaque-token-value"),
+        ("GET /oauth/access_token?fb_exchange_token=short-lived-1&x=1", "short-lived-1"),
+        ("POST /token?refresh_token=rotating-refresh-2", "rotating-refresh-2"),
     ],
 )
 def test_secrets_inside_free_text_are_redacted(text: str, secret: str) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from parley_events import Attachment, Direction, Provider, Referral
+from parley_events import Attachment, ChannelSnapshot, ChannelStatus, Direction, Provider, Referral
 from parley_ingest.domain.normalize import (
     ItemFailure,
     MalformedPayload,
@@ -14,9 +14,12 @@ from parley_ingest.domain.normalize import (
     conversation_id,
     message_event,
     message_event_id,
+    parse_delivery,
+    status_event,
 )
 from parley_providers.meta.inbound import parse_meta
 
+from tests.support import fixtures
 from tests.unit.factories import (
     CUSTOMER_ID,
     PAGE_ID,
@@ -364,3 +367,105 @@ def test_a_redelivered_message_gets_the_same_ids() -> None:
     b = message_event(again, channel(), "delivery_2")
 
     assert (a.event_id, a.conversation_id) == (b.event_id, b.conversation_id)
+
+
+# --- event ids of the recorded-shape deliveries (tests/fixtures/providers/meta) -------------
+
+
+def snapshot(provider: Provider, account_id: str) -> ChannelSnapshot:
+    return ChannelSnapshot(
+        channel_id=f"chn_{provider.value}_{account_id}",
+        tenant_id="ten_aurora",
+        provider=provider,
+        account_id=account_id,
+        status=ChannelStatus.ACTIVE,
+        display_name="Sapataria Aurora",
+        revision=3,
+    )
+
+
+def fixture(name: str) -> ParseResult:
+    return parse_delivery("meta", fixtures.load("meta", name))
+
+
+MESSAGE_FIXTURES = [name for name in fixtures.names("meta") if fixture(name).messages]
+STATUS_FIXTURES = [name for name in fixtures.names("meta") if fixture(name).statuses]
+
+
+def test_the_fixtures_hold_messages_and_receipts() -> None:
+    """The parametrized tests below have something to check."""
+    assert len(MESSAGE_FIXTURES) >= 20
+    assert {"messenger_delivery", "messenger_read"} <= set(STATUS_FIXTURES)
+
+
+@pytest.mark.parametrize("name", MESSAGE_FIXTURES)
+def test_a_fixture_parsed_twice_gives_identical_message_events(name: str) -> None:
+    first, again = fixture(name), fixture(name)
+
+    assert first == again
+    for a, b in zip(first.messages, again.messages, strict=True):
+        channel = snapshot(a.provider, a.account_id)
+        event_a = message_event(a, channel, "dlv_first")
+        event_b = message_event(b, channel, "dlv_redelivered")
+        assert event_a.event_id == event_b.event_id
+        assert event_a.event_id.startswith("msg_")
+        assert event_a.conversation_id == event_b.conversation_id
+
+
+@pytest.mark.parametrize("name", STATUS_FIXTURES)
+def test_a_receipt_parsed_twice_gives_identical_status_events(name: str) -> None:
+    [a], [b] = fixture(name).statuses, fixture(name).statuses
+    channel = snapshot(a.provider, a.account_id)
+
+    event_a, event_b = status_event(a, channel, "dlv_first"), status_event(b, channel, "dlv_again")
+
+    assert event_a.event_id == event_b.event_id
+    assert event_a.event_id.startswith("sts_")
+    assert event_a.status is a.status
+    assert event_a.provider_message_ids == a.provider_message_ids
+    assert event_a.watermark == a.watermark
+
+
+def test_different_messages_get_different_event_ids() -> None:
+    messages = [
+        *fixture("messenger_batch").messages,
+        *fixture("messenger_text").messages,
+        *fixture("messenger_echo").messages,
+        *fixture("messenger_reaction").messages,
+        *fixture("messenger_postback").messages,
+    ]
+
+    ids = [message_event(m, snapshot(m.provider, m.account_id), "dlv").event_id for m in messages]
+
+    assert len(set(ids)) == len(ids) == 10
+
+
+def test_the_delivery_and_the_read_receipt_get_different_event_ids() -> None:
+    [delivery], [read] = fixture("messenger_delivery").statuses, fixture("messenger_read").statuses
+    channel = snapshot(delivery.provider, delivery.account_id)
+
+    delivered = status_event(delivery, channel, "dlv")
+    seen = status_event(read, channel, "dlv")
+
+    assert delivered.event_id != seen.event_id
+    assert delivered.conversation_id == seen.conversation_id
+
+
+def test_the_echo_and_the_customers_message_are_one_conversation() -> None:
+    [customer], [echo] = fixture("messenger_text").messages, fixture("messenger_echo").messages
+    channel = snapshot(customer.provider, customer.account_id)
+
+    assert (
+        message_event(echo, channel, "dlv_echo").conversation_id
+        == message_event(customer, channel, "dlv_text").conversation_id
+    )
+
+
+def test_a_deletion_notice_is_not_taken_for_a_redelivery_of_the_message_it_deletes() -> None:
+    [dm], [deleted] = fixture("instagram_dm").messages, fixture("instagram_deleted").messages
+    channel = snapshot(dm.provider, dm.account_id)
+
+    original = message_event(dm, channel, "dlv_dm")
+    deletion = message_event(deleted, channel, "dlv_deleted")
+
+    assert deletion.event_id != original.event_id

@@ -9,10 +9,8 @@ from types import SimpleNamespace
 import pytest
 from parley_events import Provider
 from parley_providers import registry
-from parley_providers.base import ProviderPlugin, WebhookSecrets
-from parley_providers.meta.webhook import meta_signature
+from parley_providers.base import ProviderPlugin
 from parley_providers.rules import Counting
-from parley_providers.x.webhook import x_signature
 
 pytestmark = pytest.mark.unit
 
@@ -110,37 +108,6 @@ def test_x_counts_its_own_weighted_length() -> None:
     assert count("日本") == 4
     with pytest.raises(LookupError):
         registry.length_counter(Counting.CHARACTERS)  # generic: no provider owns it
-
-
-def test_the_meta_endpoint_checks_its_verify_token_and_signature() -> None:
-    meta = registry.webhook_endpoints()["meta"]
-    secrets = WebhookSecrets(("new", "old"), verify_token="verify-me")
-    ok = meta.handshake(
-        {"hub.mode": "subscribe", "hub.verify_token": "verify-me", "hub.challenge": "42"}, secrets
-    )
-    assert (ok.status, ok.text) == (200, "42")
-    wrong = meta.handshake(
-        {"hub.mode": "subscribe", "hub.verify_token": "guess", "hub.challenge": "42"}, secrets
-    )
-    assert (wrong.status, wrong.refusal) == (403, "refused")
-    # an endpoint configured without a verify token accepts no handshake, not even an empty one
-    empty = meta.handshake({"hub.mode": "subscribe", "hub.verify_token": ""}, WebhookSecrets(("s",)))
-    assert empty.status == 403
-    body = b'{"object":"page"}'
-    assert meta.verify(body, meta_signature(body, "old"), secrets)
-    assert not meta.verify(body, meta_signature(body, "other"), secrets)
-
-
-def test_the_x_endpoint_answers_only_crc_tokens_of_xs_shape_and_limits_them() -> None:
-    x = registry.webhook_endpoints()["x"]
-    secrets = WebhookSecrets(("current", "previous"))
-    answer = x.handshake({"crc_token": "abc123"}, secrets)
-    assert answer.status == 200 and answer.json == {"response_token": x_signature(b"abc123", "current")}
-    assert x.handshake({}, secrets).refusal == "missing"
-    forged = x.handshake({"crc_token": '{"for_user_id":"1"}'}, secrets)
-    assert (forged.status, forged.refusal) == (400, "malformed")
-    assert x.rate_limited_code == "crc_token_rate_limited"
-    assert registry.webhook_endpoints()["meta"].rate_limited_code is None
 
 
 def test_a_plugin_is_plain_data() -> None:

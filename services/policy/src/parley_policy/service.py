@@ -44,7 +44,7 @@ from parley_policy import metrics
 from parley_policy.adapters.stores import PolicyStorePort
 from parley_policy.domain.decision import Decision, Reason, ReplyRequest, TemplateInfo, decide
 from parley_policy.domain.retry import RetryBudget
-from parley_policy.domain.rules import messaging_limit, rule_for, rules
+from parley_policy.domain.rules import messaging_limit, messaging_limit_period, rule_for, rules, send_rate
 
 Publish = Callable[[Event, str], Awaitable[None]]
 ReplyEvent = ReplyRequested | ReplyApproved | ReplyRejected
@@ -96,7 +96,7 @@ class PolicyService:
         templates: Callable[[str], dict[tuple[str, str], TemplateInfo]],
         publish: Publish,
         clock: Clock = utcnow,
-        whatsapp_throughput: int = 80,
+        whatsapp_throughput: int | None = None,
         messaging_tier: int = 0,
     ) -> None:
         self.store = store
@@ -105,7 +105,8 @@ class PolicyService:
         self.templates = templates
         self.publish = publish
         self.clock = clock
-        self.whatsapp_throughput = whatsapp_throughput
+        # unset: WhatsApp's default throughput per number (its rules row)
+        self.whatsapp_throughput = whatsapp_throughput or send_rate(Provider.WHATSAPP) or 1
         self.messaging_tier = messaging_tier
         self._slot_hint: dict[str, int] = {}
 
@@ -377,7 +378,8 @@ class PolicyService:
         limit = messaging_limit(self.messaging_tier)
         if limit is None:
             return True
-        reached = await self.store.business_initiated_recipients(doc["channel_id"], now - timedelta(hours=24))
+        since = now - messaging_limit_period(Provider.WHATSAPP)
+        reached = await self.store.business_initiated_recipients(doc["channel_id"], since)
         return doc["recipient_id"] in reached or len(reached) < limit
 
     async def _replay(self, reply_id: str, earlier: dict[str, Any]) -> Outcome:
@@ -422,12 +424,15 @@ class PolicyService:
         """Announce windows closing soon, closed, and human-agent windows closed (once each)."""
         now = self.clock()
         announced = 0
-        oldest = now - timedelta(days=7, hours=1)
-        # only windows with something due: the closing notice is the earliest of them
-        shortest = min(
-            (r.window for r in rules().values() if r.kind == "direct" and r.window is not None),
-            default=timedelta(hours=24),
-        )
+        direct = [r for r in rules().values() if r.kind == "direct"]
+        windows = [r.window for r in direct if r.window is not None]
+        if not windows:
+            return 0
+        # only windows with something due: the closing notice is the earliest of them, and the
+        # longest window (the human-agent tag's) ends the latest; an hour's slack for a late sweep
+        shortest = min(windows)
+        longest = max([*windows, *(r.human_agent_window for r in direct if r.human_agent_window is not None)])
+        oldest = now - longest - timedelta(hours=1)
         for doc in await self.store.windows_due(now - shortest + closing_lead, oldest):
             rule = rules().get((Provider(doc["provider"]), "direct"))
             last = doc.get("last_customer_message_at")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from parley_events import Provider
 from parley_shared.auth import ApiSettings
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
+
+from parley_policy.domain.rules import messaging_tiers, send_rate_max
 
 
 class PolicySettings(ApiSettings):
@@ -30,16 +33,35 @@ class PolicySettings(ApiSettings):
         default=3600, gt=0, description="reply_window.closing this long before."
     )
     window_sweep_interval_s: float = Field(default=30.0, gt=0)
-    whatsapp_throughput_per_s: int = Field(
-        default=80, ge=1, le=1000, description="80 by default, up to 1000."
+    whatsapp_throughput_per_s: int | None = Field(
+        default=None,
+        ge=1,
+        description="Messages per second each WhatsApp number may send. Unset: WhatsApp's default "
+        "(its rules row in parley-providers); at most the raised throughput WhatsApp grants.",
     )
     whatsapp_messaging_tier: int = Field(
         default=0,
         ge=0,
-        le=4,
-        description="Messaging limit tier: 0=250, 1=2,000, 2=10,000, 3=100,000, 4=unlimited unique "
-        "customers reached outside the window per rolling 24 h.",
+        description="Messaging limit tier, an index into WhatsApp's tiers of unique customers "
+        "reached outside the window per rolling 24 h (docs/policy.md).",
     )
+
+    @field_validator("whatsapp_throughput_per_s")
+    @classmethod
+    def _within_whatsapp_maximum(cls, value: int | None) -> int | None:
+        top = send_rate_max(Provider.WHATSAPP)
+        if value is not None and top is not None and value > top:
+            raise ValueError(f"WhatsApp raises a number's throughput to {top} messages/s at most")
+        return value
+
+    @field_validator("whatsapp_messaging_tier")
+    @classmethod
+    def _a_whatsapp_tier(cls, value: int) -> int:
+        tiers = messaging_tiers(Provider.WHATSAPP)
+        if tiers and value >= len(tiers):
+            raise ValueError(f"WhatsApp has {len(tiers)} messaging tiers: 0 to {len(tiers) - 1}")
+        return value
+
     delivery_retry_budget_s: float = Field(
         default=600.0,
         gt=0,

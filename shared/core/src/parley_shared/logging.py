@@ -13,8 +13,7 @@ import structlog
 REDACTED = "[redacted]"
 
 _SECRET_KEY = re.compile(
-    r"(token|secret|signature|password|authorization|api[_-]?key|access[_-]?key|cookie|"
-    r"credential|hub\.verify_token|x-hub-signature)",
+    r"(token|secret|signature|password|authorization|api[_-]?key|access[_-]?key|cookie|credential)",
     re.IGNORECASE,
 )
 # Values that look like secrets wherever they appear inside a string.
@@ -23,7 +22,7 @@ _SECRET_VALUE = re.compile(
     r"|Bearer\s+[A-Za-z0-9._~+/=-]{8,}"  # bearer tokens
     r"|EAA[A-Za-z0-9]{20,}"  # Meta access tokens
     r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"  # JWTs
-    r"|(?<=[?&])(access_token|hub\.verify_token|client_secret|code)=[^&\s\"']+)"
+    r"|(?<=[?&])([\w.]*token|[\w.]*secret|code)=[^&\s\"']+)"  # any *token or *secret parameter
 )
 
 

@@ -46,6 +46,10 @@ class ReplyRule:
     """Tags the provider accepted once, and the day it stopped: a reply asking one is refused."""
     messaging_tiers: tuple[int | None, ...] = ()
     """Business-initiated conversations allowed per rolling 24 h, by tier (None: unlimited)."""
+    messaging_limit_period: timedelta | None = None
+    """The rolling period ``messaging_tiers`` count unique customers over."""
+    rate_max_per_second: int | None = None
+    """The most ``rate_per_second`` may be raised to, on the provider's approval (None: fixed)."""
 
 
 HOURS_24 = timedelta(hours=24)

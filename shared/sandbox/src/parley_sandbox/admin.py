@@ -8,6 +8,7 @@ from dataclasses import asdict
 from typing import Any, Literal
 
 import httpx
+from parley_providers.meta.errors import APP_REMOVED, PASSWORD_CHANGED
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -162,7 +163,7 @@ class _Admin:
         if token is None or token.provider != "meta":
             raise AdminError(404, "no such Meta token")
         data = await _admin_body(request)
-        token.revoked_subcode = _opt_int(data, "subcode") or 460
+        token.revoked_subcode = _opt_int(data, "subcode") or PASSWORD_CHANGED
         return {"revoked": True, "subcode": token.revoked_subcode}
 
     async def meta_deauthorize(self, request: Request) -> dict[str, Any]:
@@ -170,9 +171,9 @@ class _Admin:
         count = 0
         for token in self.state.tokens.values():
             if token.provider == "meta" and token.user_id == user.id and token.revoked_subcode is None:
-                token.revoked_subcode = 458
+                token.revoked_subcode = APP_REMOVED
                 count += 1
-        return {"revoked": count, "subcode": 458}
+        return {"revoked": count, "subcode": APP_REMOVED}
 
     async def meta_remove_page(self, request: Request) -> dict[str, Any]:
         user = self._meta_user(request.path_params["user_id"])

@@ -31,6 +31,8 @@ from http import HTTPStatus
 from typing import Literal
 
 import uvicorn
+from parley_providers.meta.errors import APP_RATE_LIMITED, SERVICE_UNAVAILABLE
+from parley_providers.x import errors as x_errors
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -89,7 +91,9 @@ def _fault_response(fault: Fault, provider: Provider) -> Response:
         return failure.response()
     code = fault.code
     if code is None:
-        code = 4 if fault.status == 429 else 2 if fault.status >= 500 else 100
+        code = (
+            APP_RATE_LIMITED if fault.status == 429 else SERVICE_UNAVAILABLE if fault.status >= 500 else 100
+        )
     headers = {}
     if fault.retry_after_s is not None:
         usage = {
@@ -136,7 +140,7 @@ def _provider_route(
                     raise _x_problem(
                         400,
                         "The request body is not valid JSON.",
-                        "https://api.twitter.com/2/problems/invalid-request",
+                        x_errors.INVALID_REQUEST,
                     )
                 reply = handler(Incoming(request, query, body))
                 response = JSONResponse(reply.payload, status_code=reply.status)
@@ -174,7 +178,7 @@ async def _not_found(request: Request) -> Response:
         return _x_problem(
             404,
             "The requested resource was not found.",
-            "https://api.twitter.com/2/problems/resource-not-found",
+            x_errors.RESOURCE_NOT_FOUND,
         ).response()
     return GraphFailure(400, 2500, None, f"Unknown path components: {request.url.path}").response()
 

@@ -6,7 +6,14 @@ import hashlib
 import secrets
 from typing import Any, Literal
 
-from parley_providers.meta.errors import INVALID_TOKEN, PAGE_SENDING_RESTRICTED
+from parley_providers.meta.errors import (
+    INVALID_TOKEN,
+    OUTSIDE_WINDOW,
+    PAGE_SENDING_RESTRICTED,
+    PERMISSION_DENIED,
+    TOKEN_EXPIRED,
+    TOKEN_INVALID,
+)
 from parley_providers.meta.rules import MESSENGER_TEXT_MAX, RETIRED_TAGS
 
 from parley_sandbox.state import (
@@ -79,7 +86,7 @@ class MetaApi:
         current: Token | None = token
         while current is not None:
             if current.revoked_subcode is not None:
-                template = _REVOKED_MESSAGES.get(current.revoked_subcode, _REVOKED_MESSAGES[467])
+                template = _REVOKED_MESSAGES.get(current.revoked_subcode, _REVOKED_MESSAGES[TOKEN_INVALID])
                 raise GraphFailure(
                     400, INVALID_TOKEN, current.revoked_subcode, template.format(app=state.meta_app_id)
                 )
@@ -89,7 +96,7 @@ class MetaApi:
             raise GraphFailure(
                 400,
                 INVALID_TOKEN,
-                463,
+                TOKEN_EXPIRED,
                 f"Error validating access token: Session has expired on {_utc(token.expires_at)}. "
                 f"The current time is {_utc(now)}.",
             )
@@ -98,7 +105,7 @@ class MetaApi:
             if user is None or token.page_id not in user.page_ids:
                 raise GraphFailure(
                     403,
-                    10,
+                    PERMISSION_DENIED,
                     None,
                     "(#10) The user who issued this Page token no longer has access to the Page",
                 )
@@ -325,7 +332,9 @@ class MetaApi:
         if call.request.method == "DELETE":
             # removes this app's subscription (Graph API: Page Subscribed Apps, Deleting)
             if not {"MANAGE", "MODERATE"} & set(page.tasks):
-                raise GraphFailure(403, 10, None, "(#10) The user needs the MODERATE task on this Page")
+                raise GraphFailure(
+                    403, PERMISSION_DENIED, None, "(#10) The user needs the MODERATE task on this Page"
+                )
             page.subscribed_fields = []
             return Reply({"success": True})
         raw = _json_param(call.params.get("subscribed_fields"))
@@ -349,11 +358,13 @@ class MetaApi:
         _, page, user = self.page_context(call, page_id)
         self.require_permission(user, "pages_messaging", code=230)
         if not {"MESSAGING", "MANAGE"} & set(page.tasks):
-            raise GraphFailure(403, 10, None, "(#10) The user needs the MESSAGING task on this Page")
+            raise GraphFailure(
+                403, PERMISSION_DENIED, None, "(#10) The user needs the MESSAGING task on this Page"
+            )
         if page.sending_restricted:
             raise GraphFailure(
                 400,
-                10,
+                PERMISSION_DENIED,
                 PAGE_SENDING_RESTRICTED,
                 "(#10) This Page is temporarily restricted from sending messages",
             )
@@ -420,7 +431,12 @@ class MetaApi:
             window = HUMAN_AGENT_WINDOW_S if tag == "HUMAN_AGENT" else WINDOW_S
             last = state.windows.get((page.id, recipient_id))
             if last is None or state.now() - last > window:
-                raise GraphFailure(400, 10, 2018278, "(#10) This message is sent outside of allowed window.")
+                raise GraphFailure(
+                    400,
+                    PERMISSION_DENIED,
+                    OUTSIDE_WINDOW,
+                    "(#10) This message is sent outside of allowed window.",
+                )
         if comment_id:
             state.private_replies.add(comment_id)
         message_id = "m_" + secrets.token_urlsafe(48)

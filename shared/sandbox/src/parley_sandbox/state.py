@@ -10,8 +10,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from parley_providers.meta.errors import APP_REMOVED, PASSWORD_CHANGED, TOKEN_EXPIRED, TOKEN_INVALID
 from parley_providers.meta.rules import SEND_API_TAGS
 from parley_providers.rules import DAYS_7, HOURS_24
+from parley_providers.whatsapp.inbound import MEDIA_TYPES
 
 SHORT_LIVED_S = 5400  # Login tokens live one to two hours
 
@@ -94,7 +96,7 @@ WHATSAPP_TYPES = frozenset(
 )
 
 
-WHATSAPP_MEDIA = frozenset({"image", "audio", "video", "document", "sticker"})
+WHATSAPP_MEDIA = MEDIA_TYPES
 
 
 _GRAPH_VERSION = re.compile(r"^v\d+\.\d+$")
@@ -104,13 +106,13 @@ _ALNUM = string.ascii_letters + string.digits
 
 
 _REVOKED_MESSAGES = {
-    458: "Error validating access token: The user has not authorized application {app}.",
-    460: (
+    APP_REMOVED: "Error validating access token: The user has not authorized application {app}.",
+    PASSWORD_CHANGED: (
         "Error validating access token: The session has been invalidated because the user changed "
         "their password or Facebook has changed the session for security reasons."
     ),
-    463: "Error validating access token: Session has expired.",
-    467: "Error validating access token: The access token is invalid.",
+    TOKEN_EXPIRED: "Error validating access token: Session has expired.",
+    TOKEN_INVALID: "Error validating access token: The access token is invalid.",
 }
 
 

@@ -13,6 +13,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
+from parley_providers.x import errors as x_errors
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -75,7 +76,7 @@ def _x_invalid(message: str, parameter: str) -> XFailure:
             "errors": [{"parameters": {parameter: []}, "message": message}],
             "title": "Invalid Request",
             "detail": "One or more parameters to your request was invalid.",
-            "type": "https://api.twitter.com/2/problems/invalid-request",
+            "type": x_errors.INVALID_REQUEST,
         },
     )
 

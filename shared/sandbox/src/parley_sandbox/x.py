@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 from parley_providers.x import activity
+from parley_providers.x.errors import CLIENT_FORBIDDEN, RESOURCE_NOT_FOUND
 from parley_providers.x.rules import X_DM_MAX, X_POST_MAX
 from parley_providers.x.webhook import SIGNATURE_HEADER, x_signature
 
@@ -148,7 +149,7 @@ class XApi:
                 raise _x_problem(
                     403,
                     f"Missing required OAuth 2.0 scope: {scope}",
-                    "https://api.twitter.com/2/problems/client-forbidden",
+                    CLIENT_FORBIDDEN,
                     reason="missing-scope",
                 )
         return account
@@ -165,7 +166,7 @@ class XApi:
             raise _x_problem(
                 404,
                 f"Could not find webhook with id: [{webhook_id}]",
-                "https://api.twitter.com/2/problems/resource-not-found",
+                RESOURCE_NOT_FOUND,
             )
         if account.id not in subscribers:
             subscribers.append(account.id)

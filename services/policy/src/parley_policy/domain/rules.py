@@ -7,13 +7,24 @@ tiers are fields of its rows: policy names no provider module.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cache
 
 from parley_events import Provider
 from parley_providers import registry
 from parley_providers.rules import Counting, ReplyRule
 
-__all__ = ["Counting", "ReplyRule", "messaging_limit", "messaging_tiers", "rule_for", "rules"]
+__all__ = [
+    "Counting",
+    "ReplyRule",
+    "messaging_limit",
+    "messaging_limit_period",
+    "messaging_tiers",
+    "rule_for",
+    "rules",
+    "send_rate",
+    "send_rate_max",
+]
 
 
 @cache
@@ -41,3 +52,22 @@ def messaging_limit(tier: int, provider: Provider = Provider.WHATSAPP) -> int | 
     if not tiers:
         return None
     return tiers[min(max(tier, 0), len(tiers) - 1)]
+
+
+def messaging_limit_period(provider: Provider = Provider.WHATSAPP) -> timedelta:
+    """The rolling period a provider's messaging limits count unique customers over."""
+    rule = rules().get((provider, "direct"))
+    period = rule.messaging_limit_period if rule is not None else None
+    return period if period is not None else timedelta(hours=24)
+
+
+def send_rate(provider: Provider) -> int | None:
+    """The provider's default sends per second per account (its direct-reply row)."""
+    rule = rules().get((provider, "direct"))
+    return rule.rate_per_second if rule is not None else None
+
+
+def send_rate_max(provider: Provider) -> int | None:
+    """The most a provider raises an account's sends per second to (None: not raisable)."""
+    rule = rules().get((provider, "direct"))
+    return rule.rate_max_per_second if rule is not None else None

@@ -8,12 +8,21 @@ import httpx
 
 from parley_providers.errors import ErrorKind, ProviderError
 from parley_providers.http import body_of, int_or_none, retry_after, snippet
+from parley_providers.whatsapp.errors import RATE_LIMIT_CODES as WHATSAPP_RATE_LIMIT_CODES
 from parley_providers.whatsapp.errors import WINDOW_CLOSED as WHATSAPP_WINDOW_CLOSED
 
 __all__ = [
+    "APP_RATE_LIMITED",
+    "APP_REMOVED",
     "INVALID_TOKEN",
+    "OUTSIDE_WINDOW",
     "PAGE_SENDING_RESTRICTED",
+    "PASSWORD_CHANGED",
+    "PERMISSION_DENIED",
     "REAUTH_REASONS",
+    "SERVICE_UNAVAILABLE",
+    "TOKEN_EXPIRED",
+    "TOKEN_INVALID",
     "classify_graph_error",
     "graph_error",
     "meta_error",
@@ -22,36 +31,52 @@ __all__ = [
 
 INVALID_TOKEN = 190
 """Graph's "invalid OAuth access token": the subcode says why (Graph API error handling)."""
+APP_REMOVED = 458
+PASSWORD_CHANGED = 460
+TOKEN_EXPIRED = 463
+TOKEN_INVALID = 467
 REAUTH_REASONS = {
-    458: "app_removed",
+    APP_REMOVED: "app_removed",
     459: "checkpoint",
-    460: "password_changed",
-    463: "token_expired",
+    PASSWORD_CHANGED: "password_changed",
+    TOKEN_EXPIRED: "token_expired",
     464: "unconfirmed_user",
-    467: "token_invalid",
+    TOKEN_INVALID: "token_invalid",
     492: "page_access_lost",
 }
 """Code 190's subcodes: what a reconnect prompt should say."""
+PERMISSION_DENIED = 10
+"""Graph's "permission denied": a lost Page task or permission, or (with a window subcode) a send
+outside the messaging window."""
+OUTSIDE_WINDOW = 2018278
+"""Code 10's subcode for a Messenger send outside the allowed window (Send API errors)."""
 
 
 def reauth_reason(code: int | None, subcode: int | None) -> str:
     """Why a reconnect is needed, from Graph's error code and subcode (never its text)."""
     if code == INVALID_TOKEN:
         return REAUTH_REASONS.get(subcode or 0, "token_invalid")
-    if code == 10 and subcode == PAGE_SENDING_RESTRICTED:
+    if code == PERMISSION_DENIED and subcode == PAGE_SENDING_RESTRICTED:
         return "sending_restricted"  # no reconnect helps; named so that a prompt never says revoked
-    if code == 10 or (code is not None and 200 <= code <= 299):
+    if code == PERMISSION_DENIED or (code is not None and 200 <= code <= 299):
         return "permission_revoked"
     return "provider_rejected_token"
 
 
+APP_RATE_LIMITED = 4
+"""The app's call-rate limit (Graph API rate limiting); the usage headers say how long to wait."""
+SERVICE_UNAVAILABLE = 2
+"""A temporary Graph fault: the same call may succeed later."""
+
 _REAUTH_CODES = frozenset({102, INVALID_TOKEN})
-_RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, 130429, 131048, 131056, *range(80001, 80010)})
-_RETRYABLE_CODES = frozenset({1, 2, 131000, 131016})
+_RATE_LIMIT_CODES = frozenset(
+    {APP_RATE_LIMITED, 17, 32, 613, *WHATSAPP_RATE_LIMIT_CODES, *range(80001, 80010)}
+)
+_RETRYABLE_CODES = frozenset({1, SERVICE_UNAVAILABLE, 131000, 131016})
 _WINDOW_CODES = frozenset({WHATSAPP_WINDOW_CLOSED})
 # Messenger and Instagram report a closed 24-hour window as code 10 with these subcodes; without
 # this, a closed window would look like a lost permission.
-_WINDOW_SUBCODES = frozenset({2018278, 2534022})
+_WINDOW_SUBCODES = frozenset({OUTSIDE_WINDOW, 2534022})
 PAGE_SENDING_RESTRICTED = 1893063
 """Code 10's subcode for a Page temporarily restricted from sending messages (Messenger Platform
 changelog, 2026-06-25: https://developers.facebook.com/documentation/business-messaging/messenger-platform/changelog/).
@@ -63,11 +88,11 @@ def classify_graph_error(status: int, code: int | None, subcode: int | None) -> 
     if code is not None:
         if code in _REAUTH_CODES:
             return ErrorKind.REAUTH_REQUIRED
-        if code == 10 and subcode in _WINDOW_SUBCODES:
+        if code == PERMISSION_DENIED and subcode in _WINDOW_SUBCODES:
             return ErrorKind.WINDOW_CLOSED
-        if code == 10 and subcode == PAGE_SENDING_RESTRICTED:
+        if code == PERMISSION_DENIED and subcode == PAGE_SENDING_RESTRICTED:
             return ErrorKind.SENDING_RESTRICTED
-        if code == 10 or 200 <= code <= 299:
+        if code == PERMISSION_DENIED or 200 <= code <= 299:
             return ErrorKind.PERMISSION_MISSING
         if code in _RATE_LIMIT_CODES:
             return ErrorKind.RATE_LIMITED

@@ -31,4 +31,8 @@ class MetaSender:
         }
         if reply.tag:
             payload["tag"] = reply.tag
-        return await self.graph.send_message(reply.account_id, token, payload)
+        # Instagram messages go through the linked Page's Send API with its Page token (Messenger
+        # Platform for Instagram, "Send a Message"): the channel's account id is the Instagram
+        # account's, which is not a node Graph sends from, so the Page is addressed as ``me``
+        node = "me" if reply.provider is Provider.INSTAGRAM else reply.account_id
+        return await self.graph.send_message(node, token, payload)

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from parley_providers.errors import ErrorKind, ProviderError
 from parley_providers.http import expiry, json_object, require_str, segment, send
 from parley_providers.oauth import UserToken
-from parley_providers.x.errors import x_error
+from parley_providers.x.errors import CLIENT_CREDENTIAL_ERRORS, x_error
 
 __all__ = ["ActivitySubscription", "XClient", "XSettings", "XUser", "x_client"]
 
@@ -139,7 +139,7 @@ class XClient:
         try:
             return await self._token({"grant_type": "refresh_token", "refresh_token": refresh_token})
         except ProviderError as exc:
-            if exc.status in (400, 401) and exc.error_type not in ("invalid_client", "unauthorized_client"):
+            if exc.status in (400, 401) and exc.error_type not in CLIENT_CREDENTIAL_ERRORS:
                 raise ProviderError(
                     exc.provider,
                     exc.status,

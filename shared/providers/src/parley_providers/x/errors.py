@@ -7,9 +7,38 @@ import httpx
 from parley_providers.errors import ErrorKind, ProviderError
 from parley_providers.http import body_of, int_or_none, retry_after, snippet
 
-__all__ = ["classify_x_error", "x_error"]
+__all__ = [
+    "CLIENT_CREDENTIAL_ERRORS",
+    "CLIENT_FORBIDDEN",
+    "INVALID_REQUEST",
+    "OAUTH1_PERMISSIONS",
+    "PROBLEMS",
+    "RESOURCE_NOT_FOUND",
+    "UNSUPPORTED_AUTHENTICATION",
+    "USAGE_CAPPED",
+    "classify_x_error",
+    "x_error",
+]
 
-_X_PERMISSION_PROBLEMS = ("/client-forbidden", "/unsupported-authentication", "/oauth1-permissions")
+PROBLEMS = "https://api.twitter.com/2/problems/"
+"""Where the X API v2's problem type URIs start (X API v2, error responses)."""
+CLIENT_FORBIDDEN = PROBLEMS + "client-forbidden"
+UNSUPPORTED_AUTHENTICATION = PROBLEMS + "unsupported-authentication"
+OAUTH1_PERMISSIONS = PROBLEMS + "oauth1-permissions"
+USAGE_CAPPED = PROBLEMS + "usage-capped"
+INVALID_REQUEST = PROBLEMS + "invalid-request"
+RESOURCE_NOT_FOUND = PROBLEMS + "resource-not-found"
+CLIENT_CREDENTIAL_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
+"""OAuth 2.0 token endpoint errors that blame our client credentials, not the user's grant."""
+
+_X_PERMISSION_PROBLEMS = (CLIENT_FORBIDDEN, UNSUPPORTED_AUTHENTICATION, OAUTH1_PERMISSIONS)
+
+
+def _is_problem(problem_type: str | None, *problems: str) -> bool:
+    """True if ``problem_type`` is one of ``problems``, compared by the last path segment only
+    (X has served the same problem types from more than one host)."""
+    name = (problem_type or "").rsplit("/", 1)[-1]
+    return any(name == problem.rsplit("/", 1)[-1] for problem in problems)
 
 
 def classify_x_error(
@@ -23,7 +52,7 @@ def classify_x_error(
     A plain 403 (duplicate post, a user who does not take DMs) refuses this one request, so it
     is INVALID_REQUEST; only the problem types about the app's access mean PERMISSION_MISSING.
     """
-    if oauth_error in ("invalid_client", "unauthorized_client"):
+    if oauth_error in CLIENT_CREDENTIAL_ERRORS:
         return ErrorKind.INVALID_REQUEST  # our client credentials are wrong: configuration
     if oauth_error == "invalid_grant":
         return ErrorKind.REAUTH_REQUIRED
@@ -33,11 +62,11 @@ def classify_x_error(
         return ErrorKind.RATE_LIMITED
     if status == 401:
         return ErrorKind.REAUTH_REQUIRED
-    if status == 429 or (problem_type or "").endswith("/usage-capped"):
+    if status == 429 or _is_problem(problem_type, USAGE_CAPPED):
         return ErrorKind.RATE_LIMITED
     if status >= 500:
         return ErrorKind.RETRYABLE
-    if status == 403 and (problem_type or "").endswith(_X_PERMISSION_PROBLEMS):
+    if status == 403 and _is_problem(problem_type, *_X_PERMISSION_PROBLEMS):
         return ErrorKind.PERMISSION_MISSING
     return ErrorKind.INVALID_REQUEST
 

@@ -17,9 +17,9 @@ from parley_events import Attachment, Direction, MessageKind, Provider
 from parley_ingest.domain.normalize import MalformedPayload, ParsedMessage, parse_delivery
 from parley_providers.x.inbound import parse_x
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.contract]
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "providers" / "x"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "providers" / "x"
 BUSINESS = "3000000000000000001"
 CUSTOMER = "3000000000000000777"
 MENTION_ID = "1800000000000000301"

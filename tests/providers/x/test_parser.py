@@ -1,35 +1,134 @@
-"""Normalization of X Account Activity API deliveries (fixtures in tests/fixtures/providers/x)."""
+"""X's parser against recorded-shape Account Activity API deliveries (tests/fixtures/providers/x).
+
+Every delivery is parsed by the ``x`` webhook endpoint the registry lists, as the normalizer
+parses it; the expected values are written out by hand from the fixture.
+"""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from parley_events import Attachment, Choice, Direction, MessageKind, Provider
-from parley_ingest.domain.normalize import MalformedPayload, ParsedMessage, parse_delivery
-from parley_providers.x.inbound import parse_x
+from parley_providers import registry
+from parley_providers.inbound import MalformedPayload, ParsedMessage, ParseResult
 
-pytestmark = pytest.mark.unit
+from tests.support import fixtures
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "providers" / "x"
+pytestmark = [pytest.mark.unit, pytest.mark.contract]
+
 BUSINESS = "3000000000000000001"
 CUSTOMER = "3000000000000000777"
 
 
 def load(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
-    return data
+    return fixtures.load("x", name)
+
+
+def parse_x(payload: Any) -> ParseResult:
+    endpoint = registry.webhook_endpoint("x")
+    assert endpoint is not None
+    return endpoint.parse(payload)
 
 
 def only_message(name: str) -> ParsedMessage:
     result = parse_x(load(name))
     assert result.skipped == ()
-    assert (result.statuses, result.templates) == ((), ())
+    assert (result.statuses, result.templates, result.failures) == ((), (), ())
     [message] = result.messages
     return message
+
+
+# --- every message: who, where, when ------------------------------------------------------
+
+SHOP = "ExampleShopHelp"
+ANA = "ana_example"
+
+
+@pytest.mark.parametrize(
+    ("name", "message_id", "author", "direction", "kind", "key", "sent_at"),
+    [
+        (
+            "dm_inbound",
+            "1800000000000000101",
+            (CUSTOMER, ANA),
+            Direction.INBOUND,
+            MessageKind.DIRECT,
+            f"dm:{CUSTOMER}",
+            datetime(2024, 6, 10, 6, 13, 20, 123000, tzinfo=UTC),
+        ),
+        (
+            "dm_outbound_echo",
+            "1800000000000000102",
+            (BUSINESS, SHOP),
+            Direction.OUTBOUND,
+            MessageKind.DIRECT,
+            f"dm:{CUSTOMER}",
+            datetime(2024, 6, 10, 6, 14, 20, 456000, tzinfo=UTC),
+        ),
+        (
+            "dm_with_media",
+            "1800000000000000103",
+            (CUSTOMER, ANA),
+            Direction.INBOUND,
+            MessageKind.DIRECT,
+            f"dm:{CUSTOMER}",
+            datetime(2024, 6, 10, 6, 15, 20, 789000, tzinfo=UTC),
+        ),
+        (
+            "tweet_mention",
+            "1800000000000000201",
+            (CUSTOMER, ANA),
+            Direction.INBOUND,
+            MessageKind.MENTION,
+            f"tweets:{CUSTOMER}",
+            datetime(2024, 6, 10, 6, 13, 20, tzinfo=UTC),
+        ),
+        (
+            "tweet_extended",
+            "1800000000000000202",
+            (CUSTOMER, ANA),
+            Direction.INBOUND,
+            MessageKind.MENTION,
+            f"tweets:{CUSTOMER}",
+            datetime(2024, 6, 10, 6, 20, tzinfo=UTC),
+        ),
+        (
+            "tweet_business_reply",
+            "1800000000000000203",
+            (BUSINESS, SHOP),
+            Direction.OUTBOUND,
+            MessageKind.MENTION,
+            f"tweets:{CUSTOMER}",
+            datetime(2024, 6, 10, 6, 30, tzinfo=UTC),
+        ),
+    ],
+)
+def test_every_message_names_its_account_author_thread_and_time(
+    name: str,
+    message_id: str,
+    author: tuple[str, str],
+    direction: Direction,
+    kind: MessageKind,
+    key: str,
+    sent_at: datetime,
+) -> None:
+    message = only_message(name)
+
+    assert message.provider is Provider.X
+    assert message.account_id == BUSINESS  # for_user_id
+    assert (message.author.id, message.author.name) == author
+    assert message.provider_message_id == message_id
+    assert (message.direction, message.kind, message.conversation_key) == (direction, kind, key)
+    assert message.provider_timestamp == sent_at
+
+
+def test_the_business_reply_keeps_its_text() -> None:
+    assert (
+        only_message("tweet_business_reply").content.text
+        == "@ana_example Sorry about that! We've sent you a DM."
+    )
 
 
 # --- direct messages --------------------------------------------------------------------
@@ -258,10 +357,6 @@ def test_every_other_event_kind_is_skipped_and_named() -> None:
         "x.tweet_delete_events",
         "x.user_event",
     ]
-
-
-def test_the_x_endpoint_dispatches_here() -> None:
-    assert parse_delivery("x", load("dm_batch")) == parse_x(load("dm_batch"))
 
 
 # --- malformed deliveries ---------------------------------------------------------------
