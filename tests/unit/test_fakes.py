@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 
 import pytest
+from parley_onboarding.adapters.postgres import PostgresOnboardingStore
 from parley_onboarding.adapters.stores import MongoOnboardingStore, OnboardingStore
 from parley_policy.adapters.postgres import PostgresPolicyStore, PostgresPolicyTemplates
 from parley_policy.adapters.stores import PolicyStore, PolicyStorePort, PolicyTemplates, TemplatesPort
@@ -18,7 +19,7 @@ from parley_routing.adapters.postgres import PostgresConversationRepository
 from parley_routing.adapters.repository import ConversationRepository, MongoConversationRepository
 from parley_routing.service import ChannelRoles
 from parley_shared.channels import DirectoryRoles
-from parley_shared.vault import MongoCredentialStore
+from parley_shared.vault import CredentialStore, MongoCredentialStore, PostgresCredentialStore
 
 from tests.support.fakes.onboarding import (
     FakeAccountConnector,
@@ -38,6 +39,7 @@ PORTS = [
     (PolicyStorePort, FakePolicyStore, PostgresPolicyStore),
     (ChannelRoles, FakeChannelRoles, DirectoryRoles),
     (OnboardingStore, FakeOnboardingStore, MongoOnboardingStore),
+    (OnboardingStore, FakeOnboardingStore, PostgresOnboardingStore),
     (PageConnector, FakePageConnector, MetaConnector),
     (AccountConnector, FakeAccountConnector, XConnector),
     (NumberConnector, FakeNumberConnector, WhatsAppConnector),
@@ -45,7 +47,8 @@ PORTS = [
     (TokenCheck, FakeNumberConnector, WhatsAppConnector),
     (TemplatesPort, FakeTemplates, PolicyTemplates),
     (TemplatesPort, FakeTemplates, PostgresPolicyTemplates),
-    (MongoCredentialStore, FakeCredentials, MongoCredentialStore),  # no Protocol: the adapter is the port
+    (CredentialStore, FakeCredentials, MongoCredentialStore),
+    (CredentialStore, FakeCredentials, PostgresCredentialStore),
 ]
 
 

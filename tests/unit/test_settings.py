@@ -46,6 +46,14 @@ def test_variables_are_read_with_the_parley_prefix(monkeypatch: pytest.MonkeyPat
     assert settings.topic_namespace == "staging"
 
 
+def test_the_store_is_the_mongodb_url_until_a_store_url_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARLEY_MONGODB_URL", "mongodb://mongo:27017/parley")
+    assert ServiceSettings().store == "mongodb://mongo:27017/parley"
+
+    monkeypatch.setenv("PARLEY_STORE_URL", "postgresql://parley@db:5432/parley")
+    assert ServiceSettings().store == "postgresql://parley@db:5432/parley"
+
+
 def test_group_ids_are_prefixed_with_the_default_prefix() -> None:
     assert ServiceSettings().group_id("routing") == "parley.routing"
 

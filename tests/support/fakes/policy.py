@@ -140,3 +140,6 @@ class FakeCredentials:
 
     async def delete(self, channel_id: str) -> None:
         self.credentials.pop(channel_id, None)
+
+    async def ensure_indexes(self) -> None:
+        """Nothing to make in memory."""

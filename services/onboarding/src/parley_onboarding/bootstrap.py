@@ -21,6 +21,7 @@ from parley_shared.vault import TokenVault, parse_keys
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from parley_onboarding.adapters.postgres import PostgresOnboardingStore
 from parley_onboarding.adapters.stores import MongoOnboardingStore, OnboardingStore
 from parley_onboarding.entrypoints.api import create_api
 from parley_onboarding.entrypoints.subscribers import onboarding_router
@@ -61,8 +62,13 @@ async def production_adapters(settings: OnboardingSettings, rt: Runtime) -> Asyn
         timeout=httpx.Timeout(10.0), headers={"user-agent": "parley-onboarding"}
     ) as http:
         vault = TokenVault(parse_keys(settings.encryption_keys.get_secret_value()))
+        store = rt.opened_store
         yield OnboardingAdapters(
-            store=MongoOnboardingStore(rt.db, vault),
+            store=(
+                PostgresOnboardingStore(store.postgres, vault)
+                if store.kind == "postgresql"
+                else MongoOnboardingStore(store.db, vault)
+            ),
             connectors=registry.connectors(http, settings),
             publisher=rt.publisher,
         )

@@ -18,10 +18,17 @@ from parley_shared.kafka import Publishes
 from parley_shared.logging import get_logger
 from parley_shared.runtime import Periodic, Runtime, ServiceSpec, Wiring, create_app
 from parley_shared.settings import load_settings
-from parley_shared.vault import MongoCredentialStore, TokenVault, parse_keys
+from parley_shared.vault import (
+    CredentialStore,
+    MongoCredentialStore,
+    PostgresCredentialStore,
+    TokenVault,
+    parse_keys,
+)
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from parley_policy.adapters.postgres import PostgresPolicyStore, PostgresPolicyTemplates
 from parley_policy.adapters.stores import PolicyStore, PolicyStorePort, PolicyTemplates, TemplatesPort
 from parley_policy.domain.retry import RetryBudget
 from parley_policy.entrypoints.api import create_api
@@ -38,7 +45,7 @@ class PolicyAdapters:
 
     store: PolicyStorePort
     templates: TemplatesPort
-    credentials: MongoCredentialStore
+    credentials: CredentialStore
     senders: Mapping[Provider, Sender]
     channels: KafkaChannelDirectory
     teams: KafkaTeamDirectory
@@ -56,6 +63,8 @@ class PolicyWiring(Wiring):
 
     async def start(self) -> None:
         await self.service.store.ensure_indexes()
+        # delivery reads the credentials onboarding writes: either service may start first
+        await self.delivery.credentials.ensure_indexes()
         await self.templates.load()
 
     async def stop(self) -> None:
@@ -70,13 +79,25 @@ async def production_adapters(settings: PolicySettings, rt: Runtime) -> AsyncIte
     # the provider API versions this process calls: a gauge of the days left, a warning near the end
     registry.report_api_versions(settings, log.warning)
     vault = TokenVault(parse_keys(settings.encryption_keys.get_secret_value()))
+    store = rt.opened_store
+    stores: tuple[PolicyStorePort, TemplatesPort, CredentialStore]
+    if store.kind == "postgresql":
+        pool = store.postgres
+        stores = (
+            PostgresPolicyStore(pool),
+            PostgresPolicyTemplates(pool),
+            PostgresCredentialStore(pool, vault),
+        )
+    else:
+        db = store.db
+        stores = PolicyStore(db), PolicyTemplates(db), MongoCredentialStore(db["channel_credentials"], vault)
     async with httpx.AsyncClient(
         timeout=httpx.Timeout(10.0), headers={"user-agent": "parley-policy"}
     ) as http:  # closed last, after the consumers stopped
         yield PolicyAdapters(
-            store=PolicyStore(rt.db),
-            templates=PolicyTemplates(rt.db),
-            credentials=MongoCredentialStore(rt.db["channel_credentials"], vault),
+            store=stores[0],
+            templates=stores[1],
+            credentials=stores[2],
             senders=registry.senders(http, settings),
             channels=KafkaChannelDirectory(settings.kafka_bootstrap_servers, rt.topic(topics.CHANNELS.name)),
             teams=KafkaTeamDirectory(settings.kafka_bootstrap_servers, rt.topic(topics.TEAMS.name)),

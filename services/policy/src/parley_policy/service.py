@@ -38,7 +38,7 @@ from parley_events import (
 from parley_providers import ErrorKind, ProviderError, registry
 from parley_providers.base import Sender
 from parley_shared.logging import get_logger, redact_value
-from parley_shared.vault import MongoCredentialStore
+from parley_shared.vault import CredentialStore
 
 from parley_policy import metrics
 from parley_policy.adapters.stores import PolicyStorePort
@@ -491,7 +491,7 @@ class Delivery:
     def __init__(
         self,
         store: PolicyStorePort,
-        credentials: MongoCredentialStore,
+        credentials: CredentialStore,
         senders: Mapping[Provider, Sender],
         publish: Publish,
         clock: Clock = utcnow,

@@ -18,6 +18,7 @@ from parley_shared.tracing import trace_of
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from parley_routing.adapters.postgres import PostgresConversationRepository
 from parley_routing.adapters.repository import ConversationRepository, MongoConversationRepository
 from parley_routing.entrypoints.api import create_api
 from parley_routing.entrypoints.subscribers import routing_router
@@ -53,15 +54,21 @@ class RoutingWiring(Wiring):
 
 @contextlib.asynccontextmanager
 async def production_adapters(settings: RoutingSettings, rt: Runtime) -> AsyncIterator[RoutingAdapters]:
-    """The store, the read models and the broker of a running process."""
+    """The store (the adapter of its kind), the read models and the broker of a running process."""
+    store, seen_retention = rt.opened_store, timedelta(seconds=settings.seen_message_retention_s)
+    repository: ConversationRepository
+    if store.kind == "postgresql":
+        repository = PostgresConversationRepository(store.postgres, seen_retention)
+    else:
+        repository = MongoConversationRepository(
+            store.db["conversations"],
+            store.db["conversation_history"],
+            notes=store.db["conversation_notes"],
+            seen=store.db["conversation_seen_messages"],
+            seen_retention=seen_retention,
+        )
     yield RoutingAdapters(
-        repository=MongoConversationRepository(
-            rt.db["conversations"],
-            rt.db["conversation_history"],
-            notes=rt.db["conversation_notes"],
-            seen=rt.db["conversation_seen_messages"],
-            seen_retention=timedelta(seconds=settings.seen_message_retention_s),
-        ),
+        repository=repository,
         channels=KafkaChannelDirectory(settings.kafka_bootstrap_servers, rt.topic(topics.CHANNELS.name)),
         teams=KafkaTeamDirectory(settings.kafka_bootstrap_servers, rt.topic(topics.TEAMS.name)),
         publisher=rt.publisher,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
 from typing import Any, TypeAlias
 
@@ -80,6 +81,29 @@ async def ping(pool: Pool) -> None:
 def dumps(doc: Any) -> bytes:
     """A document as JSON (orjson: datetimes as ISO 8601, UTC ones with ``+00:00``)."""
     return orjson.dumps(doc)
+
+
+def _date_tag(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"$date": value.isoformat()}
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def dumps_dated(doc: Any) -> bytes:
+    """A document as JSON whose datetimes come back as datetimes from :func:`undated`: each is
+    written ``{"$date": "<ISO 8601>"}`` (for documents whose every field an adapter does not list)."""
+    return orjson.dumps(doc, default=_date_tag, option=orjson.OPT_PASSTHROUGH_DATETIME)
+
+
+def undated(value: Any) -> Any:
+    """A document read back with the datetimes :func:`dumps_dated` tagged as datetimes again."""
+    if isinstance(value, dict):
+        if len(value) == 1 and isinstance(value.get("$date"), str):
+            return datetime.fromisoformat(value["$date"])
+        return {key: undated(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [undated(item) for item in value]
+    return value
 
 
 def _as_is(encoded: Any) -> bytes:

@@ -22,12 +22,10 @@ from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from opentelemetry.sdk.trace import TracerProvider
 from parley_events import Event, TopicSpec
-from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from parley_shared import mongo
 from parley_shared.http import MetricsServer, Readiness, build_app
 from parley_shared.kafka import (
     EventPublisher,
@@ -38,6 +36,7 @@ from parley_shared.kafka import (
 )
 from parley_shared.logging import configure_logging, get_logger
 from parley_shared.settings import ServiceSettings
+from parley_shared.store import Store, open_store
 from parley_shared.tracing import tracer_provider
 
 log = get_logger(__name__)
@@ -98,7 +97,8 @@ class Runtime:
     retry: RetryThenDeadLetter
     """The consumers' retry-then-dead-letter middleware (batch handlers isolate records with it)."""
     readiness: Readiness
-    mongo_client: AsyncMongoClient[dict[str, Any]] | None = None
+    store: Store | None = None
+    """The store of ``settings.store`` (MongoDB or PostgreSQL by its scheme), open in the lifespan."""
     tracing: TracerProvider | None = None
     metrics: MetricsServer | None = None
     wiring: Wiring | None = None
@@ -112,10 +112,16 @@ class Runtime:
         return f"http://127.0.0.1:{self.metrics.port}/metrics"
 
     @property
-    def db(self) -> AsyncDatabase[dict[str, Any]]:
-        if self.mongo_client is None:
+    def opened_store(self) -> Store:
+        """The open store; an error if the process was started without one."""
+        if self.store is None:
             raise RuntimeError(f"{self.service} was started without a store")
-        return mongo.database(self.mongo_client, self.settings.mongodb_url)
+        return self.store
+
+    @property
+    def db(self) -> AsyncDatabase[dict[str, Any]]:
+        """The MongoDB database of the store (an error when the store is PostgreSQL)."""
+        return self.opened_store.db
 
     def topic(self, name: str) -> str:
         """A catalog topic's name in this deployment's namespace."""
@@ -151,13 +157,10 @@ async def _serving(spec: ServiceSpec[A], runtime: Runtime, app: Starlette) -> As
     settings, readiness, broker = runtime.settings, runtime.readiness, runtime.broker
     async with contextlib.AsyncExitStack() as stack:
         if spec.uses_store:
-            client = runtime.mongo_client = mongo.open_client(settings.mongodb_url)
-            stack.push_async_callback(client.close)
-
-            async def store_ready() -> None:
-                await mongo.ping(client)
-
-            readiness.checks["store"] = store_ready
+            # a PostgreSQL pool connects here: a wrong URL stops the start-up with its error
+            store = runtime.store = await open_store(settings.store)
+            stack.push_async_callback(store.close)
+            readiness.checks["store"] = store.ping
         adapters = await stack.enter_async_context(spec.adapters(runtime))
         wiring = runtime.wiring = spec.build(adapters)
         broker.include_router(wiring.router)

@@ -21,7 +21,15 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    mongodb_url: str = "mongodb://127.0.0.1:27017/parley"
+    mongodb_url: str = Field(
+        default="mongodb://127.0.0.1:27017/parley",
+        description="The MongoDB (or FerretDB) store, used when PARLEY_STORE_URL is not set.",
+    )
+    store_url: str | None = Field(
+        default=None,
+        description="The store, whose scheme picks the adapters: postgresql://... (PostgreSQL) or "
+        "mongodb://... (MongoDB, FerretDB); unset: PARLEY_MONGODB_URL (docs/storage.md).",
+    )
     topic_namespace: str = Field(
         default="",
         description="Prefix for every topic name (shared clusters, isolated test runs).",
@@ -83,6 +91,11 @@ class ServiceSettings(BaseSettings):
         default=None,
         description="OTLP/HTTP traces endpoint, e.g. http://collector:4318/v1/traces; unset = off.",
     )
+
+    @property
+    def store(self) -> str:
+        """The URL of the store this process opens: ``store_url``, else ``mongodb_url``."""
+        return self.store_url or self.mongodb_url
 
     def group_id(self, name: str) -> str:
         """The consumer group id of one of this service's subscribers."""

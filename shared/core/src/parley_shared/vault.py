@@ -16,11 +16,17 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from psycopg import sql
 from pymongo.asynchronous.collection import AsyncCollection
+
+from parley_shared.postgres import Pool, dumps_dated, jsonb, migrate, migrations_in, undated
+
+MIGRATIONS = migrations_in("parley_shared", "vault")
+"""The vault's table on PostgreSQL (``channel_credentials``)."""
 
 
 class VaultError(Exception):
@@ -88,6 +94,42 @@ class Credential:
     refresh_token: str | None = field(default=None, repr=False)
 
 
+class CredentialStore(Protocol):
+    """Channel credentials, sealed by the vault before they are written (one port, one adapter
+    per store: :class:`MongoCredentialStore`, :class:`PostgresCredentialStore`)."""
+
+    async def put(self, credential: Credential) -> None: ...
+
+    async def get(self, channel_id: str) -> Credential | None: ...
+
+    async def delete(self, channel_id: str) -> None: ...
+
+    async def ensure_indexes(self) -> None:
+        """Make what the store needs before use (a table on PostgreSQL; nothing on MongoDB)."""
+        ...
+
+
+def _credential_doc(credential: Credential, vault: TokenVault) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "token": vault.encrypt(credential.access_token, credential.channel_id),
+        "expires_at": credential.expires_at,
+        "scopes": list(credential.scopes),
+    }
+    if credential.refresh_token:
+        doc["refresh"] = vault.encrypt(credential.refresh_token, credential.channel_id)
+    return doc
+
+
+def _credential_of(channel_id: str, doc: Mapping[str, Any], vault: TokenVault) -> Credential:
+    return Credential(
+        channel_id=channel_id,
+        access_token=vault.decrypt(doc["token"], channel_id),
+        expires_at=doc.get("expires_at"),
+        scopes=tuple(doc.get("scopes", [])),
+        refresh_token=vault.decrypt(doc["refresh"], channel_id) if doc.get("refresh") else None,
+    )
+
+
 class MongoCredentialStore:
     """One document per channel: the encrypted token(s), expiry and scopes."""
 
@@ -96,30 +138,50 @@ class MongoCredentialStore:
         self.vault = vault
 
     async def put(self, credential: Credential) -> None:
-        doc: dict[str, Any] = {
-            "_id": credential.channel_id,
-            "token": self.vault.encrypt(credential.access_token, credential.channel_id),
-            "expires_at": credential.expires_at,
-            "scopes": list(credential.scopes),
-        }
-        if credential.refresh_token:
-            doc["refresh"] = self.vault.encrypt(credential.refresh_token, credential.channel_id)
+        doc = {"_id": credential.channel_id, **_credential_doc(credential, self.vault)}
         await self.collection.replace_one({"_id": credential.channel_id}, doc, upsert=True)
 
     async def get(self, channel_id: str) -> Credential | None:
         doc = await self.collection.find_one({"_id": channel_id})
-        if doc is None:
-            return None
-        return Credential(
-            channel_id=channel_id,
-            access_token=self.vault.decrypt(doc["token"], channel_id),
-            expires_at=doc.get("expires_at"),
-            scopes=tuple(doc.get("scopes", [])),
-            refresh_token=self.vault.decrypt(doc["refresh"], channel_id) if doc.get("refresh") else None,
-        )
+        return None if doc is None else _credential_of(channel_id, doc, self.vault)
 
     async def delete(self, channel_id: str) -> None:
         await self.collection.delete_one({"_id": channel_id})
+
+    async def ensure_indexes(self) -> None:
+        """Nothing to make: the collection's ``_id`` is its only key."""
+
+
+class PostgresCredentialStore:
+    """One row per channel in ``channel_credentials``: the same sealed document as on MongoDB
+    (its datetimes tagged, ``parley_shared.postgres.dumps_dated``), keyed by the channel id."""
+
+    def __init__(self, pool: Pool, vault: TokenVault) -> None:
+        self.pool = pool
+        self.vault = vault
+
+    async def put(self, credential: Credential) -> None:
+        doc = dumps_dated(_credential_doc(credential, self.vault))
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO channel_credentials (id, doc) VALUES (%s, %s)"
+                " ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
+                (credential.channel_id, jsonb(doc)),
+            )
+
+    async def get(self, channel_id: str) -> Credential | None:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute("SELECT doc FROM channel_credentials WHERE id = %s", (channel_id,))
+            row = await cursor.fetchone()
+        return None if row is None else _credential_of(channel_id, undated(row[0]), self.vault)
+
+    async def delete(self, channel_id: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute("DELETE FROM channel_credentials WHERE id = %s", (channel_id,))
+
+    async def ensure_indexes(self) -> None:
+        """Create the table (the vault's migrations not yet applied)."""
+        await migrate(self.pool, MIGRATIONS)
 
 
 def _is_sealed(value: object) -> bool:
@@ -172,6 +234,13 @@ def _reseal_doc(
     return changed, count
 
 
+def _paths_by_collection(fields: Iterable[tuple[str, str]]) -> dict[str, list[list[str]]]:
+    by_collection: dict[str, list[list[str]]] = {}
+    for collection, dotted in fields:
+        by_collection.setdefault(collection, []).append(dotted.split("."))
+    return by_collection
+
+
 async def rotate_sealed(db: Any, vault: TokenVault, fields: Iterable[tuple[str, str]]) -> tuple[int, int]:
     """Re-encrypt, with the current key, every ciphertext at the given (collection, dotted path)
     fields (a list on the path is walked element by element; the document's ``_id`` is the
@@ -189,11 +258,8 @@ async def rotate_sealed(db: Any, vault: TokenVault, fields: Iterable[tuple[str, 
     not apply the condition atomically (docs/storage.md), so there rotation should run while
     connects and refreshes are quiet; it can always be re-run.
     """
-    by_collection: dict[str, list[list[str]]] = {}
-    for collection, dotted in fields:
-        by_collection.setdefault(collection, []).append(dotted.split("."))
     sealed = rewritten = 0
-    for collection, paths in by_collection.items():
+    for collection, paths in _paths_by_collection(fields).items():
         async for doc in db[collection].find({}):
             current: Mapping[str, Any] | None = doc
             for _ in range(ROTATE_RETRIES):
@@ -211,4 +277,45 @@ async def rotate_sealed(db: Any, vault: TokenVault, fields: Iterable[tuple[str, 
                 current = await db[collection].find_one({"_id": doc["_id"]})
             else:
                 raise VaultError(f"{collection} {doc['_id']!r} kept changing during rotation; run it again")
+    return sealed, rewritten
+
+
+async def rotate_sealed_postgres(
+    pool: Pool, vault: TokenVault, fields: Iterable[tuple[str, str]]
+) -> tuple[int, int]:
+    """:func:`rotate_sealed` on PostgreSQL: each collection is a table of ``(id, doc jsonb)`` rows
+    (the row's id is the associated data), and each row is rewritten by one update conditional on
+    its whole document being the one read, which PostgreSQL applies atomically (a row changed in
+    between is read again, at most ROTATE_RETRIES times). Returns (ciphertexts re-encrypted,
+    rows rewritten)."""
+    sealed = rewritten = 0
+    for table, paths in _paths_by_collection(fields).items():
+        name = sql.Identifier(table)
+        async with pool.connection() as conn:
+            cursor = await conn.execute(sql.SQL("SELECT id, doc FROM {} ORDER BY id").format(name))
+            rows = await cursor.fetchall()
+        for row_id, doc in rows:
+            current: dict[str, Any] | None = doc
+            for _ in range(ROTATE_RETRIES):
+                if current is None:
+                    break  # deleted meanwhile: nothing to rotate
+                changed, count = _reseal_doc({**current, "_id": row_id}, paths, vault, table)
+                if not count:
+                    break
+                async with pool.connection() as conn:
+                    cursor = await conn.execute(
+                        sql.SQL("UPDATE {} SET doc = doc || %s WHERE id = %s AND doc = %s").format(name),
+                        (jsonb(dumps_dated(changed)), row_id, jsonb(dumps_dated(current))),
+                    )
+                    if cursor.rowcount:
+                        sealed += count
+                        rewritten += 1
+                        break
+                    cursor = await conn.execute(
+                        sql.SQL("SELECT doc FROM {} WHERE id = %s").format(name), (row_id,)
+                    )
+                    found = await cursor.fetchone()
+                current = None if found is None else found[0]
+            else:
+                raise VaultError(f"{table} {row_id!r} kept changing during rotation; run it again")
     return sealed, rewritten

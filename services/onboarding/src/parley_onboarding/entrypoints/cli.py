@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from parley_events import Provider
-from parley_shared import mongo
 from parley_shared.kafka import EventPublisher, make_broker
 from parley_shared.runtime import Runtime
 from parley_shared.settings import ServiceSettings, load_settings
-from parley_shared.vault import TokenVault, parse_keys, rotate_sealed
+from parley_shared.store import open_store
+from parley_shared.vault import TokenVault, parse_keys, rotate_sealed, rotate_sealed_postgres
 
 from parley_onboarding.adapters.stores import SEALED_FIELDS
 from parley_onboarding.bootstrap import build_service, production_adapters
@@ -25,7 +25,7 @@ from parley_onboarding.settings import OnboardingSettings
 
 async def register_channel(settings: OnboardingSettings, args: argparse.Namespace) -> str:
     broker = make_broker(settings, client_id="parley-cli")
-    client = mongo.open_client(settings.mongodb_url)
+    store = await open_store(settings.store)
     runtime = Runtime(
         settings=settings,
         service="cli",
@@ -38,7 +38,7 @@ async def register_channel(settings: OnboardingSettings, args: argparse.Namespac
         ),
         retry=None,  # type: ignore[arg-type]  # the CLI consumes nothing
         readiness=None,  # type: ignore[arg-type]
-        mongo_client=client,
+        store=store,
     )
     await broker.connect()
     try:
@@ -59,7 +59,7 @@ async def register_channel(settings: OnboardingSettings, args: argparse.Namespac
             return channel.id
     finally:
         await broker.stop()
-        await client.close()
+        await store.close()
 
 
 def _run(_settings: ServiceSettings, args: argparse.Namespace) -> int:
@@ -72,12 +72,14 @@ def _run(_settings: ServiceSettings, args: argparse.Namespace) -> int:
 async def rotate_credentials(settings: OnboardingSettings) -> tuple[int, int]:
     """Re-encrypt every secret onboarding keeps (SEALED_FIELDS) with the first key; (secrets,
     documents) re-encrypted."""
-    client = mongo.open_client(settings.mongodb_url)
+    vault = TokenVault(parse_keys(settings.encryption_keys.get_secret_value()))
+    store = await open_store(settings.store)
     try:
-        vault = TokenVault(parse_keys(settings.encryption_keys.get_secret_value()))
-        return await rotate_sealed(mongo.database(client, settings.mongodb_url), vault, SEALED_FIELDS)
+        if store.kind == "postgresql":
+            return await rotate_sealed_postgres(store.postgres, vault, SEALED_FIELDS)
+        return await rotate_sealed(store.db, vault, SEALED_FIELDS)
     finally:
-        await client.close()
+        await store.close()
 
 
 def _rotate(_settings: ServiceSettings, _args: argparse.Namespace) -> int:
