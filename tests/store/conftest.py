@@ -12,8 +12,10 @@ the right to create (and drop) a database, or a schema in the URL's database.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
+import secrets
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,11 +23,14 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from parley_onboarding.adapters.postgres import PostgresOnboardingStore
+from parley_onboarding.adapters.stores import MongoOnboardingStore
 from parley_policy.adapters.postgres import PostgresPolicyStore, PostgresPolicyTemplates
 from parley_policy.adapters.stores import PolicyStore, PolicyTemplates
 from parley_routing.adapters.postgres import PostgresConversationRepository
 from parley_routing.adapters.repository import MongoConversationRepository
 from parley_shared.store import Store, open_store, store_kind
+from parley_shared.vault import MongoCredentialStore, PostgresCredentialStore, TokenVault, parse_keys
 from psycopg import sql
 
 from tests.conftest import Infra
@@ -128,3 +133,37 @@ def templates(store: Store, policy_store: Any) -> Any:
     return (
         PostgresPolicyTemplates(store.postgres) if store.kind == "postgresql" else PolicyTemplates(store.db)
     )
+
+
+def vault_keys(*key_ids: str) -> str:
+    """``PARLEY_ENCRYPTION_KEYS`` with a new random key per id (the first one encrypts)."""
+    return ",".join(f"{k}:{base64.b64encode(secrets.token_bytes(32)).decode()}" for k in key_ids)
+
+
+@pytest.fixture
+def vault() -> TokenVault:
+    return TokenVault(parse_keys(vault_keys("k1")))
+
+
+@pytest.fixture
+async def onboarding_store(store: Store, vault: TokenVault) -> Any:
+    """Onboarding's ``OnboardingStore`` adapter for the store, its tables and indexes made."""
+    adapter: Any = (
+        PostgresOnboardingStore(store.postgres, vault)
+        if store.kind == "postgresql"
+        else MongoOnboardingStore(store.db, vault)
+    )
+    await adapter.ensure_indexes()
+    return adapter
+
+
+@pytest.fixture
+async def credentials(store: Store, vault: TokenVault) -> Any:
+    """The vault's ``CredentialStore`` adapter for the store, its table made."""
+    adapter: Any = (
+        PostgresCredentialStore(store.postgres, vault)
+        if store.kind == "postgresql"
+        else MongoCredentialStore(store.db["channel_credentials"], vault)
+    )
+    await adapter.ensure_indexes()
+    return adapter

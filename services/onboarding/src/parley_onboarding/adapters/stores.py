@@ -553,10 +553,8 @@ class MongoOnboardingStore:
         """Delete started Meta connections that expired (FerretDB 1.24 has no TTL indexes, so this
         runs on a timer and expired ones are refused on read); how many went."""
         expired = await self.connections.delete_many({"expires_at": {"$lte": now}})
-        # documents written before connections carried expires_at
-        legacy = await self.connections.delete_many(
-            {"expires_at": {"$exists": False}, "created_at": {"$lte": now - ttl}}
-        )
+        # documents written before connections carried expires_at (a null matches a missing field)
+        legacy = await self.connections.delete_many({"expires_at": None, "created_at": {"$lte": now - ttl}})
         return int(expired.deleted_count) + int(legacy.deleted_count)
 
     async def ensure_indexes(self) -> None:
