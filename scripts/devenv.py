@@ -22,6 +22,12 @@ DEV_DEFAULTS = {
     "PARLEY_X_API_BASE_URL": "http://127.0.0.1:8090",
 }
 
+LOCAL_STORES = {
+    # the stores of `make infra-up` (scripts/infra.sh)
+    "postgres": "postgresql://postgres@127.0.0.1:54329/parley",
+    "ferretdb": "mongodb://127.0.0.1:27017/parley",
+}
+
 SERVICES = {
     # console script: port
     "parley-sandbox": 8090,
@@ -38,4 +44,8 @@ def dev_env() -> dict[str, str]:
     env = dict(os.environ)
     for key, value in DEV_DEFAULTS.items():
         env.setdefault(key, value)
+    # the services' store: the local PostgreSQL, or FerretDB under `make run STORE=ferretdb`
+    env.setdefault(
+        "PARLEY_STORE_URL", LOCAL_STORES["ferretdb" if env.get("STORE") == "ferretdb" else "postgres"]
+    )
     return env
