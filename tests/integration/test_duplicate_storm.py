@@ -25,7 +25,7 @@ SECRET = "storm-secret"
 
 
 async def test_ten_concurrent_copies_of_one_delivery_make_one_conversation_message(
-    infra: Infra, namespace: str, database_url: str
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     await publish_channel(infra.kafka, namespace, channel_id="ch-s", tenant_id="t", account_id="page-s")
     common = {
@@ -44,7 +44,7 @@ async def test_ten_concurrent_copies_of_one_delivery_make_one_conversation_messa
         running(
             create_routing_app(
                 RoutingSettings(
-                    **common, mongodb_url=database_url, jwt_hs256_secret="storm-test-jwt-secret-of-32-bytes!!"
+                    **common, store_url=store_url, jwt_hs256_secret="storm-test-jwt-secret-of-32-bytes!!"
                 )
             )
         ),

@@ -96,9 +96,9 @@ def acme_pages() -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-async def stack(infra: Infra, namespace: str, database_url: str, mongo_db: Any) -> AsyncIterator[Stack]:
-    """The running stack; ``mongo_db`` only drops the test's database afterwards."""
-    async with onboarding_stack(infra, namespace, database_url) as s:
+async def stack(infra: Infra, namespace: str, store_url: str) -> AsyncIterator[Stack]:
+    """The running stack, on PostgreSQL (on MongoDB for a test marked ``mongodb``)."""
+    async with onboarding_stack(infra, namespace, store_url) as s:
         yield s
 
 
@@ -486,6 +486,7 @@ async def test_whatsapp_code_wrong_expired_resent_too_soon_and_too_many_attempts
     assert [e["step"] for e in steps].count("code_sent") == 3
 
 
+@pytest.mark.mongodb  # reads the services' documents directly
 async def test_provider_side_whatsapp_steps_need_the_platform_operator(stack: Stack) -> None:
     """Security #13 finding 7: a tenant admin cannot record what the platform or Meta did."""
     token = await whatsapp_number(stack)
@@ -520,6 +521,7 @@ async def test_provider_side_whatsapp_steps_need_the_platform_operator(stack: St
     assert (await wa.step("badge-decided", {"approved": True}))["step"] == "badge_decided"
 
 
+@pytest.mark.mongodb  # reads the services' documents directly
 async def test_an_account_whose_number_is_not_in_the_waba_is_refused_and_nothing_is_kept(
     stack: Stack,
 ) -> None:
@@ -557,6 +559,7 @@ async def test_an_account_whose_number_is_not_in_the_waba_is_refused_and_nothing
     assert accepted["step"] == "account_created"
 
 
+@pytest.mark.mongodb  # reads the services' documents directly
 async def test_a_waba_claimed_by_one_tenant_cannot_be_claimed_by_another(stack: Stack) -> None:
     """Security #13 finding 7: one WABA belongs to one tenant (a unique claim document)."""
     token = await whatsapp_number(stack)
@@ -623,6 +626,7 @@ async def test_concurrent_wrong_codes_reach_meta_at_most_five_times_and_a_resend
     assert len(stack.recorder.matching("/verify_code")) == 7
 
 
+@pytest.mark.mongodb  # reads the services' documents directly
 async def test_a_meta_outage_does_not_use_up_the_whatsapp_code_attempts(stack: Stack) -> None:
     """Review P2-3: an attempt Meta did not judge (a 500) is given back, and a resend numbers the
     new code after every claimed attempt, so failures cannot block the onboarding for good."""
@@ -680,6 +684,7 @@ async def onboard_number(
     return wa
 
 
+@pytest.mark.mongodb  # reads the services' documents directly
 async def test_a_waba_is_released_when_its_tenants_last_channel_on_it_disconnects(stack: Stack) -> None:
     """Review P2-6: the WABA claim goes with the tenant's last channel on the WABA, so the WABA can
     move to another tenant; an onboarding of the old tenant still under way claims it again at
@@ -946,11 +951,9 @@ async def test_settings_access_and_teams(stack: Stack) -> None:
     ]
 
 
-async def test_teams_per_tenant_are_capped(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
-) -> None:
+async def test_teams_per_tenant_are_capped(infra: Infra, namespace: str, store_url: str) -> None:
     """Security #13 finding 14c: team creation is bounded per tenant; deleted teams free their place."""
-    async with onboarding_stack(infra, namespace, database_url, max_teams_per_tenant=3) as stack:
+    async with onboarding_stack(infra, namespace, store_url, max_teams_per_tenant=3) as stack:
         made = [await stack.call("POST", "/teams", {"name": f"Team {n}"}, status=201) for n in range(3)]
         refused = await stack.call("POST", "/teams", {"name": "One too many"}, status=409)
         assert (refused["code"], refused["limit"]) == ("TEAM_LIMIT_REACHED", 3)
@@ -1054,18 +1057,16 @@ async def test_a_page_active_in_one_tenant_cannot_be_activated_in_another(stack:
 # --------------------------------------------------------------------------- secrets
 
 
+@pytest.mark.mongodb  # reads the services' documents directly
 async def test_no_credential_leaks_into_answers_events_or_logs(
     infra: Infra,
     namespace: str,
-    database_url: str,
-    mongo_db: Any,
+    store_url: str,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    async with onboarding_stack(
-        infra, namespace, database_url, log_format="json", log_level="debug"
-    ) as stack:
+    async with onboarding_stack(infra, namespace, store_url, log_format="json", log_level="debug") as stack:
         # Meta: connect, a refused reuse of the code, a provider failure, revoke, check, reconnect
         code = await stack.meta_user("meta-user-9", acme_pages())
         started = await stack.start_meta(code)
@@ -1169,6 +1170,7 @@ async def onboard_whatsapp(stack: Stack) -> WhatsApp:
     return wa
 
 
+@pytest.mark.mongodb  # reads the services' documents directly
 async def test_rotation_re_encrypts_every_kind_of_secret(stack: Stack) -> None:
     """Channel tokens, X refresh tokens, WhatsApp tokens and PINs, and started connections' Page
     tokens all move to the new key; none is left on the old one and all decrypt with it alone."""
@@ -1209,6 +1211,7 @@ async def test_rotation_re_encrypts_every_kind_of_secret(stack: Stack) -> None:
     )
 
 
+@pytest.mark.mongodb  # reads the services' documents directly
 async def test_a_disconnect_purges_the_channels_secrets_everywhere(stack: Stack) -> None:
     wa = await onboard_whatsapp(stack)
     channel_id = (await wa.get())["channel_id"]
@@ -1229,6 +1232,7 @@ async def test_a_disconnect_purges_the_channels_secrets_everywhere(stack: Stack)
     assert await credentials.find_one({"_id": channels[PAGE_B]["id"]}) is not None  # others stay
 
 
+@pytest.mark.mongodb  # reads the services' documents directly
 async def test_meta_connections_keep_no_user_token_and_go_on_activation_or_expiry(stack: Stack) -> None:
     code = await stack.meta_user("meta-user-ttl", acme_pages())
     started = await stack.start_meta(code)

@@ -92,7 +92,7 @@ async def wait_outcome(stack: Stack, reply_id: str) -> list[dict[str, Any]]:
 
 
 async def test_an_approved_messenger_reply_is_announced_and_sent(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     t0 = start_time()
     messenger = channel("ch-m", Provider.MESSENGER, PAGE, user_access={"ana": CONTRIBUTOR})
@@ -100,9 +100,7 @@ async def test_an_approved_messenger_reply_is_announced_and_sent(
     async def setup(sandbox: Sandbox) -> list[Any]:
         return [(messenger, await sandbox.page(PAGE))]
 
-    async with policy_stack(
-        infra, namespace, database_url, mongo_db, setup, now=t0 + timedelta(minutes=5)
-    ) as stack:
+    async with policy_stack(infra, namespace, store_url, setup, now=t0 + timedelta(minutes=5)) as stack:
         window = await stack.customer_message(inbound(messenger, "conv-1", PSID, t0))
         assert window["window_open"] is True
         assert datetime.fromisoformat(window["window_closes_at"]) == t0 + timedelta(hours=24)
@@ -144,7 +142,7 @@ async def test_an_approved_messenger_reply_is_announced_and_sent(
 
 
 async def test_the_24_hour_window_and_the_human_agent_tag_at_their_boundaries(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     t0 = start_time()
     tagged = channel(
@@ -155,9 +153,7 @@ async def test_the_24_hour_window_and_the_human_agent_tag_at_their_boundaries(
     async def setup(sandbox: Sandbox) -> list[Any]:
         return [(tagged, await sandbox.page(PAGE)), (untagged, await sandbox.page(PAGE_2))]
 
-    async with policy_stack(
-        infra, namespace, database_url, mongo_db, setup, now=t0 + timedelta(minutes=1)
-    ) as stack:
+    async with policy_stack(infra, namespace, store_url, setup, now=t0 + timedelta(minutes=1)) as stack:
         await stack.customer_message(inbound(tagged, "conv-tag", PSID, t0))
         await stack.customer_message(inbound(untagged, "conv-plain", PSID, t0))
         text = {"text": "Still there?"}
@@ -235,7 +231,7 @@ async def test_the_24_hour_window_and_the_human_agent_tag_at_their_boundaries(
 
 
 async def test_window_notices_are_published_once_each_as_the_clock_moves(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     t0 = start_time()
     lead = 3600
@@ -248,8 +244,7 @@ async def test_window_notices_are_published_once_each_as_the_clock_moves(
     async with policy_stack(
         infra,
         namespace,
-        database_url,
-        mongo_db,
+        store_url,
         setup,
         now=t0 + timedelta(minutes=1),
         window_closing_lead_s=lead,
@@ -299,7 +294,7 @@ async def test_window_notices_are_published_once_each_as_the_clock_moves(
 
 
 async def test_window_notices_reach_every_conversation_when_many_are_recent(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     t0 = start_time()
     messenger = channel("ch-m", Provider.MESSENGER, PAGE)
@@ -311,8 +306,7 @@ async def test_window_notices_reach_every_conversation_when_many_are_recent(
     async with policy_stack(
         infra,
         namespace,
-        database_url,
-        mongo_db,
+        store_url,
         setup,
         now=t0 + timedelta(hours=25),
         window_sweep_interval_s=3600,
@@ -335,7 +329,7 @@ async def test_window_notices_reach_every_conversation_when_many_are_recent(
 
 
 async def test_viewers_are_refused_and_strangers_see_nothing(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     t0 = start_time()
     messenger = channel(
@@ -345,9 +339,7 @@ async def test_viewers_are_refused_and_strangers_see_nothing(
     async def setup(sandbox: Sandbox) -> list[Any]:
         return [(messenger, await sandbox.page(PAGE))]
 
-    async with policy_stack(
-        infra, namespace, database_url, mongo_db, setup, now=t0 + timedelta(minutes=1)
-    ) as stack:
+    async with policy_stack(infra, namespace, store_url, setup, now=t0 + timedelta(minutes=1)) as stack:
         await stack.customer_message(inbound(messenger, "conv-1", PSID, t0))
         text = {"text": "hi"}
 
@@ -400,7 +392,7 @@ async def test_viewers_are_refused_and_strangers_see_nothing(
 
 
 async def test_throttling_is_retried_and_permanent_errors_are_not(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     t0 = start_time()
     access = {"ana": CONTRIBUTOR}
@@ -420,9 +412,7 @@ async def test_throttling_is_retried_and_permanent_errors_are_not(
             (wa_closed, await sandbox.whatsapp_number(NUMBER_2, enforce_window=True)),
         ]
 
-    async with policy_stack(
-        infra, namespace, database_url, mongo_db, setup, now=t0 + timedelta(minutes=1)
-    ) as stack:
+    async with policy_stack(infra, namespace, store_url, setup, now=t0 + timedelta(minutes=1)) as stack:
         for snapshot, conversation, customer in (
             (throttled, "conv-throttled", PSID),
             (revoked, "conv-revoked", PSID),
@@ -495,7 +485,7 @@ def conversations_on_both_partitions(prefix: str) -> tuple[str, str]:
 
 
 async def test_a_provider_outage_longer_than_a_few_tries_delays_the_reply_and_no_other_partition(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     """429 for 6 s, then 500 for 6 s: the reply goes out once when the provider is back.
 
@@ -514,8 +504,7 @@ async def test_a_provider_outage_longer_than_a_few_tries_delays_the_reply_and_no
     async with policy_stack(
         infra,
         namespace,
-        database_url,
-        mongo_db,
+        store_url,
         setup,
         now=t0 + timedelta(minutes=1),
         delivery_backoff_s=0.2,
@@ -558,7 +547,7 @@ async def test_a_provider_outage_longer_than_a_few_tries_delays_the_reply_and_no
 
 
 async def test_a_stop_during_a_retry_wait_is_prompt_and_the_successor_sends_once(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     """The provider asks for a minute; policy stops meanwhile, well within its shutdown timeout.
 
@@ -571,13 +560,13 @@ async def test_a_stop_during_a_retry_wait_is_prompt_and_the_successor_sends_once
         return [(messenger, await sandbox.page(PAGE))]
 
     async with policy_stack(
-        infra, namespace, database_url, mongo_db, setup, now=t0 + timedelta(minutes=1), replicas=0
+        infra, namespace, store_url, setup, now=t0 + timedelta(minutes=1), replicas=0
     ) as stack:
         sandbox = stack.sandbox
         sends = f"/{PAGE}/messages"
 
         def policy_app() -> Starlette:
-            settings = policy_settings(infra, namespace, database_url, sandbox.url, shutdown_timeout_s=30)
+            settings = policy_settings(infra, namespace, store_url, sandbox.url, shutdown_timeout_s=30)
             return create_policy_app(settings, clock=stack.clock)
 
         first = policy_app()
@@ -614,7 +603,7 @@ async def test_a_stop_during_a_retry_wait_is_prompt_and_the_successor_sends_once
 
 
 async def test_a_retried_request_and_a_redelivered_approval_send_once(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     t0 = start_time()
     messenger = channel("ch-m", Provider.MESSENGER, PAGE, user_access={"ana": CONTRIBUTOR})
@@ -622,9 +611,7 @@ async def test_a_retried_request_and_a_redelivered_approval_send_once(
     async def setup(sandbox: Sandbox) -> list[Any]:
         return [(messenger, await sandbox.page(PAGE))]
 
-    async with policy_stack(
-        infra, namespace, database_url, mongo_db, setup, now=t0 + timedelta(minutes=1)
-    ) as stack:
+    async with policy_stack(infra, namespace, store_url, setup, now=t0 + timedelta(minutes=1)) as stack:
         await stack.customer_message(inbound(messenger, "conv-1", PSID, t0))
         first = await stack.reply("conv-1", {"text": "once"}, "ana", idempotency_key="k-1")
         again = await stack.reply("conv-1", {"text": "once"}, "ana", idempotency_key="k-1")
@@ -653,7 +640,7 @@ async def test_a_retried_request_and_a_redelivered_approval_send_once(
 
 
 async def test_a_decision_stored_but_not_announced_is_announced_when_the_request_is_retried(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     """A crash (or a broker timeout) between storing the decision and publishing the approval.
 
@@ -665,9 +652,7 @@ async def test_a_decision_stored_but_not_announced_is_announced_when_the_request
     async def setup(sandbox: Sandbox) -> list[Any]:
         return [(messenger, await sandbox.page(PAGE))]
 
-    async with policy_stack(
-        infra, namespace, database_url, mongo_db, setup, now=t0 + timedelta(minutes=1)
-    ) as stack:
+    async with policy_stack(infra, namespace, store_url, setup, now=t0 + timedelta(minutes=1)) as stack:
         await stack.customer_message(inbound(messenger, "conv-1", PSID, t0))
         service = stack.service()
         publish = service.publish
@@ -705,7 +690,7 @@ async def test_a_decision_stored_but_not_announced_is_announced_when_the_request
 
 
 async def test_two_policy_replicas_share_the_whatsapp_send_rate(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     t0 = start_time()
     whatsapp = channel("ch-wa", Provider.WHATSAPP, NUMBER, user_access={"ana": CONTRIBUTOR})
@@ -716,8 +701,7 @@ async def test_two_policy_replicas_share_the_whatsapp_send_rate(
     async with policy_stack(
         infra,
         namespace,
-        database_url,
-        mongo_db,
+        store_url,
         setup,
         now=t0 + timedelta(minutes=1),  # frozen: every request falls in the same second
         replicas=2,
@@ -753,9 +737,7 @@ async def test_two_policy_replicas_share_the_whatsapp_send_rate(
         assert later.status_code == 202, later.text
 
 
-async def test_a_retried_request_uses_no_send_slot(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
-) -> None:
+async def test_a_retried_request_uses_no_send_slot(infra: Infra, namespace: str, store_url: str) -> None:
     t0 = start_time()
     whatsapp = channel("ch-wa", Provider.WHATSAPP, NUMBER, user_access={"ana": CONTRIBUTOR})
 
@@ -765,8 +747,7 @@ async def test_a_retried_request_uses_no_send_slot(
     async with policy_stack(
         infra,
         namespace,
-        database_url,
-        mongo_db,
+        store_url,
         setup,
         now=t0 + timedelta(minutes=1),
         whatsapp_throughput_per_s=2,
@@ -780,7 +761,7 @@ async def test_a_retried_request_uses_no_send_slot(
 
 
 async def test_a_rate_limited_request_retried_after_retry_after_is_decided_again(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     t0 = start_time()
     whatsapp = channel("ch-wa", Provider.WHATSAPP, NUMBER, user_access={"ana": CONTRIBUTOR})
@@ -791,8 +772,7 @@ async def test_a_rate_limited_request_retried_after_retry_after_is_decided_again
     async with policy_stack(
         infra,
         namespace,
-        database_url,
-        mongo_db,
+        store_url,
         setup,
         now=t0 + timedelta(minutes=1),
         whatsapp_throughput_per_s=1,
@@ -811,7 +791,7 @@ async def test_a_rate_limited_request_retried_after_retry_after_is_decided_again
 
 
 async def test_a_sent_reply_makes_the_agent_the_owner_in_routing(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     t0 = start_time()
     messenger = channel(
@@ -823,14 +803,14 @@ async def test_a_sent_reply_makes_the_agent_the_owner_in_routing(
 
     routing_settings = RoutingSettings(
         kafka_bootstrap_servers=infra.kafka,
-        mongodb_url=database_url,
+        store_url=store_url,
         topic_namespace=namespace,
         consumer_group_prefix=namespace,
         jwt_hs256_secret=JWT,
         log_level="warning",
     )
     async with (
-        policy_stack(infra, namespace, database_url, mongo_db, setup, now=t0 + timedelta(minutes=1)) as stack,
+        policy_stack(infra, namespace, store_url, setup, now=t0 + timedelta(minutes=1)) as stack,
         running(create_routing_app(routing_settings)) as routing,
     ):
         await stack.customer_message(inbound(messenger, "conv-1", PSID, t0))

@@ -30,6 +30,7 @@ from tests.support.policy import (
     inbound,
     of_type,
     policy_stack,
+    policy_stores,
 )
 
 pytestmark = pytest.mark.integration
@@ -50,7 +51,7 @@ def bearer(
 
 
 async def test_only_service_principals_send_automated_replies_and_every_reply_records_who_asked(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     t0 = start_time()
     messenger = channel(
@@ -63,9 +64,7 @@ async def test_only_service_principals_send_automated_replies_and_every_reply_re
     async def setup(sandbox: Sandbox) -> list[Any]:
         return [(messenger, await sandbox.page(PAGE))]
 
-    async with policy_stack(
-        infra, namespace, database_url, mongo_db, setup, now=t0 + timedelta(minutes=1)
-    ) as stack:
+    async with policy_stack(infra, namespace, store_url, setup, now=t0 + timedelta(minutes=1)) as stack:
         await stack.customer_message(inbound(messenger, "conv-1", PSID, t0))
         automated = {"text": "Your order shipped", "sender_type": "automated"}
 
@@ -129,14 +128,14 @@ async def test_only_service_principals_send_automated_replies_and_every_reply_re
             )
         # the refused attempts left no trace; the stored decisions name who asked
         assert {e["requested_by"] for e in of_type(events, REQUESTED)} == {"bot-1", "ana"}
-        decisions = stack.db["policy_decisions"]
-        assert (await decisions.find_one({"_id": bot_id}))["result"]["requested_by"] == "bot-1"
-        assert (await decisions.find_one({"_id": person_id}))["result"]["requested_by"] == "ana"
+        async with policy_stores(stack.store_url) as (decisions, _):
+            assert (await decisions.decision(bot_id))["requested_by"] == "bot-1"  # type: ignore[index]
+            assert (await decisions.decision(person_id))["requested_by"] == "ana"  # type: ignore[index]
         assert len(await stack.sandbox.accepted(f"/{PAGE}/messages")) == 2
 
 
 async def test_check_answers_no_access_exactly_as_no_such_conversation(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     t0 = start_time()
     messenger = channel("ch-m", Provider.MESSENGER, PAGE, user_access={"ana": ChannelRole.CONTRIBUTOR})
@@ -144,9 +143,7 @@ async def test_check_answers_no_access_exactly_as_no_such_conversation(
     async def setup(sandbox: Sandbox) -> list[Any]:
         return [(messenger, None)]
 
-    async with policy_stack(
-        infra, namespace, database_url, mongo_db, setup, now=t0 + timedelta(minutes=1)
-    ) as stack:
+    async with policy_stack(infra, namespace, store_url, setup, now=t0 + timedelta(minutes=1)) as stack:
         await stack.customer_message(inbound(messenger, "conv-1", PSID, t0))
         text = {"text": "hi"}
         answers = []
@@ -167,7 +164,7 @@ async def test_check_answers_no_access_exactly_as_no_such_conversation(
 
 
 async def test_a_public_reply_answers_only_a_comment_or_post_of_its_conversation(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     """Finding 9: any comment_id was accepted, so a Contributor could post as the brand anywhere."""
     t0 = start_time()
@@ -186,9 +183,7 @@ async def test_a_public_reply_answers_only_a_comment_or_post_of_its_conversation
             update={"kind": kind, "provider_message_id": item, "event_id": f"msg_{item}"}
         )
 
-    async with policy_stack(
-        infra, namespace, database_url, mongo_db, setup, now=t0 + timedelta(minutes=1)
-    ) as stack:
+    async with policy_stack(infra, namespace, store_url, setup, now=t0 + timedelta(minutes=1)) as stack:
         await stack.publish(
             public(messenger, "conv-post-1", "post1_c1", MessageKind.COMMENT),
             public(messenger, "conv-post-2", "post2_c9", MessageKind.COMMENT),
@@ -227,7 +222,7 @@ async def test_a_public_reply_answers_only_a_comment_or_post_of_its_conversation
 
 
 async def test_a_policy_started_on_a_graph_version_near_its_end_exports_the_days_left_and_warns(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any, capsys: pytest.CaptureFixture[str]
+    infra: Infra, namespace: str, store_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from parley_providers.meta.versions import GRAPH_API_VERSIONS
 
@@ -242,8 +237,7 @@ async def test_a_policy_started_on_a_graph_version_near_its_end_exports_the_days
     async with policy_stack(
         infra,
         namespace,
-        database_url,
-        mongo_db,
+        store_url,
         setup,
         now=start_time(),
         graph_api_version="v21.0",

@@ -62,10 +62,11 @@ def token(user: str, tenant: str = "tenant-a", roles: list[str] | None = None) -
     return {"authorization": f"Bearer {issue_dev_token(JWT, user, tenant, roles or [])}"}
 
 
-def settings(infra: Infra, namespace: str, database_url: str, **extra: Any) -> RoutingSettings:
+def settings(infra: Infra, namespace: str, store_url: str, **extra: Any) -> RoutingSettings:
+    """Routing's settings on ``store_url`` (PostgreSQL or MongoDB, by its scheme)."""
     return RoutingSettings(
         kafka_bootstrap_servers=infra.kafka,
-        mongodb_url=database_url,
+        store_url=store_url,
         topic_namespace=namespace,
         consumer_group_prefix=namespace,
         jwt_hs256_secret=JWT,
@@ -125,10 +126,10 @@ async def wait_for_sequence(
 
 
 async def test_a_duplicated_inbound_event_changes_the_conversation_once(
-    infra: Infra, namespace: str, database_url: str
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     await publish_events(infra.kafka, namespace, channel("ch-1", all_users_role=ChannelRole.VIEWER))
-    async with running(create_routing_app(settings(infra, namespace, database_url))) as api:
+    async with running(create_routing_app(settings(infra, namespace, store_url))) as api:
         first = message(1, "conv-dup")
         await publish_events(infra.kafka, namespace, first, first, message(2, "conv-dup"), first)
         events = await wait_for_sequence(infra, namespace, "conv-dup", 3)
@@ -158,7 +159,7 @@ async def test_a_duplicated_inbound_event_changes_the_conversation_once(
 
 
 async def test_a_poison_record_in_a_batch_is_dead_lettered_alone_and_the_rest_is_applied(
-    infra: Infra, namespace: str, database_url: str
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     await publish_events(infra.kafka, namespace, channel("ch-1", all_users_role=ChannelRole.VIEWER))
     inbound = qualify(topics.MESSAGES_INBOUND.name, namespace)
@@ -175,7 +176,7 @@ async def test_a_poison_record_in_a_batch_is_dead_lettered_alone_and_the_rest_is
     finally:
         await producer.stop()
 
-    async with running(create_routing_app(settings(infra, namespace, database_url, consumer_max_attempts=2))):
+    async with running(create_routing_app(settings(infra, namespace, store_url, consumer_max_attempts=2))):
         p_events = await wait_for_sequence(infra, namespace, "conv-p", 3)
         q_events = await wait_for_sequence(infra, namespace, "conv-q", 2)
         dead = await read_records(infra.kafka, dlq_name(inbound), until=lambda rs: len(rs) >= 1)
@@ -190,7 +191,7 @@ async def test_a_poison_record_in_a_batch_is_dead_lettered_alone_and_the_rest_is
 
 
 async def test_auto_ownership_on_and_off_and_resolving_clears_the_owner(
-    infra: Infra, namespace: str, database_url: str
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     await publish_events(
         infra.kafka,
@@ -212,7 +213,7 @@ async def test_auto_ownership_on_and_off_and_resolving_clears_the_owner(
             sent_at=T0 + timedelta(hours=1),
         )
 
-    async with running(create_routing_app(settings(infra, namespace, database_url))) as api:
+    async with running(create_routing_app(settings(infra, namespace, store_url))) as api:
         await publish_events(
             infra.kafka, namespace, message(1, "conv-on", "ch-on"), message(1, "conv-off", "ch-off")
         )
@@ -257,7 +258,7 @@ async def test_auto_ownership_on_and_off_and_resolving_clears_the_owner(
 
 
 async def test_visibility_follows_direct_team_and_toggle_roles(
-    infra: Infra, namespace: str, database_url: str
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     await publish_events(
         infra.kafka,
@@ -273,7 +274,7 @@ async def test_visibility_follows_direct_team_and_toggle_roles(
         channel("ch-direct", user_access={"direct": ChannelRole.SUPERVISOR}),
         channel("ch-other-tenant", tenant="tenant-b", all_users_role=ChannelRole.SUPERVISOR),
     )
-    async with running(create_routing_app(settings(infra, namespace, database_url))) as api:
+    async with running(create_routing_app(settings(infra, namespace, store_url))) as api:
         for ch in ("ch-team-a", "ch-team-b", "ch-everyone", "ch-teams", "ch-direct"):
             await publish_events(infra.kafka, namespace, message(1, f"conv-{ch}", ch))
         await publish_events(
@@ -363,11 +364,9 @@ async def test_visibility_follows_direct_team_and_toggle_roles(
         assert "Idempotency-Key" in missing_key.json()["message"]
 
 
-async def test_pagination_is_newest_first_and_complete(
-    infra: Infra, namespace: str, database_url: str
-) -> None:
+async def test_pagination_is_newest_first_and_complete(infra: Infra, namespace: str, store_url: str) -> None:
     await publish_events(infra.kafka, namespace, channel("ch-1", all_users_role=ChannelRole.VIEWER))
-    async with running(create_routing_app(settings(infra, namespace, database_url))) as api:
+    async with running(create_routing_app(settings(infra, namespace, store_url))) as api:
         await publish_events(infra.kafka, namespace, *[message(n, f"conv-p{n}") for n in range(1, 8)])
         for n in range(1, 8):
             await wait_for_sequence(infra, namespace, f"conv-p{n}", 2)
@@ -424,10 +423,10 @@ async def test_two_routing_replicas_never_resolve_the_same_conversation_twice(
 
 
 async def test_sequence_numbers_are_gap_free_per_conversation(
-    infra: Infra, namespace: str, database_url: str
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     await publish_events(infra.kafka, namespace, channel("ch-1", user_access={"sup": ChannelRole.SUPERVISOR}))
-    async with running(create_routing_app(settings(infra, namespace, database_url))) as api:
+    async with running(create_routing_app(settings(infra, namespace, store_url))) as api:
         await publish_events(infra.kafka, namespace, message(1, "conv-g"))
         await wait_for_sequence(infra, namespace, "conv-g", 2)
         headers = token("sup")
@@ -630,10 +629,10 @@ async def test_a_late_redelivery_is_a_duplicate_and_an_old_message_does_not_reop
 
 
 async def test_commands_of_users_and_keys_with_colons_never_share_a_cause(
-    infra: Infra, namespace: str, database_url: str
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     await publish_events(infra.kafka, namespace, channel("ch-1", all_users_role=ChannelRole.VIEWER))
-    async with running(create_routing_app(settings(infra, namespace, database_url))) as api:
+    async with running(create_routing_app(settings(infra, namespace, store_url))) as api:
         await publish_events(infra.kafka, namespace, message(1, "conv-colon"))
         await wait_for_sequence(infra, namespace, "conv-colon", 2)
 

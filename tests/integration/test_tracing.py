@@ -30,7 +30,7 @@ def trace_id_of(record: object) -> str | None:
 
 
 async def test_the_webhooks_trace_id_reaches_the_conversation_events(
-    infra: Infra, namespace: str, database_url: str
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     await publish_channel(infra.kafka, namespace, channel_id="ch-t", tenant_id="t", account_id="page-t")
     common = {
@@ -47,7 +47,7 @@ async def test_the_webhooks_trace_id_reaches_the_conversation_events(
             create_routing_app(
                 RoutingSettings(
                     **common,
-                    mongodb_url=database_url,
+                    store_url=store_url,
                     jwt_hs256_secret="tracing-test-jwt-secret-of-32-bytes!",
                 )
             )

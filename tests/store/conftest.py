@@ -13,15 +13,12 @@ the right to create (and drop) a database, or a schema in the URL's database.
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-import psycopg
 import pytest
 from parley_onboarding.adapters.postgres import PostgresOnboardingStore
 from parley_onboarding.adapters.stores import MongoOnboardingStore
@@ -31,9 +28,9 @@ from parley_routing.adapters.postgres import PostgresConversationRepository
 from parley_routing.adapters.repository import MongoConversationRepository
 from parley_shared.store import Store, open_store, store_kind
 from parley_shared.vault import MongoCredentialStore, PostgresCredentialStore, TokenVault, parse_keys
-from psycopg import sql
 
 from tests.conftest import Infra
+from tests.support.postgres import schema_of_its_own
 
 LOCAL_STORE_URLS = ("mongodb://127.0.0.1:27017/parley", "postgresql://postgres@127.0.0.1:54329/parley")
 
@@ -51,14 +48,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             named = [store_kind(u) for u in urls]
             ids = [k if named.count(k) == 1 else f"{k}{i}" for i, k in enumerate(named)]
             metafunc.parametrize(fixture, urls, ids=ids)
-
-
-def in_schema(url: str, schema: str) -> str:
-    """The PostgreSQL URL with ``schema`` first on its search path (libpq's ``options``)."""
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    query["options"] = f"{query.get('options', '')} -c search_path={schema}".strip()
-    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
 
 @pytest.fixture
@@ -80,17 +69,6 @@ async def store(store_url: str) -> AsyncIterator[Store]:
         assert opened.mongo_client is not None
         await opened.mongo_client.drop_database(name)
         await opened.close()
-
-
-@contextlib.asynccontextmanager
-async def schema_of_its_own(url: str, name: str) -> AsyncIterator[str]:
-    """A new schema on the PostgreSQL of ``url``, dropped after; yields the URL that works in it."""
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
-        await admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-        try:
-            yield in_schema(url, name)
-        finally:
-            await admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
 
 
 @pytest.fixture

@@ -164,6 +164,7 @@ class Stack:
 
     @property
     def db(self) -> Any:
+        """The MongoDB database of a test marked ``mongodb`` (an error on PostgreSQL)."""
         return self.app.state.runtime.db
 
     def admin(self, user: str = ADMIN, tenant: str = TENANT) -> dict[str, str]:
@@ -303,7 +304,7 @@ def of_type(events: list[dict[str, Any]], event_type: str, **match: Any) -> list
 async def onboarding_stack(
     infra: Infra,
     namespace: str,
-    database_url: str,
+    store_url: str,
     clock: Clock | None = None,
     configure: Callable[[SandboxState], None] | None = None,
     **overrides: Any,
@@ -325,7 +326,7 @@ async def onboarding_stack(
     async with serve(recorder) as url, httpx.AsyncClient(timeout=10) as sandbox_http:
         settings = OnboardingSettings(
             kafka_bootstrap_servers=infra.kafka,
-            mongodb_url=database_url,
+            store_url=store_url,
             topic_namespace=namespace,
             consumer_group_prefix=namespace,
             jwt_hs256_secret=jwt_secret,

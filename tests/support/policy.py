@@ -34,13 +34,23 @@ from parley_events import (
     qualify,
     topics,
 )
+from parley_policy.adapters.postgres import PostgresPolicyStore
+from parley_policy.adapters.stores import PolicyStore, PolicyStorePort
 from parley_policy.bootstrap import create_policy_app
 from parley_policy.service import PolicyService
 from parley_policy.settings import PolicySettings
 from parley_providers.meta.versions import DEFAULT_GRAPH_API_VERSION
 from parley_sandbox import SandboxState, serve_sandbox
 from parley_shared.auth import issue_dev_token
-from parley_shared.vault import Credential, MongoCredentialStore, TokenVault, parse_keys
+from parley_shared.store import open_store
+from parley_shared.vault import (
+    Credential,
+    CredentialStore,
+    MongoCredentialStore,
+    PostgresCredentialStore,
+    TokenVault,
+    parse_keys,
+)
 from starlette.applications import Starlette
 
 from tests.conftest import Infra
@@ -209,7 +219,8 @@ class Stack:
     namespace: str
     sandbox: Sandbox
     clock: Clock
-    db: Any
+    store_url: str
+    """Where policy keeps its state (PostgreSQL or MongoDB, by the scheme): see ``policy_stores``."""
     apps: list[Starlette] = field(default_factory=list)
     clients: list[httpx.AsyncClient] = field(default_factory=list)
 
@@ -309,11 +320,11 @@ class Stack:
 
 
 def policy_settings(
-    infra: Infra, namespace: str, database_url: str, sandbox_url: str, **extra: Any
+    infra: Infra, namespace: str, store_url: str, sandbox_url: str, **extra: Any
 ) -> PolicySettings:
     values: dict[str, Any] = {
         "kafka_bootstrap_servers": infra.kafka,
-        "mongodb_url": database_url,
+        "store_url": store_url,
         "topic_namespace": namespace,
         "consumer_group_prefix": namespace,
         "jwt_hs256_secret": JWT,
@@ -332,18 +343,36 @@ def policy_settings(
     return PolicySettings(**values)
 
 
-async def store_token(db: Any, channel_id: str, token: str) -> None:
+@contextlib.asynccontextmanager
+async def policy_stores(store_url: str) -> AsyncIterator[tuple[PolicyStorePort, CredentialStore]]:
+    """Policy's store and the credential store on ``store_url``, the adapters of its kind, their
+    tables made (what a test reads or writes behind the service's back)."""
+    store = await open_store(store_url)
+    try:
+        vault = TokenVault(parse_keys(KEYS))
+        adapters: tuple[PolicyStorePort, CredentialStore] = (
+            (PostgresPolicyStore(store.postgres), PostgresCredentialStore(store.postgres, vault))
+            if store.kind == "postgresql"
+            else (PolicyStore(store.db), MongoCredentialStore(store.db["channel_credentials"], vault))
+        )
+        for adapter in adapters:
+            await adapter.ensure_indexes()
+        yield adapters
+    finally:
+        await store.close()
+
+
+async def store_token(store_url: str, channel_id: str, token: str) -> None:
     """What onboarding does on connect: the channel's token, encrypted, in the shared store."""
-    store = MongoCredentialStore(db["channel_credentials"], TokenVault(parse_keys(KEYS)))
-    await store.put(Credential(channel_id, token, None))
+    async with policy_stores(store_url) as (_, credentials):
+        await credentials.put(Credential(channel_id, token, None))
 
 
 @contextlib.asynccontextmanager
 async def policy_stack(
     infra: Infra,
     namespace: str,
-    database_url: str,
-    db: Any,
+    store_url: str,
     setup: Callable[[Sandbox], Any],
     *,
     now: datetime,
@@ -357,13 +386,13 @@ async def policy_stack(
         channels = await setup(sandbox)
         for snapshot, token in channels:
             if token is not None:
-                await store_token(db, snapshot.channel_id, token)
+                await store_token(store_url, snapshot.channel_id, token)
         await publish_events(infra.kafka, namespace, *(snapshot for snapshot, _ in channels))
-        stack = Stack(infra, namespace, sandbox, Clock(now), db)
+        stack = Stack(infra, namespace, sandbox, Clock(now), store_url)
         async with contextlib.AsyncExitStack() as stack_of_apps:
             for _ in range(replicas):
                 app = create_policy_app(
-                    policy_settings(infra, namespace, database_url, url, **settings), clock=stack.clock
+                    policy_settings(infra, namespace, store_url, url, **settings), clock=stack.clock
                 )
                 stack.apps.append(app)
                 stack.clients.append(await stack_of_apps.enter_async_context(running(app)))
