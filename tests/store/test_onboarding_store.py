@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from parley_events import ChannelStatus, Provider
+from parley_onboarding.adapters import postgres as onboarding_postgres
 from parley_onboarding.adapters.stores import SEALED_FIELDS
 from parley_onboarding.domain.channels import Channel
 from parley_onboarding.domain.connections import PageConnection
@@ -138,7 +139,10 @@ async def test_teams_of_a_tenant_leave_out_deleted_ones_and_other_tenants(onboar
     assert (await onboarding_store.team(gone.id)).deleted is True
 
 
-async def test_channel_queries_find_what_each_promises(onboarding_store: Any) -> None:
+async def test_channel_queries_find_what_each_promises(
+    onboarding_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(onboarding_postgres, "CHANNEL_PAGE", 2)  # walks by status read several pages
     soon = channel("page_soon", token_expires_at=T0 + timedelta(days=1))
     later = channel("page_later", token_expires_at=T0 + timedelta(days=30))
     instagram = channel("ig_1", provider=Provider.INSTAGRAM, business_account_id="page_linked")

@@ -43,6 +43,8 @@ from parley_onboarding.domain.teams import Team
 from parley_onboarding.domain.whatsapp import WhatsAppOnboarding
 
 MIGRATIONS = migrations_in("parley_onboarding.adapters", "onboarding")
+CHANNEL_PAGE = 500
+"""Channels read per statement when every channel of some statuses is walked."""
 CLAIM_ATTEMPTS = 5
 """Reads of an account's claim that a concurrent release may empty before this call inserts."""
 
@@ -80,8 +82,12 @@ class PostgresOnboardingStore:
             cursor = await conn.execute(query, params)
             return cursor.rowcount
 
-    async def _channels(self, where: LiteralString, params: tuple[Any, ...]) -> list[Channel]:
-        query = sql.SQL("SELECT id, version, doc FROM channels WHERE {} ORDER BY id").format(sql.SQL(where))
+    async def _channels(
+        self, where: LiteralString, params: tuple[Any, ...], limit: int | None = None
+    ) -> list[Channel]:
+        query = sql.SQL("SELECT id, version, doc FROM channels WHERE {} ORDER BY id LIMIT {}").format(
+            sql.SQL(where), sql.Literal(limit)
+        )
         rows = await self._rows(query, params)
         return [channel_from_doc(_doc(*row)) for row in rows]
 
@@ -125,8 +131,12 @@ class PostgresOnboardingStore:
         )
 
     async def channels_with_status(self, statuses: Collection[ChannelStatus]) -> AsyncIterator[Channel]:
-        for channel in await self._channels("status = ANY(%s)", ([s.value for s in statuses],)):
-            yield channel
+        """Every channel in one of ``statuses``, read ``CHANNEL_PAGE`` at a time in id order."""
+        values, after = [s.value for s in statuses], ""
+        while page := await self._channels("status = ANY(%s) AND id > %s", (values, after), CHANNEL_PAGE):
+            for channel in page:
+                yield channel
+            after = page[-1].id
 
     async def channels_expiring_by(self, horizon: datetime) -> list[Channel]:
         return await self._channels("status = 'active' AND token_expires_at <= %s", (horizon,))
