@@ -27,6 +27,7 @@ from parley_events import (
     qualify,
     topics,
 )
+from parley_routing.adapters.postgres import PostgresConversationRepository
 from parley_routing.adapters.repository import (
     MAX_DOCUMENT_BYTES,
     DocumentTooLarge,
@@ -47,9 +48,10 @@ from parley_routing.settings import RoutingSettings
 from parley_shared import mongo
 from parley_shared.auth import issue_dev_token
 from parley_shared.kafka import dlq_name, encode_event
+from psycopg_pool import PoolTimeout
 
 from tests.conftest import Infra
-from tests.support.apps import running
+from tests.support.apps import app_of, running, runtime_of
 from tests.support.kafka import count_records, eventually, publish_events, read_records
 
 pytestmark = pytest.mark.integration
@@ -123,6 +125,31 @@ async def wait_for_sequence(
         for r in records
         if json.loads(r.value)["conversation_id"] == conversation
     ]
+
+
+async def test_routing_runs_on_the_store_its_url_names_and_is_ready_once_the_store_answers(
+    infra: Infra, namespace: str, store_url: str
+) -> None:
+    await publish_events(infra.kafka, namespace, channel("ch-1"))
+    async with running(create_routing_app(settings(infra, namespace, store_url))) as api:
+        runtime = runtime_of(app_of(api))
+        assert runtime.opened_store.kind == "postgresql"
+        assert isinstance(runtime.wiring.repository, PostgresConversationRepository)
+
+        async def ready() -> Any:
+            response = await api.get("/readyz")
+            return response.json() if response.status_code == 200 else None
+
+        assert (await eventually(ready))["checks"]["store"] == "ok"
+
+
+async def test_routing_does_not_start_on_a_postgresql_that_does_not_answer(
+    infra: Infra, namespace: str
+) -> None:
+    nowhere = "postgresql://postgres@127.0.0.1:1/parley"  # nothing listens on port 1
+    with pytest.raises(PoolTimeout):  # the connection errors themselves are logged as it retries
+        async with running(create_routing_app(settings(infra, namespace, nowhere))):
+            pass
 
 
 async def test_a_duplicated_inbound_event_changes_the_conversation_once(
