@@ -8,12 +8,12 @@ import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from parley_events import ConversationCreated, ConversationMessageAdded, qualify, topics
-from pymongo import MongoClient
+from parley_routing.adapters.postgres import PostgresConversationRepository
+from parley_shared.store import open_store
 
 from tests.conftest import Infra
 from tests.support.kafka import publish_channel, read_records
@@ -27,11 +27,11 @@ APP_SECRET = "e2e-app-secret"
 
 @pytest.fixture
 def stack(
-    infra: Infra, namespace: str, database_url: str, tmp_path: Path
+    infra: Infra, namespace: str, store_url: str, tmp_path: Path
 ) -> Iterator[dict[str, ServiceProcess]]:
     env = {
         "PARLEY_KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
-        "PARLEY_MONGODB_URL": database_url,
+        "PARLEY_STORE_URL": store_url,  # PostgreSQL, a schema of this test's own
         "PARLEY_TOPIC_NAMESPACE": namespace,
         "PARLEY_CONSUMER_GROUP_PREFIX": namespace,
         "PARLEY_META_APP_SECRETS": APP_SECRET,
@@ -50,9 +50,6 @@ def stack(
     finally:
         codes = {name: s.terminate() for name, s in services.items()}
         logs = {name: s.log() for name, s in services.items()}
-        client: MongoClient[dict[str, Any]] = MongoClient(database_url)
-        client.drop_database(client.get_default_database().name)
-        client.close()
         # graceful shutdown: every process exits cleanly on SIGTERM
         assert codes == dict.fromkeys(services, 0), logs
         for name, text in logs.items():
@@ -63,7 +60,7 @@ def stack(
 
 
 async def test_a_signed_messenger_message_becomes_a_stored_conversation_and_an_event(
-    stack: dict[str, ServiceProcess], infra: Infra, namespace: str, database_url: str
+    stack: dict[str, ServiceProcess], infra: Infra, namespace: str, store_url: str
 ) -> None:
     await publish_channel(
         infra.kafka, namespace, channel_id="channel-e2e", tenant_id="tenant-e2e", account_id="page-e2e"
@@ -107,15 +104,15 @@ async def test_a_signed_messenger_message_becomes_a_stored_conversation_and_an_e
     for record in by_type.values():
         assert dict(record.headers)["traceparent"].decode().split("-")[1] == trace_id
 
-    client: MongoClient[dict[str, Any]] = MongoClient(database_url)
+    store = await open_store(store_url)
     try:
-        stored = client.get_default_database()["conversations"].find_one({"_id": created.conversation_id})
+        stored = await PostgresConversationRepository(store.postgres).get(created.conversation_id)
     finally:
-        client.close()
+        await store.close()
     assert stored is not None
-    assert stored["queue"] == "new"
-    assert stored["tenant_id"] == "tenant-e2e"
-    assert stored["sequence"] == 2
+    assert stored.queue.value == "new"
+    assert stored.tenant_id == "tenant-e2e"
+    assert stored.sequence == 2
 
     # the provider re-sends the same delivery: 200 again, and no new conversation event
     again = httpx.post(f"{stack['parley-ingest'].url}/webhooks/meta", content=body, headers=headers)
