@@ -59,11 +59,11 @@ async def raw_request(port: int, head: bytes, body_chunks: int = 0, chunk: bytes
 
 
 @pytest.fixture
-def routing(infra: Infra, namespace: str, database_url: str, tmp_path: Path) -> ServiceProcess:
+def routing(infra: Infra, namespace: str, store_url: str, tmp_path: Path) -> ServiceProcess:
     metrics_port = free_port()
     env = {
         "PARLEY_KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
-        "PARLEY_MONGODB_URL": database_url,
+        "PARLEY_STORE_URL": store_url,
         "PARLEY_TOPIC_NAMESPACE": namespace,
         "PARLEY_CONSUMER_GROUP_PREFIX": namespace,
         "PARLEY_JWT_HS256_SECRET": SECRET,
