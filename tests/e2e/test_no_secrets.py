@@ -39,7 +39,6 @@ from jsonschema import Draft202012Validator
 from parley_events import CloudEventAttributes, Provider, qualify, topics
 from parley_ingest.domain.normalize import conversation_id
 from parley_shared.auth import issue_dev_token
-from pymongo import MongoClient
 
 from tests.conftest import Infra
 from tests.support.kafka import eventually, read_records
@@ -184,7 +183,7 @@ def stop(process: ServiceProcess) -> int:
 
 
 @pytest.fixture
-async def run(infra: Infra, namespace: str, database_url: str, tmp_path: Path) -> AsyncIterator[Run]:
+async def run(infra: Infra, namespace: str, store_url: str, tmp_path: Path) -> AsyncIterator[Run]:
     marker = uuid.uuid4().hex[:6]
     values = {
         # made to be found: a prefix names each, the rest is random
@@ -211,7 +210,7 @@ async def run(infra: Infra, namespace: str, database_url: str, tmp_path: Path) -
     )
     env = {
         "PARLEY_KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
-        "PARLEY_MONGODB_URL": database_url,
+        "PARLEY_STORE_URL": store_url,  # PostgreSQL, a schema of this test's own
         "PARLEY_TOPIC_NAMESPACE": namespace,
         "PARLEY_CONSUMER_GROUP_PREFIX": namespace,
         "PARLEY_LOG_LEVEL": "debug",
@@ -245,9 +244,6 @@ async def run(infra: Infra, namespace: str, database_url: str, tmp_path: Path) -
     finally:
         for process in [*services.values(), sandbox]:
             stop(process)
-        client: MongoClient[dict[str, Any]] = MongoClient(database_url)
-        client.drop_database(client.get_default_database().name)
-        client.close()
 
 
 def signed_meta(run: Run, payload: dict[str, Any], secret: str) -> tuple[bytes, str]:
@@ -631,22 +627,35 @@ def test_the_contract_check_refuses_what_a_cloud_events_consumer_would() -> None
     assert all("parley.channel.snapshot.v1" in p for p in problems[2:])
 
 
-async def stored_documents(database_url: str) -> list[str]:
-    from parley_shared import mongo
+async def stored_documents(store_url: str) -> list[str]:
+    """Every row (PostgreSQL: of every table in the URL's schema) or document in the store, as text."""
+    from parley_shared.store import open_store
+    from psycopg import sql
 
-    client = mongo.open_client(database_url)
+    store = await open_store(store_url)
+    found: list[str] = []
     try:
-        db = mongo.database(client, database_url)
-        found = []
+        if store.kind == "postgresql":
+            async with store.postgres.connection() as conn:
+                cursor = await conn.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+                )
+                for (table,) in await cursor.fetchall():
+                    rows = await conn.execute(
+                        sql.SQL("SELECT row_to_json(t)::text FROM {} AS t").format(sql.Identifier(table))
+                    )
+                    found += [row[0] for row in await rows.fetchall()]
+            return found
+        db = store.db
         for name in await db.list_collection_names():
             found += [json.dumps(doc, default=str) for doc in await db[name].find().to_list()]
         return found
     finally:
-        await client.close()
+        await store.close()
 
 
 async def test_no_secret_reaches_a_log_line_an_event_or_the_store(
-    run: Run, infra: Infra, namespace: str, database_url: str
+    run: Run, infra: Infra, namespace: str, store_url: str
 ) -> None:
     jwt_secret = run.secrets["jwt secret"]
     admin = run.bearer(jwt_secret)
@@ -688,8 +697,10 @@ async def test_no_secret_reaches_a_log_line_an_event_or_the_store(
     places: dict[str, list[str]] = {
         **logs,
         **{f"records of {topic}": texts_of(found) for topic, found in records.items()},
-        "the store": await stored_documents(database_url),
+        "the store": await stored_documents(store_url),
     }
+    # the scan reads what onboarding stored: the channels' sealed credentials among it
+    assert any('"ciphertext"' in text for text in places["the store"]), "the store scan found no credential"
 
     leaks = find_leaks(run.secrets, places, run.codes)
     assert leaks == []
