@@ -22,7 +22,8 @@ from parley_events import (
     qualify,
     topics,
 )
-from pymongo import MongoClient
+from parley_routing.adapters.postgres import PostgresConversationRepository
+from parley_shared.store import open_store
 
 from tests.conftest import Infra
 from tests.support.kafka import count_records, publish_events, read_records
@@ -55,11 +56,11 @@ def message(conversation: int, n: int) -> MessageReceived:
 
 
 async def test_sigterm_mid_stream_loses_nothing_and_applies_nothing_twice(
-    infra: Infra, namespace: str, database_url: str, tmp_path: Path
+    infra: Infra, namespace: str, store_url: str, tmp_path: Path
 ) -> None:
     env = {
         "PARLEY_KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
-        "PARLEY_MONGODB_URL": database_url,
+        "PARLEY_STORE_URL": store_url,  # PostgreSQL, a schema of this test's own
         "PARLEY_TOPIC_NAMESPACE": namespace,
         "PARLEY_CONSUMER_GROUP_PREFIX": namespace,
         "PARLEY_JWT_HS256_SECRET": "shutdown-test-secret-of-32-bytes-at-least",
@@ -128,10 +129,11 @@ async def test_sigterm_mid_stream_loses_nothing_and_applies_nothing_twice(
     }
     # nothing applied twice: a redelivered message was recognised, never given a new sequence number
     assert all(len(ids) == 1 for ids in ids_by_position.values())
-    client: MongoClient[dict[str, Any]] = MongoClient(database_url)
+    store = await open_store(store_url)
     try:
-        stored = {d["_id"]: d["sequence"] for d in client.get_default_database()["conversations"].find()}
-        client.drop_database(client.get_default_database().name)
+        repository = PostgresConversationRepository(store.postgres)
+        conversations = [await repository.get(f"conv-{c}") for c in range(CONVERSATIONS)]
     finally:
-        client.close()
+        await store.close()
+    stored = {c.id: c.sequence for c in conversations if c is not None}
     assert stored == {f"conv-{c}": MESSAGES_EACH + 1 for c in range(CONVERSATIONS)}
