@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from parley_events import ChannelSnapshot, qualify, topics
+from parley_shared.store import store_kind
 from pymongo import MongoClient
 
 from tests.conftest import Infra
@@ -28,12 +30,27 @@ def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
     )
 
 
+def stored_credential(url: str, channel_id: str) -> dict[str, Any] | None:
+    """The channel's credential as stored (sealed), on the store of ``url``."""
+    if store_kind(url) == "postgresql":
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT doc FROM channel_credentials WHERE id = %s", (channel_id,)).fetchone()
+        return None if row is None else dict(row[0])
+    client: MongoClient[dict[str, Any]] = MongoClient(url)
+    try:
+        return client.get_default_database()["channel_credentials"].find_one({"_id": channel_id})
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mongodb"])
 async def test_channels_register_creates_an_active_channel_and_publishes_it(
-    infra: Infra, namespace: str, database_url: str
+    infra: Infra, namespace: str, store_url: str, database_url: str, kind: str
 ) -> None:
+    url = store_url if kind == "postgresql" else database_url
     env = {
         "PARLEY_KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
-        "PARLEY_MONGODB_URL": database_url,
+        "PARLEY_STORE_URL": url,
         "PARLEY_TOPIC_NAMESPACE": namespace,
         "PARLEY_ENCRYPTION_KEYS": "k1:" + base64.b64encode(os.urandom(32)).decode(),
         "PARLEY_META_APP_ID": "app",
@@ -75,9 +92,8 @@ async def test_channels_register_creates_an_active_channel_and_publishes_it(
     assert snapshot.status.value == "active"
     assert snapshot.display_name == "Ops Page"
 
-    client: MongoClient[dict[str, Any]] = MongoClient(database_url)
     try:
-        stored = client.get_default_database()["channel_credentials"].find_one({"_id": channel_id})
+        stored = stored_credential(url, channel_id)
         assert stored is not None
         assert token not in str(stored)  # encrypted at rest
         assert stored["token"]["key_id"] == "k1"
@@ -93,13 +109,15 @@ async def test_channels_register_creates_an_active_channel_and_publishes_it(
         rotated = run(["credentials", "rotate"], rotated_env)
         assert rotated.returncode == 0, rotated.stderr
         assert "re-encrypted 1 secret(s) in 1 document(s) with key k2" in rotated.stdout
-        again = client.get_default_database()["channel_credentials"].find_one({"_id": channel_id})
+        again = stored_credential(url, channel_id)
         assert again is not None
         assert again["token"]["key_id"] == "k2"
         assert again["token"]["ciphertext"] != stored["token"]["ciphertext"]
-        client.drop_database(client.get_default_database().name)
     finally:
-        client.close()
+        if kind == "mongodb":
+            client: MongoClient[dict[str, Any]] = MongoClient(database_url)
+            client.drop_database(client.get_default_database().name)
+            client.close()
 
 
 async def test_topics_create_and_describe_work_as_the_runbook_says(infra: Infra, unique: str) -> None:
