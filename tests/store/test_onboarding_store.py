@@ -9,10 +9,12 @@ the vault, are purged with their channel and re-encrypted by a key rotation.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from parley_events import ChannelStatus, Provider
 from parley_onboarding.adapters import postgres as onboarding_postgres
@@ -22,16 +24,20 @@ from parley_onboarding.domain.connections import PageConnection
 from parley_onboarding.domain.teams import Team
 from parley_onboarding.domain.whatsapp import WhatsAppOnboarding
 from parley_providers.base import GrantedPage
+from parley_shared import vault
 from parley_shared.mongo import VersionConflict
+from parley_shared.postgres import open_pool
 from parley_shared.store import Store
 from parley_shared.vault import (
     Credential,
+    PostgresCredentialStore,
     TokenVault,
     VaultError,
     parse_keys,
     rotate_sealed,
     rotate_sealed_postgres,
 )
+from psycopg.types.json import Jsonb
 
 from tests.store.conftest import vault_keys
 from tests.unit.factories import T0
@@ -361,3 +367,40 @@ async def test_a_key_rotation_reencrypts_every_secret_onboarding_keeps(
     onboarding_store.vault = onboarding_store.channel_credentials.vault = only_old
     with pytest.raises(VaultError):
         await onboarding_store.credential("chn_1")
+
+
+async def test_a_token_refreshed_during_a_rotation_on_postgresql_is_kept_and_rotated(
+    postgres_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = TokenVault(parse_keys(vault_keys("k1")))
+    new_key = vault_keys("k2")
+    rotating = TokenVault(parse_keys(f"{new_key},k1:{base64.b64encode(old.keys['k1']).decode()}"))
+    pool = await open_pool(postgres_schema)
+    try:
+        credentials = PostgresCredentialStore(pool, old)
+        await credentials.ensure_indexes()
+        await credentials.put(Credential("chn_1", "access-1", None, (), "refresh-1"))
+        reseal, refreshed = vault._reseal_doc, []
+
+        def refresh_between_read_and_write(*args: Any) -> Any:
+            if not refreshed:  # another replica refreshes the token (single-use refresh) meanwhile
+                refreshed.append(True)
+                doc = {
+                    "token": old.encrypt("access-2", "chn_1"),
+                    "expires_at": None,
+                    "scopes": [],
+                    "refresh": old.encrypt("refresh-2", "chn_1"),
+                }
+                with psycopg.connect(postgres_schema, autocommit=True) as conn:
+                    conn.execute("UPDATE channel_credentials SET doc = %s WHERE id = 'chn_1'", (Jsonb(doc),))
+            return reseal(*args)
+
+        monkeypatch.setattr(vault, "_reseal_doc", refresh_between_read_and_write)
+        fields = [("channel_credentials", "token"), ("channel_credentials", "refresh")]
+        assert await rotate_sealed_postgres(pool, rotating, fields) == (2, 1)
+
+        after = await PostgresCredentialStore(pool, TokenVault(parse_keys(new_key))).get("chn_1")
+        assert after is not None
+        assert (after.access_token, after.refresh_token) == ("access-2", "refresh-2")
+    finally:
+        await pool.close()
