@@ -486,7 +486,6 @@ async def test_whatsapp_code_wrong_expired_resent_too_soon_and_too_many_attempts
     assert [e["step"] for e in steps].count("code_sent") == 3
 
 
-@pytest.mark.mongodb  # reads the services' documents directly
 async def test_provider_side_whatsapp_steps_need_the_platform_operator(stack: Stack) -> None:
     """Security #13 finding 7: a tenant admin cannot record what the platform or Meta did."""
     token = await whatsapp_number(stack)
@@ -498,8 +497,8 @@ async def test_provider_side_whatsapp_steps_need_the_platform_operator(stack: St
     refused = await wa.step("account-created", account, status=403, headers=stack.admin())
     assert refused["code"] == "OPERATOR_REQUIRED"
     assert (await wa.get())["step"] == "details_submitted"
-    assert await stack.db["channel_credentials"].find_one({"_id": f"whatsapp:{wa.id}"}) is None
-    assert await stack.db["waba_claims"].find_one({"_id": WABA_ID}) is None
+    assert await stack.service.stores.whatsapp_token(wa.id) is None
+    assert await stack.waba_holder(WABA_ID) is None
     await wa.step("account-created", account)
     await wa.step("approve-business-manager")
     for action in ("business-verified",):
@@ -521,7 +520,6 @@ async def test_provider_side_whatsapp_steps_need_the_platform_operator(stack: St
     assert (await wa.step("badge-decided", {"approved": True}))["step"] == "badge_decided"
 
 
-@pytest.mark.mongodb  # reads the services' documents directly
 async def test_an_account_whose_number_is_not_in_the_waba_is_refused_and_nothing_is_kept(
     stack: Stack,
 ) -> None:
@@ -550,8 +548,8 @@ async def test_an_account_whose_number_is_not_in_the_waba_is_refused_and_nothing
     [listed, *_] = stack.recorder.matching(f"/{WABA_ID}/phone_numbers")
     assert listed.method == "GET"
     assert (await wa.get())["step"] == "details_submitted"
-    assert await stack.db["channel_credentials"].find_one({"_id": f"whatsapp:{wa.id}"}) is None
-    assert await stack.db["waba_claims"].count_documents({}) == 0
+    assert await stack.service.stores.whatsapp_token(wa.id) is None
+    assert await stack.waba_holder(WABA_ID) is None
     assert await stack.call("GET", "/channels") == []
     accepted = await wa.step(
         "account-created", {"phone_number_id": PHONE_ID, "waba_id": WABA_ID, "access_token": token}
@@ -559,7 +557,6 @@ async def test_an_account_whose_number_is_not_in_the_waba_is_refused_and_nothing
     assert accepted["step"] == "account_created"
 
 
-@pytest.mark.mongodb  # reads the services' documents directly
 async def test_a_waba_claimed_by_one_tenant_cannot_be_claimed_by_another(stack: Stack) -> None:
     """Security #13 finding 7: one WABA belongs to one tenant (a unique claim document)."""
     token = await whatsapp_number(stack)
@@ -582,9 +579,8 @@ async def test_a_waba_claimed_by_one_tenant_cannot_be_claimed_by_another(stack: 
         "account-created", account, status=409, headers=stack.operator(tenant=OTHER_TENANT)
     )
     assert (refused["code"], refused["field"]) == ("WABA_CLAIMED_ELSEWHERE", "waba_id")
-    stored = await stack.db["channel_credentials"].find_one({"_id": f"whatsapp:{second.id}"})
-    assert stored is None
-    assert (await stack.db["waba_claims"].find_one({"_id": WABA_ID}))["tenant_id"] == TENANT
+    assert await stack.service.stores.whatsapp_token(second.id) is None
+    assert await stack.waba_holder(WABA_ID) == TENANT
     # the same tenant may onboard the WABA again (a second onboarding, or a retry)
     again = await WhatsApp.start(stack)
     for action in ("sign-agreement", "accept-terms"):
@@ -626,7 +622,6 @@ async def test_concurrent_wrong_codes_reach_meta_at_most_five_times_and_a_resend
     assert len(stack.recorder.matching("/verify_code")) == 7
 
 
-@pytest.mark.mongodb  # reads the services' documents directly
 async def test_a_meta_outage_does_not_use_up_the_whatsapp_code_attempts(stack: Stack) -> None:
     """Review P2-3: an attempt Meta did not judge (a 500) is given back, and a resend numbers the
     new code after every claimed attempt, so failures cannot block the onboarding for good."""
@@ -642,14 +637,13 @@ async def test_a_meta_outage_does_not_use_up_the_whatsapp_code_attempts(stack: S
         failed = await wa.step("verify-code", {"code": code}, status=502)
         assert failed["code"] == "PROVIDER_RETRYABLE"
     assert len(stack.recorder.matching("/verify_code")) == 6
-    assert await stack.db["whatsapp_code_attempts"].count_documents({"onboarding_id": wa.id}) == 0
+    assert await stack.service.stores.highest_code_attempt(wa.id) == 0  # none kept
     assert (await wa.get())["code_attempts"] == 0
 
     # claims left behind by a service that stopped while Meta was asked: the code's five numbers
-    attempts = stack.db["whatsapp_code_attempts"]
     now = stack.clock()
     for n in range(1, 6):
-        await attempts.insert_one({"_id": f"{wa.id}:{n}", "onboarding_id": wa.id, "n": n, "at": now})
+        assert await stack.service.stores.claim_code_attempt(wa.id, range(n, n + 1), now) == n
     blocked = await wa.step("verify-code", {"code": code}, status=422)
     assert blocked["code"] == "TOO_MANY_ATTEMPTS"
     # a new code gets numbers after them and works
@@ -684,7 +678,6 @@ async def onboard_number(
     return wa
 
 
-@pytest.mark.mongodb  # reads the services' documents directly
 async def test_a_waba_is_released_when_its_tenants_last_channel_on_it_disconnects(stack: Stack) -> None:
     """Review P2-6: the WABA claim goes with the tenant's last channel on the WABA, so the WABA can
     move to another tenant; an onboarding of the old tenant still under way claims it again at
@@ -692,7 +685,6 @@ async def test_a_waba_is_released_when_its_tenants_last_channel_on_it_disconnect
     token = await whatsapp_number(stack)
     second_phone = "106540352242923"
     await stack.whatsapp_number(second_phone, WABA_ID, token)
-    claims = stack.db["waba_claims"]
     first = await onboard_number(stack, PHONE_ID, token, TENANT)
     second = await onboard_number(stack, second_phone, token, TENANT)
     pending_phone = "106540352242925"
@@ -702,16 +694,16 @@ async def test_a_waba_is_released_when_its_tenants_last_channel_on_it_disconnect
 
     # another channel of the tenant still uses the WABA: the claim stays
     await stack.call("DELETE", f"/channels/{(await first.get())['channel_id']}", headers=admin)
-    assert (await claims.find_one({"_id": WABA_ID}))["tenant_id"] == TENANT
+    assert await stack.waba_holder(WABA_ID) == TENANT
     await stack.call("DELETE", f"/channels/{(await second.get())['channel_id']}", headers=admin)
-    assert await claims.find_one({"_id": WABA_ID}) is None
+    assert await stack.waba_holder(WABA_ID) is None
 
     # another tenant may now onboard the WABA (a number Parley never registered: a registered
     # one keeps its two-step PIN at Meta)
     third_phone = "106540352242924"
     await stack.whatsapp_number(third_phone, WABA_ID, token)
     moved = await onboard_number(stack, third_phone, token, OTHER_TENANT)
-    assert (await claims.find_one({"_id": WABA_ID}))["tenant_id"] == OTHER_TENANT
+    assert await stack.waba_holder(WABA_ID) == OTHER_TENANT
     other_admin = stack.admin("usr-wa-admin", OTHER_TENANT)
     onboarded = await stack.call("GET", f"/whatsapp/onboardings/{moved.id}", headers=other_admin)
     assert onboarded["step"] == "activated"

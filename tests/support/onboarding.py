@@ -167,6 +167,17 @@ class Stack:
         """The MongoDB database of a test marked ``mongodb`` (an error on PostgreSQL)."""
         return self.app.state.runtime.db
 
+    async def waba_holder(self, waba_id: str) -> str | None:
+        """The tenant whose claim holds the WABA, read from either store (the port only claims)."""
+        store = self.app.state.runtime.opened_store
+        if store.kind == "postgresql":
+            async with store.postgres.connection() as conn:
+                cursor = await conn.execute("SELECT tenant_id FROM waba_claims WHERE id = %s", (waba_id,))
+                row = await cursor.fetchone()
+            return None if row is None else str(row[0])
+        doc = await store.db["waba_claims"].find_one({"_id": waba_id})
+        return None if doc is None else str(doc["tenant_id"])
+
     def admin(self, user: str = ADMIN, tenant: str = TENANT) -> dict[str, str]:
         return auth(user, tenant, admin=True, secret=self.jwt_secret)
 
