@@ -28,7 +28,7 @@ from parley_events import (
     topics,
 )
 from parley_routing.adapters.postgres import PostgresConversationRepository
-from parley_routing.adapters.repository import (
+from parley_routing.adapters.stores import (
     MAX_DOCUMENT_BYTES,
     DocumentTooLarge,
     MongoConversationRepository,
