@@ -236,11 +236,13 @@ async def test_a_bad_message_is_dead_lettered_alone_and_its_neighbours_are_publi
         fields = {"id": message_id, "timestamp": now, "type": "text", "text": {"body": message_id}}
         return {**(sender or {"from": "15550123456"}), **fields}
 
-    # Meta since 2026: a customer who withholds the phone number has only from_user_id
+    # a message with neither the phone number (from) nor the business-scoped user id (from_user_id)
+    nobody = text("wamid.nobody")
+    del nobody["from"]
     value = {
         "messaging_product": "whatsapp",
         "metadata": {"phone_number_id": "wa-phone"},
-        "messages": [text("wamid.good1"), text("wamid.nofrom", from_user_id="US.123"), text("wamid.good2")],
+        "messages": [text("wamid.good1"), nobody, text("wamid.good2")],
         "statuses": [{"id": "wamid.out", "status": "read", "timestamp": "1718", "recipient_id": "1555"}],
     }
     body = json.dumps(
@@ -275,7 +277,9 @@ async def test_a_bad_message_is_dead_lettered_alone_and_its_neighbours_are_publi
         error = headers["parley_dlq_error"].decode()
         assert error.startswith(f"UnprocessableDelivery: meta delivery {delivery_id} at {position}: "), error
         assert headers["parley_dlq_attempts"] == b"1"
-    assert letters["entry[0].changes[0].value.messages[1]"]["parley_dlq_error"].endswith(b"from is missing")
+    assert letters["entry[0].changes[0].value.messages[1]"]["parley_dlq_error"].endswith(
+        b"from and from_user_id are missing"
+    )
     assert b"before 2006" in letters["entry[0].changes[0].value.statuses[0]"]["parley_dlq_error"]
     # each dead letter is the archived delivery as it is: a redrive re-normalizes it after a fix
     assert all(r.value == raw[0].value for r in dead)

@@ -102,8 +102,24 @@ class Author(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    id: str = Field(description="Provider user id (PSID, IGSID, wa_id, X user id).")
+    id: str = Field(
+        description="Provider user id (PSID, IGSID, X user id; WhatsApp: the wa_id, or the "
+        "business-scoped user id when the customer's phone number is withheld)."
+    )
     name: str | None = Field(default=None, description="Display name or username when given.")
+    phone: str | None = Field(
+        default=None,
+        description="WhatsApp: the customer's phone number (wa_id), when the provider shares it.",
+        examples=["15550123456"],
+    )
+    user_id: str | None = Field(
+        default=None,
+        description="WhatsApp: the business-scoped user id (BSUID) the provider gives the customer.",
+        examples=["US.13491208655302741918"],
+    )
+    username: str | None = Field(
+        default=None, description="WhatsApp: the customer's username, when they adopted one."
+    )
 
 
 class Attachment(BaseModel):
@@ -185,6 +201,18 @@ class Referral(BaseModel):
     ad_title: str | None = None
 
 
+class IdentityChange(BaseModel):
+    """The provider says a customer's identifiers changed (WhatsApp system messages)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    kind: str = Field(examples=["user_changed_number", "user_changed_user_id"])
+    phone: str | None = Field(default=None, description="The new phone number (wa_id), when shared.")
+    user_id: str | None = Field(default=None, description="The new business-scoped user id.")
+    previous_user_id: str | None = Field(default=None, description="The business-scoped user id before.")
+    text: str | None = Field(default=None, description="The provider's sentence about the change.")
+
+
 class Content(BaseModel):
     """What a message carries. Every field is optional; providers fill what they have."""
 
@@ -215,6 +243,11 @@ class Content(BaseModel):
             "The message is end-to-end encrypted (X's XChat) and Parley cannot read it: no text or "
             "attachments, only that it arrived. Agents answer it in the provider's own app."
         ),
+    )
+    identity_change: IdentityChange | None = Field(
+        default=None,
+        description="The customer's phone number or business-scoped user id changed (WhatsApp): "
+        "the conversation keeps its id, the new identifiers are aliases of the customer.",
     )
 
 
@@ -273,6 +306,21 @@ class ProviderError(BaseModel):
     message: str | None = None
 
 
+class Pricing(BaseModel):
+    """What the provider says a message costs (WhatsApp statuses)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    billable: bool | None = Field(default=None, description="Whether the provider bills the message.")
+    category: str | None = Field(
+        default=None,
+        description="The provider's pricing category.",
+        examples=["marketing", "utility", "authentication", "service"],
+    )
+    pricing_model: str | None = Field(default=None, examples=["PMP"])
+    type: str | None = Field(default=None, examples=["regular", "free_customer_service", "free_entry_point"])
+
+
 class MessageStatusChanged(Event):
     """Delivery or read receipt for the business's messages (Messenger watermarks, WhatsApp)."""
 
@@ -296,6 +344,9 @@ class MessageStatusChanged(Event):
     errors: tuple[ProviderError, ...] = ()
     provider_timestamp: datetime
     delivery_id: str
+    pricing: Pricing | None = Field(
+        default=None, description="WhatsApp: the provider's pricing of the message (billable, category)."
+    )
 
     def key(self) -> str:
         return self.conversation_id

@@ -15,6 +15,7 @@ from parley_events import (
     DeliveryStatus,
     Direction,
     MessageKind,
+    Pricing,
     Provider,
     ProviderError,
 )
@@ -51,6 +52,7 @@ class ParsedStatus:
     provider_timestamp: datetime
     watermark: datetime | None = None
     errors: tuple[ProviderError, ...] = ()
+    pricing: Pricing | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,8 +35,15 @@ def inbound_document(doc: dict[str, Any], message: MessageReceived) -> tuple[dic
     if message.kind is MessageKind.MENTION and mentioned not in mentions:
         mentions = [*mentions, mentioned][-MAX_MENTIONS:]  # one customer's many posts: bounded
     last = doc.get("last_customer_message_at")
-    opens = message.kind is MessageKind.DIRECT  # comments and mentions open no messaging window
+    change = message.content.identity_change
+    # comments and mentions open no messaging window, nor does the provider's note that the
+    # customer's number or user id changed (the customer wrote nothing)
+    opens = message.kind is MessageKind.DIRECT and change is None
     newer = opens and (last is None or message.provider_timestamp > last)
+    recipient_id = doc.get("recipient_id") or recipient
+    if change is not None and (change.phone or change.user_id):
+        # replies go to the customer's new identifier; the conversation keeps its id
+        recipient_id = change.phone or change.user_id
     return {
         "_id": message.conversation_id,
         "tenant_id": message.tenant_id,
@@ -44,7 +51,7 @@ def inbound_document(doc: dict[str, Any], message: MessageReceived) -> tuple[dic
         "provider": message.provider.value,
         "account_id": message.account_id,
         "conversation_key": message.conversation_key,
-        "recipient_id": doc.get("recipient_id") or recipient,
+        "recipient_id": recipient_id,
         "last_customer_message_at": message.provider_timestamp if newer else last,
         "comments": comments,
         "mentions": mentions,

@@ -75,6 +75,7 @@ def status_event(parsed: ParsedStatus, channel: ChannelSnapshot, delivery_id: st
         provider_message_ids=parsed.provider_message_ids,
         watermark=parsed.watermark,
         errors=parsed.errors,
+        pricing=parsed.pricing,
         provider_timestamp=parsed.provider_timestamp,
         delivery_id=delivery_id,
     )

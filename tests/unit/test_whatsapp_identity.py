@@ -1,0 +1,84 @@
+"""A WhatsApp customer's identity across a phone-number change: the normalizer keeps the
+conversation's id (the key is the identity the customer had before), and policy's conversation
+document takes the new number as the reply address without opening a window."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from parley_events import ChannelSnapshot, ChannelStatus, Event, Provider, ReplyApproved, ReplyWindowOpened
+from parley_ingest.domain.normalize.events import message_event
+from parley_policy.domain.decision import ReplyRequest
+from parley_policy.service import PolicyService
+from parley_providers import registry
+
+from tests.support import fixtures
+from tests.support.fakes.policy import FakePolicyStore
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2024, 6, 10, 9, 0, tzinfo=UTC)
+OLD_PHONE, NEW_PHONE = "15550123456", "15550199999"
+CHANNEL = ChannelSnapshot(
+    channel_id="chn_wa",
+    tenant_id="ten_acme",
+    provider=Provider.WHATSAPP,
+    account_id="900000000000101",
+    status=ChannelStatus.ACTIVE,
+    display_name="Acme on WhatsApp",
+    revision=1,
+)
+
+
+def normalized(name: str) -> Any:
+    endpoint = registry.webhook_endpoint("meta")
+    assert endpoint is not None
+    [parsed] = endpoint.parse(fixtures.load("whatsapp", name), NOW).messages
+    return message_event(parsed, CHANNEL, f"delivery-{name}")
+
+
+def test_a_number_change_lands_in_the_conversation_created_before_it() -> None:
+    before = normalized("username_with_phone")  # the customer wrote from the old number
+    change = normalized("system_user_changed_number")
+
+    assert change.conversation_id == before.conversation_id
+    assert change.content.identity_change is not None
+    assert change.content.identity_change.phone == NEW_PHONE
+
+
+async def test_after_a_number_change_replies_go_to_the_new_number_and_no_window_opens() -> None:
+    store = FakePolicyStore()
+    published: list[Event] = []
+
+    async def publish(event: Event, event_id: str) -> None:
+        published.append(event)
+
+    service = PolicyService(
+        store,
+        lambda cid: CHANNEL if cid == CHANNEL.channel_id else None,
+        lambda tenant, user, cid: None,
+        lambda cid: {},
+        publish,
+        lambda: NOW,
+        80,
+    )
+    before = normalized("username_with_phone")
+    change = normalized("system_user_changed_number").model_copy(
+        update={"provider_timestamp": before.provider_timestamp + timedelta(hours=1)}
+    )
+
+    await service.on_inbound(before)
+    await service.on_inbound(change)
+
+    doc = store.conversations[before.conversation_id]
+    assert doc["recipient_id"] == NEW_PHONE
+    assert doc["last_customer_message_at"] == before.provider_timestamp  # the change opened nothing
+    assert len([e for e in published if isinstance(e, ReplyWindowOpened)]) == 1
+    outcome = await service.request_reply(
+        "ten_acme", "ana", True, before.conversation_id, ReplyRequest(text="Noted"), "k-1"
+    )
+    assert outcome.decision.approved
+    [approved] = [e for e in published if isinstance(e, ReplyApproved)]
+    assert approved.recipient_id == NEW_PHONE
