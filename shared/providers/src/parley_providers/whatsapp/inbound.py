@@ -252,7 +252,9 @@ def _echo(account_id: str, message: Mapping[str, Any]) -> ParseResult:
     kind = require_str(message, "type")
     if kind not in HANDLED_TYPES:
         return ParseResult(skipped=(skip_kind("whatsapp.message", kind),))
-    customer = _customer({}, optional_str(message, "to"), optional_str(message, "to_user_id"))
+    # "to" is the number as the business typed it ("+16505551234"): the thread's key has digits only
+    to = optional_str(message, "to")
+    customer = _customer({}, to.removeprefix("+") if to else None, optional_str(message, "to_user_id"))
     business = optional_str(message, "from") or account_id
     context = message.get("context")
     reply_to = optional_str(context, "id") if isinstance(context, Mapping) else None
