@@ -96,11 +96,17 @@ class FakePolicyStore:
             copy.deepcopy(d) for d in sorted(due, key=lambda d: (d["last_customer_message_at"], d["_id"]))
         ]
 
-    async def business_initiated_recipients(self, channel_id: str, since: datetime) -> set[str]:
-        return {r for (c, r), at in self.reached.items() if c == channel_id and at >= since}
+    async def business_initiated_recipients(self, scope: str, since: datetime) -> set[str]:
+        return {r for (c, r), at in self.reached.items() if c == scope and at >= since}
 
-    async def record_business_initiated(self, channel_id: str, recipient_id: str, at: datetime) -> None:
-        self.reached[(channel_id, recipient_id)] = at
+    async def claim_reach(
+        self, scope: str, recipient_id: str, at: datetime, since: datetime, limit: int
+    ) -> bool:
+        held = await self.business_initiated_recipients(scope, since)
+        if recipient_id not in held and len(held) >= limit:
+            return False
+        self.reached[(scope, recipient_id)] = max(at, self.reached.get((scope, recipient_id), at))
+        return True
 
     async def decision(self, key: str) -> dict[str, Any] | None:
         found = self.decisions.get(key)

@@ -192,22 +192,43 @@ class PostgresPolicyStore:
                     return found
                 after = (rows[-1][1], rows[-1][0])
 
-    async def business_initiated_recipients(self, channel_id: str, since: datetime) -> set[str]:
-        """Customers this WhatsApp number reached outside the window since ``since``."""
+    async def business_initiated_recipients(self, scope: str, since: datetime) -> set[str]:
+        """Customers reached outside the window since ``since`` in a messaging limit's scope."""
         async with self.pool.connection() as conn:
             cursor = await conn.execute(
-                "SELECT recipient_id FROM policy_business_initiated WHERE channel_id = %s AND at >= %s",
-                (channel_id, since),
+                "SELECT recipient_id FROM policy_business_initiated WHERE scope = %s AND at >= %s",
+                (scope, since),
             )
             return {row[0] for row in await cursor.fetchall()}
 
-    async def record_business_initiated(self, channel_id: str, recipient_id: str, at: datetime) -> None:
-        async with self.pool.connection() as conn:
+    async def claim_reach(
+        self, scope: str, recipient_id: str, at: datetime, since: datetime, limit: int
+    ) -> bool:
+        """Count a customer reached outside the window at ``at``, if the scope has room; across replicas.
+
+        The count and the insert run under a transaction-scoped advisory lock on the scope, so two
+        replicas racing for the last place take turns and the second finds none.
+        """
+        async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(
-                "INSERT INTO policy_business_initiated (channel_id, recipient_id, at) VALUES (%s, %s, %s)"
-                " ON CONFLICT (channel_id, recipient_id) DO UPDATE SET at = excluded.at",
-                (channel_id, recipient_id, at),
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"policy-reach:{scope}",)
             )
+            cursor = await conn.execute(
+                "SELECT count(*) FILTER (WHERE recipient_id <> %s), count(*) FILTER (WHERE recipient_id = %s)"
+                " FROM policy_business_initiated WHERE scope = %s AND at >= %s",
+                (recipient_id, recipient_id, scope, since),
+            )
+            row = await cursor.fetchone()
+            others, mine = (0, 0) if row is None else (int(row[0]), int(row[1]))
+            if not mine and others >= limit:
+                return False
+            await conn.execute(
+                "INSERT INTO policy_business_initiated (scope, recipient_id, at) VALUES (%s, %s, %s)"
+                " ON CONFLICT (scope, recipient_id) DO UPDATE"
+                " SET at = greatest(policy_business_initiated.at, excluded.at)",
+                (scope, recipient_id, at),
+            )
+        return True
 
     async def decision(self, key: str) -> dict[str, Any] | None:
         async with self.pool.connection() as conn:

@@ -102,11 +102,31 @@ class PolicyStorePort(Protocol):
         self, due_before: datetime, since: datetime, page: int = 500
     ) -> list[dict[str, Any]]: ...
 
-    async def business_initiated_recipients(self, channel_id: str, since: datetime) -> set[str]: ...
+    async def business_initiated_recipients(self, scope: str, since: datetime) -> set[str]: ...
 
-    async def record_business_initiated(self, channel_id: str, recipient_id: str, at: datetime) -> None: ...
+    async def claim_reach(
+        self, scope: str, recipient_id: str, at: datetime, since: datetime, limit: int
+    ) -> bool: ...
 
     async def decision(self, key: str) -> dict[str, Any] | None: ...
+
+
+REACH_ROUNDS = 4
+"""Reads of a scope's places one claim makes at most while other replicas take the free ones."""
+FREE_PLACES_TRIED = 16
+"""Places one read offers to try, so that racing replicas spread over several instead of one."""
+
+
+def _free_places(latest: dict[int, dict[str, Any]], since: datetime, limit: int) -> list[int]:
+    """Places a new customer may take: released ones (held before ``since``), then unused ones."""
+    released = sorted(p for p, d in latest.items() if d["at"] < since and p < limit)
+    unused = (p for p in range(limit) if p not in latest)
+    found = released[:FREE_PLACES_TRIED]
+    for place in unused:
+        if len(found) >= FREE_PLACES_TRIED:
+            break
+        found.append(place)
+    return found
 
 
 class PolicyStore:
@@ -118,12 +138,13 @@ class PolicyStore:
         self.deliveries = db["policy_deliveries"]
         self.rate_slots = db["policy_rate_slots"]
         self.notices = db["policy_window_notices"]
-        self.reached = db["policy_business_initiated"]
+        self.places = db["policy_messaging_places"]
 
     async def ensure_indexes(self) -> None:
         await self.conversations.create_index([("last_customer_message_at", 1)], name="windows_by_time")
         await self.decisions.ensure_indexes()
         await self.rate_slots.create_index([("second", 1)], name="slots_by_second")
+        await self.places.create_index([("scope", 1)], name="places_by_scope")
 
     async def record_inbound(self, message: MessageReceived) -> bool:
         """Remember the customer's last message (and comments for private replies); True if newer."""
@@ -213,22 +234,64 @@ class PolicyStore:
                 return found
             after = (batch[-1]["last_customer_message_at"], batch[-1]["_id"])
 
-    async def business_initiated_recipients(self, channel_id: str, since: datetime) -> set[str]:
-        """Customers this WhatsApp number reached outside the window since ``since``."""
-        cursor = self.reached.find({"channel_id": channel_id, "at": {"$gte": since}})
-        return {d["recipient_id"] async for d in cursor}
+    async def business_initiated_recipients(self, scope: str, since: datetime) -> set[str]:
+        """Customers reached outside the window since ``since`` in a messaging limit's scope."""
+        latest = await self._latest_places(scope)
+        return {d["recipient_id"] for d in latest.values() if d["at"] >= since}
 
-    async def record_business_initiated(self, channel_id: str, recipient_id: str, at: datetime) -> None:
-        await self.reached.replace_one(
-            {"_id": f"{channel_id}:{recipient_id}"},
-            {
-                "_id": f"{channel_id}:{recipient_id}",
-                "channel_id": channel_id,
-                "recipient_id": recipient_id,
-                "at": at,
-            },
-            upsert=True,
-        )
+    async def claim_reach(
+        self, scope: str, recipient_id: str, at: datetime, since: datetime, limit: int
+    ) -> bool:
+        """Count a customer reached outside the window at ``at``, if the scope has room; across replicas.
+
+        A scope has ``limit`` numbered places. Each holds the last customer reached through it, one
+        document per (place, generation) with the key ``<scope>:<place>:<generation>``. A customer
+        already holding a place since ``since`` keeps it (its time moves on); a new one takes a
+        place never used, or one whose customer was reached before ``since``, by inserting that
+        place's next generation. The unique key lets one writer alone take a generation, so two
+        replicas racing for the last place cannot both have it (the loser looks again and finds
+        none). The same new customer raced by two replicas may take two places: that errs on the
+        side of the limit.
+        """
+        for _ in range(REACH_ROUNDS):
+            latest = await self._latest_places(scope)
+            held = [d for d in latest.values() if d["at"] >= since]
+            for doc in held:
+                if doc["recipient_id"] == recipient_id:
+                    await self.places.update_one({"_id": doc["_id"]}, {"$max": {"at": at}})
+                    return True
+            if len(held) >= limit:
+                return False
+            for place in _free_places(latest, since, limit):
+                generation = latest[place]["generation"] + 1 if place in latest else 0
+                try:
+                    await self.places.insert_one(
+                        {
+                            "_id": f"{scope}:{place}:{generation}",
+                            "scope": scope,
+                            "place": place,
+                            "generation": generation,
+                            "recipient_id": recipient_id,
+                            "at": at,
+                        }
+                    )
+                except DuplicateKeyError:
+                    continue  # another replica took this place first: try the next one
+                if generation:  # the generation it replaced holds nobody any more
+                    await self.places.delete_many(
+                        {"scope": scope, "place": place, "generation": {"$lt": generation}}
+                    )
+                return True
+        return False
+
+    async def _latest_places(self, scope: str) -> dict[int, dict[str, Any]]:
+        """Each place of the scope at its newest generation."""
+        latest: dict[int, dict[str, Any]] = {}
+        async for doc in self.places.find({"scope": scope}):
+            held = latest.get(doc["place"])
+            if held is None or doc["generation"] > held["generation"]:
+                latest[doc["place"]] = doc
+        return latest
 
     async def decision(self, key: str) -> dict[str, Any] | None:
         earlier = await self.decisions.result(key)
