@@ -28,6 +28,8 @@ from parley_ingest.entrypoints.subscribers import MAX_ITEM_DEAD_LETTERS, dead_le
 from parley_ingest.service import Normalizer
 from prometheus_client import REGISTRY
 
+from tests.support.aliases import empty_aliases
+
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -390,7 +392,7 @@ def normalize(provider: str, payload: Any) -> tuple[list[Event], tuple[ItemFailu
     async def publish(event: Event, event_id: str) -> None:
         published.append(event)
 
-    worker = Normalizer(Channels(), publish, 0.0, RecentIds(100), clock=lambda: NOW)  # type: ignore[arg-type]
+    worker = Normalizer(Channels(), publish, 0.0, RecentIds(100), empty_aliases(), clock=lambda: NOW)  # type: ignore[arg-type]
     record = deliveries.archive_record(provider, orjson.dumps(payload), {}, NOW, payload)
     failures = run(worker.normalize(record))
     return published, failures
@@ -410,7 +412,12 @@ def test_the_normalizer_publishes_the_good_items_and_returns_the_bad_ones() -> N
 
     published, failures = normalize("meta", delivery)
 
-    assert [getattr(e, "provider_message_id", None) for e in published] == ["wamid.1", "wamid.3"]
+    # the customer's phone is recorded as leading to their conversation once, before the first message
+    assert [getattr(e, "provider_message_id", getattr(e, "alias_key", None)) for e in published] == [
+        "dm:15550123456",
+        "wamid.1",
+        "wamid.3",
+    ]
     assert failures == (
         ItemFailure("entry[0].changes[0].value.messages[1]", "from and from_user_id are missing"),
     )

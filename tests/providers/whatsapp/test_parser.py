@@ -274,6 +274,7 @@ def test_a_message_with_the_phone_withheld_is_a_normal_message_in_the_bsuids_thr
     assert message.direction is Direction.INBOUND
     assert message.conversation_key == f"dm:{BSUID}"
     assert message.author == Author(id=BSUID, name="Noor", phone=None, user_id=BSUID, username="@noor.k")
+    assert message.aliases == (f"dm:{BSUID}",)
     assert message.content.text == "Is my order on its way?"
 
 
@@ -289,6 +290,8 @@ def test_a_message_with_phone_and_username_keeps_the_phone_thread_and_every_iden
         user_id="US.20000000000000000001",
         username="@sheena",
     )
+    # every key the customer goes by, the thread's first: the normalizer keeps them on one conversation
+    assert message.aliases == (f"dm:{CUSTOMER}", "dm:US.20000000000000000001")
 
 
 def test_the_bsuid_comes_from_the_contact_when_the_message_has_only_the_phone() -> None:
@@ -324,6 +327,12 @@ def test_a_number_change_is_an_identity_change_on_the_old_numbers_thread() -> No
         text="User Sheena Nelson changed from 15550123456 to 15550199999",
     )
     assert message.content.text is None
+    assert message.aliases == (
+        f"dm:{CUSTOMER}",
+        "dm:US.20000000000000000001",
+        "dm:15550199999",
+        "dm:US.20000000000000000002",
+    )
 
 
 def test_a_bsuid_change_is_an_identity_change_on_the_previous_bsuids_thread() -> None:
@@ -331,6 +340,7 @@ def test_a_bsuid_change_is_an_identity_change_on_the_previous_bsuids_thread() ->
 
     assert message.conversation_key == f"dm:{BSUID}"
     assert message.author == Author(id=BSUID, user_id=BSUID)
+    assert message.aliases == (f"dm:{BSUID}", "dm:US.13491208655302749999")
     assert message.content.identity_change == IdentityChange(
         kind="user_changed_user_id",
         user_id="US.13491208655302749999",
@@ -365,6 +375,7 @@ def test_an_echo_from_the_business_app_is_an_outbound_message_in_the_customers_t
     assert echo.provider_message_id == "wamid.ECHO0001"
     assert echo.provider_timestamp == datetime.fromtimestamp(1718000300, tz=UTC)
     assert echo.kind is MessageKind.DIRECT
+    assert echo.aliases == (f"dm:{CUSTOMER}",)  # an echo to a changed number finds the old thread
 
 
 def test_an_echo_to_a_customer_without_a_phone_is_in_the_bsuids_thread() -> None:
@@ -393,6 +404,7 @@ def test_a_status_to_a_customer_without_a_phone_is_in_the_bsuids_thread_with_pri
     assert (result.messages, result.failures) == ((), ())
     [receipt] = result.statuses
     assert receipt.conversation_key == f"dm:{BSUID}"
+    assert receipt.aliases == (f"dm:{BSUID}",)
     assert receipt.status is DeliveryStatus.DELIVERED
     assert receipt.provider_message_ids == ("wamid.OUT0009",)
     assert receipt.pricing == Pricing(billable=True, category="utility", pricing_model="PMP", type="regular")

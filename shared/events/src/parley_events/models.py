@@ -286,6 +286,33 @@ class MessageReceived(Event):
         return self.conversation_id
 
 
+class CustomerAliasRecorded(Event):
+    """A customer's other identifier belongs to the conversation key they were first seen under.
+
+    The normalizer's own record (it reads the topic back as a read model): a WhatsApp customer
+    seen with a phone number and a business-scoped user id, or whose number or user id changed,
+    keeps one conversation whichever identifier a later message carries.
+    """
+
+    event_type: ClassVar[str] = "parley.customer.alias_recorded.v1"
+    topic: ClassVar[topics.TopicSpec] = topics.CUSTOMER_ALIASES
+
+    event_id: str = Field(description="Deterministic: channel and alias.")
+    tenant_id: str
+    channel_id: str
+    provider: Provider
+    alias_key: str = Field(
+        description="The thread key the other identifier would give.", examples=["dm:US.13491208655302741918"]
+    )
+    conversation_key: str = Field(
+        description="The thread key the customer's conversation has.", examples=["dm:15550123456"]
+    )
+    recorded_at: datetime = Field(description="The provider time of the message that showed the alias.")
+
+    def key(self) -> str:
+        return f"{self.channel_id}|{self.alias_key}"
+
+
 class DeliveryStatus(StrEnum):
     """What the provider says happened to a message the business sent."""
 
@@ -884,6 +911,7 @@ class ConversationNoteAdded(ConversationEvent):
 EVENT_TYPES: tuple[type[Event], ...] = (
     WebhookReceived,
     MessageReceived,
+    CustomerAliasRecorded,
     MessageStatusChanged,
     TemplateStatusChanged,
     ChannelSnapshot,

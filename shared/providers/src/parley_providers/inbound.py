@@ -38,6 +38,10 @@ class ParsedMessage:
     provider_message_id: str
     provider_timestamp: datetime
     kind: MessageKind = MessageKind.DIRECT
+    aliases: tuple[str, ...] = ()
+    """Every thread key the customer goes by, ``conversation_key`` first (WhatsApp: the phone's
+    and the business-scoped user id's, a changed number's). Not empty: the normalizer keeps them
+    all pointing at the one conversation the customer has; empty: the key is the thread."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,8 @@ class ParsedStatus:
     watermark: datetime | None = None
     errors: tuple[ProviderError, ...] = ()
     pricing: Pricing | None = None
+    aliases: tuple[str, ...] = ()
+    """As a message's: not empty, the key may be an alias of the customer's conversation key."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ import structlog
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 from parley_events import (
+    CustomerAliasRecorded,
     MessageReceived,
     MessageStatusChanged,
     TemplateStatusChanged,
@@ -54,6 +55,12 @@ def normalizer_router(
         TemplateStatusChanged,
         title="normalized-events",
         description="One event per provider message, delivery receipt or template review.",
+    )
+    publishes(
+        router,
+        CustomerAliasRecorded,
+        title="customer-aliases",
+        description="A customer's other identifier leads to their conversation; read back as a read model.",
     )
 
     deliveries = router.subscriber(

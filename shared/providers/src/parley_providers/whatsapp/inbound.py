@@ -181,21 +181,33 @@ def _message(account_id: str, contacts: Mapping[str, _Contact], message: Mapping
     context = message.get("context")
     reply_to = optional_str(context, "id") if isinstance(context, Mapping) else None
     message_kind = MessageKind.REACTION if kind == "reaction" else MessageKind.DIRECT
+    key = f"dm:{author.id}"
     return ParseResult(
         messages=(
             ParsedMessage(
                 provider=Provider.WHATSAPP,
                 account_id=account_id,
-                conversation_key=f"dm:{author.id}",
+                conversation_key=key,
                 direction=Direction.INBOUND,
                 author=author,
                 content=_content(kind, message).model_copy(update={"reply_to": reply_to}),
                 provider_message_id=message_id,
                 provider_timestamp=timestamp,
                 kind=message_kind,
+                aliases=_aliases(key, author.phone, author.user_id),
             ),
         )
     )
+
+
+def _aliases(key: str, *identifiers: str | None) -> tuple[str, ...]:
+    """Every thread key of the customer, the message's own first, each once."""
+    found: list[str] = [key]
+    for identifier in identifiers:
+        alias = f"dm:{identifier}" if identifier else None
+        if alias and alias not in found:
+            found.append(alias)
+    return tuple(found)
 
 
 def _system(account_id: str, message: Mapping[str, Any]) -> ParseResult:
@@ -210,25 +222,29 @@ def _system(account_id: str, message: Mapping[str, Any]) -> ParseResult:
     customer_id = old_phone or old_user_id
     if customer_id is None:
         raise MalformedPayload("an identity change names no earlier phone number or user id")
+    new_phone, new_user_id = optional_str(system, "wa_id"), optional_str(system, "user_id")
+    key = f"dm:{customer_id}"
     return ParseResult(
         messages=(
             ParsedMessage(
                 provider=Provider.WHATSAPP,
                 account_id=account_id,
-                conversation_key=f"dm:{customer_id}",
+                conversation_key=key,
                 direction=Direction.INBOUND,
                 author=Author(id=customer_id, phone=old_phone, user_id=old_user_id),
                 content=Content(
                     identity_change=IdentityChange(
                         kind=change,
-                        phone=optional_str(system, "wa_id"),
-                        user_id=optional_str(system, "user_id"),
+                        phone=new_phone,
+                        user_id=new_user_id,
                         previous_user_id=previous_user_id,
                         text=optional_str(system, "body"),
                     )
                 ),
                 provider_message_id=require_str(message, "id"),
                 provider_timestamp=from_seconds(message.get("timestamp")),
+                # the new identifiers (and the old ones) lead to the conversation the customer has
+                aliases=_aliases(key, old_phone, old_user_id, new_phone, new_user_id),
             ),
         )
     )
@@ -264,6 +280,7 @@ def _echo(account_id: str, message: Mapping[str, Any]) -> ParseResult:
                 provider=Provider.WHATSAPP,
                 account_id=account_id,
                 conversation_key=f"dm:{customer.id}",
+                aliases=(f"dm:{customer.id}",),  # a changed number's echo finds the old thread
                 direction=Direction.OUTBOUND,
                 author=Author(id=business),
                 content=_content(kind, message).model_copy(update={"reply_to": reply_to}),
@@ -360,6 +377,7 @@ def _status(account_id: str, status: Mapping[str, Any]) -> ParseResult:
                 provider=Provider.WHATSAPP,
                 account_id=account_id,
                 conversation_key=f"dm:{recipient}",
+                aliases=(f"dm:{recipient}",),  # a receipt to a changed number finds the old thread
                 status=STATUSES[value],
                 provider_message_ids=(require_str(status, "id"),),
                 provider_timestamp=from_seconds(status.get("timestamp")),

@@ -16,7 +16,9 @@ from parley_providers.inbound import (
     ParseResult,
 )
 
+from parley_ingest.domain.normalize.aliases import resolve
 from parley_ingest.domain.normalize.events import (
+    alias_event,
     conversation_id,
     message_event,
     message_event_id,
@@ -45,10 +47,12 @@ __all__ = [
     "ParsedMessage",
     "ParsedStatus",
     "ParsedTemplateStatus",
+    "alias_event",
     "conversation_id",
     "message_event",
     "message_event_id",
     "parse_delivery",
+    "resolve",
     "status_event",
     "template_event",
 ]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from parley_events import (
     ChannelSnapshot,
+    CustomerAliasRecorded,
     MessageReceived,
     MessageStatusChanged,
     Provider,
@@ -101,4 +104,19 @@ def template_event(parsed: ParsedTemplateStatus, tenant_id: str, delivery_id: st
         reason=parsed.reason,
         provider_timestamp=parsed.provider_timestamp,
         delivery_id=delivery_id,
+    )
+
+
+def alias_event(
+    channel: ChannelSnapshot, provider: Provider, alias_key: str, conversation_key: str, at: datetime
+) -> CustomerAliasRecorded:
+    """An identifier of a customer leads to their conversation, with a deterministic id."""
+    return CustomerAliasRecorded(
+        event_id="als_" + digest(channel.channel_id, alias_key, conversation_key),
+        tenant_id=channel.tenant_id,
+        channel_id=channel.channel_id,
+        provider=provider,
+        alias_key=alias_key,
+        conversation_key=conversation_key,
+        recorded_at=at,
     )
