@@ -82,3 +82,25 @@ async def test_after_a_number_change_replies_go_to_the_new_number_and_no_window_
     assert outcome.decision.approved
     [approved] = [e for e in published if isinstance(e, ReplyApproved)]
     assert approved.recipient_id == NEW_PHONE
+
+
+async def test_a_conversation_started_by_a_bsuid_is_answered_at_the_phone_once_it_is_shared() -> None:
+    store = FakePolicyStore()
+    withheld = normalized("bsuid_phone_withheld")
+    with_phone = withheld.model_copy(
+        update={
+            "event_id": "msg_phone",
+            "author": withheld.author.model_copy(update={"phone": OLD_PHONE}),
+            "provider_timestamp": withheld.provider_timestamp + timedelta(minutes=1),
+        }
+    )
+    late = withheld.model_copy(update={"event_id": "msg_late"})  # delivered after, written before
+
+    await store.record_inbound(withheld)
+    assert store.conversations[withheld.conversation_id]["recipient_id"] == withheld.author.user_id
+    await store.record_inbound(with_phone)
+    await store.record_inbound(
+        late.model_copy(update={"author": late.author.model_copy(update={"phone": "1"})})
+    )
+
+    assert store.conversations[withheld.conversation_id]["recipient_id"] == OLD_PHONE

@@ -41,9 +41,14 @@ def inbound_document(doc: dict[str, Any], message: MessageReceived) -> tuple[dic
     opens = message.kind is MessageKind.DIRECT and change is None
     newer = opens and (last is None or message.provider_timestamp > last)
     recipient_id = doc.get("recipient_id") or recipient
+    latest = last is None or message.provider_timestamp >= last
     if change is not None and (change.phone or change.user_id):
         # replies go to the customer's new identifier; the conversation keeps its id
         recipient_id = change.phone or change.user_id
+    elif message.author.phone and latest:
+        # WhatsApp: a phone number on record is the reply address (a conversation started by a
+        # business-scoped user id gets it once the customer shares it; a changed number follows)
+        recipient_id = message.author.phone
     return {
         "_id": message.conversation_id,
         "tenant_id": message.tenant_id,
