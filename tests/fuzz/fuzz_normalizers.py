@@ -62,6 +62,7 @@ with atheris.instrument_imports(include=["parley_ingest", "parley_events", "parl
         Event,
         MessageReceived,
         MessageStatusChanged,
+        MessagingLimitChanged,
         Provider,
         TemplateStatusChanged,
         WebhookReceived,
@@ -429,7 +430,9 @@ def check_event(event: Event, record: WebhookReceived) -> None:
         assert event.conversation_key.startswith(THREAD_PREFIXES), event.conversation_key
         assert event.recorded_at.utcoffset() == timedelta(0), event.recorded_at
         return
-    assert isinstance(event, MessageReceived | MessageStatusChanged | TemplateStatusChanged), event
+    assert isinstance(
+        event, MessageReceived | MessageStatusChanged | TemplateStatusChanged | MessagingLimitChanged
+    ), event
     assert event.delivery_id == record.delivery_id
     assert event.provider_timestamp.utcoffset() == timedelta(0), event.provider_timestamp
     assert event.key(), f"{event.event_type} has an empty record key"

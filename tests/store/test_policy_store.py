@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from parley_events import ChannelTemplateStatusChanged, MessageKind, MessageReceived, Provider
+from parley_policy.domain.decision import KnownLimit
 
 from tests.unit.factories import CUSTOMER_ID, T0, message
 
@@ -192,3 +193,16 @@ async def test_template_reviews_are_kept_and_loaded_by_a_new_process(store: Any,
         ("order_update", "en_US"): "PAUSED",
         ("welcome", "en_US"): "APPROVED",
     }
+
+
+async def test_a_business_messaging_limit_is_the_latest_the_provider_set(policy_store: Any) -> None:
+    assert await policy_store.messaging_limit("waba:1") is None
+
+    await policy_store.record_messaging_limit("waba:1", 2_000, T0 + timedelta(hours=2))
+    await policy_store.record_messaging_limit("waba:1", 250, T0 + timedelta(hours=1))  # older: late
+    await policy_store.record_messaging_limit("waba:2", None, T0)
+
+    assert await policy_store.messaging_limit("waba:1") == KnownLimit(2_000)
+    assert await policy_store.messaging_limit("waba:2") == KnownLimit(None)  # unlimited
+    await policy_store.record_messaging_limit("waba:1", 10_000, T0 + timedelta(hours=3))
+    assert await policy_store.messaging_limit("waba:1") == KnownLimit(10_000)

@@ -1,6 +1,7 @@
-"""One WhatsApp customer, one conversation, whichever identifier a message carries: the pure
-resolution (domain/normalize/aliases.py) and the normalizer with its alias read model in memory,
-over the recorded-shape fixtures."""
+"""The normalizer's WhatsApp side over the recorded-shape fixtures: one customer, one
+conversation, whichever identifier a message carries (the pure resolution of
+domain/normalize/aliases.py, and the normalizer with its alias read model in memory); and the
+business's messaging limit updates."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from parley_events import (
     Event,
     MessageReceived,
     MessageStatusChanged,
+    MessagingLimitChanged,
     Provider,
 )
 from parley_ingest.adapters.aliases import KafkaCustomerAliases
@@ -75,7 +77,8 @@ class Channels:
     def lookup(self, provider: Provider, account_id: str) -> ChannelSnapshot | None:
         return CHANNEL if account_id == CHANNEL.account_id else None
 
-    lookup_business = lookup
+    def lookup_business(self, provider: Provider, business_account_id: str) -> ChannelSnapshot | None:
+        return CHANNEL if business_account_id == CHANNEL.business_account_id else None
 
     async def catch_up(self, timeout: float) -> None:
         return None
@@ -205,3 +208,17 @@ async def test_a_redelivered_delivery_records_nothing_new_and_keeps_its_ids() ->
 
     assert [type(e) for e in once] == [CustomerAliasRecorded, CustomerAliasRecorded, MessageReceived]
     assert again == []  # the message's id is a recent repeat, and its keys are known
+
+
+async def test_a_business_messaging_limit_update_is_published_for_the_accounts_tenant() -> None:
+    h = Harness()
+
+    [update] = await h.deliver(load("business_capability_update"))
+
+    assert isinstance(update, MessagingLimitChanged)
+    assert (update.tenant_id, update.business_account_id, update.key()) == (
+        "ten_acme",
+        "900000000000001",
+        "900000000000001",
+    )
+    assert (update.tier, update.messaging_limit) == ("TIER_2K", 2_000)

@@ -1,6 +1,6 @@
-"""A WhatsApp customer's identity across a phone-number change: the normalizer keeps the
-conversation's id (the key is the identity the customer had before), and policy's conversation
-document takes the new number as the reply address without opening a window."""
+"""WhatsApp in policy: a customer's identity across a phone-number change (the normalizer keeps
+the conversation's id, policy's document takes the new number as the reply address without
+opening a window), and the business's messaging limit as the provider sets it."""
 
 from __future__ import annotations
 
@@ -8,9 +8,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from parley_events import ChannelSnapshot, ChannelStatus, Event, Provider, ReplyApproved, ReplyWindowOpened
+from parley_events import (
+    ChannelSnapshot,
+    ChannelStatus,
+    Event,
+    MessagingLimitChanged,
+    Provider,
+    ReplyApproved,
+    ReplyWindowOpened,
+)
 from parley_ingest.domain.normalize.events import message_event
-from parley_policy.domain.decision import ReplyRequest
+from parley_policy.domain.decision import ReplyRequest, Template, TemplateInfo
 from parley_policy.service import PolicyService
 from parley_providers import registry
 
@@ -104,3 +112,87 @@ async def test_a_conversation_started_by_a_bsuid_is_answered_at_the_phone_once_i
     )
 
     assert store.conversations[withheld.conversation_id]["recipient_id"] == OLD_PHONE
+
+
+# --- the business's messaging limit, as the provider sets it ---------------------------------
+
+
+def limit_update(tier: str, limit: int | None, at: datetime) -> MessagingLimitChanged:
+    return MessagingLimitChanged(
+        event_id=f"lim-{tier}-{at.isoformat()}",
+        tenant_id="ten_acme",
+        business_account_id="waba-acme",
+        tier=tier,
+        messaging_limit=limit,
+        provider_timestamp=at,
+        delivery_id="d",
+    )
+
+
+async def business_initiated(service: PolicyService, store: FakePolicyStore, customers: int) -> list[Any]:
+    """A template outside the window to each of ``customers`` new customers of the business."""
+    templates = ReplyRequest(template=Template("order_update", "en_US", ("#1",)))
+    outcomes = []
+    for n in range(customers):
+        store.conversations[f"conv-{n}"] = {
+            "_id": f"conv-{n}",
+            "tenant_id": "ten_acme",
+            "channel_id": WABA_CHANNEL.channel_id,
+            "provider": "whatsapp",
+            "account_id": WABA_CHANNEL.account_id,
+            "conversation_key": f"dm:1555000{n:04d}",
+            "recipient_id": f"1555000{n:04d}",
+            "last_customer_message_at": None,
+        }
+        outcome = await service.request_reply("ten_acme", "ana", True, f"conv-{n}", templates, f"k-{n}")
+        outcomes.append(outcome.decision)
+    return outcomes
+
+
+WABA_CHANNEL = CHANNEL.model_copy(update={"business_account_id": "waba-acme"})
+
+
+def limited_service(store: FakePolicyStore) -> PolicyService:
+    async def publish(event: Event, event_id: str) -> None:
+        return None
+
+    clock = {"now": NOW}
+
+    def tick() -> datetime:
+        clock["now"] += timedelta(seconds=1)  # under the per-second throughput
+        return clock["now"]
+
+    return PolicyService(
+        store,
+        lambda cid: WABA_CHANNEL if cid == WABA_CHANNEL.channel_id else None,
+        lambda tenant, user, cid: None,
+        lambda cid: {("order_update", "en_US"): TemplateInfo(status="APPROVED", parameter_count=1)},
+        publish,
+        tick,
+        80,
+        messaging_tier=0,  # 250 unless the provider says otherwise
+    )
+
+
+async def test_the_limit_the_provider_sets_for_the_business_replaces_the_configured_tier() -> None:
+    store = FakePolicyStore()
+    service = limited_service(store)
+    await service.on_messaging_limit(limit_update("TIER_50", 50, NOW))
+
+    outcomes = await business_initiated(service, store, 51)
+
+    assert [d.approved for d in outcomes] == [True] * 50 + [False]
+    assert [r.code for r in outcomes[-1].reasons] == ["MESSAGING_LIMIT"]
+    assert len(store.reached) == 50 and {scope for scope, _ in store.reached} == {"waba:waba-acme"}
+
+
+async def test_an_unlimited_business_counts_nobody_and_a_late_older_update_changes_nothing() -> None:
+    store = FakePolicyStore()
+    service = limited_service(store)
+    await service.on_messaging_limit(limit_update("TIER_UNLIMITED", None, NOW))
+    await service.on_messaging_limit(limit_update("TIER_50", 50, NOW - timedelta(days=1)))
+
+    outcomes = await business_initiated(service, store, 60)
+
+    assert all(d.approved for d in outcomes)
+    assert store.reached == {}

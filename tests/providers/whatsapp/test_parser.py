@@ -28,7 +28,7 @@ from parley_events import (
     SharedContact,
 )
 from parley_providers import registry
-from parley_providers.inbound import ItemFailure, ParsedMessage, ParseResult
+from parley_providers.inbound import ItemFailure, ParsedMessage, ParsedMessagingLimit, ParseResult
 
 from tests.support import fixtures
 
@@ -535,6 +535,61 @@ def test_a_rejected_template_keeps_the_reason() -> None:
     assert template.language == "pt_BR"
     assert template.reason == "INCORRECT_CATEGORY"
     assert template.provider_timestamp == datetime.fromtimestamp(1718002000, tz=UTC)
+
+
+# --- messaging limits -------------------------------------------------------------------
+
+
+def test_a_business_capability_update_sets_the_business_messaging_limit() -> None:
+    result = parse(load("business_capability_update"))
+
+    assert (result.messages, result.statuses, result.templates, result.skipped) == ((), (), (), ())
+    assert result.limits == (
+        ParsedMessagingLimit(
+            business_account_id=WABA_ID,
+            tier="TIER_2K",
+            messaging_limit=2_000,
+            provider_timestamp=datetime.fromtimestamp(1718004000, tz=UTC),
+        ),
+    )
+
+
+def test_a_quality_update_naming_the_business_limit_sets_it() -> None:
+    [limit] = parse(load("phone_number_quality_update_limit")).limits
+
+    assert (limit.tier, limit.messaging_limit) == ("TIER_10K", 10_000)
+    assert limit.provider_timestamp == datetime.fromtimestamp(1718005000, tz=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "tier", "limit"),
+    [
+        ({"max_daily_conversations_per_business": "TIER_UNLIMITED"}, "TIER_UNLIMITED", None),
+        ({"max_daily_conversations_per_business": "TIER_250"}, "TIER_250", 250),
+        ({"max_daily_conversations_per_business": "TIER_100K"}, "TIER_100K", 100_000),
+        ({"max_daily_conversation_per_phone": -1}, "TIER_UNLIMITED", None),  # the earlier form
+        ({"max_daily_conversation_per_phone": 10000}, "10000", 10_000),
+    ],
+)
+def test_each_tier_the_provider_names_is_its_number_of_customers(
+    value: dict[str, Any], tier: str, limit: int | None
+) -> None:
+    delivery = load("business_capability_update")
+    delivery["entry"][0]["changes"][0]["value"] = value
+
+    [found] = parse(delivery).limits
+
+    assert (found.tier, found.messaging_limit) == (tier, limit)
+
+
+def test_an_update_without_a_business_limit_is_skipped_and_named() -> None:
+    delivery = load("phone_number_quality_update_limit")
+    first_value(delivery)["max_daily_conversations_per_business"] = "TIER_NOT_SET"
+
+    result = parse(delivery)
+
+    assert result.limits == ()
+    assert result.skipped == ("whatsapp.phone_number_quality_update",)
 
 
 def test_other_fields_are_skipped_and_named() -> None:

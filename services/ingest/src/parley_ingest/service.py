@@ -30,6 +30,7 @@ from parley_ingest.domain.normalize import (
     MalformedPayload,
     ParsedMessage,
     alias_event,
+    limit_event,
     message_event,
     parse_delivery,
     resolve,
@@ -145,6 +146,13 @@ class Normalizer:
             if channel is not None:
                 update = template_event(template, channel.tenant_id, raw.delivery_id)
                 await self.emit(update, update.event_id, Provider.WHATSAPP.value)
+        for limit in result.limits:
+            channel = await self.channel(
+                self.directory.lookup_business, Provider.WHATSAPP, limit.business_account_id
+            )
+            if channel is not None:
+                changed = limit_event(limit, channel.tenant_id, raw.delivery_id)
+                await self.emit(changed, changed.event_id, Provider.WHATSAPP.value)
         return result.failures
 
     async def _one_conversation(self, parsed: ParsedMessage, channel: ChannelSnapshot) -> ParsedMessage:

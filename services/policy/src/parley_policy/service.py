@@ -19,6 +19,7 @@ from parley_events import (
     Event,
     HumanAgentWindowClosed,
     MessageReceived,
+    MessagingLimitChanged,
     Provider,
     RejectionReason,
     ReplyApproved,
@@ -45,6 +46,7 @@ from parley_policy.adapters.stores import PolicyStorePort
 from parley_policy.domain.decision import Decision, Reason, ReplyRequest, TemplateInfo, decide
 from parley_policy.domain.retry import RetryBudget
 from parley_policy.domain.rules import (
+    business_scope,
     messaging_limit,
     messaging_limit_period,
     messaging_limit_scope,
@@ -381,12 +383,19 @@ class PolicyService:
     async def _claim_reach(self, doc: dict[str, Any], channel: ChannelSnapshot | None, now: datetime) -> bool:
         """WhatsApp messaging limits: unique customers reached outside the window per rolling 24 h,
         counted for the whole business (every number of it) and claimed atomically in the store."""
-        limit = messaging_limit(self.messaging_tier)
+        scope = messaging_limit_scope(doc["channel_id"], channel)
+        # the limit the provider last set for the business, else the configured tier's
+        known = await self.store.messaging_limit(scope)
+        limit = known.limit if known is not None else messaging_limit(self.messaging_tier)
         if limit is None:
             return True
         since = now - messaging_limit_period(Provider.WHATSAPP)
-        return await self.store.claim_reach(
-            messaging_limit_scope(doc["channel_id"], channel), doc["recipient_id"], now, since, limit
+        return await self.store.claim_reach(scope, doc["recipient_id"], now, since, limit)
+
+    async def on_messaging_limit(self, update: MessagingLimitChanged) -> None:
+        """The provider set the business's messaging limit: later claims count against it."""
+        await self.store.record_messaging_limit(
+            business_scope(update.business_account_id), update.messaging_limit, update.provider_timestamp
         )
 
     async def _replay(self, reply_id: str, earlier: dict[str, Any]) -> Outcome:

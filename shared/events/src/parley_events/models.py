@@ -400,6 +400,28 @@ class TemplateStatusChanged(Event):
         return self.business_account_id
 
 
+class MessagingLimitChanged(Event):
+    """The provider set a business's messaging limit (WhatsApp: per business portfolio)."""
+
+    event_type: ClassVar[str] = "parley.messaging_limit.changed.v1"
+    topic: ClassVar[topics.TopicSpec] = topics.MESSAGES_INBOUND
+
+    event_id: str = Field(description="Deterministic: account, tier and time.")
+    tenant_id: str
+    business_account_id: str = Field(description="The WhatsApp Business Account the update came for.")
+    tier: str = Field(description="The provider's name of the limit.", examples=["TIER_2K", "TIER_UNLIMITED"])
+    messaging_limit: int | None = Field(
+        description="Unique customers the business may reach outside the window per rolling 24 "
+        "hours; null when unlimited.",
+        examples=[2000],
+    )
+    provider_timestamp: datetime
+    delivery_id: str
+
+    def key(self) -> str:
+        return self.business_account_id
+
+
 # --- onboarding ---------------------------------------------------------------------------
 
 
@@ -914,6 +936,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     CustomerAliasRecorded,
     MessageStatusChanged,
     TemplateStatusChanged,
+    MessagingLimitChanged,
     ChannelSnapshot,
     ChannelConnected,
     ChannelSettingsChanged,

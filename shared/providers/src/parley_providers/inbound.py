@@ -75,6 +75,17 @@ class ParsedTemplateStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ParsedMessagingLimit:
+    """A business's messaging limit as the provider set it (WhatsApp, per business portfolio)."""
+
+    business_account_id: str
+    tier: str
+    messaging_limit: int | None
+    """Unique customers per rolling 24 h outside the window; None: unlimited."""
+    provider_timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ItemFailure:
     """One item of a delivery that could not be normalized; its neighbours still are.
 
@@ -99,6 +110,7 @@ class ParseResult:
     templates: tuple[ParsedTemplateStatus, ...] = ()
     skipped: tuple[str, ...] = ()
     failures: tuple[ItemFailure, ...] = ()
+    limits: tuple[ParsedMessagingLimit, ...] = ()
 
     def __add__(self, other: ParseResult) -> ParseResult:
         return ParseResult(
@@ -107,6 +119,7 @@ class ParseResult:
             self.templates + other.templates,
             self.skipped + other.skipped,
             self.failures + other.failures,
+            self.limits + other.limits,
         )
 
 
@@ -277,6 +290,8 @@ def check_times(result: ParseResult, now: datetime) -> None:
             check_time(status.watermark, now, "watermark")
     for template in result.templates:
         check_time(template.provider_timestamp, now)
+    for limit in result.limits:
+        check_time(limit.provider_timestamp, now)
 
 
 class ResultBuilder:
@@ -286,7 +301,7 @@ class ResultBuilder:
     :class:`ItemFailure` with its position and reason, and costs nothing to its neighbours.
     """
 
-    __slots__ = ("_failures", "_messages", "_skipped", "_statuses", "_templates", "now")
+    __slots__ = ("_failures", "_limits", "_messages", "_skipped", "_statuses", "_templates", "now")
 
     def __init__(self, now: datetime) -> None:
         self.now = now
@@ -295,6 +310,7 @@ class ResultBuilder:
         self._templates: list[ParsedTemplateStatus] = []
         self._skipped: list[str] = []
         self._failures: list[ItemFailure] = []
+        self._limits: list[ParsedMessagingLimit] = []
 
     def add(self, result: ParseResult) -> None:
         self._messages.extend(result.messages)
@@ -302,6 +318,7 @@ class ResultBuilder:
         self._templates.extend(result.templates)
         self._skipped.extend(result.skipped)
         self._failures.extend(result.failures)
+        self._limits.extend(result.limits)
 
     def skip(self, kind: str, count: int = 1) -> None:
         self._skipped.extend([kind] * count)
@@ -345,6 +362,7 @@ class ResultBuilder:
             tuple(self._templates),
             tuple(self._skipped),
             tuple(self._failures),
+            tuple(self._limits),
         )
 
 

@@ -13,6 +13,7 @@ from parley_events import (
     CustomerAliasRecorded,
     MessageReceived,
     MessageStatusChanged,
+    MessagingLimitChanged,
     TemplateStatusChanged,
     WebhookReceived,
     topics,
@@ -53,8 +54,10 @@ def normalizer_router(
         MessageReceived,
         MessageStatusChanged,
         TemplateStatusChanged,
+        MessagingLimitChanged,
         title="normalized-events",
-        description="One event per provider message, delivery receipt or template review.",
+        description="One event per provider message, delivery receipt, template review or "
+        "messaging limit update.",
     )
     publishes(
         router,

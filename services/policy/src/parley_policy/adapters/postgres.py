@@ -17,7 +17,7 @@ from parley_events import ChannelTemplateStatusChanged, MessageReceived
 from parley_shared.postgres import Pool, dumps, jsonb, migrate, migrations_in
 
 from parley_policy.adapters.stores import conversation_facts, inbound_document
-from parley_policy.domain.decision import ConversationFacts, TemplateInfo
+from parley_policy.domain.decision import ConversationFacts, KnownLimit, TemplateInfo
 
 MIGRATIONS = migrations_in("parley_policy.adapters", "policy")
 INBOUND_ATTEMPTS = 3
@@ -229,6 +229,25 @@ class PostgresPolicyStore:
                 (scope, recipient_id, at),
             )
         return True
+
+    async def record_messaging_limit(self, scope: str, limit: int | None, at: datetime) -> None:
+        """The provider's messaging limit for the scope, unless a later one is already recorded."""
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO policy_messaging_limits (scope, messaging_limit, at) VALUES (%s, %s, %s)"
+                " ON CONFLICT (scope) DO UPDATE"
+                " SET messaging_limit = excluded.messaging_limit, at = excluded.at"
+                " WHERE policy_messaging_limits.at < excluded.at",
+                (scope, limit, at),
+            )
+
+    async def messaging_limit(self, scope: str) -> KnownLimit | None:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT messaging_limit FROM policy_messaging_limits WHERE scope = %s", (scope,)
+            )
+            row = await cursor.fetchone()
+        return None if row is None else KnownLimit(row[0])
 
     async def decision(self, key: str) -> dict[str, Any] | None:
         async with self.pool.connection() as conn:

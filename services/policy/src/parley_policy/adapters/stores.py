@@ -15,7 +15,7 @@ from parley_shared.mongo import MongoIdempotencyStore
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from parley_policy.domain.decision import ConversationFacts, TemplateInfo
+from parley_policy.domain.decision import ConversationFacts, KnownLimit, TemplateInfo
 
 MAX_MENTIONS = 200
 """Mentions remembered per conversation (X keys one conversation per customer): the newest."""
@@ -113,6 +113,10 @@ class PolicyStorePort(Protocol):
         self, scope: str, recipient_id: str, at: datetime, since: datetime, limit: int
     ) -> bool: ...
 
+    async def record_messaging_limit(self, scope: str, limit: int | None, at: datetime) -> None: ...
+
+    async def messaging_limit(self, scope: str) -> KnownLimit | None: ...
+
     async def decision(self, key: str) -> dict[str, Any] | None: ...
 
 
@@ -144,6 +148,7 @@ class PolicyStore:
         self.rate_slots = db["policy_rate_slots"]
         self.notices = db["policy_window_notices"]
         self.places = db["policy_messaging_places"]
+        self.limits = db["policy_messaging_limits"]
 
     async def ensure_indexes(self) -> None:
         await self.conversations.create_index([("last_customer_message_at", 1)], name="windows_by_time")
@@ -288,6 +293,19 @@ class PolicyStore:
                     )
                 return True
         return False
+
+    async def record_messaging_limit(self, scope: str, limit: int | None, at: datetime) -> None:
+        """The provider's messaging limit for the scope, unless a later one is already recorded."""
+        found = await self.limits.update_one(
+            {"_id": scope, "at": {"$lt": at}}, {"$set": {"limit": limit, "at": at}}
+        )
+        if found.matched_count == 0:
+            with contextlib.suppress(DuplicateKeyError):  # there is one, as late or later
+                await self.limits.insert_one({"_id": scope, "limit": limit, "at": at})
+
+    async def messaging_limit(self, scope: str) -> KnownLimit | None:
+        doc = await self.limits.find_one({"_id": scope})
+        return None if doc is None else KnownLimit(doc["limit"])
 
     async def _latest_places(self, scope: str) -> dict[int, dict[str, Any]]:
         """Each place of the scope at its newest generation."""

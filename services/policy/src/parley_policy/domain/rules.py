@@ -17,6 +17,7 @@ from parley_providers.rules import Counting, ReplyRule
 __all__ = [
     "Counting",
     "ReplyRule",
+    "business_scope",
     "messaging_limit",
     "messaging_limit_period",
     "messaging_limit_scope",
@@ -68,8 +69,13 @@ def messaging_limit_scope(channel_id: str, channel: ChannelSnapshot | None) -> s
     with several accounts is counted per account until channels name their portfolio); a channel
     Parley knows no account of counts alone."""
     if channel is not None and channel.business_account_id:
-        return f"waba:{channel.business_account_id}"
+        return business_scope(channel.business_account_id)
     return f"channel:{channel_id}"
+
+
+def business_scope(business_account_id: str) -> str:
+    """The messaging limit's scope of a WhatsApp Business Account's numbers."""
+    return f"waba:{business_account_id}"
 
 
 def send_rate(provider: Provider) -> int | None:

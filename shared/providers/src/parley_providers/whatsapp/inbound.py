@@ -45,6 +45,7 @@ from parley_events import (
 from parley_providers.inbound import (
     MalformedPayload,
     ParsedMessage,
+    ParsedMessagingLimit,
     ParsedStatus,
     ParsedTemplateStatus,
     ParseResult,
@@ -56,10 +57,13 @@ from parley_providers.inbound import (
     require_str,
     skip_kind,
 )
+from parley_providers.whatsapp.rules import MESSAGING_LIMIT_TIERS, UNLIMITED
 
 MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
 HANDLED_TYPES = MEDIA_TYPES | {"text", "location", "contacts", "interactive", "button", "reaction"}
 STATUSES = {status.value: status for status in DeliveryStatus}
+LIMIT_FIELDS = frozenset({"business_capability_update", "phone_number_quality_update"})
+"""Fields that may carry the business's messaging limit (``max_daily_conversations_per_business``)."""
 IDENTITY_CHANGES = frozenset({"user_changed_number", "user_changed_user_id"})
 """System messages that change a customer's identifiers (the others are skipped)."""
 
@@ -98,6 +102,10 @@ def _change(
         return None
     if field == "message_template_status_update":
         return _template_status(entry, mapping(change.get("value"), "change value"))
+    if isinstance(field, str) and field in LIMIT_FIELDS:  # a payload's field may be any JSON
+        limit = _messaging_limit(entry, mapping(change.get("value"), "change value"))
+        if limit is not None:
+            return ParseResult(limits=(limit,))
     return ParseResult(skipped=(skip_kind("whatsapp", field),))
 
 
@@ -432,4 +440,32 @@ def _template_status(entry: Mapping[str, Any], value: Mapping[str, Any]) -> Pars
                 reason=None if reason in (None, "NONE") else reason,
             ),
         )
+    )
+
+
+# --- messaging limits -----------------------------------------------------------------------
+
+
+def _messaging_limit(entry: Mapping[str, Any], value: Mapping[str, Any]) -> ParsedMessagingLimit | None:
+    """The business's messaging limit, when the change gives one; None when it gives none (a
+    throughput change, a number still onboarding, ``TIER_NOT_SET``), which is then skipped."""
+    tier: str | None = None
+    limit: int | None = None
+    named = optional_str(value, "max_daily_conversations_per_business")
+    legacy = value.get("max_daily_conversation_per_phone")
+    if named in MESSAGING_LIMIT_TIERS:
+        tier, limit = named, MESSAGING_LIMIT_TIERS[named]
+    elif isinstance(legacy, int) and not isinstance(legacy, bool) and (legacy == UNLIMITED or legacy > 0):
+        # the earlier form: a number, -1 for unlimited
+        tier = "TIER_UNLIMITED" if legacy == UNLIMITED else f"{legacy}"
+        limit = None if legacy == UNLIMITED else legacy
+    if tier is None:
+        return None
+    if entry.get("time") is None:
+        raise MalformedPayload("messaging limit update has no entry time")
+    return ParsedMessagingLimit(
+        business_account_id=require_str(entry, "id"),
+        tier=tier,
+        messaging_limit=limit,
+        provider_timestamp=from_seconds(entry["time"]),
     )

@@ -9,11 +9,13 @@ from parley_events import (
     CustomerAliasRecorded,
     MessageReceived,
     MessageStatusChanged,
+    MessagingLimitChanged,
     Provider,
     TemplateStatusChanged,
 )
 from parley_providers.inbound import (
     ParsedMessage,
+    ParsedMessagingLimit,
     ParsedStatus,
     ParsedTemplateStatus,
     digest,
@@ -119,4 +121,18 @@ def alias_event(
         alias_key=alias_key,
         conversation_key=conversation_key,
         recorded_at=at,
+    )
+
+
+def limit_event(parsed: ParsedMessagingLimit, tenant_id: str, delivery_id: str) -> MessagingLimitChanged:
+    """A business's messaging limit for the tenant that owns the WhatsApp Business Account."""
+    return MessagingLimitChanged(
+        event_id="lim_"
+        + digest(parsed.business_account_id, parsed.tier, parsed.provider_timestamp.isoformat()),
+        tenant_id=tenant_id,
+        business_account_id=parsed.business_account_id,
+        tier=parsed.tier,
+        messaging_limit=parsed.messaging_limit,
+        provider_timestamp=parsed.provider_timestamp,
+        delivery_id=delivery_id,
     )
