@@ -24,6 +24,7 @@ from faststream.specification import AsyncAPI
 from parley_events import EVENT_TYPES, Event, topics
 from parley_events import __name__ as _pkg
 from parley_events.envelope import CloudEventAttributes
+from parley_ingest.adapters.aliases import KafkaCustomerAliases
 from parley_ingest.bootstrap import IngestAdapters, NormalizerAdapters, build_ingest, build_normalizer
 from parley_ingest.settings import IngestSettings, NormalizerSettings
 from parley_onboarding.bootstrap import OnboardingAdapters
@@ -100,7 +101,13 @@ PROCESSES: dict[str, Process] = {
         "Turns archived deliveries into one normalized event per provider message, receipt or "
         "template review.",
         lambda: build_normalizer(
-            NormalizerSettings(**COMMON), NormalizerAdapters(channels=channels(), publisher=P, dead_letter=P)
+            NormalizerSettings(**COMMON),
+            NormalizerAdapters(
+                channels=channels(),
+                aliases=KafkaCustomerAliases(BROKER, topics.CUSTOMER_ALIASES.name),  # never started
+                publisher=P,
+                dead_letter=P,
+            ),
         ),
     ),
     "routing": Process(

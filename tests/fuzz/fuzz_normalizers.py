@@ -58,15 +58,19 @@ with atheris.instrument_imports(include=["parley_ingest", "parley_events", "parl
     from parley_events import (
         ChannelSnapshot,
         ChannelStatus,
+        CustomerAliasRecorded,
         Event,
         MessageReceived,
         MessageStatusChanged,
+        MessagingLimitChanged,
         Provider,
         TemplateStatusChanged,
         WebhookReceived,
+        topics,
     )
     from parley_ingest import metrics
     from parley_ingest import service as normalizer_module
+    from parley_ingest.adapters.aliases import KafkaCustomerAliases
     from parley_ingest.domain import deliveries
     from parley_ingest.domain.dedupe import RecentIds
     from parley_ingest.domain.normalize import (
@@ -397,11 +401,14 @@ def normalize(record: WebhookReceived) -> Outcome | UnprocessableDelivery:
         check_event(event, record)
         published.append((event_id, encode_event(event)))
 
+    aliases = KafkaCustomerAliases("unused:9092", topics.CUSTOMER_ALIASES.name)  # never started
+    aliases.loaded.set()  # and with nothing to read
     worker = Normalizer(
         InMemoryChannels(),  # type: ignore[arg-type]
         publish,
         catch_up_s=0.0,
         recent=RecentIds(1024),
+        aliases=aliases,
         clock=lambda: NOW,
     )
     try:
@@ -418,7 +425,14 @@ def check_event(event: Event, record: WebhookReceived) -> None:
     wire = encode_event(event)
     assert decode_event(type(event), wire) == event, f"{event.event_type} does not survive its encoding"
     validator(event.event_type).validate(orjson.loads(wire))
-    assert isinstance(event, MessageReceived | MessageStatusChanged | TemplateStatusChanged), event
+    if isinstance(event, CustomerAliasRecorded):  # the normalizer's own record of an identifier
+        assert event.alias_key.startswith(THREAD_PREFIXES), event.alias_key
+        assert event.conversation_key.startswith(THREAD_PREFIXES), event.conversation_key
+        assert event.recorded_at.utcoffset() == timedelta(0), event.recorded_at
+        return
+    assert isinstance(
+        event, MessageReceived | MessageStatusChanged | TemplateStatusChanged | MessagingLimitChanged
+    ), event
     assert event.delivery_id == record.delivery_id
     assert event.provider_timestamp.utcoffset() == timedelta(0), event.provider_timestamp
     assert event.key(), f"{event.event_type} has an empty record key"

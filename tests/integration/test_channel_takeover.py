@@ -33,6 +33,7 @@ from parley_shared.channels import KafkaChannelDirectory
 from prometheus_client import REGISTRY
 
 from tests.conftest import Infra
+from tests.support.aliases import empty_aliases
 from tests.support.onboarding import OTHER_TENANT, TENANT, Stack, onboarding_stack
 from tests.unit.factories import messaging_text, page_delivery, page_entry
 
@@ -71,7 +72,7 @@ async def attributed_to(directory: KafkaChannelDirectory, mid: str) -> list[Mess
         body_b64=base64.b64encode(body).decode(),
         partition_key=PAGE,
     )
-    await Normalizer(directory, publish, 5.0, RecentIds(100)).normalize(raw)
+    await Normalizer(directory, publish, 5.0, RecentIds(100), empty_aliases()).normalize(raw)
     return [e for e in published if isinstance(e, MessageReceived)]
 
 

@@ -236,11 +236,13 @@ async def test_a_bad_message_is_dead_lettered_alone_and_its_neighbours_are_publi
         fields = {"id": message_id, "timestamp": now, "type": "text", "text": {"body": message_id}}
         return {**(sender or {"from": "15550123456"}), **fields}
 
-    # Meta since 2026: a customer who withholds the phone number has only from_user_id
+    # a message with neither the phone number (from) nor the business-scoped user id (from_user_id)
+    nobody = text("wamid.nobody")
+    del nobody["from"]
     value = {
         "messaging_product": "whatsapp",
         "metadata": {"phone_number_id": "wa-phone"},
-        "messages": [text("wamid.good1"), text("wamid.nofrom", from_user_id="US.123"), text("wamid.good2")],
+        "messages": [text("wamid.good1"), nobody, text("wamid.good2")],
         "statuses": [{"id": "wamid.out", "status": "read", "timestamp": "1718", "recipient_id": "1555"}],
     }
     body = json.dumps(
@@ -275,7 +277,9 @@ async def test_a_bad_message_is_dead_lettered_alone_and_its_neighbours_are_publi
         error = headers["parley_dlq_error"].decode()
         assert error.startswith(f"UnprocessableDelivery: meta delivery {delivery_id} at {position}: "), error
         assert headers["parley_dlq_attempts"] == b"1"
-    assert letters["entry[0].changes[0].value.messages[1]"]["parley_dlq_error"].endswith(b"from is missing")
+    assert letters["entry[0].changes[0].value.messages[1]"]["parley_dlq_error"].endswith(
+        b"from and from_user_id are missing"
+    )
     assert b"before 2006" in letters["entry[0].changes[0].value.statuses[0]"]["parley_dlq_error"]
     # each dead letter is the archived delivery as it is: a redrive re-normalizes it after a fix
     assert all(r.value == raw[0].value for r in dead)
@@ -342,3 +346,88 @@ async def test_replay_recreates_the_normalized_events_with_the_same_ids(infra: I
     only_x = await replay(normalizer_settings(infra, namespace), started, None, "x")
     assert (only_x.replayed, only_x.skipped_provider) == (0, 3)
     assert Provider.MESSENGER.value == "messenger"
+
+
+async def test_a_whatsapp_customer_keeps_one_conversation_across_a_number_change_and_a_restart(
+    infra: Infra, namespace: str
+) -> None:
+    """The normalizer's alias records go to Kafka and are read back by the next normalizer."""
+    await publish_channel(
+        infra.kafka,
+        namespace,
+        channel_id="ch-wa",
+        tenant_id="t-wa",
+        account_id="wa-phone",
+        provider=Provider.WHATSAPP,
+    )
+    now = str(int(datetime.now(UTC).timestamp()))
+
+    def delivery(*messages: dict[str, Any], contacts: list[Any] | None = None) -> bytes:
+        value: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "metadata": {"phone_number_id": "wa-phone"},
+            "messages": list(messages),
+        }
+        if contacts is not None:
+            value["contacts"] = contacts
+        entry = {"id": "waba-1", "changes": [{"field": "messages", "value": value}]}
+        return json.dumps({"object": "whatsapp_business_account", "entry": [entry]}).encode()
+
+    def text(message_id: str, **sender: str) -> dict[str, Any]:
+        return {**sender, "id": message_id, "timestamp": now, "type": "text", "text": {"body": message_id}}
+
+    before = delivery(text("wamid.before", **{"from": "15550123456", "from_user_id": "US.1"}))
+    change = delivery(
+        {
+            "from": "15550123456",
+            "id": "wamid.change",
+            "timestamp": now,
+            "type": "system",
+            "system": {
+                "type": "user_changed_number",
+                "wa_id": "15550199999",
+                "user_id": "US.2",
+                "previous_user_id": "US.1",
+                "body": "User changed from 15550123456 to 15550199999",
+            },
+        }
+    )
+    after = delivery(text("wamid.after", **{"from": "15550199999", "from_user_id": "US.2"}))
+    withheld = delivery(text("wamid.withheld", from_user_id="US.2"))
+
+    async def post(ingest: Any, body: bytes) -> None:
+        assert (
+            await ingest.post("/webhooks/meta", content=body, headers=meta_headers(body))
+        ).status_code == 200
+
+    async with running(create_ingest_app(ingest_settings(infra, namespace))) as ingest:
+        async with running(create_normalizer_app(normalizer_settings(infra, namespace))):
+            await post(ingest, before)
+            await post(ingest, change)
+            await read_records(infra.kafka, inbound(namespace), until=lambda rs: len(rs) >= 2)
+        # a new normalizer: what it knows of the customer, it reads back from the alias topic
+        async with running(create_normalizer_app(normalizer_settings(infra, namespace))):
+            await post(ingest, after)
+            await post(ingest, withheld)
+            published = await read_records(infra.kafka, inbound(namespace), until=lambda rs: len(rs) >= 4)
+
+    messages = [
+        json.loads(r.value) for r in published if dict(r.headers)["ce_type"] == b"parley.message.received.v1"
+    ]
+    assert [m["provider_message_id"] for m in messages] == [
+        "wamid.before",
+        "wamid.change",
+        "wamid.after",
+        "wamid.withheld",
+    ]
+    assert {m["conversation_id"] for m in messages} == {messages[0]["conversation_id"]}
+    assert {m["conversation_key"] for m in messages} == {"dm:15550123456"}
+    aliases = await read_records(
+        infra.kafka, qualify(topics.CUSTOMER_ALIASES.name, namespace), until=lambda rs: len(rs) >= 4
+    )
+    assert {json.loads(r.value)["alias_key"] for r in aliases} == {
+        "dm:15550123456",
+        "dm:US.1",
+        "dm:15550199999",
+        "dm:US.2",
+    }

@@ -1,7 +1,9 @@
-"""WhatsApp messaging limits against the real store: unique customers outside the window per 24 h."""
+"""WhatsApp messaging limits against the real store: unique customers outside the window per 24 h,
+shared by every number of the business and by every policy replica."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -94,13 +96,93 @@ async def test_the_tier_caps_unique_customers_reached_outside_the_window(databas
         now["at"] += timedelta(hours=24)
         later = await service.request_reply("t", "agent", False, "conv-c250", request, "key-c250-later")
         assert later.decision.approved
-        assert "c250" in await store.business_initiated_recipients("ch-wa", now["at"] - timedelta(hours=24))
+        assert "c250" in await store.business_initiated_recipients(
+            "channel:ch-wa", now["at"] - timedelta(hours=24)
+        )
         # inside the customer's 24-hour window a template is not business-initiated: it does not count
         fresh = inbound("fresh").model_copy(update={"provider_timestamp": now["at"]})
         await service.on_inbound(fresh)
         inside = await service.request_reply("t", "agent", False, "conv-fresh", request, "key-fresh")
         assert inside.decision.approved
-        assert "fresh" not in await store.business_initiated_recipients("ch-wa", T0)
+        assert "fresh" not in await store.business_initiated_recipients("channel:ch-wa", T0)
     finally:
         await client.drop_database(mongo.database_name(database_url))
         await client.close()
+
+
+WABA_NUMBERS = {
+    channel_id: ChannelSnapshot(
+        channel_id=channel_id,
+        tenant_id="t",
+        provider=Provider.WHATSAPP,
+        account_id=f"phone-{channel_id}",
+        status=ChannelStatus.ACTIVE,
+        business_account_id="waba-1",
+        revision=1,
+    )
+    for channel_id in ("ch-wa-1", "ch-wa-2")
+}
+
+
+def inbound_on(channel_id: str, customer: str) -> MessageReceived:
+    return inbound(customer).model_copy(
+        update={
+            "channel_id": channel_id,
+            "account_id": f"phone-{channel_id}",
+            "conversation_id": f"conv-{channel_id}-{customer}",
+            "event_id": f"msg-{channel_id}-{customer}",
+        }
+    )
+
+
+async def test_two_replicas_racing_for_the_last_place_of_the_business_admit_one(database_url: str) -> None:
+    # two replicas: each its own client and store adapter on the same database, as two processes
+    clients: list[Any] = [mongo.open_client(database_url) for _ in range(2)]
+    now = T0 + timedelta(days=2)  # every window is closed: templates only
+    templates = {("order_update", "en_US"): TemplateInfo(status="APPROVED", parameter_count=1)}
+
+    async def publish(event: Any, _id: str) -> None:
+        return None
+
+    replicas = [
+        PolicyService(
+            PolicyStore(mongo.database(client, database_url)),
+            WABA_NUMBERS.get,
+            lambda *_: ChannelRole.CONTRIBUTOR,
+            lambda _cid: templates,
+            publish,
+            clock=lambda: now,
+            messaging_tier=0,
+            whatsapp_throughput=1000,
+        )
+        for client in clients
+    ]
+    request = ReplyRequest(template=Template("order_update", "en_US", ("#42",)))
+    try:
+        # 249 customers reached through the business's first number: one place is left, and it
+        # is the business's, so the second number shares it
+        for n in range(249):
+            await replicas[n % 2].on_inbound(inbound_on("ch-wa-1", f"c{n}"))
+            outcome = await replicas[n % 2].request_reply(
+                "t", "agent", False, f"conv-ch-wa-1-c{n}", request, f"key-c{n}"
+            )
+            assert outcome.decision.approved, outcome.decision.reasons
+        for customer in ("last-a", "last-b"):
+            await replicas[0].on_inbound(inbound_on("ch-wa-2", customer))
+
+        racing = await asyncio.gather(
+            replicas[0].request_reply("t", "agent", False, "conv-ch-wa-2-last-a", request, "key-a"),
+            replicas[1].request_reply("t", "agent", False, "conv-ch-wa-2-last-b", request, "key-b"),
+        )
+
+        assert sorted(o.decision.approved for o in racing) == [False, True]
+        [refused] = [o for o in racing if not o.decision.approved]
+        assert [r.code for r in refused.decision.reasons] == ["MESSAGING_LIMIT"]
+        reached = await replicas[1].store.business_initiated_recipients(
+            "waba:waba-1", now - timedelta(hours=24)
+        )
+        assert len(reached) == 250
+    finally:
+        await clients[0].drop_database(mongo.database_name(database_url))
+        for client in clients:
+            await client.close()

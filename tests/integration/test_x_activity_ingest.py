@@ -140,7 +140,7 @@ async def test_one_dm_delivered_by_both_apis_is_one_message_and_an_xchat_is_flag
         "inbound",
         "where is it?",
     )
-    assert first["author"] == {"id": CUSTOMER, "name": "ana_example"}
+    assert (first["author"]["id"], first["author"]["name"]) == (CUSTOMER, "ana_example")
     assert encrypted["content"]["encrypted"] is True
     assert encrypted["content"]["text"] is None
     assert encrypted["conversation_key"] == f"dm:{CUSTOMER}"

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from parley_events import ChannelTemplateStatusChanged, MessageKind, MessageReceived, Provider
+from parley_policy.domain.decision import KnownLimit
 
 from tests.unit.factories import CUSTOMER_ID, T0, message
 
@@ -117,17 +118,54 @@ async def test_due_windows_are_every_conversation_in_the_range_in_time_order(pol
     assert await policy_store.windows_due(T0 - timedelta(minutes=1), T0 - timedelta(hours=1)) == []
 
 
-async def test_business_initiated_customers_are_counted_per_number_from_their_last_contact(
+async def test_customers_reached_outside_the_window_are_counted_per_scope_from_their_last_contact(
     policy_store: Any,
 ) -> None:
-    await policy_store.record_business_initiated("chn_wa", "customer-1", T0)
-    await policy_store.record_business_initiated("chn_wa", "customer-2", T0 + timedelta(hours=1))
-    await policy_store.record_business_initiated("chn_wa", "customer-1", T0 + timedelta(hours=2))
+    since = T0 - timedelta(hours=24)
+    assert await policy_store.claim_reach("waba:1", "customer-1", T0, since, 2) is True
+    assert await policy_store.claim_reach("waba:1", "customer-2", T0 + timedelta(hours=1), since, 2) is True
+    # a customer already counted counts once, and the last contact moves its time on
+    assert await policy_store.claim_reach("waba:1", "customer-1", T0 + timedelta(hours=2), since, 2) is True
+    assert await policy_store.claim_reach("waba:1", "customer-3", T0 + timedelta(hours=2), since, 2) is False
+    assert await policy_store.claim_reach("waba:other", "customer-3", T0, since, 2) is True
 
-    since = T0 + timedelta(minutes=90)
-    assert await policy_store.business_initiated_recipients("chn_wa", since) == {"customer-1"}
-    assert await policy_store.business_initiated_recipients("chn_wa", T0) == {"customer-1", "customer-2"}
-    assert await policy_store.business_initiated_recipients("chn_other", T0) == set()
+    assert await policy_store.business_initiated_recipients("waba:1", T0 + timedelta(minutes=90)) == {
+        "customer-1"
+    }
+    assert await policy_store.business_initiated_recipients("waba:1", T0) == {"customer-1", "customer-2"}
+    assert await policy_store.business_initiated_recipients("waba:none", T0) == set()
+
+
+async def test_a_place_frees_up_once_its_customer_was_reached_a_period_ago(policy_store: Any) -> None:
+    day = timedelta(hours=24)
+    assert await policy_store.claim_reach("waba:1", "customer-1", T0, T0 - day, 1) is True
+    assert (
+        await policy_store.claim_reach(
+            "waba:1", "customer-2", T0 + timedelta(hours=23), T0 - timedelta(hours=1), 1
+        )
+        is False
+    )
+
+    later = T0 + day + timedelta(minutes=1)
+    assert await policy_store.claim_reach("waba:1", "customer-2", later, later - day, 1) is True
+    assert await policy_store.business_initiated_recipients("waba:1", later - day) == {"customer-2"}
+    # and it is taken again: the next new customer waits
+    assert await policy_store.claim_reach("waba:1", "customer-3", later, later - day, 1) is False
+
+
+async def test_of_customers_racing_for_the_last_places_only_as_many_as_there_are_places_pass(
+    policy_store: Any,
+) -> None:
+    since = T0 - timedelta(hours=24)
+    for n in range(8):
+        assert await policy_store.claim_reach("waba:1", f"early-{n}", T0, since, 10) is True
+
+    passed = await asyncio.gather(
+        *(policy_store.claim_reach("waba:1", f"racer-{n}", T0, since, 10) for n in range(6))
+    )
+
+    assert sorted(passed) == [False] * 4 + [True] * 2
+    assert len(await policy_store.business_initiated_recipients("waba:1", since)) == 10
 
 
 async def test_template_reviews_are_kept_and_loaded_by_a_new_process(store: Any, templates: Any) -> None:
@@ -155,3 +193,16 @@ async def test_template_reviews_are_kept_and_loaded_by_a_new_process(store: Any,
         ("order_update", "en_US"): "PAUSED",
         ("welcome", "en_US"): "APPROVED",
     }
+
+
+async def test_a_business_messaging_limit_is_the_latest_the_provider_set(policy_store: Any) -> None:
+    assert await policy_store.messaging_limit("waba:1") is None
+
+    await policy_store.record_messaging_limit("waba:1", 2_000, T0 + timedelta(hours=2))
+    await policy_store.record_messaging_limit("waba:1", 250, T0 + timedelta(hours=1))  # older: late
+    await policy_store.record_messaging_limit("waba:2", None, T0)
+
+    assert await policy_store.messaging_limit("waba:1") == KnownLimit(2_000)
+    assert await policy_store.messaging_limit("waba:2") == KnownLimit(None)  # unlimited
+    await policy_store.record_messaging_limit("waba:1", 10_000, T0 + timedelta(hours=3))
+    assert await policy_store.messaging_limit("waba:1") == KnownLimit(10_000)

@@ -66,7 +66,7 @@ def test_policys_document_lists_every_topic_it_reads_and_every_event_type_it_pub
         topics.CHANNEL_EVENTS.name: {"ChannelReauthRequired", "ChannelSendingRestricted"},
     }
     assert operations(document, "receive") == {
-        topics.MESSAGES_INBOUND.name: {"MessageReceived", "OtherEventType"},
+        topics.MESSAGES_INBOUND.name: {"MessageReceived", "MessagingLimitChanged", "OtherEventType"},
         topics.REPLIES.name: {"ReplyApproved", "OtherEventType"},
         topics.CHANNEL_EVENTS.name: {
             "ChannelTemplateStatusChanged",

@@ -51,6 +51,7 @@ from parley_shared.runtime import Wiring
 from parley_shared.vault import Credential
 from starlette.applications import Starlette
 
+from tests.support.aliases import empty_aliases
 from tests.support.fakes.bus import FakePublisher, on_test_broker
 from tests.support.fakes.onboarding import (
     FakeAccountConnector,
@@ -366,7 +367,12 @@ async def test_the_normalizer_publishes_what_its_router_takes_and_dead_letters_a
 
     wiring = build_normalizer(
         NormalizerSettings(**PLAIN),
-        NormalizerAdapters(channels=directory(channel()), publisher=publisher, dead_letter=dead_letter),
+        NormalizerAdapters(
+            channels=directory(channel()),
+            aliases=empty_aliases(),
+            publisher=publisher,
+            dead_letter=dead_letter,
+        ),
     )
     no_sender = messaging_text("m_bad")
     del no_sender["sender"]
@@ -383,7 +389,7 @@ async def test_the_normalizer_publishes_what_its_router_takes_and_dead_letters_a
     assert dict(record.headers)["parley_dlq_delivery_id"] == raw.delivery_id.encode()
     assert isinstance(error, UnprocessableDelivery)
     assert dict(record.headers)["parley_dlq_item"] == b"entry[0].messaging[1]"
-    assert [m.source.name for m in wiring.read_models] == ["parley.channels.v1"]
+    assert [m.source.name for m in wiring.read_models] == ["parley.channels.v1", "parley.customer-aliases.v1"]
 
 
 def test_the_webhook_process_declares_what_its_routes_publish_and_subscribes_to_nothing() -> None:

@@ -28,6 +28,8 @@ from parley_ingest.entrypoints.subscribers import MAX_ITEM_DEAD_LETTERS, dead_le
 from parley_ingest.service import Normalizer
 from prometheus_client import REGISTRY
 
+from tests.support.aliases import empty_aliases
+
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -62,11 +64,10 @@ def wa_change(messages: list[Any], statuses: list[Any] | None = None) -> dict[st
     return {"field": "messages", "value": value}
 
 
-def no_from(message_id: str) -> dict[str, Any]:
-    """Meta since 2026: a customer who withholds the phone number has only ``from_user_id``."""
+def no_sender(message_id: str) -> dict[str, Any]:
+    """A message naming nobody: neither the phone number (``from``) nor the BSUID (``from_user_id``)."""
     message = wa_text(message_id)
     del message["from"]
-    message["from_user_id"] = "US.1234567890"
     return message
 
 
@@ -87,13 +88,13 @@ def reasons(result: ParseResult) -> dict[str, str]:
 # --- WhatsApp ---------------------------------------------------------------------------
 
 
-def test_a_whatsapp_message_without_from_costs_only_itself() -> None:
-    delivery = wa_delivery(wa_change([wa_text("wamid.1"), no_from("wamid.2"), wa_text("wamid.3")]))
+def test_a_whatsapp_message_naming_no_sender_costs_only_itself() -> None:
+    delivery = wa_delivery(wa_change([wa_text("wamid.1"), no_sender("wamid.2"), wa_text("wamid.3")]))
 
     result = parse_delivery("meta", delivery, NOW)
 
     assert [m.provider_message_id for m in result.messages] == ["wamid.1", "wamid.3"]
-    assert reasons(result) == {"entry[0].changes[0].value.messages[1]": "from is missing"}
+    assert reasons(result) == {"entry[0].changes[0].value.messages[1]": "from and from_user_id are missing"}
 
 
 def test_a_mixed_whatsapp_batch_keeps_every_good_message_and_status() -> None:
@@ -102,7 +103,7 @@ def test_a_mixed_whatsapp_batch_keeps_every_good_message_and_status() -> None:
     broken_change = {"field": "messages", "value": {"messages": [wa_text("wamid.lost")]}}  # no metadata
     delivery = wa_delivery(
         wa_change(
-            [wa_text("wamid.1"), "not an object", too_old, no_from("wamid.nf"), wa_text("wamid.2")],
+            [wa_text("wamid.1"), "not an object", too_old, no_sender("wamid.nf"), wa_text("wamid.2")],
             [wa_status("wamid.s1"), in_1970, wa_status("wamid.s3")],
         ),
         broken_change,
@@ -391,7 +392,7 @@ def normalize(provider: str, payload: Any) -> tuple[list[Event], tuple[ItemFailu
     async def publish(event: Event, event_id: str) -> None:
         published.append(event)
 
-    worker = Normalizer(Channels(), publish, 0.0, RecentIds(100), clock=lambda: NOW)  # type: ignore[arg-type]
+    worker = Normalizer(Channels(), publish, 0.0, RecentIds(100), empty_aliases(), clock=lambda: NOW)  # type: ignore[arg-type]
     record = deliveries.archive_record(provider, orjson.dumps(payload), {}, NOW, payload)
     failures = run(worker.normalize(record))
     return published, failures
@@ -407,16 +408,23 @@ def skipped_labels() -> set[str]:
 
 
 def test_the_normalizer_publishes_the_good_items_and_returns_the_bad_ones() -> None:
-    delivery = wa_delivery(wa_change([wa_text("wamid.1"), no_from("wamid.2"), wa_text("wamid.3")]))
+    delivery = wa_delivery(wa_change([wa_text("wamid.1"), no_sender("wamid.2"), wa_text("wamid.3")]))
 
     published, failures = normalize("meta", delivery)
 
-    assert [getattr(e, "provider_message_id", None) for e in published] == ["wamid.1", "wamid.3"]
-    assert failures == (ItemFailure("entry[0].changes[0].value.messages[1]", "from is missing"),)
+    # the customer's phone is recorded as leading to their conversation once, before the first message
+    assert [getattr(e, "provider_message_id", getattr(e, "alias_key", None)) for e in published] == [
+        "dm:15550123456",
+        "wamid.1",
+        "wamid.3",
+    ]
+    assert failures == (
+        ItemFailure("entry[0].changes[0].value.messages[1]", "from and from_user_id are missing"),
+    )
     record = deliveries.archive_record("meta", orjson.dumps(delivery), {}, NOW, delivery)
     error = str(item_error(record, failures[0]))
     assert record.delivery_id in error
-    assert "entry[0].changes[0].value.messages[1]: from is missing" in error
+    assert "entry[0].changes[0].value.messages[1]: from and from_user_id are missing" in error
     assert base64.b64decode(record.body_b64) == orjson.dumps(delivery)
 
 
@@ -449,7 +457,7 @@ def letters_for(failures: tuple[ItemFailure, ...]) -> list[tuple[dict[str, bytes
         assert attempts == 1  # bad data: no retries
         sent.append((dict(record.headers), str(error)))
 
-    delivery = wa_delivery(wa_change([no_from(f"wamid.{i}") for i in range(len(failures))]))
+    delivery = wa_delivery(wa_change([no_sender(f"wamid.{i}") for i in range(len(failures))]))
     raw = deliveries.archive_record("meta", orjson.dumps(delivery), {}, NOW, delivery)
     run(dead_letter_items(sink, Record(orjson.dumps(delivery)), raw, failures))
     return sent
@@ -457,7 +465,8 @@ def letters_for(failures: tuple[ItemFailure, ...]) -> list[tuple[dict[str, bytes
 
 def test_each_bad_item_gets_a_dead_letter_naming_its_delivery_and_position() -> None:
     failures = tuple(
-        ItemFailure(f"entry[0].changes[0].value.messages[{i}]", "from is missing") for i in range(3)
+        ItemFailure(f"entry[0].changes[0].value.messages[{i}]", "from and from_user_id are missing")
+        for i in range(3)
     )
 
     sent = letters_for(failures)
@@ -465,12 +474,13 @@ def test_each_bad_item_gets_a_dead_letter_naming_its_delivery_and_position() -> 
     assert [headers["parley_dlq_item"].decode() for headers, _ in sent] == [f.position for f in failures]
     assert all(headers["traceparent"] == b"00-abc-def-01" for headers, _ in sent)
     assert len({headers["parley_dlq_delivery_id"] for headers, _ in sent}) == 1
-    assert all(error.endswith("from is missing") for _, error in sent)
+    assert all(error.endswith("from and from_user_id are missing") for _, error in sent)
 
 
 def test_a_delivery_of_many_bad_items_writes_a_bounded_number_of_dead_letters() -> None:
     failures = tuple(
-        ItemFailure(f"entry[0].changes[0].value.messages[{i}]", "from is missing") for i in range(50)
+        ItemFailure(f"entry[0].changes[0].value.messages[{i}]", "from and from_user_id are missing")
+        for i in range(50)
     )
 
     sent = letters_for(failures)

@@ -18,6 +18,7 @@ PUBLIC_NAMES = {
     "parley.channel-events.v1",
     "parley.reply-windows.v1",
 }
+INTERNAL_NAMES = {"parley.customer-aliases.v1"}  # the normalizer's own alias read model (docs/ingest.md)
 
 
 def test_the_public_topics_are_exactly_the_published_contract() -> None:
@@ -25,8 +26,11 @@ def test_the_public_topics_are_exactly_the_published_contract() -> None:
     assert sorted(public) == sorted(PUBLIC_NAMES)
 
 
-def test_every_primary_topic_is_public() -> None:
-    assert {t.name for t in topics.PRIMARY_TOPICS} == PUBLIC_NAMES
+def test_every_primary_topic_is_public_but_the_normalizers_alias_records() -> None:
+    assert {t.name for t in topics.PRIMARY_TOPICS} == PUBLIC_NAMES | INTERNAL_NAMES
+    assert all(
+        not t.public and t.consumers == (t.owner,) for t in topics.PRIMARY_TOPICS if t.name in INTERNAL_NAMES
+    )
 
 
 def test_all_topics_has_no_duplicate_names() -> None:
@@ -46,9 +50,9 @@ def test_every_topic_that_has_a_dlq_gets_one_named_topic_dot_dlq() -> None:
             assert f"{t.name}.dlq" not in names
 
 
-def test_the_non_public_topics_are_exactly_the_dlqs() -> None:
+def test_the_non_public_topics_are_exactly_the_dlqs_and_the_alias_records() -> None:
     private = {t.name for t in all_topics() if not t.public}
-    assert private == {f"{t.name}.dlq" for t in topics.PRIMARY_TOPICS if t.has_dlq}
+    assert private == {f"{t.name}.dlq" for t in topics.PRIMARY_TOPICS if t.has_dlq} | INTERNAL_NAMES
 
 
 def test_dlq_name_appends_dot_dlq() -> None:
@@ -76,7 +80,7 @@ def test_the_channels_topic_is_compacted_and_kept_forever() -> None:
 
 def test_only_the_state_topics_are_compacted() -> None:
     compacted = sorted(t.name for t in all_topics() if t.cleanup == "compact")
-    assert compacted == ["parley.channels.v1", "parley.teams.v1"]
+    assert compacted == ["parley.channels.v1", "parley.customer-aliases.v1", "parley.teams.v1"]
 
 
 def test_delete_topics_carry_their_retention() -> None:

@@ -14,18 +14,21 @@ from typing import Any
 import pytest
 from parley_events import (
     Attachment,
+    Author,
     Choice,
     DeliveryStatus,
     Direction,
+    IdentityChange,
     Location,
     MessageKind,
+    Pricing,
     Provider,
     ProviderError,
     Reaction,
     SharedContact,
 )
 from parley_providers import registry
-from parley_providers.inbound import ItemFailure, ParsedMessage, ParseResult
+from parley_providers.inbound import ItemFailure, ParsedMessage, ParsedMessagingLimit, ParseResult
 
 from tests.support import fixtures
 
@@ -259,7 +262,158 @@ def test_the_author_name_comes_from_the_matching_contact_only() -> None:
     assert message.author.name is None
 
 
+# --- business-scoped user ids and usernames ----------------------------------------------
+
+BSUID = "US.13491208655302741918"
+
+
+def test_a_message_with_the_phone_withheld_is_a_normal_message_in_the_bsuids_thread() -> None:
+    message = only_message("bsuid_phone_withheld")
+
+    assert message.provider_message_id == "wamid.BSUID0001"
+    assert message.direction is Direction.INBOUND
+    assert message.conversation_key == f"dm:{BSUID}"
+    assert message.author == Author(id=BSUID, name="Noor", phone=None, user_id=BSUID, username="@noor.k")
+    assert message.aliases == (f"dm:{BSUID}",)
+    assert message.content.text == "Is my order on its way?"
+
+
+def test_a_message_with_phone_and_username_keeps_the_phone_thread_and_every_identifier() -> None:
+    message = only_message("username_with_phone")
+
+    # the phone number stays the key: conversations from before BSUIDs keep their ids
+    assert message.conversation_key == f"dm:{CUSTOMER}"
+    assert message.author == Author(
+        id=CUSTOMER,
+        name="Sheena Nelson",
+        phone=CUSTOMER,
+        user_id="US.20000000000000000001",
+        username="@sheena",
+    )
+    # every key the customer goes by, the thread's first: the normalizer keeps them on one conversation
+    assert message.aliases == (f"dm:{CUSTOMER}", "dm:US.20000000000000000001")
+
+
+def test_the_bsuid_comes_from_the_contact_when_the_message_has_only_the_phone() -> None:
+    delivery = load("username_with_phone")
+    del first_value(delivery)["messages"][0]["from_user_id"]
+
+    [message] = parse(delivery).messages
+
+    assert message.author.user_id == "US.20000000000000000001"
+    assert message.conversation_key == f"dm:{CUSTOMER}"
+
+
+def test_a_message_naming_neither_phone_nor_bsuid_costs_only_itself() -> None:
+    delivery = load("bsuid_phone_withheld")
+    del first_value(delivery)["messages"][0]["from_user_id"]
+
+    failure = refusal(parse(delivery))
+
+    assert failure.reason == "from and from_user_id are missing"
+
+
+def test_a_number_change_is_an_identity_change_on_the_old_numbers_thread() -> None:
+    message = only_message("system_user_changed_number")
+
+    assert message.conversation_key == f"dm:{CUSTOMER}"  # the conversation the customer already has
+    assert message.author == Author(id=CUSTOMER, phone=CUSTOMER, user_id="US.20000000000000000001")
+    assert message.provider_message_id == "wamid.SYSTEM0001"
+    assert message.content.identity_change == IdentityChange(
+        kind="user_changed_number",
+        phone="15550199999",
+        user_id="US.20000000000000000002",
+        previous_user_id="US.20000000000000000001",
+        text="User Sheena Nelson changed from 15550123456 to 15550199999",
+    )
+    assert message.content.text is None
+    assert message.aliases == (
+        f"dm:{CUSTOMER}",
+        "dm:US.20000000000000000001",
+        "dm:15550199999",
+        "dm:US.20000000000000000002",
+    )
+
+
+def test_a_bsuid_change_is_an_identity_change_on_the_previous_bsuids_thread() -> None:
+    message = only_message("system_user_changed_user_id")
+
+    assert message.conversation_key == f"dm:{BSUID}"
+    assert message.author == Author(id=BSUID, user_id=BSUID)
+    assert message.aliases == (f"dm:{BSUID}", "dm:US.13491208655302749999")
+    assert message.content.identity_change == IdentityChange(
+        kind="user_changed_user_id",
+        user_id="US.13491208655302749999",
+        previous_user_id=BSUID,
+        text="User Noor changed their user id",
+    )
+
+
+def test_another_system_message_is_skipped_and_named() -> None:
+    delivery = load("system_user_changed_number")
+    first_value(delivery)["messages"][0]["system"]["type"] = "customer_identity_changed"
+
+    result = parse(delivery)
+
+    assert (result.messages, result.failures) == ((), ())
+    assert result.skipped == ("whatsapp.message.system",)
+
+
+# --- coexistence echoes -----------------------------------------------------------------
+
+
+def test_an_echo_from_the_business_app_is_an_outbound_message_in_the_customers_thread() -> None:
+    result = parse(load("echo_text"))
+
+    assert (result.statuses, result.skipped, result.failures) == ((), (), ())
+    [echo] = result.messages
+    assert echo.direction is Direction.OUTBOUND
+    assert echo.account_id == PHONE_NUMBER_ID
+    assert echo.conversation_key == f"dm:{CUSTOMER}"
+    assert echo.author == Author(id="15550001111")  # the business number, not the customer
+    assert echo.content.text == "Typed in the Business app: it ships today"
+    assert echo.provider_message_id == "wamid.ECHO0001"
+    assert echo.provider_timestamp == datetime.fromtimestamp(1718000300, tz=UTC)
+    assert echo.kind is MessageKind.DIRECT
+    assert echo.aliases == (f"dm:{CUSTOMER}",)  # an echo to a changed number finds the old thread
+
+
+def test_an_echo_to_a_customer_without_a_phone_is_in_the_bsuids_thread() -> None:
+    delivery = load("echo_text")
+    echo = first_value(delivery)["message_echoes"][0]
+    del echo["to"]
+    echo["to_user_id"] = BSUID
+
+    [message] = parse(delivery).messages
+
+    assert message.conversation_key == f"dm:{BSUID}"
+
+
 # --- statuses ---------------------------------------------------------------------------
+
+
+def test_a_status_carries_the_providers_pricing() -> None:
+    [receipt] = parse(load("status_sent")).statuses
+
+    assert receipt.pricing == Pricing(billable=True, category="service", pricing_model="CBP")
+
+
+def test_a_status_to_a_customer_without_a_phone_is_in_the_bsuids_thread_with_pricing() -> None:
+    result = parse(load("status_delivered_pricing_bsuid"))
+
+    assert (result.messages, result.failures) == ((), ())
+    [receipt] = result.statuses
+    assert receipt.conversation_key == f"dm:{BSUID}"
+    assert receipt.aliases == (f"dm:{BSUID}",)
+    assert receipt.status is DeliveryStatus.DELIVERED
+    assert receipt.provider_message_ids == ("wamid.OUT0009",)
+    assert receipt.pricing == Pricing(billable=True, category="utility", pricing_model="PMP", type="regular")
+
+
+def test_a_status_without_pricing_has_none() -> None:
+    [receipt] = parse(load("status_read")).statuses
+
+    assert receipt.pricing is None
 
 
 @pytest.mark.parametrize(
@@ -381,6 +535,61 @@ def test_a_rejected_template_keeps_the_reason() -> None:
     assert template.language == "pt_BR"
     assert template.reason == "INCORRECT_CATEGORY"
     assert template.provider_timestamp == datetime.fromtimestamp(1718002000, tz=UTC)
+
+
+# --- messaging limits -------------------------------------------------------------------
+
+
+def test_a_business_capability_update_sets_the_business_messaging_limit() -> None:
+    result = parse(load("business_capability_update"))
+
+    assert (result.messages, result.statuses, result.templates, result.skipped) == ((), (), (), ())
+    assert result.limits == (
+        ParsedMessagingLimit(
+            business_account_id=WABA_ID,
+            tier="TIER_2K",
+            messaging_limit=2_000,
+            provider_timestamp=datetime.fromtimestamp(1718004000, tz=UTC),
+        ),
+    )
+
+
+def test_a_quality_update_naming_the_business_limit_sets_it() -> None:
+    [limit] = parse(load("phone_number_quality_update_limit")).limits
+
+    assert (limit.tier, limit.messaging_limit) == ("TIER_10K", 10_000)
+    assert limit.provider_timestamp == datetime.fromtimestamp(1718005000, tz=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "tier", "limit"),
+    [
+        ({"max_daily_conversations_per_business": "TIER_UNLIMITED"}, "TIER_UNLIMITED", None),
+        ({"max_daily_conversations_per_business": "TIER_250"}, "TIER_250", 250),
+        ({"max_daily_conversations_per_business": "TIER_100K"}, "TIER_100K", 100_000),
+        ({"max_daily_conversation_per_phone": -1}, "TIER_UNLIMITED", None),  # the earlier form
+        ({"max_daily_conversation_per_phone": 10000}, "10000", 10_000),
+    ],
+)
+def test_each_tier_the_provider_names_is_its_number_of_customers(
+    value: dict[str, Any], tier: str, limit: int | None
+) -> None:
+    delivery = load("business_capability_update")
+    delivery["entry"][0]["changes"][0]["value"] = value
+
+    [found] = parse(delivery).limits
+
+    assert (found.tier, found.messaging_limit) == (tier, limit)
+
+
+def test_an_update_without_a_business_limit_is_skipped_and_named() -> None:
+    delivery = load("phone_number_quality_update_limit")
+    first_value(delivery)["max_daily_conversations_per_business"] = "TIER_NOT_SET"
+
+    result = parse(delivery)
+
+    assert result.limits == ()
+    assert result.skipped == ("whatsapp.phone_number_quality_update",)
 
 
 def test_other_fields_are_skipped_and_named() -> None:

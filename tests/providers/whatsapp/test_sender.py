@@ -196,3 +196,23 @@ async def test_a_number_not_registered_for_the_cloud_api_is_refused(sandbox: San
     error = await fails(sandbox.senders[Provider.WHATSAPP].send(text_reply(number_id), WA_TOKEN))
 
     assert (error.code, error.kind) == (133010, ErrorKind.INVALID_REQUEST)
+
+
+async def test_a_customer_known_only_by_the_business_scoped_user_id_is_sent_to_through_recipient(
+    sandbox: Sandbox,
+) -> None:
+    bsuid = "US.13491208655302741918"
+    number_id = await sandbox.whatsapp_number(verified=True, registered=True, enforce_window=True)
+    sandbox.state.open_window(number_id, bsuid, ago_s=60)
+    reply = approved(Provider.WHATSAPP, number_id, bsuid, "direct", text="Your order ships today.")
+
+    wamid = await sandbox.senders[Provider.WHATSAPP].send(reply, WA_TOKEN)
+
+    [record] = sandbox.state.sent
+    assert record.body == {
+        "messaging_product": "whatsapp",
+        "recipient": bsuid,
+        "type": "text",
+        "text": {"body": "Your order ships today."},
+    }
+    assert wamid.startswith("wamid.") and record.result_id == wamid

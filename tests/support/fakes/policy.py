@@ -14,7 +14,7 @@ from typing import Any
 
 from parley_events import ChannelTemplateStatusChanged, MessageReceived
 from parley_policy.adapters.stores import conversation_facts, inbound_document
-from parley_policy.domain.decision import ConversationFacts, TemplateInfo
+from parley_policy.domain.decision import ConversationFacts, KnownLimit, TemplateInfo
 from parley_shared.vault import Credential
 
 
@@ -26,6 +26,7 @@ class FakePolicyStore:
         self.slots: dict[str, int] = {}  # "<channel>:<second>:<slot>" -> second
         self.notices: dict[str, datetime] = {}
         self.reached: dict[tuple[str, str], datetime] = {}
+        self.limits: dict[str, tuple[int | None, datetime]] = {}
         self.indexed = False
 
     async def ensure_indexes(self) -> None:
@@ -96,11 +97,26 @@ class FakePolicyStore:
             copy.deepcopy(d) for d in sorted(due, key=lambda d: (d["last_customer_message_at"], d["_id"]))
         ]
 
-    async def business_initiated_recipients(self, channel_id: str, since: datetime) -> set[str]:
-        return {r for (c, r), at in self.reached.items() if c == channel_id and at >= since}
+    async def business_initiated_recipients(self, scope: str, since: datetime) -> set[str]:
+        return {r for (c, r), at in self.reached.items() if c == scope and at >= since}
 
-    async def record_business_initiated(self, channel_id: str, recipient_id: str, at: datetime) -> None:
-        self.reached[(channel_id, recipient_id)] = at
+    async def claim_reach(
+        self, scope: str, recipient_id: str, at: datetime, since: datetime, limit: int
+    ) -> bool:
+        held = await self.business_initiated_recipients(scope, since)
+        if recipient_id not in held and len(held) >= limit:
+            return False
+        self.reached[(scope, recipient_id)] = max(at, self.reached.get((scope, recipient_id), at))
+        return True
+
+    async def record_messaging_limit(self, scope: str, limit: int | None, at: datetime) -> None:
+        current = self.limits.get(scope)
+        if current is None or current[1] < at:
+            self.limits[scope] = (limit, at)
+
+    async def messaging_limit(self, scope: str) -> KnownLimit | None:
+        found = self.limits.get(scope)
+        return None if found is None else KnownLimit(found[0])
 
     async def decision(self, key: str) -> dict[str, Any] | None:
         found = self.decisions.get(key)

@@ -15,6 +15,7 @@ from parley_shared.runtime import Runtime, ServiceSpec, Wiring, create_app
 from parley_shared.settings import load_settings
 from starlette.applications import Starlette
 
+from parley_ingest.adapters.aliases import KafkaCustomerAliases
 from parley_ingest.domain.dedupe import RecentIds
 from parley_ingest.entrypoints.subscribers import normalizer_router, webhook_router
 from parley_ingest.entrypoints.webhooks import webhook_routes
@@ -66,9 +67,11 @@ def create_ingest_app(settings: IngestSettings | None = None) -> Starlette:
 
 @dataclass(frozen=True)
 class NormalizerAdapters:
-    """What the normalizer needs: the channel read model, the broker and the raw topic's DLQ."""
+    """What the normalizer needs: the channel and alias read models, the broker and the raw
+    topic's DLQ."""
 
     channels: KafkaChannelDirectory
+    aliases: KafkaCustomerAliases
     publisher: Publishes
     dead_letter: DeadLetterSink
 
@@ -84,6 +87,9 @@ class NormalizerWiring(Wiring):
 async def normalizer_adapters(settings: NormalizerSettings, rt: Runtime) -> AsyncIterator[NormalizerAdapters]:
     yield NormalizerAdapters(
         channels=KafkaChannelDirectory(settings.kafka_bootstrap_servers, rt.topic(topics.CHANNELS.name)),
+        aliases=KafkaCustomerAliases(
+            settings.kafka_bootstrap_servers, rt.topic(topics.CUSTOMER_ALIASES.name)
+        ),
         publisher=rt.publisher,
         dead_letter=kafka_dead_letter_sink(rt.broker),
     )
@@ -96,12 +102,16 @@ def build_normalizer(settings: NormalizerSettings, adapters: NormalizerAdapters)
         await adapters.publisher.publish(event, event_id=event_id)
 
     normalizer = Normalizer(
-        adapters.channels, publish, settings.channel_catch_up_timeout_s, RecentIds(settings.dedupe_window)
+        adapters.channels,
+        publish,
+        settings.channel_catch_up_timeout_s,
+        RecentIds(settings.dedupe_window),
+        adapters.aliases,
     )
     return NormalizerWiring(
         normalizer=normalizer,
         router=normalizer_router(settings, normalizer, adapters.dead_letter),
-        read_models=[adapters.channels],
+        read_models=[adapters.channels, adapters.aliases],
     )
 
 

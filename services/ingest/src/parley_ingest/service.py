@@ -7,11 +7,14 @@ repeats and publishes. ``entrypoints/subscribers.py`` feeds it the raw topic's r
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import dataclasses
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Protocol
 
 import orjson
 from parley_events import ChannelSnapshot, Event, Provider, WebhookReceived
@@ -25,8 +28,12 @@ from parley_ingest.domain.normalize import (
     SKIP_KINDS,
     ItemFailure,
     MalformedPayload,
+    ParsedMessage,
+    alias_event,
+    limit_event,
     message_event,
     parse_delivery,
+    resolve,
     status_event,
     template_event,
 )
@@ -41,6 +48,17 @@ class UnprocessableDelivery(PermanentError):
 Lookup = Callable[[Provider, str], ChannelSnapshot | None]
 
 
+class CustomerAliases(Protocol):
+    """Which conversation key a customer's identifier leads to, per channel (a read model)."""
+
+    loaded: asyncio.Event
+    """Set once the map was read whole: the broker starts consuming before the read models load."""
+
+    def root(self, channel_id: str, alias_key: str) -> str | None: ...
+
+    def remember(self, channel_id: str, alias_key: str, conversation_key: str) -> None: ...
+
+
 class Normalizer:
     """Normalize one archived delivery and publish its events, skipping recent repeats."""
 
@@ -50,9 +68,11 @@ class Normalizer:
         publish: Callable[[Event, str], Awaitable[None]],
         catch_up_s: float,
         recent: RecentIds,
+        aliases: CustomerAliases,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.directory = directory
+        self.aliases = aliases
         self.publish = publish
         self.catch_up_s = catch_up_s
         self.recent = recent
@@ -106,11 +126,17 @@ class Normalizer:
         for parsed in result.messages:
             channel = await self.channel(self.directory.lookup, parsed.provider, parsed.account_id)
             if channel is not None:
+                parsed = await self._one_conversation(parsed, channel)
                 event = message_event(parsed, channel, raw.delivery_id)
                 await self.emit(event, event.event_id, parsed.provider.value)
         for status in result.statuses:
             channel = await self.channel(self.directory.lookup, status.provider, status.account_id)
             if channel is not None:
+                if status.aliases:
+                    await self.aliases.loaded.wait()
+                    root = self.aliases.root(channel.channel_id, status.conversation_key)
+                    if root is not None:
+                        status = dataclasses.replace(status, conversation_key=root)
                 receipt = status_event(status, channel, raw.delivery_id)
                 await self.emit(receipt, receipt.event_id, status.provider.value)
         for template in result.templates:
@@ -120,4 +146,30 @@ class Normalizer:
             if channel is not None:
                 update = template_event(template, channel.tenant_id, raw.delivery_id)
                 await self.emit(update, update.event_id, Provider.WHATSAPP.value)
+        for limit in result.limits:
+            channel = await self.channel(
+                self.directory.lookup_business, Provider.WHATSAPP, limit.business_account_id
+            )
+            if channel is not None:
+                changed = limit_event(limit, channel.tenant_id, raw.delivery_id)
+                await self.emit(changed, changed.event_id, Provider.WHATSAPP.value)
         return result.failures
+
+    async def _one_conversation(self, parsed: ParsedMessage, channel: ChannelSnapshot) -> ParsedMessage:
+        """The message on the conversation its customer already has, whichever identifier it
+        carries; the identifiers not yet leading there are recorded first (a crash in between
+        redelivers the delivery, which resolves the same way)."""
+        if not parsed.aliases:
+            return parsed
+        await self.aliases.loaded.wait()  # a message resolved before the map is read could split
+        channel_id = channel.channel_id
+        root, fresh = resolve(
+            parsed.conversation_key, parsed.aliases, lambda alias: self.aliases.root(channel_id, alias)
+        )
+        for alias in fresh:
+            recorded = alias_event(channel, parsed.provider, alias, root, parsed.provider_timestamp)
+            await self.publish(recorded, recorded.event_id)
+            self.aliases.remember(channel_id, alias, root)
+        if root == parsed.conversation_key:
+            return parsed
+        return dataclasses.replace(parsed, conversation_key=root)

@@ -19,6 +19,7 @@ from parley_events import (
     Event,
     HumanAgentWindowClosed,
     MessageReceived,
+    MessagingLimitChanged,
     Provider,
     RejectionReason,
     ReplyApproved,
@@ -44,7 +45,15 @@ from parley_policy import metrics
 from parley_policy.adapters.stores import PolicyStorePort
 from parley_policy.domain.decision import Decision, Reason, ReplyRequest, TemplateInfo, decide
 from parley_policy.domain.retry import RetryBudget
-from parley_policy.domain.rules import messaging_limit, messaging_limit_period, rule_for, rules, send_rate
+from parley_policy.domain.rules import (
+    business_scope,
+    messaging_limit,
+    messaging_limit_period,
+    messaging_limit_scope,
+    rule_for,
+    rules,
+    send_rate,
+)
 
 Publish = Callable[[Event, str], Awaitable[None]]
 ReplyEvent = ReplyRequested | ReplyApproved | ReplyRejected
@@ -244,23 +253,6 @@ class PolicyService:
         )
         outside = decision.window_closes_at is None or now > decision.window_closes_at
         business_initiated = decision.approved and decision.messaging_type == "TEMPLATE" and outside
-        if business_initiated and not await self._within_messaging_limit(doc, now):
-            decision = Decision(
-                False,
-                (
-                    Reason(
-                        "MESSAGING_LIMIT",
-                        "this number reached its tier's unique "
-                        "customers outside the window in the last 24 hours",
-                    ),
-                ),
-                decision.messaging_type,
-                decision.tag,
-                decision.window_closes_at,
-                decision.human_agent_window_closes_at,
-                decision.length,
-                decision.limit,
-            )
         if decision.approved:
             retry_after = await self._rate_check(doc, request)
             if retry_after is not None:
@@ -277,13 +269,28 @@ class PolicyService:
                 )
                 metrics.DECISIONS.labels(provider=doc["provider"], outcome="RATE_LIMITED").inc()
                 return Outcome(reply_id, limited, retry_after)
+        # after the rate check (a refusal there takes no place), before the decision is stored: a
+        # crash in between counts a customer never reached, which errs on the side of the limit
+        if business_initiated and not await self._claim_reach(doc, channel, now):
+            decision = Decision(
+                False,
+                (
+                    Reason(
+                        "MESSAGING_LIMIT",
+                        "the business reached its tier's unique "
+                        "customers outside the window in the last 24 hours",
+                    ),
+                ),
+                decision.messaging_type,
+                decision.tag,
+                decision.window_closes_at,
+                decision.human_agent_window_closes_at,
+                decision.length,
+                decision.limit,
+            )
         metrics.DECISIONS.labels(
             provider=doc["provider"], outcome="approved" if decision.approved else decision.reasons[0].code
         ).inc()
-        if business_initiated and decision.approved:
-            # before the decision is stored: a crash in between counts a customer never reached,
-            # which errs on the side of the limit (an upsert, so a retry records nothing twice)
-            await self.store.record_business_initiated(doc["channel_id"], doc["recipient_id"], now)
         outbox = self._announcements(reply_id, tenant_id, user_id, doc, request, decision, now)
         record = {
             "requested_by": user_id,
@@ -373,14 +380,23 @@ class PolicyService:
             await self.publish(event, event.event_id)
         await self.store.mark_published(reply_id)
 
-    async def _within_messaging_limit(self, doc: dict[str, Any], now: datetime) -> bool:
-        """WhatsApp messaging limits: unique customers reached outside the window per rolling 24 h."""
-        limit = messaging_limit(self.messaging_tier)
+    async def _claim_reach(self, doc: dict[str, Any], channel: ChannelSnapshot | None, now: datetime) -> bool:
+        """WhatsApp messaging limits: unique customers reached outside the window per rolling 24 h,
+        counted for the whole business (every number of it) and claimed atomically in the store."""
+        scope = messaging_limit_scope(doc["channel_id"], channel)
+        # the limit the provider last set for the business, else the configured tier's
+        known = await self.store.messaging_limit(scope)
+        limit = known.limit if known is not None else messaging_limit(self.messaging_tier)
         if limit is None:
             return True
         since = now - messaging_limit_period(Provider.WHATSAPP)
-        reached = await self.store.business_initiated_recipients(doc["channel_id"], since)
-        return doc["recipient_id"] in reached or len(reached) < limit
+        return await self.store.claim_reach(scope, doc["recipient_id"], now, since, limit)
+
+    async def on_messaging_limit(self, update: MessagingLimitChanged) -> None:
+        """The provider set the business's messaging limit: later claims count against it."""
+        await self.store.record_messaging_limit(
+            business_scope(update.business_account_id), update.messaging_limit, update.provider_timestamp
+        )
 
     async def _replay(self, reply_id: str, earlier: dict[str, Any]) -> Outcome:
         """A retried request: the same answer, and its events if they never went out."""

@@ -43,7 +43,8 @@ class PolicySettings(ApiSettings):
         default=0,
         ge=0,
         description="Messaging limit tier, an index into WhatsApp's tiers of unique customers "
-        "reached outside the window per rolling 24 h (docs/policy.md).",
+        "reached outside the window per rolling 24 h, for a business WhatsApp has sent no limit "
+        "update for yet (docs/policy.md).",
     )
 
     @field_validator("whatsapp_throughput_per_s")

@@ -102,8 +102,24 @@ class Author(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    id: str = Field(description="Provider user id (PSID, IGSID, wa_id, X user id).")
+    id: str = Field(
+        description="Provider user id (PSID, IGSID, X user id; WhatsApp: the wa_id, or the "
+        "business-scoped user id when the customer's phone number is withheld)."
+    )
     name: str | None = Field(default=None, description="Display name or username when given.")
+    phone: str | None = Field(
+        default=None,
+        description="WhatsApp: the customer's phone number (wa_id), when the provider shares it.",
+        examples=["15550123456"],
+    )
+    user_id: str | None = Field(
+        default=None,
+        description="WhatsApp: the business-scoped user id (BSUID) the provider gives the customer.",
+        examples=["US.13491208655302741918"],
+    )
+    username: str | None = Field(
+        default=None, description="WhatsApp: the customer's username, when they adopted one."
+    )
 
 
 class Attachment(BaseModel):
@@ -185,6 +201,18 @@ class Referral(BaseModel):
     ad_title: str | None = None
 
 
+class IdentityChange(BaseModel):
+    """The provider says a customer's identifiers changed (WhatsApp system messages)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    kind: str = Field(examples=["user_changed_number", "user_changed_user_id"])
+    phone: str | None = Field(default=None, description="The new phone number (wa_id), when shared.")
+    user_id: str | None = Field(default=None, description="The new business-scoped user id.")
+    previous_user_id: str | None = Field(default=None, description="The business-scoped user id before.")
+    text: str | None = Field(default=None, description="The provider's sentence about the change.")
+
+
 class Content(BaseModel):
     """What a message carries. Every field is optional; providers fill what they have."""
 
@@ -215,6 +243,11 @@ class Content(BaseModel):
             "The message is end-to-end encrypted (X's XChat) and Parley cannot read it: no text or "
             "attachments, only that it arrived. Agents answer it in the provider's own app."
         ),
+    )
+    identity_change: IdentityChange | None = Field(
+        default=None,
+        description="The customer's phone number or business-scoped user id changed (WhatsApp): "
+        "the conversation keeps its id, the new identifiers are aliases of the customer.",
     )
 
 
@@ -253,6 +286,33 @@ class MessageReceived(Event):
         return self.conversation_id
 
 
+class CustomerAliasRecorded(Event):
+    """A customer's other identifier belongs to the conversation key they were first seen under.
+
+    The normalizer's own record (it reads the topic back as a read model): a WhatsApp customer
+    seen with a phone number and a business-scoped user id, or whose number or user id changed,
+    keeps one conversation whichever identifier a later message carries.
+    """
+
+    event_type: ClassVar[str] = "parley.customer.alias_recorded.v1"
+    topic: ClassVar[topics.TopicSpec] = topics.CUSTOMER_ALIASES
+
+    event_id: str = Field(description="Deterministic: channel and alias.")
+    tenant_id: str
+    channel_id: str
+    provider: Provider
+    alias_key: str = Field(
+        description="The thread key the other identifier would give.", examples=["dm:US.13491208655302741918"]
+    )
+    conversation_key: str = Field(
+        description="The thread key the customer's conversation has.", examples=["dm:15550123456"]
+    )
+    recorded_at: datetime = Field(description="The provider time of the message that showed the alias.")
+
+    def key(self) -> str:
+        return f"{self.channel_id}|{self.alias_key}"
+
+
 class DeliveryStatus(StrEnum):
     """What the provider says happened to a message the business sent."""
 
@@ -271,6 +331,21 @@ class ProviderError(BaseModel):
     subcode: int | None = None
     title: str | None = None
     message: str | None = None
+
+
+class Pricing(BaseModel):
+    """What the provider says a message costs (WhatsApp statuses)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    billable: bool | None = Field(default=None, description="Whether the provider bills the message.")
+    category: str | None = Field(
+        default=None,
+        description="The provider's pricing category.",
+        examples=["marketing", "utility", "authentication", "service"],
+    )
+    pricing_model: str | None = Field(default=None, examples=["PMP"])
+    type: str | None = Field(default=None, examples=["regular", "free_customer_service", "free_entry_point"])
 
 
 class MessageStatusChanged(Event):
@@ -296,6 +371,9 @@ class MessageStatusChanged(Event):
     errors: tuple[ProviderError, ...] = ()
     provider_timestamp: datetime
     delivery_id: str
+    pricing: Pricing | None = Field(
+        default=None, description="WhatsApp: the provider's pricing of the message (billable, category)."
+    )
 
     def key(self) -> str:
         return self.conversation_id
@@ -315,6 +393,28 @@ class TemplateStatusChanged(Event):
     language: str | None = None
     status: str = Field(examples=["APPROVED", "REJECTED", "PAUSED", "DISABLED"])
     reason: str | None = None
+    provider_timestamp: datetime
+    delivery_id: str
+
+    def key(self) -> str:
+        return self.business_account_id
+
+
+class MessagingLimitChanged(Event):
+    """The provider set a business's messaging limit (WhatsApp: per business portfolio)."""
+
+    event_type: ClassVar[str] = "parley.messaging_limit.changed.v1"
+    topic: ClassVar[topics.TopicSpec] = topics.MESSAGES_INBOUND
+
+    event_id: str = Field(description="Deterministic: account, tier and time.")
+    tenant_id: str
+    business_account_id: str = Field(description="The WhatsApp Business Account the update came for.")
+    tier: str = Field(description="The provider's name of the limit.", examples=["TIER_2K", "TIER_UNLIMITED"])
+    messaging_limit: int | None = Field(
+        description="Unique customers the business may reach outside the window per rolling 24 "
+        "hours; null when unlimited.",
+        examples=[2000],
+    )
     provider_timestamp: datetime
     delivery_id: str
 
@@ -833,8 +933,10 @@ class ConversationNoteAdded(ConversationEvent):
 EVENT_TYPES: tuple[type[Event], ...] = (
     WebhookReceived,
     MessageReceived,
+    CustomerAliasRecorded,
     MessageStatusChanged,
     TemplateStatusChanged,
+    MessagingLimitChanged,
     ChannelSnapshot,
     ChannelConnected,
     ChannelSettingsChanged,

@@ -176,6 +176,21 @@ REPLY_WINDOWS = TopicSpec(
     has_dlq=False,
 )
 
+CUSTOMER_ALIASES = TopicSpec(
+    name="parley.customer-aliases.v1",
+    key="channel id and the alias's thread key",
+    partitions=3,
+    cleanup="compact",
+    retention_ms=None,
+    owner="normalizer",
+    consumers=("normalizer",),
+    public=False,
+    description="Which conversation key a customer's other identifier belongs to (a WhatsApp "
+    "business-scoped user id, a new phone number), compacted: the latest per alias.",
+    has_dlq=False,
+    extra_config={"min.cleanable.dirty.ratio": "0.1", "segment.ms": str(DAY_MS)},
+)
+
 PRIMARY_TOPICS: tuple[TopicSpec, ...] = (
     WEBHOOKS_RAW,
     MESSAGES_INBOUND,
@@ -185,6 +200,7 @@ PRIMARY_TOPICS: tuple[TopicSpec, ...] = (
     TEAMS,
     REPLIES,
     REPLY_WINDOWS,
+    CUSTOMER_ALIASES,
 )
 
 

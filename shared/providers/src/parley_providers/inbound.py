@@ -15,6 +15,7 @@ from parley_events import (
     DeliveryStatus,
     Direction,
     MessageKind,
+    Pricing,
     Provider,
     ProviderError,
 )
@@ -37,6 +38,10 @@ class ParsedMessage:
     provider_message_id: str
     provider_timestamp: datetime
     kind: MessageKind = MessageKind.DIRECT
+    aliases: tuple[str, ...] = ()
+    """Every thread key the customer goes by, ``conversation_key`` first (WhatsApp: the phone's
+    and the business-scoped user id's, a changed number's). Not empty: the normalizer keeps them
+    all pointing at the one conversation the customer has; empty: the key is the thread."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,9 @@ class ParsedStatus:
     provider_timestamp: datetime
     watermark: datetime | None = None
     errors: tuple[ProviderError, ...] = ()
+    pricing: Pricing | None = None
+    aliases: tuple[str, ...] = ()
+    """As a message's: not empty, the key may be an alias of the customer's conversation key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +72,17 @@ class ParsedTemplateStatus:
     template_name: str | None = None
     language: str | None = None
     reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedMessagingLimit:
+    """A business's messaging limit as the provider set it (WhatsApp, per business portfolio)."""
+
+    business_account_id: str
+    tier: str
+    messaging_limit: int | None
+    """Unique customers per rolling 24 h outside the window; None: unlimited."""
+    provider_timestamp: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +110,7 @@ class ParseResult:
     templates: tuple[ParsedTemplateStatus, ...] = ()
     skipped: tuple[str, ...] = ()
     failures: tuple[ItemFailure, ...] = ()
+    limits: tuple[ParsedMessagingLimit, ...] = ()
 
     def __add__(self, other: ParseResult) -> ParseResult:
         return ParseResult(
@@ -99,6 +119,7 @@ class ParseResult:
             self.templates + other.templates,
             self.skipped + other.skipped,
             self.failures + other.failures,
+            self.limits + other.limits,
         )
 
 
@@ -269,6 +290,8 @@ def check_times(result: ParseResult, now: datetime) -> None:
             check_time(status.watermark, now, "watermark")
     for template in result.templates:
         check_time(template.provider_timestamp, now)
+    for limit in result.limits:
+        check_time(limit.provider_timestamp, now)
 
 
 class ResultBuilder:
@@ -278,7 +301,7 @@ class ResultBuilder:
     :class:`ItemFailure` with its position and reason, and costs nothing to its neighbours.
     """
 
-    __slots__ = ("_failures", "_messages", "_skipped", "_statuses", "_templates", "now")
+    __slots__ = ("_failures", "_limits", "_messages", "_skipped", "_statuses", "_templates", "now")
 
     def __init__(self, now: datetime) -> None:
         self.now = now
@@ -287,6 +310,7 @@ class ResultBuilder:
         self._templates: list[ParsedTemplateStatus] = []
         self._skipped: list[str] = []
         self._failures: list[ItemFailure] = []
+        self._limits: list[ParsedMessagingLimit] = []
 
     def add(self, result: ParseResult) -> None:
         self._messages.extend(result.messages)
@@ -294,6 +318,7 @@ class ResultBuilder:
         self._templates.extend(result.templates)
         self._skipped.extend(result.skipped)
         self._failures.extend(result.failures)
+        self._limits.extend(result.limits)
 
     def skip(self, kind: str, count: int = 1) -> None:
         self._skipped.extend([kind] * count)
@@ -337,6 +362,7 @@ class ResultBuilder:
             tuple(self._templates),
             tuple(self._skipped),
             tuple(self._failures),
+            tuple(self._limits),
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 from typing import Any
 
@@ -23,6 +24,9 @@ from parley_sandbox.wire import (
     _uncursor,
     _unknown_object,
 )
+
+_BSUID = re.compile(r"[A-Z]{2}\.[A-Za-z0-9]{1,128}")
+"""A business-scoped user id: the country code, a dot, letters and digits."""
 
 
 class WhatsAppApi(MetaApi):
@@ -94,7 +98,11 @@ class WhatsAppApi(MetaApi):
         if params.get("messaging_product") != "whatsapp":
             raise _param_required("messaging_product")
         to = params.get("to")
-        if not isinstance(to, str) or not _digits(to):
+        recipient = params.get("recipient")
+        # "to" is a phone number and wins when both are given; "recipient" a business-scoped user id
+        if to is None and isinstance(recipient, str) and _BSUID.fullmatch(recipient):
+            to = recipient
+        elif not isinstance(to, str) or not _digits(to):
             raise _param_required("to")
         if not number.registered:
             raise GraphFailure(
@@ -142,7 +150,7 @@ class WhatsAppApi(MetaApi):
             raise GraphFailure(
                 400, 131008, None, "Required parameter is missing", details=f"{kind} needs an id or a link."
             )
-        wa_id = _digits(to)
+        wa_id = to if _BSUID.fullmatch(to) else _digits(to)
         if number.enforce_window and kind != "template":
             last = self.state.windows.get((number.id, wa_id))
             if last is None or self.state.now() - last > WINDOW_S:
@@ -163,7 +171,7 @@ class WhatsAppApi(MetaApi):
         return Reply(
             {
                 "messaging_product": "whatsapp",
-                "contacts": [{"input": to, "wa_id": wa_id}],
+                "contacts": [{"input": to, "user_id" if _BSUID.fullmatch(to) else "wa_id": wa_id}],
                 "messages": [message],
             },
             result_id=wamid,

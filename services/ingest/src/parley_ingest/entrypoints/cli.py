@@ -21,6 +21,7 @@ from parley_shared.channels import KafkaChannelDirectory
 from parley_shared.kafka import EventPublisher, kafka_dead_letter_sink, make_broker
 from parley_shared.settings import ServiceSettings, load_settings
 
+from parley_ingest.adapters.aliases import KafkaCustomerAliases
 from parley_ingest.domain.dedupe import RecentIds
 from parley_ingest.entrypoints.subscribers import normalizer_router
 from parley_ingest.service import Normalizer, UnprocessableDelivery
@@ -55,6 +56,9 @@ async def replay(
     directory = KafkaChannelDirectory(
         settings.kafka_bootstrap_servers, qualify(topics.CHANNELS.name, settings.topic_namespace)
     )
+    aliases = KafkaCustomerAliases(
+        settings.kafka_bootstrap_servers, qualify(topics.CUSTOMER_ALIASES.name, settings.topic_namespace)
+    )
     broker = make_broker(settings, client_id="parley-replay")
     publisher = EventPublisher(
         broker,
@@ -67,7 +71,7 @@ async def replay(
         await publisher.publish(event, event_id=event_id)
 
     # an empty dedupe memory: replaying means publishing again, with the same ids
-    normalizer = Normalizer(directory, publish, catch_up_s=5.0, recent=RecentIds(0))
+    normalizer = Normalizer(directory, publish, catch_up_s=5.0, recent=RecentIds(0), aliases=aliases)
     # it publishes as the normalizer does: what the normalizer's router declares
     publisher.declare(normalizer_router(settings, normalizer, kafka_dead_letter_sink(broker)))
     consumer = AIOKafkaConsumer(
@@ -76,6 +80,7 @@ async def replay(
     report = ReplayReport()
     await broker.connect()
     await directory.start()
+    await aliases.start()
     await consumer.start()
     try:
         parts = consumer.partitions_for_topic(raw_topic)
@@ -115,6 +120,7 @@ async def replay(
                         pending.discard(tp)
     finally:
         await consumer.stop()
+        await aliases.stop()
         await directory.stop()
         await broker.stop()
     return report

@@ -10,8 +10,10 @@ import structlog
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 from parley_events import (
+    CustomerAliasRecorded,
     MessageReceived,
     MessageStatusChanged,
+    MessagingLimitChanged,
     TemplateStatusChanged,
     WebhookReceived,
     topics,
@@ -52,8 +54,16 @@ def normalizer_router(
         MessageReceived,
         MessageStatusChanged,
         TemplateStatusChanged,
+        MessagingLimitChanged,
         title="normalized-events",
-        description="One event per provider message, delivery receipt or template review.",
+        description="One event per provider message, delivery receipt, template review or "
+        "messaging limit update.",
+    )
+    publishes(
+        router,
+        CustomerAliasRecorded,
+        title="customer-aliases",
+        description="A customer's other identifier leads to their conversation; read back as a read model.",
     )
 
     deliveries = router.subscriber(

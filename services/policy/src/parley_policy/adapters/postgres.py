@@ -17,7 +17,7 @@ from parley_events import ChannelTemplateStatusChanged, MessageReceived
 from parley_shared.postgres import Pool, dumps, jsonb, migrate, migrations_in
 
 from parley_policy.adapters.stores import conversation_facts, inbound_document
-from parley_policy.domain.decision import ConversationFacts, TemplateInfo
+from parley_policy.domain.decision import ConversationFacts, KnownLimit, TemplateInfo
 
 MIGRATIONS = migrations_in("parley_policy.adapters", "policy")
 INBOUND_ATTEMPTS = 3
@@ -192,22 +192,62 @@ class PostgresPolicyStore:
                     return found
                 after = (rows[-1][1], rows[-1][0])
 
-    async def business_initiated_recipients(self, channel_id: str, since: datetime) -> set[str]:
-        """Customers this WhatsApp number reached outside the window since ``since``."""
+    async def business_initiated_recipients(self, scope: str, since: datetime) -> set[str]:
+        """Customers reached outside the window since ``since`` in a messaging limit's scope."""
         async with self.pool.connection() as conn:
             cursor = await conn.execute(
-                "SELECT recipient_id FROM policy_business_initiated WHERE channel_id = %s AND at >= %s",
-                (channel_id, since),
+                "SELECT recipient_id FROM policy_business_initiated WHERE scope = %s AND at >= %s",
+                (scope, since),
             )
             return {row[0] for row in await cursor.fetchall()}
 
-    async def record_business_initiated(self, channel_id: str, recipient_id: str, at: datetime) -> None:
+    async def claim_reach(
+        self, scope: str, recipient_id: str, at: datetime, since: datetime, limit: int
+    ) -> bool:
+        """Count a customer reached outside the window at ``at``, if the scope has room; across replicas.
+
+        The count and the insert run under a transaction-scoped advisory lock on the scope, so two
+        replicas racing for the last place take turns and the second finds none.
+        """
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"policy-reach:{scope}",)
+            )
+            cursor = await conn.execute(
+                "SELECT count(*) FILTER (WHERE recipient_id <> %s), count(*) FILTER (WHERE recipient_id = %s)"
+                " FROM policy_business_initiated WHERE scope = %s AND at >= %s",
+                (recipient_id, recipient_id, scope, since),
+            )
+            row = await cursor.fetchone()
+            others, mine = (0, 0) if row is None else (int(row[0]), int(row[1]))
+            if not mine and others >= limit:
+                return False
+            await conn.execute(
+                "INSERT INTO policy_business_initiated (scope, recipient_id, at) VALUES (%s, %s, %s)"
+                " ON CONFLICT (scope, recipient_id) DO UPDATE"
+                " SET at = greatest(policy_business_initiated.at, excluded.at)",
+                (scope, recipient_id, at),
+            )
+        return True
+
+    async def record_messaging_limit(self, scope: str, limit: int | None, at: datetime) -> None:
+        """The provider's messaging limit for the scope, unless a later one is already recorded."""
         async with self.pool.connection() as conn:
             await conn.execute(
-                "INSERT INTO policy_business_initiated (channel_id, recipient_id, at) VALUES (%s, %s, %s)"
-                " ON CONFLICT (channel_id, recipient_id) DO UPDATE SET at = excluded.at",
-                (channel_id, recipient_id, at),
+                "INSERT INTO policy_messaging_limits (scope, messaging_limit, at) VALUES (%s, %s, %s)"
+                " ON CONFLICT (scope) DO UPDATE"
+                " SET messaging_limit = excluded.messaging_limit, at = excluded.at"
+                " WHERE policy_messaging_limits.at < excluded.at",
+                (scope, limit, at),
             )
+
+    async def messaging_limit(self, scope: str) -> KnownLimit | None:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT messaging_limit FROM policy_messaging_limits WHERE scope = %s", (scope,)
+            )
+            row = await cursor.fetchone()
+        return None if row is None else KnownLimit(row[0])
 
     async def decision(self, key: str) -> dict[str, Any] | None:
         async with self.pool.connection() as conn:

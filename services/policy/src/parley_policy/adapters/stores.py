@@ -15,7 +15,7 @@ from parley_shared.mongo import MongoIdempotencyStore
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from parley_policy.domain.decision import ConversationFacts, TemplateInfo
+from parley_policy.domain.decision import ConversationFacts, KnownLimit, TemplateInfo
 
 MAX_MENTIONS = 200
 """Mentions remembered per conversation (X keys one conversation per customer): the newest."""
@@ -35,8 +35,20 @@ def inbound_document(doc: dict[str, Any], message: MessageReceived) -> tuple[dic
     if message.kind is MessageKind.MENTION and mentioned not in mentions:
         mentions = [*mentions, mentioned][-MAX_MENTIONS:]  # one customer's many posts: bounded
     last = doc.get("last_customer_message_at")
-    opens = message.kind is MessageKind.DIRECT  # comments and mentions open no messaging window
+    change = message.content.identity_change
+    # comments and mentions open no messaging window, nor does the provider's note that the
+    # customer's number or user id changed (the customer wrote nothing)
+    opens = message.kind is MessageKind.DIRECT and change is None
     newer = opens and (last is None or message.provider_timestamp > last)
+    recipient_id = doc.get("recipient_id") or recipient
+    latest = last is None or message.provider_timestamp >= last
+    if change is not None and (change.phone or change.user_id):
+        # replies go to the customer's new identifier; the conversation keeps its id
+        recipient_id = change.phone or change.user_id
+    elif message.author.phone and latest:
+        # WhatsApp: a phone number on record is the reply address (a conversation started by a
+        # business-scoped user id gets it once the customer shares it; a changed number follows)
+        recipient_id = message.author.phone
     return {
         "_id": message.conversation_id,
         "tenant_id": message.tenant_id,
@@ -44,7 +56,7 @@ def inbound_document(doc: dict[str, Any], message: MessageReceived) -> tuple[dic
         "provider": message.provider.value,
         "account_id": message.account_id,
         "conversation_key": message.conversation_key,
-        "recipient_id": doc.get("recipient_id") or recipient,
+        "recipient_id": recipient_id,
         "last_customer_message_at": message.provider_timestamp if newer else last,
         "comments": comments,
         "mentions": mentions,
@@ -95,11 +107,35 @@ class PolicyStorePort(Protocol):
         self, due_before: datetime, since: datetime, page: int = 500
     ) -> list[dict[str, Any]]: ...
 
-    async def business_initiated_recipients(self, channel_id: str, since: datetime) -> set[str]: ...
+    async def business_initiated_recipients(self, scope: str, since: datetime) -> set[str]: ...
 
-    async def record_business_initiated(self, channel_id: str, recipient_id: str, at: datetime) -> None: ...
+    async def claim_reach(
+        self, scope: str, recipient_id: str, at: datetime, since: datetime, limit: int
+    ) -> bool: ...
+
+    async def record_messaging_limit(self, scope: str, limit: int | None, at: datetime) -> None: ...
+
+    async def messaging_limit(self, scope: str) -> KnownLimit | None: ...
 
     async def decision(self, key: str) -> dict[str, Any] | None: ...
+
+
+REACH_ROUNDS = 4
+"""Reads of a scope's places one claim makes at most while other replicas take the free ones."""
+FREE_PLACES_TRIED = 16
+"""Places one read offers to try, so that racing replicas spread over several instead of one."""
+
+
+def _free_places(latest: dict[int, dict[str, Any]], since: datetime, limit: int) -> list[int]:
+    """Places a new customer may take: released ones (held before ``since``), then unused ones."""
+    released = sorted(p for p, d in latest.items() if d["at"] < since and p < limit)
+    unused = (p for p in range(limit) if p not in latest)
+    found = released[:FREE_PLACES_TRIED]
+    for place in unused:
+        if len(found) >= FREE_PLACES_TRIED:
+            break
+        found.append(place)
+    return found
 
 
 class PolicyStore:
@@ -111,12 +147,14 @@ class PolicyStore:
         self.deliveries = db["policy_deliveries"]
         self.rate_slots = db["policy_rate_slots"]
         self.notices = db["policy_window_notices"]
-        self.reached = db["policy_business_initiated"]
+        self.places = db["policy_messaging_places"]
+        self.limits = db["policy_messaging_limits"]
 
     async def ensure_indexes(self) -> None:
         await self.conversations.create_index([("last_customer_message_at", 1)], name="windows_by_time")
         await self.decisions.ensure_indexes()
         await self.rate_slots.create_index([("second", 1)], name="slots_by_second")
+        await self.places.create_index([("scope", 1)], name="places_by_scope")
 
     async def record_inbound(self, message: MessageReceived) -> bool:
         """Remember the customer's last message (and comments for private replies); True if newer."""
@@ -206,22 +244,77 @@ class PolicyStore:
                 return found
             after = (batch[-1]["last_customer_message_at"], batch[-1]["_id"])
 
-    async def business_initiated_recipients(self, channel_id: str, since: datetime) -> set[str]:
-        """Customers this WhatsApp number reached outside the window since ``since``."""
-        cursor = self.reached.find({"channel_id": channel_id, "at": {"$gte": since}})
-        return {d["recipient_id"] async for d in cursor}
+    async def business_initiated_recipients(self, scope: str, since: datetime) -> set[str]:
+        """Customers reached outside the window since ``since`` in a messaging limit's scope."""
+        latest = await self._latest_places(scope)
+        return {d["recipient_id"] for d in latest.values() if d["at"] >= since}
 
-    async def record_business_initiated(self, channel_id: str, recipient_id: str, at: datetime) -> None:
-        await self.reached.replace_one(
-            {"_id": f"{channel_id}:{recipient_id}"},
-            {
-                "_id": f"{channel_id}:{recipient_id}",
-                "channel_id": channel_id,
-                "recipient_id": recipient_id,
-                "at": at,
-            },
-            upsert=True,
+    async def claim_reach(
+        self, scope: str, recipient_id: str, at: datetime, since: datetime, limit: int
+    ) -> bool:
+        """Count a customer reached outside the window at ``at``, if the scope has room; across replicas.
+
+        A scope has ``limit`` numbered places. Each holds the last customer reached through it, one
+        document per (place, generation) with the key ``<scope>:<place>:<generation>``. A customer
+        already holding a place since ``since`` keeps it (its time moves on); a new one takes a
+        place never used, or one whose customer was reached before ``since``, by inserting that
+        place's next generation. The unique key lets one writer alone take a generation, so two
+        replicas racing for the last place cannot both have it (the loser looks again and finds
+        none). The same new customer raced by two replicas may take two places: that errs on the
+        side of the limit.
+        """
+        for _ in range(REACH_ROUNDS):
+            latest = await self._latest_places(scope)
+            held = [d for d in latest.values() if d["at"] >= since]
+            for doc in held:
+                if doc["recipient_id"] == recipient_id:
+                    await self.places.update_one({"_id": doc["_id"]}, {"$max": {"at": at}})
+                    return True
+            if len(held) >= limit:
+                return False
+            for place in _free_places(latest, since, limit):
+                generation = latest[place]["generation"] + 1 if place in latest else 0
+                try:
+                    await self.places.insert_one(
+                        {
+                            "_id": f"{scope}:{place}:{generation}",
+                            "scope": scope,
+                            "place": place,
+                            "generation": generation,
+                            "recipient_id": recipient_id,
+                            "at": at,
+                        }
+                    )
+                except DuplicateKeyError:
+                    continue  # another replica took this place first: try the next one
+                if generation:  # the generation it replaced holds nobody any more
+                    await self.places.delete_many(
+                        {"scope": scope, "place": place, "generation": {"$lt": generation}}
+                    )
+                return True
+        return False
+
+    async def record_messaging_limit(self, scope: str, limit: int | None, at: datetime) -> None:
+        """The provider's messaging limit for the scope, unless a later one is already recorded."""
+        found = await self.limits.update_one(
+            {"_id": scope, "at": {"$lt": at}}, {"$set": {"limit": limit, "at": at}}
         )
+        if found.matched_count == 0:
+            with contextlib.suppress(DuplicateKeyError):  # there is one, as late or later
+                await self.limits.insert_one({"_id": scope, "limit": limit, "at": at})
+
+    async def messaging_limit(self, scope: str) -> KnownLimit | None:
+        doc = await self.limits.find_one({"_id": scope})
+        return None if doc is None else KnownLimit(doc["limit"])
+
+    async def _latest_places(self, scope: str) -> dict[int, dict[str, Any]]:
+        """Each place of the scope at its newest generation."""
+        latest: dict[int, dict[str, Any]] = {}
+        async for doc in self.places.find({"scope": scope}):
+            held = latest.get(doc["place"])
+            if held is None or doc["generation"] > held["generation"]:
+                latest[doc["place"]] = doc
+        return latest
 
     async def decision(self, key: str) -> dict[str, Any] | None:
         earlier = await self.decisions.result(key)

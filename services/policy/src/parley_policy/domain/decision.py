@@ -35,6 +35,13 @@ class TemplateInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class KnownLimit:
+    """A business's messaging limit as the provider last set it (None: unlimited)."""
+
+    limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class ReplyRequest:
     """An agent's (or an automation's) reply to a conversation."""
 

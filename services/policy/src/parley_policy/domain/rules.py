@@ -10,15 +10,17 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import cache
 
-from parley_events import Provider
+from parley_events import ChannelSnapshot, Provider
 from parley_providers import registry
 from parley_providers.rules import Counting, ReplyRule
 
 __all__ = [
     "Counting",
     "ReplyRule",
+    "business_scope",
     "messaging_limit",
     "messaging_limit_period",
+    "messaging_limit_scope",
     "messaging_tiers",
     "rule_for",
     "rules",
@@ -47,7 +49,7 @@ def messaging_tiers(provider: Provider = Provider.WHATSAPP) -> tuple[int | None,
 
 
 def messaging_limit(tier: int, provider: Provider = Provider.WHATSAPP) -> int | None:
-    """Unique customers a number may reach outside the window per rolling 24 h (None: no limit)."""
+    """Unique customers a business may reach outside the window per rolling 24 h (None: no limit)."""
     tiers = messaging_tiers(provider)
     if not tiers:
         return None
@@ -59,6 +61,21 @@ def messaging_limit_period(provider: Provider = Provider.WHATSAPP) -> timedelta:
     rule = rules().get((provider, "direct"))
     period = rule.messaging_limit_period if rule is not None else None
     return period if period is not None else timedelta(hours=24)
+
+
+def messaging_limit_scope(channel_id: str, channel: ChannelSnapshot | None) -> str:
+    """Whose messaging limit a business-initiated send counts against: the business, shared by
+    all its numbers. The channel's WhatsApp Business Account stands for it (a business portfolio
+    with several accounts is counted per account until channels name their portfolio); a channel
+    Parley knows no account of counts alone."""
+    if channel is not None and channel.business_account_id:
+        return business_scope(channel.business_account_id)
+    return f"channel:{channel_id}"
+
+
+def business_scope(business_account_id: str) -> str:
+    """The messaging limit's scope of a WhatsApp Business Account's numbers."""
+    return f"waba:{business_account_id}"
 
 
 def send_rate(provider: Provider) -> int | None:

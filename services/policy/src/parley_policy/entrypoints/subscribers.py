@@ -14,6 +14,7 @@ from parley_events import (
     ChannelTemplateStatusChanged,
     HumanAgentWindowClosed,
     MessageReceived,
+    MessagingLimitChanged,
     ReplyApproved,
     ReplyFailed,
     ReplyRejected,
@@ -92,13 +93,19 @@ def policy_router(
         ack_policy=CONSUMER_ACK_POLICY,
         auto_offset_reset="earliest",
         title="track-reply-windows",
-        description="Customer messages open and restart reply windows.",
+        description="Customer messages open and restart reply windows; the provider's messaging "
+        "limit updates set how many customers a business may reach outside them.",
     )
 
     @windows(filter=of_type(MessageReceived))
     async def track_reply_window(message: MessageReceived) -> None:
         """A customer message opens or restarts its conversation's reply window."""
         await service.on_inbound(message)
+
+    @windows(filter=of_type(MessagingLimitChanged))
+    async def track_messaging_limit(update: MessagingLimitChanged) -> None:
+        """WhatsApp set a business's messaging limit: business-initiated sends count against it."""
+        await service.on_messaging_limit(update)
 
     acknowledge_other_types(windows)
 

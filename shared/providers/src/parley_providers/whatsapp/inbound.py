@@ -2,8 +2,17 @@
 
 An entry is ``{id: WABA id, time?, changes: [{field, value}]}``. The ``messages`` field carries the
 customers' messages and the receipts for the business's own (``statuses``), addressed to a phone
-number (``metadata.phone_number_id``, the channel's account id); ``message_template_status_update``
-carries template reviews, addressed to the WABA. Every customer has one thread, ``dm:<wa_id>``.
+number (``metadata.phone_number_id``, the channel's account id); ``smb_message_echoes`` carries
+what the business typed in the WhatsApp Business app on a number in coexistence (outbound messages
+by a human outside Parley); ``message_template_status_update`` carries template reviews, addressed
+to the WABA.
+
+A customer is named by a phone number (``wa_id``, ``from``) and a business-scoped user id (BSUID:
+``contacts[].user_id``, ``from_user_id``), either of which may be absent (a customer with a username
+may withhold the phone). Every customer has one thread, ``dm:<wa_id>`` when the phone is given (the
+key every conversation before BSUIDs has), else ``dm:<BSUID>``. A phone-number or BSUID change
+(``system`` messages) is a message on the thread of the identity the customer had before, carrying
+the new identifiers (``Content.identity_change``); see docs/ingest.md for where the aliases live.
 Message types, status values and fields Parley does not handle are skipped and named, never an
 error; a change, message or status the provider did not shape as documented is a failure of that
 item alone (with its position), never of its neighbours.
@@ -12,6 +21,7 @@ item alone (with its position), never of its neighbours.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,8 +32,10 @@ from parley_events import (
     Content,
     DeliveryStatus,
     Direction,
+    IdentityChange,
     Location,
     MessageKind,
+    Pricing,
     Provider,
     ProviderError,
     Reaction,
@@ -33,6 +45,7 @@ from parley_events import (
 from parley_providers.inbound import (
     MalformedPayload,
     ParsedMessage,
+    ParsedMessagingLimit,
     ParsedStatus,
     ParsedTemplateStatus,
     ParseResult,
@@ -44,10 +57,25 @@ from parley_providers.inbound import (
     require_str,
     skip_kind,
 )
+from parley_providers.whatsapp.rules import MESSAGING_LIMIT_TIERS, UNLIMITED
 
 MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
 HANDLED_TYPES = MEDIA_TYPES | {"text", "location", "contacts", "interactive", "button", "reaction"}
 STATUSES = {status.value: status for status in DeliveryStatus}
+LIMIT_FIELDS = frozenset({"business_capability_update", "phone_number_quality_update"})
+"""Fields that may carry the business's messaging limit (``max_daily_conversations_per_business``)."""
+IDENTITY_CHANGES = frozenset({"user_changed_number", "user_changed_user_id"})
+"""System messages that change a customer's identifiers (the others are skipped)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Contact:
+    """What ``contacts[]`` says of one customer: the identifiers and the names."""
+
+    phone: str | None
+    user_id: str | None
+    name: str | None
+    username: str | None
 
 
 def parse_whatsapp_entry(out: ResultBuilder, position: str, raw: Any) -> None:
@@ -69,8 +97,15 @@ def _change(
     if field == "messages":
         _messages_value(out, f"{position}.value", mapping(change.get("value"), "change value"))
         return None
+    if field == "smb_message_echoes":
+        _echoes_value(out, f"{position}.value", mapping(change.get("value"), "change value"))
+        return None
     if field == "message_template_status_update":
         return _template_status(entry, mapping(change.get("value"), "change value"))
+    if isinstance(field, str) and field in LIMIT_FIELDS:  # a payload's field may be any JSON
+        limit = _messaging_limit(entry, mapping(change.get("value"), "change value"))
+        if limit is not None:
+            return ParseResult(limits=(limit,))
     return ParseResult(skipped=(skip_kind("whatsapp", field),))
 
 
@@ -78,24 +113,13 @@ def _change(
 
 
 def _messages_value(out: ResultBuilder, position: str, value: Mapping[str, Any]) -> None:
-    metadata = mapping(value.get("metadata"), "metadata")
-    account_id = require_str(metadata, "phone_number_id")
-    names: dict[str, str] = {}
-    contacts = value.get("contacts")
-    # contacts only lend their names to the messages: a malformed one costs a name, not a message
-    for contact in contacts if isinstance(contacts, list) else ():
-        if not isinstance(contact, Mapping):
-            continue
-        wa_id = optional_str(contact, "wa_id")
-        profile = contact.get("profile")
-        name = optional_str(profile, "name") if isinstance(profile, Mapping) else None
-        if wa_id and name:
-            names[wa_id] = name
+    account_id = _account_id(value)
+    contacts = _contacts(value.get("contacts"))
     out.items(
         f"{position}.messages",
         value.get("messages"),
         "messages",
-        lambda _at, m: _message(account_id, names, m),
+        lambda _at, m: _message(account_id, contacts, m),
     )
     out.items(
         f"{position}.statuses", value.get("statuses"), "statuses", lambda _at, st: _status(account_id, st)
@@ -105,29 +129,172 @@ def _messages_value(out: ResultBuilder, position: str, value: Mapping[str, Any])
         out.skip("whatsapp.errors")
 
 
-def _message(account_id: str, names: Mapping[str, str], message: Mapping[str, Any]) -> ParseResult:
+def _account_id(value: Mapping[str, Any]) -> str:
+    return require_str(mapping(value.get("metadata"), "metadata"), "phone_number_id")
+
+
+def _contacts(raw: Any) -> dict[str, _Contact]:
+    """Each contact by its phone number and by its BSUID.
+
+    Contacts only lend names and the other identifier to the messages: a malformed one costs
+    those, not a message.
+    """
+    found: dict[str, _Contact] = {}
+    for contact in raw if isinstance(raw, list) else ():
+        if not isinstance(contact, Mapping):
+            continue
+        profile = contact.get("profile")
+        profile = profile if isinstance(profile, Mapping) else {}
+        entry = _Contact(
+            phone=optional_str(contact, "wa_id"),
+            user_id=optional_str(contact, "user_id"),
+            name=optional_str(profile, "name"),
+            username=optional_str(profile, "username"),
+        )
+        for key in (entry.phone, entry.user_id):
+            if key:
+                found[key] = entry
+    return found
+
+
+def _customer(contacts: Mapping[str, _Contact], phone: str | None, user_id: str | None) -> Author:
+    """The customer as an author: the phone number is the id when given, else the BSUID."""
+    contact = contacts.get(phone or "") or contacts.get(user_id or "")
+    if contact is not None:
+        phone = phone or contact.phone
+        user_id = user_id or contact.user_id
+    customer_id = phone or user_id
+    if customer_id is None:
+        raise MalformedPayload("from and from_user_id are missing")
+    return Author(
+        id=customer_id,
+        name=contact.name if contact else None,
+        phone=phone,
+        user_id=user_id,
+        username=contact.username if contact else None,
+    )
+
+
+def _message(account_id: str, contacts: Mapping[str, _Contact], message: Mapping[str, Any]) -> ParseResult:
     kind = require_str(message, "type")
+    if kind == "system":
+        return _system(account_id, message)
     if kind not in HANDLED_TYPES:
-        # "unsupported", "system" (number changed), "order", "request_welcome", ...
+        # "unsupported", "order", "request_welcome", ...
         return ParseResult(skipped=(skip_kind("whatsapp.message", kind),))
-    sender = require_str(message, "from")
+    # "from" is absent when the customer withholds the phone number: the BSUID names them then
+    author = _customer(contacts, optional_str(message, "from"), optional_str(message, "from_user_id"))
     message_id = require_str(message, "id")
     timestamp = from_seconds(message.get("timestamp"))
     context = message.get("context")
     reply_to = optional_str(context, "id") if isinstance(context, Mapping) else None
     message_kind = MessageKind.REACTION if kind == "reaction" else MessageKind.DIRECT
+    key = f"dm:{author.id}"
     return ParseResult(
         messages=(
             ParsedMessage(
                 provider=Provider.WHATSAPP,
                 account_id=account_id,
-                conversation_key=f"dm:{sender}",
+                conversation_key=key,
                 direction=Direction.INBOUND,
-                author=Author(id=sender, name=names.get(sender)),
+                author=author,
                 content=_content(kind, message).model_copy(update={"reply_to": reply_to}),
                 provider_message_id=message_id,
                 provider_timestamp=timestamp,
                 kind=message_kind,
+                aliases=_aliases(key, author.phone, author.user_id),
+            ),
+        )
+    )
+
+
+def _aliases(key: str, *identifiers: str | None) -> tuple[str, ...]:
+    """Every thread key of the customer, the message's own first, each once."""
+    found: list[str] = [key]
+    for identifier in identifiers:
+        alias = f"dm:{identifier}" if identifier else None
+        if alias and alias not in found:
+            found.append(alias)
+    return tuple(found)
+
+
+def _system(account_id: str, message: Mapping[str, Any]) -> ParseResult:
+    """A phone-number or BSUID change, on the thread of the identity the customer had before."""
+    system = mapping(message.get("system"), "system")
+    change = optional_str(system, "type")
+    if change not in IDENTITY_CHANGES:
+        return ParseResult(skipped=(skip_kind("whatsapp.message", "system"),))
+    previous_user_id = optional_str(system, "previous_user_id")
+    old_phone = optional_str(message, "from")
+    old_user_id = previous_user_id or optional_str(message, "from_user_id")
+    customer_id = old_phone or old_user_id
+    if customer_id is None:
+        raise MalformedPayload("an identity change names no earlier phone number or user id")
+    new_phone, new_user_id = optional_str(system, "wa_id"), optional_str(system, "user_id")
+    key = f"dm:{customer_id}"
+    return ParseResult(
+        messages=(
+            ParsedMessage(
+                provider=Provider.WHATSAPP,
+                account_id=account_id,
+                conversation_key=key,
+                direction=Direction.INBOUND,
+                author=Author(id=customer_id, phone=old_phone, user_id=old_user_id),
+                content=Content(
+                    identity_change=IdentityChange(
+                        kind=change,
+                        phone=new_phone,
+                        user_id=new_user_id,
+                        previous_user_id=previous_user_id,
+                        text=optional_str(system, "body"),
+                    )
+                ),
+                provider_message_id=require_str(message, "id"),
+                provider_timestamp=from_seconds(message.get("timestamp")),
+                # the new identifiers (and the old ones) lead to the conversation the customer has
+                aliases=_aliases(key, old_phone, old_user_id, new_phone, new_user_id),
+            ),
+        )
+    )
+
+
+# --- coexistence echoes ---------------------------------------------------------------------
+
+
+def _echoes_value(out: ResultBuilder, position: str, value: Mapping[str, Any]) -> None:
+    account_id = _account_id(value)
+    out.items(
+        f"{position}.message_echoes",
+        value.get("message_echoes"),
+        "message_echoes",
+        lambda _at, m: _echo(account_id, m),
+    )
+
+
+def _echo(account_id: str, message: Mapping[str, Any]) -> ParseResult:
+    """What the business typed in the WhatsApp Business app: outbound, by a human outside Parley."""
+    kind = require_str(message, "type")
+    if kind not in HANDLED_TYPES:
+        return ParseResult(skipped=(skip_kind("whatsapp.message", kind),))
+    # "to" is the number as the business typed it ("+16505551234"): the thread's key has digits only
+    to = optional_str(message, "to")
+    customer = _customer({}, to.removeprefix("+") if to else None, optional_str(message, "to_user_id"))
+    business = optional_str(message, "from") or account_id
+    context = message.get("context")
+    reply_to = optional_str(context, "id") if isinstance(context, Mapping) else None
+    return ParseResult(
+        messages=(
+            ParsedMessage(
+                provider=Provider.WHATSAPP,
+                account_id=account_id,
+                conversation_key=f"dm:{customer.id}",
+                aliases=(f"dm:{customer.id}",),  # a changed number's echo finds the old thread
+                direction=Direction.OUTBOUND,
+                author=Author(id=business),
+                content=_content(kind, message).model_copy(update={"reply_to": reply_to}),
+                provider_message_id=require_str(message, "id"),
+                provider_timestamp=from_seconds(message.get("timestamp")),
+                kind=MessageKind.REACTION if kind == "reaction" else MessageKind.DIRECT,
             ),
         )
     )
@@ -208,18 +375,37 @@ def _status(account_id: str, status: Mapping[str, Any]) -> ParseResult:
     if value not in STATUSES:
         # "deleted", "warning", ...: not a delivery outcome Parley tracks
         return ParseResult(skipped=(skip_kind("whatsapp.status", value),))
+    # recipient_id is absent when the customer withholds the phone: the BSUID names them then
+    recipient = optional_str(status, "recipient_id") or optional_str(status, "recipient_user_id")
+    if recipient is None:
+        raise MalformedPayload("recipient_id and recipient_user_id are missing")
     return ParseResult(
         statuses=(
             ParsedStatus(
                 provider=Provider.WHATSAPP,
                 account_id=account_id,
-                conversation_key=f"dm:{require_str(status, 'recipient_id')}",
+                conversation_key=f"dm:{recipient}",
+                aliases=(f"dm:{recipient}",),  # a receipt to a changed number finds the old thread
                 status=STATUSES[value],
                 provider_message_ids=(require_str(status, "id"),),
                 provider_timestamp=from_seconds(status.get("timestamp")),
                 errors=tuple(_error(error) for error in mappings(status.get("errors"), "errors")),
+                pricing=_pricing(status.get("pricing")),
             ),
         )
+    )
+
+
+def _pricing(raw: Any) -> Pricing | None:
+    """The status's ``pricing`` object, as the provider gives it (absent: None)."""
+    if not isinstance(raw, Mapping):
+        return None
+    billable = raw.get("billable")
+    return Pricing(
+        billable=billable if isinstance(billable, bool) else None,
+        category=optional_str(raw, "category"),
+        pricing_model=optional_str(raw, "pricing_model"),
+        type=optional_str(raw, "type"),
     )
 
 
@@ -254,4 +440,32 @@ def _template_status(entry: Mapping[str, Any], value: Mapping[str, Any]) -> Pars
                 reason=None if reason in (None, "NONE") else reason,
             ),
         )
+    )
+
+
+# --- messaging limits -----------------------------------------------------------------------
+
+
+def _messaging_limit(entry: Mapping[str, Any], value: Mapping[str, Any]) -> ParsedMessagingLimit | None:
+    """The business's messaging limit, when the change gives one; None when it gives none (a
+    throughput change, a number still onboarding, ``TIER_NOT_SET``), which is then skipped."""
+    tier: str | None = None
+    limit: int | None = None
+    named = optional_str(value, "max_daily_conversations_per_business")
+    legacy = value.get("max_daily_conversation_per_phone")
+    if named in MESSAGING_LIMIT_TIERS:
+        tier, limit = named, MESSAGING_LIMIT_TIERS[named]
+    elif isinstance(legacy, int) and not isinstance(legacy, bool) and (legacy == UNLIMITED or legacy > 0):
+        # the earlier form: a number, -1 for unlimited
+        tier = "TIER_UNLIMITED" if legacy == UNLIMITED else f"{legacy}"
+        limit = None if legacy == UNLIMITED else legacy
+    if tier is None:
+        return None
+    if entry.get("time") is None:
+        raise MalformedPayload("messaging limit update has no entry time")
+    return ParsedMessagingLimit(
+        business_account_id=require_str(entry, "id"),
+        tier=tier,
+        messaging_limit=limit,
+        provider_timestamp=from_seconds(entry["time"]),
     )

@@ -9,9 +9,19 @@ from parley_events import ReplyApproved
 from parley_providers.meta.client import GraphClient
 
 
+def is_phone_number(recipient_id: str) -> bool:
+    """A wa_id is the phone number's digits; a business-scoped user id is ``CC.<letters and digits>``."""
+    return recipient_id.isascii() and recipient_id.isdigit()
+
+
 def message_body(reply: ReplyApproved) -> dict[str, Any]:
-    """The Cloud API's ``/messages`` body for a reply (pure)."""
-    body: dict[str, Any] = {"messaging_product": "whatsapp", "to": reply.recipient_id}
+    """The Cloud API's ``/messages`` body for a reply (pure).
+
+    A customer with a phone number on record gets it in ``to``; one known only by the
+    business-scoped user id (the phone withheld) gets that id in ``recipient``.
+    """
+    address = "to" if is_phone_number(reply.recipient_id) else "recipient"
+    body: dict[str, Any] = {"messaging_product": "whatsapp", address: reply.recipient_id}
     if reply.template is None:
         body.update(type="text", text={"body": reply.text or ""})
         return body

@@ -14,6 +14,19 @@ THROUGHPUT_MAX_PER_S = 1000
 
 WHATSAPP_TIER_LIMITS = (250, 2_000, 10_000, 100_000, None)
 """Unique customers reached outside the window per rolling 24 h, by messaging tier (None: unlimited)."""
+MESSAGING_LIMIT_TIERS: dict[str, int | None] = {
+    "TIER_50": 50,
+    "TIER_250": 250,
+    "TIER_2K": 2_000,
+    "TIER_10K": 10_000,
+    "TIER_100K": 100_000,
+    "TIER_UNLIMITED": None,
+}
+"""The provider's names of the limits in its webhooks (``business_capability_update`` and
+``phone_number_quality_update``'s ``max_daily_conversations_per_business``); TIER_50 is a legacy
+per-number value still listed by ``phone_number_quality_update``."""
+UNLIMITED = -1
+"""The number the legacy ``max_daily_conversation_per_phone`` gives for an unlimited business."""
 MESSAGING_LIMIT_PERIOD = HOURS_24
 """The rolling period the messaging limits count unique customers over."""
 

@@ -16,8 +16,11 @@ from parley_providers.inbound import (
     ParseResult,
 )
 
+from parley_ingest.domain.normalize.aliases import resolve
 from parley_ingest.domain.normalize.events import (
+    alias_event,
     conversation_id,
+    limit_event,
     message_event,
     message_event_id,
     status_event,
@@ -45,10 +48,13 @@ __all__ = [
     "ParsedMessage",
     "ParsedStatus",
     "ParsedTemplateStatus",
+    "alias_event",
     "conversation_id",
+    "limit_event",
     "message_event",
     "message_event_id",
     "parse_delivery",
+    "resolve",
     "status_event",
     "template_event",
 ]

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from parley_events import (
     ChannelSnapshot,
+    CustomerAliasRecorded,
     MessageReceived,
     MessageStatusChanged,
+    MessagingLimitChanged,
     Provider,
     TemplateStatusChanged,
 )
 from parley_providers.inbound import (
     ParsedMessage,
+    ParsedMessagingLimit,
     ParsedStatus,
     ParsedTemplateStatus,
     digest,
@@ -75,6 +80,7 @@ def status_event(parsed: ParsedStatus, channel: ChannelSnapshot, delivery_id: st
         provider_message_ids=parsed.provider_message_ids,
         watermark=parsed.watermark,
         errors=parsed.errors,
+        pricing=parsed.pricing,
         provider_timestamp=parsed.provider_timestamp,
         delivery_id=delivery_id,
     )
@@ -98,6 +104,35 @@ def template_event(parsed: ParsedTemplateStatus, tenant_id: str, delivery_id: st
         language=parsed.language,
         status=parsed.status,
         reason=parsed.reason,
+        provider_timestamp=parsed.provider_timestamp,
+        delivery_id=delivery_id,
+    )
+
+
+def alias_event(
+    channel: ChannelSnapshot, provider: Provider, alias_key: str, conversation_key: str, at: datetime
+) -> CustomerAliasRecorded:
+    """An identifier of a customer leads to their conversation, with a deterministic id."""
+    return CustomerAliasRecorded(
+        event_id="als_" + digest(channel.channel_id, alias_key, conversation_key),
+        tenant_id=channel.tenant_id,
+        channel_id=channel.channel_id,
+        provider=provider,
+        alias_key=alias_key,
+        conversation_key=conversation_key,
+        recorded_at=at,
+    )
+
+
+def limit_event(parsed: ParsedMessagingLimit, tenant_id: str, delivery_id: str) -> MessagingLimitChanged:
+    """A business's messaging limit for the tenant that owns the WhatsApp Business Account."""
+    return MessagingLimitChanged(
+        event_id="lim_"
+        + digest(parsed.business_account_id, parsed.tier, parsed.provider_timestamp.isoformat()),
+        tenant_id=tenant_id,
+        business_account_id=parsed.business_account_id,
+        tier=parsed.tier,
+        messaging_limit=parsed.messaging_limit,
         provider_timestamp=parsed.provider_timestamp,
         delivery_id=delivery_id,
     )
