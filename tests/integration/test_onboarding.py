@@ -760,28 +760,23 @@ async def test_whatsapp_details_are_checked_steps_keep_order_and_landlines_get_a
 # --------------------------------------------------------------------------- tokens
 
 
-async def test_token_expiry_warns_once_and_a_rejected_token_is_reconnected_with_settings_intact(
+async def test_a_page_token_is_never_warned_about_and_a_rejected_one_is_reconnected_with_settings_intact(
     stack: Stack,
 ) -> None:
     channels = await stack.connect_pages("meta-user-4", [{"id": PAGE_A, "name": "Acme"}])
     channel = channels[PAGE_A]
     channel_id = channel["id"]
-    expires = datetime.fromisoformat(channel["token_expires_at"])
-    assert timedelta(days=59) < expires - datetime.now(UTC) <= timedelta(days=60)
+    # the login's user token lasts 60 days, the Page token taken with it does not expire
+    assert channel["token_expires_at"] is None
     await stack.call(
         "PATCH", f"/channels/{channel_id}/settings", {"display_name": "Acme Support", "auto_ownership": False}
     )
-    assert await stack.service.check_token_expiry() == 0
-
-    # six days before the token expires: one warning, however often the check runs
+    # six days before the login's 60 days end: nothing to warn about, the Page token still works
     stack.clock.advance(days=54)
     stack.sandbox.advance(54 * 86400)
-    assert await stack.service.check_token_expiry() == 1
-    await stack.service.check_token_expiry()
-    warnings = of_type(await stack.events(topics.CHANNEL_EVENTS), TOKEN_EXPIRING)
-    assert len(warnings) == 1
-    assert (warnings[0]["channel_id"], warnings[0]["_key"]) == (channel_id, channel_id)
-    assert datetime.fromisoformat(warnings[0]["expires_at"]) == expires
+    assert await stack.service.check_token_expiry() == 0
+    assert (await stack.call("POST", f"/channels/{channel_id}/check"))["status"] == "active"
+    assert of_type(await stack.events(topics.CHANNEL_EVENTS), TOKEN_EXPIRING) == []
 
     # the Page token is revoked at Meta: the check marks the channel for a reconnect
     await stack.sandbox_admin("POST", f"/meta/tokens/{stack.page_token(PAGE_A)}/revoke", {"subcode": 460})
@@ -812,7 +807,7 @@ async def test_token_expiry_warns_once_and_a_rejected_token_is_reconnected_with_
     events = await stack.events(topics.CHANNEL_EVENTS)
     [reconnected] = of_type(events, RECONNECTED)
     assert (reconnected["channel_id"], reconnected["actor_id"]) == (channel_id, ADMIN)
-    assert len(of_type(events, TOKEN_EXPIRING)) == 1
+    assert of_type(events, TOKEN_EXPIRING) == []
     assert len(of_type(events, CONNECTED)) == 1
     latest = max(
         of_type(await stack.events(topics.CHANNELS), SNAPSHOT, channel_id=channel_id),
@@ -826,11 +821,16 @@ async def test_token_expiry_warns_once_and_a_rejected_token_is_reconnected_with_
     )
 
 
-async def test_a_second_expiry_check_reports_no_new_warning(stack: Stack) -> None:
-    await stack.connect_pages("meta-user-6", [{"id": PAGE_A, "name": "Acme"}])
-    stack.clock.advance(days=54)
+async def test_an_expiring_token_is_warned_about_once(stack: Stack) -> None:
+    code, verifier = await stack.x_code("1500000000000000009", "acme_expiring")
+    body = {"code": code, "redirect_uri": X_REDIRECT, "code_verifier": verifier}
+    channel = await stack.call("POST", "/connections/x", body)
+    expires = datetime.fromisoformat(channel["token_expires_at"])
+    assert expires - datetime.now(UTC) <= timedelta(seconds=stack.settings.token_expiry_lead_s)
     assert await stack.service.check_token_expiry() == 1
     assert await stack.service.check_token_expiry() == 0
+    [warning] = of_type(await stack.events(topics.CHANNEL_EVENTS), TOKEN_EXPIRING, channel_id=channel["id"])
+    assert datetime.fromisoformat(warning["expires_at"]) == expires
 
 
 async def test_reauth_required_names_the_providers_code_and_subcode(stack: Stack) -> None:

@@ -10,7 +10,13 @@ import pytest
 from parley_onboarding.adapters.stores import MongoOnboardingStore, OnboardingStore
 from parley_policy.adapters.postgres import PostgresPolicyStore, PostgresPolicyTemplates
 from parley_policy.adapters.stores import PolicyStore, PolicyStorePort, PolicyTemplates, TemplatesPort
-from parley_providers.base import AccountConnector, NumberConnector, PageConnector, TokenCheck
+from parley_providers.base import (
+    AccountConnector,
+    NumberConnector,
+    PageConnector,
+    SubscriptionCheck,
+    TokenCheck,
+)
 from parley_providers.meta.connect import MetaConnector
 from parley_providers.whatsapp.connect import WhatsAppConnector
 from parley_providers.x.connect import XConnector
@@ -42,6 +48,7 @@ PORTS = [
     (AccountConnector, FakeAccountConnector, XConnector),
     (NumberConnector, FakeNumberConnector, WhatsAppConnector),
     (TokenCheck, FakePageConnector, MetaConnector),
+    (SubscriptionCheck, FakePageConnector, MetaConnector),
     (TokenCheck, FakeNumberConnector, WhatsAppConnector),
     (TemplatesPort, FakeTemplates, PolicyTemplates),
     (TemplatesPort, FakeTemplates, PostgresPolicyTemplates),

@@ -17,6 +17,8 @@ from parley_events import (
     ChannelRole,
     ChannelSnapshot,
     ChannelStatus,
+    ChannelSubscriptionLost,
+    ChannelSubscriptionRepaired,
     ChannelTemplateStatusChanged,
     ChannelTokenExpiring,
     Event,
@@ -147,7 +149,9 @@ async def test_activation_subscribes_each_page_and_makes_a_channel_per_page_and_
     # the profile's webhooks come through its Page: the Page is subscribed for each
     assert h.pages.made("subscribe_page") == [(PAGE, f"page-token-{PAGE}")] * 2
     credential = h.store.credentials[messenger.id]
-    assert (credential.access_token, credential.expires_at) == (f"page-token-{PAGE}", T0 + timedelta(days=60))
+    # the Page token of a long-lived login does not expire: no expiry tracked, whatever the login's
+    assert (credential.access_token, credential.expires_at) == (f"page-token-{PAGE}", None)
+    assert messenger.token_expires_at is None and instagram.token_expires_at is None
     assert credential.scopes == tuple(sorted(EVERY_PERMISSION))
     assert set(h.store.account_claims) == {
         account_claim_id(Provider.MESSENGER, PAGE),
@@ -558,6 +562,93 @@ async def test_a_channel_whose_connector_cannot_check_tokens_is_left_as_it_is() 
     channel = await h.service.connect_x(ACME, ADMIN, "code", REDIRECT, "verifier")
     assert (await h.service.check_channel_token(ACME, channel.id)).status is ChannelStatus.ACTIVE
     assert h.pages.made("token_refusal") == h.numbers.made("token_refusal") == []
+
+
+# --- webhook subscription health ---------------------------------------------------------------
+
+
+async def test_a_complete_subscription_is_left_alone_and_a_page_is_read_once_for_its_profile_too() -> None:
+    h = Harness()
+    await h.connect(page(instagram=IG))
+    assert await h.service.check_subscriptions() == 0
+    assert h.pages.made("missing_subscriptions") == [(PAGE, f"page-token-{PAGE}")]
+    assert h.pages.made("restore_subscriptions") == []
+    assert h.of(ChannelSubscriptionRepaired) == h.of(ChannelSubscriptionLost) == []
+
+
+async def test_dropped_fields_are_restored_and_every_channel_on_the_page_is_told() -> None:
+    h = Harness()
+    channels = await h.connect(page(instagram=IG))
+    h.pages.dropped[PAGE] = ("messages", "feed")
+    assert await h.service.check_subscriptions() == 1
+    assert h.pages.made("restore_subscriptions") == [(PAGE, f"page-token-{PAGE}")]
+    repaired = h.of(ChannelSubscriptionRepaired)
+    assert sorted(e.channel_id for e in repaired) == sorted(c.id for c in channels.values())
+    assert {tuple(e.restored) for e in repaired} == {("feed", "messages")}
+    assert all(e.actor_id is None for e in repaired)
+    assert await h.service.check_subscriptions() == 0  # whole again: nothing more to say
+
+
+async def test_fields_a_restore_does_not_bring_back_are_announced_lost() -> None:
+    h = Harness()
+    channel = (await h.connect(page()))[PAGE]
+    h.pages.dropped[PAGE] = ("feed",)
+    h.pages.stuck.add(PAGE)
+    assert await h.service.check_subscriptions() == 1
+    [lost] = h.of(ChannelSubscriptionLost)
+    assert (lost.channel_id, lost.missing, lost.reason) == (channel.id, ["feed"], "not_restored")
+    assert h.of(ChannelSubscriptionRepaired) == []
+
+
+async def test_a_refused_token_loses_the_subscription_and_marks_the_channel_for_reconnect() -> None:
+    h = Harness()
+    channel = (await h.connect(page()))[PAGE]
+    h.pages.dropped[PAGE] = ("messages",)
+    h.pages.fail("restore_subscriptions", refused("meta", 400, 190, ErrorKind.REAUTH_REQUIRED, 460))
+    assert await h.service.check_subscriptions() == 1
+    [lost] = h.of(ChannelSubscriptionLost)
+    assert (lost.missing, lost.reason, lost.provider_code, lost.provider_subcode) == (
+        ["messages"],
+        "token_invalid",
+        190,
+        460,
+    )
+    assert (await h.service.channel(ACME, channel.id)).status is ChannelStatus.REAUTH_REQUIRED
+    # a channel waiting for a reconnect is not checked again
+    assert await h.service.check_subscriptions() == 0
+    assert len(h.pages.made("missing_subscriptions")) == 1
+
+
+async def test_an_outage_says_nothing_and_the_next_check_tries_again() -> None:
+    h = Harness()
+    await h.connect(page())
+    h.pages.dropped[PAGE] = ("messages",)
+    h.pages.fail("missing_subscriptions", refused("meta", 503, 2, ErrorKind.RETRYABLE))
+    assert await h.service.check_subscriptions() == 0
+    assert h.of(ChannelSubscriptionLost) == h.of(ChannelSubscriptionRepaired) == []
+    assert await h.service.check_subscriptions() == 1
+    assert len(h.of(ChannelSubscriptionRepaired)) == 1
+
+
+async def test_an_admin_check_names_the_admin_and_refuses_channels_it_cannot_check() -> None:
+    h = Harness()
+    channels = await h.connect(page(instagram=IG))
+    h.pages.dropped[PAGE] = ("messages",)
+    # asked about the profile: its Page is read, the Page's own channel is told too
+    assert await h.service.check_channel_subscription(ACME, channels[IG].id, ADMIN) == (
+        "repaired",
+        ("messages",),
+    )
+    repaired = h.of(ChannelSubscriptionRepaired)
+    assert sorted(e.channel_id for e in repaired) == sorted(c.id for c in channels.values())
+    assert {e.actor_id for e in repaired} == {ADMIN}
+    h.accounts.authorizes("code", "42", "acme")
+    x = await h.service.connect_x(ACME, ADMIN, "code", REDIRECT, "verifier")
+    with pytest.raises(DomainError) as refusal:
+        await h.service.check_channel_subscription(ACME, x.id, ADMIN)
+    assert refusal.value.code == "SUBSCRIPTION_CHECK_UNSUPPORTED"
+    with pytest.raises(NotFound):
+        await h.service.check_channel_subscription(GLOBEX, channels[PAGE].id, ADMIN)
 
 
 # --- teams and access -----------------------------------------------------------------------

@@ -293,6 +293,8 @@ class FakePageConnector(Calls):
         self.logins: dict[str, PageGrant] = {}
         self.subscribed: set[str] = set()
         self.refusals: dict[str, TokenRefusal] = {}  # token -> why Meta refuses it
+        self.dropped: dict[str, tuple[str, ...]] = {}  # Page -> webhook fields Meta dropped
+        self.stuck: set[str] = set()  # Pages whose dropped fields a restore does not bring back
 
     async def grant(self, code: str, redirect_uri: str) -> PageGrant:
         self.record("grant", code, redirect_uri)
@@ -318,6 +320,16 @@ class FakePageConnector(Calls):
     async def token_refusal(self, token: str) -> TokenRefusal | None:
         self.record("token_refusal", token)
         return self.refusals.get(token)
+
+    async def missing_subscriptions(self, account_id: str, token: str) -> tuple[str, ...]:
+        self.record("missing_subscriptions", account_id, token)
+        return tuple(sorted(self.dropped.get(account_id, ())))
+
+    async def restore_subscriptions(self, account_id: str, token: str) -> None:
+        self.record("restore_subscriptions", account_id, token)
+        if account_id not in self.stuck:
+            self.dropped.pop(account_id, None)
+            self.subscribed.add(account_id)
 
 
 class FakeAccountConnector(Calls):

@@ -10,3 +10,11 @@ PAGE_UNSUBSCRIBES = Counter(
     "not answer; the disconnect went on) or no_credential.",
     ["provider", "outcome"],
 )
+
+SUBSCRIPTION_CHECKS = Counter(
+    "parley_onboarding_subscription_checks",
+    "Webhook subscription checks per provider account (a Page counts once): complete, repaired, "
+    "lost (incomplete and not restored), unreachable (the provider did not answer; tried again at "
+    "the next check) or no_credential.",
+    ["provider", "outcome"],
+)

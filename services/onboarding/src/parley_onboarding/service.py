@@ -19,6 +19,7 @@ from typing import Any
 from parley_events import (
     ChannelSnapshot,
     ChannelStatus,
+    ChannelSubscriptionLost,
     ChannelTemplateStatusChanged,
     Event,
     Provider,
@@ -33,6 +34,7 @@ from parley_providers.base import (
     GrantedPage,
     NumberConnector,
     PageConnector,
+    SubscriptionCheck,
     TokenCheck,
 )
 from parley_shared.channels import CLAIMING_STATUSES
@@ -464,8 +466,12 @@ class OnboardingService:
             self._page_access(pages, page, what, "instagram_account_ids")
             linked.append(page)
         activated: list[Channel] = []
-        # tracked: the long-lived user token's expiry (the admin's grant); see the onboarding note
-        expires = connection.user_token_expires_at
+        # a channel runs on its Page token, and a Page token taken with a long-lived user token
+        # has no expiry (developers.facebook.com/docs/facebook-login/guides/access-tokens/
+        # get-long-lived): the user token's 60 days say nothing about the channel, so nothing is
+        # warned about; a Page token Meta stops taking (password, app removed, access lost) is
+        # caught by the provider's refusal (reauth_required)
+        expires = None
         scopes = tuple(sorted(granted))
         for page in chosen:
             await self._claimed_then(
@@ -814,6 +820,142 @@ class OnboardingService:
         if refusal is not None:
             await self.provider_rejected(channel_id, refusal.code, refusal.subcode)
         return await self.channel(tenant_id, channel_id)
+
+    # --- webhook subscription health ----------------------------------------------------------------
+
+    def _subscription_target(self, channel: Channel) -> tuple[SubscriptionCheck, str] | None:
+        """The connector that can check the channel's webhook subscription and the account it is
+        held by (an Instagram profile connected through its Page: the Page), or None."""
+        checker = self.connectors.get(channel.provider)
+        if not isinstance(checker, SubscriptionCheck):
+            return None
+        if channel.provider is Provider.INSTAGRAM and channel.business_account_id:
+            return checker, channel.business_account_id
+        return checker, channel.account_id
+
+    async def check_subscriptions(self) -> int:
+        """Check every active channel's webhook subscription (run on a timer); an account several
+        channels share (a Page and its Instagram profile) is checked once. Returns how many
+        accounts were repaired or found lost."""
+        groups: dict[tuple[int, str], list[Channel]] = {}
+        async for channel in self.stores.channels_with_status({ChannelStatus.ACTIVE}):
+            target = self._subscription_target(channel)
+            if target is not None:
+                groups.setdefault((id(target[0]), target[1]), []).append(channel)
+        changed = 0
+        for channels in groups.values():
+            try:
+                outcome, _ = await self._check_subscription(channels, actor_id=None)
+            except ProviderError:
+                continue  # the provider did not answer (logged and counted): the next check tries
+            changed += outcome in ("repaired", "lost")
+        return changed
+
+    async def check_channel_subscription(
+        self, tenant_id: str, channel_id: str, actor_id: str
+    ) -> tuple[str, tuple[str, ...]]:
+        """An admin's check of one channel's webhook subscription (and of the tenant's other
+        active channels on the same account): the outcome and what was missing."""
+        channel = await self.channel(tenant_id, channel_id)
+        target = self._subscription_target(channel)
+        if target is None:
+            raise DomainError(
+                "SUBSCRIPTION_CHECK_UNSUPPORTED",
+                f"Parley cannot check the webhook subscription of a {channel.provider.value} channel",
+            )
+        if channel.status is not ChannelStatus.ACTIVE:
+            raise Conflict("CHANNEL_NOT_ACTIVE", "only an active channel's subscription can be checked")
+        sharing = [
+            c
+            for c in await self.channels(tenant_id)
+            if c.id != channel.id
+            and c.status is ChannelStatus.ACTIVE
+            and self._subscription_target(c) == target
+        ]
+        return await self._check_subscription([channel, *sharing], actor_id=actor_id)
+
+    async def _check_subscription(
+        self, channels: list[Channel], actor_id: str | None
+    ) -> tuple[str, tuple[str, ...]]:
+        """Read the subscription of the channels' account, restore what is missing, tell each
+        channel's consumers; the outcome and what was missing. A provider that does not answer
+        raises its ProviderError (counted as ``unreachable``)."""
+        target = self._subscription_target(channels[0])
+        assert target is not None
+        checker, account_id = target
+        provider = channels[0].provider.value
+        credential = None
+        for channel in channels:
+            credential = await self.stores.credential(channel.id)
+            if credential is not None:
+                break
+        if credential is None:
+            log.warning("no credential to check the webhook subscription", account_id=account_id)
+            metrics.SUBSCRIPTION_CHECKS.labels(provider=provider, outcome="no_credential").inc()
+            return "no_credential", ()
+        token = credential.access_token
+        missing: tuple[str, ...] = ()
+        try:
+            missing = await checker.missing_subscriptions(account_id, token)
+            if not missing:
+                metrics.SUBSCRIPTION_CHECKS.labels(provider=provider, outcome="complete").inc()
+                return "complete", ()
+            await checker.restore_subscriptions(account_id, token)
+            still = await checker.missing_subscriptions(account_id, token)
+        except ProviderError as exc:
+            if exc.status >= 500 or exc.kind in (ErrorKind.RATE_LIMITED, ErrorKind.RETRYABLE):
+                log.warning(
+                    "webhook subscription check failed; tried again at the next check",
+                    account_id=account_id,
+                    provider_status=exc.status,
+                    kind=exc.kind.value,
+                )
+                metrics.SUBSCRIPTION_CHECKS.labels(provider=provider, outcome="unreachable").inc()
+                raise
+            reason = {
+                ErrorKind.REAUTH_REQUIRED: "token_invalid",
+                ErrorKind.PERMISSION_MISSING: "permission_missing",
+            }.get(exc.kind, "provider_refused")
+            await self._subscription_lost(channels, missing, reason, exc.code, exc.subcode, actor_id)
+            if exc.kind is ErrorKind.REAUTH_REQUIRED:
+                for channel in channels:
+                    await self.provider_rejected(channel.id, exc.code, exc.subcode)
+            metrics.SUBSCRIPTION_CHECKS.labels(provider=provider, outcome="lost").inc()
+            return "lost", missing
+        if still:
+            await self._subscription_lost(channels, still, "not_restored", None, None, actor_id)
+            metrics.SUBSCRIPTION_CHECKS.labels(provider=provider, outcome="lost").inc()
+            return "lost", missing
+        now = self.clock()
+        for channel in channels:
+            event = channel.subscription_repaired(missing, now, actor_id)
+            await self.publish(event, event.event_id)
+        log.warning("webhook subscription repaired", account_id=account_id, restored=list(missing))
+        metrics.SUBSCRIPTION_CHECKS.labels(provider=provider, outcome="repaired").inc()
+        return "repaired", missing
+
+    async def _subscription_lost(
+        self,
+        channels: list[Channel],
+        missing: tuple[str, ...],
+        reason: str,
+        code: int | None,
+        subcode: int | None,
+        actor_id: str | None,
+    ) -> None:
+        now = self.clock()
+        for channel in channels:
+            event: ChannelSubscriptionLost = channel.subscription_lost(
+                missing, reason, code, subcode, now, actor_id
+            )
+            await self.publish(event, event.event_id)
+        log.error(
+            "webhook subscription lost; an admin must act",
+            channels=[c.id for c in channels],
+            missing=list(missing),
+            reason=reason,
+            provider_code=code,
+        )
 
     # --- teams ------------------------------------------------------------------------------------
 

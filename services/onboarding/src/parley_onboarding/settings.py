@@ -45,6 +45,12 @@ class OnboardingSettings(ApiSettings):
         gt=0,
         description="How often expired Meta connections (and their Page tokens) are deleted.",
     )
+    subscription_check_interval_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How often every active channel's webhook subscription is read and what is missing "
+        "restored (Meta unsubscribes an app after long delivery failures).",
+    )
     max_teams_per_tenant: int = Field(
         default=500, gt=0, description="Teams a tenant may have (deleted ones do not count); more is a 409."
     )

@@ -33,6 +33,7 @@ __all__ = [
     "PageGrant",
     "ProviderPlugin",
     "Sender",
+    "SubscriptionCheck",
     "TokenCheck",
     "TokenRefusal",
     "WebhookEndpoint",
@@ -132,6 +133,21 @@ class TokenCheck(Protocol):
     async def token_refusal(self, token: str) -> TokenRefusal | None:
         """None while the token works; why it is refused otherwise. A failure that says nothing
         about the token (an outage) raises ProviderError."""
+        ...
+
+
+@runtime_checkable
+class SubscriptionCheck(Protocol):
+    """Reads and restores an account's webhook subscription (providers that drop subscriptions
+    on their own, as Meta does after long delivery failures)."""
+
+    async def missing_subscriptions(self, account_id: str, token: str) -> tuple[str, ...]:
+        """What Parley needs and the account's subscription lacks (provider field names, sorted;
+        () when nothing is missing). Failures raise ProviderError."""
+        ...
+
+    async def restore_subscriptions(self, account_id: str, token: str) -> None:
+        """Subscribe the account to everything Parley needs again. Failures raise ProviderError."""
         ...
 
 
@@ -242,7 +258,8 @@ class NumberConnector(Protocol):
 
 
 Connector = PageConnector | AccountConnector | NumberConnector
-"""A provider's connect flow; a connector may also be a :class:`TokenCheck`."""
+"""A provider's connect flow; a connector may also be a :class:`TokenCheck` and a
+:class:`SubscriptionCheck`."""
 
 ConnectorFactory = Callable[[httpx.AsyncClient, Any], "Connector | None"]
 """Builds a provider's connector from onboarding's settings (None: not configured there)."""

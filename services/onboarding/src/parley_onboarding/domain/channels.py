@@ -24,6 +24,8 @@ from parley_events import (
     ChannelSettingsChanged,
     ChannelSnapshot,
     ChannelStatus,
+    ChannelSubscriptionLost,
+    ChannelSubscriptionRepaired,
     ChannelTokenExpiring,
     Event,
     Provider,
@@ -246,6 +248,34 @@ class Channel:
             human_agent_tag=self.settings.human_agent_tag,
             text_limit=self.settings.text_limit,
         )
+
+    def subscription_repaired(
+        self, restored: tuple[str, ...], at: datetime, actor_id: str | None = None
+    ) -> ChannelSubscriptionRepaired:
+        """A check found the webhook subscription incomplete and restored it (no state changes)."""
+        return ChannelSubscriptionRepaired(**self._check_base(at, actor_id), restored=list(restored))
+
+    def subscription_lost(
+        self,
+        missing: tuple[str, ...],
+        reason: str,
+        code: int | None,
+        subcode: int | None,
+        at: datetime,
+        actor_id: str | None = None,
+    ) -> ChannelSubscriptionLost:
+        """A check found the webhook subscription incomplete and could not restore it."""
+        return ChannelSubscriptionLost(
+            **self._check_base(at, actor_id),
+            missing=list(missing),
+            reason=reason,
+            provider_code=code,
+            provider_subcode=subcode,
+        )
+
+    def _check_base(self, at: datetime, actor_id: str | None) -> dict[str, Any]:
+        # a check changes no revision: the event is named by the channel and the check's time
+        return {**self._base(at, actor_id), "event_id": f"chsub_{self.id}_{at.strftime('%Y%m%dT%H%M%S%f')}"}
 
     def _changed(self, changed: tuple[str, ...], actor_id: str, at: datetime) -> list[Event]:
         self.revision += 1

@@ -8,7 +8,7 @@ inside ``create_api`` when it reads the route signatures.
 """
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI
 from parley_events import ChannelRole, ChannelStatus, Provider
@@ -95,6 +95,14 @@ class OnboardingOut(BaseModel):
     landline: bool
     code_attempts: int
     channel_id: str | None
+
+
+class SubscriptionCheckOut(BaseModel):
+    """What a webhook subscription check found."""
+
+    channel_id: str
+    outcome: Literal["complete", "repaired", "lost", "no_credential"]
+    missing: list[str] = Field(description="What the subscription lacked when it was read.")
 
 
 def channel_out(channel: Channel) -> ChannelOut:
@@ -241,6 +249,22 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
         """Ask the provider whether the channel's token still works; marks it for reconnect if not."""
         admin(principal)
         return channel_out(await service.check_channel_token(principal.tenant_id, channel_id))
+
+    @api.post(
+        "/channels/{channel_id}/subscription-check",
+        response_model=SubscriptionCheckOut,
+        responses=ask_provider,
+    )
+    async def check_subscription(
+        principal: Annotated[Principal, caller], channel_id: str
+    ) -> SubscriptionCheckOut:
+        """Read the channel's webhook subscription at the provider and restore what is missing
+        (``repaired``); ``lost`` when it cannot (the channel events say why)."""
+        admin(principal)
+        outcome, missing = await service.check_channel_subscription(
+            principal.tenant_id, channel_id, principal.user_id
+        )
+        return SubscriptionCheckOut(channel_id=channel_id, outcome=outcome, missing=list(missing))
 
     @api.delete("/channels/{channel_id}", response_model=ChannelOut, responses=change)
     async def disconnect(principal: Annotated[Principal, caller], channel_id: str) -> ChannelOut:

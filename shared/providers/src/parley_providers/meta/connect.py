@@ -169,6 +169,17 @@ class MetaConnector:
     async def token_refusal(self, token: str) -> TokenRefusal | None:
         return await graph_token_refusal(self._graph, token)
 
+    # a SubscriptionCheck: Meta unsubscribes an app from a Page after long delivery failures
+    # (developers.facebook.com/docs/messenger-platform/webhooks, "Webhook delivery failures")
+
+    async def missing_subscriptions(self, account_id: str, token: str) -> tuple[str, ...]:
+        """The Page webhook fields Parley subscribes to that the Page's subscription lacks."""
+        have = await self._graph.page_subscribed_fields(account_id, token)
+        return tuple(sorted(set(self._page_fields) - have))
+
+    async def restore_subscriptions(self, account_id: str, token: str) -> None:
+        await self._graph.subscribe_page(account_id, token, self._page_fields)
+
 
 def meta_connector(graph: GraphClient, settings: ConnectSettings) -> MetaConnector:
     """Meta's connector with the permissions and webhook fields onboarding's settings name."""
