@@ -84,6 +84,8 @@ SETTINGS_CHANGED = "parley.channel.settings_changed.v1"
 TOKEN_EXPIRING = "parley.channel.token_expiring.v1"
 REAUTH = "parley.channel.reauth_required.v1"
 RECONNECTED = "parley.channel.reconnected.v1"
+SUBSCRIPTION_REPAIRED = "parley.channel.subscription_repaired.v1"
+SUBSCRIPTION_LOST = "parley.channel.subscription_lost.v1"
 WA_STEP = "parley.whatsapp.step_changed.v1"
 TEAM = "parley.team.snapshot.v1"
 
@@ -830,7 +832,8 @@ async def test_an_expiring_token_is_warned_about_once(stack: Stack) -> None:
     assert await stack.service.check_token_expiry() == 1
     assert await stack.service.check_token_expiry() == 0
     [warning] = of_type(await stack.events(topics.CHANNEL_EVENTS), TOKEN_EXPIRING, channel_id=channel["id"])
-    assert datetime.fromisoformat(warning["expires_at"]) == expires
+    # the store keeps milliseconds
+    assert abs(datetime.fromisoformat(warning["expires_at"]) - expires) < timedelta(milliseconds=1)
 
 
 async def test_reauth_required_names_the_providers_code_and_subcode(stack: Stack) -> None:
@@ -843,6 +846,59 @@ async def test_reauth_required_names_the_providers_code_and_subcode(stack: Stack
         460,
         "password_changed",
     )
+
+
+# --------------------------------------------------------------------------- webhook subscriptions
+
+
+async def test_fields_meta_dropped_from_a_page_are_restored_and_announced_for_its_channels(
+    stack: Stack,
+) -> None:
+    channels = await stack.connect_pages("meta-user-8", acme_pages())
+    page_a, profile = channels[PAGE_A], channels[IG_A]
+    subscribed = (await stack.sandbox_admin("GET", f"/meta/pages/{PAGE_A}"))["subscribed_fields"]
+    assert await stack.service.check_subscriptions() == 0  # every Page whole: nothing to say
+
+    # Meta drops two fields of Page A after failed deliveries; the hourly check restores them
+    await stack.sandbox_admin("POST", f"/meta/pages/{PAGE_A}/unsubscribe", {"fields": ["feed", "messages"]})
+    assert await stack.service.check_subscriptions() == 1
+    assert sorted((await stack.sandbox_admin("GET", f"/meta/pages/{PAGE_A}"))["subscribed_fields"]) == sorted(
+        subscribed
+    )
+    repaired = of_type(await stack.events(topics.CHANNEL_EVENTS), SUBSCRIPTION_REPAIRED)
+    assert sorted(e["channel_id"] for e in repaired) == sorted([page_a["id"], profile["id"]])
+    assert all(e["restored"] == ["feed", "messages"] and e["actor_id"] is None for e in repaired)
+
+    # an admin asks about Page B after Meta dropped all of it: same repair, the admin named
+    await stack.sandbox_admin("POST", f"/meta/pages/{PAGE_B}/unsubscribe", {})
+    checked = await stack.call("POST", f"/channels/{channels[PAGE_B]['id']}/subscription-check")
+    assert (checked["outcome"], checked["missing"]) == ("repaired", sorted(subscribed))
+    [by_admin] = of_type(
+        await stack.events(topics.CHANNEL_EVENTS), SUBSCRIPTION_REPAIRED, channel_id=channels[PAGE_B]["id"]
+    )
+    assert by_admin["actor_id"] == ADMIN
+
+
+async def test_a_subscription_meta_will_not_restore_is_announced_lost(stack: Stack) -> None:
+    channels = await stack.connect_pages("meta-user-9", [{"id": PAGE_A, "name": "Acme"}])
+    channel_id = channels[PAGE_A]["id"]
+    await stack.sandbox_admin("POST", f"/meta/pages/{PAGE_A}/unsubscribe", {"fields": ["feed"]})
+    # Meta refuses the re-subscription: the admin's Page access no longer allows it
+    await stack.sandbox_admin(
+        "POST",
+        "/faults",
+        {"path_contains": f"/{PAGE_A}/subscribed_apps", "method": "POST", "status": 403, "code": 200},
+    )
+    checked = await stack.call("POST", f"/channels/{channel_id}/subscription-check")
+    assert (checked["outcome"], checked["missing"]) == ("lost", ["feed"])
+    [lost] = of_type(await stack.events(topics.CHANNEL_EVENTS), SUBSCRIPTION_LOST, channel_id=channel_id)
+    assert (lost["missing"], lost["reason"], lost["provider_code"]) == (["feed"], "permission_missing", 200)
+    assert "feed" not in (await stack.sandbox_admin("GET", f"/meta/pages/{PAGE_A}"))["subscribed_fields"]
+    # only administrators may ask
+    refused = await stack.call(
+        "POST", f"/channels/{channel_id}/subscription-check", headers=stack.agent(), status=403
+    )
+    assert refused["code"] == "ADMIN_REQUIRED"
 
 
 # --------------------------------------------------------------------------- settings, access, teams

@@ -189,6 +189,17 @@ class _Admin:
             raise AdminError(404, "no such page")
         return asdict(page)
 
+    async def meta_page_unsubscribe(self, request: Request) -> dict[str, Any]:
+        """Drop webhook fields from the app's subscription on a Page (all of them unless ``fields``
+        names some), as Meta does after a long run of failed deliveries."""
+        page = self.state.pages.get(request.path_params["page_id"])
+        if page is None:
+            raise AdminError(404, "no such page")
+        data = await _admin_body(request)
+        drop = set(_str_list(data, "fields", page.subscribed_fields))
+        page.subscribed_fields = [f for f in page.subscribed_fields if f not in drop]
+        return {"page_id": page.id, "subscribed_fields": page.subscribed_fields}
+
     async def clock(self, request: Request) -> dict[str, Any]:
         if request.method == "POST":
             data = await _admin_body(request)

@@ -216,6 +216,7 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
             "/_sandbox/meta/users/{user_id}/remove-page-access/{page_id}", admin.meta_remove_page, post
         ),
         _admin_route("/_sandbox/meta/pages/{page_id}", admin.meta_page, get),
+        _admin_route("/_sandbox/meta/pages/{page_id}/unsubscribe", admin.meta_page_unsubscribe, post),
         _admin_route("/_sandbox/whatsapp/numbers", admin.whatsapp_numbers, post),
         _admin_route("/_sandbox/whatsapp/numbers/{number_id}", admin.whatsapp_number, get),
         _admin_route("/_sandbox/whatsapp/numbers/{number_id}/last-code", admin.whatsapp_last_code, get),
