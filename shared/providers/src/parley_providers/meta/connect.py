@@ -169,8 +169,8 @@ class MetaConnector:
     async def token_refusal(self, token: str) -> TokenRefusal | None:
         return await graph_token_refusal(self._graph, token)
 
-    # a SubscriptionCheck: Meta unsubscribes an app from a Page after long delivery failures
-    # (developers.facebook.com/docs/messenger-platform/webhooks, "Webhook delivery failures")
+    # a SubscriptionCheck: an app whose webhook calls fail for an extended period is unsubscribed
+    # and must subscribe the Page again (developers.facebook.com/docs/messenger-platform/faq)
 
     async def missing_subscriptions(self, account_id: str, token: str) -> tuple[str, ...]:
         """The Page webhook fields Parley subscribes to that the Page's subscription lacks."""
