@@ -1,0 +1,136 @@
+"""Business Login for Instagram and ``graph.instagram.com`` as the sandbox plays them.
+
+Served under two prefixes of the sandbox's address, one per host Meta uses:
+``/instagram-api`` stands for ``https://api.instagram.com`` (the code exchange) and ``/instagram``
+for ``https://graph.instagram.com`` (the long-lived token, its refresh, ``/me``). Tokens are Meta
+tokens of kind ``instagram``: ``/_sandbox/meta/tokens/{token}/revoke`` revokes them as it revokes
+Graph's, and they expire as Instagram's do (one hour short-lived, 60 days long-lived).
+"""
+
+from __future__ import annotations
+
+from parley_providers.meta.errors import INVALID_TOKEN
+from parley_providers.meta.instagram import MIN_REFRESH_AGE
+from starlette.responses import JSONResponse, Response
+
+from parley_sandbox.meta import MetaApi
+from parley_sandbox.state import LONG_LIVED_S, InstagramAccount, Token
+from parley_sandbox.wire import GraphFailure, Incoming, Reply, _random_token
+
+INSTAGRAM_SHORT_LIVED_S = 3600
+"""Business Login's short-lived token lives one hour."""
+
+
+class OAuthRefusal(GraphFailure):
+    """api.instagram.com's own error form: ``{"error_type", "code", "error_message"}``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(400, 400, None, message)
+
+    def response(self) -> Response:
+        body = {"error_type": "OAuthException", "code": 400, "error_message": self.message}
+        return JSONResponse(body, status_code=400)
+
+
+class InstagramApi(MetaApi):
+    """Business Login for Instagram: the code exchange, long-lived tokens, their refresh, ``/me``."""
+
+    def _new_instagram_token(self, account: InstagramAccount, lifetime_s: int, *, long_lived: bool) -> Token:
+        now = self.state.now()
+        token = Token(
+            value=_random_token("IGAA", 120 if long_lived else 80),
+            provider="meta",
+            kind="instagram",
+            user_id=account.id,
+            issued_at=now,
+            expires_at=now + lifetime_s,
+            scopes=list(account.granted),
+            long_lived=long_lived,
+        )
+        self.state.tokens[token.value] = token
+        return token
+
+    def _instagram_token(self, call: Incoming, *, long_lived: bool | None = None) -> Token:
+        header = call.request.headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        value = value.strip() if scheme.lower() == "bearer" else ""
+        value = value or str(call.params.get("access_token") or "")
+        token = self.state.tokens.get(value) if value else None
+        if token is None or token.kind != "instagram":
+            raise GraphFailure(
+                400, INVALID_TOKEN, None, "Invalid OAuth access token - Cannot parse access token"
+            )
+        self.validate_meta(token)  # revoked or expired: 190 with its subcode, as Graph answers
+        if long_lived is not None and token.long_lived != long_lived:
+            kind = "long-lived" if long_lived else "short-lived"
+            raise GraphFailure(400, 100, None, f"(#100) A {kind} Instagram User access token is required")
+        return token
+
+    def instagram_code_exchange(self, call: Incoming) -> Reply:
+        state, params = self.state, call.params
+        if params.get("client_id") != state.instagram_app_id:
+            raise OAuthRefusal("Invalid platform app")
+        if params.get("client_secret") != state.instagram_app_secret:
+            raise OAuthRefusal("Error validating client secret")
+        if params.get("grant_type") != "authorization_code":
+            raise OAuthRefusal("Invalid grant_type")
+        code = state.codes.get(str(params.get("code") or ""))
+        if code is None or code.provider != "instagram" or code.used or state.now() >= code.expires_at:
+            raise OAuthRefusal("Invalid authorization code")
+        if code.redirect_uri is not None and code.redirect_uri != params.get("redirect_uri"):
+            raise OAuthRefusal(
+                "Error validating verification code. Please make sure your redirect_uri is identical"
+            )
+        code.used = True
+        account = state.instagram_accounts[code.user_id]
+        token = self._new_instagram_token(account, INSTAGRAM_SHORT_LIVED_S, long_lived=False)
+        return Reply(
+            {
+                "data": [
+                    {
+                        "access_token": token.value,
+                        "user_id": account.id,
+                        "permissions": ",".join(account.granted),
+                    }
+                ]
+            }
+        )
+
+    def instagram_exchange(self, call: Incoming) -> Reply:
+        params = call.params
+        if params.get("grant_type") != "ig_exchange_token":
+            raise GraphFailure(400, 100, None, "(#100) grant_type must be ig_exchange_token")
+        if params.get("client_secret") != self.state.instagram_app_secret:
+            raise GraphFailure(400, 101, None, "Error validating client secret.")
+        short = self._instagram_token(call, long_lived=False)
+        account = self.state.instagram_accounts[short.user_id or ""]
+        token = self._new_instagram_token(account, LONG_LIVED_S, long_lived=True)
+        return Reply({"access_token": token.value, "token_type": "bearer", "expires_in": LONG_LIVED_S})
+
+    def instagram_refresh(self, call: Incoming) -> Reply:
+        if call.params.get("grant_type") != "ig_refresh_token":
+            raise GraphFailure(400, 100, None, "(#100) grant_type must be ig_refresh_token")
+        old = self._instagram_token(call, long_lived=True)
+        if self.state.now() - old.issued_at < MIN_REFRESH_AGE.total_seconds():
+            # Meta documents the rule, not the refusal's number: the sandbox answers an invalid
+            # parameter (100), which never reads as a dead token
+            raise GraphFailure(
+                400, 100, None, "(#100) The access token must be at least 24 hours old to refresh"
+            )
+        account = self.state.instagram_accounts[old.user_id or ""]
+        token = self._new_instagram_token(account, LONG_LIVED_S, long_lived=True)
+        return Reply({"access_token": token.value, "token_type": "bearer", "expires_in": LONG_LIVED_S})
+
+    def instagram_me(self, call: Incoming) -> Reply:
+        token = self._instagram_token(call)
+        account = self.state.instagram_accounts[token.user_id or ""]
+        fields = [f.strip() for f in str(call.params.get("fields") or "id").split(",") if f.strip()]
+        values: dict[str, str] = {
+            "id": f"app-scoped-{account.id}",
+            "user_id": account.id,
+            "username": account.username,
+        }
+        unknown = [f for f in fields if f not in values]
+        if unknown:
+            raise GraphFailure(400, 100, None, f"(#100) Tried accessing nonexisting field ({unknown[0]})")
+        return Reply({name: values[name] for name in fields})
