@@ -12,12 +12,13 @@ from parley_policy.adapters.postgres import PostgresPolicyStore, PostgresPolicyT
 from parley_policy.adapters.stores import PolicyStore, PolicyStorePort, PolicyTemplates, TemplatesPort
 from parley_providers.base import (
     AccountConnector,
+    LoginConnector,
     NumberConnector,
     PageConnector,
     SubscriptionCheck,
     TokenCheck,
 )
-from parley_providers.meta.connect import MetaConnector
+from parley_providers.meta.connect import MetaConnector, MetaInstagramConnector
 from parley_providers.whatsapp.connect import WhatsAppConnector
 from parley_providers.x.connect import XConnector
 from parley_routing.adapters.postgres import PostgresConversationRepository
@@ -28,6 +29,7 @@ from parley_shared.vault import MongoCredentialStore
 
 from tests.support.fakes.onboarding import (
     FakeAccountConnector,
+    FakeInstagramConnector,
     FakeNumberConnector,
     FakeOnboardingStore,
     FakePageConnector,
@@ -49,6 +51,7 @@ PORTS = [
     (NumberConnector, FakeNumberConnector, WhatsAppConnector),
     (TokenCheck, FakePageConnector, MetaConnector),
     (SubscriptionCheck, FakePageConnector, MetaConnector),
+    (LoginConnector, FakeInstagramConnector, MetaInstagramConnector),
     (TokenCheck, FakeNumberConnector, WhatsAppConnector),
     (TemplatesPort, FakeTemplates, PolicyTemplates),
     (TemplatesPort, FakeTemplates, PostgresPolicyTemplates),

@@ -36,9 +36,12 @@ from parley_onboarding.settings import OnboardingSettings
 from parley_providers import ErrorKind, ProviderError
 from parley_providers.base import Connector, GrantedPage, PageGrant, TokenRefusal
 from parley_providers.meta.connect import DEFAULT_INSTAGRAM_PERMISSIONS, DEFAULT_PAGE_PERMISSIONS
+from parley_providers.meta.instagram import DEFAULT_INSTAGRAM_LOGIN_SCOPES
+from parley_providers.oauth import UserToken
 
 from tests.support.fakes.onboarding import (
     FakeAccountConnector,
+    FakeInstagramConnector,
     FakeNumberConnector,
     FakeOnboardingStore,
     FakePageConnector,
@@ -562,6 +565,127 @@ async def test_a_channel_whose_connector_cannot_check_tokens_is_left_as_it_is() 
     channel = await h.service.connect_x(ACME, ADMIN, "code", REDIRECT, "verifier")
     assert (await h.service.check_channel_token(ACME, channel.id)).status is ChannelStatus.ACTIVE
     assert h.pages.made("token_refusal") == h.numbers.made("token_refusal") == []
+
+
+# --- Instagram Login (no Page) and its token refresh -----------------------------------------------
+
+IG_LOGIN = "178400000000009"
+
+
+def with_instagram_login(**settings: Any) -> tuple[Harness, FakeInstagramConnector]:
+    h = Harness(**settings)
+    ig = FakeInstagramConnector()
+    h.service.connectors[Provider.INSTAGRAM] = ig
+    return h, ig
+
+
+async def test_instagram_login_makes_a_channel_without_a_page_on_its_own_token() -> None:
+    h, ig = with_instagram_login()
+    ig.logs_in("code", IG_LOGIN, "acme.shop", expires_at=T0 + timedelta(days=60))
+    channel = await h.service.connect_instagram_login(ACME, ADMIN, "code", REDIRECT)
+    assert (channel.provider, channel.account_id, channel.business_account_id) == (
+        Provider.INSTAGRAM,
+        IG_LOGIN,
+        None,
+    )
+    assert (channel.connect_path, channel.settings.display_name) == ("instagram_login", "acme.shop")
+    assert channel.token_expires_at == T0 + timedelta(days=60)
+    credential = h.store.credentials[channel.id]
+    assert (credential.access_token, credential.expires_at) == (f"ig-{IG_LOGIN}", T0 + timedelta(days=60))
+    assert ig.made("subscribe_account") == [(IG_LOGIN, f"ig-{IG_LOGIN}")]
+    assert set(h.store.account_claims) == {account_claim_id(Provider.INSTAGRAM, IG_LOGIN)}
+    [connected] = h.of(ChannelConnected)
+    assert connected.channel_id == channel.id
+
+
+async def test_instagram_login_missing_a_permission_is_refused_before_anything_is_subscribed() -> None:
+    h, ig = with_instagram_login()
+    ig.logs_in("code", IG_LOGIN, "acme.shop", T0 + timedelta(days=60), scopes=("instagram_business_basic",))
+    with pytest.raises(DomainError) as refusal:
+        await h.service.connect_instagram_login(ACME, ADMIN, "code", REDIRECT)
+    assert refusal.value.code == "PERMISSIONS_MISSING"
+    assert refusal.value.details["missing"] == [
+        "instagram_business_manage_comments",
+        "instagram_business_manage_messages",
+    ]
+    assert ig.made("subscribe_account") == [] and h.store.account_claims == {}
+
+
+async def test_instagram_login_needs_an_instagram_app_and_the_page_path_records_itself() -> None:
+    h = Harness()  # Meta's connector without an Instagram app: the Page flow only
+    with pytest.raises(DomainError) as refusal:
+        await h.service.connect_instagram_login(ACME, ADMIN, "code", REDIRECT)
+    assert refusal.value.code == "INSTAGRAM_LOGIN_NOT_CONFIGURED"
+    channels = await h.connect(page(instagram=IG))
+    assert (channels[IG].connect_path, channels[PAGE].connect_path) == ("page", None)
+    assert await h.service.refresh_login_tokens() == 0
+
+
+async def test_a_login_token_is_refreshed_within_the_lead_time_and_not_before() -> None:
+    h, ig = with_instagram_login()  # lead: 14 days
+    ig.logs_in("code", IG_LOGIN, "acme.shop", expires_at=T0 + timedelta(days=60))
+    channel = await h.service.connect_instagram_login(ACME, ADMIN, "code", REDIRECT)
+    h.now = T0 + timedelta(days=46) - timedelta(seconds=1)  # just outside the lead time
+    assert await h.service.refresh_login_tokens() == 0
+    assert ig.made("refresh") == []
+    h.now = T0 + timedelta(days=46)
+    ig.refreshed[f"ig-{IG_LOGIN}"] = UserToken("ig-refreshed", h.now + timedelta(days=60))
+    assert await h.service.refresh_login_tokens() == 1
+    credential = h.store.credentials[channel.id]
+    assert (credential.access_token, credential.expires_at) == ("ig-refreshed", T0 + timedelta(days=106))
+    assert credential.scopes == tuple(sorted(DEFAULT_INSTAGRAM_LOGIN_SCOPES))
+    stored = await h.service.channel(ACME, channel.id)
+    assert (stored.status, stored.token_expires_at) == (ChannelStatus.ACTIVE, T0 + timedelta(days=106))
+    snapshot = h.of(ChannelSnapshot)[-1]
+    assert snapshot.revision == stored.revision
+    assert await h.service.refresh_login_tokens() == 0  # 60 days again: nothing due
+    assert await h.service.check_token_expiry() == 0  # and nothing to warn about
+
+
+async def test_a_login_token_younger_than_24_hours_waits_even_within_the_lead_time() -> None:
+    h, ig = with_instagram_login(instagram_token_refresh_lead_s=61 * 86400)  # always within the lead
+    ig.logs_in("code", IG_LOGIN, "acme.shop", expires_at=T0 + timedelta(days=60))
+    await h.service.connect_instagram_login(ACME, ADMIN, "code", REDIRECT)
+    h.now = T0 + timedelta(hours=24) - timedelta(seconds=1)
+    assert await h.service.refresh_login_tokens() == 0
+    assert ig.made("refresh") == []
+    h.now = T0 + timedelta(hours=24)
+    ig.refreshed[f"ig-{IG_LOGIN}"] = UserToken("ig-refreshed", h.now + timedelta(days=60))
+    assert await h.service.refresh_login_tokens() == 1
+
+
+async def test_a_refused_refresh_marks_the_channel_for_reconnect_with_the_providers_code() -> None:
+    h, ig = with_instagram_login()
+    ig.logs_in("code", IG_LOGIN, "acme.shop", expires_at=T0 + timedelta(days=60))
+    channel = await h.service.connect_instagram_login(ACME, ADMIN, "code", REDIRECT)
+    h.now = T0 + timedelta(days=50)
+    ig.fail("refresh", refused("instagram", 400, 190, ErrorKind.REAUTH_REQUIRED, 460))
+    assert await h.service.refresh_login_tokens() == 0
+    [reauth] = h.of(ChannelReauthRequired)
+    assert (reauth.channel_id, reauth.provider_code, reauth.provider_subcode, reauth.reason) == (
+        channel.id,
+        190,
+        460,
+        "password_changed",
+    )
+    assert (await h.service.channel(ACME, channel.id)).status is ChannelStatus.REAUTH_REQUIRED
+    assert await h.service.refresh_login_tokens() == 0  # a channel awaiting a reconnect is left alone
+    assert len(ig.made("refresh")) == 1
+
+
+async def test_a_token_past_its_end_is_reported_with_the_providers_code_and_an_outage_waits() -> None:
+    h, ig = with_instagram_login()
+    ig.logs_in("code", IG_LOGIN, "acme.shop", expires_at=T0 + timedelta(days=60))
+    channel = await h.service.connect_instagram_login(ACME, ADMIN, "code", REDIRECT)
+    h.now = T0 + timedelta(days=50)
+    ig.fail("refresh", refused("instagram", 503, 2, ErrorKind.RETRYABLE))
+    assert await h.service.refresh_login_tokens() == 0
+    assert h.of(ChannelReauthRequired) == []  # an outage says nothing about the token
+    h.now = T0 + timedelta(days=61)  # the job never got through: the token is gone
+    assert await h.service.refresh_login_tokens() == 0
+    [reauth] = h.of(ChannelReauthRequired)
+    assert (reauth.channel_id, reauth.provider_code, reauth.provider_subcode) == (channel.id, 190, 463)
+    assert reauth.reason == "token_expired"
 
 
 # --- webhook subscription health ---------------------------------------------------------------

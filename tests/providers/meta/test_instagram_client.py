@@ -18,6 +18,7 @@ import pytest
 from parley_providers import ErrorKind
 from parley_providers.meta.errors import PASSWORD_CHANGED, TOKEN_EXPIRED
 from parley_providers.meta.instagram import (
+    DEFAULT_INSTAGRAM_LOGIN_FIELDS,
     DEFAULT_INSTAGRAM_LOGIN_SCOPES,
     MIN_REFRESH_AGE,
     InstagramClient,
@@ -142,6 +143,16 @@ async def test_the_profile_names_the_professional_account(sandbox: Sandbox) -> N
     assert (error.code, error.kind) == (190, ErrorKind.REAUTH_REQUIRED)
 
 
+async def test_subscribe_sets_the_accounts_webhook_fields(sandbox: Sandbox) -> None:
+    ig = client(sandbox)
+    token = await long_lived(sandbox)
+    await ig.subscribe(token, list(DEFAULT_INSTAGRAM_LOGIN_FIELDS))
+    assert sandbox.state.instagram_accounts[IG_USER].subscribed_fields == list(DEFAULT_INSTAGRAM_LOGIN_FIELDS)
+    error = await fails(ig.subscribe(token, ["messages", "telepathy"]))
+    assert (error.code, error.kind) == (100, ErrorKind.INVALID_REQUEST)
+    assert sandbox.state.instagram_accounts[IG_USER].subscribed_fields == list(DEFAULT_INSTAGRAM_LOGIN_FIELDS)
+
+
 # --- every public method under the failures any call may meet
 
 
@@ -175,11 +186,16 @@ async def _profile(ig: InstagramClient, sandbox: Sandbox) -> object:
     return await ig.profile(await long_lived(sandbox))
 
 
+async def _subscribe(ig: InstagramClient, sandbox: Sandbox) -> object:
+    return await ig.subscribe(await long_lived(sandbox), ["messages"])
+
+
 CALLS = [
     InstagramCall("exchange_code", "POST", "/instagram-api/oauth/access_token", _exchange_code),
     InstagramCall("long_lived_token", "GET", "/instagram/access_token", _long_lived),
     InstagramCall("refresh_token", "GET", "/instagram/refresh_access_token", _refresh),
     InstagramCall("profile", "GET", "/me", _profile),
+    InstagramCall("subscribe", "POST", "/me/subscribed_apps", _subscribe),
 ]
 
 

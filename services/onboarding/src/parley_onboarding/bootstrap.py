@@ -94,6 +94,11 @@ def build(
             Periodic(
                 "subscription-check", settings.subscription_check_interval_s, service.check_subscriptions
             ),
+            Periodic(
+                "login-token-refresh",
+                settings.instagram_token_refresh_interval_s,
+                service.refresh_login_tokens,
+            ),
         ],
     )
 

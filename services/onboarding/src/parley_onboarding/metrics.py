@@ -18,3 +18,10 @@ SUBSCRIPTION_CHECKS = Counter(
     "the next check) or no_credential.",
     ["provider", "outcome"],
 )
+
+TOKEN_REFRESHES = Counter(
+    "parley_onboarding_token_refreshes",
+    "Refresh-job decisions per channel token near its end: refreshed, waiting (too young for the "
+    "provider to refresh), refused (the channel needs a reconnect) or unreachable (tried again next run).",
+    ["provider", "outcome"],
+)

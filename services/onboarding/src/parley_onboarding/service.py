@@ -32,8 +32,10 @@ from parley_providers.base import (
     AccountConnector,
     Connector,
     GrantedPage,
+    LoginConnector,
     NumberConnector,
     PageConnector,
+    RefreshStep,
     SubscriptionCheck,
     TokenCheck,
 )
@@ -55,6 +57,10 @@ Publish = Callable[[Event, str], Awaitable[None]]
 Clock = Callable[[], datetime]
 
 log = get_logger(__name__)
+
+PAGE_PATH, INSTAGRAM_LOGIN_PATH = "page", "instagram_login"
+"""How an Instagram profile's channel is connected: through its Facebook Page, or with Instagram
+Login (no Page; its own token, refreshed before its 60-day end)."""
 
 STALE_CLAIM_AFTER = timedelta(minutes=10)
 """How old an account claim must be before a claim whose channel does not hold the account is
@@ -152,8 +158,10 @@ class OnboardingService:
         credential: Credential | None,
         display_name: str | None = None,
         business_account_id: str | None = None,
+        connect_path: str | None = None,
     ) -> Channel:
-        """Connect a new channel, or reconnect the existing one for the same account."""
+        """Connect a new channel, or reconnect the existing one for the same account (a reconnect
+        may change how it is connected: ``connect_path``)."""
         now = self.clock()
         channel_id = channel_id_for(tenant_id, provider, account_id)
         await self._claim_account(tenant_id, provider, account_id)
@@ -172,9 +180,13 @@ class OnboardingService:
                     business_account_id=business_account_id,
                     token_expires_at=expires,
                     scopes=scopes,
+                    connect_path=connect_path,
                 )
             else:
                 channel = existing
+                if connect_path is not None:
+                    channel.connect_path = connect_path
+                    channel.business_account_id = business_account_id
                 events = channel.reconnect(actor_id or "system", now, expires, scopes)
             try:
                 await self.stores.save_channel(channel)
@@ -506,6 +518,7 @@ class OnboardingService:
                     credential=Credential("", page.access_token, expires, scopes),
                     display_name=page.instagram_username,
                     business_account_id=page.id,
+                    connect_path=PAGE_PATH,
                 )
             )
         # the Page tokens now live in the channels' credentials: the connection's copies go
@@ -530,6 +543,98 @@ class OnboardingService:
                 channel_id = channel_id_for(tenant_id, provider, account_id)
                 await self.stores.release_account(provider, account_id, channel_id)
             raise
+
+    # --- Instagram Login (no Page) ---------------------------------------------------------------
+
+    def _instagram_login(self) -> LoginConnector:
+        connector = self.connectors.get(Provider.INSTAGRAM)
+        if not isinstance(connector, LoginConnector):
+            raise DomainError(
+                "INSTAGRAM_LOGIN_NOT_CONFIGURED",
+                "Instagram Login is not configured on this deployment; connect the profile through its "
+                "Facebook Page",
+            )
+        return connector
+
+    async def connect_instagram_login(
+        self, tenant_id: str, actor_id: str, code: str, redirect_uri: str
+    ) -> Channel:
+        """Business Login for Instagram: the professional account becomes a channel on its own
+        60-day token (no Facebook Page), subscribed to its webhooks."""
+        login = self._instagram_login()
+        account = await login.login(code, redirect_uri)
+        missing = login.missing_login_permissions(account.token.scopes)
+        if missing:
+            raise DomainError(
+                "PERMISSIONS_MISSING", f"grant these permissions: {', '.join(missing)}", missing=missing
+            )
+        token = account.token
+        await self._claimed_then(
+            tenant_id,
+            Provider.INSTAGRAM,
+            account.id,
+            login.subscribe_account(account.id, token.access_token),
+        )
+        return await self._upsert_connected(
+            tenant_id=tenant_id,
+            provider=Provider.INSTAGRAM,
+            account_id=account.id,
+            actor_id=actor_id,
+            credential=Credential("", token.access_token, token.expires_at, tuple(sorted(token.scopes))),
+            display_name=account.display_name,
+            connect_path=INSTAGRAM_LOGIN_PATH,
+        )
+
+    async def refresh_login_tokens(self) -> int:
+        """Refresh every Instagram-login token due (run on a timer): at least 24 hours old and
+        within ``instagram_token_refresh_lead_s`` of its end. A refusal, or a token past its end,
+        marks the channel for a reconnect with the provider's code. Returns how many were refreshed."""
+        login = self.connectors.get(Provider.INSTAGRAM)
+        if not isinstance(login, LoginConnector):
+            return 0
+        lead = timedelta(seconds=self.settings.instagram_token_refresh_lead_s)
+        refreshed = 0
+        for channel in await self.stores.channels_expiring_by(self.clock() + lead):
+            if channel.connect_path != INSTAGRAM_LOGIN_PATH or channel.token_expires_at is None:
+                continue
+            step = login.refresh_step(channel.token_expires_at, self.clock(), lead)
+            credential = await self.stores.credential(channel.id)
+            if step is RefreshStep.WAIT or credential is None:
+                metrics.TOKEN_REFRESHES.labels(provider=channel.provider.value, outcome="waiting").inc()
+                continue
+            # a token past its end is offered too: the provider's refusal gives the code to report
+            try:
+                token = await login.refresh(credential.access_token)
+            except ProviderError as exc:
+                if (
+                    exc.status >= 500
+                    or exc.status == 0
+                    or exc.kind in (ErrorKind.RATE_LIMITED, ErrorKind.RETRYABLE)
+                ):
+                    metrics.TOKEN_REFRESHES.labels(
+                        provider=channel.provider.value, outcome="unreachable"
+                    ).inc()
+                    continue  # the next run tries again
+                log.warning(
+                    "token refresh refused; the channel needs a reconnect",
+                    channel_id=channel.id,
+                    provider_code=exc.code,
+                    provider_subcode=exc.subcode,
+                )
+                metrics.TOKEN_REFRESHES.labels(provider=channel.provider.value, outcome="refused").inc()
+                await self.provider_rejected(channel.id, exc.code, exc.subcode)
+                continue
+            await self.stores.put_credential(
+                Credential(channel.id, token.access_token, token.expires_at, credential.scopes)
+            )
+
+            def refreshed_to(c: Channel, end: datetime | None = token.expires_at) -> list[Event]:
+                return c.token_refreshed(end)
+
+            await self._change_channel(channel.tenant_id, channel.id, refreshed_to)
+            metrics.TOKEN_REFRESHES.labels(provider=channel.provider.value, outcome="refreshed").inc()
+            refreshed += 1
+        return refreshed
 
     # --- X ---------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
@@ -27,11 +28,13 @@ __all__ = [
     "ConnectorFactory",
     "GrantedPage",
     "HandshakeAnswer",
+    "LoginConnector",
     "NumberConnector",
     "NumberRules",
     "PageConnector",
     "PageGrant",
     "ProviderPlugin",
+    "RefreshStep",
     "Sender",
     "SubscriptionCheck",
     "TokenCheck",
@@ -221,6 +224,46 @@ class AccountConnector(Protocol):
         ...
 
 
+class RefreshStep(StrEnum):
+    """What a token refresh job does with one token now (its provider's rule decides)."""
+
+    WAIT = "wait"
+    """Not near its end yet, or too young for the provider to refresh: nothing now."""
+    REFRESH = "refresh"
+    """Refresh it now."""
+    REPLACE = "replace"
+    """It can no longer be refreshed (expired): only a new login replaces it."""
+
+
+@runtime_checkable
+class LoginConnector(Protocol):
+    """An account logs in by itself (OAuth without PKCE), is one channel, and its long-lived
+    token is refreshed before its end (Instagram API with Instagram Login: Meta's connector is
+    one when an Instagram app is configured, beside being a PageConnector)."""
+
+    async def login(self, code: str, redirect_uri: str) -> AuthorizedAccount:
+        """Trade the login's code for the account and its long-lived token (``token.scopes``: the
+        permissions granted)."""
+        ...
+
+    def missing_login_permissions(self, granted: Iterable[str]) -> list[str]:
+        """The permissions Parley needs that were not granted, sorted; [] when none is missing."""
+        ...
+
+    async def subscribe_account(self, account_id: str, token: str) -> None:
+        """Have the account's events delivered to Parley's webhook."""
+        ...
+
+    def refresh_step(self, expires_at: datetime, now: datetime, lead: timedelta) -> RefreshStep:
+        """What to do now with a token ending at ``expires_at`` for a job refreshing ``lead``
+        before the end."""
+        ...
+
+    async def refresh(self, token: str) -> UserToken:
+        """The token refreshed (a new token and end). Refusals raise ProviderError."""
+        ...
+
+
 @dataclass(frozen=True)
 class NumberRules:
     """What a provider that verifies a business phone number by a code asks of it (WhatsApp)."""
@@ -257,7 +300,7 @@ class NumberConnector(Protocol):
         ...
 
 
-Connector = PageConnector | AccountConnector | NumberConnector
+Connector = PageConnector | AccountConnector | NumberConnector | LoginConnector
 """A provider's connect flow; a connector may also be a :class:`TokenCheck` and a
 :class:`SubscriptionCheck`."""
 

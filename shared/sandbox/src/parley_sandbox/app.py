@@ -250,6 +250,7 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         instagram("/instagram/access_token", api.instagram_exchange, get),
         instagram("/instagram/refresh_access_token", api.instagram_refresh, get),
         instagram("/instagram/{version}/me", api.instagram_me, get),
+        instagram("/instagram/{version}/me/subscribed_apps", api.instagram_subscribe, post),
         # Graph API
         graph("/oauth/access_token", api.oauth_access_token, get_post),
         graph("/debug_token", api.debug_token, get),

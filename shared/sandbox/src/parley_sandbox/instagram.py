@@ -17,6 +17,20 @@ from parley_sandbox.meta import MetaApi
 from parley_sandbox.state import LONG_LIVED_S, InstagramAccount, Token
 from parley_sandbox.wire import GraphFailure, Incoming, Reply, _random_token
 
+INSTAGRAM_WEBHOOK_FIELDS = frozenset(
+    {
+        "comments",
+        "live_comments",
+        "mentions",
+        "message_reactions",
+        "messages",
+        "messaging_postbacks",
+        "messaging_referral",
+        "messaging_seen",
+    }
+)
+"""An Instagram professional account's webhook fields (Instagram Platform, webhooks)."""
+
 INSTAGRAM_SHORT_LIVED_S = 3600
 """Business Login's short-lived token lives one hour."""
 
@@ -120,6 +134,25 @@ class InstagramApi(MetaApi):
         account = self.state.instagram_accounts[old.user_id or ""]
         token = self._new_instagram_token(account, LONG_LIVED_S, long_lived=True)
         return Reply({"access_token": token.value, "token_type": "bearer", "expires_in": LONG_LIVED_S})
+
+    def instagram_subscribe(self, call: Incoming) -> Reply:
+        token = self._instagram_token(call)
+        account = self.state.instagram_accounts[token.user_id or ""]
+        raw = str(call.params.get("subscribed_fields") or "")
+        fields = [f.strip() for f in raw.split(",") if f.strip()]
+        if not fields:
+            raise GraphFailure(400, 100, None, "(#100) The parameter subscribed_fields is required.")
+        unknown = [f for f in fields if f not in INSTAGRAM_WEBHOOK_FIELDS]
+        if unknown:
+            raise GraphFailure(
+                400,
+                100,
+                None,
+                f"(#100) Param subscribed_fields must be one of "
+                f'{{{", ".join(sorted(INSTAGRAM_WEBHOOK_FIELDS))}}} - got "{unknown[0]}".',
+            )
+        account.subscribed_fields = list(dict.fromkeys(fields))
+        return Reply({"success": True})
 
     def instagram_me(self, call: Incoming) -> Reply:
         token = self._instagram_token(call)

@@ -153,6 +153,7 @@ class InstagramAccount:
     id: str
     username: str
     granted: list[str]
+    subscribed_fields: list[str] = field(default_factory=list)
 
 
 @dataclass

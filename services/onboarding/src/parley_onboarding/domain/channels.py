@@ -117,6 +117,9 @@ class Channel:
     token_expires_at: datetime | None = None
     scopes: tuple[str, ...] = ()
     expiry_warned_for: datetime | None = None
+    connect_path: str | None = None
+    """How the account was connected where a provider has several ways: an Instagram profile
+    through its Facebook Page (``page``) or with Instagram Login (``instagram_login``)."""
     revision: int = 0
 
     @classmethod
@@ -132,6 +135,7 @@ class Channel:
         business_account_id: str | None = None,
         token_expires_at: datetime | None = None,
         scopes: tuple[str, ...] = (),
+        connect_path: str | None = None,
     ) -> tuple[Channel, list[Event]]:
         channel = cls(
             id=channel_id_for(tenant_id, provider, account_id),
@@ -144,6 +148,7 @@ class Channel:
             settings=Settings(display_name=display_name).validated(),
             token_expires_at=token_expires_at,
             scopes=scopes,
+            connect_path=connect_path,
         )
         channel.revision = 1
         event = ChannelConnected(
@@ -212,6 +217,15 @@ class Channel:
         self.connected_by = actor_id
         self.revision += 1
         return [self.snapshot(), ChannelReconnected(**self._base(at, actor_id))]
+
+    def token_refreshed(self, token_expires_at: datetime | None) -> list[Event]:
+        """The provider refreshed the channel's token: its new end (the snapshot says so)."""
+        if self.status is not ChannelStatus.ACTIVE:
+            return []
+        self.token_expires_at = token_expires_at
+        self.expiry_warned_for = None
+        self.revision += 1
+        return [self.snapshot()]
 
     def disconnect(self, actor_id: str, at: datetime) -> list[Event]:
         if self.status is ChannelStatus.DISCONNECTED:

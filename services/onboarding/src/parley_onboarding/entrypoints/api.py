@@ -31,6 +31,11 @@ class ChannelOut(BaseModel):
     provider: Provider
     account_id: str
     business_account_id: str | None
+    connect_path: str | None = Field(
+        default=None,
+        description="How an Instagram profile is connected: `page` (through its Facebook Page) or "
+        "`instagram_login` (Instagram Login, no Page); none for providers with one way.",
+    )
     status: ChannelStatus
     display_name: str | None
     settings: dict[str, Any]
@@ -75,6 +80,11 @@ class XConnect(BaseModel):
     code_verifier: str = Field(min_length=1)
 
 
+class InstagramLogin(BaseModel):
+    code: str = Field(min_length=1)
+    redirect_uri: str = Field(min_length=1)
+
+
 class TeamIn(BaseModel):
     name: str = Field(min_length=1, max_length=100)
 
@@ -111,6 +121,7 @@ def channel_out(channel: Channel) -> ChannelOut:
         provider=channel.provider,
         account_id=channel.account_id,
         business_account_id=channel.business_account_id,
+        connect_path=channel.connect_path,
         status=channel.status,
         display_name=channel.settings.display_name,
         settings={
@@ -300,6 +311,17 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
         return channel_out(
             await service.connect_x(
                 principal.tenant_id, principal.user_id, body.code, body.redirect_uri, body.code_verifier
+            )
+        )
+
+    @api.post("/connections/instagram", response_model=ChannelOut, responses=connect)
+    async def connect_instagram(principal: Annotated[Principal, caller], body: InstagramLogin) -> ChannelOut:
+        """Connect an Instagram professional account with Instagram Login (no Facebook Page): its
+        own channel on a 60-day token, refreshed before its end."""
+        admin(principal)
+        return channel_out(
+            await service.connect_instagram_login(
+                principal.tenant_id, principal.user_id, body.code, body.redirect_uri
             )
         )
 

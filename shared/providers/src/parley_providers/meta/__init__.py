@@ -23,8 +23,11 @@ def connector(http: httpx.AsyncClient, settings: Any) -> Connector:
     """Connecting Pages and Instagram profiles (Facebook Login), with onboarding's settings."""
     from parley_providers.meta.client import graph_client
     from parley_providers.meta.connect import meta_connector
+    from parley_providers.meta.instagram import instagram_client
 
-    return meta_connector(graph_client(http, settings), settings)
+    # Instagram Login beside the Page flow when the settings name an Instagram app
+    instagram = instagram_client(http, settings) if hasattr(settings, "instagram_app_id") else None
+    return meta_connector(graph_client(http, settings), settings, instagram)
 
 
 def api_versions(settings: Any, today: date) -> Sequence[ApiVersionStatus]:

@@ -40,6 +40,7 @@ from parley_providers.meta.versions import DEFAULT_GRAPH_API_VERSION
 from parley_providers.oauth import UserToken
 
 __all__ = [
+    "DEFAULT_INSTAGRAM_LOGIN_FIELDS",
     "DEFAULT_INSTAGRAM_LOGIN_SCOPES",
     "LONG_LIVED_VALIDITY",
     "MIN_REFRESH_AGE",
@@ -60,6 +61,10 @@ DEFAULT_INSTAGRAM_LOGIN_SCOPES = (
     "instagram_business_manage_messages",  # DMs: webhooks and the Send API
     "instagram_business_manage_comments",  # comments and mentions: webhooks, replies, private replies
 )
+
+DEFAULT_INSTAGRAM_LOGIN_FIELDS = ("messages", "messaging_postbacks", "comments", "mentions")
+"""The webhook fields an Instagram-login account is subscribed to (Instagram Platform, webhooks:
+``messages``, ``messaging_postbacks``, ``comments``, ``mentions`` among the account's fields)."""
 
 MIN_REFRESH_AGE = timedelta(hours=24)
 """A long-lived token younger than this cannot be refreshed (reference/refresh_access_token)."""
@@ -240,6 +245,19 @@ class InstagramClient:
             user_id=require_str(PROVIDER, 200, data, "user_id"),
             username=require_str(PROVIDER, 200, data, "username"),
         )
+
+    async def subscribe(self, token: str, fields: list[str]) -> None:
+        """Subscribe the app to the account's webhook ``fields`` (``POST /me/subscribed_apps``:
+        webhooks for an account connected with Instagram Login need it, besides the app's own
+        subscription in the App Dashboard)."""
+        data = await self._json(
+            "POST",
+            f"{self._graph}/{self._version}/me/subscribed_apps",
+            params={"subscribed_fields": ",".join(fields)},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        if data.get("success") is not True:
+            raise ProviderError(PROVIDER, 200, None, None, "subscription was not confirmed")
 
 
 def instagram_client(http: httpx.AsyncClient, settings: InstagramLoginSettings) -> InstagramClient | None:
