@@ -848,6 +848,118 @@ async def test_reauth_required_names_the_providers_code_and_subcode(stack: Stack
     )
 
 
+# --------------------------------------------------------------------------- Instagram Login
+
+IG_LOGIN = "17841400000000077"
+REFRESH = "/instagram/refresh_access_token"
+
+
+async def instagram_login(stack: Stack, **spec: Any) -> dict[str, Any]:
+    """An Instagram professional account logged in with Business Login; its channel."""
+    body = {"id": IG_LOGIN, "username": "acme.shop", "redirect_uri": REDIRECT, **spec}
+    code = (await stack.sandbox_admin("POST", "/instagram/accounts", body))["code"]
+    channel: dict[str, Any] = await stack.call(
+        "POST", "/connections/instagram", {"code": code, "redirect_uri": REDIRECT}
+    )
+    return channel
+
+
+def login_token(stack: Stack) -> str:
+    """The newest Instagram-login token the sandbox issued (the one the channel holds)."""
+    issued = [t for t in stack.sandbox.tokens.values() if t.kind == "instagram" and t.long_lived]
+    return max(issued, key=lambda t: t.issued_at).value
+
+
+def refresh_calls(stack: Stack) -> list[int]:
+    return [call.status for call in stack.sandbox.calls if call.path == REFRESH]
+
+
+async def test_instagram_login_connects_a_profile_without_a_page_and_refreshes_its_token(
+    stack: Stack,
+) -> None:
+    channel = await instagram_login(stack)
+    assert (channel["provider"], channel["account_id"]) == ("instagram", IG_LOGIN)
+    assert (channel["connect_path"], channel["business_account_id"], channel["display_name"]) == (
+        "instagram_login",
+        None,
+        "acme.shop",
+    )
+    expires = datetime.fromisoformat(channel["token_expires_at"])
+    assert timedelta(days=59) < expires - datetime.now(UTC) <= timedelta(days=60)
+    assert stack.sandbox.instagram_accounts[IG_LOGIN].subscribed_fields  # its webhooks reach Parley
+    [connected] = of_type(await stack.events(topics.CHANNEL_EVENTS), CONNECTED, channel_id=channel["id"])
+    assert connected["account_id"] == IG_LOGIN
+
+    # far from its end: nothing; 14 days (the lead) before it: refreshed once, at Instagram
+    assert await stack.service.refresh_login_tokens() == 0
+    assert refresh_calls(stack) == []
+    held = login_token(stack)
+    stack.clock.advance(days=47)
+    stack.sandbox.advance(47 * 86400)
+    assert await stack.service.refresh_login_tokens() == 1
+    assert refresh_calls(stack) == [200]
+    assert login_token(stack) != held
+    refreshed = await stack.call("GET", f"/channels/{channel['id']}")
+    assert refreshed["status"] == "active"
+    assert datetime.fromisoformat(refreshed["token_expires_at"]) > expires
+    snapshots = of_type(await stack.events(topics.CHANNELS), SNAPSHOT, channel_id=channel["id"])
+    assert max(s["revision"] for s in snapshots) == refreshed["revision"]
+    # the channel's credential (sealed in the store) is the new token
+    credential = await stack.service.stores.credential(channel["id"])
+    assert credential is not None and credential.access_token == login_token(stack)
+
+
+async def test_a_revoked_login_token_is_not_refreshed_and_the_channel_awaits_a_reconnect(
+    stack: Stack,
+) -> None:
+    channel = await instagram_login(stack)
+    await stack.sandbox_admin("POST", f"/meta/tokens/{login_token(stack)}/revoke", {"subcode": 460})
+    stack.clock.advance(days=50)
+    stack.sandbox.advance(50 * 86400)
+    assert await stack.service.refresh_login_tokens() == 0
+    assert refresh_calls(stack) == [400]
+    assert (await stack.call("GET", f"/channels/{channel['id']}"))["status"] == "reauth_required"
+    [reauth] = of_type(await stack.events(topics.CHANNEL_EVENTS), REAUTH, channel_id=channel["id"])
+    assert (reauth["provider_code"], reauth["provider_subcode"], reauth["reason"]) == (
+        190,
+        460,
+        "password_changed",
+    )
+    # logging in again is the reconnect: the same channel, active on a new token
+    again = await instagram_login(stack)
+    assert (again["id"], again["status"], again["connect_path"]) == (
+        channel["id"],
+        "active",
+        "instagram_login",
+    )
+
+
+@pytest.fixture
+async def refresh_always_near(
+    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+) -> AsyncIterator[Stack]:
+    """A stack whose refresh lead is longer than a token's life: every token is near its end."""
+    async with onboarding_stack(
+        infra, namespace, database_url, instagram_token_refresh_lead_s=61 * 86400
+    ) as s:
+        yield s
+
+
+async def test_a_login_token_younger_than_24_hours_is_not_offered_to_instagram(
+    refresh_always_near: Stack,
+) -> None:
+    stack = refresh_always_near
+    await instagram_login(stack)
+    stack.clock.advance(hours=23)
+    stack.sandbox.advance(23 * 3600)
+    assert await stack.service.refresh_login_tokens() == 0
+    assert refresh_calls(stack) == []  # Instagram would refuse it: the job does not ask
+    stack.clock.advance(hours=1, seconds=30)
+    stack.sandbox.advance(3630)
+    assert await stack.service.refresh_login_tokens() == 1
+    assert refresh_calls(stack) == [200]
+
+
 # --------------------------------------------------------------------------- webhook subscriptions
 
 
