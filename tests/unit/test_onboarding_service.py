@@ -589,6 +589,7 @@ async def test_instagram_login_makes_a_channel_without_a_page_on_its_own_token()
         None,
     )
     assert (channel.connect_path, channel.settings.display_name) == ("instagram_login", "acme.shop")
+    assert h.of(ChannelSnapshot)[-1].connect_path == "instagram_login"  # policy's sender reads it
     assert channel.token_expires_at == T0 + timedelta(days=60)
     credential = h.store.credentials[channel.id]
     assert (credential.access_token, credential.expires_at) == (f"ig-{IG_LOGIN}", T0 + timedelta(days=60))

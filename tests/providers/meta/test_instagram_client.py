@@ -153,6 +153,32 @@ async def test_subscribe_sets_the_accounts_webhook_fields(sandbox: Sandbox) -> N
     assert sandbox.state.instagram_accounts[IG_USER].subscribed_fields == list(DEFAULT_INSTAGRAM_LOGIN_FIELDS)
 
 
+async def test_sends_need_the_window_or_a_comment_and_the_accounts_permissions(sandbox: Sandbox) -> None:
+    ig = client(sandbox)
+    token = await long_lived(sandbox)
+    payload = {"recipient": {"id": "ig-customer-1"}, "message": {"text": "Hi"}}
+    closed = await fails(ig.send_message(token, payload))
+    assert (closed.code, closed.subcode, closed.kind) == (10, 2018278, ErrorKind.WINDOW_CLOSED)
+    sandbox.state.open_window(IG_USER, "ig-customer-1")
+    assert (await ig.send_message(token, payload)).startswith("aWdfZAG1f")
+    too_long = await fails(ig.send_message(token, {**payload, "message": {"text": "é" * 501}}))  # 1002 bytes
+    assert too_long.kind is ErrorKind.INVALID_REQUEST
+    assert await ig.send_private_reply(token, "17858893269000042", "We DM'd you")
+    again = await fails(ig.send_private_reply(token, "17858893269000042", "Again"))
+    assert again.code == 10900
+    assert await ig.reply_to_comment("17858893269000042", token, "Thanks!")
+
+    basic = await sandbox.admin(
+        "POST",
+        "/instagram/accounts",
+        {"id": "17841400000000002", "granted": ["instagram_business_basic"], "redirect_uri": REDIRECT},
+    )
+    short = await ig.exchange_code(basic["code"], REDIRECT)
+    limited = (await ig.long_lived_token(short.token.access_token)).access_token
+    denied = await fails(ig.reply_to_comment("17858893269000042", limited, "Thanks!"))
+    assert (denied.code, denied.kind) == (10, ErrorKind.PERMISSION_MISSING)
+
+
 # --- every public method under the failures any call may meet
 
 
@@ -190,12 +216,29 @@ async def _subscribe(ig: InstagramClient, sandbox: Sandbox) -> object:
     return await ig.subscribe(await long_lived(sandbox), ["messages"])
 
 
+async def _send_message(ig: InstagramClient, sandbox: Sandbox) -> object:
+    token = await long_lived(sandbox)
+    sandbox.state.open_window(IG_USER, "ig-customer-1")
+    return await ig.send_message(token, {"recipient": {"id": "ig-customer-1"}, "message": {"text": "Hi"}})
+
+
+async def _send_private_reply(ig: InstagramClient, sandbox: Sandbox) -> object:
+    return await ig.send_private_reply(await long_lived(sandbox), "17858893269000042", "We DM'd you")
+
+
+async def _reply_to_comment(ig: InstagramClient, sandbox: Sandbox) -> object:
+    return await ig.reply_to_comment("17858893269000042", await long_lived(sandbox), "Thanks!")
+
+
 CALLS = [
     InstagramCall("exchange_code", "POST", "/instagram-api/oauth/access_token", _exchange_code),
     InstagramCall("long_lived_token", "GET", "/instagram/access_token", _long_lived),
     InstagramCall("refresh_token", "GET", "/instagram/refresh_access_token", _refresh),
     InstagramCall("profile", "GET", "/me", _profile),
     InstagramCall("subscribe", "POST", "/me/subscribed_apps", _subscribe),
+    InstagramCall("send_message", "POST", "/me/messages", _send_message),
+    InstagramCall("send_private_reply", "POST", "/me/messages", _send_private_reply),
+    InstagramCall("reply_to_comment", "POST", "/replies", _reply_to_comment),
 ]
 
 

@@ -284,7 +284,8 @@ class PolicyService:
             # before the decision is stored: a crash in between counts a customer never reached,
             # which errs on the side of the limit (an upsert, so a retry records nothing twice)
             await self.store.record_business_initiated(doc["channel_id"], doc["recipient_id"], now)
-        outbox = self._announcements(reply_id, tenant_id, user_id, doc, request, decision, now)
+        connect_path = channel.connect_path if channel is not None else None
+        outbox = self._announcements(reply_id, tenant_id, user_id, doc, request, decision, now, connect_path)
         record = {
             "requested_by": user_id,
             "approved": decision.approved,
@@ -311,8 +312,10 @@ class PolicyService:
         request: ReplyRequest,
         decision: Decision,
         now: datetime,
+        connect_path: str | None = None,
     ) -> list[ReplyEvent]:
-        """What a decision publishes: requested, then approved (delivery follows) or rejected."""
+        """What a decision publishes: requested, then approved (delivery follows) or rejected;
+        the approval carries the channel's way of connecting, which chooses the sender's API."""
         base = {
             "reply_id": reply_id,
             "conversation_id": doc["_id"],
@@ -363,6 +366,7 @@ class PolicyService:
             template=template,
             messaging_type=decision.messaging_type,
             tag=decision.tag,
+            connect_path=connect_path,
         )
         return [requested, approved]
 

@@ -197,9 +197,9 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
             state, "/{version}" + path, handler, methods, "graph", "meta" if send else None
         )
 
-    def instagram(path: str, handler: Handler, methods: list[str]) -> Route:
+    def instagram(path: str, handler: Handler, methods: list[str], send: bool = False) -> Route:
         # /instagram-api stands for api.instagram.com, /instagram for graph.instagram.com
-        return _provider_route(state, path, handler, methods, "instagram")
+        return _provider_route(state, path, handler, methods, "instagram", "meta" if send else None)
 
     def x(path: str, handler: Handler, methods: list[str], send: bool = False) -> Route:
         return _provider_route(state, "/2" + path, handler, methods, "x", "x" if send else None)
@@ -251,6 +251,8 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         instagram("/instagram/refresh_access_token", api.instagram_refresh, get),
         instagram("/instagram/{version}/me", api.instagram_me, get),
         instagram("/instagram/{version}/me/subscribed_apps", api.instagram_subscribe, post),
+        instagram("/instagram/{version}/me/messages", api.instagram_send, post, send=True),
+        instagram("/instagram/{version}/{node}/replies", api.instagram_comment_reply, post, send=True),
         # Graph API
         graph("/oauth/access_token", api.oauth_access_token, get_post),
         graph("/debug_token", api.debug_token, get),

@@ -9,13 +9,16 @@ Graph's, and they expire as Instagram's do (one hour short-lived, 60 days long-l
 
 from __future__ import annotations
 
-from parley_providers.meta.errors import INVALID_TOKEN
+import secrets
+
+from parley_providers.meta.errors import INVALID_TOKEN, OUTSIDE_WINDOW, PERMISSION_DENIED
 from parley_providers.meta.instagram import MIN_REFRESH_AGE
+from parley_providers.meta.rules import INSTAGRAM_TEXT_MAX_BYTES, RETIRED_TAGS
 from starlette.responses import JSONResponse, Response
 
 from parley_sandbox.meta import MetaApi
-from parley_sandbox.state import LONG_LIVED_S, InstagramAccount, Token
-from parley_sandbox.wire import GraphFailure, Incoming, Reply, _random_token
+from parley_sandbox.state import HUMAN_AGENT_WINDOW_S, LONG_LIVED_S, WINDOW_S, InstagramAccount, Token
+from parley_sandbox.wire import GraphFailure, Incoming, Reply, _json_param, _param_required, _random_token
 
 INSTAGRAM_WEBHOOK_FIELDS = frozenset(
     {
@@ -153,6 +156,65 @@ class InstagramApi(MetaApi):
             )
         account.subscribed_fields = list(dict.fromkeys(fields))
         return Reply({"success": True})
+
+    def _instagram_sender(self, call: Incoming, permission: str) -> InstagramAccount:
+        token = self._instagram_token(call)
+        if permission not in token.scopes:
+            raise GraphFailure(
+                403, PERMISSION_DENIED, None, "(#10) Application does not have permission for this action"
+            )
+        return self.state.instagram_accounts[token.user_id or ""]
+
+    def instagram_send(self, call: Incoming) -> Reply:
+        """``POST graph.instagram.com/{version}/me/messages``: a DM or a private reply."""
+        state = self.state
+        account = self._instagram_sender(call, "instagram_business_manage_messages")
+        params = call.params
+        recipient = _json_param(params.get("recipient"))
+        if not isinstance(recipient, dict) or not (recipient.get("id") or recipient.get("comment_id")):
+            raise _param_required("recipient")
+        message = _json_param(params.get("message"))
+        text = message.get("text") if isinstance(message, dict) else None
+        if not isinstance(text, str) or not text:
+            raise GraphFailure(
+                400, 100, None, "(#100) Param message[text] must be a non-empty UTF-8 encoded string"
+            )
+        if len(text.encode()) > INSTAGRAM_TEXT_MAX_BYTES:
+            raise GraphFailure(
+                400, 100, None, f"(#100) The message text must be at most {INSTAGRAM_TEXT_MAX_BYTES} bytes"
+            )
+        tag = params.get("tag")
+        if params.get("messaging_type") == "MESSAGE_TAG" and (tag in RETIRED_TAGS or tag != "HUMAN_AGENT"):
+            raise GraphFailure(400, 100, None, "(#100) Invalid parameter")
+        comment_id = str(recipient.get("comment_id") or "")
+        recipient_id = str(recipient.get("id") or "")
+        if comment_id:
+            if comment_id in state.private_replies:
+                raise GraphFailure(400, 10900, None, "Activity already replied to")
+            state.private_replies.add(comment_id)
+        else:
+            window = HUMAN_AGENT_WINDOW_S if tag == "HUMAN_AGENT" else WINDOW_S
+            last = state.windows.get((account.id, recipient_id))
+            if last is None or state.now() - last > window:
+                raise GraphFailure(
+                    400,
+                    PERMISSION_DENIED,
+                    OUTSIDE_WINDOW,
+                    "(#10) This message is sent outside of allowed window.",
+                )
+        message_id = "aWdfZAG1f" + secrets.token_urlsafe(40)
+        return Reply(
+            {"recipient_id": recipient_id or comment_id, "message_id": message_id}, result_id=message_id
+        )
+
+    def instagram_comment_reply(self, call: Incoming) -> Reply:
+        """``POST graph.instagram.com/{version}/{comment-id}/replies``: a public reply."""
+        self._instagram_sender(call, "instagram_business_manage_comments")
+        text = call.params.get("message")
+        if not isinstance(text, str) or not text:
+            raise _param_required("message")
+        comment_id = self.state.next_id()
+        return Reply({"id": comment_id}, result_id=comment_id)
 
     def instagram_me(self, call: Incoming) -> Reply:
         token = self._instagram_token(call)

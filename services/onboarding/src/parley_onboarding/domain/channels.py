@@ -252,6 +252,7 @@ class Channel:
             display_name=self.settings.display_name,
             auto_ownership=self.settings.auto_ownership,
             business_account_id=self.business_account_id,
+            connect_path=self.connect_path,
             revision=self.revision,
             auto_resolve_new_s=self.settings.auto_resolve_new_s,
             auto_resolve_pending_s=self.settings.auto_resolve_pending_s,

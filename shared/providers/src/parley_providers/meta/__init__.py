@@ -14,9 +14,14 @@ from parley_providers.base import ApiVersionStatus, Connector, ProviderPlugin, S
 def sender(http: httpx.AsyncClient, settings: Any) -> Sender:
     """Messenger and Instagram replies, with the Graph client the settings describe."""
     from parley_providers.meta.client import graph_client
+    from parley_providers.meta.instagram import instagram_sender_client
     from parley_providers.meta.outbound import MetaSender
 
-    return MetaSender(graph_client(http, settings))
+    # Instagram-login replies go to graph.instagram.com where the settings name it
+    instagram = (
+        instagram_sender_client(http, settings) if hasattr(settings, "instagram_graph_base_url") else None
+    )
+    return MetaSender(graph_client(http, settings), instagram)
 
 
 def connector(http: httpx.AsyncClient, settings: Any) -> Connector:

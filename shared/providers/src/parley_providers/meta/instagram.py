@@ -34,7 +34,7 @@ import httpx
 from pydantic import SecretStr
 
 from parley_providers.errors import ProviderError
-from parley_providers.http import body_of, expiry, json_object, require_str, send, snippet
+from parley_providers.http import body_of, expiry, json_object, require_str, segment, send, snippet
 from parley_providers.meta.errors import graph_error, meta_error
 from parley_providers.meta.versions import DEFAULT_GRAPH_API_VERSION
 from parley_providers.oauth import UserToken
@@ -50,6 +50,7 @@ __all__ = [
     "InstagramProfile",
     "RefreshTiming",
     "instagram_client",
+    "instagram_sender_client",
     "refresh_timing",
 ]
 
@@ -258,6 +259,54 @@ class InstagramClient:
         )
         if data.get("success") is not True:
             raise ProviderError(PROVIDER, 200, None, None, "subscription was not confirmed")
+
+    # ---- sends for accounts connected with Instagram Login (Instagram Platform, messaging API;
+    # private replies; comment moderation): the account's own token, graph.instagram.com
+
+    async def send_message(self, token: str, payload: dict[str, Any]) -> str:
+        """Send a message from the account the token belongs to (``POST /me/messages``); its id."""
+        data = await self._json(
+            "POST",
+            f"{self._graph}/{self._version}/me/messages",
+            json=payload,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        return require_str(PROVIDER, 200, data, "message_id")
+
+    async def send_private_reply(self, token: str, comment_id: str, text: str) -> str:
+        """Answer a comment with a private message to its author; the message id."""
+        return await self.send_message(
+            token, {"recipient": {"comment_id": comment_id}, "message": {"text": text}}
+        )
+
+    async def reply_to_comment(self, comment_id: str, token: str, text: str) -> str:
+        """Reply publicly under a comment (``POST /{comment-id}/replies``); the new comment's id."""
+        data = await self._json(
+            "POST",
+            f"{self._graph}/{self._version}/{segment(comment_id)}/replies",
+            json={"message": text},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        return require_str(PROVIDER, 200, data, "id")
+
+
+class InstagramSendSettings(Protocol):
+    """What sending needs (policy's settings): the host and the Graph version."""
+
+    instagram_graph_base_url: str
+    graph_api_version: str
+
+
+def instagram_sender_client(http: httpx.AsyncClient, settings: InstagramSendSettings) -> InstagramClient:
+    """The client policy sends Instagram-login replies with (no login: no app credentials)."""
+    return InstagramClient(
+        http,
+        oauth_base_url="",
+        graph_base_url=settings.instagram_graph_base_url,
+        app_id="",
+        app_secret="",
+        api_version=settings.graph_api_version or None,
+    )
 
 
 def instagram_client(http: httpx.AsyncClient, settings: InstagramLoginSettings) -> InstagramClient | None:
