@@ -1248,8 +1248,16 @@ async def test_no_credential_leaks_into_answers_events_or_logs(
         assert failed["code"] == "PROVIDER_RETRYABLE"
         channels = await stack.activate(started["connection_id"], [PAGE_A, PAGE_B], [IG_A])
         page_a = next(c for c in channels if c["account_id"] == PAGE_A)
-        stack.clock.advance(days=55)
-        assert await stack.service.check_token_expiry() >= 1
+        # Instagram Login: connect, a subscription repair, then a refresh of its token 47 days on
+        await instagram_login(stack)
+        await stack.sandbox_admin("POST", f"/meta/pages/{PAGE_A}/unsubscribe", {"fields": ["feed"]})
+        assert await stack.service.check_subscriptions() == 1
+        stack.clock.advance(days=47)
+        stack.sandbox.advance(47 * 86400)
+        assert await stack.service.refresh_login_tokens() == 1
+        # the expiry check runs over every channel (Page channels have no expiry to warn about)
+        stack.clock.advance(days=8)
+        await stack.service.check_token_expiry()
         await stack.sandbox_admin("POST", f"/meta/tokens/{stack.page_token(PAGE_A)}/revoke", {"subcode": 463})
         assert (await stack.call("POST", f"/channels/{page_a['id']}/check"))["status"] == "reauth_required"
         again = await stack.start_meta(await stack.meta_code("meta-user-9"))
@@ -1273,11 +1281,12 @@ async def test_no_credential_leaks_into_answers_events_or_logs(
 
         issued = [*stack.sandbox.tokens, *stack.sandbox.x_refresh_tokens]
         kinds = {t.kind for t in stack.sandbox.tokens.values()}
-        assert kinds == {"user", "page", "system", "x"}
+        assert kinds == {"user", "page", "system", "x", "instagram"}
         assert token in issued
         secret_values = {
             **{f"token {value[:8]}...": value for value in issued},
             "meta app secret": stack.sandbox.meta_app_secret,
+            "instagram app secret": stack.sandbox.instagram_app_secret,
             "x client secret": stack.sandbox.x_client_secret,
             "encryption key": stack.encryption_key,
             "jwt secret": stack.jwt_secret,
