@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from parley_events import ChannelRole, ChannelSnapshot, ConversationEvent, MessageReceived, Queue, ReplySent
 
-from parley_routing.adapters.repository import (
+from parley_routing.adapters.stores import (
     ConcurrentUpdate,
     ConversationRepository,
 )
