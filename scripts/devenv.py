@@ -20,6 +20,12 @@ DEV_DEFAULTS = {
     # the provider sandbox stands in for Meta and X on a laptop
     "PARLEY_GRAPH_BASE_URL": "http://127.0.0.1:8090",
     "PARLEY_X_API_BASE_URL": "http://127.0.0.1:8090",
+    # Instagram Login (no Page): the sandbox plays api.instagram.com and graph.instagram.com
+    "PARLEY_INSTAGRAM_APP_ID": "dev-instagram-app",
+    "PARLEY_INSTAGRAM_APP_SECRET": "dev-instagram-app-secret",
+    "PARLEY_INSTAGRAM_APP_SECRETS": "dev-instagram-app-secret",
+    "PARLEY_INSTAGRAM_OAUTH_BASE_URL": "http://127.0.0.1:8090/instagram-api",
+    "PARLEY_INSTAGRAM_GRAPH_BASE_URL": "http://127.0.0.1:8090/instagram",
 }
 
 LOCAL_STORES = {

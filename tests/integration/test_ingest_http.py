@@ -125,6 +125,42 @@ async def test_the_previous_secret_still_verifies_during_rotation(ingest: Any) -
     assert response.status_code == 200
 
 
+INSTAGRAM_SECRET, OLD_INSTAGRAM_SECRET = "instagram-app-secret", "old-instagram-app-secret"
+
+
+def instagram_dm(account_id: str, customer: str, text: str) -> dict[str, Any]:
+    """An Instagram DM delivery as Instagram Login accounts get it (``object: instagram``)."""
+    at = 1764489600000
+    message = {"sender": {"id": customer}, "recipient": {"id": account_id}, "timestamp": at}
+    message["message"] = {"mid": "aWdfZAG1faXRlbTox", "text": text}
+    return {"object": "instagram", "entry": [{"id": account_id, "time": at, "messaging": [message]}]}
+
+
+async def test_deliveries_signed_by_the_instagram_app_verify_with_its_own_rotating_secrets(
+    ingest: Any, infra: Infra, namespace: str
+) -> None:
+    client = await ingest(instagram_app_secrets=f"{INSTAGRAM_SECRET},{OLD_INSTAGRAM_SECRET}")
+    body = body_of(instagram_dm("17841400000000077", "ig-customer-1", "hello"))
+    for secret in (INSTAGRAM_SECRET, OLD_INSTAGRAM_SECRET, NEW_SECRET):  # either app, either key
+        response = await client.post(
+            "/webhooks/meta",
+            content=body,
+            headers={"content-type": "application/json", "x-hub-signature-256": sign(body, secret)},
+        )
+        assert response.status_code == 200, secret
+    records = await read_records(infra.kafka, raw_topic(namespace), until=lambda rs: len(rs) == 3)
+    assert {r.key for r in records} == {b"17841400000000077"}
+
+    # an ingest that does not know the Instagram app refuses its deliveries
+    unknown = await ingest()
+    refused = await unknown.post(
+        "/webhooks/meta",
+        content=body,
+        headers={"content-type": "application/json", "x-hub-signature-256": sign(body, INSTAGRAM_SECRET)},
+    )
+    assert refused.status_code == 401
+
+
 @pytest.mark.parametrize(
     "signature",
     [None, "sha256=" + "0" * 64, "sha1=abc", "not-a-signature"],

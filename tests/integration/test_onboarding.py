@@ -84,6 +84,8 @@ SETTINGS_CHANGED = "parley.channel.settings_changed.v1"
 TOKEN_EXPIRING = "parley.channel.token_expiring.v1"
 REAUTH = "parley.channel.reauth_required.v1"
 RECONNECTED = "parley.channel.reconnected.v1"
+SUBSCRIPTION_REPAIRED = "parley.channel.subscription_repaired.v1"
+SUBSCRIPTION_LOST = "parley.channel.subscription_lost.v1"
 WA_STEP = "parley.whatsapp.step_changed.v1"
 TEAM = "parley.team.snapshot.v1"
 
@@ -757,28 +759,23 @@ async def test_whatsapp_details_are_checked_steps_keep_order_and_landlines_get_a
 # --------------------------------------------------------------------------- tokens
 
 
-async def test_token_expiry_warns_once_and_a_rejected_token_is_reconnected_with_settings_intact(
+async def test_a_page_token_is_never_warned_about_and_a_rejected_one_is_reconnected_with_settings_intact(
     stack: Stack,
 ) -> None:
     channels = await stack.connect_pages("meta-user-4", [{"id": PAGE_A, "name": "Acme"}])
     channel = channels[PAGE_A]
     channel_id = channel["id"]
-    expires = datetime.fromisoformat(channel["token_expires_at"])
-    assert timedelta(days=59) < expires - datetime.now(UTC) <= timedelta(days=60)
+    # the login's user token lasts 60 days, the Page token taken with it does not expire
+    assert channel["token_expires_at"] is None
     await stack.call(
         "PATCH", f"/channels/{channel_id}/settings", {"display_name": "Acme Support", "auto_ownership": False}
     )
-    assert await stack.service.check_token_expiry() == 0
-
-    # six days before the token expires: one warning, however often the check runs
+    # six days before the login's 60 days end: nothing to warn about, the Page token still works
     stack.clock.advance(days=54)
     stack.sandbox.advance(54 * 86400)
-    assert await stack.service.check_token_expiry() == 1
-    await stack.service.check_token_expiry()
-    warnings = of_type(await stack.events(topics.CHANNEL_EVENTS), TOKEN_EXPIRING)
-    assert len(warnings) == 1
-    assert (warnings[0]["channel_id"], warnings[0]["_key"]) == (channel_id, channel_id)
-    assert datetime.fromisoformat(warnings[0]["expires_at"]) == expires
+    assert await stack.service.check_token_expiry() == 0
+    assert (await stack.call("POST", f"/channels/{channel_id}/check"))["status"] == "active"
+    assert of_type(await stack.events(topics.CHANNEL_EVENTS), TOKEN_EXPIRING) == []
 
     # the Page token is revoked at Meta: the check marks the channel for a reconnect
     await stack.sandbox_admin("POST", f"/meta/tokens/{stack.page_token(PAGE_A)}/revoke", {"subcode": 460})
@@ -809,7 +806,7 @@ async def test_token_expiry_warns_once_and_a_rejected_token_is_reconnected_with_
     events = await stack.events(topics.CHANNEL_EVENTS)
     [reconnected] = of_type(events, RECONNECTED)
     assert (reconnected["channel_id"], reconnected["actor_id"]) == (channel_id, ADMIN)
-    assert len(of_type(events, TOKEN_EXPIRING)) == 1
+    assert of_type(events, TOKEN_EXPIRING) == []
     assert len(of_type(events, CONNECTED)) == 1
     latest = max(
         of_type(await stack.events(topics.CHANNELS), SNAPSHOT, channel_id=channel_id),
@@ -823,11 +820,17 @@ async def test_token_expiry_warns_once_and_a_rejected_token_is_reconnected_with_
     )
 
 
-async def test_a_second_expiry_check_reports_no_new_warning(stack: Stack) -> None:
-    await stack.connect_pages("meta-user-6", [{"id": PAGE_A, "name": "Acme"}])
-    stack.clock.advance(days=54)
+async def test_an_expiring_token_is_warned_about_once(stack: Stack) -> None:
+    code, verifier = await stack.x_code("1500000000000000009", "acme_expiring")
+    body = {"code": code, "redirect_uri": X_REDIRECT, "code_verifier": verifier}
+    channel = await stack.call("POST", "/connections/x", body)
+    expires = datetime.fromisoformat(channel["token_expires_at"])
+    assert expires - datetime.now(UTC) <= timedelta(seconds=stack.settings.token_expiry_lead_s)
     assert await stack.service.check_token_expiry() == 1
     assert await stack.service.check_token_expiry() == 0
+    [warning] = of_type(await stack.events(topics.CHANNEL_EVENTS), TOKEN_EXPIRING, channel_id=channel["id"])
+    # the store keeps milliseconds
+    assert abs(datetime.fromisoformat(warning["expires_at"]) - expires) < timedelta(milliseconds=1)
 
 
 async def test_reauth_required_names_the_providers_code_and_subcode(stack: Stack) -> None:
@@ -840,6 +843,171 @@ async def test_reauth_required_names_the_providers_code_and_subcode(stack: Stack
         460,
         "password_changed",
     )
+
+
+# --------------------------------------------------------------------------- Instagram Login
+
+IG_LOGIN = "17841400000000077"
+REFRESH = "/instagram/refresh_access_token"
+
+
+async def instagram_login(stack: Stack, **spec: Any) -> dict[str, Any]:
+    """An Instagram professional account logged in with Business Login; its channel."""
+    body = {"id": IG_LOGIN, "username": "acme.shop", "redirect_uri": REDIRECT, **spec}
+    code = (await stack.sandbox_admin("POST", "/instagram/accounts", body))["code"]
+    channel: dict[str, Any] = await stack.call(
+        "POST", "/connections/instagram", {"code": code, "redirect_uri": REDIRECT}
+    )
+    return channel
+
+
+def login_token(stack: Stack) -> str:
+    """The newest Instagram-login token the sandbox issued (the one the channel holds)."""
+    issued = [t for t in stack.sandbox.tokens.values() if t.kind == "instagram" and t.long_lived]
+    return max(issued, key=lambda t: t.issued_at).value
+
+
+def refresh_calls(stack: Stack) -> list[int]:
+    return [call.status for call in stack.sandbox.calls if call.path == REFRESH]
+
+
+async def test_instagram_login_connects_a_profile_without_a_page_and_refreshes_its_token(
+    stack: Stack,
+) -> None:
+    channel = await instagram_login(stack)
+    assert (channel["provider"], channel["account_id"]) == ("instagram", IG_LOGIN)
+    assert (channel["connect_path"], channel["business_account_id"], channel["display_name"]) == (
+        "instagram_login",
+        None,
+        "acme.shop",
+    )
+    expires = datetime.fromisoformat(channel["token_expires_at"])
+    assert timedelta(days=59) < expires - datetime.now(UTC) <= timedelta(days=60)
+    assert stack.sandbox.instagram_accounts[IG_LOGIN].subscribed_fields  # its webhooks reach Parley
+    [connected] = of_type(await stack.events(topics.CHANNEL_EVENTS), CONNECTED, channel_id=channel["id"])
+    assert connected["account_id"] == IG_LOGIN
+
+    # far from its end: nothing; 14 days (the lead) before it: refreshed once, at Instagram
+    assert await stack.service.refresh_login_tokens() == 0
+    assert refresh_calls(stack) == []
+    held = login_token(stack)
+    stack.clock.advance(days=47)
+    stack.sandbox.advance(47 * 86400)
+    assert await stack.service.refresh_login_tokens() == 1
+    assert refresh_calls(stack) == [200]
+    assert login_token(stack) != held
+    refreshed = await stack.call("GET", f"/channels/{channel['id']}")
+    assert refreshed["status"] == "active"
+    assert datetime.fromisoformat(refreshed["token_expires_at"]) > expires
+    snapshots = of_type(await stack.events(topics.CHANNELS), SNAPSHOT, channel_id=channel["id"])
+    assert max(s["revision"] for s in snapshots) == refreshed["revision"]
+    # the channel's credential (sealed in the store) is the new token
+    credential = await stack.service.stores.credential(channel["id"])
+    assert credential is not None and credential.access_token == login_token(stack)
+
+
+async def test_a_revoked_login_token_is_not_refreshed_and_the_channel_awaits_a_reconnect(
+    stack: Stack,
+) -> None:
+    channel = await instagram_login(stack)
+    await stack.sandbox_admin("POST", f"/meta/tokens/{login_token(stack)}/revoke", {"subcode": 460})
+    stack.clock.advance(days=50)
+    stack.sandbox.advance(50 * 86400)
+    assert await stack.service.refresh_login_tokens() == 0
+    assert refresh_calls(stack) == [400]
+    assert (await stack.call("GET", f"/channels/{channel['id']}"))["status"] == "reauth_required"
+    [reauth] = of_type(await stack.events(topics.CHANNEL_EVENTS), REAUTH, channel_id=channel["id"])
+    assert (reauth["provider_code"], reauth["provider_subcode"], reauth["reason"]) == (
+        190,
+        460,
+        "password_changed",
+    )
+    # logging in again is the reconnect: the same channel, active on a new token
+    again = await instagram_login(stack)
+    assert (again["id"], again["status"], again["connect_path"]) == (
+        channel["id"],
+        "active",
+        "instagram_login",
+    )
+
+
+@pytest.fixture
+async def refresh_always_near(
+    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+) -> AsyncIterator[Stack]:
+    """A stack whose refresh lead is longer than a token's life: every token is near its end."""
+    async with onboarding_stack(
+        infra, namespace, database_url, instagram_token_refresh_lead_s=61 * 86400
+    ) as s:
+        yield s
+
+
+async def test_a_login_token_younger_than_24_hours_is_not_offered_to_instagram(
+    refresh_always_near: Stack,
+) -> None:
+    stack = refresh_always_near
+    await instagram_login(stack)
+    stack.clock.advance(hours=23)
+    stack.sandbox.advance(23 * 3600)
+    assert await stack.service.refresh_login_tokens() == 0
+    assert refresh_calls(stack) == []  # Instagram would refuse it: the job does not ask
+    stack.clock.advance(hours=1, seconds=30)
+    stack.sandbox.advance(3630)
+    assert await stack.service.refresh_login_tokens() == 1
+    assert refresh_calls(stack) == [200]
+
+
+# --------------------------------------------------------------------------- webhook subscriptions
+
+
+async def test_fields_meta_dropped_from_a_page_are_restored_and_announced_for_its_channels(
+    stack: Stack,
+) -> None:
+    channels = await stack.connect_pages("meta-user-8", acme_pages())
+    page_a, profile = channels[PAGE_A], channels[IG_A]
+    subscribed = (await stack.sandbox_admin("GET", f"/meta/pages/{PAGE_A}"))["subscribed_fields"]
+    assert await stack.service.check_subscriptions() == 0  # every Page whole: nothing to say
+
+    # Meta drops two fields of Page A after failed deliveries; the hourly check restores them
+    await stack.sandbox_admin("POST", f"/meta/pages/{PAGE_A}/unsubscribe", {"fields": ["feed", "messages"]})
+    assert await stack.service.check_subscriptions() == 1
+    assert sorted((await stack.sandbox_admin("GET", f"/meta/pages/{PAGE_A}"))["subscribed_fields"]) == sorted(
+        subscribed
+    )
+    repaired = of_type(await stack.events(topics.CHANNEL_EVENTS), SUBSCRIPTION_REPAIRED)
+    assert sorted(e["channel_id"] for e in repaired) == sorted([page_a["id"], profile["id"]])
+    assert all(e["restored"] == ["feed", "messages"] and e["actor_id"] is None for e in repaired)
+
+    # an admin asks about Page B after Meta dropped all of it: same repair, the admin named
+    await stack.sandbox_admin("POST", f"/meta/pages/{PAGE_B}/unsubscribe", {})
+    checked = await stack.call("POST", f"/channels/{channels[PAGE_B]['id']}/subscription-check")
+    assert (checked["outcome"], checked["missing"]) == ("repaired", sorted(subscribed))
+    [by_admin] = of_type(
+        await stack.events(topics.CHANNEL_EVENTS), SUBSCRIPTION_REPAIRED, channel_id=channels[PAGE_B]["id"]
+    )
+    assert by_admin["actor_id"] == ADMIN
+
+
+async def test_a_subscription_meta_will_not_restore_is_announced_lost(stack: Stack) -> None:
+    channels = await stack.connect_pages("meta-user-9", [{"id": PAGE_A, "name": "Acme"}])
+    channel_id = channels[PAGE_A]["id"]
+    await stack.sandbox_admin("POST", f"/meta/pages/{PAGE_A}/unsubscribe", {"fields": ["feed"]})
+    # Meta refuses the re-subscription: the admin's Page access no longer allows it
+    await stack.sandbox_admin(
+        "POST",
+        "/faults",
+        {"path_contains": f"/{PAGE_A}/subscribed_apps", "method": "POST", "status": 403, "code": 200},
+    )
+    checked = await stack.call("POST", f"/channels/{channel_id}/subscription-check")
+    assert (checked["outcome"], checked["missing"]) == ("lost", ["feed"])
+    [lost] = of_type(await stack.events(topics.CHANNEL_EVENTS), SUBSCRIPTION_LOST, channel_id=channel_id)
+    assert (lost["missing"], lost["reason"], lost["provider_code"]) == (["feed"], "permission_missing", 200)
+    assert "feed" not in (await stack.sandbox_admin("GET", f"/meta/pages/{PAGE_A}"))["subscribed_fields"]
+    # only administrators may ask
+    refused = await stack.call(
+        "POST", f"/channels/{channel_id}/subscription-check", headers=stack.agent(), status=403
+    )
+    assert refused["code"] == "ADMIN_REQUIRED"
 
 
 # --------------------------------------------------------------------------- settings, access, teams
@@ -1073,8 +1241,16 @@ async def test_no_credential_leaks_into_answers_events_or_logs(
         assert failed["code"] == "PROVIDER_RETRYABLE"
         channels = await stack.activate(started["connection_id"], [PAGE_A, PAGE_B], [IG_A])
         page_a = next(c for c in channels if c["account_id"] == PAGE_A)
-        stack.clock.advance(days=55)
-        assert await stack.service.check_token_expiry() >= 1
+        # Instagram Login: connect, a subscription repair, then a refresh of its token 47 days on
+        await instagram_login(stack)
+        await stack.sandbox_admin("POST", f"/meta/pages/{PAGE_A}/unsubscribe", {"fields": ["feed"]})
+        assert await stack.service.check_subscriptions() == 1
+        stack.clock.advance(days=47)
+        stack.sandbox.advance(47 * 86400)
+        assert await stack.service.refresh_login_tokens() == 1
+        # the expiry check runs over every channel (Page channels have no expiry to warn about)
+        stack.clock.advance(days=8)
+        await stack.service.check_token_expiry()
         await stack.sandbox_admin("POST", f"/meta/tokens/{stack.page_token(PAGE_A)}/revoke", {"subcode": 463})
         assert (await stack.call("POST", f"/channels/{page_a['id']}/check"))["status"] == "reauth_required"
         again = await stack.start_meta(await stack.meta_code("meta-user-9"))
@@ -1098,11 +1274,12 @@ async def test_no_credential_leaks_into_answers_events_or_logs(
 
         issued = [*stack.sandbox.tokens, *stack.sandbox.x_refresh_tokens]
         kinds = {t.kind for t in stack.sandbox.tokens.values()}
-        assert kinds == {"user", "page", "system", "x"}
+        assert kinds == {"user", "page", "system", "x", "instagram"}
         assert token in issued
         secret_values = {
             **{f"token {value[:8]}...": value for value in issued},
             "meta app secret": stack.sandbox.meta_app_secret,
+            "instagram app secret": stack.sandbox.instagram_app_secret,
             "x client secret": stack.sandbox.x_client_secret,
             "encryption key": stack.encryption_key,
             "jwt secret": stack.jwt_secret,

@@ -349,7 +349,14 @@ async def onboarding_stack(
             x_client_id=state.x_client_id,
             x_client_secret=state.x_client_secret,
             x_webhook_id=X_WEBHOOK,
-            **overrides,
+            **{
+                # Instagram Login on the sandbox's two Instagram hosts
+                "instagram_app_id": state.instagram_app_id,
+                "instagram_app_secret": state.instagram_app_secret,
+                "instagram_oauth_base_url": f"{url}/instagram-api",
+                "instagram_graph_base_url": f"{url}/instagram",
+                **overrides,
+            },
         )
         app = create_onboarding_app(settings, clock=clock)
         responses: list[str] = []

@@ -175,6 +175,7 @@ def sandbox_settings(url: str, state: SandboxState) -> SimpleNamespace:
     return SimpleNamespace(
         graph_base_url=url,
         graph_api_version=GRAPH_VERSION,
+        instagram_graph_base_url=f"{url}/instagram",
         meta_app_id=state.meta_app_id,
         meta_app_secret=SecretStr(state.meta_app_secret),
         x_api_base_url=url,

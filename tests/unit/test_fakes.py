@@ -11,8 +11,15 @@ from parley_onboarding.adapters.postgres import PostgresOnboardingStore
 from parley_onboarding.adapters.stores import MongoOnboardingStore, OnboardingStore
 from parley_policy.adapters.postgres import PostgresPolicyStore, PostgresPolicyTemplates
 from parley_policy.adapters.stores import PolicyStore, PolicyStorePort, PolicyTemplates, TemplatesPort
-from parley_providers.base import AccountConnector, NumberConnector, PageConnector, TokenCheck
-from parley_providers.meta.connect import MetaConnector
+from parley_providers.base import (
+    AccountConnector,
+    LoginConnector,
+    NumberConnector,
+    PageConnector,
+    SubscriptionCheck,
+    TokenCheck,
+)
+from parley_providers.meta.connect import MetaConnector, MetaInstagramConnector
 from parley_providers.whatsapp.connect import WhatsAppConnector
 from parley_providers.x.connect import XConnector
 from parley_routing.adapters.postgres import PostgresConversationRepository
@@ -23,6 +30,7 @@ from parley_shared.vault import CredentialStore, MongoCredentialStore, PostgresC
 
 from tests.support.fakes.onboarding import (
     FakeAccountConnector,
+    FakeInstagramConnector,
     FakeNumberConnector,
     FakeOnboardingStore,
     FakePageConnector,
@@ -44,6 +52,8 @@ PORTS = [
     (AccountConnector, FakeAccountConnector, XConnector),
     (NumberConnector, FakeNumberConnector, WhatsAppConnector),
     (TokenCheck, FakePageConnector, MetaConnector),
+    (SubscriptionCheck, FakePageConnector, MetaConnector),
+    (LoginConnector, FakeInstagramConnector, MetaInstagramConnector),
     (TokenCheck, FakeNumberConnector, WhatsAppConnector),
     (TemplatesPort, FakeTemplates, PolicyTemplates),
     (TemplatesPort, FakeTemplates, PostgresPolicyTemplates),

@@ -17,6 +17,8 @@ from parley_events import (
     ChannelRole,
     ChannelSnapshot,
     ChannelStatus,
+    ChannelSubscriptionLost,
+    ChannelSubscriptionRepaired,
     ChannelTemplateStatusChanged,
     ChannelTokenExpiring,
     Event,
@@ -34,9 +36,12 @@ from parley_onboarding.settings import OnboardingSettings
 from parley_providers import ErrorKind, ProviderError
 from parley_providers.base import Connector, GrantedPage, PageGrant, TokenRefusal
 from parley_providers.meta.connect import DEFAULT_INSTAGRAM_PERMISSIONS, DEFAULT_PAGE_PERMISSIONS
+from parley_providers.meta.instagram import DEFAULT_INSTAGRAM_LOGIN_SCOPES
+from parley_providers.oauth import UserToken
 
 from tests.support.fakes.onboarding import (
     FakeAccountConnector,
+    FakeInstagramConnector,
     FakeNumberConnector,
     FakeOnboardingStore,
     FakePageConnector,
@@ -147,7 +152,9 @@ async def test_activation_subscribes_each_page_and_makes_a_channel_per_page_and_
     # the profile's webhooks come through its Page: the Page is subscribed for each
     assert h.pages.made("subscribe_page") == [(PAGE, f"page-token-{PAGE}")] * 2
     credential = h.store.credentials[messenger.id]
-    assert (credential.access_token, credential.expires_at) == (f"page-token-{PAGE}", T0 + timedelta(days=60))
+    # the Page token of a long-lived login does not expire: no expiry tracked, whatever the login's
+    assert (credential.access_token, credential.expires_at) == (f"page-token-{PAGE}", None)
+    assert messenger.token_expires_at is None and instagram.token_expires_at is None
     assert credential.scopes == tuple(sorted(EVERY_PERMISSION))
     assert set(h.store.account_claims) == {
         account_claim_id(Provider.MESSENGER, PAGE),
@@ -558,6 +565,221 @@ async def test_a_channel_whose_connector_cannot_check_tokens_is_left_as_it_is() 
     channel = await h.service.connect_x(ACME, ADMIN, "code", REDIRECT, "verifier")
     assert (await h.service.check_channel_token(ACME, channel.id)).status is ChannelStatus.ACTIVE
     assert h.pages.made("token_refusal") == h.numbers.made("token_refusal") == []
+
+
+# --- Instagram Login (no Page) and its token refresh -----------------------------------------------
+
+IG_LOGIN = "178400000000009"
+
+
+def with_instagram_login(**settings: Any) -> tuple[Harness, FakeInstagramConnector]:
+    h = Harness(**settings)
+    ig = FakeInstagramConnector()
+    h.service.connectors[Provider.INSTAGRAM] = ig
+    return h, ig
+
+
+async def test_instagram_login_makes_a_channel_without_a_page_on_its_own_token() -> None:
+    h, ig = with_instagram_login()
+    ig.logs_in("code", IG_LOGIN, "acme.shop", expires_at=T0 + timedelta(days=60))
+    channel = await h.service.connect_instagram_login(ACME, ADMIN, "code", REDIRECT)
+    assert (channel.provider, channel.account_id, channel.business_account_id) == (
+        Provider.INSTAGRAM,
+        IG_LOGIN,
+        None,
+    )
+    assert (channel.connect_path, channel.settings.display_name) == ("instagram_login", "acme.shop")
+    assert h.of(ChannelSnapshot)[-1].connect_path == "instagram_login"  # policy's sender reads it
+    assert channel.token_expires_at == T0 + timedelta(days=60)
+    credential = h.store.credentials[channel.id]
+    assert (credential.access_token, credential.expires_at) == (f"ig-{IG_LOGIN}", T0 + timedelta(days=60))
+    assert ig.made("subscribe_account") == [(IG_LOGIN, f"ig-{IG_LOGIN}")]
+    assert set(h.store.account_claims) == {account_claim_id(Provider.INSTAGRAM, IG_LOGIN)}
+    [connected] = h.of(ChannelConnected)
+    assert connected.channel_id == channel.id
+
+
+async def test_instagram_login_missing_a_permission_is_refused_before_anything_is_subscribed() -> None:
+    h, ig = with_instagram_login()
+    ig.logs_in("code", IG_LOGIN, "acme.shop", T0 + timedelta(days=60), scopes=("instagram_business_basic",))
+    with pytest.raises(DomainError) as refusal:
+        await h.service.connect_instagram_login(ACME, ADMIN, "code", REDIRECT)
+    assert refusal.value.code == "PERMISSIONS_MISSING"
+    assert refusal.value.details["missing"] == [
+        "instagram_business_manage_comments",
+        "instagram_business_manage_messages",
+    ]
+    assert ig.made("subscribe_account") == [] and h.store.account_claims == {}
+
+
+async def test_instagram_login_needs_an_instagram_app_and_the_page_path_records_itself() -> None:
+    h = Harness()  # Meta's connector without an Instagram app: the Page flow only
+    with pytest.raises(DomainError) as refusal:
+        await h.service.connect_instagram_login(ACME, ADMIN, "code", REDIRECT)
+    assert refusal.value.code == "INSTAGRAM_LOGIN_NOT_CONFIGURED"
+    channels = await h.connect(page(instagram=IG))
+    assert (channels[IG].connect_path, channels[PAGE].connect_path) == ("page", None)
+    assert await h.service.refresh_login_tokens() == 0
+
+
+async def test_a_login_token_is_refreshed_within_the_lead_time_and_not_before() -> None:
+    h, ig = with_instagram_login()  # lead: 14 days
+    ig.logs_in("code", IG_LOGIN, "acme.shop", expires_at=T0 + timedelta(days=60))
+    channel = await h.service.connect_instagram_login(ACME, ADMIN, "code", REDIRECT)
+    h.now = T0 + timedelta(days=46) - timedelta(seconds=1)  # just outside the lead time
+    assert await h.service.refresh_login_tokens() == 0
+    assert ig.made("refresh") == []
+    h.now = T0 + timedelta(days=46)
+    ig.refreshed[f"ig-{IG_LOGIN}"] = UserToken("ig-refreshed", h.now + timedelta(days=60))
+    assert await h.service.refresh_login_tokens() == 1
+    credential = h.store.credentials[channel.id]
+    assert (credential.access_token, credential.expires_at) == ("ig-refreshed", T0 + timedelta(days=106))
+    assert credential.scopes == tuple(sorted(DEFAULT_INSTAGRAM_LOGIN_SCOPES))
+    stored = await h.service.channel(ACME, channel.id)
+    assert (stored.status, stored.token_expires_at) == (ChannelStatus.ACTIVE, T0 + timedelta(days=106))
+    snapshot = h.of(ChannelSnapshot)[-1]
+    assert snapshot.revision == stored.revision
+    assert await h.service.refresh_login_tokens() == 0  # 60 days again: nothing due
+    assert await h.service.check_token_expiry() == 0  # and nothing to warn about
+    # its webhook subscription is not on a Page: the Page check leaves it alone
+    assert await h.service.check_subscriptions() == 0
+    assert ig.made("missing_subscriptions") == []
+    with pytest.raises(DomainError) as refusal:
+        await h.service.check_channel_subscription(ACME, channel.id, ADMIN)
+    assert refusal.value.code == "SUBSCRIPTION_CHECK_UNSUPPORTED"
+
+
+async def test_a_login_token_younger_than_24_hours_waits_even_within_the_lead_time() -> None:
+    h, ig = with_instagram_login(instagram_token_refresh_lead_s=61 * 86400)  # always within the lead
+    ig.logs_in("code", IG_LOGIN, "acme.shop", expires_at=T0 + timedelta(days=60))
+    await h.service.connect_instagram_login(ACME, ADMIN, "code", REDIRECT)
+    h.now = T0 + timedelta(hours=24) - timedelta(seconds=1)
+    assert await h.service.refresh_login_tokens() == 0
+    assert ig.made("refresh") == []
+    h.now = T0 + timedelta(hours=24)
+    ig.refreshed[f"ig-{IG_LOGIN}"] = UserToken("ig-refreshed", h.now + timedelta(days=60))
+    assert await h.service.refresh_login_tokens() == 1
+
+
+async def test_a_refused_refresh_marks_the_channel_for_reconnect_with_the_providers_code() -> None:
+    h, ig = with_instagram_login()
+    ig.logs_in("code", IG_LOGIN, "acme.shop", expires_at=T0 + timedelta(days=60))
+    channel = await h.service.connect_instagram_login(ACME, ADMIN, "code", REDIRECT)
+    h.now = T0 + timedelta(days=50)
+    ig.fail("refresh", refused("instagram", 400, 190, ErrorKind.REAUTH_REQUIRED, 460))
+    assert await h.service.refresh_login_tokens() == 0
+    [reauth] = h.of(ChannelReauthRequired)
+    assert (reauth.channel_id, reauth.provider_code, reauth.provider_subcode, reauth.reason) == (
+        channel.id,
+        190,
+        460,
+        "password_changed",
+    )
+    assert (await h.service.channel(ACME, channel.id)).status is ChannelStatus.REAUTH_REQUIRED
+    assert await h.service.refresh_login_tokens() == 0  # a channel awaiting a reconnect is left alone
+    assert len(ig.made("refresh")) == 1
+
+
+async def test_a_token_past_its_end_is_reported_with_the_providers_code_and_an_outage_waits() -> None:
+    h, ig = with_instagram_login()
+    ig.logs_in("code", IG_LOGIN, "acme.shop", expires_at=T0 + timedelta(days=60))
+    channel = await h.service.connect_instagram_login(ACME, ADMIN, "code", REDIRECT)
+    h.now = T0 + timedelta(days=50)
+    ig.fail("refresh", refused("instagram", 503, 2, ErrorKind.RETRYABLE))
+    assert await h.service.refresh_login_tokens() == 0
+    assert h.of(ChannelReauthRequired) == []  # an outage says nothing about the token
+    h.now = T0 + timedelta(days=61)  # the job never got through: the token is gone
+    assert await h.service.refresh_login_tokens() == 0
+    [reauth] = h.of(ChannelReauthRequired)
+    assert (reauth.channel_id, reauth.provider_code, reauth.provider_subcode) == (channel.id, 190, 463)
+    assert reauth.reason == "token_expired"
+
+
+# --- webhook subscription health ---------------------------------------------------------------
+
+
+async def test_a_complete_subscription_is_left_alone_and_a_page_is_read_once_for_its_profile_too() -> None:
+    h = Harness()
+    await h.connect(page(instagram=IG))
+    assert await h.service.check_subscriptions() == 0
+    assert h.pages.made("missing_subscriptions") == [(PAGE, f"page-token-{PAGE}")]
+    assert h.pages.made("restore_subscriptions") == []
+    assert h.of(ChannelSubscriptionRepaired) == h.of(ChannelSubscriptionLost) == []
+
+
+async def test_dropped_fields_are_restored_and_every_channel_on_the_page_is_told() -> None:
+    h = Harness()
+    channels = await h.connect(page(instagram=IG))
+    h.pages.dropped[PAGE] = ("messages", "feed")
+    assert await h.service.check_subscriptions() == 1
+    assert h.pages.made("restore_subscriptions") == [(PAGE, f"page-token-{PAGE}")]
+    repaired = h.of(ChannelSubscriptionRepaired)
+    assert sorted(e.channel_id for e in repaired) == sorted(c.id for c in channels.values())
+    assert {tuple(e.restored) for e in repaired} == {("feed", "messages")}
+    assert all(e.actor_id is None for e in repaired)
+    assert await h.service.check_subscriptions() == 0  # whole again: nothing more to say
+
+
+async def test_fields_a_restore_does_not_bring_back_are_announced_lost() -> None:
+    h = Harness()
+    channel = (await h.connect(page()))[PAGE]
+    h.pages.dropped[PAGE] = ("feed",)
+    h.pages.stuck.add(PAGE)
+    assert await h.service.check_subscriptions() == 1
+    [lost] = h.of(ChannelSubscriptionLost)
+    assert (lost.channel_id, lost.missing, lost.reason) == (channel.id, ["feed"], "not_restored")
+    assert h.of(ChannelSubscriptionRepaired) == []
+
+
+async def test_a_refused_token_loses_the_subscription_and_marks_the_channel_for_reconnect() -> None:
+    h = Harness()
+    channel = (await h.connect(page()))[PAGE]
+    h.pages.dropped[PAGE] = ("messages",)
+    h.pages.fail("restore_subscriptions", refused("meta", 400, 190, ErrorKind.REAUTH_REQUIRED, 460))
+    assert await h.service.check_subscriptions() == 1
+    [lost] = h.of(ChannelSubscriptionLost)
+    assert (lost.missing, lost.reason, lost.provider_code, lost.provider_subcode) == (
+        ["messages"],
+        "token_invalid",
+        190,
+        460,
+    )
+    assert (await h.service.channel(ACME, channel.id)).status is ChannelStatus.REAUTH_REQUIRED
+    # a channel waiting for a reconnect is not checked again
+    assert await h.service.check_subscriptions() == 0
+    assert len(h.pages.made("missing_subscriptions")) == 1
+
+
+async def test_an_outage_says_nothing_and_the_next_check_tries_again() -> None:
+    h = Harness()
+    await h.connect(page())
+    h.pages.dropped[PAGE] = ("messages",)
+    h.pages.fail("missing_subscriptions", refused("meta", 503, 2, ErrorKind.RETRYABLE))
+    assert await h.service.check_subscriptions() == 0
+    assert h.of(ChannelSubscriptionLost) == h.of(ChannelSubscriptionRepaired) == []
+    assert await h.service.check_subscriptions() == 1
+    assert len(h.of(ChannelSubscriptionRepaired)) == 1
+
+
+async def test_an_admin_check_names_the_admin_and_refuses_channels_it_cannot_check() -> None:
+    h = Harness()
+    channels = await h.connect(page(instagram=IG))
+    h.pages.dropped[PAGE] = ("messages",)
+    # asked about the profile: its Page is read, the Page's own channel is told too
+    assert await h.service.check_channel_subscription(ACME, channels[IG].id, ADMIN) == (
+        "repaired",
+        ("messages",),
+    )
+    repaired = h.of(ChannelSubscriptionRepaired)
+    assert sorted(e.channel_id for e in repaired) == sorted(c.id for c in channels.values())
+    assert {e.actor_id for e in repaired} == {ADMIN}
+    h.accounts.authorizes("code", "42", "acme")
+    x = await h.service.connect_x(ACME, ADMIN, "code", REDIRECT, "verifier")
+    with pytest.raises(DomainError) as refusal:
+        await h.service.check_channel_subscription(ACME, x.id, ADMIN)
+    assert refusal.value.code == "SUBSCRIPTION_CHECK_UNSUPPORTED"
+    with pytest.raises(NotFound):
+        await h.service.check_channel_subscription(GLOBEX, channels[PAGE].id, ADMIN)
 
 
 # --- teams and access -----------------------------------------------------------------------

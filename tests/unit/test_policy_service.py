@@ -85,6 +85,18 @@ async def test_an_approved_reply_is_announced_once_and_a_retry_answers_the_same_
     assert len(h.of(ReplyApproved)) == 1 and len(h.of(ReplyRequested)) == 1
 
 
+async def test_the_approval_carries_the_channels_way_of_connecting_for_the_sender() -> None:
+    h = Harness()  # a channel with one way of connecting: none named
+    await h.service.on_inbound(message(1))
+    await h.reply("ana", "key-1")
+    assert h.of(ReplyApproved)[0].connect_path is None
+    login = channel().model_copy(update={"connect_path": "instagram_login"})
+    h = Harness(snapshot=login)
+    await h.service.on_inbound(message(1))
+    await h.reply("ana", "key-1")
+    assert h.of(ReplyApproved)[0].connect_path == "instagram_login"
+
+
 async def test_a_decision_stored_but_never_announced_is_announced_by_the_retry() -> None:
     h = Harness()
     await h.service.on_inbound(message(1))

@@ -173,6 +173,35 @@ async def test_subscribe_page_sets_the_webhook_fields(sandbox: Sandbox) -> None:
     assert sandbox.state.pages["555000111"].subscribed_fields == []
 
 
+async def test_page_subscribed_fields_reads_the_apps_fields_and_sees_them_dropped(sandbox: Sandbox) -> None:
+    _, long, pages = await sandbox.connect_meta(pages=acme_pages())
+    acme, outlet = pages
+    assert await sandbox.graph.page_subscribed_fields(acme.id, acme.access_token) == frozenset()
+    await sandbox.graph.subscribe_page(acme.id, acme.access_token, ["messages", "feed", "message_reads"])
+    fields = await sandbox.graph.page_subscribed_fields(acme.id, acme.access_token)
+    assert fields == {"messages", "feed", "message_reads"}
+
+    # Meta drops fields after long delivery failures (the sandbox's switch for it)
+    dropped = await sandbox.admin("POST", f"/meta/pages/{acme.id}/unsubscribe", {"fields": ["feed"]})
+    assert dropped["subscribed_fields"] == ["messages", "message_reads"]
+    assert await sandbox.graph.page_subscribed_fields(acme.id, acme.access_token) == {
+        "messages",
+        "message_reads",
+    }
+    await sandbox.admin("POST", f"/meta/pages/{acme.id}/unsubscribe", {})
+    assert await sandbox.graph.page_subscribed_fields(acme.id, acme.access_token) == frozenset()
+
+    error = await fails(sandbox.graph.page_subscribed_fields(outlet.id, acme.access_token))  # another Page's
+    assert (error.code, error.subcode, error.kind) == (100, 33, ErrorKind.INVALID_REQUEST)
+    error = await fails(sandbox.graph.page_subscribed_fields(outlet.id, long))  # a user token
+    assert error.kind is ErrorKind.PERMISSION_MISSING
+    _, _, limited = await sandbox.connect_meta(
+        user_id="77", granted=["pages_show_list", "pages_messaging"], pages=[{"id": "555000111"}]
+    )
+    error = await fails(sandbox.graph.page_subscribed_fields("555000111", limited[0].access_token))
+    assert (error.code, error.kind) == (200, ErrorKind.PERMISSION_MISSING)  # no pages_manage_metadata
+
+
 async def test_unsubscribe_page_removes_the_apps_subscription(sandbox: Sandbox) -> None:
     _, long, pages = await sandbox.connect_meta(pages=acme_pages())
     acme, outlet = pages
@@ -428,6 +457,11 @@ async def _exchange_code(graph: GraphClient, c: Connected) -> object:
     return await graph.exchange_code(await c.code(), REDIRECT)
 
 
+async def _page_subscribed_fields(graph: GraphClient, c: Connected) -> object:
+    c.sandbox.state.pages[c.acme.id].subscribed_fields = ["messages"]  # set up without a call
+    return await graph.page_subscribed_fields(c.acme.id, c.acme.access_token)
+
+
 def _text(recipient: str = PSID) -> dict[str, Any]:
     return {"recipient": {"id": recipient}, "messaging_type": "RESPONSE", "message": {"text": "Hi!"}}
 
@@ -446,6 +480,13 @@ CALLS = [
         "/subscribed_apps",
         "page",
         lambda g, c: g.subscribe_page(c.acme.id, c.acme.access_token, ["messages"]),
+    ),
+    GraphCall(
+        "page_subscribed_fields",
+        "GET",
+        "/subscribed_apps",
+        "page",
+        _page_subscribed_fields,
     ),
     GraphCall(
         "unsubscribe_page",

@@ -15,8 +15,9 @@ import pytest
 from parley_events import Provider, ReplyApproved
 from parley_providers import ErrorKind, registry
 from parley_providers.base import Sender
+from parley_providers.meta.instagram import InstagramClient
 
-from tests.support.sandbox import GRAPH_VERSION, Sandbox, acme_pages, approved, fails
+from tests.support.sandbox import GRAPH_VERSION, REDIRECT, Sandbox, acme_pages, approved, fails
 
 pytestmark = [pytest.mark.integration, pytest.mark.contract]
 
@@ -245,3 +246,74 @@ async def test_a_second_private_reply_to_one_comment_is_refused(page: Page) -> N
     error = await fails(page.sender(reply).send(reply, page.token))
 
     assert (error.code, error.kind) == (10900, ErrorKind.INVALID_REQUEST)
+
+
+# --- Instagram accounts connected with Instagram Login: graph.instagram.com, the account's token
+
+IG_LOGIN_ACCOUNT = "17841400000000099"
+
+
+async def instagram_login_token(sandbox: Sandbox, **spec: Any) -> str:
+    """An Instagram professional account logged in with Instagram Login; its 60-day token."""
+    body = {"id": IG_LOGIN_ACCOUNT, "username": "acme.shop", "redirect_uri": REDIRECT, **spec}
+    code = (await sandbox.admin("POST", "/instagram/accounts", body))["code"]
+    url = sandbox.url
+    ig = InstagramClient(
+        sandbox.http,
+        oauth_base_url=f"{url}/instagram-api",
+        graph_base_url=f"{url}/instagram",
+        app_id=sandbox.state.instagram_app_id,
+        app_secret=sandbox.state.instagram_app_secret,
+        api_version=GRAPH_VERSION,
+    )
+    short = await ig.exchange_code(code, REDIRECT)
+    return (await ig.long_lived_token(short.token.access_token)).access_token
+
+
+def login_reply(kind: str, to: str, **fields: Any) -> ReplyApproved:
+    fields.setdefault("messaging_type", "RESPONSE")
+    return approved(
+        Provider.INSTAGRAM, IG_LOGIN_ACCOUNT, to, kind, text=TEXT, connect_path="instagram_login", **fields
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "to", "path", "body"),
+    [
+        ("direct", IGSID, "me/messages", {"recipient": {"id": IGSID}, "message": {"text": TEXT}}),
+        (
+            "private_reply",
+            IG_COMMENT_ID,
+            "me/messages",
+            {"recipient": {"comment_id": IG_COMMENT_ID}, "message": {"text": TEXT}},
+        ),
+        ("comment", IG_COMMENT_ID, f"{IG_COMMENT_ID}/replies", {"message": TEXT}),
+    ],
+    ids=["direct", "private_reply", "comment"],
+)
+async def test_an_instagram_login_reply_goes_to_graph_instagram_com_with_the_accounts_token(
+    sandbox: Sandbox, kind: str, to: str, path: str, body: dict[str, Any]
+) -> None:
+    token = await instagram_login_token(sandbox)
+    sandbox.state.open_window(IG_LOGIN_ACCOUNT, IGSID)
+    sandbox.state.sent.clear()
+    reply = login_reply(kind, to)
+    sent_id = await sandbox.senders[Provider.INSTAGRAM].send(reply, token)
+    [record] = sandbox.state.sent
+    assert (record.method, record.path, record.status) == ("POST", f"/instagram/{GRAPH_VERSION}/{path}", 200)
+    assert record.body == body
+    assert record.result_id == sent_id and sent_id
+    assert token not in repr(record)
+
+
+async def test_an_instagram_login_reply_keeps_the_window_and_the_human_agent_tag(sandbox: Sandbox) -> None:
+    token = await instagram_login_token(sandbox)
+    sender = sandbox.senders[Provider.INSTAGRAM]
+    sandbox.state.open_window(IG_LOGIN_ACCOUNT, IGSID, ago_s=3 * 86400)
+    closed = await fails(sender.send(login_reply("direct", IGSID), token))
+    assert (closed.provider, closed.kind) == ("instagram", ErrorKind.WINDOW_CLOSED)
+    tagged = login_reply("direct", IGSID, messaging_type="MESSAGE_TAG", tag="HUMAN_AGENT")
+    assert await sender.send(tagged, token)
+    assert sandbox.state.sent[-1].body["tag"] == "HUMAN_AGENT"
+    # a Page-path reply of the same provider still goes through the Page's Send API
+    assert all(r.path.startswith("/instagram/") for r in sandbox.state.sent)

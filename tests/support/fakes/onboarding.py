@@ -23,12 +23,18 @@ from parley_onboarding.domain.connections import PageConnection
 from parley_onboarding.domain.teams import Team
 from parley_onboarding.domain.whatsapp import WhatsAppOnboarding
 from parley_providers import ErrorKind, ProviderError, UserToken
-from parley_providers.base import AuthorizedAccount, NumberRules, PageGrant, TokenRefusal
+from parley_providers.base import AuthorizedAccount, NumberRules, PageGrant, RefreshStep, TokenRefusal
 from parley_providers.meta.connect import (
     DEFAULT_INSTAGRAM_PERMISSIONS,
     DEFAULT_PAGE_PERMISSIONS,
     REQUIRED_PAGE_TASKS,
     missing_page_tasks,
+)
+from parley_providers.meta.instagram import (
+    DEFAULT_INSTAGRAM_LOGIN_SCOPES,
+    LONG_LIVED_VALIDITY,
+    RefreshTiming,
+    refresh_timing,
 )
 from parley_providers.whatsapp.connect import NUMBER_RULES
 from parley_shared.channels import CLAIMING_STATUSES
@@ -294,6 +300,8 @@ class FakePageConnector(Calls):
         self.logins: dict[str, PageGrant] = {}
         self.subscribed: set[str] = set()
         self.refusals: dict[str, TokenRefusal] = {}  # token -> why Meta refuses it
+        self.dropped: dict[str, tuple[str, ...]] = {}  # Page -> webhook fields Meta dropped
+        self.stuck: set[str] = set()  # Pages whose dropped fields a restore does not bring back
 
     async def grant(self, code: str, redirect_uri: str) -> PageGrant:
         self.record("grant", code, redirect_uri)
@@ -319,6 +327,63 @@ class FakePageConnector(Calls):
     async def token_refusal(self, token: str) -> TokenRefusal | None:
         self.record("token_refusal", token)
         return self.refusals.get(token)
+
+    async def missing_subscriptions(self, account_id: str, token: str) -> tuple[str, ...]:
+        self.record("missing_subscriptions", account_id, token)
+        return tuple(sorted(self.dropped.get(account_id, ())))
+
+    async def restore_subscriptions(self, account_id: str, token: str) -> None:
+        self.record("restore_subscriptions", account_id, token)
+        if account_id not in self.stuck:
+            self.dropped.pop(account_id, None)
+            self.subscribed.add(account_id)
+
+
+class FakeInstagramConnector(FakePageConnector):
+    """Meta's connect flow with Instagram Login configured: each code in ``accounts`` logs its
+    account in once; ``refreshed[token]`` is what refreshing ``token`` gives (Instagram's refresh
+    timing is the provider's, providers/meta/instagram.py)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.accounts: dict[str, AuthorizedAccount] = {}
+        self.refreshed: dict[str, UserToken] = {}
+
+    def logs_in(
+        self, code: str, account_id: str, username: str, expires_at: datetime | None, **token: Any
+    ) -> AuthorizedAccount:
+        """Let ``code`` log ``username`` in; the account it gives."""
+        token.setdefault("scopes", tuple(sorted(DEFAULT_INSTAGRAM_LOGIN_SCOPES)))
+        account = AuthorizedAccount(
+            account_id, username, UserToken(access_token=f"ig-{account_id}", expires_at=expires_at, **token)
+        )
+        self.accounts[code] = account
+        return account
+
+    async def login(self, code: str, redirect_uri: str) -> AuthorizedAccount:
+        self.record("login", code, redirect_uri)
+        if code not in self.accounts:
+            raise refused("instagram", 400, None, ErrorKind.INVALID_REQUEST)
+        return self.accounts.pop(code)
+
+    def missing_login_permissions(self, granted: Iterable[str]) -> list[str]:
+        return sorted(set(DEFAULT_INSTAGRAM_LOGIN_SCOPES) - set(granted))
+
+    async def subscribe_account(self, account_id: str, token: str) -> None:
+        self.record("subscribe_account", account_id, token)
+        self.subscribed.add(account_id)
+
+    def refresh_step(self, expires_at: datetime, now: datetime, lead: timedelta) -> RefreshStep:
+        timing = refresh_timing(expires_at - LONG_LIVED_VALIDITY, expires_at, now, lead)
+        if timing is RefreshTiming.DUE:
+            return RefreshStep.REFRESH
+        return RefreshStep.REPLACE if timing is RefreshTiming.EXPIRED else RefreshStep.WAIT
+
+    async def refresh(self, token: str) -> UserToken:
+        self.record("refresh", token)
+        if token not in self.refreshed:
+            raise refused("instagram", 400, 190, ErrorKind.REAUTH_REQUIRED, 463)
+        return self.refreshed[token]
 
 
 class FakeAccountConnector(Calls):

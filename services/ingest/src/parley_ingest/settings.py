@@ -15,6 +15,12 @@ class IngestSettings(ServiceSettings):
         description="Comma-separated Meta app secrets; more than one while rotating."
     )
     meta_verify_token: SecretStr = Field(description="The hub.verify_token of the subscription.")
+    instagram_app_secrets: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated secrets of the Instagram app of Instagram Login (it signs the "
+        "webhooks of accounts connected without a Page); more than one while rotating. "
+        "/webhooks/meta accepts either app's signature.",
+    )
     x_consumer_secrets: SecretStr | None = Field(
         default=None,
         description="Comma-separated X consumer secrets (first one answers CRC checks); "
@@ -32,13 +38,19 @@ class IngestSettings(ServiceSettings):
     def meta_secrets(self) -> list[str]:
         return _split(self.meta_app_secrets)
 
+    def instagram_secrets(self) -> list[str]:
+        return _split(self.instagram_app_secrets)
+
     def x_secrets(self) -> list[str]:
         return _split(self.x_consumer_secrets)
 
     def webhook_secrets(self, endpoint: str) -> WebhookSecrets | None:
         """What ``/webhooks/<endpoint>`` checks with; None: not configured, not served."""
         if endpoint == "meta":
-            return WebhookSecrets(tuple(self.meta_secrets()), self.meta_verify_token.get_secret_value())
+            # each app's set rotates on its own; a delivery may be signed by either app (the Meta
+            # app for Pages and Page-linked profiles, the Instagram app for Instagram Login)
+            signing = (*self.meta_secrets(), *self.instagram_secrets())
+            return WebhookSecrets(signing, self.meta_verify_token.get_secret_value())
         if endpoint == "x" and self.x_secrets():
             return WebhookSecrets(tuple(self.x_secrets()))
         return None

@@ -97,6 +97,14 @@ def build(
         periodic=[
             Periodic("token-expiry", settings.token_check_interval_s, service.check_token_expiry),
             Periodic("connection-prune", settings.connection_prune_interval_s, service.prune_connections),
+            Periodic(
+                "subscription-check", settings.subscription_check_interval_s, service.check_subscriptions
+            ),
+            Periodic(
+                "login-token-refresh",
+                settings.instagram_token_refresh_interval_s,
+                service.refresh_login_tokens,
+            ),
         ],
     )
 

@@ -19,6 +19,7 @@ from typing import Any
 from parley_events import (
     ChannelSnapshot,
     ChannelStatus,
+    ChannelSubscriptionLost,
     ChannelTemplateStatusChanged,
     Event,
     Provider,
@@ -31,8 +32,11 @@ from parley_providers.base import (
     AccountConnector,
     Connector,
     GrantedPage,
+    LoginConnector,
     NumberConnector,
     PageConnector,
+    RefreshStep,
+    SubscriptionCheck,
     TokenCheck,
 )
 from parley_shared.channels import CLAIMING_STATUSES
@@ -53,6 +57,10 @@ Publish = Callable[[Event, str], Awaitable[None]]
 Clock = Callable[[], datetime]
 
 log = get_logger(__name__)
+
+PAGE_PATH, INSTAGRAM_LOGIN_PATH = "page", "instagram_login"
+"""How an Instagram profile's channel is connected: through its Facebook Page, or with Instagram
+Login (no Page; its own token, refreshed before its 60-day end)."""
 
 STALE_CLAIM_AFTER = timedelta(minutes=10)
 """How old an account claim must be before a claim whose channel does not hold the account is
@@ -150,8 +158,10 @@ class OnboardingService:
         credential: Credential | None,
         display_name: str | None = None,
         business_account_id: str | None = None,
+        connect_path: str | None = None,
     ) -> Channel:
-        """Connect a new channel, or reconnect the existing one for the same account."""
+        """Connect a new channel, or reconnect the existing one for the same account (a reconnect
+        may change how it is connected: ``connect_path``)."""
         now = self.clock()
         channel_id = channel_id_for(tenant_id, provider, account_id)
         await self._claim_account(tenant_id, provider, account_id)
@@ -170,9 +180,13 @@ class OnboardingService:
                     business_account_id=business_account_id,
                     token_expires_at=expires,
                     scopes=scopes,
+                    connect_path=connect_path,
                 )
             else:
                 channel = existing
+                if connect_path is not None:
+                    channel.connect_path = connect_path
+                    channel.business_account_id = business_account_id
                 events = channel.reconnect(actor_id or "system", now, expires, scopes)
             try:
                 await self.stores.save_channel(channel)
@@ -464,8 +478,12 @@ class OnboardingService:
             self._page_access(pages, page, what, "instagram_account_ids")
             linked.append(page)
         activated: list[Channel] = []
-        # tracked: the long-lived user token's expiry (the admin's grant); see the onboarding note
-        expires = connection.user_token_expires_at
+        # a channel runs on its Page token, and a Page token taken with a long-lived user token
+        # has no expiry (developers.facebook.com/docs/facebook-login/guides/access-tokens/
+        # get-long-lived): the user token's 60 days say nothing about the channel, so nothing is
+        # warned about; a Page token Meta stops taking (password, app removed, access lost) is
+        # caught by the provider's refusal (reauth_required)
+        expires = None
         scopes = tuple(sorted(granted))
         for page in chosen:
             await self._claimed_then(
@@ -500,6 +518,7 @@ class OnboardingService:
                     credential=Credential("", page.access_token, expires, scopes),
                     display_name=page.instagram_username,
                     business_account_id=page.id,
+                    connect_path=PAGE_PATH,
                 )
             )
         # the Page tokens now live in the channels' credentials: the connection's copies go
@@ -524,6 +543,98 @@ class OnboardingService:
                 channel_id = channel_id_for(tenant_id, provider, account_id)
                 await self.stores.release_account(provider, account_id, channel_id)
             raise
+
+    # --- Instagram Login (no Page) ---------------------------------------------------------------
+
+    def _instagram_login(self) -> LoginConnector:
+        connector = self.connectors.get(Provider.INSTAGRAM)
+        if not isinstance(connector, LoginConnector):
+            raise DomainError(
+                "INSTAGRAM_LOGIN_NOT_CONFIGURED",
+                "Instagram Login is not configured on this deployment; connect the profile through its "
+                "Facebook Page",
+            )
+        return connector
+
+    async def connect_instagram_login(
+        self, tenant_id: str, actor_id: str, code: str, redirect_uri: str
+    ) -> Channel:
+        """Business Login for Instagram: the professional account becomes a channel on its own
+        60-day token (no Facebook Page), subscribed to its webhooks."""
+        login = self._instagram_login()
+        account = await login.login(code, redirect_uri)
+        missing = login.missing_login_permissions(account.token.scopes)
+        if missing:
+            raise DomainError(
+                "PERMISSIONS_MISSING", f"grant these permissions: {', '.join(missing)}", missing=missing
+            )
+        token = account.token
+        await self._claimed_then(
+            tenant_id,
+            Provider.INSTAGRAM,
+            account.id,
+            login.subscribe_account(account.id, token.access_token),
+        )
+        return await self._upsert_connected(
+            tenant_id=tenant_id,
+            provider=Provider.INSTAGRAM,
+            account_id=account.id,
+            actor_id=actor_id,
+            credential=Credential("", token.access_token, token.expires_at, tuple(sorted(token.scopes))),
+            display_name=account.display_name,
+            connect_path=INSTAGRAM_LOGIN_PATH,
+        )
+
+    async def refresh_login_tokens(self) -> int:
+        """Refresh every Instagram-login token due (run on a timer): at least 24 hours old and
+        within ``instagram_token_refresh_lead_s`` of its end. A refusal, or a token past its end,
+        marks the channel for a reconnect with the provider's code. Returns how many were refreshed."""
+        login = self.connectors.get(Provider.INSTAGRAM)
+        if not isinstance(login, LoginConnector):
+            return 0
+        lead = timedelta(seconds=self.settings.instagram_token_refresh_lead_s)
+        refreshed = 0
+        for channel in await self.stores.channels_expiring_by(self.clock() + lead):
+            if channel.connect_path != INSTAGRAM_LOGIN_PATH or channel.token_expires_at is None:
+                continue
+            step = login.refresh_step(channel.token_expires_at, self.clock(), lead)
+            credential = await self.stores.credential(channel.id)
+            if step is RefreshStep.WAIT or credential is None:
+                metrics.TOKEN_REFRESHES.labels(provider=channel.provider.value, outcome="waiting").inc()
+                continue
+            # a token past its end is offered too: the provider's refusal gives the code to report
+            try:
+                token = await login.refresh(credential.access_token)
+            except ProviderError as exc:
+                if (
+                    exc.status >= 500
+                    or exc.status == 0
+                    or exc.kind in (ErrorKind.RATE_LIMITED, ErrorKind.RETRYABLE)
+                ):
+                    metrics.TOKEN_REFRESHES.labels(
+                        provider=channel.provider.value, outcome="unreachable"
+                    ).inc()
+                    continue  # the next run tries again
+                log.warning(
+                    "token refresh refused; the channel needs a reconnect",
+                    channel_id=channel.id,
+                    provider_code=exc.code,
+                    provider_subcode=exc.subcode,
+                )
+                metrics.TOKEN_REFRESHES.labels(provider=channel.provider.value, outcome="refused").inc()
+                await self.provider_rejected(channel.id, exc.code, exc.subcode)
+                continue
+            await self.stores.put_credential(
+                Credential(channel.id, token.access_token, token.expires_at, credential.scopes)
+            )
+
+            def refreshed_to(c: Channel, end: datetime | None = token.expires_at) -> list[Event]:
+                return c.token_refreshed(end)
+
+            await self._change_channel(channel.tenant_id, channel.id, refreshed_to)
+            metrics.TOKEN_REFRESHES.labels(provider=channel.provider.value, outcome="refreshed").inc()
+            refreshed += 1
+        return refreshed
 
     # --- X ---------------------------------------------------------------------------------
 
@@ -814,6 +925,144 @@ class OnboardingService:
         if refusal is not None:
             await self.provider_rejected(channel_id, refusal.code, refusal.subcode)
         return await self.channel(tenant_id, channel_id)
+
+    # --- webhook subscription health ----------------------------------------------------------------
+
+    def _subscription_target(self, channel: Channel) -> tuple[SubscriptionCheck, str] | None:
+        """The connector that can check the channel's webhook subscription and the account it is
+        held by (an Instagram profile connected through its Page: the Page), or None."""
+        checker = self.connectors.get(channel.provider)
+        if not isinstance(checker, SubscriptionCheck) or channel.connect_path == INSTAGRAM_LOGIN_PATH:
+            # an Instagram-login account's subscription lives on graph.instagram.com, which the
+            # check does not read yet (docs/onboarding.md)
+            return None
+        if channel.provider is Provider.INSTAGRAM and channel.business_account_id:
+            return checker, channel.business_account_id
+        return checker, channel.account_id
+
+    async def check_subscriptions(self) -> int:
+        """Check every active channel's webhook subscription (run on a timer); an account several
+        channels share (a Page and its Instagram profile) is checked once. Returns how many
+        accounts were repaired or found lost."""
+        groups: dict[tuple[int, str], list[Channel]] = {}
+        async for channel in self.stores.channels_with_status({ChannelStatus.ACTIVE}):
+            target = self._subscription_target(channel)
+            if target is not None:
+                groups.setdefault((id(target[0]), target[1]), []).append(channel)
+        changed = 0
+        for channels in groups.values():
+            try:
+                outcome, _ = await self._check_subscription(channels, actor_id=None)
+            except ProviderError:
+                continue  # the provider did not answer (logged and counted): the next check tries
+            changed += outcome in ("repaired", "lost")
+        return changed
+
+    async def check_channel_subscription(
+        self, tenant_id: str, channel_id: str, actor_id: str
+    ) -> tuple[str, tuple[str, ...]]:
+        """An admin's check of one channel's webhook subscription (and of the tenant's other
+        active channels on the same account): the outcome and what was missing."""
+        channel = await self.channel(tenant_id, channel_id)
+        target = self._subscription_target(channel)
+        if target is None:
+            raise DomainError(
+                "SUBSCRIPTION_CHECK_UNSUPPORTED",
+                f"Parley cannot check the webhook subscription of a {channel.provider.value} channel",
+            )
+        if channel.status is not ChannelStatus.ACTIVE:
+            raise Conflict("CHANNEL_NOT_ACTIVE", "only an active channel's subscription can be checked")
+        sharing = [
+            c
+            for c in await self.channels(tenant_id)
+            if c.id != channel.id
+            and c.status is ChannelStatus.ACTIVE
+            and self._subscription_target(c) == target
+        ]
+        return await self._check_subscription([channel, *sharing], actor_id=actor_id)
+
+    async def _check_subscription(
+        self, channels: list[Channel], actor_id: str | None
+    ) -> tuple[str, tuple[str, ...]]:
+        """Read the subscription of the channels' account, restore what is missing, tell each
+        channel's consumers; the outcome and what was missing. A provider that does not answer
+        raises its ProviderError (counted as ``unreachable``)."""
+        target = self._subscription_target(channels[0])
+        assert target is not None
+        checker, account_id = target
+        provider = channels[0].provider.value
+        credential = None
+        for channel in channels:
+            credential = await self.stores.credential(channel.id)
+            if credential is not None:
+                break
+        if credential is None:
+            log.warning("no credential to check the webhook subscription", account_id=account_id)
+            metrics.SUBSCRIPTION_CHECKS.labels(provider=provider, outcome="no_credential").inc()
+            return "no_credential", ()
+        token = credential.access_token
+        missing: tuple[str, ...] = ()
+        try:
+            missing = await checker.missing_subscriptions(account_id, token)
+            if not missing:
+                metrics.SUBSCRIPTION_CHECKS.labels(provider=provider, outcome="complete").inc()
+                return "complete", ()
+            await checker.restore_subscriptions(account_id, token)
+            still = await checker.missing_subscriptions(account_id, token)
+        except ProviderError as exc:
+            if exc.status >= 500 or exc.kind in (ErrorKind.RATE_LIMITED, ErrorKind.RETRYABLE):
+                log.warning(
+                    "webhook subscription check failed; tried again at the next check",
+                    account_id=account_id,
+                    provider_status=exc.status,
+                    kind=exc.kind.value,
+                )
+                metrics.SUBSCRIPTION_CHECKS.labels(provider=provider, outcome="unreachable").inc()
+                raise
+            reason = {
+                ErrorKind.REAUTH_REQUIRED: "token_invalid",
+                ErrorKind.PERMISSION_MISSING: "permission_missing",
+            }.get(exc.kind, "provider_refused")
+            await self._subscription_lost(channels, missing, reason, exc.code, exc.subcode, actor_id)
+            if exc.kind is ErrorKind.REAUTH_REQUIRED:
+                for channel in channels:
+                    await self.provider_rejected(channel.id, exc.code, exc.subcode)
+            metrics.SUBSCRIPTION_CHECKS.labels(provider=provider, outcome="lost").inc()
+            return "lost", missing
+        if still:
+            await self._subscription_lost(channels, still, "not_restored", None, None, actor_id)
+            metrics.SUBSCRIPTION_CHECKS.labels(provider=provider, outcome="lost").inc()
+            return "lost", missing
+        now = self.clock()
+        for channel in channels:
+            event = channel.subscription_repaired(missing, now, actor_id)
+            await self.publish(event, event.event_id)
+        log.warning("webhook subscription repaired", account_id=account_id, restored=list(missing))
+        metrics.SUBSCRIPTION_CHECKS.labels(provider=provider, outcome="repaired").inc()
+        return "repaired", missing
+
+    async def _subscription_lost(
+        self,
+        channels: list[Channel],
+        missing: tuple[str, ...],
+        reason: str,
+        code: int | None,
+        subcode: int | None,
+        actor_id: str | None,
+    ) -> None:
+        now = self.clock()
+        for channel in channels:
+            event: ChannelSubscriptionLost = channel.subscription_lost(
+                missing, reason, code, subcode, now, actor_id
+            )
+            await self.publish(event, event.event_id)
+        log.error(
+            "webhook subscription lost; an admin must act",
+            channels=[c.id for c in channels],
+            missing=list(missing),
+            reason=reason,
+            provider_code=code,
+        )
 
     # --- teams ------------------------------------------------------------------------------------
 

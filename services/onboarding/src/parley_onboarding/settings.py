@@ -23,6 +23,23 @@ class OnboardingSettings(ApiSettings):
     )
     meta_app_id: str = Field(description="The Meta app that Pages and Instagram profiles connect to.")
     meta_app_secret: SecretStr
+    instagram_app_id: str | None = Field(
+        default=None,
+        description="The Instagram app of Business Login for Instagram (Instagram Login, no Page); "
+        "unset: Instagram profiles connect through their Facebook Page only.",
+    )
+    instagram_app_secret: SecretStr | None = None
+    instagram_oauth_base_url: str = "https://api.instagram.com"
+    instagram_graph_base_url: str = "https://graph.instagram.com"
+    instagram_token_refresh_lead_s: int = Field(
+        default=14 * 24 * 3600,
+        gt=0,
+        description="Instagram-login tokens are refreshed this long before their 60-day end (longer "
+        "than PARLEY_TOKEN_EXPIRY_LEAD_S, so the expiry warning means a refresh failed).",
+    )
+    instagram_token_refresh_interval_s: float = Field(
+        default=3600.0, gt=0, description="How often Instagram-login tokens are looked at for a refresh."
+    )
     x_api_base_url: str = "https://api.x.com"
     x_client_id: str | None = None
     x_client_secret: SecretStr | None = None
@@ -44,6 +61,12 @@ class OnboardingSettings(ApiSettings):
         default=300.0,
         gt=0,
         description="How often expired Meta connections (and their Page tokens) are deleted.",
+    )
+    subscription_check_interval_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How often every active channel's webhook subscription is read and what is missing "
+        "restored (Meta unsubscribes an app after long delivery failures).",
     )
     max_teams_per_tenant: int = Field(
         default=500, gt=0, description="Teams a tenant may have (deleted ones do not count); more is a 409."

@@ -291,7 +291,8 @@ class PolicyService:
         metrics.DECISIONS.labels(
             provider=doc["provider"], outcome="approved" if decision.approved else decision.reasons[0].code
         ).inc()
-        outbox = self._announcements(reply_id, tenant_id, user_id, doc, request, decision, now)
+        connect_path = channel.connect_path if channel is not None else None
+        outbox = self._announcements(reply_id, tenant_id, user_id, doc, request, decision, now, connect_path)
         record = {
             "requested_by": user_id,
             "approved": decision.approved,
@@ -318,8 +319,10 @@ class PolicyService:
         request: ReplyRequest,
         decision: Decision,
         now: datetime,
+        connect_path: str | None = None,
     ) -> list[ReplyEvent]:
-        """What a decision publishes: requested, then approved (delivery follows) or rejected."""
+        """What a decision publishes: requested, then approved (delivery follows) or rejected;
+        the approval carries the channel's way of connecting, which chooses the sender's API."""
         base = {
             "reply_id": reply_id,
             "conversation_id": doc["_id"],
@@ -370,6 +373,7 @@ class PolicyService:
             template=template,
             messaging_type=decision.messaging_type,
             tag=decision.tag,
+            connect_path=connect_path,
         )
         return [requested, approved]
 

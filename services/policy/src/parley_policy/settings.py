@@ -24,6 +24,10 @@ class PolicySettings(ApiSettings):
         "is tested against. A version within 90 days of its end is warned about at start "
         "(docs/operations.md, moving the Graph API version).",
     )
+    instagram_graph_base_url: str = Field(
+        default="https://graph.instagram.com",
+        description="Where replies of Instagram accounts connected with Instagram Login (no Page) go.",
+    )
     meta_app_id: str
     meta_app_secret: SecretStr
     x_api_base_url: str = "https://api.x.com"

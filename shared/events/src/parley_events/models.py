@@ -467,6 +467,12 @@ class ChannelSnapshot(Event):
         default=None,
         description="WhatsApp: the WABA id; Instagram: the linked Facebook Page id.",
     )
+    connect_path: str | None = Field(
+        default=None,
+        description="How an Instagram profile is connected: `page` (through its Facebook Page) or "
+        "`instagram_login` (Instagram Login, no Page); none where a provider has one way.",
+        examples=["page", "instagram_login"],
+    )
     revision: int = Field(ge=1, description="Increases by one with every change.")
     auto_resolve_new_s: int | None = Field(
         default=30 * 24 * 3600,
@@ -713,6 +719,12 @@ class ReplyApproved(ReplyEvent):
     template: TemplateRef | None = None
     messaging_type: str | None = Field(default=None, examples=["RESPONSE", "MESSAGE_TAG", "TEMPLATE"])
     tag: str | None = None
+    connect_path: str | None = Field(
+        default=None,
+        description="The channel's way of connecting (its snapshot's): which API the sender uses, "
+        "e.g. graph.instagram.com for `instagram_login`.",
+        examples=["page", "instagram_login"],
+    )
 
 
 class RejectionReason(BaseModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
@@ -27,12 +28,15 @@ __all__ = [
     "ConnectorFactory",
     "GrantedPage",
     "HandshakeAnswer",
+    "LoginConnector",
     "NumberConnector",
     "NumberRules",
     "PageConnector",
     "PageGrant",
     "ProviderPlugin",
+    "RefreshStep",
     "Sender",
+    "SubscriptionCheck",
     "TokenCheck",
     "TokenRefusal",
     "WebhookEndpoint",
@@ -135,6 +139,21 @@ class TokenCheck(Protocol):
         ...
 
 
+@runtime_checkable
+class SubscriptionCheck(Protocol):
+    """Reads and restores an account's webhook subscription (providers that drop subscriptions
+    on their own, as Meta does after long delivery failures)."""
+
+    async def missing_subscriptions(self, account_id: str, token: str) -> tuple[str, ...]:
+        """What Parley needs and the account's subscription lacks (provider field names, sorted;
+        () when nothing is missing). Failures raise ProviderError."""
+        ...
+
+    async def restore_subscriptions(self, account_id: str, token: str) -> None:
+        """Subscribe the account to everything Parley needs again. Failures raise ProviderError."""
+        ...
+
+
 @dataclass(frozen=True)
 class GrantedPage:
     """A Page a person granted, with its Page token, the tasks they may perform on it, and the
@@ -205,6 +224,46 @@ class AccountConnector(Protocol):
         ...
 
 
+class RefreshStep(StrEnum):
+    """What a token refresh job does with one token now (its provider's rule decides)."""
+
+    WAIT = "wait"
+    """Not near its end yet, or too young for the provider to refresh: nothing now."""
+    REFRESH = "refresh"
+    """Refresh it now."""
+    REPLACE = "replace"
+    """It can no longer be refreshed (expired): only a new login replaces it."""
+
+
+@runtime_checkable
+class LoginConnector(Protocol):
+    """An account logs in by itself (OAuth without PKCE), is one channel, and its long-lived
+    token is refreshed before its end (Instagram API with Instagram Login: Meta's connector is
+    one when an Instagram app is configured, beside being a PageConnector)."""
+
+    async def login(self, code: str, redirect_uri: str) -> AuthorizedAccount:
+        """Trade the login's code for the account and its long-lived token (``token.scopes``: the
+        permissions granted)."""
+        ...
+
+    def missing_login_permissions(self, granted: Iterable[str]) -> list[str]:
+        """The permissions Parley needs that were not granted, sorted; [] when none is missing."""
+        ...
+
+    async def subscribe_account(self, account_id: str, token: str) -> None:
+        """Have the account's events delivered to Parley's webhook."""
+        ...
+
+    def refresh_step(self, expires_at: datetime, now: datetime, lead: timedelta) -> RefreshStep:
+        """What to do now with a token ending at ``expires_at`` for a job refreshing ``lead``
+        before the end."""
+        ...
+
+    async def refresh(self, token: str) -> UserToken:
+        """The token refreshed (a new token and end). Refusals raise ProviderError."""
+        ...
+
+
 @dataclass(frozen=True)
 class NumberRules:
     """What a provider that verifies a business phone number by a code asks of it (WhatsApp)."""
@@ -241,8 +300,9 @@ class NumberConnector(Protocol):
         ...
 
 
-Connector = PageConnector | AccountConnector | NumberConnector
-"""A provider's connect flow; a connector may also be a :class:`TokenCheck`."""
+Connector = PageConnector | AccountConnector | NumberConnector | LoginConnector
+"""A provider's connect flow; a connector may also be a :class:`TokenCheck` and a
+:class:`SubscriptionCheck`."""
 
 ConnectorFactory = Callable[[httpx.AsyncClient, Any], "Connector | None"]
 """Builds a provider's connector from onboarding's settings (None: not configured there)."""

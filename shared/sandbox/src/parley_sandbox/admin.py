@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import httpx
 from parley_providers.meta.errors import APP_REMOVED, PASSWORD_CHANGED
+from parley_providers.meta.instagram import DEFAULT_INSTAGRAM_LOGIN_SCOPES
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -20,6 +21,7 @@ from parley_sandbox.state import (
     DEFAULT_X_SCOPES,
     AuthCode,
     Fault,
+    InstagramAccount,
     MetaPage,
     MetaUser,
     SandboxState,
@@ -93,7 +95,9 @@ class _Admin:
     def __init__(self, state: SandboxState) -> None:
         self.state = state
 
-    def _code(self, provider: Literal["meta", "x"], user_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    def _code(
+        self, provider: Literal["meta", "instagram", "x"], user_id: str, data: dict[str, Any]
+    ) -> dict[str, Any]:
         code = AuthCode(
             code=("AQ" if provider == "meta" else "") + secrets.token_urlsafe(48),
             provider=provider,
@@ -146,6 +150,18 @@ class _Admin:
             raise AdminError(404, f"no Meta user {user_id}")
         return user
 
+    async def instagram_accounts(self, request: Request) -> dict[str, Any]:
+        """Create (or replace) an Instagram professional account for Business Login; a login code
+        for it (``redirect_uri`` binds the code as the authorization window does)."""
+        data = await _admin_body(request)
+        account = InstagramAccount(
+            id=_opt_str(data, "id") or f"1784{self.state.next_id()[-11:]}",
+            username=_opt_str(data, "username") or "sandbox_business",
+            granted=_str_list(data, "granted", DEFAULT_INSTAGRAM_LOGIN_SCOPES),
+        )
+        self.state.instagram_accounts[account.id] = account
+        return {**asdict(account), **self._code("instagram", account.id, data)}
+
     async def meta_codes(self, request: Request) -> dict[str, Any]:
         data = await _admin_body(request)
         user = self._meta_user(_req_str(data, "user_id"))
@@ -188,6 +204,17 @@ class _Admin:
         if page is None:
             raise AdminError(404, "no such page")
         return asdict(page)
+
+    async def meta_page_unsubscribe(self, request: Request) -> dict[str, Any]:
+        """Drop webhook fields from the app's subscription on a Page (all of them unless ``fields``
+        names some), as Meta does after a long run of failed deliveries."""
+        page = self.state.pages.get(request.path_params["page_id"])
+        if page is None:
+            raise AdminError(404, "no such page")
+        data = await _admin_body(request)
+        drop = set(_str_list(data, "fields", page.subscribed_fields))
+        page.subscribed_fields = [f for f in page.subscribed_fields if f not in drop]
+        return {"page_id": page.id, "subscribed_fields": page.subscribed_fields}
 
     async def clock(self, request: Request) -> dict[str, Any]:
         if request.method == "POST":

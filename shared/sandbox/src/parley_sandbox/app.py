@@ -39,6 +39,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from parley_sandbox.admin import _Admin, _admin_route
+from parley_sandbox.instagram import InstagramApi
 from parley_sandbox.state import (
     _GRAPH_VERSION,
     DEFAULT_META_PERMISSIONS,
@@ -67,7 +68,7 @@ __all__ = [
 ]
 
 
-class _Providers(WhatsAppApi, XApi):
+class _Providers(WhatsAppApi, InstagramApi, XApi):
     """Every imitated provider API; each handler raises GraphFailure/XFailure or returns a Reply."""
 
 
@@ -132,10 +133,11 @@ def _provider_route(
             response = _fault_response(fault, provider)
         else:
             try:
-                if provider == "graph" and not _GRAPH_VERSION.match(str(request.path_params.get("version"))):
+                version_named = provider == "graph" or "version" in request.path_params
+                if version_named and not _GRAPH_VERSION.match(str(request.path_params.get("version"))):
                     raise GraphFailure(400, 2500, None, f"Unknown path components: {request.url.path}")
                 if body is None:
-                    if provider == "graph":
+                    if provider != "x":
                         raise GraphFailure(400, 100, None, "(#100) The request body could not be parsed")
                     raise _x_problem(
                         400,
@@ -148,7 +150,7 @@ def _provider_route(
             except (GraphFailure, XFailure) as failure:
                 response = failure.response()
         now = state.now()
-        version = str(request.path_params["version"]) if provider == "graph" else None
+        version = request.path_params.get("version") if provider != "x" else None
         state.calls.append(Call(request.method, request.url.path, response.status_code, now, version))
         if send is not None:
             kind: Literal["meta", "whatsapp", "x"] = send
@@ -195,6 +197,10 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
             state, "/{version}" + path, handler, methods, "graph", "meta" if send else None
         )
 
+    def instagram(path: str, handler: Handler, methods: list[str], send: bool = False) -> Route:
+        # /instagram-api stands for api.instagram.com, /instagram for graph.instagram.com
+        return _provider_route(state, path, handler, methods, "instagram", "meta" if send else None)
+
     def x(path: str, handler: Handler, methods: list[str], send: bool = False) -> Route:
         return _provider_route(state, "/2" + path, handler, methods, "x", "x" if send else None)
 
@@ -209,6 +215,7 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         _admin_route("/_sandbox/windows", admin.windows, post),
         _admin_route("/_sandbox/meta/users", admin.meta_users, post),
         _admin_route("/_sandbox/meta/codes", admin.meta_codes, post),
+        _admin_route("/_sandbox/instagram/accounts", admin.instagram_accounts, post),
         _admin_route("/_sandbox/meta/tokens/{token}/revoke", admin.meta_revoke, post),
         _admin_route("/_sandbox/meta/users/{user_id}/permissions", admin.meta_permissions, post),
         _admin_route("/_sandbox/meta/users/{user_id}/deauthorize", admin.meta_deauthorize, post),
@@ -216,6 +223,7 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
             "/_sandbox/meta/users/{user_id}/remove-page-access/{page_id}", admin.meta_remove_page, post
         ),
         _admin_route("/_sandbox/meta/pages/{page_id}", admin.meta_page, get),
+        _admin_route("/_sandbox/meta/pages/{page_id}/unsubscribe", admin.meta_page_unsubscribe, post),
         _admin_route("/_sandbox/whatsapp/numbers", admin.whatsapp_numbers, post),
         _admin_route("/_sandbox/whatsapp/numbers/{number_id}", admin.whatsapp_number, get),
         _admin_route("/_sandbox/whatsapp/numbers/{number_id}/last-code", admin.whatsapp_last_code, get),
@@ -237,6 +245,14 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         x("/activity/subscriptions/{subscription_id}", api.x_activity_subscription, ["DELETE"]),
         x("/dm_conversations/with/{participant_id}/messages", api.x_send_dm, post, send=True),
         x("/tweets", api.x_post, post, send=True),
+        # Business Login for Instagram and graph.instagram.com
+        instagram("/instagram-api/oauth/access_token", api.instagram_code_exchange, post),
+        instagram("/instagram/access_token", api.instagram_exchange, get),
+        instagram("/instagram/refresh_access_token", api.instagram_refresh, get),
+        instagram("/instagram/{version}/me", api.instagram_me, get),
+        instagram("/instagram/{version}/me/subscribed_apps", api.instagram_subscribe, post),
+        instagram("/instagram/{version}/me/messages", api.instagram_send, post, send=True),
+        instagram("/instagram/{version}/{node}/replies", api.instagram_comment_reply, post, send=True),
         # Graph API
         graph("/oauth/access_token", api.oauth_access_token, get_post),
         graph("/debug_token", api.debug_token, get),

@@ -317,6 +317,8 @@ class MetaApi:
 
     def subscribed_apps(self, call: Incoming) -> Reply:
         _, page, user = self.page_context(call, call.path("node"))
+        # reading, subscribing and removing all need pages_manage_metadata (Page Subscribed Apps)
+        self.require_permission(user, "pages_manage_metadata")
         if call.request.method == "GET":
             apps = []
             if page.subscribed_fields:
@@ -328,7 +330,6 @@ class MetaApi:
                     }
                 )
             return Reply({"data": apps})
-        self.require_permission(user, "pages_manage_metadata")
         if call.request.method == "DELETE":
             # removes this app's subscription (Graph API: Page Subscribed Apps, Deleting)
             if not {"MANAGE", "MODERATE"} & set(page.tasks):

@@ -122,7 +122,7 @@ _UNKNOWN_OBJECT = (
 )
 
 
-Provider = Literal["graph", "x"]
+Provider = Literal["graph", "instagram", "x"]
 
 
 @dataclass
@@ -144,6 +144,16 @@ class MetaUser:
     granted: list[str]
     declined: list[str]
     page_ids: list[str]
+
+
+@dataclass
+class InstagramAccount:
+    """An Instagram professional account that logs in with Business Login for Instagram."""
+
+    id: str
+    username: str
+    granted: list[str]
+    subscribed_fields: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -227,7 +237,7 @@ class XDelivery:
 @dataclass
 class AuthCode:
     code: str
-    provider: Literal["meta", "x"]
+    provider: Literal["meta", "instagram", "x"]
     user_id: str
     expires_at: float
     redirect_uri: str | None = None
@@ -242,7 +252,7 @@ class Token:
 
     value: str
     provider: Literal["meta", "x"]
-    kind: Literal["user", "page", "system", "x"]
+    kind: Literal["user", "page", "system", "x", "instagram"]
     user_id: str | None
     issued_at: float
     expires_at: float | None
@@ -318,6 +328,8 @@ class Call:
 _CREDENTIAL_FIELDS = (
     "meta_app_id",
     "meta_app_secret",
+    "instagram_app_id",
+    "instagram_app_secret",
     "x_client_id",
     "x_client_secret",
     "x_consumer_secret",
@@ -334,6 +346,9 @@ class SandboxState:
     # the development values of scripts/devenv.py, so a laptop stack works without flags
     meta_app_id: str = "dev-meta-app"
     meta_app_secret: str = "dev-meta-app-secret"  # noqa: S105 - a fake credential of the fake provider
+    # the Instagram app of Business Login for Instagram (its own id and secret, not the Meta app's)
+    instagram_app_id: str = "dev-instagram-app"
+    instagram_app_secret: str = "dev-instagram-app-secret"  # noqa: S105 - a fake credential of the fake provider
     x_client_id: str = "dev-x-client"
     x_client_secret: str = "dev-x-client-secret"  # noqa: S105 - a fake credential of the fake provider
     # signs X's webhook deliveries and CRC answers (ingest's PARLEY_X_CONSUMER_SECRETS)
@@ -346,6 +361,7 @@ class SandboxState:
     clock_offset_s: float = 0.0
     meta_users: dict[str, MetaUser] = field(default_factory=dict)
     pages: dict[str, MetaPage] = field(default_factory=dict)
+    instagram_accounts: dict[str, InstagramAccount] = field(default_factory=dict)
     codes: dict[str, AuthCode] = field(default_factory=dict)
     tokens: dict[str, Token] = field(default_factory=dict)
     page_tokens: dict[tuple[str, str], str] = field(default_factory=dict)

@@ -46,6 +46,7 @@ def channel_to_doc(channel: Channel) -> dict[str, Any]:
         "token_expires_at": channel.token_expires_at,
         "scopes": list(channel.scopes),
         "expiry_warned_for": channel.expiry_warned_for,
+        "connect_path": channel.connect_path,
     }
 
 
@@ -69,6 +70,7 @@ def channel_from_doc(doc: dict[str, Any]) -> Channel:
         token_expires_at=doc.get("token_expires_at"),
         scopes=tuple(doc.get("scopes", [])),
         expiry_warned_for=doc.get("expiry_warned_for"),
+        connect_path=doc.get("connect_path"),
         revision=doc["version"],
     )
 

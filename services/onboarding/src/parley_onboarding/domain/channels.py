@@ -24,6 +24,8 @@ from parley_events import (
     ChannelSettingsChanged,
     ChannelSnapshot,
     ChannelStatus,
+    ChannelSubscriptionLost,
+    ChannelSubscriptionRepaired,
     ChannelTokenExpiring,
     Event,
     Provider,
@@ -115,6 +117,9 @@ class Channel:
     token_expires_at: datetime | None = None
     scopes: tuple[str, ...] = ()
     expiry_warned_for: datetime | None = None
+    connect_path: str | None = None
+    """How the account was connected where a provider has several ways: an Instagram profile
+    through its Facebook Page (``page``) or with Instagram Login (``instagram_login``)."""
     revision: int = 0
 
     @classmethod
@@ -130,6 +135,7 @@ class Channel:
         business_account_id: str | None = None,
         token_expires_at: datetime | None = None,
         scopes: tuple[str, ...] = (),
+        connect_path: str | None = None,
     ) -> tuple[Channel, list[Event]]:
         channel = cls(
             id=channel_id_for(tenant_id, provider, account_id),
@@ -142,6 +148,7 @@ class Channel:
             settings=Settings(display_name=display_name).validated(),
             token_expires_at=token_expires_at,
             scopes=scopes,
+            connect_path=connect_path,
         )
         channel.revision = 1
         event = ChannelConnected(
@@ -211,6 +218,15 @@ class Channel:
         self.revision += 1
         return [self.snapshot(), ChannelReconnected(**self._base(at, actor_id))]
 
+    def token_refreshed(self, token_expires_at: datetime | None) -> list[Event]:
+        """The provider refreshed the channel's token: its new end (the snapshot says so)."""
+        if self.status is not ChannelStatus.ACTIVE:
+            return []
+        self.token_expires_at = token_expires_at
+        self.expiry_warned_for = None
+        self.revision += 1
+        return [self.snapshot()]
+
     def disconnect(self, actor_id: str, at: datetime) -> list[Event]:
         if self.status is ChannelStatus.DISCONNECTED:
             return []
@@ -236,6 +252,7 @@ class Channel:
             display_name=self.settings.display_name,
             auto_ownership=self.settings.auto_ownership,
             business_account_id=self.business_account_id,
+            connect_path=self.connect_path,
             revision=self.revision,
             auto_resolve_new_s=self.settings.auto_resolve_new_s,
             auto_resolve_pending_s=self.settings.auto_resolve_pending_s,
@@ -246,6 +263,34 @@ class Channel:
             human_agent_tag=self.settings.human_agent_tag,
             text_limit=self.settings.text_limit,
         )
+
+    def subscription_repaired(
+        self, restored: tuple[str, ...], at: datetime, actor_id: str | None = None
+    ) -> ChannelSubscriptionRepaired:
+        """A check found the webhook subscription incomplete and restored it (no state changes)."""
+        return ChannelSubscriptionRepaired(**self._check_base(at, actor_id), restored=list(restored))
+
+    def subscription_lost(
+        self,
+        missing: tuple[str, ...],
+        reason: str,
+        code: int | None,
+        subcode: int | None,
+        at: datetime,
+        actor_id: str | None = None,
+    ) -> ChannelSubscriptionLost:
+        """A check found the webhook subscription incomplete and could not restore it."""
+        return ChannelSubscriptionLost(
+            **self._check_base(at, actor_id),
+            missing=list(missing),
+            reason=reason,
+            provider_code=code,
+            provider_subcode=subcode,
+        )
+
+    def _check_base(self, at: datetime, actor_id: str | None) -> dict[str, Any]:
+        # a check changes no revision: the event is named by the channel and the check's time
+        return {**self._base(at, actor_id), "event_id": f"chsub_{self.id}_{at.strftime('%Y%m%dT%H%M%S%f')}"}
 
     def _changed(self, changed: tuple[str, ...], actor_id: str, at: datetime) -> list[Event]:
         self.revision += 1

@@ -8,7 +8,7 @@ inside ``create_api`` when it reads the route signatures.
 """
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI
 from parley_events import ChannelRole, ChannelStatus, Provider
@@ -31,6 +31,11 @@ class ChannelOut(BaseModel):
     provider: Provider
     account_id: str
     business_account_id: str | None
+    connect_path: str | None = Field(
+        default=None,
+        description="How an Instagram profile is connected: `page` (through its Facebook Page) or "
+        "`instagram_login` (Instagram Login, no Page); none for providers with one way.",
+    )
     status: ChannelStatus
     display_name: str | None
     settings: dict[str, Any]
@@ -75,6 +80,11 @@ class XConnect(BaseModel):
     code_verifier: str = Field(min_length=1)
 
 
+class InstagramLogin(BaseModel):
+    code: str = Field(min_length=1)
+    redirect_uri: str = Field(min_length=1)
+
+
 class TeamIn(BaseModel):
     name: str = Field(min_length=1, max_length=100)
 
@@ -97,12 +107,21 @@ class OnboardingOut(BaseModel):
     channel_id: str | None
 
 
+class SubscriptionCheckOut(BaseModel):
+    """What a webhook subscription check found."""
+
+    channel_id: str
+    outcome: Literal["complete", "repaired", "lost", "no_credential"]
+    missing: list[str] = Field(description="What the subscription lacked when it was read.")
+
+
 def channel_out(channel: Channel) -> ChannelOut:
     return ChannelOut(
         id=channel.id,
         provider=channel.provider,
         account_id=channel.account_id,
         business_account_id=channel.business_account_id,
+        connect_path=channel.connect_path,
         status=channel.status,
         display_name=channel.settings.display_name,
         settings={
@@ -242,6 +261,22 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
         admin(principal)
         return channel_out(await service.check_channel_token(principal.tenant_id, channel_id))
 
+    @api.post(
+        "/channels/{channel_id}/subscription-check",
+        response_model=SubscriptionCheckOut,
+        responses=ask_provider,
+    )
+    async def check_subscription(
+        principal: Annotated[Principal, caller], channel_id: str
+    ) -> SubscriptionCheckOut:
+        """Read the channel's webhook subscription at the provider and restore what is missing
+        (``repaired``); ``lost`` when it cannot (the channel events say why)."""
+        admin(principal)
+        outcome, missing = await service.check_channel_subscription(
+            principal.tenant_id, channel_id, principal.user_id
+        )
+        return SubscriptionCheckOut(channel_id=channel_id, outcome=outcome, missing=list(missing))
+
     @api.delete("/channels/{channel_id}", response_model=ChannelOut, responses=change)
     async def disconnect(principal: Annotated[Principal, caller], channel_id: str) -> ChannelOut:
         admin(principal)
@@ -276,6 +311,17 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
         return channel_out(
             await service.connect_x(
                 principal.tenant_id, principal.user_id, body.code, body.redirect_uri, body.code_verifier
+            )
+        )
+
+    @api.post("/connections/instagram", response_model=ChannelOut, responses=connect)
+    async def connect_instagram(principal: Annotated[Principal, caller], body: InstagramLogin) -> ChannelOut:
+        """Connect an Instagram professional account with Instagram Login (no Facebook Page): its
+        own channel on a 60-day token, refreshed before its end."""
+        admin(principal)
+        return channel_out(
+            await service.connect_instagram_login(
+                principal.tenant_id, principal.user_id, body.code, body.redirect_uri
             )
         )
 

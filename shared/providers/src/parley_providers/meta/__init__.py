@@ -14,17 +14,25 @@ from parley_providers.base import ApiVersionStatus, Connector, ProviderPlugin, S
 def sender(http: httpx.AsyncClient, settings: Any) -> Sender:
     """Messenger and Instagram replies, with the Graph client the settings describe."""
     from parley_providers.meta.client import graph_client
+    from parley_providers.meta.instagram import instagram_sender_client
     from parley_providers.meta.outbound import MetaSender
 
-    return MetaSender(graph_client(http, settings))
+    # Instagram-login replies go to graph.instagram.com where the settings name it
+    instagram = (
+        instagram_sender_client(http, settings) if hasattr(settings, "instagram_graph_base_url") else None
+    )
+    return MetaSender(graph_client(http, settings), instagram)
 
 
 def connector(http: httpx.AsyncClient, settings: Any) -> Connector:
     """Connecting Pages and Instagram profiles (Facebook Login), with onboarding's settings."""
     from parley_providers.meta.client import graph_client
     from parley_providers.meta.connect import meta_connector
+    from parley_providers.meta.instagram import instagram_client
 
-    return meta_connector(graph_client(http, settings), settings)
+    # Instagram Login beside the Page flow when the settings name an Instagram app
+    instagram = instagram_client(http, settings) if hasattr(settings, "instagram_app_id") else None
+    return meta_connector(graph_client(http, settings), settings, instagram)
 
 
 def api_versions(settings: Any, today: date) -> Sequence[ApiVersionStatus]:

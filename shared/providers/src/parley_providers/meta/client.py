@@ -193,6 +193,21 @@ class GraphClient:
         if data.get("success") is not True:
             raise ProviderError("meta", 200, None, None, "subscription was not confirmed")
 
+    async def page_subscribed_fields(self, page_id: str, page_token: str) -> frozenset[str]:
+        """The webhook fields this app is subscribed to on the Page (empty: not subscribed).
+
+        Graph API reference, Page Subscribed Apps, Reading: ``GET /{page-id}/subscribed_apps``
+        lists every app subscribed to the Page with its ``subscribed_fields``; a Page token of
+        someone with CREATE_CONTENT, MANAGE or MODERATE and ``pages_manage_metadata``.
+        """
+        data = await self._call("GET", f"{segment(page_id)}/subscribed_apps", token=page_token)
+        apps = data.get("data")
+        for app in apps if isinstance(apps, list) else ():
+            if isinstance(app, dict) and str(app.get("id")) == self._app_id:
+                fields = app.get("subscribed_fields")
+                return frozenset(str(f) for f in fields) if isinstance(fields, list) else frozenset()
+        return frozenset()
+
     async def unsubscribe_page(self, page_id: str, page_token: str) -> None:
         """Remove this app's webhook subscription from the Page (``DELETE /{page-id}/subscribed_apps``).
 

@@ -20,12 +20,22 @@ alone (a moderator) or MESSAGING alone is refused before anything is subscribed.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
-from parley_providers.base import GrantedPage, PageGrant, TokenRefusal
+from parley_providers.base import AuthorizedAccount, GrantedPage, PageGrant, RefreshStep, TokenRefusal
 from parley_providers.errors import ErrorKind, ProviderError
 from parley_providers.meta.client import GraphClient, GraphSettings
 from parley_providers.meta.errors import INVALID_TOKEN
+from parley_providers.meta.instagram import (
+    DEFAULT_INSTAGRAM_LOGIN_FIELDS,
+    DEFAULT_INSTAGRAM_LOGIN_SCOPES,
+    LONG_LIVED_VALIDITY,
+    InstagramClient,
+    RefreshTiming,
+    refresh_timing,
+)
+from parley_providers.oauth import UserToken
 
 __all__ = [
     "DEFAULT_INSTAGRAM_PERMISSIONS",
@@ -35,6 +45,7 @@ __all__ = [
     "REQUIRED_PAGE_TASKS",
     "ConnectSettings",
     "MetaConnector",
+    "MetaInstagramConnector",
     "graph_token_refusal",
     "meta_connector",
     "missing_page_tasks",
@@ -169,16 +180,77 @@ class MetaConnector:
     async def token_refusal(self, token: str) -> TokenRefusal | None:
         return await graph_token_refusal(self._graph, token)
 
+    # a SubscriptionCheck: an app whose webhook calls fail for an extended period is unsubscribed
+    # and must subscribe the Page again (developers.facebook.com/docs/messenger-platform/faq)
 
-def meta_connector(graph: GraphClient, settings: ConnectSettings) -> MetaConnector:
+    async def missing_subscriptions(self, account_id: str, token: str) -> tuple[str, ...]:
+        """The Page webhook fields Parley subscribes to that the Page's subscription lacks."""
+        have = await self._graph.page_subscribed_fields(account_id, token)
+        return tuple(sorted(set(self._page_fields) - have))
+
+    async def restore_subscriptions(self, account_id: str, token: str) -> None:
+        await self._graph.subscribe_page(account_id, token, self._page_fields)
+
+
+class MetaInstagramConnector(MetaConnector):
+    """Meta's connector when an Instagram app is configured: also a ``LoginConnector`` for
+    professional accounts connected with Instagram Login (no Page; ``meta/instagram.py``)."""
+
+    def __init__(
+        self,
+        graph: GraphClient,
+        instagram: InstagramClient,
+        *,
+        login_scopes: Iterable[str] = DEFAULT_INSTAGRAM_LOGIN_SCOPES,
+        login_fields: Iterable[str] = DEFAULT_INSTAGRAM_LOGIN_FIELDS,
+        **page_flow: Any,
+    ) -> None:
+        super().__init__(graph, **page_flow)
+        self._instagram = instagram
+        self._login_scopes = frozenset(login_scopes)
+        self._login_fields = list(login_fields)
+
+    async def login(self, code: str, redirect_uri: str) -> AuthorizedAccount:
+        """Code -> short-lived token -> the 60-day token; the professional account it is for."""
+        authorization = await self._instagram.exchange_code(code, redirect_uri)
+        long_lived = await self._instagram.long_lived_token(authorization.token.access_token)
+        profile = await self._instagram.profile(long_lived.access_token)
+        token = UserToken(long_lived.access_token, long_lived.expires_at, scopes=authorization.token.scopes)
+        return AuthorizedAccount(id=profile.user_id, display_name=profile.username, token=token)
+
+    def missing_login_permissions(self, granted: Iterable[str]) -> list[str]:
+        return sorted(self._login_scopes - set(granted))
+
+    async def subscribe_account(self, account_id: str, token: str) -> None:
+        await self._instagram.subscribe(token, self._login_fields)
+
+    def refresh_step(self, expires_at: datetime, now: datetime, lead: timedelta) -> RefreshStep:
+        # a long-lived token is valid 60 days from its issue or last refresh: its age follows
+        # from its end (an answer's expires_in a little short of 60 days only makes it look younger)
+        timing = refresh_timing(expires_at - LONG_LIVED_VALIDITY, expires_at, now, lead)
+        if timing is RefreshTiming.DUE:
+            return RefreshStep.REFRESH
+        if timing is RefreshTiming.EXPIRED:
+            return RefreshStep.REPLACE
+        return RefreshStep.WAIT
+
+    async def refresh(self, token: str) -> UserToken:
+        return await self._instagram.refresh_token(token)
+
+
+def meta_connector(
+    graph: GraphClient, settings: ConnectSettings, instagram: InstagramClient | None = None
+) -> MetaConnector:
     """Meta's connector with the permissions and webhook fields onboarding's settings name."""
 
     def given(value: tuple[str, ...] | None, default: tuple[str, ...]) -> tuple[str, ...]:
         return default if value is None else value
 
-    return MetaConnector(
-        graph,
-        page_permissions=given(settings.meta_permissions, DEFAULT_PAGE_PERMISSIONS),
-        instagram_permissions=given(settings.instagram_permissions, DEFAULT_INSTAGRAM_PERMISSIONS),
-        page_fields=given(settings.page_subscribed_fields, DEFAULT_PAGE_FIELDS),
-    )
+    page_flow: dict[str, Any] = {
+        "page_permissions": given(settings.meta_permissions, DEFAULT_PAGE_PERMISSIONS),
+        "instagram_permissions": given(settings.instagram_permissions, DEFAULT_INSTAGRAM_PERMISSIONS),
+        "page_fields": given(settings.page_subscribed_fields, DEFAULT_PAGE_FIELDS),
+    }
+    if instagram is None:
+        return MetaConnector(graph, **page_flow)
+    return MetaInstagramConnector(graph, instagram, **page_flow)

@@ -6,17 +6,26 @@ from typing import Any
 
 from parley_events import Provider, ReplyApproved
 
+from parley_providers.errors import ErrorKind, ProviderError
 from parley_providers.meta.client import GraphClient
+from parley_providers.meta.instagram import InstagramClient
+
+INSTAGRAM_LOGIN = "instagram_login"
+"""The ``connect_path`` of an Instagram account connected with Instagram Login (no Page)."""
 
 
 class MetaSender:
-    """Messenger and Instagram replies through the Graph API."""
+    """Messenger and Instagram replies through the Graph API; replies of Instagram accounts
+    connected with Instagram Login through ``graph.instagram.com``."""
 
-    def __init__(self, graph: GraphClient) -> None:
+    def __init__(self, graph: GraphClient, instagram: InstagramClient | None = None) -> None:
         self.graph = graph
+        self.instagram = instagram
 
     async def send(self, reply: ReplyApproved, token: str) -> str:
         """The provider's message (or comment) id of the sent reply."""
+        if reply.provider is Provider.INSTAGRAM and reply.connect_path == INSTAGRAM_LOGIN:
+            return await self._send_instagram_login(reply, token)
         text = reply.text or ""
         if reply.kind == "comment":
             if reply.provider is Provider.INSTAGRAM:
@@ -36,3 +45,25 @@ class MetaSender:
         # account's, which is not a node Graph sends from, so the Page is addressed as ``me``
         node = "me" if reply.provider is Provider.INSTAGRAM else reply.account_id
         return await self.graph.send_message(node, token, payload)
+
+    async def _send_instagram_login(self, reply: ReplyApproved, token: str) -> str:
+        """The account's own token on graph.instagram.com: no Page, no Page token."""
+        if self.instagram is None:
+            raise ProviderError(
+                "instagram",
+                0,
+                None,
+                None,
+                "Instagram Login sends are not configured",
+                ErrorKind.INVALID_REQUEST,
+            )
+        text = reply.text or ""
+        if reply.kind == "comment":
+            return await self.instagram.reply_to_comment(reply.recipient_id, token, text)
+        if reply.kind == "private_reply":
+            return await self.instagram.send_private_reply(token, reply.recipient_id, text)
+        payload: dict[str, Any] = {"recipient": {"id": reply.recipient_id}, "message": {"text": text}}
+        if reply.tag:  # HUMAN_AGENT, as on the Page path
+            payload["messaging_type"] = reply.messaging_type or "MESSAGE_TAG"
+            payload["tag"] = reply.tag
+        return await self.instagram.send_message(token, payload)
