@@ -91,6 +91,9 @@ def build(
         periodic=[
             Periodic("token-expiry", settings.token_check_interval_s, service.check_token_expiry),
             Periodic("connection-prune", settings.connection_prune_interval_s, service.prune_connections),
+            Periodic(
+                "subscription-check", settings.x_subscription_check_interval_s, service.check_subscriptions
+            ),
         ],
     )
 

@@ -10,3 +10,10 @@ PAGE_UNSUBSCRIBES = Counter(
     "not answer; the disconnect went on) or no_credential.",
     ["provider", "outcome"],
 )
+SUBSCRIPTION_CHECKS = Counter(
+    "parley_onboarding_subscription_checks",
+    "Checks of one channel's webhook subscriptions: complete, repaired (something was missing and "
+    "is subscribed again), lost (something is missing and could not be subscribed) or failed (the "
+    "provider could not be asked).",
+    ["provider", "outcome"],
+)

@@ -33,6 +33,8 @@ __all__ = [
     "PageGrant",
     "ProviderPlugin",
     "Sender",
+    "SubscriptionCheck",
+    "SubscriptionKeeper",
     "TokenCheck",
     "TokenRefusal",
     "WebhookEndpoint",
@@ -202,6 +204,49 @@ class AccountConnector(Protocol):
 
     async def subscribe(self, account: AuthorizedAccount) -> None:
         """Have the account's events delivered to Parley's webhook."""
+        ...
+
+
+@dataclass(frozen=True)
+class SubscriptionCheck:
+    """What subscribing one account, or checking its subscriptions, found and did."""
+
+    account_id: str
+    restored: tuple[str, ...] = ()
+    """What was missing and is subscribed now (event types or fields)."""
+    missing: tuple[str, ...] = ()
+    """What is missing and could not be subscribed."""
+    reason: str | None = None
+    """Why something is missing: the provider error's kind (``reauth_required``, ...)."""
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+
+@runtime_checkable
+class SubscriptionKeeper(Protocol):
+    """A connector whose accounts' webhook subscriptions Parley creates, checks and removes, through
+    one of several delivery APIs the provider runs side by side (X: Account Activity and Activity)."""
+
+    @property
+    def delivery_apis(self) -> tuple[str, ...]:
+        """The delivery APIs this deployment can use; the first is the one new accounts get."""
+        ...
+
+    async def subscribe_via(self, api: str, account_id: str, token: str) -> SubscriptionCheck:
+        """Subscribe the account through ``api`` (idempotent): what was created, what is missing.
+        A failure before anything is known (the provider unreachable) raises ProviderError."""
+        ...
+
+    async def unsubscribe_via(self, api: str, account_id: str) -> tuple[str, ...]:
+        """Remove the account's subscriptions of ``api``; what was removed (ProviderError if a
+        removal failed)."""
+        ...
+
+    async def repair(self, api: str, tokens: Mapping[str, str]) -> list[SubscriptionCheck]:
+        """Check every account of ``api`` (account id -> its token) and re-create what each lacks;
+        one check per account (an API with nothing to check answers an empty list)."""
         ...
 
 

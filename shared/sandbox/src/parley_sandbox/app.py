@@ -233,6 +233,11 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         x("/oauth2/token", api.x_token_endpoint, post),
         x("/users/me", api.x_me, get),
         x("/account_activity/webhooks/{webhook_id}/subscriptions/all", api.x_subscribe, post),
+        x(
+            "/account_activity/webhooks/{webhook_id}/subscriptions/{user_id}/all",
+            api.x_unsubscribe,
+            ["DELETE"],
+        ),
         x("/activity/subscriptions", api.x_activity_subscriptions, get_post),
         x("/activity/subscriptions/{subscription_id}", api.x_activity_subscription, ["DELETE"]),
         x("/dm_conversations/with/{participant_id}/messages", api.x_send_dm, post, send=True),

@@ -33,6 +33,10 @@ from parley_onboarding.domain.errors import Conflict, DomainError
 
 DISPLAY_NAME_MAX = 255
 DEFAULT_AUTO_RESOLVE_S = 30 * 24 * 3600
+X_APIS = ("activity", "account_activity")
+"""X's delivery APIs a channel may use: the X Activity API, and the Account Activity API X ends on
+2027-01-01. An X channel stored before the ``x_api`` setting existed was subscribed through the
+second, and reads as it."""
 SETTING_FIELDS = (
     "display_name",
     "auto_ownership",
@@ -40,6 +44,7 @@ SETTING_FIELDS = (
     "auto_resolve_pending_s",
     "human_agent_tag",
     "text_limit",
+    "x_api",
 )
 ACCESS_FIELDS = ("user_access", "team_access", "all_users_role", "all_teams_role")
 
@@ -60,6 +65,8 @@ class Settings:
     auto_resolve_pending_s: int | None = DEFAULT_AUTO_RESOLVE_S
     human_agent_tag: bool = False
     text_limit: int | None = None
+    x_api: str | None = None
+    """X only: the delivery API its subscriptions use (None on an X channel: ``account_activity``)."""
 
     def validated(self) -> Settings:
         if self.display_name is not None:
@@ -86,6 +93,8 @@ class Settings:
                 )
         if self.text_limit is not None and self.text_limit < 1:
             raise DomainError("INVALID_SETTING", "text_limit must be positive", field="text_limit")
+        if self.x_api is not None and self.x_api not in X_APIS:
+            raise DomainError("INVALID_SETTING", f"x_api is one of {', '.join(X_APIS)}", field="x_api")
         return self
 
 
@@ -130,6 +139,7 @@ class Channel:
         business_account_id: str | None = None,
         token_expires_at: datetime | None = None,
         scopes: tuple[str, ...] = (),
+        x_api: str | None = None,
     ) -> tuple[Channel, list[Event]]:
         channel = cls(
             id=channel_id_for(tenant_id, provider, account_id),
@@ -139,7 +149,7 @@ class Channel:
             status=ChannelStatus.ACTIVE,
             connected_by=actor_id,
             business_account_id=business_account_id,
-            settings=Settings(display_name=display_name).validated(),
+            settings=Settings(display_name=display_name, x_api=x_api).validated(),
             token_expires_at=token_expires_at,
             scopes=scopes,
         )
@@ -154,6 +164,8 @@ class Channel:
         unknown = set(changes) - set(SETTING_FIELDS)
         if unknown:
             raise DomainError("UNKNOWN_SETTING", f"unknown settings: {', '.join(sorted(unknown))}")
+        if "x_api" in changes and self.provider is not Provider.X:
+            raise DomainError("UNKNOWN_SETTING", "x_api is a setting of X channels", field="x_api")
         updated = replace(self.settings, **changes).validated()
         changed = tuple(f for f in SETTING_FIELDS if getattr(updated, f) != getattr(self.settings, f))
         if not changed:
@@ -168,6 +180,13 @@ class Channel:
             return []
         self.access = access
         return self._changed(changed, actor_id, at)
+
+    @property
+    def x_api(self) -> str | None:
+        """The X delivery API of an X channel (``account_activity`` if it predates the setting)."""
+        if self.provider is not Provider.X:
+            return None
+        return self.settings.x_api or X_APIS[1]
 
     def check_token_expiry(self, now: datetime, lead: timedelta) -> list[Event]:
         """Warn once per expiry date when the token expires within ``lead``."""

@@ -8,7 +8,7 @@ inside ``create_api`` when it reads the route signatures.
 """
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI
 from parley_events import ChannelRole, ChannelStatus, Provider
@@ -48,6 +48,11 @@ class SettingsPatch(BaseModel):
     auto_resolve_pending_s: int | None = Field(default=None, description="Seconds; send 0 to turn off.")
     human_agent_tag: bool | None = None
     text_limit: int | None = Field(default=None, description="Characters; send 0 to remove the override.")
+    x_api: Literal["activity", "account_activity"] | None = Field(
+        default=None,
+        description="X channels: the delivery API (switching subscribes through the new one, then "
+        "removes the old one's subscriptions).",
+    )
 
 
 class AccessIn(BaseModel):
@@ -111,6 +116,7 @@ def channel_out(channel: Channel) -> ChannelOut:
             "auto_resolve_pending_s": channel.settings.auto_resolve_pending_s,
             "human_agent_tag": channel.settings.human_agent_tag,
             "text_limit": channel.settings.text_limit,
+            **({"x_api": channel.x_api} if channel.x_api is not None else {}),
         },
         access={
             "user_access": dict(channel.access.user_access),
@@ -210,13 +216,23 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
         """Change settings; 0 turns an auto-resolve threshold or text limit off."""
         admin(principal)
         changes = body.model_dump(exclude_unset=True)
-        nulls = [k for k in ("auto_ownership", "human_agent_tag") if k in changes and changes[k] is None]
+        nulls = [
+            k for k in ("auto_ownership", "human_agent_tag", "x_api") if k in changes and changes[k] is None
+        ]
         if nulls:
             raise ApiError(
                 422,
                 "VALIDATION_ERROR",
                 f"invalid: body.{nulls[0]}",
-                fields=[{"field": f"body.{k}", "message": "must be true or false"} for k in nulls],
+                fields=[
+                    {
+                        "field": f"body.{k}",
+                        "message": "must be activity or account_activity"
+                        if k == "x_api"
+                        else "must be true or false",
+                    }
+                    for k in nulls
+                ],
             )
         for key in ("auto_resolve_new_s", "auto_resolve_pending_s", "text_limit"):
             if changes.get(key) == 0:
@@ -241,6 +257,23 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
         """Ask the provider whether the channel's token still works; marks it for reconnect if not."""
         admin(principal)
         return channel_out(await service.check_channel_token(principal.tenant_id, channel_id))
+
+    @api.post("/channels/{channel_id}/subscriptions/repair", responses=ask_provider)
+    async def repair_subscriptions(
+        principal: Annotated[Principal, caller], channel_id: str
+    ) -> dict[str, Any]:
+        """Check the channel's webhook subscriptions now and re-create what is missing (X channels on
+        the X Activity API); publishes subscription_repaired or subscription_lost as the timer does."""
+        admin(principal)
+        check = await service.repair_channel_subscriptions(principal.tenant_id, channel_id, principal.user_id)
+        if check is None:
+            return {"checked": False, "restored": [], "missing": [], "reason": None}
+        return {
+            "checked": True,
+            "restored": list(check.restored),
+            "missing": list(check.missing),
+            "reason": check.reason,
+        }
 
     @api.delete("/channels/{channel_id}", response_model=ChannelOut, responses=change)
     async def disconnect(principal: Annotated[Principal, caller], channel_id: str) -> ChannelOut:
