@@ -10,7 +10,13 @@ import pytest
 from parley_onboarding.adapters.stores import MongoOnboardingStore, OnboardingStore
 from parley_policy.adapters.postgres import PostgresPolicyStore, PostgresPolicyTemplates
 from parley_policy.adapters.stores import PolicyStore, PolicyStorePort, PolicyTemplates, TemplatesPort
-from parley_providers.base import AccountConnector, NumberConnector, PageConnector, TokenCheck
+from parley_providers.base import (
+    AccountConnector,
+    NumberConnector,
+    PageConnector,
+    SubscriptionKeeper,
+    TokenCheck,
+)
 from parley_providers.meta.connect import MetaConnector
 from parley_providers.whatsapp.connect import WhatsAppConnector
 from parley_providers.x.connect import XConnector
@@ -40,6 +46,7 @@ PORTS = [
     (OnboardingStore, FakeOnboardingStore, MongoOnboardingStore),
     (PageConnector, FakePageConnector, MetaConnector),
     (AccountConnector, FakeAccountConnector, XConnector),
+    (SubscriptionKeeper, FakeAccountConnector, XConnector),
     (NumberConnector, FakeNumberConnector, WhatsAppConnector),
     (TokenCheck, FakePageConnector, MetaConnector),
     (TokenCheck, FakeNumberConnector, WhatsAppConnector),

@@ -298,10 +298,18 @@ class OnboardingService:
     async def update_settings(
         self, tenant_id: str, channel_id: str, changes: dict[str, Any], actor_id: str
     ) -> Channel:
-        if changes.get("x_api") is not None:
+        changes = dict(changes)
+        api = changes.pop("x_api", None)
+        if api is not None:
             channel = await self.channel(tenant_id, channel_id)
-            if channel.x_api is not None and changes["x_api"] != channel.x_api:
-                await self._switch_delivery_api(channel, changes["x_api"])
+            if channel.x_api != api:
+                # subscribed through the new API and unsubscribed from the old before it is recorded
+                await self._switch_delivery_api(channel, api)
+                await self._change_channel(
+                    tenant_id, channel_id, lambda c: c.use_x_api(api, actor_id, self.clock())
+                )
+        if not changes:
+            return await self.channel(tenant_id, channel_id)
         return await self._change_channel(
             tenant_id, channel_id, lambda c: c.update_settings(changes, actor_id, self.clock())
         )
@@ -593,6 +601,8 @@ class OnboardingService:
         """Move an X channel to another delivery API: subscribe through the new one first, then
         remove the old one's subscriptions, so no message falls between them (while both deliver,
         a message arrives twice with one id and is kept once)."""
+        if channel.x_api is None:
+            raise DomainError("UNKNOWN_SETTING", "x_api is a setting of X channels", field="x_api")
         keeper = self._keeper(channel.provider)
         if keeper is None or api not in keeper.delivery_apis:
             raise DomainError(

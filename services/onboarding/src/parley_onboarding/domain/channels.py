@@ -44,7 +44,6 @@ SETTING_FIELDS = (
     "auto_resolve_pending_s",
     "human_agent_tag",
     "text_limit",
-    "x_api",
 )
 ACCESS_FIELDS = ("user_access", "team_access", "all_users_role", "all_teams_role")
 
@@ -164,8 +163,6 @@ class Channel:
         unknown = set(changes) - set(SETTING_FIELDS)
         if unknown:
             raise DomainError("UNKNOWN_SETTING", f"unknown settings: {', '.join(sorted(unknown))}")
-        if "x_api" in changes and self.provider is not Provider.X:
-            raise DomainError("UNKNOWN_SETTING", "x_api is a setting of X channels", field="x_api")
         updated = replace(self.settings, **changes).validated()
         changed = tuple(f for f in SETTING_FIELDS if getattr(updated, f) != getattr(self.settings, f))
         if not changed:
@@ -180,6 +177,18 @@ class Channel:
             return []
         self.access = access
         return self._changed(changed, actor_id, at)
+
+    def use_x_api(self, api: str, actor_id: str, at: datetime) -> list[Event]:
+        """Record the X delivery API the channel's subscriptions now use (the service subscribes
+        through it first). Not in the snapshot: only onboarding acts on it."""
+        self._require_connected()
+        if self.provider is not Provider.X:
+            raise DomainError("UNKNOWN_SETTING", "x_api is a setting of X channels", field="x_api")
+        updated = replace(self.settings, x_api=api).validated()
+        if updated.x_api == self.x_api:
+            return []
+        self.settings = updated
+        return self._changed(("x_api",), actor_id, at)
 
     @property
     def x_api(self) -> str | None:
