@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import orjson
 from parley_events import ChannelSnapshot, Event, Provider, WebhookReceived
+from parley_providers import registry
 from parley_shared.channels import KafkaChannelDirectory
 from parley_shared.kafka import PermanentError
 from parley_shared.logging import get_logger
@@ -39,6 +40,10 @@ class UnprocessableDelivery(PermanentError):
 
 
 Lookup = Callable[[Provider, str], ChannelSnapshot | None]
+
+
+UNATTRIBUTED = "unattributed"
+"""The channel label of a billed delivery for an account no channel holds."""
 
 
 class Normalizer:
@@ -120,4 +125,20 @@ class Normalizer:
             if channel is not None:
                 update = template_event(template, channel.tenant_id, raw.delivery_id)
                 await self.emit(update, update.event_id, Provider.WHATSAPP.value)
+        self.count_charge(raw, payload)
         return result.failures
+
+    def count_charge(self, raw: WebhookReceived, payload: object) -> None:
+        """Count what the provider bills for this delivery, per channel and category, once per
+        delivery (a redelivered record, or the same bytes sent again, is billed once)."""
+        charged = registry.delivery_charge(raw.provider, payload)
+        key = f"charge:{raw.delivery_id}"
+        if charged is None or key in self.recent:
+            return
+        channel = self.directory.lookup(charged.provider, charged.account_id)
+        metrics.PROVIDER_CHARGES.labels(
+            provider=charged.provider.value,
+            channel_id=channel.channel_id if channel is not None else UNATTRIBUTED,
+            category=charged.charge.category,
+        ).inc()
+        self.recent.add(key)

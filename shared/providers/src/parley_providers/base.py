@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
@@ -23,8 +24,10 @@ __all__ = [
     "AccountConnector",
     "ApiVersionStatus",
     "AuthorizedAccount",
+    "Charge",
     "Connector",
     "ConnectorFactory",
+    "DeliveryCharge",
     "GrantedPage",
     "HandshakeAnswer",
     "NumberConnector",
@@ -294,6 +297,25 @@ ConnectorFactory = Callable[[httpx.AsyncClient, Any], "Connector | None"]
 
 
 @dataclass(frozen=True)
+class Charge:
+    """What the provider bills for one delivered event or one reply: its category (a metric label
+    from the provider's fixed set), whether it is billed, and the documented unit price."""
+
+    category: str
+    billed: bool
+    usd: Decimal | None
+
+
+@dataclass(frozen=True)
+class DeliveryCharge:
+    """The charge of one webhook delivery and the account it was delivered for."""
+
+    provider: Provider
+    account_id: str
+    charge: Charge
+
+
+@dataclass(frozen=True)
 class ProviderPlugin:
     """Everything one provider package offers the services through the registry."""
 
@@ -313,3 +335,7 @@ class ProviderPlugin:
     """How this provider's accounts are connected (onboarding's connect flows)."""
     api_versions: Callable[[Any, date], Sequence[ApiVersionStatus]] | None = None
     """The API versions a service's settings configure for this provider, and their end of life."""
+    delivery_charge: Callable[[Any], DeliveryCharge | None] | None = None
+    """What the provider bills for one delivery to this plugin's webhook (None: not billed per event)."""
+    reply_charge: Callable[[str, str], Charge | None] | None = None
+    """What the provider bills for sending one reply of a kind with a text (None: not billed per send)."""
