@@ -765,3 +765,19 @@ async def test_a_template_review_is_published_for_each_channel_of_the_tenant_on_
         "APPROVED",
     )
     assert published.event_id == f"tplch_{mine.id}_tpl_1"
+
+
+async def test_a_channel_on_an_api_the_deployment_no_longer_offers_is_refused_not_failed() -> None:
+    h = Harness()
+    h.accounts.authorizes("code", "42", "acme")
+    channel = await h.service.connect_x(ACME, ADMIN, "code", REDIRECT, "verifier")
+    h.accounts.delivery_apis = ("account_activity",)  # the X Activity API's settings were removed
+    h.accounts.authorizes("again", "42", "acme")
+    for attempt in (
+        h.service.connect_x(ACME, ADMIN, "again", REDIRECT, "verifier"),
+        h.service.repair_channel_subscriptions(ACME, channel.id, ADMIN),
+    ):
+        with pytest.raises(DomainError) as exc:
+            await attempt
+        assert exc.value.code == "X_API_NOT_CONFIGURED"
+    assert h.accounts.made("subscribe_via") == [("activity", "42", "tok-42")]  # only the first connect

@@ -6,8 +6,9 @@ from prometheus_client import Counter
 
 PAGE_UNSUBSCRIBES = Counter(
     "parley_onboarding_page_unsubscribes",
-    "Disconnects that removed the app from a Page: unsubscribed, failed (the provider refused or did "
-    "not answer; the disconnect went on) or no_credential.",
+    "Removals of the app's webhook subscriptions for a channel (a Page's on a disconnect; an X "
+    "handle's on a disconnect or when it switches X API): unsubscribed, failed (the provider refused "
+    "or did not answer; the disconnect or switch went on) or no_credential.",
     ["provider", "outcome"],
 )
 SUBSCRIPTION_CHECKS = Counter(

@@ -73,6 +73,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _api_not_configured(api: str) -> DomainError:
+    return DomainError(
+        "X_API_NOT_CONFIGURED", f"this deployment cannot subscribe X channels through {api}", field="x_api"
+    )
+
+
 def _not_subscribed(check: SubscriptionCheck) -> DomainError:
     error = DomainError(
         "SUBSCRIPTION_FAILED",
@@ -581,6 +587,8 @@ class OnboardingService:
             # a reconnect keeps the channel's API; a new handle gets the deployment's first
             existing = await self.stores.channel(channel_id_for(tenant_id, Provider.X, account.id))
             api = (existing.x_api if existing is not None else None) or keeper.delivery_apis[0]
+            if api not in keeper.delivery_apis:
+                raise _api_not_configured(api)
             check = await keeper.subscribe_via(api, account.id, account.token.access_token)
             if not check.complete:
                 raise _not_subscribed(check)
@@ -605,11 +613,7 @@ class OnboardingService:
             raise DomainError("UNKNOWN_SETTING", "x_api is a setting of X channels", field="x_api")
         keeper = self._keeper(channel.provider)
         if keeper is None or api not in keeper.delivery_apis:
-            raise DomainError(
-                "X_API_NOT_CONFIGURED",
-                f"this deployment cannot subscribe X channels through {api}",
-                field="x_api",
-            )
+            raise _api_not_configured(api)
         credential = await self.stores.credential(channel.id)
         if credential is None or channel.status is not ChannelStatus.ACTIVE:
             raise Conflict("RECONNECT_REQUIRED", "reconnect the channel before switching its X API")
@@ -658,6 +662,9 @@ class OnboardingService:
             return None
         if channel.status is not ChannelStatus.ACTIVE:
             raise Conflict("RECONNECT_REQUIRED", "only an active channel's subscriptions are checked")
+        keeper = self._keeper(channel.provider)
+        if keeper is not None and channel.x_api not in keeper.delivery_apis:
+            raise _api_not_configured(channel.x_api)
         found: list[SubscriptionCheck] = []
         await self._check_channels(channel.provider, channel.x_api, [channel], actor_id, found)
         return found[0] if found else None
