@@ -39,15 +39,25 @@ class ChannelOut(BaseModel):
     revision: int
 
 
+INT64_MAX = 2**63 - 1
+"""The largest integer the store keeps (BSON and PostgreSQL bigint): a larger one is a 422, not a 500."""
+
+
 class SettingsPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     display_name: str | None = Field(default=None, max_length=255)
     auto_ownership: bool | None = None
-    auto_resolve_new_s: int | None = Field(default=None, description="Seconds; send 0 to turn off.")
-    auto_resolve_pending_s: int | None = Field(default=None, description="Seconds; send 0 to turn off.")
+    auto_resolve_new_s: int | None = Field(
+        default=None, le=INT64_MAX, description="Seconds; send 0 to turn off."
+    )
+    auto_resolve_pending_s: int | None = Field(
+        default=None, le=INT64_MAX, description="Seconds; send 0 to turn off."
+    )
     human_agent_tag: bool | None = None
-    text_limit: int | None = Field(default=None, description="Characters; send 0 to remove the override.")
+    text_limit: int | None = Field(
+        default=None, le=INT64_MAX, description="Characters; send 0 to remove the override."
+    )
     x_api: Literal["activity", "account_activity"] | None = Field(
         default=None,
         description="X channels: the delivery API (switching subscribes through the new one, then "
