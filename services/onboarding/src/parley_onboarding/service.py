@@ -309,11 +309,7 @@ class OnboardingService:
         if api is not None:
             channel = await self.channel(tenant_id, channel_id)
             if channel.x_api != api:
-                # subscribed through the new API and unsubscribed from the old before it is recorded
-                await self._switch_delivery_api(channel, api)
-                await self._change_channel(
-                    tenant_id, channel_id, lambda c: c.use_x_api(api, actor_id, self.clock())
-                )
+                await self._switch_delivery_api(channel, api, actor_id)
         if not changes:
             return await self.channel(tenant_id, channel_id)
         return await self._change_channel(
@@ -605,10 +601,13 @@ class OnboardingService:
             x_api=api,
         )
 
-    async def _switch_delivery_api(self, channel: Channel, api: str) -> None:
-        """Move an X channel to another delivery API: subscribe through the new one first, then
+    async def _switch_delivery_api(self, channel: Channel, api: str, actor_id: str) -> None:
+        """Move an X channel to another delivery API: subscribe through the new one, record it, then
         remove the old one's subscriptions, so no message falls between them (while both deliver,
-        a message arrives twice with one id and is kept once)."""
+        a message arrives twice with one id and is kept once). Stopped before it is recorded, the
+        channel is on the old API with the new one's subscriptions too (repeating the switch
+        finishes it); a removal that fails after it is recorded is logged and counted, and what is
+        left over delivers duplicates the normalizer drops. Nothing is lost either way."""
         if channel.x_api is None:
             raise DomainError("UNKNOWN_SETTING", "x_api is a setting of X channels", field="x_api")
         keeper = self._keeper(channel.provider)
@@ -620,8 +619,11 @@ class OnboardingService:
         check = await keeper.subscribe_via(api, channel.account_id, credential.access_token)
         if not check.complete:
             raise _not_subscribed(check)
-        if channel.x_api is not None:
-            await self._unsubscribe_via(keeper, channel, channel.x_api)
+        old = channel.x_api
+        await self._change_channel(
+            channel.tenant_id, channel.id, lambda c: c.use_x_api(api, actor_id, self.clock())
+        )
+        await self._unsubscribe_via(keeper, channel, old)
 
     async def _unsubscribe_via(self, keeper: SubscriptionKeeper, channel: Channel, api: str) -> None:
         """Remove the channel's subscriptions of ``api``; a failure is logged and counted, never raised
