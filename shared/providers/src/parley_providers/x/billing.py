@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from parley_events import Provider
+
 from parley_providers.base import Charge, DeliveryCharge
 from parley_providers.x import activity
 from parley_providers.x.length import has_url
@@ -111,8 +113,6 @@ def reply_charge(kind: str, text: str) -> Charge:
 def webhook_charge(payload: Any) -> DeliveryCharge | None:
     """The charge of one delivery to X's webhook and the handle it was delivered for (the
     subscription filter's ``user_id``); None when X does not bill it per event."""
-    from parley_events import Provider
-
     charge = delivery_charge(payload)
     if charge is None:
         return None
