@@ -351,7 +351,7 @@ async def test_onboarding_publishes_template_reviews_from_its_router_serves_its_
     listed = await call(wiring, "GET", "/v1/channels", headers=admin_bearer())
     assert listed.status_code == 200
     assert [c["id"] for c in listed.json()] == [number.id]
-    assert [p.name for p in wiring.periodic] == ["token-expiry", "connection-prune"]
+    assert [p.name for p in wiring.periodic] == ["token-expiry", "connection-prune", "subscription-check"]
 
 
 # --- ingest and the normalizer -------------------------------------------------------------------
