@@ -17,6 +17,9 @@ DEV_DEFAULTS = {
     "PARLEY_X_CLIENT_ID": "dev-x-client",
     "PARLEY_X_CLIENT_SECRET": "dev-x-client-secret",
     "PARLEY_X_WEBHOOK_ID": "dev-x-webhook",
+    # the X Activity API: the sandbox's numeric webhook and its app Bearer token
+    "PARLEY_X_ACTIVITY_WEBHOOK_ID": "1000000000000000001",
+    "PARLEY_X_BEARER_TOKEN": "dev-x-bearer-token",
     # the provider sandbox stands in for Meta and X on a laptop
     "PARLEY_GRAPH_BASE_URL": "http://127.0.0.1:8090",
     "PARLEY_X_API_BASE_URL": "http://127.0.0.1:8090",

@@ -127,7 +127,9 @@ async def test_parley_sandbox_command_serves_with_its_arguments() -> None:
 def test_the_default_configuration_matches_the_development_stack() -> None:
     devenv = (ROOT / "scripts" / "devenv.py").read_text()
     state = state_from_args(build_parser().parse_args([]))
-    for value in (state.meta_app_id, state.meta_app_secret, state.x_client_id, state.x_client_secret):
+    values = (state.meta_app_id, state.meta_app_secret, state.x_client_id, state.x_client_secret)
+    for value in (*values, state.x_bearer_token):
         assert f'"{value}"' in devenv
-    assert list(state.x_webhooks) == ["dev-x-webhook"]
-    assert '"dev-x-webhook"' in devenv
+    assert list(state.x_webhooks) == ["dev-x-webhook", "1000000000000000001"]
+    assert '"PARLEY_X_WEBHOOK_ID": "dev-x-webhook"' in devenv
+    assert '"PARLEY_X_ACTIVITY_WEBHOOK_ID": "1000000000000000001"' in devenv

@@ -4,25 +4,20 @@ one ``message.received``, and an encrypted XChat message is one flagged ``encryp
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from parley_events import Provider, qualify, topics
-from parley_ingest.bootstrap import create_ingest_app, create_normalizer_app
+from parley_ingest.bootstrap import create_normalizer_app
 from parley_ingest.settings import IngestSettings, NormalizerSettings
 from parley_providers.x.client import XClient
 from parley_providers.x.subscriptions import ensure
 from parley_sandbox import SandboxState, serve_sandbox
 
 from tests.conftest import Infra
-from tests.support.apps import app_of, running, scrape_metrics
+from tests.support.apps import app_of, running, scrape_metrics, served_ingest
 from tests.support.kafka import publish_channel, read_records
 
 pytestmark = pytest.mark.integration
@@ -30,28 +25,6 @@ pytestmark = pytest.mark.integration
 HANDLE = "3000000000000000001"
 CUSTOMER = "3000000000000000777"
 WEBHOOK = "1900000000000000001"
-
-
-@asynccontextmanager
-async def served_ingest(settings: IngestSettings) -> AsyncIterator[str]:
-    """Ingest with its lifespan, served by uvicorn on a free port so the sandbox can POST to it."""
-    app = create_ingest_app(settings)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
-    async with app.router.lifespan_context(app):
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        try:
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("ingest stopped during start-up")
-                await asyncio.sleep(0.01)
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}/webhooks/x"
-        finally:
-            server.should_exit = True
-            await task
-            sock.close()
 
 
 async def admin(http: httpx.AsyncClient, url: str, path: str, body: dict[str, Any]) -> Any:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import uvicorn
+from parley_ingest.bootstrap import create_ingest_app
+from parley_ingest.settings import IngestSettings
 from starlette.applications import Starlette
 
 
@@ -39,3 +44,25 @@ def app_of(client: httpx.AsyncClient) -> Starlette:
     app = transport.app
     assert isinstance(app, Starlette)
     return app
+
+
+@asynccontextmanager
+async def served_ingest(settings: IngestSettings) -> AsyncIterator[str]:
+    """Ingest with its lifespan, served by uvicorn on a free port so the sandbox can POST to it."""
+    app = create_ingest_app(settings)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+    async with app.router.lifespan_context(app):
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("ingest stopped during start-up")
+                await asyncio.sleep(0.01)
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}/webhooks/x"
+        finally:
+            server.should_exit = True
+            await task
+            sock.close()

@@ -356,6 +356,7 @@ async def test_onboarding_publishes_template_reviews_from_its_router_serves_its_
         "token-expiry",
         "connection-prune",
         "subscription-check",
+        "x-subscription-check",
         "login-token-refresh",
     ]
 

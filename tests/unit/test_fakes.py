@@ -17,6 +17,7 @@ from parley_providers.base import (
     NumberConnector,
     PageConnector,
     SubscriptionCheck,
+    SubscriptionKeeper,
     TokenCheck,
 )
 from parley_providers.meta.connect import MetaConnector, MetaInstagramConnector
@@ -50,6 +51,7 @@ PORTS = [
     (OnboardingStore, FakeOnboardingStore, PostgresOnboardingStore),
     (PageConnector, FakePageConnector, MetaConnector),
     (AccountConnector, FakeAccountConnector, XConnector),
+    (SubscriptionKeeper, FakeAccountConnector, XConnector),
     (NumberConnector, FakeNumberConnector, WhatsAppConnector),
     (TokenCheck, FakePageConnector, MetaConnector),
     (SubscriptionCheck, FakePageConnector, MetaConnector),

@@ -11,7 +11,13 @@ import httpx
 import pytest
 from parley_events import Provider
 from parley_providers import registry
-from parley_providers.base import AccountConnector, NumberConnector, PageConnector, TokenCheck
+from parley_providers.base import (
+    AccountConnector,
+    NumberConnector,
+    PageConnector,
+    SubscriptionKeeper,
+    TokenCheck,
+)
 from parley_providers.meta.connect import DEFAULT_INSTAGRAM_PERMISSIONS, DEFAULT_PAGE_PERMISSIONS
 from parley_providers.whatsapp.connect import NUMBER_RULES, display_name_problem
 from pydantic import SecretStr
@@ -60,6 +66,21 @@ async def test_x_is_not_connectable_without_its_client_and_webhook(unset: dict[s
         connectors = registry.connectors(http, settings(**unset))
     assert Provider.X not in connectors
     assert Provider.MESSENGER in connectors
+
+
+async def test_x_offers_the_activity_api_first_once_its_webhook_and_the_apps_bearer_token_are_set() -> None:
+    xaa = {"x_activity_webhook_id": "1900000000000000001", "x_bearer_token": SecretStr("app-bearer-value")}
+    async with httpx.AsyncClient() as http:
+        both = registry.connectors(http, settings(**xaa))[Provider.X]
+        no_bearer = registry.connectors(http, settings(**{**xaa, "x_bearer_token": None}))[Provider.X]
+        plain = registry.connectors(http, settings())[Provider.X]
+        with pytest.raises(ValueError, match="1-19 digits"):
+            registry.connectors(http, settings(**{**xaa, "x_activity_webhook_id": "dev-x-webhook"}))
+    assert isinstance(both, SubscriptionKeeper) and isinstance(plain, SubscriptionKeeper)
+    assert both.delivery_apis == ("activity", "account_activity")
+    assert isinstance(no_bearer, SubscriptionKeeper)
+    assert no_bearer.delivery_apis == plain.delivery_apis == ("account_activity",)
+    assert "app-bearer-value" not in repr(both)
 
 
 async def test_metas_permissions_default_to_its_own_list_and_settings_may_replace_them() -> None:

@@ -15,6 +15,7 @@ from parley_events import (
     ChannelReauthRequired,
     ChannelReconnected,
     ChannelRole,
+    ChannelSettingsChanged,
     ChannelSnapshot,
     ChannelStatus,
     ChannelSubscriptionLost,
@@ -38,6 +39,7 @@ from parley_providers.base import Connector, GrantedPage, PageGrant, TokenRefusa
 from parley_providers.meta.connect import DEFAULT_INSTAGRAM_PERMISSIONS, DEFAULT_PAGE_PERMISSIONS
 from parley_providers.meta.instagram import DEFAULT_INSTAGRAM_LOGIN_SCOPES
 from parley_providers.oauth import UserToken
+from parley_shared.vault import Credential
 
 from tests.support.fakes.onboarding import (
     FakeAccountConnector,
@@ -300,8 +302,11 @@ async def test_x_authorizes_subscribes_and_makes_one_channel_per_handle() -> Non
         "42",
         "@acme",
     )
-    assert [c[0] for c in h.accounts.calls] == ["authorize", "subscribe"]
+    assert [c[0] for c in h.accounts.calls] == ["authorize", "subscribe_via"]
     assert h.accounts.made("authorize") == [("code-1", REDIRECT, "verifier")]
+    # a new handle gets the first delivery API the deployment offers (the X Activity API)
+    assert h.accounts.made("subscribe_via") == [("activity", "42", "tok-42")]
+    assert channel.x_api == "activity" == h.store.channels[channel.id].settings.x_api
     credential = h.store.credentials[channel.id]
     assert (credential.access_token, credential.refresh_token, credential.scopes) == (
         "tok-42",
@@ -316,10 +321,139 @@ async def test_x_authorizes_subscribes_and_makes_one_channel_per_handle() -> Non
 async def test_an_x_account_whose_subscription_fails_is_not_connected() -> None:
     h = Harness()
     h.accounts.authorizes("code", "42", "acme")
-    h.accounts.fail("subscribe", refused("x", 403, None, ErrorKind.PERMISSION_MISSING))
+    h.accounts.fail("subscribe_via", refused("x", 503, None, ErrorKind.RETRYABLE))
     with pytest.raises(ProviderError):
         await h.service.connect_x(ACME, ADMIN, "code", REDIRECT, "verifier")
     assert h.store.channels == {} and h.store.account_claims == {} and h.store.credentials == {}
+
+
+async def test_an_x_account_with_an_event_type_refused_is_not_connected_and_says_what_is_missing() -> None:
+    h = Harness()
+    h.accounts.authorizes("code", "42", "acme")
+    h.accounts.refusing["42"] = "permission_missing"
+    with pytest.raises(DomainError) as exc:
+        await h.service.connect_x(ACME, ADMIN, "code", REDIRECT, "verifier")
+    assert (exc.value.code, exc.value.status) == ("SUBSCRIPTION_FAILED", 502)
+    assert exc.value.details == {"missing": ["dm.received"], "reason": "permission_missing"}
+    assert h.store.channels == {} and h.store.credentials == {}
+
+
+async def aaa_channel(h: Harness, account_id: str = "42") -> Channel:
+    """An X channel stored before the x_api setting existed (no x_api: the Account Activity API)."""
+    channel, _ = Channel.connect(
+        tenant_id=ACME, provider=Provider.X, account_id=account_id, actor_id=ADMIN, at=T0
+    )
+    await h.store.save_channel(channel)
+    await h.store.put_credential(Credential(channel.id, f"tok-{account_id}", None))
+    h.accounts.apis[account_id] = {"account_activity"}
+    return channel
+
+
+async def test_an_x_channel_stored_before_the_setting_reconnects_through_account_activity() -> None:
+    h = Harness()
+    channel = await aaa_channel(h)
+    assert (await h.service.channel(ACME, channel.id)).x_api == "account_activity"
+    h.accounts.authorizes("code", "42", "acme")
+    again = await h.service.connect_x(ACME, ADMIN, "code", REDIRECT, "verifier")
+    assert again.id == channel.id and again.x_api == "account_activity"
+    assert h.accounts.made("subscribe_via") == [("account_activity", "42", "tok-42")]
+
+
+async def test_switching_to_the_activity_api_subscribes_first_then_drops_account_activity() -> None:
+    h = Harness()
+    channel = await aaa_channel(h)
+    switched = await h.service.update_settings(ACME, channel.id, {"x_api": "activity"}, ADMIN)
+    assert switched.x_api == "activity"
+    assert [c[:3] for c in h.accounts.calls] == [
+        ("subscribe_via", "activity", "42"),
+        ("unsubscribe_via", "account_activity", "42"),
+    ]
+    assert h.accounts.apis["42"] == {"activity"}
+    [changed] = h.of(ChannelSettingsChanged)
+    assert changed.changed == ("x_api",)
+    # switching again to the same API does nothing
+    await h.service.update_settings(ACME, channel.id, {"x_api": "activity"}, ADMIN)
+    assert len(h.accounts.calls) == 2 and len(h.of(ChannelSettingsChanged)) == 1
+
+
+async def test_a_switch_the_provider_refuses_keeps_the_old_api_subscribed_and_recorded() -> None:
+    h = Harness()
+    channel = await aaa_channel(h)
+    h.accounts.refusing["42"] = "reauth_required"
+    with pytest.raises(DomainError) as exc:
+        await h.service.update_settings(ACME, channel.id, {"x_api": "activity"}, ADMIN)
+    assert exc.value.code == "SUBSCRIPTION_FAILED"
+    assert (await h.service.channel(ACME, channel.id)).x_api == "account_activity"
+    assert h.accounts.made("unsubscribe_via") == [] and h.accounts.apis["42"] == {"account_activity"}
+
+
+async def test_x_api_is_refused_on_other_channels_and_outside_its_values() -> None:
+    h = Harness()
+    meta = (await h.connect(page()))[PAGE]
+    with pytest.raises(DomainError):
+        await h.service.update_settings(ACME, meta.id, {"x_api": "activity"}, ADMIN)
+    x = await aaa_channel(h)
+    with pytest.raises(DomainError):
+        await h.service.update_settings(ACME, x.id, {"x_api": "streaming"}, ADMIN)
+
+
+async def test_disconnecting_an_x_channel_removes_its_subscriptions_of_its_api() -> None:
+    h = Harness()
+    h.accounts.authorizes("code", "42", "acme")
+    channel = await h.service.connect_x(ACME, ADMIN, "code", REDIRECT, "verifier")
+    await h.service.disconnect(ACME, channel.id, ADMIN)
+    assert h.accounts.made("unsubscribe_via") == [("activity", "42")]
+    assert h.accounts.subscribed == set()
+
+
+async def test_a_removal_that_fails_does_not_stop_the_disconnect() -> None:
+    h = Harness()
+    h.accounts.authorizes("code", "42", "acme")
+    channel = await h.service.connect_x(ACME, ADMIN, "code", REDIRECT, "verifier")
+    h.accounts.fail("unsubscribe_via", refused("x", 503, None, ErrorKind.RETRYABLE))
+    disconnected = await h.service.disconnect(ACME, channel.id, ADMIN)
+    assert disconnected.status is ChannelStatus.DISCONNECTED and h.store.account_claims == {}
+
+
+async def test_the_subscription_check_restores_what_is_missing_and_says_what_it_cannot() -> None:
+    h = Harness()
+    for code, account in (("c1", "42"), ("c2", "43"), ("c3", "44")):
+        h.accounts.authorizes(code, account, f"acme{account}")
+        await h.service.connect_x(ACME, ADMIN, code, REDIRECT, "verifier")
+    legacy = await aaa_channel(h, "45")
+    h.accounts.lacking["42"] = ("dm.received", "post.mention.create")
+    h.accounts.lacking["43"] = ("chat.received",)
+    h.accounts.refusing["43"] = "reauth_required"
+    assert await h.service.check_kept_subscriptions() == 3  # the Account Activity channel is not checked
+    tokens = dict(h.accounts.made("repair"))["activity"]  # one listing for every handle of the API
+    assert set(tokens) == {"42", "43", "44"} and tokens["42"] == "tok-42"
+    [repaired] = h.of(ChannelSubscriptionRepaired)
+    assert (repaired.channel_id, repaired.restored) == (
+        channel_id_for(ACME, Provider.X, "42"),
+        ["dm.received", "post.mention.create"],
+    )
+    [lost] = h.of(ChannelSubscriptionLost)
+    assert (lost.channel_id, lost.missing, lost.reason) == (
+        channel_id_for(ACME, Provider.X, "43"),
+        ["chat.received"],
+        "reauth_required",
+    )
+    assert legacy.id not in {repaired.channel_id, lost.channel_id}
+
+
+async def test_an_admin_checks_one_channel_and_a_channel_of_another_api_is_not_checked() -> None:
+    h = Harness()
+    h.accounts.authorizes("code", "42", "acme")
+    channel = await h.service.connect_x(ACME, ADMIN, "code", REDIRECT, "verifier")
+    h.accounts.lacking["42"] = ("dm.sent",)
+    check = await h.service.repair_channel_subscriptions(ACME, channel.id, ADMIN)
+    assert check is not None and check.restored == ("dm.sent",)
+    [repaired] = h.of(ChannelSubscriptionRepaired)
+    assert repaired.actor_id == ADMIN
+    legacy = await aaa_channel(h, "45")
+    assert await h.service.repair_channel_subscriptions(ACME, legacy.id, ADMIN) is None
+    with pytest.raises(NotFound):
+        await h.service.repair_channel_subscriptions(GLOBEX, channel.id, ADMIN)
 
 
 async def test_x_without_a_connector_is_not_configured() -> None:
@@ -851,3 +985,19 @@ async def test_a_template_review_is_published_for_each_channel_of_the_tenant_on_
         "APPROVED",
     )
     assert published.event_id == f"tplch_{mine.id}_tpl_1"
+
+
+async def test_a_channel_on_an_api_the_deployment_no_longer_offers_is_refused_not_failed() -> None:
+    h = Harness()
+    h.accounts.authorizes("code", "42", "acme")
+    channel = await h.service.connect_x(ACME, ADMIN, "code", REDIRECT, "verifier")
+    h.accounts.delivery_apis = ("account_activity",)  # the X Activity API's settings were removed
+    h.accounts.authorizes("again", "42", "acme")
+    for attempt in (
+        h.service.connect_x(ACME, ADMIN, "again", REDIRECT, "verifier"),
+        h.service.repair_channel_subscriptions(ACME, channel.id, ADMIN),
+    ):
+        with pytest.raises(DomainError) as exc:
+            await attempt
+        assert exc.value.code == "X_API_NOT_CONFIGURED"
+    assert h.accounts.made("subscribe_via") == [("activity", "42", "tok-42")]  # only the first connect

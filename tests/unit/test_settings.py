@@ -135,3 +135,21 @@ def test_ingest_refuses_to_start_without_its_secrets(capsys: pytest.CaptureFixtu
     err = capsys.readouterr().err
     assert "PARLEY_META_APP_SECRETS" in err
     assert "PARLEY_META_VERIFY_TOKEN" in err
+
+
+@pytest.mark.parametrize("value", ["dev-x-webhook", "", "12345678901234567890", "12 34", "-1"])
+def test_the_x_activity_webhook_id_must_be_one_to_nineteen_digits(value: str) -> None:
+    from parley_onboarding.settings import OnboardingSettings
+    from pydantic import ValidationError
+
+    base = {
+        "encryption_keys": "k1:" + "A" * 43 + "=",
+        "meta_app_id": "app",
+        "meta_app_secret": "secret",
+        "jwt_hs256_secret": "jwt-secret-for-unit-tests-only-32b",
+    }
+    with pytest.raises(ValidationError, match="x_activity_webhook_id"):
+        OnboardingSettings(**base, x_activity_webhook_id=value)
+    accepted = OnboardingSettings(**base, x_activity_webhook_id="1" * 19, x_bearer_token="app-bearer-value")
+    assert accepted.x_activity_webhook_id == "1" * 19
+    assert "app-bearer-value" not in repr(accepted)

@@ -15,6 +15,7 @@ from parley_providers.x.billing import (
     delivery_charge,
     event_charge,
     reply_charge,
+    webhook_charge,
 )
 
 pytestmark = pytest.mark.unit
@@ -83,3 +84,19 @@ def test_a_public_reply_is_a_summoned_post_unless_it_carries_a_url() -> None:
     assert {
         reply_charge(k, t).category for k in ("direct", "mention") for t in ("a", "x.com")
     } <= REPLY_CATEGORIES
+
+
+def test_a_delivery_is_attributed_to_the_handle_its_subscription_filters_on() -> None:
+    from parley_events import Provider
+
+    charged = webhook_charge(load("xaa_dm_received"))
+    assert charged is not None
+    assert (charged.provider, charged.account_id, charged.charge.category) == (
+        Provider.X,
+        "3000000000000000001",
+        "event.dm.received",
+    )
+    assert webhook_charge(load("dm_inbound")) is None  # Account Activity: priced by subscription
+    unfiltered = load("xaa_dm_received")
+    del unfiltered["data"]["filter"]
+    assert webhook_charge(unfiltered) is None  # no handle to attribute it to

@@ -112,6 +112,21 @@ async def test_x_account_activity_subscription(sandbox: Sandbox) -> None:
     assert (await sandbox.admin("GET", "/x/webhooks/1234567890"))["subscriptions"] == ["2244994945"]
 
 
+async def test_x_account_activity_unsubscription_takes_the_apps_bearer_token_only(sandbox: Sandbox) -> None:
+    token = await sandbox.x_connect()
+    await sandbox.admin("POST", "/x/webhooks", {"webhook_id": "1234567890"})
+    await sandbox.x.subscribe_account_activity(token.access_token, "1234567890")
+    bearer = sandbox.state.x_bearer_token
+    error = await fails(
+        sandbox.x.unsubscribe_account_activity(token.access_token, "1234567890", "2244994945")
+    )
+    assert error.status == 403  # a user token is refused
+    await sandbox.x.unsubscribe_account_activity(bearer, "1234567890", "2244994945")
+    assert sandbox.state.x_webhooks["1234567890"] == []
+    error = await fails(sandbox.x.unsubscribe_account_activity(bearer, "1234567890", "2244994945"))
+    assert error.status == 404  # not subscribed (any more)
+
+
 async def test_x_direct_messages_and_replies(sandbox: Sandbox) -> None:
     token = (await sandbox.x_connect()).access_token
     await sandbox.admin("POST", "/x/users", {"id": "5550001", "username": "closed_dms", "accepts_dms": False})
@@ -222,6 +237,13 @@ async def _exchange_code(x: XClient, h: Handle) -> object:
     return await x.exchange_code(await h.code(), X_REDIRECT, PKCE_VERIFIER)
 
 
+async def _unsubscribe(x: XClient, h: Handle) -> object:
+    subscribed = h.sandbox.state.x_webhooks[WEBHOOK_ID]
+    if X_USER_ID not in subscribed:
+        subscribed.append(X_USER_ID)  # subscribed as subscribe_account_activity would
+    return await x.unsubscribe_account_activity(h.sandbox.state.x_bearer_token, WEBHOOK_ID, X_USER_ID)
+
+
 async def _refresh(x: XClient, h: Handle) -> object:
     renewed = await x.refresh(h.refresh_token)
     assert renewed.refresh_token is not None
@@ -257,6 +279,7 @@ CALLS = [
         True,
         lambda x, h: x.subscribe_account_activity(h.token.access_token, WEBHOOK_ID),
     ),
+    XCall("unsubscribe_account_activity", "DELETE", "/subscriptions/", False, _unsubscribe),
     XCall(
         "send_dm",
         "POST",

@@ -11,7 +11,7 @@ signature equal to the port's.
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +23,14 @@ from parley_onboarding.domain.connections import PageConnection
 from parley_onboarding.domain.teams import Team
 from parley_onboarding.domain.whatsapp import WhatsAppOnboarding
 from parley_providers import ErrorKind, ProviderError, UserToken
-from parley_providers.base import AuthorizedAccount, NumberRules, PageGrant, RefreshStep, TokenRefusal
+from parley_providers.base import (
+    AuthorizedAccount,
+    NumberRules,
+    PageGrant,
+    RefreshStep,
+    SubscriptionOutcome,
+    TokenRefusal,
+)
 from parley_providers.meta.connect import (
     DEFAULT_INSTAGRAM_PERMISSIONS,
     DEFAULT_PAGE_PERMISSIONS,
@@ -393,6 +400,9 @@ class FakeAccountConnector(Calls):
         super().__init__()
         self.authorizations: dict[str, AuthorizedAccount] = {}
         self.subscribed: set[str] = set()
+        self.apis: dict[str, set[str]] = {}
+        self.refusing: dict[str, str] = {}
+        self.lacking: dict[str, tuple[str, ...]] = {}
 
     def authorizes(self, code: str, account_id: str, username: str, **token: Any) -> AuthorizedAccount:
         """Let ``code`` authorize ``@username``; the account it gives."""
@@ -413,6 +423,44 @@ class FakeAccountConnector(Calls):
     async def subscribe(self, account: AuthorizedAccount) -> None:
         self.record("subscribe", account.id)
         self.subscribed.add(account.id)
+
+    # SubscriptionKeeper: ``apis[account]`` is the delivery APIs it is subscribed through; a refusal
+    # in ``refusing[account]`` (an error kind) leaves ``"dm.received"`` missing; ``lacking[account]``
+    # is what the next repair finds missing and re-creates.
+    delivery_apis: tuple[str, ...] = ("activity", "account_activity")
+
+    async def subscribe_via(self, api: str, account_id: str, token: str) -> SubscriptionOutcome:
+        self.record("subscribe_via", api, account_id, token)
+        if account_id in self.refusing:
+            return SubscriptionOutcome(account_id, missing=("dm.received",), reason=self.refusing[account_id])
+        self.apis.setdefault(account_id, set()).add(api)
+        self.subscribed.add(account_id)
+        return SubscriptionOutcome(account_id)
+
+    async def unsubscribe_via(self, api: str, account_id: str) -> tuple[str, ...]:
+        self.record("unsubscribe_via", api, account_id)
+        held = self.apis.get(account_id, set())
+        if api not in held:
+            return ()
+        held.discard(api)
+        if not held:
+            self.subscribed.discard(account_id)
+        return (api,)
+
+    async def repair(self, api: str, tokens: Mapping[str, str]) -> list[SubscriptionOutcome]:
+        self.record("repair", api, dict(tokens))
+        if api != "activity":
+            return []
+        checks = []
+        for account_id in tokens:
+            lacking = self.lacking.pop(account_id, ())
+            if account_id in self.refusing and lacking:
+                checks.append(
+                    SubscriptionOutcome(account_id, missing=lacking, reason=self.refusing[account_id])
+                )
+            else:
+                checks.append(SubscriptionOutcome(account_id, restored=lacking))
+        return checks
 
 
 class FakeNumberConnector(Calls):

@@ -206,6 +206,9 @@ PARLEY_X_CLIENT_ID: {{ . | quote }}
 {{- if and $p.xWebhookId (eq $name "onboarding") }}
 PARLEY_X_WEBHOOK_ID: {{ $p.xWebhookId | quote }}
 {{- end }}
+{{- if and $p.xActivityWebhookId (eq $name "onboarding") }}
+PARLEY_X_ACTIVITY_WEBHOOK_ID: {{ $p.xActivityWebhookId | quote }}
+{{- end }}
 {{- end }}
 {{- range $k, $v := merge (dict) ($svc.env | default dict) ($c.extraEnv | default dict) }}
 {{- if not (kindIs "invalid" $v) }}

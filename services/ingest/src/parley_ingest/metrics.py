@@ -30,6 +30,13 @@ ACK_SECONDS = Histogram(
     ["provider"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+PROVIDER_CHARGES = Counter(
+    "parley_normalizer_provider_charges",
+    "Webhook deliveries the provider bills per event (X Activity API), by channel and the provider's "
+    "billing category (a fixed set; free categories counted too): multiply by the category's price "
+    "for a channel's cost (docs/operations.md).",
+    ["provider", "channel_id", "category"],
+)
 NORMALIZED = Counter(
     "parley_normalizer_events_total", "Normalized events published.", ["provider", "event_type"]
 )

@@ -18,6 +18,7 @@ from typing import Protocol
 
 import orjson
 from parley_events import ChannelSnapshot, Event, Provider, WebhookReceived
+from parley_providers import registry
 from parley_shared.channels import KafkaChannelDirectory
 from parley_shared.kafka import PermanentError
 from parley_shared.logging import get_logger
@@ -57,6 +58,10 @@ class CustomerAliases(Protocol):
     def root(self, channel_id: str, alias_key: str) -> str | None: ...
 
     def remember(self, channel_id: str, alias_key: str, conversation_key: str) -> None: ...
+
+
+UNATTRIBUTED = "unattributed"
+"""The channel label of a billed delivery for an account no channel holds."""
 
 
 class Normalizer:
@@ -153,6 +158,7 @@ class Normalizer:
             if channel is not None:
                 changed = limit_event(limit, channel.tenant_id, raw.delivery_id)
                 await self.emit(changed, changed.event_id, Provider.WHATSAPP.value)
+        self.count_charge(raw, payload)
         return result.failures
 
     async def _one_conversation(self, parsed: ParsedMessage, channel: ChannelSnapshot) -> ParsedMessage:
@@ -173,3 +179,18 @@ class Normalizer:
         if root == parsed.conversation_key:
             return parsed
         return dataclasses.replace(parsed, conversation_key=root)
+
+    def count_charge(self, raw: WebhookReceived, payload: object) -> None:
+        """Count what the provider bills for this delivery, per channel and category, once per
+        delivery (a redelivered record, or the same bytes sent again, is billed once)."""
+        charged = registry.delivery_charge(raw.provider, payload)
+        key = f"charge:{raw.delivery_id}"
+        if charged is None or key in self.recent:
+            return
+        channel = self.directory.lookup(charged.provider, charged.account_id)
+        metrics.PROVIDER_CHARGES.labels(
+            provider=charged.provider.value,
+            channel_id=channel.channel_id if channel is not None else UNATTRIBUTED,
+            category=charged.charge.category,
+        ).inc()
+        self.recent.add(key)

@@ -101,6 +101,11 @@ def build(
                 "subscription-check", settings.subscription_check_interval_s, service.check_subscriptions
             ),
             Periodic(
+                "x-subscription-check",
+                settings.x_subscription_check_interval_s,
+                service.check_kept_subscriptions,
+            ),
+            Periodic(
                 "login-token-refresh",
                 settings.instagram_token_refresh_interval_s,
                 service.refresh_login_tokens,

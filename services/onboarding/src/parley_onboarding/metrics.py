@@ -6,16 +6,17 @@ from prometheus_client import Counter
 
 PAGE_UNSUBSCRIBES = Counter(
     "parley_onboarding_page_unsubscribes",
-    "Disconnects that removed the app from a Page: unsubscribed, failed (the provider refused or did "
-    "not answer; the disconnect went on) or no_credential.",
+    "Removals of the app's webhook subscriptions for a channel (a Page's on a disconnect; an X "
+    "handle's on a disconnect or when it switches X API): unsubscribed, failed (the provider refused "
+    "or did not answer; the disconnect or switch went on) or no_credential.",
     ["provider", "outcome"],
 )
-
 SUBSCRIPTION_CHECKS = Counter(
     "parley_onboarding_subscription_checks",
-    "Webhook subscription checks per provider account (a Page counts once): complete, repaired, "
-    "lost (incomplete and not restored), unreachable (the provider did not answer; tried again at "
-    "the next check) or no_credential.",
+    "Webhook subscription checks per provider account (a Page and its Instagram profile count once): "
+    "complete, repaired (something was missing and is subscribed again), lost (something is missing "
+    "and could not be subscribed), failed or unreachable (the provider could not be asked; tried "
+    "again at the next check) or no_credential.",
     ["provider", "outcome"],
 )
 

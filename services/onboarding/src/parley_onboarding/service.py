@@ -20,6 +20,7 @@ from parley_events import (
     ChannelSnapshot,
     ChannelStatus,
     ChannelSubscriptionLost,
+    ChannelSubscriptionRepaired,
     ChannelTemplateStatusChanged,
     Event,
     Provider,
@@ -37,6 +38,8 @@ from parley_providers.base import (
     PageConnector,
     RefreshStep,
     SubscriptionCheck,
+    SubscriptionKeeper,
+    SubscriptionOutcome,
     TokenCheck,
 )
 from parley_shared.channels import CLAIMING_STATUSES
@@ -77,6 +80,23 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _api_not_configured(api: str) -> DomainError:
+    return DomainError(
+        "X_API_NOT_CONFIGURED", f"this deployment cannot subscribe X channels through {api}", field="x_api"
+    )
+
+
+def _not_subscribed(check: SubscriptionOutcome) -> DomainError:
+    error = DomainError(
+        "SUBSCRIPTION_FAILED",
+        f"the provider refused subscriptions: {', '.join(check.missing)}",
+        missing=list(check.missing),
+        reason=check.reason,
+    )
+    error.status = 502
+    return error
+
+
 class OnboardingService:
     """Everything onboarding does, independent of HTTP."""
 
@@ -109,6 +129,11 @@ class OnboardingService:
         if not isinstance(connector, NumberConnector):
             raise DomainError("WHATSAPP_NOT_CONFIGURED", "WhatsApp is not configured on this deployment")
         return connector
+
+    def _keeper(self, provider: Provider) -> SubscriptionKeeper | None:
+        """The provider's connector when Parley keeps its accounts' subscriptions per delivery API."""
+        connector = self.connectors.get(provider)
+        return connector if isinstance(connector, SubscriptionKeeper) else None
 
     # --- publishing ---------------------------------------------------------------------------
 
@@ -159,6 +184,7 @@ class OnboardingService:
         display_name: str | None = None,
         business_account_id: str | None = None,
         connect_path: str | None = None,
+        x_api: str | None = None,
     ) -> Channel:
         """Connect a new channel, or reconnect the existing one for the same account (a reconnect
         may change how it is connected: ``connect_path``)."""
@@ -181,6 +207,7 @@ class OnboardingService:
                     token_expires_at=expires,
                     scopes=scopes,
                     connect_path=connect_path,
+                    x_api=x_api,
                 )
             else:
                 channel = existing
@@ -290,6 +317,14 @@ class OnboardingService:
     async def update_settings(
         self, tenant_id: str, channel_id: str, changes: dict[str, Any], actor_id: str
     ) -> Channel:
+        changes = dict(changes)
+        api = changes.pop("x_api", None)
+        if api is not None:
+            channel = await self.channel(tenant_id, channel_id)
+            if channel.x_api != api:
+                await self._switch_delivery_api(channel, api, actor_id)
+        if not changes:
+            return await self.channel(tenant_id, channel_id)
         return await self._change_channel(
             tenant_id, channel_id, lambda c: c.update_settings(changes, actor_id, self.clock())
         )
@@ -343,9 +378,13 @@ class OnboardingService:
         A failure never stops the disconnect (the channel is already withdrawn everywhere): it is
         logged and counted, and the Page's webhooks then reach ingest and are attributed to nobody.
         """
+        keeper = self._keeper(channel.provider)
+        if keeper is not None and channel.x_api is not None:
+            await self._unsubscribe_via(keeper, channel, channel.x_api)
+            return
         pages = self.connectors.get(channel.provider)
         if not isinstance(pages, PageConnector):
-            return  # X and WhatsApp: see docs/onboarding.md
+            return  # WhatsApp: see docs/onboarding.md
         # a Messenger channel is its Page; an Instagram profile's channel keeps its Page's id
         page_id = (
             channel.account_id if channel.provider is Provider.MESSENGER else channel.business_account_id
@@ -646,7 +685,19 @@ class OnboardingService:
         if not isinstance(accounts, AccountConnector):
             raise DomainError("X_NOT_CONFIGURED", "X is not configured on this deployment")
         account = await accounts.authorize(code, redirect_uri, verifier)
-        await accounts.subscribe(account)
+        keeper = self._keeper(Provider.X)
+        api: str | None = None
+        if keeper is None:
+            await accounts.subscribe(account)
+        else:
+            # a reconnect keeps the channel's API; a new handle gets the deployment's first
+            existing = await self.stores.channel(channel_id_for(tenant_id, Provider.X, account.id))
+            api = (existing.x_api if existing is not None else None) or keeper.delivery_apis[0]
+            if api not in keeper.delivery_apis:
+                raise _api_not_configured(api)
+            check = await keeper.subscribe_via(api, account.id, account.token.access_token)
+            if not check.complete:
+                raise _not_subscribed(check)
         token = account.token
         return await self._upsert_connected(
             tenant_id=tenant_id,
@@ -657,7 +708,149 @@ class OnboardingService:
                 "", token.access_token, token.expires_at, token.scopes, token.refresh_token
             ),
             display_name=account.display_name,
+            x_api=api,
         )
+
+    async def _switch_delivery_api(self, channel: Channel, api: str, actor_id: str) -> None:
+        """Move an X channel to another delivery API: subscribe through the new one, record it, then
+        remove the old one's subscriptions, so no message falls between them (while both deliver,
+        a message arrives twice with one id and is kept once). Stopped before it is recorded, the
+        channel is on the old API with the new one's subscriptions too (repeating the switch
+        finishes it); a removal that fails after it is recorded is logged and counted, and what is
+        left over delivers duplicates the normalizer drops. Nothing is lost either way."""
+        if channel.x_api is None:
+            raise DomainError("UNKNOWN_SETTING", "x_api is a setting of X channels", field="x_api")
+        keeper = self._keeper(channel.provider)
+        if keeper is None or api not in keeper.delivery_apis:
+            raise _api_not_configured(api)
+        credential = await self.stores.credential(channel.id)
+        if credential is None or channel.status is not ChannelStatus.ACTIVE:
+            raise Conflict("RECONNECT_REQUIRED", "reconnect the channel before switching its X API")
+        check = await keeper.subscribe_via(api, channel.account_id, credential.access_token)
+        if not check.complete:
+            raise _not_subscribed(check)
+        old = channel.x_api
+        await self._change_channel(
+            channel.tenant_id, channel.id, lambda c: c.use_x_api(api, actor_id, self.clock())
+        )
+        await self._unsubscribe_via(keeper, channel, old)
+
+    async def _unsubscribe_via(self, keeper: SubscriptionKeeper, channel: Channel, api: str) -> None:
+        """Remove the channel's subscriptions of ``api``; a failure is logged and counted, never raised
+        (what stays subscribed delivers to nobody, or twice with one id while another API runs)."""
+        outcome = "unsubscribed"
+        try:
+            await keeper.unsubscribe_via(api, channel.account_id)
+        except (ProviderError, ValueError) as exc:
+            outcome = "failed"
+            log.warning(
+                "could not remove the account's subscriptions; going on",
+                channel_id=channel.id,
+                api=api,
+                error=str(exc),
+            )
+        metrics.PAGE_UNSUBSCRIBES.labels(provider=channel.provider.value, outcome=outcome).inc()
+
+    # --- subscription checks -------------------------------------------------------------
+
+    async def check_kept_subscriptions(self) -> int:
+        """The periodic check: every channel whose provider keeps subscriptions per account, one
+        listing per provider and API; what is missing is re-created. Returns the channels checked."""
+        groups: dict[tuple[Provider, str], list[Channel]] = {}
+        async for channel in self.stores.channels_with_status((ChannelStatus.ACTIVE,)):
+            if channel.x_api is not None and self._keeper(channel.provider) is not None:
+                groups.setdefault((channel.provider, channel.x_api), []).append(channel)
+        checked = 0
+        for (provider, api), channels in groups.items():
+            checked += await self._check_channels(provider, api, channels, actor_id=None)
+        return checked
+
+    async def repair_channel_subscriptions(
+        self, tenant_id: str, channel_id: str, actor_id: str
+    ) -> SubscriptionOutcome | None:
+        """An admin's check of one channel (None: its provider's subscriptions are not checked)."""
+        channel = await self.channel(tenant_id, channel_id)
+        if channel.x_api is None or self._keeper(channel.provider) is None:
+            return None
+        if channel.status is not ChannelStatus.ACTIVE:
+            raise Conflict("RECONNECT_REQUIRED", "only an active channel's subscriptions are checked")
+        keeper = self._keeper(channel.provider)
+        if keeper is not None and channel.x_api not in keeper.delivery_apis:
+            raise _api_not_configured(channel.x_api)
+        found: list[SubscriptionOutcome] = []
+        await self._check_channels(channel.provider, channel.x_api, [channel], actor_id, found)
+        return found[0] if found else None
+
+    async def _check_channels(
+        self,
+        provider: Provider,
+        api: str,
+        channels: list[Channel],
+        actor_id: str | None,
+        found: list[SubscriptionOutcome] | None = None,
+    ) -> int:
+        keeper = self._keeper(provider)
+        assert keeper is not None
+        tokens: dict[str, str] = {}
+        by_account = {c.account_id: c for c in channels}
+        for channel in channels:
+            credential = await self.stores.credential(channel.id)
+            if credential is not None:
+                tokens[channel.account_id] = credential.access_token
+        try:
+            checks = await keeper.repair(api, tokens)
+        except (ProviderError, ValueError) as exc:
+            metrics.SUBSCRIPTION_CHECKS.labels(provider=provider.value, outcome="failed").inc(len(tokens))
+            log.warning("could not check subscriptions", provider=provider.value, api=api, error=str(exc))
+            if found is not None:
+                raise
+            return 0
+        now = self.clock()
+        run = now.strftime("%Y%m%dT%H%M%S%f")
+        for check in checks:
+            checked = by_account.get(check.account_id)
+            if checked is None:
+                continue
+            channel = checked
+            if found is not None:
+                found.append(check)
+            base = {
+                "channel_id": channel.id,
+                "tenant_id": channel.tenant_id,
+                "provider": channel.provider,
+                "occurred_at": now,
+                "actor_id": actor_id,
+            }
+            events: list[Event] = []
+            if check.restored:
+                events.append(
+                    ChannelSubscriptionRepaired(
+                        event_id=f"subrep_{channel.id}_{run}", restored=list(check.restored), **base
+                    )
+                )
+            if check.missing:
+                events.append(
+                    ChannelSubscriptionLost(
+                        event_id=f"sublost_{channel.id}_{run}",
+                        missing=list(check.missing),
+                        reason=check.reason or "provider_refused",
+                        **base,
+                    )
+                )
+                outcome = "lost"
+            else:
+                outcome = "repaired" if check.restored else "complete"
+            metrics.SUBSCRIPTION_CHECKS.labels(provider=provider.value, outcome=outcome).inc()
+            if events:
+                log.warning(
+                    "channel subscriptions were incomplete",
+                    channel_id=channel.id,
+                    restored=list(check.restored),
+                    missing=list(check.missing),
+                    reason=check.reason,
+                )
+            await self._emit(events)
+        return len(checks)
 
     # --- WhatsApp --------------------------------------------------------------------------------------
 
@@ -957,6 +1150,18 @@ class OnboardingService:
                 continue  # the provider did not answer (logged and counted): the next check tries
             changed += outcome in ("repaired", "lost")
         return changed
+
+    async def check_one_channel_subscriptions(
+        self, tenant_id: str, channel_id: str, actor_id: str
+    ) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+        """An admin's check of one channel, whichever way its provider keeps subscriptions: the
+        outcome, what was missing and what was restored."""
+        kept = await self.repair_channel_subscriptions(tenant_id, channel_id, actor_id)
+        if kept is not None:
+            outcome = "lost" if kept.missing else "repaired" if kept.restored else "complete"
+            return outcome, kept.restored + kept.missing, kept.restored
+        outcome, missing = await self.check_channel_subscription(tenant_id, channel_id, actor_id)
+        return outcome, missing, missing if outcome == "repaired" else ()
 
     async def check_channel_subscription(
         self, tenant_id: str, channel_id: str, actor_id: str

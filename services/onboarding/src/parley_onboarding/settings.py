@@ -44,6 +44,22 @@ class OnboardingSettings(ApiSettings):
     x_client_id: str | None = None
     x_client_secret: SecretStr | None = None
     x_webhook_id: str | None = Field(default=None, description="The registered Account Activity webhook id.")
+    x_activity_webhook_id: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{1,19}$",
+        description="X's id (1-19 digits) of the webhook X Activity API subscriptions deliver to; with "
+        "x_bearer_token it makes the X Activity API the one new X channels use.",
+    )
+    x_bearer_token: SecretStr | None = Field(
+        default=None,
+        description="X's app-only Bearer token (developer portal): lists and deletes subscriptions.",
+    )
+    x_subscription_check_interval_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How often the X Activity API subscriptions of every X channel using it are "
+        "checked and what is missing re-created.",
+    )
     meta_permissions: tuple[str, ...] | None = Field(
         default=None, description="Permissions a Page needs granted; unset: Meta's connector's own list."
     )

@@ -25,3 +25,9 @@ DELIVERY_RETRIES = Counter(
     "Sends retried after a transient provider error, by provider and error kind.",
     ["provider", "error_kind"],
 )
+PROVIDER_CHARGES = Counter(
+    "parley_policy_provider_charges",
+    "Replies sent that the provider bills per request (X), by channel and the provider's billing "
+    "category (a fixed set): multiply by the category's price for a channel's cost (docs/operations.md).",
+    ["provider", "channel_id", "category"],
+)

@@ -658,6 +658,11 @@ class Delivery:
             sent_at=self.clock(),
         )
         await self.publish(sent, f"{reply.reply_id}:sent")
+        charge = registry.reply_charge(reply.provider, reply.kind, reply.text or "")
+        if charge is not None:
+            metrics.PROVIDER_CHARGES.labels(
+                provider=reply.provider.value, channel_id=reply.channel_id, category=charge.category
+            ).inc()
 
     async def _failed(
         self, reply: ReplyApproved, base: dict[str, Any], exc: ProviderError, attempts: int, reason: str

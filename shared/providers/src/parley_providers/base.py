@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
@@ -24,8 +25,10 @@ __all__ = [
     "AccountConnector",
     "ApiVersionStatus",
     "AuthorizedAccount",
+    "Charge",
     "Connector",
     "ConnectorFactory",
+    "DeliveryCharge",
     "GrantedPage",
     "HandshakeAnswer",
     "LoginConnector",
@@ -37,6 +40,8 @@ __all__ = [
     "RefreshStep",
     "Sender",
     "SubscriptionCheck",
+    "SubscriptionKeeper",
+    "SubscriptionOutcome",
     "TokenCheck",
     "TokenRefusal",
     "WebhookEndpoint",
@@ -265,6 +270,49 @@ class LoginConnector(Protocol):
 
 
 @dataclass(frozen=True)
+class SubscriptionOutcome:
+    """What subscribing one account, or checking its subscriptions, found and did."""
+
+    account_id: str
+    restored: tuple[str, ...] = ()
+    """What was missing and is subscribed now (event types or fields)."""
+    missing: tuple[str, ...] = ()
+    """What is missing and could not be subscribed."""
+    reason: str | None = None
+    """Why something is missing: the provider error's kind (``reauth_required``, ...)."""
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+
+@runtime_checkable
+class SubscriptionKeeper(Protocol):
+    """A connector whose accounts' webhook subscriptions Parley creates, checks and removes, through
+    one of several delivery APIs the provider runs side by side (X: Account Activity and Activity)."""
+
+    @property
+    def delivery_apis(self) -> tuple[str, ...]:
+        """The delivery APIs this deployment can use; the first is the one new accounts get."""
+        ...
+
+    async def subscribe_via(self, api: str, account_id: str, token: str) -> SubscriptionOutcome:
+        """Subscribe the account through ``api`` (idempotent): what was created, what is missing.
+        A failure before anything is known (the provider unreachable) raises ProviderError."""
+        ...
+
+    async def unsubscribe_via(self, api: str, account_id: str) -> tuple[str, ...]:
+        """Remove the account's subscriptions of ``api``; what was removed (ProviderError if a
+        removal failed)."""
+        ...
+
+    async def repair(self, api: str, tokens: Mapping[str, str]) -> list[SubscriptionOutcome]:
+        """Check every account of ``api`` (account id -> its token) and re-create what each lacks;
+        one check per account (an API with nothing to check answers an empty list)."""
+        ...
+
+
+@dataclass(frozen=True)
 class NumberRules:
     """What a provider that verifies a business phone number by a code asks of it (WhatsApp)."""
 
@@ -309,6 +357,25 @@ ConnectorFactory = Callable[[httpx.AsyncClient, Any], "Connector | None"]
 
 
 @dataclass(frozen=True)
+class Charge:
+    """What the provider bills for one delivered event or one reply: its category (a metric label
+    from the provider's fixed set), whether it is billed, and the documented unit price."""
+
+    category: str
+    billed: bool
+    usd: Decimal | None
+
+
+@dataclass(frozen=True)
+class DeliveryCharge:
+    """The charge of one webhook delivery and the account it was delivered for."""
+
+    provider: Provider
+    account_id: str
+    charge: Charge
+
+
+@dataclass(frozen=True)
 class ProviderPlugin:
     """Everything one provider package offers the services through the registry."""
 
@@ -328,3 +395,7 @@ class ProviderPlugin:
     """How this provider's accounts are connected (onboarding's connect flows)."""
     api_versions: Callable[[Any, date], Sequence[ApiVersionStatus]] | None = None
     """The API versions a service's settings configure for this provider, and their end of life."""
+    delivery_charge: Callable[[Any], DeliveryCharge | None] | None = None
+    """What the provider bills for one delivery to this plugin's webhook (None: not billed per event)."""
+    reply_charge: Callable[[str, str], Charge | None] | None = None
+    """What the provider bills for sending one reply of a kind with a text (None: not billed per send)."""

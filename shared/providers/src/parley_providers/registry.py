@@ -16,7 +16,15 @@ from typing import Any
 import httpx
 from parley_events import Provider
 
-from parley_providers.base import ApiVersionStatus, Connector, ProviderPlugin, Sender, WebhookEndpoint
+from parley_providers.base import (
+    ApiVersionStatus,
+    Charge,
+    Connector,
+    DeliveryCharge,
+    ProviderPlugin,
+    Sender,
+    WebhookEndpoint,
+)
 from parley_providers.rules import Counting, ReplyRule
 
 GROUP = "parley.providers"
@@ -82,6 +90,23 @@ def plugin_for(provider: Provider | str) -> ProviderPlugin:
         if plugin.name == name or any(p.value == name for p in plugin.providers):
             return plugin
     raise LookupError(f"no provider plugin for {name!r}")
+
+
+def delivery_charge(endpoint: str, payload: Any) -> DeliveryCharge | None:
+    """What the provider bills for one delivery to its webhook ``endpoint`` (None: nothing known)."""
+    for plugin in plugins().values():
+        if plugin.webhook is not None and plugin.webhook.name == endpoint and plugin.delivery_charge:
+            return plugin.delivery_charge(payload)
+    return None
+
+
+def reply_charge(provider: Provider, kind: str, text: str) -> Charge | None:
+    """What the provider bills for sending one reply (None: not billed per send, or no plugin)."""
+    try:
+        plugin = plugin_for(provider)
+    except LookupError:
+        return None
+    return plugin.reply_charge(kind, text) if plugin.reply_charge is not None else None
 
 
 def reauth_reason(provider: Provider | str, code: int | None, subcode: int | None) -> str:

@@ -13,7 +13,8 @@ Run it with ``parley-sandbox --host 127.0.0.1 --port 8090`` (or ``python -m
 parley_sandbox``), then point the services' Graph and X base URLs at it. The default
 credentials are the development ones of ``scripts/devenv.py`` (Meta app ``dev-meta-app`` /
 ``dev-meta-app-secret``, X client ``dev-x-client`` / ``dev-x-client-secret``, X consumer secret
-``dev-x-consumer-secret``, Account Activity webhook ``dev-x-webhook``) and an app-only X Bearer
+``dev-x-consumer-secret``, Account Activity webhook ``dev-x-webhook``, X Activity API webhook
+``1000000000000000001``) and an app-only X Bearer
 token ``dev-x-bearer-token``; see ``--help``. The clock is the wall clock plus ``clock_offset_s``.
 """
 
@@ -241,6 +242,11 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         x("/oauth2/token", api.x_token_endpoint, post),
         x("/users/me", api.x_me, get),
         x("/account_activity/webhooks/{webhook_id}/subscriptions/all", api.x_subscribe, post),
+        x(
+            "/account_activity/webhooks/{webhook_id}/subscriptions/{user_id}/all",
+            api.x_unsubscribe,
+            ["DELETE"],
+        ),
         x("/activity/subscriptions", api.x_activity_subscriptions, get_post),
         x("/activity/subscriptions/{subscription_id}", api.x_activity_subscription, ["DELETE"]),
         x("/dm_conversations/with/{participant_id}/messages", api.x_send_dm, post, send=True),
@@ -310,6 +316,10 @@ async def serve_sandbox(
         sock.close()
 
 
+DEV_X_ACTIVITY_WEBHOOK = "1000000000000000001"
+"""The development stack's X Activity API webhook id (PARLEY_X_ACTIVITY_WEBHOOK_ID)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="parley-sandbox",
@@ -324,7 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--x-webhook-id",
         action="append",
-        help="an Account Activity webhook id to register (repeatable; default: dev-x-webhook)",
+        help="an X webhook id to register (repeatable; default: dev-x-webhook for the Account Activity "
+        f"API and {DEV_X_ACTIVITY_WEBHOOK} for the X Activity API, whose ids are numeric)",
     )
     parser.add_argument(
         "--x-webhook-url",
@@ -348,7 +359,7 @@ def state_from_args(args: argparse.Namespace) -> SandboxState:
         x_consumer_secret=args.x_consumer_secret,
         x_bearer_token=args.x_bearer_token,
     )
-    for webhook_id in args.x_webhook_id or ["dev-x-webhook"]:
+    for webhook_id in args.x_webhook_id or ["dev-x-webhook", DEV_X_ACTIVITY_WEBHOOK]:
         state.x_webhooks.setdefault(webhook_id, [])
         if args.x_webhook_url:
             state.x_webhook_urls[webhook_id] = args.x_webhook_url

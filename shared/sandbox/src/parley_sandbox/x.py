@@ -149,6 +149,20 @@ class XApi:
             subscribers.append(account.id)
         return Reply({"data": {"subscribed": True}})
 
+    def x_unsubscribe(self, call: Incoming) -> Reply:
+        self._x_app_only(call)
+        webhook_id = call.path("webhook_id")
+        subscribers = self.state.x_webhooks.get(webhook_id)
+        user_id = call.path("user_id")
+        if subscribers is None or user_id not in subscribers:
+            raise _x_problem(
+                404,
+                f"Could not find a subscription of user [{user_id}] on webhook [{webhook_id}]",
+                RESOURCE_NOT_FOUND,
+            )
+        subscribers.remove(user_id)
+        return Reply({"data": {"subscribed": False}})
+
     # ---- X Activity API subscriptions
 
     def _x_caller(self, call: Incoming) -> XAccount | None:

@@ -35,6 +35,10 @@ from parley_onboarding.domain.errors import Conflict, DomainError
 
 DISPLAY_NAME_MAX = 255
 DEFAULT_AUTO_RESOLVE_S = 30 * 24 * 3600
+X_APIS = ("activity", "account_activity")
+"""X's delivery APIs a channel may use: the X Activity API, and the Account Activity API X ends on
+2027-01-01. An X channel stored before the ``x_api`` setting existed was subscribed through the
+second, and reads as it."""
 SETTING_FIELDS = (
     "display_name",
     "auto_ownership",
@@ -62,6 +66,8 @@ class Settings:
     auto_resolve_pending_s: int | None = DEFAULT_AUTO_RESOLVE_S
     human_agent_tag: bool = False
     text_limit: int | None = None
+    x_api: str | None = None
+    """X only: the delivery API its subscriptions use (None on an X channel: ``account_activity``)."""
 
     def validated(self) -> Settings:
         if self.display_name is not None:
@@ -88,6 +94,8 @@ class Settings:
                 )
         if self.text_limit is not None and self.text_limit < 1:
             raise DomainError("INVALID_SETTING", "text_limit must be positive", field="text_limit")
+        if self.x_api is not None and self.x_api not in X_APIS:
+            raise DomainError("INVALID_SETTING", f"x_api is one of {', '.join(X_APIS)}", field="x_api")
         return self
 
 
@@ -136,6 +144,7 @@ class Channel:
         token_expires_at: datetime | None = None,
         scopes: tuple[str, ...] = (),
         connect_path: str | None = None,
+        x_api: str | None = None,
     ) -> tuple[Channel, list[Event]]:
         channel = cls(
             id=channel_id_for(tenant_id, provider, account_id),
@@ -145,7 +154,7 @@ class Channel:
             status=ChannelStatus.ACTIVE,
             connected_by=actor_id,
             business_account_id=business_account_id,
-            settings=Settings(display_name=display_name).validated(),
+            settings=Settings(display_name=display_name, x_api=x_api).validated(),
             token_expires_at=token_expires_at,
             scopes=scopes,
             connect_path=connect_path,
@@ -175,6 +184,25 @@ class Channel:
             return []
         self.access = access
         return self._changed(changed, actor_id, at)
+
+    def use_x_api(self, api: str, actor_id: str, at: datetime) -> list[Event]:
+        """Record the X delivery API the channel's subscriptions now use (the service subscribes
+        through it first). Not in the snapshot: only onboarding acts on it."""
+        self._require_connected()
+        if self.provider is not Provider.X:
+            raise DomainError("UNKNOWN_SETTING", "x_api is a setting of X channels", field="x_api")
+        updated = replace(self.settings, x_api=api).validated()
+        if updated.x_api == self.x_api:
+            return []
+        self.settings = updated
+        return self._changed(("x_api",), actor_id, at)
+
+    @property
+    def x_api(self) -> str | None:
+        """The X delivery API of an X channel (``account_activity`` if it predates the setting)."""
+        if self.provider is not Provider.X:
+            return None
+        return self.settings.x_api or X_APIS[1]
 
     def check_token_expiry(self, now: datetime, lead: timedelta) -> list[Event]:
         """Warn once per expiry date when the token expires within ``lead``."""

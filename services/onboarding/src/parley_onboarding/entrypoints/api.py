@@ -44,15 +44,30 @@ class ChannelOut(BaseModel):
     revision: int
 
 
+INT64_MAX = 2**63 - 1
+"""The largest integer the store keeps (BSON and PostgreSQL bigint): a larger one is a 422, not a 500."""
+
+
 class SettingsPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     display_name: str | None = Field(default=None, max_length=255)
     auto_ownership: bool | None = None
-    auto_resolve_new_s: int | None = Field(default=None, description="Seconds; send 0 to turn off.")
-    auto_resolve_pending_s: int | None = Field(default=None, description="Seconds; send 0 to turn off.")
+    auto_resolve_new_s: int | None = Field(
+        default=None, le=INT64_MAX, description="Seconds; send 0 to turn off."
+    )
+    auto_resolve_pending_s: int | None = Field(
+        default=None, le=INT64_MAX, description="Seconds; send 0 to turn off."
+    )
     human_agent_tag: bool | None = None
-    text_limit: int | None = Field(default=None, description="Characters; send 0 to remove the override.")
+    text_limit: int | None = Field(
+        default=None, le=INT64_MAX, description="Characters; send 0 to remove the override."
+    )
+    x_api: Literal["activity", "account_activity"] | None = Field(
+        default=None,
+        description="X channels: the delivery API (switching subscribes through the new one, then "
+        "removes the old one's subscriptions).",
+    )
 
 
 class AccessIn(BaseModel):
@@ -113,6 +128,9 @@ class SubscriptionCheckOut(BaseModel):
     channel_id: str
     outcome: Literal["complete", "repaired", "lost", "no_credential"]
     missing: list[str] = Field(description="What the subscription lacked when it was read.")
+    restored: list[str] = Field(
+        default_factory=list, description="What was missing and is subscribed again (X's event types)."
+    )
 
 
 def channel_out(channel: Channel) -> ChannelOut:
@@ -130,6 +148,7 @@ def channel_out(channel: Channel) -> ChannelOut:
             "auto_resolve_pending_s": channel.settings.auto_resolve_pending_s,
             "human_agent_tag": channel.settings.human_agent_tag,
             "text_limit": channel.settings.text_limit,
+            **({"x_api": channel.x_api} if channel.x_api is not None else {}),
         },
         access={
             "user_access": dict(channel.access.user_access),
@@ -229,13 +248,23 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
         """Change settings; 0 turns an auto-resolve threshold or text limit off."""
         admin(principal)
         changes = body.model_dump(exclude_unset=True)
-        nulls = [k for k in ("auto_ownership", "human_agent_tag") if k in changes and changes[k] is None]
+        nulls = [
+            k for k in ("auto_ownership", "human_agent_tag", "x_api") if k in changes and changes[k] is None
+        ]
         if nulls:
             raise ApiError(
                 422,
                 "VALIDATION_ERROR",
                 f"invalid: body.{nulls[0]}",
-                fields=[{"field": f"body.{k}", "message": "must be true or false"} for k in nulls],
+                fields=[
+                    {
+                        "field": f"body.{k}",
+                        "message": "must be activity or account_activity"
+                        if k == "x_api"
+                        else "must be true or false",
+                    }
+                    for k in nulls
+                ],
             )
         for key in ("auto_resolve_new_s", "auto_resolve_pending_s", "text_limit"):
             if changes.get(key) == 0:
@@ -269,13 +298,16 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
     async def check_subscription(
         principal: Annotated[Principal, caller], channel_id: str
     ) -> SubscriptionCheckOut:
-        """Read the channel's webhook subscription at the provider and restore what is missing
-        (``repaired``); ``lost`` when it cannot (the channel events say why)."""
+        """Read the channel's webhook subscriptions at the provider now and restore what is missing
+        (``repaired``); ``lost`` when it cannot (the channel events say why). Pages and their
+        Instagram profiles; X handles on the X Activity API."""
         admin(principal)
-        outcome, missing = await service.check_channel_subscription(
+        outcome, missing, restored = await service.check_one_channel_subscriptions(
             principal.tenant_id, channel_id, principal.user_id
         )
-        return SubscriptionCheckOut(channel_id=channel_id, outcome=outcome, missing=list(missing))
+        return SubscriptionCheckOut(
+            channel_id=channel_id, outcome=outcome, missing=list(missing), restored=list(restored)
+        )
 
     @api.delete("/channels/{channel_id}", response_model=ChannelOut, responses=change)
     async def disconnect(principal: Annotated[Principal, caller], channel_id: str) -> ChannelOut:

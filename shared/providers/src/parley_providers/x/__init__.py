@@ -30,6 +30,7 @@ def plugin() -> ProviderPlugin:
     from parley_events import Provider
 
     from parley_providers.rules import Counting
+    from parley_providers.x.billing import reply_charge, webhook_charge
     from parley_providers.x.length import x_weighted_length
     from parley_providers.x.rules import RULES
     from parley_providers.x.webhook import XWebhook
@@ -42,4 +43,6 @@ def plugin() -> ProviderPlugin:
         length_counters={Counting.X_WEIGHTED: x_weighted_length},
         make_sender=sender,
         make_connector=connector,
+        delivery_charge=webhook_charge,
+        reply_charge=reply_charge,
     )

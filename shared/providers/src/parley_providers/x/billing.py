@@ -14,24 +14,18 @@ no price applies to, never becomes a new label.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from parley_events import Provider
+
+from parley_providers.base import Charge, DeliveryCharge
 from parley_providers.x import activity
 from parley_providers.x.length import has_url
 
+__all__ = ["Charge", "delivery_charge", "event_charge", "reply_charge", "webhook_charge"]
+
 PRICING_SOURCE = "docs.x.com/x-api/getting-started/pricing"
-
-
-@dataclass(frozen=True)
-class Charge:
-    """One billable (or documented as free) unit: its category, whether X bills it, its price."""
-
-    category: str
-    billed: bool
-    usd: Decimal | None
-
 
 _FREE = Decimal(0)
 # Webhook events, per event delivered (the pricing page's "Webhook events" table)
@@ -114,3 +108,19 @@ def reply_charge(kind: str, text: str) -> Charge:
     if kind != "mention":
         return DM_SEND
     return POST_CREATE_URL if has_url(text) else POST_CREATE_SUMMONED
+
+
+def webhook_charge(payload: Any) -> DeliveryCharge | None:
+    """The charge of one delivery to X's webhook and the handle it was delivered for (the
+    subscription filter's ``user_id``); None when X does not bill it per event."""
+    charge = delivery_charge(payload)
+    if charge is None:
+        return None
+    data = payload.get("data")
+    selector = data.get("filter") if isinstance(data, Mapping) else None
+    user = selector.get("user_id") if isinstance(selector, Mapping) else None
+    if isinstance(user, int) and not isinstance(user, bool):
+        user = str(user)
+    if not isinstance(user, str) or not user:
+        return None  # no handle to attribute it to
+    return DeliveryCharge(Provider.X, user, charge)

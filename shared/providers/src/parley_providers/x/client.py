@@ -166,6 +166,15 @@ class XClient:
             "POST", f"2/account_activity/webhooks/{segment(webhook_id)}/subscriptions/all", token
         )
 
+    async def unsubscribe_account_activity(self, app_token: str, webhook_id: str, user_id: str) -> None:
+        """End the user's Account Activity subscription on ``webhook_id`` (the app's Bearer token:
+        ``DELETE /2/account_activity/webhooks/{id}/subscriptions/{user_id}/all``)."""
+        await self._call(
+            "DELETE",
+            f"2/account_activity/webhooks/{segment(webhook_id)}/subscriptions/{segment(user_id)}/all",
+            app_token,
+        )
+
     # --- X Activity API subscriptions (docs.x.com/x-api/activity/quickstart) ---------------
 
     async def create_activity_subscription(
