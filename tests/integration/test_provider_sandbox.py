@@ -7,6 +7,7 @@ tests); here is what those tests rely on the sandbox for.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import subprocess
 import sys
@@ -115,8 +116,12 @@ async def test_parley_sandbox_command_serves_with_its_arguments() -> None:
             assert webhook.json() == {"webhook_id": "1500000000000000001", "subscriptions": []}
             # --x-webhook-id replaces the development default
             assert (await http.get(f"{url}/_sandbox/x/webhooks/dev-x-webhook")).status_code == 404
+        # the answers came from this process, not from another server that took the port after it
+        # was probed free: a sandbox that could not bind it has exited
+        assert process.returncode is None, "parley-sandbox exited while it was being tested"
     finally:
-        process.terminate()
+        with contextlib.suppress(ProcessLookupError):  # it may have exited already
+            process.terminate()
         try:
             await asyncio.wait_for(process.wait(), timeout=10)
         except TimeoutError:
