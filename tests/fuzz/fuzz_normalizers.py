@@ -59,6 +59,7 @@ with atheris.instrument_imports(include=["parley_ingest", "parley_events", "parl
         ChannelSnapshot,
         ChannelStatus,
         Event,
+        HandoverReceived,
         MessageReceived,
         MessageStatusChanged,
         Provider,
@@ -418,11 +419,13 @@ def check_event(event: Event, record: WebhookReceived) -> None:
     wire = encode_event(event)
     assert decode_event(type(event), wire) == event, f"{event.event_type} does not survive its encoding"
     validator(event.event_type).validate(orjson.loads(wire))
-    assert isinstance(event, MessageReceived | MessageStatusChanged | TemplateStatusChanged), event
+    assert isinstance(
+        event, MessageReceived | MessageStatusChanged | HandoverReceived | TemplateStatusChanged
+    ), event
     assert event.delivery_id == record.delivery_id
     assert event.provider_timestamp.utcoffset() == timedelta(0), event.provider_timestamp
     assert event.key(), f"{event.event_type} has an empty record key"
-    if isinstance(event, MessageReceived | MessageStatusChanged):
+    if isinstance(event, MessageReceived | MessageStatusChanged | HandoverReceived):
         assert event.provider in ENDPOINT_PROVIDERS[record.provider], (record.provider, event.provider)
         assert event.account_id, event
         assert event.conversation_key.startswith(THREAD_PREFIXES), event.conversation_key

@@ -17,6 +17,7 @@ from parley_events import (
     MessageKind,
     Provider,
     ProviderError,
+    ThreadControlAction,
 )
 
 
@@ -37,6 +38,28 @@ class ParsedMessage:
     provider_message_id: str
     provider_timestamp: datetime
     kind: MessageKind = MessageKind.DIRECT
+    standby: bool = False
+    """Delivered while another app answers the thread (Meta's ``standby`` list)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedHandover:
+    """A provider's word on which app answers a thread (Conversation Routing's handovers).
+
+    ``parley_active``: whether the app the webhook reached (Parley's) answers the thread after
+    this; ``None`` when the notification changes nothing yet (a request).
+    """
+
+    provider: Provider
+    account_id: str
+    conversation_key: str
+    action: ThreadControlAction
+    parley_active: bool | None
+    provider_timestamp: datetime
+    new_owner_app_id: str | None = None
+    previous_owner_app_id: str | None = None
+    requested_owner_app_id: str | None = None
+    metadata: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +114,7 @@ class ParseResult:
     templates: tuple[ParsedTemplateStatus, ...] = ()
     skipped: tuple[str, ...] = ()
     failures: tuple[ItemFailure, ...] = ()
+    handovers: tuple[ParsedHandover, ...] = ()
 
     def __add__(self, other: ParseResult) -> ParseResult:
         return ParseResult(
@@ -99,6 +123,7 @@ class ParseResult:
             self.templates + other.templates,
             self.skipped + other.skipped,
             self.failures + other.failures,
+            self.handovers + other.handovers,
         )
 
 
@@ -269,6 +294,8 @@ def check_times(result: ParseResult, now: datetime) -> None:
             check_time(status.watermark, now, "watermark")
     for template in result.templates:
         check_time(template.provider_timestamp, now)
+    for handover in result.handovers:
+        check_time(handover.provider_timestamp, now)
 
 
 class ResultBuilder:
@@ -278,7 +305,7 @@ class ResultBuilder:
     :class:`ItemFailure` with its position and reason, and costs nothing to its neighbours.
     """
 
-    __slots__ = ("_failures", "_messages", "_skipped", "_statuses", "_templates", "now")
+    __slots__ = ("_failures", "_handovers", "_messages", "_skipped", "_statuses", "_templates", "now")
 
     def __init__(self, now: datetime) -> None:
         self.now = now
@@ -287,6 +314,7 @@ class ResultBuilder:
         self._templates: list[ParsedTemplateStatus] = []
         self._skipped: list[str] = []
         self._failures: list[ItemFailure] = []
+        self._handovers: list[ParsedHandover] = []
 
     def add(self, result: ParseResult) -> None:
         self._messages.extend(result.messages)
@@ -294,6 +322,7 @@ class ResultBuilder:
         self._templates.extend(result.templates)
         self._skipped.extend(result.skipped)
         self._failures.extend(result.failures)
+        self._handovers.extend(result.handovers)
 
     def skip(self, kind: str, count: int = 1) -> None:
         self._skipped.extend([kind] * count)
@@ -337,6 +366,7 @@ class ResultBuilder:
             tuple(self._templates),
             tuple(self._skipped),
             tuple(self._failures),
+            tuple(self._handovers),
         )
 
 

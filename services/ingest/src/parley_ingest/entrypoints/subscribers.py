@@ -10,6 +10,7 @@ import structlog
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 from parley_events import (
+    HandoverReceived,
     MessageReceived,
     MessageStatusChanged,
     TemplateStatusChanged,
@@ -51,9 +52,10 @@ def normalizer_router(
         router,
         MessageReceived,
         MessageStatusChanged,
+        HandoverReceived,
         TemplateStatusChanged,
         title="normalized-events",
-        description="One event per provider message, delivery receipt or template review.",
+        description="One event per provider message, delivery receipt, handover or template review.",
     )
 
     deliveries = router.subscriber(

@@ -18,6 +18,7 @@ from parley_providers.inbound import (
 
 from parley_ingest.domain.normalize.events import (
     conversation_id,
+    handover_event,
     message_event,
     message_event_id,
     status_event,
@@ -46,6 +47,7 @@ __all__ = [
     "ParsedStatus",
     "ParsedTemplateStatus",
     "conversation_id",
+    "handover_event",
     "message_event",
     "message_event_id",
     "parse_delivery",
