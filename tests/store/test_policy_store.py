@@ -55,6 +55,22 @@ async def test_a_private_reply_is_marked_once_and_survives_later_messages(policy
     assert doc["private_replied"] == ["m_1"]
 
 
+async def test_thread_control_is_kept_per_conversation_and_an_older_change_is_ignored(
+    policy_store: Any,
+) -> None:
+    assert await policy_store.parley_active("conv_1") is True  # nothing said yet: Parley answers
+    await policy_store.record_inbound(inbound(1))
+
+    await policy_store.record_thread_control("conv_1", False, T0 + timedelta(minutes=2))
+    await policy_store.record_thread_control("conv_1", True, T0 + timedelta(minutes=1))  # late
+    await policy_store.record_inbound(inbound(2, minutes=3))  # a customer message keeps it
+
+    assert await policy_store.parley_active("conv_1") is False
+    assert await policy_store.parley_active("conv_2") is True
+    await policy_store.record_thread_control("conv_1", True, T0 + timedelta(minutes=4))
+    assert await policy_store.parley_active("conv_1") is True
+
+
 async def test_of_racing_decisions_on_one_reply_the_first_is_kept_and_returned_to_the_others(
     policy_store: Any,
 ) -> None:

@@ -52,7 +52,7 @@ def operations(document: dict[str, Any], action: str) -> dict[str, set[str]]:
 
 
 def test_policys_document_lists_every_topic_it_reads_and_every_event_type_it_publishes() -> None:
-    """It once listed one operation, while policy publishes ten event types and reads three topics."""
+    """It once listed one operation, while policy publishes ten event types and reads four topics."""
     document = asyncapi("policy")
 
     assert operations(document, "send") == {
@@ -73,6 +73,7 @@ def test_policys_document_lists_every_topic_it_reads_and_every_event_type_it_pub
             "ChannelReauthRequired",
             "OtherEventType",
         },
+        topics.CONVERSATIONS.name: {"ConversationThreadControlChanged", "OtherEventType"},
         topics.CHANNELS.name: {"ChannelSnapshot"},  # read models
         topics.TEAMS.name: {"TeamSnapshot"},
     }

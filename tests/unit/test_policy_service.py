@@ -11,6 +11,7 @@ from parley_events import (
     ChannelRole,
     ChannelSnapshot,
     ChannelStatus,
+    ConversationThreadControlChanged,
     Event,
     Provider,
     ReplyApproved,
@@ -20,6 +21,7 @@ from parley_events import (
     ReplyWindowClosing,
     ReplyWindowOpened,
     SenderType,
+    ThreadControlReason,
 )
 from parley_policy.domain.decision import ReplyRequest
 from parley_policy.service import AutomationScopeRequired, ConversationUnknown, PolicyService
@@ -137,3 +139,39 @@ async def test_window_notices_go_out_once_each_across_sweeps() -> None:
     await h.service.sweep_windows(timedelta(hours=1))
     assert len(h.of(ReplyWindowClosing)) == 1
     assert len(h.of(ReplyWindowClosed)) == 1
+
+
+def thread_control(parley_active: bool, at_minutes: int) -> ConversationThreadControlChanged:
+    return ConversationThreadControlChanged(
+        event_id=f"cev_tc_{at_minutes}",
+        conversation_id="conv_1",
+        tenant_id="ten_acme",
+        channel_id="chn_1",
+        sequence=10 + at_minutes,
+        occurred_at=T0 + timedelta(minutes=at_minutes),
+        parley_active=parley_active,
+        reason=ThreadControlReason.TAKEN if not parley_active else ThreadControlReason.PASSED,
+    )
+
+
+async def test_a_reply_waits_for_thread_control_routing_announces() -> None:
+    h = Harness()
+    await h.service.on_inbound(message(1))
+
+    await h.service.on_thread_control(thread_control(False, 1))
+    refused = await h.reply("ana", "k1")
+    await h.service.on_thread_control(thread_control(True, 2))
+    approved = await h.reply("ana", "k2")
+
+    assert [r.code for r in refused.decision.reasons] == ["NOT_THREAD_OWNER"]
+    assert approved.decision.approved
+
+
+async def test_an_older_thread_control_change_does_not_undo_a_newer_one() -> None:
+    h = Harness()
+    await h.service.on_inbound(message(1))
+
+    await h.service.on_thread_control(thread_control(True, 3))
+    await h.service.on_thread_control(thread_control(False, 2))  # delivered late
+
+    assert (await h.reply("ana", "k1")).decision.approved

@@ -26,6 +26,7 @@ class FakePolicyStore:
         self.slots: dict[str, int] = {}  # "<channel>:<second>:<slot>" -> second
         self.notices: dict[str, datetime] = {}
         self.reached: dict[tuple[str, str], datetime] = {}
+        self.thread_control: dict[str, tuple[bool, datetime]] = {}
         self.indexed = False
 
     async def ensure_indexes(self) -> None:
@@ -105,6 +106,15 @@ class FakePolicyStore:
     async def decision(self, key: str) -> dict[str, Any] | None:
         found = self.decisions.get(key)
         return None if found is None else copy.deepcopy(found)
+
+    async def parley_active(self, conversation_id: str) -> bool:
+        kept = self.thread_control.get(conversation_id)
+        return True if kept is None else kept[0]
+
+    async def record_thread_control(self, conversation_id: str, parley_active: bool, at: datetime) -> None:
+        kept = self.thread_control.get(conversation_id)
+        if kept is None or kept[1] <= at:
+            self.thread_control[conversation_id] = (parley_active, at)
 
 
 class FakeTemplates:

@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +16,7 @@ from parley_events import (
     ChannelRole,
     ChannelSendingRestricted,
     ChannelSnapshot,
+    ConversationThreadControlChanged,
     Event,
     HumanAgentWindowClosed,
     MessageReceived,
@@ -42,7 +43,14 @@ from parley_shared.vault import MongoCredentialStore
 
 from parley_policy import metrics
 from parley_policy.adapters.stores import PolicyStorePort
-from parley_policy.domain.decision import Decision, Reason, ReplyRequest, TemplateInfo, decide
+from parley_policy.domain.decision import (
+    ConversationFacts,
+    Decision,
+    Reason,
+    ReplyRequest,
+    TemplateInfo,
+    decide,
+)
 from parley_policy.domain.retry import RetryBudget
 from parley_policy.domain.rules import messaging_limit, messaging_limit_period, rule_for, rules, send_rate
 
@@ -130,7 +138,16 @@ class PolicyService:
                 )
                 await self.publish(opened, opened.event_id)
 
+    async def on_thread_control(self, change: ConversationThreadControlChanged) -> None:
+        """Routing's word on whether Parley answers the thread (Conversation Routing)."""
+        await self.store.record_thread_control(
+            change.conversation_id, change.parley_active, change.occurred_at
+        )
+
     # --- deciding ------------------------------------------------------------------------------
+
+    async def _facts(self, doc: dict[str, Any]) -> ConversationFacts:
+        return replace(self.store.facts(doc), parley_active=await self.store.parley_active(doc["_id"]))
 
     async def _context(
         self, tenant_id: str, conversation_id: str
@@ -178,7 +195,7 @@ class PolicyService:
         )
         return decide(
             request,
-            self.store.facts(doc),
+            await self._facts(doc),
             channel,
             role,
             self.clock(),
@@ -197,7 +214,7 @@ class PolicyService:
             tenant_id, user_id, is_admin, conversation_id, ReplyRequest(text="x"), automation
         )
         decision = decide(
-            ReplyRequest(text="x"), self.store.facts(doc), channel, ChannelRole.SUPERVISOR, self.clock(), {}
+            ReplyRequest(text="x"), await self._facts(doc), channel, ChannelRole.SUPERVISOR, self.clock(), {}
         )
         now = self.clock()
         return {
@@ -235,7 +252,7 @@ class PolicyService:
         now = self.clock()
         decision = decide(
             request,
-            self.store.facts(doc),
+            await self._facts(doc),
             channel,
             role,
             now,
