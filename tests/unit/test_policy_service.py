@@ -22,9 +22,19 @@ from parley_events import (
     ReplyWindowOpened,
     SenderType,
     ThreadControlReason,
+    ThreadControlReleased,
+    ThreadControlTaken,
 )
 from parley_policy.domain.decision import ReplyRequest
-from parley_policy.service import AutomationScopeRequired, ConversationUnknown, PolicyService
+from parley_policy.service import (
+    AutomationScopeRequired,
+    ConversationUnknown,
+    PolicyService,
+    ThreadControlForbidden,
+    ThreadControlUnsupported,
+)
+from parley_providers import ErrorKind, ProviderError
+from parley_providers.base import ThreadRef
 
 from tests.support.fakes.policy import FakePolicyStore
 from tests.unit.factories import CUSTOMER_ID, T0, channel, message
@@ -175,3 +185,81 @@ async def test_an_older_thread_control_change_does_not_undo_a_newer_one() -> Non
     await h.service.on_thread_control(thread_control(False, 2))  # delivered late
 
     assert (await h.reply("ana", "k1")).decision.approved
+
+
+class ThreadCalls:
+    """The delivery side's thread-control call, recorded; ``refuse`` makes the provider say no."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ThreadRef, bool]] = []
+        self.refuse: ProviderError | None = None
+
+    async def __call__(self, channel_id: str, thread: ThreadRef, take: bool) -> None:
+        if self.refuse is not None:
+            raise self.refuse
+        self.calls.append((channel_id, thread, take))
+
+
+def with_thread_calls() -> tuple[Harness, ThreadCalls]:
+    h = Harness()
+    calls = ThreadCalls()
+    h.service.change_thread_control = calls
+    return h, calls
+
+
+async def test_a_contributor_takes_a_thread_and_may_reply_at_once() -> None:
+    h, calls = with_thread_calls()
+    await h.service.on_inbound(message(1))
+    await h.service.on_thread_control(thread_control(False, 1))
+
+    assert await h.service.thread_control("ten_acme", "ana", False, "conv_1", True) is True
+
+    assert calls.calls == [("chn_1", ThreadRef(Provider.MESSENGER, message(1).account_id, CUSTOMER_ID), True)]
+    [taken] = h.of(ThreadControlTaken)
+    assert (taken.conversation_id, taken.actor_id, taken.occurred_at) == ("conv_1", "ana", h.now)
+    assert (await h.reply("ana", "k1")).decision.approved
+
+
+async def test_a_release_is_audited_and_refuses_replies_until_the_thread_comes_back() -> None:
+    h, calls = with_thread_calls()
+    await h.service.on_inbound(message(1))
+
+    assert await h.service.thread_control("ten_acme", "ana", False, "conv_1", False) is False
+
+    assert [take for _, _, take in calls.calls] == [False]
+    [released] = h.of(ThreadControlReleased)
+    assert released.actor_id == "ana"
+    assert [r.code for r in (await h.reply("ana", "k1")).decision.reasons] == ["NOT_THREAD_OWNER"]
+
+
+async def test_a_viewer_may_not_take_a_thread_and_a_stranger_does_not_see_it() -> None:
+    h, calls = with_thread_calls()
+    await h.service.on_inbound(message(1))
+
+    with pytest.raises(ThreadControlForbidden):
+        await h.service.thread_control("ten_acme", "vic", False, "conv_1", True)
+    with pytest.raises(ConversationUnknown):
+        await h.service.thread_control("ten_acme", "nobody", False, "conv_1", True)
+    assert calls.calls == []
+    assert h.of(ThreadControlTaken) == []
+
+
+async def test_a_take_the_provider_refuses_changes_nothing() -> None:
+    h, calls = with_thread_calls()
+    await h.service.on_inbound(message(1))
+    await h.service.on_thread_control(thread_control(False, 1))
+    calls.refuse = ProviderError("meta", 400, 100, None, "refused", ErrorKind.INVALID_REQUEST)
+
+    with pytest.raises(ProviderError):
+        await h.service.thread_control("ten_acme", "ana", False, "conv_1", True)
+
+    assert h.of(ThreadControlTaken) == []
+    assert [r.code for r in (await h.reply("ana", "k1")).decision.reasons] == ["NOT_THREAD_OWNER"]
+
+
+async def test_without_a_thread_control_call_the_provider_has_none() -> None:
+    h = Harness()
+    await h.service.on_inbound(message(1))
+
+    with pytest.raises(ThreadControlUnsupported):
+        await h.service.thread_control("ten_acme", "ana", False, "conv_1", True)

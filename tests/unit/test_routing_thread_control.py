@@ -15,6 +15,8 @@ from parley_events import (
     Provider,
     ThreadControlAction,
     ThreadControlReason,
+    ThreadControlReleased,
+    ThreadControlTaken,
 )
 from parley_routing.domain.model import Conversation
 from parley_routing.service import ConversationService
@@ -208,3 +210,34 @@ async def test_a_batch_applies_messages_and_handovers_in_order_and_skips_unknown
     assert await repository.get("conv_9") is None
     stored = await repository.get("conv_1")
     assert stored is not None and stored.parley_active is True
+
+
+async def test_an_agents_take_and_release_through_policy_reach_the_conversation() -> None:
+    repository = FakeRepository()
+    published: list[ConversationEvent] = []
+
+    async def publish(event: ConversationEvent) -> None:
+        published.append(event)
+
+    service = ConversationService(repository, publish)
+    await service.on_messages([message(1), standby(2)])
+    base = {
+        "conversation_id": "conv_1",
+        "tenant_id": "ten_acme",
+        "channel_id": "chn_1",
+        "provider": Provider.MESSENGER,
+        "actor_id": "ana",
+    }
+    taken = ThreadControlTaken(event_id="thc_1", occurred_at=T0 + timedelta(minutes=1), **base)
+    released = ThreadControlReleased(event_id="thc_2", occurred_at=T0 + timedelta(minutes=2), **base)
+
+    await service.on_thread_control_call(taken, parley_active=True)
+    await service.on_thread_control_call(taken, parley_active=True)  # redelivered
+    await service.on_thread_control_call(released, parley_active=False)
+
+    assert [(e.parley_active, e.reason, e.actor_id) for e in changes(published)][1:] == [
+        (True, ThreadControlReason.AGENT_TAKE, "ana"),
+        (False, ThreadControlReason.AGENT_RELEASE, "ana"),
+    ]
+    unknown = taken.model_copy(update={"conversation_id": "conv_9"})
+    assert await service.on_thread_control_call(unknown, parley_active=True) == []

@@ -32,12 +32,14 @@ from parley_events import (
     ReplyWindowOpened,
     SenderType,
     TemplateRef,
+    ThreadControlReleased,
+    ThreadControlTaken,
 )
 from parley_events import (
     ProviderError as ProviderErrorModel,
 )
 from parley_providers import ErrorKind, ProviderError, registry
-from parley_providers.base import Sender
+from parley_providers.base import Sender, ThreadControl, ThreadRef
 from parley_shared.logging import get_logger, redact_value
 from parley_shared.vault import MongoCredentialStore
 
@@ -93,6 +95,18 @@ class AutomationScopeRequired(PermissionError):
     """A person's token asked to send as ``automated``: only service principals may."""
 
 
+class ThreadControlForbidden(PermissionError):
+    """Viewers may not take or release threads; Contributors and Supervisors may."""
+
+
+class ThreadControlUnsupported(LookupError):
+    """The conversation's provider routes no threads between apps (or its channel has no token)."""
+
+
+ChangeThreadControl = Callable[[str, ThreadRef, bool], Awaitable[None]]
+"""Take (True) or release (False) a thread for a channel: the delivery side's call."""
+
+
 class PolicyService:
     """Everything policy does, independent of HTTP and Kafka."""
 
@@ -106,7 +120,9 @@ class PolicyService:
         clock: Clock = utcnow,
         whatsapp_throughput: int | None = None,
         messaging_tier: int = 0,
+        change_thread_control: ChangeThreadControl | None = None,
     ) -> None:
+        self.change_thread_control = change_thread_control
         self.store = store
         self.channels = channels
         self.role_of = role_of
@@ -143,6 +159,41 @@ class PolicyService:
         await self.store.record_thread_control(
             change.conversation_id, change.parley_active, change.occurred_at
         )
+
+    async def thread_control(
+        self, tenant_id: str, user_id: str, is_admin: bool, conversation_id: str, take: bool
+    ) -> bool:
+        """Take (``take``) or release the conversation's thread with the provider; the thread's
+        state for Parley afterwards. Contributors and Supervisors may; the change is audited
+        (``thread_control.taken`` or ``.released``) and applies to replies at once."""
+        doc, _ = await self._context(tenant_id, conversation_id)
+        role = self._role(tenant_id, user_id, is_admin, doc["channel_id"])
+        if role is None:
+            raise ConversationUnknown(conversation_id)  # invisible to this user
+        if role.rank < ChannelRole.CONTRIBUTOR.rank:
+            raise ThreadControlForbidden(conversation_id)
+        if self.change_thread_control is None:
+            raise ThreadControlUnsupported(conversation_id)
+        provider = Provider(doc["provider"])
+        thread = ThreadRef(provider, doc["account_id"], doc["recipient_id"])
+        await self.change_thread_control(doc["channel_id"], thread, take)  # ProviderError propagates
+        now = self.clock()
+        await self.store.record_thread_control(conversation_id, take, now)
+        kind = ThreadControlTaken if take else ThreadControlReleased
+        event = kind(
+            event_id="thc_"
+            + hashlib.sha256(
+                f"{conversation_id}\x1f{user_id}\x1f{now.isoformat()}\x1f{take}".encode()
+            ).hexdigest()[:24],
+            conversation_id=conversation_id,
+            tenant_id=tenant_id,
+            channel_id=doc["channel_id"],
+            provider=provider,
+            actor_id=user_id,
+            occurred_at=now,
+        )
+        await self.publish(event, event.event_id)
+        return take
 
     # --- deciding ------------------------------------------------------------------------------
 
@@ -695,6 +746,17 @@ class Delivery:
                 provider_subcode=exc.subcode,
             )
             await self.publish(restricted, restricted.event_id)
+
+    async def change_thread_control(self, channel_id: str, thread: ThreadRef, take: bool) -> None:
+        """Take or release a thread with the channel's token, through its provider's sender."""
+        sender = self.senders.get(thread.provider)
+        credential = await self.credentials.get(channel_id)
+        if not isinstance(sender, ThreadControl) or credential is None:
+            raise ThreadControlUnsupported(channel_id)
+        if take:
+            await sender.take_thread_control(thread, credential.access_token)
+        else:
+            await sender.release_thread_control(thread, credential.access_token)
 
     async def _send(self, reply: ReplyApproved, token: str) -> str:
         """Hand the reply to its provider's sender (from the registry's plugins)."""

@@ -21,6 +21,8 @@ from parley_events import (
     MessageReceived,
     Queue,
     ReplySent,
+    ThreadControlReleased,
+    ThreadControlTaken,
 )
 
 from parley_routing.adapters.repository import (
@@ -208,6 +210,21 @@ class ConversationService:
                 return
             pending = {i: pending[i] for i in pending if i in lost}
         raise ConcurrentUpdate(", ".join(pending))
+
+    async def on_thread_control_call(
+        self, call: ThreadControlTaken | ThreadControlReleased, parley_active: bool
+    ) -> list[ConversationEvent]:
+        """An agent's take or release through policy's API, after the provider accepted it."""
+        try:
+            _, events = await self.apply(
+                call.conversation_id,
+                lambda c: c.change_thread_control(
+                    parley_active, call.actor_id, f"thread_control:{call.event_id}", call.occurred_at
+                ),
+            )
+        except ConversationNotFound:
+            return []
+        return events
 
     async def on_handover(self, handover: HandoverReceived) -> list[ConversationEvent]:
         """A provider's handover: who answers the thread now (ignored for an unknown thread)."""

@@ -700,6 +700,36 @@ class ReplyFailed(ReplyEvent):
     )
 
 
+class ThreadControlCommandEvent(Event):
+    """An agent took or released a thread through Parley (Conversation Routing), after the
+    provider accepted the call: the audit record, and routing's cue to update the conversation."""
+
+    topic: ClassVar[topics.TopicSpec] = topics.REPLIES
+
+    event_id: str = Field(description="Unique per call.")
+    conversation_id: str
+    tenant_id: str
+    channel_id: str
+    provider: Provider
+    actor_id: str = Field(description="The person (or service principal) who asked.")
+    occurred_at: datetime
+
+    def key(self) -> str:
+        return self.conversation_id
+
+
+class ThreadControlTaken(ThreadControlCommandEvent):
+    """Parley's app took the thread from another app: Parley answers it now."""
+
+    event_type: ClassVar[str] = "parley.thread_control.taken.v1"
+
+
+class ThreadControlReleased(ThreadControlCommandEvent):
+    """Parley's app released the thread: the provider routes the customer's next message."""
+
+    event_type: ClassVar[str] = "parley.thread_control.released.v1"
+
+
 class ReplyWindowEvent(Event):
     """A reply window changed; agent tools show countdowns from these."""
 
@@ -940,6 +970,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ReplyRejected,
     ReplySent,
     ReplyFailed,
+    ThreadControlTaken,
+    ThreadControlReleased,
     ReplyWindowOpened,
     ReplyWindowClosing,
     ReplyWindowClosed,

@@ -159,7 +159,8 @@ REPLIES = TopicSpec(
     owner="policy",
     consumers=("routing", "policy", "agent tools"),
     public=True,
-    description="Outbound reply outcomes: requested, approved, rejected, sent, failed.",
+    description="Outbound reply outcomes (requested, approved, rejected, sent, failed) and agents' "
+    "thread-control calls (taken, released).",
     has_dlq=True,
 )
 

@@ -23,6 +23,8 @@ from parley_events import (
     ReplyWindowClosed,
     ReplyWindowClosing,
     ReplyWindowOpened,
+    ThreadControlReleased,
+    ThreadControlTaken,
     topics,
 )
 from parley_shared.kafka import (
@@ -66,8 +68,11 @@ def policy_router(
         ReplyRejected,
         ReplySent,
         ReplyFailed,
+        ThreadControlTaken,
+        ThreadControlReleased,
         title="reply-outcomes",
-        description="Every reply request's decision, and the provider's answer to an approved one.",
+        description="Every reply request's decision, and the provider's answer to an approved one; "
+        "agents' thread-control calls (Conversation Routing), once the provider accepted them.",
     )
     publishes(
         router,

@@ -21,6 +21,8 @@ from parley_events import (
     HandoverReceived,
     MessageReceived,
     ReplySent,
+    ThreadControlReleased,
+    ThreadControlTaken,
     topics,
 )
 from parley_shared.channels import KafkaChannelDirectory
@@ -92,8 +94,8 @@ def routing_router(
         ack_policy=CONSUMER_ACK_POLICY,
         auto_offset_reset="earliest",
         title="apply-sent-replies",
-        description="Sent replies in: outbound messages and auto-ownership. Requested, approved, "
-        "rejected and failed replies change no conversation.",
+        description="Sent replies in: outbound messages and auto-ownership; agents' thread-control "
+        "calls. Requested, approved, rejected and failed replies change no conversation.",
     )
 
     @replies(filter=of_type(ReplySent))
@@ -103,6 +105,16 @@ def routing_router(
             tenant_id=reply.tenant_id, channel_id=reply.channel_id, conversation_id=reply.conversation_id
         ):
             await service.on_reply_sent(reply, channels.by_id.get(reply.channel_id))
+
+    @replies(filter=of_type(ThreadControlTaken))
+    async def apply_thread_taken(taken: ThreadControlTaken) -> None:
+        """An agent took the thread: Parley answers it now."""
+        await service.on_thread_control_call(taken, parley_active=True)
+
+    @replies(filter=of_type(ThreadControlReleased))
+    async def apply_thread_released(released: ThreadControlReleased) -> None:
+        """An agent released the thread: another app (or the next message's routing) answers."""
+        await service.on_thread_control_call(released, parley_active=False)
 
     acknowledge_other_types(replies)
     return router
