@@ -13,6 +13,7 @@ from parley_events import (
     ChannelStatus,
     ConversationThreadControlChanged,
     Event,
+    MessageKind,
     Provider,
     ReplyApproved,
     ReplyRejected,
@@ -26,6 +27,7 @@ from parley_events import (
     ThreadControlTaken,
 )
 from parley_policy.domain.decision import ReplyRequest
+from parley_policy.domain.rules import rule_for
 from parley_policy.service import (
     AutomationScopeRequired,
     ConversationUnknown,
@@ -263,3 +265,55 @@ async def test_without_a_thread_control_call_the_provider_has_none() -> None:
 
     with pytest.raises(ThreadControlUnsupported):
         await h.service.thread_control("ten_acme", "ana", False, "conv_1", True)
+
+
+# --- Meta's rates per account (Messenger Platform rate limiting) -------------------------------
+
+
+@pytest.mark.parametrize("provider", [Provider.MESSENGER, Provider.INSTAGRAM])
+async def test_the_300th_text_reply_in_a_second_passes_and_the_301st_waits_for_the_next(
+    provider: Provider,
+) -> None:
+    snapshot = channel().model_copy(update={"provider": provider, "status": ChannelStatus.ACTIVE})
+    h = Harness(snapshot=snapshot)
+    await h.service.on_inbound(message(1).model_copy(update={"provider": provider}))
+    h.now = h.now.replace(microsecond=250_000)
+
+    for n in range(300):
+        assert (await h.reply("ana", f"k{n}", "hi")).decision.approved, n
+    limited = await h.reply("ana", "k300", "hi")
+
+    assert [r.code for r in limited.decision.reasons] == ["RATE_LIMITED"]
+    assert "300 per second" in limited.decision.reasons[0].message
+    assert limited.retry_after_s == 0.75
+    h.now += timedelta(seconds=1)
+    assert (await h.reply("ana", "k300", "hi")).decision.approved
+
+
+async def test_the_750th_private_reply_in_an_hour_passes_and_the_751st_waits_for_the_next_hour() -> None:
+    h = Harness()
+    for n in range(1, 752):
+        await h.service.on_inbound(message(n).model_copy(update={"kind": MessageKind.COMMENT}))
+    await h.service.on_inbound(message(1000))  # and a direct message
+    h.now = T0 + timedelta(minutes=5)  # T0 is 12:00: the hour ends at 13:00
+
+    for n in range(1, 751):
+        outcome = await h.reply("ana", f"k{n}", "We sent you a DM", kind="private_reply", comment_id=f"m_{n}")
+        assert outcome.decision.approved, (n, outcome.decision.reasons)
+    limited = await h.reply("ana", "k751", "We sent you a DM", kind="private_reply", comment_id="m_751")
+
+    assert [r.code for r in limited.decision.reasons] == ["RATE_LIMITED"]
+    assert "(750)" in limited.decision.reasons[0].message
+    assert limited.retry_after_s == 55 * 60
+    # direct messages have their own budget
+    assert (await h.reply("ana", "direct", "Hello")).decision.approved
+    h.now = T0 + timedelta(hours=1)
+    again = await h.reply("ana", "k751", "We sent you a DM", kind="private_reply", comment_id="m_751")
+    assert again.decision.approved, again.decision.reasons
+
+
+def test_meta_counts_audio_and_video_sends_apart_from_text() -> None:
+    for provider in (Provider.MESSENGER, Provider.INSTAGRAM):
+        rule = rule_for(provider, "direct")
+        assert (rule.rate_per_second, rule.media_rate_per_second) == (300, 10)
+    assert rule_for(Provider.MESSENGER, "private_reply").rate_per_hour == 750

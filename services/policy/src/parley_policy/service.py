@@ -133,6 +133,7 @@ class PolicyService:
         self.whatsapp_throughput = whatsapp_throughput or send_rate(Provider.WHATSAPP) or 1
         self.messaging_tier = messaging_tier
         self._slot_hint: dict[str, int] = {}
+        self._full: dict[str, int] = {}  # key -> the window found full
 
     # --- facts from the streams ---------------------------------------------------------------
 
@@ -330,12 +331,13 @@ class PolicyService:
                 decision.limit,
             )
         if decision.approved:
-            retry_after = await self._rate_check(doc, request)
-            if retry_after is not None:
+            limited_by = await self._rate_check(doc, request)
+            if limited_by is not None:
+                retry_after, why = limited_by
                 # not recorded under the key: the same request may be retried after Retry-After
                 limited = Decision(
                     False,
-                    (Reason("RATE_LIMITED", "the channel's send rate is used up"),),
+                    (Reason("RATE_LIMITED", why),),
                     decision.messaging_type,
                     decision.tag,
                     decision.window_closes_at,
@@ -469,22 +471,42 @@ class PolicyService:
             ),
         )
 
-    async def _rate_check(self, doc: dict[str, Any], request: ReplyRequest) -> float | None:
-        """A per-channel, per-second budget shared by every policy replica through the store."""
+    async def _rate_check(self, doc: dict[str, Any], request: ReplyRequest) -> tuple[float, str] | None:
+        """The provider's rates for this kind of reply, per account (the channel), shared by every
+        policy replica through the store: the second's budget, then the hour's where the provider
+        counts per hour (Meta's private replies). The wait and the reason when one is used up."""
         provider = Provider(doc["provider"])
-        limit = rule_for(provider, request.kind).rate_per_second
-        if provider is Provider.WHATSAPP:
-            limit = self.whatsapp_throughput
-        if limit is None:
-            return None
-        now = self.clock()
-        second = int(now.timestamp())
+        rule = rule_for(provider, request.kind)
+        limit = self.whatsapp_throughput if provider is Provider.WHATSAPP else rule.rate_per_second
+        now = self.clock().timestamp()
         channel_id = doc["channel_id"]
-        slot = await self.store.take_rate_slot(channel_id, second, limit, self._slot_hint.get(channel_id, 0))
-        if slot is None:
-            return round(1 - (now.timestamp() - second), 3) or 0.001
-        self._slot_hint[channel_id] = slot + 1
+        if limit is not None:
+            second = int(now)
+            if not await self._claim_slot(channel_id, second, limit):
+                wait = round(1 - (now - second), 3) or 0.001
+                return wait, f"the channel's send rate ({limit} per second) is used up for this second"
+        if rule.rate_per_hour is not None:
+            # clock hours; the window's key is the second it ends, so the sweep that forgets
+            # past seconds' slots keeps this hour's until it is over
+            hour_end = (int(now) // 3600 + 1) * 3600
+            if not await self._claim_slot(f"{channel_id}/{request.kind}/hour", hour_end, rule.rate_per_hour):
+                return (
+                    max(hour_end - now, 0.001),
+                    f"the channel's {request.kind} replies for this hour ({rule.rate_per_hour}) are used up",
+                )
         return None
+
+    async def _claim_slot(self, key: str, window: int, limit: int) -> bool:
+        """One of ``limit`` slots of ``key``'s window. A window found full stays full (slots are
+        never given back), so this replica refuses without asking the store again until it ends."""
+        if self._full.get(key) == window:
+            return False
+        slot = await self.store.take_rate_slot(key, window, limit, self._slot_hint.get(key, 0))
+        if slot is None:
+            self._full[key] = window
+            return False
+        self._slot_hint[key] = slot + 1
+        return True
 
     # --- windows --------------------------------------------------------------------------------
 
