@@ -34,6 +34,11 @@ def standby(n: int, *, direction: Direction = Direction.INBOUND) -> MessageRecei
     return message(n, direction=direction).model_copy(update={"standby": True})
 
 
+def delivered(n: int, *, direction: Direction = Direction.INBOUND) -> MessageReceived:
+    """A message the provider delivered to the thread's active responder (Meta's messaging list)."""
+    return message(n, direction=direction).model_copy(update={"standby": False})
+
+
 def handover(
     n: int, action: ThreadControlAction, parley_active: bool | None, *, at: datetime | None = None
 ) -> HandoverReceived:
@@ -95,18 +100,26 @@ def test_a_customer_message_delivered_to_parley_gives_it_the_thread_back() -> No
     conversation = opened()
     conversation.receive(standby(2))
 
-    [change] = changes(conversation.receive(message(3)))
+    [change] = changes(conversation.receive(delivered(3)))
 
     assert change.parley_active is True
     assert change.reason is ThreadControlReason.MESSAGE
     assert conversation.parley_active is True
 
 
+def test_a_message_whose_provider_says_nothing_of_thread_control_decides_nothing() -> None:
+    conversation = opened()
+    conversation.receive(standby(2))
+
+    assert changes(conversation.receive(message(3))) == []  # standby None: WhatsApp, X
+    assert conversation.parley_active is False
+
+
 def test_an_echo_delivered_to_parley_does_not_decide_who_answers() -> None:
     conversation = opened()
     conversation.receive(standby(2))
 
-    assert changes(conversation.receive(message(3, direction=Direction.OUTBOUND))) == []
+    assert changes(conversation.receive(delivered(3, direction=Direction.OUTBOUND))) == []
     assert conversation.parley_active is False
 
 
@@ -148,7 +161,7 @@ def test_a_signal_older_than_the_last_change_is_ignored() -> None:
     conversation.handover(handover(10, ThreadControlAction.TAKE, False))
 
     # a customer message sent before the take, delivered late, is recorded but decides nothing
-    events = conversation.receive(message(5))
+    events = conversation.receive(delivered(5))
 
     assert changes(events) == []
     assert [e for e in events if isinstance(e, ConversationMessageAdded)]

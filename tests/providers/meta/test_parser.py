@@ -275,8 +275,9 @@ def test_standby_items_are_read_like_messaging_items() -> None:
     assert echo.standby is True
 
 
-def test_a_messaging_item_is_not_marked_standby() -> None:
+def test_a_messaging_item_says_it_reached_the_active_responder() -> None:
     assert only_message("messenger_text").standby is False
+    assert only_message("instagram_dm").standby is False
 
 
 def test_an_instagram_standby_message_is_recorded_and_marked() -> None:

@@ -248,11 +248,12 @@ class MessageReceived(Event):
     kind: MessageKind = Field(
         default=MessageKind.DIRECT, description="Private message, public comment, mention, ..."
     )
-    standby: bool = Field(
-        default=False,
-        description="Delivered while another app is the thread's active responder (Meta's "
-        "Conversation Routing sends it on the standby channel): Parley records it but may not "
-        "answer it until it has thread control.",
+    standby: bool | None = Field(
+        default=None,
+        description="Conversation Routing: true when delivered while another app is the thread's "
+        "active responder (Meta's standby list: Parley records it but may not answer until it has "
+        "the thread); false when delivered to the active responder (Meta's messaging list); null "
+        "when the provider's delivery says nothing about who answers.",
     )
 
     def key(self) -> str:

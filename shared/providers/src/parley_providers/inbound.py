@@ -38,8 +38,10 @@ class ParsedMessage:
     provider_message_id: str
     provider_timestamp: datetime
     kind: MessageKind = MessageKind.DIRECT
-    standby: bool = False
-    """Delivered while another app answers the thread (Meta's ``standby`` list)."""
+    standby: bool | None = None
+    """Conversation Routing: True when delivered while another app answers the thread (Meta's
+    ``standby`` list), False when delivered to the thread's active responder (Meta's
+    ``messaging`` list), None when the provider's delivery says nothing about it."""
 
 
 @dataclass(frozen=True, slots=True)

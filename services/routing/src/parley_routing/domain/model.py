@@ -21,9 +21,11 @@ Rules:
 - Thread control (Meta's Conversation Routing): a conversation remembers whether Parley's app is
   the thread's active responder (``parley_active``, true until a provider says otherwise) and
   announces each change (``thread_control_changed``). A message delivered on standby is added to
-  the history, marked ``standby``, and means another app answers; a customer message delivered to
-  Parley's app itself means Parley answers; a handover the provider reports (passed to Parley,
-  taken from it) and an agent's take or release through Parley's API say so outright. A signal
+  the history, marked ``standby``, and means another app answers; a customer message the
+  provider says it delivered to the active responder (``standby`` false) means Parley answers
+  (one whose provider says nothing, ``standby`` null, decides nothing); a handover the provider
+  reports (passed to Parley, taken from it) and an agent's take or release through Parley's API
+  say so outright. A signal
   older than the last change applied (a late redelivery) changes nothing; a handover for a thread
   routing has never seen is ignored (its next message will say who answers).
 - Caps (security #13): at most :data:`MAX_TAGS` tags, :data:`MAX_TOPICS` topics, labels of at
@@ -224,18 +226,20 @@ class Conversation:
                     content=message.content,
                     provider_message_id=message.provider_message_id,
                     provider_timestamp=message.provider_timestamp,
-                    standby=message.standby,
+                    standby=message.standby is True,
                 )
             )
             self._saw(message.provider_message_id)
-            if message.standby:
+            if message.standby is True:
                 events.extend(
                     self._thread_control(
                         False, ThreadControlReason.STANDBY_MESSAGE, message.provider_timestamp
                     )
                 )
-            elif message.direction is Direction.INBOUND:
-                # the provider delivered the customer's message to Parley's app itself
+            elif message.standby is False and message.direction is Direction.INBOUND:
+                # the provider delivered the customer's message to the active responder: Parley
+                # (a provider that does not say, standby None, proves nothing: on WhatsApp a
+                # message reaching an app no longer means it may answer)
                 events.extend(
                     self._thread_control(True, ThreadControlReason.MESSAGE, message.provider_timestamp)
                 )

@@ -85,7 +85,7 @@ def _parse_messaging_entry(out: ResultBuilder, position: str, provider: Provider
         f"{position}.messaging",
         entry.get("messaging"),
         "messaging",
-        lambda _at, event: _messaging_event(provider, account_id, event),
+        lambda _at, event: _delivered(_messaging_event(provider, account_id, event), standby=False),
     )
     # Conversation Routing: while another app is the thread's active responder, Meta delivers the
     # thread's items to Parley's app on ``standby``; they join the history, marked, and tell
@@ -94,7 +94,7 @@ def _parse_messaging_entry(out: ResultBuilder, position: str, provider: Provider
         f"{position}.standby",
         entry.get("standby"),
         "standby",
-        lambda _at, event: _in_standby(_messaging_event(provider, account_id, event)),
+        lambda _at, event: _delivered(_messaging_event(provider, account_id, event), standby=True),
     )
     out.items(
         f"{position}.changes",
@@ -104,8 +104,10 @@ def _parse_messaging_entry(out: ResultBuilder, position: str, provider: Provider
     )
 
 
-def _in_standby(result: ParseResult) -> ParseResult:
-    return replace(result, messages=tuple(replace(m, standby=True) for m in result.messages))
+def _delivered(result: ParseResult, *, standby: bool) -> ParseResult:
+    """Say which list the messages came on: under Conversation Routing, ``messaging`` reaches the
+    thread's active responder only, ``standby`` the other apps."""
+    return replace(result, messages=tuple(replace(m, standby=standby) for m in result.messages))
 
 
 # Meta's messaging_handovers notifications, and what each means for the app it reaches (Parley's):
