@@ -119,6 +119,21 @@ async def test_racing_senders_share_a_channel_seconds_slots_and_no_more(policy_s
     assert await policy_store.take_rate_slot("chn_1", second + 1, 5) is None  # still full
 
 
+async def test_an_hours_budget_keyed_by_the_second_it_ends_outlives_the_sweep_of_past_seconds(
+    policy_store: Any,
+) -> None:
+    # policy's private-reply budget: key "<channel>/private_reply/hour", window = the hour's end
+    now = int(T0.timestamp()) + 300
+    hour_end = (now // 3600 + 1) * 3600
+    key = "chn_1/private_reply/hour"
+    assert [await policy_store.take_rate_slot(key, hour_end, 2, hint) for hint in (0, 1, 0)][-1] is None
+
+    await policy_store.forget_slots_before(now - 60)  # the sweep, mid-hour
+
+    assert await policy_store.take_rate_slot(key, hour_end, 2) is None  # still used up
+    assert await policy_store.take_rate_slot("chn_1", now, 2) is not None  # the channel's seconds apart
+
+
 async def test_due_windows_are_every_conversation_in_the_range_in_time_order(policy_store: Any) -> None:
     # two conversations share each minute, so pages must break ties by id
     for n in range(8):
