@@ -20,7 +20,7 @@ import time
 import uuid
 from typing import Any
 
-from parley_routing.adapters.repository import MongoConversationRepository
+from parley_routing.adapters.stores import MongoConversationRepository
 from parley_routing.domain.model import Conversation
 from parley_routing.service import ConversationService
 from parley_shared.mongo import open_client

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from parley_events import Author, Content, Direction, MessageReceived, Provider
-from parley_routing.adapters.repository import MongoConversationRepository
+from parley_routing.adapters.stores import MongoConversationRepository
 from parley_routing.service import record_message
 from parley_shared import mongo
 from parley_shared.admin import describe_topics

@@ -27,7 +27,7 @@ from parley_events import (
     qualify,
     topics,
 )
-from parley_routing.adapters.repository import (
+from parley_routing.adapters.stores import (
     MAX_DOCUMENT_BYTES,
     DocumentTooLarge,
     MongoConversationRepository,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from parley_events import Author, Content, Direction, MessageReceived, Provider
-from parley_routing.adapters.repository import ConcurrentUpdate, MongoConversationRepository
+from parley_routing.adapters.stores import ConcurrentUpdate, MongoConversationRepository
 from parley_routing.domain.model import Conversation
 from parley_routing.service import ConversationService, record_message
 from parley_shared.mongo import MongoIdempotencyStore

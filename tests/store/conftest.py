@@ -24,7 +24,7 @@ import pytest
 from parley_policy.adapters.postgres import PostgresPolicyStore, PostgresPolicyTemplates
 from parley_policy.adapters.stores import PolicyStore, PolicyTemplates
 from parley_routing.adapters.postgres import PostgresConversationRepository
-from parley_routing.adapters.repository import MongoConversationRepository
+from parley_routing.adapters.stores import MongoConversationRepository
 from parley_shared.store import Store, open_store, store_kind
 from psycopg import sql
 

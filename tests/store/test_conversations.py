@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from parley_events import ConversationEvent, ConversationMessageAdded, MessageReceived, Queue
-from parley_routing.adapters.repository import MAX_DOCUMENT_BYTES, ConcurrentUpdate, DocumentTooLarge
+from parley_routing.adapters.stores import MAX_DOCUMENT_BYTES, ConcurrentUpdate, DocumentTooLarge
 from parley_routing.domain.model import Conversation
 from parley_routing.service import ConversationService
 

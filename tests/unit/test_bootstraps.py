@@ -32,11 +32,15 @@ from parley_ingest.bootstrap import IngestAdapters, NormalizerAdapters, build_in
 from parley_ingest.domain import deliveries
 from parley_ingest.service import UnprocessableDelivery
 from parley_ingest.settings import IngestSettings, NormalizerSettings
+from parley_onboarding.bootstrap import OnboardingAdapters
+from parley_onboarding.bootstrap import build as build_onboarding
+from parley_onboarding.settings import OnboardingSettings
 from parley_policy.bootstrap import PolicyAdapters
 from parley_policy.bootstrap import build as build_policy
 from parley_policy.domain.decision import TemplateInfo
 from parley_policy.service import DeliveryInterrupted
 from parley_policy.settings import PolicySettings
+from parley_providers.base import Connector
 from parley_routing.bootstrap import RoutingAdapters
 from parley_routing.bootstrap import build as build_routing
 from parley_routing.settings import RoutingSettings
@@ -48,6 +52,12 @@ from parley_shared.vault import Credential
 from starlette.applications import Starlette
 
 from tests.support.fakes.bus import FakePublisher, on_test_broker
+from tests.support.fakes.onboarding import (
+    FakeAccountConnector,
+    FakeNumberConnector,
+    FakeOnboardingStore,
+    FakePageConnector,
+)
 from tests.support.fakes.policy import FakeCredentials, FakePolicyStore, FakeTemplates
 from tests.support.fakes.routing import FakeRepository
 from tests.unit.factories import PAGE_ID, T0, channel, message, messaging_text, page_delivery, page_entry
@@ -85,6 +95,10 @@ async def call(wiring: Wiring, method: str, path: str, **kwargs: Any) -> httpx.R
 
 def bearer(user: str = "ana", tenant: str = "ten_acme") -> dict[str, str]:
     return {"authorization": f"Bearer {issue_dev_token(SECRET, user, tenant, [])}"}
+
+
+def admin_bearer(tenant: str = "ten_acme") -> dict[str, str]:
+    return {"authorization": f"Bearer {issue_dev_token(SECRET, 'boss', tenant, ['admin'])}"}
 
 
 def template_review() -> TemplateStatusChanged:
@@ -290,6 +304,54 @@ async def test_policy_stops_its_delivery_first() -> None:
         await wiring.delivery.deliver(approved())
     assert sender.sent == []
     assert [p.name for p in wiring.periodic] == ["window-sweep"]
+
+
+# --- onboarding ----------------------------------------------------------------------------------
+
+
+async def test_onboarding_publishes_template_reviews_from_its_router_serves_its_api_and_starts() -> None:
+    store = FakeOnboardingStore()
+    publisher = FakePublisher()
+    connectors: dict[Provider, Connector] = {
+        Provider.MESSENGER: FakePageConnector(),
+        Provider.INSTAGRAM: FakePageConnector(),
+        Provider.X: FakeAccountConnector(),
+        Provider.WHATSAPP: FakeNumberConnector(),
+    }
+    settings = OnboardingSettings(
+        encryption_keys="k1:" + "A" * 43 + "=",
+        meta_app_id="parley-test-app",
+        meta_app_secret="app-secret",
+        jwt_hs256_secret=SECRET,
+        **PLAIN,
+    )
+    wiring = build_onboarding(
+        settings,
+        OnboardingAdapters(store=store, connectors=connectors, publisher=publisher),
+        clock=lambda: NOW,
+    )
+    await wiring.start()
+    number = await wiring.service.register(
+        tenant_id="ten_acme",
+        provider=Provider.WHATSAPP,
+        account_id="pn_1",
+        display_name=None,
+        business_account_id="waba_1",
+        access_token=None,
+        actor_id=None,
+    )
+
+    async with on_test_broker(wiring.router, publisher) as bus:
+        await bus.publish(template_review())
+        await bus.publish(message(1))  # another type on the topic it reads: acknowledged, no effect
+
+    assert store.indexed
+    [review] = publisher.of(ChannelTemplateStatusChanged)
+    assert (review.channel_id, review.template_name, review.status) == (number.id, "order_update", "APPROVED")
+    listed = await call(wiring, "GET", "/v1/channels", headers=admin_bearer())
+    assert listed.status_code == 200
+    assert [c["id"] for c in listed.json()] == [number.id]
+    assert [p.name for p in wiring.periodic] == ["token-expiry", "connection-prune"]
 
 
 # --- ingest and the normalizer -------------------------------------------------------------------

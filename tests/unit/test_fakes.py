@@ -15,7 +15,7 @@ from parley_providers.meta.connect import MetaConnector
 from parley_providers.whatsapp.connect import WhatsAppConnector
 from parley_providers.x.connect import XConnector
 from parley_routing.adapters.postgres import PostgresConversationRepository
-from parley_routing.adapters.repository import ConversationRepository, MongoConversationRepository
+from parley_routing.adapters.stores import ConversationRepository, MongoConversationRepository
 from parley_routing.service import ChannelRoles
 from parley_shared.channels import DirectoryRoles
 from parley_shared.vault import MongoCredentialStore

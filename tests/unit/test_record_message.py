@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from parley_events import ConversationCreated, ConversationEvent, ConversationMessageAdded, MessageReceived
-from parley_routing.adapters.repository import ConcurrentUpdate
+from parley_routing.adapters.stores import ConcurrentUpdate
 from parley_routing.domain.model import Conversation
 from parley_routing.service import MAX_CONFLICT_RETRIES, record_message
 

@@ -23,7 +23,7 @@ from parley_events import (
     SenderType,
     StatusChangeReason,
 )
-from parley_routing.adapters.repository import ConcurrentUpdate
+from parley_routing.adapters.stores import ConcurrentUpdate
 from parley_routing.domain.model import SEEN_MESSAGES_LIMIT, Conversation
 from parley_routing.service import MAX_CONFLICT_RETRIES, ConversationNotFound, ConversationService
 

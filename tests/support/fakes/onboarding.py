@@ -38,6 +38,7 @@ from parley_shared.vault import Credential
 
 class FakeOnboardingStore:
     def __init__(self) -> None:
+        self.indexed = False
         self.channels: dict[str, Channel] = {}
         self.teams: dict[str, Team] = {}
         self.onboardings: dict[str, WhatsAppOnboarding] = {}
@@ -241,7 +242,7 @@ class FakeOnboardingStore:
         return len(expired)
 
     async def ensure_indexes(self) -> None:
-        return None
+        self.indexed = True
 
 
 # --- connectors -------------------------------------------------------------------------------

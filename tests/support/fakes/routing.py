@@ -19,7 +19,7 @@ from parley_events import (
     ConversationNoteAdded,
     Queue,
 )
-from parley_routing.adapters.repository import ConcurrentUpdate, Page
+from parley_routing.adapters.stores import ConcurrentUpdate, Page
 from parley_routing.domain.model import Conversation, Note
 
 DAY = timedelta(days=1)

@@ -18,7 +18,7 @@ from parley_shared.tracing import trace_of
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from parley_routing.adapters.repository import ConversationRepository, MongoConversationRepository
+from parley_routing.adapters.stores import ConversationRepository, MongoConversationRepository
 from parley_routing.entrypoints.api import create_api
 from parley_routing.entrypoints.subscribers import routing_router
 from parley_routing.service import AgentService, ConversationService, utcnow

@@ -25,7 +25,7 @@ from parley_events import (
     ThreadControlTaken,
 )
 
-from parley_routing.adapters.repository import (
+from parley_routing.adapters.stores import (
     ConcurrentUpdate,
     ConversationRepository,
 )

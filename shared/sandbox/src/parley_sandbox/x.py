@@ -34,30 +34,7 @@ from parley_sandbox.wire import Incoming, Reply, _x_invalid, _x_oauth, _x_proble
 
 _ID = re.compile(r"[0-9]{1,19}", re.ASCII)  # X's pattern for user and webhook ids in these bodies
 _PROBLEMS = "https://api.twitter.com/2/problems"
-_PUBLIC_EVENTS = frozenset(
-    {
-        "profile.update.bio",
-        "profile.update.profile_picture",
-        "profile.update.banner_picture",
-        "profile.update.screenname",
-        "profile.update.geo",
-        "profile.update.url",
-        "profile.update.verified_badge",
-        "profile.update.affiliate_badge",
-        "profile.update.handle",
-        "news.new",
-        "follow.follow",
-        "follow.unfollow",
-        "spaces.start",
-        "spaces.end",
-        "broadcast.start",
-        "broadcast.end",
-        activity.POST_CREATE,
-        activity.POST_DELETE,
-    }
-)
-"""Events an app-only Bearer token may subscribe to (docs.x.com/x-api/activity/introduction:
-public events); every other event type needs the filtered user's own token."""
+_PUBLIC_EVENTS = activity.PUBLIC_EVENT_TYPES
 
 
 class XApi:

@@ -29,7 +29,7 @@ from parley_shared.postgres import Pool, dumps, jsonb, migrate, migrations_in
 from psycopg import AsyncConnection, sql
 from psycopg.rows import TupleRow
 
-from parley_routing.adapters.repository import (
+from parley_routing.adapters.stores import (
     DEFAULT_SEEN_RETENTION,
     MAX_DOCUMENT_BYTES,
     ConcurrentUpdate,

@@ -15,7 +15,7 @@ from parley_shared.api import ApiError, error_responses, install_error_handlers,
 from parley_shared.auth import Principal, TokenVerifier
 from pydantic import BaseModel, Field
 
-from parley_routing.adapters.repository import DocumentTooLarge
+from parley_routing.adapters.stores import DocumentTooLarge
 from parley_routing.domain.access import Actor, Forbidden
 from parley_routing.domain.model import (
     MAX_LABEL_LENGTH,

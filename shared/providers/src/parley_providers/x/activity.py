@@ -28,7 +28,7 @@ CHAT_EVENTS = frozenset({CHAT_RECEIVED, CHAT_SENT})
 POST_EVENTS = frozenset({POST_CREATE, POST_MENTION, POST_REPLY, POST_QUOTE})
 """Post events Parley makes messages of (deletions and reposts are skipped)."""
 
-EVENT_TYPES = frozenset(
+PUBLIC_EVENT_TYPES = frozenset(
     {
         "profile.update.bio",
         "profile.update.profile_picture",
@@ -46,6 +46,15 @@ EVENT_TYPES = frozenset(
         "spaces.end",
         "broadcast.start",
         "broadcast.end",
+        POST_CREATE,
+        POST_DELETE,
+    }
+)
+"""Events an app-only Bearer token may subscribe to (docs.x.com/x-api/activity/introduction:
+public events); every other event type needs the filtered user's own token."""
+
+EVENT_TYPES = PUBLIC_EVENT_TYPES | frozenset(
+    {
         "broadcast.chat",
         CHAT_RECEIVED,
         CHAT_SENT,
