@@ -60,6 +60,7 @@ with atheris.instrument_imports(include=["parley_ingest", "parley_events", "parl
         ChannelStatus,
         CustomerAliasRecorded,
         Event,
+        HandoverReceived,
         MessageReceived,
         MessageStatusChanged,
         MessagingLimitChanged,
@@ -431,12 +432,17 @@ def check_event(event: Event, record: WebhookReceived) -> None:
         assert event.recorded_at.utcoffset() == timedelta(0), event.recorded_at
         return
     assert isinstance(
-        event, MessageReceived | MessageStatusChanged | TemplateStatusChanged | MessagingLimitChanged
+        event,
+        MessageReceived
+        | MessageStatusChanged
+        | HandoverReceived
+        | TemplateStatusChanged
+        | MessagingLimitChanged,
     ), event
     assert event.delivery_id == record.delivery_id
     assert event.provider_timestamp.utcoffset() == timedelta(0), event.provider_timestamp
     assert event.key(), f"{event.event_type} has an empty record key"
-    if isinstance(event, MessageReceived | MessageStatusChanged):
+    if isinstance(event, MessageReceived | MessageStatusChanged | HandoverReceived):
         assert event.provider in ENDPOINT_PROVIDERS[record.provider], (record.provider, event.provider)
         assert event.account_id, event
         assert event.conversation_key.startswith(THREAD_PREFIXES), event.conversation_key

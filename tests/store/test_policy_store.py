@@ -56,6 +56,22 @@ async def test_a_private_reply_is_marked_once_and_survives_later_messages(policy
     assert doc["private_replied"] == ["m_1"]
 
 
+async def test_thread_control_is_kept_per_conversation_and_an_older_change_is_ignored(
+    policy_store: Any,
+) -> None:
+    assert await policy_store.parley_active("conv_1") is True  # nothing said yet: Parley answers
+    await policy_store.record_inbound(inbound(1))
+
+    await policy_store.record_thread_control("conv_1", False, T0 + timedelta(minutes=2))
+    await policy_store.record_thread_control("conv_1", True, T0 + timedelta(minutes=1))  # late
+    await policy_store.record_inbound(inbound(2, minutes=3))  # a customer message keeps it
+
+    assert await policy_store.parley_active("conv_1") is False
+    assert await policy_store.parley_active("conv_2") is True
+    await policy_store.record_thread_control("conv_1", True, T0 + timedelta(minutes=4))
+    assert await policy_store.parley_active("conv_1") is True
+
+
 async def test_of_racing_decisions_on_one_reply_the_first_is_kept_and_returned_to_the_others(
     policy_store: Any,
 ) -> None:
@@ -102,6 +118,21 @@ async def test_racing_senders_share_a_channel_seconds_slots_and_no_more(policy_s
     await policy_store.forget_slots_before(second + 1)
     assert await policy_store.take_rate_slot("chn_1", second, 5) is not None  # forgotten: free again
     assert await policy_store.take_rate_slot("chn_1", second + 1, 5) is None  # still full
+
+
+async def test_an_hours_budget_keyed_by_the_second_it_ends_outlives_the_sweep_of_past_seconds(
+    policy_store: Any,
+) -> None:
+    # policy's private-reply budget: key "<channel>/private_reply/hour", window = the hour's end
+    now = int(T0.timestamp()) + 300
+    hour_end = (now // 3600 + 1) * 3600
+    key = "chn_1/private_reply/hour"
+    assert [await policy_store.take_rate_slot(key, hour_end, 2, hint) for hint in (0, 1, 0)][-1] is None
+
+    await policy_store.forget_slots_before(now - 60)  # the sweep, mid-hour
+
+    assert await policy_store.take_rate_slot(key, hour_end, 2) is None  # still used up
+    assert await policy_store.take_rate_slot("chn_1", now, 2) is not None  # the channel's seconds apart
 
 
 async def test_due_windows_are_every_conversation_in_the_range_in_time_order(policy_store: Any) -> None:

@@ -52,11 +52,19 @@ def operations(document: dict[str, Any], action: str) -> dict[str, set[str]]:
 
 
 def test_policys_document_lists_every_topic_it_reads_and_every_event_type_it_publishes() -> None:
-    """It once listed one operation, while policy publishes ten event types and reads three topics."""
+    """It once listed one operation, while policy publishes ten event types and reads four topics."""
     document = asyncapi("policy")
 
     assert operations(document, "send") == {
-        topics.REPLIES.name: {"ReplyRequested", "ReplyApproved", "ReplyRejected", "ReplySent", "ReplyFailed"},
+        topics.REPLIES.name: {
+            "ReplyRequested",
+            "ReplyApproved",
+            "ReplyRejected",
+            "ReplySent",
+            "ReplyFailed",
+            "ThreadControlTaken",
+            "ThreadControlReleased",
+        },
         topics.REPLY_WINDOWS.name: {
             "ReplyWindowOpened",
             "ReplyWindowClosing",
@@ -73,6 +81,7 @@ def test_policys_document_lists_every_topic_it_reads_and_every_event_type_it_pub
             "ChannelReauthRequired",
             "OtherEventType",
         },
+        topics.CONVERSATIONS.name: {"ConversationThreadControlChanged", "OtherEventType"},
         topics.CHANNELS.name: {"ChannelSnapshot"},  # read models
         topics.TEAMS.name: {"TeamSnapshot"},
     }
@@ -81,7 +90,12 @@ def test_policys_document_lists_every_topic_it_reads_and_every_event_type_it_pub
 def test_routings_batch_subscriber_is_documented_as_a_batch_of_normalized_messages() -> None:
     received = operations(asyncapi("routing"), "receive")
     assert received[topics.MESSAGES_INBOUND.name] == {"MessageReceived"}
-    assert received[topics.REPLIES.name] == {"ReplySent", "OtherEventType"}
+    assert received[topics.REPLIES.name] == {
+        "ReplySent",
+        "ThreadControlTaken",
+        "ThreadControlReleased",
+        "OtherEventType",
+    }
 
 
 def test_together_the_documents_send_every_event_type_and_carry_the_cloudevents_headers() -> None:

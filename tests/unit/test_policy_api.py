@@ -11,7 +11,13 @@ import pytest
 from parley_events import ChannelRole, Event, ReplyApproved
 from parley_policy.domain.length import MAX_TEXT_CHARACTERS
 from parley_policy.entrypoints.api import create_api
-from parley_policy.service import ConversationUnknown, PolicyService
+from parley_policy.service import (
+    ConversationUnknown,
+    PolicyService,
+    ThreadControlForbidden,
+    ThreadControlUnsupported,
+)
+from parley_providers import ErrorKind, ProviderError
 from parley_shared.auth import ApiSettings, TokenVerifier, issue_dev_token
 
 from tests.support.fakes.policy import FakePolicyStore
@@ -146,3 +152,57 @@ async def test_the_human_agent_tag_after_seven_days_is_a_422_window_closed() -> 
     )
     assert response.status_code == 422, response.text
     assert response.json()["code"] == "WINDOW_CLOSED"
+
+
+# --- thread control through the API ------------------------------------------------------------
+
+
+class ThreadService:
+    """Stands in for the service's thread control: an outcome or an exception per call."""
+
+    def __init__(self, outcome: Any) -> None:
+        self.outcome = outcome
+        self.asked: list[tuple[str, bool]] = []
+
+    async def thread_control(
+        self, tenant_id: str, user_id: str, is_admin: bool, conversation_id: str, take: bool
+    ) -> bool:
+        self.asked.append((conversation_id, take))
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return take
+
+
+@pytest.mark.parametrize(("action", "take"), [("take", True), ("release", False)])
+async def test_take_and_release_answer_who_answers_the_thread(action: str, take: bool) -> None:
+    service = ThreadService(None)
+
+    response = await post(cast(Any, service), f"/conversations/c1/thread-control:{action}", {})
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"conversation_id": "c1", "parley_active": take}
+    assert service.asked == [("c1", take)]
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (ThreadControlForbidden("c1"), 403, "ROLE_FORBIDDEN"),
+        (ConversationUnknown("c1"), 404, "CONVERSATION_NOT_FOUND"),
+        (ThreadControlUnsupported("c1"), 422, "THREAD_CONTROL_UNSUPPORTED"),
+        (
+            ProviderError("meta", 400, 100, None, "secret-ish text", ErrorKind.INVALID_REQUEST),
+            502,
+            "PROVIDER_REFUSED",
+        ),
+    ],
+    ids=["viewer", "unknown", "unsupported", "provider"],
+)
+async def test_a_refused_thread_control_call_is_answered_by_its_kind(
+    error: Exception, status: int, code: str
+) -> None:
+    response = await post(cast(Any, ThreadService(error)), "/conversations/c1/thread-control:take", {})
+
+    assert response.status_code == status, response.text
+    assert response.json()["code"] == code
+    assert "secret-ish" not in response.text

@@ -784,3 +784,33 @@ def test_x_has_no_window(kind: str, last: datetime | None) -> None:
     assert decision.window_closes_at is None
     assert decision.human_agent_window_closes_at is None
     assert decision.tag is None
+
+
+# --- thread control (Conversation Routing) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("provider", TAGGABLE)
+def test_a_reply_to_a_thread_another_app_answers_is_refused(provider: Provider) -> None:
+    facts = ConversationFacts(provider=provider, last_customer_message_at=LAST, parley_active=False)
+
+    assert_refused(run(provider, facts=facts), "NOT_THREAD_OWNER")
+
+
+@pytest.mark.parametrize("provider", TAGGABLE)
+def test_a_reply_to_a_thread_parley_answers_is_approved(provider: Provider) -> None:
+    facts = ConversationFacts(provider=provider, last_customer_message_at=LAST, parley_active=True)
+
+    assert_approved(run(provider, facts=facts))
+
+
+def test_thread_control_does_not_concern_a_private_reply_to_a_comment() -> None:
+    facts = ConversationFacts(
+        provider=Provider.MESSENGER,
+        last_customer_message_at=None,
+        comment_times={"c_1": LAST},
+        parley_active=False,
+    )
+
+    assert_approved(
+        run(Provider.MESSENGER, ReplyRequest(text="hi", kind="private_reply", comment_id="c_1"), facts=facts)
+    )

@@ -11,7 +11,9 @@ from parley_events import (
     ChannelRole,
     ChannelSnapshot,
     ChannelStatus,
+    ConversationThreadControlChanged,
     Event,
+    MessageKind,
     Provider,
     ReplyApproved,
     ReplyRejected,
@@ -20,9 +22,21 @@ from parley_events import (
     ReplyWindowClosing,
     ReplyWindowOpened,
     SenderType,
+    ThreadControlReason,
+    ThreadControlReleased,
+    ThreadControlTaken,
 )
 from parley_policy.domain.decision import ReplyRequest
-from parley_policy.service import AutomationScopeRequired, ConversationUnknown, PolicyService
+from parley_policy.domain.rules import rule_for
+from parley_policy.service import (
+    AutomationScopeRequired,
+    ConversationUnknown,
+    PolicyService,
+    ThreadControlForbidden,
+    ThreadControlUnsupported,
+)
+from parley_providers import ErrorKind, ProviderError
+from parley_providers.base import ThreadRef
 
 from tests.support.fakes.policy import FakePolicyStore
 from tests.unit.factories import CUSTOMER_ID, T0, channel, message
@@ -149,3 +163,169 @@ async def test_window_notices_go_out_once_each_across_sweeps() -> None:
     await h.service.sweep_windows(timedelta(hours=1))
     assert len(h.of(ReplyWindowClosing)) == 1
     assert len(h.of(ReplyWindowClosed)) == 1
+
+
+def thread_control(parley_active: bool, at_minutes: int) -> ConversationThreadControlChanged:
+    return ConversationThreadControlChanged(
+        event_id=f"cev_tc_{at_minutes}",
+        conversation_id="conv_1",
+        tenant_id="ten_acme",
+        channel_id="chn_1",
+        sequence=10 + at_minutes,
+        occurred_at=T0 + timedelta(minutes=at_minutes),
+        parley_active=parley_active,
+        reason=ThreadControlReason.TAKEN if not parley_active else ThreadControlReason.PASSED,
+    )
+
+
+async def test_a_reply_waits_for_thread_control_routing_announces() -> None:
+    h = Harness()
+    await h.service.on_inbound(message(1))
+
+    await h.service.on_thread_control(thread_control(False, 1))
+    refused = await h.reply("ana", "k1")
+    await h.service.on_thread_control(thread_control(True, 2))
+    approved = await h.reply("ana", "k2")
+
+    assert [r.code for r in refused.decision.reasons] == ["NOT_THREAD_OWNER"]
+    assert approved.decision.approved
+
+
+async def test_an_older_thread_control_change_does_not_undo_a_newer_one() -> None:
+    h = Harness()
+    await h.service.on_inbound(message(1))
+
+    await h.service.on_thread_control(thread_control(True, 3))
+    await h.service.on_thread_control(thread_control(False, 2))  # delivered late
+
+    assert (await h.reply("ana", "k1")).decision.approved
+
+
+class ThreadCalls:
+    """The delivery side's thread-control call, recorded; ``refuse`` makes the provider say no."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ThreadRef, bool]] = []
+        self.refuse: ProviderError | None = None
+
+    async def __call__(self, channel_id: str, thread: ThreadRef, take: bool) -> None:
+        if self.refuse is not None:
+            raise self.refuse
+        self.calls.append((channel_id, thread, take))
+
+
+def with_thread_calls() -> tuple[Harness, ThreadCalls]:
+    h = Harness()
+    calls = ThreadCalls()
+    h.service.change_thread_control = calls
+    return h, calls
+
+
+async def test_a_contributor_takes_a_thread_and_may_reply_at_once() -> None:
+    h, calls = with_thread_calls()
+    await h.service.on_inbound(message(1))
+    await h.service.on_thread_control(thread_control(False, 1))
+
+    assert await h.service.thread_control("ten_acme", "ana", False, "conv_1", True) is True
+
+    assert calls.calls == [("chn_1", ThreadRef(Provider.MESSENGER, message(1).account_id, CUSTOMER_ID), True)]
+    [taken] = h.of(ThreadControlTaken)
+    assert (taken.conversation_id, taken.actor_id, taken.occurred_at) == ("conv_1", "ana", h.now)
+    assert (await h.reply("ana", "k1")).decision.approved
+
+
+async def test_a_release_is_audited_and_refuses_replies_until_the_thread_comes_back() -> None:
+    h, calls = with_thread_calls()
+    await h.service.on_inbound(message(1))
+
+    assert await h.service.thread_control("ten_acme", "ana", False, "conv_1", False) is False
+
+    assert [take for _, _, take in calls.calls] == [False]
+    [released] = h.of(ThreadControlReleased)
+    assert released.actor_id == "ana"
+    assert [r.code for r in (await h.reply("ana", "k1")).decision.reasons] == ["NOT_THREAD_OWNER"]
+
+
+async def test_a_viewer_may_not_take_a_thread_and_a_stranger_does_not_see_it() -> None:
+    h, calls = with_thread_calls()
+    await h.service.on_inbound(message(1))
+
+    with pytest.raises(ThreadControlForbidden):
+        await h.service.thread_control("ten_acme", "vic", False, "conv_1", True)
+    with pytest.raises(ConversationUnknown):
+        await h.service.thread_control("ten_acme", "nobody", False, "conv_1", True)
+    assert calls.calls == []
+    assert h.of(ThreadControlTaken) == []
+
+
+async def test_a_take_the_provider_refuses_changes_nothing() -> None:
+    h, calls = with_thread_calls()
+    await h.service.on_inbound(message(1))
+    await h.service.on_thread_control(thread_control(False, 1))
+    calls.refuse = ProviderError("meta", 400, 100, None, "refused", ErrorKind.INVALID_REQUEST)
+
+    with pytest.raises(ProviderError):
+        await h.service.thread_control("ten_acme", "ana", False, "conv_1", True)
+
+    assert h.of(ThreadControlTaken) == []
+    assert [r.code for r in (await h.reply("ana", "k1")).decision.reasons] == ["NOT_THREAD_OWNER"]
+
+
+async def test_without_a_thread_control_call_the_provider_has_none() -> None:
+    h = Harness()
+    await h.service.on_inbound(message(1))
+
+    with pytest.raises(ThreadControlUnsupported):
+        await h.service.thread_control("ten_acme", "ana", False, "conv_1", True)
+
+
+# --- Meta's rates per account (Messenger Platform rate limiting) -------------------------------
+
+
+@pytest.mark.parametrize("provider", [Provider.MESSENGER, Provider.INSTAGRAM])
+async def test_the_300th_text_reply_in_a_second_passes_and_the_301st_waits_for_the_next(
+    provider: Provider,
+) -> None:
+    snapshot = channel().model_copy(update={"provider": provider, "status": ChannelStatus.ACTIVE})
+    h = Harness(snapshot=snapshot)
+    await h.service.on_inbound(message(1).model_copy(update={"provider": provider}))
+    h.now = h.now.replace(microsecond=250_000)
+
+    for n in range(300):
+        assert (await h.reply("ana", f"k{n}", "hi")).decision.approved, n
+    limited = await h.reply("ana", "k300", "hi")
+
+    assert [r.code for r in limited.decision.reasons] == ["RATE_LIMITED"]
+    assert "300 per second" in limited.decision.reasons[0].message
+    assert limited.retry_after_s == 0.75
+    h.now += timedelta(seconds=1)
+    assert (await h.reply("ana", "k300", "hi")).decision.approved
+
+
+async def test_the_750th_private_reply_in_an_hour_passes_and_the_751st_waits_for_the_next_hour() -> None:
+    h = Harness()
+    for n in range(1, 752):
+        await h.service.on_inbound(message(n).model_copy(update={"kind": MessageKind.COMMENT}))
+    await h.service.on_inbound(message(1000))  # and a direct message
+    h.now = T0 + timedelta(minutes=5)  # T0 is 12:00: the hour ends at 13:00
+
+    for n in range(1, 751):
+        outcome = await h.reply("ana", f"k{n}", "We sent you a DM", kind="private_reply", comment_id=f"m_{n}")
+        assert outcome.decision.approved, (n, outcome.decision.reasons)
+    limited = await h.reply("ana", "k751", "We sent you a DM", kind="private_reply", comment_id="m_751")
+
+    assert [r.code for r in limited.decision.reasons] == ["RATE_LIMITED"]
+    assert "(750)" in limited.decision.reasons[0].message
+    assert limited.retry_after_s == 55 * 60
+    # direct messages have their own budget
+    assert (await h.reply("ana", "direct", "Hello")).decision.approved
+    h.now = T0 + timedelta(hours=1)
+    again = await h.reply("ana", "k751", "We sent you a DM", kind="private_reply", comment_id="m_751")
+    assert again.decision.approved, again.decision.reasons
+
+
+def test_meta_counts_audio_and_video_sends_apart_from_text() -> None:
+    for provider in (Provider.MESSENGER, Provider.INSTAGRAM):
+        rule = rule_for(provider, "direct")
+        assert (rule.rate_per_second, rule.media_rate_per_second) == (300, 10)
+    assert rule_for(Provider.MESSENGER, "private_reply").rate_per_hour == 750

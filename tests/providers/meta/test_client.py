@@ -409,6 +409,32 @@ async def test_unknown_versions_and_paths_answer_in_graph_shape(sandbox: Sandbox
 
 # --- every method against every error class -----------------------------------------------
 
+# --- Conversation Routing: thread control
+
+
+async def test_take_and_release_thread_control(sandbox: Sandbox) -> None:
+    _, long, pages = await sandbox.connect_meta(pages=acme_pages())
+    acme, outlet = pages
+    customer = "6912345678901234"
+    page = sandbox.state.pages[acme.id]
+    page.thread_owners[customer] = "263902037430900"  # Page Inbox answers the thread
+
+    await sandbox.graph.take_thread_control(acme.id, acme.access_token, customer, "agent ana")
+
+    assert page.thread_owners[customer] == sandbox.state.meta_app_id
+    [call] = [c for c in sandbox.state.calls if c.path.endswith("/take_thread_control")]
+    assert call.path == f"/{GRAPH_VERSION}/{acme.id}/take_thread_control"
+    await sandbox.graph.release_thread_control(acme.id, acme.access_token, customer)
+    assert customer not in page.thread_owners
+    # releasing a thread this app does not answer is refused
+    error = await fails(sandbox.graph.release_thread_control(acme.id, acme.access_token, customer))
+    assert (error.code, error.kind) == (100, ErrorKind.INVALID_REQUEST)
+    error = await fails(sandbox.graph.take_thread_control(acme.id, long, customer))  # a user token
+    assert (error.code, error.kind) == (210, ErrorKind.PERMISSION_MISSING)
+    error = await fails(sandbox.graph.take_thread_control(outlet.id, acme.access_token, customer))
+    assert (error.code, error.subcode, error.kind) == (100, 33, ErrorKind.INVALID_REQUEST)
+
+
 USER_ID = "10158000000000042"
 PSID = "6912345678901234"
 COMMENT_ID = "104512345678901_889900112233"
@@ -464,6 +490,12 @@ async def _page_subscribed_fields(graph: GraphClient, c: Connected) -> object:
 
 def _text(recipient: str = PSID) -> dict[str, Any]:
     return {"recipient": {"id": recipient}, "messaging_type": "RESPONSE", "message": {"text": "Hi!"}}
+
+
+async def _release_thread_control(graph: GraphClient, c: Connected) -> object:
+    # only the thread's active responder releases it: this app answers the thread already
+    c.sandbox.state.pages[c.acme.id].thread_owners[PSID] = c.sandbox.state.meta_app_id
+    return await graph.release_thread_control(c.acme.id, c.acme.access_token, PSID)
 
 
 CALLS = [
@@ -523,6 +555,14 @@ CALLS = [
         "page",
         lambda g, c: g.reply_to_instagram_comment(IG_COMMENT_ID, c.acme.access_token, "Thanks!"),
     ),
+    GraphCall(
+        "take_thread_control",
+        "POST",
+        "/take_thread_control",
+        "page",
+        lambda g, c: g.take_thread_control(c.acme.id, c.acme.access_token, PSID, "agent ana took it"),
+    ),
+    GraphCall("release_thread_control", "POST", "/release_thread_control", "page", _release_thread_control),
 ]
 WITH_TOKEN = [call for call in CALLS if call.token is not None]
 WITH_USER_TOKEN = [call for call in CALLS if call.token == "user"]

@@ -21,9 +21,10 @@ from parley_events import (
     Reaction,
     Referral,
     StoryRef,
+    ThreadControlAction,
 )
 from parley_providers import registry
-from parley_providers.inbound import ParsedMessage, ParsedStatus, ParseResult
+from parley_providers.inbound import ParsedHandover, ParsedMessage, ParsedStatus, ParseResult
 
 from tests.support import fixtures
 
@@ -269,6 +270,95 @@ def test_standby_items_are_read_like_messaging_items() -> None:
     assert echo.content.text == "Please pick an option below."
     assert echo.provider_message_id == "m_Sb2Kk1Ll5Mm9Nn3Oo7Pp1Qq5Rr9Ss3Tt"
     assert echo.provider_timestamp == at(6, 30, 0, 400)
+    # another app answers the thread: both are history, marked as received in standby
+    assert customer.standby is True
+    assert echo.standby is True
+
+
+def test_a_messaging_item_says_it_reached_the_active_responder() -> None:
+    assert only_message("messenger_text").standby is False
+    assert only_message("instagram_dm").standby is False
+
+
+def test_an_instagram_standby_message_is_recorded_and_marked() -> None:
+    msg = only_message("instagram_standby")
+
+    assert msg.provider is Provider.INSTAGRAM
+    assert msg.account_id == IG_ID
+    assert msg.conversation_key == f"dm:{IGSID}"
+    assert msg.direction is Direction.INBOUND
+    assert msg.content.text == "Is anyone there?"
+    assert msg.provider_timestamp == at(6, 38, 0, 300)
+    assert msg.standby is True
+
+
+# --- Conversation Routing: messaging_handovers ------------------------------------------------
+
+
+def only_handover(name: str) -> ParsedHandover:
+    result = parse(name)
+    assert result.messages == ()
+    assert result.statuses == ()
+    assert result.skipped == ()
+    assert result.failures == ()
+    [handover] = result.handovers
+    return handover
+
+
+def test_a_thread_passed_to_parley_makes_it_the_active_responder() -> None:
+    handover = only_handover("messenger_pass_thread_control")
+
+    assert handover == ParsedHandover(
+        provider=Provider.MESSENGER,
+        account_id=PAGE_ID,
+        conversation_key=f"dm:{CUSTOMER_2}",
+        action=ThreadControlAction.PASS,
+        parley_active=True,
+        provider_timestamp=at(6, 35, 0, 500),
+        new_owner_app_id="540118273645091",
+        previous_owner_app_id="263902037430900",
+        metadata="bot could not answer: billing question",
+    )
+
+
+def test_a_thread_taken_from_parley_makes_another_app_the_active_responder() -> None:
+    handover = only_handover("messenger_take_thread_control")
+
+    assert handover == ParsedHandover(
+        provider=Provider.MESSENGER,
+        account_id=PAGE_ID,
+        conversation_key=f"dm:{CUSTOMER_2}",
+        action=ThreadControlAction.TAKE,
+        parley_active=False,
+        provider_timestamp=at(6, 36, 0, 200),
+        new_owner_app_id="263902037430900",
+        previous_owner_app_id="540118273645091",
+        metadata="Page Inbox took the thread",
+    )
+
+
+def test_a_request_for_the_thread_changes_nothing_yet() -> None:
+    handover = only_handover("messenger_request_thread_control")
+
+    assert handover.action is ThreadControlAction.REQUEST
+    assert handover.parley_active is None
+    assert handover.requested_owner_app_id == "263902037430900"
+    assert handover.new_owner_app_id is None
+    assert handover.metadata == "the customer asked the bot for a refund"
+    assert handover.provider_timestamp == at(6, 37, 0, 100)
+
+
+def test_an_instagram_thread_passed_from_idle_has_no_previous_owner() -> None:
+    handover = only_handover("instagram_pass_thread_control")
+
+    assert handover.provider is Provider.INSTAGRAM
+    assert handover.account_id == IG_ID
+    assert handover.conversation_key == f"dm:{IGSID}"
+    assert handover.action is ThreadControlAction.PASS
+    assert handover.parley_active is True
+    assert handover.previous_owner_app_id is None
+    assert handover.metadata is None
+    assert handover.provider_timestamp == at(6, 39, 0, 400)
 
 
 # --- Messenger: receipts -------------------------------------------------------------------

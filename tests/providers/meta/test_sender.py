@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from parley_events import Provider, ReplyApproved
 from parley_providers import ErrorKind, registry
-from parley_providers.base import Sender
+from parley_providers.base import Sender, ThreadControl, ThreadRef
 from parley_providers.meta.instagram import InstagramClient
 
 from tests.support.sandbox import GRAPH_VERSION, REDIRECT, Sandbox, acme_pages, approved, fails
@@ -317,3 +317,34 @@ async def test_an_instagram_login_reply_keeps_the_window_and_the_human_agent_tag
     assert sandbox.state.sent[-1].body["tag"] == "HUMAN_AGENT"
     # a Page-path reply of the same provider still goes through the Page's Send API
     assert all(r.path.startswith("/instagram/") for r in sandbox.state.sent)
+
+
+# --- Conversation Routing: the sender takes and releases threads ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("provider", "account_id", "customer", "node"),
+    [(Provider.MESSENGER, PAGE_ID, PSID, PAGE_ID), (Provider.INSTAGRAM, IG_ACCOUNT_ID, IGSID, "me")],
+    ids=["messenger", "instagram"],
+)
+async def test_the_sender_takes_and_releases_a_thread_through_the_page(
+    page: Page, provider: Provider, account_id: str, customer: str, node: str
+) -> None:
+    sender = page.sandbox.senders[provider]
+    assert isinstance(sender, ThreadControl)
+    thread = ThreadRef(provider, account_id, customer, metadata="agent ana")
+    state = page.sandbox.state.pages[PAGE_ID]
+    state.thread_owners[customer] = "263902037430900"  # another app answers
+    page.sandbox.state.calls.clear()
+
+    await sender.take_thread_control(thread, page.token)
+    assert state.thread_owners[customer] == page.sandbox.state.meta_app_id
+    await sender.release_thread_control(thread, page.token)
+
+    assert customer not in state.thread_owners
+    assert [c.path for c in page.sandbox.state.calls] == [
+        f"/{GRAPH_VERSION}/{node}/take_thread_control",
+        f"/{GRAPH_VERSION}/{node}/release_thread_control",
+    ]
+    error = await fails(sender.release_thread_control(thread, page.token))
+    assert error.kind is ErrorKind.INVALID_REQUEST

@@ -27,6 +27,7 @@ class FakePolicyStore:
         self.notices: dict[str, datetime] = {}
         self.reached: dict[tuple[str, str], datetime] = {}
         self.limits: dict[str, tuple[int | None, datetime]] = {}
+        self.thread_control: dict[str, tuple[bool, datetime]] = {}
         self.indexed = False
 
     async def ensure_indexes(self) -> None:
@@ -121,6 +122,15 @@ class FakePolicyStore:
     async def decision(self, key: str) -> dict[str, Any] | None:
         found = self.decisions.get(key)
         return None if found is None else copy.deepcopy(found)
+
+    async def parley_active(self, conversation_id: str) -> bool:
+        kept = self.thread_control.get(conversation_id)
+        return True if kept is None else kept[0]
+
+    async def record_thread_control(self, conversation_id: str, parley_active: bool, at: datetime) -> None:
+        kept = self.thread_control.get(conversation_id)
+        if kept is None or kept[1] <= at:
+            self.thread_control[conversation_id] = (parley_active, at)
 
 
 class FakeTemplates:

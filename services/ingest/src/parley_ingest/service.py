@@ -31,6 +31,7 @@ from parley_ingest.domain.normalize import (
     MalformedPayload,
     ParsedMessage,
     alias_event,
+    handover_event,
     limit_event,
     message_event,
     parse_delivery,
@@ -144,6 +145,11 @@ class Normalizer:
                         status = dataclasses.replace(status, conversation_key=root)
                 receipt = status_event(status, channel, raw.delivery_id)
                 await self.emit(receipt, receipt.event_id, status.provider.value)
+        for handover in result.handovers:
+            channel = await self.channel(self.directory.lookup, handover.provider, handover.account_id)
+            if channel is not None:
+                control = handover_event(handover, channel, raw.delivery_id)
+                await self.emit(control, control.event_id, handover.provider.value)
         for template in result.templates:
             channel = await self.channel(
                 self.directory.lookup_business, Provider.WHATSAPP, template.business_account_id

@@ -117,16 +117,6 @@ def build(
     async def publish(event: Event, event_id: str) -> None:
         await adapters.publisher.publish(event, event_id=event_id)
 
-    service = PolicyService(
-        adapters.store,
-        channels.by_id.get,
-        role_of,
-        adapters.templates.of,
-        publish,
-        clock,
-        settings.whatsapp_throughput_per_s,
-        settings.whatsapp_messaging_tier,
-    )
     delivery = Delivery(
         adapters.store,
         adapters.credentials,
@@ -138,6 +128,18 @@ def build(
             settings.delivery_backoff_s,
             settings.delivery_backoff_max_s,
         ),
+    )
+
+    service = PolicyService(
+        adapters.store,
+        channels.by_id.get,
+        role_of,
+        adapters.templates.of,
+        publish,
+        clock,
+        settings.whatsapp_throughput_per_s,
+        settings.whatsapp_messaging_tier,
+        delivery.change_thread_control,
     )
 
     async def sweep() -> int:

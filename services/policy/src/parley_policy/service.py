@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +16,7 @@ from parley_events import (
     ChannelRole,
     ChannelSendingRestricted,
     ChannelSnapshot,
+    ConversationThreadControlChanged,
     Event,
     HumanAgentWindowClosed,
     MessageReceived,
@@ -32,18 +33,27 @@ from parley_events import (
     ReplyWindowOpened,
     SenderType,
     TemplateRef,
+    ThreadControlReleased,
+    ThreadControlTaken,
 )
 from parley_events import (
     ProviderError as ProviderErrorModel,
 )
 from parley_providers import ErrorKind, ProviderError, registry
-from parley_providers.base import Sender
+from parley_providers.base import Sender, ThreadControl, ThreadRef
 from parley_shared.logging import get_logger, redact_value
 from parley_shared.vault import CredentialStore
 
 from parley_policy import metrics
 from parley_policy.adapters.stores import PolicyStorePort
-from parley_policy.domain.decision import Decision, Reason, ReplyRequest, TemplateInfo, decide
+from parley_policy.domain.decision import (
+    ConversationFacts,
+    Decision,
+    Reason,
+    ReplyRequest,
+    TemplateInfo,
+    decide,
+)
 from parley_policy.domain.retry import RetryBudget
 from parley_policy.domain.rules import (
     business_scope,
@@ -94,6 +104,18 @@ class AutomationScopeRequired(PermissionError):
     """A person's token asked to send as ``automated``: only service principals may."""
 
 
+class ThreadControlForbidden(PermissionError):
+    """Viewers may not take or release threads; Contributors and Supervisors may."""
+
+
+class ThreadControlUnsupported(LookupError):
+    """The conversation's provider routes no threads between apps (or its channel has no token)."""
+
+
+ChangeThreadControl = Callable[[str, ThreadRef, bool], Awaitable[None]]
+"""Take (True) or release (False) a thread for a channel: the delivery side's call."""
+
+
 class PolicyService:
     """Everything policy does, independent of HTTP and Kafka."""
 
@@ -107,7 +129,9 @@ class PolicyService:
         clock: Clock = utcnow,
         whatsapp_throughput: int | None = None,
         messaging_tier: int = 0,
+        change_thread_control: ChangeThreadControl | None = None,
     ) -> None:
+        self.change_thread_control = change_thread_control
         self.store = store
         self.channels = channels
         self.role_of = role_of
@@ -118,6 +142,7 @@ class PolicyService:
         self.whatsapp_throughput = whatsapp_throughput or send_rate(Provider.WHATSAPP) or 1
         self.messaging_tier = messaging_tier
         self._slot_hint: dict[str, int] = {}
+        self._full: dict[str, int] = {}  # key -> the window found full
 
     # --- facts from the streams ---------------------------------------------------------------
 
@@ -139,7 +164,51 @@ class PolicyService:
                 )
                 await self.publish(opened, opened.event_id)
 
+    async def on_thread_control(self, change: ConversationThreadControlChanged) -> None:
+        """Routing's word on whether Parley answers the thread (Conversation Routing)."""
+        await self.store.record_thread_control(
+            change.conversation_id, change.parley_active, change.occurred_at
+        )
+
+    async def thread_control(
+        self, tenant_id: str, user_id: str, is_admin: bool, conversation_id: str, take: bool
+    ) -> bool:
+        """Take (``take``) or release the conversation's thread with the provider; the thread's
+        state for Parley afterwards. Contributors and Supervisors may; the change is audited
+        (``thread_control.taken`` or ``.released``) and applies to replies at once."""
+        doc, _ = await self._context(tenant_id, conversation_id)
+        role = self._role(tenant_id, user_id, is_admin, doc["channel_id"])
+        if role is None:
+            raise ConversationUnknown(conversation_id)  # invisible to this user
+        if role.rank < ChannelRole.CONTRIBUTOR.rank:
+            raise ThreadControlForbidden(conversation_id)
+        if self.change_thread_control is None:
+            raise ThreadControlUnsupported(conversation_id)
+        provider = Provider(doc["provider"])
+        thread = ThreadRef(provider, doc["account_id"], doc["recipient_id"])
+        await self.change_thread_control(doc["channel_id"], thread, take)  # ProviderError propagates
+        now = self.clock()
+        await self.store.record_thread_control(conversation_id, take, now)
+        kind = ThreadControlTaken if take else ThreadControlReleased
+        event = kind(
+            event_id="thc_"
+            + hashlib.sha256(
+                f"{conversation_id}\x1f{user_id}\x1f{now.isoformat()}\x1f{take}".encode()
+            ).hexdigest()[:24],
+            conversation_id=conversation_id,
+            tenant_id=tenant_id,
+            channel_id=doc["channel_id"],
+            provider=provider,
+            actor_id=user_id,
+            occurred_at=now,
+        )
+        await self.publish(event, event.event_id)
+        return take
+
     # --- deciding ------------------------------------------------------------------------------
+
+    async def _facts(self, doc: dict[str, Any]) -> ConversationFacts:
+        return replace(self.store.facts(doc), parley_active=await self.store.parley_active(doc["_id"]))
 
     async def _context(
         self, tenant_id: str, conversation_id: str
@@ -187,7 +256,7 @@ class PolicyService:
         )
         return decide(
             request,
-            self.store.facts(doc),
+            await self._facts(doc),
             channel,
             role,
             self.clock(),
@@ -206,7 +275,7 @@ class PolicyService:
             tenant_id, user_id, is_admin, conversation_id, ReplyRequest(text="x"), automation
         )
         decision = decide(
-            ReplyRequest(text="x"), self.store.facts(doc), channel, ChannelRole.SUPERVISOR, self.clock(), {}
+            ReplyRequest(text="x"), await self._facts(doc), channel, ChannelRole.SUPERVISOR, self.clock(), {}
         )
         now = self.clock()
         return {
@@ -244,7 +313,7 @@ class PolicyService:
         now = self.clock()
         decision = decide(
             request,
-            self.store.facts(doc),
+            await self._facts(doc),
             channel,
             role,
             now,
@@ -254,12 +323,13 @@ class PolicyService:
         outside = decision.window_closes_at is None or now > decision.window_closes_at
         business_initiated = decision.approved and decision.messaging_type == "TEMPLATE" and outside
         if decision.approved:
-            retry_after = await self._rate_check(doc, request)
-            if retry_after is not None:
+            limited_by = await self._rate_check(doc, request)
+            if limited_by is not None:
+                retry_after, why = limited_by
                 # not recorded under the key: the same request may be retried after Retry-After
                 limited = Decision(
                     False,
-                    (Reason("RATE_LIMITED", "the channel's send rate is used up"),),
+                    (Reason("RATE_LIMITED", why),),
                     decision.messaging_type,
                     decision.tag,
                     decision.window_closes_at,
@@ -421,22 +491,42 @@ class PolicyService:
             ),
         )
 
-    async def _rate_check(self, doc: dict[str, Any], request: ReplyRequest) -> float | None:
-        """A per-channel, per-second budget shared by every policy replica through the store."""
+    async def _rate_check(self, doc: dict[str, Any], request: ReplyRequest) -> tuple[float, str] | None:
+        """The provider's rates for this kind of reply, per account (the channel), shared by every
+        policy replica through the store: the second's budget, then the hour's where the provider
+        counts per hour (Meta's private replies). The wait and the reason when one is used up."""
         provider = Provider(doc["provider"])
-        limit = rule_for(provider, request.kind).rate_per_second
-        if provider is Provider.WHATSAPP:
-            limit = self.whatsapp_throughput
-        if limit is None:
-            return None
-        now = self.clock()
-        second = int(now.timestamp())
+        rule = rule_for(provider, request.kind)
+        limit = self.whatsapp_throughput if provider is Provider.WHATSAPP else rule.rate_per_second
+        now = self.clock().timestamp()
         channel_id = doc["channel_id"]
-        slot = await self.store.take_rate_slot(channel_id, second, limit, self._slot_hint.get(channel_id, 0))
-        if slot is None:
-            return round(1 - (now.timestamp() - second), 3) or 0.001
-        self._slot_hint[channel_id] = slot + 1
+        if limit is not None:
+            second = int(now)
+            if not await self._claim_slot(channel_id, second, limit):
+                wait = round(1 - (now - second), 3) or 0.001
+                return wait, f"the channel's send rate ({limit} per second) is used up for this second"
+        if rule.rate_per_hour is not None:
+            # clock hours; the window's key is the second it ends, so the sweep that forgets
+            # past seconds' slots keeps this hour's until it is over
+            hour_end = (int(now) // 3600 + 1) * 3600
+            if not await self._claim_slot(f"{channel_id}/{request.kind}/hour", hour_end, rule.rate_per_hour):
+                return (
+                    max(hour_end - now, 0.001),
+                    f"the channel's {request.kind} replies for this hour ({rule.rate_per_hour}) are used up",
+                )
         return None
+
+    async def _claim_slot(self, key: str, window: int, limit: int) -> bool:
+        """One of ``limit`` slots of ``key``'s window. A window found full stays full (slots are
+        never given back), so this replica refuses without asking the store again until it ends."""
+        if self._full.get(key) == window:
+            return False
+        slot = await self.store.take_rate_slot(key, window, limit, self._slot_hint.get(key, 0))
+        if slot is None:
+            self._full[key] = window
+            return False
+        self._slot_hint[key] = slot + 1
+        return True
 
     # --- windows --------------------------------------------------------------------------------
 
@@ -703,6 +793,17 @@ class Delivery:
                 provider_subcode=exc.subcode,
             )
             await self.publish(restricted, restricted.event_id)
+
+    async def change_thread_control(self, channel_id: str, thread: ThreadRef, take: bool) -> None:
+        """Take or release a thread with the channel's token, through its provider's sender."""
+        sender = self.senders.get(thread.provider)
+        credential = await self.credentials.get(channel_id)
+        if not isinstance(sender, ThreadControl) or credential is None:
+            raise ThreadControlUnsupported(channel_id)
+        if take:
+            await sender.take_thread_control(thread, credential.access_token)
+        else:
+            await sender.release_thread_control(thread, credential.access_token)
 
     async def _send(self, reply: ReplyApproved, token: str) -> str:
         """Hand the reply to its provider's sender (from the registry's plugins)."""

@@ -13,7 +13,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from parley_events import ChannelRole, ChannelSnapshot, ConversationEvent, MessageReceived, Queue, ReplySent
+from parley_events import (
+    ChannelRole,
+    ChannelSnapshot,
+    ConversationEvent,
+    HandoverReceived,
+    MessageReceived,
+    Queue,
+    ReplySent,
+    ThreadControlReleased,
+    ThreadControlTaken,
+)
 
 from parley_routing.adapters.stores import (
     ConcurrentUpdate,
@@ -153,16 +163,17 @@ class ConversationService:
             return set()
         return await self.repository.seen_before(conversation.id, candidates)
 
-    async def on_messages(self, messages: Sequence[MessageReceived]) -> None:
-        """Apply a batch of messages with a few store round trips for the whole batch.
+    async def on_messages(self, messages: Sequence[MessageReceived | HandoverReceived]) -> None:
+        """Apply a batch of messages (and handovers) with a few store round trips for the batch.
 
-        Messages are grouped by conversation (keeping their order); every conversation is read
+        Items are grouped by conversation (keeping their order); every conversation is read
         in one query, changed in memory, saved with one bulk version claim and one bulk write,
         and its events published concurrently with the others. A conversation someone else
         changed meanwhile is reloaded and retried on its own; the rest stay saved. Same result,
-        event for event, as calling :meth:`on_message` for each message in order.
+        event for event, as calling :meth:`on_message` (or :meth:`on_handover`) for each in order.
+        A handover for a conversation routing has not seen is left out (its model says why).
         """
-        pending: dict[str, list[MessageReceived]] = {}
+        pending: dict[str, list[MessageReceived | HandoverReceived]] = {}
         for message in messages:
             pending.setdefault(message.conversation_id, []).append(message)
         for attempt in range(MAX_CONFLICT_RETRIES):
@@ -174,11 +185,22 @@ class ConversationService:
             touched: list[Conversation] = []
             changed: list[Conversation] = []
             for conversation_id, batch in pending.items():
-                conversation = stored.get(conversation_id) or Conversation.open(batch[0])
-                seen = await self._seen_before(conversation, batch)
+                conversation = stored.get(conversation_id)
+                if conversation is None:
+                    # handovers before the thread's first message change nothing
+                    opening = next((m for m in batch if isinstance(m, MessageReceived)), None)
+                    if opening is None:
+                        continue
+                    batch = batch[batch.index(opening) :]
+                    conversation = Conversation.open(opening)
+                received = [m for m in batch if isinstance(m, MessageReceived)]
+                seen = await self._seen_before(conversation, received)
                 before, causes_before = conversation.sequence, set(conversation.recent)
-                for message in batch:
-                    conversation.receive(message, seen_before=message.provider_message_id in seen)
+                for item in batch:
+                    if isinstance(item, HandoverReceived):
+                        conversation.handover(item)
+                    else:
+                        conversation.receive(item, seen_before=item.provider_message_id in seen)
                 if conversation.sequence != before or set(conversation.recent) - causes_before:
                     changed.append(conversation)
                 touched.append(conversation)
@@ -188,6 +210,29 @@ class ConversationService:
                 return
             pending = {i: pending[i] for i in pending if i in lost}
         raise ConcurrentUpdate(", ".join(pending))
+
+    async def on_thread_control_call(
+        self, call: ThreadControlTaken | ThreadControlReleased, parley_active: bool
+    ) -> list[ConversationEvent]:
+        """An agent's take or release through policy's API, after the provider accepted it."""
+        try:
+            _, events = await self.apply(
+                call.conversation_id,
+                lambda c: c.change_thread_control(
+                    parley_active, call.actor_id, f"thread_control:{call.event_id}", call.occurred_at
+                ),
+            )
+        except ConversationNotFound:
+            return []
+        return events
+
+    async def on_handover(self, handover: HandoverReceived) -> list[ConversationEvent]:
+        """A provider's handover: who answers the thread now (ignored for an unknown thread)."""
+        try:
+            _, events = await self.apply(handover.conversation_id, lambda c: c.handover(handover))
+        except ConversationNotFound:
+            return []
+        return events
 
     async def on_reply_sent(
         self, reply: ReplySent, channel: ChannelSnapshot | None

@@ -281,6 +281,59 @@ class MessageReceived(Event):
     kind: MessageKind = Field(
         default=MessageKind.DIRECT, description="Private message, public comment, mention, ..."
     )
+    standby: bool | None = Field(
+        default=None,
+        description="Conversation Routing: true when delivered while another app is the thread's "
+        "active responder (Meta's standby list: Parley records it but may not answer until it has "
+        "the thread); false when delivered to the active responder (Meta's messaging list); null "
+        "when the provider's delivery says nothing about who answers.",
+    )
+
+    def key(self) -> str:
+        return self.conversation_id
+
+
+class ThreadControlAction(StrEnum):
+    """What a provider's handover notification says happened to a thread's control."""
+
+    PASS = "pass"  # noqa: S105 (an action, not a password)
+    TAKE = "take"
+    REQUEST = "request"
+
+
+class HandoverReceived(Event):
+    """A provider said which app answers a thread (Meta's ``messaging_handovers``), normalized.
+
+    ``parley_active`` is what the notification means for Parley's app: Meta sends
+    ``pass_thread_control`` to the app that gets the thread (true) and ``take_thread_control``
+    to the app that loses it (false); ``request_thread_control`` (another app asks the owner for
+    the thread) changes nothing yet (null).
+    """
+
+    event_type: ClassVar[str] = "parley.handover.received.v1"
+    topic: ClassVar[topics.TopicSpec] = topics.MESSAGES_INBOUND
+
+    event_id: str = Field(description="Deterministic: provider, account, thread, action and time.")
+    tenant_id: str
+    channel_id: str
+    provider: Provider
+    account_id: str
+    conversation_id: str
+    conversation_key: str = Field(examples=["dm:1234567890"])
+    action: ThreadControlAction
+    parley_active: bool | None = Field(
+        description="Whether Parley's app is the active responder after this; null: unchanged."
+    )
+    new_owner_app_id: str | None = Field(default=None, description="The app that answers now.")
+    previous_owner_app_id: str | None = Field(
+        default=None, description="The app that answered before (null: the thread was idle)."
+    )
+    requested_owner_app_id: str | None = Field(
+        default=None, description="For a request: the app asking for the thread."
+    )
+    metadata: str | None = Field(default=None, description="The caller's free text, as Meta passed it.")
+    provider_timestamp: datetime
+    delivery_id: str
 
     def key(self) -> str:
         return self.conversation_id
@@ -760,6 +813,36 @@ class ReplyFailed(ReplyEvent):
     )
 
 
+class ThreadControlCommandEvent(Event):
+    """An agent took or released a thread through Parley (Conversation Routing), after the
+    provider accepted the call: the audit record, and routing's cue to update the conversation."""
+
+    topic: ClassVar[topics.TopicSpec] = topics.REPLIES
+
+    event_id: str = Field(description="Unique per call.")
+    conversation_id: str
+    tenant_id: str
+    channel_id: str
+    provider: Provider
+    actor_id: str = Field(description="The person (or service principal) who asked.")
+    occurred_at: datetime
+
+    def key(self) -> str:
+        return self.conversation_id
+
+
+class ThreadControlTaken(ThreadControlCommandEvent):
+    """Parley's app took the thread from another app: Parley answers it now."""
+
+    event_type: ClassVar[str] = "parley.thread_control.taken.v1"
+
+
+class ThreadControlReleased(ThreadControlCommandEvent):
+    """Parley's app released the thread: the provider routes the customer's next message."""
+
+    event_type: ClassVar[str] = "parley.thread_control.released.v1"
+
+
 class ReplyWindowEvent(Event):
     """A reply window changed; agent tools show countdowns from these."""
 
@@ -869,6 +952,10 @@ class ConversationMessageAdded(ConversationEvent):
     content: Content
     provider_message_id: str
     provider_timestamp: datetime
+    standby: bool = Field(
+        default=False,
+        description="Received while another app was the thread's active responder (history only).",
+    )
 
 
 class StatusChangeReason(StrEnum):
@@ -942,11 +1029,42 @@ class ConversationNoteAdded(ConversationEvent):
     author_id: str
 
 
+class ThreadControlReason(StrEnum):
+    """Why routing changed its view of who answers a thread."""
+
+    PASSED = "passed"
+    """The provider passed the thread to Parley's app."""
+    TAKEN = "taken"
+    """Another app took the thread from Parley's app."""
+    STANDBY_MESSAGE = "standby_message"
+    """A message arrived on the standby channel: another app answers the thread."""
+    MESSAGE = "message"
+    """A customer message arrived for Parley's app itself: Parley answers the thread."""
+    AGENT_TAKE = "agent_take"
+    """An agent took the thread through Parley's API."""
+    AGENT_RELEASE = "agent_release"
+    """An agent released the thread through Parley's API."""
+
+
+class ConversationThreadControlChanged(ConversationEvent):
+    """Parley became, or stopped being, the thread's active responder (Conversation Routing)."""
+
+    event_type: ClassVar[str] = "parley.conversation.thread_control_changed.v1"
+
+    parley_active: bool = Field(description="Whether Parley's app may answer the thread now.")
+    reason: ThreadControlReason
+    active_app_id: str | None = Field(
+        default=None, description="The provider's id of the app that answers now, when it says."
+    )
+    actor_id: str | None = Field(default=None, description="The agent, for agent_take and agent_release.")
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     WebhookReceived,
     MessageReceived,
     CustomerAliasRecorded,
     MessageStatusChanged,
+    HandoverReceived,
     TemplateStatusChanged,
     MessagingLimitChanged,
     ChannelSnapshot,
@@ -967,6 +1085,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ReplyRejected,
     ReplySent,
     ReplyFailed,
+    ThreadControlTaken,
+    ThreadControlReleased,
     ReplyWindowOpened,
     ReplyWindowClosing,
     ReplyWindowClosed,
@@ -978,6 +1098,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ConversationOwnerCleared,
     ConversationLabelsChanged,
     ConversationNoteAdded,
+    ConversationThreadControlChanged,
 )
 
 

@@ -105,7 +105,7 @@ CONVERSATIONS = TopicSpec(
     cleanup="delete",
     retention_ms=7 * DAY_MS,
     owner="routing",
-    consumers=("agent tools", "analytics"),
+    consumers=("policy", "agent tools", "analytics"),
     public=True,
     description="Conversation lifecycle: created, message added, status and owner changes.",
     has_dlq=False,
@@ -159,7 +159,8 @@ REPLIES = TopicSpec(
     owner="policy",
     consumers=("routing", "policy", "agent tools"),
     public=True,
-    description="Outbound reply outcomes: requested, approved, rejected, sent, failed.",
+    description="Outbound reply outcomes (requested, approved, rejected, sent, failed) and agents' "
+    "thread-control calls (taken, released).",
     has_dlq=True,
 )
 

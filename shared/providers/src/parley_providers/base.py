@@ -94,6 +94,27 @@ class Sender(Protocol):
     async def send(self, reply: ReplyApproved, token: str) -> str: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ThreadRef:
+    """The thread a thread-control call is about: the channel's account and the customer."""
+
+    provider: Provider
+    account_id: str
+    recipient_id: str
+    metadata: str | None = None
+
+
+@runtime_checkable
+class ThreadControl(Protocol):
+    """A sender whose provider routes each thread to one active responder among several apps
+    (Meta's Conversation Routing; WhatsApp's has the same verbs): Parley's app can take the
+    thread from another app, or release it; raises ProviderError."""
+
+    async def take_thread_control(self, thread: ThreadRef, token: str) -> None: ...
+
+    async def release_thread_control(self, thread: ThreadRef, token: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class ApiVersionStatus:
     """The provider API version a process is configured to call, and how long the provider keeps

@@ -18,6 +18,7 @@ from parley_events import (
     Pricing,
     Provider,
     ProviderError,
+    ThreadControlAction,
 )
 
 
@@ -42,6 +43,30 @@ class ParsedMessage:
     """Every thread key the customer goes by, ``conversation_key`` first (WhatsApp: the phone's
     and the business-scoped user id's, a changed number's). Not empty: the normalizer keeps them
     all pointing at the one conversation the customer has; empty: the key is the thread."""
+    standby: bool | None = None
+    """Conversation Routing: True when delivered while another app answers the thread (Meta's
+    ``standby`` list), False when delivered to the thread's active responder (Meta's
+    ``messaging`` list), None when the provider's delivery says nothing about it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedHandover:
+    """A provider's word on which app answers a thread (Conversation Routing's handovers).
+
+    ``parley_active``: whether the app the webhook reached (Parley's) answers the thread after
+    this; ``None`` when the notification changes nothing yet (a request).
+    """
+
+    provider: Provider
+    account_id: str
+    conversation_key: str
+    action: ThreadControlAction
+    parley_active: bool | None
+    provider_timestamp: datetime
+    new_owner_app_id: str | None = None
+    previous_owner_app_id: str | None = None
+    requested_owner_app_id: str | None = None
+    metadata: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +136,7 @@ class ParseResult:
     skipped: tuple[str, ...] = ()
     failures: tuple[ItemFailure, ...] = ()
     limits: tuple[ParsedMessagingLimit, ...] = ()
+    handovers: tuple[ParsedHandover, ...] = ()
 
     def __add__(self, other: ParseResult) -> ParseResult:
         return ParseResult(
@@ -120,6 +146,7 @@ class ParseResult:
             self.skipped + other.skipped,
             self.failures + other.failures,
             self.limits + other.limits,
+            self.handovers + other.handovers,
         )
 
 
@@ -292,6 +319,8 @@ def check_times(result: ParseResult, now: datetime) -> None:
         check_time(template.provider_timestamp, now)
     for limit in result.limits:
         check_time(limit.provider_timestamp, now)
+    for handover in result.handovers:
+        check_time(handover.provider_timestamp, now)
 
 
 class ResultBuilder:
@@ -301,7 +330,16 @@ class ResultBuilder:
     :class:`ItemFailure` with its position and reason, and costs nothing to its neighbours.
     """
 
-    __slots__ = ("_failures", "_limits", "_messages", "_skipped", "_statuses", "_templates", "now")
+    __slots__ = (
+        "_failures",
+        "_handovers",
+        "_limits",
+        "_messages",
+        "_skipped",
+        "_statuses",
+        "_templates",
+        "now",
+    )
 
     def __init__(self, now: datetime) -> None:
         self.now = now
@@ -311,6 +349,7 @@ class ResultBuilder:
         self._skipped: list[str] = []
         self._failures: list[ItemFailure] = []
         self._limits: list[ParsedMessagingLimit] = []
+        self._handovers: list[ParsedHandover] = []
 
     def add(self, result: ParseResult) -> None:
         self._messages.extend(result.messages)
@@ -319,6 +358,7 @@ class ResultBuilder:
         self._skipped.extend(result.skipped)
         self._failures.extend(result.failures)
         self._limits.extend(result.limits)
+        self._handovers.extend(result.handovers)
 
     def skip(self, kind: str, count: int = 1) -> None:
         self._skipped.extend([kind] * count)
@@ -363,6 +403,7 @@ class ResultBuilder:
             tuple(self._skipped),
             tuple(self._failures),
             tuple(self._limits),
+            tuple(self._handovers),
         )
 
 

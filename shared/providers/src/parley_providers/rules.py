@@ -50,6 +50,11 @@ class ReplyRule:
     """The rolling period ``messaging_tiers`` count unique customers over."""
     rate_max_per_second: int | None = None
     """The most ``rate_per_second`` may be raised to, on the provider's approval (None: fixed)."""
+    rate_per_hour: int | None = None
+    """Calls per account per hour for this kind (Meta's private replies: 750/h)."""
+    media_rate_per_second: int | None = None
+    """Calls per account per second for messages with audio or video (Meta: 10/s); Parley's
+    replies are text today, so policy has nothing to count against it yet."""
 
 
 HOURS_24 = timedelta(hours=24)

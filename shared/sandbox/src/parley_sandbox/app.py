@@ -266,6 +266,8 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         graph("/me/accounts", api.me_accounts, get),
         graph("/{node}/subscribed_apps", api.subscribed_apps, get_post_delete),
         graph("/{node}/messages", api.messages, post, send=True),
+        graph("/{node}/take_thread_control", api.thread_control, post),
+        graph("/{node}/release_thread_control", api.thread_control, post),
         graph("/{node}/comments", api.comments, post, send=True),
         graph("/{node}/replies", api.replies, post, send=True),
         graph("/{node}/phone_numbers", api.waba_phone_numbers, get),

@@ -443,6 +443,24 @@ class MetaApi:
         message_id = "m_" + secrets.token_urlsafe(48)
         return Reply({"recipient_id": recipient_id, "message_id": message_id}, result_id=message_id)
 
+    def thread_control(self, call: Incoming) -> Reply:
+        """``POST /{page-id}/take_thread_control`` and ``/release_thread_control`` (Conversation
+        Routing): take makes this app the thread's active responder, release leaves it idle."""
+        _, page, user = self.page_context(call, call.path("node"))
+        self.require_permission(user, "pages_messaging", code=230)
+        recipient = _json_param(call.params.get("recipient"))
+        if not isinstance(recipient, dict) or not recipient.get("id"):
+            raise _param_required("recipient")
+        customer = str(recipient["id"])
+        if call.request.url.path.endswith("/take_thread_control"):
+            page.thread_owners[customer] = self.state.meta_app_id
+        elif page.thread_owners.get(customer) == self.state.meta_app_id:
+            del page.thread_owners[customer]
+        else:
+            # only the thread's owner releases it (Graph error 100 as for any refused parameter)
+            raise GraphFailure(400, 100, None, "(#100) This app is not the thread's active responder")
+        return Reply({"success": True})
+
     def comments(self, call: Incoming) -> Reply:
         comment_id = call.path("node")
         _, _, user = self.page_context(call, "me")

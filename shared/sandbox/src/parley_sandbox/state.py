@@ -135,6 +135,8 @@ class MetaPage:
     subscribed_fields: list[str] = field(default_factory=list)
     enforce_window: bool = False  # refuse sends outside the 24-hour window (code 10/2018278)
     sending_restricted: bool = False  # Meta holds the Page's sends for a while (code 10/1893063)
+    # Conversation Routing: customer id -> the app that answers the thread (absent: idle)
+    thread_owners: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 from parley_events import (
     CustomerAliasRecorded,
+    HandoverReceived,
     MessageReceived,
     MessageStatusChanged,
     MessagingLimitChanged,
@@ -53,11 +54,12 @@ def normalizer_router(
         router,
         MessageReceived,
         MessageStatusChanged,
+        HandoverReceived,
         TemplateStatusChanged,
         MessagingLimitChanged,
         title="normalized-events",
-        description="One event per provider message, delivery receipt, template review or "
-        "messaging limit update.",
+        description="One event per provider message, delivery receipt, handover, template review "
+        "or messaging limit update.",
     )
     publishes(
         router,

@@ -255,6 +255,24 @@ class PostgresPolicyStore:
             row = await cursor.fetchone()
         return None if row is None else dict(row[0])
 
+    async def parley_active(self, conversation_id: str) -> bool:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT parley_active FROM policy_thread_control WHERE id = %s", (conversation_id,)
+            )
+            row = await cursor.fetchone()
+        return True if row is None else bool(row[0])
+
+    async def record_thread_control(self, conversation_id: str, parley_active: bool, at: datetime) -> None:
+        """One conditional upsert: a change older than the one kept leaves the row as it is."""
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO policy_thread_control (id, parley_active, at) VALUES (%s, %s, %s)"
+                " ON CONFLICT (id) DO UPDATE SET parley_active = EXCLUDED.parley_active, at = EXCLUDED.at"
+                " WHERE policy_thread_control.at <= EXCLUDED.at",
+                (conversation_id, parley_active, at),
+            )
+
 
 class PostgresPolicyTemplates:
     """WhatsApp templates Meta approved, by channel: kept in PostgreSQL and in memory for decisions

@@ -119,6 +119,12 @@ class PolicyStorePort(Protocol):
 
     async def decision(self, key: str) -> dict[str, Any] | None: ...
 
+    async def parley_active(self, conversation_id: str) -> bool: ...
+
+    async def record_thread_control(
+        self, conversation_id: str, parley_active: bool, at: datetime
+    ) -> None: ...
+
 
 REACH_ROUNDS = 4
 """Reads of a scope's places one claim makes at most while other replicas take the free ones."""
@@ -149,6 +155,7 @@ class PolicyStore:
         self.notices = db["policy_window_notices"]
         self.places = db["policy_messaging_places"]
         self.limits = db["policy_messaging_limits"]
+        self.thread_control = db["policy_thread_control"]
 
     async def ensure_indexes(self) -> None:
         await self.conversations.create_index([("last_customer_message_at", 1)], name="windows_by_time")
@@ -319,6 +326,25 @@ class PolicyStore:
     async def decision(self, key: str) -> dict[str, Any] | None:
         earlier = await self.decisions.result(key)
         return None if earlier is None else dict(earlier)
+
+    async def parley_active(self, conversation_id: str) -> bool:
+        """Whether Parley answers the thread: true unless a thread-control change said otherwise."""
+        doc = await self.thread_control.find_one({"_id": conversation_id})
+        return True if doc is None else bool(doc["parley_active"])
+
+    async def record_thread_control(self, conversation_id: str, parley_active: bool, at: datetime) -> None:
+        """Who answers the thread since ``at``; an older change than the one kept is ignored.
+
+        Its own collection, not the conversation document: a customer message rewrites that
+        document from what it read, and must not undo a take that landed in between."""
+        doc = await self.thread_control.find_one({"_id": conversation_id})
+        if doc is not None and doc["at"] > at:
+            return
+        await self.thread_control.replace_one(
+            {"_id": conversation_id},
+            {"_id": conversation_id, "parley_active": parley_active, "at": at},
+            upsert=True,
+        )
 
 
 class TemplatesPort(Protocol):

@@ -63,6 +63,9 @@ class ConversationFacts:
     comment_times: Mapping[str, datetime] = field(default_factory=dict)
     mention_ids: frozenset[str] = frozenset()
     """The customers' posts of this conversation that mention the account (X, Instagram)."""
+    parley_active: bool = True
+    """Whether Parley's app is the thread's active responder (Conversation Routing: routing's
+    ``thread_control_changed``, or a take or release through policy's own API)."""
 
     def has_item(self, item_id: str) -> bool:
         """Is this comment or post one of the conversation's own (a public reply may answer it)?"""
@@ -196,6 +199,14 @@ def decide(
     # windows and tags
     messaging_type: str | None = None
     tag: str | None = None
+    if request.kind == "direct" and not facts.parley_active:
+        # Conversation Routing: another app answers this thread; the provider would refuse the send
+        reasons.append(
+            Reason(
+                "NOT_THREAD_OWNER",
+                "another app is this thread's active responder: take thread control to reply",
+            )
+        )
     if request.kind in ANSWERS_A_POST:
         if not _names_an_item(request.comment_id):
             reasons.append(

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Header
 from fastapi.responses import JSONResponse
 from parley_events import SenderType
+from parley_providers import ProviderError
 from parley_shared.api import (
     ApiError,
     ErrorOut,
@@ -22,7 +23,20 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from parley_policy.domain.decision import Decision, ReplyRequest, Template
 from parley_policy.domain.length import MAX_TEXT_CHARACTERS
-from parley_policy.service import AutomationScopeRequired, ConversationUnknown, PolicyService
+from parley_policy.service import (
+    AutomationScopeRequired,
+    ConversationUnknown,
+    PolicyService,
+    ThreadControlForbidden,
+    ThreadControlUnsupported,
+)
+
+
+class ThreadControlOut(BaseModel):
+    """Who answers the thread after a take or a release."""
+
+    conversation_id: str
+    parley_active: bool = Field(description="Whether Parley's app is the thread's active responder now.")
 
 
 class TemplateIn(BaseModel):
@@ -275,5 +289,58 @@ def create_api(service: PolicyService, verifier: TokenVerifier) -> FastAPI:
             )
         except ConversationUnknown as exc:
             raise not_found() from exc
+
+    async def change_thread_control(
+        principal: Principal, conversation_id: str, take: bool
+    ) -> ThreadControlOut:
+        try:
+            active = await service.thread_control(
+                principal.tenant_id, principal.user_id, principal.is_admin, conversation_id, take
+            )
+        except ConversationUnknown as exc:
+            raise not_found() from exc
+        except ThreadControlForbidden as exc:
+            raise ApiError(
+                403,
+                "ROLE_FORBIDDEN",
+                "Viewers cannot take or release threads; Contributors and Supervisors can",
+            ) from exc
+        except ThreadControlUnsupported as exc:
+            raise ApiError(
+                422, "THREAD_CONTROL_UNSUPPORTED", "this conversation's provider has no thread control"
+            ) from exc
+        except ProviderError as exc:
+            # the provider's classification, never its text (it may echo ids or tokens)
+            raise ApiError(
+                502,
+                "PROVIDER_REFUSED",
+                f"the provider refused the call ({exc.kind.value})",
+                error_kind=exc.kind.value,
+            ) from exc
+        return ThreadControlOut(conversation_id=conversation_id, parley_active=active)
+
+    thread_control_errors = error_responses(403, 404, 422, 502)
+
+    @api.post(
+        "/conversations/{conversation_id}/thread-control:take",
+        response_model=ThreadControlOut,
+        responses=thread_control_errors,
+    )
+    async def take_thread_control(
+        principal: Annotated[Principal, caller], conversation_id: str
+    ) -> ThreadControlOut:
+        """Make Parley's app the thread's active responder (Conversation Routing; Contributor or higher)."""
+        return await change_thread_control(principal, conversation_id, True)
+
+    @api.post(
+        "/conversations/{conversation_id}/thread-control:release",
+        response_model=ThreadControlOut,
+        responses=thread_control_errors,
+    )
+    async def release_thread_control(
+        principal: Annotated[Principal, caller], conversation_id: str
+    ) -> ThreadControlOut:
+        """Give the thread back: the provider routes the customer's next message (Contributor or higher)."""
+        return await change_thread_control(principal, conversation_id, False)
 
     return api

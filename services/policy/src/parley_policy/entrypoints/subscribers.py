@@ -1,5 +1,5 @@
-"""Policy on the bus: customer messages, approved replies and template reviews in; reply
-outcomes, reply windows and reconnect prompts out."""
+"""Policy on the bus: customer messages, approved replies, template reviews and thread-control
+changes in; reply outcomes, reply windows and reconnect prompts out."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from parley_events import (
     ChannelReauthRequired,
     ChannelSendingRestricted,
     ChannelTemplateStatusChanged,
+    ConversationThreadControlChanged,
     HumanAgentWindowClosed,
     MessageReceived,
     MessagingLimitChanged,
@@ -23,6 +24,8 @@ from parley_events import (
     ReplyWindowClosed,
     ReplyWindowClosing,
     ReplyWindowOpened,
+    ThreadControlReleased,
+    ThreadControlTaken,
     topics,
 )
 from parley_shared.kafka import (
@@ -66,8 +69,11 @@ def policy_router(
         ReplyRejected,
         ReplySent,
         ReplyFailed,
+        ThreadControlTaken,
+        ThreadControlReleased,
         title="reply-outcomes",
-        description="Every reply request's decision, and the provider's answer to an approved one.",
+        description="Every reply request's decision, and the provider's answer to an approved one; "
+        "agents' thread-control calls (Conversation Routing), once the provider accepted them.",
     )
     publishes(
         router,
@@ -151,4 +157,21 @@ def policy_router(
         log.info("channel needs a reconnect", channel_id=prompt.channel_id)
 
     acknowledge_other_types(channel_events)
+
+    conversations = router.subscriber(
+        topics.CONVERSATIONS.name,
+        group_id=settings.group_id("policy-thread-control"),
+        ack_policy=CONSUMER_ACK_POLICY,
+        auto_offset_reset="earliest",
+        title="track-thread-control",
+        description="Whether Parley's app answers each thread (Conversation Routing); other "
+        "conversation events are acknowledged and left alone.",
+    )
+
+    @conversations(filter=of_type(ConversationThreadControlChanged))
+    async def track_thread_control(change: ConversationThreadControlChanged) -> None:
+        """A reply to a thread another app answers is refused (NOT_THREAD_OWNER)."""
+        await service.on_thread_control(change)
+
+    acknowledge_other_types(conversations)
     return router

@@ -84,8 +84,9 @@ def _loaded(doc: dict[str, Any], published_sequence: int) -> Conversation:
     events were published from the column (a published mark does not rewrite the document)."""
     doc["created_at"] = datetime.fromisoformat(doc["created_at"])
     doc["last_activity_at"] = datetime.fromisoformat(doc["last_activity_at"])
-    if doc.get("resolved_at") is not None:
-        doc["resolved_at"] = datetime.fromisoformat(doc["resolved_at"])
+    for moment in ("resolved_at", "thread_control_at"):
+        if doc.get(moment) is not None:
+            doc[moment] = datetime.fromisoformat(doc[moment])
     doc["published_sequence"] = published_sequence
     return Conversation.from_document(doc)
 

@@ -18,6 +18,16 @@ Rules:
   ownership.
 - Auto-resolve: a New or Pending conversation idle for longer than its channel's threshold is
   resolved (reason ``auto_resolve``) and loses its owner.
+- Thread control (Meta's Conversation Routing): a conversation remembers whether Parley's app is
+  the thread's active responder (``parley_active``, true until a provider says otherwise) and
+  announces each change (``thread_control_changed``). A message delivered on standby is added to
+  the history, marked ``standby``, and means another app answers; a customer message the
+  provider says it delivered to the active responder (``standby`` false) means Parley answers
+  (one whose provider says nothing, ``standby`` null, decides nothing); a handover the provider
+  reports (passed to Parley, taken from it) and an agent's take or release through Parley's API
+  say so outright. A signal
+  older than the last change applied (a late redelivery) changes nothing; a handover for a thread
+  routing has never seen is ignored (its next message will say who answers).
 - Caps (security #13): at most :data:`MAX_TAGS` tags, :data:`MAX_TOPICS` topics, labels of at
   most :data:`MAX_LABEL_LENGTH` characters, :data:`MAX_NOTES` notes of at most
   :data:`MAX_NOTE_LENGTH` characters. Notes live outside the conversation document (the
@@ -47,7 +57,9 @@ from parley_events import (
     ConversationOwnerAssigned,
     ConversationOwnerCleared,
     ConversationStatusChanged,
+    ConversationThreadControlChanged,
     Direction,
+    HandoverReceived,
     MessageKind,
     MessageReceived,
     OwnerChangeReason,
@@ -56,6 +68,7 @@ from parley_events import (
     ReplySent,
     SenderType,
     StatusChangeReason,
+    ThreadControlReason,
     model_for,
 )
 
@@ -143,6 +156,12 @@ class Conversation:
     """Notes an older version embedded in the document: the repository moves them to the notes
     collection when it next saves the conversation (they are no longer written here)."""
     seen_messages: list[str] = field(default_factory=list)
+    parley_active: bool = True
+    """Whether Parley's app is the thread's active responder (Conversation Routing)."""
+    active_app_id: str | None = None
+    """The provider's id of the app that answers the thread, when a handover named it."""
+    thread_control_at: datetime | None = None
+    """The provider time of the signal behind the last thread-control change."""
     recent: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """Cause id -> the events it caused (JSON), oldest cause first, bounded."""
 
@@ -207,9 +226,23 @@ class Conversation:
                     content=message.content,
                     provider_message_id=message.provider_message_id,
                     provider_timestamp=message.provider_timestamp,
+                    standby=message.standby is True,
                 )
             )
             self._saw(message.provider_message_id)
+            if message.standby is True:
+                events.extend(
+                    self._thread_control(
+                        False, ThreadControlReason.STANDBY_MESSAGE, message.provider_timestamp
+                    )
+                )
+            elif message.standby is False and message.direction is Direction.INBOUND:
+                # the provider delivered the customer's message to the active responder: Parley
+                # (a provider that does not say, standby None, proves nothing: on WhatsApp a
+                # message reaching an app no longer means it may answer)
+                events.extend(
+                    self._thread_control(True, ThreadControlReason.MESSAGE, message.provider_timestamp)
+                )
         self.last_activity_at = max(self.last_activity_at, message.provider_timestamp)
         reopens = (
             message.direction is Direction.INBOUND
@@ -248,6 +281,27 @@ class Conversation:
             assert reply.agent_id is not None
             events.append(self._assign(reply.agent_id, OwnerChangeReason.AUTO_OWNERSHIP, None, reply.sent_at))
         return self._remember(cause, events)
+
+    def handover(self, handover: HandoverReceived) -> list[ConversationEvent]:
+        """A provider's handover notification: who answers the thread now; idempotent."""
+        if self.has_applied(handover.event_id):
+            return self.events_of(handover.event_id)
+        events: list[ConversationEvent] = []
+        if handover.parley_active is not None:
+            reason = ThreadControlReason.PASSED if handover.parley_active else ThreadControlReason.TAKEN
+            events = self._thread_control(
+                handover.parley_active, reason, handover.provider_timestamp, handover.new_owner_app_id
+            )
+        return self._remember(handover.event_id, events)
+
+    def change_thread_control(
+        self, parley_active: bool, actor_id: str, cause: str, at: datetime
+    ) -> list[ConversationEvent]:
+        """An agent took (``parley_active``) or released the thread through Parley's API."""
+        if self.has_applied(cause):
+            return self.events_of(cause)
+        reason = ThreadControlReason.AGENT_TAKE if parley_active else ThreadControlReason.AGENT_RELEASE
+        return self._remember(cause, self._thread_control(parley_active, reason, at, actor_id=actor_id))
 
     # --- agent commands -----------------------------------------------------------------
 
@@ -352,6 +406,34 @@ class Conversation:
         return self._remember(cause, events)
 
     # --- internals ----------------------------------------------------------------------------
+
+    def _thread_control(
+        self,
+        parley_active: bool,
+        reason: ThreadControlReason,
+        at: datetime,
+        app_id: str | None = None,
+        actor_id: str | None = None,
+    ) -> list[ConversationEvent]:
+        """Record who answers the thread; an event when that changes, none for an older signal."""
+        if self.thread_control_at is not None and at < self.thread_control_at:
+            return []  # a late redelivery: a newer signal already decided
+        changed = parley_active != self.parley_active
+        self.thread_control_at = at
+        if app_id is not None or changed:
+            self.active_app_id = app_id
+        if not changed:
+            return []
+        self.parley_active = parley_active
+        return [
+            ConversationThreadControlChanged(
+                **self._next(at),
+                parley_active=parley_active,
+                reason=reason,
+                active_app_id=app_id,
+                actor_id=actor_id,
+            )
+        ]
 
     def _status(
         self, to: Queue, reason: StatusChangeReason, at: datetime, actor_id: str | None = None
@@ -465,6 +547,9 @@ class Conversation:
             "topics": list(self.topics),
             "note_count": self.note_count,
             "seen_messages": list(self.seen_messages),
+            "parley_active": self.parley_active,
+            "active_app_id": self.active_app_id,
+            "thread_control_at": self.thread_control_at,
             # a list keeps insertion order on every store
             "recent": [{"cause": k, "events": v} for k, v in self.recent.items()],
         }
@@ -490,6 +575,9 @@ class Conversation:
             note_count=doc.get("note_count", len(doc.get("notes", []))),
             legacy_notes=[Note(**n) for n in doc.get("notes", [])],
             seen_messages=list(doc.get("seen_messages", [])),
+            parley_active=doc.get("parley_active", True),
+            active_app_id=doc.get("active_app_id"),
+            thread_control_at=doc.get("thread_control_at"),
             recent={r["cause"]: r["events"] for r in doc.get("recent", [])},
         )
 

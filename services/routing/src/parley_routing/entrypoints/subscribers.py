@@ -17,8 +17,12 @@ from parley_events import (
     ConversationOwnerAssigned,
     ConversationOwnerCleared,
     ConversationStatusChanged,
+    ConversationThreadControlChanged,
+    HandoverReceived,
     MessageReceived,
     ReplySent,
+    ThreadControlReleased,
+    ThreadControlTaken,
     topics,
 )
 from parley_shared.channels import KafkaChannelDirectory
@@ -57,6 +61,7 @@ def routing_router(
         ConversationOwnerCleared,
         ConversationLabelsChanged,
         ConversationNoteAdded,
+        ConversationThreadControlChanged,
         title="conversation-events",
         description="Every change of a conversation, in order per conversation (its sequence).",
     )
@@ -69,8 +74,8 @@ def routing_router(
         batch=True,
         max_records=settings.batch_max_records,
         title="route-messages",
-        description="Normalized messages in, in batches; conversation events out. Receipts and "
-        "template reviews on the same topic are skipped.",
+        description="Normalized messages and handovers in, in batches; conversation events out. "
+        "Receipts and template reviews on the same topic are skipped.",
         decoder=undecoded,
     )
     async def route_messages(
@@ -89,8 +94,8 @@ def routing_router(
         ack_policy=CONSUMER_ACK_POLICY,
         auto_offset_reset="earliest",
         title="apply-sent-replies",
-        description="Sent replies in: outbound messages and auto-ownership. Requested, approved, "
-        "rejected and failed replies change no conversation.",
+        description="Sent replies in: outbound messages and auto-ownership; agents' thread-control "
+        "calls. Requested, approved, rejected and failed replies change no conversation.",
     )
 
     @replies(filter=of_type(ReplySent))
@@ -100,6 +105,16 @@ def routing_router(
             tenant_id=reply.tenant_id, channel_id=reply.channel_id, conversation_id=reply.conversation_id
         ):
             await service.on_reply_sent(reply, channels.by_id.get(reply.channel_id))
+
+    @replies(filter=of_type(ThreadControlTaken))
+    async def apply_thread_taken(taken: ThreadControlTaken) -> None:
+        """An agent took the thread: Parley answers it now."""
+        await service.on_thread_control_call(taken, parley_active=True)
+
+    @replies(filter=of_type(ThreadControlReleased))
+    async def apply_thread_released(released: ThreadControlReleased) -> None:
+        """An agent released the thread: another app (or the next message's routing) answers."""
+        await service.on_thread_control_call(released, parley_active=False)
 
     acknowledge_other_types(replies)
     return router
@@ -115,7 +130,8 @@ def _event_type(record: Any) -> str | None:
 async def on_inbound_batch(
     service: ConversationService, retry: RetryThenDeadLetter, records: Sequence[Any]
 ) -> None:
-    """A batch of normalized messages, applied together; bad records are taken out one by one.
+    """A batch of normalized messages and handovers, applied together; bad records are taken out
+    one by one.
 
     A record that does not decode is dead-lettered on its own (the rest of the batch goes on).
     If the batch as a whole fails for a reason other than an outage, each record is retried
@@ -123,11 +139,11 @@ async def on_inbound_batch(
     propagate: the whole batch is retried, uncommitted (applying a message is idempotent).
     """
     # receipts and template updates are not conversation changes (yet)
-    wanted = [r for r in records if _event_type(r) == MessageReceived.event_type]
-    decoded: list[tuple[Any, MessageReceived]] = []
+    wanted = [r for r in records if _event_type(r) in _ROUTED]
+    decoded: list[tuple[Any, MessageReceived | HandoverReceived]] = []
     for record in wanted:
         try:
-            decoded.append((record, decode_event(MessageReceived, record.value)))
+            decoded.append((record, _decode(record)))
         except Exception:  # the retry policy decides: a record that does not decode is permanent
             await retry.run(partial(on_inbound_record, service, record), record)
     try:
@@ -140,9 +156,23 @@ async def on_inbound_batch(
             await retry.run(partial(on_inbound_record, service, record), record)
 
 
+_ROUTED: dict[str, type[MessageReceived] | type[HandoverReceived]] = {
+    MessageReceived.event_type: MessageReceived,
+    HandoverReceived.event_type: HandoverReceived,
+}
+
+
+def _decode(record: Any) -> MessageReceived | HandoverReceived:
+    model = _ROUTED[_event_type(record) or ""]
+    return decode_event(model, record.value)
+
+
 async def on_inbound_record(service: ConversationService, record: Any) -> None:
-    event = decode_event(MessageReceived, record.value)
+    event = _decode(record)
     with structlog.contextvars.bound_contextvars(
         tenant_id=event.tenant_id, channel_id=event.channel_id, conversation_id=event.conversation_id
     ):
-        await service.on_message(event)
+        if isinstance(event, HandoverReceived):
+            await service.on_handover(event)
+        else:
+            await service.on_message(event)

@@ -259,6 +259,36 @@ class GraphClient:
         )
         return require_str("meta", 200, data, "id")
 
+    # ---- Conversation Routing: thread control
+
+    async def take_thread_control(
+        self, page_id: str, page_token: str, recipient_id: str, metadata: str | None = None
+    ) -> None:
+        """Make this app the thread's active responder (``POST /{page-id}/take_thread_control``).
+
+        Messenger Conversation Routing, Thread Control; Graph API reference, Page
+        take_thread_control: ``recipient`` is the customer's PSID (or IGSID), the answer
+        ``{"success": true}``.
+        """
+        await self._thread_control("take_thread_control", page_id, page_token, recipient_id, metadata)
+
+    async def release_thread_control(
+        self, page_id: str, page_token: str, recipient_id: str, metadata: str | None = None
+    ) -> None:
+        """Give the thread back (``POST /{page-id}/release_thread_control``): Conversation Routing
+        routes the customer's next message to the Page's default app; no webhook is sent."""
+        await self._thread_control("release_thread_control", page_id, page_token, recipient_id, metadata)
+
+    async def _thread_control(
+        self, edge: str, page_id: str, page_token: str, recipient_id: str, metadata: str | None
+    ) -> None:
+        body: dict[str, Any] = {"recipient": {"id": recipient_id}}
+        if metadata:
+            body["metadata"] = metadata
+        data = await self._call("POST", f"{segment(page_id)}/{edge}", token=page_token, json_body=body)
+        if data.get("success") is not True:
+            raise ProviderError("meta", 200, None, None, f"{edge} was not confirmed")
+
     # ---- WhatsApp Cloud API
 
     async def whatsapp_send(self, phone_number_id: str, token: str, payload: dict[str, Any]) -> str:

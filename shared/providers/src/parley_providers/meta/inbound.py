@@ -10,6 +10,7 @@ one Parley cannot read is a failure with its position, and costs nothing to the 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -27,10 +28,12 @@ from parley_events import (
     Reaction,
     Referral,
     StoryRef,
+    ThreadControlAction,
 )
 
 from parley_providers.inbound import (
     MalformedPayload,
+    ParsedHandover,
     ParsedMessage,
     ParsedStatus,
     ParseResult,
@@ -78,18 +81,68 @@ def parse_meta(payload: Any, now: datetime | None = None) -> ParseResult:
 def _parse_messaging_entry(out: ResultBuilder, position: str, provider: Provider, raw: Any) -> None:
     entry = mapping(raw, "entry")
     account_id = require_str(entry, "id")
-    for key in ("messaging", "standby"):
-        out.items(
-            f"{position}.{key}",
-            entry.get(key),
-            key,
-            lambda _at, event: _messaging_event(provider, account_id, event),
-        )
+    out.items(
+        f"{position}.messaging",
+        entry.get("messaging"),
+        "messaging",
+        lambda _at, event: _delivered(_messaging_event(provider, account_id, event), standby=False),
+    )
+    # Conversation Routing: while another app is the thread's active responder, Meta delivers the
+    # thread's items to Parley's app on ``standby``; they join the history, marked, and tell
+    # that Parley does not answer the thread now
+    out.items(
+        f"{position}.standby",
+        entry.get("standby"),
+        "standby",
+        lambda _at, event: _delivered(_messaging_event(provider, account_id, event), standby=True),
+    )
     out.items(
         f"{position}.changes",
         entry.get("changes"),
         "changes",
         lambda _at, change: _change(provider, account_id, entry, change),
+    )
+
+
+def _delivered(result: ParseResult, *, standby: bool) -> ParseResult:
+    """Say which list the messages came on: under Conversation Routing, ``messaging`` reaches the
+    thread's active responder only, ``standby`` the other apps."""
+    return replace(result, messages=tuple(replace(m, standby=standby) for m in result.messages))
+
+
+# Meta's messaging_handovers notifications, and what each means for the app it reaches (Parley's):
+# pass_thread_control reaches the app the thread is passed to, take_thread_control the app it is
+# taken from, request_thread_control the owner another app asks (no change until it passes).
+# (the messaging_handovers webhook reference; docs/ingest.md links it)
+_HANDOVERS: dict[str, tuple[ThreadControlAction, bool | None]] = {
+    "pass_thread_control": (ThreadControlAction.PASS, True),
+    "take_thread_control": (ThreadControlAction.TAKE, False),
+    "request_thread_control": (ThreadControlAction.REQUEST, None),
+}
+
+
+def _handover(
+    provider: Provider, account_id: str, sender_id: str, timestamp: datetime, kind: str, body: Any
+) -> ParseResult:
+    action, parley_active = _HANDOVERS[kind]
+    # Meta's reference example shows the string "null" for an idle thread's previous owner
+    details = mapping(body, kind)
+    previous = optional_str(details, "previous_owner_app_id")
+    return ParseResult(
+        handovers=(
+            ParsedHandover(
+                provider=provider,
+                account_id=account_id,
+                conversation_key=f"dm:{sender_id}",
+                action=action,
+                parley_active=parley_active,
+                provider_timestamp=timestamp,
+                new_owner_app_id=optional_str(details, "new_owner_app_id"),
+                previous_owner_app_id=None if previous == "null" else previous,
+                requested_owner_app_id=optional_str(details, "requested_owner_app_id"),
+                metadata=optional_str(details, "metadata"),
+            ),
+        )
     )
 
 
@@ -206,12 +259,12 @@ def _messaging_event(provider: Provider, account_id: str, event: Mapping[str, An
                 ),
             )
         )
+    for kind in _HANDOVERS:
+        if kind in event:
+            return _handover(provider, account_id, sender_id, timestamp, kind, event[kind])
     for kind in (
         "optin",
         "account_linking",
-        "pass_thread_control",
-        "take_thread_control",
-        "request_thread_control",
         "app_roles",
         "policy_enforcement",
         "message_edit",

@@ -6,6 +6,7 @@ from typing import Any
 
 from parley_events import Provider, ReplyApproved
 
+from parley_providers.base import ThreadRef
 from parley_providers.errors import ErrorKind, ProviderError
 from parley_providers.meta.client import GraphClient
 from parley_providers.meta.instagram import InstagramClient
@@ -67,3 +68,16 @@ class MetaSender:
             payload["messaging_type"] = reply.messaging_type or "MESSAGE_TAG"
             payload["tag"] = reply.tag
         return await self.instagram.send_message(token, payload)
+
+    # Conversation Routing: Parley's app takes a thread from another app, or releases it. Like a
+    # send, Instagram's threads are reached through the linked Page (``me`` with its Page token).
+
+    async def take_thread_control(self, thread: ThreadRef, token: str) -> None:
+        await self.graph.take_thread_control(_node(thread), token, thread.recipient_id, thread.metadata)
+
+    async def release_thread_control(self, thread: ThreadRef, token: str) -> None:
+        await self.graph.release_thread_control(_node(thread), token, thread.recipient_id, thread.metadata)
+
+
+def _node(thread: ThreadRef) -> str:
+    return "me" if thread.provider is Provider.INSTAGRAM else thread.account_id

@@ -28,6 +28,15 @@ integrators hit by it (chatwoot/chatwoot#14674) and in ../shared/PLATFORM-RULES.
 SEND_API_TAGS = frozenset({HUMAN_AGENT})
 """The ``tag`` values Messenger's Send API accepts with ``messaging_type: MESSAGE_TAG``."""
 
+# Messenger Platform rate limiting (developers.facebook.com/docs/messenger-platform/overview/rate-limiting),
+# the same numbers per Facebook Page and per Instagram professional account
+SEND_API_TEXT_PER_SECOND = 300
+"""Send API calls per second for text, links, reactions and stickers."""
+SEND_API_MEDIA_PER_SECOND = 10
+"""Send API calls per second for messages with audio or video."""
+PRIVATE_REPLIES_PER_HOUR = 750
+"""Private replies to comments on posts and reels, per hour."""
+
 RULES: dict[tuple[Provider, str], ReplyRule] = {
     (Provider.MESSENGER, "direct"): ReplyRule(
         Provider.MESSENGER,
@@ -37,11 +46,13 @@ RULES: dict[tuple[Provider, str], ReplyRule] = {
         MESSENGER_TEXT_MAX,
         Counting.CHARACTERS,
         False,
-        300,
+        SEND_API_TEXT_PER_SECOND,
         "Messenger Platform policy (24 h window), Send API reference (tags, 2000 characters), "
-        "Messenger rate limiting (300 calls/s per Page); HUMAN_AGENT the only tag since 2026-04-27",
+        "Messenger rate limiting (300 calls/s per Page for text, 10/s for audio and video); "
+        "HUMAN_AGENT the only tag since 2026-04-27",
         human_agent_tag=HUMAN_AGENT,
         retired_tags=RETIRED_TAGS,
+        media_rate_per_second=SEND_API_MEDIA_PER_SECOND,
     ),
     (Provider.MESSENGER, "private_reply"): ReplyRule(
         Provider.MESSENGER,
@@ -52,7 +63,8 @@ RULES: dict[tuple[Provider, str], ReplyRule] = {
         Counting.CHARACTERS,
         False,
         None,
-        "Messenger private replies: one per comment within 7 days; 750/h per Page",
+        "Messenger private replies: one per comment within 7 days; Messenger rate limiting: 750/h per Page",
+        rate_per_hour=PRIVATE_REPLIES_PER_HOUR,
     ),
     (Provider.MESSENGER, "comment"): ReplyRule(
         Provider.MESSENGER,
@@ -73,10 +85,13 @@ RULES: dict[tuple[Provider, str], ReplyRule] = {
         INSTAGRAM_TEXT_MAX_BYTES,
         Counting.UTF8_BYTES,
         False,
-        None,
-        "Instagram Messaging overview (24 h, HUMAN_AGENT 7 days), Instagram Messaging API (1000 bytes)",
+        SEND_API_TEXT_PER_SECOND,
+        "Instagram Messaging overview (24 h, HUMAN_AGENT 7 days), Instagram Messaging API (1000 bytes), "
+        "Messenger Platform rate limiting for Instagram (300 calls/s per account for text, 10/s for "
+        "audio and video)",
         human_agent_tag=HUMAN_AGENT,
         retired_tags=RETIRED_TAGS,
+        media_rate_per_second=SEND_API_MEDIA_PER_SECOND,
     ),
     (Provider.INSTAGRAM, "comment"): ReplyRule(
         Provider.INSTAGRAM,

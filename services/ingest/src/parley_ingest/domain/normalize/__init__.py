@@ -20,6 +20,7 @@ from parley_ingest.domain.normalize.aliases import resolve
 from parley_ingest.domain.normalize.events import (
     alias_event,
     conversation_id,
+    handover_event,
     limit_event,
     message_event,
     message_event_id,
@@ -50,6 +51,7 @@ __all__ = [
     "ParsedTemplateStatus",
     "alias_event",
     "conversation_id",
+    "handover_event",
     "limit_event",
     "message_event",
     "message_event_id",

@@ -7,6 +7,7 @@ from datetime import datetime
 from parley_events import (
     ChannelSnapshot,
     CustomerAliasRecorded,
+    HandoverReceived,
     MessageReceived,
     MessageStatusChanged,
     MessagingLimitChanged,
@@ -14,6 +15,7 @@ from parley_events import (
     TemplateStatusChanged,
 )
 from parley_providers.inbound import (
+    ParsedHandover,
     ParsedMessage,
     ParsedMessagingLimit,
     ParsedStatus,
@@ -53,6 +55,35 @@ def message_event(parsed: ParsedMessage, channel: ChannelSnapshot, delivery_id: 
         provider_timestamp=parsed.provider_timestamp,
         delivery_id=delivery_id,
         kind=parsed.kind,
+        standby=parsed.standby,
+    )
+
+
+def handover_event(parsed: ParsedHandover, channel: ChannelSnapshot, delivery_id: str) -> HandoverReceived:
+    """A provider's word on who answers a thread, with a deterministic id."""
+    return HandoverReceived(
+        event_id="hnd_"
+        + digest(
+            parsed.provider.value,
+            parsed.account_id,
+            parsed.conversation_key,
+            parsed.action.value,
+            parsed.provider_timestamp.isoformat(),
+        ),
+        tenant_id=channel.tenant_id,
+        channel_id=channel.channel_id,
+        provider=parsed.provider,
+        account_id=parsed.account_id,
+        conversation_id=conversation_id(channel.tenant_id, channel.channel_id, parsed.conversation_key),
+        conversation_key=parsed.conversation_key,
+        action=parsed.action,
+        parley_active=parsed.parley_active,
+        new_owner_app_id=parsed.new_owner_app_id,
+        previous_owner_app_id=parsed.previous_owner_app_id,
+        requested_owner_app_id=parsed.requested_owner_app_id,
+        metadata=parsed.metadata,
+        provider_timestamp=parsed.provider_timestamp,
+        delivery_id=delivery_id,
     )
 
 
