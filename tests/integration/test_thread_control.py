@@ -27,7 +27,7 @@ TAKEN = "parley.thread_control.taken.v1"
 
 
 async def test_a_standby_thread_is_recorded_refused_taken_and_then_answered(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
     messenger = channel(
@@ -42,14 +42,14 @@ async def test_a_standby_thread_is_recorded_refused_taken_and_then_answered(
 
     routing_settings = RoutingSettings(
         kafka_bootstrap_servers=infra.kafka,
-        mongodb_url=database_url,
+        store_url=store_url,
         topic_namespace=namespace,
         consumer_group_prefix=namespace,
         jwt_hs256_secret=JWT,
         log_level="warning",
     )
     async with (
-        policy_stack(infra, namespace, database_url, mongo_db, setup, now=t0 + timedelta(minutes=1)) as stack,
+        policy_stack(infra, namespace, store_url, setup, now=t0 + timedelta(minutes=1)) as stack,
         running(create_routing_app(routing_settings)) as routing,
     ):
         # a bot (another app) answers the thread: Meta delivers the customer's message on standby
