@@ -379,7 +379,7 @@ async def reply_stack(
                     token = await admin.whatsapp_number(account)
                 else:
                     token = await admin.page(account)
-                await store_token(mongo_db, channel_id, token)  # as onboarding does on connect
+                await store_token(database_url, channel_id, token)  # as onboarding does on connect
                 snapshots.append(channel(channel_id, provider, account))
         await publish_events(infra.kafka, namespace, *snapshots)
         env = {
