@@ -64,3 +64,33 @@ def test_a_token_refreshed_late_in_its_life_is_judged_from_its_refresh() -> None
         is RefreshTiming.NOT_YET
     )
     assert refresh_timing(refreshed_at, new_end, new_end - LEAD, LEAD) is RefreshTiming.DUE
+
+
+def test_an_empty_host_setting_means_instagrams_own_hosts() -> None:
+    """The services name no Instagram host: an empty setting is the provider package's."""
+    from types import SimpleNamespace
+
+    import httpx
+    from parley_providers.meta.instagram import (
+        INSTAGRAM_GRAPH_BASE_URL,
+        INSTAGRAM_OAUTH_BASE_URL,
+        instagram_client,
+        instagram_sender_client,
+    )
+    from pydantic import SecretStr
+
+    http = httpx.AsyncClient()
+    sender = instagram_sender_client(http, SimpleNamespace(instagram_graph_base_url="", graph_api_version=""))
+    assert sender._graph == INSTAGRAM_GRAPH_BASE_URL
+    login = instagram_client(
+        http,
+        SimpleNamespace(
+            instagram_oauth_base_url="",
+            instagram_graph_base_url="http://127.0.0.1:9/instagram",
+            graph_api_version="",
+            instagram_app_id="app",
+            instagram_app_secret=SecretStr("secret"),
+        ),
+    )
+    assert login is not None
+    assert (login._oauth, login._graph) == (INSTAGRAM_OAUTH_BASE_URL, "http://127.0.0.1:9/instagram")

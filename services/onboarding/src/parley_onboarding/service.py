@@ -1126,7 +1126,7 @@ class OnboardingService:
         held by (an Instagram profile connected through its Page: the Page), or None."""
         checker = self.connectors.get(channel.provider)
         if not isinstance(checker, SubscriptionCheck) or channel.connect_path == INSTAGRAM_LOGIN_PATH:
-            # an Instagram-login account's subscription lives on graph.instagram.com, which the
+            # an Instagram-login account's subscription lives on the Instagram API's host, which the
             # check does not read yet (docs/onboarding.md)
             return None
         if channel.provider is Provider.INSTAGRAM and channel.business_account_id:

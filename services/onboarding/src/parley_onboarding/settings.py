@@ -29,8 +29,12 @@ class OnboardingSettings(ApiSettings):
         "unset: Instagram profiles connect through their Facebook Page only.",
     )
     instagram_app_secret: SecretStr | None = None
-    instagram_oauth_base_url: str = "https://api.instagram.com"
-    instagram_graph_base_url: str = "https://graph.instagram.com"
+    instagram_oauth_base_url: str = Field(
+        default="", description="Business Login for Instagram's host; empty: Instagram's own."
+    )
+    instagram_graph_base_url: str = Field(
+        default="", description="The Instagram API's host; empty: Instagram's own (parley-providers)."
+    )
     instagram_token_refresh_lead_s: int = Field(
         default=14 * 24 * 3600,
         gt=0,

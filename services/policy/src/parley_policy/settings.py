@@ -25,8 +25,9 @@ class PolicySettings(ApiSettings):
         "(docs/operations.md, moving the Graph API version).",
     )
     instagram_graph_base_url: str = Field(
-        default="https://graph.instagram.com",
-        description="Where replies of Instagram accounts connected with Instagram Login (no Page) go.",
+        default="",
+        description="Where replies of Instagram accounts connected with Instagram Login (no Page) go; "
+        "empty: the Instagram API's own host (parley-providers knows it).",
     )
     meta_app_id: str
     meta_app_secret: SecretStr

@@ -123,6 +123,12 @@ class InstagramProfile:
     username: str
 
 
+INSTAGRAM_OAUTH_BASE_URL = "https://api.instagram.com"
+"""Where Business Login for Instagram trades its codes (a service's setting may point elsewhere)."""
+INSTAGRAM_GRAPH_BASE_URL = "https://graph.instagram.com"
+"""The Instagram API with Instagram Login: profile, tokens, sends, comment replies."""
+
+
 class InstagramLoginSettings(Protocol):
     """The settings a service gives the Instagram Login client."""
 
@@ -302,7 +308,7 @@ def instagram_sender_client(http: httpx.AsyncClient, settings: InstagramSendSett
     return InstagramClient(
         http,
         oauth_base_url="",
-        graph_base_url=settings.instagram_graph_base_url,
+        graph_base_url=settings.instagram_graph_base_url or INSTAGRAM_GRAPH_BASE_URL,
         app_id="",
         app_secret="",
         api_version=settings.graph_api_version or None,
@@ -315,8 +321,8 @@ def instagram_client(http: httpx.AsyncClient, settings: InstagramLoginSettings) 
         return None
     return InstagramClient(
         http,
-        oauth_base_url=settings.instagram_oauth_base_url,
-        graph_base_url=settings.instagram_graph_base_url,
+        oauth_base_url=settings.instagram_oauth_base_url or INSTAGRAM_OAUTH_BASE_URL,
+        graph_base_url=settings.instagram_graph_base_url or INSTAGRAM_GRAPH_BASE_URL,
         app_id=settings.instagram_app_id,
         app_secret=settings.instagram_app_secret.get_secret_value(),
         api_version=settings.graph_api_version or None,
