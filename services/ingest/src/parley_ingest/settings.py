@@ -27,6 +27,16 @@ class IngestSettings(ServiceSettings):
         "unset means the X endpoints are not served.",
     )
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_publishes_in_flight: int = Field(
+        default=256,
+        gt=0,
+        description="Verified deliveries one process lets wait for the broker's acknowledgement at "
+        "once; one more is answered 503 with Retry-After at once instead of queueing (the provider "
+        "retries). Roughly the process's sustained rate times the longest wait acceptable.",
+    )
+    overload_retry_after_s: int = Field(
+        default=1, gt=0, le=300, description="The Retry-After of a 503 for a full process."
+    )
     x_crc_per_minute: int = Field(
         default=60,
         gt=0,
