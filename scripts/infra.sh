@@ -106,7 +106,8 @@ node_properties() {
     rf=3 isr=2
   fi
   sed -e "s:@DATA_DIR@:$(node_data "$i"):" -e "s:@NODE_ID@:$i:" -e "s:@PORT@:$port:g" \
-      -e "s:@CONTROLLER_PORT@:$((port + 1)):g" -e "s|@QUORUM@|$quorum|" -e "s:@RF@:$rf:g" -e "s:@MIN_ISR@:$isr:g" \
+      -e "s:@CONTROLLER_PORT@:$((port + 1)):g" \
+      -e "s:@FAULT_PORT@:$((port + 10)):g" -e "s:@FAULT_PROXY_PORT@:$((port + 20)):g" -e "s|@QUORUM@|$quorum|" -e "s:@RF@:$rf:g" -e "s:@MIN_ISR@:$isr:g" \
     "$ROOT/deploy/local/kafka/server.properties.in"
 }
 
