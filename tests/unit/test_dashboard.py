@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 pytestmark = pytest.mark.unit
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "parley-dashboard.json"
-EXTERNAL = {"kafka_consumergroup_lag"}  # from kafka-exporter, see docs/operations.md
+EXTERNAL = {"kafka_consumergroup_lag"}  # from kafka_exporter, see docs/operations.md ("Lag and dead letters")
 NOT_ON_THE_DASHBOARD = {
     # detail an operator reads while investigating, not while watching (docs/operations.md)
     "parley_ingest_handshakes": "CRC and verify-token handshakes: a handful an hour",
