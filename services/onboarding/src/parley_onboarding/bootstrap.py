@@ -23,6 +23,7 @@ from starlette.routing import Mount
 
 from parley_onboarding.adapters.postgres import PostgresOnboardingStore
 from parley_onboarding.adapters.stores import MongoOnboardingStore, OnboardingStore
+from parley_onboarding.console import create_console
 from parley_onboarding.entrypoints.api import create_api
 from parley_onboarding.entrypoints.subscribers import onboarding_router
 from parley_onboarding.service import OnboardingService, utcnow
@@ -90,10 +91,14 @@ def build(
 ) -> OnboardingWiring:
     """Onboarding's service, its subscriber, its API and its background work, from its adapters."""
     service = build_service(settings, adapters, clock)
+    verifier = TokenVerifier(settings)
+    routes = [Mount("/v1", app=create_api(service, verifier))]
+    if settings.console_enabled:
+        routes.append(Mount("/console", app=create_console(service, verifier, settings, clock)))
     return OnboardingWiring(
         service=service,
         router=onboarding_router(settings, service),
-        routes=[Mount("/v1", app=create_api(service, TokenVerifier(settings)))],
+        routes=routes,
         periodic=[
             Periodic("token-expiry", settings.token_check_interval_s, service.check_token_expiry),
             Periodic("connection-prune", settings.connection_prune_interval_s, service.prune_connections),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from parley_shared.auth import ApiSettings
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 
 class OnboardingSettings(ApiSettings):
@@ -91,3 +91,18 @@ class OnboardingSettings(ApiSettings):
     max_teams_per_tenant: int = Field(
         default=500, gt=0, description="Teams a tenant may have (deleted ones do not count); more is a 409."
     )
+    console_enabled: bool = Field(
+        default=False,
+        description="Serve the admin console under /console/ (docs/console.md); off unless set.",
+    )
+    console_dev_sign_in: bool = Field(
+        default=False,
+        description="Development only: the console's sign-in page also mints a token from "
+        "PARLEY_JWT_HS256_SECRET for any user and tenant. Never in a deployment.",
+    )
+
+    @model_validator(mode="after")
+    def _dev_sign_in_needs_the_secret(self) -> OnboardingSettings:
+        if self.console_dev_sign_in and self.jwt_hs256_secret is None:
+            raise ValueError("PARLEY_CONSOLE_DEV_SIGN_IN needs PARLEY_JWT_HS256_SECRET (it signs the tokens)")
+        return self

@@ -1,0 +1,497 @@
+"""The console's routes: sign-in, channels, teams; every change through ``OnboardingService``.
+
+Pages answer GET; forms POST and redirect (303) to a page that says what happened, so a reload
+repeats nothing. Only tenant administrators get past the sign-in (``Principal.is_admin``, the
+check the API makes); everyone else gets the 403 page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from parley_events import ChannelStatus
+from parley_providers import ProviderError
+from parley_shared.access import ChannelAccess, effective_role
+from parley_shared.auth import Principal, TokenVerifier, Unauthorized, issue_dev_token
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from parley_onboarding.console import session
+from parley_onboarding.console.forms import (
+    ROLES,
+    TEAM_PREFIX,
+    USER_PREFIX,
+    Form,
+    FormErrors,
+    access_from,
+    checked,
+    one,
+    settings_changes,
+)
+from parley_onboarding.domain.channels import DISPLAY_NAME_MAX, Channel
+from parley_onboarding.domain.errors import DomainError
+from parley_onboarding.domain.teams import Team
+from parley_onboarding.service import OnboardingService
+from parley_onboarding.settings import OnboardingSettings
+
+HERE = Path(__file__).parent
+BASE = session.PATH
+MAX_FORM_BYTES = 64 * 1024
+DEV_TOKEN_TTL_S = 8 * 3600
+HEADERS = {
+    "content-security-policy": (
+        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+}
+STATUS_WORDS = {
+    ChannelStatus.ACTIVE: "Active",
+    ChannelStatus.PENDING: "Pending",
+    ChannelStatus.REAUTH_REQUIRED: "Reconnect needed",
+    ChannelStatus.DISCONNECTED: "Disconnected",
+}
+DONE = {
+    "settings": "Settings saved.",
+    "access": "Access saved.",
+    "disconnected": "The channel is disconnected.",
+    "created": "Team created.",
+    "member-added": "Member added.",
+    "member-removed": "Member removed.",
+}
+
+
+def attention(channel: Channel, now: datetime, lead: timedelta) -> list[str]:
+    """What an administrator should act on, from what the channel document records."""
+    notes: list[str] = []
+    if channel.status is ChannelStatus.REAUTH_REQUIRED:
+        notes.append("The provider refused the token: reconnect the account.")
+    if channel.status is ChannelStatus.ACTIVE and channel.token_expires_at is not None:
+        if channel.token_expires_at <= now:
+            notes.append("The token has expired: reconnect the account.")
+        elif channel.token_expires_at - now <= lead:
+            notes.append("The token expires soon: reconnect the account before it does.")
+    return notes
+
+
+def who_can_see(channel: Channel, teams: list[Team]) -> list[tuple[str, str, str]]:
+    """(user, role, teams) of every user the access names or a team holds, by the shared rule."""
+    access = ChannelAccess(
+        channel.access.user_access,
+        channel.access.team_access,
+        channel.access.all_users_role,
+        channel.access.all_teams_role,
+    )
+    users = set(channel.access.user_access) | {m for t in teams for m in t.members}
+    rows = []
+    for user in sorted(users):
+        theirs = [t for t in teams if user in t.members]
+        role = effective_role(user, [t.id for t in theirs], access)
+        rows.append((user, role.value if role else "", ", ".join(t.name for t in theirs)))
+    return rows
+
+
+@dataclass
+class Console:
+    """The pages, over the service and the same token verifier the API uses."""
+
+    service: OnboardingService
+    verifier: TokenVerifier
+    settings: OnboardingSettings
+    clock: Callable[[], datetime]
+    templates: Jinja2Templates
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def render(
+        self,
+        request: Request,
+        name: str,
+        context: dict[str, Any] | None = None,
+        status: int = 200,
+        principal: Principal | None = None,
+    ) -> Response:
+        response = self.templates.TemplateResponse(
+            request,
+            name,
+            {
+                "base": BASE,
+                "csrf_field": session.CSRF_FIELD,
+                "csrf": session.csrf_token(request),
+                "principal": principal,
+                "dev_sign_in": self.settings.console_dev_sign_in,
+                **(context or {}),
+            },
+            status_code=status,
+            headers=HEADERS,
+        )
+        session.remember_csrf(request, response)
+        return response
+
+    def error(
+        self, request: Request, status: int, title: str, message: str, principal: Principal | None = None
+    ) -> Response:
+        return self.render(
+            request, "error.html", {"status": status, "title": title, "message": message}, status, principal
+        )
+
+    @staticmethod
+    def redirect(path: str) -> Response:
+        return RedirectResponse(f"{BASE}{path}", status_code=303, headers=HEADERS)
+
+    async def form(self, request: Request) -> Form | None:
+        body = await request.body()
+        if len(body) > MAX_FORM_BYTES:
+            return None
+        return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+
+    async def signed_in(self, request: Request) -> Principal | None:
+        token = request.cookies.get(session.SESSION_COOKIE)
+        if not token:
+            return None
+        try:
+            return await self.verifier.verify(f"Bearer {token}")
+        except Unauthorized:
+            return None
+
+    async def admin(self, request: Request, form: Form | None = None) -> Principal | Response:
+        """The signed-in administrator, or the page to show instead (sign-in, 403)."""
+        if request.method == "POST" and (
+            form is None or not session.csrf_ok(request, one(form, session.CSRF_FIELD))
+        ):
+            return self.error(request, 403, "The form expired", "Reload the page and submit the form again.")
+        principal = await self.signed_in(request)
+        if principal is None:
+            return self.redirect("/sign-in")
+        if not principal.is_admin:
+            return self.error(
+                request,
+                403,
+                "Administrators only",
+                "The console is for tenant administrators; your token does not carry the admin role.",
+                principal,
+            )
+        return principal
+
+    # --- sign-in ------------------------------------------------------------------------------
+
+    async def home(self, request: Request) -> Response:
+        return self.redirect("/channels")
+
+    async def sign_in_page(self, request: Request) -> Response:
+        return self.render(request, "sign_in.html", {"errors": {}, "values": {}})
+
+    async def sign_in(self, request: Request) -> Response:
+        form = await self.form(request)
+        if form is None or not session.csrf_ok(request, one(form, session.CSRF_FIELD)):
+            return self.error(request, 403, "The form expired", "Reload the page and sign in again.")
+        token = one(form, "token")
+        if token.lower().startswith("bearer "):
+            token = token[7:].strip()
+        try:
+            await self.verifier.verify(f"Bearer {token}")
+        except Unauthorized:
+            return self.render(
+                request,
+                "sign_in.html",
+                {"errors": {"token": "This token was not accepted: it is invalid or expired."}, "values": {}},
+                400,
+            )
+        response = self.redirect("/channels")
+        session.sign_in(request, response, token)
+        return response
+
+    async def dev_sign_in(self, request: Request) -> Response:
+        if not self.settings.console_dev_sign_in or self.settings.jwt_hs256_secret is None:
+            return self.error(request, 404, "Not found", "There is no such page.")
+        form = await self.form(request)
+        if form is None or not session.csrf_ok(request, one(form, session.CSRF_FIELD)):
+            return self.error(request, 403, "The form expired", "Reload the page and sign in again.")
+        values = {"user_id": one(form, "user_id"), "tenant_id": one(form, "tenant_id")}
+        errors = {k: "Required." for k, v in values.items() if not v}
+        if errors:
+            return self.render(request, "sign_in.html", {"errors": errors, "values": values}, 400)
+        token = issue_dev_token(
+            self.settings.jwt_hs256_secret.get_secret_value(),
+            values["user_id"],
+            values["tenant_id"],
+            ["admin"] if checked(form, "admin") else [],
+            ttl_s=DEV_TOKEN_TTL_S,
+        )
+        response = self.redirect("/channels")
+        session.sign_in(request, response, token)
+        return response
+
+    async def sign_out(self, request: Request) -> Response:
+        form = await self.form(request)
+        if form is None or not session.csrf_ok(request, one(form, session.CSRF_FIELD)):
+            return self.error(request, 403, "The form expired", "Reload the page and sign out again.")
+        response = self.redirect("/sign-in?signed-out=1")
+        session.sign_out(request, response)
+        return response
+
+    # --- channels -----------------------------------------------------------------------------
+
+    async def channels(self, request: Request) -> Response:
+        principal = await self.admin(request)
+        if isinstance(principal, Response):
+            return principal
+        now = self.clock()
+        lead = timedelta(seconds=self.settings.token_expiry_lead_s)
+        rows = [
+            {"channel": c, "status": STATUS_WORDS[c.status], "attention": attention(c, now, lead)}
+            for c in await self.service.channels(principal.tenant_id)
+        ]
+        return self.render(request, "channels.html", {"rows": rows, "nav": "channels"}, principal=principal)
+
+    async def _channel_page(
+        self,
+        request: Request,
+        principal: Principal,
+        channel: Channel,
+        *,
+        errors: FormErrors | None = None,
+        values: dict[str, str] | None = None,
+        status: int = 200,
+    ) -> Response:
+        teams = await self.service.teams(principal.tenant_id)
+        return self.render(
+            request,
+            "channel.html",
+            {
+                "nav": "channels",
+                "channel": channel,
+                "status_words": STATUS_WORDS[channel.status],
+                "teams": teams,
+                "roles": ROLES,
+                "user_prefix": USER_PREFIX,
+                "team_prefix": TEAM_PREFIX,
+                "who": who_can_see(channel, teams),
+                "errors": (errors or FormErrors()).by_field,
+                "values": values or {},
+                "display_name_max": DISPLAY_NAME_MAX,
+                "done": DONE.get(request.query_params.get("done", "")),
+                "disconnected": channel.status is ChannelStatus.DISCONNECTED,
+            },
+            status,
+            principal,
+        )
+
+    async def channel(self, request: Request) -> Response:
+        principal = await self.admin(request)
+        if isinstance(principal, Response):
+            return principal
+        channel = await self.service.channel(principal.tenant_id, request.path_params["channel_id"])
+        return await self._channel_page(request, principal, channel)
+
+    async def save_settings(self, request: Request) -> Response:
+        form = await self.form(request)
+        principal = await self.admin(request, form)
+        if isinstance(principal, Response):
+            return principal
+        assert form is not None
+        channel_id = request.path_params["channel_id"]
+        channel = await self.service.channel(principal.tenant_id, channel_id)
+        changes, errors = settings_changes(form, x_channel=channel.x_api is not None)
+        values = {k: one(form, k) for k in form} | {"_form": "settings"}
+        if not errors:
+            try:
+                await self.service.update_settings(
+                    principal.tenant_id, channel_id, changes, principal.user_id
+                )
+                return self.redirect(f"/channels/{quote(channel_id)}?done=settings#settings")
+            except DomainError as exc:
+                if exc.status == 404:
+                    raise
+                errors.add(_form_field(exc), exc.message)
+        return await self._channel_page(request, principal, channel, errors=errors, values=values, status=422)
+
+    async def save_access(self, request: Request) -> Response:
+        form = await self.form(request)
+        principal = await self.admin(request, form)
+        if isinstance(principal, Response):
+            return principal
+        assert form is not None
+        channel_id = request.path_params["channel_id"]
+        access, errors = access_from(form)
+        if not errors:
+            try:
+                await self.service.set_access(principal.tenant_id, channel_id, access, principal.user_id)
+                return self.redirect(f"/channels/{quote(channel_id)}?done=access#access")
+            except DomainError as exc:
+                if exc.status == 404:
+                    raise
+                errors.add(str(exc.details.get("field") or "access"), exc.message)
+        channel = await self.service.channel(principal.tenant_id, channel_id)
+        values = {k: one(form, k) for k in form} | {"_form": "access"}
+        return await self._channel_page(request, principal, channel, errors=errors, values=values, status=422)
+
+    async def disconnect(self, request: Request) -> Response:
+        form = await self.form(request)
+        principal = await self.admin(request, form)
+        if isinstance(principal, Response):
+            return principal
+        channel_id = request.path_params["channel_id"]
+        await self.service.disconnect(principal.tenant_id, channel_id, principal.user_id)
+        return self.redirect(f"/channels/{quote(channel_id)}?done=disconnected")
+
+    # --- teams --------------------------------------------------------------------------------
+
+    async def teams(self, request: Request) -> Response:
+        principal = await self.admin(request)
+        if isinstance(principal, Response):
+            return principal
+        return await self._teams_page(request, principal)
+
+    async def _teams_page(
+        self, request: Request, principal: Principal, errors: dict[str, str] | None = None, status: int = 200
+    ) -> Response:
+        return self.render(
+            request,
+            "teams.html",
+            {
+                "nav": "teams",
+                "teams": await self.service.teams(principal.tenant_id),
+                "errors": errors or {},
+                "done": DONE.get(request.query_params.get("done", "")),
+            },
+            status,
+            principal,
+        )
+
+    async def create_team(self, request: Request) -> Response:
+        form = await self.form(request)
+        principal = await self.admin(request, form)
+        if isinstance(principal, Response):
+            return principal
+        assert form is not None
+        try:
+            team = await self.service.create_team(principal.tenant_id, one(form, "name"))
+        except DomainError as exc:
+            return await self._teams_page(request, principal, {"name": exc.message}, 422)
+        return self.redirect(f"/teams/{quote(team.id)}?done=created")
+
+    async def team(self, request: Request) -> Response:
+        principal = await self.admin(request)
+        if isinstance(principal, Response):
+            return principal
+        team = await self.service.team(principal.tenant_id, request.path_params["team_id"])
+        return await self._team_page(request, principal, team)
+
+    async def _team_page(
+        self,
+        request: Request,
+        principal: Principal,
+        team: Team,
+        errors: dict[str, str] | None = None,
+        status: int = 200,
+    ) -> Response:
+        return self.render(
+            request,
+            "team.html",
+            {
+                "nav": "teams",
+                "team": team,
+                "errors": errors or {},
+                "done": DONE.get(request.query_params.get("done", "")),
+            },
+            status,
+            principal,
+        )
+
+    async def add_member(self, request: Request) -> Response:
+        form = await self.form(request)
+        principal = await self.admin(request, form)
+        if isinstance(principal, Response):
+            return principal
+        assert form is not None
+        team_id = request.path_params["team_id"]
+        user_id = one(form, "user_id")
+        if not user_id:
+            team = await self.service.team(principal.tenant_id, team_id)
+            return await self._team_page(request, principal, team, {"user_id": "Enter the user's id."}, 422)
+        await self.service.change_team(principal.tenant_id, team_id, lambda t: t.add_member(user_id))
+        return self.redirect(f"/teams/{quote(team_id)}?done=member-added")
+
+    async def remove_member(self, request: Request) -> Response:
+        form = await self.form(request)
+        principal = await self.admin(request, form)
+        if isinstance(principal, Response):
+            return principal
+        assert form is not None
+        team_id = request.path_params["team_id"]
+        user_id = one(form, "user_id")
+        await self.service.change_team(principal.tenant_id, team_id, lambda t: t.remove_member(user_id))
+        return self.redirect(f"/teams/{quote(team_id)}?done=member-removed")
+
+    async def not_found(self, request: Request) -> Response:
+        return self.error(request, 404, "Not found", "There is no such page in the console.")
+
+
+def _form_field(exc: DomainError) -> str:
+    """The form field of a domain error's field (the form asks for minutes, the domain for seconds)."""
+    name = str(exc.details.get("field") or "settings")
+    return name.removesuffix("_s") + "_min" if name.startswith("auto_resolve_") else name
+
+
+def create_console(
+    service: OnboardingService,
+    verifier: TokenVerifier,
+    settings: OnboardingSettings,
+    clock: Callable[[], datetime],
+) -> Starlette:
+    """The console app; bootstrap mounts it at ``/console``."""
+    console = Console(service, verifier, settings, clock, Jinja2Templates(directory=HERE / "templates"))
+
+    def guarded(page: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await page(request)
+            except DomainError as exc:
+                principal = await console.signed_in(request)
+                if exc.status == 404:
+                    return console.error(request, 404, "Not found", exc.message.capitalize() + ".", principal)
+                return console.error(request, exc.status, "Not done", exc.message, principal)
+            except ProviderError as exc:
+                principal = await console.signed_in(request)
+                return console.error(
+                    request,
+                    502,
+                    "The provider refused",
+                    f"{exc.provider} refused the request ({exc.kind.value}).",
+                    principal,
+                )
+
+        return endpoint
+
+    get, post = ["GET"], ["POST"]
+    routes = [
+        Route("/", guarded(console.home), methods=get),
+        Route("/sign-in", guarded(console.sign_in_page), methods=get),
+        Route("/sign-in", guarded(console.sign_in), methods=post),
+        Route("/dev-sign-in", guarded(console.dev_sign_in), methods=post),
+        Route("/sign-out", guarded(console.sign_out), methods=post),
+        Route("/channels", guarded(console.channels), methods=get),
+        Route("/channels/{channel_id}", guarded(console.channel), methods=get),
+        Route("/channels/{channel_id}/settings", guarded(console.save_settings), methods=post),
+        Route("/channels/{channel_id}/access", guarded(console.save_access), methods=post),
+        Route("/channels/{channel_id}/disconnect", guarded(console.disconnect), methods=post),
+        Route("/teams", guarded(console.teams), methods=get),
+        Route("/teams", guarded(console.create_team), methods=post),
+        Route("/teams/{team_id}", guarded(console.team), methods=get),
+        Route("/teams/{team_id}/members", guarded(console.add_member), methods=post),
+        Route("/teams/{team_id}/members/remove", guarded(console.remove_member), methods=post),
+        Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
+        Route("/{path:path}", guarded(console.not_found)),
+    ]
+    return Starlette(routes=routes)
