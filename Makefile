@@ -25,7 +25,7 @@ export PARLEY_STORE_URLS
 KAFKA_BROKERS ?= 1
 export KAFKA_BROKERS
 
-.PHONY: help setup infra-install infra-up infra-down infra-reset infra-status run demo test test-unit test-store fault \
+.PHONY: help setup browser-install test-browser infra-install infra-up infra-down infra-reset infra-status run demo test test-unit test-store fault \
         fuzz test-integration test-contract test-e2e lint fmt typecheck docs bench clean
 
 help: ## list the targets
@@ -40,7 +40,10 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml shared/*/pyproject.toml services/*
 	$(UV) sync --frozen --all-packages --python $(PYTHON)
 	@touch $@
 
-setup: $(VENV)/.synced infra-install ## install Python deps (uv, PostgreSQL's wheel among them), Kafka jars and FerretDB
+setup: $(VENV)/.synced infra-install browser-install ## install Python deps (uv, PostgreSQL's wheel among them), Kafka jars, FerretDB and Chromium
+
+browser-install: ## Debian's Chromium for the console's browser tests (apt-get, as root or with sudo; once)
+	@scripts/browser.sh install
 
 infra-install: $(VENV)/.synced
 	@scripts/infra.sh install
@@ -93,6 +96,9 @@ test-integration: setup infra-up ## against the real broker and store
 
 test-e2e: setup infra-up ## services as processes
 	$(PYTEST) tests/e2e
+
+test-browser: setup infra-up ## the admin console in headless Chromium (docs/console.md)
+	$(PYTEST) tests/browser
 
 lint: $(VENV)/.synced ## ruff lint and format check
 	$(RUN) ruff check .

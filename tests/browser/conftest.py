@@ -1,0 +1,90 @@
+"""The console in a real browser: onboarding served on a local port, Debian's Chromium driving it.
+
+Playwright (Python) launches the system Chromium (``scripts/browser.sh install`` puts it at
+/usr/bin/chromium; Playwright's own browser downloads are never used) with a fresh profile per
+test. Onboarding runs for real against the test's Kafka namespace and store, with the provider
+sandbox behind it, as in tests/integration.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import BrowserContext, Page, async_playwright
+
+from tests.conftest import Infra
+from tests.support.onboarding import Stack, onboarding_stack, serve
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@dataclass
+class Console:
+    """Onboarding with its console on ``url``, and the stack behind it."""
+
+    stack: Stack
+    url: str
+
+    def at(self, path: str) -> str:
+        return f"{self.url}/console{path}"
+
+
+@pytest.fixture
+async def console(infra: Infra, namespace: str, store_url: str) -> AsyncIterator[Console]:
+    async with (
+        onboarding_stack(
+            infra, namespace, store_url, console_enabled=True, console_dev_sign_in=True
+        ) as stack,
+        serve(stack.app) as url,
+    ):
+        yield Console(stack, url)
+
+
+@pytest.fixture
+async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
+    """A fresh Chromium profile (no cookies, no cache) in headless Chromium."""
+    if shutil.which(str(CHROMIUM)) is None:
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/browser.sh install")
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=FLAGS,
+        )
+        context.set_default_timeout(15_000)
+        try:
+            yield context
+        finally:
+            await context.close()
+
+
+@pytest.fixture
+async def page(browser: BrowserContext) -> Page:
+    return browser.pages[0] if browser.pages else await browser.new_page()
+
+
+async def dev_sign_in(page: Page, console: Console, user: str, tenant: str, *, admin: bool = True) -> Any:
+    """Sign in with the development sign-in; the response of the page it lands on."""
+    await page.goto(console.at("/sign-in"))
+    await page.get_by_label("User id").fill(user)
+    await page.get_by_label("Tenant id").fill(tenant)
+    await page.get_by_label("Tenant administrator").set_checked(admin)
+    async with page.expect_navigation() as landed:
+        await page.get_by_role("button", name="Sign in for development").click()
+    return await landed.value

@@ -1,0 +1,141 @@
+"""The admin console, driven in Chromium: sign-in, the channel list, edit, access, sign-out, 403."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.browser.conftest import Console, dev_sign_in
+from tests.support.onboarding import ADMIN, AGENT, TENANT
+
+pytestmark = pytest.mark.browser
+
+PAGE_ID = "104512345678901"
+
+
+async def connected_page(console: Console) -> str:
+    """A Facebook Page connected through the sandbox; its channel id."""
+    channels = await console.stack.connect_pages("meta-user-console", [{"id": PAGE_ID, "name": "Acme"}])
+    return str(channels[PAGE_ID]["id"])
+
+
+async def test_an_admin_signs_in_renames_a_channel_and_signs_out(console: Console, page: Page) -> None:
+    channel_id = await connected_page(console)
+    await dev_sign_in(page, console, ADMIN, TENANT)
+
+    # the list shows the channel the API lists, with its provider, account and status
+    row = page.locator(f'tr[data-channel="{channel_id}"]')
+    await expect(row.get_by_role("rowheader")).to_have_text("Acme")
+    await expect(row).to_contain_text(PAGE_ID)
+    await expect(row).to_contain_text("Active")
+
+    await row.get_by_role("link", name="Acme").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Acme")
+
+    # 256 characters: the domain's refusal is shown by the field, tied to it for screen readers
+    name = page.get_by_label("Display name")
+    await name.fill("N" * 256)
+    await page.get_by_role("button", name="Save settings").click()
+    error = page.locator("#display_name-error")
+    await expect(error).to_contain_text("at most 255 characters")
+    await expect(name).to_have_attribute("aria-invalid", "true")
+    described = await name.get_attribute("aria-describedby") or ""
+    assert "display_name-error" in described.split()
+    await expect(name).to_have_value("N" * 256)  # what was typed is kept for correction
+    assert (await console.stack.call("GET", f"/channels/{channel_id}"))["display_name"] == "Acme"
+
+    await name.fill("Acme Support")
+    await page.get_by_role("button", name="Save settings").click()
+    await expect(page.get_by_role("status")).to_have_text("Settings saved.")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Acme Support")
+    assert (await console.stack.call("GET", f"/channels/{channel_id}"))["display_name"] == "Acme Support"
+
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
+    await expect(page.get_by_role("status")).to_have_text("You are signed out.")
+    # the session is gone: a console page sends the browser back to the sign-in
+    await page.goto(console.at("/channels"))
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
+
+
+async def test_a_role_given_in_the_console_reaches_the_api_and_the_access_view(
+    console: Console, page: Page
+) -> None:
+    channel_id = await connected_page(console)
+    await dev_sign_in(page, console, ADMIN, TENANT)
+
+    # a team with a member, made in the console
+    await page.get_by_role("link", name="Teams").click()
+    await page.get_by_label("Name").fill("Support")
+    await page.get_by_role("button", name="Create team").click()
+    await expect(page.get_by_role("status")).to_have_text("Team created.")
+    await page.get_by_label("User id").fill("usr-maria")
+    await page.get_by_role("button", name="Add member").click()
+    await expect(page.locator("ul.members")).to_contain_text("usr-maria")
+    teams = await console.stack.call("GET", "/teams")
+    assert [(t["name"], t["members"]) for t in teams] == [("Support", ["usr-maria"])]
+
+    # the team gets Contributor, a user gets Viewer
+    await page.goto(console.at(f"/channels/{channel_id}"))
+    await page.get_by_label("Support").select_option("contributor")
+    await page.get_by_label("Add a user (id)").fill("usr-otto")
+    await page.get_by_label("Their role").select_option("viewer")
+    await page.get_by_role("button", name="Save access").click()
+    await expect(page.get_by_role("status")).to_have_text("Access saved.")
+
+    access = (await console.stack.call("GET", f"/channels/{channel_id}"))["access"]
+    assert access["team_access"] == {teams[0]["id"]: "contributor"}
+    assert access["user_access"] == {"usr-otto": "viewer"}
+
+    who = page.locator("table.who")
+    await expect(who.get_by_role("row", name="usr-maria")).to_contain_text("Contributor")
+    await expect(who.get_by_role("row", name="usr-otto")).to_contain_text("Viewer")
+
+    # then the user's own role changes from Viewer to Supervisor
+    await page.get_by_label("usr-otto").select_option("supervisor")
+    await page.get_by_role("button", name="Save access").click()
+    await expect(page.get_by_role("status")).to_have_text("Access saved.")
+    access = (await console.stack.call("GET", f"/channels/{channel_id}"))["access"]
+    assert access["user_access"] == {"usr-otto": "supervisor"}
+    await expect(who.get_by_role("row", name="usr-otto")).to_contain_text("Supervisor")
+
+
+async def test_someone_who_is_not_an_admin_gets_the_403_page(console: Console, page: Page) -> None:
+    await connected_page(console)
+    landed = await dev_sign_in(page, console, AGENT, TENANT, admin=False)
+    assert landed.status == 403
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Administrators only")
+    await expect(page.locator("table.channels")).to_have_count(0)
+    await expect(page.get_by_role("navigation", name="Console")).to_have_count(0)
+    response = await page.goto(console.at("/teams"))
+    assert response is not None and response.status == 403
+
+
+async def test_the_edit_form_works_with_the_keyboard_alone(console: Console, page: Page) -> None:
+    channel_id = await connected_page(console)
+    await dev_sign_in(page, console, ADMIN, TENANT)
+    await page.goto(console.at(f"/channels/{channel_id}"))
+
+    async def focused() -> str:
+        return str(await page.evaluate("document.activeElement.id || document.activeElement.textContent"))
+
+    async def tab_to(target: str, limit: int = 40) -> None:
+        for _ in range(limit):
+            await page.keyboard.press("Tab")
+            if await focused() == target:
+                return
+        raise AssertionError(f"Tab never reached {target}")
+
+    await tab_to("display_name")
+    await page.keyboard.press("Control+A")
+    await page.keyboard.type("Acme by keyboard")
+    await page.keyboard.press("Tab")
+    assert await focused() == "auto_ownership"  # the next control in reading order
+    await page.keyboard.press("Space")  # unticks auto-ownership
+    await tab_to("Save settings")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("status")).to_have_text("Settings saved.")
+
+    channel = await console.stack.call("GET", f"/channels/{channel_id}")
+    assert channel["display_name"] == "Acme by keyboard"
+    assert channel["settings"]["auto_ownership"] is False
