@@ -1,0 +1,154 @@
+"""The console's HTTP behaviour without a browser: settings that turn it on, cookies, CSRF, tenants.
+
+tests/browser drives the pages in Chromium; these check what a browser hides (cookie attributes,
+status codes, refused forms) against onboarding with the real Kafka, store and sandbox.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Infra
+from tests.support.onboarding import ADMIN, OTHER_TENANT, TENANT, Stack, onboarding_stack
+
+pytestmark = pytest.mark.integration
+
+PAGE_ID = "104512345678901"
+
+
+def browser_like(stack: Stack, host: str = "127.0.0.1") -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=stack.app), base_url=f"http://{host}")
+
+
+async def csrf_of(client: httpx.AsyncClient, path: str = "/console/sign-in") -> str:
+    page = await client.get(path)
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert match, page.text
+    return match.group(1)
+
+
+async def sign_in(client: httpx.AsyncClient, stack: Stack, user: str = ADMIN, tenant: str = TENANT) -> str:
+    """Sign in by pasting a token, as in production; the token."""
+    token = stack.admin(user, tenant)["authorization"].removeprefix("Bearer ")
+    answer = await client.post(
+        "/console/sign-in", data={"csrf_token": await csrf_of(client), "token": f"Bearer {token}"}
+    )
+    assert answer.status_code == 303, answer.text
+    return token
+
+
+@pytest.fixture
+async def stack(infra: Infra, namespace: str, store_url: str) -> AsyncIterator[Stack]:
+    async with onboarding_stack(infra, namespace, store_url, console_enabled=True) as s:
+        yield s
+
+
+async def channel_of(stack: Stack) -> dict[str, Any]:
+    channels = await stack.connect_pages("meta-user-console", [{"id": PAGE_ID, "name": "Acme"}])
+    return channels[PAGE_ID]
+
+
+async def test_the_console_is_not_served_unless_enabled(infra: Infra, namespace: str, store_url: str) -> None:
+    async with onboarding_stack(infra, namespace, store_url) as stack, browser_like(stack) as client:
+        assert (await client.get("/console/sign-in")).status_code == 404
+        assert (await client.get("/v1/channels", headers=stack.admin())).status_code == 200
+
+
+async def test_a_pasted_token_signs_in_with_a_strict_httponly_cookie_and_is_never_rendered(
+    stack: Stack,
+) -> None:
+    async with browser_like(stack, "console.parley.test") as client:
+        # on a real host name the cookies are Secure; httpx keeps them only over https
+        page = await client.get("/console/sign-in")
+        cookie = page.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Secure" in cookie
+    async with browser_like(stack) as client:
+        token = await sign_in(client, stack)
+        cookies = [c for c in client.cookies.jar if c.name == "parley_console"]
+        assert [c.value for c in cookies] == [token]
+        assert cookies[0].has_nonstandard_attr("HttpOnly")
+        channels = await client.get("/console/channels")
+        assert channels.status_code == 200
+        assert "Signed in as" in channels.text and token not in channels.text
+        assert "Development sign-in" not in (await client.get("/console/sign-in")).text
+
+
+async def test_a_token_that_does_not_verify_is_refused_by_its_field(stack: Stack) -> None:
+    async with browser_like(stack) as client:
+        answer = await client.post(
+            "/console/sign-in", data={"csrf_token": await csrf_of(client), "token": "not-a-token"}
+        )
+        assert answer.status_code == 400
+        assert 'id="token-error"' in answer.text and "token-error" in answer.text.split('id="token"')[1]
+        assert (await client.get("/console/channels")).status_code == 303
+
+
+async def test_the_development_sign_in_is_absent_unless_turned_on(stack: Stack) -> None:
+    async with browser_like(stack) as client:
+        csrf = await csrf_of(client)
+        answer = await client.post(
+            "/console/dev-sign-in",
+            data={"csrf_token": csrf, "user_id": ADMIN, "tenant_id": TENANT, "admin": "on"},
+        )
+        assert answer.status_code == 404
+        assert "parley_console" not in {c.name for c in client.cookies.jar}
+
+
+async def test_a_form_without_the_csrf_token_changes_nothing(stack: Stack) -> None:
+    channel = await channel_of(stack)
+    async with browser_like(stack) as client:
+        await sign_in(client, stack)
+        for csrf in ({}, {"csrf_token": "x" * 43}):
+            answer = await client.post(
+                f"/console/channels/{channel['id']}/settings", data={"display_name": "Forged", **csrf}
+            )
+            assert answer.status_code == 403
+            assert "The form expired" in answer.text
+    assert (await stack.call("GET", f"/channels/{channel['id']}"))["display_name"] == "Acme"
+
+
+async def test_another_tenants_admin_sees_none_of_the_channels(stack: Stack) -> None:
+    channel = await channel_of(stack)
+    async with browser_like(stack) as client:
+        await sign_in(client, stack, "usr-globex-admin", OTHER_TENANT)
+        assert PAGE_ID not in (await client.get("/console/channels")).text
+        page = await client.get(f"/console/channels/{channel['id']}")
+        assert page.status_code == 404
+        answer = await client.post(
+            f"/console/channels/{channel['id']}/disconnect",
+            data={"csrf_token": client.cookies.get("parley_console_csrf", path="/console")},
+        )
+        assert answer.status_code == 404
+    assert (await stack.call("GET", f"/channels/{channel['id']}"))["status"] == "active"
+
+
+async def test_disconnect_and_settings_in_minutes(stack: Stack) -> None:
+    channel = await channel_of(stack)
+    async with browser_like(stack) as client:
+        await sign_in(client, stack)
+        csrf = client.cookies.get("parley_console_csrf", path="/console")
+        answer = await client.post(
+            f"/console/channels/{channel['id']}/settings",
+            data={
+                "csrf_token": csrf,
+                "display_name": "Acme",
+                "auto_ownership": "on",
+                "auto_resolve_new_min": "90",
+                "auto_resolve_pending_min": "0",
+                "text_limit": "0",
+            },
+        )
+        assert answer.status_code == 303
+        settings = (await stack.call("GET", f"/channels/{channel['id']}"))["settings"]
+        assert (settings["auto_resolve_new_s"], settings["auto_resolve_pending_s"]) == (5400, None)
+
+        answer = await client.post(f"/console/channels/{channel['id']}/disconnect", data={"csrf_token": csrf})
+        assert answer.status_code == 303
+        page = await client.get(answer.headers["location"])
+        assert "The channel is disconnected." in page.text and "Save settings" not in page.text
+    assert (await stack.call("GET", f"/channels/{channel['id']}"))["status"] == "disconnected"

@@ -1,0 +1,127 @@
+"""The console's form reading and the facts its pages show (console/forms.py, console/app.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from parley_events import ChannelRole, ChannelStatus, Provider
+from parley_onboarding.console.app import attention, who_can_see
+from parley_onboarding.console.forms import access_from, settings_changes
+from parley_onboarding.domain.channels import Access, Channel
+from parley_onboarding.domain.teams import Team
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+LEAD = timedelta(days=7)
+
+
+def form(**fields: str) -> dict[str, list[str]]:
+    return {k.replace("__", ":"): [v] for k, v in fields.items()}
+
+
+def channel(**changes: object) -> Channel:
+    made, _ = Channel.connect(
+        tenant_id="t", provider=Provider.MESSENGER, account_id="104512345678901", actor_id="a", at=NOW
+    )
+    for name, value in changes.items():
+        setattr(made, name, value)
+    return made
+
+
+def test_settings_are_read_in_minutes_and_blank_or_zero_turns_them_off() -> None:
+    changes, errors = settings_changes(
+        form(display_name=" Acme ", auto_resolve_new_min="90", auto_resolve_pending_min="0", text_limit=""),
+        x_channel=False,
+    )
+    assert not errors
+    assert changes == {
+        "display_name": "Acme",
+        "auto_ownership": False,  # an unticked box is not sent at all
+        "auto_resolve_new_s": 5400,
+        "auto_resolve_pending_s": None,
+        "human_agent_tag": False,
+        "text_limit": None,
+    }
+
+
+def test_numbers_that_are_not_whole_are_refused_by_their_field() -> None:
+    _, errors = settings_changes(
+        form(auto_resolve_new_min="1.5", auto_resolve_pending_min="-3", text_limit="ten"), x_channel=False
+    )
+    assert set(errors.by_field) == {"auto_resolve_new_min", "auto_resolve_pending_min", "text_limit"}
+
+
+def test_the_x_delivery_api_is_read_only_for_x_channels() -> None:
+    assert "x_api" not in settings_changes(form(x_api="activity"), x_channel=False)[0]
+    assert settings_changes(form(x_api="activity"), x_channel=True)[0]["x_api"] == "activity"
+
+
+def test_access_is_the_whole_replacement_and_an_empty_role_removes_a_line() -> None:
+    access, errors = access_from(
+        form(
+            user__ann="viewer",
+            user__bob="",
+            team__team_1="contributor",
+            team__team_2="",
+            new_user_id="cy",
+            new_user_role="supervisor",
+            all_teams="on",
+            all_teams_role="viewer",
+            all_users_role="supervisor",  # its box is unticked: no All users role
+        )
+    )
+    assert not errors
+    assert access == Access(
+        {"ann": ChannelRole.VIEWER, "cy": ChannelRole.SUPERVISOR},
+        {"team_1": ChannelRole.CONTRIBUTOR},
+        None,
+        ChannelRole.VIEWER,
+    )
+
+
+def test_a_new_user_needs_both_an_id_and_a_role() -> None:
+    assert set(access_from(form(new_user_id="cy"))[1].by_field) == {"new_user_role"}
+    assert set(access_from(form(new_user_role="viewer"))[1].by_field) == {"new_user_id"}
+
+
+def test_attention_names_reauth_and_a_token_near_or_past_its_end() -> None:
+    assert attention(channel(), NOW, LEAD) == []
+    assert "reconnect" in attention(channel(status=ChannelStatus.REAUTH_REQUIRED), NOW, LEAD)[0]
+    assert "expires soon" in attention(channel(token_expires_at=NOW + timedelta(days=2)), NOW, LEAD)[0]
+    assert "expired" in attention(channel(token_expires_at=NOW - timedelta(seconds=1)), NOW, LEAD)[0]
+    assert attention(channel(token_expires_at=NOW + timedelta(days=30)), NOW, LEAD) == []
+
+
+def test_who_can_see_takes_the_highest_role_of_each_user_by_the_shared_rule() -> None:
+    support = Team("team_1", "t", "Support", ["ann", "bob"])
+    sales = Team("team_2", "t", "Sales", ["bob"])
+    access = Access(
+        {"ann": ChannelRole.SUPERVISOR, "dan": ChannelRole.VIEWER}, {"team_1": ChannelRole.VIEWER}
+    )
+    rows = who_can_see(channel(access=access), [support, sales])
+    assert rows == [
+        ("ann", "supervisor", "Support"),
+        ("bob", "viewer", "Support, Sales"),
+        ("dan", "viewer", ""),
+    ]
+    everyone = Access({}, {}, None, ChannelRole.CONTRIBUTOR)
+    assert who_can_see(channel(access=everyone), [sales]) == [("bob", "contributor", "Sales")]
+
+
+def test_the_development_sign_in_needs_the_development_secret() -> None:
+    from parley_onboarding.settings import OnboardingSettings
+    from pydantic import ValidationError
+
+    production: dict[str, object] = {
+        "encryption_keys": "k1:" + "A" * 44,
+        "meta_app_id": "app",
+        "meta_app_secret": "s",
+        "jwt_jwks_url": "https://id.example/jwks",
+        "jwt_audience": "parley",
+        "jwt_issuer": "https://id.example",
+    }
+    assert OnboardingSettings(**production).console_dev_sign_in is False  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="PARLEY_CONSOLE_DEV_SIGN_IN needs PARLEY_JWT_HS256_SECRET"):
+        OnboardingSettings(**production, console_dev_sign_in=True)  # type: ignore[arg-type]
