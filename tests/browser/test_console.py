@@ -139,3 +139,74 @@ async def test_the_edit_form_works_with_the_keyboard_alone(console: Console, pag
     channel = await console.stack.call("GET", f"/channels/{channel_id}")
     assert channel["display_name"] == "Acme by keyboard"
     assert channel["settings"]["auto_ownership"] is False
+
+
+PHONE_ID = "106540352242922"
+WABA_ID = "102290129340398"
+
+
+async def test_a_whatsapp_number_is_walked_to_verified_with_a_wrong_code_first(
+    console: Console, page: Page
+) -> None:
+    stack = console.stack
+    token = "wa-system-user-console-test-token"
+    await stack.whatsapp_number(PHONE_ID, WABA_ID, token)
+    await dev_sign_in(page, console, ADMIN, TENANT)
+
+    await page.get_by_role("link", name="WhatsApp").click()
+    await page.get_by_role("button", name="Start with a new number").click()
+    await expect(page.get_by_role("status")).to_contain_text("WhatsApp onboarding started")
+    onboarding_id = page.url.split("/whatsapp/")[1].split("?")[0]
+    await expect(page.locator(".next-actor")).to_have_text("You act next.")
+
+    await page.get_by_role("button", name="Sign the agreement").click()
+    await page.get_by_role("button", name="Accept the terms").click()
+    await page.get_by_label("Phone number").fill("+14155550123")
+    await page.get_by_label("Business Manager id").fill("1234567890")
+    await page.get_by_label("Display name").fill("Acme Support")
+    await page.get_by_role("button", name="Submit the details").click()
+    # the platform acts next: the console says so and offers the admin nothing to click
+    await expect(page.locator(".next-actor")).to_have_text("The platform operator acts next.")
+    await expect(page.get_by_role("button", name="I approved the request")).to_have_count(0)
+
+    async def operator(action: str, body: dict[str, str] | None = None) -> None:
+        await stack.call(
+            "POST", f"/whatsapp/onboardings/{onboarding_id}/{action}", body, headers=stack.operator()
+        )
+
+    await operator(
+        "account-created", {"phone_number_id": PHONE_ID, "waba_id": WABA_ID, "access_token": token}
+    )
+    await page.reload()
+    await page.get_by_role("button", name="I approved the request").click()
+    await expect(page.locator(".next-actor")).to_have_text("Meta acts next; this usually takes 24-48 hours.")
+    await operator("business-verified")
+    await page.reload()
+    await page.get_by_role("button", name="Send the code").click()
+    await expect(page.get_by_role("status")).to_have_text("The code is on its way.")
+    hint = page.locator("#code-hint")
+    await expect(hint).to_contain_text("6 digits")
+    await expect(hint).to_contain_text("valid 10 minutes")
+    await expect(page.locator(".attempts-left")).to_have_text("5")
+
+    # another code at once: the cooldown refuses it, by the resend button
+    await page.get_by_role("button", name="Send a new code").click()
+    await expect(page.locator("#resend-error")).to_contain_text("before asking for another code")
+
+    sent = str((await stack.sandbox_admin("GET", f"/whatsapp/numbers/{PHONE_ID}/last-code"))["code"])
+    wrong = f"{(int(sent) + 1) % 10**6:06d}"
+    code = page.get_by_label("Code", exact=True)
+    await code.fill(wrong)
+    await page.get_by_role("button", name="Verify the code").click()
+    await expect(page.locator("#code-error")).to_contain_text("Attempts left on this code: 4")
+    await expect(code).to_have_attribute("aria-invalid", "true")
+    await expect(code).to_have_value("")  # a code is never written back into the page
+    await expect(page.locator(".attempts-left")).to_have_text("4")
+
+    await code.fill(sent)
+    await page.get_by_role("button", name="Verify the code").click()
+    await expect(page.get_by_role("status")).to_have_text("The number is verified and its channel is active.")
+    onboarding = await stack.call("GET", f"/whatsapp/onboardings/{onboarding_id}")
+    assert onboarding["step"] == "activated"
+    await page.get_by_role("link", name="Acme Support").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Acme Support")

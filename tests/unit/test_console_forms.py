@@ -125,3 +125,45 @@ def test_the_development_sign_in_needs_the_development_secret() -> None:
     assert OnboardingSettings(**production).console_dev_sign_in is False  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="PARLEY_CONSOLE_DEV_SIGN_IN needs PARLEY_JWT_HS256_SECRET"):
         OnboardingSettings(**production, console_dev_sign_in=True)  # type: ignore[arg-type]
+
+
+def test_the_whatsapp_page_says_who_acts_next_and_the_codes_clock() -> None:
+    from parley_onboarding.console import whatsapp
+    from parley_onboarding.domain.whatsapp import WhatsAppOnboarding
+    from parley_providers.base import NumberRules
+
+    rules = NumberRules(
+        code_digits=6, code_validity=timedelta(minutes=10), pin_digits=6, display_name_problem=lambda _: None
+    )
+    onboarding = WhatsAppOnboarding(id="wa_1", tenant_id="t")
+    assert whatsapp.waiting_for(onboarding) == ("You", None)
+    assert [line.current for line in whatsapp.steps(onboarding)][:2] == [True, False]
+    onboarding.sign_agreement("adm", NOW)
+    onboarding.accept_terms("adm", NOW)
+    onboarding.submit_details(
+        phone_number="+14155550123",
+        landline=False,
+        business_manager_id="1",
+        display_name="Acme",
+        by="adm",
+        at=NOW,
+        rules=rules,
+    )
+    assert whatsapp.waiting_for(onboarding) == ("The platform operator", None)
+    assert whatsapp.ACTIONS.get(onboarding.step) is None  # the operator's step: nothing to click
+    onboarding.account_created(phone_number_id="p", waba_id="w", by="op", at=NOW)
+    onboarding.approve_business_manager_request("adm", NOW)
+    assert whatsapp.waiting_for(onboarding) == ("Meta", "24-48 hours")
+    onboarding.business_verified("op", NOW)
+    assert whatsapp.code_clock(onboarding, rules, NOW) is None  # no code yet
+    onboarding.code_requested("adm", NOW, rules)
+    onboarding.code_rejected(1)
+
+    clock = whatsapp.code_clock(onboarding, rules, NOW + timedelta(seconds=30))
+    assert clock is not None
+    assert (clock.digits, clock.validity_minutes, clock.attempts_left) == (6, 10, 4)
+    assert (clock.valid_until, clock.expired, clock.can_resend) == (NOW + timedelta(minutes=10), False, False)
+    later = whatsapp.code_clock(onboarding, rules, NOW + timedelta(minutes=11))
+    assert later is not None and later.expired and later.can_resend
+    done = [line for line in whatsapp.steps(onboarding) if line.done_at is not None]
+    assert [line.done_by for line in done][-2:] == ["op", "adm"]

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
 
-from parley_events import ChannelStatus
+from parley_events import ChannelStatus, Provider
 from parley_providers import ProviderError
+from parley_providers.base import NumberConnector, NumberRules
 from parley_shared.access import ChannelAccess, effective_role
 from parley_shared.auth import Principal, TokenVerifier, Unauthorized, issue_dev_token
 from starlette.applications import Starlette
@@ -25,7 +26,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from parley_onboarding.console import session
+from parley_onboarding.console import session, whatsapp
 from parley_onboarding.console.forms import (
     ROLES,
     TEAM_PREFIX,
@@ -68,6 +69,16 @@ DONE = {
     "created": "Team created.",
     "member-added": "Member added.",
     "member-removed": "Member removed.",
+    "started": "WhatsApp onboarding started. Keep this page's address to come back to it.",
+    "sign-agreement": "Agreement signed.",
+    "accept-terms": "Terms accepted.",
+    "submit-details": "Details submitted.",
+    "approve-business-manager": "Business Manager approval recorded.",
+    "request-code": "The code is on its way.",
+    "verify-code": "The number is verified and its channel is active.",
+    "profile-completed": "Profile recorded as complete.",
+    "request-badge": "Badge requested.",
+    "submit-templates": "Templates recorded as submitted.",
 }
 
 
@@ -434,6 +445,108 @@ class Console:
         await self.service.change_team(principal.tenant_id, team_id, lambda t: t.remove_member(user_id))
         return self.redirect(f"/teams/{quote(team_id)}?done=member-removed")
 
+    # --- WhatsApp verification ----------------------------------------------------------------
+
+    def _number_rules(self) -> NumberRules | None:
+        connector = self.service.connectors.get(Provider.WHATSAPP)
+        return connector.rules if isinstance(connector, NumberConnector) else None
+
+    async def whatsapp_home(self, request: Request) -> Response:
+        principal = await self.admin(request)
+        if isinstance(principal, Response):
+            return principal
+        wanted = request.query_params.get("id", "").strip()
+        if wanted:
+            return self.redirect(f"/whatsapp/{quote(wanted)}")
+        return self.render(
+            request,
+            "whatsapp_start.html",
+            {"nav": "whatsapp", "configured": self._number_rules() is not None},
+            principal=principal,
+        )
+
+    async def whatsapp_start(self, request: Request) -> Response:
+        form = await self.form(request)
+        principal = await self.admin(request, form)
+        if isinstance(principal, Response):
+            return principal
+        onboarding = await self.service.start_whatsapp(principal.tenant_id)
+        return self.redirect(f"/whatsapp/{quote(onboarding.id)}?done=started")
+
+    async def whatsapp_page(self, request: Request) -> Response:
+        principal = await self.admin(request)
+        if isinstance(principal, Response):
+            return principal
+        onboarding = await self.service.whatsapp(principal.tenant_id, request.path_params["onboarding_id"])
+        return await self._whatsapp_page(request, principal, onboarding)
+
+    async def _whatsapp_page(
+        self,
+        request: Request,
+        principal: Principal,
+        onboarding: Any,
+        errors: dict[str, str] | None = None,
+        values: dict[str, str] | None = None,
+        status: int = 200,
+    ) -> Response:
+        rules = self._number_rules()
+        who, wait = whatsapp.waiting_for(onboarding)
+        return self.render(
+            request,
+            "whatsapp.html",
+            {
+                "nav": "whatsapp",
+                "onboarding": onboarding,
+                "steps": whatsapp.steps(onboarding),
+                "who": who,
+                "wait": wait,
+                "actions": dict(whatsapp.ACTIONS.get(onboarding.step, ())),
+                "clock": whatsapp.code_clock(onboarding, rules, self.clock()) if rules else None,
+                "errors": errors or {},
+                "values": values or {},
+                "done": DONE.get(request.query_params.get("done", "")),
+            },
+            status,
+            principal,
+        )
+
+    async def whatsapp_step(self, request: Request) -> Response:
+        form = await self.form(request)
+        principal = await self.admin(request, form)
+        if isinstance(principal, Response):
+            return principal
+        assert form is not None
+        onboarding_id, action = request.path_params["onboarding_id"], request.path_params["action"]
+        if action not in whatsapp.CUSTOMER_ACTIONS:
+            return self.error(request, 404, "Not found", "There is no such step.", principal)
+        body: dict[str, Any] = {}
+        if action == "submit-details":
+            body = {
+                "phone_number": one(form, "phone_number"),
+                "landline": checked(form, "landline"),
+                "business_manager_id": one(form, "business_manager_id"),
+                "display_name": one(form, "display_name"),
+            }
+        elif action == "verify-code":
+            body = {"code": one(form, "code")}
+        try:
+            await self.service.whatsapp_step(
+                principal.tenant_id, onboarding_id, action, body, principal.user_id
+            )
+        except DomainError as exc:
+            if exc.status == 404:
+                raise
+            default = {"verify-code": "code", "request-code": "resend"}.get(action, "step")
+            message = exc.message[:1].upper() + exc.message[1:] + "."
+            if "attempts_left" in exc.details:
+                message += f" Attempts left on this code: {exc.details['attempts_left']}."
+            errors = {str(exc.details.get("field") or default): message}
+            onboarding = await self.service.whatsapp(principal.tenant_id, onboarding_id)
+            # what was typed comes back for correction, never the code
+            values = {k: one(form, k) for k in form if k not in ("code", session.CSRF_FIELD)}
+            return await self._whatsapp_page(request, principal, onboarding, errors, values, 422)
+        return self.redirect(f"/whatsapp/{quote(onboarding_id)}?done={action}")
+
     async def not_found(self, request: Request) -> Response:
         return self.error(request, 404, "Not found", "There is no such page in the console.")
 
@@ -491,6 +604,10 @@ def create_console(
         Route("/teams/{team_id}", guarded(console.team), methods=get),
         Route("/teams/{team_id}/members", guarded(console.add_member), methods=post),
         Route("/teams/{team_id}/members/remove", guarded(console.remove_member), methods=post),
+        Route("/whatsapp", guarded(console.whatsapp_home), methods=get),
+        Route("/whatsapp", guarded(console.whatsapp_start), methods=post),
+        Route("/whatsapp/{onboarding_id}", guarded(console.whatsapp_page), methods=get),
+        Route("/whatsapp/{onboarding_id}/{action}", guarded(console.whatsapp_step), methods=post),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
         Route("/{path:path}", guarded(console.not_found)),
     ]
