@@ -152,3 +152,47 @@ async def test_disconnect_and_settings_in_minutes(stack: Stack) -> None:
         page = await client.get(answer.headers["location"])
         assert "The channel is disconnected." in page.text and "Save settings" not in page.text
     assert (await stack.call("GET", f"/channels/{channel['id']}"))["status"] == "disconnected"
+
+
+async def test_a_token_check_from_the_console_marks_a_refused_token_for_a_reconnect(stack: Stack) -> None:
+    channel = await channel_of(stack)
+    async with browser_like(stack) as client:
+        await sign_in(client, stack)
+        csrf = client.cookies.get("parley_console_csrf", path="/console")
+        check = f"/console/channels/{channel['id']}/check"
+        page = await client.get((await client.post(check, data={"csrf_token": csrf})).headers["location"])
+        assert "The provider accepted the token." in page.text
+
+        await stack.sandbox_admin("POST", "/meta/users/meta-user-console/deauthorize")
+        page = await client.get((await client.post(check, data={"csrf_token": csrf})).headers["location"])
+        assert "The provider refused the token: reconnect the account." in page.text
+        listed = await client.get("/console/channels")
+        assert "Reconnect needed" in listed.text and "reconnect the account" in listed.text
+    assert (await stack.call("GET", f"/channels/{channel['id']}"))["status"] == "reauth_required"
+
+
+async def test_a_team_renamed_and_deleted_in_the_console_loses_its_grants(stack: Stack) -> None:
+    channel = await channel_of(stack)
+    async with browser_like(stack) as client:
+        await sign_in(client, stack)
+        csrf = client.cookies.get("parley_console_csrf", path="/console")
+        created = await client.post("/console/teams", data={"csrf_token": csrf, "name": "Support"})
+        team_path = created.headers["location"].split("?")[0]
+        team_id = team_path.rsplit("/", 1)[1]
+        await client.post(
+            f"/console/channels/{channel['id']}/access",
+            data={"csrf_token": csrf, f"team:{team_id}": "supervisor"},
+        )
+        refused = await client.post(f"{team_path}/name", data={"csrf_token": csrf, "name": ""})
+        assert refused.status_code == 422 and 'id="name-error"' in refused.text
+        renamed = await client.post(f"{team_path}/name", data={"csrf_token": csrf, "name": "Care"})
+        assert renamed.status_code == 303
+        assert [t["name"] for t in await stack.call("GET", "/teams")] == ["Care"]
+        assert (await stack.call("GET", f"/channels/{channel['id']}"))["access"]["team_access"] == {
+            team_id: "supervisor"
+        }
+
+        deleted = await client.post(f"{team_path}/delete", data={"csrf_token": csrf})
+        assert deleted.headers["location"] == "/console/teams?done=deleted"
+    assert await stack.call("GET", "/teams") == []
+    assert (await stack.call("GET", f"/channels/{channel['id']}"))["access"]["team_access"] == {}

@@ -69,6 +69,10 @@ DONE = {
     "created": "Team created.",
     "member-added": "Member added.",
     "member-removed": "Member removed.",
+    "renamed": "Team renamed.",
+    "deleted": "Team deleted; the channels that gave it a role no longer do.",
+    "checked": "The provider accepted the token.",
+    "reauth": "The provider refused the token: reconnect the account.",
     "started": "WhatsApp onboarding started. Keep this page's address to come back to it.",
     "sign-agreement": "Agreement signed.",
     "accept-terms": "Terms accepted.",
@@ -356,6 +360,16 @@ class Console:
         await self.service.disconnect(principal.tenant_id, channel_id, principal.user_id)
         return self.redirect(f"/channels/{quote(channel_id)}?done=disconnected")
 
+    async def check_token(self, request: Request) -> Response:
+        form = await self.form(request)
+        principal = await self.admin(request, form)
+        if isinstance(principal, Response):
+            return principal
+        channel_id = request.path_params["channel_id"]
+        channel = await self.service.check_channel_token(principal.tenant_id, channel_id)
+        done = "checked" if channel.status is ChannelStatus.ACTIVE else "reauth"
+        return self.redirect(f"/channels/{quote(channel_id)}?done={done}")
+
     # --- teams --------------------------------------------------------------------------------
 
     async def teams(self, request: Request) -> Response:
@@ -444,6 +458,30 @@ class Console:
         user_id = one(form, "user_id")
         await self.service.change_team(principal.tenant_id, team_id, lambda t: t.remove_member(user_id))
         return self.redirect(f"/teams/{quote(team_id)}?done=member-removed")
+
+    async def rename_team(self, request: Request) -> Response:
+        form = await self.form(request)
+        principal = await self.admin(request, form)
+        if isinstance(principal, Response):
+            return principal
+        assert form is not None
+        team_id, name = request.path_params["team_id"], one(form, "name")
+        try:
+            await self.service.change_team(principal.tenant_id, team_id, lambda t: t.rename(name))
+        except DomainError as exc:
+            if exc.status == 404:
+                raise
+            team = await self.service.team(principal.tenant_id, team_id)
+            return await self._team_page(request, principal, team, {"name": exc.message}, 422)
+        return self.redirect(f"/teams/{quote(team_id)}?done=renamed")
+
+    async def delete_team(self, request: Request) -> Response:
+        form = await self.form(request)
+        principal = await self.admin(request, form)
+        if isinstance(principal, Response):
+            return principal
+        await self.service.delete_team(principal.tenant_id, request.path_params["team_id"])
+        return self.redirect("/teams?done=deleted")
 
     # --- WhatsApp verification ----------------------------------------------------------------
 
@@ -599,11 +637,14 @@ def create_console(
         Route("/channels/{channel_id}/settings", guarded(console.save_settings), methods=post),
         Route("/channels/{channel_id}/access", guarded(console.save_access), methods=post),
         Route("/channels/{channel_id}/disconnect", guarded(console.disconnect), methods=post),
+        Route("/channels/{channel_id}/check", guarded(console.check_token), methods=post),
         Route("/teams", guarded(console.teams), methods=get),
         Route("/teams", guarded(console.create_team), methods=post),
         Route("/teams/{team_id}", guarded(console.team), methods=get),
         Route("/teams/{team_id}/members", guarded(console.add_member), methods=post),
         Route("/teams/{team_id}/members/remove", guarded(console.remove_member), methods=post),
+        Route("/teams/{team_id}/name", guarded(console.rename_team), methods=post),
+        Route("/teams/{team_id}/delete", guarded(console.delete_team), methods=post),
         Route("/whatsapp", guarded(console.whatsapp_home), methods=get),
         Route("/whatsapp", guarded(console.whatsapp_start), methods=post),
         Route("/whatsapp/{onboarding_id}", guarded(console.whatsapp_page), methods=get),
