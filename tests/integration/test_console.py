@@ -196,3 +196,17 @@ async def test_a_team_renamed_and_deleted_in_the_console_loses_its_grants(stack:
         assert deleted.headers["location"] == "/console/teams?done=deleted"
     assert await stack.call("GET", "/teams") == []
     assert (await stack.call("GET", f"/channels/{channel['id']}"))["access"]["team_access"] == {}
+
+
+async def test_names_are_escaped_and_ids_stay_inside_the_console(stack: Stack) -> None:
+    channel = await channel_of(stack)
+    await stack.call(
+        "PATCH", f"/channels/{channel['id']}/settings", {"display_name": "<script>alert(1)</script>"}
+    )
+    async with browser_like(stack) as client:
+        await sign_in(client, stack)
+        listed = await client.get("/console/channels")
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in listed.text and "<script>" not in listed.text
+        assert "default-src 'self'" in listed.headers["content-security-policy"]
+        opened = await client.get("/console/whatsapp", params={"id": "../../v1/channels"})
+        assert opened.headers["location"] == "/console/whatsapp/..%2F..%2Fv1%2Fchannels"

@@ -86,6 +86,11 @@ DONE = {
 }
 
 
+def seg(value: str) -> str:
+    """One path segment: an id typed or stored can never add a segment or leave the console."""
+    return quote(value, safe="")
+
+
 def attention(channel: Channel, now: datetime, lead: timedelta) -> list[str]:
     """What an administrator should act on, from what the channel document records."""
     notes: list[str] = []
@@ -324,7 +329,7 @@ class Console:
                 await self.service.update_settings(
                     principal.tenant_id, channel_id, changes, principal.user_id
                 )
-                return self.redirect(f"/channels/{quote(channel_id)}?done=settings#settings")
+                return self.redirect(f"/channels/{seg(channel_id)}?done=settings#settings")
             except DomainError as exc:
                 if exc.status == 404:
                     raise
@@ -342,7 +347,7 @@ class Console:
         if not errors:
             try:
                 await self.service.set_access(principal.tenant_id, channel_id, access, principal.user_id)
-                return self.redirect(f"/channels/{quote(channel_id)}?done=access#access")
+                return self.redirect(f"/channels/{seg(channel_id)}?done=access#access")
             except DomainError as exc:
                 if exc.status == 404:
                     raise
@@ -358,7 +363,7 @@ class Console:
             return principal
         channel_id = request.path_params["channel_id"]
         await self.service.disconnect(principal.tenant_id, channel_id, principal.user_id)
-        return self.redirect(f"/channels/{quote(channel_id)}?done=disconnected")
+        return self.redirect(f"/channels/{seg(channel_id)}?done=disconnected")
 
     async def check_token(self, request: Request) -> Response:
         form = await self.form(request)
@@ -368,7 +373,7 @@ class Console:
         channel_id = request.path_params["channel_id"]
         channel = await self.service.check_channel_token(principal.tenant_id, channel_id)
         done = "checked" if channel.status is ChannelStatus.ACTIVE else "reauth"
-        return self.redirect(f"/channels/{quote(channel_id)}?done={done}")
+        return self.redirect(f"/channels/{seg(channel_id)}?done={done}")
 
     # --- teams --------------------------------------------------------------------------------
 
@@ -404,7 +409,7 @@ class Console:
             team = await self.service.create_team(principal.tenant_id, one(form, "name"))
         except DomainError as exc:
             return await self._teams_page(request, principal, {"name": exc.message}, 422)
-        return self.redirect(f"/teams/{quote(team.id)}?done=created")
+        return self.redirect(f"/teams/{seg(team.id)}?done=created")
 
     async def team(self, request: Request) -> Response:
         principal = await self.admin(request)
@@ -446,7 +451,7 @@ class Console:
             team = await self.service.team(principal.tenant_id, team_id)
             return await self._team_page(request, principal, team, {"user_id": "Enter the user's id."}, 422)
         await self.service.change_team(principal.tenant_id, team_id, lambda t: t.add_member(user_id))
-        return self.redirect(f"/teams/{quote(team_id)}?done=member-added")
+        return self.redirect(f"/teams/{seg(team_id)}?done=member-added")
 
     async def remove_member(self, request: Request) -> Response:
         form = await self.form(request)
@@ -457,7 +462,7 @@ class Console:
         team_id = request.path_params["team_id"]
         user_id = one(form, "user_id")
         await self.service.change_team(principal.tenant_id, team_id, lambda t: t.remove_member(user_id))
-        return self.redirect(f"/teams/{quote(team_id)}?done=member-removed")
+        return self.redirect(f"/teams/{seg(team_id)}?done=member-removed")
 
     async def rename_team(self, request: Request) -> Response:
         form = await self.form(request)
@@ -473,7 +478,7 @@ class Console:
                 raise
             team = await self.service.team(principal.tenant_id, team_id)
             return await self._team_page(request, principal, team, {"name": exc.message}, 422)
-        return self.redirect(f"/teams/{quote(team_id)}?done=renamed")
+        return self.redirect(f"/teams/{seg(team_id)}?done=renamed")
 
     async def delete_team(self, request: Request) -> Response:
         form = await self.form(request)
@@ -495,7 +500,7 @@ class Console:
             return principal
         wanted = request.query_params.get("id", "").strip()
         if wanted:
-            return self.redirect(f"/whatsapp/{quote(wanted)}")
+            return self.redirect(f"/whatsapp/{seg(wanted)}")
         return self.render(
             request,
             "whatsapp_start.html",
@@ -509,7 +514,7 @@ class Console:
         if isinstance(principal, Response):
             return principal
         onboarding = await self.service.start_whatsapp(principal.tenant_id)
-        return self.redirect(f"/whatsapp/{quote(onboarding.id)}?done=started")
+        return self.redirect(f"/whatsapp/{seg(onboarding.id)}?done=started")
 
     async def whatsapp_page(self, request: Request) -> Response:
         principal = await self.admin(request)
@@ -583,7 +588,7 @@ class Console:
             # what was typed comes back for correction, never the code
             values = {k: one(form, k) for k in form if k not in ("code", session.CSRF_FIELD)}
             return await self._whatsapp_page(request, principal, onboarding, errors, values, 422)
-        return self.redirect(f"/whatsapp/{quote(onboarding_id)}?done={action}")
+        return self.redirect(f"/whatsapp/{seg(onboarding_id)}?done={action}")
 
     async def not_found(self, request: Request) -> Response:
         return self.error(request, 404, "Not found", "There is no such page in the console.")
