@@ -68,7 +68,7 @@ run: setup infra-up ## start infrastructure and every service in the foreground 
 demo: $(VENV)/.synced ## send sample signed webhooks to a running stack and print the events
 	@$(RUN) python scripts/demo.py
 
-test: setup infra-up ## run every test tier (unit, store contract, integration, e2e)
+test: setup infra-up ## run every test tier (unit, store contract, integration, e2e, browser)
 	$(PYTEST) tests --ignore=tests/fault
 
 fault: setup infra-up ## the fault suite: Kafka, store, process and provider failures (writes docs/reliability.md)
