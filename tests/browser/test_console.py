@@ -37,7 +37,7 @@ async def test_an_admin_signs_in_renames_a_channel_and_signs_out(console: Consol
     await name.fill("N" * 256)
     await page.get_by_role("button", name="Save settings").click()
     error = page.locator("#display_name-error")
-    await expect(error).to_contain_text("at most 255 characters")
+    await expect(error).to_have_text("The display name is at most 255 characters.")
     await expect(name).to_have_attribute("aria-invalid", "true")
     described = await name.get_attribute("aria-describedby") or ""
     assert "display_name-error" in described.split()

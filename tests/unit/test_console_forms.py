@@ -167,3 +167,13 @@ def test_the_whatsapp_page_says_who_acts_next_and_the_codes_clock() -> None:
     assert later is not None and later.expired and later.can_resend
     done = [line for line in whatsapp.steps(onboarding) if line.done_at is not None]
     assert [line.done_by for line in done][-2:] == ["op", "adm"]
+
+
+def test_domain_refusals_are_shown_as_sentences_with_fields_in_words() -> None:
+    from parley_onboarding.console.app import in_words
+    from parley_onboarding.domain.errors import DomainError
+
+    too_long = DomainError("INVALID_DISPLAY_NAME", "display_name is at most 255 characters")
+    assert in_words(too_long) == "The display name is at most 255 characters."
+    short = DomainError("INVALID_SETTING", "auto_resolve_new_s is at least 60 seconds, or null for off")
+    assert in_words(short) == "Auto-resolve for New is at least 60 seconds, or null for off."

@@ -86,6 +86,26 @@ DONE = {
 }
 
 
+FIELD_WORDS = {
+    "display_name": "the display name",
+    "auto_resolve_new_s": "auto-resolve for New",
+    "auto_resolve_pending_s": "auto-resolve for Pending",
+    "text_limit": "the text limit",
+    "x_api": "the X delivery API",
+    "phone_number": "the phone number",
+    "business_manager_id": "the Business Manager id",
+}
+
+
+def in_words(exc: DomainError) -> str:
+    """The domain's message as a sentence for people: field names in words, a capital, a stop."""
+    text = exc.message
+    for name, words in FIELD_WORDS.items():
+        text = text.replace(name, words)
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
+
+
 def seg(value: str) -> str:
     """One path segment: an id typed or stored can never add a segment or leave the console."""
     return quote(value, safe="")
@@ -333,7 +353,7 @@ class Console:
             except DomainError as exc:
                 if exc.status == 404:
                     raise
-                errors.add(_form_field(exc), exc.message)
+                errors.add(_form_field(exc), in_words(exc))
         return await self._channel_page(request, principal, channel, errors=errors, values=values, status=422)
 
     async def save_access(self, request: Request) -> Response:
@@ -351,7 +371,7 @@ class Console:
             except DomainError as exc:
                 if exc.status == 404:
                     raise
-                errors.add(str(exc.details.get("field") or "access"), exc.message)
+                errors.add(str(exc.details.get("field") or "access"), in_words(exc))
         channel = await self.service.channel(principal.tenant_id, channel_id)
         values = {k: one(form, k) for k in form} | {"_form": "access"}
         return await self._channel_page(request, principal, channel, errors=errors, values=values, status=422)
@@ -408,7 +428,7 @@ class Console:
         try:
             team = await self.service.create_team(principal.tenant_id, one(form, "name"))
         except DomainError as exc:
-            return await self._teams_page(request, principal, {"name": exc.message}, 422)
+            return await self._teams_page(request, principal, {"name": in_words(exc)}, 422)
         return self.redirect(f"/teams/{seg(team.id)}?done=created")
 
     async def team(self, request: Request) -> Response:
@@ -477,7 +497,7 @@ class Console:
             if exc.status == 404:
                 raise
             team = await self.service.team(principal.tenant_id, team_id)
-            return await self._team_page(request, principal, team, {"name": exc.message}, 422)
+            return await self._team_page(request, principal, team, {"name": in_words(exc)}, 422)
         return self.redirect(f"/teams/{seg(team_id)}?done=renamed")
 
     async def delete_team(self, request: Request) -> Response:
@@ -580,7 +600,7 @@ class Console:
             if exc.status == 404:
                 raise
             default = {"verify-code": "code", "request-code": "resend"}.get(action, "step")
-            message = exc.message[:1].upper() + exc.message[1:] + "."
+            message = in_words(exc)
             if "attempts_left" in exc.details:
                 message += f" Attempts left on this code: {exc.details['attempts_left']}."
             errors = {str(exc.details.get("field") or default): message}
@@ -617,7 +637,7 @@ def create_console(
                 principal = await console.signed_in(request)
                 if exc.status == 404:
                     return console.error(request, 404, "Not found", exc.message.capitalize() + ".", principal)
-                return console.error(request, exc.status, "Not done", exc.message, principal)
+                return console.error(request, exc.status, "Not done", in_words(exc), principal)
             except ProviderError as exc:
                 principal = await console.signed_in(request)
                 return console.error(
