@@ -775,12 +775,10 @@ async def test_a_login_token_is_refreshed_within_the_lead_time_and_not_before() 
     assert snapshot.revision == stored.revision
     assert await h.service.refresh_login_tokens() == 0  # 60 days again: nothing due
     assert await h.service.check_token_expiry() == 0  # and nothing to warn about
-    # its webhook subscription is not on a Page: the Page check leaves it alone
+    # its webhook subscription is not on a Page: it is checked on its own, with the new token
     assert await h.service.check_subscriptions() == 0
     assert ig.made("missing_subscriptions") == []
-    with pytest.raises(DomainError) as refusal:
-        await h.service.check_channel_subscription(ACME, channel.id, ADMIN)
-    assert refusal.value.code == "SUBSCRIPTION_CHECK_UNSUPPORTED"
+    assert ig.login_subscriptions.made("missing_subscriptions") == [(IG_LOGIN, "ig-refreshed")]
 
 
 async def test_a_login_token_younger_than_24_hours_waits_even_within_the_lead_time() -> None:
