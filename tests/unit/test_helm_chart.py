@@ -90,6 +90,10 @@ def test_the_catalog_facts_match_the_settings_classes() -> None:
         cls = SETTINGS[name]
         assert facts["api"] == issubclass(cls, ApiSettings), name
         assert facts["providers"] == ("graph_base_url" in cls.model_fields), name
+        # a process reading Parley's app id without the provider clients gets it on its own
+        assert facts.get("appId", False) == ("meta_app_id" in cls.model_fields and not facts["providers"]), (
+            name
+        )
 
 
 def test_every_service_runs_its_console_script_on_its_default_port() -> None:

@@ -76,8 +76,12 @@ class Normalizer:
         recent: RecentIds,
         aliases: CustomerAliases,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        own_app_ids: frozenset[str] = frozenset(),
     ) -> None:
         self.directory = directory
+        # Parley's own app ids: a handover naming one is Parley's own take or pass (Meta tells
+        # every subscribed app of a take), not another app's
+        self.own_app_ids = own_app_ids
         self.aliases = aliases
         self.publish = publish
         self.catch_up_s = catch_up_s
@@ -148,7 +152,7 @@ class Normalizer:
         for handover in result.handovers:
             channel = await self.channel(self.directory.lookup, handover.provider, handover.account_id)
             if channel is not None:
-                control = handover_event(handover, channel, raw.delivery_id)
+                control = handover_event(handover.seen_by(self.own_app_ids), channel, raw.delivery_id)
                 await self.emit(control, control.event_id, handover.provider.value)
         for template in result.templates:
             channel = await self.channel(

@@ -84,3 +84,16 @@ class NormalizerSettings(ServiceSettings):
     dedupe_window: int = Field(
         default=100_000, ge=0, description="How many recent event ids a normalizer remembers."
     )
+    meta_app_id: str | None = Field(
+        default=None,
+        description="Parley's Meta app (the one Pages connect to): a handover naming it as the new "
+        "owner is Parley's own take or pass. Unset: handovers are read by whom they reached.",
+    )
+    instagram_app_id: str | None = Field(
+        default=None,
+        description="The Instagram app of Instagram Login, Parley's too (read like meta_app_id).",
+    )
+
+    def own_app_ids(self) -> frozenset[str]:
+        """Parley's own app ids, as handover notifications name them."""
+        return frozenset(a.strip() for a in (self.meta_app_id, self.instagram_app_id) if a and a.strip())
