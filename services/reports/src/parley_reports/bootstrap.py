@@ -60,8 +60,11 @@ def report_store(store: Store) -> ReportStore:
 @contextlib.asynccontextmanager
 async def production_adapters(settings: ReportsSettings, rt: Runtime) -> AsyncIterator[ReportsAdapters]:
     """The store (the adapter of its kind) and the read models of a running process."""
+    store = report_store(rt.opened_store)
+    # the tables exist before the broker starts handing records to the subscribers
+    await store.ensure_indexes()
     yield ReportsAdapters(
-        store=report_store(rt.opened_store),
+        store=store,
         channels=KafkaChannelDirectory(settings.kafka_bootstrap_servers, rt.topic(topics.CHANNELS.name)),
         teams=KafkaTeamDirectory(settings.kafka_bootstrap_servers, rt.topic(topics.TEAMS.name)),
     )

@@ -96,8 +96,18 @@ class ConversationTiming:
 
     @property
     def waiting_since(self) -> datetime | None:
-        """The oldest customer message still waiting for an answer (None: nothing waits)."""
-        return self.waiting[0] if self.waiting else None
+        """The oldest customer message still waiting for an answer (None: nothing waits).
+
+        A message the conversation was resolved after waits no more (it stays in ``waiting`` only
+        for a reply sent before that resolution that has not arrived yet)."""
+        return next((w for w in self.waiting if not self._resolved_between(w, None)), None)
+
+    def _resolved_between(self, start: datetime, end: datetime | None) -> bool:
+        """Whether the conversation was resolved after ``start`` (and at or before ``end``)."""
+        return any(
+            c.resolved_at is not None and start <= c.resolved_at and (end is None or c.resolved_at <= end)
+            for c in self.cycles
+        )
 
     @property
     def is_open(self) -> bool:
@@ -180,7 +190,6 @@ class ConversationTiming:
                 agent = event.actor_id or self.owner_id
                 if agent:
                     deltas.append(Count(m.AGENT_RESOLVED, agent))
-            self.waiting = []  # resolved: nothing waits for an answer any more
         elif event.reason is StatusChangeReason.REOPENED:
             self._start_cycle(at)
             deltas.append(Count(m.REOPENED))
@@ -218,7 +227,9 @@ class ConversationTiming:
     def _measure(self, reply: ParkedReply) -> list[Contribution]:
         """A reply's timings at its own time: the messages it answers, a cycle's first response."""
         at, deltas = reply.sent_at, list[Delta]()
-        answered = [w for w in self.waiting if w <= at]
+        # a message the conversation was resolved after, before this reply, was never answered;
+        # either way it waits no more (replies come in the order they were sent)
+        answered = [w for w in self.waiting if w <= at and not self._resolved_between(w, at)]
         self.waiting = [w for w in self.waiting if w > at]
         deltas += [Sample(m.REPLY_TIME, (at - w).total_seconds()) for w in answered]
         cycle = self._cycle_at(at)
@@ -253,10 +264,21 @@ class ConversationTiming:
             "queue": self.queue.value if self.queue is not None else None,
             "owner_id": self.owner_id,
             "waiting_since": self.waiting_since,
-            "cycles": [[c.start, c.first_human_at, c.resolved_at] for c in self.cycles],
+            # lists of documents, not of lists: FerretDB stores no nested arrays
+            "cycles": [
+                {"start": c.start, "first_human_at": c.first_human_at, "resolved_at": c.resolved_at}
+                for c in self.cycles
+            ],
             "waiting": list(self.waiting),
             "parked": [
-                [p.reply_id, p.sent_at, p.human, p.agent_id, p.provider_message_id] for p in self.parked
+                {
+                    "reply_id": p.reply_id,
+                    "sent_at": p.sent_at,
+                    "human": p.human,
+                    "agent_id": p.agent_id,
+                    "provider_message_id": p.provider_message_id,
+                }
+                for p in self.parked
             ],
             "outbound": list(self.outbound),
             "applied": sorted(self.applied),
@@ -273,10 +295,19 @@ class ConversationTiming:
             known_until=_utc(doc.get("known_until")),
             queue=Queue(doc["queue"]) if doc.get("queue") else None,
             owner_id=doc.get("owner_id"),
-            cycles=[Cycle(*(_utc(t) for t in c)) for c in doc.get("cycles", ())],  # type: ignore[arg-type]
-            waiting=[_utc(t) for t in doc.get("waiting", ())],  # type: ignore[misc]
+            cycles=[
+                Cycle(_instant(c["start"]), _utc(c.get("first_human_at")), _utc(c.get("resolved_at")))
+                for c in doc.get("cycles", ())
+            ],
+            waiting=[_instant(t) for t in doc.get("waiting", ())],
             parked=[
-                ParkedReply(p[0], _utc(p[1]), bool(p[2]), p[3], p[4])  # type: ignore[arg-type]
+                ParkedReply(
+                    p["reply_id"],
+                    _instant(p["sent_at"]),
+                    bool(p["human"]),
+                    p.get("agent_id"),
+                    p["provider_message_id"],
+                )
                 for p in doc.get("parked", ())
             ],
             outbound=list(doc.get("outbound", ())),
@@ -292,6 +323,12 @@ def _utc(value: Any) -> datetime | None:
         value = datetime.fromisoformat(value)
     assert isinstance(value, datetime)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _instant(value: Any) -> datetime:
+    found = _utc(value)
+    assert found is not None
+    return found
 
 
 def _event_key(event: ReplySent | ReplyRejected | ReplyFailed | MessageStatusChanged) -> str:
