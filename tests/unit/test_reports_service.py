@@ -273,6 +273,8 @@ async def test_an_administrator_sees_every_channel_of_the_tenant_grouped_by_prov
         ({"from": "2026-11-03", "to": "2026-11-02"}, "INVALID_RANGE"),
         ({"from": "2020-01-01", "to": "2026-11-02"}, "RANGE_TOO_LONG"),
         ({"bucket": "month"}, "VALIDATION_ERROR"),
+        ({"from": "9999-12-31", "to": "9999-12-31"}, "INVALID_RANGE"),
+        ({"from": "0001-01-01", "to": "0001-01-01", "tz": "Etc/GMT-14"}, "INVALID_RANGE"),
     ],
 )
 async def test_invalid_requests_are_refused_with_a_code(params: dict[str, str], code: str) -> None:

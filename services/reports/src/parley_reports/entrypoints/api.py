@@ -7,7 +7,7 @@ inside ``create_api`` when it reads the route signatures.
 import csv
 import io
 from dataclasses import asdict
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -174,8 +174,12 @@ def create_api(queries: ReportQueries, verifier: TokenVerifier, max_days: int = 
             raise ApiError(422, "INVALID_RANGE", "`to` is before `from`")
         if (last - first).days + 1 > max_days:
             raise ApiError(422, "RANGE_TOO_LONG", f"a report covers at most {max_days} days")
-        start = datetime.combine(first, time(), zone)
-        end = datetime.combine(last + timedelta(days=1), time(), zone)
+        try:
+            start = datetime.combine(first, time(), zone)
+            end = datetime.combine(last + timedelta(days=1), time(), zone)
+            start.astimezone(UTC), end.astimezone(UTC)  # the stored hours are UTC
+        except OverflowError as exc:
+            raise ApiError(422, "INVALID_RANGE", "the range is outside the calendar") from exc
         return ReportRequest(channel_id, start, end, zone, bucket, target_s, group_by.value)
 
     def actor(principal: Principal) -> Actor:
