@@ -13,9 +13,3 @@ class ReportsSettings(ApiSettings):
     max_report_days: int = Field(
         default=366, ge=1, description="The longest date range one report may cover, in days."
     )
-    rebuild_idle_s: float = Field(
-        default=5.0,
-        gt=0,
-        description="`parley-reports rebuild` stops once the topics gave nothing for this long "
-        "after reaching the end offsets it read at its start.",
-    )
