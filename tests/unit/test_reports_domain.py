@@ -435,6 +435,8 @@ def test_states_and_buckets_survive_their_stored_form() -> None:
     model.apply([c.reopened(5), c.message(5)])
     state = model.states["c1"]
     assert state.parked  # the reply still waits for the conversation to reach 20 minutes
+    state.pending = state.apply(c.message(6))  # what the service keeps until the buckets have it
+    assert state.pending
     copy = ConversationTiming.from_document(state.to_document())
     assert copy == state
     for bucket in model.buckets.values():

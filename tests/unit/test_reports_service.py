@@ -296,6 +296,24 @@ async def test_a_lost_race_for_the_state_is_applied_again_without_double_countin
     assert bucket.counts["conversations_created"] == 1
 
 
+async def test_contributions_saved_with_the_state_reach_the_buckets_once_after_a_failure() -> None:
+    store = FakeReportStore()
+    service = ReportService(store, clock=lambda: T0)
+    created = conversation()[1]
+    store.bucket_failures = 1  # the state is saved with its contributions, the bucket write fails
+    with pytest.raises(ConnectionError):
+        await service.apply(created, "parley.conversations.v1")
+    assert store.states["conv_1"].pending and not store.bucket_docs
+    # the record comes again: the pending contribution goes to its bucket, the event is a duplicate
+    assert await service.apply(created, "parley.conversations.v1") is False
+    [bucket] = store.bucket_docs.values()
+    assert bucket.counts == {"conversations_created": 1}
+    assert store.states["conv_1"].pending == []
+    # a later event of the conversation finds nothing pending and counts once too
+    await service.apply(conversation()[2], "parley.conversations.v1")
+    assert store.bucket_docs[bucket.id].counts == {"conversations_created": 1, "inbound_messages": 1}
+
+
 async def test_the_lag_gauge_follows_the_newest_applied_event() -> None:
     from prometheus_client import REGISTRY
 

@@ -19,7 +19,9 @@ class FakeReportStore:
         self.bucket_docs: dict[str, Bucket] = {}
         self.indexed = False
         self.conflicts_to_raise = 0
-        """Saves to refuse with ConcurrentUpdate before accepting (a lost race, for tests)."""
+        """State saves to refuse with ConcurrentUpdate before accepting (a lost race, for tests)."""
+        self.bucket_failures = 0
+        """Bucket saves to fail with an error before accepting (a process stopping, for tests)."""
 
     async def ensure_indexes(self) -> None:
         self.indexed = True
@@ -45,6 +47,9 @@ class FakeReportStore:
         return copy.deepcopy(self.bucket_docs.get(bucket_id(channel_id, hour)))
 
     async def save_bucket(self, bucket: Bucket) -> None:
+        if self.bucket_failures:
+            self.bucket_failures -= 1
+            raise ConnectionError("the store went away")
         current = self.bucket_docs.get(bucket.id)
         if (current.version if current else 0) != bucket.version:
             raise ConcurrentUpdate(bucket.id)

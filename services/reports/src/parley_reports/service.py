@@ -1,11 +1,10 @@
 """The reports service: public events into the read model, reports out to Supervisors.
 
 ``ReportService.apply`` is the only writer: for each event it loads the conversation's timing
-state, lets the domain say what the event adds to which buckets, adds it to each bucket (once:
-a bucket remembers the events it counted) and saves the state last. A crash in between is
-harmless: the event comes again, its state says it was not applied, the domain gives the same
-contributions and the buckets that have them already skip them. ``ReportQueries`` answers the
-API, for the Supervisors of a channel and the tenant's administrators only.
+state, lets the domain say what the event adds to which buckets, saves the state with those
+contributions (an outbox), then adds them to each bucket (once: a bucket remembers the events it
+counted) and clears them. ``ReportQueries`` answers the API, for the Supervisors of a channel
+and the tenant's administrators only.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from parley_reports.domain.report import (
     agent_report,
     backlog,
 )
-from parley_reports.domain.timing import ReportEvent, new_state
+from parley_reports.domain.timing import ConversationTiming, ReportEvent, new_state
 
 log = get_logger(__name__)
 
@@ -85,25 +84,52 @@ class ReportService:
         self.last_applied: dict[str, datetime] = {}
 
     async def apply(self, event: ReportEvent, topic: str) -> bool:
-        """Apply one event; False when it had been applied already."""
+        """Apply one event; False when it had been applied already.
+
+        The state is saved first, with what the event adds to the buckets (``pending``); then
+        the buckets get it (each skips an event it counted already) and the state is saved again
+        without it. A writer that finds a state with pending contributions (its writer stopped
+        in between) hands them to the buckets first, so a contribution reaches its bucket exactly
+        once whatever stops where, and a lost race for the state leaves no trace in the buckets.
+        """
         for _ in range(MAX_CONFLICT_RETRIES):
             state = await self.store.get_state(event.conversation_id) or new_state(event)
+            flushed = await self._flush(state)
             if state.has_applied(event):
+                if flushed:
+                    await self._save_quietly(state)
                 metrics.EVENTS.labels(topic, "duplicate").inc()
                 return False
-            contributions = state.apply(event)
-            for (channel_id, hour), parts in group_by_bucket(contributions).items():
-                await self._add(channel_id, hour, parts)
+            state.pending = state.apply(event)
             try:
                 await self.store.save_state(state)
             except ConcurrentUpdate:
-                # the other topic's consumer changed this conversation meanwhile: apply again on
-                # its state (the buckets skip what was counted already)
+                # the other topic's consumer changed this conversation meanwhile: apply the event
+                # again on its state (nothing of this attempt reached the buckets)
                 metrics.CONFLICTS.labels("state").inc()
                 continue
+            if await self._flush(state):
+                await self._save_quietly(state)
             self._applied(topic, event)
             return True
         raise ConcurrentUpdate(event.conversation_id)
+
+    async def _flush(self, state: ConversationTiming) -> bool:
+        """Hand the state's pending contributions to their buckets; whether there were any."""
+        if not state.pending:
+            return False
+        for (channel_id, hour), parts in group_by_bucket(state.pending).items():
+            await self._add(channel_id, hour, parts)
+        state.pending = []
+        return True
+
+    async def _save_quietly(self, state: ConversationTiming) -> None:
+        """Save a state whose pending contributions are in the buckets now; a writer that saved
+        another version first finds them still pending and its buckets skip them."""
+        try:
+            await self.store.save_state(state)
+        except ConcurrentUpdate:
+            metrics.CONFLICTS.labels("state").inc()
 
     async def _add(self, channel_id: str, hour: datetime, parts: Sequence[Contribution]) -> None:
         for _ in range(MAX_CONFLICT_RETRIES):

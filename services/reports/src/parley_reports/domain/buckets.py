@@ -79,6 +79,35 @@ class Contribution:
     deltas: tuple[Delta, ...]
 
 
+def contribution_document(c: Contribution) -> dict[str, Any]:
+    """A contribution as stored in its conversation's state until every bucket has it."""
+    return {
+        "event_id": c.event_id,
+        "channel_id": c.channel_id,
+        "tenant_id": c.tenant_id,
+        "hour": c.hour,
+        "deltas": [
+            {"measure": d.measure, "key": d.key, "n": d.n}
+            if isinstance(d, Count)
+            else {"measure": d.measure, "key": d.key, "seconds": d.seconds}
+            for d in c.deltas
+        ],
+    }
+
+
+def contribution_from(doc: Mapping[str, Any]) -> Contribution:
+    hour = doc["hour"]
+    if isinstance(hour, str):
+        hour = datetime.fromisoformat(hour)
+    deltas: list[Delta] = [
+        Sample(d["measure"], float(d["seconds"]), d.get("key", ""))
+        if "seconds" in d
+        else Count(d["measure"], d.get("key", ""), int(d["n"]))
+        for d in doc["deltas"]
+    ]
+    return Contribution(doc["event_id"], doc["channel_id"], doc["tenant_id"], hour_of(hour), tuple(deltas))
+
+
 def contribution(
     event_id: str, tenant_id: str, channel_id: str, at: datetime, *deltas: Delta
 ) -> Contribution:

@@ -40,7 +40,15 @@ from parley_events import (
 )
 
 from parley_reports.domain import buckets as m
-from parley_reports.domain.buckets import Contribution, Count, Delta, Sample, contribution
+from parley_reports.domain.buckets import (
+    Contribution,
+    Count,
+    Delta,
+    Sample,
+    contribution,
+    contribution_document,
+    contribution_from,
+)
 
 MAX_CYCLES = 20
 """Cycles (created, each reopening) kept per conversation: a late reply finds the one it belongs to."""
@@ -92,6 +100,8 @@ class ConversationTiming:
     outbound: list[str] = field(default_factory=list)
     applied: set[str] = field(default_factory=set)
     """Ids of the reply-topic events and priced messages already counted."""
+    pending: list[Contribution] = field(default_factory=list)
+    """What applied events add to the buckets, saved with the state until the buckets have it."""
     version: int = 0
 
     @property
@@ -282,6 +292,7 @@ class ConversationTiming:
             ],
             "outbound": list(self.outbound),
             "applied": sorted(self.applied),
+            "pending": [contribution_document(c) for c in self.pending],
             "version": self.version,
         }
 
@@ -312,6 +323,7 @@ class ConversationTiming:
             ],
             outbound=list(doc.get("outbound", ())),
             applied=set(doc.get("applied", ())),
+            pending=[contribution_from(c) for c in doc.get("pending", ())],
             version=int(doc.get("version", 0)),
         )
 
