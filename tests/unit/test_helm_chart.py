@@ -21,6 +21,7 @@ from parley_events import topics
 from parley_ingest.settings import IngestSettings, NormalizerSettings
 from parley_onboarding.settings import OnboardingSettings
 from parley_policy.settings import PolicySettings
+from parley_reports.settings import ReportsSettings
 from parley_routing.settings import RoutingSettings
 from parley_shared.auth import ApiSettings
 from parley_shared.settings import ServiceSettings
@@ -35,6 +36,7 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
     "routing": RoutingSettings,
     "policy": PolicySettings,
     "onboarding": OnboardingSettings,
+    "reports": ReportsSettings,
 }
 KEDA_SCALED = {"normalizer", "routing", "policy"}
 
