@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from parley_events import ChannelStatus, Provider
-from parley_onboarding.adapters.stores import AccountClaim, account_claim_id
+from parley_onboarding.adapters.stores import REFRESH_CLAIM_ATTEMPTS, AccountClaim, account_claim_id
 from parley_onboarding.domain.channels import Channel
 from parley_onboarding.domain.connections import PageConnection
 from parley_onboarding.domain.teams import Team
@@ -59,6 +59,7 @@ class FakeOnboardingStore:
         self.account_claims: dict[str, AccountClaim] = {}
         self.waba_claims: dict[str, str] = {}  # WABA id -> tenant id
         self.code_attempts: dict[tuple[str, int], datetime] = {}
+        self.refresh_claims: dict[tuple[str, str, int], datetime] = {}
         self.credentials: dict[str, Credential] = {}
         self.whatsapp_tokens: dict[str, str] = {}
         self.whatsapp_pins: dict[str, str] = {}
@@ -196,6 +197,27 @@ class FakeOnboardingStore:
 
     async def highest_code_attempt(self, onboarding_id: str) -> int:
         return max((n for (oid, n) in self.code_attempts if oid == onboarding_id), default=0)
+
+    async def claim_token_refresh(
+        self, channel_id: str, grant: str, at: datetime, lease: timedelta
+    ) -> int | None:
+        for n in range(REFRESH_CLAIM_ATTEMPTS):
+            held = self.refresh_claims.get((channel_id, grant, n))
+            if held is None:
+                self.refresh_claims[(channel_id, grant, n)] = at
+                return n
+            if held > at - lease:
+                return None
+        return None
+
+    async def release_token_refresh(self, channel_id: str, grant: str, attempt: int) -> None:
+        self.refresh_claims.pop((channel_id, grant, attempt), None)
+
+    async def prune_token_refresh_claims(self, before: datetime) -> int:
+        old = [key for key, at in self.refresh_claims.items() if at <= before]
+        for key in old:
+            del self.refresh_claims[key]
+        return len(old)
 
     # --- secrets
 
