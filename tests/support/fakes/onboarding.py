@@ -10,6 +10,7 @@ signature equal to the port's.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ from parley_providers.meta.instagram import (
     refresh_timing,
 )
 from parley_providers.whatsapp.connect import NUMBER_RULES
+from parley_providers.x.connect import refresh_step as x_refresh_step
+from parley_providers.x.connect import refusal_reason as x_refusal_reason
 from parley_shared.channels import CLAIMING_STATUSES
 from parley_shared.mongo import VersionConflict
 from parley_shared.vault import Credential
@@ -425,6 +428,8 @@ class FakeAccountConnector(Calls):
         self.apis: dict[str, set[str]] = {}
         self.refusing: dict[str, str] = {}
         self.lacking: dict[str, tuple[str, ...]] = {}
+        self.grants: dict[str, UserToken] = {}
+        """Refresh token -> what refreshing it gives (once: a spent one is refused, as X does)."""
 
     def authorizes(self, code: str, account_id: str, username: str, **token: Any) -> AuthorizedAccount:
         """Let ``code`` authorize ``@username``; the account it gives."""
@@ -468,6 +473,30 @@ class FakeAccountConnector(Calls):
         if not held:
             self.subscribed.discard(account_id)
         return (api,)
+
+    # RotatingGrant: X's rule (refresh from the lead before the end, and after it); a refresh token
+    # works once, through ``grants``; anything else is refused as X refuses it
+    def grant_refresh_step(self, expires_at: datetime, now: datetime, lead: timedelta) -> RefreshStep:
+        return x_refresh_step(expires_at, now, lead)
+
+    async def refresh_grant(self, refresh_token: str) -> UserToken:
+        self.record("refresh_grant", refresh_token)
+        await asyncio.sleep(0)  # at X: another replica may run meanwhile
+        token = self.grants.pop(refresh_token, None)
+        if token is None:
+            raise ProviderError(
+                "x",
+                400,
+                None,
+                None,
+                "Value passed for the token was invalid.",
+                ErrorKind.REAUTH_REQUIRED,
+                error_type="invalid_request",
+            )
+        return token
+
+    def grant_refusal_reason(self, error_type: str | None) -> str:
+        return x_refusal_reason(error_type)
 
     async def repair(self, api: str, tokens: Mapping[str, str]) -> list[SubscriptionOutcome]:
         self.record("repair", api, dict(tokens))
