@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from parley_events import (
@@ -16,15 +17,28 @@ from parley_events import (
     ChannelStatus,
     ChannelSubscriptionLost,
     ChannelSubscriptionRepaired,
+    ChannelTokenRefreshRequested,
+    Event,
+    Provider,
+    ReplyApproved,
+    ReplyFailed,
+    ReplySent,
+    SenderType,
 )
 from parley_onboarding.domain.channels import Channel
+from parley_onboarding.entrypoints.subscribers import onboarding_router
 from parley_onboarding.service import REFRESH_LEASE, OnboardingService
+from parley_policy.domain.retry import RetryBudget
+from parley_policy.service import Delivery
 from parley_providers import ErrorKind, ProviderError
 from parley_providers.base import RefreshStep, RotatingGrant
 from parley_providers.oauth import UserToken
 from parley_providers.x.connect import ACCESS_TOKEN_LIFETIME, XConnector, refresh_step, refusal_reason
+from parley_shared.vault import Credential
 
+from tests.support.fakes.bus import FakePublisher, on_test_broker
 from tests.support.fakes.onboarding import FakeAccountConnector, refused
+from tests.support.fakes.policy import FakeCredentials, FakePolicyStore
 from tests.unit.factories import T0
 from tests.unit.test_onboarding_service import ACME, ADMIN, REDIRECT, Harness
 
@@ -234,3 +248,136 @@ def test_the_fake_connector_keeps_x_s_rule() -> None:
     fake = FakeAccountConnector()
     for now in (END - LEAD - timedelta(seconds=1), END - LEAD, END + timedelta(hours=1)):
         assert fake.grant_refresh_step(END, now, LEAD) is refresh_step(END, now, LEAD)
+
+
+# --- on demand: policy finds the token ended, onboarding refreshes it ------------------------------
+
+
+class RecordingSender:
+    """A sender that records the token of every send."""
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+
+    async def send(self, reply: ReplyApproved, token: str) -> str:
+        self.tokens.append(token)
+        return f"dm-{len(self.tokens)}"
+
+
+def x_reply() -> ReplyApproved:
+    return ReplyApproved(
+        event_id="rpl_x:approved",
+        reply_id="rpl_x",
+        conversation_id="conv-x",
+        tenant_id=ACME,
+        channel_id="ch-x",
+        sender_type=SenderType.HUMAN,
+        agent_id="ana",
+        occurred_at=END,
+        provider=Provider.X,
+        account_id="42",
+        recipient_id="777",
+        kind="dm",
+        text="hello",
+    )
+
+
+def delivery(
+    credentials: FakeCredentials, sender: RecordingSender, on_wait: Any
+) -> tuple[Delivery, list[Event]]:
+    published: list[Event] = []
+    elapsed = [0.0]
+
+    async def publish(event: Event, event_id: str) -> None:
+        published.append(event)
+
+    async def sleep(seconds: float) -> None:
+        elapsed[0] += seconds
+        await on_wait()
+
+    made = Delivery(
+        FakePolicyStore(),
+        credentials,
+        {Provider.X: sender},
+        publish,
+        lambda: END + timedelta(minutes=1),
+        RetryBudget(budget_s=60.0),
+        sleep,
+        lambda: elapsed[0],
+    )
+    return made, published
+
+
+async def test_a_send_that_finds_the_token_ended_asks_onboarding_once_and_goes_out_on_the_new_one() -> None:
+    credentials = FakeCredentials(Credential("ch-x", "tok-old", END, (), "refresh-1"))
+    sender = RecordingSender()
+    waits = 0
+
+    async def onboarding_refreshes_after_two_waits() -> None:
+        nonlocal waits
+        waits += 1
+        if waits == 2:
+            await credentials.put(Credential("ch-x", "tok-new", END + ACCESS_TOKEN_LIFETIME, (), "refresh-2"))
+
+    made, published = delivery(credentials, sender, onboarding_refreshes_after_two_waits)
+    await made.deliver(x_reply())
+    assert sender.tokens == ["tok-new"]  # never sent on the token that ended
+    [request] = [e for e in published if isinstance(e, ChannelTokenRefreshRequested)]
+    assert (request.channel_id, request.reply_id, request.expired_at, request.provider) == (
+        "ch-x",
+        "rpl_x",
+        END,
+        Provider.X,
+    )
+    assert [type(e) for e in published] == [ChannelTokenRefreshRequested, ReplySent]
+
+
+async def test_a_refresh_that_never_comes_fails_the_reply_when_the_budget_is_spent() -> None:
+    credentials = FakeCredentials(Credential("ch-x", "tok-old", END, (), "refresh-1"))
+    sender = RecordingSender()
+
+    async def nothing() -> None:
+        return None
+
+    made, published = delivery(credentials, sender, nothing)
+    await made.deliver(x_reply())
+    assert sender.tokens == []
+    assert len([e for e in published if isinstance(e, ChannelTokenRefreshRequested)]) == 1
+    [failed] = [e for e in published if isinstance(e, ReplyFailed)]
+    assert (failed.reason, failed.error_kind) == ("retry_budget_exhausted", "retryable")
+
+
+async def test_a_token_past_its_end_without_a_refresh_token_is_left_to_the_provider_to_judge() -> None:
+    credentials = FakeCredentials(Credential("ch-x", "tok-old", END, ()))
+    sender = RecordingSender()
+
+    async def nothing() -> None:
+        return None
+
+    made, published = delivery(credentials, sender, nothing)
+    await made.deliver(x_reply())
+    assert sender.tokens == ["tok-old"]
+    assert not [e for e in published if isinstance(e, ChannelTokenRefreshRequested)]
+
+
+async def test_onboarding_refreshes_a_channel_when_policy_asks_on_the_bus() -> None:
+    h = Harness(topic_namespace="", consumer_group_prefix="parley")
+    channel = await x_channel(h)
+    h.now = END + timedelta(minutes=1)
+    h.accounts.grants["refresh-1"] = renewed(2, h.now)
+    publisher = FakePublisher()
+    router = onboarding_router(h.settings, h.service)
+    request = ChannelTokenRefreshRequested(
+        event_id="rpl_x:refresh",
+        channel_id=channel.id,
+        tenant_id=ACME,
+        provider=Provider.X,
+        occurred_at=h.now,
+        reply_id="rpl_x",
+        expired_at=END,
+    )
+    async with on_test_broker(router, publisher) as bus:
+        await bus.publish(request)
+        await bus.publish(request)  # delivered twice: the token is fresh by then, nothing more
+    assert h.accounts.made("refresh_grant") == [("refresh-1",)]
+    assert h.store.credentials[channel.id].access_token == "tok-2"
