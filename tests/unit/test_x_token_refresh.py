@@ -17,6 +17,7 @@ from parley_events import (
     ChannelStatus,
     ChannelSubscriptionLost,
     ChannelSubscriptionRepaired,
+    ChannelTokenExpiring,
     ChannelTokenRefreshRequested,
     Event,
     Provider,
@@ -381,3 +382,19 @@ async def test_onboarding_refreshes_a_channel_when_policy_asks_on_the_bus() -> N
         await bus.publish(request)  # delivered twice: the token is fresh by then, nothing more
     assert h.accounts.made("refresh_grant") == [("refresh-1",)]
     assert h.store.credentials[channel.id].access_token == "tok-2"
+
+
+async def test_a_token_the_job_renews_is_never_warned_about_and_one_without_a_refresh_token_is() -> None:
+    h = Harness()
+    await x_channel(h)
+    h.now = END - LEAD
+    for n in range(2, 6):  # four refreshes, each a new end within the 7-day warning lead
+        h.accounts.grants[f"refresh-{n - 1}"] = renewed(n, h.now)
+        assert await h.service.refresh_rotating_tokens() == 1
+        assert await h.service.check_token_expiry() == 0
+        h.now += ACCESS_TOKEN_LIFETIME
+    assert h.of(ChannelTokenExpiring) == []
+    h.accounts.authorizes("code-2", "43", "acme2", expires_at=END)  # no offline.access
+    short = await h.service.connect_x(ACME, ADMIN, "code-2", REDIRECT, "verifier")
+    assert await h.service.check_token_expiry() == 1
+    assert [e.channel_id for e in h.of(ChannelTokenExpiring)] == [short.id]

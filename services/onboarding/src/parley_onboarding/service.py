@@ -1173,6 +1173,8 @@ class OnboardingService:
         horizon = self.clock() + lead
         warned = 0
         for expiring in await self.stores.channels_expiring_by(horizon):
+            if await self._refreshed_by_rotation(expiring):
+                continue  # its token is renewed every two hours; a refused renewal says reauth_required
             emitted: list[Event] = []
 
             def check(channel: Channel, out: list[Event] = emitted) -> list[Event]:
@@ -1182,6 +1184,14 @@ class OnboardingService:
             await self._change_channel(expiring.tenant_id, expiring.id, check)
             warned += 1 if emitted else 0
         return warned
+
+    async def _refreshed_by_rotation(self, channel: Channel) -> bool:
+        """Whether the refresh job keeps the channel's token (its provider rotates grants and the
+        channel holds a refresh token): such a token's near end is no news."""
+        if not isinstance(self.connectors.get(channel.provider), RotatingGrant):
+            return False
+        credential = await self.stores.credential(channel.id)
+        return credential is not None and bool(credential.refresh_token)
 
     async def provider_rejected(self, channel_id: str, code: int | None, subcode: int | None) -> None:
         """A provider call failed with a token or permission error: the channel needs a reconnect."""
