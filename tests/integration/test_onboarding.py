@@ -821,13 +821,20 @@ async def test_a_page_token_is_never_warned_about_and_a_rejected_one_is_reconnec
 
 
 async def test_an_expiring_token_is_warned_about_once(stack: Stack) -> None:
-    code, verifier = await stack.x_code("1500000000000000009", "acme_expiring")
+    # an X grant without offline.access: no refresh token, so its end is news (one with a refresh
+    # token is renewed by the refresh job and never warned about: tests/unit/test_x_token_refresh.py)
+    scopes = ["tweet.read", "tweet.write", "users.read", "dm.read", "dm.write"]
+    code, verifier = await stack.x_code("1500000000000000009", "acme_expiring", scopes)
     body = {"code": code, "redirect_uri": X_REDIRECT, "code_verifier": verifier}
     channel = await stack.call("POST", "/connections/x", body)
     expires = datetime.fromisoformat(channel["token_expires_at"])
     assert expires - datetime.now(UTC) <= timedelta(seconds=stack.settings.token_expiry_lead_s)
+    renewed_code, renewed_verifier = await stack.x_code("1500000000000000010", "acme_renewed")
+    body = {"code": renewed_code, "redirect_uri": X_REDIRECT, "code_verifier": renewed_verifier}
+    renewed = await stack.call("POST", "/connections/x", body)
     assert await stack.service.check_token_expiry() == 1
     assert await stack.service.check_token_expiry() == 0
+    assert of_type(await stack.events(topics.CHANNEL_EVENTS), TOKEN_EXPIRING, channel_id=renewed["id"]) == []
     [warning] = of_type(await stack.events(topics.CHANNEL_EVENTS), TOKEN_EXPIRING, channel_id=channel["id"])
     # the store keeps milliseconds
     assert abs(datetime.fromisoformat(warning["expires_at"]) - expires) < timedelta(milliseconds=1)

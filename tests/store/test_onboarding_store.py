@@ -264,6 +264,32 @@ async def test_racing_code_attempts_get_distinct_numbers_and_no_more_than_allowe
     assert await onboarding_store.claim_code_attempt("wa_1", range(1, 4), T0) == 2
 
 
+async def test_racing_refresh_claims_have_one_holder_a_stale_one_is_taken_over_once_and_old_ones_go(
+    onboarding_store: Any,
+) -> None:
+    lease = timedelta(minutes=2)
+    won = await asyncio.gather(
+        *(onboarding_store.claim_token_refresh("ch_x", "digest-1", T0, lease) for _ in range(6))
+    )
+    assert won.count(0) == 1 and won.count(None) == 5  # one replica spends the refresh token
+    # another token of the same channel is another claim
+    assert await onboarding_store.claim_token_refresh("ch_x", "digest-2", T0, lease) == 0
+    # the holder stopped: within the lease nobody takes it, after it exactly one replica does
+    assert await onboarding_store.claim_token_refresh("ch_x", "digest-1", T0 + lease / 2, lease) is None
+    later = T0 + lease + timedelta(seconds=1)
+    taken = await asyncio.gather(
+        *(onboarding_store.claim_token_refresh("ch_x", "digest-1", later, lease) for _ in range(4))
+    )
+    assert sorted(t for t in taken if t is not None) == [1] and taken.count(None) == 3
+    # an answered outage gives the claim back
+    await onboarding_store.release_token_refresh("ch_x", "digest-2", 0)
+    assert await onboarding_store.claim_token_refresh("ch_x", "digest-2", later, lease) == 0
+    # claims made before the cut are pruned, later ones kept (the job cuts a day back)
+    assert await onboarding_store.prune_token_refresh_claims(T0) == 1  # digest-1's first claim
+    assert await onboarding_store.prune_token_refresh_claims(later) == 2  # the takeover, digest-2's
+    assert await onboarding_store.prune_token_refresh_claims(later) == 0
+
+
 async def test_a_whatsapp_onboarding_keeps_its_steps_and_each_version_has_one_writer(
     onboarding_store: Any,
 ) -> None:

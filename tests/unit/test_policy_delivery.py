@@ -129,6 +129,8 @@ class Credentials:
         @dataclass
         class Credential:
             access_token: str = "page-token"
+            expires_at: None = None
+            refresh_token: None = None
 
         return Credential()
 

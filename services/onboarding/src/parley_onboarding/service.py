@@ -9,6 +9,7 @@ from the registry), so nothing here names a provider's API.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import secrets
 import uuid
@@ -20,7 +21,6 @@ from parley_events import (
     ChannelSnapshot,
     ChannelStatus,
     ChannelSubscriptionLost,
-    ChannelSubscriptionRepaired,
     ChannelTemplateStatusChanged,
     Event,
     Provider,
@@ -38,6 +38,7 @@ from parley_providers.base import (
     NumberConnector,
     PageConnector,
     RefreshStep,
+    RotatingGrant,
     SubscriptionCheck,
     SubscriptionKeeper,
     SubscriptionOutcome,
@@ -69,6 +70,14 @@ Login (no Page; its own token, refreshed before its 60-day end)."""
 STALE_CLAIM_AFTER = timedelta(minutes=10)
 """How old an account claim must be before a claim whose channel does not hold the account is
 released for another tenant (younger ones may belong to a connect still saving its channel)."""
+
+
+REFRESH_LEASE = timedelta(minutes=2)
+"""How long a claim on a refresh token is its holder's alone (a refresh is one HTTP call of at most
+10 s): after it, a holder that stopped half-way is assumed gone and one other replica may take over."""
+REFRESH_CLAIMS_KEPT = timedelta(days=1)
+"""How long spent refresh tokens' claims are kept: far longer than any replica holds a stale read
+of a credential, so a token once spent is never claimed (and spent) again."""
 
 
 class NotFound(DomainError):
@@ -676,6 +685,104 @@ class OnboardingService:
             refreshed += 1
         return refreshed
 
+    # --- refresh tokens that work once (X) -------------------------------------------------------
+
+    async def refresh_rotating_tokens(self) -> int:
+        """Refresh every token whose provider rotates refresh tokens (X) within
+        ``x_token_refresh_lead_s`` of its end or past it (run on a timer, on every replica: each
+        refresh token is claimed in the store before it is spent, so exactly one replica spends
+        it). Returns how many this call refreshed."""
+        now = self.clock()
+        await self.stores.prune_token_refresh_claims(now - REFRESH_CLAIMS_KEPT)
+        lead = timedelta(seconds=self.settings.x_token_refresh_lead_s)
+        refreshed = 0
+        for channel in await self.stores.channels_expiring_by(now + lead):
+            grants = self.connectors.get(channel.provider)
+            if isinstance(grants, RotatingGrant):
+                refreshed += await self._refresh_grant(grants, channel, lead)
+        return refreshed
+
+    async def refresh_channel_token(self, channel_id: str) -> bool:
+        """Refresh one channel's token now if its end is within the lead or past (a send found it
+        expired); True when this call refreshed it."""
+        channel = await self.stores.channel(channel_id)
+        grants = self.connectors.get(channel.provider) if channel is not None else None
+        if channel is None or channel.status is not ChannelStatus.ACTIVE:
+            return False
+        if not isinstance(grants, RotatingGrant):
+            return False
+        lead = timedelta(seconds=self.settings.x_token_refresh_lead_s)
+        return bool(await self._refresh_grant(grants, channel, lead))
+
+    async def _refresh_grant(self, grants: RotatingGrant, channel: Channel, lead: timedelta) -> int:
+        """Claim the channel's refresh token, spend it, store the next one (1 if refreshed). The
+        credential read here is the newest: a token another replica refreshed meanwhile is no
+        longer due, and one it is refreshing now is claimed already."""
+        channel_id, provider = channel.id, channel.provider.value
+        credential = await self.stores.credential(channel_id)
+        if credential is None or credential.expires_at is None or not credential.refresh_token:
+            # authorized without offline.access: no refresh is possible, the expiry warning says so
+            metrics.TOKEN_REFRESHES.labels(provider=provider, outcome="no_refresh_token").inc()
+            return 0
+        if grants.grant_refresh_step(credential.expires_at, self.clock(), lead) is not RefreshStep.REFRESH:
+            metrics.TOKEN_REFRESHES.labels(provider=provider, outcome="waiting").inc()
+            return 0
+        digest = hashlib.sha256(credential.refresh_token.encode()).hexdigest()[:32]
+        attempt = await self.stores.claim_token_refresh(channel_id, digest, self.clock(), REFRESH_LEASE)
+        if attempt is None:
+            metrics.TOKEN_REFRESHES.labels(provider=provider, outcome="claimed_elsewhere").inc()
+            return 0
+        try:
+            token = await grants.refresh_grant(credential.refresh_token)
+        except ProviderError as exc:
+            transient = exc.kind in (ErrorKind.RATE_LIMITED, ErrorKind.RETRYABLE)
+            if transient or exc.status == 0 or exc.status >= 500:
+                if exc.status != 0:
+                    # the provider answered and did not take the token: it is still good, give it back
+                    await self.stores.release_token_refresh(channel_id, digest, attempt)
+                # no answer (a timeout): it may be spent; after the lease one takeover tries it
+                metrics.TOKEN_REFRESHES.labels(provider=provider, outcome="unreachable").inc()
+                log.warning(
+                    "token refresh failed; tried again at the next run",
+                    channel_id=channel_id,
+                    provider_status=exc.status,
+                    kind=exc.kind.value,
+                )
+                return 0
+            reason = grants.grant_refusal_reason(exc.error_type)
+            code, subcode = exc.code, exc.subcode
+            log.warning(
+                "token refresh refused; the channel needs a reconnect",
+                channel_id=channel_id,
+                provider_status=exc.status,
+                provider_error=exc.error_type,
+                reason=reason,
+            )
+            metrics.TOKEN_REFRESHES.labels(provider=provider, outcome="refused").inc()
+            await self._change_channel(
+                channel.tenant_id,
+                channel_id,
+                lambda c: c.require_reauth(code, subcode, self.clock(), reason),
+            )
+            return 0
+        # the new refresh token replaces the spent one (a grant without rotation keeps its own)
+        await self.stores.put_credential(
+            Credential(
+                channel_id,
+                token.access_token,
+                token.expires_at,
+                token.scopes or credential.scopes,
+                token.refresh_token or credential.refresh_token,
+            )
+        )
+
+        def refreshed_to(c: Channel, end: datetime | None = token.expires_at) -> list[Event]:
+            return c.token_refreshed(end)
+
+        await self._change_channel(channel.tenant_id, channel_id, refreshed_to)
+        metrics.TOKEN_REFRESHES.labels(provider=provider, outcome="refreshed").inc()
+        return 1
+
     # --- X ---------------------------------------------------------------------------------
 
     async def connect_x(
@@ -807,7 +914,6 @@ class OnboardingService:
                 raise
             return 0
         now = self.clock()
-        run = now.strftime("%Y%m%dT%H%M%S%f")
         for check in checks:
             checked = by_account.get(check.account_id)
             if checked is None:
@@ -815,34 +921,9 @@ class OnboardingService:
             channel = checked
             if found is not None:
                 found.append(check)
-            base = {
-                "channel_id": channel.id,
-                "tenant_id": channel.tenant_id,
-                "provider": channel.provider,
-                "occurred_at": now,
-                "actor_id": actor_id,
-            }
-            events: list[Event] = []
-            if check.restored:
-                events.append(
-                    ChannelSubscriptionRepaired(
-                        event_id=f"subrep_{channel.id}_{run}", restored=list(check.restored), **base
-                    )
-                )
-            if check.missing:
-                events.append(
-                    ChannelSubscriptionLost(
-                        event_id=f"sublost_{channel.id}_{run}",
-                        missing=list(check.missing),
-                        reason=check.reason or "provider_refused",
-                        **base,
-                    )
-                )
-                outcome = "lost"
-            else:
-                outcome = "repaired" if check.restored else "complete"
+            outcome = "lost" if check.missing else "repaired" if check.restored else "complete"
             metrics.SUBSCRIPTION_CHECKS.labels(provider=provider.value, outcome=outcome).inc()
-            if events:
+            if check.restored or check.missing:
                 log.warning(
                     "channel subscriptions were incomplete",
                     channel_id=channel.id,
@@ -850,7 +931,16 @@ class OnboardingService:
                     missing=list(check.missing),
                     reason=check.reason,
                 )
-            await self._emit(events)
+
+            def record(c: Channel, check: SubscriptionOutcome = check) -> list[Event]:
+                # lost on the change from complete only; repaired when it is whole again
+                reason = check.reason or "provider_refused"
+                return c.subscriptions_found(check.restored, check.missing, reason, now, actor_id)
+
+            try:
+                await self._change_channel(channel.tenant_id, channel.id, record)
+            except DomainError:
+                continue  # gone or changing meanwhile: the next check tells
         return len(checks)
 
     # --- WhatsApp --------------------------------------------------------------------------------------
@@ -1084,6 +1174,8 @@ class OnboardingService:
         horizon = self.clock() + lead
         warned = 0
         for expiring in await self.stores.channels_expiring_by(horizon):
+            if await self._refreshed_by_rotation(expiring):
+                continue  # its token is renewed every two hours; a refused renewal says reauth_required
             emitted: list[Event] = []
 
             def check(channel: Channel, out: list[Event] = emitted) -> list[Event]:
@@ -1093,6 +1185,14 @@ class OnboardingService:
             await self._change_channel(expiring.tenant_id, expiring.id, check)
             warned += 1 if emitted else 0
         return warned
+
+    async def _refreshed_by_rotation(self, channel: Channel) -> bool:
+        """Whether the refresh job keeps the channel's token (its provider rotates grants and the
+        channel holds a refresh token): such a token's near end is no news."""
+        if not isinstance(self.connectors.get(channel.provider), RotatingGrant):
+            return False
+        credential = await self.stores.credential(channel.id)
+        return credential is not None and bool(credential.refresh_token)
 
     async def provider_rejected(self, channel_id: str, code: int | None, subcode: int | None) -> None:
         """A provider call failed with a token or permission error: the channel needs a reconnect."""

@@ -16,6 +16,7 @@ from parley_events import (
     ChannelRole,
     ChannelSendingRestricted,
     ChannelSnapshot,
+    ChannelTokenRefreshRequested,
     ConversationThreadControlChanged,
     Event,
     HumanAgentWindowClosed,
@@ -42,7 +43,7 @@ from parley_events import (
 from parley_providers import ErrorKind, ProviderError, registry
 from parley_providers.base import Sender, ThreadControl, ThreadRef
 from parley_shared.logging import get_logger, redact_value
-from parley_shared.vault import CredentialStore
+from parley_shared.vault import Credential, CredentialStore
 
 from parley_policy import metrics
 from parley_policy.adapters.stores import PolicyStorePort
@@ -704,9 +705,19 @@ class Delivery:
         attempt = 0
         started = time.perf_counter()
         first_try = self.monotonic()
+        refresh_asked = False
         while True:
             attempt += 1
+            if attempt > 1:  # after a wait: the token may have been refreshed or reconnected
+                credential = await self.credentials.get(reply.channel_id) or credential
             try:
+                if self._awaits_refresh(credential):
+                    if not refresh_asked:
+                        await self._ask_refresh(reply, credential)
+                        refresh_asked = True
+                    raise ProviderError(
+                        "parley", 0, None, None, "the channel's token is being refreshed", ErrorKind.RETRYABLE
+                    )
                 message_id = await self._send(reply, credential.access_token)
             except ProviderError as exc:
                 wait = (
@@ -751,6 +762,25 @@ class Delivery:
                 await self.store.mark_private_replied(reply.conversation_id, reply.recipient_id)
             await self._sent(reply, message_id)
             return
+
+    def _awaits_refresh(self, credential: Credential) -> bool:
+        """A token past its stored end that onboarding refreshes (it holds a refresh token): sending
+        on it would only be refused. Onboarding alone spends refresh tokens (they work once)."""
+        ends = credential.expires_at
+        return credential.refresh_token is not None and ends is not None and ends <= self.clock()
+
+    async def _ask_refresh(self, reply: ReplyApproved, credential: Credential) -> None:
+        request = ChannelTokenRefreshRequested(
+            event_id=f"{reply.reply_id}:refresh",
+            channel_id=reply.channel_id,
+            tenant_id=reply.tenant_id,
+            provider=reply.provider,
+            occurred_at=self.clock(),
+            reply_id=reply.reply_id,
+            expired_at=credential.expires_at,
+        )
+        await self.publish(request, request.event_id)
+        log.info("token past its end; onboarding asked to refresh it", channel_id=reply.channel_id)
 
     async def _sent(self, reply: ReplyApproved, message_id: str) -> None:
         sent = ReplySent(

@@ -675,6 +675,17 @@ class ChannelSendingRestricted(ChannelLifecycleEvent):
     provider_subcode: int | None = None
 
 
+class ChannelTokenRefreshRequested(ChannelLifecycleEvent):
+    """A send found the channel's token past its end while the channel holds a refresh token
+    (X's user tokens live two hours): onboarding, the one service that spends refresh tokens,
+    refreshes it now, and policy tries the reply again on the new token."""
+
+    event_type: ClassVar[str] = "parley.channel.token_refresh_requested.v1"
+
+    reply_id: str | None = Field(default=None, description="The reply that found the token expired.")
+    expired_at: datetime | None = Field(default=None, description="When the stored token ended.")
+
+
 class WhatsAppStepChanged(Event):
     """A WhatsApp onboarding moved to its next step."""
 
@@ -1077,6 +1088,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ChannelSubscriptionRepaired,
     ChannelSubscriptionLost,
     ChannelSendingRestricted,
+    ChannelTokenRefreshRequested,
     ChannelTemplateStatusChanged,
     WhatsAppStepChanged,
     TeamSnapshot,

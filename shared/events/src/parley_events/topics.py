@@ -130,12 +130,15 @@ CHANNEL_EVENTS = TopicSpec(
     cleanup="delete",
     retention_ms=30 * DAY_MS,
     owner="onboarding",
-    consumers=("admin tools", "notifications", "policy"),
+    consumers=("admin tools", "notifications", "policy", "onboarding"),
     public=True,
     description="Channel lifecycle: connected, settings changed, token expiring, reauth required, "
-    "reconnected, disconnected, WhatsApp verification steps and template reviews.",
+    "reconnected, disconnected, WhatsApp verification steps and template reviews; a send's request "
+    "to refresh an expired token.",
     has_dlq=True,
-    co_publishers=("policy",),  # reauth_required and sending_restricted when a send is refused
+    # policy: reauth_required and sending_restricted when a send is refused, and
+    # token_refresh_requested when a send finds the token expired (onboarding refreshes it)
+    co_publishers=("policy",),
 )
 TEAMS = TopicSpec(
     name="parley.teams.v1",

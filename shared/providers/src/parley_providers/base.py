@@ -39,6 +39,7 @@ __all__ = [
     "PageGrant",
     "ProviderPlugin",
     "RefreshStep",
+    "RotatingGrant",
     "Sender",
     "SubscriptionCheck",
     "SubscriptionKeeper",
@@ -298,6 +299,29 @@ class LoginConnector(Protocol):
 
     async def refresh(self, token: str) -> UserToken:
         """The token refreshed (a new token and end). Refusals raise ProviderError."""
+        ...
+
+
+@runtime_checkable
+class RotatingGrant(Protocol):
+    """An account connector whose user tokens live a short while and are renewed with a refresh
+    token that works once: each refresh answers the next one (X's OAuth 2.0 with ``offline.access``).
+    Spending one refresh token twice fails the second time, so whoever refreshes must be the one
+    holder of that refresh token (onboarding claims it in its store first)."""
+
+    def grant_refresh_step(self, expires_at: datetime, now: datetime, lead: timedelta) -> RefreshStep:
+        """What to do now with an access token ending at ``expires_at``, refreshing ``lead`` before
+        its end (an access token past its end is refreshed too: the refresh token outlives it)."""
+        ...
+
+    async def refresh_grant(self, refresh_token: str) -> UserToken:
+        """A new access token and the next refresh token (``refresh_token`` is spent). A refused
+        refresh token (used, revoked) raises ProviderError with ``ErrorKind.REAUTH_REQUIRED``."""
+        ...
+
+    def grant_refusal_reason(self, error_type: str | None) -> str:
+        """The reason a refused refresh gives for the reconnect, from the provider's error type (a
+        fixed word: never the provider's text)."""
         ...
 
 

@@ -404,6 +404,23 @@ class _Admin:
             raise AdminError(404, "no such X token")
         return {"revoked": True}
 
+    async def x_revoke_grant(self, request: Request) -> dict[str, Any]:
+        """The user removes the app from their connected apps: every access and refresh token the
+        app holds for them stops working (a refresh is then refused as for a spent token)."""
+        user_id = request.path_params["user_id"]
+        if user_id not in self.state.x_users:
+            raise AdminError(404, f"no X user {user_id}")
+        count = 0
+        for token in self.state.tokens.values():
+            if token.provider == "x" and token.user_id == user_id and not token.revoked:
+                token.revoked = True
+                count += 1
+        for refresh in self.state.x_refresh_tokens.values():
+            if refresh.user_id == user_id and not refresh.used:
+                refresh.used = True
+                count += 1
+        return {"revoked": count}
+
     async def sent(self, request: Request) -> dict[str, Any]:
         if request.method == "DELETE":
             count = len(self.state.sent)

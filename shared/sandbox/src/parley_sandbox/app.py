@@ -237,6 +237,7 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         _admin_route("/_sandbox/x/webhooks", admin.x_webhooks, post),
         _admin_route("/_sandbox/x/webhooks/{webhook_id}", admin.x_webhook, get),
         _admin_route("/_sandbox/x/tokens/{token}/revoke", admin.x_revoke, post),
+        _admin_route("/_sandbox/x/users/{user_id}/revoke", admin.x_revoke_grant, post),
         _admin_route("/_sandbox/x/webhooks/{webhook_id}/crc", admin.x_webhook_crc, get_post),
         _admin_route("/_sandbox/x/activity", admin.x_activity, get),
         _admin_route("/_sandbox/x/activity/deliver", admin.x_activity_deliver, post),

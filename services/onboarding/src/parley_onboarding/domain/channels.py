@@ -128,6 +128,9 @@ class Channel:
     connect_path: str | None = None
     """How the account was connected where a provider has several ways: an Instagram profile
     through its Facebook Page (``page``) or with Instagram Login (``instagram_login``)."""
+    subscription_gap: tuple[str, ...] = ()
+    """What the last subscription check found missing and could not restore (announced once, on
+    the change from complete; empty while the subscriptions are whole)."""
     revision: int = 0
 
     @classmethod
@@ -315,6 +318,44 @@ class Channel:
             provider_code=code,
             provider_subcode=subcode,
         )
+
+    def subscriptions_found(
+        self,
+        restored: tuple[str, ...],
+        missing: tuple[str, ...],
+        reason: str,
+        at: datetime,
+        actor_id: str | None = None,
+    ) -> list[Event]:
+        """What a check of subscriptions Parley keeps per account (X's) found. ``subscription_lost``
+        goes out on the change from complete to a gap only (a check every hour during a gap
+        announces nothing new); ``subscription_repaired`` for what a check restored, and when a
+        gap announced before is closed."""
+        if self.status is ChannelStatus.DISCONNECTED:
+            return []
+        was_lost = bool(self.subscription_gap)
+        events: list[Event] = []
+        back = restored or (self.subscription_gap if was_lost and not missing else ())
+        if back:
+            events.append(
+                ChannelSubscriptionRepaired(
+                    **{**self._base(at, actor_id), "event_id": f"subrep_{self.id}_{self.revision + 1}"},
+                    restored=list(back),
+                )
+            )
+        if missing and not was_lost:
+            events.append(
+                ChannelSubscriptionLost(
+                    **{**self._base(at, actor_id), "event_id": f"sublost_{self.id}_{self.revision + 1}"},
+                    missing=list(missing),
+                    reason=reason,
+                )
+            )
+        if not events:
+            return []
+        self.subscription_gap = tuple(missing)
+        self.revision += 1
+        return [self.snapshot(), *events]
 
     def _check_base(self, at: datetime, actor_id: str | None) -> dict[str, Any]:
         # a check changes no revision: the event is named by the channel and the check's time
