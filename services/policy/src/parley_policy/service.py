@@ -56,13 +56,13 @@ from parley_policy.domain.decision import (
 )
 from parley_policy.domain.retry import RetryBudget
 from parley_policy.domain.rules import (
+    account_send_rate,
     business_scope,
     messaging_limit,
     messaging_limit_period,
     messaging_limit_scope,
     rule_for,
     rules,
-    send_rate,
 )
 
 Publish = Callable[[Event, str], Awaitable[None]]
@@ -138,8 +138,9 @@ class PolicyService:
         self.templates = templates
         self.publish = publish
         self.clock = clock
-        # unset: WhatsApp's default throughput per number (its rules row)
-        self.whatsapp_throughput = whatsapp_throughput or send_rate(Provider.WHATSAPP) or 1
+        # a deployment's ceiling on every WhatsApp number's rate (unset: each number's own, from
+        # its throughput level and coexistence)
+        self.whatsapp_throughput = whatsapp_throughput
         self.messaging_tier = messaging_tier
         self._slot_hint: dict[str, int] = {}
         self._full: dict[str, int] = {}  # key -> the window found full
@@ -323,7 +324,7 @@ class PolicyService:
         outside = decision.window_closes_at is None or now > decision.window_closes_at
         business_initiated = decision.approved and decision.messaging_type == "TEMPLATE" and outside
         if decision.approved:
-            limited_by = await self._rate_check(doc, request)
+            limited_by = await self._rate_check(doc, channel, request)
             if limited_by is not None:
                 retry_after, why = limited_by
                 # not recorded under the key: the same request may be retried after Retry-After
@@ -491,13 +492,17 @@ class PolicyService:
             ),
         )
 
-    async def _rate_check(self, doc: dict[str, Any], request: ReplyRequest) -> tuple[float, str] | None:
+    async def _rate_check(
+        self, doc: dict[str, Any], channel: ChannelSnapshot | None, request: ReplyRequest
+    ) -> tuple[float, str] | None:
         """The provider's rates for this kind of reply, per account (the channel), shared by every
-        policy replica through the store: the second's budget, then the hour's where the provider
-        counts per hour (Meta's private replies). The wait and the reason when one is used up."""
+        policy replica through the store: the second's budget (a WhatsApp number's own throughput),
+        then the hour's where the provider counts per hour (Meta's private replies). The wait and
+        the reason when one is used up."""
         provider = Provider(doc["provider"])
         rule = rule_for(provider, request.kind)
-        limit = self.whatsapp_throughput if provider is Provider.WHATSAPP else rule.rate_per_second
+        ceiling = self.whatsapp_throughput if provider is Provider.WHATSAPP else None
+        limit = account_send_rate(provider, request.kind, channel, ceiling)
         now = self.clock().timestamp()
         channel_id = doc["channel_id"]
         if limit is not None:

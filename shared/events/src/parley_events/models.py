@@ -555,6 +555,19 @@ class ChannelSnapshot(Event):
     text_limit: int | None = Field(
         default=None, ge=1, description="A stricter per-channel text limit than the provider's."
     )
+    throughput_level: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Since 2026-11. WhatsApp: the number's throughput level as Meta names it "
+        "(`STANDARD`, 80 messages/s; `HIGH`, 1,000 after Meta's upgrade); null: not read, the "
+        "provider's default applies.",
+        examples=["STANDARD", "HIGH"],
+    )
+    coexistence: bool = Field(
+        default=False,
+        description="Since 2026-11. WhatsApp: the number is also used in the WhatsApp Business app "
+        "(coexistence), which fixes its throughput at 20 messages/s.",
+    )
 
     def key(self) -> str:
         return self.channel_id

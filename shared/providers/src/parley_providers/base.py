@@ -420,3 +420,7 @@ class ProviderPlugin:
     """What the provider bills for one delivery to this plugin's webhook (None: not billed per event)."""
     reply_charge: Callable[[str, str], Charge | None] | None = None
     """What the provider bills for sending one reply of a kind with a text (None: not billed per send)."""
+    account_send_rate: Callable[[str | None, bool], int] | None = None
+    """An account's sends per second from its throughput level and whether it is in coexistence
+    with another client of the provider (WhatsApp's numbers); None: every account has the rules
+    row's rate."""
