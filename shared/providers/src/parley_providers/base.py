@@ -115,6 +115,23 @@ class ThreadControl(Protocol):
     async def release_thread_control(self, thread: ThreadRef, token: str) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ReadRef:
+    """The customer message a read receipt is about: the channel's account and the message's id."""
+
+    provider: Provider
+    account_id: str
+    message_id: str
+
+
+@runtime_checkable
+class ReadReceipts(Protocol):
+    """A sender whose provider lets the business mark a customer's message as read and, in the
+    same call, show a typing indicator (WhatsApp's Cloud API); raises ProviderError."""
+
+    async def mark_read(self, message: ReadRef, token: str, typing: bool) -> None: ...
+
+
 @dataclass(frozen=True)
 class ApiVersionStatus:
     """The provider API version a process is configured to call, and how long the provider keeps

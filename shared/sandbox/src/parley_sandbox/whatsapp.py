@@ -97,6 +97,8 @@ class WhatsAppApi(MetaApi):
         params = call.params
         if params.get("messaging_product") != "whatsapp":
             raise _param_required("messaging_product")
+        if "status" in params:
+            return self.whatsapp_mark_read(number, params)
         to = params.get("to")
         recipient = params.get("recipient")
         # "to" is a phone number and wins when both are given; "recipient" a business-scoped user id
@@ -176,6 +178,24 @@ class WhatsAppApi(MetaApi):
             },
             result_id=wamid,
         )
+
+    def whatsapp_mark_read(self, number: WhatsAppNumber, params: dict[str, Any]) -> Reply:
+        """``POST /{phone-number-id}/messages`` with ``status: read``: a read receipt for a received
+        message, with ``typing_indicator: {type: text}`` the typing indicator too (recorded among
+        the sends like any call to this endpoint)."""
+        if params.get("status") != "read":
+            raise GraphFailure(400, 100, None, "(#100) Param status must be one of {read}")
+        message_id = params.get("message_id")
+        if not isinstance(message_id, str) or not message_id.startswith("wamid."):
+            raise _param_required("message_id")
+        typing = params.get("typing_indicator")
+        if typing is not None and (not isinstance(typing, dict) or typing.get("type") != "text"):
+            raise GraphFailure(400, 100, None, "(#100) Param typing_indicator[type] must be one of {text}")
+        if not number.registered:
+            raise GraphFailure(
+                400, 133010, None, "Account not registered", details="The phone number is not registered"
+            )
+        return Reply({"success": True})
 
     def request_code(self, call: Incoming) -> Reply:
         number = self.whatsapp_context(call)

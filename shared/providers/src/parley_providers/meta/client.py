@@ -305,6 +305,11 @@ class GraphClient:
         first = messages[0] if isinstance(messages, list) and messages else None
         return require_str("whatsapp", 200, {"message": first}, "message", "id")
 
+    async def whatsapp_mark_read(self, phone_number_id: str, token: str, body: dict[str, Any]) -> None:
+        """Mark a received message as read (and show a typing indicator when the body asks):
+        ``POST /{phone-number-id}/messages`` with ``status: read``, answered ``{"success": true}``."""
+        await self._whatsapp_success(phone_number_id, "messages", token, body)
+
     async def _whatsapp_success(
         self, phone_number_id: str, action: str, token: str, body: dict[str, Any]
     ) -> None:

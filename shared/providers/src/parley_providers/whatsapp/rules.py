@@ -18,6 +18,9 @@ THROUGHPUT_LEVELS: dict[str, int] = {"STANDARD": THROUGHPUT_PER_S, "HIGH": THROU
 """The phone number's ``throughput.level`` (Graph API, WhatsApp Business phone number) in messages
 per second: the default, and after Meta's automatic upgrade."""
 
+TYPING_INDICATOR_S = 25
+"""Seconds a typing indicator shows unless the business replies first (WhatsApp typing indicators)."""
+
 WHATSAPP_TIER_LIMITS = (250, 2_000, 10_000, 100_000, None)
 """Unique customers reached outside the window per rolling 24 h, by messaging tier (None: unlimited)."""
 MESSAGING_LIMIT_TIERS: dict[str, int | None] = {
