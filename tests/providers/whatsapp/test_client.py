@@ -214,6 +214,14 @@ class CloudCall:
 CALLS = [
     CloudCall("whatsapp_send", "POST", "/messages", lambda g, n, t: g.whatsapp_send(n.id, t, TEXT)),
     CloudCall(
+        "whatsapp_mark_read",
+        "POST",
+        "/messages",
+        lambda g, n, t: g.whatsapp_mark_read(
+            n.id, t, {"status": "read", "message_id": "wamid.IN1", "typing_indicator": {"type": "text"}}
+        ),
+    ),
+    CloudCall(
         "whatsapp_phone_numbers",
         "GET",
         "/phone_numbers",

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from parley_events import Provider, ReplyApproved, TemplateRef
 from parley_providers import ErrorKind, registry
-from parley_providers.base import Sender
+from parley_providers.base import ReadReceipts, ReadRef, Sender
 
 from tests.support.sandbox import GRAPH_VERSION, WA_TOKEN, Sandbox, approved, fails
 
@@ -216,3 +216,28 @@ async def test_a_customer_known_only_by_the_business_scoped_user_id_is_sent_to_t
         "text": {"body": "Your order ships today."},
     }
     assert wamid.startswith("wamid.") and record.result_id == wamid
+
+
+async def test_a_read_receipt_with_typing_is_one_status_read_call_and_a_bad_message_id_is_refused(
+    number: Number,
+) -> None:
+    sender = number.sender
+    assert isinstance(sender, ReadReceipts)
+
+    await sender.mark_read(ReadRef(Provider.WHATSAPP, number.id, "wamid.IN1"), WA_TOKEN, typing=True)
+    await sender.mark_read(ReadRef(Provider.WHATSAPP, number.id, "wamid.IN2"), WA_TOKEN, typing=False)
+    error = await fails(
+        sender.mark_read(ReadRef(Provider.WHATSAPP, number.id, "m_1"), WA_TOKEN, typing=False)
+    )
+
+    typing, plain, refused = number.sandbox.state.sent
+    assert (typing.path, typing.status) == (f"/{GRAPH_VERSION}/{number.id}/messages", 200)
+    assert typing.body == {
+        "messaging_product": "whatsapp",
+        "status": "read",
+        "message_id": "wamid.IN1",
+        "typing_indicator": {"type": "text"},
+    }
+    assert plain.body == {"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.IN2"}
+    assert refused.status == 400
+    assert (error.code, error.kind) == (100, ErrorKind.INVALID_REQUEST)

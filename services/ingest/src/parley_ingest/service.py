@@ -148,6 +148,12 @@ class Normalizer:
         for handover in result.handovers:
             channel = await self.channel(self.directory.lookup, handover.provider, handover.account_id)
             if channel is not None:
+                if handover.provider is Provider.WHATSAPP:
+                    # a WhatsApp customer known by several identifiers has one conversation
+                    await self.aliases.loaded.wait()
+                    root = self.aliases.root(channel.channel_id, handover.conversation_key)
+                    if root is not None:
+                        handover = dataclasses.replace(handover, conversation_key=root)
                 control = handover_event(handover, channel, raw.delivery_id)
                 await self.emit(control, control.event_id, handover.provider.value)
         for template in result.templates:

@@ -227,6 +227,7 @@ _NAMED = {
     "x.dm": ("welcome_message_rule", "welcome_message", "unknown"),
     # X Activity API event types Parley subscribes to but makes no message of, or that reach a
     # shared webhook from another subscription (docs.x.com/x-api/activity/introduction)
+    "whatsapp.handover": (),  # a messaging_handovers notification other than pass or take
     "x.activity": (
         "post.delete",
         "post.repost.create",

@@ -307,8 +307,11 @@ class GraphClient:
 
     async def whatsapp_mark_read(self, phone_number_id: str, token: str, body: dict[str, Any]) -> None:
         """Mark a received message as read (and show a typing indicator when the body asks):
-        ``POST /{phone-number-id}/messages`` with ``status: read``, answered ``{"success": true}``."""
-        await self._whatsapp_success(phone_number_id, "messages", token, body)
+        ``POST /{phone-number-id}/messages`` with ``status: read``, answered ``{"success": true}``;
+        ``messaging_product`` is added when absent."""
+        await self._whatsapp_success(
+            phone_number_id, "messages", token, {"messaging_product": "whatsapp", **body}
+        )
 
     async def _whatsapp_success(
         self, phone_number_id: str, action: str, token: str, body: dict[str, Any]
