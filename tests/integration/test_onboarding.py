@@ -436,6 +436,24 @@ async def test_an_activated_whatsapp_number_is_registered_for_messaging(stack: S
     assert (await stack.sandbox_admin("GET", f"/whatsapp/numbers/{PHONE_ID}"))["registered"] is True
 
 
+async def test_an_activated_number_records_its_throughput_and_coexistence_for_policy(stack: Stack) -> None:
+    token = f"wa-system-user-{secrets.token_hex(24)}"
+    await stack.sandbox_admin(
+        "POST",
+        "/whatsapp/numbers",
+        {"phone_number_id": PHONE_ID, "waba_id": WABA_ID, "token": token, "on_biz_app": True},
+    )
+    wa = await WhatsApp.start(stack)
+    await wa.to_business_verified(token)
+    await wa.step("request-code")
+    assert (await wa.step("verify-code", {"code": await last_code(stack)}))["step"] == "activated"
+
+    [read] = [r for r in stack.recorder.matching(f"/{PHONE_ID}") if r.method == "GET"]
+    assert "fields=throughput%2Cis_on_biz_app" in read.query
+    [snapshot] = of_type(await stack.events(topics.CHANNELS), SNAPSHOT)
+    assert (snapshot["throughput_level"], snapshot["coexistence"]) == ("STANDARD", True)
+
+
 async def test_whatsapp_code_wrong_expired_resent_too_soon_and_too_many_attempts(stack: Stack) -> None:
     token = await whatsapp_number(stack)
     wa = await WhatsApp.start(stack)

@@ -386,6 +386,22 @@ class NumberConnector(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class NumberThroughput:
+    """How fast a business number may send, in the provider's words: its throughput level and
+    whether another client shares the number (WhatsApp's coexistence with the Business app)."""
+
+    level: str | None
+    coexistence: bool
+
+
+@runtime_checkable
+class ThroughputCheck(Protocol):
+    """A number connector that can read a number's throughput (WhatsApp's); raises ProviderError."""
+
+    async def throughput(self, number_id: str, token: str) -> NumberThroughput: ...
+
+
 Connector = PageConnector | AccountConnector | NumberConnector | LoginConnector
 """A provider's connect flow; a connector may also be a :class:`TokenCheck` and a
 :class:`SubscriptionCheck`."""

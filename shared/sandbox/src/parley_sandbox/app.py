@@ -274,6 +274,7 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         graph("/{node}/request_code", api.request_code, post),
         graph("/{node}/verify_code", api.verify_code, post),
         graph("/{node}/register", api.register, post),
+        graph("/{node}", api.whatsapp_phone_number, get),
         Route("/{path:path}", _not_found, methods=["GET", "POST", "DELETE", "PUT", "PATCH"]),
     ]
     app = Starlette(routes=routes)

@@ -171,6 +171,8 @@ class WhatsAppNumber:
     last_code: str | None = None
     code_used: bool = False
     enforce_window: bool = False  # refuse non-template sends outside the window (131047)
+    throughput_level: str = "STANDARD"  # HIGH once Meta upgraded the number (1,000 messages/s)
+    on_biz_app: bool = False  # coexistence with the WhatsApp Business app (20 messages/s)
 
 
 @dataclass

@@ -53,6 +53,27 @@ class WhatsAppApi(MetaApi):
             )
         return number
 
+    def whatsapp_phone_number(self, call: Incoming) -> Reply:
+        """``GET /{phone-number-id}``: the number's fields the caller names (``fields``), among
+        them ``throughput {level}`` and ``is_on_biz_app``. Other nodes are not played."""
+        if call.path("node") not in self.state.whatsapp_numbers:
+            raise GraphFailure(400, 2500, None, f"Unknown path components: {call.request.url.path}")
+        number = self.whatsapp_context(call)
+        full: dict[str, Any] = {
+            "id": number.id,
+            "display_phone_number": number.display_phone_number,
+            "verified_name": number.verified_name,
+            "code_verification_status": "VERIFIED" if number.verified else "NOT_VERIFIED",
+            "quality_rating": "GREEN",
+            "platform_type": "CLOUD_API" if number.registered else "NOT_APPLICABLE",
+            "throughput": {"level": number.throughput_level},
+            "is_on_biz_app": number.on_biz_app,
+        }
+        fields = _split_fields(str(call.params.get("fields") or "verified_name,display_phone_number,id"))
+        row = {name: full[name] for name in fields if name in full}
+        row.setdefault("id", number.id)
+        return Reply(row)
+
     def waba_phone_numbers(self, call: Incoming) -> Reply:
         """``GET /{waba-id}/phone_numbers``: the WABA's numbers, for a token that can manage it."""
         token = self.meta_token(call)

@@ -47,6 +47,8 @@ def channel_to_doc(channel: Channel) -> dict[str, Any]:
         "scopes": list(channel.scopes),
         "expiry_warned_for": channel.expiry_warned_for,
         "connect_path": channel.connect_path,
+        "throughput_level": channel.throughput_level,
+        "coexistence": channel.coexistence,
     }
 
 
@@ -71,6 +73,8 @@ def channel_from_doc(doc: dict[str, Any]) -> Channel:
         scopes=tuple(doc.get("scopes", [])),
         expiry_warned_for=doc.get("expiry_warned_for"),
         connect_path=doc.get("connect_path"),
+        throughput_level=doc.get("throughput_level"),
+        coexistence=bool(doc.get("coexistence", False)),
         revision=doc["version"],
     )
 

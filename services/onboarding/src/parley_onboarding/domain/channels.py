@@ -128,6 +128,10 @@ class Channel:
     connect_path: str | None = None
     """How the account was connected where a provider has several ways: an Instagram profile
     through its Facebook Page (``page``) or with Instagram Login (``instagram_login``)."""
+    throughput_level: str | None = None
+    """WhatsApp: the number's throughput level as the provider last reported it (None: unknown)."""
+    coexistence: bool = False
+    """WhatsApp: the number is also used in the WhatsApp Business app."""
     revision: int = 0
 
     @classmethod
@@ -281,6 +285,8 @@ class Channel:
             auto_ownership=self.settings.auto_ownership,
             business_account_id=self.business_account_id,
             connect_path=self.connect_path,
+            throughput_level=self.throughput_level,
+            coexistence=self.coexistence,
             revision=self.revision,
             auto_resolve_new_s=self.settings.auto_resolve_new_s,
             auto_resolve_pending_s=self.settings.auto_resolve_pending_s,

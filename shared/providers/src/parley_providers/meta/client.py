@@ -359,6 +359,27 @@ class GraphClient:
                 return numbers
             params = {**params, "after": after}
 
+    async def whatsapp_phone_number_throughput(
+        self, phone_number_id: str, token: str
+    ) -> tuple[str | None, bool]:
+        """A business number's throughput level and whether it is on the WhatsApp Business app too.
+
+        ``GET /{phone-number-id}?fields=throughput,is_on_biz_app``: ``throughput`` is
+        ``{"level": "STANDARD" | "HIGH"}`` (WhatsApp Business phone number reference; throughput);
+        ``is_on_biz_app`` is true for a number in coexistence. A field the answer leaves out reads
+        as unknown (None) or false.
+        """
+        data = await self._call(
+            "GET",
+            segment(phone_number_id),
+            token=token,
+            params={"fields": "throughput,is_on_biz_app"},
+            provider="whatsapp",
+        )
+        throughput = data.get("throughput")
+        level = throughput.get("level") if isinstance(throughput, dict) else None
+        return (level if isinstance(level, str) else None), data.get("is_on_biz_app") is True
+
     async def whatsapp_request_code(
         self, phone_number_id: str, token: str, method: str, language: str = "en_US"
     ) -> None:
