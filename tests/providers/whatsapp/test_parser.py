@@ -34,6 +34,7 @@ from parley_providers.inbound import (
     ParsedHandover,
     ParsedMessage,
     ParsedMessagingLimit,
+    ParsedThroughputChange,
     ParseResult,
 )
 
@@ -589,14 +590,36 @@ def test_each_tier_the_provider_names_is_its_number_of_customers(
     assert (found.tier, found.messaging_limit) == (tier, limit)
 
 
-def test_an_update_without_a_business_limit_is_skipped_and_named() -> None:
+def test_an_update_without_a_business_limit_or_a_throughput_change_is_skipped_and_named() -> None:
+    delivery = load("phone_number_quality_update_limit")
+    first_value(delivery)["max_daily_conversations_per_business"] = "TIER_NOT_SET"
+    first_value(delivery)["event"] = "ONBOARDING"
+
+    result = parse(delivery)
+
+    assert (result.limits, result.throughputs) == ((), ())
+    assert result.skipped == ("whatsapp.phone_number_quality_update",)
+
+
+def test_a_throughput_upgrade_names_the_number_by_its_display_number() -> None:
     delivery = load("phone_number_quality_update_limit")
     first_value(delivery)["max_daily_conversations_per_business"] = "TIER_NOT_SET"
 
     result = parse(delivery)
 
     assert result.limits == ()
-    assert result.skipped == ("whatsapp.phone_number_quality_update",)
+    assert result.skipped == ()
+    assert result.throughputs == (
+        ParsedThroughputChange(
+            business_account_id=WABA_ID,
+            display_phone_number="15550001111",
+            event="THROUGHPUT_UPGRADE",
+            provider_timestamp=datetime.fromtimestamp(1718005000, tz=UTC),
+        ),
+    )
+    # the fixture as recorded names the business limit too: both are kept
+    full = parse(load("phone_number_quality_update_limit"))
+    assert (len(full.limits), len(full.throughputs)) == (1, 1)
 
 
 def test_other_fields_are_skipped_and_named() -> None:

@@ -38,6 +38,7 @@ from parley_ingest.domain.normalize import (
     resolve,
     status_event,
     template_event,
+    throughput_event,
 )
 
 log = get_logger(__name__)
@@ -170,6 +171,13 @@ class Normalizer:
             if channel is not None:
                 changed = limit_event(limit, channel.tenant_id, raw.delivery_id)
                 await self.emit(changed, changed.event_id, Provider.WHATSAPP.value)
+        for throughput in result.throughputs:
+            channel = await self.channel(
+                self.directory.lookup_business, Provider.WHATSAPP, throughput.business_account_id
+            )
+            if channel is not None:
+                upgraded = throughput_event(throughput, channel.tenant_id, raw.delivery_id)
+                await self.emit(upgraded, upgraded.event_id, Provider.WHATSAPP.value)
         self.count_charge(raw, payload)
         return result.failures
 

@@ -23,6 +23,7 @@ from parley_events import (
     ChannelSubscriptionRepaired,
     ChannelTemplateStatusChanged,
     Event,
+    NumberThroughputChanged,
     Provider,
     TeamSnapshot,
     TemplateStatusChanged,
@@ -1102,6 +1103,35 @@ class OnboardingService:
                 ),
                 f"tplch_{channel.id}_{update.event_id}",
             )
+
+    async def on_number_throughput(self, update: NumberThroughputChanged) -> int:
+        """Meta changed a number's throughput: read it again for the tenant's active numbers of
+        that business account (the webhook names the number by its display number, which Parley
+        does not keep) and record it where it changed; how many channels changed."""
+        numbers = self.connectors.get(Provider.WHATSAPP)
+        if not isinstance(numbers, NumberConnector) or not isinstance(numbers, ThroughputCheck):
+            return 0  # WhatsApp not configured here, or its connector cannot tell
+        changed = 0
+        channels = await self.stores.channels_of_business_account(
+            update.tenant_id, Provider.WHATSAPP, update.business_account_id
+        )
+        for channel in channels:
+            credential = await self.stores.credential(channel.id)
+            if channel.status is not ChannelStatus.ACTIVE or credential is None:
+                continue
+            throughput = await self._number_throughput(numbers, channel.account_id, credential.access_token)
+            if throughput is None:
+                continue
+            level, coexistence = throughput.level, throughput.coexistence
+
+            def record(
+                current: Channel, level: str | None = level, shared: bool = coexistence
+            ) -> list[Event]:
+                return current.record_throughput(level, shared)
+
+            after = await self._change_channel(channel.tenant_id, channel.id, record)
+            changed += after.revision != channel.revision
+        return changed
 
     # --- token lifecycle --------------------------------------------------------------------------
 

@@ -475,6 +475,28 @@ class MessagingLimitChanged(Event):
         return self.business_account_id
 
 
+class NumberThroughputChanged(Event):
+    """The provider changed a business number's throughput level (WhatsApp's
+    ``phone_number_quality_update`` with a throughput event)."""
+
+    event_type: ClassVar[str] = "parley.number_throughput.changed.v1"
+    topic: ClassVar[topics.TopicSpec] = topics.MESSAGES_INBOUND
+
+    event_id: str = Field(description="Deterministic: account, number, event and time.")
+    tenant_id: str
+    business_account_id: str = Field(description="The WhatsApp Business Account of the number.")
+    display_phone_number: str = Field(
+        description="The number as the provider names it in this webhook (not its id).",
+        examples=["15550783881"],
+    )
+    event: str = Field(description="The provider's name of the change.", examples=["THROUGHPUT_UPGRADE"])
+    provider_timestamp: datetime
+    delivery_id: str
+
+    def key(self) -> str:
+        return self.business_account_id
+
+
 # --- onboarding ---------------------------------------------------------------------------
 
 
@@ -1080,6 +1102,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     HandoverReceived,
     TemplateStatusChanged,
     MessagingLimitChanged,
+    NumberThroughputChanged,
     ChannelSnapshot,
     ChannelConnected,
     ChannelSettingsChanged,

@@ -220,6 +220,16 @@ class Channel:
         # the snapshot goes out too, so consumers see every revision
         return [self.snapshot(), ChannelTokenExpiring(**self._base(now, None), expires_at=expires)]
 
+    def record_throughput(self, level: str | None, coexistence: bool) -> list[Event]:
+        """The provider's word on how fast the number may send (WhatsApp): a new snapshot when it
+        changed, nothing otherwise."""
+        if (self.throughput_level, self.coexistence) == (level, coexistence):
+            return []
+        self.throughput_level = level
+        self.coexistence = coexistence
+        self.revision += 1
+        return [self.snapshot()]
+
     def require_reauth(self, code: int | None, subcode: int | None, at: datetime, reason: str) -> list[Event]:
         """The provider rejected the token: the channel waits for a reconnect (idempotent).
 

@@ -14,6 +14,7 @@ from parley_events import (
     ChannelSubscriptionRepaired,
     ChannelTemplateStatusChanged,
     ChannelTokenExpiring,
+    NumberThroughputChanged,
     TeamSnapshot,
     TemplateStatusChanged,
     WhatsAppStepChanged,
@@ -78,4 +79,20 @@ def onboarding_router(settings: OnboardingSettings, service: OnboardingService) 
         await service.on_template_status(update)
 
     acknowledge_other_types(reviews)
+
+    throughputs = router.subscriber(
+        topics.MESSAGES_INBOUND.name,
+        group_id=settings.group_id("onboarding-throughput"),
+        ack_policy=CONSUMER_ACK_POLICY,
+        auto_offset_reset="earliest",
+        title="number-throughput",
+        description="A WhatsApp number's throughput changed -> the channel's throughput read again.",
+    )
+
+    @throughputs(filter=of_type(NumberThroughputChanged))
+    async def refresh_number_throughput(update: NumberThroughputChanged) -> None:
+        """Read the business account's numbers' throughput again and record what changed."""
+        await service.on_number_throughput(update)
+
+    acknowledge_other_types(throughputs)
     return router

@@ -50,6 +50,7 @@ from parley_providers.inbound import (
     ParsedMessagingLimit,
     ParsedStatus,
     ParsedTemplateStatus,
+    ParsedThroughputChange,
     ParseResult,
     ResultBuilder,
     from_seconds,
@@ -115,9 +116,14 @@ def _change(
     if field == "message_template_status_update":
         return _template_status(entry, mapping(change.get("value"), "change value"))
     if isinstance(field, str) and field in LIMIT_FIELDS:  # a payload's field may be any JSON
-        limit = _messaging_limit(entry, mapping(change.get("value"), "change value"))
-        if limit is not None:
-            return ParseResult(limits=(limit,))
+        value = mapping(change.get("value"), "change value")
+        limit = _messaging_limit(entry, value)
+        throughput = _throughput_change(entry, value) if field == "phone_number_quality_update" else None
+        if limit is not None or throughput is not None:
+            return ParseResult(
+                limits=(limit,) if limit is not None else (),
+                throughputs=(throughput,) if throughput is not None else (),
+            )
     return ParseResult(skipped=(skip_kind("whatsapp", field),))
 
 
@@ -495,6 +501,25 @@ def _template_status(entry: Mapping[str, Any], value: Mapping[str, Any]) -> Pars
                 reason=None if reason in (None, "NONE") else reason,
             ),
         )
+    )
+
+
+# --- throughput -----------------------------------------------------------------------------
+
+
+def _throughput_change(entry: Mapping[str, Any], value: Mapping[str, Any]) -> ParsedThroughputChange | None:
+    """A number's throughput level changed (``event`` ``THROUGHPUT_UPGRADE``, or another
+    ``THROUGHPUT_`` event), named by its display phone number; None for the other events."""
+    event = optional_str(value, "event")
+    if event is None or not event.startswith("THROUGHPUT"):
+        return None
+    if entry.get("time") is None:
+        raise MalformedPayload("throughput update has no entry time")
+    return ParsedThroughputChange(
+        business_account_id=require_str(entry, "id"),
+        display_phone_number=require_str(value, "display_phone_number"),
+        event=event,
+        provider_timestamp=from_seconds(entry["time"]),
     )
 
 
