@@ -2,7 +2,8 @@
 sandbox: Meta's signed webhooks go through ingest and the normalizer; a ``control_taken``
 handover (another responder took the thread) reaches routing as the same handover event
 Messenger's give, and policy then refuses a reply and the typing indicator with
-NOT_THREAD_OWNER; a ``control_passed`` handover gives the thread back and the reply goes out."""
+NOT_THREAD_OWNER; a ``control_passed`` handover gives the thread back and the reply goes out; an
+agent then takes and releases the thread through policy's API (WhatsApp's thread control API)."""
 
 from __future__ import annotations
 
@@ -174,3 +175,17 @@ async def test_a_thread_taken_on_whatsapp_refuses_replies_until_it_is_passed_bac
 
         [delivered] = await eventually(sent)
         assert delivered["body"]["to"] == CUSTOMER
+
+        # an agent takes the thread through policy (WhatsApp's thread control API), then releases it
+        taken_by_agent = await stack.api.post(
+            f"/v1/conversations/{conversation}/thread-control:take", headers=auth("ana")
+        )
+        assert taken_by_agent.status_code == 200, taken_by_agent.text
+        number = stack.sandbox.state.whatsapp_numbers[NUMBER]
+        assert number.thread_owners == {CUSTOMER: stack.sandbox.state.meta_app_id}
+        released = await stack.api.post(
+            f"/v1/conversations/{conversation}/thread-control:release", headers=auth("ana")
+        )
+        assert released.status_code == 200, released.text
+        assert released.json() == {"conversation_id": conversation, "parley_active": False}
+        assert number.thread_owners == {}

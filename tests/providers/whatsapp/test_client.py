@@ -234,6 +234,12 @@ CALLS = [
         lambda g, n, t: g.whatsapp_phone_number_throughput(n.id, t),
     ),
     CloudCall(
+        "whatsapp_thread_control",
+        "POST",
+        "/thread_control",
+        lambda g, n, t: g.whatsapp_thread_control(n.id, t, {"action": "take", "to": "15557654321"}),
+    ),
+    CloudCall(
         "whatsapp_request_code",
         "POST",
         "/request_code",

@@ -246,6 +246,7 @@ class _Admin:
             enforce_window=_flag(data, "enforce_window"),
             throughput_level=_opt_str(data, "throughput_level") or "STANDARD",
             on_biz_app=_flag(data, "on_biz_app"),
+            escalation_partner=_flag(data, "escalation_partner", default=True),
         )
         token = self.state.tokens.get(number.token)
         if token is None:

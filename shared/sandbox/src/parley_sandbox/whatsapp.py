@@ -218,6 +218,35 @@ class WhatsAppApi(MetaApi):
             )
         return Reply({"success": True})
 
+    def whatsapp_thread_control(self, call: Incoming) -> Reply:
+        """``POST /{phone-number-id}/thread_control`` (Conversation Routing): ``take`` makes this
+        app the customer's thread owner (the number's escalation partner only), ``release`` gives
+        it up (its owner only); the customer is ``to`` (phone) or ``recipient`` (BSUID)."""
+        number = self.whatsapp_context(call)
+        params = call.params
+        if params.get("messaging_product") != "whatsapp":
+            raise _param_required("messaging_product")
+        action = params.get("action")
+        if action not in ("take", "release"):
+            raise GraphFailure(400, 100, None, "(#100) Param action must be one of {take, release, pass}")
+        to, recipient = params.get("to"), params.get("recipient")
+        if isinstance(to, str) and _digits(to):
+            customer = _digits(to)
+        elif isinstance(recipient, str) and _BSUID.fullmatch(recipient):
+            customer = recipient
+        else:
+            raise _param_required("to")
+        app = self.state.meta_app_id
+        if action == "take":
+            if not number.escalation_partner:
+                raise GraphFailure(400, 100, None, "(#100) Only the escalation partner can take a thread")
+            number.thread_owners[customer] = app
+        elif number.thread_owners.get(customer) == app:
+            del number.thread_owners[customer]
+        else:
+            raise GraphFailure(400, 100, None, "(#100) This app is not the thread's active responder")
+        return Reply({"messaging_product": "whatsapp"})
+
     def request_code(self, call: Incoming) -> Reply:
         number = self.whatsapp_context(call)
         if call.params.get("code_method") not in ("SMS", "VOICE"):

@@ -313,6 +313,23 @@ class GraphClient:
             phone_number_id, "messages", token, {"messaging_product": "whatsapp", **body}
         )
 
+    async def whatsapp_thread_control(self, phone_number_id: str, token: str, body: dict[str, Any]) -> None:
+        """Take or release a customer's thread on a number with several responders (WhatsApp
+        Conversation Routing's thread control API): ``POST /{phone-number-id}/thread_control``
+        with ``action`` (``take``, ``release``) and the customer in ``to`` (phone) or
+        ``recipient`` (business-scoped user id), answered ``{"messaging_product": "whatsapp"}``.
+        Only the number's escalation partner may take a thread; ``messaging_product`` is added
+        when absent."""
+        data = await self._call(
+            "POST",
+            f"{segment(phone_number_id)}/thread_control",
+            token=token,
+            json_body={"messaging_product": "whatsapp", **body},
+            provider="whatsapp",
+        )
+        if data.get("messaging_product") != "whatsapp":
+            raise ProviderError("whatsapp", 200, None, None, "thread_control was not confirmed")
+
     async def _whatsapp_success(
         self, phone_number_id: str, action: str, token: str, body: dict[str, Any]
     ) -> None:
