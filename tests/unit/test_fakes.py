@@ -23,6 +23,8 @@ from parley_providers.base import (
 from parley_providers.meta.connect import MetaConnector, MetaInstagramConnector
 from parley_providers.whatsapp.connect import WhatsAppConnector
 from parley_providers.x.connect import XConnector
+from parley_reports.adapters.postgres import PostgresReportStore
+from parley_reports.adapters.stores import MongoReportStore, ReportStore
 from parley_routing.adapters.postgres import PostgresConversationRepository
 from parley_routing.adapters.stores import ConversationRepository, MongoConversationRepository
 from parley_routing.service import ChannelRoles
@@ -37,6 +39,7 @@ from tests.support.fakes.onboarding import (
     FakePageConnector,
 )
 from tests.support.fakes.policy import FakeCredentials, FakePolicyStore, FakeTemplates
+from tests.support.fakes.reports import FakeReportStore
 from tests.support.fakes.routing import FakeChannelRoles, FakeRepository
 
 pytestmark = pytest.mark.unit
@@ -61,6 +64,8 @@ PORTS = [
     (TemplatesPort, FakeTemplates, PostgresPolicyTemplates),
     (CredentialStore, FakeCredentials, MongoCredentialStore),
     (CredentialStore, FakeCredentials, PostgresCredentialStore),
+    (ReportStore, FakeReportStore, MongoReportStore),
+    (ReportStore, FakeReportStore, PostgresReportStore),
 ]
 
 

@@ -107,6 +107,7 @@ def build_normalizer(settings: NormalizerSettings, adapters: NormalizerAdapters)
         settings.channel_catch_up_timeout_s,
         RecentIds(settings.dedupe_window),
         adapters.aliases,
+        own_app_ids=settings.own_app_ids(),
     )
     return NormalizerWiring(
         normalizer=normalizer,

@@ -77,8 +77,12 @@ class Normalizer:
         recent: RecentIds,
         aliases: CustomerAliases,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        own_app_ids: frozenset[str] = frozenset(),
     ) -> None:
         self.directory = directory
+        # Parley's own app ids: a handover naming one is Parley's own take or pass (Meta tells
+        # every subscribed app of a take), not another app's
+        self.own_app_ids = own_app_ids
         self.aliases = aliases
         self.publish = publish
         self.catch_up_s = catch_up_s
@@ -155,7 +159,7 @@ class Normalizer:
                     root = self.aliases.root(channel.channel_id, handover.conversation_key)
                     if root is not None:
                         handover = dataclasses.replace(handover, conversation_key=root)
-                control = handover_event(handover, channel, raw.delivery_id)
+                control = handover_event(handover.seen_by(self.own_app_ids), channel, raw.delivery_id)
                 await self.emit(control, control.event_id, handover.provider.value)
         for template in result.templates:
             channel = await self.channel(
