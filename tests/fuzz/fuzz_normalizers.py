@@ -64,6 +64,7 @@ with atheris.instrument_imports(include=["parley_ingest", "parley_events", "parl
         MessageReceived,
         MessageStatusChanged,
         MessagingLimitChanged,
+        NumberThroughputChanged,
         Provider,
         TemplateStatusChanged,
         WebhookReceived,
@@ -437,7 +438,8 @@ def check_event(event: Event, record: WebhookReceived) -> None:
         | MessageStatusChanged
         | HandoverReceived
         | TemplateStatusChanged
-        | MessagingLimitChanged,
+        | MessagingLimitChanged
+        | NumberThroughputChanged,
     ), event
     assert event.delivery_id == record.delivery_id
     assert event.provider_timestamp.utcoffset() == timedelta(0), event.provider_timestamp

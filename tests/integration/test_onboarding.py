@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from parley_events import Provider, topics
+from parley_events import NumberThroughputChanged, Provider, topics
 from parley_onboarding.adapters.stores import SEALED_FIELDS
 from parley_onboarding.domain.channels import channel_id_for
 from parley_onboarding.domain.whatsapp import OPERATOR_STEPS
@@ -31,6 +31,7 @@ from parley_shared.vault import TokenVault, parse_keys
 from pydantic import SecretStr
 
 from tests.conftest import Infra
+from tests.support.kafka import eventually, publish_events
 from tests.support.onboarding import (
     ADMIN,
     OPERATOR,
@@ -434,6 +435,54 @@ async def test_an_activated_whatsapp_number_is_registered_for_messaging(stack: S
     await wa.step("request-code")
     assert (await wa.step("verify-code", {"code": await last_code(stack)}))["step"] == "activated"
     assert (await stack.sandbox_admin("GET", f"/whatsapp/numbers/{PHONE_ID}"))["registered"] is True
+
+
+async def test_an_activated_number_records_its_throughput_and_coexistence_for_policy(stack: Stack) -> None:
+    token = f"wa-system-user-{secrets.token_hex(24)}"
+    await stack.sandbox_admin(
+        "POST",
+        "/whatsapp/numbers",
+        {"phone_number_id": PHONE_ID, "waba_id": WABA_ID, "token": token, "on_biz_app": True},
+    )
+    wa = await WhatsApp.start(stack)
+    await wa.to_business_verified(token)
+    await wa.step("request-code")
+    assert (await wa.step("verify-code", {"code": await last_code(stack)}))["step"] == "activated"
+
+    [read] = [r for r in stack.recorder.matching(f"/{PHONE_ID}") if r.method == "GET"]
+    assert "fields=throughput%2Cis_on_biz_app" in read.query
+    [snapshot] = of_type(await stack.events(topics.CHANNELS), SNAPSHOT)
+    assert (snapshot["throughput_level"], snapshot["coexistence"]) == ("STANDARD", True)
+
+
+async def test_a_throughput_upgrade_webhook_has_the_numbers_throughput_read_again(stack: Stack) -> None:
+    token = await whatsapp_number(stack)
+    wa = await WhatsApp.start(stack)
+    await wa.to_business_verified(token)
+    await wa.step("request-code")
+    await wa.step("verify-code", {"code": await last_code(stack)})
+    [before] = of_type(await stack.events(topics.CHANNELS), SNAPSHOT)
+    assert before["throughput_level"] == "STANDARD"
+
+    stack.sandbox.whatsapp_numbers[PHONE_ID].throughput_level = "HIGH"  # Meta upgraded the number
+    upgrade = NumberThroughputChanged(
+        event_id="thr_test",
+        tenant_id=TENANT,
+        business_account_id=WABA_ID,
+        display_phone_number="15550100000",
+        event="THROUGHPUT_UPGRADE",
+        provider_timestamp=datetime.now(UTC),
+        delivery_id="d-thr",
+    )
+    await publish_events(stack.infra.kafka, stack.namespace, upgrade)
+
+    async def upgraded() -> dict[str, Any] | None:
+        snapshots = of_type(await stack.events(topics.CHANNELS), SNAPSHOT)
+        return snapshots[-1] if snapshots[-1]["throughput_level"] == "HIGH" else None
+
+    after = await eventually(upgraded)
+    assert after["revision"] == before["revision"] + 1
+    assert after["coexistence"] is False
 
 
 async def test_whatsapp_code_wrong_expired_resent_too_soon_and_too_many_attempts(stack: Stack) -> None:

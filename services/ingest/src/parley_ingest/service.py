@@ -38,6 +38,7 @@ from parley_ingest.domain.normalize import (
     resolve,
     status_event,
     template_event,
+    throughput_event,
 )
 
 log = get_logger(__name__)
@@ -152,6 +153,12 @@ class Normalizer:
         for handover in result.handovers:
             channel = await self.channel(self.directory.lookup, handover.provider, handover.account_id)
             if channel is not None:
+                if handover.provider is Provider.WHATSAPP:
+                    # a WhatsApp customer known by several identifiers has one conversation
+                    await self.aliases.loaded.wait()
+                    root = self.aliases.root(channel.channel_id, handover.conversation_key)
+                    if root is not None:
+                        handover = dataclasses.replace(handover, conversation_key=root)
                 control = handover_event(handover.seen_by(self.own_app_ids), channel, raw.delivery_id)
                 await self.emit(control, control.event_id, handover.provider.value)
         for template in result.templates:
@@ -168,6 +175,13 @@ class Normalizer:
             if channel is not None:
                 changed = limit_event(limit, channel.tenant_id, raw.delivery_id)
                 await self.emit(changed, changed.event_id, Provider.WHATSAPP.value)
+        for throughput in result.throughputs:
+            channel = await self.channel(
+                self.directory.lookup_business, Provider.WHATSAPP, throughput.business_account_id
+            )
+            if channel is not None:
+                upgraded = throughput_event(throughput, channel.tenant_id, raw.delivery_id)
+                await self.emit(upgraded, upgraded.event_id, Provider.WHATSAPP.value)
         self.count_charge(raw, payload)
         return result.failures
 

@@ -23,6 +23,7 @@ from parley_events import (
     ChannelSubscriptionLost,
     ChannelTemplateStatusChanged,
     Event,
+    NumberThroughputChanged,
     Provider,
     TeamSnapshot,
     TemplateStatusChanged,
@@ -36,12 +37,14 @@ from parley_providers.base import (
     LoginConnector,
     LoginSubscriptionCheck,
     NumberConnector,
+    NumberThroughput,
     PageConnector,
     RefreshStep,
     RotatingGrant,
     SubscriptionCheck,
     SubscriptionKeeper,
     SubscriptionOutcome,
+    ThroughputCheck,
     TokenCheck,
 )
 from parley_shared.channels import CLAIMING_STATUSES
@@ -195,9 +198,11 @@ class OnboardingService:
         business_account_id: str | None = None,
         connect_path: str | None = None,
         x_api: str | None = None,
+        throughput: NumberThroughput | None = None,
     ) -> Channel:
         """Connect a new channel, or reconnect the existing one for the same account (a reconnect
-        may change how it is connected: ``connect_path``)."""
+        may change how it is connected: ``connect_path``; a WhatsApp number's ``throughput``, when
+        read, is recorded on it)."""
         now = self.clock()
         channel_id = channel_id_for(tenant_id, provider, account_id)
         await self._claim_account(tenant_id, provider, account_id)
@@ -225,6 +230,11 @@ class OnboardingService:
                     channel.connect_path = connect_path
                     channel.business_account_id = business_account_id
                 events = channel.reconnect(actor_id or "system", now, expires, scopes)
+            if throughput is not None:
+                channel.throughput_level = throughput.level
+                channel.coexistence = throughput.coexistence
+                # the snapshot Channel.connect or reconnect built predates these fields
+                events = [channel.snapshot() if isinstance(e, ChannelSnapshot) else e for e in events]
             try:
                 await self.stores.save_channel(channel)
             except VersionConflict:
@@ -1120,6 +1130,7 @@ class OnboardingService:
         pin = pin_given or f"{secrets.randbelow(10**digits):0{digits}d}"
         await numbers.register(onboarding.phone_number_id, token, pin)
         await self.stores.save_whatsapp_pin(onboarding.id, pin)
+        throughput = await self._number_throughput(numbers, onboarding.phone_number_id, token)
         channel = await self._upsert_connected(
             tenant_id=onboarding.tenant_id,
             provider=Provider.WHATSAPP,
@@ -1128,10 +1139,28 @@ class OnboardingService:
             credential=Credential("", token, None),
             display_name=onboarding.display_name,
             business_account_id=onboarding.waba_id,
+            throughput=throughput,
         )
         activated = onboarding.activated(channel.id, actor_id, now)
         await self._save_step(onboarding, activated)
         return onboarding
+
+    @staticmethod
+    async def _number_throughput(
+        numbers: NumberConnector, number_id: str, token: str
+    ) -> NumberThroughput | None:
+        """The number's throughput level and coexistence (policy's send rate for it); None when
+        the connector cannot tell or the provider would not say: the number is connected anyway
+        and sends at the provider's default rate."""
+        if not isinstance(numbers, ThroughputCheck):
+            return None
+        try:
+            return await numbers.throughput(number_id, token)
+        except ProviderError as exc:
+            log.warning(
+                "could not read the number's throughput", number_id=number_id, error_kind=exc.kind.value
+            )
+            return None
 
     async def _code_rejected(self, onboarding: WhatsAppOnboarding, attempt: int) -> int:
         """Record a wrong code under the attempt number claimed for it; the attempts left."""
@@ -1165,6 +1194,35 @@ class OnboardingService:
                 ),
                 f"tplch_{channel.id}_{update.event_id}",
             )
+
+    async def on_number_throughput(self, update: NumberThroughputChanged) -> int:
+        """Meta changed a number's throughput: read it again for the tenant's active numbers of
+        that business account (the webhook names the number by its display number, which Parley
+        does not keep) and record it where it changed; how many channels changed."""
+        numbers = self.connectors.get(Provider.WHATSAPP)
+        if not isinstance(numbers, NumberConnector) or not isinstance(numbers, ThroughputCheck):
+            return 0  # WhatsApp not configured here, or its connector cannot tell
+        changed = 0
+        channels = await self.stores.channels_of_business_account(
+            update.tenant_id, Provider.WHATSAPP, update.business_account_id
+        )
+        for channel in channels:
+            credential = await self.stores.credential(channel.id)
+            if channel.status is not ChannelStatus.ACTIVE or credential is None:
+                continue
+            throughput = await self._number_throughput(numbers, channel.account_id, credential.access_token)
+            if throughput is None:
+                continue
+            level, coexistence = throughput.level, throughput.coexistence
+
+            def record(
+                current: Channel, level: str | None = level, shared: bool = coexistence
+            ) -> list[Event]:
+                return current.record_throughput(level, shared)
+
+            after = await self._change_channel(channel.tenant_id, channel.id, record)
+            changed += after.revision != channel.revision
+        return changed
 
     # --- token lifecycle --------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ from parley_events import (
     ProviderError as ProviderErrorModel,
 )
 from parley_providers import ErrorKind, ProviderError, registry
-from parley_providers.base import Sender, ThreadControl, ThreadRef
+from parley_providers.base import ReadReceipts, ReadRef, Sender, ThreadControl, ThreadRef
 from parley_shared.logging import get_logger, redact_value
 from parley_shared.vault import Credential, CredentialStore
 
@@ -57,13 +57,13 @@ from parley_policy.domain.decision import (
 )
 from parley_policy.domain.retry import RetryBudget
 from parley_policy.domain.rules import (
+    account_send_rate,
     business_scope,
     messaging_limit,
     messaging_limit_period,
     messaging_limit_scope,
     rule_for,
     rules,
-    send_rate,
 )
 
 Publish = Callable[[Event, str], Awaitable[None]]
@@ -127,6 +127,27 @@ ChangeThreadControl = Callable[[str, ThreadRef, bool], Awaitable[None]]
 """Take (True) or release (False) a thread for a channel: the delivery side's call."""
 
 
+class ReadForbidden(PermissionError):
+    """Viewers may not mark messages read or show typing; Contributors and Supervisors may."""
+
+
+class ReadReceiptsUnsupported(LookupError):
+    """The conversation's provider takes no read receipts from the business (or its channel has
+    no token)."""
+
+
+class NothingToRead(LookupError):
+    """The conversation has no customer message to mark as read."""
+
+
+class NotThreadOwner(PermissionError):
+    """Another responder answers the thread (Conversation Routing): Parley may not show typing."""
+
+
+SendReadReceipt = Callable[[str, ReadRef, bool], Awaitable[None]]
+"""Mark a customer's message read for a channel, with the typing indicator (True) or without."""
+
+
 class PolicyService:
     """Everything policy does, independent of HTTP and Kafka."""
 
@@ -141,16 +162,19 @@ class PolicyService:
         whatsapp_throughput: int | None = None,
         messaging_tier: int = 0,
         change_thread_control: ChangeThreadControl | None = None,
+        send_read_receipt: SendReadReceipt | None = None,
     ) -> None:
         self.change_thread_control = change_thread_control
+        self.send_read_receipt = send_read_receipt
         self.store = store
         self.channels = channels
         self.role_of = role_of
         self.templates = templates
         self.publish = publish
         self.clock = clock
-        # unset: WhatsApp's default throughput per number (its rules row)
-        self.whatsapp_throughput = whatsapp_throughput or send_rate(Provider.WHATSAPP) or 1
+        # a deployment's ceiling on every WhatsApp number's rate (unset: each number's own, from
+        # its throughput level and coexistence)
+        self.whatsapp_throughput = whatsapp_throughput
         self.messaging_tier = messaging_tier
         self._slot_hint: dict[str, int] = {}
         self._full: dict[str, int] = {}  # key -> the window found full
@@ -215,6 +239,30 @@ class PolicyService:
         )
         await self.publish(event, event.event_id)
         return take
+
+    async def mark_read(
+        self, tenant_id: str, user_id: str, is_admin: bool, conversation_id: str, typing: bool
+    ) -> str:
+        """Mark the conversation's last customer message as read with the provider (which marks
+        the earlier ones too) and, with ``typing``, show the customer a typing indicator; the
+        message's provider id. Role-gated like replies (Contributor or higher); typing announces a
+        reply, so it is refused where another responder answers the thread (``NOT_THREAD_OWNER``)."""
+        doc, _ = await self._context(tenant_id, conversation_id)
+        role = self._role(tenant_id, user_id, is_admin, doc["channel_id"])
+        if role is None:
+            raise ConversationUnknown(conversation_id)  # invisible to this user
+        if role.rank < ChannelRole.CONTRIBUTOR.rank:
+            raise ReadForbidden(conversation_id)
+        if self.send_read_receipt is None:
+            raise ReadReceiptsUnsupported(conversation_id)
+        message_id = doc.get("last_customer_message_id")
+        if not message_id:
+            raise NothingToRead(conversation_id)
+        if typing and not await self.store.parley_active(conversation_id):
+            raise NotThreadOwner(conversation_id)
+        message = ReadRef(Provider(doc["provider"]), doc["account_id"], message_id)
+        await self.send_read_receipt(doc["channel_id"], message, typing)  # ProviderError propagates
+        return str(message_id)
 
     # --- deciding ------------------------------------------------------------------------------
 
@@ -334,7 +382,7 @@ class PolicyService:
         outside = decision.window_closes_at is None or now > decision.window_closes_at
         business_initiated = decision.approved and decision.messaging_type == "TEMPLATE" and outside
         if decision.approved:
-            limited_by = await self._rate_check(doc, request)
+            limited_by = await self._rate_check(doc, channel, request)
             if limited_by is not None:
                 retry_after, why = limited_by
                 # not recorded under the key: the same request may be retried after Retry-After
@@ -510,13 +558,17 @@ class PolicyService:
             ),
         )
 
-    async def _rate_check(self, doc: dict[str, Any], request: ReplyRequest) -> tuple[float, str] | None:
+    async def _rate_check(
+        self, doc: dict[str, Any], channel: ChannelSnapshot | None, request: ReplyRequest
+    ) -> tuple[float, str] | None:
         """The provider's rates for this kind of reply, per account (the channel), shared by every
-        policy replica through the store: the second's budget, then the hour's where the provider
-        counts per hour (Meta's private replies). The wait and the reason when one is used up."""
+        policy replica through the store: the second's budget (a WhatsApp number's own throughput),
+        then the hour's where the provider counts per hour (Meta's private replies). The wait and
+        the reason when one is used up."""
         provider = Provider(doc["provider"])
         rule = rule_for(provider, request.kind)
-        limit = self.whatsapp_throughput if provider is Provider.WHATSAPP else rule.rate_per_second
+        ceiling = self.whatsapp_throughput if provider is Provider.WHATSAPP else None
+        limit = account_send_rate(provider, request.kind, channel, ceiling)
         now = self.clock().timestamp()
         channel_id = doc["channel_id"]
         if limit is not None:
@@ -855,6 +907,15 @@ class Delivery:
             await sender.take_thread_control(thread, credential.access_token)
         else:
             await sender.release_thread_control(thread, credential.access_token)
+
+    async def send_read_receipt(self, channel_id: str, message: ReadRef, typing: bool) -> None:
+        """Mark a customer's message read (and show typing) with the channel's token, through its
+        provider's sender."""
+        sender = self.senders.get(message.provider)
+        credential = await self.credentials.get(channel_id)
+        if not isinstance(sender, ReadReceipts) or credential is None:
+            raise ReadReceiptsUnsupported(channel_id)
+        await sender.mark_read(message, credential.access_token, typing)
 
     async def _send(self, reply: ReplyApproved, token: str) -> str:
         """Hand the reply to its provider's sender (from the registry's plugins)."""

@@ -475,6 +475,28 @@ class MessagingLimitChanged(Event):
         return self.business_account_id
 
 
+class NumberThroughputChanged(Event):
+    """The provider changed a business number's throughput level (WhatsApp's
+    ``phone_number_quality_update`` with a throughput event)."""
+
+    event_type: ClassVar[str] = "parley.number_throughput.changed.v1"
+    topic: ClassVar[topics.TopicSpec] = topics.MESSAGES_INBOUND
+
+    event_id: str = Field(description="Deterministic: account, number, event and time.")
+    tenant_id: str
+    business_account_id: str = Field(description="The WhatsApp Business Account of the number.")
+    display_phone_number: str = Field(
+        description="The number as the provider names it in this webhook (not its id).",
+        examples=["15550783881"],
+    )
+    event: str = Field(description="The provider's name of the change.", examples=["THROUGHPUT_UPGRADE"])
+    provider_timestamp: datetime
+    delivery_id: str
+
+    def key(self) -> str:
+        return self.business_account_id
+
+
 # --- onboarding ---------------------------------------------------------------------------
 
 
@@ -554,6 +576,19 @@ class ChannelSnapshot(Event):
     )
     text_limit: int | None = Field(
         default=None, ge=1, description="A stricter per-channel text limit than the provider's."
+    )
+    throughput_level: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Since 2026-11. WhatsApp: the number's throughput level as Meta names it "
+        "(`STANDARD`, 80 messages/s; `HIGH`, 1,000 after Meta's upgrade); null: not read, the "
+        "provider's default applies.",
+        examples=["STANDARD", "HIGH"],
+    )
+    coexistence: bool = Field(
+        default=False,
+        description="Since 2026-11. WhatsApp: the number is also used in the WhatsApp Business app "
+        "(coexistence), which fixes its throughput at 20 messages/s.",
     )
 
     def key(self) -> str:
@@ -1078,6 +1113,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     HandoverReceived,
     TemplateStatusChanged,
     MessagingLimitChanged,
+    NumberThroughputChanged,
     ChannelSnapshot,
     ChannelConnected,
     ChannelSettingsChanged,

@@ -117,6 +117,23 @@ class ThreadControl(Protocol):
     async def release_thread_control(self, thread: ThreadRef, token: str) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ReadRef:
+    """The customer message a read receipt is about: the channel's account and the message's id."""
+
+    provider: Provider
+    account_id: str
+    message_id: str
+
+
+@runtime_checkable
+class ReadReceipts(Protocol):
+    """A sender whose provider lets the business mark a customer's message as read and, in the
+    same call, show a typing indicator (WhatsApp's Cloud API); raises ProviderError."""
+
+    async def mark_read(self, message: ReadRef, token: str, typing: bool) -> None: ...
+
+
 @dataclass(frozen=True)
 class ApiVersionStatus:
     """The provider API version a process is configured to call, and how long the provider keeps
@@ -404,6 +421,22 @@ class NumberConnector(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class NumberThroughput:
+    """How fast a business number may send, in the provider's words: its throughput level and
+    whether another client shares the number (WhatsApp's coexistence with the Business app)."""
+
+    level: str | None
+    coexistence: bool
+
+
+@runtime_checkable
+class ThroughputCheck(Protocol):
+    """A number connector that can read a number's throughput (WhatsApp's); raises ProviderError."""
+
+    async def throughput(self, number_id: str, token: str) -> NumberThroughput: ...
+
+
 Connector = PageConnector | AccountConnector | NumberConnector | LoginConnector
 """A provider's connect flow; a connector may also be a :class:`TokenCheck` and a
 :class:`SubscriptionCheck`."""
@@ -455,3 +488,7 @@ class ProviderPlugin:
     """What the provider bills for one delivery to this plugin's webhook (None: not billed per event)."""
     reply_charge: Callable[[str, str], Charge | None] | None = None
     """What the provider bills for sending one reply of a kind with a text (None: not billed per send)."""
+    account_send_rate: Callable[[str | None, bool], int] | None = None
+    """An account's sends per second from its throughput level and whether it is in coexistence
+    with another client of the provider (WhatsApp's numbers); None: every account has the rules
+    row's rate."""

@@ -121,6 +121,16 @@ class ParsedTemplateStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ParsedThroughputChange:
+    """A business number's throughput level changed (WhatsApp), named by its display number."""
+
+    business_account_id: str
+    display_phone_number: str
+    event: str
+    provider_timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedMessagingLimit:
     """A business's messaging limit as the provider set it (WhatsApp, per business portfolio)."""
 
@@ -158,6 +168,7 @@ class ParseResult:
     failures: tuple[ItemFailure, ...] = ()
     limits: tuple[ParsedMessagingLimit, ...] = ()
     handovers: tuple[ParsedHandover, ...] = ()
+    throughputs: tuple[ParsedThroughputChange, ...] = ()
 
     def __add__(self, other: ParseResult) -> ParseResult:
         return ParseResult(
@@ -168,6 +179,7 @@ class ParseResult:
             self.failures + other.failures,
             self.limits + other.limits,
             self.handovers + other.handovers,
+            self.throughputs + other.throughputs,
         )
 
 
@@ -248,6 +260,7 @@ _NAMED = {
     "x.dm": ("welcome_message_rule", "welcome_message", "unknown"),
     # X Activity API event types Parley subscribes to but makes no message of, or that reach a
     # shared webhook from another subscription (docs.x.com/x-api/activity/introduction)
+    "whatsapp.handover": (),  # a messaging_handovers notification other than pass or take
     "x.activity": (
         "post.delete",
         "post.repost.create",
@@ -342,6 +355,8 @@ def check_times(result: ParseResult, now: datetime) -> None:
         check_time(limit.provider_timestamp, now)
     for handover in result.handovers:
         check_time(handover.provider_timestamp, now)
+    for throughput in result.throughputs:
+        check_time(throughput.provider_timestamp, now)
 
 
 class ResultBuilder:
@@ -359,6 +374,7 @@ class ResultBuilder:
         "_skipped",
         "_statuses",
         "_templates",
+        "_throughputs",
         "now",
     )
 
@@ -371,6 +387,7 @@ class ResultBuilder:
         self._failures: list[ItemFailure] = []
         self._limits: list[ParsedMessagingLimit] = []
         self._handovers: list[ParsedHandover] = []
+        self._throughputs: list[ParsedThroughputChange] = []
 
     def add(self, result: ParseResult) -> None:
         self._messages.extend(result.messages)
@@ -380,6 +397,7 @@ class ResultBuilder:
         self._failures.extend(result.failures)
         self._limits.extend(result.limits)
         self._handovers.extend(result.handovers)
+        self._throughputs.extend(result.throughputs)
 
     def skip(self, kind: str, count: int = 1) -> None:
         self._skipped.extend([kind] * count)
@@ -425,6 +443,7 @@ class ResultBuilder:
             tuple(self._failures),
             tuple(self._limits),
             tuple(self._handovers),
+            tuple(self._throughputs),
         )
 
 

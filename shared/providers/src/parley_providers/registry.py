@@ -109,6 +109,16 @@ def reply_charge(provider: Provider, kind: str, text: str) -> Charge | None:
     return plugin.reply_charge(kind, text) if plugin.reply_charge is not None else None
 
 
+def account_send_rate(provider: Provider, level: str | None, coexistence: bool) -> int | None:
+    """One account's sends per second where the provider sets it per account (WhatsApp's number
+    throughput); None where the provider has one rate for every account, or has no plugin."""
+    try:
+        plugin = plugin_for(provider)
+    except LookupError:
+        return None
+    return plugin.account_send_rate(level, coexistence) if plugin.account_send_rate is not None else None
+
+
 def reauth_reason(provider: Provider | str, code: int | None, subcode: int | None) -> str:
     """Why a reconnect is needed, in the words of the provider whose call was refused."""
     try:

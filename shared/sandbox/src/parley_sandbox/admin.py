@@ -262,6 +262,9 @@ class _Admin:
             registered=_flag(data, "registered"),
             pin=_opt_str(data, "pin"),
             enforce_window=_flag(data, "enforce_window"),
+            throughput_level=_opt_str(data, "throughput_level") or "STANDARD",
+            on_biz_app=_flag(data, "on_biz_app"),
+            escalation_partner=_flag(data, "escalation_partner", default=True),
         )
         token = self.state.tokens.get(number.token)
         if token is None:

@@ -273,12 +273,14 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         graph("/{node}/messages", api.messages, post, send=True),
         graph("/{node}/take_thread_control", api.thread_control, post),
         graph("/{node}/release_thread_control", api.thread_control, post),
+        graph("/{node}/thread_control", api.whatsapp_thread_control, post),
         graph("/{node}/comments", api.comments, post, send=True),
         graph("/{node}/replies", api.replies, post, send=True),
         graph("/{node}/phone_numbers", api.waba_phone_numbers, get),
         graph("/{node}/request_code", api.request_code, post),
         graph("/{node}/verify_code", api.verify_code, post),
         graph("/{node}/register", api.register, post),
+        graph("/{node}", api.whatsapp_phone_number, get),
         Route("/{path:path}", _not_found, methods=["GET", "POST", "DELETE", "PUT", "PATCH"]),
     ]
     app = Starlette(routes=routes)

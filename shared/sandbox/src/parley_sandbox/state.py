@@ -171,6 +171,10 @@ class WhatsAppNumber:
     last_code: str | None = None
     code_used: bool = False
     enforce_window: bool = False  # refuse non-template sends outside the window (131047)
+    throughput_level: str = "STANDARD"  # HIGH once Meta upgraded the number (1,000 messages/s)
+    on_biz_app: bool = False  # coexistence with the WhatsApp Business app (20 messages/s)
+    escalation_partner: bool = True  # this app may take threads (Conversation Routing)
+    thread_owners: dict[str, str] = field(default_factory=dict)  # customer -> app answering
 
 
 @dataclass

@@ -15,6 +15,7 @@ from parley_events import (
     MessageReceived,
     MessageStatusChanged,
     MessagingLimitChanged,
+    NumberThroughputChanged,
     TemplateStatusChanged,
     WebhookReceived,
     topics,
@@ -57,9 +58,10 @@ def normalizer_router(
         HandoverReceived,
         TemplateStatusChanged,
         MessagingLimitChanged,
+        NumberThroughputChanged,
         title="normalized-events",
-        description="One event per provider message, delivery receipt, handover, template review "
-        "or messaging limit update.",
+        description="One event per provider message, delivery receipt, handover, template review, "
+        "messaging limit update or number throughput change.",
     )
     publishes(
         router,

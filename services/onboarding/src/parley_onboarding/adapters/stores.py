@@ -48,6 +48,8 @@ def channel_to_doc(channel: Channel) -> dict[str, Any]:
         "expiry_warned_for": channel.expiry_warned_for,
         "connect_path": channel.connect_path,
         "subscription_gap": list(channel.subscription_gap),
+        "throughput_level": channel.throughput_level,
+        "coexistence": channel.coexistence,
     }
 
 
@@ -73,6 +75,8 @@ def channel_from_doc(doc: dict[str, Any]) -> Channel:
         expiry_warned_for=doc.get("expiry_warned_for"),
         connect_path=doc.get("connect_path"),
         subscription_gap=tuple(doc.get("subscription_gap") or ()),
+        throughput_level=doc.get("throughput_level"),
+        coexistence=bool(doc.get("coexistence", False)),
         revision=doc["version"],
     )
 

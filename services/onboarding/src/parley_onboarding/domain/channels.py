@@ -131,6 +131,10 @@ class Channel:
     subscription_gap: tuple[str, ...] = ()
     """What the last subscription check found missing and could not restore (announced once, on
     the change from complete; empty while the subscriptions are whole)."""
+    throughput_level: str | None = None
+    """WhatsApp: the number's throughput level as the provider last reported it (None: unknown)."""
+    coexistence: bool = False
+    """WhatsApp: the number is also used in the WhatsApp Business app."""
     revision: int = 0
 
     @classmethod
@@ -219,6 +223,16 @@ class Channel:
         # the snapshot goes out too, so consumers see every revision
         return [self.snapshot(), ChannelTokenExpiring(**self._base(now, None), expires_at=expires)]
 
+    def record_throughput(self, level: str | None, coexistence: bool) -> list[Event]:
+        """The provider's word on how fast the number may send (WhatsApp): a new snapshot when it
+        changed, nothing otherwise."""
+        if (self.throughput_level, self.coexistence) == (level, coexistence):
+            return []
+        self.throughput_level = level
+        self.coexistence = coexistence
+        self.revision += 1
+        return [self.snapshot()]
+
     def require_reauth(self, code: int | None, subcode: int | None, at: datetime, reason: str) -> list[Event]:
         """The provider rejected the token: the channel waits for a reconnect (idempotent).
 
@@ -284,6 +298,8 @@ class Channel:
             auto_ownership=self.settings.auto_ownership,
             business_account_id=self.business_account_id,
             connect_path=self.connect_path,
+            throughput_level=self.throughput_level,
+            coexistence=self.coexistence,
             revision=self.revision,
             auto_resolve_new_s=self.settings.auto_resolve_new_s,
             auto_resolve_pending_s=self.settings.auto_resolve_pending_s,

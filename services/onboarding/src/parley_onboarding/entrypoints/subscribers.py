@@ -15,6 +15,7 @@ from parley_events import (
     ChannelTemplateStatusChanged,
     ChannelTokenExpiring,
     ChannelTokenRefreshRequested,
+    NumberThroughputChanged,
     TeamSnapshot,
     TemplateStatusChanged,
     WhatsAppStepChanged,
@@ -97,4 +98,20 @@ def onboarding_router(settings: OnboardingSettings, service: OnboardingService) 
         await service.refresh_channel_token(request.channel_id)
 
     acknowledge_other_types(refresh_requests)
+
+    throughputs = router.subscriber(
+        topics.MESSAGES_INBOUND.name,
+        group_id=settings.group_id("onboarding-throughput"),
+        ack_policy=CONSUMER_ACK_POLICY,
+        auto_offset_reset="earliest",
+        title="number-throughput",
+        description="A WhatsApp number's throughput changed -> the channel's throughput read again.",
+    )
+
+    @throughputs(filter=of_type(NumberThroughputChanged))
+    async def refresh_number_throughput(update: NumberThroughputChanged) -> None:
+        """Read the business account's numbers' throughput again and record what changed."""
+        await service.on_number_throughput(update)
+
+    acknowledge_other_types(throughputs)
     return router

@@ -58,6 +58,10 @@ def inbound_document(doc: dict[str, Any], message: MessageReceived) -> tuple[dic
         "conversation_key": message.conversation_key,
         "recipient_id": recipient_id,
         "last_customer_message_at": message.provider_timestamp if newer else last,
+        # the message a read receipt (and typing indicator) names: the customer's latest
+        "last_customer_message_id": message.provider_message_id
+        if newer
+        else doc.get("last_customer_message_id"),
         "comments": comments,
         "mentions": mentions,
         "private_replied": doc.get("private_replied", []),

@@ -305,6 +305,31 @@ class GraphClient:
         first = messages[0] if isinstance(messages, list) and messages else None
         return require_str("whatsapp", 200, {"message": first}, "message", "id")
 
+    async def whatsapp_mark_read(self, phone_number_id: str, token: str, body: dict[str, Any]) -> None:
+        """Mark a received message as read (and show a typing indicator when the body asks):
+        ``POST /{phone-number-id}/messages`` with ``status: read``, answered ``{"success": true}``;
+        ``messaging_product`` is added when absent."""
+        await self._whatsapp_success(
+            phone_number_id, "messages", token, {"messaging_product": "whatsapp", **body}
+        )
+
+    async def whatsapp_thread_control(self, phone_number_id: str, token: str, body: dict[str, Any]) -> None:
+        """Take or release a customer's thread on a number with several responders (WhatsApp
+        Conversation Routing's thread control API): ``POST /{phone-number-id}/thread_control``
+        with ``action`` (``take``, ``release``) and the customer in ``to`` (phone) or
+        ``recipient`` (business-scoped user id), answered ``{"messaging_product": "whatsapp"}``.
+        Only the number's escalation partner may take a thread; ``messaging_product`` is added
+        when absent."""
+        data = await self._call(
+            "POST",
+            f"{segment(phone_number_id)}/thread_control",
+            token=token,
+            json_body={"messaging_product": "whatsapp", **body},
+            provider="whatsapp",
+        )
+        if data.get("messaging_product") != "whatsapp":
+            raise ProviderError("whatsapp", 200, None, None, "thread_control was not confirmed")
+
     async def _whatsapp_success(
         self, phone_number_id: str, action: str, token: str, body: dict[str, Any]
     ) -> None:
@@ -350,6 +375,27 @@ class GraphClient:
             if not isinstance(after, str) or not after or after == params.get("after"):
                 return numbers
             params = {**params, "after": after}
+
+    async def whatsapp_phone_number_throughput(
+        self, phone_number_id: str, token: str
+    ) -> tuple[str | None, bool]:
+        """A business number's throughput level and whether it is on the WhatsApp Business app too.
+
+        ``GET /{phone-number-id}?fields=throughput,is_on_biz_app``: ``throughput`` is
+        ``{"level": "STANDARD" | "HIGH"}`` (WhatsApp Business phone number reference; throughput);
+        ``is_on_biz_app`` is true for a number in coexistence. A field the answer leaves out reads
+        as unknown (None) or false.
+        """
+        data = await self._call(
+            "GET",
+            segment(phone_number_id),
+            token=token,
+            params={"fields": "throughput,is_on_biz_app"},
+            provider="whatsapp",
+        )
+        throughput = data.get("throughput")
+        level = throughput.get("level") if isinstance(throughput, dict) else None
+        return (level if isinstance(level, str) else None), data.get("is_on_biz_app") is True
 
     async def whatsapp_request_code(
         self, phone_number_id: str, token: str, method: str, language: str = "en_US"

@@ -26,6 +26,7 @@ from parley_ingest.domain.normalize.events import (
     message_event_id,
     status_event,
     template_event,
+    throughput_event,
 )
 
 
@@ -59,4 +60,5 @@ __all__ = [
     "resolve",
     "status_event",
     "template_event",
+    "throughput_event",
 ]

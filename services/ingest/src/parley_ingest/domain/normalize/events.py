@@ -11,6 +11,7 @@ from parley_events import (
     MessageReceived,
     MessageStatusChanged,
     MessagingLimitChanged,
+    NumberThroughputChanged,
     Provider,
     TemplateStatusChanged,
 )
@@ -20,6 +21,7 @@ from parley_providers.inbound import (
     ParsedMessagingLimit,
     ParsedStatus,
     ParsedTemplateStatus,
+    ParsedThroughputChange,
     digest,
 )
 
@@ -164,6 +166,27 @@ def limit_event(parsed: ParsedMessagingLimit, tenant_id: str, delivery_id: str) 
         business_account_id=parsed.business_account_id,
         tier=parsed.tier,
         messaging_limit=parsed.messaging_limit,
+        provider_timestamp=parsed.provider_timestamp,
+        delivery_id=delivery_id,
+    )
+
+
+def throughput_event(
+    parsed: ParsedThroughputChange, tenant_id: str, delivery_id: str
+) -> NumberThroughputChanged:
+    """A number's throughput changed, for the tenant that owns its WhatsApp Business Account."""
+    return NumberThroughputChanged(
+        event_id="thr_"
+        + digest(
+            parsed.business_account_id,
+            parsed.display_phone_number,
+            parsed.event,
+            parsed.provider_timestamp.isoformat(),
+        ),
+        tenant_id=tenant_id,
+        business_account_id=parsed.business_account_id,
+        display_phone_number=parsed.display_phone_number,
+        event=parsed.event,
         provider_timestamp=parsed.provider_timestamp,
         delivery_id=delivery_id,
     )
