@@ -861,6 +861,20 @@ async def test_fields_a_restore_does_not_bring_back_are_announced_lost() -> None
     [lost] = h.of(ChannelSubscriptionLost)
     assert (lost.channel_id, lost.missing, lost.reason) == (channel.id, ["feed"], "not_restored")
     assert h.of(ChannelSubscriptionRepaired) == []
+    # the gap is announced when it opens, not again at every hourly check while it lasts
+    assert await h.service.check_subscriptions() == 1
+    assert await h.service.check_subscriptions() == 1
+    assert len(h.of(ChannelSubscriptionLost)) == 1
+    assert (await h.service.channel(ACME, channel.id)).subscription_gap == ("feed",)
+    # an admin fixes it in Meta: the next check finds it whole and announces the gap closed, once
+    h.pages.stuck.discard(PAGE)
+    h.pages.dropped.pop(PAGE)
+    assert await h.service.check_subscriptions() == 0
+    [closed] = h.of(ChannelSubscriptionRepaired)
+    assert (closed.channel_id, closed.restored) == (channel.id, ["feed"])
+    assert await h.service.check_subscriptions() == 0
+    assert len(h.of(ChannelSubscriptionRepaired)) == 1
+    assert (await h.service.channel(ACME, channel.id)).subscription_gap == ()
 
 
 async def test_a_refused_token_loses_the_subscription_and_marks_the_channel_for_reconnect() -> None:

@@ -20,7 +20,6 @@ from typing import Any
 from parley_events import (
     ChannelSnapshot,
     ChannelStatus,
-    ChannelSubscriptionLost,
     ChannelTemplateStatusChanged,
     Event,
     NumberThroughputChanged,
@@ -1374,6 +1373,8 @@ class OnboardingService:
         try:
             missing = await checker.missing_subscriptions(account_id, token)
             if not missing:
+                # complete: a gap announced before (an admin fixed it in Meta) is announced closed
+                await self._subscriptions_found(channels, (), (), "", actor_id)
                 metrics.SUBSCRIPTION_CHECKS.labels(provider=provider, outcome="complete").inc()
                 return "complete", ()
             await checker.restore_subscriptions(account_id, token)
@@ -1392,46 +1393,55 @@ class OnboardingService:
                 ErrorKind.REAUTH_REQUIRED: "token_invalid",
                 ErrorKind.PERMISSION_MISSING: "permission_missing",
             }.get(exc.kind, "provider_refused")
-            await self._subscription_lost(channels, missing, reason, exc.code, exc.subcode, actor_id)
+            # the provider refused before saying what is missing: the gap is the whole subscription
+            await self._subscriptions_found(
+                channels, (), missing or ("unknown",), reason, actor_id, exc.code, exc.subcode
+            )
             if exc.kind is ErrorKind.REAUTH_REQUIRED:
                 for channel in channels:
                     await self.provider_rejected(channel.id, exc.code, exc.subcode)
             metrics.SUBSCRIPTION_CHECKS.labels(provider=provider, outcome="lost").inc()
             return "lost", missing
         if still:
-            await self._subscription_lost(channels, still, "not_restored", None, None, actor_id)
+            await self._subscriptions_found(channels, (), still, "not_restored", actor_id)
             metrics.SUBSCRIPTION_CHECKS.labels(provider=provider, outcome="lost").inc()
             return "lost", missing
-        now = self.clock()
-        for channel in channels:
-            event = channel.subscription_repaired(missing, now, actor_id)
-            await self.publish(event, event.event_id)
+        await self._subscriptions_found(channels, missing, (), "", actor_id)
         log.warning("webhook subscription repaired", account_id=account_id, restored=list(missing))
         metrics.SUBSCRIPTION_CHECKS.labels(provider=provider, outcome="repaired").inc()
         return "repaired", missing
 
-    async def _subscription_lost(
+    async def _subscriptions_found(
         self,
         channels: list[Channel],
+        restored: tuple[str, ...],
         missing: tuple[str, ...],
         reason: str,
-        code: int | None,
-        subcode: int | None,
         actor_id: str | None,
+        code: int | None = None,
+        subcode: int | None = None,
     ) -> None:
+        """Record on each channel what a check found: ``subscription_lost`` goes out when a gap
+        opens (not again every hour while it lasts), ``subscription_repaired`` for what was
+        restored and when a gap closes (the channel keeps the gap)."""
         now = self.clock()
+
+        def record(c: Channel) -> list[Event]:
+            return c.subscriptions_found(restored, missing, reason, now, actor_id, code, subcode)
+
         for channel in channels:
-            event: ChannelSubscriptionLost = channel.subscription_lost(
-                missing, reason, code, subcode, now, actor_id
+            try:
+                await self._change_channel(channel.tenant_id, channel.id, record)
+            except DomainError:
+                continue  # gone or changing meanwhile: the next check tells
+        if missing:
+            log.error(
+                "webhook subscription lost; an admin must act",
+                channels=[c.id for c in channels],
+                missing=list(missing),
+                reason=reason,
+                provider_code=code,
             )
-            await self.publish(event, event.event_id)
-        log.error(
-            "webhook subscription lost; an admin must act",
-            channels=[c.id for c in channels],
-            missing=list(missing),
-            reason=reason,
-            provider_code=code,
-        )
 
     # --- teams ------------------------------------------------------------------------------------
 

@@ -311,30 +311,6 @@ class Channel:
             text_limit=self.settings.text_limit,
         )
 
-    def subscription_repaired(
-        self, restored: tuple[str, ...], at: datetime, actor_id: str | None = None
-    ) -> ChannelSubscriptionRepaired:
-        """A check found the webhook subscription incomplete and restored it (no state changes)."""
-        return ChannelSubscriptionRepaired(**self._check_base(at, actor_id), restored=list(restored))
-
-    def subscription_lost(
-        self,
-        missing: tuple[str, ...],
-        reason: str,
-        code: int | None,
-        subcode: int | None,
-        at: datetime,
-        actor_id: str | None = None,
-    ) -> ChannelSubscriptionLost:
-        """A check found the webhook subscription incomplete and could not restore it."""
-        return ChannelSubscriptionLost(
-            **self._check_base(at, actor_id),
-            missing=list(missing),
-            reason=reason,
-            provider_code=code,
-            provider_subcode=subcode,
-        )
-
     def subscriptions_found(
         self,
         restored: tuple[str, ...],
@@ -342,8 +318,11 @@ class Channel:
         reason: str,
         at: datetime,
         actor_id: str | None = None,
+        code: int | None = None,
+        subcode: int | None = None,
     ) -> list[Event]:
-        """What a check of subscriptions Parley keeps per account (X's) found. ``subscription_lost``
+        """What a subscription check found (a Page's, an Instagram account's, an X handle's).
+        ``subscription_lost``
         goes out on the change from complete to a gap only (a check every hour during a gap
         announces nothing new); ``subscription_repaired`` for what a check restored, and when a
         gap announced before is closed."""
@@ -365,6 +344,8 @@ class Channel:
                     **{**self._base(at, actor_id), "event_id": f"sublost_{self.id}_{self.revision + 1}"},
                     missing=list(missing),
                     reason=reason,
+                    provider_code=code,
+                    provider_subcode=subcode,
                 )
             )
         if not events:
