@@ -1374,7 +1374,8 @@ class OnboardingService:
             missing = await checker.missing_subscriptions(account_id, token)
             if not missing:
                 # complete: a gap announced before (an admin fixed it in Meta) is announced closed
-                await self._subscriptions_found(channels, (), (), "", actor_id)
+                if any(c.subscription_gap for c in channels):  # else nothing to record: no write
+                    await self._subscriptions_found(channels, (), (), "", actor_id)
                 metrics.SUBSCRIPTION_CHECKS.labels(provider=provider, outcome="complete").inc()
                 return "complete", ()
             await checker.restore_subscriptions(account_id, token)
