@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from functools import partial
 from typing import Any
 
@@ -47,6 +48,46 @@ class ParsedMessage:
     """Conversation Routing: True when delivered while another app answers the thread (Meta's
     ``standby`` list), False when delivered to the thread's active responder (Meta's
     ``messaging`` list), None when the provider's delivery says nothing about it."""
+    fetch: ContentToFetch | None = None
+    """The delivery names the message by ids only (Instagram mentions): its text and author are
+    asked of the provider's API before it is published (the normalizer's content lookup)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContentToFetch:
+    """What to ask a provider's API for a message the webhook names by ids only.
+
+    ``kind`` is the provider's lookup (Meta: ``mentioned_media``, ``mentioned_comment``);
+    ``object_id`` the id it takes; ``media_id`` the media a mentioned comment is on.
+    """
+
+    kind: str
+    object_id: str
+    media_id: str | None = None
+
+
+class ChangeAction(StrEnum):
+    """What a customer did to a message they wrote before."""
+
+    EDITED = "edited"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedChange:
+    """A customer edited or removed a message (Page feed comments and posts): an event about the
+    message ``provider_message_id`` names, which Parley may or may not have received."""
+
+    provider: Provider
+    account_id: str
+    conversation_key: str
+    provider_message_id: str
+    action: ChangeAction
+    provider_timestamp: datetime
+    text: str | None = None
+    """The new text (edits)."""
+    author: Author | None = None
+    kind: MessageKind = MessageKind.COMMENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +178,7 @@ class ParseResult:
     failures: tuple[ItemFailure, ...] = ()
     limits: tuple[ParsedMessagingLimit, ...] = ()
     handovers: tuple[ParsedHandover, ...] = ()
+    changes: tuple[ParsedChange, ...] = ()
 
     def __add__(self, other: ParseResult) -> ParseResult:
         return ParseResult(
@@ -147,6 +189,7 @@ class ParseResult:
             self.failures + other.failures,
             self.limits + other.limits,
             self.handovers + other.handovers,
+            self.changes + other.changes,
         )
 
 
@@ -321,6 +364,8 @@ def check_times(result: ParseResult, now: datetime) -> None:
         check_time(limit.provider_timestamp, now)
     for handover in result.handovers:
         check_time(handover.provider_timestamp, now)
+    for change in result.changes:
+        check_time(change.provider_timestamp, now)
 
 
 class ResultBuilder:
@@ -331,6 +376,7 @@ class ResultBuilder:
     """
 
     __slots__ = (
+        "_changes",
         "_failures",
         "_handovers",
         "_limits",
@@ -350,6 +396,7 @@ class ResultBuilder:
         self._failures: list[ItemFailure] = []
         self._limits: list[ParsedMessagingLimit] = []
         self._handovers: list[ParsedHandover] = []
+        self._changes: list[ParsedChange] = []
 
     def add(self, result: ParseResult) -> None:
         self._messages.extend(result.messages)
@@ -359,6 +406,7 @@ class ResultBuilder:
         self._failures.extend(result.failures)
         self._limits.extend(result.limits)
         self._handovers.extend(result.handovers)
+        self._changes.extend(result.changes)
 
     def skip(self, kind: str, count: int = 1) -> None:
         self._skipped.extend([kind] * count)
@@ -404,6 +452,7 @@ class ResultBuilder:
             tuple(self._failures),
             tuple(self._limits),
             tuple(self._handovers),
+            tuple(self._changes),
         )
 
 

@@ -217,6 +217,8 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         _admin_route("/_sandbox/meta/users", admin.meta_users, post),
         _admin_route("/_sandbox/meta/codes", admin.meta_codes, post),
         _admin_route("/_sandbox/instagram/accounts", admin.instagram_accounts, post),
+        _admin_route("/_sandbox/instagram/mentions", admin.instagram_mentions, post),
+        _admin_route("/_sandbox/meta/deliver", admin.meta_deliver, post),
         _admin_route("/_sandbox/meta/tokens/{token}/revoke", admin.meta_revoke, post),
         _admin_route("/_sandbox/meta/users/{user_id}/permissions", admin.meta_permissions, post),
         _admin_route("/_sandbox/meta/users/{user_id}/deauthorize", admin.meta_deauthorize, post),
@@ -259,6 +261,7 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         instagram("/instagram/{version}/me/subscribed_apps", api.instagram_subscribe, post),
         instagram("/instagram/{version}/me/messages", api.instagram_send, post, send=True),
         instagram("/instagram/{version}/{node}/replies", api.instagram_comment_reply, post, send=True),
+        instagram("/instagram/{version}/{node}", api.instagram_user_fields, get),
         # Graph API
         graph("/oauth/access_token", api.oauth_access_token, get_post),
         graph("/debug_token", api.debug_token, get),
@@ -274,6 +277,8 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         graph("/{node}/request_code", api.request_code, post),
         graph("/{node}/verify_code", api.verify_code, post),
         graph("/{node}/register", api.register, post),
+        # an IG user's mentions (a single node: after every fixed one-segment path above)
+        graph("/{node}", api.ig_user_fields, get),
         Route("/{path:path}", _not_found, methods=["GET", "POST", "DELETE", "PUT", "PATCH"]),
     ]
     app = Starlette(routes=routes)

@@ -12,6 +12,8 @@ from faststream.kafka.annotations import KafkaMessage
 from parley_events import (
     CustomerAliasRecorded,
     HandoverReceived,
+    MessageDeleted,
+    MessageEdited,
     MessageReceived,
     MessageStatusChanged,
     MessagingLimitChanged,
@@ -53,13 +55,15 @@ def normalizer_router(
     publishes(
         router,
         MessageReceived,
+        MessageEdited,
+        MessageDeleted,
         MessageStatusChanged,
         HandoverReceived,
         TemplateStatusChanged,
         MessagingLimitChanged,
         title="normalized-events",
-        description="One event per provider message, delivery receipt, handover, template review "
-        "or messaging limit update.",
+        description="One event per provider message, edit or removal of a message, delivery "
+        "receipt, handover, template review or messaging limit update.",
     )
     publishes(
         router,
