@@ -13,6 +13,7 @@ from parley_policy.adapters.postgres import PostgresPolicyStore, PostgresPolicyT
 from parley_policy.adapters.stores import PolicyStore, PolicyStorePort, PolicyTemplates, TemplatesPort
 from parley_providers.base import (
     AccountConnector,
+    ContentLookup,
     LoginConnector,
     NumberConnector,
     PageConnector,
@@ -21,6 +22,7 @@ from parley_providers.base import (
     TokenCheck,
 )
 from parley_providers.meta.connect import MetaConnector, MetaInstagramConnector
+from parley_providers.meta.lookup import MentionLookup
 from parley_providers.whatsapp.connect import WhatsAppConnector
 from parley_providers.x.connect import XConnector
 from parley_routing.adapters.postgres import PostgresConversationRepository
@@ -29,6 +31,7 @@ from parley_routing.service import ChannelRoles
 from parley_shared.channels import DirectoryRoles
 from parley_shared.vault import CredentialStore, MongoCredentialStore, PostgresCredentialStore
 
+from tests.support.fakes.ingest import FakeContentLookup
 from tests.support.fakes.onboarding import (
     FakeAccountConnector,
     FakeInstagramConnector,
@@ -61,6 +64,7 @@ PORTS = [
     (TemplatesPort, FakeTemplates, PostgresPolicyTemplates),
     (CredentialStore, FakeCredentials, MongoCredentialStore),
     (CredentialStore, FakeCredentials, PostgresCredentialStore),
+    (ContentLookup, FakeContentLookup, MentionLookup),
 ]
 
 
