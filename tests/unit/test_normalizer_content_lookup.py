@@ -19,7 +19,7 @@ from parley_ingest.service import ContentLookups, Normalizer
 from parley_providers.base import FetchedContent
 from parley_providers.errors import ErrorKind, ProviderError
 from parley_providers.inbound import ContentToFetch
-from parley_shared.vault import Credential
+from parley_shared.vault import Credential, VaultError
 from prometheus_client import REGISTRY
 
 from tests.support import fixtures
@@ -224,6 +224,17 @@ def test_a_channel_without_a_token_or_a_normalizer_without_lookups_still_publish
     assert no_token.normalize("instagram_mention").content.unavailable == "no_credentials"
     assert no_token.lookup is not None and no_token.lookup.calls == []
     assert not_configured.normalize("instagram_mention").content.unavailable == "not_configured"
+
+
+def test_a_token_the_keys_do_not_open_marks_the_mention_instead_of_holding_it() -> None:
+    class Undecryptable(FakeCredentials):
+        async def get(self, channel_id: str) -> Credential | None:
+            raise VaultError("credential does not decrypt (wrong key or tampered)")
+
+    run = Run(FakeContentLookup(), credentials=Undecryptable())
+
+    assert run.normalize("instagram_mention").content.unavailable == "no_credentials"
+    assert run.lookup is not None and run.lookup.calls == []
 
 
 def test_a_repeat_of_a_published_mention_is_not_looked_up_again() -> None:

@@ -25,7 +25,7 @@ from parley_providers.errors import ProviderError
 from parley_shared.channels import KafkaChannelDirectory
 from parley_shared.kafka import PermanentError
 from parley_shared.logging import get_logger
-from parley_shared.vault import Credential
+from parley_shared.vault import Credential, VaultError
 
 from parley_ingest import metrics
 from parley_ingest.domain.dedupe import RecentIds
@@ -220,7 +220,16 @@ class Normalizer:
         lookup = self.content.lookups.get(parsed.provider)
         if lookup is None or self.content.tokens is None:
             return self._unavailable(parsed, NOT_CONFIGURED)
-        credential = await self.content.tokens.get(channel.channel_id)
+        try:
+            # a store outage raises: the record is retried by the consumer, nothing is lost
+            credential = await self.content.tokens.get(channel.channel_id)
+        except VaultError:
+            # the keys do not open it (PARLEY_ENCRYPTION_KEYS differs from onboarding's): no
+            # retry can help, and the message must not wait for an operator
+            log.error(
+                "the channel's token does not decrypt with this process's keys", channel_id=channel.channel_id
+            )
+            credential = None
         if credential is None:
             return self._unavailable(parsed, NO_CREDENTIALS)
         attempts = max(1, self.content.attempts)
