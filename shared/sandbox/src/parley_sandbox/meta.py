@@ -49,8 +49,32 @@ _MENTION_FIELDS = re.compile(
     r"^(?P<edge>mentioned_media|mentioned_comment)\.(?P<param>media_id|comment_id)"
     r"\((?P<id>[0-9]+)\)(?:\{(?P<fields>[a-z_,]*)\})?$"
 )
-_MENTIONED_MEDIA_FIELDS = ("id", "caption", "username", "timestamp", "media_type", "permalink")
-_MENTIONED_COMMENT_FIELDS = ("id", "text", "username", "timestamp", "media")
+# what Graph accepts: IG Media and IG Comment fields (the reference's lists), not only those Parley asks
+_MENTIONED_MEDIA_FIELDS = (
+    "id",
+    "caption",
+    "comments_count",
+    "like_count",
+    "media_product_type",
+    "media_type",
+    "media_url",
+    "permalink",
+    "shortcode",
+    "thumbnail_url",
+    "timestamp",
+    "username",
+)
+_MENTIONED_COMMENT_FIELDS = (
+    "id",
+    "from",
+    "hidden",
+    "like_count",
+    "media",
+    "parent_id",
+    "text",
+    "timestamp",
+    "username",
+)
 
 
 def mention_lookup(state: SandboxState, account_id: str, fields: str) -> dict[str, Any]:
