@@ -988,6 +988,27 @@ async def test_fields_meta_dropped_from_a_page_are_restored_and_announced_for_it
     assert by_admin["actor_id"] == ADMIN
 
 
+async def test_fields_dropped_from_an_instagram_login_account_are_restored_on_its_host(stack: Stack) -> None:
+    channel = await instagram_login(stack)
+    subscribed = (await stack.sandbox_admin("GET", f"/instagram/accounts/{IG_LOGIN}"))["subscribed_fields"]
+    assert subscribed and await stack.service.check_subscriptions() == 0
+
+    # Meta drops the account's subscription after failed deliveries: the check on
+    # graph.instagram.com (the account's own token, no Page) subscribes it again
+    await stack.sandbox_admin("POST", f"/instagram/accounts/{IG_LOGIN}/unsubscribe", {})
+    assert (await stack.sandbox_admin("GET", f"/instagram/accounts/{IG_LOGIN}"))["subscribed_fields"] == []
+    checked = await stack.call("POST", f"/channels/{channel['id']}/subscription-check")
+    assert (checked["outcome"], checked["missing"]) == ("repaired", sorted(subscribed))
+    after = (await stack.sandbox_admin("GET", f"/instagram/accounts/{IG_LOGIN}"))["subscribed_fields"]
+    assert sorted(after) == sorted(subscribed)
+    [repaired] = of_type(
+        await stack.events(topics.CHANNEL_EVENTS), SUBSCRIPTION_REPAIRED, channel_id=channel["id"]
+    )
+    assert (repaired["restored"], repaired["actor_id"]) == (sorted(subscribed), ADMIN)
+    reads = [c for c in stack.sandbox.calls if c.method == "GET" and c.path.endswith("/me/subscribed_apps")]
+    assert reads and all(c.path.startswith("/instagram/") for c in reads)
+
+
 async def test_a_subscription_meta_will_not_restore_is_announced_lost(stack: Stack) -> None:
     channels = await stack.connect_pages("meta-user-9", [{"id": PAGE_A, "name": "Acme"}])
     channel_id = channels[PAGE_A]["id"]

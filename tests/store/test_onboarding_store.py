@@ -183,6 +183,20 @@ async def test_channel_queries_find_what_each_promises(
     assert await onboarding_store.waba_connected_elsewhere("waba_1", "ten_2") is False
 
 
+async def test_channel_lists_have_no_silent_cap(onboarding_store: Any) -> None:
+    """More channels than any page size the adapters use: a list is whole on every store."""
+    many = [
+        channel(f"page_{n:04d}", tenant_id="ten_many", token_expires_at=T0 + timedelta(days=1))
+        for n in range(510)
+    ]
+    for made in many:
+        await onboarding_store.save_channel(made)
+    expected = {c.id for c in many}
+    assert {c.id for c in await onboarding_store.tenant_channels("ten_many")} == expected
+    expiring = await onboarding_store.channels_expiring_by(T0 + timedelta(days=2))
+    assert expected <= {c.id for c in expiring}
+
+
 async def test_of_channels_racing_for_one_account_one_holds_it_until_it_releases_it(
     onboarding_store: Any,
 ) -> None:

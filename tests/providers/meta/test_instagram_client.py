@@ -153,6 +153,24 @@ async def test_subscribe_sets_the_accounts_webhook_fields(sandbox: Sandbox) -> N
     assert sandbox.state.instagram_accounts[IG_USER].subscribed_fields == list(DEFAULT_INSTAGRAM_LOGIN_FIELDS)
 
 
+async def test_subscribed_fields_reads_the_apps_fields_and_sees_them_dropped(sandbox: Sandbox) -> None:
+    ig = client(sandbox)
+    token = await long_lived(sandbox)
+    assert await ig.subscribed_fields(token) == frozenset()  # logged in, not subscribed yet
+    await ig.subscribe(token, list(DEFAULT_INSTAGRAM_LOGIN_FIELDS))
+    assert await ig.subscribed_fields(token) == frozenset(DEFAULT_INSTAGRAM_LOGIN_FIELDS)
+    # Meta drops some of the account's fields after failed deliveries
+    await sandbox.admin("POST", f"/instagram/accounts/{IG_USER}/unsubscribe", {"fields": ["comments"]})
+    assert await ig.subscribed_fields(token) == frozenset(DEFAULT_INSTAGRAM_LOGIN_FIELDS) - {"comments"}
+    [read, *_] = [c for c in sandbox.state.calls if c.method == "GET" and c.path.endswith("/subscribed_apps")]
+    assert read.path == f"/instagram/{GRAPH_VERSION}/me/subscribed_apps"
+    # another app's entry is not this app's subscription
+    other = client(sandbox, instagram_app_id="another-instagram-app")
+    assert await other.subscribed_fields(token) == frozenset()
+    error = await fails(ig.subscribed_fields("not-a-token"))
+    assert (error.code, error.kind) == (190, ErrorKind.REAUTH_REQUIRED)
+
+
 async def test_sends_need_the_window_or_a_comment_and_the_accounts_permissions(sandbox: Sandbox) -> None:
     ig = client(sandbox)
     token = await long_lived(sandbox)
@@ -239,6 +257,10 @@ async def _subscribe(ig: InstagramClient, sandbox: Sandbox) -> object:
     return await ig.subscribe(await long_lived(sandbox), ["messages"])
 
 
+async def _subscribed_fields(ig: InstagramClient, sandbox: Sandbox) -> object:
+    return await ig.subscribed_fields(await long_lived(sandbox))
+
+
 async def _send_message(ig: InstagramClient, sandbox: Sandbox) -> object:
     token = await long_lived(sandbox)
     sandbox.state.open_window(IG_USER, "ig-customer-1")
@@ -290,6 +312,7 @@ CALLS = [
     InstagramCall("refresh_token", "GET", "/instagram/refresh_access_token", _refresh),
     InstagramCall("profile", "GET", "/me", _profile),
     InstagramCall("subscribe", "POST", "/me/subscribed_apps", _subscribe),
+    InstagramCall("subscribed_fields", "GET", "/me/subscribed_apps", _subscribed_fields),
     InstagramCall("send_message", "POST", "/me/messages", _send_message),
     InstagramCall("send_private_reply", "POST", "/me/messages", _send_private_reply),
     InstagramCall("reply_to_comment", "POST", "/replies", _reply_to_comment),

@@ -7,6 +7,7 @@ values below are written out by hand from the fixture, never computed by the cod
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -368,6 +369,57 @@ def test_an_instagram_thread_passed_from_idle_has_no_previous_owner() -> None:
     assert handover.previous_owner_app_id is None
     assert handover.metadata is None
     assert handover.provider_timestamp == at(6, 39, 0, 400)
+
+
+# Parley's own Meta app in these fixtures; Meta also tells every app subscribed to the handovers
+# of a take (the thread-control guide), so a notification can be about Parley's own take
+PARLEY_APP = "540118273645091"
+PAGE_INBOX_APP = "263902037430900"
+
+
+def test_parleys_own_take_reads_as_parley_answering_once_its_app_id_is_known() -> None:
+    handover = only_handover("messenger_take_thread_control_by_parley")
+    # read by whom it reached (the app a take is taken from), as without Parley's app ids
+    assert (handover.action, handover.parley_active) == (ThreadControlAction.TAKE, False)
+    assert (handover.new_owner_app_id, handover.previous_owner_app_id) == (PARLEY_APP, PAGE_INBOX_APP)
+    assert handover.provider_timestamp == at(6, 37, 0, 300)
+    seen = handover.seen_by(frozenset({PARLEY_APP}))
+    assert seen.parley_active is True
+    assert seen == replace(handover, parley_active=True)  # nothing else changes
+    # another app's id list (Parley's Instagram app only) does not make it Parley's
+    assert handover.seen_by(frozenset({"17841400000000009"})).parley_active is False
+
+
+def test_a_take_from_parley_and_a_pass_to_parley_read_the_same_with_its_app_id() -> None:
+    own = frozenset({PARLEY_APP})
+    taken = only_handover("messenger_take_thread_control")
+    passed = only_handover("messenger_pass_thread_control")
+    assert taken.seen_by(own) == taken and taken.parley_active is False
+    assert passed.seen_by(own) == passed and passed.parley_active is True
+    idle = only_handover("instagram_pass_thread_control")
+    assert idle.seen_by(own) == idle and idle.parley_active is True  # from idle to Parley
+
+
+def test_a_pass_between_two_other_apps_leaves_parley_standing_by() -> None:
+    handover = only_handover("messenger_pass_thread_control_to_another_app")
+    assert handover.parley_active is True  # a pass reaches its new owner: as parsed alone
+    assert handover.new_owner_app_id == "712233445566778"
+    assert handover.provider_timestamp == at(6, 38, 0, 700)
+    assert handover.seen_by(frozenset({PARLEY_APP})).parley_active is False
+
+
+def test_a_release_by_parley_and_a_request_are_read_by_their_app_ids_or_kept() -> None:
+    own = frozenset({PARLEY_APP})
+    taken = only_handover("messenger_take_thread_control_by_parley")
+    # Parley's app gave the thread up and names no new owner: idle, Parley does not answer it
+    released = replace(taken, new_owner_app_id=None, previous_owner_app_id=PARLEY_APP)
+    assert released.seen_by(own).parley_active is False
+    # a notification naming none of Parley's apps, or Parley's ids unknown: as parsed
+    strangers = replace(taken, new_owner_app_id=None)
+    assert strangers.seen_by(own) == strangers
+    assert taken.seen_by(frozenset()) == taken
+    request = only_handover("messenger_request_thread_control")
+    assert request.seen_by(own) == request and request.parley_active is None
 
 
 # --- Messenger: receipts -------------------------------------------------------------------

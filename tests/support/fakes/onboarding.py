@@ -346,6 +346,25 @@ class FakePageConnector(Calls):
             self.subscribed.add(account_id)
 
 
+class FakeLoginSubscriptions(Calls):
+    """The subscription check of Instagram-login accounts: ``dropped[account]`` is what Meta
+    dropped from the account's fields, ``stuck`` the accounts a restore does not bring back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped: dict[str, tuple[str, ...]] = {}
+        self.stuck: set[str] = set()
+
+    async def missing_subscriptions(self, account_id: str, token: str) -> tuple[str, ...]:
+        self.record("missing_subscriptions", account_id, token)
+        return tuple(sorted(self.dropped.get(account_id, ())))
+
+    async def restore_subscriptions(self, account_id: str, token: str) -> None:
+        self.record("restore_subscriptions", account_id, token)
+        if account_id not in self.stuck:
+            self.dropped.pop(account_id, None)
+
+
 class FakeInstagramConnector(FakePageConnector):
     """Meta's connect flow with Instagram Login configured: each code in ``accounts`` logs its
     account in once; ``refreshed[token]`` is what refreshing ``token`` gives (Instagram's refresh
@@ -355,6 +374,7 @@ class FakeInstagramConnector(FakePageConnector):
         super().__init__()
         self.accounts: dict[str, AuthorizedAccount] = {}
         self.refreshed: dict[str, UserToken] = {}
+        self.login_subscriptions = FakeLoginSubscriptions()
 
     def logs_in(
         self, code: str, account_id: str, username: str, expires_at: datetime | None, **token: Any

@@ -147,6 +147,7 @@ def build_normalizer(settings: NormalizerSettings, adapters: NormalizerAdapters)
         RecentIds(settings.dedupe_window),
         adapters.aliases,
         content=adapters.content,
+        own_app_ids=settings.own_app_ids(),
     )
     return NormalizerWiring(
         normalizer=normalizer,

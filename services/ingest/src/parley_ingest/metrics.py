@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from starlette.responses import Response
 
 DELIVERIES = Counter(
@@ -29,6 +29,11 @@ ACK_SECONDS = Histogram(
     "From request received to the raw record acknowledged.",
     ["provider"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+PUBLISHES_IN_FLIGHT = Gauge(
+    "parley_ingest_publishes_in_flight",
+    "Raw archive publishes waiting for the broker's acknowledgement (at most "
+    "PARLEY_MAX_PUBLISHES_IN_FLIGHT; deliveries beyond it are answered 503 with outcome overloaded).",
 )
 PROVIDER_CHARGES = Counter(
     "parley_normalizer_provider_charges",

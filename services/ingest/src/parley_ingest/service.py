@@ -112,9 +112,13 @@ class Normalizer:
         aliases: CustomerAliases,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         content: ContentLookups | None = None,
+        own_app_ids: frozenset[str] = frozenset(),
     ) -> None:
         self.content = content or ContentLookups()
         self.directory = directory
+        # Parley's own app ids: a handover naming one is Parley's own take or pass (Meta tells
+        # every subscribed app of a take), not another app's
+        self.own_app_ids = own_app_ids
         self.aliases = aliases
         self.publish = publish
         self.catch_up_s = catch_up_s
@@ -187,7 +191,7 @@ class Normalizer:
         for handover in result.handovers:
             channel = await self.channel(self.directory.lookup, handover.provider, handover.account_id)
             if channel is not None:
-                control = handover_event(handover, channel, raw.delivery_id)
+                control = handover_event(handover.seen_by(self.own_app_ids), channel, raw.delivery_id)
                 await self.emit(control, control.event_id, handover.provider.value)
         for change in result.changes:
             channel = await self.channel(self.directory.lookup, change.provider, change.account_id)

@@ -27,6 +27,16 @@ class IngestSettings(ServiceSettings):
         "unset means the X endpoints are not served.",
     )
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_publishes_in_flight: int = Field(
+        default=256,
+        gt=0,
+        description="Verified deliveries one process lets wait for the broker's acknowledgement at "
+        "once; one more is answered 503 with Retry-After at once instead of queueing (the provider "
+        "retries). Roughly the process's sustained rate times the longest wait acceptable.",
+    )
+    overload_retry_after_s: int = Field(
+        default=1, gt=0, le=300, description="The Retry-After of a 503 for a full process."
+    )
     x_crc_per_minute: int = Field(
         default=60,
         gt=0,
@@ -108,3 +118,16 @@ class NormalizerSettings(ServiceSettings):
         description="The longest wait between attempts, the provider's Retry-After included (the "
         "partition waits meanwhile).",
     )
+    meta_app_id: str | None = Field(
+        default=None,
+        description="Parley's Meta app (the one Pages connect to): a handover naming it as the new "
+        "owner is Parley's own take or pass. Unset: handovers are read by whom they reached.",
+    )
+    instagram_app_id: str | None = Field(
+        default=None,
+        description="The Instagram app of Instagram Login, Parley's too (read like meta_app_id).",
+    )
+
+    def own_app_ids(self) -> frozenset[str]:
+        """Parley's own app ids, as handover notifications name them."""
+        return frozenset(a.strip() for a in (self.meta_app_id, self.instagram_app_id) if a and a.strip())

@@ -34,6 +34,7 @@ from parley_providers.base import (
     Connector,
     GrantedPage,
     LoginConnector,
+    LoginSubscriptionCheck,
     NumberConnector,
     PageConnector,
     RefreshStep,
@@ -1123,11 +1124,16 @@ class OnboardingService:
 
     def _subscription_target(self, channel: Channel) -> tuple[SubscriptionCheck, str] | None:
         """The connector that can check the channel's webhook subscription and the account it is
-        held by (an Instagram profile connected through its Page: the Page), or None."""
-        checker = self.connectors.get(channel.provider)
-        if not isinstance(checker, SubscriptionCheck) or channel.connect_path == INSTAGRAM_LOGIN_PATH:
-            # an Instagram-login account's subscription lives on the Instagram API's host, which the
-            # check does not read yet (docs/onboarding.md)
+        held by (an Instagram profile connected through its Page: the Page; one connected with
+        Instagram Login: the account itself, through the connector's login check), or None."""
+        connector = self.connectors.get(channel.provider)
+        if channel.connect_path == INSTAGRAM_LOGIN_PATH:
+            # no Page: the account's own subscription, on the Instagram API's host
+            if not isinstance(connector, LoginSubscriptionCheck):
+                return None
+            return connector.login_subscriptions, channel.account_id
+        checker = connector
+        if not isinstance(checker, SubscriptionCheck):
             return None
         if channel.provider is Provider.INSTAGRAM and channel.business_account_id:
             return checker, channel.business_account_id

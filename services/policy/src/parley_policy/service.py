@@ -87,6 +87,16 @@ def reply_id_for(tenant_id: str, user_id: str, key: str) -> str:
     return "rpl_" + hashlib.sha256(f"{tenant_id}\x1f{user_id}\x1f{key}".encode()).hexdigest()[:24]
 
 
+PRIVATE_REPLY_TAKEN = Reason("PRIVATE_REPLY_USED", "a comment gets at most one private reply")
+"""Another reply claimed the comment's private reply first (the rule's own reason: the decision
+saw none sent yet, but a racing request got there first)."""
+
+
+def _refused(decision: Decision, reason: Reason) -> Decision:
+    """The decision refused for ``reason``, its windows and length kept for the answer."""
+    return replace(decision, approved=False, reasons=(reason,))
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What the API answers for a reply request."""
@@ -339,6 +349,14 @@ class PolicyService:
                 )
                 metrics.DECISIONS.labels(provider=doc["provider"], outcome="RATE_LIMITED").inc()
                 return Outcome(reply_id, limited, retry_after)
+        # the comment's one private reply, claimed in the store so that two replicas (or two keys)
+        # racing for the same comment cannot both be approved; the same key claims it again
+        if (
+            decision.approved
+            and request.kind == "private_reply"
+            and not await self.store.claim_private_reply(doc["_id"], request.comment_id or "", reply_id)
+        ):
+            decision = _refused(decision, PRIVATE_REPLY_TAKEN)
         # after the rate check (a refusal there takes no place), before the decision is stored: a
         # crash in between counts a customer never reached, which errs on the side of the limit
         if business_initiated and not await self._claim_reach(doc, channel, now):
@@ -769,6 +787,9 @@ class Delivery:
             reason=reason,
         )
         await self.publish(failed, failed.event_id)
+        if reply.kind == "private_reply":
+            # nothing was sent: the comment's private reply is free for another attempt
+            await self.store.release_private_reply(reply.conversation_id, reply.recipient_id, reply.reply_id)
         if exc.kind is ErrorKind.REAUTH_REQUIRED:
             reason = registry.reauth_reason(reply.provider, exc.code, exc.subcode)
             reauth = ChannelReauthRequired(

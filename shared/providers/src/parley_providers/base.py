@@ -32,6 +32,7 @@ __all__ = [
     "GrantedPage",
     "HandshakeAnswer",
     "LoginConnector",
+    "LoginSubscriptionCheck",
     "NumberConnector",
     "NumberRules",
     "PageConnector",
@@ -204,6 +205,16 @@ class SubscriptionCheck(Protocol):
     async def restore_subscriptions(self, account_id: str, token: str) -> None:
         """Subscribe the account to everything Parley needs again. Failures raise ProviderError."""
         ...
+
+
+@runtime_checkable
+class LoginSubscriptionCheck(Protocol):
+    """A connector whose logged-in accounts (``LoginConnector``) have webhook subscriptions of
+    their own, read and restored with the account's token elsewhere than its Pages' (Meta's
+    Instagram Login: on graph.instagram.com)."""
+
+    login_subscriptions: SubscriptionCheck
+    """The check of such an account's subscription (``account_id``: the account's id)."""
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import partial
@@ -108,6 +108,27 @@ class ParsedHandover:
     previous_owner_app_id: str | None = None
     requested_owner_app_id: str | None = None
     metadata: str | None = None
+
+    def seen_by(self, own_app_ids: frozenset[str]) -> ParsedHandover:
+        """This handover as Parley reads it when it knows its own app ids (Meta's app, the
+        Instagram Login app): the app ids decide, not whom the notification reached.
+
+        The parser reads each kind from the receiving app's side (a take reaches the app the
+        thread is taken from), but Meta also tells every app subscribed to the handovers of a
+        take, Parley's own included. So a pass or take naming Parley's app as the new owner makes
+        Parley the active responder, one naming another app does not (whoever it came from); one
+        naming no new owner after Parley's app (a release, the thread idle) does not either. A
+        request, or a notification naming no app of Parley's, is kept as parsed; so is everything
+        when Parley's app ids are not known."""
+        if not own_app_ids or self.action is ThreadControlAction.REQUEST:
+            return self
+        if self.new_owner_app_id:
+            active = self.new_owner_app_id in own_app_ids
+        elif self.previous_owner_app_id in own_app_ids:
+            active = False
+        else:
+            return self
+        return self if active is self.parley_active else replace(self, parley_active=active)
 
 
 @dataclass(frozen=True, slots=True)

@@ -230,6 +230,24 @@ class _Admin:
             )
         return {"status": response.status_code}
 
+    def _instagram_account(self, request: Request) -> InstagramAccount:
+        account = self.state.instagram_accounts.get(request.path_params["account_id"])
+        if account is None:
+            raise AdminError(404, "no such Instagram account")
+        return account
+
+    async def instagram_account(self, request: Request) -> dict[str, Any]:
+        return asdict(self._instagram_account(request))
+
+    async def instagram_unsubscribe(self, request: Request) -> dict[str, Any]:
+        """Drop webhook fields from an Instagram-login account's subscription (all of them unless
+        ``fields`` names some), as Meta does after a long run of failed deliveries."""
+        account = self._instagram_account(request)
+        data = await _admin_body(request)
+        drop = set(_str_list(data, "fields", account.subscribed_fields))
+        account.subscribed_fields = [f for f in account.subscribed_fields if f not in drop]
+        return {"account_id": account.id, "subscribed_fields": account.subscribed_fields}
+
     async def meta_codes(self, request: Request) -> dict[str, Any]:
         data = await _admin_body(request)
         user = self._meta_user(_req_str(data, "user_id"))

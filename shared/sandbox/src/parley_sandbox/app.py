@@ -219,6 +219,10 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         _admin_route("/_sandbox/instagram/accounts", admin.instagram_accounts, post),
         _admin_route("/_sandbox/instagram/mentions", admin.instagram_mentions, post),
         _admin_route("/_sandbox/meta/deliver", admin.meta_deliver, post),
+        _admin_route("/_sandbox/instagram/accounts/{account_id}", admin.instagram_account, get),
+        _admin_route(
+            "/_sandbox/instagram/accounts/{account_id}/unsubscribe", admin.instagram_unsubscribe, post
+        ),
         _admin_route("/_sandbox/meta/tokens/{token}/revoke", admin.meta_revoke, post),
         _admin_route("/_sandbox/meta/users/{user_id}/permissions", admin.meta_permissions, post),
         _admin_route("/_sandbox/meta/users/{user_id}/deauthorize", admin.meta_deauthorize, post),
@@ -258,7 +262,7 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         instagram("/instagram/access_token", api.instagram_exchange, get),
         instagram("/instagram/refresh_access_token", api.instagram_refresh, get),
         instagram("/instagram/{version}/me", api.instagram_me, get),
-        instagram("/instagram/{version}/me/subscribed_apps", api.instagram_subscribe, post),
+        instagram("/instagram/{version}/me/subscribed_apps", api.instagram_subscribe, get_post),
         instagram("/instagram/{version}/me/messages", api.instagram_send, post, send=True),
         instagram("/instagram/{version}/{node}/replies", api.instagram_comment_reply, post, send=True),
         instagram("/instagram/{version}/{node}", api.instagram_user_fields, get),

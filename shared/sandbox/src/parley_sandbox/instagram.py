@@ -147,8 +147,21 @@ class InstagramApi(MetaApi):
         return Reply({"access_token": token.value, "token_type": "bearer", "expires_in": LONG_LIVED_S})
 
     def instagram_subscribe(self, call: Incoming) -> Reply:
+        """``/me/subscribed_apps``: POST subscribes the account to fields, GET reads the app's
+        subscription (the Page edge's answer: this app's entry while it has fields)."""
         token = self._instagram_token(call)
         account = self.state.instagram_accounts[token.user_id or ""]
+        if call.request.method == "GET":
+            apps = []
+            if account.subscribed_fields:
+                apps.append(
+                    {
+                        "name": self.state.app_name,
+                        "id": self.state.instagram_app_id,
+                        "subscribed_fields": list(account.subscribed_fields),
+                    }
+                )
+            return Reply({"data": apps})
         raw = str(call.params.get("subscribed_fields") or "")
         fields = [f.strip() for f in raw.split(",") if f.strip()]
         if not fields:

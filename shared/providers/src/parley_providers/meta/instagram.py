@@ -267,6 +267,27 @@ class InstagramClient:
         if data.get("success") is not True:
             raise ProviderError(PROVIDER, 200, None, None, "subscription was not confirmed")
 
+    async def subscribed_fields(self, token: str) -> frozenset[str]:
+        """The webhook fields this app has on the account (empty: not subscribed): ``GET
+        /me/subscribed_apps`` on graph.instagram.com, read as the Page edge's answer is (a ``data``
+        list of apps, each with its ``subscribed_fields``). The list holds this app's entry when
+        it is subscribed; an entry naming another app's id is not this app's."""
+        data = await self._json(
+            "GET",
+            f"{self._graph}/{self._version}/me/subscribed_apps",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        apps = data.get("data")
+        for app in apps if isinstance(apps, list) else ():
+            if not isinstance(app, dict):
+                continue
+            app_id = app.get("id", app.get("app_id"))
+            if app_id is not None and str(app_id) != self._app_id:
+                continue
+            fields = app.get("subscribed_fields")
+            return frozenset(str(f) for f in fields) if isinstance(fields, list) else frozenset()
+        return frozenset()
+
     # ---- sends for accounts connected with Instagram Login (Instagram Platform, messaging API;
     # private replies; comment moderation): the account's own token, graph.instagram.com
 
