@@ -29,6 +29,8 @@ NOT_ON_THE_DASHBOARD = {
     "parley_events_published": "the throughput of each event type: the normalized events panel shows intake",
     "parley_events_consumed": "the same records as the handler time panel",
     "parley_onboarding_page_unsubscribes": "one per disconnect",
+    "parley_routing_changes_of_unknown_messages": "edits and removals of comments Parley never received "
+    "(older ones, posts): expected, not actionable",
 }
 
 
