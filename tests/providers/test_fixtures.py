@@ -47,6 +47,7 @@ def test_every_fixture_parses_without_a_refused_item(provider: str, name: str) -
         or result.limits
         or result.handovers
         or result.throughputs
+        or result.changes
         or result.skipped
     )
 

@@ -13,6 +13,7 @@ from parley_policy.adapters.postgres import PostgresPolicyStore, PostgresPolicyT
 from parley_policy.adapters.stores import PolicyStore, PolicyStorePort, PolicyTemplates, TemplatesPort
 from parley_providers.base import (
     AccountConnector,
+    ContentLookup,
     LoginConnector,
     NumberConnector,
     PageConnector,
@@ -22,6 +23,7 @@ from parley_providers.base import (
     TokenCheck,
 )
 from parley_providers.meta.connect import MetaConnector, MetaInstagramConnector
+from parley_providers.meta.lookup import MentionLookup
 from parley_providers.whatsapp.connect import WhatsAppConnector
 from parley_providers.x.connect import XConnector
 from parley_reports.adapters.postgres import PostgresReportStore
@@ -32,6 +34,7 @@ from parley_routing.service import ChannelRoles
 from parley_shared.channels import DirectoryRoles
 from parley_shared.vault import CredentialStore, MongoCredentialStore, PostgresCredentialStore
 
+from tests.support.fakes.ingest import FakeContentLookup
 from tests.support.fakes.onboarding import (
     FakeAccountConnector,
     FakeInstagramConnector,
@@ -68,6 +71,7 @@ PORTS = [
     (CredentialStore, FakeCredentials, PostgresCredentialStore),
     (ReportStore, FakeReportStore, MongoReportStore),
     (ReportStore, FakeReportStore, PostgresReportStore),
+    (ContentLookup, FakeContentLookup, MentionLookup),
 ]
 
 

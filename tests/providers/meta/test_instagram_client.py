@@ -197,6 +197,29 @@ async def test_sends_need_the_window_or_a_comment_and_the_accounts_permissions(s
     assert (denied.code, denied.kind) == (10, ErrorKind.PERMISSION_MISSING)
 
 
+async def test_mentions_are_read_on_graph_instagram_com_with_the_accounts_own_token(sandbox: Sandbox) -> None:
+    ig = client(sandbox)
+    token = await long_lived(sandbox)
+    await _mention(sandbox)
+
+    media = await ig.mentioned_media(IG_USER, token, "18066677788899900")
+    comment = await ig.mentioned_comment(IG_USER, token, "17988877766655544")
+
+    assert (media.text, media.username) == ("@acme.shop", "ana")
+    assert (comment.text, comment.username) == ("@acme.shop hello", "rui")
+    lookups = [c for c in sandbox.state.calls if c.method == "GET" and c.path.endswith(IG_USER)]
+    assert [c.path for c in lookups] == [f"/instagram/{GRAPH_VERSION}/{IG_USER}"] * 2
+    gone = await fails(ig.mentioned_comment(IG_USER, token, "17988877766600000"))
+    assert (gone.provider, gone.code, gone.subcode, gone.kind) == (
+        "instagram",
+        100,
+        33,
+        ErrorKind.INVALID_REQUEST,
+    )
+    other = await fails(ig.mentioned_media("17841499999999999", token, "18066677788899900"))
+    assert (other.code, other.subcode) == (100, 33)
+
+
 # --- every public method under the failures any call may meet
 
 
@@ -252,6 +275,37 @@ async def _reply_to_comment(ig: InstagramClient, sandbox: Sandbox) -> object:
     return await ig.reply_to_comment("17858893269000042", await long_lived(sandbox), "Thanks!")
 
 
+async def _mention(sandbox: Sandbox) -> None:
+    await sandbox.admin(
+        "POST",
+        "/instagram/mentions",
+        {"account_id": IG_USER, "media_id": "18066677788899900", "caption": "@acme.shop", "username": "ana"},
+    )
+    await sandbox.admin(
+        "POST",
+        "/instagram/mentions",
+        {
+            "account_id": IG_USER,
+            "media_id": "18066677788899901",
+            "comment_id": "17988877766655544",
+            "text": "@acme.shop hello",
+            "username": "rui",
+        },
+    )
+
+
+async def _mentioned_media(ig: InstagramClient, sandbox: Sandbox) -> object:
+    token = await long_lived(sandbox)
+    await _mention(sandbox)
+    return await ig.mentioned_media(IG_USER, token, "18066677788899900")
+
+
+async def _mentioned_comment(ig: InstagramClient, sandbox: Sandbox) -> object:
+    token = await long_lived(sandbox)
+    await _mention(sandbox)
+    return await ig.mentioned_comment(IG_USER, token, "17988877766655544")
+
+
 CALLS = [
     InstagramCall("exchange_code", "POST", "/instagram-api/oauth/access_token", _exchange_code),
     InstagramCall("long_lived_token", "GET", "/instagram/access_token", _long_lived),
@@ -262,6 +316,8 @@ CALLS = [
     InstagramCall("send_message", "POST", "/me/messages", _send_message),
     InstagramCall("send_private_reply", "POST", "/me/messages", _send_private_reply),
     InstagramCall("reply_to_comment", "POST", "/replies", _reply_to_comment),
+    InstagramCall("mentioned_media", "GET", f"/instagram/{GRAPH_VERSION}/{IG_USER}", _mentioned_media),
+    InstagramCall("mentioned_comment", "GET", f"/instagram/{GRAPH_VERSION}/{IG_USER}", _mentioned_comment),
 ]
 
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import pytest
 from parley_events import (
     Attachment,
+    Author,
     Choice,
     Content,
     DeliveryStatus,
@@ -25,7 +26,15 @@ from parley_events import (
     ThreadControlAction,
 )
 from parley_providers import registry
-from parley_providers.inbound import ParsedHandover, ParsedMessage, ParsedStatus, ParseResult
+from parley_providers.inbound import (
+    ChangeAction,
+    ContentToFetch,
+    ParsedChange,
+    ParsedHandover,
+    ParsedMessage,
+    ParsedStatus,
+    ParseResult,
+)
 
 from tests.support import fixtures
 
@@ -490,8 +499,60 @@ def test_a_comment_by_the_page_itself_is_outbound() -> None:
     assert msg.provider_timestamp == at(6, 50, 0)
 
 
-def test_an_edited_comment_is_skipped_by_name() -> None:
-    assert parse("page_feed_edited") == ParseResult(skipped=("messenger.feed.comment.edited",))
+def test_an_edited_comment_is_an_edit_of_that_comment_with_its_new_text() -> None:
+    result = parse("page_feed_edited")
+
+    assert (result.messages, result.skipped, result.failures) == ((), (), ())
+    assert result.changes == (
+        ParsedChange(
+            provider=Provider.MESSENGER,
+            account_id=PAGE_ID,
+            conversation_key=f"post:{POST_ID}",
+            provider_message_id=FIRST_COMMENT_ID,
+            action=ChangeAction.EDITED,
+            provider_timestamp=at(6, 51, 45),  # the entry's time: created_time is the comment's
+            text="Are these back in stock in size 37?",
+            author=Author(id="8812345067712390", name="Marta Silva"),
+            kind=MessageKind.COMMENT,
+        ),
+    )
+
+
+def test_a_removed_comment_is_a_deletion_of_that_comment() -> None:
+    [change] = parse("page_feed_removed").changes
+
+    assert change.action is ChangeAction.DELETED
+    assert (change.account_id, change.conversation_key) == (PAGE_ID, f"post:{POST_ID}")
+    assert change.provider_message_id == FIRST_COMMENT_ID
+    assert change.provider_timestamp == at(6, 56, 45)
+    assert change.text is None
+    assert change.author == Author(id="8812345067712390", name="Marta Silva")
+
+
+def test_an_edited_or_removed_post_is_a_change_of_the_post_its_thread_is_named_after() -> None:
+    [edited] = parse("page_feed_post_edited").changes
+    [removed] = parse("page_feed_post_removed").changes
+
+    assert (edited.action, edited.provider_message_id) == (ChangeAction.EDITED, POST_ID)
+    assert edited.conversation_key == f"post:{POST_ID}"
+    assert edited.text == "New season boots, sizes 35-42. Restocked 36-41!"
+    assert edited.provider_timestamp == at(6, 58, 25)
+    assert (removed.action, removed.provider_message_id, removed.text) == (
+        ChangeAction.DELETED,
+        POST_ID,
+        None,
+    )
+    assert removed.conversation_key == f"post:{POST_ID}"
+    assert removed.provider_timestamp == at(7, 0, 5)
+
+
+def test_hidden_comments_stay_skipped_by_name() -> None:
+    payload = fixtures.load("meta", "page_feed_removed")
+    payload["entry"][0]["changes"][0]["value"]["verb"] = "hide"
+
+    result = registry.webhook_endpoint("meta").parse(payload)  # type: ignore[union-attr]
+
+    assert result == ParseResult(skipped=("messenger.feed.comment.hide",))
 
 
 def test_page_posts_and_statuses_are_skipped_by_item() -> None:
@@ -635,6 +696,18 @@ def test_an_instagram_mention_is_a_mention_in_the_medias_thread() -> None:
     assert msg.content.text is None
     assert msg.provider_message_id == "mention:17988877766655544"
     assert msg.provider_timestamp == at(7, 13, 20)
+    # ids only: the normalizer asks Graph for the comment (mentioned_comment) and its author
+    assert msg.fetch == ContentToFetch("mentioned_comment", "17988877766655544", "18066677788899900")
+
+
+def test_a_caption_mention_asks_for_the_medias_caption() -> None:
+    msg = only_message("instagram_mention_caption")
+
+    assert (msg.account_id, msg.kind) == (IG_ID, MessageKind.MENTION)
+    assert msg.conversation_key == "media:18066677788899911"
+    assert msg.provider_message_id == "mention:18066677788899911"
+    assert msg.provider_timestamp == at(7, 15, 0)
+    assert msg.fetch == ContentToFetch("mentioned_media", "18066677788899911", "18066677788899911")
 
 
 # --- skipped -------------------------------------------------------------------------------

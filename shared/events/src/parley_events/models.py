@@ -249,6 +249,14 @@ class Content(BaseModel):
         description="The customer's phone number or business-scoped user id changed (WhatsApp): "
         "the conversation keeps its id, the new identifiers are aliases of the customer.",
     )
+    unavailable: str | None = Field(
+        default=None,
+        description="The provider's webhook named the message by ids only and Parley could not "
+        "fetch its text and author (Instagram mentions): the message is kept, marked with why, "
+        "from a fixed set: no_credentials, reauth_required, permission_missing, not_found, "
+        "rate_limited, provider_unavailable, not_configured. Null: the content is complete.",
+        examples=["not_found"],
+    )
 
 
 class MessageReceived(Event):
@@ -291,6 +299,49 @@ class MessageReceived(Event):
 
     def key(self) -> str:
         return self.conversation_id
+
+
+class MessageChangeEvent(Event):
+    """Fields of an event about a message the customer wrote before (edited or removed)."""
+
+    topic: ClassVar[topics.TopicSpec] = topics.MESSAGES_INBOUND
+
+    event_id: str = Field(description="Deterministic: the change's provider, message, kind and time.")
+    tenant_id: str
+    channel_id: str
+    provider: Provider
+    account_id: str
+    conversation_id: str
+    conversation_key: str = Field(examples=["post:381920475610238_122109876543210987"])
+    provider_message_id: str = Field(
+        description="The provider's id of the message changed (a comment id, or a post id).",
+        examples=["122109876543210987_990011223344556"],
+    )
+    message_event_id: str = Field(
+        description="The event id the message got when it was received (message.received), so "
+        "consumers find it without the provider's id."
+    )
+    author: Author | None = Field(default=None, description="Who changed it, when the provider says.")
+    kind: MessageKind = MessageKind.COMMENT
+    provider_timestamp: datetime = Field(description="When the provider says the change happened.")
+    delivery_id: str
+
+    def key(self) -> str:
+        return self.conversation_id
+
+
+class MessageEdited(MessageChangeEvent):
+    """The customer edited a message (a Page comment or post): the new text replaces the old."""
+
+    event_type: ClassVar[str] = "parley.message.edited.v1"
+
+    text: str | None = Field(default=None, description="The text after the edit.")
+
+
+class MessageDeleted(MessageChangeEvent):
+    """The customer (or the provider) removed a message (a Page comment or post)."""
+
+    event_type: ClassVar[str] = "parley.message.deleted.v1"
 
 
 class ThreadControlAction(StrEnum):
@@ -1004,6 +1055,29 @@ class ConversationMessageAdded(ConversationEvent):
     )
 
 
+class ConversationMessageEdited(ConversationEvent):
+    """A message of the conversation was edited by its author: the text shown is the new one; the
+    message keeps its id (``message_event_id``, the one its ``message_added`` carried)."""
+
+    event_type: ClassVar[str] = "parley.conversation.message_edited.v1"
+
+    message_event_id: str = Field(description="The message changed: its message_added's message_event_id.")
+    provider_message_id: str
+    text: str | None = Field(default=None, description="The text after the edit.")
+    provider_timestamp: datetime
+
+
+class ConversationMessageDeleted(ConversationEvent):
+    """A message of the conversation was removed at the provider: it stays in the history,
+    marked deleted (agents see that something was said and removed)."""
+
+    event_type: ClassVar[str] = "parley.conversation.message_deleted.v1"
+
+    message_event_id: str = Field(description="The message removed: its message_added's message_event_id.")
+    provider_message_id: str
+    provider_timestamp: datetime
+
+
 class StatusChangeReason(StrEnum):
     """Why a conversation changed queue."""
 
@@ -1108,6 +1182,8 @@ class ConversationThreadControlChanged(ConversationEvent):
 EVENT_TYPES: tuple[type[Event], ...] = (
     WebhookReceived,
     MessageReceived,
+    MessageEdited,
+    MessageDeleted,
     CustomerAliasRecorded,
     MessageStatusChanged,
     HandoverReceived,
@@ -1141,6 +1217,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     HumanAgentWindowClosed,
     ConversationCreated,
     ConversationMessageAdded,
+    ConversationMessageEdited,
+    ConversationMessageDeleted,
     ConversationStatusChanged,
     ConversationOwnerAssigned,
     ConversationOwnerCleared,

@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 from parley_events import Provider, ReplyApproved
 
-from parley_providers.inbound import ParseResult
+from parley_providers.inbound import ContentToFetch, ParseResult
 from parley_providers.oauth import UserToken
 from parley_providers.rules import Counting, ReplyRule
 
@@ -152,6 +152,32 @@ class ApiVersionStatus:
 
 
 SenderFactory = Callable[[httpx.AsyncClient, Any], "Sender | None"]
+
+
+@dataclass(frozen=True)
+class FetchedContent:
+    """What a provider's API says about a message its webhook named by ids only."""
+
+    text: str | None
+    author_name: str | None
+    """The author's username, when the provider gives it."""
+    link: str | None = None
+    """Where people see it (a permalink), when given."""
+
+
+class ContentLookup(Protocol):
+    """Fetches the text and author of a message a webhook names by ids only (Instagram mentions).
+
+    Failures raise :class:`parley_providers.errors.ProviderError` with its kind: the caller
+    retries the transient ones a bounded number of times and marks the message otherwise."""
+
+    async def fetch(
+        self, account_id: str, what: ContentToFetch, token: str, connect_path: str | None
+    ) -> FetchedContent: ...
+
+
+ContentLookupFactory = Callable[[httpx.AsyncClient, Any], "ContentLookup | None"]
+"""Builds a provider's content lookup from the normalizer's settings (None: not configured)."""
 """Builds a provider's sender from a service's settings (each provider reads its own; None: the
 provider is not configured there)."""
 
@@ -479,6 +505,8 @@ class ProviderPlugin:
     length_counters: Mapping[Counting, Callable[[str], int]] = field(default_factory=dict)
     """How this provider counts text where no generic counting fits (X's weighted length)."""
     make_sender: SenderFactory | None = None
+    make_content_lookup: ContentLookupFactory | None = None
+    """How the normalizer fetches what this provider's webhooks name by ids only."""
     """How this provider's replies are sent."""
     make_connector: ConnectorFactory | None = None
     """How this provider's accounts are connected (onboarding's connect flows)."""

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from functools import partial
 from typing import Any
 
@@ -47,6 +48,46 @@ class ParsedMessage:
     """Conversation Routing: True when delivered while another app answers the thread (Meta's
     ``standby`` list), False when delivered to the thread's active responder (Meta's
     ``messaging`` list), None when the provider's delivery says nothing about it."""
+    fetch: ContentToFetch | None = None
+    """The delivery names the message by ids only (Instagram mentions): its text and author are
+    asked of the provider's API before it is published (the normalizer's content lookup)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContentToFetch:
+    """What to ask a provider's API for a message the webhook names by ids only.
+
+    ``kind`` is the provider's lookup (Meta: ``mentioned_media``, ``mentioned_comment``);
+    ``object_id`` the id it takes; ``media_id`` the media a mentioned comment is on.
+    """
+
+    kind: str
+    object_id: str
+    media_id: str | None = None
+
+
+class ChangeAction(StrEnum):
+    """What a customer did to a message they wrote before."""
+
+    EDITED = "edited"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedChange:
+    """A customer edited or removed a message (Page feed comments and posts): an event about the
+    message ``provider_message_id`` names, which Parley may or may not have received."""
+
+    provider: Provider
+    account_id: str
+    conversation_key: str
+    provider_message_id: str
+    action: ChangeAction
+    provider_timestamp: datetime
+    text: str | None = None
+    """The new text (edits)."""
+    author: Author | None = None
+    kind: MessageKind = MessageKind.COMMENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +210,7 @@ class ParseResult:
     limits: tuple[ParsedMessagingLimit, ...] = ()
     handovers: tuple[ParsedHandover, ...] = ()
     throughputs: tuple[ParsedThroughputChange, ...] = ()
+    changes: tuple[ParsedChange, ...] = ()
 
     def __add__(self, other: ParseResult) -> ParseResult:
         return ParseResult(
@@ -180,6 +222,7 @@ class ParseResult:
             self.limits + other.limits,
             self.handovers + other.handovers,
             self.throughputs + other.throughputs,
+            self.changes + other.changes,
         )
 
 
@@ -357,6 +400,8 @@ def check_times(result: ParseResult, now: datetime) -> None:
         check_time(handover.provider_timestamp, now)
     for throughput in result.throughputs:
         check_time(throughput.provider_timestamp, now)
+    for change in result.changes:
+        check_time(change.provider_timestamp, now)
 
 
 class ResultBuilder:
@@ -367,6 +412,7 @@ class ResultBuilder:
     """
 
     __slots__ = (
+        "_changes",
         "_failures",
         "_handovers",
         "_limits",
@@ -388,6 +434,7 @@ class ResultBuilder:
         self._limits: list[ParsedMessagingLimit] = []
         self._handovers: list[ParsedHandover] = []
         self._throughputs: list[ParsedThroughputChange] = []
+        self._changes: list[ParsedChange] = []
 
     def add(self, result: ParseResult) -> None:
         self._messages.extend(result.messages)
@@ -398,6 +445,7 @@ class ResultBuilder:
         self._limits.extend(result.limits)
         self._handovers.extend(result.handovers)
         self._throughputs.extend(result.throughputs)
+        self._changes.extend(result.changes)
 
     def skip(self, kind: str, count: int = 1) -> None:
         self._skipped.extend([kind] * count)
@@ -444,6 +492,7 @@ class ResultBuilder:
             tuple(self._limits),
             tuple(self._handovers),
             tuple(self._throughputs),
+            tuple(self._changes),
         )
 
 

@@ -20,6 +20,7 @@ from parley_providers.base import (
     ApiVersionStatus,
     Charge,
     Connector,
+    ContentLookup,
     DeliveryCharge,
     ProviderPlugin,
     Sender,
@@ -33,6 +34,7 @@ __all__ = [
     "GROUP",
     "api_versions",
     "connectors",
+    "content_lookups",
     "length_counter",
     "plugin_for",
     "plugins",
@@ -141,6 +143,17 @@ def senders(http: httpx.AsyncClient, settings: Any) -> dict[Provider, Sender]:
     found: dict[Provider, Sender] = {}
     for plugin in plugins().values():
         made = plugin.make_sender(http, settings) if plugin.make_sender is not None else None
+        if made is not None:
+            found.update({provider: made for provider in plugin.providers})
+    return found
+
+
+def content_lookups(http: httpx.AsyncClient, settings: Any) -> dict[Provider, ContentLookup]:
+    """The content lookup of every conversation provider whose plugin the normalizer's settings
+    configure (Meta's fetches Instagram mentions)."""
+    found: dict[Provider, ContentLookup] = {}
+    for plugin in plugins().values():
+        made = plugin.make_content_lookup(http, settings) if plugin.make_content_lookup is not None else None
         if made is not None:
             found.update({provider: made for provider in plugin.providers})
     return found

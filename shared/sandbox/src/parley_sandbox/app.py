@@ -53,7 +53,7 @@ from parley_sandbox.state import (
     SentRequest,
 )
 from parley_sandbox.whatsapp import WhatsAppApi
-from parley_sandbox.wire import GraphFailure, Handler, Incoming, XFailure, _parse_body, _x_problem
+from parley_sandbox.wire import GraphFailure, Handler, Incoming, Reply, XFailure, _parse_body, _x_problem
 from parley_sandbox.x import XApi
 
 __all__ = [
@@ -71,6 +71,12 @@ __all__ = [
 
 class _Providers(WhatsAppApi, InstagramApi, XApi):
     """Every imitated provider API; each handler raises GraphFailure/XFailure or returns a Reply."""
+
+    def graph_node(self, call: Incoming) -> Reply:
+        """``GET /{node}``: Graph answers for whatever the node is; the sandbox plays two kinds."""
+        if call.path("node") in self.state.whatsapp_numbers:
+            return self.whatsapp_phone_number(call)
+        return self.ig_user_fields(call)
 
 
 def _fault_response(fault: Fault, provider: Provider) -> Response:
@@ -217,6 +223,8 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         _admin_route("/_sandbox/meta/users", admin.meta_users, post),
         _admin_route("/_sandbox/meta/codes", admin.meta_codes, post),
         _admin_route("/_sandbox/instagram/accounts", admin.instagram_accounts, post),
+        _admin_route("/_sandbox/instagram/mentions", admin.instagram_mentions, post),
+        _admin_route("/_sandbox/meta/deliver", admin.meta_deliver, post),
         _admin_route("/_sandbox/instagram/accounts/{account_id}", admin.instagram_account, get),
         _admin_route(
             "/_sandbox/instagram/accounts/{account_id}/unsubscribe", admin.instagram_unsubscribe, post
@@ -264,6 +272,7 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         instagram("/instagram/{version}/me/subscribed_apps", api.instagram_subscribe, get_post),
         instagram("/instagram/{version}/me/messages", api.instagram_send, post, send=True),
         instagram("/instagram/{version}/{node}/replies", api.instagram_comment_reply, post, send=True),
+        instagram("/instagram/{version}/{node}", api.instagram_user_fields, get),
         # Graph API
         graph("/oauth/access_token", api.oauth_access_token, get_post),
         graph("/debug_token", api.debug_token, get),
@@ -280,7 +289,9 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         graph("/{node}/request_code", api.request_code, post),
         graph("/{node}/verify_code", api.verify_code, post),
         graph("/{node}/register", api.register, post),
-        graph("/{node}", api.whatsapp_phone_number, get),
+        # one Graph node: a WhatsApp number's fields or an IG user's mentions (after every fixed
+        # one-segment path above)
+        graph("/{node}", api.graph_node, get),
         Route("/{path:path}", _not_found, methods=["GET", "POST", "DELETE", "PUT", "PATCH"]),
     ]
     app = Starlette(routes=routes)

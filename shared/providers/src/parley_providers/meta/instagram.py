@@ -35,6 +35,7 @@ from pydantic import SecretStr
 
 from parley_providers.errors import ProviderError
 from parley_providers.http import body_of, expiry, json_object, require_str, segment, send, snippet
+from parley_providers.meta.client import Mentioned, mentioned_fields, mentioned_of
 from parley_providers.meta.errors import graph_error, meta_error
 from parley_providers.meta.versions import DEFAULT_GRAPH_API_VERSION
 from parley_providers.oauth import UserToken
@@ -315,6 +316,25 @@ class InstagramClient:
             headers={"Authorization": f"Bearer {token}"},
         )
         return require_str(PROVIDER, 200, data, "id")
+
+    # ---- mentions: the same lookups as on graph.facebook.com, with the account's own token
+
+    async def mentioned_media(self, ig_user_id: str, token: str, media_id: str) -> Mentioned:
+        """The caption, author and link of a media whose caption @mentions the account."""
+        return await self._mentioned(ig_user_id, token, "mentioned_media", media_id)
+
+    async def mentioned_comment(self, ig_user_id: str, token: str, comment_id: str) -> Mentioned:
+        """The text and author of a comment that @mentions the account."""
+        return await self._mentioned(ig_user_id, token, "mentioned_comment", comment_id)
+
+    async def _mentioned(self, ig_user_id: str, token: str, kind: str, object_id: str) -> Mentioned:
+        data = await self._json(
+            "GET",
+            f"{self._graph}/{self._version}/{segment(ig_user_id)}",
+            params={"fields": mentioned_fields(kind, object_id)},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        return mentioned_of(PROVIDER, kind, data)
 
 
 class InstagramSendSettings(Protocol):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from parley_events import (
     ChannelSnapshot,
     CustomerAliasRecorded,
     HandoverReceived,
+    MessageDeleted,
+    MessageEdited,
     MessageReceived,
     MessageStatusChanged,
     MessagingLimitChanged,
@@ -16,6 +19,8 @@ from parley_events import (
     TemplateStatusChanged,
 )
 from parley_providers.inbound import (
+    ChangeAction,
+    ParsedChange,
     ParsedHandover,
     ParsedMessage,
     ParsedMessagingLimit,
@@ -189,4 +194,42 @@ def throughput_event(
         event=parsed.event,
         provider_timestamp=parsed.provider_timestamp,
         delivery_id=delivery_id,
+    )
+
+
+def change_event(
+    parsed: ParsedChange, channel: ChannelSnapshot, delivery_id: str
+) -> MessageEdited | MessageDeleted:
+    """An edit or removal of a message, naming the message's own event id; a deterministic id
+    (an edit: per text and time, so a second edit is a new event; a removal: once per message)."""
+    fields: dict[str, Any] = {
+        "tenant_id": channel.tenant_id,
+        "channel_id": channel.channel_id,
+        "provider": parsed.provider,
+        "account_id": parsed.account_id,
+        "conversation_id": conversation_id(channel.tenant_id, channel.channel_id, parsed.conversation_key),
+        "conversation_key": parsed.conversation_key,
+        "provider_message_id": parsed.provider_message_id,
+        "message_event_id": message_event_id(parsed.provider, parsed.account_id, parsed.provider_message_id),
+        "author": parsed.author,
+        "kind": parsed.kind,
+        "provider_timestamp": parsed.provider_timestamp,
+        "delivery_id": delivery_id,
+    }
+    if parsed.action is ChangeAction.EDITED:
+        return MessageEdited(
+            event_id="edt_"
+            + digest(
+                parsed.provider.value,
+                parsed.account_id,
+                parsed.provider_message_id,
+                parsed.provider_timestamp.isoformat(),
+                parsed.text or "",
+            ),
+            text=parsed.text,
+            **fields,
+        )
+    return MessageDeleted(
+        event_id="del_" + digest(parsed.provider.value, parsed.account_id, parsed.provider_message_id),
+        **fields,
     )
