@@ -10,6 +10,7 @@ import parley_ingest.metrics  # noqa: F401 - registers ingest's metrics
 import parley_onboarding.metrics  # noqa: F401 - registers onboarding's metrics
 import parley_policy.metrics  # noqa: F401 - registers policy's metrics
 import parley_providers.metrics  # noqa: F401 - registers the providers' gauge
+import parley_reports.metrics  # noqa: F401 - registers the reports read model's metrics
 import parley_shared.metrics  # noqa: F401 - registers the shared metrics
 import pytest
 from prometheus_client import REGISTRY
@@ -29,6 +30,10 @@ NOT_ON_THE_DASHBOARD = {
     "parley_events_published": "the throughput of each event type: the normalized events panel shows intake",
     "parley_events_consumed": "the same records as the handler time panel",
     "parley_onboarding_page_unsubscribes": "one per disconnect",
+    "parley_reports_last_event_timestamp_seconds": "the lag panel's source, as a timestamp",
+    "parley_reports_write_conflicts": "races between report writers, retried; read when reports look slow",
+    "parley_routing_changes_of_unknown_messages": "edits and removals of comments Parley never received "
+    "(older ones, posts): expected, not actionable",
 }
 
 

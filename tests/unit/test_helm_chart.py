@@ -21,6 +21,7 @@ from parley_events import topics
 from parley_ingest.settings import IngestSettings, NormalizerSettings
 from parley_onboarding.settings import OnboardingSettings
 from parley_policy.settings import PolicySettings
+from parley_reports.settings import ReportsSettings
 from parley_routing.settings import RoutingSettings
 from parley_shared.auth import ApiSettings
 from parley_shared.settings import ServiceSettings
@@ -35,6 +36,7 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
     "routing": RoutingSettings,
     "policy": PolicySettings,
     "onboarding": OnboardingSettings,
+    "reports": ReportsSettings,
 }
 KEDA_SCALED = {"normalizer", "routing", "policy"}
 
@@ -90,6 +92,10 @@ def test_the_catalog_facts_match_the_settings_classes() -> None:
         cls = SETTINGS[name]
         assert facts["api"] == issubclass(cls, ApiSettings), name
         assert facts["providers"] == ("graph_base_url" in cls.model_fields), name
+        # a process reading Parley's app id without the provider clients gets it on its own
+        assert facts.get("appId", False) == ("meta_app_id" in cls.model_fields and not facts["providers"]), (
+            name
+        )
 
 
 def test_every_service_runs_its_console_script_on_its_default_port() -> None:

@@ -214,10 +214,30 @@ class CloudCall:
 CALLS = [
     CloudCall("whatsapp_send", "POST", "/messages", lambda g, n, t: g.whatsapp_send(n.id, t, TEXT)),
     CloudCall(
+        "whatsapp_mark_read",
+        "POST",
+        "/messages",
+        lambda g, n, t: g.whatsapp_mark_read(
+            n.id, t, {"status": "read", "message_id": "wamid.IN1", "typing_indicator": {"type": "text"}}
+        ),
+    ),
+    CloudCall(
         "whatsapp_phone_numbers",
         "GET",
         "/phone_numbers",
         lambda g, n, t: g.whatsapp_phone_numbers(WABA_ID, t),
+    ),
+    CloudCall(
+        "whatsapp_phone_number_throughput",
+        "GET",
+        "",
+        lambda g, n, t: g.whatsapp_phone_number_throughput(n.id, t),
+    ),
+    CloudCall(
+        "whatsapp_thread_control",
+        "POST",
+        "/thread_control",
+        lambda g, n, t: g.whatsapp_thread_control(n.id, t, {"action": "take", "to": "15557654321"}),
     ),
     CloudCall(
         "whatsapp_request_code",
@@ -361,3 +381,16 @@ async def test_outside_the_window_only_a_template_is_sent(number: Number) -> Non
     assert (error.status, error.code, error.kind) == (400, 131047, ErrorKind.WINDOW_CLOSED)
     assert "24 hours" in error.message  # error_data.details
     assert [(s.status, s.result_id) for s in sandbox.state.sent] == [(400, None), (200, wamid)]
+
+
+async def test_a_numbers_throughput_level_and_coexistence_are_read_from_its_fields(sandbox: Sandbox) -> None:
+    standard = await sandbox.whatsapp_number(phone_number_id="900000000000201", registered=True)
+    upgraded = await sandbox.whatsapp_number(phone_number_id="900000000000202", throughput_level="HIGH")
+    shared = await sandbox.whatsapp_number(phone_number_id="900000000000203", on_biz_app=True)
+    sandbox.state.calls.clear()
+
+    assert await sandbox.graph.whatsapp_phone_number_throughput(standard, WA_TOKEN) == ("STANDARD", False)
+    assert await sandbox.graph.whatsapp_phone_number_throughput(upgraded, WA_TOKEN) == ("HIGH", False)
+    assert await sandbox.graph.whatsapp_phone_number_throughput(shared, WA_TOKEN) == ("STANDARD", True)
+    [call, *_] = sandbox.state.calls
+    assert (call.method, call.path) == ("GET", f"/{GRAPH_VERSION}/{standard}")

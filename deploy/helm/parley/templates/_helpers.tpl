@@ -199,6 +199,11 @@ PARLEY_JWT_AUDIENCE: {{ . | quote }}
 PARLEY_JWT_ISSUER: {{ . | quote }}
 {{- end }}
 {{- end }}
+{{- if and $facts.appId (not $facts.providers) }}
+{{- with $root.Values.providers.metaAppId }}
+PARLEY_META_APP_ID: {{ . | quote }}
+{{- end }}
+{{- end }}
 {{- if $facts.providers }}
 {{- $p := $root.Values.providers }}
 {{- with $p.metaAppId }}

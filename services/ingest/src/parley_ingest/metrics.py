@@ -61,6 +61,23 @@ ITEM_FAILURES = Counter(
 SKIPPED = Counter(
     "parley_normalizer_skipped_events_total", "Provider events not normalized, by kind.", ["kind"]
 )
+CONTENT_LOOKUPS = Counter(
+    "parley_normalizer_content_lookups_total",
+    "Messages a webhook named by ids only (Instagram mentions) whose text and author were fetched.",
+    ["provider"],
+)
+CONTENT_LOOKUP_RETRIES = Counter(
+    "parley_normalizer_content_lookup_retries_total",
+    "Content lookups asked again after a transient failure (an outage, throttling).",
+    ["provider"],
+)
+CONTENT_UNAVAILABLE = Counter(
+    "parley_normalizer_content_unavailable_total",
+    "Messages published without the text their webhook did not carry, by reason (a fixed set: "
+    "not_configured, no_credentials, reauth_required, permission_missing, not_found, rate_limited, "
+    "provider_unavailable).",
+    ["provider", "reason"],
+)
 UNKNOWN_ACCOUNTS = Counter(
     "parley_normalizer_unknown_accounts_total",
     "Events for accounts no channel claims.",
