@@ -94,6 +94,14 @@ def test_attention_names_reauth_and_a_token_near_or_past_its_end() -> None:
     assert attention(channel(token_expires_at=NOW + timedelta(days=30)), NOW, LEAD) == []
 
 
+def test_attention_names_a_webhook_subscription_the_check_could_not_restore() -> None:
+    lost = channel()
+    lost.subscription_gap = ("feed", "messages")
+    [note] = attention(lost, NOW, LEAD)
+    assert "feed, messages" in note
+    assert attention(channel(), NOW, LEAD) == []
+
+
 def test_who_can_see_takes_the_highest_role_of_each_user_by_the_shared_rule() -> None:
     support = Team("team_1", "t", "Support", ["ann", "bob"])
     sales = Team("team_2", "t", "Sales", ["bob"])

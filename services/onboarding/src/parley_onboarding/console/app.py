@@ -121,6 +121,12 @@ def attention(channel: Channel, now: datetime, lead: timedelta) -> list[str]:
             notes.append("The token has expired: reconnect the account.")
         elif channel.token_expires_at - now <= lead:
             notes.append("The token expires soon: reconnect the account before it does.")
+    if channel.status is ChannelStatus.ACTIVE and channel.subscription_gap:
+        missing = ", ".join(channel.subscription_gap)
+        notes.append(
+            f"The provider no longer sends some webhooks ({missing}) and Parley could not subscribe "
+            "them again: check the app's webhook settings, or reconnect the account."
+        )
     return notes
 
 
