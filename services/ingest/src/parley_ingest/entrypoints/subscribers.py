@@ -15,6 +15,8 @@ from parley_events import (
     MessageReceived,
     MessageStatusChanged,
     MessagingLimitChanged,
+    TemplateCategoryChanged,
+    TemplateQualityChanged,
     TemplateStatusChanged,
     WebhookReceived,
     topics,
@@ -56,10 +58,12 @@ def normalizer_router(
         MessageStatusChanged,
         HandoverReceived,
         TemplateStatusChanged,
+        TemplateCategoryChanged,
+        TemplateQualityChanged,
         MessagingLimitChanged,
         title="normalized-events",
-        description="One event per provider message, delivery receipt, handover, template review "
-        "or messaging limit update.",
+        description="One event per provider message, delivery receipt, handover, template review, "
+        "category or quality change, or messaging limit update.",
     )
     publishes(
         router,
