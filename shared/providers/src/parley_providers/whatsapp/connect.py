@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import timedelta
-
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from parley_providers.base import MessageTemplate, NumberRules, TokenRefusal
