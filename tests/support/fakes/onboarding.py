@@ -180,6 +180,10 @@ class FakeOnboardingStore:
     async def onboarding(self, onboarding_id: str) -> WhatsAppOnboarding | None:
         return copy.deepcopy(self.onboardings.get(onboarding_id))
 
+    async def onboarding_of_channel(self, channel_id: str) -> WhatsAppOnboarding | None:
+        found = [o for o in self.onboardings.values() if o.channel_id == channel_id]
+        return copy.deepcopy(found[0]) if found else None
+
     async def save_onboarding(self, onboarding: WhatsAppOnboarding) -> None:
         self._claim_version(onboarding.id, onboarding.revision)
         self.onboardings[onboarding.id] = copy.deepcopy(onboarding)
