@@ -132,7 +132,8 @@ def _provider_route(
         raw = await request.body()
         content_type = request.headers.get("content-type", "")
         body = _parse_body(raw, content_type)
-        if body is None and content_type.split(";")[0].strip() in _FILE_TYPES:
+        upload_session = request.url.path.rsplit("/", 1)[-1].lower().startswith(("upload:", "upload%3a"))
+        if body is None and (content_type.split(";")[0].strip() in _FILE_TYPES or upload_session):
             body = {}  # a Resumable Upload API body: the file's bytes (``Incoming.raw``)
         result_id: str | None = None
         fault = state.take_fault(request.method, request.url.path)

@@ -463,7 +463,11 @@ class GraphClient:
             "POST",
             f"{self._base}/{self._version}/{segment(session_id)}",
             content=data,
-            headers={"Authorization": f"OAuth {token}", "file_offset": "0"},
+            headers={
+                "Authorization": f"OAuth {token}",
+                "file_offset": "0",
+                "Content-Type": "application/octet-stream",
+            },
         )
         if not response.is_success:
             raise graph_error("whatsapp", response)
