@@ -65,6 +65,8 @@ with atheris.instrument_imports(include=["parley_ingest", "parley_events", "parl
         MessageStatusChanged,
         MessagingLimitChanged,
         Provider,
+        TemplateCategoryChanged,
+        TemplateQualityChanged,
         TemplateStatusChanged,
         WebhookReceived,
         topics,
@@ -437,6 +439,8 @@ def check_event(event: Event, record: WebhookReceived) -> None:
         | MessageStatusChanged
         | HandoverReceived
         | TemplateStatusChanged
+        | TemplateCategoryChanged
+        | TemplateQualityChanged
         | MessagingLimitChanged,
     ), event
     assert event.delivery_id == record.delivery_id
