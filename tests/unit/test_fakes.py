@@ -13,11 +13,13 @@ from parley_policy.adapters.postgres import PostgresPolicyStore, PostgresPolicyT
 from parley_policy.adapters.stores import PolicyStore, PolicyStorePort, PolicyTemplates, TemplatesPort
 from parley_providers.base import (
     AccountConnector,
+    BusinessProfileManager,
     LoginConnector,
     NumberConnector,
     PageConnector,
     SubscriptionCheck,
     SubscriptionKeeper,
+    TemplateManager,
     TokenCheck,
 )
 from parley_providers.meta.connect import MetaConnector, MetaInstagramConnector
@@ -57,6 +59,8 @@ PORTS = [
     (SubscriptionCheck, FakePageConnector, MetaConnector),
     (LoginConnector, FakeInstagramConnector, MetaInstagramConnector),
     (TokenCheck, FakeNumberConnector, WhatsAppConnector),
+    (TemplateManager, FakeNumberConnector, WhatsAppConnector),
+    (BusinessProfileManager, FakeNumberConnector, WhatsAppConnector),
     (TemplatesPort, FakeTemplates, PolicyTemplates),
     (TemplatesPort, FakeTemplates, PostgresPolicyTemplates),
     (CredentialStore, FakeCredentials, MongoCredentialStore),
