@@ -373,13 +373,21 @@ async def test_whatsapp_onboarding_through_every_step(stack: Stack) -> None:
     answers.append(verified)
     channel_id = verified["channel_id"]
     assert channel_id == channel_id_for(TENANT, Provider.WHATSAPP, PHONE_ID)
-    for action, body in [
-        ("profile-completed", None),
-        ("request-badge", None),
-        ("badge-decided", {"approved": True}),
-        ("submit-templates", None),
-    ]:
+    # the profile and templates steps are reached by the provider accepting them, not typed in
+    for typed in ("profile-completed", "submit-templates"):
+        assert (await wa.step(typed, status=409))["code"] == "STEP_BY_API"
+    await stack.call("PATCH", f"/channels/{channel_id}/profile", {"about": "Acme answers here"})
+    answers.append(await wa.get())
+    for action, body in [("request-badge", None), ("badge-decided", {"approved": True})]:
         answers.append(await wa.step(action, body))
+    template = {
+        "name": "order_update",
+        "language": "en_US",
+        "category": "UTILITY",
+        "components": [{"type": "BODY", "text": "Hi {{1}}", "example": {"body_text": [["Ada"]]}}],
+    }
+    await stack.call("POST", f"/channels/{channel_id}/templates", template, status=201)
+    answers.append(await wa.get())
     assert [(a["step"], a["next_actor"]) for a in answers] == [
         (step, actor) for step, actor, _ in STEPS if step != "phone_verified"
     ]
@@ -514,8 +522,8 @@ async def test_provider_side_whatsapp_steps_need_the_platform_operator(stack: St
     assert other["code"] == "ONBOARDING_NOT_FOUND"
     await wa.step("business-verified")
     await wa.step("request-code")
-    await wa.step("verify-code", {"code": await last_code(stack)})
-    await wa.step("profile-completed")
+    verified = await wa.step("verify-code", {"code": await last_code(stack)})
+    await stack.call("PATCH", f"/channels/{verified['channel_id']}/profile", {"about": "Acme answers here"})
     await wa.step("request-badge")
     refused = await wa.step("badge-decided", {"approved": True}, status=403, headers=stack.admin())
     assert refused["code"] == "OPERATOR_REQUIRED"
