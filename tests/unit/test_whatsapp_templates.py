@@ -10,6 +10,7 @@ import pytest
 from parley_events import ChannelTemplateCategoryChanged, ChannelTemplateStatusChanged, Provider
 from parley_policy.adapters.stores import template_after
 from parley_policy.domain.decision import TemplateInfo
+from parley_providers.whatsapp.profile import profile_problem
 from parley_providers.whatsapp.templates import (
     parameter_count,
     parameter_names,
@@ -167,3 +168,37 @@ def test_a_category_change_keeps_the_status_and_count() -> None:
     assert template_after(TemplateInfo("APPROVED", 1, "UTILITY"), change) == TemplateInfo(
         "APPROVED", 1, "AUTHENTICATION"
     )
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"about": ""}, "about"),
+        ({"about": "x" * 140}, "about"),
+        ({"address": "x" * 257}, "address"),
+        ({"description": "x" * 513}, "description"),
+        ({"email": "not-an-address"}, "email"),
+        ({"email": "a@" + "b" * 130 + ".example"}, "email"),
+        ({"websites": ["https://a.example", "https://b.example", "https://c.example"]}, "websites"),
+        ({"websites": ["acme.example"]}, "websites"),
+        ({"websites": ["https://" + "a" * 250]}, "websites"),
+        ({"vertical": "SPACESHIPS"}, "vertical"),
+    ],
+)
+def test_profile_fields_whatsapp_refuses_are_named(fields: dict[str, Any], field: str) -> None:
+    problem = profile_problem(fields)
+    assert problem is not None
+    assert problem[0] == field
+
+
+def test_a_profile_within_whatsapps_limits_passes() -> None:
+    fields = {
+        "about": "x" * 139,
+        "address": "x" * 256,
+        "description": "x" * 512,
+        "email": "hello@acme.example",
+        "websites": ["https://acme.example", "http://shop.acme.example"],
+        "vertical": "RETAIL",
+    }
+    assert profile_problem(fields) is None
+    assert profile_problem({}) is None
