@@ -26,6 +26,7 @@ from parley_ingest.bootstrap import create_normalizer_app
 from parley_ingest.settings import IngestSettings, NormalizerSettings
 from parley_onboarding.domain.whatsapp import OPERATOR_STEPS
 from parley_policy.bootstrap import create_policy_app
+from parley_sandbox.state import WhatsAppTemplate
 
 from tests.conftest import Infra
 from tests.support.apps import running, served_ingest
@@ -291,3 +292,37 @@ async def test_the_business_profile_is_saved_with_a_picture_and_completes_the_pr
     gif = {"content_type": "image/gif", "data_base64": base64.b64encode(b"GIF89a").decode()}
     assert (await stack.call("PATCH", path, {"picture": gif}, status=422))["field"] == "picture"
     await stack.call("PATCH", path, {"about": "Hi"}, headers=stack.agent(), status=403)
+
+
+async def test_a_template_made_in_whatsapp_manager_gets_its_count_checked_after_a_sync(chain: Chain) -> None:
+    stack = chain.stack
+    made_elsewhere = WhatsAppTemplate(
+        id="8000000000000009",
+        waba_id=WABA_ID,
+        name="order_update",
+        language="en_US",
+        category="UTILITY",
+        components=ORDER_UPDATE["components"],
+        status="APPROVED",
+    )
+    stack.sandbox.whatsapp_templates[made_elsewhere.id] = made_elsewhere
+    # Meta's review reaches policy by webhook, without a count: only the status is checked
+    await chain.review(made_elsewhere.id, status="APPROVED")
+    await eventually(
+        lambda: _refusal_is(chain, "conv-phone", ["Ada"], []), "the review to reach policy without a count"
+    )
+
+    synced = await stack.call("POST", f"/channels/{chain.channel_id}/templates:sync")
+
+    assert [(t["id"], t["parameter_count"]) for t in synced] == [(made_elsewhere.id, 2)]
+    await eventually(
+        lambda: _refusal_is(chain, "conv-phone", ["Ada"], ["TEMPLATE_PARAMETERS"]),
+        "the count to reach policy",
+    )
+    assert await chain.refusal("conv-phone", ["Ada", "#42"]) == []
+    onboarding = await stack.call("GET", f"/whatsapp/onboardings/{chain.onboarding_id}")
+    assert onboarding["step"] == "activated"  # a template made elsewhere submits nothing through Parley
+
+
+async def _refusal_is(chain: Chain, conversation: str, parameters: list[str], codes: list[str]) -> bool:
+    return await chain.refusal(conversation, parameters) == codes

@@ -1178,3 +1178,22 @@ async def test_a_category_change_is_published_for_each_channel_of_the_waba() -> 
         "MARKETING",
         "UTILITY",
     )
+
+
+async def test_a_sync_publishes_every_listed_template_with_its_count() -> None:
+    h = Harness()
+    onboarding = await active_number(h)
+    await h.service.create_template(ACME, onboarding.channel_id or "", ORDER_UPDATE, ADMIN)
+    h.published.clear()
+
+    synced = await h.service.sync_templates(ACME, onboarding.channel_id or "", ADMIN)
+
+    assert [t.name for t in synced] == ["order_update"]
+    [published] = h.of(ChannelTemplateStatusChanged)
+    assert (published.template_name, published.status, published.parameter_count, published.category) == (
+        "order_update",
+        "PENDING",
+        3,
+        "UTILITY",
+    )
+    assert h.of(WhatsAppStepChanged) == []  # listing submits nothing

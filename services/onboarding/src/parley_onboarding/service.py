@@ -1157,6 +1157,17 @@ class OnboardingService:
         listed: list[MessageTemplate] = await manager.templates(account, token)
         return listed
 
+    async def sync_templates(self, tenant_id: str, channel_id: str, actor_id: str) -> list[MessageTemplate]:
+        """List the business account's templates and tell the consumers of its channels each one's
+        status, category and parameter count: templates made outside Parley (WhatsApp Manager)
+        get their count checked by policy from then on."""
+        channel, manager, token, account = await self._business_account(tenant_id, channel_id)
+        listed: list[MessageTemplate] = await manager.templates(account, token)
+        now = self.clock()
+        for template in listed:
+            await self._template_event(channel, template, template.status, actor_id, now)
+        return listed
+
     async def create_template(
         self, tenant_id: str, channel_id: str, body: Mapping[str, Any], actor_id: str
     ) -> MessageTemplate:

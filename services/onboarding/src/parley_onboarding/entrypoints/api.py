@@ -500,6 +500,16 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
             )
         )
 
+    @api.post(
+        "/channels/{channel_id}/templates:sync", response_model=list[TemplateOut], responses=ask_provider
+    )
+    async def sync_templates(principal: Annotated[Principal, caller], channel_id: str) -> list[TemplateOut]:
+        """List the templates and publish each one's status, category and parameter count, so
+        policy checks the count of templates made outside Parley too."""
+        admin(principal)
+        synced = await service.sync_templates(principal.tenant_id, channel_id, principal.user_id)
+        return [template_out(t) for t in synced]
+
     @api.delete(
         "/channels/{channel_id}/templates/{name}", response_model=list[TemplateOut], responses=ask_provider
     )
