@@ -31,7 +31,7 @@ from parley_sandbox.state import WhatsAppTemplate
 from tests.conftest import Infra
 from tests.support.apps import running, served_ingest
 from tests.support.kafka import publish_events
-from tests.support.onboarding import TENANT, Stack, onboarding_stack
+from tests.support.onboarding import OTHER_TENANT, TENANT, Stack, onboarding_stack
 from tests.support.policy import auth, channel, inbound, policy_settings
 
 pytestmark = pytest.mark.integration
@@ -241,6 +241,14 @@ async def test_templates_are_refused_before_meta_and_only_admins_manage_them(cha
     forbidden = await stack.call("POST", path, ORDER_UPDATE, headers=stack.agent(), status=403)
     assert forbidden["code"] == "ADMIN_REQUIRED"
     await stack.call("GET", path, headers=stack.agent(), status=403)
+    elsewhere = stack.admin(tenant=OTHER_TENANT)
+    assert (await stack.call("POST", path, ORDER_UPDATE, headers=elsewhere, status=404))[
+        "code"
+    ] == "CHANNEL_NOT_FOUND"
+    await stack.call(
+        "PATCH", f"/channels/{chain.channel_id}/profile", {"about": "x"}, headers=elsewhere, status=404
+    )
+    assert stack.sandbox.whatsapp_templates == {}
 
     await stack.call("POST", path, ORDER_UPDATE, status=201)
     duplicate = await stack.call("POST", path, ORDER_UPDATE, status=422)

@@ -535,7 +535,7 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
     ) -> ProfileOut:
         """Change the business profile (and picture); the WhatsApp onboarding's profile step follows."""
         admin(principal)
-        fields = body.model_dump(exclude_unset=True, exclude={"picture"})
+        fields = body.model_dump(exclude_unset=True, exclude_none=True, exclude={"picture"})
         picture = None
         if body.picture is not None:
             try:
