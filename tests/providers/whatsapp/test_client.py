@@ -517,7 +517,10 @@ async def test_the_business_profile_is_updated_with_an_uploaded_picture(number: 
         )
     )
     assert bad_handle.code == 100
-    wrong_type = await fails(sandbox.graph.upload_file(WA_TOKEN, b"GIF89a", "image/gif", "p.gif"))
+    wrong_type = await fails(sandbox.graph.start_upload(WA_TOKEN, "p.gif", 6, "image/gif"))
     assert (wrong_type.code, wrong_type.kind) == (100, ErrorKind.INVALID_REQUEST)
-    no_token = await fails(sandbox.graph.upload_file("not-a-token", picture, "image/jpeg", "p.jpg"))
+    no_token = await fails(sandbox.graph.start_upload("not-a-token", "p.jpg", len(picture), "image/jpeg"))
+    session = await sandbox.graph.start_upload(WA_TOKEN, "p.jpg", 4, "image/jpeg")
+    too_many = await fails(sandbox.graph.upload_bytes(session, WA_TOKEN, b"12345"))
+    assert (too_many.code, too_many.kind) == (100, ErrorKind.INVALID_REQUEST)
     assert (no_token.code, no_token.kind) == (190, ErrorKind.REAUTH_REQUIRED)

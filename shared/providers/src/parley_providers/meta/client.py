@@ -442,24 +442,24 @@ class GraphClient:
             phone_number_id, "whatsapp_business_profile", token, {"messaging_product": "whatsapp", **fields}
         )
 
-    async def upload_file(self, token: str, data: bytes, file_type: str, file_name: str) -> str:
-        """Upload a file with the Resumable Upload API; the handle other endpoints take.
-
-        ``POST /{app-id}/uploads`` with ``file_name``, ``file_length`` and ``file_type`` opens a
-        session (``{"id": "upload:..."}``); ``POST /{session-id}`` with the bytes, the header
-        ``file_offset: 0`` and ``Authorization: OAuth {token}`` answers ``{"h": handle}``.
-        """
+    async def start_upload(self, token: str, file_name: str, file_length: int, file_type: str) -> str:
+        """Open a Resumable Upload API session (``POST /{app-id}/uploads`` with ``file_name``,
+        ``file_length`` and ``file_type``); its id, ``upload:...``."""
         session = await self._call(
             "POST",
             f"{segment(self._app_id)}/uploads",
             token=token,
-            params={"file_name": file_name, "file_length": str(len(data)), "file_type": file_type},
-            provider="whatsapp",
+            params={"file_name": file_name, "file_length": str(file_length), "file_type": file_type},
+            provider="meta",
         )
-        session_id = require_str("whatsapp", 200, session, "id")
+        return require_str("meta", 200, session, "id")
+
+    async def upload_bytes(self, session_id: str, token: str, data: bytes) -> str:
+        """Send a session's file from its start (``POST /{session-id}``, ``file_offset: 0``,
+        ``Authorization: OAuth {token}``); the handle other endpoints take (``{"h": ...}``)."""
         response = await send(
             self._http,
-            "whatsapp",
+            "meta",
             "POST",
             f"{self._base}/{self._version}/{segment(session_id)}",
             content=data,
@@ -470,8 +470,8 @@ class GraphClient:
             },
         )
         if not response.is_success:
-            raise graph_error("whatsapp", response)
-        return require_str("whatsapp", 200, json_object("whatsapp", response), "h")
+            raise graph_error("meta", response)
+        return require_str("meta", 200, json_object("meta", response), "h")
 
 
 def graph_client(http: httpx.AsyncClient, settings: GraphSettings) -> GraphClient:

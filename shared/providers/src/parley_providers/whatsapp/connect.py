@@ -174,7 +174,6 @@ class WhatsAppConnector:
         if picture is not None:
             data, file_type = picture
             extension = "png" if file_type == "image/png" else "jpg"
-            body["profile_picture_handle"] = await self._graph.upload_file(
-                token, data, file_type, f"profile.{extension}"
-            )
+            session = await self._graph.start_upload(token, f"profile.{extension}", len(data), file_type)
+            body["profile_picture_handle"] = await self._graph.upload_bytes(session, token, data)
         await self._graph.whatsapp_update_business_profile(number_id, token, body)
