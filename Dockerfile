@@ -1,5 +1,6 @@
 # One image for every Parley process: pick the process with the command
-# (parley-ingest, parley-normalizer, parley-routing, parley-policy, parley-onboarding, parley).
+# (parley-ingest, parley-normalizer, parley-routing, parley-policy, parley-onboarding,
+# parley-reports, parley).
 # The provider sandbox (parley-sandbox) is for development only: it is in the image only when built
 # with --build-arg WITH_SANDBOX=true, as the Compose file does for a laptop.
 # Built from uv.lock; the final stage has no compiler, no uv and no source tree, and runs as a

@@ -21,6 +21,9 @@ LOCAL_STORE_URLS_both := $(LOCAL_STORE_URLS_ferretdb),$(LOCAL_STORE_URLS_postgre
 # the stores the contract suite (tests/store) runs on: the local ones unless set
 PARLEY_STORE_URLS ?= $(LOCAL_STORE_URLS_$(STORE))
 export PARLEY_STORE_URLS
+# the local Kafka's size: 1 node (default) or a cluster of 3 (replication factor 3, min ISR 2)
+KAFKA_BROKERS ?= 1
+export KAFKA_BROKERS
 
 .PHONY: help setup infra-install infra-up infra-down infra-reset infra-status run demo test test-unit test-store fault \
         fuzz test-integration test-contract test-e2e lint fmt typecheck docs bench clean
@@ -42,9 +45,10 @@ setup: $(VENV)/.synced infra-install ## install Python deps (uv, PostgreSQL's wh
 infra-install: $(VENV)/.synced
 	@scripts/infra.sh install
 
-infra-up: $(VENV)/.synced ## start Kafka, FerretDB and PostgreSQL as local processes (STORE=both|ferretdb|postgres), create topics
+infra-up: $(VENV)/.synced ## start Kafka (KAFKA_BROKERS=1|3), FerretDB and PostgreSQL as local processes (STORE=both|ferretdb|postgres), create topics
 	@scripts/infra.sh up
-	@$(RUN) parley topics create --wait 60 >/dev/null && echo "infra: topics ready"
+	@PARLEY_KAFKA_BOOTSTRAP_SERVERS=$$(scripts/infra.sh bootstrap-servers) $(RUN) parley topics create \
+		--replication-factor $(KAFKA_BROKERS) --wait 60 >/dev/null && echo "infra: topics ready"
 
 infra-down: ## stop the local Kafka and stores (data kept)
 	@scripts/infra.sh down

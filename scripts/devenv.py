@@ -45,6 +45,7 @@ SERVICES = {
     "parley-routing": 8083,
     "parley-policy": 8082,
     "parley-onboarding": 8081,
+    "parley-reports": 8085,
 }
 
 

@@ -33,6 +33,9 @@ from parley_onboarding.settings import OnboardingSettings
 from parley_policy.bootstrap import PolicyAdapters
 from parley_policy.bootstrap import build as build_policy
 from parley_policy.settings import PolicySettings
+from parley_reports.bootstrap import ReportsAdapters
+from parley_reports.bootstrap import build as build_reports
+from parley_reports.settings import ReportsSettings
 from parley_routing.bootstrap import RoutingAdapters
 from parley_routing.bootstrap import build as build_routing
 from parley_routing.settings import RoutingSettings
@@ -137,6 +140,13 @@ PROCESSES: dict[str, Process] = {
         lambda: build_onboarding(
             OnboardingSettings(**COMMON, **PROVIDERS),
             OnboardingAdapters(store=P, connectors={}, publisher=P),
+        ),
+    ),
+    "reports": Process(
+        "Builds the Supervisors' reports from the public conversation, reply and status events "
+        "(publishes nothing).",
+        lambda: build_reports(
+            ReportsSettings(**COMMON, **API), ReportsAdapters(store=P, channels=channels(), teams=teams())
         ),
     ),
 }

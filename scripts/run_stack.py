@@ -60,7 +60,7 @@ def main() -> int:
         threading.Thread(target=pump, args=(name, COLORS[i % len(COLORS)], proc.stdout), daemon=True).start()
     print(
         "Parley is starting: ingest :8080, onboarding :8081, policy :8082, routing :8083, "
-        "normalizer :8084, provider sandbox :8090; each /metrics at its port + 1000. "
+        "normalizer :8084, reports :8085, provider sandbox :8090; each /metrics at its port + 1000. "
         "Try `make demo` in another terminal. Ctrl-C stops.",
         flush=True,
     )

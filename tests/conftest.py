@@ -97,7 +97,11 @@ def infra() -> Iterator[Infra]:
             + result.stdout
             + result.stderr
         )
-    yield Infra("127.0.0.1:9092", "mongodb://127.0.0.1:27017/parley", "local")
+    brokers = subprocess.run(
+        [str(ROOT / "scripts" / "infra.sh"), "bootstrap-servers"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    # one node, or every node of a KAFKA_BROKERS=3 cluster (a client must reach any of them)
+    yield Infra(brokers or "127.0.0.1:9092", "mongodb://127.0.0.1:27017/parley", "local")
 
 
 def require_local_infra(infra: Infra, why: str) -> None:

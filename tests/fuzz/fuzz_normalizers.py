@@ -61,9 +61,12 @@ with atheris.instrument_imports(include=["parley_ingest", "parley_events", "parl
         CustomerAliasRecorded,
         Event,
         HandoverReceived,
+        MessageDeleted,
+        MessageEdited,
         MessageReceived,
         MessageStatusChanged,
         MessagingLimitChanged,
+        NumberThroughputChanged,
         Provider,
         TemplateCategoryChanged,
         TemplateQualityChanged,
@@ -436,21 +439,26 @@ def check_event(event: Event, record: WebhookReceived) -> None:
     assert isinstance(
         event,
         MessageReceived
+        | MessageEdited
+        | MessageDeleted
         | MessageStatusChanged
         | HandoverReceived
         | TemplateStatusChanged
         | TemplateCategoryChanged
         | TemplateQualityChanged
-        | MessagingLimitChanged,
+        | MessagingLimitChanged
+        | NumberThroughputChanged,
     ), event
     assert event.delivery_id == record.delivery_id
     assert event.provider_timestamp.utcoffset() == timedelta(0), event.provider_timestamp
     assert event.key(), f"{event.event_type} has an empty record key"
-    if isinstance(event, MessageReceived | MessageStatusChanged | HandoverReceived):
+    if isinstance(
+        event, MessageReceived | MessageEdited | MessageDeleted | MessageStatusChanged | HandoverReceived
+    ):
         assert event.provider in ENDPOINT_PROVIDERS[record.provider], (record.provider, event.provider)
         assert event.account_id, event
         assert event.conversation_key.startswith(THREAD_PREFIXES), event.conversation_key
-    if isinstance(event, MessageReceived):
+    if isinstance(event, MessageReceived | MessageEdited | MessageDeleted):
         assert event.provider_message_id, event
     if isinstance(event, MessageStatusChanged) and event.watermark is not None:
         assert event.watermark.utcoffset() == timedelta(0), event.watermark

@@ -138,11 +138,11 @@ async def test_policy_api_refuses_bad_input_and_answers_as_documented(
         await stack.customer_message(policy.inbound(messenger, "conv-1", PSID, t0))
         spec = await document(stack.api)
         ids = {"conversation_id": "conv-1"}
-        # replies, replies:check, reply-window, thread-control:take and :release
-        assert len(await assert_auth_enforced(stack.api, spec, ids, FORGED)) == 5
+        # replies, replies:check, reply-window, thread-control:take and :release, read
+        assert len(await assert_auth_enforced(stack.api, spec, ids, FORGED)) == 6
         admin = policy.auth("usr-admin", roles=["admin"])
         run = await fuzz(stack.api, spec, admin, ids, max_examples=MAX_EXAMPLES)
-        assert_clean(run, 5)
+        assert_clean(run, 6)
 
         # an approved reply must be sendable: each one is sent or fails, none is dead-lettered
         approved = {r["decision_id"] for r in run.accepted.get(REPLIES, [])}

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from parley_events import Provider, topics
+from parley_events import NumberThroughputChanged, Provider, topics
 from parley_onboarding.adapters.stores import SEALED_FIELDS
 from parley_onboarding.domain.channels import channel_id_for
 from parley_onboarding.domain.whatsapp import OPERATOR_STEPS
@@ -31,6 +31,7 @@ from parley_shared.vault import TokenVault, parse_keys
 from pydantic import SecretStr
 
 from tests.conftest import Infra
+from tests.support.kafka import eventually, publish_events
 from tests.support.onboarding import (
     ADMIN,
     OPERATOR,
@@ -444,6 +445,54 @@ async def test_an_activated_whatsapp_number_is_registered_for_messaging(stack: S
     assert (await stack.sandbox_admin("GET", f"/whatsapp/numbers/{PHONE_ID}"))["registered"] is True
 
 
+async def test_an_activated_number_records_its_throughput_and_coexistence_for_policy(stack: Stack) -> None:
+    token = f"wa-system-user-{secrets.token_hex(24)}"
+    await stack.sandbox_admin(
+        "POST",
+        "/whatsapp/numbers",
+        {"phone_number_id": PHONE_ID, "waba_id": WABA_ID, "token": token, "on_biz_app": True},
+    )
+    wa = await WhatsApp.start(stack)
+    await wa.to_business_verified(token)
+    await wa.step("request-code")
+    assert (await wa.step("verify-code", {"code": await last_code(stack)}))["step"] == "activated"
+
+    [read] = [r for r in stack.recorder.matching(f"/{PHONE_ID}") if r.method == "GET"]
+    assert "fields=throughput%2Cis_on_biz_app" in read.query
+    [snapshot] = of_type(await stack.events(topics.CHANNELS), SNAPSHOT)
+    assert (snapshot["throughput_level"], snapshot["coexistence"]) == ("STANDARD", True)
+
+
+async def test_a_throughput_upgrade_webhook_has_the_numbers_throughput_read_again(stack: Stack) -> None:
+    token = await whatsapp_number(stack)
+    wa = await WhatsApp.start(stack)
+    await wa.to_business_verified(token)
+    await wa.step("request-code")
+    await wa.step("verify-code", {"code": await last_code(stack)})
+    [before] = of_type(await stack.events(topics.CHANNELS), SNAPSHOT)
+    assert before["throughput_level"] == "STANDARD"
+
+    stack.sandbox.whatsapp_numbers[PHONE_ID].throughput_level = "HIGH"  # Meta upgraded the number
+    upgrade = NumberThroughputChanged(
+        event_id="thr_test",
+        tenant_id=TENANT,
+        business_account_id=WABA_ID,
+        display_phone_number="15550100000",
+        event="THROUGHPUT_UPGRADE",
+        provider_timestamp=datetime.now(UTC),
+        delivery_id="d-thr",
+    )
+    await publish_events(stack.infra.kafka, stack.namespace, upgrade)
+
+    async def upgraded() -> dict[str, Any] | None:
+        snapshots = of_type(await stack.events(topics.CHANNELS), SNAPSHOT)
+        return snapshots[-1] if snapshots[-1]["throughput_level"] == "HIGH" else None
+
+    after = await eventually(upgraded)
+    assert after["revision"] == before["revision"] + 1
+    assert after["coexistence"] is False
+
+
 async def test_whatsapp_code_wrong_expired_resent_too_soon_and_too_many_attempts(stack: Stack) -> None:
     token = await whatsapp_number(stack)
     wa = await WhatsApp.start(stack)
@@ -829,13 +878,20 @@ async def test_a_page_token_is_never_warned_about_and_a_rejected_one_is_reconnec
 
 
 async def test_an_expiring_token_is_warned_about_once(stack: Stack) -> None:
-    code, verifier = await stack.x_code("1500000000000000009", "acme_expiring")
+    # an X grant without offline.access: no refresh token, so its end is news (one with a refresh
+    # token is renewed by the refresh job and never warned about: tests/unit/test_x_token_refresh.py)
+    scopes = ["tweet.read", "tweet.write", "users.read", "dm.read", "dm.write"]
+    code, verifier = await stack.x_code("1500000000000000009", "acme_expiring", scopes)
     body = {"code": code, "redirect_uri": X_REDIRECT, "code_verifier": verifier}
     channel = await stack.call("POST", "/connections/x", body)
     expires = datetime.fromisoformat(channel["token_expires_at"])
     assert expires - datetime.now(UTC) <= timedelta(seconds=stack.settings.token_expiry_lead_s)
+    renewed_code, renewed_verifier = await stack.x_code("1500000000000000010", "acme_renewed")
+    body = {"code": renewed_code, "redirect_uri": X_REDIRECT, "code_verifier": renewed_verifier}
+    renewed = await stack.call("POST", "/connections/x", body)
     assert await stack.service.check_token_expiry() == 1
     assert await stack.service.check_token_expiry() == 0
+    assert of_type(await stack.events(topics.CHANNEL_EVENTS), TOKEN_EXPIRING, channel_id=renewed["id"]) == []
     [warning] = of_type(await stack.events(topics.CHANNEL_EVENTS), TOKEN_EXPIRING, channel_id=channel["id"])
     # the store keeps milliseconds
     assert abs(datetime.fromisoformat(warning["expires_at"]) - expires) < timedelta(milliseconds=1)
@@ -994,6 +1050,27 @@ async def test_fields_meta_dropped_from_a_page_are_restored_and_announced_for_it
         await stack.events(topics.CHANNEL_EVENTS), SUBSCRIPTION_REPAIRED, channel_id=channels[PAGE_B]["id"]
     )
     assert by_admin["actor_id"] == ADMIN
+
+
+async def test_fields_dropped_from_an_instagram_login_account_are_restored_on_its_host(stack: Stack) -> None:
+    channel = await instagram_login(stack)
+    subscribed = (await stack.sandbox_admin("GET", f"/instagram/accounts/{IG_LOGIN}"))["subscribed_fields"]
+    assert subscribed and await stack.service.check_subscriptions() == 0
+
+    # Meta drops the account's subscription after failed deliveries: the check on
+    # graph.instagram.com (the account's own token, no Page) subscribes it again
+    await stack.sandbox_admin("POST", f"/instagram/accounts/{IG_LOGIN}/unsubscribe", {})
+    assert (await stack.sandbox_admin("GET", f"/instagram/accounts/{IG_LOGIN}"))["subscribed_fields"] == []
+    checked = await stack.call("POST", f"/channels/{channel['id']}/subscription-check")
+    assert (checked["outcome"], checked["missing"]) == ("repaired", sorted(subscribed))
+    after = (await stack.sandbox_admin("GET", f"/instagram/accounts/{IG_LOGIN}"))["subscribed_fields"]
+    assert sorted(after) == sorted(subscribed)
+    [repaired] = of_type(
+        await stack.events(topics.CHANNEL_EVENTS), SUBSCRIPTION_REPAIRED, channel_id=channel["id"]
+    )
+    assert (repaired["restored"], repaired["actor_id"]) == (sorted(subscribed), ADMIN)
+    reads = [c for c in stack.sandbox.calls if c.method == "GET" and c.path.endswith("/me/subscribed_apps")]
+    assert reads and all(c.path.startswith("/instagram/") for c in reads)
 
 
 async def test_a_subscription_meta_will_not_restore_is_announced_lost(stack: Stack) -> None:

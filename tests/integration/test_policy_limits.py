@@ -119,6 +119,7 @@ WABA_NUMBERS = {
         status=ChannelStatus.ACTIVE,
         business_account_id="waba-1",
         revision=1,
+        throughput_level="HIGH",  # upgraded numbers: the test's 249 sends share one clock second
     )
     for channel_id in ("ch-wa-1", "ch-wa-2")
 }
@@ -182,6 +183,68 @@ async def test_two_replicas_racing_for_the_last_place_of_the_business_admit_one(
             "waba:waba-1", now - timedelta(hours=24)
         )
         assert len(reached) == 250
+    finally:
+        await clients[0].drop_database(mongo.database_name(database_url))
+        for client in clients:
+            await client.close()
+
+
+async def test_two_numbers_of_different_throughput_each_get_their_own_rate_across_replicas(
+    database_url: str,
+) -> None:
+    """A number in coexistence with the WhatsApp Business app sends 20 a second, a standard one 80,
+    counted in the store so two replicas together hold each number to its own rate."""
+    numbers = {
+        "ch-coex": CHANNEL.model_copy(
+            update={"channel_id": "ch-coex", "account_id": "phone-coex", "coexistence": True}
+        ),
+        "ch-std": CHANNEL.model_copy(
+            update={"channel_id": "ch-std", "account_id": "phone-std", "throughput_level": "STANDARD"}
+        ),
+    }
+    clients: list[Any] = [mongo.open_client(database_url) for _ in range(2)]
+    now = T0 + timedelta(minutes=1)  # inside every customer's window: free-form text
+
+    async def publish(event: Any, _id: str) -> None:
+        return None
+
+    replicas = [
+        PolicyService(
+            PolicyStore(mongo.database(client, database_url)),
+            numbers.get,
+            lambda *_: ChannelRole.CONTRIBUTOR,
+            lambda _cid: {},
+            publish,
+            clock=lambda: now,
+        )
+        for client in clients
+    ]
+    try:
+        approved = {}
+        for channel_id, attempts in (("ch-coex", 26), ("ch-std", 86)):
+            for n in range(attempts):
+                customer = f"{channel_id}-c{n}"
+                message = inbound(customer).model_copy(
+                    update={"channel_id": channel_id, "account_id": numbers[channel_id].account_id}
+                )
+                await replicas[n % 2].on_inbound(message)
+            outcomes = await asyncio.gather(
+                *(
+                    replicas[n % 2].request_reply(
+                        "t",
+                        "agent",
+                        False,
+                        f"conv-{channel_id}-c{n}",
+                        ReplyRequest(text="hi"),
+                        f"k-{channel_id}-{n}",
+                    )
+                    for n in range(attempts)
+                )
+            )
+            approved[channel_id] = sum(o.decision.approved for o in outcomes)
+            refused = [o for o in outcomes if not o.decision.approved]
+            assert {r.code for o in refused for r in o.decision.reasons} == {"RATE_LIMITED"}
+        assert approved == {"ch-coex": 20, "ch-std": 80}
     finally:
         await clients[0].drop_database(mongo.database_name(database_url))
         for client in clients:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from parley_events import all_topics
 from parley_shared.admin import delete_namespace, describe_topics, ensure_topics
@@ -16,7 +18,13 @@ async def test_creating_topics_twice_creates_them_once(infra: Infra, unique: str
     created = await ensure_topics(infra.kafka, ns, partitions=2)
     assert sorted(created) == sorted(spec.qualified(ns) for spec in all_topics())
     assert await ensure_topics(infra.kafka, ns, partitions=2) == []
-    states = await describe_topics(infra.kafka, ns)
+    # the broker's metadata may list a topic created a moment ago a little later
+    wanted = {spec.qualified(ns) for spec in all_topics()}
+    for _ in range(20):
+        states = await describe_topics(infra.kafka, ns)
+        if {s.name for s in states} == wanted:
+            break
+        await asyncio.sleep(0.5)
     assert {s.name for s in states} == {spec.qualified(ns) for spec in all_topics()}
     assert all(s.partitions == 2 for s in states)
     deleted = await delete_namespace(infra.kafka, ns)

@@ -183,6 +183,20 @@ async def test_channel_queries_find_what_each_promises(
     assert await onboarding_store.waba_connected_elsewhere("waba_1", "ten_2") is False
 
 
+async def test_channel_lists_have_no_silent_cap(onboarding_store: Any) -> None:
+    """More channels than any page size the adapters use: a list is whole on every store."""
+    many = [
+        channel(f"page_{n:04d}", tenant_id="ten_many", token_expires_at=T0 + timedelta(days=1))
+        for n in range(510)
+    ]
+    for made in many:
+        await onboarding_store.save_channel(made)
+    expected = {c.id for c in many}
+    assert {c.id for c in await onboarding_store.tenant_channels("ten_many")} == expected
+    expiring = await onboarding_store.channels_expiring_by(T0 + timedelta(days=2))
+    assert expected <= {c.id for c in expiring}
+
+
 async def test_of_channels_racing_for_one_account_one_holds_it_until_it_releases_it(
     onboarding_store: Any,
 ) -> None:
@@ -248,6 +262,32 @@ async def test_racing_code_attempts_get_distinct_numbers_and_no_more_than_allowe
 
     await onboarding_store.release_code_attempt("wa_1", 2)
     assert await onboarding_store.claim_code_attempt("wa_1", range(1, 4), T0) == 2
+
+
+async def test_racing_refresh_claims_have_one_holder_a_stale_one_is_taken_over_once_and_old_ones_go(
+    onboarding_store: Any,
+) -> None:
+    lease = timedelta(minutes=2)
+    won = await asyncio.gather(
+        *(onboarding_store.claim_token_refresh("ch_x", "digest-1", T0, lease) for _ in range(6))
+    )
+    assert won.count(0) == 1 and won.count(None) == 5  # one replica spends the refresh token
+    # another token of the same channel is another claim
+    assert await onboarding_store.claim_token_refresh("ch_x", "digest-2", T0, lease) == 0
+    # the holder stopped: within the lease nobody takes it, after it exactly one replica does
+    assert await onboarding_store.claim_token_refresh("ch_x", "digest-1", T0 + lease / 2, lease) is None
+    later = T0 + lease + timedelta(seconds=1)
+    taken = await asyncio.gather(
+        *(onboarding_store.claim_token_refresh("ch_x", "digest-1", later, lease) for _ in range(4))
+    )
+    assert sorted(t for t in taken if t is not None) == [1] and taken.count(None) == 3
+    # an answered outage gives the claim back
+    await onboarding_store.release_token_refresh("ch_x", "digest-2", 0)
+    assert await onboarding_store.claim_token_refresh("ch_x", "digest-2", later, lease) == 0
+    # claims made before the cut are pruned, later ones kept (the job cuts a day back)
+    assert await onboarding_store.prune_token_refresh_claims(T0) == 1  # digest-1's first claim
+    assert await onboarding_store.prune_token_refresh_claims(later) == 2  # the takeover, digest-2's
+    assert await onboarding_store.prune_token_refresh_claims(later) == 0
 
 
 async def test_a_whatsapp_onboarding_keeps_its_steps_and_each_version_has_one_writer(

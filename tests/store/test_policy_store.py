@@ -1,7 +1,8 @@
 """Policy's store contract: what ``PolicyStorePort`` (and the template cache) promise, on every store.
 
-Every "exactly once" of policy (a decision per reply, a window notice, a delivery, a rate slot) is
-raced here by concurrent writers: one of them wins, and every other sees the winner's result.
+Every "exactly once" of policy (a decision per reply, a window notice, a delivery, a rate slot, a
+comment's private reply) is raced here by concurrent writers: one of them wins, and every other
+sees the winner's result.
 """
 
 from __future__ import annotations
@@ -92,6 +93,23 @@ async def test_a_window_notice_is_claimed_once_across_racing_replicas(policy_sto
     claims = await asyncio.gather(*(policy_store.claim_notice("notice-1", T0) for _ in range(8)))
     assert claims.count(True) == 1
     assert await policy_store.claim_notice("notice-2", T0) is True
+
+
+async def test_a_comments_private_reply_goes_to_one_of_racing_replies_and_back_if_it_fails(
+    policy_store: Any,
+) -> None:
+    racing = [f"reply-{n}" for n in range(8)]
+    claims = await asyncio.gather(*(policy_store.claim_private_reply("conv_1", "m_1", r) for r in racing))
+    assert claims.count(True) == 1
+    winner = racing[claims.index(True)]
+    loser = next(r for r in racing if r != winner)
+    assert await policy_store.claim_private_reply("conv_1", "m_1", winner) is True  # its retry
+    assert await policy_store.claim_private_reply("conv_1", "m_2", loser) is True  # another comment
+    assert await policy_store.claim_private_reply("conv_2", "m_1", loser) is True  # another conversation
+    await policy_store.release_private_reply("conv_1", "m_1", loser)  # not the holder: nothing given
+    assert await policy_store.claim_private_reply("conv_1", "m_1", loser) is False
+    await policy_store.release_private_reply("conv_1", "m_1", winner)  # its send failed
+    assert await policy_store.claim_private_reply("conv_1", "m_1", loser) is True
 
 
 async def test_a_delivery_keeps_the_first_provider_message_id(policy_store: Any) -> None:

@@ -260,16 +260,19 @@ class Stack:
         assert issued, f"the sandbox issued no token for page {page_id}"
         return max(issued, key=lambda t: t.issued_at).value
 
-    async def x_code(self, user_id: str, username: str) -> tuple[str, str]:
-        """An X user and an authorization code for them; (code, code_verifier)."""
+    async def x_code(self, user_id: str, username: str, scopes: list[str] | None = None) -> tuple[str, str]:
+        """An X user (granting ``scopes``, else the sandbox's default, ``offline.access`` among
+        them) and an authorization code for them; (code, code_verifier)."""
         verifier, challenge = pkce()
-        body = {
+        body: dict[str, Any] = {
             "id": user_id,
             "username": username,
             "redirect_uri": X_REDIRECT,
             "code_challenge": challenge,
             "code_challenge_method": "S256",
         }
+        if scopes is not None:
+            body["scopes"] = scopes
         return str((await self.sandbox_admin("POST", "/x/users", body))["code"]), verifier
 
     async def whatsapp_number(self, phone_number_id: str, waba_id: str, token: str) -> None:

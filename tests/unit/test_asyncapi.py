@@ -71,7 +71,11 @@ def test_policys_document_lists_every_topic_it_reads_and_every_event_type_it_pub
             "ReplyWindowClosed",
             "HumanAgentWindowClosed",
         },
-        topics.CHANNEL_EVENTS.name: {"ChannelReauthRequired", "ChannelSendingRestricted"},
+        topics.CHANNEL_EVENTS.name: {
+            "ChannelReauthRequired",
+            "ChannelSendingRestricted",
+            "ChannelTokenRefreshRequested",
+        },
     }
     assert operations(document, "receive") == {
         topics.MESSAGES_INBOUND.name: {"MessageReceived", "MessagingLimitChanged", "OtherEventType"},

@@ -14,23 +14,29 @@ from parley_policy.adapters.stores import PolicyStore, PolicyStorePort, PolicyTe
 from parley_providers.base import (
     AccountConnector,
     BusinessProfileManager,
+    ContentLookup,
     LoginConnector,
     NumberConnector,
     PageConnector,
+    RotatingGrant,
     SubscriptionCheck,
     SubscriptionKeeper,
     TemplateManager,
     TokenCheck,
 )
 from parley_providers.meta.connect import MetaConnector, MetaInstagramConnector
+from parley_providers.meta.lookup import MentionLookup
 from parley_providers.whatsapp.connect import WhatsAppConnector
 from parley_providers.x.connect import XConnector
+from parley_reports.adapters.postgres import PostgresReportStore
+from parley_reports.adapters.stores import MongoReportStore, ReportStore
 from parley_routing.adapters.postgres import PostgresConversationRepository
 from parley_routing.adapters.stores import ConversationRepository, MongoConversationRepository
 from parley_routing.service import ChannelRoles
 from parley_shared.channels import DirectoryRoles
 from parley_shared.vault import CredentialStore, MongoCredentialStore, PostgresCredentialStore
 
+from tests.support.fakes.ingest import FakeContentLookup
 from tests.support.fakes.onboarding import (
     FakeAccountConnector,
     FakeInstagramConnector,
@@ -39,6 +45,7 @@ from tests.support.fakes.onboarding import (
     FakePageConnector,
 )
 from tests.support.fakes.policy import FakeCredentials, FakePolicyStore, FakeTemplates
+from tests.support.fakes.reports import FakeReportStore
 from tests.support.fakes.routing import FakeChannelRoles, FakeRepository
 
 pytestmark = pytest.mark.unit
@@ -54,6 +61,7 @@ PORTS = [
     (PageConnector, FakePageConnector, MetaConnector),
     (AccountConnector, FakeAccountConnector, XConnector),
     (SubscriptionKeeper, FakeAccountConnector, XConnector),
+    (RotatingGrant, FakeAccountConnector, XConnector),
     (NumberConnector, FakeNumberConnector, WhatsAppConnector),
     (TokenCheck, FakePageConnector, MetaConnector),
     (SubscriptionCheck, FakePageConnector, MetaConnector),
@@ -65,6 +73,9 @@ PORTS = [
     (TemplatesPort, FakeTemplates, PostgresPolicyTemplates),
     (CredentialStore, FakeCredentials, MongoCredentialStore),
     (CredentialStore, FakeCredentials, PostgresCredentialStore),
+    (ReportStore, FakeReportStore, MongoReportStore),
+    (ReportStore, FakeReportStore, PostgresReportStore),
+    (ContentLookup, FakeContentLookup, MentionLookup),
 ]
 
 

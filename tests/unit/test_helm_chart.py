@@ -21,6 +21,7 @@ from parley_events import topics
 from parley_ingest.settings import IngestSettings, NormalizerSettings
 from parley_onboarding.settings import OnboardingSettings
 from parley_policy.settings import PolicySettings
+from parley_reports.settings import ReportsSettings
 from parley_routing.settings import RoutingSettings
 from parley_shared.auth import ApiSettings
 from parley_shared.settings import ServiceSettings
@@ -35,6 +36,7 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
     "routing": RoutingSettings,
     "policy": PolicySettings,
     "onboarding": OnboardingSettings,
+    "reports": ReportsSettings,
 }
 KEDA_SCALED = {"normalizer", "routing", "policy"}
 
@@ -90,6 +92,10 @@ def test_the_catalog_facts_match_the_settings_classes() -> None:
         cls = SETTINGS[name]
         assert facts["api"] == issubclass(cls, ApiSettings), name
         assert facts["providers"] == ("graph_base_url" in cls.model_fields), name
+        # a process reading Parley's app id without the provider clients gets it on its own
+        assert facts.get("appId", False) == ("meta_app_id" in cls.model_fields and not facts["providers"]), (
+            name
+        )
 
 
 def test_every_service_runs_its_console_script_on_its_default_port() -> None:
@@ -119,6 +125,25 @@ def test_every_parley_variable_the_chart_sets_is_a_real_setting() -> None:
         assert own <= setting_names(cls), (name, own - setting_names(cls))
 
 
+def documented_defaults() -> set[str]:
+    """The settings the chart README says it leaves at the code's defaults, and why."""
+    text = (CHART / "README.md").read_text()
+    section = text.split("## Settings the chart does not set", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"\bPARLEY_[A-Z0-9_]+\b", section))
+
+
+def test_every_setting_is_set_by_the_chart_or_documented_as_left_at_its_default() -> None:
+    services = values()["services"]
+    documented = documented_defaults()
+    for name, cls in SETTINGS.items():
+        own = set(services[name].get("env") or {}) | set(services[name].get("secretEnv") or {})
+        missing = setting_names(cls) - own - chart_variables() - documented
+        assert not missing, f"{name}: set these in values.yaml or name them in the chart README: {missing}"
+    # and the README names no variable that is not a setting any more
+    every = set().union(*(setting_names(cls) for cls in SETTINGS.values()))
+    assert documented <= every, documented - every
+
+
 def test_every_required_setting_is_provided_to_each_service() -> None:
     facts = catalog()["services"]
     services = values()["services"]
@@ -143,13 +168,32 @@ def test_keda_scales_the_kafka_consumers_within_their_partitions() -> None:
     scaled = {n for n, s in data["services"].items() if s["keda"]["enabled"]}
     assert scaled == KEDA_SCALED
     for name in scaled:
-        partitions = max(cat["partitions"][s["topic"]] for s in cat["services"][name]["subscribers"])
+        env = data["services"][name].get("env") or {}
+        busy = 0  # the most replicas that all get a partition of some group
+        for sub in cat["services"][name]["subscribers"]:
+            consumers = (
+                int(env.get(sub["consumersSetting"], sub["consumers"])) if "consumersSetting" in sub else 1
+            )
+            busy = max(busy, math.ceil(cat["partitions"][sub["topic"]] / consumers))
         keda = data["services"][name]["keda"]
-        assert 1 <= keda["minReplicaCount"] <= keda["maxReplicaCount"] <= partitions, name
+        assert 1 <= keda["minReplicaCount"] <= keda["maxReplicaCount"] <= busy, name
     assert data["services"]["ingest"]["autoscaling"]["enabled"]
     assert (
         data["config"]["consumerGroupPrefix"] == ServiceSettings.model_fields["consumer_group_prefix"].default
     )
+
+
+def test_the_catalog_knows_how_many_consumers_a_pod_runs_per_group() -> None:
+    for name, facts in catalog()["services"].items():
+        for sub in facts["subscribers"]:
+            if "consumersSetting" in sub:
+                field = sub["consumersSetting"].removeprefix("PARLEY_").lower()
+                assert SETTINGS[name].model_fields[field].default == sub["consumers"], sub
+    # policy's delivery group is the one that runs several consumers per pod
+    delivery = next(
+        s for s in catalog()["services"]["policy"]["subscribers"] if s["name"] == "policy-delivery"
+    )
+    assert delivery["consumersSetting"] == "PARLEY_DELIVERY_CONSUMERS"
 
 
 def test_the_grace_period_outlasts_the_shutdown_bound_and_the_pre_stop_sleep() -> None:

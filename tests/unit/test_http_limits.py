@@ -116,3 +116,18 @@ async def test_without_the_limit_the_same_body_is_read_whole() -> None:
     assert response.status_code == 200
     limited = await post(process(), json={"text": "a" * (4 * LIMIT)})
     assert limited.status_code == 413
+
+
+def test_every_process_is_served_on_uvloop_with_h11(monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvloop for the event loop; h11 (not httptools) because its head limit is the one promised."""
+    import uvicorn
+    from parley_shared import http
+    from parley_shared.settings import ServiceSettings
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *_a, **kw: seen.update(kw))
+    monkeypatch.setattr(http.signal, "signal", lambda *_a: None)  # keep pytest's own handlers
+    http.serve("app:factory", host="127.0.0.1", port=0, shutdown_timeout_s=1.0)
+    assert seen["loop"] == "uvloop"
+    assert seen["http"] == "h11"
+    assert seen["h11_max_incomplete_event_size"] == ServiceSettings().http_max_header_bytes

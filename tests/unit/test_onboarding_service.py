@@ -777,12 +777,10 @@ async def test_a_login_token_is_refreshed_within_the_lead_time_and_not_before() 
     assert snapshot.revision == stored.revision
     assert await h.service.refresh_login_tokens() == 0  # 60 days again: nothing due
     assert await h.service.check_token_expiry() == 0  # and nothing to warn about
-    # its webhook subscription is not on a Page: the Page check leaves it alone
+    # its webhook subscription is not on a Page: it is checked on its own, with the new token
     assert await h.service.check_subscriptions() == 0
     assert ig.made("missing_subscriptions") == []
-    with pytest.raises(DomainError) as refusal:
-        await h.service.check_channel_subscription(ACME, channel.id, ADMIN)
-    assert refusal.value.code == "SUBSCRIPTION_CHECK_UNSUPPORTED"
+    assert ig.login_subscriptions.made("missing_subscriptions") == [(IG_LOGIN, "ig-refreshed")]
 
 
 async def test_a_login_token_younger_than_24_hours_waits_even_within_the_lead_time() -> None:
@@ -865,6 +863,20 @@ async def test_fields_a_restore_does_not_bring_back_are_announced_lost() -> None
     [lost] = h.of(ChannelSubscriptionLost)
     assert (lost.channel_id, lost.missing, lost.reason) == (channel.id, ["feed"], "not_restored")
     assert h.of(ChannelSubscriptionRepaired) == []
+    # the gap is announced when it opens, not again at every hourly check while it lasts
+    assert await h.service.check_subscriptions() == 1
+    assert await h.service.check_subscriptions() == 1
+    assert len(h.of(ChannelSubscriptionLost)) == 1
+    assert (await h.service.channel(ACME, channel.id)).subscription_gap == ("feed",)
+    # an admin fixes it in Meta: the next check finds it whole and announces the gap closed, once
+    h.pages.stuck.discard(PAGE)
+    h.pages.dropped.pop(PAGE)
+    assert await h.service.check_subscriptions() == 0
+    [closed] = h.of(ChannelSubscriptionRepaired)
+    assert (closed.channel_id, closed.restored) == (channel.id, ["feed"])
+    assert await h.service.check_subscriptions() == 0
+    assert len(h.of(ChannelSubscriptionRepaired)) == 1
+    assert (await h.service.channel(ACME, channel.id)).subscription_gap == ()
 
 
 async def test_a_refused_token_loses_the_subscription_and_marks_the_channel_for_reconnect() -> None:
@@ -916,6 +928,48 @@ async def test_an_admin_check_names_the_admin_and_refuses_channels_it_cannot_che
     assert refusal.value.code == "SUBSCRIPTION_CHECK_UNSUPPORTED"
     with pytest.raises(NotFound):
         await h.service.check_channel_subscription(GLOBEX, channels[PAGE].id, ADMIN)
+
+
+async def test_an_instagram_login_account_is_checked_on_its_own_token_and_repaired() -> None:
+    h, ig = with_instagram_login()
+    ig.logs_in("code", IG_LOGIN, "acme.shop", expires_at=T0 + timedelta(days=60))
+    channel = await h.service.connect_instagram_login(ACME, ADMIN, "code", REDIRECT)
+    assert await h.service.check_subscriptions() == 0
+    # the account itself is read, with its own token: no Page, and the Page check is not asked
+    assert ig.login_subscriptions.made("missing_subscriptions") == [(IG_LOGIN, f"ig-{IG_LOGIN}")]
+    assert ig.made("missing_subscriptions") == []
+    ig.login_subscriptions.dropped[IG_LOGIN] = ("messages", "comments")
+    assert await h.service.check_subscriptions() == 1
+    [repaired] = h.of(ChannelSubscriptionRepaired)
+    assert (repaired.channel_id, repaired.restored, repaired.actor_id) == (
+        channel.id,
+        ["comments", "messages"],
+        None,
+    )
+    assert ig.login_subscriptions.made("restore_subscriptions") == [(IG_LOGIN, f"ig-{IG_LOGIN}")]
+    # an admin's check of the channel takes the same way; fields that stay gone are announced lost
+    ig.login_subscriptions.dropped[IG_LOGIN] = ("mentions",)
+    ig.login_subscriptions.stuck.add(IG_LOGIN)
+    assert await h.service.check_channel_subscription(ACME, channel.id, ADMIN) == ("lost", ("mentions",))
+    [lost] = h.of(ChannelSubscriptionLost)
+    assert (lost.channel_id, lost.missing, lost.reason, lost.actor_id) == (
+        channel.id,
+        ["mentions"],
+        "not_restored",
+        ADMIN,
+    )
+
+
+async def test_an_instagram_login_channel_is_not_checked_by_a_connector_without_the_login_check() -> None:
+    h, ig = with_instagram_login()
+    ig.logs_in("code", IG_LOGIN, "acme.shop", expires_at=T0 + timedelta(days=60))
+    channel = await h.service.connect_instagram_login(ACME, ADMIN, "code", REDIRECT)
+    del ig.login_subscriptions  # a connector that can check Pages only
+    assert await h.service.check_subscriptions() == 0
+    assert ig.made("missing_subscriptions") == []  # never read as if it were a Page
+    with pytest.raises(DomainError) as refusal:
+        await h.service.check_channel_subscription(ACME, channel.id, ADMIN)
+    assert refusal.value.code == "SUBSCRIPTION_CHECK_UNSUPPORTED"
 
 
 # --- teams and access -----------------------------------------------------------------------

@@ -98,12 +98,17 @@ class Graph:
         self.sent += 1
         return f"m_{self.sent}"
 
+    async def send_private_reply(self, page_id: str, token: str, comment_id: str, text: str) -> str:
+        return await self.send_message(page_id, token, {"recipient": {"comment_id": comment_id}})
+
 
 @dataclass
 class Store:
     """Policy's delivery records (provider message id by reply id), shared across restarts."""
 
     deliveries: dict[str, str] = field(default_factory=dict)
+    private_replied: list[tuple[str, str]] = field(default_factory=list)
+    released: list[tuple[str, str, str]] = field(default_factory=list)
 
     async def delivered(self, reply_id: str) -> str | None:
         return self.deliveries.get(reply_id)
@@ -112,7 +117,10 @@ class Store:
         self.deliveries.setdefault(reply_id, provider_message_id)
 
     async def mark_private_replied(self, conversation_id: str, comment_id: str) -> None:
-        raise AssertionError("not a private reply")
+        self.private_replied.append((conversation_id, comment_id))
+
+    async def release_private_reply(self, conversation_id: str, comment_id: str, reply_id: str) -> None:
+        self.released.append((conversation_id, comment_id, reply_id))
 
 
 @dataclass
@@ -121,6 +129,8 @@ class Credentials:
         @dataclass
         class Credential:
             access_token: str = "page-token"
+            expires_at: None = None
+            refresh_token: None = None
 
         return Credential()
 
@@ -293,6 +303,21 @@ async def test_permanent_errors_fail_at_once_whatever_the_budget() -> None:
     assert [type(e).__name__ for e in h.published] == ["ReplyFailed", "ChannelReauthRequired"]
     # Meta's reading of 190/460, the same reason onboarding gives a reconnect prompt
     assert h.published[1].reason == "password_changed"  # type: ignore[attr-defined]
+
+
+async def test_a_private_reply_that_fails_gives_the_comment_back_and_one_sent_marks_it() -> None:
+    private = approved("rpl_p").model_copy(update={"kind": "private_reply", "recipient_id": "c_1"})
+    h = harness(Graph(errors=[revoked()]))
+    await deliver(h, private)
+    assert h.of(ReplyFailed) and h.store.private_replied == []
+    assert h.store.released == [("conv-1", "c_1", "rpl_p")]  # another reply may try the comment
+    sent = harness(Graph())
+    await deliver(sent, private)
+    assert sent.of(ReplySent) and sent.store.released == []
+    assert sent.store.private_replied == [("conv-1", "c_1")]
+    direct = harness(Graph(errors=[revoked()]))
+    await deliver(direct)
+    assert direct.store.released == []  # only private replies hold a comment
 
 
 async def test_a_page_restricted_from_sending_fails_at_once_and_announces_the_restriction() -> None:

@@ -118,6 +118,7 @@ def test_every_rule_names_its_source() -> None:
     [
         (Provider.MESSENGER, "direct", 2000, Counting.CHARACTERS),
         (Provider.MESSENGER, "private_reply", 2000, Counting.CHARACTERS),
+        (Provider.INSTAGRAM, "private_reply", 1000, Counting.UTF8_BYTES),
         (Provider.INSTAGRAM, "direct", 1000, Counting.UTF8_BYTES),
         (Provider.WHATSAPP, "direct", 4096, Counting.CHARACTERS),
         (Provider.X, "direct", 10_000, Counting.CHARACTERS),
@@ -157,9 +158,10 @@ def test_windows_match_platform_rules(
     assert rule.template_outside_window is template_outside_window
 
 
-def test_private_replies_last_seven_days() -> None:
-    assert rule_for(Provider.MESSENGER, "private_reply").window == timedelta(days=7)
-    assert "750/h" in rule_for(Provider.MESSENGER, "private_reply").source
+@pytest.mark.parametrize("provider", TAGGABLE)
+def test_private_replies_last_seven_days(provider: Provider) -> None:
+    assert rule_for(provider, "private_reply").window == timedelta(days=7)
+    assert "750/h" in rule_for(provider, "private_reply").source
 
 
 @pytest.mark.parametrize(("provider", "rate"), [(Provider.MESSENGER, 300), (Provider.WHATSAPP, 80)])
@@ -644,10 +646,13 @@ COMMENT_AT = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
 
 
 def comment_facts(
-    *, replied: frozenset[str] = frozenset(), last: datetime | None = None
+    *,
+    replied: frozenset[str] = frozenset(),
+    last: datetime | None = None,
+    provider: Provider = Provider.MESSENGER,
 ) -> ConversationFacts:
     return ConversationFacts(
-        provider=Provider.MESSENGER,
+        provider=provider,
         last_customer_message_at=last,
         private_replied_comments=replied,
         comment_times={"c_1": COMMENT_AT, "c_2": COMMENT_AT + timedelta(days=1)},
@@ -668,29 +673,40 @@ def test_public_comment_reply_has_no_window(
     assert decision.human_agent_window_closes_at is None
 
 
+@pytest.mark.parametrize("provider", TAGGABLE)
 @pytest.mark.parametrize(
     "age", [timedelta(0), timedelta(days=6), D7 - SECOND, D7], ids=["0", "6d", "7d-1s", "7d"]
 )
-def test_private_reply_within_seven_days(age: timedelta) -> None:
+def test_private_reply_within_seven_days(provider: Provider, age: timedelta) -> None:
     decision = run(
-        Provider.MESSENGER,
+        provider,
         ReplyRequest(kind="private_reply", text="We sent you a DM.", comment_id="c_1"),
-        facts=comment_facts(),
+        facts=comment_facts(provider=provider),
         now=COMMENT_AT + age,
     )
     assert_approved(decision)
     assert decision.messaging_type == "RESPONSE"
 
 
-@pytest.mark.parametrize("age", [D7 + SECOND, timedelta(days=30)])
-def test_private_reply_after_seven_days_expires(age: timedelta) -> None:
+@pytest.mark.parametrize("provider", TAGGABLE)
+@pytest.mark.parametrize("age", [D7 + SECOND, timedelta(days=30)], ids=["7d+1s", "30d"])
+def test_private_reply_after_seven_days_expires(provider: Provider, age: timedelta) -> None:
     decision = run(
-        Provider.MESSENGER,
+        provider,
         ReplyRequest(kind="private_reply", text="We sent you a DM.", comment_id="c_1"),
-        facts=comment_facts(),
+        facts=comment_facts(provider=provider),
         now=COMMENT_AT + age,
     )
     assert_refused(decision, "PRIVATE_REPLY_EXPIRED")
+
+
+def test_an_instagram_private_reply_is_a_dm_of_1000_bytes() -> None:
+    facts = comment_facts(provider=Provider.INSTAGRAM)
+    at = COMMENT_AT + timedelta(hours=1)
+    request = ReplyRequest(kind="private_reply", text="é" * 500, comment_id="c_1")  # 1000 bytes
+    assert_approved(run(Provider.INSTAGRAM, request, facts=facts, now=at))
+    longer = ReplyRequest(kind="private_reply", text="é" * 500 + "!", comment_id="c_1")
+    assert_refused(run(Provider.INSTAGRAM, longer, facts=facts, now=at), "TOO_LONG")
 
 
 def test_private_reply_window_counts_from_the_comment() -> None:
@@ -707,17 +723,18 @@ def test_private_reply_window_counts_from_the_comment() -> None:
         assert codes(decision) == expected
 
 
-def test_one_private_reply_per_comment() -> None:
-    facts = comment_facts(replied=frozenset({"c_1"}))
+@pytest.mark.parametrize("provider", TAGGABLE)
+def test_one_private_reply_per_comment(provider: Provider) -> None:
+    facts = comment_facts(replied=frozenset({"c_1"}), provider=provider)
     used = run(
-        Provider.MESSENGER,
+        provider,
         ReplyRequest(kind="private_reply", text="Again", comment_id="c_1"),
         facts=facts,
         now=COMMENT_AT + timedelta(hours=1),
     )
     assert_refused(used, "PRIVATE_REPLY_USED")
     other = run(
-        Provider.MESSENGER,
+        provider,
         ReplyRequest(kind="private_reply", text="First", comment_id="c_2"),
         facts=facts,
         now=COMMENT_AT + timedelta(days=1, hours=1),

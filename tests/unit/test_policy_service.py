@@ -302,11 +302,16 @@ async def test_the_300th_text_reply_in_a_second_passes_and_the_301st_waits_for_t
     assert (await h.reply("ana", "k300", "hi")).decision.approved
 
 
-async def test_the_750th_private_reply_in_an_hour_passes_and_the_751st_waits_for_the_next_hour() -> None:
-    h = Harness()
+@pytest.mark.parametrize("provider", [Provider.MESSENGER, Provider.INSTAGRAM])
+async def test_the_750th_private_reply_in_an_hour_passes_and_the_751st_waits_for_the_next_hour(
+    provider: Provider,
+) -> None:
+    h = Harness(snapshot=channel().model_copy(update={"provider": provider}))
     for n in range(1, 752):
-        await h.service.on_inbound(message(n).model_copy(update={"kind": MessageKind.COMMENT}))
-    await h.service.on_inbound(message(1000))  # and a direct message
+        await h.service.on_inbound(
+            message(n).model_copy(update={"kind": MessageKind.COMMENT, "provider": provider})
+        )
+    await h.service.on_inbound(message(1000).model_copy(update={"provider": provider}))  # and a DM
     h.now = T0 + timedelta(minutes=5)  # T0 is 12:00: the hour ends at 13:00
 
     for n in range(1, 751):
@@ -328,4 +333,25 @@ def test_meta_counts_audio_and_video_sends_apart_from_text() -> None:
     for provider in (Provider.MESSENGER, Provider.INSTAGRAM):
         rule = rule_for(provider, "direct")
         assert (rule.rate_per_second, rule.media_rate_per_second) == (300, 10)
-    assert rule_for(Provider.MESSENGER, "private_reply").rate_per_hour == 750
+        assert rule_for(provider, "private_reply").rate_per_hour == 750
+
+
+@pytest.mark.parametrize("provider", [Provider.MESSENGER, Provider.INSTAGRAM])
+async def test_two_requests_for_one_comments_private_reply_before_either_is_sent_approve_one(
+    provider: Provider,
+) -> None:
+    h = Harness(snapshot=channel().model_copy(update={"provider": provider}))
+    await h.service.on_inbound(
+        message(1).model_copy(update={"kind": MessageKind.COMMENT, "provider": provider})
+    )
+    first = await h.reply("ana", "k1", "We sent you a DM", kind="private_reply", comment_id="m_1")
+    # nothing is delivered yet, so the conversation does not show the comment answered: the
+    # store's claim refuses the second request all the same
+    second = await h.reply("ana", "k2", "Us too", kind="private_reply", comment_id="m_1")
+    assert first.decision.approved
+    assert [r.code for r in second.decision.reasons] == ["PRIVATE_REPLY_USED"]
+    assert second.retry_after_s is None  # waiting does not help
+    [rejected] = h.of(ReplyRejected)
+    assert rejected.reasons[0].code == "PRIVATE_REPLY_USED"
+    again = await h.reply("ana", "k1", "We sent you a DM", kind="private_reply", comment_id="m_1")
+    assert (again.reply_id, again.decision.approved) == (first.reply_id, True)  # the retry of the first

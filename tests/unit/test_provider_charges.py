@@ -121,6 +121,8 @@ class Credentials:
     async def get(self, channel_id: str) -> Any:
         class Credential:
             access_token = "user-token"
+            expires_at = None
+            refresh_token = None
 
         return Credential()
 

@@ -148,3 +148,15 @@ def test_every_event_type_is_published_by_some_process_on_its_own_topic() -> Non
     for wiring in wirings().values():
         declared |= declared_events(wiring.router)
     assert sorted(declared) == sorted(model.event_type for model in EVENT_TYPES)
+
+
+def test_every_topic_a_router_consumes_has_a_dlq() -> None:
+    """Router subscribers retry, then dead-letter to ``<topic>.dlq``: a consumed topic without one
+    would turn a poison record into a partition retried forever (conversations.v1 and
+    channel-events.v1 were consumed that way by policy and reports)."""
+    from scripts.gen_docs import wirings
+
+    with_dlq = {t.name for t in topics.PRIMARY_TOPICS if t.has_dlq}
+    for name, wiring in wirings().items():
+        missing = subscribed_topics(wiring.router) - with_dlq
+        assert not missing, (name, missing)

@@ -436,7 +436,97 @@ async def test_take_and_release_thread_control(sandbox: Sandbox) -> None:
     assert (error.code, error.subcode, error.kind) == (100, 33, ErrorKind.INVALID_REQUEST)
 
 
+# --- Instagram mentions (Instagram API with Facebook Login: the linked Page's token)
+
+ACME_IG = "17841400000000001"
+
+
+async def test_a_caption_mention_gives_the_caption_its_author_and_link(connected: Connected) -> None:
+    sandbox, acme = connected.sandbox, connected.acme
+    await sandbox.admin(
+        "POST",
+        "/instagram/mentions",
+        {
+            "account_id": ACME_IG,
+            "media_id": MEDIA_ID,
+            "caption": "Loving my @acme boots",
+            "username": "marta.s",
+        },
+    )
+    sandbox.state.calls.clear()
+
+    found = await sandbox.graph.mentioned_media(ACME_IG, acme.access_token, MEDIA_ID)
+
+    assert (found.id, found.text, found.username) == (MEDIA_ID, "Loving my @acme boots", "marta.s")
+    assert found.permalink == f"https://www.instagram.com/p/{MEDIA_ID}/"
+    [call] = sandbox.state.calls
+    assert call.path == f"/{GRAPH_VERSION}/{ACME_IG}"  # the IG user node, the version from the setting
+
+
+async def test_a_comment_mention_gives_the_comments_text_and_author(connected: Connected) -> None:
+    sandbox, acme = connected.sandbox, connected.acme
+    await sandbox.admin(
+        "POST",
+        "/instagram/mentions",
+        {
+            "account_id": ACME_IG,
+            "media_id": MEDIA_ID,
+            "comment_id": MENTION_COMMENT_ID,
+            "text": "@acme do you ship to Porto?",
+            "username": "rui.p",
+        },
+    )
+
+    found = await sandbox.graph.mentioned_comment(ACME_IG, acme.access_token, MENTION_COMMENT_ID)
+
+    assert (found.id, found.text, found.username) == (
+        MENTION_COMMENT_ID,
+        "@acme do you ship to Porto?",
+        "rui.p",
+    )
+    # the comment's media is not itself a caption mention of the account
+    error = await fails(sandbox.graph.mentioned_media(ACME_IG, acme.access_token, MEDIA_ID))
+    assert (error.status, error.code, error.subcode, error.kind) == (400, 100, 33, ErrorKind.INVALID_REQUEST)
+
+
+async def test_a_mention_graph_does_not_know_or_another_pages_profile_is_an_unknown_object(
+    connected: Connected,
+) -> None:
+    sandbox, acme = connected.sandbox, connected.acme
+
+    gone = await fails(sandbox.graph.mentioned_media(ACME_IG, acme.access_token, "18000000000000999"))
+    elsewhere = await fails(sandbox.graph.mentioned_media("17841499999999999", acme.access_token, MEDIA_ID))
+
+    assert (gone.code, gone.subcode, gone.kind) == (100, 33, ErrorKind.INVALID_REQUEST)
+    assert (elsewhere.code, elsewhere.subcode, elsewhere.kind) == (100, 33, ErrorKind.INVALID_REQUEST)
+
+
+async def test_a_mention_lookup_without_the_comments_permission_is_a_missing_permission(
+    connected: Connected,
+) -> None:
+    sandbox, acme = connected.sandbox, connected.acme
+    await _mentioned(connected)
+    sandbox.state.meta_users[USER_ID].granted.remove("instagram_manage_comments")
+
+    error = await fails(sandbox.graph.mentioned_media(ACME_IG, acme.access_token, MEDIA_ID))
+
+    assert (error.status, error.code, error.kind) == (403, 10, ErrorKind.PERMISSION_MISSING)
+
+
+async def test_a_mention_id_that_is_not_digits_is_refused_before_any_call(connected: Connected) -> None:
+    connected.sandbox.state.calls.clear()
+
+    error = await fails(
+        connected.sandbox.graph.mentioned_media(ACME_IG, connected.acme.access_token, "1){id}")
+    )
+
+    assert error.kind is ErrorKind.INVALID_REQUEST
+    assert connected.sandbox.state.calls == []
+
+
 USER_ID = "10158000000000042"
+MEDIA_ID = "18066677788899900"
+MENTION_COMMENT_ID = "17988877766655544"
 PSID = "6912345678901234"
 COMMENT_ID = "104512345678901_889900112233"
 IG_COMMENT_ID = "17858893269000001"
@@ -491,6 +581,32 @@ async def _page_subscribed_fields(graph: GraphClient, c: Connected) -> object:
 
 def _text(recipient: str = PSID) -> dict[str, Any]:
     return {"recipient": {"id": recipient}, "messaging_type": "RESPONSE", "message": {"text": "Hi!"}}
+
+
+async def _mentioned(c: Connected) -> None:
+    await c.sandbox.admin(
+        "POST",
+        "/instagram/mentions",
+        {
+            "account_id": ACME_IG,
+            "media_id": MEDIA_ID,
+            "caption": "@acme",
+            "username": "marta.s",
+            "comment_id": MENTION_COMMENT_ID,
+            "text": "@acme hi",
+        },
+    )
+    c.sandbox.state.mentioned[MEDIA_ID].account_id = ACME_IG  # the caption mentions Acme too
+
+
+async def _mentioned_media(graph: GraphClient, c: Connected) -> object:
+    await _mentioned(c)
+    return await graph.mentioned_media(ACME_IG, c.acme.access_token, MEDIA_ID)
+
+
+async def _mentioned_comment(graph: GraphClient, c: Connected) -> object:
+    await _mentioned(c)
+    return await graph.mentioned_comment(ACME_IG, c.acme.access_token, MENTION_COMMENT_ID)
 
 
 async def _release_thread_control(graph: GraphClient, c: Connected) -> object:
@@ -578,6 +694,8 @@ CALLS = [
         lambda g, c: g.take_thread_control(c.acme.id, c.acme.access_token, PSID, "agent ana took it"),
     ),
     GraphCall("release_thread_control", "POST", "/release_thread_control", "page", _release_thread_control),
+    GraphCall("mentioned_media", "GET", f"/{ACME_IG}", "page", _mentioned_media),
+    GraphCall("mentioned_comment", "GET", f"/{ACME_IG}", "page", _mentioned_comment),
 ]
 WITH_TOKEN = [call for call in CALLS if call.token is not None]
 WITH_USER_TOKEN = [call for call in CALLS if call.token == "user"]

@@ -153,6 +153,24 @@ async def test_subscribe_sets_the_accounts_webhook_fields(sandbox: Sandbox) -> N
     assert sandbox.state.instagram_accounts[IG_USER].subscribed_fields == list(DEFAULT_INSTAGRAM_LOGIN_FIELDS)
 
 
+async def test_subscribed_fields_reads_the_apps_fields_and_sees_them_dropped(sandbox: Sandbox) -> None:
+    ig = client(sandbox)
+    token = await long_lived(sandbox)
+    assert await ig.subscribed_fields(token) == frozenset()  # logged in, not subscribed yet
+    await ig.subscribe(token, list(DEFAULT_INSTAGRAM_LOGIN_FIELDS))
+    assert await ig.subscribed_fields(token) == frozenset(DEFAULT_INSTAGRAM_LOGIN_FIELDS)
+    # Meta drops some of the account's fields after failed deliveries
+    await sandbox.admin("POST", f"/instagram/accounts/{IG_USER}/unsubscribe", {"fields": ["comments"]})
+    assert await ig.subscribed_fields(token) == frozenset(DEFAULT_INSTAGRAM_LOGIN_FIELDS) - {"comments"}
+    [read, *_] = [c for c in sandbox.state.calls if c.method == "GET" and c.path.endswith("/subscribed_apps")]
+    assert read.path == f"/instagram/{GRAPH_VERSION}/me/subscribed_apps"
+    # another app's entry is not this app's subscription
+    other = client(sandbox, instagram_app_id="another-instagram-app")
+    assert await other.subscribed_fields(token) == frozenset()
+    error = await fails(ig.subscribed_fields("not-a-token"))
+    assert (error.code, error.kind) == (190, ErrorKind.REAUTH_REQUIRED)
+
+
 async def test_sends_need_the_window_or_a_comment_and_the_accounts_permissions(sandbox: Sandbox) -> None:
     ig = client(sandbox)
     token = await long_lived(sandbox)
@@ -177,6 +195,29 @@ async def test_sends_need_the_window_or_a_comment_and_the_accounts_permissions(s
     limited = (await ig.long_lived_token(short.token.access_token)).access_token
     denied = await fails(ig.reply_to_comment("17858893269000042", limited, "Thanks!"))
     assert (denied.code, denied.kind) == (10, ErrorKind.PERMISSION_MISSING)
+
+
+async def test_mentions_are_read_on_graph_instagram_com_with_the_accounts_own_token(sandbox: Sandbox) -> None:
+    ig = client(sandbox)
+    token = await long_lived(sandbox)
+    await _mention(sandbox)
+
+    media = await ig.mentioned_media(IG_USER, token, "18066677788899900")
+    comment = await ig.mentioned_comment(IG_USER, token, "17988877766655544")
+
+    assert (media.text, media.username) == ("@acme.shop", "ana")
+    assert (comment.text, comment.username) == ("@acme.shop hello", "rui")
+    lookups = [c for c in sandbox.state.calls if c.method == "GET" and c.path.endswith(IG_USER)]
+    assert [c.path for c in lookups] == [f"/instagram/{GRAPH_VERSION}/{IG_USER}"] * 2
+    gone = await fails(ig.mentioned_comment(IG_USER, token, "17988877766600000"))
+    assert (gone.provider, gone.code, gone.subcode, gone.kind) == (
+        "instagram",
+        100,
+        33,
+        ErrorKind.INVALID_REQUEST,
+    )
+    other = await fails(ig.mentioned_media("17841499999999999", token, "18066677788899900"))
+    assert (other.code, other.subcode) == (100, 33)
 
 
 # --- every public method under the failures any call may meet
@@ -216,6 +257,10 @@ async def _subscribe(ig: InstagramClient, sandbox: Sandbox) -> object:
     return await ig.subscribe(await long_lived(sandbox), ["messages"])
 
 
+async def _subscribed_fields(ig: InstagramClient, sandbox: Sandbox) -> object:
+    return await ig.subscribed_fields(await long_lived(sandbox))
+
+
 async def _send_message(ig: InstagramClient, sandbox: Sandbox) -> object:
     token = await long_lived(sandbox)
     sandbox.state.open_window(IG_USER, "ig-customer-1")
@@ -230,15 +275,49 @@ async def _reply_to_comment(ig: InstagramClient, sandbox: Sandbox) -> object:
     return await ig.reply_to_comment("17858893269000042", await long_lived(sandbox), "Thanks!")
 
 
+async def _mention(sandbox: Sandbox) -> None:
+    await sandbox.admin(
+        "POST",
+        "/instagram/mentions",
+        {"account_id": IG_USER, "media_id": "18066677788899900", "caption": "@acme.shop", "username": "ana"},
+    )
+    await sandbox.admin(
+        "POST",
+        "/instagram/mentions",
+        {
+            "account_id": IG_USER,
+            "media_id": "18066677788899901",
+            "comment_id": "17988877766655544",
+            "text": "@acme.shop hello",
+            "username": "rui",
+        },
+    )
+
+
+async def _mentioned_media(ig: InstagramClient, sandbox: Sandbox) -> object:
+    token = await long_lived(sandbox)
+    await _mention(sandbox)
+    return await ig.mentioned_media(IG_USER, token, "18066677788899900")
+
+
+async def _mentioned_comment(ig: InstagramClient, sandbox: Sandbox) -> object:
+    token = await long_lived(sandbox)
+    await _mention(sandbox)
+    return await ig.mentioned_comment(IG_USER, token, "17988877766655544")
+
+
 CALLS = [
     InstagramCall("exchange_code", "POST", "/instagram-api/oauth/access_token", _exchange_code),
     InstagramCall("long_lived_token", "GET", "/instagram/access_token", _long_lived),
     InstagramCall("refresh_token", "GET", "/instagram/refresh_access_token", _refresh),
     InstagramCall("profile", "GET", "/me", _profile),
     InstagramCall("subscribe", "POST", "/me/subscribed_apps", _subscribe),
+    InstagramCall("subscribed_fields", "GET", "/me/subscribed_apps", _subscribed_fields),
     InstagramCall("send_message", "POST", "/me/messages", _send_message),
     InstagramCall("send_private_reply", "POST", "/me/messages", _send_private_reply),
     InstagramCall("reply_to_comment", "POST", "/replies", _reply_to_comment),
+    InstagramCall("mentioned_media", "GET", f"/instagram/{GRAPH_VERSION}/{IG_USER}", _mentioned_media),
+    InstagramCall("mentioned_comment", "GET", f"/instagram/{GRAPH_VERSION}/{IG_USER}", _mentioned_comment),
 ]
 
 

@@ -7,11 +7,13 @@ values below are written out by hand from the fixture, never computed by the cod
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 from parley_events import (
     Attachment,
+    Author,
     Choice,
     Content,
     DeliveryStatus,
@@ -24,7 +26,15 @@ from parley_events import (
     ThreadControlAction,
 )
 from parley_providers import registry
-from parley_providers.inbound import ParsedHandover, ParsedMessage, ParsedStatus, ParseResult
+from parley_providers.inbound import (
+    ChangeAction,
+    ContentToFetch,
+    ParsedChange,
+    ParsedHandover,
+    ParsedMessage,
+    ParsedStatus,
+    ParseResult,
+)
 
 from tests.support import fixtures
 
@@ -361,6 +371,57 @@ def test_an_instagram_thread_passed_from_idle_has_no_previous_owner() -> None:
     assert handover.provider_timestamp == at(6, 39, 0, 400)
 
 
+# Parley's own Meta app in these fixtures; Meta also tells every app subscribed to the handovers
+# of a take (the thread-control guide), so a notification can be about Parley's own take
+PARLEY_APP = "540118273645091"
+PAGE_INBOX_APP = "263902037430900"
+
+
+def test_parleys_own_take_reads_as_parley_answering_once_its_app_id_is_known() -> None:
+    handover = only_handover("messenger_take_thread_control_by_parley")
+    # read by whom it reached (the app a take is taken from), as without Parley's app ids
+    assert (handover.action, handover.parley_active) == (ThreadControlAction.TAKE, False)
+    assert (handover.new_owner_app_id, handover.previous_owner_app_id) == (PARLEY_APP, PAGE_INBOX_APP)
+    assert handover.provider_timestamp == at(6, 37, 0, 300)
+    seen = handover.seen_by(frozenset({PARLEY_APP}))
+    assert seen.parley_active is True
+    assert seen == replace(handover, parley_active=True)  # nothing else changes
+    # another app's id list (Parley's Instagram app only) does not make it Parley's
+    assert handover.seen_by(frozenset({"17841400000000009"})).parley_active is False
+
+
+def test_a_take_from_parley_and_a_pass_to_parley_read_the_same_with_its_app_id() -> None:
+    own = frozenset({PARLEY_APP})
+    taken = only_handover("messenger_take_thread_control")
+    passed = only_handover("messenger_pass_thread_control")
+    assert taken.seen_by(own) == taken and taken.parley_active is False
+    assert passed.seen_by(own) == passed and passed.parley_active is True
+    idle = only_handover("instagram_pass_thread_control")
+    assert idle.seen_by(own) == idle and idle.parley_active is True  # from idle to Parley
+
+
+def test_a_pass_between_two_other_apps_leaves_parley_standing_by() -> None:
+    handover = only_handover("messenger_pass_thread_control_to_another_app")
+    assert handover.parley_active is True  # a pass reaches its new owner: as parsed alone
+    assert handover.new_owner_app_id == "712233445566778"
+    assert handover.provider_timestamp == at(6, 38, 0, 700)
+    assert handover.seen_by(frozenset({PARLEY_APP})).parley_active is False
+
+
+def test_a_release_by_parley_and_a_request_are_read_by_their_app_ids_or_kept() -> None:
+    own = frozenset({PARLEY_APP})
+    taken = only_handover("messenger_take_thread_control_by_parley")
+    # Parley's app gave the thread up and names no new owner: idle, Parley does not answer it
+    released = replace(taken, new_owner_app_id=None, previous_owner_app_id=PARLEY_APP)
+    assert released.seen_by(own).parley_active is False
+    # a notification naming none of Parley's apps, or Parley's ids unknown: as parsed
+    strangers = replace(taken, new_owner_app_id=None)
+    assert strangers.seen_by(own) == strangers
+    assert taken.seen_by(frozenset()) == taken
+    request = only_handover("messenger_request_thread_control")
+    assert request.seen_by(own) == request and request.parley_active is None
+
+
 # --- Messenger: receipts -------------------------------------------------------------------
 
 
@@ -438,8 +499,60 @@ def test_a_comment_by_the_page_itself_is_outbound() -> None:
     assert msg.provider_timestamp == at(6, 50, 0)
 
 
-def test_an_edited_comment_is_skipped_by_name() -> None:
-    assert parse("page_feed_edited") == ParseResult(skipped=("messenger.feed.comment.edited",))
+def test_an_edited_comment_is_an_edit_of_that_comment_with_its_new_text() -> None:
+    result = parse("page_feed_edited")
+
+    assert (result.messages, result.skipped, result.failures) == ((), (), ())
+    assert result.changes == (
+        ParsedChange(
+            provider=Provider.MESSENGER,
+            account_id=PAGE_ID,
+            conversation_key=f"post:{POST_ID}",
+            provider_message_id=FIRST_COMMENT_ID,
+            action=ChangeAction.EDITED,
+            provider_timestamp=at(6, 51, 45),  # the entry's time: created_time is the comment's
+            text="Are these back in stock in size 37?",
+            author=Author(id="8812345067712390", name="Marta Silva"),
+            kind=MessageKind.COMMENT,
+        ),
+    )
+
+
+def test_a_removed_comment_is_a_deletion_of_that_comment() -> None:
+    [change] = parse("page_feed_removed").changes
+
+    assert change.action is ChangeAction.DELETED
+    assert (change.account_id, change.conversation_key) == (PAGE_ID, f"post:{POST_ID}")
+    assert change.provider_message_id == FIRST_COMMENT_ID
+    assert change.provider_timestamp == at(6, 56, 45)
+    assert change.text is None
+    assert change.author == Author(id="8812345067712390", name="Marta Silva")
+
+
+def test_an_edited_or_removed_post_is_a_change_of_the_post_its_thread_is_named_after() -> None:
+    [edited] = parse("page_feed_post_edited").changes
+    [removed] = parse("page_feed_post_removed").changes
+
+    assert (edited.action, edited.provider_message_id) == (ChangeAction.EDITED, POST_ID)
+    assert edited.conversation_key == f"post:{POST_ID}"
+    assert edited.text == "New season boots, sizes 35-42. Restocked 36-41!"
+    assert edited.provider_timestamp == at(6, 58, 25)
+    assert (removed.action, removed.provider_message_id, removed.text) == (
+        ChangeAction.DELETED,
+        POST_ID,
+        None,
+    )
+    assert removed.conversation_key == f"post:{POST_ID}"
+    assert removed.provider_timestamp == at(7, 0, 5)
+
+
+def test_hidden_comments_stay_skipped_by_name() -> None:
+    payload = fixtures.load("meta", "page_feed_removed")
+    payload["entry"][0]["changes"][0]["value"]["verb"] = "hide"
+
+    result = registry.webhook_endpoint("meta").parse(payload)  # type: ignore[union-attr]
+
+    assert result == ParseResult(skipped=("messenger.feed.comment.hide",))
 
 
 def test_page_posts_and_statuses_are_skipped_by_item() -> None:
@@ -583,6 +696,18 @@ def test_an_instagram_mention_is_a_mention_in_the_medias_thread() -> None:
     assert msg.content.text is None
     assert msg.provider_message_id == "mention:17988877766655544"
     assert msg.provider_timestamp == at(7, 13, 20)
+    # ids only: the normalizer asks Graph for the comment (mentioned_comment) and its author
+    assert msg.fetch == ContentToFetch("mentioned_comment", "17988877766655544", "18066677788899900")
+
+
+def test_a_caption_mention_asks_for_the_medias_caption() -> None:
+    msg = only_message("instagram_mention_caption")
+
+    assert (msg.account_id, msg.kind) == (IG_ID, MessageKind.MENTION)
+    assert msg.conversation_key == "media:18066677788899911"
+    assert msg.provider_message_id == "mention:18066677788899911"
+    assert msg.provider_timestamp == at(7, 15, 0)
+    assert msg.fetch == ContentToFetch("mentioned_media", "18066677788899911", "18066677788899911")
 
 
 # --- skipped -------------------------------------------------------------------------------

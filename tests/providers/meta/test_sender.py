@@ -87,6 +87,16 @@ CASES = [
         message={"text": TEXT},
     ),
     case(
+        "instagram_private_reply",
+        Provider.INSTAGRAM,
+        IG_ACCOUNT_ID,
+        IG_COMMENT_ID,
+        "private_reply",
+        "me/messages",
+        recipient={"comment_id": IG_COMMENT_ID},
+        message={"text": TEXT},
+    ),
+    case(
         "facebook_comment",
         Provider.MESSENGER,
         PAGE_ID,

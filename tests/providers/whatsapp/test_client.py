@@ -228,10 +228,30 @@ class CloudCall:
 CALLS = [
     CloudCall("whatsapp_send", "POST", "/messages", lambda g, n, t: g.whatsapp_send(n.id, t, TEXT)),
     CloudCall(
+        "whatsapp_mark_read",
+        "POST",
+        "/messages",
+        lambda g, n, t: g.whatsapp_mark_read(
+            n.id, t, {"status": "read", "message_id": "wamid.IN1", "typing_indicator": {"type": "text"}}
+        ),
+    ),
+    CloudCall(
         "whatsapp_phone_numbers",
         "GET",
         "/phone_numbers",
         lambda g, n, t: g.whatsapp_phone_numbers(WABA_ID, t),
+    ),
+    CloudCall(
+        "whatsapp_phone_number_throughput",
+        "GET",
+        "",
+        lambda g, n, t: g.whatsapp_phone_number_throughput(n.id, t),
+    ),
+    CloudCall(
+        "whatsapp_thread_control",
+        "POST",
+        "/thread_control",
+        lambda g, n, t: g.whatsapp_thread_control(n.id, t, {"action": "take", "to": "15557654321"}),
     ),
     CloudCall(
         "whatsapp_request_code",
@@ -524,3 +544,16 @@ async def test_the_business_profile_is_updated_with_an_uploaded_picture(number: 
     too_many = await fails(sandbox.graph.upload_bytes(session, WA_TOKEN, b"12345"))
     assert (too_many.code, too_many.kind) == (100, ErrorKind.INVALID_REQUEST)
     assert (no_token.code, no_token.kind) == (190, ErrorKind.REAUTH_REQUIRED)
+
+
+async def test_a_numbers_throughput_level_and_coexistence_are_read_from_its_fields(sandbox: Sandbox) -> None:
+    standard = await sandbox.whatsapp_number(phone_number_id="900000000000201", registered=True)
+    upgraded = await sandbox.whatsapp_number(phone_number_id="900000000000202", throughput_level="HIGH")
+    shared = await sandbox.whatsapp_number(phone_number_id="900000000000203", on_biz_app=True)
+    sandbox.state.calls.clear()
+
+    assert await sandbox.graph.whatsapp_phone_number_throughput(standard, WA_TOKEN) == ("STANDARD", False)
+    assert await sandbox.graph.whatsapp_phone_number_throughput(upgraded, WA_TOKEN) == ("HIGH", False)
+    assert await sandbox.graph.whatsapp_phone_number_throughput(shared, WA_TOKEN) == ("STANDARD", True)
+    [call, *_] = sandbox.state.calls
+    assert (call.method, call.path) == ("GET", f"/{GRAPH_VERSION}/{standard}")

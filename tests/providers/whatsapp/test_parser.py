@@ -26,9 +26,17 @@ from parley_events import (
     ProviderError,
     Reaction,
     SharedContact,
+    ThreadControlAction,
 )
 from parley_providers import registry
-from parley_providers.inbound import ItemFailure, ParsedMessage, ParsedMessagingLimit, ParseResult
+from parley_providers.inbound import (
+    ItemFailure,
+    ParsedHandover,
+    ParsedMessage,
+    ParsedMessagingLimit,
+    ParsedThroughputChange,
+    ParseResult,
+)
 
 from tests.support import fixtures
 
@@ -622,14 +630,36 @@ def test_each_tier_the_provider_names_is_its_number_of_customers(
     assert (found.tier, found.messaging_limit) == (tier, limit)
 
 
-def test_an_update_without_a_business_limit_is_skipped_and_named() -> None:
+def test_an_update_without_a_business_limit_or_a_throughput_change_is_skipped_and_named() -> None:
+    delivery = load("phone_number_quality_update_limit")
+    first_value(delivery)["max_daily_conversations_per_business"] = "TIER_NOT_SET"
+    first_value(delivery)["event"] = "ONBOARDING"
+
+    result = parse(delivery)
+
+    assert (result.limits, result.throughputs) == ((), ())
+    assert result.skipped == ("whatsapp.phone_number_quality_update",)
+
+
+def test_a_throughput_upgrade_names_the_number_by_its_display_number() -> None:
     delivery = load("phone_number_quality_update_limit")
     first_value(delivery)["max_daily_conversations_per_business"] = "TIER_NOT_SET"
 
     result = parse(delivery)
 
     assert result.limits == ()
-    assert result.skipped == ("whatsapp.phone_number_quality_update",)
+    assert result.skipped == ()
+    assert result.throughputs == (
+        ParsedThroughputChange(
+            business_account_id=WABA_ID,
+            display_phone_number="15550001111",
+            event="THROUGHPUT_UPGRADE",
+            provider_timestamp=datetime.fromtimestamp(1718005000, tz=UTC),
+        ),
+    )
+    # the fixture as recorded names the business limit too: both are kept
+    full = parse(load("phone_number_quality_update_limit"))
+    assert (len(full.limits), len(full.throughputs)) == (1, 1)
 
 
 def test_other_fields_are_skipped_and_named() -> None:
@@ -719,3 +749,60 @@ def test_a_template_update_without_the_entry_time_is_malformed() -> None:
     del delivery["entry"][0]["time"]
 
     assert "time" in refusal(parse(delivery)).reason
+
+
+# --- Conversation Routing: handovers ----------------------------------------------------------
+
+
+def test_a_thread_passed_to_parley_on_whatsapp_makes_it_the_active_responder() -> None:
+    result = parse(load("handover_control_passed"))
+
+    assert (result.messages, result.skipped, result.failures) == ((), (), ())
+    assert result.handovers == (
+        ParsedHandover(
+            provider=Provider.WHATSAPP,
+            account_id=PHONE_NUMBER_ID,
+            conversation_key=f"dm:{CUSTOMER}",
+            action=ThreadControlAction.PASS,
+            parley_active=True,
+            provider_timestamp=datetime(2024, 6, 10, 6, 18, 20, tzinfo=UTC),  # "1718000300"
+            metadata="AI agent could not answer: refund request",
+        ),
+    )
+
+
+def test_a_thread_taken_from_parley_on_whatsapp_makes_another_responder_active() -> None:
+    [handover] = parse(load("handover_control_taken")).handovers
+
+    assert handover.action is ThreadControlAction.TAKE
+    assert handover.parley_active is False
+    assert (handover.account_id, handover.conversation_key) == (PHONE_NUMBER_ID, f"dm:{CUSTOMER}")
+    assert handover.provider_timestamp == datetime(2024, 6, 10, 6, 19, 20, tzinfo=UTC)
+    assert handover.metadata == "escalated to the support desk"
+    # Meta names no apps on WhatsApp (roles only): the app ids stay empty
+    assert (handover.new_owner_app_id, handover.previous_owner_app_id) == (None, None)
+
+
+def test_a_handover_without_type_is_read_from_its_object_and_a_withheld_phone_names_the_bsuid() -> None:
+    delivery = load("handover_control_taken")
+    value = first_value(delivery)
+    del value["type"]
+    value["sender"] = {"user_id": BSUID}
+
+    [handover] = parse(delivery).handovers
+
+    assert handover.action is ThreadControlAction.TAKE
+    assert handover.conversation_key == f"dm:{BSUID}"
+
+
+def test_an_unknown_handover_is_skipped_and_one_naming_no_user_is_refused_alone() -> None:
+    unknown = load("handover_control_passed")
+    first_value(unknown)["type"] = "control_requested"
+    del first_value(unknown)["control_passed"]
+    assert parse(unknown).skipped == ("whatsapp.handover.other",)
+
+    nameless = load("handover_control_passed")
+    first_value(nameless)["sender"] = {}
+    result = parse(nameless)
+    assert result.handovers == ()
+    assert len(result.failures) == 1

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from parley_events import Provider, ReplyApproved, TemplateRef
 from parley_providers import ErrorKind, registry
-from parley_providers.base import Sender
+from parley_providers.base import ReadReceipts, ReadRef, Sender, ThreadControl, ThreadRef
 
 from tests.support.sandbox import GRAPH_VERSION, WA_TOKEN, Sandbox, approved, fails
 
@@ -216,3 +216,62 @@ async def test_a_customer_known_only_by_the_business_scoped_user_id_is_sent_to_t
         "text": {"body": "Your order ships today."},
     }
     assert wamid.startswith("wamid.") and record.result_id == wamid
+
+
+async def test_a_read_receipt_with_typing_is_one_status_read_call_and_a_bad_message_id_is_refused(
+    number: Number,
+) -> None:
+    sender = number.sender
+    assert isinstance(sender, ReadReceipts)
+
+    await sender.mark_read(ReadRef(Provider.WHATSAPP, number.id, "wamid.IN1"), WA_TOKEN, typing=True)
+    await sender.mark_read(ReadRef(Provider.WHATSAPP, number.id, "wamid.IN2"), WA_TOKEN, typing=False)
+    error = await fails(
+        sender.mark_read(ReadRef(Provider.WHATSAPP, number.id, "m_1"), WA_TOKEN, typing=False)
+    )
+
+    typing, plain, refused = number.sandbox.state.sent
+    assert (typing.path, typing.status) == (f"/{GRAPH_VERSION}/{number.id}/messages", 200)
+    assert typing.body == {
+        "messaging_product": "whatsapp",
+        "status": "read",
+        "message_id": "wamid.IN1",
+        "typing_indicator": {"type": "text"},
+    }
+    assert plain.body == {"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.IN2"}
+    assert refused.status == 400
+    assert (error.code, error.kind) == (100, ErrorKind.INVALID_REQUEST)
+
+
+async def test_a_thread_is_taken_and_released_on_its_number_and_only_its_owner_releases_it(
+    number: Number,
+) -> None:
+    sender = number.sender
+    assert isinstance(sender, ThreadControl)
+    thread = ThreadRef(Provider.WHATSAPP, number.id, CUSTOMER)
+    bsuid = ThreadRef(Provider.WHATSAPP, number.id, "US.13491208655302741918", metadata="agent")
+
+    await sender.take_thread_control(thread, WA_TOKEN)
+    state = number.sandbox.state.whatsapp_numbers[number.id]
+    assert state.thread_owners == {CUSTOMER: number.sandbox.state.meta_app_id}
+    await sender.release_thread_control(thread, WA_TOKEN)
+    assert state.thread_owners == {}
+    not_owner = await fails(sender.release_thread_control(thread, WA_TOKEN))
+    await sender.take_thread_control(bsuid, WA_TOKEN)
+
+    calls = [c for c in number.sandbox.state.calls if c.path.endswith("/thread_control")]
+    assert [c.status for c in calls] == [200, 200, 400, 200]
+    assert (not_owner.code, not_owner.kind) == (100, ErrorKind.INVALID_REQUEST)
+    assert state.thread_owners == {"US.13491208655302741918": number.sandbox.state.meta_app_id}
+
+
+async def test_only_the_numbers_escalation_partner_may_take_a_thread(sandbox: Sandbox) -> None:
+    number_id = await sandbox.whatsapp_number(registered=True, escalation_partner=False)
+    sender = sandbox.senders[Provider.WHATSAPP]
+    assert isinstance(sender, ThreadControl)
+
+    error = await fails(
+        sender.take_thread_control(ThreadRef(Provider.WHATSAPP, number_id, CUSTOMER), WA_TOKEN)
+    )
+
+    assert error.kind is ErrorKind.INVALID_REQUEST

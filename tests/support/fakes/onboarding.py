@@ -10,6 +10,7 @@ signature equal to the port's.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from parley_events import ChannelStatus, Provider
-from parley_onboarding.adapters.stores import AccountClaim, account_claim_id
+from parley_onboarding.adapters.stores import REFRESH_CLAIM_ATTEMPTS, AccountClaim, account_claim_id
 from parley_onboarding.domain.channels import Channel
 from parley_onboarding.domain.connections import PageConnection
 from parley_onboarding.domain.teams import Team
@@ -47,6 +48,8 @@ from parley_providers.meta.instagram import (
 from parley_providers.whatsapp import profile as wa_profile
 from parley_providers.whatsapp import templates as wa_templates
 from parley_providers.whatsapp.connect import NUMBER_RULES
+from parley_providers.x.connect import refresh_step as x_refresh_step
+from parley_providers.x.connect import refusal_reason as x_refusal_reason
 from parley_shared.channels import CLAIMING_STATUSES
 from parley_shared.mongo import VersionConflict
 from parley_shared.vault import Credential
@@ -62,6 +65,7 @@ class FakeOnboardingStore:
         self.account_claims: dict[str, AccountClaim] = {}
         self.waba_claims: dict[str, str] = {}  # WABA id -> tenant id
         self.code_attempts: dict[tuple[str, int], datetime] = {}
+        self.refresh_claims: dict[tuple[str, str, int], datetime] = {}
         self.credentials: dict[str, Credential] = {}
         self.whatsapp_tokens: dict[str, str] = {}
         self.whatsapp_pins: dict[str, str] = {}
@@ -203,6 +207,27 @@ class FakeOnboardingStore:
 
     async def highest_code_attempt(self, onboarding_id: str) -> int:
         return max((n for (oid, n) in self.code_attempts if oid == onboarding_id), default=0)
+
+    async def claim_token_refresh(
+        self, channel_id: str, grant: str, at: datetime, lease: timedelta
+    ) -> int | None:
+        for n in range(REFRESH_CLAIM_ATTEMPTS):
+            held = self.refresh_claims.get((channel_id, grant, n))
+            if held is None:
+                self.refresh_claims[(channel_id, grant, n)] = at
+                return n
+            if held > at - lease:
+                return None
+        return None
+
+    async def release_token_refresh(self, channel_id: str, grant: str, attempt: int) -> None:
+        self.refresh_claims.pop((channel_id, grant, attempt), None)
+
+    async def prune_token_refresh_claims(self, before: datetime) -> int:
+        old = [key for key, at in self.refresh_claims.items() if at <= before]
+        for key in old:
+            del self.refresh_claims[key]
+        return len(old)
 
     # --- secrets
 
@@ -353,6 +378,25 @@ class FakePageConnector(Calls):
             self.subscribed.add(account_id)
 
 
+class FakeLoginSubscriptions(Calls):
+    """The subscription check of Instagram-login accounts: ``dropped[account]`` is what Meta
+    dropped from the account's fields, ``stuck`` the accounts a restore does not bring back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped: dict[str, tuple[str, ...]] = {}
+        self.stuck: set[str] = set()
+
+    async def missing_subscriptions(self, account_id: str, token: str) -> tuple[str, ...]:
+        self.record("missing_subscriptions", account_id, token)
+        return tuple(sorted(self.dropped.get(account_id, ())))
+
+    async def restore_subscriptions(self, account_id: str, token: str) -> None:
+        self.record("restore_subscriptions", account_id, token)
+        if account_id not in self.stuck:
+            self.dropped.pop(account_id, None)
+
+
 class FakeInstagramConnector(FakePageConnector):
     """Meta's connect flow with Instagram Login configured: each code in ``accounts`` logs its
     account in once; ``refreshed[token]`` is what refreshing ``token`` gives (Instagram's refresh
@@ -362,6 +406,7 @@ class FakeInstagramConnector(FakePageConnector):
         super().__init__()
         self.accounts: dict[str, AuthorizedAccount] = {}
         self.refreshed: dict[str, UserToken] = {}
+        self.login_subscriptions = FakeLoginSubscriptions()
 
     def logs_in(
         self, code: str, account_id: str, username: str, expires_at: datetime | None, **token: Any
@@ -410,6 +455,8 @@ class FakeAccountConnector(Calls):
         self.apis: dict[str, set[str]] = {}
         self.refusing: dict[str, str] = {}
         self.lacking: dict[str, tuple[str, ...]] = {}
+        self.grants: dict[str, UserToken] = {}
+        """Refresh token -> what refreshing it gives (once: a spent one is refused, as X does)."""
 
     def authorizes(self, code: str, account_id: str, username: str, **token: Any) -> AuthorizedAccount:
         """Let ``code`` authorize ``@username``; the account it gives."""
@@ -453,6 +500,30 @@ class FakeAccountConnector(Calls):
         if not held:
             self.subscribed.discard(account_id)
         return (api,)
+
+    # RotatingGrant: X's rule (refresh from the lead before the end, and after it); a refresh token
+    # works once, through ``grants``; anything else is refused as X refuses it
+    def grant_refresh_step(self, expires_at: datetime, now: datetime, lead: timedelta) -> RefreshStep:
+        return x_refresh_step(expires_at, now, lead)
+
+    async def refresh_grant(self, refresh_token: str) -> UserToken:
+        self.record("refresh_grant", refresh_token)
+        await asyncio.sleep(0)  # at X: another replica may run meanwhile
+        token = self.grants.pop(refresh_token, None)
+        if token is None:
+            raise ProviderError(
+                "x",
+                400,
+                None,
+                None,
+                "Value passed for the token was invalid.",
+                ErrorKind.REAUTH_REQUIRED,
+                error_type="invalid_request",
+            )
+        return token
+
+    def grant_refusal_reason(self, error_type: str | None) -> str:
+        return x_refusal_reason(error_type)
 
     async def repair(self, api: str, tokens: Mapping[str, str]) -> list[SubscriptionOutcome]:
         self.record("repair", api, dict(tokens))

@@ -2,8 +2,8 @@
 credential store.
 
 Documents are built by the same pure function as the Mongo adapter's (``inbound_document``);
-unique inserts (decisions, rate slots, notices, deliveries) keep the first writer, as the store's
-unique ``_id`` does. tests/unit/test_fakes.py keeps the signatures equal to the port's.
+unique inserts (decisions, rate slots, notices, deliveries, private replies) keep the first
+writer, as the store's unique ``_id`` does. tests/unit/test_fakes.py keeps the signatures equal to the port's.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ class FakePolicyStore:
         self.reached: dict[tuple[str, str], datetime] = {}
         self.limits: dict[str, tuple[int | None, datetime]] = {}
         self.thread_control: dict[str, tuple[bool, datetime]] = {}
+        self.private_replies: dict[tuple[str, str], str] = {}  # (conversation, comment) -> reply
         self.indexed = False
 
     async def ensure_indexes(self) -> None:
@@ -51,6 +52,13 @@ class FakePolicyStore:
         replied = self.conversations[conversation_id]["private_replied"]
         if comment_id not in replied:
             replied.append(comment_id)
+
+    async def claim_private_reply(self, conversation_id: str, comment_id: str, reply_id: str) -> bool:
+        return self.private_replies.setdefault((conversation_id, comment_id), reply_id) == reply_id
+
+    async def release_private_reply(self, conversation_id: str, comment_id: str, reply_id: str) -> None:
+        if self.private_replies.get((conversation_id, comment_id)) == reply_id:
+            del self.private_replies[(conversation_id, comment_id)]
 
     async def claim_decision(self, key: str, result: dict[str, Any]) -> dict[str, Any] | None:
         if key in self.decisions:

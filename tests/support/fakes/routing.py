@@ -158,7 +158,9 @@ class FakeRepository:
 
     async def history_of(self, conversation_id: str, limit: int = 500) -> list[dict[str, Any]]:
         events = [e for e in self.history if e.conversation_id == conversation_id]
-        return [e.model_dump(mode="json") for e in sorted(events, key=lambda e: e.sequence)[:limit]]
+        # as the store's adapters answer it: the event type beside the event's fields
+        ordered = sorted(events, key=lambda e: e.sequence)[:limit]
+        return [{"type": e.event_type, **e.model_dump(mode="json")} for e in ordered]
 
     async def list_visible(
         self,

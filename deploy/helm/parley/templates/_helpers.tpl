@@ -128,13 +128,22 @@ true
 {{- end -}}
 {{- end -}}
 
-{{/* The most partitions of any topic the service consumes: the useful ceiling of its replicas. */}}
+{{/* The useful ceiling of a service's replicas: for each consumer group it runs, the partitions
+of its topic divided among the consumers one pod runs for that group (rounded up; a subscriber
+with `consumersSetting` runs as many as that env variable says, else one); the largest of those.
+A replica beyond it would get no partition of any group. */}}
 {{- define "parley.maxPartitions" -}}
 {{- $catalog := include "parley.catalog" .root | fromYaml -}}
+{{- $env := .svc.env | default dict -}}
 {{- $max := 0 -}}
 {{- range .facts.subscribers -}}
 {{- $p := int (get $catalog.partitions .topic) -}}
-{{- if gt $p $max -}}{{- $max = $p -}}{{- end -}}
+{{- $c := 1 -}}
+{{- if .consumersSetting -}}
+{{- $c = int (get $env .consumersSetting | default .consumers) -}}
+{{- end -}}
+{{- $pods := div (add $p (sub $c 1)) $c -}}
+{{- if gt $pods $max -}}{{- $max = $pods -}}{{- end -}}
 {{- end -}}
 {{- $max -}}
 {{- end -}}
@@ -188,6 +197,11 @@ PARLEY_JWT_AUDIENCE: {{ . | quote }}
 {{- end }}
 {{- with $root.Values.auth.issuer }}
 PARLEY_JWT_ISSUER: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- if and $facts.appId (not $facts.providers) }}
+{{- with $root.Values.providers.metaAppId }}
+PARLEY_META_APP_ID: {{ . | quote }}
 {{- end }}
 {{- end }}
 {{- if $facts.providers }}

@@ -4,23 +4,35 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
+import httpx
 from opentelemetry.sdk.trace import TracerProvider
 from parley_events import Event, topics
+from parley_providers import registry
 from parley_shared.channels import KafkaChannelDirectory
 from parley_shared.kafka import DeadLetterSink, Publishes, kafka_dead_letter_sink
+from parley_shared.logging import get_logger
 from parley_shared.runtime import Runtime, ServiceSpec, Wiring, create_app
 from parley_shared.settings import load_settings
+from parley_shared.vault import (
+    CredentialStore,
+    MongoCredentialStore,
+    PostgresCredentialStore,
+    TokenVault,
+    parse_keys,
+)
 from starlette.applications import Starlette
 
 from parley_ingest.adapters.aliases import KafkaCustomerAliases
 from parley_ingest.domain.dedupe import RecentIds
 from parley_ingest.entrypoints.subscribers import normalizer_router, webhook_router
 from parley_ingest.entrypoints.webhooks import webhook_routes
-from parley_ingest.service import Normalizer
+from parley_ingest.service import ContentLookups, Normalizer
 from parley_ingest.settings import IngestSettings, NormalizerSettings
+
+log = get_logger(__name__)
 
 # --- parley-ingest: the webhook edge ---------------------------------------------------------
 
@@ -67,13 +79,14 @@ def create_ingest_app(settings: IngestSettings | None = None) -> Starlette:
 
 @dataclass(frozen=True)
 class NormalizerAdapters:
-    """What the normalizer needs: the channel and alias read models, the broker and the raw
-    topic's DLQ."""
+    """What the normalizer needs: the channel and alias read models, the broker, the raw
+    topic's DLQ, and the providers' content lookups with the channels' tokens (read only)."""
 
     channels: KafkaChannelDirectory
     aliases: KafkaCustomerAliases
     publisher: Publishes
     dead_letter: DeadLetterSink
+    content: ContentLookups = field(default_factory=ContentLookups)
 
 
 @dataclass(kw_only=True)
@@ -85,14 +98,40 @@ class NormalizerWiring(Wiring):
 
 @contextlib.asynccontextmanager
 async def normalizer_adapters(settings: NormalizerSettings, rt: Runtime) -> AsyncIterator[NormalizerAdapters]:
-    yield NormalizerAdapters(
-        channels=KafkaChannelDirectory(settings.kafka_bootstrap_servers, rt.topic(topics.CHANNELS.name)),
-        aliases=KafkaCustomerAliases(
-            settings.kafka_bootstrap_servers, rt.topic(topics.CUSTOMER_ALIASES.name)
-        ),
-        publisher=rt.publisher,
-        dead_letter=kafka_dead_letter_sink(rt.broker),
-    )
+    async with contextlib.AsyncExitStack() as stack:
+        content = ContentLookups()
+        if settings.encryption_keys is not None:
+            # the provider API versions the lookups call: a gauge of the days left, a warning near the end
+            registry.report_api_versions(settings, log.warning)
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(timeout=httpx.Timeout(10.0), headers={"user-agent": "parley-normalizer"})
+            )
+            content = ContentLookups(
+                lookups=registry.content_lookups(http, settings),
+                tokens=credential_store(settings, rt),
+                attempts=settings.content_lookup_attempts,
+                backoff_s=settings.content_lookup_backoff_s,
+                backoff_max_s=settings.content_lookup_backoff_max_s,
+            )
+        yield NormalizerAdapters(
+            channels=KafkaChannelDirectory(settings.kafka_bootstrap_servers, rt.topic(topics.CHANNELS.name)),
+            aliases=KafkaCustomerAliases(
+                settings.kafka_bootstrap_servers, rt.topic(topics.CUSTOMER_ALIASES.name)
+            ),
+            publisher=rt.publisher,
+            dead_letter=kafka_dead_letter_sink(rt.broker),
+            content=content,
+        )
+
+
+def credential_store(settings: NormalizerSettings, rt: Runtime) -> CredentialStore:
+    """The vault onboarding writes channel tokens to, on the store the URL names (only read here)."""
+    assert settings.encryption_keys is not None
+    vault = TokenVault(parse_keys(settings.encryption_keys.get_secret_value()))
+    store = rt.opened_store
+    if store.kind == "postgresql":
+        return PostgresCredentialStore(store.postgres, vault)
+    return MongoCredentialStore(store.db["channel_credentials"], vault)
 
 
 def build_normalizer(settings: NormalizerSettings, adapters: NormalizerAdapters) -> NormalizerWiring:
@@ -107,6 +146,8 @@ def build_normalizer(settings: NormalizerSettings, adapters: NormalizerAdapters)
         settings.channel_catch_up_timeout_s,
         RecentIds(settings.dedupe_window),
         adapters.aliases,
+        content=adapters.content,
+        own_app_ids=settings.own_app_ids(),
     )
     return NormalizerWiring(
         normalizer=normalizer,
@@ -124,6 +165,7 @@ def create_normalizer_app(settings: NormalizerSettings | None = None) -> Starlet
             settings=settings,
             adapters=partial(normalizer_adapters, settings),
             build=partial(build_normalizer, settings),
-            uses_store=False,
+            # the store only for the channels' tokens, read for content lookups
+            uses_store=settings.encryption_keys is not None,
         )
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from starlette.responses import Response
 
 DELIVERIES = Counter(
@@ -30,6 +30,11 @@ ACK_SECONDS = Histogram(
     ["provider"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+PUBLISHES_IN_FLIGHT = Gauge(
+    "parley_ingest_publishes_in_flight",
+    "Raw archive publishes waiting for the broker's acknowledgement (at most "
+    "PARLEY_MAX_PUBLISHES_IN_FLIGHT; deliveries beyond it are answered 503 with outcome overloaded).",
+)
 PROVIDER_CHARGES = Counter(
     "parley_normalizer_provider_charges",
     "Webhook deliveries the provider bills per event (X Activity API), by channel and the provider's "
@@ -55,6 +60,23 @@ ITEM_FAILURES = Counter(
 )
 SKIPPED = Counter(
     "parley_normalizer_skipped_events_total", "Provider events not normalized, by kind.", ["kind"]
+)
+CONTENT_LOOKUPS = Counter(
+    "parley_normalizer_content_lookups_total",
+    "Messages a webhook named by ids only (Instagram mentions) whose text and author were fetched.",
+    ["provider"],
+)
+CONTENT_LOOKUP_RETRIES = Counter(
+    "parley_normalizer_content_lookup_retries_total",
+    "Content lookups asked again after a transient failure (an outage, throttling).",
+    ["provider"],
+)
+CONTENT_UNAVAILABLE = Counter(
+    "parley_normalizer_content_unavailable_total",
+    "Messages published without the text their webhook did not carry, by reason (a fixed set: "
+    "not_configured, no_credentials, reauth_required, permission_missing, not_found, rate_limited, "
+    "provider_unavailable).",
+    ["provider", "reason"],
 )
 UNKNOWN_ACCOUNTS = Counter(
     "parley_normalizer_unknown_accounts_total",

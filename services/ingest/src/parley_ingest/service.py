@@ -12,16 +12,20 @@ import base64
 import binascii
 import dataclasses
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
 import orjson
 from parley_events import ChannelSnapshot, Event, Provider, WebhookReceived
 from parley_providers import registry
+from parley_providers.base import ContentLookup
+from parley_providers.errors import ProviderError
 from parley_shared.channels import KafkaChannelDirectory
 from parley_shared.kafka import PermanentError
 from parley_shared.logging import get_logger
+from parley_shared.vault import Credential, VaultError
 
 from parley_ingest import metrics
 from parley_ingest.domain.dedupe import RecentIds
@@ -31,13 +35,25 @@ from parley_ingest.domain.normalize import (
     MalformedPayload,
     ParsedMessage,
     alias_event,
+    change_event,
     handover_event,
     limit_event,
     message_event,
+    message_event_id,
     parse_delivery,
     resolve,
     status_event,
     template_event,
+    throughput_event,
+)
+from parley_ingest.domain.normalize.content import (
+    NO_CREDENTIALS,
+    NOT_CONFIGURED,
+    backoff_s,
+    is_transient,
+    marked_unavailable,
+    unavailable_reason,
+    with_fetched,
 )
 
 log = get_logger(__name__)
@@ -61,6 +77,26 @@ class CustomerAliases(Protocol):
     def remember(self, channel_id: str, alias_key: str, conversation_key: str) -> None: ...
 
 
+class ChannelTokens(Protocol):
+    """A channel's token, read from the credential vault onboarding writes (read only: the
+    normalizer never stores one). ``parley_shared.vault``'s credential stores are this port."""
+
+    async def get(self, channel_id: str) -> Credential | None: ...
+
+
+@dataclass(frozen=True)
+class ContentLookups:
+    """How the normalizer fetches what a webhook names by ids only (Instagram mentions): the
+    providers' lookups, the channels' tokens, and how often and how long to retry."""
+
+    lookups: Mapping[Provider, ContentLookup] = field(default_factory=dict)
+    tokens: ChannelTokens | None = None
+    attempts: int = 3
+    backoff_s: float = 0.5
+    backoff_max_s: float = 5.0
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+
 UNATTRIBUTED = "unattributed"
 """The channel label of a billed delivery for an account no channel holds."""
 
@@ -76,8 +112,14 @@ class Normalizer:
         recent: RecentIds,
         aliases: CustomerAliases,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        content: ContentLookups | None = None,
+        own_app_ids: frozenset[str] = frozenset(),
     ) -> None:
+        self.content = content or ContentLookups()
         self.directory = directory
+        # Parley's own app ids: a handover naming one is Parley's own take or pass (Meta tells
+        # every subscribed app of a take), not another app's
+        self.own_app_ids = own_app_ids
         self.aliases = aliases
         self.publish = publish
         self.catch_up_s = catch_up_s
@@ -133,6 +175,8 @@ class Normalizer:
             channel = await self.channel(self.directory.lookup, parsed.provider, parsed.account_id)
             if channel is not None:
                 parsed = await self._one_conversation(parsed, channel)
+                if parsed.fetch is not None and message_event_id_of(parsed) not in self.recent:
+                    parsed = await self._completed(parsed, channel)
                 event = message_event(parsed, channel, raw.delivery_id)
                 await self.emit(event, event.event_id, parsed.provider.value)
         for status in result.statuses:
@@ -148,8 +192,19 @@ class Normalizer:
         for handover in result.handovers:
             channel = await self.channel(self.directory.lookup, handover.provider, handover.account_id)
             if channel is not None:
-                control = handover_event(handover, channel, raw.delivery_id)
+                if handover.provider is Provider.WHATSAPP:
+                    # a WhatsApp customer known by several identifiers has one conversation
+                    await self.aliases.loaded.wait()
+                    root = self.aliases.root(channel.channel_id, handover.conversation_key)
+                    if root is not None:
+                        handover = dataclasses.replace(handover, conversation_key=root)
+                control = handover_event(handover.seen_by(self.own_app_ids), channel, raw.delivery_id)
                 await self.emit(control, control.event_id, handover.provider.value)
+        for change in result.changes:
+            channel = await self.channel(self.directory.lookup, change.provider, change.account_id)
+            if channel is not None:
+                edit = change_event(change, channel, raw.delivery_id)
+                await self.emit(edit, edit.event_id, change.provider.value)
         for template in result.templates:
             channel = await self.channel(
                 self.directory.lookup_business, Provider.WHATSAPP, template.business_account_id
@@ -164,8 +219,73 @@ class Normalizer:
             if channel is not None:
                 changed = limit_event(limit, channel.tenant_id, raw.delivery_id)
                 await self.emit(changed, changed.event_id, Provider.WHATSAPP.value)
+        for throughput in result.throughputs:
+            channel = await self.channel(
+                self.directory.lookup_business, Provider.WHATSAPP, throughput.business_account_id
+            )
+            if channel is not None:
+                upgraded = throughput_event(throughput, channel.tenant_id, raw.delivery_id)
+                await self.emit(upgraded, upgraded.event_id, Provider.WHATSAPP.value)
         self.count_charge(raw, payload)
         return result.failures
+
+    async def _completed(self, parsed: ParsedMessage, channel: ChannelSnapshot) -> ParsedMessage:
+        """The message with the text and author its provider's API gives (transient failures
+        retried with backoff, a bounded number of times), or marked unavailable with a reason:
+        published either way, so nothing is lost and the partition never waits for ever."""
+        assert parsed.fetch is not None
+        provider = parsed.provider.value
+        lookup = self.content.lookups.get(parsed.provider)
+        if lookup is None or self.content.tokens is None:
+            return self._unavailable(parsed, NOT_CONFIGURED)
+        try:
+            # a store outage raises: the record is retried by the consumer, nothing is lost
+            credential = await self.content.tokens.get(channel.channel_id)
+        except VaultError:
+            # the keys do not open it (PARLEY_ENCRYPTION_KEYS differs from onboarding's): no
+            # retry can help, and the message must not wait for an operator
+            log.error(
+                "the channel's token does not decrypt with this process's keys", channel_id=channel.channel_id
+            )
+            credential = None
+        if credential is None:
+            return self._unavailable(parsed, NO_CREDENTIALS)
+        attempts = max(1, self.content.attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                fetched = await lookup.fetch(
+                    parsed.account_id, parsed.fetch, credential.access_token, channel.connect_path
+                )
+            except ProviderError as exc:
+                if is_transient(exc.kind) and attempt < attempts:
+                    metrics.CONTENT_LOOKUP_RETRIES.labels(provider=provider).inc()
+                    await self.content.sleep(
+                        backoff_s(
+                            attempt, self.content.backoff_s, self.content.backoff_max_s, exc.retry_after_s
+                        )
+                    )
+                    continue
+                # the error's text names no token (parley_providers.errors); the kind decides
+                log.warning(
+                    "content lookup failed; published marked unavailable",
+                    lookup=parsed.fetch.kind,
+                    kind=exc.kind.value,
+                    status=exc.status,
+                    code=exc.code,
+                    attempts=attempt,
+                )
+                return self._unavailable(parsed, unavailable_reason(exc.kind))
+            metrics.CONTENT_LOOKUPS.labels(provider=provider).inc()
+            return with_fetched(parsed, fetched)
+        raise AssertionError("unreachable: the last attempt returns")  # pragma: no cover
+
+    @staticmethod
+    def _unavailable(parsed: ParsedMessage, reason: str) -> ParsedMessage:
+        marked = marked_unavailable(parsed, reason)
+        metrics.CONTENT_UNAVAILABLE.labels(
+            provider=parsed.provider.value, reason=marked.content.unavailable or reason
+        ).inc()
+        return marked
 
     async def _one_conversation(self, parsed: ParsedMessage, channel: ChannelSnapshot) -> ParsedMessage:
         """The message on the conversation its customer already has, whichever identifier it
@@ -200,3 +320,8 @@ class Normalizer:
             category=charged.charge.category,
         ).inc()
         self.recent.add(key)
+
+
+def message_event_id_of(parsed: ParsedMessage) -> str:
+    """The id the message's event gets (a repeat within the dedupe window is not looked up again)."""
+    return message_event_id(parsed.provider, parsed.account_id, parsed.provider_message_id)

@@ -27,6 +27,16 @@ class IngestSettings(ServiceSettings):
         "unset means the X endpoints are not served.",
     )
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_publishes_in_flight: int = Field(
+        default=256,
+        gt=0,
+        description="Verified deliveries one process lets wait for the broker's acknowledgement at "
+        "once; one more is answered 503 with Retry-After at once instead of queueing (the provider "
+        "retries). Roughly the process's sustained rate times the longest wait acceptable.",
+    )
+    overload_retry_after_s: int = Field(
+        default=1, gt=0, le=300, description="The Retry-After of a 503 for a full process."
+    )
     x_crc_per_minute: int = Field(
         default=60,
         gt=0,
@@ -74,3 +84,50 @@ class NormalizerSettings(ServiceSettings):
     dedupe_window: int = Field(
         default=100_000, ge=0, description="How many recent event ids a normalizer remembers."
     )
+    encryption_keys: SecretStr | None = Field(
+        default=None,
+        description="The same keys as onboarding: the normalizer reads a channel's token (read only) "
+        "to fetch what a webhook names by ids only (Instagram mentions' text and author). Unset: "
+        "no lookups, no store; such messages are published marked unavailable (not_configured).",
+    )
+    graph_base_url: str = "https://graph.facebook.com"
+    graph_api_version: str = Field(
+        default="",
+        pattern=r"^(v\d+\.\d+)?$",
+        description="The Graph API version the lookups use (vNN.N); empty: the version "
+        "parley-providers is tested against (docs/operations.md, moving the Graph API version).",
+    )
+    instagram_graph_base_url: str = Field(
+        default="",
+        description="Where lookups for Instagram accounts connected with Instagram Login go; empty: "
+        "the Instagram API's own host (parley-providers knows it).",
+    )
+    content_lookup_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="Attempts of one content lookup when the provider fails transiently (an outage, "
+        "throttling); then the message is published marked unavailable.",
+    )
+    content_lookup_backoff_s: float = Field(
+        default=0.5, ge=0, description="The first wait between attempts; doubled each time."
+    )
+    content_lookup_backoff_max_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="The longest wait between attempts, the provider's Retry-After included (the "
+        "partition waits meanwhile).",
+    )
+    meta_app_id: str | None = Field(
+        default=None,
+        description="Parley's Meta app (the one Pages connect to): a handover naming it as the new "
+        "owner is Parley's own take or pass. Unset: handovers are read by whom they reached.",
+    )
+    instagram_app_id: str | None = Field(
+        default=None,
+        description="The Instagram app of Instagram Login, Parley's too (read like meta_app_id).",
+    )
+
+    def own_app_ids(self) -> frozenset[str]:
+        """Parley's own app ids, as handover notifications name them."""
+        return frozenset(a.strip() for a in (self.meta_app_id, self.instagram_app_id) if a and a.strip())

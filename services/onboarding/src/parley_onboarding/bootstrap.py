@@ -110,6 +110,7 @@ def build(
                 settings.instagram_token_refresh_interval_s,
                 service.refresh_login_tokens,
             ),
+            Periodic("x-token-refresh", settings.x_token_refresh_interval_s, service.refresh_rotating_tokens),
         ],
     )
 

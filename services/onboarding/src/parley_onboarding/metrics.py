@@ -23,6 +23,8 @@ SUBSCRIPTION_CHECKS = Counter(
 TOKEN_REFRESHES = Counter(
     "parley_onboarding_token_refreshes",
     "Refresh-job decisions per channel token near its end: refreshed, waiting (too young for the "
-    "provider to refresh), refused (the channel needs a reconnect) or unreachable (tried again next run).",
+    "provider to refresh, or refreshed meanwhile), refused (the channel needs a reconnect), "
+    "unreachable (tried again next run), claimed_elsewhere (another replica is spending this X "
+    "refresh token) or no_refresh_token (an X grant without offline.access).",
     ["provider", "outcome"],
 )

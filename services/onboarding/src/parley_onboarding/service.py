@@ -9,6 +9,7 @@ from the registry), so nothing here names a provider's API.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import secrets
 import uuid
@@ -19,11 +20,10 @@ from typing import Any
 from parley_events import (
     ChannelSnapshot,
     ChannelStatus,
-    ChannelSubscriptionLost,
-    ChannelSubscriptionRepaired,
     ChannelTemplateCategoryChanged,
     ChannelTemplateStatusChanged,
     Event,
+    NumberThroughputChanged,
     Provider,
     TeamSnapshot,
     TemplateCategoryChanged,
@@ -37,14 +37,18 @@ from parley_providers.base import (
     Connector,
     GrantedPage,
     LoginConnector,
+    LoginSubscriptionCheck,
     MessageTemplate,
     NumberConnector,
+    NumberThroughput,
     PageConnector,
     RefreshStep,
+    RotatingGrant,
     SubscriptionCheck,
     SubscriptionKeeper,
     SubscriptionOutcome,
     TemplateManager,
+    ThroughputCheck,
     TokenCheck,
 )
 from parley_shared.channels import CLAIMING_STATUSES
@@ -86,6 +90,12 @@ API_STEPS = {
 
 PICTURE_MAX_BYTES = 5 * 1024 * 1024
 """The largest profile picture Parley passes on (WhatsApp: 5 MB)."""
+REFRESH_LEASE = timedelta(minutes=2)
+"""How long a claim on a refresh token is its holder's alone (a refresh is one HTTP call of at most
+10 s): after it, a holder that stopped half-way is assumed gone and one other replica may take over."""
+REFRESH_CLAIMS_KEPT = timedelta(days=1)
+"""How long spent refresh tokens' claims are kept: far longer than any replica holds a stale read
+of a credential, so a token once spent is never claimed (and spent) again."""
 
 
 class NotFound(DomainError):
@@ -203,9 +213,11 @@ class OnboardingService:
         business_account_id: str | None = None,
         connect_path: str | None = None,
         x_api: str | None = None,
+        throughput: NumberThroughput | None = None,
     ) -> Channel:
         """Connect a new channel, or reconnect the existing one for the same account (a reconnect
-        may change how it is connected: ``connect_path``)."""
+        may change how it is connected: ``connect_path``; a WhatsApp number's ``throughput``, when
+        read, is recorded on it)."""
         now = self.clock()
         channel_id = channel_id_for(tenant_id, provider, account_id)
         await self._claim_account(tenant_id, provider, account_id)
@@ -233,6 +245,11 @@ class OnboardingService:
                     channel.connect_path = connect_path
                     channel.business_account_id = business_account_id
                 events = channel.reconnect(actor_id or "system", now, expires, scopes)
+            if throughput is not None:
+                channel.throughput_level = throughput.level
+                channel.coexistence = throughput.coexistence
+                # the snapshot Channel.connect or reconnect built predates these fields
+                events = [channel.snapshot() if isinstance(e, ChannelSnapshot) else e for e in events]
             try:
                 await self.stores.save_channel(channel)
             except VersionConflict:
@@ -693,6 +710,104 @@ class OnboardingService:
             refreshed += 1
         return refreshed
 
+    # --- refresh tokens that work once (X) -------------------------------------------------------
+
+    async def refresh_rotating_tokens(self) -> int:
+        """Refresh every token whose provider rotates refresh tokens (X) within
+        ``x_token_refresh_lead_s`` of its end or past it (run on a timer, on every replica: each
+        refresh token is claimed in the store before it is spent, so exactly one replica spends
+        it). Returns how many this call refreshed."""
+        now = self.clock()
+        await self.stores.prune_token_refresh_claims(now - REFRESH_CLAIMS_KEPT)
+        lead = timedelta(seconds=self.settings.x_token_refresh_lead_s)
+        refreshed = 0
+        for channel in await self.stores.channels_expiring_by(now + lead):
+            grants = self.connectors.get(channel.provider)
+            if isinstance(grants, RotatingGrant):
+                refreshed += await self._refresh_grant(grants, channel, lead)
+        return refreshed
+
+    async def refresh_channel_token(self, channel_id: str) -> bool:
+        """Refresh one channel's token now if its end is within the lead or past (a send found it
+        expired); True when this call refreshed it."""
+        channel = await self.stores.channel(channel_id)
+        grants = self.connectors.get(channel.provider) if channel is not None else None
+        if channel is None or channel.status is not ChannelStatus.ACTIVE:
+            return False
+        if not isinstance(grants, RotatingGrant):
+            return False
+        lead = timedelta(seconds=self.settings.x_token_refresh_lead_s)
+        return bool(await self._refresh_grant(grants, channel, lead))
+
+    async def _refresh_grant(self, grants: RotatingGrant, channel: Channel, lead: timedelta) -> int:
+        """Claim the channel's refresh token, spend it, store the next one (1 if refreshed). The
+        credential read here is the newest: a token another replica refreshed meanwhile is no
+        longer due, and one it is refreshing now is claimed already."""
+        channel_id, provider = channel.id, channel.provider.value
+        credential = await self.stores.credential(channel_id)
+        if credential is None or credential.expires_at is None or not credential.refresh_token:
+            # authorized without offline.access: no refresh is possible, the expiry warning says so
+            metrics.TOKEN_REFRESHES.labels(provider=provider, outcome="no_refresh_token").inc()
+            return 0
+        if grants.grant_refresh_step(credential.expires_at, self.clock(), lead) is not RefreshStep.REFRESH:
+            metrics.TOKEN_REFRESHES.labels(provider=provider, outcome="waiting").inc()
+            return 0
+        digest = hashlib.sha256(credential.refresh_token.encode()).hexdigest()[:32]
+        attempt = await self.stores.claim_token_refresh(channel_id, digest, self.clock(), REFRESH_LEASE)
+        if attempt is None:
+            metrics.TOKEN_REFRESHES.labels(provider=provider, outcome="claimed_elsewhere").inc()
+            return 0
+        try:
+            token = await grants.refresh_grant(credential.refresh_token)
+        except ProviderError as exc:
+            transient = exc.kind in (ErrorKind.RATE_LIMITED, ErrorKind.RETRYABLE)
+            if transient or exc.status == 0 or exc.status >= 500:
+                if exc.status != 0:
+                    # the provider answered and did not take the token: it is still good, give it back
+                    await self.stores.release_token_refresh(channel_id, digest, attempt)
+                # no answer (a timeout): it may be spent; after the lease one takeover tries it
+                metrics.TOKEN_REFRESHES.labels(provider=provider, outcome="unreachable").inc()
+                log.warning(
+                    "token refresh failed; tried again at the next run",
+                    channel_id=channel_id,
+                    provider_status=exc.status,
+                    kind=exc.kind.value,
+                )
+                return 0
+            reason = grants.grant_refusal_reason(exc.error_type)
+            code, subcode = exc.code, exc.subcode
+            log.warning(
+                "token refresh refused; the channel needs a reconnect",
+                channel_id=channel_id,
+                provider_status=exc.status,
+                provider_error=exc.error_type,
+                reason=reason,
+            )
+            metrics.TOKEN_REFRESHES.labels(provider=provider, outcome="refused").inc()
+            await self._change_channel(
+                channel.tenant_id,
+                channel_id,
+                lambda c: c.require_reauth(code, subcode, self.clock(), reason),
+            )
+            return 0
+        # the new refresh token replaces the spent one (a grant without rotation keeps its own)
+        await self.stores.put_credential(
+            Credential(
+                channel_id,
+                token.access_token,
+                token.expires_at,
+                token.scopes or credential.scopes,
+                token.refresh_token or credential.refresh_token,
+            )
+        )
+
+        def refreshed_to(c: Channel, end: datetime | None = token.expires_at) -> list[Event]:
+            return c.token_refreshed(end)
+
+        await self._change_channel(channel.tenant_id, channel_id, refreshed_to)
+        metrics.TOKEN_REFRESHES.labels(provider=provider, outcome="refreshed").inc()
+        return 1
+
     # --- X ---------------------------------------------------------------------------------
 
     async def connect_x(
@@ -824,7 +939,6 @@ class OnboardingService:
                 raise
             return 0
         now = self.clock()
-        run = now.strftime("%Y%m%dT%H%M%S%f")
         for check in checks:
             checked = by_account.get(check.account_id)
             if checked is None:
@@ -832,34 +946,9 @@ class OnboardingService:
             channel = checked
             if found is not None:
                 found.append(check)
-            base = {
-                "channel_id": channel.id,
-                "tenant_id": channel.tenant_id,
-                "provider": channel.provider,
-                "occurred_at": now,
-                "actor_id": actor_id,
-            }
-            events: list[Event] = []
-            if check.restored:
-                events.append(
-                    ChannelSubscriptionRepaired(
-                        event_id=f"subrep_{channel.id}_{run}", restored=list(check.restored), **base
-                    )
-                )
-            if check.missing:
-                events.append(
-                    ChannelSubscriptionLost(
-                        event_id=f"sublost_{channel.id}_{run}",
-                        missing=list(check.missing),
-                        reason=check.reason or "provider_refused",
-                        **base,
-                    )
-                )
-                outcome = "lost"
-            else:
-                outcome = "repaired" if check.restored else "complete"
+            outcome = "lost" if check.missing else "repaired" if check.restored else "complete"
             metrics.SUBSCRIPTION_CHECKS.labels(provider=provider.value, outcome=outcome).inc()
-            if events:
+            if check.restored or check.missing:
                 log.warning(
                     "channel subscriptions were incomplete",
                     channel_id=channel.id,
@@ -867,7 +956,16 @@ class OnboardingService:
                     missing=list(check.missing),
                     reason=check.reason,
                 )
-            await self._emit(events)
+
+            def record(c: Channel, check: SubscriptionOutcome = check) -> list[Event]:
+                # lost on the change from complete only; repaired when it is whole again
+                reason = check.reason or "provider_refused"
+                return c.subscriptions_found(check.restored, check.missing, reason, now, actor_id)
+
+            try:
+                await self._change_channel(channel.tenant_id, channel.id, record)
+            except DomainError:
+                continue  # gone or changing meanwhile: the next check tells
         return len(checks)
 
     # --- WhatsApp --------------------------------------------------------------------------------------
@@ -1051,6 +1149,7 @@ class OnboardingService:
         pin = pin_given or f"{secrets.randbelow(10**digits):0{digits}d}"
         await numbers.register(onboarding.phone_number_id, token, pin)
         await self.stores.save_whatsapp_pin(onboarding.id, pin)
+        throughput = await self._number_throughput(numbers, onboarding.phone_number_id, token)
         channel = await self._upsert_connected(
             tenant_id=onboarding.tenant_id,
             provider=Provider.WHATSAPP,
@@ -1059,10 +1158,28 @@ class OnboardingService:
             credential=Credential("", token, None),
             display_name=onboarding.display_name,
             business_account_id=onboarding.waba_id,
+            throughput=throughput,
         )
         activated = onboarding.activated(channel.id, actor_id, now)
         await self._save_step(onboarding, activated)
         return onboarding
+
+    @staticmethod
+    async def _number_throughput(
+        numbers: NumberConnector, number_id: str, token: str
+    ) -> NumberThroughput | None:
+        """The number's throughput level and coexistence (policy's send rate for it); None when
+        the connector cannot tell or the provider would not say: the number is connected anyway
+        and sends at the provider's default rate."""
+        if not isinstance(numbers, ThroughputCheck):
+            return None
+        try:
+            return await numbers.throughput(number_id, token)
+        except ProviderError as exc:
+            log.warning(
+                "could not read the number's throughput", number_id=number_id, error_kind=exc.kind.value
+            )
+            return None
 
     async def _code_rejected(self, onboarding: WhatsAppOnboarding, attempt: int) -> int:
         """Record a wrong code under the attempt number claimed for it; the attempts left."""
@@ -1298,6 +1415,35 @@ class OnboardingService:
                 f"tplch_{channel.id}_{update.event_id}",
             )
 
+    async def on_number_throughput(self, update: NumberThroughputChanged) -> int:
+        """Meta changed a number's throughput: read it again for the tenant's active numbers of
+        that business account (the webhook names the number by its display number, which Parley
+        does not keep) and record it where it changed; how many channels changed."""
+        numbers = self.connectors.get(Provider.WHATSAPP)
+        if not isinstance(numbers, NumberConnector) or not isinstance(numbers, ThroughputCheck):
+            return 0  # WhatsApp not configured here, or its connector cannot tell
+        changed = 0
+        channels = await self.stores.channels_of_business_account(
+            update.tenant_id, Provider.WHATSAPP, update.business_account_id
+        )
+        for channel in channels:
+            credential = await self.stores.credential(channel.id)
+            if channel.status is not ChannelStatus.ACTIVE or credential is None:
+                continue
+            throughput = await self._number_throughput(numbers, channel.account_id, credential.access_token)
+            if throughput is None:
+                continue
+            level, coexistence = throughput.level, throughput.coexistence
+
+            def record(
+                current: Channel, level: str | None = level, shared: bool = coexistence
+            ) -> list[Event]:
+                return current.record_throughput(level, shared)
+
+            after = await self._change_channel(channel.tenant_id, channel.id, record)
+            changed += after.revision != channel.revision
+        return changed
+
     # --- token lifecycle --------------------------------------------------------------------------
 
     async def check_token_expiry(self) -> int:
@@ -1306,6 +1452,8 @@ class OnboardingService:
         horizon = self.clock() + lead
         warned = 0
         for expiring in await self.stores.channels_expiring_by(horizon):
+            if await self._refreshed_by_rotation(expiring):
+                continue  # its token is renewed every two hours; a refused renewal says reauth_required
             emitted: list[Event] = []
 
             def check(channel: Channel, out: list[Event] = emitted) -> list[Event]:
@@ -1315,6 +1463,14 @@ class OnboardingService:
             await self._change_channel(expiring.tenant_id, expiring.id, check)
             warned += 1 if emitted else 0
         return warned
+
+    async def _refreshed_by_rotation(self, channel: Channel) -> bool:
+        """Whether the refresh job keeps the channel's token (its provider rotates grants and the
+        channel holds a refresh token): such a token's near end is no news."""
+        if not isinstance(self.connectors.get(channel.provider), RotatingGrant):
+            return False
+        credential = await self.stores.credential(channel.id)
+        return credential is not None and bool(credential.refresh_token)
 
     async def provider_rejected(self, channel_id: str, code: int | None, subcode: int | None) -> None:
         """A provider call failed with a token or permission error: the channel needs a reconnect."""
@@ -1346,11 +1502,16 @@ class OnboardingService:
 
     def _subscription_target(self, channel: Channel) -> tuple[SubscriptionCheck, str] | None:
         """The connector that can check the channel's webhook subscription and the account it is
-        held by (an Instagram profile connected through its Page: the Page), or None."""
-        checker = self.connectors.get(channel.provider)
-        if not isinstance(checker, SubscriptionCheck) or channel.connect_path == INSTAGRAM_LOGIN_PATH:
-            # an Instagram-login account's subscription lives on the Instagram API's host, which the
-            # check does not read yet (docs/onboarding.md)
+        held by (an Instagram profile connected through its Page: the Page; one connected with
+        Instagram Login: the account itself, through the connector's login check), or None."""
+        connector = self.connectors.get(channel.provider)
+        if channel.connect_path == INSTAGRAM_LOGIN_PATH:
+            # no Page: the account's own subscription, on the Instagram API's host
+            if not isinstance(connector, LoginSubscriptionCheck):
+                return None
+            return connector.login_subscriptions, channel.account_id
+        checker = connector
+        if not isinstance(checker, SubscriptionCheck):
             return None
         if channel.provider is Provider.INSTAGRAM and channel.business_account_id:
             return checker, channel.business_account_id
@@ -1433,6 +1594,9 @@ class OnboardingService:
         try:
             missing = await checker.missing_subscriptions(account_id, token)
             if not missing:
+                # complete: a gap announced before (an admin fixed it in Meta) is announced closed
+                if any(c.subscription_gap for c in channels):  # else nothing to record: no write
+                    await self._subscriptions_found(channels, (), (), "", actor_id)
                 metrics.SUBSCRIPTION_CHECKS.labels(provider=provider, outcome="complete").inc()
                 return "complete", ()
             await checker.restore_subscriptions(account_id, token)
@@ -1451,46 +1615,55 @@ class OnboardingService:
                 ErrorKind.REAUTH_REQUIRED: "token_invalid",
                 ErrorKind.PERMISSION_MISSING: "permission_missing",
             }.get(exc.kind, "provider_refused")
-            await self._subscription_lost(channels, missing, reason, exc.code, exc.subcode, actor_id)
+            # the provider refused before saying what is missing: the gap is the whole subscription
+            await self._subscriptions_found(
+                channels, (), missing or ("unknown",), reason, actor_id, exc.code, exc.subcode
+            )
             if exc.kind is ErrorKind.REAUTH_REQUIRED:
                 for channel in channels:
                     await self.provider_rejected(channel.id, exc.code, exc.subcode)
             metrics.SUBSCRIPTION_CHECKS.labels(provider=provider, outcome="lost").inc()
             return "lost", missing
         if still:
-            await self._subscription_lost(channels, still, "not_restored", None, None, actor_id)
+            await self._subscriptions_found(channels, (), still, "not_restored", actor_id)
             metrics.SUBSCRIPTION_CHECKS.labels(provider=provider, outcome="lost").inc()
             return "lost", missing
-        now = self.clock()
-        for channel in channels:
-            event = channel.subscription_repaired(missing, now, actor_id)
-            await self.publish(event, event.event_id)
+        await self._subscriptions_found(channels, missing, (), "", actor_id)
         log.warning("webhook subscription repaired", account_id=account_id, restored=list(missing))
         metrics.SUBSCRIPTION_CHECKS.labels(provider=provider, outcome="repaired").inc()
         return "repaired", missing
 
-    async def _subscription_lost(
+    async def _subscriptions_found(
         self,
         channels: list[Channel],
+        restored: tuple[str, ...],
         missing: tuple[str, ...],
         reason: str,
-        code: int | None,
-        subcode: int | None,
         actor_id: str | None,
+        code: int | None = None,
+        subcode: int | None = None,
     ) -> None:
+        """Record on each channel what a check found: ``subscription_lost`` goes out when a gap
+        opens (not again every hour while it lasts), ``subscription_repaired`` for what was
+        restored and when a gap closes (the channel keeps the gap)."""
         now = self.clock()
+
+        def record(c: Channel) -> list[Event]:
+            return c.subscriptions_found(restored, missing, reason, now, actor_id, code, subcode)
+
         for channel in channels:
-            event: ChannelSubscriptionLost = channel.subscription_lost(
-                missing, reason, code, subcode, now, actor_id
+            try:
+                await self._change_channel(channel.tenant_id, channel.id, record)
+            except DomainError:
+                continue  # gone or changing meanwhile: the next check tells
+        if missing:
+            log.error(
+                "webhook subscription lost; an admin must act",
+                channels=[c.id for c in channels],
+                missing=list(missing),
+                reason=reason,
+                provider_code=code,
             )
-            await self.publish(event, event.event_id)
-        log.error(
-            "webhook subscription lost; an admin must act",
-            channels=[c.id for c in channels],
-            missing=list(missing),
-            reason=reason,
-            provider_code=code,
-        )
 
     # --- teams ------------------------------------------------------------------------------------
 

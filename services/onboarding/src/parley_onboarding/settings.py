@@ -64,6 +64,15 @@ class OnboardingSettings(ApiSettings):
         description="How often the X Activity API subscriptions of every X channel using it are "
         "checked and what is missing re-created.",
     )
+    x_token_refresh_lead_s: int = Field(
+        default=1800,
+        gt=0,
+        description="X user tokens (2 hours) are refreshed this long before their end; longer than "
+        "PARLEY_X_TOKEN_REFRESH_INTERVAL_S, so every token is refreshed before it ends.",
+    )
+    x_token_refresh_interval_s: float = Field(
+        default=300.0, gt=0, description="How often X user tokens are looked at for a refresh."
+    )
     meta_permissions: tuple[str, ...] | None = Field(
         default=None, description="Permissions a Page needs granted; unset: Meta's connector's own list."
     )

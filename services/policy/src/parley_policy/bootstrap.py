@@ -140,6 +140,7 @@ def build(
         settings.whatsapp_throughput_per_s,
         settings.whatsapp_messaging_tier,
         delivery.change_thread_control,
+        send_read_receipt=delivery.send_read_receipt,
     )
 
     async def sweep() -> int:

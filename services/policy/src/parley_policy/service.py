@@ -16,6 +16,7 @@ from parley_events import (
     ChannelRole,
     ChannelSendingRestricted,
     ChannelSnapshot,
+    ChannelTokenRefreshRequested,
     ConversationThreadControlChanged,
     Event,
     HumanAgentWindowClosed,
@@ -40,9 +41,9 @@ from parley_events import (
     ProviderError as ProviderErrorModel,
 )
 from parley_providers import ErrorKind, ProviderError, registry
-from parley_providers.base import Sender, ThreadControl, ThreadRef
+from parley_providers.base import ReadReceipts, ReadRef, Sender, ThreadControl, ThreadRef
 from parley_shared.logging import get_logger, redact_value
-from parley_shared.vault import CredentialStore
+from parley_shared.vault import Credential, CredentialStore
 
 from parley_policy import metrics
 from parley_policy.adapters.stores import PolicyStorePort
@@ -56,13 +57,13 @@ from parley_policy.domain.decision import (
 )
 from parley_policy.domain.retry import RetryBudget
 from parley_policy.domain.rules import (
+    account_send_rate,
     business_scope,
     messaging_limit,
     messaging_limit_period,
     messaging_limit_scope,
     rule_for,
     rules,
-    send_rate,
 )
 
 Publish = Callable[[Event, str], Awaitable[None]]
@@ -85,6 +86,16 @@ def utcnow() -> datetime:
 def reply_id_for(tenant_id: str, user_id: str, key: str) -> str:
     """Deterministic: the same idempotency key from the same user is the same reply."""
     return "rpl_" + hashlib.sha256(f"{tenant_id}\x1f{user_id}\x1f{key}".encode()).hexdigest()[:24]
+
+
+PRIVATE_REPLY_TAKEN = Reason("PRIVATE_REPLY_USED", "a comment gets at most one private reply")
+"""Another reply claimed the comment's private reply first (the rule's own reason: the decision
+saw none sent yet, but a racing request got there first)."""
+
+
+def _refused(decision: Decision, reason: Reason) -> Decision:
+    """The decision refused for ``reason``, its windows and length kept for the answer."""
+    return replace(decision, approved=False, reasons=(reason,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +127,27 @@ ChangeThreadControl = Callable[[str, ThreadRef, bool], Awaitable[None]]
 """Take (True) or release (False) a thread for a channel: the delivery side's call."""
 
 
+class ReadForbidden(PermissionError):
+    """Viewers may not mark messages read or show typing; Contributors and Supervisors may."""
+
+
+class ReadReceiptsUnsupported(LookupError):
+    """The conversation's provider takes no read receipts from the business (or its channel has
+    no token)."""
+
+
+class NothingToRead(LookupError):
+    """The conversation has no customer message to mark as read."""
+
+
+class NotThreadOwner(PermissionError):
+    """Another responder answers the thread (Conversation Routing): Parley may not show typing."""
+
+
+SendReadReceipt = Callable[[str, ReadRef, bool], Awaitable[None]]
+"""Mark a customer's message read for a channel, with the typing indicator (True) or without."""
+
+
 class PolicyService:
     """Everything policy does, independent of HTTP and Kafka."""
 
@@ -130,16 +162,19 @@ class PolicyService:
         whatsapp_throughput: int | None = None,
         messaging_tier: int = 0,
         change_thread_control: ChangeThreadControl | None = None,
+        send_read_receipt: SendReadReceipt | None = None,
     ) -> None:
         self.change_thread_control = change_thread_control
+        self.send_read_receipt = send_read_receipt
         self.store = store
         self.channels = channels
         self.role_of = role_of
         self.templates = templates
         self.publish = publish
         self.clock = clock
-        # unset: WhatsApp's default throughput per number (its rules row)
-        self.whatsapp_throughput = whatsapp_throughput or send_rate(Provider.WHATSAPP) or 1
+        # a deployment's ceiling on every WhatsApp number's rate (unset: each number's own, from
+        # its throughput level and coexistence)
+        self.whatsapp_throughput = whatsapp_throughput
         self.messaging_tier = messaging_tier
         self._slot_hint: dict[str, int] = {}
         self._full: dict[str, int] = {}  # key -> the window found full
@@ -204,6 +239,30 @@ class PolicyService:
         )
         await self.publish(event, event.event_id)
         return take
+
+    async def mark_read(
+        self, tenant_id: str, user_id: str, is_admin: bool, conversation_id: str, typing: bool
+    ) -> str:
+        """Mark the conversation's last customer message as read with the provider (which marks
+        the earlier ones too) and, with ``typing``, show the customer a typing indicator; the
+        message's provider id. Role-gated like replies (Contributor or higher); typing announces a
+        reply, so it is refused where another responder answers the thread (``NOT_THREAD_OWNER``)."""
+        doc, _ = await self._context(tenant_id, conversation_id)
+        role = self._role(tenant_id, user_id, is_admin, doc["channel_id"])
+        if role is None:
+            raise ConversationUnknown(conversation_id)  # invisible to this user
+        if role.rank < ChannelRole.CONTRIBUTOR.rank:
+            raise ReadForbidden(conversation_id)
+        if self.send_read_receipt is None:
+            raise ReadReceiptsUnsupported(conversation_id)
+        message_id = doc.get("last_customer_message_id")
+        if not message_id:
+            raise NothingToRead(conversation_id)
+        if typing and not await self.store.parley_active(conversation_id):
+            raise NotThreadOwner(conversation_id)
+        message = ReadRef(Provider(doc["provider"]), doc["account_id"], message_id)
+        await self.send_read_receipt(doc["channel_id"], message, typing)  # ProviderError propagates
+        return str(message_id)
 
     # --- deciding ------------------------------------------------------------------------------
 
@@ -323,7 +382,7 @@ class PolicyService:
         outside = decision.window_closes_at is None or now > decision.window_closes_at
         business_initiated = decision.approved and decision.messaging_type == "TEMPLATE" and outside
         if decision.approved:
-            limited_by = await self._rate_check(doc, request)
+            limited_by = await self._rate_check(doc, channel, request)
             if limited_by is not None:
                 retry_after, why = limited_by
                 # not recorded under the key: the same request may be retried after Retry-After
@@ -339,6 +398,14 @@ class PolicyService:
                 )
                 metrics.DECISIONS.labels(provider=doc["provider"], outcome="RATE_LIMITED").inc()
                 return Outcome(reply_id, limited, retry_after)
+        # the comment's one private reply, claimed in the store so that two replicas (or two keys)
+        # racing for the same comment cannot both be approved; the same key claims it again
+        if (
+            decision.approved
+            and request.kind == "private_reply"
+            and not await self.store.claim_private_reply(doc["_id"], request.comment_id or "", reply_id)
+        ):
+            decision = _refused(decision, PRIVATE_REPLY_TAKEN)
         # after the rate check (a refusal there takes no place), before the decision is stored: a
         # crash in between counts a customer never reached, which errs on the side of the limit
         if business_initiated and not await self._claim_reach(doc, channel, now):
@@ -491,13 +558,17 @@ class PolicyService:
             ),
         )
 
-    async def _rate_check(self, doc: dict[str, Any], request: ReplyRequest) -> tuple[float, str] | None:
+    async def _rate_check(
+        self, doc: dict[str, Any], channel: ChannelSnapshot | None, request: ReplyRequest
+    ) -> tuple[float, str] | None:
         """The provider's rates for this kind of reply, per account (the channel), shared by every
-        policy replica through the store: the second's budget, then the hour's where the provider
-        counts per hour (Meta's private replies). The wait and the reason when one is used up."""
+        policy replica through the store: the second's budget (a WhatsApp number's own throughput),
+        then the hour's where the provider counts per hour (Meta's private replies). The wait and
+        the reason when one is used up."""
         provider = Provider(doc["provider"])
         rule = rule_for(provider, request.kind)
-        limit = self.whatsapp_throughput if provider is Provider.WHATSAPP else rule.rate_per_second
+        ceiling = self.whatsapp_throughput if provider is Provider.WHATSAPP else None
+        limit = account_send_rate(provider, request.kind, channel, ceiling)
         now = self.clock().timestamp()
         channel_id = doc["channel_id"]
         if limit is not None:
@@ -686,9 +757,19 @@ class Delivery:
         attempt = 0
         started = time.perf_counter()
         first_try = self.monotonic()
+        refresh_asked = False
         while True:
             attempt += 1
+            if attempt > 1:  # after a wait: the token may have been refreshed or reconnected
+                credential = await self.credentials.get(reply.channel_id) or credential
             try:
+                if self._awaits_refresh(credential):
+                    if not refresh_asked:
+                        await self._ask_refresh(reply, credential)
+                        refresh_asked = True
+                    raise ProviderError(
+                        "parley", 0, None, None, "the channel's token is being refreshed", ErrorKind.RETRYABLE
+                    )
                 message_id = await self._send(reply, credential.access_token)
             except ProviderError as exc:
                 wait = (
@@ -734,6 +815,25 @@ class Delivery:
             await self._sent(reply, message_id)
             return
 
+    def _awaits_refresh(self, credential: Credential) -> bool:
+        """A token past its stored end that onboarding refreshes (it holds a refresh token): sending
+        on it would only be refused. Onboarding alone spends refresh tokens (they work once)."""
+        ends = credential.expires_at
+        return credential.refresh_token is not None and ends is not None and ends <= self.clock()
+
+    async def _ask_refresh(self, reply: ReplyApproved, credential: Credential) -> None:
+        request = ChannelTokenRefreshRequested(
+            event_id=f"{reply.reply_id}:refresh",
+            channel_id=reply.channel_id,
+            tenant_id=reply.tenant_id,
+            provider=reply.provider,
+            occurred_at=self.clock(),
+            reply_id=reply.reply_id,
+            expired_at=credential.expires_at,
+        )
+        await self.publish(request, request.event_id)
+        log.info("token past its end; onboarding asked to refresh it", channel_id=reply.channel_id)
+
     async def _sent(self, reply: ReplyApproved, message_id: str) -> None:
         sent = ReplySent(
             reply_id=reply.reply_id,
@@ -769,6 +869,9 @@ class Delivery:
             reason=reason,
         )
         await self.publish(failed, failed.event_id)
+        if reply.kind == "private_reply":
+            # nothing was sent: the comment's private reply is free for another attempt
+            await self.store.release_private_reply(reply.conversation_id, reply.recipient_id, reply.reply_id)
         if exc.kind is ErrorKind.REAUTH_REQUIRED:
             reason = registry.reauth_reason(reply.provider, exc.code, exc.subcode)
             reauth = ChannelReauthRequired(
@@ -804,6 +907,15 @@ class Delivery:
             await sender.take_thread_control(thread, credential.access_token)
         else:
             await sender.release_thread_control(thread, credential.access_token)
+
+    async def send_read_receipt(self, channel_id: str, message: ReadRef, typing: bool) -> None:
+        """Mark a customer's message read (and show typing) with the channel's token, through its
+        provider's sender."""
+        sender = self.senders.get(message.provider)
+        credential = await self.credentials.get(channel_id)
+        if not isinstance(sender, ReadReceipts) or credential is None:
+            raise ReadReceiptsUnsupported(channel_id)
+        await sender.mark_read(message, credential.access_token, typing)
 
     async def _send(self, reply: ReplyApproved, token: str) -> str:
         """Hand the reply to its provider's sender (from the registry's plugins)."""

@@ -41,8 +41,9 @@ class PolicySettings(ApiSettings):
     whatsapp_throughput_per_s: int | None = Field(
         default=None,
         ge=1,
-        description="Messages per second each WhatsApp number may send. Unset: WhatsApp's default "
-        "(its rules row in parley-providers); at most the raised throughput WhatsApp grants.",
+        description="A ceiling on every WhatsApp number's messages per second. Unset: each number's "
+        "own throughput (80 by default, 1,000 once Meta upgraded it, 20 in coexistence with the "
+        "WhatsApp Business app, from its channel); set, it lowers a number's rate, never raises it.",
     )
     whatsapp_messaging_tier: int = Field(
         default=0,

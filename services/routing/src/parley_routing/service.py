@@ -18,6 +18,8 @@ from parley_events import (
     ChannelSnapshot,
     ConversationEvent,
     HandoverReceived,
+    MessageDeleted,
+    MessageEdited,
     MessageReceived,
     Queue,
     ReplySent,
@@ -25,14 +27,18 @@ from parley_events import (
     ThreadControlTaken,
 )
 
+from parley_routing import metrics
 from parley_routing.adapters.stores import (
     ConcurrentUpdate,
     ConversationRepository,
 )
 from parley_routing.domain.access import Actor, acting_role, check_assign, check_unassign
-from parley_routing.domain.model import Conversation, Note, command_cause
+from parley_routing.domain.model import Conversation, Note, command_cause, shown_history
 
 MAX_CONFLICT_RETRIES = 10
+
+Inbound = MessageReceived | HandoverReceived | MessageEdited | MessageDeleted
+"""What routing takes from the inbound topic."""
 
 Publish = Callable[[ConversationEvent], Awaitable[None]]
 Clock = Callable[[], datetime]
@@ -63,6 +69,13 @@ async def record_message(
             continue
         return events
     raise ConcurrentUpdate(message.conversation_id)
+
+
+def _count_unknown_changes(items: Sequence[Inbound]) -> None:
+    for item in items:
+        if isinstance(item, MessageEdited | MessageDeleted):
+            action = "edited" if isinstance(item, MessageEdited) else "deleted"
+            metrics.CHANGES_OF_UNKNOWN_MESSAGES.labels(provider=item.provider.value, action=action).inc()
 
 
 class ConversationService:
@@ -144,6 +157,23 @@ class ConversationService:
         )
         return events
 
+    async def on_change(self, change: MessageEdited | MessageDeleted) -> list[ConversationEvent]:
+        """An edit or removal of a message (ignored and counted for a message never received)."""
+        await self.on_messages([change])
+        return []
+
+    async def _known(
+        self, conversation: Conversation, changes: Sequence[MessageEdited | MessageDeleted]
+    ) -> set[str]:
+        """Provider message ids of the changed messages this conversation received: the ids it
+        remembers, or the store's (for messages older than the document remembers)."""
+        ids = {c.provider_message_id for c in changes if not conversation.has_applied(c.event_id)}
+        known = {i for i in ids if i in conversation.seen_messages}
+        rest = sorted(ids - known)
+        if rest and conversation.sequence > 0:
+            known |= await self.repository.seen_before(conversation.id, rest)
+        return known
+
     async def _seen_before(self, conversation: Conversation, messages: Sequence[MessageReceived]) -> set[str]:
         """Provider message ids of ``messages`` the store remembers for this conversation.
 
@@ -163,7 +193,7 @@ class ConversationService:
             return set()
         return await self.repository.seen_before(conversation.id, candidates)
 
-    async def on_messages(self, messages: Sequence[MessageReceived | HandoverReceived]) -> None:
+    async def on_messages(self, messages: Sequence[Inbound]) -> None:
         """Apply a batch of messages (and handovers) with a few store round trips for the batch.
 
         Items are grouped by conversation (keeping their order); every conversation is read
@@ -171,9 +201,10 @@ class ConversationService:
         and its events published concurrently with the others. A conversation someone else
         changed meanwhile is reloaded and retried on its own; the rest stay saved. Same result,
         event for event, as calling :meth:`on_message` (or :meth:`on_handover`) for each in order.
-        A handover for a conversation routing has not seen is left out (its model says why).
+        A handover for a conversation routing has not seen is left out (its model says why), as is
+        an edit or removal of a message it never received (counted).
         """
-        pending: dict[str, list[MessageReceived | HandoverReceived]] = {}
+        pending: dict[str, list[Inbound]] = {}
         for message in messages:
             pending.setdefault(message.conversation_id, []).append(message)
         for attempt in range(MAX_CONFLICT_RETRIES):
@@ -187,18 +218,31 @@ class ConversationService:
             for conversation_id, batch in pending.items():
                 conversation = stored.get(conversation_id)
                 if conversation is None:
-                    # handovers before the thread's first message change nothing
+                    # handovers, edits and removals before the thread's first message change nothing
                     opening = next((m for m in batch if isinstance(m, MessageReceived)), None)
                     if opening is None:
+                        if attempt == 0:
+                            _count_unknown_changes(batch)
                         continue
+                    if attempt == 0:
+                        _count_unknown_changes(batch[: batch.index(opening)])
                     batch = batch[batch.index(opening) :]
                     conversation = Conversation.open(opening)
                 received = [m for m in batch if isinstance(m, MessageReceived)]
                 seen = await self._seen_before(conversation, received)
+                changes = [m for m in batch if isinstance(m, MessageEdited | MessageDeleted)]
+                known = await self._known(conversation, changes) if changes else set()
                 before, causes_before = conversation.sequence, set(conversation.recent)
                 for item in batch:
                     if isinstance(item, HandoverReceived):
                         conversation.handover(item)
+                    elif isinstance(item, MessageEdited | MessageDeleted):
+                        # a message received earlier in this batch counts as received
+                        received_now = item.provider_message_id in conversation.seen_messages
+                        is_known = item.provider_message_id in known or received_now
+                        if not is_known and not conversation.has_applied(item.event_id) and attempt == 0:
+                            _count_unknown_changes([item])
+                        conversation.change_message(item, is_known)
                     else:
                         conversation.receive(item, seen_before=item.provider_message_id in seen)
                 if conversation.sequence != before or set(conversation.recent) - causes_before:
@@ -396,7 +440,7 @@ class AgentService:
     ) -> tuple[Visible, list[dict[str, Any]], list[Note]]:
         """A conversation with its history and its notes."""
         found = await self.visible(actor, conversation_id)
-        history = await self.repository.history_of(conversation_id)
+        history = shown_history(await self.repository.history_of(conversation_id))
         return found, history, await self.repository.notes_of(found.conversation)
 
     async def notes(self, actor: Actor, conversation_id: str) -> tuple[Visible, list[Note]]:

@@ -30,6 +30,11 @@ from parley_shared.logging import get_logger
 log = get_logger(__name__)
 
 
+METADATA_ATTEMPTS = 20
+METADATA_PAUSE_S = 0.5
+"""How long a read model waits for its topic to appear in the metadata (10 s) before it fails."""
+
+
 class CompactedTopicReader:
     """Reads a compacted topic from the beginning and follows it, applying every record."""
 
@@ -60,9 +65,15 @@ class CompactedTopicReader:
         )
         await consumer.start()
         partitions = consumer.partitions_for_topic(self.topic)
-        if partitions is None:
+        # a topic created a moment ago (topics job, a test's namespace) may not be in the broker's
+        # metadata yet: ask again for a few seconds before calling it missing
+        for _ in range(METADATA_ATTEMPTS):
+            if partitions:
+                break
             await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(self.topic) or set()
+            partitions = consumer.partitions_for_topic(self.topic)
+            if not partitions:
+                await asyncio.sleep(METADATA_PAUSE_S)
         if not partitions:
             await consumer.stop()
             raise RuntimeError(f"topic {self.topic} does not exist: run `parley topics create`")

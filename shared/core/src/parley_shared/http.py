@@ -224,6 +224,9 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=int(shutdown_timeout_s),
         lifespan="on",
+        # uvloop: libuv's event loop for every process (sockets, timers and the Kafka client's
+        # I/O run on it); the protocol stays h11, below
+        loop="uvloop",
         # h11 explicitly: its incomplete-event limit is the request-head cap the settings promise,
         # and httptools (uvicorn[standard]) would ignore it
         http="h11",

@@ -241,5 +241,8 @@ class MongoVersionedDocuments:
             await self.commits.delete_many({"$or": old})
         return lost
 
-    async def find(self, query: dict[str, Any], limit: int = 500) -> list[dict[str, Any]]:
-        return [d async for d in self.collection.find(query).limit(limit)]
+    async def find(self, query: dict[str, Any], limit: int | None = None) -> list[dict[str, Any]]:
+        """Every document the query matches (at most ``limit`` when given): no silent cap, as
+        the PostgreSQL adapters have none (a tenant's 501st channel used to go missing here)."""
+        cursor = self.collection.find(query)
+        return [d async for d in (cursor.limit(limit) if limit is not None else cursor)]

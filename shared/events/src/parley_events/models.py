@@ -249,6 +249,14 @@ class Content(BaseModel):
         description="The customer's phone number or business-scoped user id changed (WhatsApp): "
         "the conversation keeps its id, the new identifiers are aliases of the customer.",
     )
+    unavailable: str | None = Field(
+        default=None,
+        description="The provider's webhook named the message by ids only and Parley could not "
+        "fetch its text and author (Instagram mentions): the message is kept, marked with why, "
+        "from a fixed set: no_credentials, reauth_required, permission_missing, not_found, "
+        "rate_limited, provider_unavailable, not_configured. Null: the content is complete.",
+        examples=["not_found"],
+    )
 
 
 class MessageReceived(Event):
@@ -291,6 +299,49 @@ class MessageReceived(Event):
 
     def key(self) -> str:
         return self.conversation_id
+
+
+class MessageChangeEvent(Event):
+    """Fields of an event about a message the customer wrote before (edited or removed)."""
+
+    topic: ClassVar[topics.TopicSpec] = topics.MESSAGES_INBOUND
+
+    event_id: str = Field(description="Deterministic: the change's provider, message, kind and time.")
+    tenant_id: str
+    channel_id: str
+    provider: Provider
+    account_id: str
+    conversation_id: str
+    conversation_key: str = Field(examples=["post:381920475610238_122109876543210987"])
+    provider_message_id: str = Field(
+        description="The provider's id of the message changed (a comment id, or a post id).",
+        examples=["122109876543210987_990011223344556"],
+    )
+    message_event_id: str = Field(
+        description="The event id the message got when it was received (message.received), so "
+        "consumers find it without the provider's id."
+    )
+    author: Author | None = Field(default=None, description="Who changed it, when the provider says.")
+    kind: MessageKind = MessageKind.COMMENT
+    provider_timestamp: datetime = Field(description="When the provider says the change happened.")
+    delivery_id: str
+
+    def key(self) -> str:
+        return self.conversation_id
+
+
+class MessageEdited(MessageChangeEvent):
+    """The customer edited a message (a Page comment or post): the new text replaces the old."""
+
+    event_type: ClassVar[str] = "parley.message.edited.v1"
+
+    text: str | None = Field(default=None, description="The text after the edit.")
+
+
+class MessageDeleted(MessageChangeEvent):
+    """The customer (or the provider) removed a message (a Page comment or post)."""
+
+    event_type: ClassVar[str] = "parley.message.deleted.v1"
 
 
 class ThreadControlAction(StrEnum):
@@ -522,6 +573,28 @@ class MessagingLimitChanged(Event):
         return self.business_account_id
 
 
+class NumberThroughputChanged(Event):
+    """The provider changed a business number's throughput level (WhatsApp's
+    ``phone_number_quality_update`` with a throughput event)."""
+
+    event_type: ClassVar[str] = "parley.number_throughput.changed.v1"
+    topic: ClassVar[topics.TopicSpec] = topics.MESSAGES_INBOUND
+
+    event_id: str = Field(description="Deterministic: account, number, event and time.")
+    tenant_id: str
+    business_account_id: str = Field(description="The WhatsApp Business Account of the number.")
+    display_phone_number: str = Field(
+        description="The number as the provider names it in this webhook (not its id).",
+        examples=["15550783881"],
+    )
+    event: str = Field(description="The provider's name of the change.", examples=["THROUGHPUT_UPGRADE"])
+    provider_timestamp: datetime
+    delivery_id: str
+
+    def key(self) -> str:
+        return self.business_account_id
+
+
 # --- onboarding ---------------------------------------------------------------------------
 
 
@@ -601,6 +674,19 @@ class ChannelSnapshot(Event):
     )
     text_limit: int | None = Field(
         default=None, ge=1, description="A stricter per-channel text limit than the provider's."
+    )
+    throughput_level: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Since 2026-11. WhatsApp: the number's throughput level as Meta names it "
+        "(`STANDARD`, 80 messages/s; `HIGH`, 1,000 after Meta's upgrade); null: not read, the "
+        "provider's default applies.",
+        examples=["STANDARD", "HIGH"],
+    )
+    coexistence: bool = Field(
+        default=False,
+        description="Since 2026-11. WhatsApp: the number is also used in the WhatsApp Business app "
+        "(coexistence), which fixes its throughput at 20 messages/s.",
     )
 
     def key(self) -> str:
@@ -720,6 +806,17 @@ class ChannelSendingRestricted(ChannelLifecycleEvent):
 
     provider_code: int | None = None
     provider_subcode: int | None = None
+
+
+class ChannelTokenRefreshRequested(ChannelLifecycleEvent):
+    """A send found the channel's token past its end while the channel holds a refresh token
+    (X's user tokens live two hours): onboarding, the one service that spends refresh tokens,
+    refreshes it now, and policy tries the reply again on the new token."""
+
+    event_type: ClassVar[str] = "parley.channel.token_refresh_requested.v1"
+
+    reply_id: str | None = Field(default=None, description="The reply that found the token expired.")
+    expired_at: datetime | None = Field(default=None, description="When the stored token ended.")
 
 
 class WhatsAppStepChanged(Event):
@@ -1032,6 +1129,29 @@ class ConversationMessageAdded(ConversationEvent):
     )
 
 
+class ConversationMessageEdited(ConversationEvent):
+    """A message of the conversation was edited by its author: the text shown is the new one; the
+    message keeps its id (``message_event_id``, the one its ``message_added`` carried)."""
+
+    event_type: ClassVar[str] = "parley.conversation.message_edited.v1"
+
+    message_event_id: str = Field(description="The message changed: its message_added's message_event_id.")
+    provider_message_id: str
+    text: str | None = Field(default=None, description="The text after the edit.")
+    provider_timestamp: datetime
+
+
+class ConversationMessageDeleted(ConversationEvent):
+    """A message of the conversation was removed at the provider: it stays in the history,
+    marked deleted (agents see that something was said and removed)."""
+
+    event_type: ClassVar[str] = "parley.conversation.message_deleted.v1"
+
+    message_event_id: str = Field(description="The message removed: its message_added's message_event_id.")
+    provider_message_id: str
+    provider_timestamp: datetime
+
+
 class StatusChangeReason(StrEnum):
     """Why a conversation changed queue."""
 
@@ -1136,6 +1256,8 @@ class ConversationThreadControlChanged(ConversationEvent):
 EVENT_TYPES: tuple[type[Event], ...] = (
     WebhookReceived,
     MessageReceived,
+    MessageEdited,
+    MessageDeleted,
     CustomerAliasRecorded,
     MessageStatusChanged,
     HandoverReceived,
@@ -1143,6 +1265,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     TemplateCategoryChanged,
     TemplateQualityChanged,
     MessagingLimitChanged,
+    NumberThroughputChanged,
     ChannelSnapshot,
     ChannelConnected,
     ChannelSettingsChanged,
@@ -1153,6 +1276,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ChannelSubscriptionRepaired,
     ChannelSubscriptionLost,
     ChannelSendingRestricted,
+    ChannelTokenRefreshRequested,
     ChannelTemplateStatusChanged,
     ChannelTemplateCategoryChanged,
     WhatsAppStepChanged,
@@ -1170,6 +1294,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     HumanAgentWindowClosed,
     ConversationCreated,
     ConversationMessageAdded,
+    ConversationMessageEdited,
+    ConversationMessageDeleted,
     ConversationStatusChanged,
     ConversationOwnerAssigned,
     ConversationOwnerCleared,

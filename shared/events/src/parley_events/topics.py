@@ -93,7 +93,7 @@ MESSAGES_INBOUND = TopicSpec(
     cleanup="delete",
     retention_ms=7 * DAY_MS,
     owner="normalizer",
-    consumers=("routing", "policy", "onboarding"),
+    consumers=("routing", "policy", "onboarding", "reports"),
     public=True,
     description="Normalized messages and status events, one record per provider event.",
     has_dlq=True,
@@ -105,10 +105,10 @@ CONVERSATIONS = TopicSpec(
     cleanup="delete",
     retention_ms=7 * DAY_MS,
     owner="routing",
-    consumers=("policy", "agent tools", "analytics"),
+    consumers=("policy", "reports", "agent tools", "analytics"),
     public=True,
     description="Conversation lifecycle: created, message added, status and owner changes.",
-    has_dlq=False,
+    has_dlq=True,
 )
 CHANNELS = TopicSpec(
     name="parley.channels.v1",
@@ -117,7 +117,7 @@ CHANNELS = TopicSpec(
     cleanup="compact",
     retention_ms=None,
     owner="onboarding",
-    consumers=("normalizer", "routing", "policy"),
+    consumers=("normalizer", "routing", "policy", "reports"),
     public=True,
     description="Full channel snapshots (no secrets), compacted: the latest per channel id.",
     has_dlq=False,
@@ -130,12 +130,15 @@ CHANNEL_EVENTS = TopicSpec(
     cleanup="delete",
     retention_ms=30 * DAY_MS,
     owner="onboarding",
-    consumers=("admin tools", "notifications", "policy"),
+    consumers=("admin tools", "notifications", "policy", "onboarding"),
     public=True,
     description="Channel lifecycle: connected, settings changed, token expiring, reauth required, "
-    "reconnected, disconnected, WhatsApp verification steps and template reviews.",
-    has_dlq=False,
-    co_publishers=("policy",),  # reauth_required and sending_restricted when a send is refused
+    "reconnected, disconnected, WhatsApp verification steps and template reviews; a send's request "
+    "to refresh an expired token.",
+    has_dlq=True,
+    # policy: reauth_required and sending_restricted when a send is refused, and
+    # token_refresh_requested when a send finds the token expired (onboarding refreshes it)
+    co_publishers=("policy",),
 )
 TEAMS = TopicSpec(
     name="parley.teams.v1",
@@ -144,7 +147,7 @@ TEAMS = TopicSpec(
     cleanup="compact",
     retention_ms=None,
     owner="onboarding",
-    consumers=("routing", "policy"),
+    consumers=("routing", "policy", "reports"),
     public=True,
     description="Teams and their members, compacted: the latest per team id.",
     has_dlq=False,
@@ -157,7 +160,7 @@ REPLIES = TopicSpec(
     cleanup="delete",
     retention_ms=7 * DAY_MS,
     owner="policy",
-    consumers=("routing", "policy", "agent tools"),
+    consumers=("routing", "policy", "reports", "agent tools"),
     public=True,
     description="Outbound reply outcomes (requested, approved, rejected, sent, failed) and agents' "
     "thread-control calls (taken, released).",

@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 from parley_events import Provider, ReplyApproved
 
-from parley_providers.inbound import ParseResult
+from parley_providers.inbound import ContentToFetch, ParseResult
 from parley_providers.oauth import UserToken
 from parley_providers.rules import Counting, ReplyRule
 
@@ -33,6 +33,7 @@ __all__ = [
     "GrantedPage",
     "HandshakeAnswer",
     "LoginConnector",
+    "LoginSubscriptionCheck",
     "MessageTemplate",
     "NumberConnector",
     "NumberRules",
@@ -40,6 +41,7 @@ __all__ = [
     "PageGrant",
     "ProviderPlugin",
     "RefreshStep",
+    "RotatingGrant",
     "Sender",
     "SubscriptionCheck",
     "SubscriptionKeeper",
@@ -118,6 +120,23 @@ class ThreadControl(Protocol):
     async def release_thread_control(self, thread: ThreadRef, token: str) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ReadRef:
+    """The customer message a read receipt is about: the channel's account and the message's id."""
+
+    provider: Provider
+    account_id: str
+    message_id: str
+
+
+@runtime_checkable
+class ReadReceipts(Protocol):
+    """A sender whose provider lets the business mark a customer's message as read and, in the
+    same call, show a typing indicator (WhatsApp's Cloud API); raises ProviderError."""
+
+    async def mark_read(self, message: ReadRef, token: str, typing: bool) -> None: ...
+
+
 @dataclass(frozen=True)
 class ApiVersionStatus:
     """The provider API version a process is configured to call, and how long the provider keeps
@@ -136,6 +155,32 @@ class ApiVersionStatus:
 
 
 SenderFactory = Callable[[httpx.AsyncClient, Any], "Sender | None"]
+
+
+@dataclass(frozen=True)
+class FetchedContent:
+    """What a provider's API says about a message its webhook named by ids only."""
+
+    text: str | None
+    author_name: str | None
+    """The author's username, when the provider gives it."""
+    link: str | None = None
+    """Where people see it (a permalink), when given."""
+
+
+class ContentLookup(Protocol):
+    """Fetches the text and author of a message a webhook names by ids only (Instagram mentions).
+
+    Failures raise :class:`parley_providers.errors.ProviderError` with its kind: the caller
+    retries the transient ones a bounded number of times and marks the message otherwise."""
+
+    async def fetch(
+        self, account_id: str, what: ContentToFetch, token: str, connect_path: str | None
+    ) -> FetchedContent: ...
+
+
+ContentLookupFactory = Callable[[httpx.AsyncClient, Any], "ContentLookup | None"]
+"""Builds a provider's content lookup from the normalizer's settings (None: not configured)."""
 """Builds a provider's sender from a service's settings (each provider reads its own; None: the
 provider is not configured there)."""
 
@@ -181,6 +226,16 @@ class SubscriptionCheck(Protocol):
     async def restore_subscriptions(self, account_id: str, token: str) -> None:
         """Subscribe the account to everything Parley needs again. Failures raise ProviderError."""
         ...
+
+
+@runtime_checkable
+class LoginSubscriptionCheck(Protocol):
+    """A connector whose logged-in accounts (``LoginConnector``) have webhook subscriptions of
+    their own, read and restored with the account's token elsewhere than its Pages' (Meta's
+    Instagram Login: on graph.instagram.com)."""
+
+    login_subscriptions: SubscriptionCheck
+    """The check of such an account's subscription (``account_id``: the account's id)."""
 
 
 @dataclass(frozen=True)
@@ -290,6 +345,29 @@ class LoginConnector(Protocol):
 
     async def refresh(self, token: str) -> UserToken:
         """The token refreshed (a new token and end). Refusals raise ProviderError."""
+        ...
+
+
+@runtime_checkable
+class RotatingGrant(Protocol):
+    """An account connector whose user tokens live a short while and are renewed with a refresh
+    token that works once: each refresh answers the next one (X's OAuth 2.0 with ``offline.access``).
+    Spending one refresh token twice fails the second time, so whoever refreshes must be the one
+    holder of that refresh token (onboarding claims it in its store first)."""
+
+    def grant_refresh_step(self, expires_at: datetime, now: datetime, lead: timedelta) -> RefreshStep:
+        """What to do now with an access token ending at ``expires_at``, refreshing ``lead`` before
+        its end (an access token past its end is refreshed too: the refresh token outlives it)."""
+        ...
+
+    async def refresh_grant(self, refresh_token: str) -> UserToken:
+        """A new access token and the next refresh token (``refresh_token`` is spent). A refused
+        refresh token (used, revoked) raises ProviderError with ``ErrorKind.REAUTH_REQUIRED``."""
+        ...
+
+    def grant_refusal_reason(self, error_type: str | None) -> str:
+        """The reason a refused refresh gives for the reconnect, from the provider's error type (a
+        fixed word: never the provider's text)."""
         ...
 
 
@@ -444,6 +522,22 @@ class BusinessProfileManager(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class NumberThroughput:
+    """How fast a business number may send, in the provider's words: its throughput level and
+    whether another client shares the number (WhatsApp's coexistence with the Business app)."""
+
+    level: str | None
+    coexistence: bool
+
+
+@runtime_checkable
+class ThroughputCheck(Protocol):
+    """A number connector that can read a number's throughput (WhatsApp's); raises ProviderError."""
+
+    async def throughput(self, number_id: str, token: str) -> NumberThroughput: ...
+
+
 Connector = PageConnector | AccountConnector | NumberConnector | LoginConnector
 """A provider's connect flow; a connector may also be a :class:`TokenCheck` and a
 :class:`SubscriptionCheck`."""
@@ -486,6 +580,8 @@ class ProviderPlugin:
     length_counters: Mapping[Counting, Callable[[str], int]] = field(default_factory=dict)
     """How this provider counts text where no generic counting fits (X's weighted length)."""
     make_sender: SenderFactory | None = None
+    make_content_lookup: ContentLookupFactory | None = None
+    """How the normalizer fetches what this provider's webhooks name by ids only."""
     """How this provider's replies are sent."""
     make_connector: ConnectorFactory | None = None
     """How this provider's accounts are connected (onboarding's connect flows)."""
@@ -495,3 +591,7 @@ class ProviderPlugin:
     """What the provider bills for one delivery to this plugin's webhook (None: not billed per event)."""
     reply_charge: Callable[[str, str], Charge | None] | None = None
     """What the provider bills for sending one reply of a kind with a text (None: not billed per send)."""
+    account_send_rate: Callable[[str | None, bool], int] | None = None
+    """An account's sends per second from its throughput level and whether it is in coexistence
+    with another client of the provider (WhatsApp's numbers); None: every account has the rules
+    row's rate."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from functools import partial
 from typing import Any
 
@@ -47,6 +48,46 @@ class ParsedMessage:
     """Conversation Routing: True when delivered while another app answers the thread (Meta's
     ``standby`` list), False when delivered to the thread's active responder (Meta's
     ``messaging`` list), None when the provider's delivery says nothing about it."""
+    fetch: ContentToFetch | None = None
+    """The delivery names the message by ids only (Instagram mentions): its text and author are
+    asked of the provider's API before it is published (the normalizer's content lookup)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContentToFetch:
+    """What to ask a provider's API for a message the webhook names by ids only.
+
+    ``kind`` is the provider's lookup (Meta: ``mentioned_media``, ``mentioned_comment``);
+    ``object_id`` the id it takes; ``media_id`` the media a mentioned comment is on.
+    """
+
+    kind: str
+    object_id: str
+    media_id: str | None = None
+
+
+class ChangeAction(StrEnum):
+    """What a customer did to a message they wrote before."""
+
+    EDITED = "edited"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedChange:
+    """A customer edited or removed a message (Page feed comments and posts): an event about the
+    message ``provider_message_id`` names, which Parley may or may not have received."""
+
+    provider: Provider
+    account_id: str
+    conversation_key: str
+    provider_message_id: str
+    action: ChangeAction
+    provider_timestamp: datetime
+    text: str | None = None
+    """The new text (edits)."""
+    author: Author | None = None
+    kind: MessageKind = MessageKind.COMMENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +108,27 @@ class ParsedHandover:
     previous_owner_app_id: str | None = None
     requested_owner_app_id: str | None = None
     metadata: str | None = None
+
+    def seen_by(self, own_app_ids: frozenset[str]) -> ParsedHandover:
+        """This handover as Parley reads it when it knows its own app ids (Meta's app, the
+        Instagram Login app): the app ids decide, not whom the notification reached.
+
+        The parser reads each kind from the receiving app's side (a take reaches the app the
+        thread is taken from), but Meta also tells every app subscribed to the handovers of a
+        take, Parley's own included. So a pass or take naming Parley's app as the new owner makes
+        Parley the active responder, one naming another app does not (whoever it came from); one
+        naming no new owner after Parley's app (a release, the thread idle) does not either. A
+        request, or a notification naming no app of Parley's, is kept as parsed; so is everything
+        when Parley's app ids are not known."""
+        if not own_app_ids or self.action is ThreadControlAction.REQUEST:
+            return self
+        if self.new_owner_app_id:
+            active = self.new_owner_app_id in own_app_ids
+        elif self.previous_owner_app_id in own_app_ids:
+            active = False
+        else:
+            return self
+        return self if active is self.parley_active else replace(self, parley_active=active)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +165,16 @@ class ParsedTemplateStatus:
     previous_category: str | None = None
     quality_score: str | None = None
     previous_quality_score: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedThroughputChange:
+    """A business number's throughput level changed (WhatsApp), named by its display number."""
+
+    business_account_id: str
+    display_phone_number: str
+    event: str
+    provider_timestamp: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +215,8 @@ class ParseResult:
     failures: tuple[ItemFailure, ...] = ()
     limits: tuple[ParsedMessagingLimit, ...] = ()
     handovers: tuple[ParsedHandover, ...] = ()
+    throughputs: tuple[ParsedThroughputChange, ...] = ()
+    changes: tuple[ParsedChange, ...] = ()
 
     def __add__(self, other: ParseResult) -> ParseResult:
         return ParseResult(
@@ -153,6 +227,8 @@ class ParseResult:
             self.failures + other.failures,
             self.limits + other.limits,
             self.handovers + other.handovers,
+            self.throughputs + other.throughputs,
+            self.changes + other.changes,
         )
 
 
@@ -233,6 +309,7 @@ _NAMED = {
     "x.dm": ("welcome_message_rule", "welcome_message", "unknown"),
     # X Activity API event types Parley subscribes to but makes no message of, or that reach a
     # shared webhook from another subscription (docs.x.com/x-api/activity/introduction)
+    "whatsapp.handover": (),  # a messaging_handovers notification other than pass or take
     "x.activity": (
         "post.delete",
         "post.repost.create",
@@ -327,6 +404,10 @@ def check_times(result: ParseResult, now: datetime) -> None:
         check_time(limit.provider_timestamp, now)
     for handover in result.handovers:
         check_time(handover.provider_timestamp, now)
+    for throughput in result.throughputs:
+        check_time(throughput.provider_timestamp, now)
+    for change in result.changes:
+        check_time(change.provider_timestamp, now)
 
 
 class ResultBuilder:
@@ -337,6 +418,7 @@ class ResultBuilder:
     """
 
     __slots__ = (
+        "_changes",
         "_failures",
         "_handovers",
         "_limits",
@@ -344,6 +426,7 @@ class ResultBuilder:
         "_skipped",
         "_statuses",
         "_templates",
+        "_throughputs",
         "now",
     )
 
@@ -356,6 +439,8 @@ class ResultBuilder:
         self._failures: list[ItemFailure] = []
         self._limits: list[ParsedMessagingLimit] = []
         self._handovers: list[ParsedHandover] = []
+        self._throughputs: list[ParsedThroughputChange] = []
+        self._changes: list[ParsedChange] = []
 
     def add(self, result: ParseResult) -> None:
         self._messages.extend(result.messages)
@@ -365,6 +450,8 @@ class ResultBuilder:
         self._failures.extend(result.failures)
         self._limits.extend(result.limits)
         self._handovers.extend(result.handovers)
+        self._throughputs.extend(result.throughputs)
+        self._changes.extend(result.changes)
 
     def skip(self, kind: str, count: int = 1) -> None:
         self._skipped.extend([kind] * count)
@@ -410,6 +497,8 @@ class ResultBuilder:
             tuple(self._failures),
             tuple(self._limits),
             tuple(self._handovers),
+            tuple(self._throughputs),
+            tuple(self._changes),
         )
 
 

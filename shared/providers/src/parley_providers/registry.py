@@ -20,6 +20,7 @@ from parley_providers.base import (
     ApiVersionStatus,
     Charge,
     Connector,
+    ContentLookup,
     DeliveryCharge,
     ProviderPlugin,
     Sender,
@@ -33,6 +34,7 @@ __all__ = [
     "GROUP",
     "api_versions",
     "connectors",
+    "content_lookups",
     "length_counter",
     "plugin_for",
     "plugins",
@@ -109,6 +111,16 @@ def reply_charge(provider: Provider, kind: str, text: str) -> Charge | None:
     return plugin.reply_charge(kind, text) if plugin.reply_charge is not None else None
 
 
+def account_send_rate(provider: Provider, level: str | None, coexistence: bool) -> int | None:
+    """One account's sends per second where the provider sets it per account (WhatsApp's number
+    throughput); None where the provider has one rate for every account, or has no plugin."""
+    try:
+        plugin = plugin_for(provider)
+    except LookupError:
+        return None
+    return plugin.account_send_rate(level, coexistence) if plugin.account_send_rate is not None else None
+
+
 def reauth_reason(provider: Provider | str, code: int | None, subcode: int | None) -> str:
     """Why a reconnect is needed, in the words of the provider whose call was refused."""
     try:
@@ -131,6 +143,17 @@ def senders(http: httpx.AsyncClient, settings: Any) -> dict[Provider, Sender]:
     found: dict[Provider, Sender] = {}
     for plugin in plugins().values():
         made = plugin.make_sender(http, settings) if plugin.make_sender is not None else None
+        if made is not None:
+            found.update({provider: made for provider in plugin.providers})
+    return found
+
+
+def content_lookups(http: httpx.AsyncClient, settings: Any) -> dict[Provider, ContentLookup]:
+    """The content lookup of every conversation provider whose plugin the normalizer's settings
+    configure (Meta's fetches Instagram mentions)."""
+    found: dict[Provider, ContentLookup] = {}
+    for plugin in plugins().values():
+        made = plugin.make_content_lookup(http, settings) if plugin.make_content_lookup is not None else None
         if made is not None:
             found.update({provider: made for provider in plugin.providers})
     return found

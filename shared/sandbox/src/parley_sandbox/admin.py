@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import secrets
 from collections.abc import Callable, Sequence
@@ -24,6 +26,7 @@ from parley_sandbox.state import (
     AuthCode,
     Fault,
     InstagramAccount,
+    MentionedObject,
     MetaPage,
     MetaUser,
     SandboxState,
@@ -164,6 +167,88 @@ class _Admin:
         self.state.instagram_accounts[account.id] = account
         return {**asdict(account), **self._code("instagram", account.id, data)}
 
+    async def instagram_mentions(self, request: Request) -> dict[str, Any]:
+        """Someone @mentions an Instagram account in a media's caption (``caption``), or in a
+        comment on a media (``comment_id`` and ``text``): what Graph's mentioned_media and
+        mentioned_comment answer from now on. Also answers the ``mentions`` webhook Meta sends."""
+        data = await _admin_body(request)
+        account_id = _req_str(data, "account_id")
+        media_id = _opt_str(data, "media_id") or self.state.next_id()[:17]
+        username = _opt_str(data, "username") or "sandbox_customer"
+        permalink = f"https://www.instagram.com/p/{media_id}/"
+        media = MentionedObject(
+            id=media_id,
+            account_id=account_id if "comment_id" not in data else "",
+            kind="media",
+            username=_opt_str(data, "media_username") or username,
+            text=_opt_str(data, "caption"),
+            permalink=permalink,
+        )
+        self.state.mentioned[media_id] = media
+        value: dict[str, Any] = {"media_id": media_id}
+        comment_id = _opt_str(data, "comment_id")
+        if comment_id is not None:
+            self.state.mentioned[comment_id] = MentionedObject(
+                id=comment_id,
+                account_id=account_id,
+                kind="comment",
+                username=username,
+                text=_opt_str(data, "text"),
+                media_id=media_id,
+            )
+            value["comment_id"] = comment_id
+        webhook = {
+            "object": "instagram",
+            "entry": [
+                {
+                    "id": account_id,
+                    "time": int(self.state.now()),
+                    "changes": [{"field": "mentions", "value": value}],
+                }
+            ],
+        }
+        return {"media_id": media_id, "comment_id": comment_id, "webhook": webhook}
+
+    async def meta_deliver(self, request: Request) -> dict[str, Any]:
+        """POST a Meta webhook delivery (``body``) to ``url``, signed as Meta signs it
+        (``X-Hub-Signature-256``: HMAC-SHA256 of the raw bytes with the app secret; ``app``:
+        ``meta`` (default) or ``instagram`` for the Instagram Login app's)."""
+        data = await _admin_body(request)
+        url = _req_str(data, "url")
+        body = data.get("body")
+        if not isinstance(body, dict):
+            raise AdminError(400, "body must be an object")
+        secret = (
+            self.state.instagram_app_secret if data.get("app") == "instagram" else self.state.meta_app_secret
+        )
+        raw = json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode()
+        signature = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+        async with httpx.AsyncClient(timeout=10) as http:
+            response = await http.post(
+                url,
+                content=raw,
+                headers={"content-type": "application/json", "x-hub-signature-256": signature},
+            )
+        return {"status": response.status_code}
+
+    def _instagram_account(self, request: Request) -> InstagramAccount:
+        account = self.state.instagram_accounts.get(request.path_params["account_id"])
+        if account is None:
+            raise AdminError(404, "no such Instagram account")
+        return account
+
+    async def instagram_account(self, request: Request) -> dict[str, Any]:
+        return asdict(self._instagram_account(request))
+
+    async def instagram_unsubscribe(self, request: Request) -> dict[str, Any]:
+        """Drop webhook fields from an Instagram-login account's subscription (all of them unless
+        ``fields`` names some), as Meta does after a long run of failed deliveries."""
+        account = self._instagram_account(request)
+        data = await _admin_body(request)
+        drop = set(_str_list(data, "fields", account.subscribed_fields))
+        account.subscribed_fields = [f for f in account.subscribed_fields if f not in drop]
+        return {"account_id": account.id, "subscribed_fields": account.subscribed_fields}
+
     async def meta_codes(self, request: Request) -> dict[str, Any]:
         data = await _admin_body(request)
         user = self._meta_user(_req_str(data, "user_id"))
@@ -246,6 +331,9 @@ class _Admin:
             registered=_flag(data, "registered"),
             pin=_opt_str(data, "pin"),
             enforce_window=_flag(data, "enforce_window"),
+            throughput_level=_opt_str(data, "throughput_level") or "STANDARD",
+            on_biz_app=_flag(data, "on_biz_app"),
+            escalation_partner=_flag(data, "escalation_partner", default=True),
         )
         token = self.state.tokens.get(number.token)
         if token is None:
@@ -473,6 +561,23 @@ class _Admin:
         else:
             raise AdminError(404, "no such X token")
         return {"revoked": True}
+
+    async def x_revoke_grant(self, request: Request) -> dict[str, Any]:
+        """The user removes the app from their connected apps: every access and refresh token the
+        app holds for them stops working (a refresh is then refused as for a spent token)."""
+        user_id = request.path_params["user_id"]
+        if user_id not in self.state.x_users:
+            raise AdminError(404, f"no X user {user_id}")
+        count = 0
+        for token in self.state.tokens.values():
+            if token.provider == "x" and token.user_id == user_id and not token.revoked:
+                token.revoked = True
+                count += 1
+        for refresh in self.state.x_refresh_tokens.values():
+            if refresh.user_id == user_id and not refresh.used:
+                refresh.used = True
+                count += 1
+        return {"revoked": count}
 
     async def sent(self, request: Request) -> dict[str, Any]:
         if request.method == "DELETE":

@@ -53,7 +53,7 @@ from parley_sandbox.state import (
     SentRequest,
 )
 from parley_sandbox.whatsapp import WhatsAppApi
-from parley_sandbox.wire import GraphFailure, Handler, Incoming, XFailure, _parse_body, _x_problem
+from parley_sandbox.wire import GraphFailure, Handler, Incoming, Reply, XFailure, _parse_body, _x_problem
 from parley_sandbox.x import XApi
 
 __all__ = [
@@ -71,6 +71,12 @@ __all__ = [
 
 class _Providers(WhatsAppApi, InstagramApi, XApi):
     """Every imitated provider API; each handler raises GraphFailure/XFailure or returns a Reply."""
+
+    def graph_node(self, call: Incoming) -> Reply:
+        """``GET /{node}``: Graph answers for whatever the node is; the sandbox plays two kinds."""
+        if call.path("node") in self.state.whatsapp_numbers:
+            return self.whatsapp_phone_number(call)
+        return self.ig_user_fields(call)
 
 
 def _fault_response(fault: Fault, provider: Provider) -> Response:
@@ -224,6 +230,12 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         _admin_route("/_sandbox/meta/users", admin.meta_users, post),
         _admin_route("/_sandbox/meta/codes", admin.meta_codes, post),
         _admin_route("/_sandbox/instagram/accounts", admin.instagram_accounts, post),
+        _admin_route("/_sandbox/instagram/mentions", admin.instagram_mentions, post),
+        _admin_route("/_sandbox/meta/deliver", admin.meta_deliver, post),
+        _admin_route("/_sandbox/instagram/accounts/{account_id}", admin.instagram_account, get),
+        _admin_route(
+            "/_sandbox/instagram/accounts/{account_id}/unsubscribe", admin.instagram_unsubscribe, post
+        ),
         _admin_route("/_sandbox/meta/tokens/{token}/revoke", admin.meta_revoke, post),
         _admin_route("/_sandbox/meta/users/{user_id}/permissions", admin.meta_permissions, post),
         _admin_route("/_sandbox/meta/users/{user_id}/deauthorize", admin.meta_deauthorize, post),
@@ -243,6 +255,7 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         _admin_route("/_sandbox/x/webhooks", admin.x_webhooks, post),
         _admin_route("/_sandbox/x/webhooks/{webhook_id}", admin.x_webhook, get),
         _admin_route("/_sandbox/x/tokens/{token}/revoke", admin.x_revoke, post),
+        _admin_route("/_sandbox/x/users/{user_id}/revoke", admin.x_revoke_grant, post),
         _admin_route("/_sandbox/x/webhooks/{webhook_id}/crc", admin.x_webhook_crc, get_post),
         _admin_route("/_sandbox/x/activity", admin.x_activity, get),
         _admin_route("/_sandbox/x/activity/deliver", admin.x_activity_deliver, post),
@@ -266,9 +279,10 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         instagram("/instagram/access_token", api.instagram_exchange, get),
         instagram("/instagram/refresh_access_token", api.instagram_refresh, get),
         instagram("/instagram/{version}/me", api.instagram_me, get),
-        instagram("/instagram/{version}/me/subscribed_apps", api.instagram_subscribe, post),
+        instagram("/instagram/{version}/me/subscribed_apps", api.instagram_subscribe, get_post),
         instagram("/instagram/{version}/me/messages", api.instagram_send, post, send=True),
         instagram("/instagram/{version}/{node}/replies", api.instagram_comment_reply, post, send=True),
+        instagram("/instagram/{version}/{node}", api.instagram_user_fields, get),
         # Graph API
         graph("/oauth/access_token", api.oauth_access_token, get_post),
         graph("/debug_token", api.debug_token, get),
@@ -278,6 +292,7 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         graph("/{node}/messages", api.messages, post, send=True),
         graph("/{node}/take_thread_control", api.thread_control, post),
         graph("/{node}/release_thread_control", api.thread_control, post),
+        graph("/{node}/thread_control", api.whatsapp_thread_control, post),
         graph("/{node}/comments", api.comments, post, send=True),
         graph("/{node}/replies", api.replies, post, send=True),
         graph("/{node}/phone_numbers", api.waba_phone_numbers, get),
@@ -288,6 +303,9 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         graph("/{node}/whatsapp_business_profile", api.business_profile, get_post),
         graph("/{node}/uploads", api.start_upload, post),
         graph("/{node}", api.upload_data, post),
+        # one Graph node: a WhatsApp number's fields or an IG user's mentions (after every fixed
+        # one-segment path above)
+        graph("/{node}", api.graph_node, get),
         Route("/{path:path}", _not_found, methods=["GET", "POST", "DELETE", "PUT", "PATCH"]),
     ]
     app = Starlette(routes=routes)

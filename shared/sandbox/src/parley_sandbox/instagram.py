@@ -16,9 +16,17 @@ from parley_providers.meta.instagram import MIN_REFRESH_AGE
 from parley_providers.meta.rules import INSTAGRAM_TEXT_MAX_BYTES, RETIRED_TAGS
 from starlette.responses import JSONResponse, Response
 
-from parley_sandbox.meta import MetaApi
+from parley_sandbox.meta import MetaApi, mention_lookup
 from parley_sandbox.state import HUMAN_AGENT_WINDOW_S, LONG_LIVED_S, WINDOW_S, InstagramAccount, Token
-from parley_sandbox.wire import GraphFailure, Incoming, Reply, _json_param, _param_required, _random_token
+from parley_sandbox.wire import (
+    GraphFailure,
+    Incoming,
+    Reply,
+    _json_param,
+    _param_required,
+    _random_token,
+    _unknown_object,
+)
 
 INSTAGRAM_WEBHOOK_FIELDS = frozenset(
     {
@@ -139,8 +147,21 @@ class InstagramApi(MetaApi):
         return Reply({"access_token": token.value, "token_type": "bearer", "expires_in": LONG_LIVED_S})
 
     def instagram_subscribe(self, call: Incoming) -> Reply:
+        """``/me/subscribed_apps``: POST subscribes the account to fields, GET reads the app's
+        subscription (the Page edge's answer: this app's entry while it has fields)."""
         token = self._instagram_token(call)
         account = self.state.instagram_accounts[token.user_id or ""]
+        if call.request.method == "GET":
+            apps = []
+            if account.subscribed_fields:
+                apps.append(
+                    {
+                        "name": self.state.app_name,
+                        "id": self.state.instagram_app_id,
+                        "subscribed_fields": list(account.subscribed_fields),
+                    }
+                )
+            return Reply({"data": apps})
         raw = str(call.params.get("subscribed_fields") or "")
         fields = [f.strip() for f in raw.split(",") if f.strip()]
         if not fields:
@@ -215,6 +236,15 @@ class InstagramApi(MetaApi):
             raise _param_required("message")
         comment_id = self.state.next_id()
         return Reply({"id": comment_id}, result_id=comment_id)
+
+    def instagram_user_fields(self, call: Incoming) -> Reply:
+        """``GET graph.instagram.com/{version}/{ig-user-id}?fields=mentioned_media...`` with the
+        account's own token (Instagram API with Instagram Login)."""
+        node = call.path("node")
+        account = self._instagram_sender(call, "instagram_business_manage_comments")
+        if account.id != node:
+            raise _unknown_object(node)
+        return Reply(mention_lookup(self.state, node, str(call.params.get("fields") or "")))
 
     def instagram_me(self, call: Incoming) -> Reply:
         token = self._instagram_token(call)

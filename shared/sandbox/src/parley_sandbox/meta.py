@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from typing import Any, Literal
 
@@ -24,6 +25,7 @@ from parley_sandbox.state import (
     PAGE_WEBHOOK_FIELDS,
     SHORT_LIVED_S,
     WINDOW_S,
+    MentionedObject,
     MetaPage,
     MetaUser,
     SandboxState,
@@ -42,6 +44,73 @@ from parley_sandbox.wire import (
     _unknown_object,
     _utc,
 )
+
+_MENTION_FIELDS = re.compile(
+    r"^(?P<edge>mentioned_media|mentioned_comment)\.(?P<param>media_id|comment_id)"
+    r"\((?P<id>[0-9]+)\)(?:\{(?P<fields>[a-z_,]*)\})?$"
+)
+# what Graph accepts: IG Media and IG Comment fields (the reference's lists), not only those Parley asks
+_MENTIONED_MEDIA_FIELDS = (
+    "id",
+    "caption",
+    "comments_count",
+    "like_count",
+    "media_product_type",
+    "media_type",
+    "media_url",
+    "permalink",
+    "shortcode",
+    "thumbnail_url",
+    "timestamp",
+    "username",
+)
+_MENTIONED_COMMENT_FIELDS = (
+    "id",
+    "from",
+    "hidden",
+    "like_count",
+    "media",
+    "parent_id",
+    "text",
+    "timestamp",
+    "username",
+)
+
+
+def mention_lookup(state: SandboxState, account_id: str, fields: str) -> dict[str, Any]:
+    """``GET /{ig-user-id}?fields=mentioned_media.media_id(ID){...}`` (or ``mentioned_comment.
+    comment_id(ID){...}``) as Graph answers it: ``{"mentioned_media": {...}, "id": account_id}``.
+    A media or comment that does not mention the account (or is gone) is Graph's unknown object."""
+    found = _MENTION_FIELDS.match(fields.strip())
+    expected = {"mentioned_media": "media_id", "mentioned_comment": "comment_id"}
+    if found is None or expected[found["edge"]] != found["param"]:
+        raise GraphFailure(400, 100, None, f"(#100) Tried accessing nonexisting field ({fields[:60]})")
+    edge, object_id = found["edge"], found["id"]
+    kind = "media" if edge == "mentioned_media" else "comment"
+    known = _MENTIONED_MEDIA_FIELDS if kind == "media" else _MENTIONED_COMMENT_FIELDS
+    asked = [f for f in (found["fields"] or "id").split(",") if f] or ["id"]
+    unknown = [f for f in asked if f not in known]
+    if unknown:
+        raise GraphFailure(400, 100, None, f"(#100) Tried accessing nonexisting field ({unknown[0]})")
+    mentioned = state.mentioned.get(object_id)
+    if mentioned is None or mentioned.account_id != account_id or mentioned.kind != kind:
+        raise _unknown_object(object_id)
+    return {edge: _mentioned_view(mentioned, asked), "id": account_id}
+
+
+def _mentioned_view(mentioned: MentionedObject, asked: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "id": mentioned.id,
+        "username": mentioned.username,
+        "timestamp": mentioned.timestamp,
+        "caption": mentioned.text,
+        "text": mentioned.text,
+        "media_type": mentioned.media_type,
+        "permalink": mentioned.permalink,
+        "media": {"id": mentioned.media_id} if mentioned.media_id else None,
+    }
+    # Graph leaves out fields without a value (a media with no caption has no caption field)
+    return {name: values[name] for name in asked if values.get(name) is not None}
 
 
 class MetaApi:
@@ -460,6 +529,16 @@ class MetaApi:
             # only the thread's owner releases it (Graph error 100 as for any refused parameter)
             raise GraphFailure(400, 100, None, "(#100) This app is not the thread's active responder")
         return Reply({"success": True})
+
+    def ig_user_fields(self, call: Incoming) -> Reply:
+        """``GET /{ig-user-id}?fields=mentioned_media...`` with the linked Page's token (Instagram
+        API with Facebook Login): a caption's or comment's mention of the account."""
+        node = call.path("node")
+        _, page, user = self.page_context(call, "me")
+        if page.instagram_id != node:
+            raise _unknown_object(node)
+        self.require_permission(user, "instagram_manage_comments", code=10)
+        return Reply(mention_lookup(self.state, node, str(call.params.get("fields") or "")))
 
     def comments(self, call: Incoming) -> Reply:
         comment_id = call.path("node")

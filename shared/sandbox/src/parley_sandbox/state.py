@@ -159,6 +159,26 @@ class InstagramAccount:
 
 
 @dataclass
+class MentionedObject:
+    """A media whose caption, or a comment whose text, @mentions an Instagram professional account
+    (what Graph's ``mentioned_media`` and ``mentioned_comment`` answer about it)."""
+
+    id: str
+    account_id: str
+    """The account mentioned."""
+    kind: Literal["media", "comment"]
+    username: str
+    """Its author's username."""
+    text: str | None = None
+    """The caption (media) or the comment's text."""
+    timestamp: str = "2026-11-30T09:00:00+0000"
+    media_type: str = "IMAGE"
+    permalink: str | None = None
+    media_id: str | None = None
+    """For a comment: the media it is on."""
+
+
+@dataclass
 class WhatsAppNumber:
     id: str
     display_phone_number: str
@@ -171,6 +191,10 @@ class WhatsAppNumber:
     last_code: str | None = None
     code_used: bool = False
     enforce_window: bool = False  # refuse non-template sends outside the window (131047)
+    throughput_level: str = "STANDARD"  # HIGH once Meta upgraded the number (1,000 messages/s)
+    on_biz_app: bool = False  # coexistence with the WhatsApp Business app (20 messages/s)
+    escalation_partner: bool = True  # this app may take threads (Conversation Routing)
+    thread_owners: dict[str, str] = field(default_factory=dict)  # customer -> app answering
 
 
 @dataclass
@@ -426,6 +450,7 @@ class SandboxState:
     x_deliveries: list[XDelivery] = field(default_factory=list)
     x_posts: list[dict[str, str]] = field(default_factory=list)
     private_replies: set[str] = field(default_factory=set)
+    mentioned: dict[str, MentionedObject] = field(default_factory=dict)  # by media or comment id
     windows: dict[tuple[str, str], float] = field(default_factory=dict)  # (account, customer) -> last in
     sent: list[SentRequest] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)

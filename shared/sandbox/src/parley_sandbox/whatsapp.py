@@ -66,6 +66,27 @@ class WhatsAppApi(MetaApi):
             )
         return number
 
+    def whatsapp_phone_number(self, call: Incoming) -> Reply:
+        """``GET /{phone-number-id}``: the number's fields the caller names (``fields``), among
+        them ``throughput {level}`` and ``is_on_biz_app``. Other nodes are not played."""
+        if call.path("node") not in self.state.whatsapp_numbers:
+            raise GraphFailure(400, 2500, None, f"Unknown path components: {call.request.url.path}")
+        number = self.whatsapp_context(call)
+        full: dict[str, Any] = {
+            "id": number.id,
+            "display_phone_number": number.display_phone_number,
+            "verified_name": number.verified_name,
+            "code_verification_status": "VERIFIED" if number.verified else "NOT_VERIFIED",
+            "quality_rating": "GREEN",
+            "platform_type": "CLOUD_API" if number.registered else "NOT_APPLICABLE",
+            "throughput": {"level": number.throughput_level},
+            "is_on_biz_app": number.on_biz_app,
+        }
+        fields = _split_fields(str(call.params.get("fields") or "verified_name,display_phone_number,id"))
+        row = {name: full[name] for name in fields if name in full}
+        row.setdefault("id", number.id)
+        return Reply(row)
+
     def waba_phone_numbers(self, call: Incoming) -> Reply:
         """``GET /{waba-id}/phone_numbers``: the WABA's numbers, for a token that can manage it."""
         token = self.meta_token(call)
@@ -110,6 +131,8 @@ class WhatsAppApi(MetaApi):
         params = call.params
         if params.get("messaging_product") != "whatsapp":
             raise _param_required("messaging_product")
+        if "status" in params:
+            return self.whatsapp_mark_read(number, params)
         to = params.get("to")
         recipient = params.get("recipient")
         # "to" is a phone number and wins when both are given; "recipient" a business-scoped user id
@@ -189,6 +212,53 @@ class WhatsAppApi(MetaApi):
             },
             result_id=wamid,
         )
+
+    def whatsapp_mark_read(self, number: WhatsAppNumber, params: dict[str, Any]) -> Reply:
+        """``POST /{phone-number-id}/messages`` with ``status: read``: a read receipt for a received
+        message, with ``typing_indicator: {type: text}`` the typing indicator too (recorded among
+        the sends like any call to this endpoint)."""
+        if params.get("status") != "read":
+            raise GraphFailure(400, 100, None, "(#100) Param status must be one of {read}")
+        message_id = params.get("message_id")
+        if not isinstance(message_id, str) or not message_id.startswith("wamid."):
+            raise _param_required("message_id")
+        typing = params.get("typing_indicator")
+        if typing is not None and (not isinstance(typing, dict) or typing.get("type") != "text"):
+            raise GraphFailure(400, 100, None, "(#100) Param typing_indicator[type] must be one of {text}")
+        if not number.registered:
+            raise GraphFailure(
+                400, 133010, None, "Account not registered", details="The phone number is not registered"
+            )
+        return Reply({"success": True})
+
+    def whatsapp_thread_control(self, call: Incoming) -> Reply:
+        """``POST /{phone-number-id}/thread_control`` (Conversation Routing): ``take`` makes this
+        app the customer's thread owner (the number's escalation partner only), ``release`` gives
+        it up (its owner only); the customer is ``to`` (phone) or ``recipient`` (BSUID)."""
+        number = self.whatsapp_context(call)
+        params = call.params
+        if params.get("messaging_product") != "whatsapp":
+            raise _param_required("messaging_product")
+        action = params.get("action")
+        if action not in ("take", "release"):
+            raise GraphFailure(400, 100, None, "(#100) Param action must be one of {take, release, pass}")
+        to, recipient = params.get("to"), params.get("recipient")
+        if isinstance(to, str) and _digits(to):
+            customer = _digits(to)
+        elif isinstance(recipient, str) and _BSUID.fullmatch(recipient):
+            customer = recipient
+        else:
+            raise _param_required("to")
+        app = self.state.meta_app_id
+        if action == "take":
+            if not number.escalation_partner:
+                raise GraphFailure(400, 100, None, "(#100) Only the escalation partner can take a thread")
+            number.thread_owners[customer] = app
+        elif number.thread_owners.get(customer) == app:
+            del number.thread_owners[customer]
+        else:
+            raise GraphFailure(400, 100, None, "(#100) This app is not the thread's active responder")
+        return Reply({"messaging_product": "whatsapp"})
 
     def request_code(self, call: Incoming) -> Reply:
         number = self.whatsapp_context(call)

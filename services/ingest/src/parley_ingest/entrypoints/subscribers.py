@@ -12,9 +12,12 @@ from faststream.kafka.annotations import KafkaMessage
 from parley_events import (
     CustomerAliasRecorded,
     HandoverReceived,
+    MessageDeleted,
+    MessageEdited,
     MessageReceived,
     MessageStatusChanged,
     MessagingLimitChanged,
+    NumberThroughputChanged,
     TemplateCategoryChanged,
     TemplateQualityChanged,
     TemplateStatusChanged,
@@ -55,15 +58,19 @@ def normalizer_router(
     publishes(
         router,
         MessageReceived,
+        MessageEdited,
+        MessageDeleted,
         MessageStatusChanged,
         HandoverReceived,
         TemplateStatusChanged,
         TemplateCategoryChanged,
         TemplateQualityChanged,
         MessagingLimitChanged,
+        NumberThroughputChanged,
         title="normalized-events",
-        description="One event per provider message, delivery receipt, handover, template review, "
-        "category or quality change, or messaging limit update.",
+        description="One event per provider message, edit or removal of a message, delivery "
+        "receipt, handover, template review, category or quality change, messaging limit update or "
+        "number throughput change.",
     )
     publishes(
         router,

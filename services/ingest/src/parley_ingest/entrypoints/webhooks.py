@@ -2,7 +2,8 @@
 
 The path is lean and stateless: check method, size and content type, verify the signature on
 the raw bytes, publish the raw record with acks=all, and only then answer 200. A broker that
-does not acknowledge in time gets the provider a 503, so the provider retries.
+does not acknowledge in time gets the provider a 503, so the provider retries; so does a delivery
+that finds every publish place taken (``domain/admission.py``), at once and with Retry-After.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from starlette.routing import Route
 
 from parley_ingest import metrics
 from parley_ingest.domain import deliveries
+from parley_ingest.domain.admission import Admission
 from parley_ingest.domain.ratelimit import ClientBuckets
 from parley_ingest.settings import IngestSettings
 
@@ -58,6 +60,7 @@ def receive_route(
     verify: Verifier,
     settings: IngestSettings,
     publisher: Publishes,
+    admission: Admission,
     tracing: TracerProvider | None = None,
 ) -> Callable[[Request], Awaitable[Response]]:
     """The POST handler shared by every provider: checks in order, archive, then 200."""
@@ -90,6 +93,17 @@ def receive_route(
         except orjson.JSONDecodeError:
             payload = None  # a broken object, archived all the same: the normalizer dead-letters it
         record = deliveries.archive_record(provider, body, dict(request.headers), datetime.now(UTC), payload)
+        if not admission.enter():
+            return metrics.outcome(
+                provider,
+                "overloaded",
+                JSONResponse(
+                    {"code": "overloaded", "message": "too many deliveries in flight; retry shortly"},
+                    status_code=503,
+                    headers={"retry-after": str(settings.overload_retry_after_s)},
+                ),
+            )
+        metrics.PUBLISHES_IN_FLIGHT.inc()
         try:
             # the trace starts here (or continues the caller's traceparent) and travels in Kafka headers
             with (
@@ -101,6 +115,9 @@ def receive_route(
         except Exception as exc:
             log.error("raw archive not acknowledged, asking the provider to retry", error=repr(exc))
             return metrics.outcome(provider, "broker_unavailable", Response(status_code=503))
+        finally:
+            admission.leave()
+            metrics.PUBLISHES_IN_FLIGHT.dec()
         metrics.ACK_SECONDS.labels(provider=provider).observe(time.perf_counter() - started)
         return metrics.outcome(provider, "accepted", Response(status_code=200))
 
@@ -112,6 +129,7 @@ def endpoint_routes(
     secrets: WebhookSecrets,
     settings: IngestSettings,
     publisher: Publishes,
+    admission: Admission,
     tracing: TracerProvider | None = None,
 ) -> list[Route]:
     """GET: the provider's handshake. POST: its deliveries, verified and archived."""
@@ -157,7 +175,7 @@ def endpoint_routes(
         Route(path, handshake, methods=["GET"]),
         Route(
             path,
-            receive_route(name, endpoint.signature_header, verify, settings, publisher, tracing),
+            receive_route(name, endpoint.signature_header, verify, settings, publisher, admission, tracing),
             methods=["POST"],
         ),
     ]
@@ -166,10 +184,14 @@ def endpoint_routes(
 def webhook_routes(
     settings: IngestSettings, publisher: Publishes, tracing: TracerProvider | None = None
 ) -> list[Route]:
-    """Every provider's endpoint from the registry; one without secrets configured is not served."""
+    """Every provider's endpoint from the registry; one without secrets configured is not served.
+
+    The endpoints share one :class:`Admission`: the broker's capacity is the process's, not a
+    provider's."""
+    admission = Admission(settings.max_publishes_in_flight)
     routes: list[Route] = []
     for name, endpoint in registry.webhook_endpoints().items():
         secrets = settings.webhook_secrets(name)
         if secrets is not None:
-            routes += endpoint_routes(endpoint, secrets, settings, publisher, tracing)
+            routes += endpoint_routes(endpoint, secrets, settings, publisher, admission, tracing)
     return routes

@@ -26,6 +26,7 @@ from parley_shared.vault import Credential, PostgresCredentialStore, TokenVault
 from psycopg import sql
 
 from parley_onboarding.adapters.stores import (
+    REFRESH_CLAIM_ATTEMPTS,
     AccountClaim,
     account_claim_id,
     channel_from_doc,
@@ -308,6 +309,36 @@ class PostgresOnboardingStore:
             (onboarding_id,),
         )
         return int(rows[0][0])
+
+    # --- refresh tokens that work once (X)
+
+    async def claim_token_refresh(
+        self, channel_id: str, grant: str, at: datetime, lease: timedelta
+    ) -> int | None:
+        """A primary-key insert per attempt number: exactly one replica spends the refresh token."""
+        for n in range(REFRESH_CLAIM_ATTEMPTS):
+            if await self._rowcount(
+                "INSERT INTO token_refresh_claims (channel_id, grant_digest, n, at) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                (channel_id, grant, n, at),
+            ):
+                return n
+            rows = await self._rows(
+                "SELECT at FROM token_refresh_claims WHERE channel_id = %s AND grant_digest = %s AND n = %s",
+                (channel_id, grant, n),
+            )
+            if rows and rows[0][0] > at - lease:
+                return None  # held, and its holder may still be refreshing
+        return None
+
+    async def release_token_refresh(self, channel_id: str, grant: str, attempt: int) -> None:
+        await self._rowcount(
+            "DELETE FROM token_refresh_claims WHERE channel_id = %s AND grant_digest = %s AND n = %s",
+            (channel_id, grant, attempt),
+        )
+
+    async def prune_token_refresh_claims(self, before: datetime) -> int:
+        return await self._rowcount("DELETE FROM token_refresh_claims WHERE at <= %s", (before,))
 
     # --- secrets
 

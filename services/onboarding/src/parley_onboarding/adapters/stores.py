@@ -47,6 +47,9 @@ def channel_to_doc(channel: Channel) -> dict[str, Any]:
         "scopes": list(channel.scopes),
         "expiry_warned_for": channel.expiry_warned_for,
         "connect_path": channel.connect_path,
+        "subscription_gap": list(channel.subscription_gap),
+        "throughput_level": channel.throughput_level,
+        "coexistence": channel.coexistence,
     }
 
 
@@ -71,6 +74,9 @@ def channel_from_doc(doc: dict[str, Any]) -> Channel:
         scopes=tuple(doc.get("scopes", [])),
         expiry_warned_for=doc.get("expiry_warned_for"),
         connect_path=doc.get("connect_path"),
+        subscription_gap=tuple(doc.get("subscription_gap") or ()),
+        throughput_level=doc.get("throughput_level"),
+        coexistence=bool(doc.get("coexistence", False)),
         revision=doc["version"],
     )
 
@@ -135,6 +141,10 @@ def onboarding_from_doc(doc: dict[str, Any]) -> WhatsAppOnboarding:
         ],
         **fields,
     )
+
+
+REFRESH_CLAIM_ATTEMPTS = 3
+"""Claims on one refresh token at most: the first, and takeovers of a claim whose holder stopped."""
 
 
 def account_claim_id(provider: Provider, account_id: str) -> str:
@@ -294,6 +304,24 @@ class OnboardingStore(Protocol):
 
     async def highest_code_attempt(self, onboarding_id: str) -> int: ...
 
+    # --- refresh tokens that work once (X)
+    async def claim_token_refresh(
+        self, channel_id: str, grant: str, at: datetime, lease: timedelta
+    ) -> int | None:
+        """Claim the one spending of a refresh token (``grant``: its digest, never the token): the
+        attempt number this call holds, or None when another holds it. A claim older than
+        ``lease`` (its holder stopped before finishing) is taken over by claiming the next attempt
+        number, at most REFRESH_CLAIM_ATTEMPTS in all."""
+        ...
+
+    async def release_token_refresh(self, channel_id: str, grant: str, attempt: int) -> None:
+        """Give back a claim whose refresh token the provider answered without taking (an outage)."""
+        ...
+
+    async def prune_token_refresh_claims(self, before: datetime) -> int:
+        """Delete refresh claims made before ``before``; how many went."""
+        ...
+
     # --- secrets
     async def put_credential(self, credential: Credential) -> None: ...
 
@@ -338,6 +366,8 @@ class MongoOnboardingStore:
         self.waba_claims = db["waba_claims"]
         # one document per claimed account: its unique _id lets exactly one channel hold an account
         self.account_claims = db["account_claims"]
+        # one document per spending of a refresh token, "<channel>:<digest>:<n>": one spender each
+        self.refresh_claims = db["token_refresh_claims"]
 
     # --- channels
 
@@ -504,6 +534,30 @@ class MongoOnboardingStore:
         docs = self.code_attempts.find({"onboarding_id": onboarding_id}, {"n": 1})
         return max([int(doc["n"]) async for doc in docs], default=0)
 
+    # --- refresh tokens that work once (X)
+
+    async def claim_token_refresh(
+        self, channel_id: str, grant: str, at: datetime, lease: timedelta
+    ) -> int | None:
+        """A unique ``_id`` insert per attempt number (atomic on MongoDB and FerretDB alike): of
+        replicas refreshing one channel at once exactly one spends its refresh token."""
+        for n in range(REFRESH_CLAIM_ATTEMPTS):
+            claim_id = f"{channel_id}:{grant}:{n}"
+            try:
+                await self.refresh_claims.insert_one({"_id": claim_id, "channel_id": channel_id, "at": at})
+                return n
+            except DuplicateKeyError:
+                held = await self.refresh_claims.find_one({"_id": claim_id})
+                if held is not None and held["at"].replace(tzinfo=at.tzinfo) > at - lease:
+                    return None  # held, and its holder may still be refreshing
+        return None
+
+    async def release_token_refresh(self, channel_id: str, grant: str, attempt: int) -> None:
+        await self.refresh_claims.delete_one({"_id": f"{channel_id}:{grant}:{attempt}"})
+
+    async def prune_token_refresh_claims(self, before: datetime) -> int:
+        return int((await self.refresh_claims.delete_many({"at": {"$lte": before}})).deleted_count)
+
     # --- secrets
 
     async def put_credential(self, credential: Credential) -> None:
@@ -576,3 +630,4 @@ class MongoOnboardingStore:
         await self.teams.collection.create_index([("tenant_id", 1)], name="teams_by_tenant")
         await self.connections.create_index([("created_at", 1)], name="connections_by_age")
         await self.connections.create_index([("expires_at", 1)], name="connections_by_expiry")
+        await self.refresh_claims.create_index([("at", 1)], name="refresh_claims_by_age")

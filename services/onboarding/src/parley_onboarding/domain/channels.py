@@ -128,6 +128,13 @@ class Channel:
     connect_path: str | None = None
     """How the account was connected where a provider has several ways: an Instagram profile
     through its Facebook Page (``page``) or with Instagram Login (``instagram_login``)."""
+    subscription_gap: tuple[str, ...] = ()
+    """What the last subscription check found missing and could not restore (announced once, on
+    the change from complete; empty while the subscriptions are whole)."""
+    throughput_level: str | None = None
+    """WhatsApp: the number's throughput level as the provider last reported it (None: unknown)."""
+    coexistence: bool = False
+    """WhatsApp: the number is also used in the WhatsApp Business app."""
     revision: int = 0
 
     @classmethod
@@ -216,6 +223,16 @@ class Channel:
         # the snapshot goes out too, so consumers see every revision
         return [self.snapshot(), ChannelTokenExpiring(**self._base(now, None), expires_at=expires)]
 
+    def record_throughput(self, level: str | None, coexistence: bool) -> list[Event]:
+        """The provider's word on how fast the number may send (WhatsApp): a new snapshot when it
+        changed, nothing otherwise."""
+        if (self.throughput_level, self.coexistence) == (level, coexistence):
+            return []
+        self.throughput_level = level
+        self.coexistence = coexistence
+        self.revision += 1
+        return [self.snapshot()]
+
     def require_reauth(self, code: int | None, subcode: int | None, at: datetime, reason: str) -> list[Event]:
         """The provider rejected the token: the channel waits for a reconnect (idempotent).
 
@@ -281,6 +298,8 @@ class Channel:
             auto_ownership=self.settings.auto_ownership,
             business_account_id=self.business_account_id,
             connect_path=self.connect_path,
+            throughput_level=self.throughput_level,
+            coexistence=self.coexistence,
             revision=self.revision,
             auto_resolve_new_s=self.settings.auto_resolve_new_s,
             auto_resolve_pending_s=self.settings.auto_resolve_pending_s,
@@ -292,29 +311,48 @@ class Channel:
             text_limit=self.settings.text_limit,
         )
 
-    def subscription_repaired(
-        self, restored: tuple[str, ...], at: datetime, actor_id: str | None = None
-    ) -> ChannelSubscriptionRepaired:
-        """A check found the webhook subscription incomplete and restored it (no state changes)."""
-        return ChannelSubscriptionRepaired(**self._check_base(at, actor_id), restored=list(restored))
-
-    def subscription_lost(
+    def subscriptions_found(
         self,
+        restored: tuple[str, ...],
         missing: tuple[str, ...],
         reason: str,
-        code: int | None,
-        subcode: int | None,
         at: datetime,
         actor_id: str | None = None,
-    ) -> ChannelSubscriptionLost:
-        """A check found the webhook subscription incomplete and could not restore it."""
-        return ChannelSubscriptionLost(
-            **self._check_base(at, actor_id),
-            missing=list(missing),
-            reason=reason,
-            provider_code=code,
-            provider_subcode=subcode,
-        )
+        code: int | None = None,
+        subcode: int | None = None,
+    ) -> list[Event]:
+        """What a subscription check found (a Page's, an Instagram account's, an X handle's).
+        ``subscription_lost``
+        goes out on the change from complete to a gap only (a check every hour during a gap
+        announces nothing new); ``subscription_repaired`` for what a check restored, and when a
+        gap announced before is closed."""
+        if self.status is ChannelStatus.DISCONNECTED:
+            return []
+        was_lost = bool(self.subscription_gap)
+        events: list[Event] = []
+        back = restored or (self.subscription_gap if was_lost and not missing else ())
+        if back:
+            events.append(
+                ChannelSubscriptionRepaired(
+                    **{**self._base(at, actor_id), "event_id": f"subrep_{self.id}_{self.revision + 1}"},
+                    restored=list(back),
+                )
+            )
+        if missing and not was_lost:
+            events.append(
+                ChannelSubscriptionLost(
+                    **{**self._base(at, actor_id), "event_id": f"sublost_{self.id}_{self.revision + 1}"},
+                    missing=list(missing),
+                    reason=reason,
+                    provider_code=code,
+                    provider_subcode=subcode,
+                )
+            )
+        if not events:
+            return []
+        self.subscription_gap = tuple(missing)
+        self.revision += 1
+        return [self.snapshot(), *events]
 
     def _check_base(self, at: datetime, actor_id: str | None) -> dict[str, Any]:
         # a check changes no revision: the event is named by the channel and the check's time

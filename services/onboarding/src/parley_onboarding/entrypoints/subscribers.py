@@ -15,6 +15,8 @@ from parley_events import (
     ChannelTemplateCategoryChanged,
     ChannelTemplateStatusChanged,
     ChannelTokenExpiring,
+    ChannelTokenRefreshRequested,
+    NumberThroughputChanged,
     TeamSnapshot,
     TemplateCategoryChanged,
     TemplateStatusChanged,
@@ -87,4 +89,38 @@ def onboarding_router(settings: OnboardingSettings, service: OnboardingService) 
         await service.on_template_category(update)
 
     acknowledge_other_types(reviews)
+
+    refresh_requests = router.subscriber(
+        topics.CHANNEL_EVENTS.name,
+        group_id=settings.group_id("onboarding-token-refresh"),
+        ack_policy=CONSUMER_ACK_POLICY,
+        auto_offset_reset="earliest",
+        title="token-refresh-requests",
+        description="A send found a channel's token past its end -> onboarding refreshes it now "
+        "(the one service that spends refresh tokens; a request for a token refreshed meanwhile "
+        "does nothing).",
+    )
+
+    @refresh_requests(filter=of_type(ChannelTokenRefreshRequested))
+    async def refresh_on_request(request: ChannelTokenRefreshRequested) -> None:
+        """Refresh the channel's token now, as the periodic job would (the same claim in the store)."""
+        await service.refresh_channel_token(request.channel_id)
+
+    acknowledge_other_types(refresh_requests)
+
+    throughputs = router.subscriber(
+        topics.MESSAGES_INBOUND.name,
+        group_id=settings.group_id("onboarding-throughput"),
+        ack_policy=CONSUMER_ACK_POLICY,
+        auto_offset_reset="earliest",
+        title="number-throughput",
+        description="A WhatsApp number's throughput changed -> the channel's throughput read again.",
+    )
+
+    @throughputs(filter=of_type(NumberThroughputChanged))
+    async def refresh_number_throughput(update: NumberThroughputChanged) -> None:
+        """Read the business account's numbers' throughput again and record what changed."""
+        await service.on_number_throughput(update)
+
+    acknowledge_other_types(throughputs)
     return router

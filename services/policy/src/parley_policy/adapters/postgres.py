@@ -94,6 +94,33 @@ class PostgresPolicyStore:
                 (comment_id, conversation_id, comment_id),
             )
 
+    async def claim_private_reply(self, conversation_id: str, comment_id: str, reply_id: str) -> bool:
+        """The comment's one private reply, for ``reply_id``: True if it is this reply's (claimed
+        now or earlier by the same reply), False if another reply holds it (the primary key)."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO policy_private_replies (conversation_id, comment_id, reply_id)"
+                " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                (conversation_id, comment_id, reply_id),
+            )
+            if cursor.rowcount == 1:
+                return True
+            cursor = await conn.execute(
+                "SELECT reply_id FROM policy_private_replies WHERE conversation_id = %s AND comment_id = %s",
+                (conversation_id, comment_id),
+            )
+            row = await cursor.fetchone()
+        return row is not None and str(row[0]) == reply_id
+
+    async def release_private_reply(self, conversation_id: str, comment_id: str, reply_id: str) -> None:
+        """Give the comment's private reply back if ``reply_id`` holds it (its send failed)."""
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "DELETE FROM policy_private_replies"
+                " WHERE conversation_id = %s AND comment_id = %s AND reply_id = %s",
+                (conversation_id, comment_id, reply_id),
+            )
+
     async def claim_decision(self, key: str, result: dict[str, Any]) -> dict[str, Any] | None:
         """Store a decision under its idempotency key; return the earlier one if there was one."""
         async with self.pool.connection() as conn:

@@ -64,6 +64,10 @@ def inbound_document(doc: dict[str, Any], message: MessageReceived) -> tuple[dic
         "conversation_key": message.conversation_key,
         "recipient_id": recipient_id,
         "last_customer_message_at": message.provider_timestamp if newer else last,
+        # the message a read receipt (and typing indicator) names: the customer's latest
+        "last_customer_message_id": message.provider_message_id
+        if newer
+        else doc.get("last_customer_message_id"),
         "comments": comments,
         "mentions": mentions,
         "private_replied": doc.get("private_replied", []),
@@ -95,6 +99,10 @@ class PolicyStorePort(Protocol):
     def facts(self, doc: dict[str, Any]) -> ConversationFacts: ...
 
     async def mark_private_replied(self, conversation_id: str, comment_id: str) -> None: ...
+
+    async def claim_private_reply(self, conversation_id: str, comment_id: str, reply_id: str) -> bool: ...
+
+    async def release_private_reply(self, conversation_id: str, comment_id: str, reply_id: str) -> None: ...
 
     async def claim_decision(self, key: str, result: dict[str, Any]) -> dict[str, Any] | None: ...
 
@@ -163,6 +171,7 @@ class PolicyStore:
         self.places = db["policy_messaging_places"]
         self.limits = db["policy_messaging_limits"]
         self.thread_control = db["policy_thread_control"]
+        self.private_replies = db["policy_private_replies"]
 
     async def ensure_indexes(self) -> None:
         await self.conversations.create_index([("last_customer_message_at", 1)], name="windows_by_time")
@@ -187,6 +196,24 @@ class PolicyStore:
     async def mark_private_replied(self, conversation_id: str, comment_id: str) -> None:
         await self.conversations.update_one(
             {"_id": conversation_id}, {"$addToSet": {"private_replied": comment_id}}
+        )
+
+    async def claim_private_reply(self, conversation_id: str, comment_id: str, reply_id: str) -> bool:
+        """The comment's one private reply, for ``reply_id``, across every replica: True if it is
+        this reply's (claimed now, or earlier by the same reply), False if another reply has it.
+        The unique ``_id`` makes the first insert win on MongoDB and FerretDB alike."""
+        key = f"{conversation_id}/{comment_id}"
+        try:
+            await self.private_replies.insert_one({"_id": key, "reply_id": reply_id})
+        except DuplicateKeyError:
+            held = await self.private_replies.find_one({"_id": key})
+            return held is not None and held.get("reply_id") == reply_id
+        return True
+
+    async def release_private_reply(self, conversation_id: str, comment_id: str, reply_id: str) -> None:
+        """Give the comment's private reply back if ``reply_id`` holds it (its send failed)."""
+        await self.private_replies.delete_one(
+            {"_id": f"{conversation_id}/{comment_id}", "reply_id": reply_id}
         )
 
     async def claim_decision(self, key: str, result: dict[str, Any]) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from parley_providers.rules import Counting, ReplyRule
 __all__ = [
     "Counting",
     "ReplyRule",
+    "account_send_rate",
     "business_scope",
     "messaging_limit",
     "messaging_limit_period",
@@ -88,3 +89,23 @@ def send_rate_max(provider: Provider) -> int | None:
     """The most a provider raises an account's sends per second to (None: not raisable)."""
     rule = rules().get((provider, "direct"))
     return rule.rate_max_per_second if rule is not None else None
+
+
+def account_send_rate(
+    provider: Provider, kind: str, channel: ChannelSnapshot | None, ceiling: int | None = None
+) -> int | None:
+    """Sends per second for one account and kind of reply (None: no per-second rate).
+
+    Where the provider sets the rate per account (WhatsApp: 80 messages/s per number, 1,000 once
+    Meta upgraded it, 20 in coexistence with the WhatsApp Business app), the channel's throughput
+    level and coexistence choose it; else the kind's rules row. ``ceiling`` (a deployment's
+    setting) lowers it, never raises it.
+    """
+    rate: int | None = None
+    if kind == "direct" and channel is not None:
+        rate = registry.account_send_rate(provider, channel.throughput_level, channel.coexistence)
+    if rate is None:
+        rate = rule_for(provider, kind).rate_per_second
+    if rate is not None and ceiling is not None:
+        rate = min(rate, ceiling)
+    return rate

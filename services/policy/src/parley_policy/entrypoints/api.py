@@ -26,7 +26,11 @@ from parley_policy.domain.length import MAX_TEXT_CHARACTERS
 from parley_policy.service import (
     AutomationScopeRequired,
     ConversationUnknown,
+    NothingToRead,
+    NotThreadOwner,
     PolicyService,
+    ReadForbidden,
+    ReadReceiptsUnsupported,
     ThreadControlForbidden,
     ThreadControlUnsupported,
 )
@@ -37,6 +41,24 @@ class ThreadControlOut(BaseModel):
 
     conversation_id: str
     parley_active: bool = Field(description="Whether Parley's app is the thread's active responder now.")
+
+
+class ReadIn(BaseModel):
+    """Mark the customer's last message as read; optionally show them that a reply is coming."""
+
+    typing: bool = Field(
+        default=False,
+        description="Also show the typing indicator (WhatsApp: it clears when a reply is sent or "
+        "after 25 seconds, whichever comes first).",
+    )
+
+
+class ReadOut(BaseModel):
+    """What the provider was told."""
+
+    conversation_id: str
+    message_id: str = Field(description="The provider's id of the customer message marked as read.")
+    typing: bool
 
 
 class TemplateIn(BaseModel):
@@ -342,5 +364,47 @@ def create_api(service: PolicyService, verifier: TokenVerifier) -> FastAPI:
     ) -> ThreadControlOut:
         """Give the thread back: the provider routes the customer's next message (Contributor or higher)."""
         return await change_thread_control(principal, conversation_id, False)
+
+    @api.post(
+        "/conversations/{conversation_id}/read",
+        response_model=ReadOut,
+        responses=error_responses(403, 404, 409, 422, 502),
+    )
+    async def mark_read(
+        principal: Annotated[Principal, caller], conversation_id: str, body: ReadIn | None = None
+    ) -> ReadOut:
+        """Mark the customer's last message as read, with a typing indicator when asked (WhatsApp;
+        Contributor or higher, like replies)."""
+        typing = body.typing if body is not None else False
+        try:
+            message_id = await service.mark_read(
+                principal.tenant_id, principal.user_id, principal.is_admin, conversation_id, typing
+            )
+        except ConversationUnknown as exc:
+            raise not_found() from exc
+        except ReadForbidden as exc:
+            raise ApiError(
+                403, "ROLE_FORBIDDEN", "Viewers cannot mark messages read; Contributors and Supervisors can"
+            ) from exc
+        except NotThreadOwner as exc:
+            raise ApiError(
+                409, "NOT_THREAD_OWNER", "another responder answers this thread: no typing indicator"
+            ) from exc
+        except NothingToRead as exc:
+            raise ApiError(
+                409, "NOTHING_TO_READ", "the customer has sent no message to mark as read"
+            ) from exc
+        except ReadReceiptsUnsupported as exc:
+            raise ApiError(
+                422, "READ_RECEIPTS_UNSUPPORTED", "this conversation's provider takes no read receipts"
+            ) from exc
+        except ProviderError as exc:
+            raise ApiError(
+                502,
+                "PROVIDER_REFUSED",
+                f"the provider refused the call ({exc.kind.value})",
+                error_kind=exc.kind.value,
+            ) from exc
+        return ReadOut(conversation_id=conversation_id, message_id=message_id, typing=typing)
 
     return api

@@ -13,6 +13,7 @@ from parley_events import (
     ChannelSendingRestricted,
     ChannelTemplateCategoryChanged,
     ChannelTemplateStatusChanged,
+    ChannelTokenRefreshRequested,
     ConversationThreadControlChanged,
     HumanAgentWindowClosed,
     MessageReceived,
@@ -89,9 +90,11 @@ def policy_router(
         router,
         ChannelReauthRequired,
         ChannelSendingRestricted,
+        ChannelTokenRefreshRequested,
         title="channel-send-problems",
         description="A send refused for the channel's token (the channel must be reconnected) or "
-        "because the provider restricts the account's sends for now.",
+        "because the provider restricts the account's sends for now; a token found past its end "
+        "that onboarding refreshes (the reply is tried again on the new one).",
     )
 
     windows = router.subscriber(

@@ -28,6 +28,12 @@ Rules:
   say so outright. A signal
   older than the last change applied (a late redelivery) changes nothing; a handover for a thread
   routing has never seen is ignored (its next message will say who answers).
+- Edits and removals (Page feed comments): a message the customer edited keeps its id and shows
+  the new text (``message_edited``); one removed stays in the history, marked deleted
+  (``message_deleted``). A change of a message the conversation never received (before Parley
+  connected, or a post, which is the thread rather than a message) changes nothing: it is
+  acknowledged and counted by the service, not an error. The history is shown with the changes
+  applied (:func:`shown_history`).
 - Caps (security #13): at most :data:`MAX_TAGS` tags, :data:`MAX_TOPICS` topics, labels of at
   most :data:`MAX_LABEL_LENGTH` characters, :data:`MAX_NOTES` notes of at most
   :data:`MAX_NOTE_LENGTH` characters. Notes live outside the conversation document (the
@@ -53,6 +59,8 @@ from parley_events import (
     ConversationEvent,
     ConversationLabelsChanged,
     ConversationMessageAdded,
+    ConversationMessageDeleted,
+    ConversationMessageEdited,
     ConversationNoteAdded,
     ConversationOwnerAssigned,
     ConversationOwnerCleared,
@@ -60,6 +68,8 @@ from parley_events import (
     ConversationThreadControlChanged,
     Direction,
     HandoverReceived,
+    MessageDeleted,
+    MessageEdited,
     MessageKind,
     MessageReceived,
     OwnerChangeReason,
@@ -255,6 +265,31 @@ class Conversation:
         if reopens and self.queue is not Queue.NEW:
             events.append(self._status(Queue.NEW, StatusChangeReason.REOPENED, message.provider_timestamp))
         return self._remember(message.event_id, events)
+
+    def change_message(self, change: MessageEdited | MessageDeleted, known: bool) -> list[ConversationEvent]:
+        """An edit or removal of a message; ``known``: the conversation received that message (the
+        service asks the store for one the document no longer remembers). Idempotent."""
+        if self.has_applied(change.event_id):
+            return self.events_of(change.event_id)
+        if not known:
+            return self._remember(change.event_id, [])
+        event: ConversationEvent
+        if isinstance(change, MessageEdited):
+            event = ConversationMessageEdited(
+                **self._next(change.provider_timestamp),
+                message_event_id=change.message_event_id,
+                provider_message_id=change.provider_message_id,
+                text=change.text,
+                provider_timestamp=change.provider_timestamp,
+            )
+        else:
+            event = ConversationMessageDeleted(
+                **self._next(change.provider_timestamp),
+                message_event_id=change.message_event_id,
+                provider_message_id=change.provider_message_id,
+                provider_timestamp=change.provider_timestamp,
+            )
+        return self._remember(change.event_id, [event])
 
     def record_reply(self, reply: ReplySent, auto_ownership: bool) -> list[ConversationEvent]:
         """A reply was sent: add it as an outbound message and apply auto-ownership."""
@@ -580,6 +615,38 @@ class Conversation:
             thread_control_at=doc.get("thread_control_at"),
             recent={r["cause"]: r["events"] for r in doc.get("recent", [])},
         )
+
+
+def shown_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The history as agents see it: each edited message shows its newest text (``edited_at``
+    says when), each removed one is marked ``content.deleted`` (``deleted_at``); the edit and
+    removal events stay in the list after it (what happened, in order)."""
+    edits: dict[str, dict[str, Any]] = {}
+    removals: dict[str, dict[str, Any]] = {}
+    for entry in history:
+        if entry.get("type") == ConversationMessageEdited.event_type:
+            edits[entry["message_event_id"]] = entry  # by sequence: the last edit wins
+        elif entry.get("type") == ConversationMessageDeleted.event_type:
+            removals.setdefault(entry["message_event_id"], entry)
+    if not edits and not removals:
+        return history
+    shown: list[dict[str, Any]] = []
+    for entry in history:
+        message = entry.get("message_event_id")
+        if entry.get("type") == ConversationMessageAdded.event_type and (
+            message in edits or message in removals
+        ):
+            content = dict(entry.get("content") or {})
+            entry = dict(entry)
+            if message in edits:
+                content["text"] = edits[message].get("text")
+                entry["edited_at"] = edits[message].get("provider_timestamp")
+            if message in removals:
+                content["deleted"] = True
+                entry["deleted_at"] = removals[message].get("provider_timestamp")
+            entry["content"] = content
+        shown.append(entry)
+    return shown
 
 
 def _event_from_json(data: Mapping[str, Any]) -> ConversationEvent:

@@ -13,12 +13,16 @@ from parley_events import (
     ConversationCreated,
     ConversationLabelsChanged,
     ConversationMessageAdded,
+    ConversationMessageDeleted,
+    ConversationMessageEdited,
     ConversationNoteAdded,
     ConversationOwnerAssigned,
     ConversationOwnerCleared,
     ConversationStatusChanged,
     ConversationThreadControlChanged,
     HandoverReceived,
+    MessageDeleted,
+    MessageEdited,
     MessageReceived,
     ReplySent,
     ThreadControlReleased,
@@ -40,7 +44,7 @@ from parley_shared.kafka import (
 from parley_shared.tracing import record_traces
 from pydantic import SkipValidation
 
-from parley_routing.service import ConversationService
+from parley_routing.service import ConversationService, Inbound
 from parley_routing.settings import RoutingSettings
 
 
@@ -56,6 +60,8 @@ def routing_router(
         router,
         ConversationCreated,
         ConversationMessageAdded,
+        ConversationMessageEdited,
+        ConversationMessageDeleted,
         ConversationStatusChanged,
         ConversationOwnerAssigned,
         ConversationOwnerCleared,
@@ -74,7 +80,8 @@ def routing_router(
         batch=True,
         max_records=settings.batch_max_records,
         title="route-messages",
-        description="Normalized messages and handovers in, in batches; conversation events out. "
+        description="Normalized messages, handovers, edits and removals in, in batches; conversation "
+        "events out. "
         "Receipts and template reviews on the same topic are skipped.",
         decoder=undecoded,
     )
@@ -140,7 +147,7 @@ async def on_inbound_batch(
     """
     # receipts and template updates are not conversation changes (yet)
     wanted = [r for r in records if _event_type(r) in _ROUTED]
-    decoded: list[tuple[Any, MessageReceived | HandoverReceived]] = []
+    decoded: list[tuple[Any, Inbound]] = []
     for record in wanted:
         try:
             decoded.append((record, _decode(record)))
@@ -156,13 +163,15 @@ async def on_inbound_batch(
             await retry.run(partial(on_inbound_record, service, record), record)
 
 
-_ROUTED: dict[str, type[MessageReceived] | type[HandoverReceived]] = {
+_ROUTED: dict[str, type[Inbound]] = {
     MessageReceived.event_type: MessageReceived,
     HandoverReceived.event_type: HandoverReceived,
+    MessageEdited.event_type: MessageEdited,
+    MessageDeleted.event_type: MessageDeleted,
 }
 
 
-def _decode(record: Any) -> MessageReceived | HandoverReceived:
+def _decode(record: Any) -> Inbound:
     model = _ROUTED[_event_type(record) or ""]
     return decode_event(model, record.value)
 
@@ -174,5 +183,7 @@ async def on_inbound_record(service: ConversationService, record: Any) -> None:
     ):
         if isinstance(event, HandoverReceived):
             await service.on_handover(event)
+        elif isinstance(event, MessageEdited | MessageDeleted):
+            await service.on_change(event)
         else:
             await service.on_message(event)

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from parley_providers.base import ApiVersionStatus, Connector, ProviderPlugin, Sender
+from parley_providers.base import ApiVersionStatus, Connector, ContentLookup, ProviderPlugin, Sender
 
 
 def sender(http: httpx.AsyncClient, settings: Any) -> Sender:
@@ -22,6 +22,19 @@ def sender(http: httpx.AsyncClient, settings: Any) -> Sender:
         instagram_sender_client(http, settings) if hasattr(settings, "instagram_graph_base_url") else None
     )
     return MetaSender(graph_client(http, settings), instagram)
+
+
+def content_lookup(http: httpx.AsyncClient, settings: Any) -> ContentLookup | None:
+    """Instagram mentions' text and author, with the normalizer's settings (None without them)."""
+    from parley_providers.meta.client import GraphClient
+    from parley_providers.meta.instagram import instagram_sender_client
+    from parley_providers.meta.lookup import MentionLookup
+
+    if not hasattr(settings, "graph_base_url"):
+        return None
+    # reads need no app credentials: the channel's token is all a lookup carries
+    graph = GraphClient(http, settings.graph_base_url, "", "", settings.graph_api_version or None)
+    return MentionLookup(graph, instagram_sender_client(http, settings))
 
 
 def connector(http: httpx.AsyncClient, settings: Any) -> Connector:
@@ -59,6 +72,7 @@ def plugin() -> ProviderPlugin:
         (Provider.MESSENGER, Provider.INSTAGRAM),
         reauth_reason=reauth_reason,
         make_sender=sender,
+        make_content_lookup=content_lookup,
         make_connector=connector,
         api_versions=api_versions,
     )

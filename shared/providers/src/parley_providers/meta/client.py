@@ -16,13 +16,22 @@ from typing import Any, Protocol
 import httpx
 from pydantic import SecretStr
 
-from parley_providers.errors import ProviderError
+from parley_providers.errors import ErrorKind, ProviderError
 from parley_providers.http import expiry, int_or_none, json_object, require_str, segment, send
 from parley_providers.meta.errors import graph_error
 from parley_providers.meta.versions import DEFAULT_GRAPH_API_VERSION
 from parley_providers.oauth import UserToken
 
-__all__ = ["GraphClient", "GraphSettings", "PageInfo", "WhatsAppPhoneNumber", "graph_client"]
+__all__ = [
+    "MENTIONED_COMMENT_FIELDS",
+    "MENTIONED_MEDIA_FIELDS",
+    "GraphClient",
+    "GraphSettings",
+    "Mentioned",
+    "PageInfo",
+    "WhatsAppPhoneNumber",
+    "graph_client",
+]
 
 
 class GraphSettings(Protocol):
@@ -59,6 +68,60 @@ class WhatsAppPhoneNumber:
     id: str
     display_phone_number: str
     verified_name: str
+
+
+MENTIONED_MEDIA_FIELDS = ("id", "caption", "username", "timestamp", "media_type", "permalink")
+"""IG Media fields read for a caption mention (Instagram Platform reference, IG User
+``mentioned_media``: ``GET /{ig-user-id}?fields=mentioned_media.media_id({media-id}){fields}``,
+whose ``{fields}`` are IG Media fields)."""
+MENTIONED_COMMENT_FIELDS = ("id", "text", "username", "timestamp")
+"""IG Comment fields read for a comment mention (IG User ``mentioned_comment``:
+``GET /{ig-user-id}?fields=mentioned_comment.comment_id({comment-id}){fields}``, whose
+``{fields}`` are IG Comment fields; ``username`` is the comment author's)."""
+
+
+@dataclass(frozen=True)
+class Mentioned:
+    """What Graph answers about a media or comment that @mentions a business account."""
+
+    id: str
+    text: str | None
+    """The caption (media) or the comment's text."""
+    username: str | None
+    """Its author's Instagram username."""
+    timestamp: str | None = None
+    media_type: str | None = None
+    permalink: str | None = None
+
+
+def mentioned_fields(kind: str, object_id: str) -> str:
+    """The ``fields`` parameter of a mention lookup: ``mentioned_media.media_id(ID){...}`` or
+    ``mentioned_comment.comment_id(ID){...}``. The id goes inside the expression: digits only."""
+    if not object_id.isascii() or not object_id.isdigit():
+        raise ProviderError(
+            "meta", 0, None, None, "a mentioned object's id is digits", ErrorKind.INVALID_REQUEST
+        )
+    if kind == "mentioned_media":
+        return f"mentioned_media.media_id({object_id}){{{','.join(MENTIONED_MEDIA_FIELDS)}}}"
+    if kind == "mentioned_comment":
+        return f"mentioned_comment.comment_id({object_id}){{{','.join(MENTIONED_COMMENT_FIELDS)}}}"
+    raise ProviderError("meta", 0, None, None, f"no mention lookup {kind!r}", ErrorKind.INVALID_REQUEST)
+
+
+def mentioned_of(provider: str, kind: str, data: dict[str, Any]) -> Mentioned:
+    """The mentioned object out of a lookup's answer (``{"mentioned_media": {...}, "id": ...}``)."""
+    found = data.get(kind)
+    if not isinstance(found, dict):
+        raise ProviderError(provider, 200, None, None, f"the answer has no {kind}", ErrorKind.INVALID_REQUEST)
+    text = found.get("caption") if kind == "mentioned_media" else found.get("text")
+    return Mentioned(
+        id=require_str(provider, 200, found, "id"),
+        text=text if isinstance(text, str) else None,
+        username=found.get("username") if isinstance(found.get("username"), str) else None,
+        timestamp=found.get("timestamp") if isinstance(found.get("timestamp"), str) else None,
+        media_type=found.get("media_type") if isinstance(found.get("media_type"), str) else None,
+        permalink=found.get("permalink") if isinstance(found.get("permalink"), str) else None,
+    )
 
 
 class GraphClient:
@@ -259,6 +322,22 @@ class GraphClient:
         )
         return require_str("meta", 200, data, "id")
 
+    # ---- Instagram mentions (Instagram API with Facebook Login: the linked Page's token)
+
+    async def mentioned_media(self, ig_user_id: str, page_token: str, media_id: str) -> Mentioned:
+        """The caption, author and link of a media whose caption @mentions the account."""
+        return await self._mentioned(ig_user_id, page_token, "mentioned_media", media_id)
+
+    async def mentioned_comment(self, ig_user_id: str, page_token: str, comment_id: str) -> Mentioned:
+        """The text and author of a comment that @mentions the account."""
+        return await self._mentioned(ig_user_id, page_token, "mentioned_comment", comment_id)
+
+    async def _mentioned(self, ig_user_id: str, token: str, kind: str, object_id: str) -> Mentioned:
+        data = await self._call(
+            "GET", segment(ig_user_id), token=token, params={"fields": mentioned_fields(kind, object_id)}
+        )
+        return mentioned_of("meta", kind, data)
+
     # ---- Conversation Routing: thread control
 
     async def take_thread_control(
@@ -305,6 +384,31 @@ class GraphClient:
         first = messages[0] if isinstance(messages, list) and messages else None
         return require_str("whatsapp", 200, {"message": first}, "message", "id")
 
+    async def whatsapp_mark_read(self, phone_number_id: str, token: str, body: dict[str, Any]) -> None:
+        """Mark a received message as read (and show a typing indicator when the body asks):
+        ``POST /{phone-number-id}/messages`` with ``status: read``, answered ``{"success": true}``;
+        ``messaging_product`` is added when absent."""
+        await self._whatsapp_success(
+            phone_number_id, "messages", token, {"messaging_product": "whatsapp", **body}
+        )
+
+    async def whatsapp_thread_control(self, phone_number_id: str, token: str, body: dict[str, Any]) -> None:
+        """Take or release a customer's thread on a number with several responders (WhatsApp
+        Conversation Routing's thread control API): ``POST /{phone-number-id}/thread_control``
+        with ``action`` (``take``, ``release``) and the customer in ``to`` (phone) or
+        ``recipient`` (business-scoped user id), answered ``{"messaging_product": "whatsapp"}``.
+        Only the number's escalation partner may take a thread; ``messaging_product`` is added
+        when absent."""
+        data = await self._call(
+            "POST",
+            f"{segment(phone_number_id)}/thread_control",
+            token=token,
+            json_body={"messaging_product": "whatsapp", **body},
+            provider="whatsapp",
+        )
+        if data.get("messaging_product") != "whatsapp":
+            raise ProviderError("whatsapp", 200, None, None, "thread_control was not confirmed")
+
     async def _whatsapp_success(
         self, phone_number_id: str, action: str, token: str, body: dict[str, Any]
     ) -> None:
@@ -350,6 +454,27 @@ class GraphClient:
             if not isinstance(after, str) or not after or after == params.get("after"):
                 return numbers
             params = {**params, "after": after}
+
+    async def whatsapp_phone_number_throughput(
+        self, phone_number_id: str, token: str
+    ) -> tuple[str | None, bool]:
+        """A business number's throughput level and whether it is on the WhatsApp Business app too.
+
+        ``GET /{phone-number-id}?fields=throughput,is_on_biz_app``: ``throughput`` is
+        ``{"level": "STANDARD" | "HIGH"}`` (WhatsApp Business phone number reference; throughput);
+        ``is_on_biz_app`` is true for a number in coexistence. A field the answer leaves out reads
+        as unknown (None) or false.
+        """
+        data = await self._call(
+            "GET",
+            segment(phone_number_id),
+            token=token,
+            params={"fields": "throughput,is_on_biz_app"},
+            provider="whatsapp",
+        )
+        throughput = data.get("throughput")
+        level = throughput.get("level") if isinstance(throughput, dict) else None
+        return (level if isinstance(level, str) else None), data.get("is_on_biz_app") is True
 
     async def whatsapp_request_code(
         self, phone_number_id: str, token: str, method: str, language: str = "en_US"

@@ -44,6 +44,7 @@ __all__ = [
     "FULL_CONTROL_TASK",
     "REQUIRED_PAGE_TASKS",
     "ConnectSettings",
+    "InstagramLoginSubscriptions",
     "MetaConnector",
     "MetaInstagramConnector",
     "graph_token_refusal",
@@ -192,9 +193,33 @@ class MetaConnector:
         await self._graph.subscribe_page(account_id, token, self._page_fields)
 
 
+class InstagramLoginSubscriptions:
+    """The webhook subscription of an account connected with Instagram Login (a
+    ``SubscriptionCheck``): read and restored on graph.instagram.com with the account's own token
+    (``/me/subscribed_apps``, Instagram Platform, webhooks: "enable subscriptions"), since the
+    account has no Page. The fields are the app's: an account receives every field the app
+    subscribes to in the App Dashboard, so a missing one means the account's subscription went."""
+
+    def __init__(self, instagram: InstagramClient, fields: Iterable[str]) -> None:
+        self._instagram = instagram
+        self._fields = list(fields)
+
+    def __repr__(self) -> str:
+        return f"InstagramLoginSubscriptions({self._instagram!r})"
+
+    async def missing_subscriptions(self, account_id: str, token: str) -> tuple[str, ...]:
+        """The fields Parley subscribes an Instagram-login account to that it lacks now."""
+        have = await self._instagram.subscribed_fields(token)
+        return tuple(sorted(set(self._fields) - have))
+
+    async def restore_subscriptions(self, account_id: str, token: str) -> None:
+        await self._instagram.subscribe(token, self._fields)
+
+
 class MetaInstagramConnector(MetaConnector):
     """Meta's connector when an Instagram app is configured: also a ``LoginConnector`` for
-    professional accounts connected with Instagram Login (no Page; ``meta/instagram.py``)."""
+    professional accounts connected with Instagram Login (no Page; ``meta/instagram.py``), whose
+    subscriptions it checks too (a ``LoginSubscriptionCheck``)."""
 
     def __init__(
         self,
@@ -209,6 +234,8 @@ class MetaInstagramConnector(MetaConnector):
         self._instagram = instagram
         self._login_scopes = frozenset(login_scopes)
         self._login_fields = list(login_fields)
+        # a LoginSubscriptionCheck: Instagram-login accounts are checked like Pages, on their host
+        self.login_subscriptions = InstagramLoginSubscriptions(instagram, self._login_fields)
 
     async def login(self, code: str, redirect_uri: str) -> AuthorizedAccount:
         """Code -> short-lived token -> the 60-day token; the professional account it is for."""

@@ -32,7 +32,10 @@ from parley_events import (
 )
 
 from parley_providers.inbound import (
+    ChangeAction,
+    ContentToFetch,
     MalformedPayload,
+    ParsedChange,
     ParsedHandover,
     ParsedMessage,
     ParsedStatus,
@@ -425,10 +428,12 @@ def _change(
 def _page_feed(page_id: str, entry: Mapping[str, Any], value: Mapping[str, Any]) -> ParseResult:
     item = value.get("item")
     verb = value.get("verb")
+    if item in ("comment", "post") and verb in FEED_CHANGES:
+        return _feed_change(page_id, entry, value, item, FEED_CHANGES[verb])
     if item != "comment":
         return ParseResult(skipped=(skip_kind("messenger.feed", item),))
     if verb not in ("add", None):
-        # edits and removals need their own event type; counted until then
+        # hide and unhide are the Page's own moderation, not the customer's words: counted
         return ParseResult(skipped=(skip_kind("messenger.feed.comment", verb),))
     author = mapping(value.get("from"), "comment from")
     author_id = require_str(author, "id")
@@ -457,6 +462,42 @@ def _page_feed(page_id: str, entry: Mapping[str, Any], value: Mapping[str, Any])
     )
 
 
+FEED_CHANGES = {"edited": ChangeAction.EDITED, "remove": ChangeAction.DELETED}
+"""Page feed verbs that change a comment or post someone wrote before (Webhooks reference, Page
+``feed`` field: ``verb`` is one of add, block, edit(ed), hide, mute, remove, unblock, unhide)."""
+
+
+def _feed_change(
+    page_id: str, entry: Mapping[str, Any], value: Mapping[str, Any], item: str, action: ChangeAction
+) -> ParseResult:
+    """A comment or post edited or removed: an event on the message it names (a post is the
+    thread of its comments; Parley keeps no message for the post itself, so its edits and
+    removals reach routing as changes of a message it never saw, counted there)."""
+    post_id = require_str(value, "post_id")
+    message_id = require_str(value, "comment_id") if item == "comment" else post_id
+    author = value.get("from")
+    who = None
+    if isinstance(author, Mapping) and optional_str(author, "id"):
+        who = Author(id=require_str(author, "id"), name=optional_str(author, "name"))
+    # the change's own time: the entry's (``created_time`` in an edit is the comment's creation)
+    when = _change_time({"created_time": entry["time"]} if "time" in entry else value, entry)
+    return ParseResult(
+        changes=(
+            ParsedChange(
+                provider=Provider.MESSENGER,
+                account_id=page_id,
+                conversation_key=f"post:{post_id}",
+                provider_message_id=message_id,
+                action=action,
+                provider_timestamp=when,
+                text=optional_str(value, "message") if action is ChangeAction.EDITED else None,
+                author=who,
+                kind=MessageKind.COMMENT,
+            ),
+        )
+    )
+
+
 def _instagram_comment(account_id: str, entry: Mapping[str, Any], value: Mapping[str, Any]) -> ParseResult:
     author = mapping(value.get("from"), "comment from")
     author_id = require_str(author, "id")
@@ -479,9 +520,15 @@ def _instagram_comment(account_id: str, entry: Mapping[str, Any], value: Mapping
 
 
 def _instagram_mention(account_id: str, entry: Mapping[str, Any], value: Mapping[str, Any]) -> ParseResult:
-    """A mention carries only ids; its text and author are fetched from the Graph API later."""
+    """A mention carries only ids: the normalizer asks the Graph API for the caption or the
+    comment and its author (``fetch``: mentioned_media or mentioned_comment) before publishing."""
     media_id = require_str(value, "media_id")
     comment_id = optional_str(value, "comment_id")
+    fetch = (
+        ContentToFetch("mentioned_comment", comment_id, media_id)
+        if comment_id
+        else ContentToFetch("mentioned_media", media_id, media_id)
+    )
     return ParseResult(
         messages=(
             ParsedMessage(
@@ -494,6 +541,7 @@ def _instagram_mention(account_id: str, entry: Mapping[str, Any], value: Mapping
                 provider_message_id=f"mention:{comment_id or media_id}",
                 provider_timestamp=_change_time(value, entry),
                 kind=MessageKind.MENTION,
+                fetch=fetch,
             ),
         )
     )

@@ -35,6 +35,7 @@ from pydantic import SecretStr
 
 from parley_providers.errors import ProviderError
 from parley_providers.http import body_of, expiry, json_object, require_str, segment, send, snippet
+from parley_providers.meta.client import Mentioned, mentioned_fields, mentioned_of
 from parley_providers.meta.errors import graph_error, meta_error
 from parley_providers.meta.versions import DEFAULT_GRAPH_API_VERSION
 from parley_providers.oauth import UserToken
@@ -266,6 +267,27 @@ class InstagramClient:
         if data.get("success") is not True:
             raise ProviderError(PROVIDER, 200, None, None, "subscription was not confirmed")
 
+    async def subscribed_fields(self, token: str) -> frozenset[str]:
+        """The webhook fields this app has on the account (empty: not subscribed): ``GET
+        /me/subscribed_apps`` on graph.instagram.com, read as the Page edge's answer is (a ``data``
+        list of apps, each with its ``subscribed_fields``). The list holds this app's entry when
+        it is subscribed; an entry naming another app's id is not this app's."""
+        data = await self._json(
+            "GET",
+            f"{self._graph}/{self._version}/me/subscribed_apps",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        apps = data.get("data")
+        for app in apps if isinstance(apps, list) else ():
+            if not isinstance(app, dict):
+                continue
+            app_id = app.get("id", app.get("app_id"))
+            if app_id is not None and str(app_id) != self._app_id:
+                continue
+            fields = app.get("subscribed_fields")
+            return frozenset(str(f) for f in fields) if isinstance(fields, list) else frozenset()
+        return frozenset()
+
     # ---- sends for accounts connected with Instagram Login (Instagram Platform, messaging API;
     # private replies; comment moderation): the account's own token, graph.instagram.com
 
@@ -294,6 +316,25 @@ class InstagramClient:
             headers={"Authorization": f"Bearer {token}"},
         )
         return require_str(PROVIDER, 200, data, "id")
+
+    # ---- mentions: the same lookups as on graph.facebook.com, with the account's own token
+
+    async def mentioned_media(self, ig_user_id: str, token: str, media_id: str) -> Mentioned:
+        """The caption, author and link of a media whose caption @mentions the account."""
+        return await self._mentioned(ig_user_id, token, "mentioned_media", media_id)
+
+    async def mentioned_comment(self, ig_user_id: str, token: str, comment_id: str) -> Mentioned:
+        """The text and author of a comment that @mentions the account."""
+        return await self._mentioned(ig_user_id, token, "mentioned_comment", comment_id)
+
+    async def _mentioned(self, ig_user_id: str, token: str, kind: str, object_id: str) -> Mentioned:
+        data = await self._json(
+            "GET",
+            f"{self._graph}/{self._version}/{segment(ig_user_id)}",
+            params={"fields": mentioned_fields(kind, object_id)},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        return mentioned_of(PROVIDER, kind, data)
 
 
 class InstagramSendSettings(Protocol):

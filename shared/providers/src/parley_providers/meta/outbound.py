@@ -33,7 +33,10 @@ class MetaSender:
                 return await self.graph.reply_to_instagram_comment(reply.recipient_id, token, text)
             return await self.graph.reply_to_comment(reply.recipient_id, token, text)
         if reply.kind == "private_reply":
-            return await self.graph.send_private_reply(reply.account_id, token, reply.recipient_id, text)
+            # an Instagram comment is answered from the linked Page too (Messenger Platform for
+            # Instagram, Private Replies: the Page's /messages with its Page token), as ``me``
+            node = "me" if reply.provider is Provider.INSTAGRAM else reply.account_id
+            return await self.graph.send_private_reply(node, token, reply.recipient_id, text)
         payload: dict[str, Any] = {
             "recipient": {"id": reply.recipient_id},
             "messaging_type": reply.messaging_type or "RESPONSE",

@@ -93,6 +93,20 @@ RULES: dict[tuple[Provider, str], ReplyRule] = {
         retired_tags=RETIRED_TAGS,
         media_rate_per_second=SEND_API_MEDIA_PER_SECOND,
     ),
+    (Provider.INSTAGRAM, "private_reply"): ReplyRule(
+        Provider.INSTAGRAM,
+        "private_reply",
+        DAYS_7,
+        None,
+        INSTAGRAM_TEXT_MAX_BYTES,
+        Counting.UTF8_BYTES,
+        False,
+        None,
+        "Instagram private replies: one per comment within 7 days (a live video's comments: only "
+        "during the broadcast), sent as a DM of 1000 bytes at most; Messenger Platform rate "
+        "limiting: 750/h per Instagram professional account",
+        rate_per_hour=PRIVATE_REPLIES_PER_HOUR,
+    ),
     (Provider.INSTAGRAM, "comment"): ReplyRule(
         Provider.INSTAGRAM,
         "comment",

@@ -31,7 +31,7 @@ def plugin() -> ProviderPlugin:
     from parley_events import Provider
 
     from parley_providers.meta.errors import reauth_reason  # WhatsApp's errors are Graph errors
-    from parley_providers.whatsapp.rules import RULES
+    from parley_providers.whatsapp.rules import RULES, throughput_per_s
 
     return ProviderPlugin(
         "whatsapp",
@@ -41,4 +41,5 @@ def plugin() -> ProviderPlugin:
         reauth_reason=reauth_reason,
         make_sender=sender,
         make_connector=connector,
+        account_send_rate=throughput_per_s,
     )

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from parley_providers.base import MessageTemplate, NumberRules, TokenRefusal
+from parley_providers.base import MessageTemplate, NumberRules, NumberThroughput, TokenRefusal
 from parley_providers.errors import ProviderError
 from parley_providers.meta.client import GraphClient
 from parley_providers.meta.connect import graph_token_refusal
@@ -105,6 +105,11 @@ class WhatsAppConnector:
 
     async def register(self, number_id: str, token: str, pin: str) -> None:
         await self._graph.whatsapp_register(number_id, token, pin)
+
+    async def throughput(self, number_id: str, token: str) -> NumberThroughput:
+        """The number's throughput level and coexistence, as the Graph API reports them."""
+        level, coexistence = await self._graph.whatsapp_phone_number_throughput(number_id, token)
+        return NumberThroughput(level, coexistence)
 
     async def token_refusal(self, token: str) -> TokenRefusal | None:
         """The system user's token is a Graph token: checked like a Page's."""

@@ -41,14 +41,17 @@ from parley_events import (
     ProviderError,
     Reaction,
     SharedContact,
+    ThreadControlAction,
 )
 
 from parley_providers.inbound import (
     MalformedPayload,
+    ParsedHandover,
     ParsedMessage,
     ParsedMessagingLimit,
     ParsedStatus,
     ParsedTemplateStatus,
+    ParsedThroughputChange,
     ParseResult,
     ResultBuilder,
     from_seconds,
@@ -65,6 +68,14 @@ HANDLED_TYPES = MEDIA_TYPES | {"text", "location", "contacts", "interactive", "b
 STATUSES = {status.value: status for status in DeliveryStatus}
 LIMIT_FIELDS = frozenset({"business_capability_update", "phone_number_quality_update"})
 """Fields that may carry the business's messaging limit (``max_daily_conversations_per_business``)."""
+HANDOVERS: dict[str, tuple[ThreadControlAction, bool]] = {
+    "control_passed": (ThreadControlAction.PASS, True),
+    "control_taken": (ThreadControlAction.TAKE, False),
+}
+"""WhatsApp Conversation Routing's ``messaging_handovers`` notifications and what each means for
+the app it reaches (Parley's): ``control_passed`` goes to the new owner, ``control_taken`` to the
+owner the escalation partner took the thread from; a release sends none (WhatsApp
+messaging_handovers webhook reference)."""
 IDENTITY_CHANGES = frozenset({"user_changed_number", "user_changed_user_id"})
 """System messages that change a customer's identifiers (the others are skipped)."""
 
@@ -101,6 +112,8 @@ def _change(
     if field == "smb_message_echoes":
         _echoes_value(out, f"{position}.value", mapping(change.get("value"), "change value"))
         return None
+    if field == "messaging_handovers":
+        return _handover(mapping(change.get("value"), "change value"))
     if field == "message_template_status_update":
         return _template_status(entry, mapping(change.get("value"), "change value"))
     if field == "template_category_update":
@@ -108,9 +121,14 @@ def _change(
     if field == "message_template_quality_update":
         return _template_quality(entry, mapping(change.get("value"), "change value"))
     if isinstance(field, str) and field in LIMIT_FIELDS:  # a payload's field may be any JSON
-        limit = _messaging_limit(entry, mapping(change.get("value"), "change value"))
-        if limit is not None:
-            return ParseResult(limits=(limit,))
+        value = mapping(change.get("value"), "change value")
+        limit = _messaging_limit(entry, value)
+        throughput = _throughput_change(entry, value) if field == "phone_number_quality_update" else None
+        if limit is not None or throughput is not None:
+            return ParseResult(
+                limits=(limit,) if limit is not None else (),
+                throughputs=(throughput,) if throughput is not None else (),
+            )
     return ParseResult(skipped=(skip_kind("whatsapp", field),))
 
 
@@ -258,6 +276,49 @@ def _system(account_id: str, message: Mapping[str, Any]) -> ParseResult:
                 provider_timestamp=from_seconds(message.get("timestamp")),
                 # the new identifiers (and the old ones) lead to the conversation the customer has
                 aliases=_aliases(key, old_phone, old_user_id, new_phone, new_user_id),
+            ),
+        )
+    )
+
+
+# --- Conversation Routing --------------------------------------------------------------------
+
+
+def _handover(value: Mapping[str, Any]) -> ParseResult:
+    """A thread's control changed hands on a number with several responders.
+
+    The notification names the business number (``recipient.phone_number_id``), the WhatsApp user
+    (``sender``: the phone number, or the business-scoped user id when the phone is withheld) and
+    carries one object, ``control_passed`` or ``control_taken`` (``type`` names it), with the
+    previous owner's ``metadata``. The roles it names are not read yet (docs/ingest.md).
+    """
+    kind = optional_str(value, "type") or next((k for k in HANDOVERS if k in value), None)
+    if kind not in HANDOVERS:
+        return ParseResult(skipped=(skip_kind("whatsapp.handover", kind),))
+    action, parley_active = HANDOVERS[kind]
+    recipient = value.get("recipient")
+    metadata = value.get("metadata")
+    account_id = (optional_str(recipient, "phone_number_id") if isinstance(recipient, Mapping) else None) or (
+        optional_str(metadata, "phone_number_id") if isinstance(metadata, Mapping) else None
+    )
+    if account_id is None:
+        raise MalformedPayload("the handover names no business phone number id")
+    sender = mapping(value.get("sender"), "sender")
+    phone = optional_str(sender, "phone_number") or optional_str(sender, "wa_id")
+    customer = phone or optional_str(sender, "user_id")
+    if customer is None:
+        raise MalformedPayload("the handover names no WhatsApp user")
+    details = value.get(kind)
+    return ParseResult(
+        handovers=(
+            ParsedHandover(
+                provider=Provider.WHATSAPP,
+                account_id=account_id,
+                conversation_key=f"dm:{customer.removeprefix('+')}",
+                action=action,
+                parley_active=parley_active,
+                provider_timestamp=from_seconds(value.get("timestamp")),
+                metadata=optional_str(details, "metadata") if isinstance(details, Mapping) else None,
             ),
         )
     )
@@ -492,6 +553,25 @@ def _template_quality(entry: Mapping[str, Any], value: Mapping[str, Any]) -> Par
                 previous_quality_score=optional_str(value, "previous_quality_score"),
             ),
         )
+    )
+
+
+# --- throughput -----------------------------------------------------------------------------
+
+
+def _throughput_change(entry: Mapping[str, Any], value: Mapping[str, Any]) -> ParsedThroughputChange | None:
+    """A number's throughput level changed (``event`` ``THROUGHPUT_UPGRADE``, or another
+    ``THROUGHPUT_`` event), named by its display phone number; None for the other events."""
+    event = optional_str(value, "event")
+    if event is None or not event.startswith("THROUGHPUT"):
+        return None
+    if entry.get("time") is None:
+        raise MalformedPayload("throughput update has no entry time")
+    return ParsedThroughputChange(
+        business_account_id=require_str(entry, "id"),
+        display_phone_number=require_str(value, "display_phone_number"),
+        event=event,
+        provider_timestamp=from_seconds(entry["time"]),
     )
 
 

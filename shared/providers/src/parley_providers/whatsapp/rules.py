@@ -13,6 +13,15 @@ THROUGHPUT_PER_S = 80
 """Messages per second a business number may send by default (WhatsApp throughput)."""
 THROUGHPUT_MAX_PER_S = 1000
 """The most a number's throughput is raised to on request (WhatsApp throughput)."""
+THROUGHPUT_COEXISTENCE_PER_S = 20
+"""The fixed throughput of a number in use with both the WhatsApp Business app and the Cloud API
+(WhatsApp throughput, "WhatsApp Business app phone numbers")."""
+THROUGHPUT_LEVELS: dict[str, int] = {"STANDARD": THROUGHPUT_PER_S, "HIGH": THROUGHPUT_MAX_PER_S}
+"""The phone number's ``throughput.level`` (Graph API, WhatsApp Business phone number) in messages
+per second: the default, and after Meta's automatic upgrade."""
+
+TYPING_INDICATOR_S = 25
+"""Seconds a typing indicator shows unless the business replies first (WhatsApp typing indicators)."""
 
 WHATSAPP_TIER_LIMITS = (250, 2_000, 10_000, 100_000, None)
 """Unique customers reached outside the window per rolling 24 h, by messaging tier (None: unlimited)."""
@@ -51,3 +60,12 @@ RULES: dict[tuple[Provider, str], ReplyRule] = {
         is_phone_address=is_phone_number,
     ),
 }
+
+
+def throughput_per_s(level: str | None, coexistence: bool) -> int:
+    """Messages per second a business number may send (pure): 20 in coexistence with the WhatsApp
+    Business app whatever its level, 1,000 once Meta upgraded it (``HIGH``), else 80 (``STANDARD``,
+    or a level Parley has not read or does not know)."""
+    if coexistence:
+        return THROUGHPUT_COEXISTENCE_PER_S
+    return THROUGHPUT_LEVELS.get((level or "").upper(), THROUGHPUT_PER_S)

@@ -12,22 +12,54 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import httpx
 from pydantic import SecretStr
 
-from parley_providers.base import AuthorizedAccount, SubscriptionOutcome
+from parley_providers.base import AuthorizedAccount, RefreshStep, SubscriptionOutcome
 from parley_providers.errors import ErrorKind, ProviderError
+from parley_providers.oauth import UserToken
 from parley_providers.x import subscriptions
 from parley_providers.x.client import XClient, XSettings, x_client
 
-__all__ = ["ACCOUNT_ACTIVITY", "ACTIVITY", "ConnectSettings", "XConnector", "x_connector"]
+__all__ = [
+    "ACCESS_TOKEN_LIFETIME",
+    "ACCOUNT_ACTIVITY",
+    "ACTIVITY",
+    "ConnectSettings",
+    "XConnector",
+    "refresh_step",
+    "refusal_reason",
+    "x_connector",
+]
 
 ACTIVITY = "activity"
 """The X Activity API (XAA)."""
 ACCOUNT_ACTIVITY = "account_activity"
 """The Account Activity API (AAA), until X ends it on 2027-01-01."""
+
+ACCESS_TOKEN_LIFETIME = timedelta(hours=2)
+"""How long an OAuth 2.0 user access token works (X docs: OAuth 2.0 Authorization Code Flow with
+PKCE, "How long will my credentials stay valid?"); the token answer's ``expires_in`` says it too."""
+
+
+def refresh_step(expires_at: datetime, now: datetime, lead: timedelta) -> RefreshStep:
+    """X's rule: refresh from ``lead`` before the access token's end, and after it (the refresh
+    token does not end with the access token). Never REPLACE: only X's refusal of the refresh
+    token says a new authorization is needed."""
+    return RefreshStep.REFRESH if expires_at - now <= lead else RefreshStep.WAIT
+
+
+REFUSALS = {"invalid_grant": "grant_revoked", "invalid_request": "refresh_token_invalid"}
+"""X's OAuth 2.0 errors for a refused refresh token, and the reconnect reason each gives: X answers
+``invalid_request`` ("Value passed for the token was invalid.") for a used or revoked one."""
+
+
+def refusal_reason(error_type: str | None) -> str:
+    return REFUSALS.get(error_type or "", "refresh_refused")
+
 
 WEBHOOK_ID = re.compile(r"^[0-9]{1,19}$")
 """X's id of a registered webhook, as the X Activity API takes it."""
@@ -42,7 +74,8 @@ class ConnectSettings(XSettings, Protocol):
 
 
 class XConnector:
-    """OAuth 2.0 with PKCE per X account (an ``AccountConnector`` and a ``SubscriptionKeeper``)."""
+    """OAuth 2.0 with PKCE per X account (an ``AccountConnector``, a ``SubscriptionKeeper`` and a
+    ``RotatingGrant``)."""
 
     def __init__(
         self,
@@ -74,6 +107,15 @@ class XConnector:
         token = await self._client.exchange_code(code, redirect_uri, code_verifier)
         user = await self._client.me(token.access_token)
         return AuthorizedAccount(id=user.id, display_name=f"@{user.username}", token=token)
+
+    def grant_refresh_step(self, expires_at: datetime, now: datetime, lead: timedelta) -> RefreshStep:
+        return refresh_step(expires_at, now, lead)
+
+    async def refresh_grant(self, refresh_token: str) -> UserToken:
+        return await self._client.refresh(refresh_token)
+
+    def grant_refusal_reason(self, error_type: str | None) -> str:
+        return refusal_reason(error_type)
 
     async def subscribe(self, account: AuthorizedAccount) -> None:
         """Through the API new handles get (raises when anything stays unsubscribed)."""

@@ -19,6 +19,7 @@ from parley_providers.inbound import (
 from parley_ingest.domain.normalize.aliases import resolve
 from parley_ingest.domain.normalize.events import (
     alias_event,
+    change_event,
     conversation_id,
     handover_event,
     limit_event,
@@ -26,6 +27,7 @@ from parley_ingest.domain.normalize.events import (
     message_event_id,
     status_event,
     template_event,
+    throughput_event,
 )
 
 
@@ -50,6 +52,7 @@ __all__ = [
     "ParsedStatus",
     "ParsedTemplateStatus",
     "alias_event",
+    "change_event",
     "conversation_id",
     "handover_event",
     "limit_event",
@@ -59,4 +62,5 @@ __all__ = [
     "resolve",
     "status_event",
     "template_event",
+    "throughput_event",
 ]

@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from parley_events import (
     ChannelSnapshot,
     CustomerAliasRecorded,
     HandoverReceived,
+    MessageDeleted,
+    MessageEdited,
     MessageReceived,
     MessageStatusChanged,
     MessagingLimitChanged,
+    NumberThroughputChanged,
     Provider,
     TemplateCategoryChanged,
     TemplateQualityChanged,
     TemplateStatusChanged,
 )
 from parley_providers.inbound import (
+    ChangeAction,
+    ParsedChange,
     ParsedHandover,
     ParsedMessage,
     ParsedMessagingLimit,
     ParsedStatus,
     ParsedTemplateStatus,
+    ParsedThroughputChange,
     digest,
 )
 
@@ -198,4 +205,63 @@ def limit_event(parsed: ParsedMessagingLimit, tenant_id: str, delivery_id: str) 
         messaging_limit=parsed.messaging_limit,
         provider_timestamp=parsed.provider_timestamp,
         delivery_id=delivery_id,
+    )
+
+
+def throughput_event(
+    parsed: ParsedThroughputChange, tenant_id: str, delivery_id: str
+) -> NumberThroughputChanged:
+    """A number's throughput changed, for the tenant that owns its WhatsApp Business Account."""
+    return NumberThroughputChanged(
+        event_id="thr_"
+        + digest(
+            parsed.business_account_id,
+            parsed.display_phone_number,
+            parsed.event,
+            parsed.provider_timestamp.isoformat(),
+        ),
+        tenant_id=tenant_id,
+        business_account_id=parsed.business_account_id,
+        display_phone_number=parsed.display_phone_number,
+        event=parsed.event,
+        provider_timestamp=parsed.provider_timestamp,
+        delivery_id=delivery_id,
+    )
+
+
+def change_event(
+    parsed: ParsedChange, channel: ChannelSnapshot, delivery_id: str
+) -> MessageEdited | MessageDeleted:
+    """An edit or removal of a message, naming the message's own event id; a deterministic id
+    (an edit: per text and time, so a second edit is a new event; a removal: once per message)."""
+    fields: dict[str, Any] = {
+        "tenant_id": channel.tenant_id,
+        "channel_id": channel.channel_id,
+        "provider": parsed.provider,
+        "account_id": parsed.account_id,
+        "conversation_id": conversation_id(channel.tenant_id, channel.channel_id, parsed.conversation_key),
+        "conversation_key": parsed.conversation_key,
+        "provider_message_id": parsed.provider_message_id,
+        "message_event_id": message_event_id(parsed.provider, parsed.account_id, parsed.provider_message_id),
+        "author": parsed.author,
+        "kind": parsed.kind,
+        "provider_timestamp": parsed.provider_timestamp,
+        "delivery_id": delivery_id,
+    }
+    if parsed.action is ChangeAction.EDITED:
+        return MessageEdited(
+            event_id="edt_"
+            + digest(
+                parsed.provider.value,
+                parsed.account_id,
+                parsed.provider_message_id,
+                parsed.provider_timestamp.isoformat(),
+                parsed.text or "",
+            ),
+            text=parsed.text,
+            **fields,
+        )
+    return MessageDeleted(
+        event_id="del_" + digest(parsed.provider.value, parsed.account_id, parsed.provider_message_id),
+        **fields,
     )

@@ -1,0 +1,31 @@
+"""How many archive publishes one ingest process lets wait for the broker at once (pure).
+
+Above its capacity a webhook endpoint that queues every request makes all of them slow: the
+provider's client times out, retries, and the retries queue behind the first attempts. A fixed
+number of publishes in flight keeps the accepted ones at the broker's latency; a delivery that
+finds them all taken is answered 503 with Retry-After at once, and the provider sends it again.
+Only verified deliveries take a place, so an unsigned flood cannot crowd out the provider.
+"""
+
+from __future__ import annotations
+
+
+class Admission:
+    """A counter of places; ``enter`` never waits: False means "full, answer 503"."""
+
+    def __init__(self, places: int) -> None:
+        if places < 1:
+            raise ValueError("an admission needs at least one place")
+        self.places = places
+        self.taken = 0
+
+    def enter(self) -> bool:
+        if self.taken >= self.places:
+            return False
+        self.taken += 1
+        return True
+
+    def leave(self) -> None:
+        if self.taken == 0:
+            raise RuntimeError("left an admission that was not entered")
+        self.taken -= 1
