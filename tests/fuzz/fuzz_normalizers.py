@@ -68,6 +68,8 @@ with atheris.instrument_imports(include=["parley_ingest", "parley_events", "parl
         MessagingLimitChanged,
         NumberThroughputChanged,
         Provider,
+        TemplateCategoryChanged,
+        TemplateQualityChanged,
         TemplateStatusChanged,
         WebhookReceived,
         topics,
@@ -442,6 +444,8 @@ def check_event(event: Event, record: WebhookReceived) -> None:
         | MessageStatusChanged
         | HandoverReceived
         | TemplateStatusChanged
+        | TemplateCategoryChanged
+        | TemplateQualityChanged
         | MessagingLimitChanged
         | NumberThroughputChanged,
     ), event

@@ -82,6 +82,7 @@ def test_policys_document_lists_every_topic_it_reads_and_every_event_type_it_pub
         topics.REPLIES.name: {"ReplyApproved", "OtherEventType"},
         topics.CHANNEL_EVENTS.name: {
             "ChannelTemplateStatusChanged",
+            "ChannelTemplateCategoryChanged",
             "ChannelReauthRequired",
             "OtherEventType",
         },

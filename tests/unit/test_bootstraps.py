@@ -13,6 +13,7 @@ import pytest
 from parley_events import (
     ChannelRole,
     ChannelSnapshot,
+    ChannelTemplateCategoryChanged,
     ChannelTemplateStatusChanged,
     ConversationCreated,
     ConversationMessageAdded,
@@ -287,12 +288,25 @@ async def test_policy_records_template_reviews_from_its_router_and_loads_them_on
                 language="en",
                 status="APPROVED",
                 occurred_at=NOW,
+                parameter_count=2,
+            )
+        )
+        await bus.publish(
+            ChannelTemplateCategoryChanged(
+                event_id="evt_2",
+                tenant_id="ten_acme",
+                channel_id="chn_1",
+                provider=Provider.WHATSAPP,
+                template_name="order_update",
+                language="en",
+                category="AUTHENTICATION",
+                occurred_at=NOW,
             )
         )
 
     assert store.indexed
     assert templates.of("chn_9") == {("welcome", "en"): approved}
-    assert templates.of("chn_1") == {("order_update", "en"): approved}
+    assert templates.of("chn_1") == {("order_update", "en"): TemplateInfo("APPROVED", 2, "AUTHENTICATION")}
 
 
 async def test_policy_stops_its_delivery_first() -> None:

@@ -13,6 +13,7 @@ from parley_policy.adapters.postgres import PostgresPolicyStore, PostgresPolicyT
 from parley_policy.adapters.stores import PolicyStore, PolicyStorePort, PolicyTemplates, TemplatesPort
 from parley_providers.base import (
     AccountConnector,
+    BusinessProfileManager,
     ContentLookup,
     LoginConnector,
     NumberConnector,
@@ -20,6 +21,7 @@ from parley_providers.base import (
     RotatingGrant,
     SubscriptionCheck,
     SubscriptionKeeper,
+    TemplateManager,
     TokenCheck,
 )
 from parley_providers.meta.connect import MetaConnector, MetaInstagramConnector
@@ -65,6 +67,8 @@ PORTS = [
     (SubscriptionCheck, FakePageConnector, MetaConnector),
     (LoginConnector, FakeInstagramConnector, MetaInstagramConnector),
     (TokenCheck, FakeNumberConnector, WhatsAppConnector),
+    (TemplateManager, FakeNumberConnector, WhatsAppConnector),
+    (BusinessProfileManager, FakeNumberConnector, WhatsAppConnector),
     (TemplatesPort, FakeTemplates, PolicyTemplates),
     (TemplatesPort, FakeTemplates, PostgresPolicyTemplates),
     (CredentialStore, FakeCredentials, MongoCredentialStore),

@@ -20,18 +20,20 @@ from parley_events import (
     ChannelStatus,
     ChannelSubscriptionLost,
     ChannelSubscriptionRepaired,
+    ChannelTemplateCategoryChanged,
     ChannelTemplateStatusChanged,
     ChannelTokenExpiring,
     Event,
     Provider,
     TeamSnapshot,
+    TemplateCategoryChanged,
     TemplateStatusChanged,
     WhatsAppStepChanged,
 )
 from parley_onboarding.adapters.stores import AccountClaim, account_claim_id
 from parley_onboarding.domain.channels import Access, Channel, channel_id_for
 from parley_onboarding.domain.errors import Conflict, DomainError
-from parley_onboarding.domain.whatsapp import MAX_CODE_ATTEMPTS, Step
+from parley_onboarding.domain.whatsapp import MAX_CODE_ATTEMPTS, Step, WhatsAppOnboarding
 from parley_onboarding.service import STALE_CLAIM_AFTER, NotFound, OnboardingService
 from parley_onboarding.settings import OnboardingSettings
 from parley_providers import ErrorKind, ProviderError
@@ -1055,3 +1057,197 @@ async def test_a_channel_on_an_api_the_deployment_no_longer_offers_is_refused_no
             await attempt
         assert exc.value.code == "X_API_NOT_CONFIGURED"
     assert h.accounts.made("subscribe_via") == [("activity", "42", "tok-42")]  # only the first connect
+
+
+# --- WhatsApp templates and business profile ---------------------------------------------------
+
+ORDER_UPDATE: dict[str, Any] = {
+    "name": "order_update",
+    "language": "en_US",
+    "category": "utility",
+    "components": [
+        {"type": "HEADER", "format": "TEXT", "text": "Order {{1}}", "example": {"header_text": ["#42"]}},
+        {"type": "BODY", "text": "Hi {{1}}, it ships {{2}}.", "example": {"body_text": [["Ada", "today"]]}},
+    ],
+}
+
+
+async def active_number(h: Harness) -> WhatsAppOnboarding:
+    """An onboarding taken to an active channel (a second number of the WABA is connected too)."""
+    h.numbers.waba(WABA, WA_TOKEN, NUMBER)
+    onboarding_id = await whatsapp_to(h, "request-code")
+    return await h.service.whatsapp_step(ACME, onboarding_id, "verify-code", {"code": "123456"}, ADMIN)
+
+
+async def test_a_created_template_reaches_policy_with_its_count_on_every_channel_of_the_waba() -> None:
+    h = Harness()
+    onboarding = await active_number(h)
+    sibling = await h.service.register(
+        tenant_id=ACME,
+        provider=Provider.WHATSAPP,
+        account_id="pn_2",
+        display_name=None,
+        business_account_id=WABA,
+        access_token=None,
+        actor_id=None,
+    )
+
+    template = await h.service.create_template(ACME, onboarding.channel_id or "", ORDER_UPDATE, ADMIN)
+
+    assert (template.status, template.category, template.parameter_count) == ("PENDING", "UTILITY", 3)
+    assert h.numbers.made("create_template") == [(WABA, "order_update", "en_US", "UTILITY")]
+    published = h.of(ChannelTemplateStatusChanged)
+    assert {e.channel_id for e in published} == {onboarding.channel_id, sibling.id}
+    assert {
+        (e.template_name, e.language, e.status, e.category, e.parameter_count, e.actor_id) for e in published
+    } == {("order_update", "en_US", "PENDING", "UTILITY", 3, ADMIN)}
+    # the first template submitted is the onboarding's templates step
+    assert (await h.service.whatsapp(ACME, onboarding.id)).step is Step.TEMPLATES_SUBMITTED
+    assert h.of(WhatsAppStepChanged)[-1].step == "templates_submitted"
+
+
+async def test_a_template_whatsapp_would_refuse_is_refused_before_it_is_sent() -> None:
+    h = Harness()
+    onboarding = await active_number(h)
+    bad = {**ORDER_UPDATE, "components": [{"type": "BODY", "text": "Hi {{1}}"}]}  # no example
+
+    with pytest.raises(DomainError) as refused:
+        await h.service.create_template(ACME, onboarding.channel_id or "", bad, ADMIN)
+
+    assert (refused.value.code, refused.value.details["field"]) == ("INVALID_TEMPLATE", "components")
+    assert h.numbers.made("create_template") == []
+    assert h.of(ChannelTemplateStatusChanged) == []
+    assert (await h.service.whatsapp(ACME, onboarding.id)).step is Step.ACTIVATED
+
+
+async def test_a_deleted_template_is_deleted_for_policy_in_each_language() -> None:
+    h = Harness()
+    onboarding = await active_number(h)
+    channel_id = onboarding.channel_id or ""
+    await h.service.create_template(ACME, channel_id, ORDER_UPDATE, ADMIN)
+    await h.service.create_template(ACME, channel_id, {**ORDER_UPDATE, "language": "pt_BR"}, ADMIN)
+
+    deleted = await h.service.delete_template(ACME, channel_id, "order_update", None, ADMIN)
+
+    assert sorted(t.language for t in deleted) == ["en_US", "pt_BR"]
+    assert await h.service.templates(ACME, channel_id) == []
+    gone = [e for e in h.of(ChannelTemplateStatusChanged) if e.status == "DELETED"]
+    assert sorted(e.language for e in gone) == ["en_US", "pt_BR"]
+    with pytest.raises(NotFound):
+        await h.service.delete_template(ACME, channel_id, "order_update", None, ADMIN)
+
+
+async def test_templates_are_for_channels_whose_provider_manages_them() -> None:
+    h = Harness()
+    h.login("code", GrantedPage("pg_1", "Acme", "page-token", ("MESSAGING", "MODERATE"), None, None))
+    channels = await h.connect(
+        GrantedPage("pg_1", "Acme", "page-token", ("MESSAGING", "MODERATE"), None, None)
+    )
+    page = next(iter(channels.values()))
+    with pytest.raises(DomainError) as refused:
+        await h.service.create_template(ACME, page.id, ORDER_UPDATE, ADMIN)
+    assert refused.value.code == "NOT_SUPPORTED"
+
+
+async def test_saving_the_business_profile_completes_the_profile_step_once() -> None:
+    h = Harness()
+    onboarding = await active_number(h)
+    channel_id = onboarding.channel_id or ""
+    picture = (b"\xff\xd8\xff" + b"j" * 10, "image/jpeg")
+
+    saved = await h.service.update_business_profile(
+        ACME, channel_id, {"about": "Succulents", "vertical": "RETAIL"}, picture, ADMIN
+    )
+
+    assert saved["about"] == "Succulents"
+    assert saved["profile_picture_url"].startswith("https://")
+    assert h.numbers.made("update_business_profile") == [
+        (NUMBER, {"about": "Succulents", "vertical": "RETAIL"}, picture)
+    ]
+    assert (await h.service.whatsapp(ACME, onboarding.id)).step is Step.PROFILE_COMPLETED
+    await h.service.update_business_profile(ACME, channel_id, {"about": "Cacti too"}, None, ADMIN)
+    steps = [e.step for e in h.of(WhatsAppStepChanged)]
+    assert steps.count("profile_completed") == 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "picture", "field"),
+    [
+        ({"about": "x" * 140}, None, "about"),
+        ({"websites": ["ftp://acme.example"]}, None, "websites"),
+        ({"vertical": "SPACESHIPS"}, None, "vertical"),
+        ({}, (b"GIF89a", "image/gif"), "picture"),
+        ({}, (b"", "image/png"), "picture"),
+    ],
+)
+async def test_a_profile_whatsapp_would_refuse_is_refused_first(
+    fields: dict[str, Any], picture: tuple[bytes, str] | None, field: str
+) -> None:
+    h = Harness()
+    onboarding = await active_number(h)
+    with pytest.raises(DomainError) as refused:
+        await h.service.update_business_profile(ACME, onboarding.channel_id or "", fields, picture, ADMIN)
+    assert (refused.value.code, refused.value.details["field"]) == ("INVALID_PROFILE", field)
+    assert h.numbers.made("update_business_profile") == []
+
+
+@pytest.mark.parametrize("action", ["profile-completed", "submit-templates"])
+async def test_the_profile_and_templates_steps_are_not_typed_in(action: str) -> None:
+    h = Harness()
+    onboarding = await active_number(h)
+    with pytest.raises(Conflict) as refused:
+        await h.service.whatsapp_step(ACME, onboarding.id, action, {}, ADMIN)
+    assert refused.value.code == "STEP_BY_API"
+    assert (await h.service.whatsapp(ACME, onboarding.id)).step is Step.ACTIVATED
+
+
+async def test_a_template_while_meta_decides_the_badge_leaves_the_badge_step() -> None:
+    h = Harness()
+    onboarding = await active_number(h)
+    channel_id = onboarding.channel_id or ""
+    await h.service.update_business_profile(ACME, channel_id, {"about": "Succulents"}, None, ADMIN)
+    await h.service.whatsapp_step(ACME, onboarding.id, "request-badge", {}, ADMIN)
+    await h.service.create_template(ACME, channel_id, ORDER_UPDATE, ADMIN)
+    assert (await h.service.whatsapp(ACME, onboarding.id)).step is Step.BADGE_REQUESTED
+
+
+async def test_a_category_change_is_published_for_each_channel_of_the_waba() -> None:
+    h = Harness()
+    onboarding = await active_number(h)
+    change = TemplateCategoryChanged(
+        event_id="tplcat_1",
+        tenant_id=ACME,
+        business_account_id=WABA,
+        template_name="order_update",
+        language="en_US",
+        previous_category="UTILITY",
+        new_category="MARKETING",
+        provider_timestamp=T0,
+        delivery_id="dlv_1",
+    )
+    await h.service.on_template_category(change)
+    [published] = h.of(ChannelTemplateCategoryChanged)
+    assert (published.channel_id, published.category, published.previous_category) == (
+        onboarding.channel_id,
+        "MARKETING",
+        "UTILITY",
+    )
+
+
+async def test_a_sync_publishes_every_listed_template_with_its_count() -> None:
+    h = Harness()
+    onboarding = await active_number(h)
+    await h.service.create_template(ACME, onboarding.channel_id or "", ORDER_UPDATE, ADMIN)
+    h.published.clear()
+
+    synced = await h.service.sync_templates(ACME, onboarding.channel_id or "", ADMIN)
+
+    assert [t.name for t in synced] == ["order_update"]
+    [published] = h.of(ChannelTemplateStatusChanged)
+    assert (published.template_name, published.status, published.parameter_count, published.category) == (
+        "order_update",
+        "PENDING",
+        3,
+        "UTILITY",
+    )
+    assert h.of(WhatsAppStepChanged) == []  # listing submits nothing

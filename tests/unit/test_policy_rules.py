@@ -38,6 +38,8 @@ APPROVED_TEMPLATES = {
     ("any_params", "en_US"): TemplateInfo("APPROVED", None),
     ("pending_review", "en_US"): TemplateInfo("PENDING", 0),
     ("rejected", "en_US"): TemplateInfo("REJECTED", 0),
+    ("login_code", "en_US"): TemplateInfo("APPROVED", 1, "AUTHENTICATION"),
+    ("shipping", "en_US"): TemplateInfo("APPROVED", 1, "UTILITY"),
 }
 
 
@@ -493,6 +495,39 @@ def test_template_parameter_count_must_match(parameters: tuple[str, ...]) -> Non
     request = ReplyRequest(template=Template("order_update", "en_US", parameters))
     decision = run(Provider.WHATSAPP, request, now=LAST + timedelta(days=2))
     assert_refused(decision, "TEMPLATE_PARAMETERS")
+
+
+BSUID = "US.13491208655302741918"
+PHONE = "15550123456"
+
+
+def whatsapp_to(recipient: str) -> ConversationFacts:
+    return ConversationFacts(Provider.WHATSAPP, LAST, recipient_id=recipient)
+
+
+def test_an_authentication_template_to_a_customer_known_only_by_bsuid_is_refused() -> None:
+    request = ReplyRequest(template=Template("login_code", "en_US", ("123456",)))
+    decision = run(Provider.WHATSAPP, request, now=LAST + timedelta(days=2), facts=whatsapp_to(BSUID))
+    assert_refused(decision, "TEMPLATE_NEEDS_PHONE")
+    assert "business-scoped user id" in decision.reasons[0].message
+
+
+def test_an_authentication_template_to_a_phone_number_is_sent() -> None:
+    request = ReplyRequest(template=Template("login_code", "en_US", ("123456",)))
+    decision = run(Provider.WHATSAPP, request, now=LAST + timedelta(days=2), facts=whatsapp_to(PHONE))
+    assert_approved(decision)
+
+
+def test_other_categories_go_to_a_bsuid() -> None:
+    request = ReplyRequest(template=Template("shipping", "en_US", ("#42",)))
+    decision = run(Provider.WHATSAPP, request, now=LAST + timedelta(days=2), facts=whatsapp_to(BSUID))
+    assert_approved(decision)
+
+
+def test_a_wrong_count_to_a_bsuid_gives_both_reasons() -> None:
+    request = ReplyRequest(template=Template("login_code", "en_US", ()))
+    decision = run(Provider.WHATSAPP, request, now=LAST + timedelta(days=2), facts=whatsapp_to(BSUID))
+    assert_refused(decision, "TEMPLATE_PARAMETERS", "TEMPLATE_NEEDS_PHONE")
 
 
 @pytest.mark.parametrize(

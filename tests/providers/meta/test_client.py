@@ -19,6 +19,7 @@ import httpx
 import pytest
 from parley_providers import ErrorKind, registry
 from parley_providers.meta.client import GraphClient, PageInfo
+from parley_sandbox.state import Upload
 
 from tests.support.sandbox import GRAPH_VERSION, REDIRECT, Sandbox, acme_pages, fails, near, nobody_listening
 
@@ -614,7 +615,21 @@ async def _release_thread_control(graph: GraphClient, c: Connected) -> object:
     return await graph.release_thread_control(c.acme.id, c.acme.access_token, PSID)
 
 
+async def _upload_bytes(graph: GraphClient, c: Connected) -> object:
+    session = Upload("upload:1850000000000000001", "p.jpg", 4, "image/jpeg")
+    c.sandbox.state.uploads[session.id] = session  # opened without a call
+    return await graph.upload_bytes(session.id, c.long, b"jpeg")
+
+
 CALLS = [
+    GraphCall(
+        "start_upload",
+        "POST",
+        "/uploads",
+        "user",
+        lambda g, c: g.start_upload(c.long, "p.jpg", 4, "image/jpeg"),
+    ),
+    GraphCall("upload_bytes", "POST", "/upload:", "user", _upload_bytes),
     GraphCall("exchange_code", "GET", "/oauth/access_token", None, _exchange_code),
     GraphCall(
         "long_lived_token", "GET", "/oauth/access_token", "user", lambda g, c: g.long_lived_token(c.short)

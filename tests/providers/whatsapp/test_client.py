@@ -17,6 +17,8 @@ import httpx
 import pytest
 from parley_providers import ErrorKind, registry
 from parley_providers.meta.client import GraphClient
+from parley_providers.whatsapp.connect import WhatsAppConnector
+from parley_sandbox.state import WhatsAppTemplate
 
 from tests.support.sandbox import GRAPH_VERSION, WA_TOKEN, WABA_ID, Sandbox, fails, nobody_listening
 
@@ -188,10 +190,22 @@ class Number:
     id: str
 
 
+ORDER_UPDATE: dict[str, Any] = {
+    "name": "order_update",
+    "language": "en_US",
+    "category": "UTILITY",
+    "components": [
+        {"type": "BODY", "text": "Hi {{1}}, order {{2}} shipped.", "example": {"body_text": [["Ada", "#42"]]}}
+    ],
+}
+
+
 @pytest.fixture
 async def number(sandbox: Sandbox) -> Number:
     number_id = await sandbox.whatsapp_number(verified=True, registered=True)
     sandbox.state.whatsapp_numbers[number_id].last_code = "246810"
+    template = WhatsAppTemplate(id="8000000000000001", waba_id=WABA_ID, **ORDER_UPDATE, status="APPROVED")
+    sandbox.state.whatsapp_templates[template.id] = template
     return Number(sandbox, number_id)
 
 
@@ -256,6 +270,33 @@ CALLS = [
         "POST",
         "/register",
         lambda g, n, t: g.whatsapp_register(n.id, t, "246810"),
+    ),
+    CloudCall(
+        "whatsapp_create_template",
+        "POST",
+        "/message_templates",
+        lambda g, n, t: g.whatsapp_create_template(WABA_ID, t, {**ORDER_UPDATE, "language": "pt_BR"}),
+    ),
+    CloudCall(
+        "whatsapp_templates", "GET", "/message_templates", lambda g, n, t: g.whatsapp_templates(WABA_ID, t)
+    ),
+    CloudCall(
+        "whatsapp_delete_template",
+        "DELETE",
+        "/message_templates",
+        lambda g, n, t: g.whatsapp_delete_template(WABA_ID, t, "order_update"),
+    ),
+    CloudCall(
+        "whatsapp_business_profile",
+        "GET",
+        "/whatsapp_business_profile",
+        lambda g, n, t: g.whatsapp_business_profile(n.id, t, "about,email"),
+    ),
+    CloudCall(
+        "whatsapp_update_business_profile",
+        "POST",
+        "/whatsapp_business_profile",
+        lambda g, n, t: g.whatsapp_update_business_profile(n.id, t, {"about": "Open 9-5"}),
     ),
 ]
 
@@ -381,6 +422,128 @@ async def test_outside_the_window_only_a_template_is_sent(number: Number) -> Non
     assert (error.status, error.code, error.kind) == (400, 131047, ErrorKind.WINDOW_CLOSED)
     assert "24 hours" in error.message  # error_data.details
     assert [(s.status, s.result_id) for s in sandbox.state.sent] == [(400, None), (200, wamid)]
+
+
+# --- templates, business profile and uploads ------------------------------------------------
+
+
+async def test_templates_are_created_listed_reviewed_and_deleted(number: Number) -> None:
+    sandbox = number.sandbox
+    templates = WhatsAppConnector(sandbox.graph)
+    header = {
+        "type": "HEADER",
+        "format": "TEXT",
+        "text": "Sale {{1}}",
+        "example": {"header_text": ["Spring"]},
+    }
+    body = {"type": "BODY", "text": "Use {{1}} by {{2}}", "example": {"body_text": [["SPRING10", "Friday"]]}}
+
+    created = await templates.create_template(
+        WABA_ID,
+        WA_TOKEN,
+        name="spring_sale",
+        language="en_US",
+        category="MARKETING",
+        components=[header, body],
+        parameter_format=None,
+    )
+
+    assert (created.name, created.status, created.category, created.parameter_count) == (
+        "spring_sale",
+        "PENDING",
+        "MARKETING",
+        3,
+    )
+    stored = sandbox.state.whatsapp_templates[created.id]
+    assert (stored.waba_id, stored.components) == (WABA_ID, [header, body])
+    listed = {t.name: t for t in await templates.templates(WABA_ID, WA_TOKEN)}
+    assert {n: (t.status, t.parameter_count) for n, t in listed.items()} == {
+        "order_update": ("APPROVED", 2),
+        "spring_sale": ("PENDING", 3),
+    }
+
+    await sandbox.admin(
+        "POST", f"/whatsapp/templates/{created.id}", {"status": "REJECTED", "reason": "TAG_CONTENT_MISMATCH"}
+    )
+    [rejected] = [t for t in await templates.templates(WABA_ID, WA_TOKEN) if t.id == created.id]
+    assert (rejected.status, rejected.rejected_reason) == ("REJECTED", "TAG_CONTENT_MISMATCH")
+
+    duplicate = await fails(
+        templates.create_template(
+            WABA_ID,
+            WA_TOKEN,
+            name="spring_sale",
+            language="en_US",
+            category="MARKETING",
+            components=[body],
+            parameter_format=None,
+        )
+    )
+    assert (duplicate.code, duplicate.subcode, duplicate.kind) == (100, 2388024, ErrorKind.INVALID_REQUEST)
+    unnamed = await fails(
+        sandbox.graph.whatsapp_create_template(WABA_ID, WA_TOKEN, {**ORDER_UPDATE, "name": "Bad Name"})
+    )
+    assert (unnamed.code, unnamed.kind) == (100, ErrorKind.INVALID_REQUEST)
+
+    await templates.delete_template(WABA_ID, WA_TOKEN, "spring_sale", created.id)
+    assert [t.name for t in await templates.templates(WABA_ID, WA_TOKEN)] == ["order_update"]
+    gone = await fails(templates.delete_template(WABA_ID, WA_TOKEN, "spring_sale", None))
+    assert (gone.code, gone.kind) == (100, ErrorKind.INVALID_REQUEST)
+
+
+async def test_many_templates_are_listed_page_by_page(number: Number) -> None:
+    sandbox = number.sandbox
+    for n in range(120):
+        template = WhatsAppTemplate(
+            id=str(9000000000000000 + n), waba_id=WABA_ID, **{**ORDER_UPDATE, "name": f"t_{n:03d}"}
+        )
+        sandbox.state.whatsapp_templates[template.id] = template
+
+    listed = await sandbox.graph.whatsapp_templates(WABA_ID, WA_TOKEN)
+
+    assert len(listed) == 121
+    assert len({t["id"] for t in listed}) == 121
+
+
+async def test_the_business_profile_is_updated_with_an_uploaded_picture(number: Number) -> None:
+    sandbox = number.sandbox
+    profiles = WhatsAppConnector(sandbox.graph)
+    picture = b"\xff\xd8\xff\xe0" + b"jpeg" * 100
+
+    await profiles.update_business_profile(
+        number.id,
+        WA_TOKEN,
+        {"about": "Succulents, delivered", "websites": ["https://shop.example"], "vertical": "RETAIL"},
+        (picture, "image/jpeg"),
+    )
+
+    [upload] = sandbox.state.uploads.values()
+    assert (upload.data, upload.file_type, upload.file_length) == (picture, "image/jpeg", len(picture))
+    assert upload.handle in sandbox.state.upload_handles
+    profile = await profiles.business_profile(number.id, WA_TOKEN)
+    assert profile["about"] == "Succulents, delivered"
+    assert (profile["websites"], profile["vertical"]) == (["https://shop.example"], "RETAIL")
+    assert profile["profile_picture_url"].startswith("https://pps.whatsapp.net/")
+    session = next(c for c in sandbox.state.calls if c.path.endswith("/uploads"))
+    assert session.path == f"/{GRAPH_VERSION}/{sandbox.state.meta_app_id}/uploads"
+
+    error = await fails(
+        sandbox.graph.whatsapp_update_business_profile(number.id, WA_TOKEN, {"about": "x" * 140})
+    )
+    assert (error.code, error.kind) == (100, ErrorKind.INVALID_REQUEST)
+    bad_handle = await fails(
+        sandbox.graph.whatsapp_update_business_profile(
+            number.id, WA_TOKEN, {"profile_picture_handle": "4::nope"}
+        )
+    )
+    assert bad_handle.code == 100
+    wrong_type = await fails(sandbox.graph.start_upload(WA_TOKEN, "p.gif", 6, "image/gif"))
+    assert (wrong_type.code, wrong_type.kind) == (100, ErrorKind.INVALID_REQUEST)
+    no_token = await fails(sandbox.graph.start_upload("not-a-token", "p.jpg", len(picture), "image/jpeg"))
+    session = await sandbox.graph.start_upload(WA_TOKEN, "p.jpg", 4, "image/jpeg")
+    too_many = await fails(sandbox.graph.upload_bytes(session, WA_TOKEN, b"12345"))
+    assert (too_many.code, too_many.kind) == (100, ErrorKind.INVALID_REQUEST)
+    assert (no_token.code, no_token.kind) == (190, ErrorKind.REAUTH_REQUIRED)
 
 
 async def test_a_numbers_throughput_level_and_coexistence_are_read_from_its_fields(sandbox: Sandbox) -> None:

@@ -545,6 +545,46 @@ def test_a_rejected_template_keeps_the_reason() -> None:
     assert template.provider_timestamp == datetime.fromtimestamp(1718002000, tz=UTC)
 
 
+def test_a_status_update_carries_the_template_category() -> None:
+    [template] = parse(load("template_paused_with_category")).templates
+
+    assert (template.update, template.status, template.category) == ("status", "PAUSED", "UTILITY")
+    assert template.template_name == "order_update"
+    assert template.reason is None
+
+
+def test_a_completed_category_change_is_a_template_category_update() -> None:
+    result = parse(load("template_category_update"))
+
+    assert result.skipped == ()
+    [template] = result.templates
+    assert template.update == "category"
+    assert (template.previous_category, template.category) == ("UTILITY", "MARKETING")
+    assert (template.template_id, template.template_name, template.language) == (
+        "8000000000000001",
+        "order_update",
+        "en_US",
+    )
+    assert template.business_account_id == WABA_ID
+    assert template.provider_timestamp == datetime.fromtimestamp(1718003000, tz=UTC)
+
+
+def test_an_announced_category_change_is_skipped_until_it_happens() -> None:
+    result = parse(load("template_category_update_announced"))
+
+    assert result.templates == ()
+    assert result.skipped == ("whatsapp.template_category_update",)
+
+
+def test_a_quality_update_is_a_template_quality_change() -> None:
+    [template] = parse(load("template_quality_update")).templates
+
+    assert template.update == "quality"
+    assert (template.previous_quality_score, template.quality_score) == ("GREEN", "YELLOW")
+    assert template.template_name == "order_update"
+    assert template.provider_timestamp == datetime.fromtimestamp(1718004000, tz=UTC)
+
+
 # --- messaging limits -------------------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ from parley_onboarding.domain.whatsapp import WhatsAppOnboarding
 from parley_providers import ErrorKind, ProviderError, UserToken
 from parley_providers.base import (
     AuthorizedAccount,
+    MessageTemplate,
     NumberRules,
     PageGrant,
     RefreshStep,
@@ -44,6 +45,8 @@ from parley_providers.meta.instagram import (
     RefreshTiming,
     refresh_timing,
 )
+from parley_providers.whatsapp import profile as wa_profile
+from parley_providers.whatsapp import templates as wa_templates
 from parley_providers.whatsapp.connect import NUMBER_RULES
 from parley_providers.x.connect import refresh_step as x_refresh_step
 from parley_providers.x.connect import refusal_reason as x_refusal_reason
@@ -183,6 +186,10 @@ class FakeOnboardingStore:
 
     async def onboarding(self, onboarding_id: str) -> WhatsAppOnboarding | None:
         return copy.deepcopy(self.onboardings.get(onboarding_id))
+
+    async def onboarding_of_channel(self, channel_id: str) -> WhatsAppOnboarding | None:
+        found = [o for o in self.onboardings.values() if o.channel_id == channel_id]
+        return copy.deepcopy(found[0]) if found else None
 
     async def save_onboarding(self, onboarding: WhatsAppOnboarding) -> None:
         self._claim_version(onboarding.id, onboarding.revision)
@@ -549,6 +556,8 @@ class FakeNumberConnector(Calls):
         self.verified: set[str] = set()
         self.registered: dict[str, str] = {}
         self.refusals: dict[str, TokenRefusal] = {}
+        self.by_waba: dict[str, list[MessageTemplate]] = {}  # the templates of each WABA
+        self.profiles: dict[str, dict[str, Any]] = {}  # by number id
 
     def waba(self, waba_id: str, token: str, *number_ids: str) -> None:
         """A WABA with these numbers, manageable with ``token``."""
@@ -582,3 +591,73 @@ class FakeNumberConnector(Calls):
     async def token_refusal(self, token: str) -> TokenRefusal | None:
         self.record("token_refusal", token)
         return self.refusals.get(token)
+
+    # --- templates and the business profile (WhatsApp's TemplateManager, BusinessProfileManager)
+
+    picture_types: frozenset[str] = wa_profile.PICTURE_TYPES
+
+    def _manages(self, waba_id: str, token: str) -> None:
+        if token not in self.tokens.get(waba_id, set()):
+            raise refused("whatsapp", 403, 200, ErrorKind.PERMISSION_MISSING)
+
+    def template_problem(
+        self, name: str, category: str, components: list[dict[str, Any]], parameter_format: str | None
+    ) -> tuple[str, str] | None:
+        problem = wa_templates.template_problem(name, category, components, parameter_format)
+        return None if problem is None else (problem.field, str(problem))
+
+    async def create_template(
+        self,
+        business_account_id: str,
+        token: str,
+        *,
+        name: str,
+        language: str,
+        category: str,
+        components: list[dict[str, Any]],
+        parameter_format: str | None,
+    ) -> MessageTemplate:
+        self.record("create_template", business_account_id, name, language, category)
+        self._manages(business_account_id, token)
+        template = MessageTemplate(
+            id=f"tpl_{sum(len(t) for t in self.by_waba.values()) + 1}",
+            name=name,
+            language=language,
+            status="PENDING",
+            category=category,
+            parameter_count=wa_templates.parameter_count(components),
+        )
+        self.by_waba.setdefault(business_account_id, []).append(template)
+        return template
+
+    async def templates(self, business_account_id: str, token: str) -> list[MessageTemplate]:
+        self.record("templates", business_account_id)
+        self._manages(business_account_id, token)
+        return list(self.by_waba.get(business_account_id, []))
+
+    async def delete_template(
+        self, business_account_id: str, token: str, name: str, template_id: str | None
+    ) -> None:
+        self.record("delete_template", business_account_id, name, template_id)
+        self._manages(business_account_id, token)
+        self.by_waba[business_account_id] = [
+            t
+            for t in self.by_waba.get(business_account_id, [])
+            if not (t.name == name and (template_id is None or t.id == template_id))
+        ]
+
+    def profile_problem(self, fields: Mapping[str, Any]) -> tuple[str, str] | None:
+        return wa_profile.profile_problem(fields)
+
+    async def business_profile(self, number_id: str, token: str) -> dict[str, Any]:
+        self.record("business_profile", number_id)
+        return dict(self.profiles.get(number_id, {}))
+
+    async def update_business_profile(
+        self, number_id: str, token: str, fields: Mapping[str, Any], picture: tuple[bytes, str] | None
+    ) -> None:
+        self.record("update_business_profile", number_id, dict(fields), picture)
+        profile = self.profiles.setdefault(number_id, {})
+        profile.update(fields)
+        if picture is not None:
+            profile["profile_picture_url"] = f"https://pps.example/{number_id}.jpg"

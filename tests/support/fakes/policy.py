@@ -12,8 +12,8 @@ import copy
 from datetime import datetime
 from typing import Any
 
-from parley_events import ChannelTemplateStatusChanged, MessageReceived
-from parley_policy.adapters.stores import conversation_facts, inbound_document
+from parley_events import ChannelTemplateCategoryChanged, ChannelTemplateStatusChanged, MessageReceived
+from parley_policy.adapters.stores import conversation_facts, inbound_document, template_after
 from parley_policy.domain.decision import ConversationFacts, KnownLimit, TemplateInfo
 from parley_shared.vault import Credential
 
@@ -155,9 +155,16 @@ class FakeTemplates:
         self.by_channel = copy.deepcopy(self.stored)
 
     async def record(self, update: ChannelTemplateStatusChanged) -> None:
+        self._save(update)
+
+    async def record_category(self, update: ChannelTemplateCategoryChanged) -> None:
+        self._save(update)
+
+    def _save(self, update: ChannelTemplateStatusChanged | ChannelTemplateCategoryChanged) -> None:
         key = (update.template_name or "", update.language or "")
+        info = template_after(self.stored.get(update.channel_id, {}).get(key), update)
         for templates in (self.stored, self.by_channel):
-            templates.setdefault(update.channel_id, {})[key] = TemplateInfo(status=update.status)
+            templates.setdefault(update.channel_id, {})[key] = info
 
 
 class FakeCredentials:

@@ -20,21 +20,25 @@ from typing import Any
 from parley_events import (
     ChannelSnapshot,
     ChannelStatus,
+    ChannelTemplateCategoryChanged,
     ChannelTemplateStatusChanged,
     Event,
     NumberThroughputChanged,
     Provider,
     TeamSnapshot,
+    TemplateCategoryChanged,
     TemplateStatusChanged,
     WhatsAppStepChanged,
 )
 from parley_providers import ErrorKind, ProviderError, registry
 from parley_providers.base import (
     AccountConnector,
+    BusinessProfileManager,
     Connector,
     GrantedPage,
     LoginConnector,
     LoginSubscriptionCheck,
+    MessageTemplate,
     NumberConnector,
     NumberThroughput,
     PageConnector,
@@ -43,6 +47,7 @@ from parley_providers.base import (
     SubscriptionCheck,
     SubscriptionKeeper,
     SubscriptionOutcome,
+    TemplateManager,
     ThroughputCheck,
     TokenCheck,
 )
@@ -65,6 +70,9 @@ Clock = Callable[[], datetime]
 
 log = get_logger(__name__)
 
+DELETED = "DELETED"
+"""The status policy learns for a template deleted through Parley."""
+
 PAGE_PATH, INSTAGRAM_LOGIN_PATH = "page", "instagram_login"
 """How an Instagram profile's channel is connected: through its Facebook Page, or with Instagram
 Login (no Page; its own token, refreshed before its 60-day end)."""
@@ -74,6 +82,14 @@ STALE_CLAIM_AFTER = timedelta(minutes=10)
 released for another tenant (younger ones may belong to a connect still saving its channel)."""
 
 
+API_STEPS = {
+    "profile-completed": "PATCH /v1/channels/{channel_id}/profile",
+    "submit-templates": "POST /v1/channels/{channel_id}/templates",
+}
+"""Steps no one types in: the provider's API reaching them records them."""
+
+PICTURE_MAX_BYTES = 5 * 1024 * 1024
+"""The largest profile picture Parley passes on (WhatsApp: 5 MB)."""
 REFRESH_LEASE = timedelta(minutes=2)
 """How long a claim on a refresh token is its holder's alone (a refresh is one HTTP call of at most
 10 s): after it, a holder that stopped half-way is assumed gone and one other replica may take over."""
@@ -1024,11 +1040,15 @@ class OnboardingService:
             ),
             "approve-business-manager": lambda: onboarding.approve_business_manager_request(actor_id, now),
             "business-verified": lambda: onboarding.business_verified(actor_id, now),
-            "profile-completed": lambda: onboarding.profile_completed(actor_id, now),
             "request-badge": lambda: onboarding.badge_requested(actor_id, now),
             "badge-decided": lambda: onboarding.badge_decided(bool(body.get("approved")), actor_id, now),
-            "submit-templates": lambda: onboarding.templates_submitted(actor_id, now),
         }
+        if action in API_STEPS:
+            raise Conflict(
+                "STEP_BY_API",
+                f"the {action} step is reached when the provider accepts it: {API_STEPS[action]}",
+                current_step=onboarding.step.value,
+            )
         if action not in steps:
             raise NotFound("UNKNOWN_STEP", f"no step {action!r}")
         required = ("phone_number_id", "waba_id", "access_token")
@@ -1173,6 +1193,205 @@ class OnboardingService:
             return left
         raise Conflict("CONCURRENT_UPDATE", "the onboarding changed meanwhile; reload it")
 
+    # --- templates and business profile -------------------------------------------------------
+
+    async def _managed(self, tenant_id: str, channel_id: str, kind: type[Any]) -> tuple[Channel, Any, str]:
+        """The channel, its provider's template or profile manager, and its token."""
+        channel = await self.channel(tenant_id, channel_id)
+        manager = self.connectors.get(channel.provider)
+        if not isinstance(manager, kind):
+            what = "templates" if kind is TemplateManager else "a business profile"
+            raise DomainError("NOT_SUPPORTED", f"{channel.provider.value} channels have no {what} to manage")
+        credential = await self.stores.credential(channel_id)
+        if credential is None:
+            raise DomainError("MISSING_CREDENTIALS", "the channel has no token; reconnect it")
+        return channel, manager, credential.access_token
+
+    async def _business_account(
+        self, tenant_id: str, channel_id: str
+    ) -> tuple[Channel, TemplateManager, str, str]:
+        channel, found, token = await self._managed(tenant_id, channel_id, TemplateManager)
+        manager: TemplateManager = found
+        if not channel.business_account_id:
+            raise DomainError("NO_BUSINESS_ACCOUNT", "the channel names no business account")
+        return channel, manager, token, channel.business_account_id
+
+    async def _advance(
+        self, channel_id: str, step: Callable[[WhatsAppOnboarding], StepRecord | None]
+    ) -> None:
+        """Record the onboarding step the provider's API just reached, if the channel has an
+        onboarding at the step before it (a concurrent change is retried on a fresh copy)."""
+        for _ in range(5):
+            onboarding = await self.stores.onboarding_of_channel(channel_id)
+            if onboarding is None:
+                return
+            record = step(onboarding)
+            if record is None:
+                return
+            try:
+                await self._save_step(onboarding, record)
+            except Conflict:
+                continue
+            return
+
+    async def _template_event(
+        self,
+        channel: Channel,
+        template: MessageTemplate,
+        status: str,
+        actor_id: str | None,
+        occurred_at: datetime,
+    ) -> None:
+        """Tell the consumers of every channel of the business account (templates are the
+        account's) what the template now is."""
+        assert channel.business_account_id is not None
+        channels = await self.stores.channels_of_business_account(
+            channel.tenant_id, channel.provider, channel.business_account_id
+        )
+        for each in channels:
+            event_id = f"tplch_{each.id}_{template.id}_{status}_{int(occurred_at.timestamp() * 1000)}"
+            await self.publish(
+                ChannelTemplateStatusChanged(
+                    event_id=event_id,
+                    channel_id=each.id,
+                    tenant_id=each.tenant_id,
+                    provider=each.provider,
+                    occurred_at=occurred_at,
+                    actor_id=actor_id,
+                    template_name=template.name,
+                    language=template.language,
+                    status=status,
+                    template_id=template.id or None,
+                    category=template.category,
+                    parameter_count=template.parameter_count,
+                ),
+                event_id,
+            )
+
+    async def templates(self, tenant_id: str, channel_id: str) -> list[MessageTemplate]:
+        """The business account's templates with the provider's status."""
+        _, manager, token, account = await self._business_account(tenant_id, channel_id)
+        listed: list[MessageTemplate] = await manager.templates(account, token)
+        return listed
+
+    async def sync_templates(self, tenant_id: str, channel_id: str, actor_id: str) -> list[MessageTemplate]:
+        """List the business account's templates and tell the consumers of its channels each one's
+        status, category and parameter count: templates made outside Parley (WhatsApp Manager)
+        get their count checked by policy from then on."""
+        channel, manager, token, account = await self._business_account(tenant_id, channel_id)
+        listed: list[MessageTemplate] = await manager.templates(account, token)
+        now = self.clock()
+        for template in listed:
+            await self._template_event(channel, template, template.status, actor_id, now)
+        return listed
+
+    async def create_template(
+        self, tenant_id: str, channel_id: str, body: Mapping[str, Any], actor_id: str
+    ) -> MessageTemplate:
+        """Submit a template for the provider's review; policy learns its parameter count now and
+        its status as the reviews come."""
+        channel, manager, token, account = await self._business_account(tenant_id, channel_id)
+        components = [dict(c) for c in body.get("components") or []]
+        name, category = str(body.get("name", "")), str(body.get("category", "")).upper()
+        language = str(body.get("language", ""))
+        parameter_format = body.get("parameter_format")
+        if not language:
+            raise DomainError("INVALID_TEMPLATE", "language is required", field="language")
+        problem = manager.template_problem(name, category, components, parameter_format)
+        if problem is not None:
+            raise DomainError("INVALID_TEMPLATE", problem[1], field=problem[0])
+        template = await manager.create_template(
+            account,
+            token,
+            name=name,
+            language=language,
+            category=category,
+            components=components,
+            parameter_format=parameter_format,
+        )
+        now = self.clock()
+        await self._template_event(channel, template, template.status, actor_id, now)
+        await self._advance(channel_id, lambda o: o.template_created(actor_id, now))
+        return template
+
+    async def delete_template(
+        self, tenant_id: str, channel_id: str, name: str, template_id: str | None, actor_id: str
+    ) -> list[MessageTemplate]:
+        """Delete every language of ``name`` (or the one template ``template_id`` names); policy
+        refuses them from the next send. The deleted templates are returned."""
+        channel, manager, token, account = await self._business_account(tenant_id, channel_id)
+        listed = [
+            t
+            for t in await manager.templates(account, token)
+            if t.name == name and (template_id is None or t.id == template_id)
+        ]
+        if not listed:
+            raise NotFound("TEMPLATE_NOT_FOUND", f"no template {name!r} on this business account")
+        await manager.delete_template(account, token, name, template_id)
+        now = self.clock()
+        for template in listed:
+            await self._template_event(channel, template, DELETED, actor_id, now)
+        return listed
+
+    async def business_profile(self, tenant_id: str, channel_id: str) -> dict[str, Any]:
+        channel, manager, token = await self._managed(tenant_id, channel_id, BusinessProfileManager)
+        profile: dict[str, Any] = await manager.business_profile(channel.account_id, token)
+        return profile
+
+    async def update_business_profile(
+        self,
+        tenant_id: str,
+        channel_id: str,
+        fields: Mapping[str, Any],
+        picture: tuple[bytes, str] | None,
+        actor_id: str,
+    ) -> dict[str, Any]:
+        """Save the profile's fields and picture with the provider; the onboarding's profile step
+        follows. The profile as the provider then gives it is returned."""
+        channel, manager, token = await self._managed(tenant_id, channel_id, BusinessProfileManager)
+        problem = manager.profile_problem(fields)
+        if problem is not None:
+            raise DomainError("INVALID_PROFILE", problem[1], field=problem[0])
+        if picture is not None:
+            data, content_type = picture
+            if content_type not in manager.picture_types:
+                raise DomainError(
+                    "INVALID_PROFILE",
+                    f"a picture is {' or '.join(sorted(manager.picture_types))}",
+                    field="picture",
+                )
+            if not data or len(data) > PICTURE_MAX_BYTES:
+                raise DomainError("INVALID_PROFILE", "a picture has 1 byte to 5 MB", field="picture")
+        if not fields and picture is None:
+            raise DomainError("INVALID_PROFILE", "nothing to change")
+        await manager.update_business_profile(channel.account_id, token, fields, picture)
+        now = self.clock()
+        await self._advance(channel_id, lambda o: o.profile_saved(actor_id, now))
+        profile: dict[str, Any] = await manager.business_profile(channel.account_id, token)
+        return profile
+
+    async def on_template_category(self, update: TemplateCategoryChanged) -> None:
+        """Meta changed a template's category: tell the consumers of the account's channels."""
+        channels = await self.stores.channels_of_business_account(
+            update.tenant_id, Provider.WHATSAPP, update.business_account_id
+        )
+        for channel in channels:
+            await self.publish(
+                ChannelTemplateCategoryChanged(
+                    event_id=f"tplcat_{channel.id}_{update.event_id}",
+                    channel_id=channel.id,
+                    tenant_id=channel.tenant_id,
+                    provider=Provider.WHATSAPP,
+                    occurred_at=update.provider_timestamp,
+                    template_name=update.template_name,
+                    language=update.language,
+                    template_id=update.template_id,
+                    category=update.new_category,
+                    previous_category=update.previous_category,
+                ),
+                f"tplcat_{channel.id}_{update.event_id}",
+            )
+
     async def on_template_status(self, update: TemplateStatusChanged) -> None:
         """Ingest saw Meta's template review: tell the channel's consumers."""
         channels = await self.stores.channels_of_business_account(
@@ -1190,6 +1409,8 @@ class OnboardingService:
                     language=update.language,
                     status=update.status,
                     reason=update.reason,
+                    template_id=update.template_id,
+                    category=update.category,
                 ),
                 f"tplch_{channel.id}_{update.event_id}",
             )

@@ -499,6 +499,53 @@ class TemplateStatusChanged(Event):
     reason: str | None = None
     provider_timestamp: datetime
     delivery_id: str
+    category: str | None = Field(
+        default=None,
+        description="The template's category as the update gives it.",
+        examples=["UTILITY", "MARKETING", "AUTHENTICATION"],
+    )
+
+    def key(self) -> str:
+        return self.business_account_id
+
+
+class TemplateCategoryChanged(Event):
+    """Meta changed a WhatsApp template's category (``template_category_update``)."""
+
+    event_type: ClassVar[str] = "parley.template.category_changed.v1"
+    topic: ClassVar[topics.TopicSpec] = topics.MESSAGES_INBOUND
+
+    event_id: str
+    tenant_id: str
+    business_account_id: str = Field(description="The WhatsApp Business Account (WABA) id.")
+    template_id: str | None = None
+    template_name: str | None = None
+    language: str | None = None
+    previous_category: str | None = Field(default=None, examples=["UTILITY"])
+    new_category: str = Field(examples=["MARKETING"])
+    provider_timestamp: datetime
+    delivery_id: str
+
+    def key(self) -> str:
+        return self.business_account_id
+
+
+class TemplateQualityChanged(Event):
+    """Meta rated a WhatsApp template's quality anew (``message_template_quality_update``)."""
+
+    event_type: ClassVar[str] = "parley.template.quality_changed.v1"
+    topic: ClassVar[topics.TopicSpec] = topics.MESSAGES_INBOUND
+
+    event_id: str
+    tenant_id: str
+    business_account_id: str = Field(description="The WhatsApp Business Account (WABA) id.")
+    template_id: str | None = None
+    template_name: str | None = None
+    language: str | None = None
+    previous_quality_score: str | None = Field(default=None, examples=["GREEN"])
+    new_quality_score: str = Field(examples=["GREEN", "YELLOW", "RED", "UNKNOWN"])
+    provider_timestamp: datetime
+    delivery_id: str
 
     def key(self) -> str:
         return self.business_account_id
@@ -798,8 +845,35 @@ class ChannelTemplateStatusChanged(ChannelLifecycleEvent):
 
     template_name: str | None = None
     language: str | None = None
-    status: str
+    status: str = Field(
+        description="The provider's review status; DELETED when the template was deleted through Parley.",
+        examples=["PENDING", "APPROVED", "REJECTED", "PAUSED", "DISABLED", "DELETED"],
+    )
     reason: str | None = None
+    template_id: str | None = None
+    category: str | None = Field(
+        default=None,
+        description="The template's category, when known (AUTHENTICATION templates need a phone number).",
+        examples=["UTILITY", "MARKETING", "AUTHENTICATION"],
+    )
+    parameter_count: int | None = Field(
+        default=None,
+        description="Values a send of the template gives (its header and body parameters), read from "
+        "its components when it was created or listed through Parley; null when not known.",
+        examples=[2],
+    )
+
+
+class ChannelTemplateCategoryChanged(ChannelLifecycleEvent):
+    """Meta changed the category of a WhatsApp template of the channel."""
+
+    event_type: ClassVar[str] = "parley.channel.template_category_changed.v1"
+
+    template_name: str | None = None
+    language: str | None = None
+    template_id: str | None = None
+    category: str = Field(examples=["MARKETING"])
+    previous_category: str | None = None
 
 
 # --- policy ----------------------------------------------------------------------------
@@ -1188,6 +1262,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     MessageStatusChanged,
     HandoverReceived,
     TemplateStatusChanged,
+    TemplateCategoryChanged,
+    TemplateQualityChanged,
     MessagingLimitChanged,
     NumberThroughputChanged,
     ChannelSnapshot,
@@ -1202,6 +1278,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ChannelSendingRestricted,
     ChannelTokenRefreshRequested,
     ChannelTemplateStatusChanged,
+    ChannelTemplateCategoryChanged,
     WhatsAppStepChanged,
     TeamSnapshot,
     ReplyRequested,

@@ -25,6 +25,7 @@ __all__ = [
     "AccountConnector",
     "ApiVersionStatus",
     "AuthorizedAccount",
+    "BusinessProfileManager",
     "Charge",
     "Connector",
     "ConnectorFactory",
@@ -33,6 +34,7 @@ __all__ = [
     "HandshakeAnswer",
     "LoginConnector",
     "LoginSubscriptionCheck",
+    "MessageTemplate",
     "NumberConnector",
     "NumberRules",
     "PageConnector",
@@ -44,6 +46,7 @@ __all__ = [
     "SubscriptionCheck",
     "SubscriptionKeeper",
     "SubscriptionOutcome",
+    "TemplateManager",
     "TokenCheck",
     "TokenRefusal",
     "WebhookEndpoint",
@@ -444,6 +447,78 @@ class NumberConnector(Protocol):
 
     async def register(self, number_id: str, token: str, pin: str) -> None:
         """Register the verified number for messaging with its two-step verification PIN."""
+        ...
+
+
+@dataclass(frozen=True)
+class MessageTemplate:
+    """A business account's message template as the provider knows it (WhatsApp): its review
+    status, its category and how many parameter values a send gives."""
+
+    id: str
+    name: str
+    language: str
+    status: str
+    category: str | None
+    parameter_count: int
+    quality_score: str | None = None
+    rejected_reason: str | None = None
+
+
+@runtime_checkable
+class TemplateManager(Protocol):
+    """A business account's message templates: submitted for the provider's review, listed with
+    their status, deleted (WhatsApp)."""
+
+    def template_problem(
+        self, name: str, category: str, components: list[dict[str, Any]], parameter_format: str | None
+    ) -> tuple[str, str] | None:
+        """The field the provider would refuse at once and why, or None."""
+        ...
+
+    async def create_template(
+        self,
+        business_account_id: str,
+        token: str,
+        *,
+        name: str,
+        language: str,
+        category: str,
+        components: list[dict[str, Any]],
+        parameter_format: str | None,
+    ) -> MessageTemplate:
+        """Submit the template; it comes back with the provider's status (pending review)."""
+        ...
+
+    async def templates(self, business_account_id: str, token: str) -> list[MessageTemplate]:
+        """Every template of the business account, with its status."""
+        ...
+
+    async def delete_template(
+        self, business_account_id: str, token: str, name: str, template_id: str | None
+    ) -> None:
+        """Delete every language of ``name``, or only the template ``template_id`` names."""
+        ...
+
+
+@runtime_checkable
+class BusinessProfileManager(Protocol):
+    """A business number's public profile: its texts and its picture (WhatsApp)."""
+
+    picture_types: frozenset[str]
+
+    def profile_problem(self, fields: Mapping[str, Any]) -> tuple[str, str] | None:
+        """The field the provider would refuse and why, or None."""
+        ...
+
+    async def business_profile(self, number_id: str, token: str) -> dict[str, Any]:
+        """The profile's fields as the provider gives them."""
+        ...
+
+    async def update_business_profile(
+        self, number_id: str, token: str, fields: Mapping[str, Any], picture: tuple[bytes, str] | None
+    ) -> None:
+        """Set the given fields; ``picture`` (bytes, MIME type) is uploaded and set as well."""
         ...
 
 

@@ -150,7 +150,8 @@ class ParsedStatus:
 
 @dataclass(frozen=True, slots=True)
 class ParsedTemplateStatus:
-    """A WhatsApp template review outcome."""
+    """A change of a WhatsApp template: its review status (``update`` "status"), its category
+    ("category": ``category`` is the new one) or its quality rating ("quality")."""
 
     business_account_id: str
     status: str
@@ -159,6 +160,11 @@ class ParsedTemplateStatus:
     template_name: str | None = None
     language: str | None = None
     reason: str | None = None
+    update: str = "status"
+    category: str | None = None
+    previous_category: str | None = None
+    quality_score: str | None = None
+    previous_quality_score: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ assembles them into one table. Every number is also in ../shared/PLATFORM-RULES.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
@@ -55,6 +55,11 @@ class ReplyRule:
     media_rate_per_second: int | None = None
     """Calls per account per second for messages with audio or video (Meta: 10/s); Parley's
     replies are text today, so policy has nothing to count against it yet."""
+    phone_only_template_categories: frozenset[str] = frozenset()
+    """Template categories the provider sends only to a phone number (WhatsApp: AUTHENTICATION,
+    never to a business-scoped user id)."""
+    is_phone_address: Callable[[str], bool] | None = field(default=None, compare=False, hash=False)
+    """Whether a recipient id is a phone number (None: the provider does not tell them apart)."""
 
 
 HOURS_24 = timedelta(hours=24)

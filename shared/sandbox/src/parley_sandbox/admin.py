@@ -13,6 +13,7 @@ from typing import Any, Literal
 import httpx
 from parley_providers.meta.errors import APP_REMOVED, PASSWORD_CHANGED
 from parley_providers.meta.instagram import DEFAULT_INSTAGRAM_LOGIN_SCOPES
+from parley_providers.meta.webhook import SIGNATURE_HEADER, meta_signature
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -374,6 +375,92 @@ class _Admin:
         if number.last_code is None:
             raise AdminError(404, "no code was requested for this number")
         return {"code": number.last_code}
+
+    async def meta_webhook(self, request: Request) -> dict[str, Any]:
+        """Set the Meta app's webhook callback URL (App Dashboard > Webhooks; null: none)."""
+        data = await _admin_body(request)
+        self.state.meta_webhook_url = _opt_str(data, "url")
+        return {"url": self.state.meta_webhook_url}
+
+    async def whatsapp_templates(self, _: Request) -> dict[str, Any]:
+        return {"data": [{**t.view(), "waba_id": t.waba_id} for t in self.state.whatsapp_templates.values()]}
+
+    async def whatsapp_template_review(self, request: Request) -> dict[str, Any]:
+        """Meta reviews a template: any of ``status`` (with ``reason``), ``category`` and
+        ``quality_score`` change, and each change is delivered to the app's webhook as Meta sends
+        it (``message_template_status_update``, ``template_category_update``,
+        ``message_template_quality_update``), signed with the app secret."""
+        template = self.state.whatsapp_templates.get(request.path_params["template_id"])
+        if template is None:
+            raise AdminError(404, "no such template")
+        data = await _admin_body(request)
+        common = {
+            "message_template_id": int(template.id),
+            "message_template_name": template.name,
+            "message_template_language": template.language,
+        }
+        changes: list[tuple[str, dict[str, Any]]] = []
+        category = _opt_str(data, "category")
+        if category is not None and category != template.category:
+            previous, template.category = template.category, category
+            changes.append(
+                (
+                    "template_category_update",
+                    {**common, "previous_category": previous, "new_category": category},
+                )
+            )
+        quality = _opt_str(data, "quality_score")
+        if quality is not None and quality != template.quality_score:
+            previous, template.quality_score = template.quality_score, quality
+            changes.append(
+                (
+                    "message_template_quality_update",
+                    {**common, "previous_quality_score": previous, "new_quality_score": quality},
+                )
+            )
+        status = _opt_str(data, "status")
+        if status is not None:
+            template.status = status
+            template.rejected_reason = _opt_str(data, "reason") or "NONE"
+            changes.append(
+                (
+                    "message_template_status_update",
+                    {
+                        "event": status,
+                        **common,
+                        "reason": template.rejected_reason,
+                        "message_template_category": template.category,
+                    },
+                )
+            )
+        delivered: list[int | None] = []
+        if self.state.meta_webhook_url and _flag(data, "deliver", True):
+            async with httpx.AsyncClient(timeout=10) as http:
+                for field, value in changes:
+                    delivered.append(await self._deliver_meta(http, template.waba_id, field, value))
+        return {"template": template.view(), "changes": [f for f, _ in changes], "delivered": delivered}
+
+    async def _deliver_meta(
+        self, http: httpx.AsyncClient, waba_id: str, field: str, value: dict[str, Any]
+    ) -> int | None:
+        """One WhatsApp Business Account change, POSTed as Meta delivers it; the answer's status."""
+        assert self.state.meta_webhook_url is not None
+        body = {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {"id": waba_id, "time": int(self.state.now()), "changes": [{"value": value, "field": field}]}
+            ],
+        }
+        raw = json.dumps(body).encode()
+        headers = {
+            "content-type": "application/json",
+            SIGNATURE_HEADER: meta_signature(raw, self.state.meta_app_secret),
+        }
+        try:
+            response = await http.post(self.state.meta_webhook_url, content=raw, headers=headers)
+        except httpx.HTTPError:
+            return None
+        return response.status_code
 
     async def x_users(self, request: Request) -> dict[str, Any]:
         data = await _admin_body(request)

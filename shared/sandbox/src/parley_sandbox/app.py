@@ -120,6 +120,9 @@ def _fault_response(fault: Fault, provider: Provider) -> Response:
 
 
 _HIDDEN_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+_FILE_TYPES = frozenset(
+    {"application/octet-stream", "image/jpeg", "image/png", "application/pdf", "video/mp4"}
+)
 
 
 def _provider_route(
@@ -133,7 +136,11 @@ def _provider_route(
     async def endpoint(request: Request) -> Response:
         query = dict(request.query_params)
         raw = await request.body()
-        body = _parse_body(raw, request.headers.get("content-type", ""))
+        content_type = request.headers.get("content-type", "")
+        body = _parse_body(raw, content_type)
+        upload_session = request.url.path.rsplit("/", 1)[-1].lower().startswith(("upload:", "upload%3a"))
+        if body is None and (content_type.split(";")[0].strip() in _FILE_TYPES or upload_session):
+            body = {}  # a Resumable Upload API body: the file's bytes (``Incoming.raw``)
         result_id: str | None = None
         fault = state.take_fault(request.method, request.url.path)
         if fault is not None:
@@ -151,7 +158,7 @@ def _provider_route(
                         "The request body is not valid JSON.",
                         x_errors.INVALID_REQUEST,
                     )
-                reply = handler(Incoming(request, query, body))
+                reply = handler(Incoming(request, query, body, raw))
                 response = JSONResponse(reply.payload, status_code=reply.status)
                 result_id = reply.result_id
             except (GraphFailure, XFailure) as failure:
@@ -240,6 +247,9 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         _admin_route("/_sandbox/whatsapp/numbers", admin.whatsapp_numbers, post),
         _admin_route("/_sandbox/whatsapp/numbers/{number_id}", admin.whatsapp_number, get),
         _admin_route("/_sandbox/whatsapp/numbers/{number_id}/last-code", admin.whatsapp_last_code, get),
+        _admin_route("/_sandbox/whatsapp/templates", admin.whatsapp_templates, get),
+        _admin_route("/_sandbox/whatsapp/templates/{template_id}", admin.whatsapp_template_review, post),
+        _admin_route("/_sandbox/meta/webhook", admin.meta_webhook, post),
         _admin_route("/_sandbox/x/users", admin.x_users, post),
         _admin_route("/_sandbox/x/codes", admin.x_codes, post),
         _admin_route("/_sandbox/x/webhooks", admin.x_webhooks, post),
@@ -289,6 +299,10 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         graph("/{node}/request_code", api.request_code, post),
         graph("/{node}/verify_code", api.verify_code, post),
         graph("/{node}/register", api.register, post),
+        graph("/{node}/message_templates", api.message_templates, get_post_delete),
+        graph("/{node}/whatsapp_business_profile", api.business_profile, get_post),
+        graph("/{node}/uploads", api.start_upload, post),
+        graph("/{node}", api.upload_data, post),
         # one Graph node: a WhatsApp number's fields or an IG user's mentions (after every fixed
         # one-segment path above)
         graph("/{node}", api.graph_node, get),

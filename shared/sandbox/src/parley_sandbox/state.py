@@ -198,6 +198,47 @@ class WhatsAppNumber:
 
 
 @dataclass
+class WhatsAppTemplate:
+    """A message template of a WhatsApp Business Account: PENDING until a test reviews it."""
+
+    id: str
+    waba_id: str
+    name: str
+    language: str
+    category: str
+    components: list[dict[str, Any]]
+    parameter_format: str = "POSITIONAL"
+    status: str = "PENDING"
+    rejected_reason: str = "NONE"
+    quality_score: str = "UNKNOWN"
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "language": self.language,
+            "status": self.status,
+            "category": self.category,
+            "components": self.components,
+            "parameter_format": self.parameter_format,
+            "quality_score": {"score": self.quality_score},
+            "rejected_reason": self.rejected_reason,
+        }
+
+
+@dataclass
+class Upload:
+    """A Resumable Upload API session, and the handle once its bytes arrived."""
+
+    id: str
+    file_name: str
+    file_length: int
+    file_type: str
+    data: bytes = b""
+    handle: str | None = None
+
+
+@dataclass
 class XAccount:
     id: str
     username: str
@@ -392,6 +433,13 @@ class SandboxState:
     tokens: dict[str, Token] = field(default_factory=dict)
     page_tokens: dict[tuple[str, str], str] = field(default_factory=dict)
     whatsapp_numbers: dict[str, WhatsAppNumber] = field(default_factory=dict)
+    whatsapp_templates: dict[str, WhatsAppTemplate] = field(default_factory=dict)  # by template id
+    whatsapp_profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # by phone number id
+    uploads: dict[str, Upload] = field(default_factory=dict)  # by session id ("upload:...")
+    upload_handles: dict[str, Upload] = field(default_factory=dict)  # by handle
+    # the Meta app's webhook callback URL (App Dashboard > Webhooks): WhatsApp Business Account
+    # deliveries the sandbox makes (template reviews) go there, signed with the app secret
+    meta_webhook_url: str | None = None
     x_users: dict[str, XAccount] = field(default_factory=dict)
     x_refresh_tokens: dict[str, XRefreshToken] = field(default_factory=dict)
     x_webhooks: dict[str, list[str]] = field(default_factory=dict)  # webhook id -> subscribed users
@@ -428,6 +476,7 @@ class SandboxState:
         fresh = SandboxState(**{name: getattr(self, name) for name in _CREDENTIAL_FIELDS})
         fresh.x_webhooks = {webhook_id: [] for webhook_id in self.x_webhooks}
         fresh.x_webhook_urls = dict(self.x_webhook_urls)
+        fresh.meta_webhook_url = self.meta_webhook_url
         self.__dict__.update(fresh.__dict__)
 
     def take_fault(self, method: str, path: str) -> Fault | None:

@@ -1,4 +1,5 @@
-"""The WhatsApp Cloud API as the sandbox plays it: numbers, messages, code verification."""
+"""The WhatsApp Cloud API as the sandbox plays it: numbers, messages, code verification, message
+templates, business profiles, and the Graph API's Resumable Upload API for profile pictures."""
 
 from __future__ import annotations
 
@@ -7,11 +8,21 @@ import re
 import secrets
 from typing import Any
 
-from parley_providers.whatsapp.errors import WINDOW_CLOSED, WRONG_CODE
+from parley_providers.meta.errors import INVALID_TOKEN
+from parley_providers.whatsapp.errors import TEMPLATE_EXISTS, WINDOW_CLOSED, WRONG_CODE
+from parley_providers.whatsapp.profile import PICTURE_TYPES, PROFILE_FIELDS, READ_FIELDS, profile_problem
 from parley_providers.whatsapp.rules import WHATSAPP_TEXT_MAX
+from parley_providers.whatsapp.templates import template_problem
 
 from parley_sandbox.meta import MetaApi
-from parley_sandbox.state import WHATSAPP_MEDIA, WHATSAPP_TYPES, WINDOW_S, WhatsAppNumber
+from parley_sandbox.state import (
+    WHATSAPP_MEDIA,
+    WHATSAPP_TYPES,
+    WINDOW_S,
+    Upload,
+    WhatsAppNumber,
+    WhatsAppTemplate,
+)
 from parley_sandbox.wire import (
     GraphFailure,
     Incoming,
@@ -27,6 +38,8 @@ from parley_sandbox.wire import (
 
 _BSUID = re.compile(r"[A-Z]{2}\.[A-Za-z0-9]{1,128}")
 """A business-scoped user id: the country code, a dot, letters and digits."""
+UPLOAD_TYPES = frozenset({"application/pdf", "image/jpeg", "image/jpg", "image/png", "video/mp4"})
+"""The file types the Resumable Upload API takes."""
 
 
 class WhatsAppApi(MetaApi):
@@ -294,3 +307,196 @@ class WhatsAppApi(MetaApi):
         number.pin = pin
         number.registered = True
         return Reply({"success": True})
+
+    # ---- WhatsApp Business Management API: templates, business profile, uploads
+
+    def waba_context(self, call: Incoming) -> str:
+        """The WABA in the path, for a system user's token that can manage it."""
+        token = self.meta_token(call)
+        waba_id = call.path("node")
+        if not any(n.waba_id == waba_id for n in self.state.whatsapp_numbers.values()):
+            raise _unknown_object(waba_id)
+        if token.kind != "system" or waba_id not in token.waba_ids:
+            raise GraphFailure(
+                403, 200, None, "(#200) You do not have permission to access this WhatsApp Business Account"
+            )
+        return waba_id
+
+    def message_templates(self, call: Incoming) -> Reply:
+        """``/{waba-id}/message_templates``: create (POST), list (GET), delete (DELETE)."""
+        waba_id = self.waba_context(call)
+        if call.request.method == "POST":
+            return self._create_template(call, waba_id)
+        if call.request.method == "DELETE":
+            return self._delete_template(call, waba_id)
+        templates = [t for t in self.state.whatsapp_templates.values() if t.waba_id == waba_id]
+        for name in ("name", "status", "category", "language"):
+            wanted = call.params.get(name)
+            if wanted:
+                templates = [t for t in templates if getattr(t, name) == wanted]
+        fields = _split_fields(
+            str(call.params.get("fields") or "id,name,language,status,category,components")
+        )
+        try:
+            limit = max(1, min(100, int(call.params.get("limit") or 25)))
+        except ValueError:
+            raise GraphFailure(400, 100, None, "(#100) Param limit must be a number") from None
+        start = _uncursor(str(call.params["after"])) + 1 if call.params.get("after") else 0
+        rows = []
+        for template in templates[start : start + limit]:
+            full = template.view()
+            row = {name: full[name] for name in fields if name in full}
+            row.setdefault("id", template.id)
+            rows.append(row)
+        body: dict[str, Any] = {"data": rows}
+        if rows:
+            last = start + len(rows) - 1
+            paging: dict[str, Any] = {"cursors": {"before": _cursor(start), "after": _cursor(last)}}
+            if last + 1 < len(templates):
+                paging["next"] = str(call.request.url.include_query_params(after=_cursor(last), limit=limit))
+            body["paging"] = paging
+        return Reply(body)
+
+    def _create_template(self, call: Incoming, waba_id: str) -> Reply:
+        params = call.params
+        for required in ("name", "language", "category", "components"):
+            if not params.get(required):
+                raise _param_required(required)
+        name, language = str(params["name"]), str(params["language"])
+        category = str(params["category"]).upper()
+        components = _json_param(params["components"])
+        if not isinstance(components, list) or not all(isinstance(c, dict) for c in components):
+            raise GraphFailure(400, 100, None, "(#100) Param components must be an array of objects")
+        parameter_format = str(params.get("parameter_format") or "POSITIONAL").upper()
+        problem = template_problem(name, category, components, parameter_format)
+        if problem is not None:
+            raise GraphFailure(400, 100, None, "Invalid parameter", details=f"{problem.field}: {problem}")
+        if any(
+            t.waba_id == waba_id and t.name == name and t.language == language
+            for t in self.state.whatsapp_templates.values()
+        ):
+            raise GraphFailure(
+                400,
+                100,
+                TEMPLATE_EXISTS,
+                "Invalid parameter",
+                details=f"Content in this language already exists for template {name}.",
+            )
+        template = WhatsAppTemplate(
+            id=self.state.next_id(),
+            waba_id=waba_id,
+            name=name,
+            language=language,
+            category=category,
+            components=components,
+            parameter_format=parameter_format,
+        )
+        self.state.whatsapp_templates[template.id] = template
+        return Reply({"id": template.id, "status": template.status, "category": template.category})
+
+    def _delete_template(self, call: Incoming, waba_id: str) -> Reply:
+        name = str(call.params.get("name") or "")
+        if not name:
+            raise _param_required("name")
+        hsm_id = call.params.get("hsm_id")
+        doomed = [
+            t
+            for t in self.state.whatsapp_templates.values()
+            if t.waba_id == waba_id and t.name == name and (not hsm_id or t.id == str(hsm_id))
+        ]
+        if not doomed:
+            raise GraphFailure(
+                400, 100, None, "Invalid parameter", details=f"Message template {name!r} could not be found."
+            )
+        for template in doomed:
+            del self.state.whatsapp_templates[template.id]
+        return Reply({"success": True})
+
+    def business_profile(self, call: Incoming) -> Reply:
+        """``/{phone-number-id}/whatsapp_business_profile``: read (GET) or update (POST)."""
+        number = self.whatsapp_context(call)
+        profile = self.state.whatsapp_profiles.setdefault(
+            number.id, {"about": "Hey there! I am using WhatsApp."}
+        )
+        if call.request.method == "GET":
+            fields = _split_fields(str(call.params.get("fields") or ",".join(READ_FIELDS)))
+            row = {name: profile[name] for name in fields if name in profile}
+            return Reply({"data": [{**row, "messaging_product": "whatsapp"}]})
+        params = call.params
+        if params.get("messaging_product") != "whatsapp":
+            raise _param_required("messaging_product")
+        changes = {k: _json_param(v) for k, v in params.items() if k in PROFILE_FIELDS}
+        problem = profile_problem(changes)
+        if problem is not None:
+            raise GraphFailure(400, 100, None, "Invalid parameter", details=f"{problem[0]}: {problem[1]}")
+        handle = params.get("profile_picture_handle")
+        if handle is not None:
+            upload = self.state.upload_handles.get(str(handle))
+            if upload is None or upload.file_type not in PICTURE_TYPES:
+                raise GraphFailure(
+                    400,
+                    100,
+                    None,
+                    "Invalid parameter",
+                    details="profile_picture_handle is not a valid image handle.",
+                )
+            changes["profile_picture_url"] = (
+                f"https://pps.whatsapp.net/sandbox/{number.id}/{upload.id[7:]}.jpg"
+            )
+        profile.update(changes)
+        return Reply({"success": True})
+
+    def start_upload(self, call: Incoming) -> Reply:
+        """``POST /{app-id}/uploads``: open a Resumable Upload API session."""
+        self.meta_token(call)
+        if call.path("node") != self.state.meta_app_id:
+            raise _unknown_object(call.path("node"))
+        params = call.params
+        for required in ("file_length", "file_type"):
+            if not params.get(required):
+                raise _param_required(required)
+        file_type = str(params["file_type"])
+        if file_type not in UPLOAD_TYPES:
+            raise GraphFailure(
+                400, 100, None, f"(#100) Param file_type must be one of {{{', '.join(sorted(UPLOAD_TYPES))}}}"
+            )
+        try:
+            length = int(params["file_length"])
+        except ValueError:
+            raise GraphFailure(400, 100, None, "(#100) Param file_length must be a number") from None
+        upload = Upload(
+            id=f"upload:{self.state.next_id()}",
+            file_name=str(params.get("file_name") or "file"),
+            file_length=length,
+            file_type=file_type,
+        )
+        self.state.uploads[upload.id] = upload
+        return Reply({"id": upload.id})
+
+    def upload_data(self, call: Incoming) -> Reply:
+        """``POST /{upload-session-id}``: the file's bytes from ``file_offset``; the handle once
+        every byte arrived. The token comes as ``Authorization: OAuth {token}``."""
+        node = call.path("node")
+        upload = self.state.uploads.get(node)
+        if upload is None:
+            raise _unknown_object(node)
+        header = call.request.headers.get("authorization", "")
+        if not header.lower().startswith("oauth "):
+            raise GraphFailure(
+                400, INVALID_TOKEN, None, "Invalid OAuth access token - Cannot parse access token"
+            )
+        self.meta_token(call)
+        try:
+            offset = int(call.request.headers.get("file_offset", ""))
+        except ValueError:
+            raise GraphFailure(400, 100, None, "(#100) The header file_offset is required") from None
+        if offset != len(upload.data):
+            raise GraphFailure(400, 100, None, f"(#100) file_offset must be {len(upload.data)}")
+        upload.data += call.raw
+        if len(upload.data) > upload.file_length:
+            raise GraphFailure(400, 100, None, "(#100) More bytes than file_length")
+        if len(upload.data) < upload.file_length:
+            return Reply({"file_offset": len(upload.data)})
+        upload.handle = upload.handle or f"4::{base64.b64encode(upload.id.encode()).decode()}"
+        self.state.upload_handles[upload.handle] = upload
+        return Reply({"h": upload.handle})

@@ -108,6 +108,8 @@ class Incoming:
     request: Request
     query: dict[str, str]
     body: dict[str, Any]
+    raw: bytes = b""
+    """The body's bytes (a file upload's content)."""
 
     @property
     def params(self) -> dict[str, Any]:

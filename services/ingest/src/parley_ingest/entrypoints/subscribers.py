@@ -18,6 +18,8 @@ from parley_events import (
     MessageStatusChanged,
     MessagingLimitChanged,
     NumberThroughputChanged,
+    TemplateCategoryChanged,
+    TemplateQualityChanged,
     TemplateStatusChanged,
     WebhookReceived,
     topics,
@@ -61,11 +63,14 @@ def normalizer_router(
         MessageStatusChanged,
         HandoverReceived,
         TemplateStatusChanged,
+        TemplateCategoryChanged,
+        TemplateQualityChanged,
         MessagingLimitChanged,
         NumberThroughputChanged,
         title="normalized-events",
         description="One event per provider message, edit or removal of a message, delivery "
-        "receipt, handover, template review, messaging limit update or number throughput change.",
+        "receipt, handover, template review, category or quality change, messaging limit update or "
+        "number throughput change.",
     )
     publishes(
         router,

@@ -262,6 +262,12 @@ class PostgresOnboardingStore:
         )
         return onboarding_from_doc(_doc(*rows[0])) if rows else None
 
+    async def onboarding_of_channel(self, channel_id: str) -> WhatsAppOnboarding | None:
+        rows = await self._rows(
+            "SELECT id, version, doc FROM whatsapp_onboardings WHERE channel_id = %s LIMIT 1", (channel_id,)
+        )
+        return onboarding_from_doc(_doc(*rows[0])) if rows else None
+
     async def save_onboarding(self, onboarding: WhatsAppOnboarding) -> None:
         await self._save(
             "INSERT INTO whatsapp_onboardings AS w (id, version, tenant_id, channel_id, doc)"

@@ -292,6 +292,10 @@ class OnboardingStore(Protocol):
     # --- WhatsApp onboardings
     async def onboarding(self, onboarding_id: str) -> WhatsAppOnboarding | None: ...
 
+    async def onboarding_of_channel(self, channel_id: str) -> WhatsAppOnboarding | None:
+        """The WhatsApp onboarding that activated the channel, if one did."""
+        ...
+
     async def save_onboarding(self, onboarding: WhatsAppOnboarding) -> None: ...
 
     async def claim_code_attempt(self, onboarding_id: str, numbers: range, at: datetime) -> int | None: ...
@@ -500,6 +504,10 @@ class MongoOnboardingStore:
     async def onboarding(self, onboarding_id: str) -> WhatsAppOnboarding | None:
         doc = await self.whatsapp.get(onboarding_id)
         return None if doc is None else onboarding_from_doc(doc)
+
+    async def onboarding_of_channel(self, channel_id: str) -> WhatsAppOnboarding | None:
+        found = await self.whatsapp.collection.find_one({"channel_id": channel_id}, {"_id": 1})
+        return None if found is None else await self.onboarding(found["_id"])
 
     async def save_onboarding(self, onboarding: WhatsAppOnboarding) -> None:
         await self.whatsapp.save(onboarding_to_doc(onboarding))

@@ -5,7 +5,9 @@ accepted, details submitted (E.164 number, landline or mobile, Business Manager 
 account created, the Business Manager request approved, business verification completed in the
 Security Center, the number verified with a code (SMS for mobiles, a voice call for landlines),
 activation, business profile and logo, the verified badge, and message templates. Every step
-records who acts next and how long Meta usually takes.
+records who acts next and how long Meta usually takes. The profile and templates steps are reached
+when the provider's API accepts them (the service's business profile and template calls), never typed
+in by hand.
 
 What WhatsApp itself asks of the code, the PIN and the display name (digits, validity, naming
 rules) is the provider's: the service passes its connector's :class:`NumberRules`. The attempt
@@ -315,3 +317,19 @@ class WhatsAppOnboarding:
             Step.TEMPLATES_SUBMITTED,
         )
         return self._complete(Step.TEMPLATES_SUBMITTED, at, by)
+
+    # the steps the provider's API reaches: a business profile saved, a template submitted
+
+    def profile_saved(self, by: str, at: datetime) -> StepRecord | None:
+        """The business profile was saved through the API: the profile step, when it is the next one
+        (later saves change nothing in the onboarding)."""
+        if self.step is not Step.ACTIVATED:
+            return None
+        return self.profile_completed(by, at)
+
+    def template_created(self, by: str, at: datetime) -> StepRecord | None:
+        """A template was submitted through the API: the templates step, once the number is active,
+        unless Meta is deciding the badge (the badge's answer comes first) or the step is done."""
+        if self.step not in (Step.ACTIVATED, Step.PROFILE_COMPLETED, Step.BADGE_DECIDED):
+            return None
+        return self.templates_submitted(by, at)

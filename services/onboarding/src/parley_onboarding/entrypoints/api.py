@@ -7,12 +7,15 @@ No ``from __future__ import annotations`` here: FastAPI must see the dependency 
 inside ``create_api`` when it reads the route signatures.
 """
 
+import base64
+import binascii
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI
 from parley_events import ChannelRole, ChannelStatus, Provider
 from parley_providers import ProviderError
+from parley_providers.base import MessageTemplate
 from parley_shared.api import ApiError, error_responses, install_error_handlers, principal_dependency
 from parley_shared.auth import Principal, TokenVerifier
 from pydantic import BaseModel, ConfigDict, Field
@@ -186,6 +189,84 @@ def onboarding_out(o: WhatsAppOnboarding) -> OnboardingOut:
         code_attempts=o.code_attempts,
         channel_id=o.channel_id,
     )
+
+
+class TemplateIn(BaseModel):
+    """A message template to submit for the provider's review (WhatsApp: Meta's
+    ``message_templates`` fields, components as Meta describes them, with examples)."""
+
+    name: str = Field(examples=["order_update"])
+    language: str = Field(examples=["en_US"])
+    category: str = Field(examples=["UTILITY", "MARKETING", "AUTHENTICATION"])
+    components: list[dict[str, Any]] = Field(
+        examples=[
+            [
+                {
+                    "type": "BODY",
+                    "text": "Hi {{1}}, order {{2}} shipped.",
+                    "example": {"body_text": [["Ada", "#42"]]},
+                }
+            ]
+        ]
+    )
+    parameter_format: str | None = Field(default=None, examples=["POSITIONAL", "NAMED"])
+
+
+class TemplateOut(BaseModel):
+    """A template of the channel's business account, with the provider's review status."""
+
+    id: str
+    name: str
+    language: str
+    status: str = Field(examples=["PENDING", "APPROVED", "REJECTED", "PAUSED", "DISABLED"])
+    category: str | None = None
+    parameter_count: int = Field(description="Values a send gives: the header's and body's parameters.")
+    quality_score: str | None = None
+    rejected_reason: str | None = None
+
+
+def template_out(t: MessageTemplate) -> TemplateOut:
+    return TemplateOut(
+        id=t.id,
+        name=t.name,
+        language=t.language,
+        status=t.status,
+        category=t.category,
+        parameter_count=t.parameter_count,
+        quality_score=t.quality_score,
+        rejected_reason=t.rejected_reason,
+    )
+
+
+class PictureIn(BaseModel):
+    """A profile picture: JPEG or PNG, base64-encoded, up to 5 MB."""
+
+    content_type: str = Field(examples=["image/jpeg", "image/png"])
+    data_base64: str
+
+
+class ProfilePatch(BaseModel):
+    """Business profile fields to change (WhatsApp's limits apply), and optionally a new picture."""
+
+    about: str | None = Field(default=None, max_length=139)
+    address: str | None = Field(default=None, max_length=256)
+    description: str | None = Field(default=None, max_length=512)
+    email: str | None = Field(default=None, max_length=128)
+    websites: list[str] | None = Field(default=None, max_length=2)
+    vertical: str | None = Field(default=None, examples=["RETAIL", "PROF_SERVICES", "OTHER"])
+    picture: PictureIn | None = None
+
+
+class ProfileOut(BaseModel):
+    """The business profile as the provider gives it."""
+
+    about: str | None = None
+    address: str | None = None
+    description: str | None = None
+    email: str | None = None
+    websites: list[str] = []
+    vertical: str | None = None
+    profile_picture_url: str | None = None
 
 
 def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
@@ -376,9 +457,10 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
         body: dict[str, Any] | None = None,
     ) -> OnboardingOut:
         """One step: sign-agreement, accept-terms, submit-details, account-created, approve-business-manager,
-        business-verified, request-code, verify-code, profile-completed, request-badge, badge-decided,
-        submit-templates. account-created, business-verified and badge-decided record what the platform
-        or Meta did: only the platform operator (role ``operator``) may record them, 403 otherwise."""
+        business-verified, request-code, verify-code, request-badge, badge-decided. account-created,
+        business-verified and badge-decided record what the platform or Meta did: only the platform
+        operator (role ``operator``) may record them, 403 otherwise. The profile and templates steps
+        are recorded when the channel's profile and template calls succeed (409 STEP_BY_API here)."""
         if action in OPERATOR_STEPS:
             if not principal.is_operator:
                 raise ApiError(
@@ -393,6 +475,80 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
                 principal.tenant_id, onboarding_id, action, body or {}, principal.user_id
             )
         )
+
+    @api.get("/channels/{channel_id}/templates", response_model=list[TemplateOut], responses=ask_provider)
+    async def list_templates(principal: Annotated[Principal, caller], channel_id: str) -> list[TemplateOut]:
+        """The message templates of the channel's business account, with the provider's status."""
+        admin(principal)
+        return [template_out(t) for t in await service.templates(principal.tenant_id, channel_id)]
+
+    @api.post(
+        "/channels/{channel_id}/templates",
+        response_model=TemplateOut,
+        status_code=201,
+        responses=ask_provider,
+    )
+    async def create_template(
+        principal: Annotated[Principal, caller], channel_id: str, body: TemplateIn
+    ) -> TemplateOut:
+        """Submit a template for review; its parameters are counted from the components, and the
+        WhatsApp onboarding's templates step is recorded."""
+        admin(principal)
+        return template_out(
+            await service.create_template(
+                principal.tenant_id, channel_id, body.model_dump(), principal.user_id
+            )
+        )
+
+    @api.post(
+        "/channels/{channel_id}/templates:sync", response_model=list[TemplateOut], responses=ask_provider
+    )
+    async def sync_templates(principal: Annotated[Principal, caller], channel_id: str) -> list[TemplateOut]:
+        """List the templates and publish each one's status, category and parameter count, so
+        policy checks the count of templates made outside Parley too."""
+        admin(principal)
+        synced = await service.sync_templates(principal.tenant_id, channel_id, principal.user_id)
+        return [template_out(t) for t in synced]
+
+    @api.delete(
+        "/channels/{channel_id}/templates/{name}", response_model=list[TemplateOut], responses=ask_provider
+    )
+    async def delete_template(
+        principal: Annotated[Principal, caller], channel_id: str, name: str, template_id: str | None = None
+    ) -> list[TemplateOut]:
+        """Delete every language of the template (or only the one ``template_id`` names)."""
+        admin(principal)
+        deleted = await service.delete_template(
+            principal.tenant_id, channel_id, name, template_id, principal.user_id
+        )
+        return [template_out(t) for t in deleted]
+
+    @api.get("/channels/{channel_id}/profile", response_model=ProfileOut, responses=ask_provider)
+    async def get_profile(principal: Annotated[Principal, caller], channel_id: str) -> ProfileOut:
+        """The business profile of the channel's number."""
+        admin(principal)
+        return ProfileOut.model_validate(await service.business_profile(principal.tenant_id, channel_id))
+
+    @api.patch("/channels/{channel_id}/profile", response_model=ProfileOut, responses=ask_provider)
+    async def patch_profile(
+        principal: Annotated[Principal, caller], channel_id: str, body: ProfilePatch
+    ) -> ProfileOut:
+        """Change the business profile (and picture); the WhatsApp onboarding's profile step follows."""
+        admin(principal)
+        fields = body.model_dump(exclude_unset=True, exclude_none=True, exclude={"picture"})
+        picture = None
+        if body.picture is not None:
+            try:
+                data = base64.b64decode(body.picture.data_base64, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise ApiError(
+                    422, "INVALID_PROFILE", "picture.data_base64 is not base64", field="picture"
+                ) from exc
+            picture = (data, body.picture.content_type)
+        saved = await service.update_business_profile(
+            principal.tenant_id, channel_id, fields, picture, principal.user_id
+        )
+        return ProfileOut.model_validate(saved)
 
     @api.get("/teams", response_model=list[TeamOut])
     async def list_teams(principal: Annotated[Principal, caller]) -> list[TeamOut]:

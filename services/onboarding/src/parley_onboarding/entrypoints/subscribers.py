@@ -12,11 +12,13 @@ from parley_events import (
     ChannelSnapshot,
     ChannelSubscriptionLost,
     ChannelSubscriptionRepaired,
+    ChannelTemplateCategoryChanged,
     ChannelTemplateStatusChanged,
     ChannelTokenExpiring,
     ChannelTokenRefreshRequested,
     NumberThroughputChanged,
     TeamSnapshot,
+    TemplateCategoryChanged,
     TemplateStatusChanged,
     WhatsAppStepChanged,
     topics,
@@ -58,11 +60,12 @@ def onboarding_router(settings: OnboardingSettings, service: OnboardingService) 
         ChannelDisconnected,
         WhatsAppStepChanged,
         ChannelTemplateStatusChanged,
+        ChannelTemplateCategoryChanged,
         ChannelSubscriptionRepaired,
         ChannelSubscriptionLost,
         title="channel-lifecycle",
         description="Channels connected, changed, expiring, reconnected and disconnected; WhatsApp "
-        "verification steps and template reviews.",
+        "verification steps, templates created, reviewed, recategorized and deleted.",
     )
 
     reviews = router.subscriber(
@@ -71,13 +74,19 @@ def onboarding_router(settings: OnboardingSettings, service: OnboardingService) 
         ack_policy=CONSUMER_ACK_POLICY,
         auto_offset_reset="earliest",
         title="template-reviews",
-        description="WhatsApp template reviews seen by ingest -> channel template events.",
+        description="WhatsApp template reviews and category changes seen by ingest -> channel "
+        "template events.",
     )
 
     @reviews(filter=of_type(TemplateStatusChanged))
     async def record_template_review(update: TemplateStatusChanged) -> None:
         """Meta's review of a template, attributed to the channels of its business account."""
         await service.on_template_status(update)
+
+    @reviews(filter=of_type(TemplateCategoryChanged))
+    async def record_template_category(update: TemplateCategoryChanged) -> None:
+        """Meta's new category for a template, attributed to the channels of its business account."""
+        await service.on_template_category(update)
 
     acknowledge_other_types(reviews)
 

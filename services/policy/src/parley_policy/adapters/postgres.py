@@ -13,10 +13,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from parley_events import ChannelTemplateStatusChanged, MessageReceived
+from parley_events import ChannelTemplateCategoryChanged, ChannelTemplateStatusChanged, MessageReceived
 from parley_shared.postgres import Pool, dumps, jsonb, migrate, migrations_in
 
-from parley_policy.adapters.stores import conversation_facts, inbound_document
+from parley_policy.adapters.stores import conversation_facts, inbound_document, template_after
 from parley_policy.domain.decision import ConversationFacts, KnownLimit, TemplateInfo
 
 MIGRATIONS = migrations_in("parley_policy.adapters", "policy")
@@ -302,8 +302,8 @@ class PostgresPolicyStore:
 
 
 class PostgresPolicyTemplates:
-    """WhatsApp templates Meta approved, by channel: kept in PostgreSQL and in memory for decisions
-    (the same answers as :class:`~parley_policy.adapters.stores.PolicyTemplates`)."""
+    """WhatsApp templates by channel (status, parameter count, category): kept in PostgreSQL and in
+    memory for decisions (the same answers as :class:`~parley_policy.adapters.stores.PolicyTemplates`)."""
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
@@ -314,19 +314,35 @@ class PostgresPolicyTemplates:
 
     async def load(self) -> None:
         async with self.pool.connection() as conn:
-            cursor = await conn.execute("SELECT channel_id, name, language, status FROM policy_templates")
-            for channel_id, name, language, status in await cursor.fetchall():
-                self._remember(channel_id, name, language, status)
+            cursor = await conn.execute(
+                "SELECT channel_id, name, language, status, parameter_count, category FROM policy_templates"
+            )
+            for channel_id, name, language, status, count, category in await cursor.fetchall():
+                self._by_channel.setdefault(channel_id, {})[(name, language)] = TemplateInfo(
+                    status, count, category
+                )
 
     async def record(self, update: ChannelTemplateStatusChanged) -> None:
-        name, language = update.template_name or "", update.language or ""
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO policy_templates (channel_id, name, language, status) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT (channel_id, name, language) DO UPDATE SET status = excluded.status",
-                (update.channel_id, name, language, update.status),
-            )
-        self._remember(update.channel_id, name, language, update.status)
+        await self._save(update)
 
-    def _remember(self, channel_id: str, name: str, language: str, status: str) -> None:
-        self._by_channel.setdefault(channel_id, {})[(name, language)] = TemplateInfo(status=status)
+    async def record_category(self, update: ChannelTemplateCategoryChanged) -> None:
+        await self._save(update)
+
+    async def _save(self, update: ChannelTemplateStatusChanged | ChannelTemplateCategoryChanged) -> None:
+        name, language = update.template_name or "", update.language or ""
+        async with self.pool.connection() as conn, conn.transaction():
+            cursor = await conn.execute(
+                "SELECT status, parameter_count, category FROM policy_templates"
+                " WHERE channel_id = %s AND name = %s AND language = %s FOR UPDATE",
+                (update.channel_id, name, language),
+            )
+            row = await cursor.fetchone()
+            info = template_after(TemplateInfo(*row) if row else None, update)
+            await conn.execute(
+                "INSERT INTO policy_templates (channel_id, name, language, status, parameter_count, category)"
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (channel_id, name, language) DO UPDATE SET"
+                " status = excluded.status, parameter_count = excluded.parameter_count,"
+                " category = excluded.category",
+                (update.channel_id, name, language, info.status, info.parameter_count, info.category),
+            )
+        self._by_channel.setdefault(update.channel_id, {})[(name, language)] = info

@@ -10,7 +10,13 @@ import contextlib
 from datetime import datetime
 from typing import Any, Protocol
 
-from parley_events import ChannelTemplateStatusChanged, MessageKind, MessageReceived, Provider
+from parley_events import (
+    ChannelTemplateCategoryChanged,
+    ChannelTemplateStatusChanged,
+    MessageKind,
+    MessageReceived,
+    Provider,
+)
 from parley_shared.mongo import MongoIdempotencyStore
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -76,6 +82,7 @@ def conversation_facts(doc: dict[str, Any]) -> ConversationFacts:
         private_replied_comments=frozenset(doc.get("private_replied", [])),
         comment_times=dict(doc.get("comments", {})),
         mention_ids=frozenset(doc.get("mentions", [])),
+        recipient_id=doc.get("recipient_id"),
     )
 
 
@@ -375,7 +382,7 @@ class PolicyStore:
 
 
 class TemplatesPort(Protocol):
-    """The approved WhatsApp templates policy decides with: :class:`PolicyTemplates` in production,
+    """The WhatsApp templates policy decides with: :class:`PolicyTemplates` in production,
     an in-memory fake in tests/support/fakes/policy.py."""
 
     def of(self, channel_id: str) -> dict[tuple[str, str], TemplateInfo]: ...
@@ -384,9 +391,31 @@ class TemplatesPort(Protocol):
 
     async def record(self, update: ChannelTemplateStatusChanged) -> None: ...
 
+    async def record_category(self, update: ChannelTemplateCategoryChanged) -> None: ...
+
+
+def template_after(
+    known: TemplateInfo | None, update: ChannelTemplateStatusChanged | ChannelTemplateCategoryChanged
+) -> TemplateInfo:
+    """What policy knows of a template after an update (pure): a status update keeps the parameter
+    count and category an earlier one gave when it gives none (Meta's webhooks carry no count)."""
+    if isinstance(update, ChannelTemplateCategoryChanged):
+        base = known or TemplateInfo(status="")
+        return TemplateInfo(
+            status=base.status, parameter_count=base.parameter_count, category=update.category
+        )
+    return TemplateInfo(
+        status=update.status,
+        parameter_count=update.parameter_count
+        if update.parameter_count is not None
+        else (known.parameter_count if known else None),
+        category=update.category or (known.category if known else None),
+    )
+
 
 class PolicyTemplates:
-    """WhatsApp templates Meta approved, by channel: kept in the store and in memory for decisions."""
+    """WhatsApp templates by channel (status, parameter count, category): kept in the store and in
+    memory for decisions."""
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self.collection = db["policy_templates"]
@@ -397,22 +426,40 @@ class PolicyTemplates:
 
     async def load(self) -> None:
         async for doc in self.collection.find({}):
-            self._remember(doc["channel_id"], doc["name"], doc["language"], doc["status"])
+            self._by_channel.setdefault(doc["channel_id"], {})[(doc["name"] or "", doc["language"] or "")] = (
+                TemplateInfo(
+                    status=doc["status"],
+                    parameter_count=doc.get("parameter_count"),
+                    category=doc.get("category"),
+                )
+            )
 
     async def record(self, update: ChannelTemplateStatusChanged) -> None:
+        await self._save(update)
+
+    async def record_category(self, update: ChannelTemplateCategoryChanged) -> None:
+        await self._save(update)
+
+    async def _save(self, update: ChannelTemplateStatusChanged | ChannelTemplateCategoryChanged) -> None:
+        key = (update.template_name or "", update.language or "")
+        doc_id = f"{update.channel_id}:{update.template_name}:{update.language}"
+        stored = await self.collection.find_one({"_id": doc_id})
+        known = (
+            TemplateInfo(stored["status"], stored.get("parameter_count"), stored.get("category"))
+            if stored is not None
+            else None
+        )
+        info = template_after(known, update)
         await self.collection.replace_one(
-            {"_id": f"{update.channel_id}:{update.template_name}:{update.language}"},
+            {"_id": doc_id},
             {
                 "channel_id": update.channel_id,
                 "name": update.template_name,
                 "language": update.language,
-                "status": update.status,
+                "status": info.status,
+                "parameter_count": info.parameter_count,
+                "category": info.category,
             },
             upsert=True,
         )
-        self._remember(update.channel_id, update.template_name, update.language, update.status)
-
-    def _remember(self, channel_id: str, name: str | None, language: str | None, status: str) -> None:
-        self._by_channel.setdefault(channel_id, {})[(name or "", language or "")] = TemplateInfo(
-            status=status
-        )
+        self._by_channel.setdefault(update.channel_id, {})[key] = info

@@ -32,6 +32,7 @@ class TemplateInfo:
 
     status: str
     parameter_count: int | None = None
+    category: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,9 @@ class ConversationFacts:
     comment_times: Mapping[str, datetime] = field(default_factory=dict)
     mention_ids: frozenset[str] = frozenset()
     """The customers' posts of this conversation that mention the account (X, Instagram)."""
+    recipient_id: str | None = None
+    """Where a direct reply goes (WhatsApp: a phone number, or a business-scoped user id when the
+    customer's phone is not on record)."""
     parley_active: bool = True
     """Whether Parley's app is the thread's active responder (Conversation Routing: routing's
     ``thread_control_changed``, or a take or release through policy's own API)."""
@@ -113,6 +117,13 @@ def may_reply(role: ChannelRole | None, automation: bool, sender_type: SenderTyp
     if sender_type is SenderType.AUTOMATED:
         return automation
     return role is not None and role.rank >= ChannelRole.CONTRIBUTOR.rank
+
+
+def _needs_phone(info: TemplateInfo, facts: ConversationFacts, rule: ReplyRule) -> bool:
+    """The template's category goes only to phone numbers, and the customer has none on record."""
+    if info.category is None or info.category.upper() not in rule.phone_only_template_categories:
+        return False
+    return rule.is_phone_address is not None and not rule.is_phone_address(facts.recipient_id or "")
 
 
 def window_closes(facts: ConversationFacts, rule: ReplyRule) -> tuple[datetime | None, datetime | None]:
@@ -187,14 +198,23 @@ def decide(
             reasons.append(
                 Reason("TEMPLATE_NOT_APPROVED", f"template {request.template.name} is not approved")
             )
-        elif info.parameter_count is not None and info.parameter_count != len(request.template.parameters):
-            reasons.append(
-                Reason(
-                    "TEMPLATE_PARAMETERS",
-                    f"template {request.template.name} takes {info.parameter_count} parameters, "
-                    f"got {len(request.template.parameters)}",
+        else:
+            if info.parameter_count is not None and info.parameter_count != len(request.template.parameters):
+                reasons.append(
+                    Reason(
+                        "TEMPLATE_PARAMETERS",
+                        f"template {request.template.name} takes {info.parameter_count} parameters, "
+                        f"got {len(request.template.parameters)}",
+                    )
                 )
-            )
+            if _needs_phone(info, facts, rule):
+                reasons.append(
+                    Reason(
+                        "TEMPLATE_NEEDS_PHONE",
+                        f"{(info.category or '').lower()} templates are sent to a phone number; this "
+                        "customer is known only by a business-scoped user id",
+                    )
+                )
 
     # windows and tags
     messaging_type: str | None = None

@@ -11,6 +11,7 @@ from faststream.kafka.annotations import KafkaMessage
 from parley_events import (
     ChannelReauthRequired,
     ChannelSendingRestricted,
+    ChannelTemplateCategoryChanged,
     ChannelTemplateStatusChanged,
     ChannelTokenRefreshRequested,
     ConversationThreadControlChanged,
@@ -146,13 +147,19 @@ def policy_router(
         ack_policy=CONSUMER_ACK_POLICY,
         auto_offset_reset="earliest",
         title="template-reviews",
-        description="Approved WhatsApp templates become sendable.",
+        description="Approved WhatsApp templates become sendable, with their parameter counts and "
+        "categories; a category change applies from the next send.",
     )
 
     @channel_events(filter=of_type(ChannelTemplateStatusChanged))
     async def record_template_review(review: ChannelTemplateStatusChanged) -> None:
         """Meta's review of a WhatsApp template decides whether policy lets it be sent."""
         await templates.record(review)
+
+    @channel_events(filter=of_type(ChannelTemplateCategoryChanged))
+    async def record_template_category(change: ChannelTemplateCategoryChanged) -> None:
+        """A template's new category decides who it may be sent to (authentication: phones only)."""
+        await templates.record_category(change)
 
     @channel_events(filter=of_type(ChannelReauthRequired))
     async def note_reconnect_needed(prompt: ChannelReauthRequired) -> None:

@@ -493,6 +493,111 @@ class GraphClient:
             phone_number_id, "register", token, {"messaging_product": "whatsapp", "pin": pin}
         )
 
+    # ---- WhatsApp Business Management API: templates, business profile, uploads
+
+    async def whatsapp_create_template(
+        self, waba_id: str, token: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Submit a message template for review (``POST /{waba-id}/message_templates``); Meta's
+        answer, ``{"id", "status", "category"}`` (status ``PENDING`` until reviewed)."""
+        data = await self._call(
+            "POST", f"{segment(waba_id)}/message_templates", token=token, json_body=body, provider="whatsapp"
+        )
+        require_str("whatsapp", 200, data, "id")
+        return data
+
+    async def whatsapp_templates(self, waba_id: str, token: str) -> list[dict[str, Any]]:
+        """Every template of the WhatsApp Business Account with its status, every page of them."""
+        params = {
+            "fields": "id,name,language,status,category,components,parameter_format,quality_score,"
+            "rejected_reason",
+            "limit": "100",
+        }
+        templates: list[dict[str, Any]] = []
+        while True:
+            data = await self._call(
+                "GET",
+                f"{segment(waba_id)}/message_templates",
+                token=token,
+                params=params,
+                provider="whatsapp",
+            )
+            templates.extend(item for item in data.get("data") or [] if isinstance(item, dict))
+            paging = data.get("paging")
+            after = None
+            if isinstance(paging, dict) and paging.get("next"):
+                cursors = paging.get("cursors")
+                after = cursors.get("after") if isinstance(cursors, dict) else None
+            if not isinstance(after, str) or not after or after == params.get("after"):
+                return templates
+            params = {**params, "after": after}
+
+    async def whatsapp_delete_template(
+        self, waba_id: str, token: str, name: str, template_id: str | None = None
+    ) -> None:
+        """Delete a template: every language of ``name``, or only the one ``template_id`` names
+        (``hsm_id``)."""
+        params = {"name": name, **({"hsm_id": template_id} if template_id else {})}
+        data = await self._call(
+            "DELETE", f"{segment(waba_id)}/message_templates", token=token, params=params, provider="whatsapp"
+        )
+        if data.get("success") is not True:
+            raise ProviderError("whatsapp", 200, None, None, "template deletion was not confirmed")
+
+    async def whatsapp_business_profile(
+        self, phone_number_id: str, token: str, fields: str
+    ) -> dict[str, Any]:
+        """The number's business profile (``GET /{phone-number-id}/whatsapp_business_profile``)."""
+        data = await self._call(
+            "GET",
+            f"{segment(phone_number_id)}/whatsapp_business_profile",
+            token=token,
+            params={"fields": fields},
+            provider="whatsapp",
+        )
+        profiles = data.get("data")
+        first = profiles[0] if isinstance(profiles, list) and profiles else None
+        return first if isinstance(first, dict) else {}
+
+    async def whatsapp_update_business_profile(
+        self, phone_number_id: str, token: str, fields: dict[str, Any]
+    ) -> None:
+        """Update the number's business profile (``POST`` to the same edge)."""
+        await self._whatsapp_success(
+            phone_number_id, "whatsapp_business_profile", token, {"messaging_product": "whatsapp", **fields}
+        )
+
+    async def start_upload(self, token: str, file_name: str, file_length: int, file_type: str) -> str:
+        """Open a Resumable Upload API session (``POST /{app-id}/uploads`` with ``file_name``,
+        ``file_length`` and ``file_type``); its id, ``upload:...``."""
+        session = await self._call(
+            "POST",
+            f"{segment(self._app_id)}/uploads",
+            token=token,
+            params={"file_name": file_name, "file_length": str(file_length), "file_type": file_type},
+            provider="meta",
+        )
+        return require_str("meta", 200, session, "id")
+
+    async def upload_bytes(self, session_id: str, token: str, data: bytes) -> str:
+        """Send a session's file from its start (``POST /{session-id}``, ``file_offset: 0``,
+        ``Authorization: OAuth {token}``); the handle other endpoints take (``{"h": ...}``)."""
+        response = await send(
+            self._http,
+            "meta",
+            "POST",
+            f"{self._base}/{self._version}/{segment(session_id)}",
+            content=data,
+            headers={
+                "Authorization": f"OAuth {token}",
+                "file_offset": "0",
+                "Content-Type": "application/octet-stream",
+            },
+        )
+        if not response.is_success:
+            raise graph_error("meta", response)
+        return require_str("meta", 200, json_object("meta", response), "h")
+
 
 def graph_client(http: httpx.AsyncClient, settings: GraphSettings) -> GraphClient:
     """The Graph API client a service's settings describe."""

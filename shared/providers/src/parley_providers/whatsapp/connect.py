@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
-from parley_providers.base import NumberRules, NumberThroughput, TokenRefusal
+from parley_providers.base import MessageTemplate, NumberRules, NumberThroughput, TokenRefusal
 from parley_providers.errors import ProviderError
 from parley_providers.meta.client import GraphClient
 from parley_providers.meta.connect import graph_token_refusal
+from parley_providers.whatsapp import profile, templates
 from parley_providers.whatsapp.errors import WRONG_CODE
 
 __all__ = [
@@ -111,3 +114,71 @@ class WhatsAppConnector:
     async def token_refusal(self, token: str) -> TokenRefusal | None:
         """The system user's token is a Graph token: checked like a Page's."""
         return await graph_token_refusal(self._graph, token)
+
+    # --- templates (a TemplateManager)
+
+    def template_problem(
+        self, name: str, category: str, components: list[dict[str, Any]], parameter_format: str | None
+    ) -> tuple[str, str] | None:
+        problem = templates.template_problem(name, category, components, parameter_format)
+        return None if problem is None else (problem.field, str(problem))
+
+    async def create_template(
+        self,
+        business_account_id: str,
+        token: str,
+        *,
+        name: str,
+        language: str,
+        category: str,
+        components: list[dict[str, Any]],
+        parameter_format: str | None,
+    ) -> MessageTemplate:
+        body: dict[str, Any] = {
+            "name": name,
+            "language": language,
+            "category": category,
+            "components": components,
+        }
+        if parameter_format:
+            body["parameter_format"] = parameter_format
+        answer = await self._graph.whatsapp_create_template(business_account_id, token, body)
+        return MessageTemplate(
+            id=str(answer["id"]),
+            name=name,
+            language=language,
+            status=str(answer.get("status") or "PENDING"),
+            category=str(answer.get("category") or category),
+            parameter_count=templates.parameter_count(components),
+        )
+
+    async def templates(self, business_account_id: str, token: str) -> list[MessageTemplate]:
+        listed = await self._graph.whatsapp_templates(business_account_id, token)
+        return [templates.template_from_graph(item) for item in listed]
+
+    async def delete_template(
+        self, business_account_id: str, token: str, name: str, template_id: str | None
+    ) -> None:
+        await self._graph.whatsapp_delete_template(business_account_id, token, name, template_id)
+
+    # --- business profile (a BusinessProfileManager)
+
+    picture_types: frozenset[str] = profile.PICTURE_TYPES
+
+    def profile_problem(self, fields: Mapping[str, Any]) -> tuple[str, str] | None:
+        return profile.profile_problem(fields)
+
+    async def business_profile(self, number_id: str, token: str) -> dict[str, Any]:
+        found = await self._graph.whatsapp_business_profile(number_id, token, ",".join(profile.READ_FIELDS))
+        return {k: v for k, v in found.items() if k in profile.READ_FIELDS}
+
+    async def update_business_profile(
+        self, number_id: str, token: str, fields: Mapping[str, Any], picture: tuple[bytes, str] | None
+    ) -> None:
+        body = {k: v for k, v in fields.items() if k in profile.PROFILE_FIELDS}
+        if picture is not None:
+            data, file_type = picture
+            extension = "png" if file_type == "image/png" else "jpg"
+            session = await self._graph.start_upload(token, f"profile.{extension}", len(data), file_type)
+            body["profile_picture_handle"] = await self._graph.upload_bytes(session, token, data)
+        await self._graph.whatsapp_update_business_profile(number_id, token, body)

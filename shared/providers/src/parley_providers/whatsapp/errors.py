@@ -14,3 +14,6 @@ PAIR_RATE_LIMITED = 131056
 """Too many messages from the number to one customer in a short time (pair rate limit)."""
 RATE_LIMIT_CODES = frozenset({THROUGHPUT_EXCEEDED, SPAM_RATE_LIMITED, PAIR_RATE_LIMITED})
 """The Cloud API's rate limits: back off and try again."""
+TEMPLATE_EXISTS = 2388024
+"""Template creation (code 100, this subcode): a template of that name already exists in that
+language, or one of that name is still being deleted (a deleted name is reusable after 30 days)."""

@@ -4,8 +4,9 @@ An entry is ``{id: WABA id, time?, changes: [{field, value}]}``. The ``messages`
 customers' messages and the receipts for the business's own (``statuses``), addressed to a phone
 number (``metadata.phone_number_id``, the channel's account id); ``smb_message_echoes`` carries
 what the business typed in the WhatsApp Business app on a number in coexistence (outbound messages
-by a human outside Parley); ``message_template_status_update`` carries template reviews, addressed
-to the WABA.
+by a human outside Parley); ``message_template_status_update`` carries template reviews,
+``template_category_update`` and ``message_template_quality_update`` a template's new category and
+quality rating, all addressed to the WABA.
 
 A customer is named by a phone number (``wa_id``, ``from``) and a business-scoped user id (BSUID:
 ``contacts[].user_id``, ``from_user_id``), either of which may be absent (a customer with a username
@@ -115,6 +116,10 @@ def _change(
         return _handover(mapping(change.get("value"), "change value"))
     if field == "message_template_status_update":
         return _template_status(entry, mapping(change.get("value"), "change value"))
+    if field == "template_category_update":
+        return _template_category(entry, mapping(change.get("value"), "change value"))
+    if field == "message_template_quality_update":
+        return _template_quality(entry, mapping(change.get("value"), "change value"))
     if isinstance(field, str) and field in LIMIT_FIELDS:  # a payload's field may be any JSON
         value = mapping(change.get("value"), "change value")
         limit = _messaging_limit(entry, value)
@@ -499,6 +504,53 @@ def _template_status(entry: Mapping[str, Any], value: Mapping[str, Any]) -> Pars
                 template_name=optional_str(value, "message_template_name"),
                 language=optional_str(value, "message_template_language"),
                 reason=None if reason in (None, "NONE") else reason,
+                category=optional_str(value, "message_template_category"),
+            ),
+        )
+    )
+
+
+def _template_category(entry: Mapping[str, Any], value: Mapping[str, Any]) -> ParseResult:
+    """A template's category changed (``previous_category`` and ``new_category``); a change only
+    announced (``correct_category`` with a ``category_update_timestamp``) has not happened yet and
+    is skipped: the completed change follows."""
+    if entry.get("time") is None:
+        raise MalformedPayload("template category update has no entry time")
+    if "previous_category" not in value:
+        return ParseResult(skipped=(skip_kind("whatsapp", "template_category_update"),))
+    return ParseResult(
+        templates=(
+            ParsedTemplateStatus(
+                business_account_id=require_str(entry, "id"),
+                status="",
+                provider_timestamp=from_seconds(entry["time"]),
+                template_id=optional_str(value, "message_template_id"),
+                template_name=optional_str(value, "message_template_name"),
+                language=optional_str(value, "message_template_language"),
+                update="category",
+                category=require_str(value, "new_category"),
+                previous_category=optional_str(value, "previous_category"),
+            ),
+        )
+    )
+
+
+def _template_quality(entry: Mapping[str, Any], value: Mapping[str, Any]) -> ParseResult:
+    """A template's quality rating changed (``previous_quality_score``, ``new_quality_score``)."""
+    if entry.get("time") is None:
+        raise MalformedPayload("template quality update has no entry time")
+    return ParseResult(
+        templates=(
+            ParsedTemplateStatus(
+                business_account_id=require_str(entry, "id"),
+                status="",
+                provider_timestamp=from_seconds(entry["time"]),
+                template_id=optional_str(value, "message_template_id"),
+                template_name=optional_str(value, "message_template_name"),
+                language=optional_str(value, "message_template_language"),
+                update="quality",
+                quality_score=require_str(value, "new_quality_score"),
+                previous_quality_score=optional_str(value, "previous_quality_score"),
             ),
         )
     )

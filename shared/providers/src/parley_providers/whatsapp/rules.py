@@ -5,6 +5,8 @@ from __future__ import annotations
 from parley_events import Provider
 
 from parley_providers.rules import HOURS_24, Counting, ReplyRule
+from parley_providers.whatsapp.outbound import is_phone_number
+from parley_providers.whatsapp.templates import PHONE_ONLY_CATEGORIES
 
 WHATSAPP_TEXT_MAX = 4096
 THROUGHPUT_PER_S = 80
@@ -54,6 +56,8 @@ RULES: dict[tuple[Provider, str], ReplyRule] = {
         messaging_tiers=WHATSAPP_TIER_LIMITS,
         messaging_limit_period=MESSAGING_LIMIT_PERIOD,
         rate_max_per_second=THROUGHPUT_MAX_PER_S,
+        phone_only_template_categories=PHONE_ONLY_CATEGORIES,
+        is_phone_address=is_phone_number,
     ),
 }
 

@@ -16,6 +16,8 @@ from parley_events import (
     MessagingLimitChanged,
     NumberThroughputChanged,
     Provider,
+    TemplateCategoryChanged,
+    TemplateQualityChanged,
     TemplateStatusChanged,
 )
 from parley_providers.inbound import (
@@ -124,8 +126,43 @@ def status_event(parsed: ParsedStatus, channel: ChannelSnapshot, delivery_id: st
     )
 
 
-def template_event(parsed: ParsedTemplateStatus, tenant_id: str, delivery_id: str) -> TemplateStatusChanged:
-    """A template review outcome for the tenant that owns the WhatsApp Business Account."""
+def template_event(
+    parsed: ParsedTemplateStatus, tenant_id: str, delivery_id: str
+) -> TemplateStatusChanged | TemplateCategoryChanged | TemplateQualityChanged:
+    """A template's review outcome, new category or new quality rating, for the tenant that owns
+    the WhatsApp Business Account."""
+    changed = parsed.status or parsed.category or parsed.quality_score or ""
+    event_id = digest(
+        parsed.business_account_id,
+        parsed.template_id or parsed.template_name or "",
+        parsed.language or "",
+        parsed.update,
+        changed,
+        parsed.provider_timestamp.isoformat(),
+    )
+    common = {
+        "tenant_id": tenant_id,
+        "business_account_id": parsed.business_account_id,
+        "template_id": parsed.template_id,
+        "template_name": parsed.template_name,
+        "language": parsed.language,
+        "provider_timestamp": parsed.provider_timestamp,
+        "delivery_id": delivery_id,
+    }
+    if parsed.update == "category":
+        return TemplateCategoryChanged(
+            event_id=f"tplcat_{event_id}",
+            previous_category=parsed.previous_category,
+            new_category=changed,
+            **common,
+        )
+    if parsed.update == "quality":
+        return TemplateQualityChanged(
+            event_id=f"tplq_{event_id}",
+            previous_quality_score=parsed.previous_quality_score,
+            new_quality_score=changed,
+            **common,
+        )
     return TemplateStatusChanged(
         event_id="tpl_"
         + digest(
@@ -135,15 +172,10 @@ def template_event(parsed: ParsedTemplateStatus, tenant_id: str, delivery_id: st
             parsed.status,
             parsed.provider_timestamp.isoformat(),
         ),
-        tenant_id=tenant_id,
-        business_account_id=parsed.business_account_id,
-        template_id=parsed.template_id,
-        template_name=parsed.template_name,
-        language=parsed.language,
         status=parsed.status,
         reason=parsed.reason,
-        provider_timestamp=parsed.provider_timestamp,
-        delivery_id=delivery_id,
+        category=parsed.category,
+        **common,
     )
 
 
