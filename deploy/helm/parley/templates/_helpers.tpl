@@ -209,11 +209,15 @@ PARLEY_META_APP_ID: {{ . | quote }}
 {{- with $p.metaAppId }}
 PARLEY_META_APP_ID: {{ . | quote }}
 {{- end }}
-PARLEY_GRAPH_BASE_URL: {{ $p.graphBaseUrl | quote }}
+{{- with $p.graphBaseUrl }}
+PARLEY_GRAPH_BASE_URL: {{ . | quote }}
+{{- end }}
 {{- with $p.graphApiVersion }}
 PARLEY_GRAPH_API_VERSION: {{ . | quote }}
 {{- end }}
-PARLEY_X_API_BASE_URL: {{ $p.xApiBaseUrl | quote }}
+{{- with $p.xApiBaseUrl }}
+PARLEY_X_API_BASE_URL: {{ . | quote }}
+{{- end }}
 {{- with $p.xClientId }}
 PARLEY_X_CLIENT_ID: {{ . | quote }}
 {{- end }}

@@ -90,7 +90,11 @@ class NormalizerSettings(ServiceSettings):
         "to fetch what a webhook names by ids only (Instagram mentions' text and author). Unset: "
         "no lookups, no store; such messages are published marked unavailable (not_configured).",
     )
-    graph_base_url: str = "https://graph.facebook.com"
+    graph_base_url: str = Field(
+        default="",
+        description="Where Meta's Graph API calls go; empty: Meta's own host (known to parley-providers). "
+        "Only the provider sandbox changes it.",
+    )
     graph_api_version: str = Field(
         default="",
         pattern=r"^(v\d+\.\d+)?$",

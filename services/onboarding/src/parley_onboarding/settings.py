@@ -13,7 +13,11 @@ class OnboardingSettings(ApiSettings):
     encryption_keys: SecretStr = Field(
         description="'<key id>:<base64 32 bytes>,...'; the first encrypts, all decrypt (rotation)."
     )
-    graph_base_url: str = "https://graph.facebook.com"
+    graph_base_url: str = Field(
+        default="",
+        description="Where Meta's Graph API calls go; empty: Meta's own host (known to parley-providers). "
+        "Only the provider sandbox changes it.",
+    )
     graph_api_version: str = Field(
         default="",
         pattern=r"^(v\d+\.\d+)?$",
@@ -44,7 +48,11 @@ class OnboardingSettings(ApiSettings):
     instagram_token_refresh_interval_s: float = Field(
         default=3600.0, gt=0, description="How often Instagram-login tokens are looked at for a refresh."
     )
-    x_api_base_url: str = "https://api.x.com"
+    x_api_base_url: str = Field(
+        default="",
+        description="Where X API calls go; empty: X's own host (known to parley-providers). "
+        "Only the provider sandbox changes it.",
+    )
     x_client_id: str | None = None
     x_client_secret: SecretStr | None = None
     x_webhook_id: str | None = Field(default=None, description="The registered Account Activity webhook id.")

@@ -16,7 +16,11 @@ class PolicySettings(ApiSettings):
     encryption_keys: SecretStr = Field(
         description="The same keys as onboarding: policy reads channel tokens."
     )
-    graph_base_url: str = "https://graph.facebook.com"
+    graph_base_url: str = Field(
+        default="",
+        description="Where Meta's Graph API calls go; empty: Meta's own host (known to parley-providers). "
+        "Only the provider sandbox changes it.",
+    )
     graph_api_version: str = Field(
         default="",
         pattern=r"^(v\d+\.\d+)?$",
@@ -31,7 +35,11 @@ class PolicySettings(ApiSettings):
     )
     meta_app_id: str
     meta_app_secret: SecretStr
-    x_api_base_url: str = "https://api.x.com"
+    x_api_base_url: str = Field(
+        default="",
+        description="Where X API calls go; empty: X's own host (known to parley-providers). "
+        "Only the provider sandbox changes it.",
+    )
     x_client_id: str | None = None
     x_client_secret: SecretStr | None = None
     window_closing_lead_s: int = Field(

@@ -26,14 +26,15 @@ def sender(http: httpx.AsyncClient, settings: Any) -> Sender:
 
 def content_lookup(http: httpx.AsyncClient, settings: Any) -> ContentLookup | None:
     """Instagram mentions' text and author, with the normalizer's settings (None without them)."""
-    from parley_providers.meta.client import GraphClient
+    from parley_providers.meta.client import GRAPH_BASE_URL, GraphClient
     from parley_providers.meta.instagram import instagram_sender_client
     from parley_providers.meta.lookup import MentionLookup
 
     if not hasattr(settings, "graph_base_url"):
         return None
     # reads need no app credentials: the channel's token is all a lookup carries
-    graph = GraphClient(http, settings.graph_base_url, "", "", settings.graph_api_version or None)
+    base = settings.graph_base_url or GRAPH_BASE_URL
+    graph = GraphClient(http, base, "", "", settings.graph_api_version or None)
     return MentionLookup(graph, instagram_sender_client(http, settings))
 
 

@@ -34,6 +34,10 @@ __all__ = [
 ]
 
 
+GRAPH_BASE_URL = "https://graph.facebook.com"
+"""Meta's Graph API host: the default of every service's ``PARLEY_GRAPH_BASE_URL``."""
+
+
 class GraphSettings(Protocol):
     """The settings a service gives Meta's clients (policy's and onboarding's have them)."""
 
@@ -603,7 +607,7 @@ def graph_client(http: httpx.AsyncClient, settings: GraphSettings) -> GraphClien
     """The Graph API client a service's settings describe."""
     return GraphClient(
         http,
-        settings.graph_base_url,
+        settings.graph_base_url or GRAPH_BASE_URL,
         settings.meta_app_id,
         settings.meta_app_secret.get_secret_value(),
         settings.graph_api_version or None,

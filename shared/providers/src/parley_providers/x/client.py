@@ -20,6 +20,10 @@ MAX_SUBSCRIPTION_PAGES = 100
 tier (150,000 subscriptions), so a cursor that never ends cannot loop forever."""
 
 
+X_API_BASE_URL = "https://api.x.com"
+"""X's API host: the default of every service's ``PARLEY_X_API_BASE_URL``."""
+
+
 class XSettings(Protocol):
     """The settings a service gives X's client (optional: X is served only when they are set)."""
 
@@ -247,4 +251,4 @@ def x_client(http: httpx.AsyncClient, settings: XSettings) -> XClient | None:
     secret = settings.x_client_secret.get_secret_value() if settings.x_client_secret is not None else ""
     if not settings.x_client_id or not secret:
         return None  # an empty secret (a Helm key present but empty) is no configuration
-    return XClient(http, settings.x_api_base_url, settings.x_client_id, secret)
+    return XClient(http, settings.x_api_base_url or X_API_BASE_URL, settings.x_client_id, secret)
