@@ -124,6 +124,12 @@ async def test_another_tenants_admin_sees_none_of_the_channels(stack: Stack) -> 
             data={"csrf_token": client.cookies.get("parley_console_csrf", path="/console")},
         )
         assert answer.status_code == 404
+        unknown = await client.post(
+            "/console/no-such-form",
+            data={"csrf_token": client.cookies.get("parley_console_csrf", path="/console")},
+        )
+        assert unknown.status_code == 404
+        assert "There is no such page in the console." in unknown.text
     assert (await stack.call("GET", f"/channels/{channel['id']}"))["status"] == "active"
 
 

@@ -681,6 +681,7 @@ def create_console(
         Route("/whatsapp/{onboarding_id}", guarded(console.whatsapp_page), methods=get),
         Route("/whatsapp/{onboarding_id}/{action}", guarded(console.whatsapp_step), methods=post),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
-        Route("/{path:path}", guarded(console.not_found)),
+        # any method: a form posted to an unknown page gets the console's 404 page, not a bare 405
+        Route("/{path:path}", guarded(console.not_found), methods=["GET", "HEAD", "POST"]),
     ]
     return Starlette(routes=routes)
