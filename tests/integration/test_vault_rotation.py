@@ -147,3 +147,21 @@ async def test_a_document_that_keeps_changing_stops_the_rotation_with_its_name(m
     assert writes == ROTATE_RETRIES
     stored = await mongo_db["channel_credentials"].find_one({"_id": CHANNEL})
     assert OLD.decrypt(stored["refresh"], CHANNEL) == f"refresh-{writes}"  # the last write stands
+
+
+async def test_rotation_counts_each_document_it_reads_toward_the_total_it_announced(mongo_db: Any) -> None:
+    """The progress of `parley credentials rotate`: the total is what the rotation then reads."""
+    from parley_shared.vault import count_sealed_documents
+
+    for n in range(3):
+        doc = credential(OLD, f"access-{n}", f"refresh-{n}")
+        doc["_id"] = f"{CHANNEL}-{n}"
+        doc["token"] = OLD.encrypt(f"access-{n}", doc["_id"])
+        doc["refresh"] = OLD.encrypt(f"refresh-{n}", doc["_id"])
+        await mongo_db["channel_credentials"].insert_one(doc)
+    await mongo_db["connections"].insert_one({"_id": "conn-1", "pages": []})
+    total = await count_sealed_documents(mongo_db, FIELDS)
+    seen: list[int] = []
+    assert await rotate_sealed(mongo_db, BOTH, FIELDS, seen.append) == (6, 3)
+    assert total == 4
+    assert sum(seen) == total

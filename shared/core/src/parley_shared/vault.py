@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -241,7 +241,28 @@ def _paths_by_collection(fields: Iterable[tuple[str, str]]) -> dict[str, list[li
     return by_collection
 
 
-async def rotate_sealed(db: Any, vault: TokenVault, fields: Iterable[tuple[str, str]]) -> tuple[int, int]:
+async def count_sealed_documents(db: Any, fields: Iterable[tuple[str, str]]) -> int:
+    """How many documents a rotation reads (every document of each sealed collection)."""
+    return sum([await db[c].count_documents({}) for c in _paths_by_collection(fields)])
+
+
+async def count_sealed_rows(pool: Pool, fields: Iterable[tuple[str, str]]) -> int:
+    """:func:`count_sealed_documents` on PostgreSQL."""
+    total = 0
+    async with pool.connection() as conn:
+        for table in _paths_by_collection(fields):
+            cursor = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+            row = await cursor.fetchone()
+            total += int(row[0]) if row else 0
+    return total
+
+
+async def rotate_sealed(
+    db: Any,
+    vault: TokenVault,
+    fields: Iterable[tuple[str, str]],
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, int]:
     """Re-encrypt, with the current key, every ciphertext at the given (collection, dotted path)
     fields (a list on the path is walked element by element; the document's ``_id`` is the
     associated data). Returns (ciphertexts re-encrypted, documents rewritten).
@@ -261,6 +282,8 @@ async def rotate_sealed(db: Any, vault: TokenVault, fields: Iterable[tuple[str, 
     sealed = rewritten = 0
     for collection, paths in _paths_by_collection(fields).items():
         async for doc in db[collection].find({}):
+            if progress is not None:
+                progress(1)
             current: Mapping[str, Any] | None = doc
             for _ in range(ROTATE_RETRIES):
                 if current is None:
@@ -281,7 +304,10 @@ async def rotate_sealed(db: Any, vault: TokenVault, fields: Iterable[tuple[str, 
 
 
 async def rotate_sealed_postgres(
-    pool: Pool, vault: TokenVault, fields: Iterable[tuple[str, str]]
+    pool: Pool,
+    vault: TokenVault,
+    fields: Iterable[tuple[str, str]],
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
     """:func:`rotate_sealed` on PostgreSQL: each collection is a table of ``(id, doc jsonb)`` rows
     (the row's id is the associated data), and each row is rewritten by one update conditional on
@@ -295,6 +321,8 @@ async def rotate_sealed_postgres(
             cursor = await conn.execute(sql.SQL("SELECT id, doc FROM {} ORDER BY id").format(name))
             rows = await cursor.fetchall()
         for row_id, doc in rows:
+            if progress is not None:
+                progress(1)
             current: dict[str, Any] | None = doc
             for _ in range(ROTATE_RETRIES):
                 if current is None:

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from parley_events import WebhookReceived, qualify, topics
 from parley_shared.channels import KafkaChannelDirectory
 from parley_shared.kafka import EventPublisher, kafka_dead_letter_sink, make_broker
+from parley_shared.progress import Progress
 from parley_shared.settings import ServiceSettings, load_settings
 
 from parley_ingest.adapters.aliases import KafkaCustomerAliases
@@ -101,6 +102,9 @@ async def replay(
                 pending.add(tp)
         until_ms = int(until.timestamp() * 1000) if until else None
         last_progress = time.monotonic()
+        # at most this many records (fewer with --until): on a terminal, done, rate and time left
+        total = sum(ends[tp] - starts[tp].offset for tp in pending if starts.get(tp) is not None)
+        progress = Progress("replay", total=total, unit="deliveries")
         while pending:
             batches = await consumer.getmany(*pending, timeout_ms=1000)
             if any(batches.values()):
@@ -115,9 +119,11 @@ async def replay(
                         pending.discard(tp)
                         break
                     report.read += 1
+                    progress.advance()
                     await _replay_one(normalizer, record.value, provider, report)
                     if record.offset + 1 >= ends[tp]:
                         pending.discard(tp)
+        progress.close()
     finally:
         await consumer.stop()
         await aliases.stop()

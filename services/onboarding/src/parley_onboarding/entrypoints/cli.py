@@ -12,10 +12,18 @@ from typing import Any
 
 from parley_events import Provider
 from parley_shared.kafka import EventPublisher, make_broker
+from parley_shared.progress import Progress
 from parley_shared.runtime import Runtime
 from parley_shared.settings import ServiceSettings, load_settings
 from parley_shared.store import open_store
-from parley_shared.vault import TokenVault, parse_keys, rotate_sealed, rotate_sealed_postgres
+from parley_shared.vault import (
+    TokenVault,
+    count_sealed_documents,
+    count_sealed_rows,
+    parse_keys,
+    rotate_sealed,
+    rotate_sealed_postgres,
+)
 
 from parley_onboarding.adapters.stores import SEALED_FIELDS
 from parley_onboarding.bootstrap import build_service, production_adapters
@@ -75,9 +83,14 @@ async def rotate_credentials(settings: OnboardingSettings) -> tuple[int, int]:
     vault = TokenVault(parse_keys(settings.encryption_keys.get_secret_value()))
     store = await open_store(settings.store)
     try:
+        # on a terminal: documents done, the rate and the time left
         if store.kind == "postgresql":
-            return await rotate_sealed_postgres(store.postgres, vault, SEALED_FIELDS)
-        return await rotate_sealed(store.db, vault, SEALED_FIELDS)
+            total = await count_sealed_rows(store.postgres, SEALED_FIELDS)
+            with Progress("rotate", total=total, unit="documents") as progress:
+                return await rotate_sealed_postgres(store.postgres, vault, SEALED_FIELDS, progress.advance)
+        total = await count_sealed_documents(store.db, SEALED_FIELDS)
+        with Progress("rotate", total=total, unit="documents") as progress:
+            return await rotate_sealed(store.db, vault, SEALED_FIELDS, progress.advance)
     finally:
         await store.close()
 

@@ -21,6 +21,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from parley_events import TopicSpec, qualify, topics
 from parley_shared.kafka import decode_event
+from parley_shared.progress import Progress
 from parley_shared.settings import ServiceSettings, load_settings
 from parley_shared.store import open_store
 
@@ -89,8 +90,10 @@ async def rebuild(settings: ReportsSettings) -> RebuildReport:
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
-        pending = {tp for tp in partitions if await consumer.position(tp) < ends[tp]}
+        starts = {tp: await consumer.position(tp) for tp in partitions}
+        pending = {tp for tp in partitions if starts[tp] < ends[tp]}
         last_progress = time.monotonic()
+        progress = Progress("rebuild", total=sum(ends[tp] - starts[tp] for tp in pending), unit="events")
         while pending:
             batches = await consumer.getmany(*pending, timeout_ms=1000)
             if any(batches.values()):
@@ -104,6 +107,7 @@ async def rebuild(settings: ReportsSettings) -> RebuildReport:
                     if record.offset >= ends[tp]:
                         break
                     report.read += 1
+                    progress.advance()
                     model = models[tp.topic].get(_ce_type(record) or "")
                     if model is None:
                         report.skipped += 1
@@ -115,6 +119,7 @@ async def rebuild(settings: ReportsSettings) -> RebuildReport:
                         report.duplicates += 1
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
+        progress.close()
     finally:
         await consumer.stop()
         await store.close()
