@@ -48,7 +48,9 @@ async def stack(infra: Infra, namespace: str, store_url: str) -> AsyncIterator[S
         yield s
 
 
-async def activate(stack: Stack, phone_number_id: str, waba_id: str, token: str) -> str:
+async def activate(
+    stack: Stack, phone_number_id: str, waba_id: str, token: str, *, portfolio_unreadable: bool = False
+) -> str:
     """One WhatsApp onboarding through the admin API up to an activated number; its channel id."""
     created = await stack.call("POST", "/whatsapp/onboardings", status=201)
 
@@ -73,6 +75,9 @@ async def activate(stack: Stack, phone_number_id: str, waba_id: str, token: str)
     await step("approve-business-manager")
     await step("business-verified")
     await step("request-code")
+    if portfolio_unreadable:  # Graph fails every read of the account's owner from here on
+        fault = {"path_contains": f"/{waba_id}", "method": "GET", "status": 500, "times": 20}
+        await stack.sandbox_admin("POST", "/faults", fault)
     code = (await stack.sandbox_admin("GET", f"/whatsapp/numbers/{phone_number_id}/last-code"))["code"]
     activated = await step("verify-code", {"code": str(code)})
     assert activated["step"] == "activated"
@@ -176,3 +181,20 @@ async def test_the_numbers_of_two_accounts_of_one_portfolio_share_its_messaging_
         await directory.stop()
         await client.drop_database(mongo.database_name(database_url))
         await client.close()
+
+
+async def test_a_number_is_activated_when_its_portfolio_cannot_be_read(stack: Stack) -> None:
+    token = f"wa-system-user-{secrets.token_hex(24)}"
+    phone_number_id, waba_id = NUMBERS[0]
+    body = {"phone_number_id": phone_number_id, "waba_id": waba_id, "token": token}
+    await stack.sandbox_admin("POST", "/whatsapp/numbers", body)
+
+    channel_id = await activate(stack, phone_number_id, waba_id, token, portfolio_unreadable=True)
+
+    assert [r for r in stack.recorder.matching(f"/{waba_id}") if r.method == "GET"]  # it was asked
+    [snapshot] = [
+        s for s in of_type(await stack.events(topics.CHANNELS), SNAPSHOT) if s["channel_id"] == channel_id
+    ]
+    # the channel is active and names no portfolio: policy counts its limit per account
+    assert (snapshot["status"], snapshot["business_portfolio_id"]) == ("active", None)
+    assert snapshot["business_account_id"] == waba_id
