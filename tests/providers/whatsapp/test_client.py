@@ -248,6 +248,12 @@ CALLS = [
         lambda g, n, t: g.whatsapp_phone_number_throughput(n.id, t),
     ),
     CloudCall(
+        "whatsapp_business_portfolio",
+        "GET",
+        f"/{WABA_ID}",
+        lambda g, n, t: g.whatsapp_business_portfolio(WABA_ID, t),
+    ),
+    CloudCall(
         "whatsapp_thread_control",
         "POST",
         "/thread_control",
