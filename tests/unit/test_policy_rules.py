@@ -19,7 +19,15 @@ from parley_policy.domain.decision import (
     decide,
     window_closes,
 )
-from parley_policy.domain.rules import Counting, messaging_limit, messaging_tiers, rule_for, rules
+from parley_policy.domain.rules import (
+    Counting,
+    limit_update_scope,
+    messaging_limit,
+    messaging_limit_scope,
+    messaging_tiers,
+    rule_for,
+    rules,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -866,3 +874,38 @@ def test_thread_control_does_not_concern_a_private_reply_to_a_comment() -> None:
     assert_approved(
         run(Provider.MESSENGER, ReplyRequest(text="hi", kind="private_reply", comment_id="c_1"), facts=facts)
     )
+
+
+def whatsapp_number(**fields: object) -> ChannelSnapshot:
+    base = ChannelSnapshot(
+        channel_id="ch-wa",
+        tenant_id="t",
+        provider=Provider.WHATSAPP,
+        account_id="phone-1",
+        status=ChannelStatus.ACTIVE,
+        revision=1,
+    )
+    return base.model_copy(update=fields)
+
+
+def test_a_number_whose_account_names_its_portfolio_counts_against_the_portfolio() -> None:
+    # Meta sets messaging limits per business portfolio: every number of every account shares one
+    number = whatsapp_number(business_account_id="waba-1", business_portfolio_id="bp-9")
+    other_account = whatsapp_number(
+        channel_id="ch-wa-2", business_account_id="waba-2", business_portfolio_id="bp-9"
+    )
+    assert messaging_limit_scope("ch-wa", number) == "portfolio:bp-9"
+    assert messaging_limit_scope("ch-wa-2", other_account) == messaging_limit_scope("ch-wa", number)
+
+
+def test_a_number_without_a_known_portfolio_counts_against_its_account_else_alone() -> None:
+    assert messaging_limit_scope("ch-wa", whatsapp_number(business_account_id="waba-1")) == "waba:waba-1"
+    assert messaging_limit_scope("ch-wa", whatsapp_number()) == "channel:ch-wa"
+    assert messaging_limit_scope("ch-gone", None) == "channel:ch-gone"
+
+
+def test_a_limit_announced_for_an_account_is_recorded_for_its_portfolio_when_known() -> None:
+    holder = whatsapp_number(business_account_id="waba-1", business_portfolio_id="bp-9")
+    assert limit_update_scope("waba-1", holder) == "portfolio:bp-9"
+    assert limit_update_scope("waba-1", whatsapp_number(business_account_id="waba-1")) == "waba:waba-1"
+    assert limit_update_scope("waba-1", None) == "waba:waba-1"

@@ -248,6 +248,12 @@ CALLS = [
         lambda g, n, t: g.whatsapp_phone_number_throughput(n.id, t),
     ),
     CloudCall(
+        "whatsapp_business_portfolio",
+        "GET",
+        f"/{WABA_ID}",
+        lambda g, n, t: g.whatsapp_business_portfolio(WABA_ID, t),
+    ),
+    CloudCall(
         "whatsapp_thread_control",
         "POST",
         "/thread_control",
@@ -557,3 +563,23 @@ async def test_a_numbers_throughput_level_and_coexistence_are_read_from_its_fiel
     assert await sandbox.graph.whatsapp_phone_number_throughput(shared, WA_TOKEN) == ("STANDARD", True)
     [call, *_] = sandbox.state.calls
     assert (call.method, call.path) == ("GET", f"/{GRAPH_VERSION}/{standard}")
+
+
+async def test_an_accounts_business_portfolio_is_read_from_its_owner_business_info(sandbox: Sandbox) -> None:
+    await sandbox.whatsapp_number(owner_business_id="1234567890123456")
+    other = await sandbox.whatsapp_number(phone_number_id="900000000000301", waba_id="900000000000399")
+    connector = WhatsAppConnector(sandbox.graph)
+    sandbox.state.calls.clear()
+
+    assert await connector.business_portfolio(WABA_ID, WA_TOKEN) == "1234567890123456"
+    [call] = sandbox.state.calls
+    assert (call.method, call.path) == ("GET", f"/{GRAPH_VERSION}/{WABA_ID}")
+    # an account nobody set an owner for has one of its own: its numbers share nothing with others
+    assert sandbox.state.whatsapp_numbers[other].waba_id == "900000000000399"
+    assert await connector.business_portfolio("900000000000399", WA_TOKEN) == "business-900000000000399"
+    # a system user's token that cannot manage the account is refused, as Graph does (code 200)
+    await sandbox.whatsapp_number(
+        phone_number_id="900000000000401", waba_id="900000000000499", token="wa-other-system-user"
+    )
+    refused = await fails(sandbox.graph.whatsapp_business_portfolio(WABA_ID, "wa-other-system-user"))
+    assert (refused.code, refused.kind) == (200, ErrorKind.PERMISSION_MISSING)

@@ -42,6 +42,7 @@ from parley_providers.base import (
     NumberConnector,
     NumberThroughput,
     PageConnector,
+    PortfolioCheck,
     RefreshStep,
     RotatingGrant,
     SubscriptionCheck,
@@ -214,10 +215,11 @@ class OnboardingService:
         connect_path: str | None = None,
         x_api: str | None = None,
         throughput: NumberThroughput | None = None,
+        business_portfolio_id: str | None = None,
     ) -> Channel:
         """Connect a new channel, or reconnect the existing one for the same account (a reconnect
-        may change how it is connected: ``connect_path``; a WhatsApp number's ``throughput``, when
-        read, is recorded on it)."""
+        may change how it is connected: ``connect_path``; a WhatsApp number's ``throughput`` and
+        its account's ``business_portfolio_id``, when read, are recorded on it)."""
         now = self.clock()
         channel_id = channel_id_for(tenant_id, provider, account_id)
         await self._claim_account(tenant_id, provider, account_id)
@@ -248,6 +250,9 @@ class OnboardingService:
             if throughput is not None:
                 channel.throughput_level = throughput.level
                 channel.coexistence = throughput.coexistence
+            if business_portfolio_id is not None:
+                channel.business_portfolio_id = business_portfolio_id
+            if throughput is not None or business_portfolio_id is not None:
                 # the snapshot Channel.connect or reconnect built predates these fields
                 events = [channel.snapshot() if isinstance(e, ChannelSnapshot) else e for e in events]
             try:
@@ -1150,6 +1155,7 @@ class OnboardingService:
         await numbers.register(onboarding.phone_number_id, token, pin)
         await self.stores.save_whatsapp_pin(onboarding.id, pin)
         throughput = await self._number_throughput(numbers, onboarding.phone_number_id, token)
+        portfolio = await self._business_portfolio(numbers, onboarding.waba_id, token)
         channel = await self._upsert_connected(
             tenant_id=onboarding.tenant_id,
             provider=Provider.WHATSAPP,
@@ -1159,6 +1165,7 @@ class OnboardingService:
             display_name=onboarding.display_name,
             business_account_id=onboarding.waba_id,
             throughput=throughput,
+            business_portfolio_id=portfolio,
         )
         activated = onboarding.activated(channel.id, actor_id, now)
         await self._save_step(onboarding, activated)
@@ -1179,6 +1186,19 @@ class OnboardingService:
             log.warning(
                 "could not read the number's throughput", number_id=number_id, error_kind=exc.kind.value
             )
+            return None
+
+    @staticmethod
+    async def _business_portfolio(numbers: NumberConnector, waba_id: str | None, token: str) -> str | None:
+        """The business portfolio owning the account (policy counts the messaging limit for it);
+        None when the connector cannot tell or the provider would not say: the number is connected
+        anyway and its limit is counted for its account alone."""
+        if not waba_id or not isinstance(numbers, PortfolioCheck):
+            return None
+        try:
+            return await numbers.business_portfolio(waba_id, token)
+        except ProviderError as exc:
+            log.warning("could not read the account's business portfolio", error_kind=exc.kind.value)
             return None
 
     async def _code_rejected(self, onboarding: WhatsAppOnboarding, attempt: int) -> int:

@@ -141,6 +141,7 @@ def build(
         settings.whatsapp_messaging_tier,
         delivery.change_thread_control,
         send_read_receipt=delivery.send_read_receipt,
+        business_channel=channels.lookup_business,
     )
 
     async def sweep() -> int:

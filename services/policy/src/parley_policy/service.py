@@ -58,7 +58,7 @@ from parley_policy.domain.decision import (
 from parley_policy.domain.retry import RetryBudget
 from parley_policy.domain.rules import (
     account_send_rate,
-    business_scope,
+    limit_update_scope,
     messaging_limit,
     messaging_limit_period,
     messaging_limit_scope,
@@ -163,11 +163,14 @@ class PolicyService:
         messaging_tier: int = 0,
         change_thread_control: ChangeThreadControl | None = None,
         send_read_receipt: SendReadReceipt | None = None,
+        business_channel: Callable[[Provider, str], ChannelSnapshot | None] | None = None,
     ) -> None:
         self.change_thread_control = change_thread_control
         self.send_read_receipt = send_read_receipt
         self.store = store
         self.channels = channels
+        # a claiming channel of a business account (the channel directory's lookup_business)
+        self.business_channel = business_channel or (lambda provider, account: None)
         self.role_of = role_of
         self.templates = templates
         self.publish = publish
@@ -534,9 +537,14 @@ class PolicyService:
         return await self.store.claim_reach(scope, doc["recipient_id"], now, since, limit)
 
     async def on_messaging_limit(self, update: MessagingLimitChanged) -> None:
-        """The provider set the business's messaging limit: later claims count against it."""
+        """The provider set the business's messaging limit: later claims count against it. Meta
+        announces it per WhatsApp Business Account; it is recorded for the account's portfolio
+        when a channel of the account names one (the limit is the portfolio's)."""
+        holder = self.business_channel(Provider.WHATSAPP, update.business_account_id)
         await self.store.record_messaging_limit(
-            business_scope(update.business_account_id), update.messaging_limit, update.provider_timestamp
+            limit_update_scope(update.business_account_id, holder),
+            update.messaging_limit,
+            update.provider_timestamp,
         )
 
     async def _replay(self, reply_id: str, earlier: dict[str, Any]) -> Outcome:

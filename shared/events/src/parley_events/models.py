@@ -640,6 +640,13 @@ class ChannelSnapshot(Event):
         default=None,
         description="WhatsApp: the WABA id; Instagram: the linked Facebook Page id.",
     )
+    business_portfolio_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Since 2026-11. WhatsApp: the business portfolio that owns the WABA (Graph's "
+        "`owner_business_info.id`); all numbers of all WABAs of one portfolio share one messaging "
+        "limit. Null: not known, the limit is counted per WABA.",
+    )
     connect_path: str | None = Field(
         default=None,
         description="How an Instagram profile is connected: `page` (through its Facebook Page) or "

@@ -39,6 +39,7 @@ __all__ = [
     "NumberRules",
     "PageConnector",
     "PageGrant",
+    "PortfolioCheck",
     "ProviderPlugin",
     "RefreshStep",
     "RotatingGrant",
@@ -536,6 +537,14 @@ class ThroughputCheck(Protocol):
     """A number connector that can read a number's throughput (WhatsApp's); raises ProviderError."""
 
     async def throughput(self, number_id: str, token: str) -> NumberThroughput: ...
+
+
+@runtime_checkable
+class PortfolioCheck(Protocol):
+    """A number connector that can name the business portfolio owning a business account
+    (WhatsApp's: its numbers share the portfolio's messaging limit); raises ProviderError."""
+
+    async def business_portfolio(self, business_account_id: str, token: str) -> str | None: ...
 
 
 Connector = PageConnector | AccountConnector | NumberConnector | LoginConnector

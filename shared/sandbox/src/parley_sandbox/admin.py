@@ -351,6 +351,9 @@ class _Admin:
             raise AdminError(409, "that token already belongs to a user or page")
         if number.waba_id not in token.waba_ids:
             token.waba_ids.append(number.waba_id)
+        owner = _opt_str(data, "owner_business_id")
+        if owner:
+            self.state.waba_owners[number.waba_id] = owner
         self.state.whatsapp_numbers[number.id] = number
         return self._number_view(number)
 

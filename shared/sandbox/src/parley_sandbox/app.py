@@ -73,9 +73,12 @@ class _Providers(WhatsAppApi, InstagramApi, XApi):
     """Every imitated provider API; each handler raises GraphFailure/XFailure or returns a Reply."""
 
     def graph_node(self, call: Incoming) -> Reply:
-        """``GET /{node}``: Graph answers for whatever the node is; the sandbox plays two kinds."""
-        if call.path("node") in self.state.whatsapp_numbers:
+        """``GET /{node}``: Graph answers for whatever the node is; the sandbox plays three kinds."""
+        node = call.path("node")
+        if node in self.state.whatsapp_numbers:
             return self.whatsapp_phone_number(call)
+        if any(n.waba_id == node for n in self.state.whatsapp_numbers.values()):
+            return self.waba_node(call)
         return self.ig_user_fields(call)
 
 

@@ -434,6 +434,8 @@ class SandboxState:
     page_tokens: dict[tuple[str, str], str] = field(default_factory=dict)
     whatsapp_numbers: dict[str, WhatsAppNumber] = field(default_factory=dict)
     whatsapp_templates: dict[str, WhatsAppTemplate] = field(default_factory=dict)  # by template id
+    # the business portfolio owning each WhatsApp Business Account (unset: one of its own)
+    waba_owners: dict[str, str] = field(default_factory=dict)
     whatsapp_profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # by phone number id
     uploads: dict[str, Upload] = field(default_factory=dict)  # by session id ("upload:...")
     upload_handles: dict[str, Upload] = field(default_factory=dict)  # by handle
@@ -456,6 +458,11 @@ class SandboxState:
     calls: list[Call] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     id_counter: int = 0
+
+    def waba_owner(self, waba_id: str) -> str:
+        """The business portfolio owning a WhatsApp Business Account: the one set, else the
+        account's own (``business-{waba_id}``)."""
+        return self.waba_owners.get(waba_id) or f"business-{waba_id}"
 
     def now(self) -> float:
         return time.time() + self.clock_offset_s

@@ -87,6 +87,27 @@ class WhatsAppApi(MetaApi):
         row.setdefault("id", number.id)
         return Reply(row)
 
+    def waba_node(self, call: Incoming) -> Reply:
+        """``GET /{waba-id}``: the WhatsApp Business Account's fields the caller names, among them
+        ``owner_business_info {id, name}`` (the business portfolio that owns it), for a token that
+        can manage it."""
+        token = self.meta_token(call)
+        waba_id = call.path("node")
+        if token.kind != "system" or waba_id not in token.waba_ids:
+            raise GraphFailure(
+                403, 200, None, "(#200) You do not have permission to access this WhatsApp Business Account"
+            )
+        owner = self.state.waba_owner(waba_id)
+        full: dict[str, Any] = {
+            "id": waba_id,
+            "name": f"WABA {waba_id}",
+            "owner_business_info": {"id": owner, "name": f"Business {owner}"},
+        }
+        fields = _split_fields(str(call.params.get("fields") or "id,name"))
+        row = {name: full[name] for name in fields if name in full}
+        row.setdefault("id", waba_id)
+        return Reply(row)
+
     def waba_phone_numbers(self, call: Incoming) -> Reply:
         """``GET /{waba-id}/phone_numbers``: the WABA's numbers, for a token that can manage it."""
         token = self.meta_token(call)

@@ -50,6 +50,7 @@ def channel_to_doc(channel: Channel) -> dict[str, Any]:
         "subscription_gap": list(channel.subscription_gap),
         "throughput_level": channel.throughput_level,
         "coexistence": channel.coexistence,
+        "business_portfolio_id": channel.business_portfolio_id,
     }
 
 
@@ -77,6 +78,7 @@ def channel_from_doc(doc: dict[str, Any]) -> Channel:
         subscription_gap=tuple(doc.get("subscription_gap") or ()),
         throughput_level=doc.get("throughput_level"),
         coexistence=bool(doc.get("coexistence", False)),
+        business_portfolio_id=doc.get("business_portfolio_id"),
         revision=doc["version"],
     )
 

@@ -135,6 +135,9 @@ class Channel:
     """WhatsApp: the number's throughput level as the provider last reported it (None: unknown)."""
     coexistence: bool = False
     """WhatsApp: the number is also used in the WhatsApp Business app."""
+    business_portfolio_id: str | None = None
+    """WhatsApp: the business portfolio owning the WABA, whose numbers share one messaging limit
+    (None: unknown)."""
     revision: int = 0
 
     @classmethod
@@ -300,6 +303,7 @@ class Channel:
             connect_path=self.connect_path,
             throughput_level=self.throughput_level,
             coexistence=self.coexistence,
+            business_portfolio_id=self.business_portfolio_id,
             revision=self.revision,
             auto_resolve_new_s=self.settings.auto_resolve_new_s,
             auto_resolve_pending_s=self.settings.auto_resolve_pending_s,

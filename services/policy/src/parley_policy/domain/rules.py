@@ -19,10 +19,12 @@ __all__ = [
     "ReplyRule",
     "account_send_rate",
     "business_scope",
+    "limit_update_scope",
     "messaging_limit",
     "messaging_limit_period",
     "messaging_limit_scope",
     "messaging_tiers",
+    "portfolio_scope",
     "rule_for",
     "rules",
     "send_rate",
@@ -65,13 +67,28 @@ def messaging_limit_period(provider: Provider = Provider.WHATSAPP) -> timedelta:
 
 
 def messaging_limit_scope(channel_id: str, channel: ChannelSnapshot | None) -> str:
-    """Whose messaging limit a business-initiated send counts against: the business, shared by
-    all its numbers. The channel's WhatsApp Business Account stands for it (a business portfolio
-    with several accounts is counted per account until channels name their portfolio); a channel
-    Parley knows no account of counts alone."""
+    """Whose messaging limit a business-initiated send counts against: the business portfolio,
+    shared by all numbers of all its WhatsApp Business Accounts. A channel that names no portfolio
+    counts against its account (every number of it), and a channel Parley knows no account of
+    counts alone."""
+    if channel is not None and channel.business_portfolio_id:
+        return portfolio_scope(channel.business_portfolio_id)
     if channel is not None and channel.business_account_id:
         return business_scope(channel.business_account_id)
     return f"channel:{channel_id}"
+
+
+def limit_update_scope(business_account_id: str, channel: ChannelSnapshot | None) -> str:
+    """Where a messaging limit the provider set for a WhatsApp Business Account is recorded: its
+    portfolio's scope when a channel of the account (``channel``) names one, else the account's."""
+    if channel is not None and channel.business_portfolio_id:
+        return portfolio_scope(channel.business_portfolio_id)
+    return business_scope(business_account_id)
+
+
+def portfolio_scope(business_portfolio_id: str) -> str:
+    """The messaging limit's scope of a business portfolio's numbers (all its accounts')."""
+    return f"portfolio:{business_portfolio_id}"
 
 
 def business_scope(business_account_id: str) -> str:

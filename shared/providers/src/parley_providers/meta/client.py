@@ -480,6 +480,24 @@ class GraphClient:
         level = throughput.get("level") if isinstance(throughput, dict) else None
         return (level if isinstance(level, str) else None), data.get("is_on_biz_app") is True
 
+    async def whatsapp_business_portfolio(self, waba_id: str, token: str) -> str | None:
+        """The id of the business portfolio that owns a WhatsApp Business Account (None: not said).
+
+        ``GET /{waba-id}?fields=owner_business_info``: ``{"owner_business_info": {"id", "name"},
+        "id"}`` (Graph API, WhatsApp Business Account reference). Meta sets messaging limits per
+        portfolio: every number of every account of it shares one.
+        """
+        data = await self._call(
+            "GET",
+            segment(waba_id),
+            token=token,
+            params={"fields": "owner_business_info"},
+            provider="whatsapp",
+        )
+        owner = data.get("owner_business_info")
+        found = owner.get("id") if isinstance(owner, dict) else None
+        return found if isinstance(found, str) and found else None
+
     async def whatsapp_request_code(
         self, phone_number_id: str, token: str, method: str, language: str = "en_US"
     ) -> None:

@@ -111,6 +111,10 @@ class WhatsAppConnector:
         level, coexistence = await self._graph.whatsapp_phone_number_throughput(number_id, token)
         return NumberThroughput(level, coexistence)
 
+    async def business_portfolio(self, business_account_id: str, token: str) -> str | None:
+        """The business portfolio owning the account (its numbers share one messaging limit)."""
+        return await self._graph.whatsapp_business_portfolio(business_account_id, token)
+
     async def token_refusal(self, token: str) -> TokenRefusal | None:
         """The system user's token is a Graph token: checked like a Page's."""
         return await graph_token_refusal(self._graph, token)
