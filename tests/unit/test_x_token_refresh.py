@@ -284,7 +284,7 @@ def x_reply() -> ReplyApproved:
 
 
 def delivery(
-    credentials: FakeCredentials, sender: RecordingSender, on_wait: Any
+    credentials: FakeCredentials, sender: RecordingSender, on_wait: Any, status: Any = lambda _c: None
 ) -> tuple[Delivery, list[Event]]:
     published: list[Event] = []
     elapsed = [0.0]
@@ -305,6 +305,7 @@ def delivery(
         RetryBudget(budget_s=60.0),
         sleep,
         lambda: elapsed[0],
+        status,
     )
     return made, published
 
@@ -398,3 +399,25 @@ async def test_a_token_the_job_renews_is_never_warned_about_and_one_without_a_re
     short = await h.service.connect_x(ACME, ADMIN, "code-2", REDIRECT, "verifier")
     assert await h.service.check_token_expiry() == 1
     assert [e.channel_id for e in h.of(ChannelTokenExpiring)] == [short.id]
+
+
+async def test_a_refresh_onboarding_could_not_make_fails_the_waiting_reply_as_reauth_required() -> None:
+    """X refused the refresh: onboarding marked the channel reauth_required. A reply waiting for
+    the refresh fails at once with that reason, not after the retry budget as retryable."""
+    credentials = FakeCredentials(Credential("ch-x", "tok-old", END, (), "refresh-1"))
+    sender = RecordingSender()
+    status = {"ch-x": ChannelStatus.ACTIVE}
+    waits = 0
+
+    async def onboarding_is_refused() -> None:
+        nonlocal waits
+        waits += 1
+        status["ch-x"] = ChannelStatus.REAUTH_REQUIRED
+
+    made, published = delivery(credentials, sender, onboarding_is_refused, status.get)
+    await made.deliver(x_reply())
+    assert sender.tokens == []
+    assert waits == 1  # one wait for the refresh, then the channel's state decides
+    [failed] = [e for e in published if isinstance(e, ReplyFailed)]
+    assert failed.error_kind == "reauth_required"
+    assert failed.reason != "retry_budget_exhausted"

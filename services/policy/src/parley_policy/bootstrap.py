@@ -128,6 +128,9 @@ def build(
             settings.delivery_backoff_s,
             settings.delivery_backoff_max_s,
         ),
+        channel_status=lambda channel_id: (
+            snapshot.status if (snapshot := channels.by_id.get(channel_id)) is not None else None
+        ),
     )
 
     service = PolicyService(

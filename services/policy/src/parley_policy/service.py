@@ -16,6 +16,7 @@ from parley_events import (
     ChannelRole,
     ChannelSendingRestricted,
     ChannelSnapshot,
+    ChannelStatus,
     ChannelTokenRefreshRequested,
     ConversationThreadControlChanged,
     Event,
@@ -687,9 +688,13 @@ class Delivery:
         retry: RetryBudget | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        channel_status: Callable[[str], ChannelStatus | None] = lambda _channel_id: None,
     ) -> None:
         self.store = store
         self.credentials = credentials
+        # the channel read model's view: a refresh onboarding could not make marks the channel
+        # reauth_required, and a reply waiting for that refresh fails at once with that reason
+        self.channel_status = channel_status
         self.senders = senders
         self.publish = publish
         self.clock = clock
@@ -772,6 +777,15 @@ class Delivery:
                 credential = await self.credentials.get(reply.channel_id) or credential
             try:
                 if self._awaits_refresh(credential):
+                    if self.channel_status(reply.channel_id) is ChannelStatus.REAUTH_REQUIRED:
+                        raise ProviderError(
+                            "parley",
+                            0,
+                            None,
+                            None,
+                            "the provider refused to refresh the channel's token: reconnect it",
+                            ErrorKind.REAUTH_REQUIRED,
+                        )
                     if not refresh_asked:
                         await self._ask_refresh(reply, credential)
                         refresh_asked = True
