@@ -9,7 +9,6 @@ from the registry), so nothing here names a provider's API.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import secrets
 import uuid
@@ -55,7 +54,7 @@ from parley_providers.base import (
 from parley_shared.channels import CLAIMING_STATUSES
 from parley_shared.logging import get_logger
 from parley_shared.mongo import VersionConflict
-from parley_shared.vault import Credential
+from parley_shared.vault import Credential, grant_digest
 
 from parley_onboarding import metrics
 from parley_onboarding.adapters.stores import AccountClaim, OnboardingStore
@@ -757,7 +756,7 @@ class OnboardingService:
         if grants.grant_refresh_step(credential.expires_at, self.clock(), lead) is not RefreshStep.REFRESH:
             metrics.TOKEN_REFRESHES.labels(provider=provider, outcome="waiting").inc()
             return 0
-        digest = hashlib.sha256(credential.refresh_token.encode()).hexdigest()[:32]
+        digest = grant_digest(credential.refresh_token)
         attempt = await self.stores.claim_token_refresh(channel_id, digest, self.clock(), REFRESH_LEASE)
         if attempt is None:
             metrics.TOKEN_REFRESHES.labels(provider=provider, outcome="claimed_elsewhere").inc()
@@ -795,16 +794,22 @@ class OnboardingService:
                 lambda c: c.require_reauth(code, subcode, self.clock(), reason),
             )
             return 0
-        # the new refresh token replaces the spent one (a grant without rotation keeps its own)
-        await self.stores.put_credential(
-            Credential(
-                channel_id,
-                token.access_token,
-                token.expires_at,
-                token.scopes or credential.scopes,
-                token.refresh_token or credential.refresh_token,
-            )
+        # the new refresh token replaces the spent one (a grant without rotation keeps its own),
+        # unless a reconnect stored a newer grant while the refresh was on its way: that one wins
+        refreshed = Credential(
+            channel_id,
+            token.access_token,
+            token.expires_at,
+            token.scopes or credential.scopes,
+            token.refresh_token or credential.refresh_token,
         )
+        if not await self.stores.replace_credential(refreshed, credential.refresh_token):
+            metrics.TOKEN_REFRESHES.labels(provider=provider, outcome="superseded").inc()
+            log.info(
+                "token refreshed after a reconnect stored a newer grant; the newer one kept",
+                channel_id=channel_id,
+            )
+            return 0
 
         def refreshed_to(c: Channel, end: datetime | None = token.expires_at) -> list[Event]:
             return c.token_refreshed(end)
