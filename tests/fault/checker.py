@@ -340,6 +340,19 @@ async def verify_history(
         await client.close()
 
 
+async def postgres_history_effects(store_url: str) -> list[Effect]:
+    """Each customer message routing added to a conversation's history, on PostgreSQL (the
+    migrations' ``conversation_history``): its provider message id and its sequence."""
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(store_url) as conn:
+        cursor = await conn.execute(
+            "SELECT data->>'provider_message_id', sequence FROM conversation_history"
+            " WHERE type = 'parley.conversation.message_added.v1' AND data->>'direction' = 'inbound'"
+        )
+        return [Effect(mid, sequence) for mid, sequence in await cursor.fetchall()]
+
+
 # --------------------------------------------------------------------------- replies through policy
 
 

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 from parley_events import Provider, qualify, topics
 from parley_ingest.domain.normalize.events import conversation_id
@@ -44,6 +43,7 @@ from tests.fault.checker import (
     TopicTail,
     drive_threads,
     now,
+    postgres_history_effects,
     replies,
     settle_consumers,
     signed,
@@ -65,7 +65,6 @@ CUSTOMERS = 50  # per Page: 200 conversations
 SERVICES = ("parley-ingest", "parley-normalizer", "parley-routing", "parley-policy")
 AGENT = auth("agent-soak", roles=("admin",))
 GROWTH_MB = 16.0  # a process's memory levels off: its last quarter within this (or 5 %) of the third
-MESSAGE_ADDED = "parley.conversation.message_added.v1"
 
 
 @dataclass
@@ -146,17 +145,6 @@ def webhooks(ingest_url: str) -> Requests:
         return mid, attempt
 
     return request
-
-
-async def history_effects(store_url: str) -> list[Effect]:
-    """Each customer message routing added to a conversation's history (PostgreSQL)."""
-    async with await psycopg.AsyncConnection.connect(store_url) as conn:
-        cursor = await conn.execute(
-            "SELECT data->>'provider_message_id', sequence FROM conversation_history"
-            " WHERE type = %s AND data->>'direction' = 'inbound'",
-            (MESSAGE_ADDED,),
-        )
-        return [Effect(mid, sequence) for mid, sequence in await cursor.fetchall()]
 
 
 @pytest.fixture
@@ -326,7 +314,7 @@ async def test_soak(soak_stack: SoakStack, infra: Infra, namespace: str) -> None
             sent_in[thread] = items + sent_in.get(thread, [])
 
         async def effects() -> list[Effect]:
-            return await history_effects(stack.store_url)
+            return await postgres_history_effects(stack.store_url)
 
         await verify(effects, sent_in, inbound, timeout_s=300)
         await verify_replies(
