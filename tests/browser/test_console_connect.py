@@ -123,14 +123,18 @@ async def test_an_x_account_is_connected_with_pkce_to_an_active_channel(console:
 
     await page.get_by_role("link", name="Add Channel").click()
     await page.get_by_role("link", name="Continue with X").click()
-    await expect(page.get_by_role("heading", level=1)).to_have_text("Authorize the app to access your X account")
+    await expect(page.get_by_role("heading", level=1)).to_have_text(
+        "Authorize the app to access your X account"
+    )
     authorize = parse_qs(urlsplit(page.url).query)
     assert authorize["code_challenge_method"] == ["S256"]
     assert "offline.access" in authorize["scope"][0].split()
     await page.get_by_label("@acme_help").check()
     await page.get_by_role("button", name="Authorize app").click()
 
-    await expect(page.get_by_role("status")).to_have_text("The account is connected and its channel is active.")
+    await expect(page.get_by_role("status")).to_have_text(
+        "The account is connected and its channel is active."
+    )
     await expect(page.get_by_role("heading", level=1)).to_have_text("@acme_help")
     [channel] = await stack.call("GET", "/channels")
     assert (channel["provider"], channel["account_id"], channel["status"]) == ("x", "2244994945", "active")
@@ -142,7 +146,9 @@ async def test_an_x_account_is_connected_with_pkce_to_an_active_channel(console:
     assert verifier not in await page.content()
 
 
-async def test_reconnecting_a_channel_that_needs_it_clears_the_attention(console: Console, page: Page) -> None:
+async def test_reconnecting_a_channel_that_needs_it_clears_the_attention(
+    console: Console, page: Page
+) -> None:
     stack = console.stack
     channels = await stack.connect_pages(META_USER, PAGES[:1], instagram=False)
     channel_id = channels[ACME_PAGE]["id"]
