@@ -173,3 +173,40 @@ async def test_reconnecting_a_channel_that_needs_it_clears_the_attention(
     assert (await stack.call("GET", f"/channels/{channel_id}"))["status"] == "active"
     await page.get_by_role("link", name="All channels").first.click()
     await expect(row.locator(".attention")).to_have_text("Nothing")
+
+
+async def test_an_instagram_account_connects_with_instagram_login_once_every_permission_is_granted(
+    console: Console, page: Page
+) -> None:
+    stack = console.stack
+    await stack.sandbox_admin(
+        "POST", "/instagram/accounts", {"id": "17841400000000777", "username": "acme_ig"}
+    )
+    await dev_sign_in(page, console, ADMIN, TENANT)
+
+    # one permission unticked: Parley says which one is missing, and connects nothing
+    await page.get_by_role("link", name="Add Channel").click()
+    await page.get_by_role("link", name="Continue with Instagram").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Log in to Instagram")
+    await page.get_by_label("@acme_ig").check()
+    await page.get_by_label("instagram_business_manage_messages").uncheck()
+    await page.get_by_role("button", name="Allow").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Nothing was connected")
+    await expect(page.locator(".error-page")).to_contain_text("instagram_business_manage_messages")
+    await expect(page.locator(".reason code")).to_have_text("PERMISSIONS_MISSING")
+    assert await stack.call("GET", "/channels") == []
+
+    await page.get_by_role("link", name="Try again").click()
+    await page.get_by_role("link", name="Continue with Instagram").click()
+    await page.get_by_label("@acme_ig").check()
+    await page.get_by_role("button", name="Allow").click()
+    await expect(page.get_by_role("status")).to_have_text(
+        "The account is connected and its channel is active."
+    )
+    [channel] = await stack.call("GET", "/channels")
+    assert (channel["provider"], channel["connect_path"], channel["status"]) == (
+        "instagram",
+        "instagram_login",
+        "active",
+    )
+    assert not [s for s in secrets_of(console) if s in await page.content()]
