@@ -943,8 +943,12 @@ def create_console(
             except DomainError as exc:
                 principal = await console.signed_in(request)
                 if exc.status == 404:
-                    return console.error(request, 404, "Not found", exc.message.capitalize() + ".", principal)
-                return console.error(request, exc.status, "Not done", in_words(exc), principal)
+                    return console.error(
+                        request, 404, "Not found", exc.message.capitalize() + ".", principal, reason=exc.code
+                    )
+                return console.error(
+                    request, exc.status, "Not done", in_words(exc), principal, reason=exc.code
+                )
             except ProviderError as exc:
                 principal = await console.signed_in(request)
                 return console.error(
@@ -953,6 +957,7 @@ def create_console(
                     "The provider refused",
                     f"{exc.provider} refused the request ({exc.kind.value}).",
                     principal,
+                    reason=exc.kind.value,
                 )
 
         return endpoint
