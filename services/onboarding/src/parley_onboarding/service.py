@@ -474,16 +474,36 @@ class OnboardingService:
             pages=grant.pages,
         )
         await self.stores.save_connection(connection)
-        existing = {c.account_id for c in await self.channels(tenant_id) if c.status.value != "disconnected"}
+        return await self._connection_view(pages, connection)
+
+    async def meta_connection(self, tenant_id: str, connection_id: str) -> dict[str, Any]:
+        """A started connection as ``start_meta_connection`` answered it (the console's page of
+        granted Pages reads it again); no Page token is in it."""
+        pages = self._pages()
+        connection = await self.stores.connection(tenant_id, connection_id)
+        if connection is None:
+            raise NotFound("CONNECTION_NOT_FOUND", "no such connection; start again")
+        if connection.expired(self.clock(), timedelta(seconds=self.settings.connection_ttl_s)):
+            await self.stores.delete_connection(connection_id)
+            raise DomainError("CONNECTION_EXPIRED", "this connection expired; start again")
+        return await self._connection_view(pages, connection)
+
+    async def _connection_view(self, pages: PageConnector, connection: PageConnection) -> dict[str, Any]:
+        existing = {
+            c.account_id
+            for c in await self.channels(connection.tenant_id)
+            if c.status.value != "disconnected"
+        }
         return {
             "connection_id": connection.id,
-            "missing_permissions": pages.missing_permissions(grant.granted, instagram=False),
-            "missing_instagram_permissions": pages.missing_permissions(grant.granted, instagram=True),
+            "missing_permissions": pages.missing_permissions(connection.granted, instagram=False),
+            "missing_instagram_permissions": pages.missing_permissions(connection.granted, instagram=True),
             "pages": [
                 {
                     "page_id": p.id,
                     "name": p.name,
                     "tasks": list(p.tasks),
+                    "missing_tasks": pages.missing_page_tasks(p.tasks),
                     "connected": p.id in existing,
                     "instagram": (
                         {
@@ -495,7 +515,7 @@ class OnboardingService:
                         else None
                     ),
                 }
-                for p in grant.pages
+                for p in connection.pages
             ],
         }
 
