@@ -216,3 +216,33 @@ async def test_names_are_escaped_and_ids_stay_inside_the_console(stack: Stack) -
         assert "default-src 'self'" in listed.headers["content-security-policy"]
         opened = await client.get("/console/whatsapp", params={"id": "../../v1/channels"})
         assert opened.headers["location"] == "/console/whatsapp/..%2F..%2Fv1%2Fchannels"
+
+
+async def test_the_language_switch_sets_its_cookie_returns_to_the_console_only_and_needs_csrf(
+    stack: Stack,
+) -> None:
+    async with browser_like(stack) as client:
+        german = await client.get("/console/sign-in", headers={"accept-language": "de;q=0.9, en;q=0.4"})
+        assert '<html lang="de">' in german.text and "Anmelden" in german.text
+        csrf = await csrf_of(client)
+        refused = await client.post("/console/language", data={"language": "de", "next": "/console/teams"})
+        assert refused.status_code == 403 and "parley_console_lang" not in client.cookies
+
+        switched = await client.post(
+            "/console/language", data={"csrf_token": csrf, "language": "de", "next": "/console/sign-in"}
+        )
+        assert (switched.status_code, switched.headers["location"]) == (303, "/console/sign-in")
+        assert "SameSite=strict" in switched.headers["set-cookie"]
+        # the cookie wins over an English browser
+        page = await client.get("/console/sign-in", headers={"accept-language": "en"})
+        assert '<html lang="de">' in page.text
+        for elsewhere in ("https://evil.test/", "//evil.test/console/", "/v1/channels", "/console\\..\\x"):
+            answer = await client.post(
+                "/console/language", data={"csrf_token": csrf, "language": "en", "next": elsewhere}
+            )
+            assert (answer.status_code, answer.headers["location"]) == (303, "/console/"), elsewhere
+        # a language the console does not have changes nothing
+        await client.post(
+            "/console/language", data={"csrf_token": csrf, "language": "fr", "next": "/console/"}
+        )
+        assert client.cookies["parley_console_lang"] == "en"
