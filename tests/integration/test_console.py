@@ -14,7 +14,15 @@ import httpx
 import pytest
 
 from tests.conftest import Infra
-from tests.support.onboarding import ADMIN, OTHER_TENANT, TENANT, Stack, onboarding_stack
+from tests.support.onboarding import (
+    ADMIN,
+    OTHER_TENANT,
+    REDIRECT,
+    TENANT,
+    X_REDIRECT,
+    Stack,
+    onboarding_stack,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -246,3 +254,37 @@ async def test_the_language_switch_sets_its_cookie_returns_to_the_console_only_a
             "/console/language", data={"csrf_token": csrf, "language": "fr", "next": "/console/"}
         )
         assert client.cookies["parley_console_lang"] == "en"
+
+
+async def test_the_list_links_each_account_to_its_address_on_the_provider(stack: Stack) -> None:
+    """The address comes from each provider's plugin, from what onboarding recorded on connecting."""
+    await stack.connect_pages(
+        "meta-user-console",
+        [{"id": PAGE_ID, "name": "Acme", "instagram": {"id": "17841400000000001", "username": "acme"}}],
+    )
+    code, verifier = await stack.x_code("1500000000000000001", "acme_jobs")
+    await stack.call(
+        "POST", "/connections/x", {"code": code, "redirect_uri": X_REDIRECT, "code_verifier": verifier}
+    )
+    login = {"id": "17841400000000077", "username": "acme.shop", "redirect_uri": REDIRECT}
+    login_code = (await stack.sandbox_admin("POST", "/instagram/accounts", login))["code"]
+    await stack.call("POST", "/connections/instagram", {"code": login_code, "redirect_uri": REDIRECT})
+
+    async with browser_like(stack) as client:
+        await sign_in(client, stack)
+        page = (await client.get("/console/channels")).text
+    links = set(re.findall(r'<a class="account-url" href="([^"]+)"', page))
+    assert links == {
+        f"https://www.facebook.com/{PAGE_ID}",
+        "https://www.instagram.com/acme",
+        "https://www.instagram.com/acme.shop",
+        "https://x.com/acme_jobs",
+    }
+    # what the addresses are made of is on the channel documents
+    names = {c.account_id: c.account_name for c in await stack.service.channels(TENANT)}
+    assert names == {
+        PAGE_ID: None,
+        "17841400000000001": "acme",
+        "1500000000000000001": "acme_jobs",
+        "17841400000000077": "acme.shop",
+    }

@@ -91,6 +91,7 @@ async def test_a_channel_comes_back_as_it_was_saved_and_each_version_has_one_wri
 ) -> None:
     saved = channel("page_1", token_expires_at=T0 + timedelta(days=60))
     saved.expiry_warned_for = T0 + timedelta(days=60)
+    saved.account_name = "acme"  # the public name its address is made of
     await onboarding_store.save_channel(saved)
     assert await onboarding_store.channel(saved.id) == saved
     assert await onboarding_store.channel("chn_missing") is None

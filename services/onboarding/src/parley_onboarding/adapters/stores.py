@@ -51,6 +51,7 @@ def channel_to_doc(channel: Channel) -> dict[str, Any]:
         "throughput_level": channel.throughput_level,
         "coexistence": channel.coexistence,
         "business_portfolio_id": channel.business_portfolio_id,
+        "account_name": channel.account_name,
     }
 
 
@@ -79,6 +80,7 @@ def channel_from_doc(doc: dict[str, Any]) -> Channel:
         throughput_level=doc.get("throughput_level"),
         coexistence=bool(doc.get("coexistence", False)),
         business_portfolio_id=doc.get("business_portfolio_id"),
+        account_name=doc.get("account_name"),
         revision=doc["version"],
     )
 

@@ -18,6 +18,7 @@ from parley_events import ChannelRole, ChannelStatus, Provider
 from parley_providers import ProviderError
 from parley_providers.base import NumberConnector, NumberRules
 from parley_providers.errors import ErrorKind
+from parley_providers.registry import account_url
 from parley_shared.access import ChannelAccess, effective_role
 from parley_shared.auth import Principal, TokenVerifier, Unauthorized, issue_dev_token
 from starlette.applications import Starlette
@@ -189,6 +190,12 @@ PROVIDER_REFUSALS = {
     ErrorKind.SENDING_RESTRICTED: N_("the account may not send for now."),
 }
 UNKNOWN_REFUSAL = N_("no reason given.")
+
+
+def address(channel: Channel) -> dict[str, str] | None:
+    """The account's address on its provider (the provider's plugin knows it), and its text."""
+    url = account_url(channel.provider, channel.account_id, channel.account_name)
+    return {"url": url, "text": url.removeprefix("https://").removeprefix("www.")} if url else None
 
 
 def seg(value: str) -> str:
@@ -392,7 +399,12 @@ class Console:
         now = self.clock()
         lead = timedelta(seconds=self.settings.token_expiry_lead_s)
         rows = [
-            {"channel": c, "status": _(STATUS_WORDS[c.status]), "attention": attention(c, now, lead)}
+            {
+                "channel": c,
+                "status": _(STATUS_WORDS[c.status]),
+                "attention": attention(c, now, lead),
+                "address": address(c),
+            }
             for c in await self.service.channels(principal.tenant_id)
         ]
         return self.render(request, "channels.html", {"rows": rows, "nav": "channels"}, principal=principal)
@@ -415,6 +427,7 @@ class Console:
                 "nav": "channels",
                 "channel": channel,
                 "status_words": _(STATUS_WORDS[channel.status]),
+                "address": address(channel),
                 "teams": teams,
                 "roles": ROLES,
                 "user_prefix": USER_PREFIX,

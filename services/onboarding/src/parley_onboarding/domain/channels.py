@@ -138,6 +138,10 @@ class Channel:
     business_portfolio_id: str | None = None
     """WhatsApp: the business portfolio owning the WABA, whose numbers share one messaging limit
     (None: unknown)."""
+    account_name: str | None = None
+    """The account's public name on its provider, which its address is made of: an Instagram
+    username, an X handle (without ``@``), a WhatsApp number (E.164). None for a Facebook Page
+    (its id is its address) and for a channel connected before it was recorded, until a reconnect."""
     revision: int = 0
 
     @classmethod
