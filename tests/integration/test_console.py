@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
+from parley_events import ChannelSendingRestricted, Provider
 
 from tests.conftest import Infra
+from tests.support.kafka import eventually, publish_events
 from tests.support.onboarding import (
     ADMIN,
     OTHER_TENANT,
@@ -288,3 +291,53 @@ async def test_the_list_links_each_account_to_its_address_on_the_provider(stack:
         "1500000000000000001": "acme_jobs",
         "17841400000000077": "acme.shop",
     }
+
+
+async def test_policy_s_sending_restricted_on_the_bus_shows_in_the_attention_column(stack: Stack) -> None:
+    """Policy publishes it when Meta refuses a send with 10/1893063; onboarding records it on the
+    channel (for its own tenant only) and the console says so, until a reconnect."""
+    channel = await channel_of(stack)
+    refused_at = datetime.now(UTC).replace(microsecond=0)
+
+    def news(event_id: str, tenant: str, at: datetime) -> ChannelSendingRestricted:
+        return ChannelSendingRestricted(
+            event_id=event_id,
+            channel_id=channel["id"],
+            tenant_id=tenant,
+            provider=Provider.MESSENGER,
+            occurred_at=at,
+            provider_code=10,
+            provider_subcode=1893063,
+        )
+
+    await publish_events(
+        stack.infra.kafka,
+        stack.namespace,
+        news("rpl_other:restricted", OTHER_TENANT, refused_at),  # names another tenant: ignored
+        news("rpl_1:restricted", TENANT, refused_at),
+        source="/parley/policy",
+    )
+
+    async def recorded() -> Any:
+        stored = await stack.service.stores.channel(channel["id"])
+        return stored is not None and stored.sending_restricted
+
+    restriction = await eventually(recorded, timeout=60)
+    assert (restriction.since, restriction.provider_code, restriction.provider_subcode) == (
+        refused_at,
+        10,
+        1893063,
+    )
+    async with browser_like(stack) as client:
+        await sign_in(client, stack)
+        page = (await client.get("/console/channels")).text
+        assert (
+            "Sending restricted: the provider refuses this account&#39;s sends for now (code 10/1893063"
+            in page
+        )
+
+        # a reconnect clears it: the next refused send would record it again
+        await stack.connect_pages("meta-user-console", [{"id": PAGE_ID, "name": "Acme"}])
+        stored = await stack.service.stores.channel(channel["id"])
+        assert stored is not None and stored.sending_restricted is None
+        assert "Sending restricted" not in (await client.get("/console/channels")).text

@@ -175,3 +175,23 @@ def test_the_whatsapp_page_says_who_acts_next_and_the_codes_clock() -> None:
     assert later is not None and later.expired and later.can_resend
     done = [line for line in whatsapp.steps(onboarding) if line.done_at is not None]
     assert [line.done_by for line in done][-2:] == ["op", "adm"]
+
+
+def test_attention_names_a_sending_restriction_with_its_code_and_times_in_the_page_s_language() -> None:
+    from parley_onboarding.console import i18n
+
+    restricted = channel()
+    restricted.sends_refused(NOW - timedelta(hours=3), 10, 1893063)
+    restricted.sends_refused(NOW - timedelta(minutes=5), 10, 1893063)
+    [note] = attention(restricted, NOW, LEAD)
+    assert note.startswith("Sending restricted: the provider refuses this account's sends for now")
+    assert "(code 10/1893063; refused since 2026-11-30 09:00 UTC, last at 2026-11-30 11:55 UTC)" in note
+    i18n.use("de")
+    try:
+        [german] = attention(restricted, NOW, LEAD)
+    finally:
+        i18n.use("en")
+    assert german.startswith("Senden eingeschränkt:")
+    assert "abgelehnt seit 30.11.2026, 09:00 UTC, zuletzt am 30.11.2026, 11:55 UTC" in german
+    restricted.disconnect("a", NOW)
+    assert attention(restricted, NOW, LEAD) == []  # a disconnected channel sends nothing anyway

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from parley_events import (
+    ChannelSendingRestricted,
     ChannelSnapshot,
     ChannelStatus,
     ChannelTemplateCategoryChanged,
@@ -1471,6 +1472,24 @@ class OnboardingService:
             after = await self._change_channel(channel.tenant_id, channel.id, record)
             changed += after.revision != channel.revision
         return changed
+
+    async def on_sending_restricted(self, news: ChannelSendingRestricted) -> bool:
+        """Policy's news that the provider refused a send because it restricts the account for
+        now: recorded on the channel, where its administrators see it (the console's attention
+        column). No event follows: nothing downstream reads it. False: nothing to record (no such
+        channel in that tenant, disconnected, or older news than what is recorded)."""
+        for _ in range(10):
+            channel = await self.stores.channel(news.channel_id)
+            if channel is None or channel.tenant_id != news.tenant_id:
+                return False
+            if not channel.sends_refused(news.occurred_at, news.provider_code, news.provider_subcode):
+                return False
+            try:
+                await self.stores.save_channel(channel)
+            except VersionConflict:
+                continue
+            return True
+        raise Conflict("CONCURRENT_UPDATE", "the channel keeps changing; try again")
 
     # --- token lifecycle --------------------------------------------------------------------------
 

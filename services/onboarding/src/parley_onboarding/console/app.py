@@ -221,6 +221,19 @@ def attention(channel: Channel, now: datetime, lead: timedelta) -> list[str]:
                 fields=", ".join(channel.subscription_gap),
             )
         )
+    restriction = channel.sending_restricted
+    if channel.status is ChannelStatus.ACTIVE and restriction is not None:
+        codes = [str(c) for c in (restriction.provider_code, restriction.provider_subcode) if c is not None]
+        notes.append(
+            _(
+                "Sending restricted: the provider refuses this account's sends for now (code "
+                "%(code)s; refused since %(since)s, last at %(last)s). Replies fail until the provider "
+                "lifts it; its notice to the account says how to appeal.",
+                code="/".join(codes) or "?",
+                since=i18n.when(restriction.since),
+                last=i18n.when(restriction.last_refused_at),
+            )
+        )
     return notes
 
 
