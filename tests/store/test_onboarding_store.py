@@ -19,7 +19,7 @@ import pytest
 from parley_events import ChannelStatus, Provider
 from parley_onboarding.adapters import postgres as onboarding_postgres
 from parley_onboarding.adapters.stores import SEALED_FIELDS
-from parley_onboarding.domain.channels import Channel
+from parley_onboarding.domain.channels import Channel, SendingRestriction
 from parley_onboarding.domain.connections import PageConnection
 from parley_onboarding.domain.teams import Team
 from parley_onboarding.domain.whatsapp import WhatsAppOnboarding
@@ -91,6 +91,8 @@ async def test_a_channel_comes_back_as_it_was_saved_and_each_version_has_one_wri
 ) -> None:
     saved = channel("page_1", token_expires_at=T0 + timedelta(days=60))
     saved.expiry_warned_for = T0 + timedelta(days=60)
+    saved.account_name = "acme"  # the public name its address is made of
+    saved.sending_restricted = SendingRestriction(T0, T0 + timedelta(minutes=5), 10, 1893063)
     await onboarding_store.save_channel(saved)
     assert await onboarding_store.channel(saved.id) == saved
     assert await onboarding_store.channel("chn_missing") is None

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from parley_events import (
+    ChannelSendingRestricted,
     ChannelSnapshot,
     ChannelStatus,
     ChannelTemplateCategoryChanged,
@@ -215,10 +216,12 @@ class OnboardingService:
         x_api: str | None = None,
         throughput: NumberThroughput | None = None,
         business_portfolio_id: str | None = None,
+        account_name: str | None = None,
     ) -> Channel:
         """Connect a new channel, or reconnect the existing one for the same account (a reconnect
         may change how it is connected: ``connect_path``; a WhatsApp number's ``throughput`` and
-        its account's ``business_portfolio_id``, when read, are recorded on it)."""
+        its account's ``business_portfolio_id``, when read, are recorded on it; so is the
+        account's public ``account_name``, which a reconnect brings up to date)."""
         now = self.clock()
         channel_id = channel_id_for(tenant_id, provider, account_id)
         await self._claim_account(tenant_id, provider, account_id)
@@ -251,6 +254,8 @@ class OnboardingService:
                 channel.coexistence = throughput.coexistence
             if business_portfolio_id is not None:
                 channel.business_portfolio_id = business_portfolio_id
+            if account_name is not None:
+                channel.account_name = account_name
             if throughput is not None or business_portfolio_id is not None:
                 # the snapshot Channel.connect or reconnect built predates these fields
                 events = [channel.snapshot() if isinstance(e, ChannelSnapshot) else e for e in events]
@@ -617,6 +622,7 @@ class OnboardingService:
                     display_name=page.instagram_username,
                     business_account_id=page.id,
                     connect_path=PAGE_PATH,
+                    account_name=page.instagram_username,
                 )
             )
         # the Page tokens now live in the channels' credentials: the connection's copies go
@@ -681,6 +687,7 @@ class OnboardingService:
             credential=Credential("", token.access_token, token.expires_at, tuple(sorted(token.scopes))),
             display_name=account.display_name,
             connect_path=INSTAGRAM_LOGIN_PATH,
+            account_name=account.username,
         )
 
     async def refresh_login_tokens(self) -> int:
@@ -872,6 +879,7 @@ class OnboardingService:
             ),
             display_name=account.display_name,
             x_api=api,
+            account_name=account.username,
         )
 
     async def _switch_delivery_api(self, channel: Channel, api: str, actor_id: str) -> None:
@@ -1191,6 +1199,7 @@ class OnboardingService:
             business_account_id=onboarding.waba_id,
             throughput=throughput,
             business_portfolio_id=portfolio,
+            account_name=onboarding.phone_number,
         )
         activated = onboarding.activated(channel.id, actor_id, now)
         await self._save_step(onboarding, activated)
@@ -1488,6 +1497,24 @@ class OnboardingService:
             after = await self._change_channel(channel.tenant_id, channel.id, record)
             changed += after.revision != channel.revision
         return changed
+
+    async def on_sending_restricted(self, news: ChannelSendingRestricted) -> bool:
+        """Policy's news that the provider refused a send because it restricts the account for
+        now: recorded on the channel, where its administrators see it (the console's attention
+        column). No event follows: nothing downstream reads it. False: nothing to record (no such
+        channel in that tenant, disconnected, or older news than what is recorded)."""
+        for _ in range(10):
+            channel = await self.stores.channel(news.channel_id)
+            if channel is None or channel.tenant_id != news.tenant_id:
+                return False
+            if not channel.sends_refused(news.occurred_at, news.provider_code, news.provider_subcode):
+                return False
+            try:
+                await self.stores.save_channel(channel)
+            except VersionConflict:
+                continue
+            return True
+        raise Conflict("CONCURRENT_UPDATE", "the channel keeps changing; try again")
 
     # --- token lifecycle --------------------------------------------------------------------------
 

@@ -297,6 +297,8 @@ class AuthorizedAccount:
     id: str
     display_name: str
     token: UserToken
+    username: str | None = None
+    """Its public name on the provider (an Instagram username, an X handle without ``@``)."""
 
 
 @runtime_checkable
@@ -634,6 +636,9 @@ class ProviderPlugin:
     """What the provider bills for one delivery to this plugin's webhook (None: not billed per event)."""
     reply_charge: Callable[[str, str], Charge | None] | None = None
     """What the provider bills for sending one reply of a kind with a text (None: not billed per send)."""
+    account_url: Callable[[Provider, str, str | None], str | None] | None = None
+    """Where a person opens the account on the provider's site, from its id and its public name
+    (a username, a handle, a number); None where it has no such address or the name is unknown."""
     account_send_rate: Callable[[str | None, bool], int] | None = None
     """An account's sends per second from its throughput level and whether it is in coexistence
     with another client of the provider (WhatsApp's numbers); None: every account has the rules

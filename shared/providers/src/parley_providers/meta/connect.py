@@ -308,7 +308,9 @@ class MetaInstagramConnector(MetaConnector):
         long_lived = await self._instagram.long_lived_token(authorization.token.access_token)
         profile = await self._instagram.profile(long_lived.access_token)
         token = UserToken(long_lived.access_token, long_lived.expires_at, scopes=authorization.token.scopes)
-        return AuthorizedAccount(id=profile.user_id, display_name=profile.username, token=token)
+        return AuthorizedAccount(
+            id=profile.user_id, display_name=profile.username, token=token, username=profile.username
+        )
 
     def missing_login_permissions(self, granted: Iterable[str]) -> list[str]:
         return sorted(self._login_scopes - set(granted))

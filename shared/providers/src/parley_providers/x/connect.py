@@ -144,7 +144,9 @@ class XConnector:
     async def authorize(self, code: str, redirect_uri: str, code_verifier: str) -> AuthorizedAccount:
         token = await self._client.exchange_code(code, redirect_uri, code_verifier)
         user = await self._client.me(token.access_token)
-        return AuthorizedAccount(id=user.id, display_name=f"@{user.username}", token=token)
+        return AuthorizedAccount(
+            id=user.id, display_name=f"@{user.username}", token=token, username=user.username
+        )
 
     def grant_refresh_step(self, expires_at: datetime, now: datetime, lead: timedelta) -> RefreshStep:
         return refresh_step(expires_at, now, lead)
