@@ -103,26 +103,36 @@ class ConversationService:
             events = change(conversation)
             # save when something changed, or when a cause that changed nothing is new: a retry
             # of that command must keep changing nothing, whatever happened in between
+            committed: list[Conversation] = []
             if conversation.sequence != before or set(conversation.recent) - causes_before:
-                try:
-                    await self.repository.save(conversation)
-                except ConcurrentUpdate:
+                if await self.repository.commit([conversation], self.clock()):
                     continue
-            await self._publish_many([conversation])
+                committed.append(conversation)
+            await self._publish_many([conversation], committed)
             return conversation, events
         raise ConcurrentUpdate(conversation_id)
 
-    async def _publish_many(self, conversations: Sequence[Conversation]) -> None:
-        # everything not yet known to be published, in order: an earlier change whose publish
-        # failed goes out before this one, and is never marked published without being sent.
-        # Conversations are independent (each is its own Kafka key), so they go out concurrently
-        # and the producer batches them; within one conversation, one event after the other.
+    async def _publish_many(
+        self, conversations: Sequence[Conversation], committed: Sequence[Conversation] = ()
+    ) -> None:
+        """Publish every event not yet known to be published, then tell the store what went out.
+
+        ``committed`` were just written by :meth:`ConversationRepository.commit`, which wrote what
+        their events add outside the document (notes, seen message ids) with them; for the others
+        (an earlier change whose publish failed, the relay) it is written again first (idempotent),
+        so a crash in between leaves the events unpublished and the relay writes it again.
+        """
+        # in order: an earlier change whose publish failed goes out before this one, and is never
+        # marked published without being sent. Conversations are independent (each is its own
+        # Kafka key), so they go out concurrently and the producer batches them; within one
+        # conversation, one event after the other.
         pending = [(c, fresh) for c in conversations if (fresh := c.unpublished())]
         if not pending:
             return
-        # notes and seen provider message ids, before the events go out: a crash in between
-        # leaves the events unpublished, and the relay writes these again (idempotent)
-        await self.repository.record_projections([e for _, fresh in pending for e in fresh], self.clock())
+        written = {c.id for c in committed}
+        earlier = [e for c, fresh in pending if c.id not in written for e in fresh]
+        if earlier:
+            await self.repository.record_projections(earlier, self.clock())
 
         async def send_in_order(events: list[ConversationEvent]) -> None:
             for event in events:
@@ -130,17 +140,19 @@ class ConversationService:
 
         outcomes: list[BaseException | None]
         if len(pending) == 1:
-            await send_in_order(pending[0][1])
-            outcomes = [None]
+            try:
+                await send_in_order(pending[0][1])
+                outcomes = [None]
+            except Exception as exc:  # re-raised below, after the bookkeeping
+                outcomes = [exc]
         else:
             outcomes = await asyncio.gather(*(send_in_order(f) for _, f in pending), return_exceptions=True)
         # record what did reach Kafka even if another conversation's publish failed, so the relay
         # re-sends only what is really missing
         sent = [(c, fresh) for (c, fresh), outcome in zip(pending, outcomes, strict=True) if outcome is None]
-        await self.repository.record_history([e for _, fresh in sent for e in fresh])
-        await self.repository.mark_published_many(
-            [(c.id, fresh[-1].sequence, c.version) for c, fresh in sent]
-        )
+        await self.repository.published(sent)
+        for conversation, fresh in sent:
+            conversation.published_sequence = max(conversation.published_sequence, fresh[-1].sequence)
         for outcome in outcomes:
             if outcome is not None:
                 raise outcome
@@ -248,8 +260,10 @@ class ConversationService:
                 if conversation.sequence != before or set(conversation.recent) - causes_before:
                     changed.append(conversation)
                 touched.append(conversation)
-            lost = await self.repository.save_many(changed)
-            await self._publish_many([c for c in touched if c.id not in lost])
+            lost = await self.repository.commit(changed, self.clock())
+            await self._publish_many(
+                [c for c in touched if c.id not in lost], [c for c in changed if c.id not in lost]
+            )
             if not lost:
                 return
             pending = {i: pending[i] for i in pending if i in lost}
@@ -331,11 +345,9 @@ class ConversationService:
                     events = candidate.auto_resolve(now, threshold)
                     if not events:
                         continue
-                    try:
-                        await self.repository.save(candidate)
-                    except ConcurrentUpdate:
+                    if await self.repository.commit([candidate], now):
                         continue  # changed or resolved elsewhere since it was read
-                    await self._publish_many([candidate])
+                    await self._publish_many([candidate], [candidate])
                     resolved += 1
         return resolved
 
