@@ -8,7 +8,7 @@ published, appended to the history and marked published.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -32,6 +32,7 @@ from parley_routing.adapters.stores import (
     ConcurrentUpdate,
     ConversationRepository,
 )
+from parley_routing.cache import ConversationCache
 from parley_routing.domain.access import Actor, acting_role, check_assign, check_unassign
 from parley_routing.domain.model import Conversation, Note, command_cause, shown_history
 
@@ -81,10 +82,18 @@ def _count_unknown_changes(items: Sequence[Inbound]) -> None:
 class ConversationService:
     """Applies changes to conversations and publishes the events they cause."""
 
-    def __init__(self, repository: ConversationRepository, publish: Publish, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        repository: ConversationRepository,
+        publish: Publish,
+        clock: Clock = utcnow,
+        cache: ConversationCache | None = None,
+    ) -> None:
         self.repository = repository
         self.publish = publish
         self.clock = clock
+        self.cache = cache if cache is not None else ConversationCache()
+        """The conversations of the assigned partitions, kept between batches (cache.py)."""
 
     async def apply(
         self,
@@ -105,6 +114,8 @@ class ConversationService:
             # of that command must keep changing nothing, whatever happened in between
             committed: list[Conversation] = []
             if conversation.sequence != before or set(conversation.recent) - causes_before:
+                # whatever the outcome, the batch's copy (if it keeps one) is stale now
+                self.cache.discard(conversation_id)
                 if await self.repository.commit([conversation], self.clock()):
                     continue
                 committed.append(conversation)
@@ -205,7 +216,9 @@ class ConversationService:
             return set()
         return await self.repository.seen_before(conversation.id, candidates)
 
-    async def on_messages(self, messages: Sequence[Inbound]) -> None:
+    async def on_messages(
+        self, messages: Sequence[Inbound], partitions: Mapping[str, int] | None = None
+    ) -> None:
         """Apply a batch of messages (and handovers) with a few store round trips for the batch.
 
         Items are grouped by conversation (keeping their order); every conversation is read
@@ -215,13 +228,22 @@ class ConversationService:
         event for event, as calling :meth:`on_message` (or :meth:`on_handover`) for each in order.
         A handover for a conversation routing has not seen is left out (its model says why), as is
         an edit or removal of a message it never received (counted).
+
+        ``partitions`` (conversation id -> the inbound partition its messages came from): the
+        conversations committed are kept in memory under it, and the next batch reads from the
+        store only those not kept (:class:`ConversationCache`); a kept one that someone else
+        changed meanwhile loses its version check and is read again like any other conflict.
         """
         pending: dict[str, list[Inbound]] = {}
         for message in messages:
             pending.setdefault(message.conversation_id, []).append(message)
+        generation = self.cache.generation
         for attempt in range(MAX_CONFLICT_RETRIES):
             if attempt == 0:
-                stored = await self.repository.get_many(list(pending))
+                # taken out while the batch changes them: kept again only once committed
+                stored = self.cache.take(pending)
+                if missing := [i for i in pending if i not in stored]:
+                    stored |= await self.repository.get_many(missing)
             else:  # one at a time, rolling forward any claim a crashed writer left behind
                 found = {i: await self.repository.get(i) for i in pending}
                 stored = {i: c for i, c in found.items() if c is not None}
@@ -261,9 +283,10 @@ class ConversationService:
                     changed.append(conversation)
                 touched.append(conversation)
             lost = await self.repository.commit(changed, self.clock())
-            await self._publish_many(
-                [c for c in touched if c.id not in lost], [c for c in changed if c.id not in lost]
-            )
+            saved = [c for c in touched if c.id not in lost]
+            await self._publish_many(saved, [c for c in changed if c.id not in lost])
+            if partitions is not None:
+                self.cache.keep(partitions, saved, generation)
             if not lost:
                 return
             pending = {i: pending[i] for i in pending if i in lost}
@@ -345,6 +368,7 @@ class ConversationService:
                     events = candidate.auto_resolve(now, threshold)
                     if not events:
                         continue
+                    self.cache.discard(candidate.id)
                     if await self.repository.commit([candidate], now):
                         continue  # changed or resolved elsewhere since it was read
                     await self._publish_many([candidate], [candidate])
