@@ -249,6 +249,9 @@ class FakeOnboardingStore:
     async def save_whatsapp_pin(self, onboarding_id: str, pin: str) -> None:
         self.whatsapp_pins[onboarding_id] = pin
 
+    async def whatsapp_pin(self, onboarding_id: str) -> str | None:
+        return self.whatsapp_pins.get(onboarding_id)
+
     async def purge_channel_secrets(self, tenant_id: str, channel_id: str, account_id: str) -> int:
         deleted = 0
         for onboarding in self.onboardings.values():
