@@ -213,9 +213,8 @@ class GraphClient:
             "GET",
             "oauth/access_token",
             params={"client_id": self._app_id, "client_secret": self._app_secret, "code": code},
-            provider="whatsapp",
         )
-        return require_str("whatsapp", 200, data, "access_token")
+        return require_str("meta", 200, data, "access_token")
 
     async def long_lived_token(self, short_lived: str) -> UserToken:
         """Trade a short-lived user token for a long-lived one (about 60 days)."""
