@@ -125,6 +125,15 @@ async def test_ids_the_token_does_not_confirm_are_refused_before_anything_is_cla
     assert not h.numbers.subscribed_wabas and not h.numbers.registered
 
 
+async def test_ids_that_are_not_metas_numeric_ids_are_refused_before_meta_is_asked() -> None:
+    h = Harness()
+    h.numbers.signup("AQ1", TOKEN, WABA, NUMBER)
+    with pytest.raises(DomainError) as refused:
+        await h.signup(waba="../me")
+    assert (refused.value.code, refused.value.details["field"]) == ("INVALID_ID", "waba_id")
+    assert h.numbers.calls == []
+
+
 async def test_missing_permissions_are_named() -> None:
     h = Harness()
     h.numbers.signup("AQ1", TOKEN, WABA, NUMBER, scopes=["whatsapp_business_management"])

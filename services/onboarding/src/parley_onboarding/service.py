@@ -1245,6 +1245,9 @@ class OnboardingService:
         """
         numbers, signup = self._signup()
         rules = numbers.rules
+        for name, value in (("waba_id", waba_id), ("phone_number_id", phone_number_id)):
+            if not (value.isascii() and value.isdigit()):
+                raise DomainError("INVALID_ID", f"{name} is Meta's numeric id", field=name)
         pin_given = check_pin(pin, rules)
         now = self.clock()
         onboarding_id = signup_onboarding_id(tenant_id, code)

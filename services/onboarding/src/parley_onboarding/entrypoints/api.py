@@ -110,8 +110,10 @@ class EmbeddedSignupIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(min_length=1, max_length=2048, description="FB.login's authResponse.code.")
-    waba_id: str = Field(pattern=r"^[0-9]{1,32}$", examples=["102290129340398"])
-    phone_number_id: str = Field(pattern=r"^[0-9]{1,32}$", examples=["106540352242922"])
+    waba_id: str = Field(min_length=1, max_length=32, description="Digits.", examples=["102290129340398"])
+    phone_number_id: str = Field(
+        min_length=1, max_length=32, description="Digits.", examples=["106540352242922"]
+    )
     pin: str | None = Field(
         default=None,
         description="The number's two-step verification PIN (6 digits) when the business has one; "
@@ -471,8 +473,8 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
 
     @api.get("/connections/whatsapp/embedded-signup", response_model=EmbeddedSignupConfigOut)
     async def embedded_signup_config(principal: Annotated[Principal, caller]) -> EmbeddedSignupConfigOut:
-        """The Meta app id and Embedded Signup configuration id the browser launches the flow with."""
-        admin(principal)
+        """The Meta app id and Embedded Signup configuration id the browser launches the flow with
+        (nothing secret: the browser's page carries both)."""
         return EmbeddedSignupConfigOut.model_validate(service.embedded_signup_config())
 
     @api.post(
