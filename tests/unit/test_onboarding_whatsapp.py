@@ -274,7 +274,16 @@ ACTIONS: dict[str, tuple[Callable[[WhatsAppOnboarding], object], tuple[Step, ...
     ),
     "check_code_attempt": (lambda o: o.check_code_attempt("123456", T0, RULES), (Step.CODE_SENT,)),
     "phone_verified": (lambda o: o.phone_verified(CUSTOMER, T0), (Step.CODE_SENT,)),
-    "activated": (lambda o: o.activated("ch_1", PLATFORM, T0), (Step.PHONE_VERIFIED,)),
+    "signed_up": (
+        lambda o: o.signed_up(
+            phone_number_id="pn", waba_id="waba", phone_number=None, display_name=None, by=CUSTOMER, at=T0
+        ),
+        (Step.STARTED,),
+    ),
+    "activated": (
+        lambda o: o.activated("ch_1", PLATFORM, T0),
+        (Step.PHONE_VERIFIED, Step.EMBEDDED_SIGNUP_COMPLETED),
+    ),
     "profile_completed": (lambda o: o.profile_completed(CUSTOMER, T0), (Step.ACTIVATED,)),
     "badge_requested": (lambda o: o.badge_requested(CUSTOMER, T0), (Step.PROFILE_COMPLETED,)),
     "badge_decided": (lambda o: o.badge_decided(True, META, T0), (Step.BADGE_REQUESTED,)),
@@ -321,6 +330,29 @@ def test_every_step_is_covered_by_the_table() -> None:
     startable = {step for _, allowed in ACTIONS.values() for step in allowed}
     assert startable == set(Step)
     assert len(WRONG_STARTS) == sum(len(Step) - len(allowed) for _, allowed in ACTIONS.values())
+
+
+def test_embedded_signup_goes_from_started_to_activated_with_the_confirmed_ids() -> None:
+    onboarding = fresh()
+    signed = onboarding.signed_up(
+        phone_number_id="pn_1",
+        waba_id="waba_1",
+        phone_number="+15550100001",
+        display_name="Acme",
+        by=CUSTOMER,
+        at=T0,
+    )
+    assert (signed.step, signed.next_actor) == (Step.EMBEDDED_SIGNUP_COMPLETED, Actor.PLATFORM)
+    assert (onboarding.phone_number_id, onboarding.waba_id, onboarding.phone_number) == (
+        "pn_1",
+        "waba_1",
+        "+15550100001",
+    )
+    onboarding.activated("ch_1", PLATFORM, T0)
+    assert (onboarding.step, onboarding.channel_id) == (Step.ACTIVATED, "ch_1")
+    # the code steps of the other path never apply to it
+    with pytest.raises(Conflict):
+        onboarding.code_requested(CUSTOMER, T0, RULES)
 
 
 def test_a_step_cannot_be_repeated() -> None:

@@ -574,6 +574,13 @@ async def _exchange_code(graph: GraphClient, c: Connected) -> object:
     return await graph.exchange_code(await c.code(), REDIRECT)
 
 
+async def _exchange_signup_code(graph: GraphClient, c: Connected) -> object:
+    made = await c.sandbox.admin(
+        "POST", "/whatsapp/signups", {"waba_id": "102290129379999", "phone_number_id": "106540352279999"}
+    )
+    return await graph.exchange_signup_code(str(made["code"]))
+
+
 async def _page_subscribed_fields(graph: GraphClient, c: Connected) -> object:
     c.sandbox.state.pages[c.acme.id].subscribed_fields = ["messages"]  # set up without a call
     return await graph.page_subscribed_fields(c.acme.id, c.acme.access_token)
@@ -637,6 +644,8 @@ CALLS = [
     GraphCall("permissions", "GET", "/me/permissions", "user", lambda g, c: g.permissions(c.long)),
     GraphCall("pages", "GET", "/me/accounts", "user", lambda g, c: g.pages(c.long)),
     GraphCall("debug_token", "GET", "/debug_token", None, lambda g, c: g.debug_token(c.long)),
+    GraphCall("exchange_signup_code", "GET", "/oauth/access_token", None, _exchange_signup_code),
+    GraphCall("token_grants", "GET", "/debug_token", None, lambda g, c: g.token_grants(c.long)),
     GraphCall(
         "subscribe_page",
         "POST",

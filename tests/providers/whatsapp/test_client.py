@@ -254,6 +254,12 @@ CALLS = [
         lambda g, n, t: g.whatsapp_business_portfolio(WABA_ID, t),
     ),
     CloudCall(
+        "whatsapp_subscribe_app",
+        "POST",
+        f"/{WABA_ID}/subscribed_apps",
+        lambda g, n, t: g.whatsapp_subscribe_app(WABA_ID, t),
+    ),
+    CloudCall(
         "whatsapp_thread_control",
         "POST",
         "/thread_control",

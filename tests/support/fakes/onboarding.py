@@ -30,9 +30,12 @@ from parley_providers.base import (
     NumberRules,
     PageGrant,
     RefreshStep,
+    SignedUpNumber,
+    SignupRefusal,
     SubscriptionOutcome,
     TokenRefusal,
 )
+from parley_providers.meta.client import TokenGrants, WhatsAppPhoneNumber
 from parley_providers.meta.connect import (
     DEFAULT_INSTAGRAM_PERMISSIONS,
     DEFAULT_PAGE_PERMISSIONS,
@@ -47,7 +50,7 @@ from parley_providers.meta.instagram import (
 )
 from parley_providers.whatsapp import profile as wa_profile
 from parley_providers.whatsapp import templates as wa_templates
-from parley_providers.whatsapp.connect import NUMBER_RULES
+from parley_providers.whatsapp.connect import NUMBER_RULES, SIGNUP_SCOPES, signup_refusal
 from parley_providers.x.connect import refresh_step as x_refresh_step
 from parley_providers.x.connect import refusal_reason as x_refusal_reason
 from parley_shared.channels import CLAIMING_STATUSES
@@ -255,6 +258,9 @@ class FakeOnboardingStore:
 
     async def save_whatsapp_pin(self, onboarding_id: str, pin: str) -> None:
         self.whatsapp_pins[onboarding_id] = pin
+
+    async def whatsapp_pin(self, onboarding_id: str) -> str | None:
+        return self.whatsapp_pins.get(onboarding_id)
 
     async def purge_channel_secrets(self, tenant_id: str, channel_id: str, account_id: str) -> int:
         deleted = 0
@@ -565,6 +571,12 @@ class FakeNumberConnector(Calls):
         self.refusals: dict[str, TokenRefusal] = {}
         self.by_waba: dict[str, list[MessageTemplate]] = {}  # the templates of each WABA
         self.profiles: dict[str, dict[str, Any]] = {}  # by number id
+        self.signup_codes: dict[str, str] = {}  # Embedded Signup code -> the business token
+        self.spent_codes: set[str] = set()
+        self.grants: dict[str, tuple[str, ...]] = {}  # business token -> its scopes
+        self.subscribed_wabas: set[str] = set()
+        self.down: set[str] = set()  # methods whose next call fails as an outage (503)
+        self.lost_answers: set[str] = set()  # numbers whose next register succeeds, its answer lost
 
     def waba(self, waba_id: str, token: str, *number_ids: str) -> None:
         """A WABA with these numbers, manageable with ``token``."""
@@ -591,13 +603,74 @@ class FakeNumberConnector(Calls):
 
     async def register(self, number_id: str, token: str, pin: str) -> None:
         self.record("register", number_id, token, pin)
+        self._maybe_down("register")
         if number_id not in self.verified:
             raise refused("whatsapp", 400, 133006, ErrorKind.INVALID_REQUEST)
+        if self.registered.get(number_id, pin) != pin:  # two-step verification PIN mismatch
+            raise refused("whatsapp", 400, 133005, ErrorKind.INVALID_REQUEST)
+        if number_id in self.lost_answers:
+            # Meta registered the number, its answer was lost: the same PIN is the only way back
+            self.registered[number_id] = pin
+            self.lost_answers.discard(number_id)
+            raise refused("whatsapp", 504, None, ErrorKind.RETRYABLE)
         self.registered[number_id] = pin
 
     async def token_refusal(self, token: str) -> TokenRefusal | None:
         self.record("token_refusal", token)
         return self.refusals.get(token)
+
+    # --- Embedded Signup (an EmbeddedSignup): ``signup`` plays Meta's window
+
+    def signup(
+        self, code: str, token: str, waba_id: str, number_id: str, scopes: Iterable[str] = SIGNUP_SCOPES
+    ) -> None:
+        """A business finished the window: a verified number on its WABA, a token granted
+        ``scopes`` on that WABA, and a single-use ``code`` for the token."""
+        self.waba(waba_id, token, number_id)
+        self.verified.add(number_id)
+        self.signup_codes[code] = token
+        self.grants[token] = tuple(scopes)
+
+    async def exchange_signup_code(self, code: str) -> str:
+        self.record("exchange_signup_code", code)
+        self._maybe_down("exchange_signup_code")
+        token = self.signup_codes.get(code)
+        if token is None or code in self.spent_codes:
+            raise refused("whatsapp", 400, 100, ErrorKind.INVALID_REQUEST, subcode=36009)
+        self.spent_codes.add(code)
+        return token
+
+    async def check_signup(
+        self, token: str, business_account_id: str, number_id: str
+    ) -> SignedUpNumber | SignupRefusal:
+        self.record("check_signup", token, business_account_id, number_id)
+        self._maybe_down("check_signup")
+        scopes = self.grants.get(token, ())
+        wabas = tuple(w for w, tokens in self.tokens.items() if token in tokens)
+        grants = TokenGrants(
+            valid=token in self.grants, expires_at=None, scopes=scopes, targets={s: wabas for s in scopes}
+        )
+        listed = None
+        if token in self.tokens.get(business_account_id, set()):
+            listed = [
+                WhatsAppPhoneNumber(n, "+1 555-010-0001", "Acme")
+                for n in sorted(self.numbers[business_account_id])
+            ]
+        refusal = signup_refusal(grants, business_account_id, number_id, listed)
+        if refusal is not None:
+            return refusal
+        return SignedUpNumber(business_account_id, number_id, "+1 555-010-0001", "Acme", None, scopes)
+
+    async def subscribe_app(self, business_account_id: str, token: str) -> None:
+        self.record("subscribe_app", business_account_id, token)
+        self._maybe_down("subscribe_app")
+        self._manages(business_account_id, token)
+        self.subscribed_wabas.add(business_account_id)
+
+    def _maybe_down(self, method: str) -> None:
+        if method in self.down:
+            self.down.discard(method)
+            raise refused("whatsapp", 503, 2, ErrorKind.RETRYABLE)
 
     # --- templates and the business profile (WhatsApp's TemplateManager, BusinessProfileManager)
 

@@ -9,6 +9,7 @@ from the registry), so nothing here names a provider's API.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import secrets
 import uuid
@@ -35,6 +36,7 @@ from parley_providers.base import (
     AccountConnector,
     BusinessProfileManager,
     Connector,
+    EmbeddedSignup,
     GrantedPage,
     LoginConnector,
     LoginSubscriptionCheck,
@@ -45,6 +47,7 @@ from parley_providers.base import (
     PortfolioCheck,
     RefreshStep,
     RotatingGrant,
+    SignupRefusal,
     SubscriptionCheck,
     SubscriptionKeeper,
     SubscriptionOutcome,
@@ -63,7 +66,7 @@ from parley_onboarding.domain.channels import Access, Channel, channel_id_for
 from parley_onboarding.domain.connections import PageConnection
 from parley_onboarding.domain.errors import Conflict, DomainError
 from parley_onboarding.domain.teams import Team
-from parley_onboarding.domain.whatsapp import StepRecord, WhatsAppOnboarding, check_pin
+from parley_onboarding.domain.whatsapp import Step, StepRecord, WhatsAppOnboarding, check_pin
 from parley_onboarding.settings import OnboardingSettings
 
 Publish = Callable[[Event, str], Awaitable[None]]
@@ -113,6 +116,38 @@ def _api_not_configured(api: str) -> DomainError:
     return DomainError(
         "X_API_NOT_CONFIGURED", f"this deployment cannot subscribe X channels through {api}", field="x_api"
     )
+
+
+SIGNUP_REFUSALS: dict[str, tuple[str, str | None]] = {
+    "token_invalid": ("SIGNUP_CODE_INVALID", "code"),
+    "scopes_missing": ("SCOPES_MISSING", None),
+    "account_not_granted": ("WABA_NOT_ACCESSIBLE", "waba_id"),
+    "number_not_in_account": ("WABA_NUMBER_MISMATCH", "phone_number_id"),
+}
+"""Each reason the provider's answers refuse an Embedded Signup -> the API's code and field."""
+
+
+def _unavailable(exc: ProviderError) -> bool:
+    return exc.status >= 500 or exc.kind in (ErrorKind.RATE_LIMITED, ErrorKind.RETRYABLE)
+
+
+def _provider_unavailable(exc: ProviderError) -> DomainError:
+    """The provider failed or throttled mid-signup: nothing is active, the same request may be
+    sent again (503, ``retryable``)."""
+    error = DomainError(
+        "PROVIDER_UNAVAILABLE",
+        f"{exc.provider} could not answer now; send the same request again",
+        retryable=True,
+        provider_code=exc.code,
+    )
+    error.status = 503
+    return error
+
+
+def signup_onboarding_id(tenant_id: str, code: str) -> str:
+    """The onboarding an Embedded Signup code makes: the same for a retry of the same request,
+    so a retry resumes with the token the code was already traded for (a code is single-use)."""
+    return "wa_" + hashlib.sha256(f"{tenant_id}\0{code}".encode()).hexdigest()[:20]
 
 
 def _not_subscribed(check: SubscriptionOutcome) -> DomainError:
@@ -1204,6 +1239,154 @@ class OnboardingService:
         activated = onboarding.activated(channel.id, actor_id, now)
         await self._save_step(onboarding, activated)
         return onboarding
+
+    def _signup(self) -> tuple[NumberConnector, EmbeddedSignup]:
+        """WhatsApp's connect flow, which must have Embedded Signup."""
+        numbers = self._numbers()
+        if not isinstance(numbers, EmbeddedSignup):
+            raise DomainError(
+                "EMBEDDED_SIGNUP_NOT_SUPPORTED", "this deployment's WhatsApp has no Embedded Signup"
+            )
+        return numbers, numbers
+
+    def embedded_signup_config(self) -> dict[str, Any]:
+        """What the browser launching Embedded Signup needs (the app id and the configuration id);
+        never the secret."""
+        self._signup()
+        return {
+            "app_id": self.settings.meta_app_id,
+            "config_id": self.settings.whatsapp_embedded_signup_config_id,
+        }
+
+    async def embedded_signup(
+        self,
+        tenant_id: str,
+        actor_id: str,
+        *,
+        code: str,
+        waba_id: str,
+        phone_number_id: str,
+        pin: str | None = None,
+    ) -> tuple[WhatsAppOnboarding, Channel]:
+        """Connect the number a business chose in Embedded Signup.
+
+        The code becomes the business token (server to server); the WABA and number the browser
+        reported are hints until the provider confirms them for that token. Then, in order: the
+        WABA and the number are claimed for this tenant (refused if another holds them), the
+        token is sealed, the app is subscribed to the WABA's webhooks, the number is registered
+        with its PIN (the one given, else a generated one, sealed), and the channel is activated
+        with its throughput and portfolio. A failure after the exchange leaves the channel
+        inactive; the same request again resumes where it stopped.
+        """
+        numbers, signup = self._signup()
+        rules = numbers.rules
+        for name, value in (("waba_id", waba_id), ("phone_number_id", phone_number_id)):
+            if not (value.isascii() and value.isdigit()):
+                raise DomainError("INVALID_ID", f"{name} is Meta's numeric id", field=name)
+        pin_given = check_pin(pin, rules)
+        now = self.clock()
+        onboarding_id = signup_onboarding_id(tenant_id, code)
+        onboarding = await self.stores.onboarding(onboarding_id)
+        if onboarding is not None and onboarding.step is Step.ACTIVATED and onboarding.channel_id:
+            return onboarding, await self.channel(tenant_id, onboarding.channel_id)
+        if onboarding is not None and (onboarding.waba_id, onboarding.phone_number_id) != (
+            waba_id,
+            phone_number_id,
+        ):
+            raise DomainError(
+                "SIGNUP_MISMATCH",
+                "this code was used for another WhatsApp Business Account or number",
+                field="phone_number_id",
+            )
+        # a retry finds the token its first try traded the code for (the code works once)
+        token = await self.stores.whatsapp_token(onboarding_id)
+        try:
+            if token is None:
+                token = await self._exchange_signup_code(signup, code)
+        except ProviderError as exc:
+            raise _provider_unavailable(exc) from exc
+        try:
+            checked = await signup.check_signup(token, waba_id, phone_number_id)
+        except ProviderError as exc:
+            if _unavailable(exc):
+                # kept sealed for the retry only: a refused signup's token is never stored
+                await self.stores.save_whatsapp_token(onboarding_id, token)
+                raise _provider_unavailable(exc) from exc
+            raise
+        if isinstance(checked, SignupRefusal):
+            api_code, field = SIGNUP_REFUSALS[checked.reason]
+            details: dict[str, Any] = {"reason": checked.reason}
+            if field:
+                details["field"] = field
+            if checked.missing:
+                details["missing"] = list(checked.missing)
+            raise DomainError(api_code, checked.detail, **details)
+        # the takeover rules of the step-by-step path: one tenant per WABA, one channel per number
+        elsewhere = await self.stores.waba_connected_elsewhere(waba_id, tenant_id)
+        if elsewhere or await self.stores.claim_waba(waba_id, tenant_id, onboarding_id, now):
+            raise Conflict(
+                "WABA_CLAIMED_ELSEWHERE",
+                f"WhatsApp Business Account {waba_id} belongs to another Parley tenant",
+                field="waba_id",
+            )
+        await self._claim_account(tenant_id, Provider.WHATSAPP, phone_number_id)
+        await self.stores.save_whatsapp_token(onboarding_id, token)
+        if onboarding is None:
+            onboarding = WhatsAppOnboarding(id=onboarding_id, tenant_id=tenant_id, revision=1)
+            phone = checked.display_phone_number
+            record = onboarding.signed_up(
+                phone_number_id=phone_number_id,
+                waba_id=waba_id,
+                phone_number="+" + "".join(ch for ch in phone if ch.isdigit()) if phone else None,
+                display_name=checked.verified_name,
+                by=actor_id,
+                at=now,
+            )
+            await self._save_step(onboarding, record)
+        pin_value = await self.stores.whatsapp_pin(onboarding_id)
+        if pin_value is None:
+            pin_value = pin_given or f"{secrets.randbelow(10**rules.pin_digits):0{rules.pin_digits}d}"
+            # sealed before Meta sees it: a retry after a lost answer registers with the same PIN
+            await self.stores.save_whatsapp_pin(onboarding_id, pin_value)
+        try:
+            await signup.subscribe_app(waba_id, token)
+            await numbers.register(phone_number_id, token, pin_value)
+        except ProviderError as exc:
+            if _unavailable(exc):
+                raise _provider_unavailable(exc) from exc
+            raise
+        throughput = await self._number_throughput(numbers, phone_number_id, token)
+        portfolio = await self._business_portfolio(numbers, waba_id, token)
+        channel = await self._upsert_connected(
+            tenant_id=tenant_id,
+            provider=Provider.WHATSAPP,
+            account_id=phone_number_id,
+            actor_id=actor_id,
+            credential=Credential("", token, checked.token_expires_at, checked.scopes),
+            display_name=onboarding.display_name,
+            business_account_id=waba_id,
+            throughput=throughput,
+            business_portfolio_id=portfolio,
+        )
+        activated = onboarding.activated(channel.id, actor_id, now)
+        await self._save_step(onboarding, activated)
+        log.info("whatsapp number connected through embedded signup", channel_id=channel.id)
+        return onboarding, channel
+
+    @staticmethod
+    async def _exchange_signup_code(numbers: EmbeddedSignup, code: str) -> str:
+        try:
+            return await numbers.exchange_signup_code(code)
+        except ProviderError as exc:
+            if _unavailable(exc):
+                raise
+            raise DomainError(
+                "SIGNUP_CODE_INVALID",
+                "Meta did not accept the signup code (used, expired or not this app's); run the signup again",
+                field="code",
+                provider_code=exc.code,
+                provider_subcode=exc.subcode,
+            ) from exc
 
     @staticmethod
     async def _number_throughput(

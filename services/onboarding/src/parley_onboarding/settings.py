@@ -55,6 +55,13 @@ class OnboardingSettings(ApiSettings):
     )
     meta_app_id: str = Field(description="The Meta app that Pages and Instagram profiles connect to.")
     meta_app_secret: SecretStr
+    whatsapp_embedded_signup_config_id: str | None = Field(
+        default=None,
+        description="The Facebook Login for Business configuration id that launches WhatsApp Embedded "
+        "Signup (App Dashboard > Facebook Login for Business > Configurations); handed to the browser "
+        "with the Meta app id. The code it yields is traded with PARLEY_META_APP_ID and "
+        "PARLEY_META_APP_SECRET.",
+    )
     instagram_app_id: str | None = Field(
         default=None,
         description="The Instagram app of Business Login for Instagram (Instagram Login, no Page); "

@@ -47,6 +47,8 @@ ERRORS = {
     409: "The request contradicts the object's current state; reload and try again.",
     422: "Invalid input (`VALIDATION_ERROR` names the fields), or a rule refused the request.",
     502: "The provider failed to answer; try again later.",
+    503: "The provider is unavailable or throttling mid-flow; nothing is active yet: send the same "
+    "request again (`retryable`).",
 }
 
 

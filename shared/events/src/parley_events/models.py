@@ -835,7 +835,15 @@ class WhatsAppStepChanged(Event):
     event_id: str
     onboarding_id: str
     tenant_id: str
-    step: str = Field(examples=["details_submitted", "code_sent", "phone_verified", "activated"])
+    step: str = Field(
+        examples=[
+            "details_submitted",
+            "code_sent",
+            "phone_verified",
+            "embedded_signup_completed",
+            "activated",
+        ]
+    )
     next_actor: str = Field(examples=["customer", "platform", "meta", "none"])
     expected_wait: str | None = Field(default=None, examples=["24-48 hours"])
     occurred_at: datetime

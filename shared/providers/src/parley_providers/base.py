@@ -31,6 +31,7 @@ __all__ = [
     "Connector",
     "ConnectorFactory",
     "DeliveryCharge",
+    "EmbeddedSignup",
     "GrantedPage",
     "HandshakeAnswer",
     "LoginConnector",
@@ -47,6 +48,8 @@ __all__ = [
     "RefreshStep",
     "RotatingGrant",
     "Sender",
+    "SignedUpNumber",
+    "SignupRefusal",
     "SubscriptionCheck",
     "SubscriptionKeeper",
     "SubscriptionOutcome",
@@ -581,6 +584,52 @@ class PortfolioCheck(Protocol):
     (WhatsApp's: its numbers share the portfolio's messaging limit); raises ProviderError."""
 
     async def business_portfolio(self, business_account_id: str, token: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class SignedUpNumber:
+    """A business number a self-service signup granted (WhatsApp's Embedded Signup), as the
+    provider confirmed it with the business's own token: its account, its number, and when the
+    token ends (None: it does not)."""
+
+    business_account_id: str
+    number_id: str
+    display_phone_number: str | None
+    verified_name: str | None
+    token_expires_at: datetime | None
+    scopes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SignupRefusal:
+    """Why the provider's answers do not confirm what the signup reported: ``reason`` is one of
+    ``token_invalid``, ``scopes_missing``, ``account_not_granted``, ``number_not_in_account``;
+    ``missing`` names the permissions not granted."""
+
+    reason: str
+    detail: str
+    missing: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class EmbeddedSignup(Protocol):
+    """A number connector with a self-service signup in the provider's own window (WhatsApp's
+    Embedded Signup): the window's code becomes the business's token, and what the window
+    reported is checked against what that token can see; raises ProviderError."""
+
+    async def exchange_signup_code(self, code: str) -> str:
+        """The business token the signup's one-time code stands for."""
+        ...
+
+    async def check_signup(
+        self, token: str, business_account_id: str, number_id: str
+    ) -> SignedUpNumber | SignupRefusal:
+        """Confirm the account and number with the provider, or say why not."""
+        ...
+
+    async def subscribe_app(self, business_account_id: str, token: str) -> None:
+        """Subscribe this app to the business account's webhooks."""
+        ...
 
 
 Connector = PageConnector | AccountConnector | NumberConnector | LoginConnector

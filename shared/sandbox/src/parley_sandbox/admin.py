@@ -23,6 +23,7 @@ from parley_sandbox.state import (
     DEFAULT_META_PERMISSIONS,
     DEFAULT_PAGE_TASKS,
     DEFAULT_X_SCOPES,
+    SIGNUP_CODE_TTL_S,
     AuthCode,
     Fault,
     InstagramAccount,
@@ -34,7 +35,7 @@ from parley_sandbox.state import (
     WhatsAppNumber,
     XAccount,
 )
-from parley_sandbox.wire import AdminError, _parse_body
+from parley_sandbox.wire import AdminError, _parse_body, _random_token
 from parley_sandbox.x import check_crc, deliver_activity, deliver_dm, direct_message
 
 
@@ -356,6 +357,59 @@ class _Admin:
             self.state.waba_owners[number.waba_id] = owner
         self.state.whatsapp_numbers[number.id] = number
         return self._number_view(number)
+
+    async def whatsapp_signups(self, request: Request) -> dict[str, Any]:
+        """A business finishing Embedded Signup: its WABA and number exist (the number verified in
+        the window, not registered), a business integration system user token was made for the
+        app, and the window got a one-time code for it (``expires_in`` seconds, default
+        ``SIGNUP_CODE_TTL_S``). ``scopes`` are the permissions granted (default both WhatsApp
+        ones). What the window would post back is answered: the code and the two ids."""
+        data = await _admin_body(request)
+        waba_id = _req_str(data, "waba_id")
+        number_id = _req_str(data, "phone_number_id")
+        scopes = _str_list(data, "scopes", ["whatsapp_business_management", "whatsapp_business_messaging"])
+        now = self.state.now()
+        token = Token(_random_token("EAA", 100), "meta", "system", None, now, None, scopes)
+        token.waba_ids.append(waba_id)
+        self.state.tokens[token.value] = token
+        number = self.state.whatsapp_numbers.get(number_id)
+        if number is None:
+            number = WhatsAppNumber(
+                id=number_id,
+                display_phone_number=_opt_str(data, "display_phone_number") or "+1 555 0100",
+                waba_id=waba_id,
+                token=token.value,
+                verified_name=_opt_str(data, "verified_name") or "Parley sandbox business",
+                verified=True,
+            )
+            self.state.whatsapp_numbers[number_id] = number
+        elif number.waba_id != waba_id:
+            raise AdminError(409, "that number belongs to another WhatsApp Business Account")
+        owner = _opt_str(data, "owner_business_id")
+        if owner:
+            self.state.waba_owners[waba_id] = owner
+        lifetime = _number(data, "expires_in", SIGNUP_CODE_TTL_S)
+        code = AuthCode(
+            code="AQ" + secrets.token_urlsafe(48),
+            provider="meta",
+            user_id="",
+            expires_at=now + lifetime,
+            signup_token=token.value,
+        )
+        self.state.codes[code.code] = code
+        return {"code": code.code, "expires_in": lifetime, "waba_id": waba_id, "phone_number_id": number_id}
+
+    async def whatsapp_waba(self, request: Request) -> dict[str, Any]:
+        """A WABA as the sandbox knows it: its numbers and the apps subscribed to its webhooks."""
+        waba_id = request.path_params["waba_id"]
+        numbers = [n.id for n in self.state.whatsapp_numbers.values() if n.waba_id == waba_id]
+        if not numbers:
+            raise AdminError(404, "no such WhatsApp Business Account")
+        return {
+            "waba_id": waba_id,
+            "phone_number_ids": numbers,
+            "subscribed_apps": sorted(self.state.waba_subscriptions.get(waba_id, set())),
+        }
 
     @staticmethod
     def _number_view(number: WhatsAppNumber) -> dict[str, Any]:

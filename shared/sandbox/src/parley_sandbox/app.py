@@ -251,6 +251,8 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         _admin_route("/_sandbox/meta/pages/{page_id}/unsubscribe", admin.meta_page_unsubscribe, post),
         _admin_route("/_sandbox/whatsapp/numbers", admin.whatsapp_numbers, post),
         _admin_route("/_sandbox/whatsapp/numbers/{number_id}", admin.whatsapp_number, get),
+        _admin_route("/_sandbox/whatsapp/signups", admin.whatsapp_signups, post),
+        _admin_route("/_sandbox/whatsapp/wabas/{waba_id}", admin.whatsapp_waba, get),
         _admin_route("/_sandbox/whatsapp/numbers/{number_id}/last-code", admin.whatsapp_last_code, get),
         _admin_route("/_sandbox/whatsapp/templates", admin.whatsapp_templates, get),
         _admin_route("/_sandbox/whatsapp/templates/{template_id}", admin.whatsapp_template_review, post),

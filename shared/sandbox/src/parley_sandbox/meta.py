@@ -241,16 +241,21 @@ class MetaApi:
         code_value = str(params.get("code") or "")
         if not code_value:
             raise GraphFailure(400, 100, None, "Missing code parameter.")
-        redirect_uri = params.get("redirect_uri")
-        if not redirect_uri:
-            raise GraphFailure(400, 100, None, "Missing redirect_uri parameter.")
         code = state.codes.get(code_value)
+        redirect_uri = params.get("redirect_uri")
+        # an Embedded Signup code is traded without a redirect_uri (the window posted it back)
+        if not redirect_uri and (code is None or code.signup_token is None):
+            raise GraphFailure(400, 100, None, "Missing redirect_uri parameter.")
         if code is None or code.provider != "meta":
             raise GraphFailure(400, 100, None, "Invalid verification code format.")
         if code.used:
             raise GraphFailure(400, 100, 36009, "This authorization code has been used.")
         if state.now() >= code.expires_at:
             raise GraphFailure(400, 100, 36007, "This authorization code has expired.")
+        if code.signup_token is not None:
+            code.used = True
+            # a business integration system user token: no expires_in (it does not expire)
+            return Reply({"access_token": code.signup_token, "token_type": "bearer"})
         if code.redirect_uri is not None and code.redirect_uri != redirect_uri:
             raise GraphFailure(
                 400,
@@ -303,6 +308,13 @@ class MetaApi:
             data["data_access_expires_at"] = int(token.issued_at + 90 * 86400)
         if token.page_id:
             data["profile_id"] = token.page_id
+        if token.kind == "system" and token.waba_ids:
+            # the WABAs that granted each WhatsApp permission, newest first (Manage WABAs guide)
+            data["granular_scopes"] = [
+                {"scope": scope, "target_ids": list(reversed(token.waba_ids))}
+                for scope in token.scopes
+                if scope.startswith("whatsapp_business_")
+            ]
         try:
             self.validate_meta(token)
         except GraphFailure as failure:

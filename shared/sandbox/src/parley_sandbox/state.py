@@ -22,6 +22,7 @@ LONG_LIVED_S = 60 * 86400
 
 
 CODE_TTL_S = 600
+SIGNUP_CODE_TTL_S = 30  # an Embedded Signup code is short-lived: traded at once by the server
 
 
 X_ACCESS_S = 7200
@@ -323,6 +324,7 @@ class AuthCode:
     code_challenge: str | None = None
     code_challenge_method: str = "S256"
     used: bool = False
+    signup_token: str | None = None  # WhatsApp Embedded Signup: the business token it stands for
 
 
 @dataclass
@@ -449,6 +451,8 @@ class SandboxState:
     # the business portfolio owning each WhatsApp Business Account (unset: one of its own)
     waba_owners: dict[str, str] = field(default_factory=dict)
     whatsapp_profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # by phone number id
+    # apps subscribed to each WhatsApp Business Account's webhooks (POST /{waba-id}/subscribed_apps)
+    waba_subscriptions: dict[str, set[str]] = field(default_factory=dict)
     uploads: dict[str, Upload] = field(default_factory=dict)  # by session id ("upload:...")
     upload_handles: dict[str, Upload] = field(default_factory=dict)  # by handle
     # the Meta app's webhook callback URL (App Dashboard > Webhooks): WhatsApp Business Account

@@ -329,6 +329,27 @@ class WhatsAppApi(MetaApi):
         number.registered = True
         return Reply({"success": True})
 
+    def subscribed_apps(self, call: Incoming) -> Reply:
+        """``/{waba-id}/subscribed_apps``: POST subscribes this app to the WABA's webhooks, GET
+        lists the apps subscribed, DELETE removes this app; for a token that can manage the WABA.
+        Other nodes are Pages (Page Subscribed Apps)."""
+        node = call.path("node")
+        if not any(n.waba_id == node for n in self.state.whatsapp_numbers.values()):
+            return super().subscribed_apps(call)
+        waba_id = self.waba_context(call)
+        apps = self.state.waba_subscriptions.setdefault(waba_id, set())
+        if call.request.method == "GET":
+            rows = [
+                {"whatsapp_business_api_data": {"id": app_id, "name": self.state.app_name}}
+                for app_id in sorted(apps)
+            ]
+            return Reply({"data": rows})
+        if call.request.method == "DELETE":
+            apps.discard(self.state.meta_app_id)
+        else:
+            apps.add(self.state.meta_app_id)
+        return Reply({"success": True})
+
     # ---- WhatsApp Business Management API: templates, business profile, uploads
 
     def waba_context(self, call: Incoming) -> str:

@@ -375,6 +375,11 @@ class PostgresOnboardingStore:
         """The number's two-step verification PIN (``whatsapp-pin:<onboarding id>``)."""
         await self._seal(f"whatsapp-pin:{onboarding_id}", "pin", pin)
 
+    async def whatsapp_pin(self, onboarding_id: str) -> str | None:
+        doc_id = f"whatsapp-pin:{onboarding_id}"
+        rows = await self._rows("SELECT doc FROM channel_credentials WHERE id = %s", (doc_id,))
+        return self.vault.decrypt(rows[0][0]["pin"], doc_id) if rows else None
+
     async def purge_channel_secrets(self, tenant_id: str, channel_id: str, account_id: str) -> int:
         """Delete every secret a disconnected channel leaves (its own credential is deleted by
         :meth:`delete_credential`): the WhatsApp onboarding's system-user token, two-step PIN and

@@ -348,6 +348,10 @@ class OnboardingStore(Protocol):
 
     async def save_whatsapp_pin(self, onboarding_id: str, pin: str) -> None: ...
 
+    async def whatsapp_pin(self, onboarding_id: str) -> str | None:
+        """The PIN saved for the onboarding's number (None: none yet)."""
+        ...
+
     async def purge_channel_secrets(self, tenant_id: str, channel_id: str, account_id: str) -> int: ...
 
     # --- started Page connections
@@ -601,6 +605,11 @@ class MongoOnboardingStore:
     async def save_whatsapp_pin(self, onboarding_id: str, pin: str) -> None:
         """The number's two-step verification PIN (``whatsapp-pin:<onboarding id>``)."""
         await self._seal(f"whatsapp-pin:{onboarding_id}", "pin", pin)
+
+    async def whatsapp_pin(self, onboarding_id: str) -> str | None:
+        doc_id = f"whatsapp-pin:{onboarding_id}"
+        doc = await self.credentials.find_one({"_id": doc_id})
+        return None if doc is None else self.vault.decrypt(doc["pin"], doc_id)
 
     async def purge_channel_secrets(self, tenant_id: str, channel_id: str, account_id: str) -> int:
         """Delete every secret a disconnected channel leaves (its own credential is deleted by

@@ -9,6 +9,11 @@ records who acts next and how long Meta usually takes. The profile and templates
 when the provider's API accepts them (the service's business profile and template calls), never typed
 in by hand.
 
+Embedded Signup is the other way in: Meta's own window does the agreement, terms, details, account
+and number verification, so an onboarding started by it goes from ``started`` straight to
+``embedded_signup_completed`` (the ids the provider confirmed), then to ``activated``; the steps
+after activation are the same as the step-by-step path's.
+
 What WhatsApp itself asks of the code, the PIN and the display name (digits, validity, naming
 rules) is the provider's: the service passes its connector's :class:`NumberRules`. The attempt
 allowance and the resend cooldown are Parley's.
@@ -37,6 +42,7 @@ class Step(StrEnum):
     """Where an onboarding is; each value is the last step completed."""
 
     STARTED = "started"
+    EMBEDDED_SIGNUP_COMPLETED = "embedded_signup_completed"
     AGREEMENT_SIGNED = "agreement_signed"
     TERMS_ACCEPTED = "terms_accepted"
     DETAILS_SUBMITTED = "details_submitted"
@@ -64,6 +70,7 @@ class Actor(StrEnum):
 # step completed -> (who acts next, usual wait)
 NEXT: dict[Step, tuple[Actor, str | None]] = {
     Step.STARTED: (Actor.CUSTOMER, None),
+    Step.EMBEDDED_SIGNUP_COMPLETED: (Actor.PLATFORM, None),
     Step.AGREEMENT_SIGNED: (Actor.CUSTOMER, None),
     Step.TERMS_ACCEPTED: (Actor.CUSTOMER, None),
     Step.DETAILS_SUBMITTED: (Actor.PLATFORM, None),
@@ -289,8 +296,27 @@ class WhatsAppOnboarding:
         self._require(Step.CODE_SENT)
         return self._complete(Step.PHONE_VERIFIED, at, by)
 
+    def signed_up(
+        self,
+        *,
+        phone_number_id: str,
+        waba_id: str,
+        phone_number: str | None,
+        display_name: str | None,
+        by: str,
+        at: datetime,
+    ) -> StepRecord:
+        """Embedded Signup finished and the provider confirmed its account and number: the
+        platform registers the number and activates it next."""
+        self._require(Step.STARTED)
+        self.phone_number_id = phone_number_id
+        self.waba_id = waba_id
+        self.phone_number = phone_number
+        self.display_name = display_name
+        return self._complete(Step.EMBEDDED_SIGNUP_COMPLETED, at, by)
+
     def activated(self, channel_id: str, by: str, at: datetime) -> StepRecord:
-        self._require(Step.PHONE_VERIFIED)
+        self._require(Step.PHONE_VERIFIED, Step.EMBEDDED_SIGNUP_COMPLETED)
         self.channel_id = channel_id
         return self._complete(Step.ACTIVATED, at, by)
 

@@ -103,6 +103,39 @@ class InstagramLogin(BaseModel):
     redirect_uri: str = Field(min_length=1)
 
 
+class EmbeddedSignupIn(BaseModel):
+    """What the browser got back from WhatsApp Embedded Signup: FB.login's ``code`` and the
+    session-info message's WABA and phone number ids (hints: the provider must confirm them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=1, max_length=2048, description="FB.login's authResponse.code.")
+    waba_id: str = Field(min_length=1, max_length=32, description="Digits.", examples=["102290129340398"])
+    phone_number_id: str = Field(
+        min_length=1, max_length=32, description="Digits.", examples=["106540352242922"]
+    )
+    pin: str | None = Field(
+        default=None,
+        description="The number's two-step verification PIN (6 digits) when the business has one; "
+        "unset: Parley generates one and keeps it sealed.",
+    )
+
+
+class EmbeddedSignupConfigOut(BaseModel):
+    """What the browser needs to launch Embedded Signup (FB.login with ``config_id``,
+    ``response_type: "code"``, ``override_default_response_type: true``)."""
+
+    app_id: str
+    config_id: str | None = Field(description="None: this deployment has no configuration id set.")
+
+
+class EmbeddedSignupOut(BaseModel):
+    """The WhatsApp onboarding Embedded Signup made, and its channel (active)."""
+
+    onboarding: "OnboardingOut"
+    channel: ChannelOut
+
+
 class TeamIn(BaseModel):
     name: str = Field(min_length=1, max_length=100)
 
@@ -437,6 +470,38 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
                 principal.tenant_id, principal.user_id, body.code, body.redirect_uri
             )
         )
+
+    @api.get("/connections/whatsapp/embedded-signup", response_model=EmbeddedSignupConfigOut)
+    async def embedded_signup_config(principal: Annotated[Principal, caller]) -> EmbeddedSignupConfigOut:
+        """The Meta app id and Embedded Signup configuration id the browser launches the flow with
+        (nothing secret: the browser's page carries both)."""
+        return EmbeddedSignupConfigOut.model_validate(service.embedded_signup_config())
+
+    @api.post(
+        "/connections/whatsapp/embedded-signup",
+        response_model=EmbeddedSignupOut,
+        responses=error_responses(403, 409, 502, 503),
+    )
+    async def embedded_signup(
+        principal: Annotated[Principal, caller], body: EmbeddedSignupIn
+    ) -> EmbeddedSignupOut:
+        """Connect the number a business chose in WhatsApp Embedded Signup: the code is traded
+        for the business token, the WABA and number are confirmed with Meta for that token, the
+        app is subscribed to the WABA, the number registered, and the channel activated. 422:
+        ``SIGNUP_CODE_INVALID`` (used or expired code), ``WABA_NUMBER_MISMATCH``,
+        ``WABA_NOT_ACCESSIBLE``, ``SCOPES_MISSING``; 409: ``WABA_CLAIMED_ELSEWHERE``,
+        ``ACCOUNT_CONNECTED_ELSEWHERE``; 503 ``PROVIDER_UNAVAILABLE``: nothing is active, send
+        the same request again."""
+        admin(principal)
+        onboarding, channel = await service.embedded_signup(
+            principal.tenant_id,
+            principal.user_id,
+            code=body.code,
+            waba_id=body.waba_id,
+            phone_number_id=body.phone_number_id,
+            pin=body.pin,
+        )
+        return EmbeddedSignupOut(onboarding=onboarding_out(onboarding), channel=channel_out(channel))
 
     @api.post("/whatsapp/onboardings", response_model=OnboardingOut, status_code=201, responses=create)
     async def start_whatsapp(principal: Annotated[Principal, caller]) -> OnboardingOut:

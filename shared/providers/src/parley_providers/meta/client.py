@@ -29,6 +29,7 @@ __all__ = [
     "GraphSettings",
     "Mentioned",
     "PageInfo",
+    "TokenGrants",
     "WhatsAppPhoneNumber",
     "graph_client",
 ]
@@ -63,6 +64,17 @@ class PageInfo:
             f"instagram_business_account_id={self.instagram_business_account_id!r}, "
             f"instagram_username={self.instagram_username!r})"
         )
+
+
+@dataclass(frozen=True)
+class TokenGrants:
+    """What ``debug_token`` says of a token: valid or not, its end (None: never), its scopes, and
+    per granular scope the ids of the objects it was granted on."""
+
+    valid: bool
+    expires_at: datetime | None
+    scopes: tuple[str, ...]
+    targets: dict[str, tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -192,6 +204,18 @@ class GraphClient:
         token = require_str("meta", 200, data, "access_token")
         return UserToken(access_token=token, expires_at=expiry(data.get("expires_in")))
 
+    async def exchange_signup_code(self, code: str) -> str:
+        """Trade the code WhatsApp's Embedded Signup gave the browser for the business's token
+        (a business integration system user access token): ``GET /oauth/access_token`` with the
+        app's id and secret and the code, no ``redirect_uri`` (WhatsApp Business Platform,
+        "Onboarding business customers as a Tech Provider", step 1). The code is single-use."""
+        data = await self._call(
+            "GET",
+            "oauth/access_token",
+            params={"client_id": self._app_id, "client_secret": self._app_secret, "code": code},
+        )
+        return require_str("meta", 200, data, "access_token")
+
     async def long_lived_token(self, short_lived: str) -> UserToken:
         """Trade a short-lived user token for a long-lived one (about 60 days)."""
         data = await self._call(
@@ -294,6 +318,29 @@ class GraphClient:
         expires_at = datetime.fromtimestamp(expires, UTC) if expires else None
         scopes = tuple(str(s) for s in info.get("scopes") or ())
         return info.get("is_valid") is True, expires_at, scopes
+
+    async def token_grants(self, token: str) -> TokenGrants:
+        """``debug_token`` read whole: validity, end, scopes, and ``granular_scopes``: for each
+        permission granted on chosen objects only, the ids of those objects (``target_ids``; for
+        WhatsApp's permissions, the WABAs that granted them, newest first: WhatsApp Business
+        Platform, "Manage WhatsApp Business Accounts", shared WABA id from the signup's token).
+        A permission listed without ``target_ids`` reads as granted on no object in particular."""
+        data = await self._call("GET", "debug_token", token=self._app_token(), params={"input_token": token})
+        info = data.get("data")
+        info = info if isinstance(info, dict) else {}
+        expires = int_or_none(info.get("expires_at"))
+        granular: dict[str, tuple[str, ...]] = {}
+        for item in info.get("granular_scopes") or ():
+            if isinstance(item, dict) and isinstance(item.get("scope"), str):
+                targets = item.get("target_ids")
+                ids = tuple(str(t) for t in targets) if isinstance(targets, list) else ()
+                granular[item["scope"]] = granular.get(item["scope"], ()) + ids
+        return TokenGrants(
+            valid=info.get("is_valid") is True,
+            expires_at=datetime.fromtimestamp(expires, UTC) if expires else None,
+            scopes=tuple(str(s) for s in info.get("scopes") or ()),
+            targets=granular,
+        )
 
     # ---- Messenger, Instagram messaging and comments
 
@@ -497,6 +544,15 @@ class GraphClient:
         owner = data.get("owner_business_info")
         found = owner.get("id") if isinstance(owner, dict) else None
         return found if isinstance(found, str) and found else None
+
+    async def whatsapp_subscribe_app(self, waba_id: str, token: str) -> None:
+        """Subscribe this app to the WABA's webhooks (``POST /{waba-id}/subscribed_apps`` with the
+        business token; the answer is ``{"success": true}``: Tech Provider onboarding, step 2)."""
+        data = await self._call(
+            "POST", f"{segment(waba_id)}/subscribed_apps", token=token, provider="whatsapp"
+        )
+        if data.get("success") is not True:
+            raise ProviderError("whatsapp", 200, None, None, "the app subscription was not confirmed")
 
     async def whatsapp_request_code(
         self, phone_number_id: str, token: str, method: str, language: str = "en_US"

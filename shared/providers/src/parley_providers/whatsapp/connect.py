@@ -11,6 +11,12 @@ The calls are Graph's (``meta.client``); the numbers and rules are WhatsApp's:
 - the two-step verification PIN has 6 digits (Cloud API "Registration");
 - display names follow WhatsApp's display-name guidelines; the checks below are the part that
   needs no review (Meta reviews every name).
+
+Embedded Signup (v4, the version after v2, which Meta deprecated on 2026-10-15) is the
+self-service path: Meta's window hands the browser the WABA id, the phone number id and a
+one-time code; the code becomes a business integration system user token server-side, and the
+ids the browser reported are only believed once that token's grants (``debug_token``'s
+``granular_scopes``) and the WABA's phone numbers confirm them (docs/onboarding.md cites the pages).
 """
 
 from __future__ import annotations
@@ -21,9 +27,16 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from parley_providers.base import MessageTemplate, NumberRules, NumberThroughput, TokenRefusal
-from parley_providers.errors import ProviderError
-from parley_providers.meta.client import GraphClient
+from parley_providers.base import (
+    MessageTemplate,
+    NumberRules,
+    NumberThroughput,
+    SignedUpNumber,
+    SignupRefusal,
+    TokenRefusal,
+)
+from parley_providers.errors import ErrorKind, ProviderError
+from parley_providers.meta.client import GraphClient, TokenGrants, WhatsAppPhoneNumber
 from parley_providers.meta.connect import graph_token_refusal
 from parley_providers.whatsapp import profile, templates
 from parley_providers.whatsapp.errors import WRONG_CODE
@@ -33,13 +46,18 @@ __all__ = [
     "CODE_VALIDITY",
     "NUMBER_RULES",
     "PIN_DIGITS",
+    "SIGNUP_SCOPES",
     "WhatsAppConnector",
     "display_name_problem",
+    "signup_refusal",
 ]
 
 CODE_DIGITS = 6
 CODE_VALIDITY = timedelta(minutes=10)
 PIN_DIGITS = 6
+SIGNUP_SCOPES = ("whatsapp_business_management", "whatsapp_business_messaging")
+"""What a business must grant in Embedded Signup for Parley to manage its account and message
+from its number (WhatsApp Business Platform, Embedded Signup: the two permissions an app asks)."""
 
 _URL = re.compile(r"(https?://|www\.|\.[a-z]{2,}(/|$))", re.IGNORECASE)
 _SYMBOLS_RUN = re.compile(r"[^\w\s]{2,}")
@@ -65,6 +83,45 @@ def display_name_problem(name: str) -> str | None:
     letters = [ch for ch in name if ch.isalpha()]
     if len(letters) > _ACRONYM_LETTERS and all(ch.isupper() for ch in letters):
         return f"not all capitals (acronyms of up to {_ACRONYM_LETTERS} letters are fine)"
+    return None
+
+
+def signup_refusal(
+    grants: TokenGrants,
+    business_account_id: str,
+    number_id: str,
+    numbers: list[WhatsAppPhoneNumber] | None,
+) -> SignupRefusal | None:
+    """Why the business token does not confirm the signup's WABA and number, or None.
+
+    The token must be valid and hold both WhatsApp permissions; where ``debug_token`` names the
+    objects a permission was granted on, the WABA must be among them for each; the WABA's phone
+    numbers as this token lists them (``numbers``; None: the token could not list them) must
+    include the number.
+    """
+    if not grants.valid:
+        return SignupRefusal("token_invalid", "Meta does not accept the token the code stood for")
+    missing = tuple(s for s in SIGNUP_SCOPES if s not in grants.scopes)
+    if missing:
+        return SignupRefusal("scopes_missing", f"the business did not grant {', '.join(missing)}", missing)
+    for scope in SIGNUP_SCOPES:
+        targets = grants.targets.get(scope)
+        if targets and business_account_id not in targets:
+            return SignupRefusal(
+                "account_not_granted",
+                f"the business did not grant {scope} on WhatsApp Business Account {business_account_id}",
+                (scope,),
+            )
+    if numbers is None:
+        return SignupRefusal(
+            "account_not_granted",
+            f"the token cannot list the phone numbers of WhatsApp Business Account {business_account_id}",
+        )
+    if number_id not in {n.id for n in numbers}:
+        return SignupRefusal(
+            "number_not_in_account",
+            f"phone number {number_id} is not a number of WhatsApp Business Account {business_account_id}",
+        )
     return None
 
 
@@ -105,6 +162,42 @@ class WhatsAppConnector:
 
     async def register(self, number_id: str, token: str, pin: str) -> None:
         await self._graph.whatsapp_register(number_id, token, pin)
+
+    # --- Embedded Signup (an EmbeddedSignup)
+
+    async def exchange_signup_code(self, code: str) -> str:
+        return await self._graph.exchange_signup_code(code)
+
+    async def check_signup(
+        self, token: str, business_account_id: str, number_id: str
+    ) -> SignedUpNumber | SignupRefusal:
+        """``debug_token`` for the grants, then the WABA's numbers with the business token."""
+        grants = await self._graph.token_grants(token)
+        listed: list[WhatsAppPhoneNumber] | None = None
+        if grants.valid and all(s in grants.scopes for s in SIGNUP_SCOPES):
+            try:
+                listed = await self._graph.whatsapp_phone_numbers(business_account_id, token)
+            except ProviderError as exc:
+                # a WABA this token cannot read (permission, unknown object) is not confirmed;
+                # outages and rate limits are not an answer
+                if exc.status >= 500 or exc.kind in (ErrorKind.RATE_LIMITED, ErrorKind.RETRYABLE):
+                    raise
+        refusal = signup_refusal(grants, business_account_id, number_id, listed)
+        if refusal is not None:
+            return refusal
+        assert listed is not None
+        number = next(n for n in listed if n.id == number_id)
+        return SignedUpNumber(
+            business_account_id=business_account_id,
+            number_id=number_id,
+            display_phone_number=number.display_phone_number or None,
+            verified_name=number.verified_name or None,
+            token_expires_at=grants.expires_at,
+            scopes=grants.scopes,
+        )
+
+    async def subscribe_app(self, business_account_id: str, token: str) -> None:
+        await self._graph.whatsapp_subscribe_app(business_account_id, token)
 
     async def throughput(self, number_id: str, token: str) -> NumberThroughput:
         """The number's throughput level and coexistence, as the Graph API reports them."""
