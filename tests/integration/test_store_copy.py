@@ -7,12 +7,14 @@ schema of its own (``store_url``); both are dropped after.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from parley_events import (
     ChannelTemplateStatusChanged,
@@ -33,7 +35,7 @@ from parley_routing.adapters.stores import MongoConversationRepository
 from parley_routing.domain.model import Conversation
 from parley_shared import cli
 from parley_shared.store import Store, open_store
-from parley_shared.storecopy import EXIT_OK, EXIT_REFUSED, CopyOptions, copy_store
+from parley_shared.storecopy import EXIT_DIFFERENT, EXIT_OK, EXIT_REFUSED, CopyOptions, copy_store
 from parley_shared.vault import Credential, TokenVault, parse_keys
 
 from tests.store.conftest import vault_keys
@@ -308,3 +310,42 @@ def test_the_cli_counts_a_copy_with_dry_run(
 
 def test_the_cli_refuses_urls_of_the_wrong_kind(database_url: str, store_url: str) -> None:
     assert cli.main(["store", "copy", "--from", store_url, "--to", database_url]) == 2
+
+
+async def test_a_later_version_written_on_postgresql_is_never_taken_back(
+    source: Source, store_url: str, vault: TokenVault
+) -> None:
+    code, _ = await _copy(source, store_url)
+    assert code == EXIT_OK
+    target = await open_store(store_url)
+    try:
+        onboarding = PostgresOnboardingStore(target.postgres, vault)
+        changed = await onboarding.channel(source.channel.id)
+        assert changed is not None
+        changed.settings = dataclasses.replace(changed.settings, display_name="Acme EU")
+        changed.revision += 1
+        await onboarding.save_channel(changed)
+
+        code, again = await _copy(source, store_url, verify=True)
+        assert code == EXIT_OK, again  # the kept row is no difference
+        assert "kept: 1 row(s) the target holds at a later version" in again
+        assert await onboarding.channel(source.channel.id) == changed
+    finally:
+        await target.close()
+
+
+async def test_verify_with_dry_run_names_what_the_target_lacks_or_holds_differently(
+    source: Source, store_url: str
+) -> None:
+    code, _ = await _copy(source, store_url)
+    assert code == EXIT_OK
+    async with await psycopg.AsyncConnection.connect(store_url, autocommit=True) as conn:
+        await conn.execute("UPDATE policy_deliveries SET provider_message_id = 'mid.other'")
+        await conn.execute("DELETE FROM policy_window_notices")
+
+    code, out = await _copy(source, store_url, dry_run=True, verify=True)
+
+    assert code == EXIT_DIFFERENT, out
+    assert "difference: policy_deliveries rpl_1: provider_message_id differs" in out
+    assert "difference: missing policy_window_notices notice:conv_1" in out
+    assert "verify: 2 difference(s)" in out

@@ -50,6 +50,8 @@ EXIT_DIFFERENT = 4
 
 BATCH = 500
 """Rows written per statement batch (one transaction each)."""
+SHOWN_DIFFERENCES = 20
+"""Differences printed per table (all are counted)."""
 DEFAULT_SAMPLE = 100
 """Rows per table ``--verify`` compares field by field (every row's presence is counted)."""
 
@@ -107,6 +109,8 @@ class Tally:
     written: int = 0
     unchanged: int = 0
     left_out: int = 0
+    newer: int = 0
+    """Versioned rows the target holds at a later version than the source (kept as they are)."""
     before: int | None = None
     after: int | None = None
     differences: list[str] = field(default_factory=list)
@@ -202,6 +206,23 @@ async def _record_copy(pool: Pool, source: str, at: datetime) -> None:
         )
 
 
+async def _newer_in_target(pool: Pool, table: Table, rows: list[Row]) -> int:
+    """How many of these versioned rows the target holds at a later version already."""
+    if not rows or not table.versioned or await _count(pool, table.table) is None:
+        return 0
+    at = table.columns.index("version")
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            sql.SQL(
+                "SELECT count(*) FROM {} AS t JOIN unnest(%s::text[], %s::bigint[]) AS s(id, version)"
+                " ON t.id = s.id WHERE t.version > s.version"
+            ).format(sql.Identifier(table.table)),
+            ([r[0] for r in rows], [r[at] for r in rows]),
+        )
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
 async def _write(pool: Pool, statement: sql.Composed, rows: list[Row]) -> int:
     if not rows:
         return 0
@@ -278,7 +299,7 @@ class Copier:
             await _record_copy(pool, source, now)
             for name, table in self.tables.items():
                 report.tallies[name].after = await _count(pool, table.table)
-        if options.verify and not options.dry_run:
+        if options.verify:  # with --dry-run: the target as it is, compared with the source
             for name, table in self.tables.items():
                 await self._verify(table, report.tallies[name], now, options.sample)
         return report
@@ -297,10 +318,17 @@ class Copier:
                 continue
             batch.append(row)
             if len(batch) >= BATCH:
-                tally.written += 0 if dry_run else await _write(self.target.postgres, statement, batch)
+                await self._write(table, statement, batch, tally, dry_run)
                 batch = []
-        tally.written += 0 if dry_run else await _write(self.target.postgres, statement, batch)
+        await self._write(table, statement, batch, tally, dry_run)
         tally.unchanged = 0 if dry_run else tally.read - tally.left_out - tally.written
+
+    async def _write(
+        self, table: Table, statement: sql.Composed, batch: list[Row], tally: Tally, dry_run: bool
+    ) -> None:
+        tally.newer += await _newer_in_target(self.target.postgres, table, batch)
+        if not dry_run:
+            tally.written += await _write(self.target.postgres, statement, batch)
 
     async def _verify(self, table: Table, tally: Tally, now: datetime, sample: int) -> None:
         """Every copied key is in the target (counted), and a sample of rows equals the source's."""
@@ -316,6 +344,9 @@ class Copier:
                 chosen.append(row)
             elif (slot := random.randrange(seen)) < sample:  # noqa: S311 (a sample, not a secret)
                 chosen[slot] = row
+        if await _count(self.target.postgres, table.table) is None:
+            tally.differences.extend(f"missing {table.table} {_shown(key)}" for key in sorted(keys, key=str))
+            return
         statement = _same_row_statement(table)
         async with self.target.postgres.connection() as conn:
             key_list = sql.SQL(", ").join(map(sql.Identifier, table.key))
@@ -323,13 +354,21 @@ class Copier:
                 sql.SQL("SELECT {} FROM {}").format(key_list, sql.Identifier(table.table))
             )
             present = {tuple(r) for r in await cursor.fetchall()}
-            for key in sorted(keys - present, key=str)[:10]:
+            for key in sorted(keys - present, key=str):
                 tally.differences.append(f"missing {table.table} {_shown(key)}")
             for row in chosen:
                 cursor = await conn.execute(statement, (*row, *row[: len(table.key)]))
                 found = await cursor.fetchone()
                 if found is None:
                     continue  # counted as missing above
+                if table.versioned and not found[table.columns.index("version")]:
+                    cursor = await conn.execute(
+                        sql.SQL("SELECT version FROM {} WHERE id = %s").format(sql.Identifier(table.table)),
+                        (row[0],),
+                    )
+                    held = await cursor.fetchone()
+                    if held is not None and held[0] > row[table.columns.index("version")]:
+                        continue  # a later version written on PostgreSQL: kept, and said so
                 for column, same in zip(table.columns, found, strict=True):
                     if not same:
                         tally.differences.append(
@@ -364,6 +403,13 @@ def print_report(report: CopyReport, options: CopyOptions, out: TextIO) -> None:
     reasons = {report.tables[n].left_out for n, t in report.tallies.items() if t.left_out}
     for reason in sorted(reasons):
         print(f"left out: {reason}", file=out)
+    newer = sum(t.newer for t in report.tallies.values())
+    if newer:
+        print(
+            f"kept: {newer} row(s) the target holds at a later version than the source (a service"
+            " wrote them on PostgreSQL: the copy never takes a version back)",
+            file=out,
+        )
     read = sum(t.read for t in report.tallies.values())
     if options.dry_run:
         print(f"{header}: {read} document(s) read, nothing written (--dry-run)", file=out)
@@ -371,10 +417,12 @@ def print_report(report: CopyReport, options: CopyOptions, out: TextIO) -> None:
         print(f"{header}: {read} document(s) read, nothing changed: the target already held them", file=out)
     else:
         print(f"{header}: {read} document(s) read, {report.written} row(s) written", file=out)
-    if options.verify and not options.dry_run:
+    if options.verify:
         for tally in report.tallies.values():
-            for difference in tally.differences:
+            for difference in tally.differences[:SHOWN_DIFFERENCES]:
                 print(f"difference: {difference}", file=out)
+            if len(tally.differences) > SHOWN_DIFFERENCES:
+                print(f"difference: ... and {len(tally.differences) - SHOWN_DIFFERENCES} more", file=out)
         print(f"verify: {report.differences} difference(s)", file=out)
 
 
@@ -422,7 +470,10 @@ def register(commands: Any) -> None:
     copy.add_argument("--to", dest="target", required=True, help="postgresql://user@host:port/database")
     copy.add_argument("--dry-run", action="store_true", help="read and count, write nothing")
     copy.add_argument(
-        "--verify", action="store_true", help="after the copy, compare keys and a sample of rows"
+        "--verify",
+        action="store_true",
+        help="after the copy, check every key and a sample of rows field by field"
+        " (with --dry-run: check the target as it is, writing nothing)",
     )
     copy.add_argument(
         "--force", action="store_true", help="copy into a target holding rows no copy from this source wrote"
