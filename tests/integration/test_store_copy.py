@@ -30,6 +30,10 @@ from parley_onboarding.domain.whatsapp import WhatsAppOnboarding
 from parley_policy.adapters.postgres import PostgresPolicyStore, PostgresPolicyTemplates
 from parley_policy.adapters.stores import PolicyStore, PolicyTemplates
 from parley_providers.base import GrantedPage
+from parley_reports.adapters.postgres import PostgresReportStore
+from parley_reports.bootstrap import report_store
+from parley_reports.domain.buckets import Bucket, hour_of
+from parley_reports.domain.timing import ConversationTiming, new_state
 from parley_routing.adapters.postgres import PostgresConversationRepository
 from parley_routing.adapters.stores import MongoConversationRepository
 from parley_routing.domain.model import Conversation
@@ -39,6 +43,8 @@ from parley_shared.storecopy import EXIT_DIFFERENT, EXIT_OK, EXIT_REFUSED, CopyO
 from parley_shared.vault import Credential, TokenVault, parse_keys
 
 from tests.store.conftest import vault_keys
+from tests.support.reports import CHANNEL, at
+from tests.support.reports import Conversation as ReportedConversation
 from tests.unit.factories import T0, message
 
 pytestmark = pytest.mark.integration
@@ -63,6 +69,9 @@ class Source:
     whatsapp: WhatsAppOnboarding
     connection: PageConnection
     credential: Credential
+    reports: Any
+    timing: ConversationTiming
+    bucket: Bucket
 
 
 @pytest.fixture
@@ -187,6 +196,20 @@ async def _filled(store: Store, db: Any, vault: TokenVault) -> Source:
         pages=(GrantedPage("page_1", "Acme", "page-token-1", ("MESSAGING",), None),),
     )
     await onboarding.save_connection(connection)
+
+    reports = report_store(store)
+    await reports.ensure_indexes()
+    timeline = ReportedConversation()
+    timing = new_state(timeline.created(0))
+    bucket = Bucket("ten_acme", CHANNEL, hour_of(at(0)))
+    for event in (timeline.created(0), timeline.message(0)):
+        for contribution in timing.apply(event):
+            bucket.apply(contribution)
+    await reports.save_state(timing)
+    for contribution in timing.apply(timeline.owned(2, "ana")):
+        bucket.apply(contribution)
+    await reports.save_state(timing)  # version 2
+    await reports.save_bucket(bucket)
     return Source(
         store,
         conversations,
@@ -199,6 +222,9 @@ async def _filled(store: Store, db: Any, vault: TokenVault) -> Source:
         whatsapp,
         connection,
         credential,
+        reports,
+        timing,
+        bucket,
     )
 
 
@@ -275,6 +301,9 @@ async def _compare(source: Source, target: Store, vault: TokenVault) -> None:
     assert await onboarding.connection("ten_acme", "conn_1") == source.connection
     assert await onboarding.highest_code_attempt("wa_1") == 1
     assert await onboarding.claim_waba("waba_1", "ten_other", "wa_2", NOW) == "ten_acme"
+    copied_reports = PostgresReportStore(target.postgres)
+    assert await copied_reports.get_state(source.timing.conversation_id) == source.timing
+    assert await copied_reports.get_bucket(CHANNEL, hour_of(at(0))) == source.bucket
     inserted, holder = await onboarding.claim_account(
         Provider.MESSENGER, "page_1", "chn_other", "ten_other", NOW
     )
