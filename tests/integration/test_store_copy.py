@@ -39,7 +39,7 @@ from parley_routing.adapters.stores import MongoConversationRepository
 from parley_routing.domain.model import Conversation
 from parley_shared import cli
 from parley_shared.store import Store, open_store
-from parley_shared.storecopy import EXIT_DIFFERENT, EXIT_OK, EXIT_REFUSED, CopyOptions, copy_store
+from parley_shared.storecopy import EXIT_DIFFERENT, EXIT_OK, EXIT_REFUSED, CopyFailed, CopyOptions, copy_store
 from parley_shared.vault import Credential, TokenVault, parse_keys
 
 from tests.store.conftest import vault_keys
@@ -378,3 +378,20 @@ async def test_verify_with_dry_run_names_what_the_target_lacks_or_holds_differen
     assert "difference: policy_deliveries rpl_1: provider_message_id differs" in out
     assert "difference: missing policy_window_notices notice:conv_1" in out
     assert "verify: 2 difference(s)" in out
+
+
+async def test_a_copy_stopped_by_a_document_names_it_and_a_second_run_finishes_the_copy(
+    source: Source, store_url: str
+) -> None:
+    broken = {"_id": "chn_wa:broken:en", "channel_id": "chn_wa", "name": "broken"}  # no status
+    await source.store.db["policy_templates"].insert_one(broken)
+
+    with pytest.raises(
+        CopyFailed, match=r"policy_templates -> policy_templates, after 1 document\(s\): KeyError"
+    ):
+        await _copy(source, store_url)
+
+    await source.store.db["policy_templates"].delete_one({"_id": broken["_id"]})
+    code, out = await _copy(source, store_url, verify=True)  # onboarding's rows are there: not refused
+    assert code == EXIT_OK, out
+    assert "verify: 0 difference(s)" in out

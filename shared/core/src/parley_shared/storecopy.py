@@ -61,6 +61,10 @@ Documents = AsyncIterator[Row | None]
 None when the document is deliberately left out (expired, superseded: the plan says why)."""
 
 
+class CopyFailed(RuntimeError):
+    """A document could not be read or mapped: which collection, and how far the copy got."""
+
+
 @dataclass(frozen=True)
 class Table:
     """How one MongoDB collection lands in one PostgreSQL table."""
@@ -280,23 +284,27 @@ class Copier:
         for name, table in self.tables.items():
             report.tallies[name].before = await _count(pool, table.table)
         source = source_identity(self.source.url)
-        held = sum(t.before or 0 for t in report.tallies.values())
+        held = sum(
+            before or 0
+            for before in {t.table: report.tallies[n].before for n, t in self.tables.items()}.values()
+        )
         if held and source not in await _copied_from(pool) and not options.force:
             report.refused = (
                 f"the target holds {held} row(s) that no copy from {source} wrote (another deployment,"
                 " or services already running on it); --force copies anyway"
             )
             return report
+        now = self.now()
         if not options.dry_run:
             for plan in self.plans:
                 await migrate(pool, plan.migrations)
-        now = self.now()
+            await _record_copy(pool, source, now)  # before the rows: an interrupted copy may go on
         total = sum([await db[t.collection].count_documents({}) for t in self.tables.values() if t.counted])
         with Progress("copy", total=total, unit="documents") as progress:
             for name, table in self.tables.items():
                 await self._copy(table, report.tallies[name], now, options.dry_run, progress.advance)
         if not options.dry_run:
-            await _record_copy(pool, source, now)
+            await _record_copy(pool, source, self.now())
             for name, table in self.tables.items():
                 report.tallies[name].after = await _count(pool, table.table)
         if options.verify:  # with --dry-run: the target as it is, compared with the source
@@ -309,7 +317,15 @@ class Copier:
     ) -> None:
         statement = upsert_statement(table)
         batch: list[Row] = []
-        async for row in table.read(self.source.db, now):
+        rows = table.read(self.source.db, now)
+        while True:
+            try:
+                row = await anext(rows)
+            except StopAsyncIteration:
+                break
+            except Exception as exc:
+                where = f"{table.collection} -> {table.table}, after {tally.read} document(s)"
+                raise CopyFailed(f"{where}: {type(exc).__name__}: {exc}") from exc
             tally.read += 1
             if table.counted:
                 advance(1)
