@@ -143,6 +143,10 @@ def test_a_conversation_row_is_the_postgresql_adapters_row_and_moves_embedded_no
 def test_the_source_identity_names_hosts_and_database_never_credentials() -> None:
     url = "mongodb://ops:s3cret@db1:27017,db2:27018/parley_eu?replicaSet=rs0&tls=true"
     assert source_identity(url) == "mongodb://db1:27017,db2:27018/parley_eu"
+    # an SRV name is not looked up: it names the deployment as it is
+    assert source_identity("mongodb+srv://ops:p%40ss@cluster0.example.net/?retryWrites=false") == (
+        "mongodb+srv://cluster0.example.net/parley"
+    )
 
 
 def test_every_table_the_postgresql_migrations_create_is_filled_by_the_copy() -> None:

@@ -34,9 +34,8 @@ from typing import Any, TextIO
 
 from psycopg import sql
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.uri_parser import parse_uri
 
-from parley_shared.mongo import database_name
+from parley_shared.mongo import DEFAULT_DATABASE
 from parley_shared.postgres import Migration, Pool, dumps, jsonb, migrate
 from parley_shared.progress import Progress
 from parley_shared.settings import ServiceSettings
@@ -129,9 +128,10 @@ def plans() -> list[CopyPlan]:
 def source_identity(url: str) -> str:
     """What names a MongoDB deployment in the copy record: its hosts and database, never its
     credentials or options."""
-    parsed = parse_uri(url)
-    hosts = ",".join(f"{host}:{port}" for host, port in parsed["nodelist"])
-    return f"mongodb://{hosts}/{database_name(url)}"
+    scheme, _, rest = url.partition("://")
+    # the part before "/" is [user:password@]hosts; a "/" or "@" inside credentials is %-encoded
+    authority, _, path = rest.split("?", 1)[0].partition("/")
+    return f"{scheme.lower()}://{authority.rpartition('@')[2]}/{path or DEFAULT_DATABASE}"
 
 
 def upsert_statement(table: Table) -> sql.Composed:
