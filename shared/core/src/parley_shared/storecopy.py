@@ -450,6 +450,12 @@ async def copy_store(source_url: str, target_url: str, options: CopyOptions, out
     except BaseException:
         await source.close()
         raise
+    if not options.dry_run:
+        print(
+            "parley store copy: the services writing the store (routing, policy, onboarding, reports)"
+            " must be stopped while it runs (docs/operations.md)",
+            file=sys.stderr,
+        )
     try:
         report = await Copier(source, target, plans()).run(options)
     finally:
