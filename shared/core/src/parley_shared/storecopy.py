@@ -1,14 +1,15 @@
 """``parley store copy``: move a MongoDB deployment's state into PostgreSQL (docs/operations.md).
 
 Each service says how its collections land in its tables (a :class:`CopyPlan` from the
-``parley.store_copy`` entry-point group: routing, policy, onboarding, the vault); this module reads
-the source, writes the target and reports. A plan maps each MongoDB document through its adapters'
-own document functions (``Conversation.from_document``, ``channel_from_doc``, the PostgreSQL
+``parley.store_copy`` entry-point group: routing, policy, onboarding with the vault, reports); this
+module reads the source, writes the target and reports. A plan maps each MongoDB document through
+its adapters' own document functions (``Conversation.from_document``, ``channel_from_doc``, the PostgreSQL
 adapters' encoders), so the copy has no second definition of a document's shape.
 
 - **Idempotent.** Every row is an upsert by its primary key that changes the row only when it
   differs (``IS DISTINCT FROM``); a versioned row (a conversation, a channel, a team, an
-  onboarding) is never replaced by an older version. A second run writes nothing and says so.
+  onboarding, a report document) is never replaced by an older version. A second run writes
+  nothing and says so.
 - **Sealed secrets are copied sealed.** Ciphertexts are bound to the document's id, which the row
   keeps, so the same ``PARLEY_ENCRYPTION_KEYS`` decrypt them on PostgreSQL; nothing is decrypted.
 - **One deployment per target.** A target whose tables hold rows that no earlier copy from this
@@ -36,7 +37,7 @@ from psycopg import sql
 from pymongo.asynchronous.database import AsyncDatabase
 
 from parley_shared.mongo import DEFAULT_DATABASE
-from parley_shared.postgres import Migration, Pool, dumps, jsonb, migrate
+from parley_shared.postgres import Migration, Pool, migrate
 from parley_shared.progress import Progress
 from parley_shared.settings import ServiceSettings
 from parley_shared.store import Store, open_store, store_kind
@@ -529,8 +530,3 @@ async def _rolled_forward(commits: Any, doc_id: Any, doc: dict[str, Any] | None)
             doc = claim["doc"]
     assert doc is not None, f"{doc_id}: claims without a document"
     return doc
-
-
-def jsonb_of(doc: Any) -> Any:
-    """A ``jsonb`` parameter of a document (orjson: datetimes as ISO 8601)."""
-    return jsonb(dumps(doc))
