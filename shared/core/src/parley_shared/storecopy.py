@@ -479,6 +479,19 @@ def _copy_command(_settings: ServiceSettings, args: argparse.Namespace) -> int:
     return asyncio.run(copy_store(args.source, args.target, options, sys.stdout))
 
 
+HELP = """Copy the state of a MongoDB deployment (routing, policy, onboarding with its sealed
+credentials, reports) into PostgreSQL, each collection into its table. Stop routing, policy,
+onboarding and reports first; then start them on the PostgreSQL URL with the same encryption keys
+(docs/operations.md, "Moving a deployment from MongoDB to PostgreSQL").
+
+Safe to run again: rows are upserted by key, a second run writes nothing, and a row written on
+PostgreSQL at a later version is kept. A target holding rows no copy from this source wrote is
+refused unless --force.
+
+exit codes: 0 copied (or counted), 1 failed, 2 usage, 3 refused (--force), 4 --verify found
+differences"""
+
+
 def register(commands: Any) -> None:
     """Add ``parley store copy`` to the ops CLI."""
     store = commands.add_parser("store", help="the store (MongoDB, PostgreSQL)")
@@ -486,7 +499,7 @@ def register(commands: Any) -> None:
     copy = actions.add_parser(
         "copy",
         help="copy a MongoDB deployment's state into PostgreSQL (stop the services first)",
-        description=__doc__,
+        description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     copy.add_argument("--from", dest="source", required=True, help="mongodb://host:port/database")
