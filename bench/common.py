@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 KAFKA = os.environ.get("PARLEY_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 MONGO = os.environ.get("PARLEY_MONGODB_URL", "mongodb://127.0.0.1:27017")
+STORE_URL = os.environ.get("PARLEY_STORE_URL") or "postgresql://postgres@127.0.0.1:54329/parley"
+"""The store the data set goes to (bench/dataset.py): PostgreSQL by default, as the services; the
+benchmarks that still write MongoDB documents themselves use :data:`MONGO`."""
 APP_SECRET = "bench-app-secret-not-a-real-one"
 JWT_SECRET = "bench-jwt-secret-of-at-least-32-bytes!"
 SERVER_CORE = 0

@@ -3,25 +3,31 @@
     PARLEY_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 .venv/bin/python -m tests.browser.screenshots
 
 Runs onboarding with the sandbox as the browser tests do (a topic namespace and a PostgreSQL
-schema of its own, removed after), fills it with a Page, an Instagram profile, a team and access,
-and saves each main page at a laptop's size.
+schema of its own, removed after), fills it with two Pages (one restricted from sending), an
+Instagram profile, an X handle, teams and access, walks a WhatsApp number to its code entry, and
+saves each main page at a laptop's size (the channel list in German too).
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 
+from parley_events import ChannelSendingRestricted, Provider
 from parley_shared.admin import delete_namespace, ensure_topics
 from parley_shared.settings import ServiceSettings
 from playwright.async_api import async_playwright
 
 from tests.browser.conftest import CHROMIUM, FLAGS, Console
 from tests.conftest import LOCAL_POSTGRES_URL, ROOT
-from tests.support.onboarding import ADMIN, TENANT, onboarding_stack, serve
+from tests.support.onboarding import ADMIN, TENANT, X_REDIRECT, onboarding_stack, serve
 from tests.support.postgres import schema_for
 
 OUT = ROOT / "docs" / "console"
+PHONE_ID = "106540352242922"
+WABA_ID = "102290129340398"
+WA_TOKEN = "wa-system-user-screenshots-token"
 
 
 async def main() -> None:
@@ -56,37 +62,87 @@ async def shoot(console: Console) -> None:
     ]
     channels = await stack.connect_pages("meta-user-shots", pages)
     page_channel = channels["104512345678901"]["id"]
+    outlet = channels["104512345678902"]["id"]
+    code, verifier = await stack.x_code("1500000000000000001", "acme_jobs")
+    await stack.call(
+        "POST", "/connections/x", {"code": code, "redirect_uri": X_REDIRECT, "code_verifier": verifier}
+    )
+    # what policy announces when Meta refuses a send with 10/1893063, recorded as onboarding does
+    await stack.service.on_sending_restricted(
+        ChannelSendingRestricted(
+            event_id="rpl_shots:restricted",
+            channel_id=outlet,
+            tenant_id=TENANT,
+            provider=Provider.MESSENGER,
+            occurred_at=datetime.now(UTC) - timedelta(hours=2),
+            provider_code=10,
+            provider_subcode=1893063,
+        )
+    )
     team = await stack.call("POST", "/teams", {"name": "Support"}, status=201)
     for member in ("usr-maria", "usr-otto"):
         await stack.call("PUT", f"/teams/{team['id']}/members/{member}")
+    await stack.call("POST", "/teams", {"name": "Sales"}, status=201)
     await stack.call(
         "PUT",
         f"/channels/{page_channel}/access",
         {"user_access": {"usr-lena": "supervisor"}, "team_access": {team["id"]: "contributor"}},
     )
+    await stack.whatsapp_number(PHONE_ID, WABA_ID, WA_TOKEN)
     OUT.mkdir(parents=True, exist_ok=True)
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
-        page = await browser.new_page(viewport={"width": 1280, "height": 800})
+        page = await browser.new_page(viewport={"width": 1280, "height": 800}, locale="en-GB")
+
+        async def shot(name: str) -> None:
+            await page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
+
         await page.goto(console.at("/sign-in"))
-        await page.screenshot(path=str(OUT / "sign-in.png"), full_page=True)
+        await shot("sign-in")
         await page.get_by_label("User id").fill(ADMIN)
         await page.get_by_label("Tenant id").fill(TENANT)
         await page.get_by_role("button", name="Sign in for development").click()
         await page.wait_for_url("**/console/channels")
-        await page.screenshot(path=str(OUT / "channels.png"), full_page=True)
+        await shot("channels")
         await page.goto(console.at(f"/channels/{page_channel}"))
         await page.get_by_label("Display name").fill("N" * 256)
         await page.get_by_role("button", name="Save settings").click()
         await page.locator("#display_name-error").wait_for()
-        await page.screenshot(path=str(OUT / "channel.png"), full_page=True)
+        await shot("channel")
+        await page.goto(console.at("/teams"))
+        await shot("teams")
         await page.goto(console.at(f"/teams/{team['id']}"))
-        await page.screenshot(path=str(OUT / "team.png"), full_page=True)
+        await shot("team")
+
+        # a WhatsApp number at the code entry, one wrong code in
         await page.goto(console.at("/whatsapp"))
         await page.get_by_role("button", name="Start with a new number").click()
+        onboarding_id = page.url.split("/whatsapp/")[1].split("?")[0]
         await page.get_by_role("button", name="Sign the agreement").click()
         await page.get_by_role("button", name="Accept the terms").click()
-        await page.screenshot(path=str(OUT / "whatsapp.png"), full_page=True)
+        await page.get_by_label("Phone number").fill("+14155550123")
+        await page.get_by_label("Business Manager id").fill("1234567890")
+        await page.get_by_label("Display name").fill("Acme Support")
+        await page.get_by_role("button", name="Submit the details").click()
+        operator = f"/whatsapp/onboardings/{onboarding_id}"
+        created = {"phone_number_id": PHONE_ID, "waba_id": WABA_ID, "access_token": WA_TOKEN}
+        await stack.call("POST", f"{operator}/account-created", created, headers=stack.operator())
+        await page.reload()
+        await page.get_by_role("button", name="I approved the request").click()
+        await stack.call("POST", f"{operator}/business-verified", headers=stack.operator())
+        await page.reload()
+        await page.get_by_role("button", name="Send the code").click()
+        sent = str((await stack.sandbox_admin("GET", f"/whatsapp/numbers/{PHONE_ID}/last-code"))["code"])
+        await page.get_by_label("Code", exact=True).fill(f"{(int(sent) + 1) % 10**6:06d}")
+        await page.get_by_role("button", name="Verify the code").click()
+        await page.locator("#code-error").wait_for()
+        await shot("whatsapp")
+
+        # the same list in German, as a browser asking for German gets it
+        await page.get_by_label("Language").select_option("de")
+        await page.get_by_role("button", name="Switch").click()
+        await page.goto(console.at("/channels"))
+        await shot("channels-de")
         await browser.close()
     print(f"wrote {sorted(p.name for p in OUT.glob('*.png'))} to {OUT.relative_to(ROOT)}")
 

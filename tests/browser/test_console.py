@@ -210,3 +210,9 @@ async def test_a_whatsapp_number_is_walked_to_verified_with_a_wrong_code_first(
     assert onboarding["step"] == "activated"
     await page.get_by_role("link", name="Acme Support").click()
     await expect(page.get_by_role("heading", level=1)).to_have_text("Acme Support")
+    # the list links the number to its WhatsApp address (click to chat)
+    await page.get_by_role("link", name="All channels").click()
+    row = page.locator(f'tr[data-channel="{onboarding["channel_id"]}"]')
+    await expect(row.get_by_role("link", name="wa.me/14155550123")).to_have_attribute(
+        "href", "https://wa.me/14155550123"
+    )

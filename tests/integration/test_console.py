@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
+from parley_events import ChannelSendingRestricted, Provider
 
 from tests.conftest import Infra
-from tests.support.onboarding import ADMIN, OTHER_TENANT, TENANT, Stack, onboarding_stack
+from tests.support.kafka import eventually, publish_events
+from tests.support.onboarding import (
+    ADMIN,
+    OTHER_TENANT,
+    REDIRECT,
+    TENANT,
+    X_REDIRECT,
+    Stack,
+    onboarding_stack,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -216,3 +227,117 @@ async def test_names_are_escaped_and_ids_stay_inside_the_console(stack: Stack) -
         assert "default-src 'self'" in listed.headers["content-security-policy"]
         opened = await client.get("/console/whatsapp", params={"id": "../../v1/channels"})
         assert opened.headers["location"] == "/console/whatsapp/..%2F..%2Fv1%2Fchannels"
+
+
+async def test_the_language_switch_sets_its_cookie_returns_to_the_console_only_and_needs_csrf(
+    stack: Stack,
+) -> None:
+    async with browser_like(stack) as client:
+        german = await client.get("/console/sign-in", headers={"accept-language": "de;q=0.9, en;q=0.4"})
+        assert '<html lang="de">' in german.text and "Anmelden" in german.text
+        csrf = await csrf_of(client)
+        refused = await client.post("/console/language", data={"language": "de", "next": "/console/teams"})
+        assert refused.status_code == 403 and "parley_console_lang" not in client.cookies
+
+        switched = await client.post(
+            "/console/language", data={"csrf_token": csrf, "language": "de", "next": "/console/sign-in"}
+        )
+        assert (switched.status_code, switched.headers["location"]) == (303, "/console/sign-in")
+        assert "SameSite=strict" in switched.headers["set-cookie"]
+        # the cookie wins over an English browser
+        page = await client.get("/console/sign-in", headers={"accept-language": "en"})
+        assert '<html lang="de">' in page.text
+        for elsewhere in ("https://evil.test/", "//evil.test/console/", "/v1/channels", "/console\\..\\x"):
+            answer = await client.post(
+                "/console/language", data={"csrf_token": csrf, "language": "en", "next": elsewhere}
+            )
+            assert (answer.status_code, answer.headers["location"]) == (303, "/console/"), elsewhere
+        # a language the console does not have changes nothing
+        await client.post(
+            "/console/language", data={"csrf_token": csrf, "language": "fr", "next": "/console/"}
+        )
+        assert client.cookies["parley_console_lang"] == "en"
+
+
+async def test_the_list_links_each_account_to_its_address_on_the_provider(stack: Stack) -> None:
+    """The address comes from each provider's plugin, from what onboarding recorded on connecting."""
+    await stack.connect_pages(
+        "meta-user-console",
+        [{"id": PAGE_ID, "name": "Acme", "instagram": {"id": "17841400000000001", "username": "acme"}}],
+    )
+    code, verifier = await stack.x_code("1500000000000000001", "acme_jobs")
+    await stack.call(
+        "POST", "/connections/x", {"code": code, "redirect_uri": X_REDIRECT, "code_verifier": verifier}
+    )
+    login = {"id": "17841400000000077", "username": "acme.shop", "redirect_uri": REDIRECT}
+    login_code = (await stack.sandbox_admin("POST", "/instagram/accounts", login))["code"]
+    await stack.call("POST", "/connections/instagram", {"code": login_code, "redirect_uri": REDIRECT})
+
+    async with browser_like(stack) as client:
+        await sign_in(client, stack)
+        page = (await client.get("/console/channels")).text
+    links = set(re.findall(r'<a class="account-url" href="([^"]+)"', page))
+    assert links == {
+        f"https://www.facebook.com/{PAGE_ID}",
+        "https://www.instagram.com/acme",
+        "https://www.instagram.com/acme.shop",
+        "https://x.com/acme_jobs",
+    }
+    # what the addresses are made of is on the channel documents
+    names = {c.account_id: c.account_name for c in await stack.service.channels(TENANT)}
+    assert names == {
+        PAGE_ID: None,
+        "17841400000000001": "acme",
+        "1500000000000000001": "acme_jobs",
+        "17841400000000077": "acme.shop",
+    }
+
+
+async def test_policy_s_sending_restricted_on_the_bus_shows_in_the_attention_column(stack: Stack) -> None:
+    """Policy publishes it when Meta refuses a send with 10/1893063; onboarding records it on the
+    channel (for its own tenant only) and the console says so, until a reconnect."""
+    channel = await channel_of(stack)
+    refused_at = datetime.now(UTC).replace(microsecond=0)
+
+    def news(event_id: str, tenant: str, at: datetime) -> ChannelSendingRestricted:
+        return ChannelSendingRestricted(
+            event_id=event_id,
+            channel_id=channel["id"],
+            tenant_id=tenant,
+            provider=Provider.MESSENGER,
+            occurred_at=at,
+            provider_code=10,
+            provider_subcode=1893063,
+        )
+
+    await publish_events(
+        stack.infra.kafka,
+        stack.namespace,
+        news("rpl_other:restricted", OTHER_TENANT, refused_at),  # names another tenant: ignored
+        news("rpl_1:restricted", TENANT, refused_at),
+        source="/parley/policy",
+    )
+
+    async def recorded() -> Any:
+        stored = await stack.service.stores.channel(channel["id"])
+        return stored is not None and stored.sending_restricted
+
+    restriction = await eventually(recorded, timeout=60)
+    assert (restriction.since, restriction.provider_code, restriction.provider_subcode) == (
+        refused_at,
+        10,
+        1893063,
+    )
+    async with browser_like(stack) as client:
+        await sign_in(client, stack)
+        page = (await client.get("/console/channels")).text
+        assert (
+            "Sending restricted: the provider refuses this account&#39;s sends for now (code 10/1893063"
+            in page
+        )
+
+        # a reconnect clears it: the next refused send would record it again
+        await stack.connect_pages("meta-user-console", [{"id": PAGE_ID, "name": "Acme"}])
+        stored = await stack.service.stores.channel(channel["id"])
+        assert stored is not None and stored.sending_restricted is None
+        assert "Sending restricted" not in (await client.get("/console/channels")).text

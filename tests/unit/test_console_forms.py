@@ -137,14 +137,14 @@ def test_the_development_sign_in_needs_the_development_secret() -> None:
 
 def test_the_whatsapp_page_says_who_acts_next_and_the_codes_clock() -> None:
     from parley_onboarding.console import whatsapp
-    from parley_onboarding.domain.whatsapp import WhatsAppOnboarding
+    from parley_onboarding.domain.whatsapp import Actor, WhatsAppOnboarding
     from parley_providers.base import NumberRules
 
     rules = NumberRules(
         code_digits=6, code_validity=timedelta(minutes=10), pin_digits=6, display_name_problem=lambda _: None
     )
     onboarding = WhatsAppOnboarding(id="wa_1", tenant_id="t")
-    assert whatsapp.waiting_for(onboarding) == ("You", None)
+    assert whatsapp.waiting_for(onboarding) == (Actor.CUSTOMER, "You", None)
     assert [line.current for line in whatsapp.steps(onboarding)][:2] == [True, False]
     onboarding.sign_agreement("adm", NOW)
     onboarding.accept_terms("adm", NOW)
@@ -157,11 +157,11 @@ def test_the_whatsapp_page_says_who_acts_next_and_the_codes_clock() -> None:
         at=NOW,
         rules=rules,
     )
-    assert whatsapp.waiting_for(onboarding) == ("The platform operator", None)
+    assert whatsapp.waiting_for(onboarding) == (Actor.PLATFORM, "The platform operator", None)
     assert whatsapp.ACTIONS.get(onboarding.step) is None  # the operator's step: nothing to click
     onboarding.account_created(phone_number_id="p", waba_id="w", by="op", at=NOW)
     onboarding.approve_business_manager_request("adm", NOW)
-    assert whatsapp.waiting_for(onboarding) == ("Meta", "24-48 hours")
+    assert whatsapp.waiting_for(onboarding) == (Actor.META, "Meta", "24-48 hours")
     onboarding.business_verified("op", NOW)
     assert whatsapp.code_clock(onboarding, rules, NOW) is None  # no code yet
     onboarding.code_requested("adm", NOW, rules)
@@ -177,11 +177,21 @@ def test_the_whatsapp_page_says_who_acts_next_and_the_codes_clock() -> None:
     assert [line.done_by for line in done][-2:] == ["op", "adm"]
 
 
-def test_domain_refusals_are_shown_as_sentences_with_fields_in_words() -> None:
-    from parley_onboarding.console.app import in_words
-    from parley_onboarding.domain.errors import DomainError
+def test_attention_names_a_sending_restriction_with_its_code_and_times_in_the_page_s_language() -> None:
+    from parley_onboarding.console import i18n
 
-    too_long = DomainError("INVALID_DISPLAY_NAME", "display_name is at most 255 characters")
-    assert in_words(too_long) == "The display name is at most 255 characters."
-    short = DomainError("INVALID_SETTING", "auto_resolve_new_s is at least 60 seconds, or null for off")
-    assert in_words(short) == "Auto-resolve for New is at least 60 seconds, or null for off."
+    restricted = channel()
+    restricted.sends_refused(NOW - timedelta(hours=3), 10, 1893063)
+    restricted.sends_refused(NOW - timedelta(minutes=5), 10, 1893063)
+    [note] = attention(restricted, NOW, LEAD)
+    assert note.startswith("Sending restricted: the provider refuses this account's sends for now")
+    assert "(code 10/1893063; refused since 2026-11-30 09:00 UTC, last at 2026-11-30 11:55 UTC)" in note
+    i18n.use("de")
+    try:
+        [german] = attention(restricted, NOW, LEAD)
+    finally:
+        i18n.use("en")
+    assert german.startswith("Senden eingeschränkt:")
+    assert "abgelehnt seit 30.11.2026, 09:00 UTC, zuletzt am 30.11.2026, 11:55 UTC" in german
+    restricted.disconnect("a", NOW)
+    assert attention(restricted, NOW, LEAD) == []  # a disconnected channel sends nothing anyway

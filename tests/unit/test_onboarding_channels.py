@@ -682,3 +682,30 @@ def test_lifecycle_events_drops_snapshots() -> None:
     _, events = Channel.connect(tenant_id=TENANT, provider=Provider.X, account_id="1", actor_id=None, at=T0)
     lifecycle = lifecycle_events(events)
     assert [type(e) for e in lifecycle] == [ChannelConnected]
+
+
+def test_a_refused_send_records_the_restriction_until_a_reconnect() -> None:
+    channel, _ = Channel.connect(
+        tenant_id=TENANT, provider=Provider.MESSENGER, account_id=PAGE, actor_id=ADMIN, at=T0
+    )
+    assert channel.sending_restricted is None
+    assert channel.sends_refused(T0 + timedelta(minutes=1), 10, 1893063)
+    assert channel.revision == 2
+    assert channel.sends_refused(T0 + timedelta(minutes=5), 10, 1893063)
+    restriction = channel.sending_restricted
+    assert restriction is not None
+    # the spell's start is kept, the latest refusal is the newest news
+    assert (restriction.since, restriction.last_refused_at) == (
+        T0 + timedelta(minutes=1),
+        T0 + timedelta(minutes=5),
+    )
+    assert (restriction.provider_code, restriction.provider_subcode) == (10, 1893063)
+    # older news (a redelivery, or a reply refused earlier and reported late) changes nothing
+    assert not channel.sends_refused(T0 + timedelta(minutes=2), 10, 1893063)
+    assert channel.sending_restricted == restriction and channel.revision == 3
+
+    channel.reconnect(ADMIN, T0 + timedelta(hours=1), None, ())
+    assert channel.sending_restricted is None
+    channel.disconnect(ADMIN, T0 + timedelta(hours=2))
+    assert not channel.sends_refused(T0 + timedelta(hours=3), 10, 1893063)
+    assert channel.sending_restricted is None

@@ -183,3 +183,39 @@ def test_a_whatsapp_template_reply_names_its_template_and_parameters() -> None:
 def test_reply_rules_stay_hashable_values() -> None:
     table = registry.reply_rules()
     assert len(set(table.values())) == len(table)  # hashing a rule with retired tags must work
+
+
+@pytest.mark.parametrize(
+    ("provider", "account_id", "name", "url"),
+    [
+        (Provider.MESSENGER, "104512345678901", None, "https://www.facebook.com/104512345678901"),
+        (Provider.INSTAGRAM, "17841400000000001", "acme.shop", "https://www.instagram.com/acme.shop"),
+        (Provider.X, "1500000000000000001", "acme_jobs", "https://x.com/acme_jobs"),
+        (Provider.X, "1500000000000000001", "@acme_jobs", "https://x.com/acme_jobs"),
+        (Provider.WHATSAPP, "106540352242922", "+14155550123", "https://wa.me/14155550123"),
+        (Provider.WHATSAPP, "106540352242922", "+49 (30) 1234-5678", "https://wa.me/493012345678"),
+        # no public name known, or an id that is no address: no URL rather than a wrong one
+        (Provider.INSTAGRAM, "17841400000000001", None, None),
+        (Provider.X, "1500000000000000001", None, None),
+        (Provider.WHATSAPP, "106540352242922", None, None),
+        # names the provider would never issue cannot steer the link elsewhere
+        (Provider.INSTAGRAM, "1", "acme/../../evil.test", None),
+        (Provider.X, "1", "javascript:alert(1)", None),
+        (Provider.X, "1", "a_handle_far_too_long", None),
+        (Provider.WHATSAPP, "1", "+1 415 CALL NOW", None),
+        (Provider.MESSENGER, "page/../evil", None, None),
+    ],
+)
+def test_each_provider_package_says_where_an_account_is_on_its_site(
+    provider: Provider, account_id: str, name: str | None, url: str | None
+) -> None:
+    assert registry.account_url(provider, account_id, name) == url
+
+
+def test_the_account_url_of_a_provider_without_a_plugin_or_without_addresses_is_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    meta = registry.plugins()["meta"]
+    monkeypatch.setattr(registry, "plugins", lambda: {"meta": replace(meta, account_url=None)})
+    assert registry.account_url(Provider.MESSENGER, "104512345678901", None) is None
+    assert registry.account_url(Provider.X, "1", "acme") is None  # no x plugin installed

@@ -89,6 +89,16 @@ class FakeRepository:
                 lost.add(conversation.id)
         return lost
 
+    async def commit(self, conversations: Sequence[Conversation], now: datetime) -> set[str]:
+        lost = await self.save_many(conversations)
+        events = [e for c in conversations if c.id not in lost for e in c.unpublished()]
+        await self.record_projections(events, now)
+        return lost
+
+    async def published(self, sent: Sequence[tuple[Conversation, Sequence[ConversationEvent]]]) -> None:
+        await self.record_history([e for _, events in sent for e in events])
+        await self.mark_published_many([(c.id, events[-1].sequence, c.version) for c, events in sent])
+
     async def record_projections(self, events: Sequence[ConversationEvent], now: datetime) -> None:
         for event in events:
             if isinstance(event, ConversationNoteAdded):

@@ -9,7 +9,6 @@ from the registry), so nothing here names a provider's API.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import secrets
 import uuid
@@ -18,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from parley_events import (
+    ChannelSendingRestricted,
     ChannelSnapshot,
     ChannelStatus,
     ChannelTemplateCategoryChanged,
@@ -55,7 +55,7 @@ from parley_providers.base import (
 from parley_shared.channels import CLAIMING_STATUSES
 from parley_shared.logging import get_logger
 from parley_shared.mongo import VersionConflict
-from parley_shared.vault import Credential
+from parley_shared.vault import Credential, grant_digest
 
 from parley_onboarding import metrics
 from parley_onboarding.adapters.stores import AccountClaim, OnboardingStore
@@ -216,10 +216,12 @@ class OnboardingService:
         x_api: str | None = None,
         throughput: NumberThroughput | None = None,
         business_portfolio_id: str | None = None,
+        account_name: str | None = None,
     ) -> Channel:
         """Connect a new channel, or reconnect the existing one for the same account (a reconnect
         may change how it is connected: ``connect_path``; a WhatsApp number's ``throughput`` and
-        its account's ``business_portfolio_id``, when read, are recorded on it)."""
+        its account's ``business_portfolio_id``, when read, are recorded on it; so is the
+        account's public ``account_name``, which a reconnect brings up to date)."""
         now = self.clock()
         channel_id = channel_id_for(tenant_id, provider, account_id)
         await self._claim_account(tenant_id, provider, account_id)
@@ -252,6 +254,8 @@ class OnboardingService:
                 channel.coexistence = throughput.coexistence
             if business_portfolio_id is not None:
                 channel.business_portfolio_id = business_portfolio_id
+            if account_name is not None:
+                channel.account_name = account_name
             if throughput is not None or business_portfolio_id is not None:
                 # the snapshot Channel.connect or reconnect built predates these fields
                 events = [channel.snapshot() if isinstance(e, ChannelSnapshot) else e for e in events]
@@ -475,16 +479,36 @@ class OnboardingService:
             pages=grant.pages,
         )
         await self.stores.save_connection(connection)
-        existing = {c.account_id for c in await self.channels(tenant_id) if c.status.value != "disconnected"}
+        return await self._connection_view(pages, connection)
+
+    async def meta_connection(self, tenant_id: str, connection_id: str) -> dict[str, Any]:
+        """A started connection as ``start_meta_connection`` answered it (the console's page of
+        granted Pages reads it again); no Page token is in it."""
+        pages = self._pages()
+        connection = await self.stores.connection(tenant_id, connection_id)
+        if connection is None:
+            raise NotFound("CONNECTION_NOT_FOUND", "no such connection; start again")
+        if connection.expired(self.clock(), timedelta(seconds=self.settings.connection_ttl_s)):
+            await self.stores.delete_connection(connection_id)
+            raise DomainError("CONNECTION_EXPIRED", "this connection expired; start again")
+        return await self._connection_view(pages, connection)
+
+    async def _connection_view(self, pages: PageConnector, connection: PageConnection) -> dict[str, Any]:
+        existing = {
+            c.account_id
+            for c in await self.channels(connection.tenant_id)
+            if c.status.value != "disconnected"
+        }
         return {
             "connection_id": connection.id,
-            "missing_permissions": pages.missing_permissions(grant.granted, instagram=False),
-            "missing_instagram_permissions": pages.missing_permissions(grant.granted, instagram=True),
+            "missing_permissions": pages.missing_permissions(connection.granted, instagram=False),
+            "missing_instagram_permissions": pages.missing_permissions(connection.granted, instagram=True),
             "pages": [
                 {
                     "page_id": p.id,
                     "name": p.name,
                     "tasks": list(p.tasks),
+                    "missing_tasks": pages.missing_page_tasks(p.tasks),
                     "connected": p.id in existing,
                     "instagram": (
                         {
@@ -496,7 +520,7 @@ class OnboardingService:
                         else None
                     ),
                 }
-                for p in grant.pages
+                for p in connection.pages
             ],
         }
 
@@ -598,6 +622,7 @@ class OnboardingService:
                     display_name=page.instagram_username,
                     business_account_id=page.id,
                     connect_path=PAGE_PATH,
+                    account_name=page.instagram_username,
                 )
             )
         # the Page tokens now live in the channels' credentials: the connection's copies go
@@ -662,6 +687,7 @@ class OnboardingService:
             credential=Credential("", token.access_token, token.expires_at, tuple(sorted(token.scopes))),
             display_name=account.display_name,
             connect_path=INSTAGRAM_LOGIN_PATH,
+            account_name=account.username,
         )
 
     async def refresh_login_tokens(self) -> int:
@@ -757,7 +783,7 @@ class OnboardingService:
         if grants.grant_refresh_step(credential.expires_at, self.clock(), lead) is not RefreshStep.REFRESH:
             metrics.TOKEN_REFRESHES.labels(provider=provider, outcome="waiting").inc()
             return 0
-        digest = hashlib.sha256(credential.refresh_token.encode()).hexdigest()[:32]
+        digest = grant_digest(credential.refresh_token)
         attempt = await self.stores.claim_token_refresh(channel_id, digest, self.clock(), REFRESH_LEASE)
         if attempt is None:
             metrics.TOKEN_REFRESHES.labels(provider=provider, outcome="claimed_elsewhere").inc()
@@ -795,16 +821,22 @@ class OnboardingService:
                 lambda c: c.require_reauth(code, subcode, self.clock(), reason),
             )
             return 0
-        # the new refresh token replaces the spent one (a grant without rotation keeps its own)
-        await self.stores.put_credential(
-            Credential(
-                channel_id,
-                token.access_token,
-                token.expires_at,
-                token.scopes or credential.scopes,
-                token.refresh_token or credential.refresh_token,
-            )
+        # the new refresh token replaces the spent one (a grant without rotation keeps its own),
+        # unless a reconnect stored a newer grant while the refresh was on its way: that one wins
+        refreshed = Credential(
+            channel_id,
+            token.access_token,
+            token.expires_at,
+            token.scopes or credential.scopes,
+            token.refresh_token or credential.refresh_token,
         )
+        if not await self.stores.replace_credential(refreshed, credential.refresh_token):
+            metrics.TOKEN_REFRESHES.labels(provider=provider, outcome="superseded").inc()
+            log.info(
+                "token refreshed after a reconnect stored a newer grant; the newer one kept",
+                channel_id=channel_id,
+            )
+            return 0
 
         def refreshed_to(c: Channel, end: datetime | None = token.expires_at) -> list[Event]:
             return c.token_refreshed(end)
@@ -847,6 +879,7 @@ class OnboardingService:
             ),
             display_name=account.display_name,
             x_api=api,
+            account_name=account.username,
         )
 
     async def _switch_delivery_api(self, channel: Channel, api: str, actor_id: str) -> None:
@@ -1166,6 +1199,7 @@ class OnboardingService:
             business_account_id=onboarding.waba_id,
             throughput=throughput,
             business_portfolio_id=portfolio,
+            account_name=onboarding.phone_number,
         )
         activated = onboarding.activated(channel.id, actor_id, now)
         await self._save_step(onboarding, activated)
@@ -1463,6 +1497,24 @@ class OnboardingService:
             after = await self._change_channel(channel.tenant_id, channel.id, record)
             changed += after.revision != channel.revision
         return changed
+
+    async def on_sending_restricted(self, news: ChannelSendingRestricted) -> bool:
+        """Policy's news that the provider refused a send because it restricts the account for
+        now: recorded on the channel, where its administrators see it (the console's attention
+        column). No event follows: nothing downstream reads it. False: nothing to record (no such
+        channel in that tenant, disconnected, or older news than what is recorded)."""
+        for _ in range(10):
+            channel = await self.stores.channel(news.channel_id)
+            if channel is None or channel.tenant_id != news.tenant_id:
+                return False
+            if not channel.sends_refused(news.occurred_at, news.provider_code, news.provider_subcode):
+                return False
+            try:
+                await self.stores.save_channel(channel)
+            except VersionConflict:
+                continue
+            return True
+        raise Conflict("CONCURRENT_UPDATE", "the channel keeps changing; try again")
 
     # --- token lifecycle --------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from starlette.routing import Mount
 
 from parley_routing.adapters.postgres import PostgresConversationRepository
 from parley_routing.adapters.stores import ConversationRepository, MongoConversationRepository
+from parley_routing.cache import ConversationCache
 from parley_routing.entrypoints.api import create_api
 from parley_routing.entrypoints.subscribers import routing_router
 from parley_routing.service import AgentService, ConversationService, utcnow
@@ -87,7 +88,8 @@ def build(
         with trace_of(event.conversation_id):
             await adapters.publisher.publish(event, event_id=event.event_id, time=event.occurred_at)
 
-    service = ConversationService(adapters.repository, publish, clock)
+    cache = ConversationCache(settings.conversation_cache_per_partition)
+    service = ConversationService(adapters.repository, publish, clock, cache)
     api = create_api(AgentService(service, DirectoryRoles(channels, teams)), TokenVerifier(settings))
     return RoutingWiring(
         service=service,

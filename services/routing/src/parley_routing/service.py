@@ -8,7 +8,7 @@ published, appended to the history and marked published.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -32,6 +32,7 @@ from parley_routing.adapters.stores import (
     ConcurrentUpdate,
     ConversationRepository,
 )
+from parley_routing.cache import ConversationCache
 from parley_routing.domain.access import Actor, acting_role, check_assign, check_unassign
 from parley_routing.domain.model import Conversation, Note, command_cause, shown_history
 
@@ -81,10 +82,18 @@ def _count_unknown_changes(items: Sequence[Inbound]) -> None:
 class ConversationService:
     """Applies changes to conversations and publishes the events they cause."""
 
-    def __init__(self, repository: ConversationRepository, publish: Publish, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        repository: ConversationRepository,
+        publish: Publish,
+        clock: Clock = utcnow,
+        cache: ConversationCache | None = None,
+    ) -> None:
         self.repository = repository
         self.publish = publish
         self.clock = clock
+        self.cache = cache if cache is not None else ConversationCache()
+        """The conversations of the assigned partitions, kept between batches (cache.py)."""
 
     async def apply(
         self,
@@ -103,26 +112,38 @@ class ConversationService:
             events = change(conversation)
             # save when something changed, or when a cause that changed nothing is new: a retry
             # of that command must keep changing nothing, whatever happened in between
+            committed: list[Conversation] = []
             if conversation.sequence != before or set(conversation.recent) - causes_before:
-                try:
-                    await self.repository.save(conversation)
-                except ConcurrentUpdate:
+                # whatever the outcome, the batch's copy (if it keeps one) is stale now
+                self.cache.discard(conversation_id)
+                if await self.repository.commit([conversation], self.clock()):
                     continue
-            await self._publish_many([conversation])
+                committed.append(conversation)
+            await self._publish_many([conversation], committed)
             return conversation, events
         raise ConcurrentUpdate(conversation_id)
 
-    async def _publish_many(self, conversations: Sequence[Conversation]) -> None:
-        # everything not yet known to be published, in order: an earlier change whose publish
-        # failed goes out before this one, and is never marked published without being sent.
-        # Conversations are independent (each is its own Kafka key), so they go out concurrently
-        # and the producer batches them; within one conversation, one event after the other.
+    async def _publish_many(
+        self, conversations: Sequence[Conversation], committed: Sequence[Conversation] = ()
+    ) -> None:
+        """Publish every event not yet known to be published, then tell the store what went out.
+
+        ``committed`` were just written by :meth:`ConversationRepository.commit`, which wrote what
+        their events add outside the document (notes, seen message ids) with them; for the others
+        (an earlier change whose publish failed, the relay) it is written again first (idempotent),
+        so a crash in between leaves the events unpublished and the relay writes it again.
+        """
+        # in order: an earlier change whose publish failed goes out before this one, and is never
+        # marked published without being sent. Conversations are independent (each is its own
+        # Kafka key), so they go out concurrently and the producer batches them; within one
+        # conversation, one event after the other.
         pending = [(c, fresh) for c in conversations if (fresh := c.unpublished())]
         if not pending:
             return
-        # notes and seen provider message ids, before the events go out: a crash in between
-        # leaves the events unpublished, and the relay writes these again (idempotent)
-        await self.repository.record_projections([e for _, fresh in pending for e in fresh], self.clock())
+        written = {c.id for c in committed}
+        earlier = [e for c, fresh in pending if c.id not in written for e in fresh]
+        if earlier:
+            await self.repository.record_projections(earlier, self.clock())
 
         async def send_in_order(events: list[ConversationEvent]) -> None:
             for event in events:
@@ -130,17 +151,19 @@ class ConversationService:
 
         outcomes: list[BaseException | None]
         if len(pending) == 1:
-            await send_in_order(pending[0][1])
-            outcomes = [None]
+            try:
+                await send_in_order(pending[0][1])
+                outcomes = [None]
+            except Exception as exc:  # re-raised below, after the bookkeeping
+                outcomes = [exc]
         else:
             outcomes = await asyncio.gather(*(send_in_order(f) for _, f in pending), return_exceptions=True)
         # record what did reach Kafka even if another conversation's publish failed, so the relay
         # re-sends only what is really missing
         sent = [(c, fresh) for (c, fresh), outcome in zip(pending, outcomes, strict=True) if outcome is None]
-        await self.repository.record_history([e for _, fresh in sent for e in fresh])
-        await self.repository.mark_published_many(
-            [(c.id, fresh[-1].sequence, c.version) for c, fresh in sent]
-        )
+        await self.repository.published(sent)
+        for conversation, fresh in sent:
+            conversation.published_sequence = max(conversation.published_sequence, fresh[-1].sequence)
         for outcome in outcomes:
             if outcome is not None:
                 raise outcome
@@ -193,7 +216,9 @@ class ConversationService:
             return set()
         return await self.repository.seen_before(conversation.id, candidates)
 
-    async def on_messages(self, messages: Sequence[Inbound]) -> None:
+    async def on_messages(
+        self, messages: Sequence[Inbound], partitions: Mapping[str, int] | None = None
+    ) -> None:
         """Apply a batch of messages (and handovers) with a few store round trips for the batch.
 
         Items are grouped by conversation (keeping their order); every conversation is read
@@ -203,13 +228,22 @@ class ConversationService:
         event for event, as calling :meth:`on_message` (or :meth:`on_handover`) for each in order.
         A handover for a conversation routing has not seen is left out (its model says why), as is
         an edit or removal of a message it never received (counted).
+
+        ``partitions`` (conversation id -> the inbound partition its messages came from): the
+        conversations committed are kept in memory under it, and the next batch reads from the
+        store only those not kept (:class:`ConversationCache`); a kept one that someone else
+        changed meanwhile loses its version check and is read again like any other conflict.
         """
         pending: dict[str, list[Inbound]] = {}
         for message in messages:
             pending.setdefault(message.conversation_id, []).append(message)
+        generation = self.cache.generation
         for attempt in range(MAX_CONFLICT_RETRIES):
             if attempt == 0:
-                stored = await self.repository.get_many(list(pending))
+                # taken out while the batch changes them: kept again only once committed
+                stored = self.cache.take(pending)
+                if missing := [i for i in pending if i not in stored]:
+                    stored |= await self.repository.get_many(missing)
             else:  # one at a time, rolling forward any claim a crashed writer left behind
                 found = {i: await self.repository.get(i) for i in pending}
                 stored = {i: c for i, c in found.items() if c is not None}
@@ -248,8 +282,11 @@ class ConversationService:
                 if conversation.sequence != before or set(conversation.recent) - causes_before:
                     changed.append(conversation)
                 touched.append(conversation)
-            lost = await self.repository.save_many(changed)
-            await self._publish_many([c for c in touched if c.id not in lost])
+            lost = await self.repository.commit(changed, self.clock())
+            saved = [c for c in touched if c.id not in lost]
+            await self._publish_many(saved, [c for c in changed if c.id not in lost])
+            if partitions is not None:
+                self.cache.keep(partitions, saved, generation)
             if not lost:
                 return
             pending = {i: pending[i] for i in pending if i in lost}
@@ -331,11 +368,10 @@ class ConversationService:
                     events = candidate.auto_resolve(now, threshold)
                     if not events:
                         continue
-                    try:
-                        await self.repository.save(candidate)
-                    except ConcurrentUpdate:
+                    self.cache.discard(candidate.id)
+                    if await self.repository.commit([candidate], now):
                         continue  # changed or resolved elsewhere since it was read
-                    await self._publish_many([candidate])
+                    await self._publish_many([candidate], [candidate])
                     resolved += 1
         return resolved
 

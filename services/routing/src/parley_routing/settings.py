@@ -30,3 +30,11 @@ class RoutingSettings(ApiSettings):
         le=5000,
         description="Most normalized messages applied together (one store round per batch).",
     )
+    conversation_cache_per_partition: int = Field(
+        default=1000,
+        ge=0,
+        description=(
+            "Conversations kept in memory per assigned inbound partition between batches (least"
+            " recently used out first; dropped when the partition is revoked). 0 keeps none."
+        ),
+    )

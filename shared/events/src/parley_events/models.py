@@ -1312,9 +1312,9 @@ EVENT_TYPES: tuple[type[Event], ...] = (
 )
 
 
+_MODELS: dict[str, type[Event]] = {model.event_type: model for model in EVENT_TYPES}
+
+
 def model_for(event_type: str) -> type[Event]:
     """The model of a versioned event type name; KeyError if Parley does not know it."""
-    for model in EVENT_TYPES:
-        if model.event_type == event_type:
-            return model
-    raise KeyError(event_type)
+    return _MODELS[event_type]

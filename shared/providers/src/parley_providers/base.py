@@ -23,6 +23,7 @@ from parley_providers.rules import Counting, ReplyRule
 
 __all__ = [
     "AccountConnector",
+    "AccountLoginStart",
     "ApiVersionStatus",
     "AuthorizedAccount",
     "BusinessProfileManager",
@@ -39,6 +40,8 @@ __all__ = [
     "NumberRules",
     "PageConnector",
     "PageGrant",
+    "PageLoginStart",
+    "PkceLoginStart",
     "PortfolioCheck",
     "ProviderPlugin",
     "RefreshStep",
@@ -294,6 +297,8 @@ class AuthorizedAccount:
     id: str
     display_name: str
     token: UserToken
+    username: str | None = None
+    """Its public name on the provider (an Instagram username, an X handle without ``@``)."""
 
 
 @runtime_checkable
@@ -346,6 +351,37 @@ class LoginConnector(Protocol):
 
     async def refresh(self, token: str) -> UserToken:
         """The token refreshed (a new token and end). Refusals raise ProviderError."""
+        ...
+
+
+@runtime_checkable
+class PageLoginStart(Protocol):
+    """Where a browser starts the login that grants Pages (Facebook Login's dialog)."""
+
+    def page_login_url(self, redirect_uri: str, state: str) -> str:
+        """The login dialog's URL; it comes back to ``redirect_uri`` with ``code`` and ``state``
+        (or ``error``)."""
+        ...
+
+
+@runtime_checkable
+class AccountLoginStart(Protocol):
+    """Where a browser starts a login that connects one account without a Page (Instagram Login)."""
+
+    def account_login_url(self, redirect_uri: str, state: str) -> str:
+        """The authorization page's URL; it comes back to ``redirect_uri`` with ``code`` and
+        ``state`` (or ``error``)."""
+        ...
+
+
+@runtime_checkable
+class PkceLoginStart(Protocol):
+    """Where a browser starts an OAuth 2.0 authorization with PKCE (X)."""
+
+    def authorize_url(self, redirect_uri: str, state: str, code_verifier: str) -> str:
+        """The authorization page's URL, with the code challenge the provider takes for
+        ``code_verifier`` (kept by the caller: the code the page gives back is traded with it,
+        ``AccountConnector.authorize``)."""
         ...
 
 
@@ -600,6 +636,9 @@ class ProviderPlugin:
     """What the provider bills for one delivery to this plugin's webhook (None: not billed per event)."""
     reply_charge: Callable[[str, str], Charge | None] | None = None
     """What the provider bills for sending one reply of a kind with a text (None: not billed per send)."""
+    account_url: Callable[[Provider, str, str | None], str | None] | None = None
+    """Where a person opens the account on the provider's site, from its id and its public name
+    (a username, a handle, a number); None where it has no such address or the name is unknown."""
     account_send_rate: Callable[[str | None, bool], int] | None = None
     """An account's sends per second from its throughput level and whether it is in coexistence
     with another client of the provider (WhatsApp's numbers); None: every account has the rules

@@ -32,6 +32,7 @@ GROUP = "parley.providers"
 
 __all__ = [
     "GROUP",
+    "account_url",
     "api_versions",
     "connectors",
     "content_lookups",
@@ -119,6 +120,15 @@ def account_send_rate(provider: Provider, level: str | None, coexistence: bool) 
     except LookupError:
         return None
     return plugin.account_send_rate(level, coexistence) if plugin.account_send_rate is not None else None
+
+
+def account_url(provider: Provider, account_id: str, account_name: str | None) -> str | None:
+    """Where a person opens the account on its provider's site (None: no address, or no plugin)."""
+    try:
+        plugin = plugin_for(provider)
+    except LookupError:
+        return None
+    return plugin.account_url(provider, account_id, account_name) if plugin.account_url else None
 
 
 def reauth_reason(provider: Provider | str, code: int | None, subcode: int | None) -> str:

@@ -20,7 +20,7 @@ from parley_shared.mongo import MongoVersionedDocuments
 from parley_shared.vault import Credential, MongoCredentialStore, TokenVault
 from pymongo.errors import DuplicateKeyError
 
-from parley_onboarding.domain.channels import Access, Channel, Settings
+from parley_onboarding.domain.channels import Access, Channel, SendingRestriction, Settings
 from parley_onboarding.domain.connections import PageConnection
 from parley_onboarding.domain.teams import Team
 from parley_onboarding.domain.whatsapp import Actor, Step, StepRecord, WhatsAppOnboarding
@@ -51,6 +51,8 @@ def channel_to_doc(channel: Channel) -> dict[str, Any]:
         "throughput_level": channel.throughput_level,
         "coexistence": channel.coexistence,
         "business_portfolio_id": channel.business_portfolio_id,
+        "account_name": channel.account_name,
+        "sending_restricted": asdict(channel.sending_restricted) if channel.sending_restricted else None,
     }
 
 
@@ -79,6 +81,10 @@ def channel_from_doc(doc: dict[str, Any]) -> Channel:
         throughput_level=doc.get("throughput_level"),
         coexistence=bool(doc.get("coexistence", False)),
         business_portfolio_id=doc.get("business_portfolio_id"),
+        account_name=doc.get("account_name"),
+        sending_restricted=SendingRestriction(**doc["sending_restricted"])
+        if doc.get("sending_restricted")
+        else None,
         revision=doc["version"],
     )
 
@@ -327,6 +333,11 @@ class OnboardingStore(Protocol):
     # --- secrets
     async def put_credential(self, credential: Credential) -> None: ...
 
+    async def replace_credential(self, credential: Credential, spent_refresh_token: str) -> bool:
+        """Store a refreshed credential only if the stored one is still the spent grant's (a
+        reconnect meanwhile wins); see ``CredentialStore.replace_grant``."""
+        ...
+
     async def credential(self, channel_id: str) -> Credential | None: ...
 
     async def delete_credential(self, channel_id: str) -> None: ...
@@ -564,6 +575,9 @@ class MongoOnboardingStore:
 
     async def put_credential(self, credential: Credential) -> None:
         await self.channel_credentials.put(credential)
+
+    async def replace_credential(self, credential: Credential, spent_refresh_token: str) -> bool:
+        return await self.channel_credentials.replace_grant(credential, spent_refresh_token)
 
     async def credential(self, channel_id: str) -> Credential | None:
         return await self.channel_credentials.get(channel_id)

@@ -13,6 +13,7 @@ from typing import Any
 
 from parley_events import ChannelRole
 
+from parley_onboarding.console.i18n import _
 from parley_onboarding.domain.channels import Access
 
 USER_PREFIX = "user:"
@@ -51,7 +52,7 @@ def _minutes(form: Form, name: str, errors: FormErrors) -> int | None:
     if raw in ("", "0"):
         return None
     if not raw.isdecimal():
-        errors.add(name, "Enter a whole number of minutes, or 0 to turn it off.")
+        errors.add(name, _("Enter a whole number of minutes, or 0 to turn it off."))
         return None
     return int(raw) * 60
 
@@ -80,7 +81,7 @@ def settings_changes(form: Form, *, x_channel: bool) -> tuple[dict[str, Any], Fo
     elif limit.isdecimal():
         changes["text_limit"] = int(limit)
     else:
-        errors.add("text_limit", "Enter a whole number of characters, or 0 for the provider's own limit.")
+        errors.add("text_limit", _("Enter a whole number of characters, or 0 for the provider's own limit."))
     if x_channel:
         changes["x_api"] = one(form, "x_api") or None
     return changes, errors
@@ -100,15 +101,15 @@ def access_from(form: Form) -> tuple[Access, FormErrors]:
     new_user = one(form, "new_user_id")
     new_role = _role(one(form, "new_user_role"))
     if new_user and new_role is None:
-        errors.add("new_user_role", "Choose the role this user gets.")
+        errors.add("new_user_role", _("Choose the role this user gets."))
     elif new_role is not None and not new_user:
-        errors.add("new_user_id", "Enter the user's id, or leave the role empty.")
+        errors.add("new_user_id", _("Enter the user's id, or leave the role empty."))
     elif new_user and new_role is not None:
         users[new_user] = new_role
     all_users = _role(one(form, "all_users_role")) if checked(form, "all_users") else None
     all_teams = _role(one(form, "all_teams_role")) if checked(form, "all_teams") else None
     if checked(form, "all_users") and all_users is None:
-        errors.add("all_users_role", "Choose the role every user gets.")
+        errors.add("all_users_role", _("Choose the role every user gets."))
     if checked(form, "all_teams") and all_teams is None:
-        errors.add("all_teams_role", "Choose the role every team member gets.")
+        errors.add("all_teams_role", _("Choose the role every team member gets."))
     return Access(users, teams, all_users, all_teams), errors

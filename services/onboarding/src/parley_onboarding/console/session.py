@@ -17,6 +17,7 @@ from starlette.responses import Response
 SESSION_COOKIE = "parley_console"
 CSRF_COOKIE = "parley_console_csrf"
 CSRF_FIELD = "csrf_token"
+LANGUAGE_COOKIE = "parley_console_lang"
 PATH = "/console"
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
@@ -49,6 +50,18 @@ def csrf_ok(request: Request, submitted: str | None) -> bool:
     if not cookie or not submitted:
         return False
     return hmac.compare_digest(cookie.encode(), submitted.encode())
+
+
+def remember_language(request: Request, response: Response, language: str) -> None:
+    """The language switch's choice, for a year (it is no secret: scripts may read it)."""
+    response.set_cookie(
+        LANGUAGE_COOKIE,
+        language,
+        max_age=365 * 24 * 3600,
+        path=PATH,
+        samesite="strict",
+        secure=secure(request),
+    )
 
 
 def sign_in(request: Request, response: Response, token: str) -> None:

@@ -7,13 +7,16 @@ The steps, their order, who acts after each and the usual waits are the domain's
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from parley_providers.base import NumberRules
 
+from parley_onboarding.console.i18n import N_, _
 from parley_onboarding.domain.whatsapp import (
     MAX_TOTAL_CODE_ATTEMPTS,
+    META_REVIEW_WAIT,
     NEXT,
     OPERATOR_STEPS,
     RESEND_COOLDOWN,
@@ -23,25 +26,25 @@ from parley_onboarding.domain.whatsapp import (
 )
 
 STEP_WORDS: dict[Step, str] = {
-    Step.AGREEMENT_SIGNED: "Sign the agreement",
-    Step.TERMS_ACCEPTED: "Accept the WhatsApp Business terms",
-    Step.DETAILS_SUBMITTED: "Submit the number's details",
-    Step.ACCOUNT_CREATED: "The platform creates the WhatsApp Business Account",
-    Step.BM_REQUEST_APPROVED: "Approve the request in Business Manager",
-    Step.BUSINESS_VERIFIED: "Meta verifies the business (Security Center)",
-    Step.CODE_SENT: "Have the verification code sent",
-    Step.PHONE_VERIFIED: "Enter the code",
-    Step.ACTIVATED: "The number is active",
-    Step.PROFILE_COMPLETED: "Complete the business profile and logo",
-    Step.BADGE_REQUESTED: "Request the verified badge",
-    Step.BADGE_DECIDED: "Meta decides on the badge",
-    Step.TEMPLATES_SUBMITTED: "Submit message templates",
+    Step.AGREEMENT_SIGNED: N_("Sign the agreement"),
+    Step.TERMS_ACCEPTED: N_("Accept the WhatsApp Business terms"),
+    Step.DETAILS_SUBMITTED: N_("Submit the number's details"),
+    Step.ACCOUNT_CREATED: N_("The platform creates the WhatsApp Business Account"),
+    Step.BM_REQUEST_APPROVED: N_("Approve the request in Business Manager"),
+    Step.BUSINESS_VERIFIED: N_("Meta verifies the business (Security Center)"),
+    Step.CODE_SENT: N_("Have the verification code sent"),
+    Step.PHONE_VERIFIED: N_("Enter the code"),
+    Step.ACTIVATED: N_("The number is active"),
+    Step.PROFILE_COMPLETED: N_("Complete the business profile and logo"),
+    Step.BADGE_REQUESTED: N_("Request the verified badge"),
+    Step.BADGE_DECIDED: N_("Meta decides on the badge"),
+    Step.TEMPLATES_SUBMITTED: N_("Submit message templates"),
 }
 ACTOR_WORDS = {
-    Actor.CUSTOMER: "You",
-    Actor.PLATFORM: "The platform operator",
-    Actor.META: "Meta",
-    Actor.NONE: "Nobody",
+    Actor.CUSTOMER: N_("You"),
+    Actor.PLATFORM: N_("The platform operator"),
+    Actor.META: N_("Meta"),
+    Actor.NONE: N_("Nobody"),
 }
 CUSTOMER_ACTIONS = frozenset(
     {
@@ -60,23 +63,23 @@ CUSTOMER_ACTIONS = frozenset(
 assert not CUSTOMER_ACTIONS & OPERATOR_STEPS
 # what the administrator may do at each step: (action, button) in the page's order
 ACTIONS: dict[Step, tuple[tuple[str, str], ...]] = {
-    Step.STARTED: (("sign-agreement", "Sign the agreement"),),
-    Step.AGREEMENT_SIGNED: (("accept-terms", "Accept the terms"),),
-    Step.TERMS_ACCEPTED: (("submit-details", "Submit the details"),),
-    Step.ACCOUNT_CREATED: (("approve-business-manager", "I approved the request"),),
-    Step.BUSINESS_VERIFIED: (("request-code", "Send the code"),),
-    Step.CODE_SENT: (("verify-code", "Verify the code"), ("request-code", "Send a new code")),
+    Step.STARTED: (("sign-agreement", N_("Sign the agreement")),),
+    Step.AGREEMENT_SIGNED: (("accept-terms", N_("Accept the terms")),),
+    Step.TERMS_ACCEPTED: (("submit-details", N_("Submit the details")),),
+    Step.ACCOUNT_CREATED: (("approve-business-manager", N_("I approved the request")),),
+    Step.BUSINESS_VERIFIED: (("request-code", N_("Send the code")),),
+    Step.CODE_SENT: (("verify-code", N_("Verify the code")), ("request-code", N_("Send a new code"))),
     Step.ACTIVATED: (
-        ("profile-completed", "The profile is complete"),
-        ("submit-templates", "Templates submitted"),
+        ("profile-completed", N_("The profile is complete")),
+        ("submit-templates", N_("Templates submitted")),
     ),
     Step.PROFILE_COMPLETED: (
-        ("request-badge", "Request the badge"),
-        ("submit-templates", "Templates submitted"),
+        ("request-badge", N_("Request the badge")),
+        ("submit-templates", N_("Templates submitted")),
     ),
-    Step.BADGE_REQUESTED: (("submit-templates", "Templates submitted"),),
-    Step.BADGE_DECIDED: (("submit-templates", "Templates submitted"),),
-    Step.TEMPLATES_SUBMITTED: (("submit-templates", "More templates submitted"),),
+    Step.BADGE_REQUESTED: (("submit-templates", N_("Templates submitted")),),
+    Step.BADGE_DECIDED: (("submit-templates", N_("Templates submitted")),),
+    Step.TEMPLATES_SUBMITTED: (("submit-templates", N_("More templates submitted")),),
 }
 
 
@@ -112,7 +115,7 @@ def steps(onboarding: WhatsAppOnboarding) -> list[StepLine]:
         record = done.get(step)
         lines.append(
             StepLine(
-                STEP_WORDS[step],
+                _(STEP_WORDS[step]),
                 record.at if record else None,
                 record.by if record else None,
                 i == current,
@@ -121,11 +124,26 @@ def steps(onboarding: WhatsAppOnboarding) -> list[StepLine]:
     return lines
 
 
-def waiting_for(onboarding: WhatsAppOnboarding) -> tuple[str, str | None]:
-    """Who acts next, in words, and how long that usually takes (None: no usual wait)."""
+def waiting_for(onboarding: WhatsAppOnboarding) -> tuple[Actor, str, str | None]:
+    """Who acts next (and in words), and how long that usually takes (None: no usual wait)."""
     actor, usual = NEXT[onboarding.step]
     wait = onboarding.history[-1].expected_wait if onboarding.history else usual
-    return ACTOR_WORDS[actor], wait
+    return actor, _(ACTOR_WORDS[actor]), wait_in_words(wait)
+
+
+def wait_in_words(wait: str | None) -> str | None:
+    """The domain's usual wait ("24-48 hours", "10 minutes") in the page's language."""
+    if wait is None:
+        return None
+    if wait == META_REVIEW_WAIT:
+        return _("24-48 hours")
+    minutes = re.fullmatch(r"(\d+) minutes", wait)
+    return _("%(n)s minutes", n=minutes.group(1)) if minutes else wait
+
+
+def actions(step: Step) -> dict[str, str]:
+    """The administrator's forms at this step: action -> button, in the page's language."""
+    return {action: _(label) for action, label in ACTIONS.get(step, ())}
 
 
 def code_clock(onboarding: WhatsAppOnboarding, rules: NumberRules, now: datetime) -> CodeClock | None:

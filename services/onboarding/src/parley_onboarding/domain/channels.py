@@ -100,6 +100,21 @@ class Settings:
 
 
 @dataclass(frozen=True, slots=True)
+class SendingRestriction:
+    """The provider refuses the account's sends for now (Meta's 10/1893063: the Page is restricted).
+
+    Parley hears of it only when a send is refused (policy's ``ChannelSendingRestricted``), never
+    when it lifts: ``last_refused_at`` says how recent the news is.
+    """
+
+    since: datetime
+    """The first refused send of this spell."""
+    last_refused_at: datetime
+    provider_code: int | None = None
+    provider_subcode: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Access:
     """Who may use the channel."""
 
@@ -138,6 +153,13 @@ class Channel:
     business_portfolio_id: str | None = None
     """WhatsApp: the business portfolio owning the WABA, whose numbers share one messaging limit
     (None: unknown)."""
+    sending_restricted: SendingRestriction | None = None
+    """The provider refused a send because the account may not send for now; cleared by a
+    reconnect (a send refused after it records it again)."""
+    account_name: str | None = None
+    """The account's public name on its provider, which its address is made of: an Instagram
+    username, an X handle (without ``@``), a WhatsApp number (E.164). None for a Facebook Page
+    (its id is its address) and for a channel connected before it was recorded, until a reconnect."""
     revision: int = 0
 
     @classmethod
@@ -263,8 +285,26 @@ class Channel:
         self.scopes = scopes
         self.expiry_warned_for = None
         self.connected_by = actor_id
+        self.sending_restricted = None
         self.revision += 1
         return [self.snapshot(), ChannelReconnected(**self._base(at, actor_id))]
+
+    def sends_refused(self, at: datetime, provider_code: int | None, provider_subcode: int | None) -> bool:
+        """A send was refused because the provider restricts the account: record it (False: no
+        change, as for a disconnected channel or news older than what is recorded)."""
+        if self.status is ChannelStatus.DISCONNECTED:
+            return False
+        known = self.sending_restricted
+        if known is not None and at <= known.last_refused_at:
+            return False
+        self.sending_restricted = SendingRestriction(
+            since=known.since if known is not None else at,
+            last_refused_at=at,
+            provider_code=provider_code,
+            provider_subcode=provider_subcode,
+        )
+        self.revision += 1
+        return True
 
     def token_refreshed(self, token_expires_at: datetime | None) -> list[Event]:
         """The provider refreshed the channel's token: its new end (the snapshot says so)."""

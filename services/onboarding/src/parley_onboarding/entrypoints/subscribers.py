@@ -8,6 +8,7 @@ from parley_events import (
     ChannelDisconnected,
     ChannelReauthRequired,
     ChannelReconnected,
+    ChannelSendingRestricted,
     ChannelSettingsChanged,
     ChannelSnapshot,
     ChannelSubscriptionLost,
@@ -107,6 +108,23 @@ def onboarding_router(settings: OnboardingSettings, service: OnboardingService) 
         await service.refresh_channel_token(request.channel_id)
 
     acknowledge_other_types(refresh_requests)
+
+    restrictions = router.subscriber(
+        topics.CHANNEL_EVENTS.name,
+        group_id=settings.group_id("onboarding-restrictions"),
+        ack_policy=CONSUMER_ACK_POLICY,
+        auto_offset_reset="earliest",
+        title="sending-restrictions",
+        description="A send refused because the provider restricts the account for now -> "
+        "recorded on the channel for its administrators (cleared by a reconnect).",
+    )
+
+    @restrictions(filter=of_type(ChannelSendingRestricted))
+    async def record_sending_restriction(news: ChannelSendingRestricted) -> None:
+        """Record the restriction on the channel document the console reads."""
+        await service.on_sending_restricted(news)
+
+    acknowledge_other_types(restrictions)
 
     throughputs = router.subscriber(
         topics.MESSAGES_INBOUND.name,

@@ -8,6 +8,10 @@ stay behind (PostgreSQL's version column replaces them). Notes an older version 
 document land in ``conversation_notes``, as the adapter's next save would move them. Seen provider
 message ids keep their expiry (a redelivery after the switch is still recognised); those already
 expired are left out, as ``prune_seen`` would delete them.
+
+``conversation_outbox`` gets no rows: a copied conversation keeps the published mark MongoDB had
+(``_rows`` without ``handed_over``), so events it had not published yet are found by the relay
+through ``outbox_pending``, as for rows saved before the outbox table existed.
 """
 
 from __future__ import annotations

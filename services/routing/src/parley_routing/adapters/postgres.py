@@ -12,16 +12,27 @@ updates are not atomic, docs/storage.md). A batch is one transaction of a few st
 its size: the rows it updates are locked in id order first, so two batches sharing conversations
 wait for each other instead of deadlocking.
 
-The outbox flag is a generated column, ``sequence > published_sequence``: marking events published
-raises ``published_sequence`` (never lowers it), and a newer change raised ``sequence`` already,
-so a late mark cannot close the outbox over a newer change.
+Arrays of documents are sent in binary format (``%b``): in text format psycopg escapes
+every quote of every JSON document with a regular expression, which was most of routing's Python
+time per message.
+
+A batch is saved by :meth:`PostgresConversationRepository.commit`: one transaction holding the new
+versions, their events' notes, seen message ids, history and one ``conversation_outbox`` row per
+event (migrations/0002_conversation_outbox.sql). The service publishes after the commit and
+reports what went out to :meth:`~PostgresConversationRepository.published`, which writes nothing:
+the next commit deletes those outbox rows in its own transaction. How far a conversation is
+published is read with it (below the lowest sequence left in the outbox).
+
+Rows saved before the outbox existed keep the older scheme: the outbox flag is a generated column,
+``sequence > published_sequence``; ``mark_published_many`` raises ``published_sequence`` (never
+lowers it), so a late mark cannot close the outbox over a newer change.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from parley_events import ConversationEvent, ConversationMessageAdded, ConversationNoteAdded, Queue
@@ -41,8 +52,8 @@ from parley_routing.domain.model import Conversation, Note
 MIGRATIONS = migrations_in("parley_routing.adapters", "routing")
 
 _UNNEST = sql.SQL(
-    "unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[],"
-    " %s::bigint[], %s::bigint[], %s::bigint[], %s::jsonb[])"
+    "unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[],"
+    " %b::bigint[], %b::bigint[], %b::bigint[], %b::jsonb[])"
     " AS i(id, tenant_id, channel_id, queue, owner_id, last_activity_at, version, sequence,"
     " published_sequence, doc)"
 )
@@ -61,6 +72,38 @@ _INSERT = sql.SQL(
 _LOCK = "SELECT id FROM conversations WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
 _NEWEST_FIRST = sql.SQL("ORDER BY last_activity_at DESC, id DESC LIMIT %s")
 _SELECT = "SELECT doc, published_sequence FROM conversations"
+_SELECT_PUBLISHED = (
+    # how far each conversation's events are published: below the lowest sequence still in the
+    # outbox (leaving out events this process published and will delete with its next commit),
+    # else the column (rows saved before the outbox existed keep their own mark there)
+    "SELECT c.doc, LEAST(c.published_sequence, (SELECT min(o.sequence) - 1 FROM conversation_outbox AS o"
+    " WHERE o.conversation_id = c.id AND o.event_id <> ALL(%s::text[]))) FROM conversations AS c"
+)
+_OUTBOX_IDS = (
+    "(SELECT conversation_id FROM conversation_outbox"
+    " UNION SELECT id FROM conversations WHERE outbox_pending)"
+)
+_SETTLE_OUTBOX = "DELETE FROM conversation_outbox WHERE event_id = ANY(%s::text[])"
+_SETTLE_MARKS = (
+    # rows saved before the outbox existed: their published mark is the column (a no-op elsewhere,
+    # where the column already equals the sequence)
+    "UPDATE conversations AS c SET published_sequence = i.sequence"
+    " FROM unnest(%s::text[], %s::bigint[]) AS i(id, sequence)"
+    " WHERE c.id = i.id AND c.published_sequence < i.sequence"
+)
+_INSERT_SEEN = (
+    "INSERT INTO conversation_seen_messages (conversation_id, provider_message_id, expires_at)"
+    " SELECT c, m, %s FROM unnest(%s::text[], %s::text[]) AS s(c, m) ON CONFLICT DO NOTHING"
+)
+_INSERT_HISTORY = (
+    "INSERT INTO conversation_history (event_id, conversation_id, sequence, type, data)"
+    " SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::text[], %b::jsonb[])"
+    " ON CONFLICT (event_id) DO NOTHING"
+)
+_INSERT_OUTBOX = (
+    "INSERT INTO conversation_outbox (event_id, conversation_id, sequence)"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[]) ON CONFLICT (event_id) DO NOTHING"
+)
 
 
 def _encoded(conversation: Conversation) -> bytes:
@@ -91,8 +134,9 @@ def _loaded(doc: dict[str, Any], published_sequence: int) -> Conversation:
     return Conversation.from_document(doc)
 
 
-def _rows(rows: Sequence[tuple[Conversation, bytes]]) -> tuple[list[Any], ...]:
-    """The parameters of :data:`_UNNEST`: one array per column."""
+def _rows(rows: Sequence[tuple[Conversation, bytes]], handed_over: bool = False) -> tuple[list[Any], ...]:
+    """The parameters of :data:`_UNNEST`: one array per column. ``handed_over``: the events go to
+    the outbox in the same transaction, so the column's published mark is the sequence itself."""
     return (
         [c.id for c, _ in rows],
         [c.tenant_id for c, _ in rows],
@@ -102,8 +146,30 @@ def _rows(rows: Sequence[tuple[Conversation, bytes]]) -> tuple[list[Any], ...]:
         [c.last_activity_at for c, _ in rows],
         [c.version for c, _ in rows],
         [c.sequence for c, _ in rows],
-        [c.published_sequence for c, _ in rows],
+        [c.sequence if handed_over else c.published_sequence for c, _ in rows],
         [jsonb(e) for _, e in rows],
+    )
+
+
+def _seen_rows(events: Sequence[ConversationEvent]) -> tuple[list[str], list[str]]:
+    seen = sorted(
+        {
+            (e.conversation_id, e.provider_message_id)
+            for e in events
+            if isinstance(e, ConversationMessageAdded)
+        }
+    )
+    return [c for c, _ in seen], [m for _, m in seen]
+
+
+def _history_rows(events: Sequence[ConversationEvent]) -> tuple[list[Any], ...]:
+    ordered = sorted({e.event_id: e for e in events}.values(), key=lambda e: e.event_id)
+    return (
+        [e.event_id for e in ordered],
+        [e.conversation_id for e in ordered],
+        [e.sequence for e in ordered],
+        [e.event_type for e in ordered],
+        [jsonb(dumps(e.model_dump(mode="json"))) for e in ordered],
     )
 
 
@@ -129,9 +195,20 @@ async def _insert_notes(
 class PostgresConversationRepository:
     """Conversations, their notes, seen message ids and event history in PostgreSQL."""
 
-    def __init__(self, pool: Pool, seen_retention: timedelta = DEFAULT_SEEN_RETENTION) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        seen_retention: timedelta = DEFAULT_SEEN_RETENTION,
+        before_commit: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.pool = pool
         self.seen_retention = seen_retention
+        self.before_commit = before_commit
+        """Run inside :meth:`commit`'s transaction after its writes (tests: a crash before commit)."""
+        # published, to be settled by the next commit (or pending_outbox): outbox rows to delete,
+        # and each conversation's highest published sequence (for rows older than the outbox)
+        self._sent_events: dict[str, None] = {}
+        self._sent_marks: dict[str, int] = {}
 
     async def ensure_indexes(self) -> None:
         """Create the tables and indexes (the migrations not yet applied)."""
@@ -139,7 +216,9 @@ class PostgresConversationRepository:
 
     async def get(self, conversation_id: str) -> Conversation | None:
         async with self.pool.connection() as conn:
-            cursor = await conn.execute(_SELECT + " WHERE id = %s", (conversation_id,))
+            cursor = await conn.execute(
+                _SELECT_PUBLISHED + " WHERE c.id = %s", (list(self._sent_events), conversation_id)
+            )
             row = await cursor.fetchone()
         return None if row is None else _loaded(row[0], row[1])
 
@@ -151,7 +230,9 @@ class PostgresConversationRepository:
         if not conversation_ids:
             return {}
         async with self.pool.connection() as conn:
-            cursor = await conn.execute(_SELECT + " WHERE id = ANY(%s)", (list(conversation_ids),))
+            cursor = await conn.execute(
+                _SELECT_PUBLISHED + " WHERE c.id = ANY(%s)", (list(self._sent_events), list(conversation_ids))
+            )
             rows = await cursor.fetchall()
         conversations = [_loaded(doc, published) for doc, published in rows]
         return {c.id: c for c in conversations}
@@ -197,6 +278,99 @@ class PostgresConversationRepository:
                 conversation.version -= 1
         return lost
 
+    async def commit(self, conversations: Sequence[Conversation], now: datetime) -> set[str]:
+        """One transaction: settle what was published since the last one (delete its outbox rows),
+        save each conversation at its next version (version-checked, rows locked in id order),
+        and for those saved write their unpublished events' notes, seen message ids, history and
+        outbox rows. Returns the ids someone else changed first (nothing of theirs written)."""
+        sent_events, sent_marks = list(self._sent_events), dict(self._sent_marks)
+        if not conversations and not sent_events:
+            return set()
+        for conversation in conversations:
+            conversation.version += 1
+        try:
+            encoded = [(c, _encoded(c)) for c in conversations]
+        except DocumentTooLarge:
+            for conversation in conversations:
+                conversation.version -= 1
+            raise
+        updated = [(c, e) for c, e in encoded if c.version > 1]
+        created = [(c, e) for c, e in encoded if c.version == 1]
+        legacy_notes = [_note_row(c.id, c.tenant_id, n) for c in conversations for n in c.legacy_notes]
+        saved: set[str] = set()
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                if sent_events:
+                    await conn.execute(_SETTLE_OUTBOX, (sent_events,))
+                if sent_marks:
+                    ids = sorted(sent_marks)
+                    await conn.execute(_SETTLE_MARKS, (ids, [sent_marks[i] for i in ids]))
+                await _insert_notes(conn, legacy_notes)
+                if len(updated) > 1:
+                    await conn.execute(_LOCK, (sorted(c.id for c, _ in updated),))
+                if updated:
+                    cursor = await conn.execute(_UPDATE, _rows(updated, handed_over=True))
+                    saved |= {row[0] for row in await cursor.fetchall()}
+                if created:
+                    cursor = await conn.execute(_INSERT, _rows(created, handed_over=True))
+                    saved |= {row[0] for row in await cursor.fetchall()}
+                events = [e for c in conversations if c.id in saved for e in c.unpublished()]
+                if events:
+                    await self._write_events(conn, events, now)
+                if self.before_commit is not None:
+                    await self.before_commit()
+        except BaseException:
+            for conversation in conversations:
+                conversation.version -= 1
+            raise
+        for event_id in sent_events:
+            self._sent_events.pop(event_id, None)
+        for conversation_id, sequence in sent_marks.items():
+            if self._sent_marks.get(conversation_id) == sequence:
+                del self._sent_marks[conversation_id]
+        lost = {c.id for c in conversations} - saved
+        for conversation in conversations:
+            if conversation.id in lost:
+                conversation.version -= 1
+        return lost
+
+    async def _write_events(
+        self, conn: AsyncConnection[TupleRow], events: Sequence[ConversationEvent], now: datetime
+    ) -> None:
+        """What committed events add outside the document, their history and their outbox rows
+        (sent together: none of them needs another's answer)."""
+        notes = [
+            _note_row(e.conversation_id, e.tenant_id, Note(e.note_id, e.author_id, e.text, e.occurred_at))
+            for e in events
+            if isinstance(e, ConversationNoteAdded)
+        ]
+        seen_conversations, seen_messages = _seen_rows(events)
+        history = _history_rows(events)
+        async with conn.pipeline():
+            await _insert_notes(conn, notes)
+            if seen_conversations:
+                await conn.execute(
+                    _INSERT_SEEN, (now + self.seen_retention, seen_conversations, seen_messages)
+                )
+            await conn.execute(_INSERT_HISTORY, history)
+            await conn.execute(_INSERT_OUTBOX, history[:3])
+
+    async def published(self, sent: Sequence[tuple[Conversation, Sequence[ConversationEvent]]]) -> None:
+        """Remember what reached Kafka; the next :meth:`commit` (or :meth:`pending_outbox`) deletes
+        those outbox rows in its own transaction, so this writes nothing now."""
+        for conversation, events in sent:
+            for event in events:
+                self._sent_events[event.event_id] = None
+            if events:
+                highest = max(events[-1].sequence, self._sent_marks.get(conversation.id, 0))
+                self._sent_marks[conversation.id] = highest
+
+    async def settle_published(self) -> None:
+        """Apply what :meth:`published` remembered now, in a transaction of its own (the relay,
+        when no batch came to do it)."""
+        if self._sent_events or self._sent_marks:
+            await self.commit([], datetime.now(UTC))
+
     async def record_projections(self, events: Sequence[ConversationEvent], now: datetime) -> None:
         """Write what the events add outside the document: notes, and the provider message ids of
         recorded messages (remembered for ``seen_retention``). Idempotent; the first expiry stays."""
@@ -205,24 +379,14 @@ class PostgresConversationRepository:
             for e in events
             if isinstance(e, ConversationNoteAdded)
         ]
-        seen = sorted(
-            {
-                (e.conversation_id, e.provider_message_id)
-                for e in events
-                if isinstance(e, ConversationMessageAdded)
-            }
-        )
-        if not notes and not seen:
+        seen_conversations, seen_messages = _seen_rows(events)
+        if not notes and not seen_conversations:
             return
         async with self.pool.connection() as conn:
             await _insert_notes(conn, notes)
-            if seen:
+            if seen_conversations:
                 await conn.execute(
-                    "INSERT INTO conversation_seen_messages"
-                    " (conversation_id, provider_message_id, expires_at)"
-                    " SELECT c, m, %s FROM unnest(%s::text[], %s::text[]) AS s(c, m)"
-                    " ON CONFLICT DO NOTHING",
-                    (now + self.seen_retention, [c for c, _ in seen], [m for _, m in seen]),
+                    _INSERT_SEEN, (now + self.seen_retention, seen_conversations, seen_messages)
                 )
 
     async def seen_before(self, conversation_id: str, provider_message_ids: Sequence[str]) -> set[str]:
@@ -262,20 +426,8 @@ class PostgresConversationRepository:
         """Append published events to the queryable history (idempotent on event ids)."""
         if not events:
             return
-        ordered = sorted({e.event_id: e for e in events}.values(), key=lambda e: e.event_id)
         async with self.pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO conversation_history (event_id, conversation_id, sequence, type, data)"
-                " SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::jsonb[])"
-                " ON CONFLICT (event_id) DO NOTHING",
-                (
-                    [e.event_id for e in ordered],
-                    [e.conversation_id for e in ordered],
-                    [e.sequence for e in ordered],
-                    [e.event_type for e in ordered],
-                    [jsonb(dumps(e.model_dump(mode="json"))) for e in ordered],
-                ),
-            )
+            await conn.execute(_INSERT_HISTORY, _history_rows(events))
 
     async def history_of(self, conversation_id: str, limit: int = 500) -> list[dict[str, Any]]:
         async with self.pool.connection() as conn:
@@ -310,8 +462,13 @@ class PostgresConversationRepository:
             )
 
     async def pending_outbox(self, limit: int = 100) -> list[Conversation]:
+        """Conversations with events in the outbox (after settling what this process published),
+        or flagged by the column (saved before the outbox existed)."""
+        await self.settle_published()
         async with self.pool.connection() as conn:
-            cursor = await conn.execute(_SELECT + " WHERE outbox_pending LIMIT %s", (limit,))
+            cursor = await conn.execute(
+                _SELECT_PUBLISHED + " WHERE c.id IN " + _OUTBOX_IDS + " LIMIT %s", ([], limit)
+            )
             return [_loaded(doc, published) for doc, published in await cursor.fetchall()]
 
     async def idle(
@@ -320,9 +477,9 @@ class PostgresConversationRepository:
         """Conversations of a channel in a queue whose last activity is before ``before``."""
         async with self.pool.connection() as conn:
             cursor = await conn.execute(
-                _SELECT + " WHERE channel_id = %s AND queue = %s AND last_activity_at <= %s"
-                " ORDER BY last_activity_at, id LIMIT %s",
-                (channel_id, queue.value, before, limit),
+                _SELECT_PUBLISHED + " WHERE c.channel_id = %s AND c.queue = %s AND c.last_activity_at <= %s"
+                " ORDER BY c.last_activity_at, c.id LIMIT %s",
+                (list(self._sent_events), channel_id, queue.value, before, limit),
             )
             return [_loaded(doc, published) for doc, published in await cursor.fetchall()]
 

@@ -129,6 +129,23 @@ class ConversationRepository(Protocol):
 
     async def save_many(self, conversations: Sequence[Conversation]) -> set[str]: ...
 
+    async def commit(self, conversations: Sequence[Conversation], now: datetime) -> set[str]:
+        """Save each conversation at its next version together with what its unpublished events
+        add outside the document (notes, seen provider message ids); returns the ids someone else
+        changed first (their versions left as they were, nothing of theirs written).
+
+        On PostgreSQL this is one transaction that also holds the events' history and outbox rows
+        (and settles what :meth:`published` recorded before): one write per conversation. On
+        MongoDB (FerretDB's conditional writes are not atomic) it is :meth:`save_many`'s version
+        claims followed by :meth:`record_projections`."""
+        ...
+
+    async def published(self, sent: Sequence[tuple[Conversation, Sequence[ConversationEvent]]]) -> None:
+        """These events of these conversations reached Kafka. PostgreSQL keeps it in memory and
+        settles it in the next :meth:`commit` (or :meth:`pending_outbox`), no write of its own;
+        MongoDB appends them to the history and marks the conversations published."""
+        ...
+
     async def record_projections(self, events: Sequence[ConversationEvent], now: datetime) -> None: ...
 
     async def seen_before(self, conversation_id: str, provider_message_ids: Sequence[str]) -> set[str]: ...
@@ -243,6 +260,23 @@ class MongoConversationRepository:
             if conversation.id in lost:
                 conversation.version -= 1
         return lost
+
+    async def commit(self, conversations: Sequence[Conversation], now: datetime) -> set[str]:
+        """Version claims and projection writes (:meth:`save_many`), then the notes and seen
+        message ids of the saved conversations' unpublished events (:meth:`record_projections`)."""
+        lost = await self.save_many(conversations)
+        events = [e for c in conversations if c.id not in lost for e in c.unpublished()]
+        if events:
+            await self.record_projections(events, now)
+        return lost
+
+    async def published(self, sent: Sequence[tuple[Conversation, Sequence[ConversationEvent]]]) -> None:
+        """Append the events to the history, then mark the conversations published (second round
+        of writes: the claim-based path, kept because FerretDB cannot do better)."""
+        if not sent:
+            return
+        await self.record_history([e for _, events in sent for e in events])
+        await self.mark_published_many([(c.id, events[-1].sequence, c.version) for c, events in sent])
 
     async def _move_legacy_notes(self, conversations: Sequence[Conversation]) -> None:
         """Notes an older version embedded in the document go to the notes collection first (the

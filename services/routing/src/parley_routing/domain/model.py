@@ -200,8 +200,16 @@ class Conversation:
 
     def unpublished(self) -> list[ConversationEvent]:
         """Recorded events with a sequence above the last one known to be published."""
-        events = [e for data in self.recent.values() for e in map(_event_from_json, data)]
-        return sorted((e for e in events if e.sequence > self.published_sequence), key=lambda e: e.sequence)
+        # only the unpublished ones are parsed (validating every remembered event was most of the
+        # domain's time per message)
+        published = self.published_sequence
+        events = [
+            _event_from_json(data)
+            for recorded in self.recent.values()
+            for data in recorded
+            if data["data"]["sequence"] > published
+        ]
+        return sorted(events, key=lambda e: e.sequence)
 
     # --- messages ---------------------------------------------------------------------------
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from functools import partial
 from typing import Any
 
 import structlog
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 from parley_events import (
@@ -44,8 +45,23 @@ from parley_shared.kafka import (
 from parley_shared.tracing import record_traces
 from pydantic import SkipValidation
 
+from parley_routing.cache import ConversationCache
 from parley_routing.service import ConversationService, Inbound
 from parley_routing.settings import RoutingSettings
+
+
+class DropOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """How routing learns of its inbound partitions: a revoked partition's conversations leave
+    the cache (its next owner may change them), as do those of any partition not assigned."""
+
+    def __init__(self, cache: ConversationCache) -> None:
+        self.cache = cache
+
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        self.cache.drop_partitions(tp.partition for tp in revoked)
+
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        self.cache.keep_only(tp.partition for tp in assigned)
 
 
 def routing_router(
@@ -84,6 +100,7 @@ def routing_router(
         "events out. "
         "Receipts and template reviews on the same topic are skipped.",
         decoder=undecoded,
+        listener=DropOnRevoke(service.cache),
     )
     async def route_messages(
         # what the AsyncAPI document shows: the batch's message.received data. The records
@@ -154,8 +171,9 @@ async def on_inbound_batch(
         except Exception:  # the retry policy decides: a record that does not decode is permanent
             await retry.run(partial(on_inbound_record, service, record), record)
     try:
+        partitions = {event.conversation_id: record.partition for record, event in decoded}
         with record_traces(record for record, _ in decoded):
-            await service.on_messages([event for _, event in decoded])
+            await service.on_messages([event for _, event in decoded], partitions)
     except Exception as exc:
         if is_transient(exc):
             raise

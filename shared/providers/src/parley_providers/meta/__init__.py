@@ -63,6 +63,7 @@ def plugin() -> ProviderPlugin:
     from parley_events import Provider
 
     from parley_providers.meta.errors import reauth_reason
+    from parley_providers.meta.links import account_url
     from parley_providers.meta.rules import RULES
     from parley_providers.meta.webhook import MetaWebhook
 
@@ -76,4 +77,5 @@ def plugin() -> ProviderPlugin:
         make_content_lookup=content_lookup,
         make_connector=connector,
         api_versions=api_versions,
+        account_url=account_url,
     )

@@ -31,6 +31,7 @@ def plugin() -> ProviderPlugin:
     from parley_events import Provider
 
     from parley_providers.meta.errors import reauth_reason  # WhatsApp's errors are Graph errors
+    from parley_providers.whatsapp.links import account_url
     from parley_providers.whatsapp.rules import RULES, throughput_per_s
 
     return ProviderPlugin(
@@ -42,4 +43,5 @@ def plugin() -> ProviderPlugin:
         make_sender=sender,
         make_connector=connector,
         account_send_rate=throughput_per_s,
+        account_url=account_url,
     )

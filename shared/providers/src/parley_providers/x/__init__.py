@@ -32,6 +32,7 @@ def plugin() -> ProviderPlugin:
     from parley_providers.rules import Counting
     from parley_providers.x.billing import reply_charge, webhook_charge
     from parley_providers.x.length import x_weighted_length
+    from parley_providers.x.links import account_url
     from parley_providers.x.rules import RULES
     from parley_providers.x.webhook import XWebhook
 
@@ -45,4 +46,5 @@ def plugin() -> ProviderPlugin:
         make_connector=connector,
         delivery_charge=webhook_charge,
         reply_charge=reply_charge,
+        account_url=account_url,
     )
