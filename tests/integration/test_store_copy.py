@@ -272,6 +272,10 @@ async def _compare(source: Source, target: Store, vault: TokenVault) -> None:
     assert [n.text for n in await conversations.notes_of(conv_2)] == []
     assert await conversations.seen_before("conv_1", ["m_1", "m_2", "m_9"]) == {"m_1", "m_2"}
     assert await conversations.seen_before("conv_2", ["m_1"]) == set()  # expired: left out
+    # nothing was published on MongoDB: the relay on PostgreSQL finds both conversations' events
+    pending = {c.id: c for c in await conversations.pending_outbox()}
+    assert set(pending) == {"conv_1", "conv_2"}
+    assert pending["conv_1"].published_sequence == 0
 
     policy = PostgresPolicyStore(target.postgres)
     assert await policy.conversation("conv_1") == await source.policy.conversation("conv_1")
