@@ -13,7 +13,7 @@ import sys
 import time
 from importlib.metadata import entry_points
 
-from parley_shared import ops
+from parley_shared import ops, storecopy
 from parley_shared.admin import describe_topics, ensure_topics
 from parley_shared.settings import ServiceSettings, load_settings
 
@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     redrive.set_defaults(run=_dlq_redrive)
     lag = commands.add_parser("lag", help="consumer lag per group and topic")
     lag.set_defaults(run=_lag)
+    storecopy.register(commands)
     # services add their own commands (replay, dlq, channels) through this entry-point group
     for plugin in sorted(entry_points(group="parley.cli"), key=lambda ep: ep.name):
         plugin.load()(commands)
