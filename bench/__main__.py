@@ -1,6 +1,6 @@
 """``make bench``: run the benchmarks, write bench/results/*.json and *.png, then docs/performance.md.
 
-python -m bench [--only ingest_http,e2e,consumers,store,profiles]
+python -m bench [--only ingest_http,e2e,consumers,store,profiles,text_length]
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from bench import consumers, e2e, ingest_http, plots, profiles, report, store
+from bench import consumers, e2e, ingest_http, plots, profiles, report, store, text_length
 from bench.common import load_result, say, write_result
 
 
@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, tuple[Callable[[], dict[str, Any]], Callable[[dict[str, An
     "consumers": (consumers.run, plots.consumers),
     "store": (store.run, plots.store),
     "profiles": (_profiles, None),
+    "text_length": (text_length.run, None),
 }
 
 

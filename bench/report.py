@@ -133,12 +133,27 @@ def profiles(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def text_length(r: dict[str, Any]) -> list[str]:
+    lines = [
+        f"### Counting a reply's length at the cap ({r['run_at']})",
+        "",
+        f"The worst of the known hard inputs of {r['characters']} characters, best of three runs each.",
+        "",
+        "| counting | worst ms | target ≤ 50 ms |",
+        "|---|---|---|",
+    ]
+    for counting, w in r["counting"].items():
+        lines.append(f"| {counting} | {w['worst_ms']} | {_yes(w['worst_ms'] <= 50)} |")
+    return [*lines, ""]
+
+
 SECTIONS = (
     ("ingest_http", ingest_http),
     ("e2e", e2e),
     ("consumers", consumers),
     ("store", store),
     ("profiles", profiles),
+    ("text_length", text_length),
 )
 
 

@@ -5,9 +5,7 @@ Instagram 1000 UTF-8 bytes, WhatsApp 4096 characters, X DM 10,000 characters, X 
 from __future__ import annotations
 
 import re
-import time
 import unicodedata
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -397,34 +395,22 @@ def adversarial(n: int) -> list[str]:
 ADVERSARIAL_KINDS = len(adversarial(0))
 
 
-def fastest(work: Callable[[], object], runs: int = 3) -> float:
-    """The best of ``runs`` timings of ``work``, in seconds: one slow run is the machine, not
-    the code (a quadratic path is slow every time)."""
-    timings = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        work()
-        timings.append(time.perf_counter() - started)
-    return min(timings)
-
-
 @settings(max_examples=200, deadline=None)
 @given(
     st.sampled_from(range(ADVERSARIAL_KINDS)),
     st.integers(min_value=0, max_value=MAX_TEXT_CHARACTERS),
     st.text(max_size=20),
 )
-def test_counting_any_text_up_to_the_cap_takes_under_50_ms(which: int, n: int, noise: str) -> None:
+def test_any_text_up_to_the_cap_is_counted_as_the_reference_counts_it(which: int, n: int, noise: str) -> None:
+    # how long counting takes is a benchmark (bench/text_length.py, make bench), not a test
     text = (adversarial(n)[which] + noise)[:MAX_TEXT_CHARACTERS]
-    elapsed = fastest(lambda: x_weighted_length(text))
-    assert elapsed < 0.05, f"{elapsed * 1000:.1f} ms for {len(text)} characters: {text[:40]!r}..."
+    assert x_weighted_length(text) == reference_x_weighted_length(text)
 
 
 @pytest.mark.parametrize("text", adversarial(MAX_TEXT_CHARACTERS), ids=lambda t: repr(t[:8]))
-def test_the_worst_known_inputs_at_the_cap_are_counted_quickly(text: str) -> None:
+def test_the_worst_known_inputs_at_the_cap_are_counted(text: str) -> None:
     for counting in Counting:
-        elapsed = fastest(lambda counting=counting: measure(text, counting))
-        assert elapsed < 0.05, f"{counting}: {elapsed * 1000:.1f} ms"
+        assert 0 < measure(text, counting) <= 4 * len(text), counting
     assert reply(Provider.X, text, "mention").length is not None
 
 
