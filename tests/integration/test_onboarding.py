@@ -996,13 +996,9 @@ async def test_a_revoked_login_token_is_not_refreshed_and_the_channel_awaits_a_r
 
 
 @pytest.fixture
-async def refresh_always_near(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
-) -> AsyncIterator[Stack]:
+async def refresh_always_near(infra: Infra, namespace: str, store_url: str) -> AsyncIterator[Stack]:
     """A stack whose refresh lead is longer than a token's life: every token is near its end."""
-    async with onboarding_stack(
-        infra, namespace, database_url, instagram_token_refresh_lead_s=61 * 86400
-    ) as s:
+    async with onboarding_stack(infra, namespace, store_url, instagram_token_refresh_lead_s=61 * 86400) as s:
         yield s
 
 
