@@ -11,8 +11,9 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 PYTEST := $(RUN) pytest
-# the stores infra-up starts beside Kafka: both (default), ferretdb or postgres (scripts/infra.sh);
-# the services use FerretDB until routing and policy are wired to PostgreSQL (docs/storage.md)
+# the stores infra-up starts beside Kafka: both (default), ferretdb or postgres (scripts/infra.sh).
+# The services, make run and make fault use PostgreSQL; make test needs both, because the store
+# contract suite and the MongoDB adapters' own tests run on FerretDB (docs/storage.md)
 STORE ?= both
 export STORE
 LOCAL_STORE_URLS_ferretdb := mongodb://127.0.0.1:27017/parley

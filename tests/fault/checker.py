@@ -26,7 +26,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import psycopg
 from aiokafka import AIOKafkaConsumer
+from parley_shared.store import store_kind
 from pymongo import AsyncMongoClient
 
 SECRET = "fault-app-secret"
@@ -319,38 +321,52 @@ def webhooks(ingest_url: str) -> Requests:
     return request
 
 
+MESSAGE_ADDED = "parley.conversation.message_added.v1"
+
+
+async def postgres_history_effects(conn: psycopg.AsyncConnection[Any]) -> list[Effect]:
+    """Each customer message routing added to a conversation's history on PostgreSQL (the
+    migrations' ``conversation_history``): its provider message id and its sequence."""
+    cursor = await conn.execute(
+        "SELECT data ->> 'provider_message_id', sequence FROM conversation_history"
+        " WHERE type = %s AND data ->> 'direction' = 'inbound'",
+        (MESSAGE_ADDED,),
+    )
+    return [Effect(str(mid), int(sequence)) for mid, sequence in await cursor.fetchall()]
+
+
 async def verify_history(
-    database_url: str,
+    store_url: str,
     sent_order: dict[str, list[str]],
     report: Report,
     timeout_s: float,
     fresh: Requests | None = None,
 ) -> None:
-    """The effect of a webhook: one ``message_added`` in routing's history, in sequence order."""
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(database_url, tz_aware=True)
+    """The effect of a webhook: one ``message_added`` in routing's history, in sequence order.
+
+    The history is read where routing keeps it, on the store of ``store_url``: the
+    ``conversation_history`` table of routing's migrations (PostgreSQL) or collection (MongoDB),
+    every conversation's at once (the port reads one conversation's only).
+    """
+    if store_kind(store_url) == "postgresql":
+        async with await psycopg.AsyncConnection.connect(store_url, autocommit=True) as conn:
+
+            async def effects() -> list[Effect]:
+                return await postgres_history_effects(conn)
+
+            await verify(effects, sent_order, report, timeout_s, fresh=fresh)
+        return
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(store_url, tz_aware=True)
     history = client.get_default_database()["conversation_history"]
 
-    async def effects() -> list[Effect]:
-        found = history.find({"type": "parley.conversation.message_added.v1"})
+    async def mongo_effects() -> list[Effect]:
+        found = history.find({"type": MESSAGE_ADDED})
         return [Effect(h["data"]["provider_message_id"], h["sequence"]) async for h in found]
 
     try:
-        await verify(effects, sent_order, report, timeout_s, fresh=fresh)
+        await verify(mongo_effects, sent_order, report, timeout_s, fresh=fresh)
     finally:
         await client.close()
-
-
-async def postgres_history_effects(store_url: str) -> list[Effect]:
-    """Each customer message routing added to a conversation's history, on PostgreSQL (the
-    migrations' ``conversation_history``): its provider message id and its sequence."""
-    import psycopg
-
-    async with await psycopg.AsyncConnection.connect(store_url) as conn:
-        cursor = await conn.execute(
-            "SELECT data->>'provider_message_id', sequence FROM conversation_history"
-            " WHERE type = 'parley.conversation.message_added.v1' AND data->>'direction' = 'inbound'"
-        )
-        return [Effect(mid, sequence) for mid, sequence in await cursor.fetchall()]
 
 
 # --------------------------------------------------------------------------- replies through policy

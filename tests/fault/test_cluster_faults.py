@@ -29,12 +29,10 @@ from parley_events import qualify, topics
 from tests.conftest import ROOT, Infra, require_local_infra
 from tests.fault.checker import (
     SECRET,
-    Effect,
     Report,
     drive_threads,
-    postgres_history_effects,
     settle_consumers,
-    verify,
+    verify_history,
     webhook_threads,
     webhooks,
 )
@@ -157,11 +155,7 @@ async def run_cluster_fault(
             f"{report.acknowledged} acknowledged in {time.monotonic() - started:.0f} s "
             f"({report.acknowledged / max(time.monotonic() - started, 1):.0f}/s offered {RATE_PER_S:.0f}/s)"
         )
-
-        async def effects() -> list[Effect]:
-            return await postgres_history_effects(stack["store_url"])
-
-        await verify(effects, sent, report, SETTLE_TIMEOUT_S, fresh=ingest)
+        await verify_history(stack["store_url"], sent, report, SETTLE_TIMEOUT_S, fresh=ingest)
         await settle_consumers(infra.kafka, namespace, report)
         REPORTS.append(report)
         return report

@@ -1,6 +1,8 @@
 """``make fault``: webhooks and replies keep coming while Kafka, the store, a process or a provider fails.
 
-Inbound runs start ingest, the normalizer and routing as real processes and drive signed
+Every process runs on the default store, PostgreSQL (a schema of the test's own on the local
+server of scripts/infra.sh), and the store fault stops that server. Inbound runs start ingest, the
+normalizer and routing as real processes and drive signed
 deliveries at a steady rate (retrying any that did not get a 200, as providers do). Outbound runs
 start policy and the provider sandbox as real processes and drive agent replies (retrying any that
 did not get a 202, as a client does). Each run injects one fault after the first third and then
@@ -84,10 +86,11 @@ def write_table() -> Iterator[None]:
         "",
         "Written by `make fault` (tests/fault). Each row is one fault injected, after the first third,",
         "into a steady stream of requests through real processes; requests that were not acknowledged",
-        "are retried as their senders would. The faults: Kafka killed (SIGKILL) and restarted, the",
-        "store stopped for 30 s, routing killed mid-batch, the normalizer killed mid-batch, a second",
-        "routing replica joining before the first is killed, policy killed mid-batch, and the",
-        "provider answering sends with 429 and then 500 for a while.",
+        "are retried as their senders would. Every process runs on PostgreSQL. The faults: Kafka",
+        "killed (SIGKILL) and restarted, the store (PostgreSQL) stopped for 30 s, routing killed",
+        "mid-batch, the normalizer killed mid-batch, a second routing replica joining before the first",
+        "is killed, policy killed mid-batch, and the provider answering sends with 429 and then 500",
+        "for a while.",
         "",
         f"- **Inbound** rows (ingest, normalizer, routing): {MESSAGES} signed Messenger deliveries over "
         f"{len(PAGES)} pages",
@@ -154,12 +157,12 @@ def write_table() -> Iterator[None]:
 
 @pytest.fixture
 def stack(
-    infra: Infra, namespace: str, database_url: str, tmp_path: Path
+    infra: Infra, namespace: str, store_url: str, tmp_path: Path
 ) -> Iterator[dict[str, ServiceProcess]]:
     require_local_infra(infra, "faults are injected into local processes")
     env = {
         "PARLEY_KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
-        "PARLEY_MONGODB_URL": database_url,
+        "PARLEY_STORE_URL": store_url,  # PostgreSQL, a schema of this test's own
         "PARLEY_TOPIC_NAMESPACE": namespace,
         "PARLEY_CONSUMER_GROUP_PREFIX": namespace,
         "PARLEY_META_APP_SECRETS": SECRET,
@@ -189,7 +192,7 @@ async def run_fault(
     name: str,
     infra: Infra,
     namespace: str,
-    database_url: str,
+    store_url: str,
     stack: dict[str, ServiceProcess],
     fault: Callable[[], Coroutine[Any, Any, None]],
 ) -> Report:
@@ -207,9 +210,7 @@ async def run_fault(
         MESSAGES // 3,
         report,
     )
-    await verify_history(
-        database_url, sent, report, timeout_s=180, fresh=webhooks(stack["parley-ingest"].url)
-    )
+    await verify_history(store_url, sent, report, timeout_s=180, fresh=webhooks(stack["parley-ingest"].url))
     await settle_consumers(infra.kafka, namespace, report)
     REPORTS.append(report)
     return report
@@ -227,29 +228,31 @@ def assert_clean(report: Report) -> None:
 
 
 async def test_kafka_killed_and_restarted(
-    infra: Infra, namespace: str, database_url: str, stack: dict[str, ServiceProcess]
+    infra: Infra, namespace: str, store_url: str, stack: dict[str, ServiceProcess]
 ) -> None:
     async def fault() -> None:
         kill_9(ROOT / ".local" / "run" / "kafka.pid")
         await asyncio.sleep(3)
         await asyncio.to_thread(infra_script, "up")
 
-    assert_clean(await run_fault("Kafka SIGKILL, restarted", infra, namespace, database_url, stack, fault))
+    assert_clean(await run_fault("Kafka SIGKILL, restarted", infra, namespace, store_url, stack, fault))
 
 
 async def test_store_stopped_for_30_seconds(
-    infra: Infra, namespace: str, database_url: str, stack: dict[str, ServiceProcess]
+    infra: Infra, namespace: str, store_url: str, stack: dict[str, ServiceProcess]
 ) -> None:
-    async def fault() -> None:
-        await asyncio.to_thread(infra_script, "stop-ferretdb")
-        await asyncio.sleep(30)
-        await asyncio.to_thread(infra_script, "up")
+    """The services' store, the local PostgreSQL, stopped (``pg_ctl stop -m fast``) and started."""
 
-    assert_clean(await run_fault("store stopped 30 s", infra, namespace, database_url, stack, fault))
+    async def fault() -> None:
+        await asyncio.to_thread(infra_script, "stop-postgres")
+        await asyncio.sleep(30)
+        await asyncio.to_thread(infra_script, "start-postgres")
+
+    assert_clean(await run_fault("store stopped 30 s", infra, namespace, store_url, stack, fault))
 
 
 async def test_routing_killed_mid_batch_and_restarted(
-    infra: Infra, namespace: str, database_url: str, stack: dict[str, ServiceProcess]
+    infra: Infra, namespace: str, store_url: str, stack: dict[str, ServiceProcess]
 ) -> None:
     async def fault() -> None:
         routing = stack["parley-routing"]
@@ -262,11 +265,11 @@ async def test_routing_killed_mid_batch_and_restarted(
         stack["parley-routing"] = replacement
         await asyncio.to_thread(replacement.wait_ready)
 
-    assert_clean(await run_fault("routing SIGKILL, restarted", infra, namespace, database_url, stack, fault))
+    assert_clean(await run_fault("routing SIGKILL, restarted", infra, namespace, store_url, stack, fault))
 
 
 async def test_normalizer_killed_mid_batch_and_restarted(
-    infra: Infra, namespace: str, database_url: str, stack: dict[str, ServiceProcess]
+    infra: Infra, namespace: str, store_url: str, stack: dict[str, ServiceProcess]
 ) -> None:
     async def fault() -> None:
         normalizer = stack["parley-normalizer"]
@@ -279,13 +282,11 @@ async def test_normalizer_killed_mid_batch_and_restarted(
         stack["parley-normalizer"] = replacement
         await asyncio.to_thread(replacement.wait_ready)
 
-    assert_clean(
-        await run_fault("normalizer SIGKILL, restarted", infra, namespace, database_url, stack, fault)
-    )
+    assert_clean(await run_fault("normalizer SIGKILL, restarted", infra, namespace, store_url, stack, fault))
 
 
 async def test_two_routing_replicas_with_rebalances_in_between(
-    infra: Infra, namespace: str, database_url: str, stack: dict[str, ServiceProcess]
+    infra: Infra, namespace: str, store_url: str, stack: dict[str, ServiceProcess]
 ) -> None:
     """A second replica joins (rebalance), then the first is killed (rebalance again)."""
 
@@ -301,9 +302,7 @@ async def test_two_routing_replicas_with_rebalances_in_between(
         stack["parley-routing"] = second
 
     assert_clean(
-        await run_fault(
-            "routing: replica joins, first SIGKILLed", infra, namespace, database_url, stack, fault
-        )
+        await run_fault("routing: replica joins, first SIGKILLed", infra, namespace, store_url, stack, fault)
     )
 
 
@@ -353,7 +352,7 @@ async def open_windows(stack: ReplyStack, policy_url: str, timeout_s: float = 30
 
 @pytest.fixture
 async def reply_stack(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any, tmp_path: Path
+    infra: Infra, namespace: str, store_url: str, tmp_path: Path
 ) -> AsyncIterator[ReplyStack]:
     """The sandbox with two Pages and a WhatsApp number connected, policy, six open windows."""
     require_local_infra(infra, "faults are injected into local processes")
@@ -379,12 +378,12 @@ async def reply_stack(
                     token = await admin.whatsapp_number(account)
                 else:
                     token = await admin.page(account)
-                await store_token(database_url, channel_id, token)  # as onboarding does on connect
+                await store_token(store_url, channel_id, token)  # as onboarding does on connect
                 snapshots.append(channel(channel_id, provider, account))
         await publish_events(infra.kafka, namespace, *snapshots)
         env = {
             "PARLEY_KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
-            "PARLEY_MONGODB_URL": database_url,
+            "PARLEY_STORE_URL": store_url,
             "PARLEY_TOPIC_NAMESPACE": namespace,
             "PARLEY_CONSUMER_GROUP_PREFIX": namespace,
             "PARLEY_JWT_HS256_SECRET": JWT,

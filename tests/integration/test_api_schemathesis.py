@@ -1,6 +1,6 @@
 """Bad input at every HTTP API, driven by the APIs' own OpenAPI documents (schemathesis).
 
-For routing, policy and onboarding the real app runs against the real broker and store (and the
+For routing, policy and onboarding the real app runs against the real broker and PostgreSQL (and the
 provider sandbox for policy and onboarding) with a few objects in place: a channel, a
 conversation, a team, a WhatsApp onboarding. The test reads the document the app serves at
 ``/v1/openapi.json`` and
@@ -82,12 +82,12 @@ def assert_clean(run: FuzzRun, operations: int) -> None:
 
 
 @pytest.fixture
-async def routing(infra: Infra, namespace: str, database_url: str, mongo_db: Any) -> AsyncIterator[Any]:
-    """Routing with one channel and one conversation on it (``mongo_db`` drops the database after)."""
+async def routing(infra: Infra, namespace: str, store_url: str) -> AsyncIterator[Any]:
+    """Routing with one channel and one conversation on it, on PostgreSQL (a schema of its own)."""
     snapshot = policy.channel("ch-1", Provider.MESSENGER, PAGE, all_users_role=ChannelRole.CONTRIBUTOR)
     settings = RoutingSettings(
         kafka_bootstrap_servers=infra.kafka,
-        mongodb_url=database_url,
+        store_url=store_url,
         topic_namespace=namespace,
         consumer_group_prefix=namespace,
         jwt_hs256_secret=ROUTING_JWT,

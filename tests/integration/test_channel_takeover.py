@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,7 +28,6 @@ from parley_events import (
 )
 from parley_ingest.domain.dedupe import RecentIds
 from parley_ingest.service import Normalizer
-from parley_onboarding.adapters.stores import account_claim_id, channel_to_doc
 from parley_onboarding.domain.channels import Channel
 from parley_shared.channels import KafkaChannelDirectory
 from prometheus_client import REGISTRY
@@ -45,7 +45,7 @@ ADMIN_B = "usr-globex-admin"
 
 @pytest.fixture
 async def stack(infra: Infra, namespace: str, store_url: str) -> AsyncIterator[Stack]:
-    """The running stack, on PostgreSQL (on MongoDB for a test marked ``mongodb``)."""
+    """The running stack, on PostgreSQL (a schema of its own)."""
     async with onboarding_stack(infra, namespace, store_url) as s:
         yield s
 
@@ -87,7 +87,6 @@ async def connect_page(
     )
 
 
-@pytest.mark.mongodb  # reads the services' documents directly
 async def test_a_page_reconnected_in_another_tenant_stays_there(stack: Stack) -> None:
     live = await directory(stack)
     try:
@@ -99,10 +98,7 @@ async def test_a_page_reconnected_in_another_tenant_stays_there(stack: Stack) ->
         gone = await stack.call("DELETE", f"/channels/{mine['id']}")
         assert gone["status"] == "disconnected"
         assert (await stack.sandbox_admin("GET", f"/meta/pages/{PAGE}"))["subscribed_fields"] == []
-        assert (
-            await stack.db["account_claims"].find_one({"_id": account_claim_id(Provider.MESSENGER, PAGE)})
-            is None
-        )
+        assert await stack.account_holder(Provider.MESSENGER, PAGE) is None
         await live.catch_up(timeout=10)
         assert live.lookup(Provider.MESSENGER, PAGE) is None
 
@@ -142,7 +138,6 @@ async def test_a_page_reconnected_in_another_tenant_stays_there(stack: Stack) ->
             await rebuilt.stop()
 
 
-@pytest.mark.mongodb  # reads the services' documents directly
 async def test_two_tenants_connecting_one_account_at_once_exactly_one_wins(stack: Stack) -> None:
     pages = [f"10451234567{n:04d}" for n in range(6)]
     for page_id in pages:
@@ -165,12 +160,14 @@ async def test_two_tenants_connecting_one_account_at_once_exactly_one_wins(stack
         loser = next(a for a in answers if a.status_code == 409)
         assert loser.json()["code"] == "ACCOUNT_CONNECTED_ELSEWHERE"
         winner = next(a for a in answers if a.status_code == 200).json()[0]
-        channels = await stack.service.stores.channels.find({"account_id": page_id})
-        assert [(c["_id"], c["status"]) for c in channels] == [(winner["id"], "active")]
-        claim = await stack.db["account_claims"].find_one(
-            {"_id": account_claim_id(Provider.MESSENGER, page_id)}
-        )
-        assert claim is not None and claim["channel_id"] == winner["id"]
+        channels = [
+            c
+            for tenant in (TENANT, OTHER_TENANT)
+            for c in await stack.service.stores.tenant_channels(tenant)
+            if c.account_id == page_id
+        ]
+        assert [(c.id, c.status) for c in channels] == [(winner["id"], ChannelStatus.ACTIVE)]
+        assert await stack.account_holder(Provider.MESSENGER, page_id) == winner["id"]
 
 
 async def test_a_failed_unsubscribe_does_not_stop_the_disconnect(stack: Stack) -> None:
@@ -202,7 +199,6 @@ async def test_a_page_another_channel_still_uses_stays_subscribed(stack: Stack) 
     assert (await stack.sandbox_admin("GET", f"/meta/pages/{PAGE}"))["subscribed_fields"] == []
 
 
-@pytest.mark.mongodb  # reads the services' documents directly
 async def test_channels_that_predate_claims_get_them_on_start_up(
     infra: Infra, namespace: str, store_url: str
 ) -> None:
@@ -215,26 +211,23 @@ async def test_channels_that_predate_claims_get_them_on_start_up(
             actor_id="usr-admin",
             at=datetime.now(UTC) - timedelta(days=30),
         )
-        await first.service.stores.channels.save(channel_to_doc(legacy))
-        assert await first.db["account_claims"].count_documents({}) == 0
+        await first.service.stores.save_channel(legacy)
+        assert await first.count_stored("account_claims") == 0
     async with onboarding_stack(infra, namespace, store_url) as restarted:
-        claim = await restarted.db["account_claims"].find_one(
-            {"_id": account_claim_id(Provider.MESSENGER, PAGE)}
-        )
-        assert claim is not None and claim["channel_id"] == legacy.id
+        assert await restarted.account_holder(Provider.MESSENGER, PAGE) == legacy.id
         refused = await connect_page(restarted, OTHER_TENANT, ADMIN_B, status=409)
         assert refused["code"] == "ACCOUNT_CONNECTED_ELSEWHERE"
         assert await restarted.service.ensure_account_claims() == 0  # idempotent
 
 
-@pytest.mark.mongodb  # reads the services' documents directly
 async def test_a_claim_left_by_an_interrupted_disconnect_is_released_once_stale(stack: Stack) -> None:
     [mine] = await connect_page(stack, TENANT, "usr-admin")
     # the disconnect saved the channel but stopped before releasing the claim
-    doc = await stack.service.stores.channels.get(mine["id"])
-    assert doc is not None
-    await stack.service.stores.channels.save({**doc, "status": "disconnected", "version": doc["version"] + 1})
+    channel = await stack.service.stores.channel(mine["id"])
+    assert channel is not None
+    await stack.service.stores.save_channel(
+        replace(channel, status=ChannelStatus.DISCONNECTED, revision=channel.revision + 1)
+    )
     stack.clock.advance(minutes=11)
     [theirs] = await connect_page(stack, OTHER_TENANT, ADMIN_B)
-    claim = await stack.db["account_claims"].find_one({"_id": account_claim_id(Provider.MESSENGER, PAGE)})
-    assert claim is not None and claim["channel_id"] == theirs["id"]
+    assert await stack.account_holder(Provider.MESSENGER, PAGE) == theirs["id"]

@@ -1,17 +1,19 @@
-"""Stopping and restarting the local infrastructure keeps stored conversations."""
+"""Stopping and restarting the local infrastructure keeps stored conversations, on both stores."""
 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from parley_events import Author, Content, Direction, MessageReceived, Provider
-from parley_routing.adapters.stores import MongoConversationRepository
+from parley_routing.adapters.postgres import PostgresConversationRepository
+from parley_routing.adapters.stores import ConversationRepository, MongoConversationRepository
 from parley_routing.service import record_message
-from parley_shared import mongo
 from parley_shared.admin import describe_topics
+from parley_shared.store import open_store
 
 from tests.conftest import ROOT, Infra, require_local_infra
 
@@ -25,9 +27,26 @@ def run_infra(command: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@asynccontextmanager
+async def repository(url: str) -> AsyncIterator[ConversationRepository]:
+    """Routing's repository on the store of ``url``, as routing's bootstrap builds it."""
+    store = await open_store(url)
+    try:
+        if store.kind == "postgresql":
+            repo: ConversationRepository = PostgresConversationRepository(store.postgres)
+        else:
+            repo = MongoConversationRepository(store.db["conversations"])
+        await repo.ensure_indexes()
+        yield repo
+    finally:
+        await store.close()
+
+
 async def test_conversations_and_topics_survive_infra_down_and_up(
-    infra: Infra, namespace: str, database_url: str
+    infra: Infra, namespace: str, store_url: str, mongo_db: object, database_url: str
 ) -> None:
+    """PostgreSQL (the default store, ``store_url``) and FerretDB (``database_url``; ``mongo_db``
+    drops it after) both come back with what they held, and so do the topics."""
     require_local_infra(infra, "this test restarts the infrastructure")
     message = MessageReceived(
         event_id="msg_restart",
@@ -44,25 +63,18 @@ async def test_conversations_and_topics_survive_infra_down_and_up(
         provider_timestamp=datetime(2026, 11, 1, tzinfo=UTC),
         delivery_id="d_restart",
     )
-    client: Any = mongo.open_client(database_url)
-    try:
-        await record_message(
-            message, MongoConversationRepository(mongo.database(client, database_url)["conversations"])
-        )
-    finally:
-        await client.close()
+    urls = {"postgresql": store_url, "mongodb": database_url}
+    for url in urls.values():
+        async with repository(url) as repo:
+            await record_message(message, repo)
 
     run_infra("down")
     run_infra("up")
 
-    client = mongo.open_client(database_url)
-    try:
-        repo = MongoConversationRepository(mongo.database(client, database_url)["conversations"])
-        stored = await repo.get("conv_restart")
-        assert stored is not None
-        assert stored.sequence == 2
-        assert stored.has_applied("msg_restart")
-        await client.drop_database(mongo.database_name(database_url))
-    finally:
-        await client.close()
+    for kind, url in urls.items():
+        async with repository(url) as repo:
+            stored = await repo.get("conv_restart")
+        assert stored is not None, kind
+        assert stored.sequence == 2, kind
+        assert stored.has_applied("msg_restart"), kind
     assert any(t.name.startswith(namespace) for t in await describe_topics(infra.kafka, namespace))

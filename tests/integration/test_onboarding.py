@@ -100,7 +100,7 @@ def acme_pages() -> list[dict[str, Any]]:
 
 @pytest.fixture
 async def stack(infra: Infra, namespace: str, store_url: str) -> AsyncIterator[Stack]:
-    """The running stack, on PostgreSQL (on MongoDB for a test marked ``mongodb``)."""
+    """The running stack, on PostgreSQL (a schema of its own)."""
     async with onboarding_stack(infra, namespace, store_url) as s:
         yield s
 
@@ -996,13 +996,9 @@ async def test_a_revoked_login_token_is_not_refreshed_and_the_channel_awaits_a_r
 
 
 @pytest.fixture
-async def refresh_always_near(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
-) -> AsyncIterator[Stack]:
+async def refresh_always_near(infra: Infra, namespace: str, store_url: str) -> AsyncIterator[Stack]:
     """A stack whose refresh lead is longer than a token's life: every token is near its end."""
-    async with onboarding_stack(
-        infra, namespace, database_url, instagram_token_refresh_lead_s=61 * 86400
-    ) as s:
+    async with onboarding_stack(infra, namespace, store_url, instagram_token_refresh_lead_s=61 * 86400) as s:
         yield s
 
 
@@ -1305,7 +1301,6 @@ async def test_a_page_active_in_one_tenant_cannot_be_activated_in_another(stack:
 # --------------------------------------------------------------------------- secrets
 
 
-@pytest.mark.mongodb  # reads the services' documents directly
 async def test_no_credential_leaks_into_answers_events_or_logs(
     infra: Infra,
     namespace: str,
@@ -1374,9 +1369,7 @@ async def test_no_credential_leaks_into_answers_events_or_logs(
         }
         answers = list(stack.responses)
         events = await stack.raw_events()
-        stored = []
-        for name in await stack.db.list_collection_names():
-            stored += [json.dumps(doc, default=str) for doc in await stack.db[name].find().to_list()]
+        stored = [json.dumps(record, default=str) for _, _, record in await stack.every_record()]
     assert len(answers) > 30
     assert len(events) > 20
     captured = capsys.readouterr()
@@ -1395,10 +1388,10 @@ async def test_no_credential_leaks_into_answers_events_or_logs(
 # ------------------------------------------------------------- secrets at rest (security #13 finding 8)
 
 
-async def sealed_values(db: Any) -> list[tuple[str, str, dict[str, str]]]:
-    """Every ciphertext anywhere in the database, whatever the collection or the field: each
-    nested ``{key_id, nonce, ciphertext}`` as (collection, document id, sealed value). Review
-    P3-11: the test looks everywhere, not only where rotation looks (SEALED_FIELDS)."""
+async def sealed_values(stack: Stack) -> list[tuple[str, str, dict[str, str]]]:
+    """Every ciphertext anywhere in the store, whatever the table or collection or the field: each
+    nested ``{key_id, nonce, ciphertext}`` as (table or collection, record key, sealed value).
+    Review P3-11: the test looks everywhere, not only where rotation looks (SEALED_FIELDS)."""
     found: list[tuple[str, str, dict[str, str]]] = []
 
     def walk(value: Any, collection: str, doc_id: str) -> None:
@@ -1412,9 +1405,8 @@ async def sealed_values(db: Any) -> list[tuple[str, str, dict[str, str]]]:
             for item in value:
                 walk(item, collection, doc_id)
 
-    for collection in await db.list_collection_names():
-        async for doc in db[collection].find({}):
-            walk(doc, collection, doc["_id"])
+    for table, key, record in await stack.every_record():
+        walk(record, table, key)
     return found
 
 
@@ -1427,7 +1419,6 @@ async def onboard_whatsapp(stack: Stack) -> WhatsApp:
     return wa
 
 
-@pytest.mark.mongodb  # reads the services' documents directly
 async def test_rotation_re_encrypts_every_kind_of_secret(stack: Stack) -> None:
     """Channel tokens, X refresh tokens, WhatsApp tokens and PINs, and started connections' Page
     tokens all move to the new key; none is left on the old one and all decrypt with it alone."""
@@ -1438,13 +1429,14 @@ async def test_rotation_re_encrypts_every_kind_of_secret(stack: Stack) -> None:
     )
     wa = await onboard_whatsapp(stack)
     started = await stack.start_meta(await stack.meta_code("meta-user-rotate"))  # left unactivated
-    before = await sealed_values(stack.db)
+    before = await sealed_values(stack)
     assert {collection for collection, _, _ in before} == {"channel_credentials", "meta_connections"}
     assert {collection for collection, _, _ in before} <= {collection for collection, _ in SEALED_FIELDS}
     ids = {doc_id for _, doc_id, _ in before}
     assert {f"whatsapp:{wa.id}", f"whatsapp-pin:{wa.id}", started["connection_id"]} <= ids
     x_channel = channel_id_for(TENANT, Provider.X, "1500000000000000009")
-    assert (await stack.db["channel_credentials"].find_one({"_id": x_channel}))["refresh"]["key_id"] == "k1"
+    x_credential = await stack.stored("channel_credentials", x_channel)
+    assert x_credential is not None and x_credential["refresh"]["key_id"] == "k1"
     assert {sealed["key_id"] for _, _, sealed in before} == {"k1"}
 
     new_key = base64.b64encode(secrets.token_bytes(32)).decode()
@@ -1452,7 +1444,7 @@ async def test_rotation_re_encrypts_every_kind_of_secret(stack: Stack) -> None:
     rotated, documents = await rotate_credentials(
         stack.settings.model_copy(update={"encryption_keys": SecretStr(keys)})
     )
-    after = await sealed_values(stack.db)
+    after = await sealed_values(stack)
     assert (rotated, len(after)) == (len(before), len(before))
     assert documents == len(ids)
     only_new = TokenVault(parse_keys(f"k2:{new_key}"))
@@ -1468,37 +1460,34 @@ async def test_rotation_re_encrypts_every_kind_of_secret(stack: Stack) -> None:
     )
 
 
-@pytest.mark.mongodb  # reads the services' documents directly
 async def test_a_disconnect_purges_the_channels_secrets_everywhere(stack: Stack) -> None:
     wa = await onboard_whatsapp(stack)
     channel_id = (await wa.get())["channel_id"]
-    credentials = stack.db["channel_credentials"]
-    for doc_id in (channel_id, f"whatsapp:{wa.id}", f"whatsapp-pin:{wa.id}"):
-        assert await credentials.find_one({"_id": doc_id}) is not None
+    for key in (channel_id, f"whatsapp:{wa.id}", f"whatsapp-pin:{wa.id}"):
+        assert await stack.stored("channel_credentials", key) is not None
+    assert await stack.count_stored("whatsapp_code_attempts", onboarding_id=wa.id) > 0
     await stack.call("DELETE", f"/channels/{channel_id}")
-    for doc_id in (channel_id, f"whatsapp:{wa.id}", f"whatsapp-pin:{wa.id}"):
-        assert await credentials.find_one({"_id": doc_id}) is None, doc_id
-    assert await stack.db["whatsapp_code_attempts"].count_documents({"onboarding_id": wa.id}) == 0
+    for key in (channel_id, f"whatsapp:{wa.id}", f"whatsapp-pin:{wa.id}"):
+        assert await stack.stored("channel_credentials", key) is None, key
+    assert await stack.count_stored("whatsapp_code_attempts", onboarding_id=wa.id) == 0
 
     # a started connection still holding the Page's token goes with the Page's channel
     channels = await stack.connect_pages("meta-user-purge", acme_pages())
     pending = await stack.start_meta(await stack.meta_code("meta-user-purge"))
-    assert await stack.db["meta_connections"].find_one({"_id": pending["connection_id"]}) is not None
+    assert await stack.stored("meta_connections", pending["connection_id"]) is not None
     await stack.call("DELETE", f"/channels/{channels[PAGE_A]['id']}")
-    assert await stack.db["meta_connections"].find_one({"_id": pending["connection_id"]}) is None
-    assert await credentials.find_one({"_id": channels[PAGE_B]["id"]}) is not None  # others stay
+    assert await stack.stored("meta_connections", pending["connection_id"]) is None
+    assert await stack.stored("channel_credentials", channels[PAGE_B]["id"]) is not None  # others stay
 
 
-@pytest.mark.mongodb  # reads the services' documents directly
 async def test_meta_connections_keep_no_user_token_and_go_on_activation_or_expiry(stack: Stack) -> None:
     code = await stack.meta_user("meta-user-ttl", acme_pages())
     started = await stack.start_meta(code)
-    connections = stack.db["meta_connections"]
-    doc = await connections.find_one({"_id": started["connection_id"]})
-    assert "user_token" not in doc
+    doc = await stack.stored("meta_connections", started["connection_id"])
+    assert doc is not None and "user_token" not in doc
     assert doc["expires_at"] - doc["created_at"] == timedelta(seconds=stack.settings.connection_ttl_s)
     await stack.activate(started["connection_id"], [PAGE_B])
-    assert await connections.find_one({"_id": started["connection_id"]}) is None
+    assert await stack.stored("meta_connections", started["connection_id"]) is None
     gone = await stack.activate(started["connection_id"], [PAGE_A], status=404)
     assert gone["code"] == "CONNECTION_NOT_FOUND"
 
@@ -1508,7 +1497,7 @@ async def test_meta_connections_keep_no_user_token_and_go_on_activation_or_expir
     stack.clock.advance(seconds=stack.settings.connection_ttl_s + 1)
     expired = await stack.activate(read, [PAGE_A], status=422)
     assert expired["code"] == "CONNECTION_EXPIRED"
-    assert await connections.find_one({"_id": read}) is None
-    assert await connections.find_one({"_id": unread}) is not None
+    assert await stack.stored("meta_connections", read) is None
+    assert await stack.stored("meta_connections", unread) is not None
     assert await stack.service.prune_connections() == 1
-    assert await connections.count_documents({}) == 0
+    assert await stack.count_stored("meta_connections") == 0

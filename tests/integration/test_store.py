@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,7 +11,9 @@ from parley_events import Author, Content, Direction, MessageReceived, Provider
 from parley_routing.adapters.stores import ConcurrentUpdate, MongoConversationRepository
 from parley_routing.domain.model import Conversation
 from parley_routing.service import ConversationService, record_message
+from parley_shared import mongo
 from parley_shared.mongo import MongoIdempotencyStore
+from pymongo import UpdateOne
 
 pytestmark = pytest.mark.integration
 
@@ -143,6 +146,39 @@ async def test_a_batch_rolls_forward_a_claim_whose_document_write_was_lost(mongo
     assert (stored.version, list(stored.recent)) == (3, ["msg_1", "msg_2", "msg_3"])
     projection = await mongo_db["conversations"].find_one({"_id": "conv_1"})
     assert projection["version"] == 3
+
+
+BULK_WRITERS = 6
+STATEMENTS_PER_WRITER = 200
+
+
+async def test_concurrent_bulk_writers_never_exhaust_ferretdbs_connection_pool(mongo_db: Any) -> None:
+    """FerretDB 1.24 (SQLite) holds a connection for every matching statement of a write command
+    until the command ends, 100 per database: six writers of 50-statement chunks at once never got
+    an answer, and nor did later writes to the database. Chunks of ``MAX_WRITE_STATEMENTS``, at
+    most ``WRITE_COMMANDS_IN_FLIGHT`` of them at once, keep every writer answered. A hang fails
+    the test at its deadline instead of hanging the suite."""
+    collection = mongo_db["bulk_writes"]
+    await collection.insert_many(
+        [{"_id": f"w{w}-{i}", "n": 0} for w in range(BULK_WRITERS) for i in range(STATEMENTS_PER_WRITER)]
+    )
+
+    async def writer(w: int) -> int:
+        updates = [UpdateOne({"_id": f"w{w}-{i}"}, {"$inc": {"n": 1}}) for i in range(STATEMENTS_PER_WRITER)]
+        return await mongo.bulk_write_chunked(collection, updates, ordered=False)
+
+    try:
+        async with asyncio.timeout(120):
+            matched = await asyncio.gather(*(writer(w) for w in range(BULK_WRITERS)))
+    except TimeoutError:
+        pytest.fail(
+            f"{BULK_WRITERS} concurrent bulk writers in chunks of {mongo.MAX_WRITE_STATEMENTS} "
+            f"({mongo.WRITE_COMMANDS_IN_FLIGHT} at once) got no answer within 120 s"
+        )
+    assert matched == [STATEMENTS_PER_WRITER] * BULK_WRITERS
+    assert await collection.count_documents({"n": 1}) == BULK_WRITERS * STATEMENTS_PER_WRITER
+    # the database still takes writes
+    assert (await collection.update_one({"_id": "w0-0"}, {"$inc": {"n": 1}})).matched_count == 1
 
 
 @pytest.mark.timeout(60)

@@ -39,12 +39,13 @@ def register_xaa_webhook(state: SandboxState) -> None:
 
 
 @pytest.fixture
-async def stack(infra: Infra, namespace: str, database_url: str, mongo_db: Any) -> AsyncIterator[Stack]:
-    """Onboarding with the X Activity API configured (its webhook id and X's app Bearer token)."""
+async def stack(infra: Infra, namespace: str, store_url: str) -> AsyncIterator[Stack]:
+    """Onboarding with the X Activity API configured (its webhook id and X's app Bearer token), on
+    PostgreSQL (a schema of its own)."""
     async with onboarding_stack(
         infra,
         namespace,
-        database_url,
+        store_url,
         configure=register_xaa_webhook,
         x_activity_webhook_id=XAA_WEBHOOK,
         x_bearer_token=SandboxState.x_bearer_token,
@@ -200,9 +201,9 @@ async def test_a_channel_switched_to_the_activity_api_mid_stream_loses_and_repea
 
 
 async def test_switching_is_refused_without_the_activity_api_configured(
-    infra: Infra, namespace: str, database_url: str, mongo_db: Any
+    infra: Infra, namespace: str, store_url: str
 ) -> None:
-    async with onboarding_stack(infra, namespace, database_url) as plain:
+    async with onboarding_stack(infra, namespace, store_url) as plain:
         channel = await connect(plain)
         assert channel["settings"]["x_api"] == "account_activity"
         refused = await plain.call(

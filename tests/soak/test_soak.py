@@ -37,17 +37,15 @@ from tests.fault.checker import (
     RETRY_S,
     SECRET,
     Attempt,
-    Effect,
     Report,
     Requests,
     TopicTail,
     drive_threads,
     now,
-    postgres_history_effects,
     replies,
     settle_consumers,
     signed,
-    verify,
+    verify_history,
     verify_replies,
 )
 from tests.support.kafka import publish_events
@@ -313,10 +311,7 @@ async def test_soak(soak_stack: SoakStack, infra: Infra, namespace: str) -> None
         for thread, items in warm.items():
             sent_in[thread] = items + sent_in.get(thread, [])
 
-        async def effects() -> list[Effect]:
-            return await postgres_history_effects(stack.store_url)
-
-        await verify(effects, sent_in, inbound, timeout_s=300)
+        await verify_history(stack.store_url, sent_in, inbound, timeout_s=300)
         await verify_replies(
             stack.sandbox.url, replies_topic, stack.decisions, sent_out, outbound, timeout_s=300
         )

@@ -23,15 +23,18 @@ from typing import Any
 
 import httpx
 import uvicorn
-from parley_events import qualify, topics
+from parley_events import Provider, qualify, topics
+from parley_onboarding.adapters.stores import account_claim_id
 from parley_onboarding.bootstrap import create_onboarding_app
 from parley_onboarding.service import OnboardingService
 from parley_onboarding.settings import OnboardingSettings
 from parley_sandbox import SandboxState, create_sandbox_app
 from parley_shared.auth import issue_dev_token
+from parley_shared.store import Store
 from starlette.applications import Starlette
 
 from tests.conftest import Infra
+from tests.support import records
 from tests.support.kafka import count_records, read_records
 
 TENANT = "tenant-acme"
@@ -163,20 +166,31 @@ class Stack:
         return service
 
     @property
-    def db(self) -> Any:
-        """The MongoDB database of a test marked ``mongodb`` (an error on PostgreSQL)."""
-        return self.app.state.runtime.db
+    def store(self) -> Store:
+        """The store the service opened (PostgreSQL, or MongoDB when ``store_url`` says so)."""
+        opened: Store = self.app.state.runtime.opened_store
+        return opened
+
+    async def stored(self, table: str, key: str) -> dict[str, Any] | None:
+        """A record as the service stored it, from either store (``tests.support.records``)."""
+        return await records.record(self.store, table, key)
+
+    async def count_stored(self, table: str, **where: str) -> int:
+        return await records.count(self.store, table, **where)
+
+    async def every_record(self) -> list[records.StoredRecord]:
+        """Every record anywhere in the service's store: (table or collection, key, record)."""
+        return await records.every_record(self.store)
+
+    async def account_holder(self, provider: Provider, account_id: str) -> str | None:
+        """The channel whose claim holds the account (the port only claims and releases)."""
+        claim = await self.stored("account_claims", account_claim_id(provider, account_id))
+        return None if claim is None else str(claim["channel_id"])
 
     async def waba_holder(self, waba_id: str) -> str | None:
-        """The tenant whose claim holds the WABA, read from either store (the port only claims)."""
-        store = self.app.state.runtime.opened_store
-        if store.kind == "postgresql":
-            async with store.postgres.connection() as conn:
-                cursor = await conn.execute("SELECT tenant_id FROM waba_claims WHERE id = %s", (waba_id,))
-                row = await cursor.fetchone()
-            return None if row is None else str(row[0])
-        doc = await store.db["waba_claims"].find_one({"_id": waba_id})
-        return None if doc is None else str(doc["tenant_id"])
+        """The tenant whose claim holds the WABA (the port only claims and releases)."""
+        claim = await self.stored("waba_claims", waba_id)
+        return None if claim is None else str(claim["tenant_id"])
 
     def admin(self, user: str = ADMIN, tenant: str = TENANT) -> dict[str, str]:
         return auth(user, tenant, admin=True, secret=self.jwt_secret)

@@ -46,6 +46,11 @@ def test_variables_are_read_with_the_parley_prefix(monkeypatch: pytest.MonkeyPat
     assert settings.topic_namespace == "staging"
 
 
+def test_the_store_is_the_local_postgresql_when_no_url_is_set() -> None:
+    assert ServiceSettings().store == "postgresql://postgres@127.0.0.1:54329/parley"
+    assert ServiceSettings(mongodb_url="mongodb://mongo:27017/parley").store == "mongodb://mongo:27017/parley"
+
+
 def test_the_store_is_the_mongodb_url_until_a_store_url_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PARLEY_MONGODB_URL", "mongodb://mongo:27017/parley")
     assert ServiceSettings().store == "mongodb://mongo:27017/parley"

@@ -7,9 +7,11 @@ transactions and no change streams.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from pymongo import AsyncMongoClient, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
@@ -20,24 +22,46 @@ from pymongo.uri_parser import parse_uri
 DUPLICATE_KEY = 11000
 """The server's error code for a unique-key violation (MongoDB and FerretDB alike)."""
 
-MAX_WRITE_STATEMENTS = 50
-"""Most statements sent in one write command. FerretDB 1.24 never answers an update command of
-100 or more statements, and later writes to that database then hang too (docs/storage.md), so
-bulk writes go out in chunks well under that."""
+MAX_WRITE_STATEMENTS = 20
+"""Most statements sent in one write command. FerretDB 1.24 holds a connection of its pool for
+every statement of a write command that matched a document until the whole command ends, and its
+SQLite backend has 100 connections per database: a command of 100 matching statements is never
+answered, and later writes to that database then hang too (docs/storage.md)."""
+
+WRITE_COMMANDS_IN_FLIGHT = 2
+"""Most bulk write commands one process (one event loop) has in flight on one database: with
+:data:`MAX_WRITE_STATEMENTS` that is at most 2 x 21 of FerretDB's 100 connections, so two such
+processes (routing replicas) and the other services' single-document writes fit beside them. Four
+concurrent writers of 50-statement chunks hung FerretDB (tests/integration/test_store.py)."""
+
+_write_gates: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = WeakKeyDictionary()
+"""The bulk-write gate of each database, per event loop (a semaphore belongs to one loop, as a
+client does); an entry goes with its loop."""
+
+
+def _write_gate(collection: AsyncCollection[dict[str, Any]]) -> asyncio.Semaphore:
+    gates = _write_gates.setdefault(asyncio.get_running_loop(), {})
+    name = collection.database.name
+    if name not in gates:
+        gates[name] = asyncio.Semaphore(WRITE_COMMANDS_IN_FLIGHT)
+    return gates[name]
 
 
 async def bulk_write_chunked(
     collection: AsyncCollection[dict[str, Any]], operations: Sequence[Any], *, ordered: bool
 ) -> int:
-    """``bulk_write`` in chunks of at most :data:`MAX_WRITE_STATEMENTS` (in order when ``ordered``).
+    """``bulk_write`` in chunks of at most :data:`MAX_WRITE_STATEMENTS` (in order when ``ordered``),
+    at most :data:`WRITE_COMMANDS_IN_FLIGHT` chunks of this process at once on the database.
 
     Returns how many documents the statements matched (upserts included).
     """
     matched = 0
+    gate = _write_gate(collection)
     for start in range(0, len(operations), MAX_WRITE_STATEMENTS):
-        result = await collection.bulk_write(
-            list(operations[start : start + MAX_WRITE_STATEMENTS]), ordered=ordered
-        )
+        async with gate:
+            result = await collection.bulk_write(
+                list(operations[start : start + MAX_WRITE_STATEMENTS]), ordered=ordered
+            )
         matched += result.matched_count + result.upserted_count
     return matched
 

@@ -14,6 +14,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "PARLEY_"
 
+LOCAL_POSTGRES_URL = "postgresql://postgres@127.0.0.1:54329/parley"
+"""The PostgreSQL of ``make infra-up`` (scripts/infra.sh): the store when no URL is set."""
+
 
 class ServiceSettings(BaseSettings):
     """What every Parley process needs: where Kafka and the store are, and how to serve."""
@@ -23,12 +26,13 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     mongodb_url: str = Field(
         default="mongodb://127.0.0.1:27017/parley",
-        description="The MongoDB (or FerretDB) store, used when PARLEY_STORE_URL is not set.",
+        description="The MongoDB (or FerretDB) store, used when it is set and PARLEY_STORE_URL is not.",
     )
     store_url: str | None = Field(
         default=None,
         description="The store, whose scheme picks the adapters: postgresql://... (PostgreSQL) or "
-        "mongodb://... (MongoDB, FerretDB); unset: PARLEY_MONGODB_URL (docs/storage.md).",
+        "mongodb://... (MongoDB, FerretDB); unset: PARLEY_MONGODB_URL if set, else the local "
+        f"PostgreSQL of make infra-up, {LOCAL_POSTGRES_URL} (docs/storage.md).",
     )
     topic_namespace: str = Field(
         default="",
@@ -94,8 +98,12 @@ class ServiceSettings(BaseSettings):
 
     @property
     def store(self) -> str:
-        """The URL of the store this process opens: ``store_url``, else ``mongodb_url``."""
-        return self.store_url or self.mongodb_url
+        """The URL of the store this process opens: ``store_url``, else ``mongodb_url`` when it was
+        set, else the local PostgreSQL (the default store; ``mongodb_url``'s own default is kept
+        for the tools that read it, but no longer chooses the store)."""
+        if self.store_url:
+            return self.store_url
+        return self.mongodb_url if "mongodb_url" in self.model_fields_set else LOCAL_POSTGRES_URL
 
     def group_id(self, name: str) -> str:
         """The consumer group id of one of this service's subscribers."""
