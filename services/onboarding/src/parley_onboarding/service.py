@@ -52,6 +52,7 @@ from parley_providers.base import (
     ThroughputCheck,
     TokenCheck,
 )
+from parley_providers.rules import Counting
 from parley_shared.channels import CLAIMING_STATUSES
 from parley_shared.logging import get_logger
 from parley_shared.mongo import VersionConflict
@@ -97,6 +98,28 @@ REFRESH_LEASE = timedelta(minutes=2)
 REFRESH_CLAIMS_KEPT = timedelta(days=1)
 """How long spent refresh tokens' claims are kept: far longer than any replica holds a stale read
 of a credential, so a token once spent is never claimed (and spent) again."""
+
+
+def check_away_message(provider: Provider, text: str, text_limit: int | None) -> None:
+    """Refuse an away message longer than any of the provider's reply kinds allows (counted the
+    provider's way: X's weighted length, WhatsApp's characters), or than the channel's own limit:
+    it goes out through policy, which would refuse it at every send."""
+    for rule in registry.reply_rules().values():
+        if rule.provider is not provider:
+            continue
+        if rule.counting is Counting.CHARACTERS:
+            length = len(text)
+        elif rule.counting is Counting.UTF8_BYTES:
+            length = len(text.encode())
+        else:
+            length = registry.length_counter(rule.counting)(text)
+        limit = min(rule.text_limit, text_limit or rule.text_limit)
+        if length > limit:
+            raise DomainError(
+                "INVALID_SETTING",
+                f"away_message is {length} long; {provider.value} {rule.kind} replies allow {limit}",
+                field="away_message",
+            )
 
 
 class NotFound(DomainError):
@@ -365,9 +388,17 @@ class OnboardingService:
                 await self._switch_delivery_api(channel, api, actor_id)
         if not changes:
             return await self.channel(tenant_id, channel_id)
-        return await self._change_channel(
+        if changes.get("away_message") is not None:
+            channel = await self.channel(tenant_id, channel_id)
+            text_limit = changes.get("text_limit", channel.settings.text_limit)
+            check_away_message(channel.provider, str(changes["away_message"]).strip(), text_limit)
+        channel = await self._change_channel(
             tenant_id, channel_id, lambda c: c.update_settings(changes, actor_id, self.clock())
         )
+        if "business_hours" in changes:
+            # a new schedule may open or close the channel now: say so at once, not at the next tick
+            channel = await self._change_channel(tenant_id, channel_id, lambda c: c.track_hours(self.clock()))
+        return channel
 
     async def set_access(self, tenant_id: str, channel_id: str, access: Access, actor_id: str) -> Channel:
         teams = {t.id for t in await self.teams(tenant_id)}
@@ -1465,6 +1496,25 @@ class OnboardingService:
         return changed
 
     # --- token lifecycle --------------------------------------------------------------------------
+
+    async def track_business_hours(self) -> int:
+        """Announce every active channel's business hours opening or closing (run on a timer on
+        every replica: the state announced is saved on the channel with its revision, so of two
+        replicas at the same change one saves and publishes, the other finds it done). Returns how
+        many changes this call announced."""
+        announced = 0
+        async for found in self.stores.channels_with_status((ChannelStatus.ACTIVE,)):
+            if found.settings.business_hours is None and found.hours_open is None:
+                continue
+            emitted: list[Event] = []
+
+            def track(channel: Channel, out: list[Event] = emitted) -> list[Event]:
+                out[:] = channel.track_hours(self.clock())
+                return out
+
+            await self._change_channel(found.tenant_id, found.id, track)
+            announced += 1 if emitted else 0
+        return announced
 
     async def check_token_expiry(self) -> int:
         """Publish token_expiring for channels whose token expires within the lead time (once each)."""

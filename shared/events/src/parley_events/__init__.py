@@ -1,12 +1,14 @@
 """parley-events: the event contracts Parley publishes, installable on their own."""
 
 from parley_events.envelope import CloudEventAttributes, MissingCloudEventHeader
+from parley_events.hours import BusinessHours, OpenInterval, Weekday
 from parley_events.models import (
     EVENT_TYPES,
     Attachment,
     Author,
     ChannelConnected,
     ChannelDisconnected,
+    ChannelHoursChanged,
     ChannelLifecycleEvent,
     ChannelReauthRequired,
     ChannelReconnected,
@@ -91,8 +93,10 @@ __all__ = [
     "EVENT_TYPES",
     "Attachment",
     "Author",
+    "BusinessHours",
     "ChannelConnected",
     "ChannelDisconnected",
+    "ChannelHoursChanged",
     "ChannelLifecycleEvent",
     "ChannelReauthRequired",
     "ChannelReconnected",
@@ -138,6 +142,7 @@ __all__ = [
     "MessagingLimitChanged",
     "MissingCloudEventHeader",
     "NumberThroughputChanged",
+    "OpenInterval",
     "OwnerChangeReason",
     "Pricing",
     "Provider",
@@ -171,6 +176,7 @@ __all__ = [
     "ThreadControlTaken",
     "TopicSpec",
     "WebhookReceived",
+    "Weekday",
     "WhatsAppStepChanged",
     "all_topics",
     "dlq_name",

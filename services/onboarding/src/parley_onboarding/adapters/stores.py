@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from parley_events import ChannelRole, ChannelStatus, Provider
+from parley_events import BusinessHours, ChannelRole, ChannelStatus, Provider
 from parley_providers.base import GrantedPage
 from parley_shared.channels import CLAIMING_STATUSES
 from parley_shared.mongo import MongoVersionedDocuments
@@ -36,7 +36,12 @@ def channel_to_doc(channel: Channel) -> dict[str, Any]:
         "business_account_id": channel.business_account_id,
         "status": channel.status.value,
         "connected_by": channel.connected_by,
-        "settings": asdict(channel.settings),
+        "settings": {
+            **asdict(channel.settings),
+            "business_hours": hours.model_dump(mode="json")
+            if (hours := channel.settings.business_hours) is not None
+            else None,
+        },
         "access": {
             "user_access": {k: v.value for k, v in channel.access.user_access.items()},
             "team_access": {k: v.value for k, v in channel.access.team_access.items()},
@@ -51,7 +56,13 @@ def channel_to_doc(channel: Channel) -> dict[str, Any]:
         "throughput_level": channel.throughput_level,
         "coexistence": channel.coexistence,
         "business_portfolio_id": channel.business_portfolio_id,
+        "hours_open": channel.hours_open,
     }
+
+
+def _settings(doc: dict[str, Any]) -> Settings:
+    hours = doc.get("business_hours")
+    return Settings(**{**doc, "business_hours": BusinessHours.model_validate(hours) if hours else None})
 
 
 def channel_from_doc(doc: dict[str, Any]) -> Channel:
@@ -64,7 +75,7 @@ def channel_from_doc(doc: dict[str, Any]) -> Channel:
         business_account_id=doc.get("business_account_id"),
         status=ChannelStatus(doc["status"]),
         connected_by=doc.get("connected_by"),
-        settings=Settings(**doc.get("settings", {})),
+        settings=_settings(doc.get("settings", {})),
         access=Access(
             user_access={k: ChannelRole(v) for k, v in access.get("user_access", {}).items()},
             team_access={k: ChannelRole(v) for k, v in access.get("team_access", {}).items()},
@@ -79,6 +90,7 @@ def channel_from_doc(doc: dict[str, Any]) -> Channel:
         throughput_level=doc.get("throughput_level"),
         coexistence=bool(doc.get("coexistence", False)),
         business_portfolio_id=doc.get("business_portfolio_id"),
+        hours_open=doc.get("hours_open"),
         revision=doc["version"],
     )
 

@@ -15,8 +15,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from parley_events import (
+    BusinessHours,
     ChannelConnected,
     ChannelDisconnected,
+    ChannelHoursChanged,
     ChannelLifecycleEvent,
     ChannelReauthRequired,
     ChannelReconnected,
@@ -30,6 +32,7 @@ from parley_events import (
     Event,
     Provider,
 )
+from parley_events.hours import current_period
 
 from parley_onboarding.domain.errors import Conflict, DomainError
 
@@ -46,7 +49,11 @@ SETTING_FIELDS = (
     "auto_resolve_pending_s",
     "human_agent_tag",
     "text_limit",
+    "business_hours",
+    "away_message",
 )
+AWAY_MESSAGE_MAX = 4096
+"""The snapshot's bound; the provider's own, smaller limits are checked by the service at save."""
 ACCESS_FIELDS = ("user_access", "team_access", "all_users_role", "all_teams_role")
 
 
@@ -68,6 +75,10 @@ class Settings:
     text_limit: int | None = None
     x_api: str | None = None
     """X only: the delivery API its subscriptions use (None on an X channel: ``account_activity``)."""
+    business_hours: BusinessHours | None = None
+    """None: no schedule, always open (docs/onboarding.md, "Business hours")."""
+    away_message: str | None = None
+    """Sent once per conversation per closed period to a customer who writes out of hours."""
 
     def validated(self) -> Settings:
         if self.display_name is not None:
@@ -94,6 +105,20 @@ class Settings:
                 )
         if self.text_limit is not None and self.text_limit < 1:
             raise DomainError("INVALID_SETTING", "text_limit must be positive", field="text_limit")
+        if self.away_message is not None:
+            text = self.away_message.strip()
+            if not text:
+                raise DomainError(
+                    "INVALID_SETTING", "away_message cannot be blank (null removes it)", field="away_message"
+                )
+            if len(text) > AWAY_MESSAGE_MAX:
+                raise DomainError(
+                    "INVALID_SETTING",
+                    f"away_message is at most {AWAY_MESSAGE_MAX} characters",
+                    field="away_message",
+                )
+            if text != self.away_message:
+                return replace(self, away_message=text).validated()
         if self.x_api is not None and self.x_api not in X_APIS:
             raise DomainError("INVALID_SETTING", f"x_api is one of {', '.join(X_APIS)}", field="x_api")
         return self
@@ -138,6 +163,8 @@ class Channel:
     business_portfolio_id: str | None = None
     """WhatsApp: the business portfolio owning the WABA, whose numbers share one messaging limit
     (None: unknown)."""
+    hours_open: bool | None = None
+    """The business-hours state last announced (``channel.hours_changed``); None: never announced."""
     revision: int = 0
 
     @classmethod
@@ -226,6 +253,32 @@ class Channel:
         # the snapshot goes out too, so consumers see every revision
         return [self.snapshot(), ChannelTokenExpiring(**self._base(now, None), expires_at=expires)]
 
+    def track_hours(self, now: datetime) -> list[Event]:
+        """Announce the business hours' state when it differs from the one last announced (the
+        hours job calls this at every tick; a channel with no schedule is always open).
+
+        The event id names the channel and the instant the state began, so a replica that
+        announces the same opening again (its save lost the race) publishes a duplicate the
+        consumers drop."""
+        if self.status is not ChannelStatus.ACTIVE:
+            return []
+        hours = self.settings.business_hours
+        is_open, since, until = current_period(hours, now)
+        if self.hours_open is is_open or (hours is None and self.hours_open is None):
+            return []
+        self.hours_open = is_open
+        self.revision += 1
+        at = since or now
+        state = "open" if is_open else "closed"
+        return [
+            self.snapshot(),
+            ChannelHoursChanged(
+                **{**self._base(at, None), "event_id": f"hours_{self.id}_{state}_{at:%Y%m%dT%H%M%S}"},
+                open=is_open,
+                next_change_at=until,
+            ),
+        ]
+
     def record_throughput(self, level: str | None, coexistence: bool) -> list[Event]:
         """The provider's word on how fast the number may send (WhatsApp): a new snapshot when it
         changed, nothing otherwise."""
@@ -313,6 +366,8 @@ class Channel:
             all_teams_role=self.access.all_teams_role,
             human_agent_tag=self.settings.human_agent_tag,
             text_limit=self.settings.text_limit,
+            business_hours=self.settings.business_hours,
+            away_message=self.settings.away_message,
         )
 
     def subscriptions_found(

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI
-from parley_events import ChannelRole, ChannelStatus, Provider
+from parley_events import BusinessHours, ChannelRole, ChannelStatus, Provider
 from parley_providers import ProviderError
 from parley_providers.base import MessageTemplate
 from parley_shared.api import ApiError, error_responses, install_error_handlers, principal_dependency
@@ -44,6 +44,11 @@ class ChannelOut(BaseModel):
     settings: dict[str, Any]
     access: dict[str, Any]
     token_expires_at: datetime | None
+    hours_open: bool | None = Field(
+        default=None,
+        description="Whether the channel is in business hours, as last announced "
+        "(`channel.hours_changed`); null: never announced (no schedule: always open).",
+    )
     revision: int
 
 
@@ -65,6 +70,16 @@ class SettingsPatch(BaseModel):
     human_agent_tag: bool | None = None
     text_limit: int | None = Field(
         default=None, le=INT64_MAX, description="Characters; send 0 to remove the override."
+    )
+    business_hours: BusinessHours | None = Field(
+        default=None,
+        description="The weekly schedule in a time zone, with holidays; null removes it (always "
+        "open). Replaces the whole schedule.",
+    )
+    away_message: str | None = Field(
+        default=None,
+        description="Sent once per conversation per closed period to a customer who writes outside "
+        "business hours; at most the provider's reply length; null removes it.",
     )
     x_api: Literal["activity", "account_activity"] | None = Field(
         default=None,
@@ -151,6 +166,10 @@ def channel_out(channel: Channel) -> ChannelOut:
             "auto_resolve_pending_s": channel.settings.auto_resolve_pending_s,
             "human_agent_tag": channel.settings.human_agent_tag,
             "text_limit": channel.settings.text_limit,
+            "business_hours": hours.model_dump(mode="json")
+            if (hours := channel.settings.business_hours) is not None
+            else None,
+            "away_message": channel.settings.away_message,
             **({"x_api": channel.x_api} if channel.x_api is not None else {}),
         },
         access={
@@ -160,6 +179,7 @@ def channel_out(channel: Channel) -> ChannelOut:
             "all_teams_role": channel.access.all_teams_role,
         },
         token_expires_at=channel.token_expires_at,
+        hours_open=channel.hours_open,
         revision=channel.revision,
     )
 
@@ -350,6 +370,8 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
         for key in ("auto_resolve_new_s", "auto_resolve_pending_s", "text_limit"):
             if changes.get(key) == 0:
                 changes[key] = None
+        if "business_hours" in changes:
+            changes["business_hours"] = body.business_hours  # the model, not its dump
         return channel_out(
             await service.update_settings(principal.tenant_id, channel_id, changes, principal.user_id)
         )
