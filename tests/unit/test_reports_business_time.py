@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from parley_events import BusinessHours
+from parley_events.hours import AWAY_MESSAGE_REQUESTER
 from parley_reports.domain.buckets import Bucket
 from parley_reports.domain.report import Activity, Granularity, activity_report, agent_report
 from parley_reports.domain.timing import ConversationTiming, ReportEvent, new_state
@@ -113,3 +114,15 @@ def test_an_agents_first_response_is_measured_in_business_time_too() -> None:
     [alice] = agent_report(buckets.values(), None)
     assert alice.first_response.median_s == pytest.approx((MON_0730_UTC - FRI_1530_UTC) * 60, rel=0.01)
     assert alice.first_response_business.median_s == pytest.approx(3600, rel=0.01)
+
+
+def test_an_away_message_is_counted_as_an_automated_reply_but_answers_nobody() -> None:
+    c = Conversation()
+    away = c.reply(FRI_1530_UTC + 0.1, agent=None).model_copy(update={"requested_by": AWAY_MESSAGE_REQUESTER})
+    human = c.reply(MON_0730_UTC)
+    events = [c.created(FRI_1530_UTC), c.message(FRI_1530_UTC), away, c.echo(away), human, c.echo(human)]
+    total = totals(events, office())
+    assert (total.replies_automated, total.replies_human) == (1, 1)
+    # the customer's message waited for alice, not for the away message
+    assert total.reply_time.count == 1
+    assert total.reply_time_business.median_s == pytest.approx(3600, rel=0.01)

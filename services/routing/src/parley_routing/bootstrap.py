@@ -87,7 +87,7 @@ def build(
         with trace_of(event.conversation_id):
             await adapters.publisher.publish(event, event_id=event.event_id, time=event.occurred_at)
 
-    service = ConversationService(adapters.repository, publish, clock)
+    service = ConversationService(adapters.repository, publish, clock, channels.by_id.get)
     api = create_api(AgentService(service, DirectoryRoles(channels, teams)), TokenVerifier(settings))
     return RoutingWiring(
         service=service,

@@ -31,6 +31,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+AWAY_MESSAGE_REQUESTER = "parley:away-message"
+"""``requested_by`` of the replies that carry a channel's away message (policy sends them for
+routing's ``conversation.away_message_due``): consumers tell them from other automations' replies
+by it (reports does not count one as answering the customer)."""
 MAX_INTERVALS = 70
 MAX_HOLIDAYS = 400
 SEARCH_DAYS = 400

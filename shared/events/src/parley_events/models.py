@@ -1285,6 +1285,23 @@ class ConversationThreadControlChanged(ConversationEvent):
     actor_id: str | None = Field(default=None, description="The agent, for agent_take and agent_release.")
 
 
+class ConversationAwayMessageDue(ConversationEvent):
+    """A customer wrote while the channel was out of business hours, and the conversation has had
+    no away message in this closed period: policy sends the channel's away message as an
+    automated reply (its windows, lengths and rates apply; it may refuse it)."""
+
+    event_type: ClassVar[str] = "parley.conversation.away_message_due.v1"
+
+    message_event_id: str = Field(description="The customer message that found the channel closed.")
+    text: str = Field(max_length=4096, description="The channel's away message.")
+    closed_since: datetime | None = Field(
+        default=None, description="When the closed period began (null: the schedule never opens)."
+    )
+    opens_at: datetime | None = Field(
+        default=None, description="When the channel opens next (null: not within a year)."
+    )
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     WebhookReceived,
     MessageReceived,
@@ -1335,6 +1352,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ConversationLabelsChanged,
     ConversationNoteAdded,
     ConversationThreadControlChanged,
+    ConversationAwayMessageDue,
 )
 
 

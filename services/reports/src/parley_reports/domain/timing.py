@@ -39,7 +39,7 @@ from parley_events import (
     SenderType,
     StatusChangeReason,
 )
-from parley_events.hours import business_seconds
+from parley_events.hours import AWAY_MESSAGE_REQUESTER, business_seconds
 
 from parley_reports.domain import buckets as m
 from parley_reports.domain.buckets import (
@@ -228,6 +228,8 @@ class ConversationTiming:
         if human and reply.agent_id:
             deltas.append(Count(m.AGENT_REPLIES, reply.agent_id))
         out = [self._at(f"sent:{reply.reply_id}", reply.sent_at, *deltas)]
+        if reply.requested_by == AWAY_MESSAGE_REQUESTER:
+            return out  # an away message tells the customer when to expect an answer: it is not one
         parked = ParkedReply(reply.reply_id, reply.sent_at, human, reply.agent_id, reply.provider_message_id)
         reached = self.known_until is not None and self.known_until >= reply.sent_at
         if reached or reply.provider_message_id in self.outbound:

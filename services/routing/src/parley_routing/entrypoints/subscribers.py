@@ -10,6 +10,7 @@ import structlog
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 from parley_events import (
+    ConversationAwayMessageDue,
     ConversationCreated,
     ConversationLabelsChanged,
     ConversationMessageAdded,
@@ -68,6 +69,7 @@ def routing_router(
         ConversationLabelsChanged,
         ConversationNoteAdded,
         ConversationThreadControlChanged,
+        ConversationAwayMessageDue,
         title="conversation-events",
         description="Every change of a conversation, in order per conversation (its sequence).",
     )
