@@ -1238,6 +1238,27 @@ async def test_business_hours_are_validated_stored_and_published_with_the_snapsh
     [announced] = of_type(events, "parley.channel.hours_changed.v1", channel_id=channel_id)
     assert announced["open"] is read["hours_open"]
 
+    # a team's schedule: the channel takes it once its own is removed
+    team = await stack.call("POST", "/teams", {"name": "Night shift"}, status=201)
+    night = {
+        "time_zone": "UTC",
+        "intervals": [{"day": "mon", "start": "22:00", "end": "24:00"}],
+        "holidays": [],
+    }
+    refused = await stack.call(
+        "PUT", f"/teams/{team['id']}/business-hours", {"business_hours": {"time_zone": "Nowhere"}}, status=422
+    )
+    assert refused["fields"][0]["field"].startswith("body.business_hours.time_zone")
+    named = await stack.call("PUT", f"/teams/{team['id']}/business-hours", {"business_hours": night})
+    assert named["business_hours"] == night
+    await stack.call("PUT", f"/channels/{channel_id}/access", {"team_access": {team["id"]: "contributor"}})
+    await stack.call("PATCH", path, {"business_hours": None})
+    snapshots = sorted(
+        of_type(await stack.events(topics.CHANNELS), SNAPSHOT, channel_id=channel_id),
+        key=lambda s: s["revision"],
+    )
+    assert snapshots[-1]["business_hours"] == night
+
 
 async def test_teams_per_tenant_are_capped(infra: Infra, namespace: str, store_url: str) -> None:
     """Security #13 finding 14c: team creation is bounded per tenant; deleted teams free their place."""

@@ -6,10 +6,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from parley_events import BusinessHours, ChannelHoursChanged, ChannelSnapshot, Provider
-from parley_onboarding.adapters.stores import channel_from_doc, channel_to_doc
-from parley_onboarding.domain.channels import Channel
+from parley_events import BusinessHours, ChannelHoursChanged, ChannelRole, ChannelSnapshot, Provider
+from parley_onboarding.adapters.stores import channel_from_doc, channel_to_doc, team_from_doc, team_to_doc
+from parley_onboarding.domain.channels import Access, Channel, team_hours_for
 from parley_onboarding.domain.errors import DomainError
+from parley_onboarding.domain.teams import Team
 
 from tests.unit.test_onboarding_service import ACME, ADMIN, Harness
 
@@ -155,3 +156,65 @@ async def test_an_away_message_longer_than_the_channels_own_limit_is_refused() -
     with pytest.raises(DomainError) as caught:
         await h.service.update_settings(ACME, channel.id, {"away_message": "x" * 21}, ADMIN)
     assert caught.value.details["field"] == "away_message"
+
+
+# --- team schedules ---------------------------------------------------------------------------------
+
+EARLY = BusinessHours.model_validate(
+    {"time_zone": "UTC", "intervals": [{"day": "mon", "start": "06:00", "end": "14:00"}]}
+)
+
+
+def team(team_id: str, hours: BusinessHours | None, deleted: bool = False) -> Team:
+    return Team(id=team_id, tenant_id=ACME, name=team_id, business_hours=hours, deleted=deleted)
+
+
+def test_of_several_teams_the_one_with_the_highest_role_gives_the_schedule() -> None:
+    teams = {"t_a": team("t_a", OFFICE), "t_b": team("t_b", EARLY), "t_c": team("t_c", None)}
+    access = Access(
+        team_access={"t_a": ChannelRole.VIEWER, "t_b": ChannelRole.CONTRIBUTOR, "t_c": ChannelRole.SUPERVISOR}
+    )
+    assert team_hours_for(access, teams) == EARLY  # t_c supervises but has no schedule
+    tie = Access(team_access={"t_b": ChannelRole.VIEWER, "t_a": ChannelRole.VIEWER})
+    assert team_hours_for(tie, teams) == OFFICE  # equal roles: the lowest team id
+    gone = {**teams, "t_b": team("t_b", EARLY, deleted=True)}
+    assert team_hours_for(access, gone) == OFFICE
+    assert team_hours_for(Access(all_teams_role=ChannelRole.SUPERVISOR), teams) is None
+
+
+async def test_a_channel_takes_its_teams_schedule_unless_it_has_its_own() -> None:
+    h = Harness()
+    h.now = FRIDAY_NOON
+    channel = await h.service._upsert_connected(
+        tenant_id=ACME, provider=Provider.MESSENGER, account_id="acct_1", actor_id=ADMIN, credential=None
+    )
+    support = await h.service.create_team(ACME, "Support")
+    await h.service.set_access(
+        ACME, channel.id, Access(team_access={support.id: ChannelRole.CONTRIBUTOR}), ADMIN
+    )
+    assert h.of(ChannelSnapshot)[-1].business_hours is None
+
+    await h.service.set_team_hours(ACME, support.id, OFFICE)
+    assert h.of(ChannelSnapshot)[-1].business_hours == OFFICE
+    assert h.of(ChannelHoursChanged)[-1].open is True  # Friday noon in Berlin
+
+    await h.service.update_settings(ACME, channel.id, {"business_hours": EARLY}, ADMIN)
+    assert h.of(ChannelSnapshot)[-1].business_hours == EARLY  # its own wins
+    assert h.of(ChannelHoursChanged)[-1].open is False  # EARLY opens on Mondays only
+    await h.service.set_team_hours(ACME, support.id, None)
+    assert h.of(ChannelSnapshot)[-1].business_hours == EARLY
+    await h.service.set_team_hours(ACME, support.id, OFFICE)
+    await h.service.update_settings(ACME, channel.id, {"business_hours": None}, ADMIN)
+    assert h.of(ChannelSnapshot)[-1].business_hours == OFFICE  # the team's again
+
+    await h.service.delete_team(ACME, support.id)
+    assert h.of(ChannelSnapshot)[-1].business_hours is None
+    assert h.of(ChannelHoursChanged)[-1].open is True  # no schedule: always open
+
+
+def test_the_stored_documents_keep_the_team_schedule() -> None:
+    support = team("t_a", EARLY)
+    assert team_from_doc(team_to_doc(support)).business_hours == EARLY
+    channel = connect()
+    channel.inherit_hours(EARLY, FRIDAY_NOON)
+    assert channel_from_doc(channel_to_doc(channel)).team_hours == EARLY

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from parley_events import (
+    BusinessHours,
     ChannelSnapshot,
     ChannelStatus,
     ChannelTemplateCategoryChanged,
@@ -60,7 +61,7 @@ from parley_shared.vault import Credential
 
 from parley_onboarding import metrics
 from parley_onboarding.adapters.stores import AccountClaim, OnboardingStore
-from parley_onboarding.domain.channels import Access, Channel, channel_id_for
+from parley_onboarding.domain.channels import Access, Channel, channel_id_for, team_hours_for
 from parley_onboarding.domain.connections import PageConnection
 from parley_onboarding.domain.errors import Conflict, DomainError
 from parley_onboarding.domain.teams import Team
@@ -396,7 +397,8 @@ class OnboardingService:
             tenant_id, channel_id, lambda c: c.update_settings(changes, actor_id, self.clock())
         )
         if "business_hours" in changes:
-            # a new schedule may open or close the channel now: say so at once, not at the next tick
+            # a new schedule (or the team's, once the channel's own is removed) may open or close
+            # the channel now: say so at once, not at the next tick
             channel = await self._change_channel(tenant_id, channel_id, lambda c: c.track_hours(self.clock()))
         return channel
 
@@ -407,9 +409,35 @@ class OnboardingService:
             raise DomainError(
                 "UNKNOWN_TEAM", f"no such team: {', '.join(sorted(unknown))}", field="team_access"
             )
-        return await self._change_channel(
+        await self._change_channel(
             tenant_id, channel_id, lambda c: c.set_access(access, actor_id, self.clock())
         )
+        await self._apply_team_hours(tenant_id, {channel_id})  # its teams may bring a schedule
+        return await self.channel(tenant_id, channel_id)
+
+    async def set_team_hours(self, tenant_id: str, team_id: str, hours: BusinessHours | None) -> Team:
+        """A team's business hours; every channel that takes its schedule from the team gets it."""
+        team = await self.change_team(tenant_id, team_id, lambda t: t.set_business_hours(hours))
+        await self._apply_team_hours(tenant_id)
+        return team
+
+    async def _apply_team_hours(self, tenant_id: str, channel_ids: set[str] | None = None) -> None:
+        """Give each connected channel of the tenant (or those named) the schedule of its teams
+        (``team_hours_for``), and announce the opening or closing that causes at once."""
+        teams = {t.id: t for t in await self.stores.tenant_teams(tenant_id)}
+        for channel in await self.channels(tenant_id):
+            if channel.status is ChannelStatus.DISCONNECTED or (
+                channel_ids is not None and channel.id not in channel_ids
+            ):
+                continue
+            if team_hours_for(channel.access, teams) == channel.team_hours:
+                continue
+
+            def inherit(c: Channel) -> list[Event]:
+                return c.inherit_hours(team_hours_for(c.access, teams), self.clock())
+
+            await self._change_channel(tenant_id, channel.id, inherit)
+            await self._change_channel(tenant_id, channel.id, lambda c: c.track_hours(self.clock()))
 
     async def disconnect(self, tenant_id: str, channel_id: str, actor_id: str) -> Channel:
         """Disconnect: the snapshot withdraws the channel from its account in every directory, the
@@ -1504,7 +1532,7 @@ class OnboardingService:
         many changes this call announced."""
         announced = 0
         async for found in self.stores.channels_with_status((ChannelStatus.ACTIVE,)):
-            if found.settings.business_hours is None and found.hours_open is None:
+            if found.hours_in_force is None and found.hours_open is None:
                 continue
             emitted: list[Event] = []
 
@@ -1787,3 +1815,4 @@ class OnboardingService:
                     return c.set_access(a, "system", self.clock())
 
                 await self._change_channel(tenant_id, channel.id, drop_grant)
+        await self._apply_team_hours(tenant_id)  # a deleted team's schedule is no channel's any more

@@ -57,6 +57,7 @@ def channel_to_doc(channel: Channel) -> dict[str, Any]:
         "coexistence": channel.coexistence,
         "business_portfolio_id": channel.business_portfolio_id,
         "hours_open": channel.hours_open,
+        "team_hours": channel.team_hours.model_dump(mode="json") if channel.team_hours else None,
     }
 
 
@@ -91,6 +92,7 @@ def channel_from_doc(doc: dict[str, Any]) -> Channel:
         coexistence=bool(doc.get("coexistence", False)),
         business_portfolio_id=doc.get("business_portfolio_id"),
         hours_open=doc.get("hours_open"),
+        team_hours=BusinessHours.model_validate(doc["team_hours"]) if doc.get("team_hours") else None,
         revision=doc["version"],
     )
 
@@ -103,6 +105,7 @@ def team_to_doc(team: Team) -> dict[str, Any]:
         "name": team.name,
         "members": list(team.members),
         "deleted": team.deleted,
+        "business_hours": team.business_hours.model_dump(mode="json") if team.business_hours else None,
     }
 
 
@@ -114,6 +117,9 @@ def team_from_doc(doc: dict[str, Any]) -> Team:
         members=list(doc["members"]),
         revision=doc["version"],
         deleted=doc.get("deleted", False),
+        business_hours=BusinessHours.model_validate(doc["business_hours"])
+        if doc.get("business_hours")
+        else None,
     )
 
 

@@ -35,6 +35,7 @@ from parley_events import (
 from parley_events.hours import current_period
 
 from parley_onboarding.domain.errors import Conflict, DomainError
+from parley_onboarding.domain.teams import Team
 
 DISPLAY_NAME_MAX = 255
 DEFAULT_AUTO_RESOLVE_S = 30 * 24 * 3600
@@ -165,6 +166,9 @@ class Channel:
     (None: unknown)."""
     hours_open: bool | None = None
     """The business-hours state last announced (``channel.hours_changed``); None: never announced."""
+    team_hours: BusinessHours | None = None
+    """The schedule the channel takes from its teams (:func:`team_hours_for`), in force while it
+    has none of its own."""
     revision: int = 0
 
     @classmethod
@@ -253,6 +257,24 @@ class Channel:
         # the snapshot goes out too, so consumers see every revision
         return [self.snapshot(), ChannelTokenExpiring(**self._base(now, None), expires_at=expires)]
 
+    @property
+    def hours_in_force(self) -> BusinessHours | None:
+        """The channel's own schedule, else its team's (None: always open)."""
+        return self.settings.business_hours or self.team_hours
+
+    def inherit_hours(self, hours: BusinessHours | None, at: datetime) -> list[Event]:
+        """Take the schedule of the channel's teams (:func:`team_hours_for`); a new snapshot when
+        the schedule in force changes."""
+        self._require_connected()
+        if hours == self.team_hours:
+            return []
+        before = self.hours_in_force
+        self.team_hours = hours
+        if self.hours_in_force == before:
+            self.revision += 1  # kept for later (the channel's own schedule is in force)
+            return [self.snapshot()]
+        return self._changed(("business_hours",), None, at)
+
     def track_hours(self, now: datetime) -> list[Event]:
         """Announce the business hours' state when it differs from the one last announced (the
         hours job calls this at every tick; a channel with no schedule is always open).
@@ -262,7 +284,7 @@ class Channel:
         consumers drop."""
         if self.status is not ChannelStatus.ACTIVE:
             return []
-        hours = self.settings.business_hours
+        hours = self.hours_in_force
         is_open, since, until = current_period(hours, now)
         if self.hours_open is is_open or (hours is None and self.hours_open is None):
             return []
@@ -366,7 +388,7 @@ class Channel:
             all_teams_role=self.access.all_teams_role,
             human_agent_tag=self.settings.human_agent_tag,
             text_limit=self.settings.text_limit,
-            business_hours=self.settings.business_hours,
+            business_hours=self.hours_in_force,
             away_message=self.settings.away_message,
         )
 
@@ -417,7 +439,7 @@ class Channel:
         # a check changes no revision: the event is named by the channel and the check's time
         return {**self._base(at, actor_id), "event_id": f"chsub_{self.id}_{at.strftime('%Y%m%dT%H%M%S%f')}"}
 
-    def _changed(self, changed: tuple[str, ...], actor_id: str, at: datetime) -> list[Event]:
+    def _changed(self, changed: tuple[str, ...], actor_id: str | None, at: datetime) -> list[Event]:
         self.revision += 1
         return [self.snapshot(), ChannelSettingsChanged(**self._base(at, actor_id), changed=changed)]
 
@@ -430,6 +452,18 @@ class Channel:
             "occurred_at": at,
             "actor_id": actor_id,
         }
+
+
+def team_hours_for(access: Access, teams: Mapping[str, Team]) -> BusinessHours | None:
+    """The schedule a channel takes from the teams its access names (``team_access``; the All
+    Teams role names none): of those with a schedule, the team with the highest role on the
+    channel, and between equal roles the lowest team id (stable: names change, ids do not)."""
+    candidates = sorted(
+        (-role.rank, team_id)
+        for team_id, role in access.team_access.items()
+        if (team := teams.get(team_id)) is not None and not team.deleted and team.business_hours is not None
+    )
+    return teams[candidates[0][1]].business_hours if candidates else None
 
 
 def lifecycle_events(events: list[Event]) -> list[ChannelLifecycleEvent]:

@@ -126,6 +126,17 @@ class TeamOut(BaseModel):
     id: str
     name: str
     members: list[str]
+    business_hours: BusinessHours | None = Field(
+        default=None, description="The schedule of the team's channels that have none of their own."
+    )
+
+
+class TeamHoursIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    business_hours: BusinessHours | None = Field(
+        description="The weekly schedule in a time zone, with holidays; null removes it."
+    )
 
 
 class OnboardingOut(BaseModel):
@@ -185,7 +196,7 @@ def channel_out(channel: Channel) -> ChannelOut:
 
 
 def team_out(team: Team) -> TeamOut:
-    return TeamOut(id=team.id, name=team.name, members=list(team.members))
+    return TeamOut(id=team.id, name=team.name, members=list(team.members), business_hours=team.business_hours)
 
 
 def onboarding_out(o: WhatsAppOnboarding) -> OnboardingOut:
@@ -588,6 +599,15 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
         return team_out(
             await service.change_team(principal.tenant_id, team_id, lambda t: t.rename(body.name))
         )
+
+    @api.put("/teams/{team_id}/business-hours", response_model=TeamOut, responses=change)
+    async def put_team_hours(
+        principal: Annotated[Principal, caller], team_id: str, body: TeamHoursIn
+    ) -> TeamOut:
+        """The team's business hours: every channel granting the team access takes them unless it
+        has its own (several teams: the one with the highest role on the channel)."""
+        admin(principal)
+        return team_out(await service.set_team_hours(principal.tenant_id, team_id, body.business_hours))
 
     @api.delete("/teams/{team_id}", status_code=204, responses=change)
     async def delete_team(principal: Annotated[Principal, caller], team_id: str) -> None:
