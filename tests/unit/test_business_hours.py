@@ -70,6 +70,12 @@ def test_no_schedule_is_always_open_and_an_empty_one_never() -> None:
     assert current_period(empty, at) == (False, None, None)
 
 
+def test_a_schedule_open_around_the_clock_never_changes() -> None:
+    hours = every_day("00:00", "24:00", zone="UTC")
+    assert current_period(hours, utc(2026, 11, 30, 3)) == (True, None, None)
+    assert next_change(hours, utc(2026, 11, 30, 3)) is None
+
+
 def test_intervals_touching_midnight_join_into_one_night_shift() -> None:
     hours = BusinessHours.model_validate(
         {

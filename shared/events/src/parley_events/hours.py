@@ -202,10 +202,12 @@ def current_period(
     if hours is None:
         return True, None, None
     horizon = timedelta(days=SEARCH_DAYS)
-    spans = open_spans(hours, at - horizon, at + horizon)
+    low, high = at - horizon, at + horizon
+    spans = open_spans(hours, low, high)
     for s, e in spans:
         if s <= at < e:
-            return True, s, e
+            # a period reaching the edge of the search began (or ends) beyond it: not a change
+            return True, (s if s > low else None), (e if e < high else None)
     before = [e for _, e in spans if e <= at]
     after = [s for s, _ in spans if s > at]
     return False, (before[-1] if before else None), (after[0] if after else None)
