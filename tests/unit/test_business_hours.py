@@ -124,6 +124,12 @@ def test_the_next_change_skips_a_holiday() -> None:
     assert next_change(hours, utc(2026, 11, 27, 18, 0)) == utc(2026, 12, 1, 8, 0)
 
 
+def test_the_next_change_after_weeks_of_holidays_is_found() -> None:
+    hours = weekdays(holidays=[date(2026, 12, d).isoformat() for d in range(1, 30)])
+    # closed from Monday 30 November 17:00 local to Wednesday 30 December 09:00 local
+    assert current_period(hours, utc(2026, 12, 10)) == (False, utc(2026, 11, 30, 16), utc(2026, 12, 30, 8))
+
+
 def test_the_next_change_from_an_exact_boundary_is_the_one_after_it() -> None:
     hours = weekdays()
     assert next_change(hours, utc(2026, 11, 30, 8, 0)) == utc(2026, 11, 30, 16, 0)

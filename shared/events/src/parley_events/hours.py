@@ -201,12 +201,22 @@ def current_period(
     never open, closed for more than a year). No schedule: ``(True, None, None)``."""
     if hours is None:
         return True, None, None
-    horizon = timedelta(days=SEARCH_DAYS)
+    # look a week or so each way first (most schedules change within it), wider only if needed
+    for days in (8, 32, 128, SEARCH_DAYS):
+        found = _period_within(hours, at, timedelta(days=days))
+        if found[1] is not None and found[2] is not None:
+            break
+    return found
+
+
+def _period_within(
+    hours: BusinessHours, at: datetime, horizon: timedelta
+) -> tuple[bool, datetime | None, datetime | None]:
     low, high = at - horizon, at + horizon
     spans = open_spans(hours, low, high)
     for s, e in spans:
         if s <= at < e:
-            # a period reaching the edge of the search began (or ends) beyond it: not a change
+            # a period reaching the edge of the search began (or ends) beyond it: not a change seen
             return True, (s if s > low else None), (e if e < high else None)
     before = [e for _, e in spans if e <= at]
     after = [s for s, _ in spans if s > at]
