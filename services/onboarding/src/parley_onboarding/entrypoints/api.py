@@ -135,7 +135,9 @@ class TeamHoursIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     business_hours: BusinessHours | None = Field(
-        description="The weekly schedule in a time zone, with holidays; null removes it."
+        default=None,
+        description="The weekly schedule in a time zone, with holidays; null (or none) removes it: "
+        "the PUT replaces the team's hours.",
     )
 
 
