@@ -1126,6 +1126,8 @@ async def test_settings_access_and_teams(stack: Stack) -> None:
         "auto_resolve_pending_s": 3600,
         "human_agent_tag": True,
         "text_limit": 500,
+        "business_hours": None,
+        "away_message": None,
     }
     assert patched["revision"] == 2
 
@@ -1190,6 +1192,68 @@ async def test_settings_access_and_teams(stack: Stack) -> None:
         ["all_users_role", "team_access", "user_access"],
         ["team_access"],
     ]
+
+
+async def test_business_hours_are_validated_stored_and_published_with_the_snapshot(stack: Stack) -> None:
+    channels = await stack.connect_pages("meta-user-hours", [{"id": PAGE_A, "name": "Acme"}])
+    channel_id = channels[PAGE_A]["id"]
+    path = f"/channels/{channel_id}/settings"
+
+    bad_zone = {"business_hours": {"time_zone": "Mars/Olympus", "intervals": []}}
+    refused = await stack.call("PATCH", path, bad_zone, status=422)
+    assert refused["fields"][0]["field"].startswith("body.business_hours.time_zone")
+    crossing = {
+        "business_hours": {
+            "time_zone": "UTC",
+            "intervals": [{"day": "mon", "start": "22:00", "end": "02:00"}],
+        }
+    }
+    refused = await stack.call("PATCH", path, crossing, status=422)
+    assert refused["fields"][0]["field"].startswith("body.business_hours.intervals")
+    too_long = await stack.call("PATCH", path, {"away_message": "x" * 2001}, status=422)
+    assert (too_long["code"], too_long["field"]) == ("INVALID_SETTING", "away_message")
+
+    hours = {
+        "time_zone": "Europe/Berlin",
+        "intervals": [{"day": "mon", "start": "09:00", "end": "17:00"}],
+        "holidays": ["2026-12-25"],
+    }
+    await stack.call("PATCH", path, {"business_hours": hours, "away_message": "Back at nine."})
+    read = await stack.call("GET", f"/channels/{channel_id}")
+    assert read["settings"]["business_hours"] == hours
+    assert read["settings"]["away_message"] == "Back at nine."
+    assert read["hours_open"] in (True, False)  # announced at once, whatever the hour of the test
+
+    snapshots = sorted(
+        of_type(await stack.events(topics.CHANNELS), SNAPSHOT, channel_id=channel_id),
+        key=lambda s: s["revision"],
+    )
+    assert snapshots[-1]["business_hours"] == hours
+    assert snapshots[-1]["away_message"] == "Back at nine."
+    events = await stack.events(topics.CHANNEL_EVENTS)
+    [announced] = of_type(events, "parley.channel.hours_changed.v1", channel_id=channel_id)
+    assert announced["open"] is read["hours_open"]
+
+    # a team's schedule: the channel takes it once its own is removed
+    team = await stack.call("POST", "/teams", {"name": "Night shift"}, status=201)
+    night = {
+        "time_zone": "UTC",
+        "intervals": [{"day": "mon", "start": "22:00", "end": "24:00"}],
+        "holidays": [],
+    }
+    refused = await stack.call(
+        "PUT", f"/teams/{team['id']}/business-hours", {"business_hours": {"time_zone": "Nowhere"}}, status=422
+    )
+    assert refused["fields"][0]["field"].startswith("body.business_hours.time_zone")
+    named = await stack.call("PUT", f"/teams/{team['id']}/business-hours", {"business_hours": night})
+    assert named["business_hours"] == night
+    await stack.call("PUT", f"/channels/{channel_id}/access", {"team_access": {team["id"]: "contributor"}})
+    await stack.call("PATCH", path, {"business_hours": None})
+    snapshots = sorted(
+        of_type(await stack.events(topics.CHANNELS), SNAPSHOT, channel_id=channel_id),
+        key=lambda s: s["revision"],
+    )
+    assert snapshots[-1]["business_hours"] == night
 
 
 async def test_teams_per_tenant_are_capped(infra: Infra, namespace: str, store_url: str) -> None:

@@ -368,6 +368,7 @@ async def test_onboarding_publishes_template_reviews_from_its_router_serves_its_
     assert [c["id"] for c in listed.json()] == [number.id]
     assert [p.name for p in wiring.periodic] == [
         "token-expiry",
+        "business-hours",
         "connection-prune",
         "subscription-check",
         "x-subscription-check",

@@ -101,6 +101,7 @@ def build(
         routes=routes,
         periodic=[
             Periodic("token-expiry", settings.token_check_interval_s, service.check_token_expiry),
+            Periodic("business-hours", settings.hours_check_interval_s, service.track_business_hours),
             Periodic("connection-prune", settings.connection_prune_interval_s, service.prune_connections),
             Periodic(
                 "subscription-check", settings.subscription_check_interval_s, service.check_subscriptions

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from parley_events import (
+    BusinessHours,
     ChannelSendingRestricted,
     ChannelSnapshot,
     ChannelStatus,
@@ -55,6 +56,7 @@ from parley_providers.base import (
     ThroughputCheck,
     TokenCheck,
 )
+from parley_providers.rules import Counting
 from parley_shared.channels import CLAIMING_STATUSES
 from parley_shared.logging import get_logger
 from parley_shared.mongo import VersionConflict
@@ -62,7 +64,7 @@ from parley_shared.vault import Credential, grant_digest
 
 from parley_onboarding import metrics
 from parley_onboarding.adapters.stores import AccountClaim, OnboardingStore
-from parley_onboarding.domain.channels import Access, Channel, channel_id_for
+from parley_onboarding.domain.channels import Access, Channel, channel_id_for, team_hours_for
 from parley_onboarding.domain.connections import PageConnection
 from parley_onboarding.domain.errors import Conflict, DomainError
 from parley_onboarding.domain.teams import Team
@@ -100,6 +102,28 @@ REFRESH_LEASE = timedelta(minutes=2)
 REFRESH_CLAIMS_KEPT = timedelta(days=1)
 """How long spent refresh tokens' claims are kept: far longer than any replica holds a stale read
 of a credential, so a token once spent is never claimed (and spent) again."""
+
+
+def check_away_message(provider: Provider, text: str, text_limit: int | None) -> None:
+    """Refuse an away message longer than any of the provider's reply kinds allows (counted the
+    provider's way: X's weighted length, WhatsApp's characters), or than the channel's own limit:
+    it goes out through policy, which would refuse it at every send."""
+    for rule in registry.reply_rules().values():
+        if rule.provider is not provider:
+            continue
+        if rule.counting is Counting.CHARACTERS:
+            length = len(text)
+        elif rule.counting is Counting.UTF8_BYTES:
+            length = len(text.encode())
+        else:
+            length = registry.length_counter(rule.counting)(text)
+        limit = min(rule.text_limit, text_limit or rule.text_limit)
+        if length > limit:
+            raise DomainError(
+                "INVALID_SETTING",
+                f"away_message is {length} long; {provider.value} {rule.kind} replies allow {limit}",
+                field="away_message",
+            )
 
 
 class NotFound(DomainError):
@@ -404,9 +428,18 @@ class OnboardingService:
                 await self._switch_delivery_api(channel, api, actor_id)
         if not changes:
             return await self.channel(tenant_id, channel_id)
-        return await self._change_channel(
+        if changes.get("away_message") is not None:
+            channel = await self.channel(tenant_id, channel_id)
+            text_limit = changes.get("text_limit", channel.settings.text_limit)
+            check_away_message(channel.provider, str(changes["away_message"]).strip(), text_limit)
+        channel = await self._change_channel(
             tenant_id, channel_id, lambda c: c.update_settings(changes, actor_id, self.clock())
         )
+        if "business_hours" in changes:
+            # a new schedule (or the team's, once the channel's own is removed) may open or close
+            # the channel now: say so at once, not at the next tick
+            channel = await self._change_channel(tenant_id, channel_id, lambda c: c.track_hours(self.clock()))
+        return channel
 
     async def set_access(self, tenant_id: str, channel_id: str, access: Access, actor_id: str) -> Channel:
         teams = {t.id for t in await self.teams(tenant_id)}
@@ -415,9 +448,35 @@ class OnboardingService:
             raise DomainError(
                 "UNKNOWN_TEAM", f"no such team: {', '.join(sorted(unknown))}", field="team_access"
             )
-        return await self._change_channel(
+        await self._change_channel(
             tenant_id, channel_id, lambda c: c.set_access(access, actor_id, self.clock())
         )
+        await self._apply_team_hours(tenant_id, {channel_id})  # its teams may bring a schedule
+        return await self.channel(tenant_id, channel_id)
+
+    async def set_team_hours(self, tenant_id: str, team_id: str, hours: BusinessHours | None) -> Team:
+        """A team's business hours; every channel that takes its schedule from the team gets it."""
+        team = await self.change_team(tenant_id, team_id, lambda t: t.set_business_hours(hours))
+        await self._apply_team_hours(tenant_id)
+        return team
+
+    async def _apply_team_hours(self, tenant_id: str, channel_ids: set[str] | None = None) -> None:
+        """Give each connected channel of the tenant (or those named) the schedule of its teams
+        (``team_hours_for``), and announce the opening or closing that causes at once."""
+        teams = {t.id: t for t in await self.stores.tenant_teams(tenant_id)}
+        for channel in await self.channels(tenant_id):
+            if channel.status is ChannelStatus.DISCONNECTED or (
+                channel_ids is not None and channel.id not in channel_ids
+            ):
+                continue
+            if team_hours_for(channel.access, teams) == channel.team_hours:
+                continue
+
+            def inherit(c: Channel) -> list[Event]:
+                return c.inherit_hours(team_hours_for(c.access, teams), self.clock())
+
+            await self._change_channel(tenant_id, channel.id, inherit)
+            await self._change_channel(tenant_id, channel.id, lambda c: c.track_hours(self.clock()))
 
     async def disconnect(self, tenant_id: str, channel_id: str, actor_id: str) -> Channel:
         """Disconnect: the snapshot withdraws the channel from its account in every directory, the
@@ -1701,6 +1760,25 @@ class OnboardingService:
 
     # --- token lifecycle --------------------------------------------------------------------------
 
+    async def track_business_hours(self) -> int:
+        """Announce every active channel's business hours opening or closing (run on a timer on
+        every replica: the state announced is saved on the channel with its revision, so of two
+        replicas at the same change one saves and publishes, the other finds it done). Returns how
+        many changes this call announced."""
+        announced = 0
+        async for found in self.stores.channels_with_status((ChannelStatus.ACTIVE,)):
+            if found.hours_in_force is None and found.hours_open is None:
+                continue
+            emitted: list[Event] = []
+
+            def track(channel: Channel, out: list[Event] = emitted) -> list[Event]:
+                out[:] = channel.track_hours(self.clock())
+                return out
+
+            await self._change_channel(found.tenant_id, found.id, track)
+            announced += 1 if emitted else 0
+        return announced
+
     async def check_token_expiry(self) -> int:
         """Publish token_expiring for channels whose token expires within the lead time (once each)."""
         lead = timedelta(seconds=self.settings.token_expiry_lead_s)
@@ -1972,3 +2050,4 @@ class OnboardingService:
                     return c.set_access(a, "system", self.clock())
 
                 await self._change_channel(tenant_id, channel.id, drop_grant)
+        await self._apply_team_hours(tenant_id)  # a deleted team's schedule is no channel's any more

@@ -128,6 +128,12 @@ class OnboardingSettings(ApiSettings):
     )
     token_expiry_lead_s: int = Field(default=7 * 24 * 3600, gt=0, description="Warn this long before expiry.")
     token_check_interval_s: float = Field(default=3600.0, gt=0)
+    hours_check_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often business hours are checked: an opening or closing is announced "
+        "within this long of its time.",
+    )
     connection_ttl_s: int = Field(default=3600, gt=0, description="How long a started Meta connection lasts.")
     connection_prune_interval_s: float = Field(
         default=300.0,

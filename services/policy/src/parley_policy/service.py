@@ -18,6 +18,7 @@ from parley_events import (
     ChannelSnapshot,
     ChannelStatus,
     ChannelTokenRefreshRequested,
+    ConversationAwayMessageDue,
     ConversationThreadControlChanged,
     Event,
     HumanAgentWindowClosed,
@@ -41,6 +42,7 @@ from parley_events import (
 from parley_events import (
     ProviderError as ProviderErrorModel,
 )
+from parley_events.hours import AWAY_MESSAGE_REQUESTER
 from parley_providers import ErrorKind, ProviderError, registry
 from parley_providers.base import ReadReceipts, ReadRef, Sender, ThreadControl, ThreadRef
 from parley_shared.logging import get_logger, redact_value
@@ -110,6 +112,11 @@ class Outcome:
 
 class ConversationUnknown(LookupError):
     """Policy has seen no message of this conversation (or it is not the caller's)."""
+
+
+class ConversationNotYetKnown(Exception):
+    """An away message for a conversation policy has not seen a message of yet: its inbound
+    consumer is behind routing's; the record is tried again (the retry middleware)."""
 
 
 class AutomationScopeRequired(PermissionError):
@@ -303,6 +310,31 @@ class PolicyService:
         if role is None and not automation:
             raise ConversationUnknown(conversation_id)  # invisible to this user
         return doc, channel, role
+
+    async def send_away_message(self, due: ConversationAwayMessageDue) -> Outcome:
+        """The channel's away message, requested as an automation's reply: the same decision as
+        any reply (window, length, rate, thread control), stored under the event's id, so a
+        redelivered event is the same reply and is sent once."""
+        request = ReplyRequest(kind="direct", text=due.text, sender_type=SenderType.AUTOMATED)
+        try:
+            outcome = await self.request_reply(
+                due.tenant_id,
+                AWAY_MESSAGE_REQUESTER,
+                False,
+                due.conversation_id,
+                request,
+                due.event_id,
+                automation=True,
+            )
+        except ConversationUnknown as exc:
+            raise ConversationNotYetKnown(due.conversation_id) from exc
+        if not outcome.decision.approved:
+            log.info(
+                "away message refused",
+                conversation_id=due.conversation_id,
+                reasons=[r.code for r in outcome.decision.reasons],
+            )
+        return outcome
 
     async def check(
         self,

@@ -74,8 +74,9 @@ def build(
     settings: ReportsSettings, adapters: ReportsAdapters, clock: Callable[[], datetime] = utcnow
 ) -> ReportsWiring:
     """Reports' service, its subscribers, its API and its lag gauges, from its adapters."""
-    service = ReportService(adapters.store, clock)
-    queries = ReportQueries(adapters.store, DirectoryChannels(adapters.channels, adapters.teams))
+    directory = DirectoryChannels(adapters.channels, adapters.teams)
+    service = ReportService(adapters.store, clock, directory.business_hours_of)
+    queries = ReportQueries(adapters.store, directory)
     api = create_api(queries, TokenVerifier(settings), settings.max_report_days)
     return ReportsWiring(
         service=service,

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from parley_events import ChannelRole, Provider
+from parley_events import BusinessHours, ChannelRole, Provider
 from parley_shared.access import Actor, Forbidden, acting_role
 from parley_shared.logging import get_logger
 
@@ -75,12 +75,25 @@ def event_time(event: ReportEvent) -> datetime:
     raise AssertionError(f"{type(event).__name__} carries no time")
 
 
-class ReportService:
-    """Applies public events to the read model, each at most once."""
+def no_schedule(_channel_id: str) -> BusinessHours | None:
+    return None
 
-    def __init__(self, store: ReportStore, clock: Callable[[], datetime] = utcnow) -> None:
+
+class ReportService:
+    """Applies public events to the read model, each at most once.
+
+    ``hours_of`` gives a channel's business hours as its snapshot has them when the event is
+    applied (the channel read model); business-time measures use it (None: always open)."""
+
+    def __init__(
+        self,
+        store: ReportStore,
+        clock: Callable[[], datetime] = utcnow,
+        hours_of: Callable[[str], BusinessHours | None] = no_schedule,
+    ) -> None:
         self.store = store
         self.clock = clock
+        self.hours_of = hours_of
         self.last_applied: dict[str, datetime] = {}
 
     async def apply(self, event: ReportEvent, topic: str) -> bool:
@@ -100,7 +113,7 @@ class ReportService:
                     await self._save_quietly(state)
                 metrics.EVENTS.labels(topic, "duplicate").inc()
                 return False
-            state.pending = state.apply(event)
+            state.pending = state.apply(event, self.hours_of(event.channel_id))
             try:
                 await self.store.save_state(state)
             except ConcurrentUpdate:

@@ -89,7 +89,7 @@ def build(
             await adapters.publisher.publish(event, event_id=event.event_id, time=event.occurred_at)
 
     cache = ConversationCache(settings.conversation_cache_per_partition)
-    service = ConversationService(adapters.repository, publish, clock, cache)
+    service = ConversationService(adapters.repository, publish, clock, cache, channels.by_id.get)
     api = create_api(AgentService(service, DirectoryRoles(channels, teams)), TokenVerifier(settings))
     return RoutingWiring(
         service=service,

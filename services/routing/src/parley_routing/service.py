@@ -34,7 +34,14 @@ from parley_routing.adapters.stores import (
 )
 from parley_routing.cache import ConversationCache
 from parley_routing.domain.access import Actor, acting_role, check_assign, check_unassign
-from parley_routing.domain.model import Conversation, Note, command_cause, shown_history
+from parley_routing.domain.model import (
+    AwayMessage,
+    Conversation,
+    Note,
+    away_message_for,
+    command_cause,
+    shown_history,
+)
 
 MAX_CONFLICT_RETRIES = 10
 
@@ -88,12 +95,18 @@ class ConversationService:
         publish: Publish,
         clock: Clock = utcnow,
         cache: ConversationCache | None = None,
+        channel_of: Callable[[str], ChannelSnapshot | None] = lambda _: None,
     ) -> None:
         self.repository = repository
         self.publish = publish
         self.clock = clock
         self.cache = cache if cache is not None else ConversationCache()
         """The conversations of the assigned partitions, kept between batches (cache.py)."""
+        self.channel_of = channel_of
+        """The channel read model (its snapshot carries the business hours and away message)."""
+
+    def _away(self, message: MessageReceived) -> AwayMessage | None:
+        return away_message_for(self.channel_of(message.channel_id), message.provider_timestamp)
 
     async def apply(
         self,
@@ -175,7 +188,9 @@ class ConversationService:
         seen = set() if stored is None else await self._seen_before(stored, [message])
         _, events = await self.apply(
             message.conversation_id,
-            lambda c: c.receive(message, seen_before=message.provider_message_id in seen),
+            lambda c: c.receive(
+                message, seen_before=message.provider_message_id in seen, away=self._away(message)
+            ),
             opening=message,
         )
         return events
@@ -278,7 +293,9 @@ class ConversationService:
                             _count_unknown_changes([item])
                         conversation.change_message(item, is_known)
                     else:
-                        conversation.receive(item, seen_before=item.provider_message_id in seen)
+                        conversation.receive(
+                            item, seen_before=item.provider_message_id in seen, away=self._away(item)
+                        )
                 if conversation.sequence != before or set(conversation.recent) - causes_before:
                     changed.append(conversation)
                 touched.append(conversation)

@@ -1,12 +1,14 @@
 """parley-events: the event contracts Parley publishes, installable on their own."""
 
 from parley_events.envelope import CloudEventAttributes, MissingCloudEventHeader
+from parley_events.hours import BusinessHours, OpenInterval, Weekday
 from parley_events.models import (
     EVENT_TYPES,
     Attachment,
     Author,
     ChannelConnected,
     ChannelDisconnected,
+    ChannelHoursChanged,
     ChannelLifecycleEvent,
     ChannelReauthRequired,
     ChannelReconnected,
@@ -23,6 +25,7 @@ from parley_events.models import (
     ChannelTokenRefreshRequested,
     Choice,
     Content,
+    ConversationAwayMessageDue,
     ConversationCreated,
     ConversationEvent,
     ConversationLabelsChanged,
@@ -91,8 +94,10 @@ __all__ = [
     "EVENT_TYPES",
     "Attachment",
     "Author",
+    "BusinessHours",
     "ChannelConnected",
     "ChannelDisconnected",
+    "ChannelHoursChanged",
     "ChannelLifecycleEvent",
     "ChannelReauthRequired",
     "ChannelReconnected",
@@ -110,6 +115,7 @@ __all__ = [
     "Choice",
     "CloudEventAttributes",
     "Content",
+    "ConversationAwayMessageDue",
     "ConversationCreated",
     "ConversationEvent",
     "ConversationLabelsChanged",
@@ -138,6 +144,7 @@ __all__ = [
     "MessagingLimitChanged",
     "MissingCloudEventHeader",
     "NumberThroughputChanged",
+    "OpenInterval",
     "OwnerChangeReason",
     "Pricing",
     "Provider",
@@ -171,6 +178,7 @@ __all__ = [
     "ThreadControlTaken",
     "TopicSpec",
     "WebhookReceived",
+    "Weekday",
     "WhatsAppStepChanged",
     "all_topics",
     "dlq_name",

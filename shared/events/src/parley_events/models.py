@@ -15,6 +15,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from parley_events import topics
+from parley_events.hours import BusinessHours
 
 
 class Event(BaseModel):
@@ -695,6 +696,18 @@ class ChannelSnapshot(Event):
         description="Since 2026-11. WhatsApp: the number is also used in the WhatsApp Business app "
         "(coexistence), which fixes its throughput at 20 messages/s.",
     )
+    business_hours: BusinessHours | None = Field(
+        default=None,
+        description="Since 2026-11. The schedule in force: the channel's own, else its team's "
+        "(docs/onboarding.md). Null: no schedule, always open (business time is wall time); a "
+        "schedule with no intervals is never open.",
+    )
+    away_message: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="Since 2026-11. Sent once per conversation per closed period as an automated "
+        "reply to a customer who writes outside business hours; null: none.",
+    )
 
     def key(self) -> str:
         return self.channel_id
@@ -824,6 +837,18 @@ class ChannelTokenRefreshRequested(ChannelLifecycleEvent):
 
     reply_id: str | None = Field(default=None, description="The reply that found the token expired.")
     expired_at: datetime | None = Field(default=None, description="When the stored token ended.")
+
+
+class ChannelHoursChanged(ChannelLifecycleEvent):
+    """The channel's business hours opened or closed (at a schedule's boundary, or because a new
+    schedule changed the state)."""
+
+    event_type: ClassVar[str] = "parley.channel.hours_changed.v1"
+
+    open: bool = Field(description="True: the channel is in business hours from ``occurred_at``.")
+    next_change_at: datetime | None = Field(
+        default=None, description="When it next closes (or opens); null: not within a year."
+    )
 
 
 class WhatsAppStepChanged(Event):
@@ -1268,6 +1293,23 @@ class ConversationThreadControlChanged(ConversationEvent):
     actor_id: str | None = Field(default=None, description="The agent, for agent_take and agent_release.")
 
 
+class ConversationAwayMessageDue(ConversationEvent):
+    """A customer wrote while the channel was out of business hours, and the conversation has had
+    no away message in this closed period: policy sends the channel's away message as an
+    automated reply (its windows, lengths and rates apply; it may refuse it)."""
+
+    event_type: ClassVar[str] = "parley.conversation.away_message_due.v1"
+
+    message_event_id: str = Field(description="The customer message that found the channel closed.")
+    text: str = Field(max_length=4096, description="The channel's away message.")
+    closed_since: datetime | None = Field(
+        default=None, description="When the closed period began (null: the schedule never opens)."
+    )
+    opens_at: datetime | None = Field(
+        default=None, description="When the channel opens next (null: not within a year)."
+    )
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     WebhookReceived,
     MessageReceived,
@@ -1292,6 +1334,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ChannelSubscriptionLost,
     ChannelSendingRestricted,
     ChannelTokenRefreshRequested,
+    ChannelHoursChanged,
     ChannelTemplateStatusChanged,
     ChannelTemplateCategoryChanged,
     WhatsAppStepChanged,
@@ -1317,6 +1360,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ConversationLabelsChanged,
     ConversationNoteAdded,
     ConversationThreadControlChanged,
+    ConversationAwayMessageDue,
 )
 
 

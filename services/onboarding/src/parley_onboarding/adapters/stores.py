@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from parley_events import ChannelRole, ChannelStatus, Provider
+from parley_events import BusinessHours, ChannelRole, ChannelStatus, Provider
 from parley_providers.base import GrantedPage
 from parley_shared.channels import CLAIMING_STATUSES
 from parley_shared.mongo import MongoVersionedDocuments
@@ -36,7 +36,12 @@ def channel_to_doc(channel: Channel) -> dict[str, Any]:
         "business_account_id": channel.business_account_id,
         "status": channel.status.value,
         "connected_by": channel.connected_by,
-        "settings": asdict(channel.settings),
+        "settings": {
+            **asdict(channel.settings),
+            "business_hours": hours.model_dump(mode="json")
+            if (hours := channel.settings.business_hours) is not None
+            else None,
+        },
         "access": {
             "user_access": {k: v.value for k, v in channel.access.user_access.items()},
             "team_access": {k: v.value for k, v in channel.access.team_access.items()},
@@ -53,7 +58,14 @@ def channel_to_doc(channel: Channel) -> dict[str, Any]:
         "business_portfolio_id": channel.business_portfolio_id,
         "account_name": channel.account_name,
         "sending_restricted": asdict(channel.sending_restricted) if channel.sending_restricted else None,
+        "hours_open": channel.hours_open,
+        "team_hours": channel.team_hours.model_dump(mode="json") if channel.team_hours else None,
     }
+
+
+def _settings(doc: dict[str, Any]) -> Settings:
+    hours = doc.get("business_hours")
+    return Settings(**{**doc, "business_hours": BusinessHours.model_validate(hours) if hours else None})
 
 
 def channel_from_doc(doc: dict[str, Any]) -> Channel:
@@ -66,7 +78,7 @@ def channel_from_doc(doc: dict[str, Any]) -> Channel:
         business_account_id=doc.get("business_account_id"),
         status=ChannelStatus(doc["status"]),
         connected_by=doc.get("connected_by"),
-        settings=Settings(**doc.get("settings", {})),
+        settings=_settings(doc.get("settings", {})),
         access=Access(
             user_access={k: ChannelRole(v) for k, v in access.get("user_access", {}).items()},
             team_access={k: ChannelRole(v) for k, v in access.get("team_access", {}).items()},
@@ -85,6 +97,8 @@ def channel_from_doc(doc: dict[str, Any]) -> Channel:
         sending_restricted=SendingRestriction(**doc["sending_restricted"])
         if doc.get("sending_restricted")
         else None,
+        hours_open=doc.get("hours_open"),
+        team_hours=BusinessHours.model_validate(doc["team_hours"]) if doc.get("team_hours") else None,
         revision=doc["version"],
     )
 
@@ -97,6 +111,7 @@ def team_to_doc(team: Team) -> dict[str, Any]:
         "name": team.name,
         "members": list(team.members),
         "deleted": team.deleted,
+        "business_hours": team.business_hours.model_dump(mode="json") if team.business_hours else None,
     }
 
 
@@ -108,6 +123,9 @@ def team_from_doc(doc: dict[str, Any]) -> Team:
         members=list(doc["members"]),
         revision=doc["version"],
         deleted=doc.get("deleted", False),
+        business_hours=BusinessHours.model_validate(doc["business_hours"])
+        if doc.get("business_hours")
+        else None,
     )
 
 

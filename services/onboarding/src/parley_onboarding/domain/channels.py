@@ -15,8 +15,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from parley_events import (
+    BusinessHours,
     ChannelConnected,
     ChannelDisconnected,
+    ChannelHoursChanged,
     ChannelLifecycleEvent,
     ChannelReauthRequired,
     ChannelReconnected,
@@ -30,8 +32,10 @@ from parley_events import (
     Event,
     Provider,
 )
+from parley_events.hours import current_period
 
 from parley_onboarding.domain.errors import Conflict, DomainError
+from parley_onboarding.domain.teams import Team
 
 DISPLAY_NAME_MAX = 255
 DEFAULT_AUTO_RESOLVE_S = 30 * 24 * 3600
@@ -46,7 +50,11 @@ SETTING_FIELDS = (
     "auto_resolve_pending_s",
     "human_agent_tag",
     "text_limit",
+    "business_hours",
+    "away_message",
 )
+AWAY_MESSAGE_MAX = 4096
+"""The snapshot's bound; the provider's own, smaller limits are checked by the service at save."""
 ACCESS_FIELDS = ("user_access", "team_access", "all_users_role", "all_teams_role")
 
 
@@ -68,6 +76,10 @@ class Settings:
     text_limit: int | None = None
     x_api: str | None = None
     """X only: the delivery API its subscriptions use (None on an X channel: ``account_activity``)."""
+    business_hours: BusinessHours | None = None
+    """None: no schedule, always open (docs/onboarding.md, "Business hours")."""
+    away_message: str | None = None
+    """Sent once per conversation per closed period to a customer who writes out of hours."""
 
     def validated(self) -> Settings:
         if self.display_name is not None:
@@ -94,6 +106,20 @@ class Settings:
                 )
         if self.text_limit is not None and self.text_limit < 1:
             raise DomainError("INVALID_SETTING", "text_limit must be positive", field="text_limit")
+        if self.away_message is not None:
+            text = self.away_message.strip()
+            if not text:
+                raise DomainError(
+                    "INVALID_SETTING", "away_message cannot be blank (null removes it)", field="away_message"
+                )
+            if len(text) > AWAY_MESSAGE_MAX:
+                raise DomainError(
+                    "INVALID_SETTING",
+                    f"away_message is at most {AWAY_MESSAGE_MAX} characters",
+                    field="away_message",
+                )
+            if text != self.away_message:
+                return replace(self, away_message=text).validated()
         if self.x_api is not None and self.x_api not in X_APIS:
             raise DomainError("INVALID_SETTING", f"x_api is one of {', '.join(X_APIS)}", field="x_api")
         return self
@@ -160,6 +186,11 @@ class Channel:
     """The account's public name on its provider, which its address is made of: an Instagram
     username, an X handle (without ``@``), a WhatsApp number (E.164). None for a Facebook Page
     (its id is its address) and for a channel connected before it was recorded, until a reconnect."""
+    hours_open: bool | None = None
+    """The business-hours state last announced (``channel.hours_changed``); None: never announced."""
+    team_hours: BusinessHours | None = None
+    """The schedule the channel takes from its teams (:func:`team_hours_for`), in force while it
+    has none of its own."""
     revision: int = 0
 
     @classmethod
@@ -247,6 +278,50 @@ class Channel:
         self.revision += 1
         # the snapshot goes out too, so consumers see every revision
         return [self.snapshot(), ChannelTokenExpiring(**self._base(now, None), expires_at=expires)]
+
+    @property
+    def hours_in_force(self) -> BusinessHours | None:
+        """The channel's own schedule, else its team's (None: always open)."""
+        return self.settings.business_hours or self.team_hours
+
+    def inherit_hours(self, hours: BusinessHours | None, at: datetime) -> list[Event]:
+        """Take the schedule of the channel's teams (:func:`team_hours_for`); a new snapshot when
+        the schedule in force changes."""
+        self._require_connected()
+        if hours == self.team_hours:
+            return []
+        before = self.hours_in_force
+        self.team_hours = hours
+        if self.hours_in_force == before:
+            self.revision += 1  # kept for later (the channel's own schedule is in force)
+            return [self.snapshot()]
+        return self._changed(("business_hours",), None, at)
+
+    def track_hours(self, now: datetime) -> list[Event]:
+        """Announce the business hours' state when it differs from the one last announced (the
+        hours job calls this at every tick; a channel with no schedule is always open).
+
+        The event id names the channel and the instant the state began, so a replica that
+        announces the same opening again (its save lost the race) publishes a duplicate the
+        consumers drop."""
+        if self.status is not ChannelStatus.ACTIVE:
+            return []
+        hours = self.hours_in_force
+        is_open, since, until = current_period(hours, now)
+        if self.hours_open is is_open or (hours is None and self.hours_open is None):
+            return []
+        self.hours_open = is_open
+        self.revision += 1
+        at = since or now
+        state = "open" if is_open else "closed"
+        return [
+            self.snapshot(),
+            ChannelHoursChanged(
+                **{**self._base(at, None), "event_id": f"hours_{self.id}_{state}_{at:%Y%m%dT%H%M%S}"},
+                open=is_open,
+                next_change_at=until,
+            ),
+        ]
 
     def record_throughput(self, level: str | None, coexistence: bool) -> list[Event]:
         """The provider's word on how fast the number may send (WhatsApp): a new snapshot when it
@@ -353,6 +428,8 @@ class Channel:
             all_teams_role=self.access.all_teams_role,
             human_agent_tag=self.settings.human_agent_tag,
             text_limit=self.settings.text_limit,
+            business_hours=self.hours_in_force,
+            away_message=self.settings.away_message,
         )
 
     def subscriptions_found(
@@ -402,7 +479,7 @@ class Channel:
         # a check changes no revision: the event is named by the channel and the check's time
         return {**self._base(at, actor_id), "event_id": f"chsub_{self.id}_{at.strftime('%Y%m%dT%H%M%S%f')}"}
 
-    def _changed(self, changed: tuple[str, ...], actor_id: str, at: datetime) -> list[Event]:
+    def _changed(self, changed: tuple[str, ...], actor_id: str | None, at: datetime) -> list[Event]:
         self.revision += 1
         return [self.snapshot(), ChannelSettingsChanged(**self._base(at, actor_id), changed=changed)]
 
@@ -415,6 +492,18 @@ class Channel:
             "occurred_at": at,
             "actor_id": actor_id,
         }
+
+
+def team_hours_for(access: Access, teams: Mapping[str, Team]) -> BusinessHours | None:
+    """The schedule a channel takes from the teams its access names (``team_access``; the All
+    Teams role names none): of those with a schedule, the team with the highest role on the
+    channel, and between equal roles the lowest team id (stable: names change, ids do not)."""
+    candidates = sorted(
+        (-role.rank, team_id)
+        for team_id, role in access.team_access.items()
+        if (team := teams.get(team_id)) is not None and not team.deleted and team.business_hours is not None
+    )
+    return teams[candidates[0][1]].business_hours if candidates else None
 
 
 def lifecycle_events(events: list[Event]) -> list[ChannelLifecycleEvent]:

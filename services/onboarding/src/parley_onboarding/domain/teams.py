@@ -1,11 +1,11 @@
-"""Teams (pure): a name and members; a user may belong to several teams."""
+"""Teams (pure): a name, members and business hours; a user may belong to several teams."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
 
-from parley_events import TeamSnapshot
+from parley_events import BusinessHours, TeamSnapshot
 
 from parley_onboarding.domain.errors import DomainError
 
@@ -20,6 +20,8 @@ class Team:
     members: list[str] = field(default_factory=list)
     revision: int = 0
     deleted: bool = False
+    business_hours: BusinessHours | None = None
+    """The schedule the team's channels take when they have none of their own (docs/onboarding.md)."""
 
     @classmethod
     def create(cls, tenant_id: str, name: str) -> Team:
@@ -46,6 +48,13 @@ class Team:
         if user_id not in self.members:
             return False
         self.members.remove(user_id)
+        self.revision += 1
+        return True
+
+    def set_business_hours(self, hours: BusinessHours | None) -> bool:
+        if hours == self.business_hours:
+            return False
+        self.business_hours = hours
         self.revision += 1
         return True
 

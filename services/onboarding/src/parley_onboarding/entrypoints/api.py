@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI
-from parley_events import ChannelRole, ChannelStatus, Provider
+from parley_events import BusinessHours, ChannelRole, ChannelStatus, Provider
 from parley_providers import ProviderError
 from parley_providers.base import MessageTemplate
 from parley_shared.api import ApiError, error_responses, install_error_handlers, principal_dependency
@@ -44,6 +44,11 @@ class ChannelOut(BaseModel):
     settings: dict[str, Any]
     access: dict[str, Any]
     token_expires_at: datetime | None
+    hours_open: bool | None = Field(
+        default=None,
+        description="Whether the channel is in business hours, as last announced "
+        "(`channel.hours_changed`); null: never announced (no schedule: always open).",
+    )
     revision: int
 
 
@@ -65,6 +70,16 @@ class SettingsPatch(BaseModel):
     human_agent_tag: bool | None = None
     text_limit: int | None = Field(
         default=None, le=INT64_MAX, description="Characters; send 0 to remove the override."
+    )
+    business_hours: BusinessHours | None = Field(
+        default=None,
+        description="The weekly schedule in a time zone, with holidays; null removes it (always "
+        "open). Replaces the whole schedule.",
+    )
+    away_message: str | None = Field(
+        default=None,
+        description="Sent once per conversation per closed period to a customer who writes outside "
+        "business hours; at most the provider's reply length; null removes it.",
     )
     x_api: Literal["activity", "account_activity"] | None = Field(
         default=None,
@@ -144,6 +159,19 @@ class TeamOut(BaseModel):
     id: str
     name: str
     members: list[str]
+    business_hours: BusinessHours | None = Field(
+        default=None, description="The schedule of the team's channels that have none of their own."
+    )
+
+
+class TeamHoursIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    business_hours: BusinessHours | None = Field(
+        default=None,
+        description="The weekly schedule in a time zone, with holidays; null (or none) removes it: "
+        "the PUT replaces the team's hours.",
+    )
 
 
 class OnboardingOut(BaseModel):
@@ -184,6 +212,10 @@ def channel_out(channel: Channel) -> ChannelOut:
             "auto_resolve_pending_s": channel.settings.auto_resolve_pending_s,
             "human_agent_tag": channel.settings.human_agent_tag,
             "text_limit": channel.settings.text_limit,
+            "business_hours": hours.model_dump(mode="json")
+            if (hours := channel.settings.business_hours) is not None
+            else None,
+            "away_message": channel.settings.away_message,
             **({"x_api": channel.x_api} if channel.x_api is not None else {}),
         },
         access={
@@ -193,12 +225,13 @@ def channel_out(channel: Channel) -> ChannelOut:
             "all_teams_role": channel.access.all_teams_role,
         },
         token_expires_at=channel.token_expires_at,
+        hours_open=channel.hours_open,
         revision=channel.revision,
     )
 
 
 def team_out(team: Team) -> TeamOut:
-    return TeamOut(id=team.id, name=team.name, members=list(team.members))
+    return TeamOut(id=team.id, name=team.name, members=list(team.members), business_hours=team.business_hours)
 
 
 def onboarding_out(o: WhatsAppOnboarding) -> OnboardingOut:
@@ -383,6 +416,8 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
         for key in ("auto_resolve_new_s", "auto_resolve_pending_s", "text_limit"):
             if changes.get(key) == 0:
                 changes[key] = None
+        if "business_hours" in changes:
+            changes["business_hours"] = body.business_hours  # the model, not its dump
         return channel_out(
             await service.update_settings(principal.tenant_id, channel_id, changes, principal.user_id)
         )
@@ -631,6 +666,15 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
         return team_out(
             await service.change_team(principal.tenant_id, team_id, lambda t: t.rename(body.name))
         )
+
+    @api.put("/teams/{team_id}/business-hours", response_model=TeamOut, responses=change)
+    async def put_team_hours(
+        principal: Annotated[Principal, caller], team_id: str, body: TeamHoursIn
+    ) -> TeamOut:
+        """The team's business hours: every channel granting the team access takes them unless it
+        has its own (several teams: the one with the highest role on the channel)."""
+        admin(principal)
+        return team_out(await service.set_team_hours(principal.tenant_id, team_id, body.business_hours))
 
     @api.delete("/teams/{team_id}", status_code=204, responses=change)
     async def delete_team(principal: Annotated[Principal, caller], team_id: str) -> None:

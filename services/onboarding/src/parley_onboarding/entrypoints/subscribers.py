@@ -6,6 +6,7 @@ from faststream.kafka import KafkaRouter
 from parley_events import (
     ChannelConnected,
     ChannelDisconnected,
+    ChannelHoursChanged,
     ChannelReauthRequired,
     ChannelReconnected,
     ChannelSendingRestricted,
@@ -59,6 +60,7 @@ def onboarding_router(settings: OnboardingSettings, service: OnboardingService) 
         ChannelReauthRequired,
         ChannelReconnected,
         ChannelDisconnected,
+        ChannelHoursChanged,
         WhatsAppStepChanged,
         ChannelTemplateStatusChanged,
         ChannelTemplateCategoryChanged,

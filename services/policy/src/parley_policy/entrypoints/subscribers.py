@@ -14,6 +14,7 @@ from parley_events import (
     ChannelTemplateCategoryChanged,
     ChannelTemplateStatusChanged,
     ChannelTokenRefreshRequested,
+    ConversationAwayMessageDue,
     ConversationThreadControlChanged,
     HumanAgentWindowClosed,
     MessageReceived,
@@ -174,14 +175,20 @@ def policy_router(
         ack_policy=CONSUMER_ACK_POLICY,
         auto_offset_reset="earliest",
         title="track-thread-control",
-        description="Whether Parley's app answers each thread (Conversation Routing); other "
-        "conversation events are acknowledged and left alone.",
+        description="Whether Parley's app answers each thread (Conversation Routing), and the "
+        "away messages routing found due (sent as automated replies); other conversation events "
+        "are acknowledged and left alone.",
     )
 
     @conversations(filter=of_type(ConversationThreadControlChanged))
     async def track_thread_control(change: ConversationThreadControlChanged) -> None:
         """A reply to a thread another app answers is refused (NOT_THREAD_OWNER)."""
         await service.on_thread_control(change)
+
+    @conversations(filter=of_type(ConversationAwayMessageDue))
+    async def send_away_message(due: ConversationAwayMessageDue) -> None:
+        """A customer wrote out of business hours: the channel's away message, as an automation's reply."""
+        await service.send_away_message(due)
 
     acknowledge_other_types(conversations)
     return router

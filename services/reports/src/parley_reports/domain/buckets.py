@@ -45,6 +45,11 @@ FIRST_RESPONSE = "first_response"
 REPLY_TIME = "reply_time"
 RESOLUTION = "resolution"
 AGENT_FIRST_RESPONSE = "agent_first_response"  # key: agent id
+# the same durations in the channel's business time (docs/reports.md, "Business time")
+FIRST_RESPONSE_BUSINESS = "first_response_business"
+REPLY_TIME_BUSINESS = "reply_time_business"
+RESOLUTION_BUSINESS = "resolution_business"
+AGENT_FIRST_RESPONSE_BUSINESS = "agent_first_response_business"  # key: agent id
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,6 +114,9 @@ class Activity:
     first_response: Timing
     reply_time: Timing
     resolution: Timing
+    first_response_business: Timing
+    reply_time_business: Timing
+    resolution_business: Timing
     rejected_by_reason: dict[str, int]
     failed_by_error: dict[str, int]
     whatsapp_by_pricing_category: dict[str, int]
@@ -134,6 +137,9 @@ def activity(agg: Aggregate, target_s: float | None) -> Activity:
         first_response=timing(agg.duration(m.FIRST_RESPONSE), target_s),
         reply_time=timing(agg.duration(m.REPLY_TIME), target_s),
         resolution=timing(agg.duration(m.RESOLUTION), None),
+        first_response_business=timing(agg.duration(m.FIRST_RESPONSE_BUSINESS), target_s),
+        reply_time_business=timing(agg.duration(m.REPLY_TIME_BUSINESS), target_s),
+        resolution_business=timing(agg.duration(m.RESOLUTION_BUSINESS), None),
         rejected_by_reason=agg.keyed(m.REJECTED),
         failed_by_error=agg.keyed(m.FAILED),
         whatsapp_by_pricing_category=agg.keyed(m.PRICED),
@@ -179,6 +185,7 @@ class AgentRow:
     conversations_owned: int
     conversations_resolved: int
     first_response: Timing
+    first_response_business: Timing
 
 
 def agent_report(buckets: Iterable[Bucket], target_s: float | None) -> list[AgentRow]:
@@ -194,6 +201,7 @@ def agent_report(buckets: Iterable[Bucket], target_s: float | None) -> list[Agen
             conversations_owned=agg.count(m.AGENT_OWNED, agent),
             conversations_resolved=agg.count(m.AGENT_RESOLVED, agent),
             first_response=timing(agg.duration(m.AGENT_FIRST_RESPONSE, agent), target_s),
+            first_response_business=timing(agg.duration(m.AGENT_FIRST_RESPONSE_BUSINESS, agent), target_s),
         )
         for agent in sorted(agents)
     ]

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from parley_events import (
+    BusinessHours,
     ConversationCreated,
     ConversationEvent,
     ConversationMessageAdded,
@@ -38,6 +39,7 @@ from parley_events import (
     SenderType,
     StatusChangeReason,
 )
+from parley_events.hours import AWAY_MESSAGE_REQUESTER, business_seconds
 
 from parley_reports.domain import buckets as m
 from parley_reports.domain.buckets import (
@@ -103,6 +105,9 @@ class ConversationTiming:
     pending: list[Contribution] = field(default_factory=list)
     """What applied events add to the buckets, saved with the state until the buckets have it."""
     version: int = 0
+    hours: BusinessHours | None = field(default=None, compare=False, repr=False)
+    """The channel's business hours while an event is applied (not stored: the caller passes the
+    schedule the channel snapshot has when it applies the event; None: always open)."""
 
     @property
     def waiting_since(self) -> datetime | None:
@@ -130,8 +135,12 @@ class ConversationTiming:
 
     # --- applying events ------------------------------------------------------------------------
 
-    def apply(self, event: ReportEvent) -> list[Contribution]:
-        """Apply one public event; what it adds to the buckets (nothing for a duplicate)."""
+    def apply(self, event: ReportEvent, hours: BusinessHours | None = None) -> list[Contribution]:
+        """Apply one public event; what it adds to the buckets (nothing for a duplicate).
+
+        Each duration is measured twice: in wall time and in the business time of ``hours`` (the
+        channel's schedule; None: always open, so both are equal)."""
+        self.hours = hours
         if self.has_applied(event):
             return []
         if isinstance(event, ConversationEvent):
@@ -192,7 +201,7 @@ class ConversationTiming:
             cycle = self._cycle_at(at)
             if cycle is not None and cycle.resolved_at is None:
                 cycle.resolved_at = at
-                deltas.append(Sample(m.RESOLUTION, (at - cycle.start).total_seconds()))
+                deltas += self._durations(m.RESOLUTION, m.RESOLUTION_BUSINESS, cycle.start, at)
             if event.reason is StatusChangeReason.AUTO_RESOLVE:
                 deltas.append(Count(m.RESOLVED_AUTO))
             else:
@@ -219,6 +228,8 @@ class ConversationTiming:
         if human and reply.agent_id:
             deltas.append(Count(m.AGENT_REPLIES, reply.agent_id))
         out = [self._at(f"sent:{reply.reply_id}", reply.sent_at, *deltas)]
+        if reply.requested_by == AWAY_MESSAGE_REQUESTER:
+            return out  # an away message tells the customer when to expect an answer: it is not one
         parked = ParkedReply(reply.reply_id, reply.sent_at, human, reply.agent_id, reply.provider_message_id)
         reached = self.known_until is not None and self.known_until >= reply.sent_at
         if reached or reply.provider_message_id in self.outbound:
@@ -241,15 +252,26 @@ class ConversationTiming:
         # either way it waits no more (replies come in the order they were sent)
         answered = [w for w in self.waiting if w <= at and not self._resolved_between(w, at)]
         self.waiting = [w for w in self.waiting if w > at]
-        deltas += [Sample(m.REPLY_TIME, (at - w).total_seconds()) for w in answered]
+        for w in answered:
+            deltas += self._durations(m.REPLY_TIME, m.REPLY_TIME_BUSINESS, w, at)
         cycle = self._cycle_at(at)
         if reply.human and cycle is not None and cycle.first_human_at is None:
             cycle.first_human_at = at
-            seconds = (at - cycle.start).total_seconds()
-            deltas.append(Sample(m.FIRST_RESPONSE, seconds))
+            deltas += self._durations(m.FIRST_RESPONSE, m.FIRST_RESPONSE_BUSINESS, cycle.start, at)
             if reply.agent_id:
-                deltas.append(Sample(m.AGENT_FIRST_RESPONSE, seconds, reply.agent_id))
+                deltas += self._durations(
+                    m.AGENT_FIRST_RESPONSE, m.AGENT_FIRST_RESPONSE_BUSINESS, cycle.start, at, reply.agent_id
+                )
         return [self._at(f"timing:{reply.reply_id}", at, *deltas)] if deltas else []
+
+    def _durations(
+        self, wall: str, business: str, start: datetime, end: datetime, key: str = ""
+    ) -> list[Delta]:
+        """One duration in wall time and in the channel's business time."""
+        return [
+            Sample(wall, (end - start).total_seconds(), key),
+            Sample(business, business_seconds(self.hours, start, end), key),
+        ]
 
     def _on_status(self, event: MessageStatusChanged) -> list[Contribution]:
         category = event.pricing.category if event.pricing is not None else None

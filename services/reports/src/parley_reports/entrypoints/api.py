@@ -57,6 +57,12 @@ class ActivityOut(BaseModel):
     first_response: TimingOut = Field(description="First message or reopening to the first human reply.")
     reply_time: TimingOut = Field(description="Each waiting customer message to the next reply.")
     resolution: TimingOut = Field(description="Created or reopened to resolved.")
+    first_response_business: TimingOut = Field(
+        description="First response in the channel's business time: only the seconds its business "
+        "hours were open count (no schedule: equal to wall time)."
+    )
+    reply_time_business: TimingOut = Field(description="Reply time in the channel's business time.")
+    resolution_business: TimingOut = Field(description="Resolution in the channel's business time.")
     rejected_by_reason: dict[str, int]
     failed_by_error: dict[str, int] = Field(description="By `<error kind>/<provider code>`.")
     whatsapp_by_pricing_category: dict[str, int]
@@ -84,6 +90,7 @@ class AgentOut(BaseModel):
     conversations_owned: int = Field(description="Times they were made owner in the range.")
     conversations_resolved: int
     first_response: TimingOut
+    first_response_business: TimingOut = Field(description="Their first responses in business time.")
 
 
 class AgentsReportOut(BaseModel):
@@ -109,7 +116,14 @@ def _timing(t: Timing) -> TimingOut:
 
 def _activity(a: Activity) -> ActivityOut:
     data = asdict(a)
-    for name in ("first_response", "reply_time", "resolution"):
+    for name in (
+        "first_response",
+        "reply_time",
+        "resolution",
+        "first_response_business",
+        "reply_time_business",
+        "resolution_business",
+    ):
         data[name] = TimingOut(**data[name])
     return ActivityOut(**data)
 
@@ -263,6 +277,7 @@ def create_api(queries: ReportQueries, verifier: TokenVerifier, max_days: int = 
                 conversations_owned=a.conversations_owned,
                 conversations_resolved=a.conversations_resolved,
                 first_response=_timing(a.first_response),
+                first_response_business=_timing(a.first_response_business),
             )
             for a in found
         ]

@@ -20,11 +20,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from parley_events import TopicSpec, qualify, topics
+from parley_shared.channels import KafkaChannelDirectory
 from parley_shared.kafka import decode_event
 from parley_shared.progress import Progress
 from parley_shared.settings import ServiceSettings, load_settings
 from parley_shared.store import open_store
 
+from parley_reports.adapters.channels import hours_from
 from parley_reports.bootstrap import report_store
 from parley_reports.domain.timing import ReportEvent
 from parley_reports.entrypoints.subscribers import CONVERSATION_EVENTS, REPLY_EVENTS, STATUS_EVENTS
@@ -63,6 +65,12 @@ async def rebuild(settings: ReportsSettings) -> RebuildReport:
     started = time.monotonic()
     report = RebuildReport()
     store = await open_store(settings.store)
+    # business-time measures need each channel's schedule: the channels' compacted topic, read
+    # to its end first (the schedule as it is now; docs/reports.md, "Business time")
+    channels = KafkaChannelDirectory(
+        settings.kafka_bootstrap_servers, qualify(topics.CHANNELS.name, settings.topic_namespace)
+    )
+    await channels.start()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=None,
@@ -73,7 +81,7 @@ async def rebuild(settings: ReportsSettings) -> RebuildReport:
         reports = report_store(store)
         await reports.ensure_indexes()
         report.deleted = await reports.clear()
-        service = ReportService(reports)
+        service = ReportService(reports, hours_of=hours_from(channels))
         await consumer.start()
         models: dict[str, dict[str, type[ReportEvent]]] = {}
         names: dict[str, str] = {}
@@ -122,6 +130,7 @@ async def rebuild(settings: ReportsSettings) -> RebuildReport:
         progress.close()
     finally:
         await consumer.stop()
+        await channels.stop()
         await store.close()
     report.seconds = time.monotonic() - started
     return report

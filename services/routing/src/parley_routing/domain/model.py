@@ -54,7 +54,9 @@ from typing import Any
 
 from parley_events import (
     Author,
+    ChannelSnapshot,
     Content,
+    ConversationAwayMessageDue,
     ConversationCreated,
     ConversationEvent,
     ConversationLabelsChanged,
@@ -81,6 +83,7 @@ from parley_events import (
     ThreadControlReason,
     model_for,
 )
+from parley_events.hours import current_period
 
 RECENT_LIMIT = 50
 """How many causes a conversation remembers with the events they caused (published ones; causes
@@ -114,6 +117,30 @@ def key_of(*parts: str) -> str:
 def command_cause(user_id: str, idempotency_key: str) -> str:
     """The cause id of an agent's command: one per (user, idempotency key), never shared."""
     return "cmd:" + key_of(user_id, idempotency_key)
+
+
+@dataclass(frozen=True, slots=True)
+class AwayMessage:
+    """The channel is out of business hours when a customer writes: what to answer, and which
+    closed period it is (one away message per conversation per period)."""
+
+    text: str
+    period: str
+    """The closed period's id: the instant it began (``never-open`` for a schedule with no hours)."""
+    closed_since: datetime | None
+    opens_at: datetime | None
+
+
+def away_message_for(channel: ChannelSnapshot | None, at: datetime) -> AwayMessage | None:
+    """The away message due for a customer message written at ``at`` on ``channel``: None when
+    the channel has no away message or no schedule (always open), or is open at ``at``."""
+    if channel is None or not channel.away_message or channel.business_hours is None:
+        return None
+    is_open, since, until = current_period(channel.business_hours, at)
+    if is_open:
+        return None
+    period = since.isoformat() if since is not None else "never-open"
+    return AwayMessage(channel.away_message, period, since, until)
 
 
 class InvalidCommand(ValueError):
@@ -172,6 +199,9 @@ class Conversation:
     """The provider's id of the app that answers the thread, when a handover named it."""
     thread_control_at: datetime | None = None
     """The provider time of the signal behind the last thread-control change."""
+    away_sent_for: str | None = None
+    """The closed period (:attr:`AwayMessage.period`) the conversation's away message was asked
+    for: a second customer message in the same period asks for none."""
     recent: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """Cause id -> the events it caused (JSON), oldest cause first, bounded."""
 
@@ -213,11 +243,15 @@ class Conversation:
 
     # --- messages ---------------------------------------------------------------------------
 
-    def receive(self, message: MessageReceived, seen_before: bool = False) -> list[ConversationEvent]:
+    def receive(
+        self, message: MessageReceived, seen_before: bool = False, away: AwayMessage | None = None
+    ) -> list[ConversationEvent]:
         """Apply a normalized message; idempotent on its event id.
 
         ``seen_before``: the store remembers this provider message id (a redelivery older than
-        the ids the conversation itself remembers): it is a duplicate.
+        the ids the conversation itself remembers): it is a duplicate. ``away``: the channel was
+        out of business hours when the message was written (:func:`away_message_for`): a direct
+        customer message Parley answers asks for the away message, once per closed period.
         """
         if self.has_applied(message.event_id):
             return self.events_of(message.event_id)
@@ -272,6 +306,25 @@ class Conversation:
         )
         if reopens and self.queue is not Queue.NEW:
             events.append(self._status(Queue.NEW, StatusChangeReason.REOPENED, message.provider_timestamp))
+        if (
+            away is not None
+            and away.period != self.away_sent_for
+            and message.direction is Direction.INBOUND
+            and message.kind is MessageKind.DIRECT
+            and not duplicate
+            and not message.content.deleted
+            and self.parley_active  # another app answers the thread (standby): not Parley's to answer
+        ):
+            self.away_sent_for = away.period
+            events.append(
+                ConversationAwayMessageDue(
+                    **self._next(message.provider_timestamp),
+                    message_event_id=message.event_id,
+                    text=away.text,
+                    closed_since=away.closed_since,
+                    opens_at=away.opens_at,
+                )
+            )
         return self._remember(message.event_id, events)
 
     def change_message(self, change: MessageEdited | MessageDeleted, known: bool) -> list[ConversationEvent]:
@@ -593,6 +646,7 @@ class Conversation:
             "parley_active": self.parley_active,
             "active_app_id": self.active_app_id,
             "thread_control_at": self.thread_control_at,
+            "away_sent_for": self.away_sent_for,
             # a list keeps insertion order on every store
             "recent": [{"cause": k, "events": v} for k, v in self.recent.items()],
         }
@@ -621,6 +675,7 @@ class Conversation:
             parley_active=doc.get("parley_active", True),
             active_app_id=doc.get("active_app_id"),
             thread_control_at=doc.get("thread_control_at"),
+            away_sent_for=doc.get("away_sent_for"),
             recent={r["cause"]: r["events"] for r in doc.get("recent", [])},
         )
 

@@ -11,6 +11,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 from parley_events import (
+    ConversationAwayMessageDue,
     ConversationCreated,
     ConversationLabelsChanged,
     ConversationMessageAdded,
@@ -84,6 +85,7 @@ def routing_router(
         ConversationLabelsChanged,
         ConversationNoteAdded,
         ConversationThreadControlChanged,
+        ConversationAwayMessageDue,
         title="conversation-events",
         description="Every change of a conversation, in order per conversation (its sequence).",
     )
