@@ -122,7 +122,7 @@ async def test_the_service_reads_the_channel_from_its_read_model() -> None:
         published.append(event)
 
     channels = {CLOSED.channel_id: CLOSED}
-    service = ConversationService(FakeRepository(), publish, lambda: T0, channels.get)  # type: ignore[arg-type]
+    service = ConversationService(FakeRepository(), publish, lambda: T0, channel_of=channels.get)
     await service.on_messages([at(1, 0), at(2, 5)])
     await service.on_message(at(3, 10))
     assert [e.message_event_id for e in due(published)] == [at(1, 0).event_id]
