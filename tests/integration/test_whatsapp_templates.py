@@ -6,7 +6,7 @@ business profile; the sandbox reviews a template when the test says so and deliv
 to ingest (signed with the app secret); the normalizer turns it into a template event, onboarding
 attributes it to the WABA's channels, and policy decides every template send with what it learned:
 the parameter count read from the components at creation, the status from the review, the category
-from Meta's category change.
+from Meta's category change, the quality rating (told, never refused) from Meta's quality update.
 """
 
 from __future__ import annotations
@@ -214,6 +214,15 @@ async def test_a_template_is_created_reviewed_by_webhook_checked_by_policy_and_d
         refused_as("conv-bsuid", ["Ada", "#42"], "TEMPLATE_NEEDS_PHONE"), "the category to reach policy"
     )
     assert await chain.refusal("conv-phone", ["Ada", "#42"]) == []
+
+    # Meta rates it RED: still sent (Meta's rule), the decision tells the rating
+    await chain.review(created["id"], quality_score="RED")
+
+    async def rated_red() -> bool:
+        decision = (await chain.decide("conv-phone", ["Ada", "#42"])).json()
+        return bool(decision["approved"] and decision["template_quality"] == "RED")
+
+    await eventually(rated_red, "the quality rating to reach policy")
 
     # Meta pauses it: refused from the next send
     await chain.review(created["id"], status="PAUSED")

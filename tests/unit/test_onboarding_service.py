@@ -5,6 +5,7 @@ against them)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -21,12 +22,14 @@ from parley_events import (
     ChannelSubscriptionLost,
     ChannelSubscriptionRepaired,
     ChannelTemplateCategoryChanged,
+    ChannelTemplateQualityChanged,
     ChannelTemplateStatusChanged,
     ChannelTokenExpiring,
     Event,
     Provider,
     TeamSnapshot,
     TemplateCategoryChanged,
+    TemplateQualityChanged,
     TemplateStatusChanged,
     WhatsAppStepChanged,
 )
@@ -1033,7 +1036,7 @@ async def test_a_template_review_is_published_for_each_channel_of_the_tenant_on_
         provider_timestamp=T0,
         delivery_id="dlv_1",
     )
-    await h.service.on_template_status(review)
+    await h.service.on_template_update(review)
     [published] = h.of(ChannelTemplateStatusChanged)
     assert (published.channel_id, published.template_name, published.status) == (
         mine.id,
@@ -1225,7 +1228,7 @@ async def test_a_category_change_is_published_for_each_channel_of_the_waba() -> 
         provider_timestamp=T0,
         delivery_id="dlv_1",
     )
-    await h.service.on_template_category(change)
+    await h.service.on_template_update(change)
     [published] = h.of(ChannelTemplateCategoryChanged)
     assert (published.channel_id, published.category, published.previous_category) == (
         onboarding.channel_id,
@@ -1234,20 +1237,59 @@ async def test_a_category_change_is_published_for_each_channel_of_the_waba() -> 
     )
 
 
+async def test_a_quality_rating_is_published_for_each_channel_of_the_waba() -> None:
+    h = Harness()
+    onboarding = await active_number(h)
+    await h.service.register(
+        tenant_id=GLOBEX,
+        provider=Provider.WHATSAPP,
+        account_id="pn_3",
+        display_name=None,
+        business_account_id=WABA,
+        access_token=None,
+        actor_id=None,
+    )  # another tenant's number on the same WABA id hears nothing
+    rating = TemplateQualityChanged(
+        event_id="tplq_1",
+        tenant_id=ACME,
+        business_account_id=WABA,
+        template_id="tpl_9",
+        template_name="order_update",
+        language="en_US",
+        previous_quality_score="GREEN",
+        new_quality_score="RED",
+        provider_timestamp=T0,
+        delivery_id="dlv_1",
+    )
+    await h.service.on_template_update(rating)
+    [published] = h.of(ChannelTemplateQualityChanged)
+    assert (
+        published.event_id,
+        published.channel_id,
+        published.template_id,
+        published.quality,
+        published.previous_quality,
+        published.occurred_at,
+    ) == (f"tplq_{onboarding.channel_id}_tplq_1", onboarding.channel_id, "tpl_9", "RED", "GREEN", T0)
+
+
 async def test_a_sync_publishes_every_listed_template_with_its_count() -> None:
     h = Harness()
     onboarding = await active_number(h)
     await h.service.create_template(ACME, onboarding.channel_id or "", ORDER_UPDATE, ADMIN)
+    [created] = h.numbers.by_waba[WABA]
+    h.numbers.by_waba[WABA] = [dataclasses.replace(created, quality_score="YELLOW")]  # Meta rated it
     h.published.clear()
 
     synced = await h.service.sync_templates(ACME, onboarding.channel_id or "", ADMIN)
 
     assert [t.name for t in synced] == ["order_update"]
     [published] = h.of(ChannelTemplateStatusChanged)
-    assert (published.template_name, published.status, published.parameter_count, published.category) == (
-        "order_update",
-        "PENDING",
-        3,
-        "UTILITY",
-    )
+    assert (
+        published.template_name,
+        published.status,
+        published.parameter_count,
+        published.category,
+        published.quality,
+    ) == ("order_update", "PENDING", 3, "UTILITY", "YELLOW")
     assert h.of(WhatsAppStepChanged) == []  # listing submits nothing

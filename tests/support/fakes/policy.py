@@ -12,8 +12,13 @@ import copy
 from datetime import datetime
 from typing import Any
 
-from parley_events import ChannelTemplateCategoryChanged, ChannelTemplateStatusChanged, MessageReceived
-from parley_policy.adapters.stores import conversation_facts, inbound_document, template_after
+from parley_events import (
+    ChannelTemplateCategoryChanged,
+    ChannelTemplateQualityChanged,
+    ChannelTemplateStatusChanged,
+    MessageReceived,
+)
+from parley_policy.adapters.stores import TemplateUpdate, conversation_facts, inbound_document, template_after
 from parley_policy.domain.decision import ConversationFacts, KnownLimit, TemplateInfo
 from parley_shared.vault import Credential
 
@@ -160,7 +165,10 @@ class FakeTemplates:
     async def record_category(self, update: ChannelTemplateCategoryChanged) -> None:
         self._save(update)
 
-    def _save(self, update: ChannelTemplateStatusChanged | ChannelTemplateCategoryChanged) -> None:
+    async def record_quality(self, update: ChannelTemplateQualityChanged) -> None:
+        self._save(update)
+
+    def _save(self, update: TemplateUpdate) -> None:
         key = (update.template_name or "", update.language or "")
         info = template_after(self.stored.get(update.channel_id, {}).get(key), update)
         for templates in (self.stored, self.by_channel):

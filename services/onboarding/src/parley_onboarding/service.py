@@ -21,12 +21,14 @@ from parley_events import (
     ChannelSnapshot,
     ChannelStatus,
     ChannelTemplateCategoryChanged,
+    ChannelTemplateQualityChanged,
     ChannelTemplateStatusChanged,
     Event,
     NumberThroughputChanged,
     Provider,
     TeamSnapshot,
     TemplateCategoryChanged,
+    TemplateQualityChanged,
     TemplateStatusChanged,
     WhatsAppStepChanged,
 )
@@ -124,6 +126,47 @@ def _not_subscribed(check: SubscriptionOutcome) -> DomainError:
     )
     error.status = 502
     return error
+
+
+TemplateUpdate = TemplateStatusChanged | TemplateCategoryChanged | TemplateQualityChanged
+"""What ingest publishes about a WhatsApp template, addressed to its business account."""
+
+
+def channel_template_event(
+    update: TemplateUpdate, channel: Channel
+) -> ChannelTemplateStatusChanged | ChannelTemplateCategoryChanged | ChannelTemplateQualityChanged:
+    """The account-wide ``update`` told to one channel of the account; the id is the channel's and
+    the update's, so a redelivered update is the same event."""
+    common: dict[str, Any] = {
+        "channel_id": channel.id,
+        "tenant_id": channel.tenant_id,
+        "provider": Provider.WHATSAPP,
+        "occurred_at": update.provider_timestamp,
+        "template_name": update.template_name,
+        "language": update.language,
+        "template_id": update.template_id,
+    }
+    if isinstance(update, TemplateCategoryChanged):
+        return ChannelTemplateCategoryChanged(
+            event_id=f"tplcat_{channel.id}_{update.event_id}",
+            category=update.new_category,
+            previous_category=update.previous_category,
+            **common,
+        )
+    if isinstance(update, TemplateQualityChanged):
+        return ChannelTemplateQualityChanged(
+            event_id=f"tplq_{channel.id}_{update.event_id}",
+            quality=update.new_quality_score,
+            previous_quality=update.previous_quality_score,
+            **common,
+        )
+    return ChannelTemplateStatusChanged(
+        event_id=f"tplch_{channel.id}_{update.event_id}",
+        status=update.status,
+        reason=update.reason,
+        category=update.category,
+        **common,
+    )
 
 
 class OnboardingService:
@@ -1284,6 +1327,7 @@ class OnboardingService:
                     template_id=template.id or None,
                     category=template.category,
                     parameter_count=template.parameter_count,
+                    quality=template.quality_score,
                 ),
                 event_id,
             )
@@ -1390,50 +1434,15 @@ class OnboardingService:
         profile: dict[str, Any] = await manager.business_profile(channel.account_id, token)
         return profile
 
-    async def on_template_category(self, update: TemplateCategoryChanged) -> None:
-        """Meta changed a template's category: tell the consumers of the account's channels."""
+    async def on_template_update(self, update: TemplateUpdate) -> None:
+        """Ingest saw Meta's review, category change or quality rating of a template: tell the
+        consumers of every channel of the business account (templates are the account's)."""
         channels = await self.stores.channels_of_business_account(
             update.tenant_id, Provider.WHATSAPP, update.business_account_id
         )
         for channel in channels:
-            await self.publish(
-                ChannelTemplateCategoryChanged(
-                    event_id=f"tplcat_{channel.id}_{update.event_id}",
-                    channel_id=channel.id,
-                    tenant_id=channel.tenant_id,
-                    provider=Provider.WHATSAPP,
-                    occurred_at=update.provider_timestamp,
-                    template_name=update.template_name,
-                    language=update.language,
-                    template_id=update.template_id,
-                    category=update.new_category,
-                    previous_category=update.previous_category,
-                ),
-                f"tplcat_{channel.id}_{update.event_id}",
-            )
-
-    async def on_template_status(self, update: TemplateStatusChanged) -> None:
-        """Ingest saw Meta's template review: tell the channel's consumers."""
-        channels = await self.stores.channels_of_business_account(
-            update.tenant_id, Provider.WHATSAPP, update.business_account_id
-        )
-        for channel in channels:
-            await self.publish(
-                ChannelTemplateStatusChanged(
-                    event_id=f"tplch_{channel.id}_{update.event_id}",
-                    channel_id=channel.id,
-                    tenant_id=channel.tenant_id,
-                    provider=Provider.WHATSAPP,
-                    occurred_at=update.provider_timestamp,
-                    template_name=update.template_name,
-                    language=update.language,
-                    status=update.status,
-                    reason=update.reason,
-                    template_id=update.template_id,
-                    category=update.category,
-                ),
-                f"tplch_{channel.id}_{update.event_id}",
-            )
+            event = channel_template_event(update, channel)
+            await self.publish(event, event.event_id)
 
     async def on_number_throughput(self, update: NumberThroughputChanged) -> int:
         """Meta changed a number's throughput: read it again for the tenant's active numbers of

@@ -432,6 +432,8 @@ class PolicyService:
         metrics.DECISIONS.labels(
             provider=doc["provider"], outcome="approved" if decision.approved else decision.reasons[0].code
         ).inc()
+        if decision.approved and request.template is not None:
+            metrics.TEMPLATE_APPROVALS.labels(quality=decision.template_quality or "NOT_KNOWN").inc()
         connect_path = channel.connect_path if channel is not None else None
         outbox = self._announcements(reply_id, tenant_id, user_id, doc, request, decision, now, connect_path)
         record = {
@@ -439,6 +441,7 @@ class PolicyService:
             "approved": decision.approved,
             "messaging_type": decision.messaging_type,
             "tag": decision.tag,
+            "template_quality": decision.template_quality,
             "reasons": [{"code": r.code, "message": r.message} for r in decision.reasons],
             # the events this decision announces, stored with it and marked once published: a
             # retried request publishes them if a crash or a broker timeout came in between
@@ -515,6 +518,7 @@ class PolicyService:
             messaging_type=decision.messaging_type,
             tag=decision.tag,
             connect_path=connect_path,
+            template_quality=decision.template_quality,
         )
         return [requested, approved]
 
@@ -564,6 +568,7 @@ class PolicyService:
                 None,
                 None,
                 None,
+                template_quality=earlier.get("template_quality"),
             ),
         )
 

@@ -869,6 +869,12 @@ class ChannelTemplateStatusChanged(ChannelLifecycleEvent):
         "its components when it was created or listed through Parley; null when not known.",
         examples=[2],
     )
+    quality: str | None = Field(
+        default=None,
+        description="The template's quality rating when the update gives it (a listing through "
+        "Parley does; Meta's review webhooks do not): GREEN, YELLOW, RED or UNKNOWN.",
+        examples=["GREEN"],
+    )
 
 
 class ChannelTemplateCategoryChanged(ChannelLifecycleEvent):
@@ -881,6 +887,23 @@ class ChannelTemplateCategoryChanged(ChannelLifecycleEvent):
     template_id: str | None = None
     category: str = Field(examples=["MARKETING"])
     previous_category: str | None = None
+
+
+class ChannelTemplateQualityChanged(ChannelLifecycleEvent):
+    """Meta rated a WhatsApp template of the channel anew (``message_template_quality_update``)."""
+
+    event_type: ClassVar[str] = "parley.channel.template_quality_changed.v1"
+
+    template_name: str | None = None
+    language: str | None = None
+    template_id: str | None = None
+    quality: str = Field(
+        description="Meta's rating: GREEN (high), YELLOW (medium), RED (low) or UNKNOWN (pending). "
+        "Every one of them may still be sent; Meta pauses a template on sustained low quality, "
+        "and that arrives as a status change (PAUSED).",
+        examples=["GREEN", "YELLOW", "RED", "UNKNOWN"],
+    )
+    previous_quality: str | None = Field(default=None, examples=["GREEN"])
 
 
 # --- policy ----------------------------------------------------------------------------
@@ -955,6 +978,12 @@ class ReplyApproved(ReplyEvent):
         description="The channel's way of connecting (its snapshot's): which API the sender uses, "
         "e.g. graph.instagram.com for `instagram_login`.",
         examples=["page", "instagram_login"],
+    )
+    template_quality: str | None = Field(
+        default=None,
+        description="A WhatsApp template's quality rating when policy approved it (GREEN, YELLOW, "
+        "RED, UNKNOWN; null when not known or not a template): low quality does not stop a send.",
+        examples=["GREEN", "RED"],
     )
 
 
@@ -1286,6 +1315,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ChannelTokenRefreshRequested,
     ChannelTemplateStatusChanged,
     ChannelTemplateCategoryChanged,
+    ChannelTemplateQualityChanged,
     WhatsAppStepChanged,
     TeamSnapshot,
     ReplyRequested,

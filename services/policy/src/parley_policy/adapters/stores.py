@@ -7,11 +7,13 @@ Every "exactly once" here is a unique-key insert, which is atomic on MongoDB and
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
 
 from parley_events import (
     ChannelTemplateCategoryChanged,
+    ChannelTemplateQualityChanged,
     ChannelTemplateStatusChanged,
     MessageKind,
     MessageReceived,
@@ -393,23 +395,29 @@ class TemplatesPort(Protocol):
 
     async def record_category(self, update: ChannelTemplateCategoryChanged) -> None: ...
 
+    async def record_quality(self, update: ChannelTemplateQualityChanged) -> None: ...
 
-def template_after(
-    known: TemplateInfo | None, update: ChannelTemplateStatusChanged | ChannelTemplateCategoryChanged
-) -> TemplateInfo:
-    """What policy knows of a template after an update (pure): a status update keeps the parameter
-    count and category an earlier one gave when it gives none (Meta's webhooks carry no count)."""
+
+TemplateUpdate = ChannelTemplateStatusChanged | ChannelTemplateCategoryChanged | ChannelTemplateQualityChanged
+"""What a channel learns about one of its templates."""
+
+
+def template_after(known: TemplateInfo | None, update: TemplateUpdate) -> TemplateInfo:
+    """What policy knows of a template after an update (pure): an update keeps what an earlier one
+    gave and it does not give (Meta's review webhooks carry no count and no rating, a category or
+    quality change carries only itself)."""
+    base = known or TemplateInfo(status="")
     if isinstance(update, ChannelTemplateCategoryChanged):
-        base = known or TemplateInfo(status="")
-        return TemplateInfo(
-            status=base.status, parameter_count=base.parameter_count, category=update.category
-        )
+        return replace(base, category=update.category)
+    if isinstance(update, ChannelTemplateQualityChanged):
+        return replace(base, quality=update.quality)
     return TemplateInfo(
         status=update.status,
         parameter_count=update.parameter_count
         if update.parameter_count is not None
-        else (known.parameter_count if known else None),
-        category=update.category or (known.category if known else None),
+        else base.parameter_count,
+        category=update.category or base.category,
+        quality=update.quality or base.quality,
     )
 
 
@@ -431,6 +439,7 @@ class PolicyTemplates:
                     status=doc["status"],
                     parameter_count=doc.get("parameter_count"),
                     category=doc.get("category"),
+                    quality=doc.get("quality"),
                 )
             )
 
@@ -440,12 +449,17 @@ class PolicyTemplates:
     async def record_category(self, update: ChannelTemplateCategoryChanged) -> None:
         await self._save(update)
 
-    async def _save(self, update: ChannelTemplateStatusChanged | ChannelTemplateCategoryChanged) -> None:
+    async def record_quality(self, update: ChannelTemplateQualityChanged) -> None:
+        await self._save(update)
+
+    async def _save(self, update: TemplateUpdate) -> None:
         key = (update.template_name or "", update.language or "")
         doc_id = f"{update.channel_id}:{update.template_name}:{update.language}"
         stored = await self.collection.find_one({"_id": doc_id})
         known = (
-            TemplateInfo(stored["status"], stored.get("parameter_count"), stored.get("category"))
+            TemplateInfo(
+                stored["status"], stored.get("parameter_count"), stored.get("category"), stored.get("quality")
+            )
             if stored is not None
             else None
         )
@@ -459,6 +473,7 @@ class PolicyTemplates:
                 "status": info.status,
                 "parameter_count": info.parameter_count,
                 "category": info.category,
+                "quality": info.quality,
             },
             upsert=True,
         )

@@ -12,6 +12,7 @@ from parley_events import (
     ChannelReauthRequired,
     ChannelSendingRestricted,
     ChannelTemplateCategoryChanged,
+    ChannelTemplateQualityChanged,
     ChannelTemplateStatusChanged,
     ChannelTokenRefreshRequested,
     ConversationThreadControlChanged,
@@ -147,8 +148,8 @@ def policy_router(
         ack_policy=CONSUMER_ACK_POLICY,
         auto_offset_reset="earliest",
         title="template-reviews",
-        description="Approved WhatsApp templates become sendable, with their parameter counts and "
-        "categories; a category change applies from the next send.",
+        description="Approved WhatsApp templates become sendable, with their parameter counts, "
+        "categories and quality ratings; a change applies from the next send.",
     )
 
     @channel_events(filter=of_type(ChannelTemplateStatusChanged))
@@ -160,6 +161,11 @@ def policy_router(
     async def record_template_category(change: ChannelTemplateCategoryChanged) -> None:
         """A template's new category decides who it may be sent to (authentication: phones only)."""
         await templates.record_category(change)
+
+    @channel_events(filter=of_type(ChannelTemplateQualityChanged))
+    async def record_template_quality(change: ChannelTemplateQualityChanged) -> None:
+        """A template's quality rating, told with its sends (Meta pauses low-quality templates itself)."""
+        await templates.record_quality(change)
 
     @channel_events(filter=of_type(ChannelReauthRequired))
     async def note_reconnect_needed(prompt: ChannelReauthRequired) -> None:
