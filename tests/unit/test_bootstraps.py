@@ -388,6 +388,7 @@ async def test_onboarding_publishes_template_reviews_from_its_router_serves_its_
         "x-subscription-check",
         "login-token-refresh",
         "x-token-refresh",
+        "business-portfolios",
     ]
 
 

@@ -37,7 +37,12 @@ from parley_onboarding.adapters.stores import AccountClaim, account_claim_id
 from parley_onboarding.domain.channels import Access, Channel, channel_id_for
 from parley_onboarding.domain.errors import Conflict, DomainError
 from parley_onboarding.domain.whatsapp import MAX_CODE_ATTEMPTS, Step, WhatsAppOnboarding
-from parley_onboarding.service import STALE_CLAIM_AFTER, NotFound, OnboardingService
+from parley_onboarding.service import (
+    PORTFOLIO_READS_PER_ROUND,
+    STALE_CLAIM_AFTER,
+    NotFound,
+    OnboardingService,
+)
 from parley_onboarding.settings import OnboardingSettings
 from parley_providers import ErrorKind, ProviderError
 from parley_providers.base import Connector, GrantedPage, PageGrant, TokenRefusal
@@ -52,6 +57,7 @@ from tests.support.fakes.onboarding import (
     FakeNumberConnector,
     FakeOnboardingStore,
     FakePageConnector,
+    FakePortfolioNumbers,
     refused,
 )
 from tests.unit.factories import T0
@@ -1293,3 +1299,86 @@ async def test_a_sync_publishes_every_listed_template_with_its_count() -> None:
         published.quality,
     ) == ("order_update", "PENDING", 3, "UTILITY", "YELLOW")
     assert h.of(WhatsAppStepChanged) == []  # listing submits nothing
+
+
+# --- business portfolios of numbers connected before Parley read them -----------------------------
+
+
+def with_portfolios(h: Harness) -> FakePortfolioNumbers:
+    numbers = FakePortfolioNumbers()
+    h.numbers = numbers
+    h.service.connectors[Provider.WHATSAPP] = numbers
+    return numbers
+
+
+async def number_without_portfolio(h: Harness, number: str, waba: str = WABA, tenant: str = ACME) -> Any:
+    return await h.service.register(
+        tenant_id=tenant,
+        provider=Provider.WHATSAPP,
+        account_id=number,
+        display_name=None,
+        business_account_id=waba,
+        access_token=WA_TOKEN,
+        actor_id=None,
+    )
+
+
+async def test_numbers_connected_before_portfolios_gain_theirs_once() -> None:
+    h = Harness()
+    numbers = with_portfolios(h)
+    numbers.waba(WABA, WA_TOKEN, NUMBER, "pn_2")
+    first, second = await number_without_portfolio(h, NUMBER), await number_without_portfolio(h, "pn_2")
+    numbers.portfolios[WABA] = "bp_acme"
+    h.published.clear()
+
+    assert await h.service.record_business_portfolios() == 2
+
+    assert numbers.made("business_portfolio") == [(WABA, WA_TOKEN)]  # the account asked once
+    snapshots = h.of(ChannelSnapshot)
+    assert {(s.channel_id, s.business_portfolio_id) for s in snapshots} == {
+        (first.id, "bp_acme"),
+        (second.id, "bp_acme"),
+    }
+    assert (await h.service.channel(ACME, first.id)).business_portfolio_id == "bp_acme"
+    h.published.clear()
+    assert await h.service.record_business_portfolios() == 0  # nothing left to read
+    assert h.published == [] and len(numbers.made("business_portfolio")) == 1
+
+
+async def test_a_portfolio_read_the_provider_refuses_is_tried_again_next_round() -> None:
+    h = Harness()
+    numbers = with_portfolios(h)
+    numbers.waba(WABA, WA_TOKEN, NUMBER)
+    channel = await number_without_portfolio(h, NUMBER)
+    numbers.portfolios[WABA] = "bp_acme"
+    numbers.fail("business_portfolio", refused("whatsapp", 500, 2, ErrorKind.RETRYABLE))
+
+    assert await h.service.record_business_portfolios() == 0
+    assert (await h.service.channel(ACME, channel.id)).business_portfolio_id is None
+    assert await h.service.record_business_portfolios() == 1
+    assert (await h.service.channel(ACME, channel.id)).business_portfolio_id == "bp_acme"
+
+
+async def test_a_round_asks_for_a_bounded_number_of_accounts_the_least_recently_asked_first() -> None:
+    h = Harness()
+    numbers = with_portfolios(h)
+    wabas = [f"waba_{n}" for n in range(PORTFOLIO_READS_PER_ROUND + 5)]
+    for n, waba in enumerate(wabas):
+        numbers.waba(waba, WA_TOKEN, f"pn_{n}")
+        await number_without_portfolio(h, f"pn_{n}", waba)  # none has a portfolio at Meta yet
+
+    await h.service.record_business_portfolios()
+    first_round = {call[0] for call in numbers.made("business_portfolio")}
+    h.now += timedelta(minutes=1)
+    await h.service.record_business_portfolios()
+    second_round = {call[0] for call in numbers.made("business_portfolio")[PORTFOLIO_READS_PER_ROUND:]}
+
+    assert len(first_round) == len(second_round) == PORTFOLIO_READS_PER_ROUND
+    assert set(wabas) - first_round <= second_round  # the five left out go first next time
+
+
+async def test_without_a_connector_that_names_portfolios_nothing_is_asked() -> None:
+    h = Harness()  # FakeNumberConnector: no PortfolioCheck
+    h.numbers.waba(WABA, WA_TOKEN, NUMBER)
+    await number_without_portfolio(h, NUMBER)
+    assert await h.service.record_business_portfolios() == 0

@@ -123,6 +123,15 @@ class FakePolicyStore:
         self.reached[(scope, recipient_id)] = max(at, self.reached.get((scope, recipient_id), at))
         return True
 
+    async def carry_reach(self, from_scope: str, to_scope: str, since: datetime) -> int:
+        carried = 0
+        for recipient in await self.business_initiated_recipients(from_scope, since):
+            at = self.reached[(from_scope, recipient)]
+            known = self.reached.get((to_scope, recipient))
+            carried += known is None or known < since
+            self.reached[(to_scope, recipient)] = max(at, known or at)
+        return carried
+
     async def record_messaging_limit(self, scope: str, limit: int | None, at: datetime) -> None:
         current = self.limits.get(scope)
         if current is None or current[1] < at:

@@ -97,6 +97,9 @@ REFRESH_LEASE = timedelta(minutes=2)
 """How long a claim on a refresh token is its holder's alone (a refresh is one HTTP call of at most
 10 s): after it, a holder that stopped half-way is assumed gone and one other replica may take over."""
 REFRESH_CLAIMS_KEPT = timedelta(days=1)
+PORTFOLIO_READS_PER_ROUND = 50
+"""Accounts whose business portfolio one round of :meth:`OnboardingService.record_business_portfolios`
+asks the provider for (the ones asked longest ago first): a bounded burst of Graph calls."""
 """How long spent refresh tokens' claims are kept: far longer than any replica holds a stale read
 of a credential, so a token once spent is never claimed (and spent) again."""
 
@@ -185,6 +188,8 @@ class OnboardingService:
         self.publish = publish
         self.settings = settings
         self.clock = clock
+        # when this replica last asked for each account's business portfolio (the least recent first)
+        self._portfolio_tried: dict[str, datetime] = {}
 
     def _pages(self) -> PageConnector:
         """Meta's connect flow (Pages and their Instagram profiles)."""
@@ -1472,6 +1477,51 @@ class OnboardingService:
             after = await self._change_channel(channel.tenant_id, channel.id, record)
             changed += after.revision != channel.revision
         return changed
+
+    async def record_business_portfolios(self) -> int:
+        """Read the business portfolio of active WhatsApp numbers that name none (connected before
+        Parley read it) and publish each channel's snapshot with it, so policy counts their
+        messaging limit for the portfolio. Run on a timer on every replica: idempotent (a number
+        that has its portfolio is skipped, and the same portfolio recorded twice changes nothing),
+        bounded (:data:`PORTFOLIO_READS_PER_ROUND` accounts a round, the ones tried longest ago
+        first), and a read the provider refuses is logged and tried again next round. Returns how
+        many channels gained their portfolio."""
+        numbers = self.connectors.get(Provider.WHATSAPP)
+        if not isinstance(numbers, NumberConnector) or not isinstance(numbers, PortfolioCheck):
+            return 0  # WhatsApp not configured here, or its connector cannot tell
+        lacking = [
+            channel
+            async for channel in self.stores.channels_with_status((ChannelStatus.ACTIVE,))
+            if channel.provider is Provider.WHATSAPP
+            and channel.business_account_id
+            and not channel.business_portfolio_id
+        ]
+        never = datetime.min.replace(tzinfo=UTC)
+        lacking.sort(key=lambda c: self._portfolio_tried.get(c.business_account_id or "", never))
+        portfolios: dict[str, str | None] = {}  # each account asked once a round
+        recorded = 0
+        for channel in lacking:
+            account = channel.business_account_id or ""
+            if account not in portfolios:
+                if len(portfolios) >= PORTFOLIO_READS_PER_ROUND:
+                    break
+                credential = await self.stores.credential(channel.id)
+                if credential is None:
+                    continue
+                self._portfolio_tried[account] = self.clock()
+                portfolios[account] = await self._business_portfolio(
+                    numbers, account, credential.access_token
+                )
+            portfolio = portfolios[account]
+            if portfolio is None:
+                continue
+
+            def record(current: Channel, portfolio: str = portfolio) -> list[Event]:
+                return current.record_business_portfolio(portfolio)
+
+            after = await self._change_channel(channel.tenant_id, channel.id, record)
+            recorded += after.revision != channel.revision
+        return recorded
 
     # --- token lifecycle --------------------------------------------------------------------------
 

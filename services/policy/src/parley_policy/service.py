@@ -65,6 +65,7 @@ from parley_policy.domain.rules import (
     messaging_limit_scope,
     rule_for,
     rules,
+    superseded_scope,
 )
 
 Publish = Callable[[Event, str], Awaitable[None]]
@@ -88,6 +89,13 @@ def reply_id_for(tenant_id: str, user_id: str, key: str) -> str:
     """Deterministic: the same idempotency key from the same user is the same reply."""
     return "rpl_" + hashlib.sha256(f"{tenant_id}\x1f{user_id}\x1f{key}".encode()).hexdigest()[:24]
 
+
+CARRY_EVERY = timedelta(minutes=1)
+"""How often one replica copies a channel's account-scope messaging-limit count into its portfolio's
+(a replica whose channel directory had not seen the portfolio yet may still have counted there)."""
+LIMIT_CARRIED_AT = datetime(1970, 1, 1, tzinfo=UTC)
+"""The time an account's known messaging limit is recorded at for its portfolio: any limit the
+provider sets for the portfolio is later and wins."""
 
 PRIVATE_REPLY_TAKEN = Reason("PRIVATE_REPLY_USED", "a comment gets at most one private reply")
 """Another reply claimed the comment's private reply first (the rule's own reason: the decision
@@ -182,6 +190,7 @@ class PolicyService:
         self.messaging_tier = messaging_tier
         self._slot_hint: dict[str, int] = {}
         self._full: dict[str, int] = {}  # key -> the window found full
+        self._carried: dict[tuple[str, str], datetime] = {}  # (account scope, portfolio scope) -> when
 
     # --- facts from the streams ---------------------------------------------------------------
 
@@ -533,6 +542,7 @@ class PolicyService:
         """WhatsApp messaging limits: unique customers reached outside the window per rolling 24 h,
         counted for the whole business (every number of it) and claimed atomically in the store."""
         scope = messaging_limit_scope(doc["channel_id"], channel)
+        await self._carry_account_count(channel, scope, now)
         # the limit the provider last set for the business, else the configured tier's
         known = await self.store.messaging_limit(scope)
         limit = known.limit if known is not None else messaging_limit(self.messaging_tier)
@@ -540,6 +550,33 @@ class PolicyService:
             return True
         since = now - messaging_limit_period(Provider.WHATSAPP)
         return await self.store.claim_reach(scope, doc["recipient_id"], now, since, limit)
+
+    async def _carry_account_count(self, channel: ChannelSnapshot | None, scope: str, now: datetime) -> None:
+        """A channel activated before Parley read business portfolios counted its customers for its
+        account (``waba:<id>``) and now counts for its portfolio: the customers recorded for the
+        account in the rolling period are counted for the portfolio first (once each: a customer
+        in both keeps one place, at the later time), and the account's known limit becomes the
+        portfolio's until the provider sets one. Idempotent; done before the claim it precedes,
+        then at most every :data:`CARRY_EVERY` per replica."""
+        account = superseded_scope(channel)
+        if account is None or account == scope:
+            return
+        last = self._carried.get((account, scope))
+        if last is not None and now - last < CARRY_EVERY:
+            return
+        since = now - messaging_limit_period(Provider.WHATSAPP)
+        carried = await self.store.carry_reach(account, scope, since)
+        known = await self.store.messaging_limit(account)
+        if known is not None:
+            await self.store.record_messaging_limit(scope, known.limit, LIMIT_CARRIED_AT)
+        self._carried[(account, scope)] = now
+        if carried:
+            log.info(
+                "messaging-limit count carried to the portfolio",
+                account=account,
+                scope=scope,
+                customers=carried,
+            )
 
     async def on_messaging_limit(self, update: MessagingLimitChanged) -> None:
         """The provider set the business's messaging limit: later claims count against it. Meta

@@ -236,6 +236,16 @@ class Channel:
         self.revision += 1
         return [self.snapshot()]
 
+    def record_business_portfolio(self, business_portfolio_id: str) -> list[Event]:
+        """The business portfolio that owns the number's account, read from the provider
+        (WhatsApp): a new snapshot when it changed (policy then counts the messaging limit for
+        the portfolio), nothing otherwise."""
+        if self.business_portfolio_id == business_portfolio_id:
+            return []
+        self.business_portfolio_id = business_portfolio_id
+        self.revision += 1
+        return [self.snapshot()]
+
     def require_reauth(self, code: int | None, subcode: int | None, at: datetime, reason: str) -> list[Event]:
         """The provider rejected the token: the channel waits for a reconnect (idempotent).
 

@@ -262,6 +262,24 @@ class PostgresPolicyStore:
             )
         return True
 
+    async def carry_reach(self, from_scope: str, to_scope: str, since: datetime) -> int:
+        """Count the customers ``from_scope`` holds since ``since`` in ``to_scope`` too, at their
+        times (a customer held in both keeps one row, at the later time), under the target scope's
+        lock as a claim is. How many rows were written."""
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"policy-reach:{to_scope}",)
+            )
+            cursor = await conn.execute(
+                "INSERT INTO policy_business_initiated (scope, recipient_id, at)"
+                " SELECT %s, recipient_id, at FROM policy_business_initiated WHERE scope = %s AND at >= %s"
+                " ON CONFLICT (scope, recipient_id) DO UPDATE"
+                " SET at = greatest(policy_business_initiated.at, excluded.at)"
+                " WHERE policy_business_initiated.at < excluded.at",
+                (to_scope, from_scope, since),
+            )
+            return max(cursor.rowcount, 0)
+
     async def record_messaging_limit(self, scope: str, limit: int | None, at: datetime) -> None:
         """The provider's messaging limit for the scope, unless a later one is already recorded."""
         async with self.pool.connection() as conn:

@@ -130,6 +130,8 @@ class PolicyStorePort(Protocol):
         self, scope: str, recipient_id: str, at: datetime, since: datetime, limit: int
     ) -> bool: ...
 
+    async def carry_reach(self, from_scope: str, to_scope: str, since: datetime) -> int: ...
+
     async def record_messaging_limit(self, scope: str, limit: int | None, at: datetime) -> None: ...
 
     async def messaging_limit(self, scope: str) -> KnownLimit | None: ...
@@ -336,6 +338,44 @@ class PolicyStore:
                     )
                 return True
         return False
+
+    async def carry_reach(self, from_scope: str, to_scope: str, since: datetime) -> int:
+        """Count the customers ``from_scope`` holds since ``since`` in ``to_scope`` too, at their
+        times; one already held there keeps its place (the later time). A carried customer takes a
+        place after the scope's last (generation 0, the next one when another writer took it), so
+        the scope may hold more than its limit until they age out: they count, and nobody new is
+        admitted meanwhile. How many customers were new to ``to_scope``."""
+        source = [d for d in (await self._latest_places(from_scope)).values() if d["at"] >= since]
+        if not source:
+            return 0
+        target = await self._latest_places(to_scope)
+        held = {d["recipient_id"]: d for d in target.values() if d["at"] >= since}
+        place = max(target, default=-1) + 1
+        carried = 0
+        for doc in source:
+            mine = held.get(doc["recipient_id"])
+            if mine is not None:
+                await self.places.update_one({"_id": mine["_id"]}, {"$max": {"at": doc["at"]}})
+                continue
+            while True:
+                try:
+                    await self.places.insert_one(
+                        {
+                            "_id": f"{to_scope}:{place}:0",
+                            "scope": to_scope,
+                            "place": place,
+                            "generation": 0,
+                            "recipient_id": doc["recipient_id"],
+                            "at": doc["at"],
+                        }
+                    )
+                except DuplicateKeyError:
+                    place += 1  # a claim took it meanwhile
+                    continue
+                break
+            place += 1
+            carried += 1
+        return carried
 
     async def record_messaging_limit(self, scope: str, limit: int | None, at: datetime) -> None:
         """The provider's messaging limit for the scope, unless a later one is already recorded."""
