@@ -87,7 +87,11 @@ def test_policys_document_lists_every_topic_it_reads_and_every_event_type_it_pub
             "ChannelReauthRequired",
             "OtherEventType",
         },
-        topics.CONVERSATIONS.name: {"ConversationThreadControlChanged", "OtherEventType"},
+        topics.CONVERSATIONS.name: {
+            "ConversationThreadControlChanged",
+            "ConversationReadRequested",
+            "OtherEventType",
+        },
         topics.CHANNELS.name: {"ChannelSnapshot"},  # read models
         topics.TEAMS.name: {"TeamSnapshot"},
     }

@@ -18,6 +18,7 @@ from parley_events import (
     ChannelSnapshot,
     ChannelStatus,
     ChannelTokenRefreshRequested,
+    ConversationReadRequested,
     ConversationThreadControlChanged,
     Event,
     HumanAgentWindowClosed,
@@ -276,6 +277,39 @@ class PolicyService:
         message = ReadRef(Provider(doc["provider"]), doc["account_id"], message_id)
         await self.send_read_receipt(doc["channel_id"], message, typing)  # ProviderError propagates
         return str(message_id)
+
+    async def on_read_requested(self, request: ConversationReadRequested) -> bool:
+        """Routing says an agent who may reply opened the conversation on a channel that marks
+        messages read on open: mark the customer's last message read (no typing indicator), at most
+        once per message across replicas and redeliveries (claimed before the call). Best effort: a
+        provider that refuses is logged and not asked again for that message (the agent's tool can
+        still call ``/read``). True when the receipt was sent."""
+        if self.send_read_receipt is None:
+            return False
+        doc = await self.store.conversation(request.conversation_id)
+        if doc is None or doc["tenant_id"] != request.tenant_id:
+            return False  # policy has seen no customer message of it
+        message_id = doc.get("last_customer_message_id")
+        if not message_id:
+            return False
+        if not await self.store.claim_notice(
+            f"read_{request.conversation_id}_{message_id}", request.occurred_at
+        ):
+            return False  # read already, on an earlier open
+        message = ReadRef(Provider(doc["provider"]), doc["account_id"], message_id)
+        try:
+            await self.send_read_receipt(doc["channel_id"], message, False)
+        except (ProviderError, ReadReceiptsUnsupported) as exc:
+            kind = exc.kind.value if isinstance(exc, ProviderError) else "unsupported"
+            log.warning(
+                "could not mark the message read on open",
+                conversation_id=request.conversation_id,
+                error_kind=kind,
+            )
+            metrics.READS_ON_OPEN.labels(provider=doc["provider"], outcome=kind).inc()
+            return False
+        metrics.READS_ON_OPEN.labels(provider=doc["provider"], outcome="read").inc()
+        return True
 
     # --- deciding ------------------------------------------------------------------------------
 

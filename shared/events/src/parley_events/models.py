@@ -695,6 +695,11 @@ class ChannelSnapshot(Event):
         description="Since 2026-11. WhatsApp: the number is also used in the WhatsApp Business app "
         "(coexistence), which fixes its throughput at 20 messages/s.",
     )
+    mark_read_on_open: bool = Field(
+        default=False,
+        description="Since 2026-11. WhatsApp: when an agent who may reply opens a conversation "
+        "(routing's `POST /v1/conversations/{id}/open`), its last customer message is marked read.",
+    )
 
     def key(self) -> str:
         return self.channel_id
@@ -1289,6 +1294,30 @@ class ConversationThreadControlChanged(ConversationEvent):
     actor_id: str | None = Field(default=None, description="The agent, for agent_take and agent_release.")
 
 
+class ConversationReadRequested(Event):
+    """An agent who may reply opened a conversation on a channel that marks messages read on open:
+    the conversation's last customer message is to be marked read with the provider (policy, which
+    knows that message and holds the token, sends the receipt, at most once per message). Not part
+    of the conversation's sequence."""
+
+    event_type: ClassVar[str] = "parley.conversation.read_requested.v1"
+    topic: ClassVar[topics.TopicSpec] = topics.CONVERSATIONS
+
+    event_id: str = Field(
+        description="Deterministic: conversation id and the sequence the agent saw (the same open "
+        "of the same state is the same request)."
+    )
+    conversation_id: str
+    tenant_id: str
+    channel_id: str
+    provider: Provider
+    requested_by: str = Field(description="The agent who opened the conversation.")
+    occurred_at: datetime
+
+    def key(self) -> str:
+        return self.conversation_id
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     WebhookReceived,
     MessageReceived,
@@ -1339,6 +1368,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ConversationLabelsChanged,
     ConversationNoteAdded,
     ConversationThreadControlChanged,
+    ConversationReadRequested,
 )
 
 

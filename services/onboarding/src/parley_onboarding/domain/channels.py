@@ -46,6 +46,7 @@ SETTING_FIELDS = (
     "auto_resolve_pending_s",
     "human_agent_tag",
     "text_limit",
+    "mark_read_on_open",
 )
 ACCESS_FIELDS = ("user_access", "team_access", "all_users_role", "all_teams_role")
 
@@ -66,6 +67,8 @@ class Settings:
     auto_resolve_pending_s: int | None = DEFAULT_AUTO_RESOLVE_S
     human_agent_tag: bool = False
     text_limit: int | None = None
+    mark_read_on_open: bool = False
+    """WhatsApp: an agent who may reply opening a conversation marks its last customer message read."""
     x_api: str | None = None
     """X only: the delivery API its subscriptions use (None on an X channel: ``account_activity``)."""
 
@@ -323,6 +326,7 @@ class Channel:
             all_teams_role=self.access.all_teams_role,
             human_agent_tag=self.settings.human_agent_tag,
             text_limit=self.settings.text_limit,
+            mark_read_on_open=self.settings.mark_read_on_open,
         )
 
     def subscriptions_found(

@@ -15,6 +15,7 @@ from parley_events import (
     ChannelTemplateQualityChanged,
     ChannelTemplateStatusChanged,
     ChannelTokenRefreshRequested,
+    ConversationReadRequested,
     ConversationThreadControlChanged,
     HumanAgentWindowClosed,
     MessageReceived,
@@ -190,4 +191,22 @@ def policy_router(
         await service.on_thread_control(change)
 
     acknowledge_other_types(conversations)
+
+    opened = router.subscriber(
+        topics.CONVERSATIONS.name,
+        group_id=settings.group_id("policy-reads-on-open"),
+        ack_policy=CONSUMER_ACK_POLICY,
+        auto_offset_reset="earliest",
+        title="read-on-open",
+        description="An agent who may reply opened a conversation on a channel that marks messages "
+        "read on open -> the customer's last message is marked read (once per message); a separate "
+        "group, so a slow provider never holds thread control back.",
+    )
+
+    @opened(filter=of_type(ConversationReadRequested))
+    async def mark_read_on_open(request: ConversationReadRequested) -> None:
+        """The customer sees their message read when an agent opens the conversation."""
+        await service.on_read_requested(request)
+
+    acknowledge_other_types(opened)
     return router
