@@ -340,8 +340,16 @@ async def test_a_template_made_in_whatsapp_manager_gets_its_count_checked_after_
         "the count to reach policy",
     )
     assert await chain.refusal("conv-phone", ["Ada", "#42"]) == []
+    # templates submitted in WhatsApp Manager count for the onboarding as Parley's would
     onboarding = await stack.call("GET", f"/whatsapp/onboardings/{chain.onboarding_id}")
-    assert onboarding["step"] == "activated"  # a template made elsewhere submits nothing through Parley
+    assert onboarding["step"] == "templates_submitted"
+
+
+async def test_a_sync_of_a_waba_without_templates_leaves_the_onboarding_where_it_was(chain: Chain) -> None:
+    stack = chain.stack
+    assert await stack.call("POST", f"/channels/{chain.channel_id}/templates:sync") == []
+    onboarding = await stack.call("GET", f"/whatsapp/onboardings/{chain.onboarding_id}")
+    assert onboarding["step"] == "activated"
 
 
 async def _refusal_is(chain: Chain, conversation: str, parameters: list[str], codes: list[str]) -> bool:

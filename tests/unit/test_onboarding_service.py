@@ -45,7 +45,7 @@ from parley_onboarding.service import (
 )
 from parley_onboarding.settings import OnboardingSettings
 from parley_providers import ErrorKind, ProviderError
-from parley_providers.base import Connector, GrantedPage, PageGrant, TokenRefusal
+from parley_providers.base import Connector, GrantedPage, MessageTemplate, PageGrant, TokenRefusal
 from parley_providers.meta.connect import DEFAULT_INSTAGRAM_PERMISSIONS, DEFAULT_PAGE_PERMISSIONS
 from parley_providers.meta.instagram import DEFAULT_INSTAGRAM_LOGIN_SCOPES
 from parley_providers.oauth import UserToken
@@ -1277,6 +1277,34 @@ async def test_a_quality_rating_is_published_for_each_channel_of_the_waba() -> N
         published.previous_quality,
         published.occurred_at,
     ) == (f"tplq_{onboarding.channel_id}_tplq_1", onboarding.channel_id, "tpl_9", "RED", "GREEN", T0)
+
+
+async def test_a_sync_that_finds_templates_made_in_whatsapp_manager_reaches_the_templates_step() -> None:
+    h = Harness()
+    onboarding = await active_number(h)
+    channel_id = onboarding.channel_id or ""
+    await h.service.sync_templates(ACME, channel_id, ADMIN)  # nothing on the WABA yet
+    assert (await h.service.whatsapp(ACME, onboarding.id)).step is Step.ACTIVATED
+    assert h.of(WhatsAppStepChanged)[-1].step != Step.TEMPLATES_SUBMITTED.value
+    h.numbers.by_waba[WABA] = [
+        MessageTemplate(
+            id="tpl_manager",
+            name="welcome",
+            language="en_US",
+            status="APPROVED",
+            category="UTILITY",
+            parameter_count=0,
+        )
+    ]  # submitted in WhatsApp Manager, not through Parley
+
+    await h.service.sync_templates(ACME, channel_id, ADMIN)
+
+    after = await h.service.whatsapp(ACME, onboarding.id)
+    assert after.step is Step.TEMPLATES_SUBMITTED
+    assert after.history[-1].by == ADMIN
+    assert h.of(WhatsAppStepChanged)[-1].step == Step.TEMPLATES_SUBMITTED.value
+    await h.service.sync_templates(ACME, channel_id, ADMIN)  # again: the step is done
+    assert len([e for e in h.of(WhatsAppStepChanged) if e.step == Step.TEMPLATES_SUBMITTED.value]) == 1
 
 
 async def test_a_sync_publishes_every_listed_template_with_its_count() -> None:

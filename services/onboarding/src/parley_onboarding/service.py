@@ -1346,12 +1346,14 @@ class OnboardingService:
     async def sync_templates(self, tenant_id: str, channel_id: str, actor_id: str) -> list[MessageTemplate]:
         """List the business account's templates and tell the consumers of its channels each one's
         status, category and parameter count: templates made outside Parley (WhatsApp Manager)
-        get their count checked by policy from then on."""
+        get their count checked by policy from then on. Finding any reaches the onboarding's
+        "templates submitted" step, as submitting one through Parley does."""
         channel, manager, token, account = await self._business_account(tenant_id, channel_id)
         listed: list[MessageTemplate] = await manager.templates(account, token)
         now = self.clock()
         for template in listed:
             await self._template_event(channel, template, template.status, actor_id, now)
+        await self._advance(channel_id, lambda o: o.templates_listed(len(listed), actor_id, now))
         return listed
 
     async def create_template(
