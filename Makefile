@@ -25,7 +25,7 @@ export PARLEY_STORE_URLS
 KAFKA_BROKERS ?= 1
 export KAFKA_BROKERS
 
-.PHONY: help setup browser-install test-browser infra-install infra-up infra-down infra-reset infra-status run demo test test-unit test-store fault \
+.PHONY: help setup browser-install test-browser infra-install infra-up infra-down infra-reset infra-status run demo test test-unit test-store fault soak \
         fuzz test-integration test-contract test-e2e lint fmt typecheck docs bench clean
 
 help: ## list the targets
@@ -69,10 +69,14 @@ demo: $(VENV)/.synced ## send sample signed webhooks to a running stack and prin
 	@$(RUN) python scripts/demo.py
 
 test: setup infra-up ## run every test tier (unit, store contract, integration, e2e, browser)
-	$(PYTEST) tests --ignore=tests/fault
+	$(PYTEST) tests --ignore=tests/fault --ignore=tests/soak
 
 fault: setup infra-up ## the fault suite: Kafka, store, process and provider failures (writes docs/reliability.md)
 	$(PYTEST) tests/fault -v
+
+SOAK_SECONDS ?= 1800
+soak: setup infra-up ## 30 min of webhooks and replies through every process; memory, lag, verdict (docs/reliability.md, docs/soak.png)
+	PARLEY_SOAK_SECONDS=$(SOAK_SECONDS) $(PYTEST) tests/soak -v -p no:randomly -o timeout=$$(( $(SOAK_SECONDS) + 1200 ))
 
 FUZZ_SECONDS ?= 300
 FUZZ_DIR := .local/fuzz

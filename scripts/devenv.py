@@ -29,6 +29,10 @@ DEV_DEFAULTS = {
     "PARLEY_INSTAGRAM_APP_SECRETS": "dev-instagram-app-secret",
     "PARLEY_INSTAGRAM_OAUTH_BASE_URL": "http://127.0.0.1:8090/instagram-api",
     "PARLEY_INSTAGRAM_GRAPH_BASE_URL": "http://127.0.0.1:8090/instagram",
+    # the login pages the console sends a browser to (Add Channel), served by the sandbox too
+    "PARLEY_META_LOGIN_BASE_URL": "http://127.0.0.1:8090",
+    "PARLEY_INSTAGRAM_LOGIN_BASE_URL": "http://127.0.0.1:8090/instagram-www",
+    "PARLEY_X_AUTHORIZE_BASE_URL": "http://127.0.0.1:8090",
     # the admin console at http://127.0.0.1:8081/console/ with its development sign-in (docs/console.md)
     "PARLEY_CONSOLE_ENABLED": "true",
     "PARLEY_CONSOLE_DEV_SIGN_IN": "true",

@@ -126,11 +126,13 @@ def unique() -> str:
 
 @pytest.fixture
 async def namespace(infra: Infra, unique: str) -> AsyncIterator[str]:
-    """A topic namespace of this test's own: every catalog topic (2 partitions), deleted after."""
+    """A topic namespace of this test's own: every catalog topic (2 partitions), deleted after; on
+    a three-broker cluster each partition has three replicas (the brokers require two in sync)."""
     from parley_shared.admin import delete_namespace, ensure_topics
 
     ns = f"test{unique}"
-    await ensure_topics(infra.kafka, ns, partitions=2)
+    replicas = 3 if len(infra.kafka.split(",")) >= 3 else 1
+    await ensure_topics(infra.kafka, ns, partitions=2, replication_factor=replicas)
     yield ns
     # keep the broker small: thousands of leftover partitions slow every later test
     await delete_namespace(infra.kafka, ns)

@@ -117,6 +117,53 @@ async def drive(
     return sent_order
 
 
+async def drive_threads(
+    threads: Sequence[str],
+    rate_per_s: float,
+    seconds: float,
+    request: Requests,
+    report: Report,
+    fault: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    fault_after_s: float = 0.0,
+) -> dict[str, list[str]]:
+    """Send requests over ``threads`` concurrently at ``rate_per_s`` in all, for ``seconds``.
+
+    Each thread is its own sender and keeps its order (its next request goes out once the last
+    one is acknowledged, as a provider or an agent tool does), so the rate is reached only with
+    enough threads: each thread's requests are due every ``len(threads) / rate_per_s`` seconds,
+    staggered, and a thread that fell behind sends at once. The fault starts ``fault_after_s``
+    into the run. Returns each thread's acknowledged item ids in send order.
+    """
+    sent_order: dict[str, list[str]] = {thread: [] for thread in threads}
+    period = len(threads) / rate_per_s
+    limits = httpx.Limits(max_connections=min(len(threads), 256), max_keepalive_connections=64)
+    async with httpx.AsyncClient(timeout=15, limits=limits) as client:
+        start = time.monotonic()
+
+        async def sender(offset: int, thread: str) -> None:
+            index = 0
+            while (due := start + offset / rate_per_s + index * period) < start + seconds:
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                item, attempt = request(thread, index)
+                index += 1
+                report.sent += 1
+                first_try = time.monotonic()
+                while (wait := await attempt(client)) is not None:
+                    report.retried += 1
+                    await asyncio.sleep(wait)
+                report.longest_wait_s = max(report.longest_wait_s, round(time.monotonic() - first_try, 1))
+                report.acknowledged += 1
+                sent_order[thread].append(item)
+
+        async def injected() -> None:
+            if fault is not None:
+                await asyncio.sleep(fault_after_s)
+                await fault()
+
+        await asyncio.gather(injected(), *(sender(i, t) for i, t in enumerate(threads)))
+    return {thread: items for thread, items in sent_order.items() if items}
+
+
 async def verify(
     effects: Callable[[], Awaitable[list[Effect]]],
     sent_order: dict[str, list[str]],
@@ -291,6 +338,19 @@ async def verify_history(
         await verify(effects, sent_order, report, timeout_s, fresh=fresh)
     finally:
         await client.close()
+
+
+async def postgres_history_effects(store_url: str) -> list[Effect]:
+    """Each customer message routing added to a conversation's history, on PostgreSQL (the
+    migrations' ``conversation_history``): its provider message id and its sequence."""
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(store_url) as conn:
+        cursor = await conn.execute(
+            "SELECT data->>'provider_message_id', sequence FROM conversation_history"
+            " WHERE type = 'parley.conversation.message_added.v1' AND data->>'direction' = 'inbound'"
+        )
+        return [Effect(mid, sequence) for mid, sequence in await cursor.fetchall()]
 
 
 # --------------------------------------------------------------------------- replies through policy

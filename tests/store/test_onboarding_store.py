@@ -376,6 +376,36 @@ async def test_the_credential_store_keeps_one_credential_per_channel(credentials
     assert await credentials.get("chn_1") is None
 
 
+async def test_a_refreshed_grant_replaces_only_the_grant_it_spent(credentials: Any, store: Store) -> None:
+    spent = Credential("chn_g", "token-1", T0, ("dm.read",), "refresh-1")
+    refreshed = Credential("chn_g", "token-2", T0, ("dm.read",), "refresh-2")
+    await credentials.put(spent)
+    assert await credentials.replace_grant(refreshed, "refresh-1") is True
+    assert await credentials.get("chn_g") == refreshed
+    # a reconnect stored a newer grant while a refresh of the old one was on its way: it stays
+    reconnected = Credential("chn_g", "token-r", T0, ("dm.read",), "refresh-r")
+    await credentials.put(reconnected)
+    assert (
+        await credentials.replace_grant(Credential("chn_g", "late", T0, (), "refresh-3"), "refresh-2")
+        is False
+    )
+    assert await credentials.get("chn_g") == reconnected
+    # a credential without a refresh token is never a spent grant's; a missing one is not made
+    await credentials.put(Credential("chn_g", "token-n", None, ()))
+    assert await credentials.replace_grant(refreshed, "refresh-r") is False
+    assert await credentials.replace_grant(Credential("chn_none", "t", None, (), "r"), "r") is False
+    assert await credentials.get("chn_none") is None
+    # written before grants were recorded (a refresh token, no grant digest): replaced as before
+    await credentials.put(spent)
+    if store.kind == "postgresql":
+        async with store.postgres.connection() as conn:
+            await conn.execute("UPDATE channel_credentials SET doc = doc - 'grant' WHERE id = 'chn_g'")
+    else:
+        await store.db["channel_credentials"].update_one({"_id": "chn_g"}, {"$unset": {"grant": ""}})
+    assert await credentials.replace_grant(refreshed, "refresh-1") is True
+    assert await credentials.get("chn_g") == refreshed
+
+
 async def test_a_key_rotation_reencrypts_every_secret_onboarding_keeps(
     store: Store, onboarding_store: Any
 ) -> None:

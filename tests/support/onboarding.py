@@ -349,6 +349,9 @@ async def onboarding_stack(
             meta_app_secret=state.meta_app_secret,
             graph_base_url=url,
             x_api_base_url=url,
+            # the login pages a browser is sent to, on the sandbox too
+            meta_login_base_url=url,
+            x_authorize_base_url=url,
             x_client_id=state.x_client_id,
             x_client_secret=state.x_client_secret,
             x_webhook_id=X_WEBHOOK,
@@ -358,6 +361,7 @@ async def onboarding_stack(
                 "instagram_app_secret": state.instagram_app_secret,
                 "instagram_oauth_base_url": f"{url}/instagram-api",
                 "instagram_graph_base_url": f"{url}/instagram",
+                "instagram_login_base_url": f"{url}/instagram-www",
                 **overrides,
             },
         )

@@ -9,6 +9,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import aiokafka.errors
+import psycopg
+import psycopg_pool
 import pymongo.errors
 import pytest
 from parley_shared import kafka
@@ -65,6 +67,10 @@ def test_zero_backoff_means_no_delay() -> None:
         aiokafka.errors.KafkaTimeoutError(),
         TimeoutError(),
         TransientError("channel directory not caught up"),
+        # PostgreSQL stopped or refusing (the store fault of make fault dead-lettered one before)
+        psycopg.OperationalError("server closed the connection unexpectedly"),
+        psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
+        psycopg_pool.PoolTimeout("couldn't get a connection after 5.00 sec"),
     ],
 )
 def test_unreachable_dependencies_are_transient(error: BaseException) -> None:
@@ -86,6 +92,8 @@ def test_subclasses_of_transient_error_are_transient() -> None:
         RuntimeError("bug"),
         pymongo.errors.DuplicateKeyError("dup"),
         pymongo.errors.OperationFailure("not allowed"),
+        psycopg.errors.UniqueViolation("duplicate key"),
+        psycopg.errors.InvalidTextRepresentation("bad input"),
     ],
 )
 def test_failures_of_the_record_itself_are_not_transient(error: BaseException) -> None:

@@ -153,3 +153,14 @@ def test_the_x_activity_webhook_id_must_be_one_to_nineteen_digits(value: str) ->
     accepted = OnboardingSettings(**base, x_activity_webhook_id="1" * 19, x_bearer_token="app-bearer-value")
     assert accepted.x_activity_webhook_id == "1" * 19
     assert "app-bearer-value" not in repr(accepted)
+
+
+def test_several_bootstrap_servers_reach_the_broker_client_as_several_addresses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from parley_shared.kafka import make_broker
+
+    monkeypatch.setenv("PARLEY_KAFKA_BOOTSTRAP_SERVERS", "kafka-0:9092, kafka-1:9092,kafka-2:9092")
+    broker = make_broker(ServiceSettings(), "parley-test")
+    # FastStream takes one string as one address: a comma-separated list must arrive split
+    assert broker._connection_kwargs["bootstrap_servers"] == ["kafka-0:9092", "kafka-1:9092", "kafka-2:9092"]

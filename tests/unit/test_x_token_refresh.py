@@ -134,6 +134,38 @@ async def test_two_replicas_refreshing_at_once_spend_the_refresh_token_once() ->
     assert h.of(ChannelReauthRequired) == []
 
 
+async def test_a_reconnect_while_a_refresh_is_on_its_way_keeps_the_reconnect_s_grant() -> None:
+    h = Harness()
+    channel = await x_channel(h)
+    h.now = END - timedelta(minutes=5)
+    h.accounts.grants["refresh-1"] = renewed(2, h.now)
+    h.accounts.authorizes(
+        "code-2", "42", "acme", expires_at=END + LEAD, refresh_token="refresh-new", scopes=("dm.read",)
+    )
+    spend = h.accounts.refresh_grant
+
+    async def reconnected_meanwhile(refresh_token: str) -> UserToken:
+        token = await spend(refresh_token)
+        await h.service.connect_x(ACME, ADMIN, "code-2", REDIRECT, "verifier")  # the admin reconnects
+        return token
+
+    h.accounts.refresh_grant = reconnected_meanwhile  # type: ignore[method-assign]
+
+    assert await h.service.refresh_rotating_tokens() == 0
+    credential = h.store.credentials[channel.id]
+    assert (credential.access_token, credential.refresh_token) != ("tok-2", "refresh-2")
+    assert credential.refresh_token == "refresh-new"
+    stored = await h.service.channel(ACME, channel.id)
+    assert stored.token_expires_at == END + LEAD  # the reconnect's end, not the refresh's
+    assert h.of(ChannelSnapshot)[-1].revision == stored.revision
+    # the reconnect's grant is the one refreshed next
+    h.accounts.grants["refresh-new"] = renewed(3, h.now)
+    h.accounts.refresh_grant = spend  # type: ignore[method-assign]
+    h.now = END + LEAD - timedelta(minutes=1)
+    assert await h.service.refresh_rotating_tokens() == 1
+    assert h.store.credentials[channel.id].refresh_token == "refresh-3"
+
+
 async def test_a_claim_whose_holder_stopped_is_taken_over_after_the_lease_and_not_before() -> None:
     h = Harness()
     channel = await x_channel(h)

@@ -234,6 +234,13 @@ class FakeOnboardingStore:
     async def put_credential(self, credential: Credential) -> None:
         self.credentials[credential.channel_id] = credential
 
+    async def replace_credential(self, credential: Credential, spent_refresh_token: str) -> bool:
+        stored = self.credentials.get(credential.channel_id)
+        if stored is None or stored.refresh_token != spent_refresh_token:
+            return False
+        self.credentials[credential.channel_id] = credential
+        return True
+
     async def credential(self, channel_id: str) -> Credential | None:
         return self.credentials.get(channel_id)
 

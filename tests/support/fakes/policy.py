@@ -196,6 +196,13 @@ class FakeCredentials:
     async def get(self, channel_id: str) -> Credential | None:
         return self.credentials.get(channel_id)
 
+    async def replace_grant(self, credential: Credential, spent_refresh_token: str) -> bool:
+        stored = self.credentials.get(credential.channel_id)
+        if stored is None or stored.refresh_token != spent_refresh_token:
+            return False
+        self.credentials[credential.channel_id] = credential
+        return True
+
     async def delete(self, channel_id: str) -> None:
         self.credentials.pop(channel_id, None)
 

@@ -9,7 +9,6 @@ from the registry), so nothing here names a provider's API.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import secrets
 import uuid
@@ -57,7 +56,7 @@ from parley_providers.base import (
 from parley_shared.channels import CLAIMING_STATUSES
 from parley_shared.logging import get_logger
 from parley_shared.mongo import VersionConflict
-from parley_shared.vault import Credential
+from parley_shared.vault import Credential, grant_digest
 
 from parley_onboarding import metrics
 from parley_onboarding.adapters.stores import AccountClaim, OnboardingStore
@@ -523,16 +522,36 @@ class OnboardingService:
             pages=grant.pages,
         )
         await self.stores.save_connection(connection)
-        existing = {c.account_id for c in await self.channels(tenant_id) if c.status.value != "disconnected"}
+        return await self._connection_view(pages, connection)
+
+    async def meta_connection(self, tenant_id: str, connection_id: str) -> dict[str, Any]:
+        """A started connection as ``start_meta_connection`` answered it (the console's page of
+        granted Pages reads it again); no Page token is in it."""
+        pages = self._pages()
+        connection = await self.stores.connection(tenant_id, connection_id)
+        if connection is None:
+            raise NotFound("CONNECTION_NOT_FOUND", "no such connection; start again")
+        if connection.expired(self.clock(), timedelta(seconds=self.settings.connection_ttl_s)):
+            await self.stores.delete_connection(connection_id)
+            raise DomainError("CONNECTION_EXPIRED", "this connection expired; start again")
+        return await self._connection_view(pages, connection)
+
+    async def _connection_view(self, pages: PageConnector, connection: PageConnection) -> dict[str, Any]:
+        existing = {
+            c.account_id
+            for c in await self.channels(connection.tenant_id)
+            if c.status.value != "disconnected"
+        }
         return {
             "connection_id": connection.id,
-            "missing_permissions": pages.missing_permissions(grant.granted, instagram=False),
-            "missing_instagram_permissions": pages.missing_permissions(grant.granted, instagram=True),
+            "missing_permissions": pages.missing_permissions(connection.granted, instagram=False),
+            "missing_instagram_permissions": pages.missing_permissions(connection.granted, instagram=True),
             "pages": [
                 {
                     "page_id": p.id,
                     "name": p.name,
                     "tasks": list(p.tasks),
+                    "missing_tasks": pages.missing_page_tasks(p.tasks),
                     "connected": p.id in existing,
                     "instagram": (
                         {
@@ -544,7 +563,7 @@ class OnboardingService:
                         else None
                     ),
                 }
-                for p in grant.pages
+                for p in connection.pages
             ],
         }
 
@@ -805,7 +824,7 @@ class OnboardingService:
         if grants.grant_refresh_step(credential.expires_at, self.clock(), lead) is not RefreshStep.REFRESH:
             metrics.TOKEN_REFRESHES.labels(provider=provider, outcome="waiting").inc()
             return 0
-        digest = hashlib.sha256(credential.refresh_token.encode()).hexdigest()[:32]
+        digest = grant_digest(credential.refresh_token)
         attempt = await self.stores.claim_token_refresh(channel_id, digest, self.clock(), REFRESH_LEASE)
         if attempt is None:
             metrics.TOKEN_REFRESHES.labels(provider=provider, outcome="claimed_elsewhere").inc()
@@ -843,16 +862,22 @@ class OnboardingService:
                 lambda c: c.require_reauth(code, subcode, self.clock(), reason),
             )
             return 0
-        # the new refresh token replaces the spent one (a grant without rotation keeps its own)
-        await self.stores.put_credential(
-            Credential(
-                channel_id,
-                token.access_token,
-                token.expires_at,
-                token.scopes or credential.scopes,
-                token.refresh_token or credential.refresh_token,
-            )
+        # the new refresh token replaces the spent one (a grant without rotation keeps its own),
+        # unless a reconnect stored a newer grant while the refresh was on its way: that one wins
+        refreshed = Credential(
+            channel_id,
+            token.access_token,
+            token.expires_at,
+            token.scopes or credential.scopes,
+            token.refresh_token or credential.refresh_token,
         )
+        if not await self.stores.replace_credential(refreshed, credential.refresh_token):
+            metrics.TOKEN_REFRESHES.labels(provider=provider, outcome="superseded").inc()
+            log.info(
+                "token refreshed after a reconnect stored a newer grant; the newer one kept",
+                channel_id=channel_id,
+            )
+            return 0
 
         def refreshed_to(c: Channel, end: datetime | None = token.expires_at) -> list[Event]:
             return c.token_refreshed(end)

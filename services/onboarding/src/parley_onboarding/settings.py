@@ -25,6 +25,34 @@ class OnboardingSettings(ApiSettings):
         "is tested against. A version within 90 days of its end is warned about at start "
         "(docs/operations.md, moving the Graph API version).",
     )
+    meta_login_base_url: str = Field(
+        default="",
+        description="Where the console sends a browser for Facebook Login's dialog; empty: Meta's own "
+        "host (known to parley-providers). Only the provider sandbox changes it.",
+    )
+    meta_login_config_id: str | None = Field(
+        default=None,
+        description="A Facebook Login for Business configuration id: the console's Login dialog asks "
+        "for its permissions and assets instead of a scope list.",
+    )
+    instagram_login_base_url: str = Field(
+        default="",
+        description="Where the console sends a browser for Instagram Login's authorization window; "
+        "empty: Instagram's own host. Only the provider sandbox changes it.",
+    )
+    x_authorize_base_url: str = Field(
+        default="",
+        description="Where the console sends a browser for X's authorization page; empty: X's own "
+        "host. Only the provider sandbox changes it.",
+    )
+    console_public_url: str = Field(
+        default="",
+        pattern=r"^(https?://[^/?#]+)?$",
+        description="The console's public origin (scheme and host, e.g. https://parley.example.com) "
+        "for the OAuth redirect URIs the providers come back to "
+        "(<origin>/console/connect/<facebook|instagram|x>/callback, each registered in the "
+        "provider's app); empty: the origin the request arrived on.",
+    )
     meta_app_id: str = Field(description="The Meta app that Pages and Instagram profiles connect to.")
     meta_app_secret: SecretStr
     instagram_app_id: str | None = Field(

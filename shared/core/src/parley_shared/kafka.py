@@ -25,6 +25,8 @@ from typing import Annotated, Any, Protocol, TypeVar, Union, get_args, get_origi
 
 import aiokafka.errors
 import orjson
+import psycopg
+import psycopg_pool
 import pydantic
 import pymongo.errors
 import structlog
@@ -48,10 +50,15 @@ CONSUMER_ACK_POLICY = AckPolicy.NACK_ON_ERROR
 """Every Parley subscriber commits after its effects, and rewinds on an escaped error."""
 
 
+def bootstrap_list(servers: str) -> list[str]:
+    """``host:port,host:port`` as a list: FastStream takes one string as one address."""
+    return [address.strip() for address in servers.split(",") if address.strip()]
+
+
 def make_broker(settings: ServiceSettings, client_id: str, middlewares: Sequence[Any] = ()) -> KafkaBroker:
     """A broker whose producer waits for all in-sync replicas and never duplicates on retry."""
     return KafkaBroker(
-        settings.kafka_bootstrap_servers,
+        bootstrap_list(settings.kafka_bootstrap_servers),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
@@ -242,6 +249,11 @@ def subscribed_topics(router: KafkaRouter) -> set[str]:
 
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    # PostgreSQL unreachable, restarting or refusing (connection failed or lost, the server shutting
+    # down, a serialization failure), or no pooled connection in time: the record is fine
+    psycopg.OperationalError,
+    psycopg_pool.PoolTimeout,
+    psycopg_pool.TooManyRequests,
     pymongo.errors.ConnectionFailure,
     pymongo.errors.ServerSelectionTimeoutError,
     pymongo.errors.NetworkTimeout,

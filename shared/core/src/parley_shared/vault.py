@@ -12,6 +12,7 @@ Credentials are never returned by an API, published in an event or logged.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -104,9 +105,24 @@ class CredentialStore(Protocol):
 
     async def delete(self, channel_id: str) -> None: ...
 
+    async def replace_grant(self, credential: Credential, spent_refresh_token: str) -> bool:
+        """Write ``credential`` only if the stored one is still the grant of
+        ``spent_refresh_token`` (the one a refresh just spent), atomically on stores that apply
+        conditional writes atomically; False, and nothing written, when another write (a
+        reconnect) replaced it meanwhile or the channel's credential is gone. A credential stored
+        with a refresh token before grants were recorded (no ``grant`` field) is replaced as
+        before; one without a refresh token is never the spent grant's."""
+        ...
+
     async def ensure_indexes(self) -> None:
         """Make what the store needs before use (a table on PostgreSQL; nothing on MongoDB)."""
         ...
+
+
+def grant_digest(refresh_token: str) -> str:
+    """A refresh token's short SHA-256 digest: names its grant in claims and in the credential
+    document (for :meth:`CredentialStore.replace_grant`) without revealing it."""
+    return hashlib.sha256(refresh_token.encode()).hexdigest()[:32]
 
 
 def _credential_doc(credential: Credential, vault: TokenVault) -> dict[str, Any]:
@@ -117,6 +133,7 @@ def _credential_doc(credential: Credential, vault: TokenVault) -> dict[str, Any]
     }
     if credential.refresh_token:
         doc["refresh"] = vault.encrypt(credential.refresh_token, credential.channel_id)
+        doc["grant"] = grant_digest(credential.refresh_token)
     return doc
 
 
@@ -144,6 +161,17 @@ class MongoCredentialStore:
     async def get(self, channel_id: str) -> Credential | None:
         doc = await self.collection.find_one({"_id": channel_id})
         return None if doc is None else _credential_of(channel_id, doc, self.vault)
+
+    async def replace_grant(self, credential: Credential, spent_refresh_token: str) -> bool:
+        doc = {"_id": credential.channel_id, **_credential_doc(credential, self.vault)}
+        same_grant = {
+            "$or": [
+                {"grant": grant_digest(spent_refresh_token)},
+                {"grant": {"$exists": False}, "refresh": {"$exists": True}},
+            ]
+        }
+        result = await self.collection.replace_one({"_id": credential.channel_id, **same_grant}, doc)
+        return result.matched_count == 1
 
     async def delete(self, channel_id: str) -> None:
         await self.collection.delete_one({"_id": channel_id})
@@ -174,6 +202,16 @@ class PostgresCredentialStore:
             cursor = await conn.execute("SELECT doc FROM channel_credentials WHERE id = %s", (channel_id,))
             row = await cursor.fetchone()
         return None if row is None else _credential_of(channel_id, undated(row[0]), self.vault)
+
+    async def replace_grant(self, credential: Credential, spent_refresh_token: str) -> bool:
+        doc = dumps_dated(_credential_doc(credential, self.vault))
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                "UPDATE channel_credentials SET doc = %s WHERE id = %s"
+                " AND (doc->>'grant' = %s OR (NOT doc ? 'grant' AND doc ? 'refresh'))",
+                (jsonb(doc), credential.channel_id, grant_digest(spent_refresh_token)),
+            )
+            return cursor.rowcount == 1
 
     async def delete(self, channel_id: str) -> None:
         async with self.pool.connection() as conn:

@@ -23,6 +23,7 @@ from parley_providers.rules import Counting, ReplyRule
 
 __all__ = [
     "AccountConnector",
+    "AccountLoginStart",
     "ApiVersionStatus",
     "AuthorizedAccount",
     "BusinessProfileManager",
@@ -39,6 +40,8 @@ __all__ = [
     "NumberRules",
     "PageConnector",
     "PageGrant",
+    "PageLoginStart",
+    "PkceLoginStart",
     "PortfolioCheck",
     "ProviderPlugin",
     "RefreshStep",
@@ -346,6 +349,37 @@ class LoginConnector(Protocol):
 
     async def refresh(self, token: str) -> UserToken:
         """The token refreshed (a new token and end). Refusals raise ProviderError."""
+        ...
+
+
+@runtime_checkable
+class PageLoginStart(Protocol):
+    """Where a browser starts the login that grants Pages (Facebook Login's dialog)."""
+
+    def page_login_url(self, redirect_uri: str, state: str) -> str:
+        """The login dialog's URL; it comes back to ``redirect_uri`` with ``code`` and ``state``
+        (or ``error``)."""
+        ...
+
+
+@runtime_checkable
+class AccountLoginStart(Protocol):
+    """Where a browser starts a login that connects one account without a Page (Instagram Login)."""
+
+    def account_login_url(self, redirect_uri: str, state: str) -> str:
+        """The authorization page's URL; it comes back to ``redirect_uri`` with ``code`` and
+        ``state`` (or ``error``)."""
+        ...
+
+
+@runtime_checkable
+class PkceLoginStart(Protocol):
+    """Where a browser starts an OAuth 2.0 authorization with PKCE (X)."""
+
+    def authorize_url(self, redirect_uri: str, state: str, code_verifier: str) -> str:
+        """The authorization page's URL, with the code challenge the provider takes for
+        ``code_verifier`` (kept by the caller: the code the page gives back is traded with it,
+        ``AccountConnector.authorize``)."""
         ...
 
 

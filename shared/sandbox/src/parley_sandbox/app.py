@@ -41,6 +41,7 @@ from starlette.routing import BaseRoute, Route
 
 from parley_sandbox.admin import _Admin, _admin_route
 from parley_sandbox.instagram import InstagramApi
+from parley_sandbox.login import LoginPages
 from parley_sandbox.state import (
     _GRAPH_VERSION,
     DEFAULT_META_PERMISSIONS,
@@ -207,6 +208,7 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
     state = state if state is not None else SandboxState()
     api = _Providers(state)
     admin = _Admin(state)
+    login = LoginPages(state)
     get, post, get_post, get_post_delete = ["GET"], ["POST"], ["GET", "POST"], ["GET", "POST", "DELETE"]
 
     def graph(path: str, handler: Handler, methods: list[str], send: bool = False) -> Route:
@@ -264,6 +266,11 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
         _admin_route("/_sandbox/x/activity/deliver", admin.x_activity_deliver, post),
         _admin_route("/_sandbox/x/dms", admin.x_dms, post),
         _admin_route("/_sandbox/x/deliveries", admin.x_deliveries, ["GET", "DELETE"]),
+        # the login pages a browser is sent to: www.facebook.com/{version}/dialog/oauth,
+        # www.instagram.com/oauth/authorize (here under /instagram-www), x.com/i/oauth2/authorize
+        Route("/{version}/dialog/oauth", login.facebook, methods=get_post),
+        Route("/instagram-www/oauth/authorize", login.instagram, methods=get_post),
+        Route("/i/oauth2/authorize", login.x, methods=get_post),
         # X API v2
         x("/oauth2/token", api.x_token_endpoint, post),
         x("/users/me", api.x_me, get),

@@ -327,7 +327,8 @@ class MetaApi:
         except ValueError:
             raise GraphFailure(400, 100, None, "(#100) Param limit must be a number") from None
         start = _uncursor(str(call.params["after"])) + 1 if call.params.get("after") else 0
-        page_ids = user.page_ids[start : start + limit]
+        granted = user.app_page_ids()
+        page_ids = granted[start : start + limit]
         rows = []
         for page_id in page_ids:
             page = self.state.pages[page_id]
@@ -338,7 +339,9 @@ class MetaApi:
                 "tasks": list(page.tasks),
                 "access_token": self._page_token(token, page.id).value,
             }
-            if page.instagram_id:
+            if page.instagram_id and (
+                user.granted_instagram_ids is None or page.instagram_id in user.granted_instagram_ids
+            ):
                 full["instagram_business_account"] = {
                     "id": page.instagram_id,
                     "username": page.instagram_username,
@@ -359,7 +362,7 @@ class MetaApi:
         if rows:
             last = start + len(rows) - 1
             paging: dict[str, Any] = {"cursors": {"before": _cursor(start), "after": _cursor(last)}}
-            if last + 1 < len(user.page_ids):
+            if last + 1 < len(granted):
                 paging["next"] = str(call.request.url.include_query_params(after=_cursor(last), limit=limit))
             body["paging"] = paging
         return Reply(body)

@@ -146,6 +146,18 @@ class MetaUser:
     granted: list[str]
     declined: list[str]
     page_ids: list[str]
+    """The Pages the person manages."""
+    granted_page_ids: list[str] | None = None
+    """The Pages the person chose for the app in the Login dialog (None: not asked yet, every
+    Page they manage, as the admin API's users have)."""
+    granted_instagram_ids: list[str] | None = None
+    """The Instagram accounts chosen in the dialog (None: every one linked to a granted Page)."""
+
+    def app_page_ids(self) -> list[str]:
+        """The Pages ``/me/accounts`` lists for the app."""
+        if self.granted_page_ids is None:
+            return list(self.page_ids)
+        return [p for p in self.page_ids if p in self.granted_page_ids]
 
 
 @dataclass

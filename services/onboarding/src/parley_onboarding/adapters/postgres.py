@@ -345,6 +345,9 @@ class PostgresOnboardingStore:
     async def put_credential(self, credential: Credential) -> None:
         await self.channel_credentials.put(credential)
 
+    async def replace_credential(self, credential: Credential, spent_refresh_token: str) -> bool:
+        return await self.channel_credentials.replace_grant(credential, spent_refresh_token)
+
     async def credential(self, channel_id: str) -> Credential | None:
         return await self.channel_credentials.get(channel_id)
 

@@ -327,6 +327,11 @@ class OnboardingStore(Protocol):
     # --- secrets
     async def put_credential(self, credential: Credential) -> None: ...
 
+    async def replace_credential(self, credential: Credential, spent_refresh_token: str) -> bool:
+        """Store a refreshed credential only if the stored one is still the spent grant's (a
+        reconnect meanwhile wins); see ``CredentialStore.replace_grant``."""
+        ...
+
     async def credential(self, channel_id: str) -> Credential | None: ...
 
     async def delete_credential(self, channel_id: str) -> None: ...
@@ -564,6 +569,9 @@ class MongoOnboardingStore:
 
     async def put_credential(self, credential: Credential) -> None:
         await self.channel_credentials.put(credential)
+
+    async def replace_credential(self, credential: Credential, spent_refresh_token: str) -> bool:
+        return await self.channel_credentials.replace_grant(credential, spent_refresh_token)
 
     async def credential(self, channel_id: str) -> Credential | None:
         return await self.channel_credentials.get(channel_id)

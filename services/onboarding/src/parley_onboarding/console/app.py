@@ -7,6 +7,8 @@ check the API makes); everyone else gets the 403 page.
 
 from __future__ import annotations
 
+import re
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,9 +18,17 @@ from urllib.parse import parse_qs, quote
 
 from parley_events import ChannelStatus, Provider
 from parley_providers import ProviderError
-from parley_providers.base import NumberConnector, NumberRules
+from parley_providers.base import (
+    AccountLoginStart,
+    NumberConnector,
+    NumberRules,
+    PageConnector,
+    PageLoginStart,
+    PkceLoginStart,
+)
 from parley_shared.access import ChannelAccess, effective_role
 from parley_shared.auth import Principal, TokenVerifier, Unauthorized, issue_dev_token
+from parley_shared.vault import TokenVault, parse_keys
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -27,6 +37,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from parley_onboarding.console import session, whatsapp
+from parley_onboarding.console.connect import (
+    FLOWS,
+    STATE_TTL_S,
+    LoginState,
+    LoginStates,
+    new_state,
+    session_hash,
+)
 from parley_onboarding.console.forms import (
     ROLES,
     TEAM_PREFIX,
@@ -41,8 +59,14 @@ from parley_onboarding.console.forms import (
 from parley_onboarding.domain.channels import DISPLAY_NAME_MAX, Channel
 from parley_onboarding.domain.errors import DomainError
 from parley_onboarding.domain.teams import Team
-from parley_onboarding.service import OnboardingService
+from parley_onboarding.service import INSTAGRAM_LOGIN_PATH, OnboardingService
 from parley_onboarding.settings import OnboardingSettings
+
+
+def _(text: str) -> str:
+    """The console's strings go through here (the English text is the key of the catalogs)."""
+    return text
+
 
 HERE = Path(__file__).parent
 BASE = session.PATH
@@ -83,7 +107,25 @@ DONE = {
     "profile-completed": "Profile recorded as complete.",
     "request-badge": "Badge requested.",
     "submit-templates": "Templates recorded as submitted.",
+    "connected": _("The account is connected and its channel is active."),
+    "reconnected": _("The account is reconnected and its channel is active again."),
+    "activated": _("The Pages you chose are activated."),
 }
+REASONS = {
+    "access_denied": _("You declined the provider's login, so nothing was connected."),
+    "oauth_state_missing": _(
+        "This login was not started from this console, or it took too long; start again from Add Channel."
+    ),
+    "oauth_state_mismatch": _(
+        "This login belongs to another login attempt or session; start again from Add Channel."
+    ),
+    "oauth_state_expired": _("The login took too long; start again from Add Channel."),
+    "oauth_code_missing": _("The provider sent no code back; start again from Add Channel."),
+    "oauth_error": _("The provider ended the login with an error; start again from Add Channel."),
+}
+"""Why a provider login ended without a channel, by reason code (the provider's ``error``, or
+the console's own check of the login's state)."""
+PROVIDER_ERROR = re.compile(r"^[a-z_]{1,40}$")
 
 
 FIELD_WORDS = {
@@ -130,6 +172,18 @@ def attention(channel: Channel, now: datetime, lead: timedelta) -> list[str]:
     return notes
 
 
+def reconnect_flow(channel: Channel) -> str | None:
+    """The login that reconnects a channel: its provider's, and for Instagram the way it was
+    connected (through its Page, or with Instagram Login)."""
+    if channel.provider is Provider.MESSENGER:
+        return "facebook"
+    if channel.provider is Provider.INSTAGRAM:
+        return "instagram" if channel.connect_path == INSTAGRAM_LOGIN_PATH else "facebook"
+    if channel.provider is Provider.X:
+        return "x"
+    return None
+
+
 def who_can_see(channel: Channel, teams: list[Team]) -> list[tuple[str, str, str]]:
     """(user, role, teams) of every user the access names or a team holds, by the shared rule."""
     access = ChannelAccess(
@@ -156,6 +210,7 @@ class Console:
     settings: OnboardingSettings
     clock: Callable[[], datetime]
     templates: Jinja2Templates
+    logins: LoginStates
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -185,11 +240,17 @@ class Console:
         return response
 
     def error(
-        self, request: Request, status: int, title: str, message: str, principal: Principal | None = None
+        self,
+        request: Request,
+        status: int,
+        title: str,
+        message: str,
+        principal: Principal | None = None,
+        reason: str | None = None,
+        again: str | None = None,
     ) -> Response:
-        return self.render(
-            request, "error.html", {"status": status, "title": title, "message": message}, status, principal
-        )
+        context = {"status": status, "title": title, "message": message, "reason": reason, "again": again}
+        return self.render(request, "error.html", context, status, principal)
 
     @staticmethod
     def redirect(path: str) -> Response:
@@ -298,7 +359,10 @@ class Console:
             {"channel": c, "status": STATUS_WORDS[c.status], "attention": attention(c, now, lead)}
             for c in await self.service.channels(principal.tenant_id)
         ]
-        return self.render(request, "channels.html", {"rows": rows, "nav": "channels"}, principal=principal)
+        done = DONE.get(request.query_params.get("done", ""))
+        return self.render(
+            request, "channels.html", {"rows": rows, "nav": "channels", "done": done}, principal=principal
+        )
 
     async def _channel_page(
         self,
@@ -328,6 +392,8 @@ class Console:
                 "display_name_max": DISPLAY_NAME_MAX,
                 "done": DONE.get(request.query_params.get("done", "")),
                 "disconnected": channel.status is ChannelStatus.DISCONNECTED,
+                "reconnect": self._offered(reconnect_flow(channel)),
+                "needs_reconnect": channel.status is ChannelStatus.REAUTH_REQUIRED,
             },
             status,
             principal,
@@ -400,6 +466,237 @@ class Console:
         channel = await self.service.check_channel_token(principal.tenant_id, channel_id)
         done = "checked" if channel.status is ChannelStatus.ACTIVE else "reauth"
         return self.redirect(f"/channels/{seg(channel_id)}?done={done}")
+
+    # --- Add Channel and reconnect ------------------------------------------------------------
+
+    def _flows(self) -> dict[str, bool]:
+        """The provider logins this deployment's connectors can start."""
+        connectors = self.service.connectors
+        return {
+            "facebook": isinstance(connectors.get(Provider.MESSENGER), PageLoginStart),
+            "instagram": isinstance(connectors.get(Provider.INSTAGRAM), AccountLoginStart),
+            "x": isinstance(connectors.get(Provider.X), PkceLoginStart),
+        }
+
+    def _offered(self, flow: str | None) -> str | None:
+        return flow if flow is not None and self._flows().get(flow) else None
+
+    def _redirect_uri(self, request: Request, flow: str) -> str:
+        """Where the provider sends the browser back: registered in the provider's app as is."""
+        origin = self.settings.console_public_url or f"{request.url.scheme}://{request.url.netloc}"
+        return f"{origin}{BASE}/connect/{flow}/callback"
+
+    async def add_channel(self, request: Request) -> Response:
+        principal = await self.admin(request)
+        if isinstance(principal, Response):
+            return principal
+        channels = await self.service.channels(principal.tenant_id)
+        meta_connected = any(
+            reconnect_flow(c) == "facebook" and c.status is not ChannelStatus.DISCONNECTED for c in channels
+        )
+        return self.render(
+            request,
+            "add_channel.html",
+            {"nav": "channels", "flows": self._flows(), "meta_connected": meta_connected},
+            principal=principal,
+        )
+
+    async def connect_start(self, request: Request) -> Response:
+        """Send the browser to the provider's login page with a fresh state (and PKCE for X)."""
+        principal = await self.admin(request)
+        if isinstance(principal, Response):
+            return principal
+        flow = request.path_params["flow"]
+        if flow not in FLOWS or not self._flows()[flow]:
+            return self.error(
+                request, 404, _("Not found"), _("This provider cannot be connected here."), principal
+            )
+        channel_id = request.query_params.get("channel") or None
+        if channel_id is not None:
+            channel = await self.service.channel(principal.tenant_id, channel_id)  # 404 if not theirs
+            if reconnect_flow(channel) != flow:
+                return self.error(
+                    request, 400, _("Not done"), _("This channel is not connected that way."), principal
+                )
+        login = LoginState(
+            flow=flow,
+            state=new_state(),
+            tenant_id=principal.tenant_id,
+            user_id=principal.user_id,
+            session=session_hash(request),
+            expires_at=self.clock().timestamp() + STATE_TTL_S,
+            # PKCE (RFC 7636): 64 characters of the unreserved set; the connector sends its S256 hash
+            verifier=secrets.token_urlsafe(48) if flow == "x" else None,
+            channel_id=channel_id,
+        )
+        redirect_uri = self._redirect_uri(request, flow)
+        connectors = self.service.connectors
+        if flow == "facebook":
+            pages = connectors[Provider.MESSENGER]
+            assert isinstance(pages, PageLoginStart)
+            target = pages.page_login_url(redirect_uri, login.state)
+        elif flow == "instagram":
+            account = connectors[Provider.INSTAGRAM]
+            assert isinstance(account, AccountLoginStart)
+            target = account.account_login_url(redirect_uri, login.state)
+        else:
+            pkce = connectors[Provider.X]
+            assert isinstance(pkce, PkceLoginStart)
+            assert login.verifier is not None
+            target = pkce.authorize_url(redirect_uri, login.state, login.verifier)
+        response = RedirectResponse(target, status_code=303, headers=HEADERS)
+        self.logins.start(request, response, login)
+        return response
+
+    async def connect_callback(self, request: Request) -> Response:
+        """The provider's redirect back: check the state, trade the code through the service."""
+        flow = request.path_params["flow"]
+        if flow not in FLOWS:
+            return await self.not_found(request)
+        if session.SESSION_COOKIE not in request.cookies and "again" not in request.query_params:
+            # the redirect came from the provider's site, and the session cookie (SameSite=Strict)
+            # stays behind on such a navigation: the same address again, from this page, has it
+            again = str(request.url.include_query_params(again="1"))
+            return self.render(request, "connect_wait.html", {"again": again})
+        principal = await self.admin(request)
+        if isinstance(principal, Response):
+            return principal
+        checked_login = self.logins.check(
+            request, flow, principal.tenant_id, principal.user_id, self.clock().timestamp()
+        )
+        if isinstance(checked_login, str):
+            return self._login_failed(request, principal, checked_login)
+        return await self._finish_login(request, principal, checked_login)
+
+    def _login_failed(
+        self, request: Request, principal: Principal, reason: str, status: int = 400
+    ) -> Response:
+        response = self.error(
+            request,
+            status,
+            _("Nothing was connected"),
+            REASONS.get(reason, REASONS["oauth_error"]),
+            principal,
+            reason=reason,
+            again=f"{BASE}/channels/add",
+        )
+        self.logins.forget(request, response)
+        return response
+
+    async def _finish_login(self, request: Request, principal: Principal, login: LoginState) -> Response:
+        query = request.query_params
+        if query.get("error"):
+            error = query["error"]
+            return self._login_failed(
+                request, principal, error if PROVIDER_ERROR.match(error) else "oauth_error"
+            )
+        code = query.get("code")
+        if not code:
+            return self._login_failed(request, principal, "oauth_code_missing")
+        redirect_uri = self._redirect_uri(request, login.flow)
+        tenant, actor = principal.tenant_id, principal.user_id
+        try:
+            if login.flow == "facebook":
+                started = await self.service.start_meta_connection(tenant, actor, code, redirect_uri)
+                target = f"/connect/facebook/{seg(started['connection_id'])}"
+                if login.channel_id:
+                    target += f"?channel={seg(login.channel_id)}"
+                response = self.redirect(target)
+            else:
+                if login.flow == "instagram":
+                    channel = await self.service.connect_instagram_login(tenant, actor, code, redirect_uri)
+                else:
+                    assert login.verifier is not None
+                    channel = await self.service.connect_x(tenant, actor, code, redirect_uri, login.verifier)
+                done = "reconnected" if login.channel_id == channel.id else "connected"
+                response = self.redirect(f"/channels/{seg(channel.id)}?done={done}")
+        except DomainError as exc:
+            response = self.error(
+                request,
+                exc.status,
+                _("Nothing was connected"),
+                in_words(exc),
+                principal,
+                reason=exc.code,
+                again=f"{BASE}/channels/add",
+            )
+        except ProviderError as exc:
+            response = self.error(
+                request,
+                502,
+                _("The provider refused"),
+                _("The provider refused the login's code; start again from Add Channel."),
+                principal,
+                reason=exc.kind.value,
+                again=f"{BASE}/channels/add",
+            )
+        # the state worked once, whatever came of it
+        self.logins.forget(request, response)
+        return response
+
+    async def _pages_page(
+        self,
+        request: Request,
+        principal: Principal,
+        connection_id: str,
+        chosen: set[str],
+        channel_id: str | None,
+        error: DomainError | None = None,
+    ) -> Response:
+        view = await self.service.meta_connection(principal.tenant_id, connection_id)
+        pages = self.service.connectors.get(Provider.MESSENGER)
+        return self.render(
+            request,
+            "connect_pages.html",
+            {
+                "nav": "channels",
+                "view": view,
+                "chosen": chosen,
+                "channel_id": channel_id,
+                "required_tasks": pages.required_page_tasks if isinstance(pages, PageConnector) else (),
+                "error": in_words(error) if error else None,
+                "reason": error.code if error else None,
+            },
+            error.status if error else 200,
+            principal,
+        )
+
+    async def connect_pages(self, request: Request) -> Response:
+        """The granted Pages, the check of the permissions and of each Page's access; Activate."""
+        principal = await self.admin(request)
+        if isinstance(principal, Response):
+            return principal
+        channel_id = request.query_params.get("channel") or None
+        chosen: set[str] = set()
+        if channel_id:
+            channel = await self.service.channel(principal.tenant_id, channel_id)
+            chosen.add(channel.account_id)
+        connection_id = request.path_params["connection_id"]
+        return await self._pages_page(request, principal, connection_id, chosen, channel_id)
+
+    async def activate_pages(self, request: Request) -> Response:
+        form = await self.form(request)
+        principal = await self.admin(request, form)
+        if isinstance(principal, Response):
+            return principal
+        assert form is not None
+        connection_id = request.path_params["connection_id"]
+        page_ids, instagram_ids = form.get("page_ids", []), form.get("instagram_account_ids", [])
+        channel_id = one(form, "channel") or None
+        try:
+            if not page_ids and not instagram_ids:
+                raise DomainError("NOTHING_CHOSEN", _("choose at least one Page or Instagram account"))
+            channels = await self.service.activate_meta(
+                principal.tenant_id, principal.user_id, connection_id, page_ids, instagram_ids
+            )
+        except DomainError as exc:
+            if exc.code in ("CONNECTION_NOT_FOUND", "CONNECTION_EXPIRED"):
+                raise
+            chosen = set(page_ids) | set(instagram_ids)
+            return await self._pages_page(request, principal, connection_id, chosen, channel_id, exc)
+        if channel_id and any(c.id == channel_id for c in channels):
+            return self.redirect(f"/channels/{seg(channel_id)}?done=reconnected")
+        return self.redirect("/channels?done=activated")
 
     # --- teams --------------------------------------------------------------------------------
 
@@ -633,7 +930,11 @@ def create_console(
     clock: Callable[[], datetime],
 ) -> Starlette:
     """The console app; bootstrap mounts it at ``/console``."""
-    console = Console(service, verifier, settings, clock, Jinja2Templates(directory=HERE / "templates"))
+    templates = Jinja2Templates(directory=HERE / "templates")
+    templates.env.globals["_"] = _
+    # the login-state cookie is sealed with onboarding's current encryption key (the vault's)
+    logins = LoginStates(TokenVault(parse_keys(settings.encryption_keys.get_secret_value())))
+    console = Console(service, verifier, settings, clock, templates, logins)
 
     def guarded(page: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -642,8 +943,12 @@ def create_console(
             except DomainError as exc:
                 principal = await console.signed_in(request)
                 if exc.status == 404:
-                    return console.error(request, 404, "Not found", exc.message.capitalize() + ".", principal)
-                return console.error(request, exc.status, "Not done", in_words(exc), principal)
+                    return console.error(
+                        request, 404, "Not found", exc.message.capitalize() + ".", principal, reason=exc.code
+                    )
+                return console.error(
+                    request, exc.status, "Not done", in_words(exc), principal, reason=exc.code
+                )
             except ProviderError as exc:
                 principal = await console.signed_in(request)
                 return console.error(
@@ -652,6 +957,7 @@ def create_console(
                     "The provider refused",
                     f"{exc.provider} refused the request ({exc.kind.value}).",
                     principal,
+                    reason=exc.kind.value,
                 )
 
         return endpoint
@@ -664,11 +970,16 @@ def create_console(
         Route("/dev-sign-in", guarded(console.dev_sign_in), methods=post),
         Route("/sign-out", guarded(console.sign_out), methods=post),
         Route("/channels", guarded(console.channels), methods=get),
+        Route("/channels/add", guarded(console.add_channel), methods=get),
         Route("/channels/{channel_id}", guarded(console.channel), methods=get),
         Route("/channels/{channel_id}/settings", guarded(console.save_settings), methods=post),
         Route("/channels/{channel_id}/access", guarded(console.save_access), methods=post),
         Route("/channels/{channel_id}/disconnect", guarded(console.disconnect), methods=post),
         Route("/channels/{channel_id}/check", guarded(console.check_token), methods=post),
+        Route("/connect/{flow}/start", guarded(console.connect_start), methods=get),
+        Route("/connect/{flow}/callback", guarded(console.connect_callback), methods=get),
+        Route("/connect/facebook/{connection_id}", guarded(console.connect_pages), methods=get),
+        Route("/connect/facebook/{connection_id}/activate", guarded(console.activate_pages), methods=post),
         Route("/teams", guarded(console.teams), methods=get),
         Route("/teams", guarded(console.create_team), methods=post),
         Route("/teams/{team_id}", guarded(console.team), methods=get),

@@ -35,13 +35,16 @@ from parley_providers.meta.instagram import (
     RefreshTiming,
     refresh_timing,
 )
-from parley_providers.oauth import UserToken
+from parley_providers.meta.versions import DEFAULT_GRAPH_API_VERSION
+from parley_providers.oauth import UserToken, authorization_url
 
 __all__ = [
     "DEFAULT_INSTAGRAM_PERMISSIONS",
     "DEFAULT_PAGE_FIELDS",
     "DEFAULT_PAGE_PERMISSIONS",
+    "FACEBOOK_LOGIN_BASE_URL",
     "FULL_CONTROL_TASK",
+    "INSTAGRAM_LOGIN_BASE_URL",
     "REQUIRED_PAGE_TASKS",
     "ConnectSettings",
     "InstagramLoginSubscriptions",
@@ -51,6 +54,18 @@ __all__ = [
     "meta_connector",
     "missing_page_tasks",
 ]
+
+FACEBOOK_LOGIN_BASE_URL = "https://www.facebook.com"
+"""The Login dialog's host: ``https://www.facebook.com/{version}/dialog/oauth`` with ``client_id``,
+``redirect_uri``, ``state`` and ``scope`` (comma-separated) or, for Facebook Login for Business,
+``config_id`` (developers.facebook.com/docs/facebook-login/guides/advanced/manual-flow,
+/docs/facebook-login/facebook-login-for-business). The dialog comes back to ``redirect_uri`` with
+``code`` and ``state``, or with ``error=access_denied`` and ``error_reason=user_denied``."""
+INSTAGRAM_LOGIN_BASE_URL = "https://www.instagram.com"
+"""Business Login for Instagram's authorization window: ``/oauth/authorize`` with ``client_id``,
+``redirect_uri``, ``response_type=code``, ``scope`` (comma-separated) and ``state``
+(developers.facebook.com/docs/instagram-platform/instagram-api-with-instagram-login/business-login,
+/docs/instagram-platform/reference/oauth-authorize)."""
 
 FULL_CONTROL_TASK = "MANAGE"
 REQUIRED_PAGE_TASKS = ("MESSAGING", "MODERATE")
@@ -116,6 +131,9 @@ class ConnectSettings(GraphSettings, Protocol):
     meta_permissions: tuple[str, ...] | None
     instagram_permissions: tuple[str, ...] | None
     page_subscribed_fields: tuple[str, ...] | None
+    # read when present (onboarding's settings have them): ``meta_login_base_url`` (the Login
+    # dialog's host, empty: FACEBOOK_LOGIN_BASE_URL), ``meta_login_config_id`` (a Facebook Login for
+    # Business configuration, asked for instead of ``scope``), ``instagram_login_base_url``
 
 
 class MetaConnector:
@@ -130,14 +148,43 @@ class MetaConnector:
         page_permissions: Iterable[str] = DEFAULT_PAGE_PERMISSIONS,
         instagram_permissions: Iterable[str] = DEFAULT_INSTAGRAM_PERMISSIONS,
         page_fields: Iterable[str] = DEFAULT_PAGE_FIELDS,
+        app_id: str = "",
+        api_version: str = DEFAULT_GRAPH_API_VERSION,
+        login_base_url: str = FACEBOOK_LOGIN_BASE_URL,
+        login_config_id: str | None = None,
     ) -> None:
         self._graph = graph
         self._page_permissions = frozenset(page_permissions)
         self._instagram_permissions = frozenset(instagram_permissions)
         self._page_fields = list(page_fields)
+        self._app_id = app_id
+        self._api_version = api_version
+        self._login_base_url = login_base_url
+        self._login_config_id = login_config_id or None
 
     def __repr__(self) -> str:
         return f"MetaConnector({self._graph!r})"
+
+    def page_login_url(self, redirect_uri: str, state: str) -> str:
+        """Facebook Login's dialog asking for what Pages and their Instagram profiles need (a
+        ``PageLoginStart``); a Login for Business configuration replaces the scope."""
+        scope = (
+            None
+            if self._login_config_id
+            else ",".join(sorted(self._page_permissions | self._instagram_permissions))
+        )
+        return authorization_url(
+            self._login_base_url,
+            f"{self._api_version}/dialog/oauth",
+            {
+                "client_id": self._app_id,
+                "redirect_uri": redirect_uri,
+                "state": state,
+                "response_type": "code",
+                "scope": scope,
+                "config_id": self._login_config_id,
+            },
+        )
 
     async def grant(self, code: str, redirect_uri: str) -> PageGrant:
         """Code -> short-lived user token -> long-lived one; its permissions and Pages.
@@ -228,14 +275,32 @@ class MetaInstagramConnector(MetaConnector):
         *,
         login_scopes: Iterable[str] = DEFAULT_INSTAGRAM_LOGIN_SCOPES,
         login_fields: Iterable[str] = DEFAULT_INSTAGRAM_LOGIN_FIELDS,
+        instagram_app_id: str = "",
+        instagram_login_base_url: str = INSTAGRAM_LOGIN_BASE_URL,
         **page_flow: Any,
     ) -> None:
         super().__init__(graph, **page_flow)
         self._instagram = instagram
+        self._instagram_app_id = instagram_app_id
+        self._instagram_login_base_url = instagram_login_base_url
         self._login_scopes = frozenset(login_scopes)
         self._login_fields = list(login_fields)
         # a LoginSubscriptionCheck: Instagram-login accounts are checked like Pages, on their host
         self.login_subscriptions = InstagramLoginSubscriptions(instagram, self._login_fields)
+
+    def account_login_url(self, redirect_uri: str, state: str) -> str:
+        """Business Login for Instagram's authorization window (an ``AccountLoginStart``)."""
+        return authorization_url(
+            self._instagram_login_base_url,
+            "oauth/authorize",
+            {
+                "client_id": self._instagram_app_id,
+                "redirect_uri": redirect_uri,
+                "response_type": "code",
+                "scope": ",".join(sorted(self._login_scopes)),
+                "state": state,
+            },
+        )
 
     async def login(self, code: str, redirect_uri: str) -> AuthorizedAccount:
         """Code -> short-lived token -> the 60-day token; the professional account it is for."""
@@ -277,7 +342,19 @@ def meta_connector(
         "page_permissions": given(settings.meta_permissions, DEFAULT_PAGE_PERMISSIONS),
         "instagram_permissions": given(settings.instagram_permissions, DEFAULT_INSTAGRAM_PERMISSIONS),
         "page_fields": given(settings.page_subscribed_fields, DEFAULT_PAGE_FIELDS),
+        "app_id": settings.meta_app_id,
+        "api_version": settings.graph_api_version or DEFAULT_GRAPH_API_VERSION,
+        # the login hosts are onboarding's settings only: another service's settings lack them
+        "login_base_url": getattr(settings, "meta_login_base_url", "") or FACEBOOK_LOGIN_BASE_URL,
+        "login_config_id": getattr(settings, "meta_login_config_id", None),
     }
     if instagram is None:
         return MetaConnector(graph, **page_flow)
-    return MetaInstagramConnector(graph, instagram, **page_flow)
+    return MetaInstagramConnector(
+        graph,
+        instagram,
+        instagram_app_id=getattr(settings, "instagram_app_id", None) or "",
+        instagram_login_base_url=getattr(settings, "instagram_login_base_url", "")
+        or INSTAGRAM_LOGIN_BASE_URL,
+        **page_flow,
+    )

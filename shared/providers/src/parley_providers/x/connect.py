@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from parley_providers.base import AuthorizedAccount, RefreshStep, SubscriptionOutcome
 from parley_providers.errors import ErrorKind, ProviderError
-from parley_providers.oauth import UserToken
+from parley_providers.oauth import UserToken, authorization_url, code_challenge
 from parley_providers.x import subscriptions
 from parley_providers.x.client import XClient, XSettings, x_client
 
@@ -28,6 +28,8 @@ __all__ = [
     "ACCESS_TOKEN_LIFETIME",
     "ACCOUNT_ACTIVITY",
     "ACTIVITY",
+    "DEFAULT_X_SCOPES",
+    "X_AUTHORIZE_BASE_URL",
     "ConnectSettings",
     "XConnector",
     "refresh_step",
@@ -43,6 +45,18 @@ ACCOUNT_ACTIVITY = "account_activity"
 ACCESS_TOKEN_LIFETIME = timedelta(hours=2)
 """How long an OAuth 2.0 user access token works (X docs: OAuth 2.0 Authorization Code Flow with
 PKCE, "How long will my credentials stay valid?"); the token answer's ``expires_in`` says it too."""
+
+
+X_AUTHORIZE_BASE_URL = "https://x.com"
+"""Where X's authorization page is: ``https://x.com/i/oauth2/authorize`` with ``response_type=code``,
+``client_id``, ``redirect_uri``, ``scope`` (space-separated), ``state``, ``code_challenge`` and
+``code_challenge_method=S256`` (docs.x.com, OAuth 2.0 Authorization Code Flow with PKCE, "Connecting
+with OAuth 2.0"); it comes back with ``code`` and ``state``, or ``error=access_denied``."""
+
+DEFAULT_X_SCOPES = ("dm.read", "dm.write", "offline.access", "tweet.read", "tweet.write", "users.read")
+"""What a handle grants Parley: DMs read and sent (``dm.*`` need ``tweet.read`` and ``users.read``),
+posts read and replied to, and ``offline.access`` for the refresh token (without it a token ends
+after two hours for good)."""
 
 
 def refresh_step(expires_at: datetime, now: datetime, lead: timedelta) -> RefreshStep:
@@ -71,6 +85,7 @@ class ConnectSettings(XSettings, Protocol):
     x_webhook_id: str | None
     x_activity_webhook_id: str | None
     x_bearer_token: SecretStr | None
+    # read when present (onboarding's): ``x_authorize_base_url``, empty: X_AUTHORIZE_BASE_URL
 
 
 class XConnector:
@@ -84,11 +99,17 @@ class XConnector:
         *,
         activity_webhook_id: str | None = None,
         app_token: str | None = None,
+        client_id: str = "",
+        authorize_base_url: str = X_AUTHORIZE_BASE_URL,
+        scopes: tuple[str, ...] = DEFAULT_X_SCOPES,
     ) -> None:
         self._client = client
         self._webhook_id = webhook_id
         self._activity_webhook_id = activity_webhook_id
         self._app_token = app_token or None
+        self._client_id = client_id
+        self._authorize_base_url = authorize_base_url
+        self._scopes = scopes
 
     def __repr__(self) -> str:
         return (
@@ -102,6 +123,23 @@ class XConnector:
         if self._activity_webhook_id and self._app_token:
             return (ACTIVITY, ACCOUNT_ACTIVITY)
         return (ACCOUNT_ACTIVITY,)
+
+    def authorize_url(self, redirect_uri: str, state: str, code_verifier: str) -> str:
+        """X's authorization page for one handle (a ``PkceLoginStart``), with the verifier's S256
+        challenge (X takes ``plain`` too; S256 keeps the verifier off the browser's URL)."""
+        return authorization_url(
+            self._authorize_base_url,
+            "i/oauth2/authorize",
+            {
+                "response_type": "code",
+                "client_id": self._client_id,
+                "redirect_uri": redirect_uri,
+                "scope": " ".join(self._scopes),
+                "state": state,
+                "code_challenge": code_challenge(code_verifier),
+                "code_challenge_method": "S256",
+            },
+        )
 
     async def authorize(self, code: str, redirect_uri: str, code_verifier: str) -> AuthorizedAccount:
         token = await self._client.exchange_code(code, redirect_uri, code_verifier)
@@ -200,4 +238,6 @@ def x_connector(http: httpx.AsyncClient, settings: ConnectSettings) -> XConnecto
         settings.x_webhook_id,
         activity_webhook_id=activity_webhook or None,
         app_token=bearer.get_secret_value() if bearer is not None else None,
+        client_id=settings.x_client_id or "",
+        authorize_base_url=getattr(settings, "x_authorize_base_url", "") or X_AUTHORIZE_BASE_URL,
     )

@@ -1,0 +1,247 @@
+"""``make fault`` on a three-broker cluster under load: brokers lost, the store slow and refusing.
+
+Each run drives signed Messenger deliveries to ingest at ``PARLEY_FAULT_RATE`` a second (200)
+for ``PARLEY_FAULT_SECONDS`` (60) over 200 conversations, every conversation its own sender
+keeping its order (``drive_threads``), through ingest, the normalizer and routing as real
+processes on the local three-node Kafka (``make infra-up KAFKA_BROKERS=3``: replication factor 3,
+``min.insync.replicas=2``) and PostgreSQL. A third of the way in, the fault starts. The checker
+then requires every acknowledged delivery to have exactly one ``message_added``, in order, nothing
+unacknowledged to take effect, every consumer group back to lag zero and a fresh delivery in
+effect within the bound. The rows join docs/reliability.md's table (tests/fault/test_faults.py
+writes it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from parley_events import qualify, topics
+
+from tests.conftest import ROOT, Infra, require_local_infra
+from tests.fault.checker import (
+    SECRET,
+    Effect,
+    Report,
+    drive_threads,
+    postgres_history_effects,
+    settle_consumers,
+    verify,
+    webhook_threads,
+    webhooks,
+)
+from tests.fault.test_faults import REPORTS, assert_clean, infra_script, write_table
+from tests.support.kafka import publish_channel
+from tests.support.processes import ServiceProcess, start_service
+from tests.support.proxy import FaultProxy
+
+pytestmark = pytest.mark.fault
+
+RATE_PER_S = float(os.environ.get("PARLEY_FAULT_RATE", "200"))
+SECONDS = float(os.environ.get("PARLEY_FAULT_SECONDS", "60"))
+PAGES = [f"page-c{i}" for i in range(4)]
+CUSTOMERS = 50  # per Page: 200 conversations, each sending at RATE_PER_S / 200
+SETTLE_TIMEOUT_S = 300.0  # the recovery bound the table's rows are held to
+__all__ = ["write_table"]  # the table fixture of test_faults.py, so these rows join it
+
+
+def brokers(infra: Infra) -> list[str]:
+    addresses = infra.kafka.split(",")
+    if len(addresses) < 3:
+        pytest.fail(
+            "the cluster faults need three brokers: make infra-down, then make fault KAFKA_BROKERS=3 "
+            f"(the local Kafka runs with {len(addresses)})"
+        )
+    return addresses
+
+
+def kill_node(node: int) -> None:
+    pid = int((ROOT / ".local" / "run" / f"kafka-{node}.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+
+
+async def leader_of_most(infra: Infra, namespace: str) -> int:
+    """The node leading the most partitions of the run's inbound topics (raw and normalized)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka)
+    await admin.start()
+    try:
+        names = [qualify(t.name, namespace) for t in (topics.WEBHOOKS_RAW, topics.MESSAGES_INBOUND)]
+        led: dict[int, int] = {}
+        for topic in await admin.describe_topics(names):
+            for partition in topic["partitions"]:
+                if partition["leader"] >= 0:
+                    led[partition["leader"]] = led.get(partition["leader"], 0) + 1
+        assert led, f"no partition leaders found for {names}"
+        return max(led, key=lambda node: led[node])
+    finally:
+        await admin.close()
+
+
+def through(proxy: FaultProxy, url: str) -> str:
+    """``url`` with its host and port replaced by the proxy's."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)
+    host = f"127.0.0.1:{proxy.port}"
+    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
+
+
+def store_address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 5432
+
+
+@pytest.fixture
+def cluster_stack(infra: Infra, store_url: str, tmp_path: Path) -> dict[str, Any]:
+    """Where a run's processes keep their logs, and its store (PostgreSQL, a schema of its own)."""
+    require_local_infra(infra, "faults are injected into local processes")
+    brokers(infra)
+    assert store_url.startswith("postgresql"), "the cluster faults run on the default store, PostgreSQL"
+    return {"dir": tmp_path, "store_url": store_url}
+
+
+async def start_stack(
+    infra: Infra, namespace: str, stack: dict[str, Any], store_url: str
+) -> dict[str, ServiceProcess]:
+    env = {
+        "PARLEY_KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
+        "PARLEY_STORE_URL": store_url,
+        "PARLEY_TOPIC_NAMESPACE": namespace,
+        "PARLEY_CONSUMER_GROUP_PREFIX": namespace,
+        "PARLEY_META_APP_SECRETS": SECRET,
+        "PARLEY_META_VERIFY_TOKEN": "fault",
+        "PARLEY_JWT_HS256_SECRET": "fault-suite-jwt-secret-of-32-bytes!",
+        "PARLEY_SHUTDOWN_TIMEOUT_S": "10",
+        "PARLEY_KAFKA_ACK_TIMEOUT_S": "3",
+    }
+    stack["env"] = env
+    services: dict[str, ServiceProcess] = {}
+    for name in ("parley-ingest", "parley-normalizer", "parley-routing"):
+        directory = stack["dir"] / name
+        directory.mkdir(exist_ok=True)
+        services[name] = start_service(name, env, directory)
+    for service in services.values():
+        await asyncio.to_thread(service.wait_ready)
+    stack["services"] = services
+    return services
+
+
+async def run_cluster_fault(
+    name: str,
+    infra: Infra,
+    namespace: str,
+    stack: dict[str, Any],
+    fault: Callable[[], Coroutine[Any, Any, None]],
+    store_url: str | None = None,
+) -> Report:
+    services = await start_stack(infra, namespace, stack, store_url or stack["store_url"])
+    try:
+        for i, page in enumerate(PAGES):
+            await publish_channel(
+                infra.kafka, namespace, channel_id=f"ch-c{i}", tenant_id=f"tenant-{i % 2}", account_id=page
+            )
+        report = Report(fault=name)
+        ingest = webhooks(services["parley-ingest"].url)
+        started = time.monotonic()
+        sent = await drive_threads(
+            webhook_threads(PAGES, CUSTOMERS), RATE_PER_S, SECONDS, ingest, report, fault, SECONDS / 3
+        )
+        report.details.append(
+            f"{report.acknowledged} acknowledged in {time.monotonic() - started:.0f} s "
+            f"({report.acknowledged / max(time.monotonic() - started, 1):.0f}/s offered {RATE_PER_S:.0f}/s)"
+        )
+
+        async def effects() -> list[Effect]:
+            return await postgres_history_effects(stack["store_url"])
+
+        await verify(effects, sent, report, SETTLE_TIMEOUT_S, fresh=ingest)
+        await settle_consumers(infra.kafka, namespace, report)
+        REPORTS.append(report)
+        return report
+    finally:
+        for service in services.values():
+            service.terminate()
+
+
+async def test_the_partition_leader_s_broker_killed(
+    infra: Infra, namespace: str, cluster_stack: dict[str, Any]
+) -> None:
+    """Leadership moves to a follower in sync; producers with acks=all and idempotence go on."""
+    notes: list[str] = []
+
+    async def fault() -> None:
+        node = await leader_of_most(infra, namespace)
+        kill_node(node)
+        killed = time.monotonic()
+        notes.append(f"node {node} (the leader of most of the run's partitions) SIGKILLed")
+        await asyncio.sleep(20)
+        await asyncio.to_thread(infra_script, "start-kafka-node", str(node))
+        notes.append(f"node {node} restarted {time.monotonic() - killed:.0f} s after the kill")
+
+    report = await run_cluster_fault(
+        "3 brokers: the leader's broker SIGKILLed", infra, namespace, cluster_stack, fault
+    )
+    report.details[:0] = notes
+    assert_clean(report)
+
+
+async def test_two_of_three_brokers_down(infra: Infra, namespace: str, cluster_stack: dict[str, Any]) -> None:
+    """Below min ISR: ingest answers 503 (nothing acknowledged without two copies); one broker
+    back restores writes, then the second returns."""
+    notes: list[str] = []
+
+    async def fault() -> None:
+        for node in (2, 3):
+            kill_node(node)
+        notes.append("nodes 2 and 3 SIGKILLed together")
+        await asyncio.sleep(20)
+        await asyncio.to_thread(infra_script, "start-kafka-node", "2")
+        notes.append("node 2 restarted after 20 s")
+        await asyncio.sleep(10)
+        await asyncio.to_thread(infra_script, "start-kafka-node", "3")
+        notes.append("node 3 restarted 10 s later")
+
+    report = await run_cluster_fault("3 brokers: two of three down", infra, namespace, cluster_stack, fault)
+    report.details[:0] = notes
+    # while one broker was left, ingest refused (503) what it could not make durable: senders retried
+    assert report.retried > 0, report
+    assert_clean(report)
+
+
+async def test_the_store_slow_then_refusing(
+    infra: Infra, namespace: str, cluster_stack: dict[str, Any]
+) -> None:
+    """Every store round trip of the services slowed to 200 ms for 30 s, then connections refused
+    for 30 s: routing falls behind and waits, ingest keeps acknowledging, nothing is lost."""
+    host, port = store_address(cluster_stack["store_url"])
+    notes: list[str] = []
+    async with FaultProxy(host, port) as proxy:
+
+        async def fault() -> None:
+            proxy.delay(0.2)
+            await asyncio.sleep(30)
+            notes.append(
+                f"store slowed to 200 ms per round trip for 30 s ({proxy.stats.accepted} connections)"
+            )
+            proxy.refusing()
+            await asyncio.sleep(30)
+            notes.append(f"then refused connections for 30 s ({proxy.stats.refused} refused)")
+            proxy.passing()
+
+        report = await run_cluster_fault(
+            "store 200 ms for 30 s, then refusing for 30 s",
+            infra,
+            namespace,
+            cluster_stack,
+            fault,
+            store_url=through(proxy, cluster_stack["store_url"]),
+        )
+    report.details[:0] = notes
+    assert_clean(report)
