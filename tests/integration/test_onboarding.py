@@ -1130,6 +1130,7 @@ async def test_settings_access_and_teams(stack: Stack) -> None:
         "auto_resolve_pending_s": 3600,
         "human_agent_tag": True,
         "text_limit": 500,
+        "mark_read_on_open": False,  # off unless an admin turns it on
     }
     assert patched["revision"] == 2
 
