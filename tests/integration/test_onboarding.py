@@ -1128,6 +1128,7 @@ async def test_settings_access_and_teams(stack: Stack) -> None:
         "text_limit": 500,
         "business_hours": None,
         "away_message": None,
+        "mark_read_on_open": False,  # off unless an admin turns it on
     }
     assert patched["revision"] == 2
 

@@ -6,7 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from parley_events import ChannelTemplateCategoryChanged, ChannelTemplateStatusChanged, Provider
+from parley_events import (
+    ChannelTemplateCategoryChanged,
+    ChannelTemplateQualityChanged,
+    ChannelTemplateStatusChanged,
+    Provider,
+)
 from parley_policy.adapters.postgres import PostgresPolicyStore, PostgresPolicyTemplates
 from parley_policy.adapters.stores import PolicyStore, PolicyTemplates, TemplatesPort
 from parley_policy.domain.decision import TemplateInfo
@@ -63,7 +68,20 @@ async def updates_survive_a_restart(store_url: str) -> None:
                 previous_category="UTILITY",
             )
         )
-        expected = {("order_update", "en_US"): TemplateInfo("APPROVED", 2, "AUTHENTICATION")}
+        await first.record_quality(
+            ChannelTemplateQualityChanged(
+                event_id="e_q",
+                channel_id="chn_wa",
+                tenant_id="ten",
+                provider=Provider.WHATSAPP,
+                occurred_at=AT,
+                template_name="order_update",
+                language="en_US",
+                quality="YELLOW",
+                previous_quality="GREEN",
+            )
+        )
+        expected = {("order_update", "en_US"): TemplateInfo("APPROVED", 2, "AUTHENTICATION", "YELLOW")}
         assert first.of("chn_wa") == expected
 
         restarted = templates()
@@ -72,7 +90,9 @@ async def updates_survive_a_restart(store_url: str) -> None:
         await restarted.record(status("DELETED"))
         again = templates()
         await again.load()
-        assert again.of("chn_wa") == {("order_update", "en_US"): TemplateInfo("DELETED", 2, "AUTHENTICATION")}
+        assert again.of("chn_wa") == {
+            ("order_update", "en_US"): TemplateInfo("DELETED", 2, "AUTHENTICATION", "YELLOW")
+        }
     finally:
         await store.close()
 

@@ -2,7 +2,9 @@
 onboarding activates two numbers of two WhatsApp Business Accounts of one portfolio against the
 provider sandbox, learns the portfolio from Graph, and announces it in the channels' snapshots;
 policy, fed by those snapshots through the channel directory, counts both numbers against one
-limit."""
+limit. A number activated while its portfolio could not be read (as numbers activated before
+onboarding read portfolios were) gains it from onboarding's periodic round, and policy then counts
+the customers it reached for its account toward the portfolio."""
 
 from __future__ import annotations
 
@@ -24,11 +26,13 @@ from parley_events import (
     topics,
 )
 from parley_onboarding.domain.whatsapp import OPERATOR_STEPS
-from parley_policy.adapters.stores import PolicyStore
+from parley_policy.adapters.postgres import PostgresPolicyStore
+from parley_policy.adapters.stores import PolicyStore, PolicyStorePort
 from parley_policy.domain.decision import ReplyRequest, Template, TemplateInfo
 from parley_policy.service import PolicyService
 from parley_shared import mongo
 from parley_shared.channels import KafkaChannelDirectory
+from parley_shared.store import open_store
 
 from tests.conftest import Infra
 from tests.support.onboarding import Stack, of_type, onboarding_stack
@@ -198,3 +202,101 @@ async def test_a_number_is_activated_when_its_portfolio_cannot_be_read(stack: St
     # the channel is active and names no portfolio: policy counts its limit per account
     assert (snapshot["status"], snapshot["business_portfolio_id"]) == ("active", None)
     assert snapshot["business_account_id"] == waba_id
+
+
+async def number_gains_its_portfolio_and_its_customers_count_there(stack: Stack, store_url: str) -> None:
+    token = f"wa-system-user-{secrets.token_hex(24)}"
+    phone_number_id, waba_id = NUMBERS[0]
+    await stack.sandbox_admin(
+        "POST",
+        "/whatsapp/numbers",
+        {
+            "phone_number_id": phone_number_id,
+            "waba_id": waba_id,
+            "token": token,
+            "owner_business_id": PORTFOLIO,
+        },
+    )
+    # activated while its portfolio could not be read: counted for its account, as a number
+    # activated before onboarding read portfolios is
+    channel_id = await activate(stack, phone_number_id, waba_id, token, portfolio_unreadable=True)
+
+    directory = KafkaChannelDirectory(stack.infra.kafka, qualify(topics.CHANNELS.name, stack.namespace))
+    await directory.start()
+    store = await open_store(store_url)
+    policy_store: PolicyStorePort
+    if store.kind == "postgresql":
+        policy_store = PostgresPolicyStore(store.postgres)
+        await policy_store.ensure_indexes()  # the migrations
+    else:
+        policy_store = PolicyStore(store.db)
+        await policy_store.ensure_indexes()
+    templates = {("order_update", "en_US"): TemplateInfo(status="APPROVED", parameter_count=1)}
+
+    async def publish(event: Any, _id: str) -> None:
+        return None
+
+    policy = PolicyService(
+        policy_store,
+        directory.by_id.get,
+        lambda *_: ChannelRole.CONTRIBUTOR,
+        lambda _cid: templates,
+        publish,
+        clock=lambda: datetime.now(UTC),  # the customers wrote at T0: every window is closed
+        messaging_tier=0,
+        business_channel=directory.lookup_business,
+    )
+    request = ReplyRequest(template=Template("order_update", "en_US", ("#42",)))
+    tenant = ""
+
+    async def send(customer: str, key: str) -> bool:
+        message = inbound(channel_id, phone_number_id, customer).model_copy(update={"tenant_id": tenant})
+        await policy.on_inbound(message)
+        outcome = await policy.request_reply(tenant, "agent", False, f"conv-{customer}", request, key)
+        return outcome.decision.approved
+
+    try:
+        await directory.catch_up()
+        before = directory.by_id[channel_id]
+        assert (before.business_portfolio_id, before.business_account_id) == (None, waba_id)
+        tenant = before.tenant_id
+        await policy.on_messaging_limit(
+            MessagingLimitChanged(
+                event_id="limit-account",
+                tenant_id=tenant,
+                business_account_id=waba_id,
+                tier="TIER_3",
+                messaging_limit=3,
+                provider_timestamp=T0,
+                delivery_id="d-limit",
+            )
+        )
+        assert [await send(c, f"before-{c}") for c in ("c1", "c2")] == [True, True]  # counted for waba:
+
+        # Graph answers again: onboarding's round reads the portfolio and announces it
+        await stack.sandbox_admin("DELETE", "/faults")
+        assert await stack.service.record_business_portfolios() == 1
+        assert await stack.service.record_business_portfolios() == 0  # idempotent
+
+        await directory.catch_up()  # the snapshot was published before the round returned
+        assert directory.by_id[channel_id].business_portfolio_id == PORTFOLIO
+
+        # c1 again takes no new place; c3 takes the last of the account's limit, now the portfolio's
+        assert [await send(c, f"after-{c}") for c in ("c1", "c3", "c4")] == [True, True, False]
+        since = datetime.now(UTC) - timedelta(hours=24)
+        reached = await policy_store.business_initiated_recipients(f"portfolio:{PORTFOLIO}", since)
+        assert set(reached) == {"c1", "c2", "c3"}
+    finally:
+        await directory.stop()
+        await store.close()
+
+
+async def test_a_number_activated_without_its_portfolio_gains_it_and_its_customers_count_there(
+    stack: Stack, store_url: str
+) -> None:
+    await number_gains_its_portfolio_and_its_customers_count_there(stack, store_url)
+
+
+@pytest.mark.mongodb
+async def test_the_same_on_mongodb(stack: Stack, store_url: str) -> None:
+    await number_gains_its_portfolio_and_its_customers_count_there(stack, store_url)

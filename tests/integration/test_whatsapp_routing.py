@@ -3,7 +3,9 @@ sandbox: Meta's signed webhooks go through ingest and the normalizer; a ``contro
 handover (another responder took the thread) reaches routing as the same handover event
 Messenger's give, and policy then refuses a reply and the typing indicator with
 NOT_THREAD_OWNER; a ``control_passed`` handover gives the thread back and the reply goes out; an
-agent then takes and releases the thread through policy's API (WhatsApp's thread control API)."""
+agent then takes and releases the thread through policy's API (WhatsApp's thread control API). A
+``standby`` delivery (Meta Business Agent answering while Parley's app listens) joins the history
+marked and tells routing Parley no longer answers the thread."""
 
 from __future__ import annotations
 
@@ -175,6 +177,54 @@ async def test_a_thread_taken_on_whatsapp_refuses_replies_until_it_is_passed_bac
 
         [delivered] = await eventually(sent)
         assert delivered["body"]["to"] == CUSTOMER
+
+        # Meta Business Agent answers the thread again: Parley's app hears it on standby (the
+        # customer's message and the agent's reply), the history shows both marked, and Parley no
+        # longer answers the thread
+        await post(
+            change(
+                "standby",
+                {
+                    "messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": "15550002222", "phone_number_id": NUMBER},
+                    "standby": {
+                        "messages": [
+                            {
+                                "from": CUSTOMER,
+                                "id": "wamid.RT2",
+                                "timestamp": str(int((t0 + timedelta(seconds=90)).timestamp())),
+                                "type": "text",
+                                "text": {"body": "Actually, one more question"},
+                            }
+                        ],
+                        "message_echoes": [
+                            {
+                                "from": "15550002222",
+                                "to": CUSTOMER,
+                                "id": "wamid.RT3",
+                                "timestamp": str(int((t0 + timedelta(seconds=95)).timestamp())),
+                                "type": "text",
+                                "text": {"body": "Sure, ask away"},
+                            }
+                        ],
+                    },
+                },
+            )
+        )
+        changes = await eventually(lambda: history(3))
+        assert (changes[-1]["parley_active"], changes[-1]["reason"]) == (False, "standby_message")
+
+        async def standby_messages() -> list[dict[str, Any]] | None:
+            response = await routing.get(f"/v1/conversations/{conversation}", headers=auth("ana"))
+            found = [e for e in response.json()["history"] if e.get("standby")]
+            return found if len(found) >= 2 else None
+
+        marked = await eventually(standby_messages)
+        assert [(m["provider_message_id"], m["direction"]) for m in marked] == [
+            ("wamid.RT2", "inbound"),
+            ("wamid.RT3", "outbound"),
+        ]
+        await eventually(refused)
 
         # an agent takes the thread through policy (WhatsApp's thread control API), then releases it
         taken_by_agent = await stack.api.post(

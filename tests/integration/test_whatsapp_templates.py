@@ -6,7 +6,7 @@ business profile; the sandbox reviews a template when the test says so and deliv
 to ingest (signed with the app secret); the normalizer turns it into a template event, onboarding
 attributes it to the WABA's channels, and policy decides every template send with what it learned:
 the parameter count read from the components at creation, the status from the review, the category
-from Meta's category change.
+from Meta's category change, the quality rating (told, never refused) from Meta's quality update.
 """
 
 from __future__ import annotations
@@ -215,6 +215,15 @@ async def test_a_template_is_created_reviewed_by_webhook_checked_by_policy_and_d
     )
     assert await chain.refusal("conv-phone", ["Ada", "#42"]) == []
 
+    # Meta rates it RED: still sent (Meta's rule), the decision tells the rating
+    await chain.review(created["id"], quality_score="RED")
+
+    async def rated_red() -> bool:
+        decision = (await chain.decide("conv-phone", ["Ada", "#42"])).json()
+        return bool(decision["approved"] and decision["template_quality"] == "RED")
+
+    await eventually(rated_red, "the quality rating to reach policy")
+
     # Meta pauses it: refused from the next send
     await chain.review(created["id"], status="PAUSED")
     await eventually(refused_as("conv-phone", ["Ada", "#42"], "TEMPLATE_NOT_APPROVED"), "the pause")
@@ -331,8 +340,16 @@ async def test_a_template_made_in_whatsapp_manager_gets_its_count_checked_after_
         "the count to reach policy",
     )
     assert await chain.refusal("conv-phone", ["Ada", "#42"]) == []
+    # templates submitted in WhatsApp Manager count for the onboarding as Parley's would
     onboarding = await stack.call("GET", f"/whatsapp/onboardings/{chain.onboarding_id}")
-    assert onboarding["step"] == "activated"  # a template made elsewhere submits nothing through Parley
+    assert onboarding["step"] == "templates_submitted"
+
+
+async def test_a_sync_of_a_waba_without_templates_leaves_the_onboarding_where_it_was(chain: Chain) -> None:
+    stack = chain.stack
+    assert await stack.call("POST", f"/channels/{chain.channel_id}/templates:sync") == []
+    onboarding = await stack.call("GET", f"/whatsapp/onboardings/{chain.onboarding_id}")
+    assert onboarding["step"] == "activated"
 
 
 async def _refusal_is(chain: Chain, conversation: str, parameters: list[str], codes: list[str]) -> bool:

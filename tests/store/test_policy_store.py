@@ -217,6 +217,37 @@ async def test_of_customers_racing_for_the_last_places_only_as_many_as_there_are
     assert len(await policy_store.business_initiated_recipients("waba:1", since)) == 10
 
 
+async def test_an_accounts_customers_carried_to_its_portfolio_count_there_once_at_their_times(
+    policy_store: Any,
+) -> None:
+    since = T0 - timedelta(hours=24)
+    hour = timedelta(hours=1)
+    assert await policy_store.claim_reach("waba:1", "old", T0 - 2 * hour, T0 - 3 * hour, 10) is True
+    for n, customer in enumerate(("both", "account-only")):
+        assert await policy_store.claim_reach("waba:1", customer, T0 + n * hour, since, 10) is True
+    assert (
+        await policy_store.claim_reach("portfolio:9", "both", T0 - hour, since, 3) is True
+    )  # seen earlier there
+
+    # "old" was reached before the period: not carried; "both" is not counted twice
+    assert await policy_store.carry_reach("waba:1", "portfolio:9", T0 - hour) >= 1
+    assert await policy_store.carry_reach("waba:1", "portfolio:9", T0 - hour) == 0  # idempotent
+
+    assert await policy_store.business_initiated_recipients("portfolio:9", T0 - hour) == {
+        "both",
+        "account-only",
+    }
+    # "both" carries its later time (T0): still counted when the period no longer covers T0 - 1h
+    assert await policy_store.business_initiated_recipients("portfolio:9", T0 - timedelta(minutes=30)) == {
+        "both",
+        "account-only",
+    }
+    # the portfolio's three places: two taken by carried customers, one left
+    assert await policy_store.claim_reach("portfolio:9", "new-1", T0 + 2 * hour, T0 - hour, 3) is True
+    assert await policy_store.claim_reach("portfolio:9", "new-2", T0 + 2 * hour, T0 - hour, 3) is False
+    assert await policy_store.carry_reach("waba:none", "portfolio:9", since) == 0
+
+
 async def test_template_reviews_are_kept_and_loaded_by_a_new_process(store: Any, templates: Any) -> None:
     def review(status: str, name: str = "order_update") -> ChannelTemplateStatusChanged:
         return ChannelTemplateStatusChanged(

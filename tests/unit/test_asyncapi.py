@@ -83,12 +83,14 @@ def test_policys_document_lists_every_topic_it_reads_and_every_event_type_it_pub
         topics.CHANNEL_EVENTS.name: {
             "ChannelTemplateStatusChanged",
             "ChannelTemplateCategoryChanged",
+            "ChannelTemplateQualityChanged",
             "ChannelReauthRequired",
             "OtherEventType",
         },
         topics.CONVERSATIONS.name: {
             "ConversationThreadControlChanged",
             "ConversationAwayMessageDue",
+            "ConversationReadRequested",
             "OtherEventType",
         },
         topics.CHANNELS.name: {"ChannelSnapshot"},  # read models

@@ -14,6 +14,7 @@ from parley_events import (
     ChannelRole,
     ChannelSnapshot,
     ChannelTemplateCategoryChanged,
+    ChannelTemplateQualityChanged,
     ChannelTemplateStatusChanged,
     ConversationCreated,
     ConversationMessageAdded,
@@ -303,10 +304,24 @@ async def test_policy_records_template_reviews_from_its_router_and_loads_them_on
                 occurred_at=NOW,
             )
         )
+        await bus.publish(
+            ChannelTemplateQualityChanged(
+                event_id="evt_3",
+                tenant_id="ten_acme",
+                channel_id="chn_1",
+                provider=Provider.WHATSAPP,
+                template_name="order_update",
+                language="en",
+                quality="RED",
+                occurred_at=NOW,
+            )
+        )
 
     assert store.indexed
     assert templates.of("chn_9") == {("welcome", "en"): approved}
-    assert templates.of("chn_1") == {("order_update", "en"): TemplateInfo("APPROVED", 2, "AUTHENTICATION")}
+    assert templates.of("chn_1") == {
+        ("order_update", "en"): TemplateInfo("APPROVED", 2, "AUTHENTICATION", "RED")
+    }
 
 
 async def test_policy_stops_its_delivery_first() -> None:
@@ -374,6 +389,7 @@ async def test_onboarding_publishes_template_reviews_from_its_router_serves_its_
         "x-subscription-check",
         "login-token-refresh",
         "x-token-refresh",
+        "business-portfolios",
     ]
 
 

@@ -42,6 +42,7 @@ def test_settings_are_read_in_minutes_and_blank_or_zero_turns_them_off() -> None
         "auto_resolve_new_s": 5400,
         "auto_resolve_pending_s": None,
         "human_agent_tag": False,
+        "mark_read_on_open": False,
         "text_limit": None,
     }
 

@@ -32,6 +32,8 @@ NOT_ON_THE_DASHBOARD = {
     "parley_onboarding_page_unsubscribes": "one per disconnect",
     "parley_reports_last_event_timestamp_seconds": "the lag panel's source, as a timestamp",
     "parley_reports_write_conflicts": "races between report writers, retried; read when reports look slow",
+    "parley_policy_reads_on_open": "read receipts sent when agents open conversations: best effort, "
+    "read while investigating a customer's report",
     "parley_routing_changes_of_unknown_messages": "edits and removals of comments Parley never received "
     "(older ones, posts): expected, not actionable",
 }

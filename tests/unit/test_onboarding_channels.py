@@ -133,6 +133,7 @@ def test_connect_defaults() -> None:
     assert channel.settings.auto_resolve_pending_s == DEFAULT_AUTO_RESOLVE_S
     assert channel.settings.human_agent_tag is False
     assert channel.settings.text_limit is None
+    assert channel.settings.mark_read_on_open is False  # a customer's message is read only when asked
     assert channel.access == Access()
 
 
@@ -623,6 +624,7 @@ def test_snapshot_carries_every_setting_and_access_field() -> None:
             "auto_resolve_pending_s": None,
             "human_agent_tag": True,
             "text_limit": 640,
+            "mark_read_on_open": True,
         },
         ADMIN,
         T0,
@@ -638,6 +640,7 @@ def test_snapshot_carries_every_setting_and_access_field() -> None:
     assert snapshot.channel_id == channel.id
     assert snapshot.tenant_id == TENANT
     assert snapshot.provider is Provider.WHATSAPP
+    assert snapshot.mark_read_on_open is True
     assert snapshot.account_id == "pn_1"
     assert snapshot.business_account_id == "waba_9"
     assert snapshot.status is ChannelStatus.ACTIVE

@@ -5,6 +5,7 @@ against them)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -21,12 +22,14 @@ from parley_events import (
     ChannelSubscriptionLost,
     ChannelSubscriptionRepaired,
     ChannelTemplateCategoryChanged,
+    ChannelTemplateQualityChanged,
     ChannelTemplateStatusChanged,
     ChannelTokenExpiring,
     Event,
     Provider,
     TeamSnapshot,
     TemplateCategoryChanged,
+    TemplateQualityChanged,
     TemplateStatusChanged,
     WhatsAppStepChanged,
 )
@@ -34,10 +37,15 @@ from parley_onboarding.adapters.stores import AccountClaim, account_claim_id
 from parley_onboarding.domain.channels import Access, Channel, channel_id_for
 from parley_onboarding.domain.errors import Conflict, DomainError
 from parley_onboarding.domain.whatsapp import MAX_CODE_ATTEMPTS, Step, WhatsAppOnboarding
-from parley_onboarding.service import STALE_CLAIM_AFTER, NotFound, OnboardingService
+from parley_onboarding.service import (
+    PORTFOLIO_READS_PER_ROUND,
+    STALE_CLAIM_AFTER,
+    NotFound,
+    OnboardingService,
+)
 from parley_onboarding.settings import OnboardingSettings
 from parley_providers import ErrorKind, ProviderError
-from parley_providers.base import Connector, GrantedPage, PageGrant, TokenRefusal
+from parley_providers.base import Connector, GrantedPage, MessageTemplate, PageGrant, TokenRefusal
 from parley_providers.meta.connect import DEFAULT_INSTAGRAM_PERMISSIONS, DEFAULT_PAGE_PERMISSIONS
 from parley_providers.meta.instagram import DEFAULT_INSTAGRAM_LOGIN_SCOPES
 from parley_providers.oauth import UserToken
@@ -49,6 +57,7 @@ from tests.support.fakes.onboarding import (
     FakeNumberConnector,
     FakeOnboardingStore,
     FakePageConnector,
+    FakePortfolioNumbers,
     refused,
 )
 from tests.unit.factories import T0
@@ -1033,7 +1042,7 @@ async def test_a_template_review_is_published_for_each_channel_of_the_tenant_on_
         provider_timestamp=T0,
         delivery_id="dlv_1",
     )
-    await h.service.on_template_status(review)
+    await h.service.on_template_update(review)
     [published] = h.of(ChannelTemplateStatusChanged)
     assert (published.channel_id, published.template_name, published.status) == (
         mine.id,
@@ -1225,7 +1234,7 @@ async def test_a_category_change_is_published_for_each_channel_of_the_waba() -> 
         provider_timestamp=T0,
         delivery_id="dlv_1",
     )
-    await h.service.on_template_category(change)
+    await h.service.on_template_update(change)
     [published] = h.of(ChannelTemplateCategoryChanged)
     assert (published.channel_id, published.category, published.previous_category) == (
         onboarding.channel_id,
@@ -1234,20 +1243,170 @@ async def test_a_category_change_is_published_for_each_channel_of_the_waba() -> 
     )
 
 
+async def test_a_quality_rating_is_published_for_each_channel_of_the_waba() -> None:
+    h = Harness()
+    onboarding = await active_number(h)
+    await h.service.register(
+        tenant_id=GLOBEX,
+        provider=Provider.WHATSAPP,
+        account_id="pn_3",
+        display_name=None,
+        business_account_id=WABA,
+        access_token=None,
+        actor_id=None,
+    )  # another tenant's number on the same WABA id hears nothing
+    rating = TemplateQualityChanged(
+        event_id="tplq_1",
+        tenant_id=ACME,
+        business_account_id=WABA,
+        template_id="tpl_9",
+        template_name="order_update",
+        language="en_US",
+        previous_quality_score="GREEN",
+        new_quality_score="RED",
+        provider_timestamp=T0,
+        delivery_id="dlv_1",
+    )
+    await h.service.on_template_update(rating)
+    [published] = h.of(ChannelTemplateQualityChanged)
+    assert (
+        published.event_id,
+        published.channel_id,
+        published.template_id,
+        published.quality,
+        published.previous_quality,
+        published.occurred_at,
+    ) == (f"tplq_{onboarding.channel_id}_tplq_1", onboarding.channel_id, "tpl_9", "RED", "GREEN", T0)
+
+
+async def test_a_sync_that_finds_templates_made_in_whatsapp_manager_reaches_the_templates_step() -> None:
+    h = Harness()
+    onboarding = await active_number(h)
+    channel_id = onboarding.channel_id or ""
+    await h.service.sync_templates(ACME, channel_id, ADMIN)  # nothing on the WABA yet
+    assert (await h.service.whatsapp(ACME, onboarding.id)).step is Step.ACTIVATED
+    assert h.of(WhatsAppStepChanged)[-1].step != Step.TEMPLATES_SUBMITTED.value
+    h.numbers.by_waba[WABA] = [
+        MessageTemplate(
+            id="tpl_manager",
+            name="welcome",
+            language="en_US",
+            status="APPROVED",
+            category="UTILITY",
+            parameter_count=0,
+        )
+    ]  # submitted in WhatsApp Manager, not through Parley
+
+    await h.service.sync_templates(ACME, channel_id, ADMIN)
+
+    after = await h.service.whatsapp(ACME, onboarding.id)
+    assert after.step is Step.TEMPLATES_SUBMITTED
+    assert after.history[-1].by == ADMIN
+    assert h.of(WhatsAppStepChanged)[-1].step == Step.TEMPLATES_SUBMITTED.value
+    await h.service.sync_templates(ACME, channel_id, ADMIN)  # again: the step is done
+    assert len([e for e in h.of(WhatsAppStepChanged) if e.step == Step.TEMPLATES_SUBMITTED.value]) == 1
+
+
 async def test_a_sync_publishes_every_listed_template_with_its_count() -> None:
     h = Harness()
     onboarding = await active_number(h)
     await h.service.create_template(ACME, onboarding.channel_id or "", ORDER_UPDATE, ADMIN)
+    [created] = h.numbers.by_waba[WABA]
+    h.numbers.by_waba[WABA] = [dataclasses.replace(created, quality_score="YELLOW")]  # Meta rated it
     h.published.clear()
 
     synced = await h.service.sync_templates(ACME, onboarding.channel_id or "", ADMIN)
 
     assert [t.name for t in synced] == ["order_update"]
     [published] = h.of(ChannelTemplateStatusChanged)
-    assert (published.template_name, published.status, published.parameter_count, published.category) == (
-        "order_update",
-        "PENDING",
-        3,
-        "UTILITY",
-    )
+    assert (
+        published.template_name,
+        published.status,
+        published.parameter_count,
+        published.category,
+        published.quality,
+    ) == ("order_update", "PENDING", 3, "UTILITY", "YELLOW")
     assert h.of(WhatsAppStepChanged) == []  # listing submits nothing
+
+
+# --- business portfolios of numbers connected before Parley read them -----------------------------
+
+
+def with_portfolios(h: Harness) -> FakePortfolioNumbers:
+    numbers = FakePortfolioNumbers()
+    h.numbers = numbers
+    h.service.connectors[Provider.WHATSAPP] = numbers
+    return numbers
+
+
+async def number_without_portfolio(h: Harness, number: str, waba: str = WABA, tenant: str = ACME) -> Any:
+    return await h.service.register(
+        tenant_id=tenant,
+        provider=Provider.WHATSAPP,
+        account_id=number,
+        display_name=None,
+        business_account_id=waba,
+        access_token=WA_TOKEN,
+        actor_id=None,
+    )
+
+
+async def test_numbers_connected_before_portfolios_gain_theirs_once() -> None:
+    h = Harness()
+    numbers = with_portfolios(h)
+    numbers.waba(WABA, WA_TOKEN, NUMBER, "pn_2")
+    first, second = await number_without_portfolio(h, NUMBER), await number_without_portfolio(h, "pn_2")
+    numbers.portfolios[WABA] = "bp_acme"
+    h.published.clear()
+
+    assert await h.service.record_business_portfolios() == 2
+
+    assert numbers.made("business_portfolio") == [(WABA, WA_TOKEN)]  # the account asked once
+    snapshots = h.of(ChannelSnapshot)
+    assert {(s.channel_id, s.business_portfolio_id) for s in snapshots} == {
+        (first.id, "bp_acme"),
+        (second.id, "bp_acme"),
+    }
+    assert (await h.service.channel(ACME, first.id)).business_portfolio_id == "bp_acme"
+    h.published.clear()
+    assert await h.service.record_business_portfolios() == 0  # nothing left to read
+    assert h.published == [] and len(numbers.made("business_portfolio")) == 1
+
+
+async def test_a_portfolio_read_the_provider_refuses_is_tried_again_next_round() -> None:
+    h = Harness()
+    numbers = with_portfolios(h)
+    numbers.waba(WABA, WA_TOKEN, NUMBER)
+    channel = await number_without_portfolio(h, NUMBER)
+    numbers.portfolios[WABA] = "bp_acme"
+    numbers.fail("business_portfolio", refused("whatsapp", 500, 2, ErrorKind.RETRYABLE))
+
+    assert await h.service.record_business_portfolios() == 0
+    assert (await h.service.channel(ACME, channel.id)).business_portfolio_id is None
+    assert await h.service.record_business_portfolios() == 1
+    assert (await h.service.channel(ACME, channel.id)).business_portfolio_id == "bp_acme"
+
+
+async def test_a_round_asks_for_a_bounded_number_of_accounts_the_least_recently_asked_first() -> None:
+    h = Harness()
+    numbers = with_portfolios(h)
+    wabas = [f"waba_{n}" for n in range(PORTFOLIO_READS_PER_ROUND + 5)]
+    for n, waba in enumerate(wabas):
+        numbers.waba(waba, WA_TOKEN, f"pn_{n}")
+        await number_without_portfolio(h, f"pn_{n}", waba)  # none has a portfolio at Meta yet
+
+    await h.service.record_business_portfolios()
+    first_round = {call[0] for call in numbers.made("business_portfolio")}
+    h.now += timedelta(minutes=1)
+    await h.service.record_business_portfolios()
+    second_round = {call[0] for call in numbers.made("business_portfolio")[PORTFOLIO_READS_PER_ROUND:]}
+
+    assert len(first_round) == len(second_round) == PORTFOLIO_READS_PER_ROUND
+    assert set(wabas) - first_round <= second_round  # the five left out go first next time
+
+
+async def test_without_a_connector_that_names_portfolios_nothing_is_asked() -> None:
+    h = Harness()  # FakeNumberConnector: no PortfolioCheck
+    h.numbers.waba(WABA, WA_TOKEN, NUMBER)
+    await number_without_portfolio(h, NUMBER)
+    assert await h.service.record_business_portfolios() == 0

@@ -48,6 +48,8 @@ APPROVED_TEMPLATES = {
     ("rejected", "en_US"): TemplateInfo("REJECTED", 0),
     ("login_code", "en_US"): TemplateInfo("APPROVED", 1, "AUTHENTICATION"),
     ("shipping", "en_US"): TemplateInfo("APPROVED", 1, "UTILITY"),
+    ("flash_sale", "en_US"): TemplateInfo("APPROVED", 0, "MARKETING", "RED"),
+    ("paused_sale", "en_US"): TemplateInfo("PAUSED", 0, "MARKETING", "RED"),
 }
 
 
@@ -485,6 +487,26 @@ def test_approved_template_is_sent_in_and_out_of_the_window(template: Template, 
 def test_unapproved_template_is_refused(template: Template) -> None:
     decision = run(Provider.WHATSAPP, ReplyRequest(template=template), now=LAST + timedelta(days=2))
     assert_refused(decision, "TEMPLATE_NOT_APPROVED")
+
+
+def test_a_low_quality_template_is_still_sent_and_its_rating_told() -> None:
+    # Meta: RED "can be sent, but is in danger of being paused"; policy tells, Meta pauses
+    decision = run(Provider.WHATSAPP, ReplyRequest(template=Template("flash_sale", "en_US")), now=LAST)
+    assert_approved(decision)
+    assert decision.template_quality == "RED"
+
+
+def test_a_template_meta_paused_for_its_quality_is_refused() -> None:
+    decision = run(Provider.WHATSAPP, ReplyRequest(template=Template("paused_sale", "en_US")), now=LAST)
+    assert_refused(decision, "TEMPLATE_NOT_APPROVED")
+
+
+def test_a_template_without_a_known_rating_tells_none() -> None:
+    decision = run(
+        Provider.WHATSAPP, ReplyRequest(template=Template("order_update", "en_US", ("Ada", "#42"))), now=LAST
+    )
+    assert_approved(decision)
+    assert decision.template_quality is None
 
 
 def test_template_with_no_known_templates_is_refused() -> None:

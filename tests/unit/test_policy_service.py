@@ -26,7 +26,7 @@ from parley_events import (
     ThreadControlReleased,
     ThreadControlTaken,
 )
-from parley_policy.domain.decision import ReplyRequest
+from parley_policy.domain.decision import ReplyRequest, Template, TemplateInfo
 from parley_policy.domain.rules import rule_for
 from parley_policy.service import (
     AutomationScopeRequired,
@@ -47,7 +47,13 @@ ROLES = {"ana": ChannelRole.CONTRIBUTOR, "vic": ChannelRole.VIEWER}
 
 
 class Harness:
-    def __init__(self, *, snapshot: ChannelSnapshot | None = None, whatsapp_throughput: int = 80) -> None:
+    def __init__(
+        self,
+        *,
+        snapshot: ChannelSnapshot | None = None,
+        whatsapp_throughput: int = 80,
+        templates: dict[tuple[str, str], TemplateInfo] | None = None,
+    ) -> None:
         self.store = FakePolicyStore()
         self.published: list[Event] = []
         self.now = T0 + timedelta(minutes=5)
@@ -56,7 +62,7 @@ class Harness:
             self.store,
             lambda cid: chan if cid == chan.channel_id else None,
             lambda tenant, user, cid: ROLES.get(user),
-            lambda cid: {},
+            lambda cid: templates or {},
             self.publish,
             lambda: self.now,
             whatsapp_throughput,
@@ -109,6 +115,20 @@ async def test_the_approval_carries_the_channels_way_of_connecting_for_the_sende
     await h.service.on_inbound(message(1))
     await h.reply("ana", "key-1")
     assert h.of(ReplyApproved)[0].connect_path == "instagram_login"
+
+
+async def test_a_red_template_is_approved_and_its_rating_announced_and_replayed() -> None:
+    whatsapp = channel().model_copy(update={"provider": Provider.WHATSAPP})
+    h = Harness(
+        snapshot=whatsapp, templates={("flash_sale", "en_US"): TemplateInfo("APPROVED", 0, None, "RED")}
+    )
+    await h.service.on_inbound(message(1).model_copy(update={"provider": Provider.WHATSAPP}))
+    sale = {"text": None, "template": Template("flash_sale", "en_US")}
+    first = await h.reply("ana", "key-1", **sale)
+    assert (first.decision.approved, first.decision.template_quality) == (True, "RED")
+    assert h.of(ReplyApproved)[0].template_quality == "RED"
+    again = await h.reply("ana", "key-1", **sale)
+    assert again.decision.template_quality == "RED"  # the retry answers the same
 
 
 async def test_a_decision_stored_but_never_announced_is_announced_by_the_retry() -> None:

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import pytest
-from parley_events import ChannelRole, ConversationEvent, ConversationOwnerAssigned, Queue
+from parley_events import (
+    ChannelRole,
+    ChannelSnapshot,
+    ConversationEvent,
+    ConversationOwnerAssigned,
+    ConversationReadRequested,
+    Provider,
+    Queue,
+)
 from parley_routing.domain.access import Actor, Forbidden
 from parley_routing.domain.model import Conversation
 from parley_routing.service import AgentService, ConversationNotFound, ConversationService
 
 from tests.support.fakes.routing import FakeChannelRoles, FakeRepository
-from tests.unit.factories import T0, message
+from tests.unit.factories import T0, channel, message
 
 pytestmark = pytest.mark.unit
 
@@ -28,7 +36,24 @@ class Harness:
         async def publish(event: ConversationEvent) -> None:
             self.published.append(event)
 
-        self.agents = AgentService(ConversationService(self.repository, publish, lambda: T0), self.roles)
+        self.snapshots: dict[str, ChannelSnapshot] = {}
+        self.read_requests: list[ConversationReadRequested] = []
+
+        async def request_read(request: ConversationReadRequested) -> None:
+            self.read_requests.append(request)
+
+        self.agents = AgentService(
+            ConversationService(self.repository, publish, lambda: T0),
+            self.roles,
+            self.snapshots.get,
+            request_read,
+        )
+
+    def reads_on_open(self, on: bool, channel_id: str = CHANNEL) -> None:
+        """The channel's snapshot, WhatsApp, with ``mark_read_on_open`` set as given."""
+        self.snapshots[channel_id] = channel(channel_id=channel_id).model_copy(
+            update={"provider": Provider.WHATSAPP, "mark_read_on_open": on}
+        )
 
     def grant(self, user: str, role: ChannelRole, channel: str = CHANNEL) -> Actor:
         self.roles.roles[(TENANT, user, channel)] = role
@@ -143,3 +168,59 @@ async def test_commands_on_an_invisible_conversation_change_nothing(h: Harness) 
         await h.agents.move(Actor("nobody", TENANT), "conv_1", Queue.RESOLVED, "k")
     assert (await h.repository.get("conv_1")) == before
     assert h.published == []
+
+
+# --- marking the customer's message read when an agent opens the conversation ------------------
+
+
+async def test_a_contributor_opening_a_conversation_asks_for_its_read_once_per_state(h: Harness) -> None:
+    conversation = await h.conversation()
+    h.reads_on_open(True)
+    agent = h.grant("ana", ChannelRole.CONTRIBUTOR)
+
+    found, history, _ = await h.agents.open(agent, "conv_1")
+    await h.agents.open(agent, "conv_1")  # the tool opens it again: nothing new to read
+
+    assert found.conversation.id == "conv_1" and history == []  # the fake keeps no history
+    [request] = h.read_requests
+    assert (request.conversation_id, request.channel_id, request.requested_by, request.tenant_id) == (
+        "conv_1",
+        CHANNEL,
+        "ana",
+        TENANT,
+    )
+    assert request.event_id == f"rdq_conv_1_{conversation.sequence}"
+
+    second = message(2).model_copy(update={"channel_id": CHANNEL})
+    stored = await h.repository.get("conv_1")
+    assert stored is not None
+    stored.receive(second)  # the customer wrote again
+    await h.repository.save(stored)
+    await h.agents.open(agent, "conv_1")
+    assert len(h.read_requests) == 2 and h.read_requests[1].event_id != request.event_id
+
+
+async def test_a_viewer_opening_it_or_a_channel_with_the_setting_off_asks_nothing(h: Harness) -> None:
+    await h.conversation()
+    h.reads_on_open(True)
+    await h.agents.open(h.grant("vic", ChannelRole.VIEWER), "conv_1")
+    h.reads_on_open(False)
+    await h.agents.open(h.grant("ana", ChannelRole.CONTRIBUTOR), "conv_1")
+    assert h.read_requests == []
+
+
+async def test_reading_a_conversation_never_asks_for_its_read(h: Harness) -> None:
+    await h.conversation()
+    h.reads_on_open(True)
+    await h.agents.detail(h.grant("ana", ChannelRole.CONTRIBUTOR), "conv_1")  # the GET
+    assert h.read_requests == []
+
+
+async def test_opening_a_conversation_the_caller_may_not_see_is_not_found_and_asks_nothing(
+    h: Harness,
+) -> None:
+    await h.conversation()
+    h.reads_on_open(True)
+    with pytest.raises(ConversationNotFound):
+        await h.agents.open(Actor("nobody", TENANT), "conv_1")
+    assert h.read_requests == []

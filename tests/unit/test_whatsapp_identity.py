@@ -129,11 +129,14 @@ def limit_update(tier: str, limit: int | None, at: datetime) -> MessagingLimitCh
     )
 
 
-async def business_initiated(service: PolicyService, store: FakePolicyStore, customers: int) -> list[Any]:
-    """A template outside the window to each of ``customers`` new customers of the business."""
+async def business_initiated(
+    service: PolicyService, store: FakePolicyStore, customers: int, key: str = "k", first: int = 0
+) -> list[Any]:
+    """A template outside the window to each of ``customers`` customers of the business, numbered
+    from ``first`` (a second call with another ``key`` reaches the same ones again)."""
     templates = ReplyRequest(template=Template("order_update", "en_US", ("#1",)))
     outcomes = []
-    for n in range(customers):
+    for n in range(first, first + customers):
         store.conversations[f"conv-{n}"] = {
             "_id": f"conv-{n}",
             "tenant_id": "ten_acme",
@@ -144,7 +147,7 @@ async def business_initiated(service: PolicyService, store: FakePolicyStore, cus
             "recipient_id": f"1555000{n:04d}",
             "last_customer_message_at": None,
         }
-        outcome = await service.request_reply("ten_acme", "ana", True, f"conv-{n}", templates, f"k-{n}")
+        outcome = await service.request_reply("ten_acme", "ana", True, f"conv-{n}", templates, f"{key}-{n}")
         outcomes.append(outcome.decision)
     return outcomes
 
@@ -152,7 +155,10 @@ async def business_initiated(service: PolicyService, store: FakePolicyStore, cus
 WABA_CHANNEL = CHANNEL.model_copy(update={"business_account_id": "waba-acme"})
 
 
-def limited_service(store: FakePolicyStore) -> PolicyService:
+def limited_service(store: FakePolicyStore, current: list[ChannelSnapshot] | None = None) -> PolicyService:
+    """``current[0]`` is the channel as the directory holds it now (a test may replace it)."""
+    current = current or [WABA_CHANNEL]
+
     async def publish(event: Event, event_id: str) -> None:
         return None
 
@@ -164,13 +170,14 @@ def limited_service(store: FakePolicyStore) -> PolicyService:
 
     return PolicyService(
         store,
-        lambda cid: WABA_CHANNEL if cid == WABA_CHANNEL.channel_id else None,
+        lambda cid: current[0] if cid == current[0].channel_id else None,
         lambda tenant, user, cid: None,
         lambda cid: {("order_update", "en_US"): TemplateInfo(status="APPROVED", parameter_count=1)},
         publish,
         tick,
         80,
         messaging_tier=0,  # 250 unless the provider says otherwise
+        business_channel=lambda provider, account: current[0] if account == "waba-acme" else None,
     )
 
 
@@ -196,3 +203,52 @@ async def test_an_unlimited_business_counts_nobody_and_a_late_older_update_chang
 
     assert all(d.approved for d in outcomes)
     assert store.reached == {}
+
+
+# --- a channel activated before portfolios, once onboarding read its portfolio ------------------
+
+
+async def test_a_channel_that_gains_its_portfolio_counts_its_accounts_customers_there_once() -> None:
+    store = FakePolicyStore()
+    current = [WABA_CHANNEL]  # activated before onboarding read portfolios: counts per account
+    service = limited_service(store, current)
+    await service.on_messaging_limit(limit_update("TIER_50", 50, NOW))  # recorded for waba:waba-acme
+    assert all(d.approved for d in await business_initiated(service, store, 30, key="before"))
+
+    current[0] = WABA_CHANNEL.model_copy(update={"business_portfolio_id": "bp-acme", "revision": 2})
+    # the 30 reached before count for the portfolio, once each when reached again; the account's
+    # limit (50) is the portfolio's until Meta sets one, not the configured tier's 250
+    outcomes = await business_initiated(service, store, 51, key="after")
+
+    assert [d.approved for d in outcomes] == [True] * 50 + [False]
+    assert [r.code for r in outcomes[-1].reasons] == ["MESSAGING_LIMIT"]
+    portfolio = {customer for scope, customer in store.reached if scope == "portfolio:bp-acme"}
+    assert len(portfolio) == 50
+
+
+async def test_customers_reached_for_the_account_over_a_day_ago_are_not_carried() -> None:
+    store = FakePolicyStore()
+    current = [WABA_CHANNEL]
+    service = limited_service(store, current)
+    await service.on_messaging_limit(limit_update("TIER_50", 50, NOW))
+    await business_initiated(service, store, 30, key="before")
+    for key, at in list(store.reached.items()):
+        store.reached[key] = at - timedelta(hours=25)  # reached over a rolling day ago
+
+    current[0] = WABA_CHANNEL.model_copy(update={"business_portfolio_id": "bp-acme", "revision": 2})
+    outcomes = await business_initiated(service, store, 50, key="after", first=30)
+
+    assert all(d.approved for d in outcomes)  # 50 new customers: the old 30 take no place
+
+
+async def test_a_limit_the_provider_set_for_the_portfolio_wins_over_the_accounts() -> None:
+    store = FakePolicyStore()
+    current = [WABA_CHANNEL]
+    service = limited_service(store, current)
+    await service.on_messaging_limit(limit_update("TIER_50", 50, NOW))
+    current[0] = WABA_CHANNEL.model_copy(update={"business_portfolio_id": "bp-acme", "revision": 2})
+    await service.on_messaging_limit(limit_update("TIER_2K", 2000, NOW))  # now for the portfolio
+
+    outcomes = await business_initiated(service, store, 60)
+
+    assert all(d.approved for d in outcomes)

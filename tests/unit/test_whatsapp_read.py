@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from parley_events import ChannelRole, ChannelStatus, Provider
+from parley_events import ChannelRole, ChannelStatus, ConversationReadRequested, Provider
 from parley_policy.service import (
     ConversationUnknown,
     NothingToRead,
@@ -14,6 +14,7 @@ from parley_policy.service import (
     ReadForbidden,
     ReadReceiptsUnsupported,
 )
+from parley_providers import ErrorKind, ProviderError
 from parley_providers.base import ReadRef
 from parley_providers.whatsapp.outbound import read_body
 
@@ -45,8 +46,13 @@ class Harness:
         async def publish(_event: object, _event_id: str) -> None:
             return None
 
+        self.refuse_next = False
+
         async def send(channel_id: str, ref: ReadRef, typing: bool) -> None:
             self.calls.append((channel_id, ref, typing))
+            if self.refuse_next:
+                self.refuse_next = False
+                raise ProviderError("whatsapp", 500, 1, None, "unavailable", ErrorKind.RETRYABLE)
 
         self.service = PolicyService(
             self.store,
@@ -107,3 +113,52 @@ async def test_a_conversation_with_only_a_comment_has_nothing_to_read() -> None:
     await h.service.on_inbound(comment)
     with pytest.raises(NothingToRead):
         await h.read("ana")
+
+
+# --- marked read when an agent opens the conversation (routing asks) -------------------------------
+
+
+def opened(sequence: int, tenant: str = "ten_acme") -> ConversationReadRequested:
+    return ConversationReadRequested(
+        event_id=f"rdq_conv_1_{sequence}",
+        conversation_id="conv_1",
+        tenant_id=tenant,
+        channel_id="chn_1",
+        provider=Provider.WHATSAPP,
+        requested_by="ana",
+        occurred_at=T0 + timedelta(minutes=5),
+    )
+
+
+async def test_an_open_marks_the_last_customer_message_read_once_per_message() -> None:
+    h = Harness()
+    await h.customer_writes(1)
+    assert await h.service.on_read_requested(opened(1)) is True
+    assert await h.service.on_read_requested(opened(1)) is False  # redelivered
+    assert await h.service.on_read_requested(opened(2)) is False  # opened again, nothing new
+    await h.customer_writes(2)
+    assert await h.service.on_read_requested(opened(3)) is True
+    assert h.calls == [
+        ("chn_1", ReadRef(Provider.WHATSAPP, message(1).account_id, "wamid.1"), False),
+        ("chn_1", ReadRef(Provider.WHATSAPP, message(1).account_id, "wamid.2"), False),
+    ]
+
+
+async def test_a_refused_read_on_open_is_logged_not_raised_and_not_asked_again() -> None:
+    h = Harness()
+    await h.customer_writes(1)
+    h.refuse_next = True
+    assert await h.service.on_read_requested(opened(1)) is False
+    assert await h.service.on_read_requested(opened(2)) is False  # at most once per message
+    assert len(h.calls) == 1
+
+
+async def test_an_open_of_a_conversation_policy_does_not_know_reads_nothing() -> None:
+    h = Harness()
+    assert await h.service.on_read_requested(opened(1)) is False  # no customer message seen
+    await h.customer_writes(1)
+    assert await h.service.on_read_requested(opened(1, tenant="ten_other")) is False
+    unsupported = Harness(with_receipts=False)
+    await unsupported.customer_writes(1)
+    assert await unsupported.service.on_read_requested(opened(1)) is False
+    assert h.calls == []

@@ -7,7 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from parley_events import ChannelTemplateCategoryChanged, ChannelTemplateStatusChanged, Provider
+from parley_events import (
+    ChannelTemplateCategoryChanged,
+    ChannelTemplateQualityChanged,
+    ChannelTemplateStatusChanged,
+    Provider,
+)
 from parley_policy.adapters.stores import template_after
 from parley_policy.domain.decision import TemplateInfo
 from parley_providers.whatsapp.profile import profile_problem
@@ -132,7 +137,7 @@ def test_a_listed_template_is_read_with_its_parameters_counted() -> None:
 
 
 def _status(
-    status: str, count: int | None = None, category: str | None = None
+    status: str, count: int | None = None, category: str | None = None, quality: str | None = None
 ) -> ChannelTemplateStatusChanged:
     return ChannelTemplateStatusChanged(
         event_id="e",
@@ -145,7 +150,37 @@ def _status(
         status=status,
         parameter_count=count,
         category=category,
+        quality=quality,
     )
+
+
+def _quality(quality: str) -> ChannelTemplateQualityChanged:
+    return ChannelTemplateQualityChanged(
+        event_id="e",
+        channel_id="ch",
+        tenant_id="t",
+        provider=Provider.WHATSAPP,
+        occurred_at=AT,
+        template_name="order_update",
+        language="en_US",
+        quality=quality,
+    )
+
+
+def test_a_quality_rating_keeps_the_status_count_and_category() -> None:
+    rated = template_after(TemplateInfo("APPROVED", 1, "UTILITY"), _quality("YELLOW"))
+    assert rated == TemplateInfo("APPROVED", 1, "UTILITY", "YELLOW")
+
+
+def test_a_review_keeps_the_rating_and_a_listing_gives_a_new_one() -> None:
+    rated = TemplateInfo("APPROVED", 1, "UTILITY", "RED")
+    assert template_after(rated, _status("PAUSED")) == TemplateInfo("PAUSED", 1, "UTILITY", "RED")
+    assert template_after(rated, _status("APPROVED", quality="GREEN")).quality == "GREEN"
+
+
+def test_a_rating_before_any_review_is_kept_for_the_review() -> None:
+    rated = template_after(None, _quality("GREEN"))
+    assert template_after(rated, _status("APPROVED", 2)) == TemplateInfo("APPROVED", 2, None, "GREEN")
 
 
 def test_a_review_keeps_the_count_and_category_registered_at_creation() -> None:

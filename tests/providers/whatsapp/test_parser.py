@@ -397,6 +397,49 @@ def test_an_echo_to_a_customer_without_a_phone_is_in_the_bsuids_thread() -> None
     assert message.conversation_key == f"dm:{BSUID}"
 
 
+# --- standby (Conversation Routing: another responder answers the thread) ----------------
+
+
+def test_a_standby_delivery_gives_the_customers_message_and_the_other_responders_reply_marked() -> None:
+    result = parse(load("standby_message_and_echo"))
+
+    assert (result.statuses, result.failures) == ((), ())
+    assert result.skipped == ("whatsapp.standby.statuses",)  # receipts of the other responder's sends
+    customer, reply = result.messages
+    assert (customer.direction, customer.standby, customer.account_id) == (
+        Direction.INBOUND,
+        True,
+        PHONE_NUMBER_ID,
+    )
+    assert customer.conversation_key == f"dm:{CUSTOMER}"
+    assert (customer.author.id, customer.author.name) == (CUSTOMER, "Ada Lovelace")
+    assert customer.content.text == "Is my order on its way?"
+    assert customer.provider_message_id == "wamid.STANDBY0001"
+    assert (reply.direction, reply.standby, reply.conversation_key) == (
+        Direction.OUTBOUND,
+        True,
+        f"dm:{CUSTOMER}",
+    )
+    assert reply.content.text == "It left the warehouse this morning."
+    assert reply.provider_timestamp == datetime.fromtimestamp(1718000405, tz=UTC)
+
+
+def test_messages_on_the_messages_field_say_nothing_about_who_answers() -> None:
+    [message] = parse(load("text")).messages
+    assert message.standby is None  # on WhatsApp, a message reaching an app is no take
+
+
+def test_a_malformed_standby_message_costs_only_itself() -> None:
+    delivery = load("standby_message_and_echo")
+    del first_value(delivery)["standby"]["messages"][0]["id"]
+
+    result = parse(delivery)
+
+    assert [m.provider_message_id for m in result.messages] == ["wamid.STANDBY0002"]
+    [failure] = result.failures
+    assert "standby.messages" in failure.position
+
+
 # --- statuses ---------------------------------------------------------------------------
 
 

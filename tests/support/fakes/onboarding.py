@@ -741,3 +741,17 @@ class FakeNumberConnector(Calls):
         profile.update(fields)
         if picture is not None:
             profile["profile_picture_url"] = f"https://pps.example/{number_id}.jpg"
+
+
+class FakePortfolioNumbers(FakeNumberConnector):
+    """:class:`FakeNumberConnector` that also names each WABA's business portfolio
+    (``portfolios[waba]``; a WABA not listed has none): WhatsApp's PortfolioCheck."""
+
+    def __init__(self, rules: NumberRules = NUMBER_RULES) -> None:
+        super().__init__(rules)
+        self.portfolios: dict[str, str] = {}
+
+    async def business_portfolio(self, business_account_id: str, token: str) -> str | None:
+        self.record("business_portfolio", business_account_id, token)
+        self._manages(business_account_id, token)
+        return self.portfolios.get(business_account_id)

@@ -12,8 +12,13 @@ import copy
 from datetime import datetime
 from typing import Any
 
-from parley_events import ChannelTemplateCategoryChanged, ChannelTemplateStatusChanged, MessageReceived
-from parley_policy.adapters.stores import conversation_facts, inbound_document, template_after
+from parley_events import (
+    ChannelTemplateCategoryChanged,
+    ChannelTemplateQualityChanged,
+    ChannelTemplateStatusChanged,
+    MessageReceived,
+)
+from parley_policy.adapters.stores import TemplateUpdate, conversation_facts, inbound_document, template_after
 from parley_policy.domain.decision import ConversationFacts, KnownLimit, TemplateInfo
 from parley_shared.vault import Credential
 
@@ -118,6 +123,15 @@ class FakePolicyStore:
         self.reached[(scope, recipient_id)] = max(at, self.reached.get((scope, recipient_id), at))
         return True
 
+    async def carry_reach(self, from_scope: str, to_scope: str, since: datetime) -> int:
+        carried = 0
+        for recipient in await self.business_initiated_recipients(from_scope, since):
+            at = self.reached[(from_scope, recipient)]
+            known = self.reached.get((to_scope, recipient))
+            carried += known is None or known < since
+            self.reached[(to_scope, recipient)] = max(at, known or at)
+        return carried
+
     async def record_messaging_limit(self, scope: str, limit: int | None, at: datetime) -> None:
         current = self.limits.get(scope)
         if current is None or current[1] < at:
@@ -160,7 +174,10 @@ class FakeTemplates:
     async def record_category(self, update: ChannelTemplateCategoryChanged) -> None:
         self._save(update)
 
-    def _save(self, update: ChannelTemplateStatusChanged | ChannelTemplateCategoryChanged) -> None:
+    async def record_quality(self, update: ChannelTemplateQualityChanged) -> None:
+        self._save(update)
+
+    def _save(self, update: TemplateUpdate) -> None:
         key = (update.template_name or "", update.language or "")
         info = template_after(self.stored.get(update.channel_id, {}).get(key), update)
         for templates in (self.stored, self.by_channel):

@@ -117,6 +117,9 @@ def build(
                 service.refresh_login_tokens,
             ),
             Periodic("x-token-refresh", settings.x_token_refresh_interval_s, service.refresh_rotating_tokens),
+            Periodic(
+                "business-portfolios", settings.portfolio_check_interval_s, service.record_business_portfolios
+            ),
         ],
     )
 

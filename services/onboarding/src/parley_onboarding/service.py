@@ -23,12 +23,14 @@ from parley_events import (
     ChannelSnapshot,
     ChannelStatus,
     ChannelTemplateCategoryChanged,
+    ChannelTemplateQualityChanged,
     ChannelTemplateStatusChanged,
     Event,
     NumberThroughputChanged,
     Provider,
     TeamSnapshot,
     TemplateCategoryChanged,
+    TemplateQualityChanged,
     TemplateStatusChanged,
     WhatsAppStepChanged,
 )
@@ -100,6 +102,9 @@ REFRESH_LEASE = timedelta(minutes=2)
 """How long a claim on a refresh token is its holder's alone (a refresh is one HTTP call of at most
 10 s): after it, a holder that stopped half-way is assumed gone and one other replica may take over."""
 REFRESH_CLAIMS_KEPT = timedelta(days=1)
+PORTFOLIO_READS_PER_ROUND = 50
+"""Accounts whose business portfolio one round of :meth:`OnboardingService.record_business_portfolios`
+asks the provider for (the ones asked longest ago first): a bounded burst of Graph calls."""
 """How long spent refresh tokens' claims are kept: far longer than any replica holds a stale read
 of a credential, so a token once spent is never claimed (and spent) again."""
 
@@ -185,6 +190,47 @@ def _not_subscribed(check: SubscriptionOutcome) -> DomainError:
     return error
 
 
+TemplateUpdate = TemplateStatusChanged | TemplateCategoryChanged | TemplateQualityChanged
+"""What ingest publishes about a WhatsApp template, addressed to its business account."""
+
+
+def channel_template_event(
+    update: TemplateUpdate, channel: Channel
+) -> ChannelTemplateStatusChanged | ChannelTemplateCategoryChanged | ChannelTemplateQualityChanged:
+    """The account-wide ``update`` told to one channel of the account; the id is the channel's and
+    the update's, so a redelivered update is the same event."""
+    common: dict[str, Any] = {
+        "channel_id": channel.id,
+        "tenant_id": channel.tenant_id,
+        "provider": Provider.WHATSAPP,
+        "occurred_at": update.provider_timestamp,
+        "template_name": update.template_name,
+        "language": update.language,
+        "template_id": update.template_id,
+    }
+    if isinstance(update, TemplateCategoryChanged):
+        return ChannelTemplateCategoryChanged(
+            event_id=f"tplcat_{channel.id}_{update.event_id}",
+            category=update.new_category,
+            previous_category=update.previous_category,
+            **common,
+        )
+    if isinstance(update, TemplateQualityChanged):
+        return ChannelTemplateQualityChanged(
+            event_id=f"tplq_{channel.id}_{update.event_id}",
+            quality=update.new_quality_score,
+            previous_quality=update.previous_quality_score,
+            **common,
+        )
+    return ChannelTemplateStatusChanged(
+        event_id=f"tplch_{channel.id}_{update.event_id}",
+        status=update.status,
+        reason=update.reason,
+        category=update.category,
+        **common,
+    )
+
+
 class OnboardingService:
     """Everything onboarding does, independent of HTTP."""
 
@@ -201,6 +247,8 @@ class OnboardingService:
         self.publish = publish
         self.settings = settings
         self.clock = clock
+        # when this replica last asked for each account's business portfolio (the least recent first)
+        self._portfolio_tried: dict[str, datetime] = {}
 
     def _pages(self) -> PageConnector:
         """Meta's connect flow (Pages and their Instagram profiles)."""
@@ -1560,6 +1608,7 @@ class OnboardingService:
                     template_id=template.id or None,
                     category=template.category,
                     parameter_count=template.parameter_count,
+                    quality=template.quality_score,
                 ),
                 event_id,
             )
@@ -1573,12 +1622,14 @@ class OnboardingService:
     async def sync_templates(self, tenant_id: str, channel_id: str, actor_id: str) -> list[MessageTemplate]:
         """List the business account's templates and tell the consumers of its channels each one's
         status, category and parameter count: templates made outside Parley (WhatsApp Manager)
-        get their count checked by policy from then on."""
+        get their count checked by policy from then on. Finding any reaches the onboarding's
+        "templates submitted" step, as submitting one through Parley does."""
         channel, manager, token, account = await self._business_account(tenant_id, channel_id)
         listed: list[MessageTemplate] = await manager.templates(account, token)
         now = self.clock()
         for template in listed:
             await self._template_event(channel, template, template.status, actor_id, now)
+        await self._advance(channel_id, lambda o: o.templates_listed(len(listed), actor_id, now))
         return listed
 
     async def create_template(
@@ -1666,50 +1717,15 @@ class OnboardingService:
         profile: dict[str, Any] = await manager.business_profile(channel.account_id, token)
         return profile
 
-    async def on_template_category(self, update: TemplateCategoryChanged) -> None:
-        """Meta changed a template's category: tell the consumers of the account's channels."""
+    async def on_template_update(self, update: TemplateUpdate) -> None:
+        """Ingest saw Meta's review, category change or quality rating of a template: tell the
+        consumers of every channel of the business account (templates are the account's)."""
         channels = await self.stores.channels_of_business_account(
             update.tenant_id, Provider.WHATSAPP, update.business_account_id
         )
         for channel in channels:
-            await self.publish(
-                ChannelTemplateCategoryChanged(
-                    event_id=f"tplcat_{channel.id}_{update.event_id}",
-                    channel_id=channel.id,
-                    tenant_id=channel.tenant_id,
-                    provider=Provider.WHATSAPP,
-                    occurred_at=update.provider_timestamp,
-                    template_name=update.template_name,
-                    language=update.language,
-                    template_id=update.template_id,
-                    category=update.new_category,
-                    previous_category=update.previous_category,
-                ),
-                f"tplcat_{channel.id}_{update.event_id}",
-            )
-
-    async def on_template_status(self, update: TemplateStatusChanged) -> None:
-        """Ingest saw Meta's template review: tell the channel's consumers."""
-        channels = await self.stores.channels_of_business_account(
-            update.tenant_id, Provider.WHATSAPP, update.business_account_id
-        )
-        for channel in channels:
-            await self.publish(
-                ChannelTemplateStatusChanged(
-                    event_id=f"tplch_{channel.id}_{update.event_id}",
-                    channel_id=channel.id,
-                    tenant_id=channel.tenant_id,
-                    provider=Provider.WHATSAPP,
-                    occurred_at=update.provider_timestamp,
-                    template_name=update.template_name,
-                    language=update.language,
-                    status=update.status,
-                    reason=update.reason,
-                    template_id=update.template_id,
-                    category=update.category,
-                ),
-                f"tplch_{channel.id}_{update.event_id}",
-            )
+            event = channel_template_event(update, channel)
+            await self.publish(event, event.event_id)
 
     async def on_number_throughput(self, update: NumberThroughputChanged) -> int:
         """Meta changed a number's throughput: read it again for the tenant's active numbers of
@@ -1757,6 +1773,51 @@ class OnboardingService:
                 continue
             return True
         raise Conflict("CONCURRENT_UPDATE", "the channel keeps changing; try again")
+
+    async def record_business_portfolios(self) -> int:
+        """Read the business portfolio of active WhatsApp numbers that name none (connected before
+        Parley read it) and publish each channel's snapshot with it, so policy counts their
+        messaging limit for the portfolio. Run on a timer on every replica: idempotent (a number
+        that has its portfolio is skipped, and the same portfolio recorded twice changes nothing),
+        bounded (:data:`PORTFOLIO_READS_PER_ROUND` accounts a round, the ones tried longest ago
+        first), and a read the provider refuses is logged and tried again next round. Returns how
+        many channels gained their portfolio."""
+        numbers = self.connectors.get(Provider.WHATSAPP)
+        if not isinstance(numbers, NumberConnector) or not isinstance(numbers, PortfolioCheck):
+            return 0  # WhatsApp not configured here, or its connector cannot tell
+        lacking = [
+            channel
+            async for channel in self.stores.channels_with_status((ChannelStatus.ACTIVE,))
+            if channel.provider is Provider.WHATSAPP
+            and channel.business_account_id
+            and not channel.business_portfolio_id
+        ]
+        never = datetime.min.replace(tzinfo=UTC)
+        lacking.sort(key=lambda c: self._portfolio_tried.get(c.business_account_id or "", never))
+        portfolios: dict[str, str | None] = {}  # each account asked once a round
+        recorded = 0
+        for channel in lacking:
+            account = channel.business_account_id or ""
+            if account not in portfolios:
+                if len(portfolios) >= PORTFOLIO_READS_PER_ROUND:
+                    break
+                credential = await self.stores.credential(channel.id)
+                if credential is None:
+                    continue
+                self._portfolio_tried[account] = self.clock()
+                portfolios[account] = await self._business_portfolio(
+                    numbers, account, credential.access_token
+                )
+            portfolio = portfolios[account]
+            if portfolio is None:
+                continue
+
+            def record(current: Channel, portfolio: str = portfolio) -> list[Event]:
+                return current.record_business_portfolio(portfolio)
+
+            after = await self._change_channel(channel.tenant_id, channel.id, record)
+            recorded += after.revision != channel.revision
+        return recorded
 
     # --- token lifecycle --------------------------------------------------------------------------
 

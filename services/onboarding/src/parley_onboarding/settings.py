@@ -146,6 +146,12 @@ class OnboardingSettings(ApiSettings):
         description="How often every active channel's webhook subscription is read and what is missing "
         "restored (Meta unsubscribes an app after long delivery failures).",
     )
+    portfolio_check_interval_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How often active WhatsApp numbers that name no business portfolio (connected "
+        "before Parley read it) have it read, so their messaging limit is counted per portfolio.",
+    )
     max_teams_per_tenant: int = Field(
         default=500, gt=0, description="Teams a tenant may have (deleted ones do not count); more is a 409."
     )

@@ -9,6 +9,18 @@ DECISIONS = Counter(
     "Reply decisions by provider and outcome (approved or the first reason).",
     ["provider", "outcome"],
 )
+TEMPLATE_APPROVALS = Counter(
+    "parley_policy_template_approvals_total",
+    "WhatsApp template replies approved, by the template's quality rating when approved (GREEN, "
+    "YELLOW, RED, UNKNOWN; NOT_KNOWN before policy heard one): sends of low-quality templates.",
+    ["quality"],
+)
+READS_ON_OPEN = Counter(
+    "parley_policy_reads_on_open_total",
+    "Customer messages marked read because an agent opened the conversation (channels with "
+    "mark_read_on_open), by provider and outcome (read, or why not).",
+    ["provider", "outcome"],
+)
 DELIVERIES = Counter(
     "parley_policy_deliveries_total",
     "Replies delivered to providers, by provider and outcome.",

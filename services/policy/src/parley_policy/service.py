@@ -19,6 +19,7 @@ from parley_events import (
     ChannelStatus,
     ChannelTokenRefreshRequested,
     ConversationAwayMessageDue,
+    ConversationReadRequested,
     ConversationThreadControlChanged,
     Event,
     HumanAgentWindowClosed,
@@ -67,6 +68,7 @@ from parley_policy.domain.rules import (
     messaging_limit_scope,
     rule_for,
     rules,
+    superseded_scope,
 )
 
 Publish = Callable[[Event, str], Awaitable[None]]
@@ -90,6 +92,13 @@ def reply_id_for(tenant_id: str, user_id: str, key: str) -> str:
     """Deterministic: the same idempotency key from the same user is the same reply."""
     return "rpl_" + hashlib.sha256(f"{tenant_id}\x1f{user_id}\x1f{key}".encode()).hexdigest()[:24]
 
+
+CARRY_EVERY = timedelta(minutes=1)
+"""How often one replica copies a channel's account-scope messaging-limit count into its portfolio's
+(a replica whose channel directory had not seen the portfolio yet may still have counted there)."""
+LIMIT_CARRIED_AT = datetime(1970, 1, 1, tzinfo=UTC)
+"""The time an account's known messaging limit is recorded at for its portfolio: any limit the
+provider sets for the portfolio is later and wins."""
 
 PRIVATE_REPLY_TAKEN = Reason("PRIVATE_REPLY_USED", "a comment gets at most one private reply")
 """Another reply claimed the comment's private reply first (the rule's own reason: the decision
@@ -189,6 +198,7 @@ class PolicyService:
         self.messaging_tier = messaging_tier
         self._slot_hint: dict[str, int] = {}
         self._full: dict[str, int] = {}  # key -> the window found full
+        self._carried: dict[tuple[str, str], datetime] = {}  # (account scope, portfolio scope) -> when
 
     # --- facts from the streams ---------------------------------------------------------------
 
@@ -274,6 +284,39 @@ class PolicyService:
         message = ReadRef(Provider(doc["provider"]), doc["account_id"], message_id)
         await self.send_read_receipt(doc["channel_id"], message, typing)  # ProviderError propagates
         return str(message_id)
+
+    async def on_read_requested(self, request: ConversationReadRequested) -> bool:
+        """Routing says an agent who may reply opened the conversation on a channel that marks
+        messages read on open: mark the customer's last message read (no typing indicator), at most
+        once per message across replicas and redeliveries (claimed before the call). Best effort: a
+        provider that refuses is logged and not asked again for that message (the agent's tool can
+        still call ``/read``). True when the receipt was sent."""
+        if self.send_read_receipt is None:
+            return False
+        doc = await self.store.conversation(request.conversation_id)
+        if doc is None or doc["tenant_id"] != request.tenant_id:
+            return False  # policy has seen no customer message of it
+        message_id = doc.get("last_customer_message_id")
+        if not message_id:
+            return False
+        if not await self.store.claim_notice(
+            f"read_{request.conversation_id}_{message_id}", request.occurred_at
+        ):
+            return False  # read already, on an earlier open
+        message = ReadRef(Provider(doc["provider"]), doc["account_id"], message_id)
+        try:
+            await self.send_read_receipt(doc["channel_id"], message, False)
+        except (ProviderError, ReadReceiptsUnsupported) as exc:
+            kind = exc.kind.value if isinstance(exc, ProviderError) else "unsupported"
+            log.warning(
+                "could not mark the message read on open",
+                conversation_id=request.conversation_id,
+                error_kind=kind,
+            )
+            metrics.READS_ON_OPEN.labels(provider=doc["provider"], outcome=kind).inc()
+            return False
+        metrics.READS_ON_OPEN.labels(provider=doc["provider"], outcome="read").inc()
+        return True
 
     # --- deciding ------------------------------------------------------------------------------
 
@@ -464,6 +507,8 @@ class PolicyService:
         metrics.DECISIONS.labels(
             provider=doc["provider"], outcome="approved" if decision.approved else decision.reasons[0].code
         ).inc()
+        if decision.approved and request.template is not None:
+            metrics.TEMPLATE_APPROVALS.labels(quality=decision.template_quality or "NOT_KNOWN").inc()
         connect_path = channel.connect_path if channel is not None else None
         outbox = self._announcements(reply_id, tenant_id, user_id, doc, request, decision, now, connect_path)
         record = {
@@ -471,6 +516,7 @@ class PolicyService:
             "approved": decision.approved,
             "messaging_type": decision.messaging_type,
             "tag": decision.tag,
+            "template_quality": decision.template_quality,
             "reasons": [{"code": r.code, "message": r.message} for r in decision.reasons],
             # the events this decision announces, stored with it and marked once published: a
             # retried request publishes them if a crash or a broker timeout came in between
@@ -547,6 +593,7 @@ class PolicyService:
             messaging_type=decision.messaging_type,
             tag=decision.tag,
             connect_path=connect_path,
+            template_quality=decision.template_quality,
         )
         return [requested, approved]
 
@@ -561,6 +608,7 @@ class PolicyService:
         """WhatsApp messaging limits: unique customers reached outside the window per rolling 24 h,
         counted for the whole business (every number of it) and claimed atomically in the store."""
         scope = messaging_limit_scope(doc["channel_id"], channel)
+        await self._carry_account_count(channel, scope, now)
         # the limit the provider last set for the business, else the configured tier's
         known = await self.store.messaging_limit(scope)
         limit = known.limit if known is not None else messaging_limit(self.messaging_tier)
@@ -568,6 +616,33 @@ class PolicyService:
             return True
         since = now - messaging_limit_period(Provider.WHATSAPP)
         return await self.store.claim_reach(scope, doc["recipient_id"], now, since, limit)
+
+    async def _carry_account_count(self, channel: ChannelSnapshot | None, scope: str, now: datetime) -> None:
+        """A channel activated before Parley read business portfolios counted its customers for its
+        account (``waba:<id>``) and now counts for its portfolio: the customers recorded for the
+        account in the rolling period are counted for the portfolio first (once each: a customer
+        in both keeps one place, at the later time), and the account's known limit becomes the
+        portfolio's until the provider sets one. Idempotent; done before the claim it precedes,
+        then at most every :data:`CARRY_EVERY` per replica."""
+        account = superseded_scope(channel)
+        if account is None or account == scope:
+            return
+        last = self._carried.get((account, scope))
+        if last is not None and now - last < CARRY_EVERY:
+            return
+        since = now - messaging_limit_period(Provider.WHATSAPP)
+        carried = await self.store.carry_reach(account, scope, since)
+        known = await self.store.messaging_limit(account)
+        if known is not None:
+            await self.store.record_messaging_limit(scope, known.limit, LIMIT_CARRIED_AT)
+        self._carried[(account, scope)] = now
+        if carried:
+            log.info(
+                "messaging-limit count carried to the portfolio",
+                account=account,
+                scope=scope,
+                customers=carried,
+            )
 
     async def on_messaging_limit(self, update: MessagingLimitChanged) -> None:
         """The provider set the business's messaging limit: later claims count against it. Meta
@@ -596,6 +671,7 @@ class PolicyService:
                 None,
                 None,
                 None,
+                template_quality=earlier.get("template_quality"),
             ),
         )
 

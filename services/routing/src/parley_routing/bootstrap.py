@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
-from parley_events import ConversationEvent, topics
+from parley_events import ConversationEvent, ConversationReadRequested, topics
 from parley_shared.auth import TokenVerifier
 from parley_shared.channels import DirectoryRoles, KafkaChannelDirectory, KafkaTeamDirectory
 from parley_shared.kafka import Publishes, RetryThenDeadLetter
@@ -88,9 +88,13 @@ def build(
         with trace_of(event.conversation_id):
             await adapters.publisher.publish(event, event_id=event.event_id, time=event.occurred_at)
 
+    async def request_read(request: ConversationReadRequested) -> None:
+        await adapters.publisher.publish(request, event_id=request.event_id, time=request.occurred_at)
+
     cache = ConversationCache(settings.conversation_cache_per_partition)
     service = ConversationService(adapters.repository, publish, clock, cache, channels.by_id.get)
-    api = create_api(AgentService(service, DirectoryRoles(channels, teams)), TokenVerifier(settings))
+    agents = AgentService(service, DirectoryRoles(channels, teams), channels.by_id.get, request_read)
+    api = create_api(agents, TokenVerifier(settings))
     return RoutingWiring(
         service=service,
         repository=adapters.repository,

@@ -8,6 +8,7 @@ published, appended to the history and marked published.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from parley_events import (
     ChannelRole,
     ChannelSnapshot,
     ConversationEvent,
+    ConversationReadRequested,
     HandoverReceived,
     MessageDeleted,
     MessageEdited,
@@ -33,7 +35,13 @@ from parley_routing.adapters.stores import (
     ConversationRepository,
 )
 from parley_routing.cache import ConversationCache
-from parley_routing.domain.access import Actor, acting_role, check_assign, check_unassign
+from parley_routing.domain.access import (
+    Actor,
+    acting_role,
+    check_assign,
+    check_unassign,
+    marks_read_on_open,
+)
 from parley_routing.domain.model import (
     AwayMessage,
     Conversation,
@@ -44,6 +52,10 @@ from parley_routing.domain.model import (
 )
 
 MAX_CONFLICT_RETRIES = 10
+READ_REQUESTS_REMEMBERED = 10_000
+"""Read requests one replica remembers having published, so that an agent tool opening the same
+conversation again and again does not publish again (policy still sends each message's receipt
+once whatever arrives)."""
 
 Inbound = MessageReceived | HandoverReceived | MessageEdited | MessageDeleted
 """What routing takes from the inbound topic."""
@@ -445,10 +457,20 @@ class AgentService:
     :mod:`parley_shared.access` (shared with policy).
     """
 
-    def __init__(self, conversations: ConversationService, roles: ChannelRoles) -> None:
+    def __init__(
+        self,
+        conversations: ConversationService,
+        roles: ChannelRoles,
+        channels: Callable[[str], ChannelSnapshot | None] | None = None,
+        request_read: Callable[[ConversationReadRequested], Awaitable[None]] | None = None,
+    ) -> None:
         self.conversations = conversations
         self.repository = conversations.repository
         self.roles = roles
+        # the channel directory's lookup, and the publisher of read requests (none: opening reads nothing)
+        self.channels = channels or (lambda channel_id: None)
+        self.request_read = request_read
+        self._read_requested: OrderedDict[str, None] = OrderedDict()  # this replica's, newest last
 
     @property
     def clock(self) -> Clock:
@@ -495,6 +517,36 @@ class AgentService:
         found = await self.visible(actor, conversation_id)
         history = shown_history(await self.repository.history_of(conversation_id))
         return found, history, await self.repository.notes_of(found.conversation)
+
+    async def open(
+        self, actor: Actor, conversation_id: str
+    ) -> tuple[Visible, list[dict[str, Any]], list[Note]]:
+        """An agent opens a conversation in their tool: what :meth:`detail` gives, and, on a channel
+        that marks messages read on open, a request to mark the customer's last message read when
+        the agent may reply (policy sends it, once per message). Opening the same state again from
+        this replica asks nothing more."""
+        found, history, notes = await self.detail(actor, conversation_id)
+        conversation = found.conversation
+        if self.request_read is not None and marks_read_on_open(
+            found.role, self.channels(conversation.channel_id)
+        ):
+            event_id = f"rdq_{conversation.id}_{conversation.sequence}"
+            if event_id not in self._read_requested:
+                await self.request_read(
+                    ConversationReadRequested(
+                        event_id=event_id,
+                        conversation_id=conversation.id,
+                        tenant_id=conversation.tenant_id,
+                        channel_id=conversation.channel_id,
+                        provider=conversation.provider,
+                        requested_by=actor.user_id,
+                        occurred_at=self.clock(),
+                    )
+                )
+                self._read_requested[event_id] = None
+                while len(self._read_requested) > READ_REQUESTS_REMEMBERED:
+                    self._read_requested.popitem(last=False)
+        return found, history, notes
 
     async def notes(self, actor: Actor, conversation_id: str) -> tuple[Visible, list[Note]]:
         found = await self.visible(actor, conversation_id)

@@ -708,6 +708,11 @@ class ChannelSnapshot(Event):
         description="Since 2026-11. Sent once per conversation per closed period as an automated "
         "reply to a customer who writes outside business hours; null: none.",
     )
+    mark_read_on_open: bool = Field(
+        default=False,
+        description="Since 2026-11. WhatsApp: when an agent who may reply opens a conversation "
+        "(routing's `POST /v1/conversations/{id}/open`), its last customer message is marked read.",
+    )
 
     def key(self) -> str:
         return self.channel_id
@@ -902,6 +907,12 @@ class ChannelTemplateStatusChanged(ChannelLifecycleEvent):
         "its components when it was created or listed through Parley; null when not known.",
         examples=[2],
     )
+    quality: str | None = Field(
+        default=None,
+        description="The template's quality rating when the update gives it (a listing through "
+        "Parley does; Meta's review webhooks do not): GREEN, YELLOW, RED or UNKNOWN.",
+        examples=["GREEN"],
+    )
 
 
 class ChannelTemplateCategoryChanged(ChannelLifecycleEvent):
@@ -914,6 +925,23 @@ class ChannelTemplateCategoryChanged(ChannelLifecycleEvent):
     template_id: str | None = None
     category: str = Field(examples=["MARKETING"])
     previous_category: str | None = None
+
+
+class ChannelTemplateQualityChanged(ChannelLifecycleEvent):
+    """Meta rated a WhatsApp template of the channel anew (``message_template_quality_update``)."""
+
+    event_type: ClassVar[str] = "parley.channel.template_quality_changed.v1"
+
+    template_name: str | None = None
+    language: str | None = None
+    template_id: str | None = None
+    quality: str = Field(
+        description="Meta's rating: GREEN (high), YELLOW (medium), RED (low) or UNKNOWN (pending). "
+        "Every one of them may still be sent; Meta pauses a template on sustained low quality, "
+        "and that arrives as a status change (PAUSED).",
+        examples=["GREEN", "YELLOW", "RED", "UNKNOWN"],
+    )
+    previous_quality: str | None = Field(default=None, examples=["GREEN"])
 
 
 # --- policy ----------------------------------------------------------------------------
@@ -988,6 +1016,12 @@ class ReplyApproved(ReplyEvent):
         description="The channel's way of connecting (its snapshot's): which API the sender uses, "
         "e.g. graph.instagram.com for `instagram_login`.",
         examples=["page", "instagram_login"],
+    )
+    template_quality: str | None = Field(
+        default=None,
+        description="A WhatsApp template's quality rating when policy approved it (GREEN, YELLOW, "
+        "RED, UNKNOWN; null when not known or not a template): low quality does not stop a send.",
+        examples=["GREEN", "RED"],
     )
 
 
@@ -1310,6 +1344,30 @@ class ConversationAwayMessageDue(ConversationEvent):
     )
 
 
+class ConversationReadRequested(Event):
+    """An agent who may reply opened a conversation on a channel that marks messages read on open:
+    the conversation's last customer message is to be marked read with the provider (policy, which
+    knows that message and holds the token, sends the receipt, at most once per message). Not part
+    of the conversation's sequence."""
+
+    event_type: ClassVar[str] = "parley.conversation.read_requested.v1"
+    topic: ClassVar[topics.TopicSpec] = topics.CONVERSATIONS
+
+    event_id: str = Field(
+        description="Deterministic: conversation id and the sequence the agent saw (the same open "
+        "of the same state is the same request)."
+    )
+    conversation_id: str
+    tenant_id: str
+    channel_id: str
+    provider: Provider
+    requested_by: str = Field(description="The agent who opened the conversation.")
+    occurred_at: datetime
+
+    def key(self) -> str:
+        return self.conversation_id
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     WebhookReceived,
     MessageReceived,
@@ -1337,6 +1395,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ChannelHoursChanged,
     ChannelTemplateStatusChanged,
     ChannelTemplateCategoryChanged,
+    ChannelTemplateQualityChanged,
     WhatsAppStepChanged,
     TeamSnapshot,
     ReplyRequested,
@@ -1361,6 +1420,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ConversationNoteAdded,
     ConversationThreadControlChanged,
     ConversationAwayMessageDue,
+    ConversationReadRequested,
 )
 
 

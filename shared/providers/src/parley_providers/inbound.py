@@ -355,6 +355,8 @@ SKIP_KINDS: frozenset[str] = frozenset(
         *(f"{family}.{name}" for family, names in _NAMED.items() for name in names),
         *(f"{family}.other" for family in _NAMED),
         "whatsapp.errors",
+        # receipts of the messages another responder sent in a thread it answers (WhatsApp standby)
+        "whatsapp.standby.statuses",
         "x.tweet.retweet",
         "x.tweet.own_post",
         # an XChat message is published (flagged encrypted); its ciphertext is what is left out

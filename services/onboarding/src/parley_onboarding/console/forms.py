@@ -74,6 +74,7 @@ def settings_changes(form: Form, *, x_channel: bool) -> tuple[dict[str, Any], Fo
         "auto_resolve_new_s": _minutes(form, "auto_resolve_new_min", errors),
         "auto_resolve_pending_s": _minutes(form, "auto_resolve_pending_min", errors),
         "human_agent_tag": checked(form, "human_agent_tag"),
+        "mark_read_on_open": checked(form, "mark_read_on_open"),
     }
     limit = one(form, "text_limit")
     if limit in ("", "0"):

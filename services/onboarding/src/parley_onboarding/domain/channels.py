@@ -52,6 +52,7 @@ SETTING_FIELDS = (
     "text_limit",
     "business_hours",
     "away_message",
+    "mark_read_on_open",
 )
 AWAY_MESSAGE_MAX = 4096
 """The snapshot's bound; the provider's own, smaller limits are checked by the service at save."""
@@ -74,6 +75,8 @@ class Settings:
     auto_resolve_pending_s: int | None = DEFAULT_AUTO_RESOLVE_S
     human_agent_tag: bool = False
     text_limit: int | None = None
+    mark_read_on_open: bool = False
+    """WhatsApp: an agent who may reply opening a conversation marks its last customer message read."""
     x_api: str | None = None
     """X only: the delivery API its subscriptions use (None on an X channel: ``account_activity``)."""
     business_hours: BusinessHours | None = None
@@ -333,6 +336,16 @@ class Channel:
         self.revision += 1
         return [self.snapshot()]
 
+    def record_business_portfolio(self, business_portfolio_id: str) -> list[Event]:
+        """The business portfolio that owns the number's account, read from the provider
+        (WhatsApp): a new snapshot when it changed (policy then counts the messaging limit for
+        the portfolio), nothing otherwise."""
+        if self.business_portfolio_id == business_portfolio_id:
+            return []
+        self.business_portfolio_id = business_portfolio_id
+        self.revision += 1
+        return [self.snapshot()]
+
     def require_reauth(self, code: int | None, subcode: int | None, at: datetime, reason: str) -> list[Event]:
         """The provider rejected the token: the channel waits for a reconnect (idempotent).
 
@@ -430,6 +443,7 @@ class Channel:
             text_limit=self.settings.text_limit,
             business_hours=self.hours_in_force,
             away_message=self.settings.away_message,
+            mark_read_on_open=self.settings.mark_read_on_open,
         )
 
     def subscriptions_found(

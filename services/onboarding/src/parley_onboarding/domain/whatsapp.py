@@ -359,3 +359,11 @@ class WhatsAppOnboarding:
         if self.step not in (Step.ACTIVATED, Step.PROFILE_COMPLETED, Step.BADGE_DECIDED):
             return None
         return self.templates_submitted(by, at)
+
+    def templates_listed(self, count: int, by: str, at: datetime) -> StepRecord | None:
+        """A sync found ``count`` templates on the WABA: one or more submitted in WhatsApp Manager
+        reach the templates step as one submitted through Parley does (a template Parley submitted
+        reached it already when it was made). None when there are none, or the step is not next."""
+        if count < 1:
+            return None
+        return self.template_created(by, at)

@@ -68,6 +68,11 @@ class SettingsPatch(BaseModel):
         default=None, le=INT64_MAX, description="Seconds; send 0 to turn off."
     )
     human_agent_tag: bool | None = None
+    mark_read_on_open: bool | None = Field(
+        default=None,
+        description="WhatsApp: mark the customer's last message read when an agent who may reply opens "
+        "the conversation (routing's POST /v1/conversations/{id}/open). Off by default.",
+    )
     text_limit: int | None = Field(
         default=None, le=INT64_MAX, description="Characters; send 0 to remove the override."
     )
@@ -216,6 +221,7 @@ def channel_out(channel: Channel) -> ChannelOut:
             if (hours := channel.settings.business_hours) is not None
             else None,
             "away_message": channel.settings.away_message,
+            "mark_read_on_open": channel.settings.mark_read_on_open,
             **({"x_api": channel.x_api} if channel.x_api is not None else {}),
         },
         access={
@@ -396,7 +402,9 @@ def create_api(service: OnboardingService, verifier: TokenVerifier) -> FastAPI:
         admin(principal)
         changes = body.model_dump(exclude_unset=True)
         nulls = [
-            k for k in ("auto_ownership", "human_agent_tag", "x_api") if k in changes and changes[k] is None
+            k
+            for k in ("auto_ownership", "human_agent_tag", "mark_read_on_open", "x_api")
+            if k in changes and changes[k] is None
         ]
         if nulls:
             raise ApiError(

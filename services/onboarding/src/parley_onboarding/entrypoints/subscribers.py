@@ -15,12 +15,14 @@ from parley_events import (
     ChannelSubscriptionLost,
     ChannelSubscriptionRepaired,
     ChannelTemplateCategoryChanged,
+    ChannelTemplateQualityChanged,
     ChannelTemplateStatusChanged,
     ChannelTokenExpiring,
     ChannelTokenRefreshRequested,
     NumberThroughputChanged,
     TeamSnapshot,
     TemplateCategoryChanged,
+    TemplateQualityChanged,
     TemplateStatusChanged,
     WhatsAppStepChanged,
     topics,
@@ -64,11 +66,12 @@ def onboarding_router(settings: OnboardingSettings, service: OnboardingService) 
         WhatsAppStepChanged,
         ChannelTemplateStatusChanged,
         ChannelTemplateCategoryChanged,
+        ChannelTemplateQualityChanged,
         ChannelSubscriptionRepaired,
         ChannelSubscriptionLost,
         title="channel-lifecycle",
         description="Channels connected, changed, expiring, reconnected and disconnected; WhatsApp "
-        "verification steps, templates created, reviewed, recategorized and deleted.",
+        "verification steps, templates created, reviewed, recategorized, rated and deleted.",
     )
 
     reviews = router.subscriber(
@@ -77,19 +80,24 @@ def onboarding_router(settings: OnboardingSettings, service: OnboardingService) 
         ack_policy=CONSUMER_ACK_POLICY,
         auto_offset_reset="earliest",
         title="template-reviews",
-        description="WhatsApp template reviews and category changes seen by ingest -> channel "
-        "template events.",
+        description="WhatsApp template reviews, category changes and quality ratings seen by ingest "
+        "-> channel template events.",
     )
 
     @reviews(filter=of_type(TemplateStatusChanged))
     async def record_template_review(update: TemplateStatusChanged) -> None:
         """Meta's review of a template, attributed to the channels of its business account."""
-        await service.on_template_status(update)
+        await service.on_template_update(update)
 
     @reviews(filter=of_type(TemplateCategoryChanged))
     async def record_template_category(update: TemplateCategoryChanged) -> None:
         """Meta's new category for a template, attributed to the channels of its business account."""
-        await service.on_template_category(update)
+        await service.on_template_update(update)
+
+    @reviews(filter=of_type(TemplateQualityChanged))
+    async def record_template_quality(update: TemplateQualityChanged) -> None:
+        """Meta's new quality rating of a template, attributed to the channels of its business account."""
+        await service.on_template_update(update)
 
     acknowledge_other_types(reviews)
 

@@ -13,10 +13,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from parley_events import ChannelTemplateCategoryChanged, ChannelTemplateStatusChanged, MessageReceived
+from parley_events import (
+    ChannelTemplateCategoryChanged,
+    ChannelTemplateQualityChanged,
+    ChannelTemplateStatusChanged,
+    MessageReceived,
+)
 from parley_shared.postgres import Pool, dumps, jsonb, migrate, migrations_in
 
-from parley_policy.adapters.stores import conversation_facts, inbound_document, template_after
+from parley_policy.adapters.stores import TemplateUpdate, conversation_facts, inbound_document, template_after
 from parley_policy.domain.decision import ConversationFacts, KnownLimit, TemplateInfo
 
 MIGRATIONS = migrations_in("parley_policy.adapters", "policy")
@@ -257,6 +262,24 @@ class PostgresPolicyStore:
             )
         return True
 
+    async def carry_reach(self, from_scope: str, to_scope: str, since: datetime) -> int:
+        """Count the customers ``from_scope`` holds since ``since`` in ``to_scope`` too, at their
+        times (a customer held in both keeps one row, at the later time), under the target scope's
+        lock as a claim is. How many rows were written."""
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"policy-reach:{to_scope}",)
+            )
+            cursor = await conn.execute(
+                "INSERT INTO policy_business_initiated (scope, recipient_id, at)"
+                " SELECT %s, recipient_id, at FROM policy_business_initiated WHERE scope = %s AND at >= %s"
+                " ON CONFLICT (scope, recipient_id) DO UPDATE"
+                " SET at = greatest(policy_business_initiated.at, excluded.at)"
+                " WHERE policy_business_initiated.at < excluded.at",
+                (to_scope, from_scope, since),
+            )
+            return max(cursor.rowcount, 0)
+
     async def record_messaging_limit(self, scope: str, limit: int | None, at: datetime) -> None:
         """The provider's messaging limit for the scope, unless a later one is already recorded."""
         async with self.pool.connection() as conn:
@@ -315,11 +338,12 @@ class PostgresPolicyTemplates:
     async def load(self) -> None:
         async with self.pool.connection() as conn:
             cursor = await conn.execute(
-                "SELECT channel_id, name, language, status, parameter_count, category FROM policy_templates"
+                "SELECT channel_id, name, language, status, parameter_count, category, quality"
+                " FROM policy_templates"
             )
-            for channel_id, name, language, status, count, category in await cursor.fetchall():
+            for channel_id, name, language, status, count, category, quality in await cursor.fetchall():
                 self._by_channel.setdefault(channel_id, {})[(name, language)] = TemplateInfo(
-                    status, count, category
+                    status, count, category, quality
                 )
 
     async def record(self, update: ChannelTemplateStatusChanged) -> None:
@@ -328,21 +352,33 @@ class PostgresPolicyTemplates:
     async def record_category(self, update: ChannelTemplateCategoryChanged) -> None:
         await self._save(update)
 
-    async def _save(self, update: ChannelTemplateStatusChanged | ChannelTemplateCategoryChanged) -> None:
+    async def record_quality(self, update: ChannelTemplateQualityChanged) -> None:
+        await self._save(update)
+
+    async def _save(self, update: TemplateUpdate) -> None:
         name, language = update.template_name or "", update.language or ""
         async with self.pool.connection() as conn, conn.transaction():
             cursor = await conn.execute(
-                "SELECT status, parameter_count, category FROM policy_templates"
+                "SELECT status, parameter_count, category, quality FROM policy_templates"
                 " WHERE channel_id = %s AND name = %s AND language = %s FOR UPDATE",
                 (update.channel_id, name, language),
             )
             row = await cursor.fetchone()
             info = template_after(TemplateInfo(*row) if row else None, update)
             await conn.execute(
-                "INSERT INTO policy_templates (channel_id, name, language, status, parameter_count, category)"
-                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (channel_id, name, language) DO UPDATE SET"
+                "INSERT INTO policy_templates"
+                " (channel_id, name, language, status, parameter_count, category, quality)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (channel_id, name, language) DO UPDATE SET"
                 " status = excluded.status, parameter_count = excluded.parameter_count,"
-                " category = excluded.category",
-                (update.channel_id, name, language, info.status, info.parameter_count, info.category),
+                " category = excluded.category, quality = excluded.quality",
+                (
+                    update.channel_id,
+                    name,
+                    language,
+                    info.status,
+                    info.parameter_count,
+                    info.category,
+                    info.quality,
+                ),
             )
         self._by_channel.setdefault(update.channel_id, {})[(name, language)] = info

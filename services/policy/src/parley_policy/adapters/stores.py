@@ -7,11 +7,13 @@ Every "exactly once" here is a unique-key insert, which is atomic on MongoDB and
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
 
 from parley_events import (
     ChannelTemplateCategoryChanged,
+    ChannelTemplateQualityChanged,
     ChannelTemplateStatusChanged,
     MessageKind,
     MessageReceived,
@@ -127,6 +129,8 @@ class PolicyStorePort(Protocol):
     async def claim_reach(
         self, scope: str, recipient_id: str, at: datetime, since: datetime, limit: int
     ) -> bool: ...
+
+    async def carry_reach(self, from_scope: str, to_scope: str, since: datetime) -> int: ...
 
     async def record_messaging_limit(self, scope: str, limit: int | None, at: datetime) -> None: ...
 
@@ -335,6 +339,44 @@ class PolicyStore:
                 return True
         return False
 
+    async def carry_reach(self, from_scope: str, to_scope: str, since: datetime) -> int:
+        """Count the customers ``from_scope`` holds since ``since`` in ``to_scope`` too, at their
+        times; one already held there keeps its place (the later time). A carried customer takes a
+        place after the scope's last (generation 0, the next one when another writer took it), so
+        the scope may hold more than its limit until they age out: they count, and nobody new is
+        admitted meanwhile. How many customers were new to ``to_scope``."""
+        source = [d for d in (await self._latest_places(from_scope)).values() if d["at"] >= since]
+        if not source:
+            return 0
+        target = await self._latest_places(to_scope)
+        held = {d["recipient_id"]: d for d in target.values() if d["at"] >= since}
+        place = max(target, default=-1) + 1
+        carried = 0
+        for doc in source:
+            mine = held.get(doc["recipient_id"])
+            if mine is not None:
+                await self.places.update_one({"_id": mine["_id"]}, {"$max": {"at": doc["at"]}})
+                continue
+            while True:
+                try:
+                    await self.places.insert_one(
+                        {
+                            "_id": f"{to_scope}:{place}:0",
+                            "scope": to_scope,
+                            "place": place,
+                            "generation": 0,
+                            "recipient_id": doc["recipient_id"],
+                            "at": doc["at"],
+                        }
+                    )
+                except DuplicateKeyError:
+                    place += 1  # a claim took it meanwhile
+                    continue
+                break
+            place += 1
+            carried += 1
+        return carried
+
     async def record_messaging_limit(self, scope: str, limit: int | None, at: datetime) -> None:
         """The provider's messaging limit for the scope, unless a later one is already recorded."""
         found = await self.limits.update_one(
@@ -393,23 +435,29 @@ class TemplatesPort(Protocol):
 
     async def record_category(self, update: ChannelTemplateCategoryChanged) -> None: ...
 
+    async def record_quality(self, update: ChannelTemplateQualityChanged) -> None: ...
 
-def template_after(
-    known: TemplateInfo | None, update: ChannelTemplateStatusChanged | ChannelTemplateCategoryChanged
-) -> TemplateInfo:
-    """What policy knows of a template after an update (pure): a status update keeps the parameter
-    count and category an earlier one gave when it gives none (Meta's webhooks carry no count)."""
+
+TemplateUpdate = ChannelTemplateStatusChanged | ChannelTemplateCategoryChanged | ChannelTemplateQualityChanged
+"""What a channel learns about one of its templates."""
+
+
+def template_after(known: TemplateInfo | None, update: TemplateUpdate) -> TemplateInfo:
+    """What policy knows of a template after an update (pure): an update keeps what an earlier one
+    gave and it does not give (Meta's review webhooks carry no count and no rating, a category or
+    quality change carries only itself)."""
+    base = known or TemplateInfo(status="")
     if isinstance(update, ChannelTemplateCategoryChanged):
-        base = known or TemplateInfo(status="")
-        return TemplateInfo(
-            status=base.status, parameter_count=base.parameter_count, category=update.category
-        )
+        return replace(base, category=update.category)
+    if isinstance(update, ChannelTemplateQualityChanged):
+        return replace(base, quality=update.quality)
     return TemplateInfo(
         status=update.status,
         parameter_count=update.parameter_count
         if update.parameter_count is not None
-        else (known.parameter_count if known else None),
-        category=update.category or (known.category if known else None),
+        else base.parameter_count,
+        category=update.category or base.category,
+        quality=update.quality or base.quality,
     )
 
 
@@ -431,6 +479,7 @@ class PolicyTemplates:
                     status=doc["status"],
                     parameter_count=doc.get("parameter_count"),
                     category=doc.get("category"),
+                    quality=doc.get("quality"),
                 )
             )
 
@@ -440,12 +489,17 @@ class PolicyTemplates:
     async def record_category(self, update: ChannelTemplateCategoryChanged) -> None:
         await self._save(update)
 
-    async def _save(self, update: ChannelTemplateStatusChanged | ChannelTemplateCategoryChanged) -> None:
+    async def record_quality(self, update: ChannelTemplateQualityChanged) -> None:
+        await self._save(update)
+
+    async def _save(self, update: TemplateUpdate) -> None:
         key = (update.template_name or "", update.language or "")
         doc_id = f"{update.channel_id}:{update.template_name}:{update.language}"
         stored = await self.collection.find_one({"_id": doc_id})
         known = (
-            TemplateInfo(stored["status"], stored.get("parameter_count"), stored.get("category"))
+            TemplateInfo(
+                stored["status"], stored.get("parameter_count"), stored.get("category"), stored.get("quality")
+            )
             if stored is not None
             else None
         )
@@ -459,6 +513,7 @@ class PolicyTemplates:
                 "status": info.status,
                 "parameter_count": info.parameter_count,
                 "category": info.category,
+                "quality": info.quality,
             },
             upsert=True,
         )

@@ -28,11 +28,13 @@ class Template:
 
 @dataclass(frozen=True, slots=True)
 class TemplateInfo:
-    """What policy knows about a template: Meta's review status and, if registered, its parameters."""
+    """What policy knows about a template: Meta's review status and, if registered, its parameters,
+    category and quality rating."""
 
     status: str
     parameter_count: int | None = None
     category: str | None = None
+    quality: str | None = None  # Meta's rating (GREEN, YELLOW, RED, UNKNOWN): shown, never refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,7 @@ class Decision:
     human_agent_window_closes_at: datetime | None
     length: int | None
     limit: int | None
+    template_quality: str | None = None  # an approved template's rating, for the answer and the event
 
 
 ANSWERS_A_POST = frozenset({"comment", "mention"})
@@ -217,6 +220,13 @@ def decide(
                 )
 
     # windows and tags
+    # Meta sends every rating (GREEN, YELLOW, RED, UNKNOWN) and pauses a template itself on
+    # sustained low quality (a PAUSED status, refused above): the rating is told, not enforced
+    template_quality = None
+    if request.template is not None and facts.provider is Provider.WHATSAPP:
+        known = (templates or {}).get((request.template.name, request.template.language))
+        template_quality = known.quality if known is not None else None
+
     messaging_type: str | None = None
     tag: str | None = None
     if request.kind == "direct" and not facts.parley_active:
@@ -294,6 +304,7 @@ def decide(
         human_agent_window_closes_at=human_closes,
         length=length,
         limit=limit,
+        template_quality=template_quality,
     )
 
 

@@ -78,6 +78,15 @@ def messaging_limit_scope(channel_id: str, channel: ChannelSnapshot | None) -> s
     return f"channel:{channel_id}"
 
 
+def superseded_scope(channel: ChannelSnapshot | None) -> str | None:
+    """The account scope a channel counted its messaging limit in before its business portfolio
+    was known (``waba:<id>``), when it now counts for its portfolio: the customers recorded there
+    in the rolling period count toward the portfolio too. None for any other channel."""
+    if channel is None or not channel.business_portfolio_id or not channel.business_account_id:
+        return None
+    return business_scope(channel.business_account_id)
+
+
 def limit_update_scope(business_account_id: str, channel: ChannelSnapshot | None) -> str:
     """Where a messaging limit the provider set for a WhatsApp Business Account is recorded: its
     portfolio's scope when a channel of the account (``channel``) names one, else the account's."""

@@ -140,6 +140,7 @@ class DecisionOut(BaseModel):
     human_agent_window_closes_at: datetime | None
     length: int | None
     limit: int | None
+    template_quality: str | None = None
 
 
 class ReplyAccepted(BaseModel):
@@ -149,6 +150,11 @@ class ReplyAccepted(BaseModel):
     status: Literal["approved"]
     messaging_type: str | None
     tag: str | None
+    template_quality: str | None = Field(
+        default=None,
+        description="A WhatsApp template's quality rating (GREEN, YELLOW, RED, UNKNOWN) when known: "
+        "a YELLOW or RED template is sent, and Meta may pause it soon.",
+    )
 
 
 class Reason(BaseModel):
@@ -183,6 +189,7 @@ def decision_out(decision: Decision) -> DecisionOut:
         human_agent_window_closes_at=decision.human_agent_window_closes_at,
         length=decision.length,
         limit=decision.limit,
+        template_quality=decision.template_quality,
     )
 
 
@@ -252,6 +259,7 @@ def create_api(service: PolicyService, verifier: TokenVerifier) -> FastAPI:
                 "status": "approved",
                 "messaging_type": outcome.decision.messaging_type,
                 "tag": outcome.decision.tag,
+                "template_quality": outcome.decision.template_quality,
             }
         reasons = [{"code": r.code, "message": r.message} for r in outcome.decision.reasons]
         headers = (

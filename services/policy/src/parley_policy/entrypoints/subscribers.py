@@ -12,9 +12,11 @@ from parley_events import (
     ChannelReauthRequired,
     ChannelSendingRestricted,
     ChannelTemplateCategoryChanged,
+    ChannelTemplateQualityChanged,
     ChannelTemplateStatusChanged,
     ChannelTokenRefreshRequested,
     ConversationAwayMessageDue,
+    ConversationReadRequested,
     ConversationThreadControlChanged,
     HumanAgentWindowClosed,
     MessageReceived,
@@ -148,8 +150,8 @@ def policy_router(
         ack_policy=CONSUMER_ACK_POLICY,
         auto_offset_reset="earliest",
         title="template-reviews",
-        description="Approved WhatsApp templates become sendable, with their parameter counts and "
-        "categories; a category change applies from the next send.",
+        description="Approved WhatsApp templates become sendable, with their parameter counts, "
+        "categories and quality ratings; a change applies from the next send.",
     )
 
     @channel_events(filter=of_type(ChannelTemplateStatusChanged))
@@ -161,6 +163,11 @@ def policy_router(
     async def record_template_category(change: ChannelTemplateCategoryChanged) -> None:
         """A template's new category decides who it may be sent to (authentication: phones only)."""
         await templates.record_category(change)
+
+    @channel_events(filter=of_type(ChannelTemplateQualityChanged))
+    async def record_template_quality(change: ChannelTemplateQualityChanged) -> None:
+        """A template's quality rating, told with its sends (Meta pauses low-quality templates itself)."""
+        await templates.record_quality(change)
 
     @channel_events(filter=of_type(ChannelReauthRequired))
     async def note_reconnect_needed(prompt: ChannelReauthRequired) -> None:
@@ -191,4 +198,22 @@ def policy_router(
         await service.send_away_message(due)
 
     acknowledge_other_types(conversations)
+
+    opened = router.subscriber(
+        topics.CONVERSATIONS.name,
+        group_id=settings.group_id("policy-reads-on-open"),
+        ack_policy=CONSUMER_ACK_POLICY,
+        auto_offset_reset="earliest",
+        title="read-on-open",
+        description="An agent who may reply opened a conversation on a channel that marks messages "
+        "read on open -> the customer's last message is marked read (once per message); a separate "
+        "group, so a slow provider never holds thread control back.",
+    )
+
+    @opened(filter=of_type(ConversationReadRequested))
+    async def mark_read_on_open(request: ConversationReadRequested) -> None:
+        """The customer sees their message read when an agent opens the conversation."""
+        await service.on_read_requested(request)
+
+    acknowledge_other_types(opened)
     return router

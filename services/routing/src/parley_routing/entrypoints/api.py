@@ -204,6 +204,22 @@ def create_api(agents: AgentService, verifier: TokenVerifier) -> FastAPI:
             **_out(found).model_dump(), notes=[NoteOut(**n.__dict__) for n in notes], history=history
         )
 
+    @api.post("/conversations/{conversation_id}/open", response_model=ConversationDetail, responses=not_found)
+    async def open_conversation(
+        principal: Annotated[Principal, caller], conversation_id: str
+    ) -> ConversationDetail:
+        """An agent opens the conversation in their tool: the same answer as the GET, and, where the
+        channel's `mark_read_on_open` setting is on and the caller may reply (Contributor or higher),
+        the customer's last message is marked read (WhatsApp; policy sends the receipt, once per
+        message). The GET never marks anything read: tools poll and prefetch it."""
+        try:
+            found, history, notes = await agents.open(_actor(principal), conversation_id)
+        except ConversationNotFound as exc:
+            raise _not_found() from exc
+        return ConversationDetail(
+            **_out(found).model_dump(), notes=[NoteOut(**n.__dict__) for n in notes], history=history
+        )
+
     @api.get("/conversations/{conversation_id}/notes", response_model=NoteList, responses=not_found)
     async def list_notes(principal: Annotated[Principal, caller], conversation_id: str) -> NoteList:
         """The conversation's internal notes, oldest first (at most 200 per conversation)."""

@@ -20,6 +20,7 @@ from parley_events import (
     ConversationNoteAdded,
     ConversationOwnerAssigned,
     ConversationOwnerCleared,
+    ConversationReadRequested,
     ConversationStatusChanged,
     ConversationThreadControlChanged,
     HandoverReceived,
@@ -88,6 +89,13 @@ def routing_router(
         ConversationAwayMessageDue,
         title="conversation-events",
         description="Every change of a conversation, in order per conversation (its sequence).",
+    )
+    publishes(
+        router,
+        ConversationReadRequested,
+        title="read-requests",
+        description="An agent who may reply opened a conversation on a channel that marks messages "
+        "read on open: policy marks its last customer message read (not in the sequence).",
     )
 
     @router.subscriber(

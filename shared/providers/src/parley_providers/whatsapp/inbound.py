@@ -4,7 +4,10 @@ An entry is ``{id: WABA id, time?, changes: [{field, value}]}``. The ``messages`
 customers' messages and the receipts for the business's own (``statuses``), addressed to a phone
 number (``metadata.phone_number_id``, the channel's account id); ``smb_message_echoes`` carries
 what the business typed in the WhatsApp Business app on a number in coexistence (outbound messages
-by a human outside Parley); ``message_template_status_update`` carries template reviews,
+by a human outside Parley); ``standby`` carries, under ``value.standby``, the customers' messages
+(``messages``) and the other responder's replies (``message_echoes``) in threads another responder
+(Meta Business Agent, say) answers under Conversation Routing, marked ``standby`` like Messenger's;
+``message_template_status_update`` carries template reviews,
 ``template_category_update`` and ``message_template_quality_update`` a template's new category and
 quality rating, all addressed to the WABA.
 
@@ -22,7 +25,7 @@ item alone (with its position), never of its neighbours.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -111,6 +114,9 @@ def _change(
         return None
     if field == "smb_message_echoes":
         _echoes_value(out, f"{position}.value", mapping(change.get("value"), "change value"))
+        return None
+    if field == "standby":
+        _standby_value(out, f"{position}.value", mapping(change.get("value"), "change value"))
         return None
     if field == "messaging_handovers":
         return _handover(mapping(change.get("value"), "change value"))
@@ -335,6 +341,36 @@ def _echoes_value(out: ResultBuilder, position: str, value: Mapping[str, Any]) -
         "message_echoes",
         lambda _at, m: _echo(account_id, m),
     )
+
+
+def _standby_value(out: ResultBuilder, position: str, value: Mapping[str, Any]) -> None:
+    """Conversation Routing: a thread another responder answers, told to Parley's app as the passive
+    listener. The customer's messages and the other responder's replies join the conversation's
+    history marked ``standby`` (routing then knows Parley is not the active responder); the receipts
+    of the other responder's messages are Parley's business in no way and are skipped."""
+    account_id = _account_id(value)
+    inner = mapping(value.get("standby"), "standby")
+    contacts = _contacts(inner.get("contacts") or value.get("contacts"))
+    out.items(
+        f"{position}.standby.messages",
+        inner.get("messages"),
+        "messages",
+        lambda _at, m: _on_standby(_message(account_id, contacts, m)),
+    )
+    out.items(
+        f"{position}.standby.message_echoes",
+        inner.get("message_echoes"),
+        "message_echoes",
+        lambda _at, m: _on_standby(_echo(account_id, m)),
+    )
+    statuses = inner.get("statuses")
+    if isinstance(statuses, list) and statuses:
+        out.skip("whatsapp.standby.statuses", len(statuses))
+
+
+def _on_standby(result: ParseResult) -> ParseResult:
+    """``result``'s messages, delivered while another responder answers the thread."""
+    return replace(result, messages=tuple(replace(m, standby=True) for m in result.messages))
 
 
 def _echo(account_id: str, message: Mapping[str, Any]) -> ParseResult:
