@@ -72,7 +72,10 @@ demo: $(VENV)/.synced ## send sample signed webhooks to a running stack and prin
 test: setup infra-up ## run every test tier (unit, store contract, integration, e2e, browser)
 	$(PYTEST) tests --ignore=tests/fault --ignore=tests/soak
 
-fault: setup infra-up ## the fault suite: Kafka, store, process and provider failures (writes docs/reliability.md)
+# the fault suite runs on a three-node cluster (the cluster faults need it); switching sizes needs
+# make infra-down first (infra.sh says so)
+fault: KAFKA_BROKERS = 3
+fault: setup infra-up ## the fault suite on three Kafka nodes: brokers, store, process and provider failures (docs/reliability.md)
 	$(PYTEST) tests/fault -v
 
 SOAK_SECONDS ?= 1800

@@ -230,12 +230,20 @@ def assert_clean(report: Report) -> None:
 async def test_kafka_killed_and_restarted(
     infra: Infra, namespace: str, store_url: str, stack: dict[str, ServiceProcess]
 ) -> None:
+    """Every Kafka node at once (one, or the three of a cluster): a power loss, not a failover."""
+    nodes = len(infra.kafka.split(","))
+    run = ROOT / ".local" / "run"
+    pid_files = [run / "kafka.pid"] if nodes == 1 else [run / f"kafka-{n}.pid" for n in range(1, nodes + 1)]
+
     async def fault() -> None:
-        kill_9(ROOT / ".local" / "run" / "kafka.pid")
+        for pid_file in pid_files:
+            kill_9(pid_file)
         await asyncio.sleep(3)
         await asyncio.to_thread(infra_script, "up")
 
-    assert_clean(await run_fault("Kafka SIGKILL, restarted", infra, namespace, store_url, stack, fault))
+    report = await run_fault("Kafka SIGKILL, restarted", infra, namespace, store_url, stack, fault)
+    report.details.insert(0, f"{nodes} Kafka node(s) killed together and restarted")
+    assert_clean(report)
 
 
 async def test_store_stopped_for_30_seconds(
