@@ -23,9 +23,11 @@ async def schema_of_its_own(url: str, name: str) -> AsyncIterator[str]:
     """A new schema on the PostgreSQL of ``url``, dropped after; yields the URL that works in it."""
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
         await admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-        try:
-            yield in_schema(url, name)
-        finally:
+    try:
+        yield in_schema(url, name)
+    finally:
+        # a connection of its own: the test may have restarted the server (test_infra_restart)
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
             await admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
 
 
@@ -34,7 +36,9 @@ def schema_for(url: str, name: str) -> Iterator[str]:
     """:func:`schema_of_its_own` without an event loop (for fixtures that any test may use)."""
     with psycopg.connect(url, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-        try:
-            yield in_schema(url, name)
-        finally:
+    try:
+        yield in_schema(url, name)
+    finally:
+        # a connection of its own: the test may have restarted the server (test_infra_restart)
+        with psycopg.connect(url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))

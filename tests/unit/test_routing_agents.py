@@ -224,3 +224,17 @@ async def test_opening_a_conversation_the_caller_may_not_see_is_not_found_and_as
     with pytest.raises(ConversationNotFound):
         await h.agents.open(Actor("nobody", TENANT), "conv_1")
     assert h.read_requests == []
+
+
+async def test_a_conversation_s_history_never_runs_ahead_of_its_state(h: Harness) -> None:
+    conversation = await h.conversation()
+    # a change committed between the state's read and the history's: its entries are left for the
+    # next read, so an agent never sees an owner assigned in the history and none on the conversation
+    stale = await h.repository.get("conv_1")
+    assert stale is not None
+    newer = Conversation.from_document(stale.to_document())
+    newer.receive(message(2).model_copy(update={"channel_id": CHANNEL}))
+    await h.repository.record_history(newer.unpublished())
+    found, history, _notes = await h.agents.detail(h.grant("ana", ChannelRole.CONTRIBUTOR), "conv_1")
+    assert found.conversation.sequence == conversation.sequence
+    assert history and max(entry["sequence"] for entry in history) == conversation.sequence

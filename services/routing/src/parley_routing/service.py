@@ -515,7 +515,11 @@ class AgentService:
     ) -> tuple[Visible, list[dict[str, Any]], list[Note]]:
         """A conversation with its history and its notes."""
         found = await self.visible(actor, conversation_id)
-        history = shown_history(await self.repository.history_of(conversation_id))
+        # the history as far as the state read: a change committed between the two reads (its row
+        # and its history entries commit together) shows in the next read, never half in this one
+        seen = found.conversation.sequence
+        written = await self.repository.history_of(conversation_id)
+        history = shown_history([entry for entry in written if entry.get("sequence", 0) <= seen])
         return found, history, await self.repository.notes_of(found.conversation)
 
     async def open(
