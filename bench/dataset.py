@@ -262,7 +262,7 @@ async def _insert_file(collection: AsyncCollection[dict[str, Any]], path: Path) 
     """Insert a file of BSON documents as they are, in the MongoDB adapter's chunks and at most
     its number of commands in flight (FerretDB's connection pool, docs/storage.md)."""
     options: CodecOptions[RawBSONDocument] = CodecOptions(document_class=RawBSONDocument)
-    raw: Any = collection.with_options(codec_options=options)  # type: ignore[arg-type]
+    raw: Any = collection.with_options(codec_options=options)
     gate = asyncio.Semaphore(WRITE_COMMANDS_IN_FLIGHT)
     running: set[asyncio.Task[Any]] = set()
 
