@@ -27,7 +27,7 @@ KAFKA_BROKERS ?= 1
 export KAFKA_BROKERS
 
 .PHONY: help setup browser-install test-browser infra-install infra-up infra-down infra-reset infra-status run demo test test-unit test-store fault soak \
-        fuzz test-integration test-contract test-e2e lint fmt typecheck docs bench clean
+        fuzz test-integration test-contract test-e2e lint fmt typecheck docs bench bench-quick clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -126,10 +126,17 @@ docs: $(VENV)/.synced ## write AsyncAPI documents and JSON Schemas under docs/
 chart-check: ## helm lint, render the chart with each ci/ value set, validate the manifests offline
 	@scripts/k8s-tools.sh chart-check
 
-BENCH ?= ingest_http,e2e,consumers,store,profiles
-bench: setup infra-up ## benchmarks, ~15 min (not part of make test): bench/results/, docs/performance.md
+# the store-bound ones (inbox, routing, e2e, profiles) load the 50,000-conversation data set into
+# PostgreSQL and FerretDB and run on both (docs/performance.md)
+BENCH ?= ingest_http,inbox,routing,e2e,profiles
+bench: setup infra-up ## benchmarks on both stores, about an hour, needs the machine alone (not part of make test): bench/results/, docs/performance.md
 	@scripts/bench-tools.sh install
 	$(RUN) python -m bench --only $(BENCH)
+
+BENCH_SCALE ?= 0.05
+bench-quick: setup infra-up ## the same pipeline shrunk (BENCH_SCALE=0.05: data set, backlogs, durations) in minutes; figures meaningless, in bench/results/quick/
+	@scripts/bench-tools.sh install
+	PARLEY_BENCH_SCALE=$(BENCH_SCALE) $(RUN) python -m bench --only $(BENCH)
 
 clean: ## remove the virtualenv and caches (keeps infra data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
