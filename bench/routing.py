@@ -120,6 +120,7 @@ def process(url: str, messages: list[MessageReceived], work: Path) -> dict[str, 
         service = start_service("parley-routing", stack_env(ns, ns, store_url=url), work)
         try:
             pin(service.process.pid, SERVER_CORE)
+            service.wait_ready(60)  # a process that stops at start-up says why (its log)
             return asyncio.run(_drain(qualify(topics.CONVERSATIONS.name, ns), len(messages), TIME_LIMIT_S))
         finally:
             service.terminate()
