@@ -48,7 +48,7 @@ def _env(ns: str, port: int, **extra: str) -> dict[str, str]:
     }
 
 
-def ingest(rate: int, seconds: int = 10) -> dict[str, Any]:
+def ingest(rate: int, seconds: int = scaled(10, 3)) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="parley-bench-profile-"))
     PROFILES.mkdir(parents=True, exist_ok=True)
     out = PROFILES / "ingest.txt"

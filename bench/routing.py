@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import uvloop
 from aiokafka import AIOKafkaConsumer
 from parley_events import Author, Content, Direction, MessageReceived, Provider, qualify, topics
 from parley_routing.entrypoints.subscribers import on_inbound_batch
@@ -160,10 +161,11 @@ async def _loop(url: str, records: list[Record]) -> dict[str, Any]:
 
 
 def in_process(work: Any, *args: Any) -> dict[str, Any]:
-    """Run ``work`` in this process pinned to the server core, as the routing process is."""
+    """Run ``work`` in this process pinned to the server core and on uvloop, as the routing
+    process runs."""
     os.sched_setaffinity(0, {SERVER_CORE})
     try:
-        result: dict[str, Any] = asyncio.run(work(*args))
+        result: dict[str, Any] = uvloop.run(work(*args))
         return result
     finally:
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
