@@ -373,13 +373,15 @@ class Preloaded:
         place = self.places.get(kind)
         if place is None or not place.pristine:
             if place is not None:
+                del self.places[kind]
                 _drop(place)
             place = self._load(kind)
-            self.places[kind] = place
         place.pristine = not changes
         return place.url
 
     def _load(self, kind: str) -> Place:
+        """A new place for ``kind``'s copy, registered before it is filled (so :meth:`close`
+        drops it even if the load is interrupted), then loaded."""
         if self.files is None:
             directory = Path(tempfile.mkdtemp(prefix="parley-bench-data-"))
             entries = self.count * self.events
@@ -393,6 +395,7 @@ class Preloaded:
             place = Place(kind, name, in_schema(POSTGRES, name))
         else:
             place = Place(kind, name, mongo_database_url(name))
+        self.places[kind] = place
         started = time.perf_counter()
         files = self.files
 

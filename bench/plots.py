@@ -55,7 +55,8 @@ def inbox(result: dict[str, Any]) -> Path:
     width = 0.8 / len(kinds)
     for i, kind in enumerate(kinds):
         xs = [v + (i - (len(kinds) - 1) / 2) * width for v in range(len(variants))]
-        values = [max(result["stores"][kind][v]["p99_ms"], 0.01) for v in variants]
+        limit_ms = result["setup"]["time_limit_s"] * 1000  # none answered: drawn at the limit
+        values = [max(result["stores"][kind][v]["p99_ms"] or limit_ms, 0.01) for v in variants]
         ax.bar(xs, values, width, label=STORE_LABELS.get(kind, kind))
     ax.axhline(50, color="grey", linestyle="--", label="target 50 ms")
     ax.set_xticks(range(len(variants)), variants)

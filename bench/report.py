@@ -100,11 +100,13 @@ def inbox(r: dict[str, Any]) -> list[str]:
         "| store | query | queries | rows per page | p50 ms | p99 ms |",
         "|---|---|---|---|---|---|",
     ]
+    limit = f"none answered in {r['setup']['time_limit_s']} s"
     for kind, variants in r["stores"].items():
         for name, v in variants.items():
+            p99 = limit if v["p99_ms"] is None else v["p99_ms"]
             lines.append(
-                f"| {STORE_NAMES.get(kind, kind)} | {name} | {v['queries']} | {v['mean_rows']} | "
-                f"{v['p50_ms']} | {v['p99_ms']} |"
+                f"| {STORE_NAMES.get(kind, kind)} | {name} | {v['queries']} | {_ms(v['mean_rows'])} | "
+                f"{_ms(v['p50_ms'])} | {p99} |"
             )
     worst = r["worst_p99_ms"].get("postgresql")
     lines += [
@@ -132,7 +134,7 @@ def routing(r: dict[str, Any]) -> list[str]:
     ]
 
     def rate(side: dict[str, Any]) -> str:
-        done = "" if side["complete"] else f" ({side['messages']} of {side['of']} in the time limit)"
+        done = "" if side["complete"] else f" ({side['messages']} of {side['of']} in {side['seconds']} s)"
         return f"{side['per_s']}/s{done}"
 
     for kind, m in r["stores"].items():
