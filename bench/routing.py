@@ -57,15 +57,22 @@ TARGET_RATIO = 0.8
 ADDED = "parley.conversation.message_added.v1"
 
 
-def messages_for(data_count: int, messages: int = MESSAGES, active: int = ACTIVE) -> list[MessageReceived]:
+SLICES = 3
+"""Disjoint sets of conversations the data set offers writers (the three sides on a kept copy)."""
+
+
+def messages_for(
+    data_count: int, messages: int = MESSAGES, active: int = ACTIVE, slice_index: int = 0
+) -> list[MessageReceived]:
     """Customer messages to ``active`` stored conversations spread over the data set, round after
-    round, each newer than anything stored."""
-    active = min(active, data_count)
-    step = max(1, data_count // active)
+    round, each newer than anything stored; ``slice_index`` (0 to :data:`SLICES` - 1) picks
+    conversations no other slice has."""
+    active = min(active, data_count // SLICES)
+    step = max(SLICES, data_count // active // SLICES * SLICES)
     start = datetime.now(UTC) - timedelta(hours=1)
     out = []
     for i in range(messages):
-        n, turn = (i % active) * step, i // active
+        n, turn = (i % active) * step + slice_index % SLICES, i // active
         channel = dataset.channel_id(n)
         out.append(
             MessageReceived(
@@ -190,16 +197,19 @@ def in_process(work: Any, *args: Any) -> dict[str, Any]:
 
 def run(data: dataset.Preloaded, work: Path | None = None) -> dict[str, Any]:
     work = work or Path(tempfile.mkdtemp(prefix="parley-bench-routing-"))
-    messages = messages_for(data.count)
-    records = records_of(messages)
+    by_slice = [messages_for(data.count, slice_index=i) for i in range(SLICES)]
+    records = [records_of(m) for m in by_slice]
     stores: dict[str, Any] = {}
     for kind in STORES:
         measured: dict[str, Any] = {}
-        measured["process"] = process(data.url(kind, changes=True), messages, work)
+        url = data.url(kind, changes=True)
+        measured["process"] = process(url, by_slice[data.slice_of(kind)], work)
         say(f"  {kind} process: {measured['process']}")
-        measured["service"] = in_process(_service, data.url(kind, changes=True), records)
+        url = data.url(kind, changes=True)
+        measured["service"] = in_process(_service, url, records[data.slice_of(kind)])
         say(f"  {kind} service: {measured['service']}")
-        measured["loop"] = in_process(_loop, data.url(kind, changes=True), records)
+        url = data.url(kind, changes=True)
+        measured["loop"] = in_process(_loop, url, records[data.slice_of(kind)])
         say(f"  {kind} loop: {measured['loop']}")
         loop_rate = measured["loop"]["per_s"] or 0
         for side in ("process", "service"):
@@ -209,8 +219,8 @@ def run(data: dataset.Preloaded, work: Path | None = None) -> dict[str, Any]:
     postgres = stores.get("postgresql", {})
     return {
         "setup": {
-            "messages": len(messages),
-            "conversations": min(ACTIVE, data.count),
+            "messages": len(by_slice[0]),
+            "conversations": len({m.conversation_id for m in by_slice[0]}),
             "batch": BATCH,
             "time_limit_s": TIME_LIMIT_S,
             "pinning": "the routing process, and this process for service and loop, on core 0",
