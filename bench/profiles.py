@@ -2,15 +2,16 @@
 
 * ``ingest``: ``parley-ingest`` runs under pyinstrument (``python -m pyinstrument``) while vegeta
   offers a fixed rate; the text report is kept under ``bench/results/profiles/``.
-* ``routing``: the whole ``parley-routing`` process runs under cProfile (``python -m cProfile -m
-  parley_routing``), not only its handler: aiokafka's fetch and produce, FastStream's consumer
-  loop, the middlewares, the domain, the adapter and psycopg. It starts on a fresh copy of the
-  data set on PostgreSQL (the services' default store); once it is ready a backlog of messages to
-  stored conversations is produced, it consumes them, and it is stopped with SIGTERM (cProfile
-  writes its statistics on the clean exit). Kept: the top functions by own time and by
-  cumulative time (``profiles/routing.txt``), and the process's CPU seconds per message between
-  ready and drained, without the profiler (a first run) and with it. cProfile slows Python down
-  (about 2x here), so the report's times are shares, not the rate.
+* ``routing``: the whole ``parley-routing`` process runs under cProfile (``bench/profiled.py``),
+  not only its handler: aiokafka's fetch and produce, FastStream's consumer loop, the
+  middlewares, the domain, the adapter and psycopg. It starts on a fresh copy of the data set on
+  PostgreSQL (the services' default store); once it is ready the profiler is switched on
+  (SIGUSR1), a backlog of messages to stored conversations is produced, it consumes them, and the
+  profiler is switched off (SIGUSR2, statistics written): start-up and imports are left out.
+  Kept: the top functions by own time and by cumulative time (``profiles/routing.txt``), and the
+  process's CPU seconds per message between ready and drained, without the profiler (a first
+  run) and with it. cProfile slows Python down (about 2x here), so the report's times are
+  shares, not the rate.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,7 @@ from bench.routing import _drain, messages_for
 from tests.support.processes import ServiceProcess, free_port
 
 PROFILES = RESULTS / "profiles"
-ROUTING_MESSAGES = scaled(4000, 400)
+ROUTING_MESSAGES = scaled(10000, 400)
 ROUTING_CONVERSATIONS = scaled(1000, 100)
 
 
@@ -80,21 +82,29 @@ def _routing_once(url: str, data_count: int, profile_to: Path | None, work: Path
     messages = messages_for(data_count, messages=ROUTING_MESSAGES, active=ROUTING_CONVERSATIONS)
     with namespace_of("profroute") as ns:
         port = free_port()
-        profiler = ["-m", "cProfile", "-o", str(profile_to)] if profile_to else []
-        command = [python(), *profiler, "-m", "parley_routing"]
+        command = [python(), "-m", "parley_routing"]
+        if profile_to:
+            command = [python(), "-m", "bench.profiled", str(profile_to), "parley_routing.__main__:main"]
         log_path = work / f"routing-{'profiled' if profile_to else 'plain'}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                command, env=_env(ns, port, store_url=url), stdout=log, stderr=subprocess.STDOUT
+                command, cwd=ROOT, env=_env(ns, port, store_url=url), stdout=log, stderr=subprocess.STDOUT
             )
         server = ServiceProcess("routing", port, log_path, process)
         try:
             server.wait_ready(60)
             pin(process.pid, SERVER_CORE)
+            if profile_to:
+                process.send_signal(signal.SIGUSR1)
             before = cpu_seconds(process.pid)
             asyncio.run(produce(ns, messages))
             drained = asyncio.run(_drain(qualify(topics.CONVERSATIONS.name, ns), len(messages), 600))
             cpu = cpu_seconds(process.pid) - before
+            if profile_to:
+                process.send_signal(signal.SIGUSR2)
+                deadline = time.monotonic() + 60
+                while not profile_to.exists() and time.monotonic() < deadline:
+                    time.sleep(0.2)
         finally:
             server.terminate(60)
     per_message = round(1000 * cpu / max(1, drained["messages"]), 3)
@@ -118,7 +128,10 @@ def routing(data: dataset.Preloaded) -> dict[str, Any]:
         f"{ROUTING_CONVERSATIONS} stored conversations of {data.count}, PostgreSQL\n"
         f"CPU per message between ready and drained: {plain['cpu_ms_per_message']} ms without the "
         f"profiler, {profiled['cpu_ms_per_message']} ms with it\n\n"
-        + report.getvalue().replace(str(ROOT), ".").replace(sys.base_prefix, "<python>")
+        + report.getvalue()
+        .replace(str(stats_file), "routing.prof")  # no machine paths in the report
+        .replace(str(ROOT), ".")
+        .replace(sys.base_prefix, "<python>")
     )
     return {
         "store": "postgresql",
