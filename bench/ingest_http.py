@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from parley_events import qualify, topics
 
 from bench.common import (
@@ -177,11 +177,15 @@ def ingest_server(log_dir: Path) -> Iterator[tuple[str, str]]:
 async def archived(namespace: str) -> int:
     """Records on the raw topic so far (the sum of its partitions' end offsets)."""
     topic = qualify(topics.WEBHOOKS_RAW.name, namespace)
+    probe = AIOKafkaProducer(bootstrap_servers=KAFKA)  # asks the cluster for the topic's partitions
+    await probe.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in await probe.partitions_for(topic)]
+    finally:
+        await probe.stop()
     consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()  # the cluster's metadata, the topic's partitions among it
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         return sum((await consumer.end_offsets(partitions)).values())
     finally:
         await consumer.stop()
