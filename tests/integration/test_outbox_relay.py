@@ -1,0 +1,111 @@
+"""Routing's outbox relay with several replicas on one PostgreSQL: each event published once.
+
+Every replica runs the relay. A replica's commit holds its conversations' outbox while it
+publishes the events and until it settles them (its next commit or relay), so another replica's
+relay leaves them alone; two relays that find a dead replica's events at once take each
+conversation once between them; and a relay that dies while publishing strands nothing, as its
+hold runs out like any other. Each test counts every publication of every event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+from parley_events import ConversationEvent
+from parley_routing.adapters.postgres import PostgresConversationRepository
+from parley_routing.service import ConversationService
+from parley_shared.store import Store, open_store
+
+from tests.support.outbox import batch, let_outbox_leases_run_out, outbox
+from tests.unit.factories import T0
+
+pytestmark = pytest.mark.integration
+
+
+class Replica:
+    """One routing process: its own repository (its own memory of what it published) and service,
+    publishing to a shared count of publications per event id."""
+
+    def __init__(self, store: Store, published: Counter[str]) -> None:
+        self.repository = PostgresConversationRepository(store.postgres)
+        self.broker_down = False
+        self.sent: list[ConversationEvent] = []
+
+        async def publish(event: ConversationEvent) -> None:
+            if self.broker_down:
+                raise ConnectionError("the broker did not answer")
+            published[event.event_id] += 1
+            self.sent.append(event)
+
+        self.service = ConversationService(self.repository, publish, lambda: T0)
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = await open_store(store_url)
+    try:
+        await PostgresConversationRepository(opened.postgres).ensure_indexes()
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def test_a_replicas_relay_leaves_what_another_replica_committed_to_it(store: Store) -> None:
+    published: Counter[str] = Counter()
+    first, second = Replica(store, published), Replica(store, published)
+
+    await first.service.on_messages(batch((1, "conv_a"), (1, "conv_b")))
+    assert len(first.sent) == 4  # each: created, message_added; its outbox rows not settled yet
+    assert len(await outbox(store)) == 4
+
+    assert await second.service.relay_outbox() == 0  # the first replica's to settle
+    assert second.sent == []
+    assert await first.service.relay_outbox() == 0  # settles its own: nothing was missing
+    assert await outbox(store) == []
+    assert set(published.values()) == {1}
+
+
+async def test_two_relays_at_once_publish_a_dead_replicas_events_once_between_them(store: Store) -> None:
+    published: Counter[str] = Counter()
+    dead = Replica(store, published)
+    dead.broker_down = True
+    with pytest.raises(ConnectionError):
+        await dead.service.on_messages(batch(*((1, f"conv_{i}") for i in range(12))))
+    assert published == Counter()  # committed, nothing of it sent; then the process is gone
+    pending = await outbox(store)
+    assert len(pending) == 24
+
+    second, third = Replica(store, published), Replica(store, published)
+    assert await second.service.relay_outbox() == 0  # the dead replica's hold has not run out
+    await let_outbox_leases_run_out(store.url)
+    relayed = await asyncio.gather(second.service.relay_outbox(), third.service.relay_outbox())
+
+    assert sum(relayed) == 24
+    assert sorted(published) == pending and set(published.values()) == {1}
+    assert await second.service.relay_outbox() == await third.service.relay_outbox() == 0
+    assert await outbox(store) == []
+
+
+async def test_a_relay_dying_while_it_publishes_leaves_its_claim_to_run_out(store: Store) -> None:
+    published: Counter[str] = Counter()
+    dead = Replica(store, published)
+    dead.broker_down = True
+    with pytest.raises(ConnectionError):
+        await dead.service.on_messages(batch((1, "conv_a"), (2, "conv_a")))
+    await let_outbox_leases_run_out(store.url)
+
+    dying, survivor = Replica(store, published), Replica(store, published)
+    dying.broker_down = True
+    with pytest.raises(ConnectionError):
+        await dying.service.relay_outbox()  # claimed conv_a, then its publish failed: it dies
+    assert await survivor.service.relay_outbox() == 0  # the dying relay's claim still holds
+
+    await let_outbox_leases_run_out(store.url)
+    assert await survivor.service.relay_outbox() == 3  # created and two messages
+    assert [e.sequence for e in survivor.sent] == [1, 2, 3]
+    assert len(published) == 3 and set(published.values()) == {1}
+    await survivor.service.relay_outbox()
+    assert await outbox(store) == []
