@@ -121,24 +121,20 @@ class Table:
         return self.rows(documents, now)
 
 
-def each(row: Callable[[Document], Row | None]) -> Rows:
-    """Each document mapped to its row on its own (None: left out)."""
-
-    async def rows(documents: AsyncIterable[Document], _now: datetime) -> Documents:
-        async for doc in documents:
-            yield row(doc)
-
-    return rows
-
-
 def each_dated(row: Callable[[Document, datetime], Row | None]) -> Rows:
-    """Each document mapped on its own, with the copy's time (to leave out what has expired)."""
+    """Each document mapped to its row on its own (None: left out), with the copy's time (to
+    leave out what has expired)."""
 
     async def rows(documents: AsyncIterable[Document], now: datetime) -> Documents:
         async for doc in documents:
             yield row(doc, now)
 
     return rows
+
+
+def each(row: Callable[[Document], Row | None]) -> Rows:
+    """Each document mapped to its row on its own (None: left out)."""
+    return each_dated(lambda doc, _now: row(doc))
 
 
 def whole(rows: Callable[[list[Document], datetime], Sequence[Row | None]]) -> Rows:
