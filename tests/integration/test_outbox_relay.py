@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from parley_events import ConversationEvent
+from parley_events import ConversationEvent, MessageReceived
 from parley_routing.adapters.postgres import PostgresConversationRepository
 from parley_routing.service import ConversationService
 from parley_shared.store import Store, open_store
@@ -71,6 +71,16 @@ async def replicas(store_url: str, published: Counter[str]) -> AsyncIterator[Rep
             await replica.store.close()
 
 
+async def died_after_committing(replicas: Replicas, messages: list[MessageReceived]) -> Replica:
+    """A replica that committed these messages and published nothing of them (its broker did not
+    answer), then died: its conversations' outbox rows are left under its lease."""
+    dead = await replicas()
+    dead.broker_down = True
+    with pytest.raises(ConnectionError):
+        await dead.service.on_messages(messages)
+    return dead
+
+
 async def test_a_replicas_relay_leaves_what_another_replica_committed_to_it(
     replicas: Replicas, published: Counter[str]
 ) -> None:
@@ -91,12 +101,9 @@ async def test_a_replicas_relay_leaves_what_another_replica_committed_to_it(
 async def test_two_relays_at_once_publish_a_dead_replicas_events_once_between_them(
     replicas: Replicas, published: Counter[str]
 ) -> None:
-    dead = await replicas()
+    dead = await died_after_committing(replicas, batch(*((1, f"conv_{i}") for i in range(12))))
     store = dead.store
-    dead.broker_down = True
-    with pytest.raises(ConnectionError):
-        await dead.service.on_messages(batch(*((1, f"conv_{i}") for i in range(12))))
-    assert published == Counter()  # committed, nothing of it sent; then the process is gone
+    assert published == Counter()
     pending = await outbox(store)
     assert len(pending) == 24
 
@@ -114,11 +121,7 @@ async def test_two_relays_at_once_publish_a_dead_replicas_events_once_between_th
 async def test_a_relay_dying_while_it_publishes_leaves_its_claim_to_run_out(
     replicas: Replicas, published: Counter[str]
 ) -> None:
-    dead = await replicas()
-    store = dead.store
-    dead.broker_down = True
-    with pytest.raises(ConnectionError):
-        await dead.service.on_messages(batch((1, "conv_a"), (2, "conv_a")))
+    store = (await died_after_committing(replicas, batch((1, "conv_a"), (2, "conv_a")))).store
     await let_outbox_leases_run_out(store.url)
 
     dying, survivor = await replicas(), await replicas()
