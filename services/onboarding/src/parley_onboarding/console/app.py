@@ -11,7 +11,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -38,7 +38,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from parley_onboarding.adapters.reports import ReportsApi, ReportsUnavailable
 from parley_onboarding.console import i18n, session, whatsapp
+from parley_onboarding.console import reports as report_page
 from parley_onboarding.console.connect import (
     FLOWS,
     STATE_TTL_S,
@@ -312,6 +314,7 @@ class Console:
     clock: Callable[[], datetime]
     templates: Jinja2Templates
     logins: LoginStates
+    reports: ReportsApi | None = None
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -337,6 +340,7 @@ class Console:
                 "here": request.url.path if request.method == "GET" else f"{BASE}/",
                 "role_names": {role.value: _(words) for role, words in ROLE_WORDS.items()},
                 "provider_names": PROVIDER_NAMES,
+                "reports_on": self.reports is not None,
                 **(context or {}),
             },
             status_code=status,
@@ -414,7 +418,7 @@ class Console:
         if token.lower().startswith("bearer "):
             token = token[7:].strip()
         try:
-            await self.verifier.verify(f"Bearer {token}")
+            principal = await self.verifier.verify(f"Bearer {token}")
         except Unauthorized:
             return self.render(
                 request,
@@ -425,9 +429,14 @@ class Console:
                 },
                 400,
             )
-        response = self.redirect("/channels")
+        response = self.redirect(self._landing(principal))
         session.sign_in(request, response, token)
         return response
+
+    def _landing(self, principal: Principal) -> str:
+        """Where a sign-in lands: the channels, or for someone who is not an administrator the
+        Reports page when there is one (its access is the reports service's)."""
+        return "/reports" if self.reports is not None and not principal.is_admin else "/channels"
 
     async def dev_sign_in(self, request: Request) -> Response:
         if not self.settings.console_dev_sign_in or self.settings.jwt_hs256_secret is None:
@@ -439,14 +448,16 @@ class Console:
         errors = {k: _("Required.") for k, v in values.items() if not v}
         if errors:
             return self.render(request, "sign_in.html", {"errors": errors, "values": values}, 400)
+        roles = ["admin"] if checked(form, "admin") else []
         token = issue_dev_token(
             self.settings.jwt_hs256_secret.get_secret_value(),
             values["user_id"],
             values["tenant_id"],
-            ["admin"] if checked(form, "admin") else [],
+            roles,
             ttl_s=DEV_TOKEN_TTL_S,
         )
-        response = self.redirect("/channels")
+        landing = "/reports" if self.reports is not None and not roles else "/channels"
+        response = self.redirect(landing)
         session.sign_in(request, response, token)
         return response
 
@@ -1033,6 +1044,95 @@ class Console:
             return await self._whatsapp_page(request, principal, onboarding, errors, values, 422)
         return self.redirect(f"/whatsapp/{seg(onboarding_id)}?done={action}")
 
+    # --- reports ------------------------------------------------------------------------------
+
+    async def reports_page(self, request: Request) -> Response:
+        """A chart per measure from the reports service, asked with the user's own token: the
+        reports service decides who sees what (Supervisors of a channel, administrators)."""
+        principal = await self.signed_in(request)
+        if principal is None:
+            return self.redirect("/sign-in")
+        if self.reports is None:
+            return self.error(
+                request, 404, _("Not found"), _("Reports are not offered on this deployment."), principal
+            )
+        query = report_page.query_from(request.query_params, self.clock().date())
+        channels = await self._reportable(principal)
+        context: dict[str, Any] = {
+            "nav": "reports",
+            "query": query,
+            "buckets": {k: _(v) for k, v in report_page.BUCKETS.items()},
+            "channels": channels,
+            "measures": [],
+            "backlog": None,
+            "refusal": None,
+            "reason": None,
+        }
+        status = 200 if not query.errors else 422
+        if not query.errors:
+            token = request.cookies.get(session.SESSION_COOKIE, "")
+            try:
+                answer = await self.reports.get("activity", token, query.params())
+                backlog = (
+                    await self.reports.get(
+                        "backlog", token, {"channel_id": query.channel} if query.channel else {}
+                    )
+                    if answer.ok
+                    else None
+                )
+            except ReportsUnavailable:
+                return self.error(
+                    request,
+                    502,
+                    _("Reports are unavailable"),
+                    _("The reports service did not answer; try again in a moment."),
+                    principal,
+                    reason="reports_unavailable",
+                )
+            if answer.status == 401:
+                return self.redirect("/sign-in")
+            if answer.ok:
+                context["measures"] = report_page.measures(answer.body, query.bucket)
+                context["total"] = answer.body["total"]
+                context["covered"] = [channels.get(c, c) for c in answer.body.get("channel_ids", [])]
+                if backlog is not None and backlog.ok:
+                    oldest = backlog.body.get("oldest_waiting_since")
+                    context["backlog"] = {
+                        **backlog.body,
+                        "oldest": datetime.fromisoformat(oldest).astimezone(UTC) if oldest else None,
+                    }
+            elif (on_field := report_page.field_refusal(answer.code)) is not None:
+                query.errors[on_field[0]] = on_field[1]
+                status = answer.status
+            else:
+                context["refusal"] = report_page.refusal_sentence(answer.code)
+                context["reason"] = answer.code
+                status = answer.status
+        return self.render(request, "reports.html", context, status, principal)
+
+    async def _reportable(self, principal: Principal) -> dict[str, str]:
+        """The channels to choose from, by id: all of the tenant's for an administrator, else those
+        the user is Supervisor of by the shared access rule (the reports service checks again)."""
+        found = await self.service.channels(principal.tenant_id)
+        teams = await self.service.teams(principal.tenant_id)
+        theirs = [t.id for t in teams if principal.user_id in t.members]
+        names = {}
+        for channel in found:
+            if channel.status is ChannelStatus.DISCONNECTED:
+                continue
+            access = ChannelAccess(
+                channel.access.user_access,
+                channel.access.team_access,
+                channel.access.all_users_role,
+                channel.access.all_teams_role,
+            )
+            if (
+                principal.is_admin
+                or effective_role(principal.user_id, theirs, access) is ChannelRole.SUPERVISOR
+            ):
+                names[channel.id] = channel.settings.display_name or channel.account_id
+        return names
+
     async def not_found(self, request: Request) -> Response:
         return self.error(request, 404, _("Not found"), _("There is no such page in the console."))
 
@@ -1071,13 +1171,14 @@ def create_console(
     verifier: TokenVerifier,
     settings: OnboardingSettings,
     clock: Callable[[], datetime],
+    reports: ReportsApi | None = None,
 ) -> Starlette:
     """The console app; bootstrap mounts it at ``/console``."""
     templates = Jinja2Templates(directory=HERE / "templates")
     i18n.install(templates.env)
     # the login-state cookie is sealed with onboarding's current encryption key (the vault's)
     logins = LoginStates(TokenVault(parse_keys(settings.encryption_keys.get_secret_value())))
-    console = Console(service, verifier, settings, clock, templates, logins)
+    console = Console(service, verifier, settings, clock, templates, logins, reports)
 
     def guarded(page: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -1140,6 +1241,7 @@ def create_console(
         Route("/teams/{team_id}/members/remove", guarded(console.remove_member), methods=post),
         Route("/teams/{team_id}/name", guarded(console.rename_team), methods=post),
         Route("/teams/{team_id}/delete", guarded(console.delete_team), methods=post),
+        Route("/reports", guarded(console.reports_page), methods=get),
         Route("/whatsapp", guarded(console.whatsapp_home), methods=get),
         Route("/whatsapp", guarded(console.whatsapp_start), methods=post),
         Route("/whatsapp/{onboarding_id}", guarded(console.whatsapp_page), methods=get),
