@@ -36,6 +36,8 @@ DEV_DEFAULTS = {
     # the admin console at http://127.0.0.1:8081/console/ with its development sign-in (docs/console.md)
     "PARLEY_CONSOLE_ENABLED": "true",
     "PARLEY_CONSOLE_DEV_SIGN_IN": "true",
+    # the console's Reports page asks the local reports service
+    "PARLEY_CONSOLE_REPORTS_URL": "http://127.0.0.1:8085",
 }
 
 LOCAL_STORES = {

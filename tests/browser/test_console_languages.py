@@ -12,12 +12,15 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from functools import cache
 
+import httpx
 import pytest
 from parley_onboarding.console import i18n
+from parley_shared.auth import issue_dev_token
 from playwright.async_api import BrowserContext, Page, expect
 
 from tests.browser.conftest import Console, dev_sign_in
 from tests.support.console_languages import SAME_IN_GERMAN
+from tests.support.kafka import eventually
 from tests.support.onboarding import ADMIN, AGENT, OPERATOR, TENANT
 
 pytestmark = pytest.mark.browser
@@ -60,6 +63,11 @@ async def walk(page: Page, console: Console, check: Check) -> None:
     await page.locator("#tenant_id").fill(TENANT)
     await page.locator("#admin").set_checked(False)
     await page.locator("form[action$='/dev-sign-in'] button").click()
+    if console.reports_url:
+        # someone who is not an administrator lands on the Reports page: they supervise nothing
+        await expect(page.locator(".refusal")).to_be_visible()
+        await check(page, "reports refused")
+        await page.goto(console.at("/channels"))
     await check(page, "403")
     await page.locator("form.sign-out button").click()
     await check(page, "signed out")
@@ -70,6 +78,8 @@ async def walk(page: Page, console: Console, check: Check) -> None:
     await page.locator("form[action$='/dev-sign-in'] button").click()
     await expect(page.locator("table.channels")).to_be_visible()
     await check(page, "channels")
+    if console.reports_url:
+        await walk_reports(page, console, check)
 
     await page.goto(console.at(f"/channels/{channel_id}"))
     await check(page, "channel")
@@ -183,6 +193,35 @@ async def walk(page: Page, console: Console, check: Check) -> None:
     await check(page, "404")
 
 
+async def walk_reports(page: Page, console: Console, check: Check) -> None:
+    """The Reports page with its charts, its form's refusals and the reports service's."""
+    token = issue_dev_token(console.stack.jwt_secret, ADMIN, TENANT, ["admin"])
+
+    async def reports_see_the_channel() -> bool:
+        async with httpx.AsyncClient(timeout=10) as http:
+            answer = await http.get(
+                f"{console.reports_url}/v1/reports/backlog", headers={"authorization": f"Bearer {token}"}
+            )
+        return answer.status_code == 200
+
+    await eventually(reports_see_the_channel, timeout=60)
+    await page.goto(console.at("/reports"))
+    await expect(page.locator("figure.measure").first).to_be_visible()
+    await check(page, "reports")
+    await page.goto(console.at("/reports?bucket=week"))
+    await expect(page.locator("figure.measure").first).to_be_visible()
+    await check(page, "reports by week")
+    await page.goto(console.at("/reports?from=soon&to=2026-03-27&bucket=hour"))
+    await expect(page.locator("#from-error")).to_be_visible()
+    await check(page, "reports form refused")
+    await page.goto(console.at("/reports?tz=Mars/Olympus_Mons"))
+    await expect(page.locator("#tz-error")).to_be_visible()
+    await check(page, "reports time zone refused")
+    await page.goto(console.at("/reports?channel=no-such-channel"))
+    await expect(page.locator(".refusal")).to_be_visible()
+    await check(page, "reports of no such channel")
+
+
 def english_phrases() -> list[re.Pattern[str]]:
     """The English messages German writes its own way, as whole phrases, their values left out.
 
@@ -201,7 +240,8 @@ def english_phrases() -> list[re.Pattern[str]]:
     return patterns
 
 
-async def test_every_screen_in_german_shows_no_english_message(console: Console, page: Page) -> None:
+async def test_every_screen_in_german_shows_no_english_message(reports_console: Console, page: Page) -> None:
+    console = reports_console
     await page.set_extra_http_headers({"accept-language": "de-CH,de;q=0.9,en;q=0.5"})
     phrases = english_phrases()
     seen: list[str] = []
@@ -226,8 +266,9 @@ def pseudo_catalog() -> Mapping[str, str]:
 
 
 async def test_every_screen_shows_only_catalog_text_and_data(
-    console: Console, page: Page, browser: BrowserContext, monkeypatch: pytest.MonkeyPatch
+    reports_console: Console, page: Page, browser: BrowserContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    console = reports_console
     real = i18n.catalog
     monkeypatch.setattr(
         i18n, "catalog", lambda language: pseudo_catalog() if language == PSEUDO else real(language)

@@ -57,7 +57,7 @@ def test_each_bar_is_as_tall_as_its_value_on_the_scale() -> None:
 def test_the_chart_is_an_image_named_by_its_title_and_description() -> None:
     root = parse(charts.svg("chart-x", "Replies <by> agents", "a & b", [Point("d1", 1)]))
     assert root.get("role") == "img"
-    assert root.get("aria-labelledby") == "chart-x-title chart-x-desc"
+    assert (root.get("aria-labelledby"), root.get("aria-describedby")) == ("chart-x-title", "chart-x-desc")
     assert root.find(f"{SVG}title") is not None
     assert root.findtext(f"{SVG}title") == "Replies <by> agents"  # escaped in the markup, whole here
     assert root.findtext(f"{SVG}desc") == "a & b"

@@ -86,7 +86,7 @@ def svg(
     ident = escape(chart_id)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart chart-{kind}" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'role="img" aria-labelledby="{ident}-title {ident}-desc">',
+        f'role="img" aria-labelledby="{ident}-title" aria-describedby="{ident}-desc">',
         f'<title id="{ident}-title">{escape(title)}</title>',
         f'<desc id="{ident}-desc">{escape(description)}</desc>',
         '<g class="grid">',
