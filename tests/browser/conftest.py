@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from parley_reports.bootstrap import create_reports_app
 from parley_reports.settings import ReportsSettings
+from parley_sandbox import SandboxState
 from playwright.async_api import BrowserContext, Page, async_playwright
 
 from tests.conftest import Infra
@@ -60,9 +61,10 @@ async def console(infra: Infra, namespace: str, store_url: str) -> AsyncIterator
 
 
 @pytest.fixture
-async def reports_console(infra: Infra, namespace: str, store_url: str) -> AsyncIterator[Console]:
-    """The console with its Reports page: the reports service runs for real (its consumers on the
-    test's namespace, its API served on a local port), verifying the same tokens as onboarding."""
+async def full_console(infra: Infra, namespace: str, store_url: str) -> AsyncIterator[Console]:
+    """The console with every page: the Reports page, with the reports service running for real
+    (its consumers on the test's namespace, its API served on a local port, verifying the same
+    tokens as onboarding), and WhatsApp Embedded Signup through the sandbox's signup window."""
     jwt_secret = secrets.token_urlsafe(32)
     reports = create_reports_app(
         ReportsSettings(
@@ -84,6 +86,8 @@ async def reports_console(infra: Infra, namespace: str, store_url: str) -> Async
             console_enabled=True,
             console_dev_sign_in=True,
             console_reports_url=reports_url,
+            # the sandbox's Login dialog opened with this configuration is the signup window
+            whatsapp_embedded_signup_config_id=SandboxState.whatsapp_signup_config_id,
         ) as stack,
         serve(stack.app) as url,
     ):

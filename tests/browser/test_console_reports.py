@@ -68,9 +68,9 @@ def minutes(value: float) -> str:
 
 
 async def test_a_supervisor_sees_a_chart_per_measure_with_the_reports_api_s_numbers(
-    reports_console: Console, page: Page
+    full_console: Console, page: Page
 ) -> None:
-    console = reports_console
+    console = full_console
     channel_id = await supervised_channel_with_history(console)
     params = {**QUERY, "channel_id": channel_id}
 
@@ -145,9 +145,9 @@ async def test_a_supervisor_sees_a_chart_per_measure_with_the_reports_api_s_numb
 
 
 async def test_someone_who_supervises_nothing_gets_the_reports_service_s_refusal_in_words(
-    reports_console: Console, page: Page
+    full_console: Console, page: Page
 ) -> None:
-    console = reports_console
+    console = full_console
     await supervised_channel_with_history(console)
     landed = await dev_sign_in(page, console, AGENT, TENANT, admin=False)
     assert landed.status == 403

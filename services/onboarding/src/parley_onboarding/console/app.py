@@ -25,6 +25,7 @@ from parley_providers.base import (
     PageConnector,
     PageLoginStart,
     PkceLoginStart,
+    SignupWindowStart,
 )
 from parley_providers.errors import ErrorKind
 from parley_providers.registry import account_url
@@ -122,6 +123,9 @@ LOGIN_REASONS = {
     "oauth_state_expired": N_("The login took too long; start again from Add Channel."),
     "oauth_code_missing": N_("The provider sent no code back; start again from Add Channel."),
     "oauth_error": N_("The provider ended the login with an error; start again from Add Channel."),
+    "signup_ids_missing": N_(
+        "The signup window sent no WhatsApp Business Account or number back; start again from Add Channel."
+    ),
 }
 """Why a provider login ended without a channel, by reason code (the provider's ``error``, or
 the console's own check of the login's state)."""
@@ -198,6 +202,22 @@ REASONS = {
     "SUBSCRIPTION_CHECK_UNSUPPORTED": N_("Parley cannot check this provider's webhook subscription."),
     "NOT_SUPPORTED": N_("This provider's channels do not offer this."),
     "NO_BUSINESS_ACCOUNT": N_("This channel names no business account."),
+    # WhatsApp Embedded Signup (the window's code and ids, checked with Meta)
+    "EMBEDDED_SIGNUP_NOT_SUPPORTED": N_("This deployment's WhatsApp offers no Embedded Signup."),
+    "SIGNUP_CODE_INVALID": N_(
+        "Meta did not accept the signup's code (used, expired or not this app's): run the signup again."
+    ),
+    "SIGNUP_MISMATCH": N_("This signup was used for another WhatsApp Business Account or number."),
+    "SCOPES_MISSING": N_("Grant these permissions in the signup: %(missing)s."),
+    "INVALID_ID": N_("The WhatsApp Business Account and number ids are Meta's numeric ids."),
+    "WABA_NOT_ACCESSIBLE": N_(
+        "Meta does not give this app that WhatsApp Business Account: run the signup again."
+    ),
+    "WABA_NUMBER_MISMATCH": N_("That number is not one of the WhatsApp Business Account's numbers."),
+    "WABA_CLAIMED_ELSEWHERE": N_("This WhatsApp Business Account is connected to another Parley tenant."),
+    "PROVIDER_UNAVAILABLE": N_(
+        "Meta could not answer now and nothing was activated; run the signup again in a moment."
+    ),
 }
 UNKNOWN_REASON = N_("The request was refused (reason code %(code)s).")
 
@@ -606,7 +626,16 @@ class Console:
             "facebook": isinstance(connectors.get(Provider.MESSENGER), PageLoginStart),
             "instagram": isinstance(connectors.get(Provider.INSTAGRAM), AccountLoginStart),
             "x": isinstance(connectors.get(Provider.X), PkceLoginStart),
+            "whatsapp": self._signup_window("", "") is not None,
         }
+
+    def _signup_window(self, redirect_uri: str, state: str) -> str | None:
+        """WhatsApp Embedded Signup's window, when this deployment's can come back to a page
+        without script (the provider sandbox's; Meta's own answers only to its JavaScript SDK)."""
+        numbers = self.service.connectors.get(Provider.WHATSAPP)
+        return (
+            numbers.signup_window_url(redirect_uri, state) if isinstance(numbers, SignupWindowStart) else None
+        )
 
     def _offered(self, flow: str | None) -> str | None:
         return flow if flow is not None and self._flows().get(flow) else None
@@ -627,7 +656,12 @@ class Console:
         return self.render(
             request,
             "add_channel.html",
-            {"nav": "channels", "flows": self._flows(), "meta_connected": meta_connected},
+            {
+                "nav": "channels",
+                "flows": self._flows(),
+                "meta_connected": meta_connected,
+                "signup_configured": bool(self.settings.whatsapp_embedded_signup_config_id),
+            },
             principal=principal,
         )
 
@@ -669,6 +703,10 @@ class Console:
             account = connectors[Provider.INSTAGRAM]
             assert isinstance(account, AccountLoginStart)
             target = account.account_login_url(redirect_uri, login.state)
+        elif flow == "whatsapp":
+            window = self._signup_window(redirect_uri, login.state)
+            assert window is not None
+            target = window
         else:
             pkce = connectors[Provider.X]
             assert isinstance(pkce, PkceLoginStart)
@@ -732,6 +770,15 @@ class Console:
                 if login.channel_id:
                     target += f"?channel={seg(login.channel_id)}"
                 response = self.redirect(target)
+            elif login.flow == "whatsapp":
+                # the same service call as POST /v1/connections/whatsapp/embedded-signup
+                waba_id, number_id = query.get("waba_id", ""), query.get("phone_number_id", "")
+                if not waba_id or not number_id:
+                    return self._login_failed(request, principal, "signup_ids_missing")
+                _, channel = await self.service.embedded_signup(
+                    tenant, actor, code=code, waba_id=waba_id, phone_number_id=number_id
+                )
+                response = self.redirect(f"/channels/{seg(channel.id)}?done=connected")
             else:
                 if login.flow == "instagram":
                     channel = await self.service.connect_instagram_login(tenant, actor, code, redirect_uri)
