@@ -145,3 +145,13 @@ def test_the_form_defaults_to_the_last_seven_days_and_refuses_long_hourly_ranges
     )
     assert "bucket" in report_page.query_from({"from": "2026-03-01", "bucket": "hour"}, today).errors
     assert "from" in report_page.query_from({"from": "27.03.2026"}, today).errors
+
+
+def test_numbers_are_written_without_exponents_and_with_the_language_s_decimal_mark() -> None:
+    i18n.use("en")
+    assert [report_page.number(v) for v in (1234567.0, 5.04, 0.25, 0.0)] == ["1234567", "5", "0.2", "0"]
+    i18n.use("de")
+    try:
+        assert report_page.number(2.5) == "2,5"
+    finally:
+        i18n.use("en")

@@ -61,6 +61,13 @@ def scale_for(values: Sequence[float | None], *, whole: bool = False, ticks: int
     return Scale(top, tuple(step * i for i in range(count + 1)))
 
 
+def plain(value: float) -> str:
+    """A number without an exponent: whole numbers without a decimal point, others as they are."""
+    if value == int(value):
+        return str(int(value))
+    return f"{value:f}".rstrip("0").rstrip(".")
+
+
 def _y(value: float, scale: Scale) -> float:
     return TOP + PLOT_H * (1 - value / scale.top)
 
@@ -78,7 +85,7 @@ def svg(
     *,
     kind: Literal["bars", "line"] = "bars",
     whole: bool = False,
-    number: Callable[[float], str] = lambda v: f"{v:g}",
+    number: Callable[[float], str] = plain,
 ) -> Markup:
     """The chart's SVG: gridlines with their values, a bar or a point per period, the first and
     last periods' labels under the axis, and each mark's own ``<title>`` (label: value)."""
@@ -111,7 +118,7 @@ def svg(
             y = _y(point.value, scale)
             marks.append(
                 f'<rect class="bar" x="{_n(centre - width / 2)}" y="{_n(y)}" width="{_n(width)}" '
-                f'height="{_n(TOP + PLOT_H - y)}" data-value="{point.value:g}">'
+                f'height="{_n(TOP + PLOT_H - y)}" data-value="{plain(point.value)}">'
                 f"<title>{escape(point.label)}: {escape(number(point.value))}</title></rect>"
             )
     else:
@@ -123,7 +130,7 @@ def svg(
             value = point.value or 0.0
             marks.append(
                 f'<circle class="point" cx="{_n(centre)}" cy="{_n(_y(value, scale))}" r="3.5" '
-                f'data-value="{value:g}">'
+                f'data-value="{plain(value)}">'
                 f"<title>{escape(point.label)}: {escape(number(value))}</title></circle>"
             )
     parts.append(f'<g class="marks">{"".join(marks)}</g>')

@@ -62,8 +62,7 @@ UNKNOWN_REFUSAL = N_("The reports service refused the request (reason code %(cod
 
 def number(value: float) -> str:
     """A number the page's way: at most one decimal, the language's decimal mark."""
-    text = f"{round(value, 1):g}"
-    return text.replace(".", DECIMAL.get(i18n.current(), "."))
+    return charts.plain(round(value, 1)).replace(".", DECIMAL.get(i18n.current(), "."))
 
 
 @dataclass
