@@ -186,7 +186,7 @@ def measures(answer: Mapping[str, Any], bucket: str) -> list[Measure]:
         else:
             peak = max(measured, key=lambda p: p.value or 0.0)
             description = _(
-                "%(periods)s periods from %(first)s to %(last)s; the highest, %(value)s, in %(peak)s.",
+                "%(periods)s periods from %(first)s to %(last)s; the highest value is %(value)s (%(peak)s).",
                 periods=len(points),
                 first=points[0].label,
                 last=points[-1].label,
