@@ -9,6 +9,7 @@ reports API answers for the same query.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -99,8 +100,9 @@ async def test_a_supervisor_sees_a_chart_per_measure_with_the_reports_api_s_numb
     await page.get_by_label("Channel", exact=True).select_option(channel_id)
     await page.get_by_label("Time zone").fill(QUERY["tz"])
     await page.get_by_role("button", name="Show").click()
+    await page.wait_for_url(re.compile(r".*[?&]bucket=hour.*"))
+    assert f"channel={channel_id}" in page.url and "tz=Europe%2FParis" in page.url
     await expect(page.locator("figure.measure")).to_have_count(len(COUNTS) + len(DURATIONS))
-    assert "bucket=hour" in page.url and f"channel={channel_id}" in page.url
     await expect(page.locator("script")).to_have_count(0)  # drawn on the server, no script
 
     # every hour of the day in Paris is on the axis; the API's rows are the hours with events
