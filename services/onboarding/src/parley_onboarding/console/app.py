@@ -2,7 +2,8 @@
 
 Pages answer GET; forms POST and redirect (303) to a page that says what happened, so a reload
 repeats nothing. Only tenant administrators get past the sign-in (``Principal.is_admin``, the
-check the API makes); everyone else gets the 403 page.
+check the API makes); everyone else gets the 403 page, except on the Reports page, whose figures
+the reports service gives to whom its own access rules allow (Supervisors of a channel).
 """
 
 from __future__ import annotations
