@@ -96,7 +96,7 @@ async def test_a_supervisor_sees_a_chart_per_measure_with_the_reports_api_s_numb
     # the GET form: the day, hours, the channel, the time zone
     await page.get_by_label("First day").fill(QUERY["from"])
     await page.get_by_label("Last day").fill(QUERY["to"])
-    await page.get_by_label("Period").select_option("hour")
+    await page.get_by_label("Period", exact=True).select_option("hour")
     await page.get_by_label("Channel", exact=True).select_option(channel_id)
     await page.get_by_label("Time zone").fill(QUERY["tz"])
     await page.get_by_role("button", name="Show").click()

@@ -776,9 +776,11 @@ class Console:
                 waba_id, number_id = query.get("waba_id", ""), query.get("phone_number_id", "")
                 if not waba_id or not number_id:
                     return self._login_failed(request, principal, "signup_ids_missing")
-                _, channel = await self.service.embedded_signup(
+                # (never `_, channel = ...`: `_` is the page's translation function)
+                signed_up = await self.service.embedded_signup(
                     tenant, actor, code=code, waba_id=waba_id, phone_number_id=number_id
                 )
+                channel = signed_up[1]
                 response = self.redirect(f"/channels/{seg(channel.id)}?done=connected")
             else:
                 if login.flow == "instagram":
