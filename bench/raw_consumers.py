@@ -11,8 +11,8 @@ statements are all there is.
 * :class:`PostgresLoop`: the statements of ``PostgresConversationRepository`` (their very SQL, from
   the adapter): the batch's unknown conversations read by id; then one transaction that deletes
   the previous batch's outbox rows and settles its published marks, locks the rows in id order,
-  updates them version-checked from arrays in binary format, and inserts the seen message ids,
-  the history and the outbox rows (pipelined).
+  updates them version-checked from arrays in binary format (taking the outbox lease), and inserts
+  the seen message ids, the history and the outbox rows (pipelined).
 * :class:`MongoLoop`: the statements of ``MongoConversationRepository`` (FerretDB-safe): one
   ``$in`` read of unknown conversations, version claims (``insert_many`` in chunks of 20), the
   documents (``ReplaceOne`` upserts in chunks of 20, two commands in flight), the seen message
@@ -41,6 +41,7 @@ from parley_routing.adapters.postgres import (
     _SETTLE_MARKS,
     _SETTLE_OUTBOX,
     _UPDATE,
+    DEFAULT_OUTBOX_LEASE,
 )
 from parley_routing.adapters.stores import DEFAULT_SEEN_RETENTION
 from parley_shared.mongo import MAX_WRITE_STATEMENTS, bulk_write_chunked
@@ -179,7 +180,8 @@ class PostgresLoop:
                 await conn.execute(_SETTLE_MARKS, (ids, [self.sent_marks[i] for i in ids]))
             if len(changed) > 1:
                 await conn.execute(_LOCK, (rows[0],))
-            cursor = await conn.execute(_UPDATE, rows)
+            # the outbox lease first, as routing's commit holds it while it publishes
+            cursor = await conn.execute(_UPDATE, (DEFAULT_OUTBOX_LEASE, *rows))
             if len(await cursor.fetchall()) != len(changed):
                 raise RuntimeError("a conversation changed under the loop: it must run alone")
             async with conn.pipeline():
