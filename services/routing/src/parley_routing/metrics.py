@@ -10,3 +10,10 @@ CHANGES_OF_UNKNOWN_MESSAGES = Counter(
     "connected, or a post, the thread itself): acknowledged, nothing changed.",
     ["provider", "action"],
 )
+
+FENCED_BATCHES = Counter(
+    "parley_routing_fenced_batches_total",
+    "Inbound batches the store refused because a newer owner took one of their partitions (a newer "
+    "partition epoch): nothing written, nothing committed, the records left to the new owner. A few "
+    "at each rebalance are expected; many mean replicas keep losing their partitions.",
+)

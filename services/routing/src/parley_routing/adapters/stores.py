@@ -14,6 +14,17 @@ Events are recorded in the document with the change (an in-document outbox); ``m
 records how far they were published, and ``pending_outbox`` finds conversations whose events may
 not have reached Kafka (a crash between the write and the publish).
 
+Partition ownership epochs (``routing_partition_epochs``): on being assigned an inbound partition a
+routing replica takes a new epoch for it (:meth:`MongoConversationRepository.take_epochs`), and the
+batches it writes carry the epochs of their partitions; :meth:`~MongoConversationRepository.commit`
+refuses (:class:`Fenced`) a batch for which a newer epoch exists. On MongoDB each epoch is a claim
+``<topic>:<partition>:<epoch>`` (a unique ``_id``, atomic on FerretDB too, where ``$inc`` under
+concurrency is not), and the check is a read before the version claims: it refuses every write
+that starts after the new owner took its epoch, but a write whose check passed just before can
+still land in the one round trip between the check and its claims. PostgreSQL closes that gap
+(the check holds a lock until its transaction commits); here the version claims remain what keeps
+such a write from overwriting anything (docs/storage.md).
+
 Bounded (security #13): a conversation document is refused above :data:`MAX_DOCUMENT_BYTES` of
 BSON (:class:`DocumentTooLarge`, a clear error instead of the store's 16 MiB failure). Notes live
 in their own collection (``conversation_notes``, one document per note, written from the
@@ -25,7 +36,7 @@ the provider message ids of recorded messages in ``conversation_seen_messages`` 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -41,7 +52,7 @@ from parley_shared.mongo import (
 )
 from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from parley_routing.domain.model import Conversation, Note, key_of
 
@@ -55,6 +66,24 @@ DEFAULT_SEEN_RETENTION = timedelta(days=8)
 
 class ConcurrentUpdate(Exception):
     """Someone else changed the conversation since it was read: reload and try again."""
+
+
+Epochs = Mapping[tuple[str, int], int]
+"""The epoch a writer holds for each (topic, partition) it writes for."""
+
+
+class Fenced(Exception):
+    """A newer owner took one of the batch's partitions (a newer epoch exists): nothing was written."""
+
+    def __init__(self, partitions: Sequence[tuple[str, int]]) -> None:
+        named = ", ".join(f"{topic}[{partition}]" for topic, partition in partitions)
+        super().__init__(f"partitions taken by a newer owner: {named}")
+        self.partitions = list(partitions)
+
+
+def newer_epochs(held: Epochs, stored: Mapping[tuple[str, int], int]) -> list[tuple[str, int]]:
+    """The partitions for which the store knows a newer epoch than the one held, in order."""
+    return sorted(tp for tp, epoch in held.items() if stored.get(tp, 0) > epoch)
 
 
 class DocumentTooLarge(Exception):
@@ -129,10 +158,22 @@ class ConversationRepository(Protocol):
 
     async def save_many(self, conversations: Sequence[Conversation]) -> set[str]: ...
 
-    async def commit(self, conversations: Sequence[Conversation], now: datetime) -> set[str]:
+    async def take_epochs(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+        """A new ownership epoch for each of these partitions of ``topic``: strictly greater than
+        any taken before for it, by anyone (the first is 1)."""
+        ...
+
+    async def commit(
+        self, conversations: Sequence[Conversation], now: datetime, epochs: Epochs | None = None
+    ) -> set[str]:
         """Save each conversation at its next version together with what its unpublished events
         add outside the document (notes, seen provider message ids); returns the ids someone else
         changed first (their versions left as they were, nothing of theirs written).
+
+        ``epochs``: the ownership epochs of the partitions the write is for. If a newer epoch
+        exists for any of them (a newer owner took the partition) nothing is written and
+        :class:`Fenced` is raised: on PostgreSQL checked in the same transaction, on MongoDB
+        read just before the version claims (the module docstring says what that leaves open).
 
         On PostgreSQL this is one transaction that also holds the events' history and outbox rows
         (and settles what :meth:`published` recorded before): one write per conversation. On
@@ -188,9 +229,11 @@ class MongoConversationRepository:
         notes: AsyncCollection[dict[str, Any]] | None = None,
         seen: AsyncCollection[dict[str, Any]] | None = None,
         seen_retention: timedelta = DEFAULT_SEEN_RETENTION,
+        epochs: AsyncCollection[dict[str, Any]] | None = None,
     ) -> None:
         self.collection = collection
         self.history = history
+        self.epochs = epochs if epochs is not None else collection.database["routing_partition_epochs"]
         # never optional: notes moved out of a document must land somewhere
         self.notes = notes if notes is not None else collection.database["conversation_notes"]
         self.seen = seen if seen is not None else collection.database["conversation_seen_messages"]
@@ -217,6 +260,9 @@ class MongoConversationRepository:
             [("conversation_id", ASCENDING), ("created_at", ASCENDING)], name="notes_by_conversation"
         )
         await self.seen.create_index([("expires_at", ASCENDING)], name="seen_by_expiry")
+        await self.epochs.create_index(
+            [("topic", ASCENDING), ("partition", ASCENDING), ("epoch", DESCENDING)], name="epochs_newest"
+        )
         if self.history is not None:
             await self.history.create_index(
                 [("conversation_id", ASCENDING), ("sequence", ASCENDING)], name="history_by_sequence"
@@ -261,9 +307,42 @@ class MongoConversationRepository:
                 conversation.version -= 1
         return lost
 
-    async def commit(self, conversations: Sequence[Conversation], now: datetime) -> set[str]:
-        """Version claims and projection writes (:meth:`save_many`), then the notes and seen
-        message ids of the saved conversations' unpublished events (:meth:`record_projections`)."""
+    async def _newest_epoch(self, topic: str, partition: int) -> int:
+        newest = await self.epochs.find_one(
+            {"topic": topic, "partition": partition}, sort=[("epoch", DESCENDING)], projection={"epoch": 1}
+        )
+        return 0 if newest is None else int(newest["epoch"])
+
+    async def take_epochs(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+        """Claim the epoch after the newest for each partition (a unique ``_id`` per epoch: of two
+        replicas claiming the same epoch one wins, the other claims the next)."""
+        taken: dict[int, int] = {}
+        for partition in dict.fromkeys(partitions):
+            epoch = await self._newest_epoch(topic, partition) + 1
+            while True:
+                try:
+                    claim = {"topic": topic, "partition": partition, "epoch": epoch}
+                    await self.epochs.insert_one({"_id": f"{topic}:{partition}:{epoch}", **claim})
+                    break
+                except DuplicateKeyError:
+                    epoch += 1
+            taken[partition] = epoch
+        return taken
+
+    async def check_epochs(self, epochs: Epochs) -> None:
+        """:class:`Fenced` if a newer epoch than held exists for any of these partitions."""
+        stored = {tp: await self._newest_epoch(*tp) for tp in epochs}
+        if newer := newer_epochs(epochs, stored):
+            raise Fenced(newer)
+
+    async def commit(
+        self, conversations: Sequence[Conversation], now: datetime, epochs: Epochs | None = None
+    ) -> set[str]:
+        """The epochs checked (:meth:`check_epochs`), then version claims and projection writes
+        (:meth:`save_many`), then the notes and seen message ids of the saved conversations'
+        unpublished events (:meth:`record_projections`)."""
+        if epochs and conversations:
+            await self.check_epochs(epochs)
         lost = await self.save_many(conversations)
         events = [e for c in conversations if c.id not in lost for e in c.unpublished()]
         if events:
