@@ -101,11 +101,17 @@ class FakeRepository:
     async def commit(
         self, conversations: Sequence[Conversation], now: datetime, epochs: Epochs | None = None
     ) -> set[str]:
-        # as on PostgreSQL: the epochs checked atomically with the writes (nothing awaited between)
-        if epochs and conversations and (newer := newer_epochs(epochs, self.epochs)):
+        # as on PostgreSQL: the epochs checked last, and a newer one takes back everything written
+        fenced = bool(epochs and conversations)
+        documents = copy.deepcopy(self.documents) if fenced else {}
+        versions = [c.version for c in conversations]
+        lost = await self.save_many(conversations)
+        if epochs and fenced and (newer := newer_epochs(epochs, self.epochs)):
+            self.documents = documents
+            for conversation, version in zip(conversations, versions, strict=True):
+                conversation.version = version
             self.fenced += 1
             raise Fenced(newer)
-        lost = await self.save_many(conversations)
         events = [e for c in conversations if c.id not in lost for e in c.unpublished()]
         await self.record_projections(events, now)
         return lost

@@ -225,7 +225,8 @@ class PostgresConversationRepository:
         self.pool = pool
         self.seen_retention = seen_retention
         self.before_commit = before_commit
-        """Run inside :meth:`commit`'s transaction after its writes (tests: a crash before commit)."""
+        """Run inside :meth:`commit`'s transaction after its writes, before the epoch check (tests:
+        a crash before commit, a batch outliving its partitions)."""
         # published, to be settled by the next commit (or pending_outbox): outbox rows to delete,
         # and each conversation's highest published sequence (for rows older than the outbox)
         self._sent_events: dict[str, None] = {}
@@ -352,10 +353,10 @@ class PostgresConversationRepository:
                 events = [e for c in conversations if c.id in saved for e in c.unpublished()]
                 if events:
                     await self._write_events(conn, events, now)
-                if epochs and conversations:
-                    await self._check_epochs(conn, epochs)
                 if self.before_commit is not None:
                     await self.before_commit()
+                if epochs and conversations:  # last: the newest epoch as of the commit
+                    await self._check_epochs(conn, epochs)
         except BaseException:
             for conversation in conversations:
                 conversation.version -= 1

@@ -19,11 +19,11 @@ routing replica takes a new epoch for it (:meth:`MongoConversationRepository.tak
 batches it writes carry the epochs of their partitions; :meth:`~MongoConversationRepository.commit`
 refuses (:class:`Fenced`) a batch for which a newer epoch exists. On MongoDB each epoch is a claim
 ``<topic>:<partition>:<epoch>`` (a unique ``_id``, atomic on FerretDB too, where ``$inc`` under
-concurrency is not), and the check is a read before the version claims: it refuses every write
-that starts after the new owner took its epoch, but a write whose check passed just before can
-still land in the one round trip between the check and its claims. PostgreSQL closes that gap
-(the check holds a lock until its transaction commits); here the version claims remain what keeps
-such a write from overwriting anything (docs/storage.md).
+concurrency is not), and the check, before the version claims, looks up the next epoch's claim.
+It refuses every write that starts after the new owner took its epoch, but a write whose check
+passed just before can still land in the one round trip between the check and its claims.
+PostgreSQL closes that gap (the check holds a lock until its transaction commits); here the
+version claims remain what keeps such a write from overwriting anything (docs/storage.md).
 
 Bounded (security #13): a conversation document is refused above :data:`MAX_DOCUMENT_BYTES` of
 BSON (:class:`DocumentTooLarge`, a clear error instead of the store's 16 MiB failure). Notes live
@@ -59,6 +59,10 @@ from parley_routing.domain.model import Conversation, Note, key_of
 MAX_DOCUMENT_BYTES = 1024 * 1024
 """Largest conversation document saved (BSON bytes), far below MongoDB's 16 MiB: with the
 domain's caps a conversation stays well under it; above it a save is refused."""
+EPOCH_CLAIMS_KEPT = 100
+"""Epoch claims kept per partition below the newest (MongoDB): a batch holding an epoch is fenced
+by the claim of the next one, so that claim must outlive any batch still running (a hundred
+rebalances during one batch would be needed to lose it)."""
 DEFAULT_SEEN_RETENTION = timedelta(days=8)
 """How long a recorded provider message id is remembered: longer than the providers' retries
 (Meta's 36 hours, WhatsApp's 7 days), so a late redelivery is recognised as a duplicate."""
@@ -260,9 +264,7 @@ class MongoConversationRepository:
             [("conversation_id", ASCENDING), ("created_at", ASCENDING)], name="notes_by_conversation"
         )
         await self.seen.create_index([("expires_at", ASCENDING)], name="seen_by_expiry")
-        await self.epochs.create_index(
-            [("topic", ASCENDING), ("partition", ASCENDING), ("epoch", DESCENDING)], name="epochs_newest"
-        )
+        await self.epochs.create_index([("claim_of", ASCENDING), ("epoch", ASCENDING)], name="epoch_claims")
         if self.history is not None:
             await self.history.create_index(
                 [("conversation_id", ASCENDING), ("sequence", ASCENDING)], name="history_by_sequence"
@@ -307,32 +309,47 @@ class MongoConversationRepository:
                 conversation.version -= 1
         return lost
 
-    async def _newest_epoch(self, topic: str, partition: int) -> int:
-        newest = await self.epochs.find_one(
-            {"topic": topic, "partition": partition}, sort=[("epoch", DESCENDING)], projection={"epoch": 1}
-        )
-        return 0 if newest is None else int(newest["epoch"])
-
     async def take_epochs(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
-        """Claim the epoch after the newest for each partition (a unique ``_id`` per epoch: of two
-        replicas claiming the same epoch one wins, the other claims the next)."""
+        """Claim the epoch after the newest for each partition: an insert of ``<topic>:<partition>:
+        <epoch>`` (of two replicas claiming the same epoch one wins, the other claims the next),
+        so the claims of a partition are contiguous. A head document ``<topic>:<partition>``
+        remembers the newest (``$max``: only where to start; a head left behind by a race costs a
+        few failed inserts). Claims more than :data:`EPOCH_CLAIMS_KEPT` below it are deleted."""
         taken: dict[int, int] = {}
         for partition in dict.fromkeys(partitions):
-            epoch = await self._newest_epoch(topic, partition) + 1
+            head_id = f"{topic}:{partition}"
+            head = await self.epochs.find_one({"_id": head_id})
+            epoch = 0 if head is None else int(head["epoch"])
             while True:
+                epoch += 1
                 try:
-                    claim = {"topic": topic, "partition": partition, "epoch": epoch}
-                    await self.epochs.insert_one({"_id": f"{topic}:{partition}:{epoch}", **claim})
+                    await self.epochs.insert_one(
+                        {"_id": f"{head_id}:{epoch}", "claim_of": head_id, "epoch": epoch}
+                    )
                     break
                 except DuplicateKeyError:
-                    epoch += 1
+                    continue
+            try:
+                await self.epochs.update_one({"_id": head_id}, {"$max": {"epoch": epoch}}, upsert=True)
+            except DuplicateKeyError:  # a concurrent upsert created it (FerretDB): update it
+                await self.epochs.update_one({"_id": head_id}, {"$max": {"epoch": epoch}})
+            if epoch > EPOCH_CLAIMS_KEPT:
+                await self.epochs.delete_many(
+                    {"claim_of": head_id, "epoch": {"$lt": epoch - EPOCH_CLAIMS_KEPT}}
+                )
             taken[partition] = epoch
         return taken
 
     async def check_epochs(self, epochs: Epochs) -> None:
-        """:class:`Fenced` if a newer epoch than held exists for any of these partitions."""
-        stored = {tp: await self._newest_epoch(*tp) for tp in epochs}
-        if newer := newer_epochs(epochs, stored):
+        """:class:`Fenced` if an epoch newer than held exists for any of these partitions: the claim
+        of the next epoch (claims are contiguous), looked up by ``_id`` (FerretDB reads the whole
+        collection for anything else)."""
+        newer = [
+            (topic, partition)
+            for (topic, partition), epoch in sorted(epochs.items())
+            if await self.epochs.find_one({"_id": f"{topic}:{partition}:{epoch + 1}"}, {"_id": 1}) is not None
+        ]
+        if newer:
             raise Fenced(newer)
 
     async def commit(
