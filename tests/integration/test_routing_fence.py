@@ -39,7 +39,10 @@ async def test_a_batch_that_outlived_its_partitions_is_refused_and_applied_once_
     infra: Infra, namespace: str, store_url: str
 ) -> None:
     await publish_events(infra.kafka, namespace, channel("ch-1"))
-    routing_settings = settings(infra, namespace, store_url)
+    # no relay or auto-resolve round during the test: the only commits are the batches'
+    routing_settings = settings(
+        infra, namespace, store_url, outbox_relay_interval_s=3600, auto_resolve_interval_s=3600
+    )
     async with running(create_routing_app(routing_settings)) as first_api:
         first = runtime_of(app_of(first_api)).wiring
         assert isinstance(first.repository, PostgresConversationRepository)
