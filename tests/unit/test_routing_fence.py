@@ -16,7 +16,7 @@ from faststream import AckStatus
 from faststream.kafka.message import KafkaAckableMessage
 from parley_events import ConversationEvent, MessageReceived
 from parley_routing.adapters.stores import Fenced
-from parley_routing.entrypoints.subscribers import on_inbound_batch
+from parley_routing.entrypoints.subscribers import DropOnRevoke, on_inbound_batch
 from parley_routing.ownership import PartitionEpochs
 from parley_routing.service import ConversationService
 from parley_shared.kafka import RetryPolicy, RetryThenDeadLetter, encode_event, leave_uncommitted
@@ -115,6 +115,21 @@ async def test_a_revoke_while_epochs_are_taken_leaves_the_waiting_batch_fenced()
 
     with pytest.raises(Fenced):
         await asyncio.wait_for(waiting, 5)
+
+
+async def test_the_rebalance_listener_gives_up_revoked_epochs_and_takes_new_ones() -> None:
+    service = ConversationService(FakeRepository(), Published())
+    listener = DropOnRevoke(service.cache, service.ownership)
+    both = {TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)}
+
+    await listener.on_partitions_assigned(both)
+    assert await service.ownership.of([(TOPIC, 0), (TOPIC, 1)]) == {(TOPIC, 0): 1, (TOPIC, 1): 1}
+    await listener.on_partitions_revoked(both)  # aiokafka's eager rebalance revokes everything
+    await listener.on_partitions_assigned({TopicPartition(TOPIC, 1)})
+
+    assert await service.ownership.of([(TOPIC, 1)]) == {(TOPIC, 1): 2}
+    with pytest.raises(Fenced):
+        await service.ownership.of([(TOPIC, 0)])
 
 
 # --- the service ---------------------------------------------------------------------------------
