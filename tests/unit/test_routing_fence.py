@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
-from faststream import AckStatus
 from faststream.kafka.message import KafkaAckableMessage
+from faststream.message import AckStatus
 from parley_events import ConversationEvent, MessageReceived
 from parley_routing.adapters.stores import Fenced
 from parley_routing.entrypoints.subscribers import DropOnRevoke, on_inbound_batch
