@@ -73,6 +73,13 @@ async def kafka_proxies(infra: Infra) -> list[FaultProxy]:
     proxies = []
     for address in brokers(infra, needed=1):
         host, port = address.rsplit(":", 1)
+        try:
+            _, writer = await asyncio.open_connection(host, int(port) + FAULT_LISTENER)
+        except OSError:
+            pytest.fail(
+                f"{address} has no FAULT listener on port {int(port) + FAULT_LISTENER} (deploy/local/kafka)"
+            )
+        writer.close()
         proxy = FaultProxy(host, int(port) + FAULT_LISTENER, port=int(port) + FAULT_ADVERTISED)
         proxies.append(await proxy.start())
     return proxies
@@ -128,8 +135,9 @@ def store_address(url: str) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or 5432
 
 
-def stack_on(infra: Infra, store_url: str, tmp_path: Path, needed: int) -> dict[str, Any]:
-    require_local_infra(infra, "faults are injected into local processes")
+def stack_on(infra: Infra, store_url: str, tmp_path: Path, needed: int, local: bool = True) -> dict[str, Any]:
+    if local:
+        require_local_infra(infra, "faults are injected into local processes")
     brokers(infra, needed)
     assert store_url.startswith("postgresql"), "the cluster faults run on the default store, PostgreSQL"
     return {"dir": tmp_path, "store_url": store_url}
@@ -143,8 +151,10 @@ def cluster_stack(infra: Infra, store_url: str, tmp_path: Path) -> dict[str, Any
 
 @pytest.fixture
 def any_cluster_stack(infra: Infra, store_url: str, tmp_path: Path) -> dict[str, Any]:
-    """The same on one broker or three: the cut needs no failover (``make fault`` runs it on three)."""
-    return stack_on(infra, store_url, tmp_path, needed=1)
+    """The same on one broker or three: the cut needs no failover (``make fault`` runs it on three).
+    It stops nothing of the infrastructure (proxies in front of it do the cutting), so it runs on
+    brokers it was given as well, as long as they have the FAULT listener of deploy/local/kafka."""
+    return stack_on(infra, store_url, tmp_path, needed=1, local=False)
 
 
 async def start_stack(
