@@ -351,11 +351,16 @@ async def test_routing_cut_off_from_kafka_for_30_seconds_and_its_late_writes_fen
 
             async def count_fenced(_: dict[str, ServiceProcess], report: Report) -> None:
                 fenced = {
-                    name: await scraped(metrics_port, FENCED) for name, metrics_port in metrics_ports.items()
+                    (name, by): await scraped(metrics_port, f'{FENCED}{{by="{by}"}}')
+                    for name, metrics_port in metrics_ports.items()
+                    for by in ("store", "replica")
                 }
                 report.details.append(
-                    f"batches fenced: {fenced['routing-cut-off']:.0f} of the cut-off replica, "
-                    f"{fenced['parley-routing']:.0f} of the other (a rebalance fences its batch under way)"
+                    "batches fenced: the cut-off replica's refused by the store "
+                    f"{fenced['routing-cut-off', 'store']:.0f}, given up by itself "
+                    f"{fenced['routing-cut-off', 'replica']:.0f}; the other's "
+                    f"{fenced['parley-routing', 'store']:.0f} and {fenced['parley-routing', 'replica']:.0f} "
+                    "(a rebalance fences a batch under way)"
                 )
                 stack["fenced"] = fenced
 
@@ -381,6 +386,6 @@ async def test_routing_cut_off_from_kafka_for_30_seconds_and_its_late_writes_fen
             await proxy.close()
     report.details[:0] = notes
     # the cut-off replica really wrote after losing its partitions, and the store refused it: with
-    # the fence removed its late batches commit and this count stays at zero
-    assert stack["fenced"]["routing-cut-off"] >= 1, report
+    # the store's check removed its late batches commit and this count stays at zero
+    assert stack["fenced"]["routing-cut-off", "store"] >= 1, report
     assert_clean(report)

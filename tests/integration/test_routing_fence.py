@@ -32,7 +32,8 @@ CONVERSATIONS = [f"conv-fence-{n}" for n in range(8)]  # over both partitions of
 
 
 def fenced_so_far() -> float:
-    return REGISTRY.get_sample_value("parley_routing_fenced_batches_total") or 0.0
+    """Batches the store refused (not those a replica knew it no longer owned)."""
+    return REGISTRY.get_sample_value("parley_routing_fenced_batches_total", {"by": "store"}) or 0.0
 
 
 async def test_a_batch_that_outlived_its_partitions_is_refused_and_applied_once_by_their_owners(

@@ -30,8 +30,8 @@ pytestmark = pytest.mark.unit
 TOPIC = "parley.messages.inbound.v1"
 
 
-def fenced_so_far() -> float:
-    return REGISTRY.get_sample_value("parley_routing_fenced_batches_total") or 0.0
+def fenced_so_far(by: str = "store") -> float:
+    return REGISTRY.get_sample_value("parley_routing_fenced_batches_total", {"by": by}) or 0.0
 
 
 class Published:
@@ -202,6 +202,19 @@ def no_retry() -> RetryThenDeadLetter:
         return None
 
     return RetryThenDeadLetter(None, RetryPolicy(max_attempts=1, backoff_s=0), sleep=sleep)
+
+
+async def test_a_batch_for_a_partition_the_replica_gave_up_is_fenced_without_asking_the_store() -> None:
+    repository = FakeRepository()
+    service = await owning(repository, 0, 1)
+    await service.ownership.revoked([(TOPIC, 1)])
+    before = fenced_so_far("replica")
+
+    with pytest.raises(Fenced):
+        await service.on_owned_batch([message(1)], {"conv_1": (TOPIC, 1)})
+
+    assert fenced_so_far("replica") == before + 1
+    assert repository.saves == 0 and repository.fenced == 0
 
 
 async def test_a_fenced_batch_tells_the_subscriber_not_to_commit_it() -> None:

@@ -71,7 +71,7 @@ class PartitionEpochs:
             await asyncio.wait({self._taking})
         wanted = set(partitions)
         if missing := sorted(wanted - set(self._held)):
-            raise Fenced(missing)
+            raise Fenced(missing, by="replica")
         return {partition: self._held[partition] for partition in wanted}
 
     async def close(self) -> None:

@@ -348,10 +348,11 @@ class ConversationService:
             epochs = await self.ownership.of(set(sources.values()))
             await self.on_messages(messages, {c: p for c, (_, p) in sources.items()}, epochs)
         except Fenced as fenced:
-            metrics.FENCED_BATCHES.inc()
+            metrics.FENCED_BATCHES.labels(by=fenced.by).inc()
             log.warning(
                 "batch fenced: a newer owner took its partitions, nothing written",
                 partitions=[f"{topic}[{partition}]" for topic, partition in fenced.partitions],
+                by=fenced.by,
                 records=len(messages),
             )
             raise

@@ -77,12 +77,16 @@ Epochs = Mapping[tuple[str, int], int]
 
 
 class Fenced(Exception):
-    """A newer owner took one of the batch's partitions (a newer epoch exists): nothing was written."""
+    """A newer owner took one of the batch's partitions (a newer epoch exists): nothing was written.
 
-    def __init__(self, partitions: Sequence[tuple[str, int]]) -> None:
+    ``by``: ``store`` when the store refused the write, ``replica`` when the replica knew it no
+    longer held a partition and did not try."""
+
+    def __init__(self, partitions: Sequence[tuple[str, int]], by: str = "store") -> None:
         named = ", ".join(f"{topic}[{partition}]" for topic, partition in partitions)
         super().__init__(f"partitions taken by a newer owner: {named}")
         self.partitions = list(partitions)
+        self.by = by
 
 
 def newer_epochs(held: Epochs, stored: Mapping[tuple[str, int], int]) -> list[tuple[str, int]]:
