@@ -33,9 +33,14 @@ DEV_DEFAULTS = {
     "PARLEY_META_LOGIN_BASE_URL": "http://127.0.0.1:8090",
     "PARLEY_INSTAGRAM_LOGIN_BASE_URL": "http://127.0.0.1:8090/instagram-www",
     "PARLEY_X_AUTHORIZE_BASE_URL": "http://127.0.0.1:8090",
+    # WhatsApp Embedded Signup: the sandbox's Login dialog opened with this configuration is its
+    # signup window, which the console's Add Channel offers (docs/console.md)
+    "PARLEY_WHATSAPP_EMBEDDED_SIGNUP_CONFIG_ID": "dev-whatsapp-signup",
     # the admin console at http://127.0.0.1:8081/console/ with its development sign-in (docs/console.md)
     "PARLEY_CONSOLE_ENABLED": "true",
     "PARLEY_CONSOLE_DEV_SIGN_IN": "true",
+    # the console's Reports page asks the local reports service
+    "PARLEY_CONSOLE_REPORTS_URL": "http://127.0.0.1:8085",
 }
 
 LOCAL_STORES = {

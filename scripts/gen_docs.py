@@ -132,6 +132,7 @@ PROCESSES: dict[str, Process] = {
                 channels=channels(),
                 teams=teams(),
                 publisher=P,
+                retry=P,
             ),
         ),
     ),

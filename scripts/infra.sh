@@ -27,7 +27,7 @@ FERRET_BIN="$LOCAL/bin/ferretdb"
 FERRET_DATA="$LOCAL/data/ferretdb"
 KAFKA_PORT="${PARLEY_KAFKA_PORT:-9092}"
 MONGO_PORT=27017
-WAIT_S="${PARLEY_INFRA_WAIT_S:-90}"
+WAIT_S="${PARLEY_INFRA_WAIT_S:-180}"
 STORE="${STORE:-both}"
 PG_PORT="${PARLEY_POSTGRES_PORT:-54329}"
 PG_HOME="${PARLEY_POSTGRES_HOME:-$LOCAL/postgres}"
@@ -153,7 +153,9 @@ start_kafka_node() {
   fi
   say "starting $name $KAFKA_VERSION on 127.0.0.1:$port"
   local log_start; log_start=$(( $(stat -c %s "$log" 2>/dev/null || echo 0) + 1 ))
-  nohup java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
+  # a session of its own (setsid): stopping the process group of whatever ran this script (a test
+  # run, make) must not take the broker with it
+  setsid nohup java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$ROOT/deploy/local/kafka/log4j2.properties" \
     -cp "$cp" kafka.Kafka "$props" >>"$log" 2>&1 </dev/null &
   echo $! >"$RUN/$name.pid"
@@ -184,7 +186,7 @@ start_ferretdb() {
   install_ferretdb
   mkdir -p "$FERRET_DATA"
   say "starting ferretdb (sqlite) on 127.0.0.1:$MONGO_PORT"
-  nohup "$FERRET_BIN" --listen-addr "127.0.0.1:$MONGO_PORT" --sqlite-url "file:$FERRET_DATA/" \
+  setsid nohup "$FERRET_BIN" --listen-addr "127.0.0.1:$MONGO_PORT" --sqlite-url "file:$FERRET_DATA/" \
     >>"$LOGS/ferretdb.log" 2>&1 </dev/null &
   echo $! >"$RUN/ferretdb.pid"
   wait_port ferretdb $MONGO_PORT

@@ -8,6 +8,7 @@ sandbox behind it, as in tests/integration.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from parley_reports.bootstrap import create_reports_app
+from parley_reports.settings import ReportsSettings
+from parley_sandbox import SandboxState
 from playwright.async_api import BrowserContext, Page, async_playwright
 
 from tests.conftest import Infra
@@ -39,6 +43,7 @@ class Console:
 
     stack: Stack
     url: str
+    reports_url: str | None = None
 
     def at(self, path: str) -> str:
         return f"{self.url}/console{path}"
@@ -53,6 +58,40 @@ async def console(infra: Infra, namespace: str, store_url: str) -> AsyncIterator
         serve(stack.app) as url,
     ):
         yield Console(stack, url)
+
+
+@pytest.fixture
+async def full_console(infra: Infra, namespace: str, store_url: str) -> AsyncIterator[Console]:
+    """The console with every page: the Reports page, with the reports service running for real
+    (its consumers on the test's namespace, its API served on a local port, verifying the same
+    tokens as onboarding), and WhatsApp Embedded Signup through the sandbox's signup window."""
+    jwt_secret = secrets.token_urlsafe(32)
+    reports = create_reports_app(
+        ReportsSettings(
+            kafka_bootstrap_servers=infra.kafka,
+            store_url=store_url,
+            topic_namespace=namespace,
+            consumer_group_prefix=namespace,
+            jwt_hs256_secret=jwt_secret,
+        )
+    )
+    async with (
+        reports.router.lifespan_context(reports),
+        serve(reports) as reports_url,
+        onboarding_stack(
+            infra,
+            namespace,
+            store_url,
+            jwt_secret=jwt_secret,
+            console_enabled=True,
+            console_dev_sign_in=True,
+            console_reports_url=reports_url,
+            # the sandbox's Login dialog opened with this configuration is the signup window
+            whatsapp_embedded_signup_config_id=SandboxState.whatsapp_signup_config_id,
+        ) as stack,
+        serve(stack.app) as url,
+    ):
+        yield Console(stack, url, reports_url)
 
 
 @pytest.fixture

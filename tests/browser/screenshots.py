@@ -5,24 +5,32 @@
 Runs onboarding with the sandbox as the browser tests do (a topic namespace and a PostgreSQL
 schema of its own, removed after), fills it with two Pages (one restricted from sending), an
 Instagram profile, an X handle, teams and access, walks a WhatsApp number to its code entry, and
-saves each main page at a laptop's size (the channel list in German too).
+saves each main page at a laptop's size (the channel list in German too). The reports service
+runs beside it for the Reports page, fed with five days of public conversation events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import httpx
 from parley_events import ChannelSendingRestricted, Provider
+from parley_reports.bootstrap import create_reports_app
+from parley_reports.settings import ReportsSettings
 from parley_shared.admin import delete_namespace, ensure_topics
 from parley_shared.settings import ServiceSettings
 from playwright.async_api import async_playwright
 
 from tests.browser.conftest import CHROMIUM, FLAGS, Console
 from tests.conftest import LOCAL_POSTGRES_URL, ROOT
+from tests.support.kafka import eventually, publish_events
 from tests.support.onboarding import ADMIN, TENANT, X_REDIRECT, onboarding_stack, serve
 from tests.support.postgres import schema_for
+from tests.support.reports import Conversation
 
 OUT = ROOT / "docs" / "console"
 PHONE_ID = "106540352242922"
@@ -39,15 +47,69 @@ async def main() -> None:
     infra = Infra(kafka, "", "env")
     try:
         with schema_for(LOCAL_POSTGRES_URL, f"test_{namespace}") as store_url:
+            jwt_secret = secrets.token_urlsafe(32)
+            reports = create_reports_app(
+                ReportsSettings(
+                    kafka_bootstrap_servers=kafka,
+                    store_url=store_url,
+                    topic_namespace=namespace,
+                    consumer_group_prefix=namespace,
+                    jwt_hs256_secret=jwt_secret,
+                )
+            )
             async with (
+                reports.router.lifespan_context(reports),
+                serve(reports) as reports_url,
                 onboarding_stack(
-                    infra, namespace, store_url, console_enabled=True, console_dev_sign_in=True
+                    infra,
+                    namespace,
+                    store_url,
+                    jwt_secret=jwt_secret,
+                    console_enabled=True,
+                    console_dev_sign_in=True,
+                    console_reports_url=reports_url,
                 ) as stack,
                 serve(stack.app) as url,
             ):
-                await shoot(Console(stack, url))
+                await shoot(Console(stack, url, reports_url))
     finally:
         await delete_namespace(kafka, namespace)
+
+
+REPORT_DAYS = ("2026-03-23", "2026-03-27")
+
+
+async def conversations(console: Console, channel_id: str) -> None:
+    """Five days of conversations on a channel, answered and resolved, until reports has them all."""
+    stack, created = console.stack, 0
+    events: list[Any] = []
+    for day, count in enumerate((3, 5, 2, 6, 4)):
+        for n in range(count):
+            conversation = Conversation(f"conv_{day}_{n}", channel_id, TENANT)
+            start = (day - 4) * 1440 + n * 37  # minutes from Friday 27 March 2026, 09:00 UTC
+            reply = conversation.reply(start + 2 + 3 * n + day, agent="ana")
+            events += [
+                conversation.created(start),
+                conversation.message(start),
+                reply,
+                conversation.echo(reply),
+            ]
+            if n % 2 == 0:
+                events.append(conversation.resolved(start + 30 + 10 * n, actor="ana"))
+            created += 1
+    await publish_events(stack.infra.kafka, stack.namespace, *events)
+    token = stack.admin()
+
+    async def all_in() -> bool:
+        assert console.reports_url is not None
+        params = {"from": REPORT_DAYS[0], "to": REPORT_DAYS[1], "channel_id": channel_id}
+        async with httpx.AsyncClient(timeout=10) as http:
+            answer = await http.get(
+                f"{console.reports_url}/v1/reports/activity", params=params, headers=token
+            )
+        return answer.status_code == 200 and answer.json()["total"]["conversations_created"] == created
+
+    await eventually(all_in, timeout=60)
 
 
 async def shoot(console: Console) -> None:
@@ -89,6 +151,7 @@ async def shoot(console: Console) -> None:
         {"user_access": {"usr-lena": "supervisor"}, "team_access": {team["id"]: "contributor"}},
     )
     await stack.whatsapp_number(PHONE_ID, WABA_ID, WA_TOKEN)
+    await conversations(console, page_channel)
     OUT.mkdir(parents=True, exist_ok=True)
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
@@ -137,6 +200,11 @@ async def shoot(console: Console) -> None:
         await page.get_by_role("button", name="Verify the code").click()
         await page.locator("#code-error").wait_for()
         await shot("whatsapp")
+
+        # the Supervisors' reports: five days by day, a chart per measure
+        await page.goto(console.at(f"/reports?from={REPORT_DAYS[0]}&to={REPORT_DAYS[1]}&tz=Europe/Berlin"))
+        await page.locator("figure.measure").first.wait_for()
+        await shot("reports")
 
         # the same list in German, as a browser asking for German gets it
         await page.get_by_label("Language").select_option("de")

@@ -12,12 +12,15 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from functools import cache
 
+import httpx
 import pytest
 from parley_onboarding.console import i18n
+from parley_shared.auth import issue_dev_token
 from playwright.async_api import BrowserContext, Page, expect
 
 from tests.browser.conftest import Console, dev_sign_in
 from tests.support.console_languages import SAME_IN_GERMAN
+from tests.support.kafka import eventually
 from tests.support.onboarding import ADMIN, AGENT, OPERATOR, TENANT
 
 pytestmark = pytest.mark.browser
@@ -26,6 +29,11 @@ PAGE_ID = "104512345678901"
 PHONE_ID = "106540352242923"
 WABA_ID = "102290129340399"
 PHONE = "+14155550124"
+SIGNUP_WABA_ID, SIGNUP_PHONE_ID, SIGNUP_REFUSED_PHONE_ID = (
+    "102290129340377",
+    "106540352242977",
+    "106540352242978",
+)
 PSEUDO = "qps"
 # names that are the same in every language: the switch's language names, the providers
 NAMES = {"English", "Deutsch", "Pseudo", "Facebook", "Instagram", "WhatsApp", "X", "UTC"}
@@ -60,6 +68,11 @@ async def walk(page: Page, console: Console, check: Check) -> None:
     await page.locator("#tenant_id").fill(TENANT)
     await page.locator("#admin").set_checked(False)
     await page.locator("form[action$='/dev-sign-in'] button").click()
+    if console.reports_url:
+        # someone who is not an administrator lands on the Reports page: they supervise nothing
+        await expect(page.locator(".refusal")).to_be_visible()
+        await check(page, "reports refused")
+        await page.goto(console.at("/channels"))
     await check(page, "403")
     await page.locator("form.sign-out button").click()
     await check(page, "signed out")
@@ -70,6 +83,9 @@ async def walk(page: Page, console: Console, check: Check) -> None:
     await page.locator("form[action$='/dev-sign-in'] button").click()
     await expect(page.locator("table.channels")).to_be_visible()
     await check(page, "channels")
+    if console.reports_url:
+        await walk_reports(page, console, check)
+    await walk_signup(page, console, check)
 
     await page.goto(console.at(f"/channels/{channel_id}"))
     await check(page, "channel")
@@ -183,6 +199,69 @@ async def walk(page: Page, console: Console, check: Check) -> None:
     await check(page, "404")
 
 
+async def walk_reports(page: Page, console: Console, check: Check) -> None:
+    """The Reports page with its charts, its form's refusals and the reports service's."""
+    token = issue_dev_token(console.stack.jwt_secret, ADMIN, TENANT, ["admin"])
+
+    async def reports_see_the_channel() -> bool:
+        async with httpx.AsyncClient(timeout=10) as http:
+            answer = await http.get(
+                f"{console.reports_url}/v1/reports/backlog", headers={"authorization": f"Bearer {token}"}
+            )
+        return answer.status_code == 200
+
+    await eventually(reports_see_the_channel, timeout=60)
+    await page.goto(console.at("/reports"))
+    await expect(page.locator("figure.measure").first).to_be_visible()
+    await check(page, "reports")
+    await page.goto(console.at("/reports?bucket=week"))
+    await expect(page.locator("figure.measure").first).to_be_visible()
+    await check(page, "reports by week")
+    await page.goto(console.at("/reports?from=soon&to=2026-03-27&bucket=hour"))
+    await expect(page.locator("#from-error")).to_be_visible()
+    await check(page, "reports form refused")
+    await page.goto(console.at("/reports?tz=Mars/Olympus_Mons"))
+    await expect(page.locator("#tz-error")).to_be_visible()
+    await check(page, "reports time zone refused")
+    await page.goto(console.at("/reports?channel=no-such-channel"))
+    await expect(page.locator(".refusal")).to_be_visible()
+    await check(page, "reports of no such channel")
+
+
+async def walk_signup(page: Page, console: Console, check: Check) -> None:
+    """Add Channel with Embedded Signup, a signup refused, one connected, its callback replayed
+    (the signup window itself is the provider's page, in its own language)."""
+    await page.goto(console.at("/channels/add"))
+    await check(page, "add channel")
+    callbacks: list[str] = []
+    page.on(
+        "request",
+        lambda r: (
+            callbacks.append(r.url) if "/connect/whatsapp/callback" in r.url and "code=" in r.url else None
+        ),
+    )
+
+    async def sign_up(number_id: str, *, grant_all: bool) -> None:
+        await page.goto(console.at("/channels/add"))
+        await page.locator("a[href$='/connect/whatsapp/start']").click()
+        await page.locator("#waba_id").fill(SIGNUP_WABA_ID)
+        await page.locator("#phone_number_id").fill(number_id)
+        await page.locator("#verified_name").fill("Acme Support")
+        if not grant_all:
+            await page.locator("input[value='whatsapp_business_messaging']").uncheck()
+        await page.locator("button[value='finish']").click()
+
+    await sign_up(SIGNUP_REFUSED_PHONE_ID, grant_all=False)
+    await expect(page.locator(".reason code")).to_have_text("SCOPES_MISSING")
+    await check(page, "embedded signup refused")
+    await sign_up(SIGNUP_PHONE_ID, grant_all=True)
+    await expect(page.locator("p.done")).to_be_visible()
+    await check(page, "embedded signup connected")
+    await page.goto(callbacks[-1])
+    await expect(page.locator(".reason code")).to_have_text("oauth_state_missing")
+    await check(page, "embedded signup replayed")
+
+
 def english_phrases() -> list[re.Pattern[str]]:
     """The English messages German writes its own way, as whole phrases, their values left out.
 
@@ -201,7 +280,8 @@ def english_phrases() -> list[re.Pattern[str]]:
     return patterns
 
 
-async def test_every_screen_in_german_shows_no_english_message(console: Console, page: Page) -> None:
+async def test_every_screen_in_german_shows_no_english_message(full_console: Console, page: Page) -> None:
+    console = full_console
     await page.set_extra_http_headers({"accept-language": "de-CH,de;q=0.9,en;q=0.5"})
     phrases = english_phrases()
     seen: list[str] = []
@@ -226,8 +306,9 @@ def pseudo_catalog() -> Mapping[str, str]:
 
 
 async def test_every_screen_shows_only_catalog_text_and_data(
-    console: Console, page: Page, browser: BrowserContext, monkeypatch: pytest.MonkeyPatch
+    full_console: Console, page: Page, browser: BrowserContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    console = full_console
     real = i18n.catalog
     monkeypatch.setattr(
         i18n, "catalog", lambda language: pseudo_catalog() if language == PSEUDO else real(language)

@@ -36,7 +36,7 @@ from tests.fault.checker import (
     SETTLE_S,
     Report,
     TopicTail,
-    drive,
+    drive_threads,
     now,
     replies,
     settle_consumers,
@@ -49,13 +49,17 @@ from tests.support.kafka import publish_channel, publish_events
 from tests.support.policy import JWT, KEYS, Sandbox, auth, channel, inbound, store_token
 from tests.support.processes import ServiceProcess, free_port, start_service
 
-pytestmark = pytest.mark.fault
+# a run offers its load for a minute and then waits for up to 300 s of recovery and 60 s of settling
+pytestmark = [pytest.mark.fault, pytest.mark.timeout(900)]
 
-MESSAGES = 240
-RATE_PER_S = 20.0
-PAGES = ["page-f1", "page-f2", "page-f3"]
-REPLIES = 240
-# two Messenger Pages and a WhatsApp number, two customers each: six conversations
+RATE_PER_S = float(os.environ.get("PARLEY_FAULT_RATE", "200"))
+SECONDS = float(os.environ.get("PARLEY_FAULT_SECONDS", "60"))
+RECOVERY_BOUND_S = 300.0  # from the end of the load and the fault until every effect is there
+PAGES = ["page-f1", "page-f2", "page-f3", "page-f4"]
+CUSTOMERS = 50  # per Page: 200 conversations, each its own sender
+# two Messenger Pages and a WhatsApp number (80 sends/s, more than its share of the load), 67
+# customers each: 201 conversations
+REPLY_CUSTOMERS = 67
 REPLY_CHANNELS = [
     ("ch-r1", Provider.MESSENGER, "104500000000101"),
     ("ch-r2", Provider.MESSENGER, "104500000000102"),
@@ -92,22 +96,26 @@ def write_table() -> Iterator[None]:
         "is killed, policy killed mid-batch, and the provider answering sends with 429 and then 500",
         "for a while.",
         "",
-        f"- **Inbound** rows (ingest, normalizer, routing): {MESSAGES} signed Messenger deliveries over "
-        f"{len(PAGES)} pages",
-        f"  and 6 conversations at {RATE_PER_S:.0f}/s; *acknowledged* is a 200, retried by the provider "
-        "otherwise. The",
-        "  effect is one `message_added` in the conversation's history.",
-        f"- **Outbound** rows (policy, provider sandbox): {REPLIES} agent replies over "
-        f"{len(REPLY_CHANNELS)} channels (two Messenger",
-        f"  Pages, a WhatsApp number) and 6 conversations at {RATE_PER_S:.0f}/s, each with its own "
-        "`Idempotency-Key`;",
+        f"- **Inbound** rows (ingest, normalizer, routing): signed Messenger deliveries offered at "
+        f"{RATE_PER_S:.0f}/s for {SECONDS:.0f} s",
+        f"  over {len(PAGES)} Pages and {len(PAGES) * CUSTOMERS} conversations, each conversation its own "
+        "sender keeping its order",
+        "  (its next delivery goes out once the last one was acknowledged); *acknowledged* is a 200,",
+        "  retried by the provider otherwise. The effect is one `message_added` in the conversation's "
+        "history.",
+        f"- **Outbound** rows (policy, provider sandbox): agent replies offered at {RATE_PER_S:.0f}/s for "
+        f"{SECONDS:.0f} s over {len(REPLY_CHANNELS)} channels",
+        f"  (two Messenger Pages, a WhatsApp number) and {len(REPLY_CHANNELS) * REPLY_CUSTOMERS} "
+        "conversations, each with its own `Idempotency-Key`;",
         "  *acknowledged* is a 202, retried by the client (same key) otherwise. The effect is one send",
         "  the provider accepted, which policy's `reply.sent` must name.",
+        "- The three-broker rows (tests/fault/test_cluster_faults.py) drive inbound deliveries the same way.",
         "",
         "*Lost*: acknowledged, no effect. *Duplicated*: effects beyond the first. *Out of order*:",
         "conversations whose first effects do not follow the send order. Every run also checks that",
         "nothing took effect without an acknowledgement. *Recovery*: from the last acknowledgement",
-        "(and the end of the fault) until every effect was there. *Fresh*: after that, one more",
+        "(and the end of the fault) until every effect was there, within "
+        f"{RECOVERY_BOUND_S:.0f} s. *Fresh*: after that, one more",
         "request on a known thread, from sending to its effect (must be within "
         f"{FRESH_BOUND_S:.0f} s). Every run",
         "also requires each consumer group of the run to have committed to the end of its topics",
@@ -201,19 +209,32 @@ async def run_fault(
             infra.kafka, namespace, channel_id=f"ch-{i}", tenant_id=f"tenant-{i % 2}", account_id=page
         )
     report = Report(fault=name)
-    sent = await drive(
-        webhook_threads(PAGES, 2),
-        MESSAGES,
+    started = time.monotonic()
+    sent = await drive_threads(
+        webhook_threads(PAGES, CUSTOMERS),
         RATE_PER_S,
+        SECONDS,
         webhooks(stack["parley-ingest"].url),
-        fault,
-        MESSAGES // 3,
         report,
+        fault,
+        SECONDS / 3,
     )
-    await verify_history(store_url, sent, report, timeout_s=180, fresh=webhooks(stack["parley-ingest"].url))
+    report.details.append(achieved(report, started))
+    await verify_history(
+        store_url, sent, report, timeout_s=RECOVERY_BOUND_S, fresh=webhooks(stack["parley-ingest"].url)
+    )
     await settle_consumers(infra.kafka, namespace, report)
     REPORTS.append(report)
     return report
+
+
+def achieved(report: Report, started: float) -> str:
+    """The rate the senders reached (they wait for each acknowledgement, so a fault slows them)."""
+    took = max(time.monotonic() - started, 1.0)
+    return (
+        f"{report.acknowledged} acknowledged in {took:.0f} s "
+        f"({report.acknowledged / took:.0f}/s offered {RATE_PER_S:.0f}/s)"
+    )
 
 
 def assert_settled(report: Report) -> None:
@@ -410,7 +431,7 @@ async def reply_stack(
         at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
         messages = []
         for snapshot in snapshots:
-            for c in range(2):
+            for c in range(REPLY_CUSTOMERS):
                 conversation = f"{snapshot.channel_id}-conv{c}"
                 customer = f"1555000{snapshot.account_id[-3:]}{c}"
                 messages.append(inbound(snapshot, conversation, customer, at))
@@ -429,22 +450,24 @@ async def run_reply_fault(
 ) -> Report:
     report = Report(fault=name)
     async with TopicTail(infra.kafka, qualify(topics.REPLIES.name, namespace)) as replies_topic:
-        sent = await drive(
+        started = time.monotonic()
+        sent = await drive_threads(
             stack.conversations,
-            REPLIES,
             RATE_PER_S,
+            SECONDS,
             replies(lambda: stack.policy.url, AGENT, stack.decisions),
-            fault,
-            REPLIES // 3,
             report,
+            fault,
+            SECONDS / 3,
         )
+        report.details.append(achieved(report, started))
         await verify_replies(
             stack.sandbox.url,
             replies_topic,
             stack.decisions,
             sent,
             report,
-            timeout_s=180,
+            timeout_s=RECOVERY_BOUND_S,
             fresh=replies(lambda: stack.policy.url, AGENT, stack.decisions),
         )
     await settle_consumers(infra.kafka, namespace, report)
@@ -471,17 +494,15 @@ async def test_policy_killed_mid_batch_and_restarted(
     notes: list[str] = []  # the fault's own observations, first in the row's notes
 
     async def fault() -> None:
-        # anywhere in the handling of the request just sent, or in the delivery that follows it
-        into = random.uniform(0, 0.02)
-        await asyncio.sleep(into)
+        # at a random moment: with requests in every stage of handling and delivery under load
+        await asyncio.sleep(random.uniform(0, 1))
         killed = reply_stack.policy
         killed.process.kill()
         killed.process.wait()
         started = time.monotonic()
         calls = await reply_stack.sandbox_admin("GET", "/sent?path_contains=/messages")
         notes.append(
-            f"killed {into * 1000:.0f} ms after reply {REPLIES // 3 + 1} went out, with "
-            f"{len(reply_stack.decisions)} replies acknowledged and {len(calls['data'])} sent"
+            f"killed with {len(reply_stack.decisions)} replies acknowledged and {len(calls['data'])} sent"
         )
         await asyncio.sleep(2)
         replacement = reply_stack.restart_policy("parley-policy-2")

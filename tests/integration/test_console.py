@@ -341,3 +341,28 @@ async def test_policy_s_sending_restricted_on_the_bus_shows_in_the_attention_col
         stored = await stack.service.stores.channel(channel["id"])
         assert stored is not None and stored.sending_restricted is None
         assert "Sending restricted" not in (await client.get("/console/channels")).text
+
+
+async def test_the_reports_page_is_absent_without_the_reports_service_s_url(stack: Stack) -> None:
+    async with browser_like(stack) as client:
+        await sign_in(client, stack)
+        assert (await client.get("/console/reports")).status_code == 404
+        assert 'href="/console/reports"' not in (await client.get("/console/channels")).text
+
+
+async def test_a_reports_service_that_does_not_answer_is_a_502_page_in_words(
+    infra: Infra, namespace: str, store_url: str
+) -> None:
+    closed = "http://127.0.0.1:9"  # nothing listens there
+    async with (
+        onboarding_stack(
+            infra, namespace, store_url, console_enabled=True, console_reports_url=closed
+        ) as stack,
+        browser_like(stack) as client,
+    ):
+        await sign_in(client, stack)
+        assert 'href="/console/reports"' in (await client.get("/console/channels")).text
+        page = await client.get("/console/reports")
+    assert page.status_code == 502
+    assert "The reports service did not answer" in page.text
+    assert "reports_unavailable" in page.text

@@ -138,3 +138,5 @@ def test_the_default_configuration_matches_the_development_stack() -> None:
     assert list(state.x_webhooks) == ["dev-x-webhook", "1000000000000000001"]
     assert '"PARLEY_X_WEBHOOK_ID": "dev-x-webhook"' in devenv
     assert '"PARLEY_X_ACTIVITY_WEBHOOK_ID": "1000000000000000001"' in devenv
+    # the Login dialog opened with this configuration is Embedded Signup's window (the console's)
+    assert f'"PARLEY_WHATSAPP_EMBEDDED_SIGNUP_CONFIG_ID": "{state.whatsapp_signup_config_id}"' in devenv

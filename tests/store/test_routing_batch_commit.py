@@ -15,14 +15,15 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from parley_events import ConversationEvent, MessageReceived
+from parley_events import ConversationEvent
 from parley_routing.adapters.postgres import PostgresConversationRepository
 from parley_routing.adapters.stores import Epochs
 from parley_routing.domain.model import Conversation, conversation_event_id
 from parley_routing.service import ConversationService
 from parley_shared.store import Store, open_store
 
-from tests.unit.factories import T0, message
+from tests.support.outbox import batch, let_outbox_leases_run_out, outbox
+from tests.unit.factories import T0
 
 pytestmark = pytest.mark.store
 
@@ -72,16 +73,6 @@ def service_of(repo: Any, published: list[str]) -> ConversationService:
     return ConversationService(repo, publish, lambda: T0)
 
 
-def batch(*ns_and_ids: tuple[int, str]) -> list[MessageReceived]:
-    return [message(n, conversation_id=c) for n, c in ns_and_ids]
-
-
-async def outbox(store: Store) -> list[str]:
-    async with store.postgres.connection() as conn:
-        cursor = await conn.execute("SELECT event_id FROM conversation_outbox ORDER BY event_id")
-        return [row[0] for row in await cursor.fetchall()]
-
-
 async def test_published_events_leave_the_outbox_in_the_next_batchs_transaction(store: Store) -> None:
     published: list[str] = []
     service = service_of(await repository(store), published)
@@ -112,10 +103,12 @@ async def test_a_crash_between_commit_and_publish_republishes_exactly_the_missin
         await service.on_messages(batch((2, "conv_a"), (3, "conv_a"), (1, "conv_c")))
     assert published == before  # committed, nothing of it sent
 
-    # a new process: its relay sends the crashed batch's events, once each, in order, and
-    # nothing the first process had published
+    # a new process: once the dead one's hold on its outbox has run out, its relay sends the
+    # crashed batch's events, once each, in order, and nothing the first process had published
     relayed: list[str] = []
     restarted = service_of(await repository(store), relayed)
+    assert await restarted.relay_outbox() == 0  # the dead process's lease still runs
+    await let_outbox_leases_run_out(store.url)
     assert await restarted.relay_outbox() == 4
     missing = [
         conversation_event_id("conv_a", 3),  # message 2
@@ -157,8 +150,9 @@ async def test_a_crash_before_commit_writes_and_publishes_nothing_of_its_batch(s
     relayed: list[str] = []
     restarted = service_of(await repository(store), relayed)
     # the new process knows nothing of the dead one's memory: what it had published but not yet
-    # settled goes out again (at least once; consumers drop a repeated event id), and nothing
-    # of the crashed batch does, since nothing of it was written
+    # settled goes out again once its lease has run out (at least once; consumers drop a
+    # repeated event id), and nothing of the crashed batch does, since nothing of it was written
+    await let_outbox_leases_run_out(store.url)
     await restarted.relay_outbox()
     assert sorted(relayed) == sorted(before)
     stored = await restarted.repository.get_many(["conv_a", "conv_b"])

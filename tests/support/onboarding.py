@@ -335,9 +335,11 @@ async def onboarding_stack(
     store_url: str,
     clock: Clock | None = None,
     configure: Callable[[SandboxState], None] | None = None,
+    jwt_secret: str | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Stack]:
-    """The sandbox served over HTTP and the onboarding app running against it."""
+    """The sandbox served over HTTP and the onboarding app running against it (with a random JWT
+    secret unless ``jwt_secret`` names the one another service of the test verifies with)."""
     state = SandboxState(
         meta_app_id="parley-test-app",
         meta_app_secret=secrets.token_urlsafe(32),
@@ -348,7 +350,7 @@ async def onboarding_stack(
     if configure is not None:
         configure(state)
     clock = clock or Clock()
-    jwt_secret = secrets.token_urlsafe(32)
+    jwt_secret = jwt_secret or secrets.token_urlsafe(32)
     encryption_key = base64.b64encode(secrets.token_bytes(32)).decode()
     recorder = RequestRecorder(create_sandbox_app(state))
     async with serve(recorder) as url, httpx.AsyncClient(timeout=10) as sandbox_http:

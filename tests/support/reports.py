@@ -34,8 +34,10 @@ def at(minutes: float) -> datetime:
 class Conversation:
     """Builds one conversation's public events, numbering its sequence like routing does."""
 
-    def __init__(self, conversation_id: str = "c1", channel_id: str = CHANNEL) -> None:
-        self.id, self.channel_id = conversation_id, channel_id
+    def __init__(
+        self, conversation_id: str = "c1", channel_id: str = CHANNEL, tenant_id: str = TENANT
+    ) -> None:
+        self.id, self.channel_id, self.tenant_id = conversation_id, channel_id, tenant_id
         self.seq = itertools.count(1)
         self.replies = itertools.count(1)
 
@@ -44,7 +46,7 @@ class Conversation:
         return {
             "event_id": f"{self.id}:{n}",
             "conversation_id": self.id,
-            "tenant_id": TENANT,
+            "tenant_id": self.tenant_id,
             "channel_id": self.channel_id,
             "sequence": n,
             "occurred_at": at(minutes),
@@ -102,7 +104,7 @@ class Conversation:
         return ReplySent(
             reply_id=f"{self.id}:r{n}",
             conversation_id=self.id,
-            tenant_id=TENANT,
+            tenant_id=self.tenant_id,
             channel_id=self.channel_id,
             sender_type=SenderType.HUMAN if agent else SenderType.AUTOMATED,
             agent_id=agent,

@@ -233,6 +233,7 @@ def policy(
         channels=directory(visible_channel()),
         teams=teams(),
         publisher=publisher,
+        retry=RetryThenDeadLetter(None, RetryPolicy(max_attempts=1)),
     )
     settings = PolicySettings(
         jwt_hs256_secret=SECRET,

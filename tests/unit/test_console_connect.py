@@ -15,7 +15,7 @@ from parley_onboarding.console.connect import STATE_COOKIE, LoginState, LoginSta
 from parley_onboarding.console.session import SESSION_COOKIE
 from parley_onboarding.settings import OnboardingSettings
 from parley_providers import registry
-from parley_providers.base import AccountLoginStart, PageLoginStart, PkceLoginStart
+from parley_providers.base import AccountLoginStart, PageLoginStart, PkceLoginStart, SignupWindowStart
 from parley_providers.meta.versions import DEFAULT_GRAPH_API_VERSION
 from parley_shared.vault import TokenVault
 from starlette.requests import Request
@@ -193,3 +193,33 @@ def test_a_state_cookie_sealed_with_another_key_or_altered_is_refused() -> None:
     flipped = sealed[:-6] + ("A" if sealed[-6] != "A" else "B") + sealed[-5:]
     assert states.open(flipped) is None
     assert states.open("not base64 at all!") is None
+
+
+def test_embedded_signup_s_window_is_offered_only_where_it_can_come_back_without_script(
+    http: httpx.AsyncClient,
+) -> None:
+    signup = {**BASE, "whatsapp_embedded_signup_config_id": "778899"}
+    redirect = "https://parley.example.com/console/connect/whatsapp/callback"
+    # Meta's own window hands its result to the JavaScript SDK only: no redirect brings the ids
+    on_meta = registry.connectors(http, OnboardingSettings(**signup))[Provider.WHATSAPP]
+    assert isinstance(on_meta, SignupWindowStart)
+    assert on_meta.signup_window_url(redirect, "st") is None
+    # a stand-in for Meta's login host (the sandbox) opens the Login dialog with the configuration
+    sandbox = {**signup, "meta_login_base_url": "http://127.0.0.1:8090"}
+    numbers = registry.connectors(http, OnboardingSettings(**sandbox))[Provider.WHATSAPP]
+    assert isinstance(numbers, SignupWindowStart)
+    url = numbers.signup_window_url(redirect, "st")
+    assert url is not None
+    assert where(url) == f"http://127.0.0.1:8090/{DEFAULT_GRAPH_API_VERSION}/dialog/oauth"
+    assert query(url) == {
+        "client_id": "1234567890",
+        "config_id": "778899",
+        "redirect_uri": redirect,
+        "state": "st",
+        "response_type": "code",
+        "override_default_response_type": "true",
+    }
+    # without the configuration there is no signup to open
+    unset = registry.connectors(http, OnboardingSettings(**{**BASE, "meta_login_base_url": "http://sb"}))
+    numbers = unset[Provider.WHATSAPP]
+    assert isinstance(numbers, SignupWindowStart) and numbers.signup_window_url(redirect, "st") is None

@@ -22,22 +22,12 @@ CONSOLE = Path(i18n.__file__).parent
 ONBOARDING = CONSOLE.parent
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 # reason codes of API calls the console never makes: the platform operator's WhatsApp steps, and
-# templates, business profiles and PINs, and WhatsApp's Embedded Signup (a browser flow of Meta's
-# SDK the console does not offer yet), which the console does not manage (yet)
+# templates, business profiles and PINs, which the console does not manage (yet)
 NOT_IN_CONSOLE = {
-    "EMBEDDED_SIGNUP_NOT_SUPPORTED",
-    "SIGNUP_CODE_INVALID",
-    "SIGNUP_MISMATCH",
-    "SCOPES_MISSING",
-    "INVALID_ID",
-    "PROVIDER_UNAVAILABLE",
     "STEP_BY_API",
     "UNKNOWN_STEP",
     "MISSING_FIELDS",
     "MISSING_CREDENTIALS",
-    "WABA_NOT_ACCESSIBLE",
-    "WABA_NUMBER_MISMATCH",
-    "WABA_CLAIMED_ELSEWHERE",
     "TEMPLATE_NOT_FOUND",
     "INVALID_TEMPLATE",
     "INVALID_PROFILE",

@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
+import pytest
 from parley_onboarding.adapters.copy import account_claim_row, credential_row, refresh_claim_row
 from parley_policy.adapters.copy import private_reply_row, rate_slot_rows, reach_rows, template_row
 from parley_routing.adapters.copy import conversation_row, seen_row, split_seen_key
 from parley_routing.domain.model import Conversation, key_of
-from parley_shared.storecopy import plans, source_identity
+from parley_shared.storecopy import (
+    Document,
+    Documents,
+    Row,
+    Table,
+    each,
+    each_dated,
+    fields,
+    plans,
+    source_identity,
+    upsert_statement,
+    whole,
+)
 
 from tests.unit.factories import T0, message
 
@@ -165,3 +179,61 @@ def test_every_table_the_postgresql_migrations_create_is_filled_by_the_copy() ->
     holding_nothing_from_mongodb = {"conversation_outbox", "routing_partition_epochs"}
     assert {plan.service for plan in plans()} >= {"routing", "policy", "onboarding", "reports"}
     assert created - filled == holding_nothing_from_mongodb
+
+
+async def _documents(*docs: Document) -> AsyncIterator[Document]:
+    for doc in docs:
+        yield doc
+
+
+async def _read(rows: Documents) -> list[Row | None]:
+    return [row async for row in rows]
+
+
+async def test_each_maps_every_document_on_its_own_and_keeps_what_it_leaves_out() -> None:
+    def row(doc: Document) -> Row | None:
+        return None if doc.get("gone") else (doc["_id"], doc["n"] * 2)
+
+    read = each(row)(_documents({"_id": "a", "n": 1}, {"_id": "b", "gone": True}, {"_id": "c", "n": 3}), T0)
+    # one item per document, in order: None is counted as left out by the engine
+    assert await _read(read) == [("a", 2), None, ("c", 6)]
+
+
+async def test_each_dated_and_whole_map_with_the_copys_time() -> None:
+    def unexpired(doc: Document, now: datetime) -> Row | None:
+        return (doc["_id"],) if doc["expires_at"] >= now else None
+
+    docs = ({"_id": "old", "expires_at": T0 - timedelta(seconds=1)}, {"_id": "new", "expires_at": T0})
+    assert await _read(each_dated(unexpired)(_documents(*docs), T0)) == [None, ("new",)]
+
+    def latest_only(all_docs: list[Document], now: datetime) -> list[Row | None]:
+        newest = max(all_docs, key=lambda d: d["expires_at"])
+        return [(d["_id"], now) if d is newest else None for d in all_docs]
+
+    # the whole collection at once, one item per document in the order read
+    assert await _read(whole(latest_only)(_documents(*docs), T0)) == [None, ("new", T0)]
+
+
+def test_fields_takes_the_named_fields_in_order_and_a_missing_one_fails() -> None:
+    row = fields("_id", "at", "tenant_id")
+    assert row({"tenant_id": "t", "_id": "x", "at": T0, "other": 1}) == ("x", T0, "t")
+    with pytest.raises(KeyError):
+        row({"_id": "x"})
+
+
+def test_a_table_is_named_as_its_collection_unless_told_and_upserts_its_columns() -> None:
+    same = Table("policy_deliveries", ("reply_id",), ("provider_message_id",), each(fields("_id", "pm")))
+    assert (same.table, same.name, same.counted) == ("policy_deliveries", "policy_deliveries", True)
+    assert same.columns == ("reply_id", "provider_message_id")
+
+    second = Table(
+        "conversations", ("note_id",), ("text",), each(fields("_id", "text")), into="notes", label="c.notes"
+    )
+    # a second table fed by one collection: its own name in the summary, not counted twice
+    assert (second.table, second.name, second.counted) == ("notes", "c.notes", False)
+
+    versioned = Table(
+        "teams", ("id",), ("version", "doc"), each(fields("_id", "version", "doc")), versioned=True
+    )
+    assert "t.version <= EXCLUDED.version" in upsert_statement(versioned).as_string(None)
+    assert "version <=" not in upsert_statement(same).as_string(None)

@@ -157,6 +157,9 @@ class FakeRepository:
         await asyncio.sleep(0)
         return pending[:limit]
 
+    async def claim_outbox(self, limit: int = 100) -> list[Conversation]:
+        return await self.pending_outbox(limit)  # one process: nobody else to hold them
+
     async def idle(
         self, channel_id: str, queue: Queue, before: datetime, limit: int = 200
     ) -> list[Conversation]:

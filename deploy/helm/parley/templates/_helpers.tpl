@@ -228,6 +228,11 @@ PARLEY_X_WEBHOOK_ID: {{ $p.xWebhookId | quote }}
 PARLEY_X_ACTIVITY_WEBHOOK_ID: {{ $p.xActivityWebhookId | quote }}
 {{- end }}
 {{- end }}
+{{- $reports := $root.Values.services.reports }}
+{{- if and (eq $name "onboarding") $reports $reports.enabled (not (hasKey ($svc.env | default dict) "PARLEY_CONSOLE_REPORTS_URL")) }}
+{{- /* the console's Reports page asks the reports service inside the cluster (docs/console.md) */}}
+PARLEY_CONSOLE_REPORTS_URL: {{ printf "http://%s:%v" (include "parley.componentName" (dict "root" $root "component" "reports")) $reports.port | quote }}
+{{- end }}
 {{- range $k, $v := merge (dict) ($svc.env | default dict) ($c.extraEnv | default dict) }}
 {{- if not (kindIs "invalid" $v) }}
 {{ $k }}: {{ $v | toString | quote }}

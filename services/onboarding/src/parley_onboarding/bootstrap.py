@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from parley_onboarding.adapters.postgres import PostgresOnboardingStore
+from parley_onboarding.adapters.reports import HttpReportsApi, ReportsApi
 from parley_onboarding.adapters.stores import MongoOnboardingStore, OnboardingStore
 from parley_onboarding.console import create_console
 from parley_onboarding.entrypoints.api import create_api
@@ -40,6 +41,8 @@ class OnboardingAdapters:
     connectors: Mapping[Provider, Connector]
     """Each conversation provider's connect flow (from the registry in production)."""
     publisher: Publishes
+    reports: ReportsApi | None = None
+    """The reports service's API for the console's Reports page (None: no page)."""
 
 
 @dataclass(kw_only=True)
@@ -72,6 +75,9 @@ async def production_adapters(settings: OnboardingSettings, rt: Runtime) -> Asyn
             ),
             connectors=registry.connectors(http, settings),
             publisher=rt.publisher,
+            reports=HttpReportsApi(http, settings.console_reports_url)
+            if settings.console_reports_url
+            else None,
         )
 
 
@@ -94,7 +100,9 @@ def build(
     verifier = TokenVerifier(settings)
     routes = [Mount("/v1", app=create_api(service, verifier))]
     if settings.console_enabled:
-        routes.append(Mount("/console", app=create_console(service, verifier, settings, clock)))
+        routes.append(
+            Mount("/console", app=create_console(service, verifier, settings, clock, adapters.reports))
+        )
     return OnboardingWiring(
         service=service,
         router=onboarding_router(settings, service),

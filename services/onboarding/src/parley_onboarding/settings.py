@@ -159,6 +159,12 @@ class OnboardingSettings(ApiSettings):
         default=False,
         description="Serve the admin console under /console/ (docs/console.md); off unless set.",
     )
+    console_reports_url: str = Field(
+        default="",
+        pattern=r"^(https?://[^?#]+)?$",
+        description="The reports service's base URL (e.g. http://parley-reports:8085) the console's "
+        "Reports page calls with the signed-in user's own token; empty: no Reports page.",
+    )
     console_dev_sign_in: bool = Field(
         default=False,
         description="Development only: the console's sign-in page also mints a token from "

@@ -14,7 +14,7 @@ from parley_providers import registry
 from parley_providers.base import Sender
 from parley_shared.auth import TokenVerifier
 from parley_shared.channels import KafkaChannelDirectory, KafkaTeamDirectory, role_on_channel
-from parley_shared.kafka import Publishes
+from parley_shared.kafka import Publishes, RetryThenDeadLetter
 from parley_shared.logging import get_logger
 from parley_shared.runtime import Periodic, Runtime, ServiceSpec, Wiring, create_app
 from parley_shared.settings import load_settings
@@ -50,6 +50,8 @@ class PolicyAdapters:
     channels: KafkaChannelDirectory
     teams: KafkaTeamDirectory
     publisher: Publishes
+    retry: RetryThenDeadLetter
+    """The consumers' retry-then-DLQ policy, record by record inside the batch subscribers."""
 
 
 @dataclass(kw_only=True)
@@ -102,6 +104,7 @@ async def production_adapters(settings: PolicySettings, rt: Runtime) -> AsyncIte
             channels=KafkaChannelDirectory(settings.kafka_bootstrap_servers, rt.topic(topics.CHANNELS.name)),
             teams=KafkaTeamDirectory(settings.kafka_bootstrap_servers, rt.topic(topics.TEAMS.name)),
             publisher=rt.publisher,
+            retry=rt.retry,
         )
 
 
@@ -157,7 +160,7 @@ def build(
         delivery=delivery,
         templates=adapters.templates,
         shutdown_timeout_s=settings.shutdown_timeout_s,
-        router=policy_router(settings, service, delivery, adapters.templates),
+        router=policy_router(settings, service, delivery, adapters.templates, adapters.retry),
         routes=[Mount("/v1", app=create_api(service, TokenVerifier(settings)))],
         read_models=[channels, teams],
         periodic=[Periodic("window-sweep", settings.window_sweep_interval_s, sweep)],

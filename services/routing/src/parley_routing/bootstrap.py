@@ -28,6 +28,10 @@ from parley_routing.settings import RoutingSettings
 
 SEEN_PRUNE_INTERVAL_S = 3600.0
 """How often expired provider message ids are deleted (FerretDB has no TTL indexes)."""
+OUTBOX_LEASE_INTERVALS = 6
+"""How many relay intervals a process holds the outbox of what it committed or claimed
+(PostgreSQL, 60 s at the default 10 s): it settles what it published by its next relay at the
+latest, and another replica's relay takes over only after the lease."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,8 @@ async def production_adapters(settings: RoutingSettings, rt: Runtime) -> AsyncIt
     store, seen_retention = rt.opened_store, timedelta(seconds=settings.seen_message_retention_s)
     repository: ConversationRepository
     if store.kind == "postgresql":
-        repository = PostgresConversationRepository(store.postgres, seen_retention)
+        lease = timedelta(seconds=OUTBOX_LEASE_INTERVALS * settings.outbox_relay_interval_s)
+        repository = PostgresConversationRepository(store.postgres, seen_retention, outbox_lease=lease)
     else:
         repository = MongoConversationRepository(
             store.db["conversations"],

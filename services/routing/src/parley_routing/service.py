@@ -396,10 +396,12 @@ class ConversationService:
 
     async def relay_outbox(self) -> int:
         """Publish events that were saved but may not have reached Kafka (after a crash)."""
-        # each candidate as its newest claim says (rolling forward a claim whose writer died
-        # before writing the document), so the relay also publishes that claim's events and a
-        # flag reopened because of it settles once they are out
-        candidates = await self.repository.pending_outbox()
+        # only what no other process holds (PostgreSQL: what another replica committed is its to
+        # publish while its lease runs, and of two relays one takes each conversation); each
+        # candidate as its newest claim says (rolling forward a claim whose writer died before
+        # writing the document), so the relay also publishes that claim's events and a flag
+        # reopened because of it settles once they are out
+        candidates = await self.repository.claim_outbox()
         pending = [await self.repository.get(c.id) or c for c in candidates]
         count = sum(len(c.unpublished()) for c in pending)
         # a flag left open with nothing to publish (a late mark cannot tell whether a newer

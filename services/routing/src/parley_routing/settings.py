@@ -14,7 +14,12 @@ class RoutingSettings(ApiSettings):
         default=60.0, gt=0, description="How often idle conversations are swept."
     )
     outbox_relay_interval_s: float = Field(
-        default=10.0, gt=0, description="How often unpublished events are retried."
+        default=10.0,
+        gt=0,
+        description=(
+            "How often unpublished events are retried. On PostgreSQL a replica holds the outbox of"
+            " what it committed or relayed for six intervals; another replica's relay takes it after."
+        ),
     )
     seen_message_retention_s: float = Field(
         default=8 * 24 * 3600.0,

@@ -5,6 +5,10 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 EVENTS_PUBLISHED = Counter("parley_events_published_total", "Events published to Kafka.", ["event_type"])
+PRODUCER_RENEWALS = Counter(
+    "parley_kafka_producer_renewals_total",
+    "Kafka producers replaced after a fatal send error (the cluster lost the producer's state).",
+)
 EVENTS_CONSUMED = Counter(
     "parley_events_consumed_total", "Events handled by a subscriber.", ["event_type", "outcome"]
 )

@@ -2,9 +2,12 @@
 
 Each service says how its collections land in its tables (a :class:`CopyPlan` from the
 ``parley.store_copy`` entry-point group: routing, policy, onboarding with the vault, reports); this
-module reads the source, writes the target and reports. A plan maps each MongoDB document through
-its adapters' own document functions (``Conversation.from_document``, ``channel_from_doc``, the PostgreSQL
-adapters' encoders), so the copy has no second definition of a document's shape.
+module reads the source, writes the target and reports. A plan declares one :class:`Table` per
+collection and table as data (the columns, how a document becomes its row: :func:`each`,
+:func:`fields`, whether the collection is read at its newest version claims), and maps each
+MongoDB document through its adapters' own document functions (``Conversation.from_document``,
+``channel_from_doc``, the PostgreSQL adapters' encoders), so the copy has no second definition of
+a document's shape.
 
 - **Idempotent.** Every row is an upsert by its primary key that changes the row only when it
   differs (``IS DISTINCT FROM``); a versioned row (a conversation, a channel, a team, an
@@ -27,7 +30,7 @@ import argparse
 import asyncio
 import random
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
@@ -56,9 +59,13 @@ DEFAULT_SAMPLE = 100
 """Rows per table ``--verify`` compares field by field (every row's presence is counted)."""
 
 Row = tuple[Any, ...]
+Document = dict[str, Any]
 Documents = AsyncIterator[Row | None]
-"""A plan's reading of one collection: one item per source document, the row it becomes, or
+"""A table's reading of its collection: one item per source document, the row it becomes, or
 None when the document is deliberately left out (expired, superseded: the plan says why)."""
+Rows = Callable[[AsyncIterable[Document], datetime], Documents]
+"""How a collection's documents become a table's rows, given the copy's time: :func:`each`,
+:func:`each_dated` or :func:`whole` build one from a plain function of the documents."""
 
 
 class CopyFailed(RuntimeError):
@@ -67,20 +74,31 @@ class CopyFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class Table:
-    """How one MongoDB collection lands in one PostgreSQL table."""
+    """How one MongoDB collection lands in one PostgreSQL table, declared as data: the engine
+    reads the collection, maps its documents with ``rows`` and upserts the rows by ``key``."""
 
     collection: str
-    table: str
     key: tuple[str, ...]
     values: tuple[str, ...]
     """The columns written besides the key, in the order the rows give them after the key."""
-    read: Callable[[AsyncDatabase[dict[str, Any]], datetime], Documents]
+    rows: Rows
+    into: str = ""
+    """The table, when it is not named as the collection is."""
     versioned: bool = False
-    """The table has a ``version`` column: an older version never replaces a newer row."""
+    """The collection is saved by version claims (``parley_shared.mongo``) and the table has a
+    ``version`` column: each document is read at its newest claimed version
+    (:func:`newest_documents`), and an older version never replaces a newer row."""
+    newest: bool = False
+    """Read at the newest claimed version though the table has no version (a second table fed by
+    a versioned collection)."""
     left_out: str = ""
     """Why some documents are not copied (shown in the summary), if any are."""
     label: str = ""
     """The name in the summary, when one collection feeds two tables (default: the collection)."""
+
+    @property
+    def table(self) -> str:
+        return self.into or self.collection
 
     @property
     def name(self) -> str:
@@ -94,6 +112,49 @@ class Table:
     @property
     def columns(self) -> tuple[str, ...]:
         return (*self.key, *self.values)
+
+    def read(self, db: AsyncDatabase[Document], now: datetime) -> Documents:
+        """The rows of the source's documents (only reads the source)."""
+        collection = db[self.collection]
+        claimed = self.versioned or self.newest
+        documents = newest_documents(collection) if claimed else collection.find({})
+        return self.rows(documents, now)
+
+
+def each_dated(row: Callable[[Document, datetime], Row | None]) -> Rows:
+    """Each document mapped to its row on its own (None: left out), with the copy's time (to
+    leave out what has expired)."""
+
+    async def rows(documents: AsyncIterable[Document], now: datetime) -> Documents:
+        async for doc in documents:
+            yield row(doc, now)
+
+    return rows
+
+
+def each(row: Callable[[Document], Row | None]) -> Rows:
+    """Each document mapped to its row on its own (None: left out)."""
+    return each_dated(lambda doc, _now: row(doc))
+
+
+def whole(rows: Callable[[list[Document], datetime], Sequence[Row | None]]) -> Rows:
+    """The collection mapped at once, one item per document in the order read: for rows that
+    count or choose among documents (a counter per window, the newest of several)."""
+
+    async def mapped(documents: AsyncIterable[Document], now: datetime) -> Documents:
+        for row in rows([doc async for doc in documents], now):
+            yield row
+
+    return mapped
+
+
+def fields(*names: str) -> Callable[[Document], Row]:
+    """The row of these fields of the document, as they are (a missing one fails the copy)."""
+
+    def row(doc: Document) -> Row:
+        return tuple(doc[name] for name in names)
+
+    return row
 
 
 @dataclass(frozen=True)

@@ -389,6 +389,18 @@ class PkceLoginStart(Protocol):
 
 
 @runtime_checkable
+class SignupWindowStart(Protocol):
+    """Where a browser starts a provider's self-service signup window (WhatsApp Embedded Signup)
+    that comes back to the caller's page by a redirect."""
+
+    def signup_window_url(self, redirect_uri: str, state: str) -> str | None:
+        """The window's URL; it comes back to ``redirect_uri`` with ``code``, the account and number
+        ids and ``state`` (or ``error``). None when no signup is configured, or where the
+        provider's window answers only to its JavaScript SDK in the opening page."""
+        ...
+
+
+@runtime_checkable
 class RotatingGrant(Protocol):
     """An account connector whose user tokens live a short while and are renewed with a refresh
     token that works once: each refresh answers the next one (X's OAuth 2.0 with ``offline.access``).

@@ -35,7 +35,8 @@ from parley_sandbox.state import (
     WhatsAppNumber,
     XAccount,
 )
-from parley_sandbox.wire import AdminError, _parse_body, _random_token
+from parley_sandbox.whatsapp import SIGNUP_SCOPES, NumberOfAnotherWaba, finish_signup
+from parley_sandbox.wire import AdminError, _parse_body
 from parley_sandbox.x import check_crc, deliver_activity, deliver_dm, direct_message
 
 
@@ -367,36 +368,20 @@ class _Admin:
         data = await _admin_body(request)
         waba_id = _req_str(data, "waba_id")
         number_id = _req_str(data, "phone_number_id")
-        scopes = _str_list(data, "scopes", ["whatsapp_business_management", "whatsapp_business_messaging"])
-        now = self.state.now()
-        token = Token(_random_token("EAA", 100), "meta", "system", None, now, None, scopes)
-        token.waba_ids.append(waba_id)
-        self.state.tokens[token.value] = token
-        number = self.state.whatsapp_numbers.get(number_id)
-        if number is None:
-            number = WhatsAppNumber(
-                id=number_id,
-                display_phone_number=_opt_str(data, "display_phone_number") or "+1 555 0100",
-                waba_id=waba_id,
-                token=token.value,
-                verified_name=_opt_str(data, "verified_name") or "Parley sandbox business",
-                verified=True,
-            )
-            self.state.whatsapp_numbers[number_id] = number
-        elif number.waba_id != waba_id:
-            raise AdminError(409, "that number belongs to another WhatsApp Business Account")
-        owner = _opt_str(data, "owner_business_id")
-        if owner:
-            self.state.waba_owners[waba_id] = owner
         lifetime = _number(data, "expires_in", SIGNUP_CODE_TTL_S)
-        code = AuthCode(
-            code="AQ" + secrets.token_urlsafe(48),
-            provider="meta",
-            user_id="",
-            expires_at=now + lifetime,
-            signup_token=token.value,
-        )
-        self.state.codes[code.code] = code
+        try:
+            code = finish_signup(
+                self.state,
+                waba_id,
+                number_id,
+                scopes=_str_list(data, "scopes", SIGNUP_SCOPES),
+                display_phone_number=_opt_str(data, "display_phone_number"),
+                verified_name=_opt_str(data, "verified_name"),
+                owner_business_id=_opt_str(data, "owner_business_id"),
+                lifetime_s=lifetime,
+            )
+        except NumberOfAnotherWaba as exc:
+            raise AdminError(409, "that number belongs to another WhatsApp Business Account") from exc
         return {"code": code.code, "expires_in": lifetime, "waba_id": waba_id, "phone_number_id": number_id}
 
     async def whatsapp_waba(self, request: Request) -> dict[str, Any]:

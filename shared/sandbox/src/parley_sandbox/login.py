@@ -13,6 +13,17 @@ endpoint) check all of it.
 Facebook remembers what a person granted the app: a returning person is offered "Continue as
 <name>" (the same Pages again) or "Edit settings" (choose again, for example more Pages), which
 is what ``/me/accounts`` and ``/me/permissions`` answer afterwards.
+
+The same dialog opened with the configuration of WhatsApp Embedded Signup
+(``SandboxState.whatsapp_signup_config_id``) is the signup window: the business names its
+portfolio, WhatsApp Business Account, number and display name and grants the two WhatsApp
+permissions; what it creates is what ``POST /_sandbox/whatsapp/signups`` creates (a verified,
+unregistered number, a business token, a 30-second code traded without a ``redirect_uri``). Meta's
+window hands its result to the JavaScript SDK of the page that opened it (``FB.login``'s callback
+gets the code, a ``message`` event the WABA and number ids); a page without script receives
+neither, so this window, and only this one, carries the three back to ``redirect_uri`` as query
+parameters (``code``, ``waba_id``, ``phone_number_id``, ``state``), where a script on the page
+would have put them together.
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ from parley_sandbox.state import (
     MetaUser,
     SandboxState,
 )
+from parley_sandbox.whatsapp import SIGNUP_SCOPES, NumberOfAnotherWaba, finish_signup
 
 _STYLE = (
     "body{font-family:sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem}"
@@ -81,6 +93,20 @@ def _radios(name: str, legend: str, options: list[tuple[str, str]]) -> str:
         for i, (value, label) in enumerate(options)
     )
     return f"<fieldset><legend>{escape(legend)}</legend>{rows}</fieldset>"
+
+
+_SIGNUP_FIELDS = {
+    "business_id": "Business portfolio id",
+    "waba_id": "WhatsApp Business Account id",
+    "phone_number_id": "Phone number id",
+    "display_phone_number": "Phone number",
+    "verified_name": "Display name",
+}
+
+
+def _new_id() -> str:
+    """A Meta-sized numeric id (15 digits) for a portfolio, account or number the window creates."""
+    return f"1{secrets.randbelow(10**14):014d}"
 
 
 def _back_to(redirect_uri: str, params: dict[str, str]) -> Response:
@@ -130,6 +156,8 @@ class LoginPages:
         redirect_uri = query.get("redirect_uri") or ""
         if not redirect_uri:
             return _page("Facebook Login", "<p>The redirect_uri parameter is missing.</p>", 400)
+        if query.get("config_id") and query.get("config_id") == state.whatsapp_signup_config_id:
+            return await self._whatsapp_signup(request, redirect_uri, query.get("state") or "")
         # a Login for Business configuration (config_id) stands for the permissions it was made with:
         # the sandbox plays it as Parley's Page and Instagram permissions
         requested = _scopes(query.get("scope"), DEFAULT_META_PERMISSIONS)
@@ -201,6 +229,76 @@ class LoginPages:
         user.granted_page_ids = [p for p in user.page_ids if p in form.get("page", [])]
         linked = {self.state.pages[p].instagram_id for p in user.page_ids if p in self.state.pages}
         user.granted_instagram_ids = [i for i in form.get("instagram", []) if i in linked]
+
+    # ---- WhatsApp Embedded Signup: the Login dialog with the signup's configuration
+
+    async def _whatsapp_signup(self, request: Request, redirect_uri: str, state: str) -> Response:
+        form = await self._form(request)
+        step = (form.get("step") or ["start"])[0]
+        if step == "cancel":
+            return _back_to(
+                redirect_uri,
+                {"error": "access_denied", "error_reason": "user_denied", "state": state},
+            )
+        values = {k: (form.get(k) or [""])[0].strip() for k in _SIGNUP_FIELDS}
+        problem = ""
+        if step == "finish":
+            if not all(values[k].isascii() and values[k].isdigit() for k in ("waba_id", "phone_number_id")):
+                problem = "The WhatsApp Business Account id and the phone number id are numbers."
+            else:
+                try:
+                    code = finish_signup(
+                        self.state,
+                        values["waba_id"],
+                        values["phone_number_id"],
+                        scopes=[p for p in form.get("permission", []) if p in SIGNUP_SCOPES],
+                        display_phone_number=values["display_phone_number"] or None,
+                        verified_name=values["verified_name"] or None,
+                        owner_business_id=values["business_id"] or None,
+                    )
+                except NumberOfAnotherWaba:
+                    problem = "That phone number belongs to another WhatsApp Business Account."
+                else:
+                    # where Meta's SDK would hand the page the code and a message with the two ids
+                    return _back_to(
+                        redirect_uri,
+                        {
+                            "code": code.code,
+                            "waba_id": values["waba_id"],
+                            "phone_number_id": values["phone_number_id"],
+                            "state": state,
+                        },
+                    )
+        defaults = {
+            "business_id": _new_id(),
+            "waba_id": _new_id(),
+            "phone_number_id": _new_id(),
+            "display_phone_number": "+1 555 0100",
+            "verified_name": "Parley sandbox business",
+        }
+        shown = {k: values[k] or defaults[k] for k in _SIGNUP_FIELDS}
+        rows = "".join(
+            f'<div><label for="{k}">{escape(label)}</label> '
+            f'<input id="{k}" name="{k}" value="{escape(shown[k])}" required></div>'
+            for k, label in _SIGNUP_FIELDS.items()
+        )
+        body = (
+            (f'<p role="alert">{escape(problem)}</p>' if problem else "")
+            + f"<p>{escape(self.state.app_name)} asks to manage your WhatsApp Business Account "
+            "and to send messages from its number.</p>"
+            + '<form method="post"><fieldset><legend>Your business on WhatsApp</legend>'
+            + rows
+            + "</fieldset>"
+            + _checkboxes(
+                "permission",
+                "Review what the app may do",
+                [(p, p) for p in SIGNUP_SCOPES],
+                set(SIGNUP_SCOPES),
+            )
+            + '<button type="submit" name="step" value="finish">Finish</button>'
+            '<button type="submit" name="step" value="cancel">Cancel</button></form>'
+        )
+        return _page("Connect your business to WhatsApp", body, 409 if problem and step == "finish" else 200)
 
     # ---- Business Login for Instagram: www.instagram.com/oauth/authorize
 

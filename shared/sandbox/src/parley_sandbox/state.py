@@ -417,6 +417,7 @@ _CREDENTIAL_FIELDS = (
     "x_bearer_token",
     "x_crc_timeout_s",
     "app_name",
+    "whatsapp_signup_config_id",
 )
 
 
@@ -439,6 +440,10 @@ class SandboxState:
     # how long the sandbox waits for a CRC answer before calling the check failed
     x_crc_timeout_s: float = 3.0
     app_name: str = "Parley sandbox"
+    # the app's Facebook Login for Business configuration made from the WhatsApp Embedded Signup
+    # template (PARLEY_WHATSAPP_EMBEDDED_SIGNUP_CONFIG_ID): the Login dialog opened with it is the
+    # signup window (login.py)
+    whatsapp_signup_config_id: str = "dev-whatsapp-signup"
     clock_offset_s: float = 0.0
     meta_users: dict[str, MetaUser] = field(default_factory=dict)
     pages: dict[str, MetaPage] = field(default_factory=dict)

@@ -16,9 +16,13 @@ from parley_providers.whatsapp.templates import template_problem
 
 from parley_sandbox.meta import MetaApi
 from parley_sandbox.state import (
+    SIGNUP_CODE_TTL_S,
     WHATSAPP_MEDIA,
     WHATSAPP_TYPES,
     WINDOW_S,
+    AuthCode,
+    SandboxState,
+    Token,
     Upload,
     WhatsAppNumber,
     WhatsAppTemplate,
@@ -31,10 +35,62 @@ from parley_sandbox.wire import (
     _digits,
     _json_param,
     _param_required,
+    _random_token,
     _split_fields,
     _uncursor,
     _unknown_object,
 )
+
+SIGNUP_SCOPES = ["whatsapp_business_management", "whatsapp_business_messaging"]
+
+
+class NumberOfAnotherWaba(Exception):
+    """The number a signup names exists on another WhatsApp Business Account."""
+
+
+def finish_signup(
+    state: SandboxState,
+    waba_id: str,
+    number_id: str,
+    *,
+    scopes: list[str] | None = None,
+    display_phone_number: str | None = None,
+    verified_name: str | None = None,
+    owner_business_id: str | None = None,
+    lifetime_s: float = SIGNUP_CODE_TTL_S,
+) -> AuthCode:
+    """A business finishing Embedded Signup: its WABA and number exist (the number verified in
+    the window, not registered), a business integration system user token was made for the app
+    with ``scopes`` on that WABA, and the window got a one-time code for it."""
+    now = state.now()
+    number = state.whatsapp_numbers.get(number_id)
+    if number is not None and number.waba_id != waba_id:
+        raise NumberOfAnotherWaba(number_id)
+    token = Token(_random_token("EAA", 100), "meta", "system", None, now, None, list(scopes or SIGNUP_SCOPES))
+    token.waba_ids.append(waba_id)
+    state.tokens[token.value] = token
+    if number is None:
+        number = WhatsAppNumber(
+            id=number_id,
+            display_phone_number=display_phone_number or "+1 555 0100",
+            waba_id=waba_id,
+            token=token.value,
+            verified_name=verified_name or "Parley sandbox business",
+            verified=True,
+        )
+        state.whatsapp_numbers[number_id] = number
+    if owner_business_id:
+        state.waba_owners[waba_id] = owner_business_id
+    code = AuthCode(
+        code="AQ" + secrets.token_urlsafe(48),
+        provider="meta",
+        user_id="",
+        expires_at=now + lifetime_s,
+        signup_token=token.value,
+    )
+    state.codes[code.code] = code
+    return code
+
 
 _BSUID = re.compile(r"[A-Z]{2}\.[A-Za-z0-9]{1,128}")
 """A business-scoped user id: the country code, a dot, letters and digits."""

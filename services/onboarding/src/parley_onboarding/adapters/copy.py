@@ -4,10 +4,11 @@
 credentials (``channel_credentials``) with them.
 
 Channels, teams and WhatsApp onboardings are read at their newest claimed version, go through the
-domain (``channel_from_doc`` and back with ``channel_to_doc``) and are written as the PostgreSQL
-adapter's saves write them (its ``_body``: the document without its id and version, datetimes
-tagged). Secrets are never decrypted: the credentials and the started Meta connections keep their
-ciphertexts, sealed with the row's id as on MongoDB, so the same keys open them on PostgreSQL.
+domain (``channel_from_doc``) and become the rows the PostgreSQL adapter's saves write
+(``channel_row``, ``team_row``, ``onboarding_row``: the columns, and the document without its id
+and version, datetimes tagged). Secrets are never decrypted: the credentials and the started Meta
+connections keep their ciphertexts, sealed with the row's id as on MongoDB, so the same keys open
+them on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -16,68 +17,44 @@ from datetime import datetime
 from typing import Any
 
 from parley_shared.postgres import dumps_dated, jsonb
-from parley_shared.storecopy import CopyPlan, Documents, Row, Table, newest_documents
+from parley_shared.storecopy import CopyPlan, Row, Table, each, fields
 from parley_shared.vault import MIGRATIONS as VAULT_MIGRATIONS
-from pymongo.asynchronous.database import AsyncDatabase
 
-from parley_onboarding.adapters.postgres import MIGRATIONS, _body
-from parley_onboarding.adapters.stores import (
-    channel_from_doc,
-    channel_to_doc,
-    onboarding_from_doc,
-    onboarding_to_doc,
-    team_from_doc,
-    team_to_doc,
+from parley_onboarding.adapters.postgres import (
+    MIGRATIONS,
+    _body,
+    channel_row,
+    onboarding_row,
+    team_row,
+)
+from parley_onboarding.adapters.stores import channel_from_doc, onboarding_from_doc, team_from_doc
+
+_CHANNEL = (
+    "version",
+    "tenant_id",
+    "provider",
+    "account_id",
+    "business_account_id",
+    "status",
+    "token_expires_at",
+    "doc",
 )
 
 
-def channel_row(doc: dict[str, Any]) -> Row:
-    """A ``channels`` row as ``PostgresOnboardingStore.save_channel`` writes it."""
-    channel = channel_from_doc(doc)
-    return (
-        channel.id,
-        channel.revision,
-        channel.tenant_id,
-        channel.provider.value,
-        channel.account_id,
-        channel.business_account_id,
-        channel.status.value,
-        channel.token_expires_at,
-        jsonb(_body(channel_to_doc(channel))),
-    )
+def _channel_row(doc: dict[str, Any]) -> Row:
+    return channel_row(channel_from_doc(doc))
 
 
-async def _channels(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Documents:
-    async for doc in newest_documents(db["channels"]):
-        yield channel_row(doc)
+def _team_row(doc: dict[str, Any]) -> Row:
+    return team_row(team_from_doc(doc))
 
 
-async def _teams(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Documents:
-    async for doc in newest_documents(db["teams"]):
-        team = team_from_doc(doc)
-        yield (team.id, team.revision, team.tenant_id, team.deleted, jsonb(_body(team_to_doc(team))))
+def _onboarding_row(doc: dict[str, Any]) -> Row:
+    return onboarding_row(onboarding_from_doc(doc))
 
 
-async def _onboardings(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Documents:
-    async for doc in newest_documents(db["whatsapp_onboardings"]):
-        onboarding = onboarding_from_doc(doc)
-        yield (
-            onboarding.id,
-            onboarding.revision,
-            onboarding.tenant_id,
-            onboarding.channel_id,
-            jsonb(_body(onboarding_to_doc(onboarding))),
-        )
-
-
-async def _code_attempts(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Documents:
-    async for doc in db["whatsapp_code_attempts"].find({}):
-        yield (doc["onboarding_id"], int(doc["n"]), doc["at"])
-
-
-async def _waba_claims(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Documents:
-    async for doc in db["waba_claims"].find({}):
-        yield (doc["_id"], doc["tenant_id"], doc["onboarding_id"], doc["claimed_at"])
+def _code_attempt_row(doc: dict[str, Any]) -> Row:
+    return (doc["onboarding_id"], int(doc["n"]), doc["at"])
 
 
 def account_claim_row(doc: dict[str, Any]) -> Row:
@@ -92,11 +69,6 @@ def account_claim_row(doc: dict[str, Any]) -> Row:
     )
 
 
-async def _account_claims(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Documents:
-    async for doc in db["account_claims"].find({}):
-        yield account_claim_row(doc)
-
-
 def refresh_claim_row(doc: dict[str, Any]) -> Row:
     """``<channel id>:<grant digest>:<n>``: the digest is hex and ``n`` a number, so the channel
     id is whatever comes before them (it may hold ``:``)."""
@@ -104,15 +76,9 @@ def refresh_claim_row(doc: dict[str, Any]) -> Row:
     return (doc["channel_id"], digest, int(n), doc["at"])
 
 
-async def _refresh_claims(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Documents:
-    async for doc in db["token_refresh_claims"].find({}):
-        yield refresh_claim_row(doc)
-
-
-async def _connections(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Documents:
-    """Started Meta connections, their Page tokens still sealed (``_body`` as ``save_connection``)."""
-    async for doc in db["meta_connections"].find({}):
-        yield (doc["_id"], doc["tenant_id"], doc["created_at"], doc.get("expires_at"), jsonb(_body(doc)))
+def _connection_row(doc: dict[str, Any]) -> Row:
+    """A started Meta connection, its Page tokens still sealed (``_body`` as ``save_connection``)."""
+    return (doc["_id"], doc["tenant_id"], doc["created_at"], doc.get("expires_at"), jsonb(_body(doc)))
 
 
 def credential_row(doc: dict[str, Any]) -> Row:
@@ -121,84 +87,42 @@ def credential_row(doc: dict[str, Any]) -> Row:
     return (doc["_id"], jsonb(dumps_dated({k: v for k, v in doc.items() if k != "_id"})))
 
 
-async def _credentials(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Documents:
-    async for doc in db["channel_credentials"].find({}):
-        yield credential_row(doc)
-
-
-def _versioned(collection: str, table: str, values: tuple[str, ...], read: Any) -> Table:
-    return Table(collection, table, key=("id",), values=values, read=read, versioned=True)
-
-
 def copy_plan() -> CopyPlan:
     """Onboarding's tables (and the vault's) for ``parley store copy``."""
     return CopyPlan(
         service="onboarding",
         migrations=[*VAULT_MIGRATIONS, *MIGRATIONS],
         tables=[
-            _versioned(
-                "channels",
-                "channels",
-                (
-                    "version",
-                    "tenant_id",
-                    "provider",
-                    "account_id",
-                    "business_account_id",
-                    "status",
-                    "token_expires_at",
-                    "doc",
-                ),
-                _channels,
+            Table("channels", ("id",), _CHANNEL, each(_channel_row), versioned=True),
+            Table(
+                "teams", ("id",), ("version", "tenant_id", "deleted", "doc"), each(_team_row), versioned=True
             ),
-            _versioned("teams", "teams", ("version", "tenant_id", "deleted", "doc"), _teams),
-            _versioned(
+            Table(
                 "whatsapp_onboardings",
-                "whatsapp_onboardings",
+                ("id",),
                 ("version", "tenant_id", "channel_id", "doc"),
-                _onboardings,
+                each(_onboarding_row),
+                versioned=True,
             ),
-            Table(
-                "whatsapp_code_attempts",
-                "whatsapp_code_attempts",
-                key=("onboarding_id", "n"),
-                values=("at",),
-                read=_code_attempts,
-            ),
+            Table("whatsapp_code_attempts", ("onboarding_id", "n"), ("at",), each(_code_attempt_row)),
             Table(
                 "waba_claims",
-                "waba_claims",
-                key=("id",),
-                values=("tenant_id", "onboarding_id", "claimed_at"),
-                read=_waba_claims,
+                ("id",),
+                ("tenant_id", "onboarding_id", "claimed_at"),
+                each(fields("_id", "tenant_id", "onboarding_id", "claimed_at")),
             ),
             Table(
-                "account_claims",
-                "account_claims",
-                key=("id",),
-                values=("channel_id", "tenant_id", "claimed_at"),
-                read=_account_claims,
+                "account_claims", ("id",), ("channel_id", "tenant_id", "claimed_at"), each(account_claim_row)
             ),
             Table(
-                "token_refresh_claims",
-                "token_refresh_claims",
-                key=("channel_id", "grant_digest", "n"),
-                values=("at",),
-                read=_refresh_claims,
+                "token_refresh_claims", ("channel_id", "grant_digest", "n"), ("at",), each(refresh_claim_row)
             ),
             Table(
                 "meta_connections",
-                "meta_connections",
-                key=("id",),
-                values=("tenant_id", "created_at", "expires_at", "doc"),
-                read=_connections,
+                ("id",),
+                ("tenant_id", "created_at", "expires_at", "doc"),
+                each(_connection_row),
             ),
-            Table(
-                "channel_credentials",
-                "channel_credentials",
-                key=("id",),
-                values=("doc",),
-                read=_credentials,
-            ),
+            Table("channel_credentials", ("id",), ("doc",), each(credential_row)),
         ],
     )

@@ -63,6 +63,33 @@ def _doc(row_id: str, version: int | None, body: dict[str, Any]) -> dict[str, An
     return doc
 
 
+def channel_row(channel: Channel) -> tuple[Any, ...]:
+    """The ``channels`` row of a channel: its columns, then its document (``parley store copy``
+    writes the same row)."""
+    return (
+        channel.id,
+        channel.revision,
+        channel.tenant_id,
+        channel.provider.value,
+        channel.account_id,
+        channel.business_account_id,
+        channel.status.value,
+        channel.token_expires_at,
+        jsonb(_body(channel_to_doc(channel))),
+    )
+
+
+def team_row(team: Team) -> tuple[Any, ...]:
+    """The ``teams`` row of a team."""
+    return (team.id, team.revision, team.tenant_id, team.deleted, jsonb(_body(team_to_doc(team))))
+
+
+def onboarding_row(onboarding: WhatsAppOnboarding) -> tuple[Any, ...]:
+    """The ``whatsapp_onboardings`` row of a WhatsApp onboarding."""
+    document = jsonb(_body(onboarding_to_doc(onboarding)))
+    return (onboarding.id, onboarding.revision, onboarding.tenant_id, onboarding.channel_id, document)
+
+
 class PostgresOnboardingStore:
     """The tables onboarding owns, on PostgreSQL (and the vault's ``channel_credentials``)."""
 
@@ -107,7 +134,6 @@ class PostgresOnboardingStore:
         return await self._channels("tenant_id = %s", (tenant_id,))
 
     async def save_channel(self, channel: Channel) -> None:
-        doc = channel_to_doc(channel)
         await self._save(
             "INSERT INTO channels AS c (id, version, tenant_id, provider, account_id,"
             " business_account_id, status, token_expires_at, doc)"
@@ -118,17 +144,7 @@ class PostgresOnboardingStore:
             " token_expires_at = excluded.token_expires_at, doc = excluded.doc"
             " WHERE c.version < excluded.version",
             channel.id,
-            (
-                channel.id,
-                channel.revision,
-                channel.tenant_id,
-                channel.provider.value,
-                channel.account_id,
-                channel.business_account_id,
-                channel.status.value,
-                channel.token_expires_at,
-                jsonb(_body(doc)),
-            ),
+            channel_row(channel),
         )
 
     async def channels_with_status(self, statuses: Collection[ChannelStatus]) -> AsyncIterator[Channel]:
@@ -244,7 +260,7 @@ class PostgresOnboardingStore:
             " ON CONFLICT (id) DO UPDATE SET version = excluded.version, tenant_id = excluded.tenant_id,"
             " deleted = excluded.deleted, doc = excluded.doc WHERE t.version < excluded.version",
             team.id,
-            (team.id, team.revision, team.tenant_id, team.deleted, jsonb(_body(team_to_doc(team)))),
+            team_row(team),
         )
 
     async def count_teams(self, tenant_id: str) -> int:
@@ -275,13 +291,7 @@ class PostgresOnboardingStore:
             " ON CONFLICT (id) DO UPDATE SET version = excluded.version, tenant_id = excluded.tenant_id,"
             " channel_id = excluded.channel_id, doc = excluded.doc WHERE w.version < excluded.version",
             onboarding.id,
-            (
-                onboarding.id,
-                onboarding.revision,
-                onboarding.tenant_id,
-                onboarding.channel_id,
-                jsonb(_body(onboarding_to_doc(onboarding))),
-            ),
+            onboarding_row(onboarding),
         )
 
     async def claim_code_attempt(self, onboarding_id: str, numbers: range, at: datetime) -> int | None:

@@ -2,7 +2,8 @@
 
 Pages answer GET; forms POST and redirect (303) to a page that says what happened, so a reload
 repeats nothing. Only tenant administrators get past the sign-in (``Principal.is_admin``, the
-check the API makes); everyone else gets the 403 page.
+check the API makes); everyone else gets the 403 page, except on the Reports page, whose figures
+the reports service gives to whom its own access rules allow (Supervisors of a channel).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -25,6 +26,7 @@ from parley_providers.base import (
     PageConnector,
     PageLoginStart,
     PkceLoginStart,
+    SignupWindowStart,
 )
 from parley_providers.errors import ErrorKind
 from parley_providers.registry import account_url
@@ -38,7 +40,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from parley_onboarding.adapters.reports import ReportsApi, ReportsUnavailable
 from parley_onboarding.console import i18n, session, whatsapp
+from parley_onboarding.console import reports as report_page
 from parley_onboarding.console.connect import (
     FLOWS,
     STATE_TTL_S,
@@ -120,6 +124,9 @@ LOGIN_REASONS = {
     "oauth_state_expired": N_("The login took too long; start again from Add Channel."),
     "oauth_code_missing": N_("The provider sent no code back; start again from Add Channel."),
     "oauth_error": N_("The provider ended the login with an error; start again from Add Channel."),
+    "signup_ids_missing": N_(
+        "The signup window sent no WhatsApp Business Account or number back; start again from Add Channel."
+    ),
 }
 """Why a provider login ended without a channel, by reason code (the provider's ``error``, or
 the console's own check of the login's state)."""
@@ -196,6 +203,22 @@ REASONS = {
     "SUBSCRIPTION_CHECK_UNSUPPORTED": N_("Parley cannot check this provider's webhook subscription."),
     "NOT_SUPPORTED": N_("This provider's channels do not offer this."),
     "NO_BUSINESS_ACCOUNT": N_("This channel names no business account."),
+    # WhatsApp Embedded Signup (the window's code and ids, checked with Meta)
+    "EMBEDDED_SIGNUP_NOT_SUPPORTED": N_("This deployment's WhatsApp offers no Embedded Signup."),
+    "SIGNUP_CODE_INVALID": N_(
+        "Meta did not accept the signup's code (used, expired or not this app's): run the signup again."
+    ),
+    "SIGNUP_MISMATCH": N_("This signup was used for another WhatsApp Business Account or number."),
+    "SCOPES_MISSING": N_("Grant these permissions in the signup: %(missing)s."),
+    "INVALID_ID": N_("The WhatsApp Business Account and number ids are Meta's numeric ids."),
+    "WABA_NOT_ACCESSIBLE": N_(
+        "Meta does not give this app that WhatsApp Business Account: run the signup again."
+    ),
+    "WABA_NUMBER_MISMATCH": N_("That number is not one of the WhatsApp Business Account's numbers."),
+    "WABA_CLAIMED_ELSEWHERE": N_("This WhatsApp Business Account is connected to another Parley tenant."),
+    "PROVIDER_UNAVAILABLE": N_(
+        "Meta could not answer now and nothing was activated; run the signup again in a moment."
+    ),
 }
 UNKNOWN_REASON = N_("The request was refused (reason code %(code)s).")
 
@@ -312,6 +335,7 @@ class Console:
     clock: Callable[[], datetime]
     templates: Jinja2Templates
     logins: LoginStates
+    reports: ReportsApi | None = None
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -337,6 +361,7 @@ class Console:
                 "here": request.url.path if request.method == "GET" else f"{BASE}/",
                 "role_names": {role.value: _(words) for role, words in ROLE_WORDS.items()},
                 "provider_names": PROVIDER_NAMES,
+                "reports_on": self.reports is not None,
                 **(context or {}),
             },
             status_code=status,
@@ -414,7 +439,7 @@ class Console:
         if token.lower().startswith("bearer "):
             token = token[7:].strip()
         try:
-            await self.verifier.verify(f"Bearer {token}")
+            principal = await self.verifier.verify(f"Bearer {token}")
         except Unauthorized:
             return self.render(
                 request,
@@ -425,9 +450,14 @@ class Console:
                 },
                 400,
             )
-        response = self.redirect("/channels")
+        response = self.redirect(self._landing(principal))
         session.sign_in(request, response, token)
         return response
+
+    def _landing(self, principal: Principal) -> str:
+        """Where a sign-in lands: the channels, or for someone who is not an administrator the
+        Reports page when there is one (its access is the reports service's)."""
+        return "/reports" if self.reports is not None and not principal.is_admin else "/channels"
 
     async def dev_sign_in(self, request: Request) -> Response:
         if not self.settings.console_dev_sign_in or self.settings.jwt_hs256_secret is None:
@@ -439,14 +469,16 @@ class Console:
         errors = {k: _("Required.") for k, v in values.items() if not v}
         if errors:
             return self.render(request, "sign_in.html", {"errors": errors, "values": values}, 400)
+        roles = ["admin"] if checked(form, "admin") else []
         token = issue_dev_token(
             self.settings.jwt_hs256_secret.get_secret_value(),
             values["user_id"],
             values["tenant_id"],
-            ["admin"] if checked(form, "admin") else [],
+            roles,
             ttl_s=DEV_TOKEN_TTL_S,
         )
-        response = self.redirect("/channels")
+        landing = "/reports" if self.reports is not None and not roles else "/channels"
+        response = self.redirect(landing)
         session.sign_in(request, response, token)
         return response
 
@@ -595,7 +627,16 @@ class Console:
             "facebook": isinstance(connectors.get(Provider.MESSENGER), PageLoginStart),
             "instagram": isinstance(connectors.get(Provider.INSTAGRAM), AccountLoginStart),
             "x": isinstance(connectors.get(Provider.X), PkceLoginStart),
+            "whatsapp": self._signup_window("", "") is not None,
         }
+
+    def _signup_window(self, redirect_uri: str, state: str) -> str | None:
+        """WhatsApp Embedded Signup's window, when this deployment's can come back to a page
+        without script (the provider sandbox's; Meta's own answers only to its JavaScript SDK)."""
+        numbers = self.service.connectors.get(Provider.WHATSAPP)
+        return (
+            numbers.signup_window_url(redirect_uri, state) if isinstance(numbers, SignupWindowStart) else None
+        )
 
     def _offered(self, flow: str | None) -> str | None:
         return flow if flow is not None and self._flows().get(flow) else None
@@ -616,7 +657,12 @@ class Console:
         return self.render(
             request,
             "add_channel.html",
-            {"nav": "channels", "flows": self._flows(), "meta_connected": meta_connected},
+            {
+                "nav": "channels",
+                "flows": self._flows(),
+                "meta_connected": meta_connected,
+                "signup_configured": bool(self.settings.whatsapp_embedded_signup_config_id),
+            },
             principal=principal,
         )
 
@@ -658,6 +704,10 @@ class Console:
             account = connectors[Provider.INSTAGRAM]
             assert isinstance(account, AccountLoginStart)
             target = account.account_login_url(redirect_uri, login.state)
+        elif flow == "whatsapp":
+            window = self._signup_window(redirect_uri, login.state)
+            assert window is not None
+            target = window
         else:
             pkce = connectors[Provider.X]
             assert isinstance(pkce, PkceLoginStart)
@@ -721,6 +771,17 @@ class Console:
                 if login.channel_id:
                     target += f"?channel={seg(login.channel_id)}"
                 response = self.redirect(target)
+            elif login.flow == "whatsapp":
+                # the same service call as POST /v1/connections/whatsapp/embedded-signup
+                waba_id, number_id = query.get("waba_id", ""), query.get("phone_number_id", "")
+                if not waba_id or not number_id:
+                    return self._login_failed(request, principal, "signup_ids_missing")
+                # (never `_, channel = ...`: `_` is the page's translation function)
+                signed_up = await self.service.embedded_signup(
+                    tenant, actor, code=code, waba_id=waba_id, phone_number_id=number_id
+                )
+                channel = signed_up[1]
+                response = self.redirect(f"/channels/{seg(channel.id)}?done=connected")
             else:
                 if login.flow == "instagram":
                     channel = await self.service.connect_instagram_login(tenant, actor, code, redirect_uri)
@@ -1033,6 +1094,95 @@ class Console:
             return await self._whatsapp_page(request, principal, onboarding, errors, values, 422)
         return self.redirect(f"/whatsapp/{seg(onboarding_id)}?done={action}")
 
+    # --- reports ------------------------------------------------------------------------------
+
+    async def reports_page(self, request: Request) -> Response:
+        """A chart per measure from the reports service, asked with the user's own token: the
+        reports service decides who sees what (Supervisors of a channel, administrators)."""
+        principal = await self.signed_in(request)
+        if principal is None:
+            return self.redirect("/sign-in")
+        if self.reports is None:
+            return self.error(
+                request, 404, _("Not found"), _("Reports are not offered on this deployment."), principal
+            )
+        query = report_page.query_from(request.query_params, self.clock().date())
+        channels = await self._reportable(principal)
+        context: dict[str, Any] = {
+            "nav": "reports",
+            "query": query,
+            "buckets": {k: _(v) for k, v in report_page.BUCKETS.items()},
+            "channels": channels,
+            "measures": [],
+            "backlog": None,
+            "refusal": None,
+            "reason": None,
+        }
+        status = 200 if not query.errors else 422
+        if not query.errors:
+            token = request.cookies.get(session.SESSION_COOKIE, "")
+            try:
+                answer = await self.reports.get("activity", token, query.params())
+                backlog = (
+                    await self.reports.get(
+                        "backlog", token, {"channel_id": query.channel} if query.channel else {}
+                    )
+                    if answer.ok
+                    else None
+                )
+            except ReportsUnavailable:
+                return self.error(
+                    request,
+                    502,
+                    _("Reports are unavailable"),
+                    _("The reports service did not answer; try again in a moment."),
+                    principal,
+                    reason="reports_unavailable",
+                )
+            if answer.status == 401:
+                return self.redirect("/sign-in")
+            if answer.ok:
+                context["measures"] = report_page.measures(answer.body, query.bucket)
+                context["total"] = answer.body["total"]
+                context["covered"] = [channels.get(c, c) for c in answer.body.get("channel_ids", [])]
+                if backlog is not None and backlog.ok:
+                    oldest = backlog.body.get("oldest_waiting_since")
+                    context["backlog"] = {
+                        **backlog.body,
+                        "oldest": datetime.fromisoformat(oldest).astimezone(UTC) if oldest else None,
+                    }
+            elif (on_field := report_page.field_refusal(answer.code)) is not None:
+                query.errors[on_field[0]] = on_field[1]
+                status = answer.status
+            else:
+                context["refusal"] = report_page.refusal_sentence(answer.code)
+                context["reason"] = answer.code
+                status = answer.status
+        return self.render(request, "reports.html", context, status, principal)
+
+    async def _reportable(self, principal: Principal) -> dict[str, str]:
+        """The channels to choose from, by id: all of the tenant's for an administrator, else those
+        the user is Supervisor of by the shared access rule (the reports service checks again)."""
+        found = await self.service.channels(principal.tenant_id)
+        teams = await self.service.teams(principal.tenant_id)
+        theirs = [t.id for t in teams if principal.user_id in t.members]
+        names = {}
+        for channel in found:
+            if channel.status is ChannelStatus.DISCONNECTED:
+                continue
+            access = ChannelAccess(
+                channel.access.user_access,
+                channel.access.team_access,
+                channel.access.all_users_role,
+                channel.access.all_teams_role,
+            )
+            if (
+                principal.is_admin
+                or effective_role(principal.user_id, theirs, access) is ChannelRole.SUPERVISOR
+            ):
+                names[channel.id] = channel.settings.display_name or channel.account_id
+        return names
+
     async def not_found(self, request: Request) -> Response:
         return self.error(request, 404, _("Not found"), _("There is no such page in the console."))
 
@@ -1071,13 +1221,14 @@ def create_console(
     verifier: TokenVerifier,
     settings: OnboardingSettings,
     clock: Callable[[], datetime],
+    reports: ReportsApi | None = None,
 ) -> Starlette:
     """The console app; bootstrap mounts it at ``/console``."""
     templates = Jinja2Templates(directory=HERE / "templates")
     i18n.install(templates.env)
     # the login-state cookie is sealed with onboarding's current encryption key (the vault's)
     logins = LoginStates(TokenVault(parse_keys(settings.encryption_keys.get_secret_value())))
-    console = Console(service, verifier, settings, clock, templates, logins)
+    console = Console(service, verifier, settings, clock, templates, logins, reports)
 
     def guarded(page: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -1140,6 +1291,7 @@ def create_console(
         Route("/teams/{team_id}/members/remove", guarded(console.remove_member), methods=post),
         Route("/teams/{team_id}/name", guarded(console.rename_team), methods=post),
         Route("/teams/{team_id}/delete", guarded(console.delete_team), methods=post),
+        Route("/reports", guarded(console.reports_page), methods=get),
         Route("/whatsapp", guarded(console.whatsapp_home), methods=get),
         Route("/whatsapp", guarded(console.whatsapp_start), methods=post),
         Route("/whatsapp/{onboarding_id}", guarded(console.whatsapp_page), methods=get),

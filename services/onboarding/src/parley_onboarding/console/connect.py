@@ -28,8 +28,8 @@ from starlette.responses import Response
 
 from parley_onboarding.console import session
 
-Flow = Literal["facebook", "instagram", "x"]
-FLOWS: tuple[Flow, ...] = ("facebook", "instagram", "x")
+Flow = Literal["facebook", "instagram", "x", "whatsapp"]
+FLOWS: tuple[Flow, ...] = ("facebook", "instagram", "x", "whatsapp")
 STATE_COOKIE = "parley_console_oauth"
 STATE_PATH = f"{session.PATH}/connect"
 STATE_TTL_S = 900

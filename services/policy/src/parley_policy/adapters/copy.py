@@ -22,25 +22,17 @@ from datetime import datetime
 from typing import Any
 
 from parley_shared.postgres import dumps, jsonb
-from parley_shared.storecopy import CopyPlan, Documents, Row, Table
-from pymongo.asynchronous.database import AsyncDatabase
+from parley_shared.storecopy import CopyPlan, Row, Table, each, fields, whole
 
 from parley_policy.adapters.postgres import MIGRATIONS
 
 
-async def _conversations(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Documents:
-    async for doc in db["policy_conversations"].find({}):
-        yield (doc["_id"], doc.get("last_customer_message_at"), jsonb(dumps(doc)))
+def _conversation_row(doc: dict[str, Any]) -> Row:
+    return (doc["_id"], doc.get("last_customer_message_at"), jsonb(dumps(doc)))
 
 
-async def _decisions(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Documents:
-    async for doc in db["policy_decisions"].find({}):
-        yield (doc["_id"], jsonb(dumps(doc.get("result", {}))), doc["recorded_at"])
-
-
-async def _deliveries(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Documents:
-    async for doc in db["policy_deliveries"].find({}):
-        yield (doc["_id"], doc["provider_message_id"])
+def _decision_row(doc: dict[str, Any]) -> Row:
+    return (doc["_id"], jsonb(dumps(doc.get("result", {}))), doc["recorded_at"])
 
 
 def rate_slot_rows(docs: list[dict[str, Any]], now: datetime) -> list[Row | None]:
@@ -60,16 +52,6 @@ def rate_slot_rows(docs: list[dict[str, Any]], now: datetime) -> list[Row | None
     return rows
 
 
-async def _rate_slots(db: AsyncDatabase[dict[str, Any]], now: datetime) -> Documents:
-    for row in rate_slot_rows([d async for d in db["policy_rate_slots"].find({})], now):
-        yield row
-
-
-async def _notices(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Documents:
-    async for doc in db["policy_window_notices"].find({}):
-        yield (doc["_id"], doc["at"])
-
-
 def reach_rows(places: list[dict[str, Any]]) -> list[Row | None]:
     """One item per place document: the (scope, customer, latest time) row on the document that
     holds that customer's latest time among the places' newest generations, None on the others."""
@@ -87,30 +69,18 @@ def reach_rows(places: list[dict[str, Any]]) -> list[Row | None]:
     return [(d["scope"], d["recipient_id"], d["at"]) if id(d) in chosen else None for d in places]
 
 
-async def _reached(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Documents:
-    for row in reach_rows([d async for d in db["policy_messaging_places"].find({})]):
-        yield row
+def _limit_row(doc: dict[str, Any]) -> Row:
+    return (doc["_id"], doc.get("limit"), doc["at"])
 
 
-async def _limits(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Documents:
-    async for doc in db["policy_messaging_limits"].find({}):
-        yield (doc["_id"], doc.get("limit"), doc["at"])
-
-
-async def _thread_control(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Documents:
-    async for doc in db["policy_thread_control"].find({}):
-        yield (doc["_id"], bool(doc["parley_active"]), doc["at"])
+def _thread_control_row(doc: dict[str, Any]) -> Row:
+    return (doc["_id"], bool(doc["parley_active"]), doc["at"])
 
 
 def private_reply_row(doc: dict[str, Any]) -> Row:
     """``<conversation id>/<comment id>`` (a conversation id has no ``/``; a comment id may)."""
     conversation_id, comment_id = doc["_id"].split("/", 1)
     return (conversation_id, comment_id, doc["reply_id"])
-
-
-async def _private_replies(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Documents:
-    async for doc in db["policy_private_replies"].find({}):
-        yield private_reply_row(doc)
 
 
 def template_row(doc: dict[str, Any]) -> Row:
@@ -124,11 +94,6 @@ def template_row(doc: dict[str, Any]) -> Row:
     )
 
 
-async def _templates(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Documents:
-    async for doc in db["policy_templates"].find({}):
-        yield template_row(doc)
-
-
 def copy_plan() -> CopyPlan:
     """Policy's tables for ``parley store copy``."""
     return CopyPlan(
@@ -136,76 +101,44 @@ def copy_plan() -> CopyPlan:
         migrations=MIGRATIONS,
         tables=[
             Table(
-                "policy_conversations",
-                "policy_conversations",
-                key=("id",),
-                values=("last_customer_message_at", "doc"),
-                read=_conversations,
+                "policy_conversations", ("id",), ("last_customer_message_at", "doc"), each(_conversation_row)
             ),
-            Table(
-                "policy_decisions",
-                "policy_decisions",
-                key=("key",),
-                values=("result", "recorded_at"),
-                read=_decisions,
-            ),
+            Table("policy_decisions", ("key",), ("result", "recorded_at"), each(_decision_row)),
             Table(
                 "policy_deliveries",
-                "policy_deliveries",
-                key=("reply_id",),
-                values=("provider_message_id",),
-                read=_deliveries,
+                ("reply_id",),
+                ("provider_message_id",),
+                each(fields("_id", "provider_message_id")),
             ),
             Table(
                 "policy_rate_slots",
-                "policy_rate_slots",
-                key=("channel_id", "second"),
-                values=("taken",),
-                read=_rate_slots,
+                ("channel_id", "second"),
+                ("taken",),
+                whole(rate_slot_rows),
                 left_out="rate slots of windows already over, and slots the window's counter counts",
             ),
-            Table(
-                "policy_window_notices",
-                "policy_window_notices",
-                key=("notice_id",),
-                values=("at",),
-                read=_notices,
-            ),
+            Table("policy_window_notices", ("notice_id",), ("at",), each(fields("_id", "at"))),
             Table(
                 "policy_messaging_places",
-                "policy_business_initiated",
-                key=("scope", "recipient_id"),
-                values=("at",),
-                read=_reached,
+                ("scope", "recipient_id"),
+                ("at",),
+                whole(lambda places, _now: reach_rows(places)),
+                into="policy_business_initiated",
                 left_out="messaging places' superseded generations (one row per customer reached)",
             ),
-            Table(
-                "policy_messaging_limits",
-                "policy_messaging_limits",
-                key=("scope",),
-                values=("messaging_limit", "at"),
-                read=_limits,
-            ),
-            Table(
-                "policy_thread_control",
-                "policy_thread_control",
-                key=("id",),
-                values=("parley_active", "at"),
-                read=_thread_control,
-            ),
+            Table("policy_messaging_limits", ("scope",), ("messaging_limit", "at"), each(_limit_row)),
+            Table("policy_thread_control", ("id",), ("parley_active", "at"), each(_thread_control_row)),
             Table(
                 "policy_private_replies",
-                "policy_private_replies",
-                key=("conversation_id", "comment_id"),
-                values=("reply_id",),
-                read=_private_replies,
+                ("conversation_id", "comment_id"),
+                ("reply_id",),
+                each(private_reply_row),
             ),
             Table(
                 "policy_templates",
-                "policy_templates",
-                key=("channel_id", "name", "language"),
-                values=("status", "parameter_count", "category"),
-                read=_templates,
+                ("channel_id", "name", "language"),
+                ("status", "parameter_count", "category"),
+                each(template_row),
             ),
         ],
     )

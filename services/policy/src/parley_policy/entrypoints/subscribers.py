@@ -35,10 +35,12 @@ from parley_events import (
 )
 from parley_shared.kafka import (
     CONSUMER_ACK_POLICY,
+    RetryThenDeadLetter,
     acknowledge_other_types,
     of_type,
     publishes,
     service_router,
+    typed_batches,
 )
 from parley_shared.logging import get_logger
 
@@ -63,7 +65,11 @@ def still_assigned(message: KafkaMessage) -> Callable[[], bool]:
 
 
 def policy_router(
-    settings: PolicySettings, service: PolicyService, delivery: Delivery, templates: TemplatesPort
+    settings: PolicySettings,
+    service: PolicyService,
+    delivery: Delivery,
+    templates: TemplatesPort,
+    retry: RetryThenDeadLetter,
 ) -> KafkaRouter:
     """Policy's subscribers and publications."""
     router = service_router(settings.topic_namespace)
@@ -100,27 +106,22 @@ def policy_router(
         "that onboarding refreshes (the reply is tried again on the new one).",
     )
 
-    windows = router.subscriber(
+    typed_batches(
+        router,
         topics.MESSAGES_INBOUND.name,
         group_id=settings.group_id("policy-windows"),
-        ack_policy=CONSUMER_ACK_POLICY,
-        auto_offset_reset="earliest",
+        retry=retry,
+        handlers=[
+            # a customer message opens or restarts its conversation's reply window
+            (MessageReceived, service.on_inbound),
+            # WhatsApp set a business's messaging limit: business-initiated sends count against it
+            (MessagingLimitChanged, service.on_messaging_limit),
+        ],
         title="track-reply-windows",
         description="Customer messages open and restart reply windows; the provider's messaging "
-        "limit updates set how many customers a business may reach outside them.",
+        "limit updates set how many customers a business may reach outside them. In batches, each "
+        "record handled on its own, one commit per batch.",
     )
-
-    @windows(filter=of_type(MessageReceived))
-    async def track_reply_window(message: MessageReceived) -> None:
-        """A customer message opens or restarts its conversation's reply window."""
-        await service.on_inbound(message)
-
-    @windows(filter=of_type(MessagingLimitChanged))
-    async def track_messaging_limit(update: MessagingLimitChanged) -> None:
-        """WhatsApp set a business's messaging limit: business-initiated sends count against it."""
-        await service.on_messaging_limit(update)
-
-    acknowledge_other_types(windows)
 
     replies = router.subscriber(
         topics.REPLIES.name,
@@ -176,44 +177,35 @@ def policy_router(
 
     acknowledge_other_types(channel_events)
 
-    conversations = router.subscriber(
+    typed_batches(
+        router,
         topics.CONVERSATIONS.name,
         group_id=settings.group_id("policy-thread-control"),
-        ack_policy=CONSUMER_ACK_POLICY,
-        auto_offset_reset="earliest",
+        retry=retry,
+        handlers=[
+            # a reply to a thread another app answers is refused (NOT_THREAD_OWNER)
+            (ConversationThreadControlChanged, service.on_thread_control),
+            # a customer wrote out of business hours: the channel's away message, as an automation's reply
+            (ConversationAwayMessageDue, service.send_away_message),
+        ],
         title="track-thread-control",
         description="Whether Parley's app answers each thread (Conversation Routing), and the "
         "away messages routing found due (sent as automated replies); other conversation events "
-        "are acknowledged and left alone.",
+        "are passed over. In batches, each record handled on its own, one commit per batch.",
     )
 
-    @conversations(filter=of_type(ConversationThreadControlChanged))
-    async def track_thread_control(change: ConversationThreadControlChanged) -> None:
-        """A reply to a thread another app answers is refused (NOT_THREAD_OWNER)."""
-        await service.on_thread_control(change)
-
-    @conversations(filter=of_type(ConversationAwayMessageDue))
-    async def send_away_message(due: ConversationAwayMessageDue) -> None:
-        """A customer wrote out of business hours: the channel's away message, as an automation's reply."""
-        await service.send_away_message(due)
-
-    acknowledge_other_types(conversations)
-
-    opened = router.subscriber(
+    typed_batches(
+        router,
         topics.CONVERSATIONS.name,
         group_id=settings.group_id("policy-reads-on-open"),
-        ack_policy=CONSUMER_ACK_POLICY,
-        auto_offset_reset="earliest",
+        retry=retry,
+        # the customer sees their message read when an agent opens the conversation
+        handlers=[(ConversationReadRequested, service.on_read_requested)],
+        # each one a provider call: small batches stay well inside the consumer's poll interval
+        max_records=20,
         title="read-on-open",
         description="An agent who may reply opened a conversation on a channel that marks messages "
         "read on open -> the customer's last message is marked read (once per message); a separate "
-        "group, so a slow provider never holds thread control back.",
+        "group, so a slow provider never holds thread control back. In batches, one commit per batch.",
     )
-
-    @opened(filter=of_type(ConversationReadRequested))
-    async def mark_read_on_open(request: ConversationReadRequested) -> None:
-        """The customer sees their message read when an agent opens the conversation."""
-        await service.on_read_requested(request)
-
-    acknowledge_other_types(opened)
     return router

@@ -10,52 +10,29 @@ columns the PostgreSQL adapter's saves write.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from parley_shared.postgres import dumps_dated, jsonb
-from parley_shared.storecopy import CopyPlan, Documents, Row, Table, newest_documents
-from pymongo.asynchronous.database import AsyncDatabase
+from parley_shared.storecopy import CopyPlan, Row, Table, each
 
-from parley_reports.adapters.postgres import MIGRATIONS
+from parley_reports.adapters.postgres import MIGRATIONS, bucket_columns, state_columns
 from parley_reports.domain.buckets import Bucket
 from parley_reports.domain.timing import ConversationTiming
 
 
+def _row(columns: dict[str, Any], version: int, document: dict[str, Any]) -> Row:
+    """A row as the PostgreSQL adapter's saves write it: its columns, its version, its document."""
+    return (*columns.values(), version, jsonb(dumps_dated(document)))
+
+
 def bucket_row(doc: dict[str, Any]) -> Row:
     bucket = Bucket.from_document(doc)
-    return (
-        bucket.id,
-        bucket.tenant_id,
-        bucket.channel_id,
-        bucket.hour,
-        bucket.version,
-        jsonb(dumps_dated(bucket.to_document())),
-    )
+    return _row(bucket_columns(bucket), bucket.version, bucket.to_document())
 
 
 def state_row(doc: dict[str, Any]) -> Row:
     state = ConversationTiming.from_document(doc)
-    return (
-        state.conversation_id,
-        state.tenant_id,
-        state.channel_id,
-        state.queue.value if state.queue is not None else None,
-        state.owner_id,
-        state.waiting_since,
-        state.version,
-        jsonb(dumps_dated(state.to_document())),
-    )
-
-
-async def _buckets(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Documents:
-    async for doc in newest_documents(db["report_buckets"]):
-        yield bucket_row(doc)
-
-
-async def _states(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Documents:
-    async for doc in newest_documents(db["report_conversations"]):
-        yield state_row(doc)
+    return _row(state_columns(state), state.version, state.to_document())
 
 
 def copy_plan() -> CopyPlan:
@@ -66,18 +43,16 @@ def copy_plan() -> CopyPlan:
         tables=[
             Table(
                 "report_buckets",
-                "report_buckets",
-                key=("id",),
-                values=("tenant_id", "channel_id", "hour", "version", "doc"),
-                read=_buckets,
+                ("id",),
+                ("tenant_id", "channel_id", "hour", "version", "doc"),
+                each(bucket_row),
                 versioned=True,
             ),
             Table(
                 "report_conversations",
-                "report_conversations",
-                key=("id",),
-                values=("tenant_id", "channel_id", "queue", "owner_id", "waiting_since", "version", "doc"),
-                read=_states,
+                ("id",),
+                ("tenant_id", "channel_id", "queue", "owner_id", "waiting_since", "version", "doc"),
+                each(state_row),
                 versioned=True,
             ),
         ],

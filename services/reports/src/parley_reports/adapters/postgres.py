@@ -58,15 +58,9 @@ class PostgresReportStore:
         return None if row is None else _state(row[0], row[1])
 
     async def save_state(self, state: ConversationTiming) -> None:
-        columns = {
-            "id": state.conversation_id,
-            "tenant_id": state.tenant_id,
-            "channel_id": state.channel_id,
-            "queue": state.queue.value if state.queue is not None else None,
-            "owner_id": state.owner_id,
-            "waiting_since": state.waiting_since,
-        }
-        if not await self._save("report_conversations", columns, state.to_document(), state.version):
+        if not await self._save(
+            "report_conversations", state_columns(state), state.to_document(), state.version
+        ):
             raise ConcurrentUpdate(state.conversation_id)
         state.version += 1
 
@@ -79,12 +73,7 @@ class PostgresReportStore:
         return None if row is None else _bucket(row[0], row[1])
 
     async def save_bucket(self, bucket: Bucket) -> None:
-        columns = {
-            "id": bucket.id,
-            "tenant_id": bucket.tenant_id,
-            "channel_id": bucket.channel_id,
-            "hour": bucket.hour,
-        }
+        columns = bucket_columns(bucket)
         if not await self._save("report_buckets", columns, bucket.to_document(), bucket.version):
             raise ConcurrentUpdate(bucket.id)
         bucket.version += 1
@@ -120,6 +109,28 @@ class PostgresReportStore:
                 cursor = await conn.execute(f"DELETE FROM {table}")  # noqa: S608 (fixed names)
                 deleted += cursor.rowcount
         return deleted
+
+
+def state_columns(state: ConversationTiming) -> dict[str, Any]:
+    """A timing state's ``report_conversations`` columns besides its version and document."""
+    return {
+        "id": state.conversation_id,
+        "tenant_id": state.tenant_id,
+        "channel_id": state.channel_id,
+        "queue": state.queue.value if state.queue is not None else None,
+        "owner_id": state.owner_id,
+        "waiting_since": state.waiting_since,
+    }
+
+
+def bucket_columns(bucket: Bucket) -> dict[str, Any]:
+    """A bucket's ``report_buckets`` columns besides its version and document."""
+    return {
+        "id": bucket.id,
+        "tenant_id": bucket.tenant_id,
+        "channel_id": bucket.channel_id,
+        "hour": bucket.hour,
+    }
 
 
 def _state(doc: Any, version: int) -> ConversationTiming:

@@ -19,17 +19,29 @@ assigned its partitions on the new store.
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterable
 from datetime import datetime
 from typing import Any
 
 from parley_shared.postgres import dumps, jsonb
-from parley_shared.storecopy import CopyPlan, Documents, Row, Table, newest_documents
-from pymongo.asynchronous.database import AsyncDatabase
+from parley_shared.storecopy import CopyPlan, Document, Documents, Row, Table, each, each_dated, fields
 
 from parley_routing.adapters.postgres import MIGRATIONS, _encoded, _rows
 from parley_routing.domain.model import Conversation
 
 _ESCAPED = re.compile("%(25|3A)")
+_CONVERSATION = (
+    "tenant_id",
+    "channel_id",
+    "queue",
+    "owner_id",
+    "last_activity_at",
+    "version",
+    "sequence",
+    "published_sequence",
+    "doc",
+)
+_NOTE = ("conversation_id", "tenant_id", "author_id", "text", "created_at")
 
 
 def split_seen_key(key: str) -> tuple[str, str]:
@@ -50,14 +62,10 @@ def conversation_row(doc: dict[str, Any]) -> Row:
     return tuple(column[0] for column in columns)
 
 
-async def _conversations(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Documents:
-    async for doc in newest_documents(db["conversations"]):
-        yield conversation_row(doc)
-
-
-async def _legacy_notes(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Documents:
-    """Notes still embedded in a conversation document (an older version wrote them there)."""
-    async for doc in newest_documents(db["conversations"]):
+async def _embedded_notes(documents: AsyncIterable[Document], _now: datetime) -> Documents:
+    """Notes still embedded in a conversation document (an older version wrote them there): a
+    row per note, none for a document without any."""
+    async for doc in documents:
         conversation = Conversation.from_document(doc)
         for note in conversation.legacy_notes:
             yield (
@@ -70,11 +78,6 @@ async def _legacy_notes(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Do
             )
 
 
-async def _notes(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Documents:
-    async for d in db["conversation_notes"].find({}):
-        yield (d["_id"], d["conversation_id"], d["tenant_id"], d["author_id"], d["text"], d["created_at"])
-
-
 def seen_row(doc: dict[str, Any], now: datetime) -> Row | None:
     """A remembered provider message id, unless its retention has passed."""
     if doc["expires_at"] < now:
@@ -83,14 +86,8 @@ def seen_row(doc: dict[str, Any], now: datetime) -> Row | None:
     return (conversation_id, provider_message_id, doc["expires_at"])
 
 
-async def _seen(db: AsyncDatabase[dict[str, Any]], now: datetime) -> Documents:
-    async for doc in db["conversation_seen_messages"].find({}):
-        yield seen_row(doc, now)
-
-
-async def _history(db: AsyncDatabase[dict[str, Any]], _now: datetime) -> Documents:
-    async for d in db["conversation_history"].find({}):
-        yield (d["_id"], d["conversation_id"], d["sequence"], d["type"], jsonb(dumps(d["data"])))
+def _history_row(doc: dict[str, Any]) -> Row:
+    return (doc["_id"], doc["conversation_id"], doc["sequence"], doc["type"], jsonb(dumps(doc["data"])))
 
 
 def copy_plan() -> CopyPlan:
@@ -99,53 +96,30 @@ def copy_plan() -> CopyPlan:
         service="routing",
         migrations=MIGRATIONS,
         tables=[
+            Table("conversations", ("id",), _CONVERSATION, each(conversation_row), versioned=True),
+            Table("conversation_notes", ("note_id",), _NOTE, each(fields("_id", *_NOTE))),
+            # notes an older version embedded in the document
             Table(
                 "conversations",
-                "conversations",
-                key=("id",),
-                values=(
-                    "tenant_id",
-                    "channel_id",
-                    "queue",
-                    "owner_id",
-                    "last_activity_at",
-                    "version",
-                    "sequence",
-                    "published_sequence",
-                    "doc",
-                ),
-                read=_conversations,
-                versioned=True,
-            ),
-            Table(
-                "conversation_notes",
-                "conversation_notes",
-                key=("note_id",),
-                values=("conversation_id", "tenant_id", "author_id", "text", "created_at"),
-                read=_notes,
-            ),
-            Table(
-                "conversations",
-                "conversation_notes",
-                key=("note_id",),
-                values=("conversation_id", "tenant_id", "author_id", "text", "created_at"),
-                read=_legacy_notes,
-                label="conversations.notes",  # notes an older version embedded in the document
+                ("note_id",),
+                _NOTE,
+                _embedded_notes,
+                into="conversation_notes",
+                newest=True,
+                label="conversations.notes",
             ),
             Table(
                 "conversation_seen_messages",
-                "conversation_seen_messages",
-                key=("conversation_id", "provider_message_id"),
-                values=("expires_at",),
-                read=_seen,
+                ("conversation_id", "provider_message_id"),
+                ("expires_at",),
+                each_dated(seen_row),
                 left_out="seen provider message ids past their retention (prune_seen deletes them)",
             ),
             Table(
                 "conversation_history",
-                "conversation_history",
-                key=("event_id",),
-                values=("conversation_id", "sequence", "type", "data"),
-                read=_history,
+                ("event_id",),
+                ("conversation_id", "sequence", "type", "data"),
+                each(_history_row),
             ),
         ],
     )

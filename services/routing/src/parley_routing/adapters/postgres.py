@@ -23,7 +23,7 @@ reports what went out to :meth:`~PostgresConversationRepository.published`, whic
 the next commit deletes those outbox rows in its own transaction. How far a conversation is
 published is read with it (below the lowest sequence left in the outbox).
 
-Partition ownership epochs (migrations/0003_partition_epochs.sql): :meth:`take_epochs` raises a
+Partition ownership epochs (migrations/0004_partition_epochs.sql): :meth:`take_epochs` raises a
 partition's epoch by one in a statement of its own; a batch's :meth:`commit` carries the epochs of
 its partitions and, as the last statement before its commit, reads their rows ``FOR SHARE``. A
 newer epoch rolls the whole transaction back (:class:`Fenced`); an equal one stays locked until the
@@ -60,6 +60,10 @@ from parley_routing.adapters.stores import (
 from parley_routing.domain.model import Conversation, Note
 
 MIGRATIONS = migrations_in("parley_routing.adapters", "routing")
+DEFAULT_OUTBOX_LEASE = timedelta(seconds=60)
+"""How long a process holds the outbox of the conversations it committed or claimed: it publishes
+their events and settles them (its next commit, or its relay) well within that; after it, another
+process's relay may take them (the holder died, or is stuck on a broker that does not answer)."""
 
 _UNNEST = sql.SQL(
     "unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[],"
@@ -67,15 +71,21 @@ _UNNEST = sql.SQL(
     " AS i(id, tenant_id, channel_id, queue, owner_id, last_activity_at, version, sequence,"
     " published_sequence, doc)"
 )
+# Both take the outbox lease first (an interval, or NULL for none): a commit holds its
+# conversations' outbox while it publishes (migrations/0003_outbox_claims.sql); save_many gives
+# no lease and keeps the one the row has.
 _UPDATE = sql.SQL(
-    "UPDATE conversations AS c SET tenant_id = i.tenant_id, channel_id = i.channel_id, queue = i.queue,"
+    "UPDATE conversations AS c SET"
+    " outbox_claimed_until = COALESCE(now() + %s::interval, c.outbox_claimed_until),"
+    " tenant_id = i.tenant_id, channel_id = i.channel_id, queue = i.queue,"
     " owner_id = i.owner_id, last_activity_at = i.last_activity_at, version = i.version,"
     " sequence = i.sequence, published_sequence = GREATEST(c.published_sequence, i.published_sequence),"
     " doc = i.doc FROM {unnest} WHERE c.id = i.id AND c.version = i.version - 1 RETURNING c.id"
 ).format(unnest=_UNNEST)
 _INSERT = sql.SQL(
-    "INSERT INTO conversations (id, tenant_id, channel_id, queue, owner_id, last_activity_at, version,"
-    " sequence, published_sequence, doc) SELECT * FROM {unnest}"
+    "INSERT INTO conversations (outbox_claimed_until, id, tenant_id, channel_id, queue, owner_id,"
+    " last_activity_at, version, sequence, published_sequence, doc)"
+    " SELECT now() + %s::interval, i.* FROM {unnest}"
     # in id order: concurrent inserts of the same new ids wait for each other, never in a cycle
     " ORDER BY i.id ON CONFLICT (id) DO NOTHING RETURNING id"
 ).format(unnest=_UNNEST)
@@ -92,6 +102,17 @@ _SELECT_PUBLISHED = (
 _OUTBOX_IDS = (
     "(SELECT conversation_id FROM conversation_outbox"
     " UNION SELECT id FROM conversations WHERE outbox_pending)"
+)
+_CLAIM_OUTBOX = (
+    # conversations with events to relay whose lease has run out (or was never taken), each moved
+    # to this process's lease: the row lock and the re-checked condition let one relay win each,
+    # and a row a commit or another relay holds locked right now is skipped, not waited for
+    "WITH free AS (SELECT c.id FROM conversations AS c WHERE c.id IN "  # noqa: S608 (fixed text)
+    + _OUTBOX_IDS
+    + " AND (c.outbox_claimed_until IS NULL OR c.outbox_claimed_until <= now())"
+    " ORDER BY c.id LIMIT %s FOR UPDATE OF c SKIP LOCKED)"
+    " UPDATE conversations AS c SET outbox_claimed_until = now() + %s::interval"
+    " FROM free WHERE c.id = free.id RETURNING c.id"
 )
 _SETTLE_OUTBOX = "DELETE FROM conversation_outbox WHERE event_id = ANY(%s::text[])"
 _SETTLE_MARKS = (
@@ -221,9 +242,12 @@ class PostgresConversationRepository:
         pool: Pool,
         seen_retention: timedelta = DEFAULT_SEEN_RETENTION,
         before_commit: Callable[[], Awaitable[None]] | None = None,
+        outbox_lease: timedelta = DEFAULT_OUTBOX_LEASE,
     ) -> None:
         self.pool = pool
         self.seen_retention = seen_retention
+        self.outbox_lease = outbox_lease
+        """How long this process holds the outbox of what it commits or claims (:meth:`claim_outbox`)."""
         self.before_commit = before_commit
         """Run inside :meth:`commit`'s transaction after its writes, before the epoch check (tests:
         a crash before commit, a batch outliving its partitions)."""
@@ -285,10 +309,10 @@ class PostgresConversationRepository:
                 if len(updated) > 1:
                     await conn.execute(_LOCK, (sorted(c.id for c, _ in updated),))
                 if updated:
-                    cursor = await conn.execute(_UPDATE, _rows(updated))
+                    cursor = await conn.execute(_UPDATE, (None, *_rows(updated)))
                     saved |= {row[0] for row in await cursor.fetchall()}
                 if created:
-                    cursor = await conn.execute(_INSERT, _rows(created))
+                    cursor = await conn.execute(_INSERT, (None, *_rows(created)))
                     saved |= {row[0] for row in await cursor.fetchall()}
         except BaseException:
             for conversation in conversations:
@@ -344,11 +368,13 @@ class PostgresConversationRepository:
                 await _insert_notes(conn, legacy_notes)
                 if len(updated) > 1:
                     await conn.execute(_LOCK, (sorted(c.id for c, _ in updated),))
+                # the lease: nobody else relays these events while this process publishes them
+                lease = self.outbox_lease
                 if updated:
-                    cursor = await conn.execute(_UPDATE, _rows(updated, handed_over=True))
+                    cursor = await conn.execute(_UPDATE, (lease, *_rows(updated, handed_over=True)))
                     saved |= {row[0] for row in await cursor.fetchall()}
                 if created:
-                    cursor = await conn.execute(_INSERT, _rows(created, handed_over=True))
+                    cursor = await conn.execute(_INSERT, (lease, *_rows(created, handed_over=True)))
                     saved |= {row[0] for row in await cursor.fetchall()}
                 events = [e for c in conversations if c.id in saved for e in c.unpublished()]
                 if events:
@@ -515,6 +541,21 @@ class PostgresConversationRepository:
             cursor = await conn.execute(
                 _SELECT_PUBLISHED + " WHERE c.id IN " + _OUTBOX_IDS + " LIMIT %s", ([], limit)
             )
+            return [_loaded(doc, published) for doc, published in await cursor.fetchall()]
+
+    async def claim_outbox(self, limit: int = 100) -> list[Conversation]:
+        """Like :meth:`pending_outbox`, but only the conversations no other process holds, each
+        taken for :attr:`outbox_lease`: what another process committed is left to it while its
+        lease runs (it is publishing those events, or has and will settle them), and of two relays
+        claiming at once each conversation goes to one. A holder that dies loses nothing: when its
+        lease has run out, the next relay claims and publishes (at least once)."""
+        await self.settle_published()
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(_CLAIM_OUTBOX, (limit, self.outbox_lease))
+            claimed = [row[0] for row in await cursor.fetchall()]
+            if not claimed:
+                return []
+            cursor = await conn.execute(_SELECT_PUBLISHED + " WHERE c.id = ANY(%s)", ([], claimed))
             return [_loaded(doc, published) for doc, published in await cursor.fetchall()]
 
     async def idle(

@@ -191,7 +191,7 @@ class ConversationRepository(Protocol):
 
     async def published(self, sent: Sequence[tuple[Conversation, Sequence[ConversationEvent]]]) -> None:
         """These events of these conversations reached Kafka. PostgreSQL keeps it in memory and
-        settles it in the next :meth:`commit` (or :meth:`pending_outbox`), no write of its own;
+        settles it in the next :meth:`commit` (or the relay's :meth:`claim_outbox`), no write of its own;
         MongoDB appends them to the history and marks the conversations published."""
         ...
 
@@ -210,6 +210,13 @@ class ConversationRepository(Protocol):
     async def mark_published_many(self, published: Sequence[tuple[str, int, int]]) -> None: ...
 
     async def pending_outbox(self, limit: int = 100) -> list[Conversation]: ...
+
+    async def claim_outbox(self, limit: int = 100) -> list[Conversation]:
+        """The conversations this process's relay is to publish: on PostgreSQL those no other
+        process holds (it committed them and is publishing, or another relay took them), each
+        taken for a lease; on MongoDB every pending one (no claims there: two replicas' relays
+        may both publish a conversation's events, at least once)."""
+        ...
 
     async def idle(
         self, channel_id: str, queue: Queue, before: datetime, limit: int = 200
@@ -498,6 +505,11 @@ class MongoConversationRepository:
     async def pending_outbox(self, limit: int = 100) -> list[Conversation]:
         cursor = self.collection.find({"outbox_pending": True}).limit(limit)
         return [Conversation.from_document(d) async for d in cursor]
+
+    async def claim_outbox(self, limit: int = 100) -> list[Conversation]:
+        """Every pending conversation: MongoDB's relay takes no claims (FerretDB's conditional
+        updates are not atomic, so a lease would not hold); the published marks keep it short."""
+        return await self.pending_outbox(limit)
 
     async def idle(
         self, channel_id: str, queue: Queue, before: datetime, limit: int = 200

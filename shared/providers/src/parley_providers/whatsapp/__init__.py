@@ -21,9 +21,18 @@ def sender(http: httpx.AsyncClient, settings: Any) -> Sender:
 def connector(http: httpx.AsyncClient, settings: Any) -> Connector:
     """Verifying and registering a business number, over the Graph client the settings describe."""
     from parley_providers.meta.client import graph_client
+    from parley_providers.meta.connect import FACEBOOK_LOGIN_BASE_URL
+    from parley_providers.meta.versions import DEFAULT_GRAPH_API_VERSION
     from parley_providers.whatsapp.connect import WhatsAppConnector
 
-    return WhatsAppConnector(graph_client(http, settings))
+    return WhatsAppConnector(
+        graph_client(http, settings),
+        app_id=getattr(settings, "meta_app_id", "") or "",
+        api_version=getattr(settings, "graph_api_version", "") or DEFAULT_GRAPH_API_VERSION,
+        # the signup window's settings are onboarding's only
+        login_base_url=getattr(settings, "meta_login_base_url", "") or FACEBOOK_LOGIN_BASE_URL,
+        signup_config_id=getattr(settings, "whatsapp_embedded_signup_config_id", None),
+    )
 
 
 def plugin() -> ProviderPlugin:

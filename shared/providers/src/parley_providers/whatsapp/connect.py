@@ -37,7 +37,9 @@ from parley_providers.base import (
 )
 from parley_providers.errors import ErrorKind, ProviderError
 from parley_providers.meta.client import GraphClient, TokenGrants, WhatsAppPhoneNumber
-from parley_providers.meta.connect import graph_token_refusal
+from parley_providers.meta.connect import FACEBOOK_LOGIN_BASE_URL, graph_token_refusal
+from parley_providers.meta.versions import DEFAULT_GRAPH_API_VERSION
+from parley_providers.oauth import authorization_url
 from parley_providers.whatsapp import profile, templates
 from parley_providers.whatsapp.errors import WRONG_CODE
 
@@ -138,8 +140,20 @@ class WhatsAppConnector:
 
     rules: NumberRules = NUMBER_RULES
 
-    def __init__(self, graph: GraphClient) -> None:
+    def __init__(
+        self,
+        graph: GraphClient,
+        *,
+        app_id: str = "",
+        api_version: str = DEFAULT_GRAPH_API_VERSION,
+        login_base_url: str = FACEBOOK_LOGIN_BASE_URL,
+        signup_config_id: str | None = None,
+    ) -> None:
         self._graph = graph
+        self._app_id = app_id
+        self._api_version = api_version
+        self._login_base_url = login_base_url
+        self._signup_config_id = signup_config_id or None
 
     def __repr__(self) -> str:
         return f"WhatsAppConnector({self._graph!r})"
@@ -164,6 +178,27 @@ class WhatsAppConnector:
         await self._graph.whatsapp_register(number_id, token, pin)
 
     # --- Embedded Signup (an EmbeddedSignup)
+
+    def signup_window_url(self, redirect_uri: str, state: str) -> str | None:
+        """The Login dialog with Embedded Signup's configuration (a ``SignupWindowStart``), for a
+        page without script; None on Meta's own host. Meta's window gives its result to the
+        JavaScript SDK of the page that opened it (``FB.login``'s callback gets the code, a
+        ``message`` event the WABA and number ids, docs/onboarding.md): no redirect carries the
+        ids, so only a stand-in for Meta's window (the provider sandbox) can come back by one."""
+        if self._signup_config_id is None or self._login_base_url.rstrip("/") == FACEBOOK_LOGIN_BASE_URL:
+            return None
+        return authorization_url(
+            self._login_base_url,
+            f"{self._api_version}/dialog/oauth",
+            {
+                "client_id": self._app_id,
+                "redirect_uri": redirect_uri,
+                "state": state,
+                "response_type": "code",
+                "override_default_response_type": "true",
+                "config_id": self._signup_config_id,
+            },
+        )
 
     async def exchange_signup_code(self, code: str) -> str:
         return await self._graph.exchange_signup_code(code)
