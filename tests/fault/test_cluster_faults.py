@@ -8,7 +8,8 @@ processes on the local three-node Kafka (``make infra-up KAFKA_BROKERS=3``: repl
 then requires every acknowledged delivery to have exactly one ``message_added``, in order, nothing
 unacknowledged to take effect, every consumer group back to lag zero and a fresh delivery in
 effect within the bound. The rows join docs/reliability.md's table (tests/fault/test_faults.py
-writes it).
+writes it). The network cut between routing and Kafka needs no failover and also runs on one
+broker (``pytest tests/fault/test_cluster_faults.py -k cut``, at a lower rate).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from parley_events import qualify, topics
@@ -38,7 +40,7 @@ from tests.fault.checker import (
 )
 from tests.fault.test_faults import REPORTS, assert_clean, infra_script, write_table
 from tests.support.kafka import publish_channel
-from tests.support.processes import ServiceProcess, start_service
+from tests.support.processes import ServiceProcess, free_port, start_service
 from tests.support.proxy import FaultProxy
 
 pytestmark = pytest.mark.fault
@@ -51,14 +53,51 @@ SETTLE_TIMEOUT_S = 300.0  # the recovery bound the table's rows are held to
 __all__ = ["write_table"]  # the table fixture of test_faults.py, so these rows join it
 
 
-def brokers(infra: Infra) -> list[str]:
+def brokers(infra: Infra, needed: int = 3) -> list[str]:
     addresses = infra.kafka.split(",")
-    if len(addresses) < 3:
+    if len(addresses) < needed:
         pytest.fail(
             "the cluster faults need three brokers: make infra-down, then make fault KAFKA_BROKERS=3 "
             f"(the local Kafka runs with {len(addresses)})"
         )
     return addresses
+
+
+FAULT_LISTENER = 10  # every local node's FAULT listener: its port + 10 (deploy/local/kafka)
+FAULT_ADVERTISED = 20  # ... advertised as its port + 20, where a test's proxy listens
+
+
+async def kafka_proxies(infra: Infra) -> list[FaultProxy]:
+    """One proxy per node, from the address the node's FAULT listener advertises to that listener:
+    a client bootstrapped at :func:`through_proxies` reaches every broker only through them."""
+    proxies = []
+    for address in brokers(infra, needed=1):
+        host, port = address.rsplit(":", 1)
+        try:
+            _, writer = await asyncio.open_connection(host, int(port) + FAULT_LISTENER)
+        except OSError:
+            pytest.fail(
+                f"{address} has no FAULT listener on port {int(port) + FAULT_LISTENER} (deploy/local/kafka)"
+            )
+        writer.close()
+        proxy = FaultProxy(host, int(port) + FAULT_LISTENER, port=int(port) + FAULT_ADVERTISED)
+        proxies.append(await proxy.start())
+    return proxies
+
+
+def through_proxies(proxies: list[FaultProxy]) -> str:
+    return ",".join(f"127.0.0.1:{proxy.port}" for proxy in proxies)
+
+
+async def scraped(port: int, metric: str) -> float:
+    """A counter's value on a process's own metrics port (0 when it was never incremented)."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.get(f"http://127.0.0.1:{port}/metrics")
+    response.raise_for_status()
+    for line in response.text.splitlines():
+        if line.startswith(f"{metric} "):
+            return float(line.split()[1])
+    return 0.0
 
 
 def kill_node(node: int) -> None:
@@ -96,18 +135,37 @@ def store_address(url: str) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or 5432
 
 
-@pytest.fixture
-def cluster_stack(infra: Infra, store_url: str, tmp_path: Path) -> dict[str, Any]:
-    """Where a run's processes keep their logs, and its store (PostgreSQL, a schema of its own)."""
-    require_local_infra(infra, "faults are injected into local processes")
-    brokers(infra)
+def stack_on(infra: Infra, store_url: str, tmp_path: Path, needed: int, local: bool = True) -> dict[str, Any]:
+    if local:
+        require_local_infra(infra, "faults are injected into local processes")
+    brokers(infra, needed)
     assert store_url.startswith("postgresql"), "the cluster faults run on the default store, PostgreSQL"
     return {"dir": tmp_path, "store_url": store_url}
 
 
+@pytest.fixture
+def cluster_stack(infra: Infra, store_url: str, tmp_path: Path) -> dict[str, Any]:
+    """Where a run's processes keep their logs, and its store (PostgreSQL, a schema of its own)."""
+    return stack_on(infra, store_url, tmp_path, needed=3)
+
+
+@pytest.fixture
+def any_cluster_stack(infra: Infra, store_url: str, tmp_path: Path) -> dict[str, Any]:
+    """The same on one broker or three: the cut needs no failover (``make fault`` runs it on three).
+    It stops nothing of the infrastructure (proxies in front of it do the cutting), so it runs on
+    brokers it was given as well, as long as they have the FAULT listener of deploy/local/kafka."""
+    return stack_on(infra, store_url, tmp_path, needed=1, local=False)
+
+
 async def start_stack(
-    infra: Infra, namespace: str, stack: dict[str, Any], store_url: str
+    infra: Infra,
+    namespace: str,
+    stack: dict[str, Any],
+    store_url: str,
+    more: dict[str, tuple[str, dict[str, str]]] | None = None,
 ) -> dict[str, ServiceProcess]:
+    """Ingest, the normalizer and routing; ``more``: further processes by name, each a command and
+    the settings it has apart from the others'."""
     env = {
         "PARLEY_KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
         "PARLEY_STORE_URL": store_url,
@@ -121,10 +179,13 @@ async def start_stack(
     }
     stack["env"] = env
     services: dict[str, ServiceProcess] = {}
-    for name in ("parley-ingest", "parley-normalizer", "parley-routing"):
+    started = {name: (name, env) for name in ("parley-ingest", "parley-normalizer", "parley-routing")}
+    for name, (command, own) in (more or {}).items():
+        started[name] = (command, {**env, **own})
+    for name, (command, settings) in started.items():
         directory = stack["dir"] / name
         directory.mkdir(exist_ok=True)
-        services[name] = start_service(name, env, directory)
+        services[name] = start_service(command, settings, directory)
     for service in services.values():
         await asyncio.to_thread(service.wait_ready)
     stack["services"] = services
@@ -138,8 +199,10 @@ async def run_cluster_fault(
     stack: dict[str, Any],
     fault: Callable[[], Coroutine[Any, Any, None]],
     store_url: str | None = None,
+    more: dict[str, tuple[str, dict[str, str]]] | None = None,
+    before_stop: Callable[[dict[str, ServiceProcess], Report], Coroutine[Any, Any, None]] | None = None,
 ) -> Report:
-    services = await start_stack(infra, namespace, stack, store_url or stack["store_url"])
+    services = await start_stack(infra, namespace, stack, store_url or stack["store_url"], more)
     try:
         for i, page in enumerate(PAGES):
             await publish_channel(
@@ -157,6 +220,8 @@ async def run_cluster_fault(
         )
         await verify_history(stack["store_url"], sent, report, SETTLE_TIMEOUT_S, fresh=ingest)
         await settle_consumers(infra.kafka, namespace, report)
+        if before_stop is not None:
+            await before_stop(services, report)
         REPORTS.append(report)
         return report
     finally:
@@ -238,4 +303,89 @@ async def test_the_store_slow_then_refusing(
             store_url=through(proxy, cluster_stack["store_url"]),
         )
     report.details[:0] = notes
+    assert_clean(report)
+
+
+FENCED = "parley_routing_fenced_batches_total"
+STORE_DELAY_S = 3.0  # per round trip of the cut-off replica's store: its batch outlives its session
+CUT_S = 30.0
+
+
+async def test_routing_cut_off_from_kafka_for_30_seconds_and_its_late_writes_fenced(
+    infra: Infra, namespace: str, any_cluster_stack: dict[str, Any]
+) -> None:
+    """Two routing replicas; the first reaches Kafka only through proxies and its store through
+    another. Its store is slowed (a batch now takes about half a minute), then its network to Kafka
+    is cut for 30 s: its consumer session expires, the second replica takes every partition and new
+    epochs, and the first one's batches, still running with records fetched before the cut, reach
+    the store after that: the store refuses them (counted). Then the network heals, the first
+    replica rejoins, and the checker finds every message applied once, in order, lag back to zero.
+    """
+    stack = any_cluster_stack
+    host, port = store_address(stack["store_url"])
+    metrics_ports = {"parley-routing": free_port(), "routing-cut-off": free_port()}
+    notes: list[str] = []
+    proxies = await kafka_proxies(infra)
+    try:
+        async with FaultProxy(host, port) as store:
+            cut_off = {
+                "PARLEY_KAFKA_BOOTSTRAP_SERVERS": through_proxies(proxies),
+                "PARLEY_STORE_URL": through(store, stack["store_url"]),
+                "PARLEY_METRICS_PORT": str(metrics_ports["routing-cut-off"]),
+            }
+
+            async def fault() -> None:
+                store.delay(STORE_DELAY_S)
+                await asyncio.sleep(5)  # a batch under way, records fetched behind it
+                for proxy in proxies:
+                    proxy.cut()
+                notes.append(
+                    f"the first replica's store slowed to {STORE_DELAY_S:.0f} s per round trip, then its "
+                    f"network to Kafka cut ({len(proxies)} node(s)) for {CUT_S:.0f} s"
+                )
+                await asyncio.sleep(CUT_S)
+                for proxy in proxies:
+                    proxy.passing()
+                store.passing()
+                notes.append("network and store restored together")
+
+            async def count_fenced(_: dict[str, ServiceProcess], report: Report) -> None:
+                fenced = {
+                    (name, by): await scraped(metrics_port, f'{FENCED}{{by="{by}"}}')
+                    for name, metrics_port in metrics_ports.items()
+                    for by in ("store", "replica")
+                }
+                report.details.append(
+                    "batches fenced: the cut-off replica's refused by the store "
+                    f"{fenced['routing-cut-off', 'store']:.0f}, given up by itself "
+                    f"{fenced['routing-cut-off', 'replica']:.0f}; the other's "
+                    f"{fenced['parley-routing', 'store']:.0f} and {fenced['parley-routing', 'replica']:.0f} "
+                    "(a rebalance fences a batch under way)"
+                )
+                stack["fenced"] = fenced
+
+            report = await run_cluster_fault(
+                "routing cut off from Kafka for 30 s, its late writes fenced",
+                infra,
+                namespace,
+                stack,
+                fault,
+                more={
+                    # the other replica talks to Kafka and the store directly; each has a metrics
+                    # port of its own to read its count from
+                    "parley-routing": (
+                        "parley-routing",
+                        {"PARLEY_METRICS_PORT": str(metrics_ports["parley-routing"])},
+                    ),
+                    "routing-cut-off": ("parley-routing", cut_off),
+                },
+                before_stop=count_fenced,
+            )
+    finally:
+        for proxy in proxies:
+            await proxy.close()
+    report.details[:0] = notes
+    # the cut-off replica really wrote after losing its partitions, and the store refused it: with
+    # the store's check removed its late batches commit and this count stays at zero
+    assert stack["fenced"]["routing-cut-off", "store"] >= 1, report
     assert_clean(report)

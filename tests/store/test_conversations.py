@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from parley_events import ConversationEvent, ConversationMessageAdded, MessageReceived, Queue
-from parley_routing.adapters.stores import MAX_DOCUMENT_BYTES, ConcurrentUpdate, DocumentTooLarge
+from parley_routing.adapters.stores import MAX_DOCUMENT_BYTES, ConcurrentUpdate, DocumentTooLarge, Fenced
 from parley_routing.domain.model import Conversation
 from parley_routing.service import ConversationService
 
@@ -373,3 +373,59 @@ async def test_through_the_service_a_batch_is_applied_once_and_every_event_publi
     ]
     stored = await conversations.get_many(["conv_a", "conv_b"])
     assert {i: (c.version, c.sequence) for i, c in stored.items()} == {"conv_a": (1, 3), "conv_b": (1, 2)}
+
+
+# --- partition ownership epochs: the fence against an owner that lost its partitions ---------------
+
+INBOUND = "parley.messages.inbound.v1"
+
+
+async def test_each_take_of_a_partition_gets_a_newer_epoch_than_any_before(conversations: Any) -> None:
+    assert await conversations.take_epochs(INBOUND, [0, 1]) == {0: 1, 1: 1}
+    assert await conversations.take_epochs(INBOUND, [1, 2]) == {1: 2, 2: 1}
+    assert await conversations.take_epochs("other.topic", [1]) == {1: 1}  # per topic and partition
+    assert await conversations.take_epochs(INBOUND, []) == {}
+
+    # replicas assigned the same partition at once (a rebalance) each get an epoch of their own
+    racing = await asyncio.gather(*(conversations.take_epochs(INBOUND, [1]) for _ in range(6)))
+
+    assert sorted(r[1] for r in racing) == [3, 4, 5, 6, 7, 8]
+    assert await conversations.take_epochs(INBOUND, [1]) == {1: 9}
+
+
+async def test_a_write_carrying_the_newest_epochs_is_saved(conversations: Any) -> None:
+    epochs = await conversations.take_epochs(INBOUND, [0, 1])
+    conversation = Conversation.open(msg(1))
+    conversation.receive(msg(1))
+
+    lost = await conversations.commit([conversation], T0, {(INBOUND, p): e for p, e in epochs.items()})
+
+    assert lost == set()
+    stored = await conversations.get("conv_1")
+    assert stored is not None and stored.version == 1
+
+
+async def test_a_write_for_a_partition_a_newer_owner_took_is_refused_whole(conversations: Any) -> None:
+    await saved(conversations, msg(1, "conv_a"))
+    old = await conversations.take_epochs(INBOUND, [0, 1])
+    held = {(INBOUND, p): e for p, e in old.items()}
+    batch = list((await conversations.get_many(["conv_a"])).values())
+    batch[0].receive(msg(2, "conv_a"))
+    opened = Conversation.open(msg(1, "conv_b"))
+    opened.receive(msg(1, "conv_b"))
+
+    await conversations.take_epochs(INBOUND, [1])  # the new owner of partition 1
+
+    with pytest.raises(Fenced) as refused:
+        await conversations.commit([*batch, opened], T0, held)
+
+    assert refused.value.partitions == [(INBOUND, 1)]
+    # nothing written, not even for the partition still held; versions as they were
+    assert (batch[0].version, opened.version) == (1, 0)
+    stored = await conversations.get_many(["conv_a", "conv_b"])
+    assert list(stored) == ["conv_a"] and stored["conv_a"].version == 1
+    assert await conversations.seen_before("conv_a", [msg(2, "conv_a").provider_message_id]) == set()
+    # the new owner, holding the newest epochs, writes the same change
+    newest = {(INBOUND, 0): old[0], (INBOUND, 1): old[1] + 1}
+    assert await conversations.commit([*batch, opened], T0, newest) == set()
+    assert {c.version for c in (await conversations.get_many(["conv_a", "conv_b"])).values()} == {1, 2}

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from parley_events import ConversationEvent
 from parley_routing.adapters.postgres import PostgresConversationRepository
+from parley_routing.adapters.stores import Epochs
 from parley_routing.domain.model import Conversation, conversation_event_id
 from parley_routing.service import ConversationService
 from parley_shared.store import Store, open_store
@@ -41,8 +42,10 @@ class DiesAfterCommit:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def commit(self, conversations: Sequence[Conversation], now: datetime) -> set[str]:
-        lost = await self.inner.commit(conversations, now)
+    async def commit(
+        self, conversations: Sequence[Conversation], now: datetime, epochs: Epochs | None = None
+    ) -> set[str]:
+        lost = await self.inner.commit(conversations, now, epochs)
         if self.armed:
             raise Crash
         return lost

@@ -11,6 +11,7 @@ import parley_onboarding.metrics  # noqa: F401 - registers onboarding's metrics
 import parley_policy.metrics  # noqa: F401 - registers policy's metrics
 import parley_providers.metrics  # noqa: F401 - registers the providers' gauge
 import parley_reports.metrics  # noqa: F401 - registers the reports read model's metrics
+import parley_routing.metrics  # noqa: F401 - registers routing's metrics
 import parley_shared.metrics  # noqa: F401 - registers the shared metrics
 import pytest
 from prometheus_client import REGISTRY

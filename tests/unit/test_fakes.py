@@ -125,7 +125,9 @@ def calls_through(attribute: str, *paths: str) -> set[str]:
 
 def test_the_port_declares_every_repository_method_the_service_and_the_api_call() -> None:
     routing = "services/routing/src/parley_routing"
-    called = calls_through("repository", f"{routing}/service.py", f"{routing}/entrypoints/api.py")
+    called = calls_through(
+        "repository", f"{routing}/service.py", f"{routing}/ownership.py", f"{routing}/entrypoints/api.py"
+    )
     assert called
     assert called <= set(protocol_methods(ConversationRepository))
 

@@ -19,7 +19,7 @@ from parley_events import (
     ConversationNoteAdded,
     Queue,
 )
-from parley_routing.adapters.stores import ConcurrentUpdate, Page
+from parley_routing.adapters.stores import ConcurrentUpdate, Epochs, Fenced, Page, newer_epochs
 from parley_routing.domain.model import Conversation, Note
 
 DAY = timedelta(days=1)
@@ -44,6 +44,8 @@ class FakeRepository:
         self.idle_reads: list[tuple[str, int]] = []
         self.before_save: Callable[[Conversation], Awaitable[None]] | None = None
         self.indexed = False
+        self.epochs: dict[tuple[str, int], int] = {}  # (topic, partition) -> newest epoch taken
+        self.fenced = 0  # commits refused for a newer epoch
 
     def _load(self, doc: dict[str, Any]) -> Conversation:
         return Conversation.from_document(copy.deepcopy(doc))
@@ -89,8 +91,27 @@ class FakeRepository:
                 lost.add(conversation.id)
         return lost
 
-    async def commit(self, conversations: Sequence[Conversation], now: datetime) -> set[str]:
+    async def take_epochs(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+        taken: dict[int, int] = {}
+        for partition in dict.fromkeys(partitions):
+            self.epochs[(topic, partition)] = taken[partition] = self.epochs.get((topic, partition), 0) + 1
+        await asyncio.sleep(0)
+        return taken
+
+    async def commit(
+        self, conversations: Sequence[Conversation], now: datetime, epochs: Epochs | None = None
+    ) -> set[str]:
+        # as on PostgreSQL: the epochs checked last, and a newer one takes back everything written
+        fenced = bool(epochs and conversations)
+        documents = copy.deepcopy(self.documents) if fenced else {}
+        versions = [c.version for c in conversations]
         lost = await self.save_many(conversations)
+        if epochs and fenced and (newer := newer_epochs(epochs, self.epochs)):
+            self.documents = documents
+            for conversation, version in zip(conversations, versions, strict=True):
+                conversation.version = version
+            self.fenced += 1
+            raise Fenced(newer)
         events = [e for c in conversations if c.id not in lost for e in c.unpublished()]
         await self.record_projections(events, now)
         return lost

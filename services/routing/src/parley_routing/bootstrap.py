@@ -56,6 +56,9 @@ class RoutingWiring(Wiring):
     async def start(self) -> None:
         await self.repository.ensure_indexes()
 
+    async def stop(self) -> None:
+        await self.service.ownership.close()  # epochs still being taken: nothing to write with them
+
 
 @contextlib.asynccontextmanager
 async def production_adapters(settings: RoutingSettings, rt: Runtime) -> AsyncIterator[RoutingAdapters]:

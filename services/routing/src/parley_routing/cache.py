@@ -5,8 +5,9 @@ conversations it holds are changed by this process alone, save for agents' comma
 thread-control calls (other consumers and the API, which drop their conversation here when they
 change it) and another replica during a rebalance. None of these can make a kept conversation
 wrong, only stale, and a stale one loses its version check when saved: the batch then drops it
-and reads it again (the version check is the fence). So a batch reads from the store only what
-it has not seen.
+and reads it again. So a batch reads from the store only what it has not seen. (A replica that
+lost its partitions without knowing it yet is kept from writing at all by the partition epochs,
+ownership.py.)
 
 Bounded: at most ``per_partition`` conversations per partition, least recently used out first.
 Dropped when the partition is revoked (the rebalance listener), since its next owner may change

@@ -10,3 +10,12 @@ CHANGES_OF_UNKNOWN_MESSAGES = Counter(
     "connected, or a post, the thread itself): acknowledged, nothing changed.",
     ["provider", "action"],
 )
+
+FENCED_BATCHES = Counter(
+    "parley_routing_fenced_batches_total",
+    "Inbound batches refused because a newer owner took one of their partitions: by the store (a "
+    "newer partition epoch) or by the replica itself (it knew it no longer held the partition). "
+    "Nothing written, nothing committed, the records left to their owner. A few at each rebalance "
+    "are expected; many mean replicas keep losing their partitions.",
+    ["by"],
+)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import structlog
 from parley_events import (
     ChannelRole,
     ChannelSnapshot,
@@ -33,6 +34,8 @@ from parley_routing import metrics
 from parley_routing.adapters.stores import (
     ConcurrentUpdate,
     ConversationRepository,
+    Epochs,
+    Fenced,
 )
 from parley_routing.cache import ConversationCache
 from parley_routing.domain.access import (
@@ -50,6 +53,9 @@ from parley_routing.domain.model import (
     command_cause,
     shown_history,
 )
+from parley_routing.ownership import PartitionEpochs
+
+log = structlog.get_logger(__name__)
 
 MAX_CONFLICT_RETRIES = 10
 READ_REQUESTS_REMEMBERED = 10_000
@@ -108,6 +114,7 @@ class ConversationService:
         clock: Clock = utcnow,
         cache: ConversationCache | None = None,
         channel_of: Callable[[str], ChannelSnapshot | None] = lambda _: None,
+        ownership: PartitionEpochs | None = None,
     ) -> None:
         self.repository = repository
         self.publish = publish
@@ -116,6 +123,8 @@ class ConversationService:
         """The conversations of the assigned partitions, kept between batches (cache.py)."""
         self.channel_of = channel_of
         """The channel read model (its snapshot carries the business hours and away message)."""
+        self.ownership = ownership if ownership is not None else PartitionEpochs(repository)
+        """The epochs of the inbound partitions this replica owns (ownership.py)."""
 
     def _away(self, message: MessageReceived) -> AwayMessage | None:
         return away_message_for(self.channel_of(message.channel_id), message.provider_timestamp)
@@ -244,7 +253,10 @@ class ConversationService:
         return await self.repository.seen_before(conversation.id, candidates)
 
     async def on_messages(
-        self, messages: Sequence[Inbound], partitions: Mapping[str, int] | None = None
+        self,
+        messages: Sequence[Inbound],
+        partitions: Mapping[str, int] | None = None,
+        epochs: Epochs | None = None,
     ) -> None:
         """Apply a batch of messages (and handovers) with a few store round trips for the batch.
 
@@ -260,6 +272,10 @@ class ConversationService:
         conversations committed are kept in memory under it, and the next batch reads from the
         store only those not kept (:class:`ConversationCache`); a kept one that someone else
         changed meanwhile loses its version check and is read again like any other conflict.
+
+        ``epochs``: the ownership epochs of the partitions the messages came from
+        (:mod:`parley_routing.ownership`). If a newer owner took one of them the store writes
+        nothing and :class:`Fenced` is raised: the records are the new owner's to apply.
         """
         pending: dict[str, list[Inbound]] = {}
         for message in messages:
@@ -311,7 +327,7 @@ class ConversationService:
                 if conversation.sequence != before or set(conversation.recent) - causes_before:
                     changed.append(conversation)
                 touched.append(conversation)
-            lost = await self.repository.commit(changed, self.clock())
+            lost = await self.repository.commit(changed, self.clock(), epochs)
             saved = [c for c in touched if c.id not in lost]
             await self._publish_many(saved, [c for c in changed if c.id not in lost])
             if partitions is not None:
@@ -320,6 +336,26 @@ class ConversationService:
                 return
             pending = {i: pending[i] for i in pending if i in lost}
         raise ConcurrentUpdate(", ".join(pending))
+
+    async def on_owned_batch(
+        self, messages: Sequence[Inbound], sources: Mapping[str, tuple[str, int]]
+    ) -> None:
+        """A batch from the inbound partitions this replica was assigned: :meth:`on_messages` with
+        the epochs of its partitions (``sources``: conversation id -> its records' topic and
+        partition). :class:`Fenced` (counted, logged) when a newer owner took one of them, here
+        or in the store: nothing was written, and the caller must not commit the records."""
+        try:
+            epochs = await self.ownership.of(set(sources.values()))
+            await self.on_messages(messages, {c: p for c, (_, p) in sources.items()}, epochs)
+        except Fenced as fenced:
+            metrics.FENCED_BATCHES.labels(by=fenced.by).inc()
+            log.warning(
+                "batch fenced: a newer owner took its partitions, nothing written",
+                partitions=[f"{topic}[{partition}]" for topic, partition in fenced.partitions],
+                by=fenced.by,
+                records=len(messages),
+            )
+            raise
 
     async def on_thread_control_call(
         self, call: ThreadControlTaken | ThreadControlReleased, parley_active: bool

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Any, Protocol, TypeVar, Union, get_args, get_origin
 
+import aiokafka
 import aiokafka.errors
 import orjson
 import psycopg
@@ -257,6 +258,28 @@ def acknowledge_other_types(subscriber: LogicSubscriber[Any]) -> None:
         """Any other event type on this topic is acknowledged and left alone."""
         if "ce_type" not in message.headers:
             log.warning("a record without a ce_type header: acknowledged, not processed")
+
+
+async def leave_uncommitted(message: KafkaMessage) -> None:
+    """Leave a consumed batch (or record) uncommitted without an error: each of its partitions
+    still assigned to this consumer goes back to the batch's first record there (fetched again);
+    a partition taken away meanwhile is left to its new owner, from its last committed offset.
+
+    FastStream's ``nack`` seeks every partition and fails on the first one no longer assigned,
+    which would leave the rest where the batch left them (and the next commit past them).
+    """
+    records = message.raw_message if isinstance(message.raw_message, tuple | list) else (message.raw_message,)
+    earliest: dict[aiokafka.TopicPartition, int] = {}
+    for record in records:
+        tp = aiokafka.TopicPartition(record.topic, record.partition)
+        earliest[tp] = min(earliest.get(tp, record.offset), record.offset)
+    for tp, offset in earliest.items():
+        try:
+            message.consumer.seek(tp, offset)
+        except aiokafka.errors.IllegalStateError:
+            log.info("partition no longer assigned", topic=tp.topic, partition=tp.partition)
+    # marked as not acknowledged (the base class's nack: no seek of its own), so not committed
+    await StreamMessage.nack(message)
 
 
 def record_event_type(record: Any) -> str | None:

@@ -12,6 +12,8 @@ expired are left out, as ``prune_seen`` would delete them.
 ``conversation_outbox`` gets no rows: a copied conversation keeps the published mark MongoDB had
 (``_rows`` without ``handed_over``), so events it had not published yet are found by the relay
 through ``outbox_pending``, as for rows saved before the outbox table existed.
+``routing_partition_epochs`` gets none either: every routing replica takes new epochs when it is
+assigned its partitions on the new store.
 """
 
 from __future__ import annotations

@@ -23,6 +23,13 @@ reports what went out to :meth:`~PostgresConversationRepository.published`, whic
 the next commit deletes those outbox rows in its own transaction. How far a conversation is
 published is read with it (below the lowest sequence left in the outbox).
 
+Partition ownership epochs (migrations/0004_partition_epochs.sql): :meth:`take_epochs` raises a
+partition's epoch by one in a statement of its own; a batch's :meth:`commit` carries the epochs of
+its partitions and, as the last statement before its commit, reads their rows ``FOR SHARE``. A
+newer epoch rolls the whole transaction back (:class:`Fenced`); an equal one stays locked until the
+commit, so a new owner's ``take_epochs`` waits for that batch and reads after its writes. Either
+the old owner's write commits before the new owner's epoch exists, or it is refused.
+
 Rows saved before the outbox existed keep the older scheme: the outbox flag is a generated column,
 ``sequence > published_sequence``; ``mark_published_many`` raises ``published_sequence`` (never
 lowers it), so a late mark cannot close the outbox over a newer change.
@@ -45,7 +52,10 @@ from parley_routing.adapters.stores import (
     MAX_DOCUMENT_BYTES,
     ConcurrentUpdate,
     DocumentTooLarge,
+    Epochs,
+    Fenced,
     Page,
+    newer_epochs,
 )
 from parley_routing.domain.model import Conversation, Note
 
@@ -111,6 +121,17 @@ _SETTLE_MARKS = (
     "UPDATE conversations AS c SET published_sequence = i.sequence"
     " FROM unnest(%s::text[], %s::bigint[]) AS i(id, sequence)"
     " WHERE c.id = i.id AND c.published_sequence < i.sequence"
+)
+_TAKE_EPOCHS = (
+    "INSERT INTO routing_partition_epochs AS e (topic, partition, epoch)"
+    " SELECT %s, p, 1 FROM unnest(%s::int[]) AS p ORDER BY p"
+    " ON CONFLICT (topic, partition) DO UPDATE SET epoch = e.epoch + 1 RETURNING e.partition, e.epoch"
+)
+_HELD_EPOCHS = (
+    # locked FOR SHARE until the batch commits: taking a newer epoch (an update) waits for it
+    "SELECT e.topic, e.partition, e.epoch FROM routing_partition_epochs AS e"
+    " JOIN unnest(%s::text[], %s::int[]) AS i(topic, partition)"
+    " ON e.topic = i.topic AND e.partition = i.partition ORDER BY e.topic, e.partition FOR SHARE OF e"
 )
 _INSERT_SEEN = (
     "INSERT INTO conversation_seen_messages (conversation_id, provider_message_id, expires_at)"
@@ -228,7 +249,8 @@ class PostgresConversationRepository:
         self.outbox_lease = outbox_lease
         """How long this process holds the outbox of what it commits or claims (:meth:`claim_outbox`)."""
         self.before_commit = before_commit
-        """Run inside :meth:`commit`'s transaction after its writes (tests: a crash before commit)."""
+        """Run inside :meth:`commit`'s transaction after its writes, before the epoch check (tests:
+        a crash before commit, a batch outliving its partitions)."""
         # published, to be settled by the next commit (or pending_outbox): outbox rows to delete,
         # and each conversation's highest published sequence (for rows older than the outbox)
         self._sent_events: dict[str, None] = {}
@@ -302,11 +324,25 @@ class PostgresConversationRepository:
                 conversation.version -= 1
         return lost
 
-    async def commit(self, conversations: Sequence[Conversation], now: datetime) -> set[str]:
+    async def take_epochs(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+        """The next epoch of each partition (1 for a partition never taken), in one statement."""
+        wanted = sorted(set(partitions))
+        if not wanted:
+            return {}
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(_TAKE_EPOCHS, (topic, wanted))
+            return {int(partition): int(epoch) for partition, epoch in await cursor.fetchall()}
+
+    async def commit(
+        self, conversations: Sequence[Conversation], now: datetime, epochs: Epochs | None = None
+    ) -> set[str]:
         """One transaction: settle what was published since the last one (delete its outbox rows),
         save each conversation at its next version (version-checked, rows locked in id order),
         and for those saved write their unpublished events' notes, seen message ids, history and
-        outbox rows. Returns the ids someone else changed first (nothing of theirs written)."""
+        outbox rows. Returns the ids someone else changed first (nothing of theirs written).
+
+        With ``epochs``, the partitions' epoch rows are read ``FOR SHARE`` last, before the
+        commit: a newer epoch than held rolls everything back (:class:`Fenced`)."""
         sent_events, sent_marks = list(self._sent_events), dict(self._sent_marks)
         if not conversations and not sent_events:
             return set()
@@ -345,6 +381,8 @@ class PostgresConversationRepository:
                     await self._write_events(conn, events, now)
                 if self.before_commit is not None:
                     await self.before_commit()
+                if epochs and conversations:  # last: the newest epoch as of the commit
+                    await self._check_epochs(conn, epochs)
         except BaseException:
             for conversation in conversations:
                 conversation.version -= 1
@@ -359,6 +397,14 @@ class PostgresConversationRepository:
             if conversation.id in lost:
                 conversation.version -= 1
         return lost
+
+    @staticmethod
+    async def _check_epochs(conn: AsyncConnection[TupleRow], epochs: Epochs) -> None:
+        held = sorted(epochs)
+        cursor = await conn.execute(_HELD_EPOCHS, ([t for t, _ in held], [p for _, p in held]))
+        stored = {(topic, int(partition)): int(epoch) for topic, partition, epoch in await cursor.fetchall()}
+        if newer := newer_epochs(epochs, stored):
+            raise Fenced(newer)
 
     async def _write_events(
         self, conn: AsyncConnection[TupleRow], events: Sequence[ConversationEvent], now: datetime

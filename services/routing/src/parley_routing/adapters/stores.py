@@ -14,6 +14,17 @@ Events are recorded in the document with the change (an in-document outbox); ``m
 records how far they were published, and ``pending_outbox`` finds conversations whose events may
 not have reached Kafka (a crash between the write and the publish).
 
+Partition ownership epochs (``routing_partition_epochs``): on being assigned an inbound partition a
+routing replica takes a new epoch for it (:meth:`MongoConversationRepository.take_epochs`), and the
+batches it writes carry the epochs of their partitions; :meth:`~MongoConversationRepository.commit`
+refuses (:class:`Fenced`) a batch for which a newer epoch exists. On MongoDB each epoch is a claim
+``<topic>:<partition>:<epoch>`` (a unique ``_id``, atomic on FerretDB too, where ``$inc`` under
+concurrency is not), and the check, before the version claims, looks up the next epoch's claim.
+It refuses every write that starts after the new owner took its epoch, but a write whose check
+passed just before can still land in the one round trip between the check and its claims.
+PostgreSQL closes that gap (the check holds a lock until its transaction commits); here the
+version claims remain what keeps such a write from overwriting anything (docs/storage.md).
+
 Bounded (security #13): a conversation document is refused above :data:`MAX_DOCUMENT_BYTES` of
 BSON (:class:`DocumentTooLarge`, a clear error instead of the store's 16 MiB failure). Notes live
 in their own collection (``conversation_notes``, one document per note, written from the
@@ -25,7 +36,7 @@ the provider message ids of recorded messages in ``conversation_seen_messages`` 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -41,13 +52,17 @@ from parley_shared.mongo import (
 )
 from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from parley_routing.domain.model import Conversation, Note, key_of
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
 """Largest conversation document saved (BSON bytes), far below MongoDB's 16 MiB: with the
 domain's caps a conversation stays well under it; above it a save is refused."""
+EPOCH_CLAIMS_KEPT = 100
+"""Epoch claims kept per partition below the newest (MongoDB): a batch holding an epoch is fenced
+by the claim of the next one, so that claim must outlive any batch still running (a hundred
+rebalances during one batch would be needed to lose it)."""
 DEFAULT_SEEN_RETENTION = timedelta(days=8)
 """How long a recorded provider message id is remembered: longer than the providers' retries
 (Meta's 36 hours, WhatsApp's 7 days), so a late redelivery is recognised as a duplicate."""
@@ -55,6 +70,28 @@ DEFAULT_SEEN_RETENTION = timedelta(days=8)
 
 class ConcurrentUpdate(Exception):
     """Someone else changed the conversation since it was read: reload and try again."""
+
+
+Epochs = Mapping[tuple[str, int], int]
+"""The epoch a writer holds for each (topic, partition) it writes for."""
+
+
+class Fenced(Exception):
+    """A newer owner took one of the batch's partitions (a newer epoch exists): nothing was written.
+
+    ``by``: ``store`` when the store refused the write, ``replica`` when the replica knew it no
+    longer held a partition and did not try."""
+
+    def __init__(self, partitions: Sequence[tuple[str, int]], by: str = "store") -> None:
+        named = ", ".join(f"{topic}[{partition}]" for topic, partition in partitions)
+        super().__init__(f"partitions taken by a newer owner: {named}")
+        self.partitions = list(partitions)
+        self.by = by
+
+
+def newer_epochs(held: Epochs, stored: Mapping[tuple[str, int], int]) -> list[tuple[str, int]]:
+    """The partitions for which the store knows a newer epoch than the one held, in order."""
+    return sorted(tp for tp, epoch in held.items() if stored.get(tp, 0) > epoch)
 
 
 class DocumentTooLarge(Exception):
@@ -129,10 +166,22 @@ class ConversationRepository(Protocol):
 
     async def save_many(self, conversations: Sequence[Conversation]) -> set[str]: ...
 
-    async def commit(self, conversations: Sequence[Conversation], now: datetime) -> set[str]:
+    async def take_epochs(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+        """A new ownership epoch for each of these partitions of ``topic``: strictly greater than
+        any taken before for it, by anyone (the first is 1)."""
+        ...
+
+    async def commit(
+        self, conversations: Sequence[Conversation], now: datetime, epochs: Epochs | None = None
+    ) -> set[str]:
         """Save each conversation at its next version together with what its unpublished events
         add outside the document (notes, seen provider message ids); returns the ids someone else
         changed first (their versions left as they were, nothing of theirs written).
+
+        ``epochs``: the ownership epochs of the partitions the write is for. If a newer epoch
+        exists for any of them (a newer owner took the partition) nothing is written and
+        :class:`Fenced` is raised: on PostgreSQL checked in the same transaction, on MongoDB
+        read just before the version claims (the module docstring says what that leaves open).
 
         On PostgreSQL this is one transaction that also holds the events' history and outbox rows
         (and settles what :meth:`published` recorded before): one write per conversation. On
@@ -195,9 +244,11 @@ class MongoConversationRepository:
         notes: AsyncCollection[dict[str, Any]] | None = None,
         seen: AsyncCollection[dict[str, Any]] | None = None,
         seen_retention: timedelta = DEFAULT_SEEN_RETENTION,
+        epochs: AsyncCollection[dict[str, Any]] | None = None,
     ) -> None:
         self.collection = collection
         self.history = history
+        self.epochs = epochs if epochs is not None else collection.database["routing_partition_epochs"]
         # never optional: notes moved out of a document must land somewhere
         self.notes = notes if notes is not None else collection.database["conversation_notes"]
         self.seen = seen if seen is not None else collection.database["conversation_seen_messages"]
@@ -224,6 +275,7 @@ class MongoConversationRepository:
             [("conversation_id", ASCENDING), ("created_at", ASCENDING)], name="notes_by_conversation"
         )
         await self.seen.create_index([("expires_at", ASCENDING)], name="seen_by_expiry")
+        await self.epochs.create_index([("claim_of", ASCENDING), ("epoch", ASCENDING)], name="epoch_claims")
         if self.history is not None:
             await self.history.create_index(
                 [("conversation_id", ASCENDING), ("sequence", ASCENDING)], name="history_by_sequence"
@@ -268,9 +320,57 @@ class MongoConversationRepository:
                 conversation.version -= 1
         return lost
 
-    async def commit(self, conversations: Sequence[Conversation], now: datetime) -> set[str]:
-        """Version claims and projection writes (:meth:`save_many`), then the notes and seen
-        message ids of the saved conversations' unpublished events (:meth:`record_projections`)."""
+    async def take_epochs(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+        """Claim the epoch after the newest for each partition: an insert of ``<topic>:<partition>:
+        <epoch>`` (of two replicas claiming the same epoch one wins, the other claims the next),
+        so the claims of a partition are contiguous. A head document ``<topic>:<partition>``
+        remembers the newest (``$max``: only where to start; a head left behind by a race costs a
+        few failed inserts). Claims more than :data:`EPOCH_CLAIMS_KEPT` below it are deleted."""
+        taken: dict[int, int] = {}
+        for partition in dict.fromkeys(partitions):
+            head_id = f"{topic}:{partition}"
+            head = await self.epochs.find_one({"_id": head_id})
+            epoch = 0 if head is None else int(head["epoch"])
+            while True:
+                epoch += 1
+                try:
+                    await self.epochs.insert_one(
+                        {"_id": f"{head_id}:{epoch}", "claim_of": head_id, "epoch": epoch}
+                    )
+                    break
+                except DuplicateKeyError:
+                    continue
+            try:
+                await self.epochs.update_one({"_id": head_id}, {"$max": {"epoch": epoch}}, upsert=True)
+            except DuplicateKeyError:  # a concurrent upsert created it (FerretDB): update it
+                await self.epochs.update_one({"_id": head_id}, {"$max": {"epoch": epoch}})
+            if epoch > EPOCH_CLAIMS_KEPT:
+                await self.epochs.delete_many(
+                    {"claim_of": head_id, "epoch": {"$lt": epoch - EPOCH_CLAIMS_KEPT}}
+                )
+            taken[partition] = epoch
+        return taken
+
+    async def check_epochs(self, epochs: Epochs) -> None:
+        """:class:`Fenced` if an epoch newer than held exists for any of these partitions: the claim
+        of the next epoch (claims are contiguous), looked up by ``_id`` (FerretDB reads the whole
+        collection for anything else)."""
+        newer = [
+            (topic, partition)
+            for (topic, partition), epoch in sorted(epochs.items())
+            if await self.epochs.find_one({"_id": f"{topic}:{partition}:{epoch + 1}"}, {"_id": 1}) is not None
+        ]
+        if newer:
+            raise Fenced(newer)
+
+    async def commit(
+        self, conversations: Sequence[Conversation], now: datetime, epochs: Epochs | None = None
+    ) -> set[str]:
+        """The epochs checked (:meth:`check_epochs`), then version claims and projection writes
+        (:meth:`save_many`), then the notes and seen message ids of the saved conversations'
+        unpublished events (:meth:`record_projections`)."""
+        if epochs and conversations:
+            await self.check_epochs(epochs)
         lost = await self.save_many(conversations)
         events = [e for c in conversations if c.id not in lost for e in c.unpublished()]
         if events:

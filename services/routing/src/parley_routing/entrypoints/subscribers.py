@@ -39,6 +39,7 @@ from parley_shared.kafka import (
     acknowledge_other_types,
     decode_event,
     is_transient,
+    leave_uncommitted,
     of_type,
     publishes,
     service_router,
@@ -47,23 +48,29 @@ from parley_shared.kafka import (
 from parley_shared.tracing import record_traces
 from pydantic import SkipValidation
 
+from parley_routing.adapters.stores import Fenced
 from parley_routing.cache import ConversationCache
+from parley_routing.ownership import PartitionEpochs
 from parley_routing.service import ConversationService, Inbound
 from parley_routing.settings import RoutingSettings
 
 
 class DropOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     """How routing learns of its inbound partitions: a revoked partition's conversations leave
-    the cache (its next owner may change them), as do those of any partition not assigned."""
+    the cache (its next owner may change them), as do those of any partition not assigned, and
+    its epoch is given up; each assigned partition gets a new epoch (ownership.py)."""
 
-    def __init__(self, cache: ConversationCache) -> None:
+    def __init__(self, cache: ConversationCache, ownership: PartitionEpochs) -> None:
         self.cache = cache
+        self.ownership = ownership
 
     async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
         self.cache.drop_partitions(tp.partition for tp in revoked)
+        await self.ownership.revoked((tp.topic, tp.partition) for tp in revoked)
 
     async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
         self.cache.keep_only(tp.partition for tp in assigned)
+        await self.ownership.assigned({(tp.topic, tp.partition) for tp in assigned})
 
 
 def routing_router(
@@ -110,7 +117,7 @@ def routing_router(
         "events out. "
         "Receipts and template reviews on the same topic are skipped.",
         decoder=undecoded,
-        listener=DropOnRevoke(service.cache),
+        listener=DropOnRevoke(service.cache, service.ownership),
     )
     async def route_messages(
         # what the AsyncAPI document shows: the batch's message.received data. The records
@@ -120,7 +127,9 @@ def routing_router(
         message: KafkaMessage,
     ) -> None:
         records = message.raw_message  # a tuple from the broker (a list from the test broker)
-        await on_inbound_batch(service, retry, records if isinstance(records, tuple | list) else (records,))
+        batch_records = records if isinstance(records, tuple | list) else (records,)
+        if not await on_inbound_batch(service, retry, batch_records):
+            await leave_uncommitted(message)  # fenced: the partitions' new owner applies them
 
     replies = router.subscriber(
         topics.REPLIES.name,
@@ -163,9 +172,10 @@ def _event_type(record: Any) -> str | None:
 
 async def on_inbound_batch(
     service: ConversationService, retry: RetryThenDeadLetter, records: Sequence[Any]
-) -> None:
+) -> bool:
     """A batch of normalized messages and handovers, applied together; bad records are taken out
-    one by one.
+    one by one. False when the batch was fenced (a newer owner took one of its partitions):
+    nothing of it was written, and it must not be committed.
 
     A record that does not decode is dead-lettered on its own (the rest of the batch goes on).
     If the batch as a whole fails for a reason other than an outage, each record is retried
@@ -181,14 +191,28 @@ async def on_inbound_batch(
         except Exception:  # the retry policy decides: a record that does not decode is permanent
             await retry.run(partial(on_inbound_record, service, record), record)
     try:
-        partitions = {event.conversation_id: record.partition for record, event in decoded}
+        sources = {event.conversation_id: (record.topic, record.partition) for record, event in decoded}
         with record_traces(record for record, _ in decoded):
-            await service.on_messages([event for _, event in decoded], partitions)
+            await service.on_owned_batch([event for _, event in decoded], sources)
+    except Fenced:
+        return False
     except Exception as exc:
         if is_transient(exc):
             raise
+        fenced = False
+
+        async def alone(record: Any) -> None:
+            nonlocal fenced
+            try:
+                await on_inbound_record(service, record)
+            except Fenced:  # not a failure of the record: the rest of the batch is not ours either
+                fenced = True
+
         for record, _ in decoded:
-            await retry.run(partial(on_inbound_record, service, record), record)
+            await retry.run(partial(alone, record), record)
+            if fenced:
+                return False
+    return True
 
 
 _ROUTED: dict[str, type[Inbound]] = {
@@ -205,13 +229,9 @@ def _decode(record: Any) -> Inbound:
 
 
 async def on_inbound_record(service: ConversationService, record: Any) -> None:
+    """One record alone (a batch taken apart), fenced like a batch."""
     event = _decode(record)
     with structlog.contextvars.bound_contextvars(
         tenant_id=event.tenant_id, channel_id=event.channel_id, conversation_id=event.conversation_id
     ):
-        if isinstance(event, HandoverReceived):
-            await service.on_handover(event)
-        elif isinstance(event, MessageEdited | MessageDeleted):
-            await service.on_change(event)
-        else:
-            await service.on_message(event)
+        await service.on_owned_batch([event], {event.conversation_id: (record.topic, record.partition)})
