@@ -43,7 +43,8 @@ from tests.support.kafka import publish_channel
 from tests.support.processes import ServiceProcess, free_port, start_service
 from tests.support.proxy import FaultProxy
 
-pytestmark = pytest.mark.fault
+# a run offers its load for a minute, then waits for up to 300 s of recovery and 60 s of settling
+pytestmark = [pytest.mark.fault, pytest.mark.timeout(900)]
 
 RATE_PER_S = float(os.environ.get("PARLEY_FAULT_RATE", "200"))
 SECONDS = float(os.environ.get("PARLEY_FAULT_SECONDS", "60"))
