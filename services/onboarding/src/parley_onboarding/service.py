@@ -128,6 +128,7 @@ def check_away_message(provider: Provider, text: str, text_limit: int | None) ->
                 "INVALID_SETTING",
                 f"away_message is {length} long; {provider.value} {rule.kind} replies allow {limit}",
                 field="away_message",
+                limit=limit,
             )
 
 

@@ -55,6 +55,8 @@ from parley_onboarding.console.forms import (
     FormErrors,
     access_from,
     checked,
+    hours_from,
+    hours_values,
     one,
     settings_changes,
 )
@@ -86,6 +88,7 @@ STATUS_WORDS = {
 }
 DONE = {
     "settings": N_("Settings saved."),
+    "hours": N_("Business hours saved."),
     "access": N_("Access saved."),
     "disconnected": N_("The channel is disconnected."),
     "created": N_("Team created."),
@@ -156,6 +159,10 @@ REASONS = {
         "The text limit is a positive number of characters, or 0 for the provider's own limit."
     ),
     "INVALID_SETTING:x_api": N_("Choose one of the X delivery APIs offered."),
+    "INVALID_SETTING:away_message": N_(
+        "The away message is at most %(limit)s characters long here: a reply on this channel may "
+        "not be longer (the provider's limit, or the channel's text limit)."
+    ),
     "UNKNOWN_SETTING": N_("This setting does not apply to this channel."),
     "X_API_NOT_CONFIGURED": N_("This deployment cannot subscribe X channels through that API."),
     "SUBSCRIPTION_FAILED": N_(
@@ -509,6 +516,7 @@ class Console:
                 "errors": (errors or FormErrors()).by_field,
                 "values": values or {},
                 "display_name_max": DISPLAY_NAME_MAX,
+                "hours": hours_values(channel.settings.business_hours),
                 "done": _done(request),
                 "disconnected": channel.status is ChannelStatus.DISCONNECTED,
                 "reconnect": self._offered(reconnect_flow(channel)),
@@ -867,6 +875,7 @@ class Console:
         team: Team,
         errors: dict[str, str] | None = None,
         status: int = 200,
+        hours: dict[str, str] | None = None,
     ) -> Response:
         return self.render(
             request,
@@ -875,11 +884,35 @@ class Console:
                 "nav": "teams",
                 "team": team,
                 "errors": errors or {},
+                # what was typed in the hours form when it was refused, else the team's hours
+                "hours": hours if hours is not None else hours_values(team.business_hours),
+                "hours_refused": hours is not None,
                 "done": _done(request),
             },
             status,
             principal,
         )
+
+    async def save_team_hours(self, request: Request) -> Response:
+        form = await self.form(request)
+        principal = await self.admin(request, form)
+        if isinstance(principal, Response):
+            return principal
+        assert form is not None
+        team_id = request.path_params["team_id"]
+        errors = FormErrors()
+        hours = hours_from(form, errors)
+        if not errors:
+            try:
+                await self.service.set_team_hours(principal.tenant_id, team_id, hours)
+                return self.redirect(f"/teams/{seg(team_id)}?done=hours#team-hours")
+            except DomainError as exc:
+                if exc.status == 404:
+                    raise
+                errors.add("hours", in_words(exc))
+        team = await self.service.team(principal.tenant_id, team_id)
+        typed = {k: one(form, k) for k in form if k != session.CSRF_FIELD}
+        return await self._team_page(request, principal, team, errors.by_field, 422, typed)
 
     async def add_member(self, request: Request) -> Response:
         form = await self.form(request)
@@ -1139,6 +1172,7 @@ def create_console(
         Route("/teams/{team_id}/members", guarded(console.add_member), methods=post),
         Route("/teams/{team_id}/members/remove", guarded(console.remove_member), methods=post),
         Route("/teams/{team_id}/name", guarded(console.rename_team), methods=post),
+        Route("/teams/{team_id}/business-hours", guarded(console.save_team_hours), methods=post),
         Route("/teams/{team_id}/delete", guarded(console.delete_team), methods=post),
         Route("/whatsapp", guarded(console.whatsapp_home), methods=get),
         Route("/whatsapp", guarded(console.whatsapp_start), methods=post),
