@@ -1,20 +1,29 @@
 """The rest of the issue's walk in Chromium: every setting of the Edit form reaches onboarding's API,
-business hours and the away message (a channel's and a team's) with their refusals by the field.
+business hours and the away message (a channel's and a team's) with their refusals by the field,
+and a team given Contributor in the console reaches the channel in routing.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
+from parley_events import Provider
+from parley_routing.bootstrap import create_routing_app
+from parley_routing.settings import RoutingSettings
 from parley_sandbox import SandboxState
 from playwright.async_api import Page, expect
 
 from tests.browser.conftest import Console, dev_sign_in, served_console
 from tests.conftest import Infra
+from tests.support.apps import running
+from tests.support.kafka import eventually, publish_events
 from tests.support.onboarding import ADMIN, TENANT, X_REDIRECT, Stack
+from tests.support.policy import channel as snapshot_of
+from tests.support.policy import inbound
 
 pytestmark = pytest.mark.browser
 
@@ -244,3 +253,71 @@ async def test_a_team_s_business_hours_are_set_on_its_page_and_its_channels_foll
     await expect(page.get_by_role("status")).to_have_text("Business hours saved.")
     [team] = await api_get(console, "/teams")
     assert team["business_hours"] is None
+
+
+async def test_a_team_given_contributor_in_the_console_reaches_the_channel_in_routing(
+    console: Console, page: Page, infra: Infra, namespace: str, store_url: str
+) -> None:
+    """Routing runs for real: it learns the channel's access and the team's members from the
+    snapshots onboarding publishes on Kafka, and answers the member's token with the role."""
+    stack = console.stack
+    channels = await stack.connect_pages("meta-user-walk", [{"id": PAGE_ID, "name": "Acme"}])
+    channel_id = str(channels[PAGE_ID]["id"])
+    member, outsider = stack.agent("usr-maria"), stack.agent("usr-otto")
+    settings = RoutingSettings(
+        kafka_bootstrap_servers=infra.kafka,
+        store_url=store_url,
+        topic_namespace=namespace,
+        consumer_group_prefix=namespace,
+        jwt_hs256_secret=stack.jwt_secret,
+    )
+    async with running(create_routing_app(settings)) as routing:
+        # a customer writes to the channel: routing opens the conversation
+        message = inbound(
+            snapshot_of(channel_id, Provider.MESSENGER, PAGE_ID, tenant=TENANT),
+            "conv-walk",
+            "2400000000000001",
+            datetime.now(UTC),
+        )
+        await publish_events(infra.kafka, namespace, message)
+
+        async def status(headers: dict[str, str]) -> int:
+            return (await routing.get("/v1/conversations/conv-walk", headers=headers)).status_code
+
+        async def opened() -> bool:  # an administrator sees every channel of the tenant
+            return await status(stack.admin()) == 200
+
+        await eventually(opened, timeout=60)
+        assert await status(member) == 404  # no role on the channel yet
+
+        await dev_sign_in(page, console, ADMIN, TENANT)
+        await page.get_by_role("link", name="Teams").click()
+        await page.get_by_label("Name").fill("Support")
+        await page.get_by_role("button", name="Create team").click()
+        await page.get_by_label("User id").fill("usr-maria")
+        await page.get_by_role("button", name="Add member").click()
+        await expect(page.locator("ul.members")).to_contain_text("usr-maria")
+        await page.goto(console.at(f"/channels/{channel_id}"))
+        await page.get_by_label("Support").select_option("contributor")
+        await page.get_by_role("button", name="Save access").click()
+        await expect(page.get_by_role("status")).to_have_text("Access saved.")
+
+        async def member_role() -> str | None:
+            answer = await routing.get("/v1/conversations/conv-walk", headers=member)
+            return str(answer.json()["your_role"]) if answer.status_code == 200 else None
+
+        assert await eventually(member_role, timeout=60) == "contributor"
+        listed = await routing.get("/v1/conversations", params={"channel_id": channel_id}, headers=member)
+        assert [(c["id"], c["your_role"]) for c in listed.json()["items"]] == [("conv-walk", "contributor")]
+        # a Contributor may take the conversation: routing's own rule, from the role it learned
+        taken = await routing.post(
+            "/v1/conversations/conv-walk/owner",
+            json={"owner_id": "usr-maria"},
+            headers={**member, "Idempotency-Key": "walk-assign"},
+        )
+        assert taken.status_code == 200, taken.text
+        assert taken.json()["conversation"]["owner_id"] == "usr-maria"
+
+        # a user outside the team gets nothing
+        assert await status(outsider) == 404
+        assert (await routing.get("/v1/conversations", headers=outsider)).json()["items"] == []
