@@ -197,6 +197,19 @@ def test_attention_names_reauth_and_a_token_near_or_past_its_end() -> None:
     assert attention(channel(token_expires_at=NOW + timedelta(days=30)), NOW, LEAD) == []
 
 
+def test_a_token_onboarding_renews_itself_needs_no_attention_until_a_renewal_fails() -> None:
+    """X's two-hour token, renewed with the refresh token the account granted: its near end is
+    nothing to act on; past its end the renewals have failed, and a refused one is reauth."""
+    x = channel(provider=Provider.X, token_expires_at=NOW + timedelta(hours=1))
+    assert attention(x, NOW, LEAD, renewed=True) == []
+    assert "expires soon" in attention(x, NOW, LEAD, renewed=False)[0]  # no refresh token: act
+    x.token_expires_at = NOW - timedelta(minutes=5)
+    [note] = attention(x, NOW, LEAD, renewed=True)
+    assert note.startswith("The token has expired and Parley could not renew it yet")
+    x.status = ChannelStatus.REAUTH_REQUIRED
+    assert "reconnect" in attention(x, NOW, LEAD, renewed=True)[0]
+
+
 def test_attention_names_a_webhook_subscription_the_check_could_not_restore() -> None:
     lost = channel()
     lost.subscription_gap = ("feed", "messages")

@@ -246,15 +246,26 @@ def seg(value: str) -> str:
     return quote(value, safe="")
 
 
-def attention(channel: Channel, now: datetime, lead: timedelta) -> list[str]:
-    """What an administrator should act on, from what the channel document records."""
+def attention(channel: Channel, now: datetime, lead: timedelta, *, renewed: bool = False) -> list[str]:
+    """What an administrator should act on, from what the channel document records.
+
+    ``renewed``: onboarding renews the token itself before its end (X's two-hour tokens, with the
+    refresh token the account granted), so its near end is nothing to act on; a renewal the
+    provider refuses makes the channel ``reauth_required``, which is."""
     notes: list[str] = []
     if channel.status is ChannelStatus.REAUTH_REQUIRED:
         notes.append(_("The provider refused the token: reconnect the account."))
     if channel.status is ChannelStatus.ACTIVE and channel.token_expires_at is not None:
         if channel.token_expires_at <= now:
-            notes.append(_("The token has expired: reconnect the account."))
-        elif channel.token_expires_at - now <= lead:
+            notes.append(
+                _(
+                    "The token has expired and Parley could not renew it yet; it keeps trying. "
+                    "If this stays, reconnect the account."
+                )
+                if renewed
+                else _("The token has expired: reconnect the account.")
+            )
+        elif channel.token_expires_at - now <= lead and not renewed:
             notes.append(_("The token expires soon: reconnect the account before it does."))
     if channel.status is ChannelStatus.ACTIVE and channel.subscription_gap:
         notes.append(
@@ -473,21 +484,30 @@ class Console:
             return principal
         now = self.clock()
         lead = timedelta(seconds=self.settings.token_expiry_lead_s)
-        rows = [
-            {
-                "channel": c,
-                "status": _(STATUS_WORDS[c.status]),
-                "attention": attention(c, now, lead),
-                "address": address(c),
-            }
-            for c in await self.service.channels(principal.tenant_id)
-        ]
+        rows = []
+        for c in await self.service.channels(principal.tenant_id):
+            renewed = await self._renewed(c)
+            rows.append(
+                {
+                    "channel": c,
+                    "status": _(STATUS_WORDS[c.status]),
+                    "attention": attention(c, now, lead, renewed=renewed),
+                    "address": address(c),
+                    "renewed": renewed,
+                }
+            )
         return self.render(
             request,
             "channels.html",
             {"rows": rows, "nav": "channels", "done": _done(request)},
             principal=principal,
         )
+
+    async def _renewed(self, channel: Channel) -> bool:
+        """Whether onboarding renews the channel's token itself (only an expiring token can be)."""
+        if channel.token_expires_at is None or channel.status is not ChannelStatus.ACTIVE:
+            return False
+        return await self.service.renews_token(channel)
 
     async def _channel_page(
         self,
@@ -517,6 +537,7 @@ class Console:
                 "values": values or {},
                 "display_name_max": DISPLAY_NAME_MAX,
                 "hours": hours_values(channel.settings.business_hours),
+                "renewed": await self._renewed(channel),
                 "done": _done(request),
                 "disconnected": channel.status is ChannelStatus.DISCONNECTED,
                 "reconnect": self._offered(reconnect_flow(channel)),
