@@ -8,6 +8,7 @@ sandbox behind it, as in tests/integration.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 from collections.abc import AsyncIterator
@@ -49,15 +50,25 @@ class Console:
         return f"{self.url}/console{path}"
 
 
-@pytest.fixture
-async def console(infra: Infra, namespace: str, store_url: str) -> AsyncIterator[Console]:
+@contextlib.asynccontextmanager
+async def served_console(
+    infra: Infra, namespace: str, store_url: str, **overrides: Any
+) -> AsyncIterator[Console]:
+    """Onboarding with its console (and the development sign-in) served on a free local port;
+    ``overrides`` go to ``onboarding_stack`` (its sandbox ``configure``, onboarding's settings)."""
     async with (
         onboarding_stack(
-            infra, namespace, store_url, console_enabled=True, console_dev_sign_in=True
+            infra, namespace, store_url, console_enabled=True, console_dev_sign_in=True, **overrides
         ) as stack,
         serve(stack.app) as url,
     ):
         yield Console(stack, url)
+
+
+@pytest.fixture
+async def console(infra: Infra, namespace: str, store_url: str) -> AsyncIterator[Console]:
+    async with served_console(infra, namespace, store_url) as served:
+        yield served
 
 
 @pytest.fixture

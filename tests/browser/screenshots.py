@@ -4,9 +4,10 @@
 
 Runs onboarding with the sandbox as the browser tests do (a topic namespace and a PostgreSQL
 schema of its own, removed after), fills it with two Pages (one restricted from sending), an
-Instagram profile, an X handle, teams and access, walks a WhatsApp number to its code entry, and
-saves each main page at a laptop's size (the channel list in German too). The reports service
-runs beside it for the Reports page, fed with five days of public conversation events.
+Instagram profile, an X handle (whose token Parley renews), teams with business hours and access,
+a channel's business hours and away message, walks a WhatsApp number to its code entry, and saves
+each main page at a laptop's size (Add Channel, and the channel list in German too). The reports
+service runs beside it for the Reports page, fed with five days of public conversation events.
 """
 
 from __future__ import annotations
@@ -150,6 +151,27 @@ async def shoot(console: Console) -> None:
         f"/channels/{page_channel}/access",
         {"user_access": {"usr-lena": "supervisor"}, "team_access": {team["id"]: "contributor"}},
     )
+    office = {
+        "time_zone": "Europe/Berlin",
+        "intervals": [
+            {"day": day, "start": start, "end": end}
+            for day in ("mon", "tue", "wed", "thu", "fri")
+            for start, end in (("09:00", "12:30"), ("13:30", "18:00"))
+        ],
+        "holidays": ["2026-12-24", "2026-12-25", "2026-12-26"],
+    }
+    await stack.call("PUT", f"/teams/{team['id']}/business-hours", {"business_hours": office})
+    await stack.call(
+        "PATCH",
+        f"/channels/{page_channel}/settings",
+        {
+            "business_hours": {
+                **office,
+                "intervals": [*office["intervals"], {"day": "sat", "start": "10:00", "end": "14:00"}],
+            },
+            "away_message": "Thanks for your message. We answer Monday to Saturday from 9:00 (Berlin time).",
+        },
+    )
     await stack.whatsapp_number(PHONE_ID, WABA_ID, WA_TOKEN)
     await conversations(console, page_channel)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -167,6 +189,8 @@ async def shoot(console: Console) -> None:
         await page.get_by_role("button", name="Sign in for development").click()
         await page.wait_for_url("**/console/channels")
         await shot("channels")
+        await page.get_by_role("link", name="Add Channel").click()
+        await shot("add-channel")
         await page.goto(console.at(f"/channels/{page_channel}"))
         await page.get_by_label("Display name").fill("N" * 256)
         await page.get_by_role("button", name="Save settings").click()

@@ -35,6 +35,8 @@ SIGNUP_WABA_ID, SIGNUP_PHONE_ID, SIGNUP_REFUSED_PHONE_ID = (
     "106540352242978",
 )
 PSEUDO = "qps"
+SOMEDAY = "someday soon"
+AWAY = "We are away until Monday morning."
 # names that are the same in every language: the switch's language names, the providers
 NAMES = {"English", "Deutsch", "Pseudo", "Facebook", "Instagram", "WhatsApp", "X", "UTC"}
 
@@ -99,6 +101,29 @@ async def walk(page: Page, console: Console, check: Check) -> None:
     await expect(page.locator("#display_name-error")).to_be_visible()
     await check(page, "channel settings refused by the domain")
     await page.goto(console.at(f"/channels/{channel_id}"))
+    await page.locator("#hours_own").set_checked(True)
+    await page.locator("#hours_time_zone").fill("Mars/Olympus_Mons")
+    await page.locator("#hours_mon").fill("17:00-09:00")
+    await page.locator("#hours_tue").fill("09:00-13:00, 12:00-17:00")
+    await page.locator("#hours_wed").fill("late")
+    await page.locator("#hours_holidays").fill(SOMEDAY)
+    await page.locator("form[action$='/settings'] button").click()
+    await expect(page.locator("#hours_mon-error")).to_be_visible()
+    await check(page, "business hours refused by the form")
+    await page.locator("#hours_own").set_checked(False)
+    await page.locator("#text_limit").fill("20")
+    await page.locator("#away_message").fill(AWAY)
+    await page.locator("form[action$='/settings'] button").click()
+    await expect(page.locator("#away_message-error")).to_be_visible()
+    await check(page, "away message refused by the domain")
+    await page.goto(console.at(f"/channels/{channel_id}"))
+    await page.locator("#hours_own").set_checked(True)
+    await page.locator("#hours_time_zone").fill("Europe/Berlin")
+    await page.locator("#hours_thu").fill("08:00-16:00")
+    await page.locator("form[action$='/settings'] button").click()
+    await expect(page.locator("p.done")).to_be_visible()
+    await check(page, "business hours saved")
+    await page.goto(console.at(f"/channels/{channel_id}"))
     await page.locator("#new_user_id").fill("usr-lena")
     await page.locator("form[action$='/access'] button").click()
     await expect(page.locator("#new_user_role-error")).to_be_visible()
@@ -122,6 +147,15 @@ async def walk(page: Page, console: Console, check: Check) -> None:
     await page.locator("form[action$='/members'] button").click()
     await expect(page.locator("ul.members")).to_be_visible()
     await check(page, "member added")
+    await page.locator("#hours_own").set_checked(True)
+    await page.locator("form[action$='/business-hours'] button").click()
+    await expect(page.locator("#hours_time_zone-error")).to_be_visible()
+    await check(page, "team hours refused")
+    await page.locator("#hours_time_zone").fill("Europe/Berlin")
+    await page.locator("#hours_fri").fill("08:00-16:00")
+    await page.locator("form[action$='/business-hours'] button").click()
+    await expect(page.locator("p.done")).to_be_visible()
+    await check(page, "team hours saved")
     # past the field's maxlength, as a client that ignores it would send: the domain refuses it
     await page.evaluate("document.querySelector('#name').removeAttribute('maxlength')")
     await page.locator("#name").fill("S" * 101)
@@ -331,6 +365,8 @@ async def test_every_screen_shows_only_catalog_text_and_data(
         "usr-lena",
         "N" * 256,
         "S" * 101,
+        SOMEDAY,  # typed into fields (a textarea's text is the page's text too)
+        AWAY,
     ]
     seen: list[str] = []
 

@@ -366,3 +366,35 @@ async def test_a_reports_service_that_does_not_answer_is_a_502_page_in_words(
     assert page.status_code == 502
     assert "The reports service did not answer" in page.text
     assert "reports_unavailable" in page.text
+
+
+async def test_an_x_token_onboarding_renews_itself_is_not_an_attention_in_the_list(stack: Stack) -> None:
+    """X's access token lives two hours and onboarding renews it with the refresh token the
+    account granted (``offline.access``): nothing for the administrator to do. A grant without a
+    refresh token ends for good, and the list says to reconnect before it does."""
+
+    async def connect_x(user_id: str, handle: str, scopes: list[str] | None = None) -> str:
+        code, verifier = await stack.x_code(user_id, handle, scopes)
+        body = {"code": code, "redirect_uri": X_REDIRECT, "code_verifier": verifier}
+        return str((await stack.call("POST", "/connections/x", body))["id"])
+
+    renewed = await connect_x("1500000000000000001", "acme_renewed")
+    ending = await connect_x(
+        "1500000000000000002",
+        "acme_ending",
+        ["dm.read", "dm.write", "tweet.read", "tweet.write", "users.read"],
+    )
+    async with browser_like(stack) as client:
+        await sign_in(client, stack)
+        page = (await client.get("/console/channels")).text
+
+    def row(channel_id: str) -> str:
+        match = re.search(rf'<tr data-channel="{channel_id}">(.*?)</tr>', page, re.S)
+        assert match, page
+        return match.group(1)
+
+    assert "The token expires soon" not in row(renewed)
+    assert "Parley renews it before then" in row(renewed)
+    assert re.search(r'<td class="attention">\s*Nothing\s*</td>', row(renewed)), row(renewed)
+    assert "The token expires soon: reconnect the account before it does." in row(ending)
+    assert "Parley renews it before then" not in row(ending)

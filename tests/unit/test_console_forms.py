@@ -5,9 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from parley_events import ChannelRole, ChannelStatus, Provider
+from parley_events import BusinessHours, ChannelRole, ChannelStatus, Provider
 from parley_onboarding.console.app import attention, who_can_see
-from parley_onboarding.console.forms import access_from, settings_changes
+from parley_onboarding.console.forms import (
+    FormErrors,
+    access_from,
+    hours_from,
+    hours_values,
+    settings_changes,
+)
 from parley_onboarding.domain.channels import Access, Channel
 from parley_onboarding.domain.teams import Team
 
@@ -43,6 +49,8 @@ def test_settings_are_read_in_minutes_and_blank_or_zero_turns_them_off() -> None
         "auto_resolve_pending_s": None,
         "human_agent_tag": False,
         "mark_read_on_open": False,
+        "business_hours": None,  # the box unticked: no schedule of its own
+        "away_message": None,  # empty: none
         "text_limit": None,
     }
 
@@ -57,6 +65,100 @@ def test_numbers_that_are_not_whole_are_refused_by_their_field() -> None:
 def test_the_x_delivery_api_is_read_only_for_x_channels() -> None:
     assert "x_api" not in settings_changes(form(x_api="activity"), x_channel=False)[0]
     assert settings_changes(form(x_api="activity"), x_channel=True)[0]["x_api"] == "activity"
+
+
+def test_business_hours_are_read_from_the_day_fields_and_shown_back_the_same_way() -> None:
+    changes, errors = settings_changes(
+        form(
+            hours_own="on",
+            hours_time_zone=" Europe/Berlin ",
+            hours_mon="09:00-12:00, 13:00 - 17:30",
+            hours_sat="22:00\u201324:00",  # an en dash, as text editors write ranges
+            hours_sun="00:00-06:00,",
+            hours_holidays="2026-12-25,\n2026-12-26",
+            away_message="  Back at nine.  ",
+        ),
+        x_channel=False,
+    )
+    assert not errors
+    hours = BusinessHours.model_validate(
+        {
+            "time_zone": "Europe/Berlin",
+            "intervals": [
+                {"day": "mon", "start": "09:00", "end": "12:00"},
+                {"day": "mon", "start": "13:00", "end": "17:30"},
+                {"day": "sat", "start": "22:00", "end": "24:00"},
+                {"day": "sun", "start": "00:00", "end": "06:00"},
+            ],
+            "holidays": ["2026-12-25", "2026-12-26"],
+        }
+    )
+    assert (changes["business_hours"], changes["away_message"]) == (hours, "Back at nine.")
+    shown = hours_values(hours)
+    assert shown["hours_mon"] == "09:00-12:00, 13:00-17:30"
+    assert (shown["hours_tue"], shown["hours_holidays"]) == ("", "2026-12-25, 2026-12-26")
+    # what the page shows reads back as the same schedule
+    assert hours_from({k: [v] for k, v in shown.items()}, FormErrors()) == hours
+    assert hours_values(None) == {}
+
+
+def test_unticked_hours_are_no_schedule_whatever_the_fields_hold() -> None:
+    changes, errors = settings_changes(
+        form(hours_time_zone="Nowhere/City", hours_mon="late"), x_channel=False
+    )
+    assert not errors and changes["business_hours"] is None
+
+
+def test_each_refusal_of_the_hours_contract_is_written_by_its_field() -> None:
+    errors = FormErrors()
+    hours = hours_from(
+        form(
+            hours_own="on",
+            hours_time_zone="Mars/Olympus_Mons",
+            hours_mon="17:00-09:00",  # ends before it starts
+            hours_tue="09:00-13:00, 12:00-17:00",  # overlap
+            hours_wed="9 to 5",  # not a range
+            hours_thu="9:00-17:00",  # not HH:MM
+            hours_fri="09:00-17:00",
+            hours_holidays="2026-02-30",
+        ),
+        errors,
+    )
+    assert hours is None
+    messages = errors.by_field
+    assert set(messages) == {
+        "hours_time_zone",
+        "hours_mon",
+        "hours_tue",
+        "hours_wed",
+        "hours_thu",
+        "hours_holidays",
+    }
+    assert messages["hours_time_zone"].startswith("This time zone is unknown")
+    assert messages["hours_mon"].startswith("An opening ends after it starts")
+    assert messages["hours_tue"] == "Openings on this day overlap."
+    assert messages["hours_wed"].startswith("Write each opening as HH:MM-HH:MM")
+    assert messages["hours_thu"] == messages["hours_wed"]
+    assert messages["hours_holidays"].startswith("Write each holiday as a date")
+    missing = FormErrors()
+    assert hours_from(form(hours_own="on"), missing) is None
+    assert missing.by_field == {"hours_time_zone": "Enter the time zone."}
+
+
+def test_more_openings_or_holidays_than_the_contract_takes_are_refused() -> None:
+    from parley_events.hours import MAX_HOLIDAYS, MAX_INTERVALS
+
+    per_day = MAX_INTERVALS // 7 + 1
+    day = ", ".join(f"{h:02d}:00-{h:02d}:30" for h in range(per_day))
+    days = {f"hours_{d}": day for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    errors = FormErrors()
+    assert hours_from(form(hours_own="on", hours_time_zone="UTC", **days), errors) is None
+    assert errors.by_field == {"hours": f"A week has at most {MAX_INTERVALS} openings."}
+    first = datetime(2027, 1, 1).date()
+    holidays = ", ".join(str(first + timedelta(days=n)) for n in range(MAX_HOLIDAYS + 1))
+    errors = FormErrors()
+    assert hours_from(form(hours_own="on", hours_time_zone="UTC", hours_holidays=holidays), errors) is None
+    assert errors.by_field == {"hours_holidays": f"At most {MAX_HOLIDAYS} holidays."}
 
 
 def test_access_is_the_whole_replacement_and_an_empty_role_removes_a_line() -> None:
@@ -93,6 +195,19 @@ def test_attention_names_reauth_and_a_token_near_or_past_its_end() -> None:
     assert "expires soon" in attention(channel(token_expires_at=NOW + timedelta(days=2)), NOW, LEAD)[0]
     assert "expired" in attention(channel(token_expires_at=NOW - timedelta(seconds=1)), NOW, LEAD)[0]
     assert attention(channel(token_expires_at=NOW + timedelta(days=30)), NOW, LEAD) == []
+
+
+def test_a_token_onboarding_renews_itself_needs_no_attention_until_a_renewal_fails() -> None:
+    """X's two-hour token, renewed with the refresh token the account granted: its near end is
+    nothing to act on; past its end the renewals have failed, and a refused one is reauth."""
+    x = channel(provider=Provider.X, token_expires_at=NOW + timedelta(hours=1))
+    assert attention(x, NOW, LEAD, renewed=True) == []
+    assert "expires soon" in attention(x, NOW, LEAD, renewed=False)[0]  # no refresh token: act
+    x.token_expires_at = NOW - timedelta(minutes=5)
+    [note] = attention(x, NOW, LEAD, renewed=True)
+    assert note.startswith("The token has expired and Parley could not renew it yet")
+    x.status = ChannelStatus.REAUTH_REQUIRED
+    assert "reconnect" in attention(x, NOW, LEAD, renewed=True)[0]
 
 
 def test_attention_names_a_webhook_subscription_the_check_could_not_restore() -> None:

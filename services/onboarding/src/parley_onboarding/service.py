@@ -128,6 +128,7 @@ def check_away_message(provider: Provider, text: str, text_limit: int | None) ->
                 "INVALID_SETTING",
                 f"away_message is {length} long; {provider.value} {rule.kind} replies allow {limit}",
                 field="away_message",
+                limit=limit,
             )
 
 
@@ -1846,7 +1847,7 @@ class OnboardingService:
         horizon = self.clock() + lead
         warned = 0
         for expiring in await self.stores.channels_expiring_by(horizon):
-            if await self._refreshed_by_rotation(expiring):
+            if await self.renews_token(expiring):
                 continue  # its token is renewed every two hours; a refused renewal says reauth_required
             emitted: list[Event] = []
 
@@ -1858,9 +1859,11 @@ class OnboardingService:
             warned += 1 if emitted else 0
         return warned
 
-    async def _refreshed_by_rotation(self, channel: Channel) -> bool:
-        """Whether the refresh job keeps the channel's token (its provider rotates grants and the
-        channel holds a refresh token): such a token's near end is no news."""
+    async def renews_token(self, channel: Channel) -> bool:
+        """Whether onboarding renews the channel's token itself before its end (the refresh job:
+        its provider rotates grants and the channel holds a refresh token, as X's with
+        ``offline.access``): such a token's near end is no news to announce, nor for the console
+        to show; a renewal the provider refuses makes the channel ``reauth_required``."""
         if not isinstance(self.connectors.get(channel.provider), RotatingGrant):
             return False
         credential = await self.stores.credential(channel.id)

@@ -59,6 +59,8 @@ from parley_onboarding.console.forms import (
     FormErrors,
     access_from,
     checked,
+    hours_from,
+    hours_values,
     one,
     settings_changes,
 )
@@ -90,6 +92,7 @@ STATUS_WORDS = {
 }
 DONE = {
     "settings": N_("Settings saved."),
+    "hours": N_("Business hours saved."),
     "access": N_("Access saved."),
     "disconnected": N_("The channel is disconnected."),
     "created": N_("Team created."),
@@ -163,6 +166,10 @@ REASONS = {
         "The text limit is a positive number of characters, or 0 for the provider's own limit."
     ),
     "INVALID_SETTING:x_api": N_("Choose one of the X delivery APIs offered."),
+    "INVALID_SETTING:away_message": N_(
+        "The away message is at most %(limit)s characters long here: a reply on this channel may "
+        "not be longer (the provider's limit, or the channel's text limit)."
+    ),
     "UNKNOWN_SETTING": N_("This setting does not apply to this channel."),
     "X_API_NOT_CONFIGURED": N_("This deployment cannot subscribe X channels through that API."),
     "SUBSCRIPTION_FAILED": N_(
@@ -262,15 +269,26 @@ def seg(value: str) -> str:
     return quote(value, safe="")
 
 
-def attention(channel: Channel, now: datetime, lead: timedelta) -> list[str]:
-    """What an administrator should act on, from what the channel document records."""
+def attention(channel: Channel, now: datetime, lead: timedelta, *, renewed: bool = False) -> list[str]:
+    """What an administrator should act on, from what the channel document records.
+
+    ``renewed``: onboarding renews the token itself before its end (X's two-hour tokens, with the
+    refresh token the account granted), so its near end is nothing to act on; a renewal the
+    provider refuses makes the channel ``reauth_required``, which is."""
     notes: list[str] = []
     if channel.status is ChannelStatus.REAUTH_REQUIRED:
         notes.append(_("The provider refused the token: reconnect the account."))
     if channel.status is ChannelStatus.ACTIVE and channel.token_expires_at is not None:
         if channel.token_expires_at <= now:
-            notes.append(_("The token has expired: reconnect the account."))
-        elif channel.token_expires_at - now <= lead:
+            notes.append(
+                _(
+                    "The token has expired and Parley could not renew it yet; it keeps trying. "
+                    "If this stays, reconnect the account."
+                )
+                if renewed
+                else _("The token has expired: reconnect the account.")
+            )
+        elif channel.token_expires_at - now <= lead and not renewed:
             notes.append(_("The token expires soon: reconnect the account before it does."))
     if channel.status is ChannelStatus.ACTIVE and channel.subscription_gap:
         notes.append(
@@ -498,21 +516,30 @@ class Console:
             return principal
         now = self.clock()
         lead = timedelta(seconds=self.settings.token_expiry_lead_s)
-        rows = [
-            {
-                "channel": c,
-                "status": _(STATUS_WORDS[c.status]),
-                "attention": attention(c, now, lead),
-                "address": address(c),
-            }
-            for c in await self.service.channels(principal.tenant_id)
-        ]
+        rows = []
+        for c in await self.service.channels(principal.tenant_id):
+            renewed = await self._renewed(c)
+            rows.append(
+                {
+                    "channel": c,
+                    "status": _(STATUS_WORDS[c.status]),
+                    "attention": attention(c, now, lead, renewed=renewed),
+                    "address": address(c),
+                    "renewed": renewed,
+                }
+            )
         return self.render(
             request,
             "channels.html",
             {"rows": rows, "nav": "channels", "done": _done(request)},
             principal=principal,
         )
+
+    async def _renewed(self, channel: Channel) -> bool:
+        """Whether onboarding renews the channel's token itself (only an expiring token can be)."""
+        if channel.token_expires_at is None or channel.status is not ChannelStatus.ACTIVE:
+            return False
+        return await self.service.renews_token(channel)
 
     async def _channel_page(
         self,
@@ -541,6 +568,8 @@ class Console:
                 "errors": (errors or FormErrors()).by_field,
                 "values": values or {},
                 "display_name_max": DISPLAY_NAME_MAX,
+                "hours": hours_values(channel.settings.business_hours),
+                "renewed": await self._renewed(channel),
                 "done": _done(request),
                 "disconnected": channel.status is ChannelStatus.DISCONNECTED,
                 "reconnect": self._offered(reconnect_flow(channel)),
@@ -928,6 +957,7 @@ class Console:
         team: Team,
         errors: dict[str, str] | None = None,
         status: int = 200,
+        hours: dict[str, str] | None = None,
     ) -> Response:
         return self.render(
             request,
@@ -936,11 +966,35 @@ class Console:
                 "nav": "teams",
                 "team": team,
                 "errors": errors or {},
+                # what was typed in the hours form when it was refused, else the team's hours
+                "hours": hours if hours is not None else hours_values(team.business_hours),
+                "hours_refused": hours is not None,
                 "done": _done(request),
             },
             status,
             principal,
         )
+
+    async def save_team_hours(self, request: Request) -> Response:
+        form = await self.form(request)
+        principal = await self.admin(request, form)
+        if isinstance(principal, Response):
+            return principal
+        assert form is not None
+        team_id = request.path_params["team_id"]
+        errors = FormErrors()
+        hours = hours_from(form, errors)
+        if not errors:
+            try:
+                await self.service.set_team_hours(principal.tenant_id, team_id, hours)
+                return self.redirect(f"/teams/{seg(team_id)}?done=hours#team-hours")
+            except DomainError as exc:
+                if exc.status == 404:
+                    raise
+                errors.add("hours", in_words(exc))
+        team = await self.service.team(principal.tenant_id, team_id)
+        typed = {k: one(form, k) for k in form if k != session.CSRF_FIELD}
+        return await self._team_page(request, principal, team, errors.by_field, 422, typed)
 
     async def add_member(self, request: Request) -> Response:
         form = await self.form(request)
@@ -1290,6 +1344,7 @@ def create_console(
         Route("/teams/{team_id}/members", guarded(console.add_member), methods=post),
         Route("/teams/{team_id}/members/remove", guarded(console.remove_member), methods=post),
         Route("/teams/{team_id}/name", guarded(console.rename_team), methods=post),
+        Route("/teams/{team_id}/business-hours", guarded(console.save_team_hours), methods=post),
         Route("/teams/{team_id}/delete", guarded(console.delete_team), methods=post),
         Route("/reports", guarded(console.reports_page), methods=get),
         Route("/whatsapp", guarded(console.whatsapp_home), methods=get),

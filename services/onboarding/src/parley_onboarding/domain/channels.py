@@ -120,6 +120,7 @@ class Settings:
                     "INVALID_SETTING",
                     f"away_message is at most {AWAY_MESSAGE_MAX} characters",
                     field="away_message",
+                    limit=AWAY_MESSAGE_MAX,
                 )
             if text != self.away_message:
                 return replace(self, away_message=text).validated()
