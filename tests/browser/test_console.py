@@ -6,7 +6,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.browser.conftest import Console, dev_sign_in
-from tests.support.onboarding import ADMIN, AGENT, TENANT
+from tests.support.onboarding import ADMIN, AGENT, OTHER_TENANT, TENANT
 
 pytestmark = pytest.mark.browser
 
@@ -109,6 +109,27 @@ async def test_someone_who_is_not_an_admin_gets_the_403_page(console: Console, p
     await expect(page.get_by_role("navigation", name="Console")).to_have_count(0)
     response = await page.goto(console.at("/teams"))
     assert response is not None and response.status == 403
+
+
+async def test_an_administrator_of_another_tenant_sees_none_of_it(console: Console, page: Page) -> None:
+    channel_id = await connected_page(console)
+    team = await console.stack.call("POST", "/teams", {"name": "Acme support"}, status=201)
+    # the tenant's own administrator sees both
+    await dev_sign_in(page, console, ADMIN, TENANT)
+    await expect(page.locator(f'tr[data-channel="{channel_id}"]')).to_have_count(1)
+    await page.get_by_role("button", name="Sign out").click()
+
+    landed = await dev_sign_in(page, console, "usr-globex-admin", OTHER_TENANT)
+    assert landed.status == 200
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Channels")
+    await expect(page.locator(f'tr[data-channel="{channel_id}"]')).to_have_count(0)
+    assert PAGE_ID not in await page.content()
+    for path in (f"/channels/{channel_id}", f"/teams/{team['id']}"):
+        response = await page.goto(console.at(path))
+        assert response is not None and response.status == 404, path
+        assert "Acme" not in await page.content()
+    await page.goto(console.at("/teams"))
+    assert "Acme support" not in await page.content()
 
 
 async def test_the_edit_form_works_with_the_keyboard_alone(console: Console, page: Page) -> None:
