@@ -36,10 +36,18 @@ CHECKS = 4
 LOAD_S = 12.0
 
 
+LAST_MEASURED_RATE = 1000
+"""Ingest's highest sustained rate in the last committed HTTP benchmark before the benchmarks were
+reworked for #18 (2026-11-30; their results were removed until ``make bench`` runs again)."""
+
+
 def benchmark_rate() -> int:
-    """The highest rate ingest sustained in the committed HTTP benchmark (deliveries a second)."""
-    results = json.loads((ROOT / "bench" / "results" / "ingest_http.json").read_text())
-    return int(results["ingest"]["max_rate_per_s"])
+    """The highest rate ingest sustained in the committed HTTP benchmark (deliveries a second), or
+    the last one measured while no result is committed."""
+    path = ROOT / "bench" / "results" / "ingest_http.json"
+    if not path.exists():
+        return LAST_MEASURED_RATE
+    return int(json.loads(path.read_text())["ingest"]["max_rate_per_s"])
 
 
 @pytest.fixture
