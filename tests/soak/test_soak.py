@@ -71,6 +71,7 @@ class Sample:
     rss_mb: dict[str, float]
     lag: int
     errors: dict[str, int]
+    lag_by_group: dict[str, int] = field(default_factory=dict)  # "group on topic" -> records behind
 
 
 @dataclass
@@ -217,12 +218,16 @@ async def open_windows(stack: SoakStack, timeout_s: float = 120) -> None:
 
 
 async def sample(stack: SoakStack, bootstrap: str, namespace: str, started: float) -> Sample:
-    lag = sum(g.lag for g in await consumer_lag(bootstrap, namespace))
+    groups: dict[str, int] = {}
+    for g in await consumer_lag(bootstrap, namespace):
+        key = f"{g.group.removeprefix(namespace + '.')} on {g.topic.removeprefix(namespace + '.')}"
+        groups[key] = groups.get(key, 0) + g.lag
     return Sample(
         round(time.monotonic() - started, 1),
         {name: round(rss_mb(p.process.pid), 1) for name, p in stack.processes.items()},
-        lag,
+        sum(groups.values()),
         {name: error_lines(p) for name, p in stack.processes.items()},
+        {key: lag for key, lag in groups.items() if lag},
     )
 
 
@@ -342,8 +347,14 @@ async def test_soak(soak_stack: SoakStack, infra: Infra, namespace: str) -> None
         "ingest, the normalizer, routing and policy on the local Kafka and PostgreSQL; sampled every "
         f"{SAMPLE_S:.0f} s ({len(samples)} samples in docs/soak.json)."
     )
+    peaks: dict[str, int] = {}
+    for s in samples:
+        for key, behind in s.lag_by_group.items():
+            peaks[key] = max(peaks.get(key, 0), behind)
+    behind_most = ", ".join(f"`{key}` {lag}" for key, lag in sorted(peaks.items(), key=lambda kv: -kv[1])[:4])
     lag_line = (
-        f"Consumer lag: at most {max(s.lag for s in samples)} records during the run; {inbound.lag_left} "
+        f"Consumer lag: at most {max(s.lag for s in samples)} records during the run"
+        f"{f' (the most behind at their peaks: {behind_most})' if behind_most else ''}; {inbound.lag_left} "
         f"left once every effect was in; {inbound.dead_lettered} dead-lettered. *Settled* is the time from "
         "the end of the load until every acknowledged request had its effect."
     )

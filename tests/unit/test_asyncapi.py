@@ -81,7 +81,7 @@ def test_policys_document_lists_every_topic_it_reads_and_every_event_type_it_pub
     assert operations(document, "receive") == {
         # batches of the types it handles (typed_batches): other types are passed over
         topics.MESSAGES_INBOUND.name: {"MessageReceived", "MessagingLimitChanged"},
-        topics.REPLIES.name: {"ReplyApproved", "OtherEventType"},
+        topics.REPLIES.name: {"ReplyApproved"},  # one entry for the delivery consumers, in batches
         topics.CHANNEL_EVENTS.name: {
             "ChannelTemplateStatusChanged",
             "ChannelTemplateCategoryChanged",

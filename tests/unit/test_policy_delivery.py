@@ -439,9 +439,8 @@ async def test_a_reply_whose_partition_moved_is_left_to_its_new_owner() -> None:
 
 def test_the_consumer_owns_the_reply_while_its_partition_is_in_its_assignment() -> None:
     assigned = {TopicPartition("parley.replies.v1", 1)}
-    record = SimpleNamespace(topic="parley.replies.v1", partition=1, offset=7)
-    message = SimpleNamespace(raw_message=record, consumer=SimpleNamespace(assignment=lambda: set(assigned)))
-    owned = still_assigned(message)  # type: ignore[arg-type]
+    message = SimpleNamespace(consumer=SimpleNamespace(assignment=lambda: set(assigned)))
+    owned = still_assigned(message, TopicPartition("parley.replies.v1", 1))  # type: ignore[arg-type]
     assert owned()
     assigned.clear()  # revoked in a rebalance
     assert not owned()

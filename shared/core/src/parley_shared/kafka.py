@@ -268,18 +268,79 @@ async def leave_uncommitted(message: KafkaMessage) -> None:
     FastStream's ``nack`` seeks every partition and fails on the first one no longer assigned,
     which would leave the rest where the batch left them (and the next commit past them).
     """
-    records = message.raw_message if isinstance(message.raw_message, tuple | list) else (message.raw_message,)
     earliest: dict[aiokafka.TopicPartition, int] = {}
-    for record in records:
+    for record in batch_records(message):
         tp = aiokafka.TopicPartition(record.topic, record.partition)
         earliest[tp] = min(earliest.get(tp, record.offset), record.offset)
-    for tp, offset in earliest.items():
+    rewind(message, earliest)
+    # marked as not acknowledged (the base class's nack: no seek of its own), so not committed
+    await StreamMessage.nack(message)
+
+
+def batch_records(message: KafkaMessage) -> Sequence[Any]:
+    """The raw records of a consumed batch (a tuple from the broker; a list or a single record
+    from FastStream's test broker), or the one record of a per-record message."""
+    records = message.raw_message
+    return records if isinstance(records, tuple | list) else (records,)
+
+
+def rewind(message: KafkaMessage, offsets: dict[aiokafka.TopicPartition, int]) -> None:
+    """Send each partition still assigned to the consumer back to its offset here: the records
+    from there are fetched again, and a commit of the consumer's positions stops before them.
+    A partition taken away meanwhile is left to its new owner, from its last committed offset."""
+    for tp, offset in offsets.items():
         try:
             message.consumer.seek(tp, offset)
         except aiokafka.errors.IllegalStateError:
             log.info("partition no longer assigned", topic=tp.topic, partition=tp.partition)
-    # marked as not acknowledged (the base class's nack: no seek of its own), so not committed
-    await StreamMessage.nack(message)
+
+
+async def partition_lanes(
+    records: Sequence[Any],
+    handle: Callable[[Any], Awaitable[Any]],
+    *,
+    go_on: Callable[[aiokafka.TopicPartition], bool],
+) -> dict[aiokafka.TopicPartition, int]:
+    """Handle a batch's records with each partition in a lane of its own, the lanes side by side.
+
+    A lane handles its partition's records one after another, in offset order, so each key keeps
+    its order; lanes of different partitions overlap, so one consumer has as many records in hand
+    as the batch has partitions. A lane stops before a record when ``go_on(partition)`` is false
+    (the partition was taken away, or the batch has run long enough), and at a record whose
+    handler raised (logged here) or stopped itself with a cancellation (a service stopping).
+
+    Returns, for each lane that stopped early, the offset of the first record it did not finish:
+    :func:`rewind` the consumer there before the batch is committed.
+    """
+    lanes: dict[aiokafka.TopicPartition, list[Any]] = {}
+    for record in records:
+        lanes.setdefault(aiokafka.TopicPartition(record.topic, record.partition), []).append(record)
+
+    async def lane(tp: aiokafka.TopicPartition, lane_records: list[Any]) -> int | None:
+        for record in lane_records:
+            if not go_on(tp):
+                return int(record.offset)
+            try:
+                await handle(record)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the batch itself is cancelled
+                return int(record.offset)  # the handler gave up (its service is stopping)
+            except Exception as exc:
+                log.error(
+                    "record failed in its lane; the partition resumes from it",
+                    error=repr(exc),
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=record.offset,
+                )
+                return int(record.offset)
+        return None
+
+    ordered = list(lanes.items())
+    stopped_at = await asyncio.gather(*(lane(tp, lane_records) for tp, lane_records in ordered))
+    return {tp: offset for (tp, _), offset in zip(ordered, stopped_at, strict=True) if offset is not None}
 
 
 def record_event_type(record: Any) -> str | None:
@@ -340,10 +401,7 @@ def typed_batches(
     by_type = {model.event_type: (model, handle) for model, handle in handlers}
 
     async def handle_batch(batch: Any, message: KafkaMessage) -> None:
-        records = message.raw_message  # a tuple from the broker (a list or a record from the test broker)
-        await handle_typed_records(
-            retry, by_type, records if isinstance(records, tuple | list) else (records,)
-        )
+        await handle_typed_records(retry, by_type, batch_records(message))
 
     # what the AsyncAPI document shows: the handled event types; the records themselves are
     # chosen by type and decoded one by one (a bad record must not fail the batch's validation)

@@ -3,7 +3,10 @@ changes in; reply outcomes, reply windows and reconnect prompts out."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 from aiokafka import TopicPartition
 from faststream.kafka import KafkaRouter
@@ -37,12 +40,19 @@ from parley_shared.kafka import (
     CONSUMER_ACK_POLICY,
     RetryThenDeadLetter,
     acknowledge_other_types,
+    batch_records,
+    handle_typed_records,
     of_type,
+    partition_lanes,
     publishes,
+    record_event_type,
+    rewind,
     service_router,
     typed_batches,
+    undecoded,
 )
 from parley_shared.logging import get_logger
+from pydantic import SkipValidation
 
 from parley_policy.adapters.stores import TemplatesPort
 from parley_policy.service import Delivery, PolicyService
@@ -53,15 +63,85 @@ log = get_logger(__name__)
 DELIVERY_POLL_MARGIN_S = 120.0
 """Beyond the retry budget: the last try, loading the token and announcing the outcome."""
 
+DELIVERY_BATCH_RECORDS = 100
+"""Records a delivery consumer takes per poll (about a quarter of them approved replies)."""
 
-def still_assigned(message: KafkaMessage) -> Callable[[], bool]:
-    """Whether the consumer that fetched ``message`` still owns its partition."""
-    record = message.raw_message
+DELIVERY_BATCH_TIME_S = 30.0
+"""After this long a batch's lanes start no new delivery: a lane retrying through an outage ends
+its reply and the rest of its partition is fetched again by the next poll."""
+
+
+def still_assigned(message: KafkaMessage, partition: TopicPartition) -> Callable[[], bool]:
+    """Whether the consumer that fetched ``message`` still owns ``partition``."""
     assignment = getattr(getattr(message, "consumer", None), "assignment", None)
-    if assignment is None or isinstance(record, tuple):
+    if assignment is None:  # FastStream's test broker
         return lambda: True
-    partition = TopicPartition(record.topic, record.partition)
     return lambda: partition in assignment()
+
+
+def deliver_replies(
+    router: KafkaRouter, settings: PolicySettings, delivery: Delivery, retry: RetryThenDeadLetter
+) -> None:
+    """``delivery_consumers`` batch consumers of the replies topic, in one group.
+
+    Each batch is handled in partition lanes (:func:`partition_lanes`): a partition's approved
+    replies are delivered one after another, in order, while the batch's other partitions
+    deliver theirs alongside; the other event types of the topic (requests, outcomes: about three
+    records in four) are passed over undecoded, and the batch is committed once. A reply retried
+    through one channel's outage holds back the partitions of its consumer only.
+    """
+
+    async def deliver_batch(batch: Any, message: KafkaMessage) -> None:
+        started = time.monotonic()
+        assignment = getattr(getattr(message, "consumer", None), "assignment", None)
+
+        def go_on(partition: TopicPartition) -> bool:
+            if assignment is not None and partition not in assignment():
+                return False  # its new owner delivers the rest
+            return time.monotonic() - started < DELIVERY_BATCH_TIME_S
+
+        async def deliver_record(record: Any) -> None:
+            if record_event_type(record) != ReplyApproved.event_type:
+                return
+            owned = still_assigned(message, TopicPartition(record.topic, record.partition))
+            handler = (ReplyApproved, partial(delivery.deliver, owned=owned))
+            await handle_typed_records(retry, {ReplyApproved.event_type: handler}, (record,))
+
+        stopped = await partition_lanes(batch_records(message), deliver_record, go_on=go_on)
+        if stopped:
+            # the committed offsets stop before each lane's first unfinished record
+            rewind(message, stopped)
+
+    description = (
+        "Approved replies are sent to the provider; sent or failed is announced. In batches, each "
+        "partition's replies in order, the batch's partitions side by side, one commit per batch."
+    )
+    deliver_batch.__annotations__ = {
+        "batch": SkipValidation[list[ReplyApproved]],
+        "message": KafkaMessage,
+        "return": None,
+    }
+    deliver_batch.__doc__ = description
+    for consumer in range(settings.delivery_consumers):
+        router.subscriber(
+            topics.REPLIES.name,
+            group_id=settings.group_id("policy-delivery"),
+            ack_policy=CONSUMER_ACK_POLICY,
+            auto_offset_reset="earliest",
+            batch=True,
+            max_records=DELIVERY_BATCH_RECORDS,
+            decoder=undecoded,
+            title="deliver-replies",
+            description=description,
+            # one entry in the AsyncAPI document for the group's consumers
+            include_in_schema=consumer == 0,
+            # a lane may start a delivery just before the batch's time is up, and that delivery
+            # may retry for the whole budget; past this interval the consumer would leave the
+            # group and its partitions move while it still retries
+            max_poll_interval_ms=int(
+                (DELIVERY_BATCH_TIME_S + settings.delivery_retry_budget_s + DELIVERY_POLL_MARGIN_S) * 1000
+            ),
+        )(deliver_batch)
 
 
 def policy_router(
@@ -123,27 +203,7 @@ def policy_router(
         "record handled on its own, one commit per batch.",
     )
 
-    replies = router.subscriber(
-        topics.REPLIES.name,
-        group_id=settings.group_id("policy-delivery"),
-        ack_policy=CONSUMER_ACK_POLICY,
-        auto_offset_reset="earliest",
-        title="deliver-replies",
-        description="Approved replies are sent to the provider; sent or failed is announced.",
-        # consumers of their own partitions: a reply retried through one channel's outage
-        # holds back the partitions of its consumer only (docs/policy.md, Delivery)
-        max_workers=settings.delivery_consumers,
-        # a delivery may retry for the whole budget between two polls; past this interval the
-        # consumer would leave the group and its partitions move while it still retries
-        max_poll_interval_ms=int((settings.delivery_retry_budget_s + DELIVERY_POLL_MARGIN_S) * 1000),
-    )
-
-    @replies(filter=of_type(ReplyApproved))
-    async def deliver_reply(reply: ReplyApproved, message: KafkaMessage) -> None:
-        """An approved reply goes to its provider's sender."""
-        await delivery.deliver(reply, still_assigned(message))
-
-    acknowledge_other_types(replies)
+    deliver_replies(router, settings, delivery, retry)
 
     channel_events = router.subscriber(
         topics.CHANNEL_EVENTS.name,
