@@ -59,7 +59,7 @@ async def test_a_failing_record_stops_its_lane_there_and_the_other_lanes_finish(
 
     assert stopped == {P0: 11}  # resumes at the failed record, never past it
     assert (0, 12) not in seen
-    assert [(1, 5), (1, 6)] == [s for s in seen if s[0] == 1]
+    assert [s for s in seen if s[0] == 1] == [(1, 5), (1, 6)]
 
 
 async def test_a_lane_starts_no_record_once_told_to_stop() -> None:
