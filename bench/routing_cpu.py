@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from parley_events import ConversationEvent, MessageReceived
+from parley_events import ConversationEvent, MessageReceived, topics
 from parley_routing.adapters.postgres import PostgresConversationRepository
 from parley_routing.adapters.stores import MongoConversationRepository
 from parley_routing.entrypoints.subscribers import on_inbound_batch
@@ -49,6 +49,8 @@ class Record:
     key: bytes
     headers: list[tuple[str, bytes]]
     partition: int
+    topic: str = topics.MESSAGES_INBOUND.name
+    offset: int = 0
 
 
 def records_of(messages: list[MessageReceived]) -> list[Record]:

@@ -831,6 +831,11 @@ class Delivery:
                 if not self._busy:
                     self._idle.set()
 
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called: every delivery now ends at once, uncommitted."""
+        return self._stopping.is_set()
+
     async def stop(self, timeout_s: float) -> None:
         """Shutdown: wake retry waits (their records stay uncommitted), let sends in flight end.
 

@@ -3,6 +3,7 @@ changes in; reply outcomes, reply windows and reconnect prompts out."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from functools import partial
@@ -111,6 +112,9 @@ def deliver_replies(
         if stopped:
             # the committed offsets stop before each lane's first unfinished record
             rewind(message, stopped)
+            if delivery.stopping:
+                # the lanes stopped at once: no quick round of fetches until the consumers close
+                await asyncio.sleep(1.0)
 
     description = (
         "Approved replies are sent to the provider; sent or failed is announced. In batches, each "
