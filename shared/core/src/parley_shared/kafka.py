@@ -377,6 +377,20 @@ async def handle_typed_records(
             await retry.run(partial(_decode_and_handle, handle, model, record), record)
 
 
+def documented_as_batch_of(
+    handler: Callable[..., Awaitable[None]], models: tuple[type[Event], ...], description: str
+) -> None:
+    """Give a batch handler of undecoded records (``handler(batch, message)``) the signature the
+    AsyncAPI document shows: a batch of ``models``. The records themselves are chosen by type and
+    decoded one by one by the handler, so a bad record never fails the batch's validation."""
+    handler.__annotations__ = {
+        "batch": SkipValidation[list[Union[models]]],  # type: ignore[valid-type]  # noqa: UP007
+        "message": KafkaMessage,
+        "return": None,
+    }
+    handler.__doc__ = description
+
+
 def typed_batches(
     router: KafkaRouter,
     topic: str,
@@ -403,15 +417,7 @@ def typed_batches(
     async def handle_batch(batch: Any, message: KafkaMessage) -> None:
         await handle_typed_records(retry, by_type, batch_records(message))
 
-    # what the AsyncAPI document shows: the handled event types; the records themselves are
-    # chosen by type and decoded one by one (a bad record must not fail the batch's validation)
-    models = tuple(model for model, _ in handlers)
-    handle_batch.__annotations__ = {
-        "batch": SkipValidation[list[Union[models]]],  # type: ignore[valid-type]  # noqa: UP007
-        "message": KafkaMessage,
-        "return": None,
-    }
-    handle_batch.__doc__ = description
+    documented_as_batch_of(handle_batch, tuple(model for model, _ in handlers), description)
     router.subscriber(
         topic,
         group_id=group_id,

@@ -42,6 +42,7 @@ from parley_shared.kafka import (
     RetryThenDeadLetter,
     acknowledge_other_types,
     batch_records,
+    documented_as_batch_of,
     handle_typed_records,
     of_type,
     partition_lanes,
@@ -53,7 +54,6 @@ from parley_shared.kafka import (
     undecoded,
 )
 from parley_shared.logging import get_logger
-from pydantic import SkipValidation
 
 from parley_policy.adapters.stores import TemplatesPort
 from parley_policy.service import Delivery, PolicyService
@@ -94,12 +94,10 @@ def deliver_replies(
 
     async def deliver_batch(batch: Any, message: KafkaMessage) -> None:
         started = time.monotonic()
-        assignment = getattr(getattr(message, "consumer", None), "assignment", None)
 
         def go_on(partition: TopicPartition) -> bool:
-            if assignment is not None and partition not in assignment():
-                return False  # its new owner delivers the rest
-            return time.monotonic() - started < DELIVERY_BATCH_TIME_S
+            # a partition taken away is its new owner's to deliver
+            return still_assigned(message, partition)() and time.monotonic() - started < DELIVERY_BATCH_TIME_S
 
         async def deliver_record(record: Any) -> None:
             if record_event_type(record) != ReplyApproved.event_type:
@@ -120,12 +118,7 @@ def deliver_replies(
         "Approved replies are sent to the provider; sent or failed is announced. In batches, each "
         "partition's replies in order, the batch's partitions side by side, one commit per batch."
     )
-    deliver_batch.__annotations__ = {
-        "batch": SkipValidation[list[ReplyApproved]],
-        "message": KafkaMessage,
-        "return": None,
-    }
-    deliver_batch.__doc__ = description
+    documented_as_batch_of(deliver_batch, (ReplyApproved,), description)
     for consumer in range(settings.delivery_consumers):
         router.subscriber(
             topics.REPLIES.name,
