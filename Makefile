@@ -129,14 +129,16 @@ chart-check: ## helm lint, render the chart with each ci/ value set, validate th
 # the store-bound ones (inbox, routing, e2e, profiles) load the 50,000-conversation data set into
 # PostgreSQL and FerretDB and run on both (docs/performance.md)
 BENCH ?= ingest_http,inbox,routing,e2e,profiles
+# BENCH_STORES=postgresql narrows the store-bound ones to one store while working on it
+BENCH_STORES ?= postgresql,mongodb
 bench: setup infra-up ## benchmarks on both stores, about an hour, needs the machine alone (not part of make test): bench/results/, docs/performance.md
 	@scripts/bench-tools.sh install
-	$(RUN) python -m bench --only $(BENCH)
+	PARLEY_BENCH_STORES=$(BENCH_STORES) $(RUN) python -m bench --only $(BENCH)
 
 BENCH_SCALE ?= 0.05
 bench-quick: setup infra-up ## the same pipeline shrunk (BENCH_SCALE=0.05: data set, backlogs, durations) in minutes; figures meaningless, in bench/results/quick/
 	@scripts/bench-tools.sh install
-	PARLEY_BENCH_SCALE=$(BENCH_SCALE) $(RUN) python -m bench --only $(BENCH)
+	PARLEY_BENCH_STORES=$(BENCH_STORES) PARLEY_BENCH_SCALE=$(BENCH_SCALE) $(RUN) python -m bench --only $(BENCH)
 
 clean: ## remove the virtualenv and caches (keeps infra data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

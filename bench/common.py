@@ -28,9 +28,23 @@ POSTGRES = os.environ.get("PARLEY_POSTGRES_URL", "postgresql://postgres@127.0.0.
 """The PostgreSQL server the PostgreSQL adapter's runs use: a schema of their own in its database."""
 STORE_URL = os.environ.get("PARLEY_STORE_URL") or POSTGRES
 """The store ``python -m bench.dataset`` and ``bench.routing_cpu`` use by default (as the services)."""
-STORES = {"postgresql": POSTGRES, "mongodb": MONGO}
+ALL_STORES = {"postgresql": POSTGRES, "mongodb": MONGO}
+
+
+def _stores() -> dict[str, str]:
+    raw = os.environ.get("PARLEY_BENCH_STORES", "")
+    chosen = [name.strip() for name in raw.split(",") if name.strip()] or list(ALL_STORES)
+    unknown = sorted(set(chosen) - ALL_STORES.keys())
+    if unknown:
+        raise SystemExit(f"PARLEY_BENCH_STORES names {unknown}; the stores are {sorted(ALL_STORES)}")
+    return {name: url for name, url in ALL_STORES.items() if name in chosen}
+
+
+STORES = _stores()
 """The stores every store-bound benchmark runs on, in this order, in the same run (issue #18):
-PostgreSQL (the services' default) and MongoDB's adapter on FerretDB."""
+PostgreSQL (the services' default) and MongoDB's adapter on FerretDB. ``PARLEY_BENCH_STORES``
+(``make bench BENCH_STORES=postgresql``) narrows it while working on one store; the committed
+results come from runs on both."""
 
 
 def _scale() -> float:

@@ -5,7 +5,10 @@ On each store (PostgreSQL, then the MongoDB adapter on FerretDB), on a fresh cop
 own; a WhatsApp channel is registered. An open-loop sender (one task per delivery, started on a fixed schedule
 whether or not earlier ones were answered) posts signed deliveries with distinct message ids
 from core 1; a consumer of ``parley.conversations.v1`` in the same process notes when each
-message's ``message_added`` arrives. Latency = arrival - send start.
+message's ``message_added`` arrives. Latency = arrival - send start. Each rate's ``stages`` split
+that time by the records' own timestamps: ingest (to the archived raw record), the normalizer
+(to the normalized event, its wait on the raw topic included) and routing (to the conversation
+event, its wait included).
 
 Baseline, in the same run: a raw aiokafka produce-to-consume round trip at the same rate (one
 producer with acks=all, one consumer), nothing else.
@@ -21,10 +24,10 @@ import os
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -43,6 +46,7 @@ from bench.common import (
     summary_ms,
     whatsapp_delivery,
 )
+from bench.sender import Post, send_open_loop
 from tests.support.kafka import publish_channel
 from tests.support.processes import start_service
 
@@ -52,6 +56,9 @@ DRAIN_S = scaled(150, 30)
 CUSTOMERS = 1000
 RATES = (500, 1000)
 TARGET_P99_MS = 100.0
+WARM_UP_RATE, WARM_UP_S = 10, 2
+"""Deliveries sent, and waited for, before the clock starts: the services' consumer groups have
+joined and the first conversations are open."""
 
 
 async def _assigned_consumer(topic: str) -> AIOKafkaConsumer:
@@ -70,9 +77,15 @@ async def _assigned_consumer(topic: str) -> AIOKafkaConsumer:
 
 
 async def _consume_until(
-    consumer: AIOKafkaConsumer, seen: dict[str, float], wanted: set[str] | None, key_of: Any, stop_at: float
+    consumer: AIOKafkaConsumer,
+    seen: dict[str, float],
+    wanted: set[str] | None,
+    key_of: Any,
+    stop_at: float,
+    written: dict[str, float] | None = None,
 ) -> None:
-    """Note when each key first arrives, until every ``wanted`` key has (None: until cancelled)."""
+    """Note when each key first arrives, until every ``wanted`` key has (None: until cancelled);
+    and in ``written``, when its record was produced (the record's timestamp, wall clock)."""
     while (wanted is None or not wanted <= seen.keys()) and time.monotonic() < stop_at:
         batch = await consumer.getmany(timeout_ms=200)
         now = time.monotonic()
@@ -81,6 +94,56 @@ async def _consume_until(
                 key = key_of(record)
                 if key is not None and key not in seen:
                     seen[key] = now
+                    if written is not None:
+                        written[key] = record.timestamp / 1000
+
+
+async def _read_topic(topic: str) -> list[Any]:
+    """Every record of ``topic`` up to its end now."""
+    consumer = await _assigned_consumer(topic)
+    try:
+        ends = await consumer.end_offsets(list(consumer.assignment()))
+        await consumer.seek_to_beginning()
+        out: list[Any] = []
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                out.extend(records)
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def stages(namespace: str, sent_wall: dict[str, float], added: dict[str, float]) -> dict[str, Any]:
+    """Where the time went, per message (p50 and p99 in ms), from the records' own timestamps:
+    ``ingest`` from the POST to the archived raw record, ``normalizer`` from there to the
+    normalized event (the wait on the raw topic included), ``routing`` from there to the
+    conversation event (its wait included)."""
+    archived: dict[str, float] = {}
+    for record in await _read_topic(qualify(topics.WEBHOOKS_RAW.name, namespace)):
+        archived[str(orjson.loads(record.value)["delivery_id"])] = record.timestamp / 1000
+    normalized: dict[str, tuple[float, str]] = {}
+    for record in await _read_topic(qualify(topics.MESSAGES_INBOUND.name, namespace)):
+        event = orjson.loads(record.value)
+        if "provider_message_id" in event and "delivery_id" in event:
+            normalized[str(event["provider_message_id"])] = (
+                record.timestamp / 1000,
+                str(event["delivery_id"]),
+            )
+    spans: dict[str, list[float]] = {"ingest": [], "normalizer": [], "routing": []}
+    for message_id, posted in sent_wall.items():
+        if message_id not in normalized or message_id not in added:
+            continue
+        at, delivery = normalized[message_id]
+        if delivery not in archived:
+            continue
+        spans["ingest"].append(archived[delivery] - posted)
+        spans["normalizer"].append(at - archived[delivery])
+        spans["routing"].append(added[message_id] - at)
+    return {
+        name: {"count": len(values), **{k: v for k, v in summary_ms(values).items() if k != "p999_ms"}}
+        for name, values in spans.items()
+        if values
+    }
 
 
 def _summary(sent: dict[str, float], seen: dict[str, float], rate: int) -> dict[str, Any]:
@@ -93,7 +156,7 @@ def _summary(sent: dict[str, float], seen: dict[str, float], rate: int) -> dict[
     return {**out, "p50_ms": None, "p99_ms": None, **{f"seen_{k}": v for k, v in figures.items()}}
 
 
-async def parley_at(ingest_url: str, namespace: str, rate: int) -> dict[str, Any]:
+async def parley_at(ingest_url: str, namespace: str, rate: int, seconds: int = SECONDS) -> dict[str, Any]:
     consumer = await _assigned_consumer(qualify(topics.CONVERSATIONS.name, namespace))
 
     def key_of(record: Any) -> str | None:
@@ -101,40 +164,28 @@ async def parley_at(ingest_url: str, namespace: str, rate: int) -> dict[str, Any
             return None
         return str(orjson.loads(record.value)["provider_message_id"])
 
-    sent: dict[str, float] = {}
     seen: dict[str, float] = {}
-    bodies = []
-    for n in range(rate * SECONDS):
+    added: dict[str, float] = {}
+    posts = []
+    for n in range(rate * seconds):
         message_id = f"wamid.bench{uuid.uuid4().hex}"
         body = whatsapp_delivery(PHONE, f"1555{n % CUSTOMERS:07d}", message_id=message_id)
-        bodies.append((message_id, body, sign(body)))
-    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
-    async with httpx.AsyncClient(base_url=ingest_url, limits=limits, timeout=30) as client:
-
-        async def post(message_id: str, body: bytes, signature: str) -> None:
-            sent[message_id] = time.monotonic()
-            headers = {"content-type": "application/json", "x-hub-signature-256": signature}
-            for _ in range(5):  # a provider retries what was not acknowledged
-                response = await client.post("/webhooks/meta", content=body, headers=headers)
-                if response.status_code == 200:
-                    return
-                await asyncio.sleep(0.5)
-
-        reader = asyncio.create_task(
-            _consume_until(consumer, seen, None, key_of, time.monotonic() + SECONDS + DRAIN_S)
-        )
-        start = time.monotonic()
-        posts = []
-        for n, (message_id, body, signature) in enumerate(bodies):
-            delay = start + n / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            posts.append(asyncio.create_task(post(message_id, body, signature)))
-        await asyncio.gather(*posts)
-        reader.cancel()
-        await _consume_until(consumer, seen, set(sent), key_of, time.monotonic() + DRAIN_S)
+        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign(body)}
+        posts.append(Post(message_id, "/webhooks/meta", body, headers))
+    reader = asyncio.create_task(
+        _consume_until(consumer, seen, None, key_of, time.monotonic() + seconds + DRAIN_S, added)
+    )
+    posted = await send_open_loop(ingest_url, posts, rate)
+    reader.cancel()
+    await _consume_until(consumer, seen, set(posted.due), key_of, time.monotonic() + DRAIN_S, added)
     await consumer.stop()
-    return _summary(sent, seen, rate)
+    answered = Counter(posted.status.values())
+    return {
+        **_summary(posted.due, seen, rate),
+        "answers": {str(status): count for status, count in sorted(answered.items())},
+        "sender_retries": posted.retries,
+        "stages": await stages(namespace, posted.due_wall, added),
+    }
 
 
 async def raw_at(rate: int) -> dict[str, Any]:
@@ -197,6 +248,9 @@ def stack_at(kind: str, url: str, rates: tuple[int, ...], work: Path) -> dict[st
         try:
             for service in services:
                 service.wait_ready(60)
+            # ready is not yet consuming: the groups join and are assigned their partitions first
+            warm = asyncio.run(parley_at(services[0].url, ns, WARM_UP_RATE, WARM_UP_S))
+            say(f"  parley on {kind}, warm-up: {warm['seen']} of {warm['sent']} arrived")
             for rate in rates:
                 results[str(rate)] = asyncio.run(parley_at(services[0].url, ns, rate))
                 say(f"  parley on {kind} {rate}/s: {results[str(rate)]}")

@@ -175,6 +175,28 @@ def e2e(r: dict[str, Any]) -> list[str]:
             )
     met = r["targets"]["postgresql_p99_at_most_100ms_at_500_per_s"]
     lines += ["", f"Target p99 ≤ 100 ms at 500/s on PostgreSQL: {_yes(met)}."]
+    staged = [
+        (STORE_NAMES.get(kind, kind), rate, s["stages"])
+        for kind, by_rate in r["parley"].items()
+        for rate, s in sorted(by_rate.items(), key=lambda kv: int(kv[0]))
+        if s.get("stages")
+    ]
+    if staged:
+        lines += [
+            "",
+            "Where the time went, by the records' own timestamps (p50 / p99 ms): ingest to the "
+            "archived raw record, the normalizer to the normalized event, routing to the "
+            "conversation event, each with its wait on its input topic.",
+            "",
+            "| store | rate | ingest | normalizer | routing |",
+            "|---|---|---|---|---|",
+        ]
+        for store, rate, stages in staged:
+            cells = [
+                f"{_ms(stages[name]['p50_ms'])} / {_ms(stages[name]['p99_ms'])}" if name in stages else "-"
+                for name in ("ingest", "normalizer", "routing")
+            ]
+            lines.append(f"| {store} | {rate}/s | {' | '.join(cells)} |")
     return [*lines, "", "![e2e](../bench/results/e2e.png)", ""]
 
 

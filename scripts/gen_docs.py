@@ -110,6 +110,7 @@ PROCESSES: dict[str, Process] = {
                 aliases=KafkaCustomerAliases(BROKER, topics.CUSTOMER_ALIASES.name),  # never started
                 publisher=P,
                 dead_letter=P,
+                retry=P,
             ),
         ),
     ),

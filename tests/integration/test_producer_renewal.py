@@ -1,4 +1,5 @@
-"""A producer whose state the cluster lost is replaced, so the service publishes again.
+"""A producer whose state the cluster lost is replaced, so the service publishes again; sends in
+flight keep their order.
 
 Killing every Kafka node at once (``make fault``'s Kafka fault on three brokers) left ingest
 answering 503 for good: the restarted cluster answered the idempotent producer's next batch with
@@ -12,7 +13,7 @@ from __future__ import annotations
 import aiokafka.errors
 import pytest
 from parley_events import ChannelSnapshot, ChannelStatus, Provider, qualify, topics
-from parley_shared.kafka import EventPublisher, current_producer, make_broker
+from parley_shared.kafka import EventPublisher, SendWindow, current_producer, make_broker
 from parley_shared.settings import ServiceSettings
 
 from tests.conftest import Infra
@@ -61,3 +62,27 @@ async def test_a_publish_after_an_out_of_order_sequence_goes_through_a_new_produ
     )
     revisions = [ChannelSnapshot.model_validate_json(r.value).revision for r in records]
     assert revisions == [1, 3, 4]  # the refused batch was never written
+
+
+async def test_sends_in_flight_keep_their_order_and_are_confirmed_together(
+    infra: Infra, namespace: str
+) -> None:
+    broker = make_broker(ServiceSettings(kafka_bootstrap_servers=infra.kafka), "parley-test-in-flight")
+    publisher = EventPublisher(
+        broker, source="/parley/test", namespace=namespace, declared=frozenset({ChannelSnapshot.event_type})
+    )
+    await broker.connect()
+    try:
+        window = SendWindow(publisher)
+        for n in range(1, 501):
+            await window.publish(snapshot(n), f"e{n}")
+        assert not all(s.ack.done() for s in window.pending), (
+            "every send was answered before the window waited"
+        )
+        await window.confirm()
+    finally:
+        await broker.stop()
+    records = await read_records(
+        infra.kafka, qualify(topics.CHANNELS.name, namespace), until=lambda rs: len(rs) >= 500
+    )
+    assert [ChannelSnapshot.model_validate_json(r.value).revision for r in records] == list(range(1, 501))

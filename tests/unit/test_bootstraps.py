@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from aiokafka.errors import KafkaTimeoutError
 from parley_events import (
     ChannelRole,
     ChannelSnapshot,
@@ -411,6 +412,7 @@ async def test_the_normalizer_publishes_what_its_router_takes_and_dead_letters_a
             aliases=empty_aliases(),
             publisher=publisher,
             dead_letter=dead_letter,
+            retry=RetryThenDeadLetter(dead_letter, RetryPolicy(max_attempts=1)),
         ),
     )
     no_sender = messaging_text("m_bad")
@@ -429,6 +431,39 @@ async def test_the_normalizer_publishes_what_its_router_takes_and_dead_letters_a
     assert isinstance(error, UnprocessableDelivery)
     assert dict(record.headers)["parley_dlq_item"] == b"entry[0].messaging[1]"
     assert [m.source.name for m in wiring.read_models] == ["parley.channels.v1", "parley.customer-aliases.v1"]
+
+
+async def test_a_batch_the_broker_did_not_acknowledge_publishes_its_events_again_when_redelivered() -> None:
+    publisher = FakePublisher()
+
+    async def dead_letter(record: Any, error: BaseException, attempts: int) -> None:
+        raise AssertionError(f"nothing here is bad: {error!r}")
+
+    wiring = build_normalizer(
+        NormalizerSettings(**PLAIN),
+        NormalizerAdapters(
+            channels=directory(channel()),
+            aliases=empty_aliases(),
+            publisher=publisher,
+            dead_letter=dead_letter,
+            retry=RetryThenDeadLetter(dead_letter, RetryPolicy(max_attempts=1)),
+        ),
+    )
+    delivery = page_delivery(page_entry([messaging_text("m_1"), messaging_text("m_2")]))
+    raw = deliveries.archive_record("meta", orjson.dumps(delivery), {}, NOW, delivery)
+    publisher.refuse_confirms = 1
+
+    async with on_test_broker(wiring.router, publisher) as bus:
+        # the events were handed over but never acknowledged: the batch is not committed
+        with pytest.raises(KafkaTimeoutError):
+            await bus.publish(raw, event_id=raw.delivery_id)
+        # and comes again; its events are not passed over as repeats of what was never confirmed
+        await bus.publish(raw, event_id=raw.delivery_id)
+        # once confirmed, a third delivery of the same record is a repeat
+        await bus.publish(raw, event_id=raw.delivery_id)
+
+    assert [e.provider_message_id for e in publisher.of(MessageReceived)] == ["m_1", "m_2", "m_1", "m_2"]
+    assert publisher.confirmed == 4
 
 
 def test_the_webhook_process_declares_what_its_routes_publish_and_subscribes_to_nothing() -> None:

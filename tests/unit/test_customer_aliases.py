@@ -85,9 +85,10 @@ class Channels:
 
 
 class Harness:
-    def __init__(self, aliases: KafkaCustomerAliases | None = None) -> None:
+    def __init__(self, aliases: KafkaCustomerAliases | None = None, *, settled: bool = False) -> None:
         self.published: list[Event] = []
         self.aliases = aliases or empty_aliases()
+        self.refuse_settle = False
         self.worker = Normalizer(
             Channels(),  # type: ignore[arg-type]
             self.publish,
@@ -95,7 +96,12 @@ class Harness:
             RecentIds(100),
             self.aliases,
             clock=lambda: NOW,
+            settle=self.settle if settled else None,
         )
+
+    async def settle(self) -> None:
+        if self.refuse_settle:
+            raise TimeoutError("the broker did not acknowledge in time")
 
     async def publish(self, event: Event, event_id: str) -> None:
         self.published.append(event)
@@ -222,3 +228,20 @@ async def test_a_business_messaging_limit_update_is_published_for_the_accounts_t
         "900000000000001",
     )
     assert (update.tier, update.messaging_limit) == ("TIER_2K", 2_000)
+
+
+async def test_aliases_of_a_batch_the_broker_did_not_acknowledge_are_recorded_again() -> None:
+    h = Harness(settled=True)
+    h.refuse_settle = True
+    first = await h.deliver(load("username_with_phone"))
+    with pytest.raises(TimeoutError):
+        await h.worker.settle()
+    h.refuse_settle = False
+
+    again = await h.deliver(load("username_with_phone"))  # the uncommitted batch, redelivered
+    await h.worker.settle()
+    settled = await h.deliver(load("username_with_phone"))
+
+    assert [type(e) for e in first] == [CustomerAliasRecorded, CustomerAliasRecorded, MessageReceived]
+    assert again == first  # nothing passed over as known: the topic may never have got it
+    assert settled == []  # acknowledged this time, so a repeat

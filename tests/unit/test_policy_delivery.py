@@ -18,11 +18,11 @@ import pytest
 from aiokafka import TopicPartition
 from parley_events import Event, Provider, ReplyApproved, ReplyFailed, ReplySent, SenderType
 from parley_policy.domain.retry import RetryBudget
-from parley_policy.entrypoints.subscribers import still_assigned
 from parley_policy.service import FAILED_BUDGET, FAILED_PERMANENT, Delivery, DeliveryInterrupted
 from parley_providers import ErrorKind, ProviderError
 from parley_providers.meta.errors import meta_error
 from parley_providers.meta.outbound import MetaSender
+from parley_shared.kafka import still_assigned
 
 pytestmark = pytest.mark.unit
 

@@ -3,14 +3,16 @@ in-memory test broker (no connection: records published to it reach the router's
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka.errors import KafkaTimeoutError
 from faststream.kafka import KafkaBroker, KafkaRouter, TestKafkaBroker
 from parley_events import Event
-from parley_shared.kafka import UndeclaredEvent, declared_events, encode_event, event_headers
+from parley_shared.kafka import Sent, UndeclaredEvent, declared_events, encode_event, event_headers
 
 
 class FakePublisher:
@@ -21,6 +23,9 @@ class FakePublisher:
         self.published: list[Event] = []
         self.ids: list[str] = []
         self.declared: frozenset[str] | None = None
+        self.confirmed = 0
+        self.refuse_confirms = 0
+        """How many of the next :meth:`confirm` calls fail as if the broker never answered."""
 
     def declare(self, router: KafkaRouter) -> None:
         self.declared = frozenset(declared_events(router))
@@ -30,6 +35,19 @@ class FakePublisher:
             raise UndeclaredEvent(event.event_type)
         self.published.append(event)
         self.ids.append(event_id)
+
+    async def send(self, event: Event, *, event_id: str, time: datetime | None = None) -> Sent:
+        """Recorded at once, as a send the broker has yet to acknowledge (:meth:`confirm`)."""
+        await self.publish(event, event_id=event_id, time=time)
+        acknowledged: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        acknowledged.set_result(None)
+        return Sent(ack=acknowledged, producer=None, event_type=event.event_type)
+
+    async def confirm(self, sends: Sequence[Sent], *, timeout_s: float | None = None) -> None:
+        self.confirmed += len(sends)
+        if self.refuse_confirms > 0:
+            self.refuse_confirms -= 1
+            raise KafkaTimeoutError(f"{len(sends)} publishes not acknowledged (a test's broker)")
 
     def of(self, kind: type[Event]) -> list[Any]:
         return [e for e in self.published if isinstance(e, kind)]

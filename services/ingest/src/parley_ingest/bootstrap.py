@@ -9,10 +9,17 @@ from functools import partial
 
 import httpx
 from opentelemetry.sdk.trace import TracerProvider
-from parley_events import Event, topics
+from parley_events import topics
 from parley_providers import registry
 from parley_shared.channels import KafkaChannelDirectory
-from parley_shared.kafka import DeadLetterSink, Publishes, kafka_dead_letter_sink
+from parley_shared.kafka import (
+    DeadLetterSink,
+    Publishes,
+    PublishesInFlight,
+    RetryThenDeadLetter,
+    SendWindow,
+    kafka_dead_letter_sink,
+)
 from parley_shared.logging import get_logger
 from parley_shared.runtime import Runtime, ServiceSpec, Wiring, create_app
 from parley_shared.settings import load_settings
@@ -84,8 +91,9 @@ class NormalizerAdapters:
 
     channels: KafkaChannelDirectory
     aliases: KafkaCustomerAliases
-    publisher: Publishes
+    publisher: PublishesInFlight
     dead_letter: DeadLetterSink
+    retry: RetryThenDeadLetter
     content: ContentLookups = field(default_factory=ContentLookups)
 
 
@@ -120,6 +128,7 @@ async def normalizer_adapters(settings: NormalizerSettings, rt: Runtime) -> Asyn
             ),
             publisher=rt.publisher,
             dead_letter=kafka_dead_letter_sink(rt.broker),
+            retry=rt.retry,
             content=content,
         )
 
@@ -137,21 +146,21 @@ def credential_store(settings: NormalizerSettings, rt: Runtime) -> CredentialSto
 def build_normalizer(settings: NormalizerSettings, adapters: NormalizerAdapters) -> NormalizerWiring:
     """The normalizer and its subscriber, from its adapters."""
 
-    async def publish(event: Event, event_id: str) -> None:
-        await adapters.publisher.publish(event, event_id=event_id)
-
+    # a batch's events go out without waiting for each acknowledgement; the batch waits for all
+    window = SendWindow(adapters.publisher)
     normalizer = Normalizer(
         adapters.channels,
-        publish,
+        window.publish,
         settings.channel_catch_up_timeout_s,
         RecentIds(settings.dedupe_window),
         adapters.aliases,
         content=adapters.content,
         own_app_ids=settings.own_app_ids(),
+        settle=window.confirm,
     )
     return NormalizerWiring(
         normalizer=normalizer,
-        router=normalizer_router(settings, normalizer, adapters.dead_letter),
+        router=normalizer_router(settings, normalizer, adapters.dead_letter, adapters.retry),
         read_models=[adapters.channels, adapters.aliases],
     )
 

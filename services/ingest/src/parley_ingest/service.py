@@ -76,6 +76,8 @@ class CustomerAliases(Protocol):
 
     def remember(self, channel_id: str, alias_key: str, conversation_key: str) -> None: ...
 
+    def forget(self, channel_id: str, alias_key: str) -> None: ...
+
 
 class ChannelTokens(Protocol):
     """A channel's token, read from the credential vault onboarding writes (read only: the
@@ -114,6 +116,7 @@ class Normalizer:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         content: ContentLookups | None = None,
         own_app_ids: frozenset[str] = frozenset(),
+        settle: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.content = content or ContentLookups()
         self.directory = directory
@@ -122,6 +125,11 @@ class Normalizer:
         self.own_app_ids = own_app_ids
         self.aliases = aliases
         self.publish = publish
+        # with ``settle``, ``publish`` may return before the broker acknowledged: ``settle`` then
+        # waits for everything published since it last ran
+        self._settle = settle
+        self._unsettled: list[str] = []
+        self._unsettled_aliases: list[tuple[str, str]] = []
         self.catch_up_s = catch_up_s
         self.recent = recent
         self.clock = clock
@@ -147,7 +155,27 @@ class Normalizer:
             return
         await self.publish(event, event_id)
         self.recent.add(event_id)
+        if self._settle is not None:
+            self._unsettled.append(event_id)
         metrics.NORMALIZED.labels(provider=provider, event_type=event.event_type).inc()
+
+    async def settle(self) -> None:
+        """Wait until the broker acknowledged everything published since the last settle.
+
+        On a failure the events' ids, and the customer aliases they recorded, are forgotten again,
+        so the records that led to them, handled again, publish them again instead of passing
+        them over as repeats (or finding an alias the topic never got)."""
+        unsettled, self._unsettled = self._unsettled, []
+        aliases, self._unsettled_aliases = self._unsettled_aliases, []
+        if self._settle is None:
+            return
+        try:
+            await self._settle()
+        except BaseException:
+            self.recent.forget(unsettled)
+            for channel_id, alias in aliases:
+                self.aliases.forget(channel_id, alias)
+            raise
 
     async def normalize(self, raw: WebhookReceived) -> tuple[ItemFailure, ...]:
         """Publish the delivery's events; return the items that could not be normalized.
@@ -302,6 +330,8 @@ class Normalizer:
             recorded = alias_event(channel, parsed.provider, alias, root, parsed.provider_timestamp)
             await self.publish(recorded, recorded.event_id)
             self.aliases.remember(channel_id, alias, root)
+            if self._settle is not None:
+                self._unsettled_aliases.append((channel_id, alias))
         if root == parsed.conversation_key:
             return parsed
         return dataclasses.replace(parsed, conversation_key=root)

@@ -52,6 +52,14 @@ E = TypeVar("E", bound=Event)
 CONSUMER_ACK_POLICY = AckPolicy.NACK_ON_ERROR
 """Every Parley subscriber commits after its effects, and rewinds on an escaped error."""
 
+BATCH_WAIT_MS = 20
+"""How long a batch subscriber's poll waits for a first record (FastStream's ``batch_timeout_ms``).
+
+FastStream's default, 200 ms, is also how long it then sleeps after an empty poll, so a record
+arriving at a consumer that had just caught up waited up to 400 ms before its batch began: more
+than the whole pipeline's 100 ms target (issue #18). An idle consumer polls about 25 times a
+second instead of 2.5."""
+
 
 def bootstrap_list(servers: str) -> list[str]:
     """``host:port,host:port`` as a list: FastStream takes one string as one address."""
@@ -167,6 +175,15 @@ class EventPublisher:
 
     async def publish(self, event: Event, *, event_id: str, time: datetime | None = None) -> None:
         """Publish and wait for the broker's acks=all acknowledgement (or raise)."""
+        started = asyncio.get_running_loop().time()
+        sent = await self.send(event, event_id=event_id, time=time)
+        spent = asyncio.get_running_loop().time() - started
+        await self.confirm((sent,), timeout_s=max(0.0, self.ack_timeout_s - spent))
+
+    async def send(self, event: Event, *, event_id: str, time: datetime | None = None) -> Sent:
+        """Hand the event to the producer without waiting for the broker: :meth:`confirm` waits
+        for its acknowledgement later. Several sends in flight keep their order on a partition
+        (the producer is idempotent and aiokafka sends one batch per partition at a time)."""
         if event.event_type not in self.declared:
             raise UndeclaredEvent(
                 f"{self.source} publishes {event.event_type}, which its router does not declare: "
@@ -179,18 +196,88 @@ class EventPublisher:
         try:
             # a timeout scope, not wait_for: no extra task per publish on ingest's hot path
             async with asyncio.timeout(self.ack_timeout_s):
-                await self.broker.publish(
+                ack = await self.broker.publish(
                     encode_event(event),
                     topic=self.topic_for(event),
                     key=event.key().encode(),
                     headers=headers,
+                    no_confirm=True,
                 )
         except PRODUCER_FATAL:
             # this publish fails (its caller retries, as after any unacknowledged send); the next
             # one goes through a new producer
             await renew_producer(self.broker, producer)
             raise
-        metrics.EVENTS_PUBLISHED.labels(event_type=event.event_type).inc()
+        if not isinstance(ack, asyncio.Future):  # FastStream's test broker answers at once
+            answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            answered.set_result(ack)
+            ack = answered
+        return Sent(ack=ack, producer=producer, event_type=event.event_type)
+
+    async def confirm(self, sends: Sequence[Sent], *, timeout_s: float | None = None) -> None:
+        """Wait for the acknowledgements of ``sends``, all within ``timeout_s`` (the publisher's
+        ack timeout by default); raise the first failure, or a timeout for those still unanswered.
+        A send not acknowledged in time may still reach the broker: its caller publishes it
+        again, and consumers drop the repeat by its event id."""
+        if not sends:
+            return
+        limit = self.ack_timeout_s if timeout_s is None else timeout_s
+        done, waiting = await asyncio.wait([s.ack for s in sends], timeout=limit)
+        failed: BaseException | None = None
+        for sent in sends:
+            if sent.ack not in done:
+                continue
+            if sent.ack.cancelled():  # the producer stopped under it
+                failed = failed or aiokafka.errors.KafkaConnectionError("publish abandoned by its producer")
+                continue
+            error = sent.ack.exception()
+            if error is None:
+                metrics.EVENTS_PUBLISHED.labels(event_type=sent.event_type).inc()
+                continue
+            if isinstance(error, PRODUCER_FATAL):
+                await renew_producer(self.broker, sent.producer)
+            failed = failed or error
+        if failed is not None:
+            raise failed
+        if waiting:
+            raise aiokafka.errors.KafkaTimeoutError(
+                f"{len(waiting)} of {len(sends)} publishes not acknowledged within {limit:.1f} s"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """An event handed to the producer (:meth:`EventPublisher.send`), its acknowledgement pending."""
+
+    ack: asyncio.Future[Any]
+    producer: object | None
+    event_type: str
+
+
+class PublishesInFlight(Publishes, Protocol):
+    """A publisher that can also hand events over without waiting (:class:`EventPublisher`)."""
+
+    async def send(self, event: Event, *, event_id: str, time: datetime | None = None) -> Sent: ...
+
+    async def confirm(self, sends: Sequence[Sent], *, timeout_s: float | None = None) -> None: ...
+
+
+@dataclass(slots=True)
+class SendWindow:
+    """Events published one after another without waiting for each acknowledgement, then
+    confirmed together: a consumer publishing a batch's events pays one round trip to the
+    brokers for the batch instead of one per event, and commits only after :meth:`confirm`."""
+
+    publisher: PublishesInFlight
+    pending: list[Sent] = field(default_factory=list)
+
+    async def publish(self, event: Event, event_id: str) -> None:
+        self.pending.append(await self.publisher.send(event, event_id=event_id))
+
+    async def confirm(self) -> None:
+        """Wait for every acknowledgement since the last confirm; raise if any failed or is late."""
+        sends, self.pending = self.pending, []
+        await self.publisher.confirm(sends)
 
 
 def decode_event(model: type[E], body: bytes) -> E:
@@ -293,6 +380,14 @@ def rewind(message: KafkaMessage, offsets: dict[aiokafka.TopicPartition, int]) -
             message.consumer.seek(tp, offset)
         except aiokafka.errors.IllegalStateError:
             log.info("partition no longer assigned", topic=tp.topic, partition=tp.partition)
+
+
+def still_assigned(message: KafkaMessage, partition: aiokafka.TopicPartition) -> Callable[[], bool]:
+    """Whether the consumer that fetched ``message`` still owns ``partition``."""
+    assignment = getattr(getattr(message, "consumer", None), "assignment", None)
+    if assignment is None:  # FastStream's test broker
+        return lambda: True
+    return lambda: partition in assignment()
 
 
 async def partition_lanes(
@@ -424,6 +519,7 @@ def typed_batches(
         ack_policy=CONSUMER_ACK_POLICY,
         auto_offset_reset="earliest",
         batch=True,
+        batch_timeout_ms=BATCH_WAIT_MS,
         max_records=max_records,
         title=title,
         description=description,

@@ -39,6 +39,10 @@ class KafkaCustomerAliases(CompactedTopicReader):
     def remember(self, channel_id: str, alias_key: str, conversation_key: str) -> None:
         self._roots[(channel_id, alias_key)] = conversation_key
 
+    def forget(self, channel_id: str, alias_key: str) -> None:
+        """Drop an alias remembered before its record was acknowledged, when it never was."""
+        self._roots.pop((channel_id, alias_key), None)
+
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         """Apply one record: an alias leads to its conversation key (tombstones are not written)."""
         if value is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 
 
 class RecentIds:
@@ -25,3 +26,8 @@ class RecentIds:
         self._ids.move_to_end(event_id)
         while len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
+
+    def forget(self, event_ids: Iterable[str]) -> None:
+        """Remove ids added tentatively (their publishes were not acknowledged after all)."""
+        for event_id in event_ids:
+            self._ids.pop(event_id, None)

@@ -18,7 +18,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from parley_events import WebhookReceived, qualify, topics
 from parley_shared.channels import KafkaChannelDirectory
-from parley_shared.kafka import EventPublisher, kafka_dead_letter_sink, make_broker
+from parley_shared.kafka import (
+    EventPublisher,
+    RetryPolicy,
+    RetryThenDeadLetter,
+    kafka_dead_letter_sink,
+    make_broker,
+)
 from parley_shared.progress import Progress
 from parley_shared.settings import ServiceSettings, load_settings
 
@@ -74,7 +80,8 @@ async def replay(
     # an empty dedupe memory: replaying means publishing again, with the same ids
     normalizer = Normalizer(directory, publish, catch_up_s=5.0, recent=RecentIds(0), aliases=aliases)
     # it publishes as the normalizer does: what the normalizer's router declares
-    publisher.declare(normalizer_router(settings, normalizer, kafka_dead_letter_sink(broker)))
+    sink = kafka_dead_letter_sink(broker)
+    publisher.declare(normalizer_router(settings, normalizer, sink, RetryThenDeadLetter(sink, RetryPolicy())))
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None, enable_auto_commit=False
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -38,6 +37,7 @@ from parley_events import (
     topics,
 )
 from parley_shared.kafka import (
+    BATCH_WAIT_MS,
     CONSUMER_ACK_POLICY,
     RetryThenDeadLetter,
     acknowledge_other_types,
@@ -50,6 +50,7 @@ from parley_shared.kafka import (
     record_event_type,
     rewind,
     service_router,
+    still_assigned,
     typed_batches,
     undecoded,
 )
@@ -70,14 +71,6 @@ DELIVERY_BATCH_RECORDS = 100
 DELIVERY_BATCH_TIME_S = 30.0
 """After this long a batch's lanes start no new delivery: a lane retrying through an outage ends
 its reply and the rest of its partition is fetched again by the next poll."""
-
-
-def still_assigned(message: KafkaMessage, partition: TopicPartition) -> Callable[[], bool]:
-    """Whether the consumer that fetched ``message`` still owns ``partition``."""
-    assignment = getattr(getattr(message, "consumer", None), "assignment", None)
-    if assignment is None:  # FastStream's test broker
-        return lambda: True
-    return lambda: partition in assignment()
 
 
 def deliver_replies(
@@ -126,6 +119,7 @@ def deliver_replies(
             ack_policy=CONSUMER_ACK_POLICY,
             auto_offset_reset="earliest",
             batch=True,
+            batch_timeout_ms=BATCH_WAIT_MS,
             max_records=DELIVERY_BATCH_RECORDS,
             decoder=undecoded,
             title="deliver-replies",

@@ -34,6 +34,7 @@ from parley_events import (
 )
 from parley_shared.channels import KafkaChannelDirectory
 from parley_shared.kafka import (
+    BATCH_WAIT_MS,
     CONSUMER_ACK_POLICY,
     RetryThenDeadLetter,
     acknowledge_other_types,
@@ -111,6 +112,7 @@ def routing_router(
         ack_policy=CONSUMER_ACK_POLICY,
         auto_offset_reset="earliest",
         batch=True,
+        batch_timeout_ms=BATCH_WAIT_MS,
         max_records=settings.batch_max_records,
         title="route-messages",
         description="Normalized messages, handovers, edits and removals in, in batches; conversation "
