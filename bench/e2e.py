@@ -227,6 +227,12 @@ async def raw_at(rate: int) -> dict[str, Any]:
     return _summary(sent, seen, rate)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stack_at(kind: str, url: str, rates: tuple[int, ...], work: Path) -> dict[str, Any]:
     """ingest, normalizer and routing on the store of ``url``, each rate in turn."""
     results: dict[str, Any] = {}
@@ -252,7 +258,15 @@ def stack_at(kind: str, url: str, rates: tuple[int, ...], work: Path) -> dict[st
             warm = asyncio.run(parley_at(services[0].url, ns, WARM_UP_RATE, WARM_UP_S))
             say(f"  parley on {kind}, warm-up: {warm['seen']} of {warm['sent']} arrived")
             for rate in rates:
+                before = {service.name: cpu_seconds(service.process.pid) for service in services}
                 results[str(rate)] = asyncio.run(parley_at(services[0].url, ns, rate))
+                sent = results[str(rate)]["sent"]
+                results[str(rate)]["cpu_ms_per_message"] = {
+                    service.name: round(
+                        (cpu_seconds(service.process.pid) - before[service.name]) * 1000 / sent, 3
+                    )
+                    for service in services
+                }
                 say(f"  parley on {kind} {rate}/s: {results[str(rate)]}")
         finally:
             for service in services:
