@@ -97,16 +97,18 @@ def inbox(r: dict[str, Any]) -> list[str]:
         "",
         _data(r),
         "",
-        "| store | query | queries | rows per page | p50 ms | p99 ms |",
-        "|---|---|---|---|---|---|",
+        "| store | query | queries | rows per page | p50 ms | p99 ms | full GC passes, longest pass ms |",
+        "|---|---|---|---|---|---|---|",
     ]
     limit = f"none answered in {r['setup']['time_limit_s']} s"
     for kind, variants in r["stores"].items():
         for name, v in variants.items():
             p99 = limit if v["p99_ms"] is None else v["p99_ms"]
+            gc = v.get("gc")
+            passes = f"{gc['full_passes']}, {_ms(gc['longest_ms'])}" if gc else "-"
             lines.append(
                 f"| {STORE_NAMES.get(kind, kind)} | {name} | {v['queries']} | {_ms(v['mean_rows'])} | "
-                f"{_ms(v['p50_ms'])} | {p99} |"
+                f"{_ms(v['p50_ms'])} | {p99} | {passes} |"
             )
     worst = r["worst_p99_ms"].get("postgresql")
     lines += [

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import aiokafka.errors
 import pytest
+from faststream.kafka import KafkaBroker
 from parley_events import ChannelSnapshot, ChannelStatus, Provider, qualify, topics
 from parley_shared.kafka import EventPublisher, SendWindow, current_producer, make_broker
 from parley_shared.settings import ServiceSettings
@@ -33,13 +34,19 @@ def snapshot(n: int) -> ChannelSnapshot:
     )
 
 
-async def test_a_publish_after_an_out_of_order_sequence_goes_through_a_new_producer(
-    infra: Infra, namespace: str
-) -> None:
-    broker = make_broker(ServiceSettings(kafka_bootstrap_servers=infra.kafka), "parley-test-renewal")
+def snapshot_publisher(infra: Infra, namespace: str, client_id: str) -> tuple[KafkaBroker, EventPublisher]:
+    """A broker (not yet connected) and a publisher of channel snapshots through it."""
+    broker = make_broker(ServiceSettings(kafka_bootstrap_servers=infra.kafka), client_id)
     publisher = EventPublisher(
         broker, source="/parley/test", namespace=namespace, declared=frozenset({ChannelSnapshot.event_type})
     )
+    return broker, publisher
+
+
+async def test_a_publish_after_an_out_of_order_sequence_goes_through_a_new_producer(
+    infra: Infra, namespace: str
+) -> None:
+    broker, publisher = snapshot_publisher(infra, namespace, "parley-test-renewal")
     await broker.connect()
     try:
         await publisher.publish(snapshot(1), event_id="e1")
@@ -67,10 +74,7 @@ async def test_a_publish_after_an_out_of_order_sequence_goes_through_a_new_produ
 async def test_sends_in_flight_keep_their_order_and_are_confirmed_together(
     infra: Infra, namespace: str
 ) -> None:
-    broker = make_broker(ServiceSettings(kafka_bootstrap_servers=infra.kafka), "parley-test-in-flight")
-    publisher = EventPublisher(
-        broker, source="/parley/test", namespace=namespace, declared=frozenset({ChannelSnapshot.event_type})
-    )
+    broker, publisher = snapshot_publisher(infra, namespace, "parley-test-in-flight")
     await broker.connect()
     try:
         window = SendWindow(publisher)

@@ -398,14 +398,9 @@ async def test_onboarding_publishes_template_reviews_from_its_router_serves_its_
 # --- ingest and the normalizer -------------------------------------------------------------------
 
 
-async def test_the_normalizer_publishes_what_its_router_takes_and_dead_letters_a_bad_item() -> None:
-    publisher = FakePublisher()
-    letters: list[tuple[Any, BaseException]] = []
-
-    async def dead_letter(record: Any, error: BaseException, attempts: int) -> None:
-        letters.append((record, error))
-
-    wiring = build_normalizer(
+def normalizer_on(publisher: FakePublisher, dead_letter: Any) -> Any:
+    """The normalizer wired to one Page channel, publishing to ``publisher``."""
+    return build_normalizer(
         NormalizerSettings(**PLAIN),
         NormalizerAdapters(
             channels=directory(channel()),
@@ -415,6 +410,16 @@ async def test_the_normalizer_publishes_what_its_router_takes_and_dead_letters_a
             retry=RetryThenDeadLetter(dead_letter, RetryPolicy(max_attempts=1)),
         ),
     )
+
+
+async def test_the_normalizer_publishes_what_its_router_takes_and_dead_letters_a_bad_item() -> None:
+    publisher = FakePublisher()
+    letters: list[tuple[Any, BaseException]] = []
+
+    async def dead_letter(record: Any, error: BaseException, attempts: int) -> None:
+        letters.append((record, error))
+
+    wiring = normalizer_on(publisher, dead_letter)
     no_sender = messaging_text("m_bad")
     del no_sender["sender"]
     delivery = page_delivery(page_entry([messaging_text("m_good"), no_sender]))
@@ -439,16 +444,7 @@ async def test_a_batch_the_broker_did_not_acknowledge_publishes_its_events_again
     async def dead_letter(record: Any, error: BaseException, attempts: int) -> None:
         raise AssertionError(f"nothing here is bad: {error!r}")
 
-    wiring = build_normalizer(
-        NormalizerSettings(**PLAIN),
-        NormalizerAdapters(
-            channels=directory(channel()),
-            aliases=empty_aliases(),
-            publisher=publisher,
-            dead_letter=dead_letter,
-            retry=RetryThenDeadLetter(dead_letter, RetryPolicy(max_attempts=1)),
-        ),
-    )
+    wiring = normalizer_on(publisher, dead_letter)
     delivery = page_delivery(page_entry([messaging_text("m_1"), messaging_text("m_2")]))
     raw = deliveries.archive_record("meta", orjson.dumps(delivery), {}, NOW, delivery)
     publisher.refuse_confirms = 1
