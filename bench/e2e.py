@@ -233,6 +233,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy() -> tuple[int, int]:
+    """The machine's CPU time so far, busy and in all (``/proc/stat``, in clock ticks)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+def busy_since(before: tuple[int, int]) -> float:
+    """The share of all cores busy since ``before`` (0 to 1): Kafka, the store and the sender too."""
+    busy, total = machine_busy()
+    return round((busy - before[0]) / max(1, total - before[1]), 3)
+
+
 def stack_at(kind: str, url: str, rates: tuple[int, ...], work: Path) -> dict[str, Any]:
     """ingest, normalizer and routing on the store of ``url``, each rate in turn."""
     results: dict[str, Any] = {}
@@ -259,7 +272,9 @@ def stack_at(kind: str, url: str, rates: tuple[int, ...], work: Path) -> dict[st
             say(f"  parley on {kind}, warm-up: {warm['seen']} of {warm['sent']} arrived")
             for rate in rates:
                 before = {service.name: cpu_seconds(service.process.pid) for service in services}
+                busy_before = machine_busy()
                 results[str(rate)] = asyncio.run(parley_at(services[0].url, ns, rate))
+                results[str(rate)]["machine_busy"] = busy_since(busy_before)
                 sent = results[str(rate)]["sent"]
                 results[str(rate)]["cpu_ms_per_message"] = {
                     service.name: round(

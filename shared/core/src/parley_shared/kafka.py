@@ -175,27 +175,32 @@ class EventPublisher:
 
     async def publish(self, event: Event, *, event_id: str, time: datetime | None = None) -> None:
         """Publish and wait for the broker's acks=all acknowledgement (or raise)."""
-        started = asyncio.get_running_loop().time()
-        sent = await self.send(event, event_id=event_id, time=time)
-        spent = asyncio.get_running_loop().time() - started
-        await self.confirm((sent,), timeout_s=max(0.0, self.ack_timeout_s - spent))
+        headers = self._headers(event, event_id, time)
+        producer = current_producer(self.broker)
+        try:
+            # a timeout scope, not wait_for: no extra task per publish on ingest's hot path
+            async with asyncio.timeout(self.ack_timeout_s):
+                await self.broker.publish(
+                    encode_event(event),
+                    topic=self.topic_for(event),
+                    key=event.key().encode(),
+                    headers=headers,
+                )
+        except PRODUCER_FATAL:
+            # this publish fails (its caller retries, as after any unacknowledged send); the next
+            # one goes through a new producer
+            await renew_producer(self.broker, producer)
+            raise
+        metrics.EVENTS_PUBLISHED.labels(event_type=event.event_type).inc()
 
     async def send(self, event: Event, *, event_id: str, time: datetime | None = None) -> Sent:
         """Hand the event to the producer without waiting for the broker: :meth:`confirm` waits
         for its acknowledgement later. Several sends in flight keep their order on a partition
         (the producer is idempotent and aiokafka sends one batch per partition at a time)."""
-        if event.event_type not in self.declared:
-            raise UndeclaredEvent(
-                f"{self.source} publishes {event.event_type}, which its router does not declare: "
-                "add it to the service's publishes(...) in entrypoints/subscribers.py"
-            )
-        headers = event_headers(event, event_id=event_id, source=self.source, time=time or datetime.now(UTC))
-        if self.inject_trace:
-            propagate.inject(headers)
+        headers = self._headers(event, event_id, time)
         producer = current_producer(self.broker)
         try:
-            # a timeout scope, not wait_for: no extra task per publish on ingest's hot path
-            async with asyncio.timeout(self.ack_timeout_s):
+            async with asyncio.timeout(self.ack_timeout_s):  # the producer's buffer may be full
                 ack = await self.broker.publish(
                     encode_event(event),
                     topic=self.topic_for(event),
@@ -204,8 +209,6 @@ class EventPublisher:
                     no_confirm=True,
                 )
         except PRODUCER_FATAL:
-            # this publish fails (its caller retries, as after any unacknowledged send); the next
-            # one goes through a new producer
             await renew_producer(self.broker, producer)
             raise
         if not isinstance(ack, asyncio.Future):  # FastStream's test broker answers at once
@@ -213,6 +216,18 @@ class EventPublisher:
             answered.set_result(ack)
             ack = answered
         return Sent(ack=ack, producer=producer, event_type=event.event_type)
+
+    def _headers(self, event: Event, event_id: str, time: datetime | None) -> dict[str, str]:
+        """The CloudEvents headers of a declared event (and the trace context, if asked)."""
+        if event.event_type not in self.declared:
+            raise UndeclaredEvent(
+                f"{self.source} publishes {event.event_type}, which its router does not declare: "
+                "add it to the service's publishes(...) in entrypoints/subscribers.py"
+            )
+        headers = event_headers(event, event_id=event_id, source=self.source, time=time or datetime.now(UTC))
+        if self.inject_trace:
+            propagate.inject(headers)
+        return headers
 
     async def confirm(self, sends: Sequence[Sent], *, timeout_s: float | None = None) -> None:
         """Wait for the acknowledgements of ``sends``, all within ``timeout_s`` (the publisher's
