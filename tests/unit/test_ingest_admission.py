@@ -86,6 +86,16 @@ async def test_deliveries_beyond_the_places_are_answered_503_at_once_and_the_oth
             headers={"content-type": "application/json", "x-hub-signature-256": "sha256=00"},
         )
         assert forged.status_code == 401
+        # a verified delivery is refused before it is parsed (refusing must be cheap): this one
+        # would otherwise be a 400 for not being a JSON object
+        not_an_object = b"[1, 2, 3]"
+        signature = "sha256=" + hmac.new(SECRET.encode(), not_an_object, hashlib.sha256).hexdigest()
+        unparsed = await client.post(
+            "/webhooks/meta",
+            content=not_an_object,
+            headers={"content-type": "application/json", "x-hub-signature-256": signature},
+        )
+        assert unparsed.status_code == 503
         broker.release.set()
         answers = await asyncio.gather(*held)
         assert [a.status_code for a in answers] == [200, 200, 200]

@@ -4,7 +4,9 @@ Above its capacity a webhook endpoint that queues every request makes all of the
 provider's client times out, retries, and the retries queue behind the first attempts. A fixed
 number of publishes in flight keeps the accepted ones at the broker's latency; a delivery that
 finds them all taken is answered 503 with Retry-After at once, and the provider sends it again.
-Only verified deliveries take a place, so an unsigned flood cannot crowd out the provider.
+Only verified deliveries take a place, so an unsigned flood cannot crowd out the provider. While
+every place is taken, a verified delivery is refused before it is parsed and its record built: a
+refusal must cost far less than an acceptance, or refusing alone keeps the process saturated.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ class Admission:
             raise ValueError("an admission needs at least one place")
         self.places = places
         self.taken = 0
+
+    @property
+    def full(self) -> bool:
+        """Every place is taken: a delivery arriving now would be refused."""
+        return self.taken >= self.places
 
     def enter(self) -> bool:
         if self.taken >= self.places:

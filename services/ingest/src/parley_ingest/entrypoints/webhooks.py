@@ -54,6 +54,19 @@ async def read_body(request: Request, limit: int) -> bytes:
 Verifier = Callable[[bytes, str | None], bool]
 
 
+def overloaded(provider: str, settings: IngestSettings) -> Response:
+    """503 with Retry-After: every publish place is taken (the provider sends it again)."""
+    return metrics.outcome(
+        provider,
+        "overloaded",
+        JSONResponse(
+            {"code": "overloaded", "message": "too many deliveries in flight; retry shortly"},
+            status_code=503,
+            headers={"retry-after": str(settings.overload_retry_after_s)},
+        ),
+    )
+
+
 def receive_route(
     provider: str,
     signature_header: str,
@@ -77,6 +90,10 @@ def receive_route(
         if not verify(body, request.headers.get(signature_header)):
             metrics.SIGNATURE_FAILURES.labels(provider=provider).inc()
             return metrics.outcome(provider, "bad_signature", Response(status_code=401))
+        if admission.full:
+            # refused before the body is parsed and its record built: cheap enough that a
+            # process over its capacity still answers promptly
+            return overloaded(provider, settings)
         if not deliveries.is_json_object(body):
             # signed but not a delivery: for X, a CRC answer replayed as a POST signature
             log.warning("signed body is not a JSON object, refused", provider=provider, size=len(body))
@@ -94,15 +111,7 @@ def receive_route(
             payload = None  # a broken object, archived all the same: the normalizer dead-letters it
         record = deliveries.archive_record(provider, body, dict(request.headers), datetime.now(UTC), payload)
         if not admission.enter():
-            return metrics.outcome(
-                provider,
-                "overloaded",
-                JSONResponse(
-                    {"code": "overloaded", "message": "too many deliveries in flight; retry shortly"},
-                    status_code=503,
-                    headers={"retry-after": str(settings.overload_retry_after_s)},
-                ),
-            )
+            return overloaded(provider, settings)
         metrics.PUBLISHES_IN_FLIGHT.inc()
         try:
             # the trace starts here (or continues the caller's traceparent) and travels in Kafka headers
