@@ -45,14 +45,33 @@ def span_from_headers(provider: TracerProvider, name: str, headers: Mapping[str,
 _RECORD_TRACES: ContextVar[dict[str, otel_context.Context] | None] = ContextVar("record_traces", default=None)
 
 
+def _text_headers(record: Any) -> dict[str, str]:
+    return {
+        k: v.decode(errors="replace") if isinstance(v, bytes) else str(v) for k, v in record.headers or ()
+    }
+
+
+@contextmanager
+def trace_of_record(record: Any) -> Iterator[None]:
+    """Make the trace a consumed record carries (its ``traceparent``) the current one, so what is
+    published while handling it joins that trace (a batch subscriber's own span does not)."""
+    headers = _text_headers(record)
+    if "traceparent" not in headers:
+        yield
+        return
+    token = otel_context.attach(propagate.extract(headers))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
 @contextmanager
 def record_traces(records: Iterable[Any]) -> Iterator[None]:
     """Remember the trace context of each consumed record by its key (the latest record wins)."""
     traces: dict[str, otel_context.Context] = {}
     for record in records:
-        headers = {
-            k: v.decode(errors="replace") if isinstance(v, bytes) else str(v) for k, v in record.headers or ()
-        }
+        headers = _text_headers(record)
         if "traceparent" in headers and record.key is not None:
             key = record.key.decode(errors="replace") if isinstance(record.key, bytes) else str(record.key)
             traces[key] = propagate.extract(headers)

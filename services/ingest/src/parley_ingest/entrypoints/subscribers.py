@@ -44,7 +44,7 @@ from parley_shared.kafka import (
     undecoded,
 )
 from parley_shared.logging import get_logger
-from parley_shared.tracing import record_traces
+from parley_shared.tracing import trace_of_record
 
 from parley_ingest.domain.normalize import ItemFailure
 from parley_ingest.service import Normalizer, UnprocessableDelivery
@@ -126,7 +126,7 @@ def normalizer_router(
             if event_type is None:
                 log.warning("a record without a ce_type header: acknowledged, not processed")
             return
-        with record_traces((record,)):
+        with trace_of_record(record):
             await retry.run(partial(normalize_record, record), record)
 
     async def normalize_batch(batch: Any, message: KafkaMessage) -> None:
