@@ -82,6 +82,10 @@ async def test_the_webhooks_trace_id_reaches_the_conversation_events(
     assert trace_id_of(raw[0]) == trace_id
     assert trace_id_of(inbound[0]) == trace_id
     assert {trace_id_of(r) for r in conversations} == {trace_id}
+    # the AsyncAPI documents' correlation id is the event id, on every hop
+    for record in (raw[0], inbound[0], *conversations):
+        headers = dict(record.headers)
+        assert headers["correlation_id"] == headers["ce_id"]
     # each hop is its own span: the parent span ids differ along the way
     spans = {
         dict(r.headers)["traceparent"].decode().split("-")[2] for r in (raw[0], inbound[0], conversations[0])

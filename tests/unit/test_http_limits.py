@@ -118,8 +118,10 @@ async def test_without_the_limit_the_same_body_is_read_whole() -> None:
     assert limited.status_code == 413
 
 
-def test_every_process_is_served_on_uvloop_with_h11(monkeypatch: pytest.MonkeyPatch) -> None:
-    """uvloop for the event loop; h11 (not httptools) because its head limit is the one promised."""
+def test_every_process_is_served_on_uvloop_with_capped_httptools(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvloop for the event loop; httptools for HTTP, with the process's request-head limit."""
     import uvicorn
     from parley_shared import http
     from parley_shared.settings import ServiceSettings
@@ -129,5 +131,6 @@ def test_every_process_is_served_on_uvloop_with_h11(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(http.signal, "signal", lambda *_a: None)  # keep pytest's own handlers
     http.serve("app:factory", host="127.0.0.1", port=0, shutdown_timeout_s=1.0)
     assert seen["loop"] == "uvloop"
-    assert seen["http"] == "h11"
-    assert seen["h11_max_incomplete_event_size"] == ServiceSettings().http_max_header_bytes
+    protocol = seen["http"]
+    assert isinstance(protocol, type) and issubclass(protocol, http.HeadCappedHttpTools)
+    assert protocol.head_limit == ServiceSettings().http_max_header_bytes

@@ -58,7 +58,7 @@ class ServiceSettings(BaseSettings):
     http_max_header_bytes: int = Field(
         default=16 * 1024,
         ge=1024,
-        description="Largest request line plus headers (h11's incomplete-event limit); larger gets 400.",
+        description="Largest request line plus headers; larger gets 400.",
     )
     http_forwarded_allow_ips: str = Field(
         default="127.0.0.1",

@@ -204,6 +204,11 @@ class Conversation:
     for: a second customer message in the same period asks for none."""
     recent: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """Cause id -> the events it caused (JSON), oldest cause first, bounded."""
+    _recorded: dict[int, ConversationEvent] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """The events this copy recorded itself, by sequence (not stored): :meth:`unpublished` hands
+    them out without parsing their JSON again."""
 
     # --- creation and idempotency ---------------------------------------------------------
 
@@ -232,12 +237,14 @@ class Conversation:
         """Recorded events with a sequence above the last one known to be published."""
         # only the unpublished ones are parsed (validating every remembered event was most of the
         # domain's time per message)
-        published = self.published_sequence
+        published, known = self.published_sequence, self._recorded
+        for sequence in [s for s in known if s <= published]:
+            del known[sequence]  # a cached copy lives long: keep only what may still go out
         events = [
-            _event_from_json(data)
+            known.get(sequence) or _event_from_json(data)
             for recorded in self.recent.values()
             for data in recorded
-            if data["data"]["sequence"] > published
+            if (sequence := data["data"]["sequence"]) > published
         ]
         return sorted(events, key=lambda e: e.sequence)
 
@@ -581,6 +588,7 @@ class Conversation:
 
     def _remember(self, cause: str, events: list[ConversationEvent]) -> list[ConversationEvent]:
         self.recent[cause] = [{"type": e.event_type, "data": e.model_dump(mode="json")} for e in events]
+        self._recorded.update((e.sequence, e) for e in events)
         while len(self.recent) > RECENT_LIMIT:
             oldest = next(iter(self.recent))
             if any(d["data"]["sequence"] > self.published_sequence for d in self.recent[oldest]):
