@@ -50,7 +50,7 @@ from tests.support.processes import ServiceProcess, free_port, start_service
 VEGETA = ROOT / ".local" / "bin" / "vegeta"
 FIXED_P99_MS = 10.0
 BROKER_MARGIN_MS = 10.0
-STEP_S = scaled(5, 2)
+STEP_S = scaled(10, 2)
 FIXED_S = scaled(10, 2)
 WARMUP_S = scaled(15, 3)
 DISTINCT_BODIES = 2000

@@ -38,13 +38,14 @@ from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.subscriber.usecase import LogicSubscriber
 from opentelemetry import propagate, trace
+from opentelemetry.sdk.trace import TracerProvider
 from parley_events import CloudEventAttributes, Event, dlq_name, qualify
 from pydantic import Field, SkipValidation
 
 from parley_shared import metrics
 from parley_shared.logging import get_logger
 from parley_shared.settings import ServiceSettings
-from parley_shared.tracing import record_traces
+from parley_shared.tracing import record_traces, span
 
 log = get_logger(__name__)
 
@@ -165,7 +166,7 @@ class EventPublisher:
     """On FastStream's test broker: write the current trace context (``traceparent``) into the
     headers here, for a broker without the telemetry middleware that would otherwise do it. A
     real producer always gets the current trace context."""
-    tracer: trace.Tracer | None = None
+    tracing: TracerProvider | None = None
     """Give each published event its own producer span (consumers' publishers): what a service
     publishes while handling a record is then a hop of its own in the trace."""
     declared: frozenset[str] = field(default_factory=frozenset)
@@ -216,12 +217,13 @@ class EventPublisher:
         return Sent(ack=ack, producer=producer, event_type=event.event_type)
 
     def _span(self, topic: str) -> contextlib.AbstractContextManager[object]:
-        """One producer span per published event, when this publisher has a tracer."""
-        if self.tracer is None:
+        """One producer span per published event, when this publisher makes spans."""
+        if self.tracing is None:
             return contextlib.nullcontext()
-        return self.tracer.start_as_current_span(
+        return span(
+            self.tracing,
             f"{topic} publish",
-            kind=trace.SpanKind.PRODUCER,
+            trace.SpanKind.PRODUCER,
             attributes={
                 "messaging.system": "kafka",
                 "messaging.destination.name": topic,

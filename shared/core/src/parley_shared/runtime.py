@@ -235,7 +235,7 @@ def create_app(spec: ServiceSpec[A]) -> Starlette:
             ack_timeout_s=settings.kafka_ack_timeout_s,
             inject_trace=not spec.consumes,
             # a consumer's publishes are hops of their own; ingest's continue its request's span
-            tracer=tracing.get_tracer("parley.kafka") if spec.consumes else None,
+            tracing=tracing if spec.consumes else None,
         ),
         retry=retry,
         readiness=readiness,
