@@ -223,7 +223,11 @@ async def run_cluster_fault(
         await settle_consumers(infra.kafka, namespace, report)
         if before_stop is not None:
             await before_stop(services, report)
+        # a process that died unseen leaves its group without offsets, which the lag check misses
+        if exited := sorted(n for n, s in services.items() if s.process.poll() is not None):
+            report.details.append(f"exited during the run: {exited}")
         REPORTS.append(report)
+        assert not exited, report
         return report
     finally:
         for service in services.values():

@@ -17,10 +17,21 @@ import httpx
 BIN = Path(sys.executable).parent
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free now and never handed out before by this process: the kernel may offer a port
+    it just offered again, and two services started together on one port make the second one
+    exit while the first answers its readiness checks (a `make fault` run lost a whole routing
+    process that way, 2026-12-01)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 @dataclass
