@@ -221,6 +221,14 @@ def pin(pid: int, core: int) -> None:
     subprocess.run(["taskset", "-a", "-p", "-c", str(core), str(pid)], capture_output=True, check=False)
 
 
+def unpin(pid: int) -> None:
+    """Let every thread of a process run on any core again. A child inherits its parent's
+    affinity, so a server started by a benchmark pinned to the client core would otherwise
+    share that core with the load generator."""
+    every = f"0-{(os.cpu_count() or 1) - 1}"
+    subprocess.run(["taskset", "-a", "-p", "-c", every, str(pid)], capture_output=True, check=False)
+
+
 @dataclass
 class Stack:
     """Parley processes of one benchmark run, on a topic namespace and database of their own."""

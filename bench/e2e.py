@@ -44,6 +44,7 @@ from bench.common import (
     sign,
     stack_env,
     summary_ms,
+    unpin,
     whatsapp_delivery,
 )
 from bench.sender import Post, send_open_loop
@@ -266,6 +267,7 @@ def stack_at(kind: str, url: str, rates: tuple[int, ...], work: Path) -> dict[st
         ]
         try:
             for service in services:
+                unpin(service.process.pid)  # started from this process, pinned to the client core
                 service.wait_ready(60)
             # ready is not yet consuming: the groups join and are assigned their partitions first
             warm = asyncio.run(parley_at(services[0].url, ns, WARM_UP_RATE, WARM_UP_S))

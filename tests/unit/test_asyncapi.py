@@ -120,3 +120,19 @@ def test_together_the_documents_send_every_event_type_and_carry_the_cloudevents_
                 message["headers"]["required"]
             )
     assert sent == {model.__name__ for model in EVENT_TYPES}
+
+
+@pytest.mark.parametrize("process", sorted(set(PROCESSES) - {"ingest"}))
+def test_every_subscriber_fetches_with_the_short_broker_wait(process: str) -> None:
+    """A subscriber on aiokafka's 500 ms fetch wait holds a busy partition's records up to half a
+    second behind a fetch for the idle ones (parley_shared.kafka.FETCH_WAIT_MS)."""
+    from faststream.kafka import KafkaBroker
+    from parley_shared.kafka import FETCH_WAIT_MS
+
+    from scripts.gen_docs import wirings
+
+    broker = KafkaBroker()
+    broker.include_router(wirings()[process].router)
+    waits = [s._connection_args.get("fetch_max_wait_ms") for s in broker.subscribers]  # type: ignore[attr-defined]
+    assert waits
+    assert set(waits) == {FETCH_WAIT_MS}, waits

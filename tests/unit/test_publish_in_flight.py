@@ -68,6 +68,21 @@ async def test_a_send_abandoned_by_its_producer_is_a_connection_error_not_a_canc
         await publisher().confirm([abandoned])
 
 
+async def test_outcomes_answer_for_each_send_in_order() -> None:
+    before = published()
+    refused = aiokafka.errors.NotLeaderForPartitionError()
+
+    answers = await publisher().outcomes(
+        [sent(), sent(error=refused), sent(pending=True), sent(pending=True), sent()]
+    )
+
+    assert answers[0] is None and answers[4] is None
+    assert answers[1] is refused
+    assert all(isinstance(a, aiokafka.errors.KafkaTimeoutError) for a in answers[2:4])
+    assert published() - before == 2
+    assert await publisher().outcomes([]) == []
+
+
 async def test_a_window_confirms_what_was_sent_since_it_last_confirmed() -> None:
     fake = FakePublisher()
     window = SendWindow(fake)

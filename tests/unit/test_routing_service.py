@@ -340,6 +340,44 @@ async def test_a_batch_whose_publish_fails_leaves_its_events_for_the_relay(
         assert repo.stored(conversation_id).published_sequence == 2
 
 
+async def test_a_batch_publishes_in_rounds_and_a_failed_event_stops_only_its_conversation(
+    repo: FakeRepository, publisher: Publisher
+) -> None:
+    rounds: list[list[tuple[str, int]]] = []
+
+    async def together(events: Sequence[ConversationEvent]) -> list[BaseException | None]:
+        rounds.append([(e.conversation_id, e.sequence) for e in events])
+        answers: list[BaseException | None] = []
+        for event in events:
+            if (event.conversation_id, event.sequence) == ("conv_b", 1) and len(rounds) == 1:
+                answers.append(RuntimeError("not acknowledged"))
+            else:
+                await publisher(event)
+                answers.append(None)
+        return answers
+
+    service = ConversationService(repo, publisher, clock=lambda: NOW, publish_together=together)  # type: ignore[arg-type]
+    batch = [message(1, conversation_id=c) for c in ("conv_a", "conv_b", "conv_c")]
+
+    with pytest.raises(RuntimeError, match="not acknowledged"):
+        await service.on_messages(batch)
+
+    # each round: the next event of every conversation still going; conv_b's second event is
+    # never handed over once its first failed, so it cannot overtake it
+    assert rounds == [
+        [("conv_a", 1), ("conv_b", 1), ("conv_c", 1)],
+        [("conv_a", 2), ("conv_c", 2)],
+    ]
+    assert repo.stored("conv_a").published_sequence == 2
+    assert repo.stored("conv_c").published_sequence == 2
+    assert repo.stored("conv_b").published_sequence == 0
+
+    await service.relay_outbox()
+
+    assert sequences([e for e in publisher.published if e.conversation_id == "conv_b"]) == [1, 2]
+    assert repo.stored("conv_b").published_sequence == 2
+
+
 async def test_a_batch_gives_up_after_too_many_conflicts(publisher: Publisher) -> None:
     class AlwaysConflicting(FakeRepository):
         async def save_many(self, conversations: Sequence[Conversation]) -> set[str]:

@@ -49,6 +49,16 @@ class FakePublisher:
             self.refuse_confirms -= 1
             raise KafkaTimeoutError(f"{len(sends)} publishes not acknowledged (a test's broker)")
 
+    async def outcomes(
+        self, sends: Sequence[Sent], *, timeout_s: float | None = None
+    ) -> list[BaseException | None]:
+        """Every send acknowledged, unless :attr:`refuse_confirms` makes this answer none of them."""
+        try:
+            await self.confirm(sends, timeout_s=timeout_s)
+        except KafkaTimeoutError as exc:
+            return [exc] * len(sends)
+        return [None] * len(sends)
+
     def of(self, kind: type[Event]) -> list[Any]:
         return [e for e in self.published if isinstance(e, kind)]
 

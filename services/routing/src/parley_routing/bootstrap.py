@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -11,7 +11,7 @@ from functools import partial
 from parley_events import ConversationEvent, ConversationReadRequested, topics
 from parley_shared.auth import TokenVerifier
 from parley_shared.channels import DirectoryRoles, KafkaChannelDirectory, KafkaTeamDirectory
-from parley_shared.kafka import Publishes, RetryThenDeadLetter
+from parley_shared.kafka import PublishesInFlight, RetryThenDeadLetter, Sent
 from parley_shared.runtime import Periodic, Runtime, ServiceSpec, Wiring, create_app
 from parley_shared.settings import load_settings
 from parley_shared.tracing import trace_of
@@ -41,7 +41,7 @@ class RoutingAdapters:
     repository: ConversationRepository
     channels: KafkaChannelDirectory
     teams: KafkaTeamDirectory
-    publisher: Publishes
+    publisher: PublishesInFlight
     retry: RetryThenDeadLetter
     """Takes a failing batch apart record by record (the consumers' retry-then-DLQ policy)."""
 
@@ -96,11 +96,27 @@ def build(
         with trace_of(event.conversation_id):
             await adapters.publisher.publish(event, event_id=event.event_id, time=event.occurred_at)
 
+    async def publish_together(events: Sequence[ConversationEvent]) -> list[BaseException | None]:
+        # all handed to the producer first, then their acknowledgements awaited together
+        handed: list[Sent | BaseException] = []
+        for event in events:
+            with trace_of(event.conversation_id):
+                try:
+                    handed.append(
+                        await adapters.publisher.send(event, event_id=event.event_id, time=event.occurred_at)
+                    )
+                except Exception as exc:  # this one's outcome; the others still go out
+                    handed.append(exc)
+        answers = iter(await adapters.publisher.outcomes([h for h in handed if isinstance(h, Sent)]))
+        return [h if isinstance(h, BaseException) else next(answers) for h in handed]
+
     async def request_read(request: ConversationReadRequested) -> None:
         await adapters.publisher.publish(request, event_id=request.event_id, time=request.occurred_at)
 
     cache = ConversationCache(settings.conversation_cache_per_partition)
-    service = ConversationService(adapters.repository, publish, clock, cache, channels.by_id.get)
+    service = ConversationService(
+        adapters.repository, publish, clock, cache, channels.by_id.get, publish_together=publish_together
+    )
     agents = AgentService(service, DirectoryRoles(channels, teams), channels.by_id.get, request_read)
     api = create_api(agents, TokenVerifier(settings))
     return RoutingWiring(

@@ -67,6 +67,8 @@ Inbound = MessageReceived | HandoverReceived | MessageEdited | MessageDeleted
 """What routing takes from the inbound topic."""
 
 Publish = Callable[[ConversationEvent], Awaitable[None]]
+PublishTogether = Callable[[Sequence[ConversationEvent]], Awaitable[Sequence[BaseException | None]]]
+"""Publish events of different conversations at once; each one's outcome, in order (None: acknowledged)."""
 Clock = Callable[[], datetime]
 
 
@@ -115,9 +117,14 @@ class ConversationService:
         cache: ConversationCache | None = None,
         channel_of: Callable[[str], ChannelSnapshot | None] = lambda _: None,
         ownership: PartitionEpochs | None = None,
+        publish_together: PublishTogether | None = None,
     ) -> None:
         self.repository = repository
         self.publish = publish
+        self.publish_together = publish_together or self._one_task_each
+        """How a batch's conversations publish their next events at once (by default one
+        :attr:`publish` each, concurrently; the process hands them all to the producer and then
+        waits for their acknowledgements)."""
         self.clock = clock
         self.cache = cache if cache is not None else ConversationCache()
         """The conversations of the assigned partitions, kept between batches (cache.py)."""
@@ -125,6 +132,16 @@ class ConversationService:
         """The channel read model (its snapshot carries the business hours and away message)."""
         self.ownership = ownership if ownership is not None else PartitionEpochs(repository)
         """The epochs of the inbound partitions this replica owns (ownership.py)."""
+
+    async def _one_task_each(self, events: Sequence[ConversationEvent]) -> list[BaseException | None]:
+        if len(events) == 1:  # no task for a lone event
+            try:
+                await self.publish(events[0])
+            except Exception as exc:
+                return [exc]
+            return [None]
+        answers = await asyncio.gather(*(self.publish(e) for e in events), return_exceptions=True)
+        return [a if isinstance(a, BaseException) else None for a in answers]
 
     def _away(self, message: MessageReceived) -> AwayMessage | None:
         return away_message_for(self.channel_of(message.channel_id), message.provider_timestamp)
@@ -169,8 +186,11 @@ class ConversationService:
         """
         # in order: an earlier change whose publish failed goes out before this one, and is never
         # marked published without being sent. Conversations are independent (each is its own
-        # Kafka key), so they go out concurrently and the producer batches them; within one
-        # conversation, one event after the other.
+        # Kafka key), so they go out together, in rounds: each round hands the producer the next
+        # event of every conversation not yet done and waits for all their acknowledgements
+        # (one round trip to the brokers for the batch, not one per conversation). Within one
+        # conversation an event goes out only once the one before it was acknowledged, so a
+        # failed event is never overtaken by a later one of its conversation.
         pending = [(c, fresh) for c in conversations if (fresh := c.unpublished())]
         if not pending:
             return
@@ -179,19 +199,15 @@ class ConversationService:
         if earlier:
             await self.repository.record_projections(earlier, self.clock())
 
-        async def send_in_order(events: list[ConversationEvent]) -> None:
-            for event in events:
-                await self.publish(event)
-
-        outcomes: list[BaseException | None]
-        if len(pending) == 1:
-            try:
-                await send_in_order(pending[0][1])
-                outcomes = [None]
-            except Exception as exc:  # re-raised below, after the bookkeeping
-                outcomes = [exc]
-        else:
-            outcomes = await asyncio.gather(*(send_in_order(f) for _, f in pending), return_exceptions=True)
+        outcomes: list[BaseException | None] = [None] * len(pending)
+        done = [0] * len(pending)
+        while due := [i for i, (_, f) in enumerate(pending) if outcomes[i] is None and done[i] < len(f)]:
+            answers = await self.publish_together([pending[i][1][done[i]] for i in due])
+            for i, answer in zip(due, answers, strict=True):
+                if answer is None:
+                    done[i] += 1
+                else:
+                    outcomes[i] = answer
         # record what did reach Kafka even if another conversation's publish failed, so the relay
         # re-sends only what is really missing
         sent = [(c, fresh) for (c, fresh), outcome in zip(pending, outcomes, strict=True) if outcome is None]

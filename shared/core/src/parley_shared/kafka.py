@@ -63,6 +63,19 @@ than the whole pipeline's 100 ms target (issue #18). An idle consumer polls abou
 second instead of 2.5."""
 
 
+FETCH_WAIT_MS = 25
+"""How long the broker may hold a subscriber's fetch while it has no new records (aiokafka's
+``fetch_max_wait_ms``; Kafka's default is 500).
+
+aiokafka sends one fetch at a time to a broker, for the assigned partitions whose records were
+not still waiting to be handled. A batch handled for longer than its prefetch backoff (100 ms)
+lets a fetch go out for the other partitions alone; when only the busy partition gets records
+(all of one WhatsApp business account's deliveries share a raw partition), that fetch waits the
+whole time for records that never come, and the busy partition's next records wait behind it.
+With 500 ms, ``make bench`` saw each batch stage hold records about 400 ms (issue #18). An idle
+subscriber asks each broker about 40 times a second instead of 2."""
+
+
 def bootstrap_list(servers: str) -> list[str]:
     """``host:port,host:port`` as a list: FastStream takes one string as one address."""
     return [address.strip() for address in servers.split(",") if address.strip()]
@@ -272,30 +285,56 @@ class EventPublisher:
         ack timeout by default); raise the first failure, or a timeout for those still unanswered.
         A send not acknowledged in time may still reach the broker: its caller publishes it
         again, and consumers drop the repeat by its event id."""
-        if not sends:
-            return
         limit = self.ack_timeout_s if timeout_s is None else timeout_s
-        done, waiting = await asyncio.wait([s.ack for s in sends], timeout=limit)
-        failed: BaseException | None = None
+        answers = await self._answers(sends, limit)
+        if failed := next((a for a in answers if isinstance(a, BaseException)), None):
+            raise failed
+        if late := answers.count(_LATE):
+            raise aiokafka.errors.KafkaTimeoutError(
+                f"{late} of {len(sends)} publishes not acknowledged within {limit:.1f} s"
+            )
+
+    async def outcomes(
+        self, sends: Sequence[Sent], *, timeout_s: float | None = None
+    ) -> list[BaseException | None]:
+        """Each send's outcome, in order, once all are answered or ``timeout_s`` (the ack timeout
+        by default) ran out: None for an acknowledged one, else its error (a
+        :class:`~aiokafka.errors.KafkaTimeoutError` for one still unanswered). A caller publishing
+        for several keys at once learns which of them got through."""
+        limit = self.ack_timeout_s if timeout_s is None else timeout_s
+        outcomes: list[BaseException | None] = []
+        for answer in await self._answers(sends, limit):
+            if answer is None or isinstance(answer, BaseException):
+                outcomes.append(answer)
+            else:  # not answered in time
+                late = f"publish not acknowledged within {limit:.1f} s"
+                outcomes.append(aiokafka.errors.KafkaTimeoutError(late))
+        return outcomes
+
+    async def _answers(self, sends: Sequence[Sent], limit: float) -> list[BaseException | object | None]:
+        """Each send's answer: None (acknowledged), its error, or :data:`_LATE`. A fatal producer
+        error renews the producer, as :meth:`publish` does."""
+        if not sends:
+            return []
+        done, _ = await asyncio.wait({s.ack for s in sends}, timeout=limit)
+        answers: list[BaseException | object | None] = []
         for sent in sends:
             if sent.ack not in done:
-                continue
-            if sent.ack.cancelled():  # the producer stopped under it
-                failed = failed or aiokafka.errors.KafkaConnectionError("publish abandoned by its producer")
-                continue
-            error = sent.ack.exception()
-            if error is None:
+                answers.append(_LATE)
+            elif sent.ack.cancelled():  # the producer stopped under it
+                answers.append(aiokafka.errors.KafkaConnectionError("publish abandoned by its producer"))
+            elif (error := sent.ack.exception()) is not None:
+                if isinstance(error, PRODUCER_FATAL):
+                    await renew_producer(self.broker, sent.producer)
+                answers.append(error)
+            else:
                 metrics.EVENTS_PUBLISHED.labels(event_type=sent.event_type).inc()
-                continue
-            if isinstance(error, PRODUCER_FATAL):
-                await renew_producer(self.broker, sent.producer)
-            failed = failed or error
-        if failed is not None:
-            raise failed
-        if waiting:
-            raise aiokafka.errors.KafkaTimeoutError(
-                f"{len(waiting)} of {len(sends)} publishes not acknowledged within {limit:.1f} s"
-            )
+                answers.append(None)
+        return answers
+
+
+_LATE = object()
+"""A send not answered when :meth:`EventPublisher._answers` stopped waiting."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +352,10 @@ class PublishesInFlight(Publishes, Protocol):
     async def send(self, event: Event, *, event_id: str, time: datetime | None = None) -> Sent: ...
 
     async def confirm(self, sends: Sequence[Sent], *, timeout_s: float | None = None) -> None: ...
+
+    async def outcomes(
+        self, sends: Sequence[Sent], *, timeout_s: float | None = None
+    ) -> list[BaseException | None]: ...
 
 
 @dataclass(slots=True)
@@ -570,6 +613,7 @@ def typed_batches(
         topic,
         group_id=group_id,
         ack_policy=CONSUMER_ACK_POLICY,
+        fetch_max_wait_ms=FETCH_WAIT_MS,
         auto_offset_reset="earliest",
         batch=True,
         batch_timeout_ms=BATCH_WAIT_MS,

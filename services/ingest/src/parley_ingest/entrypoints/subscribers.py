@@ -30,6 +30,7 @@ from parley_events import (
 from parley_shared.kafka import (
     BATCH_WAIT_MS,
     CONSUMER_ACK_POLICY,
+    FETCH_WAIT_MS,
     DeadLetterSink,
     RetryThenDeadLetter,
     batch_records,
@@ -154,6 +155,7 @@ def normalizer_router(
         topics.WEBHOOKS_RAW.name,
         group_id=settings.group_id("normalizer"),
         ack_policy=CONSUMER_ACK_POLICY,
+        fetch_max_wait_ms=FETCH_WAIT_MS,
         auto_offset_reset="earliest",
         batch=True,
         batch_timeout_ms=BATCH_WAIT_MS,

@@ -29,6 +29,7 @@ from parley_events import (
 )
 from parley_shared.kafka import (
     CONSUMER_ACK_POLICY,
+    FETCH_WAIT_MS,
     acknowledge_other_types,
     of_type,
     publishes,
@@ -78,6 +79,7 @@ def onboarding_router(settings: OnboardingSettings, service: OnboardingService) 
         topics.MESSAGES_INBOUND.name,
         group_id=settings.group_id("onboarding-templates"),
         ack_policy=CONSUMER_ACK_POLICY,
+        fetch_max_wait_ms=FETCH_WAIT_MS,
         auto_offset_reset="earliest",
         title="template-reviews",
         description="WhatsApp template reviews, category changes and quality ratings seen by ingest "
@@ -105,6 +107,7 @@ def onboarding_router(settings: OnboardingSettings, service: OnboardingService) 
         topics.CHANNEL_EVENTS.name,
         group_id=settings.group_id("onboarding-token-refresh"),
         ack_policy=CONSUMER_ACK_POLICY,
+        fetch_max_wait_ms=FETCH_WAIT_MS,
         auto_offset_reset="earliest",
         title="token-refresh-requests",
         description="A send found a channel's token past its end -> onboarding refreshes it now "
@@ -123,6 +126,7 @@ def onboarding_router(settings: OnboardingSettings, service: OnboardingService) 
         topics.CHANNEL_EVENTS.name,
         group_id=settings.group_id("onboarding-restrictions"),
         ack_policy=CONSUMER_ACK_POLICY,
+        fetch_max_wait_ms=FETCH_WAIT_MS,
         auto_offset_reset="earliest",
         title="sending-restrictions",
         description="A send refused because the provider restricts the account for now -> "
@@ -140,6 +144,7 @@ def onboarding_router(settings: OnboardingSettings, service: OnboardingService) 
         topics.MESSAGES_INBOUND.name,
         group_id=settings.group_id("onboarding-throughput"),
         ack_policy=CONSUMER_ACK_POLICY,
+        fetch_max_wait_ms=FETCH_WAIT_MS,
         auto_offset_reset="earliest",
         title="number-throughput",
         description="A WhatsApp number's throughput changed -> the channel's throughput read again.",

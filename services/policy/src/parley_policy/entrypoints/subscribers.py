@@ -39,6 +39,7 @@ from parley_events import (
 from parley_shared.kafka import (
     BATCH_WAIT_MS,
     CONSUMER_ACK_POLICY,
+    FETCH_WAIT_MS,
     RetryThenDeadLetter,
     acknowledge_other_types,
     batch_records,
@@ -117,6 +118,7 @@ def deliver_replies(
             topics.REPLIES.name,
             group_id=settings.group_id("policy-delivery"),
             ack_policy=CONSUMER_ACK_POLICY,
+            fetch_max_wait_ms=FETCH_WAIT_MS,
             auto_offset_reset="earliest",
             batch=True,
             batch_timeout_ms=BATCH_WAIT_MS,
@@ -200,6 +202,7 @@ def policy_router(
         topics.CHANNEL_EVENTS.name,
         group_id=settings.group_id("policy-templates"),
         ack_policy=CONSUMER_ACK_POLICY,
+        fetch_max_wait_ms=FETCH_WAIT_MS,
         auto_offset_reset="earliest",
         title="template-reviews",
         description="Approved WhatsApp templates become sendable, with their parameter counts, "

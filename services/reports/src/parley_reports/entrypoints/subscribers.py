@@ -30,7 +30,13 @@ from parley_events import (
     TopicSpec,
     topics,
 )
-from parley_shared.kafka import CONSUMER_ACK_POLICY, acknowledge_other_types, of_type, service_router
+from parley_shared.kafka import (
+    CONSUMER_ACK_POLICY,
+    FETCH_WAIT_MS,
+    acknowledge_other_types,
+    of_type,
+    service_router,
+)
 
 from parley_reports.domain.timing import ReportEvent
 from parley_reports.service import ReportService
@@ -96,6 +102,7 @@ def reports_router(settings: ReportsSettings, service: ReportService) -> KafkaRo
             topic.name,
             group_id=settings.group_id(name),
             ack_policy=CONSUMER_ACK_POLICY,
+            fetch_max_wait_ms=FETCH_WAIT_MS,
             auto_offset_reset="earliest",
             title=name,
             description=description,

@@ -36,6 +36,7 @@ from parley_shared.channels import KafkaChannelDirectory
 from parley_shared.kafka import (
     BATCH_WAIT_MS,
     CONSUMER_ACK_POLICY,
+    FETCH_WAIT_MS,
     RetryThenDeadLetter,
     acknowledge_other_types,
     decode_event,
@@ -110,6 +111,7 @@ def routing_router(
         topics.MESSAGES_INBOUND.name,
         group_id=settings.group_id("routing"),
         ack_policy=CONSUMER_ACK_POLICY,
+        fetch_max_wait_ms=FETCH_WAIT_MS,
         auto_offset_reset="earliest",
         batch=True,
         batch_timeout_ms=BATCH_WAIT_MS,
@@ -137,6 +139,7 @@ def routing_router(
         topics.REPLIES.name,
         group_id=settings.group_id("routing-replies"),
         ack_policy=CONSUMER_ACK_POLICY,
+        fetch_max_wait_ms=FETCH_WAIT_MS,
         auto_offset_reset="earliest",
         title="apply-sent-replies",
         description="Sent replies in: outbound messages and auto-ownership; agents' thread-control "
