@@ -69,8 +69,19 @@ run: setup infra-up ## start infrastructure and every service in the foreground 
 demo: $(VENV)/.synced ## send sample signed webhooks to a running stack and print the events
 	@$(RUN) python scripts/demo.py
 
+# make test runs its tests in TEST_WORKERS processes (pytest-xdist): most of their time is spent
+# waiting on the broker, the stores and the processes they start, and each test has a namespace,
+# schema and database of its own. The tests marked serial (they stop the infrastructure, or time
+# something under load) run after them, alone. TEST_WORKERS=1 runs everything in one process.
+TEST_WORKERS ?= 3
+TEST_TIERS := tests --ignore=tests/fault --ignore=tests/soak
 test: setup infra-up ## run every test tier (unit, store contract, integration, e2e, browser)
-	$(PYTEST) tests --ignore=tests/fault --ignore=tests/soak
+ifeq ($(TEST_WORKERS),1)
+	$(PYTEST) $(TEST_TIERS)
+else
+	$(PYTEST) $(TEST_TIERS) -m "not serial" -n $(TEST_WORKERS) --dist worksteal
+	$(PYTEST) $(TEST_TIERS) -m serial
+endif
 
 # the fault suite runs on a three-node cluster (the cluster faults need it); switching sizes needs
 # make infra-down first (infra.sh says so)

@@ -17,7 +17,7 @@ from tests.support.apps import running
 from tests.support.kafka import read_records
 from tests.support.payloads import body_of, messenger_text
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 SECRET = "outage-secret"
 

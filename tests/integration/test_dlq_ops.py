@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from faststream.kafka.annotations import KafkaMessage
 from parley_events import dlq_name, qualify, topics
 from parley_shared.kafka import (
@@ -17,6 +18,7 @@ from parley_shared.kafka import (
     kafka_dead_letter_sink,
     make_broker,
 )
+from parley_shared.ops import read_dlq
 from parley_shared.settings import ServiceSettings
 
 from tests.conftest import Infra
@@ -89,3 +91,28 @@ async def test_a_poison_message_is_listed_inspected_and_redriven_after_the_fix(
         assert f"{namespace}.worker\t{topic}\t0" in lag.stdout.splitlines()
     finally:
         await broker.stop()
+
+
+async def test_reading_a_dlq_goes_to_its_end_past_offsets_without_records(
+    infra: Infra, namespace: str
+) -> None:
+    """A transaction's commit marker takes an offset of its own after the last record: the read
+    ends there, by its position, and has every record; it never stops early and says less."""
+    dlq = dlq_name(qualify(topics.MESSAGES_INBOUND.name, namespace))
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka, transactional_id=f"{namespace}.tx")
+    await producer.start()
+    try:
+        async with producer.transaction():
+            for n in range(3):
+                await producer.send(dlq, f"letter {n}".encode(), key=b"k", partition=0)
+            await producer.send(dlq, b"after", key=b"k", partition=1)
+    finally:
+        await producer.stop()
+
+    letters = await read_dlq(infra.kafka, dlq)
+    assert sorted(letter.value for letter in letters) == [b"after", b"letter 0", b"letter 1", b"letter 2"]
+    assert len(await read_dlq(infra.kafka, dlq, limit=2)) == 2
+
+    # out of time before the end: an error that says where it stopped, not a short list
+    with pytest.raises(TimeoutError, match=r"not read to its end within 0 s: \[0\] at 0 of 4"):
+        await read_dlq(infra.kafka, dlq, timeout_s=0)

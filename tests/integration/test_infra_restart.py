@@ -17,7 +17,7 @@ from parley_shared.store import open_store
 
 from tests.conftest import ROOT, Infra, require_local_infra
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 
 def run_infra(command: str) -> None:

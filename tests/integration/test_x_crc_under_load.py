@@ -28,7 +28,7 @@ from parley_sandbox.x import check_crc
 from tests.conftest import Infra
 from tests.support.processes import ServiceProcess, start_service
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK = "1900000000000000001"

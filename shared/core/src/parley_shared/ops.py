@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,8 +58,18 @@ async def dlq_sizes(bootstrap: str, namespace: str = "") -> dict[str, int]:
         await consumer.stop()
 
 
-async def read_dlq(bootstrap: str, dlq: str, limit: int = 100) -> list[DeadLetter]:
-    """The records of one DLQ, oldest first (up to ``limit``)."""
+READ_TIMEOUT_S = 30.0
+"""How long :func:`read_dlq` may take to read a DLQ to its end before it gives up with an error."""
+
+
+async def read_dlq(
+    bootstrap: str, dlq: str, limit: int = 100, timeout_s: float = READ_TIMEOUT_S
+) -> list[DeadLetter]:
+    """The records of one DLQ, oldest first (up to ``limit``).
+
+    Reads until every partition's end (as it was when the read began) or ``limit``: an empty
+    poll is not the end (a busy broker can answer a fetch with nothing). :class:`TimeoutError`
+    when that takes longer than ``timeout_s``, never a shorter list than the DLQ holds."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -70,12 +81,19 @@ async def read_dlq(bootstrap: str, dlq: str, limit: int = 100) -> list[DeadLette
         await consumer.seek_to_beginning(*tps)
         found: list[DeadLetter] = []
         pending = {tp for tp in tps if ends[tp] > await consumer.position(tp)}
+        deadline = time.monotonic() + timeout_s
         while pending and len(found) < limit:
+            if time.monotonic() > deadline:
+                where = [
+                    f"[{tp.partition}] at {await consumer.position(tp)} of {ends[tp]}"
+                    for tp in sorted(pending)
+                ]
+                raise TimeoutError(f"{dlq} not read to its end within {timeout_s:g} s: {', '.join(where)}")
             batches = await consumer.getmany(*pending, timeout_ms=1000)
-            if not batches:
-                break
             for tp, records in batches.items():
                 for record in records:
+                    if record.offset >= ends[tp]:  # dead-lettered after the read began
+                        continue
                     headers = {k: v.decode(errors="replace") for k, v in record.headers}
                     found.append(
                         DeadLetter(
@@ -91,8 +109,9 @@ async def read_dlq(bootstrap: str, dlq: str, limit: int = 100) -> list[DeadLette
                             headers=tuple(record.headers),
                         )
                     )
-                    if record.offset + 1 >= ends[tp]:
-                        pending.discard(tp)
+            # by position, not by the last record: offsets a record does not hold (transaction
+            # markers, compacted records) end a partition too
+            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
         return found[:limit]
     finally:
         await consumer.stop()
