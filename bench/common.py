@@ -169,8 +169,10 @@ def whatsapp_delivery(
     message_id: str | None = None,
     text: str | None = None,
     size: int = 1024,
+    timestamp: float | None = None,
 ) -> bytes:
-    """A WhatsApp Cloud API webhook with one inbound text message, padded to about ``size`` bytes."""
+    """A WhatsApp Cloud API webhook with one inbound text message, padded to about ``size`` bytes,
+    sent at ``timestamp`` (Unix seconds; now by default)."""
     message_id = message_id or f"wamid.{uuid.uuid4().hex}"
 
     def build(body_text: str) -> bytes:
@@ -193,7 +195,9 @@ def whatsapp_delivery(
                                     {
                                         "from": wa_id,
                                         "id": message_id,
-                                        "timestamp": str(int(time.time())),
+                                        "timestamp": str(
+                                            int(time.time() if timestamp is None else timestamp)
+                                        ),
                                         "type": "text",
                                         "text": {"body": body_text},
                                     }

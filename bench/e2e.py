@@ -5,10 +5,14 @@ On each store (PostgreSQL, then the MongoDB adapter on FerretDB), on a fresh cop
 own; a WhatsApp channel is registered. An open-loop sender (one task per delivery, started on a fixed schedule
 whether or not earlier ones were answered) posts signed deliveries with distinct message ids
 from core 1; a consumer of ``parley.conversations.v1`` in the same process notes when each
-message's ``message_added`` arrives. Latency = arrival - send start. Each rate's ``stages`` split
-that time by the records' own timestamps: ingest (to the archived raw record), the normalizer
-(to the normalized event, its wait on the raw topic included) and routing (to the conversation
-event, its wait included).
+message's ``message_added`` arrives. A warm-up opens the conversations of 1,000 returning
+customers before the clock starts; in the measured run one delivery in five comes from a new
+customer and opens a conversation, evenly spread (until 2026-12-01 the first 1,000 deliveries
+of each run opened the conversations, all in its first seconds).
+
+Latency = arrival - send start. Each rate's ``stages`` split that time by the records' own
+timestamps: ingest (to the archived raw record), the normalizer (to the normalized event, its
+wait on the raw topic included) and routing (to the conversation event, its wait included).
 
 Baseline, in the same run: a raw aiokafka produce-to-consume round trip at the same rate (one
 producer with acks=all, one consumer), nothing else.
@@ -20,6 +24,7 @@ pipeline fell behind); its p50/p99 over what did arrive are kept as ``seen_*``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import tempfile
 import time
@@ -55,11 +60,16 @@ PHONE = "15550009999"
 SECONDS = scaled(10, 2)
 DRAIN_S = scaled(150, 30)
 CUSTOMERS = 1000
+"""Returning customers: each one's conversation is opened before the clock starts."""
+NEW_EVERY = 5
+"""One delivery in this many comes from a customer never seen before and opens a conversation
+(spread evenly over the run, as in steady traffic; the others go round the returning customers)."""
 RATES = (500, 1000)
 TARGET_P99_MS = 100.0
-WARM_UP_RATE, WARM_UP_S = 10, 2
-"""Deliveries sent, and waited for, before the clock starts: the services' consumer groups have
-joined and the first conversations are open."""
+WARM_UP_RATE = 200
+"""Before the clock starts, one delivery from each returning customer, waited for: the services'
+consumer groups have joined and the returning customers' conversations are open."""
+_new_customers = itertools.count()
 
 
 async def _assigned_consumer(topic: str) -> AIOKafkaConsumer:
@@ -157,7 +167,20 @@ def _summary(sent: dict[str, float], seen: dict[str, float], rate: int) -> dict[
     return {**out, "p50_ms": None, "p99_ms": None, **{f"seen_{k}": v for k, v in figures.items()}}
 
 
-async def parley_at(ingest_url: str, namespace: str, rate: int, seconds: int = SECONDS) -> dict[str, Any]:
+def customers_of(deliveries: int) -> list[str]:
+    """The sender (WhatsApp id) of each of ``deliveries``: every :data:`NEW_EVERY`-th one a new
+    customer, the others the returning customers in turn."""
+    out = []
+    for n in range(deliveries):
+        if n % NEW_EVERY == NEW_EVERY - 1:
+            out.append(f"1556{next(_new_customers):07d}")
+        else:
+            out.append(f"1555{n % CUSTOMERS:07d}")
+    return out
+
+
+async def parley_at(ingest_url: str, namespace: str, rate: int, customers: list[str]) -> dict[str, Any]:
+    """``customers[n]`` sends the n-th delivery, at ``rate`` a second."""
     consumer = await _assigned_consumer(qualify(topics.CONVERSATIONS.name, namespace))
 
     def key_of(record: Any) -> str | None:
@@ -168,13 +191,19 @@ async def parley_at(ingest_url: str, namespace: str, rate: int, seconds: int = S
     seen: dict[str, float] = {}
     added: dict[str, float] = {}
     posts = []
-    for n in range(rate * seconds):
+    start = time.time()
+    for n, customer in enumerate(customers):
         message_id = f"wamid.bench{uuid.uuid4().hex}"
-        body = whatsapp_delivery(PHONE, f"1555{n % CUSTOMERS:07d}", message_id=message_id)
+        # dated when it is due to be sent, as a provider dates a message when it is written: a
+        # message dated before its conversation's last activity is looked up in the store as a
+        # possible late redelivery (routing's _may_be_forgotten)
+        body = whatsapp_delivery(PHONE, customer, message_id=message_id, timestamp=start + n / rate)
         headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign(body)}
         posts.append(Post(message_id, "/webhooks/meta", body, headers))
     reader = asyncio.create_task(
-        _consume_until(consumer, seen, None, key_of, time.monotonic() + seconds + DRAIN_S, added)
+        _consume_until(
+            consumer, seen, None, key_of, time.monotonic() + len(customers) / rate + DRAIN_S, added
+        )
     )
     posted = await send_open_loop(ingest_url, posts, rate)
     reader.cancel()
@@ -270,12 +299,14 @@ def stack_at(kind: str, url: str, rates: tuple[int, ...], work: Path) -> dict[st
                 unpin(service.process.pid)  # started from this process, pinned to the client core
                 service.wait_ready(60)
             # ready is not yet consuming: the groups join and are assigned their partitions first
-            warm = asyncio.run(parley_at(services[0].url, ns, WARM_UP_RATE, WARM_UP_S))
+            returning = [f"1555{n:07d}" for n in range(CUSTOMERS)]
+            warm = asyncio.run(parley_at(services[0].url, ns, WARM_UP_RATE, returning))
             say(f"  parley on {kind}, warm-up: {warm['seen']} of {warm['sent']} arrived")
             for rate in rates:
                 before = {service.name: cpu_seconds(service.process.pid) for service in services}
                 busy_before = machine_busy()
-                results[str(rate)] = asyncio.run(parley_at(services[0].url, ns, rate))
+                deliveries = customers_of(rate * SECONDS)
+                results[str(rate)] = asyncio.run(parley_at(services[0].url, ns, rate, deliveries))
                 results[str(rate)]["machine_busy"] = busy_since(busy_before)
                 sent = results[str(rate)]["sent"]
                 results[str(rate)]["cpu_ms_per_message"] = {
@@ -308,6 +339,8 @@ def run(data: dataset.Preloaded, work: Path | None = None, rates: tuple[int, ...
         "setup": {
             "seconds_per_rate": SECONDS,
             "customers": CUSTOMERS,
+            "customers_mix": f"every {NEW_EVERY}th delivery from a new customer (opens a conversation), "
+            f"the others from {CUSTOMERS} returning customers whose conversations the warm-up opened",
             "sender": "open loop: one task per delivery on a fixed schedule, core 1",
             "processes": "parley-ingest, parley-normalizer, parley-routing, unpinned",
             "drain_s": DRAIN_S,

@@ -208,6 +208,11 @@ async def test_provider_message_ids_are_remembered_for_their_retention_then_prun
     assert await conversations.seen_before("conv_1", ["m_1", "m_2", "m_3", "m_1"]) == {"m_1", "m_2"}
     assert await conversations.seen_before("conv_other", ["m_1"]) == set()
     assert await conversations.seen_before("conv_1", []) == set()
+    # several conversations at once: an entry for each one asked about, found or not
+    assert await conversations.seen_before_many(
+        {"conv_1": ["m_2", "m_3", "m_2"], "conv_other": ["m_1"], "conv_none": []}
+    ) == {"conv_1": {"m_2"}, "conv_other": set(), "conv_none": set()}
+    assert await conversations.seen_before_many({}) == {}
 
     assert await conversations.prune_seen(T0 + retention - timedelta(seconds=1)) == 0
     assert await conversations.seen_before("conv_1", ["m_1"]) == {"m_1"}

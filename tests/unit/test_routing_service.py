@@ -747,6 +747,39 @@ async def test_a_redelivery_the_conversation_forgot_is_a_duplicate_and_does_not_
     assert repo.stored("conv_1").queue is Queue.RESOLVED
 
 
+async def test_a_batch_of_late_redeliveries_for_many_conversations_asks_the_store_once(
+    repo: FakeRepository, publisher: Publisher, service: ConversationService
+) -> None:
+    conversations = [f"conv_{k}" for k in range(5)]
+    for conversation_id in conversations:
+        await service.on_messages(
+            [message(n, conversation_id=conversation_id) for n in range(1, SEEN_MESSAGES_LIMIT + 11)]
+        )
+    publisher.published.clear()
+
+    # each conversation gets its forgotten first message again, and one it never had, dated
+    # before its last activity (both can only be told apart by the store)
+    again = [
+        item
+        for conversation_id in conversations
+        for item in (
+            message(1, conversation_id=conversation_id).model_copy(
+                update={"event_id": f"{conversation_id}_again"}
+            ),
+            message(0, conversation_id=conversation_id),
+        )
+    ]
+    await service.on_messages(again)
+
+    assert repo.seen_many_calls == 1
+    assert sorted(repo.seen_lookups) == sorted(["m_1", "m_0"] * 5)
+    # the redeliveries changed nothing; the messages never received joined their conversations
+    added = [e for e in publisher.published if e.event_type == "parley.conversation.message_added.v1"]
+    assert sorted((e.conversation_id, e.provider_message_id) for e in added) == [
+        (c, "m_0") for c in conversations
+    ]
+
+
 async def test_seen_provider_message_ids_are_forgotten_after_the_retention(
     repo: FakeRepository, service: ConversationService
 ) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,6 +39,8 @@ class FakeRepository:
         self.notes: dict[str, ConversationNoteAdded] = {}
         self.seen: dict[tuple[str, str], datetime] = {}  # (conversation, provider message id) -> expiry
         self.seen_lookups: list[str] = []
+        self.seen_many_calls = 0
+        """How many times the batch path asked about several conversations at once."""
         self.save_attempts = 0
         self.saves = 0
         self.idle_reads: list[tuple[str, int]] = []
@@ -130,6 +132,13 @@ class FakeRepository:
     async def seen_before(self, conversation_id: str, provider_message_ids: Sequence[str]) -> set[str]:
         self.seen_lookups.extend(provider_message_ids)
         return {i for i in provider_message_ids if (conversation_id, i) in self.seen}
+
+    async def seen_before_many(self, asked: Mapping[str, Sequence[str]]) -> dict[str, set[str]]:
+        self.seen_many_calls += 1
+        return {
+            conversation_id: await self.seen_before(conversation_id, ids)
+            for conversation_id, ids in asked.items()
+        }
 
     async def prune_seen(self, now: datetime) -> int:
         expired = [k for k, expires_at in self.seen.items() if expires_at < now]

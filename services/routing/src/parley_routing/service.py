@@ -249,14 +249,13 @@ class ConversationService:
             known |= await self.repository.seen_before(conversation.id, rest)
         return known
 
-    async def _seen_before(self, conversation: Conversation, messages: Sequence[MessageReceived]) -> set[str]:
-        """Provider message ids of ``messages`` the store remembers for this conversation.
-
-        Only a message older than the conversation's last activity, and not among the ids the
-        conversation itself remembers, can be a late redelivery the document has forgotten; the
-        store is asked about those alone, so the usual message costs no extra read.
-        """
-        candidates = [
+    @staticmethod
+    def _may_be_forgotten(conversation: Conversation, messages: Sequence[MessageReceived]) -> list[str]:
+        """Provider message ids of ``messages`` only the store can say whether this conversation
+        received: a message older than its last activity, and not among the ids the document
+        itself remembers, can be a late redelivery the document has forgotten. The store is asked
+        about those alone, so the usual message costs no extra read."""
+        return [
             m.provider_message_id
             for m in messages
             if conversation.sequence > 0
@@ -264,6 +263,10 @@ class ConversationService:
             and m.provider_message_id not in conversation.seen_messages
             and m.provider_timestamp <= conversation.last_activity_at
         ]
+
+    async def _seen_before(self, conversation: Conversation, messages: Sequence[MessageReceived]) -> set[str]:
+        """Provider message ids of ``messages`` the store remembers for this conversation."""
+        candidates = self._may_be_forgotten(conversation, messages)
         if not candidates:
             return set()
         return await self.repository.seen_before(conversation.id, candidates)
@@ -308,6 +311,7 @@ class ConversationService:
                 stored = {i: c for i, c in found.items() if c is not None}
             touched: list[Conversation] = []
             changed: list[Conversation] = []
+            work: list[tuple[Conversation, list[Inbound], list[MessageReceived]]] = []
             for conversation_id, batch in pending.items():
                 conversation = stored.get(conversation_id)
                 if conversation is None:
@@ -321,8 +325,13 @@ class ConversationService:
                         _count_unknown_changes(batch[: batch.index(opening)])
                     batch = batch[batch.index(opening) :]
                     conversation = Conversation.open(opening)
-                received = [m for m in batch if isinstance(m, MessageReceived)]
-                seen = await self._seen_before(conversation, received)
+                work.append((conversation, batch, [m for m in batch if isinstance(m, MessageReceived)]))
+            # the store is asked once for the batch about messages only it remembers (a burst of
+            # late redeliveries after an outage would otherwise cost a round trip per conversation)
+            asked = {c.id: ids for c, _, received in work if (ids := self._may_be_forgotten(c, received))}
+            seen_by_conversation = await self.repository.seen_before_many(asked) if asked else {}
+            for conversation, batch, _ in work:
+                seen = seen_by_conversation.get(conversation.id, set())
                 changes = [m for m in batch if isinstance(m, MessageEdited | MessageDeleted)]
                 known = await self._known(conversation, changes) if changes else set()
                 before, causes_before = conversation.sequence, set(conversation.recent)

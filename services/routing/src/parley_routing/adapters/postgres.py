@@ -38,7 +38,7 @@ lowers it), so a late mark cannot close the outbox over a newer change.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -472,6 +472,23 @@ class PostgresConversationRepository:
                 (conversation_id, list(dict.fromkeys(provider_message_ids))),
             )
             return {row[0] for row in await cursor.fetchall()}
+
+    async def seen_before_many(self, asked: Mapping[str, Sequence[str]]) -> dict[str, set[str]]:
+        """:meth:`seen_before` for several conversations in one query (by the primary key)."""
+        pairs = [(c, m) for c, ids in asked.items() for m in dict.fromkeys(ids)]
+        found: dict[str, set[str]] = {c: set() for c in asked}
+        if not pairs:
+            return found
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT s.conversation_id, s.provider_message_id FROM conversation_seen_messages s"
+                " JOIN unnest(%s::text[], %s::text[]) AS a(c, m)"
+                " ON s.conversation_id = a.c AND s.provider_message_id = a.m",
+                ([c for c, _ in pairs], [m for _, m in pairs]),
+            )
+            for conversation_id, provider_message_id in await cursor.fetchall():
+                found[conversation_id].add(provider_message_id)
+        return found
 
     async def prune_seen(self, now: datetime) -> int:
         """Forget provider message ids past their retention; returns how many."""

@@ -199,6 +199,11 @@ class ConversationRepository(Protocol):
 
     async def seen_before(self, conversation_id: str, provider_message_ids: Sequence[str]) -> set[str]: ...
 
+    async def seen_before_many(self, asked: Mapping[str, Sequence[str]]) -> dict[str, set[str]]:
+        """:meth:`seen_before` for several conversations (conversation id -> the provider message
+        ids asked about): an entry for each conversation asked about."""
+        ...
+
     async def prune_seen(self, now: datetime) -> int: ...
 
     async def notes_of(self, conversation: Conversation) -> list[Note]: ...
@@ -429,6 +434,13 @@ class MongoConversationRepository:
             if await self.seen.find_one({"_id": key}, {"_id": 1}) is not None:
                 found.add(provider_message_id)
         return found
+
+    async def seen_before_many(self, asked: Mapping[str, Sequence[str]]) -> dict[str, set[str]]:
+        """:meth:`seen_before` for each conversation in turn (lookups by ``_id``, for FerretDB)."""
+        return {
+            conversation_id: await self.seen_before(conversation_id, ids)
+            for conversation_id, ids in asked.items()
+        }
 
     async def prune_seen(self, now: datetime) -> int:
         """Forget provider message ids past their retention; returns how many."""
