@@ -203,9 +203,10 @@ async def test_routing_starts_with_indexes_and_runs_its_read_models_and_backgrou
     repository = FakeRepository()
     wiring = routing(repository, FakePublisher())
 
+    await wiring.prepare()  # before the broker starts: nothing is consumed before the tables exist
+    assert repository.indexed
     await wiring.start()
 
-    assert repository.indexed
     assert [m.source.name for m in wiring.read_models] == ["parley.channels.v1", "parley.teams.v1"]
     assert [p.name for p in wiring.periodic] == ["auto-resolve", "outbox-relay", "seen-messages-prune"]
 
@@ -279,6 +280,10 @@ async def test_policy_records_template_reviews_from_its_router_and_loads_them_on
     store = FakePolicyStore()
     wiring = policy(store, templates, FakeSender(), FakePublisher())
 
+    # before the broker starts: the first reply judged already has its channel's templates
+    await wiring.prepare()
+    assert store.indexed
+    assert templates.of("chn_9") == {("welcome", "en"): approved}
     await wiring.start()
     async with on_test_broker(wiring.router) as bus:
         await bus.publish(
@@ -362,6 +367,7 @@ async def test_onboarding_publishes_template_reviews_from_its_router_serves_its_
         OnboardingAdapters(store=store, connectors=connectors, publisher=publisher),
         clock=lambda: NOW,
     )
+    await wiring.prepare()
     await wiring.start()
     number = await wiring.service.register(
         tenant_id="ten_acme",

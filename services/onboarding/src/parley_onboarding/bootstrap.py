@@ -51,8 +51,10 @@ class OnboardingWiring(Wiring):
 
     service: OnboardingService
 
-    async def start(self) -> None:
+    async def prepare(self) -> None:
         await self.service.stores.ensure_indexes()
+
+    async def start(self) -> None:
         # channels that predate account claims get theirs before the API takes a connect
         await self.service.ensure_account_claims()
 

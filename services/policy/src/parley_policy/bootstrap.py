@@ -63,10 +63,11 @@ class PolicyWiring(Wiring):
     templates: TemplatesPort
     shutdown_timeout_s: float
 
-    async def start(self) -> None:
+    async def prepare(self) -> None:
         await self.service.store.ensure_indexes()
         # delivery reads the credentials onboarding writes: either service may start first
         await self.delivery.credentials.ensure_indexes()
+        # before the first reply is judged: a template check needs the channel's templates
         await self.templates.load()
 
     async def stop(self) -> None:

@@ -46,7 +46,7 @@ class ReportsWiring(Wiring):
     queries: ReportQueries
     store: ReportStore
 
-    async def start(self) -> None:
+    async def prepare(self) -> None:
         await self.store.ensure_indexes()
 
 

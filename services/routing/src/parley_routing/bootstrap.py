@@ -53,7 +53,7 @@ class RoutingWiring(Wiring):
     service: ConversationService
     repository: ConversationRepository
 
-    async def start(self) -> None:
+    async def prepare(self) -> None:
         await self.repository.ensure_indexes()
 
     async def stop(self) -> None:

@@ -79,8 +79,12 @@ class Wiring:
     periodic: Sequence[Periodic] = ()
     """Started once the read models loaded, cancelled right after :meth:`stop`."""
 
+    async def prepare(self) -> None:
+        """Runs before the broker starts, so before any subscriber consumes: the store's
+        migrations and indexes (a record handled on a fresh store would find no table)."""
+
     async def start(self) -> None:
-        """Runs once the broker started, before the read models load (indexes, loaded state)."""
+        """Runs once the broker started, before the read models load (state loaded at start)."""
 
     async def stop(self) -> None:
         """Runs first on shutdown, while every client is still open."""
@@ -187,6 +191,7 @@ async def _serving(spec: ServiceSpec[A], runtime: Runtime, app: Starlette) -> As
             finally:
                 await broker.stop()
 
+        await wiring.prepare()
         await broker.start()
         stack.push_async_callback(shutdown)
         await wiring.start()
