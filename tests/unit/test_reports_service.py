@@ -326,10 +326,11 @@ async def test_the_lag_gauge_follows_the_newest_applied_event() -> None:
     assert lag == 20 * 60  # the newest event (the owner) was at 08:10
 
 
-async def test_it_starts_with_its_indexes_and_keeps_the_channel_and_team_read_models() -> None:
+async def test_it_prepares_its_indexes_and_keeps_the_channel_and_team_read_models() -> None:
     store = FakeReportStore()
     wiring = wired(store)
-    await wiring.start()
+    await wiring.prepare()  # before the broker starts: no event is applied before the tables exist
     assert store.indexed
+    await wiring.start()
     assert [m.source.name for m in wiring.read_models] == ["parley.channels.v1", "parley.teams.v1"]
     assert [p.name for p in wiring.periodic] == ["report-lag"]
