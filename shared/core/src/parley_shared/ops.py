@@ -83,7 +83,7 @@ async def read_dlq(
         pending = {tp for tp in tps if ends[tp] > await consumer.position(tp)}
         deadline = time.monotonic() + timeout_s
         while pending and len(found) < limit:
-            if time.monotonic() > deadline:
+            if time.monotonic() >= deadline:
                 where = [
                     f"[{tp.partition}] at {await consumer.position(tp)} of {ends[tp]}"
                     for tp in sorted(pending)
