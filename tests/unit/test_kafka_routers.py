@@ -114,8 +114,8 @@ async def test_a_type_filter_takes_records_by_their_ce_type_header() -> None:
     assert not await receipts_or_reviews(record({}))
 
 
-def test_a_value_that_is_not_json_is_permanent_bad_data() -> None:
-    assert decode_json(record({}, b'{"a": [1]}')) == {"a": [1]}
+async def test_a_value_that_is_not_json_is_permanent_bad_data() -> None:
+    assert await decode_json(record({}, b'{"a": [1]}')) == {"a": [1]}
     with pytest.raises(UndecodableRecord) as refused:
-        decode_json(record({}, b"\x00not json"))
+        await decode_json(record({}, b"\x00not json"))
     assert is_permanent(refused.value)

@@ -34,8 +34,9 @@ import pydantic
 import pymongo.errors
 import structlog
 from faststream import AckPolicy, BaseMiddleware, StreamMessage
+from faststream._internal.context import Context as ContextField
 from faststream.kafka import KafkaBroker, KafkaRouter
-from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.message import KafkaMessage as FastStreamKafkaMessage
 from faststream.kafka.subscriber.usecase import LogicSubscriber
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -381,6 +382,26 @@ def decode_event(model: type[E], body: bytes) -> E:
     return model.model_validate_json(body)
 
 
+# --- what a handler is given ------------------------------------------------------------------------
+
+
+class _OnTheLoop(ContextField):
+    """FastStream's context parameter, resolved on the event loop.
+
+    FastDepends runs a synchronous ``use`` of a custom field in a worker thread (anyio's
+    ``to_thread``), and FastStream's own ``Context`` has one: a handler taking FastStream's
+    ``KafkaMessage`` paid a thread hop (a queue put, a wake-up, the GIL handed over and back) for
+    every batch or record it handled. This ``use`` is a coroutine, so FastDepends awaits it."""
+
+    async def use(self, /, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        return super().use(**kwargs)
+
+
+KafkaMessage = Annotated[FastStreamKafkaMessage, _OnTheLoop("message")]
+"""The consumed message (a record, or a batch's records) as a handler parameter: FastStream's
+``KafkaMessage`` without the worker thread. Every Parley handler takes this one."""
+
+
 # --- routers: typed subscribers and declared publications -------------------------------------
 
 
@@ -389,11 +410,12 @@ def service_router(namespace: str) -> KafkaRouter:
     return KafkaRouter(prefix=f"{namespace}." if namespace else "", decoder=decode_json)
 
 
-def decode_json(message: StreamMessage[Any]) -> Any:
+async def decode_json(message: StreamMessage[Any]) -> Any:
     """The decoder of typed subscribers: a record's value is its event's JSON data.
 
     A value that is not JSON can never be processed, so it is a :class:`PermanentError` (as a
-    body its model refuses is): the retry middleware dead-letters it at once.
+    body its model refuses is): the retry middleware dead-letters it at once. A coroutine, as
+    every decoder here: FastStream runs a synchronous decoder in a worker thread, once a record.
     """
     try:
         return orjson.loads(message.body)
@@ -401,7 +423,7 @@ def decode_json(message: StreamMessage[Any]) -> Any:
         raise UndecodableRecord(f"the record's value is not JSON: {exc}") from exc
 
 
-def undecoded(message: StreamMessage[Any]) -> Any:
+async def undecoded(message: StreamMessage[Any]) -> Any:
     """A decoder that leaves the value as it is (bytes, or a batch's list of bytes)."""
     return message.body
 

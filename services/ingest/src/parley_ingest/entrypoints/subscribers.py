@@ -11,7 +11,6 @@ from typing import Any
 import structlog
 from aiokafka import TopicPartition
 from faststream.kafka import KafkaRouter
-from faststream.kafka.annotations import KafkaMessage
 from parley_events import (
     CustomerAliasRecorded,
     HandoverReceived,
@@ -32,6 +31,7 @@ from parley_shared.kafka import (
     CONSUMER_ACK_POLICY,
     FETCH_WAIT_MS,
     DeadLetterSink,
+    KafkaMessage,
     RetryThenDeadLetter,
     batch_records,
     decode_event,

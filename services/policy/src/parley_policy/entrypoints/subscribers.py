@@ -10,7 +10,6 @@ from typing import Any
 
 from aiokafka import TopicPartition
 from faststream.kafka import KafkaRouter
-from faststream.kafka.annotations import KafkaMessage
 from parley_events import (
     ChannelReauthRequired,
     ChannelSendingRestricted,
@@ -40,6 +39,7 @@ from parley_shared.kafka import (
     BATCH_WAIT_MS,
     CONSUMER_ACK_POLICY,
     FETCH_WAIT_MS,
+    KafkaMessage,
     RetryThenDeadLetter,
     acknowledge_other_types,
     batch_records,

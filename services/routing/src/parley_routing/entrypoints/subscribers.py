@@ -9,7 +9,6 @@ from typing import Any
 import structlog
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from faststream.kafka import KafkaRouter
-from faststream.kafka.annotations import KafkaMessage
 from parley_events import (
     ConversationAwayMessageDue,
     ConversationCreated,
@@ -37,6 +36,7 @@ from parley_shared.kafka import (
     BATCH_WAIT_MS,
     CONSUMER_ACK_POLICY,
     FETCH_WAIT_MS,
+    KafkaMessage,
     RetryThenDeadLetter,
     acknowledge_other_types,
     decode_event,
