@@ -18,13 +18,48 @@ BIN = Path(sys.executable).parent
 
 
 _HANDED_OUT: set[int] = set()
+_BLOCK = 1500
+"""Ports each test worker (pytest-xdist's gw0, gw1, ...) takes its ports from, below the kernel's
+ephemeral range: workers never hand out the same port, and no outgoing connection takes one."""
+
+
+def _ports_of_this_worker() -> range | None:
+    """This process's block of ports below the ephemeral range (None: no room there)."""
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    start = 15000 + _BLOCK * (int(worker) if worker.isdigit() else 0)
+    return range(start, start + _BLOCK) if start + _BLOCK <= ephemeral_low else None
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port() -> int:
-    """A port free now and never handed out before by this process: the kernel may offer a port
-    it just offered again, and two services started together on one port make the second one
-    exit while the first answers its readiness checks (a `make fault` run lost a whole routing
-    process that way, 2026-12-01)."""
+    """A port free now, never handed out before by this process, and out of other workers' and
+    outgoing connections' way.
+
+    The kernel may offer a port it just offered again, and two services started together on one
+    port make the second one exit while the first answers its readiness checks (a `make fault`
+    run lost a whole routing process that way, 2026-12-01). A port the kernel offers is also
+    one it gives outgoing connections as their source port: between the hand-out and the
+    service's bind a Kafka or store client took one, and the normalizer of a benchmark run
+    exited with "address already in use" (2026-12-01). So ports come from below the ephemeral
+    range, in a block per test worker; where that range leaves no room, from the kernel."""
+    ports = _ports_of_this_worker()
+    if ports is not None:
+        for port in ports:
+            if port not in _HANDED_OUT and _bindable(port):
+                _HANDED_OUT.add(port)
+                return port
     while True:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
