@@ -39,6 +39,7 @@ from jsonschema import Draft202012Validator
 from parley_events import CloudEventAttributes, Provider, qualify, topics
 from parley_ingest.domain.normalize import conversation_id
 from parley_shared.auth import issue_dev_token
+from parley_shared.kafka import FROM_THE_BEGINNING
 
 from tests.conftest import Infra
 from tests.support.kafka import eventually, read_records
@@ -534,7 +535,12 @@ async def every_record(bootstrap: str, namespace: str) -> dict[str, list[Any]]:
         names = [n for n in await admin.list_topics() if n.startswith(f"{namespace}.")]
     finally:
         await admin.close()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset=FROM_THE_BEGINNING,
+    )
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()

@@ -25,6 +25,7 @@ from parley_events import (
 )
 
 from parley_shared.access import access_of, effective_role
+from parley_shared.kafka import FROM_THE_BEGINNING
 from parley_shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -62,6 +63,7 @@ class CompactedTopicReader:
             enable_auto_commit=False,
             group_id=None,
             client_id=f"parley-{self.name}",
+            auto_offset_reset=FROM_THE_BEGINNING,
         )
         await consumer.start()
         partitions = consumer.partitions_for_topic(self.topic)

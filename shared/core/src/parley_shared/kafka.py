@@ -77,6 +77,17 @@ With 500 ms, ``make bench`` saw each batch stage hold records about 400 ms (issu
 subscriber asks each broker about 40 times a second instead of 2."""
 
 
+FROM_THE_BEGINNING = "earliest"
+"""``auto_offset_reset`` of a consumer that assigns itself partitions and seeks to their beginning
+(the channel directory, ``parley dlq``, the reports rebuild).
+
+aiokafka resets a freshly assigned partition by the consumer's own strategy (Kafka's default,
+``latest``) while the seek's reset is requested; when that first answer comes back after the
+seek it still applies it, and the reader starts at the end (the Java client had the same race,
+KAFKA-7703). ``make test`` saw ``dlq inspect`` read nothing of a DLQ that held four records
+(2026-12-01). With the same strategy on both, whichever answer lands first is the beginning."""
+
+
 def bootstrap_list(servers: str) -> list[str]:
     """``host:port,host:port`` as a list: FastStream takes one string as one address."""
     return [address.strip() for address in servers.split(",") if address.strip()]

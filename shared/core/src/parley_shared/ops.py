@@ -10,6 +10,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from parley_events import all_topics
 
+from parley_shared.kafka import FROM_THE_BEGINNING
+
 DLQ_HEADER_PREFIX = "parley_dlq_"
 
 
@@ -70,7 +72,12 @@ async def read_dlq(
     Reads until every partition's end (as it was when the read began) or ``limit``: an empty
     poll is not the end (a busy broker can answer a fetch with nothing). :class:`TimeoutError`
     when that takes longer than ``timeout_s``, never a shorter list than the DLQ holds."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset=FROM_THE_BEGINNING,
+    )
     await consumer.start()
     try:
         tps = await _partitions(consumer, dlq)

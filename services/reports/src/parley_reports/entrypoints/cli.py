@@ -21,7 +21,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from parley_events import TopicSpec, qualify, topics
 from parley_shared.channels import KafkaChannelDirectory
-from parley_shared.kafka import decode_event
+from parley_shared.kafka import FROM_THE_BEGINNING, decode_event
 from parley_shared.progress import Progress
 from parley_shared.settings import ServiceSettings, load_settings
 from parley_shared.store import open_store
@@ -76,6 +76,7 @@ async def rebuild(settings: ReportsSettings) -> RebuildReport:
         group_id=None,
         enable_auto_commit=False,
         client_id="parley-reports-rebuild",
+        auto_offset_reset=FROM_THE_BEGINNING,
     )
     try:
         reports = report_store(store)
