@@ -23,15 +23,22 @@ _BLOCK = 1500
 ephemeral range: workers never hand out the same port, and no outgoing connection takes one."""
 
 
+def block_of(worker: str, ephemeral_low: int) -> range | None:
+    """The ports of test worker ``worker`` ("gw3"; anything else counts as the first), below a
+    kernel ephemeral range starting at ``ephemeral_low`` (None: no room there)."""
+    number = worker.removeprefix("gw")
+    start = 15000 + _BLOCK * (int(number) if number.isdigit() else 0)
+    return range(start, start + _BLOCK) if start + _BLOCK <= ephemeral_low else None
+
+
 def _ports_of_this_worker() -> range | None:
-    """This process's block of ports below the ephemeral range (None: no room there)."""
+    """This process's block of ports (None: the kernel's ephemeral range is unknown or leaves no
+    room below it)."""
     try:
         ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    start = 15000 + _BLOCK * (int(worker) if worker.isdigit() else 0)
-    return range(start, start + _BLOCK) if start + _BLOCK <= ephemeral_low else None
+    return block_of(os.environ.get("PYTEST_XDIST_WORKER", "gw0"), ephemeral_low)
 
 
 def _bindable(port: int) -> bool:

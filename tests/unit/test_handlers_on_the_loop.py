@@ -7,6 +7,7 @@ every record a per-record subscriber handles and every batch a batch subscriber 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
@@ -144,3 +145,15 @@ async def test_faststreams_own_message_parameter_takes_a_thread_so_parley_has_it
 
     assert got == [ChannelSnapshot.event_type, "parley.other.v1"]
     assert thread_hops == ["Context.use"] * 2
+
+
+def test_no_service_handler_takes_faststreams_own_message_parameter() -> None:
+    """Parley's code imports the message parameter from parley_shared.kafka only."""
+    root = Path(__file__).resolve().parents[2]
+    offenders = [
+        str(path.relative_to(root))
+        for tree in ("services", "shared")
+        for path in (root / tree).rglob("*.py")
+        if "faststream.kafka.annotations import" in path.read_text(encoding="utf-8")
+    ]
+    assert offenders == []
